@@ -1,0 +1,256 @@
+//! Registry metadata: repositories, which blobs each repository may see,
+//! manifests and what they reference, tags, referrers and upload sessions.
+//!
+//! # Layout
+//!
+//! - [`MetaStore`]: the trait, with its contract.
+//! - [`sqlite`]: the SQLite backend (the default, embedded).
+//! - [`suite`]: the shared test suite every backend must pass.
+//!
+//! **All SQL lives in this crate.** Callers speak in `berth_oci` types; rows and
+//! connections never leave it. Every method that changes more than one row runs
+//! in one transaction, so a reader never sees a manifest without its references
+//! or a tag pointing at a missing manifest.
+
+use berth_oci::{Digest, RepoName, Tag};
+
+pub mod sqlite;
+#[cfg(any(test, feature = "test-suite"))]
+pub mod suite;
+
+/// Seconds since the Unix epoch. Time is always passed in, never read inside a
+/// backend, so tests control it.
+pub type Timestamp = i64;
+
+/// A manifest as stored: its bytes plus what was parsed from them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestRecord {
+    pub digest: Digest,
+    pub media_type: String,
+    /// The artifact type the referrers API reports (see `ParsedManifest::artifact_type`).
+    pub artifact_type: Option<String>,
+    /// The manifest's `subject`, if it refers to another manifest.
+    pub subject: Option<Digest>,
+    /// The manifest's annotations as a JSON object, for the referrers API.
+    pub annotations: Option<String>,
+    /// The exact bytes pushed; `digest` is their digest.
+    pub payload: Vec<u8>,
+}
+
+/// A manifest to store, with everything it references inside its repository.
+#[derive(Clone, Debug)]
+pub struct NewManifest {
+    pub record: ManifestRecord,
+    /// Blobs (config and distributable layers) that must be linked to the repository.
+    pub blobs: Vec<Digest>,
+    /// Child manifests (of an index) that must exist in the repository.
+    pub children: Vec<Digest>,
+}
+
+/// One entry of the referrers list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Referrer {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    pub annotations: Option<String>,
+}
+
+/// An upload session's persisted state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadRecord {
+    /// The upload's id in its textual (UUID) form.
+    pub id: String,
+    pub repository: RepoName,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// The storage backend's `UploadProgress`, serialized as JSON by the caller.
+    pub progress: String,
+}
+
+/// What a manifest deletion removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeletedManifest {
+    /// Tags that pointed at the manifest and are gone with it.
+    pub tags: Vec<Tag>,
+}
+
+/// Errors of a metadata backend.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// A manifest refers to blobs not linked into its repository.
+    #[error("manifest references unknown blobs")]
+    MissingBlobs(Vec<Digest>),
+    /// An index refers to manifests not stored in its repository.
+    #[error("index references unknown manifests")]
+    MissingManifests(Vec<Digest>),
+    /// The upload is held by another writer (its lease has not expired).
+    #[error("upload is busy")]
+    UploadBusy,
+    #[error("upload not found")]
+    UploadNotFound,
+    /// The manifest is still referenced by an index in the same repository.
+    #[error("manifest is referenced by {0}")]
+    ManifestReferenced(Digest),
+    #[error("database error: {0}")]
+    Database(String),
+    /// Stored data could not be decoded: a bug or a corrupted database.
+    #[error("corrupt metadata: {0}")]
+    Corrupt(String),
+}
+
+/// The registry's metadata.
+///
+/// Contract common to all methods: safe to call concurrently from many tasks
+/// and from several processes sharing one database; every method is atomic.
+/// Lists are sorted by byte order of their text (which is what clients expect
+/// from `_catalog` and tag lists), and `after` pages start strictly after the
+/// given value.
+#[async_trait::async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    // --- repositories ---
+
+    /// Lists repository names after `after`, at most `limit`. A repository
+    /// exists once anything (blob link, manifest, upload) was created in it.
+    async fn list_repositories(
+        &self,
+        after: Option<&RepoName>,
+        limit: usize,
+    ) -> Result<Vec<RepoName>, MetaError>;
+
+    // --- blobs ---
+
+    /// Records that `digest` (of `size` bytes) is stored and may be seen
+    /// through `repository`, creating the repository if needed. Idempotent.
+    async fn link_blob(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+        size: u64,
+        now: Timestamp,
+    ) -> Result<(), MetaError>;
+
+    /// Returns the blob's size if it is linked into `repository`.
+    async fn linked_blob_size(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetaError>;
+
+    /// Removes the link between `repository` and the blob. Returns whether a
+    /// link existed. The blob's bytes are left to garbage collection.
+    async fn unlink_blob(&self, repository: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
+
+    // --- manifests and tags ---
+
+    /// Stores a manifest in `repository` (creating the repository) and points
+    /// `tag` at it if given, replacing the tag's previous target. Fails with
+    /// `MissingBlobs`/`MissingManifests` (storing nothing) unless every blob in
+    /// `manifest.blobs` is linked to the repository and every child manifest is
+    /// stored in it, checked in the same transaction as the insert. Storing a
+    /// manifest that exists already only updates the tag.
+    async fn put_manifest(
+        &self,
+        repository: &RepoName,
+        manifest: &NewManifest,
+        tag: Option<&Tag>,
+        now: Timestamp,
+    ) -> Result<(), MetaError>;
+
+    /// Fetches a manifest by digest.
+    async fn manifest_by_digest(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>, MetaError>;
+
+    /// Fetches the manifest a tag points at.
+    async fn manifest_by_tag(
+        &self,
+        repository: &RepoName,
+        tag: &Tag,
+    ) -> Result<Option<ManifestRecord>, MetaError>;
+
+    /// Deletes a manifest and every tag pointing at it. Returns `None` if it
+    /// was not stored. Fails with `ManifestReferenced` if an index in the same
+    /// repository lists it.
+    async fn delete_manifest(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<DeletedManifest>, MetaError>;
+
+    /// Deletes a tag, leaving the manifest. Returns whether the tag existed.
+    async fn delete_tag(&self, repository: &RepoName, tag: &Tag) -> Result<bool, MetaError>;
+
+    /// Lists tags of the repository after `after`, at most `limit`. Returns
+    /// `None` if the repository does not exist.
+    async fn list_tags(
+        &self,
+        repository: &RepoName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<Tag>>, MetaError>;
+
+    /// Lists manifests in `repository` whose subject is `subject`, optionally
+    /// only those of one artifact type, sorted by digest.
+    async fn referrers(
+        &self,
+        repository: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>, MetaError>;
+
+    // --- uploads ---
+
+    /// Records a new upload session (creating the repository).
+    async fn create_upload(&self, upload: &UploadRecord) -> Result<(), MetaError>;
+
+    /// Fetches an upload of `repository`; `None` if absent or in another repository.
+    async fn get_upload(
+        &self,
+        repository: &RepoName,
+        id: &str,
+    ) -> Result<Option<UploadRecord>, MetaError>;
+
+    /// Takes the upload's write lease for `lease_secs` under the holder name
+    /// `holder` and returns the record. Fails with `UploadBusy` while another
+    /// holder's lease runs, `UploadNotFound` if absent.
+    async fn lock_upload(
+        &self,
+        repository: &RepoName,
+        id: &str,
+        holder: &str,
+        now: Timestamp,
+        lease_secs: i64,
+    ) -> Result<UploadRecord, MetaError>;
+
+    /// Stores new progress and releases the lease if `holder` still holds it.
+    /// Fails with `UploadBusy` if the lease was lost (expired and taken).
+    async fn update_upload(
+        &self,
+        id: &str,
+        holder: &str,
+        progress: &str,
+        now: Timestamp,
+    ) -> Result<(), MetaError>;
+
+    /// Releases the lease without changing progress (after a failed write).
+    async fn unlock_upload(&self, id: &str, holder: &str) -> Result<(), MetaError>;
+
+    /// Deletes the upload record. Returns whether it existed.
+    async fn delete_upload(&self, id: &str) -> Result<bool, MetaError>;
+
+    /// Lists uploads last updated before `before`, at most `limit`, oldest first.
+    async fn expired_uploads(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>, MetaError>;
+
+    // --- operations ---
+
+    /// Whether the database answers (used by `/readyz`).
+    async fn check_ready(&self) -> Result<(), MetaError>;
+}

@@ -1,0 +1,1 @@
+//! Shared test suite (to be written).

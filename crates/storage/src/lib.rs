@@ -1,0 +1,171 @@
+//! Content-addressed blob storage.
+//!
+//! # Layout
+//!
+//! - [`BlobStore`]: the trait every backend implements, with its contract.
+//! - [`fs`]: the filesystem backend (the default, single-node).
+//! - [`suite`]: the shared test suite every backend must pass.
+//!
+//! A backend stores bytes under their digest and holds in-progress uploads. It
+//! knows nothing of repositories, manifests, tags or HTTP: which repository may
+//! see which blob is the metadata store's business. It never makes a blob
+//! visible under a digest it has not itself verified over the exact bytes.
+
+use std::pin::Pin;
+
+use berth_oci::{ByteRange, Digest};
+use bytes::Bytes;
+use futures::Stream;
+
+pub mod fs;
+#[cfg(any(test, feature = "test-suite"))]
+pub mod suite;
+
+/// A stream of bytes flowing into or out of the store.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// The identifier of an upload session, chosen by the caller (a random UUID).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UploadId(uuid::Uuid);
+
+impl UploadId {
+    pub fn new_random() -> Self {
+        UploadId(uuid::Uuid::new_v4())
+    }
+
+    /// Parses the textual form; anything but a UUID is rejected so that an id
+    /// can be used safely as a path component or object key.
+    pub fn parse(s: &str) -> Option<Self> {
+        uuid::Uuid::try_parse(s).ok().map(UploadId)
+    }
+}
+
+impl std::fmt::Display for UploadId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.as_hyphenated().fmt(f)
+    }
+}
+
+/// How far an upload has come. The caller persists it (in the metadata store)
+/// between requests and hands the latest one back with the next call, so that
+/// any node can continue an upload another node started.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UploadProgress {
+    /// Bytes received so far.
+    pub size: u64,
+    /// The serialized sha256 state over those bytes (see `berth_oci::Hasher::to_state`),
+    /// so finishing never re-reads the data when the client's digest is sha256.
+    pub hash_state: Vec<u8>,
+    /// Backend-specific state (for S3: the multipart upload id and parts), opaque
+    /// to callers.
+    #[serde(default)]
+    pub backend_state: serde_json::Value,
+}
+
+/// A blob (or part of one) being read.
+pub struct BlobBody {
+    /// Bytes in `stream`.
+    pub len: u64,
+    pub stream: ByteStream,
+}
+
+/// Errors of a storage backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("blob not found")]
+    BlobNotFound,
+    #[error("upload not found")]
+    UploadNotFound,
+    /// The bytes received do not hash to the digest the client claimed.
+    #[error("digest mismatch: computed {computed}")]
+    DigestMismatch { computed: Digest },
+    /// The upload's stored data does not agree with the progress handed in:
+    /// another writer advanced it, or a crash lost data.
+    #[error("upload progress conflict")]
+    ProgressConflict,
+    /// Reading the request body failed (client went away, body limit exceeded).
+    #[error("reading the incoming data failed: {0}")]
+    Incoming(std::io::Error),
+    #[error("storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+/// A stored object found by [`BlobStore::list_blobs`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub digest: Digest,
+    pub size: u64,
+    /// Seconds since the Unix epoch when the object was last written.
+    pub modified: i64,
+}
+
+/// Content-addressed blob storage with resumable uploads.
+///
+/// Contract common to all methods: they are safe to call concurrently from
+/// several tasks and several processes sharing the same store, except that the
+/// caller serializes calls that take the same upload's `UploadProgress` (the
+/// metadata store holds a lease on the upload while a chunk is written).
+#[async_trait::async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Returns the size of the blob stored under `digest`, or `None`.
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, StorageError>;
+
+    /// Streams the blob, or the given part of it. `range` must lie within the
+    /// blob (the caller checks it against the size it knows). Fails with
+    /// `BlobNotFound` if absent.
+    async fn read_blob(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<BlobBody, StorageError>;
+
+    /// Removes the blob. Removing an absent blob succeeds.
+    async fn delete_blob(&self, digest: &Digest) -> Result<(), StorageError>;
+
+    /// Lists stored blobs whose digest text sorts after `after`, at most `limit`,
+    /// in digest-text order. Used by the sweep that removes objects the metadata
+    /// does not know, never on a request path.
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<StoredBlob>, StorageError>;
+
+    /// Starts an empty upload and returns its initial progress.
+    async fn begin_upload(&self, id: &UploadId) -> Result<UploadProgress, StorageError>;
+
+    /// Appends `data` at `progress.size` and returns the new progress. Data a
+    /// failed earlier call left beyond `progress.size` is discarded first. The
+    /// appended bytes are durable when this returns. On error the caller's
+    /// `progress` is still valid.
+    async fn write_chunk(
+        &self,
+        id: &UploadId,
+        progress: &UploadProgress,
+        data: ByteStream,
+    ) -> Result<UploadProgress, StorageError>;
+
+    /// Verifies that the upload's bytes hash to `expected` and makes them
+    /// visible as that blob, atomically and durably; then removes the upload.
+    /// If the blob already exists the upload is discarded and the existing blob
+    /// kept. On `DigestMismatch` nothing becomes visible and the upload remains.
+    /// Returns the blob's size.
+    async fn finish_upload(
+        &self,
+        id: &UploadId,
+        progress: &UploadProgress,
+        expected: &Digest,
+    ) -> Result<u64, StorageError>;
+
+    /// Removes an upload and its data. Removing an absent upload succeeds.
+    async fn abort_upload(
+        &self,
+        id: &UploadId,
+        progress: Option<&UploadProgress>,
+    ) -> Result<(), StorageError>;
+
+    /// Whether the store answers (used by `/readyz`).
+    async fn check_ready(&self) -> Result<(), StorageError>;
+}
