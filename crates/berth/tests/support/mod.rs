@@ -1,0 +1,160 @@
+//! Shared harness for end-to-end tests: starts the real `berth` binary on a
+//! free loopback port with a fresh data directory, and finds client tools.
+//!
+//! Setting `BERTH_E2E_REGISTRY=127.0.0.1:PORT` runs a test against an already
+//! running registry instead (useful to compare Berth with another registry).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running registry under test.
+pub struct TestRegistry {
+    /// `127.0.0.1:PORT`, the form clients use in image references.
+    pub addr: String,
+    /// The data directory (`None` for an external registry).
+    pub data_dir: Option<tempfile::TempDir>,
+    child: Option<Child>,
+}
+
+impl TestRegistry {
+    /// Starts `berth serve` on port 0 with a fresh data directory.
+    pub fn start() -> TestRegistry {
+        TestRegistry::start_with(&[])
+    }
+
+    /// Starts `berth serve` with extra arguments.
+    pub fn start_with(extra_args: &[&str]) -> TestRegistry {
+        if let Ok(addr) = std::env::var("BERTH_E2E_REGISTRY") {
+            return TestRegistry { addr, data_dir: None, child: None };
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (child, addr) = spawn_berth(dir.path(), extra_args);
+        TestRegistry { addr, data_dir: Some(dir), child: Some(child) }
+    }
+
+    /// Stops the server (SIGTERM, then wait) and starts it again on the same
+    /// data directory, on a new port.
+    pub fn restart(&mut self, extra_args: &[&str]) {
+        self.stop();
+        let dir = self.data_dir.as_ref().expect("restart needs a local registry").path().to_path_buf();
+        let (child, addr) = spawn_berth(&dir, extra_args);
+        self.child = Some(child);
+        self.addr = addr;
+    }
+
+    /// Sends SIGTERM and waits for a graceful exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The process id of the server, for /proc measurements.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The path of the `berth` binary cargo built for these tests.
+pub fn berth_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_berth"))
+}
+
+fn spawn_berth(data_dir: &Path, extra_args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(berth_binary())
+        .arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra_args)
+        .env("BERTH_LOG", std::env::var("BERTH_LOG").unwrap_or_else(|_| "warn".into()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start berth");
+    // The server prints exactly one line "listening on ADDR" on stdout once the
+    // socket is bound; everything else goes to stderr.
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read berth stdout");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line from berth: {line:?}"))
+        .to_string();
+    (child, addr)
+}
+
+/// Finds a client tool. Returns `None` (after recording a loud skip notice)
+/// when it is missing outside CI; inside CI (`CI=true`) a missing tool fails
+/// the test, because CI installs every client.
+pub fn require_tool(tool: &str, test: &str) -> Option<PathBuf> {
+    if let Some(path) = which(tool) {
+        return Some(path);
+    }
+    let in_ci = std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false);
+    if in_ci {
+        panic!("{test}: required client {tool:?} is not installed (CI=true: missing clients are failures)");
+    }
+    record_skip(test, &format!("{tool} is not installed"));
+    None
+}
+
+/// Records a skipped test in `target/e2e-skipped.txt` (read and printed by
+/// the README's test command) and on stderr.
+pub fn record_skip(test: &str, why: &str) {
+    eprintln!("\n*** SKIPPED {test}: {why} ***\n");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e-skipped.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        use std::io::Write;
+        let _ = writeln!(f, "{test}: {why}");
+    }
+}
+
+/// Whether the tests run as root (daemons such as dockerd and containerd need it).
+pub fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false)
+}
+
+pub fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(tool)).find(|p| p.is_file())
+}
+
+/// Runs a command, panicking with its output if it fails; returns stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
