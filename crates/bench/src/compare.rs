@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::client::Result;
+use crate::scenarios::format_value;
 
 /// The figures of one registry (or of the machine) over all rounds, in the
 /// order they first appeared.
@@ -119,12 +120,7 @@ pub fn run(
 }
 
 fn show(value: Option<f64>) -> String {
-    match value {
-        None => "–".to_string(),
-        Some(value) if value.abs() >= 100.0 => format!("{value:.0}"),
-        Some(value) if value.abs() >= 1.0 => format!("{value:.2}"),
-        Some(value) => format!("{value:.4}"),
-    }
+    value.map(format_value).unwrap_or_else(|| "–".to_string())
 }
 
 #[cfg(test)]

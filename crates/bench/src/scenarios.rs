@@ -164,8 +164,9 @@ impl Report {
     }
 }
 
-/// Three significant digits at least, without a useless tail of decimals.
-fn format_value(value: f64) -> String {
+/// Three significant digits at least, and no decimals on whole numbers
+/// (counts), so lines stay short and readable.
+pub fn format_value(value: f64) -> String {
     if value.abs() >= 100.0 || value == value.trunc() {
         format!("{value:.0}")
     } else if value.abs() >= 1.0 {
