@@ -5,22 +5,32 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
 use sha2::{Digest as _, Sha256};
 
-use crate::client::Result;
+use crate::client::{Result, Target};
 use crate::content::random_bytes;
+use crate::rate::{self, RequestTemplate};
 use crate::scenarios::Report;
 
 const MIB: usize = 1024 * 1024;
 const MB: f64 = 1_000_000.0;
 
-/// Prints `hw_sha256`, `hw_loopback_tcp`, `hw_disk_write_fsync` and
-/// `hw_small_file_fsync`.
+/// Prints `hw_sha256`, `hw_loopback_tcp`, `hw_disk_write_fsync`,
+/// `hw_small_file_fsync` and `hw_http_ceiling`.
 pub fn run(dir: &Path, quick: bool) -> Result<()> {
     let mut report = Report::default();
     let scale = if quick { 16 } else { 1 };
+    let ceiling_duration = if quick {
+        Duration::from_millis(300)
+    } else {
+        Duration::from_secs(3)
+    };
     report.figure("hw_sha256", sha256_speed(512 * MIB / scale), "MB/s");
     report.figure(
         "hw_loopback_tcp",
@@ -37,7 +47,62 @@ pub fn run(dir: &Path, quick: bool) -> Result<()> {
         small_file_fsync_rate(dir, 200 / scale)?,
         "files/s",
     );
+    report.figure("hw_http_ceiling", http_ceiling(ceiling_duration)?, "req/s");
     Ok(())
+}
+
+/// The request rate this load generator reaches against the cheapest
+/// possible HTTP server (hyper on one thread answering every request with a
+/// fixed 1 KiB body, about a manifest's size), with 64 connections as in
+/// `manifest_get`. Both share the machine's cores as the scenarios do, so no
+/// registry can show more than this through this tool on this machine: a
+/// figure near it means the tool, not the registry, is the limit.
+fn http_ceiling(duration: Duration) -> Result<f64> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let address = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || -> Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let body = Bytes::from(vec![b'x'; 1024]);
+            let accept_loop = async {
+                loop {
+                    let (stream, _) = listener.accept().await?;
+                    stream.set_nodelay(true)?;
+                    let body = body.clone();
+                    let service = service_fn(move |_request| {
+                        let body = body.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(body)))
+                        }
+                    });
+                    tokio::spawn(
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service),
+                    );
+                }
+            };
+            tokio::select! {
+                result = accept_loop => result,
+                _ = stopped => Ok(()),
+            }
+        })
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let measured = runtime.block_on(async {
+        let target = Target::from_url(&format!("http://{address}")).await?;
+        let template = RequestTemplate::new(&target, http::Method::GET, "/", None)?;
+        rate::run(&target, template, 64, duration).await
+    });
+    let _ = stop.send(());
+    server.join().map_err(|_| "ceiling server panicked")??;
+    Ok(measured?.requests_per_second())
 }
 
 /// SHA-256 over an in-memory buffer on one core: the ceiling for any push,
