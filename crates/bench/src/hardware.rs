@@ -22,7 +22,8 @@ const MIB: usize = 1024 * 1024;
 const MB: f64 = 1_000_000.0;
 
 /// Prints `hw_sha256`, `hw_loopback_tcp`, `hw_disk_write_fsync`,
-/// `hw_small_file_fsync` and `hw_http_ceiling`.
+/// `hw_small_file_fsync` (one writer), `hw_small_file_fsync_16` (sixteen) and
+/// `hw_http_ceiling`.
 pub fn run(dir: &Path, quick: bool) -> Result<()> {
     let mut report = Report::default();
     let scale = if quick { 16 } else { 1 };
@@ -44,7 +45,12 @@ pub fn run(dir: &Path, quick: bool) -> Result<()> {
     );
     report.figure(
         "hw_small_file_fsync",
-        small_file_fsync_rate(dir, 200 / scale)?,
+        small_file_fsync_rate(dir, 200 / scale, 1)?,
+        "files/s",
+    );
+    report.figure(
+        "hw_small_file_fsync_16",
+        small_file_fsync_rate(dir, 800 / scale, 16)?,
         "files/s",
     );
     report.figure("hw_http_ceiling", http_ceiling(ceiling_duration)?, "req/s");
@@ -176,26 +182,43 @@ fn disk_write_speed(dir: &Path, length: usize) -> Result<f64> {
     Ok(length as f64 / MB / seconds)
 }
 
-/// Creates, writes (4 KiB), fsyncs and renames small files: the ceiling for
-/// durably committing small blobs and manifests one at a time.
-fn small_file_fsync_rate(dir: &Path, count: usize) -> Result<f64> {
-    let scratch = dir.join(format!("berth-bench-hw-{}.d", std::process::id()));
+/// Creates, writes (4 KiB), fsyncs and renames small files from `writers`
+/// threads at once: the ceiling for durably committing small blobs and
+/// manifests, one client at a time (1) or from many clients (16), where the
+/// disk and the filesystem journal can batch concurrent flushes.
+fn small_file_fsync_rate(dir: &Path, count: usize, writers: usize) -> Result<f64> {
+    let scratch = dir.join(format!("berth-bench-hw-{}-{writers}.d", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     let buffer = random_bytes(4096, 4);
+    let per_writer = count.div_ceil(writers);
     let started = Instant::now();
-    let result = (|| -> std::io::Result<()> {
-        for index in 0..count {
-            let temporary = scratch.join(format!("{index}.tmp"));
-            let mut file = std::fs::File::create(&temporary)?;
-            file.write_all(&buffer)?;
-            file.sync_all()?;
-            std::fs::rename(&temporary, scratch.join(index.to_string()))?;
+    let result = std::thread::scope(|scope| -> std::io::Result<()> {
+        let threads: Vec<_> = (0..writers)
+            .map(|writer| {
+                let (scratch, buffer) = (&scratch, &buffer);
+                scope.spawn(move || -> std::io::Result<()> {
+                    for index in 0..per_writer {
+                        let name = format!("{writer}-{index}");
+                        let temporary = scratch.join(format!("{name}.tmp"));
+                        let mut file = std::fs::File::create(&temporary)?;
+                        file.write_all(buffer)?;
+                        file.sync_all()?;
+                        std::fs::rename(&temporary, scratch.join(name))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread
+                .join()
+                .map_err(|_| std::io::Error::other("fsync writer panicked"))??;
         }
-        // The rename is durable only once the directory itself is synced.
+        // The renames are durable only once the directory itself is synced.
         std::fs::File::open(&scratch)?.sync_all()
-    })();
+    });
     let seconds = started.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&scratch);
     result?;
-    Ok(count as f64 / seconds)
+    Ok((per_writer * writers) as f64 / seconds)
 }

@@ -64,6 +64,8 @@ fn hardware_mode_completes() {
         "hw_loopback_tcp",
         "hw_disk_write_fsync",
         "hw_small_file_fsync",
+        "hw_small_file_fsync_16",
+        "hw_http_ceiling",
     ] {
         assert!(
             stdout.contains(&format!("{figure}: ")),
