@@ -15,15 +15,19 @@ use sha2::{Digest as _, Sha256};
 
 use crate::client::{Result, Target};
 use crate::content::random_bytes;
+use crate::procfs::Process;
 use crate::rate::{self, RequestTemplate};
 use crate::scenarios::Report;
 
 const MIB: usize = 1024 * 1024;
 const MB: f64 = 1_000_000.0;
+/// The name of the load generator's runtime threads in the ceiling test
+/// (at most 15 bytes, the kernel's limit for a thread name).
+const GENERATOR_THREADS: &str = "bench-load";
 
 /// Prints `hw_sha256`, `hw_loopback_tcp`, `hw_disk_write_fsync`,
-/// `hw_small_file_fsync` (one writer), `hw_small_file_fsync_16` (sixteen) and
-/// `hw_http_ceiling`.
+/// `hw_small_file_fsync` (one writer), `hw_small_file_fsync_16` (sixteen),
+/// `hw_http_ceiling` and `hw_bench_cpu_per_request`.
 pub fn run(dir: &Path, quick: bool) -> Result<()> {
     let mut report = Report::default();
     let scale = if quick { 16 } else { 1 };
@@ -53,7 +57,9 @@ pub fn run(dir: &Path, quick: bool) -> Result<()> {
         small_file_fsync_rate(dir, 800 / scale, 16)?,
         "files/s",
     );
-    report.figure("hw_http_ceiling", http_ceiling(ceiling_duration)?, "req/s");
+    let (ceiling, micros_per_request) = http_ceiling(ceiling_duration)?;
+    report.figure("hw_http_ceiling", ceiling, "req/s");
+    report.figure("hw_bench_cpu_per_request", micros_per_request, "us");
     Ok(())
 }
 
@@ -63,42 +69,50 @@ pub fn run(dir: &Path, quick: bool) -> Result<()> {
 /// `manifest_get`. Both share the machine's cores as the scenarios do, so no
 /// registry can show more than this through this tool on this machine: a
 /// figure near it means the tool, not the registry, is the limit.
-fn http_ceiling(duration: Duration) -> Result<f64> {
+///
+/// Also returns the generator's CPU cost per request in microseconds, so a
+/// scenario's request rate tells how much of the machine the tool itself took.
+fn http_ceiling(duration: Duration) -> Result<(f64, f64)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = std::thread::spawn(move || -> Result<()> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener)?;
-            let body = Bytes::from(vec![b'x'; 1024]);
-            let accept_loop = async {
-                loop {
-                    let (stream, _) = listener.accept().await?;
-                    stream.set_nodelay(true)?;
-                    let body = body.clone();
-                    let service = service_fn(move |_request| {
+    let server = std::thread::Builder::new()
+        .name("ceiling-server".into())
+        .spawn(move || -> Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                let body = Bytes::from(vec![b'x'; 1024]);
+                let accept_loop = async {
+                    loop {
+                        let (stream, _) = listener.accept().await?;
+                        stream.set_nodelay(true)?;
                         let body = body.clone();
-                        async move {
-                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(body)))
-                        }
-                    });
-                    tokio::spawn(
-                        hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service),
-                    );
+                        let service = service_fn(move |_request| {
+                            let body = body.clone();
+                            async move {
+                                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                    body,
+                                )))
+                            }
+                        });
+                        tokio::spawn(
+                            hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service),
+                        );
+                    }
+                };
+                tokio::select! {
+                    result = accept_loop => result,
+                    _ = stopped => Ok(()),
                 }
-            };
-            tokio::select! {
-                result = accept_loop => result,
-                _ = stopped => Ok(()),
-            }
-        })
-    });
+            })
+        })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name(GENERATOR_THREADS)
         .enable_all()
         .build()?;
     let measured = runtime.block_on(async {
@@ -106,9 +120,13 @@ fn http_ceiling(duration: Duration) -> Result<f64> {
         let template = RequestTemplate::new(&target, http::Method::GET, "/", None)?;
         rate::run(&target, template, 64, duration).await
     });
+    // Only the generator's threads are counted, not the in-process server's.
+    let generator_cpu = Process::Myself.threads_cpu_seconds(GENERATOR_THREADS)?;
     let _ = stop.send(());
     server.join().map_err(|_| "ceiling server panicked")??;
-    Ok(measured?.requests_per_second())
+    let measured = measured?;
+    let micros_per_request = generator_cpu * 1e6 / measured.completed.max(1) as f64;
+    Ok((measured.requests_per_second(), micros_per_request))
 }
 
 /// SHA-256 over an in-memory buffer on one core: the ceiling for any push,

@@ -29,23 +29,22 @@ impl Process {
 
     /// User plus system CPU seconds the process (all its threads) has used.
     pub fn cpu_seconds(self) -> std::io::Result<f64> {
-        let stat = std::fs::read_to_string(self.path("stat"))?;
-        // The command name (field 2) is in parentheses and may contain spaces,
-        // so fields are counted from the last ')': state is field 3, utime 14
-        // and stime 15.
-        let after_name = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest)
-            .unwrap_or_default();
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let ticks = |index: usize| -> std::io::Result<f64> {
-            fields
-                .get(index)
-                .and_then(|field| field.parse::<u64>().ok())
-                .map(|value| value as f64)
-                .ok_or_else(|| std::io::Error::other("malformed /proc stat"))
-        };
-        Ok((ticks(11)? + ticks(12)?) / TICKS_PER_SECOND)
+        cpu_seconds_in(&std::fs::read_to_string(self.path("stat"))?)
+    }
+
+    /// CPU seconds of the process's threads whose name starts with `prefix`.
+    pub fn threads_cpu_seconds(self, prefix: &str) -> std::io::Result<f64> {
+        let mut total = 0.0;
+        for entry in std::fs::read_dir(self.path("task"))? {
+            let task = entry?.path();
+            let Ok(name) = std::fs::read_to_string(task.join("comm")) else {
+                continue; // The thread ended while being listed.
+            };
+            if name.starts_with(prefix) {
+                total += cpu_seconds_in(&std::fs::read_to_string(task.join("stat"))?)?;
+            }
+        }
+        Ok(total)
     }
 
     /// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`), in bytes.
@@ -65,6 +64,26 @@ impl Process {
             .map(|kib| kib * 1024)
             .ok_or_else(|| std::io::Error::other(format!("no {field} in /proc status")))
     }
+}
+
+/// User plus system CPU seconds from the text of a `stat` file.
+fn cpu_seconds_in(stat: &str) -> std::io::Result<f64> {
+    // The command name (field 2) is in parentheses and may contain spaces,
+    // so fields are counted from the last ')': state is field 3, utime 14
+    // and stime 15.
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |index: usize| -> std::io::Result<f64> {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<u64>().ok())
+            .map(|value| value as f64)
+            .ok_or_else(|| std::io::Error::other("malformed /proc stat"))
+    };
+    Ok((ticks(11)? + ticks(12)?) / TICKS_PER_SECOND)
 }
 
 /// Samples a process's `VmRSS` on a background thread while a scenario runs.

@@ -66,6 +66,7 @@ fn hardware_mode_completes() {
         "hw_small_file_fsync",
         "hw_small_file_fsync_16",
         "hw_http_ceiling",
+        "hw_bench_cpu_per_request",
     ] {
         assert!(
             stdout.contains(&format!("{figure}: ")),
