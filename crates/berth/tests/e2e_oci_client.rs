@@ -519,10 +519,13 @@ async fn oci_client_pushes_artifacts_with_a_subject_and_lists_them_as_referrers(
         .map(|m| m.digest.as_str())
         .collect();
     assert_eq!(digests, [sbom_digest.as_str()]);
+    // `+` is percent-encoded, as clients encode query values; a bare `+`
+    // would read as a space to a form decoder.
     let response = http
         .get(format!(
-            "http://{}/v2/{repo}/referrers/{subject_digest}?artifactType={SBOM_TYPE}",
-            registry.addr
+            "http://{}/v2/{repo}/referrers/{subject_digest}?artifactType={}",
+            registry.addr,
+            SBOM_TYPE.replace('+', "%2B")
         ))
         .send()
         .await
