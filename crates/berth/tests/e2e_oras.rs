@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::{json, Value};
-use support::http::RegistryHttp;
+use support::registry_http::RegistryHttp;
 use support::oci::{
     make_image, random_bytes, sha256_digest, unique_repo, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST,
 };

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use support::containers::ContainersEnv;
-use support::http::RegistryHttp;
+use support::registry_http::RegistryHttp;
 use support::oci::{
     decompress_layer, random_bytes, random_suffix, read_oci_layout_blobs, sha256_digest,
     tar_entries, unique_repo, OCI_INDEX, OCI_LAYER_ZSTD, OCI_MANIFEST,

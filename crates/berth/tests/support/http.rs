@@ -1,227 +1,160 @@
-//! Raw HTTP against the registry under test, to check what a client did
-//! independently of that client: manifests and blobs read back byte for
-//! byte, referrers listed, tags checked. Blocking, so it must not be used
-//! from inside an async test (use reqwest's async client there).
+//! A minimal blocking HTTP/1.1 client over `TcpStream`, for end-to-end tests
+//! that must control exactly what goes on the wire (streamed bodies of many
+//! gigabytes, chunked transfer encoding) without buffering.
 
-use reqwest::blocking::Client;
-use reqwest::header::HeaderMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 
-use super::oci::{Blob, TestImage, TestIndex, ALL_MANIFEST_TYPES};
-
-/// A response read whole.
-pub struct Reply {
+/// A response: status, headers (lower-cased names) and body.
+pub struct HttpResponse {
     pub status: u16,
-    pub headers: HeaderMap,
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
-impl Reply {
-    pub fn header(&self, name: &str) -> Option<String> {
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
-            .get(name)
-            .map(|v| v.to_str().expect("ASCII header").to_string())
-    }
-
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    /// Panics with the body when the status is not `expected`.
-    pub fn expect_status(self, expected: u16, what: &str) -> Reply {
-        assert_eq!(
-            self.status,
-            expected,
-            "{what}: unexpected status; body: {}",
-            String::from_utf8_lossy(&self.body)
-        );
-        self
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
-pub struct RegistryHttp {
-    client: Client,
-    base: String,
+/// The body of a request.
+pub enum RequestBody<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    /// Streamed with `Transfer-Encoding: chunked`, read piece by piece.
+    Stream(&'a mut dyn Read),
 }
 
-impl RegistryHttp {
-    /// `addr` is `HOST:PORT`, as in image references.
-    pub fn new(addr: &str) -> RegistryHttp {
-        RegistryHttp {
-            client: Client::new(),
-            base: format!("http://{addr}"),
+/// Sends one request on a fresh connection and reads the whole response.
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: RequestBody<'_>,
+) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).expect("connect to registry");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    match &body {
+        RequestBody::Empty => head.push_str("Content-Length: 0\r\n"),
+        RequestBody::Bytes(b) => head.push_str(&format!("Content-Length: {}\r\n", b.len())),
+        RequestBody::Stream(_) => head.push_str("Transfer-Encoding: chunked\r\n"),
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .expect("send request head");
+    match body {
+        RequestBody::Empty => {}
+        RequestBody::Bytes(b) => stream.write_all(b).expect("send body"),
+        RequestBody::Stream(reader) => {
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = reader.read(&mut buf).expect("read body source");
+                if n == 0 {
+                    break;
+                }
+                stream
+                    .write_all(format!("{n:x}\r\n").as_bytes())
+                    .expect("send chunk size");
+                stream.write_all(&buf[..n]).expect("send chunk");
+                stream.write_all(b"\r\n").expect("send chunk end");
+            }
+            stream.write_all(b"0\r\n\r\n").expect("send last chunk");
         }
     }
+    read_response(stream, method == "HEAD")
+}
 
-    fn send(&self, request: reqwest::blocking::RequestBuilder) -> Reply {
-        let response = request.send().expect("HTTP request to the registry");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.bytes().expect("read body").to_vec();
-        Reply {
-            status,
-            headers,
-            body,
+fn read_response(stream: TcpStream, head_only: bool) -> HttpResponse {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status line");
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("header line");
+        let trimmed = line.trim_end();
+        if trimmed.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = trimmed.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
     }
-
-    /// GET `path` (starting with `/v2/`), with an optional `Accept`.
-    pub fn get(&self, path: &str, accept: Option<&str>) -> Reply {
-        let mut request = self.client.get(format!("{}{path}", self.base));
-        if let Some(accept) = accept {
-            request = request.header("Accept", accept);
-        }
-        self.send(request)
-    }
-
-    pub fn head(&self, path: &str, accept: Option<&str>) -> Reply {
-        let mut request = self.client.head(format!("{}{path}", self.base));
-        if let Some(accept) = accept {
-            request = request.header("Accept", accept);
-        }
-        self.send(request)
-    }
-
-    /// The manifest `reference` (tag or digest) of `repo`, accepting every
-    /// manifest media type.
-    pub fn get_manifest(&self, repo: &str, reference: &str) -> Reply {
-        self.get(
-            &format!("/v2/{repo}/manifests/{reference}"),
-            Some(ALL_MANIFEST_TYPES),
-        )
-    }
-
-    pub fn get_blob(&self, repo: &str, digest: &str) -> Reply {
-        self.get(&format!("/v2/{repo}/blobs/{digest}"), None)
-    }
-
-    /// Asserts the registry serves `blob` from `repo` with identical bytes.
-    pub fn assert_blob(&self, repo: &str, blob: &Blob) {
-        let reply = self
-            .get_blob(repo, &blob.digest)
-            .expect_status(200, &format!("GET blob {}", blob.digest));
-        assert!(
-            reply.body == blob.bytes,
-            "blob {} of {repo} differs from what was pushed",
-            blob.digest
-        );
-    }
-
-    /// Asserts the registry serves `manifest` by digest with identical
-    /// bytes, its media type as `Content-Type` and its digest as
-    /// `Docker-Content-Digest`.
-    pub fn assert_manifest(&self, repo: &str, reference: &str, manifest: &Blob) {
-        let reply = self
-            .get_manifest(repo, reference)
-            .expect_status(200, &format!("GET manifest {repo}:{reference}"));
-        assert!(
-            reply.body == manifest.bytes,
-            "manifest {repo}:{reference} differs from {}: got {}",
-            manifest.digest,
-            String::from_utf8_lossy(&reply.body)
-        );
-        assert_eq!(
-            reply.header("docker-content-digest").as_deref(),
-            Some(manifest.digest.as_str())
-        );
-        let content_type = reply.header("content-type").unwrap_or_default();
-        assert_eq!(
-            content_type.split(';').next().unwrap().trim(),
-            manifest.media_type,
-            "Content-Type"
-        );
-    }
-
-    /// Asserts an image (manifest by `reference` and by digest, config,
-    /// layers) is stored in `repo` byte for byte.
-    pub fn assert_image(&self, repo: &str, reference: &str, image: &TestImage) {
-        self.assert_manifest(repo, reference, &image.manifest);
-        self.assert_manifest(repo, &image.manifest.digest, &image.manifest);
-        self.assert_blob(repo, &image.config);
-        for layer in &image.layers {
-            self.assert_blob(repo, layer);
-        }
-    }
-
-    pub fn assert_index(&self, repo: &str, reference: &str, index: &TestIndex) {
-        self.assert_manifest(repo, reference, &index.index);
-        for image in &index.images {
-            self.assert_image(repo, &image.manifest.digest, image);
-        }
-    }
-
-    /// Uploads a blob with POST then PUT (the flow every registry supports).
-    pub fn push_blob(&self, repo: &str, blob: &Blob) {
-        let start = self
-            .send(
-                self.client
-                    .post(format!("{}/v2/{repo}/blobs/uploads/", self.base)),
-            )
-            .expect_status(202, "POST upload");
-        let location = start.header("location").expect("Location on upload start");
-        let url = if location.starts_with('/') {
-            format!("{}{location}", self.base)
+    let mut body = Vec::new();
+    if !head_only {
+        let chunked = headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+        if chunked {
+            loop {
+                line.clear();
+                reader.read_line(&mut line).expect("chunk size");
+                let size = usize::from_str_radix(line.trim(), 16).expect("chunk size hex");
+                if size == 0 {
+                    break;
+                }
+                let mut chunk = vec![0u8; size + 2];
+                reader.read_exact(&mut chunk).expect("chunk");
+                body.extend_from_slice(&chunk[..size]);
+            }
         } else {
-            location
+            reader.read_to_end(&mut body).expect("body");
+        }
+    }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A reader producing `len` deterministic pseudo-random bytes without
+/// holding them in memory, so tests can stream gigabytes.
+pub struct PatternReader {
+    remaining: u64,
+    state: u64,
+}
+
+impl PatternReader {
+    pub fn new(len: u64, seed: u64) -> PatternReader {
+        PatternReader {
+            remaining: len,
+            state: seed | 1,
+        }
+    }
+}
+
+impl Read for PatternReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.remaining as usize) & !7;
+        let n = if n == 0 {
+            buf.len().min(self.remaining as usize)
+        } else {
+            n
         };
-        let separator = if url.contains('?') { '&' } else { '?' };
-        self.send(
-            self.client
-                .put(format!("{url}{separator}digest={}", blob.digest))
-                .header("Content-Type", "application/octet-stream")
-                .body(blob.bytes.clone()),
-        )
-        .expect_status(201, "PUT upload");
-    }
-
-    pub fn put_manifest(&self, repo: &str, reference: &str, manifest: &Blob) -> Reply {
-        self.send(
-            self.client
-                .put(format!("{}/v2/{repo}/manifests/{reference}", self.base))
-                .header("Content-Type", &manifest.media_type)
-                .body(manifest.bytes.clone()),
-        )
-    }
-
-    /// Pushes an image's blobs and manifest, tagging it `tag`.
-    pub fn push_image(&self, repo: &str, tag: &str, image: &TestImage) {
-        for layer in &image.layers {
-            self.push_blob(repo, layer);
+        for chunk in buf[..n].chunks_mut(8) {
+            // xorshift64: fast, deterministic, and incompressible enough.
+            self.state ^= self.state << 13;
+            self.state ^= self.state >> 7;
+            self.state ^= self.state << 17;
+            let bytes = self.state.to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
         }
-        self.push_blob(repo, &image.config);
-        self.put_manifest(repo, tag, &image.manifest)
-            .expect_status(201, "PUT manifest");
-    }
-
-    /// The referrers index of `digest` in `repo`, optionally filtered.
-    pub fn referrers(&self, repo: &str, digest: &str, artifact_type: Option<&str>) -> Reply {
-        let mut path = format!("/v2/{repo}/referrers/{digest}");
-        if let Some(artifact_type) = artifact_type {
-            path.push_str(&format!(
-                "?artifactType={}",
-                artifact_type.replace('+', "%2B")
-            ));
-        }
-        self.get(&path, None)
-    }
-
-    /// The tags of `repo`, as listed by the registry.
-    pub fn tags(&self, repo: &str) -> Vec<String> {
-        let reply = self
-            .get(&format!("/v2/{repo}/tags/list"), None)
-            .expect_status(200, "tags/list");
-        let json = reply.json();
-        json["tags"]
-            .as_array()
-            .map(|tags| {
-                tags.iter()
-                    .map(|t| t.as_str().unwrap().to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.remaining -= n as u64;
+        Ok(n)
     }
 }

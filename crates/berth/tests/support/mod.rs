@@ -9,6 +9,7 @@
 pub mod containers;
 pub mod http;
 pub mod oci;
+pub mod registry_http;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
