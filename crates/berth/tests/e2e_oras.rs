@@ -13,10 +13,10 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::{json, Value};
-use support::registry_http::RegistryHttp;
 use support::oci::{
     make_image, random_bytes, sha256_digest, unique_repo, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST,
 };
+use support::registry_http::RegistryHttp;
 use support::{require_python_module, run, TestRegistry};
 
 /// The artifact type of the standalone SBOM, given the pre-1.1 ORAS way:

@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use support::containers::ContainersEnv;
-use support::registry_http::RegistryHttp;
 use support::oci::{
     decompress_layer, random_bytes, random_suffix, read_oci_layout_blobs, sha256_digest,
     tar_entries, unique_repo, OCI_INDEX, OCI_LAYER_ZSTD, OCI_MANIFEST,
 };
+use support::registry_http::RegistryHttp;
 use support::{is_root, record_skip, require_tool, run, TestRegistry};
 
 /// podman and buildah sharing one private image store.

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use support::containers::ContainersEnv;
-use support::registry_http::RegistryHttp;
 use support::oci::{
     assert_blobs_match, make_image, make_index, oci_layout_descriptor, read_oci_layout_blobs,
     tar_archive, unique_repo, write_oci_layout, Blob, TestImage, TestIndex, OCI_LAYER_TAR,
 };
+use support::registry_http::RegistryHttp;
 use support::{is_external_registry, record_skip, require_tool, run, run_bytes, TestRegistry};
 
 /// skopeo with the test's private configuration and signature policy. TLS
