@@ -6,7 +6,10 @@
 
 #![allow(dead_code)]
 
+pub mod containers;
 pub mod http;
+pub mod oci;
+pub mod registry_http;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -164,6 +167,40 @@ pub fn record_skip(test: &str, why: &str) {
     }
 }
 
+/// Whether the registry under test is an external one given by
+/// `BERTH_E2E_REGISTRY` (which a test can neither restart nor inspect).
+pub fn is_external_registry() -> bool {
+    std::env::var_os("BERTH_E2E_REGISTRY").is_some()
+}
+
+/// Finds `python3` with `module` importable, like [`require_tool`]: a loud
+/// skip outside CI, a failure inside it.
+pub fn require_python_module(module: &str, test: &str) -> Option<PathBuf> {
+    let python = require_tool("python3", test)?;
+    let importable = Command::new(&python)
+        .arg("-c")
+        .arg(format!("import {module}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if importable {
+        return Some(python);
+    }
+    let in_ci = std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false);
+    if in_ci {
+        panic!("{test}: python module {module:?} is not installed (CI=true: missing clients are failures)");
+    }
+    record_skip(
+        test,
+        &format!("python module {module} is not installed (pip install {module})"),
+    );
+    None
+}
+
 /// Whether the tests run as root (daemons such as dockerd and containerd need it).
 pub fn is_root() -> bool {
     Command::new("id")
@@ -194,4 +231,21 @@ pub fn run(cmd: &mut Command) -> String {
         );
     }
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command like [`run`] and returns its stdout as exact bytes (for
+/// manifests, whose digest depends on every byte).
+pub fn run_bytes(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out.stdout
 }
