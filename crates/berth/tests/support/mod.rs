@@ -6,6 +6,12 @@
 
 #![allow(dead_code)]
 
+pub mod containerd;
+pub mod daemon;
+pub mod dockerd;
+pub mod images;
+pub mod wire;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
