@@ -1,1 +1,144 @@
-//! The registry domain.
+//! The registry domain: what pushing and pulling mean, over a [`BlobStore`]
+//! and a [`MetaStore`].
+//!
+//! # Layout
+//!
+//! - [`Registry`]: every operation of the distribution API, in domain terms
+//!   (typed names, digests and references in; records and streams out).
+//! - [`error`]: [`RegistryError`], with its mapping to the spec's error codes.
+//! - `blobs`, `uploads`, `manifests`: the operations, one file per resource.
+//! - [`jobs`]: background work (expired upload purge) with `run_once` for tests.
+//!
+//! **Architecture Invariant:** this crate sees only the two traits; it never
+//! names a concrete backend, never builds SQL and never touches HTTP types.
+//! **Architecture Invariant:** a blob becomes reachable through a repository
+//! only after the storage backend verified its digest (`finish_upload`) or, for
+//! a mount, after the source repository was checked to hold it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_meta::{MetaStore, Timestamp};
+use berth_storage::BlobStore;
+
+mod blobs;
+pub mod error;
+pub mod jobs;
+mod manifests;
+mod uploads;
+
+pub use error::RegistryError;
+pub use manifests::{ManifestPut, ReferrersIndex};
+pub use uploads::UploadStatus;
+
+/// Settings of the registry domain.
+#[derive(Clone, Debug)]
+pub struct RegistryConfig {
+    /// How long an upload session may stay idle before it is purged.
+    pub upload_ttl: Duration,
+    /// How long one node may hold an upload's write lease while it writes a
+    /// chunk; a node that dies mid-chunk blocks the session at most this long.
+    pub upload_lease: Duration,
+    /// A name for this node, used as the holder of upload leases.
+    pub node_name: String,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            upload_ttl: Duration::from_secs(24 * 3600),
+            upload_lease: Duration::from_secs(300),
+            node_name: format!("node-{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+}
+
+/// The registry: cheap to clone, shared by every request handler.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    blobs: Arc<dyn BlobStore>,
+    meta: Arc<dyn MetaStore>,
+    config: RegistryConfig,
+    clock: Clock,
+}
+
+/// Where the registry reads the time. Tests replace it to move time forward.
+#[derive(Clone)]
+pub enum Clock {
+    System,
+    Fixed(Arc<std::sync::atomic::AtomicI64>),
+}
+
+impl Clock {
+    pub fn now(&self) -> Timestamp {
+        match self {
+            Clock::System => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+            Clock::Fixed(t) => t.load(std::sync::atomic::Ordering::SeqCst),
+        }
+    }
+}
+
+impl Registry {
+    pub fn new(
+        blobs: Arc<dyn BlobStore>,
+        meta: Arc<dyn MetaStore>,
+        config: RegistryConfig,
+    ) -> Registry {
+        Registry::with_clock(blobs, meta, config, Clock::System)
+    }
+
+    pub fn with_clock(
+        blobs: Arc<dyn BlobStore>,
+        meta: Arc<dyn MetaStore>,
+        config: RegistryConfig,
+        clock: Clock,
+    ) -> Registry {
+        Registry {
+            inner: Arc::new(Inner {
+                blobs,
+                meta,
+                config,
+                clock,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.inner.config
+    }
+
+    fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    fn blobs(&self) -> &dyn BlobStore {
+        &*self.inner.blobs
+    }
+
+    fn meta(&self) -> &dyn MetaStore {
+        &*self.inner.meta
+    }
+
+    /// Lists repository names for `_catalog`.
+    pub async fn catalog(
+        &self,
+        after: Option<&berth_oci::RepoName>,
+        limit: usize,
+    ) -> Result<Vec<berth_oci::RepoName>, RegistryError> {
+        Ok(self.meta().list_repositories(after, limit).await?)
+    }
+
+    /// Checks that both backends answer.
+    pub async fn check_ready(&self) -> Result<(), RegistryError> {
+        self.meta().check_ready().await?;
+        self.blobs().check_ready().await?;
+        Ok(())
+    }
+}

@@ -1,1 +1,113 @@
-//! HTTP server.
+//! HTTP only: the distribution API under `/v2/`, health and metrics.
+//!
+//! # Layout
+//!
+//! - [`app`] builds the router from an [`AppState`]; tests call it without a socket.
+//! - [`run`] serves it on a listener until a shutdown future completes.
+//! - `endpoint`: `/v2/...` paths parsed into [`endpoint::Endpoint`].
+//! - `v2`: the handlers, translating HTTP to `berth_registry` calls.
+//! - `error`: [`error::ApiError`], the one mapping from errors to responses.
+//! - `metrics`: Prometheus metrics and the middleware that records them.
+//!
+//! **Architecture Invariant:** axum and HTTP types live in this crate only.
+//! Below it, the registry speaks in domain types.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{any, get};
+use axum::Router;
+use berth_registry::Registry;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub mod endpoint;
+pub mod error;
+pub mod metrics;
+pub mod v2;
+
+pub use metrics::Metrics;
+
+/// Everything a request handler needs, built once by the binary.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(registry: Registry) -> AppState {
+        AppState {
+            registry,
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+}
+
+/// The header carrying each request's id, set if the client sent none and
+/// echoed on the response so a client's report can be found in the logs.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Builds the router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/v2", any(v2::base))
+        .route("/v2/", any(v2::base))
+        .route("/v2/{*rest}", any(v2::dispatch))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let id = request
+                    .headers()
+                    .get(&REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path())
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    match state.registry.check_ready().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+        }
+    }
+}
+
+async fn metrics_text(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets
+/// in-flight requests finish.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

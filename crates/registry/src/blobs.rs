@@ -1,0 +1,71 @@
+//! Reading, mounting and unlinking blobs.
+
+use berth_oci::{ByteRange, Digest, RepoName};
+use berth_storage::BlobBody;
+
+use crate::{Registry, RegistryError};
+
+impl Registry {
+    /// The size of a blob visible through `repository`.
+    pub async fn blob_size(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<u64, RegistryError> {
+        self.meta()
+            .linked_blob_size(repository, digest)
+            .await?
+            .ok_or(RegistryError::BlobUnknown)
+    }
+
+    /// Streams a blob visible through `repository`, or a range of it. The range
+    /// must have been checked against [`Registry::blob_size`].
+    pub async fn read_blob(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<BlobBody, RegistryError> {
+        // The link is checked first so that a blob stored for another
+        // repository is never readable through this one.
+        self.blob_size(repository, digest).await?;
+        Ok(self.blobs().read_blob(digest, range).await?)
+    }
+
+    /// Removes the blob from `repository`. Its bytes stay in storage for
+    /// other repositories and for garbage collection to decide.
+    pub async fn delete_blob(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
+        if self.meta().unlink_blob(repository, digest).await? {
+            Ok(())
+        } else {
+            Err(RegistryError::BlobUnknown)
+        }
+    }
+
+    /// Makes a blob of `from` visible through `repository` without copying.
+    /// Returns `None` when `from` does not hold it (the caller then starts an
+    /// ordinary upload, as the spec requires).
+    pub async fn mount_blob(
+        &self,
+        repository: &RepoName,
+        from: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RegistryError> {
+        let Some(size) = self.meta().linked_blob_size(from, digest).await? else {
+            return Ok(None);
+        };
+        // The source link proves the bytes were verified when first pushed;
+        // checking storage as well guards against a concurrent collection.
+        if self.blobs().blob_size(digest).await?.is_none() {
+            return Ok(None);
+        }
+        self.meta()
+            .link_blob(repository, digest, size, self.now())
+            .await?;
+        Ok(Some(size))
+    }
+}

@@ -1,0 +1,118 @@
+//! Errors of the registry domain and their spec error codes.
+
+use berth_meta::MetaError;
+use berth_oci::{Digest, ErrorCode};
+use berth_storage::StorageError;
+
+/// Everything a registry operation can refuse or fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("blob unknown to registry")]
+    BlobUnknown,
+    #[error("manifest unknown to registry")]
+    ManifestUnknown,
+    #[error("repository name not known to registry")]
+    NameUnknown,
+    #[error("upload unknown to registry")]
+    UploadUnknown,
+    /// The chunk does not start where the upload ends: HTTP 416.
+    #[error("chunk starts at {given}, but the upload holds {expected} bytes")]
+    ChunkOutOfOrder { given: u64, expected: u64 },
+    /// Another request is writing to this upload right now.
+    #[error("upload is being written by another request")]
+    UploadBusy,
+    #[error("upload invalid: {0}")]
+    UploadInvalid(String),
+    #[error("provided digest did not match uploaded content (computed {computed})")]
+    DigestMismatch { computed: Digest },
+    #[error("invalid digest: {0}")]
+    DigestInvalid(String),
+    #[error("manifest invalid: {0}")]
+    ManifestInvalid(String),
+    #[error("manifest is larger than the {0} bytes allowed")]
+    ManifestTooLarge(usize),
+    #[error("manifest references unknown blobs or manifests: {0:?}")]
+    ManifestBlobUnknown(Vec<Digest>),
+    #[error("manifest is referenced by index {0} and cannot be deleted")]
+    ManifestReferenced(Digest),
+    #[error("the manifest is not available in a media type the client accepts")]
+    NotAcceptable,
+    #[error("invalid parameter: {0}")]
+    InvalidParameter(String),
+    #[error("storage failure: {0}")]
+    Storage(StorageError),
+    #[error("metadata failure: {0}")]
+    Meta(MetaError),
+}
+
+impl RegistryError {
+    /// The spec error code the client sees.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            RegistryError::BlobUnknown => ErrorCode::BlobUnknown,
+            RegistryError::ManifestUnknown | RegistryError::NotAcceptable => {
+                ErrorCode::ManifestUnknown
+            }
+            RegistryError::NameUnknown => ErrorCode::NameUnknown,
+            RegistryError::UploadUnknown => ErrorCode::BlobUploadUnknown,
+            RegistryError::ChunkOutOfOrder { .. }
+            | RegistryError::UploadBusy
+            | RegistryError::UploadInvalid(_) => ErrorCode::BlobUploadInvalid,
+            RegistryError::DigestMismatch { .. } | RegistryError::DigestInvalid(_) => {
+                ErrorCode::DigestInvalid
+            }
+            RegistryError::ManifestInvalid(_) | RegistryError::ManifestTooLarge(_) => {
+                ErrorCode::ManifestInvalid
+            }
+            RegistryError::ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
+            RegistryError::ManifestReferenced(_) => ErrorCode::Denied,
+            RegistryError::InvalidParameter(_) => ErrorCode::Unsupported,
+            RegistryError::Storage(_) | RegistryError::Meta(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The HTTP status, where it differs from the code's usual one.
+    pub fn status(&self) -> u16 {
+        match self {
+            RegistryError::ChunkOutOfOrder { .. } | RegistryError::UploadBusy => 416,
+            RegistryError::ManifestTooLarge(_) => 413,
+            RegistryError::ManifestReferenced(_) => 409,
+            RegistryError::InvalidParameter(_) => 400,
+            other => other.code().default_status(),
+        }
+    }
+
+    /// Whether this is a server-side failure whose details must be logged and
+    /// not shown to the client.
+    pub fn is_internal(&self) -> bool {
+        self.code() == ErrorCode::Internal
+    }
+}
+
+impl From<StorageError> for RegistryError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::BlobNotFound => RegistryError::BlobUnknown,
+            StorageError::UploadNotFound => RegistryError::UploadUnknown,
+            StorageError::DigestMismatch { computed } => RegistryError::DigestMismatch { computed },
+            StorageError::Incoming(io) => {
+                RegistryError::UploadInvalid(format!("reading request body: {io}"))
+            }
+            other => RegistryError::Storage(other),
+        }
+    }
+}
+
+impl From<MetaError> for RegistryError {
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::MissingBlobs(d) | MetaError::MissingManifests(d) => {
+                RegistryError::ManifestBlobUnknown(d)
+            }
+            MetaError::UploadBusy => RegistryError::UploadBusy,
+            MetaError::UploadNotFound => RegistryError::UploadUnknown,
+            MetaError::ManifestReferenced(d) => RegistryError::ManifestReferenced(d),
+            other => RegistryError::Meta(other),
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Upload sessions: start, append chunks, finish, cancel, and the monolithic
+//! single-request form.
+//!
+//! An upload's progress (size, hash state, backend state) lives in the
+//! metadata store, so any node can continue a session another node started.
+//! Writing a chunk takes the session's lease in the metadata store first; the
+//! lease makes writers of one session take turns, which is what lets the
+//! storage backend discard bytes a failed earlier write left behind.
+
+use berth_meta::UploadRecord;
+use berth_oci::{Digest, RepoName};
+use berth_storage::{ByteStream, UploadId, UploadProgress};
+
+use crate::{Registry, RegistryError};
+
+/// Where an upload session stands, for the `Location` and `Range` headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadStatus {
+    pub id: UploadId,
+    /// Bytes received so far.
+    pub size: u64,
+}
+
+impl Registry {
+    /// Opens a new upload session in `repository`.
+    pub async fn start_upload(&self, repository: &RepoName) -> Result<UploadStatus, RegistryError> {
+        let id = UploadId::new_random();
+        let progress = self.blobs().begin_upload(&id).await?;
+        let now = self.now();
+        let record = UploadRecord {
+            id: id.to_string(),
+            repository: repository.clone(),
+            created_at: now,
+            updated_at: now,
+            progress: encode_progress(&progress)?,
+        };
+        if let Err(e) = self.meta().create_upload(&record).await {
+            let _ = self.blobs().abort_upload(&id, Some(&progress)).await;
+            return Err(e.into());
+        }
+        Ok(UploadStatus {
+            id,
+            size: progress.size,
+        })
+    }
+
+    /// Reports how many bytes a session holds.
+    pub async fn upload_status(
+        &self,
+        repository: &RepoName,
+        id: &UploadId,
+    ) -> Result<UploadStatus, RegistryError> {
+        let record = self
+            .meta()
+            .get_upload(repository, &id.to_string())
+            .await?
+            .ok_or(RegistryError::UploadUnknown)?;
+        let progress = decode_progress(&record)?;
+        Ok(UploadStatus {
+            id: id.clone(),
+            size: progress.size,
+        })
+    }
+
+    /// Appends a chunk. `start`, from `Content-Range`, must equal the bytes
+    /// already received; without it the chunk is appended wherever the
+    /// session ends (the spec's streamed upload).
+    pub async fn append_chunk(
+        &self,
+        repository: &RepoName,
+        id: &UploadId,
+        start: Option<u64>,
+        data: ByteStream,
+    ) -> Result<UploadStatus, RegistryError> {
+        let lease = self
+            .with_upload_lease(repository, id, |progress| match start {
+                Some(start) if start != progress.size => Err(RegistryError::ChunkOutOfOrder {
+                    given: start,
+                    expected: progress.size,
+                }),
+                _ => Ok(()),
+            })
+            .await?;
+        lease.write(self, data).await
+    }
+
+    /// Completes a session with an optional last chunk: the bytes must hash
+    /// to `digest`, after which the blob is linked into the repository.
+    pub async fn finish_upload(
+        &self,
+        repository: &RepoName,
+        id: &UploadId,
+        digest: &Digest,
+        last_chunk: Option<ByteStream>,
+    ) -> Result<u64, RegistryError> {
+        let lease = self.with_upload_lease(repository, id, |_| Ok(())).await?;
+        let progress = match last_chunk {
+            Some(data) => lease.write_keep(self, data).await?,
+            None => lease.progress.clone(),
+        };
+        let size = match self.blobs().finish_upload(id, &progress, digest).await {
+            Ok(size) => size,
+            Err(e) => {
+                self.store_progress_and_unlock(&lease, &progress).await;
+                return Err(e.into());
+            }
+        };
+        self.meta()
+            .link_blob(repository, digest, size, self.now())
+            .await?;
+        self.meta().delete_upload(&lease.key).await?;
+        Ok(size)
+    }
+
+    /// Stores a whole blob sent in one request (`POST ?digest=` with a body).
+    pub async fn upload_monolithic(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+        data: ByteStream,
+    ) -> Result<u64, RegistryError> {
+        // A session record is written even here, so that a crash mid-body
+        // leaves a session the purge job finds and removes.
+        let status = self.start_upload(repository).await?;
+        match self
+            .finish_upload(repository, &status.id, digest, Some(data))
+            .await
+        {
+            Ok(size) => Ok(size),
+            Err(e) => {
+                let _ = self.cancel_upload(repository, &status.id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Cancels a session and removes its data.
+    pub async fn cancel_upload(
+        &self,
+        repository: &RepoName,
+        id: &UploadId,
+    ) -> Result<(), RegistryError> {
+        let record = self
+            .meta()
+            .get_upload(repository, &id.to_string())
+            .await?
+            .ok_or(RegistryError::UploadUnknown)?;
+        let progress = decode_progress(&record).ok();
+        self.meta().delete_upload(&record.id).await?;
+        self.blobs().abort_upload(id, progress.as_ref()).await?;
+        Ok(())
+    }
+
+    /// Takes the session's write lease and checks `precondition` against its
+    /// progress; the lease is released again if the check fails.
+    async fn with_upload_lease(
+        &self,
+        repository: &RepoName,
+        id: &UploadId,
+        precondition: impl FnOnce(&UploadProgress) -> Result<(), RegistryError>,
+    ) -> Result<Lease, RegistryError> {
+        let key = id.to_string();
+        let lease_secs = self.config().upload_lease.as_secs() as i64;
+        let record = self
+            .meta()
+            .lock_upload(
+                repository,
+                &key,
+                &self.config().node_name,
+                self.now(),
+                lease_secs,
+            )
+            .await?;
+        let progress = match decode_progress(&record) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = self
+                    .meta()
+                    .unlock_upload(&key, &self.config().node_name)
+                    .await;
+                return Err(e);
+            }
+        };
+        if let Err(e) = precondition(&progress) {
+            let _ = self
+                .meta()
+                .unlock_upload(&key, &self.config().node_name)
+                .await;
+            return Err(e);
+        }
+        Ok(Lease {
+            id: id.clone(),
+            key,
+            progress,
+        })
+    }
+
+    async fn store_progress_and_unlock(&self, lease: &Lease, progress: &UploadProgress) {
+        let holder = &self.config().node_name;
+        let stored = match encode_progress(progress) {
+            Ok(text) => {
+                self.meta()
+                    .update_upload(&lease.key, holder, &text, self.now())
+                    .await
+            }
+            Err(_) => self.meta().unlock_upload(&lease.key, holder).await,
+        };
+        if let Err(e) = stored {
+            tracing::warn!(upload = %lease.key, error = %e, "could not release upload lease");
+        }
+    }
+}
+
+/// A held upload lease with the progress read under it.
+struct Lease {
+    id: UploadId,
+    key: String,
+    progress: UploadProgress,
+}
+
+impl Lease {
+    /// Writes a chunk, stores the new progress and releases the lease.
+    async fn write(
+        self,
+        registry: &Registry,
+        data: ByteStream,
+    ) -> Result<UploadStatus, RegistryError> {
+        let progress = self.write_keep(registry, data).await?;
+        registry.store_progress_and_unlock(&self, &progress).await;
+        Ok(UploadStatus {
+            id: self.id.clone(),
+            size: progress.size,
+        })
+    }
+
+    /// Writes a chunk and keeps the lease (for a final chunk that is finished
+    /// right after). On failure the lease is released with the old progress.
+    async fn write_keep(
+        &self,
+        registry: &Registry,
+        data: ByteStream,
+    ) -> Result<UploadProgress, RegistryError> {
+        match registry
+            .blobs()
+            .write_chunk(&self.id, &self.progress, data)
+            .await
+        {
+            Ok(progress) => Ok(progress),
+            Err(e) => {
+                let _ = registry
+                    .meta()
+                    .unlock_upload(&self.key, &registry.config().node_name)
+                    .await;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+fn encode_progress(progress: &UploadProgress) -> Result<String, RegistryError> {
+    serde_json::to_string(progress).map_err(|e| {
+        RegistryError::Meta(berth_meta::MetaError::Corrupt(format!(
+            "encoding upload progress: {e}"
+        )))
+    })
+}
+
+fn decode_progress(record: &UploadRecord) -> Result<UploadProgress, RegistryError> {
+    serde_json::from_str(&record.progress).map_err(|e| {
+        RegistryError::Meta(berth_meta::MetaError::Corrupt(format!(
+            "upload {}: {e}",
+            record.id
+        )))
+    })
+}

@@ -1,0 +1,141 @@
+//! Prometheus metrics: requests by endpoint, method and status; latency
+//! histograms; bytes in and out.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry as PromRegistry;
+
+use crate::v2::EndpointLabel;
+use crate::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: &'static str,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LatencyLabels {
+    endpoint: &'static str,
+    method: String,
+}
+
+/// The server's metrics, registered once at start-up.
+pub struct Metrics {
+    registry: PromRegistry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<LatencyLabels, Histogram>,
+    bytes_in: Counter<u64, AtomicU64>,
+    bytes_out: Counter<u64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = PromRegistry::with_prefix("berth");
+        let requests = Family::<RequestLabels, Counter>::default();
+        // Buckets from 50 µs to ~100 s: manifest reads sit at the low end,
+        // large blob transfers at the high end.
+        let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.00005, 4.0, 11,
+            ))
+        });
+        let bytes_in = Counter::<u64, AtomicU64>::default();
+        let bytes_out = Counter::<u64, AtomicU64>::default();
+        registry.register("http_requests", "HTTP requests answered", requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to produce a response's headers",
+            latency.clone(),
+        );
+        registry.register(
+            "http_request_bytes",
+            "Bytes received in request bodies",
+            bytes_in.clone(),
+        );
+        registry.register(
+            "http_response_bytes",
+            "Bytes of blob and manifest bodies sent",
+            bytes_out.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            bytes_in,
+            bytes_out,
+        }
+    }
+
+    pub fn bytes_in(&self, n: u64) {
+        self.bytes_in.inc_by(n);
+    }
+
+    pub fn bytes_out(&self, n: u64) {
+        self.bytes_out.inc_by(n);
+    }
+
+    /// Renders the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            tracing::error!("encoding metrics failed");
+        }
+        out
+    }
+
+    fn observe(&self, endpoint: &'static str, method: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint,
+                method: method.to_string(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&LatencyLabels {
+                endpoint,
+                method: method.to_string(),
+            })
+            .observe(seconds);
+    }
+}
+
+/// Middleware recording every response, and stamping the API version header
+/// that Docker clients look for on every answer.
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_string();
+    let mut response = next.run(request).await;
+    let endpoint = response
+        .extensions()
+        .get::<EndpointLabel>()
+        .map_or("other", |l| l.0);
+    state.metrics.observe(
+        endpoint,
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response.headers_mut().insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    response
+}

@@ -1,0 +1,535 @@
+//! The distribution API under `/v2/`: one dispatcher that parses the path
+//! into an [`Endpoint`] and calls the handler for its method.
+//!
+//! **Architecture Invariant:** handlers translate between HTTP and the
+//! registry's domain types and nothing else: no storage, SQL or policy here.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_oci::range::{parse_content_range, parse_range_header};
+use berth_oci::{Digest, ErrorCode, RangeError, Reference, RepoName};
+use berth_storage::{ByteStream, UploadId};
+use futures::TryStreamExt;
+
+use crate::endpoint::Endpoint;
+use crate::error::{upload_range, ApiError};
+use crate::AppState;
+
+/// The label of the endpoint a response answered, read by the metrics layer.
+#[derive(Clone, Copy)]
+pub struct EndpointLabel(pub &'static str);
+
+/// Default page size of `_catalog` when the client sets none: a full catalog
+/// of a large registry in one answer would be slow and unbounded.
+const DEFAULT_CATALOG_PAGE: usize = 1000;
+/// Largest page a client may ask for, so one request stays bounded.
+const MAX_PAGE: usize = 10_000;
+
+type ApiResult = Result<Response, ApiError>;
+
+/// `GET /v2/`: the API version check every client starts with.
+pub async fn base(method: Method) -> Response {
+    let mut response = match method {
+        Method::GET | Method::HEAD => {
+            (StatusCode::OK, axum::Json(serde_json::json!({}))).into_response()
+        }
+        _ => ApiError::unsupported_method().into_response(),
+    };
+    response.extensions_mut().insert(EndpointLabel("base"));
+    response
+}
+
+/// Everything under `/v2/` except the base.
+pub async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
+    let rest = request
+        .uri()
+        .path()
+        .strip_prefix("/v2/")
+        .unwrap_or("")
+        .to_string();
+    let endpoint = match Endpoint::parse(&rest) {
+        Ok(endpoint) => endpoint,
+        Err(e) => return labelled(e.into_response(), "invalid"),
+    };
+    let label = endpoint.label();
+    let result = handle(&state, endpoint, request).await;
+    labelled(result.unwrap_or_else(IntoResponse::into_response), label)
+}
+
+fn labelled(mut response: Response, label: &'static str) -> Response {
+    response.extensions_mut().insert(EndpointLabel(label));
+    response
+}
+
+async fn handle(state: &AppState, endpoint: Endpoint, request: Request) -> ApiResult {
+    // The body is split off so that only `Sync` parts are borrowed across awaits.
+    let (parts, body) = request.into_parts();
+    let request = &parts;
+    match (endpoint, parts.method.clone()) {
+        (Endpoint::Base, method) => Ok(base(method).await),
+        (Endpoint::Catalog, Method::GET | Method::HEAD) => catalog(state, request).await,
+        (Endpoint::Tags(repo), Method::GET | Method::HEAD) => tags(state, &repo, request).await,
+        (Endpoint::Manifest(repo, reference), Method::GET) => {
+            get_manifest(state, &repo, &reference, request, false).await
+        }
+        (Endpoint::Manifest(repo, reference), Method::HEAD) => {
+            get_manifest(state, &repo, &reference, request, true).await
+        }
+        (Endpoint::Manifest(repo, reference), Method::PUT) => {
+            put_manifest(state, &repo, &reference, request, body).await
+        }
+        (Endpoint::Manifest(repo, reference), Method::DELETE) => {
+            state.registry.delete_manifest(&repo, &reference).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Endpoint::Blob(repo, digest), Method::GET) => {
+            get_blob(state, &repo, &digest, &request.headers, false).await
+        }
+        (Endpoint::Blob(repo, digest), Method::HEAD) => {
+            get_blob(state, &repo, &digest, &request.headers, true).await
+        }
+        (Endpoint::Blob(repo, digest), Method::DELETE) => {
+            state.registry.delete_blob(&repo, &digest).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Endpoint::UploadStart(repo), Method::POST) => {
+            start_upload(state, &repo, request, body).await
+        }
+        (Endpoint::Upload(repo, id), Method::GET | Method::HEAD) => {
+            let status = state.registry.upload_status(&repo, &id).await?;
+            Ok(upload_response(
+                StatusCode::NO_CONTENT,
+                &repo,
+                &id,
+                status.size,
+            ))
+        }
+        (Endpoint::Upload(repo, id), Method::PATCH) => {
+            patch_upload(state, &repo, &id, request, body).await
+        }
+        (Endpoint::Upload(repo, id), Method::PUT) => {
+            put_upload(state, &repo, &id, request, body).await
+        }
+        (Endpoint::Upload(repo, id), Method::DELETE) => {
+            state.registry.cancel_upload(&repo, &id).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (Endpoint::Referrers(repo, digest), Method::GET | Method::HEAD) => {
+            referrers(state, &repo, &digest, request).await
+        }
+        _ => Err(ApiError::unsupported_method()),
+    }
+}
+
+// --- blobs ---
+
+async fn get_blob(
+    state: &AppState,
+    repo: &RepoName,
+    digest: &Digest,
+    headers: &HeaderMap,
+    head: bool,
+) -> ApiResult {
+    let size = state.registry.blob_size(repo, digest).await?;
+    let range = match headers.get(header::RANGE).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(value)) => match parse_range_header(value, size) {
+            Ok(r) => Some(r),
+            Err(RangeError::NotSatisfiable | RangeError::Malformed) => {
+                return Err(ApiError::new(
+                    ErrorCode::BlobUnknown,
+                    "requested range not satisfiable",
+                )
+                .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .with_header("content-range", format!("bytes */{size}")));
+            }
+        },
+        Some(Err(_)) => {
+            return Err(
+                ApiError::new(ErrorCode::BlobUnknown, "requested range not satisfiable")
+                    .with_status(StatusCode::RANGE_NOT_SATISFIABLE),
+            )
+        }
+    };
+    let mut builder = Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header("docker-content-digest", digest.as_str())
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, format!("\"{digest}\""))
+        .header(header::CACHE_CONTROL, "max-age=31536000");
+    let (status, len) = match range {
+        Some(r) => {
+            builder = builder.header(
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{size}", r.start, r.end - 1),
+            );
+            (StatusCode::PARTIAL_CONTENT, r.len())
+        }
+        None => (StatusCode::OK, size),
+    };
+    builder = builder.status(status).header(header::CONTENT_LENGTH, len);
+    let body = if head {
+        Body::empty()
+    } else {
+        let blob = state.registry.read_blob(repo, digest, range).await?;
+        state.metrics.bytes_out(blob.len);
+        Body::from_stream(blob.stream)
+    };
+    Ok(builder.body(body).expect("valid blob response"))
+}
+
+// --- uploads ---
+
+fn upload_response(status: StatusCode, repo: &RepoName, id: &UploadId, size: u64) -> Response {
+    Response::builder()
+        .status(status)
+        .header(header::LOCATION, format!("/v2/{repo}/blobs/uploads/{id}"))
+        .header(header::RANGE, upload_range(size))
+        .header("docker-upload-uuid", id.to_string())
+        .header(header::CONTENT_LENGTH, 0)
+        .body(Body::empty())
+        .expect("valid upload response")
+}
+
+fn blob_created(repo: &RepoName, digest: &Digest) -> Response {
+    Response::builder()
+        .status(StatusCode::CREATED)
+        .header(header::LOCATION, format!("/v2/{repo}/blobs/{digest}"))
+        .header("docker-content-digest", digest.as_str())
+        .header(header::CONTENT_LENGTH, 0)
+        .body(Body::empty())
+        .expect("valid blob created response")
+}
+
+async fn start_upload(state: &AppState, repo: &RepoName, request: &Parts, body: Body) -> ApiResult {
+    let query = Query::parse(&request)?;
+    if let Some(mount) = query.get("mount") {
+        let digest = Digest::parse(mount).map_err(|e| ApiError::digest_invalid(e.to_string()))?;
+        // An unusable `from` is not an error: the spec says the registry then
+        // falls back to an ordinary upload session.
+        if let Some(from) = query.get("from").and_then(|f| RepoName::parse(f).ok()) {
+            if state
+                .registry
+                .mount_blob(repo, &from, &digest)
+                .await?
+                .is_some()
+            {
+                return Ok(blob_created(repo, &digest));
+            }
+        }
+    }
+    if let Some(digest) = query.get("digest") {
+        let digest = Digest::parse(digest).map_err(|e| ApiError::digest_invalid(e.to_string()))?;
+        let stream = body_stream(state, body);
+        state
+            .registry
+            .upload_monolithic(repo, &digest, stream)
+            .await?;
+        return Ok(blob_created(repo, &digest));
+    }
+    let status = state.registry.start_upload(repo).await?;
+    Ok(upload_response(
+        StatusCode::ACCEPTED,
+        repo,
+        &status.id,
+        status.size,
+    ))
+}
+
+async fn patch_upload(
+    state: &AppState,
+    repo: &RepoName,
+    id: &UploadId,
+    request: &Parts,
+    body: Body,
+) -> ApiResult {
+    let start = match request.headers.get(header::CONTENT_RANGE) {
+        None => None,
+        Some(value) => {
+            let text = value.to_str().map_err(|_| bad_content_range())?;
+            Some(
+                parse_content_range(text)
+                    .map_err(|_| bad_content_range())?
+                    .start,
+            )
+        }
+    };
+    let stream = body_stream(state, body);
+    let status = state.registry.append_chunk(repo, id, start, stream).await?;
+    Ok(upload_response(StatusCode::ACCEPTED, repo, id, status.size))
+}
+
+fn bad_content_range() -> ApiError {
+    ApiError::new(
+        ErrorCode::BlobUploadInvalid,
+        "malformed Content-Range header",
+    )
+    .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+}
+
+async fn put_upload(
+    state: &AppState,
+    repo: &RepoName,
+    id: &UploadId,
+    request: &Parts,
+    body: Body,
+) -> ApiResult {
+    let query = Query::parse(&request)?;
+    let digest = query
+        .get("digest")
+        .ok_or_else(|| ApiError::digest_invalid("the digest parameter is required".into()))?;
+    let digest = Digest::parse(digest).map_err(|e| ApiError::digest_invalid(e.to_string()))?;
+    let has_body = match request.headers.get(header::CONTENT_LENGTH) {
+        Some(len) => len.as_bytes() != b"0",
+        None => request.headers.contains_key(header::TRANSFER_ENCODING),
+    };
+    let last_chunk = has_body.then(|| body_stream(state, body));
+    state
+        .registry
+        .finish_upload(repo, id, &digest, last_chunk)
+        .await?;
+    Ok(blob_created(repo, &digest))
+}
+
+/// Turns a request body into the storage layer's byte stream, counting bytes.
+fn body_stream(state: &AppState, body: Body) -> ByteStream {
+    let metrics = state.metrics.clone();
+    Box::pin(
+        body.into_data_stream()
+            .map_err(std::io::Error::other)
+            .inspect_ok(move |chunk| metrics.bytes_in(chunk.len() as u64)),
+    )
+}
+
+// --- manifests ---
+
+/// Whether a client's `Accept` headers admit `media_type`. No `Accept` at
+/// all, `*/*` and `application/json` admit everything.
+fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
+    let mut any = false;
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(text) = value.to_str() else { continue };
+        for item in text.split(',') {
+            let item = item.split(';').next().unwrap_or("").trim();
+            if item.is_empty() {
+                continue;
+            }
+            any = true;
+            if item == media_type
+                || item == "*/*"
+                || item == "application/*"
+                || item == "application/json"
+            {
+                return true;
+            }
+        }
+    }
+    !any
+}
+
+async fn get_manifest(
+    state: &AppState,
+    repo: &RepoName,
+    reference: &Reference,
+    request: &Parts,
+    head: bool,
+) -> ApiResult {
+    let record = state.registry.get_manifest(repo, reference).await?;
+    // A digest pins exact content, so it is served whatever the client
+    // accepts; a tag is negotiated, as Docker's registry does.
+    if matches!(reference, Reference::Tag(_)) && !accepts(&request.headers, &record.media_type) {
+        return Err(berth_registry::RegistryError::NotAcceptable.into());
+    }
+    let builder = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, &record.media_type)
+        .header("docker-content-digest", record.digest.as_str())
+        .header(header::ETAG, format!("\"{}\"", record.digest))
+        .header(header::CONTENT_LENGTH, record.payload.len());
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(record.payload)
+    };
+    Ok(builder.body(body).expect("valid manifest response"))
+}
+
+async fn put_manifest(
+    state: &AppState,
+    repo: &RepoName,
+    reference: &Reference,
+    request: &Parts,
+    body: Body,
+) -> ApiResult {
+    let content_type = request
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let limit = berth_oci::manifest::MAX_MANIFEST_SIZE;
+    let payload = axum::body::to_bytes(body, limit + 1).await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::ManifestInvalid,
+            format!("manifest larger than {limit} bytes"),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    })?;
+    state.metrics.bytes_in(payload.len() as u64);
+    let put = state
+        .registry
+        .put_manifest(repo, reference, content_type.as_deref(), payload.to_vec())
+        .await?;
+    let mut builder = Response::builder()
+        .status(StatusCode::CREATED)
+        .header(
+            header::LOCATION,
+            format!("/v2/{repo}/manifests/{}", put.digest),
+        )
+        .header("docker-content-digest", put.digest.as_str())
+        .header(header::CONTENT_LENGTH, 0);
+    if let Some(subject) = &put.subject {
+        builder = builder.header("oci-subject", subject.as_str());
+    }
+    Ok(builder
+        .body(Body::empty())
+        .expect("valid manifest created response"))
+}
+
+// --- listings ---
+
+/// The `n` and `last` paging parameters.
+struct Page {
+    limit: usize,
+    /// Whether the client asked for a page size (Link headers only then).
+    explicit: bool,
+    last: Option<String>,
+}
+
+fn page(query: &Query, default: usize) -> Result<Page, ApiError> {
+    let (limit, explicit) = match query.get("n") {
+        Some(n) => {
+            let n: usize = n.parse().map_err(|_| {
+                ApiError::bad_request(ErrorCode::Unsupported, "n must be a non-negative integer")
+            })?;
+            (n.min(MAX_PAGE), true)
+        }
+        None => (default, false),
+    };
+    Ok(Page {
+        limit,
+        explicit,
+        last: query.get("last").map(str::to_string),
+    })
+}
+
+fn link_header(path: &str, page: &Page, last: &str) -> String {
+    let last = form_urlencoded_value(last);
+    format!("<{path}?n={}&last={last}>; rel=\"next\"", page.limit)
+}
+
+fn form_urlencoded_value(value: &str) -> String {
+    serde_urlencoded::to_string([("v", value)])
+        .map(|s| s.trim_start_matches("v=").to_string())
+        .unwrap_or_default()
+}
+
+async fn tags(state: &AppState, repo: &RepoName, request: &Parts) -> ApiResult {
+    let query = Query::parse(request)?;
+    let page = page(&query, usize::MAX / 4)?;
+    // One more than asked reveals whether a next page exists.
+    let mut tags = state
+        .registry
+        .list_tags(repo, page.last.as_deref(), page.limit.saturating_add(1))
+        .await?;
+    let more = tags.len() > page.limit;
+    tags.truncate(page.limit);
+    let names: Vec<&str> = tags.iter().map(|t| t.as_str()).collect();
+    let mut response =
+        axum::Json(serde_json::json!({ "name": repo.as_str(), "tags": names })).into_response();
+    if more && page.explicit {
+        if let Some(last) = names.last() {
+            let link = link_header(&format!("/v2/{repo}/tags/list"), &page, last);
+            if let Ok(v) = HeaderValue::from_str(&link) {
+                response.headers_mut().insert(header::LINK, v);
+            }
+        }
+    }
+    Ok(response)
+}
+
+async fn catalog(state: &AppState, request: &Parts) -> ApiResult {
+    let query = Query::parse(request)?;
+    let mut page = page(&query, DEFAULT_CATALOG_PAGE)?;
+    let after = match &page.last {
+        Some(last) => {
+            Some(RepoName::parse(last).map_err(|e| ApiError::name_invalid(e.to_string()))?)
+        }
+        None => None,
+    };
+    let mut repos = state
+        .registry
+        .catalog(after.as_ref(), page.limit.saturating_add(1))
+        .await?;
+    let more = repos.len() > page.limit;
+    repos.truncate(page.limit);
+    let names: Vec<&str> = repos.iter().map(|r| r.as_str()).collect();
+    let mut response = axum::Json(serde_json::json!({ "repositories": names })).into_response();
+    if more {
+        page.explicit = true;
+        if let Some(last) = names.last() {
+            if let Ok(v) = HeaderValue::from_str(&link_header("/v2/_catalog", &page, last)) {
+                response.headers_mut().insert(header::LINK, v);
+            }
+        }
+    }
+    Ok(response)
+}
+
+async fn referrers(
+    state: &AppState,
+    repo: &RepoName,
+    subject: &Digest,
+    request: &Parts,
+) -> ApiResult {
+    let query = Query::parse(request)?;
+    let artifact_type = query.get("artifactType");
+    let index = state
+        .registry
+        .referrers(repo, subject, artifact_type)
+        .await?;
+    let mut builder = Response::builder()
+        .status(StatusCode::OK)
+        .header(
+            header::CONTENT_TYPE,
+            berth_oci::manifest::media_types::OCI_INDEX,
+        )
+        .header(header::CONTENT_LENGTH, index.body.len());
+    if index.filtered {
+        builder = builder.header("oci-filters-applied", "artifactType");
+    }
+    Ok(builder
+        .body(Body::from(index.body))
+        .expect("valid referrers response"))
+}
+
+/// Decoded query parameters (the first value of each name wins).
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(request: &Parts) -> Result<Query, ApiError> {
+        let raw = request.uri.query().unwrap_or("");
+        serde_urlencoded::from_str::<Vec<(String, String)>>(raw)
+            .map(Query)
+            .map_err(|_| ApiError::bad_request(ErrorCode::Unsupported, "malformed query string"))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}

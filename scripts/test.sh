@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit, router, backend-suite and
+# end-to-end tests with real clients.
+#
+# Run as root, it first installs every client and service the tests need
+# (Debian packages and PyPI packages). Run as another user, it runs what it
+# can and prints loudly, at the end, every test it skipped and why. Under
+# CI=true a missing client is a failure, never a skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the end-to-end tests drive, one per line in ci-packages.txt.
+APT_PACKAGES=$(grep -v '^#' scripts/ci-packages.txt | tr '\n' ' ')
+PIP_PACKAGES="oras"
+
+missing_apt=()
+for pkg in $APT_PACKAGES; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing_apt+=("$pkg")
+done
+missing_pip=()
+for pkg in $PIP_PACKAGES; do
+  python3 -m pip show -q "$pkg" >/dev/null 2>&1 || missing_pip+=("$pkg")
+done
+
+if [ "$(id -u)" = "0" ]; then
+  if [ ${#missing_apt[@]} -gt 0 ]; then
+    echo "== installing Debian packages: ${missing_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >/dev/null
+  fi
+  if [ ${#missing_pip[@]} -gt 0 ]; then
+    echo "== installing PyPI packages: ${missing_pip[*]}"
+    python3 -m pip install -q "${missing_pip[@]}"
+  fi
+elif [ ${#missing_apt[@]} -gt 0 ] || [ ${#missing_pip[@]} -gt 0 ]; then
+  echo "!! not root: cannot install ${missing_apt[*]} ${missing_pip[*]}; tests needing them will be SKIPPED (listed at the end)"
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+skipped=target/e2e-skipped.txt
+mkdir -p target
+rm -f "$skipped"
+
+echo "== cargo test"
+# End-to-end tests start daemons and registries of their own; two at a time
+# keeps a 2-core machine responsive.
+cargo test --workspace --no-fail-fast -- --test-threads="${BERTH_TEST_THREADS:-2}"
+
+if [ -s "$skipped" ]; then
+  echo
+  echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+  echo "!! SKIPPED end-to-end tests (missing tools or privileges):"
+  sed 's/^/!!   /' "$skipped"
+  echo "!! Run this script as root to install the missing tools and run them."
+  echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
+  if [ "${CI:-}" = "true" ]; then
+    echo "CI=true: skipped tests are failures"
+    exit 1
+  fi
+fi
+echo "== all tests passed"
