@@ -10,6 +10,7 @@ mod support;
 use std::path::PathBuf;
 
 use berth_oci::digest::Algorithm;
+use support::cutting_proxy::{CuttingProxy, Exchange};
 use support::dockerd::Dockerd;
 use support::{images, run, wire, TestRegistry};
 
@@ -46,7 +47,7 @@ fn require_docker(test: &str) -> Option<DockerTools> {
 /// private dockerd that treats it as an insecure registry.
 fn start(tools: &DockerTools) -> (TestRegistry, Dockerd) {
     let registry = TestRegistry::start();
-    let dockerd = Dockerd::start(&tools.dockerd, &tools.docker, &registry.addr);
+    let dockerd = Dockerd::start(&tools.dockerd, &tools.docker, &[&registry.addr]);
     (registry, dockerd)
 }
 
@@ -431,4 +432,86 @@ fn docker_manifest_list_push_and_pull_by_digest() {
         run_file(&dockerd, &by_digest),
         format!("built for {native_arch}\n")
     );
+}
+
+/// When a layer download breaks off, dockerd keeps what it received and, on
+/// its retry (five seconds later), asks for the rest with `Range: bytes=N-`.
+/// It accepts only `206 Partial Content` whose `Content-Range` starts at N; a
+/// registry that answers `200` makes it start over. A proxy between dockerd
+/// and the registry cuts the largest layer in half once, and the test checks
+/// the resumed request, the registry's ranged answer, and the pulled image.
+#[test]
+fn docker_pull_resumes_broken_layer_download_with_range() {
+    let test = "docker_pull_resumes_broken_layer_download_with_range";
+    let Some(tools) = require_docker(test) else {
+        return;
+    };
+    let registry = TestRegistry::start();
+    let proxy = CuttingProxy::start(&registry.addr);
+    let dockerd = Dockerd::start(
+        &tools.dockerd,
+        &tools.docker,
+        &[&registry.addr, &proxy.addr],
+    );
+    let repo = unique("e2e/docker-range");
+    let direct = format!("{}/{repo}:v1", registry.addr);
+    let contents = "resumed with a range request\n";
+    build_image(&dockerd, "berth-e2e-base:range", &direct, contents);
+    let image_id = inspect(&dockerd, &direct, ".Id");
+    let (digest, _) = push(&dockerd, &direct);
+
+    let manifest = assert_registry_manifest(&registry.addr, &repo, "v1", &digest);
+    let largest = manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .max_by_key(|layer| layer["size"].as_u64().expect("size"))
+        .expect("a layer")
+        .clone();
+    let layer_digest = largest["digest"].as_str().expect("digest").to_string();
+    let layer_size = largest["size"].as_u64().expect("size");
+
+    remove_all_images(&dockerd);
+    proxy.cut_next_get(&format!("/v2/{repo}/blobs/{layer_digest}"));
+    let through_proxy = format!("{}/{repo}:v1", proxy.addr);
+    run(dockerd.docker().arg("pull").arg(&through_proxy));
+
+    let downloads: Vec<Exchange> = proxy
+        .exchanges()
+        .into_iter()
+        .filter(|exchange| exchange.method == "GET" && exchange.path.ends_with(&layer_digest))
+        .collect();
+    assert!(
+        downloads.len() >= 2 && downloads[0].cut,
+        "one cut download, then a retry: {downloads:#?}"
+    );
+    let resumed = downloads.last().expect("the retry");
+    let offset: u64 = resumed
+        .range
+        .as_deref()
+        .and_then(|range| range.strip_prefix("bytes="))
+        .and_then(|range| range.strip_suffix('-'))
+        .and_then(|start| start.parse().ok())
+        .unwrap_or_else(|| {
+            panic!("the retry asks for the rest with Range: bytes=N-: {resumed:#?}")
+        });
+    assert!(
+        offset > 0 && offset < layer_size,
+        "the retry resumes inside the layer: {resumed:#?}"
+    );
+    assert_eq!(
+        resumed.status, 206,
+        "the registry answers a ranged blob GET with 206: {resumed:#?}"
+    );
+    assert_eq!(
+        resumed.content_range,
+        Some(format!("bytes {offset}-{}/{layer_size}", layer_size - 1))
+    );
+
+    assert_eq!(
+        inspect(&dockerd, &through_proxy, ".Id"),
+        image_id,
+        "image ID after the resumed pull"
+    );
+    assert_eq!(run_file(&dockerd, &through_proxy), contents);
 }

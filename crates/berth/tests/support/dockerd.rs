@@ -24,9 +24,9 @@ pub struct Dockerd {
 }
 
 impl Dockerd {
-    /// Starts dockerd with `insecure_registry` (`127.0.0.1:PORT`) allowed
-    /// over plain HTTP, and waits until its API answers.
-    pub fn start(dockerd: &Path, docker: &Path, insecure_registry: &str) -> Dockerd {
+    /// Starts dockerd with each of `insecure_registries` (`127.0.0.1:PORT`)
+    /// allowed over plain HTTP, and waits until its API answers.
+    pub fn start(dockerd: &Path, docker: &Path, insecure_registries: &[&str]) -> Dockerd {
         let dir = short_temp_dir("berth-dockerd-");
         let root = dir.path();
         // An empty configuration file keeps a host's /etc/docker/daemon.json
@@ -37,7 +37,11 @@ impl Dockerd {
         let log_file = std::fs::File::create(&log).expect("create dockerd log");
         let socket = root.join("docker.sock");
         let host = format!("unix://{}", socket.display());
-        let mut child = Command::new(dockerd)
+        let mut command = Command::new(dockerd);
+        for registry in insecure_registries {
+            command.arg("--insecure-registry").arg(registry);
+        }
+        let mut child = command
             .arg("--debug")
             .arg("--config-file")
             .arg(root.join("daemon.json"))
@@ -62,8 +66,6 @@ impl Dockerd {
             // images, but it works on any file system and in nested
             // containers, and leaves no overlay mounts to clean up.
             .args(["--storage-driver", "vfs"])
-            .arg("--insecure-registry")
-            .arg(insecure_registry)
             // Without `--containerd`, dockerd starts its own containerd whose
             // state and socket live under the exec root and data root, so it
             // cannot clash with a system containerd or with the containerd

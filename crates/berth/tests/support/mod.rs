@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod containerd;
+pub mod cutting_proxy;
 pub mod daemon;
 pub mod dockerd;
 pub mod images;
