@@ -8,6 +8,7 @@ mod support;
 use std::path::PathBuf;
 
 use support::containerd::Containerd;
+use support::cutting_proxy::{CuttingProxy, Exchange};
 use support::images::{self, OciImage};
 use support::{run, wire, TestRegistry};
 
@@ -224,4 +225,99 @@ fn containerd_import_push_pull_round_trip() {
         .args(["images", "push", "--plain-http"])
         .arg(&second));
     assert_registry_holds(&registry.addr, &second_repo, "v2", &image);
+}
+
+/// When a layer download breaks off, containerd keeps what it received in
+/// its content store's ingest area and at once asks for the rest with
+/// `Range: bytes=N-`, within the same pull. A proxy between containerd and
+/// the registry cuts the layer download once; the test checks the resumed
+/// request, the registry's `206` answer and the layer's bytes.
+#[test]
+fn containerd_pull_resumes_broken_layer_download_with_range() {
+    let test = "containerd_pull_resumes_broken_layer_download_with_range";
+    let Some(tools) = require_containerd(test) else {
+        return;
+    };
+    let registry = TestRegistry::start();
+    let proxy = CuttingProxy::start(&registry.addr);
+    let containerd = Containerd::start(&tools.containerd, &tools.ctr);
+    let repo = unique("e2e/containerd-range");
+    let direct = format!("{}/{repo}:v1", registry.addr);
+    let contents = "resumed by containerd\n";
+    let image = images::oci_image_archive(
+        containerd.dir(),
+        "ctr-range",
+        &direct,
+        &[("file", contents.as_bytes())],
+    );
+    run(containerd
+        .ctr()
+        .args(["images", "import"])
+        .arg(&image.archive));
+    run(containerd
+        .ctr()
+        .args(["images", "push", "--plain-http"])
+        .arg(&direct));
+    remove_image(&containerd, &direct, &image);
+
+    let through_proxy = format!("{}/{repo}:v1", proxy.addr);
+    proxy.cut_next_get(&format!("/v2/{repo}/blobs/{}", image.layer_digest));
+    run(containerd
+        .ctr()
+        .args(["images", "pull", "--plain-http"])
+        .arg(&through_proxy));
+
+    let downloads: Vec<Exchange> = proxy
+        .exchanges()
+        .into_iter()
+        .filter(|exchange| {
+            exchange.method == "GET" && exchange.path.ends_with(image.layer_digest.as_str())
+        })
+        .collect();
+    assert!(
+        downloads.len() >= 2 && downloads[0].cut,
+        "one cut download, then a retry: {downloads:#?}"
+    );
+    let resumed = downloads.last().expect("the retry");
+    let size = image.layer.len() as u64;
+    let offset: u64 = resumed
+        .range
+        .as_deref()
+        .and_then(|range| range.strip_prefix("bytes="))
+        .and_then(|range| range.strip_suffix('-'))
+        .and_then(|start| start.parse().ok())
+        .unwrap_or_else(|| {
+            panic!("the retry asks for the rest with Range: bytes=N-: {resumed:#?}")
+        });
+    assert!(
+        offset > 0 && offset < size,
+        "the retry resumes inside the layer: {resumed:#?}"
+    );
+    assert_eq!(
+        resumed.status, 206,
+        "the registry answers a ranged blob GET with 206: {resumed:#?}"
+    );
+    assert_eq!(
+        resumed.content_range,
+        Some(format!("bytes {offset}-{}/{size}", size - 1))
+    );
+
+    assert_eq!(
+        image_digest(&containerd, &through_proxy).as_deref(),
+        Some(image.manifest_digest.as_str())
+    );
+    let layer = containerd
+        .ctr()
+        .args(["content", "get"])
+        .arg(image.layer_digest.as_str())
+        .output()
+        .expect("ctr");
+    assert!(
+        layer.stdout == image.layer,
+        "the resumed layer differs from the pushed one"
+    );
+    assert_eq!(
+        run_file(&containerd, &through_proxy, "berth-e2e-range"),
+        contents
+    );
 }
