@@ -53,7 +53,6 @@ fn start(tools: &DockerTools) -> (TestRegistry, Dockerd) {
 
 /// Imports a busybox root filesystem as the local image `base` and builds
 /// `image` from it with one more layer holding `/file` with `contents`.
-/// Returns nothing: the caller pushes `image`.
 fn build_image(dockerd: &Dockerd, base: &str, image: &str, contents: &str) {
     let context = dockerd
         .dir()
