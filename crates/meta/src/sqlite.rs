@@ -1,1 +1,870 @@
-//! SQLite backend (to be written).
+//! The SQLite backend: one database file, opened in WAL mode.
+//!
+//! SQLite allows one writer at a time. Writes therefore go through a pool of
+//! exactly one connection, where they queue in-process instead of retrying on
+//! `SQLITE_BUSY`, and every write transaction starts with `BEGIN IMMEDIATE`,
+//! which takes the write lock up front so that a transaction that reads before
+//! it writes cannot fail halfway when another process holds the lock (the busy
+//! timeout covers that wait instead). Reads go through a separate small pool of
+//! read-only connections, which WAL lets run alongside the writer.
+//!
+//! The schema lives in `migrations/sqlite/`, is embedded into the binary and is
+//! applied on open; see [`MIGRATIONS`].
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::time::Duration;
+
+use berth_oci::{Digest, RepoName, Tag};
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::{
+    DeletedManifest, ManifestRecord, MetaError, MetaStore, NewManifest, Referrer, Timestamp,
+    UploadRecord,
+};
+
+/// How long a connection waits for another process's write lock before
+/// failing. Writes are short, so five seconds means something is wrong.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Read connections. Reads are short and WAL lets them run in parallel with
+/// each other and with the writer; a handful is enough for a registry whose
+/// heavy lifting is blob IO, not metadata.
+const READ_CONNECTIONS: u32 = 4;
+
+/// The embedded migrations, in order: (version, description, SQL).
+///
+/// They are embedded with `include_str!` rather than `sqlx::migrate!` because
+/// that macro needs sqlx's `macros` feature (a proc-macro crate that compiles
+/// its own copy of SQLite), which nothing else in the workspace needs. The
+/// layout (`NNNN_name.sql`) and the `_sqlx_migrations` bookkeeping table are
+/// the same, so switching to the macro later changes nothing on disk.
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../migrations/sqlite/0001_initial.sql"),
+)];
+
+/// The metadata store on SQLite.
+#[derive(Clone, Debug)]
+pub struct SqliteMetaStore {
+    /// Read-only connections; never used inside a write transaction.
+    read: SqlitePool,
+    /// The one connection that writes, so writers queue here rather than
+    /// contend for SQLite's lock.
+    write: SqlitePool,
+}
+
+impl SqliteMetaStore {
+    /// Opens (creating if needed) the database file at `path` and brings its
+    /// schema up to date.
+    pub async fn open(path: &Path) -> Result<Self, MetaError> {
+        let base = SqliteConnectOptions::new()
+            .filename(path)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let write_options = base
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // In WAL mode, NORMAL syncs the log at checkpoints rather than at
+            // every commit: a power loss may lose the last commits but never
+            // corrupts the database, and a registry client whose push was
+            // lost simply pushes again. FULL would cost an fsync per commit.
+            .synchronous(SqliteSynchronous::Normal);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            // Keeping the writer open keeps the WAL and shared-memory files in
+            // place, which the read-only connections need to open the file.
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(write_options)
+            .await
+            .map_err(database("opening the database for writing"))?;
+        migrate(&write).await?;
+        // The journal mode is stored in the file, so readers need not (and,
+        // being read-only, could not) set it.
+        let read = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .connect_with(base.read_only(true))
+            .await
+            .map_err(database("opening the database for reading"))?;
+        Ok(SqliteMetaStore { read, write })
+    }
+
+    /// Opens a private in-memory database, for tests.
+    ///
+    /// An in-memory database lives as long as its one connection, so reads and
+    /// writes share that connection and it is never closed for idleness.
+    pub async fn open_in_memory() -> Result<Self, MetaError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(database("parsing in-memory options"))?
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(database("opening an in-memory database"))?;
+        migrate(&pool).await?;
+        Ok(SqliteMetaStore {
+            read: pool.clone(),
+            write: pool,
+        })
+    }
+
+    /// Closes both pools, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
+    /// Starts a write transaction holding SQLite's write lock from the start.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, MetaError> {
+        self.write
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(database("starting a write transaction"))
+    }
+
+    /// Starts a read transaction, so multi-statement reads see one snapshot.
+    async fn begin_read(&self) -> Result<Transaction<'static, Sqlite>, MetaError> {
+        self.read
+            .begin()
+            .await
+            .map_err(database("starting a read transaction"))
+    }
+}
+
+/// Applies the embedded migrations that the database has not seen yet.
+async fn migrate(pool: &SqlitePool) -> Result<(), MetaError> {
+    let migrator = Migrator::new(EmbeddedMigrations)
+        .await
+        .map_err(|error| MetaError::Database(format!("loading migrations: {error}")))?;
+    migrator
+        .run(pool)
+        .await
+        .map_err(|error| MetaError::Database(format!("applying migrations: {error}")))
+}
+
+/// [`MIGRATIONS`] as a source sqlx's migrator understands.
+#[derive(Debug)]
+struct EmbeddedMigrations;
+
+impl<'s> MigrationSource<'s> for EmbeddedMigrations {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    Cow::Borrowed(sql),
+                    false,
+                )
+            })
+            .collect();
+        Box::pin(std::future::ready(Ok(migrations)))
+    }
+}
+
+/// Maps a sqlx error to `MetaError::Database`, saying what was being done.
+fn database(context: &'static str) -> impl FnOnce(sqlx::Error) -> MetaError {
+    move |error| MetaError::Database(format!("{context}: {error}"))
+}
+
+/// Converts a count or size for storage; SQLite integers are signed.
+fn to_i64(value: u64, what: &str) -> Result<i64, MetaError> {
+    i64::try_from(value).map_err(|_| MetaError::Database(format!("{what} {value} is too large")))
+}
+
+/// Converts a page limit; anything beyond `i64::MAX` means "no limit".
+fn limit_to_i64(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// Reads a column, reporting a missing or mistyped column as corruption.
+fn column<'r, T>(row: &'r SqliteRow, name: &str) -> Result<T, MetaError>
+where
+    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+{
+    row.try_get(name)
+        .map_err(|error| MetaError::Corrupt(format!("column {name}: {error}")))
+}
+
+fn parse_digest(text: &str) -> Result<Digest, MetaError> {
+    Digest::parse(text).map_err(|error| MetaError::Corrupt(format!("digest {text:?}: {error}")))
+}
+
+fn parse_repository(text: &str) -> Result<RepoName, MetaError> {
+    RepoName::parse(text)
+        .map_err(|error| MetaError::Corrupt(format!("repository name {text:?}: {error}")))
+}
+
+fn parse_tag(text: &str) -> Result<Tag, MetaError> {
+    Tag::parse(text).map_err(|error| MetaError::Corrupt(format!("tag {text:?}: {error}")))
+}
+
+fn parse_size(size: i64) -> Result<u64, MetaError> {
+    u64::try_from(size).map_err(|_| MetaError::Corrupt(format!("negative size {size}")))
+}
+
+/// The manifest columns [`manifest_from_row`] reads, prefixed by table alias `m`.
+const MANIFEST_COLUMNS: &str =
+    "m.digest, m.media_type, m.artifact_type, m.subject, m.annotations, m.payload";
+
+fn manifest_from_row(row: &SqliteRow) -> Result<ManifestRecord, MetaError> {
+    let subject: Option<String> = column(row, "subject")?;
+    Ok(ManifestRecord {
+        digest: parse_digest(&column::<String>(row, "digest")?)?,
+        media_type: column(row, "media_type")?,
+        artifact_type: column(row, "artifact_type")?,
+        subject: subject.as_deref().map(parse_digest).transpose()?,
+        annotations: column(row, "annotations")?,
+        payload: column(row, "payload")?,
+    })
+}
+
+/// The upload columns [`upload_from_row`] reads, with table aliases `u` and `r`.
+const UPLOAD_COLUMNS: &str = "u.id, r.name, u.created_at, u.updated_at, u.progress";
+
+fn upload_from_row(row: &SqliteRow) -> Result<UploadRecord, MetaError> {
+    Ok(UploadRecord {
+        id: column(row, "id")?,
+        repository: parse_repository(&column::<String>(row, "name")?)?,
+        created_at: column(row, "created_at")?,
+        updated_at: column(row, "updated_at")?,
+        progress: column(row, "progress")?,
+    })
+}
+
+/// Returns the repository's id, creating the repository if needed.
+async fn ensure_repository(
+    tx: &mut Transaction<'static, Sqlite>,
+    repository: &RepoName,
+    now: Timestamp,
+) -> Result<i64, MetaError> {
+    sqlx::query(
+        "INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(repository.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(database("creating a repository"))?;
+    repository_id(tx, repository)
+        .await?
+        .ok_or_else(|| MetaError::Corrupt(format!("repository {repository} vanished")))
+}
+
+/// Returns the repository's id, or `None` if it does not exist.
+async fn repository_id(
+    tx: &mut Transaction<'static, Sqlite>,
+    repository: &RepoName,
+) -> Result<Option<i64>, MetaError> {
+    sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+        .bind(repository.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(database("looking up a repository"))
+}
+
+/// Returns the items of `wanted` for which `sql` finds no row, each once,
+/// in their first order.
+async fn missing(
+    tx: &mut Transaction<'static, Sqlite>,
+    sql: &'static str,
+    repository_id: i64,
+    wanted: &[Digest],
+    context: &'static str,
+) -> Result<Vec<Digest>, MetaError> {
+    let mut missing: Vec<Digest> = Vec::new();
+    for (index, digest) in wanted.iter().enumerate() {
+        if wanted[..index].contains(digest) {
+            continue;
+        }
+        let found: Option<i64> = sqlx::query_scalar(sql)
+            .bind(repository_id)
+            .bind(digest.as_str())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(database(context))?;
+        if found.is_none() {
+            missing.push(digest.clone());
+        }
+    }
+    Ok(missing)
+}
+
+#[async_trait::async_trait]
+impl MetaStore for SqliteMetaStore {
+    async fn list_repositories(
+        &self,
+        after: Option<&RepoName>,
+        limit: usize,
+    ) -> Result<Vec<RepoName>, MetaError> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM repositories \
+             WHERE ?1 IS NULL OR name > ?1 COLLATE BINARY \
+             ORDER BY name COLLATE BINARY LIMIT ?2",
+        )
+        .bind(after.map(RepoName::as_str))
+        .bind(limit_to_i64(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(database("listing repositories"))?;
+        names.iter().map(|name| parse_repository(name)).collect()
+    }
+
+    async fn link_blob(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+        size: u64,
+        now: Timestamp,
+    ) -> Result<(), MetaError> {
+        let size = to_i64(size, "blob size")?;
+        let mut tx = self.begin_write().await?;
+        let repository_id = ensure_repository(&mut tx, repository, now).await?;
+        // A digest names its content, so a blob already recorded keeps its
+        // row (and size) and only gains a link.
+        sqlx::query(
+            "INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(digest.as_str())
+        .bind(size)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(database("recording a blob"))?;
+        sqlx::query(
+            "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (repository_id, digest) DO NOTHING",
+        )
+        .bind(repository_id)
+        .bind(digest.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(database("linking a blob"))?;
+        tx.commit()
+            .await
+            .map_err(database("committing a blob link"))
+    }
+
+    async fn linked_blob_size(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetaError> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM blobs b \
+             JOIN repository_blobs rb ON rb.digest = b.digest \
+             JOIN repositories r ON r.id = rb.repository_id \
+             WHERE r.name = ? AND b.digest = ?",
+        )
+        .bind(repository.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(database("looking up a linked blob"))?;
+        size.map(parse_size).transpose()
+    }
+
+    async fn unlink_blob(&self, repository: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
+        let result = sqlx::query(
+            "DELETE FROM repository_blobs \
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?",
+        )
+        .bind(repository.as_str())
+        .bind(digest.as_str())
+        .execute(&self.write)
+        .await
+        .map_err(database("unlinking a blob"))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn put_manifest(
+        &self,
+        repository: &RepoName,
+        manifest: &NewManifest,
+        tag: Option<&Tag>,
+        now: Timestamp,
+    ) -> Result<(), MetaError> {
+        let record = &manifest.record;
+        let size = to_i64(record.payload.len() as u64, "manifest size")?;
+        let mut tx = self.begin_write().await?;
+        let repository_id = ensure_repository(&mut tx, repository, now).await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?")
+                .bind(repository_id)
+                .bind(record.digest.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(database("looking up a manifest"))?;
+        if exists.is_none() {
+            // Returning early drops the transaction, which rolls back the
+            // repository it may have created: a refused push leaves no trace.
+            let missing_blobs = missing(
+                &mut tx,
+                "SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?",
+                repository_id,
+                &manifest.blobs,
+                "checking a manifest's blobs",
+            )
+            .await?;
+            if !missing_blobs.is_empty() {
+                return Err(MetaError::MissingBlobs(missing_blobs));
+            }
+            let missing_children = missing(
+                &mut tx,
+                "SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?",
+                repository_id,
+                &manifest.children,
+                "checking an index's manifests",
+            )
+            .await?;
+            if !missing_children.is_empty() {
+                return Err(MetaError::MissingManifests(missing_children));
+            }
+            sqlx::query(
+                "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, \
+                 subject, annotations, payload, size, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(repository_id)
+            .bind(record.digest.as_str())
+            .bind(&record.media_type)
+            .bind(record.artifact_type.as_deref())
+            .bind(record.subject.as_ref().map(Digest::as_str))
+            .bind(record.annotations.as_deref())
+            .bind(&record.payload)
+            .bind(size)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(database("storing a manifest"))?;
+            // A manifest may list the same blob or child twice (for instance
+            // one layer used twice); one row per pair is enough.
+            for blob in &manifest.blobs {
+                sqlx::query(
+                    "INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest) \
+                     VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                )
+                .bind(repository_id)
+                .bind(record.digest.as_str())
+                .bind(blob.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(database("recording a manifest's blob"))?;
+            }
+            for child in &manifest.children {
+                sqlx::query(
+                    "INSERT INTO manifest_children (repository_id, parent_digest, child_digest) \
+                     VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                )
+                .bind(repository_id)
+                .bind(record.digest.as_str())
+                .bind(child.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(database("recording an index's manifest"))?;
+            }
+        }
+        if let Some(tag) = tag {
+            sqlx::query(
+                "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) \
+                 VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (repository_id, name) DO UPDATE \
+                 SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+            )
+            .bind(repository_id)
+            .bind(tag.as_str())
+            .bind(record.digest.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(database("pointing a tag"))?;
+        }
+        tx.commit().await.map_err(database("committing a manifest"))
+    }
+
+    async fn manifest_by_digest(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>, MetaError> {
+        let sql = format!(
+            "SELECT {MANIFEST_COLUMNS} FROM manifests m \
+             JOIN repositories r ON r.id = m.repository_id \
+             WHERE r.name = ? AND m.digest = ?"
+        );
+        let row = sqlx::query(&sql)
+            .bind(repository.as_str())
+            .bind(digest.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(database("fetching a manifest by digest"))?;
+        row.as_ref().map(manifest_from_row).transpose()
+    }
+
+    async fn manifest_by_tag(
+        &self,
+        repository: &RepoName,
+        tag: &Tag,
+    ) -> Result<Option<ManifestRecord>, MetaError> {
+        let sql = format!(
+            "SELECT {MANIFEST_COLUMNS} FROM tags t \
+             JOIN repositories r ON r.id = t.repository_id \
+             JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest \
+             WHERE r.name = ? AND t.name = ?"
+        );
+        let row = sqlx::query(&sql)
+            .bind(repository.as_str())
+            .bind(tag.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(database("fetching a manifest by tag"))?;
+        row.as_ref().map(manifest_from_row).transpose()
+    }
+
+    async fn delete_manifest(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<DeletedManifest>, MetaError> {
+        let mut tx = self.begin_write().await?;
+        let Some(repository_id) = repository_id(&mut tx, repository).await? else {
+            return Ok(None);
+        };
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?")
+                .bind(repository_id)
+                .bind(digest.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(database("looking up a manifest"))?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        // The smallest parent digest is reported so the answer is stable.
+        let parent: Option<String> = sqlx::query_scalar(
+            "SELECT parent_digest FROM manifest_children \
+             WHERE repository_id = ? AND child_digest = ? \
+             ORDER BY parent_digest COLLATE BINARY LIMIT 1",
+        )
+        .bind(repository_id)
+        .bind(digest.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(database("looking for indexes listing a manifest"))?;
+        if let Some(parent) = parent {
+            return Err(MetaError::ManifestReferenced(parse_digest(&parent)?));
+        }
+        let tag_names: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM tags WHERE repository_id = ? AND manifest_digest = ? \
+             ORDER BY name COLLATE BINARY",
+        )
+        .bind(repository_id)
+        .bind(digest.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(database("listing a manifest's tags"))?;
+        let tags = tag_names
+            .iter()
+            .map(|name| parse_tag(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Rows that reference the manifest go first, so the foreign keys hold
+        // at every statement.
+        for (sql, context) in [
+            (
+                "DELETE FROM tags WHERE repository_id = ? AND manifest_digest = ?",
+                "deleting a manifest's tags",
+            ),
+            (
+                "DELETE FROM manifest_blobs WHERE repository_id = ? AND manifest_digest = ?",
+                "deleting a manifest's blob references",
+            ),
+            (
+                "DELETE FROM manifest_children WHERE repository_id = ? AND parent_digest = ?",
+                "deleting an index's manifest references",
+            ),
+            (
+                "DELETE FROM manifests WHERE repository_id = ? AND digest = ?",
+                "deleting a manifest",
+            ),
+        ] {
+            sqlx::query(sql)
+                .bind(repository_id)
+                .bind(digest.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(database(context))?;
+        }
+        tx.commit()
+            .await
+            .map_err(database("committing a manifest deletion"))?;
+        Ok(Some(DeletedManifest { tags }))
+    }
+
+    async fn delete_tag(&self, repository: &RepoName, tag: &Tag) -> Result<bool, MetaError> {
+        let result = sqlx::query(
+            "DELETE FROM tags \
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = ?) AND name = ?",
+        )
+        .bind(repository.as_str())
+        .bind(tag.as_str())
+        .execute(&self.write)
+        .await
+        .map_err(database("deleting a tag"))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn list_tags(
+        &self,
+        repository: &RepoName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<Tag>>, MetaError> {
+        let mut tx = self.begin_read().await?;
+        let Some(repository_id) = repository_id(&mut tx, repository).await? else {
+            return Ok(None);
+        };
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM tags \
+             WHERE repository_id = ?1 AND (?2 IS NULL OR name > ?2 COLLATE BINARY) \
+             ORDER BY name COLLATE BINARY LIMIT ?3",
+        )
+        .bind(repository_id)
+        .bind(after)
+        .bind(limit_to_i64(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(database("listing tags"))?;
+        tx.commit()
+            .await
+            .map_err(database("ending a read transaction"))?;
+        let tags = names
+            .iter()
+            .map(|name| parse_tag(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(tags))
+    }
+
+    async fn referrers(
+        &self,
+        repository: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>, MetaError> {
+        let rows = sqlx::query(
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations \
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+             WHERE r.name = ?1 AND m.subject = ?2 AND (?3 IS NULL OR m.artifact_type = ?3) \
+             ORDER BY m.digest COLLATE BINARY",
+        )
+        .bind(repository.as_str())
+        .bind(subject.as_str())
+        .bind(artifact_type)
+        .fetch_all(&self.read)
+        .await
+        .map_err(database("listing referrers"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(Referrer {
+                    digest: parse_digest(&column::<String>(row, "digest")?)?,
+                    media_type: column(row, "media_type")?,
+                    size: parse_size(column(row, "size")?)?,
+                    artifact_type: column(row, "artifact_type")?,
+                    annotations: column(row, "annotations")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_upload(&self, upload: &UploadRecord) -> Result<(), MetaError> {
+        let mut tx = self.begin_write().await?;
+        let repository_id =
+            ensure_repository(&mut tx, &upload.repository, upload.created_at).await?;
+        sqlx::query(
+            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&upload.id)
+        .bind(repository_id)
+        .bind(upload.created_at)
+        .bind(upload.updated_at)
+        .bind(&upload.progress)
+        .execute(&mut *tx)
+        .await
+        .map_err(database("creating an upload"))?;
+        tx.commit().await.map_err(database("committing an upload"))
+    }
+
+    async fn get_upload(
+        &self,
+        repository: &RepoName,
+        id: &str,
+    ) -> Result<Option<UploadRecord>, MetaError> {
+        let sql = format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads u JOIN repositories r ON r.id = u.repository_id \
+             WHERE r.name = ? AND u.id = ?"
+        );
+        let row = sqlx::query(&sql)
+            .bind(repository.as_str())
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(database("fetching an upload"))?;
+        row.as_ref().map(upload_from_row).transpose()
+    }
+
+    async fn lock_upload(
+        &self,
+        repository: &RepoName,
+        id: &str,
+        holder: &str,
+        now: Timestamp,
+        lease_secs: i64,
+    ) -> Result<UploadRecord, MetaError> {
+        let mut tx = self.begin_write().await?;
+        let sql = format!(
+            "SELECT {UPLOAD_COLUMNS}, u.lease_holder, u.lease_expires \
+             FROM uploads u JOIN repositories r ON r.id = u.repository_id \
+             WHERE r.name = ? AND u.id = ?"
+        );
+        let row = sqlx::query(&sql)
+            .bind(repository.as_str())
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(database("fetching an upload to lock"))?
+            .ok_or(MetaError::UploadNotFound)?;
+        let record = upload_from_row(&row)?;
+        let lease_holder: Option<String> = column(&row, "lease_holder")?;
+        let lease_expires: Option<i64> = column(&row, "lease_expires")?;
+        // A lease runs until (not including) its expiry second. The same
+        // holder may take its own lease again, which renews it.
+        if let (Some(current), Some(expires)) = (lease_holder, lease_expires) {
+            if current != holder && now < expires {
+                return Err(MetaError::UploadBusy);
+            }
+        }
+        sqlx::query("UPDATE uploads SET lease_holder = ?, lease_expires = ? WHERE id = ?")
+            .bind(holder)
+            .bind(now.saturating_add(lease_secs))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(database("taking an upload's lease"))?;
+        tx.commit()
+            .await
+            .map_err(database("committing an upload lease"))?;
+        Ok(record)
+    }
+
+    async fn update_upload(
+        &self,
+        id: &str,
+        holder: &str,
+        progress: &str,
+        now: Timestamp,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.begin_write().await?;
+        // A holder whose lease expired but was not taken still holds it: no
+        // one else wrote in between, so its progress is still right.
+        let updated = sqlx::query(
+            "UPDATE uploads SET progress = ?, updated_at = ?, lease_holder = NULL, \
+             lease_expires = NULL WHERE id = ? AND lease_holder = ?",
+        )
+        .bind(progress)
+        .bind(now)
+        .bind(id)
+        .bind(holder)
+        .execute(&mut *tx)
+        .await
+        .map_err(database("updating an upload"))?
+        .rows_affected();
+        if updated == 0 {
+            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM uploads WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(database("looking up an upload"))?;
+            return Err(match exists {
+                Some(_) => MetaError::UploadBusy,
+                None => MetaError::UploadNotFound,
+            });
+        }
+        tx.commit()
+            .await
+            .map_err(database("committing an upload update"))
+    }
+
+    async fn unlock_upload(&self, id: &str, holder: &str) -> Result<(), MetaError> {
+        // Only the holder's own lease is released; if it was lost to another
+        // holder (or the upload is gone) there is nothing of ours to release,
+        // and the caller, already handling a failed write, needs no new error.
+        sqlx::query(
+            "UPDATE uploads SET lease_holder = NULL, lease_expires = NULL \
+             WHERE id = ? AND lease_holder = ?",
+        )
+        .bind(id)
+        .bind(holder)
+        .execute(&self.write)
+        .await
+        .map_err(database("releasing an upload's lease"))?;
+        Ok(())
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<bool, MetaError> {
+        let result = sqlx::query("DELETE FROM uploads WHERE id = ?")
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(database("deleting an upload"))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn expired_uploads(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>, MetaError> {
+        let sql = format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads u JOIN repositories r ON r.id = u.repository_id \
+             WHERE u.updated_at < ? ORDER BY u.updated_at, u.id COLLATE BINARY LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(before)
+            .bind(limit_to_i64(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(database("listing expired uploads"))?;
+        rows.iter().map(upload_from_row).collect()
+    }
+
+    async fn check_ready(&self) -> Result<(), MetaError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map_err(database("checking the database"))?;
+        Ok(())
+    }
+}

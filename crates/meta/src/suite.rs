@@ -1,1 +1,1133 @@
-//! Shared test suite (to be written).
+//! The shared test suite every [`MetaStore`] backend must pass.
+//!
+//! Each test is a `pub async fn` taking `&dyn MetaStore`, so a backend's test
+//! file runs them all with [`meta_store_tests!`](crate::meta_store_tests) (one
+//! `#[tokio::test]` per suite test, each on a fresh store) and [`run_all`]
+//! (every test in turn on one store).
+//!
+//! Because `run_all` shares one store between tests, every test works in its
+//! own repositories (named `suite-<test>/...`), deletes the manifests, tags
+//! and uploads it created, and checks that they are gone. Repositories cannot
+//! be deleted through the trait, so they stay; tests that list repositories
+//! only look at names under their own prefix.
+
+use futures::future::{join_all, BoxFuture};
+
+use berth_oci::{Algorithm, Digest, RepoName, Tag};
+
+use crate::{ManifestRecord, MetaError, MetaStore, NewManifest, Referrer, Timestamp, UploadRecord};
+
+/// A suite test as a plain function, so tests can be listed and run in a loop.
+pub type SuiteTest = for<'a> fn(&'a dyn MetaStore) -> BoxFuture<'a, ()>;
+
+/// Every test of the suite, by name, in the order [`run_all`] runs them.
+pub const TESTS: &[(&str, SuiteTest)] = &[
+    ("store_is_ready", |store| Box::pin(store_is_ready(store))),
+    ("blob_links_are_idempotent_and_per_repository", |store| {
+        Box::pin(blob_links_are_idempotent_and_per_repository(store))
+    }),
+    (
+        "put_manifest_with_missing_references_stores_nothing",
+        |store| Box::pin(put_manifest_with_missing_references_stores_nothing(store)),
+    ),
+    ("manifests_are_found_by_tag_and_digest", |store| {
+        Box::pin(manifests_are_found_by_tag_and_digest(store))
+    }),
+    ("re_putting_a_manifest_only_moves_the_tag", |store| {
+        Box::pin(re_putting_a_manifest_only_moves_the_tag(store))
+    }),
+    ("delete_manifest_removes_its_tags", |store| {
+        Box::pin(delete_manifest_removes_its_tags(store))
+    }),
+    ("index_children_cannot_be_deleted_while_listed", |store| {
+        Box::pin(index_children_cannot_be_deleted_while_listed(store))
+    }),
+    ("delete_tag_leaves_the_manifest", |store| {
+        Box::pin(delete_tag_leaves_the_manifest(store))
+    }),
+    ("tags_are_listed_in_byte_order_and_paged", |store| {
+        Box::pin(tags_are_listed_in_byte_order_and_paged(store))
+    }),
+    ("repositories_are_listed_in_byte_order_and_paged", |store| {
+        Box::pin(repositories_are_listed_in_byte_order_and_paged(store))
+    }),
+    (
+        "referrers_are_filtered_by_subject_and_artifact_type",
+        |store| Box::pin(referrers_are_filtered_by_subject_and_artifact_type(store)),
+    ),
+    (
+        "upload_leases_exclude_other_holders_until_expiry",
+        |store| Box::pin(upload_leases_exclude_other_holders_until_expiry(store)),
+    ),
+    ("expired_uploads_are_listed_oldest_first", |store| {
+        Box::pin(expired_uploads_are_listed_oldest_first(store))
+    }),
+    ("concurrent_writers_all_succeed", |store| {
+        Box::pin(concurrent_writers_all_succeed(store))
+    }),
+];
+
+/// Runs every suite test in turn against one store, which also shows that
+/// the tests do not disturb each other.
+pub async fn run_all(store: &dyn MetaStore) {
+    for (_name, test) in TESTS {
+        test(store).await;
+    }
+}
+
+/// Expands to one `#[tokio::test]` per suite test, plus a check that the list
+/// below matches [`TESTS`](crate::suite::TESTS).
+///
+/// `$fresh` names an async function returning `(guard, store)`: a new empty
+/// store, and whatever must live as long as it (a temporary directory, a
+/// database to drop). The caller's crate must depend on `tokio`.
+#[macro_export]
+macro_rules! meta_store_tests {
+    ($fresh:path) => {
+        $crate::meta_store_tests!(@each $fresh;
+            store_is_ready,
+            blob_links_are_idempotent_and_per_repository,
+            put_manifest_with_missing_references_stores_nothing,
+            manifests_are_found_by_tag_and_digest,
+            re_putting_a_manifest_only_moves_the_tag,
+            delete_manifest_removes_its_tags,
+            index_children_cannot_be_deleted_while_listed,
+            delete_tag_leaves_the_manifest,
+            tags_are_listed_in_byte_order_and_paged,
+            repositories_are_listed_in_byte_order_and_paged,
+            referrers_are_filtered_by_subject_and_artifact_type,
+            upload_leases_exclude_other_holders_until_expiry,
+            expired_uploads_are_listed_oldest_first,
+            concurrent_writers_all_succeed,
+        );
+    };
+    (@each $fresh:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (_guard, store) = $fresh().await;
+                $crate::suite::$name(&store).await;
+            }
+        )*
+
+        #[test]
+        fn suite_macro_lists_every_test() {
+            let listed: Vec<&str> = vec![$(stringify!($name)),*];
+            let known: Vec<&str> = $crate::suite::TESTS.iter().map(|(name, _)| *name).collect();
+            assert_eq!(listed, known);
+        }
+    };
+}
+
+// --- fixtures ---
+
+/// A fixed "now", far from zero so that `now - 1` and lease arithmetic stay
+/// ordinary numbers.
+const NOW: Timestamp = 1_700_000_000;
+
+const IMAGE_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+const SIGNATURE_TYPE: &str = "application/vnd.example.signature";
+const SBOM_TYPE: &str = "application/vnd.example.sbom";
+
+fn repository(name: &str) -> RepoName {
+    RepoName::parse(name).expect("test repository names are valid")
+}
+
+fn tag(name: &str) -> Tag {
+    Tag::parse(name).expect("test tags are valid")
+}
+
+fn digest_of(text: &str) -> Digest {
+    Algorithm::Sha256.digest_of(text.as_bytes())
+}
+
+/// A record whose digest really is the digest of its payload.
+fn record(payload: &str, media_type: &str) -> ManifestRecord {
+    ManifestRecord {
+        digest: digest_of(payload),
+        media_type: media_type.to_string(),
+        artifact_type: None,
+        subject: None,
+        annotations: None,
+        payload: payload.as_bytes().to_vec(),
+    }
+}
+
+/// An image manifest referencing `blobs`.
+fn image(payload: &str, blobs: &[&Digest]) -> NewManifest {
+    NewManifest {
+        record: record(payload, IMAGE_MEDIA_TYPE),
+        blobs: blobs.iter().map(|&digest| digest.clone()).collect(),
+        children: Vec::new(),
+    }
+}
+
+/// An index listing `children`.
+fn index(payload: &str, children: &[&Digest]) -> NewManifest {
+    NewManifest {
+        record: record(payload, INDEX_MEDIA_TYPE),
+        blobs: Vec::new(),
+        children: children.iter().map(|&digest| digest.clone()).collect(),
+    }
+}
+
+/// An artifact manifest referring to `subject`.
+fn referrer(payload: &str, subject: &Digest, artifact_type: &str) -> NewManifest {
+    let mut manifest = image(payload, &[]);
+    manifest.record.subject = Some(subject.clone());
+    manifest.record.artifact_type = Some(artifact_type.to_string());
+    manifest.record.annotations = Some(format!(r#"{{"test":"{payload}"}}"#));
+    manifest
+}
+
+fn tags(names: &[&str]) -> Vec<Tag> {
+    names.iter().map(|name| tag(name)).collect()
+}
+
+async fn put(store: &dyn MetaStore, repo: &RepoName, manifest: &NewManifest, tag: Option<&Tag>) {
+    store
+        .put_manifest(repo, manifest, tag, NOW)
+        .await
+        .expect("put_manifest succeeds");
+}
+
+async fn link(store: &dyn MetaStore, repo: &RepoName, digest: &Digest, size: u64) {
+    store
+        .link_blob(repo, digest, size, NOW)
+        .await
+        .expect("link_blob succeeds");
+}
+
+async fn delete(store: &dyn MetaStore, repo: &RepoName, digest: &Digest) -> Vec<Tag> {
+    store
+        .delete_manifest(repo, digest)
+        .await
+        .expect("delete_manifest succeeds")
+        .expect("the manifest was stored")
+        .tags
+}
+
+async fn list_tags(store: &dyn MetaStore, repo: &RepoName) -> Option<Vec<Tag>> {
+    store
+        .list_tags(repo, None, usize::MAX)
+        .await
+        .expect("list_tags succeeds")
+}
+
+/// Checks that a test left no tags and none of the given manifests behind.
+async fn assert_clean(store: &dyn MetaStore, repo: &RepoName, manifests: &[&Digest]) {
+    assert_eq!(
+        list_tags(store, repo).await,
+        Some(Vec::new()),
+        "{repo} has tags left"
+    );
+    for digest in manifests {
+        let found = store.manifest_by_digest(repo, digest).await.unwrap();
+        assert_eq!(found, None, "{repo} still holds {digest}");
+    }
+}
+
+fn upload(id: &str, repo: &RepoName, updated_at: Timestamp) -> UploadRecord {
+    UploadRecord {
+        id: id.to_string(),
+        repository: repo.clone(),
+        created_at: updated_at,
+        updated_at,
+        progress: format!(r#"{{"upload":"{id}","offset":0}}"#),
+    }
+}
+
+// --- tests ---
+
+pub async fn store_is_ready(store: &dyn MetaStore) {
+    store.check_ready().await.expect("a fresh store is ready");
+}
+
+pub async fn blob_links_are_idempotent_and_per_repository(store: &dyn MetaStore) {
+    let one = repository("suite-blobs/one");
+    let two = repository("suite-blobs/two");
+    let blob = digest_of("suite-blobs layer");
+
+    assert_eq!(store.linked_blob_size(&one, &blob).await.unwrap(), None);
+    assert!(
+        !store.unlink_blob(&one, &blob).await.unwrap(),
+        "nothing to unlink yet"
+    );
+
+    link(store, &one, &blob, 17).await;
+    link(store, &one, &blob, 17).await;
+    assert_eq!(store.linked_blob_size(&one, &blob).await.unwrap(), Some(17));
+    assert_eq!(
+        store.linked_blob_size(&two, &blob).await.unwrap(),
+        None,
+        "a link in one repository is invisible from another"
+    );
+    assert!(!store.unlink_blob(&two, &blob).await.unwrap());
+
+    link(store, &two, &blob, 17).await;
+    assert!(store.unlink_blob(&one, &blob).await.unwrap());
+    assert!(
+        !store.unlink_blob(&one, &blob).await.unwrap(),
+        "unlinking twice is harmless"
+    );
+    assert_eq!(store.linked_blob_size(&one, &blob).await.unwrap(), None);
+    assert_eq!(
+        store.linked_blob_size(&two, &blob).await.unwrap(),
+        Some(17),
+        "unlinking from one repository leaves the other's link"
+    );
+    assert!(store.unlink_blob(&two, &blob).await.unwrap());
+    assert_eq!(store.linked_blob_size(&two, &blob).await.unwrap(), None);
+
+    // A link creates the repository, and unlinking does not remove it.
+    assert_eq!(list_tags(store, &one).await, Some(Vec::new()));
+}
+
+pub async fn put_manifest_with_missing_references_stores_nothing(store: &dyn MetaStore) {
+    let repo = repository("suite-missing/app");
+    let elsewhere = repository("suite-missing/elsewhere");
+    let config = digest_of("suite-missing config");
+    let layer = digest_of("suite-missing layer");
+    let manifest = image("suite-missing image", &[&config, &layer, &config]);
+    let latest = tag("latest");
+
+    // Nothing linked, in a repository that does not exist yet: both blobs are
+    // reported, each once, and not even the repository is created.
+    match store
+        .put_manifest(&repo, &manifest, Some(&latest), NOW)
+        .await
+    {
+        Err(MetaError::MissingBlobs(missing)) => {
+            assert_eq!(missing, vec![config.clone(), layer.clone()])
+        }
+        other => panic!("expected MissingBlobs, got {other:?}"),
+    }
+    assert_eq!(
+        list_tags(store, &repo).await,
+        None,
+        "a refused push creates no repository"
+    );
+
+    // A blob linked only in another repository does not count.
+    link(store, &elsewhere, &layer, 5).await;
+    link(store, &repo, &config, 3).await;
+    match store
+        .put_manifest(&repo, &manifest, Some(&latest), NOW)
+        .await
+    {
+        Err(MetaError::MissingBlobs(missing)) => assert_eq!(missing, vec![layer.clone()]),
+        other => panic!("expected MissingBlobs, got {other:?}"),
+    }
+    assert_eq!(
+        store
+            .manifest_by_digest(&repo, &manifest.record.digest)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.manifest_by_tag(&repo, &latest).await.unwrap(), None);
+    assert_eq!(list_tags(store, &repo).await, Some(Vec::new()));
+
+    link(store, &repo, &layer, 5).await;
+    put(store, &repo, &manifest, Some(&latest)).await;
+
+    // An index whose children are not all stored is refused the same way.
+    let absent = digest_of("suite-missing absent child");
+    let incomplete = index("suite-missing index", &[&manifest.record.digest, &absent]);
+    let index_tag = tag("index");
+    match store
+        .put_manifest(&repo, &incomplete, Some(&index_tag), NOW)
+        .await
+    {
+        Err(MetaError::MissingManifests(missing)) => assert_eq!(missing, vec![absent.clone()]),
+        other => panic!("expected MissingManifests, got {other:?}"),
+    }
+    assert_eq!(
+        store
+            .manifest_by_digest(&repo, &incomplete.record.digest)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(list_tags(store, &repo).await, Some(tags(&["latest"])));
+
+    // The refused index left no child rows behind: the image can be deleted.
+    assert_eq!(
+        delete(store, &repo, &manifest.record.digest).await,
+        tags(&["latest"])
+    );
+    assert!(store.unlink_blob(&repo, &config).await.unwrap());
+    assert!(store.unlink_blob(&repo, &layer).await.unwrap());
+    assert!(store.unlink_blob(&elsewhere, &layer).await.unwrap());
+    assert_clean(
+        store,
+        &repo,
+        &[&manifest.record.digest, &incomplete.record.digest],
+    )
+    .await;
+}
+
+pub async fn manifests_are_found_by_tag_and_digest(store: &dyn MetaStore) {
+    let repo = repository("suite-get/app");
+    let other = repository("suite-get/other");
+    let subject = digest_of("suite-get subject");
+    let mut manifest = image("suite-get image", &[]);
+    manifest.record.artifact_type = Some(SBOM_TYPE.to_string());
+    manifest.record.subject = Some(subject);
+    manifest.record.annotations = Some(r#"{"org.example":"yes"}"#.to_string());
+    let v1 = tag("v1");
+    put(store, &repo, &manifest, Some(&v1)).await;
+    // The other repository exists but holds nothing under the same names.
+    put(
+        store,
+        &other,
+        &image("suite-get other image", &[]),
+        Some(&tag("v2")),
+    )
+    .await;
+
+    let digest = &manifest.record.digest;
+    let v2 = tag("v2");
+    let unknown = digest_of("suite-get unknown");
+    let absent = repository("suite-get/absent");
+    /// How a case looks the manifest up.
+    #[derive(Debug)]
+    enum Lookup<'a> {
+        Tag(&'a Tag),
+        Digest(&'a Digest),
+    }
+    let cases: Vec<(&RepoName, Lookup, Option<&ManifestRecord>)> = vec![
+        (&repo, Lookup::Tag(&v1), Some(&manifest.record)),
+        (&repo, Lookup::Digest(digest), Some(&manifest.record)),
+        (&repo, Lookup::Tag(&v2), None),
+        (&repo, Lookup::Digest(&unknown), None),
+        (&other, Lookup::Tag(&v1), None),
+        (&other, Lookup::Digest(digest), None),
+        (&absent, Lookup::Tag(&v1), None),
+        (&absent, Lookup::Digest(digest), None),
+    ];
+    for (repo, lookup, expected) in cases {
+        let found = match lookup {
+            Lookup::Tag(tag) => store.manifest_by_tag(repo, tag).await.unwrap(),
+            Lookup::Digest(digest) => store.manifest_by_digest(repo, digest).await.unwrap(),
+        };
+        assert_eq!(found.as_ref(), expected, "{repo} {lookup:?}");
+    }
+
+    assert_eq!(delete(store, &repo, digest).await, tags(&["v1"]));
+    let other_digest = digest_of("suite-get other image");
+    assert_eq!(delete(store, &other, &other_digest).await, tags(&["v2"]));
+    assert_clean(store, &repo, &[digest]).await;
+    assert_clean(store, &other, &[&other_digest]).await;
+}
+
+pub async fn re_putting_a_manifest_only_moves_the_tag(store: &dyn MetaStore) {
+    let repo = repository("suite-reput/app");
+    let layer = digest_of("suite-reput layer");
+    link(store, &repo, &layer, 9).await;
+    let first = image("suite-reput first", &[&layer]);
+    let second = image("suite-reput second", &[&layer]);
+    let latest = tag("latest");
+
+    put(store, &repo, &first, Some(&latest)).await;
+    put(store, &repo, &second, Some(&latest)).await;
+    assert_eq!(
+        store.manifest_by_tag(&repo, &latest).await.unwrap(),
+        Some(second.record.clone()),
+        "the tag follows the newest push"
+    );
+    assert_eq!(
+        store
+            .manifest_by_digest(&repo, &first.record.digest)
+            .await
+            .unwrap(),
+        Some(first.record.clone()),
+        "moving a tag leaves the old manifest"
+    );
+
+    // Re-putting the first manifest moves the tag back and changes nothing
+    // else: not the stored fields, and its references are not checked again.
+    assert!(store.unlink_blob(&repo, &layer).await.unwrap());
+    let mut again = first.clone();
+    again.record.annotations = Some(r#"{"ignored":"true"}"#.to_string());
+    put(store, &repo, &again, Some(&latest)).await;
+    put(store, &repo, &again, None).await;
+    assert_eq!(
+        store.manifest_by_tag(&repo, &latest).await.unwrap(),
+        Some(first.record.clone())
+    );
+    assert_eq!(list_tags(store, &repo).await, Some(tags(&["latest"])));
+
+    assert_eq!(
+        delete(store, &repo, &first.record.digest).await,
+        tags(&["latest"])
+    );
+    assert_eq!(
+        delete(store, &repo, &second.record.digest).await,
+        Vec::<Tag>::new()
+    );
+    assert_clean(store, &repo, &[&first.record.digest, &second.record.digest]).await;
+}
+
+pub async fn delete_manifest_removes_its_tags(store: &dyn MetaStore) {
+    let repo = repository("suite-delete/app");
+    let other = repository("suite-delete/other");
+    let layer = digest_of("suite-delete layer");
+    link(store, &repo, &layer, 4).await;
+    let doomed = image("suite-delete doomed", &[&layer]);
+    let kept = image("suite-delete kept", &[&layer]);
+    for name in ["b", "a", "c"] {
+        put(store, &repo, &doomed, Some(&tag(name))).await;
+    }
+    put(store, &repo, &kept, Some(&tag("kept"))).await;
+    // The same manifest in another repository is a separate copy.
+    put(
+        store,
+        &other,
+        &image("suite-delete doomed", &[]),
+        Some(&tag("a")),
+    )
+    .await;
+
+    assert_eq!(
+        delete(store, &repo, &doomed.record.digest).await,
+        tags(&["a", "b", "c"])
+    );
+    assert_eq!(list_tags(store, &repo).await, Some(tags(&["kept"])));
+    assert_eq!(store.manifest_by_tag(&repo, &tag("a")).await.unwrap(), None);
+    assert_eq!(
+        store
+            .manifest_by_digest(&repo, &doomed.record.digest)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.manifest_by_tag(&other, &tag("a")).await.unwrap(),
+        Some(image("suite-delete doomed", &[]).record),
+        "deleting in one repository leaves the other's copy"
+    );
+    assert_eq!(
+        store.linked_blob_size(&repo, &layer).await.unwrap(),
+        Some(4),
+        "deleting a manifest leaves its blobs to garbage collection"
+    );
+
+    // Deleting what is not there is not an error.
+    let absent = store
+        .delete_manifest(&repo, &doomed.record.digest)
+        .await
+        .unwrap();
+    assert_eq!(absent, None);
+    let no_repository = store
+        .delete_manifest(&repository("suite-delete/absent"), &doomed.record.digest)
+        .await
+        .unwrap();
+    assert_eq!(no_repository, None);
+
+    assert_eq!(
+        delete(store, &repo, &kept.record.digest).await,
+        tags(&["kept"])
+    );
+    assert_eq!(
+        delete(store, &other, &doomed.record.digest).await,
+        tags(&["a"])
+    );
+    assert!(store.unlink_blob(&repo, &layer).await.unwrap());
+    assert_clean(store, &repo, &[&doomed.record.digest, &kept.record.digest]).await;
+    assert_clean(store, &other, &[&doomed.record.digest]).await;
+}
+
+pub async fn index_children_cannot_be_deleted_while_listed(store: &dyn MetaStore) {
+    let repo = repository("suite-index/app");
+    let other = repository("suite-index/other");
+    let amd64 = image("suite-index amd64", &[]);
+    let arm64 = image("suite-index arm64", &[]);
+    put(store, &repo, &amd64, None).await;
+    put(store, &repo, &arm64, None).await;
+    // The child listed twice (as some tools do for platform variants) is
+    // stored once and still protected.
+    let index = index(
+        "suite-index index",
+        &[
+            &amd64.record.digest,
+            &arm64.record.digest,
+            &amd64.record.digest,
+        ],
+    );
+    put(store, &repo, &index, Some(&tag("multi"))).await;
+    assert_eq!(
+        store.manifest_by_tag(&repo, &tag("multi")).await.unwrap(),
+        Some(index.record.clone())
+    );
+
+    for child in [&amd64, &arm64] {
+        match store.delete_manifest(&repo, &child.record.digest).await {
+            Err(MetaError::ManifestReferenced(parent)) => assert_eq!(parent, index.record.digest),
+            other => panic!("expected ManifestReferenced, got {other:?}"),
+        }
+        assert_eq!(
+            store
+                .manifest_by_digest(&repo, &child.record.digest)
+                .await
+                .unwrap(),
+            Some(child.record.clone()),
+            "a refused deletion deletes nothing"
+        );
+    }
+
+    // The same child in another repository is not protected by this index.
+    put(store, &other, &amd64, Some(&tag("solo"))).await;
+    assert_eq!(
+        delete(store, &other, &amd64.record.digest).await,
+        tags(&["solo"])
+    );
+
+    assert_eq!(
+        delete(store, &repo, &index.record.digest).await,
+        tags(&["multi"])
+    );
+    assert_eq!(
+        delete(store, &repo, &amd64.record.digest).await,
+        Vec::<Tag>::new()
+    );
+    assert_eq!(
+        delete(store, &repo, &arm64.record.digest).await,
+        Vec::<Tag>::new()
+    );
+    assert_clean(
+        store,
+        &repo,
+        &[
+            &index.record.digest,
+            &amd64.record.digest,
+            &arm64.record.digest,
+        ],
+    )
+    .await;
+}
+
+pub async fn delete_tag_leaves_the_manifest(store: &dyn MetaStore) {
+    let repo = repository("suite-untag/app");
+    let manifest = image("suite-untag image", &[]);
+    put(store, &repo, &manifest, Some(&tag("old"))).await;
+    put(store, &repo, &manifest, Some(&tag("new"))).await;
+
+    assert!(store.delete_tag(&repo, &tag("old")).await.unwrap());
+    assert!(
+        !store.delete_tag(&repo, &tag("old")).await.unwrap(),
+        "the tag is gone already"
+    );
+    assert!(!store
+        .delete_tag(&repository("suite-untag/absent"), &tag("new"))
+        .await
+        .unwrap());
+    assert_eq!(list_tags(store, &repo).await, Some(tags(&["new"])));
+    assert_eq!(
+        store.manifest_by_tag(&repo, &tag("old")).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .manifest_by_digest(&repo, &manifest.record.digest)
+            .await
+            .unwrap(),
+        Some(manifest.record.clone())
+    );
+
+    assert!(store.delete_tag(&repo, &tag("new")).await.unwrap());
+    assert_eq!(
+        store
+            .manifest_by_digest(&repo, &manifest.record.digest)
+            .await
+            .unwrap(),
+        Some(manifest.record.clone()),
+        "an untagged manifest stays until it is deleted"
+    );
+    assert_eq!(
+        delete(store, &repo, &manifest.record.digest).await,
+        Vec::<Tag>::new()
+    );
+    assert_clean(store, &repo, &[&manifest.record.digest]).await;
+}
+
+pub async fn tags_are_listed_in_byte_order_and_paged(store: &dyn MetaStore) {
+    let repo = repository("suite-tags/app");
+    let manifest = image("suite-tags image", &[]);
+    // Byte order puts digits, then upper case, then '_', then lower case;
+    // within "a…", the separators '-' < '.' < '_' sort before letters.
+    let sorted = ["0", "A", "B", "_x", "a", "a-b", "a.b", "a_b", "ab"];
+    for name in ["ab", "B", "a.b", "_x", "a", "0", "a_b", "A", "a-b"] {
+        put(store, &repo, &manifest, Some(&tag(name))).await;
+    }
+
+    let cases: &[(Option<&str>, usize, &[&str])] = &[
+        (None, 100, &sorted),
+        (None, usize::MAX, &sorted),
+        (None, 3, &["0", "A", "B"]),
+        (None, 0, &[]),
+        (Some("B"), 2, &["_x", "a"]),
+        // `after` need not be a tag that exists.
+        (Some("Z"), 2, &["_x", "a"]),
+        (Some("a"), 100, &["a-b", "a.b", "a_b", "ab"]),
+        (Some("a."), 100, &["a.b", "a_b", "ab"]),
+        (Some("ab"), 100, &[]),
+        (Some("zzz"), 100, &[]),
+    ];
+    for &(after, limit, expected) in cases {
+        let listed = store.list_tags(&repo, after, limit).await.unwrap();
+        assert_eq!(
+            listed,
+            Some(tags(expected)),
+            "after {after:?}, limit {limit}"
+        );
+    }
+
+    // Paging two at a time visits every tag once, in order.
+    let mut paged: Vec<Tag> = Vec::new();
+    loop {
+        let after = paged.last().map(|tag| tag.as_str().to_string());
+        let page = store
+            .list_tags(&repo, after.as_deref(), 2)
+            .await
+            .unwrap()
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        paged.extend(page);
+    }
+    assert_eq!(paged, tags(&sorted));
+
+    assert_eq!(
+        list_tags(store, &repository("suite-tags/absent")).await,
+        None
+    );
+    let untagged = repository("suite-tags/untagged");
+    put(store, &untagged, &manifest, None).await;
+    assert_eq!(list_tags(store, &untagged).await, Some(Vec::new()));
+
+    let mut removed = delete(store, &repo, &manifest.record.digest).await;
+    removed.sort_by(|a, b| a.as_str().as_bytes().cmp(b.as_str().as_bytes()));
+    assert_eq!(removed, tags(&sorted));
+    assert_eq!(
+        delete(store, &untagged, &manifest.record.digest).await,
+        Vec::<Tag>::new()
+    );
+    assert_clean(store, &repo, &[&manifest.record.digest]).await;
+}
+
+pub async fn repositories_are_listed_in_byte_order_and_paged(store: &dyn MetaStore) {
+    const PREFIX: &str = "suite-repos/";
+    let sorted: Vec<String> = ["a", "a-b", "a.b", "a/b", "a0", "a__b", "a_b", "ab"]
+        .iter()
+        .map(|name| format!("{PREFIX}{name}"))
+        .collect();
+    // Repositories come into being through any of the three kinds of write.
+    let blob = digest_of("suite-repos blob");
+    let manifest = image("suite-repos image", &[]);
+    for (position, name) in ["ab", "a/b", "a", "a_b", "a0", "a.b", "a__b", "a-b"]
+        .iter()
+        .enumerate()
+    {
+        let repo = repository(&format!("{PREFIX}{name}"));
+        match position % 3 {
+            0 => link(store, &repo, &blob, 1).await,
+            1 => put(store, &repo, &manifest, None).await,
+            _ => {
+                let id = format!("suite-repos-{position}");
+                store.create_upload(&upload(&id, &repo, NOW)).await.unwrap();
+                assert!(store.delete_upload(&id).await.unwrap());
+            }
+        }
+    }
+
+    // Other tests' repositories may be present, so only names under the
+    // prefix count, and listing starts at the prefix's first component.
+    let start = repository("suite-repos");
+    let under_prefix = |names: Vec<RepoName>| -> Vec<String> {
+        names
+            .into_iter()
+            .map(|name| name.as_str().to_string())
+            .take_while(|name| name.starts_with(PREFIX))
+            .collect()
+    };
+    let all = store
+        .list_repositories(Some(&start), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(under_prefix(all), sorted);
+
+    let cases: &[(&str, usize, &[&str])] = &[
+        ("a", 3, &["a-b", "a.b", "a/b"]),
+        ("a/b", 2, &["a0", "a__b"]),
+        ("a_b", 10, &["ab"]),
+    ];
+    for &(after, limit, expected) in cases {
+        let after = repository(&format!("{PREFIX}{after}"));
+        let listed = store.list_repositories(Some(&after), limit).await.unwrap();
+        let expected: Vec<String> = expected
+            .iter()
+            .map(|name| format!("{PREFIX}{name}"))
+            .collect();
+        assert_eq!(
+            under_prefix(listed),
+            expected,
+            "after {after}, limit {limit}"
+        );
+    }
+    assert!(store.list_repositories(None, 0).await.unwrap().is_empty());
+
+    // Paging three at a time visits every repository once, in order.
+    let mut paged: Vec<String> = Vec::new();
+    let mut after = start;
+    loop {
+        let page = store.list_repositories(Some(&after), 3).await.unwrap();
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        let page_len = page.len();
+        let mine = under_prefix(page);
+        let done = mine.len() < page_len;
+        paged.extend(mine);
+        if done {
+            break;
+        }
+        after = last;
+    }
+    assert_eq!(paged, sorted);
+
+    for (position, name) in ["ab", "a/b", "a", "a_b", "a0", "a.b", "a__b", "a-b"]
+        .iter()
+        .enumerate()
+    {
+        let repo = repository(&format!("{PREFIX}{name}"));
+        match position % 3 {
+            0 => assert!(store.unlink_blob(&repo, &blob).await.unwrap()),
+            1 => assert_eq!(
+                delete(store, &repo, &manifest.record.digest).await,
+                Vec::<Tag>::new()
+            ),
+            _ => {}
+        }
+        assert_clean(store, &repo, &[&manifest.record.digest]).await;
+    }
+}
+
+pub async fn referrers_are_filtered_by_subject_and_artifact_type(store: &dyn MetaStore) {
+    let repo = repository("suite-referrers/app");
+    let other = repository("suite-referrers/other");
+    let subject = image("suite-referrers subject", &[]);
+    let subject_digest = &subject.record.digest;
+    put(store, &repo, &subject, Some(&tag("v1"))).await;
+
+    let signature = referrer("suite-referrers signature", subject_digest, SIGNATURE_TYPE);
+    let second_signature = referrer(
+        "suite-referrers signature 2",
+        subject_digest,
+        SIGNATURE_TYPE,
+    );
+    let sbom = referrer("suite-referrers sbom", subject_digest, SBOM_TYPE);
+    // Noise: a referrer of another subject, and one of this subject in
+    // another repository, which must not leak into this repository's list.
+    let unrelated = referrer(
+        "suite-referrers unrelated",
+        &digest_of("elsewhere"),
+        SIGNATURE_TYPE,
+    );
+    let foreign = referrer("suite-referrers foreign", subject_digest, SIGNATURE_TYPE);
+    for manifest in [&signature, &second_signature, &sbom, &unrelated] {
+        put(store, &repo, manifest, None).await;
+    }
+    put(store, &other, &foreign, None).await;
+
+    let as_referrer = |manifest: &NewManifest| Referrer {
+        digest: manifest.record.digest.clone(),
+        media_type: manifest.record.media_type.clone(),
+        size: manifest.record.payload.len() as u64,
+        artifact_type: manifest.record.artifact_type.clone(),
+        annotations: manifest.record.annotations.clone(),
+    };
+    let sorted = |manifests: &[&NewManifest]| {
+        let mut referrers: Vec<Referrer> = manifests.iter().map(|m| as_referrer(m)).collect();
+        referrers.sort_by(|a, b| a.digest.as_str().cmp(b.digest.as_str()));
+        referrers
+    };
+    let absent = repository("suite-referrers/absent");
+    let cases: Vec<(&RepoName, &Digest, Option<&str>, Vec<Referrer>)> = vec![
+        (
+            &repo,
+            subject_digest,
+            None,
+            sorted(&[&signature, &second_signature, &sbom]),
+        ),
+        (
+            &repo,
+            subject_digest,
+            Some(SIGNATURE_TYPE),
+            sorted(&[&signature, &second_signature]),
+        ),
+        (&repo, subject_digest, Some(SBOM_TYPE), sorted(&[&sbom])),
+        (
+            &repo,
+            subject_digest,
+            Some("application/vnd.example.none"),
+            Vec::new(),
+        ),
+        (&repo, &signature.record.digest, None, Vec::new()),
+        (&other, subject_digest, None, sorted(&[&foreign])),
+        (&absent, subject_digest, None, Vec::new()),
+    ];
+    for (repo, subject, artifact_type, expected) in cases {
+        let listed = store.referrers(repo, subject, artifact_type).await.unwrap();
+        assert_eq!(listed, expected, "{repo} {subject} {artifact_type:?}");
+    }
+
+    // Referrers may outlive their subject, as the spec allows.
+    assert_eq!(delete(store, &repo, subject_digest).await, tags(&["v1"]));
+    let orphans = store.referrers(&repo, subject_digest, None).await.unwrap();
+    assert_eq!(orphans, sorted(&[&signature, &second_signature, &sbom]));
+
+    for manifest in [&signature, &second_signature, &sbom, &unrelated] {
+        assert_eq!(
+            delete(store, &repo, &manifest.record.digest).await,
+            Vec::<Tag>::new()
+        );
+    }
+    assert_eq!(
+        delete(store, &other, &foreign.record.digest).await,
+        Vec::<Tag>::new()
+    );
+    assert!(store
+        .referrers(&repo, subject_digest, None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_clean(store, &repo, &[subject_digest]).await;
+}
+
+pub async fn upload_leases_exclude_other_holders_until_expiry(store: &dyn MetaStore) {
+    let repo = repository("suite-uploads/app");
+    let other = repository("suite-uploads/other");
+    let id = "suite-uploads-1";
+    let created = upload(id, &repo, NOW);
+    store.create_upload(&created).await.unwrap();
+
+    assert_eq!(
+        store.get_upload(&repo, id).await.unwrap(),
+        Some(created.clone())
+    );
+    assert_eq!(
+        store.get_upload(&other, id).await.unwrap(),
+        None,
+        "uploads belong to one repository"
+    );
+    assert_eq!(
+        store
+            .get_upload(&repo, "suite-uploads-absent")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Steps of (holder, now, expected outcome) against a 30-second lease.
+    #[derive(Debug)]
+    enum Outcome {
+        Locked,
+        Busy,
+    }
+    let steps: &[(&str, Timestamp, Outcome)] = &[
+        ("alice", NOW, Outcome::Locked),
+        ("bob", NOW + 10, Outcome::Busy),
+        // The holder may renew its own lease, which now runs to NOW + 40.
+        ("alice", NOW + 10, Outcome::Locked),
+        ("bob", NOW + 39, Outcome::Busy),
+        // At the expiry second the lease is over and another holder takes it.
+        ("bob", NOW + 40, Outcome::Locked),
+        ("alice", NOW + 41, Outcome::Busy),
+    ];
+    for (holder, now, expected) in steps {
+        let result = store.lock_upload(&repo, id, holder, *now, 30).await;
+        match (expected, result) {
+            (Outcome::Locked, Ok(record)) => assert_eq!(record, created),
+            (Outcome::Busy, Err(MetaError::UploadBusy)) => {}
+            (expected, result) => {
+                panic!("{holder} at {now}: expected {expected:?}, got {result:?}")
+            }
+        }
+    }
+
+    // Alice lost the lease, so her write is refused and the progress kept.
+    match store
+        .update_upload(id, "alice", "alice's progress", NOW + 42)
+        .await
+    {
+        Err(MetaError::UploadBusy) => {}
+        other => panic!("expected UploadBusy, got {other:?}"),
+    }
+    // Alice releasing what she no longer holds leaves Bob's lease in place.
+    store.unlock_upload(id, "alice").await.unwrap();
+    assert!(matches!(
+        store.lock_upload(&repo, id, "alice", NOW + 43, 30).await,
+        Err(MetaError::UploadBusy)
+    ));
+
+    // Bob's update stores progress, moves `updated_at` and releases the lease.
+    store
+        .update_upload(id, "bob", "bob's progress", NOW + 44)
+        .await
+        .unwrap();
+    let updated = store
+        .get_upload(&repo, id)
+        .await
+        .unwrap()
+        .expect("upload exists");
+    assert_eq!(updated.progress, "bob's progress");
+    assert_eq!(updated.updated_at, NOW + 44);
+    assert_eq!(updated.created_at, NOW);
+    match store.update_upload(id, "bob", "again", NOW + 45).await {
+        Err(MetaError::UploadBusy) => {}
+        other => panic!("an update without the lease must fail, got {other:?}"),
+    }
+
+    // A lease that expired but was not taken still lets its holder write.
+    store
+        .lock_upload(&repo, id, "alice", NOW + 50, 5)
+        .await
+        .unwrap();
+    store
+        .update_upload(id, "alice", "late but fine", NOW + 100)
+        .await
+        .unwrap();
+
+    // Unlocking releases without touching progress.
+    store
+        .lock_upload(&repo, id, "alice", NOW + 101, 30)
+        .await
+        .unwrap();
+    store.unlock_upload(id, "alice").await.unwrap();
+    let record = store
+        .lock_upload(&repo, id, "bob", NOW + 102, 30)
+        .await
+        .unwrap();
+    assert_eq!(record.progress, "late but fine");
+    assert_eq!(record.updated_at, NOW + 100);
+    store.unlock_upload(id, "bob").await.unwrap();
+
+    let absent = "suite-uploads-absent";
+    assert!(matches!(
+        store.lock_upload(&repo, absent, "bob", NOW, 30).await,
+        Err(MetaError::UploadNotFound)
+    ));
+    assert!(matches!(
+        store.lock_upload(&other, id, "bob", NOW, 30).await,
+        Err(MetaError::UploadNotFound)
+    ));
+    assert!(matches!(
+        store.update_upload(absent, "bob", "{}", NOW).await,
+        Err(MetaError::UploadNotFound)
+    ));
+    store.unlock_upload(absent, "bob").await.unwrap();
+
+    assert!(store.delete_upload(id).await.unwrap());
+    assert!(!store.delete_upload(id).await.unwrap());
+    assert_eq!(store.get_upload(&repo, id).await.unwrap(), None);
+}
+
+pub async fn expired_uploads_are_listed_oldest_first(store: &dyn MetaStore) {
+    // Timestamps far before NOW, which every other test uses, so uploads
+    // other tests might leave behind cannot appear here.
+    let repo = repository("suite-expired/app");
+    let other = repository("suite-expired/other");
+    let uploads = [
+        upload("suite-expired-b", &repo, 30),
+        upload("suite-expired-a", &other, 10),
+        upload("suite-expired-c", &repo, 20),
+        upload("suite-expired-d", &repo, 20),
+    ];
+    for upload in &uploads {
+        store.create_upload(upload).await.unwrap();
+    }
+    let [b, a, c, d] = &uploads;
+
+    let cases: &[(Timestamp, usize, Vec<&UploadRecord>)] = &[
+        (10, 100, vec![]),
+        (11, 100, vec![a]),
+        // Equal times are ordered by id, so pages are stable.
+        (30, 100, vec![a, c, d]),
+        (31, 100, vec![a, c, d, b]),
+        (31, 2, vec![a, c]),
+        (31, 0, vec![]),
+    ];
+    for (before, limit, expected) in cases {
+        let listed = store.expired_uploads(*before, *limit).await.unwrap();
+        let expected: Vec<UploadRecord> = expected.iter().map(|&upload| upload.clone()).collect();
+        assert_eq!(listed, expected, "before {before}, limit {limit}");
+    }
+
+    for upload in &uploads {
+        assert!(store.delete_upload(&upload.id).await.unwrap());
+    }
+    assert!(store.expired_uploads(31, 100).await.unwrap().is_empty());
+}
+
+pub async fn concurrent_writers_all_succeed(store: &dyn MetaStore) {
+    const WRITERS: usize = 20;
+    let repos = [
+        repository("suite-concurrent/one"),
+        repository("suite-concurrent/two"),
+    ];
+    // Each writer links its own layer and a shared one, then pushes a manifest
+    // referencing both, so writers contend for the same rows and the same lock.
+    let shared = digest_of("suite-concurrent shared layer");
+    let writer = |number: usize| {
+        let repo = &repos[number % repos.len()];
+        let shared = &shared;
+        async move {
+            let layer = digest_of(&format!("suite-concurrent layer {number}"));
+            store.link_blob(repo, shared, 6, NOW).await?;
+            store.link_blob(repo, &layer, 7, NOW).await?;
+            let manifest = image(
+                &format!("suite-concurrent image {number}"),
+                &[shared, &layer],
+            );
+            let tag = tag(&format!("t{number:02}"));
+            store.put_manifest(repo, &manifest, Some(&tag), NOW).await?;
+            let found = store.manifest_by_tag(repo, &tag).await?;
+            assert_eq!(
+                found,
+                Some(manifest.record),
+                "writer {number} reads its own write"
+            );
+            Ok::<(), MetaError>(())
+        }
+    };
+    let results = join_all((0..WRITERS).map(writer)).await;
+    for (number, result) in results.into_iter().enumerate() {
+        result.unwrap_or_else(|error| panic!("writer {number} failed: {error:?}"));
+    }
+
+    for (position, repo) in repos.iter().enumerate() {
+        let expected: Vec<Tag> = (0..WRITERS)
+            .filter(|number| number % repos.len() == position)
+            .map(|number| tag(&format!("t{number:02}")))
+            .collect();
+        assert_eq!(list_tags(store, repo).await, Some(expected));
+    }
+
+    for number in 0..WRITERS {
+        let repo = &repos[number % repos.len()];
+        let manifest = digest_of(&format!("suite-concurrent image {number}"));
+        assert_eq!(
+            delete(store, repo, &manifest).await,
+            tags(&[&format!("t{number:02}")])
+        );
+        let layer = digest_of(&format!("suite-concurrent layer {number}"));
+        assert!(store.unlink_blob(repo, &layer).await.unwrap());
+    }
+    for repo in &repos {
+        assert!(store.unlink_blob(repo, &shared).await.unwrap());
+        assert_clean(store, repo, &[]).await;
+    }
+}

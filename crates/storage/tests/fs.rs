@@ -1,0 +1,261 @@
+//! The shared suite and filesystem-specific checks against [`FsBlobStore`].
+
+use std::path::{Path, PathBuf};
+
+use berth_oci::{Algorithm, Digest};
+use berth_storage::fs::FsBlobStore;
+use berth_storage::suite::{self, Leftovers};
+use berth_storage::{BlobStore, ByteStream, StorageError, UploadId};
+use bytes::Bytes;
+use futures::StreamExt;
+
+/// A store in a fresh temporary directory, removed when the test ends.
+fn new_store() -> (tempfile::TempDir, FsBlobStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FsBlobStore::open(dir.path().to_path_buf()).expect("open");
+    (dir, store)
+}
+
+/// Runs each named suite scenario as its own test in its own store.
+macro_rules! suite_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (_dir, store) = new_store();
+                suite::$name(&store, &store).await;
+            }
+        )*
+
+        /// Fails when the suite gains a scenario this file does not run.
+        #[test]
+        fn every_scenario_runs_here() {
+            let here: &[&str] = &[$(stringify!($name)),*];
+            assert_eq!(here, suite::SCENARIO_NAMES);
+        }
+    };
+}
+
+suite_tests!(
+    store_is_ready,
+    monolithic_upload,
+    empty_blob,
+    chunked_upload_with_empty_chunks,
+    resume_from_serialized_progress,
+    failed_stream_keeps_progress_valid,
+    earlier_progress_discards_later_data,
+    progress_conflict,
+    unknown_upload,
+    digest_mismatch_leaves_nothing_visible,
+    sha512_finish,
+    finish_without_hash_state_rehashes,
+    reupload_of_existing_blob,
+    range_reads,
+    read_of_missing_blob,
+    delete_is_idempotent,
+    abort_upload,
+    list_blobs_order_and_paging,
+    concurrent_identical_uploads,
+);
+
+/// All scenarios in sequence in one store, which also shows that each one
+/// leaves the store as it found it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_suite_in_one_store() {
+    let (_dir, store) = new_store();
+    suite::run_all(&store, &store).await;
+}
+
+/// Every file and directory under `root`, relative to it, sorted.
+fn tree(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            let relative = path.strip_prefix(root).expect("under root");
+            out.push(relative.display().to_string());
+            if path.is_dir() {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn layout_matches_the_documented_tree() {
+    let (dir, store) = new_store();
+    assert_eq!(
+        tree(dir.path()),
+        ["blobs", "blobs/sha256", "blobs/sha512", "tmp", "uploads"]
+    );
+
+    let id = UploadId::new_random();
+    store.begin_upload(&id).await.expect("begin");
+    assert_eq!(
+        tree(dir.path()),
+        [
+            "blobs".to_string(),
+            "blobs/sha256".into(),
+            "blobs/sha512".into(),
+            "tmp".into(),
+            "uploads".into(),
+            format!("uploads/{id}"),
+            format!("uploads/{id}/data"),
+        ]
+    );
+    store.abort_upload(&id, None).await.expect("abort");
+
+    let sha256 = suite::store_blob(&store, b"layout").await;
+    let sha512 = Algorithm::Sha512.digest_of(b"layout");
+    let (id, progress) = suite::upload_in_chunks(&store, b"layout", 3).await;
+    store
+        .finish_upload(&id, &progress, &sha512)
+        .await
+        .expect("finish");
+    let blob_file = |digest: &Digest| {
+        let hex = digest.encoded();
+        format!("blobs/{}/{}/{hex}", digest.algorithm().as_str(), &hex[..2])
+    };
+    let mut expected = vec![
+        "blobs".to_string(),
+        "blobs/sha256".into(),
+        format!("blobs/sha256/{}", &sha256.encoded()[..2]),
+        blob_file(&sha256),
+        "blobs/sha512".into(),
+        format!("blobs/sha512/{}", &sha512.encoded()[..2]),
+        blob_file(&sha512),
+        "tmp".into(),
+        "uploads".into(),
+    ];
+    expected.sort();
+    assert_eq!(tree(dir.path()), expected);
+    assert_eq!(
+        std::fs::read(dir.path().join(blob_file(&sha256))).expect("blob file"),
+        b"layout"
+    );
+}
+
+/// Files that are not well-formed blobs are left out of listings.
+#[tokio::test]
+async fn listing_skips_foreign_files() {
+    let (dir, store) = new_store();
+    let digest = suite::store_blob(&store, b"listed").await;
+    let hex = digest.encoded();
+    let fan_out = dir.path().join("blobs/sha256").join(&hex[..2]);
+    // A digest in the wrong fan-out directory, uppercase hex, a short name, an
+    // editor's backup, a directory posing as a blob and a bad fan-out name.
+    let wrong_prefix = if hex.starts_with("00") { "11" } else { "00" };
+    std::fs::write(fan_out.join(format!("{wrong_prefix}{}", &hex[2..])), b"x").expect("write");
+    std::fs::write(fan_out.join(hex.to_uppercase()), b"x").expect("write");
+    std::fs::write(fan_out.join(&hex[..10]), b"x").expect("write");
+    std::fs::write(fan_out.join(format!("{hex}~")), b"x").expect("write");
+    std::fs::create_dir(fan_out.join(format!("{}0", &hex[..63]))).expect("mkdir");
+    std::fs::create_dir_all(dir.path().join("blobs/sha256/zz")).expect("mkdir");
+    std::fs::write(dir.path().join("blobs/sha256/zz").join(hex), b"x").expect("write");
+    let listed = store.list_blobs(None, 100).await.expect("list");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].digest, digest);
+}
+
+/// A failed begin leaves no temporary behind, and `open` removes a crash's
+/// stale temporaries but not fresh ones another process may be using.
+#[tokio::test]
+async fn temporaries_are_cleaned() {
+    let (dir, store) = new_store();
+    let tmp = dir.path().join("tmp");
+    let id = UploadId::new_random();
+    store.begin_upload(&id).await.expect("begin");
+    let error = store.begin_upload(&id).await.expect_err("a duplicate id");
+    assert!(matches!(error, StorageError::Io(_)), "{error:?}");
+    assert!(tree(&tmp).is_empty(), "{:?}", tree(&tmp));
+    store.abort_upload(&id, None).await.expect("abort");
+
+    let stale = tmp.join("stale-upload");
+    std::fs::create_dir(&stale).expect("mkdir");
+    std::fs::write(stale.join("data"), b"junk").expect("write");
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::open(&stale)
+        .expect("open dir")
+        .set_modified(two_hours_ago)
+        .expect("set mtime");
+    let fresh: PathBuf = tmp.join("fresh-file");
+    std::fs::write(&fresh, b"in use").expect("write");
+
+    let reopened = FsBlobStore::open(dir.path().to_path_buf()).expect("reopen");
+    assert_eq!(tree(&tmp), ["fresh-file"]);
+    std::fs::remove_file(&fresh).expect("remove");
+    assert!(reopened.leftovers().await.is_empty());
+}
+
+/// A mismatch found by re-reading the data from disk leaves the upload intact.
+#[tokio::test]
+async fn sha512_mismatch_keeps_the_upload_data() {
+    let (dir, store) = new_store();
+    let data = suite::test_bytes(1, 10_000);
+    let (id, progress) = suite::upload_in_chunks(&store, &data, 3_000).await;
+    let wrong = Algorithm::Sha512.digest_of(b"wrong");
+    assert!(matches!(
+        store.finish_upload(&id, &progress, &wrong).await,
+        Err(StorageError::DigestMismatch { .. })
+    ));
+    let stored = std::fs::read(dir.path().join("uploads").join(id.to_string()).join("data"))
+        .expect("upload data");
+    assert_eq!(stored, data);
+}
+
+const LARGE_CHUNK: usize = 64 * 1024;
+const LARGE_CHUNKS: usize = 1024;
+
+/// A body of 64 MiB produced piece by piece, never held in memory whole.
+fn large_body() -> ByteStream {
+    Box::pin(
+        futures::stream::iter(0..LARGE_CHUNKS)
+            .map(|i| Ok(Bytes::from(suite::test_bytes(i as u64, LARGE_CHUNK)))),
+    )
+}
+
+fn large_digest(algorithm: Algorithm) -> Digest {
+    let mut hasher = algorithm.hasher();
+    for i in 0..LARGE_CHUNKS {
+        hasher.update(&suite::test_bytes(i as u64, LARGE_CHUNK));
+    }
+    hasher.finish()
+}
+
+/// 64 MiB streamed in, committed by digest, and streamed out again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_streamed_upload() {
+    let (_dir, store) = new_store();
+    let id = UploadId::new_random();
+    let begun = store.begin_upload(&id).await.expect("begin");
+    let written = store
+        .write_chunk(&id, &begun, large_body())
+        .await
+        .expect("write");
+    let size = (LARGE_CHUNK * LARGE_CHUNKS) as u64;
+    assert_eq!(written.size, size);
+    let digest = large_digest(Algorithm::Sha256);
+    assert_eq!(
+        store
+            .finish_upload(&id, &written, &digest)
+            .await
+            .expect("finish"),
+        size
+    );
+    let body = store.read_blob(&digest, None).await.expect("read");
+    assert_eq!(body.len, size);
+    let mut hasher = Algorithm::Sha256.hasher();
+    let mut read = 0u64;
+    let mut stream = body.stream;
+    while let Some(piece) = stream.next().await {
+        let piece = piece.expect("piece");
+        assert!(piece.len() <= berth_storage::fs::READ_CHUNK_SIZE);
+        read += piece.len() as u64;
+        hasher.update(&piece);
+    }
+    assert_eq!(read, size);
+    assert_eq!(hasher.finish(), digest);
+}
