@@ -6,10 +6,16 @@
 
 #![allow(dead_code)]
 
+pub mod containerd;
 pub mod containers;
+pub mod cutting_proxy;
+pub mod daemon;
+pub mod dockerd;
 pub mod http;
+pub mod images;
 pub mod oci;
 pub mod registry_http;
+pub mod wire;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
