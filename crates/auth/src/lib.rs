@@ -31,10 +31,15 @@
 
 pub mod error;
 pub mod model;
+pub mod password;
 pub mod policy;
 pub mod scope;
+pub mod secret;
+pub mod store;
 
 pub use error::{AuthError, TokenRejection};
 pub use model::{Action, Principal, Role, Secret, TokenScope, TokenTarget, Visibility};
 pub use policy::{authorize, Decision, Denial, NamespaceFacts, PolicyConfig};
 pub use scope::{ResourceType, Scope};
+pub use secret::{Expiry, SecretHash};
+pub use store::{AuthStore, AuthStoreError};
