@@ -30,6 +30,7 @@
 //! time. Secrets are wrapped in [`Secret`], whose `Debug` never shows them.
 
 pub mod error;
+pub mod jwt;
 pub mod model;
 pub mod password;
 pub mod policy;
@@ -38,6 +39,7 @@ pub mod secret;
 pub mod store;
 
 pub use error::{AuthError, TokenRejection};
+pub use jwt::{AccessEntry, Claims, KeySet, SigningKey, TokenAuthority};
 pub use model::{Action, Principal, Role, Secret, TokenScope, TokenTarget, Visibility};
 pub use policy::{authorize, Decision, Denial, NamespaceFacts, PolicyConfig};
 pub use scope::{ResourceType, Scope};
