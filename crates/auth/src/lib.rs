@@ -29,6 +29,7 @@
 //! always a parameter (`now`), never read inside a decision, so tests use fake
 //! time. Secrets are wrapped in [`Secret`], whose `Debug` never shows them.
 
+pub mod challenge;
 pub mod error;
 pub mod jwt;
 pub mod model;
@@ -38,6 +39,9 @@ pub mod scope;
 pub mod secret;
 pub mod store;
 
+pub use challenge::{
+    Challenge, ChallengeError, Credentials, Grant, TokenGetRequest, TokenPostRequest, TokenResponse,
+};
 pub use error::{AuthError, TokenRejection};
 pub use jwt::{AccessEntry, Claims, KeySet, SigningKey, TokenAuthority};
 pub use model::{Action, Principal, Role, Secret, TokenScope, TokenTarget, Visibility};
