@@ -38,6 +38,7 @@ pub mod policy;
 pub mod scope;
 pub mod secret;
 pub mod store;
+pub mod throttle;
 
 pub use challenge::{
     Challenge, ChallengeError, Credentials, Grant, TokenGetRequest, TokenPostRequest, TokenResponse,
@@ -49,3 +50,4 @@ pub use policy::{authorize, Decision, Denial, NamespaceFacts, PolicyConfig};
 pub use scope::{ResourceType, Scope};
 pub use secret::{Expiry, SecretHash};
 pub use store::{AuthStore, AuthStoreError};
+pub use throttle::{LoginThrottle, ThrottleConfig};

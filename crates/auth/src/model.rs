@@ -335,7 +335,9 @@ mod tests {
 
     #[test]
     fn token_scopes_parse() {
-        let table: &[(&str, Option<(&str, bool, &[Action])>)] = &[
+        // (input, expected (target name, is a repository, actions) or None)
+        type Expected<'a> = Option<(&'a str, bool, &'a [Action])>;
+        let table: &[(&str, Expected)] = &[
             ("team-a:pull", Some(("team-a", false, &[Action::Pull]))),
             (
                 "team-a/api:pull,push",
