@@ -18,7 +18,11 @@
 //! - [`challenge`]: `WWW-Authenticate` rendering, `Authorization` header parsing,
 //!   and the token endpoint's GET query and OAuth2 POST form as typed requests.
 //! - [`throttle`]: failed-login throttling per account and per address.
-//! - [`store`]: the [`AuthStore`] trait the metadata store implements.
+//! - [`store`]: the [`AuthStore`] trait the metadata store implements, its
+//!   records, and refresh-token issuance.
+//! - [`login`]: credentials to [`Principal`] over an [`AuthStore`] and the
+//!   throttle: the one path every password, access token and refresh token takes.
+//! - [`memory`]: an in-memory [`AuthStore`], for tests here and in the server.
 //! - [`error`]: [`AuthError`], the crate's one error type.
 //!
 //! Why the split: the server needs to answer three questions on every request
@@ -32,6 +36,8 @@
 pub mod challenge;
 pub mod error;
 pub mod jwt;
+pub mod login;
+pub mod memory;
 pub mod model;
 pub mod password;
 pub mod policy;
@@ -45,6 +51,8 @@ pub use challenge::{
 };
 pub use error::{AuthError, TokenRejection};
 pub use jwt::{AccessEntry, Claims, KeySet, SigningKey, TokenAuthority};
+pub use login::{login_with_password, login_with_refresh_token, LoginContext, LoginError};
+pub use memory::MemoryAuthStore;
 pub use model::{Action, Principal, Role, Secret, TokenScope, TokenTarget, Visibility};
 pub use policy::{authorize, Decision, Denial, NamespaceFacts, PolicyConfig};
 pub use scope::{ResourceType, Scope};
