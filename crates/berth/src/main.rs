@@ -1,1 +1,177 @@
-fn main() {}
+//! The `berth` binary: configuration, wiring of concrete backends, signals
+//! and the command line.
+//!
+//! **Architecture Invariant:** this is the only crate that names concrete
+//! backends (`FsBlobStore`, `SqliteMetaStore`) and the only one that installs
+//! signal handlers or reads the environment.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use berth_meta::sqlite::SqliteMetaStore;
+use berth_registry::{Registry, RegistryConfig};
+use berth_server::AppState;
+use berth_storage::fs::FsBlobStore;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+mod config;
+
+use config::{Config, ConfigArgs, LogFormat};
+
+/// Berth: an OCI container registry.
+#[derive(Parser, Debug)]
+#[command(name = "berth", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the registry server.
+    Serve(ConfigArgs),
+    /// Inspect configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Validate the configuration (file, environment and flags) and print it.
+    Check(ConfigArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Config {
+            command: ConfigCommand::Check(args),
+        } => match args.load() {
+            Ok(config) => {
+                println!("configuration is valid");
+                println!("{config:#?}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve(args) => {
+            let config = match args.load() {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_tracing(&config);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::new(&config.log);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        format!(
+            "cannot create data directory {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
+    let blobs = FsBlobStore::open(config.data_dir.clone())
+        .map_err(|e| format!("cannot open blob storage: {e}"))?;
+    let meta = SqliteMetaStore::open(&config.data_dir.join("berth.db"))
+        .await
+        .map_err(|e| format!("cannot open metadata database: {e}"))?;
+    let registry_config = RegistryConfig {
+        upload_ttl: config.upload_ttl,
+        ..RegistryConfig::default()
+    };
+    let registry = Registry::new(Arc::new(blobs), Arc::new(meta), registry_config);
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // Tests and scripts read this one line from stdout to learn the port
+    // when listening on port 0; logs go to stderr.
+    println!("listening on {local}");
+    let _ = std::io::stdout().flush();
+    tracing::info!(address = %local, data_dir = %config.data_dir.display(), "berth is serving");
+
+    let shutdown = CancellationToken::new();
+    let purge = {
+        let registry = registry.clone();
+        let token = shutdown.clone();
+        let interval = config.upload_purge_interval;
+        tokio::spawn(async move { registry.run_upload_purge(interval, token).await })
+    };
+    let signal = {
+        let token = shutdown.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            token.cancel();
+        }
+    };
+    let result = berth_server::run(listener, AppState::new(registry), signal).await;
+    shutdown.cancel();
+    let _ = purge.await;
+    result.map_err(|e| format!("server error: {e}"))
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -73,27 +73,25 @@ impl Registry {
         data: ByteStream,
     ) -> Result<UploadStatus, RegistryError> {
         let lease = self
-            .with_upload_lease(repository, id, |progress| match start {
-                Some(start) if start != progress.size => Err(RegistryError::ChunkOutOfOrder {
-                    given: start,
-                    expected: progress.size,
-                }),
-                _ => Ok(()),
-            })
+            .with_upload_lease(repository, id, |progress| check_start(start, progress))
             .await?;
         lease.write(self, data).await
     }
 
-    /// Completes a session with an optional last chunk: the bytes must hash
-    /// to `digest`, after which the blob is linked into the repository.
+    /// Completes a session with an optional last chunk (which, like any
+    /// chunk, must start at `start` if given): the bytes must hash to
+    /// `digest`, after which the blob is linked into the repository.
     pub async fn finish_upload(
         &self,
         repository: &RepoName,
         id: &UploadId,
         digest: &Digest,
+        start: Option<u64>,
         last_chunk: Option<ByteStream>,
     ) -> Result<u64, RegistryError> {
-        let lease = self.with_upload_lease(repository, id, |_| Ok(())).await?;
+        let lease = self
+            .with_upload_lease(repository, id, |progress| check_start(start, progress))
+            .await?;
         let progress = match last_chunk {
             Some(data) => lease.write_keep(self, data).await?,
             None => lease.progress.clone(),
@@ -123,7 +121,7 @@ impl Registry {
         // leaves a session the purge job finds and removes.
         let status = self.start_upload(repository).await?;
         match self
-            .finish_upload(repository, &status.id, digest, Some(data))
+            .finish_upload(repository, &status.id, digest, None, Some(data))
             .await
         {
             Ok(size) => Ok(size),
@@ -254,6 +252,17 @@ impl Lease {
                 Err(e.into())
             }
         }
+    }
+}
+
+/// Refuses a chunk whose claimed start is not where the upload ends.
+fn check_start(start: Option<u64>, progress: &UploadProgress) -> Result<(), RegistryError> {
+    match start {
+        Some(start) if start != progress.size => Err(RegistryError::ChunkOutOfOrder {
+            given: start,
+            expected: progress.size,
+        }),
+        _ => Ok(()),
     }
 }
 

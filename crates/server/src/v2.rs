@@ -246,20 +246,25 @@ async fn patch_upload(
     request: &Parts,
     body: Body,
 ) -> ApiResult {
-    let start = match request.headers.get(header::CONTENT_RANGE) {
-        None => None,
-        Some(value) => {
-            let text = value.to_str().map_err(|_| bad_content_range())?;
-            Some(
-                parse_content_range(text)
-                    .map_err(|_| bad_content_range())?
-                    .start,
-            )
-        }
-    };
+    let start = chunk_start(request)?;
     let stream = body_stream(state, body);
     let status = state.registry.append_chunk(repo, id, start, stream).await?;
     Ok(upload_response(StatusCode::ACCEPTED, repo, id, status.size))
+}
+
+/// The start offset a chunk claims in its `Content-Range`, if it has one.
+fn chunk_start(request: &Parts) -> Result<Option<u64>, ApiError> {
+    match request.headers.get(header::CONTENT_RANGE) {
+        None => Ok(None),
+        Some(value) => {
+            let text = value.to_str().map_err(|_| bad_content_range())?;
+            Ok(Some(
+                parse_content_range(text)
+                    .map_err(|_| bad_content_range())?
+                    .start,
+            ))
+        }
+    }
 }
 
 fn bad_content_range() -> ApiError {
@@ -286,10 +291,11 @@ async fn put_upload(
         Some(len) => len.as_bytes() != b"0",
         None => request.headers.contains_key(header::TRANSFER_ENCODING),
     };
+    let start = chunk_start(request)?;
     let last_chunk = has_body.then(|| body_stream(state, body));
     state
         .registry
-        .finish_upload(repo, id, &digest, last_chunk)
+        .finish_upload(repo, id, &digest, start, last_chunk)
         .await?;
     Ok(blob_created(repo, &digest))
 }

@@ -6,6 +6,17 @@
 
 #![allow(dead_code)]
 
+pub mod containerd;
+pub mod containers;
+pub mod cutting_proxy;
+pub mod daemon;
+pub mod dockerd;
+pub mod http;
+pub mod images;
+pub mod oci;
+pub mod registry_http;
+pub mod wire;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,18 +40,31 @@ impl TestRegistry {
     /// Starts `berth serve` with extra arguments.
     pub fn start_with(extra_args: &[&str]) -> TestRegistry {
         if let Ok(addr) = std::env::var("BERTH_E2E_REGISTRY") {
-            return TestRegistry { addr, data_dir: None, child: None };
+            return TestRegistry {
+                addr,
+                data_dir: None,
+                child: None,
+            };
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let (child, addr) = spawn_berth(dir.path(), extra_args);
-        TestRegistry { addr, data_dir: Some(dir), child: Some(child) }
+        TestRegistry {
+            addr,
+            data_dir: Some(dir),
+            child: Some(child),
+        }
     }
 
     /// Stops the server (SIGTERM, then wait) and starts it again on the same
     /// data directory, on a new port.
     pub fn restart(&mut self, extra_args: &[&str]) {
         self.stop();
-        let dir = self.data_dir.as_ref().expect("restart needs a local registry").path().to_path_buf();
+        let dir = self
+            .data_dir
+            .as_ref()
+            .expect("restart needs a local registry")
+            .path()
+            .to_path_buf();
         let (child, addr) = spawn_berth(&dir, extra_args);
         self.child = Some(child);
         self.addr = addr;
@@ -49,7 +73,10 @@ impl TestRegistry {
     /// Sends SIGTERM and waits for a graceful exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -91,7 +118,10 @@ fn spawn_berth(data_dir: &Path, extra_args: &[&str]) -> (Child, String) {
         .arg("--data-dir")
         .arg(data_dir)
         .args(extra_args)
-        .env("BERTH_LOG", std::env::var("BERTH_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "BERTH_LOG",
+            std::env::var("BERTH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -100,7 +130,9 @@ fn spawn_berth(data_dir: &Path, extra_args: &[&str]) -> (Child, String) {
     // socket is bound; everything else goes to stderr.
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read berth stdout");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read berth stdout");
     let addr = line
         .trim()
         .strip_prefix("listening on ")
@@ -116,7 +148,9 @@ pub fn require_tool(tool: &str, test: &str) -> Option<PathBuf> {
     if let Some(path) = which(tool) {
         return Some(path);
     }
-    let in_ci = std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false);
+    let in_ci = std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false);
     if in_ci {
         panic!("{test}: required client {tool:?} is not installed (CI=true: missing clients are failures)");
     }
@@ -129,25 +163,71 @@ pub fn require_tool(tool: &str, test: &str) -> Option<PathBuf> {
 pub fn record_skip(test: &str, why: &str) {
     eprintln!("\n*** SKIPPED {test}: {why} ***\n");
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e-skipped.txt");
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
         use std::io::Write;
         let _ = writeln!(f, "{test}: {why}");
     }
 }
 
+/// Whether the registry under test is an external one given by
+/// `BERTH_E2E_REGISTRY` (which a test can neither restart nor inspect).
+pub fn is_external_registry() -> bool {
+    std::env::var_os("BERTH_E2E_REGISTRY").is_some()
+}
+
+/// Finds `python3` with `module` importable, like [`require_tool`]: a loud
+/// skip outside CI, a failure inside it.
+pub fn require_python_module(module: &str, test: &str) -> Option<PathBuf> {
+    let python = require_tool("python3", test)?;
+    let importable = Command::new(&python)
+        .arg("-c")
+        .arg(format!("import {module}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if importable {
+        return Some(python);
+    }
+    let in_ci = std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false);
+    if in_ci {
+        panic!("{test}: python module {module:?} is not installed (CI=true: missing clients are failures)");
+    }
+    record_skip(
+        test,
+        &format!("python module {module} is not installed (pip install {module})"),
+    );
+    None
+}
+
 /// Whether the tests run as root (daemons such as dockerd and containerd need it).
 pub fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false)
 }
 
 pub fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(tool)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file())
 }
 
 /// Runs a command, panicking with its output if it fails; returns stdout.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     if !out.status.success() {
         panic!(
             "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
@@ -157,4 +237,21 @@ pub fn run(cmd: &mut Command) -> String {
         );
     }
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command like [`run`] and returns its stdout as exact bytes (for
+/// manifests, whose digest depends on every byte).
+pub fn run_bytes(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out.stdout
 }

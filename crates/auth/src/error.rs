@@ -1,0 +1,86 @@
+//! [`AuthError`], the crate's one error type, and [`TokenRejection`], why a
+//! bearer token was refused. Callers map these to protocol answers with
+//! [`AuthError::code`], never from `Display`.
+
+use berth_oci::ErrorCode;
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// A scope string does not follow `type[(class)]:name:actions`.
+    #[error("invalid scope {0:?}")]
+    InvalidScope(String),
+    /// An access-token scope (`namespace[/repo]:pull,push`) is malformed.
+    #[error("invalid token scope {0:?}: {1}")]
+    InvalidTokenScope(String, &'static str),
+    /// An expiry such as `30d` could not be parsed.
+    #[error("invalid expiry {0:?}: expected a number followed by m, h, d or w, or \"never\"")]
+    InvalidExpiry(String),
+    /// A user or namespace name does not match the repository component grammar.
+    #[error("invalid name {0:?}")]
+    InvalidName(String),
+    /// A new password is refused (too short or too long).
+    #[error("password refused: {0}")]
+    WeakPassword(&'static str),
+    /// The token endpoint's request is malformed (OAuth2 `invalid_request`).
+    #[error("invalid token request: {0}")]
+    InvalidRequest(String),
+    /// The OAuth2 grant type is not one we support.
+    #[error("unsupported grant_type {0:?}")]
+    UnsupportedGrantType(String),
+    /// A bearer token was refused.
+    #[error("token rejected: {0}")]
+    Token(#[from] TokenRejection),
+    /// A key file could not be read, parsed or written.
+    #[error("signing key: {0}")]
+    Key(String),
+    /// Hashing failed (out of memory, bad parameters): a server fault.
+    #[error("hashing failed: {0}")]
+    Hashing(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl AuthError {
+    /// The spec error code this error answers with on `/v2/`.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AuthError::Token(_) => ErrorCode::Unauthorized,
+            AuthError::InvalidScope(_)
+            | AuthError::InvalidTokenScope(..)
+            | AuthError::InvalidExpiry(_)
+            | AuthError::InvalidName(_)
+            | AuthError::WeakPassword(_)
+            | AuthError::InvalidRequest(_)
+            | AuthError::UnsupportedGrantType(_) => ErrorCode::Unsupported,
+            AuthError::Key(_) | AuthError::Hashing(_) | AuthError::Io(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// Why a registry bearer token was refused. Each variant is tested in `jwt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRejection {
+    #[error("malformed token")]
+    Malformed,
+    /// The header names an algorithm other than the one we sign with,
+    /// including `none` and `HS256` (the classic public-key-as-HMAC-secret attack).
+    #[error("unexpected algorithm")]
+    WrongAlgorithm,
+    /// No `kid`, or a `kid` not in the key set.
+    #[error("unknown signing key")]
+    UnknownKey,
+    #[error("bad signature")]
+    BadSignature,
+    #[error("wrong audience")]
+    WrongAudience,
+    #[error("wrong issuer")]
+    WrongIssuer,
+    #[error("expired")]
+    Expired,
+    #[error("not yet valid")]
+    NotYetValid,
+    /// The token is valid but does not grant the action asked for.
+    #[error("insufficient scope")]
+    InsufficientScope,
+}

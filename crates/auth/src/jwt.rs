@@ -1,0 +1,788 @@
+//! Registry bearer tokens: short-lived JWTs as Docker's token specification
+//! describes them, signed by Berth's token endpoint and checked by its `/v2/`.
+//!
+//! Claims: `iss` (this registry's token issuer), `sub` (the principal, empty
+//! for anonymous), `aud` (the service name from the challenge), `exp`, `nbf`,
+//! `iat`, `jti` (random, for logs) and `access`, a list of
+//! `{type, name, actions}` carrying only the actions actually granted.
+//!
+//! Algorithm: EdDSA (Ed25519). Asymmetric, so a key that can verify cannot
+//! sign (a replica or a separate registry can be given public keys only); small
+//! keys and fast, constant-time signatures; and one fixed algorithm, so
+//! verification accepts exactly `EdDSA` and nothing else: not `none`, and not
+//! `HS256` keyed with the public key (the classic algorithm-confusion attack).
+//!
+//! Keys are named by `kid`, derived from the public key, so a token names the
+//! key that can verify it. A [`KeySet`] signs with its current key and
+//! verifies with the current and any retired public keys, so rotating keys
+//! does not cut off tokens issued just before (they live minutes).
+//! [`KeySet::load_or_generate`] and [`KeySet::rotate`] keep keys under a
+//! directory:
+//!
+//! ```text
+//! <dir>/signing.pem            current private key, PKCS#8 PEM, mode 0600
+//! <dir>/retired/<kid>.pub.pem  public keys of former signing keys (SPKI PEM)
+//! ```
+//!
+//! Retired public keys can be deleted once older than the token lifetime.
+//! This module relies on jsonwebtoken's `rust_crypto` backend being the only
+//! one enabled in the build (it is then selected without set-up).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+
+use crate::error::{AuthError, TokenRejection};
+use crate::model::Secret;
+use crate::scope::Scope;
+
+/// The one algorithm we sign with and accept.
+pub const ALGORITHM: Algorithm = Algorithm::EdDSA;
+const ALGORITHM_NAME: &str = "EdDSA";
+
+/// Clock skew tolerated on `exp` and `nbf`, for servers in a cluster whose
+/// clocks differ slightly. The same default as Distribution.
+pub const LEEWAY: Duration = Duration::seconds(60);
+
+/// Default token lifetime: clients fetch a new token when it expires, so a
+/// short life bounds how long a revoked right survives.
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::minutes(5);
+
+/// One `access` entry of a token: a resource and the actions granted on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessEntry {
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    pub name: String,
+    pub actions: Vec<String>,
+}
+
+impl AccessEntry {
+    /// The entry granting `actions` of a requested scope.
+    pub fn granted(scope: &Scope, actions: Vec<String>) -> AccessEntry {
+        AccessEntry {
+            resource_type: scope.resource_type.as_str().to_string(),
+            name: scope.name.clone(),
+            actions,
+        }
+    }
+}
+
+/// The claims of a registry token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    /// The principal's name; empty for anonymous.
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub nbf: i64,
+    pub iat: i64,
+    pub jti: String,
+    #[serde(default)]
+    pub access: Vec<AccessEntry>,
+}
+
+impl Claims {
+    /// Whether the token grants `action` on `name` of `resource_type`.
+    /// An entry listing `*` grants every action on its resource.
+    pub fn allows(&self, resource_type: &str, name: &str, action: &str) -> bool {
+        self.access.iter().any(|entry| {
+            entry.resource_type == resource_type
+                && entry.name == name
+                && entry.actions.iter().any(|a| a == action || a == "*")
+        })
+    }
+}
+
+/// A token just issued, with what the token endpoint's answer needs.
+#[derive(Clone, Debug)]
+pub struct IssuedToken {
+    pub token: Secret,
+    pub expires_in: Duration,
+    pub issued_at: OffsetDateTime,
+}
+
+/// An Ed25519 signing key with its `kid`.
+pub struct SigningKey {
+    kid: String,
+    key: ed25519_dalek::SigningKey,
+    encoding: EncodingKey,
+}
+
+impl SigningKey {
+    /// A fresh random key.
+    pub fn generate() -> SigningKey {
+        let seed: [u8; 32] = rand::random();
+        SigningKey::from_dalek(ed25519_dalek::SigningKey::from_bytes(&seed))
+    }
+
+    /// Loads a PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`).
+    pub fn from_pkcs8_pem(pem: &str) -> Result<SigningKey, AuthError> {
+        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
+            .map_err(|e| AuthError::Key(format!("not an Ed25519 PKCS#8 PEM key: {e}")))?;
+        Ok(SigningKey::from_dalek(key))
+    }
+
+    /// The private key as PKCS#8 PEM, to save.
+    pub fn to_pkcs8_pem(&self) -> Secret {
+        let pem = self
+            .key
+            .to_pkcs8_pem(LineEnding::LF)
+            .expect("an Ed25519 key always encodes");
+        Secret::new(pem.as_str())
+    }
+
+    /// The public key as SPKI PEM (`-----BEGIN PUBLIC KEY-----`).
+    pub fn public_key_pem(&self) -> String {
+        self.key
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .expect("an Ed25519 public key always encodes")
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    fn from_dalek(key: ed25519_dalek::SigningKey) -> SigningKey {
+        let der = key.to_pkcs8_der().expect("an Ed25519 key always encodes");
+        SigningKey {
+            kid: kid_of(&key.verifying_key()),
+            encoding: EncodingKey::from_ed_der(der.as_bytes()),
+            key,
+        }
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKey({})", self.kid)
+    }
+}
+
+/// A key's id: the first 16 hex digits of the SHA-256 of its public key, so
+/// it is stable across restarts and needs no storage of its own.
+fn kid_of(key: &ed25519_dalek::VerifyingKey) -> String {
+    hex::encode(&Sha256::digest(key.as_bytes())[..8])
+}
+
+/// The signing key and every key tokens may be verified with, by `kid`.
+pub struct KeySet {
+    current: SigningKey,
+    verifying: HashMap<String, DecodingKey>,
+}
+
+impl KeySet {
+    pub fn new(current: SigningKey) -> KeySet {
+        let mut verifying = HashMap::new();
+        verifying.insert(
+            current.kid.clone(),
+            DecodingKey::from_ed_der(current.key.verifying_key().as_bytes()),
+        );
+        KeySet { current, verifying }
+    }
+
+    /// Adds a verification-only public key (SPKI PEM), e.g. a retired signing key.
+    pub fn add_public_key_pem(&mut self, pem: &str) -> Result<String, AuthError> {
+        let key = ed25519_dalek::VerifyingKey::from_public_key_pem(pem)
+            .map_err(|e| AuthError::Key(format!("not an Ed25519 public key PEM: {e}")))?;
+        let kid = kid_of(&key);
+        self.verifying
+            .insert(kid.clone(), DecodingKey::from_ed_der(key.as_bytes()));
+        Ok(kid)
+    }
+
+    pub fn current(&self) -> &SigningKey {
+        &self.current
+    }
+
+    /// The kids tokens are accepted from, sorted.
+    pub fn kids(&self) -> Vec<&str> {
+        let mut kids: Vec<&str> = self.verifying.keys().map(String::as_str).collect();
+        kids.sort();
+        kids
+    }
+
+    /// Loads the key set from `dir` (layout in the module docs), generating
+    /// and saving a signing key on first use.
+    pub fn load_or_generate(dir: &Path) -> Result<KeySet, AuthError> {
+        let signing_path = dir.join("signing.pem");
+        let current = if signing_path.exists() {
+            SigningKey::from_pkcs8_pem(&fs::read_to_string(&signing_path)?)?
+        } else {
+            fs::create_dir_all(dir)?;
+            let key = SigningKey::generate();
+            write_private(&signing_path, key.to_pkcs8_pem().expose())?;
+            key
+        };
+        let mut keys = KeySet::new(current);
+        let retired = dir.join("retired");
+        if retired.is_dir() {
+            let mut paths: Vec<_> = fs::read_dir(&retired)?
+                .map(|entry| entry.map(|e| e.path()))
+                .collect::<Result<_, _>>()?;
+            paths.sort();
+            for path in paths {
+                if path.to_string_lossy().ends_with(".pub.pem") {
+                    keys.add_public_key_pem(&fs::read_to_string(&path)?)
+                        .map_err(|e| AuthError::Key(format!("{}: {e}", path.display())))?;
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Retires the current key in `dir` (keeping its public key for
+    /// verification) and saves a new signing key; returns the new key set.
+    pub fn rotate(dir: &Path) -> Result<KeySet, AuthError> {
+        let old = KeySet::load_or_generate(dir)?;
+        let retired = dir.join("retired");
+        fs::create_dir_all(&retired)?;
+        let public_path = retired.join(format!("{}.pub.pem", old.current.kid));
+        fs::write(&public_path, old.current.public_key_pem())?;
+        // The retired public key is on disk before the private key is replaced,
+        // so a crash in between loses no ability to verify.
+        write_private(
+            &dir.join("signing.pem"),
+            SigningKey::generate().to_pkcs8_pem().expose(),
+        )?;
+        KeySet::load_or_generate(dir)
+    }
+}
+
+/// Writes a private key: to a temporary file with mode 0600, flushed, then
+/// renamed over the target, so a crash never leaves a half-written key.
+fn write_private(path: &Path, contents: &str) -> Result<(), AuthError> {
+    let temp = path.with_extension("pem.tmp");
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&temp)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    fs::rename(&temp, path)?;
+    if let Some(parent) = path.parent() {
+        fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Issues and verifies registry tokens for one service.
+pub struct TokenAuthority {
+    pub keys: KeySet,
+    /// `iss`: who issued the token, e.g. `berth`.
+    pub issuer: String,
+    /// `aud`: the `service` of the challenge, e.g. the registry's host name.
+    pub service: String,
+    pub lifetime: Duration,
+}
+
+impl TokenAuthority {
+    pub fn new(
+        keys: KeySet,
+        issuer: impl Into<String>,
+        service: impl Into<String>,
+    ) -> TokenAuthority {
+        TokenAuthority {
+            keys,
+            issuer: issuer.into(),
+            service: service.into(),
+            lifetime: DEFAULT_TOKEN_LIFETIME,
+        }
+    }
+
+    /// Signs a token for `subject` (`None` for anonymous) carrying `access`.
+    /// `not_after` caps the expiry, so a token issued to an access token that
+    /// expires in a minute lives a minute.
+    pub fn issue(
+        &self,
+        subject: Option<&str>,
+        access: Vec<AccessEntry>,
+        now: OffsetDateTime,
+        not_after: Option<OffsetDateTime>,
+    ) -> Result<IssuedToken, AuthError> {
+        let mut expires = now + self.lifetime;
+        if let Some(cap) = not_after {
+            expires = expires.min(cap);
+        }
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            sub: subject.unwrap_or_default().to_string(),
+            aud: self.service.clone(),
+            exp: expires.unix_timestamp(),
+            nbf: now.unix_timestamp(),
+            iat: now.unix_timestamp(),
+            jti: hex::encode(rand::random::<[u8; 16]>()),
+            access,
+        };
+        let mut header = Header::new(ALGORITHM);
+        header.kid = Some(self.keys.current.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.keys.current.encoding)
+            .map_err(|e| AuthError::Key(format!("signing failed: {e}")))?;
+        Ok(IssuedToken {
+            token: Secret::new(token),
+            expires_in: expires - now,
+            issued_at: now,
+        })
+    }
+
+    /// Verifies a token's algorithm, key, signature, issuer, audience and
+    /// validity period at `now`, and returns its claims.
+    pub fn verify(&self, token: &str, now: OffsetDateTime) -> Result<Claims, TokenRejection> {
+        let kid = self.check_header(token)?;
+        let key = self
+            .keys
+            .verifying
+            .get(&kid)
+            .ok_or(TokenRejection::UnknownKey)?;
+        let mut validation = Validation::new(ALGORITHM);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.service]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        // Time is checked below against the `now` we are given, not the system clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature => TokenRejection::BadSignature,
+                ErrorKind::InvalidAudience => TokenRejection::WrongAudience,
+                ErrorKind::InvalidIssuer => TokenRejection::WrongIssuer,
+                ErrorKind::InvalidAlgorithm => TokenRejection::WrongAlgorithm,
+                _ => TokenRejection::Malformed,
+            })?
+            .claims;
+        let now = now.unix_timestamp();
+        let leeway = LEEWAY.whole_seconds();
+        if now >= claims.exp + leeway {
+            return Err(TokenRejection::Expired);
+        }
+        if now + leeway < claims.nbf {
+            return Err(TokenRejection::NotYetValid);
+        }
+        Ok(claims)
+    }
+
+    /// [`TokenAuthority::verify`], then checks that the token grants `action`
+    /// on `name` of `resource_type` (`InsufficientScope` otherwise).
+    pub fn verify_for(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+        resource_type: &str,
+        name: &str,
+        action: &str,
+    ) -> Result<Claims, TokenRejection> {
+        let claims = self.verify(token, now)?;
+        if claims.allows(resource_type, name, action) {
+            Ok(claims)
+        } else {
+            Err(TokenRejection::InsufficientScope)
+        }
+    }
+
+    /// Reads the header ourselves before trusting any library with it: the
+    /// algorithm must be exactly ours (so `none` and `HS256` are refused even
+    /// though the library would also refuse them), and it must name a `kid`.
+    fn check_header(&self, token: &str) -> Result<String, TokenRejection> {
+        let mut parts = token.split('.');
+        let (Some(header), Some(_), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenRejection::Malformed);
+        };
+        let bytes = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| TokenRejection::Malformed)?;
+        let header: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&bytes).map_err(|_| TokenRejection::Malformed)?;
+        if header.get("alg").and_then(|a| a.as_str()) != Some(ALGORITHM_NAME) {
+            return Err(TokenRejection::WrongAlgorithm);
+        }
+        match header.get("kid").and_then(|k| k.as_str()) {
+            Some(kid) => Ok(kid.to_string()),
+            None => Err(TokenRejection::UnknownKey),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISSUER: &str = "berth";
+    const SERVICE: &str = "registry.example";
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+    }
+
+    fn authority() -> TokenAuthority {
+        TokenAuthority::new(KeySet::new(SigningKey::generate()), ISSUER, SERVICE)
+    }
+
+    fn pull(name: &str) -> Vec<AccessEntry> {
+        vec![AccessEntry {
+            resource_type: "repository".into(),
+            name: name.into(),
+            actions: vec!["pull".into()],
+        }]
+    }
+
+    fn claims(authority: &TokenAuthority) -> Claims {
+        Claims {
+            iss: authority.issuer.clone(),
+            sub: "alice".into(),
+            aud: authority.service.clone(),
+            exp: (now() + Duration::minutes(5)).unix_timestamp(),
+            nbf: now().unix_timestamp(),
+            iat: now().unix_timestamp(),
+            jti: "x".into(),
+            access: pull("team-a/api"),
+        }
+    }
+
+    /// Signs arbitrary claims with the authority's own key and kid.
+    fn sign(authority: &TokenAuthority, claims: &Claims) -> String {
+        let mut header = Header::new(ALGORITHM);
+        header.kid = Some(authority.keys.current.kid.clone());
+        jsonwebtoken::encode(&header, claims, &authority.keys.current.encoding).unwrap()
+    }
+
+    fn b64(json: &serde_json::Value) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(json).unwrap())
+    }
+
+    #[test]
+    fn issue_and_verify() {
+        let authority = authority();
+        let issued = authority
+            .issue(Some("alice"), pull("team-a/api"), now(), None)
+            .unwrap();
+        assert_eq!(issued.expires_in, DEFAULT_TOKEN_LIFETIME);
+        let claims = authority.verify(issued.token.expose(), now()).unwrap();
+        assert_eq!(
+            (
+                claims.iss.as_str(),
+                claims.sub.as_str(),
+                claims.aud.as_str()
+            ),
+            (ISSUER, "alice", SERVICE)
+        );
+        assert_eq!(claims.exp - claims.iat, 300);
+        assert_eq!(claims.jti.len(), 32);
+        authority
+            .verify_for(
+                issued.token.expose(),
+                now(),
+                "repository",
+                "team-a/api",
+                "pull",
+            )
+            .unwrap();
+        // The wire format is the spec's.
+        let payload = issued.token.expose().split('.').nth(1).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert_eq!(
+            json["access"][0],
+            serde_json::json!({"type": "repository", "name": "team-a/api", "actions": ["pull"]})
+        );
+        let header = issued.token.expose().split('.').next().unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+        assert_eq!(json["alg"], "EdDSA");
+        assert_eq!(json["kid"], authority.keys.current().kid());
+    }
+
+    #[test]
+    fn anonymous_and_capped_tokens() {
+        let authority = authority();
+        let cap = now() + Duration::seconds(30);
+        let issued = authority.issue(None, vec![], now(), Some(cap)).unwrap();
+        assert_eq!(issued.expires_in, Duration::seconds(30));
+        let claims = authority.verify(issued.token.expose(), now()).unwrap();
+        assert_eq!(claims.sub, "");
+        assert_eq!(claims.exp, cap.unix_timestamp());
+        assert!(claims.access.is_empty());
+    }
+
+    #[test]
+    fn rejects_none_algorithm() {
+        let authority = authority();
+        let header =
+            serde_json::json!({"alg": "none", "typ": "JWT", "kid": authority.keys.current().kid()});
+        let body = serde_json::to_value(claims(&authority)).unwrap();
+        for token in [
+            format!("{}.{}.", b64(&header), b64(&body)),
+            format!("{}.{}.AAAA", b64(&header), b64(&body)),
+        ] {
+            assert_eq!(
+                authority.verify(&token, now()),
+                Err(TokenRejection::WrongAlgorithm)
+            );
+        }
+        let header = serde_json::json!({"alg": "NONE", "kid": authority.keys.current().kid()});
+        assert_eq!(
+            authority.verify(&format!("{}.{}.", b64(&header), b64(&body)), now()),
+            Err(TokenRejection::WrongAlgorithm)
+        );
+    }
+
+    #[test]
+    fn rejects_hs256_keyed_with_the_public_key() {
+        let authority = authority();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(authority.keys.current().kid().to_string());
+        let public_pem = authority.keys.current().public_key_pem();
+        let raw_public = authority.keys.current.key.verifying_key().to_bytes();
+        for secret in [public_pem.as_bytes(), &raw_public[..]] {
+            let token = jsonwebtoken::encode(
+                &header,
+                &claims(&authority),
+                &EncodingKey::from_secret(secret),
+            )
+            .unwrap();
+            assert_eq!(
+                authority.verify(&token, now()),
+                Err(TokenRejection::WrongAlgorithm)
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_other_asymmetric_algorithms() {
+        let authority = authority();
+        let header = serde_json::json!({"alg": "ES256", "kid": authority.keys.current().kid()});
+        let body = serde_json::to_value(claims(&authority)).unwrap();
+        assert_eq!(
+            authority.verify(&format!("{}.{}.AAAA", b64(&header), b64(&body)), now()),
+            Err(TokenRejection::WrongAlgorithm)
+        );
+    }
+
+    #[test]
+    fn rejects_wrong_key_and_unknown_kid() {
+        let authority = authority();
+        let impostor = TokenAuthority::new(KeySet::new(SigningKey::generate()), ISSUER, SERVICE);
+        // Signed by another key under its own kid: unknown.
+        let token = impostor
+            .issue(Some("alice"), pull("team-a/api"), now(), None)
+            .unwrap();
+        assert_eq!(
+            authority.verify(token.token.expose(), now()),
+            Err(TokenRejection::UnknownKey)
+        );
+        // Signed by another key but claiming our kid: bad signature.
+        let mut header = Header::new(ALGORITHM);
+        header.kid = Some(authority.keys.current().kid().to_string());
+        let forged = jsonwebtoken::encode(
+            &header,
+            &claims(&authority),
+            &impostor.keys.current.encoding,
+        )
+        .unwrap();
+        assert_eq!(
+            authority.verify(&forged, now()),
+            Err(TokenRejection::BadSignature)
+        );
+        // No kid at all.
+        let no_kid = jsonwebtoken::encode(
+            &Header::new(ALGORITHM),
+            &claims(&authority),
+            &authority.keys.current.encoding,
+        )
+        .unwrap();
+        assert_eq!(
+            authority.verify(&no_kid, now()),
+            Err(TokenRejection::UnknownKey)
+        );
+    }
+
+    #[test]
+    fn rejects_tampering_and_garbage() {
+        let authority = authority();
+        let token = sign(&authority, &claims(&authority));
+        let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
+        let mut widened = claims(&authority);
+        widened.access[0].actions.push("push".into());
+        parts[1] = b64(&serde_json::to_value(&widened).unwrap());
+        assert_eq!(
+            authority.verify(&parts.join("."), now()),
+            Err(TokenRejection::BadSignature)
+        );
+        for garbage in [
+            "",
+            "a.b",
+            "a.b.c.d",
+            "!!!.b.c",
+            &format!("{}.e30.", b64(&serde_json::json!([1]))),
+        ] {
+            assert_eq!(
+                authority.verify(garbage, now()),
+                Err(TokenRejection::Malformed),
+                "{garbage:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_wrong_audience_and_issuer() {
+        let authority = authority();
+        let mut wrong_aud = claims(&authority);
+        wrong_aud.aud = "other.example".into();
+        assert_eq!(
+            authority.verify(&sign(&authority, &wrong_aud), now()),
+            Err(TokenRejection::WrongAudience)
+        );
+        let mut wrong_iss = claims(&authority);
+        wrong_iss.iss = "someone-else".into();
+        assert_eq!(
+            authority.verify(&sign(&authority, &wrong_iss), now()),
+            Err(TokenRejection::WrongIssuer)
+        );
+    }
+
+    #[test]
+    fn rejects_expired_and_not_yet_valid() {
+        let authority = authority();
+        let token = authority
+            .issue(Some("alice"), vec![], now(), None)
+            .unwrap()
+            .token;
+        let token = token.expose();
+        // Within the leeway either side, the token is accepted.
+        authority
+            .verify(token, now() + Duration::minutes(5) + Duration::seconds(59))
+            .unwrap();
+        authority
+            .verify(token, now() - Duration::seconds(60))
+            .unwrap();
+        assert_eq!(
+            authority.verify(token, now() + Duration::minutes(6)),
+            Err(TokenRejection::Expired)
+        );
+        assert_eq!(
+            authority.verify(token, now() - Duration::seconds(61)),
+            Err(TokenRejection::NotYetValid)
+        );
+        // A token without exp is malformed, not eternal.
+        let mut body = serde_json::to_value(claims(&authority)).unwrap();
+        body.as_object_mut().unwrap().remove("exp");
+        let mut header = Header::new(ALGORITHM);
+        header.kid = Some(authority.keys.current().kid().to_string());
+        let eternal =
+            jsonwebtoken::encode(&header, &body, &authority.keys.current.encoding).unwrap();
+        assert_eq!(
+            authority.verify(&eternal, now()),
+            Err(TokenRejection::Malformed)
+        );
+    }
+
+    #[test]
+    fn checks_requested_scope_against_access() {
+        let authority = authority();
+        let mut c = claims(&authority);
+        c.access.push(AccessEntry {
+            resource_type: "registry".into(),
+            name: "catalog".into(),
+            actions: vec!["*".into()],
+        });
+        let token = sign(&authority, &c);
+        authority
+            .verify_for(&token, now(), "repository", "team-a/api", "pull")
+            .unwrap();
+        authority
+            .verify_for(&token, now(), "registry", "catalog", "*")
+            .unwrap();
+        for (t, name, action) in [
+            ("repository", "team-a/api", "push"),
+            ("repository", "team-a/api", "delete"),
+            ("repository", "team-a/web", "pull"),
+            ("repository", "team-a", "pull"),
+            ("registry", "team-a/api", "pull"),
+        ] {
+            assert_eq!(
+                authority.verify_for(&token, now(), t, name, action),
+                Err(TokenRejection::InsufficientScope)
+            );
+        }
+    }
+
+    #[test]
+    fn pem_round_trip_and_rotation_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeySet::load_or_generate(dir.path()).unwrap();
+        let first_kid = keys.current().kid().to_string();
+        let pem = fs::read_to_string(dir.path().join("signing.pem")).unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join("signing.pem"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(SigningKey::from_pkcs8_pem(&pem).unwrap().kid(), first_kid);
+        assert!(SigningKey::from_pkcs8_pem("garbage").is_err());
+        // Loading again gives the same key.
+        assert_eq!(
+            KeySet::load_or_generate(dir.path())
+                .unwrap()
+                .current()
+                .kid(),
+            first_kid
+        );
+
+        let old = TokenAuthority::new(keys, ISSUER, SERVICE);
+        let old_token = old.issue(Some("alice"), vec![], now(), None).unwrap().token;
+
+        let rotated = TokenAuthority::new(KeySet::rotate(dir.path()).unwrap(), ISSUER, SERVICE);
+        assert_ne!(rotated.keys.current().kid(), first_kid);
+        assert_eq!(rotated.keys.kids().len(), 2);
+        // Tokens from before the rotation still verify; new ones use the new kid.
+        rotated.verify(old_token.expose(), now()).unwrap();
+        let new_token = rotated
+            .issue(Some("alice"), vec![], now(), None)
+            .unwrap()
+            .token;
+        rotated.verify(new_token.expose(), now()).unwrap();
+        assert_eq!(
+            old.verify(new_token.expose(), now()),
+            Err(TokenRejection::UnknownKey)
+        );
+
+        // Once the retired key is removed, its tokens stop verifying.
+        fs::remove_dir_all(dir.path().join("retired")).unwrap();
+        let pruned = TokenAuthority::new(
+            KeySet::load_or_generate(dir.path()).unwrap(),
+            ISSUER,
+            SERVICE,
+        );
+        assert_eq!(
+            pruned.verify(old_token.expose(), now()),
+            Err(TokenRejection::UnknownKey)
+        );
+        assert_eq!(
+            format!("{:?}", pruned.keys.current()),
+            format!("SigningKey({})", pruned.keys.current().kid())
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! Access control for Berth: who is asking, what they may do, and the
+//! credentials that prove it. Everything here is pure logic plus the crypto it
+//! needs; HTTP and SQL live elsewhere.
+//!
+//! # Layout
+//!
+//! - [`model`]: the vocabulary: [`Role`], [`Visibility`], [`Action`],
+//!   [`Principal`], and the scopes an access token carries ([`TokenScope`]).
+//! - [`scope`]: Docker token scopes (`repository:team-a/api:pull,push`), parsed
+//!   and rendered, tolerant of resource types we do not know.
+//! - [`policy`]: [`authorize`], a pure function from principal, namespace facts,
+//!   repository and action to a [`Decision`]. The one place where rights are decided.
+//! - [`password`]: argon2id hashing and verification of user passwords.
+//! - [`secret`]: opaque high-entropy secrets: access (robot) tokens and refresh
+//!   tokens, stored only as SHA-256 hashes; expiry parsing (`30d`).
+//! - [`jwt`]: the short-lived registry bearer tokens (EdDSA JWTs per Docker's
+//!   token spec), the [`KeySet`] with rotation, and PEM key files.
+//! - [`challenge`]: `WWW-Authenticate` rendering, `Authorization` header parsing,
+//!   and the token endpoint's GET query and OAuth2 POST form as typed requests.
+//! - [`throttle`]: failed-login throttling per account and per address.
+//! - [`store`]: the [`AuthStore`] trait the metadata store implements, its
+//!   records, and refresh-token issuance.
+//! - [`login`]: credentials to [`Principal`] over an [`AuthStore`] and the
+//!   throttle: the one path every password, access token and refresh token takes.
+//! - [`memory`]: an in-memory [`AuthStore`], for tests here and in the server.
+//! - [`error`]: [`AuthError`], the crate's one error type.
+//!
+//! Why the split: the server needs to answer three questions on every request
+//! (who is this, may they do it, how do I say no), and each answer is a module
+//! here that takes plain values, so it is tested without a socket or a database.
+//!
+//! **Architecture Invariant:** no HTTP framework types and no SQL. Time is
+//! always a parameter (`now`), never read inside a decision, so tests use fake
+//! time. Secrets are wrapped in [`Secret`], whose `Debug` never shows them.
+
+pub mod challenge;
+pub mod error;
+pub mod jwt;
+pub mod login;
+pub mod memory;
+pub mod model;
+pub mod password;
+pub mod policy;
+pub mod scope;
+pub mod secret;
+pub mod store;
+pub mod throttle;
+
+pub use challenge::{
+    Challenge, ChallengeError, Credentials, Grant, TokenGetRequest, TokenPostRequest, TokenResponse,
+};
+pub use error::{AuthError, TokenRejection};
+pub use jwt::{AccessEntry, Claims, KeySet, SigningKey, TokenAuthority};
+pub use login::{login_with_password, login_with_refresh_token, LoginContext, LoginError};
+pub use memory::MemoryAuthStore;
+pub use model::{Action, Principal, Role, Secret, TokenScope, TokenTarget, Visibility};
+pub use policy::{authorize, Decision, Denial, NamespaceFacts, PolicyConfig};
+pub use scope::{ResourceType, Scope};
+pub use secret::{Expiry, SecretHash};
+pub use store::{AuthStore, AuthStoreError};
+pub use throttle::{LoginThrottle, ThrottleConfig};

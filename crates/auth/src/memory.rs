@@ -1,0 +1,286 @@
+//! [`MemoryAuthStore`]: an in-memory [`AuthStore`], the executable reading of
+//! the trait's contract. It backs this crate's login tests and lets server
+//! tests run with access control but without a database. Not for production:
+//! nothing is persisted.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::model::{Role, Visibility};
+use crate::secret::SecretHash;
+use crate::store::{
+    AccessTokenRecord, AuthStore, AuthStoreError, MemberRecord, NamespaceRecord,
+    RefreshTokenRecord, UserRecord,
+};
+
+#[derive(Default)]
+struct State {
+    // BTreeMaps, so listings come out sorted by name as the contract asks.
+    users: BTreeMap<String, UserRecord>,
+    namespaces: BTreeMap<String, NamespaceRecord>,
+    /// (namespace, user) → role.
+    members: BTreeMap<(String, String), Role>,
+    access_tokens: BTreeMap<String, AccessTokenRecord>,
+    refresh_tokens: BTreeMap<[u8; 32], RefreshTokenRecord>,
+}
+
+/// An [`AuthStore`] in a mutex.
+#[derive(Default)]
+pub struct MemoryAuthStore {
+    state: Mutex<State>,
+}
+
+impl MemoryAuthStore {
+    pub fn new() -> MemoryAuthStore {
+        MemoryAuthStore::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+}
+
+#[async_trait]
+impl AuthStore for MemoryAuthStore {
+    async fn create_user(&self, user: UserRecord) -> Result<(), AuthStoreError> {
+        self.with(|s| {
+            if s.users.contains_key(&user.name) {
+                return Err(AuthStoreError::AlreadyExists);
+            }
+            s.users.insert(user.name.clone(), user);
+            Ok(())
+        })
+    }
+
+    async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, AuthStoreError> {
+        Ok(self.with(|s| s.users.get(name).cloned()))
+    }
+
+    async fn set_password_hash(
+        &self,
+        name: &str,
+        password_hash: &str,
+    ) -> Result<(), AuthStoreError> {
+        self.with(|s| {
+            let user = s.users.get_mut(name).ok_or(AuthStoreError::NotFound)?;
+            user.password_hash = password_hash.to_string();
+            Ok(())
+        })
+    }
+
+    async fn set_admin(&self, name: &str, is_admin: bool) -> Result<(), AuthStoreError> {
+        self.with(|s| {
+            s.users
+                .get_mut(name)
+                .ok_or(AuthStoreError::NotFound)?
+                .is_admin = is_admin;
+            Ok(())
+        })
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>, AuthStoreError> {
+        Ok(self.with(|s| s.users.values().cloned().collect()))
+    }
+
+    async fn create_namespace(
+        &self,
+        namespace: NamespaceRecord,
+        owner: Option<&str>,
+    ) -> Result<(), AuthStoreError> {
+        self.with(|s| {
+            if s.namespaces.contains_key(&namespace.name) {
+                return Err(AuthStoreError::AlreadyExists);
+            }
+            if let Some(owner) = owner {
+                if !s.users.contains_key(owner) {
+                    return Err(AuthStoreError::NotFound);
+                }
+                s.members
+                    .insert((namespace.name.clone(), owner.to_string()), Role::Owner);
+            }
+            s.namespaces.insert(namespace.name.clone(), namespace);
+            Ok(())
+        })
+    }
+
+    async fn get_namespace(&self, name: &str) -> Result<Option<NamespaceRecord>, AuthStoreError> {
+        Ok(self.with(|s| s.namespaces.get(name).cloned()))
+    }
+
+    async fn set_visibility(
+        &self,
+        name: &str,
+        visibility: Visibility,
+    ) -> Result<(), AuthStoreError> {
+        self.with(|s| {
+            s.namespaces
+                .get_mut(name)
+                .ok_or(AuthStoreError::NotFound)?
+                .visibility = visibility;
+            Ok(())
+        })
+    }
+
+    async fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, AuthStoreError> {
+        Ok(self.with(|s| s.namespaces.values().cloned().collect()))
+    }
+
+    async fn set_member(
+        &self,
+        namespace: &str,
+        user: &str,
+        role: Role,
+    ) -> Result<(), AuthStoreError> {
+        self.with(|s| {
+            if !s.namespaces.contains_key(namespace) || !s.users.contains_key(user) {
+                return Err(AuthStoreError::NotFound);
+            }
+            s.members
+                .insert((namespace.to_string(), user.to_string()), role);
+            Ok(())
+        })
+    }
+
+    async fn remove_member(&self, namespace: &str, user: &str) -> Result<(), AuthStoreError> {
+        self.with(|s| {
+            s.members
+                .remove(&(namespace.to_string(), user.to_string()))
+                .map(|_| ())
+                .ok_or(AuthStoreError::NotFound)
+        })
+    }
+
+    async fn list_members(&self, namespace: &str) -> Result<Vec<MemberRecord>, AuthStoreError> {
+        Ok(self.with(|s| {
+            s.members
+                .iter()
+                .filter(|((ns, _), _)| ns == namespace)
+                .map(|((ns, user), role)| MemberRecord {
+                    namespace: ns.clone(),
+                    user: user.clone(),
+                    role: *role,
+                })
+                .collect()
+        }))
+    }
+
+    async fn member_role(
+        &self,
+        namespace: &str,
+        user: &str,
+    ) -> Result<Option<Role>, AuthStoreError> {
+        Ok(self.with(|s| {
+            s.members
+                .get(&(namespace.to_string(), user.to_string()))
+                .copied()
+        }))
+    }
+
+    async fn create_access_token(&self, token: AccessTokenRecord) -> Result<(), AuthStoreError> {
+        self.with(|s| {
+            if s.access_tokens.contains_key(&token.name) {
+                return Err(AuthStoreError::AlreadyExists);
+            }
+            s.access_tokens.insert(token.name.clone(), token);
+            Ok(())
+        })
+    }
+
+    async fn get_access_token(
+        &self,
+        name: &str,
+    ) -> Result<Option<AccessTokenRecord>, AuthStoreError> {
+        Ok(self.with(|s| s.access_tokens.get(name).cloned()))
+    }
+
+    async fn touch_access_token(
+        &self,
+        name: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), AuthStoreError> {
+        self.with(|s| {
+            s.access_tokens
+                .get_mut(name)
+                .ok_or(AuthStoreError::NotFound)?
+                .last_used_at = Some(at);
+            Ok(())
+        })
+    }
+
+    async fn revoke_access_token(
+        &self,
+        name: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), AuthStoreError> {
+        self.with(|s| {
+            let token = s
+                .access_tokens
+                .get_mut(name)
+                .ok_or(AuthStoreError::NotFound)?;
+            token.revoked_at.get_or_insert(at);
+            Ok(())
+        })
+    }
+
+    async fn list_access_tokens(&self) -> Result<Vec<AccessTokenRecord>, AuthStoreError> {
+        Ok(self.with(|s| s.access_tokens.values().cloned().collect()))
+    }
+
+    async fn create_refresh_token(&self, token: RefreshTokenRecord) -> Result<(), AuthStoreError> {
+        self.with(|s| {
+            if !s.users.contains_key(&token.user) {
+                return Err(AuthStoreError::NotFound);
+            }
+            s.refresh_tokens
+                .insert(*token.secret_hash.as_bytes(), token);
+            Ok(())
+        })
+    }
+
+    async fn get_refresh_token(
+        &self,
+        hash: &SecretHash,
+    ) -> Result<Option<RefreshTokenRecord>, AuthStoreError> {
+        Ok(self.with(|s| s.refresh_tokens.get(hash.as_bytes()).cloned()))
+    }
+
+    async fn revoke_refresh_token(
+        &self,
+        hash: &SecretHash,
+        at: OffsetDateTime,
+    ) -> Result<(), AuthStoreError> {
+        self.with(|s| {
+            let token = s
+                .refresh_tokens
+                .get_mut(hash.as_bytes())
+                .ok_or(AuthStoreError::NotFound)?;
+            token.revoked_at.get_or_insert(at);
+            Ok(())
+        })
+    }
+
+    async fn revoke_refresh_tokens_of_user(
+        &self,
+        user: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64, AuthStoreError> {
+        Ok(self.with(|s| {
+            let mut revoked = 0;
+            for token in s
+                .refresh_tokens
+                .values_mut()
+                .filter(|t| t.user == user && t.revoked_at.is_none())
+            {
+                token.revoked_at = Some(at);
+                revoked += 1;
+            }
+            revoked
+        }))
+    }
+}

@@ -1,0 +1,450 @@
+//! The policy: one pure function, [`authorize`], decides every right.
+//!
+//! It takes what the server knows (the principal, facts about the namespace
+//! read from the store, the configuration) and returns a [`Decision`]; it does
+//! no IO and reads no clock, so the whole policy is one table test.
+//!
+//! The rules, in order:
+//! 1. Administrators may do everything.
+//! 2. Whoever may create a namespace is treated as its owner-to-be while it
+//!    does not exist: pushing then creates it ([`Decision::AllowCreatingNamespace`]),
+//!    and other actions are allowed so the registry can answer "not found".
+//!    Users may create their personal namespace (named after them) and, if
+//!    [`PolicyConfig::users_may_create_namespaces`] is set, any other.
+//! 3. Members may do what their [`Role`] allows.
+//! 4. Anyone, anonymous included, may pull from a public namespace.
+//! 5. Access tokens (robots) may do exactly what their scopes say, plus rule 4.
+//!    They never create namespaces and never manage members or settings.
+//!    Rule 4 applies to them because a Kubernetes `imagePullSecret` is sent for
+//!    every image from this host, and a pull of a public image must not fail
+//!    just because credentials were attached.
+//! 6. Everything else is refused: with [`Denial::AuthenticationRequired`] when no
+//!    credentials were given (so the client logs in and retries), otherwise
+//!    [`Denial::Forbidden`]. A missing namespace and a private one look the same
+//!    to those who may not see it, so names do not leak.
+
+use berth_oci::{ErrorCode, RepoName};
+
+use crate::model::{Action, Principal, Role, TokenScope, Visibility};
+
+/// Policy settings from the server configuration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// Whether any logged-in user may create a namespace by pushing to it.
+    /// Off by default: namespaces are usually handed out by an administrator,
+    /// and personal namespaces need no flag.
+    pub users_may_create_namespaces: bool,
+}
+
+/// What the store knows about a repository's namespace, from the point of view
+/// of the principal asking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NamespaceFacts {
+    /// No such namespace.
+    Missing,
+    Exists {
+        visibility: Visibility,
+        /// The principal's role in it, if they are a user and a member. The
+        /// policy ignores this for anonymous principals and access tokens.
+        member_role: Option<Role>,
+    },
+}
+
+/// The answer of [`authorize`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// Allowed, and the namespace does not exist yet: the caller creates it,
+    /// with the principal as its owner, before writing.
+    AllowCreatingNamespace,
+    Deny(Denial),
+}
+
+impl Decision {
+    pub fn is_allowed(self) -> bool {
+        !matches!(self, Decision::Deny(_))
+    }
+}
+
+/// Why a request was refused, which decides the status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denial {
+    /// No credentials: answer 401 with a challenge, so the client logs in.
+    AuthenticationRequired,
+    /// Credentials were fine but do not allow this: answer 403.
+    Forbidden,
+}
+
+impl Denial {
+    /// The spec error code: `UNAUTHORIZED` (401) or `DENIED` (403).
+    pub fn code(self) -> ErrorCode {
+        match self {
+            Denial::AuthenticationRequired => ErrorCode::Unauthorized,
+            Denial::Forbidden => ErrorCode::Denied,
+        }
+    }
+}
+
+/// Decides whether `principal` may perform `action` on `repository`, whose
+/// namespace (its first path component) is described by `facts`.
+pub fn authorize(
+    principal: &Principal,
+    config: &PolicyConfig,
+    facts: NamespaceFacts,
+    repository: &RepoName,
+    action: Action,
+) -> Decision {
+    decide(
+        principal,
+        config,
+        facts,
+        repository.namespace(),
+        Some(repository),
+        action,
+    )
+}
+
+/// Decides a namespace-wide action (managing members or settings) outside
+/// any particular repository.
+pub fn authorize_namespace(
+    principal: &Principal,
+    config: &PolicyConfig,
+    facts: NamespaceFacts,
+    namespace: &str,
+    action: Action,
+) -> Decision {
+    decide(principal, config, facts, namespace, None, action)
+}
+
+/// Whether `principal` may create `namespace` (when it does not exist yet).
+pub fn may_create_namespace(principal: &Principal, config: &PolicyConfig, namespace: &str) -> bool {
+    match principal {
+        Principal::User { is_admin: true, .. } => true,
+        Principal::User { name, .. } => name == namespace || config.users_may_create_namespaces,
+        Principal::Anonymous | Principal::AccessToken { .. } => false,
+    }
+}
+
+/// Whether `creator` may create an access token with `scope`, given the facts
+/// of the scope's namespace: administrators always, namespace owners for their
+/// namespace. This is what keeps a robot from ever exceeding its creator's
+/// rights at creation time; after that the token stands on its own.
+pub fn may_grant_token_scope(
+    creator: &Principal,
+    facts: NamespaceFacts,
+    scope: &TokenScope,
+) -> bool {
+    let _ = scope; // The namespace was resolved into `facts` by the caller.
+    match (creator, facts) {
+        (Principal::User { is_admin: true, .. }, _) => true,
+        (Principal::User { .. }, NamespaceFacts::Exists { member_role, .. }) => {
+            member_role == Some(Role::Owner)
+        }
+        _ => false,
+    }
+}
+
+/// The actions of a requested Docker scope that are granted, as scope action
+/// names (`pull`, `push`, `delete`), in that order. `*` is expanded; unknown
+/// actions are never granted. This is what a registry JWT's `access` carries.
+pub fn granted_actions(
+    principal: &Principal,
+    config: &PolicyConfig,
+    facts: NamespaceFacts,
+    repository: &RepoName,
+    requested: &[String],
+) -> Vec<String> {
+    Action::REGISTRY
+        .into_iter()
+        .filter(|action| {
+            requested
+                .iter()
+                .any(|name| Action::from_scope_name(name).contains(action))
+        })
+        .filter(|action| authorize(principal, config, facts, repository, *action).is_allowed())
+        .filter_map(|action| action.scope_name().map(str::to_string))
+        .collect()
+}
+
+fn decide(
+    principal: &Principal,
+    config: &PolicyConfig,
+    facts: NamespaceFacts,
+    namespace: &str,
+    repository: Option<&RepoName>,
+    action: Action,
+) -> Decision {
+    let missing_namespace = |may_create: bool| {
+        if !may_create {
+            Decision::Deny(Denial::Forbidden)
+        } else if action == Action::Push {
+            Decision::AllowCreatingNamespace
+        } else {
+            Decision::Allow
+        }
+    };
+    let public_pull = matches!(
+        facts,
+        NamespaceFacts::Exists {
+            visibility: Visibility::Public,
+            ..
+        }
+    ) && action == Action::Pull;
+
+    match principal {
+        Principal::Anonymous => {
+            if public_pull {
+                Decision::Allow
+            } else {
+                Decision::Deny(Denial::AuthenticationRequired)
+            }
+        }
+        Principal::User { .. } => match facts {
+            NamespaceFacts::Missing => {
+                missing_namespace(may_create_namespace(principal, config, namespace))
+            }
+            NamespaceFacts::Exists { .. }
+                if matches!(principal, Principal::User { is_admin: true, .. }) =>
+            {
+                Decision::Allow
+            }
+            NamespaceFacts::Exists { member_role, .. } => {
+                if member_role.is_some_and(|role| role.allows(action)) || public_pull {
+                    Decision::Allow
+                } else {
+                    Decision::Deny(Denial::Forbidden)
+                }
+            }
+        },
+        Principal::AccessToken { scopes, .. } => {
+            let in_scope = matches!(facts, NamespaceFacts::Exists { .. })
+                && repository.is_some_and(|repo| scopes.iter().any(|s| s.covers(repo, action)));
+            if in_scope || public_pull {
+                Decision::Allow
+            } else {
+                Decision::Deny(Denial::Forbidden)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TokenScope;
+
+    fn user(name: &str) -> Principal {
+        Principal::User {
+            name: name.to_string(),
+            is_admin: false,
+        }
+    }
+
+    fn robot(scopes: &[&str]) -> Principal {
+        Principal::AccessToken {
+            name: "ci".to_string(),
+            scopes: scopes
+                .iter()
+                .map(|s| TokenScope::parse(s).unwrap())
+                .collect(),
+            expires_at: None,
+        }
+    }
+
+    const PUBLIC: Visibility = Visibility::Public;
+    const PRIVATE: Visibility = Visibility::Private;
+
+    fn exists(visibility: Visibility, member_role: Option<Role>) -> NamespaceFacts {
+        NamespaceFacts::Exists {
+            visibility,
+            member_role,
+        }
+    }
+
+    /// The policy table of issue 4: principal × role × visibility × action.
+    /// Each expectation string lists, for Pull, Push, Delete, ManageMembers,
+    /// ManageSettings: `A` allow, `C` allow creating the namespace,
+    /// `U` deny as unauthenticated (401), `F` deny as forbidden (403).
+    #[test]
+    fn policy_table() {
+        let admin = Principal::User {
+            name: "root".to_string(),
+            is_admin: true,
+        };
+        let missing = NamespaceFacts::Missing;
+        let open = PolicyConfig {
+            users_may_create_namespaces: true,
+        };
+        let closed = PolicyConfig::default();
+        use Role::*;
+        #[rustfmt::skip]
+        let table: Vec<(&str, Principal, PolicyConfig, NamespaceFacts, &str, &str)> = vec![
+            // label, principal, config, facts of team-a, repository, expected
+            ("anon public",         Principal::Anonymous, closed, exists(PUBLIC, None), "team-a/api", "AUUUU"),
+            ("anon private",        Principal::Anonymous, closed, exists(PRIVATE, None), "team-a/api", "UUUUU"),
+            ("anon missing",        Principal::Anonymous, open, missing, "team-a/api", "UUUUU"),
+            ("anon ignores role",   Principal::Anonymous, closed, exists(PRIVATE, Some(Owner)), "team-a/api", "UUUUU"),
+            ("stranger public",     user("bob"), closed, exists(PUBLIC, None), "team-a/api", "AFFFF"),
+            ("stranger private",    user("bob"), closed, exists(PRIVATE, None), "team-a/api", "FFFFF"),
+            ("reader private",      user("bob"), closed, exists(PRIVATE, Some(Reader)), "team-a/api", "AFFFF"),
+            ("reader public",       user("bob"), closed, exists(PUBLIC, Some(Reader)), "team-a/api", "AFFFF"),
+            ("writer private",      user("bob"), closed, exists(PRIVATE, Some(Writer)), "team-a/api", "AAFFF"),
+            ("writer public",       user("bob"), closed, exists(PUBLIC, Some(Writer)), "team-a/api", "AAFFF"),
+            ("maintainer private",  user("bob"), closed, exists(PRIVATE, Some(Maintainer)), "team-a/api", "AAAFF"),
+            ("maintainer public",   user("bob"), closed, exists(PUBLIC, Some(Maintainer)), "team-a/api", "AAAFF"),
+            ("owner private",       user("bob"), closed, exists(PRIVATE, Some(Owner)), "team-a/api", "AAAAA"),
+            ("owner public",        user("bob"), closed, exists(PUBLIC, Some(Owner)), "team-a/api", "AAAAA"),
+            ("owner nested repo",   user("bob"), closed, exists(PRIVATE, Some(Owner)), "team-a/x/y", "AAAAA"),
+            ("user missing closed", user("bob"), closed, missing, "team-a/api", "FFFFF"),
+            ("user missing open",   user("bob"), open, missing, "team-a/api", "ACAAA"),
+            ("personal missing",    user("bob"), closed, missing, "bob/api", "ACAAA"),
+            ("personal prefix",     user("bob"), closed, missing, "bobby/api", "FFFFF"),
+            ("admin private",       admin.clone(), closed, exists(PRIVATE, None), "team-a/api", "AAAAA"),
+            ("admin public",        admin.clone(), closed, exists(PUBLIC, Some(Reader)), "team-a/api", "AAAAA"),
+            ("admin missing",       admin.clone(), closed, missing, "team-a/api", "ACAAA"),
+            ("robot ns pull",       robot(&["team-a:pull"]), closed, exists(PRIVATE, None), "team-a/api", "AFFFF"),
+            ("robot ns pull,push",  robot(&["team-a:pull,push"]), closed, exists(PRIVATE, None), "team-a/api", "AAFFF"),
+            ("robot ns *",          robot(&["team-a:*"]), closed, exists(PRIVATE, None), "team-a/api", "AAAFF"),
+            ("robot push only",     robot(&["team-a:push"]), closed, exists(PRIVATE, None), "team-a/api", "FAFFF"),
+            ("robot repo",          robot(&["team-a/api:pull,push"]), closed, exists(PRIVATE, None), "team-a/api", "AAFFF"),
+            ("robot other repo",    robot(&["team-a/api:pull,push"]), closed, exists(PRIVATE, None), "team-a/web", "FFFFF"),
+            ("robot other public",  robot(&["team-a/api:pull,push"]), closed, exists(PUBLIC, None), "team-a/web", "AFFFF"),
+            ("robot other ns",      robot(&["team-b:pull"]), closed, exists(PRIVATE, None), "team-a/api", "FFFFF"),
+            ("robot public",        robot(&["team-b:pull"]), closed, exists(PUBLIC, None), "team-a/api", "AFFFF"),
+            ("robot ignores role",  robot(&["team-b:pull"]), closed, exists(PRIVATE, Some(Owner)), "team-a/api", "FFFFF"),
+            ("robot missing",       robot(&["team-a:*"]), open, missing, "team-a/api", "FFFFF"),
+            ("robot two scopes",    robot(&["team-b:pull", "team-a/api:delete"]), closed, exists(PRIVATE, None), "team-a/api", "FFAFF"),
+        ];
+        for (label, principal, config, facts, repository, expected) in table {
+            let repository = RepoName::parse(repository).unwrap();
+            let got: String = Action::ALL
+                .into_iter()
+                .map(|action| {
+                    let decision =
+                        if matches!(action, Action::ManageMembers | Action::ManageSettings) {
+                            authorize_namespace(
+                                &principal,
+                                &config,
+                                facts,
+                                repository.namespace(),
+                                action,
+                            )
+                        } else {
+                            authorize(&principal, &config, facts, &repository, action)
+                        };
+                    match decision {
+                        Decision::Allow => 'A',
+                        Decision::AllowCreatingNamespace => 'C',
+                        Decision::Deny(Denial::AuthenticationRequired) => 'U',
+                        Decision::Deny(Denial::Forbidden) => 'F',
+                    }
+                })
+                .collect();
+            assert_eq!(got, expected, "{label}");
+        }
+    }
+
+    #[test]
+    fn granted_actions_carry_only_what_is_allowed() {
+        let repo = RepoName::parse("team-a/api").unwrap();
+        let config = PolicyConfig::default();
+        let requested = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let writer = exists(PRIVATE, Some(Role::Writer));
+        assert_eq!(
+            granted_actions(
+                &user("bob"),
+                &config,
+                writer,
+                &repo,
+                &requested(&["push", "pull"])
+            ),
+            ["pull", "push"]
+        );
+        assert_eq!(
+            granted_actions(&user("bob"), &config, writer, &repo, &requested(&["*"])),
+            ["pull", "push"]
+        );
+        assert_eq!(
+            granted_actions(
+                &user("bob"),
+                &config,
+                writer,
+                &repo,
+                &requested(&["delete", "frobnicate"])
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            granted_actions(
+                &Principal::Anonymous,
+                &config,
+                exists(PUBLIC, None),
+                &repo,
+                &requested(&["pull", "push"])
+            ),
+            ["pull"]
+        );
+        // Push to a namespace the user may create is granted; the handler creates it.
+        let personal = RepoName::parse("bob/api").unwrap();
+        assert_eq!(
+            granted_actions(
+                &user("bob"),
+                &config,
+                NamespaceFacts::Missing,
+                &personal,
+                &requested(&["push"])
+            ),
+            ["push"]
+        );
+    }
+
+    #[test]
+    fn token_scope_grants() {
+        let scope = TokenScope::parse("team-a:pull").unwrap();
+        let admin = Principal::User {
+            name: "root".to_string(),
+            is_admin: true,
+        };
+        assert!(may_grant_token_scope(
+            &admin,
+            NamespaceFacts::Missing,
+            &scope
+        ));
+        assert!(may_grant_token_scope(
+            &user("bob"),
+            exists(PRIVATE, Some(Role::Owner)),
+            &scope
+        ));
+        assert!(!may_grant_token_scope(
+            &user("bob"),
+            exists(PRIVATE, Some(Role::Maintainer)),
+            &scope
+        ));
+        assert!(!may_grant_token_scope(
+            &user("bob"),
+            NamespaceFacts::Missing,
+            &scope
+        ));
+        assert!(!may_grant_token_scope(
+            &robot(&["team-a:*"]),
+            exists(PRIVATE, Some(Role::Owner)),
+            &scope
+        ));
+        assert!(!may_grant_token_scope(
+            &Principal::Anonymous,
+            exists(PUBLIC, None),
+            &scope
+        ));
+    }
+
+    #[test]
+    fn denials_map_to_spec_codes() {
+        assert_eq!(
+            Denial::AuthenticationRequired.code(),
+            ErrorCode::Unauthorized
+        );
+        assert_eq!(Denial::Forbidden.code(), ErrorCode::Denied);
+        assert!(Decision::AllowCreatingNamespace.is_allowed());
+        assert!(!Decision::Deny(Denial::Forbidden).is_allowed());
+    }
+}

@@ -1,0 +1,353 @@
+//! [`AuthStore`]: what the metadata store must provide for access control,
+//! and the records it keeps. The SQL lives in `berth-meta`; this crate only
+//! states the contract, so the policy and the server are written against it
+//! without knowing the database.
+//!
+//! Conventions for every method:
+//! - Names are validated before they get here (account names with
+//!   [`crate::model::validate_account_name`]); the store does not re-validate.
+//! - Secrets never reach the store: only [`SecretHash`]es and PHC strings.
+//! - A method that changes one thing is atomic; "not found" is
+//!   [`AuthStoreError::NotFound`] for changes and `Ok(None)` for reads.
+//! - Listing methods return rows sorted by name, so output is stable.
+
+use async_trait::async_trait;
+use time::{Duration, OffsetDateTime};
+
+use crate::model::{Principal, Role, TokenScope, Visibility};
+use crate::policy::NamespaceFacts;
+use crate::secret::{generate_refresh_token, is_expired, SecretHash};
+use crate::Secret;
+
+/// A user account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    pub name: String,
+    /// argon2id PHC string (see [`crate::password`]).
+    pub password_hash: String,
+    /// System administrators may do everything, in every namespace.
+    pub is_admin: bool,
+    pub created_at: OffsetDateTime,
+}
+
+/// A namespace: the first path component of repository names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamespaceRecord {
+    pub name: String,
+    pub visibility: Visibility,
+    pub created_at: OffsetDateTime,
+}
+
+/// A user's membership in a namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub namespace: String,
+    pub user: String,
+    pub role: Role,
+}
+
+/// An access (robot) token. The secret itself is never stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessTokenRecord {
+    /// Unique name; the login user name (`docker login -u NAME -p TOKEN`).
+    pub name: String,
+    pub secret_hash: SecretHash,
+    /// What the token may do; see [`TokenScope`]. Never empty.
+    pub scopes: Vec<TokenScope>,
+    /// The user who created it, for audit only: the token's rights do not
+    /// follow its creator's later role changes.
+    pub created_by: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+    /// Updated (coarsely) on use, so operators can find unused tokens.
+    pub last_used_at: Option<OffsetDateTime>,
+    /// Revoked tokens are kept (for audit and so the name is not silently reused).
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl AccessTokenRecord {
+    /// Checks a presented secret against this record at `now` and, if it is
+    /// valid, unexpired and unrevoked, returns the principal it proves.
+    pub fn authenticate(&self, presented: &str, now: OffsetDateTime) -> Option<Principal> {
+        // Compare first and always, so a revoked or expired token costs the
+        // same time as a valid one.
+        let matches = self.secret_hash.matches(presented);
+        if !matches || self.revoked_at.is_some() || is_expired(self.expires_at, now) {
+            return None;
+        }
+        Some(Principal::AccessToken {
+            name: self.name.clone(),
+            scopes: self.scopes.clone(),
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+/// A refresh token (the "identity token" `docker login` stores instead of the
+/// password). Looked up by hash: it has no name, and since the secret is 256
+/// random bits, knowing how a hash lookup is timed tells an attacker nothing usable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefreshTokenRecord {
+    pub secret_hash: SecretHash,
+    /// The user it stands for. Access is decided anew, from the user's current
+    /// roles, each time it is exchanged for a registry JWT.
+    pub user: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl RefreshTokenRecord {
+    /// Whether it may be exchanged at `now`.
+    pub fn is_usable(&self, now: OffsetDateTime) -> bool {
+        self.revoked_at.is_none() && !is_expired(self.expires_at, now)
+    }
+}
+
+/// Default refresh token lifetime: 90 days, after which `docker login` is
+/// needed again. Long, because the token is revocable and stands only for a
+/// user whose rights are re-checked on every exchange.
+pub const REFRESH_TOKEN_LIFETIME: Duration = Duration::days(90);
+
+/// Issues a refresh token for `user`: the secret to send to the client once,
+/// and the record to store with [`AuthStore::create_refresh_token`].
+pub fn issue_refresh_token(
+    user: &str,
+    now: OffsetDateTime,
+    lifetime: Duration,
+) -> (Secret, RefreshTokenRecord) {
+    let (secret, secret_hash) = generate_refresh_token();
+    let record = RefreshTokenRecord {
+        secret_hash,
+        user: user.to_string(),
+        created_at: now,
+        expires_at: Some(now + lifetime),
+        revoked_at: None,
+    };
+    (secret, record)
+}
+
+/// Errors of an [`AuthStore`].
+#[derive(Debug, thiserror::Error)]
+pub enum AuthStoreError {
+    /// A create collided with an existing name (user, namespace, token).
+    #[error("already exists")]
+    AlreadyExists,
+    /// A change named something that does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The database failed; details are for the log, not the client.
+    #[error("store backend: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// What access control needs from the metadata store.
+#[async_trait]
+pub trait AuthStore: Send + Sync + 'static {
+    // Users.
+
+    /// Creates a user. `AlreadyExists` if the name is taken by a user. The
+    /// caller creates the personal namespace separately (with
+    /// [`AuthStore::create_namespace`] and the user as owner), and refuses a
+    /// user name equal to an existing namespace so nobody inherits a team's
+    /// namespace by registering its name.
+    async fn create_user(&self, user: UserRecord) -> Result<(), AuthStoreError>;
+
+    /// The user named `name`, if any.
+    async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, AuthStoreError>;
+
+    /// Replaces a user's password hash. `NotFound` if no such user. Callers
+    /// also call [`AuthStore::revoke_refresh_tokens_of_user`], so a changed
+    /// password logs out every stored `docker login`.
+    async fn set_password_hash(
+        &self,
+        name: &str,
+        password_hash: &str,
+    ) -> Result<(), AuthStoreError>;
+
+    /// Grants or withdraws the administrator flag. `NotFound` if no such user.
+    async fn set_admin(&self, name: &str, is_admin: bool) -> Result<(), AuthStoreError>;
+
+    /// All users, by name.
+    async fn list_users(&self) -> Result<Vec<UserRecord>, AuthStoreError>;
+
+    // Namespaces and members.
+
+    /// Creates a namespace and, if `owner` is given, makes that user its owner,
+    /// in one transaction (a namespace nobody owns can only be managed by
+    /// admins). `AlreadyExists` if the name is taken; `NotFound` if `owner`
+    /// is not a user.
+    async fn create_namespace(
+        &self,
+        namespace: NamespaceRecord,
+        owner: Option<&str>,
+    ) -> Result<(), AuthStoreError>;
+
+    /// The namespace named `name`, if any.
+    async fn get_namespace(&self, name: &str) -> Result<Option<NamespaceRecord>, AuthStoreError>;
+
+    /// Changes a namespace's visibility. `NotFound` if no such namespace.
+    async fn set_visibility(
+        &self,
+        name: &str,
+        visibility: Visibility,
+    ) -> Result<(), AuthStoreError>;
+
+    /// All namespaces, by name. Filtering by what a caller may see is the
+    /// policy's job, not the store's.
+    async fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, AuthStoreError>;
+
+    /// Adds `user` to `namespace` with `role`, or changes their role if
+    /// already a member. `NotFound` if the namespace or the user does not exist.
+    async fn set_member(
+        &self,
+        namespace: &str,
+        user: &str,
+        role: Role,
+    ) -> Result<(), AuthStoreError>;
+
+    /// Removes a membership. `NotFound` if it did not exist. (Whether the last
+    /// owner may leave is decided by the caller.)
+    async fn remove_member(&self, namespace: &str, user: &str) -> Result<(), AuthStoreError>;
+
+    /// The members of a namespace, by user name; empty if it does not exist.
+    async fn list_members(&self, namespace: &str) -> Result<Vec<MemberRecord>, AuthStoreError>;
+
+    /// `user`'s role in `namespace`, if they are a member.
+    async fn member_role(
+        &self,
+        namespace: &str,
+        user: &str,
+    ) -> Result<Option<Role>, AuthStoreError>;
+
+    /// The facts the policy needs about `namespace` for `user` (`None` for
+    /// anonymous and robots). Provided in terms of the methods above; a backend
+    /// may override it with a single query, as it runs on every request.
+    async fn namespace_facts(
+        &self,
+        namespace: &str,
+        user: Option<&str>,
+    ) -> Result<NamespaceFacts, AuthStoreError> {
+        let Some(record) = self.get_namespace(namespace).await? else {
+            return Ok(NamespaceFacts::Missing);
+        };
+        let member_role = match user {
+            Some(user) => self.member_role(namespace, user).await?,
+            None => None,
+        };
+        Ok(NamespaceFacts::Exists {
+            visibility: record.visibility,
+            member_role,
+        })
+    }
+
+    // Access tokens.
+
+    /// Stores a new access token. `AlreadyExists` if the name is taken, by a
+    /// live or a revoked token.
+    async fn create_access_token(&self, token: AccessTokenRecord) -> Result<(), AuthStoreError>;
+
+    /// The token named `name`, revoked or not (the caller checks with
+    /// [`AccessTokenRecord::authenticate`]).
+    async fn get_access_token(
+        &self,
+        name: &str,
+    ) -> Result<Option<AccessTokenRecord>, AuthStoreError>;
+
+    /// Records a use at `at`. May be skipped or coalesced by the backend (it
+    /// is advisory, and writing on every request would be costly); `NotFound`
+    /// only if no such token.
+    async fn touch_access_token(
+        &self,
+        name: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), AuthStoreError>;
+
+    /// Marks a token revoked at `at`; it stops working at once. Revoking a
+    /// revoked token keeps the first time. `NotFound` if no such token.
+    async fn revoke_access_token(
+        &self,
+        name: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), AuthStoreError>;
+
+    /// All access tokens, revoked ones included, by name.
+    async fn list_access_tokens(&self) -> Result<Vec<AccessTokenRecord>, AuthStoreError>;
+
+    // Refresh tokens.
+
+    /// Stores a refresh token. `NotFound` if the user does not exist.
+    async fn create_refresh_token(&self, token: RefreshTokenRecord) -> Result<(), AuthStoreError>;
+
+    /// The refresh token with this hash, revoked or not (the caller checks
+    /// [`RefreshTokenRecord::is_usable`] and that the user still exists).
+    async fn get_refresh_token(
+        &self,
+        hash: &SecretHash,
+    ) -> Result<Option<RefreshTokenRecord>, AuthStoreError>;
+
+    /// Revokes one refresh token at `at`. `NotFound` if unknown.
+    async fn revoke_refresh_token(
+        &self,
+        hash: &SecretHash,
+        at: OffsetDateTime,
+    ) -> Result<(), AuthStoreError>;
+
+    /// Revokes every refresh token of `user` (password change, account
+    /// disabled). Returns how many were revoked; unknown users revoke none.
+    async fn revoke_refresh_tokens_of_user(
+        &self,
+        user: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64, AuthStoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::generate_access_token;
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::UNIX_EPOCH + Duration::days(20_000)
+    }
+
+    #[test]
+    fn access_token_authentication() {
+        let (secret, secret_hash) = generate_access_token();
+        let mut record = AccessTokenRecord {
+            name: "ci".to_string(),
+            secret_hash,
+            scopes: vec![TokenScope::parse("team-a:pull").unwrap()],
+            created_by: Some("alice".to_string()),
+            created_at: now(),
+            expires_at: Some(now() + Duration::days(30)),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        let principal = record.authenticate(secret.expose(), now()).unwrap();
+        assert_eq!(principal.subject(), Some("ci"));
+        assert!(
+            matches!(principal, Principal::AccessToken { ref scopes, .. } if scopes.len() == 1)
+        );
+        assert_eq!(record.authenticate("berth_at_wrong", now()), None);
+        assert_eq!(
+            record.authenticate(secret.expose(), now() + Duration::days(30)),
+            None,
+            "expired"
+        );
+        record.revoked_at = Some(now());
+        assert_eq!(record.authenticate(secret.expose(), now()), None, "revoked");
+    }
+
+    #[test]
+    fn refresh_token_issuance() {
+        let (secret, mut record) = issue_refresh_token("alice", now(), REFRESH_TOKEN_LIFETIME);
+        assert!(crate::secret::looks_like_refresh_token(secret.expose()));
+        assert!(record.secret_hash.matches(secret.expose()));
+        assert_eq!(record.user, "alice");
+        assert!(record.is_usable(now() + Duration::days(89)));
+        assert!(!record.is_usable(now() + Duration::days(90)));
+        record.revoked_at = Some(now());
+        assert!(!record.is_usable(now()));
+    }
+}

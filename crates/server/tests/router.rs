@@ -1,0 +1,1010 @@
+//! Router tests: the whole `/v2` API driven through `app(state).oneshot(...)`,
+//! without sockets, on the real filesystem and SQLite backends in a temp dir.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::response::Response;
+use berth_meta::sqlite::SqliteMetaStore;
+use berth_oci::{Algorithm, Digest};
+use berth_registry::{Clock, Registry, RegistryConfig};
+use berth_server::{app, AppState};
+use berth_storage::fs::FsBlobStore;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    state: AppState,
+    clock: Arc<AtomicI64>,
+}
+
+impl Harness {
+    async fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = FsBlobStore::open(dir.path().join("data")).unwrap();
+        let meta = SqliteMetaStore::open(&dir.path().join("berth.db"))
+            .await
+            .unwrap();
+        let clock = Arc::new(AtomicI64::new(1_700_000_000));
+        let registry = Registry::with_clock(
+            Arc::new(blobs),
+            Arc::new(meta),
+            RegistryConfig::default(),
+            Clock::Fixed(clock.clone()),
+        );
+        Harness {
+            _dir: dir,
+            state: AppState::new(registry),
+            clock,
+        }
+    }
+
+    async fn send(&self, request: Request<Body>) -> Response {
+        app(self.state.clone()).oneshot(request).await.unwrap()
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (Response, Vec<u8>) {
+        let mut builder = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let request = builder
+            .header("content-length", body.len())
+            .body(Body::from(body))
+            .unwrap();
+        let response = self.send(request).await;
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes().to_vec();
+        (Response::from_parts(parts, Body::empty()), bytes)
+    }
+
+    async fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
+        let digest = Algorithm::Sha256.digest_of(data);
+        let (r, _) = self
+            .call(
+                "POST",
+                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+                &[],
+                data.to_vec(),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        digest
+    }
+
+    async fn push_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Response {
+        self.call(
+            "PUT",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("content-type", media_type)],
+            body.to_vec(),
+        )
+        .await
+        .0
+    }
+}
+
+fn header<'a>(r: &'a Response, name: &str) -> &'a str {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap())
+        .unwrap_or("")
+}
+
+fn error_code(body: &[u8]) -> String {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).unwrap_or_else(|_| panic!("not JSON: {body:?}"));
+    v["errors"][0]["code"].as_str().unwrap().to_string()
+}
+
+fn image_manifest(
+    config: &Digest,
+    config_size: usize,
+    layers: &[(&Digest, usize)],
+    extra: &str,
+) -> Vec<u8> {
+    let layers: Vec<String> = layers
+        .iter()
+        .map(|(d, s)| format!(r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{d}","size":{s}}}"#))
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":{config_size}}},"layers":[{}]{extra}}}"#,
+        layers.join(",")
+    )
+    .into_bytes()
+}
+
+/// Pushes a config and one layer and returns a manifest referencing them.
+async fn simple_image(h: &Harness, repo: &str, seed: &str) -> Vec<u8> {
+    let config = format!("{{\"seed\":\"{seed}\"}}");
+    let layer = format!("layer-{seed}");
+    let c = h.push_blob(repo, config.as_bytes()).await;
+    let l = h.push_blob(repo, layer.as_bytes()).await;
+    image_manifest(&c, config.len(), &[(&l, layer.len())], "")
+}
+
+#[tokio::test]
+async fn base_endpoint_and_version_header() {
+    let h = Harness::new().await;
+    for path in ["/v2/", "/v2"] {
+        let (r, body) = h.call("GET", path, &[], vec![]).await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            header(&r, "docker-distribution-api-version"),
+            "registry/2.0"
+        );
+        assert_eq!(body, b"{}");
+        assert!(
+            !header(&r, "x-request-id").is_empty(),
+            "every response carries a request id"
+        );
+    }
+}
+
+#[tokio::test]
+async fn monolithic_blob_push_head_get_and_wrong_digest() {
+    let h = Harness::new().await;
+    let data = b"hello blob".to_vec();
+    let digest = Algorithm::Sha256.digest_of(&data);
+    let (r, _) = h
+        .call(
+            "POST",
+            &format!("/v2/a/b/blobs/uploads/?digest={digest}"),
+            &[],
+            data.clone(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(header(&r, "location"), format!("/v2/a/b/blobs/{digest}"));
+    assert_eq!(header(&r, "docker-content-digest"), digest.as_str());
+
+    let (r, body) = h
+        .call("HEAD", &format!("/v2/a/b/blobs/{digest}"), &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "content-length"), data.len().to_string());
+    assert_eq!(header(&r, "docker-content-digest"), digest.as_str());
+    assert!(body.is_empty());
+
+    let (r, body) = h
+        .call("GET", &format!("/v2/a/b/blobs/{digest}"), &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(body, data);
+
+    // A body that does not match its digest is refused and never visible.
+    let wrong = Algorithm::Sha256.digest_of(b"something else");
+    let (r, body) = h
+        .call(
+            "POST",
+            &format!("/v2/a/b/blobs/uploads/?digest={wrong}"),
+            &[],
+            data.clone(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "DIGEST_INVALID");
+    let (r, body) = h
+        .call("GET", &format!("/v2/a/b/blobs/{wrong}"), &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "BLOB_UNKNOWN");
+}
+
+#[tokio::test]
+async fn chunked_upload_with_out_of_order_chunk_status_and_finish() {
+    let h = Harness::new().await;
+    let data: Vec<u8> = (0..30u8).collect();
+    let digest = Algorithm::Sha256.digest_of(&data);
+    let (r, _) = h.call("POST", "/v2/repo/blobs/uploads/", &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = header(&r, "location").to_string();
+    assert!(location.starts_with("/v2/repo/blobs/uploads/"));
+    assert_eq!(header(&r, "range"), "0-0");
+    assert!(!header(&r, "docker-upload-uuid").is_empty());
+
+    let (r, _) = h
+        .call(
+            "PATCH",
+            &location,
+            &[
+                ("content-range", "0-9"),
+                ("content-type", "application/octet-stream"),
+            ],
+            data[..10].to_vec(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(header(&r, "range"), "0-9");
+
+    // A chunk that does not continue where the upload ends is refused with 416.
+    let (r, body) = h
+        .call(
+            "PATCH",
+            &location,
+            &[("content-range", "5-14")],
+            data[5..15].to_vec(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(error_code(&body), "BLOB_UPLOAD_INVALID");
+    assert_eq!(header(&r, "range"), "0-9");
+
+    // A streamed chunk without Content-Range is appended.
+    let (r, _) = h.call("PATCH", &location, &[], data[10..20].to_vec()).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(header(&r, "range"), "0-19");
+
+    let (r, _) = h.call("GET", &location, &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&r, "range"), "0-19");
+
+    // The last chunk travels with the closing PUT.
+    let (r, _) = h
+        .call(
+            "PUT",
+            &format!("{location}?digest={digest}"),
+            &[],
+            data[20..].to_vec(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(header(&r, "docker-content-digest"), digest.as_str());
+
+    let (r, body) = h
+        .call("GET", &format!("/v2/repo/blobs/{digest}"), &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(body, data);
+
+    let (r, body) = h.call("GET", &location, &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "BLOB_UPLOAD_UNKNOWN");
+}
+
+#[tokio::test]
+async fn upload_errors_cancel_and_missing_digest() {
+    let h = Harness::new().await;
+    let (r, _) = h.call("POST", "/v2/repo/blobs/uploads/", &[], vec![]).await;
+    let location = header(&r, "location").to_string();
+
+    let (r, body) = h.call("PUT", &location, &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "DIGEST_INVALID");
+
+    let (r, body) = h
+        .call(
+            "PUT",
+            &format!("{location}?digest=sha256:nothex"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "DIGEST_INVALID");
+
+    // The wrong digest at the end leaves the session open for a retry.
+    let (_, _) = h.call("PATCH", &location, &[], b"abc".to_vec()).await;
+    let wrong = Algorithm::Sha256.digest_of(b"abd");
+    let (r, body) = h
+        .call("PUT", &format!("{location}?digest={wrong}"), &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "DIGEST_INVALID");
+    let (r, _) = h.call("GET", &location, &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    let (r, _) = h.call("DELETE", &location, &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (r, body) = h.call("DELETE", &location, &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "BLOB_UPLOAD_UNKNOWN");
+
+    // An upload id from another repository is unknown here.
+    let (r, _) = h.call("POST", "/v2/one/blobs/uploads/", &[], vec![]).await;
+    let other = header(&r, "location").replace("/v2/one/", "/v2/two/");
+    let (r, _) = h.call("GET", &other, &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn blob_ranges_table() {
+    let h = Harness::new().await;
+    let data: Vec<u8> = (0..100u8).collect();
+    let digest = h.push_blob("r", &data).await;
+    let cases: &[(&str, StatusCode, Option<(usize, usize)>, &str)] = &[
+        (
+            "bytes=0-9",
+            StatusCode::PARTIAL_CONTENT,
+            Some((0, 10)),
+            "bytes 0-9/100",
+        ),
+        (
+            "bytes=90-",
+            StatusCode::PARTIAL_CONTENT,
+            Some((90, 100)),
+            "bytes 90-99/100",
+        ),
+        (
+            "bytes=-5",
+            StatusCode::PARTIAL_CONTENT,
+            Some((95, 100)),
+            "bytes 95-99/100",
+        ),
+        (
+            "bytes=50-500",
+            StatusCode::PARTIAL_CONTENT,
+            Some((50, 100)),
+            "bytes 50-99/100",
+        ),
+        (
+            "bytes=100-",
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            None,
+            "bytes */100",
+        ),
+        (
+            "bytes=9-2",
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            None,
+            "bytes */100",
+        ),
+    ];
+    for (range, status, slice, content_range) in cases {
+        let (r, body) = h
+            .call(
+                "GET",
+                &format!("/v2/r/blobs/{digest}"),
+                &[("range", range)],
+                vec![],
+            )
+            .await;
+        assert_eq!(r.status(), *status, "{range}");
+        assert_eq!(header(&r, "content-range"), *content_range, "{range}");
+        if let Some((a, b)) = slice {
+            assert_eq!(body, data[*a..*b].to_vec(), "{range}");
+            assert_eq!(header(&r, "content-length"), (b - a).to_string());
+        }
+    }
+}
+
+#[tokio::test]
+async fn blobs_are_isolated_per_repository_and_mountable() {
+    let h = Harness::new().await;
+    let digest = h.push_blob("src", b"shared layer").await;
+    let (r, body) = h
+        .call("HEAD", &format!("/v2/dst/blobs/{digest}"), &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(body.is_empty());
+
+    // Mounting from a repository that lacks the blob falls back to a session.
+    let (r, _) = h
+        .call(
+            "POST",
+            &format!("/v2/dst/blobs/uploads/?mount={digest}&from=elsewhere"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert!(header(&r, "location").contains("/blobs/uploads/"));
+
+    let (r, _) = h
+        .call(
+            "POST",
+            &format!("/v2/dst/blobs/uploads/?mount={digest}&from=src"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(header(&r, "location"), format!("/v2/dst/blobs/{digest}"));
+    let (r, body) = h
+        .call("GET", &format!("/v2/dst/blobs/{digest}"), &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(body, b"shared layer");
+
+    // Deleting from one repository leaves the other's link.
+    let (r, _) = h
+        .call("DELETE", &format!("/v2/src/blobs/{digest}"), &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let (r, _) = h
+        .call("HEAD", &format!("/v2/src/blobs/{digest}"), &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let (r, _) = h
+        .call("HEAD", &format!("/v2/dst/blobs/{digest}"), &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (r, body) = h
+        .call("DELETE", &format!("/v2/src/blobs/{digest}"), &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "BLOB_UNKNOWN");
+}
+
+#[tokio::test]
+async fn manifest_push_pull_negotiation_and_validation() {
+    let h = Harness::new().await;
+    let config = br#"{"architecture":"amd64"}"#;
+    let c = Algorithm::Sha256.digest_of(config);
+    let l = Algorithm::Sha256.digest_of(b"layer");
+    let manifest = image_manifest(&c, config.len(), &[(&l, 5)], "");
+    let digest = Algorithm::Sha256.digest_of(&manifest);
+
+    let (r, body) = h
+        .call(
+            "PUT",
+            "/v2/app/manifests/v1",
+            &[("content-type", OCI_MANIFEST)],
+            manifest.clone(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "MANIFEST_BLOB_UNKNOWN");
+
+    h.push_blob("app", config).await;
+    h.push_blob("app", b"layer").await;
+    let r = h.push_manifest("app", "v1", OCI_MANIFEST, &manifest).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(header(&r, "docker-content-digest"), digest.as_str());
+    assert_eq!(
+        header(&r, "location"),
+        format!("/v2/app/manifests/{digest}")
+    );
+
+    for reference in ["v1".to_string(), digest.to_string()] {
+        let (r, body) = h
+            .call(
+                "GET",
+                &format!("/v2/app/manifests/{reference}"),
+                &[("accept", OCI_MANIFEST)],
+                vec![],
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(body, manifest);
+        assert_eq!(header(&r, "content-type"), OCI_MANIFEST);
+        assert_eq!(header(&r, "docker-content-digest"), digest.as_str());
+        let (r, body) = h
+            .call(
+                "HEAD",
+                &format!("/v2/app/manifests/{reference}"),
+                &[],
+                vec![],
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "content-length"), manifest.len().to_string());
+        assert!(body.is_empty());
+    }
+
+    // A client that accepts only Docker manifests does not get an OCI one by tag.
+    let (r, body) = h
+        .call(
+            "GET",
+            "/v2/app/manifests/v1",
+            &[("accept", DOCKER_MANIFEST)],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "MANIFEST_UNKNOWN");
+    let (r, _) = h
+        .call(
+            "GET",
+            "/v2/app/manifests/v1",
+            &[("accept", DOCKER_MANIFEST), ("accept", OCI_MANIFEST)],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let cases: Vec<(String, Vec<u8>, StatusCode, &str)> = vec![
+        (
+            "v2".into(),
+            b"{not json".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "v2".into(),
+            br#"{"schemaVersion":1}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "MANIFEST_INVALID",
+        ),
+        (
+            Algorithm::Sha256.digest_of(b"x").to_string(),
+            manifest.clone(),
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+        ),
+        (
+            "bad:tag".into(),
+            manifest.clone(),
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+        ),
+        (
+            "-tag".into(),
+            manifest.clone(),
+            StatusCode::BAD_REQUEST,
+            "MANIFEST_INVALID",
+        ),
+    ];
+    for (reference, body, status, code) in cases {
+        let (r, b) = h
+            .call(
+                "PUT",
+                &format!("/v2/app/manifests/{reference}"),
+                &[("content-type", OCI_MANIFEST)],
+                body,
+            )
+            .await;
+        assert_eq!(r.status(), status, "{reference}");
+        assert_eq!(error_code(&b), code, "{reference}");
+    }
+
+    let (r, body) = h.call("GET", "/v2/app/manifests/nope", &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "MANIFEST_UNKNOWN");
+
+    let huge = vec![b' '; 4 * 1024 * 1024 + 10];
+    let (r, body) = h
+        .call(
+            "PUT",
+            "/v2/app/manifests/huge",
+            &[("content-type", OCI_MANIFEST)],
+            huge,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(error_code(&body), "MANIFEST_INVALID");
+}
+
+#[tokio::test]
+async fn sha512_blobs_and_manifests() {
+    let h = Harness::new().await;
+    let data = b"sha512 content".to_vec();
+    let digest = Algorithm::Sha512.digest_of(&data);
+    let (r, _) = h
+        .call(
+            "POST",
+            &format!("/v2/s/blobs/uploads/?digest={digest}"),
+            &[],
+            data.clone(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (_, body) = h
+        .call("GET", &format!("/v2/s/blobs/{digest}"), &[], vec![])
+        .await;
+    assert_eq!(body, data);
+
+    let config = b"{}";
+    let c = Algorithm::Sha512.digest_of(config);
+    h.call(
+        "POST",
+        &format!("/v2/s/blobs/uploads/?digest={c}"),
+        &[],
+        config.to_vec(),
+    )
+    .await;
+    let manifest = image_manifest(&c, 2, &[(&digest, data.len())], "");
+    let m = Algorithm::Sha512.digest_of(&manifest);
+    let r = h
+        .push_manifest("s", m.as_str(), OCI_MANIFEST, &manifest)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(header(&r, "docker-content-digest"), m.as_str());
+    let (r, body) = h
+        .call("GET", &format!("/v2/s/manifests/{m}"), &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(body, manifest);
+}
+
+#[tokio::test]
+async fn index_requires_children_and_protects_them() {
+    let h = Harness::new().await;
+    let child = simple_image(&h, "multi", "amd64").await;
+    let child_digest = Algorithm::Sha256.digest_of(&child);
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{child_digest}","size":{},"platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#,
+        child.len()
+    );
+    let (r, body) = h
+        .call(
+            "PUT",
+            "/v2/multi/manifests/latest",
+            &[("content-type", OCI_INDEX)],
+            index.clone().into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "MANIFEST_BLOB_UNKNOWN");
+
+    assert_eq!(
+        h.push_manifest("multi", child_digest.as_str(), OCI_MANIFEST, &child)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let r = h
+        .push_manifest("multi", "latest", OCI_INDEX, index.as_bytes())
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    // The child cannot be deleted while the index lists it.
+    let (r, body) = h
+        .call(
+            "DELETE",
+            &format!("/v2/multi/manifests/{child_digest}"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(error_code(&body), "DENIED");
+    let index_digest = Algorithm::Sha256.digest_of(index.as_bytes());
+    let (r, _) = h
+        .call(
+            "DELETE",
+            &format!("/v2/multi/manifests/{index_digest}"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let (r, _) = h
+        .call(
+            "DELETE",
+            &format!("/v2/multi/manifests/{child_digest}"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn tags_listing_paging_and_deletion() {
+    let h = Harness::new().await;
+    let manifest = simple_image(&h, "t", "x").await;
+    let digest = Algorithm::Sha256.digest_of(&manifest);
+    for tag in ["b", "a", "c", "A", "a-1"] {
+        assert_eq!(
+            h.push_manifest("t", tag, OCI_MANIFEST, &manifest)
+                .await
+                .status(),
+            StatusCode::CREATED
+        );
+    }
+    let tags = |body: &[u8]| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        v["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect()
+    };
+    let (r, body) = h.call("GET", "/v2/t/tags/list", &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(tags(&body), ["A", "a", "a-1", "b", "c"]);
+    assert_eq!(header(&r, "link"), "");
+
+    let (r, body) = h.call("GET", "/v2/t/tags/list?n=2", &[], vec![]).await;
+    assert_eq!(tags(&body), ["A", "a"]);
+    assert_eq!(
+        header(&r, "link"),
+        "</v2/t/tags/list?n=2&last=a>; rel=\"next\""
+    );
+    let (r, body) = h
+        .call("GET", "/v2/t/tags/list?n=2&last=a", &[], vec![])
+        .await;
+    assert_eq!(tags(&body), ["a-1", "b"]);
+    assert!(!header(&r, "link").is_empty());
+    let (r, body) = h
+        .call("GET", "/v2/t/tags/list?n=2&last=b", &[], vec![])
+        .await;
+    assert_eq!(tags(&body), ["c"]);
+    assert_eq!(header(&r, "link"), "");
+    let (_, body) = h.call("GET", "/v2/t/tags/list?n=0", &[], vec![]).await;
+    assert!(tags(&body).is_empty());
+
+    let (r, body) = h.call("GET", "/v2/unknown/tags/list", &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "NAME_UNKNOWN");
+
+    // Deleting a tag keeps the manifest; deleting the manifest takes its tags.
+    let (r, _) = h.call("DELETE", "/v2/t/manifests/c", &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let (r, _) = h
+        .call("GET", &format!("/v2/t/manifests/{digest}"), &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (r, _) = h
+        .call("DELETE", &format!("/v2/t/manifests/{digest}"), &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let (_, body) = h.call("GET", "/v2/t/tags/list", &[], vec![]).await;
+    assert!(tags(&body).is_empty());
+    let (r, body) = h.call("GET", "/v2/t/manifests/a", &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "MANIFEST_UNKNOWN");
+    let (r, _) = h
+        .call("DELETE", &format!("/v2/t/manifests/{digest}"), &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn catalog_is_sorted_and_paged() {
+    let h = Harness::new().await;
+    for repo in ["zeta", "alpha/one", "alpha", "mid/x/y"] {
+        h.push_blob(repo, repo.as_bytes()).await;
+    }
+    let repos = |body: &[u8]| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        v["repositories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, body) = h.call("GET", "/v2/_catalog", &[], vec![]).await;
+    assert_eq!(repos(&body), ["alpha", "alpha/one", "mid/x/y", "zeta"]);
+    let (r, body) = h.call("GET", "/v2/_catalog?n=3", &[], vec![]).await;
+    assert_eq!(repos(&body), ["alpha", "alpha/one", "mid/x/y"]);
+    assert_eq!(
+        header(&r, "link"),
+        "</v2/_catalog?n=3&last=mid%2Fx%2Fy>; rel=\"next\""
+    );
+    let (_, body) = h
+        .call("GET", "/v2/_catalog?n=3&last=mid%2Fx%2Fy", &[], vec![])
+        .await;
+    assert_eq!(repos(&body), ["zeta"]);
+}
+
+#[tokio::test]
+async fn referrers_and_subject_header() {
+    let h = Harness::new().await;
+    let image = simple_image(&h, "ref", "base").await;
+    let image_digest = Algorithm::Sha256.digest_of(&image);
+    // The subject need not exist yet: the spec lets artifacts arrive first.
+    let empty = h.push_blob("ref", b"{}").await;
+    let artifact = |kind: &str| {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"{kind}","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{empty}","size":2}},"layers":[],"subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{image_digest}","size":{}}},"annotations":{{"org.example":"{kind}"}}}}"#,
+            image.len()
+        )
+        .into_bytes()
+    };
+    let sig = artifact("application/x-signature");
+    let sbom = artifact("application/x-sbom");
+    for a in [&sig, &sbom] {
+        let d = Algorithm::Sha256.digest_of(a);
+        let r = h.push_manifest("ref", d.as_str(), OCI_MANIFEST, a).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_eq!(header(&r, "oci-subject"), image_digest.as_str());
+    }
+    assert_eq!(
+        h.push_manifest("ref", "v1", OCI_MANIFEST, &image)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+
+    let (r, body) = h
+        .call(
+            "GET",
+            &format!("/v2/ref/referrers/{image_digest}"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "content-type"), OCI_INDEX);
+    assert_eq!(header(&r, "oci-filters-applied"), "");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["mediaType"], OCI_INDEX);
+    let manifests = v["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 2);
+    for m in manifests {
+        assert_eq!(m["mediaType"], OCI_MANIFEST);
+        assert!(m["artifactType"]
+            .as_str()
+            .unwrap()
+            .starts_with("application/x-"));
+        assert_eq!(m["annotations"]["org.example"], m["artifactType"]);
+    }
+
+    let (r, body) = h
+        .call(
+            "GET",
+            &format!("/v2/ref/referrers/{image_digest}?artifactType=application/x-sbom"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(header(&r, "oci-filters-applied"), "artifactType");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["manifests"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        v["manifests"][0]["digest"],
+        Algorithm::Sha256.digest_of(&sbom).as_str()
+    );
+    assert_eq!(v["manifests"][0]["size"], sbom.len());
+
+    // Another repository sees none of them, and a bad digest is refused.
+    let (r, body) = h
+        .call(
+            "GET",
+            &format!("/v2/other/referrers/{image_digest}"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(v["manifests"].as_array().unwrap().is_empty());
+    let (r, body) = h
+        .call("GET", "/v2/ref/referrers/sha256:zz", &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "DIGEST_INVALID");
+}
+
+#[tokio::test]
+async fn invalid_names_methods_and_paths() {
+    let h = Harness::new().await;
+    let cases: &[(&str, &str, StatusCode, &str)] = &[
+        (
+            "GET",
+            "/v2/UPPER/tags/list",
+            StatusCode::BAD_REQUEST,
+            "NAME_INVALID",
+        ),
+        (
+            "GET",
+            "/v2/a..b/manifests/latest",
+            StatusCode::BAD_REQUEST,
+            "NAME_INVALID",
+        ),
+        (
+            "GET",
+            "/v2/a/blobs/sha256:123",
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+        ),
+        (
+            "GET",
+            "/v2/a/blobs/md5:d41d8cd98f00b204e9800998ecf8427e",
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+        ),
+        (
+            "POST",
+            "/v2/a/manifests/latest",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+        ),
+        (
+            "PATCH",
+            "/v2/a/tags/list",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+        ),
+        (
+            "GET",
+            "/v2/a/blobs/uploads/not-a-uuid",
+            StatusCode::NOT_FOUND,
+            "BLOB_UPLOAD_UNKNOWN",
+        ),
+        (
+            "GET",
+            "/v2/a/blobs/uploads/0b0f6a8e-3c39-4d4e-9f0c-2f4a3c1f8d10",
+            StatusCode::NOT_FOUND,
+            "BLOB_UPLOAD_UNKNOWN",
+        ),
+    ];
+    for (method, path, status, code) in cases {
+        let (r, body) = h.call(method, path, &[], vec![]).await;
+        assert_eq!(r.status(), *status, "{method} {path}");
+        assert_eq!(error_code(&body), *code, "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn expired_uploads_are_purged() {
+    let h = Harness::new().await;
+    let (r, _) = h.call("POST", "/v2/p/blobs/uploads/", &[], vec![]).await;
+    let old = header(&r, "location").to_string();
+    h.call("PATCH", &old, &[], b"partial".to_vec()).await;
+    h.clock.fetch_add(23 * 3600, Ordering::SeqCst);
+    let (r, _) = h.call("POST", "/v2/p/blobs/uploads/", &[], vec![]).await;
+    let young = header(&r, "location").to_string();
+
+    assert_eq!(
+        h.state
+            .registry
+            .purge_expired_uploads()
+            .await
+            .unwrap()
+            .uploads_removed,
+        0
+    );
+    h.clock.fetch_add(2 * 3600, Ordering::SeqCst);
+    assert_eq!(
+        h.state
+            .registry
+            .purge_expired_uploads()
+            .await
+            .unwrap()
+            .uploads_removed,
+        1
+    );
+    let (r, _) = h.call("GET", &old, &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let (r, _) = h.call("GET", &young, &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let h = Harness::new().await;
+    let (r, body) = h.call("GET", "/healthz", &[], vec![]).await;
+    assert_eq!((r.status(), body.as_slice()), (StatusCode::OK, &b"ok"[..]));
+    let (r, _) = h.call("GET", "/readyz", &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    h.push_blob("m", b"metered").await;
+    h.call(
+        "GET",
+        "/v2/m/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        &[],
+        vec![],
+    )
+    .await;
+    let (r, body) = h.call("GET", "/metrics", &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.contains(
+            r#"berth_http_requests_total{endpoint="upload_start",method="POST",status="201"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"berth_http_requests_total{endpoint="blob",method="GET",status="404"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("berth_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(text.contains("berth_http_request_bytes_total 7"), "{text}");
+}
