@@ -146,6 +146,10 @@ for round in $(seq 1 "$ROUNDS"); do
         for name in distribution berth; do
             wants "$name" || continue
             echo "== round $round: $scenario on $name" >&2
+            # Distribution never fsyncs, so its writes are still being written
+            # back when the next run starts and would slow whichever registry
+            # comes next; flushing them here, untimed, keeps runs independent.
+            sync
             # VmHWM is since process start, so per-scenario runs would repeat
             # it; it is reported once at the end instead.
             if ! "$bench_bin" --url "${url[$name]}" --pid "${pid[$name]}" --scenario "$scenario" $quick_flag \
