@@ -28,8 +28,6 @@ echo "== building berth and berth-bench (release)" >&2
 packages=(-p berth-bench)
 wants berth && packages+=(-p berth)
 (cd "$repo" && cargo build --release "${packages[@]}" >&2)
-bench_bin=$target/release/berth-bench
-berth_bin=$target/release/berth
 
 distribution_bin=${DISTRIBUTION_BIN:-$(command -v docker-registry || command -v registry || true)}
 if wants distribution && [[ -z $distribution_bin ]]; then
@@ -37,12 +35,6 @@ if wants distribution && [[ -z $distribution_bin ]]; then
     exit 1
 fi
 
-work=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/berth-bench.XXXXXX")
-results=$target/bench-last
-rm -rf "$results" && mkdir -p "$results"
-: >"$results/distribution.txt"
-: >"$results/berth.txt"
-: >"$results/hardware.txt"
 declare -A pid url
 
 # Stops only the processes this script started, gently first.
@@ -59,7 +51,21 @@ cleanup() {
     for name in "${!pid[@]}"; do stop "${pid[$name]}"; done
     rm -rf "$work"
 }
+work=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/berth-bench.XXXXXX")
 trap cleanup EXIT
+
+# The binaries are copied because a shared target directory may be rebuilt
+# from another branch while the benchmark runs.
+mkdir -p "$work/bin"
+cp "$target/release/berth-bench" "$work/bin/"
+if wants berth; then cp "$target/release/berth" "$work/bin/"; fi
+bench_bin=$work/bin/berth-bench
+berth_bin=$work/bin/berth
+results=$target/bench-last
+rm -rf "$results" && mkdir -p "$results"
+: >"$results/distribution.txt"
+: >"$results/berth.txt"
+: >"$results/hardware.txt"
 
 # A loopback port nobody listens on; Distribution cannot bind port 0 and
 # report it, so one is chosen here (bounded attempts).
