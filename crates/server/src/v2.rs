@@ -205,7 +205,7 @@ fn blob_created(repo: &RepoName, digest: &Digest) -> Response {
 }
 
 async fn start_upload(state: &AppState, repo: &RepoName, request: &Parts, body: Body) -> ApiResult {
-    let query = Query::parse(&request)?;
+    let query = Query::parse(request)?;
     if let Some(mount) = query.get("mount") {
         let digest = Digest::parse(mount).map_err(|e| ApiError::digest_invalid(e.to_string()))?;
         // An unusable `from` is not an error: the spec says the registry then
@@ -282,7 +282,7 @@ async fn put_upload(
     request: &Parts,
     body: Body,
 ) -> ApiResult {
-    let query = Query::parse(&request)?;
+    let query = Query::parse(request)?;
     let digest = query
         .get("digest")
         .ok_or_else(|| ApiError::digest_invalid("the digest parameter is required".into()))?;
