@@ -331,7 +331,9 @@ async fn blob_ranges_table() {
     let h = Harness::new().await;
     let data: Vec<u8> = (0..100u8).collect();
     let digest = h.push_blob("r", &data).await;
-    let cases: &[(&str, StatusCode, Option<(usize, usize)>, &str)] = &[
+    // (Range header, status, served slice, Content-Range)
+    type Case<'a> = (&'a str, StatusCode, Option<(usize, usize)>, &'a str);
+    let cases: &[Case] = &[
         (
             "bytes=0-9",
             StatusCode::PARTIAL_CONTENT,
