@@ -12,6 +12,8 @@ pub struct ManifestPut {
     pub digest: Digest,
     /// The manifest's subject, echoed in the `OCI-Subject` header.
     pub subject: Option<Digest>,
+    /// Tags set from `?tag=` parameters, echoed in `OCI-Tag` headers.
+    pub tags: Vec<Tag>,
 }
 
 /// The referrers of a manifest, rendered as an OCI image index.
@@ -24,11 +26,14 @@ pub struct ReferrersIndex {
 }
 
 impl Registry {
-    /// Validates and stores a manifest pushed under `reference`.
+    /// Validates and stores a manifest pushed under `reference`, and points
+    /// `extra_tags` at it as well (the spec's `?tag=` parameters on a push by
+    /// digest).
     pub async fn put_manifest(
         &self,
         repository: &RepoName,
         reference: &Reference,
+        extra_tags: &[Tag],
         content_type: Option<&str>,
         payload: Vec<u8>,
     ) -> Result<ManifestPut, RegistryError> {
@@ -83,7 +88,18 @@ impl Registry {
         self.meta()
             .put_manifest(repository, &manifest, tag, self.now())
             .await?;
-        Ok(ManifestPut { digest, subject })
+        // Storing an existing manifest again only moves the tag, so each
+        // further tag costs one short transaction.
+        for extra in extra_tags {
+            self.meta()
+                .put_manifest(repository, &manifest, Some(extra), self.now())
+                .await?;
+        }
+        Ok(ManifestPut {
+            digest,
+            subject,
+            tags: extra_tags.to_vec(),
+        })
     }
 
     /// Fetches a manifest by tag or digest.
