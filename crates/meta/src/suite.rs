@@ -88,13 +88,26 @@ pub async fn run_all(store: &dyn MetaStore) {
 /// Expands to one `#[tokio::test]` per suite test, plus a check that the list
 /// below matches [`TESTS`](crate::suite::TESTS).
 ///
-/// `$fresh` names an async function returning `(guard, store)`: a new empty
-/// store, and whatever must live as long as it (a temporary directory, a
-/// database to drop). The caller's crate must depend on `tokio`.
+/// `meta_store_tests!(fresh)`: `fresh` names an async function returning
+/// `(guard, store)`: a new empty store, and whatever must live as long as it
+/// (a temporary directory, a database server).
+///
+/// `meta_store_tests!(skippable fresh)`, for backends that need a server the
+/// machine may lack: `fresh` takes the test's name and returns
+/// `Option<(guard, store)>`, where `None` means it has recorded why the test
+/// is skipped, and the test then passes without running.
+///
+/// The caller's crate must depend on `tokio`.
 #[macro_export]
 macro_rules! meta_store_tests {
     ($fresh:path) => {
-        $crate::meta_store_tests!(@each $fresh;
+        $crate::meta_store_tests!(@list required $fresh);
+    };
+    (skippable $fresh:path) => {
+        $crate::meta_store_tests!(@list skippable $fresh);
+    };
+    (@list $mode:ident $fresh:path) => {
+        $crate::meta_store_tests!(@each $mode $fresh;
             store_is_ready,
             blob_links_are_idempotent_and_per_repository,
             put_manifest_with_missing_references_stores_nothing,
@@ -114,11 +127,11 @@ macro_rules! meta_store_tests {
             racing_job_lease_takers_have_one_winner,
         );
     };
-    (@each $fresh:path; $($name:ident),* $(,)?) => {
+    (@each $mode:ident $fresh:path; $($name:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $name() {
-                let (_guard, store) = $fresh().await;
+                $crate::meta_store_tests!(@fresh $mode $fresh, $name, _guard, store);
                 $crate::suite::$name(&store).await;
             }
         )*
@@ -129,6 +142,16 @@ macro_rules! meta_store_tests {
             let known: Vec<&str> = $crate::suite::TESTS.iter().map(|(name, _)| *name).collect();
             assert_eq!(listed, known);
         }
+    };
+    // The guard and store names come from the caller so that the test body,
+    // expanded at the call site, can see them.
+    (@fresh required $fresh:path, $name:ident, $guard:ident, $store:ident) => {
+        let ($guard, $store) = $fresh().await;
+    };
+    (@fresh skippable $fresh:path, $name:ident, $guard:ident, $store:ident) => {
+        let Some(($guard, $store)) = $fresh(stringify!($name)).await else {
+            return;
+        };
     };
 }
 
