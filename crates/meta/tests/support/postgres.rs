@@ -1,8 +1,8 @@
 //! A throw-away PostgreSQL cluster for tests, and one new database per test.
 //!
 //! One cluster serves every test of a test binary that runs at the same
-//! time: `initdb` takes one to two seconds, while a database is created in
-//! tens of milliseconds, so tests share the server but never a database and
+//! time: starting a server costs a few hundred milliseconds, while a database
+//! is created in tens, so tests share the server but never a database and
 //! stay isolated while running in parallel. The cluster lives in a temporary
 //! directory, listens on a free loopback port and a socket in that directory,
 //! and runs with `fsync=off`, since its data dies with the test run anyway.
@@ -22,7 +22,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use sqlx::{Connection, Executor, PgConnection};
 use tempfile::TempDir;
@@ -157,26 +157,10 @@ struct Cluster {
 
 impl Cluster {
     fn start(bin: PathBuf) -> Cluster {
-        let dir = tempfile::Builder::new()
-            .prefix("berth-pg-")
-            .tempdir()
-            .expect("a temporary directory for the test cluster");
-        if running_as_root() {
-            run(Command::new("chown")
-                .arg(format!("{SERVER_USER}:"))
-                .arg(dir.path()));
-        }
+        let started = std::time::Instant::now();
+        let dir = server_directory();
         let data = dir.path().join("data");
-        // An ICU locale makes the cluster's default collation linguistic
-        // ('a' sorts before 'B'), as on many production servers, so that the
-        // suite's byte-order tests prove the schema's COLLATE "C" is needed.
-        run(server_command(&bin, "initdb", dir.path())
-            .arg("--pgdata")
-            .arg(&data)
-            .args(["--username", "postgres", "--auth", "trust"])
-            .args(["--encoding", "UTF8", "--locale", "C.UTF-8"])
-            .args(["--locale-provider", "icu", "--icu-locale", "en"])
-            .arg("--no-sync"));
+        run(Command::new("cp").arg("-a").arg(template(&bin)).arg(&data));
         let log = dir.path().join("server.log");
         for attempt in 1..=START_ATTEMPTS {
             let port = free_port();
@@ -198,6 +182,12 @@ impl Cluster {
                 .output()
                 .expect("running pg_ctl start");
             if output.status.success() {
+                // Shown with `--nocapture`, to see how often a run restarts it.
+                eprintln!(
+                    "test cluster started on 127.0.0.1:{port} in {} ({:?})",
+                    dir.path().display(),
+                    started.elapsed()
+                );
                 return Cluster { dir, bin, port };
             }
             if attempt == START_ATTEMPTS {
@@ -230,6 +220,78 @@ impl Drop for Cluster {
             eprintln!("stopping the test cluster failed: {status:?}");
         }
     }
+}
+
+/// Bumped whenever the `initdb` options below change, so that templates made
+/// with the old options are not reused.
+const TEMPLATE_FORMAT: u32 = 1;
+
+/// Returns a freshly initialised data directory that every cluster starts as
+/// a copy of. It is made once per machine, server version and
+/// [`TEMPLATE_FORMAT`], under cargo's scratch directory for integration tests,
+/// because `initdb` takes one to two seconds and a copy a few tens of
+/// milliseconds, and a run with `--test-threads=1` starts a cluster per test.
+fn template(bin: &Path) -> PathBuf {
+    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+    TEMPLATE
+        .get_or_init(|| {
+            // Debian links the binaries onto PATH; the real directory names
+            // the major version.
+            let real = std::fs::canonicalize(bin.join("initdb"))
+                .ok()
+                .and_then(|initdb| initdb.parent().map(Path::to_path_buf))
+                .unwrap_or_else(|| bin.to_path_buf());
+            let version: String = real
+                .display()
+                .to_string()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            let name = format!("postgres-template-{TEMPLATE_FORMAT}-{version}");
+            let template = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+            if template.join("PG_VERSION").is_file() {
+                return template;
+            }
+            // initdb runs in a directory the server user owns, and the result
+            // is moved into place in one rename, so a template that exists is
+            // complete even when several test binaries make one at once.
+            let scratch = server_directory();
+            let data = scratch.path().join("data");
+            // An ICU locale makes the cluster's default collation linguistic
+            // ('a' sorts before 'B'), as on many production servers, so that
+            // the suite's byte-order tests prove the schema's COLLATE "C".
+            run(server_command(bin, "initdb", scratch.path())
+                .arg("--pgdata")
+                .arg(&data)
+                .args(["--username", "postgres", "--auth", "trust"])
+                .args(["--encoding", "UTF8", "--locale", "C.UTF-8"])
+                .args(["--locale-provider", "icu", "--icu-locale", "en"])
+                .arg("--no-sync"));
+            std::fs::create_dir_all(env!("CARGO_TARGET_TMPDIR"))
+                .expect("creating cargo's scratch directory");
+            let staging = template.with_extension(format!("partial-{}", std::process::id()));
+            run(Command::new("cp").arg("-a").arg(&data).arg(&staging));
+            if std::fs::rename(&staging, &template).is_err() {
+                // Another test binary put its template in place first.
+                std::fs::remove_dir_all(&staging).expect("removing a spare template");
+            }
+            template
+        })
+        .clone()
+}
+
+/// A new temporary directory the server user may write in.
+fn server_directory() -> TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("berth-pg-")
+        .tempdir()
+        .expect("a temporary directory for the test cluster");
+    if running_as_root() {
+        run(Command::new("chown")
+            .arg(format!("{SERVER_USER}:"))
+            .arg(dir.path()));
+    }
+    dir
 }
 
 /// Finds the directory holding `initdb` and `pg_ctl`: on `PATH`, or where
