@@ -69,6 +69,9 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
         "racing_reference_checks_and_deletions_never_both_win",
         |store| Box::pin(racing_reference_checks_and_deletions_never_both_win(store)),
     ),
+    ("racing_pushes_of_one_manifest_all_succeed", |store| {
+        Box::pin(racing_pushes_of_one_manifest_all_succeed(store))
+    }),
     ("job_leases_exclude_other_holders_until_expiry", |store| {
         Box::pin(job_leases_exclude_other_holders_until_expiry(store))
     }),
@@ -123,6 +126,7 @@ macro_rules! meta_store_tests {
             expired_uploads_are_listed_oldest_first,
             concurrent_writers_all_succeed,
             racing_reference_checks_and_deletions_never_both_win,
+            racing_pushes_of_one_manifest_all_succeed,
             job_leases_exclude_other_holders_until_expiry,
             racing_job_lease_takers_have_one_winner,
         );
@@ -1240,6 +1244,33 @@ pub async fn racing_reference_checks_and_deletions_never_both_win(store: &dyn Me
         )
         .await;
     }
+}
+
+pub async fn racing_pushes_of_one_manifest_all_succeed(store: &dyn MetaStore) {
+    // Clients retrying a push, or several pushing the same image, store one
+    // manifest at once under different tags: all succeed, as if in turn.
+    const PUSHERS: usize = 8;
+    let repo = repository("suite-same/app");
+    let layer = digest_of("suite-same layer");
+    link(store, &repo, &layer, 2).await;
+    let manifest = image("suite-same image", &[&layer]);
+    let names: Vec<String> = (0..PUSHERS).map(|number| format!("p{number}")).collect();
+    let pushes = names.iter().map(|name| {
+        let tag = tag(name);
+        let (repo, manifest) = (&repo, &manifest);
+        async move { store.put_manifest(repo, manifest, Some(&tag), NOW).await }
+    });
+    for (number, result) in join_all(pushes).await.into_iter().enumerate() {
+        result.unwrap_or_else(|error| panic!("pusher {number} failed: {error:?}"));
+    }
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    assert_eq!(list_tags(store, &repo).await, Some(tags(&all)));
+    assert_eq!(
+        delete(store, &repo, &manifest.record.digest).await,
+        tags(&all)
+    );
+    assert!(store.unlink_blob(&repo, &layer).await.unwrap());
+    assert_clean(store, &repo, &[&manifest.record.digest]).await;
 }
 
 pub async fn job_leases_exclude_other_holders_until_expiry(store: &dyn MetaStore) {
