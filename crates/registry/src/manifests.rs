@@ -1,5 +1,7 @@
 //! Manifests, tags and referrers.
 
+use std::sync::Arc;
+
 use berth_meta::{ManifestRecord, NewManifest};
 use berth_oci::manifest::{media_types, ManifestError, MAX_MANIFEST_SIZE};
 use berth_oci::{Digest, ParsedManifest, Reference, RepoName, Tag};
@@ -95,6 +97,7 @@ impl Registry {
                 .put_manifest(repository, &manifest, Some(extra), self.now())
                 .await?;
         }
+        self.inner.manifest_cache.invalidate(repository);
         Ok(ManifestPut {
             digest,
             subject,
@@ -107,17 +110,37 @@ impl Registry {
         &self,
         repository: &RepoName,
         reference: &Reference,
-    ) -> Result<ManifestRecord, RegistryError> {
+    ) -> Result<Arc<ManifestRecord>, RegistryError> {
+        if let Some(hit) = self.inner.manifest_cache.get(repository, reference) {
+            return Ok(hit);
+        }
         let found = match reference {
             Reference::Tag(tag) => self.meta().manifest_by_tag(repository, tag).await?,
             Reference::Digest(digest) => self.meta().manifest_by_digest(repository, digest).await?,
         };
-        found.ok_or(RegistryError::ManifestUnknown)
+        let record = Arc::new(found.ok_or(RegistryError::ManifestUnknown)?);
+        self.inner
+            .manifest_cache
+            .insert(repository, reference, record.clone());
+        Ok(record)
     }
 
     /// Deletes by reference: a digest deletes the manifest and its tags, a tag
     /// deletes only the tag.
     pub async fn delete_manifest(
+        &self,
+        repository: &RepoName,
+        reference: &Reference,
+    ) -> Result<(), RegistryError> {
+        // Invalidated before and after: a reader that refilled the cache
+        // between the two sees the change no later than the second call.
+        self.inner.manifest_cache.invalidate(repository);
+        let result = self.delete_manifest_uncached(repository, reference).await;
+        self.inner.manifest_cache.invalidate(repository);
+        result
+    }
+
+    async fn delete_manifest_uncached(
         &self,
         repository: &RepoName,
         reference: &Reference,

@@ -358,7 +358,7 @@ async fn get_manifest(
     let body = if head {
         Body::empty()
     } else {
-        Body::from(record.payload)
+        Body::from(bytes::Bytes::copy_from_slice(&record.payload))
     };
     Ok(builder.body(body).expect("valid manifest response"))
 }
