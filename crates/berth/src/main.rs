@@ -9,7 +9,9 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use berth_meta::postgres::PostgresMetaStore;
 use berth_meta::sqlite::SqliteMetaStore;
+use berth_meta::MetaStore;
 use berth_registry::{Registry, RegistryConfig};
 use berth_server::AppState;
 use berth_storage::fs::FsBlobStore;
@@ -18,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 mod config;
 
-use config::{Config, ConfigArgs, LogFormat};
+use config::{Config, ConfigArgs, DatabaseConfig, LogFormat};
 
 /// Berth: an OCI container registry.
 #[derive(Parser, Debug)]
@@ -53,7 +55,7 @@ fn main() -> ExitCode {
         } => match args.load() {
             Ok(config) => {
                 println!("configuration is valid");
-                println!("{config:#?}");
+                print!("{}", config.summary());
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -112,14 +114,13 @@ async fn serve(config: Config) -> Result<(), String> {
     })?;
     let blobs = FsBlobStore::open(config.data_dir.clone())
         .map_err(|e| format!("cannot open blob storage: {e}"))?;
-    let meta = SqliteMetaStore::open(&config.data_dir.join("berth.db"))
-        .await
-        .map_err(|e| format!("cannot open metadata database: {e}"))?;
+    let meta = open_database(&config.database).await?;
     let registry_config = RegistryConfig {
         upload_ttl: config.upload_ttl,
+        manifest_cache_ttl: config.cache_ttl,
         ..RegistryConfig::default()
     };
-    let registry = Registry::new(Arc::new(blobs), Arc::new(meta), registry_config);
+    let registry = Registry::new(Arc::new(blobs), meta, registry_config);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -150,6 +151,25 @@ async fn serve(config: Config) -> Result<(), String> {
     shutdown.cancel();
     let _ = purge.await;
     result.map_err(|e| format!("server error: {e}"))
+}
+
+/// Opens the configured metadata backend, running its migrations.
+async fn open_database(database: &DatabaseConfig) -> Result<Arc<dyn MetaStore>, String> {
+    let opened: Result<Arc<dyn MetaStore>, _> = match database {
+        DatabaseConfig::Sqlite(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
+            SqliteMetaStore::open(path)
+                .await
+                .map(|m| Arc::new(m) as Arc<dyn MetaStore>)
+        }
+        DatabaseConfig::Postgres(url) => PostgresMetaStore::connect(url)
+            .await
+            .map(|m| Arc::new(m) as Arc<dyn MetaStore>),
+    };
+    opened.map_err(|e| format!("cannot open metadata database {}: {e}", database.redacted()))
 }
 
 /// Completes on SIGINT or SIGTERM.
