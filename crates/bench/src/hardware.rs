@@ -15,15 +15,11 @@ use sha2::{Digest as _, Sha256};
 
 use crate::client::{Result, Target};
 use crate::content::random_bytes;
-use crate::procfs::Process;
 use crate::rate::{self, RequestTemplate};
 use crate::scenarios::Report;
 
 const MIB: usize = 1024 * 1024;
 const MB: f64 = 1_000_000.0;
-/// The name of the load generator's runtime threads in the ceiling test
-/// (at most 15 bytes, the kernel's limit for a thread name).
-const GENERATOR_THREADS: &str = "bench-load";
 
 /// Prints `hw_sha256`, `hw_loopback_tcp`, `hw_disk_write_fsync`,
 /// `hw_small_file_fsync` (one writer), `hw_small_file_fsync_16` (sixteen),
@@ -111,21 +107,20 @@ fn http_ceiling(duration: Duration) -> Result<(f64, f64)> {
                 }
             })
         })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .thread_name(GENERATOR_THREADS)
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let measured = runtime.block_on(async {
         let target = Target::from_url(&format!("http://{address}")).await?;
         let template = RequestTemplate::new(&target, http::Method::GET, "/", None)?;
-        rate::run(&target, template, 64, duration).await
+        rate::run(&target, template, 64, duration, available_threads()).await
     });
-    // Only the generator's threads are counted, not the in-process server's.
-    let generator_cpu = Process::Myself.threads_cpu_seconds(GENERATOR_THREADS)?;
     let _ = stop.send(());
     server.join().map_err(|_| "ceiling server panicked")??;
     let measured = measured?;
-    let micros_per_request = generator_cpu * 1e6 / measured.completed.max(1) as f64;
+    // Only the generator's threads are counted, not the in-process server's.
+    let micros_per_request =
+        measured.generator_cpu_seconds * 1e6 / measured.completed.max(1) as f64;
     Ok((measured.requests_per_second(), micros_per_request))
 }
 
@@ -239,4 +234,11 @@ fn small_file_fsync_rate(dir: &Path, count: usize, writers: usize) -> Result<f64
     let _ = std::fs::remove_dir_all(&scratch);
     result?;
     Ok((per_writer * writers) as f64 / seconds)
+}
+
+/// One load thread per CPU, as the scenarios use by default.
+pub fn available_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }

@@ -76,7 +76,7 @@ struct RunArgs {
     /// Seconds each request-rate scenario runs (default 10, or 1 with --quick).
     #[arg(long)]
     duration: Option<f64>,
-    /// Worker threads of the load generator (default: one per CPU).
+    /// Threads of the load generator (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
     /// Also measure the machine (as `hw`) before the scenarios.
@@ -163,6 +163,7 @@ fn run_scenarios(args: RunArgs) -> client::Result<()> {
             sizes,
             nonce: run_nonce(),
             server: args.pid.map(Process::Pid),
+            load_threads: args.threads.unwrap_or_else(hardware::available_threads),
         };
         let scenarios = if args.scenarios.is_empty() {
             Scenario::ALL.to_vec()

@@ -32,21 +32,6 @@ impl Process {
         cpu_seconds_in(&std::fs::read_to_string(self.path("stat"))?)
     }
 
-    /// CPU seconds of the process's threads whose name starts with `prefix`.
-    pub fn threads_cpu_seconds(self, prefix: &str) -> std::io::Result<f64> {
-        let mut total = 0.0;
-        for entry in std::fs::read_dir(self.path("task"))? {
-            let task = entry?.path();
-            let Ok(name) = std::fs::read_to_string(task.join("comm")) else {
-                continue; // The thread ended while being listed.
-            };
-            if name.starts_with(prefix) {
-                total += cpu_seconds_in(&std::fs::read_to_string(task.join("stat"))?)?;
-            }
-        }
-        Ok(total)
-    }
-
     /// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`), in bytes.
     pub fn status_bytes(self, field: &str) -> std::io::Result<u64> {
         let status = std::fs::read_to_string(self.path("status"))?;
@@ -64,6 +49,11 @@ impl Process {
             .map(|kib| kib * 1024)
             .ok_or_else(|| std::io::Error::other(format!("no {field} in /proc status")))
     }
+}
+
+/// User plus system CPU seconds of the calling thread alone.
+pub fn current_thread_cpu_seconds() -> std::io::Result<f64> {
+    cpu_seconds_in(&std::fs::read_to_string("/proc/thread-self/stat")?)
 }
 
 /// User plus system CPU seconds from the text of a `stat` file.
@@ -130,6 +120,7 @@ mod tests {
     #[test]
     fn own_process_has_cpu_time_and_memory() {
         assert!(Process::Myself.cpu_seconds().unwrap() >= 0.0);
+        assert!(current_thread_cpu_seconds().unwrap() >= 0.0);
         assert!(Process::Myself.status_bytes("VmRSS").unwrap() > 0);
         let sampler = RssSampler::start(Process::Myself);
         assert!(sampler.finish() > 0);

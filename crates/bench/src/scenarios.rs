@@ -148,6 +148,8 @@ pub struct Context {
     pub nonce: u64,
     /// The registry's process, when `--pid` was given.
     pub server: Option<Process>,
+    /// Threads of the request-rate generator.
+    pub load_threads: usize,
 }
 
 /// Collects a scenario's figures and prints each as soon as it is known, so a
@@ -346,12 +348,21 @@ async fn request_rate(
         template,
         sizes.rate_connections,
         sizes.rate_duration,
+        context.load_threads,
     )
     .await?;
     report.figure(name, result.requests_per_second(), "req/s");
     report.figure(&format!("{name}.p50"), result.percentile_millis(50.0), "ms");
     report.figure(&format!("{name}.p99"), result.percentile_millis(99.0), "ms");
     report.figure(&format!("{name}.errors"), result.errors as f64, "count");
+    // The generator's own cost per request, to read the rate against
+    // `hw_http_ceiling`: the two share the machine's cores.
+    let generator_micros = result.generator_cpu_seconds * 1e6 / result.completed.max(1) as f64;
+    report.figure(
+        &format!("{name}.bench_cpu_per_request"),
+        generator_micros,
+        "us",
+    );
     meter.finish(report, name);
     if result.errors > 0 {
         return Err(format!("{name}: {} requests failed", result.errors).into());
