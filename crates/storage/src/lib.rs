@@ -4,6 +4,7 @@
 //!
 //! - [`BlobStore`]: the trait every backend implements, with its contract.
 //! - [`fs`]: the filesystem backend (the default, single-node).
+//! - [`s3`]: the S3-compatible object store backend (several nodes).
 //! - [`suite`]: the shared test suite every backend must pass.
 //!
 //! A backend stores bytes under their digest and holds in-progress uploads. It
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub mod fs;
+pub mod s3;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod suite;
 
@@ -168,4 +170,19 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Whether the store answers (used by `/readyz`).
     async fn check_ready(&self) -> Result<(), StorageError>;
+
+    /// A URL from which anyone holding it may `GET` the blob's bytes until
+    /// `expires_in` has passed, for answering blob reads with a redirect
+    /// (`redirect = true`) so that clients fetch straight from the object
+    /// store. `None` when the backend cannot hand out such URLs (the
+    /// filesystem), and the caller then serves the bytes itself. The blob's
+    /// existence is not checked: the caller knows it from the metadata store,
+    /// and a URL for an absent blob merely answers 404 when used.
+    async fn presigned_get(
+        &self,
+        _digest: &Digest,
+        _expires_in: std::time::Duration,
+    ) -> Result<Option<url::Url>, StorageError> {
+        Ok(None)
+    }
 }
