@@ -4,7 +4,8 @@
 //!
 //! - [`BlobStore`]: the trait every backend implements, with its contract.
 //! - [`fs`]: the filesystem backend (the default, single-node).
-//! - [`s3`]: the S3-compatible object store backend (several nodes).
+//! - `s3` (feature `s3`): the S3-compatible object store backend, for several
+//!   stateless nodes on one bucket.
 //! - [`suite`]: the shared test suite every backend must pass.
 //!
 //! A backend stores bytes under their digest and holds in-progress uploads. It
@@ -19,6 +20,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub mod fs;
+#[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod suite;

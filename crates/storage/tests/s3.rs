@@ -1,5 +1,6 @@
 //! The shared suite and S3-specific checks against [`S3BlobStore`] on a real
 //! SeaweedFS (see `support`), each test in a bucket of its own.
+#![cfg(feature = "s3")]
 
 mod support;
 

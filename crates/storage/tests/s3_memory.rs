@@ -4,7 +4,7 @@
 //!
 //! This is its own test binary (with its own SeaweedFS) so that no other test
 //! shares the process and disturbs the measurement.
-#![cfg(target_os = "linux")]
+#![cfg(all(target_os = "linux", feature = "s3"))]
 
 mod support;
 
@@ -17,9 +17,9 @@ use futures::StreamExt;
 const PIECE: usize = 64 * 1024;
 const PIECES: usize = 4096;
 /// What the upload and the read together may add to the peak resident size:
-/// a quarter of the blob, well above the two part buffers (16 MiB) and the
-/// client's buffers, far below the blob itself.
-const ALLOWED_GROWTH_KIB: u64 = 64 * 1024;
+/// well above the two part buffers (16 MiB) and the client's buffers, far
+/// below the blob itself (about 18 MiB were measured).
+const ALLOWED_GROWTH_KIB: u64 = 48 * 1024;
 
 /// A field of /proc/self/status, in KiB.
 fn status_kib(field: &str) -> u64 {
@@ -75,6 +75,10 @@ async fn a_256_mib_blob_streams_in_and_out_in_bounded_memory() {
     assert_eq!(read, size);
     assert_eq!(hasher.finish(), digest);
     let peak = status_kib("VmHWM:");
+    eprintln!(
+        "resident memory grew by at most {} KiB",
+        peak.saturating_sub(baseline)
+    );
     assert!(
         peak.saturating_sub(baseline) < ALLOWED_GROWTH_KIB,
         "resident memory grew from {baseline} KiB to a peak of {peak} KiB"
