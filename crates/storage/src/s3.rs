@@ -66,8 +66,17 @@ use crate::{BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, UploadId,
 /// memory, since one part is buffered per upload.
 pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
 
+/// S3's limit on CopyObject.
+pub const DEFAULT_MAX_COPY_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+
 /// S3's minimum size of every part but the last.
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+
+/// How long connecting to the store may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the store may stay silent while a response is awaited.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where and how to reach the bucket. Built by the binary from its settings;
 /// the library never reads the environment unless `from_env` says so.
@@ -106,6 +115,10 @@ pub struct S3Config {
     /// The size of every multipart part but the last, at least
     /// [`MIN_PART_SIZE`]. One part per upload in progress is held in memory.
     pub part_size: usize,
+    /// Blobs up to this size are committed by a server-side copy; larger ones
+    /// are streamed through this node into a multipart upload, because S3's
+    /// CopyObject refuses objects above 5 GiB.
+    pub max_copy_size: u64,
 }
 
 impl S3Config {
@@ -168,6 +181,7 @@ impl Default for S3Config {
             allow_http: false,
             from_env: false,
             part_size: DEFAULT_PART_SIZE,
+            max_copy_size: DEFAULT_MAX_COPY_SIZE,
         }
     }
 }
@@ -188,6 +202,7 @@ impl std::fmt::Debug for S3Config {
             .field("allow_http", &self.allow_http)
             .field("from_env", &self.from_env)
             .field("part_size", &self.part_size)
+            .field("max_copy_size", &self.max_copy_size)
             .finish()
     }
 }
@@ -203,6 +218,8 @@ pub struct S3BlobStore {
     /// The part size for uploads begun by this node; uploads keep the size
     /// they were begun with in their state, so nodes may differ.
     part_size: usize,
+    /// The largest blob committed by a server-side copy.
+    max_copy_size: u64,
 }
 
 /// What an upload's `UploadProgress::backend_state` holds.
@@ -249,7 +266,17 @@ impl S3BlobStore {
         } else {
             AmazonS3Builder::new()
         };
+        // object_store's default limits a whole request to 30 seconds, which
+        // would cut off a large blob streamed to a slow client or a part sent
+        // over a slow link. Instead, a request fails when the store sends
+        // nothing for `READ_TIMEOUT` while we wait for it.
+        let client_options = object_store::ClientOptions::new()
+            .with_timeout_disabled()
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_read_timeout(READ_TIMEOUT);
         builder = builder
+            // First, because it replaces every client option set before it.
+            .with_client_options(client_options)
             .with_bucket_name(&config.bucket)
             .with_region(&config.region)
             .with_virtual_hosted_style_request(!config.path_style)
@@ -270,6 +297,7 @@ impl S3BlobStore {
             store: std::sync::Arc::new(store),
             prefix: config.prefix.clone(),
             part_size: config.part_size,
+            max_copy_size: config.max_copy_size,
         })
     }
 
@@ -497,6 +525,69 @@ impl S3BlobStore {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(error) => Err(backend(error)),
         }
+    }
+
+    /// Copies an object too large for a server-side copy by streaming it into
+    /// a multipart upload at `to`, one part in memory at a time. The copy only
+    /// becomes visible when the upload completes, whole.
+    async fn copy_through(
+        &self,
+        from: &Path,
+        to: &Path,
+        part_size: usize,
+    ) -> Result<(), StorageError> {
+        let multipart_id = self.store.create_multipart(to).await.map_err(backend)?;
+        let result = async {
+            let mut stream = self.store.get(from).await.map_err(backend)?.into_stream();
+            let mut buffer = BytesMut::with_capacity(part_size);
+            let mut parts = Vec::new();
+            loop {
+                let piece = stream.next().await.transpose().map_err(backend)?;
+                let done = piece.is_none();
+                let mut rest = piece.as_deref().unwrap_or_default();
+                while !rest.is_empty() {
+                    let take = (part_size - buffer.len()).min(rest.len());
+                    buffer.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                    if buffer.len() == part_size {
+                        let part = buffer.split().freeze();
+                        buffer.reserve(part_size);
+                        parts.push(
+                            self.store
+                                .put_part(to, &multipart_id, parts.len(), PutPayload::from(part))
+                                .await
+                                .map_err(backend)?,
+                        );
+                    }
+                }
+                if done {
+                    break;
+                }
+            }
+            if !buffer.is_empty() || parts.is_empty() {
+                parts.push(
+                    self.store
+                        .put_part(
+                            to,
+                            &multipart_id,
+                            parts.len(),
+                            PutPayload::from(buffer.freeze()),
+                        )
+                        .await
+                        .map_err(backend)?,
+                );
+            }
+            self.store
+                .complete_multipart(to, &multipart_id, parts)
+                .await
+                .map_err(backend)
+        }
+        .await;
+        if result.is_err() {
+            // Nothing records this multipart upload: end it now.
+            let _ = self.store.abort_multipart(to, &multipart_id).await;
+        }
+        result.map(|_| ())
     }
 
     /// Hashes an object by streaming it.
@@ -822,7 +913,12 @@ impl BlobStore for S3BlobStore {
             Err(error) => return Err(backend(error)),
         };
         if !exists {
-            self.store.copy(&data, &blob).await.map_err(backend)?;
+            if progress.size <= self.max_copy_size {
+                self.store.copy(&data, &blob).await.map_err(backend)?;
+            } else {
+                self.copy_through(&data, &blob, state.part_size as usize)
+                    .await?;
+            }
         }
         if let Err(error) = self
             .remove_upload(id, None, state.multipart_id.as_deref())

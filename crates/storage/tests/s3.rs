@@ -326,6 +326,28 @@ async fn listing_skips_foreign_objects() {
     assert_eq!(probe.store.leftovers().await.len(), foreign.len());
 }
 
+/// A blob above the server-side copy limit is committed by streaming it into
+/// a multipart upload at its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_above_the_copy_limit_streams() {
+    let Some(probe) = support::new_probe("commit_above_the_copy_limit_streams").await else {
+        return;
+    };
+    let config = berth_storage::s3::S3Config {
+        max_copy_size: MIB as u64,
+        ..probe.weed.config(&probe.bucket)
+    };
+    let store = S3BlobStore::new(&config).expect("store");
+    for len in [MIB + 1, 2 * DEFAULT_PART_SIZE + 77] {
+        let data = suite::test_bytes(45, len);
+        let digest = suite::store_blob(&store, &data).await;
+        let read = suite::read_body(store.read_blob(&digest, None).await.expect("read")).await;
+        assert!(read == data, "{len} bytes read back");
+        store.delete_blob(&digest).await.expect("delete");
+    }
+    suite::assert_clean(&store, &probe).await;
+}
+
 /// Reading a large blob streams it in pieces rather than one body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_stream() {
