@@ -786,12 +786,15 @@ impl BlobStore for S3BlobStore {
     ) -> Result<UploadProgress, StorageError> {
         let mut state = self.upload_state(progress)?;
         self.require_upload(id).await?;
-        let mut hasher = if progress.hash_state.is_empty() {
-            Algorithm::Sha256.hasher()
-        } else {
-            Hasher::from_state(&progress.hash_state).ok_or_else(|| {
+        // An upload without a hash state keeps going without one once it has
+        // bytes: a state over only the later bytes would be wrong, and an
+        // absent one makes finishing hash the assembled data instead.
+        let mut hasher = match (progress.hash_state.is_empty(), progress.size) {
+            (true, 0) => Some(Algorithm::Sha256.hasher()),
+            (true, _) => None,
+            (false, _) => Some(Hasher::from_state(&progress.hash_state).ok_or_else(|| {
                 StorageError::Backend(format!("upload {id} has an unreadable hash state"))
-            })?
+            })?),
         };
         let part_size = state.part_size as usize;
         let old_tail = state.tail.take();
@@ -807,7 +810,9 @@ impl BlobStore for S3BlobStore {
             while let Some(item) = data.next().await {
                 let bytes = item.map_err(StorageError::Incoming)?;
                 received += bytes.len() as u64;
-                hasher.update(&bytes);
+                if let Some(hasher) = hasher.as_mut() {
+                    hasher.update(&bytes);
+                }
                 let mut rest = &bytes[..];
                 while !rest.is_empty() {
                     let take = (part_size - buffer.len()).min(rest.len());
@@ -872,7 +877,7 @@ impl BlobStore for S3BlobStore {
         }
         Ok(UploadProgress {
             size,
-            hash_state: hasher.to_state(),
+            hash_state: hasher.map(|hasher| hasher.to_state()).unwrap_or_default(),
             backend_state: state_value(&state)?,
         })
     }
