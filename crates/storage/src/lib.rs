@@ -154,7 +154,9 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Verifies that the upload's bytes hash to `expected` and makes them
     /// visible as that blob, atomically and durably; then removes the upload.
     /// If the blob already exists the upload is discarded and the existing blob
-    /// kept. On `DigestMismatch` nothing becomes visible and the upload remains.
+    /// kept. On `DigestMismatch` nothing becomes visible and the upload remains
+    /// finishable and abortable (a backend may refuse further writes to it with
+    /// `ProgressConflict`, as S3 does once it assembled the data to hash it).
     /// Returns the blob's size.
     async fn finish_upload(
         &self,

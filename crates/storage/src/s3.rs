@@ -13,7 +13,8 @@
 //!     ├── multipart-<uuid>            one per multipart upload begun for it:
 //!     │                               holds its id, so aborting finds every one
 //!     ├── tail-<size>                 the received bytes beyond the last whole
-//!     │                               part, when the upload's size is <size>
+//!     │                               part, when the upload's size is <size>;
+//!     │                               older tails go with the next write
 //!     ├── data                        the assembled upload (the multipart
 //!     │                               upload's key), only while finishing
 //!     └── assembled                   which progress `data` was assembled from
@@ -23,7 +24,7 @@
 //!
 //! Nothing is kept in a node's memory or disk between calls: everything the
 //! next call needs is in the objects above or in `UploadProgress`, whose
-//! `backend_state` holds an [`UploadState`]: the part size, the multipart
+//! `backend_state` holds an `UploadState`: the part size, the multipart
 //! upload id, the ETag of every part sent so far and the ETag of the current
 //! tail. Every part but the last is exactly `part_size` bytes (S3 wants at least
 //! 5 MiB; R2 wants them equal), so `parts × part_size + tail` is the size, and a
@@ -39,14 +40,27 @@
 //!
 //! - A blob object is only ever written by copying an upload's `data` object
 //!   after its digest was verified, either from the saved hash state over the
-//!   very bytes that were sent, or by reading `data` back. Identical content may
-//!   be copied over an existing blob by concurrent finishes, which readers
-//!   cannot tell apart.
+//!   very bytes that were sent, or by reading `data` back. (Above S3's 5 GiB
+//!   copy limit the copy streams through this node into a multipart upload at
+//!   the blob's key, which becomes visible only when complete.) Identical
+//!   content may be copied over an existing blob by concurrent finishes, which
+//!   readers cannot tell apart.
 //! - Every multipart upload is recorded in its upload's directory before its
 //!   first part is sent, so `abort_upload` (and hence the purge of expired
 //!   sessions) aborts them all, even those a crashed call left out of the
-//!   progress; stores charge for, and keep, unaborted multipart uploads.
-//! - Memory is bounded by one part: a stream is never gathered whole.
+//!   progress; stores charge for, and keep, unaborted multipart uploads. Only a
+//!   crash between beginning a multipart upload and recording it (one request)
+//!   escapes this; a bucket lifecycle rule aborting incomplete multipart
+//!   uploads after some days is the backstop, as for every S3 client.
+//! - Memory is bounded by about two parts per upload (the one being sent and
+//!   the one filling): a stream is never gathered whole.
+//!
+//! # Limits
+//!
+//! A finish that had to assemble `data` to hash it (a sha512 digest, or a
+//! progress without hash state) completes the multipart upload; if the digest
+//! then mismatches, the upload can still be finished or aborted, but further
+//! writes fail with `ProgressConflict`.
 
 use std::time::Duration;
 
