@@ -6,6 +6,8 @@
 //! - [`MetaStore`]: the trait, with its contract.
 //! - [`sqlite`]: the SQLite backend (the default, embedded).
 //! - [`suite`]: the shared test suite every backend must pass.
+//! - [`auth`]: the access-control tables ([`auth::AuthMetaStore`]), implemented
+//!   for SQLite in `sqlite_auth`, with their own suite in [`auth_suite`].
 //!
 //! **All SQL lives in this crate.** Callers speak in `berth_oci` types; rows and
 //! connections never leave it. Every method that changes more than one row runs
@@ -14,7 +16,11 @@
 
 use berth_oci::{Digest, RepoName, Tag};
 
+pub mod auth;
+#[cfg(any(test, feature = "test-suite"))]
+pub mod auth_suite;
 pub mod sqlite;
+mod sqlite_auth;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod suite;
 

@@ -48,20 +48,27 @@ const READ_CONNECTIONS: u32 = 4;
 /// its own copy of SQLite), which nothing else in the workspace needs. The
 /// layout (`NNNN_name.sql`) and the `_sqlx_migrations` bookkeeping table are
 /// the same, so switching to the macro later changes nothing on disk.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        3,
+        "auth",
+        include_str!("../migrations/sqlite/0003_auth.sql"),
+    ),
+];
 
 /// The metadata store on SQLite.
 #[derive(Clone, Debug)]
 pub struct SqliteMetaStore {
     /// Read-only connections; never used inside a write transaction.
-    read: SqlitePool,
+    pub(crate) read: SqlitePool,
     /// The one connection that writes, so writers queue here rather than
     /// contend for SQLite's lock.
-    write: SqlitePool,
+    pub(crate) write: SqlitePool,
 }
 
 impl SqliteMetaStore {
@@ -132,7 +139,7 @@ impl SqliteMetaStore {
     }
 
     /// Starts a write transaction holding SQLite's write lock from the start.
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, MetaError> {
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, MetaError> {
         self.write
             .begin_with("BEGIN IMMEDIATE")
             .await
@@ -184,7 +191,7 @@ impl<'s> MigrationSource<'s> for EmbeddedMigrations {
 }
 
 /// Maps a sqlx error to `MetaError::Database`, saying what was being done.
-fn database(context: &'static str) -> impl FnOnce(sqlx::Error) -> MetaError {
+pub(crate) fn database(context: &'static str) -> impl FnOnce(sqlx::Error) -> MetaError {
     move |error| MetaError::Database(format!("{context}: {error}"))
 }
 
