@@ -24,6 +24,8 @@
 //!   throttle: the one path every password, access token and refresh token takes.
 //! - [`meta_store`]: [`MetaAuthStore`], the [`AuthStore`] over `berth-meta`'s
 //!   access-control tables (plain rows there; roles, scopes and hashes here).
+//! - [`admin`]: creating users (with their personal namespace), namespaces and
+//!   access tokens with the checks both the CLI and the management API need.
 //! - [`memory`]: an in-memory [`AuthStore`], for tests here and in the server.
 //! - [`error`]: [`AuthError`], the crate's one error type.
 //!
@@ -35,6 +37,7 @@
 //! always a parameter (`now`), never read inside a decision, so tests use fake
 //! time. Secrets are wrapped in [`Secret`], whose `Debug` never shows them.
 
+pub mod admin;
 pub mod challenge;
 pub mod error;
 pub mod jwt;

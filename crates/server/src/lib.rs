@@ -8,6 +8,10 @@
 //! - `v2`: the handlers, translating HTTP to `berth_registry` calls.
 //! - `error`: [`error::ApiError`], the one mapping from errors to responses.
 //! - `metrics`: Prometheus metrics and the middleware that records them.
+//! - `access`: access control on the edge: credentials to a principal, the one
+//!   authorization step before dispatch, challenges and refusals.
+//! - `token`: the token endpoint (`/auth/token`, GET and OAuth2 POST).
+//! - `api`: the JSON management API under `/api/v1`.
 //!
 //! **Architecture Invariant:** axum and HTTP types live in this crate only.
 //! Below it, the registry speaks in domain types.
@@ -23,11 +27,15 @@ use berth_registry::Registry;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+pub mod access;
+pub mod api;
 pub mod endpoint;
 pub mod error;
 pub mod metrics;
+pub mod token;
 pub mod v2;
 
+pub use access::AuthState;
 pub use metrics::Metrics;
 
 /// Everything a request handler needs, built once by the binary.
@@ -35,6 +43,8 @@ pub use metrics::Metrics;
 pub struct AppState {
     pub registry: Registry,
     pub metrics: Arc<Metrics>,
+    /// Access control; `None` when it is off and every request is allowed.
+    pub auth: Option<Arc<AuthState>>,
 }
 
 impl AppState {
@@ -42,7 +52,14 @@ impl AppState {
         AppState {
             registry,
             metrics: Arc::new(Metrics::new()),
+            auth: None,
         }
+    }
+
+    /// Turns access control on.
+    pub fn with_auth(mut self, auth: AuthState) -> AppState {
+        self.auth = Some(Arc::new(auth));
+        self
     }
 }
 
@@ -53,8 +70,13 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Builds the router.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/v2", any(v2::base))
-        .route("/v2/", any(v2::base))
+        .route("/v2", any(v2::base_checked))
+        .route("/v2/", any(v2::base_checked))
+        .route(
+            access::TOKEN_PATH,
+            get(token::get_token).post(token::post_token),
+        )
+        .nest("/api/v1", api::router())
         .route("/v2/{*rest}", any(v2::dispatch))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -107,7 +129,10 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
