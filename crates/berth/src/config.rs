@@ -24,6 +24,48 @@ pub struct Config {
     pub log: String,
     /// `text` for people, `json` for log pipelines.
     pub log_format: LogFormat,
+    /// Access control. Off by default so a first local start behaves like a
+    /// plain registry; anything reachable by others should turn it on.
+    pub auth: AuthConfig,
+    /// Serve HTTPS with this certificate chain (PEM); requires `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Access-control settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuthConfig {
+    /// Whether access control is on.
+    pub enabled: bool,
+    /// The token endpoint URL put in challenges. Unset: derived from each
+    /// request's `Host` (`http(s)://HOST/auth/token`), which is right unless a
+    /// proxy rewrites the host.
+    pub realm: Option<String>,
+    /// The `service` of challenges and the `aud` of registry tokens.
+    pub service: String,
+    /// The `iss` of registry tokens.
+    pub issuer: String,
+    /// Whether any user may create a namespace by pushing to it (personal
+    /// namespaces are always allowed). Off: namespaces are handed out.
+    pub users_may_create_namespaces: bool,
+    /// The host (and port) clients use for this registry, for the
+    /// Kubernetes secrets `berth admin token create --k8s-secret` prints.
+    /// Unset: the listen address.
+    pub public_host: Option<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            enabled: false,
+            realm: None,
+            service: "berth".to_string(),
+            issuer: "berth".to_string(),
+            users_may_create_namespaces: false,
+            public_host: None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -42,6 +84,9 @@ impl Default for Config {
             upload_purge_interval: Duration::from_secs(600),
             log: "info".to_string(),
             log_format: LogFormat::Text,
+            auth: AuthConfig::default(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -57,6 +102,14 @@ struct FileConfig {
     upload_purge_interval: Option<String>,
     log: Option<String>,
     log_format: Option<LogFormat>,
+    auth: Option<bool>,
+    auth_realm: Option<String>,
+    auth_service: Option<String>,
+    auth_issuer: Option<String>,
+    users_may_create_namespaces: Option<bool>,
+    public_host: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// Flags shared by every subcommand that reads the configuration. Each also
@@ -84,6 +137,30 @@ pub struct ConfigArgs {
     /// Log format.
     #[arg(long, env = "BERTH_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Turn access control on (users, namespaces, tokens).
+    #[arg(long, env = "BERTH_AUTH")]
+    pub auth: bool,
+    /// Token endpoint URL for challenges (default: derived from the request's Host).
+    #[arg(long, env = "BERTH_AUTH_REALM")]
+    pub auth_realm: Option<String>,
+    /// Token service name (challenge `service`, token audience); default berth.
+    #[arg(long, env = "BERTH_AUTH_SERVICE")]
+    pub auth_service: Option<String>,
+    /// Token issuer; default berth.
+    #[arg(long, env = "BERTH_AUTH_ISSUER")]
+    pub auth_issuer: Option<String>,
+    /// Let any user create namespaces by pushing to them.
+    #[arg(long, env = "BERTH_USERS_MAY_CREATE_NAMESPACES")]
+    pub users_may_create_namespaces: bool,
+    /// The host[:port] clients use for this registry (for printed Kubernetes secrets).
+    #[arg(long, env = "BERTH_PUBLIC_HOST")]
+    pub public_host: Option<String>,
+    /// TLS certificate chain (PEM); serves HTTPS together with --tls-key.
+    #[arg(long, env = "BERTH_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "BERTH_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +207,21 @@ impl ConfigArgs {
         if let Some(v) = self.log_format.or(file.log_format) {
             config.log_format = v;
         }
+        // Boolean flags can only turn a setting on, so the file's `true`
+        // stands unless the flag is given too.
+        config.auth.enabled = self.auth || file.auth.unwrap_or(false);
+        config.auth.users_may_create_namespaces =
+            self.users_may_create_namespaces || file.users_may_create_namespaces.unwrap_or(false);
+        config.auth.realm = self.auth_realm.clone().or(file.auth_realm);
+        if let Some(v) = self.auth_service.clone().or(file.auth_service) {
+            config.auth.service = v;
+        }
+        if let Some(v) = self.auth_issuer.clone().or(file.auth_issuer) {
+            config.auth.issuer = v;
+        }
+        config.auth.public_host = self.public_host.clone().or(file.public_host);
+        config.tls_cert = self.tls_cert.clone().or(file.tls_cert);
+        config.tls_key = self.tls_key.clone().or(file.tls_key);
         config.validate()?;
         Ok(config)
     }
@@ -147,6 +239,18 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "upload_purge_interval",
                 message: "must be at least 1s".into(),
+            });
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "tls_cert",
+                message: "tls_cert and tls_key must be given together".into(),
+            });
+        }
+        if self.auth.service.is_empty() || self.auth.issuer.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "auth_service",
+                message: "the token service and issuer must not be empty".into(),
             });
         }
         tracing_subscriber::EnvFilter::try_new(&self.log).map_err(|e| ConfigError::Invalid {
@@ -218,6 +322,41 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(args.load().unwrap().listen.to_string(), "127.0.0.1:7000");
+    }
+
+    #[test]
+    fn auth_and_tls_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "auth = true\nauth_service = \"registry.example\"\nusers_may_create_namespaces = true\npublic_host = \"registry.example:5000\"\n",
+        )
+        .unwrap();
+        let config = ConfigArgs {
+            config: Some(path),
+            auth_realm: Some("https://registry.example/auth/token".into()),
+            ..Default::default()
+        }
+        .load()
+        .unwrap();
+        assert!(config.auth.enabled);
+        assert!(config.auth.users_may_create_namespaces);
+        assert_eq!(config.auth.service, "registry.example");
+        assert_eq!(config.auth.issuer, "berth");
+        assert_eq!(
+            config.auth.realm.as_deref(),
+            Some("https://registry.example/auth/token")
+        );
+        assert_eq!(
+            config.auth.public_host.as_deref(),
+            Some("registry.example:5000")
+        );
+        let half_tls = ConfigArgs {
+            tls_cert: Some("cert.pem".into()),
+            ..Default::default()
+        };
+        assert!(half_tls.load().is_err());
     }
 
     #[test]

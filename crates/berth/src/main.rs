@@ -16,6 +16,7 @@ use berth_storage::fs::FsBlobStore;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+mod admin;
 mod config;
 
 use config::{Config, ConfigArgs, LogFormat};
@@ -32,6 +33,11 @@ struct Cli {
 enum Command {
     /// Run the registry server.
     Serve(ConfigArgs),
+    /// Administer users, namespaces, members and tokens on the database directly.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -61,6 +67,25 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Admin { command } => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(admin::run(command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve(args) => {
             let config = match args.load() {
                 Ok(config) => config,
@@ -119,7 +144,12 @@ async fn serve(config: Config) -> Result<(), String> {
         upload_ttl: config.upload_ttl,
         ..RegistryConfig::default()
     };
-    let registry = Registry::new(Arc::new(blobs), Arc::new(meta), registry_config);
+    let meta = Arc::new(meta);
+    let registry = Registry::new(Arc::new(blobs), meta.clone(), registry_config);
+    let mut state = AppState::new(registry.clone());
+    if config.auth.enabled {
+        state = state.with_auth(auth_state(&config, meta).await?);
+    }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -146,10 +176,43 @@ async fn serve(config: Config) -> Result<(), String> {
             token.cancel();
         }
     };
-    let result = berth_server::run(listener, AppState::new(registry), signal).await;
+    let result = berth_server::run(listener, state, signal).await;
     shutdown.cancel();
     let _ = purge.await;
     result.map_err(|e| format!("server error: {e}"))
+}
+
+/// Builds access control: the auth store over the metadata database, the
+/// signing keys under `<data_dir>/keys` (generated on first start), and the
+/// first administrator.
+async fn auth_state(
+    config: &Config,
+    meta: Arc<SqliteMetaStore>,
+) -> Result<berth_server::AuthState, String> {
+    let store = Arc::new(berth_auth::MetaAuthStore::new(meta));
+    // Read here, not in the configuration, so the password never appears in
+    // `berth config check` output or in a config struct's Debug.
+    let password = std::env::var("BERTH_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(berth_auth::Secret::new);
+    admin::seed_admin(store.as_ref(), password).await?;
+    let keys = berth_auth::KeySet::load_or_generate(&config.data_dir.join("keys"))
+        .map_err(|e| format!("cannot load or create signing keys: {e}"))?;
+    let authority =
+        berth_auth::TokenAuthority::new(keys, &config.auth.issuer, &config.auth.service);
+    Ok(berth_server::AuthState {
+        store,
+        authority,
+        throttle: std::sync::Mutex::new(berth_auth::LoginThrottle::new(
+            berth_auth::ThrottleConfig::default(),
+        )),
+        policy: berth_auth::PolicyConfig {
+            users_may_create_namespaces: config.auth.users_may_create_namespaces,
+        },
+        realm: config.auth.realm.clone(),
+        tls: config.tls_cert.is_some(),
+    })
 }
 
 /// Completes on SIGINT or SIGTERM.
