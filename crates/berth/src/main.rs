@@ -151,6 +151,11 @@ async fn serve(config: Config) -> Result<(), String> {
         state = state.with_auth(auth_state(&config, meta).await?);
     }
 
+    // Read before binding, so a bad certificate fails the start, not a request.
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(berth_server::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -176,7 +181,10 @@ async fn serve(config: Config) -> Result<(), String> {
             token.cancel();
         }
     };
-    let result = berth_server::run(listener, state, signal).await;
+    let result = match tls {
+        Some(tls) => berth_server::run_tls(listener, tls, state, signal).await,
+        None => berth_server::run(listener, state, signal).await,
+    };
     shutdown.cancel();
     let _ = purge.await;
     result.map_err(|e| format!("server error: {e}"))

@@ -12,6 +12,7 @@
 //!   authorization step before dispatch, challenges and refusals.
 //! - `token`: the token endpoint (`/auth/token`, GET and OAuth2 POST).
 //! - `api`: the JSON management API under `/api/v1`.
+//! - `tls`: the rustls listener behind [`run_tls`].
 //!
 //! **Architecture Invariant:** axum and HTTP types live in this crate only.
 //! Below it, the registry speaks in domain types.
@@ -32,6 +33,7 @@ pub mod api;
 pub mod endpoint;
 pub mod error;
 pub mod metrics;
+pub mod tls;
 pub mod token;
 pub mod v2;
 
@@ -82,6 +84,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(axum::middleware::map_request(host_from_authority))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 let id = request
@@ -95,6 +98,24 @@ pub fn app(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
+}
+
+/// HTTP/2 requests carry the host in the URI's authority, not in `Host`;
+/// copying it over lets everything that derives URLs (the token realm) read
+/// one header whatever the protocol.
+async fn host_from_authority<B>(mut request: Request<B>) -> Request<B> {
+    if !request.headers().contains_key(axum::http::header::HOST) {
+        let authority = request
+            .uri()
+            .authority()
+            .and_then(|a| axum::http::HeaderValue::from_str(a.as_str()).ok());
+        if let Some(value) = authority {
+            request
+                .headers_mut()
+                .insert(axum::http::header::HOST, value);
+        }
+    }
+    request
 }
 
 async fn readyz(
@@ -129,6 +150,25 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Like [`run`], speaking HTTPS with `config` (see [`tls::server_config`]).
+pub async fn run_tls(
+    listener: tokio::net::TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // `tap_io` only wraps the listener in the type axum knows how to take
+    // the peer address from (for login throttling per address).
+    let listener = tls::TlsListener::new(listener, config)?.tap_io(|_| {});
     axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
