@@ -235,10 +235,8 @@ pub async fn grant(
             }
             // Listing is filtered per caller, so the catalog is granted to
             // anyone who logged in; anonymous callers list without a token.
-            ResourceType::Registry if scope.name == "catalog" => {
-                if principal.subject().is_some() {
-                    access.push(AccessEntry::granted(scope, vec!["*".to_string()]));
-                }
+            ResourceType::Registry if scope.name == "catalog" && principal.subject().is_some() => {
+                access.push(AccessEntry::granted(scope, vec!["*".to_string()]));
             }
             _ => {}
         }
