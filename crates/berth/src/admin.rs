@@ -14,7 +14,7 @@ use berth_meta::sqlite::SqliteMetaStore;
 use clap::{Args, Subcommand};
 use time::OffsetDateTime;
 
-use crate::config::{Config, ConfigArgs};
+use crate::config::{Config, ConfigArgs, DatabaseConfig};
 
 #[derive(Subcommand, Debug)]
 pub enum AdminCommand {
@@ -151,15 +151,16 @@ pub enum TokenCommand {
     },
 }
 
-/// Opens the auth store of the configured data directory.
+/// Opens the auth store of the configured database (SQLite only, so far).
 pub async fn open_store(config: &Config) -> Result<MetaAuthStore, String> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        format!(
-            "cannot create data directory {}: {e}",
-            config.data_dir.display()
-        )
-    })?;
-    let meta = SqliteMetaStore::open(&config.data_dir.join("berth.db"))
+    let DatabaseConfig::Sqlite(path) = &config.database else {
+        return Err("berth admin needs the SQLite metadata database for now".to_string());
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    let meta = SqliteMetaStore::open(path)
         .await
         .map_err(|e| format!("cannot open metadata database: {e}"))?;
     Ok(MetaAuthStore::new(Arc::new(meta)))

@@ -24,6 +24,12 @@ pub struct Config {
     pub log: String,
     /// `text` for people, `json` for log pipelines.
     pub log_format: LogFormat,
+    /// Where metadata lives: SQLite in the data directory by default, or a
+    /// shared PostgreSQL database for several nodes.
+    pub database: DatabaseConfig,
+    /// How long manifest and blob lookups may be served from a node's memory.
+    /// Bounds how long a change made through another node can go unseen here.
+    pub cache_ttl: Duration,
     /// Access control. Off by default so a first local start behaves like a
     /// plain registry; anything reachable by others should turn it on.
     pub auth: AuthConfig,
@@ -31,6 +37,51 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// The private key (PEM) of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+}
+
+/// The metadata backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseConfig {
+    /// `sqlite:///path/to/berth.db` (default: `<data_dir>/berth.db`).
+    Sqlite(PathBuf),
+    /// `postgres://user:password@host:port/db` (any URL sqlx accepts).
+    Postgres(String),
+}
+
+impl DatabaseConfig {
+    fn parse(value: &str) -> Result<DatabaseConfig, ConfigError> {
+        if let Some(path) = value.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "database",
+                    message: "sqlite:// needs a path, e.g. sqlite:///var/lib/berth/berth.db".into(),
+                });
+            }
+            Ok(DatabaseConfig::Sqlite(PathBuf::from(path)))
+        } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            Ok(DatabaseConfig::Postgres(value.to_string()))
+        } else {
+            Err(ConfigError::Invalid {
+                key: "database",
+                message: "expected sqlite:///PATH or postgres://…".into(),
+            })
+        }
+    }
+
+    /// The URL with any password replaced, for logs and `config check`.
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseConfig::Sqlite(path) => format!("sqlite://{}", path.display()),
+            DatabaseConfig::Postgres(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    let userinfo = &url[scheme + 3..at];
+                    let user = userinfo.split(':').next().unwrap_or("");
+                    format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+                }
+                _ => url.clone(),
+            },
+        }
+    }
 }
 
 /// Access-control settings.
@@ -84,6 +135,8 @@ impl Default for Config {
             upload_purge_interval: Duration::from_secs(600),
             log: "info".to_string(),
             log_format: LogFormat::Text,
+            database: DatabaseConfig::Sqlite(PathBuf::from("./berth-data/berth.db")),
+            cache_ttl: Duration::from_secs(1),
             auth: AuthConfig::default(),
             tls_cert: None,
             tls_key: None,
@@ -102,6 +155,8 @@ struct FileConfig {
     upload_purge_interval: Option<String>,
     log: Option<String>,
     log_format: Option<LogFormat>,
+    database: Option<String>,
+    cache_ttl: Option<String>,
     auth: Option<bool>,
     auth_realm: Option<String>,
     auth_service: Option<String>,
@@ -137,6 +192,12 @@ pub struct ConfigArgs {
     /// Log format.
     #[arg(long, env = "BERTH_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Metadata database: sqlite:///PATH (default: DATA_DIR/berth.db) or postgres://…
+    #[arg(long, env = "BERTH_DATABASE")]
+    pub database: Option<String>,
+    /// How long a node may serve manifest and blob lookups from memory, e.g. 1s; 0s disables.
+    #[arg(long, env = "BERTH_CACHE_TTL")]
+    pub cache_ttl: Option<String>,
     /// Turn access control on (users, namespaces, tokens).
     #[arg(long, env = "BERTH_AUTH")]
     pub auth: bool,
@@ -207,6 +268,14 @@ impl ConfigArgs {
         if let Some(v) = self.log_format.or(file.log_format) {
             config.log_format = v;
         }
+        // The default database follows the data directory.
+        config.database = DatabaseConfig::Sqlite(config.data_dir.join("berth.db"));
+        if let Some(v) = self.database.as_deref().or(file.database.as_deref()) {
+            config.database = DatabaseConfig::parse(v)?;
+        }
+        if let Some(v) = self.cache_ttl.as_deref().or(file.cache_ttl.as_deref()) {
+            config.cache_ttl = parse_duration("cache_ttl", v)?;
+        }
         // Boolean flags can only turn a setting on, so the file's `true`
         // stands unless the flag is given too.
         config.auth.enabled = self.auth || file.auth.unwrap_or(false);
@@ -228,6 +297,27 @@ impl ConfigArgs {
 }
 
 impl Config {
+    /// A human-readable listing of the effective settings, secrets redacted.
+    pub fn summary(&self) -> String {
+        format!(
+            "listen = {}\ndata_dir = {}\ndatabase = {}\nupload_ttl = {}\nupload_purge_interval = {}\ncache_ttl = {}\nlog = {}\nlog_format = {:?}\nauth = {}\nauth_service = {}\nauth_issuer = {}\nauth_realm = {}\nusers_may_create_namespaces = {}\ntls = {}\n",
+            self.listen,
+            self.data_dir.display(),
+            self.database.redacted(),
+            humantime::format_duration(self.upload_ttl),
+            humantime::format_duration(self.upload_purge_interval),
+            humantime::format_duration(self.cache_ttl),
+            self.log,
+            self.log_format,
+            self.auth.enabled,
+            self.auth.service,
+            self.auth.issuer,
+            self.auth.realm.as_deref().unwrap_or("(from the request's Host)"),
+            self.auth.users_may_create_namespaces,
+            self.tls_cert.is_some(),
+        )
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if self.upload_ttl < Duration::from_secs(60) {
             return Err(ConfigError::Invalid {
@@ -296,6 +386,10 @@ mod tests {
     fn defaults() {
         let config = ConfigArgs::default().load().unwrap();
         assert_eq!(config, Config::default());
+        assert_eq!(
+            config.database,
+            DatabaseConfig::Sqlite(PathBuf::from("./berth-data/berth.db"))
+        );
         assert_eq!(config.listen.to_string(), "127.0.0.1:5000");
         assert_eq!(config.data_dir, PathBuf::from("./berth-data"));
         assert_eq!(config.upload_ttl, Duration::from_secs(86400));
@@ -315,6 +409,11 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/srv/berth"));
         assert_eq!(config.upload_ttl, Duration::from_secs(7200));
         assert_eq!(config.log, "debug");
+
+        assert_eq!(
+            config.database,
+            DatabaseConfig::Sqlite(PathBuf::from("/srv/berth/berth.db"))
+        );
 
         let args = ConfigArgs {
             config: Some(path),
@@ -369,6 +468,9 @@ mod tests {
             ("unknown_key = 1", "unknown field"),
             ("listen = ", "berth.toml"),
             ("log = \"[[[\"", "log"),
+            ("database = \"mysql://x\"", "database"),
+            ("database = \"sqlite://\"", "database"),
+            ("cache_ttl = \"often\"", "cache_ttl"),
         ];
         for (text, expected) in cases {
             let path = dir.path().join("berth.toml");
@@ -386,5 +488,42 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(missing.load(), Err(ConfigError::Read { .. })));
+    }
+}
+
+#[cfg(test)]
+mod database_tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_table() {
+        let cases: &[(&str, Option<DatabaseConfig>, &str)] = &[
+            (
+                "sqlite:///var/lib/berth/meta.db",
+                Some(DatabaseConfig::Sqlite("/var/lib/berth/meta.db".into())),
+                "sqlite:///var/lib/berth/meta.db",
+            ),
+            (
+                "postgres://berth:s3cret@db:5432/berth",
+                Some(DatabaseConfig::Postgres(
+                    "postgres://berth:s3cret@db:5432/berth".into(),
+                )),
+                "postgres://berth:***@db:5432/berth",
+            ),
+            (
+                "postgresql://db/berth",
+                Some(DatabaseConfig::Postgres("postgresql://db/berth".into())),
+                "postgresql://db/berth",
+            ),
+            ("mysql://db", None, ""),
+            ("berth.db", None, ""),
+        ];
+        for (input, expected, redacted) in cases {
+            let got = DatabaseConfig::parse(input).ok();
+            assert_eq!(&got, expected, "{input}");
+            if let Some(db) = got {
+                assert_eq!(db.redacted(), *redacted);
+            }
+        }
     }
 }

@@ -9,7 +9,10 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use berth_meta::auth::AuthMetaStore;
+use berth_meta::postgres::PostgresMetaStore;
 use berth_meta::sqlite::SqliteMetaStore;
+use berth_meta::MetaStore;
 use berth_registry::{Registry, RegistryConfig};
 use berth_server::AppState;
 use berth_storage::fs::FsBlobStore;
@@ -19,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 mod admin;
 mod config;
 
-use config::{Config, ConfigArgs, LogFormat};
+use config::{Config, ConfigArgs, DatabaseConfig, LogFormat};
 
 /// Berth: an OCI container registry.
 #[derive(Parser, Debug)]
@@ -59,7 +62,7 @@ fn main() -> ExitCode {
         } => match args.load() {
             Ok(config) => {
                 println!("configuration is valid");
-                println!("{config:#?}");
+                print!("{}", config.summary());
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -137,18 +140,20 @@ async fn serve(config: Config) -> Result<(), String> {
     })?;
     let blobs = FsBlobStore::open(config.data_dir.clone())
         .map_err(|e| format!("cannot open blob storage: {e}"))?;
-    let meta = SqliteMetaStore::open(&config.data_dir.join("berth.db"))
-        .await
-        .map_err(|e| format!("cannot open metadata database: {e}"))?;
+    let (meta, auth_meta) = open_database(&config.database).await?;
     let registry_config = RegistryConfig {
         upload_ttl: config.upload_ttl,
+        manifest_cache_ttl: config.cache_ttl,
         ..RegistryConfig::default()
     };
-    let meta = Arc::new(meta);
-    let registry = Registry::new(Arc::new(blobs), meta.clone(), registry_config);
+    let registry = Registry::new(Arc::new(blobs), meta, registry_config);
     let mut state = AppState::new(registry.clone());
     if config.auth.enabled {
-        state = state.with_auth(auth_state(&config, meta).await?);
+        let auth_meta = auth_meta.ok_or(
+            "access control needs the SQLite metadata database for now: \
+             the PostgreSQL backend does not have the access-control tables yet",
+        )?;
+        state = state.with_auth(auth_state(&config, auth_meta).await?);
     }
 
     // Read before binding, so a bad certificate fails the start, not a request.
@@ -195,7 +200,7 @@ async fn serve(config: Config) -> Result<(), String> {
 /// first administrator.
 async fn auth_state(
     config: &Config,
-    meta: Arc<SqliteMetaStore>,
+    meta: Arc<dyn AuthMetaStore>,
 ) -> Result<berth_server::AuthState, String> {
     let store = Arc::new(berth_auth::MetaAuthStore::new(meta));
     // Read here, not in the configuration, so the password never appears in
@@ -221,6 +226,31 @@ async fn auth_state(
         realm: config.auth.realm.clone(),
         tls: config.tls_cert.is_some(),
     })
+}
+
+/// The metadata store, and the access-control tables when the backend has
+/// them (SQLite so far).
+type Databases = (Arc<dyn MetaStore>, Option<Arc<dyn AuthMetaStore>>);
+
+/// Opens the configured metadata backend, running its migrations.
+async fn open_database(database: &DatabaseConfig) -> Result<Databases, String> {
+    let failed = |e: berth_meta::MetaError| {
+        format!("cannot open metadata database {}: {e}", database.redacted())
+    };
+    match database {
+        DatabaseConfig::Sqlite(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
+            let store = Arc::new(SqliteMetaStore::open(path).await.map_err(failed)?);
+            Ok((store.clone(), Some(store)))
+        }
+        DatabaseConfig::Postgres(url) => {
+            let store = PostgresMetaStore::connect(url).await.map_err(failed)?;
+            Ok((Arc::new(store), None))
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

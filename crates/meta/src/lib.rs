@@ -1,10 +1,13 @@
 //! Registry metadata: repositories, which blobs each repository may see,
-//! manifests and what they reference, tags, referrers and upload sessions.
+//! manifests and what they reference, tags, referrers, upload sessions and
+//! leases on background jobs.
 //!
 //! # Layout
 //!
 //! - [`MetaStore`]: the trait, with its contract.
 //! - [`sqlite`]: the SQLite backend (the default, embedded).
+//! - [`postgres`]: the PostgreSQL backend, for several nodes sharing one
+//!   database (Cargo feature `postgres`, on by default).
 //! - [`suite`]: the shared test suite every backend must pass.
 //! - [`auth`]: the access-control tables ([`auth::AuthMetaStore`]), implemented
 //!   for SQLite in `sqlite_auth`, with their own suite in [`auth_suite`].
@@ -19,6 +22,9 @@ use berth_oci::{Digest, RepoName, Tag};
 pub mod auth;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod auth_suite;
+mod common;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 mod sqlite_auth;
 #[cfg(any(test, feature = "test-suite"))]
@@ -254,6 +260,28 @@ pub trait MetaStore: Send + Sync + 'static {
         before: Timestamp,
         limit: usize,
     ) -> Result<Vec<UploadRecord>, MetaError>;
+
+    // --- job leases ---
+
+    /// Takes or renews the lease on the background job `job` for `lease_secs`
+    /// under the holder name `holder`, so that a job such as the upload purge
+    /// or garbage collection runs on one node at a time. Returns `true` if the
+    /// lease was free, expired (a lease runs until, not including, its expiry
+    /// second) or already held by `holder` (which renews it to
+    /// `now + lease_secs`); `false`, changing nothing, while another holder's
+    /// lease runs.
+    async fn acquire_job_lease(
+        &self,
+        job: &str,
+        holder: &str,
+        now: Timestamp,
+        lease_secs: i64,
+    ) -> Result<bool, MetaError>;
+
+    /// Gives up `holder`'s lease on `job` so another node need not wait for it
+    /// to expire. Releasing a lease held by someone else, or none, changes
+    /// nothing and is not an error.
+    async fn release_job_lease(&self, job: &str, holder: &str) -> Result<(), MetaError>;
 
     // --- operations ---
 

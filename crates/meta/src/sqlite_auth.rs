@@ -7,7 +7,8 @@ use sqlx::Row;
 use crate::auth::{
     AccessTokenRow, AuthMetaError, AuthMetaStore, MemberRow, NamespaceRow, RefreshTokenRow, UserRow,
 };
-use crate::sqlite::{database, SqliteMetaStore};
+use crate::common::database;
+use crate::sqlite::SqliteMetaStore;
 use crate::{MetaError, Timestamp};
 
 /// Maps a write error: unique violations become `AlreadyExists`, foreign-key

@@ -12,10 +12,16 @@ impl Registry {
         repository: &RepoName,
         digest: &Digest,
     ) -> Result<u64, RegistryError> {
-        self.meta()
+        if let Some(size) = self.inner.blob_cache.get(repository, digest) {
+            return Ok(size);
+        }
+        let size = self
+            .meta()
             .linked_blob_size(repository, digest)
             .await?
-            .ok_or(RegistryError::BlobUnknown)
+            .ok_or(RegistryError::BlobUnknown)?;
+        self.inner.blob_cache.insert(repository, digest, size);
+        Ok(size)
     }
 
     /// Streams a blob visible through `repository`, or a range of it. The range
@@ -39,7 +45,10 @@ impl Registry {
         repository: &RepoName,
         digest: &Digest,
     ) -> Result<(), RegistryError> {
-        if self.meta().unlink_blob(repository, digest).await? {
+        self.inner.blob_cache.invalidate(repository);
+        let unlinked = self.meta().unlink_blob(repository, digest).await;
+        self.inner.blob_cache.invalidate(repository);
+        if unlinked? {
             Ok(())
         } else {
             Err(RegistryError::BlobUnknown)
