@@ -27,6 +27,12 @@ pub struct Config {
     /// Where metadata lives: SQLite in the data directory by default, or a
     /// shared PostgreSQL database for several nodes.
     pub database: DatabaseConfig,
+    /// Where blob bytes live: the data directory by default, or an
+    /// S3-compatible bucket shared by several nodes.
+    pub storage: StorageConfig,
+    /// Whether blob GETs answer with a redirect to a short-lived presigned URL
+    /// of the object store (S3 only), so bytes bypass the registry nodes.
+    pub redirect: bool,
     /// How long manifest and blob lookups may be served from a node's memory.
     /// Bounds how long a change made through another node can go unseen here.
     pub cache_ttl: Duration,
@@ -37,6 +43,54 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// The private key (PEM) of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+}
+
+/// The blob storage backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageConfig {
+    /// `fs:///path` (default: the data directory).
+    Fs(PathBuf),
+    /// `s3://bucket/prefix`, with the connection settings beside it.
+    S3(S3Settings),
+}
+
+/// Connection settings of an S3-compatible store.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Settings {
+    pub url: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub path_style: bool,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret key never reaches logs or `config check` output.
+        f.debug_struct("S3Settings")
+            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StorageConfig {
+    /// A one-line description without secrets.
+    pub fn describe(&self) -> String {
+        match self {
+            StorageConfig::Fs(path) => format!("fs://{}", path.display()),
+            StorageConfig::S3(s) => format!(
+                "{} (endpoint {}, path-style {})",
+                s.url,
+                s.endpoint.as_deref().unwrap_or("AWS"),
+                s.path_style
+            ),
+        }
+    }
 }
 
 /// The metadata backend.
@@ -136,6 +190,8 @@ impl Default for Config {
             log: "info".to_string(),
             log_format: LogFormat::Text,
             database: DatabaseConfig::Sqlite(PathBuf::from("./berth-data/berth.db")),
+            storage: StorageConfig::Fs(PathBuf::from("./berth-data")),
+            redirect: false,
             cache_ttl: Duration::from_secs(1),
             auth: AuthConfig::default(),
             tls_cert: None,
@@ -157,6 +213,13 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     database: Option<String>,
     cache_ttl: Option<String>,
+    storage: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_path_style: Option<bool>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+    redirect: Option<bool>,
     auth: Option<bool>,
     auth_realm: Option<String>,
     auth_service: Option<String>,
@@ -198,6 +261,27 @@ pub struct ConfigArgs {
     /// How long a node may serve manifest and blob lookups from memory, e.g. 1s; 0s disables.
     #[arg(long, env = "BERTH_CACHE_TTL")]
     pub cache_ttl: Option<String>,
+    /// Blob storage: fs:///PATH (default: DATA_DIR) or s3://BUCKET/PREFIX.
+    #[arg(long, env = "BERTH_STORAGE")]
+    pub storage: Option<String>,
+    /// S3 endpoint URL for stores other than AWS, e.g. http://127.0.0.1:8333.
+    #[arg(long, env = "BERTH_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (default us-east-1).
+    #[arg(long, env = "BERTH_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Address buckets as ENDPOINT/BUCKET (most self-hosted stores need this).
+    #[arg(long, env = "BERTH_S3_PATH_STYLE")]
+    pub s3_path_style: Option<bool>,
+    /// S3 access key id (default: the usual AWS_* variables).
+    #[arg(long, env = "BERTH_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key (default: the usual AWS_* variables).
+    #[arg(long, env = "BERTH_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+    /// Answer blob GETs with a redirect to a presigned object-store URL.
+    #[arg(long, env = "BERTH_REDIRECT")]
+    pub redirect: Option<bool>,
     /// Turn access control on (users, namespaces, tokens).
     #[arg(long, env = "BERTH_AUTH")]
     pub auth: bool,
@@ -276,6 +360,44 @@ impl ConfigArgs {
         if let Some(v) = self.cache_ttl.as_deref().or(file.cache_ttl.as_deref()) {
             config.cache_ttl = parse_duration("cache_ttl", v)?;
         }
+        config.storage = StorageConfig::Fs(config.data_dir.clone());
+        if let Some(v) = self.storage.as_deref().or(file.storage.as_deref()) {
+            config.storage = if let Some(path) = v.strip_prefix("fs://") {
+                if path.is_empty() {
+                    return Err(ConfigError::Invalid {
+                        key: "storage",
+                        message: "fs:// needs a path, e.g. fs:///var/lib/berth".into(),
+                    });
+                }
+                StorageConfig::Fs(PathBuf::from(path))
+            } else if v.starts_with("s3://") {
+                StorageConfig::S3(S3Settings {
+                    url: v.to_string(),
+                    endpoint: self.s3_endpoint.clone().or(file.s3_endpoint),
+                    region: self.s3_region.clone().or(file.s3_region),
+                    path_style: self.s3_path_style.or(file.s3_path_style).unwrap_or(false),
+                    access_key_id: self.s3_access_key_id.clone().or(file.s3_access_key_id),
+                    secret_access_key: self
+                        .s3_secret_access_key
+                        .clone()
+                        .or(file.s3_secret_access_key),
+                })
+            } else {
+                return Err(ConfigError::Invalid {
+                    key: "storage",
+                    message: "expected fs:///PATH or s3://BUCKET/PREFIX".into(),
+                });
+            };
+        }
+        if let Some(v) = self.redirect.or(file.redirect) {
+            config.redirect = v;
+        }
+        if config.redirect && !matches!(config.storage, StorageConfig::S3(_)) {
+            return Err(ConfigError::Invalid {
+                key: "redirect",
+                message: "redirects need s3:// storage".into(),
+            });
+        }
         // Boolean flags can only turn a setting on, so the file's `true`
         // stands unless the flag is given too.
         config.auth.enabled = self.auth || file.auth.unwrap_or(false);
@@ -300,9 +422,11 @@ impl Config {
     /// A human-readable listing of the effective settings, secrets redacted.
     pub fn summary(&self) -> String {
         format!(
-            "listen = {}\ndata_dir = {}\ndatabase = {}\nupload_ttl = {}\nupload_purge_interval = {}\ncache_ttl = {}\nlog = {}\nlog_format = {:?}\nauth = {}\nauth_service = {}\nauth_issuer = {}\nauth_realm = {}\nusers_may_create_namespaces = {}\ntls = {}\n",
+            "listen = {}\ndata_dir = {}\nstorage = {}\nredirect = {}\ndatabase = {}\nupload_ttl = {}\nupload_purge_interval = {}\ncache_ttl = {}\nlog = {}\nlog_format = {:?}\nauth = {}\nauth_service = {}\nauth_issuer = {}\nauth_realm = {}\nusers_may_create_namespaces = {}\ntls = {}\n",
             self.listen,
             self.data_dir.display(),
+            self.storage.describe(),
+            self.redirect,
             self.database.redacted(),
             humantime::format_duration(self.upload_ttl),
             humantime::format_duration(self.upload_purge_interval),
@@ -471,6 +595,8 @@ mod tests {
             ("database = \"mysql://x\"", "database"),
             ("database = \"sqlite://\"", "database"),
             ("cache_ttl = \"often\"", "cache_ttl"),
+            ("storage = \"gs://bucket\"", "storage"),
+            ("redirect = true", "redirect"),
         ];
         for (text, expected) in cases {
             let path = dir.path().join("berth.toml");

@@ -10,19 +10,19 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use berth_meta::auth::AuthMetaStore;
-use berth_meta::postgres::PostgresMetaStore;
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_meta::MetaStore;
 use berth_registry::{Registry, RegistryConfig};
 use berth_server::AppState;
 use berth_storage::fs::FsBlobStore;
+use berth_storage::BlobStore;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 mod admin;
 mod config;
 
-use config::{Config, ConfigArgs, DatabaseConfig, LogFormat};
+use config::{Config, ConfigArgs, DatabaseConfig, LogFormat, StorageConfig};
 
 /// Berth: an OCI container registry.
 #[derive(Parser, Debug)]
@@ -138,15 +138,15 @@ async fn serve(config: Config) -> Result<(), String> {
             config.data_dir.display()
         )
     })?;
-    let blobs = FsBlobStore::open(config.data_dir.clone())
-        .map_err(|e| format!("cannot open blob storage: {e}"))?;
+    let blobs = open_storage(&config.storage)?;
     let (meta, auth_meta) = open_database(&config.database).await?;
     let registry_config = RegistryConfig {
         upload_ttl: config.upload_ttl,
         manifest_cache_ttl: config.cache_ttl,
+        redirect_expiry: config.redirect.then_some(REDIRECT_EXPIRY),
         ..RegistryConfig::default()
     };
-    let registry = Registry::new(Arc::new(blobs), meta, registry_config);
+    let registry = Registry::new(blobs, meta, registry_config);
     let mut state = AppState::new(registry.clone());
     if config.auth.enabled {
         let auth_meta = auth_meta.ok_or(
@@ -161,6 +161,7 @@ async fn serve(config: Config) -> Result<(), String> {
         (Some(cert), Some(key)) => Some(berth_server::tls::server_config(cert, key)?),
         _ => None,
     };
+
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -193,6 +194,43 @@ async fn serve(config: Config) -> Result<(), String> {
     shutdown.cancel();
     let _ = purge.await;
     result.map_err(|e| format!("server error: {e}"))
+}
+
+/// How long a presigned blob URL stays valid: long enough for a slow client
+/// to start the download, short enough that a leaked URL soon expires.
+const REDIRECT_EXPIRY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Opens the configured blob storage backend.
+fn open_storage(storage: &StorageConfig) -> Result<Arc<dyn BlobStore>, String> {
+    match storage {
+        StorageConfig::Fs(root) => FsBlobStore::open(root.clone())
+            .map(|s| Arc::new(s) as Arc<dyn BlobStore>)
+            .map_err(|e| format!("cannot open blob storage {}: {e}", root.display())),
+        #[cfg(feature = "s3")]
+        StorageConfig::S3(settings) => {
+            use berth_storage::s3::{S3BlobStore, S3Config};
+            let mut s3 = S3Config::from_url(&settings.url).map_err(|e| format!("storage: {e}"))?;
+            if let Some(endpoint) = &settings.endpoint {
+                s3.allow_http = endpoint.starts_with("http://");
+                s3.endpoint = Some(endpoint.clone());
+            }
+            if let Some(region) = &settings.region {
+                s3.region = region.clone();
+            }
+            s3.path_style = settings.path_style;
+            s3.access_key_id = settings.access_key_id.clone();
+            s3.secret_access_key = settings.secret_access_key.clone();
+            // Without explicit keys the usual AWS_* variables (and instance
+            // credentials) apply; explicit settings always win.
+            s3.from_env = settings.access_key_id.is_none();
+            s3.validate().map_err(|e| format!("storage: {e}"))?;
+            S3BlobStore::new(&s3)
+                .map(|s| Arc::new(s) as Arc<dyn BlobStore>)
+                .map_err(|e| format!("cannot open S3 storage {}: {e}", settings.url))
+        }
+        #[cfg(not(feature = "s3"))]
+        StorageConfig::S3(_) => Err("this build has no S3 support (feature s3)".into()),
+    }
 }
 
 /// Builds access control: the auth store over the metadata database, the
@@ -246,9 +284,16 @@ async fn open_database(database: &DatabaseConfig) -> Result<Databases, String> {
             let store = Arc::new(SqliteMetaStore::open(path).await.map_err(failed)?);
             Ok((store.clone(), Some(store)))
         }
+        #[cfg(feature = "postgres")]
         DatabaseConfig::Postgres(url) => {
-            let store = PostgresMetaStore::connect(url).await.map_err(failed)?;
+            let store = berth_meta::postgres::PostgresMetaStore::connect(url)
+                .await
+                .map_err(failed)?;
             Ok((Arc::new(store), None))
+        }
+        #[cfg(not(feature = "postgres"))]
+        DatabaseConfig::Postgres(_) => {
+            Err("this build has no PostgreSQL support (feature postgres)".into())
         }
     }
 }

@@ -8,7 +8,7 @@
 //! Misses are never cached, so a new push is visible immediately everywhere.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
