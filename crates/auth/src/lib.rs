@@ -22,6 +22,10 @@
 //!   records, and refresh-token issuance.
 //! - [`login`]: credentials to [`Principal`] over an [`AuthStore`] and the
 //!   throttle: the one path every password, access token and refresh token takes.
+//! - [`meta_store`]: [`MetaAuthStore`], the [`AuthStore`] over `berth-meta`'s
+//!   access-control tables (plain rows there; roles, scopes and hashes here).
+//! - [`admin`]: creating users (with their personal namespace), namespaces and
+//!   access tokens with the checks both the CLI and the management API need.
 //! - [`memory`]: an in-memory [`AuthStore`], for tests here and in the server.
 //! - [`error`]: [`AuthError`], the crate's one error type.
 //!
@@ -33,11 +37,13 @@
 //! always a parameter (`now`), never read inside a decision, so tests use fake
 //! time. Secrets are wrapped in [`Secret`], whose `Debug` never shows them.
 
+pub mod admin;
 pub mod challenge;
 pub mod error;
 pub mod jwt;
 pub mod login;
 pub mod memory;
+pub mod meta_store;
 pub mod model;
 pub mod password;
 pub mod policy;
@@ -53,6 +59,7 @@ pub use error::{AuthError, TokenRejection};
 pub use jwt::{AccessEntry, Claims, KeySet, SigningKey, TokenAuthority};
 pub use login::{login_with_password, login_with_refresh_token, LoginContext, LoginError};
 pub use memory::MemoryAuthStore;
+pub use meta_store::MetaAuthStore;
 pub use model::{Action, Principal, Role, Secret, TokenScope, TokenTarget, Visibility};
 pub use policy::{authorize, Decision, Denial, NamespaceFacts, PolicyConfig};
 pub use scope::{ResourceType, Scope};

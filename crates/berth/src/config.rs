@@ -36,6 +36,13 @@ pub struct Config {
     /// How long manifest and blob lookups may be served from a node's memory.
     /// Bounds how long a change made through another node can go unseen here.
     pub cache_ttl: Duration,
+    /// Access control. Off by default so a first local start behaves like a
+    /// plain registry; anything reachable by others should turn it on.
+    pub auth: AuthConfig,
+    /// Serve HTTPS with this certificate chain (PEM); requires `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The blob storage backend.
@@ -131,6 +138,41 @@ impl DatabaseConfig {
     }
 }
 
+/// Access-control settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuthConfig {
+    /// Whether access control is on.
+    pub enabled: bool,
+    /// The token endpoint URL put in challenges. Unset: derived from each
+    /// request's `Host` (`http(s)://HOST/auth/token`), which is right unless a
+    /// proxy rewrites the host.
+    pub realm: Option<String>,
+    /// The `service` of challenges and the `aud` of registry tokens.
+    pub service: String,
+    /// The `iss` of registry tokens.
+    pub issuer: String,
+    /// Whether any user may create a namespace by pushing to it (personal
+    /// namespaces are always allowed). Off: namespaces are handed out.
+    pub users_may_create_namespaces: bool,
+    /// The host (and port) clients use for this registry, for the
+    /// Kubernetes secrets `berth admin token create --k8s-secret` prints.
+    /// Unset: the listen address.
+    pub public_host: Option<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            enabled: false,
+            realm: None,
+            service: "berth".to_string(),
+            issuer: "berth".to_string(),
+            users_may_create_namespaces: false,
+            public_host: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -151,6 +193,9 @@ impl Default for Config {
             storage: StorageConfig::Fs(PathBuf::from("./berth-data")),
             redirect: false,
             cache_ttl: Duration::from_secs(1),
+            auth: AuthConfig::default(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -175,6 +220,14 @@ struct FileConfig {
     s3_access_key_id: Option<String>,
     s3_secret_access_key: Option<String>,
     redirect: Option<bool>,
+    auth: Option<bool>,
+    auth_realm: Option<String>,
+    auth_service: Option<String>,
+    auth_issuer: Option<String>,
+    users_may_create_namespaces: Option<bool>,
+    public_host: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// Flags shared by every subcommand that reads the configuration. Each also
@@ -229,6 +282,30 @@ pub struct ConfigArgs {
     /// Answer blob GETs with a redirect to a presigned object-store URL.
     #[arg(long, env = "BERTH_REDIRECT")]
     pub redirect: Option<bool>,
+    /// Turn access control on (users, namespaces, tokens).
+    #[arg(long, env = "BERTH_AUTH")]
+    pub auth: bool,
+    /// Token endpoint URL for challenges (default: derived from the request's Host).
+    #[arg(long, env = "BERTH_AUTH_REALM")]
+    pub auth_realm: Option<String>,
+    /// Token service name (challenge `service`, token audience); default berth.
+    #[arg(long, env = "BERTH_AUTH_SERVICE")]
+    pub auth_service: Option<String>,
+    /// Token issuer; default berth.
+    #[arg(long, env = "BERTH_AUTH_ISSUER")]
+    pub auth_issuer: Option<String>,
+    /// Let any user create namespaces by pushing to them.
+    #[arg(long, env = "BERTH_USERS_MAY_CREATE_NAMESPACES")]
+    pub users_may_create_namespaces: bool,
+    /// The host[:port] clients use for this registry (for printed Kubernetes secrets).
+    #[arg(long, env = "BERTH_PUBLIC_HOST")]
+    pub public_host: Option<String>,
+    /// TLS certificate chain (PEM); serves HTTPS together with --tls-key.
+    #[arg(long, env = "BERTH_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "BERTH_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -321,6 +398,21 @@ impl ConfigArgs {
                 message: "redirects need s3:// storage".into(),
             });
         }
+        // Boolean flags can only turn a setting on, so the file's `true`
+        // stands unless the flag is given too.
+        config.auth.enabled = self.auth || file.auth.unwrap_or(false);
+        config.auth.users_may_create_namespaces =
+            self.users_may_create_namespaces || file.users_may_create_namespaces.unwrap_or(false);
+        config.auth.realm = self.auth_realm.clone().or(file.auth_realm);
+        if let Some(v) = self.auth_service.clone().or(file.auth_service) {
+            config.auth.service = v;
+        }
+        if let Some(v) = self.auth_issuer.clone().or(file.auth_issuer) {
+            config.auth.issuer = v;
+        }
+        config.auth.public_host = self.public_host.clone().or(file.public_host);
+        config.tls_cert = self.tls_cert.clone().or(file.tls_cert);
+        config.tls_key = self.tls_key.clone().or(file.tls_key);
         config.validate()?;
         Ok(config)
     }
@@ -330,7 +422,7 @@ impl Config {
     /// A human-readable listing of the effective settings, secrets redacted.
     pub fn summary(&self) -> String {
         format!(
-            "listen = {}\ndata_dir = {}\nstorage = {}\nredirect = {}\ndatabase = {}\nupload_ttl = {}\nupload_purge_interval = {}\ncache_ttl = {}\nlog = {}\nlog_format = {:?}\n",
+            "listen = {}\ndata_dir = {}\nstorage = {}\nredirect = {}\ndatabase = {}\nupload_ttl = {}\nupload_purge_interval = {}\ncache_ttl = {}\nlog = {}\nlog_format = {:?}\nauth = {}\nauth_service = {}\nauth_issuer = {}\nauth_realm = {}\nusers_may_create_namespaces = {}\ntls = {}\n",
             self.listen,
             self.data_dir.display(),
             self.storage.describe(),
@@ -341,6 +433,12 @@ impl Config {
             humantime::format_duration(self.cache_ttl),
             self.log,
             self.log_format,
+            self.auth.enabled,
+            self.auth.service,
+            self.auth.issuer,
+            self.auth.realm.as_deref().unwrap_or("(from the request's Host)"),
+            self.auth.users_may_create_namespaces,
+            self.tls_cert.is_some(),
         )
     }
 
@@ -355,6 +453,18 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "upload_purge_interval",
                 message: "must be at least 1s".into(),
+            });
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "tls_cert",
+                message: "tls_cert and tls_key must be given together".into(),
+            });
+        }
+        if self.auth.service.is_empty() || self.auth.issuer.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "auth_service",
+                message: "the token service and issuer must not be empty".into(),
             });
         }
         tracing_subscriber::EnvFilter::try_new(&self.log).map_err(|e| ConfigError::Invalid {
@@ -435,6 +545,41 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(args.load().unwrap().listen.to_string(), "127.0.0.1:7000");
+    }
+
+    #[test]
+    fn auth_and_tls_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "auth = true\nauth_service = \"registry.example\"\nusers_may_create_namespaces = true\npublic_host = \"registry.example:5000\"\n",
+        )
+        .unwrap();
+        let config = ConfigArgs {
+            config: Some(path),
+            auth_realm: Some("https://registry.example/auth/token".into()),
+            ..Default::default()
+        }
+        .load()
+        .unwrap();
+        assert!(config.auth.enabled);
+        assert!(config.auth.users_may_create_namespaces);
+        assert_eq!(config.auth.service, "registry.example");
+        assert_eq!(config.auth.issuer, "berth");
+        assert_eq!(
+            config.auth.realm.as_deref(),
+            Some("https://registry.example/auth/token")
+        );
+        assert_eq!(
+            config.auth.public_host.as_deref(),
+            Some("registry.example:5000")
+        );
+        let half_tls = ConfigArgs {
+            tls_cert: Some("cert.pem".into()),
+            ..Default::default()
+        };
+        assert!(half_tls.load().is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use berth_meta::auth::AuthMetaStore;
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_meta::MetaStore;
 use berth_registry::{Registry, RegistryConfig};
@@ -18,6 +19,7 @@ use berth_storage::BlobStore;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+mod admin;
 mod config;
 
 use config::{Config, ConfigArgs, DatabaseConfig, LogFormat, StorageConfig};
@@ -34,6 +36,11 @@ struct Cli {
 enum Command {
     /// Run the registry server.
     Serve(ConfigArgs),
+    /// Administer users, namespaces, members and tokens on the database directly.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -63,6 +70,25 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Admin { command } => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(admin::run(command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve(args) => {
             let config = match args.load() {
                 Ok(config) => config,
@@ -113,7 +139,7 @@ async fn serve(config: Config) -> Result<(), String> {
         )
     })?;
     let blobs = open_storage(&config.storage)?;
-    let meta = open_database(&config.database).await?;
+    let (meta, auth_meta) = open_database(&config.database).await?;
     let registry_config = RegistryConfig {
         upload_ttl: config.upload_ttl,
         manifest_cache_ttl: config.cache_ttl,
@@ -121,6 +147,20 @@ async fn serve(config: Config) -> Result<(), String> {
         ..RegistryConfig::default()
     };
     let registry = Registry::new(blobs, meta, registry_config);
+    let mut state = AppState::new(registry.clone());
+    if config.auth.enabled {
+        let auth_meta = auth_meta.ok_or(
+            "access control needs the SQLite metadata database for now: \
+             the PostgreSQL backend does not have the access-control tables yet",
+        )?;
+        state = state.with_auth(auth_state(&config, auth_meta).await?);
+    }
+
+    // Read before binding, so a bad certificate fails the start, not a request.
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(berth_server::tls::server_config(cert, key)?),
+        _ => None,
+    };
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -147,7 +187,10 @@ async fn serve(config: Config) -> Result<(), String> {
             token.cancel();
         }
     };
-    let result = berth_server::run(listener, AppState::new(registry), signal).await;
+    let result = match tls {
+        Some(tls) => berth_server::run_tls(listener, tls, state, signal).await,
+        None => berth_server::run(listener, state, signal).await,
+    };
     shutdown.cancel();
     let _ = purge.await;
     result.map_err(|e| format!("server error: {e}"))
@@ -190,28 +233,69 @@ fn open_storage(storage: &StorageConfig) -> Result<Arc<dyn BlobStore>, String> {
     }
 }
 
+/// Builds access control: the auth store over the metadata database, the
+/// signing keys under `<data_dir>/keys` (generated on first start), and the
+/// first administrator.
+async fn auth_state(
+    config: &Config,
+    meta: Arc<dyn AuthMetaStore>,
+) -> Result<berth_server::AuthState, String> {
+    let store = Arc::new(berth_auth::MetaAuthStore::new(meta));
+    // Read here, not in the configuration, so the password never appears in
+    // `berth config check` output or in a config struct's Debug.
+    let password = std::env::var("BERTH_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(berth_auth::Secret::new);
+    admin::seed_admin(store.as_ref(), password).await?;
+    let keys = berth_auth::KeySet::load_or_generate(&config.data_dir.join("keys"))
+        .map_err(|e| format!("cannot load or create signing keys: {e}"))?;
+    let authority =
+        berth_auth::TokenAuthority::new(keys, &config.auth.issuer, &config.auth.service);
+    Ok(berth_server::AuthState {
+        store,
+        authority,
+        throttle: std::sync::Mutex::new(berth_auth::LoginThrottle::new(
+            berth_auth::ThrottleConfig::default(),
+        )),
+        policy: berth_auth::PolicyConfig {
+            users_may_create_namespaces: config.auth.users_may_create_namespaces,
+        },
+        realm: config.auth.realm.clone(),
+        tls: config.tls_cert.is_some(),
+    })
+}
+
+/// The metadata store, and the access-control tables when the backend has
+/// them (SQLite so far).
+type Databases = (Arc<dyn MetaStore>, Option<Arc<dyn AuthMetaStore>>);
+
 /// Opens the configured metadata backend, running its migrations.
-async fn open_database(database: &DatabaseConfig) -> Result<Arc<dyn MetaStore>, String> {
-    let opened: Result<Arc<dyn MetaStore>, _> = match database {
+async fn open_database(database: &DatabaseConfig) -> Result<Databases, String> {
+    let failed = |e: berth_meta::MetaError| {
+        format!("cannot open metadata database {}: {e}", database.redacted())
+    };
+    match database {
         DatabaseConfig::Sqlite(path) => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
             }
-            SqliteMetaStore::open(path)
-                .await
-                .map(|m| Arc::new(m) as Arc<dyn MetaStore>)
+            let store = Arc::new(SqliteMetaStore::open(path).await.map_err(failed)?);
+            Ok((store.clone(), Some(store)))
         }
         #[cfg(feature = "postgres")]
-        DatabaseConfig::Postgres(url) => berth_meta::postgres::PostgresMetaStore::connect(url)
-            .await
-            .map(|m| Arc::new(m) as Arc<dyn MetaStore>),
+        DatabaseConfig::Postgres(url) => {
+            let store = berth_meta::postgres::PostgresMetaStore::connect(url)
+                .await
+                .map_err(failed)?;
+            Ok((Arc::new(store), None))
+        }
         #[cfg(not(feature = "postgres"))]
         DatabaseConfig::Postgres(_) => {
-            return Err("this build has no PostgreSQL support (feature postgres)".into())
+            Err("this build has no PostgreSQL support (feature postgres)".into())
         }
-    };
-    opened.map_err(|e| format!("cannot open metadata database {}: {e}", database.redacted()))
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -9,6 +9,8 @@
 //! - [`postgres`]: the PostgreSQL backend, for several nodes sharing one
 //!   database (Cargo feature `postgres`, on by default).
 //! - [`suite`]: the shared test suite every backend must pass.
+//! - [`auth`]: the access-control tables ([`auth::AuthMetaStore`]), implemented
+//!   for SQLite in `sqlite_auth`, with their own suite in [`auth_suite`].
 //!
 //! **All SQL lives in this crate.** Callers speak in `berth_oci` types; rows and
 //! connections never leave it. Every method that changes more than one row runs
@@ -17,10 +19,14 @@
 
 use berth_oci::{Digest, RepoName, Tag};
 
+pub mod auth;
+#[cfg(any(test, feature = "test-suite"))]
+pub mod auth_suite;
 mod common;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
+mod sqlite_auth;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod suite;
 

@@ -96,6 +96,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "job leases",
         include_str!("../migrations/postgres/0002_job_leases.sql"),
     ),
+    (
+        3,
+        "auth",
+        include_str!("../migrations/postgres/0003_auth.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.

@@ -55,16 +55,21 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "job leases",
         include_str!("../migrations/sqlite/0002_job_leases.sql"),
     ),
+    (
+        3,
+        "auth",
+        include_str!("../migrations/sqlite/0003_auth.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.
 #[derive(Clone, Debug)]
 pub struct SqliteMetaStore {
     /// Read-only connections; never used inside a write transaction.
-    read: SqlitePool,
+    pub(crate) read: SqlitePool,
     /// The one connection that writes, so writers queue here rather than
     /// contend for SQLite's lock.
-    write: SqlitePool,
+    pub(crate) write: SqlitePool,
 }
 
 impl SqliteMetaStore {
@@ -135,7 +140,7 @@ impl SqliteMetaStore {
     }
 
     /// Starts a write transaction holding SQLite's write lock from the start.
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, MetaError> {
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, MetaError> {
         self.write
             .begin_with("BEGIN IMMEDIATE")
             .await

@@ -148,3 +148,11 @@ async fn opening_in_a_missing_directory_is_an_error() {
         "got {result:?}"
     );
 }
+
+berth_meta::auth_store_tests!(fresh_store);
+
+#[tokio::test]
+async fn whole_auth_suite_shares_one_file_store() {
+    let (_dir, store) = fresh_store().await;
+    berth_meta::auth_suite::run_all(&store).await;
+}

@@ -8,6 +8,11 @@
 //! - `v2`: the handlers, translating HTTP to `berth_registry` calls.
 //! - `error`: [`error::ApiError`], the one mapping from errors to responses.
 //! - `metrics`: Prometheus metrics and the middleware that records them.
+//! - `access`: access control on the edge: credentials to a principal, the one
+//!   authorization step before dispatch, challenges and refusals.
+//! - `token`: the token endpoint (`/auth/token`, GET and OAuth2 POST).
+//! - `api`: the JSON management API under `/api/v1`.
+//! - `tls`: the rustls listener behind [`run_tls`].
 //!
 //! **Architecture Invariant:** axum and HTTP types live in this crate only.
 //! Below it, the registry speaks in domain types.
@@ -23,11 +28,16 @@ use berth_registry::Registry;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+pub mod access;
+pub mod api;
 pub mod endpoint;
 pub mod error;
 pub mod metrics;
+pub mod tls;
+pub mod token;
 pub mod v2;
 
+pub use access::AuthState;
 pub use metrics::Metrics;
 
 /// Everything a request handler needs, built once by the binary.
@@ -35,6 +45,8 @@ pub use metrics::Metrics;
 pub struct AppState {
     pub registry: Registry,
     pub metrics: Arc<Metrics>,
+    /// Access control; `None` when it is off and every request is allowed.
+    pub auth: Option<Arc<AuthState>>,
 }
 
 impl AppState {
@@ -42,7 +54,14 @@ impl AppState {
         AppState {
             registry,
             metrics: Arc::new(Metrics::new()),
+            auth: None,
         }
+    }
+
+    /// Turns access control on.
+    pub fn with_auth(mut self, auth: AuthState) -> AppState {
+        self.auth = Some(Arc::new(auth));
+        self
     }
 }
 
@@ -53,13 +72,19 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Builds the router.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/v2", any(v2::base))
-        .route("/v2/", any(v2::base))
+        .route("/v2", any(v2::base_checked))
+        .route("/v2/", any(v2::base_checked))
+        .route(
+            access::TOKEN_PATH,
+            get(token::get_token).post(token::post_token),
+        )
+        .nest("/api/v1", api::router())
         .route("/v2/{*rest}", any(v2::dispatch))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(axum::middleware::map_request(host_from_authority))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 let id = request
@@ -73,6 +98,24 @@ pub fn app(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
+}
+
+/// HTTP/2 requests carry the host in the URI's authority, not in `Host`;
+/// copying it over lets everything that derives URLs (the token realm) read
+/// one header whatever the protocol.
+async fn host_from_authority<B>(mut request: Request<B>) -> Request<B> {
+    if !request.headers().contains_key(axum::http::header::HOST) {
+        let authority = request
+            .uri()
+            .authority()
+            .and_then(|a| axum::http::HeaderValue::from_str(a.as_str()).ok());
+        if let Some(value) = authority {
+            request
+                .headers_mut()
+                .insert(axum::http::header::HOST, value);
+        }
+    }
+    request
 }
 
 async fn readyz(
@@ -107,7 +150,29 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Like [`run`], speaking HTTPS with `config` (see [`tls::server_config`]).
+pub async fn run_tls(
+    listener: tokio::net::TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // `tap_io` only wraps the listener in the type axum knows how to take
+    // the peer address from (for login throttling per address).
+    let listener = tls::TlsListener::new(listener, config)?.tap_io(|_| {});
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

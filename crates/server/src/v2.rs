@@ -14,6 +14,7 @@ use berth_oci::{Digest, ErrorCode, RangeError, Reference, RepoName, Tag};
 use berth_storage::{ByteStream, UploadId};
 use futures::TryStreamExt;
 
+use crate::access::{self, Caller, MountDenied};
 use crate::endpoint::Endpoint;
 use crate::error::{upload_range, ApiError};
 use crate::AppState;
@@ -42,6 +43,19 @@ pub async fn base(method: Method) -> Response {
     response
 }
 
+/// `/v2/` with access control: the same answer as [`base`] once the caller
+/// has presented valid credentials.
+pub async fn base_checked(State(state): State<AppState>, request: Request) -> Response {
+    if let Some(auth) = &state.auth {
+        let (mut parts, _body) = request.into_parts();
+        if let Err(e) = access::authorize_request(auth, &Endpoint::Base, &mut parts).await {
+            return labelled(e.into_response(), "base");
+        }
+        return base(parts.method).await;
+    }
+    base(request.method().clone()).await
+}
+
 /// Everything under `/v2/` except the base.
 pub async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     let rest = request
@@ -55,6 +69,14 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
         Err(e) => return labelled(e.into_response(), "invalid"),
     };
     let label = endpoint.label();
+    let (mut parts, body) = request.into_parts();
+    // The one authorization step: nothing below runs for a refused request.
+    if let Some(auth) = &state.auth {
+        if let Err(e) = access::authorize_request(auth, &endpoint, &mut parts).await {
+            return labelled(e.into_response(), label);
+        }
+    }
+    let request = Request::from_parts(parts, body);
     let result = handle(&state, endpoint, request).await;
     labelled(result.unwrap_or_else(IntoResponse::into_response), label)
 }
@@ -217,7 +239,8 @@ fn blob_created(repo: &RepoName, digest: &Digest) -> Response {
 
 async fn start_upload(state: &AppState, repo: &RepoName, request: &Parts, body: Body) -> ApiResult {
     let query = Query::parse(request)?;
-    if let Some(mount) = query.get("mount") {
+    let mount_allowed = request.extensions.get::<MountDenied>().is_none();
+    if let Some(mount) = query.get("mount").filter(|_| mount_allowed) {
         let digest = Digest::parse(mount).map_err(|e| ApiError::digest_invalid(e.to_string()))?;
         // An unusable `from` is not an error: the spec says the registry then
         // falls back to an ordinary upload session.
@@ -524,10 +547,8 @@ async fn catalog(state: &AppState, request: &Parts) -> ApiResult {
         }
         None => None,
     };
-    let mut repos = state
-        .registry
-        .catalog(after.as_ref(), page.limit.saturating_add(1))
-        .await?;
+    let mut repos =
+        visible_catalog_page(state, request, after, page.limit.saturating_add(1)).await?;
     let more = repos.len() > page.limit;
     repos.truncate(page.limit);
     let names: Vec<&str> = repos.iter().map(|r| r.as_str()).collect();
@@ -541,6 +562,38 @@ async fn catalog(state: &AppState, request: &Parts) -> ApiResult {
         }
     }
     Ok(response)
+}
+
+/// Up to `limit` repository names after `after` that the caller may pull
+/// from: all of them without access control; otherwise pages are read and
+/// filtered until `limit` are found or the catalog ends.
+async fn visible_catalog_page(
+    state: &AppState,
+    request: &Parts,
+    mut after: Option<RepoName>,
+    limit: usize,
+) -> Result<Vec<RepoName>, ApiError> {
+    let (Some(auth), Some(caller)) = (&state.auth, request.extensions.get::<Caller>()) else {
+        return Ok(state.registry.catalog(after.as_ref(), limit).await?);
+    };
+    let mut cache = std::collections::HashMap::new();
+    let mut visible = Vec::new();
+    loop {
+        let batch = state.registry.catalog(after.as_ref(), limit).await?;
+        let exhausted = batch.len() < limit;
+        for repo in batch {
+            if access::may_pull(auth, caller, &repo, &mut cache).await? {
+                visible.push(repo.clone());
+                if visible.len() == limit {
+                    return Ok(visible);
+                }
+            }
+            after = Some(repo);
+        }
+        if exhausted {
+            return Ok(visible);
+        }
+    }
 }
 
 async fn referrers(

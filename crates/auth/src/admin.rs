@@ -1,0 +1,206 @@
+//! Administration over an [`AuthStore`]: creating users (with their personal
+//! namespace), namespaces and access tokens, with the checks every caller
+//! needs (names, password strength, name collisions). The `berth admin`
+//! command line and the `/api/v1` management API both call these, so the
+//! rules are written once; who may call them is the caller's decision.
+
+use time::OffsetDateTime;
+
+use crate::error::AuthError;
+use crate::model::{validate_account_name, Role, Secret, TokenScope, Visibility};
+use crate::password::{hash_password, validate_new_password};
+use crate::secret::{generate_access_token, Expiry};
+use crate::store::{AccessTokenRecord, AuthStore, AuthStoreError, NamespaceRecord, UserRecord};
+
+/// Why an administrative change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// A name, password, scope or expiry is malformed.
+    #[error(transparent)]
+    Invalid(#[from] AuthError),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(AuthStoreError),
+}
+
+fn store_error(what: impl Into<String>) -> impl FnOnce(AuthStoreError) -> AdminError {
+    let what = what.into();
+    move |error| match error {
+        AuthStoreError::AlreadyExists => AdminError::AlreadyExists(what),
+        AuthStoreError::NotFound => AdminError::NotFound(what),
+        other => AdminError::Store(other),
+    }
+}
+
+/// Creates a user and their personal namespace (private, the user as owner).
+/// Refused when a namespace or access token already has the name, so nobody
+/// inherits a team's namespace by registering its name and a bearer token's
+/// subject always names one principal.
+pub async fn create_user(
+    store: &dyn AuthStore,
+    name: &str,
+    password: &Secret,
+    is_admin: bool,
+    now: OffsetDateTime,
+) -> Result<(), AdminError> {
+    validate_account_name(name)?;
+    validate_new_password(password.expose())?;
+    let taken = store
+        .get_namespace(name)
+        .await
+        .map_err(AdminError::Store)?
+        .is_some()
+        || store
+            .get_access_token(name)
+            .await
+            .map_err(AdminError::Store)?
+            .is_some();
+    if taken {
+        return Err(AdminError::AlreadyExists(format!("name {name:?}")));
+    }
+    let password_hash = hash_password(password.expose())?;
+    store
+        .create_user(UserRecord {
+            name: name.to_string(),
+            password_hash,
+            is_admin,
+            created_at: now,
+        })
+        .await
+        .map_err(store_error(format!("user {name:?}")))?;
+    store
+        .create_namespace(
+            NamespaceRecord {
+                name: name.to_string(),
+                visibility: Visibility::Private,
+                created_at: now,
+            },
+            Some(name),
+        )
+        .await
+        .map_err(store_error(format!("namespace {name:?}")))
+}
+
+/// Creates a namespace, owned by `owner` if given.
+pub async fn create_namespace(
+    store: &dyn AuthStore,
+    name: &str,
+    visibility: Visibility,
+    owner: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<(), AdminError> {
+    validate_account_name(name)?;
+    store
+        .create_namespace(
+            NamespaceRecord {
+                name: name.to_string(),
+                visibility,
+                created_at: now,
+            },
+            owner,
+        )
+        .await
+        .map_err(store_error(format!("namespace {name:?} (or its owner)")))
+}
+
+/// Adds a member or changes their role.
+pub async fn set_member(
+    store: &dyn AuthStore,
+    namespace: &str,
+    user: &str,
+    role: Role,
+) -> Result<(), AdminError> {
+    store
+        .set_member(namespace, user, role)
+        .await
+        .map_err(store_error(format!(
+            "namespace {namespace:?} or user {user:?}"
+        )))
+}
+
+/// Creates an access token and returns its secret, to be shown once.
+pub async fn create_access_token(
+    store: &dyn AuthStore,
+    name: &str,
+    scopes: Vec<TokenScope>,
+    expiry: Expiry,
+    created_by: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<Secret, AdminError> {
+    validate_account_name(name)?;
+    if scopes.is_empty() {
+        return Err(
+            AuthError::InvalidTokenScope(String::new(), "at least one scope is needed").into(),
+        );
+    }
+    if store
+        .get_user(name)
+        .await
+        .map_err(AdminError::Store)?
+        .is_some()
+    {
+        return Err(AdminError::AlreadyExists(format!("user {name:?}")));
+    }
+    let (secret, secret_hash) = generate_access_token();
+    store
+        .create_access_token(AccessTokenRecord {
+            name: name.to_string(),
+            secret_hash,
+            scopes,
+            created_by: created_by.map(str::to_string),
+            created_at: now,
+            expires_at: expiry.expires_at(now),
+            last_used_at: None,
+            revoked_at: None,
+        })
+        .await
+        .map_err(store_error(format!("token {name:?}")))?;
+    Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryAuthStore;
+
+    #[tokio::test]
+    async fn users_tokens_and_namespaces_do_not_collide() {
+        let store = MemoryAuthStore::new();
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let password = Secret::new("long enough password");
+        create_user(&store, "alice", &password, false, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.member_role("alice", "alice").await.unwrap(),
+            Some(Role::Owner)
+        );
+        create_namespace(&store, "team", Visibility::Public, None, now)
+            .await
+            .unwrap();
+        assert!(matches!(
+            create_user(&store, "team", &password, false, now).await,
+            Err(AdminError::AlreadyExists(_))
+        ));
+        assert!(matches!(
+            create_user(&store, "bob", &Secret::new("short"), false, now).await,
+            Err(AdminError::Invalid(_))
+        ));
+        let scopes = vec![TokenScope::parse("team:pull").unwrap()];
+        assert!(matches!(
+            create_access_token(&store, "alice", scopes.clone(), Expiry::Never, None, now).await,
+            Err(AdminError::AlreadyExists(_))
+        ));
+        let secret = create_access_token(&store, "ci", scopes, Expiry::Never, None, now)
+            .await
+            .unwrap();
+        assert!(crate::secret::looks_like_access_token(secret.expose()));
+        assert!(matches!(
+            create_user(&store, "ci", &password, false, now).await,
+            Err(AdminError::AlreadyExists(_))
+        ));
+    }
+}

@@ -1,0 +1,437 @@
+//! [`MetaAuthStore`]: the [`AuthStore`] over the metadata store's
+//! access-control tables ([`berth_meta::auth::AuthMetaStore`]).
+//!
+//! `berth-meta` stores plain rows (strings and epoch seconds) so it needs none
+//! of this crate's vocabulary; this adapter is the one place where rows become
+//! records and back: roles and visibility by name, scopes as JSON, hashes as hex.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use berth_meta::auth::{
+    AccessTokenRow, AuthMetaError, AuthMetaStore, MemberRow, NamespaceRow, RefreshTokenRow, UserRow,
+};
+use time::OffsetDateTime;
+
+use crate::model::{Role, TokenScope, Visibility};
+use crate::policy::NamespaceFacts;
+use crate::secret::SecretHash;
+use crate::store::{
+    AccessTokenRecord, AuthStore, AuthStoreError, MemberRecord, NamespaceRecord,
+    RefreshTokenRecord, UserRecord,
+};
+
+/// An [`AuthStore`] backed by any [`AuthMetaStore`] (SQLite, PostgreSQL).
+#[derive(Clone)]
+pub struct MetaAuthStore {
+    inner: Arc<dyn AuthMetaStore>,
+}
+
+impl MetaAuthStore {
+    pub fn new(inner: Arc<dyn AuthMetaStore>) -> MetaAuthStore {
+        MetaAuthStore { inner }
+    }
+}
+
+fn store_error(error: AuthMetaError) -> AuthStoreError {
+    match error {
+        AuthMetaError::AlreadyExists => AuthStoreError::AlreadyExists,
+        AuthMetaError::NotFound => AuthStoreError::NotFound,
+        AuthMetaError::Meta(meta) => AuthStoreError::Backend(Box::new(meta)),
+    }
+}
+
+fn corrupt(what: String) -> AuthStoreError {
+    AuthStoreError::Backend(what.into())
+}
+
+fn seconds(at: OffsetDateTime) -> i64 {
+    at.unix_timestamp()
+}
+
+fn instant(seconds: i64) -> Result<OffsetDateTime, AuthStoreError> {
+    OffsetDateTime::from_unix_timestamp(seconds)
+        .map_err(|e| corrupt(format!("timestamp {seconds}: {e}")))
+}
+
+fn optional_instant(seconds: Option<i64>) -> Result<Option<OffsetDateTime>, AuthStoreError> {
+    seconds.map(instant).transpose()
+}
+
+fn parse_role(text: &str) -> Result<Role, AuthStoreError> {
+    text.parse().map_err(|_| corrupt(format!("role {text:?}")))
+}
+
+fn parse_visibility(text: &str) -> Result<Visibility, AuthStoreError> {
+    text.parse()
+        .map_err(|_| corrupt(format!("visibility {text:?}")))
+}
+
+fn parse_hash(text: &str) -> Result<SecretHash, AuthStoreError> {
+    SecretHash::from_hex(text).ok_or_else(|| corrupt("secret hash".to_string()))
+}
+
+fn user_record(row: UserRow) -> Result<UserRecord, AuthStoreError> {
+    Ok(UserRecord {
+        name: row.name,
+        password_hash: row.password_hash,
+        is_admin: row.is_admin,
+        created_at: instant(row.created_at)?,
+    })
+}
+
+fn namespace_record(row: NamespaceRow) -> Result<NamespaceRecord, AuthStoreError> {
+    Ok(NamespaceRecord {
+        visibility: parse_visibility(&row.visibility)?,
+        name: row.name,
+        created_at: instant(row.created_at)?,
+    })
+}
+
+fn access_token_record(row: AccessTokenRow) -> Result<AccessTokenRecord, AuthStoreError> {
+    let scopes: Vec<TokenScope> = serde_json::from_str(&row.scopes)
+        .map_err(|e| corrupt(format!("scopes of token {:?}: {e}", row.name)))?;
+    Ok(AccessTokenRecord {
+        secret_hash: parse_hash(&row.secret_hash)?,
+        scopes,
+        created_by: row.created_by,
+        created_at: instant(row.created_at)?,
+        expires_at: optional_instant(row.expires_at)?,
+        last_used_at: optional_instant(row.last_used_at)?,
+        revoked_at: optional_instant(row.revoked_at)?,
+        name: row.name,
+    })
+}
+
+fn refresh_token_record(row: RefreshTokenRow) -> Result<RefreshTokenRecord, AuthStoreError> {
+    Ok(RefreshTokenRecord {
+        secret_hash: parse_hash(&row.secret_hash)?,
+        user: row.user,
+        created_at: instant(row.created_at)?,
+        expires_at: optional_instant(row.expires_at)?,
+        revoked_at: optional_instant(row.revoked_at)?,
+    })
+}
+
+#[async_trait]
+impl AuthStore for MetaAuthStore {
+    async fn create_user(&self, user: UserRecord) -> Result<(), AuthStoreError> {
+        self.inner
+            .create_user(&UserRow {
+                name: user.name,
+                password_hash: user.password_hash,
+                is_admin: user.is_admin,
+                created_at: seconds(user.created_at),
+            })
+            .await
+            .map_err(store_error)
+    }
+
+    async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, AuthStoreError> {
+        let row = self.inner.get_user(name).await.map_err(store_error)?;
+        row.map(user_record).transpose()
+    }
+
+    async fn set_password_hash(
+        &self,
+        name: &str,
+        password_hash: &str,
+    ) -> Result<(), AuthStoreError> {
+        self.inner
+            .set_password_hash(name, password_hash)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn set_admin(&self, name: &str, is_admin: bool) -> Result<(), AuthStoreError> {
+        self.inner
+            .set_admin(name, is_admin)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>, AuthStoreError> {
+        let rows = self.inner.list_users().await.map_err(store_error)?;
+        rows.into_iter().map(user_record).collect()
+    }
+
+    async fn create_namespace(
+        &self,
+        namespace: NamespaceRecord,
+        owner: Option<&str>,
+    ) -> Result<(), AuthStoreError> {
+        self.inner
+            .create_namespace(
+                &NamespaceRow {
+                    name: namespace.name,
+                    visibility: namespace.visibility.as_str().to_string(),
+                    created_at: seconds(namespace.created_at),
+                },
+                owner,
+            )
+            .await
+            .map_err(store_error)
+    }
+
+    async fn get_namespace(&self, name: &str) -> Result<Option<NamespaceRecord>, AuthStoreError> {
+        let row = self.inner.get_namespace(name).await.map_err(store_error)?;
+        row.map(namespace_record).transpose()
+    }
+
+    async fn set_visibility(
+        &self,
+        name: &str,
+        visibility: Visibility,
+    ) -> Result<(), AuthStoreError> {
+        self.inner
+            .set_visibility(name, visibility.as_str())
+            .await
+            .map_err(store_error)
+    }
+
+    async fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, AuthStoreError> {
+        let rows = self.inner.list_namespaces().await.map_err(store_error)?;
+        rows.into_iter().map(namespace_record).collect()
+    }
+
+    async fn set_member(
+        &self,
+        namespace: &str,
+        user: &str,
+        role: Role,
+    ) -> Result<(), AuthStoreError> {
+        self.inner
+            .set_member(namespace, user, role.as_str())
+            .await
+            .map_err(store_error)
+    }
+
+    async fn remove_member(&self, namespace: &str, user: &str) -> Result<(), AuthStoreError> {
+        self.inner
+            .remove_member(namespace, user)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn list_members(&self, namespace: &str) -> Result<Vec<MemberRecord>, AuthStoreError> {
+        let rows = self
+            .inner
+            .list_members(namespace)
+            .await
+            .map_err(store_error)?;
+        rows.into_iter()
+            .map(|row: MemberRow| {
+                Ok(MemberRecord {
+                    role: parse_role(&row.role)?,
+                    namespace: row.namespace,
+                    user: row.user,
+                })
+            })
+            .collect()
+    }
+
+    async fn member_role(
+        &self,
+        namespace: &str,
+        user: &str,
+    ) -> Result<Option<Role>, AuthStoreError> {
+        let role = self
+            .inner
+            .member_role(namespace, user)
+            .await
+            .map_err(store_error)?;
+        role.as_deref().map(parse_role).transpose()
+    }
+
+    async fn namespace_facts(
+        &self,
+        namespace: &str,
+        user: Option<&str>,
+    ) -> Result<NamespaceFacts, AuthStoreError> {
+        let Some(record) = self.get_namespace(namespace).await? else {
+            return Ok(NamespaceFacts::Missing);
+        };
+        let member_role = match user {
+            Some(user) => self.member_role(namespace, user).await?,
+            None => None,
+        };
+        Ok(NamespaceFacts::Exists {
+            visibility: record.visibility,
+            member_role,
+        })
+    }
+
+    async fn create_access_token(&self, token: AccessTokenRecord) -> Result<(), AuthStoreError> {
+        let scopes = serde_json::to_string(&token.scopes)
+            .map_err(|e| corrupt(format!("serializing scopes: {e}")))?;
+        self.inner
+            .create_access_token(&AccessTokenRow {
+                name: token.name,
+                secret_hash: token.secret_hash.to_hex(),
+                scopes,
+                created_by: token.created_by,
+                created_at: seconds(token.created_at),
+                expires_at: token.expires_at.map(seconds),
+                last_used_at: token.last_used_at.map(seconds),
+                revoked_at: token.revoked_at.map(seconds),
+            })
+            .await
+            .map_err(store_error)
+    }
+
+    async fn get_access_token(
+        &self,
+        name: &str,
+    ) -> Result<Option<AccessTokenRecord>, AuthStoreError> {
+        let row = self
+            .inner
+            .get_access_token(name)
+            .await
+            .map_err(store_error)?;
+        row.map(access_token_record).transpose()
+    }
+
+    async fn touch_access_token(
+        &self,
+        name: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), AuthStoreError> {
+        self.inner
+            .touch_access_token(name, seconds(at))
+            .await
+            .map_err(store_error)
+    }
+
+    async fn revoke_access_token(
+        &self,
+        name: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), AuthStoreError> {
+        self.inner
+            .revoke_access_token(name, seconds(at))
+            .await
+            .map_err(store_error)
+    }
+
+    async fn list_access_tokens(&self) -> Result<Vec<AccessTokenRecord>, AuthStoreError> {
+        let rows = self.inner.list_access_tokens().await.map_err(store_error)?;
+        rows.into_iter().map(access_token_record).collect()
+    }
+
+    async fn create_refresh_token(&self, token: RefreshTokenRecord) -> Result<(), AuthStoreError> {
+        self.inner
+            .create_refresh_token(&RefreshTokenRow {
+                secret_hash: token.secret_hash.to_hex(),
+                user: token.user,
+                created_at: seconds(token.created_at),
+                expires_at: token.expires_at.map(seconds),
+                revoked_at: token.revoked_at.map(seconds),
+            })
+            .await
+            .map_err(store_error)
+    }
+
+    async fn get_refresh_token(
+        &self,
+        hash: &SecretHash,
+    ) -> Result<Option<RefreshTokenRecord>, AuthStoreError> {
+        let row = self
+            .inner
+            .get_refresh_token(&hash.to_hex())
+            .await
+            .map_err(store_error)?;
+        row.map(refresh_token_record).transpose()
+    }
+
+    async fn revoke_refresh_token(
+        &self,
+        hash: &SecretHash,
+        at: OffsetDateTime,
+    ) -> Result<(), AuthStoreError> {
+        self.inner
+            .revoke_refresh_token(&hash.to_hex(), seconds(at))
+            .await
+            .map_err(store_error)
+    }
+
+    async fn revoke_refresh_tokens_of_user(
+        &self,
+        user: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64, AuthStoreError> {
+        self.inner
+            .revoke_refresh_tokens_of_user(user, seconds(at))
+            .await
+            .map_err(store_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::generate_access_token;
+    use crate::store::issue_refresh_token;
+    use berth_meta::sqlite::SqliteMetaStore;
+    use time::Duration;
+
+    #[tokio::test]
+    async fn records_round_trip_through_sqlite() {
+        let sqlite = SqliteMetaStore::open_in_memory().await.unwrap();
+        let store = MetaAuthStore::new(Arc::new(sqlite));
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        store
+            .create_user(UserRecord {
+                name: "alice".into(),
+                password_hash: "$argon2id$x".into(),
+                is_admin: false,
+                created_at: now,
+            })
+            .await
+            .unwrap();
+        store
+            .create_namespace(
+                NamespaceRecord {
+                    name: "team".into(),
+                    visibility: Visibility::Public,
+                    created_at: now,
+                },
+                Some("alice"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.namespace_facts("team", Some("alice")).await.unwrap(),
+            NamespaceFacts::Exists {
+                visibility: Visibility::Public,
+                member_role: Some(Role::Owner)
+            }
+        );
+        let (secret, secret_hash) = generate_access_token();
+        let record = AccessTokenRecord {
+            name: "ci".into(),
+            secret_hash,
+            scopes: vec![TokenScope::parse("team/api:pull,push").unwrap()],
+            created_by: Some("alice".into()),
+            created_at: now,
+            expires_at: Some(now + Duration::days(1)),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        store.create_access_token(record.clone()).await.unwrap();
+        let stored = store.get_access_token("ci").await.unwrap().unwrap();
+        assert_eq!(stored, record);
+        assert!(stored.authenticate(secret.expose(), now).is_some());
+        let (refresh, refresh_record) = issue_refresh_token("alice", now, Duration::days(1));
+        store
+            .create_refresh_token(refresh_record.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .get_refresh_token(&SecretHash::of(refresh.expose()))
+                .await
+                .unwrap(),
+            Some(refresh_record)
+        );
+    }
+}

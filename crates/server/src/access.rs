@@ -1,0 +1,443 @@
+//! Access control on the HTTP edge: who is calling (credentials to a
+//! [`Principal`]), what each `/v2/` endpoint needs, and how a refusal is
+//! answered. The decisions themselves are `berth_auth::authorize`'s; this
+//! module only gathers the facts and renders the answer.
+//!
+//! **Architecture Invariant:** authorization happens once, in
+//! [`authorize_request`], before `v2` dispatches to a handler; handlers only
+//! read the [`Caller`] it leaves in the request's extensions (to filter the
+//! catalog) and the [`MountDenied`] marker. Credentials and tokens are never
+//! logged: they travel as `berth_auth::Secret`, whose `Debug` hides them.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::ConnectInfo;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use berth_auth::policy::may_create_namespace;
+use berth_auth::store::NamespaceRecord;
+use berth_auth::{
+    authorize, AuthStore, AuthStoreError, Challenge, ChallengeError, Claims, Credentials, Decision,
+    Denial, LoginContext, LoginError, LoginThrottle, NamespaceFacts, PolicyConfig, Principal,
+    Scope, TokenAuthority, Visibility,
+};
+use berth_auth::{login_with_password, Action};
+use berth_oci::{ErrorCode, RepoName};
+use time::OffsetDateTime;
+
+use crate::endpoint::Endpoint;
+use crate::error::ApiError;
+
+/// The path of the token endpoint, relative to the registry's origin.
+pub const TOKEN_PATH: &str = "/auth/token";
+
+/// Everything access control needs, built once by the binary. Absent from
+/// [`crate::AppState`] when access control is off.
+pub struct AuthState {
+    /// Users, namespaces, members and tokens.
+    pub store: Arc<dyn AuthStore>,
+    /// Signs and verifies registry bearer tokens.
+    pub authority: TokenAuthority,
+    /// Failed-login counts per account and address, shared by every login path.
+    pub throttle: Mutex<LoginThrottle>,
+    pub policy: PolicyConfig,
+    /// The token endpoint's absolute URL for challenges; when unset it is
+    /// derived from each request's `Host`, so one configuration works behind
+    /// whatever name clients use.
+    pub realm: Option<String>,
+    /// Whether the listener speaks TLS, for the scheme of a derived realm.
+    pub tls: bool,
+}
+
+impl AuthState {
+    /// The realm for a request: configured, or `scheme://Host/auth/token`.
+    pub fn realm(&self, headers: &HeaderMap) -> String {
+        if let Some(realm) = &self.realm {
+            return realm.clone();
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{host}{TOKEN_PATH}")
+    }
+
+    /// A 401 `UNAUTHORIZED` with a bearer challenge for `scope`.
+    pub fn unauthorized(
+        &self,
+        headers: &HeaderMap,
+        scope: Option<Scope>,
+        error: Option<ChallengeError>,
+        message: &str,
+    ) -> ApiError {
+        let mut challenge = Challenge::bearer(self.realm(headers), &self.authority.service);
+        if let Some(scope) = scope {
+            challenge = challenge.with_scope(scope);
+        }
+        if let Some(error) = error {
+            challenge = challenge.with_error(error);
+        }
+        ApiError::new(ErrorCode::Unauthorized, message)
+            .with_header("www-authenticate", challenge.render())
+    }
+
+    /// Turns a login failure into an answer.
+    pub fn login_error(&self, headers: &HeaderMap, error: LoginError) -> ApiError {
+        match error {
+            LoginError::Throttled(wait) => ApiError::new(
+                ErrorCode::TooManyRequests,
+                "too many failed logins; try again later",
+            )
+            .with_header("retry-after", wait.as_secs().max(1).to_string()),
+            LoginError::InvalidCredentials => {
+                self.unauthorized(headers, None, None, "invalid credentials")
+            }
+            LoginError::Store(e) => store_failure(e),
+        }
+    }
+
+    /// The facts the policy needs about `namespace` for `principal`.
+    pub async fn facts(
+        &self,
+        principal: &Principal,
+        namespace: &str,
+    ) -> Result<NamespaceFacts, ApiError> {
+        self.store
+            .namespace_facts(namespace, user_name(principal))
+            .await
+            .map_err(store_failure)
+    }
+}
+
+/// The authenticated caller of a request, left in its extensions.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub principal: Principal,
+    /// The verified claims when the caller presented a bearer token.
+    pub bearer: Option<Claims>,
+    /// Whether any credentials were presented.
+    pub presented_credentials: bool,
+}
+
+/// Marks an upload start whose `mount` must be ignored because the caller
+/// may not pull from `from`: the spec's fallback is an ordinary upload, and
+/// answering "denied" would reveal that the source exists.
+#[derive(Clone, Copy, Debug)]
+pub struct MountDenied;
+
+/// A 500 for a store failure, details to the log only.
+pub fn store_failure(error: AuthStoreError) -> ApiError {
+    tracing::error!(error = %error, "auth store failed");
+    ApiError::new(ErrorCode::Internal, "internal server error")
+        .with_status(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// The user name whose memberships count for `principal`.
+pub fn user_name(principal: &Principal) -> Option<&str> {
+    match principal {
+        Principal::User { name, .. } => Some(name),
+        Principal::Anonymous | Principal::AccessToken { .. } => None,
+    }
+}
+
+/// The client's address for throttling: the socket peer when served by
+/// [`crate::run`], unspecified in router tests.
+pub fn client_address(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
+}
+
+/// A login context at the current time.
+pub fn login_context(parts: &Parts) -> LoginContext {
+    LoginContext {
+        address: client_address(parts),
+        now: OffsetDateTime::now_utc(),
+        instant: Instant::now(),
+    }
+}
+
+/// Checks the `Authorization` header, if any, and returns the caller.
+pub async fn authenticate(auth: &AuthState, parts: &Parts) -> Result<Caller, ApiError> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(Caller {
+            principal: Principal::Anonymous,
+            bearer: None,
+            presented_credentials: false,
+        });
+    };
+    let credentials = value.to_str().ok().and_then(Credentials::parse);
+    match credentials {
+        None => {
+            Err(auth.unauthorized(&parts.headers, None, None, "malformed Authorization header"))
+        }
+        Some(Credentials::Basic { username, password }) => {
+            let principal = login_with_password(
+                auth.store.as_ref(),
+                &auth.throttle,
+                &username,
+                &password,
+                login_context(parts),
+            )
+            .await
+            .map_err(|e| auth.login_error(&parts.headers, e))?;
+            Ok(Caller {
+                principal,
+                bearer: None,
+                presented_credentials: true,
+            })
+        }
+        Some(Credentials::Bearer(token)) => {
+            let now = OffsetDateTime::now_utc();
+            let invalid = || {
+                auth.unauthorized(
+                    &parts.headers,
+                    None,
+                    Some(ChallengeError::InvalidToken),
+                    "invalid or expired token",
+                )
+            };
+            let claims = auth
+                .authority
+                .verify(token.expose(), now)
+                .map_err(|_| invalid())?;
+            let principal = principal_for_subject(auth.store.as_ref(), &claims.sub, now)
+                .await?
+                .ok_or_else(invalid)?;
+            Ok(Caller {
+                principal,
+                bearer: Some(claims),
+                presented_credentials: true,
+            })
+        }
+    }
+}
+
+/// The principal a bearer token's `sub` names, as it stands now: a user
+/// (with their current admin flag) or a still-valid access token. `None` when
+/// neither exists any more, so deleting a user or revoking a token takes
+/// effect at once rather than when the token expires. User and token names
+/// never collide: each is refused when the other exists.
+pub async fn principal_for_subject(
+    store: &dyn AuthStore,
+    subject: &str,
+    now: OffsetDateTime,
+) -> Result<Option<Principal>, ApiError> {
+    if subject.is_empty() {
+        return Ok(Some(Principal::Anonymous));
+    }
+    if let Some(user) = store.get_user(subject).await.map_err(store_failure)? {
+        return Ok(Some(Principal::User {
+            name: user.name,
+            is_admin: user.is_admin,
+        }));
+    }
+    let token = store
+        .get_access_token(subject)
+        .await
+        .map_err(store_failure)?;
+    Ok(token
+        .filter(|t| t.revoked_at.is_none() && !berth_auth::secret::is_expired(t.expires_at, now))
+        .map(|t| Principal::AccessToken {
+            name: t.name,
+            scopes: t.scopes,
+            expires_at: t.expires_at,
+        }))
+}
+
+/// What a `/v2/` request needs.
+enum Needs {
+    /// Any valid credentials, or none (`/v2/` answers 401 to anonymous callers
+    /// so clients learn where to log in).
+    Login,
+    /// Nothing up front; the handler filters by [`may_pull`].
+    Catalog,
+    Repository(RepoName, Action),
+}
+
+fn needs(endpoint: &Endpoint, method: &Method) -> Needs {
+    let write = |repo: &RepoName| Needs::Repository(repo.clone(), Action::Push);
+    let read = |repo: &RepoName| Needs::Repository(repo.clone(), Action::Pull);
+    let delete = |repo: &RepoName| Needs::Repository(repo.clone(), Action::Delete);
+    match endpoint {
+        Endpoint::Base => Needs::Login,
+        Endpoint::Catalog => Needs::Catalog,
+        Endpoint::Tags(repo) | Endpoint::Referrers(repo, _) => read(repo),
+        Endpoint::Manifest(repo, _) | Endpoint::Blob(repo, _) => match *method {
+            Method::PUT | Method::POST | Method::PATCH => write(repo),
+            Method::DELETE => delete(repo),
+            _ => read(repo),
+        },
+        Endpoint::UploadStart(repo) | Endpoint::Upload(repo, _) => write(repo),
+    }
+}
+
+/// The scope a challenge names for `action` on `repository`. Pushing clients
+/// always need to read too (to check what exists), so a push challenge asks
+/// for both, as Distribution does.
+fn challenge_scope(repository: &RepoName, action: Action) -> Scope {
+    let actions: &[&str] = match action {
+        Action::Push => &["pull", "push"],
+        Action::Delete => &["delete"],
+        _ => &["pull"],
+    };
+    Scope::repository(repository.as_str(), actions)
+}
+
+/// The one authorization step of `/v2/`: authenticates the caller, checks
+/// what `endpoint` needs, creates a namespace a permitted push is the first
+/// to use, and leaves the [`Caller`] (and [`MountDenied`]) in `parts`.
+pub async fn authorize_request(
+    auth: &AuthState,
+    endpoint: &Endpoint,
+    parts: &mut Parts,
+) -> Result<(), ApiError> {
+    let caller = authenticate(auth, parts).await?;
+    match needs(endpoint, &parts.method) {
+        Needs::Login => {
+            if !caller.presented_credentials {
+                return Err(auth.unauthorized(
+                    &parts.headers,
+                    None,
+                    None,
+                    "authentication required",
+                ));
+            }
+        }
+        Needs::Catalog => {}
+        Needs::Repository(repository, action) => {
+            check(auth, &caller, &parts.headers, &repository, action).await?;
+            if let Endpoint::UploadStart(_) = endpoint {
+                if let Some(from) = mount_source(parts) {
+                    if !may_pull(auth, &caller, &from, &mut HashMap::new()).await? {
+                        parts.extensions.insert(MountDenied);
+                    }
+                }
+            }
+        }
+    }
+    parts.extensions.insert(caller);
+    Ok(())
+}
+
+fn mount_source(parts: &Parts) -> Option<RepoName> {
+    let query = parts.uri.query()?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
+    if !pairs.iter().any(|(k, _)| k == "mount") {
+        return None;
+    }
+    pairs
+        .into_iter()
+        .find(|(k, _)| k == "from")
+        .and_then(|(_, v)| RepoName::parse(&v).ok())
+}
+
+async fn check(
+    auth: &AuthState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    repository: &RepoName,
+    action: Action,
+) -> Result<(), ApiError> {
+    let facts = auth
+        .facts(&caller.principal, repository.namespace())
+        .await?;
+    let decision = authorize(&caller.principal, &auth.policy, facts, repository, action);
+    let token_grants = caller.bearer.as_ref().is_none_or(|claims| {
+        action
+            .scope_name()
+            .is_some_and(|name| claims.allows("repository", repository.as_str(), name))
+    });
+    let scope = challenge_scope(repository, action);
+    match decision {
+        Decision::Deny(Denial::AuthenticationRequired) => {
+            Err(auth.unauthorized(headers, Some(scope), None, "authentication required"))
+        }
+        Decision::Deny(Denial::Forbidden) => Err(ApiError::new(
+            ErrorCode::Denied,
+            "requested access to the resource is denied",
+        )),
+        // Allowed by the policy but not by this token: the client asks the
+        // token endpoint again with the scope named here.
+        _ if !token_grants => Err(auth.unauthorized(
+            headers,
+            Some(scope),
+            Some(ChallengeError::InsufficientScope),
+            "the token does not grant this action",
+        )),
+        Decision::AllowCreatingNamespace => {
+            create_namespace_for(auth, &caller.principal, repository).await
+        }
+        Decision::Allow => Ok(()),
+    }
+}
+
+/// Creates the namespace of `repository` with `principal` as its owner, as
+/// the first permitted push into it. A concurrent creation is not an error.
+async fn create_namespace_for(
+    auth: &AuthState,
+    principal: &Principal,
+    repository: &RepoName,
+) -> Result<(), ApiError> {
+    let namespace = repository.namespace();
+    if !may_create_namespace(principal, &auth.policy, namespace) {
+        return Err(ApiError::new(ErrorCode::Denied, "may not create namespace"));
+    }
+    let record = NamespaceRecord {
+        name: namespace.to_string(),
+        visibility: Visibility::Private,
+        created_at: OffsetDateTime::now_utc(),
+    };
+    match auth
+        .store
+        .create_namespace(record, user_name(principal))
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(namespace, "namespace created by first push");
+            Ok(())
+        }
+        Err(AuthStoreError::AlreadyExists) => Ok(()),
+        Err(e) => Err(store_failure(e)),
+    }
+}
+
+/// Whether `caller` may pull from `repository`, by the policy alone (a bearer
+/// token's scopes name what it was issued for, not what may be listed).
+/// `cache` holds namespace facts across calls of one request.
+pub async fn may_pull(
+    auth: &AuthState,
+    caller: &Caller,
+    repository: &RepoName,
+    cache: &mut HashMap<String, NamespaceFacts>,
+) -> Result<bool, ApiError> {
+    let namespace = repository.namespace();
+    let facts = match cache.get(namespace) {
+        Some(facts) => *facts,
+        None => {
+            let facts = auth.facts(&caller.principal, namespace).await?;
+            cache.insert(namespace.to_string(), facts);
+            facts
+        }
+    };
+    // A missing namespace holds nothing to list, whoever may create it.
+    if facts == NamespaceFacts::Missing {
+        return Ok(matches!(
+            caller.principal,
+            Principal::User { is_admin: true, .. }
+        ));
+    }
+    Ok(authorize(
+        &caller.principal,
+        &auth.policy,
+        facts,
+        repository,
+        Action::Pull,
+    )
+    .is_allowed())
+}

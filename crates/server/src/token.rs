@@ -1,0 +1,245 @@
+//! The token endpoint (`/auth/token`), Docker's token protocol: `GET` with
+//! Basic credentials or none, and the OAuth2 `POST` form (password and
+//! refresh-token grants) that `docker login` uses to get a refresh
+//! ("identity") token. Both answer with a short-lived registry JWT carrying
+//! only the actions the policy grants, which may be none: a client that asks
+//! for more than it may have gets a token for less, and `/v2/` refuses the rest.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use berth_auth::challenge::oauth_error_code;
+use berth_auth::policy::granted_actions;
+use berth_auth::store::{issue_refresh_token, REFRESH_TOKEN_LIFETIME};
+use berth_auth::{
+    login_with_password, login_with_refresh_token, AccessEntry, AuthError, Credentials, Grant,
+    LoginError, Principal, ResourceType, Scope, Secret, TokenGetRequest, TokenPostRequest,
+    TokenResponse,
+};
+use berth_oci::{ErrorCode, RepoName};
+use time::OffsetDateTime;
+
+use crate::access::{login_context, store_failure, user_name, AuthState};
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Largest OAuth2 form accepted: a few credentials and scopes.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+fn auth_state(state: &AppState) -> Result<&Arc<AuthState>, ApiError> {
+    state.auth.as_ref().ok_or_else(ApiError::not_found)
+}
+
+/// `GET /auth/token`.
+pub async fn get_token(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, _body) = request.into_parts();
+    match get_token_inner(&state, &parts).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn get_token_inner(state: &AppState, parts: &Parts) -> Result<Response, ApiError> {
+    let auth = auth_state(state)?;
+    let query = TokenGetRequest::parse(parts.uri.query().unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(ErrorCode::Unsupported, e.to_string()))?;
+    check_service(auth, query.service.as_deref())?;
+    let principal = match parts.headers.get(header::AUTHORIZATION) {
+        None => Principal::Anonymous,
+        Some(value) => match value.to_str().ok().and_then(Credentials::parse) {
+            Some(Credentials::Basic { username, password }) => login_with_password(
+                auth.store.as_ref(),
+                &auth.throttle,
+                &username,
+                &password,
+                login_context(parts),
+            )
+            .await
+            .map_err(|e| basic_login_error(auth, &parts.headers, e))?,
+            _ => {
+                return Err(basic_login_error(
+                    auth,
+                    &parts.headers,
+                    LoginError::InvalidCredentials,
+                ))
+            }
+        },
+    };
+    if let (Some(account), Some(subject)) = (&query.account, principal.subject()) {
+        if account != subject {
+            return Err(ApiError::bad_request(
+                ErrorCode::Unsupported,
+                "account does not match the credentials",
+            ));
+        }
+    }
+    let refresh = query.offline_token;
+    issue(auth, &principal, &query.scopes, refresh).await
+}
+
+/// A failed Basic login at the token endpoint: 401 with a Basic challenge,
+/// which is what clients that send no credentials yet expect.
+fn basic_login_error(auth: &AuthState, headers: &HeaderMap, error: LoginError) -> ApiError {
+    match error {
+        LoginError::InvalidCredentials => {
+            ApiError::new(ErrorCode::Unauthorized, "invalid credentials").with_header(
+                "www-authenticate",
+                berth_auth::challenge::basic_challenge(&auth.realm(headers)),
+            )
+        }
+        other => auth.login_error(headers, other),
+    }
+}
+
+fn check_service(auth: &AuthState, service: Option<&str>) -> Result<(), ApiError> {
+    match service {
+        Some(service) if service != auth.authority.service => Err(ApiError::bad_request(
+            ErrorCode::Unsupported,
+            format!("unknown service {service:?}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `POST /auth/token` (OAuth2 form).
+pub async fn post_token(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    match post_token_inner(&state, &parts, body).await {
+        Ok(response) => response,
+        Err(e) => e,
+    }
+}
+
+fn oauth_error(status: StatusCode, code: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": code }))).into_response()
+}
+
+async fn post_token_inner(
+    state: &AppState,
+    parts: &Parts,
+    body: Body,
+) -> Result<Response, Response> {
+    let auth = auth_state(state).map_err(IntoResponse::into_response)?;
+    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
+        .await
+        .map_err(|_| oauth_error(StatusCode::BAD_REQUEST, "invalid_request"))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| oauth_error(StatusCode::BAD_REQUEST, "invalid_request"))?;
+    let form = TokenPostRequest::parse(text)
+        .map_err(|e| oauth_error(StatusCode::BAD_REQUEST, oauth_error_code(&e)))?;
+    check_service(auth, form.service.as_deref()).map_err(IntoResponse::into_response)?;
+    let login = match &form.grant {
+        Grant::Password { username, password } => {
+            login_with_password(
+                auth.store.as_ref(),
+                &auth.throttle,
+                username,
+                password,
+                login_context(parts),
+            )
+            .await
+        }
+        Grant::RefreshToken { refresh_token } => {
+            login_with_refresh_token(
+                auth.store.as_ref(),
+                refresh_token,
+                OffsetDateTime::now_utc(),
+            )
+            .await
+        }
+    };
+    let principal = login.map_err(|e| match e {
+        LoginError::InvalidCredentials => oauth_error(
+            StatusCode::UNAUTHORIZED,
+            oauth_error_code(&AuthError::Token(berth_auth::TokenRejection::Malformed)),
+        ),
+        other => auth.login_error(&parts.headers, other).into_response(),
+    })?;
+    issue(auth, &principal, &form.scopes, form.offline)
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+/// Grants what the policy allows of `scopes`, signs the token and, when asked
+/// and the principal is a user, issues a refresh token.
+async fn issue(
+    auth: &AuthState,
+    principal: &Principal,
+    scopes: &[Scope],
+    with_refresh_token: bool,
+) -> Result<Response, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let access = grant(auth, principal, scopes).await?;
+    let not_after = match principal {
+        Principal::AccessToken { expires_at, .. } => *expires_at,
+        _ => None,
+    };
+    let issued = auth
+        .authority
+        .issue(principal.subject(), access, now, not_after)
+        .map_err(|e| {
+            tracing::error!(error = %e, "signing a registry token failed");
+            ApiError::new(ErrorCode::Internal, "internal server error")
+                .with_status(StatusCode::INTERNAL_SERVER_ERROR)
+        })?;
+    let mut refresh: Option<Secret> = None;
+    if with_refresh_token {
+        if let Principal::User { name, .. } = principal {
+            let (secret, record) = issue_refresh_token(name, now, REFRESH_TOKEN_LIFETIME);
+            auth.store
+                .create_refresh_token(record)
+                .await
+                .map_err(store_failure)?;
+            refresh = Some(secret);
+        }
+    }
+    let body = TokenResponse::new(&issued, refresh.as_ref()).to_json();
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The access entries of a token for `principal` asking for `scopes`.
+pub async fn grant(
+    auth: &AuthState,
+    principal: &Principal,
+    scopes: &[Scope],
+) -> Result<Vec<AccessEntry>, ApiError> {
+    let mut access = Vec::new();
+    for scope in scopes {
+        match scope.resource_type {
+            ResourceType::Repository => {
+                let Ok(repository) = RepoName::parse(&scope.name) else {
+                    continue;
+                };
+                let facts = auth
+                    .store
+                    .namespace_facts(repository.namespace(), user_name(principal))
+                    .await
+                    .map_err(store_failure)?;
+                let actions =
+                    granted_actions(principal, &auth.policy, facts, &repository, &scope.actions);
+                if !actions.is_empty() {
+                    access.push(AccessEntry::granted(scope, actions));
+                }
+            }
+            // Listing is filtered per caller, so the catalog is granted to
+            // anyone who logged in; anonymous callers list without a token.
+            ResourceType::Registry if scope.name == "catalog" && principal.subject().is_some() => {
+                access.push(AccessEntry::granted(scope, vec!["*".to_string()]));
+            }
+            _ => {}
+        }
+    }
+    Ok(access)
+}
