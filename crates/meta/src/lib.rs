@@ -249,6 +249,28 @@ pub trait MetaStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<UploadRecord>, MetaError>;
 
+    // --- job leases ---
+
+    /// Takes or renews the lease on the background job `job` for `lease_secs`
+    /// under the holder name `holder`, so that a job such as the upload purge
+    /// or garbage collection runs on one node at a time. Returns `true` if the
+    /// lease was free, expired (a lease runs until, not including, its expiry
+    /// second) or already held by `holder` (which renews it to
+    /// `now + lease_secs`); `false`, changing nothing, while another holder's
+    /// lease runs.
+    async fn acquire_job_lease(
+        &self,
+        job: &str,
+        holder: &str,
+        now: Timestamp,
+        lease_secs: i64,
+    ) -> Result<bool, MetaError>;
+
+    /// Gives up `holder`'s lease on `job` so another node need not wait for it
+    /// to expire. Releasing a lease held by someone else, or none, changes
+    /// nothing and is not an error.
+    async fn release_job_lease(&self, job: &str, holder: &str) -> Result<(), MetaError>;
+
     // --- operations ---
 
     /// Whether the database answers (used by `/readyz`).

@@ -48,11 +48,18 @@ const READ_CONNECTIONS: u32 = 4;
 /// its own copy of SQLite), which nothing else in the workspace needs. The
 /// layout (`NNNN_name.sql`) and the `_sqlx_migrations` bookkeeping table are
 /// the same, so switching to the macro later changes nothing on disk.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "job leases",
+        include_str!("../migrations/sqlite/0002_job_leases.sql"),
+    ),
+];
 
 /// The metadata store on SQLite.
 #[derive(Clone, Debug)]
@@ -858,6 +865,43 @@ impl MetaStore for SqliteMetaStore {
             .await
             .map_err(database("listing expired uploads"))?;
         rows.iter().map(upload_from_row).collect()
+    }
+
+    async fn acquire_job_lease(
+        &self,
+        job: &str,
+        holder: &str,
+        now: Timestamp,
+        lease_secs: i64,
+    ) -> Result<bool, MetaError> {
+        // One statement decides and writes: the upsert's `WHERE` leaves a
+        // running lease of another holder untouched, and `RETURNING` yields a
+        // row only when the lease was inserted or updated, i.e. taken.
+        let taken: Option<String> = sqlx::query_scalar(
+            "INSERT INTO job_leases (job, holder, expires_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (job) DO UPDATE \
+             SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE job_leases.holder = excluded.holder OR job_leases.expires_at <= ?4 \
+             RETURNING holder",
+        )
+        .bind(job)
+        .bind(holder)
+        .bind(now.saturating_add(lease_secs))
+        .bind(now)
+        .fetch_optional(&self.write)
+        .await
+        .map_err(database("taking a job lease"))?;
+        Ok(taken.is_some())
+    }
+
+    async fn release_job_lease(&self, job: &str, holder: &str) -> Result<(), MetaError> {
+        sqlx::query("DELETE FROM job_leases WHERE job = ? AND holder = ?")
+            .bind(job)
+            .bind(holder)
+            .execute(&self.write)
+            .await
+            .map_err(database("releasing a job lease"))?;
+        Ok(())
     }
 
     async fn check_ready(&self) -> Result<(), MetaError> {

@@ -65,6 +65,16 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
     ("concurrent_writers_all_succeed", |store| {
         Box::pin(concurrent_writers_all_succeed(store))
     }),
+    (
+        "racing_reference_checks_and_deletions_never_both_win",
+        |store| Box::pin(racing_reference_checks_and_deletions_never_both_win(store)),
+    ),
+    ("job_leases_exclude_other_holders_until_expiry", |store| {
+        Box::pin(job_leases_exclude_other_holders_until_expiry(store))
+    }),
+    ("racing_job_lease_takers_have_one_winner", |store| {
+        Box::pin(racing_job_lease_takers_have_one_winner(store))
+    }),
 ];
 
 /// Runs every suite test in turn against one store, which also shows that
@@ -99,6 +109,9 @@ macro_rules! meta_store_tests {
             upload_leases_exclude_other_holders_until_expiry,
             expired_uploads_are_listed_oldest_first,
             concurrent_writers_all_succeed,
+            racing_reference_checks_and_deletions_never_both_win,
+            job_leases_exclude_other_holders_until_expiry,
+            racing_job_lease_takers_have_one_winner,
         );
     };
     (@each $fresh:path; $($name:ident),* $(,)?) => {
@@ -1130,4 +1143,166 @@ pub async fn concurrent_writers_all_succeed(store: &dyn MetaStore) {
         assert!(store.unlink_blob(repo, &shared).await.unwrap());
         assert_clean(store, repo, &[]).await;
     }
+}
+
+pub async fn racing_reference_checks_and_deletions_never_both_win(store: &dyn MetaStore) {
+    // A push that checks its references races a deletion of one of them. The
+    // two must behave as if one ran entirely before the other: either the push
+    // wins (and the deletion is refused or merely unlinks), or the deletion
+    // wins and the push is refused as incomplete. Anything else, such as a
+    // database error from a constraint the check should have caught, fails.
+    const ROUNDS: usize = 12;
+    let repo = repository("suite-race/app");
+    for round in 0..ROUNDS {
+        // An index pushed while its only child is deleted.
+        let child = image(&format!("suite-race child {round}"), &[]);
+        put(store, &repo, &child, None).await;
+        let parent = index(
+            &format!("suite-race index {round}"),
+            &[&child.record.digest],
+        );
+        let (pushed, deleted) = futures::join!(
+            store.put_manifest(&repo, &parent, None, NOW),
+            store.delete_manifest(&repo, &child.record.digest),
+        );
+        match (pushed, deleted) {
+            (Ok(()), Err(MetaError::ManifestReferenced(by))) => {
+                assert_eq!(by, parent.record.digest, "round {round}");
+                assert_eq!(
+                    delete(store, &repo, &parent.record.digest).await,
+                    Vec::<Tag>::new()
+                );
+                assert_eq!(
+                    delete(store, &repo, &child.record.digest).await,
+                    Vec::<Tag>::new()
+                );
+            }
+            (Err(MetaError::MissingManifests(missing)), Ok(Some(_))) => {
+                assert_eq!(missing, vec![child.record.digest.clone()], "round {round}");
+            }
+            other => panic!("round {round}: index push against child deletion gave {other:?}"),
+        }
+
+        // An image pushed while its only layer is unlinked.
+        let layer = digest_of(&format!("suite-race layer {round}"));
+        link(store, &repo, &layer, 8).await;
+        let manifest = image(&format!("suite-race image {round}"), &[&layer]);
+        let (pushed, unlinked) = futures::join!(
+            store.put_manifest(&repo, &manifest, None, NOW),
+            store.unlink_blob(&repo, &layer),
+        );
+        assert!(
+            unlinked.expect("unlink_blob succeeds"),
+            "round {round}: the link existed"
+        );
+        match pushed {
+            Ok(()) => assert_eq!(
+                delete(store, &repo, &manifest.record.digest).await,
+                Vec::<Tag>::new()
+            ),
+            Err(MetaError::MissingBlobs(missing)) => {
+                assert_eq!(missing, vec![layer.clone()], "round {round}")
+            }
+            Err(other) => panic!("round {round}: image push against unlink gave {other:?}"),
+        }
+        assert_eq!(store.linked_blob_size(&repo, &layer).await.unwrap(), None);
+        assert_clean(
+            store,
+            &repo,
+            &[
+                &child.record.digest,
+                &parent.record.digest,
+                &manifest.record.digest,
+            ],
+        )
+        .await;
+    }
+}
+
+pub async fn job_leases_exclude_other_holders_until_expiry(store: &dyn MetaStore) {
+    let purge = "suite-jobs purge";
+    let collect = "suite-jobs collect";
+    // Steps of (holder, job, now, expect taken) against 30-second leases.
+    let steps: &[(&str, &str, Timestamp, bool)] = &[
+        ("alice", purge, NOW, true),
+        ("bob", purge, NOW + 10, false),
+        // Leases are per job: Bob may hold another job meanwhile.
+        ("bob", collect, NOW + 10, true),
+        // The holder renews its own lease, which now runs to NOW + 41.
+        ("alice", purge, NOW + 11, true),
+        ("bob", purge, NOW + 40, false),
+        // At the expiry second the lease is over and another holder takes it.
+        ("bob", purge, NOW + 41, true),
+        ("alice", purge, NOW + 42, false),
+    ];
+    for &(holder, job, now, expected) in steps {
+        let taken = store.acquire_job_lease(job, holder, now, 30).await.unwrap();
+        assert_eq!(taken, expected, "{holder} taking {job:?} at {now}");
+    }
+
+    // Alice releasing what she no longer holds leaves Bob's lease in place.
+    store.release_job_lease(purge, "alice").await.unwrap();
+    assert!(!store
+        .acquire_job_lease(purge, "alice", NOW + 43, 30)
+        .await
+        .unwrap());
+    // Once Bob releases it, Alice need not wait for the expiry.
+    store.release_job_lease(purge, "bob").await.unwrap();
+    assert!(store
+        .acquire_job_lease(purge, "alice", NOW + 44, 30)
+        .await
+        .unwrap());
+
+    // Releasing twice, or a job nobody holds, is harmless.
+    store.release_job_lease(purge, "alice").await.unwrap();
+    store.release_job_lease(purge, "alice").await.unwrap();
+    store
+        .release_job_lease("suite-jobs absent", "alice")
+        .await
+        .unwrap();
+    store.release_job_lease(collect, "bob").await.unwrap();
+
+    // Nothing is left behind: both jobs are free even at the earliest time.
+    for job in [purge, collect] {
+        assert!(store
+            .acquire_job_lease(job, "carol", NOW, 30)
+            .await
+            .unwrap());
+        store.release_job_lease(job, "carol").await.unwrap();
+    }
+}
+
+pub async fn racing_job_lease_takers_have_one_winner(store: &dyn MetaStore) {
+    const NODES: usize = 10;
+    let job = "suite-jobs race";
+    // First for a free lease, then for one that has just expired: whatever
+    // the interleaving, exactly one node runs the job.
+    for (round, now) in [NOW, NOW + 30].into_iter().enumerate() {
+        let holders: Vec<String> = (0..NODES)
+            .map(|node| format!("round {round} node {node}"))
+            .collect();
+        let results = join_all(
+            holders
+                .iter()
+                .map(|holder| store.acquire_job_lease(job, holder, now, 30)),
+        )
+        .await;
+        let winners: Vec<&String> = holders
+            .iter()
+            .zip(results)
+            .filter_map(|(holder, taken)| taken.unwrap().then_some(holder))
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+    }
+    for node in 0..NODES {
+        store
+            .release_job_lease(job, &format!("round 1 node {node}"))
+            .await
+            .unwrap();
+    }
+    assert!(store
+        .acquire_job_lease(job, "carol", NOW, 30)
+        .await
+        .unwrap());
+    store.release_job_lease(job, "carol").await.unwrap();
 }
