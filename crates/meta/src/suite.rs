@@ -214,7 +214,7 @@ async fn link(store: &dyn MetaStore, repo: &RepoName, digest: &Digest, size: u64
 
 async fn delete(store: &dyn MetaStore, repo: &RepoName, digest: &Digest) -> Vec<Tag> {
     store
-        .delete_manifest(repo, digest)
+        .delete_manifest(repo, digest, false, NOW)
         .await
         .expect("delete_manifest succeeds")
         .expect("the manifest was stored")
@@ -264,7 +264,7 @@ pub async fn blob_links_are_idempotent_and_per_repository(store: &dyn MetaStore)
 
     assert_eq!(store.linked_blob_size(&one, &blob).await.unwrap(), None);
     assert!(
-        !store.unlink_blob(&one, &blob).await.unwrap(),
+        !store.unlink_blob(&one, &blob, NOW).await.unwrap(),
         "nothing to unlink yet"
     );
 
@@ -276,12 +276,12 @@ pub async fn blob_links_are_idempotent_and_per_repository(store: &dyn MetaStore)
         None,
         "a link in one repository is invisible from another"
     );
-    assert!(!store.unlink_blob(&two, &blob).await.unwrap());
+    assert!(!store.unlink_blob(&two, &blob, NOW).await.unwrap());
 
     link(store, &two, &blob, 17).await;
-    assert!(store.unlink_blob(&one, &blob).await.unwrap());
+    assert!(store.unlink_blob(&one, &blob, NOW).await.unwrap());
     assert!(
-        !store.unlink_blob(&one, &blob).await.unwrap(),
+        !store.unlink_blob(&one, &blob, NOW).await.unwrap(),
         "unlinking twice is harmless"
     );
     assert_eq!(store.linked_blob_size(&one, &blob).await.unwrap(), None);
@@ -290,7 +290,7 @@ pub async fn blob_links_are_idempotent_and_per_repository(store: &dyn MetaStore)
         Some(17),
         "unlinking from one repository leaves the other's link"
     );
-    assert!(store.unlink_blob(&two, &blob).await.unwrap());
+    assert!(store.unlink_blob(&two, &blob, NOW).await.unwrap());
     assert_eq!(store.linked_blob_size(&two, &blob).await.unwrap(), None);
 
     // A link creates the repository, and unlinking does not remove it.
@@ -370,9 +370,9 @@ pub async fn put_manifest_with_missing_references_stores_nothing(store: &dyn Met
         delete(store, &repo, &manifest.record.digest).await,
         tags(&["latest"])
     );
-    assert!(store.unlink_blob(&repo, &config).await.unwrap());
-    assert!(store.unlink_blob(&repo, &layer).await.unwrap());
-    assert!(store.unlink_blob(&elsewhere, &layer).await.unwrap());
+    assert!(store.unlink_blob(&repo, &config, NOW).await.unwrap());
+    assert!(store.unlink_blob(&repo, &layer, NOW).await.unwrap());
+    assert!(store.unlink_blob(&elsewhere, &layer, NOW).await.unwrap());
     assert_clean(
         store,
         &repo,
@@ -461,7 +461,7 @@ pub async fn re_putting_a_manifest_only_moves_the_tag(store: &dyn MetaStore) {
 
     // Re-putting the first manifest moves the tag back and changes nothing
     // else: not the stored fields, and its references are not checked again.
-    assert!(store.unlink_blob(&repo, &layer).await.unwrap());
+    assert!(store.unlink_blob(&repo, &layer, NOW).await.unwrap());
     let mut again = first.clone();
     again.record.annotations = Some(r#"{"ignored":"true"}"#.to_string());
     put(store, &repo, &again, Some(&latest)).await;
@@ -529,12 +529,17 @@ pub async fn delete_manifest_removes_its_tags(store: &dyn MetaStore) {
 
     // Deleting what is not there is not an error.
     let absent = store
-        .delete_manifest(&repo, &doomed.record.digest)
+        .delete_manifest(&repo, &doomed.record.digest, false, NOW)
         .await
         .unwrap();
     assert_eq!(absent, None);
     let no_repository = store
-        .delete_manifest(&repository("suite-delete/absent"), &doomed.record.digest)
+        .delete_manifest(
+            &repository("suite-delete/absent"),
+            &doomed.record.digest,
+            false,
+            NOW,
+        )
         .await
         .unwrap();
     assert_eq!(no_repository, None);
@@ -547,7 +552,7 @@ pub async fn delete_manifest_removes_its_tags(store: &dyn MetaStore) {
         delete(store, &other, &doomed.record.digest).await,
         tags(&["a"])
     );
-    assert!(store.unlink_blob(&repo, &layer).await.unwrap());
+    assert!(store.unlink_blob(&repo, &layer, NOW).await.unwrap());
     assert_clean(store, &repo, &[&doomed.record.digest, &kept.record.digest]).await;
     assert_clean(store, &other, &[&doomed.record.digest]).await;
 }
@@ -576,7 +581,10 @@ pub async fn index_children_cannot_be_deleted_while_listed(store: &dyn MetaStore
     );
 
     for child in [&amd64, &arm64] {
-        match store.delete_manifest(&repo, &child.record.digest).await {
+        match store
+            .delete_manifest(&repo, &child.record.digest, false, NOW)
+            .await
+        {
             Err(MetaError::ManifestReferenced(parent)) => assert_eq!(parent, index.record.digest),
             other => panic!("expected ManifestReferenced, got {other:?}"),
         }
@@ -817,7 +825,7 @@ pub async fn repositories_are_listed_in_byte_order_and_paged(store: &dyn MetaSto
     {
         let repo = repository(&format!("{PREFIX}{name}"));
         match position % 3 {
-            0 => assert!(store.unlink_blob(&repo, &blob).await.unwrap()),
+            0 => assert!(store.unlink_blob(&repo, &blob, NOW).await.unwrap()),
             1 => assert_eq!(
                 delete(store, &repo, &manifest.record.digest).await,
                 Vec::<Tag>::new()
@@ -1137,10 +1145,10 @@ pub async fn concurrent_writers_all_succeed(store: &dyn MetaStore) {
             tags(&[&format!("t{number:02}")])
         );
         let layer = digest_of(&format!("suite-concurrent layer {number}"));
-        assert!(store.unlink_blob(repo, &layer).await.unwrap());
+        assert!(store.unlink_blob(repo, &layer, NOW).await.unwrap());
     }
     for repo in &repos {
-        assert!(store.unlink_blob(repo, &shared).await.unwrap());
+        assert!(store.unlink_blob(repo, &shared, NOW).await.unwrap());
         assert_clean(store, repo, &[]).await;
     }
 }
@@ -1163,7 +1171,7 @@ pub async fn racing_reference_checks_and_deletions_never_both_win(store: &dyn Me
         );
         let (pushed, deleted) = futures::join!(
             store.put_manifest(&repo, &parent, None, NOW),
-            store.delete_manifest(&repo, &child.record.digest),
+            store.delete_manifest(&repo, &child.record.digest, false, NOW),
         );
         match (pushed, deleted) {
             (Ok(()), Err(MetaError::ManifestReferenced(by))) => {
@@ -1189,7 +1197,7 @@ pub async fn racing_reference_checks_and_deletions_never_both_win(store: &dyn Me
         let manifest = image(&format!("suite-race image {round}"), &[&layer]);
         let (pushed, unlinked) = futures::join!(
             store.put_manifest(&repo, &manifest, None, NOW),
-            store.unlink_blob(&repo, &layer),
+            store.unlink_blob(&repo, &layer, NOW),
         );
         assert!(
             unlinked.expect("unlink_blob succeeds"),
