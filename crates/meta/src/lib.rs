@@ -352,9 +352,11 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<Vec<LinkCandidate>, MetaError>;
 
     /// Removes those of `links` that still qualify under `cutoffs` and that no
-    /// manifest of their repository references, in one transaction; blobs
-    /// left without any reference become candidates as of `now`. Returns the
-    /// links removed.
+    /// manifest of their repository references, in one transaction. A blob
+    /// left without any reference becomes a candidate as of the removed
+    /// link's own `since` (it has been unreferenced that long; `now` caps it),
+    /// so one pass can remove the link and then the blob. Returns the links
+    /// removed.
     async fn remove_links(
         &self,
         links: &[LinkCandidate],

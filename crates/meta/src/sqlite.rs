@@ -1160,23 +1160,25 @@ impl MetaStore for SqliteMetaStore {
             };
             // The candidate is checked again here, in the transaction that
             // deletes it: a manifest or a re-push since the listing keeps it.
-            let deleted = sqlx::query(
+            let since: Option<i64> = sqlx::query_scalar(
                 "DELETE FROM repository_blobs WHERE repository_id = ?1 AND digest = ?2 \
                  AND unreferenced_since IS NOT NULL \
                  AND unreferenced_since < CASE WHEN was_referenced = 1 THEN ?3 ELSE ?4 END \
                  AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb \
-                     WHERE mb.repository_id = ?1 AND mb.blob_digest = ?2)",
+                     WHERE mb.repository_id = ?1 AND mb.blob_digest = ?2) \
+                 RETURNING unreferenced_since",
             )
             .bind(repository_id)
             .bind(link.digest.as_str())
             .bind(cutoffs.unreferenced_before)
             .bind(cutoffs.never_referenced_before)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(database("removing an expired link"))?
-            .rows_affected();
-            if deleted > 0 {
-                mark_blob_if_orphaned(&mut tx, link.digest.as_str(), now).await?;
+            .map_err(database("removing an expired link"))?;
+            if let Some(since) = since {
+                // The blob has been unreferenced since the link was: its
+                // grace period has run already (a later re-push re-links).
+                mark_blob_if_orphaned(&mut tx, link.digest.as_str(), since.min(now)).await?;
                 removed.push(link.clone());
             }
         }
