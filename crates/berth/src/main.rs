@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use berth_meta::sqlite::SqliteMetaStore;
-use berth_registry::{Registry, RegistryConfig};
+use berth_registry::{GcOptions, Registry, RegistryConfig};
 use berth_server::AppState;
 use berth_storage::fs::FsBlobStore;
 use clap::{Parser, Subcommand};
@@ -32,11 +32,26 @@ struct Cli {
 enum Command {
     /// Run the registry server.
     Serve(ConfigArgs),
+    /// Run one garbage-collection pass and print what it removed. Safe while
+    /// servers run on the same data: it takes the same job lease they do.
+    Gc(GcArgs),
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct GcArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Report what would be removed, and remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also sweep the blob store for objects the metadata does not know.
+    #[arg(long)]
+    sweep_orphans: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -61,6 +76,34 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Gc(args) => {
+            let config = match args.config.load() {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_tracing(&config);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(gc(config, args.dry_run, args.sweep_orphans)) {
+                Ok(code) => code,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve(args) => {
             let config = match args.load() {
                 Ok(config) => config,
@@ -103,7 +146,8 @@ fn init_tracing(config: &Config) {
     }
 }
 
-async fn serve(config: Config) -> Result<(), String> {
+/// Opens the configured backends and builds the registry on them.
+async fn open_registry(config: &Config) -> Result<Registry, String> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         format!(
             "cannot create data directory {}: {e}",
@@ -117,9 +161,50 @@ async fn serve(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot open metadata database: {e}"))?;
     let registry_config = RegistryConfig {
         upload_ttl: config.upload_ttl,
+        gc_grace_period: config.gc_grace_period,
+        gc_untagged_age: config.gc_untagged.then_some(config.gc_untagged_age),
+        delete_referrers: config.delete_referrers,
         ..RegistryConfig::default()
     };
-    let registry = Registry::new(Arc::new(blobs), Arc::new(meta), registry_config);
+    Ok(Registry::new(
+        Arc::new(blobs),
+        Arc::new(meta),
+        registry_config,
+    ))
+}
+
+/// `berth gc`: one pass, its report on stdout. Exits with 3 when another
+/// process holds the garbage-collection lease.
+async fn gc(config: Config, dry_run: bool, sweep_orphans: bool) -> Result<ExitCode, String> {
+    let registry = open_registry(&config).await?;
+    let cancel = CancellationToken::new();
+    let interrupt = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            cancel.cancel();
+        })
+    };
+    let options = GcOptions {
+        dry_run,
+        sweep_orphans,
+        cancel,
+    };
+    let report = registry
+        .collect_garbage(&options)
+        .await
+        .map_err(|e| format!("garbage collection failed: {e}"))?;
+    interrupt.abort();
+    println!("{report}");
+    Ok(if report.lease_busy {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let registry = open_registry(&config).await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -138,6 +223,21 @@ async fn serve(config: Config) -> Result<(), String> {
         let interval = config.upload_purge_interval;
         tokio::spawn(async move { registry.run_upload_purge(interval, token).await })
     };
+    let state = AppState::new(registry.clone());
+    let gc = {
+        let registry = registry.clone();
+        let token = shutdown.clone();
+        let metrics = state.metrics.clone();
+        let interval = config.gc_interval;
+        let sweep_interval = config.gc_orphan_sweep_interval;
+        tokio::spawn(async move {
+            registry
+                .run_gc(interval, sweep_interval, token, move |report| {
+                    metrics.record_gc(report)
+                })
+                .await
+        })
+    };
     let signal = {
         let token = shutdown.clone();
         async move {
@@ -146,9 +246,10 @@ async fn serve(config: Config) -> Result<(), String> {
             token.cancel();
         }
     };
-    let result = berth_server::run(listener, AppState::new(registry), signal).await;
+    let result = berth_server::run(listener, state, signal).await;
     shutdown.cancel();
     let _ = purge.await;
+    let _ = gc.await;
     result.map_err(|e| format!("server error: {e}"))
 }
 
