@@ -39,6 +39,9 @@ pub struct Config {
     /// Whether deleting a manifest deletes its referrers (signatures, SBOMs)
     /// with it, recursively.
     pub delete_referrers: bool,
+    /// How many candidates a garbage-collection batch handles: bounds the
+    /// pass's memory and the length of each metadata transaction.
+    pub gc_batch_size: usize,
     /// The tracing filter, e.g. `info` or `berth=debug,tower_http=info`.
     pub log: String,
     /// `text` for people, `json` for log pipelines.
@@ -65,6 +68,7 @@ impl Default for Config {
             gc_untagged: false,
             gc_untagged_age: Duration::from_secs(24 * 3600),
             delete_referrers: true,
+            gc_batch_size: 500,
             log: "info".to_string(),
             log_format: LogFormat::Text,
         }
@@ -86,6 +90,7 @@ struct FileConfig {
     gc_untagged: Option<bool>,
     gc_untagged_age: Option<String>,
     delete_referrers: Option<bool>,
+    gc_batch_size: Option<usize>,
     log: Option<String>,
     log_format: Option<LogFormat>,
 }
@@ -127,6 +132,9 @@ pub struct ConfigArgs {
     /// Delete referrers with their subject manifest (true or false).
     #[arg(long, env = "BERTH_DELETE_REFERRERS")]
     pub delete_referrers: Option<bool>,
+    /// Candidates per garbage-collection batch, e.g. 500.
+    #[arg(long, env = "BERTH_GC_BATCH_SIZE")]
+    pub gc_batch_size: Option<usize>,
     /// Log filter (tracing's EnvFilter syntax), e.g. info or debug.
     #[arg(long, env = "BERTH_LOG")]
     pub log: Option<String>,
@@ -209,6 +217,9 @@ impl ConfigArgs {
         if let Some(v) = self.delete_referrers.or(file.delete_referrers) {
             config.delete_referrers = v;
         }
+        if let Some(v) = self.gc_batch_size.or(file.gc_batch_size) {
+            config.gc_batch_size = v;
+        }
         if let Some(v) = self.log.clone().or(file.log) {
             config.log = v;
         }
@@ -246,6 +257,12 @@ impl Config {
                     message: "must be at least 1s".into(),
                 });
             }
+        }
+        if self.gc_batch_size == 0 {
+            return Err(ConfigError::Invalid {
+                key: "gc_batch_size",
+                message: "must be at least 1".into(),
+            });
         }
         tracing_subscriber::EnvFilter::try_new(&self.log).map_err(|e| ConfigError::Invalid {
             key: "log",

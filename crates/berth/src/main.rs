@@ -164,6 +164,7 @@ async fn open_registry(config: &Config) -> Result<Registry, String> {
         gc_grace_period: config.gc_grace_period,
         gc_untagged_age: config.gc_untagged.then_some(config.gc_untagged_age),
         delete_referrers: config.delete_referrers,
+        gc_batch_size: config.gc_batch_size,
         ..RegistryConfig::default()
     };
     Ok(Registry::new(

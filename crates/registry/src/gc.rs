@@ -378,6 +378,7 @@ impl Pass<'_> {
                     .meta()
                     .begin_blob_deletions(&candidates, before, now)
                     .await?;
+                tracing::debug!(blobs = begun.len(), "deleting a batch of blobs");
                 for blob in &begun {
                     self.delete_bytes(blob).await?;
                     self.report.blobs_removed += 1;
