@@ -70,6 +70,7 @@ async fn build(data_dir: &std::path::Path) -> (Reference, Vec<Digest>) {
         .put_manifest(
             &live,
             &reference,
+            &[],
             Some("application/vnd.oci.image.manifest.v1+json"),
             serde_json::to_vec(&manifest).unwrap(),
         )

@@ -1,10 +1,13 @@
 //! Registry metadata: repositories, which blobs each repository may see,
-//! manifests and what they reference, tags, referrers and upload sessions.
+//! manifests and what they reference, tags, referrers, upload sessions and
+//! leases on background jobs.
 //!
 //! # Layout
 //!
 //! - [`MetaStore`]: the trait, with its contract.
 //! - [`sqlite`]: the SQLite backend (the default, embedded).
+//! - [`postgres`]: the PostgreSQL backend, for several nodes sharing one
+//!   database (Cargo feature `postgres`, on by default).
 //! - [`suite`]: the shared test suite every backend must pass.
 //!
 //! **All SQL lives in this crate.** Callers speak in `berth_oci` types; rows and
@@ -14,6 +17,9 @@
 
 use berth_oci::{Digest, RepoName, Tag};
 
+mod common;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod suite;

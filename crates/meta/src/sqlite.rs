@@ -11,22 +11,22 @@
 //! The schema lives in `migrations/sqlite/`, is embedded into the binary and is
 //! applied on open; see [`MIGRATIONS`].
 
-use std::borrow::Cow;
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
 use std::str::FromStr;
 use std::time::Duration;
 
 use berth_oci::{Digest, RepoName, Tag};
-use sqlx::error::BoxDynError;
-use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+use crate::common::{
+    database, limit_to_i64, parse_digest, parse_repository, parse_size, parse_tag, to_i64,
+    EmbeddedMigrations,
+};
 use crate::{
     BlobCandidate, DeletedManifest, GcCutoffs, LinkCandidate, ManifestCandidate, ManifestRecord,
     MetaError, MetaStore, NewManifest, Referrer, Timestamp, UploadRecord,
@@ -41,13 +41,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// heavy lifting is blob IO, not metadata.
 const READ_CONNECTIONS: u32 = 4;
 
-/// The embedded migrations, in order: (version, description, SQL).
-///
-/// They are embedded with `include_str!` rather than `sqlx::migrate!` because
-/// that macro needs sqlx's `macros` feature (a proc-macro crate that compiles
-/// its own copy of SQLite), which nothing else in the workspace needs. The
-/// layout (`NNNN_name.sql`) and the `_sqlx_migrations` bookkeeping table are
-/// the same, so switching to the macro later changes nothing on disk.
+/// The embedded migrations, in order: (version, description, SQL). They are
+/// embedded in the binary rather than read from disk at start-up; the shared
+/// `EmbeddedMigrations` source says why not with `sqlx::migrate!`.
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
@@ -162,52 +158,13 @@ impl SqliteMetaStore {
 
 /// Applies the embedded migrations that the database has not seen yet.
 async fn migrate(pool: &SqlitePool) -> Result<(), MetaError> {
-    let migrator = Migrator::new(EmbeddedMigrations)
+    let migrator = Migrator::new(EmbeddedMigrations(MIGRATIONS))
         .await
         .map_err(|error| MetaError::Database(format!("loading migrations: {error}")))?;
     migrator
         .run(pool)
         .await
         .map_err(|error| MetaError::Database(format!("applying migrations: {error}")))
-}
-
-/// [`MIGRATIONS`] as a source sqlx's migrator understands.
-#[derive(Debug)]
-struct EmbeddedMigrations;
-
-impl<'s> MigrationSource<'s> for EmbeddedMigrations {
-    fn resolve(
-        self,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
-        let migrations = MIGRATIONS
-            .iter()
-            .map(|&(version, description, sql)| {
-                Migration::new(
-                    version,
-                    Cow::Borrowed(description),
-                    MigrationType::Simple,
-                    Cow::Borrowed(sql),
-                    false,
-                )
-            })
-            .collect();
-        Box::pin(std::future::ready(Ok(migrations)))
-    }
-}
-
-/// Maps a sqlx error to `MetaError::Database`, saying what was being done.
-fn database(context: &'static str) -> impl FnOnce(sqlx::Error) -> MetaError {
-    move |error| MetaError::Database(format!("{context}: {error}"))
-}
-
-/// Converts a count or size for storage; SQLite integers are signed.
-fn to_i64(value: u64, what: &str) -> Result<i64, MetaError> {
-    i64::try_from(value).map_err(|_| MetaError::Database(format!("{what} {value} is too large")))
-}
-
-/// Converts a page limit; anything beyond `i64::MAX` means "no limit".
-fn limit_to_i64(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
 /// Reads a column, reporting a missing or mistyped column as corruption.
@@ -217,23 +174,6 @@ where
 {
     row.try_get(name)
         .map_err(|error| MetaError::Corrupt(format!("column {name}: {error}")))
-}
-
-fn parse_digest(text: &str) -> Result<Digest, MetaError> {
-    Digest::parse(text).map_err(|error| MetaError::Corrupt(format!("digest {text:?}: {error}")))
-}
-
-fn parse_repository(text: &str) -> Result<RepoName, MetaError> {
-    RepoName::parse(text)
-        .map_err(|error| MetaError::Corrupt(format!("repository name {text:?}: {error}")))
-}
-
-fn parse_tag(text: &str) -> Result<Tag, MetaError> {
-    Tag::parse(text).map_err(|error| MetaError::Corrupt(format!("tag {text:?}: {error}")))
-}
-
-fn parse_size(size: i64) -> Result<u64, MetaError> {
-    u64::try_from(size).map_err(|_| MetaError::Corrupt(format!("negative size {size}")))
 }
 
 /// The manifest columns [`manifest_from_row`] reads, prefixed by table alias `m`.

@@ -69,6 +69,9 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
         "racing_reference_checks_and_deletions_never_both_win",
         |store| Box::pin(racing_reference_checks_and_deletions_never_both_win(store)),
     ),
+    ("racing_pushes_of_one_manifest_all_succeed", |store| {
+        Box::pin(racing_pushes_of_one_manifest_all_succeed(store))
+    }),
     ("job_leases_exclude_other_holders_until_expiry", |store| {
         Box::pin(job_leases_exclude_other_holders_until_expiry(store))
     }),
@@ -88,13 +91,26 @@ pub async fn run_all(store: &dyn MetaStore) {
 /// Expands to one `#[tokio::test]` per suite test, plus a check that the list
 /// below matches [`TESTS`](crate::suite::TESTS).
 ///
-/// `$fresh` names an async function returning `(guard, store)`: a new empty
-/// store, and whatever must live as long as it (a temporary directory, a
-/// database to drop). The caller's crate must depend on `tokio`.
+/// `meta_store_tests!(fresh)`: `fresh` names an async function returning
+/// `(guard, store)`: a new empty store, and whatever must live as long as it
+/// (a temporary directory, a database server).
+///
+/// `meta_store_tests!(skippable fresh)`, for backends that need a server the
+/// machine may lack: `fresh` takes the test's name and returns
+/// `Option<(guard, store)>`, where `None` means it has recorded why the test
+/// is skipped, and the test then passes without running.
+///
+/// The caller's crate must depend on `tokio`.
 #[macro_export]
 macro_rules! meta_store_tests {
     ($fresh:path) => {
-        $crate::meta_store_tests!(@each $fresh;
+        $crate::meta_store_tests!(@list required $fresh);
+    };
+    (skippable $fresh:path) => {
+        $crate::meta_store_tests!(@list skippable $fresh);
+    };
+    (@list $mode:ident $fresh:path) => {
+        $crate::meta_store_tests!(@each $mode $fresh;
             store_is_ready,
             blob_links_are_idempotent_and_per_repository,
             put_manifest_with_missing_references_stores_nothing,
@@ -110,15 +126,16 @@ macro_rules! meta_store_tests {
             expired_uploads_are_listed_oldest_first,
             concurrent_writers_all_succeed,
             racing_reference_checks_and_deletions_never_both_win,
+            racing_pushes_of_one_manifest_all_succeed,
             job_leases_exclude_other_holders_until_expiry,
             racing_job_lease_takers_have_one_winner,
         );
     };
-    (@each $fresh:path; $($name:ident),* $(,)?) => {
+    (@each $mode:ident $fresh:path; $($name:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $name() {
-                let (_guard, store) = $fresh().await;
+                $crate::meta_store_tests!(@fresh $mode $fresh, $name, _guard, store);
                 $crate::suite::$name(&store).await;
             }
         )*
@@ -129,6 +146,16 @@ macro_rules! meta_store_tests {
             let known: Vec<&str> = $crate::suite::TESTS.iter().map(|(name, _)| *name).collect();
             assert_eq!(listed, known);
         }
+    };
+    // The guard and store names come from the caller so that the test body,
+    // expanded at the call site, can see them.
+    (@fresh required $fresh:path, $name:ident, $guard:ident, $store:ident) => {
+        let ($guard, $store) = $fresh().await;
+    };
+    (@fresh skippable $fresh:path, $name:ident, $guard:ident, $store:ident) => {
+        let Some(($guard, $store)) = $fresh(stringify!($name)).await else {
+            return;
+        };
     };
 }
 
@@ -1225,6 +1252,33 @@ pub async fn racing_reference_checks_and_deletions_never_both_win(store: &dyn Me
         )
         .await;
     }
+}
+
+pub async fn racing_pushes_of_one_manifest_all_succeed(store: &dyn MetaStore) {
+    // Clients retrying a push, or several pushing the same image, store one
+    // manifest at once under different tags: all succeed, as if in turn.
+    const PUSHERS: usize = 8;
+    let repo = repository("suite-same/app");
+    let layer = digest_of("suite-same layer");
+    link(store, &repo, &layer, 2).await;
+    let manifest = image("suite-same image", &[&layer]);
+    let names: Vec<String> = (0..PUSHERS).map(|number| format!("p{number}")).collect();
+    let pushes = names.iter().map(|name| {
+        let tag = tag(name);
+        let (repo, manifest) = (&repo, &manifest);
+        async move { store.put_manifest(repo, manifest, Some(&tag), NOW).await }
+    });
+    for (number, result) in join_all(pushes).await.into_iter().enumerate() {
+        result.unwrap_or_else(|error| panic!("pusher {number} failed: {error:?}"));
+    }
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    assert_eq!(list_tags(store, &repo).await, Some(tags(&all)));
+    assert_eq!(
+        delete(store, &repo, &manifest.record.digest).await,
+        tags(&all)
+    );
+    assert!(store.unlink_blob(&repo, &layer, NOW).await.unwrap());
+    assert_clean(store, &repo, &[&manifest.record.digest]).await;
 }
 
 pub async fn job_leases_exclude_other_holders_until_expiry(store: &dyn MetaStore) {

@@ -41,9 +41,7 @@ fn parse_args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .unwrap_or_else(|| panic!("{flag} needs a value"));
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
             "--images" => args.images = value.parse().expect("--images N"),
             "--blobs-per-image" => args.blobs_per_image = value.parse().expect("a number"),
@@ -114,6 +112,7 @@ async fn push_image(
         .put_manifest(
             &repository,
             &Reference::Tag(Tag::parse(&format!("v{index}")).unwrap()),
+            &[],
             Some("application/vnd.oci.image.manifest.v1+json"),
             serde_json::to_vec(&manifest).unwrap(),
         )

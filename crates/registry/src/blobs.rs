@@ -12,10 +12,16 @@ impl Registry {
         repository: &RepoName,
         digest: &Digest,
     ) -> Result<u64, RegistryError> {
-        self.meta()
+        if let Some(size) = self.inner.blob_cache.get(repository, digest) {
+            return Ok(size);
+        }
+        let size = self
+            .meta()
             .linked_blob_size(repository, digest)
             .await?
-            .ok_or(RegistryError::BlobUnknown)
+            .ok_or(RegistryError::BlobUnknown)?;
+        self.inner.blob_cache.insert(repository, digest, size);
+        Ok(size)
     }
 
     /// Streams a blob visible through `repository`, or a range of it. The range
@@ -39,11 +45,13 @@ impl Registry {
         repository: &RepoName,
         digest: &Digest,
     ) -> Result<(), RegistryError> {
-        if self
+        self.inner.blob_cache.invalidate(repository);
+        let unlinked = self
             .meta()
             .unlink_blob(repository, digest, self.now())
-            .await?
-        {
+            .await;
+        self.inner.blob_cache.invalidate(repository);
+        if unlinked? {
             Ok(())
         } else {
             Err(RegistryError::BlobUnknown)
@@ -96,6 +104,7 @@ impl Registry {
             self.meta()
                 .unlink_blob(repository, digest, self.now())
                 .await?;
+            self.inner.blob_cache.invalidate(repository);
             return Err(RegistryError::BlobBeingCollected);
         }
         Ok(())

@@ -320,6 +320,10 @@ impl Pass<'_> {
                     .await?;
                 if let Some(deleted) = deleted {
                     self.report.manifests_removed += 1 + deleted.referrers.len() as u64;
+                    self.registry
+                        .inner
+                        .manifest_cache
+                        .invalidate(&candidate.repository);
                 }
             }
             after = candidates.last().cloned();
@@ -348,6 +352,11 @@ impl Pass<'_> {
                     .remove_links(&candidates, cutoffs, now)
                     .await?;
                 self.report.links_removed += removed.len() as u64;
+                // This node stops serving the removed links at once; other
+                // nodes' caches let them go within their TTL.
+                for link in &removed {
+                    self.registry.inner.blob_cache.invalidate(&link.repository);
+                }
             }
             after = candidates.last().cloned();
             if !full {

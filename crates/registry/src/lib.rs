@@ -24,6 +24,7 @@ use berth_meta::{MetaStore, Timestamp};
 use berth_storage::BlobStore;
 
 mod blobs;
+mod cache;
 pub mod error;
 pub mod gc;
 pub mod jobs;
@@ -64,6 +65,10 @@ pub struct RegistryConfig {
     /// How long the garbage-collection job lease lasts; a pass renews it as
     /// it goes, so a node that dies mid-pass blocks others at most this long.
     pub gc_lease: Duration,
+    /// How long a manifest or blob lookup may be served from this process's
+    /// cache; zero disables the cache. Bounds how long a tag moved, or a
+    /// manifest or blob deleted, through another node can still be served here.
+    pub manifest_cache_ttl: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -77,9 +82,17 @@ impl Default for RegistryConfig {
             delete_referrers: true,
             gc_batch_size: 500,
             gc_lease: Duration::from_secs(15),
+            manifest_cache_ttl: Duration::from_secs(1),
         }
     }
 }
+
+/// Manifest lookups kept in memory at most; at a few KiB each this bounds
+/// the cache to tens of MiB in the worst case.
+const MANIFEST_CACHE_ENTRIES: usize = 4096;
+
+/// Blob sizes kept in memory at most (a few dozen bytes each).
+const BLOB_CACHE_ENTRIES: usize = 65536;
 
 /// The registry: cheap to clone, shared by every request handler.
 #[derive(Clone)]
@@ -92,6 +105,8 @@ struct Inner {
     meta: Arc<dyn MetaStore>,
     config: RegistryConfig,
     clock: Clock,
+    manifest_cache: cache::ManifestCache,
+    blob_cache: cache::BlobCache,
 }
 
 /// Where the registry reads the time. Tests replace it to move time forward.
@@ -128,12 +143,16 @@ impl Registry {
         config: RegistryConfig,
         clock: Clock,
     ) -> Registry {
+        let config_ttl = config.manifest_cache_ttl;
+        let manifest_cache = cache::TtlCache::new(config_ttl, MANIFEST_CACHE_ENTRIES);
         Registry {
             inner: Arc::new(Inner {
                 blobs,
                 meta,
                 config,
                 clock,
+                manifest_cache,
+                blob_cache: cache::TtlCache::new(config_ttl, BLOB_CACHE_ENTRIES),
             }),
         }
     }

@@ -1,5 +1,7 @@
 //! Manifests, tags and referrers.
 
+use std::sync::Arc;
+
 use berth_meta::{ManifestRecord, NewManifest};
 use berth_oci::manifest::{media_types, ManifestError, MAX_MANIFEST_SIZE};
 use berth_oci::{Digest, ParsedManifest, Reference, RepoName, Tag};
@@ -12,6 +14,8 @@ pub struct ManifestPut {
     pub digest: Digest,
     /// The manifest's subject, echoed in the `OCI-Subject` header.
     pub subject: Option<Digest>,
+    /// Tags set from `?tag=` parameters, echoed in `OCI-Tag` headers.
+    pub tags: Vec<Tag>,
 }
 
 /// The referrers of a manifest, rendered as an OCI image index.
@@ -24,11 +28,14 @@ pub struct ReferrersIndex {
 }
 
 impl Registry {
-    /// Validates and stores a manifest pushed under `reference`.
+    /// Validates and stores a manifest pushed under `reference`, and points
+    /// `extra_tags` at it as well (the spec's `?tag=` parameters on a push by
+    /// digest).
     pub async fn put_manifest(
         &self,
         repository: &RepoName,
         reference: &Reference,
+        extra_tags: &[Tag],
         content_type: Option<&str>,
         payload: Vec<u8>,
     ) -> Result<ManifestPut, RegistryError> {
@@ -83,7 +90,19 @@ impl Registry {
         self.meta()
             .put_manifest(repository, &manifest, tag, self.now())
             .await?;
-        Ok(ManifestPut { digest, subject })
+        // Storing an existing manifest again only moves the tag, so each
+        // further tag costs one short transaction.
+        for extra in extra_tags {
+            self.meta()
+                .put_manifest(repository, &manifest, Some(extra), self.now())
+                .await?;
+        }
+        self.inner.manifest_cache.invalidate(repository);
+        Ok(ManifestPut {
+            digest,
+            subject,
+            tags: extra_tags.to_vec(),
+        })
     }
 
     /// Fetches a manifest by tag or digest.
@@ -91,12 +110,19 @@ impl Registry {
         &self,
         repository: &RepoName,
         reference: &Reference,
-    ) -> Result<ManifestRecord, RegistryError> {
+    ) -> Result<Arc<ManifestRecord>, RegistryError> {
+        if let Some(hit) = self.inner.manifest_cache.get(repository, reference) {
+            return Ok(hit);
+        }
         let found = match reference {
             Reference::Tag(tag) => self.meta().manifest_by_tag(repository, tag).await?,
             Reference::Digest(digest) => self.meta().manifest_by_digest(repository, digest).await?,
         };
-        found.ok_or(RegistryError::ManifestUnknown)
+        let record = Arc::new(found.ok_or(RegistryError::ManifestUnknown)?);
+        self.inner
+            .manifest_cache
+            .insert(repository, reference, record.clone());
+        Ok(record)
     }
 
     /// Deletes by reference: a digest deletes the manifest and its tags (and,
@@ -105,6 +131,19 @@ impl Registry {
     /// is refused with `ManifestReferenced`. What the deletion leaves
     /// unreferenced is reclaimed by garbage collection after the grace period.
     pub async fn delete_manifest(
+        &self,
+        repository: &RepoName,
+        reference: &Reference,
+    ) -> Result<(), RegistryError> {
+        // Invalidated before and after: a reader that refilled the cache
+        // between the two sees the change no later than the second call.
+        self.inner.manifest_cache.invalidate(repository);
+        let result = self.delete_manifest_uncached(repository, reference).await;
+        self.inner.manifest_cache.invalidate(repository);
+        result
+    }
+
+    async fn delete_manifest_uncached(
         &self,
         repository: &RepoName,
         reference: &Reference,

@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_oci::range::{parse_content_range, parse_range_header};
-use berth_oci::{Digest, ErrorCode, RangeError, Reference, RepoName};
+use berth_oci::{Digest, ErrorCode, RangeError, Reference, RepoName, Tag};
 use berth_storage::{ByteStream, UploadId};
 use futures::TryStreamExt;
 
@@ -358,7 +358,7 @@ async fn get_manifest(
     let body = if head {
         Body::empty()
     } else {
-        Body::from(record.payload)
+        Body::from(bytes::Bytes::copy_from_slice(&record.payload))
     };
     Ok(builder.body(body).expect("valid manifest response"))
 }
@@ -384,9 +384,16 @@ async fn put_manifest(
         .with_status(StatusCode::PAYLOAD_TOO_LARGE)
     })?;
     state.metrics.bytes_in(payload.len() as u64);
+    let extra_tags = tag_params(request, reference)?;
     let put = state
         .registry
-        .put_manifest(repo, reference, content_type.as_deref(), payload.to_vec())
+        .put_manifest(
+            repo,
+            reference,
+            &extra_tags,
+            content_type.as_deref(),
+            payload.to_vec(),
+        )
         .await?;
     let mut builder = Response::builder()
         .status(StatusCode::CREATED)
@@ -399,9 +406,40 @@ async fn put_manifest(
     if let Some(subject) = &put.subject {
         builder = builder.header("oci-subject", subject.as_str());
     }
+    for tag in &put.tags {
+        builder = builder.header("oci-tag", tag.as_str());
+    }
     Ok(builder
         .body(Body::empty())
         .expect("valid manifest created response"))
+}
+
+/// Most `?tag=` parameters accepted on one push; the spec asks for at least 10.
+const MAX_TAG_PARAMS: usize = 100;
+
+/// The `?tag=` parameters of a push by digest, validated.
+fn tag_params(request: &Parts, reference: &Reference) -> Result<Vec<Tag>, ApiError> {
+    let query = Query::parse(request)?;
+    let raw: Vec<&str> = query.all("tag").collect();
+    if raw.is_empty() {
+        return Ok(Vec::new());
+    }
+    if matches!(reference, Reference::Tag(_)) {
+        return Err(ApiError::bad_request(
+            ErrorCode::ManifestInvalid,
+            "tag parameters are only allowed on a push by digest",
+        ));
+    }
+    if raw.len() > MAX_TAG_PARAMS {
+        return Err(ApiError::new(
+            ErrorCode::ManifestInvalid,
+            format!("at most {MAX_TAG_PARAMS} tag parameters are accepted"),
+        )
+        .with_status(StatusCode::URI_TOO_LONG));
+    }
+    raw.into_iter()
+        .map(|t| Tag::parse(t).map_err(|e| ApiError::manifest_invalid_reference(e.to_string())))
+        .collect()
 }
 
 // --- listings ---
@@ -530,6 +568,13 @@ impl Query {
         serde_urlencoded::from_str::<Vec<(String, String)>>(raw)
             .map(Query)
             .map_err(|_| ApiError::bad_request(ErrorCode::Unsupported, "malformed query string"))
+    }
+
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn get(&self, name: &str) -> Option<&str> {

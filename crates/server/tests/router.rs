@@ -1038,3 +1038,50 @@ async fn garbage_collection_is_reported_in_metrics() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn push_by_digest_with_tag_parameters() {
+    let h = Harness::new().await;
+    let manifest = simple_image(&h, "tp", "tags").await;
+    let digest = Algorithm::Sha256.digest_of(&manifest);
+    let (r, _) = h
+        .call(
+            "PUT",
+            &format!("/v2/tp/manifests/{digest}?tag=1.0&tag=latest"),
+            &[("content-type", OCI_MANIFEST)],
+            manifest.clone(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let tags: Vec<&str> = r
+        .headers()
+        .get_all("oci-tag")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["1.0", "latest"]);
+    for tag in ["1.0", "latest"] {
+        let (r, body) = h
+            .call("GET", &format!("/v2/tp/manifests/{tag}"), &[], vec![])
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(body, manifest);
+    }
+    // Tag parameters make no sense on a push by tag, and must be valid tags.
+    let cases = [
+        "/v2/tp/manifests/v2?tag=other".to_string(),
+        format!("/v2/tp/manifests/{digest}?tag=-bad"),
+    ];
+    for uri in cases {
+        let (r, body) = h
+            .call(
+                "PUT",
+                &uri,
+                &[("content-type", OCI_MANIFEST)],
+                manifest.clone(),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(error_code(&body), "MANIFEST_INVALID", "{uri}");
+    }
+}

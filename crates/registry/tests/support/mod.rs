@@ -226,6 +226,7 @@ pub async fn try_push_image(
         .put_manifest(
             repository,
             reference,
+            &[],
             Some("application/vnd.oci.image.manifest.v1+json"),
             payload,
         )
@@ -265,6 +266,7 @@ pub async fn push_index(
         .put_manifest(
             repository,
             reference,
+            &[],
             Some("application/vnd.oci.image.index.v1+json"),
             payload,
         )
@@ -308,6 +310,7 @@ pub async fn push_referrer(
         .put_manifest(
             repository,
             &by_digest(&digest),
+            &[],
             Some("application/vnd.oci.image.manifest.v1+json"),
             payload,
         )
@@ -352,7 +355,7 @@ pub async fn pull_image(
         blobs.push(descriptor.digest.clone());
     }
     Ok(Image {
-        digest: record.digest,
+        digest: record.digest.clone(),
         blobs,
     })
 }

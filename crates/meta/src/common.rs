@@ -1,0 +1,80 @@
+//! What both SQL backends share: error mapping, conversions between the
+//! database's signed integers and text and `berth_oci` types, and the embedded
+//! migrations as a source sqlx's migrator understands.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+
+use berth_oci::{Digest, RepoName, Tag};
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType};
+
+use crate::MetaError;
+
+/// Maps a sqlx error to `MetaError::Database`, saying what was being done.
+pub(crate) fn database(context: &'static str) -> impl FnOnce(sqlx::Error) -> MetaError {
+    move |error| MetaError::Database(format!("{context}: {error}"))
+}
+
+/// Converts a count or size for storage; SQL integers are signed.
+pub(crate) fn to_i64(value: u64, what: &str) -> Result<i64, MetaError> {
+    i64::try_from(value).map_err(|_| MetaError::Database(format!("{what} {value} is too large")))
+}
+
+/// Converts a page limit; anything beyond `i64::MAX` means "no limit".
+pub(crate) fn limit_to_i64(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn parse_digest(text: &str) -> Result<Digest, MetaError> {
+    Digest::parse(text).map_err(|error| MetaError::Corrupt(format!("digest {text:?}: {error}")))
+}
+
+pub(crate) fn parse_repository(text: &str) -> Result<RepoName, MetaError> {
+    RepoName::parse(text)
+        .map_err(|error| MetaError::Corrupt(format!("repository name {text:?}: {error}")))
+}
+
+pub(crate) fn parse_tag(text: &str) -> Result<Tag, MetaError> {
+    Tag::parse(text).map_err(|error| MetaError::Corrupt(format!("tag {text:?}: {error}")))
+}
+
+pub(crate) fn parse_size(size: i64) -> Result<u64, MetaError> {
+    u64::try_from(size).map_err(|_| MetaError::Corrupt(format!("negative size {size}")))
+}
+
+/// Embedded migrations, (version, description, SQL) in order, as a source
+/// sqlx's migrator understands.
+///
+/// They are embedded with `include_str!` rather than `sqlx::migrate!` because
+/// that macro needs sqlx's `macros` feature (a proc-macro crate that compiles
+/// its own copy of SQLite), which nothing else in the workspace needs. The
+/// layout (`NNNN_name.sql`) and the `_sqlx_migrations` bookkeeping table are
+/// the same, so switching to the macro later changes nothing on disk.
+///
+/// An applied migration's text must never change: the migrator stores its
+/// checksum and refuses to start on a database whose history differs.
+#[derive(Debug)]
+pub(crate) struct EmbeddedMigrations(pub(crate) &'static [(i64, &'static str, &'static str)]);
+
+impl<'s> MigrationSource<'s> for EmbeddedMigrations {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
+        let migrations = self
+            .0
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    Cow::Borrowed(sql),
+                    false,
+                )
+            })
+            .collect();
+        Box::pin(std::future::ready(Ok(migrations)))
+    }
+}

@@ -1,0 +1,312 @@
+//! The shared `MetaStore` suite against a real PostgreSQL that the tests
+//! start themselves (see `support/postgres.rs`), plus what only a server
+//! database has: several nodes migrating and working on one database.
+//!
+//! Without PostgreSQL installed these tests record a loud skip, except under
+//! `CI=true`, where they fail.
+
+mod support;
+
+use berth_meta::postgres::PostgresMetaStore;
+use berth_meta::sqlite::SqliteMetaStore;
+use berth_meta::{ManifestRecord, MetaError, MetaStore, NewManifest, UploadRecord};
+use berth_oci::{Algorithm, RepoName, Tag};
+use sqlx::{Connection, PgConnection};
+use support::postgres::{fresh_database, TestDatabase};
+
+/// A new, empty database with a store connected to it (and so migrated).
+async fn fresh_store(test: &str) -> Option<(TestDatabase, PostgresMetaStore)> {
+    let database = fresh_database(test).await?;
+    let store = PostgresMetaStore::connect(&database.url)
+        .await
+        .expect("connecting to a new database");
+    Some((database, store))
+}
+
+berth_meta::meta_store_tests!(skippable fresh_store);
+
+/// Runs a query returning one text column on a plain connection, to see
+/// what the store cannot show.
+async fn inspect(url: &str, sql: &str) -> Vec<String> {
+    let mut connection = PgConnection::connect(url)
+        .await
+        .expect("connecting for inspection");
+    let values: Vec<String> = sqlx::query_scalar(sql)
+        .fetch_all(&mut connection)
+        .await
+        .expect("the inspection query runs");
+    connection.close().await.ok();
+    values
+}
+
+fn applied_versions_expected() -> Vec<String> {
+    berth_meta::postgres::MIGRATIONS
+        .iter()
+        .map(|(version, _, _)| version.to_string())
+        .collect()
+}
+
+const APPLIED_VERSIONS: &str =
+    "SELECT version::TEXT FROM _sqlx_migrations WHERE success ORDER BY version";
+
+#[tokio::test]
+async fn whole_suite_shares_one_database() {
+    let Some((_database, store)) = fresh_store("whole_suite_shares_one_database").await else {
+        return;
+    };
+    berth_meta::suite::run_all(&store).await;
+}
+
+#[tokio::test]
+async fn nodes_starting_together_on_a_fresh_database_all_migrate_it_once() {
+    const NODES: usize = 4;
+    let test = "nodes_starting_together_on_a_fresh_database_all_migrate_it_once";
+    let Some(database) = fresh_database(test).await else {
+        return;
+    };
+    // Several nodes of one deployment start at the same moment against an
+    // empty database; without the migrator's advisory lock they would race
+    // to create the same tables and all but one would fail.
+    let connects = (0..NODES).map(|_| PostgresMetaStore::connect(&database.url));
+    let stores: Vec<PostgresMetaStore> = futures::future::join_all(connects)
+        .await
+        .into_iter()
+        .enumerate()
+        .map(|(node, result)| result.unwrap_or_else(|error| panic!("node {node}: {error}")))
+        .collect();
+    assert_eq!(
+        inspect(&database.url, APPLIED_VERSIONS).await,
+        applied_versions_expected()
+    );
+    // Every node works on the schema, and sees what the others wrote.
+    let repo = RepoName::parse("racing/app").unwrap();
+    for (node, store) in stores.iter().enumerate() {
+        let blob = Algorithm::Sha256.digest_of(format!("node {node}").as_bytes());
+        store.link_blob(&repo, &blob, 1, 1).await.unwrap();
+    }
+    for (node, store) in stores.iter().enumerate() {
+        let blob = Algorithm::Sha256.digest_of(format!("node {node}").as_bytes());
+        let reader = &stores[(node + 1) % NODES];
+        assert_eq!(
+            reader.linked_blob_size(&repo, &blob).await.unwrap(),
+            Some(1)
+        );
+        let holder = format!("node {node}");
+        let taken = store
+            .acquire_job_lease("purge", &holder, 1, 60)
+            .await
+            .unwrap();
+        assert_eq!(taken, node == 0, "only the first node runs the purge");
+    }
+    for store in &stores {
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn reconnecting_keeps_data_and_applies_migrations_once() {
+    let test = "reconnecting_keeps_data_and_applies_migrations_once";
+    let Some(database) = fresh_database(test).await else {
+        return;
+    };
+    let repo = RepoName::parse("reopen/app").unwrap();
+    let latest = Tag::parse("latest").unwrap();
+    let layer = Algorithm::Sha256.digest_of(b"reopen layer");
+    let payload = b"reopen manifest".to_vec();
+    let manifest = NewManifest {
+        record: ManifestRecord {
+            digest: Algorithm::Sha256.digest_of(&payload),
+            media_type: "application/vnd.oci.image.manifest.v1+json".to_string(),
+            artifact_type: None,
+            subject: None,
+            annotations: None,
+            payload,
+        },
+        blobs: vec![layer.clone()],
+        children: Vec::new(),
+    };
+    let upload = UploadRecord {
+        id: "reopen-upload".to_string(),
+        repository: repo.clone(),
+        created_at: 1,
+        updated_at: 2,
+        progress: "{}".to_string(),
+    };
+
+    let store = PostgresMetaStore::connect(&database.url).await.unwrap();
+    store.link_blob(&repo, &layer, 12, 1).await.unwrap();
+    store
+        .put_manifest(&repo, &manifest, Some(&latest), 1)
+        .await
+        .unwrap();
+    store.create_upload(&upload).await.unwrap();
+    store.close().await;
+
+    // Twice, so that a second run over an up-to-date schema is also checked.
+    for _ in 0..2 {
+        let store = PostgresMetaStore::connect(&database.url).await.unwrap();
+        assert_eq!(
+            store.linked_blob_size(&repo, &layer).await.unwrap(),
+            Some(12)
+        );
+        assert_eq!(
+            store.manifest_by_tag(&repo, &latest).await.unwrap(),
+            Some(manifest.record.clone())
+        );
+        assert_eq!(
+            store.get_upload(&repo, &upload.id).await.unwrap(),
+            Some(upload.clone())
+        );
+        assert_eq!(
+            store.list_repositories(None, 10).await.unwrap(),
+            vec![repo.clone()]
+        );
+        store.close().await;
+    }
+    assert_eq!(
+        inspect(&database.url, APPLIED_VERSIONS).await,
+        applied_versions_expected()
+    );
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_database_share_writes_and_leases() {
+    let test = "two_nodes_on_one_database_share_writes_and_leases";
+    let Some((database, first)) = fresh_store(test).await else {
+        return;
+    };
+    let second = PostgresMetaStore::connect(&database.url).await.unwrap();
+    let repo = RepoName::parse("shared/app").unwrap();
+    let blob = Algorithm::Sha256.digest_of(b"shared blob");
+    first.link_blob(&repo, &blob, 3, 1).await.unwrap();
+    assert_eq!(
+        second.linked_blob_size(&repo, &blob).await.unwrap(),
+        Some(3)
+    );
+    assert!(second.unlink_blob(&repo, &blob, 1).await.unwrap());
+    assert_eq!(first.linked_blob_size(&repo, &blob).await.unwrap(), None);
+
+    // An upload started through one node is locked against the other.
+    let upload = UploadRecord {
+        id: "shared-upload".to_string(),
+        repository: repo.clone(),
+        created_at: 10,
+        updated_at: 10,
+        progress: "{}".to_string(),
+    };
+    first.create_upload(&upload).await.unwrap();
+    first
+        .lock_upload(&repo, &upload.id, "node-1", 10, 30)
+        .await
+        .unwrap();
+    assert!(matches!(
+        second
+            .lock_upload(&repo, &upload.id, "node-2", 11, 30)
+            .await,
+        Err(MetaError::UploadBusy)
+    ));
+    first
+        .update_upload(&upload.id, "node-1", "chunk 1", 12)
+        .await
+        .unwrap();
+    let record = second
+        .lock_upload(&repo, &upload.id, "node-2", 13, 30)
+        .await
+        .unwrap();
+    assert_eq!(record.progress, "chunk 1");
+
+    // The purge job runs on one node at a time.
+    assert!(first
+        .acquire_job_lease("purge", "node-1", 20, 60)
+        .await
+        .unwrap());
+    assert!(!second
+        .acquire_job_lease("purge", "node-2", 21, 60)
+        .await
+        .unwrap());
+    first.release_job_lease("purge", "node-1").await.unwrap();
+    assert!(second
+        .acquire_job_lease("purge", "node-2", 22, 60)
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn the_test_cluster_does_not_sort_in_byte_order_by_default() {
+    // The suite's ordering tests only prove the schema's COLLATE "C" if the
+    // server's own default would order differently, as a linguistic
+    // collation does: it puts 'a' before 'B', byte order puts 'B' first.
+    let test = "the_test_cluster_does_not_sort_in_byte_order_by_default";
+    let Some(database) = fresh_database(test).await else {
+        return;
+    };
+    let order = inspect(
+        &database.url,
+        "SELECT ('a' < 'B')::TEXT UNION ALL SELECT ('a' < 'B' COLLATE \"C\")::TEXT",
+    )
+    .await;
+    assert_eq!(order, vec!["true".to_string(), "false".to_string()]);
+}
+
+#[tokio::test]
+async fn the_schema_has_the_same_tables_and_columns_as_sqlite() {
+    let test = "the_schema_has_the_same_tables_and_columns_as_sqlite";
+    let Some((database, _store)) = fresh_store(test).await else {
+        return;
+    };
+    let mut postgres = inspect(
+        &database.url,
+        "SELECT table_name || '.' || column_name FROM information_schema.columns \
+         WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations'",
+    )
+    .await;
+    postgres.sort();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    SqliteMetaStore::open(&path).await.unwrap().close().await;
+    let mut sqlite = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let mut sqlite_columns: Vec<String> = sqlx::query_scalar(
+        "SELECT m.name || '.' || p.name FROM sqlite_master m, pragma_table_info(m.name) p \
+         WHERE m.type = 'table' AND m.name <> '_sqlx_migrations'",
+    )
+    .fetch_all(&mut sqlite)
+    .await
+    .unwrap();
+    sqlite.close().await.unwrap();
+    sqlite_columns.sort();
+
+    assert_eq!(postgres, sqlite_columns);
+    assert_eq!(
+        berth_meta::postgres::MIGRATIONS
+            .iter()
+            .map(|(version, description, _)| (version, description))
+            .collect::<Vec<_>>(),
+        berth_meta::sqlite::MIGRATIONS
+            .iter()
+            .map(|(version, description, _)| (version, description))
+            .collect::<Vec<_>>(),
+        "both backends number their migrations alike"
+    );
+}
+
+#[tokio::test]
+async fn connecting_to_a_missing_database_is_an_error() {
+    let test = "connecting_to_a_missing_database_is_an_error";
+    let Some(database) = fresh_database(test).await else {
+        return;
+    };
+    let url = database.lease.url("berth_no_such_database");
+    let result = PostgresMetaStore::connect(&url).await;
+    assert!(
+        matches!(result, Err(MetaError::Database(_))),
+        "got {result:?}"
+    );
+    let result = PostgresMetaStore::connect("postgres://[not a url").await;
+    assert!(
+        matches!(result, Err(MetaError::Database(_))),
+        "got {result:?}"
+    );
+}
