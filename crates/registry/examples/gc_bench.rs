@@ -216,7 +216,7 @@ async fn main() {
     let mut live = Vec::new();
     let mut deleted = 0;
     for (index, repository, digest) in &images {
-        if index % step == 0 {
+        if index.is_multiple_of(step) {
             registry
                 .delete_manifest(repository, &Reference::Digest(digest.clone()))
                 .await

@@ -8,7 +8,7 @@
 //! Misses are never cached, so a new push is visible immediately everywhere.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,9 +53,7 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
     fn shard(&self, repository: &RepoName) -> &Mutex<Shard<K, V>> {
         // Sharding by repository keeps all of one repository's entries in one
         // shard, so invalidating a repository touches one lock.
-        let mut h = self.hasher.build_hasher();
-        repository.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        &self.shards[(self.hasher.hash_one(repository) as usize) % SHARDS]
     }
 
     pub(crate) fn get(&self, repository: &RepoName, key: &K) -> Option<V> {

@@ -96,7 +96,7 @@ async fn gc_racing_pushes_and_deletes_never_loses_a_live_blob() {
                 let report = h
                     .registry
                     .collect_garbage(&GcOptions {
-                        sweep_orphans: passes % 5 == 0,
+                        sweep_orphans: passes.is_multiple_of(5),
                         ..GcOptions::default()
                     })
                     .await

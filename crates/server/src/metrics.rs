@@ -180,7 +180,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .map_or("other", |l| l.0);
     state.metrics.observe(
         endpoint,
-        &method,
+        method,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
