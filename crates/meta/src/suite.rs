@@ -1464,13 +1464,16 @@ pub async fn gc_reference_facts_follow_links_and_manifests(store: &dyn MetaStore
         .iter()
         .any(|b| b.digest == layer));
     assert!(store
-        .unknown_blobs(&[layer.clone()])
+        .unknown_blobs(std::slice::from_ref(&layer))
         .await
         .unwrap()
         .is_empty());
     store.finish_blob_deletion(&layer).await.unwrap();
     assert_eq!(
-        store.unknown_blobs(&[layer.clone()]).await.unwrap(),
+        store
+            .unknown_blobs(std::slice::from_ref(&layer))
+            .await
+            .unwrap(),
         vec![layer.clone()]
     );
 
