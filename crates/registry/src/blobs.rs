@@ -38,6 +38,26 @@ impl Registry {
         Ok(self.blobs().read_blob(digest, range).await?)
     }
 
+    /// A short-lived URL from which the client may fetch the blob directly,
+    /// when redirects are enabled and the backend can presign; `None` means
+    /// the registry streams the bytes itself.
+    pub async fn blob_redirect(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<String>, RegistryError> {
+        let Some(expiry) = self.config().redirect_expiry else {
+            return Ok(None);
+        };
+        // The link check keeps redirects within what the repository may see.
+        self.blob_size(repository, digest).await?;
+        Ok(self
+            .blobs()
+            .presigned_get(digest, expiry)
+            .await?
+            .map(|url| url.to_string()))
+    }
+
     /// Removes the blob from `repository`. Its bytes stay in storage for
     /// other repositories and for garbage collection to decide.
     pub async fn delete_blob(

@@ -46,12 +46,28 @@ impl Registry {
         Ok(report)
     }
 
-    /// Runs the purge every `interval` until `shutdown` fires.
+    /// Runs the purge every `interval` until `shutdown` fires. Several nodes
+    /// may run this loop; a job lease in the metadata store lets one of them
+    /// work at a time, and another takes over if that node disappears.
     pub async fn run_upload_purge(&self, interval: Duration, shutdown: CancellationToken) {
+        let lease_secs = (interval.as_secs() as i64 * 2).max(60);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(interval) => {}
+            }
+            let holder = &self.config().node_name;
+            match self
+                .meta()
+                .acquire_job_lease(UPLOAD_PURGE_JOB, holder, self.now(), lease_secs)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take the upload purge lease");
+                    continue;
+                }
             }
             match self.purge_expired_uploads().await {
                 Ok(report) if report.uploads_removed > 0 => {
@@ -66,3 +82,6 @@ impl Registry {
         }
     }
 }
+
+/// The job lease name of the upload purge.
+const UPLOAD_PURGE_JOB: &str = "upload-purge";

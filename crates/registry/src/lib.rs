@@ -69,6 +69,9 @@ pub struct RegistryConfig {
     /// cache; zero disables the cache. Bounds how long a tag moved, or a
     /// manifest or blob deleted, through another node can still be served here.
     pub manifest_cache_ttl: Duration,
+    /// When set, blob GETs may be answered with a redirect to a presigned
+    /// storage URL valid this long (if the backend can presign).
+    pub redirect_expiry: Option<Duration>,
 }
 
 impl Default for RegistryConfig {
@@ -83,6 +86,7 @@ impl Default for RegistryConfig {
             gc_batch_size: 500,
             gc_lease: Duration::from_secs(15),
             manifest_cache_ttl: Duration::from_secs(1),
+            redirect_expiry: None,
         }
     }
 }

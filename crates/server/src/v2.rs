@@ -133,6 +133,17 @@ async fn get_blob(
     headers: &HeaderMap,
     head: bool,
 ) -> ApiResult {
+    if !head {
+        if let Some(url) = state.registry.blob_redirect(repo, digest).await? {
+            return Ok(Response::builder()
+                .status(StatusCode::TEMPORARY_REDIRECT)
+                .header(header::LOCATION, url)
+                .header("docker-content-digest", digest.as_str())
+                .header(header::CONTENT_LENGTH, 0)
+                .body(Body::empty())
+                .expect("valid redirect response"));
+        }
+    }
     let size = state.registry.blob_size(repo, digest).await?;
     let range = match headers.get(header::RANGE).map(|v| v.to_str()) {
         None => None,

@@ -4,6 +4,8 @@
 //!
 //! - [`BlobStore`]: the trait every backend implements, with its contract.
 //! - [`fs`]: the filesystem backend (the default, single-node).
+//! - `s3` (feature `s3`): the S3-compatible object store backend, for several
+//!   stateless nodes on one bucket.
 //! - [`suite`]: the shared test suite every backend must pass.
 //!
 //! A backend stores bytes under their digest and holds in-progress uploads. It
@@ -18,6 +20,8 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub mod fs;
+#[cfg(feature = "s3")]
+pub mod s3;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod suite;
 
@@ -150,7 +154,9 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Verifies that the upload's bytes hash to `expected` and makes them
     /// visible as that blob, atomically and durably; then removes the upload.
     /// If the blob already exists the upload is discarded and the existing blob
-    /// kept. On `DigestMismatch` nothing becomes visible and the upload remains.
+    /// kept. On `DigestMismatch` nothing becomes visible and the upload remains
+    /// finishable and abortable (a backend may refuse further writes to it with
+    /// `ProgressConflict`, as S3 does once it assembled the data to hash it).
     /// Returns the blob's size.
     async fn finish_upload(
         &self,
@@ -168,4 +174,19 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Whether the store answers (used by `/readyz`).
     async fn check_ready(&self) -> Result<(), StorageError>;
+
+    /// A URL from which anyone holding it may `GET` the blob's bytes until
+    /// `expires_in` has passed, for answering blob reads with a redirect
+    /// (`redirect = true`) so that clients fetch straight from the object
+    /// store. `None` when the backend cannot hand out such URLs (the
+    /// filesystem), and the caller then serves the bytes itself. The blob's
+    /// existence is not checked: the caller knows it from the metadata store,
+    /// and a URL for an absent blob merely answers 404 when used.
+    async fn presigned_get(
+        &self,
+        _digest: &Digest,
+        _expires_in: std::time::Duration,
+    ) -> Result<Option<url::Url>, StorageError> {
+        Ok(None)
+    }
 }

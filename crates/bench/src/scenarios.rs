@@ -1,0 +1,619 @@
+//! The scenarios of issue 7. Each one prepares its data untimed, then
+//! measures one thing between `Meter::start` and `Meter::finish`.
+//!
+//! Repository names are fixed (`bench/...`) and setup data is derived from
+//! fixed seeds, so running the tool again against the same registry (the
+//! rounds of `bench/run.sh`) finds its setup already done and lists the same
+//! catalog; measured pushes use content seeded by a per-run nonce so that no
+//! round is answered by deduplication of an earlier one.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::Method;
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+
+use crate::client::{Connection, Result, Target};
+use crate::content::{seed, Blob, Image};
+use crate::procfs::{Process, RssSampler};
+use crate::rate::{self, RequestTemplate};
+use crate::registry;
+
+const MIB: usize = 1024 * 1024;
+/// Throughput is reported in decimal megabytes, like disk and network specs.
+const MB: f64 = 1_000_000.0;
+
+/// The scenarios, in the order a full run executes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    PushSmall,
+    PushLargeChunked,
+    PushLargeMono,
+    PullBlob,
+    ManifestGet,
+    HeadBlob,
+    TagsList,
+    Catalog,
+    SameBlob,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 9] = [
+        Scenario::PushSmall,
+        Scenario::PushLargeChunked,
+        Scenario::PushLargeMono,
+        Scenario::PullBlob,
+        Scenario::ManifestGet,
+        Scenario::HeadBlob,
+        Scenario::TagsList,
+        Scenario::Catalog,
+        Scenario::SameBlob,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::PushSmall => "push_small",
+            Scenario::PushLargeChunked => "push_large_chunked",
+            Scenario::PushLargeMono => "push_large_mono",
+            Scenario::PullBlob => "pull_blob",
+            Scenario::ManifestGet => "manifest_get",
+            Scenario::HeadBlob => "head_blob",
+            Scenario::TagsList => "tags_list",
+            Scenario::Catalog => "catalog",
+            Scenario::SameBlob => "same_blob",
+        }
+    }
+
+    pub fn parse(name: &str) -> std::result::Result<Scenario, String> {
+        Scenario::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                format!("unknown scenario {name:?}; known: {}", names.join(", "))
+            })
+    }
+}
+
+/// How big each scenario is. `full` is issue 7's definition; `quick` only
+/// checks that every code path works, in a few seconds.
+#[derive(Clone, Debug)]
+pub struct Sizes {
+    pub small_images: usize,
+    pub small_parallel: usize,
+    pub small_layer: usize,
+    pub large_blob: usize,
+    pub large_chunk: usize,
+    pub pull_blob: usize,
+    pub pull_repeats: usize,
+    pub rate_connections: usize,
+    pub rate_duration: Duration,
+    pub tags: usize,
+    pub repositories: usize,
+    pub listing_repeats: usize,
+    pub setup_parallel: usize,
+    pub same_clients: usize,
+    pub same_blob: usize,
+}
+
+impl Sizes {
+    pub fn full() -> Sizes {
+        Sizes {
+            small_images: 500,
+            small_parallel: 16,
+            small_layer: 4096,
+            large_blob: 512 * MIB,
+            large_chunk: 16 * MIB,
+            pull_blob: 512 * MIB,
+            pull_repeats: 5,
+            rate_connections: 64,
+            rate_duration: Duration::from_secs(10),
+            tags: 5000,
+            repositories: 500,
+            listing_repeats: 5,
+            setup_parallel: 16,
+            same_clients: 32,
+            same_blob: 64 * MIB,
+        }
+    }
+
+    pub fn quick() -> Sizes {
+        Sizes {
+            small_images: 20,
+            small_parallel: 4,
+            small_layer: 4096,
+            large_blob: 8 * MIB,
+            large_chunk: MIB,
+            pull_blob: 8 * MIB,
+            pull_repeats: 3,
+            rate_connections: 8,
+            rate_duration: Duration::from_secs(1),
+            tags: 120,
+            repositories: 20,
+            listing_repeats: 2,
+            setup_parallel: 4,
+            same_clients: 8,
+            same_blob: 4 * MIB,
+        }
+    }
+}
+
+/// Everything a scenario needs to know about the run.
+pub struct Context {
+    pub target: Target,
+    pub sizes: Sizes,
+    /// Seeds the content of measured pushes; differs on every run.
+    pub nonce: u64,
+    /// The registry's process, when `--pid` was given.
+    pub server: Option<Process>,
+    /// Threads of the request-rate generator.
+    pub load_threads: usize,
+}
+
+/// Collects a scenario's figures and prints each as soon as it is known, so a
+/// failure later in the run does not hide earlier results.
+#[derive(Default)]
+pub struct Report {
+    pub figures: Vec<(String, f64, &'static str)>,
+}
+
+impl Report {
+    pub fn figure(&mut self, name: &str, value: f64, unit: &'static str) {
+        println!("{name}: {} {unit}", format_value(value));
+        self.figures.push((name.to_string(), value, unit));
+    }
+}
+
+/// Three significant digits at least, and no decimals on whole numbers
+/// (counts), so lines stay short and readable.
+pub fn format_value(value: f64) -> String {
+    if value.abs() >= 100.0 || value == value.trunc() {
+        format!("{value:.0}")
+    } else if value.abs() >= 1.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.4}")
+    }
+}
+
+pub async fn run(context: &Context, scenario: Scenario, report: &mut Report) -> Result<()> {
+    match scenario {
+        Scenario::PushSmall => push_small(context, report).await,
+        Scenario::PushLargeChunked => push_large(context, report, true).await,
+        Scenario::PushLargeMono => push_large(context, report, false).await,
+        Scenario::PullBlob => pull_blob(context, report).await,
+        Scenario::ManifestGet => manifest_get(context, report).await,
+        Scenario::HeadBlob => head_blob(context, report).await,
+        Scenario::TagsList => tags_list(context, report).await,
+        Scenario::Catalog => catalog(context, report).await,
+        Scenario::SameBlob => same_blob(context, report).await,
+    }
+}
+
+/// Numbers that keep the seeds of different scenarios apart.
+mod seeds {
+    pub const SMALL: u64 = 1;
+    pub const LARGE_CHUNKED: u64 = 2;
+    pub const LARGE_MONO: u64 = 3;
+    pub const PULL: u64 = 4;
+    pub const HOT: u64 = 5;
+    pub const SAME: u64 = 6;
+}
+
+/// `push_small`: many distinct small images from parallel clients, the load
+/// of a busy CI fleet. Each image costs seven requests (two HEAD, two POST,
+/// two PUT of a blob, one manifest PUT), as with `docker push`.
+async fn push_small(context: &Context, report: &mut Report) -> Result<()> {
+    let sizes = &context.sizes;
+    let images: Arc<Vec<Image>> = Arc::new(
+        (0..sizes.small_images)
+            .map(|index| {
+                Image::small(
+                    sizes.small_layer,
+                    seed(&[context.nonce, seeds::SMALL, index as u64]),
+                )
+            })
+            .collect(),
+    );
+    let connections = open_connections(&context.target, sizes.small_parallel).await?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let nonce = context.nonce;
+    let meter = Meter::start(context);
+    let mut workers = JoinSet::new();
+    for mut connection in connections {
+        let images = images.clone();
+        let next = next.clone();
+        workers.spawn(async move {
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(image) = images.get(index) else {
+                    return Ok(());
+                };
+                // Sixteen repositories, as images of a CI fleet land in many.
+                let repository = format!("bench/small-{:02}", index % 16);
+                let tag = format!("run-{nonce:x}-{index}");
+                registry::push_image(&mut connection, &repository, &tag, image).await?;
+            }
+        });
+    }
+    join_all(workers).await?;
+    let elapsed = meter.elapsed();
+    report.figure(
+        "push_small",
+        images.len() as f64 / elapsed.as_secs_f64(),
+        "images/s",
+    );
+    meter.finish(report, "push_small");
+    Ok(())
+}
+
+/// `push_large_chunked` and `push_large_mono`: one large layer from one
+/// client, in 16 MiB PATCHes or in a single PUT.
+async fn push_large(context: &Context, report: &mut Report, chunked: bool) -> Result<()> {
+    let sizes = &context.sizes;
+    let (name, kind) = if chunked {
+        ("push_large_chunked", seeds::LARGE_CHUNKED)
+    } else {
+        ("push_large_mono", seeds::LARGE_MONO)
+    };
+    let blob = Blob::random(sizes.large_blob, seed(&[context.nonce, kind]));
+    let mut connection = Connection::open(&context.target).await?;
+    let meter = Meter::start(context);
+    if chunked {
+        registry::push_blob_chunked(&mut connection, "bench/large", &blob, sizes.large_chunk)
+            .await?;
+    } else {
+        registry::push_blob_monolithic(&mut connection, "bench/large", &blob).await?;
+    }
+    let elapsed = meter.elapsed();
+    report.figure(
+        name,
+        blob.data.len() as f64 / MB / elapsed.as_secs_f64(),
+        "MB/s",
+    );
+    meter.finish(report, name);
+    Ok(())
+}
+
+/// `pull_blob`: one client downloads a large blob several times in a row.
+async fn pull_blob(context: &Context, report: &mut Report) -> Result<()> {
+    let sizes = &context.sizes;
+    let blob = Blob::random(
+        sizes.pull_blob,
+        seed(&[seeds::PULL, sizes.pull_blob as u64]),
+    );
+    let mut connection = Connection::open(&context.target).await?;
+    registry::push_blob_if_missing(&mut connection, "bench/pull", &blob).await?;
+    let meter = Meter::start(context);
+    let mut received = 0u64;
+    for _ in 0..sizes.pull_repeats {
+        let length = registry::pull_blob(&mut connection, "bench/pull", &blob.digest).await?;
+        if length != blob.data.len() as u64 {
+            return Err(
+                format!("pull_blob: received {length} bytes of {}", blob.data.len()).into(),
+            );
+        }
+        received += length;
+    }
+    let elapsed = meter.elapsed();
+    report.figure(
+        "pull_blob",
+        received as f64 / MB / elapsed.as_secs_f64(),
+        "MB/s",
+    );
+    meter.finish(report, "pull_blob");
+    Ok(())
+}
+
+/// The image behind the request-rate scenarios, pushed once per registry.
+async fn hot_image(context: &Context) -> Result<Image> {
+    let image = Image::small(4096, seed(&[seeds::HOT]));
+    let mut connection = Connection::open(&context.target).await?;
+    registry::push_image(&mut connection, "bench/hot", "latest", &image).await?;
+    Ok(image)
+}
+
+/// `manifest_get`: the thundering herd of pods resolving a tag.
+async fn manifest_get(context: &Context, report: &mut Report) -> Result<()> {
+    hot_image(context).await?;
+    let template = RequestTemplate::new(
+        &context.target,
+        Method::GET,
+        "/v2/bench/hot/manifests/latest",
+        Some(registry::manifest_accept()),
+    )?;
+    request_rate(context, report, "manifest_get", template).await
+}
+
+/// `head_blob`: clients checking which layers they still need.
+async fn head_blob(context: &Context, report: &mut Report) -> Result<()> {
+    let image = hot_image(context).await?;
+    let path = format!("/v2/bench/hot/blobs/{}", image.layer.digest);
+    let template = RequestTemplate::new(&context.target, Method::HEAD, &path, None)?;
+    request_rate(context, report, "head_blob", template).await
+}
+
+async fn request_rate(
+    context: &Context,
+    report: &mut Report,
+    name: &str,
+    template: RequestTemplate,
+) -> Result<()> {
+    let sizes = &context.sizes;
+    let meter = Meter::start(context);
+    let result = rate::run(
+        &context.target,
+        template,
+        sizes.rate_connections,
+        sizes.rate_duration,
+        context.load_threads,
+    )
+    .await?;
+    report.figure(name, result.requests_per_second(), "req/s");
+    report.figure(&format!("{name}.p50"), result.percentile_millis(50.0), "ms");
+    report.figure(&format!("{name}.p99"), result.percentile_millis(99.0), "ms");
+    report.figure(&format!("{name}.errors"), result.errors as f64, "count");
+    // The generator's own cost per request, to read the rate against
+    // `hw_http_ceiling`: the two share the machine's cores.
+    let generator_micros = result.generator_cpu_seconds * 1e6 / result.completed.max(1) as f64;
+    report.figure(
+        &format!("{name}.bench_cpu_per_request"),
+        generator_micros,
+        "us",
+    );
+    meter.finish(report, name);
+    if result.errors > 0 {
+        return Err(format!("{name}: {} requests failed", result.errors).into());
+    }
+    Ok(())
+}
+
+/// `tags_list`: listing a repository with thousands of tags, page by page.
+async fn tags_list(context: &Context, report: &mut Report) -> Result<()> {
+    let sizes = &context.sizes;
+    let repository = "bench/tags";
+    let first_page = format!("/v2/{repository}/tags/list?n=100");
+    let image = Image::small(4096, seed(&[seeds::HOT]));
+    let mut connection = Connection::open(&context.target).await?;
+    registry::push_image(&mut connection, repository, "t00000", &image).await?;
+    let existing = registry::list_all_pages(&mut connection, &first_page, "tags").await?;
+    let wanted: Vec<String> = (0..sizes.tags)
+        .map(|index| format!("t{index:05}"))
+        .collect();
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|tag| !existing.contains(tag))
+        .cloned()
+        .collect();
+    let manifest = Arc::new(image.manifest);
+    parallel_setup(context, missing, move |mut connection, tag| {
+        let manifest = manifest.clone();
+        async move {
+            registry::put_manifest(&mut connection, repository, &tag, &manifest).await?;
+            Ok(connection)
+        }
+    })
+    .await?;
+    timed_listing(context, report, "tags_list", &first_page, "tags", &wanted).await?;
+    // CNCF Distribution 2.8 ignores `n` on tags/list and always answers with
+    // every tag in one response, so the paged figure compares fifty round
+    // trips with one; the unpaged figure compares like with like.
+    let unpaged = format!("/v2/{repository}/tags/list");
+    timed_listing(
+        context,
+        report,
+        "tags_list.unpaged",
+        &unpaged,
+        "tags",
+        &wanted,
+    )
+    .await
+}
+
+/// `catalog`: listing hundreds of repositories, page by page.
+async fn catalog(context: &Context, report: &mut Report) -> Result<()> {
+    let sizes = &context.sizes;
+    let first_page = "/v2/_catalog?n=100";
+    let mut connection = Connection::open(&context.target).await?;
+    let existing = registry::list_all_pages(&mut connection, first_page, "repositories").await?;
+    let wanted: Vec<String> = (0..sizes.repositories)
+        .map(|index| format!("bench/catalog-{index:04}"))
+        .collect();
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|name| !existing.contains(name))
+        .cloned()
+        .collect();
+    let image = Arc::new(Image::small(4096, seed(&[seeds::HOT])));
+    parallel_setup(context, missing, move |mut connection, repository| {
+        let image = image.clone();
+        async move {
+            registry::push_image(&mut connection, &repository, "latest", &image).await?;
+            Ok(connection)
+        }
+    })
+    .await?;
+    timed_listing(
+        context,
+        report,
+        "catalog",
+        first_page,
+        "repositories",
+        &wanted,
+    )
+    .await
+}
+
+/// Lists every page `listing_repeats` times and reports the median, after
+/// checking the listing holds every name the setup created.
+async fn timed_listing(
+    context: &Context,
+    report: &mut Report,
+    name: &str,
+    first_page: &str,
+    key: &str,
+    wanted: &[String],
+) -> Result<()> {
+    let mut connection = Connection::open(&context.target).await?;
+    let meter = Meter::start(context);
+    let mut millis = Vec::new();
+    let mut listed = Vec::new();
+    for _ in 0..context.sizes.listing_repeats {
+        let started = Instant::now();
+        listed = registry::list_all_pages(&mut connection, first_page, key).await?;
+        millis.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let listed: std::collections::HashSet<&String> = listed.iter().collect();
+    if let Some(absent) = wanted.iter().find(|name| !listed.contains(name)) {
+        return Err(format!("{name}: the listing lacks {absent:?}").into());
+    }
+    report.figure(name, median(&mut millis), "ms");
+    report.figure(&format!("{name}.entries"), listed.len() as f64, "count");
+    meter.finish(report, name);
+    Ok(())
+}
+
+/// `same_blob`: many clients upload the same new blob into different
+/// repositories at the same moment, the race every deduplicating store must
+/// survive. Every upload must succeed and every repository must then serve
+/// the blob.
+async fn same_blob(context: &Context, report: &mut Report) -> Result<()> {
+    let sizes = &context.sizes;
+    let blob = Arc::new(Blob::random(
+        sizes.same_blob,
+        seed(&[context.nonce, seeds::SAME]),
+    ));
+    let connections = open_connections(&context.target, sizes.same_clients).await?;
+    let barrier = Arc::new(Barrier::new(connections.len() + 1));
+    let mut clients = JoinSet::new();
+    for (index, mut connection) in connections.into_iter().enumerate() {
+        let blob = blob.clone();
+        let barrier = barrier.clone();
+        clients.spawn(async move {
+            let repository = format!("bench/same-{index:02}");
+            barrier.wait().await;
+            let pushed = registry::push_blob_monolithic(&mut connection, &repository, &blob).await;
+            (repository, pushed, connection)
+        });
+    }
+    let meter = Meter::start(context);
+    barrier.wait().await;
+    let mut failures = Vec::new();
+    let mut pushed = Vec::new();
+    while let Some(joined) = clients.join_next().await {
+        let (repository, result, connection) = joined?;
+        match result {
+            Ok(()) => pushed.push((repository, connection)),
+            Err(error) => failures.push(format!("{repository}: {error}")),
+        }
+    }
+    let elapsed = meter.elapsed();
+    for (repository, mut connection) in pushed {
+        if !registry::blob_exists(&mut connection, &repository, &blob.digest).await? {
+            failures.push(format!(
+                "{repository}: blob missing after a successful push"
+            ));
+        }
+    }
+    report.figure("same_blob", elapsed.as_secs_f64(), "s");
+    report.figure("same_blob.failures", failures.len() as f64, "count");
+    meter.finish(report, "same_blob");
+    if !failures.is_empty() {
+        return Err(format!(
+            "same_blob: {} of {} clients failed: {}",
+            failures.len(),
+            sizes.same_clients,
+            failures.join("; ")
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Runs setup work items over `setup_parallel` connections.
+async fn parallel_setup<F, Fut>(context: &Context, items: Vec<String>, work: F) -> Result<()>
+where
+    F: Fn(Connection, String) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Connection>> + Send,
+{
+    if items.is_empty() {
+        return Ok(());
+    }
+    let items = Arc::new(items);
+    let next = Arc::new(AtomicUsize::new(0));
+    let work = Arc::new(work);
+    let parallel = context.sizes.setup_parallel.min(items.len());
+    let mut workers = JoinSet::new();
+    for mut connection in open_connections(&context.target, parallel).await? {
+        let (items, next, work) = (items.clone(), next.clone(), work.clone());
+        workers.spawn(async move {
+            while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
+                connection = work(connection, item.clone()).await?;
+            }
+            Ok(())
+        });
+    }
+    join_all(workers).await
+}
+
+async fn open_connections(target: &Target, count: usize) -> Result<Vec<Connection>> {
+    let mut connections = Vec::with_capacity(count);
+    for _ in 0..count {
+        connections.push(Connection::open(target).await?);
+    }
+    Ok(connections)
+}
+
+async fn join_all(mut workers: JoinSet<Result<()>>) -> Result<()> {
+    while let Some(joined) = workers.join_next().await {
+        joined??;
+    }
+    Ok(())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Wall time plus the CPU and memory the server and this benchmark used
+/// during one measured section.
+struct Meter {
+    started: Instant,
+    bench_cpu: f64,
+    server: Option<(Process, f64, RssSampler)>,
+}
+
+impl Meter {
+    fn start(context: &Context) -> Meter {
+        let server = context.server.map(|process| {
+            let cpu = process.cpu_seconds().unwrap_or(0.0);
+            (process, cpu, RssSampler::start(process))
+        });
+        Meter {
+            started: Instant::now(),
+            bench_cpu: Process::Myself.cpu_seconds().unwrap_or(0.0),
+            server,
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn finish(self, report: &mut Report, name: &str) {
+        let bench_cpu = Process::Myself.cpu_seconds().unwrap_or(0.0) - self.bench_cpu;
+        report.figure(&format!("{name}.bench_cpu"), bench_cpu, "s");
+        if let Some((process, cpu_before, sampler)) = self.server {
+            let cpu = process.cpu_seconds().unwrap_or(0.0) - cpu_before;
+            report.figure(&format!("{name}.server_cpu"), cpu, "s");
+            report.figure(
+                &format!("{name}.server_rss_peak"),
+                sampler.finish() as f64 / MB,
+                "MB",
+            );
+        }
+    }
+}
