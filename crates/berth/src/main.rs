@@ -12,7 +12,7 @@ use std::sync::Arc;
 use berth_meta::auth::AuthMetaStore;
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_meta::MetaStore;
-use berth_registry::{Registry, RegistryConfig};
+use berth_registry::{GcOptions, Registry, RegistryConfig};
 use berth_server::AppState;
 use berth_storage::fs::FsBlobStore;
 use berth_storage::BlobStore;
@@ -41,11 +41,26 @@ enum Command {
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
+    /// Run one garbage-collection pass and print what it removed. Safe while
+    /// servers run on the same data: it takes the same job lease they do.
+    Gc(GcArgs),
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct GcArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Report what would be removed, and remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also sweep the blob store for objects the metadata does not know.
+    #[arg(long)]
+    sweep_orphans: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -84,6 +99,34 @@ fn main() -> ExitCode {
             match runtime.block_on(admin::run(command)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Gc(args) => {
+            let config = match args.config.load() {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_tracing(&config);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(gc(config, args.dry_run, args.sweep_orphans)) {
+                Ok(code) => code,
+                Err(e) => {
+                    tracing::error!("{e}");
                     eprintln!("error: {e}");
                     ExitCode::FAILURE
                 }
@@ -131,7 +174,10 @@ fn init_tracing(config: &Config) {
     }
 }
 
-async fn serve(config: Config) -> Result<(), String> {
+/// Opens the configured backends and builds the registry on them.
+async fn open_registry(
+    config: &Config,
+) -> Result<(Registry, Option<Arc<dyn AuthMetaStore>>), String> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         format!(
             "cannot create data directory {}: {e}",
@@ -142,11 +188,50 @@ async fn serve(config: Config) -> Result<(), String> {
     let (meta, auth_meta) = open_database(&config.database).await?;
     let registry_config = RegistryConfig {
         upload_ttl: config.upload_ttl,
+        gc_grace_period: config.gc_grace_period,
+        gc_untagged_age: config.gc_untagged.then_some(config.gc_untagged_age),
+        delete_referrers: config.delete_referrers,
+        gc_batch_size: config.gc_batch_size,
         manifest_cache_ttl: config.cache_ttl,
         redirect_expiry: config.redirect.then_some(REDIRECT_EXPIRY),
         ..RegistryConfig::default()
     };
     let registry = Registry::new(blobs, meta, registry_config);
+    Ok((registry, auth_meta))
+}
+
+/// `berth gc`: one pass, its report on stdout. Exits with 3 when another
+/// process holds the garbage-collection lease.
+async fn gc(config: Config, dry_run: bool, sweep_orphans: bool) -> Result<ExitCode, String> {
+    let (registry, _) = open_registry(&config).await?;
+    let cancel = CancellationToken::new();
+    let interrupt = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            cancel.cancel();
+        })
+    };
+    let options = GcOptions {
+        dry_run,
+        sweep_orphans,
+        cancel,
+    };
+    let report = registry
+        .collect_garbage(&options)
+        .await
+        .map_err(|e| format!("garbage collection failed: {e}"))?;
+    interrupt.abort();
+    println!("{report}");
+    Ok(if report.lease_busy {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let (registry, auth_meta) = open_registry(&config).await?;
     let mut state = AppState::new(registry.clone());
     if config.auth.enabled {
         let auth_meta = auth_meta.ok_or(
@@ -179,6 +264,20 @@ async fn serve(config: Config) -> Result<(), String> {
         let interval = config.upload_purge_interval;
         tokio::spawn(async move { registry.run_upload_purge(interval, token).await })
     };
+    let gc = {
+        let registry = registry.clone();
+        let token = shutdown.clone();
+        let metrics = state.metrics.clone();
+        let interval = config.gc_interval;
+        let sweep_interval = config.gc_orphan_sweep_interval;
+        tokio::spawn(async move {
+            registry
+                .run_gc(interval, sweep_interval, token, move |report| {
+                    metrics.record_gc(report)
+                })
+                .await
+        })
+    };
     let signal = {
         let token = shutdown.clone();
         async move {
@@ -193,6 +292,7 @@ async fn serve(config: Config) -> Result<(), String> {
     };
     shutdown.cancel();
     let _ = purge.await;
+    let _ = gc.await;
     result.map_err(|e| format!("server error: {e}"))
 }
 

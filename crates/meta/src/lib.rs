@@ -86,6 +86,47 @@ pub struct UploadRecord {
 pub struct DeletedManifest {
     /// Tags that pointed at the manifest and are gone with it.
     pub tags: Vec<Tag>,
+    /// Referrers (manifests whose subject was a deleted manifest, recursively)
+    /// deleted with it, sorted by digest.
+    pub referrers: Vec<Digest>,
+}
+
+/// A repository link that garbage collection may remove: no manifest of the
+/// repository references the blob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkCandidate {
+    pub repository: RepoName,
+    pub digest: Digest,
+    /// When the link became unreferenced (or was created, if never referenced).
+    pub since: Timestamp,
+}
+
+/// A blob that garbage collection may delete, or is deleting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobCandidate {
+    pub digest: Digest,
+    pub size: u64,
+    /// When the blob lost its last reference (for a deletion in progress:
+    /// when the deletion started).
+    pub since: Timestamp,
+}
+
+/// An untagged manifest that garbage collection may delete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestCandidate {
+    pub repository: RepoName,
+    pub digest: Digest,
+    pub created_at: Timestamp,
+}
+
+/// The age limits of one garbage collection pass, as cut-off timestamps:
+/// a candidate qualifies when it became one strictly before its cut-off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GcCutoffs {
+    /// For links that a manifest once referenced, and for blobs.
+    pub unreferenced_before: Timestamp,
+    /// For links no manifest ever referenced (a push may still be on its way).
+    pub never_referenced_before: Timestamp,
 }
 
 /// Errors of a metadata backend.
@@ -105,6 +146,10 @@ pub enum MetaError {
     /// The manifest is still referenced by an index in the same repository.
     #[error("manifest is referenced by {0}")]
     ManifestReferenced(Digest),
+    /// Garbage collection is deleting this blob's bytes; it cannot be linked
+    /// until that finishes (the caller stores the bytes again, then links).
+    #[error("blob is being deleted by garbage collection")]
+    BlobBeingDeleted,
     #[error("database error: {0}")]
     Database(String),
     /// Stored data could not be decoded: a bug or a corrupted database.
@@ -135,6 +180,13 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// Records that `digest` (of `size` bytes) is stored and may be seen
     /// through `repository`, creating the repository if needed. Idempotent.
+    /// (Re)creates the blob's row if garbage collection removed it and clears
+    /// any garbage-collection candidacy of the blob; a link no manifest of the
+    /// repository references (a layer pushed ahead of its manifest) becomes a
+    /// link candidate as of `now`, so a re-push restarts its grace period.
+    /// Fails with `BlobBeingDeleted` while garbage collection deletes the
+    /// blob's bytes ([`MetaStore::begin_blob_deletions`] until
+    /// [`MetaStore::finish_blob_deletion`]).
     async fn link_blob(
         &self,
         repository: &RepoName,
@@ -151,8 +203,17 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<Option<u64>, MetaError>;
 
     /// Removes the link between `repository` and the blob. Returns whether a
-    /// link existed. The blob's bytes are left to garbage collection.
-    async fn unlink_blob(&self, repository: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
+    /// link existed. The blob's bytes are left to garbage collection: if
+    /// nothing references the blob any more it becomes a candidate as of
+    /// `now`. Manifests of the repository that reference the blob keep it
+    /// alive (their `manifest_blobs` rows), though it is no longer served
+    /// through the repository.
+    async fn unlink_blob(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+        now: Timestamp,
+    ) -> Result<bool, MetaError>;
 
     // --- manifests and tags ---
 
@@ -184,13 +245,20 @@ pub trait MetaStore: Send + Sync + 'static {
         tag: &Tag,
     ) -> Result<Option<ManifestRecord>, MetaError>;
 
-    /// Deletes a manifest and every tag pointing at it. Returns `None` if it
-    /// was not stored. Fails with `ManifestReferenced` if an index in the same
-    /// repository lists it.
+    /// Deletes a manifest and every tag pointing at it, and with
+    /// `with_referrers` every manifest of the repository whose subject is a
+    /// deleted one (recursively) with their tags, all in one transaction.
+    /// Returns `None` if it was not stored. Fails with `ManifestReferenced`,
+    /// deleting nothing, if an index in the same repository (other than one
+    /// being deleted) lists any manifest to be deleted. Blobs and links that
+    /// lose their last reference become garbage-collection candidates as of
+    /// `now`.
     async fn delete_manifest(
         &self,
         repository: &RepoName,
         digest: &Digest,
+        with_referrers: bool,
+        now: Timestamp,
     ) -> Result<Option<DeletedManifest>, MetaError>;
 
     /// Deletes a tag, leaving the manifest. Returns whether the tag existed.
@@ -282,6 +350,97 @@ pub trait MetaStore: Send + Sync + 'static {
     /// to expire. Releasing a lease held by someone else, or none, changes
     /// nothing and is not an error.
     async fn release_job_lease(&self, job: &str, holder: &str) -> Result<(), MetaError>;
+
+    // --- garbage collection ---
+
+    /// Lists links that qualify under `cutoffs` (see [`GcCutoffs`]), ordered
+    /// by (since, repository, digest) and starting strictly after `after`,
+    /// at most `limit`. Reads candidates only, never every link.
+    async fn expired_links(
+        &self,
+        cutoffs: GcCutoffs,
+        after: Option<&LinkCandidate>,
+        limit: usize,
+    ) -> Result<Vec<LinkCandidate>, MetaError>;
+
+    /// Removes those of `links` that still qualify under `cutoffs` and that no
+    /// manifest of their repository references, in one transaction. A blob
+    /// left without any reference becomes a candidate as of the removed
+    /// link's own `since` (it has been unreferenced that long; `now` caps it),
+    /// so one pass can remove the link and then the blob. Returns the links
+    /// removed.
+    async fn remove_links(
+        &self,
+        links: &[LinkCandidate],
+        cutoffs: GcCutoffs,
+        now: Timestamp,
+    ) -> Result<Vec<LinkCandidate>, MetaError>;
+
+    /// Lists blobs unreferenced since before `before`, ordered by (since,
+    /// digest), strictly after `after`, at most `limit`.
+    async fn expired_blobs(
+        &self,
+        before: Timestamp,
+        after: Option<&BlobCandidate>,
+        limit: usize,
+    ) -> Result<Vec<BlobCandidate>, MetaError>;
+
+    /// For each of `blobs` that is still unreferenced since before `before`
+    /// (no repository link, no manifest reference), deletes its row and
+    /// records a deletion in progress, in one transaction; from then on
+    /// `link_blob` refuses the digest until [`MetaStore::finish_blob_deletion`].
+    /// Returns the blobs whose deletion began; the caller deletes their bytes.
+    async fn begin_blob_deletions(
+        &self,
+        blobs: &[BlobCandidate],
+        before: Timestamp,
+        now: Timestamp,
+    ) -> Result<Vec<BlobCandidate>, MetaError>;
+
+    /// Records a deletion in progress for a stored object the metadata does
+    /// not know (the orphan sweep), unless the digest has a row or a deletion
+    /// already. Returns whether it was recorded.
+    async fn begin_orphan_deletion(
+        &self,
+        digest: &Digest,
+        size: u64,
+        now: Timestamp,
+    ) -> Result<bool, MetaError>;
+
+    /// Lists deletions in progress (begun and not finished, e.g. because a
+    /// pass crashed), oldest first, at most `limit`.
+    async fn pending_blob_deletions(&self, limit: usize) -> Result<Vec<BlobCandidate>, MetaError>;
+
+    /// Ends a deletion in progress once the bytes are gone. Idempotent.
+    async fn finish_blob_deletion(&self, digest: &Digest) -> Result<(), MetaError>;
+
+    /// Returns those of `digests` that have neither a blob row nor a deletion
+    /// in progress: stored objects the metadata does not know.
+    async fn unknown_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError>;
+
+    /// Lists manifests created before `before` that no tag points at, no index
+    /// of their repository lists, and whose subject (if any) is not stored in
+    /// their repository (a live manifest's referrers live with it), ordered by
+    /// (created_at, repository, digest), strictly after `after`, at most
+    /// `limit`. This reads manifests by age, so its cost grows with the
+    /// number of manifests older than the cut-off, not only with garbage.
+    async fn expired_untagged_manifests(
+        &self,
+        before: Timestamp,
+        after: Option<&ManifestCandidate>,
+        limit: usize,
+    ) -> Result<Vec<ManifestCandidate>, MetaError>;
+
+    /// Deletes the manifest like [`MetaStore::delete_manifest`] with
+    /// referrers, but only if it still qualifies as in
+    /// [`MetaStore::expired_untagged_manifests`], checked in the same
+    /// transaction. Returns what was deleted, or `None`.
+    async fn delete_untagged_manifest(
+        &self,
+        candidate: &ManifestCandidate,
+        before: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<DeletedManifest>, MetaError>;
 
     // --- operations ---
 

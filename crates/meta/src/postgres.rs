@@ -39,6 +39,14 @@
 //! - Two pushes of the same new manifest: the insert is `ON CONFLICT DO
 //!   NOTHING`, so the second waits for the first and then treats the manifest
 //!   as already stored, as it would have on SQLite.
+//! - Reference decisions about one blob (a link made or removed, a manifest
+//!   referencing it stored or deleted, garbage collection re-checking and
+//!   deleting it, a deletion marker): each such transaction first takes a
+//!   transaction-scoped advisory lock per digest (`lock_digests`, in one
+//!   global order, after any manifest row lock and before any link row
+//!   lock), so they run one at a time per digest, as on SQLite, and a
+//!   collection's `NOT EXISTS` re-check sees every reference committed
+//!   before it.
 //! - Upload and job leases: one conditional `UPDATE`/upsert whose `WHERE`
 //!   states who may take the lease; PostgreSQL re-evaluates it against the
 //!   newest row version when writers collide, so exactly one wins.
@@ -72,8 +80,8 @@ use crate::common::{
     EmbeddedMigrations,
 };
 use crate::{
-    DeletedManifest, ManifestRecord, MetaError, MetaStore, NewManifest, Referrer, Timestamp,
-    UploadRecord,
+    BlobCandidate, DeletedManifest, GcCutoffs, LinkCandidate, ManifestCandidate, ManifestRecord,
+    MetaError, MetaStore, NewManifest, Referrer, Timestamp, UploadRecord,
 };
 
 /// Connections per node. Metadata queries are short; a registry node's time
@@ -100,6 +108,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "auth",
         include_str!("../migrations/postgres/0003_auth.sql"),
+    ),
+    (
+        4,
+        "garbage collection",
+        include_str!("../migrations/postgres/0004_gc.sql"),
     ),
 ];
 
@@ -301,6 +314,213 @@ async fn lock_manifest_for_share(
     Ok(found.is_some())
 }
 
+/// Takes this transaction's lock on each digest (held until it ends), in one
+/// global order so that two transactions never wait on each other in a
+/// cycle. Every transaction that adds or removes a reference to a blob (a
+/// link, a manifest's reference, a blob row or a deletion marker) takes it
+/// before reading the references it decides on, so on PostgreSQL, as under
+/// SQLite's single writer, such decisions about one digest run one at a
+/// time and each sees the others' committed results (a new statement in
+/// `READ COMMITTED` takes a new snapshot). Manifest row locks, when a
+/// transaction needs them, are taken before these, and link row locks after.
+async fn lock_digests(
+    tx: &mut Transaction<'static, Postgres>,
+    digests: &[&str],
+) -> Result<(), MetaError> {
+    if digests.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(k) FROM ( \
+             SELECT DISTINCT hashtextextended(d, 0) AS k FROM UNNEST($1::TEXT[]) AS d \
+             ORDER BY k) AS keys",
+    )
+    .bind(digests)
+    .execute(&mut **tx)
+    .await
+    .map_err(database("locking digests"))?;
+    Ok(())
+}
+
+/// Makes the link a garbage candidate as of `now` if no manifest of its
+/// repository references the blob any more (keeping an earlier time).
+async fn mark_link_if_unreferenced(
+    tx: &mut Transaction<'static, Postgres>,
+    repository_id: i64,
+    digest: &str,
+    now: Timestamp,
+) -> Result<(), MetaError> {
+    sqlx::query(
+        "UPDATE repository_blobs SET unreferenced_since = COALESCE(unreferenced_since, $1) \
+         WHERE repository_id = $2 AND digest = $3 AND NOT EXISTS ( \
+             SELECT 1 FROM manifest_blobs mb \
+             WHERE mb.repository_id = $2 AND mb.blob_digest = $3)",
+    )
+    .bind(now)
+    .bind(repository_id)
+    .bind(digest)
+    .execute(&mut **tx)
+    .await
+    .map_err(database("marking a link unreferenced"))?;
+    Ok(())
+}
+
+/// Makes the blob a garbage candidate as of `now` if nothing links or
+/// references it (keeping an earlier time).
+async fn mark_blob_if_orphaned(
+    tx: &mut Transaction<'static, Postgres>,
+    digest: &str,
+    now: Timestamp,
+) -> Result<(), MetaError> {
+    sqlx::query(
+        "UPDATE blobs SET orphaned_at = COALESCE(orphaned_at, $1) \
+         WHERE digest = $2 \
+         AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = $2) \
+         AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.blob_digest = $2)",
+    )
+    .bind(now)
+    .bind(digest)
+    .execute(&mut **tx)
+    .await
+    .map_err(database("marking a blob orphaned"))?;
+    Ok(())
+}
+
+/// As in the SQLite backend: the manifest and, with `with_referrers`, its
+/// referrers recursively; refused if an index outside the set lists one.
+/// Every member's row is locked `FOR UPDATE` first (see the module docs).
+async fn deletion_set(
+    tx: &mut Transaction<'static, Postgres>,
+    repository_id: i64,
+    digest: &Digest,
+    with_referrers: bool,
+) -> Result<Vec<String>, MetaError> {
+    let mut doomed = vec![digest.as_str().to_string()];
+    let mut next = 0;
+    while with_referrers && next < doomed.len() {
+        let referrers: Vec<String> = sqlx::query_scalar(
+            "SELECT digest FROM manifests WHERE repository_id = $1 AND subject = $2 \
+             ORDER BY digest FOR UPDATE",
+        )
+        .bind(repository_id)
+        .bind(&doomed[next])
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(database("listing a manifest's referrers"))?;
+        for referrer in referrers {
+            if !doomed.contains(&referrer) {
+                doomed.push(referrer);
+            }
+        }
+        next += 1;
+    }
+    for member in &doomed {
+        let parents: Vec<String> = sqlx::query_scalar(
+            "SELECT parent_digest FROM manifest_children \
+             WHERE repository_id = $1 AND child_digest = $2 ORDER BY parent_digest",
+        )
+        .bind(repository_id)
+        .bind(member)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(database("looking for indexes listing a manifest"))?;
+        if let Some(parent) = parents.iter().find(|parent| !doomed.contains(parent)) {
+            return Err(MetaError::ManifestReferenced(parse_digest(parent)?));
+        }
+    }
+    Ok(doomed)
+}
+
+/// Deletes the manifests of `doomed` with their tags and references, and
+/// turns what lost its last reference into candidates.
+async fn delete_manifests(
+    tx: &mut Transaction<'static, Postgres>,
+    repository_id: i64,
+    root: &Digest,
+    doomed: &[String],
+    now: Timestamp,
+) -> Result<DeletedManifest, MetaError> {
+    let mut tags: Vec<Tag> = Vec::new();
+    let mut blobs: Vec<String> = Vec::new();
+    for member in doomed {
+        let referenced: Vec<String> = sqlx::query_scalar(
+            "SELECT blob_digest FROM manifest_blobs \
+             WHERE repository_id = $1 AND manifest_digest = $2",
+        )
+        .bind(repository_id)
+        .bind(member)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(database("listing a manifest's blobs"))?;
+        blobs.extend(referenced);
+    }
+    blobs.sort();
+    blobs.dedup();
+    let blob_refs: Vec<&str> = blobs.iter().map(String::as_str).collect();
+    lock_digests(tx, &blob_refs).await?;
+    for member in doomed {
+        let names: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM tags WHERE repository_id = $1 AND manifest_digest = $2 RETURNING name",
+        )
+        .bind(repository_id)
+        .bind(member)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(database("deleting a manifest's tags"))?;
+        if member == root.as_str() {
+            tags = names
+                .iter()
+                .map(|name| parse_tag(name))
+                .collect::<Result<Vec<_>, _>>()?;
+        }
+    }
+    for (sql, context) in [
+        (
+            "DELETE FROM manifest_blobs WHERE repository_id = $1 AND manifest_digest = $2",
+            "deleting a manifest's blob references",
+        ),
+        (
+            "DELETE FROM manifest_children WHERE repository_id = $1 AND parent_digest = $2",
+            "deleting an index's manifest references",
+        ),
+        (
+            "DELETE FROM manifests WHERE repository_id = $1 AND digest = $2",
+            "deleting a manifest",
+        ),
+    ] {
+        for member in doomed {
+            sqlx::query(sql)
+                .bind(repository_id)
+                .bind(member)
+                .execute(&mut **tx)
+                .await
+                .map_err(database(context))?;
+        }
+    }
+    for blob in &blobs {
+        mark_link_if_unreferenced(tx, repository_id, blob, now).await?;
+        mark_blob_if_orphaned(tx, blob, now).await?;
+    }
+    // `RETURNING` has no order, so the names are sorted here, by bytes.
+    tags.sort_by(|a, b| a.as_str().as_bytes().cmp(b.as_str().as_bytes()));
+    let mut referrers = doomed[1..]
+        .iter()
+        .map(|digest| parse_digest(digest))
+        .collect::<Result<Vec<_>, _>>()?;
+    referrers.sort();
+    Ok(DeletedManifest { tags, referrers })
+}
+
+/// The condition under which a manifest `m` is untagged garbage, with the
+/// cut-off as `$1`.
+const UNTAGGED_CONDITION: &str = "m.created_at < $1 \
+     AND NOT EXISTS (SELECT 1 FROM tags t \
+         WHERE t.repository_id = m.repository_id AND t.manifest_digest = m.digest) \
+     AND NOT EXISTS (SELECT 1 FROM manifest_children c \
+         WHERE c.repository_id = m.repository_id AND c.child_digest = m.digest) \
+     AND (m.subject IS NULL OR NOT EXISTS (SELECT 1 FROM manifests s \
+         WHERE s.repository_id = m.repository_id AND s.digest = m.subject))";
+
 #[async_trait::async_trait]
 impl MetaStore for PostgresMetaStore {
     async fn list_repositories(
@@ -331,12 +551,20 @@ impl MetaStore for PostgresMetaStore {
     ) -> Result<(), MetaError> {
         let size = to_i64(size, "blob size")?;
         let mut tx = self.begin().await?;
+        lock_digests(&mut tx, &[digest.as_str()]).await?;
+        let deleting: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM blob_deletions WHERE digest = $1")
+                .bind(digest.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(database("looking for a blob deletion"))?;
+        if deleting.is_some() {
+            return Err(MetaError::BlobBeingDeleted);
+        }
         let repository_id = ensure_repository(&mut tx, repository, now).await?;
-        // A digest names its content, so a blob already recorded keeps its
-        // row (and size) and only gains a link.
         sqlx::query(
             "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (digest) DO NOTHING",
+             ON CONFLICT (digest) DO UPDATE SET orphaned_at = NULL",
         )
         .bind(digest.as_str())
         .bind(size)
@@ -344,13 +572,31 @@ impl MetaStore for PostgresMetaStore {
         .execute(&mut *tx)
         .await
         .map_err(database("recording a blob"))?;
+        let referenced: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM manifest_blobs WHERE repository_id = $1 AND blob_digest = $2 LIMIT 1",
+        )
+        .bind(repository_id)
+        .bind(digest.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(database("looking for a manifest referencing a blob"))?;
+        // As on SQLite: an unreferenced link is a candidate from now, and a
+        // re-push restarts its clock; a referenced link stays as it is.
         sqlx::query(
-            "INSERT INTO repository_blobs (repository_id, digest, created_at) \
-             VALUES ($1, $2, $3) ON CONFLICT (repository_id, digest) DO NOTHING",
+            "INSERT INTO repository_blobs \
+             (repository_id, digest, created_at, unreferenced_since, was_referenced) \
+             VALUES ($1, $2, $3, CASE WHEN $4 THEN NULL ELSE $3 END, $5) \
+             ON CONFLICT (repository_id, digest) DO UPDATE SET \
+             was_referenced = CASE WHEN repository_blobs.unreferenced_since IS NULL \
+                 THEN repository_blobs.was_referenced ELSE 0 END, \
+             unreferenced_since = CASE WHEN repository_blobs.unreferenced_since IS NULL \
+                 THEN NULL ELSE excluded.unreferenced_since END",
         )
         .bind(repository_id)
         .bind(digest.as_str())
         .bind(now)
+        .bind(referenced.is_some())
+        .bind(i32::from(referenced.is_some()))
         .execute(&mut *tx)
         .await
         .map_err(database("linking a blob"))?;
@@ -378,20 +624,35 @@ impl MetaStore for PostgresMetaStore {
         size.map(parse_size).transpose()
     }
 
-    async fn unlink_blob(&self, repository: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
+    async fn unlink_blob(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+        now: Timestamp,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.begin().await?;
+        let Some(repository_id) = repository_id(&mut tx, repository).await? else {
+            return Ok(false);
+        };
+        lock_digests(&mut tx, &[digest.as_str()]).await?;
         // A push checking this link holds it `FOR SHARE`; the delete waits
         // for that push to commit.
-        let result = sqlx::query(
-            "DELETE FROM repository_blobs \
-             WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) \
-             AND digest = $2",
-        )
-        .bind(repository.as_str())
-        .bind(digest.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(database("unlinking a blob"))?;
-        Ok(result.rows_affected() > 0)
+        let removed =
+            sqlx::query("DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2")
+                .bind(repository_id)
+                .bind(digest.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(database("unlinking a blob"))?
+                .rows_affected()
+                > 0;
+        if removed {
+            mark_blob_if_orphaned(&mut tx, digest.as_str(), now).await?;
+        }
+        tx.commit()
+            .await
+            .map_err(database("committing a blob unlink"))?;
+        Ok(removed)
     }
 
     async fn put_manifest(
@@ -409,6 +670,9 @@ impl MetaStore for PostgresMetaStore {
         // between this check and the tag that will point at it.
         let mut exists = lock_manifest_for_share(&mut tx, repository_id, &record.digest).await?;
         if !exists {
+            // Reference decisions about these blobs (garbage collection's
+            // among them) wait for this push, and it for them.
+            lock_digests(&mut tx, &distinct(&manifest.blobs)).await?;
             // Returning early drops the transaction, which rolls back the
             // repository it may have created: a refused push leaves no trace.
             // The rows found are locked `FOR SHARE` until commit, so an unlink
@@ -483,6 +747,16 @@ impl MetaStore for PostgresMetaStore {
             .execute(&mut *tx)
             .await
             .map_err(database("recording a manifest's blobs"))?;
+            // The links are referenced now, so they are no garbage candidates.
+            sqlx::query(
+                "UPDATE repository_blobs SET unreferenced_since = NULL, was_referenced = 1 \
+                 WHERE repository_id = $1 AND digest = ANY($2)",
+            )
+            .bind(repository_id)
+            .bind(distinct(&manifest.blobs))
+            .execute(&mut *tx)
+            .await
+            .map_err(database("marking links referenced"))?;
             sqlx::query(
                 "INSERT INTO manifest_children (repository_id, parent_digest, child_digest) \
                  SELECT $1, $2, child FROM UNNEST($3::TEXT[]) AS child ON CONFLICT DO NOTHING",
@@ -555,6 +829,8 @@ impl MetaStore for PostgresMetaStore {
         &self,
         repository: &RepoName,
         digest: &Digest,
+        with_referrers: bool,
+        now: Timestamp,
     ) -> Result<Option<DeletedManifest>, MetaError> {
         let mut tx = self.begin().await?;
         let Some(repository_id) = repository_id(&mut tx, repository).await? else {
@@ -575,62 +851,12 @@ impl MetaStore for PostgresMetaStore {
         if exists.is_none() {
             return Ok(None);
         }
-        // The smallest parent digest is reported so the answer is stable.
-        let parent: Option<String> = sqlx::query_scalar(
-            "SELECT parent_digest FROM manifest_children \
-             WHERE repository_id = $1 AND child_digest = $2 \
-             ORDER BY parent_digest LIMIT 1",
-        )
-        .bind(repository_id)
-        .bind(digest.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(database("looking for indexes listing a manifest"))?;
-        if let Some(parent) = parent {
-            return Err(MetaError::ManifestReferenced(parse_digest(&parent)?));
-        }
-        // Tags go first, so the foreign keys hold at every statement, and
-        // their names come back from the same statement.
-        let tag_names: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM tags WHERE repository_id = $1 AND manifest_digest = $2 RETURNING name",
-        )
-        .bind(repository_id)
-        .bind(digest.as_str())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(database("deleting a manifest's tags"))?;
-        for (sql, context) in [
-            (
-                "DELETE FROM manifest_blobs WHERE repository_id = $1 AND manifest_digest = $2",
-                "deleting a manifest's blob references",
-            ),
-            (
-                "DELETE FROM manifest_children WHERE repository_id = $1 AND parent_digest = $2",
-                "deleting an index's manifest references",
-            ),
-            (
-                "DELETE FROM manifests WHERE repository_id = $1 AND digest = $2",
-                "deleting a manifest",
-            ),
-        ] {
-            sqlx::query(sql)
-                .bind(repository_id)
-                .bind(digest.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(database(context))?;
-        }
+        let doomed = deletion_set(&mut tx, repository_id, digest, with_referrers).await?;
+        let deleted = delete_manifests(&mut tx, repository_id, digest, &doomed, now).await?;
         tx.commit()
             .await
             .map_err(database("committing a manifest deletion"))?;
-        // `RETURNING` has no order, so the names are sorted here, by bytes as
-        // everywhere else.
-        let mut tags = tag_names
-            .iter()
-            .map(|name| parse_tag(name))
-            .collect::<Result<Vec<_>, _>>()?;
-        tags.sort_by(|a, b| a.as_str().as_bytes().cmp(b.as_str().as_bytes()));
-        Ok(Some(DeletedManifest { tags }))
+        Ok(Some(deleted))
     }
 
     async fn delete_tag(&self, repository: &RepoName, tag: &Tag) -> Result<bool, MetaError> {
@@ -912,6 +1138,315 @@ impl MetaStore for PostgresMetaStore {
             .await
             .map_err(database("releasing a job lease"))?;
         Ok(())
+    }
+
+    async fn expired_links(
+        &self,
+        cutoffs: GcCutoffs,
+        after: Option<&LinkCandidate>,
+        limit: usize,
+    ) -> Result<Vec<LinkCandidate>, MetaError> {
+        let rows = sqlx::query(
+            "SELECT r.name, rb.digest, rb.unreferenced_since FROM repository_blobs rb \
+             JOIN repositories r ON r.id = rb.repository_id \
+             WHERE rb.unreferenced_since IS NOT NULL \
+             AND rb.unreferenced_since < GREATEST($1, $2) \
+             AND rb.unreferenced_since < CASE WHEN rb.was_referenced = 1 THEN $1 ELSE $2 END \
+             AND ($3::BIGINT IS NULL OR (rb.unreferenced_since, r.name, rb.digest) > ($3, $4, $5)) \
+             ORDER BY rb.unreferenced_since, r.name, rb.digest LIMIT $6",
+        )
+        .bind(cutoffs.unreferenced_before)
+        .bind(cutoffs.never_referenced_before)
+        .bind(after.map(|a| a.since))
+        .bind(after.map(|a| a.repository.as_str()))
+        .bind(after.map(|a| a.digest.as_str()))
+        .bind(limit_to_i64(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database("listing expired links"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(LinkCandidate {
+                    repository: parse_repository(&column::<String>(row, "name")?)?,
+                    digest: parse_digest(&column::<String>(row, "digest")?)?,
+                    since: column(row, "unreferenced_since")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn remove_links(
+        &self,
+        links: &[LinkCandidate],
+        cutoffs: GcCutoffs,
+        now: Timestamp,
+    ) -> Result<Vec<LinkCandidate>, MetaError> {
+        let mut tx = self.begin().await?;
+        let digests: Vec<&str> = links.iter().map(|l| l.digest.as_str()).collect();
+        lock_digests(&mut tx, &digests).await?;
+        let mut removed = Vec::new();
+        for link in links {
+            let Some(repository_id) = repository_id(&mut tx, &link.repository).await? else {
+                continue;
+            };
+            let since: Option<i64> = sqlx::query_scalar(
+                "DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2 \
+                 AND unreferenced_since IS NOT NULL \
+                 AND unreferenced_since < CASE WHEN was_referenced = 1 THEN $3 ELSE $4 END \
+                 AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb \
+                     WHERE mb.repository_id = $1 AND mb.blob_digest = $2) \
+                 RETURNING unreferenced_since",
+            )
+            .bind(repository_id)
+            .bind(link.digest.as_str())
+            .bind(cutoffs.unreferenced_before)
+            .bind(cutoffs.never_referenced_before)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(database("removing an expired link"))?;
+            if let Some(since) = since {
+                mark_blob_if_orphaned(&mut tx, link.digest.as_str(), since.min(now)).await?;
+                removed.push(link.clone());
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(database("committing removed links"))?;
+        Ok(removed)
+    }
+
+    async fn expired_blobs(
+        &self,
+        before: Timestamp,
+        after: Option<&BlobCandidate>,
+        limit: usize,
+    ) -> Result<Vec<BlobCandidate>, MetaError> {
+        let rows = sqlx::query(
+            "SELECT digest, size, orphaned_at FROM blobs \
+             WHERE orphaned_at IS NOT NULL AND orphaned_at < $1 \
+             AND ($2::BIGINT IS NULL OR (orphaned_at, digest) > ($2, $3)) \
+             ORDER BY orphaned_at, digest LIMIT $4",
+        )
+        .bind(before)
+        .bind(after.map(|a| a.since))
+        .bind(after.map(|a| a.digest.as_str()))
+        .bind(limit_to_i64(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database("listing expired blobs"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(BlobCandidate {
+                    digest: parse_digest(&column::<String>(row, "digest")?)?,
+                    size: parse_size(column(row, "size")?)?,
+                    since: column(row, "orphaned_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn begin_blob_deletions(
+        &self,
+        blobs: &[BlobCandidate],
+        before: Timestamp,
+        now: Timestamp,
+    ) -> Result<Vec<BlobCandidate>, MetaError> {
+        let mut tx = self.begin().await?;
+        let digests: Vec<&str> = blobs.iter().map(|b| b.digest.as_str()).collect();
+        lock_digests(&mut tx, &digests).await?;
+        let mut begun = Vec::new();
+        for blob in blobs {
+            let size: Option<i64> = sqlx::query_scalar(
+                "DELETE FROM blobs WHERE digest = $1 \
+                 AND orphaned_at IS NOT NULL AND orphaned_at < $2 \
+                 AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = $1) \
+                 AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.blob_digest = $1) \
+                 RETURNING size",
+            )
+            .bind(blob.digest.as_str())
+            .bind(before)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(database("deleting a blob's row"))?;
+            let Some(size) = size else {
+                continue;
+            };
+            sqlx::query(
+                "INSERT INTO blob_deletions (digest, size, started_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (digest) DO NOTHING",
+            )
+            .bind(blob.digest.as_str())
+            .bind(size)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(database("recording a blob deletion"))?;
+            begun.push(BlobCandidate {
+                digest: blob.digest.clone(),
+                size: parse_size(size)?,
+                since: now,
+            });
+        }
+        tx.commit()
+            .await
+            .map_err(database("committing blob deletions"))?;
+        Ok(begun)
+    }
+
+    async fn begin_orphan_deletion(
+        &self,
+        digest: &Digest,
+        size: u64,
+        now: Timestamp,
+    ) -> Result<bool, MetaError> {
+        let size = to_i64(size, "blob size")?;
+        let mut tx = self.begin().await?;
+        lock_digests(&mut tx, &[digest.as_str()]).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO blob_deletions (digest, size, started_at) \
+             SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM blobs WHERE digest = $1) \
+             ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(digest.as_str())
+        .bind(size)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(database("recording an orphan deletion"))?
+        .rows_affected();
+        tx.commit()
+            .await
+            .map_err(database("committing an orphan deletion"))?;
+        Ok(inserted > 0)
+    }
+
+    async fn pending_blob_deletions(&self, limit: usize) -> Result<Vec<BlobCandidate>, MetaError> {
+        let rows = sqlx::query(
+            "SELECT digest, size, started_at FROM blob_deletions \
+             ORDER BY started_at, digest LIMIT $1",
+        )
+        .bind(limit_to_i64(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database("listing blob deletions"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(BlobCandidate {
+                    digest: parse_digest(&column::<String>(row, "digest")?)?,
+                    size: parse_size(column(row, "size")?)?,
+                    since: column(row, "started_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_blob_deletion(&self, digest: &Digest) -> Result<(), MetaError> {
+        sqlx::query("DELETE FROM blob_deletions WHERE digest = $1")
+            .bind(digest.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(database("finishing a blob deletion"))?;
+        Ok(())
+    }
+
+    async fn unknown_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {
+        let texts = distinct(digests);
+        let known: Vec<String> = sqlx::query_scalar(
+            "SELECT digest FROM blobs WHERE digest = ANY($1) \
+             UNION SELECT digest FROM blob_deletions WHERE digest = ANY($1)",
+        )
+        .bind(&texts)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database("looking up stored objects"))?;
+        texts
+            .into_iter()
+            .filter(|digest| !known.iter().any(|k| k == digest))
+            .map(parse_digest)
+            .collect()
+    }
+
+    async fn expired_untagged_manifests(
+        &self,
+        before: Timestamp,
+        after: Option<&ManifestCandidate>,
+        limit: usize,
+    ) -> Result<Vec<ManifestCandidate>, MetaError> {
+        let sql = format!(
+            "SELECT r.name, m.digest, m.created_at FROM manifests m \
+             JOIN repositories r ON r.id = m.repository_id \
+             WHERE {UNTAGGED_CONDITION} \
+             AND ($2::BIGINT IS NULL OR (m.created_at, r.name, m.digest) > ($2, $3, $4)) \
+             ORDER BY m.created_at, r.name, m.digest LIMIT $5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(before)
+            .bind(after.map(|a| a.created_at))
+            .bind(after.map(|a| a.repository.as_str()))
+            .bind(after.map(|a| a.digest.as_str()))
+            .bind(limit_to_i64(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database("listing untagged manifests"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(ManifestCandidate {
+                    repository: parse_repository(&column::<String>(row, "name")?)?,
+                    digest: parse_digest(&column::<String>(row, "digest")?)?,
+                    created_at: column(row, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_untagged_manifest(
+        &self,
+        candidate: &ManifestCandidate,
+        before: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<DeletedManifest>, MetaError> {
+        let mut tx = self.begin().await?;
+        let Some(repository_id) = repository_id(&mut tx, &candidate.repository).await? else {
+            return Ok(None);
+        };
+        // Locked first, so a tag or index pushed meanwhile is either seen by
+        // the check below or waits for this deletion (see the module docs).
+        let sql = format!(
+            "SELECT 1 FROM manifests m WHERE m.repository_id = $2 AND m.digest = $3 \
+             AND {UNTAGGED_CONDITION} FOR UPDATE"
+        );
+        let qualifies: Option<i32> = sqlx::query_scalar(&sql)
+            .bind(before)
+            .bind(repository_id)
+            .bind(candidate.digest.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(database("checking an untagged manifest"))?;
+        if qualifies.is_none() {
+            return Ok(None);
+        }
+        let doomed = match deletion_set(&mut tx, repository_id, &candidate.digest, true).await {
+            Ok(doomed) => doomed,
+            Err(MetaError::ManifestReferenced(_)) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let tagged: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM tags WHERE repository_id = $1 AND manifest_digest = ANY($2) LIMIT 1",
+        )
+        .bind(repository_id)
+        .bind(&doomed)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(database("looking for tags of a referrer"))?;
+        if tagged.is_some() {
+            return Ok(None);
+        }
+        let deleted =
+            delete_manifests(&mut tx, repository_id, &candidate.digest, &doomed, now).await?;
+        tx.commit()
+            .await
+            .map_err(database("committing an untagged manifest deletion"))?;
+        Ok(Some(deleted))
     }
 
     async fn check_ready(&self) -> Result<(), MetaError> {

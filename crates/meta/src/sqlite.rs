@@ -28,8 +28,8 @@ use crate::common::{
     EmbeddedMigrations,
 };
 use crate::{
-    DeletedManifest, ManifestRecord, MetaError, MetaStore, NewManifest, Referrer, Timestamp,
-    UploadRecord,
+    BlobCandidate, DeletedManifest, GcCutoffs, LinkCandidate, ManifestCandidate, ManifestRecord,
+    MetaError, MetaStore, NewManifest, Referrer, Timestamp, UploadRecord,
 };
 
 /// How long a connection waits for another process's write lock before
@@ -59,6 +59,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "auth",
         include_str!("../migrations/sqlite/0003_auth.sql"),
+    ),
+    (
+        4,
+        "garbage collection",
+        include_str!("../migrations/sqlite/0004_gc.sql"),
     ),
 ];
 
@@ -263,6 +268,218 @@ async fn missing(
     Ok(missing)
 }
 
+/// Whether a manifest of the repository references the blob.
+async fn is_referenced_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    repository_id: i64,
+    digest: &str,
+) -> Result<bool, MetaError> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM manifest_blobs WHERE repository_id = ? AND blob_digest = ? LIMIT 1",
+    )
+    .bind(repository_id)
+    .bind(digest)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(database("looking for a manifest referencing a blob"))?;
+    Ok(found.is_some())
+}
+
+async fn manifest_exists(
+    tx: &mut Transaction<'static, Sqlite>,
+    repository_id: i64,
+    digest: &str,
+) -> Result<bool, MetaError> {
+    let exists: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?")
+            .bind(repository_id)
+            .bind(digest)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(database("looking up a manifest"))?;
+    Ok(exists.is_some())
+}
+
+/// Makes the link a garbage candidate as of `now` if no manifest of its
+/// repository references the blob any more (keeping an earlier time).
+async fn mark_link_if_unreferenced(
+    tx: &mut Transaction<'static, Sqlite>,
+    repository_id: i64,
+    digest: &str,
+    now: Timestamp,
+) -> Result<(), MetaError> {
+    sqlx::query(
+        "UPDATE repository_blobs SET unreferenced_since = COALESCE(unreferenced_since, ?1) \
+         WHERE repository_id = ?2 AND digest = ?3 AND NOT EXISTS ( \
+             SELECT 1 FROM manifest_blobs mb \
+             WHERE mb.repository_id = ?2 AND mb.blob_digest = ?3)",
+    )
+    .bind(now)
+    .bind(repository_id)
+    .bind(digest)
+    .execute(&mut **tx)
+    .await
+    .map_err(database("marking a link unreferenced"))?;
+    Ok(())
+}
+
+/// Makes the blob a garbage candidate as of `now` if no repository links it
+/// and no manifest references it (keeping an earlier time).
+async fn mark_blob_if_orphaned(
+    tx: &mut Transaction<'static, Sqlite>,
+    digest: &str,
+    now: Timestamp,
+) -> Result<(), MetaError> {
+    sqlx::query(
+        "UPDATE blobs SET orphaned_at = COALESCE(orphaned_at, ?1) \
+         WHERE digest = ?2 \
+         AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = ?2) \
+         AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.blob_digest = ?2)",
+    )
+    .bind(now)
+    .bind(digest)
+    .execute(&mut **tx)
+    .await
+    .map_err(database("marking a blob orphaned"))?;
+    Ok(())
+}
+
+/// The manifest and, with `with_referrers`, every manifest of the repository
+/// whose subject is in the set, recursively: what deleting `digest` removes.
+/// Refuses with `ManifestReferenced` if an index outside the set lists a
+/// member. The root comes first.
+async fn deletion_set(
+    tx: &mut Transaction<'static, Sqlite>,
+    repository_id: i64,
+    digest: &Digest,
+    with_referrers: bool,
+) -> Result<Vec<String>, MetaError> {
+    let mut doomed = vec![digest.as_str().to_string()];
+    let mut next = 0;
+    while with_referrers && next < doomed.len() {
+        let referrers: Vec<String> = sqlx::query_scalar(
+            "SELECT digest FROM manifests WHERE repository_id = ? AND subject = ? \
+             ORDER BY digest COLLATE BINARY",
+        )
+        .bind(repository_id)
+        .bind(&doomed[next])
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(database("listing a manifest's referrers"))?;
+        for referrer in referrers {
+            if !doomed.contains(&referrer) {
+                doomed.push(referrer);
+            }
+        }
+        next += 1;
+    }
+    for member in &doomed {
+        // The smallest parent digest is reported so the answer is stable.
+        let parents: Vec<String> = sqlx::query_scalar(
+            "SELECT parent_digest FROM manifest_children \
+             WHERE repository_id = ? AND child_digest = ? \
+             ORDER BY parent_digest COLLATE BINARY",
+        )
+        .bind(repository_id)
+        .bind(member)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(database("looking for indexes listing a manifest"))?;
+        if let Some(parent) = parents.iter().find(|parent| !doomed.contains(parent)) {
+            return Err(MetaError::ManifestReferenced(parse_digest(parent)?));
+        }
+    }
+    Ok(doomed)
+}
+
+/// Deletes the manifests of `doomed` (from [`deletion_set`]) with their tags
+/// and references, and turns what lost its last reference into candidates.
+async fn delete_manifests(
+    tx: &mut Transaction<'static, Sqlite>,
+    repository_id: i64,
+    root: &Digest,
+    doomed: &[String],
+    now: Timestamp,
+) -> Result<DeletedManifest, MetaError> {
+    let tag_names: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM tags WHERE repository_id = ? AND manifest_digest = ? \
+         ORDER BY name COLLATE BINARY",
+    )
+    .bind(repository_id)
+    .bind(root.as_str())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(database("listing a manifest's tags"))?;
+    let tags = tag_names
+        .iter()
+        .map(|name| parse_tag(name))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut blobs: Vec<String> = Vec::new();
+    for member in doomed {
+        let referenced: Vec<String> = sqlx::query_scalar(
+            "SELECT blob_digest FROM manifest_blobs WHERE repository_id = ? AND manifest_digest = ?",
+        )
+        .bind(repository_id)
+        .bind(member)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(database("listing a manifest's blobs"))?;
+        blobs.extend(referenced);
+    }
+    blobs.sort();
+    blobs.dedup();
+    // Rows that reference a manifest go first, each kind for every member
+    // before the manifests themselves, so the foreign keys hold at every
+    // statement even when one member is an index listing another.
+    for (sql, context) in [
+        (
+            "DELETE FROM tags WHERE repository_id = ? AND manifest_digest = ?",
+            "deleting a manifest's tags",
+        ),
+        (
+            "DELETE FROM manifest_blobs WHERE repository_id = ? AND manifest_digest = ?",
+            "deleting a manifest's blob references",
+        ),
+        (
+            "DELETE FROM manifest_children WHERE repository_id = ? AND parent_digest = ?",
+            "deleting an index's manifest references",
+        ),
+        (
+            "DELETE FROM manifests WHERE repository_id = ? AND digest = ?",
+            "deleting a manifest",
+        ),
+    ] {
+        for member in doomed {
+            sqlx::query(sql)
+                .bind(repository_id)
+                .bind(member)
+                .execute(&mut **tx)
+                .await
+                .map_err(database(context))?;
+        }
+    }
+    for blob in &blobs {
+        mark_link_if_unreferenced(tx, repository_id, blob, now).await?;
+        mark_blob_if_orphaned(tx, blob, now).await?;
+    }
+    let mut referrers = doomed[1..]
+        .iter()
+        .map(|digest| parse_digest(digest))
+        .collect::<Result<Vec<_>, _>>()?;
+    referrers.sort();
+    Ok(DeletedManifest { tags, referrers })
+}
+
+/// The condition under which a manifest `m` is untagged garbage, given the
+/// cut-off as `?1`.
+const UNTAGGED_CONDITION: &str = "m.created_at < ?1 \
+     AND NOT EXISTS (SELECT 1 FROM tags t \
+         WHERE t.repository_id = m.repository_id AND t.manifest_digest = m.digest) \
+     AND NOT EXISTS (SELECT 1 FROM manifest_children c \
+         WHERE c.repository_id = m.repository_id AND c.child_digest = m.digest) \
+     AND (m.subject IS NULL OR NOT EXISTS (SELECT 1 FROM manifests s \
+         WHERE s.repository_id = m.repository_id AND s.digest = m.subject))";
+
 #[async_trait::async_trait]
 impl MetaStore for SqliteMetaStore {
     async fn list_repositories(
@@ -292,12 +509,23 @@ impl MetaStore for SqliteMetaStore {
     ) -> Result<(), MetaError> {
         let size = to_i64(size, "blob size")?;
         let mut tx = self.begin_write().await?;
+        // While garbage collection deletes the bytes, a link would point at
+        // bytes about to vanish; the caller stores them again and retries.
+        let deleting: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM blob_deletions WHERE digest = ?")
+                .bind(digest.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(database("looking for a blob deletion"))?;
+        if deleting.is_some() {
+            return Err(MetaError::BlobBeingDeleted);
+        }
         let repository_id = ensure_repository(&mut tx, repository, now).await?;
         // A digest names its content, so a blob already recorded keeps its
-        // row (and size) and only gains a link.
+        // row (and size); it only stops being a garbage candidate.
         sqlx::query(
             "INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) \
-             ON CONFLICT (digest) DO NOTHING",
+             ON CONFLICT (digest) DO UPDATE SET orphaned_at = NULL",
         )
         .bind(digest.as_str())
         .bind(size)
@@ -305,13 +533,24 @@ impl MetaStore for SqliteMetaStore {
         .execute(&mut *tx)
         .await
         .map_err(database("recording a blob"))?;
+        let referenced = is_referenced_in(&mut tx, repository_id, digest.as_str()).await?;
+        // A link no manifest references yet belongs to a push whose manifest
+        // is still to come: it is a candidate from now, and pushing the blob
+        // again restarts that clock. A referenced link stays as it is.
         sqlx::query(
-            "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?) \
-             ON CONFLICT (repository_id, digest) DO NOTHING",
+            "INSERT INTO repository_blobs \
+             (repository_id, digest, created_at, unreferenced_since, was_referenced) \
+             VALUES (?1, ?2, ?3, CASE WHEN ?4 THEN NULL ELSE ?3 END, ?4) \
+             ON CONFLICT (repository_id, digest) DO UPDATE SET \
+             was_referenced = CASE WHEN repository_blobs.unreferenced_since IS NULL \
+                 THEN repository_blobs.was_referenced ELSE 0 END, \
+             unreferenced_since = CASE WHEN repository_blobs.unreferenced_since IS NULL \
+                 THEN NULL ELSE excluded.unreferenced_since END",
         )
         .bind(repository_id)
         .bind(digest.as_str())
         .bind(now)
+        .bind(referenced)
         .execute(&mut *tx)
         .await
         .map_err(database("linking a blob"))?;
@@ -339,17 +578,32 @@ impl MetaStore for SqliteMetaStore {
         size.map(parse_size).transpose()
     }
 
-    async fn unlink_blob(&self, repository: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
-        let result = sqlx::query(
-            "DELETE FROM repository_blobs \
-             WHERE repository_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?",
-        )
-        .bind(repository.as_str())
-        .bind(digest.as_str())
-        .execute(&self.write)
-        .await
-        .map_err(database("unlinking a blob"))?;
-        Ok(result.rows_affected() > 0)
+    async fn unlink_blob(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+        now: Timestamp,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.begin_write().await?;
+        let Some(repository_id) = repository_id(&mut tx, repository).await? else {
+            return Ok(false);
+        };
+        let removed =
+            sqlx::query("DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?")
+                .bind(repository_id)
+                .bind(digest.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(database("unlinking a blob"))?
+                .rows_affected()
+                > 0;
+        if removed {
+            mark_blob_if_orphaned(&mut tx, digest.as_str(), now).await?;
+        }
+        tx.commit()
+            .await
+            .map_err(database("committing a blob unlink"))?;
+        Ok(removed)
     }
 
     async fn put_manifest(
@@ -425,6 +679,16 @@ impl MetaStore for SqliteMetaStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(database("recording a manifest's blob"))?;
+                // The link is referenced now, so it is no garbage candidate.
+                sqlx::query(
+                    "UPDATE repository_blobs SET unreferenced_since = NULL, was_referenced = 1 \
+                     WHERE repository_id = ? AND digest = ?",
+                )
+                .bind(repository_id)
+                .bind(blob.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(database("marking a link referenced"))?;
             }
             for child in &manifest.children {
                 sqlx::query(
@@ -500,79 +764,22 @@ impl MetaStore for SqliteMetaStore {
         &self,
         repository: &RepoName,
         digest: &Digest,
+        with_referrers: bool,
+        now: Timestamp,
     ) -> Result<Option<DeletedManifest>, MetaError> {
         let mut tx = self.begin_write().await?;
         let Some(repository_id) = repository_id(&mut tx, repository).await? else {
             return Ok(None);
         };
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?")
-                .bind(repository_id)
-                .bind(digest.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(database("looking up a manifest"))?;
-        if exists.is_none() {
+        if !manifest_exists(&mut tx, repository_id, digest.as_str()).await? {
             return Ok(None);
         }
-        // The smallest parent digest is reported so the answer is stable.
-        let parent: Option<String> = sqlx::query_scalar(
-            "SELECT parent_digest FROM manifest_children \
-             WHERE repository_id = ? AND child_digest = ? \
-             ORDER BY parent_digest COLLATE BINARY LIMIT 1",
-        )
-        .bind(repository_id)
-        .bind(digest.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(database("looking for indexes listing a manifest"))?;
-        if let Some(parent) = parent {
-            return Err(MetaError::ManifestReferenced(parse_digest(&parent)?));
-        }
-        let tag_names: Vec<String> = sqlx::query_scalar(
-            "SELECT name FROM tags WHERE repository_id = ? AND manifest_digest = ? \
-             ORDER BY name COLLATE BINARY",
-        )
-        .bind(repository_id)
-        .bind(digest.as_str())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(database("listing a manifest's tags"))?;
-        let tags = tag_names
-            .iter()
-            .map(|name| parse_tag(name))
-            .collect::<Result<Vec<_>, _>>()?;
-        // Rows that reference the manifest go first, so the foreign keys hold
-        // at every statement.
-        for (sql, context) in [
-            (
-                "DELETE FROM tags WHERE repository_id = ? AND manifest_digest = ?",
-                "deleting a manifest's tags",
-            ),
-            (
-                "DELETE FROM manifest_blobs WHERE repository_id = ? AND manifest_digest = ?",
-                "deleting a manifest's blob references",
-            ),
-            (
-                "DELETE FROM manifest_children WHERE repository_id = ? AND parent_digest = ?",
-                "deleting an index's manifest references",
-            ),
-            (
-                "DELETE FROM manifests WHERE repository_id = ? AND digest = ?",
-                "deleting a manifest",
-            ),
-        ] {
-            sqlx::query(sql)
-                .bind(repository_id)
-                .bind(digest.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(database(context))?;
-        }
+        let doomed = deletion_set(&mut tx, repository_id, digest, with_referrers).await?;
+        let deleted = delete_manifests(&mut tx, repository_id, digest, &doomed, now).await?;
         tx.commit()
             .await
             .map_err(database("committing a manifest deletion"))?;
-        Ok(Some(DeletedManifest { tags }))
+        Ok(Some(deleted))
     }
 
     async fn delete_tag(&self, repository: &RepoName, tag: &Tag) -> Result<bool, MetaError> {
@@ -847,6 +1054,319 @@ impl MetaStore for SqliteMetaStore {
             .await
             .map_err(database("releasing a job lease"))?;
         Ok(())
+    }
+
+    async fn expired_links(
+        &self,
+        cutoffs: GcCutoffs,
+        after: Option<&LinkCandidate>,
+        limit: usize,
+    ) -> Result<Vec<LinkCandidate>, MetaError> {
+        let rows = sqlx::query(
+            "SELECT r.name, rb.digest, rb.unreferenced_since FROM repository_blobs rb \
+             JOIN repositories r ON r.id = rb.repository_id \
+             WHERE rb.unreferenced_since IS NOT NULL AND rb.unreferenced_since < max(?1, ?2) \
+             AND rb.unreferenced_since < CASE WHEN rb.was_referenced = 1 THEN ?1 ELSE ?2 END \
+             AND (?3 IS NULL OR (rb.unreferenced_since, r.name, rb.digest) > (?3, ?4, ?5)) \
+             ORDER BY rb.unreferenced_since, r.name COLLATE BINARY, rb.digest COLLATE BINARY \
+             LIMIT ?6",
+        )
+        .bind(cutoffs.unreferenced_before)
+        .bind(cutoffs.never_referenced_before)
+        .bind(after.map(|a| a.since))
+        .bind(after.map(|a| a.repository.as_str()))
+        .bind(after.map(|a| a.digest.as_str()))
+        .bind(limit_to_i64(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(database("listing expired links"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(LinkCandidate {
+                    repository: parse_repository(&column::<String>(row, "name")?)?,
+                    digest: parse_digest(&column::<String>(row, "digest")?)?,
+                    since: column(row, "unreferenced_since")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn remove_links(
+        &self,
+        links: &[LinkCandidate],
+        cutoffs: GcCutoffs,
+        now: Timestamp,
+    ) -> Result<Vec<LinkCandidate>, MetaError> {
+        let mut tx = self.begin_write().await?;
+        let mut removed = Vec::new();
+        for link in links {
+            let Some(repository_id) = repository_id(&mut tx, &link.repository).await? else {
+                continue;
+            };
+            // The candidate is checked again here, in the transaction that
+            // deletes it: a manifest or a re-push since the listing keeps it.
+            let since: Option<i64> = sqlx::query_scalar(
+                "DELETE FROM repository_blobs WHERE repository_id = ?1 AND digest = ?2 \
+                 AND unreferenced_since IS NOT NULL \
+                 AND unreferenced_since < CASE WHEN was_referenced = 1 THEN ?3 ELSE ?4 END \
+                 AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb \
+                     WHERE mb.repository_id = ?1 AND mb.blob_digest = ?2) \
+                 RETURNING unreferenced_since",
+            )
+            .bind(repository_id)
+            .bind(link.digest.as_str())
+            .bind(cutoffs.unreferenced_before)
+            .bind(cutoffs.never_referenced_before)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(database("removing an expired link"))?;
+            if let Some(since) = since {
+                // The blob has been unreferenced since the link was: its
+                // grace period has run already (a later re-push re-links).
+                mark_blob_if_orphaned(&mut tx, link.digest.as_str(), since.min(now)).await?;
+                removed.push(link.clone());
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(database("committing removed links"))?;
+        Ok(removed)
+    }
+
+    async fn expired_blobs(
+        &self,
+        before: Timestamp,
+        after: Option<&BlobCandidate>,
+        limit: usize,
+    ) -> Result<Vec<BlobCandidate>, MetaError> {
+        let rows = sqlx::query(
+            "SELECT digest, size, orphaned_at FROM blobs \
+             WHERE orphaned_at IS NOT NULL AND orphaned_at < ?1 \
+             AND (?2 IS NULL OR (orphaned_at, digest) > (?2, ?3)) \
+             ORDER BY orphaned_at, digest COLLATE BINARY LIMIT ?4",
+        )
+        .bind(before)
+        .bind(after.map(|a| a.since))
+        .bind(after.map(|a| a.digest.as_str()))
+        .bind(limit_to_i64(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(database("listing expired blobs"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(BlobCandidate {
+                    digest: parse_digest(&column::<String>(row, "digest")?)?,
+                    size: parse_size(column(row, "size")?)?,
+                    since: column(row, "orphaned_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn begin_blob_deletions(
+        &self,
+        blobs: &[BlobCandidate],
+        before: Timestamp,
+        now: Timestamp,
+    ) -> Result<Vec<BlobCandidate>, MetaError> {
+        let mut tx = self.begin_write().await?;
+        let mut begun = Vec::new();
+        for blob in blobs {
+            // Checked again in the deleting transaction: a link or manifest
+            // reference made since the listing cleared `orphaned_at`.
+            let size: Option<i64> = sqlx::query_scalar(
+                "DELETE FROM blobs WHERE digest = ?1 \
+                 AND orphaned_at IS NOT NULL AND orphaned_at < ?2 \
+                 AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = ?1) \
+                 AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.blob_digest = ?1) \
+                 RETURNING size",
+            )
+            .bind(blob.digest.as_str())
+            .bind(before)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(database("deleting a blob's row"))?;
+            let Some(size) = size else {
+                continue;
+            };
+            sqlx::query(
+                "INSERT INTO blob_deletions (digest, size, started_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (digest) DO NOTHING",
+            )
+            .bind(blob.digest.as_str())
+            .bind(size)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(database("recording a blob deletion"))?;
+            begun.push(BlobCandidate {
+                digest: blob.digest.clone(),
+                size: parse_size(size)?,
+                since: now,
+            });
+        }
+        tx.commit()
+            .await
+            .map_err(database("committing blob deletions"))?;
+        Ok(begun)
+    }
+
+    async fn begin_orphan_deletion(
+        &self,
+        digest: &Digest,
+        size: u64,
+        now: Timestamp,
+    ) -> Result<bool, MetaError> {
+        let size = to_i64(size, "blob size")?;
+        let inserted = sqlx::query(
+            "INSERT INTO blob_deletions (digest, size, started_at) \
+             SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM blobs WHERE digest = ?1) \
+             ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(digest.as_str())
+        .bind(size)
+        .bind(now)
+        .execute(&self.write)
+        .await
+        .map_err(database("recording an orphan deletion"))?
+        .rows_affected();
+        Ok(inserted > 0)
+    }
+
+    async fn pending_blob_deletions(&self, limit: usize) -> Result<Vec<BlobCandidate>, MetaError> {
+        let rows = sqlx::query(
+            "SELECT digest, size, started_at FROM blob_deletions \
+             ORDER BY started_at, digest COLLATE BINARY LIMIT ?",
+        )
+        .bind(limit_to_i64(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(database("listing blob deletions"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(BlobCandidate {
+                    digest: parse_digest(&column::<String>(row, "digest")?)?,
+                    size: parse_size(column(row, "size")?)?,
+                    since: column(row, "started_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_blob_deletion(&self, digest: &Digest) -> Result<(), MetaError> {
+        sqlx::query("DELETE FROM blob_deletions WHERE digest = ?")
+            .bind(digest.as_str())
+            .execute(&self.write)
+            .await
+            .map_err(database("finishing a blob deletion"))?;
+        Ok(())
+    }
+
+    async fn unknown_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {
+        let mut tx = self.begin_read().await?;
+        let mut unknown = Vec::new();
+        for digest in digests {
+            let known: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM blobs WHERE digest = ?1 \
+                 UNION ALL SELECT 1 FROM blob_deletions WHERE digest = ?1 LIMIT 1",
+            )
+            .bind(digest.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(database("looking up a stored object"))?;
+            if known.is_none() {
+                unknown.push(digest.clone());
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(database("ending a read transaction"))?;
+        Ok(unknown)
+    }
+
+    async fn expired_untagged_manifests(
+        &self,
+        before: Timestamp,
+        after: Option<&ManifestCandidate>,
+        limit: usize,
+    ) -> Result<Vec<ManifestCandidate>, MetaError> {
+        let sql = format!(
+            "SELECT r.name, m.digest, m.created_at FROM manifests m \
+             JOIN repositories r ON r.id = m.repository_id \
+             WHERE {UNTAGGED_CONDITION} \
+             AND (?2 IS NULL OR (m.created_at, r.name, m.digest) > (?2, ?3, ?4)) \
+             ORDER BY m.created_at, r.name COLLATE BINARY, m.digest COLLATE BINARY LIMIT ?5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(before)
+            .bind(after.map(|a| a.created_at))
+            .bind(after.map(|a| a.repository.as_str()))
+            .bind(after.map(|a| a.digest.as_str()))
+            .bind(limit_to_i64(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(database("listing untagged manifests"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(ManifestCandidate {
+                    repository: parse_repository(&column::<String>(row, "name")?)?,
+                    digest: parse_digest(&column::<String>(row, "digest")?)?,
+                    created_at: column(row, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_untagged_manifest(
+        &self,
+        candidate: &ManifestCandidate,
+        before: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<DeletedManifest>, MetaError> {
+        let mut tx = self.begin_write().await?;
+        let Some(repository_id) = repository_id(&mut tx, &candidate.repository).await? else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT 1 FROM manifests m WHERE m.repository_id = ?2 AND m.digest = ?3 \
+             AND {UNTAGGED_CONDITION}"
+        );
+        let qualifies: Option<i64> = sqlx::query_scalar(&sql)
+            .bind(before)
+            .bind(repository_id)
+            .bind(candidate.digest.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(database("checking an untagged manifest"))?;
+        if qualifies.is_none() {
+            return Ok(None);
+        }
+        let doomed = match deletion_set(&mut tx, repository_id, &candidate.digest, true).await {
+            Ok(doomed) => doomed,
+            // A referrer listed by an index keeps the whole group alive.
+            Err(MetaError::ManifestReferenced(_)) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        // A tagged referrer was pushed to be kept; it keeps its subject too.
+        for member in &doomed {
+            let tagged: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM tags WHERE repository_id = ? AND manifest_digest = ? LIMIT 1",
+            )
+            .bind(repository_id)
+            .bind(member)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(database("looking for tags of a referrer"))?;
+            if tagged.is_some() {
+                return Ok(None);
+            }
+        }
+        let deleted =
+            delete_manifests(&mut tx, repository_id, &candidate.digest, &doomed, now).await?;
+        tx.commit()
+            .await
+            .map_err(database("committing an untagged manifest deletion"))?;
+        Ok(Some(deleted))
     }
 
     async fn check_ready(&self) -> Result<(), MetaError> {

@@ -72,6 +72,9 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
     ("racing_pushes_of_one_manifest_all_succeed", |store| {
         Box::pin(racing_pushes_of_one_manifest_all_succeed(store))
     }),
+    ("gc_reference_facts_follow_links_and_manifests", |store| {
+        Box::pin(gc_reference_facts_follow_links_and_manifests(store))
+    }),
     ("job_leases_exclude_other_holders_until_expiry", |store| {
         Box::pin(job_leases_exclude_other_holders_until_expiry(store))
     }),
@@ -127,6 +130,7 @@ macro_rules! meta_store_tests {
             concurrent_writers_all_succeed,
             racing_reference_checks_and_deletions_never_both_win,
             racing_pushes_of_one_manifest_all_succeed,
+            gc_reference_facts_follow_links_and_manifests,
             job_leases_exclude_other_holders_until_expiry,
             racing_job_lease_takers_have_one_winner,
         );
@@ -241,7 +245,7 @@ async fn link(store: &dyn MetaStore, repo: &RepoName, digest: &Digest, size: u64
 
 async fn delete(store: &dyn MetaStore, repo: &RepoName, digest: &Digest) -> Vec<Tag> {
     store
-        .delete_manifest(repo, digest)
+        .delete_manifest(repo, digest, false, NOW)
         .await
         .expect("delete_manifest succeeds")
         .expect("the manifest was stored")
@@ -291,7 +295,7 @@ pub async fn blob_links_are_idempotent_and_per_repository(store: &dyn MetaStore)
 
     assert_eq!(store.linked_blob_size(&one, &blob).await.unwrap(), None);
     assert!(
-        !store.unlink_blob(&one, &blob).await.unwrap(),
+        !store.unlink_blob(&one, &blob, NOW).await.unwrap(),
         "nothing to unlink yet"
     );
 
@@ -303,12 +307,12 @@ pub async fn blob_links_are_idempotent_and_per_repository(store: &dyn MetaStore)
         None,
         "a link in one repository is invisible from another"
     );
-    assert!(!store.unlink_blob(&two, &blob).await.unwrap());
+    assert!(!store.unlink_blob(&two, &blob, NOW).await.unwrap());
 
     link(store, &two, &blob, 17).await;
-    assert!(store.unlink_blob(&one, &blob).await.unwrap());
+    assert!(store.unlink_blob(&one, &blob, NOW).await.unwrap());
     assert!(
-        !store.unlink_blob(&one, &blob).await.unwrap(),
+        !store.unlink_blob(&one, &blob, NOW).await.unwrap(),
         "unlinking twice is harmless"
     );
     assert_eq!(store.linked_blob_size(&one, &blob).await.unwrap(), None);
@@ -317,7 +321,7 @@ pub async fn blob_links_are_idempotent_and_per_repository(store: &dyn MetaStore)
         Some(17),
         "unlinking from one repository leaves the other's link"
     );
-    assert!(store.unlink_blob(&two, &blob).await.unwrap());
+    assert!(store.unlink_blob(&two, &blob, NOW).await.unwrap());
     assert_eq!(store.linked_blob_size(&two, &blob).await.unwrap(), None);
 
     // A link creates the repository, and unlinking does not remove it.
@@ -397,9 +401,9 @@ pub async fn put_manifest_with_missing_references_stores_nothing(store: &dyn Met
         delete(store, &repo, &manifest.record.digest).await,
         tags(&["latest"])
     );
-    assert!(store.unlink_blob(&repo, &config).await.unwrap());
-    assert!(store.unlink_blob(&repo, &layer).await.unwrap());
-    assert!(store.unlink_blob(&elsewhere, &layer).await.unwrap());
+    assert!(store.unlink_blob(&repo, &config, NOW).await.unwrap());
+    assert!(store.unlink_blob(&repo, &layer, NOW).await.unwrap());
+    assert!(store.unlink_blob(&elsewhere, &layer, NOW).await.unwrap());
     assert_clean(
         store,
         &repo,
@@ -488,7 +492,7 @@ pub async fn re_putting_a_manifest_only_moves_the_tag(store: &dyn MetaStore) {
 
     // Re-putting the first manifest moves the tag back and changes nothing
     // else: not the stored fields, and its references are not checked again.
-    assert!(store.unlink_blob(&repo, &layer).await.unwrap());
+    assert!(store.unlink_blob(&repo, &layer, NOW).await.unwrap());
     let mut again = first.clone();
     again.record.annotations = Some(r#"{"ignored":"true"}"#.to_string());
     put(store, &repo, &again, Some(&latest)).await;
@@ -556,12 +560,17 @@ pub async fn delete_manifest_removes_its_tags(store: &dyn MetaStore) {
 
     // Deleting what is not there is not an error.
     let absent = store
-        .delete_manifest(&repo, &doomed.record.digest)
+        .delete_manifest(&repo, &doomed.record.digest, false, NOW)
         .await
         .unwrap();
     assert_eq!(absent, None);
     let no_repository = store
-        .delete_manifest(&repository("suite-delete/absent"), &doomed.record.digest)
+        .delete_manifest(
+            &repository("suite-delete/absent"),
+            &doomed.record.digest,
+            false,
+            NOW,
+        )
         .await
         .unwrap();
     assert_eq!(no_repository, None);
@@ -574,7 +583,7 @@ pub async fn delete_manifest_removes_its_tags(store: &dyn MetaStore) {
         delete(store, &other, &doomed.record.digest).await,
         tags(&["a"])
     );
-    assert!(store.unlink_blob(&repo, &layer).await.unwrap());
+    assert!(store.unlink_blob(&repo, &layer, NOW).await.unwrap());
     assert_clean(store, &repo, &[&doomed.record.digest, &kept.record.digest]).await;
     assert_clean(store, &other, &[&doomed.record.digest]).await;
 }
@@ -603,7 +612,10 @@ pub async fn index_children_cannot_be_deleted_while_listed(store: &dyn MetaStore
     );
 
     for child in [&amd64, &arm64] {
-        match store.delete_manifest(&repo, &child.record.digest).await {
+        match store
+            .delete_manifest(&repo, &child.record.digest, false, NOW)
+            .await
+        {
             Err(MetaError::ManifestReferenced(parent)) => assert_eq!(parent, index.record.digest),
             other => panic!("expected ManifestReferenced, got {other:?}"),
         }
@@ -844,7 +856,7 @@ pub async fn repositories_are_listed_in_byte_order_and_paged(store: &dyn MetaSto
     {
         let repo = repository(&format!("{PREFIX}{name}"));
         match position % 3 {
-            0 => assert!(store.unlink_blob(&repo, &blob).await.unwrap()),
+            0 => assert!(store.unlink_blob(&repo, &blob, NOW).await.unwrap()),
             1 => assert_eq!(
                 delete(store, &repo, &manifest.record.digest).await,
                 Vec::<Tag>::new()
@@ -1164,10 +1176,10 @@ pub async fn concurrent_writers_all_succeed(store: &dyn MetaStore) {
             tags(&[&format!("t{number:02}")])
         );
         let layer = digest_of(&format!("suite-concurrent layer {number}"));
-        assert!(store.unlink_blob(repo, &layer).await.unwrap());
+        assert!(store.unlink_blob(repo, &layer, NOW).await.unwrap());
     }
     for repo in &repos {
-        assert!(store.unlink_blob(repo, &shared).await.unwrap());
+        assert!(store.unlink_blob(repo, &shared, NOW).await.unwrap());
         assert_clean(store, repo, &[]).await;
     }
 }
@@ -1190,7 +1202,7 @@ pub async fn racing_reference_checks_and_deletions_never_both_win(store: &dyn Me
         );
         let (pushed, deleted) = futures::join!(
             store.put_manifest(&repo, &parent, None, NOW),
-            store.delete_manifest(&repo, &child.record.digest),
+            store.delete_manifest(&repo, &child.record.digest, false, NOW),
         );
         match (pushed, deleted) {
             (Ok(()), Err(MetaError::ManifestReferenced(by))) => {
@@ -1216,7 +1228,7 @@ pub async fn racing_reference_checks_and_deletions_never_both_win(store: &dyn Me
         let manifest = image(&format!("suite-race image {round}"), &[&layer]);
         let (pushed, unlinked) = futures::join!(
             store.put_manifest(&repo, &manifest, None, NOW),
-            store.unlink_blob(&repo, &layer),
+            store.unlink_blob(&repo, &layer, NOW),
         );
         assert!(
             unlinked.expect("unlink_blob succeeds"),
@@ -1269,7 +1281,7 @@ pub async fn racing_pushes_of_one_manifest_all_succeed(store: &dyn MetaStore) {
         delete(store, &repo, &manifest.record.digest).await,
         tags(&all)
     );
-    assert!(store.unlink_blob(&repo, &layer).await.unwrap());
+    assert!(store.unlink_blob(&repo, &layer, NOW).await.unwrap());
     assert_clean(store, &repo, &[&manifest.record.digest]).await;
 }
 
@@ -1359,4 +1371,158 @@ pub async fn racing_job_lease_takers_have_one_winner(store: &dyn MetaStore) {
         .await
         .unwrap());
     store.release_job_lease(job, "carol").await.unwrap();
+}
+
+/// The link candidates of `repo` at cut-off `at`.
+async fn links_at(
+    store: &dyn MetaStore,
+    repo: &RepoName,
+    at: Timestamp,
+) -> Vec<crate::LinkCandidate> {
+    let cutoffs = crate::GcCutoffs {
+        unreferenced_before: at,
+        never_referenced_before: at,
+    };
+    store
+        .expired_links(cutoffs, None, usize::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| &c.repository == repo)
+        .collect()
+}
+
+pub async fn gc_reference_facts_follow_links_and_manifests(store: &dyn MetaStore) {
+    use crate::{GcCutoffs, ManifestCandidate};
+    let repo = repository("suite-gc/app");
+    let layer = digest_of("suite-gc layer");
+    let loose = digest_of("suite-gc loose");
+    let mine = |digest: &Digest| *digest == layer || *digest == loose;
+    let cutoffs = |at: Timestamp| GcCutoffs {
+        unreferenced_before: at,
+        never_referenced_before: at,
+    };
+
+    // A pushed layer is a candidate link from its push; a manifest
+    // referencing it clears that, and deleting the manifest sets it again.
+    link(store, &repo, &layer, 5).await;
+    link(store, &repo, &loose, 6).await;
+    assert_eq!(links_at(store, &repo, NOW + 1).await.len(), 2);
+    let manifest = image("suite-gc image", &[&layer]);
+    put(store, &repo, &manifest, None).await;
+    let candidates = links_at(store, &repo, NOW + 1).await;
+    assert_eq!(candidates.len(), 1);
+    assert_eq!(candidates[0].digest, loose);
+    let deleted = store
+        .delete_manifest(&repo, &manifest.record.digest, true, NOW + 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(deleted.referrers.is_empty());
+    assert_eq!(
+        links_at(store, &repo, NOW + 1).await.len(),
+        1,
+        "unreferenced from NOW + 10"
+    );
+    let candidates = links_at(store, &repo, NOW + 11).await;
+    assert_eq!(candidates.len(), 2);
+
+    // Removing the links orphans both blobs as of their links' times.
+    let removed = store
+        .remove_links(&candidates, cutoffs(NOW + 11), NOW + 20)
+        .await
+        .unwrap();
+    assert_eq!(removed.len(), 2);
+    assert_eq!(store.linked_blob_size(&repo, &layer).await.unwrap(), None);
+    let blobs: Vec<_> = store
+        .expired_blobs(NOW + 11, None, usize::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|b| mine(&b.digest))
+        .collect();
+    assert_eq!(blobs.len(), 2);
+
+    // A re-link clears a blob's candidacy; the deletion re-checks it.
+    link(store, &repo, &loose, 6).await;
+    let begun = store
+        .begin_blob_deletions(&blobs, NOW + 11, NOW + 30)
+        .await
+        .unwrap();
+    assert_eq!(begun.len(), 1);
+    assert_eq!(begun[0].digest, layer);
+    assert_eq!(begun[0].size, 5);
+    // While the deletion runs, the digest cannot be linked, and it is known.
+    match store.link_blob(&repo, &layer, 5, NOW + 31).await {
+        Err(MetaError::BlobBeingDeleted) => {}
+        other => panic!("expected BlobBeingDeleted, got {other:?}"),
+    }
+    assert!(store
+        .pending_blob_deletions(usize::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .any(|b| b.digest == layer));
+    assert!(store
+        .unknown_blobs(std::slice::from_ref(&layer))
+        .await
+        .unwrap()
+        .is_empty());
+    store.finish_blob_deletion(&layer).await.unwrap();
+    assert_eq!(
+        store
+            .unknown_blobs(std::slice::from_ref(&layer))
+            .await
+            .unwrap(),
+        vec![layer.clone()]
+    );
+
+    // The orphan sweep's marker is refused for a digest with a row.
+    assert!(!store.begin_orphan_deletion(&loose, 6, NOW).await.unwrap());
+    assert!(store.begin_orphan_deletion(&layer, 5, NOW).await.unwrap());
+    assert!(!store.begin_orphan_deletion(&layer, 5, NOW).await.unwrap());
+    store.finish_blob_deletion(&layer).await.unwrap();
+
+    // Untagged manifests: listed by age; a tagged or index-listed one is not.
+    let untagged = image("suite-gc untagged", &[&loose]);
+    let tagged = image("suite-gc tagged", &[&loose]);
+    put(store, &repo, &untagged, None).await;
+    put(store, &repo, &tagged, Some(&tag("keep"))).await;
+    let listed: Vec<ManifestCandidate> = store
+        .expired_untagged_manifests(NOW + 1, None, usize::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.repository == repo)
+        .collect();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].digest, untagged.record.digest);
+    assert!(
+        store
+            .delete_untagged_manifest(&listed[0], NOW, NOW + 40)
+            .await
+            .unwrap()
+            .is_none(),
+        "too young for that cut-off"
+    );
+    assert!(store
+        .delete_untagged_manifest(&listed[0], NOW + 1, NOW + 40)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        delete(store, &repo, &tagged.record.digest).await,
+        tags(&["keep"])
+    );
+    assert!(store.unlink_blob(&repo, &loose, NOW).await.unwrap());
+    assert_clean(
+        store,
+        &repo,
+        &[
+            &manifest.record.digest,
+            &untagged.record.digest,
+            &tagged.record.digest,
+        ],
+    )
+    .await;
 }

@@ -183,7 +183,7 @@ async fn two_nodes_on_one_database_share_writes_and_leases() {
         second.linked_blob_size(&repo, &blob).await.unwrap(),
         Some(3)
     );
-    assert!(second.unlink_blob(&repo, &blob).await.unwrap());
+    assert!(second.unlink_blob(&repo, &blob, 1).await.unwrap());
     assert_eq!(first.linked_blob_size(&repo, &blob).await.unwrap(), None);
 
     // An upload started through one node is locked against the other.

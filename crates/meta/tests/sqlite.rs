@@ -135,7 +135,7 @@ async fn two_stores_on_one_file_see_each_others_writes() {
         second.linked_blob_size(&repo, &blob).await.unwrap(),
         Some(3)
     );
-    assert!(second.unlink_blob(&repo, &blob).await.unwrap());
+    assert!(second.unlink_blob(&repo, &blob, 1).await.unwrap());
     assert_eq!(first.linked_blob_size(&repo, &blob).await.unwrap(), None);
 }
 

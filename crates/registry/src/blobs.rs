@@ -66,7 +66,10 @@ impl Registry {
         digest: &Digest,
     ) -> Result<(), RegistryError> {
         self.inner.blob_cache.invalidate(repository);
-        let unlinked = self.meta().unlink_blob(repository, digest).await;
+        let unlinked = self
+            .meta()
+            .unlink_blob(repository, digest, self.now())
+            .await;
         self.inner.blob_cache.invalidate(repository);
         if unlinked? {
             Ok(())
@@ -88,13 +91,42 @@ impl Registry {
             return Ok(None);
         };
         // The source link proves the bytes were verified when first pushed;
-        // checking storage as well guards against a concurrent collection.
-        if self.blobs().blob_size(digest).await?.is_none() {
-            return Ok(None);
+        // the link is checked against storage afterwards because garbage
+        // collection may have removed the source link and the bytes since.
+        match self.link_stored_blob(repository, digest, size).await {
+            Ok(()) => Ok(Some(size)),
+            Err(RegistryError::BlobBeingCollected) => Ok(None),
+            Err(e) => Err(e),
         }
+    }
+
+    /// Links a blob whose bytes were stored (or found stored) into
+    /// `repository`, then checks that the bytes are still there.
+    ///
+    /// This is the push side of the garbage-collection protocol (see
+    /// "Deletion and garbage collection" in ARCHITECTURE.md): the link is
+    /// refused while a collection is deleting the digest, and if the bytes
+    /// vanished between storing and linking (a collection finished in
+    /// between) the new link is taken back, because from the moment the link
+    /// exists no later collection can delete the bytes, so bytes seen after
+    /// linking are bytes that stay.
+    pub(crate) async fn link_stored_blob(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), RegistryError> {
         self.meta()
             .link_blob(repository, digest, size, self.now())
             .await?;
-        Ok(Some(size))
+        if self.blobs().blob_size(digest).await?.is_none() {
+            tracing::warn!(%digest, "blob bytes vanished before linking; asking for a re-push");
+            self.meta()
+                .unlink_blob(repository, digest, self.now())
+                .await?;
+            self.inner.blob_cache.invalidate(repository);
+            return Err(RegistryError::BlobBeingCollected);
+        }
+        Ok(())
     }
 }

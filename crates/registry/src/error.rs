@@ -33,8 +33,14 @@ pub enum RegistryError {
     ManifestTooLarge(usize),
     #[error("manifest references unknown blobs or manifests: {0:?}")]
     ManifestBlobUnknown(Vec<Digest>),
-    #[error("manifest is referenced by index {0} and cannot be deleted")]
+    /// The manifest (or a referrer that would go with it) is listed by an
+    /// index of the same repository: the index must be deleted first.
+    #[error("the manifest is listed by index {0} in this repository; delete that index first")]
     ManifestReferenced(Digest),
+    /// Garbage collection was deleting the bytes this upload was deduplicated
+    /// against; nothing was linked and the client should push the blob again.
+    #[error("the blob was being garbage-collected while it was pushed; push it again")]
+    BlobBeingCollected,
     #[error("the manifest is not available in a media type the client accepts")]
     NotAcceptable,
     #[error("invalid parameter: {0}")]
@@ -57,7 +63,8 @@ impl RegistryError {
             RegistryError::UploadUnknown => ErrorCode::BlobUploadUnknown,
             RegistryError::ChunkOutOfOrder { .. }
             | RegistryError::UploadBusy
-            | RegistryError::UploadInvalid(_) => ErrorCode::BlobUploadInvalid,
+            | RegistryError::UploadInvalid(_)
+            | RegistryError::BlobBeingCollected => ErrorCode::BlobUploadInvalid,
             RegistryError::DigestMismatch { .. } | RegistryError::DigestInvalid(_) => {
                 ErrorCode::DigestInvalid
             }
@@ -77,6 +84,8 @@ impl RegistryError {
             RegistryError::ChunkOutOfOrder { .. } | RegistryError::UploadBusy => 416,
             RegistryError::ManifestTooLarge(_) => 413,
             RegistryError::ManifestReferenced(_) => 409,
+            // A retryable condition: clients retry a push on 503.
+            RegistryError::BlobBeingCollected => 503,
             RegistryError::InvalidParameter(_) => 400,
             other => other.code().default_status(),
         }
@@ -112,6 +121,7 @@ impl From<MetaError> for RegistryError {
             MetaError::UploadBusy => RegistryError::UploadBusy,
             MetaError::UploadNotFound => RegistryError::UploadUnknown,
             MetaError::ManifestReferenced(d) => RegistryError::ManifestReferenced(d),
+            MetaError::BlobBeingDeleted => RegistryError::BlobBeingCollected,
             other => RegistryError::Meta(other),
         }
     }

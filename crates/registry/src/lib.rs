@@ -8,6 +8,8 @@
 //! - [`error`]: [`RegistryError`], with its mapping to the spec's error codes.
 //! - `blobs`, `uploads`, `manifests`: the operations, one file per resource.
 //! - [`jobs`]: background work (expired upload purge) with `run_once` for tests.
+//! - [`gc`]: deletion's second half, online garbage collection
+//!   ([`Registry::collect_garbage`] runs one pass).
 //!
 //! **Architecture Invariant:** this crate sees only the two traits; it never
 //! names a concrete backend, never builds SQL and never touches HTTP types.
@@ -24,11 +26,13 @@ use berth_storage::BlobStore;
 mod blobs;
 mod cache;
 pub mod error;
+pub mod gc;
 pub mod jobs;
 mod manifests;
 mod uploads;
 
 pub use error::RegistryError;
+pub use gc::{GcOptions, GcReport};
 pub use manifests::{ManifestPut, ReferrersIndex};
 pub use uploads::UploadStatus;
 
@@ -40,8 +44,27 @@ pub struct RegistryConfig {
     /// How long one node may hold an upload's write lease while it writes a
     /// chunk; a node that dies mid-chunk blocks the session at most this long.
     pub upload_lease: Duration,
-    /// A name for this node, used as the holder of upload leases.
+    /// A name for this node, used as the holder of upload and job leases.
     pub node_name: String,
+    /// How long an unreferenced blob or repository link is kept before
+    /// garbage collection removes it: the window in which a re-push or a new
+    /// manifest revives it for free. A link no manifest has referenced yet (a
+    /// layer pushed ahead of its manifest) is kept for at least `upload_ttl`.
+    pub gc_grace_period: Duration,
+    /// With `Some(age)`, garbage collection also deletes manifests that are
+    /// untagged, unlisted by any index and not a referrer of a stored
+    /// manifest, once older than `age`. Off by default: untagged manifests
+    /// are often pulled by digest.
+    pub gc_untagged_age: Option<Duration>,
+    /// Whether deleting a manifest also deletes its referrers (signatures,
+    /// SBOMs: manifests of the same repository whose subject it is), recursively.
+    pub delete_referrers: bool,
+    /// How many candidates one garbage-collection batch handles, which bounds
+    /// both its memory and the length of its transactions.
+    pub gc_batch_size: usize,
+    /// How long the garbage-collection job lease lasts; a pass renews it as
+    /// it goes, so a node that dies mid-pass blocks others at most this long.
+    pub gc_lease: Duration,
     /// How long a manifest or blob lookup may be served from this process's
     /// cache; zero disables the cache. Bounds how long a tag moved, or a
     /// manifest or blob deleted, through another node can still be served here.
@@ -57,6 +80,11 @@ impl Default for RegistryConfig {
             upload_ttl: Duration::from_secs(24 * 3600),
             upload_lease: Duration::from_secs(300),
             node_name: format!("node-{}", uuid::Uuid::new_v4().simple()),
+            gc_grace_period: Duration::from_secs(3600),
+            gc_untagged_age: None,
+            delete_referrers: true,
+            gc_batch_size: 500,
+            gc_lease: Duration::from_secs(15),
             manifest_cache_ttl: Duration::from_secs(1),
             redirect_expiry: None,
         }

@@ -125,8 +125,11 @@ impl Registry {
         Ok(record)
     }
 
-    /// Deletes by reference: a digest deletes the manifest and its tags, a tag
-    /// deletes only the tag.
+    /// Deletes by reference: a digest deletes the manifest and its tags (and,
+    /// when `delete_referrers` is configured, its referrers, recursively); a
+    /// tag deletes only the tag. A manifest an index of the repository lists
+    /// is refused with `ManifestReferenced`. What the deletion leaves
+    /// unreferenced is reclaimed by garbage collection after the grace period.
     pub async fn delete_manifest(
         &self,
         repository: &RepoName,
@@ -154,7 +157,16 @@ impl Registry {
                 }
             }
             Reference::Digest(digest) => {
-                match self.meta().delete_manifest(repository, digest).await? {
+                let deleted = self
+                    .meta()
+                    .delete_manifest(
+                        repository,
+                        digest,
+                        self.config().delete_referrers,
+                        self.now(),
+                    )
+                    .await?;
+                match deleted {
                     Some(_) => Ok(()),
                     None => Err(RegistryError::ManifestUnknown),
                 }

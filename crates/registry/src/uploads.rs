@@ -103,10 +103,10 @@ impl Registry {
                 return Err(e.into());
             }
         };
-        self.meta()
-            .link_blob(repository, digest, size, self.now())
-            .await?;
+        // The storage upload is gone either way, so the session goes too.
+        let linked = self.link_stored_blob(repository, digest, size).await;
         self.meta().delete_upload(&lease.key).await?;
+        linked?;
         Ok(size)
     }
 

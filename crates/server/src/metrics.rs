@@ -37,6 +37,9 @@ pub struct Metrics {
     latency: Family<LatencyLabels, Histogram>,
     bytes_in: Counter<u64, AtomicU64>,
     bytes_out: Counter<u64, AtomicU64>,
+    gc_bytes_reclaimed: Counter<u64, AtomicU64>,
+    gc_objects_removed: Counter<u64, AtomicU64>,
+    gc_pass_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -74,12 +77,37 @@ impl Metrics {
             "Bytes of blob and manifest bodies sent",
             bytes_out.clone(),
         );
+        let gc_bytes_reclaimed = Counter::<u64, AtomicU64>::default();
+        let gc_objects_removed = Counter::<u64, AtomicU64>::default();
+        // Buckets from 10 ms to ~45 min: an idle pass reads a few index
+        // pages, a pass after a mass deletion removes many thousands of files.
+        let gc_pass_duration = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.01, 4.0, 10),
+        );
+        registry.register(
+            "gc_bytes_reclaimed",
+            "Bytes of blobs deleted by garbage collection",
+            gc_bytes_reclaimed.clone(),
+        );
+        registry.register(
+            "gc_objects_removed",
+            "Manifests, blobs and orphaned objects removed by garbage collection",
+            gc_objects_removed.clone(),
+        );
+        registry.register(
+            "gc_pass_duration_seconds",
+            "Duration of garbage-collection passes this node ran",
+            gc_pass_duration.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             bytes_in,
             bytes_out,
+            gc_bytes_reclaimed,
+            gc_objects_removed,
+            gc_pass_duration,
         }
     }
 
@@ -89,6 +117,17 @@ impl Metrics {
 
     pub fn bytes_out(&self, n: u64) {
         self.bytes_out.inc_by(n);
+    }
+
+    /// Records a garbage-collection pass. A pass skipped because another node
+    /// held the lease did no work and is not recorded.
+    pub fn record_gc(&self, report: &berth_registry::GcReport) {
+        if report.lease_busy || report.dry_run {
+            return;
+        }
+        self.gc_bytes_reclaimed.inc_by(report.bytes_reclaimed);
+        self.gc_objects_removed.inc_by(report.objects_removed());
+        self.gc_pass_duration.observe(report.duration.as_secs_f64());
     }
 
     /// Renders the Prometheus text format.

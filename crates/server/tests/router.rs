@@ -1012,6 +1012,34 @@ async fn health_readiness_and_metrics() {
 }
 
 #[tokio::test]
+async fn garbage_collection_is_reported_in_metrics() {
+    let h = Harness::new().await;
+    let digest = h.push_blob("gc", b"garbage").await;
+    let (r, _) = h
+        .call("DELETE", &format!("/v2/gc/blobs/{digest}"), &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    h.clock
+        .fetch_add(2 * 24 * 3600, std::sync::atomic::Ordering::SeqCst);
+    let report = h
+        .state
+        .registry
+        .collect_garbage(&berth_registry::GcOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((report.blobs_removed, report.bytes_reclaimed), (1, 7));
+    h.state.metrics.record_gc(&report);
+    let (_, body) = h.call("GET", "/metrics", &[], vec![]).await;
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.contains("berth_gc_bytes_reclaimed_total 7"), "{text}");
+    assert!(text.contains("berth_gc_objects_removed_total 1"), "{text}");
+    assert!(
+        text.contains("berth_gc_pass_duration_seconds_count 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn push_by_digest_with_tag_parameters() {
     let h = Harness::new().await;
     let manifest = simple_image(&h, "tp", "tags").await;
