@@ -118,6 +118,8 @@ fn free_port() -> u16 {
 
 const WATCHDOG: &str = r#"
 weed="$1"; dir="$2"; shift 2
+# The server reads master.toml from its working directory.
+cd "$dir" || exit 1
 "$weed" "$@" >"$dir/weed.log" 2>&1 &
 pid=$!
 read _ignored || true
@@ -147,6 +149,13 @@ fn start_weed(binary: &Path) -> Result<Weed, String> {
         }]
     });
     std::fs::write(&s3_config, identities.to_string()).map_err(|error| error.to_string())?;
+    // One volume per new collection instead of the default seven: each test
+    // bucket writes a few megabytes, and fewer volumes start faster.
+    std::fs::write(
+        dir.join("master.toml"),
+        "[master.volume_growth]\ncopy_1 = 1\ncopy_2 = 2\ncopy_3 = 3\ncopy_other = 1\n",
+    )
+    .map_err(|error| error.to_string())?;
 
     let s3_port = free_port();
     let port = |name: &str| format!("-{name}={}", free_port());
@@ -172,9 +181,15 @@ fn start_weed(binary: &Path) -> Result<Weed, String> {
         "-s3.port.lance=0".into(),
         "-iam=false".into(),
         "-s3.iam=false".into(),
-        // Small volumes, allocated on demand, keep the temporary directory small.
+        // Small volumes, allocated on demand, keep the temporary directory
+        // small. Every bucket is a collection with volumes of its own, and the
+        // tests make a bucket each, so the volume count is fixed and high:
+        // left at 0 it is derived from the free disk space (free space / size
+        // limit), and on a machine with little free disk the later buckets
+        // found no writable volume and every PUT failed with a 500. Volume
+        // files are sparse, so the count costs no space up front.
         "-master.volumeSizeLimitMB=128".into(),
-        "-volume.max=0".into(),
+        "-volume.max=2000".into(),
     ];
     let watchdog = Command::new("sh")
         .arg("-c")
