@@ -529,12 +529,15 @@ impl MetaStore for PostgresMetaStore {
         limit: usize,
     ) -> Result<Vec<RepoName>, MetaError> {
         // `name` is COLLATE "C", so comparison and order are byte order.
+        // Every name is longer than "", so the first page starts after "";
+        // a plain `name > $1` (no `IS NULL OR`) lets each page start with an
+        // index seek instead of a scan from the first name.
         let names: Vec<String> = sqlx::query_scalar(
             "SELECT name FROM repositories \
-             WHERE $1::TEXT IS NULL OR name > $1 \
+             WHERE name > $1 \
              ORDER BY name LIMIT $2",
         )
-        .bind(after.map(RepoName::as_str))
+        .bind(after.map_or("", RepoName::as_str))
         .bind(limit_to_i64(limit))
         .fetch_all(&self.pool)
         .await
@@ -885,14 +888,16 @@ impl MetaStore for PostgresMetaStore {
             "SELECT t.name FROM repositories r \
              LEFT JOIN LATERAL ( \
                  SELECT name FROM tags \
-                 WHERE repository_id = r.id AND ($2::TEXT IS NULL OR name > $2) \
+                 WHERE repository_id = r.id AND name > $2 \
                  ORDER BY name LIMIT $3 \
              ) t ON TRUE \
              WHERE r.name = $1 \
              ORDER BY t.name",
         )
         .bind(repository.as_str())
-        .bind(after)
+        // Tags are never empty, so "" stands for "from the first tag" and
+        // every page is an index range seek (see `list_repositories`).
+        .bind(after.unwrap_or(""))
         .bind(limit_to_i64(limit))
         .fetch_all(&self.pool)
         .await

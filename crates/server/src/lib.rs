@@ -143,6 +143,17 @@ async fn metrics_text(
         .into_response()
 }
 
+/// The largest read hyper's HTTP/1 connections make into their buffer
+/// (hyper's own default is about 400 KiB).
+///
+/// An upload keeps the pieces of its body it has not written yet, and each
+/// piece shares the allocation of the read that brought it in, so the read
+/// size multiplies into the memory every concurrent upload pins. With 64 KiB
+/// reads an upload holds about 400 KiB at most instead of over a megabyte,
+/// and a read still costs one system call per 64 KiB, which is nothing next
+/// to hashing and writing those bytes.
+const HTTP1_READ_BUFFER: usize = 64 * 1024;
+
 /// Serves the API on `listener` until `shutdown` completes, then lets
 /// in-flight requests finish.
 pub async fn run(
@@ -150,12 +161,13 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    use axum::serve::ListenerExt;
+    // Responses are written whole, so Nagle's algorithm only ever delays
+    // the last segment of an answer.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    serve(listener, app(state), shutdown).await
 }
 
 /// Like [`run`], speaking HTTPS with `config` (see [`tls::server_config`]).
@@ -165,14 +177,61 @@ pub async fn run_tls(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // `tap_io` only wraps the listener in the type axum knows how to take
-    // the peer address from (for login throttling per address).
-    let listener = tls::TlsListener::new(listener, config)?.tap_io(|_| {});
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let listener = tls::TlsListener::new(listener, config)?;
+    serve(listener, app(state), shutdown).await
+}
+
+/// The accept loop behind [`run`] and [`run_tls`]: `axum::serve` with the
+/// connection settings it does not expose (see [`HTTP1_READ_BUFFER`]).
+///
+/// Each request carries the peer's address as `ConnectInfo`, which login
+/// throttling keys on. When `shutdown` completes the listener is closed,
+/// idle connections are closed, and the call returns once every request in
+/// flight has been answered.
+async fn serve<L>(
+    mut listener: L,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .max_buf_size(HTTP1_READ_BUFFER)
+        .timer(TokioTimer::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, peer) = tokio::select! {
+            connection = listener.accept() => connection,
+            () = &mut shutdown => break,
+        };
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                router.clone().oneshot(request)
+            });
+        let connection = builder
+            .serve_connection(TokioIo::new(io), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A client that goes away mid-request is routine, not an error
+            // of the server's.
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

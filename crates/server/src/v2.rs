@@ -525,8 +525,18 @@ async fn tags(state: &AppState, repo: &RepoName, request: &Parts) -> ApiResult {
     let more = tags.len() > page.limit;
     tags.truncate(page.limit);
     let names: Vec<&str> = tags.iter().map(|t| t.as_str()).collect();
-    let mut response =
-        axum::Json(serde_json::json!({ "name": repo.as_str(), "tags": names })).into_response();
+    // Serialized straight from the names, without an intermediate
+    // `serde_json::Value` (one allocation per tag fewer on long lists).
+    #[derive(serde::Serialize)]
+    struct TagList<'a> {
+        name: &'a str,
+        tags: &'a [&'a str],
+    }
+    let mut response = axum::Json(TagList {
+        name: repo.as_str(),
+        tags: &names,
+    })
+    .into_response();
     if more && page.explicit {
         if let Some(last) = names.last() {
             let link = link_header(&format!("/v2/{repo}/tags/list"), &page, last);

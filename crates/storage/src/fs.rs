@@ -33,7 +33,8 @@
 //! - A directory is fsynced after every rename or link in it, so a blob that was
 //!   reported as stored survives a power loss.
 //! - Every filesystem call runs on tokio's blocking pool, and uploads stream
-//!   through two buffers of [`WRITE_BUFFER_SIZE`] bytes, never a whole body.
+//!   through at most two batches of about [`WRITE_BATCH_SIZE`] bytes (one
+//!   being written, one being received), never a whole body.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -41,20 +42,28 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_oci::{Algorithm, ByteRange, Digest, Hasher};
+use bytes::Bytes;
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use memmap2::{Advice, MmapOptions};
 use tokio::task::JoinHandle;
-use tokio_util::io::ReaderStream;
 
 use crate::{BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, UploadId, UploadProgress};
 
-/// Incoming bytes gathered before one write to disk. Large enough that a write
-/// costs one system call per quarter mebibyte, small enough that thousands of
-/// concurrent uploads fit in memory.
-pub const WRITE_BUFFER_SIZE: usize = 256 * 1024;
+/// Incoming bytes gathered before one write to disk. The batch holds the
+/// request body's own pieces (shared, never copied) and goes to the file in
+/// one vectored write, so the size only trades blocking-pool round trips
+/// (one per batch) against memory per concurrent upload (two batches).
+pub const WRITE_BATCH_SIZE: usize = 128 * 1024;
 
-/// The size of the pieces a blob is read and sent in.
-pub const READ_CHUNK_SIZE: usize = 256 * 1024;
+/// The size of the pieces a blob is sent in: each is one slice of the
+/// blob's memory map handed to the socket, so the size only sets how often
+/// the stream yields and how far ahead the kernel is asked to read.
+pub const READ_CHUNK_SIZE: usize = 1024 * 1024;
+
+/// Reads shorter than this are copied into memory in one `read`; longer ones
+/// are served from a memory map. A map costs two system calls and page
+/// faults, which only pay off when they replace several reads and copies.
+const MAP_THRESHOLD: u64 = 64 * 1024;
 
 /// The buffer used when a finished upload has to be hashed again from disk.
 const REHASH_BUFFER_SIZE: usize = 1024 * 1024;
@@ -366,40 +375,8 @@ impl BlobStore for FsBlobStore {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<BlobBody, StorageError> {
-        let mut file = match tokio::fs::File::open(self.blob_path(digest)).await {
-            Ok(file) => file,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                return Err(StorageError::BlobNotFound)
-            }
-            Err(error) => return Err(error.into()),
-        };
-        let size = file.metadata().await?.len();
-        let (start, len) = match range {
-            None => (0, size),
-            Some(range) if range.start <= range.end && range.end <= size => {
-                (range.start, range.len())
-            }
-            Some(range) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "range {}..{} lies outside a blob of {size} bytes",
-                        range.start, range.end
-                    ),
-                )
-                .into())
-            }
-        };
-        if start > 0 {
-            file.seek(SeekFrom::Start(start)).await?;
-        }
-        // The open file keeps its bytes readable even if the blob is deleted
-        // while the stream is being sent.
-        let stream = ReaderStream::with_capacity(file.take(len), READ_CHUNK_SIZE);
-        Ok(BlobBody {
-            len,
-            stream: Box::pin(stream),
-        })
+        let path = self.blob_path(digest);
+        run_blocking(move || open_blob_body(&path, range)).await
     }
 
     async fn delete_blob(&self, digest: &Digest) -> Result<(), StorageError> {
@@ -448,7 +425,7 @@ impl BlobStore for FsBlobStore {
         let file = run_blocking(move || store.open_upload_at(&id_owned, start)).await?;
 
         let mut writer = ChunkWriter::new(file, hasher);
-        let mut buffer = Vec::with_capacity(WRITE_BUFFER_SIZE);
+        let mut batch = Batch::default();
         let mut received: u64 = 0;
         while let Some(item) = data.next().await {
             let bytes = match item {
@@ -463,20 +440,16 @@ impl BlobStore for FsBlobStore {
                 }
             };
             received += bytes.len() as u64;
-            // Copy through the bounded buffer even when one item is huge, so
-            // the memory held here never exceeds two buffers.
-            let mut rest = &bytes[..];
-            while !rest.is_empty() {
-                let take = (WRITE_BUFFER_SIZE - buffer.len()).min(rest.len());
-                buffer.extend_from_slice(&rest[..take]);
-                rest = &rest[take..];
-                if buffer.len() == WRITE_BUFFER_SIZE {
-                    buffer = writer.submit(buffer).await?;
-                }
+            // A piece is kept as it came (a reference into the connection's
+            // read buffer), not copied: the batch is written straight from
+            // the pieces, which removes a copy of every uploaded byte.
+            batch.push(bytes);
+            if batch.len >= WRITE_BATCH_SIZE {
+                batch = writer.submit(batch).await?;
             }
         }
-        if !buffer.is_empty() {
-            writer.submit(buffer).await?;
+        if batch.len > 0 {
+            writer.submit(batch).await?;
         }
         let (file, hasher) = writer.settle().await?;
         run_blocking(move || Ok(file.sync_data()?)).await?;
@@ -546,8 +519,51 @@ enum WriterState {
 struct WriterParts {
     file: File,
     hasher: Hasher,
-    /// The empty buffer handed back to the caller for refilling.
-    spare: Vec<u8>,
+    /// The emptied batch handed back to the caller for refilling.
+    spare: Batch,
+}
+
+/// Pieces of a request body waiting to be written, in order.
+#[derive(Default)]
+struct Batch {
+    pieces: Vec<Bytes>,
+    /// Bytes in `pieces`.
+    len: usize,
+}
+
+impl Batch {
+    fn push(&mut self, piece: Bytes) {
+        if !piece.is_empty() {
+            self.len += piece.len();
+            self.pieces.push(piece);
+        }
+    }
+
+    /// Writes every piece to `file` with as few `writev`s as the pieces
+    /// allow, hashes them, and empties the batch (keeping its capacity).
+    fn write_to(&mut self, file: &mut File, hasher: &mut Hasher) -> io::Result<()> {
+        let mut slices: Vec<io::IoSlice<'_>> = self
+            .pieces
+            .iter()
+            .map(|piece| io::IoSlice::new(piece))
+            .collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            match file.write_vectored(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => io::IoSlice::advance_slices(&mut rest, written),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        drop(slices);
+        for piece in &self.pieces {
+            hasher.update(piece);
+        }
+        self.pieces.clear();
+        self.len = 0;
+        Ok(())
+    }
 }
 
 impl ChunkWriter {
@@ -556,22 +572,25 @@ impl ChunkWriter {
             state: WriterState::Idle(Box::new(WriterParts {
                 file,
                 hasher,
-                spare: Vec::with_capacity(WRITE_BUFFER_SIZE),
+                spare: Batch::default(),
             })),
         }
     }
 
-    /// Starts writing `buffer` and returns an empty buffer to fill next.
-    async fn submit(&mut self, mut buffer: Vec<u8>) -> Result<Vec<u8>, StorageError> {
+    /// Starts writing `batch` and returns an empty batch to fill next.
+    async fn submit(&mut self, mut batch: Batch) -> Result<Batch, StorageError> {
         let mut parts = self.wait_idle().await?;
-        std::mem::swap(&mut parts.spare, &mut buffer);
+        std::mem::swap(&mut parts.spare, &mut batch);
         self.state = WriterState::Busy(tokio::task::spawn_blocking(move || {
-            parts.file.write_all(&parts.spare)?;
-            parts.hasher.update(&parts.spare);
-            parts.spare.clear();
+            let WriterParts {
+                file,
+                hasher,
+                spare,
+            } = &mut *parts;
+            spare.write_to(file, hasher)?;
             Ok(parts)
         }));
-        Ok(buffer)
+        Ok(batch)
     }
 
     /// Waits for the write in flight and returns the file and the hasher.
@@ -624,6 +643,137 @@ impl Drop for TempGuard {
 }
 
 /// Runs filesystem work on the blocking pool so it never stalls the runtime.
+/// Opens a committed blob and prepares the body of a read of `range` (the
+/// whole blob when `None`).
+///
+/// Large reads are served from a read-only memory map: the stream's pieces
+/// are slices of the map, so the bytes go from the page cache to the socket
+/// with one copy, in the kernel, instead of a `read` into a buffer and a
+/// `write` out of it (two copies and a blocking-pool round trip per piece).
+/// This is as close to `sendfile` as a body that goes through hyper can get.
+///
+/// Mapping is sound here because a blob file is never written after it is
+/// committed: it appears by a link or rename of a fully written, fsynced
+/// file, and it disappears by `unlink`, which leaves an existing map intact.
+/// Only a file truncated behind Berth's back (by hand, or a broken disk)
+/// could fault a reader, as it would corrupt any reader's answer.
+///
+/// Page faults on the map happen where the socket write touches the pages,
+/// on a runtime thread; a `MADV_WILLNEED` on each window, mapped one window
+/// ahead of the one being sent, starts the disk reads early, so a cold blob
+/// mostly costs asynchronous readahead rather than a blocked thread.
+fn open_blob_body(path: &Path, range: Option<ByteRange>) -> Result<BlobBody, StorageError> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            return Err(StorageError::BlobNotFound)
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let size = file.metadata()?.len();
+    let (start, len) = match range {
+        None => (0, size),
+        Some(range) if range.start <= range.end && range.end <= size => (range.start, range.len()),
+        Some(range) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "range {}..{} lies outside a blob of {size} bytes",
+                    range.start, range.end
+                ),
+            )
+            .into())
+        }
+    };
+    if len < MAP_THRESHOLD {
+        let mut bytes = vec![0; len as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut bytes)?;
+        let piece = Bytes::from(bytes);
+        return Ok(BlobBody {
+            len,
+            stream: Box::pin(futures::stream::once(async move { Ok(piece) })),
+        });
+    }
+    let pieces = MapWindows {
+        file,
+        start,
+        len,
+        offset: 0,
+        ahead: None,
+    };
+    Ok(BlobBody {
+        len,
+        stream: Box::pin(futures::stream::iter(pieces)),
+    })
+}
+
+/// The pieces of a large read: consecutive windows of [`READ_CHUNK_SIZE`]
+/// bytes, each mapped on its own and unmapped when the socket is done with
+/// it. Mapping window by window (instead of the whole range at once) keeps
+/// the pages a pull has touched from piling up in the server's resident
+/// memory, and keeps address space bounded on 32-bit-sized budgets.
+struct MapWindows {
+    file: File,
+    /// Where the read starts in the file.
+    start: u64,
+    /// Bytes in the read.
+    len: u64,
+    /// Bytes of the read already handed out.
+    offset: u64,
+    /// The next window, mapped one step early so that the kernel reads it
+    /// from disk while the current one is being sent.
+    ahead: Option<io::Result<memmap2::Mmap>>,
+}
+
+impl MapWindows {
+    /// Maps the window at `offset` within the read and asks the kernel to
+    /// start reading it in. The advice is a hint: a kernel that ignores it
+    /// serves the map all the same, by faulting pages in on first touch.
+    fn map_window(&self, offset: u64) -> io::Result<memmap2::Mmap> {
+        let length = (self.len - offset).min(READ_CHUNK_SIZE as u64) as usize;
+        // SAFETY: the file is a committed blob, which nothing writes or
+        // truncates (see `open_blob_body`); the map is read-only and lives as
+        // long as the `Bytes` that points into it.
+        let map = unsafe {
+            MmapOptions::new()
+                .offset(self.start + offset)
+                .len(length)
+                .map(&self.file)?
+        };
+        let _ = map.advise(Advice::WillNeed);
+        Ok(map)
+    }
+}
+
+impl Iterator for MapWindows {
+    type Item = io::Result<Bytes>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.offset >= self.len {
+            return None;
+        }
+        let current = match self.ahead.take() {
+            Some(mapped) => mapped,
+            None => self.map_window(self.offset),
+        };
+        let current = match current {
+            Ok(map) => map,
+            Err(error) => {
+                // A failed map ends the body: the client sees a short read
+                // and retries, as after any I/O error mid-stream.
+                self.offset = self.len;
+                return Some(Err(error));
+            }
+        };
+        self.offset += current.len() as u64;
+        if self.offset < self.len {
+            self.ahead = Some(self.map_window(self.offset));
+        }
+        Some(Ok(Bytes::from_owner(current)))
+    }
+}
+
 async fn run_blocking<T, F>(work: F) -> Result<T, StorageError>
 where
     T: Send + 'static,

@@ -476,8 +476,11 @@ pub async fn reupload_of_existing_blob(store: &dyn BlobStore, leftovers: &dyn Le
 }
 
 pub async fn range_reads(store: &dyn BlobStore, leftovers: &dyn Leftovers) {
-    // Large enough that ranges cross the pieces a backend reads in.
-    let data = test_bytes(15, 600_000);
+    // Large enough that ranges cross the pieces a backend reads in (256 KiB
+    // and 1 MiB are common), with starts that are not page-aligned, and on
+    // both sides of the size where a backend switches from copying to
+    // mapping (64 KiB on the filesystem).
+    let data = test_bytes(15, 2_500_000);
     let digest = store_blob(store, &data).await;
     let len = data.len() as u64;
     let ranges = [
@@ -485,6 +488,10 @@ pub async fn range_reads(store: &dyn BlobStore, leftovers: &dyn Leftovers) {
         (0, 10),
         (250_000, 350_000),
         (262_143, 262_145),
+        (4_097, 4_097 + 65_535),
+        (4_097, 4_097 + 65_536),
+        (1_048_575, 1_048_577),
+        (1_000_001, 2_200_003),
         (len - 10, len),
         (len - 1, len),
         (0, len),

@@ -259,3 +259,40 @@ async fn large_streamed_upload() {
     assert_eq!(read, size);
     assert_eq!(hasher.finish(), digest);
 }
+
+/// A pull that is under way when garbage collection deletes its blob still
+/// receives every byte: the read holds the open file (and its maps), and
+/// unlinking a file leaves both readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_survives_deletion_mid_stream() {
+    let (_dir, store) = new_store();
+    let data: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let digest = Algorithm::Sha256.digest_of(&data);
+    let id = UploadId::new_random();
+    let begun = store.begin_upload(&id).await.expect("begin");
+    let body: ByteStream = Box::pin(futures::stream::iter(
+        data.chunks(300_000)
+            .map(|piece| Ok(Bytes::copy_from_slice(piece)))
+            .collect::<Vec<_>>(),
+    ));
+    let written = store.write_chunk(&id, &begun, body).await.expect("write");
+    store
+        .finish_upload(&id, &written, &digest)
+        .await
+        .expect("finish");
+
+    let body = store.read_blob(&digest, None).await.expect("read");
+    let mut stream = body.stream;
+    let mut received = stream
+        .next()
+        .await
+        .expect("a first piece")
+        .expect("bytes")
+        .to_vec();
+    store.delete_blob(&digest).await.expect("delete");
+    assert_eq!(store.blob_size(&digest).await.expect("size"), None);
+    while let Some(piece) = stream.next().await {
+        received.extend_from_slice(&piece.expect("bytes after the delete"));
+    }
+    assert!(received == data, "the stream returned other bytes");
+}
