@@ -4,6 +4,8 @@
 
 use berth_oci::ErrorCode;
 
+use crate::store::AuthStoreError;
+
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -31,14 +33,16 @@ pub enum AuthError {
     /// A bearer token was refused.
     #[error("token rejected: {0}")]
     Token(#[from] TokenRejection),
-    /// A key file could not be read, parsed or written.
+    /// A signing key could not be read, parsed or written, or the store
+    /// holds no usable one.
     #[error("signing key: {0}")]
     Key(String),
+    /// The store failed while loading or changing signing keys.
+    #[error("auth store: {0}")]
+    Store(#[from] AuthStoreError),
     /// Hashing failed (out of memory, bad parameters): a server fault.
     #[error("hashing failed: {0}")]
     Hashing(String),
-    #[error("io: {0}")]
-    Io(#[from] std::io::Error),
 }
 
 impl AuthError {
@@ -53,7 +57,7 @@ impl AuthError {
             | AuthError::WeakPassword(_)
             | AuthError::InvalidRequest(_)
             | AuthError::UnsupportedGrantType(_) => ErrorCode::Unsupported,
-            AuthError::Key(_) | AuthError::Hashing(_) | AuthError::Io(_) => ErrorCode::Internal,
+            AuthError::Key(_) | AuthError::Store(_) | AuthError::Hashing(_) => ErrorCode::Internal,
         }
     }
 }

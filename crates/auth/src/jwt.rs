@@ -15,23 +15,17 @@
 //! Keys are named by `kid`, derived from the public key, so a token names the
 //! key that can verify it. A [`KeySet`] signs with its current key and
 //! verifies with the current and any retired public keys, so rotating keys
-//! does not cut off tokens issued just before (they live minutes).
-//! [`KeySet::load_or_generate`] and [`KeySet::rotate`] keep keys under a
-//! directory:
+//! does not cut off tokens issued just before (they live minutes). Where the
+//! keys are kept, and how every node of a deployment comes to share them, is
+//! [`crate::keys`]' business; a [`TokenAuthority`] holds the set a node
+//! currently uses and can be handed a newer one at any time.
 //!
-//! ```text
-//! <dir>/signing.pem            current private key, PKCS#8 PEM, mode 0600
-//! <dir>/retired/<kid>.pub.pem  public keys of former signing keys (SPKI PEM)
-//! ```
-//!
-//! Retired public keys can be deleted once older than the token lifetime.
 //! This module relies on jsonwebtoken's `rust_crypto` backend being the only
 //! one enabled in the build (it is then selected without set-up).
 
 use std::collections::HashMap;
-use std::fs;
-use std::io::Write;
-use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Instant;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -58,6 +52,12 @@ pub const LEEWAY: Duration = Duration::seconds(60);
 /// Default token lifetime: clients fetch a new token when it expires, so a
 /// short life bounds how long a revoked right survives.
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::minutes(5);
+
+/// The least time between two key reloads caused by tokens naming a key this
+/// node does not know. Such a token is usually signed with a key another
+/// node has just started using, and one reload finds it; the limit keeps
+/// tokens with made-up kids from turning into a database query each.
+pub const UNKNOWN_KEY_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One `access` entry of a token: a resource and the actions granted on it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +115,7 @@ pub struct IssuedToken {
 }
 
 /// An Ed25519 signing key with its `kid`.
+#[derive(Clone)]
 pub struct SigningKey {
     kid: String,
     key: ed25519_dalek::SigningKey,
@@ -144,16 +145,13 @@ impl SigningKey {
         Secret::new(pem.as_str())
     }
 
-    /// The public key as SPKI PEM (`-----BEGIN PUBLIC KEY-----`).
-    pub fn public_key_pem(&self) -> String {
-        self.key
-            .verifying_key()
-            .to_public_key_pem(LineEnding::LF)
-            .expect("an Ed25519 public key always encodes")
-    }
-
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    /// The public half, which verifies this key's tokens.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey::from_dalek(self.key.verifying_key())
     }
 
     fn from_dalek(key: ed25519_dalek::SigningKey) -> SigningKey {
@@ -172,6 +170,44 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
+/// An Ed25519 public key with its `kid`: what verifies a key's tokens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicKey {
+    kid: String,
+    key: ed25519_dalek::VerifyingKey,
+}
+
+impl PublicKey {
+    /// Loads an SPKI PEM public key (`-----BEGIN PUBLIC KEY-----`).
+    pub fn from_spki_pem(pem: &str) -> Result<PublicKey, AuthError> {
+        let key = ed25519_dalek::VerifyingKey::from_public_key_pem(pem)
+            .map_err(|e| AuthError::Key(format!("not an Ed25519 public key PEM: {e}")))?;
+        Ok(PublicKey::from_dalek(key))
+    }
+
+    /// The key as SPKI PEM, to save.
+    pub fn to_spki_pem(&self) -> String {
+        self.key
+            .to_public_key_pem(LineEnding::LF)
+            .expect("an Ed25519 public key always encodes")
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    fn from_dalek(key: ed25519_dalek::VerifyingKey) -> PublicKey {
+        PublicKey {
+            kid: kid_of(&key),
+            key,
+        }
+    }
+
+    fn decoding_key(&self) -> DecodingKey {
+        DecodingKey::from_ed_der(self.key.as_bytes())
+    }
+}
+
 /// A key's id: the first 16 hex digits of the SHA-256 of its public key, so
 /// it is stable across restarts and needs no storage of its own.
 fn kid_of(key: &ed25519_dalek::VerifyingKey) -> String {
@@ -184,24 +220,30 @@ pub struct KeySet {
     verifying: HashMap<String, DecodingKey>,
 }
 
+/// Shows kids only.
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySet")
+            .field("current", &self.current.kid)
+            .field("verifying", &self.kids())
+            .finish()
+    }
+}
+
 impl KeySet {
     pub fn new(current: SigningKey) -> KeySet {
-        let mut verifying = HashMap::new();
-        verifying.insert(
-            current.kid.clone(),
-            DecodingKey::from_ed_der(current.key.verifying_key().as_bytes()),
-        );
-        KeySet { current, verifying }
+        let public = current.public_key();
+        let mut keys = KeySet {
+            verifying: HashMap::new(),
+            current,
+        };
+        keys.add_public_key(&public);
+        keys
     }
 
-    /// Adds a verification-only public key (SPKI PEM), e.g. a retired signing key.
-    pub fn add_public_key_pem(&mut self, pem: &str) -> Result<String, AuthError> {
-        let key = ed25519_dalek::VerifyingKey::from_public_key_pem(pem)
-            .map_err(|e| AuthError::Key(format!("not an Ed25519 public key PEM: {e}")))?;
-        let kid = kid_of(&key);
-        self.verifying
-            .insert(kid.clone(), DecodingKey::from_ed_der(key.as_bytes()));
-        Ok(kid)
+    /// Adds a verification-only public key, e.g. of a retired signing key.
+    pub fn add_public_key(&mut self, key: &PublicKey) {
+        self.verifying.insert(key.kid.clone(), key.decoding_key());
     }
 
     pub fn current(&self) -> &SigningKey {
@@ -214,78 +256,17 @@ impl KeySet {
         kids.sort();
         kids
     }
-
-    /// Loads the key set from `dir` (layout in the module docs), generating
-    /// and saving a signing key on first use.
-    pub fn load_or_generate(dir: &Path) -> Result<KeySet, AuthError> {
-        let signing_path = dir.join("signing.pem");
-        let current = if signing_path.exists() {
-            SigningKey::from_pkcs8_pem(&fs::read_to_string(&signing_path)?)?
-        } else {
-            fs::create_dir_all(dir)?;
-            let key = SigningKey::generate();
-            write_private(&signing_path, key.to_pkcs8_pem().expose())?;
-            key
-        };
-        let mut keys = KeySet::new(current);
-        let retired = dir.join("retired");
-        if retired.is_dir() {
-            let mut paths: Vec<_> = fs::read_dir(&retired)?
-                .map(|entry| entry.map(|e| e.path()))
-                .collect::<Result<_, _>>()?;
-            paths.sort();
-            for path in paths {
-                if path.to_string_lossy().ends_with(".pub.pem") {
-                    keys.add_public_key_pem(&fs::read_to_string(&path)?)
-                        .map_err(|e| AuthError::Key(format!("{}: {e}", path.display())))?;
-                }
-            }
-        }
-        Ok(keys)
-    }
-
-    /// Retires the current key in `dir` (keeping its public key for
-    /// verification) and saves a new signing key; returns the new key set.
-    pub fn rotate(dir: &Path) -> Result<KeySet, AuthError> {
-        let old = KeySet::load_or_generate(dir)?;
-        let retired = dir.join("retired");
-        fs::create_dir_all(&retired)?;
-        let public_path = retired.join(format!("{}.pub.pem", old.current.kid));
-        fs::write(&public_path, old.current.public_key_pem())?;
-        // The retired public key is on disk before the private key is replaced,
-        // so a crash in between loses no ability to verify.
-        write_private(
-            &dir.join("signing.pem"),
-            SigningKey::generate().to_pkcs8_pem().expose(),
-        )?;
-        KeySet::load_or_generate(dir)
-    }
-}
-
-/// Writes a private key: to a temporary file with mode 0600, flushed, then
-/// renamed over the target, so a crash never leaves a half-written key.
-fn write_private(path: &Path, contents: &str) -> Result<(), AuthError> {
-    let temp = path.with_extension("pem.tmp");
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&temp)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()?;
-    fs::rename(&temp, path)?;
-    if let Some(parent) = path.parent() {
-        fs::File::open(parent)?.sync_all()?;
-    }
-    Ok(())
 }
 
 /// Issues and verifies registry tokens for one service.
 pub struct TokenAuthority {
-    pub keys: KeySet,
+    /// The keys in use. Behind a lock so that keys reloaded while the server
+    /// runs replace them for every later request; a request clones the `Arc`
+    /// and never holds the lock while it signs or verifies.
+    keys: RwLock<Arc<KeySet>>,
+    /// When a token naming an unknown key last caused a reload, for
+    /// [`TokenAuthority::may_reload_for_unknown_key`].
+    last_unknown_key_reload: Mutex<Option<Instant>>,
     /// `iss`: who issued the token, e.g. `berth`.
     pub issuer: String,
     /// `aud`: the `service` of the challenge, e.g. the registry's host name.
@@ -300,10 +281,41 @@ impl TokenAuthority {
         service: impl Into<String>,
     ) -> TokenAuthority {
         TokenAuthority {
-            keys,
+            keys: RwLock::new(Arc::new(keys)),
+            last_unknown_key_reload: Mutex::new(None),
             issuer: issuer.into(),
             service: service.into(),
             lifetime: DEFAULT_TOKEN_LIFETIME,
+        }
+    }
+
+    /// The keys in use now.
+    pub fn keys(&self) -> Arc<KeySet> {
+        // A panic while holding the lock cannot leave the `Arc` half
+        // written, so a poisoned lock still holds a usable set.
+        Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Replaces the keys: later tokens are signed with `keys`' current key
+    /// and verified with its keys only.
+    pub fn set_keys(&self, keys: KeySet) {
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+    }
+
+    /// Whether a token naming an unknown key may make this node reload its
+    /// keys at `now`: at most once per [`UNKNOWN_KEY_RELOAD_INTERVAL`]. A
+    /// `true` answer counts as the reload.
+    pub fn may_reload_for_unknown_key(&self, now: Instant) -> bool {
+        let mut last = self
+            .last_unknown_key_reload
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match *last {
+            Some(at) if now.saturating_duration_since(at) < UNKNOWN_KEY_RELOAD_INTERVAL => false,
+            _ => {
+                *last = Some(now);
+                true
+            }
         }
     }
 
@@ -331,9 +343,10 @@ impl TokenAuthority {
             jti: hex::encode(rand::random::<[u8; 16]>()),
             access,
         };
+        let keys = self.keys();
         let mut header = Header::new(ALGORITHM);
-        header.kid = Some(self.keys.current.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.keys.current.encoding)
+        header.kid = Some(keys.current.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &keys.current.encoding)
             .map_err(|e| AuthError::Key(format!("signing failed: {e}")))?;
         Ok(IssuedToken {
             token: Secret::new(token),
@@ -346,11 +359,8 @@ impl TokenAuthority {
     /// validity period at `now`, and returns its claims.
     pub fn verify(&self, token: &str, now: OffsetDateTime) -> Result<Claims, TokenRejection> {
         let kid = self.check_header(token)?;
-        let key = self
-            .keys
-            .verifying
-            .get(&kid)
-            .ok_or(TokenRejection::UnknownKey)?;
+        let keys = self.keys();
+        let key = keys.verifying.get(&kid).ok_or(TokenRejection::UnknownKey)?;
         let mut validation = Validation::new(ALGORITHM);
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.service]);
@@ -460,8 +470,8 @@ mod tests {
     /// Signs arbitrary claims with the authority's own key and kid.
     fn sign(authority: &TokenAuthority, claims: &Claims) -> String {
         let mut header = Header::new(ALGORITHM);
-        header.kid = Some(authority.keys.current.kid.clone());
-        jsonwebtoken::encode(&header, claims, &authority.keys.current.encoding).unwrap()
+        header.kid = Some(authority.keys().current.kid.clone());
+        jsonwebtoken::encode(&header, claims, &authority.keys().current.encoding).unwrap()
     }
 
     fn b64(json: &serde_json::Value) -> String {
@@ -507,7 +517,7 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
         assert_eq!(json["alg"], "EdDSA");
-        assert_eq!(json["kid"], authority.keys.current().kid());
+        assert_eq!(json["kid"], authority.keys().current().kid());
     }
 
     #[test]
@@ -525,8 +535,7 @@ mod tests {
     #[test]
     fn rejects_none_algorithm() {
         let authority = authority();
-        let header =
-            serde_json::json!({"alg": "none", "typ": "JWT", "kid": authority.keys.current().kid()});
+        let header = serde_json::json!({"alg": "none", "typ": "JWT", "kid": authority.keys().current().kid()});
         let body = serde_json::to_value(claims(&authority)).unwrap();
         for token in [
             format!("{}.{}.", b64(&header), b64(&body)),
@@ -537,7 +546,7 @@ mod tests {
                 Err(TokenRejection::WrongAlgorithm)
             );
         }
-        let header = serde_json::json!({"alg": "NONE", "kid": authority.keys.current().kid()});
+        let header = serde_json::json!({"alg": "NONE", "kid": authority.keys().current().kid()});
         assert_eq!(
             authority.verify(&format!("{}.{}.", b64(&header), b64(&body)), now()),
             Err(TokenRejection::WrongAlgorithm)
@@ -548,9 +557,9 @@ mod tests {
     fn rejects_hs256_keyed_with_the_public_key() {
         let authority = authority();
         let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(authority.keys.current().kid().to_string());
-        let public_pem = authority.keys.current().public_key_pem();
-        let raw_public = authority.keys.current.key.verifying_key().to_bytes();
+        header.kid = Some(authority.keys().current().kid().to_string());
+        let public_pem = authority.keys().current().public_key().to_spki_pem();
+        let raw_public = authority.keys().current.key.verifying_key().to_bytes();
         for secret in [public_pem.as_bytes(), &raw_public[..]] {
             let token = jsonwebtoken::encode(
                 &header,
@@ -568,7 +577,7 @@ mod tests {
     #[test]
     fn rejects_other_asymmetric_algorithms() {
         let authority = authority();
-        let header = serde_json::json!({"alg": "ES256", "kid": authority.keys.current().kid()});
+        let header = serde_json::json!({"alg": "ES256", "kid": authority.keys().current().kid()});
         let body = serde_json::to_value(claims(&authority)).unwrap();
         assert_eq!(
             authority.verify(&format!("{}.{}.AAAA", b64(&header), b64(&body)), now()),
@@ -590,11 +599,11 @@ mod tests {
         );
         // Signed by another key but claiming our kid: bad signature.
         let mut header = Header::new(ALGORITHM);
-        header.kid = Some(authority.keys.current().kid().to_string());
+        header.kid = Some(authority.keys().current().kid().to_string());
         let forged = jsonwebtoken::encode(
             &header,
             &claims(&authority),
-            &impostor.keys.current.encoding,
+            &impostor.keys().current.encoding,
         )
         .unwrap();
         assert_eq!(
@@ -605,7 +614,7 @@ mod tests {
         let no_kid = jsonwebtoken::encode(
             &Header::new(ALGORITHM),
             &claims(&authority),
-            &authority.keys.current.encoding,
+            &authority.keys().current.encoding,
         )
         .unwrap();
         assert_eq!(
@@ -685,9 +694,9 @@ mod tests {
         let mut body = serde_json::to_value(claims(&authority)).unwrap();
         body.as_object_mut().unwrap().remove("exp");
         let mut header = Header::new(ALGORITHM);
-        header.kid = Some(authority.keys.current().kid().to_string());
+        header.kid = Some(authority.keys().current().kid().to_string());
         let eternal =
-            jsonwebtoken::encode(&header, &body, &authority.keys.current.encoding).unwrap();
+            jsonwebtoken::encode(&header, &body, &authority.keys().current.encoding).unwrap();
         assert_eq!(
             authority.verify(&eternal, now()),
             Err(TokenRejection::Malformed)
@@ -725,64 +734,75 @@ mod tests {
     }
 
     #[test]
-    fn pem_round_trip_and_rotation_on_disk() {
-        let dir = tempfile::tempdir().unwrap();
-        let keys = KeySet::load_or_generate(dir.path()).unwrap();
-        let first_kid = keys.current().kid().to_string();
-        let pem = fs::read_to_string(dir.path().join("signing.pem")).unwrap();
-        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join("signing.pem"))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        assert_eq!(SigningKey::from_pkcs8_pem(&pem).unwrap().kid(), first_kid);
-        assert!(SigningKey::from_pkcs8_pem("garbage").is_err());
-        // Loading again gives the same key.
+    fn pem_round_trip() {
+        let key = SigningKey::generate();
+        let pem = key.to_pkcs8_pem();
+        assert!(pem.expose().starts_with("-----BEGIN PRIVATE KEY-----"));
         assert_eq!(
-            KeySet::load_or_generate(dir.path())
-                .unwrap()
-                .current()
-                .kid(),
-            first_kid
+            SigningKey::from_pkcs8_pem(pem.expose()).unwrap().kid(),
+            key.kid()
         );
+        assert!(SigningKey::from_pkcs8_pem("garbage").is_err());
+        let public_pem = key.public_key().to_spki_pem();
+        assert!(public_pem.starts_with("-----BEGIN PUBLIC KEY-----"));
+        let public = PublicKey::from_spki_pem(&public_pem).unwrap();
+        assert_eq!(public, key.public_key());
+        assert_eq!(public.kid(), key.kid());
+        assert!(PublicKey::from_spki_pem(pem.expose()).is_err());
+        assert_eq!(format!("{key:?}"), format!("SigningKey({})", key.kid()));
+    }
 
-        let old = TokenAuthority::new(keys, ISSUER, SERVICE);
-        let old_token = old.issue(Some("alice"), vec![], now(), None).unwrap().token;
-
-        let rotated = TokenAuthority::new(KeySet::rotate(dir.path()).unwrap(), ISSUER, SERVICE);
-        assert_ne!(rotated.keys.current().kid(), first_kid);
-        assert_eq!(rotated.keys.kids().len(), 2);
-        // Tokens from before the rotation still verify; new ones use the new kid.
-        rotated.verify(old_token.expose(), now()).unwrap();
-        let new_token = rotated
+    #[test]
+    fn replacing_the_keys_rotates_them() {
+        let old_key = SigningKey::generate();
+        let authority = TokenAuthority::new(KeySet::new(old_key.clone()), ISSUER, SERVICE);
+        let old_token = authority
             .issue(Some("alice"), vec![], now(), None)
             .unwrap()
             .token;
-        rotated.verify(new_token.expose(), now()).unwrap();
+
+        // The new set signs with a new key and still verifies the old one's
+        // tokens, as a rotated set does.
+        let mut rotated = KeySet::new(SigningKey::generate());
+        rotated.add_public_key(&old_key.public_key());
+        let new_kid = rotated.current().kid().to_string();
+        let stale = TokenAuthority::new(KeySet::new(old_key.clone()), ISSUER, SERVICE);
+        authority.set_keys(rotated);
+        assert_eq!(authority.keys().kids().len(), 2);
+        authority.verify(old_token.expose(), now()).unwrap();
+        let new_token = authority
+            .issue(Some("alice"), vec![], now(), None)
+            .unwrap()
+            .token;
+        let header = new_token.expose().split('.').next().unwrap();
+        let header: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+        assert_eq!(header["kid"], new_kid);
+        authority.verify(new_token.expose(), now()).unwrap();
+        // A node that has not loaded the new key does not know its tokens.
         assert_eq!(
-            old.verify(new_token.expose(), now()),
+            stale.verify(new_token.expose(), now()),
             Err(TokenRejection::UnknownKey)
         );
 
-        // Once the retired key is removed, its tokens stop verifying.
-        fs::remove_dir_all(dir.path().join("retired")).unwrap();
-        let pruned = TokenAuthority::new(
-            KeySet::load_or_generate(dir.path()).unwrap(),
-            ISSUER,
-            SERVICE,
-        );
+        // Once the retired key is gone from the set, its tokens stop verifying.
+        authority.set_keys(KeySet::new(SigningKey::generate()));
         assert_eq!(
-            pruned.verify(old_token.expose(), now()),
+            authority.verify(old_token.expose(), now()),
             Err(TokenRejection::UnknownKey)
         );
-        assert_eq!(
-            format!("{:?}", pruned.keys.current()),
-            format!("SigningKey({})", pruned.keys.current().kid())
-        );
+    }
+
+    #[test]
+    fn unknown_key_reloads_are_rate_limited() {
+        let authority = authority();
+        let start = Instant::now();
+        assert!(authority.may_reload_for_unknown_key(start));
+        assert!(!authority.may_reload_for_unknown_key(start));
+        assert!(!authority.may_reload_for_unknown_key(
+            start + UNKNOWN_KEY_RELOAD_INTERVAL - std::time::Duration::from_millis(1)
+        ));
+        assert!(authority.may_reload_for_unknown_key(start + UNKNOWN_KEY_RELOAD_INTERVAL));
+        assert!(!authority.may_reload_for_unknown_key(start + UNKNOWN_KEY_RELOAD_INTERVAL));
     }
 }

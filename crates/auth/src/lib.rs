@@ -14,7 +14,11 @@
 //! - [`secret`]: opaque high-entropy secrets: access (robot) tokens and refresh
 //!   tokens, stored only as SHA-256 hashes; expiry parsing (`30d`).
 //! - [`jwt`]: the short-lived registry bearer tokens (EdDSA JWTs per Docker's
-//!   token spec), the [`KeySet`] with rotation, and PEM key files.
+//!   token spec), the [`KeySet`] a [`TokenAuthority`] signs and verifies
+//!   with, replaceable while it serves.
+//! - [`keys`]: the signing keys kept in the store and shared by every node:
+//!   the first key (imported from an older install's key file), rotation,
+//!   and how long a retired key keeps verifying.
 //! - [`challenge`]: `WWW-Authenticate` rendering, `Authorization` header parsing,
 //!   and the token endpoint's GET query and OAuth2 POST form as typed requests.
 //! - [`throttle`]: failed-login throttling per account and per address.
@@ -41,6 +45,7 @@ pub mod admin;
 pub mod challenge;
 pub mod error;
 pub mod jwt;
+pub mod keys;
 pub mod login;
 pub mod memory;
 pub mod meta_store;
@@ -56,7 +61,7 @@ pub use challenge::{
     Challenge, ChallengeError, Credentials, Grant, TokenGetRequest, TokenPostRequest, TokenResponse,
 };
 pub use error::{AuthError, TokenRejection};
-pub use jwt::{AccessEntry, Claims, KeySet, SigningKey, TokenAuthority};
+pub use jwt::{AccessEntry, Claims, KeySet, PublicKey, SigningKey, TokenAuthority};
 pub use login::{login_with_password, login_with_refresh_token, LoginContext, LoginError};
 pub use memory::MemoryAuthStore;
 pub use meta_store::MetaAuthStore;

@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 use crate::model::{Role, Visibility};
 use crate::secret::SecretHash;
 use crate::store::{
-    AccessTokenRecord, AuthStore, AuthStoreError, MemberRecord, NamespaceRecord,
-    RefreshTokenRecord, UserRecord,
+    AccessTokenRecord, AuthStore, AuthStoreError, KeyRotation, MemberRecord, NamespaceRecord,
+    RefreshTokenRecord, SigningKeyRecord, UserRecord,
 };
 
 #[derive(Default)]
@@ -25,6 +25,23 @@ struct State {
     members: BTreeMap<(String, String), Role>,
     access_tokens: BTreeMap<String, AccessTokenRecord>,
     refresh_tokens: BTreeMap<[u8; 32], RefreshTokenRecord>,
+    /// Oldest first, as listed.
+    signing_keys: Vec<SigningKeyRecord>,
+}
+
+/// Puts keys in listing order: oldest first, then by kid.
+fn sort_signing_keys(keys: &mut [SigningKeyRecord]) {
+    keys.sort_by(|a, b| (a.created_at, a.kid()).cmp(&(b.created_at, b.kid())));
+}
+
+/// Refuses a key that is not current where the contract asks for one.
+fn require_current(key: &SigningKeyRecord) -> Result<(), AuthStoreError> {
+    if key.retired_at.is_some() || key.private_key.is_none() {
+        return Err(AuthStoreError::Backend(
+            format!("signing key {} must be current", key.kid()).into(),
+        ));
+    }
+    Ok(())
 }
 
 /// An [`AuthStore`] in a mutex.
@@ -282,5 +299,60 @@ impl AuthStore for MemoryAuthStore {
             }
             revoked
         }))
+    }
+
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, AuthStoreError> {
+        Ok(self.with(|s| s.signing_keys.clone()))
+    }
+
+    async fn insert_first_signing_key(
+        &self,
+        key: SigningKeyRecord,
+    ) -> Result<bool, AuthStoreError> {
+        require_current(&key)?;
+        Ok(self.with(|s| {
+            if s.signing_keys.iter().any(|k| k.retired_at.is_none()) {
+                return false;
+            }
+            s.signing_keys.push(key);
+            sort_signing_keys(&mut s.signing_keys);
+            true
+        }))
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        key: SigningKeyRecord,
+        drop_retired_before: OffsetDateTime,
+    ) -> Result<KeyRotation, AuthStoreError> {
+        require_current(&key)?;
+        self.with(|s| {
+            if s.signing_keys.iter().any(|k| k.kid() == key.kid()) {
+                return Err(AuthStoreError::AlreadyExists);
+            }
+            let mut dropped = Vec::new();
+            s.signing_keys.retain(|k| match k.retired_at {
+                Some(at) if at < drop_retired_before => {
+                    dropped.push(k.kid().to_string());
+                    false
+                }
+                _ => true,
+            });
+            dropped.sort();
+            let mut retired = None;
+            for old in s.signing_keys.iter_mut().filter(|k| k.retired_at.is_none()) {
+                old.retired_at = Some(key.created_at);
+                old.private_key = None;
+                retired = Some(old.kid().to_string());
+            }
+            let current = key.kid().to_string();
+            s.signing_keys.push(key);
+            sort_signing_keys(&mut s.signing_keys);
+            Ok(KeyRotation {
+                current,
+                retired,
+                dropped,
+            })
+        })
     }
 }

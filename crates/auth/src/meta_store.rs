@@ -3,22 +3,25 @@
 //!
 //! `berth-meta` stores plain rows (strings and epoch seconds) so it needs none
 //! of this crate's vocabulary; this adapter is the one place where rows become
-//! records and back: roles and visibility by name, scopes as JSON, hashes as hex.
+//! records and back: roles and visibility by name, scopes as JSON, hashes as
+//! hex, signing keys as PEM (checked against their kid on the way in).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use berth_meta::auth::{
-    AccessTokenRow, AuthMetaError, AuthMetaStore, MemberRow, NamespaceRow, RefreshTokenRow, UserRow,
+    AccessTokenRow, AuthMetaError, AuthMetaStore, MemberRow, NamespaceRow, RefreshTokenRow,
+    SigningKeyRow, UserRow,
 };
 use time::OffsetDateTime;
 
+use crate::jwt::{PublicKey, SigningKey};
 use crate::model::{Role, TokenScope, Visibility};
 use crate::policy::NamespaceFacts;
 use crate::secret::SecretHash;
 use crate::store::{
-    AccessTokenRecord, AuthStore, AuthStoreError, MemberRecord, NamespaceRecord,
-    RefreshTokenRecord, UserRecord,
+    AccessTokenRecord, AuthStore, AuthStoreError, KeyRotation, MemberRecord, NamespaceRecord,
+    RefreshTokenRecord, SigningKeyRecord, UserRecord,
 };
 
 /// An [`AuthStore`] backed by any [`AuthMetaStore`] (SQLite, PostgreSQL).
@@ -111,6 +114,46 @@ fn refresh_token_record(row: RefreshTokenRow) -> Result<RefreshTokenRecord, Auth
         expires_at: optional_instant(row.expires_at)?,
         revoked_at: optional_instant(row.revoked_at)?,
     })
+}
+
+/// Parses a stored key, checking that both halves belong to the kid they
+/// are stored under, so a mixed-up row cannot make a node sign with a key
+/// its tokens do not name.
+fn signing_key_record(row: SigningKeyRow) -> Result<SigningKeyRecord, AuthStoreError> {
+    let public_key = PublicKey::from_spki_pem(&row.public_key_pem)
+        .map_err(|e| corrupt(format!("public key {:?}: {e}", row.kid)))?;
+    let private_key = row
+        .private_key_pem
+        .as_deref()
+        .map(SigningKey::from_pkcs8_pem)
+        .transpose()
+        .map_err(|e| corrupt(format!("private key {:?}: {e}", row.kid)))?;
+    let halves_match = private_key.as_ref().is_none_or(|key| key.kid() == row.kid);
+    if public_key.kid() != row.kid || !halves_match {
+        return Err(corrupt(format!(
+            "signing key {:?} does not match its kid",
+            row.kid
+        )));
+    }
+    Ok(SigningKeyRecord {
+        public_key,
+        private_key,
+        created_at: instant(row.created_at)?,
+        retired_at: optional_instant(row.retired_at)?,
+    })
+}
+
+fn signing_key_row(record: &SigningKeyRecord) -> SigningKeyRow {
+    SigningKeyRow {
+        kid: record.kid().to_string(),
+        private_key_pem: record
+            .private_key
+            .as_ref()
+            .map(|key| key.to_pkcs8_pem().expose().to_string()),
+        public_key_pem: record.public_key.to_spki_pem(),
+        created_at: seconds(record.created_at),
+        retired_at: record.retired_at.map(seconds),
+    }
 }
 
 #[async_trait]
@@ -363,6 +406,38 @@ impl AuthStore for MetaAuthStore {
             .revoke_refresh_tokens_of_user(user, seconds(at))
             .await
             .map_err(store_error)
+    }
+
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, AuthStoreError> {
+        let rows = self.inner.list_signing_keys().await.map_err(store_error)?;
+        rows.into_iter().map(signing_key_record).collect()
+    }
+
+    async fn insert_first_signing_key(
+        &self,
+        key: SigningKeyRecord,
+    ) -> Result<bool, AuthStoreError> {
+        self.inner
+            .insert_first_signing_key(&signing_key_row(&key))
+            .await
+            .map_err(store_error)
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        key: SigningKeyRecord,
+        drop_retired_before: OffsetDateTime,
+    ) -> Result<KeyRotation, AuthStoreError> {
+        let rotation = self
+            .inner
+            .rotate_signing_key(&signing_key_row(&key), seconds(drop_retired_before))
+            .await
+            .map_err(store_error)?;
+        Ok(KeyRotation {
+            current: key.kid().to_string(),
+            retired: rotation.retired,
+            dropped: rotation.dropped,
+        })
     }
 }
 

@@ -14,6 +14,7 @@
 use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
+use crate::jwt::{PublicKey, SigningKey};
 use crate::model::{Principal, Role, TokenScope, Visibility};
 use crate::policy::NamespaceFacts;
 use crate::secret::{generate_refresh_token, is_expired, SecretHash};
@@ -125,6 +126,46 @@ pub fn issue_refresh_token(
         revoked_at: None,
     };
     (secret, record)
+}
+
+/// A registry token signing key as stored, shared by every node.
+#[derive(Clone, Debug)]
+pub struct SigningKeyRecord {
+    /// Verifies the key's tokens; its kid names the key.
+    pub public_key: PublicKey,
+    /// Signs tokens. Present for the current key only: a retired key never
+    /// signs again, so the store erases its private half.
+    pub private_key: Option<SigningKey>,
+    pub created_at: OffsetDateTime,
+    /// When the key stopped signing; `None` for the current key.
+    pub retired_at: Option<OffsetDateTime>,
+}
+
+impl SigningKeyRecord {
+    /// A new current key, created at `now`.
+    pub fn current(key: SigningKey, now: OffsetDateTime) -> SigningKeyRecord {
+        SigningKeyRecord {
+            public_key: key.public_key(),
+            private_key: Some(key),
+            created_at: now,
+            retired_at: None,
+        }
+    }
+
+    pub fn kid(&self) -> &str {
+        self.public_key.kid()
+    }
+}
+
+/// What rotating the signing key changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRotation {
+    /// The new current key.
+    pub current: String,
+    /// The key that was current until the rotation, if there was one.
+    pub retired: Option<String>,
+    /// Retired keys deleted because every token they signed has expired.
+    pub dropped: Vec<String>,
 }
 
 /// Errors of an [`AuthStore`].
@@ -300,6 +341,29 @@ pub trait AuthStore: Send + Sync + 'static {
         user: &str,
         at: OffsetDateTime,
     ) -> Result<u64, AuthStoreError>;
+
+    // Signing keys (see [`crate::keys`]).
+
+    /// Every stored signing key, the current one included, oldest first.
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, AuthStoreError>;
+
+    /// Stores `key` (a current key, with its private half) unless the store
+    /// has a current key already, atomically with respect to every other
+    /// key change, and returns whether it did. Nodes starting together on an
+    /// empty store thus end with one key, which the others then load.
+    async fn insert_first_signing_key(&self, key: SigningKeyRecord)
+        -> Result<bool, AuthStoreError>;
+
+    /// Makes `key` (a current key) the signing key in one atomic change: the
+    /// current key retires at `key.created_at` and loses its private half,
+    /// and keys retired before `drop_retired_before` are deleted (never the
+    /// one retiring now). Concurrent rotations take turns. `AlreadyExists` if
+    /// the kid is taken.
+    async fn rotate_signing_key(
+        &self,
+        key: SigningKeyRecord,
+        drop_retired_before: OffsetDateTime,
+    ) -> Result<KeyRotation, AuthStoreError>;
 }
 
 #[cfg(test)]

@@ -1,20 +1,22 @@
-//! `berth admin …`: user, namespace, member and token administration on the
-//! database directly (the server need not run). Secrets are printed once, on
+//! `berth admin …`: user, namespace, member, token and signing-key
+//! administration on the database directly (the server need not run; on
+//! PostgreSQL, every node sees the change). Secrets are printed once, on
 //! stdout, and never logged.
 
 use std::io::Read;
-use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use berth_auth::admin::{self, AdminError};
+use berth_auth::jwt::DEFAULT_TOKEN_LIFETIME;
+use berth_auth::keys::{retired_key_retention, KEY_RELOAD_INTERVAL};
 use berth_auth::password::generate_password;
 use berth_auth::{AuthStore, Expiry, MetaAuthStore, Role, Secret, TokenScope, Visibility};
-use berth_meta::sqlite::SqliteMetaStore;
 use clap::{Args, Subcommand};
+use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::config::{Config, ConfigArgs, DatabaseConfig};
+use crate::config::{Config, ConfigArgs};
 
 #[derive(Subcommand, Debug)]
 pub enum AdminCommand {
@@ -37,6 +39,11 @@ pub enum AdminCommand {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Manage the keys that sign registry tokens, shared by every node.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
     },
 }
 
@@ -151,19 +158,28 @@ pub enum TokenCommand {
     },
 }
 
-/// Opens the auth store of the configured database (SQLite only, so far).
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// List the signing keys: the current one, and retired ones that still
+    /// verify the tokens they signed.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Make a new current signing key. The old one keeps verifying until its
+    /// tokens have expired; every node signs with the new one within
+    /// 30 seconds.
+    Rotate {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+/// Opens the auth store of the configured database, SQLite or PostgreSQL
+/// (running its migrations, as `serve` would).
 pub async fn open_store(config: &Config) -> Result<MetaAuthStore, String> {
-    let DatabaseConfig::Sqlite(path) = &config.database else {
-        return Err("berth admin needs the SQLite metadata database for now".to_string());
-    };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    }
-    let meta = SqliteMetaStore::open(path)
-        .await
-        .map_err(|e| format!("cannot open metadata database: {e}"))?;
-    Ok(MetaAuthStore::new(Arc::new(meta)))
+    let (_meta, auth_meta) = crate::open_database(&config.database).await?;
+    Ok(MetaAuthStore::new(auth_meta))
 }
 
 fn admin_error(e: AdminError) -> String {
@@ -187,7 +203,14 @@ fn config_of(command: &AdminCommand) -> &ConfigArgs {
             TokenCommand::Create(create) => &create.config,
             TokenCommand::Revoke { config, .. } | TokenCommand::List { config } => config,
         },
+        AdminCommand::Keys { command } => match command {
+            KeysCommand::List { config } | KeysCommand::Rotate { config } => config,
+        },
     }
+}
+
+fn time_text(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
 }
 
 /// Runs one admin command.
@@ -348,6 +371,49 @@ pub async fn run(command: AdminCommand) -> Result<(), String> {
                 }
             }
         },
+        AdminCommand::Keys { command } => match command {
+            KeysCommand::List { .. } => {
+                let keys = store.list_signing_keys().await.map_err(|e| e.to_string())?;
+                if keys.is_empty() {
+                    eprintln!(
+                        "no signing keys yet: the first `berth serve --auth` on this database \
+                         creates one"
+                    );
+                }
+                for key in keys {
+                    let created = time_text(key.created_at);
+                    match key.retired_at {
+                        None => println!("{}\tcurrent\tcreated {created}", key.kid()),
+                        Some(retired) => println!(
+                            "{}\tretired\tcreated {created}\tretired {}",
+                            key.kid(),
+                            time_text(retired)
+                        ),
+                    }
+                }
+            }
+            KeysCommand::Rotate { .. } => {
+                let rotation = berth_auth::keys::rotate(&store, now, DEFAULT_TOKEN_LIFETIME)
+                    .await
+                    .map_err(|e| format!("rotating the signing key: {e}"))?;
+                println!("{} is the current signing key", rotation.current);
+                if let Some(retired) = &rotation.retired {
+                    println!(
+                        "{retired} is retired: it signs no more tokens and verifies those it \
+                         signed for {}s",
+                        retired_key_retention(DEFAULT_TOKEN_LIFETIME).whole_seconds()
+                    );
+                }
+                for dropped in &rotation.dropped {
+                    println!("{dropped} is dropped: every token it signed has expired");
+                }
+                eprintln!(
+                    "every node signs with the new key within {}s (sooner on a token it \
+                     does not know)",
+                    KEY_RELOAD_INTERVAL.as_secs()
+                );
+            }
+        },
     }
     store_close(store).await;
     Ok(())
@@ -374,22 +440,20 @@ pub fn kubernetes_secret(secret_name: &str, host: &str, user: &str, token: &Secr
 /// with `password` when given (from `BERTH_ADMIN_PASSWORD`), else with a
 /// generated one printed once to stderr.
 pub async fn seed_admin(store: &dyn AuthStore, password: Option<Secret>) -> Result<(), String> {
-    if store
-        .list_users()
-        .await
-        .map_err(|e| e.to_string())?
-        .iter()
-        .any(|user| user.is_admin)
-    {
+    if has_admin(store).await? {
         return Ok(());
     }
     let (password, generated) = match password {
         Some(password) => (password, false),
         None => (generate_password(), true),
     };
-    admin::create_user(store, "admin", &password, true, OffsetDateTime::now_utc())
-        .await
-        .map_err(|e| format!("creating the administrator: {e}"))?;
+    match admin::create_user(store, "admin", &password, true, OffsetDateTime::now_utc()).await {
+        Ok(()) => {}
+        // Nodes sharing a database that start together race to create the
+        // administrator; the ones that lose find it made by the winner.
+        Err(AdminError::AlreadyExists(_)) if has_admin(store).await? => return Ok(()),
+        Err(e) => return Err(format!("creating the administrator: {e}")),
+    }
     if generated {
         eprintln!(
             "berth: created administrator \"admin\" with password {} (shown once; set BERTH_ADMIN_PASSWORD to choose it)",
@@ -398,6 +462,15 @@ pub async fn seed_admin(store: &dyn AuthStore, password: Option<Secret>) -> Resu
     }
     tracing::info!("created the administrator account \"admin\"");
     Ok(())
+}
+
+async fn has_admin(store: &dyn AuthStore) -> Result<bool, String> {
+    Ok(store
+        .list_users()
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .any(|user| user.is_admin))
 }
 
 #[cfg(test)]

@@ -2,13 +2,15 @@
 //! and the command line.
 //!
 //! **Architecture Invariant:** this is the only crate that names concrete
-//! backends (`FsBlobStore`, `SqliteMetaStore`) and the only one that installs
-//! signal handlers or reads the environment.
+//! backends (`FsBlobStore`, `SqliteMetaStore`, `PostgresMetaStore`,
+//! `S3BlobStore`) and the only one that installs signal handlers or reads
+//! the environment.
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use berth_auth::keys::KeyOrigin;
 use berth_meta::auth::AuthMetaStore;
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_meta::MetaStore;
@@ -36,7 +38,8 @@ struct Cli {
 enum Command {
     /// Run the registry server.
     Serve(ConfigArgs),
-    /// Administer users, namespaces, members and tokens on the database directly.
+    /// Administer users, namespaces, members, tokens and signing keys on the
+    /// database directly.
     Admin {
         #[command(subcommand)]
         command: admin::AdminCommand,
@@ -174,10 +177,9 @@ fn init_tracing(config: &Config) {
     }
 }
 
-/// Opens the configured backends and builds the registry on them.
-async fn open_registry(
-    config: &Config,
-) -> Result<(Registry, Option<Arc<dyn AuthMetaStore>>), String> {
+/// Opens the configured backends and builds the registry on them; also
+/// returns the database's access-control tables.
+async fn open_registry(config: &Config) -> Result<(Registry, Arc<dyn AuthMetaStore>), String> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         format!(
             "cannot create data directory {}: {e}",
@@ -234,10 +236,6 @@ async fn serve(config: Config) -> Result<(), String> {
     let (registry, auth_meta) = open_registry(&config).await?;
     let mut state = AppState::new(registry.clone());
     if config.auth.enabled {
-        let auth_meta = auth_meta.ok_or(
-            "access control needs the SQLite metadata database for now: \
-             the PostgreSQL backend does not have the access-control tables yet",
-        )?;
         state = state.with_auth(auth_state(&config, auth_meta).await?);
     }
 
@@ -278,6 +276,15 @@ async fn serve(config: Config) -> Result<(), String> {
                 .await
         })
     };
+    // Every node reloads the signing keys from the database now and then,
+    // so a rotation made anywhere reaches all of them.
+    let key_reload = state.auth.clone().map(|auth| {
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            auth.run_key_reload(berth_auth::keys::KEY_RELOAD_INTERVAL, token)
+                .await
+        })
+    });
     let signal = {
         let token = shutdown.clone();
         async move {
@@ -293,6 +300,9 @@ async fn serve(config: Config) -> Result<(), String> {
     shutdown.cancel();
     let _ = purge.await;
     let _ = gc.await;
+    if let Some(key_reload) = key_reload {
+        let _ = key_reload.await;
+    }
     result.map_err(|e| format!("server error: {e}"))
 }
 
@@ -334,8 +344,10 @@ fn open_storage(storage: &StorageConfig) -> Result<Arc<dyn BlobStore>, String> {
 }
 
 /// Builds access control: the auth store over the metadata database, the
-/// signing keys under `<data_dir>/keys` (generated on first start), and the
-/// first administrator.
+/// first administrator, and the token signing keys, which live in the
+/// database so that every node shares them (on the first start they are
+/// imported from `<data_dir>/keys`, where older versions kept them, or
+/// generated).
 async fn auth_state(
     config: &Config,
     meta: Arc<dyn AuthMetaStore>,
@@ -348,8 +360,21 @@ async fn auth_state(
         .filter(|p| !p.is_empty())
         .map(berth_auth::Secret::new);
     admin::seed_admin(store.as_ref(), password).await?;
-    let keys = berth_auth::KeySet::load_or_generate(&config.data_dir.join("keys"))
-        .map_err(|e| format!("cannot load or create signing keys: {e}"))?;
+    let key_dir = config.data_dir.join("keys");
+    let (keys, origin) =
+        berth_auth::keys::load_or_create(store.as_ref(), &key_dir, time::OffsetDateTime::now_utc())
+            .await
+            .map_err(|e| format!("cannot load or create the signing keys: {e}"))?;
+    let kid = keys.current().kid().to_string();
+    match origin {
+        KeyOrigin::Store => tracing::info!(%kid, "loaded the token signing keys"),
+        KeyOrigin::Imported(path) => tracing::info!(
+            %kid,
+            path = %path.display(),
+            "imported the token signing key into the database; the file is no longer needed"
+        ),
+        KeyOrigin::Generated => tracing::info!(%kid, "created the token signing key"),
+    }
     let authority =
         berth_auth::TokenAuthority::new(keys, &config.auth.issuer, &config.auth.service);
     Ok(berth_server::AuthState {
@@ -366,12 +391,12 @@ async fn auth_state(
     })
 }
 
-/// The metadata store, and the access-control tables when the backend has
-/// them (SQLite so far).
-type Databases = (Arc<dyn MetaStore>, Option<Arc<dyn AuthMetaStore>>);
+/// The metadata store and its access-control tables: one database, seen
+/// through the two traits.
+type Databases = (Arc<dyn MetaStore>, Arc<dyn AuthMetaStore>);
 
 /// Opens the configured metadata backend, running its migrations.
-async fn open_database(database: &DatabaseConfig) -> Result<Databases, String> {
+pub(crate) async fn open_database(database: &DatabaseConfig) -> Result<Databases, String> {
     let failed = |e: berth_meta::MetaError| {
         format!("cannot open metadata database {}: {e}", database.redacted())
     };
@@ -382,14 +407,16 @@ async fn open_database(database: &DatabaseConfig) -> Result<Databases, String> {
                     .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
             }
             let store = Arc::new(SqliteMetaStore::open(path).await.map_err(failed)?);
-            Ok((store.clone(), Some(store)))
+            Ok((store.clone(), store))
         }
         #[cfg(feature = "postgres")]
         DatabaseConfig::Postgres(url) => {
-            let store = berth_meta::postgres::PostgresMetaStore::connect(url)
-                .await
-                .map_err(failed)?;
-            Ok((Arc::new(store), None))
+            let store = Arc::new(
+                berth_meta::postgres::PostgresMetaStore::connect(url)
+                    .await
+                    .map_err(failed)?,
+            );
+            Ok((store.clone(), store))
         }
         #[cfg(not(feature = "postgres"))]
         DatabaseConfig::Postgres(_) => {

@@ -1,7 +1,9 @@
 //! Several stateless `berth` nodes on one PostgreSQL and one S3-compatible
 //! store (SeaweedFS), driven by a real client: what is pushed through one
 //! node is pulled through another at once, a chunked upload hops between
-//! nodes, and a client whose node dies mid-upload succeeds through another.
+//! nodes, a client whose node dies mid-upload succeeds through another, and
+//! with access control on, accounts, tokens and signing keys are shared:
+//! a token from one node works on the others, through a key rotation.
 //!
 //! The PostgreSQL and SeaweedFS harnesses are the metadata and storage
 //! crates' own, so every suite starts the services the same way.
@@ -13,16 +15,20 @@ mod meta_support;
 #[path = "../../storage/tests/support/mod.rs"]
 mod storage_support;
 
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use support::http::{request, PatternReader, RequestBody};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use support::containers::ContainersEnv;
+use support::http::{request, HttpResponse, PatternReader, RequestBody};
 use support::oci::{make_image, read_oci_layout_blobs, write_oci_layout};
 use support::TestRegistry;
 
 /// A PostgreSQL database and an S3 bucket shared by the nodes of one test.
 struct Shared {
     args: Vec<String>,
-    _database: meta_support::postgres::TestDatabase,
+    database: meta_support::postgres::TestDatabase,
 }
 
 async fn shared_services(test: &str) -> Option<Shared> {
@@ -49,14 +55,16 @@ async fn shared_services(test: &str) -> Option<Shared> {
         "--s3-secret-access-key".to_string(),
         storage_support::SECRET_KEY.to_string(),
     ];
-    Some(Shared {
-        args,
-        _database: database,
-    })
+    Some(Shared { args, database })
 }
 
 fn start_node(shared: &Shared) -> TestRegistry {
-    let args: Vec<&str> = shared.args.iter().map(String::as_str).collect();
+    start_node_with(shared, &[])
+}
+
+fn start_node_with(shared: &Shared, extra: &[&str]) -> TestRegistry {
+    let mut args: Vec<&str> = shared.args.iter().map(String::as_str).collect();
+    args.extend_from_slice(extra);
     TestRegistry::start_with(&args)
 }
 
@@ -261,4 +269,335 @@ async fn node_killed_mid_upload_retry_elsewhere() {
     assert_eq!(status, 200);
     assert_eq!(head_len, Some(LEN.to_string()));
     drop(victim);
+}
+
+/// Runs `berth admin ARGS` against the shared database, as an operator on
+/// any machine would (no node's data directory involved), and returns its
+/// stdout.
+fn berth_admin(shared: &Shared, args: &[&str], stdin: Option<&str>) -> String {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut child = Command::new(support::berth_binary())
+        .arg("admin")
+        .args(args)
+        .args(["--database", &shared.database.url, "--data-dir"])
+        .arg(scratch.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run berth admin");
+    if let Some(text) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "berth admin {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
+}
+
+fn body_text(response: &HttpResponse) -> String {
+    String::from_utf8_lossy(&response.body).into_owned()
+}
+
+fn json_request(addr: &str, method: &str, path: &str, auth: &str, body: &str) -> HttpResponse {
+    request(
+        addr,
+        method,
+        path,
+        &[
+            ("Authorization", auth),
+            ("Content-Type", "application/json"),
+        ],
+        RequestBody::Bytes(body.as_bytes()),
+    )
+}
+
+/// POSTs an OAuth2 form to the node's token endpoint and returns the answer.
+fn token_post(addr: &str, form: &str) -> serde_json::Value {
+    let response = request(
+        addr,
+        "POST",
+        "/auth/token",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        RequestBody::Bytes(form.as_bytes()),
+    );
+    assert_eq!(response.status, 200, "{}", body_text(&response));
+    serde_json::from_slice(&response.body).unwrap()
+}
+
+/// A registry token from the node's token endpoint (GET, Basic credentials).
+fn token_get(addr: &str, scope: &str, authorization: &str) -> String {
+    let response = request(
+        addr,
+        "GET",
+        &format!("/auth/token?service=berth&scope={scope}"),
+        &[("Authorization", authorization)],
+        RequestBody::Empty,
+    );
+    assert_eq!(response.status, 200, "{}", body_text(&response));
+    let answer: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    answer["token"].as_str().unwrap().to_string()
+}
+
+/// The `kid` a registry token names in its header.
+fn kid(jwt: &str) -> String {
+    let header = jwt.split('.').next().unwrap();
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    header["kid"].as_str().unwrap().to_string()
+}
+
+/// The status of a manifest GET with a bearer token.
+fn pull_status(addr: &str, reference: &str, token: &str) -> u16 {
+    request(
+        addr,
+        "GET",
+        &format!("/v2/{reference}"),
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("Accept", "application/vnd.oci.image.manifest.v1+json"),
+        ],
+        RequestBody::Empty,
+    )
+    .status
+}
+
+/// Fetches tokens from `addr` until one is signed with `wanted_kid`: a node
+/// takes up a key rotated elsewhere when it next reloads its keys (every
+/// 30 s), so this waits a little longer than that at most.
+fn token_signed_with(addr: &str, scope: &str, authorization: &str, wanted_kid: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let token = token_get(addr, scope, authorization);
+        if kid(&token) == wanted_kid {
+            return token;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{addr} still signs with {} after the rotation to {wanted_kid}",
+            kid(&token)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Access control on two nodes sharing PostgreSQL and S3: accounts made
+/// through one node's management API, tokens from one node's token endpoint
+/// used on the other by skopeo and by plain requests, a refresh token from
+/// one node exchanged at the other, and `berth admin keys rotate` on the
+/// shared database, after which old tokens still verify everywhere and new
+/// ones from either node verify on the other.
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_tokens_and_key_rotation_are_shared_by_nodes() {
+    const TEST: &str = "auth_tokens_and_key_rotation_are_shared_by_nodes";
+    const ROOT_PASSWORD: &str = "root-password-1";
+    const ALICE_PASSWORD: &str = "alice-password-1";
+    let Some(skopeo) = support::require_tool("skopeo", TEST) else {
+        return;
+    };
+    let Some(shared) = shared_services(TEST).await else {
+        return;
+    };
+    // The first administrator is made with `berth admin` on the database
+    // before any node starts, so the nodes create none of their own.
+    berth_admin(
+        &shared,
+        &["user", "create", "root", "--admin", "--password-stdin"],
+        Some(ROOT_PASSWORD),
+    );
+    assert_eq!(
+        berth_admin(&shared, &["keys", "list"], None),
+        "",
+        "no key before the first node starts"
+    );
+    let a = start_node_with(&shared, &["--auth"]);
+    let b = start_node_with(&shared, &["--auth"]);
+    let root = basic("root", ROOT_PASSWORD);
+    let alice = basic("alice", ALICE_PASSWORD);
+
+    // The administrator sets up alice and a private namespace through A's
+    // management API, and makes alice a writer through B's.
+    let response = json_request(
+        &a.addr,
+        "POST",
+        "/api/v1/users",
+        &root,
+        &format!(r#"{{"name":"alice","password":"{ALICE_PASSWORD}"}}"#),
+    );
+    assert_eq!(response.status, 201, "{}", body_text(&response));
+    let response = json_request(
+        &a.addr,
+        "POST",
+        "/api/v1/namespaces",
+        &root,
+        r#"{"name":"team","visibility":"private"}"#,
+    );
+    assert_eq!(response.status, 201, "{}", body_text(&response));
+    let response = json_request(
+        &b.addr,
+        "PUT",
+        "/api/v1/namespaces/team/members/alice",
+        &root,
+        r#"{"role":"writer"}"#,
+    );
+    assert_eq!(response.status, 200, "{}", body_text(&response));
+    let users = berth_admin(&shared, &["user", "list"], None);
+    assert_eq!(users, "alice\tuser\nroot\tadmin\n");
+
+    // Both nodes sign with the one key in the database.
+    let keys = berth_admin(&shared, &["keys", "list"], None);
+    let old_kid = keys.split('\t').next().unwrap().to_string();
+    assert!(keys.starts_with(&format!("{old_kid}\tcurrent\t")), "{keys}");
+    assert_eq!(keys.lines().count(), 1, "{keys}");
+
+    // skopeo pushes through B with a token from A's token endpoint.
+    let image = make_image("amd64", &[4096, 1024], &[]);
+    let layout = tempfile::tempdir().unwrap();
+    let blobs = image.all_blobs();
+    write_oci_layout(layout.path(), "v1", &image.manifest, blobs.values());
+    let push_scope = "repository:team/app:pull,push";
+    let token_from_a = token_get(&a.addr, push_scope, &alice);
+    assert_eq!(kid(&token_from_a), old_kid);
+    let env = ContainersEnv::new(&b.addr);
+    let skopeo_command = || {
+        let mut command = env.command(&skopeo);
+        command.arg("--policy").arg(env.policy());
+        command
+    };
+    support::run(skopeo_command().args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--preserve-digests",
+        "--dest-registry-token",
+        &token_from_a,
+        &format!("oci:{}:v1", layout.path().display()),
+        &format!("docker://{}/team/app:v1", b.addr),
+    ]));
+    // ...and pulls through A with alice's password (A's own token flow).
+    let raw = support::run_bytes(skopeo_command().args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        &format!("alice:{ALICE_PASSWORD}"),
+        &format!("docker://{}/team/app:v1", a.addr),
+    ]));
+    assert_eq!(raw, image.manifest.bytes);
+    // Without credentials the private image is refused on both nodes.
+    for node in [&a, &b] {
+        let anonymous = request(
+            &node.addr,
+            "GET",
+            "/v2/team/app/manifests/v1",
+            &[],
+            RequestBody::Empty,
+        );
+        assert_eq!(anonymous.status, 401, "{}", body_text(&anonymous));
+    }
+
+    // A refresh token issued by A (the OAuth2 password grant docker login
+    // uses) is exchanged at B.
+    let answer = token_post(
+        &a.addr,
+        &format!(
+            "grant_type=password&username=alice&password={ALICE_PASSWORD}&service=berth\
+             &client_id=e2e&access_type=offline"
+        ),
+    );
+    let refresh = answer["refresh_token"].as_str().unwrap().to_string();
+    assert!(refresh.starts_with("berth_rt_"), "{answer}");
+    let answer = token_post(
+        &b.addr,
+        &format!(
+            "grant_type=refresh_token&refresh_token={refresh}&service=berth&client_id=e2e\
+             &scope=repository%3Ateam%2Fapp%3Apull"
+        ),
+    );
+    let from_refresh = answer["access_token"].as_str().unwrap().to_string();
+    for node in [&a, &b] {
+        assert_eq!(
+            pull_status(&node.addr, "team/app/manifests/v1", &from_refresh),
+            200
+        );
+    }
+
+    // Rotation on the shared database, from an operator's machine.
+    let pull_scope = "repository:team/app:pull";
+    let old_token = token_get(&b.addr, pull_scope, &alice);
+    let rotated = berth_admin(&shared, &["keys", "rotate"], None);
+    let new_kid = rotated.split(' ').next().unwrap().to_string();
+    assert!(
+        rotated.starts_with(&format!(
+            "{new_kid} is the current signing key\n{old_kid} is retired"
+        )),
+        "{rotated}"
+    );
+    assert_ne!(new_kid, old_kid);
+    let keys = berth_admin(&shared, &["keys", "list"], None);
+    let listed: Vec<(&str, &str)> = keys
+        .lines()
+        .map(|line| {
+            let mut fields = line.split('\t');
+            (fields.next().unwrap(), fields.next().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![(old_kid.as_str(), "retired"), (new_kid.as_str(), "current")],
+        "{keys}"
+    );
+
+    // Each node comes to sign with the new key, and what one signs the
+    // other accepts, whether or not it has reloaded yet.
+    let new_from_a = token_signed_with(&a.addr, pull_scope, &alice, &new_kid);
+    assert_eq!(
+        pull_status(&b.addr, "team/app/manifests/v1", &new_from_a),
+        200
+    );
+    let new_from_b = token_signed_with(&b.addr, pull_scope, &alice, &new_kid);
+    assert_eq!(
+        pull_status(&a.addr, "team/app/manifests/v1", &new_from_b),
+        200
+    );
+    // Tokens signed with the retired key still verify on both nodes, the
+    // one skopeo pushed with included.
+    for node in [&a, &b] {
+        for token in [&old_token, &from_refresh, &token_from_a] {
+            assert_eq!(kid(token), old_kid);
+            assert_eq!(
+                pull_status(&node.addr, "team/app/manifests/v1", token),
+                200,
+                "a token of the retired key via {}",
+                node.addr
+            );
+        }
+    }
+    // The refresh token still works after the rotation: it is not a JWT.
+    let answer = token_post(
+        &a.addr,
+        &format!(
+            "grant_type=refresh_token&refresh_token={refresh}&service=berth&client_id=e2e\
+             &scope=repository%3Ateam%2Fapp%3Apull"
+        ),
+    );
+    let refreshed = answer["access_token"].as_str().unwrap();
+    assert_eq!(kid(refreshed), new_kid);
+    assert_eq!(
+        pull_status(&b.addr, "team/app/manifests/v1", refreshed),
+        200
+    );
 }

@@ -1,5 +1,6 @@
 //! Access-control records: users, namespaces and their members, access
-//! (robot) tokens and refresh tokens, behind [`AuthMetaStore`].
+//! (robot) tokens, refresh tokens and the registry token signing keys, behind
+//! [`AuthMetaStore`].
 //!
 //! The rows are plain data (names, strings, seconds since the epoch): what
 //! they mean (roles, scopes, hashing) is decided by `berth-auth`, which sits
@@ -13,7 +14,8 @@
 //!   lowercase hex SHA-256 for tokens).
 //! - A method that changes one thing is atomic; "not found" is
 //!   [`AuthMetaError::NotFound`] for changes and `Ok(None)` for reads.
-//! - Listings are sorted by name (byte order), so output is stable.
+//! - Listings are sorted by name (byte order), so output is stable; signing
+//!   keys, which have no name to speak of, by age.
 
 use crate::{MetaError, Timestamp};
 
@@ -69,6 +71,59 @@ pub struct RefreshTokenRow {
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
+}
+
+/// A registry token signing key. Every node of a deployment signs with the
+/// current key and verifies with all of them, so they live in the shared
+/// database rather than on each node's disk.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKeyRow {
+    /// The key's id, derived from the public key by the auth crate.
+    pub kid: String,
+    /// The private key (PKCS#8 PEM). Present for the current key; erased
+    /// when a key retires, because a retired key never signs again.
+    pub private_key_pem: Option<String>,
+    /// The public key (SPKI PEM), which verifies the key's tokens.
+    pub public_key_pem: String,
+    pub created_at: Timestamp,
+    /// When the key stopped signing; `None` for the current key.
+    pub retired_at: Option<Timestamp>,
+}
+
+/// Written by hand so that the private key never reaches a log.
+impl std::fmt::Debug for SigningKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRow")
+            .field("kid", &self.kid)
+            .field(
+                "private_key_pem",
+                &self.private_key_pem.as_ref().map(|_| "<redacted>"),
+            )
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`AuthMetaStore::rotate_signing_key`] changed besides adding the new key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SigningKeyRotation {
+    /// The key that was current until the rotation, if there was one.
+    pub retired: Option<String>,
+    /// Retired keys deleted because their tokens have expired, by kid.
+    pub dropped: Vec<String>,
+}
+
+/// Refuses a key that is not current where the contract asks for one: a
+/// caller's bug, reported before anything is written.
+pub(crate) fn require_current(key: &SigningKeyRow) -> Result<(), AuthMetaError> {
+    if key.retired_at.is_some() || key.private_key_pem.is_none() {
+        return Err(AuthMetaError::Meta(MetaError::Database(format!(
+            "signing key {} must be current and have its private key",
+            key.kid
+        ))));
+    }
+    Ok(())
 }
 
 /// Errors of the access-control methods.
@@ -156,4 +211,28 @@ pub trait AuthMetaStore: Send + Sync + 'static {
         user: &str,
         at: Timestamp,
     ) -> Result<u64, AuthMetaError>;
+
+    /// Every stored signing key, the current one included, oldest first (by
+    /// creation time, then kid).
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRow>, AuthMetaError>;
+
+    /// Stores `key` (which must be current: no `retired_at`) if there is no
+    /// current key yet, and returns whether it did. The check and the insert
+    /// are one transaction serialized with every other key change, so nodes
+    /// starting together on an empty database end with exactly one current
+    /// key: the first one stored; the others get `false` and adopt it.
+    async fn insert_first_signing_key(&self, key: &SigningKeyRow) -> Result<bool, AuthMetaError>;
+
+    /// Makes `key` (current, created at `key.created_at`) the signing key, in
+    /// one transaction serialized with every other key change: the current
+    /// key, if any, retires at `key.created_at` and loses its private half;
+    /// keys retired before `drop_retired_before` are deleted (never the one
+    /// this rotation retires). Concurrent
+    /// rotations run one after the other, each retiring the key the previous
+    /// one made. `AlreadyExists` (changing nothing) if the kid is taken.
+    async fn rotate_signing_key(
+        &self,
+        key: &SigningKeyRow,
+        drop_retired_before: Timestamp,
+    ) -> Result<SigningKeyRotation, AuthMetaError>;
 }

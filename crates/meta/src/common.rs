@@ -10,11 +10,41 @@ use berth_oci::{Digest, RepoName, Tag};
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType};
 
+use crate::auth::AuthMetaError;
 use crate::MetaError;
 
 /// Maps a sqlx error to `MetaError::Database`, saying what was being done.
 pub(crate) fn database(context: &'static str) -> impl FnOnce(sqlx::Error) -> MetaError {
     move |error| MetaError::Database(format!("{context}: {error}"))
+}
+
+/// Maps a write error: unique violations become `AlreadyExists`, foreign-key
+/// violations `NotFound` (the row named a user or namespace that is absent).
+pub(crate) fn write_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> AuthMetaError {
+    move |error| {
+        if let Some(db) = error.as_database_error() {
+            if db.is_unique_violation() {
+                return AuthMetaError::AlreadyExists;
+            }
+            if db.is_foreign_key_violation() {
+                return AuthMetaError::NotFound;
+            }
+        }
+        AuthMetaError::Meta(database(context)(error))
+    }
+}
+
+pub(crate) fn read_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> AuthMetaError {
+    move |error| AuthMetaError::Meta(database(context)(error))
+}
+
+/// `NotFound` when an update touched no row.
+pub(crate) fn require_one(rows: u64) -> Result<(), AuthMetaError> {
+    if rows == 0 {
+        Err(AuthMetaError::NotFound)
+    } else {
+        Ok(())
+    }
 }
 
 /// Converts a count or size for storage; SQL integers are signed.

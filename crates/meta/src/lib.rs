@@ -9,8 +9,9 @@
 //! - [`postgres`]: the PostgreSQL backend, for several nodes sharing one
 //!   database (Cargo feature `postgres`, on by default).
 //! - [`suite`]: the shared test suite every backend must pass.
-//! - [`auth`]: the access-control tables ([`auth::AuthMetaStore`]), implemented
-//!   for SQLite in `sqlite_auth`, with their own suite in [`auth_suite`].
+//! - [`auth`]: the access-control tables ([`auth::AuthMetaStore`]: users,
+//!   namespaces, members, tokens and the token signing keys), implemented in
+//!   `sqlite_auth` and `postgres_auth`, with their own suite in [`auth_suite`].
 //!
 //! **All SQL lives in this crate.** Callers speak in `berth_oci` types; rows and
 //! connections never leave it. Every method that changes more than one row runs
@@ -25,6 +26,8 @@ pub mod auth_suite;
 mod common;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_auth;
 pub mod sqlite;
 mod sqlite_auth;
 #[cfg(any(test, feature = "test-suite"))]

@@ -114,6 +114,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "garbage collection",
         include_str!("../migrations/postgres/0004_gc.sql"),
     ),
+    (
+        5,
+        "signing keys",
+        include_str!("../migrations/postgres/0005_signing_keys.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.
@@ -121,7 +126,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
 pub struct PostgresMetaStore {
     /// Every query and transaction borrows a connection from here; there is
     /// no separate writer, because PostgreSQL handles concurrent writers.
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 impl PostgresMetaStore {
@@ -148,7 +153,7 @@ impl PostgresMetaStore {
     /// Starts a transaction at PostgreSQL's default isolation, `READ
     /// COMMITTED`; the module documentation explains why that and row locks
     /// rather than `SERIALIZABLE`.
-    async fn begin(&self) -> Result<Transaction<'static, Postgres>, MetaError> {
+    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Postgres>, MetaError> {
         self.pool
             .begin()
             .await

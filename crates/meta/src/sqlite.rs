@@ -65,6 +65,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "garbage collection",
         include_str!("../migrations/sqlite/0004_gc.sql"),
     ),
+    (
+        5,
+        "signing keys",
+        include_str!("../migrations/sqlite/0005_signing_keys.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

@@ -1,35 +1,19 @@
-//! [`AuthMetaStore`] on SQLite: the tables of migration `0003_auth.sql`.
-//! Writes go through the single writer connection like every other write.
+//! [`AuthMetaStore`] on SQLite: the tables of migrations `0003_auth.sql` and
+//! `0005_signing_keys.sql`. Writes go through the single writer connection
+//! like every other write; signing-key changes, which read before they
+//! write, run in `BEGIN IMMEDIATE` transactions, so two processes changing
+//! keys at once take turns.
 
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use crate::auth::{
-    AccessTokenRow, AuthMetaError, AuthMetaStore, MemberRow, NamespaceRow, RefreshTokenRow, UserRow,
+    require_current, AccessTokenRow, AuthMetaError, AuthMetaStore, MemberRow, NamespaceRow,
+    RefreshTokenRow, SigningKeyRotation, SigningKeyRow, UserRow,
 };
-use crate::common::database;
+use crate::common::{read_error, require_one, write_error};
 use crate::sqlite::SqliteMetaStore;
 use crate::{MetaError, Timestamp};
-
-/// Maps a write error: unique violations become `AlreadyExists`, foreign-key
-/// violations `NotFound` (the row named a user or namespace that is absent).
-fn write_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> AuthMetaError {
-    move |error| {
-        if let Some(db) = error.as_database_error() {
-            if db.is_unique_violation() {
-                return AuthMetaError::AlreadyExists;
-            }
-            if db.is_foreign_key_violation() {
-                return AuthMetaError::NotFound;
-            }
-        }
-        AuthMetaError::Meta(database(context)(error))
-    }
-}
-
-fn read_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> AuthMetaError {
-    move |error| AuthMetaError::Meta(database(context)(error))
-}
 
 fn get<'r, T>(row: &'r SqliteRow, name: &str) -> Result<T, AuthMetaError>
 where
@@ -79,18 +63,20 @@ fn refresh_token_from_row(row: &SqliteRow) -> Result<RefreshTokenRow, AuthMetaEr
     })
 }
 
-/// `NotFound` when an update touched no row.
-fn require_one(rows: u64) -> Result<(), AuthMetaError> {
-    if rows == 0 {
-        Err(AuthMetaError::NotFound)
-    } else {
-        Ok(())
-    }
+fn signing_key_from_row(row: &SqliteRow) -> Result<SigningKeyRow, AuthMetaError> {
+    Ok(SigningKeyRow {
+        kid: get(row, "kid")?,
+        private_key_pem: get(row, "private_key_pem")?,
+        public_key_pem: get(row, "public_key_pem")?,
+        created_at: get(row, "created_at")?,
+        retired_at: get(row, "retired_at")?,
+    })
 }
 
 const ACCESS_TOKEN_COLUMNS: &str = "name, secret_hash, scopes, created_by, created_at, \
      expires_at, last_used_at, revoked_at";
 const REFRESH_TOKEN_COLUMNS: &str = "secret_hash, user_name, created_at, expires_at, revoked_at";
+const SIGNING_KEY_COLUMNS: &str = "kid, private_key_pem, public_key_pem, created_at, retired_at";
 
 #[async_trait::async_trait]
 impl AuthMetaStore for SqliteMetaStore {
@@ -421,4 +407,90 @@ impl AuthMetaStore for SqliteMetaStore {
         .map_err(write_error("revoking a user's refresh tokens"))?;
         Ok(result.rows_affected())
     }
+
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRow>, AuthMetaError> {
+        sqlx::query(&format!(
+            "SELECT {SIGNING_KEY_COLUMNS} FROM signing_keys \
+             ORDER BY created_at, kid COLLATE BINARY"
+        ))
+        .fetch_all(&self.read)
+        .await
+        .map_err(read_error("listing signing keys"))?
+        .iter()
+        .map(signing_key_from_row)
+        .collect()
+    }
+
+    async fn insert_first_signing_key(&self, key: &SigningKeyRow) -> Result<bool, AuthMetaError> {
+        require_current(key)?;
+        // BEGIN IMMEDIATE holds the write lock from the check to the commit,
+        // so another process cannot store its own first key in between.
+        let mut tx = self.begin_write().await?;
+        let current: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE retired_at IS NULL")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(read_error("looking for the current signing key"))?;
+        if current > 0 {
+            return Ok(false);
+        }
+        insert_signing_key(&mut tx, key).await?;
+        tx.commit()
+            .await
+            .map_err(write_error("committing the first signing key"))?;
+        Ok(true)
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        key: &SigningKeyRow,
+        drop_retired_before: Timestamp,
+    ) -> Result<SigningKeyRotation, AuthMetaError> {
+        require_current(key)?;
+        let mut tx = self.begin_write().await?;
+        // Dropped before the current key retires, so the key this rotation
+        // retires is never among them, whatever the cut-off.
+        let mut dropped: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < ? \
+             RETURNING kid",
+        )
+        .bind(drop_retired_before)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(write_error("dropping expired signing keys"))?;
+        // `RETURNING` has no order, so the kids are sorted here.
+        dropped.sort();
+        let retired: Option<String> = sqlx::query_scalar(
+            "UPDATE signing_keys SET retired_at = ?, private_key_pem = NULL \
+             WHERE retired_at IS NULL RETURNING kid",
+        )
+        .bind(key.created_at)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(write_error("retiring the current signing key"))?;
+        insert_signing_key(&mut tx, key).await?;
+        tx.commit()
+            .await
+            .map_err(write_error("committing a key rotation"))?;
+        Ok(SigningKeyRotation { retired, dropped })
+    }
+}
+
+async fn insert_signing_key(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    key: &SigningKeyRow,
+) -> Result<(), AuthMetaError> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, private_key_pem, public_key_pem, created_at, \
+         retired_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&key.kid)
+    .bind(&key.private_key_pem)
+    .bind(&key.public_key_pem)
+    .bind(key.created_at)
+    .bind(key.retired_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(write_error("storing a signing key"))?;
+    Ok(())
 }

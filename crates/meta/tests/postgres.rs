@@ -1,12 +1,14 @@
-//! The shared `MetaStore` suite against a real PostgreSQL that the tests
-//! start themselves (see `support/postgres.rs`), plus what only a server
-//! database has: several nodes migrating and working on one database.
+//! The shared `MetaStore` and `AuthMetaStore` suites against a real
+//! PostgreSQL that the tests start themselves (see `support/postgres.rs`),
+//! plus what only a server database has: several nodes migrating, working
+//! and storing their first signing key on one database.
 //!
 //! Without PostgreSQL installed these tests record a loud skip, except under
 //! `CI=true`, where they fail.
 
 mod support;
 
+use berth_meta::auth::{AuthMetaStore, SigningKeyRow};
 use berth_meta::postgres::PostgresMetaStore;
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_meta::{ManifestRecord, MetaError, MetaStore, NewManifest, UploadRecord};
@@ -24,6 +26,7 @@ async fn fresh_store(test: &str) -> Option<(TestDatabase, PostgresMetaStore)> {
 }
 
 berth_meta::meta_store_tests!(skippable fresh_store);
+berth_meta::auth_store_tests!(skippable fresh_store);
 
 /// Runs a query returning one text column on a plain connection, to see
 /// what the store cannot show.
@@ -55,6 +58,59 @@ async fn whole_suite_shares_one_database() {
         return;
     };
     berth_meta::suite::run_all(&store).await;
+}
+
+#[tokio::test]
+async fn whole_auth_suite_shares_one_database() {
+    let Some((_database, store)) = fresh_store("whole_auth_suite_shares_one_database").await else {
+        return;
+    };
+    berth_meta::auth_suite::run_all(&store).await;
+}
+
+#[tokio::test]
+async fn nodes_starting_together_agree_on_one_signing_key() {
+    const NODES: usize = 4;
+    let test = "nodes_starting_together_agree_on_one_signing_key";
+    let Some(database) = fresh_database(test).await else {
+        return;
+    };
+    // Separate stores, each with its own pool, as separate nodes have: each
+    // offers the key it generated, at the same moment.
+    let connects = (0..NODES).map(|_| PostgresMetaStore::connect(&database.url));
+    let stores: Vec<PostgresMetaStore> = futures::future::join_all(connects)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let keys: Vec<SigningKeyRow> = (0..NODES)
+        .map(|node| SigningKeyRow {
+            kid: format!("node-{node}"),
+            private_key_pem: Some(format!("private key of node {node}")),
+            public_key_pem: format!("public key of node {node}"),
+            created_at: 1_700_000_000,
+            retired_at: None,
+        })
+        .collect();
+    let stored: Vec<bool> = futures::future::join_all(
+        stores
+            .iter()
+            .zip(&keys)
+            .map(|(store, key)| store.insert_first_signing_key(key)),
+    )
+    .await
+    .into_iter()
+    .map(Result::unwrap)
+    .collect();
+    assert_eq!(stored.iter().filter(|s| **s).count(), 1, "{stored:?}");
+    let winner = &keys[stored.iter().position(|s| *s).unwrap()];
+    for store in &stores {
+        assert_eq!(
+            store.list_signing_keys().await.unwrap(),
+            vec![winner.clone()]
+        );
+        store.close().await;
+    }
 }
 
 #[tokio::test]

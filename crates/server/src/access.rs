@@ -20,13 +20,14 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use berth_auth::policy::may_create_namespace;
 use berth_auth::store::NamespaceRecord;
 use berth_auth::{
-    authorize, AuthStore, AuthStoreError, Challenge, ChallengeError, Claims, Credentials, Decision,
-    Denial, LoginContext, LoginError, LoginThrottle, NamespaceFacts, PolicyConfig, Principal,
-    Scope, TokenAuthority, Visibility,
+    authorize, AuthError, AuthStore, AuthStoreError, Challenge, ChallengeError, Claims,
+    Credentials, Decision, Denial, LoginContext, LoginError, LoginThrottle, NamespaceFacts,
+    PolicyConfig, Principal, Scope, TokenAuthority, TokenRejection, Visibility,
 };
 use berth_auth::{login_with_password, Action};
 use berth_oci::{ErrorCode, RepoName};
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
@@ -39,7 +40,8 @@ pub const TOKEN_PATH: &str = "/auth/token";
 pub struct AuthState {
     /// Users, namespaces, members and tokens.
     pub store: Arc<dyn AuthStore>,
-    /// Signs and verifies registry bearer tokens.
+    /// Signs and verifies registry bearer tokens, with the keys of `store`
+    /// as last loaded (see [`AuthState::reload_keys`]).
     pub authority: TokenAuthority,
     /// Failed-login counts per account and address, shared by every login path.
     pub throttle: Mutex<LoginThrottle>,
@@ -97,6 +99,59 @@ impl AuthState {
                 self.unauthorized(headers, None, None, "invalid credentials")
             }
             LoginError::Store(e) => store_failure(e),
+        }
+    }
+
+    /// Loads the signing keys from the store and makes them the ones in
+    /// use, so a rotation made through another node or `berth admin keys
+    /// rotate` takes effect here. On failure the keys in use stay.
+    pub async fn reload_keys(&self) -> Result<(), AuthError> {
+        let keys = berth_auth::keys::load(self.store.as_ref()).await?;
+        self.authority.set_keys(keys);
+        Ok(())
+    }
+
+    /// Verifies a registry bearer token. A token naming a key this node has
+    /// not loaded yet, most likely one another node started signing with
+    /// after a rotation, makes it reload its keys and try again (at most
+    /// once per `berth_auth::jwt::UNKNOWN_KEY_RELOAD_INTERVAL`, so made-up
+    /// kids cannot turn every request into a query).
+    pub async fn verify_bearer(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<Claims, TokenRejection> {
+        match self.authority.verify(token, now) {
+            Err(TokenRejection::UnknownKey)
+                if self.authority.may_reload_for_unknown_key(Instant::now()) =>
+            {
+                if let Err(error) = self.reload_keys().await {
+                    tracing::warn!(%error, "reloading signing keys for an unknown kid failed");
+                }
+                self.authority.verify(token, now)
+            }
+            other => other,
+        }
+    }
+
+    /// Reloads the signing keys every `interval` until `cancel`, so this
+    /// node starts signing with a key rotated elsewhere and stops trusting
+    /// keys dropped elsewhere. A failed reload is logged and retried at the
+    /// next tick; the keys in use stay meanwhile.
+    pub async fn run_key_reload(&self, interval: std::time::Duration, cancel: CancellationToken) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick completes at once; the keys were just loaded.
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = ticks.tick() => {
+                    if let Err(error) = self.reload_keys().await {
+                        tracing::warn!(%error, "reloading signing keys failed");
+                    }
+                }
+            }
         }
     }
 
@@ -203,8 +258,8 @@ pub async fn authenticate(auth: &AuthState, parts: &Parts) -> Result<Caller, Api
                 )
             };
             let claims = auth
-                .authority
-                .verify(token.expose(), now)
+                .verify_bearer(token.expose(), now)
+                .await
                 .map_err(|_| invalid())?;
             let principal = principal_for_subject(auth.store.as_ref(), &claims.sub, now)
                 .await?

@@ -1,7 +1,8 @@
 //! Access control through `app(state).oneshot(...)`, without sockets: the
 //! challenge flow, 401 versus 403, the token endpoint's GET and POST, Basic
-//! credentials on `/v2/`, catalog filtering, cross-repository mounts and
-//! namespace creation on first push.
+//! credentials on `/v2/`, catalog filtering, cross-repository mounts,
+//! namespace creation on first push, and tokens accepted across nodes that
+//! share a store while its signing key rotates.
 
 use std::sync::{Arc, Mutex};
 
@@ -10,6 +11,7 @@ use axum::http::Request;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use berth_auth::admin;
+use berth_auth::jwt::DEFAULT_TOKEN_LIFETIME;
 use berth_auth::{
     AuthStore, Expiry, KeySet, LoginThrottle, MemoryAuthStore, PolicyConfig, Role, Secret,
     SigningKey, ThrottleConfig, TokenAuthority, TokenScope, Visibility,
@@ -99,14 +101,7 @@ async fn harness(policy: PolicyConfig) -> Harness {
     )
     .await
     .unwrap();
-    let auth = AuthState {
-        store,
-        authority: TokenAuthority::new(KeySet::new(SigningKey::generate()), "berth", "berth"),
-        throttle: Mutex::new(LoginThrottle::new(ThrottleConfig::default())),
-        policy,
-        realm: None,
-        tls: false,
-    };
+    let auth = node_auth(store, policy, &dir.path().join("keys")).await;
     Harness {
         _dir: dir,
         state: AppState::new(registry).with_auth(auth),
@@ -114,7 +109,47 @@ async fn harness(policy: PolicyConfig) -> Harness {
     }
 }
 
+/// Access control for one node on `store`, with the store's signing keys
+/// (made on first use), as `berth serve --auth` builds it.
+async fn node_auth(
+    store: Arc<dyn AuthStore>,
+    policy: PolicyConfig,
+    key_dir: &std::path::Path,
+) -> AuthState {
+    let (keys, _) =
+        berth_auth::keys::load_or_create(store.as_ref(), key_dir, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+    AuthState {
+        store,
+        authority: TokenAuthority::new(keys, "berth", "berth"),
+        throttle: Mutex::new(LoginThrottle::new(ThrottleConfig::default())),
+        policy,
+        realm: None,
+        tls: false,
+    }
+}
+
 impl Harness {
+    fn auth(&self) -> &AuthState {
+        self.state.auth.as_deref().expect("access control is on")
+    }
+
+    /// A second node: the same registry and auth store, its own key state.
+    async fn another_node(&self) -> Harness {
+        let auth = node_auth(
+            Arc::clone(&self.auth().store),
+            self.auth().policy,
+            &self._dir.path().join("other-keys"),
+        )
+        .await;
+        Harness {
+            _dir: tempfile::tempdir().unwrap(),
+            state: AppState::new(self.state.registry.clone()).with_auth(auth),
+            robot: self.robot.clone(),
+        }
+    }
+
     async fn call(
         &self,
         method: &str,
@@ -569,4 +604,110 @@ async fn management_api_manages_namespaces_members_and_tokens() {
         403
     );
     assert_eq!(h.get("/api/v1/users", Some(&alice)).await.status, 403);
+}
+
+fn kid(jwt: &str) -> String {
+    let header = jwt.split('.').next().unwrap();
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap(),
+    )
+    .unwrap();
+    header["kid"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn nodes_sharing_a_store_accept_each_others_tokens_across_a_rotation() {
+    let a = harness(PolicyConfig::default()).await;
+    let b = a.another_node().await;
+    let alice = basic("alice", PASSWORD);
+    let query = "service=berth&scope=repository:team-a/app:pull";
+    let bearer = |token: &str| format!("Bearer {token}");
+
+    // Both nodes loaded the one key in the store, so either accepts the
+    // other's tokens.
+    let old = a.token(query, Some(&alice)).await;
+    assert_eq!(b.get("/v2/", Some(&bearer(&old))).await.status, 200);
+    let from_b = b.token(query, Some(&alice)).await;
+    assert_eq!(kid(&from_b), kid(&old));
+    assert_eq!(a.get("/v2/", Some(&bearer(&from_b))).await.status, 200);
+
+    // A rotation in the store (what `berth admin keys rotate` does): node A
+    // reloads and signs with the new key; node B has not reloaded yet, and
+    // reloads when a token names the key it does not know.
+    let rotation = berth_auth::keys::rotate(
+        a.auth().store.as_ref(),
+        OffsetDateTime::now_utc(),
+        DEFAULT_TOKEN_LIFETIME,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rotation.retired, Some(kid(&old)));
+    a.auth().reload_keys().await.unwrap();
+    let new = a.token(query, Some(&alice)).await;
+    assert_eq!(kid(&new), rotation.current);
+    assert_eq!(
+        b.auth().authority.keys().current().kid(),
+        kid(&old),
+        "B still has the old keys"
+    );
+    assert_eq!(b.get("/v2/", Some(&bearer(&new))).await.status, 200);
+    assert_eq!(b.auth().authority.keys().current().kid(), rotation.current);
+    assert_eq!(kid(&b.token(query, Some(&alice)).await), rotation.current);
+    // The retired key still verifies the tokens it signed, on both nodes.
+    for node in [&a, &b] {
+        assert_eq!(node.get("/v2/", Some(&bearer(&old))).await.status, 200);
+    }
+
+    // A token under a key no node has is refused; its reload is skipped,
+    // since B reloaded moments ago.
+    let stranger = TokenAuthority::new(KeySet::new(SigningKey::generate()), "berth", "berth")
+        .issue(Some("alice"), Vec::new(), OffsetDateTime::now_utc(), None)
+        .unwrap();
+    assert!(!b
+        .auth()
+        .authority
+        .may_reload_for_unknown_key(std::time::Instant::now()));
+    let refused = b.get("/v2/", Some(&bearer(stranger.token.expose()))).await;
+    assert_eq!(refused.status, 401);
+    assert!(refused.challenge().contains("error=\"invalid_token\""));
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_rotated_elsewhere_are_picked_up_at_the_next_reload() {
+    use berth_auth::keys::KEY_RELOAD_INTERVAL;
+    use std::time::Duration;
+
+    let store: Arc<dyn AuthStore> = Arc::new(MemoryAuthStore::new());
+    let no_key_files = tempfile::tempdir().unwrap();
+    let auth =
+        Arc::new(node_auth(store.clone(), PolicyConfig::default(), no_key_files.path()).await);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let reloads = {
+        let auth = Arc::clone(&auth);
+        let cancel = cancel.clone();
+        tokio::spawn(async move { auth.run_key_reload(KEY_RELOAD_INTERVAL, cancel).await })
+    };
+    let first = auth.authority.keys().current().kid().to_string();
+    let rotation = berth_auth::keys::rotate(
+        store.as_ref(),
+        OffsetDateTime::now_utc(),
+        DEFAULT_TOKEN_LIFETIME,
+    )
+    .await
+    .unwrap();
+
+    // Until the next reload the node keeps signing with the old key...
+    tokio::time::sleep(KEY_RELOAD_INTERVAL - Duration::from_secs(1)).await;
+    assert_eq!(auth.authority.keys().current().kid(), first);
+    // ...and after it, with the new one, still verifying the old one's tokens.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let keys = auth.authority.keys();
+    assert_eq!(keys.current().kid(), rotation.current);
+    assert_eq!(keys.kids().len(), 2);
+    assert!(keys.kids().contains(&first.as_str()));
+
+    cancel.cancel();
+    reloads.await.unwrap();
 }
