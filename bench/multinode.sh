@@ -4,7 +4,9 @@
 # on them, and the scenarios of bench/run.sh run (a) against node 1 alone and
 # (b) against both nodes (clients round-robin), ROUNDS times. A third node
 # with `redirect = true` serves `pull_blob` once more, so that pulls that
-# redirect to the object store can be compared with pulls the node streams.
+# redirect to the object store can be compared with pulls the node streams,
+# and a fourth with `cache_ttl = 0s` serves `manifest_get` and `head_blob`
+# once more, so that the database's cost per lookup shows.
 # Prints the medians side by side with the CPU that PostgreSQL and SeaweedFS
 # used in each measured section, then stops everything and deletes its data.
 #
@@ -16,9 +18,11 @@
 #                                ones with many clients; a one-client scenario
 #                                talks to node 1 only and would repeat (a))
 #   REDIRECT=1                   also pull through a node with redirect = true (0: skip)
+#   UNCACHED=1                   also run manifest_get and head_blob on a node with
+#                                cache_ttl = 0s (0: skip)
 #   QUICK=1                      pass --quick (tiny sizes: checks this script, measures nothing)
-#   BENCH_TMPDIR=/tmp            where PostgreSQL's and SeaweedFS's data go (needs
-#                                about 30 GB for a full run of 3 rounds)
+#   BENCH_TMPDIR=/tmp            where PostgreSQL's and SeaweedFS's data go (keep
+#                                10 GB free: every round pushes about 5 GB)
 #   PG_BIN                       PostgreSQL's server binaries (default: the newest
 #                                /usr/lib/postgresql/*/bin, or initdb on PATH)
 #   WEED_BIN                     SeaweedFS's `weed` (default: pip's scripts directory, or PATH)
@@ -29,6 +33,7 @@ ROUNDS=${ROUNDS:-3}
 SCENARIOS=${SCENARIOS:-"push_small push_large_chunked push_large_mono pull_blob manifest_get head_blob tags_list catalog same_blob"}
 TWO_NODE_SCENARIOS=${TWO_NODE_SCENARIOS-"push_small manifest_get head_blob same_blob"}
 REDIRECT=${REDIRECT:-1}
+UNCACHED=${UNCACHED:-1}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$repo/target}
 quick_flag=${QUICK:+--quick}
@@ -249,6 +254,7 @@ start_seaweedfs
 start_node node1
 start_node node2
 if [[ $REDIRECT == 1 ]]; then start_node node3 --redirect true; fi
+if [[ $UNCACHED == 1 ]]; then start_node node4 --cache-ttl 0s; fi
 for name in "${!pid[@]}"; do echo "== $name: pid ${pid[$name]} ${url[$name]:-}" >&2; done
 
 # Runs berth-bench on the given nodes, with the services watched; its figures
@@ -287,9 +293,13 @@ for round in $(seq 1 "$ROUNDS"); do
             echo "== round $round: pull_blob on node 3 (redirect = true)" >&2
             bench "$results/one.txt" pull_blob pull_blob_redirect node3
         fi
+        if [[ ($scenario == manifest_get || $scenario == head_blob) && $UNCACHED == 1 ]]; then
+            echo "== round $round: $scenario on node 4 (cache_ttl = 0s)" >&2
+            bench "$results/one.txt" "$scenario" "${scenario}_uncached" node4
+        fi
     done
 done
-for node in node1 node2 node3; do
+for node in node1 node2 node3 node4; do
     [[ -n ${pid[$node]:-} ]] || continue
     hwm_kib=$(awk '/^VmHWM:/ {print $2}' "/proc/${pid[$node]}/status")
     echo "server_vmhwm.$node: $((hwm_kib * 1024 / 1000000)) MB" >>"$results/one.txt"
