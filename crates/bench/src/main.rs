@@ -202,6 +202,8 @@ fn run_scenarios(args: RunArgs) -> client::Result<()> {
     })
 }
 
+/// Parses `--watch NAME=PID`. The name becomes part of figure names, so it is
+/// kept to characters that `compare` and shell tools read as one word.
 fn parse_watch(value: &str) -> Result<(String, u32), String> {
     let (name, pid) = value
         .split_once('=')
