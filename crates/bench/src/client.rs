@@ -42,11 +42,11 @@ impl Target {
     /// Parses `http://HOST:PORT` (a trailing slash or `/v2/` is tolerated).
     pub async fn from_url(url: &str) -> Result<Target> {
         let rest = url.strip_prefix("http://").ok_or_else(|| {
-            format!("--url must start with http:// (TLS is not supported): {url}")
+            format!("{url}: only http:// URLs are supported (the tool does not speak TLS)")
         })?;
-        let authority = rest.split('/').next().unwrap_or_default();
+        let authority = rest.split(['/', '?']).next().unwrap_or_default();
         if authority.is_empty() {
-            return Err(format!("--url has no host: {url}").into());
+            return Err(format!("{url}: the URL has no host").into());
         }
         let with_port = if authority.contains(':') {
             authority.to_string()

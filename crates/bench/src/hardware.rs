@@ -113,7 +113,7 @@ fn http_ceiling(duration: Duration) -> Result<(f64, f64)> {
     let measured = runtime.block_on(async {
         let target = Target::from_url(&format!("http://{address}")).await?;
         let template = RequestTemplate::new(&target, http::Method::GET, "/", None)?;
-        rate::run(&target, template, 64, duration, available_threads()).await
+        rate::run(vec![template], 64, duration, available_threads()).await
     });
     let _ = stop.send(());
     server.join().map_err(|_| "ceiling server panicked")??;

@@ -58,18 +58,26 @@ enum Command {
 
 #[derive(Args)]
 struct RunArgs {
-    /// The registry, as `http://HOST:PORT`.
-    #[arg(long)]
-    url: Option<String>,
+    /// The registry, as `http://HOST:PORT`. Repeat it for several nodes of
+    /// one registry: setup goes through the first, clients round-robin.
+    #[arg(long = "url", value_name = "URL")]
+    urls: Vec<String>,
     /// A scenario to run (repeatable); all of them when absent.
     #[arg(long = "scenario", value_name = "NAME", value_parser = Scenario::parse)]
     scenarios: Vec<Scenario>,
     /// Tiny sizes and 1 s durations: checks that everything works, measures nothing.
     #[arg(long)]
     quick: bool,
-    /// The registry's process id, to report its CPU seconds and peak RSS per scenario.
-    #[arg(long)]
-    pid: Option<u32>,
+    /// The registry's process id, to report its CPU seconds and peak RSS per
+    /// scenario. Repeat it for several nodes: CPU is summed, RSS is the largest
+    /// node's, and each node's own figures follow as `.node1`, `.node2`, ...
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// A service the registry depends on, as `NAME=PID` (repeatable): the CPU
+    /// seconds of that process and its descendants are reported per scenario
+    /// as `SCENARIO.NAME_cpu`, e.g. `--watch postgres=PID` for the database.
+    #[arg(long = "watch", value_name = "NAME=PID", value_parser = parse_watch)]
+    watched: Vec<(String, u32)>,
     /// Connections of the request-rate scenarios (default 64, or 8 with --quick).
     #[arg(long)]
     connections: Option<usize>,
@@ -135,9 +143,9 @@ fn main() -> ExitCode {
 }
 
 fn run_scenarios(args: RunArgs) -> client::Result<()> {
-    let Some(url) = args.url.as_deref() else {
+    if args.urls.is_empty() {
         return Err("--url is required (or use the `hw` or `compare` subcommand)".into());
-    };
+    }
     if args.hardware {
         hardware::run(&args.dir, args.quick)?;
     }
@@ -158,11 +166,16 @@ fn run_scenarios(args: RunArgs) -> client::Result<()> {
         if let Some(seconds) = args.duration {
             sizes.rate_duration = Duration::from_secs_f64(seconds.max(0.01));
         }
+        let mut targets = Vec::with_capacity(args.urls.len());
+        for url in &args.urls {
+            targets.push(Target::from_url(url).await?);
+        }
         let context = Context {
-            target: Target::from_url(url).await?,
+            targets,
             sizes,
             nonce: run_nonce(),
-            server: args.pid.map(Process::Pid),
+            servers: args.pids.iter().copied().map(Process::Pid).collect(),
+            watched: args.watched,
             load_threads: args.threads.unwrap_or_else(hardware::available_threads),
         };
         let scenarios = if args.scenarios.is_empty() {
@@ -180,17 +193,56 @@ fn run_scenarios(args: RunArgs) -> client::Result<()> {
                 failed.push(scenario.name());
             }
         }
-        if let Some(process) = context.server {
-            if let Ok(hwm) = process.status_bytes("VmHWM") {
-                report.figure("server_vmhwm", hwm as f64 / 1_000_000.0, "MB");
-            }
-        }
+        report_vmhwm(&context.servers, &mut report);
         if failed.is_empty() {
             Ok(())
         } else {
             Err(format!("failed scenarios: {}", failed.join(", ")).into())
         }
     })
+}
+
+/// Parses `--watch NAME=PID`. The name becomes part of figure names, so it is
+/// kept to characters that `compare` and shell tools read as one word.
+fn parse_watch(value: &str) -> Result<(String, u32), String> {
+    let (name, pid) = value
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=PID, got {value:?}"))?;
+    let valid_name = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid_name {
+        return Err(format!("{name:?}: a name of letters, digits, '_' or '-'"));
+    }
+    let pid = pid
+        .parse()
+        .map_err(|_| format!("{pid:?} is not a process id"))?;
+    Ok((name.to_string(), pid))
+}
+
+/// Reports `server_vmhwm`, the peak RSS since start of the largest node, and
+/// with several nodes each node's as `server_vmhwm.node1`, ...
+fn report_vmhwm(servers: &[Process], report: &mut Report) {
+    let peaks: Vec<Option<f64>> = servers
+        .iter()
+        .map(|process| {
+            process
+                .status_bytes("VmHWM")
+                .ok()
+                .map(|hwm| hwm as f64 / 1_000_000.0)
+        })
+        .collect();
+    if let Some(largest) = peaks.iter().flatten().copied().reduce(f64::max) {
+        report.figure("server_vmhwm", largest, "MB");
+    }
+    if peaks.len() > 1 {
+        for (index, peak) in peaks.iter().enumerate() {
+            if let Some(peak) = peak {
+                report.figure(&format!("server_vmhwm.node{}", index + 1), *peak, "MB");
+            }
+        }
+    }
 }
 
 /// Differs on every run (time and process id), so measured pushes never

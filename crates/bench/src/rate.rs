@@ -39,9 +39,12 @@ impl RateResult {
     }
 }
 
-/// The request each connection sends over and over.
+/// The request each connection sends over and over, and the node it goes to.
 #[derive(Clone)]
 pub struct RequestTemplate {
+    /// The node this request is for: its `Host` header is part of `headers`,
+    /// so a template is built once per node rather than patched per request.
+    pub target: Target,
     pub method: Method,
     pub uri: Uri,
     pub headers: HeaderMap,
@@ -60,6 +63,7 @@ impl RequestTemplate {
         }
         let request = builder.body(())?;
         Ok(RequestTemplate {
+            target: target.clone(),
             method,
             uri: request.uri().clone(),
             headers: request.headers().clone(),
@@ -81,8 +85,11 @@ impl RequestTemplate {
 /// for a thread name), so their CPU can be told apart from the rest.
 pub const LOAD_THREAD_NAME: &str = "bench-load";
 
-/// Runs `connections` closed loops of `template` for `duration`, spread over
-/// `threads` OS threads, and expects every response to be `200 OK`.
+/// Runs `connections` closed loops for `duration`, spread over `threads` OS
+/// threads, and expects every response to be `200 OK`. Connection `i` (counted
+/// across all threads) sends `templates[i % templates.len()]`, so with one
+/// template per node the connections are spread round-robin over the nodes,
+/// and every thread serves every node as evenly as its share allows.
 ///
 /// Each thread runs its own current-thread runtime with its share of the
 /// connections (wrk's design): a connection's request task and hyper's
@@ -94,25 +101,28 @@ pub const LOAD_THREAD_NAME: &str = "bench-load";
 /// more than a hand-written parser, which is not worth the loss of chunked
 /// bodies and full HTTP/1.1 handling.
 pub async fn run(
-    target: &Target,
-    template: RequestTemplate,
+    templates: Vec<RequestTemplate>,
     connections: usize,
     duration: Duration,
     threads: usize,
 ) -> Result<RateResult> {
+    if templates.is_empty() {
+        return Err("the request-rate generator needs at least one request template".into());
+    }
     let threads = threads.clamp(1, connections.max(1));
     // The barrier starts every thread's clock together, after all
     // connections exist, so connection setup is not part of the rate.
     let barrier = Arc::new(std::sync::Barrier::new(threads + 1));
-    let template = Arc::new(template);
+    let templates: Vec<Arc<RequestTemplate>> = templates.into_iter().map(Arc::new).collect();
     let mut handles = Vec::with_capacity(threads);
-    for index in 0..threads {
-        let share = connections / threads + usize::from(index < connections % threads);
-        let (target, template, barrier) = (target.clone(), template.clone(), barrier.clone());
+    for chosen in assign_connections(connections, threads, templates.len()) {
+        let own: Vec<Arc<RequestTemplate>> =
+            chosen.into_iter().map(|t| templates[t].clone()).collect();
+        let barrier = barrier.clone();
         handles.push(
             std::thread::Builder::new()
                 .name(LOAD_THREAD_NAME.into())
-                .spawn(move || load_thread(&target, template, share, duration, &barrier))?,
+                .spawn(move || load_thread(own, duration, &barrier))?,
         );
     }
     // Blocking waits happen on tokio's blocking pool so the caller's runtime
@@ -149,10 +159,26 @@ pub async fn run(
     Ok(total)
 }
 
+/// Splits `connections` over `threads` (the first `connections % threads`
+/// threads take one more) and returns, per thread, the template index of each
+/// of its connections: connection `i`, counted across threads, gets template
+/// `i % templates`.
+fn assign_connections(connections: usize, threads: usize, templates: usize) -> Vec<Vec<usize>> {
+    let mut next = 0;
+    (0..threads)
+        .map(|index| {
+            let share = connections / threads + usize::from(index < connections % threads);
+            let chosen = (next..next + share).map(|i| i % templates).collect();
+            next += share;
+            chosen
+        })
+        .collect()
+}
+
+/// One load thread: a connection per template it was given (one template per
+/// connection, so the same template may appear several times).
 fn load_thread(
-    target: &Target,
-    template: Arc<RequestTemplate>,
-    connections: usize,
+    templates: Vec<Arc<RequestTemplate>>,
     duration: Duration,
     barrier: &std::sync::Barrier,
 ) -> Result<(u64, u64, Histogram<u64>, f64)> {
@@ -161,9 +187,10 @@ fn load_thread(
         .build();
     let opened = match &runtime {
         Ok(runtime) => runtime.block_on(async {
-            let mut opened = Vec::with_capacity(connections);
-            for _ in 0..connections {
-                opened.push(Connection::open(target).await?);
+            let mut opened = Vec::with_capacity(templates.len());
+            for template in templates {
+                let connection = Connection::open(&template.target).await?;
+                opened.push((connection, template));
             }
             Ok::<_, crate::client::Error>(opened)
         }),
@@ -177,8 +204,7 @@ fn load_thread(
         let deadline = Instant::now() + duration;
         let tasks: Vec<_> = opened
             .into_iter()
-            .map(|connection| {
-                let template = template.clone();
+            .map(|(connection, template)| {
                 tokio::spawn(async move { one_connection(connection, &template, deadline).await })
             })
             .collect();
@@ -236,4 +262,28 @@ async fn send_one(connection: &mut Connection, template: &RequestTemplate) -> Re
 /// resolution, in a few tens of kilobytes per connection.
 fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_go_round_robin_over_nodes_and_evenly_over_threads() {
+        // 64 connections, 2 threads, 2 nodes: each thread holds 32
+        // connections, 16 to each node.
+        let assigned = assign_connections(64, 2, 2);
+        assert_eq!(assigned.len(), 2);
+        for thread in &assigned {
+            assert_eq!(thread.len(), 32);
+            assert_eq!(thread.iter().filter(|&&t| t == 0).count(), 16);
+        }
+        // Uneven counts: connection i still goes to node i mod n overall.
+        let assigned = assign_connections(7, 2, 3);
+        let flat: Vec<usize> = assigned.concat();
+        assert_eq!(flat, vec![0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(assigned[0].len(), 4);
+        // One node: every connection uses it.
+        assert!(assign_connections(5, 3, 1).concat().iter().all(|&t| t == 0));
+    }
 }

@@ -6,7 +6,7 @@ use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LINK, LOCATION};
 use http::{Method, StatusCode};
 use http_body_util::Full;
 
-use crate::client::{drain, unexpected, Connection, Result};
+use crate::client::{drain, unexpected, Connection, Result, Target};
 use crate::content::{Blob, Image, OCI_MANIFEST};
 
 const OCTET_STREAM: &str = "application/octet-stream";
@@ -157,9 +157,74 @@ pub async fn push_image(
     put_manifest(connection, repository, tag, &image.manifest).await
 }
 
+/// What one blob download received.
+pub struct Pulled {
+    /// Bytes of the blob's body.
+    pub length: u64,
+    /// Whether the registry answered with a redirect that was followed.
+    pub redirected: bool,
+}
+
 /// Downloads a blob, discarding its bytes, and returns how many arrived.
-pub async fn pull_blob(connection: &mut Connection, repository: &str, digest: &str) -> Result<u64> {
+///
+/// A registry may answer with a redirect to its object store (Berth with S3
+/// storage and `redirect = true`, Distribution's redirect middleware); the
+/// download then follows it as docker and containerd do, over `redirected`:
+/// one keep-alive connection to the redirect's host, kept across calls so
+/// repeated pulls do not each pay for a new connection, and replaced when a
+/// redirect names another host.
+pub async fn pull_blob(
+    connection: &mut Connection,
+    redirected: &mut Option<Connection>,
+    repository: &str,
+    digest: &str,
+) -> Result<Pulled> {
     let path = format!("/v2/{repository}/blobs/{digest}");
+    let request = connection
+        .target()
+        .request(Method::GET, &path)
+        .body(Full::default())?;
+    let response = connection.send(request).await?;
+    let status = response.status();
+    if status.is_redirection() {
+        let (parts, body) = response.into_parts();
+        // The redirect's own body (usually empty) is read so the connection
+        // to the registry stays usable for the next request.
+        drain(body).await?;
+        let location = parts
+            .headers
+            .get(LOCATION)
+            .ok_or_else(|| format!("GET {path}: {status} without a Location"))?
+            .to_str()?;
+        let length = follow_redirect(redirected, location).await?;
+        return Ok(Pulled {
+            length,
+            redirected: true,
+        });
+    }
+    let (_, body) = response.into_parts();
+    if status != StatusCode::OK {
+        let text = http_body_util::BodyExt::collect(body).await?.to_bytes();
+        return Err(unexpected(&format!("GET {path}"), status, &text));
+    }
+    Ok(Pulled {
+        length: drain(body).await?,
+        redirected: false,
+    })
+}
+
+/// GETs the absolute URL a registry redirected to, on `connection` if it
+/// already talks to that host, and returns the body's length.
+async fn follow_redirect(connection: &mut Option<Connection>, url: &str) -> Result<u64> {
+    let target = Target::from_url(url).await?;
+    let reusable = matches!(connection, Some(open) if open.target().host == target.host);
+    if !reusable {
+        *connection = Some(Connection::open(&target).await?);
+    }
+    let connection = connection.as_mut().expect("opened above");
+    // A presigned URL signs its `Host`, which `Target` sets from the URL's
+    // authority exactly as written, and its query, which is kept verbatim.
+    let path = origin_form(url);
     let request = connection
         .target()
         .request(Method::GET, &path)
@@ -169,7 +234,11 @@ pub async fn pull_blob(connection: &mut Connection, repository: &str, digest: &s
     let (_, body) = response.into_parts();
     if status != StatusCode::OK {
         let text = http_body_util::BodyExt::collect(body).await?.to_bytes();
-        return Err(unexpected(&format!("GET {path}"), status, &text));
+        return Err(unexpected(
+            &format!("GET {url} (redirected)"),
+            status,
+            &text,
+        ));
     }
     drain(body).await
 }
@@ -261,6 +330,86 @@ fn origin_form(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    /// Serves `answer` on a loopback port from a task of the test's runtime,
+    /// counting accepted connections, and returns its address and the count.
+    async fn serve<F>(answer: F) -> (std::net::SocketAddr, Arc<AtomicUsize>)
+    where
+        F: Fn(http::Request<hyper::body::Incoming>) -> http::Response<Full<Bytes>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::Relaxed);
+                let answer = answer.clone();
+                let service = service_fn(move |request| {
+                    let response = answer(request);
+                    async move { Ok::<_, std::convert::Infallible>(response) }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        (address, accepted)
+    }
+
+    #[tokio::test]
+    async fn pull_follows_a_redirect_and_keeps_its_connection() {
+        // The "object store" answers only the exact presigned path, query and
+        // host it was given, as a signature check would.
+        let (store, store_connections) = serve(|request| {
+            let host = request.headers().get(http::header::HOST).cloned();
+            let signed = request.uri().path_and_query().map(|p| p.as_str())
+                == Some("/bucket/blobs/abc?X-Amz-Signature=s%2F1");
+            let status = if signed && host.is_some() {
+                StatusCode::OK
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            let mut response = http::Response::new(Full::new(Bytes::from(vec![7u8; 1000])));
+            *response.status_mut() = status;
+            response
+        })
+        .await;
+        let location = format!("http://{store}/bucket/blobs/abc?X-Amz-Signature=s%2F1");
+        let (registry, _) = serve(move |_request| {
+            let mut response = http::Response::new(Full::default());
+            *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+            response
+                .headers_mut()
+                .insert(LOCATION, location.parse().unwrap());
+            response
+        })
+        .await;
+        let target = Target::from_url(&format!("http://{registry}"))
+            .await
+            .unwrap();
+        let mut connection = Connection::open(&target).await.unwrap();
+        let mut redirected = None;
+        for _ in 0..3 {
+            let pulled = pull_blob(&mut connection, &mut redirected, "a", "sha256:abc")
+                .await
+                .unwrap();
+            assert_eq!(pulled.length, 1000);
+            assert!(pulled.redirected);
+        }
+        assert_eq!(store_connections.load(Ordering::Relaxed), 1);
+    }
 
     #[test]
     fn absolute_and_relative_locations_become_paths() {

@@ -1,6 +1,13 @@
 //! The scenarios of issue 7. Each one prepares its data untimed, then
 //! measures one thing between `Meter::start` and `Meter::finish`.
 //!
+//! A run may drive several nodes of one registry (`--url` given more than
+//! once). Setup always goes through the first node, so that it is done once
+//! and the nodes cannot race each other creating it; the clients of a measured
+//! section are spread round-robin, client `i` on node `i mod n`, so one client
+//! (the large pushes, the pull, the listings) talks to the first node and many
+//! clients load every node alike.
+//!
 //! Repository names are fixed (`bench/...`) and setup data is derived from
 //! fixed seeds, so running the tool again against the same registry (the
 //! rounds of `bench/run.sh`) finds its setup already done and lists the same
@@ -17,7 +24,7 @@ use tokio::task::JoinSet;
 
 use crate::client::{Connection, Result, Target};
 use crate::content::{seed, Blob, Image};
-use crate::procfs::{Process, RssSampler};
+use crate::procfs::{self, Process, RssSampler};
 use crate::rate::{self, RequestTemplate};
 use crate::registry;
 
@@ -142,14 +149,31 @@ impl Sizes {
 
 /// Everything a scenario needs to know about the run.
 pub struct Context {
-    pub target: Target,
+    /// The nodes of the registry under test, never empty: one for a single
+    /// server, several for nodes sharing one database and one object store.
+    pub targets: Vec<Target>,
     pub sizes: Sizes,
     /// Seeds the content of measured pushes; differs on every run.
     pub nonce: u64,
-    /// The registry's process, when `--pid` was given.
-    pub server: Option<Process>,
+    /// The registry's processes (`--pid`, one per node); empty when not given.
+    pub servers: Vec<Process>,
+    /// Services the registry depends on (`--watch NAME=PID`), whose process
+    /// trees' CPU is reported per scenario.
+    pub watched: Vec<(String, u32)>,
     /// Threads of the request-rate generator.
     pub load_threads: usize,
+}
+
+impl Context {
+    /// The node that setup data is written through.
+    pub fn setup_target(&self) -> &Target {
+        &self.targets[0]
+    }
+
+    /// The node that client `index` of a measured section talks to.
+    pub fn client_target(&self, index: usize) -> &Target {
+        &self.targets[index % self.targets.len()]
+    }
 }
 
 /// Collects a scenario's figures and prints each as soon as it is known, so a
@@ -217,7 +241,7 @@ async fn push_small(context: &Context, report: &mut Report) -> Result<()> {
             })
             .collect(),
     );
-    let connections = open_connections(&context.target, sizes.small_parallel).await?;
+    let connections = open_client_connections(context, sizes.small_parallel).await?;
     let next = Arc::new(AtomicUsize::new(0));
     let nonce = context.nonce;
     let meter = Meter::start(context);
@@ -259,7 +283,7 @@ async fn push_large(context: &Context, report: &mut Report, chunked: bool) -> Re
         ("push_large_mono", seeds::LARGE_MONO)
     };
     let blob = Blob::random(sizes.large_blob, seed(&[context.nonce, kind]));
-    let mut connection = Connection::open(&context.target).await?;
+    let mut connection = Connection::open(context.client_target(0)).await?;
     let meter = Meter::start(context);
     if chunked {
         registry::push_blob_chunked(&mut connection, "bench/large", &blob, sizes.large_chunk)
@@ -278,24 +302,36 @@ async fn push_large(context: &Context, report: &mut Report, chunked: bool) -> Re
 }
 
 /// `pull_blob`: one client downloads a large blob several times in a row.
+/// When the registry redirects blob GETs to its object store, the client
+/// follows, as docker does, and `pull_blob.redirects` counts how often.
 async fn pull_blob(context: &Context, report: &mut Report) -> Result<()> {
     let sizes = &context.sizes;
     let blob = Blob::random(
         sizes.pull_blob,
         seed(&[seeds::PULL, sizes.pull_blob as u64]),
     );
-    let mut connection = Connection::open(&context.target).await?;
-    registry::push_blob_if_missing(&mut connection, "bench/pull", &blob).await?;
+    let mut setup = Connection::open(context.setup_target()).await?;
+    registry::push_blob_if_missing(&mut setup, "bench/pull", &blob).await?;
+    drop(setup);
+    let mut connection = Connection::open(context.client_target(0)).await?;
+    let mut redirected = None;
     let meter = Meter::start(context);
     let mut received = 0u64;
+    let mut redirects = 0u64;
     for _ in 0..sizes.pull_repeats {
-        let length = registry::pull_blob(&mut connection, "bench/pull", &blob.digest).await?;
-        if length != blob.data.len() as u64 {
-            return Err(
-                format!("pull_blob: received {length} bytes of {}", blob.data.len()).into(),
-            );
+        let pulled =
+            registry::pull_blob(&mut connection, &mut redirected, "bench/pull", &blob.digest)
+                .await?;
+        if pulled.length != blob.data.len() as u64 {
+            return Err(format!(
+                "pull_blob: received {} bytes of {}",
+                pulled.length,
+                blob.data.len()
+            )
+            .into());
         }
-        received += length;
+        received += pulled.length;
+        redirects += u64::from(pulled.redirected);
     }
     let elapsed = meter.elapsed();
     report.figure(
@@ -303,6 +339,11 @@ async fn pull_blob(context: &Context, report: &mut Report) -> Result<()> {
         received as f64 / MB / elapsed.as_secs_f64(),
         "MB/s",
     );
+    // Printed only when it happened, so the figures of registries that
+    // serve bytes themselves stay as they were.
+    if redirects > 0 {
+        report.figure("pull_blob.redirects", redirects as f64, "count");
+    }
     meter.finish(report, "pull_blob");
     Ok(())
 }
@@ -310,7 +351,7 @@ async fn pull_blob(context: &Context, report: &mut Report) -> Result<()> {
 /// The image behind the request-rate scenarios, pushed once per registry.
 async fn hot_image(context: &Context) -> Result<Image> {
     let image = Image::small(4096, seed(&[seeds::HOT]));
-    let mut connection = Connection::open(&context.target).await?;
+    let mut connection = Connection::open(context.setup_target()).await?;
     registry::push_image(&mut connection, "bench/hot", "latest", &image).await?;
     Ok(image)
 }
@@ -318,34 +359,43 @@ async fn hot_image(context: &Context) -> Result<Image> {
 /// `manifest_get`: the thundering herd of pods resolving a tag.
 async fn manifest_get(context: &Context, report: &mut Report) -> Result<()> {
     hot_image(context).await?;
-    let template = RequestTemplate::new(
-        &context.target,
-        Method::GET,
-        "/v2/bench/hot/manifests/latest",
-        Some(registry::manifest_accept()),
-    )?;
-    request_rate(context, report, "manifest_get", template).await
+    let templates = context
+        .targets
+        .iter()
+        .map(|target| {
+            RequestTemplate::new(
+                target,
+                Method::GET,
+                "/v2/bench/hot/manifests/latest",
+                Some(registry::manifest_accept()),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    request_rate(context, report, "manifest_get", templates).await
 }
 
 /// `head_blob`: clients checking which layers they still need.
 async fn head_blob(context: &Context, report: &mut Report) -> Result<()> {
     let image = hot_image(context).await?;
     let path = format!("/v2/bench/hot/blobs/{}", image.layer.digest);
-    let template = RequestTemplate::new(&context.target, Method::HEAD, &path, None)?;
-    request_rate(context, report, "head_blob", template).await
+    let templates = context
+        .targets
+        .iter()
+        .map(|target| RequestTemplate::new(target, Method::HEAD, &path, None))
+        .collect::<Result<Vec<_>>>()?;
+    request_rate(context, report, "head_blob", templates).await
 }
 
 async fn request_rate(
     context: &Context,
     report: &mut Report,
     name: &str,
-    template: RequestTemplate,
+    templates: Vec<RequestTemplate>,
 ) -> Result<()> {
     let sizes = &context.sizes;
     let meter = Meter::start(context);
     let result = rate::run(
-        &context.target,
-        template,
+        templates,
         sizes.rate_connections,
         sizes.rate_duration,
         context.load_threads,
@@ -376,7 +426,7 @@ async fn tags_list(context: &Context, report: &mut Report) -> Result<()> {
     let repository = "bench/tags";
     let first_page = format!("/v2/{repository}/tags/list?n=100");
     let image = Image::small(4096, seed(&[seeds::HOT]));
-    let mut connection = Connection::open(&context.target).await?;
+    let mut connection = Connection::open(context.setup_target()).await?;
     registry::push_image(&mut connection, repository, "t00000", &image).await?;
     let existing = registry::list_all_pages(&mut connection, &first_page, "tags").await?;
     let wanted: Vec<String> = (0..sizes.tags)
@@ -416,7 +466,7 @@ async fn tags_list(context: &Context, report: &mut Report) -> Result<()> {
 async fn catalog(context: &Context, report: &mut Report) -> Result<()> {
     let sizes = &context.sizes;
     let first_page = "/v2/_catalog?n=100";
-    let mut connection = Connection::open(&context.target).await?;
+    let mut connection = Connection::open(context.setup_target()).await?;
     let existing = registry::list_all_pages(&mut connection, first_page, "repositories").await?;
     let wanted: Vec<String> = (0..sizes.repositories)
         .map(|index| format!("bench/catalog-{index:04}"))
@@ -456,7 +506,7 @@ async fn timed_listing(
     key: &str,
     wanted: &[String],
 ) -> Result<()> {
-    let mut connection = Connection::open(&context.target).await?;
+    let mut connection = Connection::open(context.client_target(0)).await?;
     let meter = Meter::start(context);
     let mut millis = Vec::new();
     let mut listed = Vec::new();
@@ -485,7 +535,7 @@ async fn same_blob(context: &Context, report: &mut Report) -> Result<()> {
         sizes.same_blob,
         seed(&[context.nonce, seeds::SAME]),
     ));
-    let connections = open_connections(&context.target, sizes.same_clients).await?;
+    let connections = open_client_connections(context, sizes.same_clients).await?;
     let barrier = Arc::new(Barrier::new(connections.len() + 1));
     let mut clients = JoinSet::new();
     for (index, mut connection) in connections.into_iter().enumerate() {
@@ -532,7 +582,7 @@ async fn same_blob(context: &Context, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// Runs setup work items over `setup_parallel` connections.
+/// Runs setup work items over `setup_parallel` connections to the setup node.
 async fn parallel_setup<F, Fut>(context: &Context, items: Vec<String>, work: F) -> Result<()>
 where
     F: Fn(Connection, String) -> Fut + Send + Sync + 'static,
@@ -546,7 +596,7 @@ where
     let work = Arc::new(work);
     let parallel = context.sizes.setup_parallel.min(items.len());
     let mut workers = JoinSet::new();
-    for mut connection in open_connections(&context.target, parallel).await? {
+    for mut connection in open_connections((0..parallel).map(|_| context.setup_target())).await? {
         let (items, next, work) = (items.clone(), next.clone(), work.clone());
         workers.spawn(async move {
             while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
@@ -558,9 +608,17 @@ where
     join_all(workers).await
 }
 
-async fn open_connections(target: &Target, count: usize) -> Result<Vec<Connection>> {
-    let mut connections = Vec::with_capacity(count);
-    for _ in 0..count {
+/// Opens the `count` connections of a measured section's clients, client
+/// `i` to node `i mod n`.
+async fn open_client_connections(context: &Context, count: usize) -> Result<Vec<Connection>> {
+    open_connections((0..count).map(|index| context.client_target(index))).await
+}
+
+async fn open_connections<'a>(
+    targets: impl Iterator<Item = &'a Target>,
+) -> Result<Vec<Connection>> {
+    let mut connections = Vec::new();
+    for target in targets {
         connections.push(Connection::open(target).await?);
     }
     Ok(connections)
@@ -578,24 +636,40 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-/// Wall time plus the CPU and memory the server and this benchmark used
+/// Wall time plus the CPU and memory the server nodes and this benchmark used
 /// during one measured section.
 struct Meter {
     started: Instant,
     bench_cpu: f64,
-    server: Option<(Process, f64, RssSampler)>,
+    /// Per node: its process, its CPU seconds at the start, its RSS sampler.
+    servers: Vec<(Process, f64, RssSampler)>,
+    /// Per watched service: its name, root pid and tree CPU at the start.
+    watched: Vec<(String, u32, f64)>,
 }
 
 impl Meter {
     fn start(context: &Context) -> Meter {
-        let server = context.server.map(|process| {
-            let cpu = process.cpu_seconds().unwrap_or(0.0);
-            (process, cpu, RssSampler::start(process))
-        });
+        let servers = context
+            .servers
+            .iter()
+            .map(|&process| {
+                let cpu = process.cpu_seconds().unwrap_or(0.0);
+                (process, cpu, RssSampler::start(process))
+            })
+            .collect();
+        let watched = context
+            .watched
+            .iter()
+            .map(|(name, pid)| {
+                let cpu = procfs::tree_cpu_seconds(*pid).unwrap_or(0.0);
+                (name.clone(), *pid, cpu)
+            })
+            .collect();
         Meter {
             started: Instant::now(),
             bench_cpu: Process::Myself.cpu_seconds().unwrap_or(0.0),
-            server,
+            servers,
+            watched,
         }
     }
 
@@ -603,17 +677,41 @@ impl Meter {
         self.started.elapsed()
     }
 
+    /// Reports the benchmark's CPU and, with `--pid`, the servers' CPU (the
+    /// sum over nodes, since they share the work) and peak RSS (the largest
+    /// node's, since memory is sized per node); with several nodes each
+    /// node's own figures follow as `.node1`, `.node2`, ... in `--pid` order.
+    /// Watched services follow as `.NAME_cpu`.
     fn finish(self, report: &mut Report, name: &str) {
         let bench_cpu = Process::Myself.cpu_seconds().unwrap_or(0.0) - self.bench_cpu;
         report.figure(&format!("{name}.bench_cpu"), bench_cpu, "s");
-        if let Some((process, cpu_before, sampler)) = self.server {
-            let cpu = process.cpu_seconds().unwrap_or(0.0) - cpu_before;
-            report.figure(&format!("{name}.server_cpu"), cpu, "s");
-            report.figure(
-                &format!("{name}.server_rss_peak"),
-                sampler.finish() as f64 / MB,
-                "MB",
-            );
+        for (service, pid, before) in &self.watched {
+            // A service that died mid-run has no figure rather than a wrong one.
+            if let Ok(after) = procfs::tree_cpu_seconds(*pid) {
+                report.figure(&format!("{name}.{service}_cpu"), after - before, "s");
+            }
+        }
+        if self.servers.is_empty() {
+            return;
+        }
+        let nodes: Vec<(f64, f64)> = self
+            .servers
+            .into_iter()
+            .map(|(process, cpu_before, sampler)| {
+                let cpu = process.cpu_seconds().unwrap_or(0.0) - cpu_before;
+                (cpu, sampler.finish() as f64 / MB)
+            })
+            .collect();
+        let cpu_sum = nodes.iter().map(|(cpu, _)| cpu).sum();
+        let rss_max = nodes.iter().map(|(_, rss)| *rss).fold(0.0, f64::max);
+        report.figure(&format!("{name}.server_cpu"), cpu_sum, "s");
+        report.figure(&format!("{name}.server_rss_peak"), rss_max, "MB");
+        if nodes.len() > 1 {
+            for (index, (cpu, rss)) in nodes.iter().enumerate() {
+                let node = index + 1;
+                report.figure(&format!("{name}.server_cpu.node{node}"), *cpu, "s");
+                report.figure(&format!("{name}.server_rss_peak.node{node}"), *rss, "MB");
+            }
         }
     }
 }
