@@ -812,9 +812,13 @@ impl BlobStore for S3BlobStore {
         };
         let part_size = state.part_size as usize;
         let old_tail = state.tail.take();
-        let mut buffer = BytesMut::with_capacity(part_size);
+        // The next part, as the request body's own pieces: a part goes to
+        // the store as a list of shared buffers, so no byte is copied into a
+        // part buffer, and a call holds at most one part in memory (parts
+        // are sent one at a time, before more of the body is read).
+        let mut pending = PendingPart::default();
         if let Some(tail) = &old_tail {
-            buffer.extend_from_slice(&self.read_tail(id, progress.size, tail).await?);
+            pending.push(self.read_tail(id, progress.size, tail).await?);
         }
         let mut received: u64 = 0;
         // A multipart upload begun by this call: aborted if the call fails,
@@ -822,19 +826,19 @@ impl BlobStore for S3BlobStore {
         let mut begun_here: Option<String> = None;
         let result = async {
             while let Some(item) = data.next().await {
-                let bytes = item.map_err(StorageError::Incoming)?;
+                let mut bytes = item.map_err(StorageError::Incoming)?;
                 received += bytes.len() as u64;
                 if let Some(hasher) = hasher.as_mut() {
                     hasher.update(&bytes);
                 }
-                let mut rest = &bytes[..];
-                while !rest.is_empty() {
-                    let take = (part_size - buffer.len()).min(rest.len());
-                    buffer.extend_from_slice(&rest[..take]);
-                    rest = &rest[take..];
-                    if buffer.len() == part_size {
-                        let part = buffer.split().freeze();
-                        buffer.reserve(part_size);
+                while !bytes.is_empty() {
+                    // Every part but the last is exactly `part_size` bytes,
+                    // so a piece that crosses the boundary is split (the two
+                    // halves share one buffer).
+                    let take = (part_size - pending.len).min(bytes.len());
+                    pending.push(bytes.split_to(take));
+                    if pending.len == part_size {
+                        let part = std::mem::take(&mut pending).into_payload();
                         let multipart_id = match &state.multipart_id {
                             Some(multipart_id) => multipart_id.clone(),
                             None => {
@@ -850,7 +854,7 @@ impl BlobStore for S3BlobStore {
                                 &self.upload_key(id, "data"),
                                 &multipart_id,
                                 state.parts.len(),
-                                PutPayload::from(part),
+                                part,
                             )
                             .await
                             .map_err(part_error)?;
@@ -874,11 +878,11 @@ impl BlobStore for S3BlobStore {
         if received == 0 {
             // Nothing changed: the old tail is still the tail.
             state.tail = old_tail;
-        } else if !buffer.is_empty() {
-            let len = buffer.len() as u64;
+        } else if pending.len > 0 {
+            let len = pending.len as u64;
             let put = self
                 .store
-                .put(&self.tail_key(id, size), PutPayload::from(buffer.freeze()))
+                .put(&self.tail_key(id, size), pending.into_payload())
                 .await
                 .map_err(backend)?;
             state.tail = Some(TailState {
@@ -1015,6 +1019,27 @@ impl crate::suite::Leftovers for S3BlobStore {
 
 fn backend(error: object_store::Error) -> StorageError {
     StorageError::Backend(error.to_string())
+}
+
+/// Pieces of a request body that make up the next part or tail, in order.
+#[derive(Default)]
+struct PendingPart {
+    pieces: Vec<Bytes>,
+    /// Bytes in `pieces`.
+    len: usize,
+}
+
+impl PendingPart {
+    fn push(&mut self, piece: Bytes) {
+        if !piece.is_empty() {
+            self.len += piece.len();
+            self.pieces.push(piece);
+        }
+    }
+
+    fn into_payload(self) -> PutPayload {
+        self.pieces.into_iter().collect()
+    }
 }
 
 /// A multipart upload that no longer exists means another call completed or
