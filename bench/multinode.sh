@@ -21,6 +21,8 @@
 #   UNCACHED=1                   also run manifest_get and head_blob on a node with
 #                                cache_ttl = 0s (0: skip)
 #   QUICK=1                      pass --quick (tiny sizes: checks this script, measures nothing)
+#   HOLD=1                       measure nothing: start the deployment, print the
+#                                nodes' URLs, keep it up until interrupted
 #   BENCH_TMPDIR=/tmp            where PostgreSQL's and SeaweedFS's data go (keep
 #                                10 GB free: every round pushes about 5 GB)
 #   PG_BIN                       PostgreSQL's server binaries (default: the newest
@@ -256,6 +258,15 @@ start_node node2
 if [[ $REDIRECT == 1 ]]; then start_node node3 --redirect true; fi
 if [[ $UNCACHED == 1 ]]; then start_node node4 --cache-ttl 0s; fi
 for name in "${!pid[@]}"; do echo "== $name: pid ${pid[$name]} ${url[$name]:-}" >&2; done
+
+# HOLD=1: no benchmark; the deployment stays up for other tools (the OCI
+# conformance suite, real clients) until this script is interrupted, and the
+# exit trap then stops and deletes everything as usual.
+if [[ ${HOLD:-0} == 1 ]]; then
+    echo "== holding: nodes ${url[node1]} ${url[node2]}; interrupt to stop" >&2
+    while kill -0 "${pid[node1]}" 2>/dev/null; do sleep 1; done
+    exit 0
+fi
 
 # Runs berth-bench on the given nodes, with the services watched; its figures
 # go to the file named first (prefixed with $rename, when set).

@@ -28,6 +28,8 @@ use support::TestRegistry;
 /// A PostgreSQL database and an S3 bucket shared by the nodes of one test.
 struct Shared {
     args: Vec<String>,
+    /// The bucket, to look at what the nodes left in it.
+    bucket: String,
     database: meta_support::postgres::TestDatabase,
 }
 
@@ -55,7 +57,11 @@ async fn shared_services(test: &str) -> Option<Shared> {
         "--s3-secret-access-key".to_string(),
         storage_support::SECRET_KEY.to_string(),
     ];
-    Some(Shared { args, database })
+    Some(Shared {
+        args,
+        bucket,
+        database,
+    })
 }
 
 fn start_node(shared: &Shared) -> TestRegistry {
@@ -600,4 +606,119 @@ async fn auth_tokens_and_key_rotation_are_shared_by_nodes() {
         pull_status(&b.addr, "team/app/manifests/v1", refreshed),
         200
     );
+}
+
+/// Garbage collection on a shared database and bucket: two `berth gc`
+/// processes start at once while both nodes serve. The lease lets one pass
+/// do the work (the other finds the lease held, or nothing left to do); what
+/// the deleted image alone referenced leaves the bucket, and the image that
+/// shares its layer still pulls intact through either node.
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_on_shared_storage_runs_once_and_keeps_live_images() {
+    const TEST: &str = "gc_on_shared_storage_runs_once_and_keeps_live_images";
+    let Some(skopeo) = support::require_tool("skopeo", TEST) else {
+        return;
+    };
+    let Some(shared) = shared_services(TEST).await else {
+        return;
+    };
+    let nodes: Vec<TestRegistry> = (0..2).map(|_| start_node(&shared)).collect();
+
+    let common = support::oci::Blob::new(
+        "application/vnd.oci.image.layer.v1.tar",
+        support::oci::random_bytes(700_000),
+    );
+    let doomed = make_image("amd64", &[400_000], &[common.clone()]);
+    let kept = make_image("arm64", &[500_000], &[common.clone()]);
+    let repo = "multi/gc";
+    for (tag, image) in [("doomed", &doomed), ("kept", &kept)] {
+        let layout = tempfile::tempdir().unwrap();
+        let mut blobs = vec![&image.config];
+        blobs.extend(image.layers.iter());
+        write_oci_layout(layout.path(), tag, &image.manifest, blobs);
+        support::run(
+            Command::new(&skopeo)
+                .args(["copy", "--dest-tls-verify=false", "--preserve-digests"])
+                .arg(format!("oci:{}:{tag}", layout.path().display()))
+                .arg(format!("docker://{}/{repo}:{tag}", nodes[0].addr)),
+        );
+    }
+    // Deleted through the other node: the manifest and its tag go at once.
+    let addr = nodes[1].addr.clone();
+    let path = format!("/v2/{repo}/manifests/{}", doomed.manifest.digest);
+    let status = tokio::task::spawn_blocking(move || {
+        request(&addr, "DELETE", &path, &[], RequestBody::Empty).status
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 202);
+
+    // Past the grace period given to both passes.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let gc_passes: Vec<std::process::Child> = (0..2)
+        .map(|_| {
+            let data_dir = tempfile::tempdir().unwrap().keep();
+            Command::new(support::berth_binary())
+                .arg("gc")
+                .args(&shared.args)
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .args(["--gc-grace-period", "1s"])
+                .env("BERTH_LOG", "warn")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start berth gc")
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for pass in gc_passes {
+        let output = pass.wait_with_output().unwrap();
+        let code = output.status.code();
+        let text = format!(
+            "exit {code:?}\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // 3 is "another node holds the GC lease", a normal outcome.
+        assert!(matches!(code, Some(0) | Some(3)), "{text}");
+        outcomes.push(text);
+    }
+    assert!(
+        outcomes.iter().any(|text| text.starts_with("exit Some(0)")),
+        "no pass ran: {outcomes:?}"
+    );
+
+    // The bucket itself, not only the metadata, lost exactly the doomed
+    // image's own blobs.
+    let weed = storage_support::weed(TEST).expect("running");
+    let store = berth_storage::s3::S3BlobStore::new(&berth_storage::s3::S3Config {
+        prefix: "berth".into(),
+        ..weed.config(&shared.bucket)
+    })
+    .expect("store");
+    use berth_storage::BlobStore as _;
+    let stored = |digest: &str| {
+        let digest = berth_oci::Digest::parse(digest).unwrap();
+        let store = &store;
+        async move { store.blob_size(&digest).await.unwrap().is_some() }
+    };
+    for gone in [&doomed.config.digest, &doomed.layers[0].digest] {
+        assert!(!stored(gone).await, "{gone} should have been collected");
+    }
+    for live in [&common.digest, &kept.config.digest, &kept.layers[0].digest] {
+        assert!(stored(live).await, "{live} must survive");
+    }
+
+    // The kept image, with the shared layer, pulls intact through both nodes.
+    for node in &nodes {
+        let out = tempfile::tempdir().unwrap();
+        support::run(
+            Command::new(&skopeo)
+                .args(["copy", "--src-tls-verify=false", "--preserve-digests"])
+                .arg(format!("docker://{}/{repo}:kept", node.addr))
+                .arg(format!("oci:{}:kept", out.path().display())),
+        );
+        support::oci::assert_blobs_match(&kept.all_blobs(), &read_oci_layout_blobs(out.path()));
+    }
 }

@@ -56,6 +56,7 @@ scenarios!(
     digest_mismatch_leaves_nothing_visible,
     sha512_finish,
     finish_without_hash_state_rehashes,
+    writes_without_hash_state_finish_by_rehashing,
     reupload_of_existing_blob,
     range_reads,
     read_of_missing_blob,
@@ -419,6 +420,39 @@ pub async fn sha512_finish(store: &dyn BlobStore, leftovers: &dyn Leftovers) {
     let listed = store.list_blobs(None, usize::MAX).await.expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].digest, digest);
+    store.delete_blob(&digest).await.expect("delete");
+    assert_clean(store, leftovers).await;
+}
+
+/// Writing on after the hash state was lost (a progress from an older
+/// release) keeps it absent, so finishing hashes the data rather than trusting
+/// a state over only the later bytes.
+pub async fn writes_without_hash_state_finish_by_rehashing(
+    store: &dyn BlobStore,
+    leftovers: &dyn Leftovers,
+) {
+    let data = test_bytes(46, 300_000);
+    let digest = Algorithm::Sha256.digest_of(&data);
+    let (id, mut progress) = upload_in_chunks(store, &data[..100_000], 50_000).await;
+    progress.hash_state.clear();
+    let progress = store
+        .write_chunk(
+            &id,
+            &progress,
+            stream_of(vec![Bytes::copy_from_slice(&data[100_000..])]),
+        )
+        .await
+        .expect("write");
+    assert!(progress.hash_state.is_empty());
+    assert_eq!(progress.size, data.len() as u64);
+    store
+        .finish_upload(&id, &progress, &digest)
+        .await
+        .expect("finish");
+    assert_eq!(
+        read_body(store.read_blob(&digest, None).await.expect("read")).await,
+        data
+    );
     store.delete_blob(&digest).await.expect("delete");
     assert_clean(store, leftovers).await;
 }

@@ -49,6 +49,7 @@ suite_tests!(
     digest_mismatch_leaves_nothing_visible,
     sha512_finish,
     finish_without_hash_state_rehashes,
+    writes_without_hash_state_finish_by_rehashing,
     reupload_of_existing_blob,
     range_reads,
     read_of_missing_blob,

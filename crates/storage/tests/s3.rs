@@ -44,6 +44,7 @@ suite_tests!(
     digest_mismatch_leaves_nothing_visible,
     sha512_finish,
     finish_without_hash_state_rehashes,
+    writes_without_hash_state_finish_by_rehashing,
     reupload_of_existing_blob,
     range_reads,
     read_of_missing_blob,
@@ -263,37 +264,6 @@ async fn finish_after_an_assembled_mismatch() {
         assert!(read == data);
         store.delete_blob(&digest).await.expect("delete");
     }
-    suite::assert_clean(store, &probe).await;
-}
-
-/// Writing on after the hash state was lost (a progress from an older
-/// release) keeps it absent, so finishing hashes the data rather than trusting
-/// a state over only the later bytes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_without_hash_state_finish_by_rehashing() {
-    let Some(probe) = support::new_probe("writes_without_hash_state_finish_by_rehashing").await
-    else {
-        return;
-    };
-    let store = &probe.store;
-    let data = suite::test_bytes(46, 300_000);
-    let digest = Algorithm::Sha256.digest_of(&data);
-    let (id, mut progress) = suite::upload_in_chunks(store, &data[..100_000], 50_000).await;
-    progress.hash_state.clear();
-    let progress = store
-        .write_chunk(
-            &id,
-            &progress,
-            suite::stream_of(vec![Bytes::copy_from_slice(&data[100_000..])]),
-        )
-        .await
-        .expect("write");
-    assert!(progress.hash_state.is_empty());
-    store
-        .finish_upload(&id, &progress, &digest)
-        .await
-        .expect("finish");
-    store.delete_blob(&digest).await.expect("delete");
     suite::assert_clean(store, &probe).await;
 }
 
