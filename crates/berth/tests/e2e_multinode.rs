@@ -628,8 +628,8 @@ async fn gc_on_shared_storage_runs_once_and_keeps_live_images() {
         "application/vnd.oci.image.layer.v1.tar",
         support::oci::random_bytes(700_000),
     );
-    let doomed = make_image("amd64", &[400_000], &[common.clone()]);
-    let kept = make_image("arm64", &[500_000], &[common.clone()]);
+    let doomed = make_image("amd64", &[400_000], std::slice::from_ref(&common));
+    let kept = make_image("arm64", &[500_000], std::slice::from_ref(&common));
     let repo = "multi/gc";
     for (tag, image) in [("doomed", &doomed), ("kept", &kept)] {
         let layout = tempfile::tempdir().unwrap();
