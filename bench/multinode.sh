@@ -107,6 +107,9 @@ cleanup() {
 }
 work=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/berth-multinode.XXXXXX")
 trap cleanup EXIT
+# A signal ends the script through `exit`, so the EXIT trap cleans up too.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 # The `postgres` user must be able to reach its directory inside.
 chmod 711 "$work"
 
