@@ -52,6 +52,7 @@ suite_tests!(
     abort_upload,
     list_blobs_order_and_paging,
     concurrent_identical_uploads,
+    concurrent_large_uploads,
 );
 
 /// All scenarios in sequence in one bucket, which also shows that each one
