@@ -216,22 +216,25 @@ fn upload_from_row(row: &SqliteRow) -> Result<UploadRecord, MetaError> {
 }
 
 /// Returns the repository's id, creating the repository if needed.
+///
+/// Every write goes through the one writer connection, so each statement is
+/// a round trip to its thread; the common case (the repository exists) costs
+/// one, a new repository two. Callers hold a write transaction, so nothing
+/// can create the repository between the look-up and the insert.
 async fn ensure_repository(
     tx: &mut Transaction<'static, Sqlite>,
     repository: &RepoName,
     now: Timestamp,
 ) -> Result<i64, MetaError> {
-    sqlx::query(
-        "INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(repository.as_str())
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(database("creating a repository"))?;
-    repository_id(tx, repository)
-        .await?
-        .ok_or_else(|| MetaError::Corrupt(format!("repository {repository} vanished")))
+    if let Some(id) = repository_id(tx, repository).await? {
+        return Ok(id);
+    }
+    sqlx::query_scalar("INSERT INTO repositories (name, created_at) VALUES (?, ?) RETURNING id")
+        .bind(repository.as_str())
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(database("creating a repository"))
 }
 
 /// Returns the repository's id, or `None` if it does not exist.
@@ -246,48 +249,41 @@ async fn repository_id(
         .map_err(database("looking up a repository"))
 }
 
-/// Returns the items of `wanted` for which `sql` finds no row, each once,
-/// in their first order.
+/// Returns the items of `wanted` that `table` (`repository_blobs` by
+/// `digest`, or `manifests`) lacks in the repository, each once, in their
+/// first order.
+///
+/// The digests travel as one JSON array, so a manifest with many layers costs
+/// one round trip to the writer rather than one per layer.
 async fn missing(
     tx: &mut Transaction<'static, Sqlite>,
-    sql: &'static str,
+    table: &'static str,
     repository_id: i64,
     wanted: &[Digest],
     context: &'static str,
 ) -> Result<Vec<Digest>, MetaError> {
-    let mut missing: Vec<Digest> = Vec::new();
-    for (index, digest) in wanted.iter().enumerate() {
-        if wanted[..index].contains(digest) {
-            continue;
-        }
-        let found: Option<i64> = sqlx::query_scalar(sql)
-            .bind(repository_id)
-            .bind(digest.as_str())
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(database(context))?;
-        if found.is_none() {
-            missing.push(digest.clone());
-        }
+    if wanted.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(missing)
+    let sql = format!(
+        "SELECT w.value FROM json_each(?2) AS w \
+         WHERE NOT EXISTS (SELECT 1 FROM {table} t \
+             WHERE t.repository_id = ?1 AND t.digest = w.value) \
+         GROUP BY w.value ORDER BY MIN(w.key)"
+    );
+    let names: Vec<String> = sqlx::query_scalar(&sql)
+        .bind(repository_id)
+        .bind(digest_array(wanted))
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(database(context))?;
+    names.iter().map(|name| parse_digest(name)).collect()
 }
 
-/// Whether a manifest of the repository references the blob.
-async fn is_referenced_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    repository_id: i64,
-    digest: &str,
-) -> Result<bool, MetaError> {
-    let found: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM manifest_blobs WHERE repository_id = ? AND blob_digest = ? LIMIT 1",
-    )
-    .bind(repository_id)
-    .bind(digest)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(database("looking for a manifest referencing a blob"))?;
-    Ok(found.is_some())
+/// The digests as a JSON array of strings, for `json_each`.
+fn digest_array(digests: &[Digest]) -> String {
+    let names: Vec<&str> = digests.iter().map(Digest::as_str).collect();
+    serde_json::to_string(&names).expect("a list of strings serializes")
 }
 
 async fn manifest_exists(
@@ -517,18 +513,25 @@ impl MetaStore for SqliteMetaStore {
     ) -> Result<(), MetaError> {
         let size = to_i64(size, "blob size")?;
         let mut tx = self.begin_write().await?;
+        // One round trip asks both things the link depends on.
+        let (deleting, repository_id): (bool, Option<i64>) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM blob_deletions WHERE digest = ?), \
+             (SELECT id FROM repositories WHERE name = ?)",
+        )
+        .bind(digest.as_str())
+        .bind(repository.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(database("looking for a blob deletion"))?;
         // While garbage collection deletes the bytes, a link would point at
         // bytes about to vanish; the caller stores them again and retries.
-        let deleting: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM blob_deletions WHERE digest = ?")
-                .bind(digest.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(database("looking for a blob deletion"))?;
-        if deleting.is_some() {
+        if deleting {
             return Err(MetaError::BlobBeingDeleted);
         }
-        let repository_id = ensure_repository(&mut tx, repository, now).await?;
+        let repository_id = match repository_id {
+            Some(id) => id,
+            None => ensure_repository(&mut tx, repository, now).await?,
+        };
         // A digest names its content, so a blob already recorded keeps its
         // row (and size); it only stops being a garbage candidate.
         sqlx::query(
@@ -541,14 +544,17 @@ impl MetaStore for SqliteMetaStore {
         .execute(&mut *tx)
         .await
         .map_err(database("recording a blob"))?;
-        let referenced = is_referenced_in(&mut tx, repository_id, digest.as_str()).await?;
         // A link no manifest references yet belongs to a push whose manifest
         // is still to come: it is a candidate from now, and pushing the blob
         // again restarts that clock. A referenced link stays as it is.
         sqlx::query(
             "INSERT INTO repository_blobs \
              (repository_id, digest, created_at, unreferenced_since, was_referenced) \
-             VALUES (?1, ?2, ?3, CASE WHEN ?4 THEN NULL ELSE ?3 END, ?4) \
+             VALUES (?1, ?2, ?3, \
+                 CASE WHEN EXISTS (SELECT 1 FROM manifest_blobs \
+                     WHERE repository_id = ?1 AND blob_digest = ?2) THEN NULL ELSE ?3 END, \
+                 EXISTS (SELECT 1 FROM manifest_blobs \
+                     WHERE repository_id = ?1 AND blob_digest = ?2)) \
              ON CONFLICT (repository_id, digest) DO UPDATE SET \
              was_referenced = CASE WHEN repository_blobs.unreferenced_since IS NULL \
                  THEN repository_blobs.was_referenced ELSE 0 END, \
@@ -558,7 +564,6 @@ impl MetaStore for SqliteMetaStore {
         .bind(repository_id)
         .bind(digest.as_str())
         .bind(now)
-        .bind(referenced)
         .execute(&mut *tx)
         .await
         .map_err(database("linking a blob"))?;
@@ -637,7 +642,7 @@ impl MetaStore for SqliteMetaStore {
             // repository it may have created: a refused push leaves no trace.
             let missing_blobs = missing(
                 &mut tx,
-                "SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?",
+                "repository_blobs",
                 repository_id,
                 &manifest.blobs,
                 "checking a manifest's blobs",
@@ -648,7 +653,7 @@ impl MetaStore for SqliteMetaStore {
             }
             let missing_children = missing(
                 &mut tx,
-                "SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?",
+                "manifests",
                 repository_id,
                 &manifest.children,
                 "checking an index's manifests",
@@ -675,40 +680,45 @@ impl MetaStore for SqliteMetaStore {
             .await
             .map_err(database("storing a manifest"))?;
             // A manifest may list the same blob or child twice (for instance
-            // one layer used twice); one row per pair is enough.
-            for blob in &manifest.blobs {
+            // one layer used twice); one row per pair is enough. Each list
+            // goes as one JSON array: one statement whatever its length. The
+            // `WHERE true` tells SQLite's parser that `ON CONFLICT` belongs
+            // to the insert, not to the select.
+            if !manifest.blobs.is_empty() {
+                let blobs = digest_array(&manifest.blobs);
                 sqlx::query(
                     "INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest) \
-                     VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                     SELECT ?1, ?2, value FROM json_each(?3) WHERE true ON CONFLICT DO NOTHING",
                 )
                 .bind(repository_id)
                 .bind(record.digest.as_str())
-                .bind(blob.as_str())
+                .bind(&blobs)
                 .execute(&mut *tx)
                 .await
-                .map_err(database("recording a manifest's blob"))?;
-                // The link is referenced now, so it is no garbage candidate.
+                .map_err(database("recording a manifest's blobs"))?;
+                // The links are referenced now, so they are no garbage
+                // candidates.
                 sqlx::query(
                     "UPDATE repository_blobs SET unreferenced_since = NULL, was_referenced = 1 \
-                     WHERE repository_id = ? AND digest = ?",
+                     WHERE repository_id = ?1 AND digest IN (SELECT value FROM json_each(?2))",
                 )
                 .bind(repository_id)
-                .bind(blob.as_str())
+                .bind(&blobs)
                 .execute(&mut *tx)
                 .await
-                .map_err(database("marking a link referenced"))?;
+                .map_err(database("marking links referenced"))?;
             }
-            for child in &manifest.children {
+            if !manifest.children.is_empty() {
                 sqlx::query(
                     "INSERT INTO manifest_children (repository_id, parent_digest, child_digest) \
-                     VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                     SELECT ?1, ?2, value FROM json_each(?3) WHERE true ON CONFLICT DO NOTHING",
                 )
                 .bind(repository_id)
                 .bind(record.digest.as_str())
-                .bind(child.as_str())
+                .bind(digest_array(&manifest.children))
                 .execute(&mut *tx)
                 .await
-                .map_err(database("recording an index's manifest"))?;
+                .map_err(database("recording an index's manifests"))?;
             }
         }
         if let Some(tag) = tag {
@@ -872,6 +882,24 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn create_upload(&self, upload: &UploadRecord) -> Result<(), MetaError> {
+        // One statement (one round trip to the writer) when the repository
+        // exists, which is every blob of a push after its first.
+        let inserted = sqlx::query(
+            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress) \
+             SELECT ?, id, ?, ?, ? FROM repositories WHERE name = ?",
+        )
+        .bind(&upload.id)
+        .bind(upload.created_at)
+        .bind(upload.updated_at)
+        .bind(&upload.progress)
+        .bind(upload.repository.as_str())
+        .execute(&self.write)
+        .await
+        .map_err(database("creating an upload"))?
+        .rows_affected();
+        if inserted > 0 {
+            return Ok(());
+        }
         let mut tx = self.begin_write().await?;
         let repository_id =
             ensure_repository(&mut tx, &upload.repository, upload.created_at).await?;
@@ -916,6 +944,38 @@ impl MetaStore for SqliteMetaStore {
         now: Timestamp,
         lease_secs: i64,
     ) -> Result<UploadRecord, MetaError> {
+        // The common case, a free or own or expired lease, is one statement:
+        // one round trip to the writer instead of a transaction's four. A
+        // lease runs until (not including) its expiry second, and the same
+        // holder may take its own lease again, which renews it.
+        let taken = sqlx::query(
+            "UPDATE uploads SET lease_holder = ?1, lease_expires = ?2 \
+             WHERE id = ?3 \
+             AND repository_id = (SELECT id FROM repositories WHERE name = ?4) \
+             AND (lease_holder IS NULL OR lease_expires IS NULL \
+                  OR lease_holder = ?1 OR ?5 >= lease_expires) \
+             RETURNING id, created_at, updated_at, progress",
+        )
+        .bind(holder)
+        .bind(now.saturating_add(lease_secs))
+        .bind(id)
+        .bind(repository.as_str())
+        .bind(now)
+        .fetch_optional(&self.write)
+        .await
+        .map_err(database("taking an upload's lease"))?;
+        if let Some(row) = taken {
+            return Ok(UploadRecord {
+                id: column(&row, "id")?,
+                repository: repository.clone(),
+                created_at: column(&row, "created_at")?,
+                updated_at: column(&row, "updated_at")?,
+                progress: column(&row, "progress")?,
+            });
+        }
+        // Not taken: find out why, under a transaction so the answer is
+        // consistent (the lease may also have been freed meanwhile, which
+        // the same checks then take).
         let mut tx = self.begin_write().await?;
         let sql = format!(
             "SELECT {UPLOAD_COLUMNS}, u.lease_holder, u.lease_expires \
