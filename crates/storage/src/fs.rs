@@ -12,9 +12,8 @@
 //! │       └── cd/
 //! │           └── cd34…01     named by the 128 hex digits
 //! ├── uploads/
-//! │   └── <upload uuid>/
-//! │       └── data            the bytes received so far
-//! └── tmp/                    scratch: upload directories being created or removed
+//! │   └── <upload uuid>       one file per upload: the bytes received so far
+//! └── tmp/                    scratch: probes, and files being moved or removed
 //! ```
 //!
 //! # Why it is safe
@@ -25,10 +24,15 @@
 //!   blob exists already, which keeps the first copy and makes concurrent
 //!   uploads of the same content harmless. On a filesystem without hard links
 //!   (detected once by [`FsBlobStore::open`]) a rename takes the link's place.
-//! - An upload directory appears and disappears by a rename through `tmp/`, so
-//!   `uploads/` never holds a half-created or half-removed upload. A drop guard
-//!   removes what an error leaves in `tmp/`; what a crash leaves there is removed
-//!   by [`FsBlobStore::open`] once it is an hour old (younger entries may belong
+//! - An upload is one file, created empty (`O_EXCL`, so an id is never
+//!   reused) and removed by one `unlink`: `uploads/` never holds a half-created
+//!   or half-removed upload. Each upload used to be a directory holding a
+//!   `data` file, which cost a `mkdir`, an `rmdir` and two renames through
+//!   `tmp/` per blob; on ext4 a small push spent most of its server CPU in
+//!   allocating those directories' inodes. [`FsBlobStore::open`] converts
+//!   uploads left in that older layout. A drop guard removes what an error
+//!   leaves in `tmp/`; what a crash leaves there is removed by
+//!   [`FsBlobStore::open`] once it is an hour old (younger entries may belong
 //!   to another process sharing the root).
 //! - A directory is fsynced after every link or rename that makes a blob
 //!   visible or removes one, and an upload's data after every chunk, so a
@@ -93,7 +97,9 @@ const REHASH_BUFFER_SIZE: usize = 1024 * 1024;
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 
 /// The name of the file holding an upload's bytes inside its directory.
-const UPLOAD_DATA_FILE: &str = "data";
+/// The data file inside an upload directory of the older layout (see the
+/// module documentation), which [`FsBlobStore::open`] converts.
+const LEGACY_UPLOAD_DATA_FILE: &str = "data";
 
 /// A [`BlobStore`] keeping everything in one directory tree (see the module
 /// documentation for the layout).
@@ -138,6 +144,7 @@ impl FsBlobStore {
         sync_dir(&store.root.join("blobs"))?;
         sync_dir(&store.root)?;
         store.remove_stale_temporaries();
+        store.convert_legacy_uploads()?;
         let commit_mode = detect_commit_mode(&store.tmp_dir())?;
         Ok(FsBlobStore {
             commit_mode,
@@ -160,12 +167,8 @@ impl FsBlobStore {
         self.root.join("uploads")
     }
 
-    fn upload_dir(&self, id: &UploadId) -> PathBuf {
-        self.uploads_dir().join(id.to_string())
-    }
-
     fn upload_data_path(&self, id: &UploadId) -> PathBuf {
-        self.upload_dir(id).join(UPLOAD_DATA_FILE)
+        self.uploads_dir().join(id.to_string())
     }
 
     fn tmp_dir(&self) -> PathBuf {
@@ -206,30 +209,47 @@ impl FsBlobStore {
         }
     }
 
-    /// Creates an empty upload directory in `tmp/` and renames it into place,
-    /// so that `uploads/<id>` never exists without its data file.
+    /// Creates the upload's empty data file. `create_new` refuses an
+    /// existing one: an id is random, so a clash is a caller bug worth
+    /// reporting, never a reason to reuse someone's data.
     ///
     /// Nothing here is fsynced: a new session holds no data yet, and one
     /// that a power failure takes away (with its metadata row, which is not
     /// synced either) only makes the client start its upload again. What a
     /// session receives is synced by `write_chunk` before it is acknowledged.
-    /// Three fsyncs per blob fewer is most of what a small push waits for.
     fn begin_upload_blocking(&self, id: &UploadId) -> Result<(), StorageError> {
-        let temp = TempGuard::new(self.temp_path());
-        fs::create_dir(temp.path())?;
-        File::create(temp.path().join(UPLOAD_DATA_FILE))?;
-        let target = self.upload_dir(id);
-        if target.try_exists()? {
-            // Renaming a directory onto an empty one would silently replace it;
-            // an id is random, so a clash is a caller bug worth reporting.
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("upload {id} exists already"),
-            )
-            .into());
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.upload_data_path(id))?;
+        Ok(())
+    }
+
+    /// Converts uploads of the older layout, `uploads/<id>/data`, into
+    /// `uploads/<id>`, so that sessions open during an upgrade go on. The data
+    /// moves through `tmp/` because a file cannot be renamed onto the
+    /// directory that holds it; a crash halfway leaves it there, where it is
+    /// removed as stale, and that one session's client starts again.
+    fn convert_legacy_uploads(&self) -> Result<(), StorageError> {
+        for name in sorted_names(&self.uploads_dir())? {
+            let dir = self.uploads_dir().join(&name);
+            if !fs::symlink_metadata(&dir)?.is_dir() {
+                continue;
+            }
+            let data = dir.join(LEGACY_UPLOAD_DATA_FILE);
+            let parked = self.temp_path();
+            let has_data = match fs::rename(&data, &parked) {
+                Ok(()) => true,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => false,
+                Err(error) => return Err(error.into()),
+            };
+            remove_path(&dir)?;
+            if has_data {
+                fs::rename(&parked, &dir)?;
+            }
+            tracing::info!(upload = %name, "converted an upload to the one-file layout");
         }
-        fs::rename(temp.path(), &target)?;
-        temp.keep();
+        sync_dir(&self.uploads_dir())?;
         Ok(())
     }
 
@@ -303,18 +323,17 @@ impl FsBlobStore {
         Ok(())
     }
 
-    /// Moves an upload directory to `tmp/` and deletes it there, so that a
-    /// crash halfway never leaves a partial upload under `uploads/`. Returns
+    /// Removes an upload's data file (an already committed blob keeps its
+    /// own link to the same inode) and makes the removal durable, so a
+    /// crash does not bring back a session nobody will finish. Returns
     /// whether the upload existed.
     fn remove_upload_blocking(&self, id: &UploadId) -> Result<bool, StorageError> {
-        let temp = self.temp_path();
-        match fs::rename(self.upload_dir(id), &temp) {
+        match fs::remove_file(self.upload_data_path(id)) {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(error) => return Err(error.into()),
         }
         sync_dir(&self.uploads_dir())?;
-        drop(TempGuard::new(temp));
         Ok(true)
     }
 
@@ -726,9 +745,8 @@ impl ChunkWriter {
     }
 }
 
-/// Removes a path in `tmp/` when dropped unless [`TempGuard::keep`] was called,
-/// so that an error or a panic between creating a temporary and renaming it
-/// into place leaves nothing behind.
+/// Removes a path in `tmp/` when dropped, so that an error or a panic while a
+/// temporary is in use leaves nothing behind.
 struct TempGuard {
     path: Option<PathBuf>,
 }
@@ -740,11 +758,6 @@ impl TempGuard {
 
     fn path(&self) -> &Path {
         self.path.as_deref().unwrap_or(Path::new(""))
-    }
-
-    /// The temporary was renamed into place: there is nothing left to remove.
-    fn keep(mut self) {
-        self.path = None;
     }
 }
 

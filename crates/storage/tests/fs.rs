@@ -105,7 +105,6 @@ async fn layout_matches_the_documented_tree() {
             "tmp".into(),
             "uploads".into(),
             format!("uploads/{id}"),
-            format!("uploads/{id}/data"),
         ]
     );
     store.abort_upload(&id, None).await.expect("abort");
@@ -192,6 +191,45 @@ async fn temporaries_are_cleaned() {
     assert!(reopened.leftovers().await.is_empty());
 }
 
+/// Uploads left by an older Berth as `uploads/<id>/data` directories are
+/// converted when the store opens, and go on where they stopped; a directory
+/// without data is removed.
+#[tokio::test]
+async fn uploads_of_the_older_layout_are_converted() {
+    let (dir, store) = new_store();
+    let data = suite::test_bytes(7, 250_000);
+    let (id, progress) = suite::upload_in_chunks(&store, &data[..100_000], 100_000).await;
+    drop(store);
+    let uploads = dir.path().join("uploads");
+    let file = uploads.join(id.to_string());
+    let parked = dir.path().join("parked");
+    std::fs::rename(&file, &parked).expect("park");
+    std::fs::create_dir(&file).expect("mkdir");
+    std::fs::rename(&parked, file.join("data")).expect("into the old layout");
+    let empty = UploadId::new_random();
+    std::fs::create_dir(uploads.join(empty.to_string())).expect("mkdir");
+
+    let store = FsBlobStore::open(dir.path().to_path_buf()).expect("reopen");
+    assert_eq!(tree(&uploads), [id.to_string()]);
+    let progress = store
+        .write_chunk(
+            &id,
+            &progress,
+            suite::stream_of(vec![Bytes::copy_from_slice(&data[100_000..])]),
+        )
+        .await
+        .expect("the upload goes on");
+    let digest = Algorithm::Sha256.digest_of(&data);
+    store
+        .finish_upload(&id, &progress, &digest)
+        .await
+        .expect("finish");
+    let body = store.read_blob(&digest, None).await.expect("read");
+    assert!(suite::read_body(body).await == data);
+    store.delete_blob(&digest).await.expect("delete");
+    suite::assert_clean(&store, &store).await;
+}
+
 /// A mismatch found by re-reading the data from disk leaves the upload intact.
 #[tokio::test]
 async fn sha512_mismatch_keeps_the_upload_data() {
@@ -203,8 +241,8 @@ async fn sha512_mismatch_keeps_the_upload_data() {
         store.finish_upload(&id, &progress, &wrong).await,
         Err(StorageError::DigestMismatch { .. })
     ));
-    let stored = std::fs::read(dir.path().join("uploads").join(id.to_string()).join("data"))
-        .expect("upload data");
+    let stored =
+        std::fs::read(dir.path().join("uploads").join(id.to_string())).expect("upload data");
     assert_eq!(stored, data);
 }
 
