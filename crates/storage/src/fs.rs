@@ -96,7 +96,6 @@ const REHASH_BUFFER_SIZE: usize = 1024 * 1024;
 /// beyond any live use by another process sharing the root.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 
-/// The name of the file holding an upload's bytes inside its directory.
 /// The data file inside an upload directory of the older layout (see the
 /// module documentation), which [`FsBlobStore::open`] converts.
 const LEGACY_UPLOAD_DATA_FILE: &str = "data";
@@ -230,26 +229,42 @@ impl FsBlobStore {
     /// moves through `tmp/` because a file cannot be renamed onto the
     /// directory that holds it; a crash halfway leaves it there, where it is
     /// removed as stale, and that one session's client starts again.
+    ///
+    /// The store may be opened while servers use it (`berth gc` does), so
+    /// the listing is only a snapshot: an upload that finishes meanwhile
+    /// takes its file away, and an entry that is gone is simply not
+    /// converted.
     fn convert_legacy_uploads(&self) -> Result<(), StorageError> {
         for name in sorted_names(&self.uploads_dir())? {
-            let dir = self.uploads_dir().join(&name);
-            if !fs::symlink_metadata(&dir)?.is_dir() {
-                continue;
-            }
-            let data = dir.join(LEGACY_UPLOAD_DATA_FILE);
-            let parked = self.temp_path();
-            let has_data = match fs::rename(&data, &parked) {
-                Ok(()) => true,
-                Err(error) if error.kind() == io::ErrorKind::NotFound => false,
-                Err(error) => return Err(error.into()),
-            };
-            remove_path(&dir)?;
-            if has_data {
-                fs::rename(&parked, &dir)?;
-            }
-            tracing::info!(upload = %name, "converted an upload to the one-file layout");
+            self.convert_legacy_upload(&name)?;
         }
         sync_dir(&self.uploads_dir())?;
+        Ok(())
+    }
+
+    /// Converts `uploads/<name>` if it is a directory of the older layout;
+    /// a file (an upload of the current layout) or a vanished entry is left
+    /// alone.
+    fn convert_legacy_upload(&self, name: &str) -> Result<(), StorageError> {
+        let dir = self.uploads_dir().join(name);
+        match fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Ok(()),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error.into()),
+        }
+        let data = dir.join(LEGACY_UPLOAD_DATA_FILE);
+        let parked = self.temp_path();
+        let has_data = match fs::rename(&data, &parked) {
+            Ok(()) => true,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => false,
+            Err(error) => return Err(error.into()),
+        };
+        remove_path(&dir)?;
+        if has_data {
+            fs::rename(&parked, &dir)?;
+        }
+        tracing::info!(upload = %name, "converted an upload to the one-file layout");
         Ok(())
     }
 
@@ -1079,6 +1094,19 @@ mod tests {
 
     /// The rename fallback is only chosen on exotic filesystems, so the suite
     /// runs against it here by forcing the mode.
+    /// An entry listed in `uploads/` and gone before it is looked at (an
+    /// upload that finished meanwhile) is not an error: the store opens.
+    #[test]
+    fn vanished_upload_entry_is_not_converted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path().to_path_buf()).expect("open");
+        let gone = UploadId::new_random().to_string();
+        store
+            .convert_legacy_upload(&gone)
+            .expect("a vanished entry is skipped");
+        assert!(!store.uploads_dir().join(&gone).exists());
+    }
+
     #[tokio::test]
     async fn suite_passes_when_committing_by_rename() {
         let dir = tempfile::tempdir().expect("tempdir");
