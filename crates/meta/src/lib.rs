@@ -322,8 +322,22 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Releases the lease without changing progress (after a failed write).
     async fn unlock_upload(&self, id: &str, holder: &str) -> Result<(), MetaError>;
 
+    /// Releases every upload lease whose holder name starts with
+    /// `holder_prefix`, leaving progress untouched, and returns how many it
+    /// released. A node calls it as it starts, with the prefix all its
+    /// holder names share: every lease such a name holds then belongs to the
+    /// node's earlier life, whose process is gone, and would otherwise keep
+    /// its session locked until the lease expires.
+    async fn release_upload_leases(&self, holder_prefix: &str) -> Result<u64, MetaError>;
+
     /// Deletes the upload record. Returns whether it existed.
     async fn delete_upload(&self, id: &str) -> Result<bool, MetaError>;
+
+    /// Returns those of `ids` that have no upload record, each once, in the
+    /// order given: upload data in storage that no session owns (a crash
+    /// between removing a session's record and its data left it), which
+    /// the upload purge removes.
+    async fn unknown_uploads(&self, ids: &[String]) -> Result<Vec<String>, MetaError>;
 
     /// Lists uploads last updated before `before`, at most `limit`, oldest first.
     async fn expired_uploads(

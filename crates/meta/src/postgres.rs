@@ -1085,6 +1085,21 @@ impl MetaStore for PostgresMetaStore {
         Ok(())
     }
 
+    async fn release_upload_leases(&self, holder_prefix: &str) -> Result<u64, MetaError> {
+        // `left` and `length` both count characters, so this compares the
+        // holder's first characters with the whole prefix, with no pattern
+        // syntax to escape (as `LIKE` would need for `_` and `%`).
+        let released = sqlx::query(
+            "UPDATE uploads SET lease_holder = NULL, lease_expires = NULL \
+             WHERE lease_holder IS NOT NULL AND left(lease_holder, length($1)) = $1",
+        )
+        .bind(holder_prefix)
+        .execute(&self.pool)
+        .await
+        .map_err(database("releasing a node's upload leases"))?;
+        Ok(released.rows_affected())
+    }
+
     async fn delete_upload(&self, id: &str) -> Result<bool, MetaError> {
         let result = sqlx::query("DELETE FROM uploads WHERE id = $1")
             .bind(id)
@@ -1092,6 +1107,25 @@ impl MetaStore for PostgresMetaStore {
             .await
             .map_err(database("deleting an upload"))?;
         Ok(result.rows_affected() > 0)
+    }
+
+    async fn unknown_uploads(&self, ids: &[String]) -> Result<Vec<String>, MetaError> {
+        let mut texts: Vec<&str> = Vec::with_capacity(ids.len());
+        for id in ids {
+            if !texts.contains(&id.as_str()) {
+                texts.push(id);
+            }
+        }
+        let known: Vec<String> = sqlx::query_scalar("SELECT id FROM uploads WHERE id = ANY($1)")
+            .bind(&texts)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database("looking up uploads"))?;
+        Ok(texts
+            .into_iter()
+            .filter(|id| !known.iter().any(|k| k == id))
+            .map(String::from)
+            .collect())
     }
 
     async fn expired_uploads(

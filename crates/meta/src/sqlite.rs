@@ -1066,6 +1066,21 @@ impl MetaStore for SqliteMetaStore {
         Ok(())
     }
 
+    async fn release_upload_leases(&self, holder_prefix: &str) -> Result<u64, MetaError> {
+        // `substr` and `length` both count characters, so this compares the
+        // holder's first characters with the whole prefix, with no pattern
+        // syntax to escape (as `LIKE` would need for `_` and `%`).
+        let released = sqlx::query(
+            "UPDATE uploads SET lease_holder = NULL, lease_expires = NULL \
+             WHERE lease_holder IS NOT NULL AND substr(lease_holder, 1, length(?1)) = ?1",
+        )
+        .bind(holder_prefix)
+        .execute(&self.write)
+        .await
+        .map_err(database("releasing a node's upload leases"))?;
+        Ok(released.rows_affected())
+    }
+
     async fn delete_upload(&self, id: &str) -> Result<bool, MetaError> {
         let result = sqlx::query("DELETE FROM uploads WHERE id = ?")
             .bind(id)
@@ -1073,6 +1088,28 @@ impl MetaStore for SqliteMetaStore {
             .await
             .map_err(database("deleting an upload"))?;
         Ok(result.rows_affected() > 0)
+    }
+
+    async fn unknown_uploads(&self, ids: &[String]) -> Result<Vec<String>, MetaError> {
+        let mut tx = self.begin_read().await?;
+        let mut unknown: Vec<String> = Vec::new();
+        for id in ids {
+            if unknown.contains(id) {
+                continue;
+            }
+            let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM uploads WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(database("looking up an upload"))?;
+            if known.is_none() {
+                unknown.push(id.clone());
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(database("ending a read transaction"))?;
+        Ok(unknown)
     }
 
     async fn expired_uploads(
