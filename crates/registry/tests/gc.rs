@@ -12,7 +12,8 @@ use berth_oci::{Algorithm, ByteRange, Digest};
 use berth_registry::{Clock, GcOptions, Registry, RegistryConfig, RegistryError};
 use berth_storage::fs::FsBlobStore;
 use berth_storage::{
-    BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, UploadId, UploadProgress,
+    BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, StoredUpload, UploadId,
+    UploadProgress,
 };
 use support::{
     by_digest, config, push_index, push_referrer, repo, tag, Harness, GRACE, START, UPLOAD_TTL,
@@ -439,6 +440,13 @@ impl BlobStore for VanishingStore {
         limit: usize,
     ) -> Result<Vec<StoredBlob>, StorageError> {
         self.inner.list_blobs(after, limit).await
+    }
+    async fn list_uploads(
+        &self,
+        after: Option<&UploadId>,
+        limit: usize,
+    ) -> Result<Vec<StoredUpload>, StorageError> {
+        self.inner.list_uploads(after, limit).await
     }
     async fn begin_upload(&self, id: &UploadId) -> Result<UploadProgress, StorageError> {
         self.inner.begin_upload(id).await

@@ -57,7 +57,10 @@ use memmap2::{Advice, MmapOptions};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::{BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, UploadId, UploadProgress};
+use crate::{
+    BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, StoredUpload, UploadId,
+    UploadProgress,
+};
 
 /// Incoming bytes gathered before one write to disk. The batch holds the
 /// request body's own pieces (shared, never copied) and goes to the file in
@@ -362,6 +365,41 @@ impl FsBlobStore {
         Ok(())
     }
 
+    fn list_uploads_blocking(
+        &self,
+        after: Option<&UploadId>,
+        limit: usize,
+    ) -> Result<Vec<StoredUpload>, StorageError> {
+        let mut found = Vec::new();
+        if limit == 0 {
+            return Ok(found);
+        }
+        let mut ids: Vec<UploadId> = sorted_names(&self.uploads_dir())?
+            .iter()
+            .filter_map(|name| UploadId::parse(name))
+            .filter(|id| after.is_none_or(|after| id > after))
+            .collect();
+        // Names sort as ids do (lowercase hyphenated UUIDs), but sorting the
+        // parsed ids keeps that an implementation detail.
+        ids.sort();
+        for id in ids {
+            let meta = match fs::metadata(self.upload_data_path(&id)) {
+                Ok(meta) => meta,
+                // Finished or aborted while we were listing.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(error.into()),
+            };
+            found.push(StoredUpload {
+                id,
+                modified: unix_seconds(meta.modified()?),
+            });
+            if found.len() == limit {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
     fn list_blobs_blocking(
         &self,
         after: Option<&Digest>,
@@ -457,6 +495,16 @@ impl BlobStore for FsBlobStore {
         let store = self.clone();
         let after = after.cloned();
         run_blocking(move || store.list_blobs_blocking(after.as_ref(), limit)).await
+    }
+
+    async fn list_uploads(
+        &self,
+        after: Option<&UploadId>,
+        limit: usize,
+    ) -> Result<Vec<StoredUpload>, StorageError> {
+        let store = self.clone();
+        let after = after.cloned();
+        run_blocking(move || store.list_uploads_blocking(after.as_ref(), limit)).await
     }
 
     async fn begin_upload(&self, id: &UploadId) -> Result<UploadProgress, StorageError> {

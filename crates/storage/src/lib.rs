@@ -105,6 +105,14 @@ pub struct StoredBlob {
     pub modified: i64,
 }
 
+/// An upload found by [`BlobStore::list_uploads`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredUpload {
+    pub id: UploadId,
+    /// Seconds since the Unix epoch when the upload's data was last written.
+    pub modified: i64,
+}
+
 /// Content-addressed blob storage with resumable uploads.
 ///
 /// Contract common to all methods: they are safe to call concurrently from
@@ -136,6 +144,16 @@ pub trait BlobStore: Send + Sync + 'static {
         after: Option<&Digest>,
         limit: usize,
     ) -> Result<Vec<StoredBlob>, StorageError>;
+
+    /// Lists uploads (begun and neither finished nor aborted) whose id sorts
+    /// after `after`, at most `limit`, in id order. Used by the upload purge
+    /// to find upload data that no session owns any more, never on a
+    /// request path.
+    async fn list_uploads(
+        &self,
+        after: Option<&UploadId>,
+        limit: usize,
+    ) -> Result<Vec<StoredUpload>, StorageError>;
 
     /// Starts an empty upload and returns its initial progress.
     async fn begin_upload(&self, id: &UploadId) -> Result<UploadProgress, StorageError>;

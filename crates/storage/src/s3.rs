@@ -73,7 +73,10 @@ use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::{BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, UploadId, UploadProgress};
+use crate::{
+    BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, StoredUpload, UploadId,
+    UploadProgress,
+};
 
 /// The part size used unless configured otherwise: above S3's 5 MiB minimum
 /// with room to spare, and small enough that many concurrent uploads fit in
@@ -772,6 +775,52 @@ impl BlobStore for S3BlobStore {
             if found.len() == limit {
                 break;
             }
+        }
+        Ok(found)
+    }
+
+    async fn list_uploads(
+        &self,
+        after: Option<&UploadId>,
+        limit: usize,
+    ) -> Result<Vec<StoredUpload>, StorageError> {
+        let mut found: Vec<StoredUpload> = Vec::new();
+        if limit == 0 {
+            return Ok(found);
+        }
+        // An upload is the objects under `uploads/<id>/`, listed in key order
+        // and so one upload after another. Starting after `uploads/<id>0`
+        // skips every object of `<id>` ('/' sorts before '0') and nothing of
+        // a later id, which differs from `<id>` within the id itself.
+        let prefix = self.key("uploads");
+        let mut listing = match after {
+            Some(after) => self
+                .store
+                .list_with_offset(Some(&prefix), &self.key(&format!("uploads/{after}0"))),
+            None => self.store.list(Some(&prefix)),
+        };
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(backend)?;
+            let Some(id) = meta
+                .location
+                .prefix_match(&prefix)
+                .and_then(|mut parts| parts.next())
+                .and_then(|part| UploadId::parse(part.as_ref()))
+            else {
+                continue;
+            };
+            if after.is_some_and(|after| id <= *after) {
+                continue;
+            }
+            let modified = meta.last_modified.timestamp();
+            if let Some(last) = found.last_mut().filter(|last| last.id == id) {
+                last.modified = last.modified.max(modified);
+                continue;
+            }
+            if found.len() == limit {
+                break;
+            }
+            found.push(StoredUpload { id, modified });
         }
         Ok(found)
     }
