@@ -44,7 +44,12 @@ pub struct RegistryConfig {
     /// How long one node may hold an upload's write lease while it writes a
     /// chunk; a node that dies mid-chunk blocks the session at most this long.
     pub upload_lease: Duration,
-    /// A name for this node, used as the holder of upload and job leases.
+    /// A name for this node, used as the holder of job leases and as the
+    /// prefix of its upload leases' holders. One process at a time may use
+    /// a name: a node that starts releases every upload lease under its
+    /// name ([`Registry::release_dead_upload_leases`]), taking them for
+    /// remains of its earlier life. A name of letters, digits, `.`, `_` and
+    /// `-` (no `/`, which ends the prefix).
     pub node_name: String,
     /// How long an unreferenced blob or repository link is kept before
     /// garbage collection removes it: the window in which a re-push or a new
