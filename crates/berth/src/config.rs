@@ -65,6 +65,12 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// The private key (PEM) of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// This node's name, which its upload and job leases are held under, so
+    /// that a node that restarts recognises and frees the leases its earlier
+    /// life held. `None`: the name kept in `DATA_DIR/node-name` (made on the
+    /// first start). Set it on nodes whose data directory does not survive a
+    /// restart (a container's pod name); one process at a time per name.
+    pub node_name: Option<String>,
 }
 
 /// The blob storage backend.
@@ -225,6 +231,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             tls_cert: None,
             tls_key: None,
+            node_name: None,
         }
     }
 }
@@ -264,6 +271,7 @@ struct FileConfig {
     public_host: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    node_name: Option<String>,
 }
 
 /// Flags shared by every subcommand that reads the configuration. Each also
@@ -363,6 +371,9 @@ pub struct ConfigArgs {
     /// TLS private key (PEM).
     #[arg(long, env = "BERTH_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// This node's name for its leases (default: kept in DATA_DIR/node-name).
+    #[arg(long, env = "BERTH_NODE_NAME")]
+    pub node_name: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -509,6 +520,7 @@ impl ConfigArgs {
         config.auth.public_host = self.public_host.clone().or(file.public_host);
         config.tls_cert = self.tls_cert.clone().or(file.tls_cert);
         config.tls_key = self.tls_key.clone().or(file.tls_key);
+        config.node_name = self.node_name.clone().or(file.node_name);
         config.validate()?;
         Ok(config)
     }
@@ -518,7 +530,7 @@ impl Config {
     /// A human-readable listing of the effective settings, secrets redacted.
     pub fn summary(&self) -> String {
         format!(
-            "listen = {}\ndata_dir = {}\nstorage = {}\nredirect = {}\ndatabase = {}\nupload_ttl = {}\nupload_purge_interval = {}\ncache_ttl = {}\nlog = {}\nlog_format = {:?}\nauth = {}\nauth_service = {}\nauth_issuer = {}\nauth_realm = {}\nusers_may_create_namespaces = {}\ntls = {}\n",
+            "listen = {}\ndata_dir = {}\nstorage = {}\nredirect = {}\ndatabase = {}\nupload_ttl = {}\nupload_purge_interval = {}\ncache_ttl = {}\nlog = {}\nlog_format = {:?}\nauth = {}\nauth_service = {}\nauth_issuer = {}\nauth_realm = {}\nusers_may_create_namespaces = {}\ntls = {}\nnode_name = {}\n",
             self.listen,
             self.data_dir.display(),
             self.storage.describe(),
@@ -535,6 +547,7 @@ impl Config {
             self.auth.realm.as_deref().unwrap_or("(from the request's Host)"),
             self.auth.users_may_create_namespaces,
             self.tls_cert.is_some(),
+            self.node_name.as_deref().unwrap_or("(kept in the data directory)"),
         )
     }
 
@@ -550,6 +563,17 @@ impl Config {
                 key: "upload_purge_interval",
                 message: "must be at least 1s".into(),
             });
+        }
+        if let Some(name) = &self.node_name {
+            if !crate::node::is_valid_name(name) {
+                return Err(ConfigError::Invalid {
+                    key: "node_name",
+                    message: format!(
+                        "{name:?}: use 1 to {} letters, digits, '.', '_' or '-'",
+                        crate::node::MAX_NAME_LEN
+                    ),
+                });
+            }
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::Invalid {

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 mod admin;
 mod config;
+mod node;
 
 use config::{Config, ConfigArgs, DatabaseConfig, LogFormat, StorageConfig};
 
@@ -178,9 +179,13 @@ fn init_tracing(config: &Config) {
     }
 }
 
-/// Opens the configured backends and builds the registry on them; also
-/// returns the database's access-control tables.
-async fn open_registry(config: &Config) -> Result<(Registry, Arc<dyn AuthMetaStore>), String> {
+/// Opens the configured backends and builds the registry on them, under
+/// `node_name` (a random one if `None`); also returns the database's
+/// access-control tables.
+async fn open_registry(
+    config: &Config,
+    node_name: Option<String>,
+) -> Result<(Registry, Arc<dyn AuthMetaStore>), String> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         format!(
             "cannot create data directory {}: {e}",
@@ -199,6 +204,13 @@ async fn open_registry(config: &Config) -> Result<(Registry, Arc<dyn AuthMetaSto
         redirect_expiry: config.redirect.then_some(REDIRECT_EXPIRY),
         ..RegistryConfig::default()
     };
+    let registry_config = match node_name {
+        Some(node_name) => RegistryConfig {
+            node_name,
+            ..registry_config
+        },
+        None => registry_config,
+    };
     let registry = Registry::new(blobs, meta, registry_config);
     Ok((registry, auth_meta))
 }
@@ -206,7 +218,7 @@ async fn open_registry(config: &Config) -> Result<(Registry, Arc<dyn AuthMetaSto
 /// `berth gc`: one pass, its report on stdout. Exits with 3 when another
 /// process holds the garbage-collection lease.
 async fn gc(config: Config, dry_run: bool, sweep_orphans: bool) -> Result<ExitCode, String> {
-    let (registry, _) = open_registry(&config).await?;
+    let (registry, _) = open_registry(&config, None).await?;
     let cancel = CancellationToken::new();
     let interrupt = {
         let cancel = cancel.clone();
@@ -234,7 +246,17 @@ async fn gc(config: Config, dry_run: bool, sweep_orphans: bool) -> Result<ExitCo
 }
 
 async fn serve(config: Config) -> Result<(), String> {
-    let (registry, auth_meta) = open_registry(&config).await?;
+    let node = node::claim(&config)?;
+    let (registry, auth_meta) = open_registry(&config, Some(node.name.clone())).await?;
+    if node.owns_earlier_leases {
+        let released = registry
+            .release_dead_upload_leases()
+            .await
+            .map_err(|e| format!("cannot release this node's earlier upload leases: {e}"))?;
+        if released > 0 {
+            tracing::info!(released, node = %node.name, "released the upload leases this node held when it stopped");
+        }
+    }
     let mut state = AppState::new(registry.clone());
     if config.auth.enabled {
         state = state.with_auth(auth_state(&config, auth_meta).await?);

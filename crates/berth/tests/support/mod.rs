@@ -89,6 +89,15 @@ impl TestRegistry {
         }
     }
 
+    /// Kills the server with SIGKILL, as a crash or an OOM kill would, and
+    /// reaps it. [`TestRegistry::restart`] starts it again afterwards.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// The process id of the server, for /proc measurements.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
