@@ -153,6 +153,12 @@ pub enum MetaError {
     /// until that finishes (the caller stores the bytes again, then links).
     #[error("blob is being deleted by garbage collection")]
     BlobBeingDeleted,
+    /// The database cannot do the work now, for a reason outside the
+    /// request: it does not answer (down, unreachable, no connection free
+    /// in time), another process holds its write lock, its disk is full or
+    /// read-only. Nothing was changed; the same call may succeed later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("database error: {0}")]
     Database(String),
     /// Stored data could not be decoded: a bug or a corrupted database.
@@ -461,6 +467,8 @@ pub trait MetaStore: Send + Sync + 'static {
 
     // --- operations ---
 
-    /// Whether the database answers (used by `/readyz`).
+    /// Whether the database answers and would take a write now (used by
+    /// `/readyz`): fails with `Unavailable` when it does not answer, or
+    /// when another process holds its write lock.
     async fn check_ready(&self) -> Result<(), MetaError>;
 }

@@ -69,6 +69,7 @@
 //! nothing left to do.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use berth_oci::{Digest, RepoName, Tag};
 use sqlx::migrate::Migrator;
@@ -89,6 +90,18 @@ use crate::{
 /// while a handful of nodes stay well inside PostgreSQL's default limit of
 /// 100 connections.
 const POOL_CONNECTIONS: u32 = 16;
+
+/// How long a query waits for a pooled connection, including making a new
+/// one. A server that is down refuses connections at once, but the pool
+/// keeps retrying until this runs out: it is what bounds a request's wait
+/// (and turns it into `Unavailable`, a `503`) while PostgreSQL is gone.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// PostgreSQL's `statement_timeout` for the pool's connections: a query
+/// stuck behind a lock or running away is cancelled (`57014`, reported as
+/// `Unavailable`) instead of holding a request and a connection forever.
+/// Migrations run on a connection of their own without it.
+const STATEMENT_TIMEOUT: &str = "30s";
 
 /// The embedded migrations, in order: (version, description, SQL). Versions
 /// match SQLite's (`crate::sqlite::MIGRATIONS`) one for one, so a schema
@@ -139,7 +152,8 @@ impl PostgresMetaStore {
         migrate(&options).await?;
         let pool = PgPoolOptions::new()
             .max_connections(POOL_CONNECTIONS)
-            .connect_with(options)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.options([("statement_timeout", STATEMENT_TIMEOUT)]))
             .await
             .map_err(database("connecting to PostgreSQL"))?;
         Ok(PostgresMetaStore { pool })

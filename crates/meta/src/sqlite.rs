@@ -33,8 +33,21 @@ use crate::{
 };
 
 /// How long a connection waits for another process's write lock before
-/// failing. Writes are short, so five seconds means something is wrong.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// failing with `Unavailable` (a `503` the client retries). Writes are
+/// milliseconds long, `berth gc` and `berth admin` transactions a fraction
+/// of a second, so a lock held longer than this is stuck, not busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a request waits for a connection: the writer is one
+/// connection, so this bounds the queue behind a writer that waits out
+/// [`BUSY_TIMEOUT`], and a request gets its `503` within about two seconds
+/// instead of queueing without end.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the readiness probe waits for the write lock. Shorter than
+/// the server's readiness deadline, longer than any of this process's own
+/// write transactions, so only a lock someone else keeps reads as busy.
+const READY_PROBE_BUSY_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Read connections. Reads are short and WAL lets them run in parallel with
 /// each other and with the writer; a handful is enough for a registry whose
@@ -80,6 +93,9 @@ pub struct SqliteMetaStore {
     /// The one connection that writes, so writers queue here rather than
     /// contend for SQLite's lock.
     pub(crate) write: SqlitePool,
+    /// The database file, for the readiness probe's own connection; `None`
+    /// for an in-memory database.
+    path: Option<std::path::PathBuf>,
 }
 
 impl SqliteMetaStore {
@@ -101,6 +117,7 @@ impl SqliteMetaStore {
             .synchronous(SqliteSynchronous::Normal);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             // Keeping the writer open keeps the WAL and shared-memory files in
             // place, which the read-only connections need to open the file.
             .min_connections(1)
@@ -114,10 +131,15 @@ impl SqliteMetaStore {
         // being read-only, could not) set it.
         let read = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(base.read_only(true))
             .await
             .map_err(database("opening the database for reading"))?;
-        Ok(SqliteMetaStore { read, write })
+        Ok(SqliteMetaStore {
+            read,
+            write,
+            path: Some(path.to_path_buf()),
+        })
     }
 
     /// Opens a private in-memory database, for tests.
@@ -140,6 +162,7 @@ impl SqliteMetaStore {
         Ok(SqliteMetaStore {
             read: pool.clone(),
             write: pool,
+            path: None,
         })
     }
 
@@ -1485,6 +1508,31 @@ impl MetaStore for SqliteMetaStore {
             .execute(&self.read)
             .await
             .map_err(database("checking the database"))?;
-        Ok(())
+        // Reads go on while another process holds the write lock (a
+        // `sqlite3` shell in a transaction), but every push stops. The
+        // probe takes and drops the lock on a connection of its own, so it
+        // neither queues behind this process's writer nor holds it up.
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        use sqlx::{ConnectOptions, Connection};
+        let mut probe = SqliteConnectOptions::new()
+            .filename(path)
+            .busy_timeout(READY_PROBE_BUSY_TIMEOUT)
+            .connect()
+            .await
+            .map_err(database("opening the database to check it"))?;
+        let locked = sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut probe)
+            .await
+            .map_err(database("taking the write lock to check the database"));
+        if locked.is_ok() {
+            sqlx::query("ROLLBACK")
+                .execute(&mut probe)
+                .await
+                .map_err(database("checking the database"))?;
+        }
+        let _ = probe.close().await;
+        locked.map(|_| ())
     }
 }
