@@ -90,10 +90,11 @@ pub fn parse_content_range(value: &str) -> Result<ByteRange, RangeError> {
     if last < start {
         return Err(RangeError::Malformed);
     }
-    Ok(ByteRange {
-        start,
-        end: last + 1,
-    })
+    // The last byte's offset plus one: no upload reaches 2^64 bytes, and
+    // the sum must not wrap (the fuzzer found `0-18446744073709551615`
+    // panicking in debug builds and wrapping to an empty range otherwise).
+    let end = last.checked_add(1).ok_or(RangeError::Malformed)?;
+    Ok(ByteRange { start, end })
 }
 
 fn parse_u64(s: &str) -> Result<u64, RangeError> {
@@ -150,6 +151,9 @@ mod tests {
             ("bytes=0-99", Ok(r(0, 100))),
             ("0-0", Ok(r(0, 1))),
             ("5-4", Err(RangeError::Malformed)),
+            // Found by fuzzing: the end's offset plus one overflowed.
+            ("0-18446744073709551615", Err(RangeError::Malformed)),
+            ("18446744073709551614-18446744073709551614", Ok(r(u64::MAX - 1, u64::MAX))),
             ("5", Err(RangeError::Malformed)),
             ("-5", Err(RangeError::Malformed)),
             ("a-b", Err(RangeError::Malformed)),
