@@ -522,7 +522,7 @@ impl BlobStore for FsBlobStore {
         &self,
         id: &UploadId,
         progress: &UploadProgress,
-        mut data: ByteStream,
+        data: ByteStream,
     ) -> Result<UploadProgress, StorageError> {
         // An upload without a hash state keeps going without one once it has
         // bytes: a state over only the later bytes would be wrong, and an
@@ -538,7 +538,88 @@ impl BlobStore for FsBlobStore {
         let id_owned = id.clone();
         let start = progress.size;
         let file = run_blocking(move || store.open_upload_at(&id_owned, start)).await?;
+        let written = self.write_chunk_to(file, progress, hasher, data).await;
+        if written.is_err() {
+            // Nothing past the caller's progress is of use, and on a full
+            // disk it is what takes the space: give it back now, not at the
+            // next write (which may never come).
+            let path = self.upload_data_path(id);
+            let size = progress.size;
+            let cut = run_blocking(move || {
+                let file = OpenOptions::new().write(true).open(&path)?;
+                file.set_len(size)?;
+                Ok(())
+            })
+            .await;
+            if let Err(error) = cut {
+                tracing::warn!(%error, upload = %id, "cannot cut a failed write back");
+            }
+        }
+        written
+    }
 
+    async fn finish_upload(
+        &self,
+        id: &UploadId,
+        progress: &UploadProgress,
+        expected: &Digest,
+    ) -> Result<u64, StorageError> {
+        let store = self.clone();
+        let id = id.clone();
+        let progress = progress.clone();
+        let expected = expected.clone();
+        run_blocking(move || store.finish_upload_blocking(&id, &progress, &expected)).await
+    }
+
+    async fn abort_upload(
+        &self,
+        id: &UploadId,
+        _progress: Option<&UploadProgress>,
+    ) -> Result<(), StorageError> {
+        let store = self.clone();
+        let id = id.clone();
+        run_blocking(move || store.remove_upload_blocking(&id).map(|_| ())).await
+    }
+
+    async fn check_ready(&self) -> Result<(), StorageError> {
+        for dir in [self.root.join("blobs"), self.uploads_dir(), self.tmp_dir()] {
+            if !tokio::fs::metadata(&dir).await?.is_dir() {
+                return Err(StorageError::Backend(format!(
+                    "{} is not a directory",
+                    dir.display()
+                )));
+            }
+        }
+        // The directories being there says nothing about whether a push
+        // would succeed: a full or read-only disk still lists them. A small
+        // write, the size of a filesystem block, finds out.
+        let probe = TempGuard::new(self.temp_path());
+        run_blocking(move || {
+            let mut file = File::create(probe.path())?;
+            file.write_all(&[0; READY_PROBE_SIZE])?;
+            drop(file);
+            drop(probe);
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// The bytes the readiness check writes: one filesystem block, so that a
+/// disk without a free block fails it.
+const READY_PROBE_SIZE: usize = 4096;
+
+impl FsBlobStore {
+    /// Streams `data` into the upload's `file`, which is positioned at
+    /// `progress.size`, and returns the new progress.
+    async fn write_chunk_to(
+        &self,
+        file: File,
+        progress: &UploadProgress,
+        hasher: Option<Hasher>,
+        mut data: ByteStream,
+    ) -> Result<UploadProgress, StorageError> {
+        let start = progress.size;
         let mut writer = ChunkWriter::new(file, start, hasher);
         let mut batch = Batch::default();
         let mut batch_size = WRITE_BATCH_SIZE;
@@ -584,41 +665,6 @@ impl BlobStore for FsBlobStore {
             hash_state: hasher.map(|hasher| hasher.to_state()).unwrap_or_default(),
             backend_state: progress.backend_state.clone(),
         })
-    }
-
-    async fn finish_upload(
-        &self,
-        id: &UploadId,
-        progress: &UploadProgress,
-        expected: &Digest,
-    ) -> Result<u64, StorageError> {
-        let store = self.clone();
-        let id = id.clone();
-        let progress = progress.clone();
-        let expected = expected.clone();
-        run_blocking(move || store.finish_upload_blocking(&id, &progress, &expected)).await
-    }
-
-    async fn abort_upload(
-        &self,
-        id: &UploadId,
-        _progress: Option<&UploadProgress>,
-    ) -> Result<(), StorageError> {
-        let store = self.clone();
-        let id = id.clone();
-        run_blocking(move || store.remove_upload_blocking(&id).map(|_| ())).await
-    }
-
-    async fn check_ready(&self) -> Result<(), StorageError> {
-        for dir in [self.root.join("blobs"), self.uploads_dir(), self.tmp_dir()] {
-            if !tokio::fs::metadata(&dir).await?.is_dir() {
-                return Err(StorageError::Backend(format!(
-                    "{} is not a directory",
-                    dir.display()
-                )));
-            }
-        }
-        Ok(())
     }
 }
 
