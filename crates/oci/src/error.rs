@@ -21,6 +21,9 @@ pub enum ErrorCode {
     Denied,
     Unsupported,
     TooManyRequests,
+    /// Not in the spec's table, from Docker's registry (`UNAVAILABLE`, 503):
+    /// a dependency (database, storage) cannot serve now; retry later.
+    Unavailable,
     /// Not in the spec's table: used for 5xx answers whose details are logged only.
     Internal,
 }
@@ -43,6 +46,7 @@ impl ErrorCode {
             ErrorCode::Denied => "DENIED",
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
+            ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL_ERROR",
         }
     }
@@ -66,6 +70,7 @@ impl ErrorCode {
             ErrorCode::Denied => 403,
             ErrorCode::Unsupported => 405,
             ErrorCode::TooManyRequests => 429,
+            ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }
     }
@@ -92,6 +97,8 @@ mod tests {
             (ErrorCode::Denied, "DENIED", 403),
             (ErrorCode::Unsupported, "UNSUPPORTED", 405),
             (ErrorCode::TooManyRequests, "TOOMANYREQUESTS", 429),
+            (ErrorCode::Unavailable, "UNAVAILABLE", 503),
+            (ErrorCode::Internal, "INTERNAL_ERROR", 500),
         ];
         for (code, text, status) in all {
             assert_eq!(code.as_str(), text);

@@ -31,7 +31,8 @@ pub mod jobs;
 mod manifests;
 mod uploads;
 
-pub use error::RegistryError;
+pub use berth_storage::Unavailability;
+pub use error::{Dependency, RegistryError};
 pub use gc::{GcOptions, GcReport};
 pub use manifests::{ManifestPut, ReferrersIndex};
 pub use uploads::UploadStatus;
@@ -191,10 +192,45 @@ impl Registry {
         Ok(self.meta().list_repositories(after, limit).await?)
     }
 
-    /// Checks that both backends answer.
-    pub async fn check_ready(&self) -> Result<(), RegistryError> {
-        self.meta().check_ready().await?;
-        self.blobs().check_ready().await?;
-        Ok(())
+    /// Checks both backends at once, each within `deadline`: whether each
+    /// answers and would take a write now.
+    pub async fn readiness(&self, deadline: Duration) -> Readiness {
+        let within = |dependency: Dependency, result: Result<Result<(), RegistryError>, _>| {
+            result.unwrap_or_else(|_elapsed| {
+                Err(RegistryError::Unavailable {
+                    dependency,
+                    reason: berth_storage::Unavailability::NotAnswering,
+                    detail: format!("no answer within {deadline:?}"),
+                })
+            })
+        };
+        let (database, storage) = tokio::join!(
+            tokio::time::timeout(deadline, async {
+                self.meta().check_ready().await.map_err(RegistryError::from)
+            }),
+            tokio::time::timeout(deadline, async {
+                self.blobs()
+                    .check_ready()
+                    .await
+                    .map_err(RegistryError::from)
+            }),
+        );
+        Readiness {
+            database: within(Dependency::Database, database),
+            storage: within(Dependency::Storage, storage),
+        }
+    }
+}
+
+/// How each backend answered a readiness check.
+#[derive(Debug)]
+pub struct Readiness {
+    pub database: Result<(), RegistryError>,
+    pub storage: Result<(), RegistryError>,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.database.is_ok() && self.storage.is_ok()
     }
 }

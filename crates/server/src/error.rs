@@ -7,7 +7,7 @@
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_oci::ErrorCode;
-use berth_registry::RegistryError;
+use berth_registry::{Dependency, RegistryError, Unavailability};
 
 /// An error answer of the API.
 #[derive(Debug)]
@@ -97,8 +97,46 @@ impl ApiError {
     }
 }
 
+/// How long a client is asked to wait (`Retry-After`, seconds) before
+/// retrying after a dependency stopped answering: about what a database or
+/// object store restart takes.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// The answer when a dependency cannot serve: `503 UNAVAILABLE` saying
+/// which one and why in words a client may show, with `Retry-After` when
+/// waiting helps (a dependency that does not answer, not a full disk).
+/// The details name hosts and files, so they go to the log only.
+fn unavailable(dependency: Dependency, reason: Unavailability, detail: &str) -> ApiError {
+    tracing::warn!(%dependency, %reason, detail, "dependency unavailable");
+    let message = match (dependency, reason) {
+        (Dependency::Storage, Unavailability::Full) => "the registry's storage is full",
+        (Dependency::Storage, Unavailability::ReadOnly) => {
+            "the registry's storage does not accept writes"
+        }
+        (Dependency::Storage, Unavailability::NotAnswering) => {
+            "the registry's storage does not answer; retry later"
+        }
+        (Dependency::Database, _) => "the registry's database does not answer; retry later",
+    };
+    let api = ApiError::new(ErrorCode::Unavailable, message);
+    match reason {
+        Unavailability::NotAnswering => {
+            api.with_header("retry-after", RETRY_AFTER_SECS.to_string())
+        }
+        Unavailability::Full | Unavailability::ReadOnly => api,
+    }
+}
+
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> ApiError {
+        if let RegistryError::Unavailable {
+            dependency,
+            reason,
+            detail,
+        } = &e
+        {
+            return unavailable(*dependency, *reason, detail);
+        }
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if e.is_internal() {
             // The details name files, queries and backends: log them, do not send them.
