@@ -189,11 +189,17 @@ async fn a_write_lock_held_elsewhere_makes_writes_unavailable_until_released() {
     );
     assert_eq!(store.linked_blob_size(&repo, &blob).await.unwrap(), Some(4));
     let ready = store.check_ready().await;
-    assert!(matches!(ready, Err(MetaError::Unavailable(_))), "got {ready:?}");
+    assert!(
+        matches!(ready, Err(MetaError::Unavailable(_))),
+        "got {ready:?}"
+    );
 
     sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
     holder.close().await.unwrap();
     store.check_ready().await.unwrap();
     store.link_blob(&repo, &other, 5, 3).await.unwrap();
-    assert_eq!(store.linked_blob_size(&repo, &other).await.unwrap(), Some(5));
+    assert_eq!(
+        store.linked_blob_size(&repo, &other).await.unwrap(),
+        Some(5)
+    );
 }
