@@ -50,7 +50,23 @@ pub fn try_request(
     headers: &[(&str, &str)],
     body: RequestBody<'_>,
 ) -> std::io::Result<HttpResponse> {
+    try_request_within(None, addr, method, path, headers, body)
+}
+
+/// [`try_request`] that gives up (`TimedOut`/`WouldBlock`) when the server
+/// stays silent for `limit` at any point, so a hanging server fails a test
+/// instead of stalling it.
+pub fn try_request_within(
+    limit: Option<std::time::Duration>,
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: RequestBody<'_>,
+) -> std::io::Result<HttpResponse> {
     let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(limit)?;
+    stream.set_write_timeout(limit)?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));

@@ -11,6 +11,7 @@ pub mod containers;
 pub mod cutting_proxy;
 pub mod daemon;
 pub mod dockerd;
+pub mod fault_proxy;
 pub mod http;
 pub mod images;
 pub mod oci;
