@@ -62,23 +62,28 @@ deployment_init() {
     chmod 711 "$work"
 }
 
-# Stops only the processes this script started, gently first.
-stop() {
-    local p=$1
-    kill -TERM "$p" 2>/dev/null || return 0
-    for _ in $(seq 1 100); do
-        kill -0 "$p" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$p" 2>/dev/null || true
-    # Reaping it here keeps bash from reporting the kill as an error.
-    { wait "$p"; } 2>/dev/null || true
-}
-
+# Stops every process started here (and only those): all of them gently
+# at once, then, after at most 5 s, by force. SeaweedFS can take longer to
+# stop on its own, and its data is deleted next anyway.
 deployment_cleanup() {
     if [[ -n $deployment_on_exit ]]; then "$deployment_on_exit" || true; fi
+    local name
     for name in "${!pid[@]}"; do
-        [[ $name == postgres ]] || stop "${pid[$name]}"
+        [[ $name == postgres ]] || kill -TERM "${pid[$name]}" 2>/dev/null || true
+    done
+    for _ in $(seq 1 50); do
+        local running=0
+        for name in "${!pid[@]}"; do
+            [[ $name != postgres ]] && kill -0 "${pid[$name]}" 2>/dev/null && running=1
+        done
+        ((running)) || break
+        sleep 0.1
+    done
+    for name in "${!pid[@]}"; do
+        [[ $name == postgres ]] && continue
+        kill -KILL "${pid[$name]}" 2>/dev/null || true
+        # Reaping it here keeps bash from reporting the kill as an error.
+        { wait "${pid[$name]}"; } 2>/dev/null || true
     done
     if [[ -n $pg_data && -f $pg_data/postmaster.pid ]]; then
         # Immediate mode: the data is deleted next, so no checkpoint is needed.
