@@ -131,6 +131,7 @@ source "$repo/scripts/lib/deployment.sh"
 
 # Keeps the logs of what was started, for reading failures afterwards; runs
 # from the exit trap, before the deployment is stopped and deleted.
+# shellcheck disable=SC2317 # called through $deployment_on_exit
 keep_logs() {
     local name
     for name in "${!pid[@]}"; do

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Throw-away Berth deployments on loopback, for scripts that measure or test
 # a running registry (bench/multinode.sh, scripts/conformance.sh). Sourced,
 # not run: it defines functions and the state they share, and starts nothing
