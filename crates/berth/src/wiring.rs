@@ -267,10 +267,11 @@ async fn open_database_described(loaded: &Loaded) -> Result<Databases, String> {
             DatabaseUrl::Sqlite(_) => {
                 "the file's directory must be writable by the user berth runs as"
             }
-            DatabaseUrl::Postgres(_) => {
+            DatabaseUrl::Postgres(_) if cfg!(feature = "postgres") => {
                 "PostgreSQL must be running and reachable, and the user must be allowed to \
                  connect and to create tables"
             }
+            DatabaseUrl::Postgres(_) => "use a build with PostgreSQL, or a sqlite:// database",
         };
         format!("{e}. Check {}: {hint}", loaded.describe("database.url"))
     })
