@@ -424,6 +424,16 @@ mod tests {
         ConfigArgs::default().load(&env).unwrap()
     }
 
+    /// The server crate's defaults (used by its tests, which build no
+    /// configuration) are the declared ones.
+    #[test]
+    fn server_settings_defaults_are_the_declared_ones() {
+        assert_eq!(
+            server_settings(&Config::default()),
+            ServerSettings::default()
+        );
+    }
+
     #[tokio::test]
     async fn the_storage_probe_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
