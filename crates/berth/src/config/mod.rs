@@ -550,8 +550,13 @@ fn closest<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Op
 /// The hint for an unknown `name` in `[section]`: a key of that name in
 /// another section, or the closest key of this one.
 fn hint_in_section(section: &str, name: &str) -> String {
-    if let Some(key) = KEYS.iter().find(|key| key.name == name) {
-        return format!("; `{name}` belongs in [{}]", key.section);
+    let homes: Vec<String> = KEYS
+        .iter()
+        .filter(|key| key.name == name)
+        .map(|key| format!("[{}]", key.section))
+        .collect();
+    if !homes.is_empty() {
+        return format!("; `{name}` belongs in {}", homes.join(" or "));
     }
     let names = KEYS
         .iter()
@@ -566,8 +571,13 @@ fn hint_in_section(section: &str, name: &str) -> String {
 /// The hint for an unknown top-level `name`: the section of a key of that
 /// name, or the closest section, key or older top-level spelling.
 fn hint_at_top(name: &str) -> String {
-    if let Some(key) = KEYS.iter().find(|key| key.name == name) {
-        return format!("; it belongs in a section: [{}] {name}", key.section);
+    let homes: Vec<String> = KEYS
+        .iter()
+        .filter(|key| key.name == name)
+        .map(|key| format!("[{}] {name}", key.section))
+        .collect();
+    if !homes.is_empty() {
+        return format!("; it belongs in a section: {}", homes.join(" or "));
     }
     let flat: Vec<String> = KEYS
         .iter()

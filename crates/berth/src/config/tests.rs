@@ -349,6 +349,14 @@ fn unknown_keys_are_refused_with_the_closest_known_key() {
             "unknown key `server.listn`; did you mean `listen`?",
         ),
         ("[server]\ninterval = \"1h\"", "`interval` belongs in [gc]"),
+        (
+            "[server]\nurl = \"s3://b\"",
+            "`url` belongs in [storage] or [database]",
+        ),
+        (
+            "url = \"s3://b\"",
+            "it belongs in a section: [storage] url or [database] url",
+        ),
         ("[gc]\ngrace = \"1h\"", "did you mean `grace_period`?"),
         ("[auth]\nenable = true", "did you mean `enabled`?"),
         (
