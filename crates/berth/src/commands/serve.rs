@@ -4,10 +4,11 @@
 //! The order matters for what an operator sees. Every check that can fail
 //! on a misconfiguration runs before the listener is bound: the
 //! configuration (loaded by the caller), the exposure rule for access
-//! control, the data directory's permissions, blob storage (a probe blob
-//! written, read and deleted), the database (connected and migrated), the
-//! signing keys and the TLS certificate. A failure stops the process with
-//! one message naming the setting, never a 500 on some later request.
+//! control, the data directory's permissions, the TLS certificate, blob
+//! storage (a probe blob written, read and deleted), the database
+//! (connected and migrated) and the signing keys. A failure stops the
+//! process with one message naming the setting, never a 500 on some later
+//! request.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -52,24 +53,34 @@ const BLOCKING_WORK_GRACE: std::time::Duration = std::time::Duration::from_secs(
 async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
     let config = &loaded.config;
     let data_dir = &config.server.data_dir;
-    if files::private_directory(data_dir)? {
+    let tightened = files::private_directory(data_dir)
+        .map_err(|e| format!("{e}. Check {}", loaded.describe("server.data_dir")))?;
+    if tightened {
         tracing::info!(
             path = %data_dir.display(),
             "restricted the data directory to its owner (mode 0700)"
         );
     }
+    // Read first, so a bad certificate fails the start (not a request), and
+    // before anything is opened.
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(berth_server::tls::server_config(cert, key).map_err(|e| {
+                format!(
+                    "{e}. Check {} and {}",
+                    loaded.describe("server.tls_cert"),
+                    loaded.describe("server.tls_key")
+                )
+            })?)
+        }
+        _ => None,
+    };
     let opened = wiring::open_registry(loaded, wiring::StorageCheck::Probe).await?;
     let registry = opened.registry;
     let mut state = AppState::new(registry.clone()).with_settings(wiring::server_settings(config));
     if config.auth.enabled {
         state = state.with_auth(wiring::auth_state(config, opened.auth_meta, env).await?);
     }
-    // Read before binding, so a bad certificate fails the start, not a request.
-    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
-        (Some(cert), Some(key)) => Some(berth_server::tls::server_config(cert, key)?),
-        _ => None,
-    };
-
     let mut signals = super::ShutdownSignals::install()?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
