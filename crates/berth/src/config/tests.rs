@@ -84,6 +84,61 @@ fn every_key_is_documented_and_has_a_unique_flag() {
     }
 }
 
+/// The keys of the release before sections, by their top-level TOML name:
+/// each keeps that spelling, its flag and its `BERTH_*` variable.
+#[test]
+fn every_earlier_key_keeps_its_names() {
+    const EARLIER: &[&str] = &[
+        "listen",
+        "data_dir",
+        "upload_ttl",
+        "upload_purge_interval",
+        "gc_interval",
+        "gc_grace_period",
+        "gc_orphan_sweep_interval",
+        "gc_untagged",
+        "gc_untagged_age",
+        "delete_referrers",
+        "gc_batch_size",
+        "log",
+        "log_format",
+        "database",
+        "cache_ttl",
+        "storage",
+        "s3_endpoint",
+        "s3_region",
+        "s3_path_style",
+        "s3_access_key_id",
+        "s3_secret_access_key",
+        "redirect",
+        "auth",
+        "auth_realm",
+        "auth_service",
+        "auth_issuer",
+        "users_may_create_namespaces",
+        "public_host",
+        "tls_cert",
+        "tls_key",
+    ];
+    for name in EARLIER {
+        let key = KEYS
+            .iter()
+            .find(|key| key.is_legacy() && key.flat_name() == *name)
+            .unwrap_or_else(|| panic!("`{name}` lost its top-level spelling"));
+        assert_eq!(key.flag, name.replace('_', "-"));
+        assert_eq!(
+            key.env_var(),
+            format!("BERTH_{}", name.to_ascii_uppercase())
+        );
+    }
+    let legacy = KEYS.iter().filter(|key| key.is_legacy()).count();
+    assert_eq!(
+        legacy,
+        EARLIER.len(),
+        "only keys of that release are Legacy"
+    );
+}
+
 /// Three distinct values for a kind of value, as (TOML literal for the
 /// file, text for the variable, text for the flag). Several candidates for
 /// kinds shared by keys of different types (URLs); the first the key
