@@ -13,6 +13,7 @@
 //! - `token`: the token endpoint (`/auth/token`, GET and OAuth2 POST).
 //! - `api`: the JSON management API under `/api/v1`.
 //! - `tls`: the rustls listener behind [`run_tls`].
+//! - `settings`: [`ServerSettings`], connection limits and trusted proxies.
 //!
 //! **Architecture Invariant:** axum and HTTP types live in this crate only.
 //! Below it, the registry speaks in domain types.
@@ -33,12 +34,14 @@ pub mod api;
 pub mod endpoint;
 pub mod error;
 pub mod metrics;
+pub mod settings;
 pub mod tls;
 pub mod token;
 pub mod v2;
 
 pub use access::AuthState;
 pub use metrics::Metrics;
+pub use settings::ServerSettings;
 
 /// Everything a request handler needs, built once by the binary.
 #[derive(Clone)]
@@ -47,6 +50,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Access control; `None` when it is off and every request is allowed.
     pub auth: Option<Arc<AuthState>>,
+    /// Connection limits and trusted proxies.
+    pub settings: Arc<ServerSettings>,
 }
 
 impl AppState {
@@ -55,7 +60,14 @@ impl AppState {
             registry,
             metrics: Arc::new(Metrics::new()),
             auth: None,
+            settings: Arc::new(ServerSettings::default()),
         }
+    }
+
+    /// Replaces the default connection settings.
+    pub fn with_settings(mut self, settings: ServerSettings) -> AppState {
+        self.settings = Arc::new(settings);
+        self
     }
 
     /// Turns access control on.
@@ -167,7 +179,8 @@ pub async fn run(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    serve(listener, app(state), shutdown).await
+    let settings = Arc::clone(&state.settings);
+    serve(listener, app(state), &settings, shutdown).await
 }
 
 /// Like [`run`], speaking HTTPS with `config` (see [`tls::server_config`]).
@@ -178,11 +191,13 @@ pub async fn run_tls(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tls::TlsListener::new(listener, config)?;
-    serve(listener, app(state), shutdown).await
+    let settings = Arc::clone(&state.settings);
+    serve(listener, app(state), &settings, shutdown).await
 }
 
 /// The accept loop behind [`run`] and [`run_tls`]: `axum::serve` with the
-/// connection settings it does not expose (see [`HTTP1_READ_BUFFER`]).
+/// connection settings it does not expose (see [`HTTP1_READ_BUFFER`]) and
+/// those of [`ServerSettings`] enforced so far.
 ///
 /// Each request carries the peer's address as `ConnectInfo`, which login
 /// throttling keys on. When `shutdown` completes the listener is closed,
@@ -191,6 +206,7 @@ pub async fn run_tls(
 async fn serve<L>(
     mut listener: L,
     router: Router,
+    settings: &ServerSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
@@ -203,7 +219,8 @@ where
     builder
         .http1()
         .max_buf_size(HTTP1_READ_BUFFER)
-        .timer(TokioTimer::new());
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

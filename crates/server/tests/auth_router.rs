@@ -101,7 +101,7 @@ async fn harness(policy: PolicyConfig) -> Harness {
     )
     .await
     .unwrap();
-    let auth = node_auth(store, policy, &dir.path().join("keys")).await;
+    let auth = node_auth(store, policy).await;
     Harness {
         _dir: dir,
         state: AppState::new(registry).with_auth(auth),
@@ -111,13 +111,9 @@ async fn harness(policy: PolicyConfig) -> Harness {
 
 /// Access control for one node on `store`, with the store's signing keys
 /// (made on first use), as `berth serve --auth` builds it.
-async fn node_auth(
-    store: Arc<dyn AuthStore>,
-    policy: PolicyConfig,
-    key_dir: &std::path::Path,
-) -> AuthState {
+async fn node_auth(store: Arc<dyn AuthStore>, policy: PolicyConfig) -> AuthState {
     let (keys, _) =
-        berth_auth::keys::load_or_create(store.as_ref(), key_dir, OffsetDateTime::now_utc())
+        berth_auth::keys::load_or_create(store.as_ref(), OffsetDateTime::now_utc(), || Ok(None))
             .await
             .unwrap();
     AuthState {
@@ -137,12 +133,7 @@ impl Harness {
 
     /// A second node: the same registry and auth store, its own key state.
     async fn another_node(&self) -> Harness {
-        let auth = node_auth(
-            Arc::clone(&self.auth().store),
-            self.auth().policy,
-            &self._dir.path().join("other-keys"),
-        )
-        .await;
+        let auth = node_auth(Arc::clone(&self.auth().store), self.auth().policy).await;
         Harness {
             _dir: tempfile::tempdir().unwrap(),
             state: AppState::new(self.state.registry.clone()).with_auth(auth),
@@ -680,9 +671,7 @@ async fn keys_rotated_elsewhere_are_picked_up_at_the_next_reload() {
     use std::time::Duration;
 
     let store: Arc<dyn AuthStore> = Arc::new(MemoryAuthStore::new());
-    let no_key_files = tempfile::tempdir().unwrap();
-    let auth =
-        Arc::new(node_auth(store.clone(), PolicyConfig::default(), no_key_files.path()).await);
+    let auth = Arc::new(node_auth(store.clone(), PolicyConfig::default()).await);
     let cancel = tokio_util::sync::CancellationToken::new();
     let reloads = {
         let auth = Arc::clone(&auth);
