@@ -7,7 +7,7 @@ use berth_auth::{admin, Role};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::error::ManagementError;
+use super::error::{ErrorBody, ManagementError};
 use super::types::{Name, RoleSchema};
 use super::{no_content, ok, Context};
 
@@ -67,7 +67,10 @@ pub async fn list(ctx: &Context<'_>, namespace: &Name) -> Result<Response, Manag
         ("user" = Name, Path, description = "The user"),
     ),
     request_body = MemberUpdate,
-    responses((status = 200, description = "The membership", body = Member))
+    responses(
+        (status = 200, description = "The membership", body = Member),
+        (status = 409, description = "It would demote the last owner", body = ErrorBody),
+    )
 )]
 pub async fn set(
     ctx: &Context<'_>,
@@ -100,7 +103,10 @@ pub async fn set(
         ("namespace" = Name, Path, description = "The namespace"),
         ("user" = Name, Path, description = "The user"),
     ),
-    responses((status = 204, description = "The member was removed"))
+    responses(
+        (status = 204, description = "The member was removed"),
+        (status = 409, description = "It would remove the last owner", body = ErrorBody),
+    )
 )]
 pub async fn remove(
     ctx: &Context<'_>,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::error::ManagementError;
+use super::error::{ErrorBody, ManagementError};
 use super::types::{Name, RoleSchema, VisibilitySchema};
 use super::{created, ok, Context};
 
@@ -114,7 +114,10 @@ pub async fn list(ctx: &Context<'_>) -> Result<Response, ManagementError> {
     tag = "namespaces",
     operation_id = "create_namespace",
     request_body = NewNamespace,
-    responses((status = 201, description = "The namespace was created", body = Namespace))
+    responses(
+        (status = 201, description = "The namespace was created", body = Namespace),
+        (status = 409, description = "The namespace exists", body = ErrorBody),
+    )
 )]
 pub async fn create(ctx: &Context<'_>, new: NewNamespace) -> Result<Response, ManagementError> {
     // Administrators create namespaces for others; they become owners only

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::error::ManagementError;
+use super::error::{ErrorBody, ManagementError};
 use super::types::{ExpiryParam, Name, ScopeParam};
 use super::{created, no_content, ok, Context};
 
@@ -117,7 +117,10 @@ pub async fn list(ctx: &Context<'_>) -> Result<Response, ManagementError> {
     tag = "tokens",
     operation_id = "create_token",
     request_body = NewToken,
-    responses((status = 201, description = "The token, with its secret", body = CreatedToken))
+    responses(
+        (status = 201, description = "The token, with its secret", body = CreatedToken),
+        (status = 409, description = "The name is taken by a user or another token", body = ErrorBody),
+    )
 )]
 pub async fn create(ctx: &Context<'_>, new: NewToken) -> Result<Response, ManagementError> {
     let scopes: Vec<_> = new.scopes.into_iter().map(|scope| scope.0).collect();

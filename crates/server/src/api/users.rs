@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::error::ManagementError;
+use super::error::{ErrorBody, ManagementError};
 use super::types::{secret, Name};
 use super::{created, ok, Context};
 
@@ -75,7 +75,10 @@ pub async fn list(ctx: &Context<'_>) -> Result<Response, ManagementError> {
     tag = "users",
     operation_id = "create_user",
     request_body = NewUser,
-    responses((status = 201, description = "The user was created", body = User))
+    responses(
+        (status = 201, description = "The user was created", body = User),
+        (status = 409, description = "The name is taken by a user, namespace or access token", body = ErrorBody),
+    )
 )]
 pub async fn create(ctx: &Context<'_>, new: NewUser) -> Result<Response, ManagementError> {
     let now = ctx.now();
