@@ -45,12 +45,11 @@ pub mod tokens;
 pub mod types;
 pub mod users;
 
-use crate::access::{authenticate_caller, AuthState, AuthenticationFailure};
+use crate::access::{authenticate_caller, AuthState};
 use crate::v2::EndpointLabel;
 use crate::AppState;
-use berth_auth::ChallengeError;
 use endpoint::Endpoint;
-use error::{ErrorCode, ManagementError};
+use error::ManagementError;
 use permission::Authorized;
 use route::Route;
 
@@ -110,23 +109,19 @@ async fn handle(
     let (parts, body) = request.into_parts();
     let (route, params) = Route::find(&parts.method, parts.uri.path())?;
     *label = route.name();
-    let auth = match state.auth.as_deref() {
-        Some(auth) => auth,
-        None if route.is_public() => {
-            // Without access control there is no one to authorize; the
-            // public routes answer all the same.
-            let endpoint = Endpoint::parse(route, &params, &[])?;
-            return public(&endpoint);
-        }
-        None => {
-            return Err(ManagementError::not_found(
+    let Some(auth) = state.auth.as_deref() else {
+        // Without access control nobody can be authorized, so the API
+        // answers only what anyone may read.
+        return match route {
+            Route::OpenApi => Ok(openapi::document()),
+            _ => Err(ManagementError::not_found(
                 "the management API needs access control: start the server with --auth",
-            ))
-        }
+            )),
+        };
     };
     let caller = authenticate_caller(auth, &parts)
         .await
-        .map_err(|failure| refusal(auth, &parts.headers, failure))?;
+        .map_err(|failure| permission::refuse_credentials(auth, &parts.headers, failure))?;
     let body = if route.takes_body() {
         endpoint::read_body(&parts, body).await?
     } else {
@@ -148,7 +143,7 @@ async fn handle_endpoint(
     endpoint: Endpoint,
 ) -> Result<Response, ManagementError> {
     match endpoint {
-        Endpoint::OpenApi => public(&endpoint),
+        Endpoint::OpenApi => Ok(openapi::document()),
         Endpoint::ListUsers => users::list(ctx).await,
         Endpoint::CreateUser(new) => users::create(ctx, new).await,
         Endpoint::ListNamespaces => namespaces::list(ctx).await,
@@ -163,45 +158,5 @@ async fn handle_endpoint(
         Endpoint::ListTokens => tokens::list(ctx).await,
         Endpoint::CreateToken(new) => tokens::create(ctx, new).await,
         Endpoint::RevokeToken(name) => tokens::revoke(ctx, &name).await,
-    }
-}
-
-/// The endpoints anyone may call, which need no access-control state.
-fn public(endpoint: &Endpoint) -> Result<Response, ManagementError> {
-    match endpoint {
-        Endpoint::OpenApi => Ok(openapi::document()),
-        _ => Err(ManagementError::new(
-            ErrorCode::Internal,
-            "internal server error",
-        )),
-    }
-}
-
-/// The answer to credentials that were not accepted.
-fn refusal(
-    auth: &AuthState,
-    headers: &axum::http::HeaderMap,
-    failure: AuthenticationFailure,
-) -> ManagementError {
-    let challenge = |error: Option<ChallengeError>, message: &str| {
-        let mut challenge =
-            berth_auth::Challenge::bearer(auth.realm(headers), &auth.authority.service);
-        if let Some(error) = error {
-            challenge = challenge.with_error(error);
-        }
-        ManagementError::new(ErrorCode::Unauthorized, message)
-            .with_header(axum::http::header::WWW_AUTHENTICATE, challenge.render())
-    };
-    match failure {
-        AuthenticationFailure::MalformedHeader => challenge(None, "malformed Authorization header"),
-        AuthenticationFailure::InvalidToken => challenge(
-            Some(ChallengeError::InvalidToken),
-            "invalid or expired token",
-        ),
-        AuthenticationFailure::Login(berth_auth::LoginError::InvalidCredentials) => {
-            challenge(None, "invalid credentials")
-        }
-        AuthenticationFailure::Login(other) => other.into(),
-        AuthenticationFailure::Store(error) => error.into(),
     }
 }

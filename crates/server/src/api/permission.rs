@@ -30,14 +30,14 @@ use berth_auth::policy::{
 };
 use berth_auth::store::AccessTokenRecord;
 use berth_auth::{
-    Action, Challenge, ChallengeError, Claims, NamespaceAction, NamespaceFacts, Principal,
-    RegistryResource, Scope, TokenScope,
+    Action, Challenge, ChallengeError, Claims, LoginError, NamespaceAction, NamespaceFacts,
+    Principal, RegistryResource, Scope, TokenScope,
 };
 
 use super::endpoint::Endpoint;
 use super::error::{ErrorCode, ManagementError};
 use super::types::Name;
-use crate::access::{user_name, AuthState, Caller};
+use crate::access::{user_name, AuthState, AuthenticationFailure, Caller};
 
 /// What an endpoint needs of its caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -361,28 +361,68 @@ impl Check<'_> {
         )
     }
 
-    /// A 401 with a `Bearer` challenge naming `scopes`.
     fn challenge(
         &self,
         scopes: Vec<Scope>,
         error: Option<ChallengeError>,
         message: &str,
     ) -> ManagementError {
-        let mut challenge =
-            Challenge::bearer(self.auth.realm(self.headers), &self.auth.authority.service);
-        let names: Vec<String> = scopes.iter().map(Scope::to_string).collect();
-        for scope in scopes {
-            challenge = challenge.with_scope(scope);
+        challenge(self.auth, self.headers, scopes, error, message)
+    }
+}
+
+/// A 401 with a `Bearer` challenge naming `scopes` (and, for programs, the
+/// same scopes in `detail.scope`).
+fn challenge(
+    auth: &AuthState,
+    headers: &HeaderMap,
+    scopes: Vec<Scope>,
+    error: Option<ChallengeError>,
+    message: &str,
+) -> ManagementError {
+    let mut challenge = Challenge::bearer(auth.realm(headers), &auth.authority.service);
+    let names: Vec<String> = scopes.iter().map(Scope::to_string).collect();
+    for scope in scopes {
+        challenge = challenge.with_scope(scope);
+    }
+    if let Some(error) = error {
+        challenge = challenge.with_error(error);
+    }
+    let mut refusal = ManagementError::new(ErrorCode::Unauthorized, message)
+        .with_header(header::WWW_AUTHENTICATE, challenge.render());
+    if !names.is_empty() {
+        refusal = refusal.with_detail(serde_json::json!({ "scope": names.join(" ") }));
+    }
+    refusal
+}
+
+/// The answer to credentials that were not accepted (before any
+/// permission is looked at).
+pub fn refuse_credentials(
+    auth: &AuthState,
+    headers: &HeaderMap,
+    failure: AuthenticationFailure,
+) -> ManagementError {
+    match failure {
+        AuthenticationFailure::MalformedHeader => challenge(
+            auth,
+            headers,
+            Vec::new(),
+            None,
+            "malformed Authorization header",
+        ),
+        AuthenticationFailure::InvalidToken => challenge(
+            auth,
+            headers,
+            Vec::new(),
+            Some(ChallengeError::InvalidToken),
+            "invalid or expired token",
+        ),
+        AuthenticationFailure::Login(LoginError::InvalidCredentials) => {
+            challenge(auth, headers, Vec::new(), None, "invalid credentials")
         }
-        if let Some(error) = error {
-            challenge = challenge.with_error(error);
-        }
-        let mut refusal = ManagementError::new(ErrorCode::Unauthorized, message)
-            .with_header(header::WWW_AUTHENTICATE, challenge.render());
-        if !names.is_empty() {
-            refusal = refusal.with_detail(serde_json::json!({ "scope": names.join(" ") }));
-        }
-        refusal
+        AuthenticationFailure::Login(other) => other.into(),
+        AuthenticationFailure::Store(error) => error.into(),
     }
 }
 
