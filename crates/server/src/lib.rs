@@ -11,7 +11,9 @@
 //! - `access`: access control on the edge: credentials to a principal, the one
 //!   authorization step before dispatch, challenges and refusals.
 //! - `token`: the token endpoint (`/auth/token`, GET and OAuth2 POST).
-//! - `api`: the JSON management API under `/api/v1`.
+//! - `api`: the JSON management API under `/api/v1`: routing table, typed
+//!   endpoints, permission table and its one authorization step, handlers
+//!   per resource, and the OpenAPI document generated from them.
 //! - `tls`: the rustls listener behind [`run_tls`].
 //! - `settings`: [`ServerSettings`], connection limits and trusted proxies.
 //!
@@ -90,7 +92,7 @@ pub fn app(state: AppState) -> Router {
             access::TOKEN_PATH,
             get(token::get_token).post(token::post_token),
         )
-        .nest("/api/v1", api::router())
+        .merge(api::router())
         .route("/v2/{*rest}", any(v2::dispatch))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

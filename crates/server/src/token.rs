@@ -4,6 +4,10 @@
 //! ("identity") token. Both answer with a short-lived registry JWT carrying
 //! only the actions the policy grants, which may be none: a client that asks
 //! for more than it may have gets a token for less, and `/v2/` refuses the rest.
+//! Besides repositories and the catalog, the management API's scopes
+//! (`namespace:NS:ACTION`, `registry:users:*`, `registry:tokens:*`) are
+//! granted by the same policy, so a token for `/api/v1` carries exactly
+//! the management rights it was asked and allowed to have.
 
 use std::sync::Arc;
 
@@ -13,12 +17,12 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_auth::challenge::oauth_error_code;
-use berth_auth::policy::granted_actions;
+use berth_auth::policy::{granted_actions, granted_namespace_actions, granted_registry_actions};
 use berth_auth::store::{issue_refresh_token, REFRESH_TOKEN_LIFETIME};
 use berth_auth::{
     login_with_password, login_with_refresh_token, AccessEntry, AuthError, Credentials, Grant,
-    LoginError, Principal, ResourceType, Scope, Secret, TokenGetRequest, TokenPostRequest,
-    TokenResponse,
+    LoginError, Principal, RegistryResource, ResourceType, Scope, Secret, TokenGetRequest,
+    TokenPostRequest, TokenResponse,
 };
 use berth_oci::{ErrorCode, RepoName};
 use time::OffsetDateTime;
@@ -233,12 +237,38 @@ pub async fn grant(
                     access.push(AccessEntry::granted(scope, actions));
                 }
             }
-            // Listing is filtered per caller, so the catalog is granted to
-            // anyone who logged in; anonymous callers list without a token.
-            ResourceType::Registry if scope.name == "catalog" && principal.subject().is_some() => {
-                access.push(AccessEntry::granted(scope, vec!["*".to_string()]));
+            // Management scopes (see `berth_auth::scope`), decided by the
+            // same policy as the management API's own checks.
+            ResourceType::Namespace => {
+                if berth_auth::model::validate_account_name(&scope.name).is_err() {
+                    continue;
+                }
+                let facts = auth
+                    .store
+                    .namespace_facts(&scope.name, user_name(principal))
+                    .await
+                    .map_err(store_failure)?;
+                let actions = granted_namespace_actions(
+                    principal,
+                    &auth.policy,
+                    facts,
+                    &scope.name,
+                    &scope.actions,
+                );
+                if !actions.is_empty() {
+                    access.push(AccessEntry::granted(scope, actions));
+                }
             }
-            _ => {}
+            ResourceType::Registry => {
+                let Some(resource) = RegistryResource::parse(&scope.name) else {
+                    continue;
+                };
+                let actions = granted_registry_actions(principal, resource, &scope.actions);
+                if !actions.is_empty() {
+                    access.push(AccessEntry::granted(scope, actions));
+                }
+            }
+            ResourceType::Other(_) => {}
         }
     }
     Ok(access)

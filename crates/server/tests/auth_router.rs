@@ -586,15 +586,26 @@ async fn management_api_manages_namespaces_members_and_tokens() {
             .await,
         401
     );
-    // Anonymous and robots are kept out.
-    assert_eq!(h.get("/api/v1/namespaces", None).await.status, 401);
-    assert_eq!(
-        h.get("/api/v1/namespaces", Some(&basic("puller", &h.robot)))
-            .await
-            .status,
-        403
-    );
-    assert_eq!(h.get("/api/v1/users", Some(&alice)).await.status, 403);
+    // Anonymous callers are kept out; robots see what they may pull and
+    // manage nothing. Refusals are the management API's error shape.
+    let anonymous = h.get("/api/v1/namespaces", None).await;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.json()["code"], "unauthorized");
+    let robot = basic("puller", &h.robot);
+    let listed = h.get("/api/v1/namespaces", Some(&robot)).await;
+    assert_eq!(listed.status, 200);
+    let names: Vec<String> = listed.json()["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_string())
+        .collect();
+    // alice's namespace was made public above.
+    assert_eq!(names, ["alice", "pub", "team-a"]);
+    assert_eq!(h.get("/api/v1/tokens", Some(&robot)).await.status, 403);
+    let users = h.get("/api/v1/users", Some(&alice)).await;
+    assert_eq!(users.status, 403);
+    assert_eq!(users.json()["code"], "forbidden");
 }
 
 fn kid(jwt: &str) -> String {
