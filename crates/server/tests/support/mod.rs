@@ -168,7 +168,7 @@ impl Harness {
         .await
         .unwrap();
         let (keys, _) =
-            berth_auth::keys::load_or_create(store.as_ref(), &dir.path().join("keys"), now)
+            berth_auth::keys::load_or_create(store.as_ref(), now, || Ok(None))
                 .await
                 .unwrap();
         let auth = AuthState {
