@@ -31,6 +31,11 @@ pub mod jobs;
 mod manifests;
 mod uploads;
 
+/// The byte streams of the registry's API: request bodies flow in as a
+/// [`ByteStream`], blobs flow out as a [`BlobBody`]. They are the blob store's
+/// own types, named here so that callers (the HTTP server) depend on the
+/// registry alone and never on a storage crate.
+pub use berth_storage::{BlobBody, ByteStream};
 pub use error::RegistryError;
 pub use gc::{GcOptions, GcReport};
 pub use manifests::{ManifestPut, ReferrersIndex};

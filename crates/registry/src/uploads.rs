@@ -8,8 +8,8 @@
 //! storage backend discard bytes a failed earlier write left behind.
 
 use berth_meta::UploadRecord;
-use berth_oci::{Digest, RepoName};
-use berth_storage::{ByteStream, UploadId, UploadProgress};
+use berth_oci::{Digest, RepoName, UploadId};
+use berth_storage::{ByteStream, UploadProgress};
 
 use crate::{Registry, RegistryError};
 

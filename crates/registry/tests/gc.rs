@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use berth_meta::MetaStore;
-use berth_oci::{Algorithm, ByteRange, Digest};
+use berth_oci::{Algorithm, ByteRange, Digest, UploadId};
 use berth_registry::{Clock, GcOptions, Registry, RegistryConfig, RegistryError};
 use berth_storage::fs::FsBlobStore;
 use berth_storage::{
-    BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, UploadId, UploadProgress,
+    BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, UploadProgress,
 };
 use support::{
     by_digest, config, push_index, push_referrer, repo, tag, Harness, GRACE, START, UPLOAD_TTL,

@@ -10,8 +10,8 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_oci::range::{parse_content_range, parse_range_header};
-use berth_oci::{Digest, ErrorCode, RangeError, Reference, RepoName, Tag};
-use berth_storage::{ByteStream, UploadId};
+use berth_oci::{Digest, ErrorCode, RangeError, Reference, RepoName, Tag, UploadId};
+use berth_registry::ByteStream;
 use futures::TryStreamExt;
 
 use crate::access::{self, Caller, MountDenied};

@@ -4,10 +4,10 @@
 
 mod support;
 
-use berth_oci::{Algorithm, Digest};
+use berth_oci::{Algorithm, Digest, UploadId};
 use berth_storage::s3::{S3BlobStore, DEFAULT_PART_SIZE};
 use berth_storage::suite::{self, Leftovers};
-use berth_storage::{BlobStore, StorageError, UploadId, UploadProgress};
+use berth_storage::{BlobStore, StorageError, UploadProgress};
 use bytes::Bytes;
 use futures::StreamExt;
 
