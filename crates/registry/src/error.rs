@@ -1,4 +1,8 @@
 //! Errors of the registry domain and their spec error codes.
+//!
+//! The registry names what went wrong (a variant, with the facts the edge
+//! needs, such as where an upload ends) and its spec [`ErrorCode`]; which
+//! HTTP status that becomes is the server's business (`server/src/error.rs`).
 
 use berth_meta::MetaError;
 use berth_oci::{Digest, ErrorCode};
@@ -75,19 +79,6 @@ impl RegistryError {
             RegistryError::ManifestReferenced(_) => ErrorCode::Denied,
             RegistryError::InvalidParameter(_) => ErrorCode::Unsupported,
             RegistryError::Storage(_) | RegistryError::Meta(_) => ErrorCode::Internal,
-        }
-    }
-
-    /// The HTTP status, where it differs from the code's usual one.
-    pub fn status(&self) -> u16 {
-        match self {
-            RegistryError::ChunkOutOfOrder { .. } | RegistryError::UploadBusy => 416,
-            RegistryError::ManifestTooLarge(_) => 413,
-            RegistryError::ManifestReferenced(_) => 409,
-            // A retryable condition: clients retry a push on 503.
-            RegistryError::BlobBeingCollected => 503,
-            RegistryError::InvalidParameter(_) => 400,
-            other => other.code().default_status(),
         }
     }
 

@@ -183,8 +183,7 @@ async fn issue(
         .issue(principal.subject(), access, now, not_after)
         .map_err(|e| {
             tracing::error!(error = %e, "signing a registry token failed");
-            ApiError::new(ErrorCode::Internal, "internal server error")
-                .with_status(StatusCode::INTERNAL_SERVER_ERROR)
+            ApiError::internal()
         })?;
     let mut refresh: Option<Secret> = None;
     if with_refresh_token {

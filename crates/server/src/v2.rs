@@ -291,22 +291,14 @@ fn chunk_start(request: &Parts) -> Result<Option<u64>, ApiError> {
     match request.headers.get(header::CONTENT_RANGE) {
         None => Ok(None),
         Some(value) => {
-            let text = value.to_str().map_err(|_| bad_content_range())?;
+            let text = value.to_str().map_err(|_| ApiError::bad_content_range())?;
             Ok(Some(
                 parse_content_range(text)
-                    .map_err(|_| bad_content_range())?
+                    .map_err(|_| ApiError::bad_content_range())?
                     .start,
             ))
         }
     }
-}
-
-fn bad_content_range() -> ApiError {
-    ApiError::new(
-        ErrorCode::BlobUploadInvalid,
-        "malformed Content-Range header",
-    )
-    .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
 }
 
 async fn put_upload(
@@ -411,11 +403,10 @@ async fn put_manifest(
         .map(str::to_string);
     let limit = berth_oci::manifest::MAX_MANIFEST_SIZE;
     let payload = axum::body::to_bytes(body, limit + 1).await.map_err(|_| {
-        ApiError::new(
+        ApiError::payload_too_large(
             ErrorCode::ManifestInvalid,
             format!("manifest larger than {limit} bytes"),
         )
-        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
     })?;
     state.metrics.bytes_in(payload.len() as u64);
     let extra_tags = tag_params(request, reference)?;
@@ -465,11 +456,10 @@ fn tag_params(request: &Parts, reference: &Reference) -> Result<Vec<Tag>, ApiErr
         ));
     }
     if raw.len() > MAX_TAG_PARAMS {
-        return Err(ApiError::new(
+        return Err(ApiError::uri_too_long(
             ErrorCode::ManifestInvalid,
             format!("at most {MAX_TAG_PARAMS} tag parameters are accepted"),
-        )
-        .with_status(StatusCode::URI_TOO_LONG));
+        ));
     }
     raw.into_iter()
         .map(|t| Tag::parse(t).map_err(|e| ApiError::manifest_invalid_reference(e.to_string())))
