@@ -1,12 +1,10 @@
 //! The shared `MetaStore` and `AuthMetaStore` suites against a real
-//! PostgreSQL that the tests start themselves (see `support/postgres.rs`),
+//! PostgreSQL that the tests start themselves (see `berth_test_support::postgres`),
 //! plus what only a server database has: several nodes migrating, working
 //! and storing their first signing key on one database.
 //!
 //! Without PostgreSQL installed these tests record a loud skip, except under
 //! `CI=true`, where they fail.
-
-mod support;
 
 use berth_meta::auth::{AuthMetaStore, SigningKeyRow};
 use berth_meta::postgres::PostgresMetaStore;
@@ -14,7 +12,7 @@ use berth_meta::sqlite::SqliteMetaStore;
 use berth_meta::{ManifestRecord, MetaError, MetaStore, NewManifest, UploadRecord};
 use berth_oci::{Algorithm, RepoName, Tag};
 use sqlx::{Connection, PgConnection};
-use support::postgres::{fresh_database, TestDatabase};
+use berth_test_support::postgres::{fresh_database, TestDatabase};
 
 /// A new, empty database with a store connected to it (and so migrated).
 async fn fresh_store(test: &str) -> Option<(TestDatabase, PostgresMetaStore)> {
