@@ -11,8 +11,8 @@ use berth_meta::postgres::PostgresMetaStore;
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_meta::{ManifestRecord, MetaError, MetaStore, NewManifest, UploadRecord};
 use berth_oci::{Algorithm, RepoName, Tag};
-use sqlx::{Connection, PgConnection};
 use berth_test_support::postgres::{fresh_database, TestDatabase};
+use sqlx::{Connection, PgConnection};
 
 /// A new, empty database with a store connected to it (and so migrated).
 async fn fresh_store(test: &str) -> Option<(TestDatabase, PostgresMetaStore)> {

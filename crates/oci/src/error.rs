@@ -5,7 +5,8 @@
 //! the JSON body `{"errors":[{"code","message","detail"}]}` from a code and a
 //! message, never from an error's `Display` alone.
 
-/// An error code from the spec's table (plus Docker's `TOOMANYREQUESTS`).
+/// An error code from the spec's table (plus Docker's `TOOMANYREQUESTS` and
+/// `RANGE_INVALID`, which the spec's table lacks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     BlobUnknown,
@@ -22,6 +23,9 @@ pub enum ErrorCode {
     Denied,
     Unsupported,
     TooManyRequests,
+    /// A `Range` the blob cannot satisfy (Docker's registry's code; the spec
+    /// names none).
+    RangeInvalid,
     /// Not in the spec's table: used for 5xx answers whose details are logged only.
     Internal,
 }
@@ -44,6 +48,7 @@ impl ErrorCode {
             ErrorCode::Denied => "DENIED",
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
+            ErrorCode::RangeInvalid => "RANGE_INVALID",
             ErrorCode::Internal => "INTERNAL_ERROR",
         }
     }
@@ -70,6 +75,7 @@ mod tests {
             (ErrorCode::Denied, "DENIED"),
             (ErrorCode::Unsupported, "UNSUPPORTED"),
             (ErrorCode::TooManyRequests, "TOOMANYREQUESTS"),
+            (ErrorCode::RangeInvalid, "RANGE_INVALID"),
             (ErrorCode::Internal, "INTERNAL_ERROR"),
         ];
         for (code, text) in all {

@@ -26,6 +26,6 @@ pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::ErrorCode;
 pub use manifest::{Descriptor, ManifestError, ManifestKind, ParsedManifest};
 pub use name::{NameError, RepoName, Tag};
-pub use range::{ByteRange, RangeError};
+pub use range::{ByteRange, RangeError, RangeRequest};
 pub use reference::{Reference, ReferenceError};
 pub use upload::UploadId;

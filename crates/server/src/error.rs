@@ -32,6 +32,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::Denied => StatusCode::FORBIDDEN,
         ErrorCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -154,6 +155,17 @@ impl ApiError {
         .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
     }
 
+    /// A blob GET's `Range` that starts at or past the end of a blob of
+    /// `size` bytes: 416, with the blob's size in `Content-Range` as RFC 9110
+    /// §15.5.17 asks.
+    pub fn range_not_satisfiable(size: u64) -> ApiError {
+        ApiError::new(
+            ErrorCode::RangeInvalid,
+            format!("requested range not satisfiable: the blob holds {size} bytes"),
+        )
+        .with_header("content-range", format!("bytes */{size}"))
+    }
+
     /// A server fault whose details went to the log.
     pub fn internal() -> ApiError {
         ApiError::new(ErrorCode::Internal, "internal server error")
@@ -230,6 +242,7 @@ mod tests {
             (ErrorCode::Denied, 403),
             (ErrorCode::Unsupported, 405),
             (ErrorCode::TooManyRequests, 429),
+            (ErrorCode::RangeInvalid, 416),
             (ErrorCode::Internal, 500),
         ];
         for (code, status) in table {

@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_oci::range::{parse_content_range, parse_range_header};
-use berth_oci::{Digest, ErrorCode, RangeError, Reference, RepoName, Tag, UploadId};
+use berth_oci::{Digest, ErrorCode, RangeRequest, Reference, RepoName, Tag, UploadId};
 use berth_registry::ByteStream;
 use futures::TryStreamExt;
 
@@ -167,25 +167,16 @@ async fn get_blob(
         }
     }
     let size = state.registry.blob_size(repo, digest).await?;
-    let range = match headers.get(header::RANGE).map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(value)) => match parse_range_header(value, size) {
-            Ok(r) => Some(r),
-            Err(RangeError::NotSatisfiable | RangeError::Malformed) => {
-                return Err(ApiError::new(
-                    ErrorCode::BlobUnknown,
-                    "requested range not satisfiable",
-                )
-                .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .with_header("content-range", format!("bytes */{size}")));
-            }
-        },
-        Some(Err(_)) => {
-            return Err(
-                ApiError::new(ErrorCode::BlobUnknown, "requested range not satisfiable")
-                    .with_status(StatusCode::RANGE_NOT_SATISFIABLE),
-            )
-        }
+    // A header that is not text cannot be a range of ours: ignored, like
+    // any other range RFC 9110 lets a server ignore.
+    let requested = headers
+        .get(header::RANGE)
+        .and_then(|value| value.to_str().ok())
+        .map_or(RangeRequest::Whole, |value| parse_range_header(value, size));
+    let range = match requested {
+        RangeRequest::Whole => None,
+        RangeRequest::Part(range) => Some(range),
+        RangeRequest::NotSatisfiable => return Err(ApiError::range_not_satisfiable(size)),
     };
     let mut builder = Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")

@@ -326,65 +326,130 @@ async fn upload_errors_cancel_and_missing_digest() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
+/// RFC 9110 §14: one satisfiable byte range is served as 206 (its end
+/// clamped to the blob, however large); a range starting past the end is 416
+/// with `Content-Range: bytes */SIZE` and a `RANGE_INVALID` body; a unit
+/// other than `bytes`, several ranges or a malformed one are ignored and the
+/// whole blob is served.
 #[tokio::test]
 async fn blob_ranges_table() {
     let h = Harness::new().await;
     let data: Vec<u8> = (0..100u8).collect();
     let digest = h.push_blob("r", &data).await;
-    // (Range header, status, served slice, Content-Range)
-    type Case<'a> = (&'a str, StatusCode, Option<(usize, usize)>, &'a str);
+    // (Range header, status, served slice, Content-Range, error code)
+    type Case<'a> = (
+        &'a str,
+        StatusCode,
+        Option<(usize, usize)>,
+        &'a str,
+        &'a str,
+    );
+    const WHOLE: Option<(usize, usize)> = Some((0, 100));
     let cases: &[Case] = &[
         (
             "bytes=0-9",
             StatusCode::PARTIAL_CONTENT,
             Some((0, 10)),
             "bytes 0-9/100",
+            "",
         ),
         (
             "bytes=90-",
             StatusCode::PARTIAL_CONTENT,
             Some((90, 100)),
             "bytes 90-99/100",
+            "",
         ),
         (
             "bytes=-5",
             StatusCode::PARTIAL_CONTENT,
             Some((95, 100)),
             "bytes 95-99/100",
+            "",
         ),
         (
             "bytes=50-500",
             StatusCode::PARTIAL_CONTENT,
             Some((50, 100)),
             "bytes 50-99/100",
+            "",
+        ),
+        // An end past the size, even past 2^64, is clamped.
+        (
+            "bytes=10-99999999999999999999999",
+            StatusCode::PARTIAL_CONTENT,
+            Some((10, 100)),
+            "bytes 10-99/100",
+            "",
+        ),
+        (
+            "bytes=-99999999999999999999999",
+            StatusCode::PARTIAL_CONTENT,
+            WHOLE,
+            "bytes 0-99/100",
+            "",
+        ),
+        (
+            " bytes = 5 - 6 ",
+            StatusCode::PARTIAL_CONTENT,
+            Some((5, 7)),
+            "bytes 5-6/100",
+            "",
         ),
         (
             "bytes=100-",
             StatusCode::RANGE_NOT_SATISFIABLE,
             None,
             "bytes */100",
+            "RANGE_INVALID",
         ),
         (
-            "bytes=9-2",
+            "bytes=99999999999999999999999-",
             StatusCode::RANGE_NOT_SATISFIABLE,
             None,
             "bytes */100",
+            "RANGE_INVALID",
         ),
+        (
+            "bytes=-0",
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            None,
+            "bytes */100",
+            "RANGE_INVALID",
+        ),
+        // Ignored: another unit, several ranges, malformed specifiers.
+        ("items=0-9", StatusCode::OK, WHOLE, "", ""),
+        ("bytes=0-9,20-29", StatusCode::OK, WHOLE, "", ""),
+        ("bytes=0-9, 200-", StatusCode::OK, WHOLE, "", ""),
+        ("bytes=9-2", StatusCode::OK, WHOLE, "", ""),
+        ("bytes=a-b", StatusCode::OK, WHOLE, "", ""),
+        ("bytes=", StatusCode::OK, WHOLE, "", ""),
     ];
-    for (range, status, slice, content_range) in cases {
-        let (r, body) = h
-            .call(
-                "GET",
-                &format!("/v2/r/blobs/{digest}"),
-                &[("range", range)],
-                vec![],
-            )
-            .await;
-        assert_eq!(r.status(), *status, "{range}");
-        assert_eq!(header(&r, "content-range"), *content_range, "{range}");
-        if let Some((a, b)) = slice {
-            assert_eq!(body, data[*a..*b].to_vec(), "{range}");
-            assert_eq!(header(&r, "content-length"), (b - a).to_string());
+    for (range, status, slice, content_range, code) in cases {
+        for method in ["GET", "HEAD"] {
+            let (r, body) = h
+                .call(
+                    method,
+                    &format!("/v2/r/blobs/{digest}"),
+                    &[("range", range)],
+                    vec![],
+                )
+                .await;
+            assert_eq!(r.status(), *status, "{method} {range}");
+            assert_eq!(
+                header(&r, "content-range"),
+                *content_range,
+                "{method} {range}"
+            );
+            if let Some((a, b)) = slice {
+                assert_eq!(header(&r, "content-length"), (b - a).to_string());
+                if method == "GET" {
+                    assert_eq!(body, data[*a..*b].to_vec(), "{range}");
+                }
+            }
+            if !code.is_empty() && method == "GET" {
+                assert_eq!(error_code(&body), *code, "{range}");
+            }
         }
     }
 }

@@ -95,7 +95,9 @@ async fn large_upload_in_small_chunks_across_nodes() {
     let Some(probe) = support::new_probe("large_upload_in_small_chunks_across_nodes").await else {
         return;
     };
-    let nodes: Vec<S3BlobStore> = (0..3).map(|_| support::store(probe.weed, &probe.bucket)).collect();
+    let nodes: Vec<S3BlobStore> = (0..3)
+        .map(|_| support::store(probe.weed, &probe.bucket))
+        .collect();
     let data = suite::test_bytes(40, 40 * MIB);
     let digest = Algorithm::Sha256.digest_of(&data);
     let id = UploadId::new_random();

