@@ -22,6 +22,10 @@ pub enum RegistryError {
     /// The chunk does not start where the upload ends: HTTP 416.
     #[error("chunk starts at {given}, but the upload holds {expected} bytes")]
     ChunkOutOfOrder { given: u64, expected: u64 },
+    /// The chunk's body is not as long as its `Content-Range` says; nothing
+    /// of it was kept. `size` is what the upload holds, unchanged.
+    #[error("the chunk's body is not the {declared} bytes its range declares")]
+    ChunkSizeMismatch { declared: u64, size: u64 },
     /// Another request is writing to this upload right now.
     #[error("upload is being written by another request")]
     UploadBusy,
@@ -66,6 +70,7 @@ impl RegistryError {
             RegistryError::NameUnknown => ErrorCode::NameUnknown,
             RegistryError::UploadUnknown => ErrorCode::BlobUploadUnknown,
             RegistryError::ChunkOutOfOrder { .. }
+            | RegistryError::ChunkSizeMismatch { .. }
             | RegistryError::UploadBusy
             | RegistryError::UploadInvalid(_)
             | RegistryError::BlobBeingCollected => ErrorCode::BlobUploadInvalid,

@@ -43,9 +43,9 @@ fn registry_status(error: &RegistryError) -> StatusCode {
     match error {
         // The spec's answer to a chunk that does not continue the upload;
         // a chunk that another request is writing is the same conflict.
-        RegistryError::ChunkOutOfOrder { .. } | RegistryError::UploadBusy => {
-            StatusCode::RANGE_NOT_SATISFIABLE
-        }
+        RegistryError::ChunkOutOfOrder { .. }
+        | RegistryError::ChunkSizeMismatch { .. }
+        | RegistryError::UploadBusy => StatusCode::RANGE_NOT_SATISFIABLE,
         RegistryError::ManifestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         RegistryError::ManifestReferenced(_) => StatusCode::CONFLICT,
         // A retryable condition: clients retry a push on 503.
@@ -190,8 +190,11 @@ impl From<RegistryError> for ApiError {
         }
         let status = registry_status(&e);
         let mut api = ApiError::new(e.code(), e.to_string()).with_status(status);
-        if let RegistryError::ChunkOutOfOrder { expected, .. } = e {
-            api = api.with_header("range", upload_range(expected));
+        // Where the upload stands, so the client can resume from there.
+        if let RegistryError::ChunkOutOfOrder { expected: size, .. }
+        | RegistryError::ChunkSizeMismatch { size, .. } = e
+        {
+            api = api.with_header("range", upload_range(size));
         }
         api
     }
@@ -264,6 +267,14 @@ mod tests {
                 "BLOB_UPLOAD_INVALID",
             ),
             (RegistryError::UploadBusy, 416, "BLOB_UPLOAD_INVALID"),
+            (
+                RegistryError::ChunkSizeMismatch {
+                    declared: 10,
+                    size: 3,
+                },
+                416,
+                "BLOB_UPLOAD_INVALID",
+            ),
             (RegistryError::ManifestTooLarge(10), 413, "MANIFEST_INVALID"),
             (
                 RegistryError::ManifestReferenced(digest.clone()),

@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_oci::range::{parse_content_range, parse_range_header};
-use berth_oci::{Digest, ErrorCode, RangeRequest, Reference, RepoName, Tag, UploadId};
+use berth_oci::{ByteRange, Digest, ErrorCode, RangeRequest, Reference, RepoName, Tag, UploadId};
 use berth_registry::ByteStream;
 use futures::TryStreamExt;
 
@@ -271,23 +271,20 @@ async fn patch_upload(
     request: &Parts,
     body: Body,
 ) -> ApiResult {
-    let start = chunk_start(request)?;
+    let range = chunk_range(request)?;
     let stream = body_stream(state, body);
-    let status = state.registry.append_chunk(repo, id, start, stream).await?;
+    let status = state.registry.append_chunk(repo, id, range, stream).await?;
     Ok(upload_response(StatusCode::ACCEPTED, repo, id, status.size))
 }
 
-/// The start offset a chunk claims in its `Content-Range`, if it has one.
-fn chunk_start(request: &Parts) -> Result<Option<u64>, ApiError> {
+/// The bytes a chunk claims to be in its `Content-Range`, if it has one.
+fn chunk_range(request: &Parts) -> Result<Option<ByteRange>, ApiError> {
     match request.headers.get(header::CONTENT_RANGE) {
         None => Ok(None),
         Some(value) => {
             let text = value.to_str().map_err(|_| ApiError::bad_content_range())?;
-            Ok(Some(
-                parse_content_range(text)
-                    .map_err(|_| ApiError::bad_content_range())?
-                    .start,
-            ))
+            let range = parse_content_range(text).map_err(|_| ApiError::bad_content_range())?;
+            Ok(Some(range))
         }
     }
 }
@@ -308,11 +305,11 @@ async fn put_upload(
         Some(len) => len.as_bytes() != b"0",
         None => request.headers.contains_key(header::TRANSFER_ENCODING),
     };
-    let start = chunk_start(request)?;
+    let range = chunk_range(request)?;
     let last_chunk = has_body.then(|| body_stream(state, body));
     state
         .registry
-        .finish_upload(repo, id, &digest, start, last_chunk)
+        .finish_upload(repo, id, &digest, range, last_chunk)
         .await?;
     Ok(blob_created(repo, &digest))
 }

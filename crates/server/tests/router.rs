@@ -281,6 +281,98 @@ async fn chunked_upload_with_out_of_order_chunk_status_and_finish() {
     assert_eq!(error_code(&body), "BLOB_UPLOAD_UNKNOWN");
 }
 
+/// A chunk whose `Content-Range` disagrees with the length of its body is
+/// refused with 416 `BLOB_UPLOAD_INVALID`, whether the body is shorter or
+/// longer, with or without `Content-Length`, and the session is left as it
+/// was: the next correct chunk continues where the last good one ended.
+#[tokio::test]
+async fn chunk_length_must_match_its_content_range() {
+    let h = Harness::new().await;
+    let data: Vec<u8> = (0..40u8).collect();
+    let digest = Algorithm::Sha256.digest_of(&data);
+    let (r, _) = h.call("POST", "/v2/repo/blobs/uploads/", &[], vec![]).await;
+    let location = header(&r, "location").to_string();
+    let (r, _) = h
+        .call(
+            "PATCH",
+            &location,
+            &[("content-range", "0-9")],
+            data[..10].to_vec(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    // Bodies sent with Content-Length: shorter and longer than declared.
+    for (range, body) in [("10-19", &data[10..15]), ("10-14", &data[10..20])] {
+        let (r, answer) = h
+            .call(
+                "PATCH",
+                &location,
+                &[("content-range", range)],
+                body.to_vec(),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+        assert_eq!(error_code(&answer), "BLOB_UPLOAD_INVALID", "{range}");
+        assert_eq!(header(&r, "range"), "0-9", "{range}");
+    }
+    // The same, streamed without Content-Length.
+    for (range, body) in [("10-19", &data[10..15]), ("10-14", &data[10..20])] {
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = body
+            .chunks(2)
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect();
+        let request = Request::builder()
+            .method("PATCH")
+            .uri(&location)
+            .header("content-range", range)
+            .body(Body::from_stream(futures::stream::iter(chunks)))
+            .unwrap();
+        let r = h.send(request).await;
+        assert_eq!(
+            r.status(),
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "streamed {range}"
+        );
+    }
+    let (r, _) = h.call("GET", &location, &[], vec![]).await;
+    assert_eq!(header(&r, "range"), "0-9");
+
+    // A closing PUT whose body disagrees with its Content-Range is refused too.
+    let (r, _) = h
+        .call(
+            "PUT",
+            &format!("{location}?digest={digest}"),
+            &[("content-range", "10-39")],
+            data[10..20].to_vec(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    let (r, _) = h
+        .call(
+            "PATCH",
+            &location,
+            &[("content-range", "10-19")],
+            data[10..20].to_vec(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(header(&r, "range"), "0-19");
+    let (r, _) = h
+        .call(
+            "PUT",
+            &format!("{location}?digest={digest}"),
+            &[("content-range", "20-39")],
+            data[20..].to_vec(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (_, body) = h
+        .call("GET", &format!("/v2/repo/blobs/{digest}"), &[], vec![])
+        .await;
+    assert_eq!(body, data);
+}
+
 #[tokio::test]
 async fn upload_errors_cancel_and_missing_digest() {
     let h = Harness::new().await;
