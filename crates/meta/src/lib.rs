@@ -58,6 +58,10 @@ pub struct NewManifest {
     pub record: ManifestRecord,
     /// Blobs (config and distributable layers) that must be linked to the repository.
     pub blobs: Vec<Digest>,
+    /// The size the manifest's descriptors give each of `blobs` (a digest
+    /// the manifest lists twice with two sizes appears twice): each must be
+    /// the stored blob's size. Empty when the caller declares none.
+    pub blob_sizes: Vec<(Digest, u64)>,
     /// Child manifests (of an index) that must exist in the repository.
     pub children: Vec<Digest>,
 }
@@ -70,6 +74,16 @@ pub struct Referrer {
     pub size: u64,
     pub artifact_type: Option<String>,
     pub annotations: Option<String>,
+}
+
+/// A blob a manifest gives the wrong size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SizeMismatch {
+    pub digest: Digest,
+    /// The size the manifest's descriptor gives.
+    pub declared: u64,
+    /// The size of the blob as stored.
+    pub stored: u64,
 }
 
 /// An upload session's persisted state.
@@ -138,6 +152,9 @@ pub enum MetaError {
     /// A manifest refers to blobs not linked into its repository.
     #[error("manifest references unknown blobs")]
     MissingBlobs(Vec<Digest>),
+    /// A manifest gives blobs sizes other than theirs.
+    #[error("manifest gives blobs the wrong size")]
+    BlobSizeMismatch(Vec<SizeMismatch>),
     /// An index refers to manifests not stored in its repository.
     #[error("index references unknown manifests")]
     MissingManifests(Vec<Digest>),
@@ -224,8 +241,10 @@ pub trait MetaStore: Send + Sync + 'static {
     /// `tag` at it if given, replacing the tag's previous target. Fails with
     /// `MissingBlobs`/`MissingManifests` (storing nothing) unless every blob in
     /// `manifest.blobs` is linked to the repository and every child manifest is
-    /// stored in it, checked in the same transaction as the insert. Storing a
-    /// manifest that exists already only updates the tag.
+    /// stored in it, and then with `BlobSizeMismatch` (storing nothing, listing
+    /// mismatches in the order of `manifest.blob_sizes`) unless every size in
+    /// `manifest.blob_sizes` is its blob's, all checked in the same transaction
+    /// as the insert. Storing a manifest that exists already only updates the tag.
     async fn put_manifest(
         &self,
         repository: &RepoName,

@@ -76,8 +76,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, Postgres, Row, Transaction};
 
 use crate::common::{
-    database, limit_to_i64, parse_digest, parse_repository, parse_size, parse_tag, to_i64,
-    EmbeddedMigrations,
+    database, limit_to_i64, parse_digest, parse_repository, parse_size, parse_tag, size_mismatches,
+    to_i64, EmbeddedMigrations,
 };
 use crate::{
     BlobCandidate, DeletedManifest, GcCutoffs, LinkCandidate, ManifestCandidate, ManifestRecord,
@@ -696,6 +696,23 @@ impl MetaStore for PostgresMetaStore {
             .await?;
             if !missing_blobs.is_empty() {
                 return Err(MetaError::MissingBlobs(missing_blobs));
+            }
+            if !manifest.blob_sizes.is_empty() {
+                let digests: Vec<Digest> = manifest
+                    .blob_sizes
+                    .iter()
+                    .map(|(digest, _)| digest.clone())
+                    .collect();
+                let stored: Vec<(String, i64)> =
+                    sqlx::query_as("SELECT digest, size FROM blobs WHERE digest = ANY($1)")
+                        .bind(distinct(&digests))
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(database("checking a manifest's blob sizes"))?;
+                let mismatches = size_mismatches(&manifest.blob_sizes, &stored)?;
+                if !mismatches.is_empty() {
+                    return Err(MetaError::BlobSizeMismatch(mismatches));
+                }
             }
             let missing_children = missing(
                 &mut tx,

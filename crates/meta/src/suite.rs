@@ -30,6 +30,10 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
         "put_manifest_with_missing_references_stores_nothing",
         |store| Box::pin(put_manifest_with_missing_references_stores_nothing(store)),
     ),
+    (
+        "put_manifest_with_wrong_blob_sizes_stores_nothing",
+        |store| Box::pin(put_manifest_with_wrong_blob_sizes_stores_nothing(store)),
+    ),
     ("manifests_are_found_by_tag_and_digest", |store| {
         Box::pin(manifests_are_found_by_tag_and_digest(store))
     }),
@@ -117,6 +121,7 @@ macro_rules! meta_store_tests {
             store_is_ready,
             blob_links_are_idempotent_and_per_repository,
             put_manifest_with_missing_references_stores_nothing,
+            put_manifest_with_wrong_blob_sizes_stores_nothing,
             manifests_are_found_by_tag_and_digest,
             re_putting_a_manifest_only_moves_the_tag,
             delete_manifest_removes_its_tags,
@@ -203,6 +208,7 @@ fn image(payload: &str, blobs: &[&Digest]) -> NewManifest {
     NewManifest {
         record: record(payload, IMAGE_MEDIA_TYPE),
         blobs: blobs.iter().map(|&digest| digest.clone()).collect(),
+        blob_sizes: Vec::new(),
         children: Vec::new(),
     }
 }
@@ -212,6 +218,7 @@ fn index(payload: &str, children: &[&Digest]) -> NewManifest {
     NewManifest {
         record: record(payload, INDEX_MEDIA_TYPE),
         blobs: Vec::new(),
+        blob_sizes: Vec::new(),
         children: children.iter().map(|&digest| digest.clone()).collect(),
     }
 }
@@ -326,6 +333,70 @@ pub async fn blob_links_are_idempotent_and_per_repository(store: &dyn MetaStore)
 
     // A link creates the repository, and unlinking does not remove it.
     assert_eq!(list_tags(store, &one).await, Some(Vec::new()));
+}
+
+pub async fn put_manifest_with_wrong_blob_sizes_stores_nothing(store: &dyn MetaStore) {
+    let repo = repository("suite-sizes/app");
+    let config = digest_of("suite-sizes config");
+    let layer = digest_of("suite-sizes layer");
+    link(store, &repo, &config, 3).await;
+    link(store, &repo, &layer, 5).await;
+    let sized = |payload: &str, sizes: &[(&Digest, u64)]| {
+        let mut manifest = image(payload, &[&config, &layer]);
+        manifest.blob_sizes = sizes.iter().map(|(d, s)| ((*d).clone(), *s)).collect();
+        manifest
+    };
+    let latest = tag("latest");
+    let mismatch = |digest: &Digest, declared, stored| crate::SizeMismatch {
+        digest: digest.clone(),
+        declared,
+        stored,
+    };
+    // (manifest, the mismatches reported, in declaration order)
+    let refused = [
+        (
+            sized("suite-sizes layer", &[(&config, 3), (&layer, 6)]),
+            vec![mismatch(&layer, 6, 5)],
+        ),
+        (
+            sized("suite-sizes both", &[(&config, 0), (&layer, u64::MAX)]),
+            vec![mismatch(&config, 0, 3), mismatch(&layer, u64::MAX, 5)],
+        ),
+        (
+            sized(
+                "suite-sizes twice",
+                &[(&config, 3), (&layer, 5), (&layer, 4)],
+            ),
+            vec![mismatch(&layer, 4, 5)],
+        ),
+    ];
+    for (manifest, expected) in &refused {
+        match store
+            .put_manifest(&repo, manifest, Some(&latest), NOW)
+            .await
+        {
+            Err(MetaError::BlobSizeMismatch(found)) => assert_eq!(&found, expected),
+            other => panic!("expected BlobSizeMismatch, got {other:?}"),
+        }
+        assert_eq!(
+            store
+                .manifest_by_digest(&repo, &manifest.record.digest)
+                .await
+                .unwrap(),
+            None,
+            "a refused manifest is not stored"
+        );
+    }
+    assert_eq!(store.manifest_by_tag(&repo, &latest).await.unwrap(), None);
+
+    let right = sized("suite-sizes right", &[(&config, 3), (&layer, 5)]);
+    put(store, &repo, &right, Some(&latest)).await;
+    assert_eq!(
+        delete(store, &repo, &right.record.digest).await,
+        vec![latest]
+    );
+    assert!(store.unlink_blob(&repo, &config, NOW).await.unwrap());
+    assert!(store.unlink_blob(&repo, &layer, NOW).await.unwrap());
 }
 
 pub async fn put_manifest_with_missing_references_stores_nothing(store: &dyn MetaStore) {

@@ -68,6 +68,7 @@ async fn reopening_keeps_data_and_applies_migrations_once() {
             payload,
         },
         blobs: vec![layer.clone()],
+        blob_sizes: Vec::new(),
         children: Vec::new(),
     };
     let upload = UploadRecord {

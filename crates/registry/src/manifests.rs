@@ -81,6 +81,7 @@ impl Registry {
                 payload,
             },
             blobs,
+            blob_sizes: Vec::new(),
             children,
         };
         let tag = match reference {
