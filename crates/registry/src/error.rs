@@ -114,6 +114,16 @@ impl From<MetaError> for RegistryError {
             MetaError::MissingBlobs(d) | MetaError::MissingManifests(d) => {
                 RegistryError::ManifestBlobUnknown(d)
             }
+            MetaError::BlobSizeMismatch(mismatches) => {
+                let described: Vec<String> = mismatches
+                    .iter()
+                    .map(|m| format!("{} is {} bytes, not {}", m.digest, m.stored, m.declared))
+                    .collect();
+                RegistryError::ManifestInvalid(format!(
+                    "descriptor sizes do not match the blobs: {}",
+                    described.join("; ")
+                ))
+            }
             MetaError::UploadBusy => RegistryError::UploadBusy,
             MetaError::UploadNotFound => RegistryError::UploadUnknown,
             MetaError::ManifestReferenced(d) => RegistryError::ManifestReferenced(d),

@@ -63,6 +63,15 @@ impl Registry {
         let mut blobs: Vec<Digest> = parsed.required_blobs().map(|d| d.digest.clone()).collect();
         blobs.sort();
         blobs.dedup();
+        // Every size a descriptor gives, checked against the stored blob in
+        // the transaction that checks the links; a blob listed twice with two
+        // sizes keeps both, so one of them is reported.
+        let mut blob_sizes: Vec<(Digest, u64)> = parsed
+            .required_blobs()
+            .map(|d| (d.digest.clone(), d.size))
+            .collect();
+        blob_sizes.sort();
+        blob_sizes.dedup();
         let mut children: Vec<Digest> = parsed.manifests.iter().map(|d| d.digest.clone()).collect();
         children.sort();
         children.dedup();
@@ -81,7 +90,7 @@ impl Registry {
                 payload,
             },
             blobs,
-            blob_sizes: Vec::new(),
+            blob_sizes,
             children,
         };
         let tag = match reference {

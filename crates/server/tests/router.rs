@@ -604,6 +604,58 @@ async fn blobs_are_isolated_per_repository_and_mountable() {
     assert_eq!(error_code(&body), "BLOB_UNKNOWN");
 }
 
+/// A manifest whose config or layer descriptor gives a size other than the
+/// stored blob's is refused with 400 `MANIFEST_INVALID` naming the blob, and
+/// nothing is stored; so is one that lists one blob with two sizes.
+#[tokio::test]
+async fn descriptor_sizes_must_match_the_blobs() {
+    let h = Harness::new().await;
+    let config = br#"{"architecture":"arm64"}"#;
+    let c = h.push_blob("sized", config).await;
+    let l = h.push_blob("sized", b"layer bytes").await;
+    let cases: Vec<(&str, Vec<u8>, &Digest)> = vec![
+        (
+            "layer too large",
+            image_manifest(&c, config.len(), &[(&l, 12)], ""),
+            &l,
+        ),
+        (
+            "layer too small",
+            image_manifest(&c, config.len(), &[(&l, 1)], ""),
+            &l,
+        ),
+        (
+            "config",
+            image_manifest(&c, config.len() + 1, &[(&l, 11)], ""),
+            &c,
+        ),
+        (
+            "one layer, two sizes",
+            image_manifest(&c, config.len(), &[(&l, 11), (&l, 10)], ""),
+            &l,
+        ),
+    ];
+    for (case, manifest, wrong) in cases {
+        let (r, body) = h
+            .call(
+                "PUT",
+                "/v2/sized/manifests/v1",
+                &[("content-type", OCI_MANIFEST)],
+                manifest,
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{case}");
+        assert_eq!(error_code(&body), "MANIFEST_INVALID", "{case}");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains(wrong.as_str()), "{case}: {text}");
+        let (r, _) = h.call("GET", "/v2/sized/manifests/v1", &[], vec![]).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{case}: nothing stored");
+    }
+    let right = image_manifest(&c, config.len(), &[(&l, 11)], "");
+    let r = h.push_manifest("sized", "v1", OCI_MANIFEST, &right).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
 #[tokio::test]
 async fn manifest_push_pull_negotiation_and_validation() {
     let h = Harness::new().await;
