@@ -591,6 +591,27 @@ impl MetaStore for SqliteMetaStore {
         size.map(parse_size).transpose()
     }
 
+    async fn repositories_with_blob(
+        &self,
+        digest: &Digest,
+        after: Option<&RepoName>,
+        limit: usize,
+    ) -> Result<Vec<RepoName>, MetaError> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT r.name FROM repository_blobs rb \
+             JOIN repositories r ON r.id = rb.repository_id \
+             WHERE rb.digest = ?1 AND r.name > ?2 COLLATE BINARY \
+             ORDER BY r.name COLLATE BINARY LIMIT ?3",
+        )
+        .bind(digest.as_str())
+        .bind(after.map_or("", RepoName::as_str))
+        .bind(limit_to_i64(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(database("listing repositories holding a blob"))?;
+        names.iter().map(|name| parse_repository(name)).collect()
+    }
+
     async fn unlink_blob(
         &self,
         repository: &RepoName,

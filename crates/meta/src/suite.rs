@@ -26,6 +26,9 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
     ("blob_links_are_idempotent_and_per_repository", |store| {
         Box::pin(blob_links_are_idempotent_and_per_repository(store))
     }),
+    ("repositories_with_a_blob_are_listed_and_paged", |store| {
+        Box::pin(repositories_with_a_blob_are_listed_and_paged(store))
+    }),
     (
         "put_manifest_with_missing_references_stores_nothing",
         |store| Box::pin(put_manifest_with_missing_references_stores_nothing(store)),
@@ -120,6 +123,7 @@ macro_rules! meta_store_tests {
         $crate::meta_store_tests!(@each $mode $fresh;
             store_is_ready,
             blob_links_are_idempotent_and_per_repository,
+            repositories_with_a_blob_are_listed_and_paged,
             put_manifest_with_missing_references_stores_nothing,
             put_manifest_with_wrong_blob_sizes_stores_nothing,
             manifests_are_found_by_tag_and_digest,
@@ -333,6 +337,67 @@ pub async fn blob_links_are_idempotent_and_per_repository(store: &dyn MetaStore)
 
     // A link creates the repository, and unlinking does not remove it.
     assert_eq!(list_tags(store, &one).await, Some(Vec::new()));
+}
+
+pub async fn repositories_with_a_blob_are_listed_and_paged(store: &dyn MetaStore) {
+    let blob = digest_of("suite-holders blob");
+    let other = digest_of("suite-holders other blob");
+    let names = [
+        "suite-holders/b",
+        "suite-holders/a/x",
+        "suite-holders/a",
+        "suite-holders/a-b",
+    ];
+    for name in names {
+        link(store, &repository(name), &blob, 4).await;
+    }
+    link(store, &repository("suite-holders/c"), &other, 6).await;
+    let listed = |names: Vec<RepoName>| -> Vec<String> {
+        names.iter().map(|n| n.as_str().to_string()).collect()
+    };
+    // Byte order: '-' (0x2d) < '/' (0x2f) < letters.
+    let sorted = [
+        "suite-holders/a",
+        "suite-holders/a-b",
+        "suite-holders/a/x",
+        "suite-holders/b",
+    ];
+    assert_eq!(
+        listed(store.repositories_with_blob(&blob, None, 10).await.unwrap()),
+        sorted
+    );
+    let first = store.repositories_with_blob(&blob, None, 3).await.unwrap();
+    assert_eq!(listed(first.clone()), sorted[..3]);
+    let rest = store
+        .repositories_with_blob(&blob, first.last(), 3)
+        .await
+        .unwrap();
+    assert_eq!(listed(rest), sorted[3..]);
+    // An unlinked repository is no longer a holder; an unknown blob has none.
+    assert!(store
+        .unlink_blob(&repository("suite-holders/a-b"), &blob, NOW)
+        .await
+        .unwrap());
+    assert_eq!(
+        listed(store.repositories_with_blob(&blob, None, 10).await.unwrap()),
+        ["suite-holders/a", "suite-holders/a/x", "suite-holders/b"]
+    );
+    let unknown = digest_of("suite-holders unknown");
+    assert!(store
+        .repositories_with_blob(&unknown, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    for name in ["suite-holders/a", "suite-holders/a/x", "suite-holders/b"] {
+        assert!(store
+            .unlink_blob(&repository(name), &blob, NOW)
+            .await
+            .unwrap());
+    }
+    assert!(store
+        .unlink_blob(&repository("suite-holders/c"), &other, NOW)
+        .await
+        .unwrap());
 }
 
 pub async fn put_manifest_with_wrong_blob_sizes_stores_nothing(store: &dyn MetaStore) {
