@@ -235,7 +235,11 @@ async fn start_upload(state: &AppState, repo: &RepoName, request: &Parts, body: 
         let digest = Digest::parse(mount).map_err(|e| ApiError::digest_invalid(e.to_string()))?;
         // An unusable `from` is not an error: the spec says the registry then
         // falls back to an ordinary upload session.
-        if let Some(from) = query.get("from").and_then(|f| RepoName::parse(f).ok()) {
+        let source = match query.get("from") {
+            Some(from) => RepoName::parse(from).ok(),
+            None => mount_source(state, request, &digest).await?,
+        };
+        if let Some(from) = source {
             if state
                 .registry
                 .mount_blob(repo, &from, &digest)
@@ -262,6 +266,56 @@ async fn start_upload(state: &AppState, repo: &RepoName, request: &Parts, body: 
         &status.id,
         status.size,
     ))
+}
+
+/// Repositories examined at most for a mount that names no source, so a
+/// blob held by very many repositories the caller may not pull costs a
+/// bounded amount of work; past it the caller uploads the blob.
+const MOUNT_CANDIDATES: usize = 1000;
+
+/// Candidate sources read per query while looking for one.
+const MOUNT_CANDIDATE_PAGE: usize = 100;
+
+/// The source of a mount that names none (OCI 1.1 `?mount=` without
+/// `from`): the first repository holding the blob that the caller may pull,
+/// by the same rule as a mount with `from` (`access::may_pull`). Without
+/// access control every repository qualifies.
+async fn mount_source(
+    state: &AppState,
+    request: &Parts,
+    digest: &Digest,
+) -> Result<Option<RepoName>, ApiError> {
+    let caller = request.extensions.get::<Caller>();
+    let mut facts = std::collections::HashMap::new();
+    let mut after: Option<RepoName> = None;
+    let mut examined = 0;
+    while examined < MOUNT_CANDIDATES {
+        let page = state
+            .registry
+            .blob_holders(digest, after.as_ref(), MOUNT_CANDIDATE_PAGE)
+            .await?;
+        let exhausted = page.len() < MOUNT_CANDIDATE_PAGE;
+        for candidate in page {
+            examined += 1;
+            let visible = match (&state.auth, caller) {
+                (None, _) => true,
+                (Some(auth), Some(caller)) => {
+                    access::may_pull(auth, caller, &candidate, &mut facts).await?
+                }
+                // Authorization always leaves the caller; without one, no
+                // source is visible.
+                (Some(_), None) => false,
+            };
+            if visible {
+                return Ok(Some(candidate));
+            }
+            after = Some(candidate);
+        }
+        if exhausted {
+            break;
+        }
+    }
+    Ok(None)
 }
 
 async fn patch_upload(

@@ -460,6 +460,77 @@ async fn mounts_need_pull_on_the_source_else_fall_back_to_an_upload() {
     );
 }
 
+/// OCI 1.1's mount without `from`: the blob is mounted from some repository
+/// holding it that the caller may pull, with the same visibility rule as a
+/// mount with `from`; when there is none the caller gets an ordinary upload
+/// session, which does not reveal whether the blob exists elsewhere.
+#[tokio::test]
+async fn mounts_without_from_use_only_sources_the_caller_may_pull() {
+    let h = harness(PolicyConfig::default()).await;
+    let alice = basic("alice", PASSWORD);
+    let bob = basic("bob", PASSWORD);
+    // A blob only in team-a (private: bob may not pull it), and one in pub.
+    assert_eq!(
+        h.push_blob("team-a/src", b"private layer", &alice).await,
+        201
+    );
+    assert_eq!(h.push_blob("pub/base", b"public layer", &alice).await, 201);
+    let private = Algorithm::Sha256.digest_of(b"private layer");
+    let public = Algorithm::Sha256.digest_of(b"public layer");
+    let mount = |repo: &str, digest: &berth_oci::Digest| {
+        format!("/v2/{repo}/blobs/uploads/?mount={digest}")
+    };
+
+    let refused = h
+        .call(
+            "POST",
+            &mount("bob/app", &private),
+            &[("authorization", &bob)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(refused.status, 202, "an upload session, not a mount");
+    assert!(refused.headers.get("location").is_some());
+    let blob = |repo: &str, digest: &berth_oci::Digest| format!("/v2/{repo}/blobs/{digest}");
+    assert_eq!(
+        h.get(&blob("bob/app", &private), Some(&bob)).await.status,
+        404
+    );
+
+    let mounted = h
+        .call(
+            "POST",
+            &mount("bob/app", &public),
+            &[("authorization", &bob)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(mounted.status, 201);
+    assert_eq!(
+        mounted.headers.get("location").unwrap().to_str().unwrap(),
+        blob("bob/app", &public)
+    );
+    assert_eq!(
+        h.get(&blob("bob/app", &public), Some(&bob)).await.status,
+        200
+    );
+
+    // alice may pull team-a, so the private blob mounts for her.
+    let mounted = h
+        .call(
+            "POST",
+            &mount("pub/app", &private),
+            &[("authorization", &alice)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(mounted.status, 201);
+    assert_eq!(
+        h.get(&blob("pub/app", &private), Some(&alice)).await.status,
+        200
+    );
+}
+
 #[tokio::test]
 async fn pushing_creates_a_namespace_only_when_allowed() {
     let closed = harness(PolicyConfig::default()).await;

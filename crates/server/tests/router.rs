@@ -656,6 +656,42 @@ async fn descriptor_sizes_must_match_the_blobs() {
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
+/// OCI 1.1's mount without `from`: without access control any repository
+/// holding the blob is a source; a blob nobody holds gets an upload session.
+#[tokio::test]
+async fn mount_without_from_finds_a_source() {
+    let h = Harness::new().await;
+    let digest = h.push_blob("src/one", b"shared layer").await;
+    let (r, _) = h
+        .call(
+            "POST",
+            &format!("/v2/dst/blobs/uploads/?mount={digest}"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(header(&r, "location"), format!("/v2/dst/blobs/{digest}"));
+    assert_eq!(header(&r, "docker-content-digest"), digest.as_str());
+    let (r, body) = h
+        .call("GET", &format!("/v2/dst/blobs/{digest}"), &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(body, b"shared layer");
+
+    let unknown = Algorithm::Sha256.digest_of(b"nobody has this");
+    let (r, _) = h
+        .call(
+            "POST",
+            &format!("/v2/dst/blobs/uploads/?mount={unknown}"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert!(header(&r, "location").starts_with("/v2/dst/blobs/uploads/"));
+}
+
 #[tokio::test]
 async fn manifest_push_pull_negotiation_and_validation() {
     let h = Harness::new().await;
