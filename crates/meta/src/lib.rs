@@ -66,7 +66,8 @@ pub struct NewManifest {
     pub children: Vec<Digest>,
 }
 
-/// One entry of the referrers list.
+/// One entry of the referrers list; `annotations` is `None` when the
+/// manifest has none or more than the caller's cap.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Referrer {
     pub digest: Digest,
@@ -307,12 +308,19 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<Option<Vec<Tag>>, MetaError>;
 
     /// Lists manifests in `repository` whose subject is `subject`, optionally
-    /// only those of one artifact type, sorted by digest.
+    /// only those of one artifact type, sorted by digest, strictly after
+    /// `after`, at most `limit`. Annotations longer than
+    /// `max_annotation_bytes` (as stored JSON text) come back as `None` and
+    /// are never read out of the database, so a page costs at most `limit`
+    /// times that much memory however large the stored annotations are.
     async fn referrers(
         &self,
         repository: &RepoName,
         subject: &Digest,
         artifact_type: Option<&str>,
+        after: Option<&Digest>,
+        limit: usize,
+        max_annotation_bytes: usize,
     ) -> Result<Vec<Referrer>, MetaError>;
 
     // --- uploads ---

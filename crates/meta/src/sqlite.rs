@@ -895,16 +895,27 @@ impl MetaStore for SqliteMetaStore {
         repository: &RepoName,
         subject: &Digest,
         artifact_type: Option<&str>,
+        after: Option<&Digest>,
+        limit: usize,
+        max_annotation_bytes: usize,
     ) -> Result<Vec<Referrer>, MetaError> {
+        // Every digest sorts after "", so the first page needs no special
+        // case. `length` of a BLOB counts bytes (of TEXT, characters).
         let rows = sqlx::query(
-            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations \
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, \
+             CASE WHEN length(CAST(m.annotations AS BLOB)) <= ?5 THEN m.annotations END \
+             AS annotations \
              FROM manifests m JOIN repositories r ON r.id = m.repository_id \
              WHERE r.name = ?1 AND m.subject = ?2 AND (?3 IS NULL OR m.artifact_type = ?3) \
-             ORDER BY m.digest COLLATE BINARY",
+             AND m.digest > ?4 COLLATE BINARY \
+             ORDER BY m.digest COLLATE BINARY LIMIT ?6",
         )
         .bind(repository.as_str())
         .bind(subject.as_str())
         .bind(artifact_type)
+        .bind(after.map_or("", Digest::as_str))
+        .bind(limit_to_i64(max_annotation_bytes))
+        .bind(limit_to_i64(limit))
         .fetch_all(&self.read)
         .await
         .map_err(database("listing referrers"))?;

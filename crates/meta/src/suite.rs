@@ -1067,14 +1067,90 @@ pub async fn referrers_are_filtered_by_subject_and_artifact_type(store: &dyn Met
         (&other, subject_digest, None, sorted(&[&foreign])),
         (&absent, subject_digest, None, Vec::new()),
     ];
+    let all = |repo, subject, artifact_type| {
+        store.referrers(repo, subject, artifact_type, None, usize::MAX, usize::MAX)
+    };
     for (repo, subject, artifact_type, expected) in cases {
-        let listed = store.referrers(repo, subject, artifact_type).await.unwrap();
+        let listed = all(repo, subject, artifact_type).await.unwrap();
         assert_eq!(listed, expected, "{repo} {subject} {artifact_type:?}");
     }
 
+    // Pages of two: each starts strictly after the last digest of the one
+    // before, with and without the filter.
+    for (artifact_type, expected) in [
+        (None, sorted(&[&signature, &second_signature, &sbom])),
+        (
+            Some(SIGNATURE_TYPE),
+            sorted(&[&signature, &second_signature]),
+        ),
+    ] {
+        let mut paged = Vec::new();
+        let mut after: Option<Digest> = None;
+        for _ in 0..expected.len() + 1 {
+            let page = store
+                .referrers(
+                    &repo,
+                    subject_digest,
+                    artifact_type,
+                    after.as_ref(),
+                    2,
+                    usize::MAX,
+                )
+                .await
+                .unwrap();
+            assert!(page.len() <= 2);
+            let Some(last) = page.last() else { break };
+            after = Some(last.digest.clone());
+            paged.extend(page);
+        }
+        assert_eq!(paged, expected, "{artifact_type:?}");
+    }
+
+    // Annotations longer than the cap are left out, nothing else is; the
+    // stored annotations are `{"test":"<payload>"}`.
+    let annotation_bytes =
+        |manifest: &NewManifest| manifest.record.annotations.as_ref().unwrap().len();
+    let cap = annotation_bytes(&signature);
+    assert!(annotation_bytes(&sbom) < cap && annotation_bytes(&second_signature) > cap);
+    let capped = store
+        .referrers(&repo, subject_digest, None, None, usize::MAX, cap)
+        .await
+        .unwrap();
+    let expected: Vec<Referrer> = sorted(&[&signature, &second_signature, &sbom])
+        .into_iter()
+        .map(|mut referrer| {
+            if referrer.digest == second_signature.record.digest {
+                referrer.annotations = None;
+            }
+            referrer
+        })
+        .collect();
+    assert_eq!(capped, expected);
+    // The cap counts bytes, not characters.
+    let accented_subject = digest_of("suite-referrers accented subject");
+    let accented = referrer("suite-referrers ééé", &accented_subject, SBOM_TYPE);
+    put(store, &repo, &accented, None).await;
+    let characters = accented
+        .record
+        .annotations
+        .as_ref()
+        .unwrap()
+        .chars()
+        .count();
+    let listed = store
+        .referrers(&repo, &accented_subject, None, None, usize::MAX, characters)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].annotations, None, "3 characters over in bytes");
+    assert_eq!(
+        delete(store, &repo, &accented.record.digest).await,
+        Vec::<Tag>::new()
+    );
+
     // Referrers may outlive their subject, as the spec allows.
     assert_eq!(delete(store, &repo, subject_digest).await, tags(&["v1"]));
-    let orphans = store.referrers(&repo, subject_digest, None).await.unwrap();
+    let orphans = all(&repo, subject_digest, None).await.unwrap();
     assert_eq!(orphans, sorted(&[&signature, &second_signature, &sbom]));
 
     for manifest in [&signature, &second_signature, &sbom, &unrelated] {
@@ -1087,11 +1163,7 @@ pub async fn referrers_are_filtered_by_subject_and_artifact_type(store: &dyn Met
         delete(store, &other, &foreign.record.digest).await,
         Vec::<Tag>::new()
     );
-    assert!(store
-        .referrers(&repo, subject_digest, None)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(all(&repo, subject_digest, None).await.unwrap().is_empty());
     assert_clean(store, &repo, &[subject_digest]).await;
 }
 

@@ -206,7 +206,14 @@ impl Registry {
     ) -> Result<ReferrersIndex, RegistryError> {
         let referrers = self
             .meta()
-            .referrers(repository, subject, artifact_type)
+            .referrers(
+                repository,
+                subject,
+                artifact_type,
+                None,
+                usize::MAX,
+                usize::MAX,
+            )
             .await?;
         let manifests: Vec<serde_json::Value> = referrers
             .into_iter()
