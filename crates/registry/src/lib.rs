@@ -38,7 +38,7 @@ mod uploads;
 pub use berth_storage::{BlobBody, ByteStream};
 pub use error::RegistryError;
 pub use gc::{GcOptions, GcReport};
-pub use manifests::{ManifestPut, ReferrersIndex};
+pub use manifests::{ManifestPut, ReferrersPage};
 pub use uploads::UploadStatus;
 
 /// Settings of the registry domain.
@@ -77,6 +77,16 @@ pub struct RegistryConfig {
     /// When set, blob GETs may be answered with a redirect to a presigned
     /// storage URL valid this long (if the backend can presign).
     pub redirect_expiry: Option<Duration>,
+    /// Most descriptors in one page of a referrers list. Generous, because
+    /// not every client follows `Link` to the next page.
+    pub referrers_page_size: usize,
+    /// Most bytes in one page of a referrers list (the whole JSON index),
+    /// which bounds the memory a referrers request takes; a page always
+    /// holds at least one descriptor.
+    pub referrers_page_bytes: usize,
+    /// Most bytes of annotations (as JSON) a referrers descriptor carries;
+    /// a manifest with more is listed without its annotations.
+    pub referrer_annotation_bytes: usize,
 }
 
 impl Default for RegistryConfig {
@@ -92,6 +102,9 @@ impl Default for RegistryConfig {
             gc_lease: Duration::from_secs(15),
             manifest_cache_ttl: Duration::from_secs(1),
             redirect_expiry: None,
+            referrers_page_size: 1000,
+            referrers_page_bytes: 1024 * 1024,
+            referrer_annotation_bytes: 16 * 1024,
         }
     }
 }

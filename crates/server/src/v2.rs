@@ -9,6 +9,8 @@ use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use berth_oci::range::{parse_content_range, parse_range_header};
 use berth_oci::{ByteRange, Digest, ErrorCode, RangeRequest, Reference, RepoName, Tag, UploadId};
 use berth_registry::ByteStream;
@@ -646,9 +648,13 @@ async fn referrers(
 ) -> ApiResult {
     let query = Query::parse(request)?;
     let artifact_type = query.get("artifactType");
-    let index = state
+    let after = match query.get("cursor") {
+        Some(cursor) => Some(decode_cursor(cursor)?),
+        None => None,
+    };
+    let page = state
         .registry
-        .referrers(repo, subject, artifact_type)
+        .referrers(repo, subject, artifact_type, after.as_ref())
         .await?;
     let mut builder = Response::builder()
         .status(StatusCode::OK)
@@ -656,13 +662,50 @@ async fn referrers(
             header::CONTENT_TYPE,
             berth_oci::manifest::media_types::OCI_INDEX,
         )
-        .header(header::CONTENT_LENGTH, index.body.len());
-    if index.filtered {
+        .header(header::CONTENT_LENGTH, page.index_len());
+    if page.filtered {
         builder = builder.header("oci-filters-applied", "artifactType");
     }
+    if let Some(next) = &page.next {
+        let mut link = format!("/v2/{repo}/referrers/{subject}?");
+        if let Some(artifact_type) = artifact_type {
+            link.push_str(&format!(
+                "artifactType={}&",
+                form_urlencoded_value(artifact_type)
+            ));
+        }
+        link.push_str(&format!("cursor={}", encode_cursor(next)));
+        builder = builder.header(header::LINK, format!("<{link}>; rel=\"next\""));
+    }
+    // The index goes out piece by piece, each descriptor as it was
+    // rendered, never copied into one buffer.
+    let pieces = page
+        .into_index_pieces()
+        .map(Ok::<_, std::convert::Infallible>);
     Ok(builder
-        .body(Body::from(index.body))
+        .body(Body::from_stream(futures::stream::iter(pieces)))
         .expect("valid referrers response"))
+}
+
+/// The `cursor` of a referrers page: the digest the page starts after,
+/// base64url-encoded so that clients treat it as opaque and follow `Link`
+/// rather than build it.
+fn encode_cursor(after: &Digest) -> String {
+    URL_SAFE_NO_PAD.encode(after.as_str())
+}
+
+fn decode_cursor(cursor: &str) -> Result<Digest, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| Digest::parse(&text).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                ErrorCode::Unsupported,
+                "invalid cursor: follow the Link header of the previous page",
+            )
+        })
 }
 
 /// Decoded query parameters (the first value of each name wins).

@@ -1126,6 +1126,113 @@ async fn referrers_and_subject_header() {
     assert_eq!(error_code(&body), "DIGEST_INVALID");
 }
 
+/// Issue 11: twenty artifacts with 3.5 MB of annotations each made one
+/// referrers answer 70 MB, built whole in memory. Now annotations over the
+/// per-descriptor cap are dropped (the descriptor stays), each page is
+/// bounded in bytes, pages follow each other through `Link` (keeping the
+/// `artifactType` filter), and every referrer is listed exactly once.
+#[tokio::test]
+async fn referrers_are_paged_and_bounded() {
+    let h = Harness::new().await;
+    let subject = Algorithm::Sha256.digest_of(b"the subject");
+    let empty = h.push_blob("paged", b"{}").await;
+    let artifact = |kind: &str, n: usize, annotation: usize| {
+        let value = "x".repeat(annotation);
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"{kind}","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{empty}","size":2}},"layers":[],"subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{subject}","size":100}},"annotations":{{"n":"{n}","v":"{value}"}}}}"#
+        )
+        .into_bytes()
+    };
+    // (artifact type, count, annotation bytes, annotations kept)
+    let kinds = [
+        ("application/x-big", 20, 3_500_000, false),
+        ("application/x-mid", 100, 12 * 1024, true),
+        ("application/x-small", 5, 10, true),
+    ];
+    let mut expected: std::collections::BTreeMap<String, (&str, bool)> = Default::default();
+    for (kind, count, annotation, kept) in kinds {
+        for n in 0..count {
+            let manifest = artifact(kind, n, annotation);
+            let digest = Algorithm::Sha256.digest_of(&manifest);
+            let r = h
+                .push_manifest("paged", digest.as_str(), OCI_MANIFEST, &manifest)
+                .await;
+            assert_eq!(r.status(), StatusCode::CREATED);
+            expected.insert(digest.to_string(), (kind, kept));
+        }
+    }
+
+    // Walks the pages from `first`, checking each, and returns the digests.
+    let subject = &subject;
+    let expected = &expected;
+    let h = &h;
+    let walk = |first: String, filtered: bool| async move {
+        let mut listed = Vec::new();
+        let mut next = Some(first);
+        let mut pages = 0;
+        while let Some(uri) = next.take() {
+            pages += 1;
+            assert!(pages <= 100, "too many pages");
+            let (r, body) = h.call("GET", &uri, &[], vec![]).await;
+            assert_eq!(r.status(), StatusCode::OK, "{uri}");
+            assert!(body.len() <= 1024 * 1024, "a page of {} bytes", body.len());
+            assert_eq!(header(&r, "content-type"), OCI_INDEX);
+            let filter = if filtered { "artifactType" } else { "" };
+            assert_eq!(header(&r, "oci-filters-applied"), filter);
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["schemaVersion"], 2);
+            for m in v["manifests"].as_array().unwrap() {
+                let digest = m["digest"].as_str().unwrap().to_string();
+                let (kind, kept) = expected[&digest];
+                assert_eq!(m["artifactType"], kind);
+                assert_eq!(m["mediaType"], OCI_MANIFEST);
+                assert!(m["size"].as_u64().unwrap() > 0);
+                assert_eq!(m["annotations"].is_object(), kept, "{digest}");
+                listed.push(digest);
+            }
+            let link = header(&r, "link");
+            if !link.is_empty() {
+                assert!(link.ends_with(">; rel=\"next\""), "{link}");
+                let target = &link[1..link.find('>').unwrap()];
+                assert!(target.starts_with(&format!("/v2/paged/referrers/{subject}?")));
+                assert_eq!(target.contains("artifactType="), filtered, "{target}");
+                next = Some(target.to_string());
+            }
+        }
+        (listed, pages)
+    };
+    let (listed, pages) = walk(format!("/v2/paged/referrers/{subject}"), false).await;
+    assert!(
+        pages >= 2,
+        "125 descriptors, 1.2 MB of annotations: {pages} page(s)"
+    );
+    let all: Vec<String> = expected.keys().cloned().collect();
+    assert_eq!(listed, all, "every referrer once, in digest order");
+
+    let (listed, _) = walk(
+        format!("/v2/paged/referrers/{subject}?artifactType=application/x-mid"),
+        true,
+    )
+    .await;
+    let mids: Vec<String> = expected
+        .iter()
+        .filter(|(_, (kind, _))| *kind == "application/x-mid")
+        .map(|(digest, _)| digest.clone())
+        .collect();
+    assert_eq!(listed, mids);
+
+    let (r, body) = h
+        .call(
+            "GET",
+            &format!("/v2/paged/referrers/{subject}?cursor=not-a-cursor"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "UNSUPPORTED");
+}
+
 #[tokio::test]
 async fn invalid_names_methods_and_paths() {
     let h = Harness::new().await;
