@@ -97,6 +97,20 @@ pub struct UploadRecord {
     pub updated_at: Timestamp,
     /// The storage backend's `UploadProgress`, serialized as JSON by the caller.
     pub progress: String,
+    /// Who opened the session (the authenticated principal's name), so that
+    /// open sessions can be counted per principal; `None` for anonymous
+    /// callers and when access control is off.
+    pub principal: Option<String>,
+}
+
+/// How many upload sessions are open, as [`MetaStore::count_live_uploads`]
+/// counts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveUploads {
+    /// In the repository asked about.
+    pub in_repository: u64,
+    /// Opened by the principal asked about (0 when none was named).
+    pub of_principal: u64,
 }
 
 /// What a manifest deletion removed.
@@ -327,6 +341,17 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// Records a new upload session (creating the repository).
     async fn create_upload(&self, upload: &UploadRecord) -> Result<(), MetaError>;
+
+    /// Counts the upload sessions updated at or after `since` (those the
+    /// purge of expired sessions would keep) in `repository` and, when
+    /// `principal` is given, those opened by `principal` in any repository.
+    /// Reads the sessions by age through indexes, never every session.
+    async fn count_live_uploads(
+        &self,
+        repository: &RepoName,
+        principal: Option<&str>,
+        since: Timestamp,
+    ) -> Result<LiveUploads, MetaError>;
 
     /// Fetches an upload of `repository`; `None` if absent or in another repository.
     async fn get_upload(

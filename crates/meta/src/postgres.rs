@@ -80,8 +80,8 @@ use crate::common::{
     to_i64, EmbeddedMigrations,
 };
 use crate::{
-    BlobCandidate, DeletedManifest, GcCutoffs, LinkCandidate, ManifestCandidate, ManifestRecord,
-    MetaError, MetaStore, NewManifest, Referrer, Timestamp, UploadRecord,
+    BlobCandidate, DeletedManifest, GcCutoffs, LinkCandidate, LiveUploads, ManifestCandidate,
+    ManifestRecord, MetaError, MetaStore, NewManifest, Referrer, Timestamp, UploadRecord,
 };
 
 /// Connections per node. Metadata queries are short; a registry node's time
@@ -118,6 +118,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "signing keys",
         include_str!("../migrations/postgres/0005_signing_keys.sql"),
+    ),
+    (
+        6,
+        "upload principals",
+        include_str!("../migrations/postgres/0006_upload_principals.sql"),
     ),
 ];
 
@@ -212,7 +217,7 @@ fn manifest_from_row(row: &PgRow) -> Result<ManifestRecord, MetaError> {
 }
 
 /// The upload columns [`upload_from_row`] reads, with table aliases `u` and `r`.
-const UPLOAD_COLUMNS: &str = "u.id, r.name, u.created_at, u.updated_at, u.progress";
+const UPLOAD_COLUMNS: &str = "u.id, r.name, u.created_at, u.updated_at, u.progress, u.principal";
 
 fn upload_from_row(row: &PgRow) -> Result<UploadRecord, MetaError> {
     Ok(UploadRecord {
@@ -221,6 +226,7 @@ fn upload_from_row(row: &PgRow) -> Result<UploadRecord, MetaError> {
         created_at: column(row, "created_at")?,
         updated_at: column(row, "updated_at")?,
         progress: column(row, "progress")?,
+        principal: column(row, "principal")?,
     })
 }
 
@@ -1005,18 +1011,44 @@ impl MetaStore for PostgresMetaStore {
         let repository_id =
             ensure_repository(&mut tx, &upload.repository, upload.created_at).await?;
         sqlx::query(
-            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress, principal) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&upload.id)
         .bind(repository_id)
         .bind(upload.created_at)
         .bind(upload.updated_at)
         .bind(&upload.progress)
+        .bind(upload.principal.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(database("creating an upload"))?;
         tx.commit().await.map_err(database("committing an upload"))
+    }
+
+    async fn count_live_uploads(
+        &self,
+        repository: &RepoName,
+        principal: Option<&str>,
+        since: Timestamp,
+    ) -> Result<LiveUploads, MetaError> {
+        let (in_repository, of_principal): (i64, i64) = sqlx::query_as(
+            "SELECT \
+             (SELECT count(*) FROM uploads u JOIN repositories r ON r.id = u.repository_id \
+              WHERE r.name = $1 AND u.updated_at >= $3), \
+             (SELECT count(*) FROM uploads \
+              WHERE $2::TEXT IS NOT NULL AND principal = $2 AND updated_at >= $3)",
+        )
+        .bind(repository.as_str())
+        .bind(principal)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(database("counting open uploads"))?;
+        Ok(LiveUploads {
+            in_repository: parse_size(in_repository)?,
+            of_principal: parse_size(of_principal)?,
+        })
     }
 
     async fn get_upload(

@@ -28,8 +28,8 @@ use crate::common::{
     to_i64, EmbeddedMigrations,
 };
 use crate::{
-    BlobCandidate, DeletedManifest, GcCutoffs, LinkCandidate, ManifestCandidate, ManifestRecord,
-    MetaError, MetaStore, NewManifest, Referrer, Timestamp, UploadRecord,
+    BlobCandidate, DeletedManifest, GcCutoffs, LinkCandidate, LiveUploads, ManifestCandidate,
+    ManifestRecord, MetaError, MetaStore, NewManifest, Referrer, Timestamp, UploadRecord,
 };
 
 /// How long a connection waits for another process's write lock before
@@ -69,6 +69,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "signing keys",
         include_str!("../migrations/sqlite/0005_signing_keys.sql"),
+    ),
+    (
+        6,
+        "upload principals",
+        include_str!("../migrations/sqlite/0006_upload_principals.sql"),
     ),
 ];
 
@@ -203,7 +208,7 @@ fn manifest_from_row(row: &SqliteRow) -> Result<ManifestRecord, MetaError> {
 }
 
 /// The upload columns [`upload_from_row`] reads, with table aliases `u` and `r`.
-const UPLOAD_COLUMNS: &str = "u.id, r.name, u.created_at, u.updated_at, u.progress";
+const UPLOAD_COLUMNS: &str = "u.id, r.name, u.created_at, u.updated_at, u.progress, u.principal";
 
 fn upload_from_row(row: &SqliteRow) -> Result<UploadRecord, MetaError> {
     Ok(UploadRecord {
@@ -212,6 +217,7 @@ fn upload_from_row(row: &SqliteRow) -> Result<UploadRecord, MetaError> {
         created_at: column(row, "created_at")?,
         updated_at: column(row, "updated_at")?,
         progress: column(row, "progress")?,
+        principal: column(row, "principal")?,
     })
 }
 
@@ -936,13 +942,14 @@ impl MetaStore for SqliteMetaStore {
         // One statement (one round trip to the writer) when the repository
         // exists, which is every blob of a push after its first.
         let inserted = sqlx::query(
-            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress) \
-             SELECT ?, id, ?, ?, ? FROM repositories WHERE name = ?",
+            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress, principal) \
+             SELECT ?, id, ?, ?, ?, ? FROM repositories WHERE name = ?",
         )
         .bind(&upload.id)
         .bind(upload.created_at)
         .bind(upload.updated_at)
         .bind(&upload.progress)
+        .bind(upload.principal.as_deref())
         .bind(upload.repository.as_str())
         .execute(&self.write)
         .await
@@ -955,18 +962,44 @@ impl MetaStore for SqliteMetaStore {
         let repository_id =
             ensure_repository(&mut tx, &upload.repository, upload.created_at).await?;
         sqlx::query(
-            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress) \
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress, principal) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(&upload.id)
         .bind(repository_id)
         .bind(upload.created_at)
         .bind(upload.updated_at)
         .bind(&upload.progress)
+        .bind(upload.principal.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(database("creating an upload"))?;
         tx.commit().await.map_err(database("committing an upload"))
+    }
+
+    async fn count_live_uploads(
+        &self,
+        repository: &RepoName,
+        principal: Option<&str>,
+        since: Timestamp,
+    ) -> Result<LiveUploads, MetaError> {
+        let (in_repository, of_principal): (i64, i64) = sqlx::query_as(
+            "SELECT \
+             (SELECT count(*) FROM uploads u JOIN repositories r ON r.id = u.repository_id \
+              WHERE r.name = ?1 AND u.updated_at >= ?3), \
+             (SELECT count(*) FROM uploads \
+              WHERE ?2 IS NOT NULL AND principal = ?2 AND updated_at >= ?3)",
+        )
+        .bind(repository.as_str())
+        .bind(principal)
+        .bind(since)
+        .fetch_one(&self.read)
+        .await
+        .map_err(database("counting open uploads"))?;
+        Ok(LiveUploads {
+            in_repository: parse_size(in_repository)?,
+            of_principal: parse_size(of_principal)?,
+        })
     }
 
     async fn get_upload(
@@ -1005,7 +1038,7 @@ impl MetaStore for SqliteMetaStore {
              AND repository_id = (SELECT id FROM repositories WHERE name = ?4) \
              AND (lease_holder IS NULL OR lease_expires IS NULL \
                   OR lease_holder = ?1 OR ?5 >= lease_expires) \
-             RETURNING id, created_at, updated_at, progress",
+             RETURNING id, created_at, updated_at, progress, principal",
         )
         .bind(holder)
         .bind(now.saturating_add(lease_secs))
@@ -1022,6 +1055,7 @@ impl MetaStore for SqliteMetaStore {
                 created_at: column(&row, "created_at")?,
                 updated_at: column(&row, "updated_at")?,
                 progress: column(&row, "progress")?,
+                principal: column(&row, "principal")?,
             });
         }
         // Not taken: find out why, under a transaction so the answer is

@@ -15,7 +15,10 @@ use futures::future::{join_all, BoxFuture};
 
 use berth_oci::{Algorithm, Digest, RepoName, Tag};
 
-use crate::{ManifestRecord, MetaError, MetaStore, NewManifest, Referrer, Timestamp, UploadRecord};
+use crate::{
+    LiveUploads, ManifestRecord, MetaError, MetaStore, NewManifest, Referrer, Timestamp,
+    UploadRecord,
+};
 
 /// A suite test as a plain function, so tests can be listed and run in a loop.
 pub type SuiteTest = for<'a> fn(&'a dyn MetaStore) -> BoxFuture<'a, ()>;
@@ -69,6 +72,10 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
     ("expired_uploads_are_listed_oldest_first", |store| {
         Box::pin(expired_uploads_are_listed_oldest_first(store))
     }),
+    (
+        "live_uploads_are_counted_per_repository_and_principal",
+        |store| Box::pin(live_uploads_are_counted_per_repository_and_principal(store)),
+    ),
     ("concurrent_writers_all_succeed", |store| {
         Box::pin(concurrent_writers_all_succeed(store))
     }),
@@ -136,6 +143,7 @@ macro_rules! meta_store_tests {
             referrers_are_filtered_by_subject_and_artifact_type,
             upload_leases_exclude_other_holders_until_expiry,
             expired_uploads_are_listed_oldest_first,
+            live_uploads_are_counted_per_repository_and_principal,
             concurrent_writers_all_succeed,
             racing_reference_checks_and_deletions_never_both_win,
             racing_pushes_of_one_manifest_all_succeed,
@@ -290,6 +298,7 @@ fn upload(id: &str, repo: &RepoName, updated_at: Timestamp) -> UploadRecord {
         created_at: updated_at,
         updated_at,
         progress: format!(r#"{{"upload":"{id}","offset":0}}"#),
+        principal: None,
     }
 }
 
@@ -1330,6 +1339,61 @@ pub async fn expired_uploads_are_listed_oldest_first(store: &dyn MetaStore) {
         assert!(store.delete_upload(&upload.id).await.unwrap());
     }
     assert!(store.expired_uploads(31, 100).await.unwrap().is_empty());
+}
+
+pub async fn live_uploads_are_counted_per_repository_and_principal(store: &dyn MetaStore) {
+    let one = repository("suite-live/one");
+    let two = repository("suite-live/two");
+    let opened = |id: &str, repo: &RepoName, updated_at: Timestamp, principal: Option<&str>| {
+        let mut record = upload(id, repo, updated_at);
+        record.principal = principal.map(str::to_string);
+        record
+    };
+    let sessions = [
+        opened("suite-live-1", &one, NOW, Some("alice")),
+        opened("suite-live-2", &one, NOW - 10, Some("alice")),
+        opened("suite-live-3", &one, NOW, None),
+        opened("suite-live-4", &two, NOW, Some("alice")),
+        opened("suite-live-5", &two, NOW, Some("bob")),
+        // Older than the cut-off below: expired, so not counted.
+        opened("suite-live-6", &one, NOW - 100, Some("alice")),
+    ];
+    for session in &sessions {
+        store.create_upload(session).await.unwrap();
+    }
+    let stored = store
+        .get_upload(&one, "suite-live-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.principal.as_deref(), Some("alice"));
+    let count = |repo, principal, since| store.count_live_uploads(repo, principal, since);
+    let live = |in_repository, of_principal| LiveUploads {
+        in_repository,
+        of_principal,
+    };
+    let since = NOW - 50;
+    assert_eq!(count(&one, Some("alice"), since).await.unwrap(), live(3, 3));
+    assert_eq!(count(&two, Some("bob"), since).await.unwrap(), live(2, 1));
+    assert_eq!(count(&one, None, since).await.unwrap(), live(3, 0));
+    assert_eq!(count(&one, Some("carol"), since).await.unwrap(), live(3, 0));
+    assert_eq!(
+        count(&one, Some("alice"), NOW - 100).await.unwrap(),
+        live(4, 4)
+    );
+    assert_eq!(count(&one, Some("alice"), NOW).await.unwrap(), live(2, 2));
+    let absent = repository("suite-live/absent");
+    assert_eq!(
+        count(&absent, Some("alice"), since).await.unwrap(),
+        live(0, 3)
+    );
+    // A finished (deleted) session no longer counts.
+    assert!(store.delete_upload("suite-live-4").await.unwrap());
+    assert_eq!(count(&two, Some("alice"), since).await.unwrap(), live(1, 2));
+    for session in &sessions[..] {
+        store.delete_upload(&session.id).await.unwrap();
+    }
+    assert_eq!(count(&one, Some("alice"), 0).await.unwrap(), live(0, 0));
 }
 
 pub async fn concurrent_writers_all_succeed(store: &dyn MetaStore) {

@@ -186,6 +186,7 @@ async fn reconnecting_keeps_data_and_applies_migrations_once() {
         created_at: 1,
         updated_at: 2,
         progress: "{}".to_string(),
+        principal: None,
     };
 
     let store = PostgresMetaStore::connect(&database.url).await.unwrap();
@@ -248,6 +249,7 @@ async fn two_nodes_on_one_database_share_writes_and_leases() {
         created_at: 10,
         updated_at: 10,
         progress: "{}".to_string(),
+        principal: None,
     };
     first.create_upload(&upload).await.unwrap();
     first

@@ -77,6 +77,7 @@ async fn reopening_keeps_data_and_applies_migrations_once() {
         created_at: 1,
         updated_at: 2,
         progress: "{}".to_string(),
+        principal: None,
     };
 
     let store = SqliteMetaStore::open(&path).await.unwrap();

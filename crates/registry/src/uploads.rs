@@ -40,6 +40,7 @@ impl Registry {
             created_at: now,
             updated_at: now,
             progress: encode_progress(&progress)?,
+            principal: None,
         };
         if let Err(e) = self.meta().create_upload(&record).await {
             let _ = self.blobs().abort_upload(&id, Some(&progress)).await;
