@@ -31,6 +31,10 @@ pub enum RegistryError {
     UploadBusy,
     #[error("upload invalid: {0}")]
     UploadInvalid(String),
+    /// No new upload session may open: `who` (a repository or a principal)
+    /// has `limit` open already.
+    #[error("{who} has {limit} open upload sessions, the most allowed; finish or cancel some, or let them expire")]
+    TooManyUploads { who: String, limit: u64 },
     #[error("provided digest did not match uploaded content (computed {computed})")]
     DigestMismatch { computed: Digest },
     #[error("invalid digest: {0}")]
@@ -82,6 +86,7 @@ impl RegistryError {
             }
             RegistryError::ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
             RegistryError::ManifestReferenced(_) => ErrorCode::Denied,
+            RegistryError::TooManyUploads { .. } => ErrorCode::TooManyRequests,
             RegistryError::InvalidParameter(_) => ErrorCode::Unsupported,
             RegistryError::Storage(_) | RegistryError::Meta(_) => ErrorCode::Internal,
         }

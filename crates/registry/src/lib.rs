@@ -87,6 +87,15 @@ pub struct RegistryConfig {
     /// Most bytes of annotations (as JSON) a referrers descriptor carries;
     /// a manifest with more is listed without its annotations.
     pub referrer_annotation_bytes: usize,
+    /// Most upload sessions open at once in one repository. Sessions idle
+    /// for longer than `upload_ttl` do not count (the purge removes them).
+    /// The check precedes the creation without a lock, so concurrent starts
+    /// may overshoot by their number.
+    pub max_uploads_per_repository: u64,
+    /// Most upload sessions one authenticated principal (user or access
+    /// token) has open at once, across repositories; anonymous sessions
+    /// count only per repository.
+    pub max_uploads_per_principal: u64,
 }
 
 impl Default for RegistryConfig {
@@ -105,6 +114,8 @@ impl Default for RegistryConfig {
             referrers_page_size: 1000,
             referrers_page_bytes: 1024 * 1024,
             referrer_annotation_bytes: 16 * 1024,
+            max_uploads_per_repository: 1000,
+            max_uploads_per_principal: 1000,
         }
     }
 }

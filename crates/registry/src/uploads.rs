@@ -29,18 +29,46 @@ pub struct UploadStatus {
 }
 
 impl Registry {
-    /// Opens a new upload session in `repository`.
-    pub async fn start_upload(&self, repository: &RepoName) -> Result<UploadStatus, RegistryError> {
+    /// Opens a new upload session in `repository` for `principal` (the
+    /// authenticated caller's name, if any), unless the repository or the
+    /// principal has as many sessions open as the configuration allows
+    /// (`TooManyUploads`). Sessions idle for longer than `upload_ttl` do not
+    /// count: they are as good as purged.
+    pub async fn start_upload(
+        &self,
+        repository: &RepoName,
+        principal: Option<&str>,
+    ) -> Result<UploadStatus, RegistryError> {
+        let now = self.now();
+        let config = self.config();
+        let since = now.saturating_sub(config.upload_ttl.as_secs() as i64);
+        let live = self
+            .meta()
+            .count_live_uploads(repository, principal, since)
+            .await?;
+        if live.in_repository >= config.max_uploads_per_repository {
+            return Err(RegistryError::TooManyUploads {
+                who: format!("repository {repository}"),
+                limit: config.max_uploads_per_repository,
+            });
+        }
+        if let Some(principal) = principal {
+            if live.of_principal >= config.max_uploads_per_principal {
+                return Err(RegistryError::TooManyUploads {
+                    who: principal.to_string(),
+                    limit: config.max_uploads_per_principal,
+                });
+            }
+        }
         let id = UploadId::new_random();
         let progress = self.blobs().begin_upload(&id).await?;
-        let now = self.now();
         let record = UploadRecord {
             id: id.to_string(),
             repository: repository.clone(),
             created_at: now,
             updated_at: now,
             progress: encode_progress(&progress)?,
-            principal: None,
+            principal: principal.map(str::to_string),
         };
         if let Err(e) = self.meta().create_upload(&record).await {
             let _ = self.blobs().abort_upload(&id, Some(&progress)).await;
@@ -122,16 +150,19 @@ impl Registry {
         Ok(size)
     }
 
-    /// Stores a whole blob sent in one request (`POST ?digest=` with a body).
+    /// Stores a whole blob sent in one request (`POST ?digest=` with a body)
+    /// for `principal`; it opens a session like [`Registry::start_upload`],
+    /// and is refused the same way.
     pub async fn upload_monolithic(
         &self,
         repository: &RepoName,
+        principal: Option<&str>,
         digest: &Digest,
         data: ByteStream,
     ) -> Result<u64, RegistryError> {
         // A session record is written even here, so that a crash mid-body
         // leaves a session the purge job finds and removes.
-        let status = self.start_upload(repository).await?;
+        let status = self.start_upload(repository, principal).await?;
         match self
             .finish_upload(repository, &status.id, digest, None, Some(data))
             .await

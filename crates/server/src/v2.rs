@@ -232,6 +232,11 @@ fn blob_created(repo: &RepoName, digest: &Digest) -> Response {
 
 async fn start_upload(state: &AppState, repo: &RepoName, request: &Parts, body: Body) -> ApiResult {
     let query = Query::parse(request)?;
+    // The authenticated caller's name, under which open sessions are counted.
+    let principal = request
+        .extensions
+        .get::<Caller>()
+        .and_then(|caller| caller.principal.subject());
     let mount_allowed = request.extensions.get::<MountDenied>().is_none();
     if let Some(mount) = query.get("mount").filter(|_| mount_allowed) {
         let digest = Digest::parse(mount).map_err(|e| ApiError::digest_invalid(e.to_string()))?;
@@ -257,11 +262,11 @@ async fn start_upload(state: &AppState, repo: &RepoName, request: &Parts, body: 
         let stream = body_stream(state, body);
         state
             .registry
-            .upload_monolithic(repo, &digest, stream)
+            .upload_monolithic(repo, principal, &digest, stream)
             .await?;
         return Ok(blob_created(repo, &digest));
     }
-    let status = state.registry.start_upload(repo).await?;
+    let status = state.registry.start_upload(repo, principal).await?;
     Ok(upload_response(
         StatusCode::ACCEPTED,
         repo,

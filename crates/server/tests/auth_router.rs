@@ -65,6 +65,10 @@ fn basic(user: &str, password: &str) -> String {
 /// alice: writer of team-a and pub; bob: only his personal namespace;
 /// pub is public, team-a private; robot `puller` may pull team-a.
 async fn harness(policy: PolicyConfig) -> Harness {
+    harness_with(policy, RegistryConfig::default()).await
+}
+
+async fn harness_with(policy: PolicyConfig, config: RegistryConfig) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let blobs = FsBlobStore::open(dir.path().join("data")).unwrap();
     let meta = Arc::new(
@@ -72,7 +76,7 @@ async fn harness(policy: PolicyConfig) -> Harness {
             .await
             .unwrap(),
     );
-    let registry = Registry::new(Arc::new(blobs), meta.clone(), RegistryConfig::default());
+    let registry = Registry::new(Arc::new(blobs), meta.clone(), config);
     // Access control keeps its tables in the registry's database, as the
     // binary wires it.
     let store = Arc::new(MetaAuthStore::new(meta));
@@ -529,6 +533,39 @@ async fn mounts_without_from_use_only_sources_the_caller_may_pull() {
         h.get(&blob("pub/app", &private), Some(&alice)).await.status,
         200
     );
+}
+
+/// Open upload sessions are capped per authenticated principal across
+/// repositories (user or access token): the next start is refused with 429
+/// `TOOMANYREQUESTS`, while other principals are not affected.
+#[tokio::test]
+async fn open_uploads_are_capped_per_principal() {
+    let config = RegistryConfig {
+        max_uploads_per_principal: 2,
+        ..RegistryConfig::default()
+    };
+    let h = harness_with(PolicyConfig::default(), config).await;
+    let alice = basic("alice", PASSWORD);
+    let bob = basic("bob", PASSWORD);
+    let start = |repo: &str, who: &str| {
+        let uri = format!("/v2/{repo}/blobs/uploads/");
+        let who = who.to_string();
+        let h = &h;
+        async move {
+            h.call("POST", &uri, &[("authorization", &who)], Vec::new())
+                .await
+        }
+    };
+    assert_eq!(start("pub/one", &alice).await.status, 202);
+    assert_eq!(start("team-a/two", &alice).await.status, 202);
+    let refused = start("alice/three", &alice).await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.code(), "TOOMANYREQUESTS");
+    assert!(
+        String::from_utf8_lossy(&refused.body).contains("alice"),
+        "the message names the principal"
+    );
+    assert_eq!(start("bob/one", &bob).await.status, 202);
 }
 
 #[tokio::test]

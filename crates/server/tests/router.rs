@@ -27,6 +27,10 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Harness {
+        Harness::with_config(RegistryConfig::default()).await
+    }
+
+    async fn with_config(config: RegistryConfig) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let blobs = FsBlobStore::open(dir.path().join("data")).unwrap();
         let meta = SqliteMetaStore::open(&dir.path().join("berth.db"))
@@ -36,7 +40,7 @@ impl Harness {
         let registry = Registry::with_clock(
             Arc::new(blobs),
             Arc::new(meta),
-            RegistryConfig::default(),
+            config,
             Clock::Fixed(clock.clone()),
         );
         Harness {
@@ -371,6 +375,75 @@ async fn chunk_length_must_match_its_content_range() {
         .call("GET", &format!("/v2/repo/blobs/{digest}"), &[], vec![])
         .await;
     assert_eq!(body, data);
+}
+
+/// Open upload sessions are capped per repository: the next start is
+/// refused with 429 `TOOMANYREQUESTS` (monolithic pushes too, since they
+/// open a session), other repositories are not affected, and finishing,
+/// cancelling or letting sessions expire makes room again.
+#[tokio::test]
+async fn open_uploads_are_capped_per_repository() {
+    let config = RegistryConfig {
+        max_uploads_per_repository: 3,
+        ..RegistryConfig::default()
+    };
+    let ttl = config.upload_ttl.as_secs() as i64;
+    let h = Harness::with_config(config).await;
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let (r, _) = h
+            .call("POST", "/v2/capped/blobs/uploads/", &[], vec![])
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        sessions.push(header(&r, "location").to_string());
+    }
+    let (r, body) = h
+        .call("POST", "/v2/capped/blobs/uploads/", &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(error_code(&body), "TOOMANYREQUESTS");
+    assert!(String::from_utf8_lossy(&body).contains("3 open upload sessions"));
+    let data = b"monolithic".to_vec();
+    let digest = Algorithm::Sha256.digest_of(&data);
+    let (r, _) = h
+        .call(
+            "POST",
+            &format!("/v2/capped/blobs/uploads/?digest={digest}"),
+            &[],
+            data,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let (r, _) = h
+        .call("POST", "/v2/other/blobs/uploads/", &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    // Cancelling one makes room for one.
+    let (r, _) = h.call("DELETE", &sessions[0], &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (r, _) = h
+        .call("POST", "/v2/capped/blobs/uploads/", &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let (r, _) = h
+        .call("POST", "/v2/capped/blobs/uploads/", &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // Sessions idle for longer than the upload TTL no longer count, even
+    // before the purge removes them.
+    h.clock.fetch_add(ttl + 1, Ordering::SeqCst);
+    for _ in 0..3 {
+        let (r, _) = h
+            .call("POST", "/v2/capped/blobs/uploads/", &[], vec![])
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+    let (r, _) = h
+        .call("POST", "/v2/capped/blobs/uploads/", &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
 }
 
 #[tokio::test]
