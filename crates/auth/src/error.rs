@@ -12,6 +12,9 @@ pub enum AuthError {
     /// A scope string does not follow `type[(class)]:name:actions`.
     #[error("invalid scope {0:?}")]
     InvalidScope(String),
+    /// A token request asks for more scopes than one request may.
+    #[error("too many scopes: a token request may ask for at most {0} scopes")]
+    TooManyScopes(usize),
     /// An access-token scope (`namespace[/repo]:pull,push`) is malformed.
     #[error("invalid token scope {0:?}: {1}")]
     InvalidTokenScope(String, &'static str),
@@ -51,6 +54,7 @@ impl AuthError {
         match self {
             AuthError::Token(_) => ErrorCode::Unauthorized,
             AuthError::InvalidScope(_)
+            | AuthError::TooManyScopes(_)
             | AuthError::InvalidTokenScope(..)
             | AuthError::InvalidExpiry(_)
             | AuthError::InvalidName(_)

@@ -399,6 +399,75 @@ async fn token_endpoint_get_and_oauth_post() {
     assert_eq!(unsupported.json()["error"], "unsupported_grant_type");
 }
 
+/// Issue 11: an anonymous token request with 1,500 scopes cost 1,500
+/// lookups and returned a 238 KB token. A request may ask for at most 32
+/// scopes (more is 400 with a message saying so, on GET and POST), and 32
+/// scopes of the longest repository names still make a token under 16 KiB.
+#[tokio::test]
+async fn token_requests_are_capped_at_32_scopes() {
+    let h = harness(PolicyConfig::default()).await;
+    let alice = basic("alice", PASSWORD);
+    // team-a/ plus 248 characters: the longest repository names there are.
+    let scopes = |count: usize| -> Vec<String> {
+        (0..count)
+            .map(|n| format!("scope=repository:team-a/{:0>248}:pull,push", n))
+            .collect()
+    };
+    let within = h
+        .get(
+            &format!("/auth/token?service=berth&{}", scopes(32).join("&")),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(within.status, 200);
+    let token = within.json()["token"].as_str().unwrap().to_string();
+    assert_eq!(claims(&token)["access"].as_array().unwrap().len(), 32);
+    assert!(token.len() < 16 * 1024, "a token of {} bytes", token.len());
+
+    for who in [None, Some(alice.as_str())] {
+        let refused = h
+            .get(
+                &format!("/auth/token?service=berth&{}", scopes(33).join("&")),
+                who,
+            )
+            .await;
+        assert_eq!(refused.status, 400, "{who:?}");
+        let message = refused.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(message.contains("at most 32 scopes"), "{message}");
+    }
+    // Several scopes in one parameter count one by one.
+    let packed = (0..33)
+        .map(|n| format!("repository:pub/r{n}:pull"))
+        .collect::<Vec<_>>()
+        .join("%20");
+    assert_eq!(
+        h.get(&format!("/auth/token?scope={packed}"), None)
+            .await
+            .status,
+        400
+    );
+    let form = format!(
+        "grant_type=password&username=alice&password={PASSWORD}&service=berth&scope={packed}"
+    );
+    let refused = h
+        .call(
+            "POST",
+            "/auth/token",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            form.into_bytes(),
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json()["error"], "invalid_scope");
+    assert!(refused.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("at most 32 scopes"));
+}
+
 #[tokio::test]
 async fn catalog_lists_only_what_the_caller_may_pull() {
     let h = harness(PolicyConfig::default()).await;
