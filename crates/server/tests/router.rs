@@ -164,6 +164,58 @@ async fn base_endpoint_and_version_header() {
     }
 }
 
+/// A client's `x-request-id` is kept (and echoed) only when it is at most 64
+/// bytes of letters, digits and `-_.:`; anything else, which would go into
+/// text logs verbatim (log forging, 60 KB ids), is replaced by a fresh id.
+#[tokio::test]
+async fn request_ids_are_kept_only_when_short_and_plain() {
+    let h = Harness::new().await;
+    let longest = "a".repeat(64);
+    let kept: &[&[u8]] = &[
+        b"req-1",
+        b"0b0f6a8e-3c39-4d4e-9f0c-2f4a3c1f8d10",
+        b"trace.id_7:x",
+        longest.as_bytes(),
+    ];
+    let too_long = "a".repeat(65);
+    let huge = "x".repeat(60_000);
+    let replaced: &[&[u8]] = &[
+        too_long.as_bytes(),
+        huge.as_bytes(),
+        b"has space",
+        b"tab\tinside",
+        b"quote\"d",
+        b"id method=DELETE",
+        b"caf\xc3\xa9",
+        b"",
+    ];
+    let send = |id: &[u8]| {
+        let request = Request::builder()
+            .uri("/v2/")
+            .header(
+                "x-request-id",
+                axum::http::HeaderValue::from_bytes(id).unwrap(),
+            )
+            .body(Body::empty())
+            .unwrap();
+        h.send(request)
+    };
+    for id in kept {
+        let r = send(id).await;
+        assert_eq!(header(&r, "x-request-id").as_bytes(), *id);
+    }
+    for id in replaced {
+        let r = send(id).await;
+        let echoed = header(&r, "x-request-id");
+        assert_ne!(echoed.as_bytes(), *id);
+        assert_eq!(echoed.len(), 36, "a generated UUID: {echoed}");
+        assert!(
+            echoed.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'),
+            "{echoed}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn monolithic_blob_push_head_get_and_wrong_digest() {
     let h = Harness::new().await;
