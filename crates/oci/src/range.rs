@@ -2,7 +2,8 @@
 //!
 //! - Blob GET takes an RFC 9110 `Range` header ([`parse_range_header`]). One
 //!   satisfiable `bytes` range is served (`bytes=first-last`, `bytes=first-`
-//!   and the suffix form `bytes=-count`, the end clamped to the blob); what
+//!   and the suffix form `bytes=-count`, the end clamped to the blob); a range
+//!   starting past the end or ending before its start is refused; what
 //!   RFC 9110 §14.2 lets a server ignore (another unit, several ranges, a
 //!   malformed specifier) is ignored and the whole blob is served.
 //! - Upload PATCH takes `Content-Range: first-last` (inclusive, no unit, as the
@@ -49,11 +50,12 @@ pub enum RangeRequest {
 /// One `bytes` range is answered: its end is clamped to the blob, however
 /// large (`bytes=0-99999999999999999999` on a 10-byte blob is `[0, 10)`), and
 /// a range that starts at or past the end, or the empty suffix `bytes=-0`, is
-/// [`RangeRequest::NotSatisfiable`]. Everything RFC 9110 §14.2 lets a server
-/// ignore is [`RangeRequest::Whole`]: a unit other than `bytes` (which it
-/// must ignore), several ranges, and a malformed or invalid specifier
-/// (`bytes=5-2`). Multipart answers are not worth their cost for blobs, and
-/// no registry client asks for them.
+/// [`RangeRequest::NotSatisfiable`], and so is an invalid range whose last
+/// position precedes its first (`bytes=5-2`), which RFC 9110 §14.2 lets a
+/// server reject. What it lets a server ignore otherwise is
+/// [`RangeRequest::Whole`]: a unit other than `bytes` (which it must
+/// ignore), several ranges, and a malformed specifier. Multipart answers are
+/// not worth their cost for blobs, and no registry client asks for them.
 pub fn parse_range_header(value: &str, size: u64) -> RangeRequest {
     let Some((unit, spec)) = value.split_once('=') else {
         return RangeRequest::Whole;
@@ -86,8 +88,11 @@ pub fn parse_range_header(value: &str, size: u64) -> RangeRequest {
     } else {
         match position(last) {
             Some(end) if end >= start => Some(end),
-            // A last position before the first is an invalid range.
-            _ => return RangeRequest::Whole,
+            // A last position before the first is an invalid range, which
+            // RFC 9110 lets a server ignore or reject; clients (and the OCI
+            // conformance program) expect a 416.
+            Some(_) => return RangeRequest::NotSatisfiable,
+            None => return RangeRequest::Whole,
         }
     };
     if start >= size {
@@ -164,7 +169,8 @@ mod tests {
             ("bytes=0-", 0, NotSatisfiable),
             ("bytes=-5", 0, NotSatisfiable),
             // Ignored, so the whole blob is served.
-            ("bytes=5-2", 10, Whole),
+            ("bytes=5-2", 10, NotSatisfiable),
+            ("bytes=5-4", 10, NotSatisfiable),
             ("bytes=0-1,3-4", 10, Whole),
             ("bytes=20-30, 40-", 10, Whole),
             ("items=0-1", 10, Whole),
