@@ -38,8 +38,10 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
 }
 
 /// The status of a registry refusal: its code's usual one, except where
-/// the spec (or what clients expect) answers that refusal differently.
-fn registry_status(error: &RegistryError) -> StatusCode {
+/// the spec (or what clients expect) answers that refusal differently. The
+/// one place a registry refusal gets a status, for `/v2/` and for any other
+/// surface that reports registry refusals.
+pub fn registry_status(error: &RegistryError) -> StatusCode {
     match error {
         // The spec's answer to a chunk that does not continue the upload;
         // a chunk that another request is writing is the same conflict.
