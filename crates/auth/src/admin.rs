@@ -7,11 +7,11 @@
 
 use time::OffsetDateTime;
 
-use crate::error::AuthError;
+use crate::error::{AuthError, AuthStoreError};
 use crate::model::{validate_account_name, Role, Secret, TokenScope, Visibility};
 use crate::password::{hash_password, validate_new_password};
 use crate::secret::{generate_access_token, Expiry};
-use crate::store::{AccessTokenRecord, AuthStore, AuthStoreError, NamespaceRecord, UserRecord};
+use crate::store::{AccessTokenRecord, AuthStore, NamespaceRecord, UserRecord};
 
 /// Why an administrative change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -220,11 +220,11 @@ pub async fn create_access_token(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::MemoryAuthStore;
+    use crate::meta_store::MetaAuthStore;
 
     #[tokio::test]
     async fn users_tokens_and_namespaces_do_not_collide() {
-        let store = MemoryAuthStore::new();
+        let store = MetaAuthStore::in_memory().await;
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         let password = Secret::new("long enough password");
         create_user(&store, "alice", &password, false, now)
@@ -262,7 +262,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_namespace_keeps_its_last_owner() {
-        let store = MemoryAuthStore::new();
+        let store = MetaAuthStore::in_memory().await;
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         let password = Secret::new("long enough password");
         for user in ["alice", "bob"] {

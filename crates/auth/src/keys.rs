@@ -114,10 +114,8 @@ fn key_set(records: Vec<SigningKeyRecord>) -> Result<KeySet, AuthError> {
 mod tests {
     use super::*;
     use crate::jwt::{TokenAuthority, DEFAULT_TOKEN_LIFETIME};
-    use crate::memory::MemoryAuthStore;
     use crate::meta_store::MetaAuthStore;
     use crate::TokenRejection;
-    use berth_meta::sqlite::SqliteMetaStore;
     use std::sync::Arc;
 
     fn now() -> OffsetDateTime {
@@ -128,14 +126,10 @@ mod tests {
         TokenAuthority::new(keys, "berth", "registry.example")
     }
 
-    /// The two stores the crate has: the in-memory one and the metadata
-    /// store's (SQLite here; the meta crate's suite covers PostgreSQL).
+    /// The metadata store's implementation on SQLite (the meta crate's
+    /// suite covers PostgreSQL).
     async fn stores() -> Vec<Arc<dyn AuthStore>> {
-        let sqlite = SqliteMetaStore::open_in_memory().await.unwrap();
-        vec![
-            Arc::new(MemoryAuthStore::new()),
-            Arc::new(MetaAuthStore::new(Arc::new(sqlite))),
-        ]
+        vec![Arc::new(MetaAuthStore::in_memory().await)]
     }
 
     #[tokio::test]

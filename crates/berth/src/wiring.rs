@@ -19,7 +19,8 @@ use berth_oci::Algorithm;
 use berth_registry::{Registry, RegistryConfig};
 use berth_server::ServerSettings;
 use berth_storage::fs::FsBlobStore;
-use berth_storage::{BlobStore, ByteStream, UploadId};
+use berth_oci::UploadId;
+use berth_storage::{BlobStore, ByteStream};
 use bytes::Bytes;
 use futures::StreamExt;
 

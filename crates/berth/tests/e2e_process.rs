@@ -7,8 +7,7 @@
 
 mod support;
 
-#[path = "../../storage/tests/support/mod.rs"]
-mod storage_support;
+use berth_test_support::seaweedfs as storage_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

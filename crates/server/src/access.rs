@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method};
 use berth_auth::policy::may_create_namespace;
 use berth_auth::store::NamespaceRecord;
 use berth_auth::{
@@ -189,8 +189,7 @@ pub struct MountDenied;
 /// A 500 for a store failure, details to the log only.
 pub fn store_failure(error: AuthStoreError) -> ApiError {
     tracing::error!(error = %error, "auth store failed");
-    ApiError::new(ErrorCode::Internal, "internal server error")
-        .with_status(StatusCode::INTERNAL_SERVER_ERROR)
+    ApiError::internal()
 }
 
 /// The user name whose memberships count for `principal`.

@@ -111,7 +111,39 @@ pub fn app(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        // Outermost, so that a refused id is gone before one is set.
+        .layer(axum::middleware::map_request(drop_unsafe_request_id))
         .with_state(state)
+}
+
+/// The longest client-chosen request id kept.
+const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// Whether a client's request id may be used as is: every log line of the
+/// request carries it, and text logs print it verbatim, so only short ids
+/// of letters, digits and `-`, `_`, `.`, `:` (UUIDs, hex, `req-42`,
+/// `trace.id:7`) are kept. Anything else could forge log fields or lines.
+fn is_safe_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// Removes the client's `x-request-id` unless there is exactly one and it is
+/// safe, so that [`SetRequestIdLayer`] generates one instead.
+async fn drop_unsafe_request_id<B>(mut request: Request<B>) -> Request<B> {
+    let mut ids = request.headers().get_all(&REQUEST_ID).iter();
+    let keep = match (ids.next(), ids.next()) {
+        (Some(id), None) => is_safe_request_id(id.as_bytes()),
+        (None, _) => true,
+        _ => false,
+    };
+    if !keep {
+        request.headers_mut().remove(&REQUEST_ID);
+    }
+    request
 }
 
 /// HTTP/2 requests carry the host in the URI's authority, not in `Host`;

@@ -122,6 +122,12 @@ fn oauth_error(status: StatusCode, code: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "error": code }))).into_response()
 }
 
+/// An OAuth2 error (RFC 6749 §5.2) with a description saying what to fix.
+fn oauth_error_described(status: StatusCode, code: &str, description: &str) -> Response {
+    let body = serde_json::json!({ "error": code, "error_description": description });
+    (status, axum::Json(body)).into_response()
+}
+
 async fn post_token_inner(
     state: &AppState,
     parts: &Parts,
@@ -133,8 +139,13 @@ async fn post_token_inner(
         .map_err(|_| oauth_error(StatusCode::BAD_REQUEST, "invalid_request"))?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| oauth_error(StatusCode::BAD_REQUEST, "invalid_request"))?;
-    let form = TokenPostRequest::parse(text)
-        .map_err(|e| oauth_error(StatusCode::BAD_REQUEST, oauth_error_code(&e)))?;
+    let form = TokenPostRequest::parse(text).map_err(|e| {
+        oauth_error_described(
+            StatusCode::BAD_REQUEST,
+            oauth_error_code(&e),
+            &e.to_string(),
+        )
+    })?;
     check_service(auth, form.service.as_deref()).map_err(IntoResponse::into_response)?;
     let login = match &form.grant {
         Grant::Password { username, password } => {
@@ -187,8 +198,7 @@ async fn issue(
         .issue(principal.subject(), access, now, not_after)
         .map_err(|e| {
             tracing::error!(error = %e, "signing a registry token failed");
-            ApiError::new(ErrorCode::Internal, "internal server error")
-                .with_status(StatusCode::INTERNAL_SERVER_ERROR)
+            ApiError::internal()
         })?;
     let mut refresh: Option<Secret> = None;
     if with_refresh_token {
@@ -220,17 +230,27 @@ pub async fn grant(
     scopes: &[Scope],
 ) -> Result<Vec<AccessEntry>, ApiError> {
     let mut access = Vec::new();
+    // Scopes often share a namespace; each is looked up once per request.
+    let mut known = std::collections::HashMap::new();
     for scope in scopes {
         match scope.resource_type {
             ResourceType::Repository => {
                 let Ok(repository) = RepoName::parse(&scope.name) else {
                     continue;
                 };
-                let facts = auth
-                    .store
-                    .namespace_facts(repository.namespace(), user_name(principal))
-                    .await
-                    .map_err(store_failure)?;
+                let namespace = repository.namespace();
+                let facts = match known.get(namespace) {
+                    Some(facts) => *facts,
+                    None => {
+                        let facts = auth
+                            .store
+                            .namespace_facts(namespace, user_name(principal))
+                            .await
+                            .map_err(store_failure)?;
+                        known.insert(namespace.to_string(), facts);
+                        facts
+                    }
+                };
                 let actions =
                     granted_actions(principal, &auth.policy, facts, &repository, &scope.actions);
                 if !actions.is_empty() {

@@ -51,14 +51,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use berth_oci::{Algorithm, ByteRange, Digest, Hasher};
+use berth_oci::{Algorithm, ByteRange, Digest, Hasher, UploadId};
 use bytes::Bytes;
 use futures::StreamExt;
 use memmap2::{Advice, MmapOptions};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::{BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, UploadId, UploadProgress};
+use crate::{BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, UploadProgress};
 
 /// Incoming bytes gathered before one write to disk. The batch holds the
 /// request body's own pieces (shared, never copied) and goes to the file in

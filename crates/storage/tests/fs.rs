@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use berth_oci::{Algorithm, Digest};
+use berth_oci::{Algorithm, Digest, UploadId};
 use berth_storage::fs::FsBlobStore;
 use berth_storage::suite::{self, Leftovers};
-use berth_storage::{BlobStore, ByteStream, StorageError, UploadId};
+use berth_storage::{BlobStore, ByteStream, StorageError};
 use bytes::Bytes;
 use futures::StreamExt;
 

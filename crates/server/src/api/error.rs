@@ -222,7 +222,7 @@ impl From<RegistryError> for ManagementError {
         if error.is_internal() {
             return ManagementError::internal(&error);
         }
-        let code = match error.status() {
+        let code = match crate::error::registry_status(&error).as_u16() {
             400 => ErrorCode::InvalidRequest,
             401 => ErrorCode::Unauthorized,
             403 => ErrorCode::Forbidden,

@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, Request};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use berth_auth::{
-    admin, AuthStore, Expiry, LoginThrottle, MemoryAuthStore, PolicyConfig, Role, Secret,
+    admin, AuthStore, Expiry, LoginThrottle, MetaAuthStore, PolicyConfig, Role, Secret,
     ThrottleConfig, TokenAuthority, TokenScope, Visibility,
 };
 use berth_meta::sqlite::SqliteMetaStore;
@@ -128,8 +128,10 @@ impl Harness {
         let meta = SqliteMetaStore::open(&dir.path().join("berth.db"))
             .await
             .unwrap();
-        let registry = Registry::new(Arc::new(blobs), Arc::new(meta), RegistryConfig::default());
-        let store = Arc::new(MemoryAuthStore::new());
+        // The registry and access control share one database, as in the binary.
+        let meta = Arc::new(meta);
+        let registry = Registry::new(Arc::new(blobs), meta.clone(), RegistryConfig::default());
+        let store = Arc::new(MetaAuthStore::new(meta));
         let now = OffsetDateTime::now_utc();
         let password = Secret::new(PASSWORD);
         admin::create_user(store.as_ref(), "root", &password, true, now)
