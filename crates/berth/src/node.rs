@@ -53,20 +53,20 @@ pub struct NodeName {
 /// Finds this node's name: the configured one, or the one kept in the data
 /// directory (made and stored on the first start), locked for this process.
 pub fn claim(config: &Config) -> Result<NodeName, String> {
-    if let Some(name) = &config.node_name {
+    if let Some(name) = &config.server.node_name {
         return Ok(NodeName {
             name: name.clone(),
             owns_earlier_leases: true,
             _lock: None,
         });
     }
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+    std::fs::create_dir_all(&config.server.data_dir).map_err(|e| {
         format!(
             "cannot create data directory {}: {e}",
-            config.data_dir.display()
+            config.server.data_dir.display()
         )
     })?;
-    let path = config.data_dir.join(NAME_FILE);
+    let path = config.server.data_dir.join(NAME_FILE);
     let failed =
         |e: std::io::Error| format!("cannot use the node name file {}: {e}", path.display());
     let mut file = OpenOptions::new()
@@ -144,10 +144,9 @@ mod tests {
     }
 
     fn config_in(dir: &std::path::Path) -> Config {
-        Config {
-            data_dir: dir.to_path_buf(),
-            ..Config::default()
-        }
+        let mut config = Config::default();
+        config.server.data_dir = dir.to_path_buf();
+        config
     }
 
     /// The name is made once, kept across restarts, and held by one
@@ -176,10 +175,8 @@ mod tests {
     #[test]
     fn a_configured_name_wins() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = Config {
-            node_name: Some("pod-7".into()),
-            ..config_in(dir.path())
-        };
+        let mut config = config_in(dir.path());
+        config.server.node_name = Some("pod-7".into());
         let node = claim(&config).expect("claim");
         assert_eq!(node.name, "pod-7");
         assert!(node.owns_earlier_leases);

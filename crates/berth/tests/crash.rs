@@ -147,11 +147,6 @@ async fn upload_in_flight_at_sigkill_goes_on_after_restart() {
 // filesystem and on PostgreSQL + S3.
 // ---------------------------------------------------------------------------
 
-#[path = "../../meta/tests/support/mod.rs"]
-mod meta_support;
-#[path = "../../storage/tests/support/mod.rs"]
-mod storage_support;
-
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -160,6 +155,8 @@ use std::sync::{Arc, Mutex};
 use berth_meta::MetaStore;
 use berth_registry::{Clock, GcOptions, Registry, RegistryConfig};
 use berth_storage::BlobStore;
+use berth_test_support::postgres;
+use berth_test_support::seaweedfs as storage_support;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use support::http::{try_request, HttpResponse};
@@ -236,7 +233,7 @@ struct Backend {
     args: Vec<String>,
     rounds: usize,
     /// Keeps the PostgreSQL database alive for the test.
-    _database: Option<meta_support::postgres::TestDatabase>,
+    _database: Option<postgres::TestDatabase>,
     s3: Option<(String, String)>,
     database_url: Option<String>,
 }
@@ -254,7 +251,7 @@ impl Backend {
     }
 
     async fn postgres_s3(test: &str) -> Option<Backend> {
-        let database = meta_support::postgres::fresh_database(test).await?;
+        let database = postgres::fresh_database(test).await?;
         let weed = storage_support::weed(test)?;
         let bucket = weed.new_bucket().await;
         let args = vec![

@@ -39,7 +39,7 @@ async fn open(data_dir: &std::path::Path) -> (Registry, Arc<SqliteMetaStore>, Ar
 async fn push_blob(registry: &Registry, repository: &RepoName, bytes: &[u8]) -> Digest {
     let digest = Algorithm::Sha256.digest_of(bytes);
     registry
-        .upload_monolithic(repository, &digest, stream(bytes.to_vec()))
+        .upload_monolithic(repository, None, &digest, stream(bytes.to_vec()))
         .await
         .unwrap();
     digest

@@ -14,13 +14,11 @@
 
 mod support;
 
-#[path = "../../storage/tests/support/mod.rs"]
-mod storage_support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use berth_test_support::seaweedfs as storage_support;
 use support::fault_proxy::{Fault, FaultProxy};
 use support::http::{try_request_within, HttpResponse, RequestBody};
 use support::oci::{random_bytes, sha256_digest};
@@ -614,8 +612,14 @@ async fn s3_down_slow_and_failing() {
         .expect("checks")
     };
     let config = berth_storage::s3::S3Config {
-        prefix: "berth".into(),
-        ..weed.config(&bucket)
+        endpoint: Some(weed.endpoint.clone()),
+        path_style: true,
+        allow_http: true,
+        access_key_id: Some(storage_support::ACCESS_KEY.into()),
+        secret_access_key: Some(storage_support::SECRET_KEY.into()),
+        region: storage_support::REGION.into(),
+        ..berth_storage::s3::S3Config::from_url(&format!("s3://{bucket}/berth"))
+            .expect("a valid URL")
     };
     let store = berth_storage::s3::S3BlobStore::new(&config).expect("store");
     let uploads = berth_storage::BlobStore::list_uploads(&store, None, 100)

@@ -11,7 +11,7 @@ use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType};
 
 use crate::auth::AuthMetaError;
-use crate::MetaError;
+use crate::{MetaError, SizeMismatch};
 
 /// Maps a sqlx error to `MetaError`, saying what was being done: a
 /// condition outside the request (see [`is_unavailability`]) becomes
@@ -93,6 +93,30 @@ pub(crate) fn require_one(rows: u64) -> Result<(), AuthMetaError> {
     } else {
         Ok(())
     }
+}
+
+/// The declared sizes that differ from the stored ones (`(digest, size)`
+/// rows read from `blobs`), in declaration order. Digests without a row are
+/// skipped: the link check before this one reports them.
+pub(crate) fn size_mismatches(
+    declared: &[(Digest, u64)],
+    stored: &[(String, i64)],
+) -> Result<Vec<SizeMismatch>, MetaError> {
+    let mut mismatches = Vec::new();
+    for (digest, size) in declared {
+        let Some((_, found)) = stored.iter().find(|(d, _)| d == digest.as_str()) else {
+            continue;
+        };
+        let found = parse_size(*found)?;
+        if found != *size {
+            mismatches.push(SizeMismatch {
+                digest: digest.clone(),
+                declared: *size,
+                stored: found,
+            });
+        }
+    }
+    Ok(mismatches)
 }
 
 /// Converts a count or size for storage; SQL integers are signed.

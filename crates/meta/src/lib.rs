@@ -58,11 +58,16 @@ pub struct NewManifest {
     pub record: ManifestRecord,
     /// Blobs (config and distributable layers) that must be linked to the repository.
     pub blobs: Vec<Digest>,
+    /// The size the manifest's descriptors give each of `blobs` (a digest
+    /// the manifest lists twice with two sizes appears twice): each must be
+    /// the stored blob's size. Empty when the caller declares none.
+    pub blob_sizes: Vec<(Digest, u64)>,
     /// Child manifests (of an index) that must exist in the repository.
     pub children: Vec<Digest>,
 }
 
-/// One entry of the referrers list.
+/// One entry of the referrers list; `annotations` is `None` when the
+/// manifest has none or more than the caller's cap.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Referrer {
     pub digest: Digest,
@@ -70,6 +75,16 @@ pub struct Referrer {
     pub size: u64,
     pub artifact_type: Option<String>,
     pub annotations: Option<String>,
+}
+
+/// A blob a manifest gives the wrong size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SizeMismatch {
+    pub digest: Digest,
+    /// The size the manifest's descriptor gives.
+    pub declared: u64,
+    /// The size of the blob as stored.
+    pub stored: u64,
 }
 
 /// An upload session's persisted state.
@@ -82,6 +97,20 @@ pub struct UploadRecord {
     pub updated_at: Timestamp,
     /// The storage backend's `UploadProgress`, serialized as JSON by the caller.
     pub progress: String,
+    /// Who opened the session (the authenticated principal's name), so that
+    /// open sessions can be counted per principal; `None` for anonymous
+    /// callers and when access control is off.
+    pub principal: Option<String>,
+}
+
+/// How many upload sessions are open, as [`MetaStore::count_live_uploads`]
+/// counts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveUploads {
+    /// In the repository asked about.
+    pub in_repository: u64,
+    /// Opened by the principal asked about (0 when none was named).
+    pub of_principal: u64,
 }
 
 /// What a manifest deletion removed.
@@ -138,6 +167,9 @@ pub enum MetaError {
     /// A manifest refers to blobs not linked into its repository.
     #[error("manifest references unknown blobs")]
     MissingBlobs(Vec<Digest>),
+    /// A manifest gives blobs sizes other than theirs.
+    #[error("manifest gives blobs the wrong size")]
+    BlobSizeMismatch(Vec<SizeMismatch>),
     /// An index refers to manifests not stored in its repository.
     #[error("index references unknown manifests")]
     MissingManifests(Vec<Digest>),
@@ -211,6 +243,17 @@ pub trait MetaStore: Send + Sync + 'static {
         digest: &Digest,
     ) -> Result<Option<u64>, MetaError>;
 
+    /// Lists the repositories `digest` is linked into, by name in byte
+    /// order, after `after`, at most `limit`: the candidate sources of a
+    /// cross-repository mount that names no source. Reads the links of that
+    /// one digest (an index lookup), never every repository.
+    async fn repositories_with_blob(
+        &self,
+        digest: &Digest,
+        after: Option<&RepoName>,
+        limit: usize,
+    ) -> Result<Vec<RepoName>, MetaError>;
+
     /// Removes the link between `repository` and the blob. Returns whether a
     /// link existed. The blob's bytes are left to garbage collection: if
     /// nothing references the blob any more it becomes a candidate as of
@@ -230,8 +273,10 @@ pub trait MetaStore: Send + Sync + 'static {
     /// `tag` at it if given, replacing the tag's previous target. Fails with
     /// `MissingBlobs`/`MissingManifests` (storing nothing) unless every blob in
     /// `manifest.blobs` is linked to the repository and every child manifest is
-    /// stored in it, checked in the same transaction as the insert. Storing a
-    /// manifest that exists already only updates the tag.
+    /// stored in it, and then with `BlobSizeMismatch` (storing nothing, listing
+    /// mismatches in the order of `manifest.blob_sizes`) unless every size in
+    /// `manifest.blob_sizes` is its blob's, all checked in the same transaction
+    /// as the insert. Storing a manifest that exists already only updates the tag.
     async fn put_manifest(
         &self,
         repository: &RepoName,
@@ -283,18 +328,36 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<Option<Vec<Tag>>, MetaError>;
 
     /// Lists manifests in `repository` whose subject is `subject`, optionally
-    /// only those of one artifact type, sorted by digest.
+    /// only those of one artifact type, sorted by digest, strictly after
+    /// `after`, at most `limit`. Annotations longer than
+    /// `max_annotation_bytes` (as stored JSON text) come back as `None` and
+    /// are never read out of the database, so a page costs at most `limit`
+    /// times that much memory however large the stored annotations are.
     async fn referrers(
         &self,
         repository: &RepoName,
         subject: &Digest,
         artifact_type: Option<&str>,
+        after: Option<&Digest>,
+        limit: usize,
+        max_annotation_bytes: usize,
     ) -> Result<Vec<Referrer>, MetaError>;
 
     // --- uploads ---
 
     /// Records a new upload session (creating the repository).
     async fn create_upload(&self, upload: &UploadRecord) -> Result<(), MetaError>;
+
+    /// Counts the upload sessions updated at or after `since` (those the
+    /// purge of expired sessions would keep) in `repository` and, when
+    /// `principal` is given, those opened by `principal` in any repository.
+    /// Reads the sessions by age through indexes, never every session.
+    async fn count_live_uploads(
+        &self,
+        repository: &RepoName,
+        principal: Option<&str>,
+        since: Timestamp,
+    ) -> Result<LiveUploads, MetaError>;
 
     /// Fetches an upload of `repository`; `None` if absent or in another repository.
     async fn get_upload(

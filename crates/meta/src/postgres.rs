@@ -77,12 +77,12 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, Postgres, Row, Transaction};
 
 use crate::common::{
-    database, limit_to_i64, parse_digest, parse_repository, parse_size, parse_tag, to_i64,
-    EmbeddedMigrations,
+    database, limit_to_i64, parse_digest, parse_repository, parse_size, parse_tag, size_mismatches,
+    to_i64, EmbeddedMigrations,
 };
 use crate::{
-    BlobCandidate, DeletedManifest, GcCutoffs, LinkCandidate, ManifestCandidate, ManifestRecord,
-    MetaError, MetaStore, NewManifest, Referrer, Timestamp, UploadRecord,
+    BlobCandidate, DeletedManifest, GcCutoffs, LinkCandidate, LiveUploads, ManifestCandidate,
+    ManifestRecord, MetaError, MetaStore, NewManifest, Referrer, Timestamp, UploadRecord,
 };
 
 /// Connections per node. Metadata queries are short; a registry node's time
@@ -131,6 +131,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "signing keys",
         include_str!("../migrations/postgres/0005_signing_keys.sql"),
+    ),
+    (
+        6,
+        "upload principals",
+        include_str!("../migrations/postgres/0006_upload_principals.sql"),
     ),
 ];
 
@@ -226,7 +231,7 @@ fn manifest_from_row(row: &PgRow) -> Result<ManifestRecord, MetaError> {
 }
 
 /// The upload columns [`upload_from_row`] reads, with table aliases `u` and `r`.
-const UPLOAD_COLUMNS: &str = "u.id, r.name, u.created_at, u.updated_at, u.progress";
+const UPLOAD_COLUMNS: &str = "u.id, r.name, u.created_at, u.updated_at, u.progress, u.principal";
 
 fn upload_from_row(row: &PgRow) -> Result<UploadRecord, MetaError> {
     Ok(UploadRecord {
@@ -235,6 +240,7 @@ fn upload_from_row(row: &PgRow) -> Result<UploadRecord, MetaError> {
         created_at: column(row, "created_at")?,
         updated_at: column(row, "updated_at")?,
         progress: column(row, "progress")?,
+        principal: column(row, "principal")?,
     })
 }
 
@@ -646,6 +652,28 @@ impl MetaStore for PostgresMetaStore {
         size.map(parse_size).transpose()
     }
 
+    async fn repositories_with_blob(
+        &self,
+        digest: &Digest,
+        after: Option<&RepoName>,
+        limit: usize,
+    ) -> Result<Vec<RepoName>, MetaError> {
+        // `name` is COLLATE "C": byte order, as on SQLite.
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT r.name FROM repository_blobs rb \
+             JOIN repositories r ON r.id = rb.repository_id \
+             WHERE rb.digest = $1 AND r.name > $2 \
+             ORDER BY r.name LIMIT $3",
+        )
+        .bind(digest.as_str())
+        .bind(after.map_or("", RepoName::as_str))
+        .bind(limit_to_i64(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database("listing repositories holding a blob"))?;
+        names.iter().map(|name| parse_repository(name)).collect()
+    }
+
     async fn unlink_blob(
         &self,
         repository: &RepoName,
@@ -710,6 +738,23 @@ impl MetaStore for PostgresMetaStore {
             .await?;
             if !missing_blobs.is_empty() {
                 return Err(MetaError::MissingBlobs(missing_blobs));
+            }
+            if !manifest.blob_sizes.is_empty() {
+                let digests: Vec<Digest> = manifest
+                    .blob_sizes
+                    .iter()
+                    .map(|(digest, _)| digest.clone())
+                    .collect();
+                let stored: Vec<(String, i64)> =
+                    sqlx::query_as("SELECT digest, size FROM blobs WHERE digest = ANY($1)")
+                        .bind(distinct(&digests))
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(database("checking a manifest's blob sizes"))?;
+                let mismatches = size_mismatches(&manifest.blob_sizes, &stored)?;
+                if !mismatches.is_empty() {
+                    return Err(MetaError::BlobSizeMismatch(mismatches));
+                }
             }
             let missing_children = missing(
                 &mut tx,
@@ -937,17 +982,28 @@ impl MetaStore for PostgresMetaStore {
         repository: &RepoName,
         subject: &Digest,
         artifact_type: Option<&str>,
+        after: Option<&Digest>,
+        limit: usize,
+        max_annotation_bytes: usize,
     ) -> Result<Vec<Referrer>, MetaError> {
+        // `digest` is COLLATE "C": byte order, as on SQLite. Every digest
+        // sorts after "", so the first page needs no special case.
         let rows = sqlx::query(
-            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations \
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, \
+             CASE WHEN octet_length(m.annotations) <= $5 THEN m.annotations END \
+             AS annotations \
              FROM manifests m JOIN repositories r ON r.id = m.repository_id \
              WHERE r.name = $1 AND m.subject = $2 \
              AND ($3::TEXT IS NULL OR m.artifact_type = $3) \
-             ORDER BY m.digest",
+             AND m.digest > $4 \
+             ORDER BY m.digest LIMIT $6",
         )
         .bind(repository.as_str())
         .bind(subject.as_str())
         .bind(artifact_type)
+        .bind(after.map_or("", Digest::as_str))
+        .bind(limit_to_i64(max_annotation_bytes))
+        .bind(limit_to_i64(limit))
         .fetch_all(&self.pool)
         .await
         .map_err(database("listing referrers"))?;
@@ -969,18 +1025,44 @@ impl MetaStore for PostgresMetaStore {
         let repository_id =
             ensure_repository(&mut tx, &upload.repository, upload.created_at).await?;
         sqlx::query(
-            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress, principal) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&upload.id)
         .bind(repository_id)
         .bind(upload.created_at)
         .bind(upload.updated_at)
         .bind(&upload.progress)
+        .bind(upload.principal.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(database("creating an upload"))?;
         tx.commit().await.map_err(database("committing an upload"))
+    }
+
+    async fn count_live_uploads(
+        &self,
+        repository: &RepoName,
+        principal: Option<&str>,
+        since: Timestamp,
+    ) -> Result<LiveUploads, MetaError> {
+        let (in_repository, of_principal): (i64, i64) = sqlx::query_as(
+            "SELECT \
+             (SELECT count(*) FROM uploads u JOIN repositories r ON r.id = u.repository_id \
+              WHERE r.name = $1 AND u.updated_at >= $3), \
+             (SELECT count(*) FROM uploads \
+              WHERE $2::TEXT IS NOT NULL AND principal = $2 AND updated_at >= $3)",
+        )
+        .bind(repository.as_str())
+        .bind(principal)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(database("counting open uploads"))?;
+        Ok(LiveUploads {
+            in_repository: parse_size(in_repository)?,
+            of_principal: parse_size(of_principal)?,
+        })
     }
 
     async fn get_upload(

@@ -24,12 +24,12 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::common::{
-    database, limit_to_i64, parse_digest, parse_repository, parse_size, parse_tag, to_i64,
-    EmbeddedMigrations,
+    database, limit_to_i64, parse_digest, parse_repository, parse_size, parse_tag, size_mismatches,
+    to_i64, EmbeddedMigrations,
 };
 use crate::{
-    BlobCandidate, DeletedManifest, GcCutoffs, LinkCandidate, ManifestCandidate, ManifestRecord,
-    MetaError, MetaStore, NewManifest, Referrer, Timestamp, UploadRecord,
+    BlobCandidate, DeletedManifest, GcCutoffs, LinkCandidate, LiveUploads, ManifestCandidate,
+    ManifestRecord, MetaError, MetaStore, NewManifest, Referrer, Timestamp, UploadRecord,
 };
 
 /// How long a connection waits for another process's write lock before
@@ -82,6 +82,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "signing keys",
         include_str!("../migrations/sqlite/0005_signing_keys.sql"),
+    ),
+    (
+        6,
+        "upload principals",
+        include_str!("../migrations/sqlite/0006_upload_principals.sql"),
     ),
 ];
 
@@ -226,7 +231,7 @@ fn manifest_from_row(row: &SqliteRow) -> Result<ManifestRecord, MetaError> {
 }
 
 /// The upload columns [`upload_from_row`] reads, with table aliases `u` and `r`.
-const UPLOAD_COLUMNS: &str = "u.id, r.name, u.created_at, u.updated_at, u.progress";
+const UPLOAD_COLUMNS: &str = "u.id, r.name, u.created_at, u.updated_at, u.progress, u.principal";
 
 fn upload_from_row(row: &SqliteRow) -> Result<UploadRecord, MetaError> {
     Ok(UploadRecord {
@@ -235,6 +240,7 @@ fn upload_from_row(row: &SqliteRow) -> Result<UploadRecord, MetaError> {
         created_at: column(row, "created_at")?,
         updated_at: column(row, "updated_at")?,
         progress: column(row, "progress")?,
+        principal: column(row, "principal")?,
     })
 }
 
@@ -614,6 +620,27 @@ impl MetaStore for SqliteMetaStore {
         size.map(parse_size).transpose()
     }
 
+    async fn repositories_with_blob(
+        &self,
+        digest: &Digest,
+        after: Option<&RepoName>,
+        limit: usize,
+    ) -> Result<Vec<RepoName>, MetaError> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT r.name FROM repository_blobs rb \
+             JOIN repositories r ON r.id = rb.repository_id \
+             WHERE rb.digest = ?1 AND r.name > ?2 COLLATE BINARY \
+             ORDER BY r.name COLLATE BINARY LIMIT ?3",
+        )
+        .bind(digest.as_str())
+        .bind(after.map_or("", RepoName::as_str))
+        .bind(limit_to_i64(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(database("listing repositories holding a blob"))?;
+        names.iter().map(|name| parse_repository(name)).collect()
+    }
+
     async fn unlink_blob(
         &self,
         repository: &RepoName,
@@ -673,6 +700,25 @@ impl MetaStore for SqliteMetaStore {
             .await?;
             if !missing_blobs.is_empty() {
                 return Err(MetaError::MissingBlobs(missing_blobs));
+            }
+            if !manifest.blob_sizes.is_empty() {
+                let digests: Vec<Digest> = manifest
+                    .blob_sizes
+                    .iter()
+                    .map(|(digest, _)| digest.clone())
+                    .collect();
+                let stored: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT digest, size FROM blobs \
+                     WHERE digest IN (SELECT value FROM json_each(?1))",
+                )
+                .bind(digest_array(&digests))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(database("checking a manifest's blob sizes"))?;
+                let mismatches = size_mismatches(&manifest.blob_sizes, &stored)?;
+                if !mismatches.is_empty() {
+                    return Err(MetaError::BlobSizeMismatch(mismatches));
+                }
             }
             let missing_children = missing(
                 &mut tx,
@@ -878,16 +924,27 @@ impl MetaStore for SqliteMetaStore {
         repository: &RepoName,
         subject: &Digest,
         artifact_type: Option<&str>,
+        after: Option<&Digest>,
+        limit: usize,
+        max_annotation_bytes: usize,
     ) -> Result<Vec<Referrer>, MetaError> {
+        // Every digest sorts after "", so the first page needs no special
+        // case. `length` of a BLOB counts bytes (of TEXT, characters).
         let rows = sqlx::query(
-            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations \
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, \
+             CASE WHEN length(CAST(m.annotations AS BLOB)) <= ?5 THEN m.annotations END \
+             AS annotations \
              FROM manifests m JOIN repositories r ON r.id = m.repository_id \
              WHERE r.name = ?1 AND m.subject = ?2 AND (?3 IS NULL OR m.artifact_type = ?3) \
-             ORDER BY m.digest COLLATE BINARY",
+             AND m.digest > ?4 COLLATE BINARY \
+             ORDER BY m.digest COLLATE BINARY LIMIT ?6",
         )
         .bind(repository.as_str())
         .bind(subject.as_str())
         .bind(artifact_type)
+        .bind(after.map_or("", Digest::as_str))
+        .bind(limit_to_i64(max_annotation_bytes))
+        .bind(limit_to_i64(limit))
         .fetch_all(&self.read)
         .await
         .map_err(database("listing referrers"))?;
@@ -908,13 +965,14 @@ impl MetaStore for SqliteMetaStore {
         // One statement (one round trip to the writer) when the repository
         // exists, which is every blob of a push after its first.
         let inserted = sqlx::query(
-            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress) \
-             SELECT ?, id, ?, ?, ? FROM repositories WHERE name = ?",
+            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress, principal) \
+             SELECT ?, id, ?, ?, ?, ? FROM repositories WHERE name = ?",
         )
         .bind(&upload.id)
         .bind(upload.created_at)
         .bind(upload.updated_at)
         .bind(&upload.progress)
+        .bind(upload.principal.as_deref())
         .bind(upload.repository.as_str())
         .execute(&self.write)
         .await
@@ -927,18 +985,44 @@ impl MetaStore for SqliteMetaStore {
         let repository_id =
             ensure_repository(&mut tx, &upload.repository, upload.created_at).await?;
         sqlx::query(
-            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress) \
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress, principal) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(&upload.id)
         .bind(repository_id)
         .bind(upload.created_at)
         .bind(upload.updated_at)
         .bind(&upload.progress)
+        .bind(upload.principal.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(database("creating an upload"))?;
         tx.commit().await.map_err(database("committing an upload"))
+    }
+
+    async fn count_live_uploads(
+        &self,
+        repository: &RepoName,
+        principal: Option<&str>,
+        since: Timestamp,
+    ) -> Result<LiveUploads, MetaError> {
+        let (in_repository, of_principal): (i64, i64) = sqlx::query_as(
+            "SELECT \
+             (SELECT count(*) FROM uploads u JOIN repositories r ON r.id = u.repository_id \
+              WHERE r.name = ?1 AND u.updated_at >= ?3), \
+             (SELECT count(*) FROM uploads \
+              WHERE ?2 IS NOT NULL AND principal = ?2 AND updated_at >= ?3)",
+        )
+        .bind(repository.as_str())
+        .bind(principal)
+        .bind(since)
+        .fetch_one(&self.read)
+        .await
+        .map_err(database("counting open uploads"))?;
+        Ok(LiveUploads {
+            in_repository: parse_size(in_repository)?,
+            of_principal: parse_size(of_principal)?,
+        })
     }
 
     async fn get_upload(
@@ -977,7 +1061,7 @@ impl MetaStore for SqliteMetaStore {
              AND repository_id = (SELECT id FROM repositories WHERE name = ?4) \
              AND (lease_holder IS NULL OR lease_expires IS NULL \
                   OR lease_holder = ?1 OR ?5 >= lease_expires) \
-             RETURNING id, created_at, updated_at, progress",
+             RETURNING id, created_at, updated_at, progress, principal",
         )
         .bind(holder)
         .bind(now.saturating_add(lease_secs))
@@ -994,6 +1078,7 @@ impl MetaStore for SqliteMetaStore {
                 created_at: column(&row, "created_at")?,
                 updated_at: column(&row, "updated_at")?,
                 progress: column(&row, "progress")?,
+                principal: column(&row, "principal")?,
             });
         }
         // Not taken: find out why, under a transaction so the answer is

@@ -15,7 +15,10 @@ use futures::future::{join_all, BoxFuture};
 
 use berth_oci::{Algorithm, Digest, RepoName, Tag};
 
-use crate::{ManifestRecord, MetaError, MetaStore, NewManifest, Referrer, Timestamp, UploadRecord};
+use crate::{
+    LiveUploads, ManifestRecord, MetaError, MetaStore, NewManifest, Referrer, Timestamp,
+    UploadRecord,
+};
 
 /// A suite test as a plain function, so tests can be listed and run in a loop.
 pub type SuiteTest = for<'a> fn(&'a dyn MetaStore) -> BoxFuture<'a, ()>;
@@ -26,9 +29,16 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
     ("blob_links_are_idempotent_and_per_repository", |store| {
         Box::pin(blob_links_are_idempotent_and_per_repository(store))
     }),
+    ("repositories_with_a_blob_are_listed_and_paged", |store| {
+        Box::pin(repositories_with_a_blob_are_listed_and_paged(store))
+    }),
     (
         "put_manifest_with_missing_references_stores_nothing",
         |store| Box::pin(put_manifest_with_missing_references_stores_nothing(store)),
+    ),
+    (
+        "put_manifest_with_wrong_blob_sizes_stores_nothing",
+        |store| Box::pin(put_manifest_with_wrong_blob_sizes_stores_nothing(store)),
     ),
     ("manifests_are_found_by_tag_and_digest", |store| {
         Box::pin(manifests_are_found_by_tag_and_digest(store))
@@ -69,6 +79,10 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
     ("expired_uploads_are_listed_oldest_first", |store| {
         Box::pin(expired_uploads_are_listed_oldest_first(store))
     }),
+    (
+        "live_uploads_are_counted_per_repository_and_principal",
+        |store| Box::pin(live_uploads_are_counted_per_repository_and_principal(store)),
+    ),
     ("concurrent_writers_all_succeed", |store| {
         Box::pin(concurrent_writers_all_succeed(store))
     }),
@@ -123,7 +137,9 @@ macro_rules! meta_store_tests {
         $crate::meta_store_tests!(@each $mode $fresh;
             store_is_ready,
             blob_links_are_idempotent_and_per_repository,
+            repositories_with_a_blob_are_listed_and_paged,
             put_manifest_with_missing_references_stores_nothing,
+            put_manifest_with_wrong_blob_sizes_stores_nothing,
             manifests_are_found_by_tag_and_digest,
             re_putting_a_manifest_only_moves_the_tag,
             delete_manifest_removes_its_tags,
@@ -136,6 +152,7 @@ macro_rules! meta_store_tests {
             a_node_releases_the_upload_leases_of_its_earlier_life,
             uploads_without_records_are_reported,
             expired_uploads_are_listed_oldest_first,
+            live_uploads_are_counted_per_repository_and_principal,
             concurrent_writers_all_succeed,
             racing_reference_checks_and_deletions_never_both_win,
             racing_pushes_of_one_manifest_all_succeed,
@@ -212,6 +229,7 @@ fn image(payload: &str, blobs: &[&Digest]) -> NewManifest {
     NewManifest {
         record: record(payload, IMAGE_MEDIA_TYPE),
         blobs: blobs.iter().map(|&digest| digest.clone()).collect(),
+        blob_sizes: Vec::new(),
         children: Vec::new(),
     }
 }
@@ -221,6 +239,7 @@ fn index(payload: &str, children: &[&Digest]) -> NewManifest {
     NewManifest {
         record: record(payload, INDEX_MEDIA_TYPE),
         blobs: Vec::new(),
+        blob_sizes: Vec::new(),
         children: children.iter().map(|&digest| digest.clone()).collect(),
     }
 }
@@ -288,6 +307,7 @@ fn upload(id: &str, repo: &RepoName, updated_at: Timestamp) -> UploadRecord {
         created_at: updated_at,
         updated_at,
         progress: format!(r#"{{"upload":"{id}","offset":0}}"#),
+        principal: None,
     }
 }
 
@@ -335,6 +355,131 @@ pub async fn blob_links_are_idempotent_and_per_repository(store: &dyn MetaStore)
 
     // A link creates the repository, and unlinking does not remove it.
     assert_eq!(list_tags(store, &one).await, Some(Vec::new()));
+}
+
+pub async fn repositories_with_a_blob_are_listed_and_paged(store: &dyn MetaStore) {
+    let blob = digest_of("suite-holders blob");
+    let other = digest_of("suite-holders other blob");
+    let names = [
+        "suite-holders/b",
+        "suite-holders/a/x",
+        "suite-holders/a",
+        "suite-holders/a-b",
+    ];
+    for name in names {
+        link(store, &repository(name), &blob, 4).await;
+    }
+    link(store, &repository("suite-holders/c"), &other, 6).await;
+    let listed = |names: Vec<RepoName>| -> Vec<String> {
+        names.iter().map(|n| n.as_str().to_string()).collect()
+    };
+    // Byte order: '-' (0x2d) < '/' (0x2f) < letters.
+    let sorted = [
+        "suite-holders/a",
+        "suite-holders/a-b",
+        "suite-holders/a/x",
+        "suite-holders/b",
+    ];
+    assert_eq!(
+        listed(store.repositories_with_blob(&blob, None, 10).await.unwrap()),
+        sorted
+    );
+    let first = store.repositories_with_blob(&blob, None, 3).await.unwrap();
+    assert_eq!(listed(first.clone()), sorted[..3]);
+    let rest = store
+        .repositories_with_blob(&blob, first.last(), 3)
+        .await
+        .unwrap();
+    assert_eq!(listed(rest), sorted[3..]);
+    // An unlinked repository is no longer a holder; an unknown blob has none.
+    assert!(store
+        .unlink_blob(&repository("suite-holders/a-b"), &blob, NOW)
+        .await
+        .unwrap());
+    assert_eq!(
+        listed(store.repositories_with_blob(&blob, None, 10).await.unwrap()),
+        ["suite-holders/a", "suite-holders/a/x", "suite-holders/b"]
+    );
+    let unknown = digest_of("suite-holders unknown");
+    assert!(store
+        .repositories_with_blob(&unknown, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    for name in ["suite-holders/a", "suite-holders/a/x", "suite-holders/b"] {
+        assert!(store
+            .unlink_blob(&repository(name), &blob, NOW)
+            .await
+            .unwrap());
+    }
+    assert!(store
+        .unlink_blob(&repository("suite-holders/c"), &other, NOW)
+        .await
+        .unwrap());
+}
+
+pub async fn put_manifest_with_wrong_blob_sizes_stores_nothing(store: &dyn MetaStore) {
+    let repo = repository("suite-sizes/app");
+    let config = digest_of("suite-sizes config");
+    let layer = digest_of("suite-sizes layer");
+    link(store, &repo, &config, 3).await;
+    link(store, &repo, &layer, 5).await;
+    let sized = |payload: &str, sizes: &[(&Digest, u64)]| {
+        let mut manifest = image(payload, &[&config, &layer]);
+        manifest.blob_sizes = sizes.iter().map(|(d, s)| ((*d).clone(), *s)).collect();
+        manifest
+    };
+    let latest = tag("latest");
+    let mismatch = |digest: &Digest, declared, stored| crate::SizeMismatch {
+        digest: digest.clone(),
+        declared,
+        stored,
+    };
+    // (manifest, the mismatches reported, in declaration order)
+    let refused = [
+        (
+            sized("suite-sizes layer", &[(&config, 3), (&layer, 6)]),
+            vec![mismatch(&layer, 6, 5)],
+        ),
+        (
+            sized("suite-sizes both", &[(&config, 0), (&layer, u64::MAX)]),
+            vec![mismatch(&config, 0, 3), mismatch(&layer, u64::MAX, 5)],
+        ),
+        (
+            sized(
+                "suite-sizes twice",
+                &[(&config, 3), (&layer, 5), (&layer, 4)],
+            ),
+            vec![mismatch(&layer, 4, 5)],
+        ),
+    ];
+    for (manifest, expected) in &refused {
+        match store
+            .put_manifest(&repo, manifest, Some(&latest), NOW)
+            .await
+        {
+            Err(MetaError::BlobSizeMismatch(found)) => assert_eq!(&found, expected),
+            other => panic!("expected BlobSizeMismatch, got {other:?}"),
+        }
+        assert_eq!(
+            store
+                .manifest_by_digest(&repo, &manifest.record.digest)
+                .await
+                .unwrap(),
+            None,
+            "a refused manifest is not stored"
+        );
+    }
+    assert_eq!(store.manifest_by_tag(&repo, &latest).await.unwrap(), None);
+
+    let right = sized("suite-sizes right", &[(&config, 3), (&layer, 5)]);
+    put(store, &repo, &right, Some(&latest)).await;
+    assert_eq!(
+        delete(store, &repo, &right.record.digest).await,
+        vec![latest]
+    );
+    assert!(store.unlink_blob(&repo, &config, NOW).await.unwrap());
+    assert!(store.unlink_blob(&repo, &layer, NOW).await.unwrap());
 }
 
 pub async fn put_manifest_with_missing_references_stores_nothing(store: &dyn MetaStore) {
@@ -940,14 +1085,90 @@ pub async fn referrers_are_filtered_by_subject_and_artifact_type(store: &dyn Met
         (&other, subject_digest, None, sorted(&[&foreign])),
         (&absent, subject_digest, None, Vec::new()),
     ];
+    let all = |repo, subject, artifact_type| {
+        store.referrers(repo, subject, artifact_type, None, usize::MAX, usize::MAX)
+    };
     for (repo, subject, artifact_type, expected) in cases {
-        let listed = store.referrers(repo, subject, artifact_type).await.unwrap();
+        let listed = all(repo, subject, artifact_type).await.unwrap();
         assert_eq!(listed, expected, "{repo} {subject} {artifact_type:?}");
     }
 
+    // Pages of two: each starts strictly after the last digest of the one
+    // before, with and without the filter.
+    for (artifact_type, expected) in [
+        (None, sorted(&[&signature, &second_signature, &sbom])),
+        (
+            Some(SIGNATURE_TYPE),
+            sorted(&[&signature, &second_signature]),
+        ),
+    ] {
+        let mut paged = Vec::new();
+        let mut after: Option<Digest> = None;
+        for _ in 0..expected.len() + 1 {
+            let page = store
+                .referrers(
+                    &repo,
+                    subject_digest,
+                    artifact_type,
+                    after.as_ref(),
+                    2,
+                    usize::MAX,
+                )
+                .await
+                .unwrap();
+            assert!(page.len() <= 2);
+            let Some(last) = page.last() else { break };
+            after = Some(last.digest.clone());
+            paged.extend(page);
+        }
+        assert_eq!(paged, expected, "{artifact_type:?}");
+    }
+
+    // Annotations longer than the cap are left out, nothing else is; the
+    // stored annotations are `{"test":"<payload>"}`.
+    let annotation_bytes =
+        |manifest: &NewManifest| manifest.record.annotations.as_ref().unwrap().len();
+    let cap = annotation_bytes(&signature);
+    assert!(annotation_bytes(&sbom) < cap && annotation_bytes(&second_signature) > cap);
+    let capped = store
+        .referrers(&repo, subject_digest, None, None, usize::MAX, cap)
+        .await
+        .unwrap();
+    let expected: Vec<Referrer> = sorted(&[&signature, &second_signature, &sbom])
+        .into_iter()
+        .map(|mut referrer| {
+            if referrer.digest == second_signature.record.digest {
+                referrer.annotations = None;
+            }
+            referrer
+        })
+        .collect();
+    assert_eq!(capped, expected);
+    // The cap counts bytes, not characters.
+    let accented_subject = digest_of("suite-referrers accented subject");
+    let accented = referrer("suite-referrers ééé", &accented_subject, SBOM_TYPE);
+    put(store, &repo, &accented, None).await;
+    let characters = accented
+        .record
+        .annotations
+        .as_ref()
+        .unwrap()
+        .chars()
+        .count();
+    let listed = store
+        .referrers(&repo, &accented_subject, None, None, usize::MAX, characters)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].annotations, None, "3 characters over in bytes");
+    assert_eq!(
+        delete(store, &repo, &accented.record.digest).await,
+        Vec::<Tag>::new()
+    );
+
     // Referrers may outlive their subject, as the spec allows.
     assert_eq!(delete(store, &repo, subject_digest).await, tags(&["v1"]));
-    let orphans = store.referrers(&repo, subject_digest, None).await.unwrap();
+    let orphans = all(&repo, subject_digest, None).await.unwrap();
     assert_eq!(orphans, sorted(&[&signature, &second_signature, &sbom]));
 
     for manifest in [&signature, &second_signature, &sbom, &unrelated] {
@@ -960,11 +1181,7 @@ pub async fn referrers_are_filtered_by_subject_and_artifact_type(store: &dyn Met
         delete(store, &other, &foreign.record.digest).await,
         Vec::<Tag>::new()
     );
-    assert!(store
-        .referrers(&repo, subject_digest, None)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(all(&repo, subject_digest, None).await.unwrap().is_empty());
     assert_clean(store, &repo, &[subject_digest]).await;
 }
 
@@ -1215,6 +1432,61 @@ pub async fn expired_uploads_are_listed_oldest_first(store: &dyn MetaStore) {
         assert!(store.delete_upload(&upload.id).await.unwrap());
     }
     assert!(store.expired_uploads(31, 100).await.unwrap().is_empty());
+}
+
+pub async fn live_uploads_are_counted_per_repository_and_principal(store: &dyn MetaStore) {
+    let one = repository("suite-live/one");
+    let two = repository("suite-live/two");
+    let opened = |id: &str, repo: &RepoName, updated_at: Timestamp, principal: Option<&str>| {
+        let mut record = upload(id, repo, updated_at);
+        record.principal = principal.map(str::to_string);
+        record
+    };
+    let sessions = [
+        opened("suite-live-1", &one, NOW, Some("alice")),
+        opened("suite-live-2", &one, NOW - 10, Some("alice")),
+        opened("suite-live-3", &one, NOW, None),
+        opened("suite-live-4", &two, NOW, Some("alice")),
+        opened("suite-live-5", &two, NOW, Some("bob")),
+        // Older than the cut-off below: expired, so not counted.
+        opened("suite-live-6", &one, NOW - 100, Some("alice")),
+    ];
+    for session in &sessions {
+        store.create_upload(session).await.unwrap();
+    }
+    let stored = store
+        .get_upload(&one, "suite-live-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.principal.as_deref(), Some("alice"));
+    let count = |repo, principal, since| store.count_live_uploads(repo, principal, since);
+    let live = |in_repository, of_principal| LiveUploads {
+        in_repository,
+        of_principal,
+    };
+    let since = NOW - 50;
+    assert_eq!(count(&one, Some("alice"), since).await.unwrap(), live(3, 3));
+    assert_eq!(count(&two, Some("bob"), since).await.unwrap(), live(2, 1));
+    assert_eq!(count(&one, None, since).await.unwrap(), live(3, 0));
+    assert_eq!(count(&one, Some("carol"), since).await.unwrap(), live(3, 0));
+    assert_eq!(
+        count(&one, Some("alice"), NOW - 100).await.unwrap(),
+        live(4, 4)
+    );
+    assert_eq!(count(&one, Some("alice"), NOW).await.unwrap(), live(2, 2));
+    let absent = repository("suite-live/absent");
+    assert_eq!(
+        count(&absent, Some("alice"), since).await.unwrap(),
+        live(0, 3)
+    );
+    // A finished (deleted) session no longer counts.
+    assert!(store.delete_upload("suite-live-4").await.unwrap());
+    assert_eq!(count(&two, Some("alice"), since).await.unwrap(), live(1, 2));
+    for session in &sessions[..] {
+        store.delete_upload(&session.id).await.unwrap();
+    }
+    assert_eq!(count(&one, Some("alice"), 0).await.unwrap(), live(0, 0));
 }
 
 pub async fn concurrent_writers_all_succeed(store: &dyn MetaStore) {

@@ -1,20 +1,18 @@
 //! The shared `MetaStore` and `AuthMetaStore` suites against a real
-//! PostgreSQL that the tests start themselves (see `support/postgres.rs`),
+//! PostgreSQL that the tests start themselves (see `berth_test_support::postgres`),
 //! plus what only a server database has: several nodes migrating, working
 //! and storing their first signing key on one database.
 //!
 //! Without PostgreSQL installed these tests record a loud skip, except under
 //! `CI=true`, where they fail.
 
-mod support;
-
 use berth_meta::auth::{AuthMetaStore, SigningKeyRow};
 use berth_meta::postgres::PostgresMetaStore;
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_meta::{ManifestRecord, MetaError, MetaStore, NewManifest, UploadRecord};
 use berth_oci::{Algorithm, RepoName, Tag};
+use berth_test_support::postgres::{fresh_database, TestDatabase};
 use sqlx::{Connection, PgConnection};
-use support::postgres::{fresh_database, TestDatabase};
 
 /// A new, empty database with a store connected to it (and so migrated).
 async fn fresh_store(test: &str) -> Option<(TestDatabase, PostgresMetaStore)> {
@@ -179,6 +177,7 @@ async fn reconnecting_keeps_data_and_applies_migrations_once() {
             payload,
         },
         blobs: vec![layer.clone()],
+        blob_sizes: Vec::new(),
         children: Vec::new(),
     };
     let upload = UploadRecord {
@@ -187,6 +186,7 @@ async fn reconnecting_keeps_data_and_applies_migrations_once() {
         created_at: 1,
         updated_at: 2,
         progress: "{}".to_string(),
+        principal: None,
     };
 
     let store = PostgresMetaStore::connect(&database.url).await.unwrap();
@@ -249,6 +249,7 @@ async fn two_nodes_on_one_database_share_writes_and_leases() {
         created_at: 10,
         updated_at: 10,
         progress: "{}".to_string(),
+        principal: None,
     };
     first.create_upload(&upload).await.unwrap();
     first

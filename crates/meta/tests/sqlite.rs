@@ -68,6 +68,7 @@ async fn reopening_keeps_data_and_applies_migrations_once() {
             payload,
         },
         blobs: vec![layer.clone()],
+        blob_sizes: Vec::new(),
         children: Vec::new(),
     };
     let upload = UploadRecord {
@@ -76,6 +77,7 @@ async fn reopening_keeps_data_and_applies_migrations_once() {
         created_at: 1,
         updated_at: 2,
         progress: "{}".to_string(),
+        principal: None,
     };
 
     let store = SqliteMetaStore::open(&path).await.unwrap();

@@ -93,7 +93,7 @@ async fn push_image(
         let bytes = format!("image {index} blob {blob} {:0>48}", index * 31 + blob).into_bytes();
         let digest = Algorithm::Sha256.digest_of(&bytes);
         registry
-            .upload_monolithic(&repository, &digest, stream(bytes.clone()))
+            .upload_monolithic(&repository, None, &digest, stream(bytes.clone()))
             .await
             .expect("blob push");
         descriptors.push((digest, bytes.len()));

@@ -22,10 +22,10 @@ use std::time::Duration;
 
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_meta::MetaStore;
-use berth_oci::{Algorithm, Digest, RepoName};
+use berth_oci::{Algorithm, ByteRange, Digest, RepoName, UploadId};
 use berth_registry::{Clock, Registry, RegistryConfig, RegistryError};
 use berth_storage::fs::FsBlobStore;
-use berth_storage::{BlobStore, UploadId};
+use berth_storage::BlobStore;
 use futures::StreamExt;
 use support::crash::{quiet_simulated_crashes, CrashingBlobs};
 use support::stream;
@@ -70,17 +70,20 @@ async fn push(
     match how {
         Push::Monolithic => {
             registry
-                .upload_monolithic(repository, &digest, stream(data.to_vec()))
+                .upload_monolithic(repository, None, &digest, stream(data.to_vec()))
                 .await?;
         }
         Push::Chunked => {
-            let status = registry.start_upload(repository).await?;
+            let status = registry.start_upload(repository, None).await?;
             *session.lock().unwrap() = Some(status.id.clone());
             registry
                 .append_chunk(
                     repository,
                     &status.id,
-                    Some(0),
+                    Some(ByteRange {
+                        start: 0,
+                        end: half as u64,
+                    }),
                     stream(data[..half].to_vec()),
                 )
                 .await?;
@@ -88,7 +91,10 @@ async fn push(
                 .append_chunk(
                     repository,
                     &status.id,
-                    Some(half as u64),
+                    Some(ByteRange {
+                        start: half as u64,
+                        end: data.len() as u64,
+                    }),
                     stream(data[half..].to_vec()),
                 )
                 .await?;
@@ -97,13 +103,16 @@ async fn push(
                 .await?;
         }
         Push::LastChunkOnPut => {
-            let status = registry.start_upload(repository).await?;
+            let status = registry.start_upload(repository, None).await?;
             *session.lock().unwrap() = Some(status.id.clone());
             registry
                 .append_chunk(
                     repository,
                     &status.id,
-                    Some(0),
+                    Some(ByteRange {
+                        start: 0,
+                        end: half as u64,
+                    }),
                     stream(data[..half].to_vec()),
                 )
                 .await?;
@@ -112,7 +121,10 @@ async fn push(
                     repository,
                     &status.id,
                     &digest,
-                    Some(half as u64),
+                    Some(ByteRange {
+                        start: half as u64,
+                        end: data.len() as u64,
+                    }),
                     Some(stream(data[half..].to_vec())),
                 )
                 .await?;
@@ -140,7 +152,10 @@ async fn retry(
                         repository,
                         &id,
                         &digest,
-                        Some(status.size),
+                        Some(ByteRange {
+                            start: status.size,
+                            end: data.len() as u64,
+                        }),
                         Some(stream(rest)),
                     )
                     .await;
@@ -156,7 +171,7 @@ async fn retry(
         }
     }
     registry
-        .upload_monolithic(repository, &digest, stream(data.to_vec()))
+        .upload_monolithic(repository, None, &digest, stream(data.to_vec()))
         .await
         .map(|_| ())
         .map_err(|e| format!("pushing again: {e:?}"))

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_meta::sqlite::SqliteMetaStore;
-use berth_oci::RepoName;
+use berth_oci::{ByteRange, RepoName};
 use berth_registry::{Registry, RegistryConfig, RegistryError};
 use berth_storage::fs::FsBlobStore;
 use berth_storage::ByteStream;
@@ -79,22 +79,17 @@ async fn two_requests_on_one_node_take_turns() {
     let stores = stores().await;
     let registry = node(&stores, "node-a");
     let repository = RepoName::parse("leases/turns").unwrap();
-    let session = registry.start_upload(&repository).await.unwrap();
+    let session = registry.start_upload(&repository, None).await.unwrap();
 
     let (body, started, more) = held_open_body();
     let first = {
         let (registry, repository, id) = (registry.clone(), repository.clone(), session.id.clone());
-        tokio::spawn(async move { registry.append_chunk(&repository, &id, Some(0), body).await })
+        tokio::spawn(async move { registry.append_chunk(&repository, &id, None, body).await })
     };
     started.await.expect("the first request reads its body");
 
     let second = registry
-        .append_chunk(
-            &repository,
-            &session.id,
-            Some(0),
-            stream(b"intruder".to_vec()),
-        )
+        .append_chunk(&repository, &session.id, None, stream(b"intruder".to_vec()))
         .await;
     assert!(
         matches!(second, Err(RegistryError::UploadBusy)),
@@ -123,8 +118,8 @@ async fn a_restarted_node_frees_its_dead_leases_and_only_those() {
     let repository = RepoName::parse("leases/restart").unwrap();
     let before_crash = node(&stores, "node-a");
     let other = node(&stores, "node-b");
-    let mine = before_crash.start_upload(&repository).await.unwrap();
-    let theirs = other.start_upload(&repository).await.unwrap();
+    let mine = before_crash.start_upload(&repository, None).await.unwrap();
+    let theirs = other.start_upload(&repository, None).await.unwrap();
 
     let mut writers = Vec::new();
     let mut bodies = Vec::new();
@@ -132,7 +127,7 @@ async fn a_restarted_node_frees_its_dead_leases_and_only_those() {
         let (body, started, more) = held_open_body();
         let (registry, repository, id) = (registry.clone(), repository.clone(), id.clone());
         writers.push(tokio::spawn(async move {
-            registry.append_chunk(&repository, &id, Some(0), body).await
+            registry.append_chunk(&repository, &id, None, body).await
         }));
         started.await.unwrap();
         bodies.push(more);
@@ -145,7 +140,12 @@ async fn a_restarted_node_frees_its_dead_leases_and_only_those() {
     assert!(
         matches!(
             restarted
-                .append_chunk(&repository, &mine.id, Some(0), stream(b"retry".to_vec()))
+                .append_chunk(
+                    &repository,
+                    &mine.id,
+                    Some(ByteRange { start: 0, end: 5 }),
+                    stream(b"retry".to_vec())
+                )
                 .await,
             Err(RegistryError::UploadBusy)
         ),
@@ -153,13 +153,18 @@ async fn a_restarted_node_frees_its_dead_leases_and_only_those() {
     );
     assert_eq!(restarted.release_dead_upload_leases().await.unwrap(), 1);
     let status = restarted
-        .append_chunk(&repository, &mine.id, Some(0), stream(b"retry".to_vec()))
+        .append_chunk(
+            &repository,
+            &mine.id,
+            Some(ByteRange { start: 0, end: 5 }),
+            stream(b"retry".to_vec()),
+        )
         .await
         .expect("the session is free after the restart");
     assert_eq!(status.size, 5);
     assert!(matches!(
         restarted
-            .append_chunk(&repository, &theirs.id, Some(0), stream(b"steal".to_vec()))
+            .append_chunk(&repository, &theirs.id, None, stream(b"steal".to_vec()))
             .await,
         Err(RegistryError::UploadBusy)
     ));

@@ -46,11 +46,12 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use berth_oci::{Algorithm, ByteRange, Digest, Hasher};
+use berth_oci::{Algorithm, ByteRange, Digest, Hasher, UploadId};
 use bytes::Bytes;
 use futures::StreamExt;
 use memmap2::{Advice, MmapOptions};
@@ -58,8 +59,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::{
-    BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, StoredUpload, UploadId,
-    UploadProgress,
+    BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, StoredUpload, UploadProgress,
 };
 
 /// Incoming bytes gathered before one write to disk. The batch holds the
@@ -98,6 +98,12 @@ const REHASH_BUFFER_SIZE: usize = 1024 * 1024;
 /// remains. Operations keep entries there for milliseconds, so an hour is far
 /// beyond any live use by another process sharing the root.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
+
+/// The mode of upload files, and so of blobs, which are the same files
+/// hard-linked (or renamed) into `blobs/`: readable and writable by the
+/// account the registry runs as, by nobody else, whatever the umask. A
+/// registry holds private images.
+const DATA_FILE_MODE: u32 = 0o600;
 
 /// The data file inside an upload directory of the older layout (see the
 /// module documentation), which [`FsBlobStore::open`] converts.
@@ -223,6 +229,7 @@ impl FsBlobStore {
         OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(DATA_FILE_MODE)
             .open(self.upload_data_path(id))?;
         Ok(())
     }

@@ -64,7 +64,7 @@
 
 use std::time::Duration;
 
-use berth_oci::{Algorithm, ByteRange, Digest, Hasher};
+use berth_oci::{Algorithm, ByteRange, Digest, Hasher, UploadId};
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
@@ -74,8 +74,7 @@ use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::{
-    BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, StoredUpload, UploadId,
-    UploadProgress,
+    BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, StoredUpload, UploadProgress,
 };
 
 /// The part size used unless configured otherwise: above S3's 5 MiB minimum

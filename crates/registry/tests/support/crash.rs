@@ -11,10 +11,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 
-use berth_oci::{ByteRange, Digest};
+use berth_oci::{ByteRange, Digest, UploadId};
 use berth_storage::{
-    BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, StoredUpload, UploadId,
-    UploadProgress,
+    BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, StoredUpload, UploadProgress,
 };
 
 /// The text of the panic that stands for a crash, recognised by the panic

@@ -179,7 +179,7 @@ pub async fn try_push_blob(
 ) -> Result<Digest, RegistryError> {
     let digest = Algorithm::Sha256.digest_of(bytes);
     registry
-        .upload_monolithic(repository, &digest, stream(bytes.to_vec()))
+        .upload_monolithic(repository, None, &digest, stream(bytes.to_vec()))
         .await?;
     Ok(digest)
 }
