@@ -313,9 +313,11 @@ fn disk_full() {
     let Some(disk) = SmallDisk::mount(TEST, "48m") else {
         return;
     };
+    // Blob storage on the small disk; the database stays in the test's own
+    // data directory, so the fault is storage's alone.
     let data_dir = disk.path().join("data");
-    let data_dir_arg = data_dir.display().to_string();
-    let mut registry = TestRegistry::start_with(&["--data-dir", &data_dir_arg]);
+    let storage = format!("fs://{}", data_dir.display());
+    let mut registry = TestRegistry::start_with(&["--storage", &storage]);
     let addr = registry.addr.clone();
     let manifest = push_image(&addr, "faults/full", "before");
 
@@ -396,20 +398,11 @@ fn read_only_data_directory() {
     let Some(disk) = SmallDisk::mount(TEST, "64m") else {
         return;
     };
-    // The database lives elsewhere: a filesystem cannot turn read-only
-    // while SQLite holds files on it open for writing. Likewise the node
-    // name is configured, so no name file is held open on the disk.
-    let elsewhere = tempfile::tempdir().expect("database directory");
-    let database = format!("sqlite://{}", elsewhere.path().join("berth.db").display());
-    let data_dir = disk.path().display().to_string();
-    let mut registry = TestRegistry::start_with(&[
-        "--data-dir",
-        &data_dir,
-        "--database",
-        &database,
-        "--node-name",
-        "read-only-test",
-    ]);
+    // Only blob storage is on the disk. The database and the node name file
+    // stay in the test's data directory: a filesystem cannot turn read-only
+    // while SQLite holds files on it open for writing.
+    let storage = format!("fs://{}", disk.path().display());
+    let mut registry = TestRegistry::start_with(&["--storage", &storage]);
     let addr = registry.addr.clone();
     let manifest = push_image(&addr, "faults/ro", "before");
 
@@ -531,7 +524,7 @@ async fn sqlite_write_lock_held_elsewhere() {
 /// blob reads and pushes are refused with `503` and `Retry-After`,
 /// manifests (in the database) are still served, `/readyz` names the
 /// storage, and after each fault Berth serves again without a restart;
-/// no upload is left in the bucket.
+/// one upload purge leaves no upload in the bucket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_down_slow_and_failing() {
     const TEST: &str = "s3_down_slow_and_failing";
@@ -611,6 +604,13 @@ async fn s3_down_slow_and_failing() {
         .await
         .expect("checks")
     };
+    // A write the store took but answered too late for Berth (the slow
+    // fault holds answers back, not requests) leaves upload data that no
+    // session names: what a crash leaves too, and what the upload purge
+    // sweeps once it has been idle for `upload_ttl`. One purge, as of two
+    // days later, must leave the bucket without uploads.
+    let mut registry = registry;
+    registry.stop();
     let config = berth_storage::s3::S3Config {
         endpoint: Some(weed.endpoint.clone()),
         path_style: true,
@@ -621,13 +621,33 @@ async fn s3_down_slow_and_failing() {
         ..berth_storage::s3::S3Config::from_url(&format!("s3://{bucket}/berth"))
             .expect("a valid URL")
     };
-    let store = berth_storage::s3::S3BlobStore::new(&config).expect("store");
-    let uploads = berth_storage::BlobStore::list_uploads(&store, None, 100)
-        .await
-        .expect("list uploads");
+    let store: std::sync::Arc<dyn berth_storage::BlobStore> =
+        std::sync::Arc::new(berth_storage::s3::S3BlobStore::new(&config).expect("store"));
+    let data_dir = registry.data_dir.as_ref().expect("local").path();
+    let meta: std::sync::Arc<dyn berth_meta::MetaStore> = std::sync::Arc::new(
+        berth_meta::sqlite::SqliteMetaStore::open(&data_dir.join("berth.db"))
+            .await
+            .expect("SQLite"),
+    );
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+        + 2 * 24 * 3600;
+    let cleaner = berth_registry::Registry::with_clock(
+        store.clone(),
+        meta,
+        berth_registry::RegistryConfig::default(),
+        berth_registry::Clock::Fixed(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+            later,
+        ))),
+    );
+    let purged = cleaner.purge_expired_uploads().await.expect("purge");
+    println!("FAULT S3: one purge removed {purged:?}");
+    let uploads = store.list_uploads(None, 100).await.expect("list uploads");
     assert!(
         uploads.is_empty(),
-        "uploads left in the bucket: {uploads:?}"
+        "uploads left in the bucket after a purge: {uploads:?}"
     );
     for (name, ready, read, push, recovered) in checked {
         report(
@@ -640,5 +660,4 @@ async fn s3_down_slow_and_failing() {
             ],
         );
     }
-    drop(registry);
 }
