@@ -1,8 +1,8 @@
 //! Faults of what Berth depends on, with the real binary: a full disk, a
 //! read-only data directory, SQLite's write lock held by another process,
-//! and an S3 store that is down, slow or failing (through a fault-injecting
-//! proxy). PostgreSQL killed and restarted is in `faults_postgres.rs`,
-//! which owns its database server.
+//! PostgreSQL killed and restarted, and an S3 store that is down, slow or
+//! failing (through a fault-injecting proxy). The PostgreSQL test kills
+//! the test cluster, so no other test of this binary may use it.
 //!
 //! Each fault must get a clean answer: `503 UNAVAILABLE` with a JSON body
 //! (and `Retry-After` where waiting helps), never a hang or a bare `500`;
@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use berth_test_support::postgres;
 use berth_test_support::seaweedfs as storage_support;
 use support::fault_proxy::{Fault, FaultProxy};
 use support::http::{try_request_within, HttpResponse, RequestBody};
@@ -660,4 +661,72 @@ async fn s3_down_slow_and_failing() {
             ],
         );
     }
+}
+
+/// PostgreSQL killed (immediate stop: every connection cut, nothing
+/// listening) under a running server, then started again: manifest reads
+/// and upload starts are refused with `503` and `Retry-After` at once
+/// (never the 10-30 s hang of pool and connect timeouts), `/readyz` names
+/// the database, and once PostgreSQL is back Berth serves again without a
+/// restart, from the same data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_killed_and_restarted() {
+    const TEST: &str = "postgres_killed_and_restarted";
+    if support::is_external_registry() {
+        support::record_skip(TEST, "starts its own server");
+        return;
+    }
+    let Some(database) = postgres::fresh_database(TEST).await else {
+        return;
+    };
+    database.commit_durably().await;
+    // No manifest cache: every read goes to the database.
+    let registry = TestRegistry::start_with(&["--database", &database.url, "--cache-ttl", "0s"]);
+    let addr = registry.addr.clone();
+    let database = std::sync::Arc::new(database);
+    let figures = {
+        let (addr, database) = (addr.clone(), database.clone());
+        tokio::task::spawn_blocking(move || {
+            let manifest = push_image(&addr, "faults/pg", "before");
+            database.lease.kill_server();
+            let ready_took = assert_not_ready(&addr, "database", "not answering");
+            let (answer, manifest_took) = call(
+                &addr,
+                "GET",
+                "/v2/faults/pg/manifests/before",
+                &[("Accept", "application/vnd.oci.image.manifest.v1+json")],
+                RequestBody::Empty,
+            );
+            assert_unavailable("a manifest read", &answer, Some(true));
+            let (answer, start_took) = call(
+                &addr,
+                "POST",
+                "/v2/faults/pg/blobs/uploads/",
+                &[],
+                RequestBody::Empty,
+            );
+            assert_unavailable("an upload start", &answer, Some(true));
+            let (answer, push_took) = push_blob(&addr, "faults/pg", &random_bytes(10_000));
+            assert_unavailable("a monolithic push", &answer, Some(true));
+
+            database.lease.restart_server();
+            let recovered = wait_until_ready(&addr);
+            assert_pulls(&addr, "faults/pg", "before", &manifest);
+            push_image(&addr, "faults/pg", "after");
+            (ready_took, manifest_took, start_took, push_took, recovered)
+        })
+        .await
+        .expect("checks")
+    };
+    report(
+        "PostgreSQL killed and restarted",
+        &[
+            ("/readyz", figures.0),
+            ("manifest read refused", figures.1),
+            ("upload start refused", figures.2),
+            ("push refused", figures.3),
+            ("ready again after restart", figures.4),
+        ],
+    );
+    drop(registry);
 }

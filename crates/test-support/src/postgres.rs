@@ -47,6 +47,25 @@ pub struct TestDatabase {
     pub lease: ClusterLease,
 }
 
+impl TestDatabase {
+    /// Makes every commit in this database wait until its WAL is written
+    /// (`synchronous_commit = on`, for sessions opened from now on). The
+    /// cluster's default, off, acknowledges commits that a server killed
+    /// within the next few hundred milliseconds loses; a test that kills
+    /// the server ([`ClusterLease::kill_server`]) and expects what Berth
+    /// acknowledged to survive needs this.
+    pub async fn commit_durably(&self) {
+        let mut admin = PgConnection::connect(&self.lease.cluster.url("postgres"))
+            .await
+            .expect("connecting to the test cluster's maintenance database");
+        admin
+            .execute(format!("ALTER DATABASE {} SET synchronous_commit = on", self.name).as_str())
+            .await
+            .expect("turning synchronous commits on");
+        admin.close().await.ok();
+    }
+}
+
 /// Creates a new, empty database on the shared cluster, starting the cluster
 /// if no other test is using it. Returns `None`, having recorded a skip, when
 /// PostgreSQL is not installed outside CI.
