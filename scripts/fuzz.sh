@@ -43,7 +43,7 @@ for target in "${targets[@]}"; do
     rm -f "$log"
     exit 1
   fi
-  done_line="$(grep -E '^#[0-9]+ +DONE' "$log" | tail -n 1 || true)"
+  done_line="$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1 || true)"
   runs="$(grep -E '^stat::number_of_executed_units:' "$log" | awk '{print $2}' || true)"
   echo "   ${done_line:-no DONE line}"
   summary+=("$(printf '%-18s %12s runs  %s' "$target" "${runs:-?}" "$(echo "$done_line" | grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[^ ]+ .*exec/s: [0-9]+' || true)")")
