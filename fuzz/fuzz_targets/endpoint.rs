@@ -1,6 +1,7 @@
 //! `/v2/…` paths, read from their end into an endpoint: parsing never
 //! panics, and an endpoint it yields names exactly the path's parts (the
-//! repository is the path before the resource keyword).
+//! repository is the path before the resource keyword). An upload id is
+//! any spelling of a UUID (`UploadId::parse`), so it is compared as one.
 #![no_main]
 
 use berth_server::endpoint::Endpoint;
@@ -25,7 +26,15 @@ fuzz_target!(|path: &str| {
                 bare
             }
         }
-        Endpoint::Upload(name, id) => format!("{name}/blobs/uploads/{id}"),
+        Endpoint::Upload(name, id) => {
+            let given = path.rsplit('/').next().unwrap_or_default();
+            assert_eq!(
+                berth_oci::UploadId::parse(given).as_ref(),
+                Some(id),
+                "{path:?}"
+            );
+            format!("{name}/blobs/uploads/{given}")
+        }
         Endpoint::Referrers(name, digest) => format!("{name}/referrers/{digest}"),
     };
     assert_eq!(rebuilt, path, "{endpoint:?}");
