@@ -307,11 +307,7 @@ impl Backend {
             ),
         };
         let meta: Arc<dyn MetaStore> = match &self.database_url {
-            Some(url) => Arc::new(
-                berth_meta::postgres::PostgresMetaStore::connect(url)
-                    .await
-                    .expect("PostgreSQL"),
-            ),
+            Some(url) => postgres_meta(url).await,
             None => Arc::new(
                 berth_meta::sqlite::SqliteMetaStore::open(&data_dir.join("berth.db"))
                     .await
@@ -320,6 +316,23 @@ impl Backend {
         };
         (blobs, meta)
     }
+}
+
+/// The PostgreSQL metadata store at `url`.
+#[cfg(feature = "postgres")]
+async fn postgres_meta(url: &str) -> Arc<dyn MetaStore> {
+    Arc::new(
+        berth_meta::postgres::PostgresMetaStore::connect(url)
+            .await
+            .expect("PostgreSQL"),
+    )
+}
+
+/// Without the `postgres` feature the PostgreSQL test skips before it
+/// gets here.
+#[cfg(not(feature = "postgres"))]
+async fn postgres_meta(_url: &str) -> Arc<dyn MetaStore> {
+    unreachable!("built without the postgres feature")
 }
 
 /// A seeded generator: `BERTH_CRASH_SEED` replays a run, otherwise a new
@@ -948,6 +961,10 @@ async fn crash_consistency_postgres_s3() {
     const TEST: &str = "crash_consistency_postgres_s3";
     if support::is_external_registry() {
         support::record_skip(TEST, "kills its own server");
+        return;
+    }
+    if !cfg!(feature = "postgres") {
+        support::record_skip(TEST, "berth is built without the postgres feature");
         return;
     }
     let Some(backend) = Backend::postgres_s3(TEST).await else {

@@ -676,6 +676,10 @@ async fn postgres_killed_and_restarted() {
         support::record_skip(TEST, "starts its own server");
         return;
     }
+    if !cfg!(feature = "postgres") {
+        support::record_skip(TEST, "berth is built without the postgres feature");
+        return;
+    }
     let Some(database) = postgres::fresh_database(TEST).await else {
         return;
     };
