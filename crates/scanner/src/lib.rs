@@ -1,0 +1,2 @@
+//! The Vulnerability Advisor's core.
+pub mod version;
