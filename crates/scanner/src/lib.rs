@@ -29,18 +29,27 @@
 //! the result's `problems`. This crate does no HTTP and no SQL; time is a
 //! parameter.
 
+pub mod advisory;
 mod analyzer;
 mod index;
 mod layer;
 pub mod limits;
+pub mod matcher;
+pub mod osv;
 pub mod purl;
 pub mod report;
+pub mod sbom;
 pub mod version;
 
+pub use advisory::{
+    Advisory, AdvisoryIndex, AdvisorySource, Affected, Change, Event, PackageKey, Range, RangeKind,
+    Severity, SeverityLevel, SourceError,
+};
 pub use analyzer::python::normalize_name as normalize_pypi_name;
 pub use index::Indexer;
 pub use layer::Compression;
 pub use limits::Limits;
+pub use matcher::{assess, assess_with, Finding};
 pub use report::{
     Distribution, FileContents, FileRecord, IndexReport, LayerIndex, LayerStats, Package,
     PackageKind, Problem, ProblemKind, SourcePackage,

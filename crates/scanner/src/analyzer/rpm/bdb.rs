@@ -83,6 +83,9 @@ pub(crate) fn values(file: &[u8], mut value: impl FnMut(&[u8]) -> bool) -> Resul
                         offset_at(i - 1).unwrap_or(page_size)
                     };
                     match page_data.get(start + 1..end) {
+                        // rpm keeps a 4-byte counter (the next package
+                        // number) under key 0: not a header.
+                        Some(data) if data.len() <= 8 => true,
                         Some(data) => value(data),
                         None => return Err(format!("page {number}: a bad item")),
                     }
