@@ -243,8 +243,10 @@ impl Indexer {
             budget,
             problems: Vec::new(),
         };
+        // The file and what parsing it may cost, reserved up front.
+        let factor = wanting.iter().map(|a| a.memory_factor()).max().unwrap_or(1);
         let reservation = if size <= self.limits.max_file_size {
-            budget.reserve(size)
+            budget.reserve(size.saturating_mul(factor))
         } else {
             None
         };
@@ -290,6 +292,19 @@ impl Indexer {
             for package in packages.iter_mut().filter(|p| p.location.is_empty()) {
                 package.location = path.to_string();
             }
+            let room = self.limits.max_packages.saturating_sub(walk.packages);
+            if packages.len() > room {
+                packages.truncate(room);
+                ctx.problem(
+                    ProblemKind::TooManyPackages,
+                    path,
+                    format!(
+                        "more than {} packages in the layer",
+                        self.limits.max_packages
+                    ),
+                );
+            }
+            walk.packages += packages.len();
         }
         walk.problems.append(&mut ctx.problems);
         walk.records.insert(path.to_string(), contents);
@@ -351,6 +366,8 @@ struct Walk {
     opaque_dirs: Vec<String>,
     problems: Vec<Problem>,
     stats: LayerStats,
+    /// Packages recorded so far.
+    packages: usize,
 }
 
 impl Walk {

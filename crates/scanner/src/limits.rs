@@ -3,8 +3,10 @@
 //!
 //! Indexing streams each layer once and keeps in memory only the file it is
 //! parsing (and, inside a Java archive, the nested archives it is opening),
-//! so its peak extra memory is the decompressor's window plus the budget
-//! below, whatever the size of the image.
+//! so its peak extra memory is the decompressor's window (8 MiB at most),
+//! plus the budget below (40 MiB), plus the index it builds (at most
+//! `max_packages` packages of about 300 bytes): under 64 MiB whatever the
+//! image (`tests/memory.rs` measures it).
 
 use std::cell::Cell;
 
@@ -31,9 +33,14 @@ pub struct Limits {
     /// in the partial reasons; executables larger than this are still
     /// searched, as a stream, for Go build information.
     pub max_file_size: u64,
-    /// Bytes held at once by file buffers, including archives nested in
-    /// archives (a JAR in a WAR in an EAR each hold their own buffer).
+    /// Bytes held at once by file buffers and what parsing them costs
+    /// (a file parsed into a tree reserves twice its size), including
+    /// archives nested in archives (a JAR in a WAR in an EAR each hold
+    /// their own buffer).
     pub memory_budget: u64,
+    /// Packages one layer may report: the index itself is memory too
+    /// (about 300 bytes a package), and no real layer comes near this.
+    pub max_packages: usize,
     /// How deep archives are opened inside archives (a WAR is depth 1, a
     /// JAR inside it depth 2).
     pub max_archive_depth: u32,
@@ -56,7 +63,8 @@ impl Default for Limits {
             ratio_grace_bytes: 64 << 20,
             max_entries: 2_000_000,
             max_file_size: 32 << 20,
-            memory_budget: 48 << 20,
+            memory_budget: 40 << 20,
+            max_packages: 50_000,
             max_archive_depth: 3,
             max_archive_entries: 100_000,
             max_header_extension: 64 << 10,

@@ -224,6 +224,8 @@ pub enum ProblemKind {
     CompressionRatio,
     /// The layer had more entries than the cap.
     TooManyEntries,
+    /// The layer had more packages than the cap; the rest are not listed.
+    TooManyPackages,
     /// Archives were nested deeper than the cap.
     ArchiveDepth,
     /// Reading the layer failed (the blob store's error).

@@ -43,6 +43,12 @@ impl Analyzer for Binary {
         file.executable() && file.size >= MIN_BINARY
     }
 
+    /// Sections are read in place; the cargo-auditable JSON (at most 8 MiB)
+    /// is the only copy.
+    fn memory_factor(&self) -> u64 {
+        1
+    }
+
     fn analyze(&self, ctx: &mut Context<'_>, path: &str, data: &[u8]) -> Analyzed {
         if !is_executable_format(data) {
             return Ok(FileContents::Nothing);

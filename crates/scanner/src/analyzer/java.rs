@@ -35,6 +35,12 @@ impl Analyzer for Java {
         file.regular && is_archive(file.file_name())
     }
 
+    /// The archive is read in place; nested archives reserve their own
+    /// buffers.
+    fn memory_factor(&self) -> u64 {
+        1
+    }
+
     fn analyze(&self, ctx: &mut Context<'_>, path: &str, data: &[u8]) -> Analyzed {
         let mut found = Vec::new();
         archive(ctx, path, data, 1, &mut found).map_err(AnalyzeError::malformed)?;

@@ -95,6 +95,15 @@ pub(crate) trait Analyzer: Send + Sync {
     /// Parses a wanted file.
     fn analyze(&self, ctx: &mut Context<'_>, path: &str, data: &[u8]) -> Analyzed;
 
+    /// How many times its size a file may cost while this analyzer parses
+    /// it (the buffer itself included): the indexer reserves that much of
+    /// the memory budget before reading the file. Parsers that build trees
+    /// or copy text (JSON, TOML, text that is not UTF-8) need two; those
+    /// that read the buffer in place need one.
+    fn memory_factor(&self) -> u64 {
+        2
+    }
+
     /// Parses a wanted file too large to hold in memory, as a stream, if
     /// this analyzer can; `None` if it cannot.
     fn analyze_stream(
@@ -162,8 +171,17 @@ pub(crate) fn field<'a>(fields: &'a [(&str, String)], key: &str) -> Option<&'a s
         .map(|(_, v)| v.as_str())
 }
 
-/// Text from bytes; a file that is not UTF-8 is read with replacement
-/// characters (package names and versions are ASCII).
+/// Text from bytes, without a copy when the bytes are UTF-8. Otherwise
+/// every byte outside ASCII becomes `?` (package names and versions are
+/// ASCII): a copy of the same size, never larger, which the analyzers'
+/// [`Analyzer::memory_factor`] of two covers.
 pub(crate) fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
-    String::from_utf8_lossy(data)
+    match std::str::from_utf8(data) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => std::borrow::Cow::Owned(
+            data.iter()
+                .map(|&b| if b.is_ascii() { b as char } else { '?' })
+                .collect(),
+        ),
+    }
 }

@@ -6,6 +6,10 @@
 //! production image (`npm ci --omit=dev`), and including them would report
 //! packages the image does not have.
 
+use std::collections::BTreeMap;
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{packages, AnalyzeError, Analyzed, Analyzer, Candidate, Context};
@@ -30,13 +34,22 @@ impl Analyzer for Npm {
     }
 
     fn analyze(&self, _ctx: &mut Context<'_>, path: &str, data: &[u8]) -> Analyzed {
-        let json: Value = serde_json::from_slice(data)
-            .map_err(|e| AnalyzeError::malformed(format!("not JSON: {e}")))?;
         if path.ends_with("package-lock.json") {
-            return Ok(packages(lockfile(&json)));
+            return lockfile(data).map(packages);
         }
-        let name = json.get("name").and_then(Value::as_str);
-        let version = json.get("version").and_then(Value::as_str);
+        // Only the two fields are materialized: a large package.json costs
+        // no tree.
+        #[derive(Deserialize)]
+        struct Manifest {
+            #[serde(default)]
+            name: Option<Value>,
+            #[serde(default)]
+            version: Option<Value>,
+        }
+        let manifest: Manifest = serde_json::from_slice(data)
+            .map_err(|e| AnalyzeError::malformed(format!("not JSON: {e}")))?;
+        let name = manifest.name.as_ref().and_then(Value::as_str);
+        let version = manifest.version.as_ref().and_then(Value::as_str);
         match (name, version) {
             (Some(name), Some(version)) if !name.is_empty() && !version.is_empty() => Ok(packages(
                 vec![Package::new(PackageKind::Npm, name, version)],
@@ -48,51 +61,89 @@ impl Analyzer for Npm {
     }
 }
 
-/// The non-development packages of a lockfile.
-pub(crate) fn lockfile(json: &Value) -> Vec<Package> {
+/// A lockfile v2/v3 entry (keys are install paths).
+#[derive(Deserialize)]
+struct Installed {
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    dev: bool,
+    #[serde(default)]
+    link: bool,
+}
+
+/// A lockfile v1 entry, nested.
+#[derive(Deserialize)]
+struct Locked {
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    dev: bool,
+    #[serde(default)]
+    dependencies: BTreeMap<String, Locked>,
+}
+
+/// The non-development packages of a lockfile, parsed into only the fields
+/// needed (a lockfile is read twice rather than kept as a tree: once to see
+/// which format it is, once for its packages).
+pub(crate) fn lockfile(data: &[u8]) -> Result<Vec<Package>, AnalyzeError> {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        packages: Option<IgnoredAny>,
+    }
+    #[derive(Deserialize)]
+    struct V2 {
+        packages: BTreeMap<String, Installed>,
+    }
+    #[derive(Deserialize)]
+    struct V1 {
+        #[serde(default)]
+        dependencies: BTreeMap<String, Locked>,
+    }
+    let bad =
+        |e: serde_json::Error| AnalyzeError::malformed(format!("not a package-lock.json: {e}"));
+    let probe: Probe = serde_json::from_slice(data).map_err(bad)?;
     let mut found = Vec::new();
-    if let Some(entries) = json.get("packages").and_then(Value::as_object) {
-        // Lockfile v2 and v3: keys are install paths.
-        for (key, entry) in entries {
+    if probe.packages.is_some() {
+        let lock: V2 = serde_json::from_slice(data).map_err(bad)?;
+        for (key, entry) in lock.packages {
             let Some(install_path) = key.rsplit_once("node_modules/").map(|(_, name)| name) else {
                 continue;
             };
-            if is_dev(entry) || entry.get("link").and_then(Value::as_bool) == Some(true) {
+            if entry.dev || entry.link {
                 continue;
             }
-            let name = entry
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or(install_path);
-            if let Some(version) = entry.get("version").and_then(Value::as_str) {
+            let name = entry.name.as_deref().unwrap_or(install_path);
+            if let Some(version) = entry.version {
                 found.push(Package::new(PackageKind::Npm, name, version));
             }
         }
-    } else if let Some(dependencies) = json.get("dependencies").and_then(Value::as_object) {
-        // Lockfile v1: nested `dependencies`, bounded by the JSON itself.
-        let mut stack: Vec<&serde_json::Map<String, Value>> = vec![dependencies];
+    } else {
+        let lock: V1 = serde_json::from_slice(data).map_err(bad)?;
+        let mut stack: Vec<BTreeMap<String, Locked>> = vec![lock.dependencies];
         while let Some(level) = stack.pop() {
             for (name, entry) in level {
-                if is_dev(entry) {
+                if entry.dev {
                     continue;
                 }
-                if let Some(version) = entry.get("version").and_then(Value::as_str) {
+                if let Some(version) = &entry.version {
                     // `file:` and `git+` versions are not registry versions.
                     if !version.contains(':') {
-                        found.push(Package::new(PackageKind::Npm, name.as_str(), version));
+                        found.push(Package::new(
+                            PackageKind::Npm,
+                            name.as_str(),
+                            version.as_str(),
+                        ));
                     }
                 }
-                if let Some(nested) = entry.get("dependencies").and_then(Value::as_object) {
-                    stack.push(nested);
-                }
+                stack.push(entry.dependencies);
             }
         }
     }
     found.sort();
     found.dedup();
-    found
-}
-
-fn is_dev(entry: &Value) -> bool {
-    entry.get("dev").and_then(Value::as_bool) == Some(true)
+    Ok(found)
 }

@@ -10,6 +10,9 @@ use crate::report::{Package, PackageKind};
 
 pub(crate) struct Python;
 
+/// Core metadata headers are a few kilobytes.
+const MAX_HEADERS: usize = 1 << 20;
+
 impl Analyzer for Python {
     fn wants(&self, file: &Candidate<'_>) -> bool {
         let path = file.path;
@@ -18,8 +21,19 @@ impl Analyzer for Python {
             || (path.ends_with(".egg-info") && file.regular)
     }
 
+    /// Only the headers are read (at most a megabyte, copied only when not
+    /// UTF-8).
+    fn memory_factor(&self) -> u64 {
+        1
+    }
+
     fn analyze(&self, _ctx: &mut Context<'_>, _path: &str, data: &[u8]) -> Analyzed {
-        let text = text(data);
+        // Only the headers, which end at the first empty line: the
+        // description after them can be long and is not read.
+        let end = memchr::memmem::find(data, b"\n\n")
+            .unwrap_or(data.len())
+            .min(MAX_HEADERS);
+        let text = text(&data[..end]);
         let fields = rfc822_fields(&text);
         let name = field(&fields, "Name").filter(|n| !n.is_empty());
         let version = field(&fields, "Version").filter(|v| !v.is_empty());

@@ -14,6 +14,8 @@
 
 use std::collections::HashSet;
 
+use super::blob::{ByteSource, Segments, Slice};
+
 const HASH_MAGIC: u32 = 0x061561;
 const PAGE_HEADER: usize = 26;
 const HASH_UNSORTED: u8 = 2;
@@ -22,9 +24,12 @@ const HASH: u8 = 13;
 const H_KEYDATA: u8 = 1;
 const H_OFFPAGE: u8 = 3;
 
-/// Calls `value` with each value of the database (rpm headers); stops early
-/// if `value` returns `false`.
-pub(crate) fn values(file: &[u8], mut value: impl FnMut(&[u8]) -> bool) -> Result<(), String> {
+/// Calls `value` with each value of the database (rpm headers), read where
+/// it lies; stops early if `value` returns `false`.
+pub(crate) fn values(
+    file: &[u8],
+    mut value: impl FnMut(&dyn ByteSource) -> bool,
+) -> Result<(), String> {
     let meta = file.get(..512).ok_or("too short for a Berkeley DB")?;
     let le32 = |b: &[u8], at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
     let magic = le32(meta, 12);
@@ -86,7 +91,7 @@ pub(crate) fn values(file: &[u8], mut value: impl FnMut(&[u8]) -> bool) -> Resul
                         // rpm keeps a 4-byte counter (the next package
                         // number) under key 0: not a header.
                         Some(data) if data.len() <= 8 => true,
-                        Some(data) => value(data),
+                        Some(data) => value(&Slice(data)),
                         None => return Err(format!("page {number}: a bad item")),
                     }
                 }
@@ -100,20 +105,28 @@ pub(crate) fn values(file: &[u8], mut value: impl FnMut(&[u8]) -> bool) -> Resul
     Ok(())
 }
 
-/// Assembles a value from its overflow chain, each page used once.
-fn overflow(file: &[u8], page_size: usize, first: usize, length: usize) -> Result<Vec<u8>, String> {
+/// A value's overflow chain as pieces of the file, each page used once.
+fn overflow(
+    file: &[u8],
+    page_size: usize,
+    first: usize,
+    length: usize,
+) -> Result<Segments<'_>, String> {
     if length > file.len() {
         return Err("an overflow value longer than the file".into());
     }
-    let mut data = Vec::with_capacity(length);
+    let mut data = Segments::new(file);
     let mut seen = HashSet::new();
     let mut number = first;
-    while number != 0 && data.len() < length {
+    while number != 0 && ByteSource::len(&data) < length {
         if !seen.insert(number) {
             return Err("an overflow chain that loops".into());
         }
+        let start = number
+            .checked_mul(page_size)
+            .ok_or("a page past the file")?;
         let page = file
-            .get(number * page_size..(number + 1) * page_size)
+            .get(start..start + page_size)
             .ok_or("an overflow page past the end of the file")?;
         if page[25] != OVERFLOW {
             return Err(format!("page {number} is not an overflow page"));
@@ -126,8 +139,8 @@ fn overflow(file: &[u8], page_size: usize, first: usize, length: usize) -> Resul
             page_size - PAGE_HEADER
         }
         .min(page_size - PAGE_HEADER)
-        .min(length - data.len());
-        data.extend_from_slice(&page[PAGE_HEADER..PAGE_HEADER + take]);
+        .min(length - ByteSource::len(&data));
+        data.push(start + PAGE_HEADER, take)?;
         number = next;
     }
     Ok(data)

@@ -2,7 +2,9 @@
 //! on-disk format): a count of index entries and the data size (both
 //! big-endian 32-bit), the index entries (tag, type, offset, count), then
 //! the data. Only the tags a package needs are read, each checked against
-//! the data's bounds.
+//! the data's bounds, from wherever the header lies ([`ByteSource`]).
+
+use super::blob::ByteSource;
 
 pub(crate) const NAME: u32 = 1000;
 pub(crate) const VERSION: u32 = 1001;
@@ -18,35 +20,47 @@ const TYPE_I18NSTRING: u32 = 9;
 
 /// The largest header rpm itself accepts.
 const MAX_HEADER: usize = 256 << 20;
+/// More tags than any package has.
+const MAX_TAGS: usize = 65_536;
+/// The longest string read from a header (names, versions, file names of
+/// source packages are short).
+const MAX_STRING: usize = 64 << 10;
 
-/// A header's index and data.
+/// A header's index, read into memory, and its data, read where it lies.
 pub(crate) struct Header<'a> {
-    index: &'a [u8],
-    data: &'a [u8],
+    source: &'a dyn ByteSource,
+    index: Vec<u8>,
+    data_start: usize,
+    data_len: usize,
 }
 
 impl<'a> Header<'a> {
-    pub(crate) fn parse(blob: &'a [u8]) -> Result<Self, String> {
-        let be32 = |at: usize| -> Option<u32> {
-            blob.get(at..at + 4)
-                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        };
-        let entries = be32(0).ok_or("a truncated header")? as usize;
-        let data_len = be32(4).ok_or("a truncated header")? as usize;
-        if entries == 0 {
-            return Err("a header without tags".into());
+    pub(crate) fn parse(source: &'a dyn ByteSource) -> Result<Self, String> {
+        let mut counts = [0u8; 8];
+        if !source.read(0, &mut counts) {
+            return Err("a truncated header".into());
         }
-        let index_end = entries
-            .checked_mul(16)
-            .and_then(|n| n.checked_add(8))
+        let entries = u32::from_be_bytes([counts[0], counts[1], counts[2], counts[3]]) as usize;
+        let data_len = u32::from_be_bytes([counts[4], counts[5], counts[6], counts[7]]) as usize;
+        if entries == 0 || entries > MAX_TAGS {
+            return Err(format!("a header with {entries} tags"));
+        }
+        let data_start = 8 + entries * 16;
+        let end = data_start
+            .checked_add(data_len)
             .ok_or("a bad header size")?;
-        let end = index_end.checked_add(data_len).ok_or("a bad header size")?;
-        if end > blob.len() || end > MAX_HEADER {
+        if end > source.len() || end > MAX_HEADER {
             return Err("a header larger than its blob".into());
         }
+        let mut index = vec![0u8; entries * 16];
+        if !source.read(8, &mut index) {
+            return Err("a truncated header index".into());
+        }
         Ok(Header {
-            index: &blob[8..index_end],
-            data: &blob[index_end..end],
+            source,
+            index,
+            data_start,
+            data_len,
         })
     }
 
@@ -65,32 +79,57 @@ impl<'a> Header<'a> {
             })
     }
 
-    /// A string tag (the first string of an array or i18n table).
-    pub(crate) fn string(&self, tag: u32) -> Option<&'a str> {
+    /// A string tag (the first string of an array or i18n table), read up
+    /// to its NUL within the data.
+    pub(crate) fn string(&self, tag: u32) -> Option<String> {
         let (kind, offset, _) = self.entry(tag)?;
-        if !matches!(kind, TYPE_STRING | TYPE_STRING_ARRAY | TYPE_I18NSTRING) {
+        if !matches!(kind, TYPE_STRING | TYPE_STRING_ARRAY | TYPE_I18NSTRING)
+            || offset >= self.data_len
+        {
             return None;
         }
-        let bytes = self.data.get(offset..)?;
-        let end = bytes.iter().position(|&b| b == 0)?;
-        let s = std::str::from_utf8(&bytes[..end]).ok()?;
-        (!s.is_empty() && s != "(none)").then_some(s)
+        let available = (self.data_len - offset).min(MAX_STRING);
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 256];
+        while out.len() < available {
+            let take = chunk.len().min(available - out.len());
+            if !self
+                .source
+                .read(self.data_start + offset + out.len(), &mut chunk[..take])
+            {
+                return None;
+            }
+            match chunk[..take].iter().position(|&b| b == 0) {
+                Some(nul) => {
+                    out.extend_from_slice(&chunk[..nul]);
+                    let s = String::from_utf8(out).ok()?;
+                    return (!s.is_empty() && s != "(none)").then_some(s);
+                }
+                None => out.extend_from_slice(&chunk[..take]),
+            }
+        }
+        // No NUL within the data (or the cap): not a string.
+        None
     }
 
     /// The first value of an INT32 tag.
     pub(crate) fn int32(&self, tag: u32) -> Option<u32> {
         let (kind, offset, count) = self.entry(tag)?;
-        if kind != TYPE_INT32 || count == 0 {
+        if kind != TYPE_INT32 || count == 0 || offset.checked_add(4)? > self.data_len {
             return None;
         }
-        let b = self.data.get(offset..offset.checked_add(4)?)?;
-        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        let mut b = [0u8; 4];
+        self.source
+            .read(self.data_start + offset, &mut b)
+            .then_some(())?;
+        Some(u32::from_be_bytes(b))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analyzer::rpm::blob::Slice;
 
     /// Builds a header with the given (tag, type, data) entries.
     fn build(entries: &[(u32, u32, &[u8])]) -> Vec<u8> {
@@ -119,14 +158,15 @@ mod tests {
             (SOURCERPM, TYPE_STRING, b"(none)\0"),
             (ARCH, TYPE_STRING, b"x86_64"),
         ]);
-        let h = Header::parse(&blob).unwrap();
-        assert_eq!(h.string(NAME), Some("bash"));
+        let slice = Slice(&blob);
+        let h = Header::parse(&slice).unwrap();
+        assert_eq!(h.string(NAME).as_deref(), Some("bash"));
         assert_eq!(h.int32(EPOCH), Some(2));
         assert_eq!(h.string(SOURCERPM), None);
         // No terminating NUL within the data: refused.
         assert_eq!(h.string(ARCH), None);
         assert_eq!(h.string(VERSION), None);
-        assert!(Header::parse(&blob[..20]).is_err());
-        assert!(Header::parse(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]).is_err());
+        assert!(Header::parse(&Slice(&blob[..20])).is_err());
+        assert!(Header::parse(&Slice(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0])).is_err());
     }
 }

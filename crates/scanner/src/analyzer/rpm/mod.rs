@@ -14,6 +14,7 @@ use super::{packages, AnalyzeError, Analyzed, Analyzer, Candidate, Context};
 use crate::report::{Package, PackageKind, ProblemKind, SourcePackage};
 
 pub(crate) mod bdb;
+pub(crate) mod blob;
 pub(crate) mod header;
 pub(crate) mod ndb;
 pub(crate) mod sqlite;
@@ -32,10 +33,16 @@ impl Analyzer for Rpm {
         })
     }
 
+    /// The database and its headers are read in place (a header spread
+    /// over overflow pages is read from them, never assembled).
+    fn memory_factor(&self) -> u64 {
+        1
+    }
+
     fn analyze(&self, ctx: &mut Context<'_>, path: &str, data: &[u8]) -> Analyzed {
         let mut found = Vec::new();
         let mut bad_headers = 0usize;
-        let mut on_header = |blob: &[u8]| {
+        let mut on_header = |blob: &dyn blob::ByteSource| {
             match header::Header::parse(blob).and_then(|h| package(&h)) {
                 Ok(Some(package)) => found.push(package),
                 Ok(None) => {}
@@ -76,6 +83,7 @@ impl Analyzer for Rpm {
 /// The package a header describes; `None` for signing keys.
 fn package(h: &header::Header<'_>) -> Result<Option<Package>, String> {
     let name = h.string(header::NAME).ok_or("no name")?;
+    let name = name.as_str();
     if name == "gpg-pubkey" {
         return Ok(None);
     }
@@ -86,8 +94,10 @@ fn package(h: &header::Header<'_>) -> Result<Option<Package>, String> {
         _ => format!("{version}-{release}"),
     };
     let mut package = Package::new(PackageKind::Rpm, name, evr);
-    package.arch = h.string(header::ARCH).map(str::to_string);
-    if let Some((source_name, source_version)) = h.string(header::SOURCERPM).and_then(source_rpm) {
+    package.arch = h.string(header::ARCH);
+    if let Some((source_name, source_version)) =
+        h.string(header::SOURCERPM).and_then(|s| source_rpm(&s))
+    {
         let source_version = match h.int32(header::EPOCH) {
             Some(epoch) if epoch != 0 => format!("{epoch}:{source_version}"),
             _ => source_version,

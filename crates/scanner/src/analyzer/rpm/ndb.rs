@@ -8,13 +8,18 @@
 //! a 16-byte blob header (`BlbS` magic, package index, checksum, length)
 //! and the rpm header itself.
 
+use super::blob::{ByteSource, Slice};
+
 const SLOT_PAGE: usize = 4096;
 const SLOT: usize = 16;
 const BLOCK: usize = 16;
 
 /// Calls `value` with each package header; stops early if `value` returns
 /// `false`.
-pub(crate) fn values(file: &[u8], mut value: impl FnMut(&[u8]) -> bool) -> Result<(), String> {
+pub(crate) fn values(
+    file: &[u8],
+    mut value: impl FnMut(&dyn ByteSource) -> bool,
+) -> Result<(), String> {
     let le32 = |at: usize| -> Option<u32> {
         file.get(at..at + 4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -43,7 +48,7 @@ pub(crate) fn values(file: &[u8], mut value: impl FnMut(&[u8]) -> bool) -> Resul
         let blob = file
             .get(offset + 16..(offset + 16).saturating_add(length))
             .ok_or_else(|| format!("the blob of package {package} runs past the file"))?;
-        if !value(blob) {
+        if !value(&Slice(blob)) {
             return Ok(());
         }
     }

@@ -12,23 +12,32 @@
 
 use std::collections::HashSet;
 
+use super::blob::{ByteSource, Segments};
+
 /// Calls `row` with the first BLOB column of each row of `table`, in rowid
-/// order; stops early if `row` returns `false`.
+/// order, read where it lies; stops early if `row` returns `false`.
 pub(crate) fn table_blobs(
     file: &[u8],
     table: &str,
-    mut row: impl FnMut(&[u8]) -> bool,
+    mut row: impl FnMut(&dyn ByteSource) -> bool,
 ) -> Result<(), String> {
     let db = Database::open(file)?;
     // Page 1 holds the schema: `type, name, tbl_name, rootpage, sql`.
     let mut root = None;
     let mut visited = HashSet::new();
     db.walk(1, &mut visited, 0, &mut |payload| {
-        let values = record(&payload)?;
-        if let (Some(Value::Text(kind)), Some(Value::Text(name)), Some(Value::Integer(page))) =
-            (values.first(), values.get(1), values.get(3))
+        let columns = record(payload)?;
+        let text = |i: usize| match columns.get(i) {
+            Some(Column::Text(offset, len)) if *len <= 256 => {
+                let mut buf = vec![0u8; *len];
+                payload.read(*offset, &mut buf).then_some(buf)
+            }
+            _ => None,
+        };
+        if let (Some(kind), Some(name), Some(Column::Integer(page))) =
+            (text(0), text(1), columns.get(3))
         {
-            if *kind == b"table" && name.eq_ignore_ascii_case(table.as_bytes()) {
+            if kind == b"table" && name.eq_ignore_ascii_case(table.as_bytes()) {
                 root = Some(*page);
                 return Ok(false);
             }
@@ -39,10 +48,12 @@ pub(crate) fn table_blobs(
     let root = u32::try_from(root).map_err(|_| "a bad root page".to_string())?;
     let mut visited = HashSet::new();
     db.walk(root, &mut visited, 0, &mut |payload| {
-        let values = record(&payload)?;
-        for value in values {
-            if let Value::Blob(blob) = value {
-                return Ok(row(blob));
+        for column in record(payload)? {
+            if let Column::Blob(offset, len) = column {
+                let view = payload
+                    .view(offset, len)
+                    .ok_or("a column past its record")?;
+                return Ok(row(&view));
             }
         }
         Ok(true)
@@ -100,7 +111,7 @@ impl<'a> Database<'a> {
         number: u32,
         visited: &mut HashSet<u32>,
         depth: u32,
-        row: &mut dyn FnMut(Vec<u8>) -> Result<bool, String>,
+        row: &mut dyn FnMut(&Segments<'a>) -> Result<bool, String>,
     ) -> Result<bool, String> {
         if depth > 64 || !visited.insert(number) {
             return Err(format!("page {number} is reached twice"));
@@ -128,8 +139,8 @@ impl<'a> Database<'a> {
                     return Ok(false);
                 }
             } else {
-                let payload = self.leaf_payload(cell)?;
-                if !row(payload)? {
+                let payload = self.leaf_payload(page, offset)?;
+                if !row(&payload)? {
                     return Ok(false);
                 }
             }
@@ -142,15 +153,16 @@ impl<'a> Database<'a> {
         Ok(true)
     }
 
-    /// A table leaf cell's payload, following its overflow chain.
-    fn leaf_payload(&self, cell: &[u8]) -> Result<Vec<u8>, String> {
+    /// A table leaf cell's payload (the cell at `offset` of `page`), as
+    /// pieces of the file: the part in the cell, then its overflow chain.
+    fn leaf_payload(&self, page: &'a [u8], offset: usize) -> Result<Segments<'a>, String> {
+        let cell = page.get(offset..).ok_or("a cell past the page")?;
         let (size, n1) = varint(cell).ok_or("a truncated cell")?;
         let (_rowid, n2) = varint(&cell[n1..]).ok_or("a truncated cell")?;
         let size = usize::try_from(size).map_err(|_| "a bad payload size")?;
         if size > self.file.len() {
             return Err("a payload larger than the file".into());
         }
-        let body = &cell[n1 + n2..];
         let usable = self.usable;
         let max_local = usable - 35;
         let local = if size <= max_local {
@@ -164,80 +176,103 @@ impl<'a> Database<'a> {
                 min_local
             }
         };
-        let mut payload = Vec::with_capacity(size);
-        payload.extend_from_slice(body.get(..local).ok_or("a cell past the page")?);
+        // Where the cell's body is in the file.
+        let page_start = page.as_ptr() as usize - self.file.as_ptr() as usize;
+        let body = page_start + offset + n1 + n2;
+        let mut payload = Segments::new(self.file);
+        if body + local > page_start + page.len() {
+            return Err("a cell past the page".into());
+        }
+        payload.push(body, local)?;
         if local < size {
-            let next = body
-                .get(local..local + 4)
+            let next = self
+                .file
+                .get(body + local..body + local + 4)
                 .ok_or("a truncated overflow pointer")?;
             let mut next = u32::from_be_bytes([next[0], next[1], next[2], next[3]]);
             let mut seen = HashSet::new();
-            while payload.len() < size {
+            while ByteSource::len(&payload) < size {
                 if next == 0 || !seen.insert(next) {
                     return Err("a broken overflow chain".into());
                 }
-                let page = self.page(next)?;
-                next = u32::from_be_bytes([page[0], page[1], page[2], page[3]]);
-                let take = (size - payload.len()).min(usable - 4);
-                payload.extend_from_slice(&page[4..4 + take]);
+                let overflow = self.page(next)?;
+                let start = overflow.as_ptr() as usize - self.file.as_ptr() as usize;
+                next = u32::from_be_bytes([overflow[0], overflow[1], overflow[2], overflow[3]]);
+                let take = (size - ByteSource::len(&payload)).min(usable - 4);
+                payload.push(start + 4, take)?;
             }
         }
         Ok(payload)
     }
 }
 
-/// One value of a record.
-enum Value<'a> {
+/// One column of a record: where its bytes are within the payload.
+enum Column {
     Null,
     Integer(i64),
-    Text(&'a [u8]),
-    Blob(&'a [u8]),
+    Text(usize, usize),
+    Blob(usize, usize),
     Other,
 }
 
-/// Decodes a record: a header of serial types, then the values.
-fn record(payload: &[u8]) -> Result<Vec<Value<'_>>, String> {
+/// The longest record header read (a few bytes per column).
+const MAX_RECORD_HEADER: usize = 64 << 10;
+
+/// Decodes a record's header (its serial types) and locates its columns.
+fn record(payload: &dyn ByteSource) -> Result<Vec<Column>, String> {
     let bad = || "a malformed record".to_string();
-    let (header_size, mut at) = varint(payload).ok_or_else(bad)?;
+    let mut head = vec![0u8; payload.len().min(9)];
+    if !payload.read(0, &mut head) {
+        return Err(bad());
+    }
+    let (header_size, mut at) = varint(&head).ok_or_else(bad)?;
     let header_size = usize::try_from(header_size).map_err(|_| bad())?;
-    if header_size > payload.len() || header_size < at {
+    if header_size > payload.len() || header_size < at || header_size > MAX_RECORD_HEADER {
+        return Err(bad());
+    }
+    let mut header = vec![0u8; header_size];
+    if !payload.read(0, &mut header) {
         return Err(bad());
     }
     let mut body = header_size;
-    let mut values = Vec::new();
+    let mut columns = Vec::new();
     while at < header_size {
-        let (serial, n) = varint(&payload[at..header_size]).ok_or_else(bad)?;
+        let (serial, n) = varint(&header[at..header_size]).ok_or_else(bad)?;
         at += n;
-        let (len, value_of): (usize, fn(&[u8]) -> Value<'_>) = match serial {
-            0 => (0, |_| Value::Null),
-            1..=6 => {
-                let len = [0, 1, 2, 3, 4, 6, 8][serial as usize];
-                (len, |b| {
-                    let mut n: i64 = if b.first().is_some_and(|&x| x & 0x80 != 0) {
-                        -1
-                    } else {
-                        0
-                    };
-                    for &x in b {
-                        n = (n << 8) | x as i64;
-                    }
-                    Value::Integer(n)
-                })
-            }
-            7 => (8, |_| Value::Other),
-            8 => (0, |_| Value::Integer(0)),
-            9 => (0, |_| Value::Integer(1)),
-            n if n >= 12 && n % 2 == 0 => (((n - 12) / 2) as usize, |b| Value::Blob(b)),
-            n if n >= 13 => (((n - 13) / 2) as usize, |b| Value::Text(b)),
+        let len = match serial {
+            0 | 8 | 9 => 0,
+            1..=6 => [0, 1, 2, 3, 4, 6, 8][serial as usize],
+            7 => 8,
+            n if n >= 12 => usize::try_from((n - 12) / 2).map_err(|_| bad())?,
             _ => return Err(bad()),
         };
-        let bytes = payload
-            .get(body..body.checked_add(len).ok_or_else(bad)?)
+        let end = body
+            .checked_add(len)
+            .filter(|&end| end <= payload.len())
             .ok_or_else(bad)?;
-        values.push(value_of(bytes));
-        body += len;
+        columns.push(match serial {
+            0 => Column::Null,
+            1..=6 => {
+                let mut bytes = [0u8; 8];
+                if !payload.read(body, &mut bytes[..len]) {
+                    return Err(bad());
+                }
+                let negative = bytes[0] & 0x80 != 0;
+                let mut n: i64 = if negative { -1 } else { 0 };
+                for &b in &bytes[..len] {
+                    n = (n << 8) | b as i64;
+                }
+                Column::Integer(n)
+            }
+            8 => Column::Integer(0),
+            9 => Column::Integer(1),
+            n if n >= 12 && n % 2 == 0 => Column::Blob(body, len),
+            n if n >= 13 => Column::Text(body, len),
+            _ => Column::Other,
+        });
+        body = end;
     }
-    Ok(values)
+    Ok(columns)
 }
 
 /// SQLite's variable-length integer: up to 9 bytes, big-endian, 7 bits per
