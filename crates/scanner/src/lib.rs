@@ -31,6 +31,9 @@
 
 pub mod advisory;
 mod analyzer;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 mod layer;
 pub mod limits;

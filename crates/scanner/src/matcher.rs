@@ -397,7 +397,9 @@ mod tests {
     #[test]
     fn ranges_follow_osv_evaluation() {
         let s = |v: &str| v.to_string();
-        let cases: Vec<(Vec<Event>, &str, Option<Option<&str>>)> = vec![
+        // (events, installed version, Some(fixed version) when affected)
+        type Case<'a> = (Vec<Event>, &'a str, Option<Option<&'a str>>);
+        let cases: Vec<Case> = vec![
             (
                 vec![Introduced(s("0")), Fixed(s("2.20.0"))],
                 "2.19.0",

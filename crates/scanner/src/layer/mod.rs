@@ -181,14 +181,17 @@ pub(crate) fn open<'a, R: Read + 'a>(
         }
         Compression::None => Box::new(buffered),
     };
+    // The tar reader asks for 512-byte headers and 64 KiB pieces; the
+    // decompressors are fastest filling large buffers, so one sits between.
+    let guarded = GuardedReader {
+        inner: decoder,
+        counters: counters.clone(),
+        max_decompressed: limits.max_decompressed_bytes,
+        max_ratio: limits.max_compression_ratio,
+        ratio_grace: limits.ratio_grace_bytes,
+    };
     Ok(Decompressed {
-        reader: Box::new(GuardedReader {
-            inner: decoder,
-            counters: counters.clone(),
-            max_decompressed: limits.max_decompressed_bytes,
-            max_ratio: limits.max_compression_ratio,
-            ratio_grace: limits.ratio_grace_bytes,
-        }),
+        reader: Box::new(BufReader::with_capacity(256 << 10, guarded)),
         counters,
     })
 }

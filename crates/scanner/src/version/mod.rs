@@ -95,16 +95,7 @@ impl Scheme {
 /// invalid ones are refused rather than sorted first as `semver.Compare`
 /// would, because "older than everything" would make them look affected.
 fn go_compare(a: &str, b: &str) -> Option<Ordering> {
-    let with_v = |s: &str| {
-        if s.starts_with('v') {
-            s.to_string()
-        } else {
-            format!("v{s}")
-        }
-    };
-    let (a, b) = (with_v(a), with_v(b));
-    let parse = |s: &str| semver::SemVer::parse(semver::Spelling::Go, s).map(|_| ());
-    parse(&a)?;
-    parse(&b)?;
-    Some(semver::compare_go(&a, &b))
+    let a = semver::SemVer::parse(semver::Spelling::GoOptionalV, a)?;
+    let b = semver::SemVer::parse(semver::Spelling::GoOptionalV, b)?;
+    Some(a.cmp(&b))
 }

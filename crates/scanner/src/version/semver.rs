@@ -29,6 +29,8 @@ pub enum Spelling {
     /// golang.org/x/mod/semver: a `v` is required; minor and patch may be
     /// left out (not with a pre-release or build suffix).
     Go,
+    /// Go's rules with the `v` optional, as OSV writes Go versions.
+    GoOptionalV,
     /// OSV SEMVER events: strict, but a leading `v` is tolerated.
     Osv,
 }
@@ -69,6 +71,7 @@ impl<'a> SemVer<'a> {
             Spelling::Strict => {}
             Spelling::Osv => s = s.strip_prefix('v').unwrap_or(s),
             Spelling::Go => s = s.strip_prefix('v')?,
+            Spelling::GoOptionalV => s = s.strip_prefix('v').unwrap_or(s),
             Spelling::Npm => {
                 s = s.trim();
                 s = s.strip_prefix('v').unwrap_or(s);
@@ -96,7 +99,11 @@ impl<'a> SemVer<'a> {
         let (minor, patch) = match (parts.next(), parts.next()) {
             (Some(minor), Some(patch)) => (number(minor)?, number(patch)?),
             // Go's shorthand: `v1` and `v1.2`, without suffixes.
-            (minor, None) if spelling == Spelling::Go && pre.is_none() && build.is_none() => {
+            (minor, None)
+                if matches!(spelling, Spelling::Go | Spelling::GoOptionalV)
+                    && pre.is_none()
+                    && build.is_none() =>
+            {
                 (minor.map(number).unwrap_or(Some("0"))?, "0")
             }
             _ => return None,

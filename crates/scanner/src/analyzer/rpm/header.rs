@@ -69,8 +69,7 @@ impl<'a> Header<'a> {
     fn entry(&self, tag: u32) -> Option<(u32, usize, u32)> {
         self.index
             .chunks_exact(16)
-            .filter(|e| u32::from_be_bytes([e[0], e[1], e[2], e[3]]) == tag)
-            .next_back()
+            .rfind(|e| u32::from_be_bytes([e[0], e[1], e[2], e[3]]) == tag)
             .map(|e| {
                 let kind = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
                 let offset = u32::from_be_bytes([e[8], e[9], e[10], e[11]]) as usize;
