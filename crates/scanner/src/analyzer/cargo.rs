@@ -61,7 +61,13 @@ pub(crate) fn auditable(json: &[u8]) -> Result<Vec<Package>, String> {
     Ok(info
         .packages
         .into_iter()
-        .filter(|d| !d.root && d.kind.as_deref() != Some("build"))
+        .filter(|d| {
+            !d.root
+                && !d
+                    .kind
+                    .as_deref()
+                    .is_some_and(|k| k.eq_ignore_ascii_case("build"))
+        })
         .map(|d| Package::new(PackageKind::Cargo, d.name, d.version))
         .collect())
 }
