@@ -44,7 +44,7 @@ impl Analyzer for Binary {
     }
 
     /// Sections are read in place; the cargo-auditable JSON (at most 8 MiB)
-    /// is the only copy.
+    /// is the only copy, under its own reservation.
     fn memory_factor(&self) -> u64 {
         1
     }
@@ -96,7 +96,13 @@ impl Analyzer for Binary {
         // Rust: cargo-auditable's zlib-compressed JSON section.
         if let Ok(file) = object::File::parse(data) {
             if let Some(section) = file.section_by_name(".dep-v0") {
+                let reservation = ctx.budget.reserve(MAX_AUDITABLE_JSON);
                 match section.data() {
+                    Ok(_) if reservation.is_none() => ctx.problem(
+                        ProblemKind::FileTooLarge,
+                        path,
+                        "no memory budget left to read the cargo-auditable data",
+                    ),
                     Ok(compressed) => match inflate(compressed, MAX_AUDITABLE_JSON) {
                         Ok(json) => match cargo::auditable(&json) {
                             Ok(crates) => found.extend(crates),
