@@ -33,6 +33,7 @@ mod files;
 mod legacy_signing_key;
 mod logging;
 mod memory;
+mod node;
 mod tasks;
 mod wiring;
 
