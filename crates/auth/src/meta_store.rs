@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use berth_meta::auth::{
-    AccessTokenRow, AuthMetaError, AuthMetaStore, MemberRow, NamespaceRow, RefreshTokenRow,
-    SigningKeyRow, UserRow,
+    AccessTokenRow, AuthMetaStore, MemberRow, RefreshTokenRow, SigningKeyRow, UserRow,
 };
+use berth_meta::{MetaError, NamespaceRow};
 use time::OffsetDateTime;
 
 use crate::jwt::{PublicKey, SigningKey};
@@ -36,11 +36,11 @@ impl MetaAuthStore {
     }
 }
 
-fn store_error(error: AuthMetaError) -> AuthStoreError {
+fn store_error(error: MetaError) -> AuthStoreError {
     match error {
-        AuthMetaError::AlreadyExists => AuthStoreError::AlreadyExists,
-        AuthMetaError::NotFound => AuthStoreError::NotFound,
-        AuthMetaError::Meta(meta) => AuthStoreError::Backend(Box::new(meta)),
+        MetaError::AlreadyExists => AuthStoreError::AlreadyExists,
+        MetaError::NotFound => AuthStoreError::NotFound,
+        other => AuthStoreError::Backend(Box::new(other)),
     }
 }
 

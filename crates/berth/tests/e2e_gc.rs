@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_meta::sqlite::SqliteMetaStore;
-use berth_meta::MetaStore;
+use berth_meta::GcStore;
 use berth_oci::{Algorithm, Digest, Reference, RepoName, Tag};
 use berth_registry::{Registry, RegistryConfig};
 use berth_storage::fs::FsBlobStore;

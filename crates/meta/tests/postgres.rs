@@ -1,4 +1,4 @@
-//! The shared `MetaStore` and `AuthMetaStore` suites against a real
+//! The shared suites against a real
 //! PostgreSQL that the tests start themselves (see `support/postgres.rs`),
 //! plus what only a server database has: several nodes migrating, working
 //! and storing their first signing key on one database.
@@ -8,10 +8,13 @@
 
 mod support;
 
-use berth_meta::auth::{AuthMetaStore, SigningKeyRow};
+use berth_meta::auth::SigningKeyRow;
 use berth_meta::postgres::PostgresMetaStore;
 use berth_meta::sqlite::SqliteMetaStore;
-use berth_meta::{ManifestRecord, MetaError, MetaStore, NewManifest, UploadRecord};
+use berth_meta::{
+    BlobLinkStore, JobLeaseStore, ManifestRecord, ManifestStore, MetaError, NewManifest,
+    RepositoryStore, SigningKeyStore, UploadRecord, UploadStore,
+};
 use berth_oci::{Algorithm, RepoName, Tag};
 use sqlx::{Connection, PgConnection};
 use support::postgres::{fresh_database, TestDatabase};
@@ -26,7 +29,6 @@ async fn fresh_store(test: &str) -> Option<(TestDatabase, PostgresMetaStore)> {
 }
 
 berth_meta::meta_store_tests!(skippable fresh_store);
-berth_meta::auth_store_tests!(skippable fresh_store);
 
 /// Runs a query returning one text column on a plain connection, to see
 /// what the store cannot show.
@@ -58,14 +60,6 @@ async fn whole_suite_shares_one_database() {
         return;
     };
     berth_meta::suite::run_all(&store).await;
-}
-
-#[tokio::test]
-async fn whole_auth_suite_shares_one_database() {
-    let Some((_database, store)) = fresh_store("whole_auth_suite_shares_one_database").await else {
-        return;
-    };
-    berth_meta::auth_suite::run_all(&store).await;
 }
 
 #[tokio::test]

@@ -1,10 +1,13 @@
-//! The shared `MetaStore` suite against SQLite database files, plus what only
-//! SQLite has: reopening a file, and the connection settings.
+//! The shared suites against SQLite database files, plus what only SQLite
+//! has: reopening a file, and the connection settings.
 
 use std::path::Path;
 
 use berth_meta::sqlite::SqliteMetaStore;
-use berth_meta::{ManifestRecord, MetaError, MetaStore, NewManifest, UploadRecord};
+use berth_meta::{
+    BlobLinkStore, ManifestRecord, ManifestStore, MetaError, NewManifest, RepositoryStore,
+    UploadRecord, UploadStore,
+};
 use berth_oci::{Algorithm, RepoName, Tag};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use tempfile::TempDir;
@@ -147,12 +150,4 @@ async fn opening_in_a_missing_directory_is_an_error() {
         matches!(result, Err(MetaError::Database(_))),
         "got {result:?}"
     );
-}
-
-berth_meta::auth_store_tests!(fresh_store);
-
-#[tokio::test]
-async fn whole_auth_suite_shares_one_file_store() {
-    let (_dir, store) = fresh_store().await;
-    berth_meta::auth_suite::run_all(&store).await;
 }

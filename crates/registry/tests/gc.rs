@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
-use berth_meta::MetaStore;
+use berth_meta::{GcStore, JobLeaseStore};
 use berth_oci::{Algorithm, ByteRange, Digest};
 use berth_registry::{Clock, GcOptions, Registry, RegistryConfig, RegistryError};
 use berth_storage::fs::FsBlobStore;

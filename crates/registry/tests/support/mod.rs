@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use berth_meta::sqlite::SqliteMetaStore;
-use berth_meta::MetaStore;
+use berth_meta::GcStore;
 use berth_oci::{Algorithm, Digest, Reference, RepoName, Tag};
 use berth_registry::{Clock, GcOptions, GcReport, Registry, RegistryConfig, RegistryError};
 use berth_storage::fs::FsBlobStore;

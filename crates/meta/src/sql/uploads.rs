@@ -1,0 +1,215 @@
+//! [`UploadStore`] in SQL.
+
+use berth_oci::RepoName;
+
+use super::db::{database, query, Row};
+use super::{ensure_repository, limit_to_i64, parse_repository, SqlMetaStore};
+use crate::{MetaError, Timestamp, UploadRecord, UploadStore};
+
+/// The upload columns [`upload_from_row`] reads, with table aliases `u` and `r`.
+const UPLOAD_COLUMNS: &str = "u.id, r.name, u.created_at, u.updated_at, u.progress";
+
+fn upload_from_row(row: &Row) -> Result<UploadRecord, MetaError> {
+    Ok(UploadRecord {
+        id: row.get("id")?,
+        repository: parse_repository(&row.get::<String>("name")?)?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+        progress: row.get("progress")?,
+    })
+}
+
+impl<B> SqlMetaStore<B> {
+    /// Tells why an upload's lease or progress could not be taken or
+    /// stored: `UploadBusy` if the upload exists, `UploadNotFound` if not.
+    async fn busy_or_missing(&self, id: &str) -> Result<MetaError, MetaError> {
+        let exists = query("SELECT 1 FROM uploads WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.reader())
+            .await
+            .map_err(database("looking up an upload"))?;
+        Ok(match exists {
+            Some(_) => MetaError::UploadBusy,
+            None => MetaError::UploadNotFound,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl<B: 'static> UploadStore for SqlMetaStore<B> {
+    async fn create_upload(&self, upload: &UploadRecord) -> Result<(), MetaError> {
+        // One statement (one round trip to SQLite's writer) when the
+        // repository exists, which is every blob of a push after its first.
+        let inserted = query(
+            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress) \
+             SELECT $1, id, $2, $3, $4 FROM repositories WHERE name = $5",
+        )
+        .bind(upload.id.as_str())
+        .bind(upload.created_at)
+        .bind(upload.updated_at)
+        .bind(upload.progress.as_str())
+        .bind(upload.repository.as_str())
+        .execute(self.db.writer())
+        .await
+        .map_err(database("creating an upload"))?;
+        if inserted > 0 {
+            return Ok(());
+        }
+        let mut tx = self.db.begin_write().await?;
+        let repository_id =
+            ensure_repository(&mut tx, &upload.repository, upload.created_at).await?;
+        query(
+            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(upload.id.as_str())
+        .bind(repository_id)
+        .bind(upload.created_at)
+        .bind(upload.updated_at)
+        .bind(upload.progress.as_str())
+        .execute(&mut tx)
+        .await
+        .map_err(database("creating an upload"))?;
+        tx.commit().await.map_err(database("committing an upload"))
+    }
+
+    async fn get_upload(
+        &self,
+        repository: &RepoName,
+        id: &str,
+    ) -> Result<Option<UploadRecord>, MetaError> {
+        let sql = format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads u JOIN repositories r ON r.id = u.repository_id \
+             WHERE r.name = $1 AND u.id = $2"
+        );
+        let row = query(&sql)
+            .bind(repository.as_str())
+            .bind(id)
+            .fetch_optional(self.db.reader())
+            .await
+            .map_err(database("fetching an upload"))?;
+        row.as_ref().map(upload_from_row).transpose()
+    }
+
+    async fn lock_upload(
+        &self,
+        repository: &RepoName,
+        id: &str,
+        holder: &str,
+        now: Timestamp,
+        lease_secs: i64,
+    ) -> Result<UploadRecord, MetaError> {
+        // One conditional update takes the lease when it is free, expired or
+        // our own: one round trip to SQLite's writer. When two holders
+        // collide on PostgreSQL, the condition is re-checked against the
+        // winner's row, so the loser updates nothing.
+        let taken = query(
+            "UPDATE uploads SET lease_holder = $1, lease_expires = $2 \
+             WHERE id = $3 \
+             AND repository_id = (SELECT id FROM repositories WHERE name = $4) \
+             AND (lease_holder IS NULL OR lease_holder = $1 OR lease_expires <= $5) \
+             RETURNING id, created_at, updated_at, progress",
+        )
+        .bind(holder)
+        .bind(now.saturating_add(lease_secs))
+        .bind(id)
+        .bind(repository.as_str())
+        .bind(now)
+        .fetch_optional(self.db.writer())
+        .await
+        .map_err(database("taking an upload's lease"))?;
+        if let Some(row) = taken {
+            return Ok(UploadRecord {
+                id: row.get("id")?,
+                repository: repository.clone(),
+                created_at: row.get("created_at")?,
+                updated_at: row.get("updated_at")?,
+                progress: row.get("progress")?,
+            });
+        }
+        // Nothing was updated: tell a busy upload from an absent one (or one
+        // of another repository, which is absent from this one).
+        let exists = query(
+            "SELECT 1 FROM uploads u JOIN repositories r ON r.id = u.repository_id \
+             WHERE r.name = $1 AND u.id = $2",
+        )
+        .bind(repository.as_str())
+        .bind(id)
+        .fetch_optional(self.db.reader())
+        .await
+        .map_err(database("looking up an upload"))?;
+        Err(match exists {
+            Some(_) => MetaError::UploadBusy,
+            None => MetaError::UploadNotFound,
+        })
+    }
+
+    async fn update_upload(
+        &self,
+        id: &str,
+        holder: &str,
+        progress: &str,
+        now: Timestamp,
+    ) -> Result<(), MetaError> {
+        // A holder whose lease expired but was not taken still holds it: no
+        // one else wrote in between, so its progress is still right.
+        let updated = query(
+            "UPDATE uploads SET progress = $1, updated_at = $2, lease_holder = NULL, \
+             lease_expires = NULL WHERE id = $3 AND lease_holder = $4",
+        )
+        .bind(progress)
+        .bind(now)
+        .bind(id)
+        .bind(holder)
+        .execute(self.db.writer())
+        .await
+        .map_err(database("updating an upload"))?;
+        if updated > 0 {
+            return Ok(());
+        }
+        Err(self.busy_or_missing(id).await?)
+    }
+
+    async fn unlock_upload(&self, id: &str, holder: &str) -> Result<(), MetaError> {
+        // Only the holder's own lease is released; if it was lost to another
+        // holder (or the upload is gone) there is nothing of ours to release,
+        // and the caller, already handling a failed write, needs no new error.
+        query(
+            "UPDATE uploads SET lease_holder = NULL, lease_expires = NULL \
+             WHERE id = $1 AND lease_holder = $2",
+        )
+        .bind(id)
+        .bind(holder)
+        .execute(self.db.writer())
+        .await
+        .map_err(database("releasing an upload's lease"))?;
+        Ok(())
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<bool, MetaError> {
+        let deleted = query("DELETE FROM uploads WHERE id = $1")
+            .bind(id)
+            .execute(self.db.writer())
+            .await
+            .map_err(database("deleting an upload"))?;
+        Ok(deleted > 0)
+    }
+
+    async fn expired_uploads(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>, MetaError> {
+        let sql = format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads u JOIN repositories r ON r.id = u.repository_id \
+             WHERE u.updated_at < $1 ORDER BY u.updated_at, u.id LIMIT $2"
+        );
+        let rows = query(&sql)
+            .bind(before)
+            .bind(limit_to_i64(limit))
+            .fetch_all(self.db.reader())
+            .await
+            .map_err(database("listing expired uploads"))?;
+        rows.iter().map(upload_from_row).collect()
+    }
+}

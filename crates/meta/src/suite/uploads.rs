@@ -1,0 +1,179 @@
+//! The shared suite of [`UploadStore`](crate::UploadStore).
+
+use super::*;
+
+/// Every test of this suite, by name, in the order [`super::run_all`] runs them.
+pub const TESTS: &[(&str, SuiteTest)] = &[
+    (
+        "upload_leases_exclude_other_holders_until_expiry",
+        |store| Box::pin(upload_leases_exclude_other_holders_until_expiry(store)),
+    ),
+    ("expired_uploads_are_listed_oldest_first", |store| {
+        Box::pin(expired_uploads_are_listed_oldest_first(store))
+    }),
+];
+
+pub async fn upload_leases_exclude_other_holders_until_expiry(store: &dyn MetaStore) {
+    let repo = repository("suite-uploads/app");
+    let other = repository("suite-uploads/other");
+    let id = "suite-uploads-1";
+    let created = upload(id, &repo, NOW);
+    store.create_upload(&created).await.unwrap();
+
+    assert_eq!(
+        store.get_upload(&repo, id).await.unwrap(),
+        Some(created.clone())
+    );
+    assert_eq!(
+        store.get_upload(&other, id).await.unwrap(),
+        None,
+        "uploads belong to one repository"
+    );
+    assert_eq!(
+        store
+            .get_upload(&repo, "suite-uploads-absent")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Steps of (holder, now, expected outcome) against a 30-second lease.
+    #[derive(Debug)]
+    enum Outcome {
+        Locked,
+        Busy,
+    }
+    let steps: &[(&str, Timestamp, Outcome)] = &[
+        ("alice", NOW, Outcome::Locked),
+        ("bob", NOW + 10, Outcome::Busy),
+        // The holder may renew its own lease, which now runs to NOW + 40.
+        ("alice", NOW + 10, Outcome::Locked),
+        ("bob", NOW + 39, Outcome::Busy),
+        // At the expiry second the lease is over and another holder takes it.
+        ("bob", NOW + 40, Outcome::Locked),
+        ("alice", NOW + 41, Outcome::Busy),
+    ];
+    for (holder, now, expected) in steps {
+        let result = store.lock_upload(&repo, id, holder, *now, 30).await;
+        match (expected, result) {
+            (Outcome::Locked, Ok(record)) => assert_eq!(record, created),
+            (Outcome::Busy, Err(MetaError::UploadBusy)) => {}
+            (expected, result) => {
+                panic!("{holder} at {now}: expected {expected:?}, got {result:?}")
+            }
+        }
+    }
+
+    // Alice lost the lease, so her write is refused and the progress kept.
+    match store
+        .update_upload(id, "alice", "alice's progress", NOW + 42)
+        .await
+    {
+        Err(MetaError::UploadBusy) => {}
+        other => panic!("expected UploadBusy, got {other:?}"),
+    }
+    // Alice releasing what she no longer holds leaves Bob's lease in place.
+    store.unlock_upload(id, "alice").await.unwrap();
+    assert!(matches!(
+        store.lock_upload(&repo, id, "alice", NOW + 43, 30).await,
+        Err(MetaError::UploadBusy)
+    ));
+
+    // Bob's update stores progress, moves `updated_at` and releases the lease.
+    store
+        .update_upload(id, "bob", "bob's progress", NOW + 44)
+        .await
+        .unwrap();
+    let updated = store
+        .get_upload(&repo, id)
+        .await
+        .unwrap()
+        .expect("upload exists");
+    assert_eq!(updated.progress, "bob's progress");
+    assert_eq!(updated.updated_at, NOW + 44);
+    assert_eq!(updated.created_at, NOW);
+    match store.update_upload(id, "bob", "again", NOW + 45).await {
+        Err(MetaError::UploadBusy) => {}
+        other => panic!("an update without the lease must fail, got {other:?}"),
+    }
+
+    // A lease that expired but was not taken still lets its holder write.
+    store
+        .lock_upload(&repo, id, "alice", NOW + 50, 5)
+        .await
+        .unwrap();
+    store
+        .update_upload(id, "alice", "late but fine", NOW + 100)
+        .await
+        .unwrap();
+
+    // Unlocking releases without touching progress.
+    store
+        .lock_upload(&repo, id, "alice", NOW + 101, 30)
+        .await
+        .unwrap();
+    store.unlock_upload(id, "alice").await.unwrap();
+    let record = store
+        .lock_upload(&repo, id, "bob", NOW + 102, 30)
+        .await
+        .unwrap();
+    assert_eq!(record.progress, "late but fine");
+    assert_eq!(record.updated_at, NOW + 100);
+    store.unlock_upload(id, "bob").await.unwrap();
+
+    let absent = "suite-uploads-absent";
+    assert!(matches!(
+        store.lock_upload(&repo, absent, "bob", NOW, 30).await,
+        Err(MetaError::UploadNotFound)
+    ));
+    assert!(matches!(
+        store.lock_upload(&other, id, "bob", NOW, 30).await,
+        Err(MetaError::UploadNotFound)
+    ));
+    assert!(matches!(
+        store.update_upload(absent, "bob", "{}", NOW).await,
+        Err(MetaError::UploadNotFound)
+    ));
+    store.unlock_upload(absent, "bob").await.unwrap();
+
+    assert!(store.delete_upload(id).await.unwrap());
+    assert!(!store.delete_upload(id).await.unwrap());
+    assert_eq!(store.get_upload(&repo, id).await.unwrap(), None);
+}
+
+pub async fn expired_uploads_are_listed_oldest_first(store: &dyn MetaStore) {
+    // Timestamps far before NOW, which every other test uses, so uploads
+    // other tests might leave behind cannot appear here.
+    let repo = repository("suite-expired/app");
+    let other = repository("suite-expired/other");
+    let uploads = [
+        upload("suite-expired-b", &repo, 30),
+        upload("suite-expired-a", &other, 10),
+        upload("suite-expired-c", &repo, 20),
+        upload("suite-expired-d", &repo, 20),
+    ];
+    for upload in &uploads {
+        store.create_upload(upload).await.unwrap();
+    }
+    let [b, a, c, d] = &uploads;
+
+    let cases: &[(Timestamp, usize, Vec<&UploadRecord>)] = &[
+        (10, 100, vec![]),
+        (11, 100, vec![a]),
+        // Equal times are ordered by id, so pages are stable.
+        (30, 100, vec![a, c, d]),
+        (31, 100, vec![a, c, d, b]),
+        (31, 2, vec![a, c]),
+        (31, 0, vec![]),
+    ];
+    for (before, limit, expected) in cases {
+        let listed = store.expired_uploads(*before, *limit).await.unwrap();
+        let expected: Vec<UploadRecord> = expected.iter().map(|&upload| upload.clone()).collect();
+        assert_eq!(listed, expected, "before {before}, limit {limit}");
+    }
+
+    for upload in &uploads {
+        assert!(store.delete_upload(&upload.id).await.unwrap());
+    }
+    assert!(store.expired_uploads(31, 100).await.unwrap().is_empty());
+}

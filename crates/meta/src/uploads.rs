@@ -1,0 +1,78 @@
+//! [`UploadStore`]: upload sessions and their write leases.
+//!
+//! An upload's progress (size, hash state, the storage backend's state)
+//! lives here rather than on a node, so any node can continue a session
+//! another node started. A chunk is written under the session's lease, so
+//! two requests for one session take turns, across processes.
+
+use berth_oci::RepoName;
+
+use crate::{MetaError, Timestamp};
+
+/// An upload session's persisted state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadRecord {
+    /// The upload's id in its textual (UUID) form.
+    pub id: String,
+    pub repository: RepoName,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// The storage backend's `UploadProgress`, serialized as JSON by the caller.
+    pub progress: String,
+}
+
+/// Upload sessions.
+#[async_trait::async_trait]
+pub trait UploadStore: Send + Sync + 'static {
+    /// Records a new upload session (creating the repository).
+    async fn create_upload(&self, upload: &UploadRecord) -> Result<(), MetaError>;
+
+    /// Fetches an upload of `repository`; `None` if absent or in another repository.
+    async fn get_upload(
+        &self,
+        repository: &RepoName,
+        id: &str,
+    ) -> Result<Option<UploadRecord>, MetaError>;
+
+    /// Takes the upload's write lease for `lease_secs` under the holder name
+    /// `holder` and returns the record. A lease runs until, not including, its
+    /// expiry second, and the holder may take its own lease again, which
+    /// renews it. Fails with `UploadBusy` while another holder's lease runs,
+    /// `UploadNotFound` if absent (or in another repository).
+    async fn lock_upload(
+        &self,
+        repository: &RepoName,
+        id: &str,
+        holder: &str,
+        now: Timestamp,
+        lease_secs: i64,
+    ) -> Result<UploadRecord, MetaError>;
+
+    /// Stores new progress and releases the lease if `holder` still holds it
+    /// (a lease that expired but was not taken by anyone else still counts:
+    /// nobody wrote in between). Fails with `UploadBusy` if the lease was
+    /// lost, `UploadNotFound` if the upload is gone.
+    async fn update_upload(
+        &self,
+        id: &str,
+        holder: &str,
+        progress: &str,
+        now: Timestamp,
+    ) -> Result<(), MetaError>;
+
+    /// Releases `holder`'s lease without changing progress (after a failed
+    /// write). Releasing a lease someone else holds, or of an upload that is
+    /// gone, changes nothing and is not an error.
+    async fn unlock_upload(&self, id: &str, holder: &str) -> Result<(), MetaError>;
+
+    /// Deletes the upload record. Returns whether it existed.
+    async fn delete_upload(&self, id: &str) -> Result<bool, MetaError>;
+
+    /// Lists uploads last updated before `before`, at most `limit`, oldest
+    /// first (then by id).
+    async fn expired_uploads(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>, MetaError>;
+}
