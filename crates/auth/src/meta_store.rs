@@ -3,8 +3,11 @@
 //!
 //! `berth-meta` stores plain rows (strings and epoch seconds) so it needs none
 //! of this crate's vocabulary; this adapter is the one place where rows become
-//! records and back: roles and visibility by name, scopes as JSON, hashes as
-//! hex, signing keys as PEM (checked against their kid on the way in).
+//! records and back: roles by name, scopes as JSON, hashes as hex, signing
+//! keys as PEM (checked against their kid on the way in). Namespaces are the
+//! registry's ([`berth_meta::NamespaceStore`]): their existence and
+//! visibility are read from there, and only the mapping of the visibility to
+//! this crate's [`Visibility`] happens here.
 
 use std::sync::Arc;
 
@@ -12,7 +15,7 @@ use async_trait::async_trait;
 use berth_meta::auth::{
     AccessTokenRow, AuthMetaStore, MemberRow, RefreshTokenRow, SigningKeyRow, UserRow,
 };
-use berth_meta::{MetaError, NamespaceRow};
+use berth_meta::{MetaError, Namespace};
 use time::OffsetDateTime;
 
 use crate::jwt::{PublicKey, SigningKey};
@@ -65,9 +68,18 @@ fn parse_role(text: &str) -> Result<Role, AuthStoreError> {
     text.parse().map_err(|_| corrupt(format!("role {text:?}")))
 }
 
-fn parse_visibility(text: &str) -> Result<Visibility, AuthStoreError> {
-    text.parse()
-        .map_err(|_| corrupt(format!("visibility {text:?}")))
+fn visibility(stored: berth_meta::Visibility) -> Visibility {
+    match stored {
+        berth_meta::Visibility::Public => Visibility::Public,
+        berth_meta::Visibility::Private => Visibility::Private,
+    }
+}
+
+fn stored_visibility(visibility: Visibility) -> berth_meta::Visibility {
+    match visibility {
+        Visibility::Public => berth_meta::Visibility::Public,
+        Visibility::Private => berth_meta::Visibility::Private,
+    }
 }
 
 fn parse_hash(text: &str) -> Result<SecretHash, AuthStoreError> {
@@ -83,9 +95,9 @@ fn user_record(row: UserRow) -> Result<UserRecord, AuthStoreError> {
     })
 }
 
-fn namespace_record(row: NamespaceRow) -> Result<NamespaceRecord, AuthStoreError> {
+fn namespace_record(row: Namespace) -> Result<NamespaceRecord, AuthStoreError> {
     Ok(NamespaceRecord {
-        visibility: parse_visibility(&row.visibility)?,
+        visibility: visibility(row.visibility),
         name: row.name,
         created_at: instant(row.created_at)?,
     })
@@ -205,9 +217,9 @@ impl AuthStore for MetaAuthStore {
     ) -> Result<(), AuthStoreError> {
         self.inner
             .create_namespace(
-                &NamespaceRow {
+                &Namespace {
                     name: namespace.name,
-                    visibility: namespace.visibility.as_str().to_string(),
+                    visibility: stored_visibility(namespace.visibility),
                     created_at: seconds(namespace.created_at),
                 },
                 owner,
@@ -227,14 +239,30 @@ impl AuthStore for MetaAuthStore {
         visibility: Visibility,
     ) -> Result<(), AuthStoreError> {
         self.inner
-            .set_visibility(name, visibility.as_str())
+            .set_visibility(name, stored_visibility(visibility))
             .await
             .map_err(store_error)
     }
 
     async fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, AuthStoreError> {
-        let rows = self.inner.list_namespaces().await.map_err(store_error)?;
-        rows.into_iter().map(namespace_record).collect()
+        // Every namespace, a page at a time.
+        const PAGE: usize = 1000;
+        let mut namespaces = Vec::new();
+        loop {
+            let after = namespaces.last().map(|n: &NamespaceRecord| n.name.clone());
+            let page = self
+                .inner
+                .list_namespaces(after.as_deref(), PAGE)
+                .await
+                .map_err(store_error)?;
+            let full = page.len() == PAGE;
+            for row in page {
+                namespaces.push(namespace_record(row)?);
+            }
+            if !full {
+                return Ok(namespaces);
+            }
+        }
     }
 
     async fn set_member(

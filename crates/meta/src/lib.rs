@@ -10,13 +10,13 @@
 //!
 //! | trait | module | what |
 //! |---|---|---|
-//! | [`RepositoryStore`] | [`repositories`] | listing repositories |
+//! | [`RepositoryStore`] | [`repositories`] | listing and deleting repositories |
 //! | [`BlobLinkStore`] | [`blobs`] | which blobs a repository may serve |
 //! | [`ManifestStore`] | [`manifests`] | manifests, tags and referrers |
 //! | [`UploadStore`] | [`uploads`] | upload sessions and their write leases |
 //! | [`JobLeaseStore`] | [`jobs`] | one node at a time for background jobs |
 //! | [`GcStore`] | [`gc`] | garbage-collection candidates and deletions |
-//! | [`NamespaceStore`] | [`namespaces`] | namespaces and their visibility |
+//! | [`NamespaceStore`] | [`namespaces`] | namespaces, their visibility and usage |
 //! | [`UserStore`], [`MemberStore`], [`TokenStore`], [`SigningKeyStore`] | [`auth`] | access control |
 //!
 //! [`MetaStore`] is the umbrella: every backend implements all of them, and
@@ -55,8 +55,8 @@ pub use blobs::BlobLinkStore;
 pub use gc::{BlobCandidate, GcCutoffs, GcStore, LinkCandidate, ManifestCandidate};
 pub use jobs::JobLeaseStore;
 pub use manifests::{DeletedManifest, ManifestRecord, ManifestStore, NewManifest, Referrer};
-pub use namespaces::{NamespaceRow, NamespaceStore};
-pub use repositories::RepositoryStore;
+pub use namespaces::{Namespace, NamespaceStore, NamespaceUsage, Visibility};
+pub use repositories::{RepositoryDeletion, RepositoryStore};
 pub use uploads::{UploadRecord, UploadStore};
 
 /// Seconds since the Unix epoch. Time is always passed in, never read inside a
@@ -91,6 +91,9 @@ pub enum MetaError {
     /// membership, a token).
     #[error("not found")]
     NotFound,
+    /// A namespace cannot be deleted while it holds repositories.
+    #[error("namespace holds repositories")]
+    NamespaceNotEmpty,
     #[error("database error: {0}")]
     Database(String),
     /// Stored data could not be decoded: a bug or a corrupted database.

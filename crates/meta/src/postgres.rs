@@ -120,6 +120,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "signing keys",
         include_str!("../migrations/postgres/0005_signing_keys.sql"),
     ),
+    (
+        6,
+        "namespaces",
+        include_str!("../migrations/postgres/0006_namespaces.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.

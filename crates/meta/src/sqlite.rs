@@ -65,6 +65,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "signing keys",
         include_str!("../migrations/sqlite/0005_signing_keys.sql"),
     ),
+    (
+        6,
+        "namespaces",
+        include_str!("../migrations/sqlite/0006_namespaces.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

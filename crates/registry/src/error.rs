@@ -15,6 +15,14 @@ pub enum RegistryError {
     NameUnknown,
     #[error("upload unknown to registry")]
     UploadUnknown,
+    #[error("namespace unknown to registry")]
+    NamespaceUnknown,
+    #[error("the namespace exists already")]
+    NamespaceExists,
+    /// A namespace is deleted only once it holds no repositories, unless the
+    /// deletion is forced.
+    #[error("the namespace holds repositories")]
+    NamespaceNotEmpty,
     /// The chunk does not start where the upload ends: HTTP 416.
     #[error("chunk starts at {given}, but the upload holds {expected} bytes")]
     ChunkOutOfOrder { given: u64, expected: u64 },
@@ -59,7 +67,7 @@ impl RegistryError {
             RegistryError::ManifestUnknown | RegistryError::NotAcceptable => {
                 ErrorCode::ManifestUnknown
             }
-            RegistryError::NameUnknown => ErrorCode::NameUnknown,
+            RegistryError::NameUnknown | RegistryError::NamespaceUnknown => ErrorCode::NameUnknown,
             RegistryError::UploadUnknown => ErrorCode::BlobUploadUnknown,
             RegistryError::ChunkOutOfOrder { .. }
             | RegistryError::UploadBusy
@@ -72,7 +80,9 @@ impl RegistryError {
                 ErrorCode::ManifestInvalid
             }
             RegistryError::ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
-            RegistryError::ManifestReferenced(_) => ErrorCode::Denied,
+            RegistryError::ManifestReferenced(_)
+            | RegistryError::NamespaceExists
+            | RegistryError::NamespaceNotEmpty => ErrorCode::Denied,
             RegistryError::InvalidParameter(_) => ErrorCode::Unsupported,
             RegistryError::Storage(_) | RegistryError::Meta(_) => ErrorCode::Internal,
         }
@@ -83,7 +93,9 @@ impl RegistryError {
         match self {
             RegistryError::ChunkOutOfOrder { .. } | RegistryError::UploadBusy => 416,
             RegistryError::ManifestTooLarge(_) => 413,
-            RegistryError::ManifestReferenced(_) => 409,
+            RegistryError::ManifestReferenced(_)
+            | RegistryError::NamespaceExists
+            | RegistryError::NamespaceNotEmpty => 409,
             // A retryable condition: clients retry a push on 503.
             RegistryError::BlobBeingCollected => 503,
             RegistryError::InvalidParameter(_) => 400,
@@ -122,6 +134,7 @@ impl From<MetaError> for RegistryError {
             MetaError::UploadNotFound => RegistryError::UploadUnknown,
             MetaError::ManifestReferenced(d) => RegistryError::ManifestReferenced(d),
             MetaError::BlobBeingDeleted => RegistryError::BlobBeingCollected,
+            MetaError::NamespaceNotEmpty => RegistryError::NamespaceNotEmpty,
             other => RegistryError::Meta(other),
         }
     }

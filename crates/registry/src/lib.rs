@@ -6,7 +6,8 @@
 //! - [`Registry`]: every operation of the distribution API, in domain terms
 //!   (typed names, digests and references in; records and streams out).
 //! - [`error`]: [`RegistryError`], with its mapping to the spec's error codes.
-//! - `blobs`, `uploads`, `manifests`: the operations, one file per resource.
+//! - `blobs`, `uploads`, `manifests`, [`namespaces`]: the operations, one
+//!   file per resource.
 //! - [`jobs`]: background work (expired upload purge) with `run_once` for tests.
 //! - [`gc`]: deletion's second half, online garbage collection
 //!   ([`Registry::collect_garbage`] runs one pass).
@@ -29,11 +30,14 @@ pub mod error;
 pub mod gc;
 pub mod jobs;
 mod manifests;
+pub mod namespaces;
 mod uploads;
 
+pub use berth_meta::{Namespace, NamespaceUsage, Visibility};
 pub use error::RegistryError;
 pub use gc::{GcOptions, GcReport};
 pub use manifests::{ManifestPut, ReferrersIndex};
+pub use namespaces::NamespaceDeletion;
 pub use uploads::UploadStatus;
 
 /// Settings of the registry domain.
@@ -175,6 +179,12 @@ impl Registry {
 
     fn meta(&self) -> &dyn MetaStore {
         &*self.inner.meta
+    }
+
+    /// Forgets every cached lookup of `repository`, after a change to it.
+    fn invalidate(&self, repository: &berth_oci::RepoName) {
+        self.inner.manifest_cache.invalidate(repository);
+        self.inner.blob_cache.invalidate(repository);
     }
 
     /// Lists repository names for `_catalog`.

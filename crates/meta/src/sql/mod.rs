@@ -182,14 +182,16 @@ pub(crate) async fn repository_id(
         .transpose()
 }
 
-/// Returns the repository's id, creating the repository if needed.
+/// Returns the repository's id, creating the repository (and its namespace,
+/// private and without members) if needed.
 ///
 /// The common case, an existing repository, costs one statement (on SQLite
 /// one round trip to the writer). A new one is inserted with `ON CONFLICT
 /// DO NOTHING`: on PostgreSQL a concurrent transaction may be creating the
-/// same repository, in which case the insert waits for it and, once it
-/// committed, inserts nothing; the second lookup, a new statement, then sees
-/// its row. On SQLite the caller's write transaction excludes that race.
+/// same repository or namespace, in which case the insert waits for it and,
+/// once it committed, inserts nothing; the second lookup, a new statement,
+/// then sees its row. On SQLite the caller's write transaction excludes that
+/// race.
 pub(crate) async fn ensure_repository(
     tx: &mut Tx,
     repository: &RepoName,
@@ -198,11 +200,21 @@ pub(crate) async fn ensure_repository(
     if let Some(id) = repository_id(tx, repository).await? {
         return Ok(id);
     }
+    query(
+        "INSERT INTO namespaces (name, visibility, created_at) VALUES ($1, 'private', $2) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(repository.namespace())
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(database("creating a namespace"))?;
     let created = query(
-        "INSERT INTO repositories (name, created_at) VALUES ($1, $2) \
+        "INSERT INTO repositories (name, namespace, created_at) VALUES ($1, $2, $3) \
          ON CONFLICT (name) DO NOTHING RETURNING id",
     )
     .bind(repository.as_str())
+    .bind(repository.namespace())
     .bind(now)
     .fetch_optional(&mut *tx)
     .await

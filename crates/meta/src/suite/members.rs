@@ -11,7 +11,7 @@ pub async fn members_are_added_changed_and_removed(store: &dyn MetaStore) {
     store.create_user(&user("as-mem-a")).await.unwrap();
     store.create_user(&user("as-mem-b")).await.unwrap();
     store
-        .create_namespace(&namespace("as-mem-ns", "private"), None)
+        .create_namespace(&namespace("as-mem-ns", Visibility::Private), None)
         .await
         .unwrap();
     store

@@ -22,8 +22,8 @@ use berth_oci::{Algorithm, Digest, RepoName, Tag};
 
 use crate::auth::{AccessTokenRow, MemberRow, RefreshTokenRow, SigningKeyRow, UserRow};
 use crate::{
-    ManifestRecord, MetaError, MetaStore, NamespaceRow, NewManifest, Referrer, Timestamp,
-    UploadRecord,
+    ManifestRecord, MetaError, MetaStore, Namespace, NewManifest, Referrer, RepositoryDeletion,
+    Timestamp, UploadRecord, Visibility,
 };
 
 pub mod blobs;
@@ -92,14 +92,14 @@ macro_rules! meta_store_tests {
     (@suites $mode:ident $fresh:ident) => {
         $crate::meta_store_tests!(@expand $mode $fresh;
             store: [store_is_ready, concurrent_writers_all_succeed],
-            repositories: [repositories_are_listed_in_byte_order_and_paged],
+            repositories: [repositories_are_listed_in_byte_order_and_paged, repositories_are_deleted_step_by_step],
             blobs: [blob_links_are_idempotent_and_per_repository],
             manifests: [put_manifest_with_missing_references_stores_nothing, manifests_are_found_by_tag_and_digest, re_putting_a_manifest_only_moves_the_tag, delete_manifest_removes_its_tags, index_children_cannot_be_deleted_while_listed, delete_tag_leaves_the_manifest, tags_are_listed_in_byte_order_and_paged, referrers_are_filtered_by_subject_and_artifact_type, racing_reference_checks_and_deletions_never_both_win, racing_pushes_of_one_manifest_all_succeed],
             uploads: [upload_leases_exclude_other_holders_until_expiry, expired_uploads_are_listed_oldest_first],
             jobs: [job_leases_exclude_other_holders_until_expiry, racing_job_lease_takers_have_one_winner],
             gc: [gc_reference_facts_follow_links_and_manifests],
             users: [users_are_created_once_and_updated],
-            namespaces: [namespaces_are_created_with_their_owner],
+            namespaces: [namespaces_are_created_with_their_owner, repositories_create_their_namespace, namespaces_are_listed_in_byte_order_and_paged, namespace_usage_counts_each_blob_once, namespaces_are_deleted_only_when_empty],
             members: [members_are_added_changed_and_removed],
             tokens: [access_tokens_are_used_and_revoked, refresh_tokens_are_revoked_one_by_one_or_per_user],
             keys: [racing_first_signing_keys_leave_one_current_key, signing_keys_rotate_keeping_recently_retired_ones],
@@ -272,12 +272,25 @@ fn user(name: &str) -> UserRow {
     }
 }
 
-fn namespace(name: &str, visibility: &str) -> NamespaceRow {
-    NamespaceRow {
+fn namespace(name: &str, visibility: Visibility) -> Namespace {
+    Namespace {
         name: name.to_string(),
-        visibility: visibility.to_string(),
+        visibility,
         created_at: NOW,
     }
+}
+
+/// Deletes a repository step by step, as the registry does, and returns
+/// the sessions the last step removed. Bounded, like every loop here.
+async fn delete_repository(store: &dyn MetaStore, repo: &RepoName) -> Vec<UploadRecord> {
+    for _ in 0..1000 {
+        match store.delete_repository_step(repo, 100, NOW).await.unwrap() {
+            RepositoryDeletion::Progress { .. } => {}
+            RepositoryDeletion::Deleted { uploads } => return uploads,
+            RepositoryDeletion::Missing => panic!("{repo} does not exist"),
+        }
+    }
+    panic!("deleting {repo} did not finish");
 }
 
 fn only_prefixed<T>(rows: Vec<T>, name: impl Fn(&T) -> &str, prefix: &str) -> Vec<String> {

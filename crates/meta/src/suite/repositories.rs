@@ -3,12 +3,14 @@
 use super::*;
 
 /// Every test of this suite, by name, in the order [`super::run_all`] runs them.
-pub const TESTS: &[(&str, SuiteTest)] =
-    &[
-        ("repositories_are_listed_in_byte_order_and_paged", |store| {
-            Box::pin(repositories_are_listed_in_byte_order_and_paged(store))
-        }),
-    ];
+pub const TESTS: &[(&str, SuiteTest)] = &[
+    ("repositories_are_listed_in_byte_order_and_paged", |store| {
+        Box::pin(repositories_are_listed_in_byte_order_and_paged(store))
+    }),
+    ("repositories_are_deleted_step_by_step", |store| {
+        Box::pin(repositories_are_deleted_step_by_step(store))
+    }),
+];
 
 pub async fn repositories_are_listed_in_byte_order_and_paged(store: &dyn MetaStore) {
     const PREFIX: &str = "suite-repos/";
@@ -105,4 +107,119 @@ pub async fn repositories_are_listed_in_byte_order_and_paged(store: &dyn MetaSto
         }
         assert_clean(store, &repo, &[&manifest.record.digest]).await;
     }
+}
+
+pub async fn repositories_are_deleted_step_by_step(store: &dyn MetaStore) {
+    let repo = repository("suite-repodel/app");
+    let neighbour = repository("suite-repodel/other");
+    let shared = digest_of("suite-repodel shared");
+    let own = digest_of("suite-repodel own");
+    let loose = digest_of("suite-repodel loose");
+    for digest in [&shared, &own, &loose] {
+        link(store, &repo, digest, 5).await;
+    }
+    link(store, &neighbour, &shared, 5).await;
+    let child = image("suite-repodel child", &[&shared, &own]);
+    let parent = index("suite-repodel index", &[&child.record.digest]);
+    let signature = referrer("suite-repodel sig", &child.record.digest, SIGNATURE_TYPE);
+    put(store, &repo, &child, None).await;
+    put(store, &repo, &parent, Some(&tag("latest"))).await;
+    put(store, &repo, &signature, Some(&tag("sig"))).await;
+    let session = upload("suite-repodel-upload", &repo, NOW);
+    store.create_upload(&session).await.unwrap();
+
+    // One item per step: the index and the referrer (listed by no index)
+    // go before the child the index lists, and manifests before links.
+    let mut manifests = Vec::new();
+    let mut links = Vec::new();
+    let uploads = loop {
+        assert!(manifests.len() + links.len() <= 6, "more steps than items");
+        match store
+            .delete_repository_step(&repo, 1, NOW + 5)
+            .await
+            .unwrap()
+        {
+            RepositoryDeletion::Progress {
+                manifests: deleted,
+                links: removed,
+            } => {
+                assert_eq!(deleted.len() + removed.len(), 1);
+                assert!(
+                    deleted.is_empty() || links.is_empty(),
+                    "a link went before a manifest"
+                );
+                manifests.extend(deleted);
+                links.extend(removed);
+            }
+            RepositoryDeletion::Deleted { uploads } => break uploads,
+            RepositoryDeletion::Missing => panic!("the repository vanished"),
+        }
+    };
+    let child_position = manifests
+        .iter()
+        .position(|d| *d == child.record.digest)
+        .unwrap();
+    let parent_position = manifests
+        .iter()
+        .position(|d| *d == parent.record.digest)
+        .unwrap();
+    assert!(parent_position < child_position, "{manifests:?}");
+    assert_eq!(manifests.len(), 3);
+    let mut expected_links = vec![shared.clone(), own.clone(), loose.clone()];
+    expected_links.sort();
+    links.sort();
+    assert_eq!(links, expected_links);
+    assert_eq!(uploads, vec![session]);
+
+    // Gone from every listing; a later step finds nothing.
+    assert_eq!(
+        store.delete_repository_step(&repo, 1, NOW).await.unwrap(),
+        RepositoryDeletion::Missing
+    );
+    assert!(!store
+        .list_repositories(None, usize::MAX)
+        .await
+        .unwrap()
+        .contains(&repo));
+    assert_eq!(
+        store
+            .list_namespace_repositories("suite-repodel", None, 10)
+            .await
+            .unwrap(),
+        vec![neighbour.clone()]
+    );
+    assert_eq!(list_tags(store, &repo).await, None);
+    assert_eq!(store.linked_blob_size(&repo, &own).await.unwrap(), None);
+
+    // What lost its last reference is garbage from the deletion on; the
+    // blob the neighbour still links is not.
+    let orphaned: Vec<Digest> = store
+        .expired_blobs(NOW + 6, None, usize::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.digest)
+        .filter(|d| [&shared, &own, &loose].contains(&d))
+        .collect();
+    let mut expected = vec![own.clone(), loose.clone()];
+    expected.sort();
+    let mut orphaned_sorted = orphaned;
+    orphaned_sorted.sort();
+    assert_eq!(orphaned_sorted, expected);
+    assert!(store
+        .expired_blobs(NOW + 5, None, usize::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .all(|b| b.digest != own));
+
+    // A repository pushed to again after its deletion starts afresh.
+    link(store, &repo, &loose, 5).await;
+    assert_eq!(
+        store.linked_blob_size(&repo, &loose).await.unwrap(),
+        Some(5)
+    );
+    delete_repository(store, &repo).await;
+    delete_repository(store, &neighbour).await;
+    store.delete_namespace("suite-repodel").await.unwrap();
 }
