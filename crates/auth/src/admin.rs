@@ -2,10 +2,10 @@
 //! namespace), namespaces and access tokens, with the checks every caller
 //! needs (names, password strength, name collisions). The `berth admin`
 //! command line and the `/api/v1` management API both call these, so the
-//! rules are written once; who may call them is the caller's decision.
+//! rules are written once; who may call them is the caller's decision, and
+//! who is calling travels in the [`Change`] each takes.
 
-use time::OffsetDateTime;
-
+use crate::actor::{change_time, Change};
 use crate::error::AuthError;
 use crate::model::{validate_account_name, Role, Secret, TokenScope, Visibility};
 use crate::password::{hash_password, validate_new_password};
@@ -44,8 +44,9 @@ pub async fn create_user(
     name: &str,
     password: &Secret,
     is_admin: bool,
-    now: OffsetDateTime,
+    change: &Change,
 ) -> Result<(), AdminError> {
+    let now = change_time(change);
     validate_account_name(name)?;
     validate_new_password(password.expose())?;
     let taken = store
@@ -63,16 +64,20 @@ pub async fn create_user(
     }
     let password_hash = hash_password(password.expose())?;
     store
-        .create_user(UserRecord {
-            name: name.to_string(),
-            password_hash,
-            is_admin,
-            created_at: now,
-        })
+        .create_user(
+            change,
+            UserRecord {
+                name: name.to_string(),
+                password_hash,
+                is_admin,
+                created_at: now,
+            },
+        )
         .await
         .map_err(store_error(format!("user {name:?}")))?;
     store
         .create_namespace(
+            change,
             NamespaceRecord {
                 name: name.to_string(),
                 visibility: Visibility::Private,
@@ -90,15 +95,16 @@ pub async fn create_namespace(
     name: &str,
     visibility: Visibility,
     owner: Option<&str>,
-    now: OffsetDateTime,
+    change: &Change,
 ) -> Result<(), AdminError> {
     validate_account_name(name)?;
     store
         .create_namespace(
+            change,
             NamespaceRecord {
                 name: name.to_string(),
                 visibility,
-                created_at: now,
+                created_at: change_time(change),
             },
             owner,
         )
@@ -112,9 +118,10 @@ pub async fn set_member(
     namespace: &str,
     user: &str,
     role: Role,
+    change: &Change,
 ) -> Result<(), AdminError> {
     store
-        .set_member(namespace, user, role)
+        .set_member(change, namespace, user, role)
         .await
         .map_err(store_error(format!(
             "namespace {namespace:?} or user {user:?}"
@@ -128,8 +135,9 @@ pub async fn create_access_token(
     scopes: Vec<TokenScope>,
     expiry: Expiry,
     created_by: Option<&str>,
-    now: OffsetDateTime,
+    change: &Change,
 ) -> Result<Secret, AdminError> {
+    let now = change_time(change);
     validate_account_name(name)?;
     if scopes.is_empty() {
         return Err(
@@ -146,16 +154,19 @@ pub async fn create_access_token(
     }
     let (secret, secret_hash) = generate_access_token();
     store
-        .create_access_token(AccessTokenRecord {
-            name: name.to_string(),
-            secret_hash,
-            scopes,
-            created_by: created_by.map(str::to_string),
-            created_at: now,
-            expires_at: expiry.expires_at(now),
-            last_used_at: None,
-            revoked_at: None,
-        })
+        .create_access_token(
+            change,
+            AccessTokenRecord {
+                name: name.to_string(),
+                secret_hash,
+                scopes,
+                created_by: created_by.map(str::to_string),
+                created_at: now,
+                expires_at: expiry.expires_at(now),
+                last_used_at: None,
+                revoked_at: None,
+            },
+        )
         .await
         .map_err(store_error(format!("token {name:?}")))?;
     Ok(secret)
@@ -169,37 +180,37 @@ mod tests {
     #[tokio::test]
     async fn users_tokens_and_namespaces_do_not_collide() {
         let store = MemoryAuthStore::new();
-        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let now = crate::actor::test_change();
         let password = Secret::new("long enough password");
-        create_user(&store, "alice", &password, false, now)
+        create_user(&store, "alice", &password, false, &now)
             .await
             .unwrap();
         assert_eq!(
             store.member_role("alice", "alice").await.unwrap(),
             Some(Role::Owner)
         );
-        create_namespace(&store, "team", Visibility::Public, None, now)
+        create_namespace(&store, "team", Visibility::Public, None, &now)
             .await
             .unwrap();
         assert!(matches!(
-            create_user(&store, "team", &password, false, now).await,
+            create_user(&store, "team", &password, false, &now).await,
             Err(AdminError::AlreadyExists(_))
         ));
         assert!(matches!(
-            create_user(&store, "bob", &Secret::new("short"), false, now).await,
+            create_user(&store, "bob", &Secret::new("short"), false, &now).await,
             Err(AdminError::Invalid(_))
         ));
         let scopes = vec![TokenScope::parse("team:pull").unwrap()];
         assert!(matches!(
-            create_access_token(&store, "alice", scopes.clone(), Expiry::Never, None, now).await,
+            create_access_token(&store, "alice", scopes.clone(), Expiry::Never, None, &now).await,
             Err(AdminError::AlreadyExists(_))
         ));
-        let secret = create_access_token(&store, "ci", scopes, Expiry::Never, None, now)
+        let secret = create_access_token(&store, "ci", scopes, Expiry::Never, None, &now)
             .await
             .unwrap();
         assert!(crate::secret::looks_like_access_token(secret.expose()));
         assert!(matches!(
-            create_user(&store, "ci", &password, false, now).await,
+            create_user(&store, "ci", &password, false, &now).await,
             Err(AdminError::AlreadyExists(_))
         ));
     }

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::actor::{change_time, Change};
 use crate::model::{Role, Visibility};
 use crate::secret::SecretHash;
 use crate::store::{
@@ -65,7 +66,7 @@ impl MemoryAuthStore {
 
 #[async_trait]
 impl AuthStore for MemoryAuthStore {
-    async fn create_user(&self, user: UserRecord) -> Result<(), AuthStoreError> {
+    async fn create_user(&self, _change: &Change, user: UserRecord) -> Result<(), AuthStoreError> {
         self.with(|s| {
             if s.users.contains_key(&user.name) {
                 return Err(AuthStoreError::AlreadyExists);
@@ -81,6 +82,7 @@ impl AuthStore for MemoryAuthStore {
 
     async fn set_password_hash(
         &self,
+        _change: &Change,
         name: &str,
         password_hash: &str,
     ) -> Result<(), AuthStoreError> {
@@ -91,12 +93,26 @@ impl AuthStore for MemoryAuthStore {
         })
     }
 
-    async fn set_admin(&self, name: &str, is_admin: bool) -> Result<(), AuthStoreError> {
+    async fn set_admin(
+        &self,
+        _change: &Change,
+        name: &str,
+        is_admin: bool,
+    ) -> Result<(), AuthStoreError> {
         self.with(|s| {
             s.users
                 .get_mut(name)
                 .ok_or(AuthStoreError::NotFound)?
                 .is_admin = is_admin;
+            Ok(())
+        })
+    }
+
+    async fn delete_user(&self, _change: &Change, name: &str) -> Result<(), AuthStoreError> {
+        self.with(|s| {
+            s.users.remove(name).ok_or(AuthStoreError::NotFound)?;
+            s.members.retain(|(_, user), _| user != name);
+            s.refresh_tokens.retain(|_, token| token.user != name);
             Ok(())
         })
     }
@@ -107,6 +123,7 @@ impl AuthStore for MemoryAuthStore {
 
     async fn create_namespace(
         &self,
+        _change: &Change,
         namespace: NamespaceRecord,
         owner: Option<&str>,
     ) -> Result<(), AuthStoreError> {
@@ -132,6 +149,7 @@ impl AuthStore for MemoryAuthStore {
 
     async fn set_visibility(
         &self,
+        _change: &Change,
         name: &str,
         visibility: Visibility,
     ) -> Result<(), AuthStoreError> {
@@ -150,6 +168,7 @@ impl AuthStore for MemoryAuthStore {
 
     async fn set_member(
         &self,
+        _change: &Change,
         namespace: &str,
         user: &str,
         role: Role,
@@ -164,7 +183,12 @@ impl AuthStore for MemoryAuthStore {
         })
     }
 
-    async fn remove_member(&self, namespace: &str, user: &str) -> Result<(), AuthStoreError> {
+    async fn remove_member(
+        &self,
+        _change: &Change,
+        namespace: &str,
+        user: &str,
+    ) -> Result<(), AuthStoreError> {
         self.with(|s| {
             s.members
                 .remove(&(namespace.to_string(), user.to_string()))
@@ -199,7 +223,11 @@ impl AuthStore for MemoryAuthStore {
         }))
     }
 
-    async fn create_access_token(&self, token: AccessTokenRecord) -> Result<(), AuthStoreError> {
+    async fn create_access_token(
+        &self,
+        _change: &Change,
+        token: AccessTokenRecord,
+    ) -> Result<(), AuthStoreError> {
         self.with(|s| {
             if s.access_tokens.contains_key(&token.name) {
                 return Err(AuthStoreError::AlreadyExists);
@@ -230,11 +258,8 @@ impl AuthStore for MemoryAuthStore {
         })
     }
 
-    async fn revoke_access_token(
-        &self,
-        name: &str,
-        at: OffsetDateTime,
-    ) -> Result<(), AuthStoreError> {
+    async fn revoke_access_token(&self, change: &Change, name: &str) -> Result<(), AuthStoreError> {
+        let at = change_time(change);
         self.with(|s| {
             let token = s
                 .access_tokens

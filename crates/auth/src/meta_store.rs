@@ -18,6 +18,7 @@ use berth_meta::auth::{
 use berth_meta::{MetaError, Namespace};
 use time::OffsetDateTime;
 
+use crate::actor::Change;
 use crate::jwt::{PublicKey, SigningKey};
 use crate::model::{Role, TokenScope, Visibility};
 use crate::policy::NamespaceFacts;
@@ -170,14 +171,17 @@ fn signing_key_row(record: &SigningKeyRecord) -> SigningKeyRow {
 
 #[async_trait]
 impl AuthStore for MetaAuthStore {
-    async fn create_user(&self, user: UserRecord) -> Result<(), AuthStoreError> {
+    async fn create_user(&self, change: &Change, user: UserRecord) -> Result<(), AuthStoreError> {
         self.inner
-            .create_user(&UserRow {
-                name: user.name,
-                password_hash: user.password_hash,
-                is_admin: user.is_admin,
-                created_at: seconds(user.created_at),
-            })
+            .create_user(
+                change,
+                &UserRow {
+                    name: user.name,
+                    password_hash: user.password_hash,
+                    is_admin: user.is_admin,
+                    created_at: seconds(user.created_at),
+                },
+            )
             .await
             .map_err(store_error)
     }
@@ -189,18 +193,31 @@ impl AuthStore for MetaAuthStore {
 
     async fn set_password_hash(
         &self,
+        change: &Change,
         name: &str,
         password_hash: &str,
     ) -> Result<(), AuthStoreError> {
         self.inner
-            .set_password_hash(name, password_hash)
+            .set_password_hash(change, name, password_hash)
             .await
             .map_err(store_error)
     }
 
-    async fn set_admin(&self, name: &str, is_admin: bool) -> Result<(), AuthStoreError> {
+    async fn set_admin(
+        &self,
+        change: &Change,
+        name: &str,
+        is_admin: bool,
+    ) -> Result<(), AuthStoreError> {
         self.inner
-            .set_admin(name, is_admin)
+            .set_admin(change, name, is_admin)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn delete_user(&self, change: &Change, name: &str) -> Result<(), AuthStoreError> {
+        self.inner
+            .delete_user(change, name)
             .await
             .map_err(store_error)
     }
@@ -212,11 +229,13 @@ impl AuthStore for MetaAuthStore {
 
     async fn create_namespace(
         &self,
+        change: &Change,
         namespace: NamespaceRecord,
         owner: Option<&str>,
     ) -> Result<(), AuthStoreError> {
         self.inner
             .create_namespace(
+                change,
                 &Namespace {
                     name: namespace.name,
                     visibility: stored_visibility(namespace.visibility),
@@ -235,11 +254,12 @@ impl AuthStore for MetaAuthStore {
 
     async fn set_visibility(
         &self,
+        change: &Change,
         name: &str,
         visibility: Visibility,
     ) -> Result<(), AuthStoreError> {
         self.inner
-            .set_visibility(name, stored_visibility(visibility))
+            .set_visibility(change, name, stored_visibility(visibility))
             .await
             .map_err(store_error)
     }
@@ -267,19 +287,25 @@ impl AuthStore for MetaAuthStore {
 
     async fn set_member(
         &self,
+        change: &Change,
         namespace: &str,
         user: &str,
         role: Role,
     ) -> Result<(), AuthStoreError> {
         self.inner
-            .set_member(namespace, user, role.as_str())
+            .set_member(change, namespace, user, role.as_str())
             .await
             .map_err(store_error)
     }
 
-    async fn remove_member(&self, namespace: &str, user: &str) -> Result<(), AuthStoreError> {
+    async fn remove_member(
+        &self,
+        change: &Change,
+        namespace: &str,
+        user: &str,
+    ) -> Result<(), AuthStoreError> {
         self.inner
-            .remove_member(namespace, user)
+            .remove_member(change, namespace, user)
             .await
             .map_err(store_error)
     }
@@ -332,20 +358,27 @@ impl AuthStore for MetaAuthStore {
         })
     }
 
-    async fn create_access_token(&self, token: AccessTokenRecord) -> Result<(), AuthStoreError> {
+    async fn create_access_token(
+        &self,
+        change: &Change,
+        token: AccessTokenRecord,
+    ) -> Result<(), AuthStoreError> {
         let scopes = serde_json::to_string(&token.scopes)
             .map_err(|e| corrupt(format!("serializing scopes: {e}")))?;
         self.inner
-            .create_access_token(&AccessTokenRow {
-                name: token.name,
-                secret_hash: token.secret_hash.to_hex(),
-                scopes,
-                created_by: token.created_by,
-                created_at: seconds(token.created_at),
-                expires_at: token.expires_at.map(seconds),
-                last_used_at: token.last_used_at.map(seconds),
-                revoked_at: token.revoked_at.map(seconds),
-            })
+            .create_access_token(
+                change,
+                &AccessTokenRow {
+                    name: token.name,
+                    secret_hash: token.secret_hash.to_hex(),
+                    scopes,
+                    created_by: token.created_by,
+                    created_at: seconds(token.created_at),
+                    expires_at: token.expires_at.map(seconds),
+                    last_used_at: token.last_used_at.map(seconds),
+                    revoked_at: token.revoked_at.map(seconds),
+                },
+            )
             .await
             .map_err(store_error)
     }
@@ -373,13 +406,9 @@ impl AuthStore for MetaAuthStore {
             .map_err(store_error)
     }
 
-    async fn revoke_access_token(
-        &self,
-        name: &str,
-        at: OffsetDateTime,
-    ) -> Result<(), AuthStoreError> {
+    async fn revoke_access_token(&self, change: &Change, name: &str) -> Result<(), AuthStoreError> {
         self.inner
-            .revoke_access_token(name, seconds(at))
+            .revoke_access_token(change, name)
             .await
             .map_err(store_error)
     }
@@ -483,16 +512,20 @@ mod tests {
         let store = MetaAuthStore::new(Arc::new(sqlite));
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         store
-            .create_user(UserRecord {
-                name: "alice".into(),
-                password_hash: "$argon2id$x".into(),
-                is_admin: false,
-                created_at: now,
-            })
+            .create_user(
+                &crate::actor::test_change(),
+                UserRecord {
+                    name: "alice".into(),
+                    password_hash: "$argon2id$x".into(),
+                    is_admin: false,
+                    created_at: now,
+                },
+            )
             .await
             .unwrap();
         store
             .create_namespace(
+                &crate::actor::test_change(),
                 NamespaceRecord {
                     name: "team".into(),
                     visibility: Visibility::Public,
@@ -520,7 +553,10 @@ mod tests {
             last_used_at: None,
             revoked_at: None,
         };
-        store.create_access_token(record.clone()).await.unwrap();
+        store
+            .create_access_token(&crate::actor::test_change(), record.clone())
+            .await
+            .unwrap();
         let stored = store.get_access_token("ci").await.unwrap().unwrap();
         assert_eq!(stored, record);
         assert!(stored.authenticate(secret.expose(), now).is_some());

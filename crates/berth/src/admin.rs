@@ -218,6 +218,9 @@ pub async fn run(command: AdminCommand) -> Result<(), String> {
     let config = config_of(&command).load().map_err(|e| e.to_string())?;
     let store = open_store(&config).await?;
     let now = OffsetDateTime::now_utc();
+    // Changes made on the database directly are the registry's own, as the
+    // event stream records them.
+    let change = berth_auth::change_at(&admin_actor(), now);
     match command {
         AdminCommand::User { command } => match command {
             UserCommand::Create {
@@ -236,7 +239,7 @@ pub async fn run(command: AdminCommand) -> Result<(), String> {
                 } else {
                     (generate_password(), true)
                 };
-                admin::create_user(&store, &name, &password, admin, now)
+                admin::create_user(&store, &name, &password, admin, &change)
                     .await
                     .map_err(admin_error)?;
                 if generated {
@@ -267,7 +270,7 @@ pub async fn run(command: AdminCommand) -> Result<(), String> {
                 } else {
                     Visibility::Private
                 };
-                admin::create_namespace(&store, &name, visibility, owner.as_deref(), now)
+                admin::create_namespace(&store, &name, visibility, owner.as_deref(), &change)
                     .await
                     .map_err(admin_error)?;
                 println!("created {} namespace {name}", visibility.as_str());
@@ -277,7 +280,7 @@ pub async fn run(command: AdminCommand) -> Result<(), String> {
             } => {
                 let visibility: Visibility = visibility.parse().map_err(|e| format!("{e}"))?;
                 store
-                    .set_visibility(&name, visibility)
+                    .set_visibility(&change, &name, visibility)
                     .await
                     .map_err(|e| format!("namespace {name:?}: {e}"))?;
                 println!("namespace {name} is now {}", visibility.as_str());
@@ -296,7 +299,7 @@ pub async fn run(command: AdminCommand) -> Result<(), String> {
                 ..
             } => {
                 let role: Role = role.parse().map_err(|e| format!("{e}"))?;
-                admin::set_member(&store, &namespace, &user, role)
+                admin::set_member(&store, &namespace, &user, role, &change)
                     .await
                     .map_err(admin_error)?;
                 println!("{user} is now {role} of {namespace}");
@@ -305,7 +308,7 @@ pub async fn run(command: AdminCommand) -> Result<(), String> {
                 namespace, user, ..
             } => {
                 store
-                    .remove_member(&namespace, &user)
+                    .remove_member(&change, &namespace, &user)
                     .await
                     .map_err(|e| format!("member {user:?} of {namespace:?}: {e}"))?;
                 println!("{user} is no longer a member of {namespace}");
@@ -321,7 +324,7 @@ pub async fn run(command: AdminCommand) -> Result<(), String> {
                     .map_err(|e| e.to_string())?;
                 let expiry = Expiry::parse(&create.expires).map_err(|e| e.to_string())?;
                 let secret =
-                    admin::create_access_token(&store, &create.name, scopes, expiry, None, now)
+                    admin::create_access_token(&store, &create.name, scopes, expiry, None, &change)
                         .await
                         .map_err(admin_error)?;
                 match &create.k8s_secret {
@@ -347,7 +350,7 @@ pub async fn run(command: AdminCommand) -> Result<(), String> {
             }
             TokenCommand::Revoke { name, .. } => {
                 store
-                    .revoke_access_token(&name, now)
+                    .revoke_access_token(&change, &name)
                     .await
                     .map_err(|e| format!("token {name:?}: {e}"))?;
                 println!("revoked token {name}");
@@ -447,7 +450,8 @@ pub async fn seed_admin(store: &dyn AuthStore, password: Option<Secret>) -> Resu
         Some(password) => (password, false),
         None => (generate_password(), true),
     };
-    match admin::create_user(store, "admin", &password, true, OffsetDateTime::now_utc()).await {
+    let change = berth_auth::change_at(&admin_actor(), OffsetDateTime::now_utc());
+    match admin::create_user(store, "admin", &password, true, &change).await {
         Ok(()) => {}
         // Nodes sharing a database that start together race to create the
         // administrator; the ones that lose find it made by the winner.
@@ -471,6 +475,11 @@ async fn has_admin(store: &dyn AuthStore) -> Result<bool, String> {
         .map_err(|e| e.to_string())?
         .iter()
         .any(|user| user.is_admin))
+}
+
+/// Who `berth admin` changes are made by.
+fn admin_actor() -> berth_auth::Actor {
+    berth_auth::Actor::system("admin")
 }
 
 #[cfg(test)]

@@ -42,6 +42,10 @@ pub struct Config {
     /// How many candidates a garbage-collection batch handles: bounds the
     /// pass's memory and the length of each metadata transaction.
     pub gc_batch_size: usize,
+    /// How long events (the record of every change, read by `berth events
+    /// tail` and the consumers) are kept before a background job deletes
+    /// them. A consumer stopped for longer misses what was deleted.
+    pub event_retention: Duration,
     /// The tracing filter, e.g. `info` or `berth=debug,tower_http=info`.
     pub log: String,
     /// `text` for people, `json` for log pipelines.
@@ -216,6 +220,7 @@ impl Default for Config {
             gc_untagged_age: Duration::from_secs(24 * 3600),
             delete_referrers: true,
             gc_batch_size: 500,
+            event_retention: Duration::from_secs(7 * 24 * 3600),
             log: "info".to_string(),
             log_format: LogFormat::Text,
             database: DatabaseConfig::Sqlite(PathBuf::from("./berth-data/berth.db")),
@@ -245,6 +250,7 @@ struct FileConfig {
     gc_untagged_age: Option<String>,
     delete_referrers: Option<bool>,
     gc_batch_size: Option<usize>,
+    event_retention: Option<String>,
     log: Option<String>,
     log_format: Option<LogFormat>,
     database: Option<String>,
@@ -306,6 +312,9 @@ pub struct ConfigArgs {
     /// Candidates per garbage-collection batch, e.g. 500.
     #[arg(long, env = "BERTH_GC_BATCH_SIZE")]
     pub gc_batch_size: Option<usize>,
+    /// How long events are kept, e.g. 7d.
+    #[arg(long, env = "BERTH_EVENT_RETENTION")]
+    pub event_retention: Option<String>,
     /// Log filter (tracing's EnvFilter syntax), e.g. info or debug.
     #[arg(long, env = "BERTH_LOG")]
     pub log: Option<String>,
@@ -428,6 +437,12 @@ impl ConfigArgs {
                 &file.gc_untagged_age,
                 &mut config.gc_untagged_age,
             ),
+            (
+                "event_retention",
+                &self.event_retention,
+                &file.event_retention,
+                &mut config.event_retention,
+            ),
         ] {
             if let Some(v) = flag.as_deref().or(value.as_deref()) {
                 *target = parse_duration(key, v)?;
@@ -518,7 +533,7 @@ impl Config {
     /// A human-readable listing of the effective settings, secrets redacted.
     pub fn summary(&self) -> String {
         format!(
-            "listen = {}\ndata_dir = {}\nstorage = {}\nredirect = {}\ndatabase = {}\nupload_ttl = {}\nupload_purge_interval = {}\ncache_ttl = {}\nlog = {}\nlog_format = {:?}\nauth = {}\nauth_service = {}\nauth_issuer = {}\nauth_realm = {}\nusers_may_create_namespaces = {}\ntls = {}\n",
+            "listen = {}\ndata_dir = {}\nstorage = {}\nredirect = {}\ndatabase = {}\nupload_ttl = {}\nupload_purge_interval = {}\ncache_ttl = {}\nevent_retention = {}\nlog = {}\nlog_format = {:?}\nauth = {}\nauth_service = {}\nauth_issuer = {}\nauth_realm = {}\nusers_may_create_namespaces = {}\ntls = {}\n",
             self.listen,
             self.data_dir.display(),
             self.storage.describe(),
@@ -527,6 +542,7 @@ impl Config {
             humantime::format_duration(self.upload_ttl),
             humantime::format_duration(self.upload_purge_interval),
             humantime::format_duration(self.cache_ttl),
+            humantime::format_duration(self.event_retention),
             self.log,
             self.log_format,
             self.auth.enabled,
@@ -568,6 +584,7 @@ impl Config {
             ("gc_grace_period", self.gc_grace_period),
             ("gc_orphan_sweep_interval", self.gc_orphan_sweep_interval),
             ("gc_untagged_age", self.gc_untagged_age),
+            ("event_retention", self.event_retention),
         ] {
             if value < Duration::from_secs(1) {
                 return Err(ConfigError::Invalid {

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 mod admin;
 mod config;
+mod events;
 
 use config::{Config, ConfigArgs, DatabaseConfig, LogFormat, StorageConfig};
 
@@ -47,6 +48,12 @@ enum Command {
     /// Run one garbage-collection pass and print what it removed. Safe while
     /// servers run on the same data: it takes the same job lease they do.
     Gc(GcArgs),
+    /// Read the event stream (every change, in order) on the database
+    /// directly; servers may be running.
+    Events {
+        #[command(subcommand)]
+        command: events::EventsCommand,
+    },
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -108,6 +115,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Events { command } => events::main(command),
         Command::Gc(args) => {
             let config = match args.config.load() {
                 Ok(config) => config,
@@ -197,6 +205,7 @@ async fn open_registry(config: &Config) -> Result<(Registry, Arc<dyn AuthMetaSto
         gc_batch_size: config.gc_batch_size,
         manifest_cache_ttl: config.cache_ttl,
         redirect_expiry: config.redirect.then_some(REDIRECT_EXPIRY),
+        event_retention: config.event_retention,
         ..RegistryConfig::default()
     };
     let registry = Registry::new(blobs, meta, registry_config);
@@ -286,6 +295,15 @@ async fn serve(config: Config) -> Result<(), String> {
                 .await
         })
     });
+    let event_retention = {
+        let registry = registry.clone();
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            registry
+                .run_event_retention(EVENT_RETENTION_INTERVAL, token)
+                .await
+        })
+    };
     let trim = {
         let token = shutdown.clone();
         tokio::spawn(async move { return_freed_memory(token).await })
@@ -305,12 +323,17 @@ async fn serve(config: Config) -> Result<(), String> {
     shutdown.cancel();
     let _ = purge.await;
     let _ = gc.await;
+    let _ = event_retention.await;
     let _ = trim.await;
     if let Some(key_reload) = key_reload {
         let _ = key_reload.await;
     }
     result.map_err(|e| format!("server error: {e}"))
 }
+
+/// How often old events are deleted: retention is counted in days, so an
+/// hourly pass keeps the table within an hour of it.
+const EVENT_RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// How long a presigned blob URL stays valid: long enough for a slow client
 /// to start the download, short enough that a leaked URL soon expires.

@@ -21,7 +21,7 @@
 //!   keys, which have no name to speak of, by age.
 
 use crate::namespaces::NamespaceStore;
-use crate::{MetaError, Timestamp};
+use crate::{Change, MetaError, Timestamp};
 
 /// A user account.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,13 +124,23 @@ pub(crate) fn require_current(key: &SigningKeyRow) -> Result<(), MetaError> {
 /// User accounts.
 #[async_trait::async_trait]
 pub trait UserStore: Send + Sync + 'static {
-    /// Creates a user; `AlreadyExists` if the name is taken.
-    async fn create_user(&self, user: &UserRow) -> Result<(), MetaError>;
+    /// Creates a user (`user.created`); `AlreadyExists` if the name is taken.
+    async fn create_user(&self, change: &Change, user: &UserRow) -> Result<(), MetaError>;
     async fn get_user(&self, name: &str) -> Result<Option<UserRow>, MetaError>;
+    /// `NotFound` if no such user; writes `user.updated`.
+    async fn set_password_hash(
+        &self,
+        change: &Change,
+        name: &str,
+        hash: &str,
+    ) -> Result<(), MetaError>;
+    /// `NotFound` if no such user; writes `user.updated`.
+    async fn set_admin(&self, change: &Change, name: &str, is_admin: bool)
+        -> Result<(), MetaError>;
+    /// Deletes a user with their memberships and refresh tokens
+    /// (`user.deleted`); their personal namespace and what they created stay.
     /// `NotFound` if no such user.
-    async fn set_password_hash(&self, name: &str, hash: &str) -> Result<(), MetaError>;
-    /// `NotFound` if no such user.
-    async fn set_admin(&self, name: &str, is_admin: bool) -> Result<(), MetaError>;
+    async fn delete_user(&self, change: &Change, name: &str) -> Result<(), MetaError>;
     /// Every user, by name.
     async fn list_users(&self) -> Result<Vec<UserRow>, MetaError>;
 }
@@ -138,11 +148,22 @@ pub trait UserStore: Send + Sync + 'static {
 /// Users' roles in namespaces.
 #[async_trait::async_trait]
 pub trait MemberStore: Send + Sync + 'static {
-    /// Adds a member or changes their role; `NotFound` if the namespace or
-    /// the user does not exist.
-    async fn set_member(&self, namespace: &str, user: &str, role: &str) -> Result<(), MetaError>;
-    /// `NotFound` if the membership did not exist.
-    async fn remove_member(&self, namespace: &str, user: &str) -> Result<(), MetaError>;
+    /// Adds a member or changes their role (`member.set`); `NotFound` if
+    /// the namespace or the user does not exist.
+    async fn set_member(
+        &self,
+        change: &Change,
+        namespace: &str,
+        user: &str,
+        role: &str,
+    ) -> Result<(), MetaError>;
+    /// `NotFound` if the membership did not exist; writes `member.removed`.
+    async fn remove_member(
+        &self,
+        change: &Change,
+        namespace: &str,
+        user: &str,
+    ) -> Result<(), MetaError>;
     /// Members by user name; empty if the namespace does not exist.
     async fn list_members(&self, namespace: &str) -> Result<Vec<MemberRow>, MetaError>;
     async fn member_role(&self, namespace: &str, user: &str) -> Result<Option<String>, MetaError>;
@@ -151,16 +172,21 @@ pub trait MemberStore: Send + Sync + 'static {
 /// Access (robot) tokens and refresh tokens.
 #[async_trait::async_trait]
 pub trait TokenStore: Send + Sync + 'static {
-    /// `AlreadyExists` if the name is taken by a live or revoked token.
-    async fn create_access_token(&self, token: &AccessTokenRow) -> Result<(), MetaError>;
+    /// Stores a token (`token.created`); `AlreadyExists` if the name is
+    /// taken by a live or revoked token.
+    async fn create_access_token(
+        &self,
+        change: &Change,
+        token: &AccessTokenRow,
+    ) -> Result<(), MetaError>;
     async fn get_access_token(&self, name: &str) -> Result<Option<AccessTokenRow>, MetaError>;
     /// Records a use; `NotFound` if no such token. Coarse on purpose: a use
     /// within a minute of the recorded one is not written, so a busy token
     /// does not cost a write per request.
     async fn touch_access_token(&self, name: &str, at: Timestamp) -> Result<(), MetaError>;
-    /// Marks a token revoked, keeping the first revocation time; `NotFound`
-    /// if no such token.
-    async fn revoke_access_token(&self, name: &str, at: Timestamp) -> Result<(), MetaError>;
+    /// Marks a token revoked as of the change (`token.revoked`), keeping the
+    /// first revocation time; `NotFound` if no such token.
+    async fn revoke_access_token(&self, change: &Change, name: &str) -> Result<(), MetaError>;
     /// All tokens, revoked ones included, by name.
     async fn list_access_tokens(&self) -> Result<Vec<AccessTokenRow>, MetaError>;
 

@@ -7,26 +7,27 @@
 
 use berth_oci::{Digest, RepoName};
 
-use crate::{MetaError, Timestamp};
+use crate::{Change, MetaError};
 
 /// Links between repositories and stored blobs.
 #[async_trait::async_trait]
 pub trait BlobLinkStore: Send + Sync + 'static {
     /// Records that `digest` (of `size` bytes) is stored and may be seen
-    /// through `repository`, creating the repository if needed. Idempotent.
+    /// through `repository`, creating the repository if needed. Idempotent;
+    /// every call writes a `blob.linked` event.
     /// (Re)creates the blob's row if garbage collection removed it and clears
     /// any garbage-collection candidacy of the blob; a link no manifest of the
     /// repository references (a layer pushed ahead of its manifest) becomes a
-    /// link candidate as of `now`, so a re-push restarts its grace period.
+    /// link candidate as of the change, so a re-push restarts its grace period.
     /// Fails with `BlobBeingDeleted` while garbage collection deletes the
     /// blob's bytes ([`GcStore::begin_blob_deletions`](crate::GcStore::begin_blob_deletions)
     /// until [`GcStore::finish_blob_deletion`](crate::GcStore::finish_blob_deletion)).
     async fn link_blob(
         &self,
+        change: &Change,
         repository: &RepoName,
         digest: &Digest,
         size: u64,
-        now: Timestamp,
     ) -> Result<(), MetaError>;
 
     /// Returns the blob's size if it is linked into `repository`.
@@ -37,15 +38,15 @@ pub trait BlobLinkStore: Send + Sync + 'static {
     ) -> Result<Option<u64>, MetaError>;
 
     /// Removes the link between `repository` and the blob. Returns whether a
-    /// link existed. The blob's bytes are left to garbage collection: if
-    /// nothing references the blob any more it becomes a candidate as of
-    /// `now`. Manifests of the repository that reference the blob keep it
+    /// link existed (and wrote a `blob.unlinked` event). The blob's bytes
+    /// are left to garbage collection: if nothing references the blob any
+    /// more it becomes a candidate as of the change. Manifests of the repository that reference the blob keep it
     /// alive (their references), though it is no longer served through the
     /// repository.
     async fn unlink_blob(
         &self,
+        change: &Change,
         repository: &RepoName,
         digest: &Digest,
-        now: Timestamp,
     ) -> Result<bool, MetaError>;
 }

@@ -11,7 +11,7 @@
 use berth_oci::{Digest, RepoName};
 
 use crate::manifests::DeletedManifest;
-use crate::{MetaError, Timestamp};
+use crate::{Change, MetaError, Timestamp};
 
 /// A repository link that garbage collection may remove: no manifest of the
 /// repository references the blob.
@@ -69,14 +69,14 @@ pub trait GcStore: Send + Sync + 'static {
     /// Removes those of `links` that still qualify under `cutoffs` and that no
     /// manifest of their repository references, in one transaction. A blob
     /// left without any reference becomes a candidate as of the removed
-    /// link's own `since` (it has been unreferenced that long; `now` caps it),
-    /// so one pass can remove the link and then the blob. Returns the links
-    /// removed.
+    /// link's own `since` (it has been unreferenced that long; the change's
+    /// time caps it), so one pass can remove the link and then the blob.
+    /// Returns the links removed, each with a `blob.unlinked` event.
     async fn remove_links(
         &self,
+        change: &Change,
         links: &[LinkCandidate],
         cutoffs: GcCutoffs,
-        now: Timestamp,
     ) -> Result<Vec<LinkCandidate>, MetaError>;
 
     /// Lists blobs unreferenced since before `before`, ordered by (since,
@@ -92,12 +92,13 @@ pub trait GcStore: Send + Sync + 'static {
     /// (no repository link, no manifest reference), deletes its row and
     /// records a deletion in progress, in one transaction; from then on
     /// `link_blob` refuses the digest until [`GcStore::finish_blob_deletion`].
-    /// Returns the blobs whose deletion began; the caller deletes their bytes.
+    /// Returns the blobs whose deletion began (each with a `blob.deleted`
+    /// event); the caller deletes their bytes.
     async fn begin_blob_deletions(
         &self,
+        change: &Change,
         blobs: &[BlobCandidate],
         before: Timestamp,
-        now: Timestamp,
     ) -> Result<Vec<BlobCandidate>, MetaError>;
 
     /// Records a deletion in progress for a stored object the metadata does
@@ -139,11 +140,11 @@ pub trait GcStore: Send + Sync + 'static {
     /// with referrers, but only if it still qualifies as in
     /// [`GcStore::expired_untagged_manifests`] and none of its referrers is
     /// tagged or listed by an index, checked in the same transaction.
-    /// Returns what was deleted, or `None`.
+    /// Returns what was deleted (with the same events), or `None`.
     async fn delete_untagged_manifest(
         &self,
+        change: &Change,
         candidate: &ManifestCandidate,
         before: Timestamp,
-        now: Timestamp,
     ) -> Result<Option<DeletedManifest>, MetaError>;
 }

@@ -16,6 +16,7 @@
 //! | [`UploadStore`] | [`uploads`] | upload sessions and their write leases |
 //! | [`JobLeaseStore`] | [`jobs`] | one node at a time for background jobs |
 //! | [`GcStore`] | [`gc`] | garbage-collection candidates and deletions |
+//! | [`EventStore`] | [`events`] | the event stream and its consumers |
 //! | [`NamespaceStore`] | [`namespaces`] | namespaces, their visibility and usage |
 //! | [`UserStore`], [`MemberStore`], [`TokenStore`], [`SigningKeyStore`] | [`auth`] | access control |
 //!
@@ -33,10 +34,13 @@
 //! **All SQL lives in this crate.** Callers speak in `berth_oci` types and
 //! plain rows; connections never leave it. Every method that changes more
 //! than one row runs in one transaction, so a reader never sees a manifest
-//! without its references or a tag pointing at a missing manifest.
+//! without its references or a tag pointing at a missing manifest. Every
+//! method that changes state takes a [`Change`] (when, and by whom) and
+//! writes the events that describe the change in that same transaction.
 
 pub mod auth;
 pub mod blobs;
+pub mod events;
 pub mod gc;
 pub mod jobs;
 pub mod manifests;
@@ -52,6 +56,9 @@ pub mod uploads;
 
 pub use auth::{AuthMetaStore, MemberStore, SigningKeyStore, TokenStore, UserStore};
 pub use blobs::BlobLinkStore;
+pub use events::{
+    Actor, ActorKind, Change, ConsumerRow, Event, EventCursor, EventKind, EventPage, EventStore,
+};
 pub use gc::{BlobCandidate, GcCutoffs, GcStore, LinkCandidate, ManifestCandidate};
 pub use jobs::JobLeaseStore;
 pub use manifests::{DeletedManifest, ManifestRecord, ManifestStore, NewManifest, Referrer};
@@ -94,6 +101,10 @@ pub enum MetaError {
     /// A namespace cannot be deleted while it holds repositories.
     #[error("namespace holds repositories")]
     NamespaceNotEmpty,
+    /// A consumer's lease was taken over by another holder; its position
+    /// was not moved.
+    #[error("the lease was lost to another holder")]
+    LeaseLost,
     #[error("database error: {0}")]
     Database(String),
     /// Stored data could not be decoded: a bug or a corrupted database.
@@ -117,6 +128,7 @@ pub trait MetaStore:
     + UploadStore
     + JobLeaseStore
     + GcStore
+    + EventStore
     + AuthMetaStore
 {
     /// Whether the database answers (used by `/readyz`).

@@ -2,7 +2,7 @@
 
 use berth_oci::{Digest, RepoName, Tag};
 
-use crate::{MetaError, Timestamp};
+use crate::{Change, MetaError};
 
 /// A manifest as stored: its bytes plus what was parsed from them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,13 +63,15 @@ pub trait ManifestStore: Send + Sync + 'static {
     /// `manifest.blobs` is linked to the repository and every child manifest is
     /// stored in it, checked in the same transaction as the insert. Storing a
     /// manifest that exists already only updates the tag. The blob links it
-    /// references stop being garbage-collection candidates.
+    /// references stop being garbage-collection candidates. Events:
+    /// `manifest.stored` when the manifest is new, `tag.moved` (with the
+    /// previous digest) when the tag is created or moved.
     async fn put_manifest(
         &self,
+        change: &Change,
         repository: &RepoName,
         manifest: &NewManifest,
         tag: Option<&Tag>,
-        now: Timestamp,
     ) -> Result<(), MetaError>;
 
     /// Fetches a manifest by digest.
@@ -93,17 +95,24 @@ pub trait ManifestStore: Send + Sync + 'static {
     /// deleting nothing, if an index in the same repository (other than one
     /// being deleted) lists any manifest to be deleted. Blobs and links that
     /// lose their last reference become garbage-collection candidates as of
-    /// `now`.
+    /// the change. Events: `tag.deleted` for each tag and `manifest.deleted`
+    /// for each manifest deleted.
     async fn delete_manifest(
         &self,
+        change: &Change,
         repository: &RepoName,
         digest: &Digest,
         with_referrers: bool,
-        now: Timestamp,
     ) -> Result<Option<DeletedManifest>, MetaError>;
 
-    /// Deletes a tag, leaving the manifest. Returns whether the tag existed.
-    async fn delete_tag(&self, repository: &RepoName, tag: &Tag) -> Result<bool, MetaError>;
+    /// Deletes a tag, leaving the manifest. Returns whether the tag existed
+    /// (and wrote a `tag.deleted` event).
+    async fn delete_tag(
+        &self,
+        change: &Change,
+        repository: &RepoName,
+        tag: &Tag,
+    ) -> Result<bool, MetaError>;
 
     /// Lists tags of the repository in byte order, strictly after `after`, at
     /// most `limit`. Returns `None` if the repository does not exist.

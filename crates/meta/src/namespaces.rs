@@ -7,7 +7,7 @@
 //! repository. Access control reads a namespace's existence and visibility
 //! from here and keeps only its members.
 
-use crate::{MetaError, Timestamp};
+use crate::{Change, MetaError, Timestamp};
 
 /// Who may see a namespace without being a member. What that means for a
 /// request is access control's business; the registry keeps the value.
@@ -64,10 +64,12 @@ pub struct NamespaceUsage {
 #[async_trait::async_trait]
 pub trait NamespaceStore: Send + Sync + 'static {
     /// Creates a namespace and, if `owner` is given, makes that user its
-    /// owner, in one transaction. `AlreadyExists` if the name is taken,
-    /// `NotFound` (creating nothing) if `owner` is not a user.
+    /// owner, in one transaction (`namespace.created`, `member.set`).
+    /// `AlreadyExists` if the name is taken, `NotFound` (creating nothing)
+    /// if `owner` is not a user.
     async fn create_namespace(
         &self,
+        change: &Change,
         namespace: &Namespace,
         owner: Option<&str>,
     ) -> Result<(), MetaError>;
@@ -81,14 +83,21 @@ pub trait NamespaceStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Namespace>, MetaError>;
 
-    /// `NotFound` if no such namespace.
-    async fn set_visibility(&self, name: &str, visibility: Visibility) -> Result<(), MetaError>;
+    /// `NotFound` if no such namespace. Writes `namespace.updated` when the
+    /// visibility changes.
+    async fn set_visibility(
+        &self,
+        change: &Change,
+        name: &str,
+        visibility: Visibility,
+    ) -> Result<(), MetaError>;
 
     /// Deletes an empty namespace with its memberships. `NotFound` if no
     /// such namespace, `NamespaceNotEmpty` (deleting nothing) while it holds
     /// a repository: a repository's contents go first
     /// ([`RepositoryStore::delete_repository_step`](crate::RepositoryStore::delete_repository_step)).
-    async fn delete_namespace(&self, name: &str) -> Result<(), MetaError>;
+    /// Writes `namespace.deleted`.
+    async fn delete_namespace(&self, change: &Change, name: &str) -> Result<(), MetaError>;
 
     /// Counts what the namespace holds, from one snapshot; `None` if no
     /// such namespace. Costs in proportion to the namespace's size.

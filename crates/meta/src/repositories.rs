@@ -3,7 +3,7 @@
 use berth_oci::{Digest, RepoName};
 
 use crate::uploads::UploadRecord;
-use crate::{MetaError, Timestamp};
+use crate::{Change, MetaError};
 
 /// What one step of a repository deletion did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,7 +25,8 @@ pub enum RepositoryDeletion {
 
 /// Repositories. A repository exists once anything (a blob link, a
 /// manifest, an upload) was created in it: writes create it implicitly,
-/// together with its namespace (see [`crate::namespaces`]).
+/// together with its namespace (see [`crate::namespaces`]), and then write
+/// `repository.created` (and `namespace.created`) events too.
 #[async_trait::async_trait]
 pub trait RepositoryStore: Send + Sync + 'static {
     /// Lists repository names in byte order, strictly after `after`, at most
@@ -49,14 +50,17 @@ pub trait RepositoryStore: Send + Sync + 'static {
     /// first, so an index always goes before what it lists), then its blob
     /// links, at most `limit` of either per step, and finally, once it is
     /// empty, the repository itself with its upload sessions. Whatever loses
-    /// its last reference becomes a garbage-collection candidate as of `now`.
+    /// its last reference becomes a garbage-collection candidate as of the
+    /// change. Events: as [`ManifestStore::delete_manifest`](crate::ManifestStore::delete_manifest)
+    /// and [`BlobLinkStore::unlink_blob`](crate::BlobLinkStore::unlink_blob)
+    /// for what each step removes, and `repository.deleted` at the end.
     /// A deletion is repeated until it answers `Deleted` (or `Missing`);
     /// writes made meanwhile are deleted by later steps. Steps are bounded so
     /// that no transaction, and no set of locks, grows with the repository.
     async fn delete_repository_step(
         &self,
+        change: &Change,
         repository: &RepoName,
         limit: usize,
-        now: Timestamp,
     ) -> Result<RepositoryDeletion, MetaError>;
 }

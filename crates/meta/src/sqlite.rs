@@ -70,6 +70,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "namespaces",
         include_str!("../migrations/sqlite/0006_namespaces.sql"),
     ),
+    (
+        7,
+        "events",
+        include_str!("../migrations/sqlite/0007_events.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

@@ -5,9 +5,9 @@
 //! another node started. A chunk is written under the session's lease, so
 //! two requests for one session take turns, across processes.
 
-use berth_oci::RepoName;
+use berth_oci::{Digest, RepoName};
 
-use crate::{MetaError, Timestamp};
+use crate::{Change, MetaError, Timestamp};
 
 /// An upload session's persisted state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,8 +24,25 @@ pub struct UploadRecord {
 /// Upload sessions.
 #[async_trait::async_trait]
 pub trait UploadStore: Send + Sync + 'static {
-    /// Records a new upload session (creating the repository).
-    async fn create_upload(&self, upload: &UploadRecord) -> Result<(), MetaError>;
+    /// Records a new upload session (creating the repository). The session
+    /// itself is bookkeeping and writes no event; creating the repository
+    /// does.
+    async fn create_upload(&self, change: &Change, upload: &UploadRecord) -> Result<(), MetaError>;
+
+    /// Ends upload `id` of `repository` with its verified blob: links the
+    /// blob as [`BlobLinkStore::link_blob`](crate::BlobLinkStore::link_blob)
+    /// does and deletes the session, in one transaction, writing
+    /// `blob.linked` and `upload.finished`. Returns whether the session
+    /// existed (the link is made either way: the bytes were verified). Fails
+    /// like `link_blob`, changing nothing.
+    async fn finish_upload(
+        &self,
+        change: &Change,
+        repository: &RepoName,
+        id: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<bool, MetaError>;
 
     /// Fetches an upload of `repository`; `None` if absent or in another repository.
     async fn get_upload(

@@ -12,6 +12,11 @@ use berth_oci::{Algorithm, RepoName, Tag};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use tempfile::TempDir;
 
+/// A change made by the test at `time`.
+fn at(time: i64) -> berth_meta::Change {
+    berth_meta::Change::new(berth_meta::Actor::system("test"), time)
+}
+
 /// A new database in its own temporary directory, which lives as long as the
 /// returned guard.
 async fn fresh_store() -> (TempDir, SqliteMetaStore) {
@@ -82,12 +87,12 @@ async fn reopening_keeps_data_and_applies_migrations_once() {
     };
 
     let store = SqliteMetaStore::open(&path).await.unwrap();
-    store.link_blob(&repo, &layer, 12, 1).await.unwrap();
+    store.link_blob(&at(1), &repo, &layer, 12).await.unwrap();
     store
-        .put_manifest(&repo, &manifest, Some(&latest), 1)
+        .put_manifest(&at(1), &repo, &manifest, Some(&latest))
         .await
         .unwrap();
-    store.create_upload(&upload).await.unwrap();
+    store.create_upload(&at(1), &upload).await.unwrap();
     store.close().await;
 
     // Twice, so that a second run over an up-to-date schema is also checked.
@@ -133,12 +138,12 @@ async fn two_stores_on_one_file_see_each_others_writes() {
         .unwrap();
     let repo = RepoName::parse("shared/app").unwrap();
     let blob = Algorithm::Sha256.digest_of(b"shared blob");
-    first.link_blob(&repo, &blob, 3, 1).await.unwrap();
+    first.link_blob(&at(1), &repo, &blob, 3).await.unwrap();
     assert_eq!(
         second.linked_blob_size(&repo, &blob).await.unwrap(),
         Some(3)
     );
-    assert!(second.unlink_blob(&repo, &blob, 1).await.unwrap());
+    assert!(second.unlink_blob(&at(1), &repo, &blob).await.unwrap());
     assert_eq!(first.linked_blob_size(&repo, &blob).await.unwrap(), None);
 }
 

@@ -57,6 +57,9 @@ pub enum RegistryError {
     Storage(StorageError),
     #[error("metadata failure: {0}")]
     Meta(MetaError),
+    /// An event consumer failed to handle a batch (its message).
+    #[error("event consumer failed: {0}")]
+    Consumer(String),
 }
 
 impl RegistryError {
@@ -84,7 +87,9 @@ impl RegistryError {
             | RegistryError::NamespaceExists
             | RegistryError::NamespaceNotEmpty => ErrorCode::Denied,
             RegistryError::InvalidParameter(_) => ErrorCode::Unsupported,
-            RegistryError::Storage(_) | RegistryError::Meta(_) => ErrorCode::Internal,
+            RegistryError::Storage(_) | RegistryError::Meta(_) | RegistryError::Consumer(_) => {
+                ErrorCode::Internal
+            }
         }
     }
 

@@ -9,6 +9,8 @@
 //! - `blobs`, `uploads`, `manifests`, [`namespaces`]: the operations, one
 //!   file per resource.
 //! - [`jobs`]: background work (expired upload purge) with `run_once` for tests.
+//! - [`events`]: the event stream's consumers ([`EventConsumer`], driven by a
+//!   [`ConsumerRunner`]) and its retention.
 //! - [`gc`]: deletion's second half, online garbage collection
 //!   ([`Registry::collect_garbage`] runs one pass).
 //!
@@ -27,14 +29,18 @@ use berth_storage::BlobStore;
 mod blobs;
 mod cache;
 pub mod error;
+pub mod events;
 pub mod gc;
 pub mod jobs;
 mod manifests;
 pub mod namespaces;
 mod uploads;
 
-pub use berth_meta::{Namespace, NamespaceUsage, Visibility};
+pub use berth_meta::{
+    Actor, ActorKind, Change, Event, EventCursor, EventKind, Namespace, NamespaceUsage, Visibility,
+};
 pub use error::RegistryError;
+pub use events::{ConsumerError, ConsumerOptions, ConsumerPass, ConsumerRunner, EventConsumer};
 pub use gc::{GcOptions, GcReport};
 pub use manifests::{ManifestPut, ReferrersIndex};
 pub use namespaces::NamespaceDeletion;
@@ -76,6 +82,9 @@ pub struct RegistryConfig {
     /// When set, blob GETs may be answered with a redirect to a presigned
     /// storage URL valid this long (if the backend can presign).
     pub redirect_expiry: Option<Duration>,
+    /// How long events are kept before [`Registry::purge_old_events`]
+    /// deletes them.
+    pub event_retention: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -91,6 +100,7 @@ impl Default for RegistryConfig {
             gc_lease: Duration::from_secs(15),
             manifest_cache_ttl: Duration::from_secs(1),
             redirect_expiry: None,
+            event_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -171,6 +181,11 @@ impl Registry {
 
     fn now(&self) -> Timestamp {
         self.inner.clock.now()
+    }
+
+    /// A change `actor` makes now.
+    fn change(&self, actor: &Actor) -> Change {
+        Change::new(actor.clone(), self.now())
     }
 
     fn blobs(&self) -> &dyn BlobStore {

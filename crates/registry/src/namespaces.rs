@@ -8,7 +8,7 @@
 //! Deleting a namespace deletes its repositories first when asked to, in
 //! bounded steps, and is refused otherwise while it holds any.
 
-use berth_meta::{MetaError, Namespace, NamespaceUsage, RepositoryDeletion, Visibility};
+use berth_meta::{Actor, MetaError, Namespace, NamespaceUsage, RepositoryDeletion, Visibility};
 use berth_oci::RepoName;
 use berth_storage::{UploadId, UploadProgress};
 
@@ -45,6 +45,7 @@ impl Registry {
     /// Creates a namespace, owned by the user `owner` if given.
     pub async fn create_namespace(
         &self,
+        actor: &Actor,
         name: &str,
         visibility: Visibility,
         owner: Option<&str>,
@@ -55,7 +56,11 @@ impl Registry {
             visibility,
             created_at: self.now(),
         };
-        match self.meta().create_namespace(&namespace, owner).await {
+        match self
+            .meta()
+            .create_namespace(&self.change(actor), &namespace, owner)
+            .await
+        {
             Ok(()) => Ok(namespace),
             Err(MetaError::AlreadyExists) => Err(RegistryError::NamespaceExists),
             Err(MetaError::NotFound) => Err(RegistryError::InvalidParameter(format!(
@@ -86,10 +91,15 @@ impl Registry {
     /// Makes a namespace public or private.
     pub async fn set_namespace_visibility(
         &self,
+        actor: &Actor,
         name: &str,
         visibility: Visibility,
     ) -> Result<(), RegistryError> {
-        match self.meta().set_visibility(name, visibility).await {
+        match self
+            .meta()
+            .set_visibility(&self.change(actor), name, visibility)
+            .await
+        {
             Err(MetaError::NotFound) => Err(RegistryError::NamespaceUnknown),
             other => Ok(other?),
         }
@@ -122,6 +132,7 @@ impl Registry {
     /// everything in them.
     pub async fn delete_namespace(
         &self,
+        actor: &Actor,
         name: &str,
         force: bool,
     ) -> Result<NamespaceDeletion, RegistryError> {
@@ -137,12 +148,16 @@ impl Registry {
                         break;
                     }
                     for repository in batch {
-                        self.delete_repository(&repository).await?;
+                        self.delete_repository(actor, &repository).await?;
                         deletion.repositories.push(repository);
                     }
                 }
             }
-            match self.meta().delete_namespace(name).await {
+            match self
+                .meta()
+                .delete_namespace(&self.change(actor), name)
+                .await
+            {
                 Ok(()) => return Ok(deletion),
                 Err(MetaError::NotFound) => return Err(RegistryError::NamespaceUnknown),
                 // A push created a repository since the last listing.
@@ -156,21 +171,29 @@ impl Registry {
     /// Deletes a repository with its manifests, tags, blob links and upload
     /// sessions. Blobs nothing else references are left to garbage
     /// collection, as after any deletion.
-    pub async fn delete_repository(&self, repository: &RepoName) -> Result<(), RegistryError> {
+    pub async fn delete_repository(
+        &self,
+        actor: &Actor,
+        repository: &RepoName,
+    ) -> Result<(), RegistryError> {
         // As for manifests: invalidated before and after, so a reader that
         // refilled the cache meanwhile sees the change no later than the
         // second invalidation.
         self.invalidate(repository);
-        let result = self.delete_repository_steps(repository).await;
+        let result = self.delete_repository_steps(actor, repository).await;
         self.invalidate(repository);
         result
     }
 
-    async fn delete_repository_steps(&self, repository: &RepoName) -> Result<(), RegistryError> {
+    async fn delete_repository_steps(
+        &self,
+        actor: &Actor,
+        repository: &RepoName,
+    ) -> Result<(), RegistryError> {
         loop {
             match self
                 .meta()
-                .delete_repository_step(repository, DELETION_STEP, self.now())
+                .delete_repository_step(&self.change(actor), repository, DELETION_STEP)
                 .await?
             {
                 RepositoryDeletion::Missing => return Err(RegistryError::NameUnknown),

@@ -7,7 +7,7 @@
 //! lease makes writers of one session take turns, which is what lets the
 //! storage backend discard bytes a failed earlier write left behind.
 
-use berth_meta::UploadRecord;
+use berth_meta::{Actor, MetaError, UploadRecord};
 use berth_oci::{Digest, RepoName};
 use berth_storage::{ByteStream, UploadId, UploadProgress};
 
@@ -23,7 +23,11 @@ pub struct UploadStatus {
 
 impl Registry {
     /// Opens a new upload session in `repository`.
-    pub async fn start_upload(&self, repository: &RepoName) -> Result<UploadStatus, RegistryError> {
+    pub async fn start_upload(
+        &self,
+        actor: &Actor,
+        repository: &RepoName,
+    ) -> Result<UploadStatus, RegistryError> {
         let id = UploadId::new_random();
         let progress = self.blobs().begin_upload(&id).await?;
         let now = self.now();
@@ -34,7 +38,11 @@ impl Registry {
             updated_at: now,
             progress: encode_progress(&progress)?,
         };
-        if let Err(e) = self.meta().create_upload(&record).await {
+        if let Err(e) = self
+            .meta()
+            .create_upload(&self.change(actor), &record)
+            .await
+        {
             let _ = self.blobs().abort_upload(&id, Some(&progress)).await;
             return Err(e.into());
         }
@@ -83,6 +91,7 @@ impl Registry {
     /// `digest`, after which the blob is linked into the repository.
     pub async fn finish_upload(
         &self,
+        actor: &Actor,
         repository: &RepoName,
         id: &UploadId,
         digest: &Digest,
@@ -103,25 +112,39 @@ impl Registry {
                 return Err(e.into());
             }
         };
-        // The storage upload is gone either way, so the session goes too.
-        let linked = self.link_stored_blob(repository, digest, size).await;
-        self.meta().delete_upload(&lease.key).await?;
-        linked?;
+        // The storage upload is gone either way, so the session goes too:
+        // with the link, in one transaction, when the link is made.
+        let change = self.change(actor);
+        let linked = match self
+            .meta()
+            .finish_upload(&change, repository, &lease.key, digest, size)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error @ MetaError::BlobBeingDeleted) => {
+                self.meta().delete_upload(&lease.key).await?;
+                Err(error.into())
+            }
+            Err(error) => Err(error.into()),
+        };
+        self.check_linked_bytes(&change, repository, digest, linked)
+            .await?;
         Ok(size)
     }
 
     /// Stores a whole blob sent in one request (`POST ?digest=` with a body).
     pub async fn upload_monolithic(
         &self,
+        actor: &Actor,
         repository: &RepoName,
         digest: &Digest,
         data: ByteStream,
     ) -> Result<u64, RegistryError> {
         // A session record is written even here, so that a crash mid-body
         // leaves a session the purge job finds and removes.
-        let status = self.start_upload(repository).await?;
+        let status = self.start_upload(actor, repository).await?;
         match self
-            .finish_upload(repository, &status.id, digest, None, Some(data))
+            .finish_upload(actor, repository, &status.id, digest, None, Some(data))
             .await
         {
             Ok(size) => Ok(size),

@@ -4,7 +4,7 @@
 mod support;
 
 use berth_registry::{NamespaceUsage, RegistryError, Visibility};
-use support::{repo, tag, Harness, GRACE, UPLOAD_TTL};
+use support::{actor, repo, tag, Harness, GRACE, UPLOAD_TTL};
 
 #[tokio::test]
 async fn a_push_creates_its_namespace_and_usage_counts_each_blob_once() {
@@ -57,16 +57,16 @@ async fn a_push_creates_its_namespace_and_usage_counts_each_blob_once() {
 async fn namespaces_are_created_listed_and_made_public() {
     let h = Harness::new().await;
     h.registry
-        .create_namespace("alpha", Visibility::Public, None)
+        .create_namespace(&actor(), "alpha", Visibility::Public, None)
         .await
         .unwrap();
     h.registry
-        .create_namespace("beta", Visibility::Private, None)
+        .create_namespace(&actor(), "beta", Visibility::Private, None)
         .await
         .unwrap();
     assert!(matches!(
         h.registry
-            .create_namespace("alpha", Visibility::Private, None)
+            .create_namespace(&actor(), "alpha", Visibility::Private, None)
             .await,
         Err(RegistryError::NamespaceExists)
     ));
@@ -74,7 +74,7 @@ async fn namespaces_are_created_listed_and_made_public() {
         assert!(
             matches!(
                 h.registry
-                    .create_namespace(bad, Visibility::Private, None)
+                    .create_namespace(&actor(), bad, Visibility::Private, None)
                     .await,
                 Err(RegistryError::InvalidParameter(_))
             ),
@@ -83,12 +83,12 @@ async fn namespaces_are_created_listed_and_made_public() {
     }
     assert!(matches!(
         h.registry
-            .create_namespace("gamma", Visibility::Private, Some("nobody"))
+            .create_namespace(&actor(), "gamma", Visibility::Private, Some("nobody"))
             .await,
         Err(RegistryError::InvalidParameter(_))
     ));
     h.registry
-        .set_namespace_visibility("beta", Visibility::Public)
+        .set_namespace_visibility(&actor(), "beta", Visibility::Public)
         .await
         .unwrap();
     let names: Vec<_> = h
@@ -110,7 +110,7 @@ async fn namespaces_are_created_listed_and_made_public() {
     assert_eq!(page.len(), 1);
     assert!(matches!(
         h.registry
-            .set_namespace_visibility("gamma", Visibility::Public)
+            .set_namespace_visibility(&actor(), "gamma", Visibility::Public)
             .await,
         Err(RegistryError::NamespaceUnknown)
     ));
@@ -136,7 +136,7 @@ async fn a_namespace_with_repositories_is_deleted_only_when_forced() {
         .push_image(&keep, &tag("latest"), "kept", &[b"shared layer"])
         .await;
     // An open upload in a repository of the namespace: its data goes too.
-    let session = h.registry.start_upload(&app).await.unwrap();
+    let session = h.registry.start_upload(&actor(), &app).await.unwrap();
     h.registry
         .append_chunk(
             &app,
@@ -149,12 +149,16 @@ async fn a_namespace_with_repositories_is_deleted_only_when_forced() {
 
     assert_eq!(upload_files(&h), 1);
     assert!(matches!(
-        h.registry.delete_namespace("doomed", false).await,
+        h.registry.delete_namespace(&actor(), "doomed", false).await,
         Err(RegistryError::NamespaceNotEmpty)
     ));
     assert!(h.registry.get_manifest(&app, &tag("latest")).await.is_ok());
 
-    let deleted = h.registry.delete_namespace("doomed", true).await.unwrap();
+    let deleted = h
+        .registry
+        .delete_namespace(&actor(), "doomed", true)
+        .await
+        .unwrap();
     assert_eq!(deleted.repositories, vec![app.clone(), lib.clone()]);
     assert!(matches!(
         h.registry.namespace("doomed").await,
@@ -193,11 +197,11 @@ async fn a_namespace_with_repositories_is_deleted_only_when_forced() {
     h.no_pending_deletions().await;
 
     assert!(matches!(
-        h.registry.delete_namespace("doomed", true).await,
+        h.registry.delete_namespace(&actor(), "doomed", true).await,
         Err(RegistryError::NamespaceUnknown)
     ));
     assert!(matches!(
-        h.registry.delete_repository(&app).await,
+        h.registry.delete_repository(&actor(), &app).await,
         Err(RegistryError::NameUnknown)
     ));
 }

@@ -75,6 +75,11 @@ fn forbidden() -> ApiError {
     )
 }
 
+/// The change `principal` makes now through the API.
+fn change_by(principal: &Principal) -> berth_auth::Change {
+    berth_auth::change_at(&principal.actor(None), OffsetDateTime::now_utc())
+}
+
 fn is_admin(principal: &Principal) -> bool {
     matches!(principal, Principal::User { is_admin: true, .. })
 }
@@ -166,7 +171,7 @@ async fn create_user(State(state): State<AppState>, request: Request) -> ApiResu
         &new.name,
         &Secret::new(new.password),
         new.admin,
-        OffsetDateTime::now_utc(),
+        &change_by(&principal),
     )
     .await
     .map_err(admin_error)?;
@@ -229,7 +234,7 @@ async fn create_namespace(State(state): State<AppState>, request: Request) -> Ap
         &new.name,
         new.visibility,
         owner,
-        OffsetDateTime::now_utc(),
+        &change_by(&principal),
     )
     .await
     .map_err(admin_error)?;
@@ -255,7 +260,7 @@ async fn update_namespace(
     check_namespace(&auth, &principal, &namespace, Action::ManageSettings).await?;
     let update: NamespaceUpdate = parse_body(&body)?;
     auth.store
-        .set_visibility(&namespace, update.visibility)
+        .set_visibility(&change_by(&principal), &namespace, update.visibility)
         .await
         .map_err(store_failure)?;
     Ok(Json(json!({"name": namespace, "visibility": update.visibility})).into_response())
@@ -296,9 +301,15 @@ async fn set_member(
     let (auth, principal) = user(&state, request).await?;
     check_namespace(&auth, &principal, &namespace, Action::ManageMembers).await?;
     let update: MemberUpdate = parse_body(&body)?;
-    admin::set_member(auth.store.as_ref(), &namespace, &member, update.role)
-        .await
-        .map_err(admin_error)?;
+    admin::set_member(
+        auth.store.as_ref(),
+        &namespace,
+        &member,
+        update.role,
+        &change_by(&principal),
+    )
+    .await
+    .map_err(admin_error)?;
     Ok(Json(json!({"user": member, "role": update.role})).into_response())
 }
 
@@ -309,7 +320,11 @@ async fn remove_member(
 ) -> ApiResult {
     let (auth, principal) = user(&state, request).await?;
     check_namespace(&auth, &principal, &namespace, Action::ManageMembers).await?;
-    match auth.store.remove_member(&namespace, &member).await {
+    match auth
+        .store
+        .remove_member(&change_by(&principal), &namespace, &member)
+        .await
+    {
         Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(berth_auth::AuthStoreError::NotFound) => {
             Err(ApiError::new(ErrorCode::NameUnknown, "no such member"))
@@ -378,7 +393,7 @@ async fn create_token(State(state): State<AppState>, request: Request) -> ApiRes
         scopes,
         expiry,
         user_name(&principal),
-        OffsetDateTime::now_utc(),
+        &change_by(&principal),
     )
     .await
     .map_err(admin_error)?;
@@ -406,7 +421,7 @@ async fn revoke_token(
         return Err(forbidden());
     }
     auth.store
-        .revoke_access_token(&name, OffsetDateTime::now_utc())
+        .revoke_access_token(&change_by(&principal), &name)
         .await
         .map_err(store_failure)?;
     Ok(StatusCode::NO_CONTENT.into_response())

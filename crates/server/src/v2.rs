@@ -104,7 +104,10 @@ async fn handle(state: &AppState, endpoint: Endpoint, request: Request) -> ApiRe
             put_manifest(state, &repo, &reference, request, body).await
         }
         (Endpoint::Manifest(repo, reference), Method::DELETE) => {
-            state.registry.delete_manifest(&repo, &reference).await?;
+            state
+                .registry
+                .delete_manifest(&access::actor(request), &repo, &reference)
+                .await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Endpoint::Blob(repo, digest), Method::GET) => {
@@ -114,7 +117,10 @@ async fn handle(state: &AppState, endpoint: Endpoint, request: Request) -> ApiRe
             get_blob(state, &repo, &digest, &request.headers, true).await
         }
         (Endpoint::Blob(repo, digest), Method::DELETE) => {
-            state.registry.delete_blob(&repo, &digest).await?;
+            state
+                .registry
+                .delete_blob(&access::actor(request), &repo, &digest)
+                .await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Endpoint::UploadStart(repo), Method::POST) => {
@@ -247,7 +253,7 @@ async fn start_upload(state: &AppState, repo: &RepoName, request: &Parts, body: 
         if let Some(from) = query.get("from").and_then(|f| RepoName::parse(f).ok()) {
             if state
                 .registry
-                .mount_blob(repo, &from, &digest)
+                .mount_blob(&access::actor(request), repo, &from, &digest)
                 .await?
                 .is_some()
             {
@@ -260,11 +266,14 @@ async fn start_upload(state: &AppState, repo: &RepoName, request: &Parts, body: 
         let stream = body_stream(state, body);
         state
             .registry
-            .upload_monolithic(repo, &digest, stream)
+            .upload_monolithic(&access::actor(request), repo, &digest, stream)
             .await?;
         return Ok(blob_created(repo, &digest));
     }
-    let status = state.registry.start_upload(repo).await?;
+    let status = state
+        .registry
+        .start_upload(&access::actor(request), repo)
+        .await?;
     Ok(upload_response(
         StatusCode::ACCEPTED,
         repo,
@@ -329,7 +338,14 @@ async fn put_upload(
     let last_chunk = has_body.then(|| body_stream(state, body));
     state
         .registry
-        .finish_upload(repo, id, &digest, start, last_chunk)
+        .finish_upload(
+            &access::actor(request),
+            repo,
+            id,
+            &digest,
+            start,
+            last_chunk,
+        )
         .await?;
     Ok(blob_created(repo, &digest))
 }
@@ -422,6 +438,7 @@ async fn put_manifest(
     let put = state
         .registry
         .put_manifest(
+            &access::actor(request),
             repo,
             reference,
             &extra_tags,

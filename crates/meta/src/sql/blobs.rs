@@ -1,81 +1,98 @@
-//! [`BlobLinkStore`] in SQL.
+//! [`BlobLinkStore`] in SQL, and the link that finishing an upload shares.
 
 use berth_oci::{Digest, RepoName};
 
-use super::db::{database, query};
+use super::db::{database, query, Tx};
+use super::events::NewEvent;
 use super::{
     ensure_repository, lock_digests, mark_blob_if_orphaned, parse_size, repository_id, to_i64,
     SqlMetaStore,
 };
-use crate::{BlobLinkStore, MetaError, Timestamp};
+use crate::{BlobLinkStore, Change, EventKind, MetaError};
+
+/// Links `digest` into `repository` in `tx` (see [`BlobLinkStore::link_blob`]).
+pub(crate) async fn link(
+    tx: &mut Tx,
+    repository: &RepoName,
+    digest: &Digest,
+    size: u64,
+) -> Result<(), MetaError> {
+    let size = to_i64(size, "blob size")?;
+    let now = tx.at()?;
+    lock_digests(tx, vec![digest.as_str()]).await?;
+    // One statement (one round trip to SQLite's writer) asks both things
+    // the link depends on.
+    let row = query(
+        "SELECT EXISTS (SELECT 1 FROM blob_deletions WHERE digest = $1) AS deleting, \
+         (SELECT id FROM repositories WHERE name = $2) AS repository_id",
+    )
+    .bind(digest.as_str())
+    .bind(repository.as_str())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(database("looking for a blob deletion"))?;
+    // While garbage collection deletes the bytes, a link would point at
+    // bytes about to vanish; the caller stores them again and retries.
+    if row.get::<bool>("deleting")? {
+        return Err(MetaError::BlobBeingDeleted);
+    }
+    let repository_id = match row.get::<Option<i64>>("repository_id")? {
+        Some(id) => id,
+        None => ensure_repository(tx, repository).await?,
+    };
+    // A digest names its content, so a blob already recorded keeps its
+    // row (and size); it only stops being a garbage candidate.
+    query(
+        "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (digest) DO UPDATE SET orphaned_at = NULL",
+    )
+    .bind(digest.as_str())
+    .bind(size)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(database("recording a blob"))?;
+    // A link no manifest references yet belongs to a push whose manifest
+    // is still to come: it is a candidate from now, and pushing the blob
+    // again restarts that clock. A referenced link stays as it is.
+    query(
+        "INSERT INTO repository_blobs \
+         (repository_id, digest, created_at, unreferenced_since, was_referenced) \
+         VALUES ($1, $2, $3, \
+             CASE WHEN EXISTS (SELECT 1 FROM manifest_blobs \
+                 WHERE repository_id = $1 AND blob_digest = $2) THEN NULL ELSE $3 END, \
+             CASE WHEN EXISTS (SELECT 1 FROM manifest_blobs \
+                 WHERE repository_id = $1 AND blob_digest = $2) THEN 1 ELSE 0 END) \
+         ON CONFLICT (repository_id, digest) DO UPDATE SET \
+         was_referenced = CASE WHEN repository_blobs.unreferenced_since IS NULL \
+             THEN repository_blobs.was_referenced ELSE 0 END, \
+         unreferenced_since = CASE WHEN repository_blobs.unreferenced_since IS NULL \
+             THEN NULL ELSE excluded.unreferenced_since END",
+    )
+    .bind(repository_id)
+    .bind(digest.as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(database("linking a blob"))?;
+    tx.record(
+        NewEvent::repository(EventKind::BlobLinked, repository)
+            .digest(digest.as_str())
+            .detail(serde_json::json!({ "size": size })),
+    )
+}
 
 #[async_trait::async_trait]
 impl<B: 'static> BlobLinkStore for SqlMetaStore<B> {
     async fn link_blob(
         &self,
+        change: &Change,
         repository: &RepoName,
         digest: &Digest,
         size: u64,
-        now: Timestamp,
     ) -> Result<(), MetaError> {
-        let size = to_i64(size, "blob size")?;
-        let mut tx = self.db.begin_write().await?;
-        lock_digests(&mut tx, vec![digest.as_str()]).await?;
-        // One statement (one round trip to SQLite's writer) asks both things
-        // the link depends on.
-        let row = query(
-            "SELECT EXISTS (SELECT 1 FROM blob_deletions WHERE digest = $1) AS deleting, \
-             (SELECT id FROM repositories WHERE name = $2) AS repository_id",
-        )
-        .bind(digest.as_str())
-        .bind(repository.as_str())
-        .fetch_one(&mut tx)
-        .await
-        .map_err(database("looking for a blob deletion"))?;
-        // While garbage collection deletes the bytes, a link would point at
-        // bytes about to vanish; the caller stores them again and retries.
-        if row.get::<bool>("deleting")? {
-            return Err(MetaError::BlobBeingDeleted);
-        }
-        let repository_id = match row.get::<Option<i64>>("repository_id")? {
-            Some(id) => id,
-            None => ensure_repository(&mut tx, repository, now).await?,
-        };
-        // A digest names its content, so a blob already recorded keeps its
-        // row (and size); it only stops being a garbage candidate.
-        query(
-            "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (digest) DO UPDATE SET orphaned_at = NULL",
-        )
-        .bind(digest.as_str())
-        .bind(size)
-        .bind(now)
-        .execute(&mut tx)
-        .await
-        .map_err(database("recording a blob"))?;
-        // A link no manifest references yet belongs to a push whose manifest
-        // is still to come: it is a candidate from now, and pushing the blob
-        // again restarts that clock. A referenced link stays as it is.
-        query(
-            "INSERT INTO repository_blobs \
-             (repository_id, digest, created_at, unreferenced_since, was_referenced) \
-             VALUES ($1, $2, $3, \
-                 CASE WHEN EXISTS (SELECT 1 FROM manifest_blobs \
-                     WHERE repository_id = $1 AND blob_digest = $2) THEN NULL ELSE $3 END, \
-                 CASE WHEN EXISTS (SELECT 1 FROM manifest_blobs \
-                     WHERE repository_id = $1 AND blob_digest = $2) THEN 1 ELSE 0 END) \
-             ON CONFLICT (repository_id, digest) DO UPDATE SET \
-             was_referenced = CASE WHEN repository_blobs.unreferenced_since IS NULL \
-                 THEN repository_blobs.was_referenced ELSE 0 END, \
-             unreferenced_since = CASE WHEN repository_blobs.unreferenced_since IS NULL \
-                 THEN NULL ELSE excluded.unreferenced_since END",
-        )
-        .bind(repository_id)
-        .bind(digest.as_str())
-        .bind(now)
-        .execute(&mut tx)
-        .await
-        .map_err(database("linking a blob"))?;
+        let mut tx = self.db.begin_change(change).await?;
+        link(&mut tx, repository, digest, size).await?;
         tx.commit()
             .await
             .map_err(database("committing a blob link"))
@@ -102,11 +119,11 @@ impl<B: 'static> BlobLinkStore for SqlMetaStore<B> {
 
     async fn unlink_blob(
         &self,
+        change: &Change,
         repository: &RepoName,
         digest: &Digest,
-        now: Timestamp,
     ) -> Result<bool, MetaError> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_change(change).await?;
         let Some(repository_id) = repository_id(&mut tx, repository).await? else {
             return Ok(false);
         };
@@ -122,7 +139,10 @@ impl<B: 'static> BlobLinkStore for SqlMetaStore<B> {
                 .map_err(database("unlinking a blob"))?
                 > 0;
         if removed {
-            mark_blob_if_orphaned(&mut tx, digest.as_str(), now).await?;
+            mark_blob_if_orphaned(&mut tx, digest.as_str(), change.at).await?;
+            tx.record(
+                NewEvent::repository(EventKind::BlobUnlinked, repository).digest(digest.as_str()),
+            )?;
         }
         tx.commit()
             .await

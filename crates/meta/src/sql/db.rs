@@ -22,7 +22,8 @@ use sqlx::postgres::{PgArguments, PgPool, PgRow, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteArguments, SqlitePool, SqliteRow};
 use sqlx::{Row as _, Transaction};
 
-use crate::MetaError;
+use super::events::{append, NewEvent};
+use crate::{Change, MetaError, Timestamp};
 
 /// What differs in the SQL the two databases accept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,18 +108,31 @@ impl Db {
         }
     }
 
-    /// Starts a write transaction. On SQLite it takes the write lock up
-    /// front (`BEGIN IMMEDIATE`), so a transaction that reads before it
-    /// writes cannot fail halfway when another process holds the lock. On
-    /// PostgreSQL it runs at the default `READ COMMITTED`, with the row and
-    /// advisory locks `postgres.rs` describes.
+    /// Starts a write transaction that records no event. On SQLite it takes
+    /// the write lock up front (`BEGIN IMMEDIATE`), so a transaction that
+    /// reads before it writes cannot fail halfway when another process
+    /// holds the lock. On PostgreSQL it runs at the default `READ
+    /// COMMITTED`, with the row and advisory locks `postgres.rs` describes.
     pub(crate) async fn begin_write(&self) -> Result<Tx, MetaError> {
+        self.begin(None).await
+    }
+
+    /// Starts a write transaction making `change`: the events it records
+    /// are inserted with it when it commits.
+    pub(crate) async fn begin_change(&self, change: &Change) -> Result<Tx, MetaError> {
+        self.begin(Some(change)).await
+    }
+
+    async fn begin(&self, change: Option<&Change>) -> Result<Tx, MetaError> {
         let tx = match self {
-            Db::Sqlite { write, .. } => write.begin_with("BEGIN IMMEDIATE").await.map(Tx::Sqlite),
+            Db::Sqlite { write, .. } => write.begin_with("BEGIN IMMEDIATE").await.map(DbTx::Sqlite),
             #[cfg(feature = "postgres")]
-            Db::Postgres(pool) => pool.begin().await.map(Tx::Postgres),
+            Db::Postgres(pool) => pool.begin().await.map(DbTx::Postgres),
         };
-        tx.map_err(database("starting a write transaction"))
+        Ok(Tx::new(
+            tx.map_err(database("starting a write transaction"))?,
+            change,
+        ))
     }
 
     /// Closes the pools, waiting for connections in use to be returned.
@@ -134,28 +148,72 @@ impl Db {
     }
 }
 
-/// A transaction on either database. Dropping it without [`Tx::commit`]
-/// rolls it back.
-pub(crate) enum Tx {
+/// A driver's transaction.
+pub(crate) enum DbTx {
     Sqlite(Transaction<'static, Sqlite>),
     #[cfg(feature = "postgres")]
     Postgres(Transaction<'static, Postgres>),
 }
 
+/// A transaction on either database, and the events of the change it
+/// makes. Dropping it without [`Tx::commit`] rolls it back, events and all.
+pub(crate) struct Tx {
+    pub(crate) db: DbTx,
+    /// When and by whom the change is made; `None` for transactions that
+    /// record no event (leases, upload progress, signing keys).
+    change: Option<Change>,
+    /// Events recorded so far, inserted by [`Tx::commit`] in the same
+    /// transaction.
+    events: Vec<NewEvent>,
+}
+
 impl Tx {
-    pub(crate) fn dialect(&self) -> Dialect {
-        match self {
-            Tx::Sqlite(_) => Dialect::Sqlite,
-            #[cfg(feature = "postgres")]
-            Tx::Postgres(_) => Dialect::Postgres,
+    fn new(db: DbTx, change: Option<&Change>) -> Tx {
+        Tx {
+            db,
+            change: change.cloned(),
+            events: Vec::new(),
         }
     }
 
-    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        match self {
-            Tx::Sqlite(tx) => tx.commit().await,
+    pub(crate) fn dialect(&self) -> Dialect {
+        match self.db {
+            DbTx::Sqlite(_) => Dialect::Sqlite,
             #[cfg(feature = "postgres")]
-            Tx::Postgres(tx) => tx.commit().await,
+            DbTx::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// The change this transaction makes. Only transactions begun with
+    /// [`Db::begin_change`] have one; asking another is a bug.
+    pub(crate) fn change(&self) -> Result<&Change, MetaError> {
+        self.change.as_ref().ok_or_else(|| {
+            MetaError::Database("an event was recorded outside a change".to_string())
+        })
+    }
+
+    /// The time of the change this transaction makes.
+    pub(crate) fn at(&self) -> Result<Timestamp, MetaError> {
+        Ok(self.change()?.at)
+    }
+
+    /// Records an event, to be inserted when the transaction commits.
+    pub(crate) fn record(&mut self, event: NewEvent) -> Result<(), MetaError> {
+        self.change()?;
+        self.events.push(event);
+        Ok(())
+    }
+
+    /// Inserts the recorded events, then commits.
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let events = std::mem::take(&mut self.events);
+        if let (Some(change), false) = (self.change.take(), events.is_empty()) {
+            append(&mut self, &change, &events).await?;
+        }
+        match self.db {
+            DbTx::Sqlite(tx) => tx.commit().await,
+            #[cfg(feature = "postgres")]
+            DbTx::Postgres(tx) => tx.commit().await,
         }
     }
 }
@@ -315,10 +373,10 @@ impl<'q> Query<'q> {
             On::SqlitePool(pool) => self.sqlite().execute(pool).await?.rows_affected(),
             #[cfg(feature = "postgres")]
             On::PgPool(pool) => self.postgres().execute(pool).await?.rows_affected(),
-            On::Tx(tx) => match tx {
-                Tx::Sqlite(tx) => self.sqlite().execute(&mut **tx).await?.rows_affected(),
+            On::Tx(tx) => match &mut tx.db {
+                DbTx::Sqlite(tx) => self.sqlite().execute(&mut **tx).await?.rows_affected(),
                 #[cfg(feature = "postgres")]
-                Tx::Postgres(tx) => self.postgres().execute(&mut **tx).await?.rows_affected(),
+                DbTx::Postgres(tx) => self.postgres().execute(&mut **tx).await?.rows_affected(),
             },
         };
         Ok(done)
@@ -333,10 +391,10 @@ impl<'q> Query<'q> {
             On::SqlitePool(pool) => wrap(self.sqlite().fetch_all(pool).await?, Row::Sqlite),
             #[cfg(feature = "postgres")]
             On::PgPool(pool) => wrap(self.postgres().fetch_all(pool).await?, Row::Postgres),
-            On::Tx(tx) => match tx {
-                Tx::Sqlite(tx) => wrap(self.sqlite().fetch_all(&mut **tx).await?, Row::Sqlite),
+            On::Tx(tx) => match &mut tx.db {
+                DbTx::Sqlite(tx) => wrap(self.sqlite().fetch_all(&mut **tx).await?, Row::Sqlite),
                 #[cfg(feature = "postgres")]
-                Tx::Postgres(tx) => {
+                DbTx::Postgres(tx) => {
                     wrap(self.postgres().fetch_all(&mut **tx).await?, Row::Postgres)
                 }
             },
@@ -357,14 +415,14 @@ impl<'q> Query<'q> {
                 .fetch_optional(pool)
                 .await?
                 .map(Row::Postgres),
-            On::Tx(tx) => match tx {
-                Tx::Sqlite(tx) => self
+            On::Tx(tx) => match &mut tx.db {
+                DbTx::Sqlite(tx) => self
                     .sqlite()
                     .fetch_optional(&mut **tx)
                     .await?
                     .map(Row::Sqlite),
                 #[cfg(feature = "postgres")]
-                Tx::Postgres(tx) => self
+                DbTx::Postgres(tx) => self
                     .postgres()
                     .fetch_optional(&mut **tx)
                     .await?

@@ -3,14 +3,15 @@
 use berth_oci::Digest;
 
 use super::db::{database, query, Row};
+use super::events::NewEvent;
 use super::manifests::{delete_manifests, deletion_set};
 use super::{
     distinct, limit_to_i64, lock_digests, mark_blob_if_orphaned, parse_digest, parse_repository,
     parse_size, repository_id, to_i64, SqlMetaStore,
 };
 use crate::{
-    BlobCandidate, DeletedManifest, GcCutoffs, GcStore, LinkCandidate, ManifestCandidate,
-    MetaError, Timestamp,
+    BlobCandidate, Change, DeletedManifest, EventKind, GcCutoffs, GcStore, LinkCandidate,
+    ManifestCandidate, MetaError, Timestamp,
 };
 
 /// The condition under which a manifest `m` is untagged garbage, given the
@@ -76,11 +77,12 @@ impl<B: 'static> GcStore for SqlMetaStore<B> {
 
     async fn remove_links(
         &self,
+        change: &Change,
         links: &[LinkCandidate],
         cutoffs: GcCutoffs,
-        now: Timestamp,
     ) -> Result<Vec<LinkCandidate>, MetaError> {
-        let mut tx = self.db.begin_write().await?;
+        let now = change.at;
+        let mut tx = self.db.begin_change(change).await?;
         lock_digests(&mut tx, links.iter().map(|l| l.digest.as_str()).collect()).await?;
         let mut removed = Vec::new();
         for link in links {
@@ -109,6 +111,11 @@ impl<B: 'static> GcStore for SqlMetaStore<B> {
                 // The blob has been unreferenced since the link was: its
                 // grace period has run already (a later re-push re-links).
                 mark_blob_if_orphaned(&mut tx, link.digest.as_str(), since.min(now)).await?;
+                tx.record(
+                    NewEvent::repository(EventKind::BlobUnlinked, &link.repository)
+                        .digest(link.digest.as_str())
+                        .detail(serde_json::json!({ "unreferenced_since": since })),
+                )?;
                 removed.push(link.clone());
             }
         }
@@ -144,11 +151,12 @@ impl<B: 'static> GcStore for SqlMetaStore<B> {
 
     async fn begin_blob_deletions(
         &self,
+        change: &Change,
         blobs: &[BlobCandidate],
         before: Timestamp,
-        now: Timestamp,
     ) -> Result<Vec<BlobCandidate>, MetaError> {
-        let mut tx = self.db.begin_write().await?;
+        let now = change.at;
+        let mut tx = self.db.begin_change(change).await?;
         lock_digests(&mut tx, blobs.iter().map(|b| b.digest.as_str()).collect()).await?;
         let mut begun = Vec::new();
         for blob in blobs {
@@ -180,6 +188,10 @@ impl<B: 'static> GcStore for SqlMetaStore<B> {
             .execute(&mut tx)
             .await
             .map_err(database("recording a blob deletion"))?;
+            tx.record(
+                NewEvent::new(EventKind::BlobDeleted, serde_json::json!({ "size": size }))
+                    .digest(blob.digest.as_str()),
+            )?;
             begun.push(BlobCandidate {
                 digest: blob.digest.clone(),
                 size: parse_size(size)?,
@@ -301,11 +313,11 @@ impl<B: 'static> GcStore for SqlMetaStore<B> {
 
     async fn delete_untagged_manifest(
         &self,
+        change: &Change,
         candidate: &ManifestCandidate,
         before: Timestamp,
-        now: Timestamp,
     ) -> Result<Option<DeletedManifest>, MetaError> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_change(change).await?;
         let Some(repository_id) = repository_id(&mut tx, &candidate.repository).await? else {
             return Ok(None);
         };
@@ -348,8 +360,14 @@ impl<B: 'static> GcStore for SqlMetaStore<B> {
         if tagged.is_some() {
             return Ok(None);
         }
-        let deleted =
-            delete_manifests(&mut tx, repository_id, &candidate.digest, &doomed, now).await?;
+        let deleted = delete_manifests(
+            &mut tx,
+            &candidate.repository,
+            repository_id,
+            &candidate.digest,
+            &doomed,
+        )
+        .await?;
         tx.commit()
             .await
             .map_err(database("committing an untagged manifest deletion"))?;

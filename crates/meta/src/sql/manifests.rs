@@ -4,13 +4,15 @@
 use berth_oci::{Digest, RepoName, Tag};
 
 use super::db::{database, query, Dialect, Row, Tx};
+use super::events::NewEvent;
 use super::{
     distinct, ensure_repository, limit_to_i64, lock_digests, mark_blob_if_orphaned,
     mark_link_if_unreferenced, parse_digest, parse_size, parse_tag, repository_id, to_i64,
     SqlMetaStore,
 };
 use crate::{
-    DeletedManifest, ManifestRecord, ManifestStore, MetaError, NewManifest, Referrer, Timestamp,
+    Change, DeletedManifest, EventKind, ManifestRecord, ManifestStore, MetaError, NewManifest,
+    Referrer,
 };
 
 /// The manifest columns [`manifest_from_row`] reads, prefixed by table alias
@@ -145,15 +147,17 @@ pub(crate) async fn deletion_set(
     Ok(doomed)
 }
 
-/// Deletes the manifests of `doomed` (from [`deletion_set`]) with their tags
-/// and references, and turns what lost its last reference into candidates.
+/// Deletes the manifests of `doomed` (from [`deletion_set`]) of `repository`
+/// with their tags and references, turns what lost its last reference into
+/// candidates, and records `tag.deleted` and `manifest.deleted` events.
 pub(crate) async fn delete_manifests(
     tx: &mut Tx,
+    repository: &RepoName,
     repository_id: i64,
     root: &Digest,
     doomed: &[String],
-    now: Timestamp,
 ) -> Result<DeletedManifest, MetaError> {
+    let now = tx.at()?;
     let mut blobs: Vec<String> = Vec::new();
     for member in doomed {
         let referenced = query(
@@ -185,10 +189,20 @@ pub(crate) async fn delete_manifests(
         .fetch_all(&mut *tx)
         .await
         .map_err(database("deleting a manifest's tags"))?;
+        let mut removed = names
+            .iter()
+            .map(|row| parse_tag(&row.first::<String>()?))
+            .collect::<Result<Vec<_>, _>>()?;
+        removed.sort_by(|a, b| a.as_str().as_bytes().cmp(b.as_str().as_bytes()));
+        for tag in &removed {
+            tx.record(
+                NewEvent::repository(EventKind::TagDeleted, repository)
+                    .digest(member)
+                    .tag(tag),
+            )?;
+        }
         if member == root.as_str() {
-            for row in names {
-                tags.push(parse_tag(&row.first::<String>()?)?);
-            }
+            tags = removed;
         }
     }
     for (sql, context) in [
@@ -218,8 +232,9 @@ pub(crate) async fn delete_manifests(
         mark_link_if_unreferenced(tx, repository_id, blob, now).await?;
         mark_blob_if_orphaned(tx, blob, now).await?;
     }
-    // `RETURNING` has no order, so the names are sorted here, by bytes.
-    tags.sort_by(|a, b| a.as_str().as_bytes().cmp(b.as_str().as_bytes()));
+    for member in doomed {
+        tx.record(NewEvent::repository(EventKind::ManifestDeleted, repository).digest(member))?;
+    }
     let mut referrers = doomed[1..]
         .iter()
         .map(|digest| parse_digest(digest))
@@ -250,16 +265,17 @@ impl<B> SqlMetaStore<B> {
 impl<B: 'static> ManifestStore for SqlMetaStore<B> {
     async fn put_manifest(
         &self,
+        change: &Change,
         repository: &RepoName,
         manifest: &NewManifest,
         tag: Option<&Tag>,
-        now: Timestamp,
     ) -> Result<(), MetaError> {
         let record = &manifest.record;
+        let now = change.at;
         let size = to_i64(record.payload.len() as u64, "manifest size")?;
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_change(change).await?;
         let dialect = tx.dialect();
-        let repository_id = ensure_repository(&mut tx, repository, now).await?;
+        let repository_id = ensure_repository(&mut tx, repository).await?;
         // Locked so that a concurrent deletion cannot remove the manifest
         // between this check and the tag that will point at it.
         let mut exists = lock_manifest(
@@ -336,8 +352,46 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
         }
         if !exists {
             record_references(&mut tx, repository_id, manifest).await?;
+            let mut detail = serde_json::json!({
+                "media_type": record.media_type,
+                "size": size,
+            });
+            if let Some(subject) = &record.subject {
+                detail["subject"] = subject.as_str().into();
+            }
+            if let Some(artifact_type) = &record.artifact_type {
+                detail["artifact_type"] = artifact_type.as_str().into();
+            }
+            tx.record(
+                NewEvent::repository(EventKind::ManifestStored, repository)
+                    .digest(record.digest.as_str())
+                    .detail(detail),
+            )?;
         }
         if let Some(tag) = tag {
+            // The tag's previous target, for its event; on PostgreSQL the
+            // row stays locked, so two pushes moving one tag take turns and
+            // their events say what each replaced.
+            let sql = format!(
+                "SELECT manifest_digest FROM tags WHERE repository_id = $1 AND name = $2{}",
+                dialect.for_update()
+            );
+            let previous: Option<String> = query(&sql)
+                .bind(repository_id)
+                .bind(tag.as_str())
+                .fetch_optional(&mut tx)
+                .await
+                .map_err(database("looking up a tag"))?
+                .map(|row| row.first())
+                .transpose()?;
+            if previous.as_deref() != Some(record.digest.as_str()) {
+                tx.record(
+                    NewEvent::repository(EventKind::TagMoved, repository)
+                        .digest(record.digest.as_str())
+                        .tag(tag)
+                        .detail(serde_json::json!({ "previous": previous })),
+                )?;
+            }
             query(
                 "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) \
                  VALUES ($1, $2, $3, $4) \
@@ -386,12 +440,12 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
 
     async fn delete_manifest(
         &self,
+        change: &Change,
         repository: &RepoName,
         digest: &Digest,
         with_referrers: bool,
-        now: Timestamp,
     ) -> Result<Option<DeletedManifest>, MetaError> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_change(change).await?;
         let Some(repository_id) = repository_id(&mut tx, repository).await? else {
             return Ok(None);
         };
@@ -405,24 +459,43 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
             return Ok(None);
         }
         let doomed = deletion_set(&mut tx, repository_id, digest, with_referrers).await?;
-        let deleted = delete_manifests(&mut tx, repository_id, digest, &doomed, now).await?;
+        let deleted = delete_manifests(&mut tx, repository, repository_id, digest, &doomed).await?;
         tx.commit()
             .await
             .map_err(database("committing a manifest deletion"))?;
         Ok(Some(deleted))
     }
 
-    async fn delete_tag(&self, repository: &RepoName, tag: &Tag) -> Result<bool, MetaError> {
+    async fn delete_tag(
+        &self,
+        change: &Change,
+        repository: &RepoName,
+        tag: &Tag,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
         let deleted = query(
             "DELETE FROM tags \
-             WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2",
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2 \
+             RETURNING manifest_digest",
         )
         .bind(repository.as_str())
         .bind(tag.as_str())
-        .execute(self.db.writer())
+        .fetch_optional(&mut tx)
         .await
         .map_err(database("deleting a tag"))?;
-        Ok(deleted > 0)
+        let Some(row) = deleted else {
+            return Ok(false);
+        };
+        let digest: String = row.first()?;
+        tx.record(
+            NewEvent::repository(EventKind::TagDeleted, repository)
+                .digest(&digest)
+                .tag(tag),
+        )?;
+        tx.commit()
+            .await
+            .map_err(database("committing a tag deletion"))?;
+        Ok(true)
     }
 
     async fn list_tags(

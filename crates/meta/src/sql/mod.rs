@@ -25,11 +25,12 @@ use berth_oci::{Digest, RepoName, Tag};
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType};
 
-use crate::{MetaError, MetaStore, Timestamp};
+use crate::{EventKind, MetaError, MetaStore, Timestamp};
 
 pub(crate) mod db;
 
 mod blobs;
+pub(crate) mod events;
 mod gc;
 mod jobs;
 mod keys;
@@ -42,6 +43,7 @@ mod uploads;
 mod users;
 
 use db::{database, query, Db, Dialect, Tx};
+use events::NewEvent;
 
 /// The metadata store on a SQL database. `B` is the database (`sqlx::Sqlite`
 /// or `sqlx::Postgres`): it names the type ([`crate::sqlite::SqliteMetaStore`],
@@ -195,31 +197,43 @@ pub(crate) async fn repository_id(
 pub(crate) async fn ensure_repository(
     tx: &mut Tx,
     repository: &RepoName,
-    now: Timestamp,
 ) -> Result<i64, MetaError> {
     if let Some(id) = repository_id(tx, repository).await? {
         return Ok(id);
     }
-    query(
+    let now = tx.at()?;
+    let namespace = repository.namespace();
+    let created = query(
         "INSERT INTO namespaces (name, visibility, created_at) VALUES ($1, 'private', $2) \
          ON CONFLICT (name) DO NOTHING",
     )
-    .bind(repository.namespace())
+    .bind(namespace)
     .bind(now)
     .execute(&mut *tx)
     .await
     .map_err(database("creating a namespace"))?;
+    if created > 0 {
+        tx.record(NewEvent::namespace(
+            EventKind::NamespaceCreated,
+            namespace,
+            serde_json::json!({"visibility": "private", "implicit": true}),
+        ))?;
+    }
     let created = query(
         "INSERT INTO repositories (name, namespace, created_at) VALUES ($1, $2, $3) \
          ON CONFLICT (name) DO NOTHING RETURNING id",
     )
     .bind(repository.as_str())
-    .bind(repository.namespace())
+    .bind(namespace)
     .bind(now)
     .fetch_optional(&mut *tx)
     .await
     .map_err(database("creating a repository"))?;
     if let Some(row) = created {
+        tx.record(NewEvent::repository(
+            EventKind::RepositoryCreated,
+            repository,
+        ))?;
         return row.first();
     }
     repository_id(tx, repository)

@@ -1,10 +1,10 @@
 //! [`NamespaceStore`] in SQL.
 
 use super::db::{database, query, write_error, Row};
-use super::users::require_one;
+use super::events::NewEvent;
 use super::{limit_to_i64, parse_size, SqlMetaStore};
 use crate::namespaces::{Namespace, NamespaceStore, NamespaceUsage, Visibility};
-use crate::MetaError;
+use crate::{Change, EventKind, MetaError};
 
 fn namespace_from_row(row: &Row) -> Result<Namespace, MetaError> {
     let visibility: String = row.get("visibility")?;
@@ -24,10 +24,11 @@ fn count(row: &Row, column: &str) -> Result<u64, MetaError> {
 impl<B: 'static> NamespaceStore for SqlMetaStore<B> {
     async fn create_namespace(
         &self,
+        change: &Change,
         namespace: &Namespace,
         owner: Option<&str>,
     ) -> Result<(), MetaError> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_change(change).await?;
         query("INSERT INTO namespaces (name, visibility, created_at) VALUES ($1, $2, $3)")
             .bind(&namespace.name)
             .bind(namespace.visibility.as_str())
@@ -35,6 +36,11 @@ impl<B: 'static> NamespaceStore for SqlMetaStore<B> {
             .execute(&mut tx)
             .await
             .map_err(write_error("creating a namespace"))?;
+        tx.record(NewEvent::namespace(
+            EventKind::NamespaceCreated,
+            &namespace.name,
+            serde_json::json!({ "visibility": namespace.visibility.as_str() }),
+        ))?;
         if let Some(owner) = owner {
             query(
                 "INSERT INTO namespace_members (namespace, user_name, role) \
@@ -45,6 +51,11 @@ impl<B: 'static> NamespaceStore for SqlMetaStore<B> {
             .execute(&mut tx)
             .await
             .map_err(write_error("adding a namespace owner"))?;
+            tx.record(NewEvent::namespace(
+                EventKind::MemberSet,
+                &namespace.name,
+                serde_json::json!({ "user": owner, "role": "owner", "previous": null }),
+            ))?;
         }
         tx.commit()
             .await
@@ -83,18 +94,47 @@ impl<B: 'static> NamespaceStore for SqlMetaStore<B> {
         .collect()
     }
 
-    async fn set_visibility(&self, name: &str, visibility: Visibility) -> Result<(), MetaError> {
-        let updated = query("UPDATE namespaces SET visibility = $1 WHERE name = $2")
+    async fn set_visibility(
+        &self,
+        change: &Change,
+        name: &str,
+        visibility: Visibility,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
+        // The previous value, for the event; locked on PostgreSQL so that
+        // two changes take turns and each event says what it replaced.
+        let sql = format!(
+            "SELECT visibility FROM namespaces WHERE name = $1{}",
+            tx.dialect().for_update()
+        );
+        let previous: String = query(&sql)
+            .bind(name)
+            .fetch_optional(&mut tx)
+            .await
+            .map_err(database("looking up a namespace"))?
+            .ok_or(MetaError::NotFound)?
+            .first()?;
+        if previous == visibility.as_str() {
+            return Ok(());
+        }
+        query("UPDATE namespaces SET visibility = $1 WHERE name = $2")
             .bind(visibility.as_str())
             .bind(name)
-            .execute(self.db.writer())
+            .execute(&mut tx)
             .await
             .map_err(write_error("setting visibility"))?;
-        require_one(updated)
+        tx.record(NewEvent::namespace(
+            EventKind::NamespaceUpdated,
+            name,
+            serde_json::json!({ "visibility": visibility.as_str(), "previous": previous }),
+        ))?;
+        tx.commit()
+            .await
+            .map_err(database("committing a visibility change"))
     }
 
-    async fn delete_namespace(&self, name: &str) -> Result<(), MetaError> {
-        let mut tx = self.db.begin_write().await?;
+    async fn delete_namespace(&self, change: &Change, name: &str) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
         // Locked first on PostgreSQL: a repository being created in the
         // namespace holds its row (the foreign key's lock), so this waits for
         // that push and the check below sees its repository.
@@ -128,6 +168,11 @@ impl<B: 'static> NamespaceStore for SqlMetaStore<B> {
                 MetaError::NotFound => MetaError::NamespaceNotEmpty,
                 other => other,
             })?;
+        tx.record(NewEvent::namespace(
+            EventKind::NamespaceDeleted,
+            name,
+            serde_json::json!({}),
+        ))?;
         tx.commit()
             .await
             .map_err(database("committing a namespace deletion"))

@@ -3,12 +3,13 @@
 use berth_oci::RepoName;
 
 use super::db::{database, query, Row};
+use super::events::NewEvent;
 use super::manifests::delete_manifests;
 use super::{
     limit_to_i64, lock_digests, mark_blob_if_orphaned, parse_digest, parse_repository,
     repository_id, SqlMetaStore,
 };
-use crate::{MetaError, RepositoryDeletion, RepositoryStore, Timestamp, UploadRecord};
+use crate::{Change, EventKind, MetaError, RepositoryDeletion, RepositoryStore, UploadRecord};
 
 fn names(rows: Vec<Row>) -> Result<Vec<RepoName>, MetaError> {
     rows.iter()
@@ -58,12 +59,13 @@ impl<B: 'static> RepositoryStore for SqlMetaStore<B> {
 
     async fn delete_repository_step(
         &self,
+        change: &Change,
         repository: &RepoName,
         limit: usize,
-        now: Timestamp,
     ) -> Result<RepositoryDeletion, MetaError> {
         let limit = limit.max(1);
-        let mut tx = self.db.begin_write().await?;
+        let now = change.at;
+        let mut tx = self.db.begin_change(change).await?;
         let dialect = tx.dialect();
         let Some(repository_id) = repository_id(&mut tx, repository).await? else {
             return Ok(RepositoryDeletion::Missing);
@@ -90,7 +92,7 @@ impl<B: 'static> RepositoryStore for SqlMetaStore<B> {
             .collect::<Result<_, _>>()?;
         if !doomed.is_empty() {
             let root = parse_digest(&doomed[0])?;
-            delete_manifests(&mut tx, repository_id, &root, &doomed, now).await?;
+            delete_manifests(&mut tx, repository, repository_id, &root, &doomed).await?;
             tx.commit()
                 .await
                 .map_err(database("committing a repository's deleted manifests"))?;
@@ -133,6 +135,9 @@ impl<B: 'static> RepositoryStore for SqlMetaStore<B> {
                 .map_err(database("removing a repository's links"))?;
             for digest in &links {
                 mark_blob_if_orphaned(&mut tx, digest, now).await?;
+                tx.record(
+                    NewEvent::repository(EventKind::BlobUnlinked, repository).digest(digest),
+                )?;
             }
             tx.commit()
                 .await
@@ -186,6 +191,10 @@ impl<B: 'static> RepositoryStore for SqlMetaStore<B> {
             }
             Err(error) => return Err(database("deleting a repository")(error)),
         }
+        tx.record(NewEvent::repository(
+            EventKind::RepositoryDeleted,
+            repository,
+        ))?;
         tx.commit()
             .await
             .map_err(database("committing a repository deletion"))?;

@@ -1,10 +1,11 @@
 //! [`TokenStore`] in SQL.
 
 use super::db::{database, query, write_error, Row};
+use super::events::NewEvent;
 use super::users::require_one;
 use super::SqlMetaStore;
 use crate::auth::{AccessTokenRow, RefreshTokenRow, TokenStore};
-use crate::{MetaError, Timestamp};
+use crate::{Change, EventKind, MetaError, Timestamp};
 
 const ACCESS_TOKEN_COLUMNS: &str = "name, secret_hash, scopes, created_by, created_at, \
      expires_at, last_used_at, revoked_at";
@@ -38,7 +39,12 @@ fn refresh_token_from_row(row: &Row) -> Result<RefreshTokenRow, MetaError> {
 
 #[async_trait::async_trait]
 impl<B: 'static> TokenStore for SqlMetaStore<B> {
-    async fn create_access_token(&self, token: &AccessTokenRow) -> Result<(), MetaError> {
+    async fn create_access_token(
+        &self,
+        change: &Change,
+        token: &AccessTokenRow,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
         query(
             "INSERT INTO access_tokens (name, secret_hash, scopes, created_by, created_at, \
              expires_at, last_used_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -51,10 +57,22 @@ impl<B: 'static> TokenStore for SqlMetaStore<B> {
         .bind(token.expires_at)
         .bind(token.last_used_at)
         .bind(token.revoked_at)
-        .execute(self.db.writer())
+        .execute(&mut tx)
         .await
         .map_err(write_error("creating an access token"))?;
-        Ok(())
+        // The scopes are the access control's JSON; they go into the event
+        // as JSON, and the secret's hash does not go at all.
+        let scopes: serde_json::Value = serde_json::from_str(&token.scopes)
+            .unwrap_or_else(|_| serde_json::Value::String(token.scopes.clone()));
+        tx.record(NewEvent::new(
+            EventKind::TokenCreated,
+            serde_json::json!({
+                "token": token.name,
+                "scopes": scopes,
+                "expires_at": token.expires_at,
+            }),
+        ))?;
+        tx.commit().await.map_err(database("committing a token"))
     }
 
     async fn get_access_token(&self, name: &str) -> Result<Option<AccessTokenRow>, MetaError> {
@@ -92,15 +110,32 @@ impl<B: 'static> TokenStore for SqlMetaStore<B> {
         Ok(())
     }
 
-    async fn revoke_access_token(&self, name: &str, at: Timestamp) -> Result<(), MetaError> {
-        let updated =
-            query("UPDATE access_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE name = $2")
-                .bind(at)
+    async fn revoke_access_token(&self, change: &Change, name: &str) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
+        let revoked = query(
+            "UPDATE access_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
+        )
+        .bind(change.at)
+        .bind(name)
+        .execute(&mut tx)
+        .await
+        .map_err(write_error("revoking an access token"))?;
+        if revoked == 0 {
+            // Revoked already (keeping the first time), or unknown.
+            let exists = query("SELECT 1 FROM access_tokens WHERE name = $1")
                 .bind(name)
-                .execute(self.db.writer())
+                .fetch_optional(&mut tx)
                 .await
-                .map_err(write_error("revoking an access token"))?;
-        require_one(updated)
+                .map_err(database("looking up a token"))?;
+            return require_one(u64::from(exists.is_some()));
+        }
+        tx.record(NewEvent::new(
+            EventKind::TokenRevoked,
+            serde_json::json!({ "token": name }),
+        ))?;
+        tx.commit()
+            .await
+            .map_err(database("committing a token's revocation"))
     }
 
     async fn list_access_tokens(&self) -> Result<Vec<AccessTokenRow>, MetaError> {

@@ -1,10 +1,12 @@
 //! [`UploadStore`] in SQL.
 
-use berth_oci::RepoName;
+use berth_oci::{Digest, RepoName};
 
+use super::blobs::link;
 use super::db::{database, query, Row};
-use super::{ensure_repository, limit_to_i64, parse_repository, SqlMetaStore};
-use crate::{MetaError, Timestamp, UploadRecord, UploadStore};
+use super::events::NewEvent;
+use super::{ensure_repository, limit_to_i64, parse_repository, to_i64, SqlMetaStore};
+use crate::{Change, EventKind, MetaError, Timestamp, UploadRecord, UploadStore};
 
 /// The upload columns [`upload_from_row`] reads, with table aliases `u` and `r`.
 const UPLOAD_COLUMNS: &str = "u.id, r.name, u.created_at, u.updated_at, u.progress";
@@ -37,7 +39,7 @@ impl<B> SqlMetaStore<B> {
 
 #[async_trait::async_trait]
 impl<B: 'static> UploadStore for SqlMetaStore<B> {
-    async fn create_upload(&self, upload: &UploadRecord) -> Result<(), MetaError> {
+    async fn create_upload(&self, change: &Change, upload: &UploadRecord) -> Result<(), MetaError> {
         // One statement (one round trip to SQLite's writer) when the
         // repository exists, which is every blob of a push after its first.
         let inserted = query(
@@ -55,9 +57,8 @@ impl<B: 'static> UploadStore for SqlMetaStore<B> {
         if inserted > 0 {
             return Ok(());
         }
-        let mut tx = self.db.begin_write().await?;
-        let repository_id =
-            ensure_repository(&mut tx, &upload.repository, upload.created_at).await?;
+        let mut tx = self.db.begin_change(change).await?;
+        let repository_id = ensure_repository(&mut tx, &upload.repository).await?;
         query(
             "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -71,6 +72,33 @@ impl<B: 'static> UploadStore for SqlMetaStore<B> {
         .await
         .map_err(database("creating an upload"))?;
         tx.commit().await.map_err(database("committing an upload"))
+    }
+
+    async fn finish_upload(
+        &self,
+        change: &Change,
+        repository: &RepoName,
+        id: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
+        link(&mut tx, repository, digest, size).await?;
+        let existed = query("DELETE FROM uploads WHERE id = $1")
+            .bind(id)
+            .execute(&mut tx)
+            .await
+            .map_err(database("ending an upload"))?
+            > 0;
+        tx.record(
+            NewEvent::repository(EventKind::UploadFinished, repository)
+                .digest(digest.as_str())
+                .detail(serde_json::json!({ "size": to_i64(size, "blob size")?, "upload": id })),
+        )?;
+        tx.commit()
+            .await
+            .map_err(database("committing a finished upload"))?;
+        Ok(existed)
     }
 
     async fn get_upload(

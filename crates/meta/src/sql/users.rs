@@ -1,9 +1,10 @@
 //! [`UserStore`] in SQL.
 
 use super::db::{database, query, write_error, Row};
+use super::events::NewEvent;
 use super::SqlMetaStore;
 use crate::auth::{UserRow, UserStore};
-use crate::MetaError;
+use crate::{Change, EventKind, MetaError};
 
 const USER_COLUMNS: &str = "name, password_hash, is_admin, created_at";
 
@@ -28,7 +29,8 @@ pub(crate) fn require_one(rows: u64) -> Result<(), MetaError> {
 
 #[async_trait::async_trait]
 impl<B: 'static> UserStore for SqlMetaStore<B> {
-    async fn create_user(&self, user: &UserRow) -> Result<(), MetaError> {
+    async fn create_user(&self, change: &Change, user: &UserRow) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
         query(
             "INSERT INTO users (name, password_hash, is_admin, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -36,10 +38,14 @@ impl<B: 'static> UserStore for SqlMetaStore<B> {
         .bind(&user.password_hash)
         .bind(user.is_admin)
         .bind(user.created_at)
-        .execute(self.db.writer())
+        .execute(&mut tx)
         .await
         .map_err(write_error("creating a user"))?;
-        Ok(())
+        tx.record(NewEvent::new(
+            EventKind::UserCreated,
+            serde_json::json!({ "user": user.name, "admin": user.is_admin }),
+        ))?;
+        tx.commit().await.map_err(database("committing a user"))
     }
 
     async fn get_user(&self, name: &str) -> Result<Option<UserRow>, MetaError> {
@@ -54,24 +60,67 @@ impl<B: 'static> UserStore for SqlMetaStore<B> {
             .transpose()
     }
 
-    async fn set_password_hash(&self, name: &str, hash: &str) -> Result<(), MetaError> {
+    async fn set_password_hash(
+        &self,
+        change: &Change,
+        name: &str,
+        hash: &str,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
         let updated = query("UPDATE users SET password_hash = $1 WHERE name = $2")
             .bind(hash)
             .bind(name)
-            .execute(self.db.writer())
+            .execute(&mut tx)
             .await
             .map_err(write_error("setting a password"))?;
-        require_one(updated)
+        require_one(updated)?;
+        // Never the hash itself: events are read by tools and people.
+        tx.record(NewEvent::new(
+            EventKind::UserUpdated,
+            serde_json::json!({ "user": name, "password": "changed" }),
+        ))?;
+        tx.commit().await.map_err(database("committing a password"))
     }
 
-    async fn set_admin(&self, name: &str, is_admin: bool) -> Result<(), MetaError> {
+    async fn set_admin(
+        &self,
+        change: &Change,
+        name: &str,
+        is_admin: bool,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
         let updated = query("UPDATE users SET is_admin = $1 WHERE name = $2")
             .bind(is_admin)
             .bind(name)
-            .execute(self.db.writer())
+            .execute(&mut tx)
             .await
             .map_err(write_error("setting the admin flag"))?;
-        require_one(updated)
+        require_one(updated)?;
+        tx.record(NewEvent::new(
+            EventKind::UserUpdated,
+            serde_json::json!({ "user": name, "admin": is_admin }),
+        ))?;
+        tx.commit()
+            .await
+            .map_err(database("committing the admin flag"))
+    }
+
+    async fn delete_user(&self, change: &Change, name: &str) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
+        // Memberships and refresh tokens go with the user (`ON DELETE CASCADE`).
+        let deleted = query("DELETE FROM users WHERE name = $1")
+            .bind(name)
+            .execute(&mut tx)
+            .await
+            .map_err(write_error("deleting a user"))?;
+        require_one(deleted)?;
+        tx.record(NewEvent::new(
+            EventKind::UserDeleted,
+            serde_json::json!({ "user": name }),
+        ))?;
+        tx.commit()
+            .await
+            .map_err(database("committing a user deletion"))
     }
 
     async fn list_users(&self) -> Result<Vec<UserRow>, MetaError> {

@@ -15,7 +15,7 @@ pub async fn blob_links_are_idempotent_and_per_repository(store: &dyn MetaStore)
 
     assert_eq!(store.linked_blob_size(&one, &blob).await.unwrap(), None);
     assert!(
-        !store.unlink_blob(&one, &blob, NOW).await.unwrap(),
+        !store.unlink_blob(&at(NOW), &one, &blob).await.unwrap(),
         "nothing to unlink yet"
     );
 
@@ -27,12 +27,12 @@ pub async fn blob_links_are_idempotent_and_per_repository(store: &dyn MetaStore)
         None,
         "a link in one repository is invisible from another"
     );
-    assert!(!store.unlink_blob(&two, &blob, NOW).await.unwrap());
+    assert!(!store.unlink_blob(&at(NOW), &two, &blob).await.unwrap());
 
     link(store, &two, &blob, 17).await;
-    assert!(store.unlink_blob(&one, &blob, NOW).await.unwrap());
+    assert!(store.unlink_blob(&at(NOW), &one, &blob).await.unwrap());
     assert!(
-        !store.unlink_blob(&one, &blob, NOW).await.unwrap(),
+        !store.unlink_blob(&at(NOW), &one, &blob).await.unwrap(),
         "unlinking twice is harmless"
     );
     assert_eq!(store.linked_blob_size(&one, &blob).await.unwrap(), None);
@@ -41,7 +41,7 @@ pub async fn blob_links_are_idempotent_and_per_repository(store: &dyn MetaStore)
         Some(17),
         "unlinking from one repository leaves the other's link"
     );
-    assert!(store.unlink_blob(&two, &blob, NOW).await.unwrap());
+    assert!(store.unlink_blob(&at(NOW), &two, &blob).await.unwrap());
     assert_eq!(store.linked_blob_size(&two, &blob).await.unwrap(), None);
 
     // A link creates the repository, and unlinking does not remove it.

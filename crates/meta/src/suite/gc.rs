@@ -49,7 +49,7 @@ pub async fn gc_reference_facts_follow_links_and_manifests(store: &dyn MetaStore
     assert_eq!(candidates.len(), 1);
     assert_eq!(candidates[0].digest, loose);
     let deleted = store
-        .delete_manifest(&repo, &manifest.record.digest, true, NOW + 10)
+        .delete_manifest(&at(NOW + 10), &repo, &manifest.record.digest, true)
         .await
         .unwrap()
         .unwrap();
@@ -64,7 +64,7 @@ pub async fn gc_reference_facts_follow_links_and_manifests(store: &dyn MetaStore
 
     // Removing the links orphans both blobs as of their links' times.
     let removed = store
-        .remove_links(&candidates, cutoffs(NOW + 11), NOW + 20)
+        .remove_links(&at(NOW + 20), &candidates, cutoffs(NOW + 11))
         .await
         .unwrap();
     assert_eq!(removed.len(), 2);
@@ -81,14 +81,14 @@ pub async fn gc_reference_facts_follow_links_and_manifests(store: &dyn MetaStore
     // A re-link clears a blob's candidacy; the deletion re-checks it.
     link(store, &repo, &loose, 6).await;
     let begun = store
-        .begin_blob_deletions(&blobs, NOW + 11, NOW + 30)
+        .begin_blob_deletions(&at(NOW + 30), &blobs, NOW + 11)
         .await
         .unwrap();
     assert_eq!(begun.len(), 1);
     assert_eq!(begun[0].digest, layer);
     assert_eq!(begun[0].size, 5);
     // While the deletion runs, the digest cannot be linked, and it is known.
-    match store.link_blob(&repo, &layer, 5, NOW + 31).await {
+    match store.link_blob(&at(NOW + 31), &repo, &layer, 5).await {
         Err(MetaError::BlobBeingDeleted) => {}
         other => panic!("expected BlobBeingDeleted, got {other:?}"),
     }
@@ -134,14 +134,14 @@ pub async fn gc_reference_facts_follow_links_and_manifests(store: &dyn MetaStore
     assert_eq!(listed[0].digest, untagged.record.digest);
     assert!(
         store
-            .delete_untagged_manifest(&listed[0], NOW, NOW + 40)
+            .delete_untagged_manifest(&at(NOW + 40), &listed[0], NOW)
             .await
             .unwrap()
             .is_none(),
         "too young for that cut-off"
     );
     assert!(store
-        .delete_untagged_manifest(&listed[0], NOW + 1, NOW + 40)
+        .delete_untagged_manifest(&at(NOW + 40), &listed[0], NOW + 1)
         .await
         .unwrap()
         .is_some());
@@ -149,7 +149,7 @@ pub async fn gc_reference_facts_follow_links_and_manifests(store: &dyn MetaStore
         delete(store, &repo, &tagged.record.digest).await,
         tags(&["keep"])
     );
-    assert!(store.unlink_blob(&repo, &loose, NOW).await.unwrap());
+    assert!(store.unlink_blob(&at(NOW), &repo, &loose).await.unwrap());
     assert_clean(
         store,
         &repo,

@@ -50,7 +50,7 @@ pub async fn put_manifest_with_missing_references_stores_nothing(store: &dyn Met
     // Nothing linked, in a repository that does not exist yet: both blobs are
     // reported, each once, and not even the repository is created.
     match store
-        .put_manifest(&repo, &manifest, Some(&latest), NOW)
+        .put_manifest(&at(NOW), &repo, &manifest, Some(&latest))
         .await
     {
         Err(MetaError::MissingBlobs(missing)) => {
@@ -68,7 +68,7 @@ pub async fn put_manifest_with_missing_references_stores_nothing(store: &dyn Met
     link(store, &elsewhere, &layer, 5).await;
     link(store, &repo, &config, 3).await;
     match store
-        .put_manifest(&repo, &manifest, Some(&latest), NOW)
+        .put_manifest(&at(NOW), &repo, &manifest, Some(&latest))
         .await
     {
         Err(MetaError::MissingBlobs(missing)) => assert_eq!(missing, vec![layer.clone()]),
@@ -92,7 +92,7 @@ pub async fn put_manifest_with_missing_references_stores_nothing(store: &dyn Met
     let incomplete = index("suite-missing index", &[&manifest.record.digest, &absent]);
     let index_tag = tag("index");
     match store
-        .put_manifest(&repo, &incomplete, Some(&index_tag), NOW)
+        .put_manifest(&at(NOW), &repo, &incomplete, Some(&index_tag))
         .await
     {
         Err(MetaError::MissingManifests(missing)) => assert_eq!(missing, vec![absent.clone()]),
@@ -112,9 +112,12 @@ pub async fn put_manifest_with_missing_references_stores_nothing(store: &dyn Met
         delete(store, &repo, &manifest.record.digest).await,
         tags(&["latest"])
     );
-    assert!(store.unlink_blob(&repo, &config, NOW).await.unwrap());
-    assert!(store.unlink_blob(&repo, &layer, NOW).await.unwrap());
-    assert!(store.unlink_blob(&elsewhere, &layer, NOW).await.unwrap());
+    assert!(store.unlink_blob(&at(NOW), &repo, &config).await.unwrap());
+    assert!(store.unlink_blob(&at(NOW), &repo, &layer).await.unwrap());
+    assert!(store
+        .unlink_blob(&at(NOW), &elsewhere, &layer)
+        .await
+        .unwrap());
     assert_clean(
         store,
         &repo,
@@ -203,7 +206,7 @@ pub async fn re_putting_a_manifest_only_moves_the_tag(store: &dyn MetaStore) {
 
     // Re-putting the first manifest moves the tag back and changes nothing
     // else: not the stored fields, and its references are not checked again.
-    assert!(store.unlink_blob(&repo, &layer, NOW).await.unwrap());
+    assert!(store.unlink_blob(&at(NOW), &repo, &layer).await.unwrap());
     let mut again = first.clone();
     again.record.annotations = Some(r#"{"ignored":"true"}"#.to_string());
     put(store, &repo, &again, Some(&latest)).await;
@@ -271,16 +274,16 @@ pub async fn delete_manifest_removes_its_tags(store: &dyn MetaStore) {
 
     // Deleting what is not there is not an error.
     let absent = store
-        .delete_manifest(&repo, &doomed.record.digest, false, NOW)
+        .delete_manifest(&at(NOW), &repo, &doomed.record.digest, false)
         .await
         .unwrap();
     assert_eq!(absent, None);
     let no_repository = store
         .delete_manifest(
+            &at(NOW),
             &repository("suite-delete/absent"),
             &doomed.record.digest,
             false,
-            NOW,
         )
         .await
         .unwrap();
@@ -294,7 +297,7 @@ pub async fn delete_manifest_removes_its_tags(store: &dyn MetaStore) {
         delete(store, &other, &doomed.record.digest).await,
         tags(&["a"])
     );
-    assert!(store.unlink_blob(&repo, &layer, NOW).await.unwrap());
+    assert!(store.unlink_blob(&at(NOW), &repo, &layer).await.unwrap());
     assert_clean(store, &repo, &[&doomed.record.digest, &kept.record.digest]).await;
     assert_clean(store, &other, &[&doomed.record.digest]).await;
 }
@@ -324,7 +327,7 @@ pub async fn index_children_cannot_be_deleted_while_listed(store: &dyn MetaStore
 
     for child in [&amd64, &arm64] {
         match store
-            .delete_manifest(&repo, &child.record.digest, false, NOW)
+            .delete_manifest(&at(NOW), &repo, &child.record.digest, false)
             .await
         {
             Err(MetaError::ManifestReferenced(parent)) => assert_eq!(parent, index.record.digest),
@@ -377,13 +380,19 @@ pub async fn delete_tag_leaves_the_manifest(store: &dyn MetaStore) {
     put(store, &repo, &manifest, Some(&tag("old"))).await;
     put(store, &repo, &manifest, Some(&tag("new"))).await;
 
-    assert!(store.delete_tag(&repo, &tag("old")).await.unwrap());
+    assert!(store
+        .delete_tag(&at(NOW), &repo, &tag("old"))
+        .await
+        .unwrap());
     assert!(
-        !store.delete_tag(&repo, &tag("old")).await.unwrap(),
+        !store
+            .delete_tag(&at(NOW), &repo, &tag("old"))
+            .await
+            .unwrap(),
         "the tag is gone already"
     );
     assert!(!store
-        .delete_tag(&repository("suite-untag/absent"), &tag("new"))
+        .delete_tag(&at(NOW), &repository("suite-untag/absent"), &tag("new"))
         .await
         .unwrap());
     assert_eq!(list_tags(store, &repo).await, Some(tags(&["new"])));
@@ -399,7 +408,10 @@ pub async fn delete_tag_leaves_the_manifest(store: &dyn MetaStore) {
         Some(manifest.record.clone())
     );
 
-    assert!(store.delete_tag(&repo, &tag("new")).await.unwrap());
+    assert!(store
+        .delete_tag(&at(NOW), &repo, &tag("new"))
+        .await
+        .unwrap());
     assert_eq!(
         store
             .manifest_by_digest(&repo, &manifest.record.digest)
@@ -589,9 +601,10 @@ pub async fn racing_reference_checks_and_deletions_never_both_win(store: &dyn Me
             &format!("suite-race index {round}"),
             &[&child.record.digest],
         );
+        let change = at(NOW);
         let (pushed, deleted) = futures::join!(
-            store.put_manifest(&repo, &parent, None, NOW),
-            store.delete_manifest(&repo, &child.record.digest, false, NOW),
+            store.put_manifest(&change, &repo, &parent, None),
+            store.delete_manifest(&change, &repo, &child.record.digest, false),
         );
         match (pushed, deleted) {
             (Ok(()), Err(MetaError::ManifestReferenced(by))) => {
@@ -615,9 +628,10 @@ pub async fn racing_reference_checks_and_deletions_never_both_win(store: &dyn Me
         let layer = digest_of(&format!("suite-race layer {round}"));
         link(store, &repo, &layer, 8).await;
         let manifest = image(&format!("suite-race image {round}"), &[&layer]);
+        let change = at(NOW);
         let (pushed, unlinked) = futures::join!(
-            store.put_manifest(&repo, &manifest, None, NOW),
-            store.unlink_blob(&repo, &layer, NOW),
+            store.put_manifest(&change, &repo, &manifest, None),
+            store.unlink_blob(&change, &repo, &layer),
         );
         assert!(
             unlinked.expect("unlink_blob succeeds"),
@@ -659,7 +673,11 @@ pub async fn racing_pushes_of_one_manifest_all_succeed(store: &dyn MetaStore) {
     let pushes = names.iter().map(|name| {
         let tag = tag(name);
         let (repo, manifest) = (&repo, &manifest);
-        async move { store.put_manifest(repo, manifest, Some(&tag), NOW).await }
+        async move {
+            store
+                .put_manifest(&at(NOW), repo, manifest, Some(&tag))
+                .await
+        }
     });
     for (number, result) in join_all(pushes).await.into_iter().enumerate() {
         result.unwrap_or_else(|error| panic!("pusher {number} failed: {error:?}"));
@@ -670,6 +688,6 @@ pub async fn racing_pushes_of_one_manifest_all_succeed(store: &dyn MetaStore) {
         delete(store, &repo, &manifest.record.digest).await,
         tags(&all)
     );
-    assert!(store.unlink_blob(&repo, &layer, NOW).await.unwrap());
+    assert!(store.unlink_blob(&at(NOW), &repo, &layer).await.unwrap());
     assert_clean(store, &repo, &[&manifest.record.digest]).await;
 }

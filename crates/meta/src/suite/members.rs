@@ -8,22 +8,28 @@ pub const TESTS: &[(&str, SuiteTest)] = &[("members_are_added_changed_and_remove
 })];
 
 pub async fn members_are_added_changed_and_removed(store: &dyn MetaStore) {
-    store.create_user(&user("as-mem-a")).await.unwrap();
-    store.create_user(&user("as-mem-b")).await.unwrap();
     store
-        .create_namespace(&namespace("as-mem-ns", Visibility::Private), None)
+        .create_user(&at(NOW), &user("as-mem-a"))
         .await
         .unwrap();
     store
-        .set_member("as-mem-ns", "as-mem-b", "reader")
+        .create_user(&at(NOW), &user("as-mem-b"))
         .await
         .unwrap();
     store
-        .set_member("as-mem-ns", "as-mem-a", "writer")
+        .create_namespace(&at(NOW), &namespace("as-mem-ns", Visibility::Private), None)
         .await
         .unwrap();
     store
-        .set_member("as-mem-ns", "as-mem-b", "maintainer")
+        .set_member(&at(NOW), "as-mem-ns", "as-mem-b", "reader")
+        .await
+        .unwrap();
+    store
+        .set_member(&at(NOW), "as-mem-ns", "as-mem-a", "writer")
+        .await
+        .unwrap();
+    store
+        .set_member(&at(NOW), "as-mem-ns", "as-mem-b", "maintainer")
         .await
         .unwrap();
     assert_eq!(
@@ -43,17 +49,22 @@ pub async fn members_are_added_changed_and_removed(store: &dyn MetaStore) {
     );
     assert!(matches!(
         store
-            .set_member("as-mem-ns", "as-mem-nobody", "reader")
+            .set_member(&at(NOW), "as-mem-ns", "as-mem-nobody", "reader")
             .await,
         Err(MetaError::NotFound)
     ));
     assert!(matches!(
-        store.set_member("as-mem-none", "as-mem-a", "reader").await,
+        store
+            .set_member(&at(NOW), "as-mem-none", "as-mem-a", "reader")
+            .await,
         Err(MetaError::NotFound)
     ));
-    store.remove_member("as-mem-ns", "as-mem-a").await.unwrap();
+    store
+        .remove_member(&at(NOW), "as-mem-ns", "as-mem-a")
+        .await
+        .unwrap();
     assert!(matches!(
-        store.remove_member("as-mem-ns", "as-mem-a").await,
+        store.remove_member(&at(NOW), "as-mem-ns", "as-mem-a").await,
         Err(MetaError::NotFound)
     ));
     assert_eq!(

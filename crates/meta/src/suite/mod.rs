@@ -22,11 +22,12 @@ use berth_oci::{Algorithm, Digest, RepoName, Tag};
 
 use crate::auth::{AccessTokenRow, MemberRow, RefreshTokenRow, SigningKeyRow, UserRow};
 use crate::{
-    ManifestRecord, MetaError, MetaStore, Namespace, NewManifest, Referrer, RepositoryDeletion,
-    Timestamp, UploadRecord, Visibility,
+    Actor, Change, ManifestRecord, MetaError, MetaStore, Namespace, NewManifest, Referrer,
+    RepositoryDeletion, Timestamp, UploadRecord, Visibility,
 };
 
 pub mod blobs;
+pub mod events;
 pub mod gc;
 pub mod jobs;
 pub mod keys;
@@ -51,6 +52,7 @@ pub const SUITES: &[(&str, &[(&str, SuiteTest)])] = &[
     ("uploads", uploads::TESTS),
     ("jobs", jobs::TESTS),
     ("gc", gc::TESTS),
+    ("events", events::TESTS),
     ("users", users::TESTS),
     ("namespaces", namespaces::TESTS),
     ("members", members::TESTS),
@@ -98,6 +100,7 @@ macro_rules! meta_store_tests {
             uploads: [upload_leases_exclude_other_holders_until_expiry, expired_uploads_are_listed_oldest_first],
             jobs: [job_leases_exclude_other_holders_until_expiry, racing_job_lease_takers_have_one_winner],
             gc: [gc_reference_facts_follow_links_and_manifests],
+            events: [registry_changes_write_their_events, access_control_changes_write_their_events, refused_changes_write_no_events, events_are_read_in_pages_after_a_cursor, consumers_hold_leases_and_keep_their_position, old_events_are_deleted_in_batches],
             users: [users_are_created_once_and_updated],
             namespaces: [namespaces_are_created_with_their_owner, repositories_create_their_namespace, namespaces_are_listed_in_byte_order_and_paged, namespace_usage_counts_each_blob_once, namespaces_are_deleted_only_when_empty],
             members: [members_are_added_changed_and_removed],
@@ -152,6 +155,11 @@ const IMAGE_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 const SIGNATURE_TYPE: &str = "application/vnd.example.signature";
 const SBOM_TYPE: &str = "application/vnd.example.sbom";
+
+/// The change every suite write makes: by the test suite, at `time`.
+fn at(time: Timestamp) -> Change {
+    Change::new(Actor::system("suite"), time)
+}
 
 fn repository(name: &str) -> RepoName {
     RepoName::parse(name).expect("test repository names are valid")
@@ -210,21 +218,21 @@ fn tags(names: &[&str]) -> Vec<Tag> {
 
 async fn put(store: &dyn MetaStore, repo: &RepoName, manifest: &NewManifest, tag: Option<&Tag>) {
     store
-        .put_manifest(repo, manifest, tag, NOW)
+        .put_manifest(&at(NOW), repo, manifest, tag)
         .await
         .expect("put_manifest succeeds");
 }
 
 async fn link(store: &dyn MetaStore, repo: &RepoName, digest: &Digest, size: u64) {
     store
-        .link_blob(repo, digest, size, NOW)
+        .link_blob(&at(NOW), repo, digest, size)
         .await
         .expect("link_blob succeeds");
 }
 
 async fn delete(store: &dyn MetaStore, repo: &RepoName, digest: &Digest) -> Vec<Tag> {
     store
-        .delete_manifest(repo, digest, false, NOW)
+        .delete_manifest(&at(NOW), repo, digest, false)
         .await
         .expect("delete_manifest succeeds")
         .expect("the manifest was stored")
@@ -284,7 +292,11 @@ fn namespace(name: &str, visibility: Visibility) -> Namespace {
 /// the sessions the last step removed. Bounded, like every loop here.
 async fn delete_repository(store: &dyn MetaStore, repo: &RepoName) -> Vec<UploadRecord> {
     for _ in 0..1000 {
-        match store.delete_repository_step(repo, 100, NOW).await.unwrap() {
+        match store
+            .delete_repository_step(&at(NOW), repo, 100)
+            .await
+            .unwrap()
+        {
             RepositoryDeletion::Progress { .. } => {}
             RepositoryDeletion::Deleted { uploads } => return uploads,
             RepositoryDeletion::Missing => panic!("{repo} does not exist"),

@@ -23,21 +23,25 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
 ];
 
 pub async fn namespaces_are_created_with_their_owner(store: &dyn MetaStore) {
-    store.create_user(&user("as-ns-owner")).await.unwrap();
+    store
+        .create_user(&at(NOW), &user("as-ns-owner"))
+        .await
+        .unwrap();
     store
         .create_namespace(
+            &at(NOW),
             &namespace("as-ns-team", Visibility::Private),
             Some("as-ns-owner"),
         )
         .await
         .unwrap();
     store
-        .create_namespace(&namespace("as-ns-free", Visibility::Public), None)
+        .create_namespace(&at(NOW), &namespace("as-ns-free", Visibility::Public), None)
         .await
         .unwrap();
     assert!(matches!(
         store
-            .create_namespace(&namespace("as-ns-team", Visibility::Public), None)
+            .create_namespace(&at(NOW), &namespace("as-ns-team", Visibility::Public), None)
             .await,
         Err(MetaError::AlreadyExists)
     ));
@@ -45,6 +49,7 @@ pub async fn namespaces_are_created_with_their_owner(store: &dyn MetaStore) {
     assert!(matches!(
         store
             .create_namespace(
+                &at(NOW),
                 &namespace("as-ns-orphan", Visibility::Private),
                 Some("as-ns-nobody")
             )
@@ -61,7 +66,7 @@ pub async fn namespaces_are_created_with_their_owner(store: &dyn MetaStore) {
         Some("owner")
     );
     store
-        .set_visibility("as-ns-team", Visibility::Public)
+        .set_visibility(&at(NOW), "as-ns-team", Visibility::Public)
         .await
         .unwrap();
     assert_eq!(
@@ -70,7 +75,7 @@ pub async fn namespaces_are_created_with_their_owner(store: &dyn MetaStore) {
     );
     assert!(matches!(
         store
-            .set_visibility("as-ns-nothing", Visibility::Public)
+            .set_visibility(&at(NOW), "as-ns-nothing", Visibility::Public)
             .await,
         Err(MetaError::NotFound)
     ));
@@ -92,11 +97,14 @@ pub async fn repositories_create_their_namespace(store: &dyn MetaStore) {
         .unwrap()
         .is_empty());
     store
-        .create_upload(&upload(
-            "suite-nsimplicit-upload",
-            &repository("suite-nsupload"),
-            NOW,
-        ))
+        .create_upload(
+            &at(NOW),
+            &upload(
+                "suite-nsimplicit-upload",
+                &repository("suite-nsupload"),
+                NOW,
+            ),
+        )
         .await
         .unwrap();
     assert!(store
@@ -107,7 +115,11 @@ pub async fn repositories_create_their_namespace(store: &dyn MetaStore) {
 
     // An existing namespace keeps what it was created with.
     store
-        .create_namespace(&namespace("suite-nsexisting", Visibility::Public), None)
+        .create_namespace(
+            &at(NOW),
+            &namespace("suite-nsexisting", Visibility::Public),
+            None,
+        )
         .await
         .unwrap();
     let repo = repository("suite-nsexisting/app");
@@ -132,7 +144,7 @@ pub async fn repositories_create_their_namespace(store: &dyn MetaStore) {
         delete_repository(store, &repo).await;
     }
     for name in ["suite-nsimplicit", "suite-nsupload", "suite-nsexisting"] {
-        store.delete_namespace(name).await.unwrap();
+        store.delete_namespace(&at(NOW), name).await.unwrap();
     }
 }
 
@@ -146,7 +158,7 @@ pub async fn namespaces_are_listed_in_byte_order_and_paged(store: &dyn MetaStore
     ];
     for name in names.iter().rev() {
         store
-            .create_namespace(&namespace(name, Visibility::Private), None)
+            .create_namespace(&at(NOW), &namespace(name, Visibility::Private), None)
             .await
             .unwrap();
     }
@@ -168,7 +180,7 @@ pub async fn namespaces_are_listed_in_byte_order_and_paged(store: &dyn MetaStore
     }
     assert_eq!(listed, names);
     for name in names {
-        store.delete_namespace(name).await.unwrap();
+        store.delete_namespace(&at(NOW), name).await.unwrap();
     }
 }
 
@@ -186,7 +198,7 @@ pub async fn namespace_usage_counts_each_blob_once(store: &dyn MetaStore) {
     put(store, &two, &second, Some(&tag("latest"))).await;
     put(store, &two, &second, Some(&tag("v1"))).await;
     // Unlinked but still referenced by a manifest: still stored, still counted.
-    assert!(store.unlink_blob(&two, &own, NOW).await.unwrap());
+    assert!(store.unlink_blob(&at(NOW), &two, &own).await.unwrap());
     // Another namespace holding the same blob does not count here.
     let elsewhere = repository("suite-nsusage-other/app");
     link(store, &elsewhere, &own, 7).await;
@@ -221,14 +233,24 @@ pub async fn namespace_usage_counts_each_blob_once(store: &dyn MetaStore) {
         store.namespace_usage("suite-nsusage").await.unwrap(),
         Some(NamespaceUsage::default())
     );
-    store.delete_namespace("suite-nsusage").await.unwrap();
-    store.delete_namespace("suite-nsusage-other").await.unwrap();
+    store
+        .delete_namespace(&at(NOW), "suite-nsusage")
+        .await
+        .unwrap();
+    store
+        .delete_namespace(&at(NOW), "suite-nsusage-other")
+        .await
+        .unwrap();
 }
 
 pub async fn namespaces_are_deleted_only_when_empty(store: &dyn MetaStore) {
-    store.create_user(&user("as-nsdel-owner")).await.unwrap();
+    store
+        .create_user(&at(NOW), &user("as-nsdel-owner"))
+        .await
+        .unwrap();
     store
         .create_namespace(
+            &at(NOW),
             &namespace("suite-nsdel", Visibility::Public),
             Some("as-nsdel-owner"),
         )
@@ -237,19 +259,22 @@ pub async fn namespaces_are_deleted_only_when_empty(store: &dyn MetaStore) {
     let repo = repository("suite-nsdel/app");
     link(store, &repo, &digest_of("suite-nsdel layer"), 1).await;
     assert!(matches!(
-        store.delete_namespace("suite-nsdel").await,
+        store.delete_namespace(&at(NOW), "suite-nsdel").await,
         Err(MetaError::NamespaceNotEmpty)
     ));
     assert!(store.get_namespace("suite-nsdel").await.unwrap().is_some());
 
     delete_repository(store, &repo).await;
-    store.delete_namespace("suite-nsdel").await.unwrap();
+    store
+        .delete_namespace(&at(NOW), "suite-nsdel")
+        .await
+        .unwrap();
     assert_eq!(store.get_namespace("suite-nsdel").await.unwrap(), None);
     // Its memberships went with it: a namespace of the same name made later
     // starts without members.
     assert!(store.list_members("suite-nsdel").await.unwrap().is_empty());
     assert!(matches!(
-        store.delete_namespace("suite-nsdel").await,
+        store.delete_namespace(&at(NOW), "suite-nsdel").await,
         Err(MetaError::NotFound)
     ));
 }

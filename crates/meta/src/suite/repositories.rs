@@ -31,7 +31,10 @@ pub async fn repositories_are_listed_in_byte_order_and_paged(store: &dyn MetaSto
             1 => put(store, &repo, &manifest, None).await,
             _ => {
                 let id = format!("suite-repos-{position}");
-                store.create_upload(&upload(&id, &repo, NOW)).await.unwrap();
+                store
+                    .create_upload(&at(NOW), &upload(&id, &repo, NOW))
+                    .await
+                    .unwrap();
                 assert!(store.delete_upload(&id).await.unwrap());
             }
         }
@@ -98,7 +101,7 @@ pub async fn repositories_are_listed_in_byte_order_and_paged(store: &dyn MetaSto
     {
         let repo = repository(&format!("{PREFIX}{name}"));
         match position % 3 {
-            0 => assert!(store.unlink_blob(&repo, &blob, NOW).await.unwrap()),
+            0 => assert!(store.unlink_blob(&at(NOW), &repo, &blob).await.unwrap()),
             1 => assert_eq!(
                 delete(store, &repo, &manifest.record.digest).await,
                 Vec::<Tag>::new()
@@ -126,7 +129,7 @@ pub async fn repositories_are_deleted_step_by_step(store: &dyn MetaStore) {
     put(store, &repo, &parent, Some(&tag("latest"))).await;
     put(store, &repo, &signature, Some(&tag("sig"))).await;
     let session = upload("suite-repodel-upload", &repo, NOW);
-    store.create_upload(&session).await.unwrap();
+    store.create_upload(&at(NOW), &session).await.unwrap();
 
     // One item per step: the index and the referrer (listed by no index)
     // go before the child the index lists, and manifests before links.
@@ -135,7 +138,7 @@ pub async fn repositories_are_deleted_step_by_step(store: &dyn MetaStore) {
     let uploads = loop {
         assert!(manifests.len() + links.len() <= 6, "more steps than items");
         match store
-            .delete_repository_step(&repo, 1, NOW + 5)
+            .delete_repository_step(&at(NOW + 5), &repo, 1)
             .await
             .unwrap()
         {
@@ -173,7 +176,10 @@ pub async fn repositories_are_deleted_step_by_step(store: &dyn MetaStore) {
 
     // Gone from every listing; a later step finds nothing.
     assert_eq!(
-        store.delete_repository_step(&repo, 1, NOW).await.unwrap(),
+        store
+            .delete_repository_step(&at(NOW), &repo, 1)
+            .await
+            .unwrap(),
         RepositoryDeletion::Missing
     );
     assert!(!store
@@ -221,5 +227,8 @@ pub async fn repositories_are_deleted_step_by_step(store: &dyn MetaStore) {
     );
     delete_repository(store, &repo).await;
     delete_repository(store, &neighbour).await;
-    store.delete_namespace("suite-repodel").await.unwrap();
+    store
+        .delete_namespace(&at(NOW), "suite-repodel")
+        .await
+        .unwrap();
 }

@@ -29,14 +29,16 @@ pub async fn concurrent_writers_all_succeed(store: &dyn MetaStore) {
         let shared = &shared;
         async move {
             let layer = digest_of(&format!("suite-concurrent layer {number}"));
-            store.link_blob(repo, shared, 6, NOW).await?;
-            store.link_blob(repo, &layer, 7, NOW).await?;
+            store.link_blob(&at(NOW), repo, shared, 6).await?;
+            store.link_blob(&at(NOW), repo, &layer, 7).await?;
             let manifest = image(
                 &format!("suite-concurrent image {number}"),
                 &[shared, &layer],
             );
             let tag = tag(&format!("t{number:02}"));
-            store.put_manifest(repo, &manifest, Some(&tag), NOW).await?;
+            store
+                .put_manifest(&at(NOW), repo, &manifest, Some(&tag))
+                .await?;
             let found = store.manifest_by_tag(repo, &tag).await?;
             assert_eq!(
                 found,
@@ -67,10 +69,10 @@ pub async fn concurrent_writers_all_succeed(store: &dyn MetaStore) {
             tags(&[&format!("t{number:02}")])
         );
         let layer = digest_of(&format!("suite-concurrent layer {number}"));
-        assert!(store.unlink_blob(repo, &layer, NOW).await.unwrap());
+        assert!(store.unlink_blob(&at(NOW), repo, &layer).await.unwrap());
     }
     for repo in &repos {
-        assert!(store.unlink_blob(repo, &shared, NOW).await.unwrap());
+        assert!(store.unlink_blob(&at(NOW), repo, &shared).await.unwrap());
         assert_clean(store, repo, &[]).await;
     }
 }

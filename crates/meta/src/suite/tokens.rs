@@ -24,9 +24,9 @@ pub async fn access_tokens_are_used_and_revoked(store: &dyn MetaStore) {
         last_used_at: None,
         revoked_at: None,
     };
-    store.create_access_token(&token).await.unwrap();
+    store.create_access_token(&at(NOW), &token).await.unwrap();
     assert!(matches!(
-        store.create_access_token(&token).await,
+        store.create_access_token(&at(NOW), &token).await,
         Err(MetaError::AlreadyExists)
     ));
     assert_eq!(
@@ -51,11 +51,11 @@ pub async fn access_tokens_are_used_and_revoked(store: &dyn MetaStore) {
         Err(MetaError::NotFound)
     ));
     store
-        .revoke_access_token("as-tok-ci", NOW + 20)
+        .revoke_access_token(&at(NOW + 20), "as-tok-ci")
         .await
         .unwrap();
     store
-        .revoke_access_token("as-tok-ci", NOW + 30)
+        .revoke_access_token(&at(NOW + 30), "as-tok-ci")
         .await
         .unwrap();
     assert_eq!(
@@ -69,7 +69,7 @@ pub async fn access_tokens_are_used_and_revoked(store: &dyn MetaStore) {
         "revoking twice keeps the first time"
     );
     assert!(matches!(
-        store.revoke_access_token("as-tok-none", NOW).await,
+        store.revoke_access_token(&at(NOW), "as-tok-none").await,
         Err(MetaError::NotFound)
     ));
     let names = only_prefixed(
@@ -81,7 +81,10 @@ pub async fn access_tokens_are_used_and_revoked(store: &dyn MetaStore) {
 }
 
 pub async fn refresh_tokens_are_revoked_one_by_one_or_per_user(store: &dyn MetaStore) {
-    store.create_user(&user("as-rt-user")).await.unwrap();
+    store
+        .create_user(&at(NOW), &user("as-rt-user"))
+        .await
+        .unwrap();
     let row = |hash: &str| RefreshTokenRow {
         secret_hash: hash.to_string(),
         user: "as-rt-user".into(),

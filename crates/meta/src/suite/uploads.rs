@@ -18,7 +18,7 @@ pub async fn upload_leases_exclude_other_holders_until_expiry(store: &dyn MetaSt
     let other = repository("suite-uploads/other");
     let id = "suite-uploads-1";
     let created = upload(id, &repo, NOW);
-    store.create_upload(&created).await.unwrap();
+    store.create_upload(&at(NOW), &created).await.unwrap();
 
     assert_eq!(
         store.get_upload(&repo, id).await.unwrap(),
@@ -153,7 +153,7 @@ pub async fn expired_uploads_are_listed_oldest_first(store: &dyn MetaStore) {
         upload("suite-expired-d", &repo, 20),
     ];
     for upload in &uploads {
-        store.create_upload(upload).await.unwrap();
+        store.create_upload(&at(NOW), upload).await.unwrap();
     }
     let [b, a, c, d] = &uploads;
 

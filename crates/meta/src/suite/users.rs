@@ -9,10 +9,13 @@ pub const TESTS: &[(&str, SuiteTest)] = &[("users_are_created_once_and_updated",
 
 pub async fn users_are_created_once_and_updated(store: &dyn MetaStore) {
     let alice = user("as-users-alice");
-    store.create_user(&user("as-users-bob")).await.unwrap();
-    store.create_user(&alice).await.unwrap();
+    store
+        .create_user(&at(NOW), &user("as-users-bob"))
+        .await
+        .unwrap();
+    store.create_user(&at(NOW), &alice).await.unwrap();
     assert!(matches!(
-        store.create_user(&alice).await,
+        store.create_user(&at(NOW), &alice).await,
         Err(MetaError::AlreadyExists)
     ));
     assert_eq!(
@@ -21,19 +24,24 @@ pub async fn users_are_created_once_and_updated(store: &dyn MetaStore) {
     );
     assert_eq!(store.get_user("as-users-nobody").await.unwrap(), None);
     store
-        .set_password_hash("as-users-alice", "$argon2id$new")
+        .set_password_hash(&at(NOW), "as-users-alice", "$argon2id$new")
         .await
         .unwrap();
-    store.set_admin("as-users-alice", true).await.unwrap();
+    store
+        .set_admin(&at(NOW), "as-users-alice", true)
+        .await
+        .unwrap();
     let updated = store.get_user("as-users-alice").await.unwrap().unwrap();
     assert_eq!(updated.password_hash, "$argon2id$new");
     assert!(updated.is_admin);
     assert!(matches!(
-        store.set_admin("as-users-nobody", true).await,
+        store.set_admin(&at(NOW), "as-users-nobody", true).await,
         Err(MetaError::NotFound)
     ));
     assert!(matches!(
-        store.set_password_hash("as-users-nobody", "x").await,
+        store
+            .set_password_hash(&at(NOW), "as-users-nobody", "x")
+            .await,
         Err(MetaError::NotFound)
     ));
     let names = only_prefixed(store.list_users().await.unwrap(), |u| &u.name, "as-users-");
