@@ -327,6 +327,26 @@ pub struct EventPage {
     pub pending: Vec<Event>,
 }
 
+/// What a subscription reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// Changes to these repositories committed.
+    Changed(Vec<RepoName>),
+    /// Notices may have been lost (the connection dropped and has been
+    /// re-established, or a transaction touched too many repositories to
+    /// name them all): anything may have changed.
+    Anything,
+}
+
+/// Notices of committed changes, delivered shortly after each commit.
+#[async_trait::async_trait]
+pub trait EventSubscription: Send {
+    /// Waits for the next notice. An error means the subscription is gone
+    /// (the caller subscribes again, and treats what happened meanwhile as
+    /// [`Notice::Anything`]).
+    async fn next(&mut self) -> Result<Notice, MetaError>;
+}
+
 /// A consumer's durable state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsumerRow {
@@ -348,6 +368,20 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The newest event's position, 0 if there is none.
     async fn last_event_position(&self) -> Result<i64, MetaError>;
+
+    /// A position at or before which every event that will ever exist has
+    /// committed: a reader starting after it misses nothing committed from
+    /// now on. On SQLite that is the newest position; on PostgreSQL it is
+    /// the newest visible position once every transaction running when it
+    /// was read has ended, so this waits for those (briefly, normally; it
+    /// fails if they run on for long).
+    async fn settled_position(&self) -> Result<i64, MetaError>;
+
+    /// Subscribes to notices of committed changes (PostgreSQL `LISTEN`; the
+    /// notice is sent by the committing transaction, so it arrives shortly
+    /// after the commit, never before). `None` where the backend has none:
+    /// SQLite serves one node, whose own writes need no notice.
+    async fn subscribe(&self) -> Result<Option<Box<dyn EventSubscription>>, MetaError>;
 
     /// The position of the first event written at or after `at`, if any.
     async fn first_event_since(&self, at: Timestamp) -> Result<Option<i64>, MetaError>;

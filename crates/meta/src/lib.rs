@@ -58,6 +58,7 @@ pub use auth::{AuthMetaStore, MemberStore, SigningKeyStore, TokenStore, UserStor
 pub use blobs::BlobLinkStore;
 pub use events::{
     Actor, ActorKind, Change, ConsumerRow, Event, EventCursor, EventKind, EventPage, EventStore,
+    EventSubscription, Notice,
 };
 pub use gc::{BlobCandidate, GcCutoffs, GcStore, LinkCandidate, ManifestCandidate};
 pub use jobs::JobLeaseStore;

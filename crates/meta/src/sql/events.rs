@@ -11,6 +11,7 @@ use super::db::{database, query, Dialect, Row, Tx};
 use super::{limit_to_i64, parse_digest, parse_repository, parse_tag, SqlMetaStore};
 use crate::events::{
     Actor, ActorKind, ConsumerRow, Event, EventCursor, EventKind, EventPage, EventStore,
+    EventSubscription, Notice,
 };
 use crate::{Change, MetaError, Timestamp};
 
@@ -81,11 +82,54 @@ impl NewEvent {
 /// statement parameters.
 const EVENTS_PER_STATEMENT: usize = 200;
 
+/// The PostgreSQL channel on which committing transactions name the
+/// repositories they changed (see [`notice_payload`]).
+pub(crate) const NOTIFY_CHANNEL: &str = "berth_events";
+
+/// Above this many bytes a notice says "anything" instead of naming every
+/// repository (PostgreSQL refuses payloads of 8000 bytes or more).
+const NOTICE_LIMIT: usize = 7000;
+
+/// The notice for `events`: the repositories they change, one per line, or
+/// `*` when there are too many to name; `None` when they change no
+/// repository (users, tokens, namespaces: nothing a node caches).
+fn notice_payload(events: &[NewEvent]) -> Option<String> {
+    let mut repositories: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.repository.as_deref())
+        .collect();
+    repositories.sort_unstable();
+    repositories.dedup();
+    if repositories.is_empty() {
+        return None;
+    }
+    let payload = repositories.join("\n");
+    Some(if payload.len() > NOTICE_LIMIT {
+        "*".to_string()
+    } else {
+        payload
+    })
+}
+
+fn parse_notice(payload: &str) -> Notice {
+    if payload == "*" {
+        return Notice::Anything;
+    }
+    let repositories: Result<Vec<RepoName>, _> = payload.lines().map(RepoName::parse).collect();
+    match repositories {
+        Ok(repositories) => Notice::Changed(repositories),
+        Err(_) => Notice::Anything,
+    }
+}
+
 /// Inserts `events` of `change` in `tx`; [`Tx::commit`] calls it last, so the
 /// events commit with the change. On PostgreSQL each row also records the
 /// transaction's id, which the transaction must have had before (it wrote
 /// the change first): `pg_current_xact_id_if_assigned()` is NULL otherwise,
 /// and the column's `NOT NULL` refuses the insert (see `crate::events`).
+/// PostgreSQL also queues the notice naming the changed repositories in the
+/// same statement; it is delivered to listeners when, and only if, the
+/// transaction commits.
 pub(crate) async fn append(
     tx: &mut Tx,
     change: &Change,
@@ -97,7 +141,12 @@ pub(crate) async fn append(
     };
     let xid_column = if xid.is_empty() { "" } else { ", xid" };
     let address = change.actor.address.map(|a| a.to_string());
-    for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+    let notice = match tx.dialect() {
+        Dialect::Sqlite => None,
+        Dialect::Postgres => notice_payload(events),
+    };
+    let chunks = events.chunks(EVENTS_PER_STATEMENT).count();
+    for (index, chunk) in events.chunks(EVENTS_PER_STATEMENT).enumerate() {
         // The change's time and actor are the first four parameters, shared
         // by every row; each row adds six of its own.
         let rows: Vec<String> = (0..chunk.len())
@@ -114,11 +163,21 @@ pub(crate) async fn append(
                 )
             })
             .collect();
-        let sql = format!(
+        let insert = format!(
             "INSERT INTO events (at, actor_kind, actor_name, actor_address, kind, namespace, \
              repository, digest, tag, detail{xid_column}) VALUES {}",
             rows.join(", ")
         );
+        // The notice rides on the last insert: a data-modifying `WITH` runs
+        // whether or not the outer statement reads it.
+        let notify = notice.as_ref().filter(|_| index + 1 == chunks);
+        let sql = match notify {
+            Some(_) => format!(
+                "WITH inserted AS ({insert}) SELECT pg_notify('{NOTIFY_CHANNEL}', ${})",
+                5 + 6 * chunk.len()
+            ),
+            None => insert,
+        };
         let mut statement = query(&sql)
             .bind(change.at)
             .bind(change.actor.kind.as_str())
@@ -132,6 +191,9 @@ pub(crate) async fn append(
                 .bind(event.digest.as_deref())
                 .bind(event.tag.as_deref())
                 .bind(event.detail.to_string());
+        }
+        if let Some(notice) = notify {
+            statement = statement.bind(notice.as_str());
         }
         statement.execute(&mut *tx).await?;
     }
@@ -290,6 +352,59 @@ impl<B: 'static> EventStore for SqlMetaStore<B> {
             .first()
     }
 
+    async fn settled_position(&self) -> Result<i64, MetaError> {
+        let dialect = self.db.dialect();
+        if dialect == Dialect::Sqlite {
+            return self.last_event_position().await;
+        }
+        let row = query(
+            "SELECT COALESCE(MAX(position), 0) AS last, \
+             CAST(CAST(pg_snapshot_xmax(pg_current_snapshot()) AS TEXT) AS BIGINT) AS xmax \
+             FROM events",
+        )
+        .fetch_one(self.db.reader())
+        .await
+        .map_err(database("finding the last event"))?;
+        let last: i64 = row.get("last")?;
+        let xmax: i64 = row.get("xmax")?;
+        // Every position up to `last` was taken by a transaction whose id is
+        // below `xmax` (see `crate::events`); once they have all ended, no
+        // position up to `last` can appear any more.
+        for _ in 0..SETTLE_ATTEMPTS {
+            let xmin: i64 = query(
+                "SELECT CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)",
+            )
+            .fetch_one(self.db.reader())
+            .await
+            .map_err(database("reading the transaction horizon"))?
+            .first()?;
+            if xmin >= xmax {
+                return Ok(last);
+            }
+            tokio::time::sleep(SETTLE_INTERVAL).await;
+        }
+        Err(MetaError::Database(
+            "transactions running for over a minute keep the event stream from settling".into(),
+        ))
+    }
+
+    async fn subscribe(&self) -> Result<Option<Box<dyn EventSubscription>>, MetaError> {
+        match &self.db {
+            super::db::Db::Sqlite { .. } => Ok(None),
+            #[cfg(feature = "postgres")]
+            super::db::Db::Postgres(pool) => {
+                let mut listener = sqlx::postgres::PgListener::connect_with(pool)
+                    .await
+                    .map_err(database("connecting to listen for events"))?;
+                listener
+                    .listen(NOTIFY_CHANNEL)
+                    .await
+                    .map_err(database("listening for events"))?;
+                Ok(Some(Box::new(PgSubscription { listener })))
+            }
+        }
+    }
+
     async fn first_event_since(&self, at: Timestamp) -> Result<Option<i64>, MetaError> {
         query("SELECT MIN(position) FROM events WHERE at >= $1")
             .bind(at)
@@ -394,5 +509,34 @@ impl<B: 'static> EventStore for SqlMetaStore<B> {
         .iter()
         .map(consumer_from_row)
         .collect()
+    }
+}
+
+/// How often, and how many times, [`EventStore::settled_position`] looks
+/// whether the transactions it waits for have ended: a minute in all.
+const SETTLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+const SETTLE_ATTEMPTS: usize = 6000;
+
+/// A PostgreSQL `LISTEN` on [`NOTIFY_CHANNEL`], on a connection of its own.
+#[cfg(feature = "postgres")]
+struct PgSubscription {
+    listener: sqlx::postgres::PgListener,
+}
+
+#[cfg(feature = "postgres")]
+#[async_trait::async_trait]
+impl EventSubscription for PgSubscription {
+    async fn next(&mut self) -> Result<Notice, MetaError> {
+        // `try_recv` says when the connection was lost (and re-established,
+        // listening again): notices sent meanwhile are gone.
+        match self
+            .listener
+            .try_recv()
+            .await
+            .map_err(database("waiting for events"))?
+        {
+            Some(notification) => Ok(parse_notice(notification.payload())),
+            None => Ok(Notice::Anything),
+        }
     }
 }

@@ -24,6 +24,9 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
     ("old_events_are_deleted_in_batches", |store| {
         Box::pin(old_events_are_deleted_in_batches(store))
     }),
+    ("subscribers_hear_of_committed_changes", |store| {
+        Box::pin(subscribers_hear_of_committed_changes(store))
+    }),
 ];
 
 /// Every event after `from` (other tests' included), read page by page.
@@ -592,6 +595,44 @@ pub async fn old_events_are_deleted_in_batches(store: &dyn MetaStore) {
     delete_repository(store, &repo).await;
     store
         .delete_namespace(&at(NOW), "suite-evold")
+        .await
+        .unwrap();
+}
+
+pub async fn subscribers_hear_of_committed_changes(store: &dyn MetaStore) {
+    let repo = repository("suite-evnotice/app");
+    let subscription = store.subscribe().await.unwrap();
+    let digest = digest_of("suite-evnotice");
+    store.link_blob(&at(NOW), &repo, &digest, 1).await.unwrap();
+
+    // Nothing is in flight, so the settled position is the newest one.
+    let last = store.last_event_position().await.unwrap();
+    assert_eq!(store.settled_position().await.unwrap(), last);
+
+    // A backend that notifies names the repository after the commit (other
+    // tests' notices may come first when they share the database).
+    if let Some(mut subscription) = subscription {
+        let mut heard = false;
+        for _ in 0..100 {
+            let notice =
+                tokio::time::timeout(std::time::Duration::from_secs(30), subscription.next())
+                    .await
+                    .expect("a notice arrives")
+                    .unwrap();
+            match notice {
+                crate::Notice::Changed(repositories) if repositories.contains(&repo) => {
+                    heard = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert!(heard, "the link's notice names its repository");
+    }
+
+    delete_repository(store, &repo).await;
+    store
+        .delete_namespace(&at(NOW), "suite-evnotice")
         .await
         .unwrap();
 }

@@ -100,7 +100,7 @@ macro_rules! meta_store_tests {
             uploads: [upload_leases_exclude_other_holders_until_expiry, expired_uploads_are_listed_oldest_first],
             jobs: [job_leases_exclude_other_holders_until_expiry, racing_job_lease_takers_have_one_winner],
             gc: [gc_reference_facts_follow_links_and_manifests],
-            events: [registry_changes_write_their_events, access_control_changes_write_their_events, refused_changes_write_no_events, events_are_read_in_pages_after_a_cursor, consumers_hold_leases_and_keep_their_position, old_events_are_deleted_in_batches],
+            events: [registry_changes_write_their_events, access_control_changes_write_their_events, refused_changes_write_no_events, events_are_read_in_pages_after_a_cursor, consumers_hold_leases_and_keep_their_position, old_events_are_deleted_in_batches, subscribers_hear_of_committed_changes],
             users: [users_are_created_once_and_updated],
             namespaces: [namespaces_are_created_with_their_owner, repositories_create_their_namespace, namespaces_are_listed_in_byte_order_and_paged, namespace_usage_counts_each_blob_once, namespaces_are_deleted_only_when_empty],
             members: [members_are_added_changed_and_removed],
