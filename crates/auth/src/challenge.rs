@@ -140,6 +140,23 @@ impl Credentials {
     }
 }
 
+/// Most scopes one token request may ask for, counted after splitting
+/// space-separated lists. One operation needs a few (a push with mounts:
+/// the target and a source or two); the cap bounds the lookups a request
+/// costs and, with repository names at most 255 bytes, the token's size.
+pub const MAX_SCOPES: usize = 32;
+
+/// Adds the scopes of one `scope` value, refusing to go past [`MAX_SCOPES`].
+fn add_scopes(scopes: &mut Vec<Scope>, value: &str) -> Result<(), AuthError> {
+    for scope in Scope::parse_list(value)? {
+        if scopes.len() == MAX_SCOPES {
+            return Err(AuthError::TooManyScopes(MAX_SCOPES));
+        }
+        scopes.push(scope);
+    }
+    Ok(())
+}
+
 /// The token endpoint's GET request. Credentials come separately, from the
 /// `Authorization` header; `account` is only a hint and must match them.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -162,7 +179,7 @@ impl TokenGetRequest {
         for (key, value) in pairs {
             match key.as_str() {
                 "service" => request.service = Some(value),
-                "scope" => request.scopes.extend(Scope::parse_list(&value)?),
+                "scope" => add_scopes(&mut request.scopes, &value)?,
                 "account" => request.account = Some(value),
                 "client_id" => request.client_id = Some(value),
                 "offline_token" => request.offline_token = value == "true",
@@ -200,7 +217,7 @@ impl TokenPostRequest {
         let mut scopes = Vec::new();
         for (key, value) in form_pairs(body)? {
             if key == "scope" {
-                scopes.extend(Scope::parse_list(&value)?);
+                add_scopes(&mut scopes, &value)?;
             } else {
                 // The first value of a repeated field wins.
                 fields.entry(key).or_insert(value);
@@ -274,7 +291,7 @@ impl TokenResponse {
 pub fn oauth_error_code(error: &AuthError) -> &'static str {
     match error {
         AuthError::UnsupportedGrantType(_) => "unsupported_grant_type",
-        AuthError::InvalidScope(_) => "invalid_scope",
+        AuthError::InvalidScope(_) | AuthError::TooManyScopes(_) => "invalid_scope",
         AuthError::Token(_) => "invalid_grant",
         _ => "invalid_request",
     }
@@ -402,6 +419,33 @@ mod tests {
             TokenGetRequest::default()
         );
         assert!(TokenGetRequest::parse("scope=bogus").is_err());
+    }
+
+    #[test]
+    fn scope_count_is_capped() {
+        let scopes = |count: usize, per_parameter: usize| -> String {
+            let names: Vec<String> = (0..count)
+                .map(|n| format!("repository:team/r{n}:pull"))
+                .collect();
+            names
+                .chunks(per_parameter)
+                .map(|chunk| format!("scope={}", chunk.join("%20")))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        for per_parameter in [1, 5, 40] {
+            let within = TokenGetRequest::parse(&scopes(MAX_SCOPES, per_parameter)).unwrap();
+            assert_eq!(within.scopes.len(), MAX_SCOPES);
+            let over = TokenGetRequest::parse(&scopes(MAX_SCOPES + 1, per_parameter)).unwrap_err();
+            assert!(matches!(over, AuthError::TooManyScopes(MAX_SCOPES)));
+            assert!(over.to_string().contains("at most 32 scopes"), "{over}");
+            let form = format!(
+                "grant_type=password&username=a&password=b&{}",
+                scopes(MAX_SCOPES + 1, per_parameter)
+            );
+            let over = TokenPostRequest::parse(&form).unwrap_err();
+            assert_eq!(oauth_error_code(&over), "invalid_scope");
+        }
     }
 
     #[test]

@@ -1,10 +1,10 @@
-//! [`AuthError`], the crate's one error type, and [`TokenRejection`], why a
-//! bearer token was refused. Callers map these to protocol answers with
+//! [`AuthError`], the crate's one error type, [`TokenRejection`], why a
+//! bearer token was refused, and [`AuthStoreError`], what an
+//! [`crate::AuthStore`] fails with (kept here, below every other module, so
+//! that no two modules of the crate import each other). Callers map these to protocol answers with
 //! [`AuthError::code`], never from `Display`.
 
 use berth_oci::ErrorCode;
-
-use crate::store::AuthStoreError;
 
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +12,9 @@ pub enum AuthError {
     /// A scope string does not follow `type[(class)]:name:actions`.
     #[error("invalid scope {0:?}")]
     InvalidScope(String),
+    /// A token request asks for more scopes than one request may.
+    #[error("too many scopes: a token request may ask for at most {0} scopes")]
+    TooManyScopes(usize),
     /// An access-token scope (`namespace[/repo]:pull,push`) is malformed.
     #[error("invalid token scope {0:?}: {1}")]
     InvalidTokenScope(String, &'static str),
@@ -51,6 +54,7 @@ impl AuthError {
         match self {
             AuthError::Token(_) => ErrorCode::Unauthorized,
             AuthError::InvalidScope(_)
+            | AuthError::TooManyScopes(_)
             | AuthError::InvalidTokenScope(..)
             | AuthError::InvalidExpiry(_)
             | AuthError::InvalidName(_)
@@ -87,4 +91,18 @@ pub enum TokenRejection {
     /// The token is valid but does not grant the action asked for.
     #[error("insufficient scope")]
     InsufficientScope,
+}
+
+/// Errors of an [`crate::AuthStore`].
+#[derive(Debug, thiserror::Error)]
+pub enum AuthStoreError {
+    /// A create collided with an existing name (user, namespace, token).
+    #[error("already exists")]
+    AlreadyExists,
+    /// A change named something that does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The database failed; details are for the log, not the client.
+    #[error("store backend: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

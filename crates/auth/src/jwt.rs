@@ -104,6 +104,20 @@ impl Claims {
                 && entry.actions.iter().any(|a| a == action || a == "*")
         })
     }
+
+    /// Whether the token lets its holder see `namespace` on the management
+    /// API: it grants `pull` on the namespace or on a repository in it.
+    pub fn allows_seeing_namespace(&self, namespace: &str) -> bool {
+        self.access.iter().any(|entry| {
+            let in_namespace = match entry.resource_type.as_str() {
+                "namespace" => entry.name == namespace,
+                "repository" => berth_oci::RepoName::parse(&entry.name)
+                    .is_ok_and(|repository| repository.namespace() == namespace),
+                _ => false,
+            };
+            in_namespace && entry.actions.iter().any(|a| a == "pull" || a == "*")
+        })
+    }
 }
 
 /// A token just issued, with what the token endpoint's answer needs.
@@ -476,6 +490,38 @@ mod tests {
 
     fn b64(json: &serde_json::Value) -> String {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(json).unwrap())
+    }
+
+    #[test]
+    fn seeing_a_namespace_needs_pull_in_it() {
+        let entry = |resource_type: &str, name: &str, action: &str| AccessEntry {
+            resource_type: resource_type.into(),
+            name: name.into(),
+            actions: vec![action.into()],
+        };
+        // (access entry, whether it shows team-a)
+        let table = [
+            (entry("namespace", "team-a", "pull"), true),
+            (entry("namespace", "team-a", "*"), true),
+            (entry("namespace", "team-a", "manage_members"), false),
+            (entry("namespace", "team-ab", "pull"), false),
+            (entry("repository", "team-a/api", "pull"), true),
+            (entry("repository", "team-a/x/y", "*"), true),
+            (entry("repository", "team-a/api", "push"), false),
+            (entry("repository", "team-ab/api", "pull"), false),
+            (entry("registry", "catalog", "*"), false),
+        ];
+        for (entry, expected) in table {
+            let claims = Claims {
+                access: vec![entry.clone()],
+                ..claims(&authority())
+            };
+            assert_eq!(
+                claims.allows_seeing_namespace("team-a"),
+                expected,
+                "{entry:?}"
+            );
+        }
     }
 
     #[test]

@@ -7,10 +7,10 @@
 //!
 //! 1. The first node to start with access control on stores the first key
 //!    ([`load_or_create`]). Nodes starting together race for it; the store
-//!    keeps one and the others load it. A single-node install from before
-//!    keys moved to the database has its key in `<data_dir>/keys/signing.pem`;
-//!    that key is imported rather than a new one generated, so the tokens it
-//!    signed keep verifying through the upgrade.
+//!    keeps one and the others load it. The caller may supply that first
+//!    key: the binary imports the key file of an install from before keys
+//!    moved to the database, so the tokens it signed keep verifying through
+//!    the upgrade. Files are the binary's business, not this crate's.
 //! 2. `berth admin keys rotate` ([`rotate`]) makes a new current key. The old
 //!    one retires: it no longer signs (its private half is erased) but still
 //!    verifies, for [`retired_key_retention`], until every token it signed
@@ -22,10 +22,6 @@
 //!    with the retired key, which is why retention counts the reload
 //!    interval too.
 
-use std::fs;
-use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
-
 use time::{Duration, OffsetDateTime};
 
 use crate::error::AuthError;
@@ -35,10 +31,6 @@ use crate::store::{AuthStore, KeyRotation, SigningKeyRecord};
 /// How often a node reloads the keys from the store, which bounds how long
 /// it keeps signing with a key rotated out elsewhere.
 pub const KEY_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The file holding the signing key of an install from before keys moved to
-/// the store, under its key directory (`<data_dir>/keys`).
-pub const KEY_FILE: &str = "signing.pem";
 
 /// How long a retired key must keep verifying: a node may sign with it until
 /// it next reloads (up to [`KEY_RELOAD_INTERVAL`] after the rotation), and
@@ -52,8 +44,8 @@ pub fn retired_key_retention(token_lifetime: Duration) -> Duration {
 pub enum KeyOrigin {
     /// The store had them (another node, or an earlier start, made them).
     Store,
-    /// The store had none; this node imported the key file at this path.
-    Imported(PathBuf),
+    /// The store had none; this node stored the key its caller supplied.
+    Supplied,
     /// The store had none and there was no key file; this node made one.
     Generated,
 }
@@ -65,21 +57,23 @@ pub async fn load(store: &dyn AuthStore) -> Result<KeySet, AuthError> {
     key_set(store.list_signing_keys().await?)
 }
 
-/// The keys in the store, storing a first key if there is none: the one in
-/// `key_dir`'s [`KEY_FILE`] if it exists, else a new one. Safe for nodes
-/// starting together: the store keeps one first key and every node returns
-/// the keys the store holds afterwards.
+/// The keys in the store, storing a first key if there is none: the one
+/// `first_key` supplies if it supplies one, else a new one. `first_key` is
+/// called only when the store has no current key, so an error it reports
+/// (an unreadable key file) stops only a start that needed it. Safe for
+/// nodes starting together: the store keeps one first key and every node
+/// returns the keys the store holds afterwards.
 pub async fn load_or_create(
     store: &dyn AuthStore,
-    key_dir: &Path,
     now: OffsetDateTime,
+    first_key: impl FnOnce() -> Result<Option<SigningKey>, String>,
 ) -> Result<(KeySet, KeyOrigin), AuthError> {
     let stored = store.list_signing_keys().await?;
     if stored.iter().any(|key| key.retired_at.is_none()) {
         return Ok((key_set(stored)?, KeyOrigin::Store));
     }
-    let (candidate, origin) = match read_key_file(key_dir)? {
-        Some(key) => (key, KeyOrigin::Imported(key_dir.join(KEY_FILE))),
+    let (candidate, origin) = match first_key().map_err(AuthError::Key)? {
+        Some(key) => (key, KeyOrigin::Supplied),
         None => (SigningKey::generate(), KeyOrigin::Generated),
     };
     let inserted = store
@@ -102,19 +96,6 @@ pub async fn rotate(
     Ok(store.rotate_signing_key(key, drop_retired_before).await?)
 }
 
-/// Reads the signing key of an install from before keys moved to the store,
-/// if `key_dir` has one.
-pub fn read_key_file(key_dir: &Path) -> Result<Option<SigningKey>, AuthError> {
-    let path = key_dir.join(KEY_FILE);
-    match fs::read_to_string(&path) {
-        Ok(pem) => SigningKey::from_pkcs8_pem(&pem)
-            .map(Some)
-            .map_err(|e| AuthError::Key(format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(AuthError::Key(format!("{}: {e}", path.display()))),
-    }
-}
-
 /// Builds the key set of stored keys: the current key signs, all verify.
 fn key_set(records: Vec<SigningKeyRecord>) -> Result<KeySet, AuthError> {
     let current = records
@@ -133,10 +114,8 @@ fn key_set(records: Vec<SigningKeyRecord>) -> Result<KeySet, AuthError> {
 mod tests {
     use super::*;
     use crate::jwt::{TokenAuthority, DEFAULT_TOKEN_LIFETIME};
-    use crate::memory::MemoryAuthStore;
     use crate::meta_store::MetaAuthStore;
     use crate::TokenRejection;
-    use berth_meta::sqlite::SqliteMetaStore;
     use std::sync::Arc;
 
     fn now() -> OffsetDateTime {
@@ -147,39 +126,27 @@ mod tests {
         TokenAuthority::new(keys, "berth", "registry.example")
     }
 
-    /// The two stores the crate has: the in-memory one and the metadata
-    /// store's (SQLite here; the meta crate's suite covers PostgreSQL).
+    /// The metadata store's implementation on SQLite (the meta crate's
+    /// suite covers PostgreSQL).
     async fn stores() -> Vec<Arc<dyn AuthStore>> {
-        let sqlite = SqliteMetaStore::open_in_memory().await.unwrap();
-        vec![
-            Arc::new(MemoryAuthStore::new()),
-            Arc::new(MetaAuthStore::new(Arc::new(sqlite))),
-        ]
+        vec![Arc::new(MetaAuthStore::in_memory().await)]
     }
 
     #[tokio::test]
     async fn the_first_start_generates_and_later_starts_load() {
         for store in stores().await {
-            let empty = tempfile::tempdir().unwrap();
             assert!(matches!(load(store.as_ref()).await, Err(AuthError::Key(_))));
-            let (first, origin) = load_or_create(store.as_ref(), empty.path(), now())
+            let (first, origin) = load_or_create(store.as_ref(), now(), || Ok(None))
                 .await
                 .unwrap();
             assert_eq!(origin, KeyOrigin::Generated);
-            assert!(
-                !empty.path().join(KEY_FILE).exists(),
-                "keys are not written to disk any more"
-            );
-            // Another node, with a key file of its own, adopts the stored key.
-            let other = tempfile::tempdir().unwrap();
-            fs::write(
-                other.path().join(KEY_FILE),
-                SigningKey::generate().to_pkcs8_pem().expose(),
-            )
+            // Another node, with a key of its own to supply, adopts the
+            // stored key and is not even asked for its own.
+            let (second, origin) = load_or_create(store.as_ref(), now(), || {
+                panic!("a store with a current key needs no first key")
+            })
+            .await
             .unwrap();
-            let (second, origin) = load_or_create(store.as_ref(), other.path(), now())
-                .await
-                .unwrap();
             assert_eq!(origin, KeyOrigin::Store);
             assert_eq!(second.current().kid(), first.current().kid());
             assert_eq!(second.kids(), first.kids());
@@ -187,29 +154,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_existing_key_file_is_imported_so_its_tokens_keep_verifying() {
+    async fn a_supplied_first_key_is_stored_so_its_tokens_keep_verifying() {
         for store in stores().await {
-            let dir = tempfile::tempdir().unwrap();
             let old = SigningKey::generate();
-            fs::write(dir.path().join(KEY_FILE), old.to_pkcs8_pem().expose()).unwrap();
             let before = authority(KeySet::new(old.clone()));
             let token = before.issue(Some("alice"), vec![], now(), None).unwrap();
 
-            let (keys, origin) = load_or_create(store.as_ref(), dir.path(), now())
+            let (keys, origin) = load_or_create(store.as_ref(), now(), || Ok(Some(old.clone())))
                 .await
                 .unwrap();
-            assert_eq!(origin, KeyOrigin::Imported(dir.path().join(KEY_FILE)));
+            assert_eq!(origin, KeyOrigin::Supplied);
             assert_eq!(keys.current().kid(), old.kid());
             authority(keys).verify(token.token.expose(), now()).unwrap();
         }
     }
 
     #[tokio::test]
-    async fn a_broken_key_file_fails_the_start() {
+    async fn a_first_key_that_cannot_be_supplied_fails_the_start() {
         for store in stores().await {
-            let dir = tempfile::tempdir().unwrap();
-            fs::write(dir.path().join(KEY_FILE), "not a key").unwrap();
-            let result = load_or_create(store.as_ref(), dir.path(), now()).await;
+            let result = load_or_create(store.as_ref(), now(), || {
+                Err("keys/signing.pem: not a key".into())
+            })
+            .await;
             assert!(matches!(result, Err(AuthError::Key(_))), "{result:?}");
             assert!(store.list_signing_keys().await.unwrap().is_empty());
         }
@@ -218,8 +184,7 @@ mod tests {
     #[tokio::test]
     async fn rotation_keeps_old_tokens_valid_until_their_keys_are_dropped() {
         for store in stores().await {
-            let dir = tempfile::tempdir().unwrap();
-            let (keys, _) = load_or_create(store.as_ref(), dir.path(), now())
+            let (keys, _) = load_or_create(store.as_ref(), now(), || Ok(None))
                 .await
                 .unwrap();
             let first_kid = keys.current().kid().to_string();

@@ -33,8 +33,8 @@
 //!   audit trail reading it) knows who changed what.
 //! - [`admin`]: creating users (with their personal namespace), namespaces and
 //!   access tokens with the checks both the CLI and the management API need.
-//! - [`memory`]: an in-memory [`AuthStore`], for tests here and in the server.
-//! - [`error`]: [`AuthError`], the crate's one error type.
+//! - [`error`]: [`AuthError`], the crate's one error type, and
+//!   [`AuthStoreError`], the store's (below every other module, so nothing imports in a circle).
 //!
 //! Why the split: the server needs to answer three questions on every request
 //! (who is this, may they do it, how do I say no), and each answer is a module
@@ -51,7 +51,6 @@ pub mod error;
 pub mod jwt;
 pub mod keys;
 pub mod login;
-pub mod memory;
 pub mod meta_store;
 pub mod model;
 pub mod password;
@@ -65,14 +64,13 @@ pub use actor::{change_at, Actor, ActorKind, Change};
 pub use challenge::{
     Challenge, ChallengeError, Credentials, Grant, TokenGetRequest, TokenPostRequest, TokenResponse,
 };
-pub use error::{AuthError, TokenRejection};
+pub use error::{AuthError, AuthStoreError, TokenRejection};
 pub use jwt::{AccessEntry, Claims, KeySet, PublicKey, SigningKey, TokenAuthority};
 pub use login::{login_with_password, login_with_refresh_token, LoginContext, LoginError};
-pub use memory::MemoryAuthStore;
 pub use meta_store::MetaAuthStore;
 pub use model::{Action, Principal, Role, Secret, TokenScope, TokenTarget, Visibility};
 pub use policy::{authorize, Decision, Denial, NamespaceFacts, PolicyConfig};
-pub use scope::{ResourceType, Scope};
+pub use scope::{NamespaceAction, RegistryResource, ResourceType, Scope};
 pub use secret::{Expiry, SecretHash};
-pub use store::{AuthStore, AuthStoreError};
+pub use store::AuthStore;
 pub use throttle::{LoginThrottle, ThrottleConfig};

@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 use crate::actor::{change_at, Actor};
+use crate::error::AuthStoreError;
 use crate::model::{Principal, Secret};
 use crate::password::{dummy_verify, hash_password, verify_password, PasswordCheck};
 use crate::secret::{looks_like_access_token, looks_like_refresh_token, SecretHash};
-use crate::store::{AuthStore, AuthStoreError};
+use crate::store::AuthStore;
 use crate::throttle::LoginThrottle;
 
 /// Why a login failed.
@@ -146,7 +147,7 @@ pub async fn login_with_refresh_token(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::MemoryAuthStore;
+    use crate::meta_store::MetaAuthStore;
     use crate::model::{TokenScope, Visibility};
     use crate::policy::NamespaceFacts;
     use crate::secret::generate_access_token;
@@ -164,8 +165,8 @@ mod tests {
         }
     }
 
-    async fn store_with_alice() -> MemoryAuthStore {
-        let store = MemoryAuthStore::new();
+    async fn store_with_alice() -> MetaAuthStore {
+        let store = MetaAuthStore::in_memory().await;
         store
             .create_user(
                 &crate::actor::test_change(),

@@ -19,13 +19,14 @@ use berth_meta::{MetaError, Namespace};
 use time::OffsetDateTime;
 
 use crate::actor::Change;
+use crate::error::AuthStoreError;
 use crate::jwt::{PublicKey, SigningKey};
 use crate::model::{Role, TokenScope, Visibility};
 use crate::policy::NamespaceFacts;
 use crate::secret::SecretHash;
 use crate::store::{
-    AccessTokenRecord, AuthStore, AuthStoreError, KeyRotation, MemberRecord, NamespaceRecord,
-    RefreshTokenRecord, SigningKeyRecord, UserRecord,
+    AccessTokenRecord, AuthStore, KeyRotation, MemberRecord, NamespaceRecord, RefreshTokenRecord,
+    SigningKeyRecord, UserRecord,
 };
 
 /// An [`AuthStore`] backed by any [`AuthMetaStore`] (SQLite, PostgreSQL).
@@ -37,6 +38,16 @@ pub struct MetaAuthStore {
 impl MetaAuthStore {
     pub fn new(inner: Arc<dyn AuthMetaStore>) -> MetaAuthStore {
         MetaAuthStore { inner }
+    }
+
+    /// A store on a private in-memory SQLite database, for this crate's
+    /// tests: the real SQL of the default backend, with nothing on disk.
+    #[cfg(test)]
+    pub(crate) async fn in_memory() -> MetaAuthStore {
+        let sqlite = berth_meta::sqlite::SqliteMetaStore::open_in_memory()
+            .await
+            .expect("an in-memory SQLite database opens");
+        MetaAuthStore::new(Arc::new(sqlite))
     }
 }
 

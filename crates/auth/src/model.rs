@@ -131,7 +131,19 @@ impl Action {
         Action::ManageSettings,
     ];
 
-    /// The action's name in a Docker scope, for the registry actions.
+    /// The action's name: in a `namespace` scope, in the management API's
+    /// documents and in logs (the same as its serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Pull => "pull",
+            Action::Push => "push",
+            Action::Delete => "delete",
+            Action::ManageMembers => "manage_members",
+            Action::ManageSettings => "manage_settings",
+        }
+    }
+
+    /// The action's name in a Docker `repository` scope, for the registry actions.
     pub fn scope_name(self) -> Option<&'static str> {
         match self {
             Action::Pull => Some("pull"),
@@ -240,6 +252,14 @@ impl TokenScope {
         target_matches && self.actions.contains(&action)
     }
 
+    /// Whether this scope lets its holder do `action` on `namespace` as a
+    /// whole: only a scope over the whole namespace does, never one over a
+    /// repository in it.
+    pub fn covers_namespace(&self, namespace: &str, action: Action) -> bool {
+        matches!(&self.target, TokenTarget::Namespace(target) if target == namespace)
+            && self.actions.contains(&action)
+    }
+
     /// The namespace the scope lives in.
     pub fn namespace(&self) -> &str {
         match &self.target {
@@ -307,6 +327,16 @@ pub fn validate_account_name(name: &str) -> Result<(), AuthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn action_names_match_serde() {
+        for action in Action::ALL {
+            assert_eq!(
+                serde_json::to_value(action).unwrap(),
+                serde_json::Value::from(action.as_str())
+            );
+        }
+    }
 
     #[test]
     fn roles_are_cumulative() {
@@ -391,6 +421,13 @@ mod tests {
         assert!(!one.covers(&repo("team-a/api2"), Action::Pull));
         assert!(!one.covers(&repo("team-a/api/sub"), Action::Pull));
         assert_eq!(one.namespace(), "team-a");
+        assert!(ns.covers_namespace("team-a", Action::Pull));
+        assert!(!ns.covers_namespace("team-a", Action::Push));
+        assert!(!ns.covers_namespace("team-ab", Action::Pull));
+        assert!(
+            !one.covers_namespace("team-a", Action::Pull),
+            "a repository scope"
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //!    [`PolicyConfig::users_may_create_namespaces`] is set, any other.
 //! 3. Members may do what their [`Role`] allows.
 //! 4. Anyone, anonymous included, may pull from a public namespace.
-//! 5. Access tokens (robots) may do exactly what their scopes say, plus rule 4.
+//! 5. Access tokens (robots) may do exactly what their scopes say, plus rule 4:
+//!    a scope over a namespace covers its repositories and the namespace as a
+//!    whole, a scope over a repository only that repository.
 //!    They never create namespaces and never manage members or settings.
 //!    Rule 4 applies to them because a Kubernetes `imagePullSecret` is sent for
 //!    every image from this host, and a pull of a public image must not fail
@@ -22,10 +24,18 @@
 //!    credentials were given (so the client logs in and retries), otherwise
 //!    [`Denial::Forbidden`]. A missing namespace and a private one look the same
 //!    to those who may not see it, so names do not leak.
+//!
+//! A registry token (JWT) never grants more than its `access` claim: the
+//! server checks both this policy and the claim. What the token endpoint puts
+//! in the claim is decided here too, from the same rules: [`granted_actions`]
+//! for repositories, [`granted_namespace_actions`] and
+//! [`granted_registry_actions`] for the management API's scopes (see
+//! [`crate::scope`]).
 
 use berth_oci::{ErrorCode, RepoName};
 
 use crate::model::{Action, Principal, Role, TokenScope, Visibility};
+use crate::scope::{NamespaceAction, RegistryResource};
 
 /// Policy settings from the server configuration.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -144,6 +154,79 @@ pub fn may_grant_token_scope(
     }
 }
 
+/// Whether `principal` may see `namespace` (find it in a listing, read its
+/// settings): whether they may pull anything from it. Members of any role,
+/// administrators, everyone for a public namespace, and robots with a pull
+/// scope anywhere in it. A missing namespace is seen by nobody.
+pub fn may_see_namespace(principal: &Principal, facts: NamespaceFacts, namespace: &str) -> bool {
+    let NamespaceFacts::Exists {
+        visibility,
+        member_role,
+    } = facts
+    else {
+        return false;
+    };
+    visibility == Visibility::Public
+        || match principal {
+            Principal::Anonymous => false,
+            Principal::User { is_admin, .. } => *is_admin || member_role.is_some(),
+            Principal::AccessToken { scopes, .. } => scopes.iter().any(|scope| {
+                scope.namespace() == namespace && scope.actions.contains(&Action::Pull)
+            }),
+        }
+}
+
+/// The actions of a requested `namespace:NAME:…` scope that are granted,
+/// by name, in [`NamespaceAction::ALL`] order. `*` is expanded; unknown
+/// actions are never granted. Namespace-wide actions follow
+/// [`authorize_namespace`]; `create` follows [`may_create_namespace`].
+pub fn granted_namespace_actions(
+    principal: &Principal,
+    config: &PolicyConfig,
+    facts: NamespaceFacts,
+    namespace: &str,
+    requested: &[String],
+) -> Vec<String> {
+    NamespaceAction::ALL
+        .into_iter()
+        .filter(|action| {
+            requested
+                .iter()
+                .any(|name| NamespaceAction::expand(name).contains(action))
+        })
+        .filter(|action| match action {
+            NamespaceAction::Action(action) => {
+                authorize_namespace(principal, config, facts, namespace, *action).is_allowed()
+            }
+            NamespaceAction::Create => may_create_namespace(principal, config, namespace),
+        })
+        .map(|action| action.as_str().to_string())
+        .collect()
+}
+
+/// The actions of a requested `registry:NAME:…` scope that are granted:
+/// `*` (the whole resource) or nothing. The catalog goes to anyone who
+/// logged in (listing is filtered per caller); user administration to
+/// administrators; managing one's own access tokens to users (people, not
+/// robots: a robot never makes or revokes tokens).
+pub fn granted_registry_actions(
+    principal: &Principal,
+    resource: RegistryResource,
+    requested: &[String],
+) -> Vec<String> {
+    let granted = !requested.is_empty()
+        && match resource {
+            RegistryResource::Catalog => principal.subject().is_some(),
+            RegistryResource::Users => matches!(principal, Principal::User { is_admin: true, .. }),
+            RegistryResource::Tokens => matches!(principal, Principal::User { .. }),
+        };
+    if granted {
+        vec!["*".to_string()]
+    } else {
+        Vec::new()
+    }
+}
+
 /// The actions of a requested Docker scope that are granted, as scope action
 /// names (`pull`, `push`, `delete`), in that order. `*` is expanded; unknown
 /// actions are never granted. This is what a registry JWT's `access` carries.
@@ -218,7 +301,10 @@ fn decide(
         },
         Principal::AccessToken { scopes, .. } => {
             let in_scope = matches!(facts, NamespaceFacts::Exists { .. })
-                && repository.is_some_and(|repo| scopes.iter().any(|s| s.covers(repo, action)));
+                && match repository {
+                    Some(repo) => scopes.iter().any(|s| s.covers(repo, action)),
+                    None => scopes.iter().any(|s| s.covers_namespace(namespace, action)),
+                };
             if in_scope || public_pull {
                 Decision::Allow
             } else {
@@ -435,6 +521,234 @@ mod tests {
             exists(PUBLIC, None),
             &scope
         ));
+    }
+
+    /// Namespace-wide decisions for robots: only a scope over the whole
+    /// namespace covers it, and never for managing it.
+    #[test]
+    fn robots_on_a_whole_namespace() {
+        let config = PolicyConfig::default();
+        let private = exists(PRIVATE, None);
+        let table: &[(&[&str], Action, bool)] = &[
+            (&["team-a:pull"], Action::Pull, true),
+            (&["team-a:pull"], Action::Push, false),
+            (&["team-a:*"], Action::Delete, true),
+            (&["team-a:*"], Action::ManageMembers, false),
+            (&["team-a:*"], Action::ManageSettings, false),
+            (&["team-a/api:pull"], Action::Pull, false),
+            (&["team-b:pull"], Action::Pull, false),
+        ];
+        for (scopes, action, allowed) in table {
+            let decision = authorize_namespace(&robot(scopes), &config, private, "team-a", *action);
+            assert_eq!(decision.is_allowed(), *allowed, "{scopes:?} {action:?}");
+        }
+    }
+
+    #[test]
+    fn who_sees_a_namespace() {
+        let admin = Principal::User {
+            name: "root".to_string(),
+            is_admin: true,
+        };
+        // (label, principal, facts, expected)
+        let table: Vec<(&str, Principal, NamespaceFacts, bool)> = vec![
+            (
+                "anonymous public",
+                Principal::Anonymous,
+                exists(PUBLIC, None),
+                true,
+            ),
+            (
+                "anonymous private",
+                Principal::Anonymous,
+                exists(PRIVATE, None),
+                false,
+            ),
+            (
+                "stranger private",
+                user("bob"),
+                exists(PRIVATE, None),
+                false,
+            ),
+            (
+                "reader private",
+                user("bob"),
+                exists(PRIVATE, Some(Role::Reader)),
+                true,
+            ),
+            ("admin private", admin.clone(), exists(PRIVATE, None), true),
+            ("admin missing", admin, NamespaceFacts::Missing, false),
+            (
+                "robot namespace pull",
+                robot(&["team-a:pull"]),
+                exists(PRIVATE, None),
+                true,
+            ),
+            (
+                "robot repository pull",
+                robot(&["team-a/api:pull"]),
+                exists(PRIVATE, None),
+                true,
+            ),
+            (
+                "robot push only",
+                robot(&["team-a:push"]),
+                exists(PRIVATE, None),
+                false,
+            ),
+            (
+                "robot elsewhere",
+                robot(&["team-b:pull"]),
+                exists(PRIVATE, None),
+                false,
+            ),
+            (
+                "robot public",
+                robot(&["team-b:pull"]),
+                exists(PUBLIC, None),
+                true,
+            ),
+        ];
+        for (label, principal, facts, expected) in table {
+            assert_eq!(
+                may_see_namespace(&principal, facts, "team-a"),
+                expected,
+                "{label}"
+            );
+        }
+    }
+
+    #[test]
+    fn granted_management_scopes() {
+        let config = PolicyConfig::default();
+        let requested = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let admin = Principal::User {
+            name: "root".to_string(),
+            is_admin: true,
+        };
+        let owner = exists(PRIVATE, Some(Role::Owner));
+        let reader = exists(PRIVATE, Some(Role::Reader));
+        // (label, principal, facts of "team-a", requested, expected)
+        #[rustfmt::skip]
+        type Row<'a> = (&'a str, Principal, NamespaceFacts, &'a [&'a str], &'a [&'a str]);
+        let table: Vec<Row> = vec![
+            (
+                "owner all",
+                user("bob"),
+                owner,
+                &["*"],
+                &[
+                    "pull",
+                    "push",
+                    "delete",
+                    "manage_members",
+                    "manage_settings",
+                ],
+            ),
+            ("reader asks all", user("bob"), reader, &["*"], &["pull"]),
+            (
+                "reader asks manage",
+                user("bob"),
+                reader,
+                &["manage_members", "manage_settings"],
+                &[],
+            ),
+            (
+                "stranger public",
+                user("bob"),
+                exists(PUBLIC, None),
+                &["pull", "push"],
+                &["pull"],
+            ),
+            (
+                "unknown action",
+                user("bob"),
+                owner,
+                &["manage", "admin"],
+                &[],
+            ),
+            ("create taken name", user("bob"), owner, &["create"], &[]),
+            (
+                "admin create",
+                admin.clone(),
+                NamespaceFacts::Missing,
+                &["create"],
+                &["create"],
+            ),
+            (
+                "robot all",
+                robot(&["team-a:*"]),
+                exists(PRIVATE, None),
+                &["*"],
+                &["pull", "push", "delete"],
+            ),
+            (
+                "robot repo scope",
+                robot(&["team-a/api:pull"]),
+                exists(PRIVATE, None),
+                &["pull"],
+                &[],
+            ),
+            (
+                "anonymous public",
+                Principal::Anonymous,
+                exists(PUBLIC, None),
+                &["*"],
+                &["pull"],
+            ),
+        ];
+        for (label, principal, facts, asked, expected) in table {
+            assert_eq!(
+                granted_namespace_actions(&principal, &config, facts, "team-a", &requested(asked)),
+                expected,
+                "{label}"
+            );
+        }
+        // A user may create their personal namespace, and others only when configured.
+        assert_eq!(
+            granted_namespace_actions(
+                &user("bob"),
+                &config,
+                NamespaceFacts::Missing,
+                "bob",
+                &requested(&["create"])
+            ),
+            ["create"]
+        );
+        let open = PolicyConfig {
+            users_may_create_namespaces: true,
+        };
+        assert_eq!(
+            granted_namespace_actions(
+                &user("bob"),
+                &open,
+                NamespaceFacts::Missing,
+                "new",
+                &requested(&["create"])
+            ),
+            ["create"]
+        );
+
+        let star = requested(&["*"]);
+        // (label, principal, catalog, users, tokens)
+        let table: Vec<(&str, Principal, bool, bool, bool)> = vec![
+            ("anonymous", Principal::Anonymous, false, false, false),
+            ("user", user("bob"), true, false, true),
+            ("admin", admin, true, true, true),
+            ("robot", robot(&["team-a:*"]), true, false, false),
+        ];
+        for (label, principal, catalog, users, tokens) in table {
+            let granted =
+                |resource| !granted_registry_actions(&principal, resource, &star).is_empty();
+            assert_eq!(
+                granted(RegistryResource::Catalog),
+                catalog,
+                "{label} catalog"
+            );
+            assert_eq!(granted(RegistryResource::Users), users, "{label} users");
+            assert_eq!(granted(RegistryResource::Tokens), tokens, "{label} tokens");
+            assert!(granted_registry_actions(&principal, RegistryResource::Tokens, &[]).is_empty());
+        }
     }
 
     #[test]

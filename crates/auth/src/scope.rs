@@ -13,19 +13,39 @@
 //! last. Unknown resource types and actions are kept, not refused: a client
 //! may ask for more than we understand, and the answer is simply to grant none
 //! of it.
+//!
+//! Besides Docker's `repository` and `registry:catalog`, Berth knows the
+//! resources of its management API (`/api/v1`), so that a registry token
+//! grants there, too, only what its `access` claim names:
+//!
+//! | scope | grants |
+//! |---|---|
+//! | `namespace:NS:pull`, `push`, `delete` | that action on every repository of `NS`, and (`pull`) seeing `NS` itself |
+//! | `namespace:NS:manage_members` | listing and changing `NS`'s members, creating access tokens scoped to `NS` |
+//! | `namespace:NS:manage_settings` | changing `NS`'s settings (visibility) |
+//! | `namespace:NS:create` | creating `NS` |
+//! | `registry:users:*` | user administration (administrators only) |
+//! | `registry:tokens:*` | listing and revoking the caller's own access tokens |
+//!
+//! What the token endpoint grants of each is [`crate::policy`]'s decision.
 
 use std::fmt;
 use std::str::FromStr;
 
 use crate::error::AuthError;
+use crate::model::Action;
 
 /// The resource type of a scope.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ResourceType {
     /// `repository`: pull, push, delete on one repository.
     Repository,
-    /// `registry`: registry-wide resources; `registry:catalog:*` lists repositories.
+    /// `registry`: registry-wide resources ([`RegistryResource`]);
+    /// `registry:catalog:*` lists repositories.
     Registry,
+    /// `namespace`: one namespace as a whole, for the management API
+    /// ([`NamespaceAction`]).
+    Namespace,
     /// Anything else, kept verbatim so it renders back unchanged.
     Other(String),
 }
@@ -35,6 +55,7 @@ impl ResourceType {
         match self {
             ResourceType::Repository => "repository",
             ResourceType::Registry => "registry",
+            ResourceType::Namespace => "namespace",
             ResourceType::Other(other) => other,
         }
     }
@@ -43,8 +64,82 @@ impl ResourceType {
         match s {
             "repository" => ResourceType::Repository,
             "registry" => ResourceType::Registry,
+            "namespace" => ResourceType::Namespace,
             other => ResourceType::Other(other.to_string()),
         }
+    }
+}
+
+/// The registry-wide resources a `registry:NAME:*` scope can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RegistryResource {
+    /// `registry:catalog:*`: `GET /v2/_catalog` (filtered per caller).
+    Catalog,
+    /// `registry:users:*`: user administration on the management API.
+    Users,
+    /// `registry:tokens:*`: the caller's own access tokens on the
+    /// management API (listing and revoking them; creating one also needs
+    /// `manage_members` on each namespace it is scoped to).
+    Tokens,
+}
+
+impl RegistryResource {
+    pub const ALL: [RegistryResource; 3] = [
+        RegistryResource::Catalog,
+        RegistryResource::Users,
+        RegistryResource::Tokens,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistryResource::Catalog => "catalog",
+            RegistryResource::Users => "users",
+            RegistryResource::Tokens => "tokens",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<RegistryResource> {
+        RegistryResource::ALL
+            .into_iter()
+            .find(|resource| resource.as_str() == name)
+    }
+}
+
+/// What a `namespace:NS:ACTION` scope can grant: a namespace-wide
+/// [`Action`], or creating the namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NamespaceAction {
+    Action(Action),
+    /// Creating the namespace (`POST /api/v1/namespaces`).
+    Create,
+}
+
+impl NamespaceAction {
+    /// Every namespace action, in the order tokens list them.
+    pub const ALL: [NamespaceAction; 6] = [
+        NamespaceAction::Action(Action::Pull),
+        NamespaceAction::Action(Action::Push),
+        NamespaceAction::Action(Action::Delete),
+        NamespaceAction::Action(Action::ManageMembers),
+        NamespaceAction::Action(Action::ManageSettings),
+        NamespaceAction::Create,
+    ];
+
+    /// The action's name in a scope: an [`Action`]'s name, or `create`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NamespaceAction::Action(action) => action.as_str(),
+            NamespaceAction::Create => "create",
+        }
+    }
+
+    /// Expands one requested action: `*` means all of them; an unknown name
+    /// expands to nothing (it can never be granted).
+    pub fn expand(name: &str) -> Vec<NamespaceAction> {
+        NamespaceAction::ALL
+            .into_iter()
+            .filter(|action| name == "*" || action.as_str() == name)
+            .collect()
     }
 }
 
@@ -76,11 +171,26 @@ impl Scope {
 
     /// `registry:catalog:*`, the scope of `GET /v2/_catalog`.
     pub fn catalog() -> Scope {
+        Scope::registry(RegistryResource::Catalog)
+    }
+
+    /// `registry:NAME:*`, a registry-wide resource.
+    pub fn registry(resource: RegistryResource) -> Scope {
         Scope {
             resource_type: ResourceType::Registry,
             class: None,
-            name: "catalog".to_string(),
+            name: resource.as_str().to_string(),
             actions: vec!["*".to_string()],
+        }
+    }
+
+    /// `namespace:NAME:ACTION`, as the management API asks for it in a challenge.
+    pub fn namespace(name: &str, action: NamespaceAction) -> Scope {
+        Scope {
+            resource_type: ResourceType::Namespace,
+            class: None,
+            name: name.to_string(),
+            actions: vec![action.as_str().to_string()],
         }
     }
 
@@ -256,6 +366,30 @@ mod tests {
             Scope::parse("helm:x:pull").unwrap().resource_type,
             ResourceType::Other("helm".to_string())
         );
+        assert_eq!(
+            Scope::parse("namespace:team-a:manage_members").unwrap(),
+            Scope::namespace("team-a", NamespaceAction::Action(Action::ManageMembers))
+        );
+        assert_eq!(
+            Scope::registry(RegistryResource::Users).to_string(),
+            "registry:users:*"
+        );
+        for resource in RegistryResource::ALL {
+            assert_eq!(RegistryResource::parse(resource.as_str()), Some(resource));
+        }
+        assert_eq!(RegistryResource::parse("blobs"), None);
+    }
+
+    #[test]
+    fn namespace_actions_expand() {
+        assert_eq!(NamespaceAction::expand("*"), NamespaceAction::ALL);
+        assert_eq!(
+            NamespaceAction::expand("manage_settings"),
+            [NamespaceAction::Action(Action::ManageSettings)]
+        );
+        assert_eq!(NamespaceAction::expand("create"), [NamespaceAction::Create]);
+        assert!(NamespaceAction::expand("manage").is_empty());
+        assert!(NamespaceAction::expand("").is_empty());
     }
 
     #[test]

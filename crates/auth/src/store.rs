@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
 use crate::actor::Change;
+use crate::error::AuthStoreError;
 use crate::jwt::{PublicKey, SigningKey};
 use crate::model::{Principal, Role, TokenScope, Visibility};
 use crate::policy::NamespaceFacts;
@@ -167,20 +168,6 @@ pub struct KeyRotation {
     pub retired: Option<String>,
     /// Retired keys deleted because every token they signed has expired.
     pub dropped: Vec<String>,
-}
-
-/// Errors of an [`AuthStore`].
-#[derive(Debug, thiserror::Error)]
-pub enum AuthStoreError {
-    /// A create collided with an existing name (user, namespace, token).
-    #[error("already exists")]
-    AlreadyExists,
-    /// A change named something that does not exist.
-    #[error("not found")]
-    NotFound,
-    /// The database failed; details are for the log, not the client.
-    #[error("store backend: {0}")]
-    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// What access control needs from the metadata store. Every method that

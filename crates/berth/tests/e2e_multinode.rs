@@ -10,10 +10,7 @@
 
 mod support;
 
-#[path = "../../meta/tests/support/mod.rs"]
-mod meta_support;
-#[path = "../../storage/tests/support/mod.rs"]
-mod storage_support;
+use berth_test_support::{postgres, seaweedfs};
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,7 +27,7 @@ struct Shared {
     args: Vec<String>,
     /// The bucket, to look at what the nodes left in it.
     bucket: String,
-    database: meta_support::postgres::TestDatabase,
+    database: postgres::TestDatabase,
 }
 
 async fn shared_services(test: &str) -> Option<Shared> {
@@ -38,8 +35,8 @@ async fn shared_services(test: &str) -> Option<Shared> {
         support::record_skip(test, "starts its own nodes");
         return None;
     }
-    let database = meta_support::postgres::fresh_database(test).await?;
-    let weed = storage_support::weed(test)?;
+    let database = postgres::fresh_database(test).await?;
+    let weed = seaweedfs::weed(test)?;
     let bucket = weed.new_bucket().await;
     let args = vec![
         "--database".to_string(),
@@ -51,11 +48,11 @@ async fn shared_services(test: &str) -> Option<Shared> {
         "--s3-path-style".to_string(),
         "true".to_string(),
         "--s3-region".to_string(),
-        storage_support::REGION.to_string(),
+        seaweedfs::REGION.to_string(),
         "--s3-access-key-id".to_string(),
-        storage_support::ACCESS_KEY.to_string(),
+        seaweedfs::ACCESS_KEY.to_string(),
         "--s3-secret-access-key".to_string(),
-        storage_support::SECRET_KEY.to_string(),
+        seaweedfs::SECRET_KEY.to_string(),
     ];
     Some(Shared {
         args,
@@ -691,10 +688,16 @@ async fn gc_on_shared_storage_runs_once_and_keeps_live_images() {
 
     // The bucket itself, not only the metadata, lost exactly the doomed
     // image's own blobs.
-    let weed = storage_support::weed(TEST).expect("running");
+    let weed = seaweedfs::weed(TEST).expect("running");
     let store = berth_storage::s3::S3BlobStore::new(&berth_storage::s3::S3Config {
-        prefix: "berth".into(),
-        ..weed.config(&shared.bucket)
+        endpoint: Some(weed.endpoint.clone()),
+        path_style: true,
+        allow_http: true,
+        access_key_id: Some(seaweedfs::ACCESS_KEY.into()),
+        secret_access_key: Some(seaweedfs::SECRET_KEY.into()),
+        region: seaweedfs::REGION.into(),
+        ..berth_storage::s3::S3Config::from_url(&format!("s3://{}/berth", shared.bucket))
+            .expect("a valid URL")
     })
     .expect("store");
     use berth_storage::BlobStore as _;

@@ -37,11 +37,22 @@ pub trait BlobLinkStore: Send + Sync + 'static {
         digest: &Digest,
     ) -> Result<Option<u64>, MetaError>;
 
+    /// Lists the repositories `digest` is linked into, by name in byte
+    /// order, after `after`, at most `limit`: the candidate sources of a
+    /// cross-repository mount that names no source. Reads the links of that
+    /// one digest (an index lookup), never every repository.
+    async fn repositories_with_blob(
+        &self,
+        digest: &Digest,
+        after: Option<&RepoName>,
+        limit: usize,
+    ) -> Result<Vec<RepoName>, MetaError>;
+
     /// Removes the link between `repository` and the blob. Returns whether a
     /// link existed (and wrote a `blob.unlinked` event). The blob's bytes
     /// are left to garbage collection: if nothing references the blob any
-    /// more it becomes a candidate as of the change. Manifests of the repository that reference the blob keep it
-    /// alive (their references), though it is no longer served through the
+    /// more it becomes a candidate as of the change. Manifests of the
+    /// repository that reference the blob keep it alive (their references), though it is no longer served through the
     /// repository.
     async fn unlink_blob(
         &self,

@@ -124,6 +124,16 @@ impl Actor {
         Actor::named(ActorKind::System, job.into())
     }
 
+    /// The authenticated principal's name (a user's or an access token's),
+    /// which per-principal limits count by; `None` for anonymous clients
+    /// and the registry's own jobs.
+    pub fn principal(&self) -> Option<&str> {
+        match self.kind {
+            ActorKind::User | ActorKind::Robot => self.name.as_deref(),
+            ActorKind::Anonymous | ActorKind::System => None,
+        }
+    }
+
     fn named(kind: ActorKind, name: String) -> Actor {
         Actor {
             kind,

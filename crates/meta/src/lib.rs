@@ -62,10 +62,12 @@ pub use events::{
 };
 pub use gc::{BlobCandidate, GcCutoffs, GcStore, LinkCandidate, ManifestCandidate};
 pub use jobs::JobLeaseStore;
-pub use manifests::{DeletedManifest, ManifestRecord, ManifestStore, NewManifest, Referrer};
+pub use manifests::{
+    DeletedManifest, ManifestRecord, ManifestStore, NewManifest, Referrer, SizeMismatch,
+};
 pub use namespaces::{Namespace, NamespaceStore, NamespaceUsage, Visibility};
 pub use repositories::{RepositoryDeletion, RepositoryStore};
-pub use uploads::{UploadRecord, UploadStore};
+pub use uploads::{LiveUploads, UploadRecord, UploadStore};
 
 /// Seconds since the Unix epoch. Time is always passed in, never read inside a
 /// backend, so tests control it.
@@ -77,6 +79,9 @@ pub enum MetaError {
     /// A manifest refers to blobs not linked into its repository.
     #[error("manifest references unknown blobs")]
     MissingBlobs(Vec<berth_oci::Digest>),
+    /// A manifest gives blobs sizes other than theirs.
+    #[error("manifest gives blobs the wrong size")]
+    BlobSizeMismatch(Vec<SizeMismatch>),
     /// An index refers to manifests not stored in its repository.
     #[error("index references unknown manifests")]
     MissingManifests(Vec<berth_oci::Digest>),

@@ -25,11 +25,26 @@ pub struct NewManifest {
     pub record: ManifestRecord,
     /// Blobs (config and distributable layers) that must be linked to the repository.
     pub blobs: Vec<Digest>,
+    /// The size the manifest's descriptors give each of `blobs` (a digest
+    /// the manifest lists twice with two sizes appears twice): each must be
+    /// the stored blob's size. Empty when the caller declares none.
+    pub blob_sizes: Vec<(Digest, u64)>,
     /// Child manifests (of an index) that must exist in the repository.
     pub children: Vec<Digest>,
 }
 
-/// One entry of the referrers list.
+/// A blob a manifest gives the wrong size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SizeMismatch {
+    pub digest: Digest,
+    /// The size the manifest's descriptor gives.
+    pub declared: u64,
+    /// The size of the blob as stored.
+    pub stored: u64,
+}
+
+/// One entry of the referrers list; `annotations` is `None` when the
+/// manifest has none or more than the caller's cap.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Referrer {
     pub digest: Digest,
@@ -61,8 +76,11 @@ pub trait ManifestStore: Send + Sync + 'static {
     /// `tag` at it if given, replacing the tag's previous target. Fails with
     /// `MissingBlobs`/`MissingManifests` (storing nothing) unless every blob in
     /// `manifest.blobs` is linked to the repository and every child manifest is
-    /// stored in it, checked in the same transaction as the insert. Storing a
-    /// manifest that exists already only updates the tag. The blob links it
+    /// stored in it, and then with `BlobSizeMismatch` (storing nothing, listing
+    /// mismatches in the order of `manifest.blob_sizes`) unless every size in
+    /// `manifest.blob_sizes` is its blob's, all checked in the same
+    /// transaction as the insert. Storing a manifest that exists already only
+    /// updates the tag. The blob links it
     /// references stop being garbage-collection candidates. Events:
     /// `manifest.stored` when the manifest is new, `tag.moved` (with the
     /// previous digest) when the tag is created or moved.
@@ -124,12 +142,20 @@ pub trait ManifestStore: Send + Sync + 'static {
     ) -> Result<Option<Vec<Tag>>, MetaError>;
 
     /// Lists manifests in `repository` whose subject is `subject`, optionally
-    /// only those of one artifact type, sorted by digest. The subject need not
-    /// be stored: the spec lets referrers be pushed before their subject.
+    /// only those of one artifact type, sorted by digest, strictly after
+    /// `after`, at most `limit`. The subject need not be stored: the spec
+    /// lets referrers be pushed before their subject. Annotations longer
+    /// than `max_annotation_bytes` (as stored JSON text) come back as `None`
+    /// and are never read out of the database, so a page costs at most
+    /// `limit` times that much memory however large the stored annotations
+    /// are.
     async fn referrers(
         &self,
         repository: &RepoName,
         subject: &Digest,
         artifact_type: Option<&str>,
+        after: Option<&Digest>,
+        limit: usize,
+        max_annotation_bytes: usize,
     ) -> Result<Vec<Referrer>, MetaError>;
 }

@@ -122,13 +122,18 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         6,
-        "namespaces",
-        include_str!("../migrations/postgres/0006_namespaces.sql"),
+        "upload principals",
+        include_str!("../migrations/postgres/0006_upload_principals.sql"),
     ),
     (
         7,
+        "namespaces",
+        include_str!("../migrations/postgres/0007_namespaces.sql"),
+    ),
+    (
+        8,
         "events",
-        include_str!("../migrations/postgres/0007_events.sql"),
+        include_str!("../migrations/postgres/0008_events.sql"),
     ),
 ];
 

@@ -67,13 +67,18 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         6,
-        "namespaces",
-        include_str!("../migrations/sqlite/0006_namespaces.sql"),
+        "upload principals",
+        include_str!("../migrations/sqlite/0006_upload_principals.sql"),
     ),
     (
         7,
+        "namespaces",
+        include_str!("../migrations/sqlite/0007_namespaces.sql"),
+    ),
+    (
+        8,
         "events",
-        include_str!("../migrations/sqlite/0007_events.sql"),
+        include_str!("../migrations/sqlite/0008_events.sql"),
     ),
 ];
 

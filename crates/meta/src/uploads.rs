@@ -19,6 +19,20 @@ pub struct UploadRecord {
     pub updated_at: Timestamp,
     /// The storage backend's `UploadProgress`, serialized as JSON by the caller.
     pub progress: String,
+    /// Who opened the session (the authenticated principal's name), so that
+    /// open sessions can be counted per principal; `None` for anonymous
+    /// callers and when access control is off.
+    pub principal: Option<String>,
+}
+
+/// How many upload sessions are open, as
+/// [`UploadStore::count_live_uploads`] counts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveUploads {
+    /// In the repository asked about.
+    pub in_repository: u64,
+    /// Opened by the principal asked about (0 when none was named).
+    pub of_principal: u64,
 }
 
 /// Upload sessions.
@@ -28,6 +42,17 @@ pub trait UploadStore: Send + Sync + 'static {
     /// itself is bookkeeping and writes no event; creating the repository
     /// does.
     async fn create_upload(&self, change: &Change, upload: &UploadRecord) -> Result<(), MetaError>;
+
+    /// Counts the upload sessions updated at or after `since` (those the
+    /// purge of expired sessions would keep) in `repository` and, when
+    /// `principal` is given, those opened by `principal` in any repository.
+    /// Reads the sessions by age through indexes, never every session.
+    async fn count_live_uploads(
+        &self,
+        repository: &RepoName,
+        principal: Option<&str>,
+        since: Timestamp,
+    ) -> Result<LiveUploads, MetaError>;
 
     /// Ends upload `id` of `repository` with its verified blob: links the
     /// blob as [`BlobLinkStore::link_blob`](crate::BlobLinkStore::link_blob)

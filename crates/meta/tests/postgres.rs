@@ -1,12 +1,10 @@
 //! The shared suites against a real
-//! PostgreSQL that the tests start themselves (see `support/postgres.rs`),
+//! PostgreSQL that the tests start themselves (see `berth_test_support::postgres`),
 //! plus what only a server database has: several nodes migrating, working
 //! and storing their first signing key on one database.
 //!
 //! Without PostgreSQL installed these tests record a loud skip, except under
 //! `CI=true`, where they fail.
-
-mod support;
 
 use berth_meta::auth::SigningKeyRow;
 use berth_meta::postgres::PostgresMetaStore;
@@ -16,8 +14,8 @@ use berth_meta::{
     MetaError, NewManifest, RepositoryStore, SigningKeyStore, UploadRecord, UploadStore,
 };
 use berth_oci::{Algorithm, RepoName, Tag};
+use berth_test_support::postgres::{fresh_database, TestDatabase};
 use sqlx::{Connection, PgConnection};
-use support::postgres::{fresh_database, TestDatabase};
 
 /// A change made by the test at `time`.
 fn at(time: i64) -> berth_meta::Change {
@@ -178,6 +176,7 @@ async fn reconnecting_keeps_data_and_applies_migrations_once() {
             payload,
         },
         blobs: vec![layer.clone()],
+        blob_sizes: Vec::new(),
         children: Vec::new(),
     };
     let upload = UploadRecord {
@@ -186,6 +185,7 @@ async fn reconnecting_keeps_data_and_applies_migrations_once() {
         created_at: 1,
         updated_at: 2,
         progress: "{}".to_string(),
+        principal: None,
     };
 
     let store = PostgresMetaStore::connect(&database.url).await.unwrap();
@@ -248,6 +248,7 @@ async fn two_nodes_on_one_database_share_writes_and_leases() {
         created_at: 10,
         updated_at: 10,
         progress: "{}".to_string(),
+        principal: None,
     };
     first.create_upload(&at(1), &upload).await.unwrap();
     first

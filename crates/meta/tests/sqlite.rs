@@ -76,6 +76,7 @@ async fn reopening_keeps_data_and_applies_migrations_once() {
             payload,
         },
         blobs: vec![layer.clone()],
+        blob_sizes: Vec::new(),
         children: Vec::new(),
     };
     let upload = UploadRecord {
@@ -84,6 +85,7 @@ async fn reopening_keeps_data_and_applies_migrations_once() {
         created_at: 1,
         updated_at: 2,
         progress: "{}".to_string(),
+        principal: None,
     };
 
     let store = SqliteMetaStore::open(&path).await.unwrap();

@@ -7,6 +7,7 @@
 //! - [`reference`]: what follows `/manifests/`: a tag or a digest.
 //! - [`range`]: HTTP `Range` and `Content-Range` headers as the spec uses them.
 //! - [`manifest`]: image manifests, indexes, Docker schema2 manifests and lists, artifacts.
+//! - [`upload`]: upload session identifiers.
 //! - [`error`]: the spec's error codes and their HTTP status.
 //!
 //! This crate does no IO, is not async and knows nothing of HTTP frameworks: every
@@ -19,10 +20,12 @@ pub mod manifest;
 pub mod name;
 pub mod range;
 pub mod reference;
+pub mod upload;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::ErrorCode;
 pub use manifest::{Descriptor, ManifestError, ManifestKind, ParsedManifest};
 pub use name::{NameError, RepoName, Tag};
-pub use range::{ByteRange, RangeError};
+pub use range::{ByteRange, RangeError, RangeRequest};
 pub use reference::{Reference, ReferenceError};
+pub use upload::UploadId;

@@ -25,6 +25,10 @@ pub mod media_types {
 /// The largest manifest accepted, as the spec recommends (4 MiB).
 pub const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
 
+/// The longest media type RFC 6838 allows: a 127-character type, a slash
+/// and a 127-character subtype.
+pub const MAX_MEDIA_TYPE_LENGTH: usize = 255;
+
 /// The four manifest formats Berth stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ManifestKind {
@@ -252,6 +256,19 @@ impl ParsedManifest {
                 }
             }
         };
+        // The referrers API lists the artifact type with every descriptor; a
+        // media type is at most 255 bytes (RFC 6838 §4.2: 127 for the type,
+        // 127 for the subtype, and the slash), so anything longer is not one,
+        // and would let one manifest make every referrers page huge.
+        if parsed
+            .artifact_type
+            .as_ref()
+            .is_some_and(|t| t.len() > MAX_MEDIA_TYPE_LENGTH)
+        {
+            return Err(ManifestError::Structure(
+                "artifactType (or the config media type) is longer than a media type may be (255 bytes)",
+            ));
+        }
         Ok(parsed)
     }
 
@@ -331,8 +348,40 @@ mod tests {
             ),
             (index.clone(), Some(OCI_INDEX), Ok(ManifestKind::OciIndex)),
             (docker_list, None, Ok(ManifestKind::DockerManifestList)),
-            (artifact, None, Ok(ManifestKind::OciManifest)),
+            (artifact.clone(), None, Ok(ManifestKind::OciManifest)),
             (artifact_no_type, None, Err("structure")),
+            (
+                artifact.replace(
+                    "application/x-sbom",
+                    &format!("application/{}", "x".repeat(243)),
+                ),
+                None,
+                Ok(ManifestKind::OciManifest),
+            ),
+            (
+                artifact.replace(
+                    "application/x-sbom",
+                    &format!("application/{}", "x".repeat(244)),
+                ),
+                None,
+                Err("structure"),
+            ),
+            (
+                image(None, "").replace(
+                    "application/vnd.oci.image.config.v1+json",
+                    &format!("application/{}", "x".repeat(300)),
+                ),
+                None,
+                Err("structure"),
+            ),
+            (
+                index.replace(
+                    r#""manifests""#,
+                    &format!(r#""artifactType":"a/{}","manifests""#, "x".repeat(300)),
+                ),
+                None,
+                Err("structure"),
+            ),
             ("{".to_string(), None, Err("json")),
             (r#"{"schemaVersion":1}"#.to_string(), None, Err("schema")),
             (

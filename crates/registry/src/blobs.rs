@@ -112,6 +112,21 @@ impl Registry {
         }
     }
 
+    /// The repositories holding `digest`, by name, after `after`, at most
+    /// `limit`: the sources a mount that names none may use, for the caller
+    /// to filter by what it may pull and then [`Registry::mount_blob`] from.
+    pub async fn blob_holders(
+        &self,
+        digest: &Digest,
+        after: Option<&RepoName>,
+        limit: usize,
+    ) -> Result<Vec<RepoName>, RegistryError> {
+        Ok(self
+            .meta()
+            .repositories_with_blob(digest, after, limit)
+            .await?)
+    }
+
     /// Checks, after a blob whose bytes were stored (or found stored) was
     /// linked into `repository` (`linked` is how the link went), that the
     /// bytes are still there.

@@ -1,4 +1,8 @@
 //! Errors of the registry domain and their spec error codes.
+//!
+//! The registry names what went wrong (a variant, with the facts the edge
+//! needs, such as where an upload ends) and its spec [`ErrorCode`]; which
+//! HTTP status that becomes is the server's business (`server/src/error.rs`).
 
 use berth_meta::MetaError;
 use berth_oci::{Digest, ErrorCode};
@@ -26,11 +30,19 @@ pub enum RegistryError {
     /// The chunk does not start where the upload ends: HTTP 416.
     #[error("chunk starts at {given}, but the upload holds {expected} bytes")]
     ChunkOutOfOrder { given: u64, expected: u64 },
+    /// The chunk's body is not as long as its `Content-Range` says; nothing
+    /// of it was kept. `size` is what the upload holds, unchanged.
+    #[error("the chunk's body is not the {declared} bytes its range declares")]
+    ChunkSizeMismatch { declared: u64, size: u64 },
     /// Another request is writing to this upload right now.
     #[error("upload is being written by another request")]
     UploadBusy,
     #[error("upload invalid: {0}")]
     UploadInvalid(String),
+    /// No new upload session may open: `who` (a repository or a principal)
+    /// has `limit` open already.
+    #[error("{who} has {limit} open upload sessions, the most allowed; finish or cancel some, or let them expire")]
+    TooManyUploads { who: String, limit: u64 },
     #[error("provided digest did not match uploaded content (computed {computed})")]
     DigestMismatch { computed: Digest },
     #[error("invalid digest: {0}")]
@@ -73,6 +85,7 @@ impl RegistryError {
             RegistryError::NameUnknown | RegistryError::NamespaceUnknown => ErrorCode::NameUnknown,
             RegistryError::UploadUnknown => ErrorCode::BlobUploadUnknown,
             RegistryError::ChunkOutOfOrder { .. }
+            | RegistryError::ChunkSizeMismatch { .. }
             | RegistryError::UploadBusy
             | RegistryError::UploadInvalid(_)
             | RegistryError::BlobBeingCollected => ErrorCode::BlobUploadInvalid,
@@ -86,25 +99,11 @@ impl RegistryError {
             RegistryError::ManifestReferenced(_)
             | RegistryError::NamespaceExists
             | RegistryError::NamespaceNotEmpty => ErrorCode::Denied,
+            RegistryError::TooManyUploads { .. } => ErrorCode::TooManyRequests,
             RegistryError::InvalidParameter(_) => ErrorCode::Unsupported,
             RegistryError::Storage(_) | RegistryError::Meta(_) | RegistryError::Consumer(_) => {
                 ErrorCode::Internal
             }
-        }
-    }
-
-    /// The HTTP status, where it differs from the code's usual one.
-    pub fn status(&self) -> u16 {
-        match self {
-            RegistryError::ChunkOutOfOrder { .. } | RegistryError::UploadBusy => 416,
-            RegistryError::ManifestTooLarge(_) => 413,
-            RegistryError::ManifestReferenced(_)
-            | RegistryError::NamespaceExists
-            | RegistryError::NamespaceNotEmpty => 409,
-            // A retryable condition: clients retry a push on 503.
-            RegistryError::BlobBeingCollected => 503,
-            RegistryError::InvalidParameter(_) => 400,
-            other => other.code().default_status(),
         }
     }
 
@@ -134,6 +133,16 @@ impl From<MetaError> for RegistryError {
         match e {
             MetaError::MissingBlobs(d) | MetaError::MissingManifests(d) => {
                 RegistryError::ManifestBlobUnknown(d)
+            }
+            MetaError::BlobSizeMismatch(mismatches) => {
+                let described: Vec<String> = mismatches
+                    .iter()
+                    .map(|m| format!("{} is {} bytes, not {}", m.digest, m.stored, m.declared))
+                    .collect();
+                RegistryError::ManifestInvalid(format!(
+                    "descriptor sizes do not match the blobs: {}",
+                    described.join("; ")
+                ))
             }
             MetaError::UploadBusy => RegistryError::UploadBusy,
             MetaError::UploadNotFound => RegistryError::UploadUnknown,

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use berth_storage::{UploadId, UploadProgress};
+use berth_oci::UploadId;
+use berth_storage::UploadProgress;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Registry, RegistryError};

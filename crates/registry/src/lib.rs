@@ -39,10 +39,15 @@ mod uploads;
 pub use berth_meta::{
     Actor, ActorKind, Change, Event, EventCursor, EventKind, Namespace, NamespaceUsage, Visibility,
 };
+/// The byte streams of the registry's API: request bodies flow in as a
+/// [`ByteStream`], blobs flow out as a [`BlobBody`]. They are the blob store's
+/// own types, named here so that callers (the HTTP server) depend on the
+/// registry alone and never on a storage crate.
+pub use berth_storage::{BlobBody, ByteStream};
 pub use error::RegistryError;
 pub use events::{ConsumerError, ConsumerOptions, ConsumerPass, ConsumerRunner, EventConsumer};
 pub use gc::{GcOptions, GcReport};
-pub use manifests::{ManifestPut, ReferrersIndex};
+pub use manifests::{ManifestPut, ReferrersPage};
 pub use namespaces::NamespaceDeletion;
 pub use uploads::UploadStatus;
 
@@ -85,6 +90,25 @@ pub struct RegistryConfig {
     /// How long events are kept before [`Registry::purge_old_events`]
     /// deletes them.
     pub event_retention: Duration,
+    /// Most descriptors in one page of a referrers list. Generous, because
+    /// not every client follows `Link` to the next page.
+    pub referrers_page_size: usize,
+    /// Most bytes in one page of a referrers list (the whole JSON index),
+    /// which bounds the memory a referrers request takes; a page always
+    /// holds at least one descriptor.
+    pub referrers_page_bytes: usize,
+    /// Most bytes of annotations (as JSON) a referrers descriptor carries;
+    /// a manifest with more is listed without its annotations.
+    pub referrer_annotation_bytes: usize,
+    /// Most upload sessions open at once in one repository. Sessions idle
+    /// for longer than `upload_ttl` do not count (the purge removes them).
+    /// The check precedes the creation without a lock, so concurrent starts
+    /// may overshoot by their number.
+    pub max_uploads_per_repository: u64,
+    /// Most upload sessions one authenticated principal (user or access
+    /// token) has open at once, across repositories; anonymous sessions
+    /// count only per repository.
+    pub max_uploads_per_principal: u64,
 }
 
 impl Default for RegistryConfig {
@@ -101,6 +125,11 @@ impl Default for RegistryConfig {
             manifest_cache_ttl: Duration::from_secs(1),
             redirect_expiry: None,
             event_retention: Duration::from_secs(7 * 24 * 3600),
+            referrers_page_size: 1000,
+            referrers_page_bytes: 1024 * 1024,
+            referrer_annotation_bytes: 16 * 1024,
+            max_uploads_per_repository: 1000,
+            max_uploads_per_principal: 1000,
         }
     }
 }

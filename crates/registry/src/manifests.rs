@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use berth_meta::{Actor, ManifestRecord, NewManifest};
-use berth_oci::manifest::{media_types, ManifestError, MAX_MANIFEST_SIZE};
+use berth_meta::{Actor, ManifestRecord, NewManifest, Referrer};
+use berth_oci::manifest::{ManifestError, MAX_MANIFEST_SIZE};
 use berth_oci::{Digest, ParsedManifest, Reference, RepoName, Tag};
+use bytes::Bytes;
 
 use crate::{Registry, RegistryError};
 
@@ -18,13 +19,61 @@ pub struct ManifestPut {
     pub tags: Vec<Tag>,
 }
 
-/// The referrers of a manifest, rendered as an OCI image index.
+/// One page of the referrers of a manifest: descriptors serialized one by
+/// one, to be written out as an OCI image index without building it whole.
 #[derive(Clone, Debug)]
-pub struct ReferrersIndex {
-    /// The JSON body.
-    pub body: Vec<u8>,
+pub struct ReferrersPage {
+    /// Each descriptor as a JSON object, in digest order.
+    pub descriptors: Vec<Bytes>,
+    /// The digest the next page starts after, when there is a next page.
+    pub next: Option<Digest>,
     /// Whether an `artifactType` filter was applied (`OCI-Filters-Applied`).
     pub filtered: bool,
+}
+
+/// What an image index holds around its `manifests` array.
+const INDEX_HEAD: &str = concat!(
+    r#"{"schemaVersion":2,"mediaType":""#,
+    "application/vnd.oci.image.index.v1+json",
+    r#"","manifests":["#
+);
+const INDEX_TAIL: &str = "]}";
+
+impl ReferrersPage {
+    /// The pieces of the JSON index in order: head, descriptors with commas
+    /// between them, tail. Concatenated they are a valid OCI image index.
+    pub fn into_index_pieces(self) -> impl Iterator<Item = Bytes> {
+        let descriptors = self.descriptors.into_iter().enumerate().flat_map(|(i, d)| {
+            let comma = (i > 0).then(|| Bytes::from_static(b","));
+            comma.into_iter().chain(std::iter::once(d))
+        });
+        std::iter::once(Bytes::from_static(INDEX_HEAD.as_bytes()))
+            .chain(descriptors)
+            .chain(std::iter::once(Bytes::from_static(INDEX_TAIL.as_bytes())))
+    }
+
+    /// The length of the index [`ReferrersPage::into_index_pieces`] yields.
+    pub fn index_len(&self) -> usize {
+        let descriptors: usize = self.descriptors.iter().map(Bytes::len).sum();
+        INDEX_HEAD.len() + INDEX_TAIL.len() + descriptors + self.descriptors.len().saturating_sub(1)
+    }
+}
+
+/// Referrers read from the metadata store per query while a page fills:
+/// with annotations capped, this bounds what one query brings into memory.
+const REFERRERS_BATCH: usize = 64;
+
+/// A referrers descriptor as the spec lists it.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReferrerDescriptor<'a> {
+    media_type: &'a str,
+    digest: &'a str,
+    size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    artifact_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    annotations: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Registry {
@@ -64,6 +113,15 @@ impl Registry {
         let mut blobs: Vec<Digest> = parsed.required_blobs().map(|d| d.digest.clone()).collect();
         blobs.sort();
         blobs.dedup();
+        // Every size a descriptor gives, checked against the stored blob in
+        // the transaction that checks the links; a blob listed twice with two
+        // sizes keeps both, so one of them is reported.
+        let mut blob_sizes: Vec<(Digest, u64)> = parsed
+            .required_blobs()
+            .map(|d| (d.digest.clone(), d.size))
+            .collect();
+        blob_sizes.sort();
+        blob_sizes.dedup();
         let mut children: Vec<Digest> = parsed.manifests.iter().map(|d| d.digest.clone()).collect();
         children.sort();
         children.dedup();
@@ -82,6 +140,7 @@ impl Registry {
                 payload,
             },
             blobs,
+            blob_sizes,
             children,
         };
         let tag = match reference {
@@ -189,50 +248,119 @@ impl Registry {
             .ok_or(RegistryError::NameUnknown)
     }
 
-    /// Renders the referrers of `subject` in `repository` as an image index.
+    /// One page of the referrers of `subject` in `repository`, starting
+    /// after the digest `after` (the previous page's `next`).
+    ///
+    /// A page holds at most `referrers_page_size` descriptors and
+    /// `referrers_page_bytes` bytes of index (but always one descriptor);
+    /// annotations longer than `referrer_annotation_bytes` are left out of
+    /// their descriptor, never cut. The metadata store is read in small
+    /// batches while the page fills, so a request holds about one page and
+    /// one batch in memory, however many referrers there are.
     pub async fn referrers(
         &self,
         repository: &RepoName,
         subject: &Digest,
         artifact_type: Option<&str>,
-    ) -> Result<ReferrersIndex, RegistryError> {
-        let referrers = self
-            .meta()
-            .referrers(repository, subject, artifact_type)
-            .await?;
-        let manifests: Vec<serde_json::Value> = referrers
-            .into_iter()
-            .map(|r| {
-                let mut descriptor = serde_json::json!({
-                    "mediaType": r.media_type,
-                    "digest": r.digest,
-                    "size": r.size,
-                });
-                if let Some(t) = r.artifact_type {
-                    descriptor["artifactType"] = serde_json::Value::String(t);
-                }
-                if let Some(a) = r
-                    .annotations
-                    .and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok())
-                {
-                    descriptor["annotations"] = a;
-                }
-                descriptor
-            })
-            .collect();
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": media_types::OCI_INDEX,
-            "manifests": manifests,
-        });
-        let body = serde_json::to_vec(&index).map_err(|e| {
-            RegistryError::Meta(berth_meta::MetaError::Corrupt(format!(
-                "rendering referrers: {e}"
-            )))
-        })?;
-        Ok(ReferrersIndex {
-            body,
+        after: Option<&Digest>,
+    ) -> Result<ReferrersPage, RegistryError> {
+        let config = self.config();
+        let max_descriptors = config.referrers_page_size.max(1);
+        let mut page = ReferrersPage {
+            descriptors: Vec::new(),
+            next: None,
             filtered: artifact_type.is_some(),
+        };
+        let mut bytes = INDEX_HEAD.len() + INDEX_TAIL.len();
+        let mut last = after.cloned();
+        loop {
+            let batch = self
+                .meta()
+                .referrers(
+                    repository,
+                    subject,
+                    artifact_type,
+                    last.as_ref(),
+                    REFERRERS_BATCH,
+                    config.referrer_annotation_bytes,
+                )
+                .await?;
+            let exhausted = batch.len() < REFERRERS_BATCH;
+            for referrer in batch {
+                let descriptor = render_descriptor(&referrer)?;
+                let added = descriptor.len() + usize::from(!page.descriptors.is_empty());
+                let full = page.descriptors.len() == max_descriptors
+                    || (!page.descriptors.is_empty()
+                        && bytes + added > config.referrers_page_bytes);
+                if full {
+                    // This referrer opens the next page.
+                    page.next = last;
+                    return Ok(page);
+                }
+                bytes += added;
+                page.descriptors.push(descriptor);
+                last = Some(referrer.digest);
+            }
+            if exhausted {
+                return Ok(page);
+            }
+        }
+    }
+}
+
+/// A referrer as a descriptor in JSON. Annotations that do not parse as a
+/// JSON object (they always do unless the database was edited) are left out
+/// rather than failing the list.
+fn render_descriptor(referrer: &Referrer) -> Result<Bytes, RegistryError> {
+    let annotations = referrer
+        .annotations
+        .as_deref()
+        .and_then(|text| serde_json::from_str(text).ok());
+    let descriptor = ReferrerDescriptor {
+        media_type: &referrer.media_type,
+        digest: referrer.digest.as_str(),
+        size: referrer.size,
+        artifact_type: referrer.artifact_type.as_deref(),
+        annotations,
+    };
+    serde_json::to_vec(&descriptor)
+        .map(Bytes::from)
+        .map_err(|e| {
+            RegistryError::Meta(berth_meta::MetaError::Corrupt(format!(
+                "rendering a referrer: {e}"
+            )))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_render_as_image_indexes() {
+        let descriptor = |n: u8| Bytes::from(format!(r#"{{"n":{n}}}"#));
+        for count in [0, 1, 3] {
+            let page = ReferrersPage {
+                descriptors: (0..count).map(descriptor).collect(),
+                next: None,
+                filtered: false,
+            };
+            let len = page.index_len();
+            let body: Vec<u8> = page.into_index_pieces().flatten().collect();
+            assert_eq!(body.len(), len, "{count}");
+            let index: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(index["schemaVersion"], 2);
+            assert_eq!(
+                index["mediaType"],
+                berth_oci::manifest::media_types::OCI_INDEX
+            );
+            let listed: Vec<u64> = index["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["n"].as_u64().unwrap())
+                .collect();
+            assert_eq!(listed, (0..u64::from(count)).collect::<Vec<_>>());
+        }
     }
 }

@@ -9,8 +9,8 @@
 //! bounded steps, and is refused otherwise while it holds any.
 
 use berth_meta::{Actor, MetaError, Namespace, NamespaceUsage, RepositoryDeletion, Visibility};
-use berth_oci::RepoName;
-use berth_storage::{UploadId, UploadProgress};
+use berth_oci::{RepoName, UploadId};
+use berth_storage::UploadProgress;
 
 use crate::{Registry, RegistryError};
 

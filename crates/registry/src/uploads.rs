@@ -7,9 +7,16 @@
 //! lease makes writers of one session take turns, which is what lets the
 //! storage backend discard bytes a failed earlier write left behind.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
 use berth_meta::{Actor, MetaError, UploadRecord};
-use berth_oci::{Digest, RepoName};
-use berth_storage::{ByteStream, UploadId, UploadProgress};
+use berth_oci::{ByteRange, Digest, RepoName, UploadId};
+use berth_storage::{ByteStream, UploadProgress};
+use bytes::Bytes;
+use futures::Stream;
 
 use crate::{Registry, RegistryError};
 
@@ -22,21 +29,47 @@ pub struct UploadStatus {
 }
 
 impl Registry {
-    /// Opens a new upload session in `repository`.
+    /// Opens a new upload session in `repository` for `actor`, unless the repository or the
+    /// principal has as many sessions open as the configuration allows
+    /// (`TooManyUploads`; the principal is the authenticated caller,
+    /// [`Actor::principal`]). Sessions idle for longer than `upload_ttl` do not
+    /// count: they are as good as purged.
     pub async fn start_upload(
         &self,
         actor: &Actor,
         repository: &RepoName,
     ) -> Result<UploadStatus, RegistryError> {
+        let principal = actor.principal();
+        let now = self.now();
+        let config = self.config();
+        let since = now.saturating_sub(config.upload_ttl.as_secs() as i64);
+        let live = self
+            .meta()
+            .count_live_uploads(repository, principal, since)
+            .await?;
+        if live.in_repository >= config.max_uploads_per_repository {
+            return Err(RegistryError::TooManyUploads {
+                who: format!("repository {repository}"),
+                limit: config.max_uploads_per_repository,
+            });
+        }
+        if let Some(principal) = principal {
+            if live.of_principal >= config.max_uploads_per_principal {
+                return Err(RegistryError::TooManyUploads {
+                    who: principal.to_string(),
+                    limit: config.max_uploads_per_principal,
+                });
+            }
+        }
         let id = UploadId::new_random();
         let progress = self.blobs().begin_upload(&id).await?;
-        let now = self.now();
         let record = UploadRecord {
             id: id.to_string(),
             repository: repository.clone(),
             created_at: now,
             updated_at: now,
             progress: encode_progress(&progress)?,
+            principal: principal.map(str::to_string),
         };
         if let Err(e) = self
             .meta()
@@ -70,39 +103,43 @@ impl Registry {
         })
     }
 
-    /// Appends a chunk. `start`, from `Content-Range`, must equal the bytes
-    /// already received; without it the chunk is appended wherever the
-    /// session ends (the spec's streamed upload).
+    /// Appends a chunk. `range`, from `Content-Range`, must start at the
+    /// bytes already received, and the chunk must be exactly as long as it
+    /// says (a chunk that is not leaves the session as it was); without a
+    /// range the chunk is appended wherever the session ends (the spec's
+    /// streamed upload).
     pub async fn append_chunk(
         &self,
         repository: &RepoName,
         id: &UploadId,
-        start: Option<u64>,
+        range: Option<ByteRange>,
         data: ByteStream,
     ) -> Result<UploadStatus, RegistryError> {
         let lease = self
-            .with_upload_lease(repository, id, |progress| check_start(start, progress))
+            .with_upload_lease(repository, id, |progress| check_start(range, progress))
             .await?;
-        lease.write(self, data).await
+        lease.write(self, data, range).await
     }
 
     /// Completes a session with an optional last chunk (which, like any
-    /// chunk, must start at `start` if given): the bytes must hash to
-    /// `digest`, after which the blob is linked into the repository.
+    /// chunk, must start where `range` says and be as long, if a range is
+    /// given; without a last chunk only its start is checked): the bytes
+    /// must hash to `digest`, after which the blob is linked into the
+    /// repository.
     pub async fn finish_upload(
         &self,
         actor: &Actor,
         repository: &RepoName,
         id: &UploadId,
         digest: &Digest,
-        start: Option<u64>,
+        range: Option<ByteRange>,
         last_chunk: Option<ByteStream>,
     ) -> Result<u64, RegistryError> {
         let lease = self
-            .with_upload_lease(repository, id, |progress| check_start(start, progress))
+            .with_upload_lease(repository, id, |progress| check_start(range, progress))
             .await?;
         let progress = match last_chunk {
-            Some(data) => lease.write_keep(self, data).await?,
+            Some(data) => lease.write_keep(self, data, range).await?,
             None => lease.progress.clone(),
         };
         let size = match self.blobs().finish_upload(id, &progress, digest).await {
@@ -132,7 +169,9 @@ impl Registry {
         Ok(size)
     }
 
-    /// Stores a whole blob sent in one request (`POST ?digest=` with a body).
+    /// Stores a whole blob sent in one request (`POST ?digest=` with a body)
+    /// for `actor`; it opens a session like [`Registry::start_upload`],
+    /// and is refused the same way.
     pub async fn upload_monolithic(
         &self,
         actor: &Actor,
@@ -240,13 +279,15 @@ struct Lease {
 }
 
 impl Lease {
-    /// Writes a chunk, stores the new progress and releases the lease.
+    /// Writes a chunk (held to `range`'s length, if given), stores the new
+    /// progress and releases the lease.
     async fn write(
         self,
         registry: &Registry,
         data: ByteStream,
+        range: Option<ByteRange>,
     ) -> Result<UploadStatus, RegistryError> {
-        let progress = self.write_keep(registry, data).await?;
+        let progress = self.write_keep(registry, data, range).await?;
         registry.store_progress_and_unlock(&self, &progress).await;
         Ok(UploadStatus {
             id: self.id.clone(),
@@ -255,12 +296,26 @@ impl Lease {
     }
 
     /// Writes a chunk and keeps the lease (for a final chunk that is finished
-    /// right after). On failure the lease is released with the old progress.
+    /// right after). On failure the lease is released with the old progress,
+    /// so the session stays as it was; that includes a chunk that turns out
+    /// not to be as long as `range` declares.
     async fn write_keep(
         &self,
         registry: &Registry,
         data: ByteStream,
+        range: Option<ByteRange>,
     ) -> Result<UploadProgress, RegistryError> {
+        let mismatch = Arc::new(AtomicBool::new(false));
+        let data = match range {
+            Some(range) => Box::pin(DeclaredLength {
+                inner: data,
+                declared: range.len(),
+                seen: 0,
+                done: false,
+                mismatch: Arc::clone(&mismatch),
+            }),
+            None => data,
+        };
         match registry
             .blobs()
             .write_chunk(&self.id, &self.progress, data)
@@ -272,17 +327,77 @@ impl Lease {
                     .meta()
                     .unlock_upload(&self.key, &registry.config().node_name)
                     .await;
-                Err(e.into())
+                match range {
+                    Some(range) if mismatch.load(Ordering::Relaxed) => {
+                        Err(RegistryError::ChunkSizeMismatch {
+                            declared: range.len(),
+                            size: self.progress.size,
+                        })
+                    }
+                    _ => Err(e.into()),
+                }
+            }
+        }
+    }
+}
+
+/// A chunk's body held to the length its `Content-Range` declares: it fails
+/// (and raises `mismatch`) as soon as the body runs past that length, or
+/// when it ends short of it. The error makes the blob store's write fail,
+/// and a failed write leaves the upload's recorded progress unchanged.
+struct DeclaredLength {
+    inner: ByteStream,
+    declared: u64,
+    seen: u64,
+    done: bool,
+    mismatch: Arc<AtomicBool>,
+}
+
+impl DeclaredLength {
+    fn refuse(&mut self) -> Poll<Option<std::io::Result<Bytes>>> {
+        self.done = true;
+        self.mismatch.store(true, Ordering::Relaxed);
+        Poll::Ready(Some(Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the chunk's body is not the {} bytes its range declares",
+                self.declared
+            ),
+        ))))
+    }
+}
+
+impl Stream for DeclaredLength {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.seen += chunk.len() as u64;
+                if self.seen > self.declared {
+                    return self.refuse();
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error))),
+            Poll::Ready(None) if self.seen != self.declared => self.refuse(),
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(None)
             }
         }
     }
 }
 
 /// Refuses a chunk whose claimed start is not where the upload ends.
-fn check_start(start: Option<u64>, progress: &UploadProgress) -> Result<(), RegistryError> {
-    match start {
-        Some(start) if start != progress.size => Err(RegistryError::ChunkOutOfOrder {
-            given: start,
+fn check_start(range: Option<ByteRange>, progress: &UploadProgress) -> Result<(), RegistryError> {
+    match range {
+        Some(range) if range.start != progress.size => Err(RegistryError::ChunkOutOfOrder {
+            given: range.start,
             expected: progress.size,
         }),
         _ => Ok(()),

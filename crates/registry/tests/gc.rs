@@ -8,12 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use berth_meta::{Change, GcStore, JobLeaseStore};
-use berth_oci::{Algorithm, ByteRange, Digest};
+use berth_oci::{Algorithm, ByteRange, Digest, ErrorCode, UploadId};
 use berth_registry::{Clock, GcOptions, Registry, RegistryConfig, RegistryError};
 use berth_storage::fs::FsBlobStore;
-use berth_storage::{
-    BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, UploadId, UploadProgress,
-};
+use berth_storage::{BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, UploadProgress};
 use support::{
     actor, by_digest, config, push_index, push_referrer, repo, tag, Harness, GRACE, START,
     UPLOAD_TTL,
@@ -161,7 +159,7 @@ async fn index_children_live_while_the_index_does() {
         .await
         .unwrap_err();
     assert!(matches!(&refused, RegistryError::ManifestReferenced(d) if *d == index));
-    assert_eq!(refused.status(), 409);
+    assert_eq!(refused.code(), ErrorCode::Denied);
     assert!(refused.to_string().contains(index.as_str()), "{refused}");
     assert!(refused.to_string().contains("delete that index first"));
 
@@ -405,7 +403,7 @@ async fn a_push_racing_the_final_delete_is_refused_and_then_succeeds() {
         .await
         .unwrap_err();
     assert!(matches!(refused, RegistryError::BlobBeingCollected));
-    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.code(), ErrorCode::BlobUploadInvalid);
     assert!(matches!(
         h.registry.blob_size(&app, &digest).await,
         Err(RegistryError::BlobUnknown)

@@ -1,7 +1,9 @@
 //! Access control on the HTTP edge: who is calling (credentials to a
-//! [`Principal`]), what each `/v2/` endpoint needs, and how a refusal is
-//! answered. The decisions themselves are `berth_auth::authorize`'s; this
-//! module only gathers the facts and renders the answer.
+//! [`Principal`], shared by every surface: [`authenticate_caller`]), what
+//! each `/v2/` endpoint needs, and how a refusal is answered there. The
+//! decisions themselves are `berth_auth::authorize`'s; this module only
+//! gathers the facts and renders the answer. The management API's own
+//! authorization step is `crate::api::permission`.
 //!
 //! **Architecture Invariant:** authorization happens once, in
 //! [`authorize_request`], before `v2` dispatches to a handler; handlers only
@@ -16,7 +18,7 @@ use std::time::Instant;
 
 use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method};
 use berth_auth::policy::may_create_namespace;
 use berth_auth::store::NamespaceRecord;
 use berth_auth::{
@@ -187,8 +189,7 @@ pub struct MountDenied;
 /// A 500 for a store failure, details to the log only.
 pub fn store_failure(error: AuthStoreError) -> ApiError {
     tracing::error!(error = %error, "auth store failed");
-    ApiError::new(ErrorCode::Internal, "internal server error")
-        .with_status(StatusCode::INTERNAL_SERVER_ERROR)
+    ApiError::internal()
 }
 
 /// The user name whose memberships count for `principal`.
@@ -213,14 +214,20 @@ pub fn client_address(parts: &Parts) -> IpAddr {
 /// none was presented), from the client's address when served by
 /// [`crate::run`].
 pub fn actor(parts: &Parts) -> Actor {
+    match parts.extensions.get::<Caller>() {
+        Some(caller) => actor_of(&caller.principal, parts),
+        None => actor_of(&Principal::Anonymous, parts),
+    }
+}
+
+/// `principal` as the actor of the changes `parts` asks for, with the
+/// client's address when served by [`crate::run`].
+pub fn actor_of(principal: &Principal, parts: &Parts) -> Actor {
     let address = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0.ip());
-    match parts.extensions.get::<Caller>() {
-        Some(caller) => caller.principal.actor(address),
-        None => Principal::Anonymous.actor(address),
-    }
+    principal.actor(address)
 }
 
 /// A login context at the current time.
@@ -232,8 +239,46 @@ pub fn login_context(parts: &Parts) -> LoginContext {
     }
 }
 
-/// Checks the `Authorization` header, if any, and returns the caller.
+/// Why a request's credentials were not accepted. Each surface (`/v2/`,
+/// the management API) renders it in its own error shape.
+#[derive(Debug)]
+pub enum AuthenticationFailure {
+    /// The `Authorization` header is neither Basic nor Bearer.
+    MalformedHeader,
+    /// A bearer token that is malformed, badly signed or expired, or whose
+    /// subject no longer exists.
+    InvalidToken,
+    /// A Basic login failed: wrong credentials, throttled, or the store failed.
+    Login(LoginError),
+    /// The store failed while resolving a bearer token's subject.
+    Store(AuthStoreError),
+}
+
+/// Checks the `Authorization` header, if any, and returns the caller, with
+/// refusals in `/v2/`'s error shape.
 pub async fn authenticate(auth: &AuthState, parts: &Parts) -> Result<Caller, ApiError> {
+    authenticate_caller(auth, parts)
+        .await
+        .map_err(|failure| match failure {
+            AuthenticationFailure::MalformedHeader => {
+                auth.unauthorized(&parts.headers, None, None, "malformed Authorization header")
+            }
+            AuthenticationFailure::InvalidToken => auth.unauthorized(
+                &parts.headers,
+                None,
+                Some(ChallengeError::InvalidToken),
+                "invalid or expired token",
+            ),
+            AuthenticationFailure::Login(error) => auth.login_error(&parts.headers, error),
+            AuthenticationFailure::Store(error) => store_failure(error),
+        })
+}
+
+/// Checks the `Authorization` header, if any, and returns the caller.
+pub async fn authenticate_caller(
+    auth: &AuthState,
+    parts: &Parts,
+) -> Result<Caller, AuthenticationFailure> {
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
         return Ok(Caller {
             principal: Principal::Anonymous,
@@ -243,9 +288,7 @@ pub async fn authenticate(auth: &AuthState, parts: &Parts) -> Result<Caller, Api
     };
     let credentials = value.to_str().ok().and_then(Credentials::parse);
     match credentials {
-        None => {
-            Err(auth.unauthorized(&parts.headers, None, None, "malformed Authorization header"))
-        }
+        None => Err(AuthenticationFailure::MalformedHeader),
         Some(Credentials::Basic { username, password }) => {
             let principal = login_with_password(
                 auth.store.as_ref(),
@@ -255,7 +298,7 @@ pub async fn authenticate(auth: &AuthState, parts: &Parts) -> Result<Caller, Api
                 login_context(parts),
             )
             .await
-            .map_err(|e| auth.login_error(&parts.headers, e))?;
+            .map_err(AuthenticationFailure::Login)?;
             Ok(Caller {
                 principal,
                 bearer: None,
@@ -264,21 +307,14 @@ pub async fn authenticate(auth: &AuthState, parts: &Parts) -> Result<Caller, Api
         }
         Some(Credentials::Bearer(token)) => {
             let now = OffsetDateTime::now_utc();
-            let invalid = || {
-                auth.unauthorized(
-                    &parts.headers,
-                    None,
-                    Some(ChallengeError::InvalidToken),
-                    "invalid or expired token",
-                )
-            };
             let claims = auth
                 .verify_bearer(token.expose(), now)
                 .await
-                .map_err(|_| invalid())?;
+                .map_err(|_| AuthenticationFailure::InvalidToken)?;
             let principal = principal_for_subject(auth.store.as_ref(), &claims.sub, now)
-                .await?
-                .ok_or_else(invalid)?;
+                .await
+                .map_err(AuthenticationFailure::Store)?
+                .ok_or(AuthenticationFailure::InvalidToken)?;
             Ok(Caller {
                 principal,
                 bearer: Some(claims),
@@ -297,20 +333,17 @@ pub async fn principal_for_subject(
     store: &dyn AuthStore,
     subject: &str,
     now: OffsetDateTime,
-) -> Result<Option<Principal>, ApiError> {
+) -> Result<Option<Principal>, AuthStoreError> {
     if subject.is_empty() {
         return Ok(Some(Principal::Anonymous));
     }
-    if let Some(user) = store.get_user(subject).await.map_err(store_failure)? {
+    if let Some(user) = store.get_user(subject).await? {
         return Ok(Some(Principal::User {
             name: user.name,
             is_admin: user.is_admin,
         }));
     }
-    let token = store
-        .get_access_token(subject)
-        .await
-        .map_err(store_failure)?;
+    let token = store.get_access_token(subject).await?;
     Ok(token
         .filter(|t| t.revoked_at.is_none() && !berth_auth::secret::is_expired(t.expires_at, now))
         .map(|t| Principal::AccessToken {

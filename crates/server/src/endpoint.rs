@@ -4,8 +4,7 @@
 //! depth; the path is split into segments and read from its end, where the
 //! resource keyword (`manifests`, `blobs`, `tags`, `referrers`) stands.
 
-use berth_oci::{Digest, Reference, RepoName};
-use berth_storage::UploadId;
+use berth_oci::{Digest, Reference, RepoName, UploadId};
 
 use crate::error::ApiError;
 

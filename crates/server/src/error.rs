@@ -1,13 +1,63 @@
 //! The one place where errors become HTTP responses.
 //!
 //! Every failure a handler returns is an [`ApiError`]: a spec error code, a
-//! status and a message. 5xx details are logged here and replaced by a
-//! generic message, so nothing about the server's internals leaks.
+//! status and a message. The status comes from this file only: from the
+//! code's usual status ([`status_of`]), or, for the few refusals the spec
+//! answers differently (a chunk at the wrong offset is 416, a manifest still
+//! listed by an index 409), from the domain error itself in
+//! `From<RegistryError>` or a named constructor here. Other crates name codes
+//! and domain facts, never statuses. 5xx details are logged here and replaced
+//! by a generic message, so nothing about the server's internals leaks.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_oci::ErrorCode;
 use berth_registry::RegistryError;
+
+/// The status the spec (or Docker's registry, where the spec is silent)
+/// pairs with `code`.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::BlobUnknown
+        | ErrorCode::BlobUploadUnknown
+        | ErrorCode::ManifestUnknown
+        | ErrorCode::NameUnknown => StatusCode::NOT_FOUND,
+        ErrorCode::BlobUploadInvalid
+        | ErrorCode::DigestInvalid
+        | ErrorCode::ManifestBlobUnknown
+        | ErrorCode::ManifestInvalid
+        | ErrorCode::NameInvalid
+        | ErrorCode::SizeInvalid => StatusCode::BAD_REQUEST,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::Denied => StatusCode::FORBIDDEN,
+        ErrorCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The status of a registry refusal: its code's usual one, except where
+/// the spec (or what clients expect) answers that refusal differently. The
+/// one place a registry refusal gets a status, for `/v2/` and for any other
+/// surface that reports registry refusals.
+pub fn registry_status(error: &RegistryError) -> StatusCode {
+    match error {
+        // The spec's answer to a chunk that does not continue the upload;
+        // a chunk that another request is writing is the same conflict.
+        RegistryError::ChunkOutOfOrder { .. }
+        | RegistryError::ChunkSizeMismatch { .. }
+        | RegistryError::UploadBusy => StatusCode::RANGE_NOT_SATISFIABLE,
+        RegistryError::ManifestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        RegistryError::ManifestReferenced(_)
+        | RegistryError::NamespaceExists
+        | RegistryError::NamespaceNotEmpty => StatusCode::CONFLICT,
+        // A retryable condition: clients retry a push on 503.
+        RegistryError::BlobBeingCollected => StatusCode::SERVICE_UNAVAILABLE,
+        RegistryError::InvalidParameter(_) => StatusCode::BAD_REQUEST,
+        other => status_of(other.code()),
+    }
+}
 
 /// An error answer of the API.
 #[derive(Debug)]
@@ -20,17 +70,19 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An error with `code`'s usual status.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        let status = StatusCode::from_u16(code.default_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         ApiError {
             code: Some(code),
-            status,
+            status: status_of(code),
             message: message.into(),
             headers: Vec::new(),
         }
     }
 
+    /// Overrides the status. Kept for the management API, whose errors are
+    /// not the distribution spec's; `/v2/` and the token endpoint use the
+    /// named constructors below, so their statuses stay in this file.
     pub fn with_status(mut self, status: StatusCode) -> ApiError {
         self.status = status;
         self
@@ -87,6 +139,42 @@ impl ApiError {
         ApiError::new(code, message).with_status(StatusCode::BAD_REQUEST)
     }
 
+    /// A request body larger than the endpoint accepts (413).
+    pub fn payload_too_large(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError::new(code, message).with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    }
+
+    /// A query string longer than the endpoint accepts (414).
+    pub fn uri_too_long(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError::new(code, message).with_status(StatusCode::URI_TOO_LONG)
+    }
+
+    /// A malformed `Content-Range` on an upload chunk: the spec answers
+    /// anything wrong with a chunk's range with 416.
+    pub fn bad_content_range() -> ApiError {
+        ApiError::new(
+            ErrorCode::BlobUploadInvalid,
+            "malformed Content-Range header",
+        )
+        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+    }
+
+    /// A blob GET's `Range` that starts at or past the end of a blob of
+    /// `size` bytes: 416, with the blob's size in `Content-Range` as RFC 9110
+    /// §15.5.17 asks.
+    pub fn range_not_satisfiable(size: u64) -> ApiError {
+        ApiError::new(
+            ErrorCode::RangeInvalid,
+            format!("requested range not satisfiable: the blob holds {size} bytes"),
+        )
+        .with_header("content-range", format!("bytes */{size}"))
+    }
+
+    /// A server fault whose details went to the log.
+    pub fn internal() -> ApiError {
+        ApiError::new(ErrorCode::Internal, "internal server error")
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }
@@ -99,15 +187,18 @@ impl ApiError {
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> ApiError {
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if e.is_internal() {
             // The details name files, queries and backends: log them, do not send them.
             tracing::error!(error = %e, "internal error");
-            return ApiError::new(ErrorCode::Internal, "internal server error").with_status(status);
+            return ApiError::internal();
         }
+        let status = registry_status(&e);
         let mut api = ApiError::new(e.code(), e.to_string()).with_status(status);
-        if let RegistryError::ChunkOutOfOrder { expected, .. } = e {
-            api = api.with_header("range", upload_range(expected));
+        // Where the upload stands, so the client can resume from there.
+        if let RegistryError::ChunkOutOfOrder { expected: size, .. }
+        | RegistryError::ChunkSizeMismatch { size, .. } = e
+        {
+            api = api.with_header("range", upload_range(size));
         }
         api
     }
@@ -134,5 +225,93 @@ impl IntoResponse for ApiError {
             }
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_statuses() {
+        let table = [
+            (ErrorCode::BlobUnknown, 404),
+            (ErrorCode::BlobUploadInvalid, 400),
+            (ErrorCode::BlobUploadUnknown, 404),
+            (ErrorCode::DigestInvalid, 400),
+            (ErrorCode::ManifestBlobUnknown, 400),
+            (ErrorCode::ManifestInvalid, 400),
+            (ErrorCode::ManifestUnknown, 404),
+            (ErrorCode::NameInvalid, 400),
+            (ErrorCode::NameUnknown, 404),
+            (ErrorCode::SizeInvalid, 400),
+            (ErrorCode::Unauthorized, 401),
+            (ErrorCode::Denied, 403),
+            (ErrorCode::Unsupported, 405),
+            (ErrorCode::TooManyRequests, 429),
+            (ErrorCode::RangeInvalid, 416),
+            (ErrorCode::Internal, 500),
+        ];
+        for (code, status) in table {
+            assert_eq!(status_of(code).as_u16(), status, "{}", code.as_str());
+        }
+    }
+
+    #[test]
+    fn registry_refusals() {
+        let digest = berth_oci::Algorithm::Sha256.digest_of(b"x");
+        let table: Vec<(RegistryError, u16, &str)> = vec![
+            (RegistryError::BlobUnknown, 404, "BLOB_UNKNOWN"),
+            (
+                RegistryError::ChunkOutOfOrder {
+                    given: 5,
+                    expected: 3,
+                },
+                416,
+                "BLOB_UPLOAD_INVALID",
+            ),
+            (RegistryError::UploadBusy, 416, "BLOB_UPLOAD_INVALID"),
+            (
+                RegistryError::ChunkSizeMismatch {
+                    declared: 10,
+                    size: 3,
+                },
+                416,
+                "BLOB_UPLOAD_INVALID",
+            ),
+            (RegistryError::ManifestTooLarge(10), 413, "MANIFEST_INVALID"),
+            (
+                RegistryError::ManifestReferenced(digest.clone()),
+                409,
+                "DENIED",
+            ),
+            (
+                RegistryError::BlobBeingCollected,
+                503,
+                "BLOB_UPLOAD_INVALID",
+            ),
+            (
+                RegistryError::InvalidParameter("n".into()),
+                400,
+                "UNSUPPORTED",
+            ),
+            (
+                RegistryError::ManifestBlobUnknown(vec![digest]),
+                400,
+                "MANIFEST_BLOB_UNKNOWN",
+            ),
+            (RegistryError::NotAcceptable, 404, "MANIFEST_UNKNOWN"),
+            (
+                RegistryError::Meta(berth_meta::MetaError::Database("refused".into())),
+                500,
+                "INTERNAL_ERROR",
+            ),
+        ];
+        for (error, status, code) in table {
+            let text = format!("{error:?}");
+            let api = ApiError::from(error);
+            assert_eq!(api.status().as_u16(), status, "{text}");
+            assert_eq!(api.code_str(), code, "{text}");
+        }
     }
 }

@@ -11,8 +11,11 @@
 //! - `access`: access control on the edge: credentials to a principal, the one
 //!   authorization step before dispatch, challenges and refusals.
 //! - `token`: the token endpoint (`/auth/token`, GET and OAuth2 POST).
-//! - `api`: the JSON management API under `/api/v1`.
+//! - `api`: the JSON management API under `/api/v1`: routing table, typed
+//!   endpoints, permission table and its one authorization step, handlers
+//!   per resource, and the OpenAPI document generated from them.
 //! - `tls`: the rustls listener behind [`run_tls`].
+//! - `settings`: [`ServerSettings`], connection limits and trusted proxies.
 //!
 //! **Architecture Invariant:** axum and HTTP types live in this crate only.
 //! Below it, the registry speaks in domain types.
@@ -33,12 +36,14 @@ pub mod api;
 pub mod endpoint;
 pub mod error;
 pub mod metrics;
+pub mod settings;
 pub mod tls;
 pub mod token;
 pub mod v2;
 
 pub use access::AuthState;
 pub use metrics::Metrics;
+pub use settings::ServerSettings;
 
 /// Everything a request handler needs, built once by the binary.
 #[derive(Clone)]
@@ -47,6 +52,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Access control; `None` when it is off and every request is allowed.
     pub auth: Option<Arc<AuthState>>,
+    /// Connection limits and trusted proxies.
+    pub settings: Arc<ServerSettings>,
 }
 
 impl AppState {
@@ -55,7 +62,14 @@ impl AppState {
             registry,
             metrics: Arc::new(Metrics::new()),
             auth: None,
+            settings: Arc::new(ServerSettings::default()),
         }
+    }
+
+    /// Replaces the default connection settings.
+    pub fn with_settings(mut self, settings: ServerSettings) -> AppState {
+        self.settings = Arc::new(settings);
+        self
     }
 
     /// Turns access control on.
@@ -78,7 +92,7 @@ pub fn app(state: AppState) -> Router {
             access::TOKEN_PATH,
             get(token::get_token).post(token::post_token),
         )
-        .nest("/api/v1", api::router())
+        .merge(api::router())
         .route("/v2/{*rest}", any(v2::dispatch))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -97,7 +111,39 @@ pub fn app(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        // Outermost, so that a refused id is gone before one is set.
+        .layer(axum::middleware::map_request(drop_unsafe_request_id))
         .with_state(state)
+}
+
+/// The longest client-chosen request id kept.
+const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// Whether a client's request id may be used as is: every log line of the
+/// request carries it, and text logs print it verbatim, so only short ids
+/// of letters, digits and `-`, `_`, `.`, `:` (UUIDs, hex, `req-42`,
+/// `trace.id:7`) are kept. Anything else could forge log fields or lines.
+fn is_safe_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// Removes the client's `x-request-id` unless there is exactly one and it is
+/// safe, so that [`SetRequestIdLayer`] generates one instead.
+async fn drop_unsafe_request_id<B>(mut request: Request<B>) -> Request<B> {
+    let mut ids = request.headers().get_all(&REQUEST_ID).iter();
+    let keep = match (ids.next(), ids.next()) {
+        (Some(id), None) => is_safe_request_id(id.as_bytes()),
+        (None, _) => true,
+        _ => false,
+    };
+    if !keep {
+        request.headers_mut().remove(&REQUEST_ID);
+    }
+    request
 }
 
 /// HTTP/2 requests carry the host in the URI's authority, not in `Host`;
@@ -167,7 +213,8 @@ pub async fn run(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    serve(listener, app(state), shutdown).await
+    let settings = Arc::clone(&state.settings);
+    serve(listener, app(state), &settings, shutdown).await
 }
 
 /// Like [`run`], speaking HTTPS with `config` (see [`tls::server_config`]).
@@ -178,11 +225,13 @@ pub async fn run_tls(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tls::TlsListener::new(listener, config)?;
-    serve(listener, app(state), shutdown).await
+    let settings = Arc::clone(&state.settings);
+    serve(listener, app(state), &settings, shutdown).await
 }
 
 /// The accept loop behind [`run`] and [`run_tls`]: `axum::serve` with the
-/// connection settings it does not expose (see [`HTTP1_READ_BUFFER`]).
+/// connection settings it does not expose (see [`HTTP1_READ_BUFFER`]) and
+/// those of [`ServerSettings`] enforced so far.
 ///
 /// Each request carries the peer's address as `ConnectInfo`, which login
 /// throttling keys on. When `shutdown` completes the listener is closed,
@@ -191,6 +240,7 @@ pub async fn run_tls(
 async fn serve<L>(
     mut listener: L,
     router: Router,
+    settings: &ServerSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
@@ -203,7 +253,8 @@ where
     builder
         .http1()
         .max_buf_size(HTTP1_READ_BUFFER)
-        .timer(TokioTimer::new());
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

@@ -4,6 +4,10 @@
 //! ("identity") token. Both answer with a short-lived registry JWT carrying
 //! only the actions the policy grants, which may be none: a client that asks
 //! for more than it may have gets a token for less, and `/v2/` refuses the rest.
+//! Besides repositories and the catalog, the management API's scopes
+//! (`namespace:NS:ACTION`, `registry:users:*`, `registry:tokens:*`) are
+//! granted by the same policy, so a token for `/api/v1` carries exactly
+//! the management rights it was asked and allowed to have.
 
 use std::sync::Arc;
 
@@ -13,12 +17,12 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_auth::challenge::oauth_error_code;
-use berth_auth::policy::granted_actions;
+use berth_auth::policy::{granted_actions, granted_namespace_actions, granted_registry_actions};
 use berth_auth::store::{issue_refresh_token, REFRESH_TOKEN_LIFETIME};
 use berth_auth::{
     login_with_password, login_with_refresh_token, AccessEntry, AuthError, Credentials, Grant,
-    LoginError, Principal, ResourceType, Scope, Secret, TokenGetRequest, TokenPostRequest,
-    TokenResponse,
+    LoginError, Principal, RegistryResource, ResourceType, Scope, Secret, TokenGetRequest,
+    TokenPostRequest, TokenResponse,
 };
 use berth_oci::{ErrorCode, RepoName};
 use time::OffsetDateTime;
@@ -118,6 +122,12 @@ fn oauth_error(status: StatusCode, code: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "error": code }))).into_response()
 }
 
+/// An OAuth2 error (RFC 6749 §5.2) with a description saying what to fix.
+fn oauth_error_described(status: StatusCode, code: &str, description: &str) -> Response {
+    let body = serde_json::json!({ "error": code, "error_description": description });
+    (status, axum::Json(body)).into_response()
+}
+
 async fn post_token_inner(
     state: &AppState,
     parts: &Parts,
@@ -129,8 +139,13 @@ async fn post_token_inner(
         .map_err(|_| oauth_error(StatusCode::BAD_REQUEST, "invalid_request"))?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| oauth_error(StatusCode::BAD_REQUEST, "invalid_request"))?;
-    let form = TokenPostRequest::parse(text)
-        .map_err(|e| oauth_error(StatusCode::BAD_REQUEST, oauth_error_code(&e)))?;
+    let form = TokenPostRequest::parse(text).map_err(|e| {
+        oauth_error_described(
+            StatusCode::BAD_REQUEST,
+            oauth_error_code(&e),
+            &e.to_string(),
+        )
+    })?;
     check_service(auth, form.service.as_deref()).map_err(IntoResponse::into_response)?;
     let login = match &form.grant {
         Grant::Password { username, password } => {
@@ -183,8 +198,7 @@ async fn issue(
         .issue(principal.subject(), access, now, not_after)
         .map_err(|e| {
             tracing::error!(error = %e, "signing a registry token failed");
-            ApiError::new(ErrorCode::Internal, "internal server error")
-                .with_status(StatusCode::INTERNAL_SERVER_ERROR)
+            ApiError::internal()
         })?;
     let mut refresh: Option<Secret> = None;
     if with_refresh_token {
@@ -216,29 +230,65 @@ pub async fn grant(
     scopes: &[Scope],
 ) -> Result<Vec<AccessEntry>, ApiError> {
     let mut access = Vec::new();
+    // Scopes often share a namespace; each is looked up once per request.
+    let mut known = std::collections::HashMap::new();
     for scope in scopes {
         match scope.resource_type {
             ResourceType::Repository => {
                 let Ok(repository) = RepoName::parse(&scope.name) else {
                     continue;
                 };
-                let facts = auth
-                    .store
-                    .namespace_facts(repository.namespace(), user_name(principal))
-                    .await
-                    .map_err(store_failure)?;
+                let namespace = repository.namespace();
+                let facts = match known.get(namespace) {
+                    Some(facts) => *facts,
+                    None => {
+                        let facts = auth
+                            .store
+                            .namespace_facts(namespace, user_name(principal))
+                            .await
+                            .map_err(store_failure)?;
+                        known.insert(namespace.to_string(), facts);
+                        facts
+                    }
+                };
                 let actions =
                     granted_actions(principal, &auth.policy, facts, &repository, &scope.actions);
                 if !actions.is_empty() {
                     access.push(AccessEntry::granted(scope, actions));
                 }
             }
-            // Listing is filtered per caller, so the catalog is granted to
-            // anyone who logged in; anonymous callers list without a token.
-            ResourceType::Registry if scope.name == "catalog" && principal.subject().is_some() => {
-                access.push(AccessEntry::granted(scope, vec!["*".to_string()]));
+            // Management scopes (see `berth_auth::scope`), decided by the
+            // same policy as the management API's own checks.
+            ResourceType::Namespace => {
+                if berth_auth::model::validate_account_name(&scope.name).is_err() {
+                    continue;
+                }
+                let facts = auth
+                    .store
+                    .namespace_facts(&scope.name, user_name(principal))
+                    .await
+                    .map_err(store_failure)?;
+                let actions = granted_namespace_actions(
+                    principal,
+                    &auth.policy,
+                    facts,
+                    &scope.name,
+                    &scope.actions,
+                );
+                if !actions.is_empty() {
+                    access.push(AccessEntry::granted(scope, actions));
+                }
             }
-            _ => {}
+            ResourceType::Registry => {
+                let Some(resource) = RegistryResource::parse(&scope.name) else {
+                    continue;
+                };
+                let actions = granted_registry_actions(principal, resource, &scope.actions);
+                if !actions.is_empty() {
+                    access.push(AccessEntry::granted(scope, actions));
+                }
+            }
+            ResourceType::Other(_) => {}
         }
     }
     Ok(access)

@@ -9,9 +9,11 @@ use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use berth_oci::range::{parse_content_range, parse_range_header};
-use berth_oci::{Digest, ErrorCode, RangeError, Reference, RepoName, Tag};
-use berth_storage::{ByteStream, UploadId};
+use berth_oci::{ByteRange, Digest, ErrorCode, RangeRequest, Reference, RepoName, Tag, UploadId};
+use berth_registry::ByteStream;
 use futures::TryStreamExt;
 
 use crate::access::{self, Caller, MountDenied};
@@ -173,25 +175,16 @@ async fn get_blob(
         }
     }
     let size = state.registry.blob_size(repo, digest).await?;
-    let range = match headers.get(header::RANGE).map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(value)) => match parse_range_header(value, size) {
-            Ok(r) => Some(r),
-            Err(RangeError::NotSatisfiable | RangeError::Malformed) => {
-                return Err(ApiError::new(
-                    ErrorCode::BlobUnknown,
-                    "requested range not satisfiable",
-                )
-                .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .with_header("content-range", format!("bytes */{size}")));
-            }
-        },
-        Some(Err(_)) => {
-            return Err(
-                ApiError::new(ErrorCode::BlobUnknown, "requested range not satisfiable")
-                    .with_status(StatusCode::RANGE_NOT_SATISFIABLE),
-            )
-        }
+    // A header that is not text cannot be a range of ours: ignored, like
+    // any other range RFC 9110 lets a server ignore.
+    let requested = headers
+        .get(header::RANGE)
+        .and_then(|value| value.to_str().ok())
+        .map_or(RangeRequest::Whole, |value| parse_range_header(value, size));
+    let range = match requested {
+        RangeRequest::Whole => None,
+        RangeRequest::Part(range) => Some(range),
+        RangeRequest::NotSatisfiable => return Err(ApiError::range_not_satisfiable(size)),
     };
     let mut builder = Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
@@ -250,7 +243,11 @@ async fn start_upload(state: &AppState, repo: &RepoName, request: &Parts, body: 
         let digest = Digest::parse(mount).map_err(|e| ApiError::digest_invalid(e.to_string()))?;
         // An unusable `from` is not an error: the spec says the registry then
         // falls back to an ordinary upload session.
-        if let Some(from) = query.get("from").and_then(|f| RepoName::parse(f).ok()) {
+        let source = match query.get("from") {
+            Some(from) => RepoName::parse(from).ok(),
+            None => mount_source(state, request, &digest).await?,
+        };
+        if let Some(from) = source {
             if state
                 .registry
                 .mount_blob(&access::actor(request), repo, &from, &digest)
@@ -282,6 +279,56 @@ async fn start_upload(state: &AppState, repo: &RepoName, request: &Parts, body: 
     ))
 }
 
+/// Repositories examined at most for a mount that names no source, so a
+/// blob held by very many repositories the caller may not pull costs a
+/// bounded amount of work; past it the caller uploads the blob.
+const MOUNT_CANDIDATES: usize = 1000;
+
+/// Candidate sources read per query while looking for one.
+const MOUNT_CANDIDATE_PAGE: usize = 100;
+
+/// The source of a mount that names none (OCI 1.1 `?mount=` without
+/// `from`): the first repository holding the blob that the caller may pull,
+/// by the same rule as a mount with `from` (`access::may_pull`). Without
+/// access control every repository qualifies.
+async fn mount_source(
+    state: &AppState,
+    request: &Parts,
+    digest: &Digest,
+) -> Result<Option<RepoName>, ApiError> {
+    let caller = request.extensions.get::<Caller>();
+    let mut facts = std::collections::HashMap::new();
+    let mut after: Option<RepoName> = None;
+    let mut examined = 0;
+    while examined < MOUNT_CANDIDATES {
+        let page = state
+            .registry
+            .blob_holders(digest, after.as_ref(), MOUNT_CANDIDATE_PAGE)
+            .await?;
+        let exhausted = page.len() < MOUNT_CANDIDATE_PAGE;
+        for candidate in page {
+            examined += 1;
+            let visible = match (&state.auth, caller) {
+                (None, _) => true,
+                (Some(auth), Some(caller)) => {
+                    access::may_pull(auth, caller, &candidate, &mut facts).await?
+                }
+                // Authorization always leaves the caller; without one, no
+                // source is visible.
+                (Some(_), None) => false,
+            };
+            if visible {
+                return Ok(Some(candidate));
+            }
+            after = Some(candidate);
+        }
+        if exhausted {
+            break;
+        }
+    }
+    Ok(None)
+}
+
 async fn patch_upload(
     state: &AppState,
     repo: &RepoName,
@@ -289,33 +336,22 @@ async fn patch_upload(
     request: &Parts,
     body: Body,
 ) -> ApiResult {
-    let start = chunk_start(request)?;
+    let range = chunk_range(request)?;
     let stream = body_stream(state, body);
-    let status = state.registry.append_chunk(repo, id, start, stream).await?;
+    let status = state.registry.append_chunk(repo, id, range, stream).await?;
     Ok(upload_response(StatusCode::ACCEPTED, repo, id, status.size))
 }
 
-/// The start offset a chunk claims in its `Content-Range`, if it has one.
-fn chunk_start(request: &Parts) -> Result<Option<u64>, ApiError> {
+/// The bytes a chunk claims to be in its `Content-Range`, if it has one.
+fn chunk_range(request: &Parts) -> Result<Option<ByteRange>, ApiError> {
     match request.headers.get(header::CONTENT_RANGE) {
         None => Ok(None),
         Some(value) => {
-            let text = value.to_str().map_err(|_| bad_content_range())?;
-            Ok(Some(
-                parse_content_range(text)
-                    .map_err(|_| bad_content_range())?
-                    .start,
-            ))
+            let text = value.to_str().map_err(|_| ApiError::bad_content_range())?;
+            let range = parse_content_range(text).map_err(|_| ApiError::bad_content_range())?;
+            Ok(Some(range))
         }
     }
-}
-
-fn bad_content_range() -> ApiError {
-    ApiError::new(
-        ErrorCode::BlobUploadInvalid,
-        "malformed Content-Range header",
-    )
-    .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
 }
 
 async fn put_upload(
@@ -334,7 +370,7 @@ async fn put_upload(
         Some(len) => len.as_bytes() != b"0",
         None => request.headers.contains_key(header::TRANSFER_ENCODING),
     };
-    let start = chunk_start(request)?;
+    let range = chunk_range(request)?;
     let last_chunk = has_body.then(|| body_stream(state, body));
     state
         .registry
@@ -343,7 +379,7 @@ async fn put_upload(
             repo,
             id,
             &digest,
-            start,
+            range,
             last_chunk,
         )
         .await?;
@@ -427,11 +463,10 @@ async fn put_manifest(
         .map(str::to_string);
     let limit = berth_oci::manifest::MAX_MANIFEST_SIZE;
     let payload = axum::body::to_bytes(body, limit + 1).await.map_err(|_| {
-        ApiError::new(
+        ApiError::payload_too_large(
             ErrorCode::ManifestInvalid,
             format!("manifest larger than {limit} bytes"),
         )
-        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
     })?;
     state.metrics.bytes_in(payload.len() as u64);
     let extra_tags = tag_params(request, reference)?;
@@ -482,11 +517,10 @@ fn tag_params(request: &Parts, reference: &Reference) -> Result<Vec<Tag>, ApiErr
         ));
     }
     if raw.len() > MAX_TAG_PARAMS {
-        return Err(ApiError::new(
+        return Err(ApiError::uri_too_long(
             ErrorCode::ManifestInvalid,
             format!("at most {MAX_TAG_PARAMS} tag parameters are accepted"),
-        )
-        .with_status(StatusCode::URI_TOO_LONG));
+        ));
     }
     raw.into_iter()
         .map(|t| Tag::parse(t).map_err(|e| ApiError::manifest_invalid_reference(e.to_string())))
@@ -631,9 +665,13 @@ async fn referrers(
 ) -> ApiResult {
     let query = Query::parse(request)?;
     let artifact_type = query.get("artifactType");
-    let index = state
+    let after = match query.get("cursor") {
+        Some(cursor) => Some(decode_cursor(cursor)?),
+        None => None,
+    };
+    let page = state
         .registry
-        .referrers(repo, subject, artifact_type)
+        .referrers(repo, subject, artifact_type, after.as_ref())
         .await?;
     let mut builder = Response::builder()
         .status(StatusCode::OK)
@@ -641,13 +679,50 @@ async fn referrers(
             header::CONTENT_TYPE,
             berth_oci::manifest::media_types::OCI_INDEX,
         )
-        .header(header::CONTENT_LENGTH, index.body.len());
-    if index.filtered {
+        .header(header::CONTENT_LENGTH, page.index_len());
+    if page.filtered {
         builder = builder.header("oci-filters-applied", "artifactType");
     }
+    if let Some(next) = &page.next {
+        let mut link = format!("/v2/{repo}/referrers/{subject}?");
+        if let Some(artifact_type) = artifact_type {
+            link.push_str(&format!(
+                "artifactType={}&",
+                form_urlencoded_value(artifact_type)
+            ));
+        }
+        link.push_str(&format!("cursor={}", encode_cursor(next)));
+        builder = builder.header(header::LINK, format!("<{link}>; rel=\"next\""));
+    }
+    // The index goes out piece by piece, each descriptor as it was
+    // rendered, never copied into one buffer.
+    let pieces = page
+        .into_index_pieces()
+        .map(Ok::<_, std::convert::Infallible>);
     Ok(builder
-        .body(Body::from(index.body))
+        .body(Body::from_stream(futures::stream::iter(pieces)))
         .expect("valid referrers response"))
+}
+
+/// The `cursor` of a referrers page: the digest the page starts after,
+/// base64url-encoded so that clients treat it as opaque and follow `Link`
+/// rather than build it.
+fn encode_cursor(after: &Digest) -> String {
+    URL_SAFE_NO_PAD.encode(after.as_str())
+}
+
+fn decode_cursor(cursor: &str) -> Result<Digest, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| Digest::parse(&text).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                ErrorCode::Unsupported,
+                "invalid cursor: follow the Link header of the previous page",
+            )
+        })
 }
 
 /// Decoded query parameters (the first value of each name wins).

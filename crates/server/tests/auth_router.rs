@@ -13,7 +13,7 @@ use base64::Engine;
 use berth_auth::admin;
 use berth_auth::jwt::DEFAULT_TOKEN_LIFETIME;
 use berth_auth::{
-    AuthStore, Expiry, KeySet, LoginThrottle, MemoryAuthStore, PolicyConfig, Role, Secret,
+    AuthStore, Expiry, KeySet, LoginThrottle, MetaAuthStore, PolicyConfig, Role, Secret,
     SigningKey, ThrottleConfig, TokenAuthority, TokenScope, Visibility,
 };
 use berth_meta::sqlite::SqliteMetaStore;
@@ -65,13 +65,21 @@ fn basic(user: &str, password: &str) -> String {
 /// alice: writer of team-a and pub; bob: only his personal namespace;
 /// pub is public, team-a private; robot `puller` may pull team-a.
 async fn harness(policy: PolicyConfig) -> Harness {
+    harness_with(policy, RegistryConfig::default()).await
+}
+
+async fn harness_with(policy: PolicyConfig, config: RegistryConfig) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let blobs = FsBlobStore::open(dir.path().join("data")).unwrap();
-    let meta = SqliteMetaStore::open(&dir.path().join("berth.db"))
-        .await
-        .unwrap();
-    let registry = Registry::new(Arc::new(blobs), Arc::new(meta), RegistryConfig::default());
-    let store = Arc::new(MemoryAuthStore::new());
+    let meta = Arc::new(
+        SqliteMetaStore::open(&dir.path().join("berth.db"))
+            .await
+            .unwrap(),
+    );
+    let registry = Registry::new(Arc::new(blobs), meta.clone(), config);
+    // Access control keeps its tables in the registry's database, as the
+    // binary wires it.
+    let store = Arc::new(MetaAuthStore::new(meta));
     let now = berth_auth::change_at(
         &berth_auth::Actor::system("test"),
         OffsetDateTime::now_utc(),
@@ -104,7 +112,7 @@ async fn harness(policy: PolicyConfig) -> Harness {
     )
     .await
     .unwrap();
-    let auth = node_auth(store, policy, &dir.path().join("keys")).await;
+    let auth = node_auth(store, policy).await;
     Harness {
         _dir: dir,
         state: AppState::new(registry).with_auth(auth),
@@ -114,13 +122,9 @@ async fn harness(policy: PolicyConfig) -> Harness {
 
 /// Access control for one node on `store`, with the store's signing keys
 /// (made on first use), as `berth serve --auth` builds it.
-async fn node_auth(
-    store: Arc<dyn AuthStore>,
-    policy: PolicyConfig,
-    key_dir: &std::path::Path,
-) -> AuthState {
+async fn node_auth(store: Arc<dyn AuthStore>, policy: PolicyConfig) -> AuthState {
     let (keys, _) =
-        berth_auth::keys::load_or_create(store.as_ref(), key_dir, OffsetDateTime::now_utc())
+        berth_auth::keys::load_or_create(store.as_ref(), OffsetDateTime::now_utc(), || Ok(None))
             .await
             .unwrap();
     AuthState {
@@ -140,12 +144,7 @@ impl Harness {
 
     /// A second node: the same registry and auth store, its own key state.
     async fn another_node(&self) -> Harness {
-        let auth = node_auth(
-            Arc::clone(&self.auth().store),
-            self.auth().policy,
-            &self._dir.path().join("other-keys"),
-        )
-        .await;
+        let auth = node_auth(Arc::clone(&self.auth().store), self.auth().policy).await;
         Harness {
             _dir: tempfile::tempdir().unwrap(),
             state: AppState::new(self.state.registry.clone()).with_auth(auth),
@@ -394,6 +393,75 @@ async fn token_endpoint_get_and_oauth_post() {
     assert_eq!(unsupported.json()["error"], "unsupported_grant_type");
 }
 
+/// Issue 11: an anonymous token request with 1,500 scopes cost 1,500
+/// lookups and returned a 238 KB token. A request may ask for at most 32
+/// scopes (more is 400 with a message saying so, on GET and POST), and 32
+/// scopes of the longest repository names still make a token under 16 KiB.
+#[tokio::test]
+async fn token_requests_are_capped_at_32_scopes() {
+    let h = harness(PolicyConfig::default()).await;
+    let alice = basic("alice", PASSWORD);
+    // team-a/ plus 248 characters: the longest repository names there are.
+    let scopes = |count: usize| -> Vec<String> {
+        (0..count)
+            .map(|n| format!("scope=repository:team-a/{:0>248}:pull,push", n))
+            .collect()
+    };
+    let within = h
+        .get(
+            &format!("/auth/token?service=berth&{}", scopes(32).join("&")),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(within.status, 200);
+    let token = within.json()["token"].as_str().unwrap().to_string();
+    assert_eq!(claims(&token)["access"].as_array().unwrap().len(), 32);
+    assert!(token.len() < 16 * 1024, "a token of {} bytes", token.len());
+
+    for who in [None, Some(alice.as_str())] {
+        let refused = h
+            .get(
+                &format!("/auth/token?service=berth&{}", scopes(33).join("&")),
+                who,
+            )
+            .await;
+        assert_eq!(refused.status, 400, "{who:?}");
+        let message = refused.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(message.contains("at most 32 scopes"), "{message}");
+    }
+    // Several scopes in one parameter count one by one.
+    let packed = (0..33)
+        .map(|n| format!("repository:pub/r{n}:pull"))
+        .collect::<Vec<_>>()
+        .join("%20");
+    assert_eq!(
+        h.get(&format!("/auth/token?scope={packed}"), None)
+            .await
+            .status,
+        400
+    );
+    let form = format!(
+        "grant_type=password&username=alice&password={PASSWORD}&service=berth&scope={packed}"
+    );
+    let refused = h
+        .call(
+            "POST",
+            "/auth/token",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            form.into_bytes(),
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json()["error"], "invalid_scope");
+    assert!(refused.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("at most 32 scopes"));
+}
+
 #[tokio::test]
 async fn catalog_lists_only_what_the_caller_may_pull() {
     let h = harness(PolicyConfig::default()).await;
@@ -457,6 +525,110 @@ async fn mounts_need_pull_on_the_source_else_fall_back_to_an_upload() {
             .status,
         404
     );
+}
+
+/// OCI 1.1's mount without `from`: the blob is mounted from some repository
+/// holding it that the caller may pull, with the same visibility rule as a
+/// mount with `from`; when there is none the caller gets an ordinary upload
+/// session, which does not reveal whether the blob exists elsewhere.
+#[tokio::test]
+async fn mounts_without_from_use_only_sources_the_caller_may_pull() {
+    let h = harness(PolicyConfig::default()).await;
+    let alice = basic("alice", PASSWORD);
+    let bob = basic("bob", PASSWORD);
+    // A blob only in team-a (private: bob may not pull it), and one in pub.
+    assert_eq!(
+        h.push_blob("team-a/src", b"private layer", &alice).await,
+        201
+    );
+    assert_eq!(h.push_blob("pub/base", b"public layer", &alice).await, 201);
+    let private = Algorithm::Sha256.digest_of(b"private layer");
+    let public = Algorithm::Sha256.digest_of(b"public layer");
+    let mount = |repo: &str, digest: &berth_oci::Digest| {
+        format!("/v2/{repo}/blobs/uploads/?mount={digest}")
+    };
+
+    let refused = h
+        .call(
+            "POST",
+            &mount("bob/app", &private),
+            &[("authorization", &bob)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(refused.status, 202, "an upload session, not a mount");
+    assert!(refused.headers.get("location").is_some());
+    let blob = |repo: &str, digest: &berth_oci::Digest| format!("/v2/{repo}/blobs/{digest}");
+    assert_eq!(
+        h.get(&blob("bob/app", &private), Some(&bob)).await.status,
+        404
+    );
+
+    let mounted = h
+        .call(
+            "POST",
+            &mount("bob/app", &public),
+            &[("authorization", &bob)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(mounted.status, 201);
+    assert_eq!(
+        mounted.headers.get("location").unwrap().to_str().unwrap(),
+        blob("bob/app", &public)
+    );
+    assert_eq!(
+        h.get(&blob("bob/app", &public), Some(&bob)).await.status,
+        200
+    );
+
+    // alice may pull team-a, so the private blob mounts for her.
+    let mounted = h
+        .call(
+            "POST",
+            &mount("pub/app", &private),
+            &[("authorization", &alice)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(mounted.status, 201);
+    assert_eq!(
+        h.get(&blob("pub/app", &private), Some(&alice)).await.status,
+        200
+    );
+}
+
+/// Open upload sessions are capped per authenticated principal across
+/// repositories (user or access token): the next start is refused with 429
+/// `TOOMANYREQUESTS`, while other principals are not affected.
+#[tokio::test]
+async fn open_uploads_are_capped_per_principal() {
+    let config = RegistryConfig {
+        max_uploads_per_principal: 2,
+        ..RegistryConfig::default()
+    };
+    let h = harness_with(PolicyConfig::default(), config).await;
+    let alice = basic("alice", PASSWORD);
+    let bob = basic("bob", PASSWORD);
+    let start = |repo: &str, who: &str| {
+        let uri = format!("/v2/{repo}/blobs/uploads/");
+        let who = who.to_string();
+        let h = &h;
+        async move {
+            h.call("POST", &uri, &[("authorization", &who)], Vec::new())
+                .await
+        }
+    };
+    assert_eq!(start("pub/one", &alice).await.status, 202);
+    assert_eq!(start("team-a/two", &alice).await.status, 202);
+    let refused = start("alice/three", &alice).await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.code(), "TOOMANYREQUESTS");
+    assert!(
+        String::from_utf8_lossy(&refused.body).contains("alice"),
+        "the message names the principal"
+    );
+    assert_eq!(start("bob/one", &bob).await.status, 202);
 }
 
 #[tokio::test]
@@ -598,15 +770,26 @@ async fn management_api_manages_namespaces_members_and_tokens() {
             .await,
         401
     );
-    // Anonymous and robots are kept out.
-    assert_eq!(h.get("/api/v1/namespaces", None).await.status, 401);
-    assert_eq!(
-        h.get("/api/v1/namespaces", Some(&basic("puller", &h.robot)))
-            .await
-            .status,
-        403
-    );
-    assert_eq!(h.get("/api/v1/users", Some(&alice)).await.status, 403);
+    // Anonymous callers are kept out; robots see what they may pull and
+    // manage nothing. Refusals are the management API's error shape.
+    let anonymous = h.get("/api/v1/namespaces", None).await;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.json()["code"], "unauthorized");
+    let robot = basic("puller", &h.robot);
+    let listed = h.get("/api/v1/namespaces", Some(&robot)).await;
+    assert_eq!(listed.status, 200);
+    let names: Vec<String> = listed.json()["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_string())
+        .collect();
+    // alice's namespace was made public above.
+    assert_eq!(names, ["alice", "pub", "team-a"]);
+    assert_eq!(h.get("/api/v1/tokens", Some(&robot)).await.status, 403);
+    let users = h.get("/api/v1/users", Some(&alice)).await;
+    assert_eq!(users.status, 403);
+    assert_eq!(users.json()["code"], "forbidden");
 }
 
 fn kid(jwt: &str) -> String {
@@ -677,21 +860,18 @@ async fn nodes_sharing_a_store_accept_each_others_tokens_across_a_rotation() {
     assert!(refused.challenge().contains("error=\"invalid_token\""));
 }
 
-#[tokio::test(start_paused = true)]
+/// A rotation made through another node (or `berth admin keys rotate`)
+/// reaches a node at its next reload. The store is real SQLite, which
+/// answers from a thread of its own, so the test runs on the real clock
+/// (tokio's paused clock would leap past every timeout while SQLite works)
+/// with a short reload interval, and waits, bounded, for the reload.
+#[tokio::test]
 async fn keys_rotated_elsewhere_are_picked_up_at_the_next_reload() {
-    use berth_auth::keys::KEY_RELOAD_INTERVAL;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
-    let store: Arc<dyn AuthStore> = Arc::new(MemoryAuthStore::new());
-    let no_key_files = tempfile::tempdir().unwrap();
-    let auth =
-        Arc::new(node_auth(store.clone(), PolicyConfig::default(), no_key_files.path()).await);
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let reloads = {
-        let auth = Arc::clone(&auth);
-        let cancel = cancel.clone();
-        tokio::spawn(async move { auth.run_key_reload(KEY_RELOAD_INTERVAL, cancel).await })
-    };
+    let sqlite = SqliteMetaStore::open_in_memory().await.unwrap();
+    let store: Arc<dyn AuthStore> = Arc::new(MetaAuthStore::new(Arc::new(sqlite)));
+    let auth = Arc::new(node_auth(store.clone(), PolicyConfig::default()).await);
     let first = auth.authority.keys().current().kid().to_string();
     let rotation = berth_auth::keys::rotate(
         store.as_ref(),
@@ -701,11 +881,20 @@ async fn keys_rotated_elsewhere_are_picked_up_at_the_next_reload() {
     .await
     .unwrap();
 
-    // Until the next reload the node keeps signing with the old key...
-    tokio::time::sleep(KEY_RELOAD_INTERVAL - Duration::from_secs(1)).await;
+    // Until it reloads, the node keeps signing with the old key...
     assert_eq!(auth.authority.keys().current().kid(), first);
-    // ...and after it, with the new one, still verifying the old one's tokens.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let reloads = {
+        let auth = Arc::clone(&auth);
+        let cancel = cancel.clone();
+        tokio::spawn(async move { auth.run_key_reload(Duration::from_millis(50), cancel).await })
+    };
+    // ...and after a reload, with the new one, still verifying the old one's tokens.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while auth.authority.keys().current().kid() == first {
+        assert!(Instant::now() < deadline, "no reload within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let keys = auth.authority.keys();
     assert_eq!(keys.current().kid(), rotation.current);
     assert_eq!(keys.kids().len(), 2);

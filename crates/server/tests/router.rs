@@ -27,6 +27,10 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Harness {
+        Harness::with_config(RegistryConfig::default()).await
+    }
+
+    async fn with_config(config: RegistryConfig) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let blobs = FsBlobStore::open(dir.path().join("data")).unwrap();
         let meta = SqliteMetaStore::open(&dir.path().join("berth.db"))
@@ -36,7 +40,7 @@ impl Harness {
         let registry = Registry::with_clock(
             Arc::new(blobs),
             Arc::new(meta),
-            RegistryConfig::default(),
+            config,
             Clock::Fixed(clock.clone()),
         );
         Harness {
@@ -156,6 +160,58 @@ async fn base_endpoint_and_version_header() {
         assert!(
             !header(&r, "x-request-id").is_empty(),
             "every response carries a request id"
+        );
+    }
+}
+
+/// A client's `x-request-id` is kept (and echoed) only when it is at most 64
+/// bytes of letters, digits and `-_.:`; anything else, which would go into
+/// text logs verbatim (log forging, 60 KB ids), is replaced by a fresh id.
+#[tokio::test]
+async fn request_ids_are_kept_only_when_short_and_plain() {
+    let h = Harness::new().await;
+    let longest = "a".repeat(64);
+    let kept: &[&[u8]] = &[
+        b"req-1",
+        b"0b0f6a8e-3c39-4d4e-9f0c-2f4a3c1f8d10",
+        b"trace.id_7:x",
+        longest.as_bytes(),
+    ];
+    let too_long = "a".repeat(65);
+    let huge = "x".repeat(60_000);
+    let replaced: &[&[u8]] = &[
+        too_long.as_bytes(),
+        huge.as_bytes(),
+        b"has space",
+        b"tab\tinside",
+        b"quote\"d",
+        b"id method=DELETE",
+        b"caf\xc3\xa9",
+        b"",
+    ];
+    let send = |id: &[u8]| {
+        let request = Request::builder()
+            .uri("/v2/")
+            .header(
+                "x-request-id",
+                axum::http::HeaderValue::from_bytes(id).unwrap(),
+            )
+            .body(Body::empty())
+            .unwrap();
+        h.send(request)
+    };
+    for id in kept {
+        let r = send(id).await;
+        assert_eq!(header(&r, "x-request-id").as_bytes(), *id);
+    }
+    for id in replaced {
+        let r = send(id).await;
+        let echoed = header(&r, "x-request-id");
+        assert_ne!(echoed.as_bytes(), *id);
+        assert_eq!(echoed.len(), 36, "a generated UUID: {echoed}");
+        assert!(
+            echoed.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'),
+            "{echoed}"
         );
     }
 }
@@ -281,6 +337,167 @@ async fn chunked_upload_with_out_of_order_chunk_status_and_finish() {
     assert_eq!(error_code(&body), "BLOB_UPLOAD_UNKNOWN");
 }
 
+/// A chunk whose `Content-Range` disagrees with the length of its body is
+/// refused with 416 `BLOB_UPLOAD_INVALID`, whether the body is shorter or
+/// longer, with or without `Content-Length`, and the session is left as it
+/// was: the next correct chunk continues where the last good one ended.
+#[tokio::test]
+async fn chunk_length_must_match_its_content_range() {
+    let h = Harness::new().await;
+    let data: Vec<u8> = (0..40u8).collect();
+    let digest = Algorithm::Sha256.digest_of(&data);
+    let (r, _) = h.call("POST", "/v2/repo/blobs/uploads/", &[], vec![]).await;
+    let location = header(&r, "location").to_string();
+    let (r, _) = h
+        .call(
+            "PATCH",
+            &location,
+            &[("content-range", "0-9")],
+            data[..10].to_vec(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    // Bodies sent with Content-Length: shorter and longer than declared.
+    for (range, body) in [("10-19", &data[10..15]), ("10-14", &data[10..20])] {
+        let (r, answer) = h
+            .call(
+                "PATCH",
+                &location,
+                &[("content-range", range)],
+                body.to_vec(),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+        assert_eq!(error_code(&answer), "BLOB_UPLOAD_INVALID", "{range}");
+        assert_eq!(header(&r, "range"), "0-9", "{range}");
+    }
+    // The same, streamed without Content-Length.
+    for (range, body) in [("10-19", &data[10..15]), ("10-14", &data[10..20])] {
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = body
+            .chunks(2)
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect();
+        let request = Request::builder()
+            .method("PATCH")
+            .uri(&location)
+            .header("content-range", range)
+            .body(Body::from_stream(futures::stream::iter(chunks)))
+            .unwrap();
+        let r = h.send(request).await;
+        assert_eq!(
+            r.status(),
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "streamed {range}"
+        );
+    }
+    let (r, _) = h.call("GET", &location, &[], vec![]).await;
+    assert_eq!(header(&r, "range"), "0-9");
+
+    // A closing PUT whose body disagrees with its Content-Range is refused too.
+    let (r, _) = h
+        .call(
+            "PUT",
+            &format!("{location}?digest={digest}"),
+            &[("content-range", "10-39")],
+            data[10..20].to_vec(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    let (r, _) = h
+        .call(
+            "PATCH",
+            &location,
+            &[("content-range", "10-19")],
+            data[10..20].to_vec(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(header(&r, "range"), "0-19");
+    let (r, _) = h
+        .call(
+            "PUT",
+            &format!("{location}?digest={digest}"),
+            &[("content-range", "20-39")],
+            data[20..].to_vec(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (_, body) = h
+        .call("GET", &format!("/v2/repo/blobs/{digest}"), &[], vec![])
+        .await;
+    assert_eq!(body, data);
+}
+
+/// Open upload sessions are capped per repository: the next start is
+/// refused with 429 `TOOMANYREQUESTS` (monolithic pushes too, since they
+/// open a session), other repositories are not affected, and finishing,
+/// cancelling or letting sessions expire makes room again.
+#[tokio::test]
+async fn open_uploads_are_capped_per_repository() {
+    let config = RegistryConfig {
+        max_uploads_per_repository: 3,
+        ..RegistryConfig::default()
+    };
+    let ttl = config.upload_ttl.as_secs() as i64;
+    let h = Harness::with_config(config).await;
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let (r, _) = h
+            .call("POST", "/v2/capped/blobs/uploads/", &[], vec![])
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        sessions.push(header(&r, "location").to_string());
+    }
+    let (r, body) = h
+        .call("POST", "/v2/capped/blobs/uploads/", &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(error_code(&body), "TOOMANYREQUESTS");
+    assert!(String::from_utf8_lossy(&body).contains("3 open upload sessions"));
+    let data = b"monolithic".to_vec();
+    let digest = Algorithm::Sha256.digest_of(&data);
+    let (r, _) = h
+        .call(
+            "POST",
+            &format!("/v2/capped/blobs/uploads/?digest={digest}"),
+            &[],
+            data,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let (r, _) = h
+        .call("POST", "/v2/other/blobs/uploads/", &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    // Cancelling one makes room for one.
+    let (r, _) = h.call("DELETE", &sessions[0], &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (r, _) = h
+        .call("POST", "/v2/capped/blobs/uploads/", &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let (r, _) = h
+        .call("POST", "/v2/capped/blobs/uploads/", &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // Sessions idle for longer than the upload TTL no longer count, even
+    // before the purge removes them.
+    h.clock.fetch_add(ttl + 1, Ordering::SeqCst);
+    for _ in 0..3 {
+        let (r, _) = h
+            .call("POST", "/v2/capped/blobs/uploads/", &[], vec![])
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+    let (r, _) = h
+        .call("POST", "/v2/capped/blobs/uploads/", &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
 #[tokio::test]
 async fn upload_errors_cancel_and_missing_digest() {
     let h = Harness::new().await;
@@ -326,65 +543,129 @@ async fn upload_errors_cancel_and_missing_digest() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
+/// RFC 9110 §14: one satisfiable byte range is served as 206 (its end
+/// clamped to the blob, however large); a range starting past the end is 416
+/// with `Content-Range: bytes */SIZE` and a `RANGE_INVALID` body, and so is
+/// one that ends before it starts; a unit other than `bytes`, several ranges
+/// or a malformed one are ignored and the whole blob is served.
 #[tokio::test]
 async fn blob_ranges_table() {
     let h = Harness::new().await;
     let data: Vec<u8> = (0..100u8).collect();
     let digest = h.push_blob("r", &data).await;
-    // (Range header, status, served slice, Content-Range)
-    type Case<'a> = (&'a str, StatusCode, Option<(usize, usize)>, &'a str);
+    // (Range header, status, served slice, Content-Range, error code)
+    type Case<'a> = (
+        &'a str,
+        StatusCode,
+        Option<(usize, usize)>,
+        &'a str,
+        &'a str,
+    );
+    const WHOLE: Option<(usize, usize)> = Some((0, 100));
     let cases: &[Case] = &[
         (
             "bytes=0-9",
             StatusCode::PARTIAL_CONTENT,
             Some((0, 10)),
             "bytes 0-9/100",
+            "",
         ),
         (
             "bytes=90-",
             StatusCode::PARTIAL_CONTENT,
             Some((90, 100)),
             "bytes 90-99/100",
+            "",
         ),
         (
             "bytes=-5",
             StatusCode::PARTIAL_CONTENT,
             Some((95, 100)),
             "bytes 95-99/100",
+            "",
         ),
         (
             "bytes=50-500",
             StatusCode::PARTIAL_CONTENT,
             Some((50, 100)),
             "bytes 50-99/100",
+            "",
+        ),
+        // An end past the size, even past 2^64, is clamped.
+        (
+            "bytes=10-99999999999999999999999",
+            StatusCode::PARTIAL_CONTENT,
+            Some((10, 100)),
+            "bytes 10-99/100",
+            "",
+        ),
+        (
+            "bytes=-99999999999999999999999",
+            StatusCode::PARTIAL_CONTENT,
+            WHOLE,
+            "bytes 0-99/100",
+            "",
+        ),
+        (
+            " bytes = 5 - 6 ",
+            StatusCode::PARTIAL_CONTENT,
+            Some((5, 7)),
+            "bytes 5-6/100",
+            "",
         ),
         (
             "bytes=100-",
             StatusCode::RANGE_NOT_SATISFIABLE,
             None,
             "bytes */100",
+            "RANGE_INVALID",
         ),
         (
-            "bytes=9-2",
+            "bytes=99999999999999999999999-",
             StatusCode::RANGE_NOT_SATISFIABLE,
             None,
             "bytes */100",
+            "RANGE_INVALID",
         ),
+        (
+            "bytes=-0",
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            None,
+            "bytes */100",
+            "RANGE_INVALID",
+        ),
+        // Ignored: another unit, several ranges, malformed specifiers.
+        ("items=0-9", StatusCode::OK, WHOLE, "", ""),
+        ("bytes=0-9,20-29", StatusCode::OK, WHOLE, "", ""),
+        ("bytes=0-9, 200-", StatusCode::OK, WHOLE, "", ""),
+        ("bytes=a-b", StatusCode::OK, WHOLE, "", ""),
+        ("bytes=", StatusCode::OK, WHOLE, "", ""),
     ];
-    for (range, status, slice, content_range) in cases {
-        let (r, body) = h
-            .call(
-                "GET",
-                &format!("/v2/r/blobs/{digest}"),
-                &[("range", range)],
-                vec![],
-            )
-            .await;
-        assert_eq!(r.status(), *status, "{range}");
-        assert_eq!(header(&r, "content-range"), *content_range, "{range}");
-        if let Some((a, b)) = slice {
-            assert_eq!(body, data[*a..*b].to_vec(), "{range}");
-            assert_eq!(header(&r, "content-length"), (b - a).to_string());
+    for (range, status, slice, content_range, code) in cases {
+        for method in ["GET", "HEAD"] {
+            let (r, body) = h
+                .call(
+                    method,
+                    &format!("/v2/r/blobs/{digest}"),
+                    &[("range", range)],
+                    vec![],
+                )
+                .await;
+            assert_eq!(r.status(), *status, "{method} {range}");
+            assert_eq!(
+                header(&r, "content-range"),
+                *content_range,
+                "{method} {range}"
+            );
+            if let Some((a, b)) = slice {
+                assert_eq!(header(&r, "content-length"), (b - a).to_string());
+                if method == "GET" {
+                    assert_eq!(body, data[*a..*b].to_vec(), "{range}");
+                }
+            }
+            if !code.is_empty() && method == "GET" {
+                assert_eq!(error_code(&body), *code, "{range}");
+            }
         }
     }
 }
@@ -445,6 +726,94 @@ async fn blobs_are_isolated_per_repository_and_mountable() {
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(&body), "BLOB_UNKNOWN");
+}
+
+/// A manifest whose config or layer descriptor gives a size other than the
+/// stored blob's is refused with 400 `MANIFEST_INVALID` naming the blob, and
+/// nothing is stored; so is one that lists one blob with two sizes.
+#[tokio::test]
+async fn descriptor_sizes_must_match_the_blobs() {
+    let h = Harness::new().await;
+    let config = br#"{"architecture":"arm64"}"#;
+    let c = h.push_blob("sized", config).await;
+    let l = h.push_blob("sized", b"layer bytes").await;
+    let cases: Vec<(&str, Vec<u8>, &Digest)> = vec![
+        (
+            "layer too large",
+            image_manifest(&c, config.len(), &[(&l, 12)], ""),
+            &l,
+        ),
+        (
+            "layer too small",
+            image_manifest(&c, config.len(), &[(&l, 1)], ""),
+            &l,
+        ),
+        (
+            "config",
+            image_manifest(&c, config.len() + 1, &[(&l, 11)], ""),
+            &c,
+        ),
+        (
+            "one layer, two sizes",
+            image_manifest(&c, config.len(), &[(&l, 11), (&l, 10)], ""),
+            &l,
+        ),
+    ];
+    for (case, manifest, wrong) in cases {
+        let (r, body) = h
+            .call(
+                "PUT",
+                "/v2/sized/manifests/v1",
+                &[("content-type", OCI_MANIFEST)],
+                manifest,
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{case}");
+        assert_eq!(error_code(&body), "MANIFEST_INVALID", "{case}");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains(wrong.as_str()), "{case}: {text}");
+        let (r, _) = h.call("GET", "/v2/sized/manifests/v1", &[], vec![]).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{case}: nothing stored");
+    }
+    let right = image_manifest(&c, config.len(), &[(&l, 11)], "");
+    let r = h.push_manifest("sized", "v1", OCI_MANIFEST, &right).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+/// OCI 1.1's mount without `from`: without access control any repository
+/// holding the blob is a source; a blob nobody holds gets an upload session.
+#[tokio::test]
+async fn mount_without_from_finds_a_source() {
+    let h = Harness::new().await;
+    let digest = h.push_blob("src/one", b"shared layer").await;
+    let (r, _) = h
+        .call(
+            "POST",
+            &format!("/v2/dst/blobs/uploads/?mount={digest}"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(header(&r, "location"), format!("/v2/dst/blobs/{digest}"));
+    assert_eq!(header(&r, "docker-content-digest"), digest.as_str());
+    let (r, body) = h
+        .call("GET", &format!("/v2/dst/blobs/{digest}"), &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(body, b"shared layer");
+
+    let unknown = Algorithm::Sha256.digest_of(b"nobody has this");
+    let (r, _) = h
+        .call(
+            "POST",
+            &format!("/v2/dst/blobs/uploads/?mount={unknown}"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert!(header(&r, "location").starts_with("/v2/dst/blobs/uploads/"));
 }
 
 #[tokio::test]
@@ -879,6 +1248,113 @@ async fn referrers_and_subject_header() {
         .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&body), "DIGEST_INVALID");
+}
+
+/// Issue 11: twenty artifacts with 3.5 MB of annotations each made one
+/// referrers answer 70 MB, built whole in memory. Now annotations over the
+/// per-descriptor cap are dropped (the descriptor stays), each page is
+/// bounded in bytes, pages follow each other through `Link` (keeping the
+/// `artifactType` filter), and every referrer is listed exactly once.
+#[tokio::test]
+async fn referrers_are_paged_and_bounded() {
+    let h = Harness::new().await;
+    let subject = Algorithm::Sha256.digest_of(b"the subject");
+    let empty = h.push_blob("paged", b"{}").await;
+    let artifact = |kind: &str, n: usize, annotation: usize| {
+        let value = "x".repeat(annotation);
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"{kind}","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{empty}","size":2}},"layers":[],"subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{subject}","size":100}},"annotations":{{"n":"{n}","v":"{value}"}}}}"#
+        )
+        .into_bytes()
+    };
+    // (artifact type, count, annotation bytes, annotations kept)
+    let kinds = [
+        ("application/x-big", 20, 3_500_000, false),
+        ("application/x-mid", 100, 12 * 1024, true),
+        ("application/x-small", 5, 10, true),
+    ];
+    let mut expected: std::collections::BTreeMap<String, (&str, bool)> = Default::default();
+    for (kind, count, annotation, kept) in kinds {
+        for n in 0..count {
+            let manifest = artifact(kind, n, annotation);
+            let digest = Algorithm::Sha256.digest_of(&manifest);
+            let r = h
+                .push_manifest("paged", digest.as_str(), OCI_MANIFEST, &manifest)
+                .await;
+            assert_eq!(r.status(), StatusCode::CREATED);
+            expected.insert(digest.to_string(), (kind, kept));
+        }
+    }
+
+    // Walks the pages from `first`, checking each, and returns the digests.
+    let subject = &subject;
+    let expected = &expected;
+    let h = &h;
+    let walk = |first: String, filtered: bool| async move {
+        let mut listed = Vec::new();
+        let mut next = Some(first);
+        let mut pages = 0;
+        while let Some(uri) = next.take() {
+            pages += 1;
+            assert!(pages <= 100, "too many pages");
+            let (r, body) = h.call("GET", &uri, &[], vec![]).await;
+            assert_eq!(r.status(), StatusCode::OK, "{uri}");
+            assert!(body.len() <= 1024 * 1024, "a page of {} bytes", body.len());
+            assert_eq!(header(&r, "content-type"), OCI_INDEX);
+            let filter = if filtered { "artifactType" } else { "" };
+            assert_eq!(header(&r, "oci-filters-applied"), filter);
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["schemaVersion"], 2);
+            for m in v["manifests"].as_array().unwrap() {
+                let digest = m["digest"].as_str().unwrap().to_string();
+                let (kind, kept) = expected[&digest];
+                assert_eq!(m["artifactType"], kind);
+                assert_eq!(m["mediaType"], OCI_MANIFEST);
+                assert!(m["size"].as_u64().unwrap() > 0);
+                assert_eq!(m["annotations"].is_object(), kept, "{digest}");
+                listed.push(digest);
+            }
+            let link = header(&r, "link");
+            if !link.is_empty() {
+                assert!(link.ends_with(">; rel=\"next\""), "{link}");
+                let target = &link[1..link.find('>').unwrap()];
+                assert!(target.starts_with(&format!("/v2/paged/referrers/{subject}?")));
+                assert_eq!(target.contains("artifactType="), filtered, "{target}");
+                next = Some(target.to_string());
+            }
+        }
+        (listed, pages)
+    };
+    let (listed, pages) = walk(format!("/v2/paged/referrers/{subject}"), false).await;
+    assert!(
+        pages >= 2,
+        "125 descriptors, 1.2 MB of annotations: {pages} page(s)"
+    );
+    let all: Vec<String> = expected.keys().cloned().collect();
+    assert_eq!(listed, all, "every referrer once, in digest order");
+
+    let (listed, _) = walk(
+        format!("/v2/paged/referrers/{subject}?artifactType=application/x-mid"),
+        true,
+    )
+    .await;
+    let mids: Vec<String> = expected
+        .iter()
+        .filter(|(_, (kind, _))| *kind == "application/x-mid")
+        .map(|(digest, _)| digest.clone())
+        .collect();
+    assert_eq!(listed, mids);
+
+    let (r, body) = h
+        .call(
+            "GET",
+            &format!("/v2/paged/referrers/{subject}?cursor=not-a-cursor"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "UNSUPPORTED");
 }
 
 #[tokio::test]

@@ -46,18 +46,19 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use berth_oci::{Algorithm, ByteRange, Digest, Hasher};
+use berth_oci::{Algorithm, ByteRange, Digest, Hasher, UploadId};
 use bytes::Bytes;
 use futures::StreamExt;
 use memmap2::{Advice, MmapOptions};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::{BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, UploadId, UploadProgress};
+use crate::{BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, UploadProgress};
 
 /// Incoming bytes gathered before one write to disk. The batch holds the
 /// request body's own pieces (shared, never copied) and goes to the file in
@@ -96,7 +97,12 @@ const REHASH_BUFFER_SIZE: usize = 1024 * 1024;
 /// beyond any live use by another process sharing the root.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 
-/// The name of the file holding an upload's bytes inside its directory.
+/// The mode of upload files, and so of blobs, which are the same files
+/// hard-linked (or renamed) into `blobs/`: readable and writable by the
+/// account the registry runs as, by nobody else, whatever the umask. A
+/// registry holds private images.
+const DATA_FILE_MODE: u32 = 0o600;
+
 /// The data file inside an upload directory of the older layout (see the
 /// module documentation), which [`FsBlobStore::open`] converts.
 const LEGACY_UPLOAD_DATA_FILE: &str = "data";
@@ -221,6 +227,7 @@ impl FsBlobStore {
         OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(DATA_FILE_MODE)
             .open(self.upload_data_path(id))?;
         Ok(())
     }

@@ -15,7 +15,7 @@
 
 use std::pin::Pin;
 
-use berth_oci::{ByteRange, Digest};
+use berth_oci::{ByteRange, Digest, UploadId};
 use bytes::Bytes;
 use futures::Stream;
 
@@ -27,28 +27,6 @@ pub mod suite;
 
 /// A stream of bytes flowing into or out of the store.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
-
-/// The identifier of an upload session, chosen by the caller (a random UUID).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UploadId(uuid::Uuid);
-
-impl UploadId {
-    pub fn new_random() -> Self {
-        UploadId(uuid::Uuid::new_v4())
-    }
-
-    /// Parses the textual form; anything but a UUID is rejected so that an id
-    /// can be used safely as a path component or object key.
-    pub fn parse(s: &str) -> Option<Self> {
-        uuid::Uuid::try_parse(s).ok().map(UploadId)
-    }
-}
-
-impl std::fmt::Display for UploadId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.as_hyphenated().fmt(f)
-    }
-}
 
 /// How far an upload has come. The caller persists it (in the metadata store)
 /// between requests and hands the latest one back with the next call, so that

@@ -64,7 +64,7 @@
 
 use std::time::Duration;
 
-use berth_oci::{Algorithm, ByteRange, Digest, Hasher};
+use berth_oci::{Algorithm, ByteRange, Digest, Hasher, UploadId};
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
@@ -73,7 +73,7 @@ use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::{BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, UploadId, UploadProgress};
+use crate::{BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, UploadProgress};
 
 /// The part size used unless configured otherwise: above S3's 5 MiB minimum
 /// with room to spare, and small enough that many concurrent uploads fit in

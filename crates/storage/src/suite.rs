@@ -10,11 +10,11 @@
 //! The suite panics on failure, like any test; it is compiled only for tests and
 //! under the `test-suite` feature.
 
-use berth_oci::{Algorithm, ByteRange, Digest};
+use berth_oci::{Algorithm, ByteRange, Digest, UploadId};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::{BlobBody, BlobStore, ByteStream, StorageError, UploadId, UploadProgress};
+use crate::{BlobBody, BlobStore, ByteStream, StorageError, UploadProgress};
 
 /// What the suite needs to see beyond the trait: the remains a backend keeps
 /// outside committed blobs.

@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use berth_oci::{Algorithm, Digest};
+use berth_oci::{Algorithm, Digest, UploadId};
 use berth_storage::fs::FsBlobStore;
 use berth_storage::suite::{self, Leftovers};
-use berth_storage::{BlobStore, ByteStream, StorageError, UploadId};
+use berth_storage::{BlobStore, ByteStream, StorageError};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -137,6 +137,26 @@ async fn layout_matches_the_documented_tree() {
         std::fs::read(dir.path().join(blob_file(&sha256))).expect("blob file"),
         b"layout"
     );
+}
+
+/// Upload files, and so blobs (the same files, linked), are readable by
+/// the registry's own account only, whatever the process's umask.
+#[tokio::test]
+async fn uploads_and_blobs_are_private_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, store) = new_store();
+    let mode = |path: &Path| std::fs::metadata(path).expect("stat").permissions().mode() & 0o777;
+    let id = UploadId::new_random();
+    store.begin_upload(&id).await.expect("begin");
+    assert_eq!(
+        mode(&dir.path().join("uploads").join(id.to_string())),
+        0o600
+    );
+    store.abort_upload(&id, None).await.expect("abort");
+    let digest = suite::store_blob(&store, b"private").await;
+    let hex = digest.encoded();
+    let blob = dir.path().join("blobs/sha256").join(&hex[..2]).join(hex);
+    assert_eq!(mode(&blob), 0o600);
 }
 
 /// Files that are not well-formed blobs are left out of listings.

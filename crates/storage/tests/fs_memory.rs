@@ -5,10 +5,10 @@
 //! disturbs the measurement.
 #![cfg(target_os = "linux")]
 
-use berth_oci::Algorithm;
+use berth_oci::{Algorithm, UploadId};
 use berth_storage::fs::FsBlobStore;
 use berth_storage::suite;
-use berth_storage::{BlobStore, UploadId};
+use berth_storage::BlobStore;
 use bytes::Bytes;
 use futures::StreamExt;
 

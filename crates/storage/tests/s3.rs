@@ -4,10 +4,10 @@
 
 mod support;
 
-use berth_oci::{Algorithm, Digest};
+use berth_oci::{Algorithm, Digest, UploadId};
 use berth_storage::s3::{S3BlobStore, DEFAULT_PART_SIZE};
 use berth_storage::suite::{self, Leftovers};
-use berth_storage::{BlobStore, StorageError, UploadId, UploadProgress};
+use berth_storage::{BlobStore, StorageError, UploadProgress};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -95,7 +95,9 @@ async fn large_upload_in_small_chunks_across_nodes() {
     let Some(probe) = support::new_probe("large_upload_in_small_chunks_across_nodes").await else {
         return;
     };
-    let nodes: Vec<S3BlobStore> = (0..3).map(|_| probe.weed.store(&probe.bucket)).collect();
+    let nodes: Vec<S3BlobStore> = (0..3)
+        .map(|_| support::store(probe.weed, &probe.bucket))
+        .collect();
     let data = suite::test_bytes(40, 40 * MIB);
     let digest = Algorithm::Sha256.digest_of(&data);
     let id = UploadId::new_random();
@@ -337,7 +339,7 @@ async fn commit_above_the_copy_limit_streams() {
     };
     let config = berth_storage::s3::S3Config {
         max_copy_size: MIB as u64,
-        ..probe.weed.config(&probe.bucket)
+        ..support::config(probe.weed, &probe.bucket)
     };
     let store = S3BlobStore::new(&config).expect("store");
     for len in [MIB + 1, 2 * DEFAULT_PART_SIZE + 77] {

@@ -8,9 +8,9 @@
 
 mod support;
 
-use berth_oci::Algorithm;
+use berth_oci::{Algorithm, UploadId};
 use berth_storage::suite;
-use berth_storage::{BlobStore, UploadId};
+use berth_storage::BlobStore;
 use bytes::Bytes;
 use futures::StreamExt;
 

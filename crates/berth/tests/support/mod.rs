@@ -1,5 +1,7 @@
 //! Shared harness for end-to-end tests: starts the real `berth` binary on a
-//! free loopback port with a fresh data directory, and finds client tools.
+//! free loopback port with a fresh data directory. Finding tools, skipping
+//! and running commands come from `berth-test-support`, shared with the
+//! other crates' tests.
 //!
 //! Setting `BERTH_E2E_REGISTRY=127.0.0.1:PORT` runs a test against an already
 //! running registry instead (useful to compare Berth with another registry).
@@ -21,6 +23,12 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+// Each test binary uses some of these; the others would warn.
+#[allow(unused_imports)]
+pub use berth_test_support::process::{is_root, run, run_bytes, which};
+#[allow(unused_imports)]
+pub use berth_test_support::{record_skip, require_python_module, require_tool};
 
 /// A running registry under test.
 pub struct TestRegistry {
@@ -141,117 +149,8 @@ fn spawn_berth(data_dir: &Path, extra_args: &[&str]) -> (Child, String) {
     (child, addr)
 }
 
-/// Finds a client tool. Returns `None` (after recording a loud skip notice)
-/// when it is missing outside CI; inside CI (`CI=true`) a missing tool fails
-/// the test, because CI installs every client.
-pub fn require_tool(tool: &str, test: &str) -> Option<PathBuf> {
-    if let Some(path) = which(tool) {
-        return Some(path);
-    }
-    let in_ci = std::env::var("CI")
-        .map(|v| v == "true" || v == "1")
-        .unwrap_or(false);
-    if in_ci {
-        panic!("{test}: required client {tool:?} is not installed (CI=true: missing clients are failures)");
-    }
-    record_skip(test, &format!("{tool} is not installed"));
-    None
-}
-
-/// Records a skipped test in `target/e2e-skipped.txt` (read and printed by
-/// the README's test command) and on stderr.
-pub fn record_skip(test: &str, why: &str) {
-    eprintln!("\n*** SKIPPED {test}: {why} ***\n");
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e-skipped.txt");
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-    {
-        use std::io::Write;
-        let _ = writeln!(f, "{test}: {why}");
-    }
-}
-
 /// Whether the registry under test is an external one given by
 /// `BERTH_E2E_REGISTRY` (which a test can neither restart nor inspect).
 pub fn is_external_registry() -> bool {
     std::env::var_os("BERTH_E2E_REGISTRY").is_some()
-}
-
-/// Finds `python3` with `module` importable, like [`require_tool`]: a loud
-/// skip outside CI, a failure inside it.
-pub fn require_python_module(module: &str, test: &str) -> Option<PathBuf> {
-    let python = require_tool("python3", test)?;
-    let importable = Command::new(&python)
-        .arg("-c")
-        .arg(format!("import {module}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if importable {
-        return Some(python);
-    }
-    let in_ci = std::env::var("CI")
-        .map(|v| v == "true" || v == "1")
-        .unwrap_or(false);
-    if in_ci {
-        panic!("{test}: python module {module:?} is not installed (CI=true: missing clients are failures)");
-    }
-    record_skip(
-        test,
-        &format!("python module {module} is not installed (pip install {module})"),
-    );
-    None
-}
-
-/// Whether the tests run as root (daemons such as dockerd and containerd need it).
-pub fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false)
-}
-
-pub fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(tool))
-        .find(|p| p.is_file())
-}
-
-/// Runs a command, panicking with its output if it fails; returns stdout.
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    if !out.status.success() {
-        panic!(
-            "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs a command like [`run`] and returns its stdout as exact bytes (for
-/// manifests, whose digest depends on every byte).
-pub fn run_bytes(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    if !out.status.success() {
-        panic!(
-            "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out.stdout
 }

@@ -5,8 +5,8 @@ use berth_oci::{Digest, RepoName};
 use super::db::{database, query, Tx};
 use super::events::NewEvent;
 use super::{
-    ensure_repository, lock_digests, mark_blob_if_orphaned, parse_size, repository_id, to_i64,
-    SqlMetaStore,
+    ensure_repository, limit_to_i64, lock_digests, mark_blob_if_orphaned, parse_repository,
+    parse_size, repository_id, to_i64, SqlMetaStore,
 };
 use crate::{BlobLinkStore, Change, EventKind, MetaError};
 
@@ -115,6 +115,31 @@ impl<B: 'static> BlobLinkStore for SqlMetaStore<B> {
         .await
         .map_err(database("looking up a linked blob"))?;
         row.map(|row| parse_size(row.first()?)).transpose()
+    }
+
+    async fn repositories_with_blob(
+        &self,
+        digest: &Digest,
+        after: Option<&RepoName>,
+        limit: usize,
+    ) -> Result<Vec<RepoName>, MetaError> {
+        // Names compare in byte order on both databases (SQLite's BINARY,
+        // PostgreSQL's `COLLATE "C"` column).
+        let rows = query(
+            "SELECT r.name FROM repository_blobs rb \
+             JOIN repositories r ON r.id = rb.repository_id \
+             WHERE rb.digest = $1 AND r.name > $2 \
+             ORDER BY r.name LIMIT $3",
+        )
+        .bind(digest.as_str())
+        .bind(after.map_or("", RepoName::as_str))
+        .bind(limit_to_i64(limit))
+        .fetch_all(self.db.reader())
+        .await
+        .map_err(database("listing repositories holding a blob"))?;
+        rows.iter()
+            .map(|row| parse_repository(&row.first::<String>()?))
+            .collect()
     }
 
     async fn unlink_blob(

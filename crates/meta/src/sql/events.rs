@@ -11,7 +11,7 @@ use super::db::{database, query, Dialect, Row, Tx};
 use super::{limit_to_i64, parse_digest, parse_repository, parse_tag, SqlMetaStore};
 use crate::events::{
     Actor, ActorKind, ConsumerRow, Event, EventCursor, EventKind, EventPage, EventStore,
-    EventSubscription, Notice,
+    EventSubscription,
 };
 use crate::{Change, MetaError, Timestamp};
 
@@ -111,7 +111,9 @@ fn notice_payload(events: &[NewEvent]) -> Option<String> {
     })
 }
 
-fn parse_notice(payload: &str) -> Notice {
+#[cfg(feature = "postgres")]
+fn parse_notice(payload: &str) -> crate::Notice {
+    use crate::Notice;
     if payload == "*" {
         return Notice::Anything;
     }
@@ -526,7 +528,7 @@ struct PgSubscription {
 #[cfg(feature = "postgres")]
 #[async_trait::async_trait]
 impl EventSubscription for PgSubscription {
-    async fn next(&mut self) -> Result<Notice, MetaError> {
+    async fn next(&mut self) -> Result<crate::Notice, MetaError> {
         // `try_recv` says when the connection was lost (and re-established,
         // listening again): notices sent meanwhile are gone.
         match self
@@ -536,7 +538,7 @@ impl EventSubscription for PgSubscription {
             .map_err(database("waiting for events"))?
         {
             Some(notification) => Ok(parse_notice(notification.payload())),
-            None => Ok(Notice::Anything),
+            None => Ok(crate::Notice::Anything),
         }
     }
 }

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     Change, DeletedManifest, EventKind, ManifestRecord, ManifestStore, MetaError, NewManifest,
-    Referrer,
+    Referrer, SizeMismatch,
 };
 
 /// The manifest columns [`manifest_from_row`] reads, prefixed by table alias
@@ -72,6 +72,46 @@ async fn missing(
         .filter(|digest| !found.iter().any(|present| present == digest))
         .map(parse_digest)
         .collect()
+}
+
+/// The sizes in `declared` (a manifest's `blob_sizes`) that differ from the
+/// stored blobs', in declaration order. Digests without a `blobs` row are
+/// skipped: the link check before this one reports them.
+async fn size_mismatches(
+    tx: &mut Tx,
+    declared: &[(Digest, u64)],
+) -> Result<Vec<SizeMismatch>, MetaError> {
+    if declared.is_empty() {
+        return Ok(Vec::new());
+    }
+    let digests: Vec<Digest> = declared.iter().map(|(digest, _)| digest.clone()).collect();
+    let sql = format!(
+        "SELECT digest, size FROM blobs WHERE digest IN (SELECT l.value FROM {})",
+        tx.dialect().list(1)
+    );
+    let rows = query(&sql)
+        .bind(distinct(&digests))
+        .fetch_all(tx)
+        .await
+        .map_err(database("checking a manifest's blob sizes"))?;
+    let mut stored = Vec::with_capacity(rows.len());
+    for row in &rows {
+        stored.push((row.get::<String>("digest")?, parse_size(row.get("size")?)?));
+    }
+    let mut mismatches = Vec::new();
+    for (digest, size) in declared {
+        let Some((_, found)) = stored.iter().find(|(d, _)| d == digest.as_str()) else {
+            continue;
+        };
+        if found != size {
+            mismatches.push(SizeMismatch {
+                digest: digest.clone(),
+                declared: *size,
+                stored: *found,
+            });
+        }
+    }
+    Ok(mismatches)
 }
 
 /// Whether the manifest is stored, locking its row until the transaction
@@ -301,6 +341,10 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
             .await?;
             if !missing_blobs.is_empty() {
                 return Err(MetaError::MissingBlobs(missing_blobs));
+            }
+            let mismatches = size_mismatches(&mut tx, &manifest.blob_sizes).await?;
+            if !mismatches.is_empty() {
+                return Err(MetaError::BlobSizeMismatch(mismatches));
             }
             let missing_children = missing(
                 &mut tx,
@@ -567,16 +611,29 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
         repository: &RepoName,
         subject: &Digest,
         artifact_type: Option<&str>,
+        after: Option<&Digest>,
+        limit: usize,
+        max_annotation_bytes: usize,
     ) -> Result<Vec<Referrer>, MetaError> {
+        // Every digest sorts after "", so the first page needs no special
+        // case; digests compare in byte order on both databases (SQLite's
+        // BINARY, PostgreSQL's `COLLATE "C"` column). `octet_length` counts
+        // bytes on both, where SQLite's `length` of TEXT counts characters.
         let rows = query(
-            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations \
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, \
+             CASE WHEN octet_length(m.annotations) <= $5 THEN m.annotations END \
+             AS annotations \
              FROM manifests m JOIN repositories r ON r.id = m.repository_id \
              WHERE r.name = $1 AND m.subject = $2 AND ($3 IS NULL OR m.artifact_type = $3) \
-             ORDER BY m.digest",
+             AND m.digest > $4 \
+             ORDER BY m.digest LIMIT $6",
         )
         .bind(repository.as_str())
         .bind(subject.as_str())
         .bind(artifact_type)
+        .bind(after.map_or("", Digest::as_str))
+        .bind(limit_to_i64(max_annotation_bytes))
+        .bind(limit_to_i64(limit))
         .fetch_all(self.db.reader())
         .await
         .map_err(database("listing referrers"))?;

@@ -154,7 +154,7 @@ impl<B: 'static> RepositoryStore for SqlMetaStore<B> {
         // Empty: the sessions and the repository itself.
         let uploads = query(
             "DELETE FROM uploads WHERE repository_id = $1 \
-             RETURNING id, created_at, updated_at, progress",
+             RETURNING id, created_at, updated_at, progress, principal",
         )
         .bind(repository_id)
         .fetch_all(&mut tx)
@@ -168,6 +168,7 @@ impl<B: 'static> RepositoryStore for SqlMetaStore<B> {
                 created_at: row.get("created_at")?,
                 updated_at: row.get("updated_at")?,
                 progress: row.get("progress")?,
+                principal: row.get("principal")?,
             })
         })
         .collect::<Result<Vec<_>, MetaError>>()?;

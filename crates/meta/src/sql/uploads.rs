@@ -5,11 +5,11 @@ use berth_oci::{Digest, RepoName};
 use super::blobs::link;
 use super::db::{database, query, Row};
 use super::events::NewEvent;
-use super::{ensure_repository, limit_to_i64, parse_repository, to_i64, SqlMetaStore};
-use crate::{Change, EventKind, MetaError, Timestamp, UploadRecord, UploadStore};
+use super::{ensure_repository, limit_to_i64, parse_repository, parse_size, to_i64, SqlMetaStore};
+use crate::{Change, EventKind, LiveUploads, MetaError, Timestamp, UploadRecord, UploadStore};
 
 /// The upload columns [`upload_from_row`] reads, with table aliases `u` and `r`.
-const UPLOAD_COLUMNS: &str = "u.id, r.name, u.created_at, u.updated_at, u.progress";
+const UPLOAD_COLUMNS: &str = "u.id, r.name, u.created_at, u.updated_at, u.progress, u.principal";
 
 fn upload_from_row(row: &Row) -> Result<UploadRecord, MetaError> {
     Ok(UploadRecord {
@@ -18,6 +18,7 @@ fn upload_from_row(row: &Row) -> Result<UploadRecord, MetaError> {
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
         progress: row.get("progress")?,
+        principal: row.get("principal")?,
     })
 }
 
@@ -43,13 +44,14 @@ impl<B: 'static> UploadStore for SqlMetaStore<B> {
         // One statement (one round trip to SQLite's writer) when the
         // repository exists, which is every blob of a push after its first.
         let inserted = query(
-            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress) \
-             SELECT $1, id, $2, $3, $4 FROM repositories WHERE name = $5",
+            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress, principal) \
+             SELECT $1, id, $2, $3, $4, $5 FROM repositories WHERE name = $6",
         )
         .bind(upload.id.as_str())
         .bind(upload.created_at)
         .bind(upload.updated_at)
         .bind(upload.progress.as_str())
+        .bind(&upload.principal)
         .bind(upload.repository.as_str())
         .execute(self.db.writer())
         .await
@@ -60,18 +62,44 @@ impl<B: 'static> UploadStore for SqlMetaStore<B> {
         let mut tx = self.db.begin_change(change).await?;
         let repository_id = ensure_repository(&mut tx, &upload.repository).await?;
         query(
-            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress, principal) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(upload.id.as_str())
         .bind(repository_id)
         .bind(upload.created_at)
         .bind(upload.updated_at)
         .bind(upload.progress.as_str())
+        .bind(&upload.principal)
         .execute(&mut tx)
         .await
         .map_err(database("creating an upload"))?;
         tx.commit().await.map_err(database("committing an upload"))
+    }
+
+    async fn count_live_uploads(
+        &self,
+        repository: &RepoName,
+        principal: Option<&str>,
+        since: Timestamp,
+    ) -> Result<LiveUploads, MetaError> {
+        let row = query(
+            "SELECT \
+             (SELECT count(*) FROM uploads u JOIN repositories r ON r.id = u.repository_id \
+              WHERE r.name = $1 AND u.updated_at >= $3) AS in_repository, \
+             (SELECT count(*) FROM uploads \
+              WHERE $2 IS NOT NULL AND principal = $2 AND updated_at >= $3) AS of_principal",
+        )
+        .bind(repository.as_str())
+        .bind(principal)
+        .bind(since)
+        .fetch_one(self.db.reader())
+        .await
+        .map_err(database("counting open uploads"))?;
+        Ok(LiveUploads {
+            in_repository: parse_size(row.get("in_repository")?)?,
+            of_principal: parse_size(row.get("of_principal")?)?,
+        })
     }
 
     async fn finish_upload(
@@ -136,7 +164,7 @@ impl<B: 'static> UploadStore for SqlMetaStore<B> {
              WHERE id = $3 \
              AND repository_id = (SELECT id FROM repositories WHERE name = $4) \
              AND (lease_holder IS NULL OR lease_holder = $1 OR lease_expires <= $5) \
-             RETURNING id, created_at, updated_at, progress",
+             RETURNING id, created_at, updated_at, progress, principal",
         )
         .bind(holder)
         .bind(now.saturating_add(lease_secs))
@@ -153,6 +181,7 @@ impl<B: 'static> UploadStore for SqlMetaStore<B> {
                 created_at: row.get("created_at")?,
                 updated_at: row.get("updated_at")?,
                 progress: row.get("progress")?,
+                principal: row.get("principal")?,
             });
         }
         // Nothing was updated: tell a busy upload from an absent one (or one

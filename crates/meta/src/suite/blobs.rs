@@ -3,10 +3,14 @@
 use super::*;
 
 /// Every test of this suite, by name, in the order [`super::run_all`] runs them.
-pub const TESTS: &[(&str, SuiteTest)] =
-    &[("blob_links_are_idempotent_and_per_repository", |store| {
+pub const TESTS: &[(&str, SuiteTest)] = &[
+    ("blob_links_are_idempotent_and_per_repository", |store| {
         Box::pin(blob_links_are_idempotent_and_per_repository(store))
-    })];
+    }),
+    ("repositories_with_a_blob_are_listed_and_paged", |store| {
+        Box::pin(repositories_with_a_blob_are_listed_and_paged(store))
+    }),
+];
 
 pub async fn blob_links_are_idempotent_and_per_repository(store: &dyn MetaStore) {
     let one = repository("suite-blobs/one");
@@ -46,4 +50,63 @@ pub async fn blob_links_are_idempotent_and_per_repository(store: &dyn MetaStore)
 
     // A link creates the repository, and unlinking does not remove it.
     assert_eq!(list_tags(store, &one).await, Some(Vec::new()));
+}
+
+pub async fn repositories_with_a_blob_are_listed_and_paged(store: &dyn MetaStore) {
+    let blob = digest_of("suite-holders blob");
+    let other = digest_of("suite-holders other blob");
+    let names = [
+        "suite-holders/b",
+        "suite-holders/a/x",
+        "suite-holders/a",
+        "suite-holders/a-b",
+    ];
+    for name in names {
+        link(store, &repository(name), &blob, 4).await;
+    }
+    link(store, &repository("suite-holders/c"), &other, 6).await;
+    let listed = |names: Vec<RepoName>| -> Vec<String> {
+        names.iter().map(|n| n.as_str().to_string()).collect()
+    };
+    // Byte order: '-' (0x2d) < '/' (0x2f) < letters.
+    let sorted = [
+        "suite-holders/a",
+        "suite-holders/a-b",
+        "suite-holders/a/x",
+        "suite-holders/b",
+    ];
+    assert_eq!(
+        listed(store.repositories_with_blob(&blob, None, 10).await.unwrap()),
+        sorted
+    );
+    let first = store.repositories_with_blob(&blob, None, 3).await.unwrap();
+    assert_eq!(listed(first.clone()), sorted[..3]);
+    let rest = store
+        .repositories_with_blob(&blob, first.last(), 3)
+        .await
+        .unwrap();
+    assert_eq!(listed(rest), sorted[3..]);
+    // An unlinked repository is no longer a holder; an unknown blob has none.
+    assert!(store
+        .unlink_blob(&at(NOW), &repository("suite-holders/a-b"), &blob)
+        .await
+        .unwrap());
+    assert_eq!(
+        listed(store.repositories_with_blob(&blob, None, 10).await.unwrap()),
+        ["suite-holders/a", "suite-holders/a/x", "suite-holders/b"]
+    );
+    let unknown = digest_of("suite-holders unknown");
+    assert!(store
+        .repositories_with_blob(&unknown, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    for name in names.iter().chain(&["suite-holders/c"]) {
+        delete_repository(store, &repository(name)).await;
+    }
+    store
+        .delete_namespace(&at(NOW), "suite-holders")
+        .await
+        .unwrap();
 }

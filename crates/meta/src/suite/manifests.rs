@@ -8,6 +8,10 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
         "put_manifest_with_missing_references_stores_nothing",
         |store| Box::pin(put_manifest_with_missing_references_stores_nothing(store)),
     ),
+    (
+        "put_manifest_with_wrong_blob_sizes_stores_nothing",
+        |store| Box::pin(put_manifest_with_wrong_blob_sizes_stores_nothing(store)),
+    ),
     ("manifests_are_found_by_tag_and_digest", |store| {
         Box::pin(manifests_are_found_by_tag_and_digest(store))
     }),
@@ -38,6 +42,79 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
         Box::pin(racing_pushes_of_one_manifest_all_succeed(store))
     }),
 ];
+
+pub async fn put_manifest_with_wrong_blob_sizes_stores_nothing(store: &dyn MetaStore) {
+    let repo = repository("suite-sizes/app");
+    let config = digest_of("suite-sizes config");
+    let layer = digest_of("suite-sizes layer");
+    link(store, &repo, &config, 3).await;
+    link(store, &repo, &layer, 5).await;
+    let sized = |payload: &str, sizes: &[(&Digest, u64)]| {
+        let mut manifest = image(payload, &[&config, &layer]);
+        manifest.blob_sizes = sizes.iter().map(|(d, s)| ((*d).clone(), *s)).collect();
+        manifest
+    };
+    let latest = tag("latest");
+    let mismatch = |digest: &Digest, declared, stored| crate::SizeMismatch {
+        digest: digest.clone(),
+        declared,
+        stored,
+    };
+    // (manifest, the mismatches reported, in declaration order)
+    let refused = [
+        (
+            sized("suite-sizes layer", &[(&config, 3), (&layer, 6)]),
+            vec![mismatch(&layer, 6, 5)],
+        ),
+        (
+            sized("suite-sizes both", &[(&config, 0), (&layer, u64::MAX)]),
+            vec![mismatch(&config, 0, 3), mismatch(&layer, u64::MAX, 5)],
+        ),
+        (
+            sized(
+                "suite-sizes twice",
+                &[(&config, 3), (&layer, 5), (&layer, 4)],
+            ),
+            vec![mismatch(&layer, 4, 5)],
+        ),
+    ];
+    let before = store.last_event_position().await.unwrap();
+    for (manifest, expected) in &refused {
+        match store
+            .put_manifest(&at(NOW), &repo, manifest, Some(&latest))
+            .await
+        {
+            Err(MetaError::BlobSizeMismatch(found)) => assert_eq!(&found, expected),
+            other => panic!("expected BlobSizeMismatch, got {other:?}"),
+        }
+        assert_eq!(
+            store
+                .manifest_by_digest(&repo, &manifest.record.digest)
+                .await
+                .unwrap(),
+            None,
+            "a refused manifest is not stored"
+        );
+    }
+    assert_eq!(store.manifest_by_tag(&repo, &latest).await.unwrap(), None);
+    assert_eq!(
+        store.last_event_position().await.unwrap(),
+        before,
+        "a refused manifest writes no event"
+    );
+
+    let right = sized("suite-sizes right", &[(&config, 3), (&layer, 5)]);
+    put(store, &repo, &right, Some(&latest)).await;
+    assert_eq!(
+        delete(store, &repo, &right.record.digest).await,
+        vec![latest]
+    );
+    delete_repository(store, &repo).await;
+    store
+        .delete_namespace(&at(NOW), "suite-sizes")
+        .await
+        .unwrap();
+}
 
 pub async fn put_manifest_with_missing_references_stores_nothing(store: &dyn MetaStore) {
     let repo = repository("suite-missing/app");
@@ -557,14 +634,90 @@ pub async fn referrers_are_filtered_by_subject_and_artifact_type(store: &dyn Met
         (&other, subject_digest, None, sorted(&[&foreign])),
         (&absent, subject_digest, None, Vec::new()),
     ];
+    let all = |repo, subject, artifact_type| {
+        store.referrers(repo, subject, artifact_type, None, usize::MAX, usize::MAX)
+    };
     for (repo, subject, artifact_type, expected) in cases {
-        let listed = store.referrers(repo, subject, artifact_type).await.unwrap();
+        let listed = all(repo, subject, artifact_type).await.unwrap();
         assert_eq!(listed, expected, "{repo} {subject} {artifact_type:?}");
     }
 
+    // Pages of two: each starts strictly after the last digest of the one
+    // before, with and without the filter.
+    for (artifact_type, expected) in [
+        (None, sorted(&[&signature, &second_signature, &sbom])),
+        (
+            Some(SIGNATURE_TYPE),
+            sorted(&[&signature, &second_signature]),
+        ),
+    ] {
+        let mut paged = Vec::new();
+        let mut after: Option<Digest> = None;
+        for _ in 0..expected.len() + 1 {
+            let page = store
+                .referrers(
+                    &repo,
+                    subject_digest,
+                    artifact_type,
+                    after.as_ref(),
+                    2,
+                    usize::MAX,
+                )
+                .await
+                .unwrap();
+            assert!(page.len() <= 2);
+            let Some(last) = page.last() else { break };
+            after = Some(last.digest.clone());
+            paged.extend(page);
+        }
+        assert_eq!(paged, expected, "{artifact_type:?}");
+    }
+
+    // Annotations longer than the cap are left out, nothing else is; the
+    // stored annotations are `{"test":"<payload>"}`.
+    let annotation_bytes =
+        |manifest: &NewManifest| manifest.record.annotations.as_ref().unwrap().len();
+    let cap = annotation_bytes(&signature);
+    assert!(annotation_bytes(&sbom) < cap && annotation_bytes(&second_signature) > cap);
+    let capped = store
+        .referrers(&repo, subject_digest, None, None, usize::MAX, cap)
+        .await
+        .unwrap();
+    let expected: Vec<Referrer> = sorted(&[&signature, &second_signature, &sbom])
+        .into_iter()
+        .map(|mut referrer| {
+            if referrer.digest == second_signature.record.digest {
+                referrer.annotations = None;
+            }
+            referrer
+        })
+        .collect();
+    assert_eq!(capped, expected);
+    // The cap counts bytes, not characters.
+    let accented_subject = digest_of("suite-referrers accented subject");
+    let accented = referrer("suite-referrers ééé", &accented_subject, SBOM_TYPE);
+    put(store, &repo, &accented, None).await;
+    let characters = accented
+        .record
+        .annotations
+        .as_ref()
+        .unwrap()
+        .chars()
+        .count();
+    let listed = store
+        .referrers(&repo, &accented_subject, None, None, usize::MAX, characters)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].annotations, None, "3 characters over in bytes");
+    assert_eq!(
+        delete(store, &repo, &accented.record.digest).await,
+        Vec::<Tag>::new()
+    );
+
     // Referrers may outlive their subject, as the spec allows.
     assert_eq!(delete(store, &repo, subject_digest).await, tags(&["v1"]));
-    let orphans = store.referrers(&repo, subject_digest, None).await.unwrap();
+    let orphans = all(&repo, subject_digest, None).await.unwrap();
     assert_eq!(orphans, sorted(&[&signature, &second_signature, &sbom]));
 
     for manifest in [&signature, &second_signature, &sbom, &unrelated] {
@@ -577,11 +730,7 @@ pub async fn referrers_are_filtered_by_subject_and_artifact_type(store: &dyn Met
         delete(store, &other, &foreign.record.digest).await,
         Vec::<Tag>::new()
     );
-    assert!(store
-        .referrers(&repo, subject_digest, None)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(all(&repo, subject_digest, None).await.unwrap().is_empty());
     assert_clean(store, &repo, &[subject_digest]).await;
 }
 

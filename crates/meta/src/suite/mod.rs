@@ -95,9 +95,9 @@ macro_rules! meta_store_tests {
         $crate::meta_store_tests!(@expand $mode $fresh;
             store: [store_is_ready, concurrent_writers_all_succeed],
             repositories: [repositories_are_listed_in_byte_order_and_paged, repositories_are_deleted_step_by_step],
-            blobs: [blob_links_are_idempotent_and_per_repository],
-            manifests: [put_manifest_with_missing_references_stores_nothing, manifests_are_found_by_tag_and_digest, re_putting_a_manifest_only_moves_the_tag, delete_manifest_removes_its_tags, index_children_cannot_be_deleted_while_listed, delete_tag_leaves_the_manifest, tags_are_listed_in_byte_order_and_paged, referrers_are_filtered_by_subject_and_artifact_type, racing_reference_checks_and_deletions_never_both_win, racing_pushes_of_one_manifest_all_succeed],
-            uploads: [upload_leases_exclude_other_holders_until_expiry, expired_uploads_are_listed_oldest_first],
+            blobs: [blob_links_are_idempotent_and_per_repository, repositories_with_a_blob_are_listed_and_paged],
+            manifests: [put_manifest_with_missing_references_stores_nothing, put_manifest_with_wrong_blob_sizes_stores_nothing, manifests_are_found_by_tag_and_digest, re_putting_a_manifest_only_moves_the_tag, delete_manifest_removes_its_tags, index_children_cannot_be_deleted_while_listed, delete_tag_leaves_the_manifest, tags_are_listed_in_byte_order_and_paged, referrers_are_filtered_by_subject_and_artifact_type, racing_reference_checks_and_deletions_never_both_win, racing_pushes_of_one_manifest_all_succeed],
+            uploads: [upload_leases_exclude_other_holders_until_expiry, expired_uploads_are_listed_oldest_first, live_uploads_are_counted_per_repository_and_principal],
             jobs: [job_leases_exclude_other_holders_until_expiry, racing_job_lease_takers_have_one_winner],
             gc: [gc_reference_facts_follow_links_and_manifests],
             events: [registry_changes_write_their_events, access_control_changes_write_their_events, refused_changes_write_no_events, events_are_read_in_pages_after_a_cursor, consumers_hold_leases_and_keep_their_position, old_events_are_deleted_in_batches, subscribers_hear_of_committed_changes],
@@ -190,6 +190,7 @@ fn image(payload: &str, blobs: &[&Digest]) -> NewManifest {
     NewManifest {
         record: record(payload, IMAGE_MEDIA_TYPE),
         blobs: blobs.iter().map(|&digest| digest.clone()).collect(),
+        blob_sizes: Vec::new(),
         children: Vec::new(),
     }
 }
@@ -199,6 +200,7 @@ fn index(payload: &str, children: &[&Digest]) -> NewManifest {
     NewManifest {
         record: record(payload, INDEX_MEDIA_TYPE),
         blobs: Vec::new(),
+        blob_sizes: Vec::new(),
         children: children.iter().map(|&digest| digest.clone()).collect(),
     }
 }
@@ -266,6 +268,7 @@ fn upload(id: &str, repo: &RepoName, updated_at: Timestamp) -> UploadRecord {
         created_at: updated_at,
         updated_at,
         progress: format!(r#"{{"upload":"{id}","offset":0}}"#),
+        principal: None,
     }
 }
 

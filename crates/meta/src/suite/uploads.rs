@@ -11,6 +11,10 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
     ("expired_uploads_are_listed_oldest_first", |store| {
         Box::pin(expired_uploads_are_listed_oldest_first(store))
     }),
+    (
+        "live_uploads_are_counted_per_repository_and_principal",
+        |store| Box::pin(live_uploads_are_counted_per_repository_and_principal(store)),
+    ),
 ];
 
 pub async fn upload_leases_exclude_other_holders_until_expiry(store: &dyn MetaStore) {
@@ -176,4 +180,66 @@ pub async fn expired_uploads_are_listed_oldest_first(store: &dyn MetaStore) {
         assert!(store.delete_upload(&upload.id).await.unwrap());
     }
     assert!(store.expired_uploads(31, 100).await.unwrap().is_empty());
+}
+
+pub async fn live_uploads_are_counted_per_repository_and_principal(store: &dyn MetaStore) {
+    let one = repository("suite-live/one");
+    let two = repository("suite-live/two");
+    let opened = |id: &str, repo: &RepoName, updated_at: Timestamp, principal: Option<&str>| {
+        let mut record = upload(id, repo, updated_at);
+        record.principal = principal.map(str::to_string);
+        record
+    };
+    let sessions = [
+        opened("suite-live-1", &one, NOW, Some("alice")),
+        opened("suite-live-2", &one, NOW - 10, Some("alice")),
+        opened("suite-live-3", &one, NOW, None),
+        opened("suite-live-4", &two, NOW, Some("alice")),
+        opened("suite-live-5", &two, NOW, Some("bob")),
+        // Older than the cut-off below: expired, so not counted.
+        opened("suite-live-6", &one, NOW - 100, Some("alice")),
+    ];
+    for session in &sessions {
+        store.create_upload(&at(NOW), session).await.unwrap();
+    }
+    let stored = store
+        .get_upload(&one, "suite-live-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.principal.as_deref(), Some("alice"));
+    let count = |repo, principal, since| store.count_live_uploads(repo, principal, since);
+    let live = |in_repository, of_principal| crate::LiveUploads {
+        in_repository,
+        of_principal,
+    };
+    let since = NOW - 50;
+    assert_eq!(count(&one, Some("alice"), since).await.unwrap(), live(3, 3));
+    assert_eq!(count(&two, Some("bob"), since).await.unwrap(), live(2, 1));
+    assert_eq!(count(&one, None, since).await.unwrap(), live(3, 0));
+    assert_eq!(count(&one, Some("carol"), since).await.unwrap(), live(3, 0));
+    assert_eq!(
+        count(&one, Some("alice"), NOW - 100).await.unwrap(),
+        live(4, 4)
+    );
+    assert_eq!(count(&one, Some("alice"), NOW).await.unwrap(), live(2, 2));
+    let absent = repository("suite-live/absent");
+    assert_eq!(
+        count(&absent, Some("alice"), since).await.unwrap(),
+        live(0, 3)
+    );
+    // A finished (deleted) session no longer counts.
+    assert!(store.delete_upload("suite-live-4").await.unwrap());
+    assert_eq!(count(&two, Some("alice"), since).await.unwrap(), live(1, 2));
+    for session in &sessions[..] {
+        store.delete_upload(&session.id).await.unwrap();
+    }
+    assert_eq!(count(&one, Some("alice"), 0).await.unwrap(), live(0, 0));
+
+    delete_repository(store, &one).await;
+    delete_repository(store, &two).await;
+    store
+        .delete_namespace(&at(NOW), "suite-live")
+        .await
+        .unwrap();
 }

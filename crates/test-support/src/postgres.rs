@@ -18,7 +18,6 @@
 //! PostgreSQL refuses to run as root, so as root the server binaries run as
 //! the `postgres` user (through `runuser`), in a directory handed to it.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,7 +26,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use sqlx::{Connection, Executor, PgConnection};
 use tempfile::TempDir;
 
-use super::tool_missing;
+use crate::process::{free_port, is_root};
+use crate::skip::tool_missing;
 
 /// The operating-system user that runs the server when the tests run as root.
 const SERVER_USER: &str = "postgres";
@@ -39,7 +39,7 @@ const START_ATTEMPTS: usize = 5;
 
 /// A database of its own for one test, on the shared cluster.
 pub struct TestDatabase {
-    /// The URL `PostgresMetaStore::connect` takes.
+    /// The URL a PostgreSQL client (Berth's `PostgresMetaStore::connect`) takes.
     pub url: String,
     /// The database's name, for tests that open their own connections.
     pub name: String,
@@ -228,7 +228,8 @@ const TEMPLATE_FORMAT: u32 = 1;
 
 /// Returns a freshly initialised data directory that every cluster starts as
 /// a copy of. It is made once per machine, server version and
-/// [`TEMPLATE_FORMAT`], under cargo's scratch directory for integration tests,
+/// [`TEMPLATE_FORMAT`], under `target/tmp` (cargo's scratch directory for
+/// integration tests),
 /// because `initdb` takes one to two seconds and a copy a few tens of
 /// milliseconds, and a run with `--test-threads=1` starts a cluster per test.
 fn template(bin: &Path) -> PathBuf {
@@ -248,7 +249,8 @@ fn template(bin: &Path) -> PathBuf {
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
                 .collect();
             let name = format!("postgres-template-{TEMPLATE_FORMAT}-{version}");
-            let template = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+            let scratch_root = crate::target_dir().join("tmp");
+            let template = scratch_root.join(name);
             if template.join("PG_VERSION").is_file() {
                 return template;
             }
@@ -267,8 +269,7 @@ fn template(bin: &Path) -> PathBuf {
                 .args(["--encoding", "UTF8", "--locale", "C.UTF-8"])
                 .args(["--locale-provider", "icu", "--icu-locale", "en"])
                 .arg("--no-sync"));
-            std::fs::create_dir_all(env!("CARGO_TARGET_TMPDIR"))
-                .expect("creating cargo's scratch directory");
+            std::fs::create_dir_all(&scratch_root).expect("creating the scratch directory");
             let staging = template.with_extension(format!("partial-{}", std::process::id()));
             run(Command::new("cp").arg("-a").arg(&data).arg(&staging));
             if std::fs::rename(&staging, &template).is_err() {
@@ -286,7 +287,7 @@ fn server_directory() -> TempDir {
         .prefix("berth-pg-")
         .tempdir()
         .expect("a temporary directory for the test cluster");
-    if running_as_root() {
+    if is_root() {
         run(Command::new("chown")
             .arg(format!("{SERVER_USER}:"))
             .arg(dir.path()));
@@ -320,7 +321,7 @@ fn server_binaries() -> Option<PathBuf> {
 /// tests run as root, from `dir` (which that user can enter).
 fn server_command(bin: &Path, program: &str, dir: &Path) -> Command {
     let program = bin.join(program);
-    let mut command = if running_as_root() {
+    let mut command = if is_root() {
         let mut command = Command::new("runuser");
         command.args(["-u", SERVER_USER, "--"]).arg(program);
         command
@@ -329,22 +330,6 @@ fn server_command(bin: &Path, program: &str, dir: &Path) -> Command {
     };
     command.current_dir(dir);
     command
-}
-
-fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|output| output.stdout == b"0\n")
-        .unwrap_or(false)
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("binding a loopback port")
-        .port()
 }
 
 /// Runs a set-up command, panicking with its output if it fails.

@@ -1,4 +1,4 @@
--- The event stream, as in migrations/sqlite/0007_events.sql, plus the id of
+-- The event stream, as in migrations/sqlite/0008_events.sql, plus the id of
 -- the transaction that wrote each event (`xid`): positions come from a
 -- sequence when the row is inserted, transactions commit in any order, and
 -- readers use the transaction ids to tell a gap that will still fill from

@@ -1,6 +1,6 @@
 //! `berth events tail`: the event stream (every change, in order), read on
-//! the database directly like `berth admin`, with the same
-//! `--data-dir`/`--config`; servers may be running.
+//! the database directly like `berth admin`, with the same configuration
+//! (`--data-dir`, `--config`, …); servers may be running.
 //!
 //! Without `--consumer` it reads from where `--since` says (default: the
 //! last few events) and remembers nothing. With `--consumer NAME` it is a
@@ -16,47 +16,13 @@ use std::time::Duration;
 use berth_registry::{
     ConsumerError, ConsumerOptions, ConsumerRunner, Event, EventConsumer, EventCursor, Registry,
 };
-use clap::{Args, Subcommand, ValueEnum};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ConfigArgs;
-
-#[derive(Subcommand, Debug)]
-pub enum EventsCommand {
-    /// Print events: the last few, or from a position or a time on; with
-    /// --follow, keep printing them as they happen.
-    Tail(TailArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct TailArgs {
-    #[command(flatten)]
-    config: ConfigArgs,
-    /// Keep printing new events until interrupted.
-    #[arg(long, short)]
-    follow: bool,
-    /// Where to start: a position (events after it; 0 for all that are
-    /// kept) or how long ago (e.g. 90m, 1h, 2d). Default: the last 20
-    /// events, or where --consumer last stopped.
-    #[arg(long)]
-    since: Option<String>,
-    /// Read as the durable consumer NAME: start where it stopped (a new one
-    /// starts at --since, default the oldest event kept) and record what was
-    /// printed.
-    #[arg(long)]
-    consumer: Option<String>,
-    /// text for people, json for scripts (one object per line).
-    #[arg(long, short, value_enum, default_value = "text")]
-    output: Output,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Output {
-    Text,
-    Json,
-}
+use crate::cli::{EventOutput as Output, EventsCommand, TailArgs};
+use crate::config::{Environment, Loaded};
+use crate::wiring;
 
 /// How many events `tail` prints by default, like tail(1)'s lines.
 const DEFAULT_LAST: i64 = 20;
@@ -67,41 +33,31 @@ const FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
 /// Events read per batch.
 const BATCH: usize = 500;
 
-pub fn main(command: EventsCommand) -> ExitCode {
+pub fn run(command: EventsCommand, env: &Environment) -> ExitCode {
     let EventsCommand::Tail(args) = command;
-    let config = match args.config.load() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+    let loaded = match super::load_config(&args.config, env) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let runtime = match super::runtime(false) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
     };
-    match runtime.block_on(tail(&config, &args)) {
+    match runtime.block_on(tail(&loaded, &args)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        Err(error) => super::fail(error),
     }
 }
 
-async fn tail(config: &crate::config::Config, args: &TailArgs) -> Result<(), String> {
-    let (registry, _) = crate::open_registry(config).await?;
+async fn tail(loaded: &Loaded, args: &TailArgs) -> Result<(), String> {
+    let mut signals = super::ShutdownSignals::install()?;
+    let opened = wiring::open_registry(loaded, wiring::StorageCheck::OpenOnly).await?;
+    let registry = opened.registry;
     let stop = CancellationToken::new();
     let interrupt = {
         let stop = stop.clone();
         tokio::spawn(async move {
-            crate::wait_for_signal().await;
+            signals.recv().await;
             stop.cancel();
         })
     };

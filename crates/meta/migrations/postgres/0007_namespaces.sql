@@ -1,5 +1,5 @@
 -- Namespaces become the home of repositories, as in
--- migrations/sqlite/0006_namespaces.sql (which explains why); here the
+-- migrations/sqlite/0007_namespaces.sql (which explains why); here the
 -- column can be NOT NULL once every existing repository has its namespace.
 
 ALTER TABLE repositories ADD COLUMN namespace TEXT COLLATE "C" REFERENCES namespaces (name);

@@ -4,6 +4,7 @@
 //! stdout, and never logged.
 
 use std::io::Read;
+use std::process::ExitCode;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -12,211 +13,52 @@ use berth_auth::jwt::DEFAULT_TOKEN_LIFETIME;
 use berth_auth::keys::{retired_key_retention, KEY_RELOAD_INTERVAL};
 use berth_auth::password::generate_password;
 use berth_auth::{AuthStore, Expiry, MetaAuthStore, Role, Secret, TokenScope, Visibility};
-use clap::{Args, Subcommand};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::config::{Config, ConfigArgs};
+use crate::cli::{
+    AdminCommand, KeysCommand, MemberCommand, NamespaceCommand, TokenCommand, UserCommand,
+};
+use crate::config::{Config, Environment};
+use crate::wiring;
 
-#[derive(Subcommand, Debug)]
-pub enum AdminCommand {
-    /// Manage users.
-    User {
-        #[command(subcommand)]
-        command: UserCommand,
-    },
-    /// Manage namespaces.
-    Namespace {
-        #[command(subcommand)]
-        command: NamespaceCommand,
-    },
-    /// Manage namespace members.
-    Member {
-        #[command(subcommand)]
-        command: MemberCommand,
-    },
-    /// Manage access (robot) tokens.
-    Token {
-        #[command(subcommand)]
-        command: TokenCommand,
-    },
-    /// Manage the keys that sign registry tokens, shared by every node.
-    Keys {
-        #[command(subcommand)]
-        command: KeysCommand,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum UserCommand {
-    /// Create a user and their personal namespace. Without --password-stdin a
-    /// password is generated and printed once.
-    Create {
-        name: String,
-        /// Read the password from standard input (one line).
-        #[arg(long)]
-        password_stdin: bool,
-        /// Make the user a system administrator.
-        #[arg(long)]
-        admin: bool,
-        #[command(flatten)]
-        config: ConfigArgs,
-    },
-    /// List users.
-    List {
-        #[command(flatten)]
-        config: ConfigArgs,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum NamespaceCommand {
-    /// Create a namespace (private unless --public).
-    Create {
-        name: String,
-        #[arg(long, conflicts_with = "private")]
-        public: bool,
-        #[arg(long)]
-        private: bool,
-        /// Make this user the namespace's owner.
-        #[arg(long)]
-        owner: Option<String>,
-        #[command(flatten)]
-        config: ConfigArgs,
-    },
-    /// Make a namespace public or private.
-    SetVisibility {
-        name: String,
-        #[arg(value_parser = ["public", "private"])]
-        visibility: String,
-        #[command(flatten)]
-        config: ConfigArgs,
-    },
-    /// List namespaces.
-    List {
-        #[command(flatten)]
-        config: ConfigArgs,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum MemberCommand {
-    /// Add a member (or change their role): reader, writer, maintainer or owner.
-    Add {
-        namespace: String,
-        user: String,
-        #[arg(value_parser = ["reader", "writer", "maintainer", "owner"])]
-        role: String,
-        #[command(flatten)]
-        config: ConfigArgs,
-    },
-    /// Remove a member.
-    Remove {
-        namespace: String,
-        user: String,
-        #[command(flatten)]
-        config: ConfigArgs,
-    },
-}
-
-#[derive(Args, Debug)]
-pub struct TokenCreate {
-    /// The token's name: the user name for `docker login -u NAME`.
-    #[arg(long)]
-    name: String,
-    /// NAMESPACE[/REPO]:pull[,push[,delete]]; repeat for several.
-    #[arg(long = "scope", required = true)]
-    scopes: Vec<String>,
-    /// Lifetime, e.g. 90m, 12h, 30d, 4w, or never.
-    #[arg(long, default_value = "never")]
-    expires: String,
-    /// Print a kubernetes.io/dockerconfigjson Secret of this name instead.
-    #[arg(long)]
-    k8s_secret: Option<String>,
-    /// The registry host[:port] for the Kubernetes secret (default: the
-    /// configured public_host, else the listen address).
-    #[arg(long)]
-    registry: Option<String>,
-    #[command(flatten)]
-    config: ConfigArgs,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum TokenCommand {
-    /// Create a token; its secret is printed once.
-    Create(TokenCreate),
-    /// Revoke a token; it stops working at once.
-    Revoke {
-        name: String,
-        #[command(flatten)]
-        config: ConfigArgs,
-    },
-    /// List tokens (never their secrets).
-    List {
-        #[command(flatten)]
-        config: ConfigArgs,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum KeysCommand {
-    /// List the signing keys: the current one, and retired ones that still
-    /// verify the tokens they signed.
-    List {
-        #[command(flatten)]
-        config: ConfigArgs,
-    },
-    /// Make a new current signing key. The old one keeps verifying until its
-    /// tokens have expired; every node signs with the new one within
-    /// 30 seconds.
-    Rotate {
-        #[command(flatten)]
-        config: ConfigArgs,
-    },
+/// Runs one admin command on a runtime of its own.
+pub fn run(command: AdminCommand, env: &Environment) -> ExitCode {
+    let loaded = match super::load_config(command.config(), env) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    for warning in &loaded.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let runtime = match super::runtime(false) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(execute(command, &loaded.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => super::fail(error),
+    }
 }
 
 /// Opens the auth store of the configured database, SQLite or PostgreSQL
 /// (running its migrations, as `serve` would).
-pub async fn open_store(config: &Config) -> Result<MetaAuthStore, String> {
-    let (_meta, auth_meta) = crate::open_database(&config.database).await?;
-    Ok(MetaAuthStore::new(auth_meta))
+async fn open_store(config: &Config) -> Result<MetaAuthStore, String> {
+    let databases = wiring::open_database(config).await?;
+    Ok(MetaAuthStore::new(databases.auth))
 }
 
 fn admin_error(e: AdminError) -> String {
     e.to_string()
 }
 
-fn config_of(command: &AdminCommand) -> &ConfigArgs {
-    match command {
-        AdminCommand::User { command } => match command {
-            UserCommand::Create { config, .. } | UserCommand::List { config } => config,
-        },
-        AdminCommand::Namespace { command } => match command {
-            NamespaceCommand::Create { config, .. }
-            | NamespaceCommand::SetVisibility { config, .. }
-            | NamespaceCommand::List { config } => config,
-        },
-        AdminCommand::Member { command } => match command {
-            MemberCommand::Add { config, .. } | MemberCommand::Remove { config, .. } => config,
-        },
-        AdminCommand::Token { command } => match command {
-            TokenCommand::Create(create) => &create.config,
-            TokenCommand::Revoke { config, .. } | TokenCommand::List { config } => config,
-        },
-        AdminCommand::Keys { command } => match command {
-            KeysCommand::List { config } | KeysCommand::Rotate { config } => config,
-        },
-    }
-}
-
 fn time_text(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
 }
 
-/// Runs one admin command.
-pub async fn run(command: AdminCommand) -> Result<(), String> {
-    let config = config_of(&command).load().map_err(|e| e.to_string())?;
-    let store = open_store(&config).await?;
+/// Runs one admin command on the configured database.
+async fn execute(command: AdminCommand, config: &Config) -> Result<(), String> {
+    let store = open_store(config).await?;
     let now = OffsetDateTime::now_utc();
     // Changes made on the database directly are the registry's own, as the
     // event stream records them.
@@ -339,8 +181,8 @@ pub async fn run(command: AdminCommand) -> Result<(), String> {
                         let host = create
                             .registry
                             .clone()
-                            .or(config.auth.public_host.clone())
-                            .unwrap_or_else(|| config.listen.to_string());
+                            .or(config.server.public_host.clone())
+                            .unwrap_or_else(|| config.server.listen.to_string());
                         print!(
                             "{}",
                             kubernetes_secret(secret_name, &host, &create.name, &secret)
@@ -436,45 +278,6 @@ pub fn kubernetes_secret(secret_name: &str, host: &str, user: &str, token: &Secr
     format!(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {secret_name}\ntype: kubernetes.io/dockerconfigjson\ndata:\n  .dockerconfigjson: {encoded}\n"
     )
-}
-
-/// Creates the first administrator (`admin`) when the database has no
-/// administrator (users made with `berth admin` before the first start do not count):
-/// with `password` when given (from `BERTH_ADMIN_PASSWORD`), else with a
-/// generated one printed once to stderr.
-pub async fn seed_admin(store: &dyn AuthStore, password: Option<Secret>) -> Result<(), String> {
-    if has_admin(store).await? {
-        return Ok(());
-    }
-    let (password, generated) = match password {
-        Some(password) => (password, false),
-        None => (generate_password(), true),
-    };
-    let change = berth_auth::change_at(&admin_actor(), OffsetDateTime::now_utc());
-    match admin::create_user(store, "admin", &password, true, &change).await {
-        Ok(()) => {}
-        // Nodes sharing a database that start together race to create the
-        // administrator; the ones that lose find it made by the winner.
-        Err(AdminError::AlreadyExists(_)) if has_admin(store).await? => return Ok(()),
-        Err(e) => return Err(format!("creating the administrator: {e}")),
-    }
-    if generated {
-        eprintln!(
-            "berth: created administrator \"admin\" with password {} (shown once; set BERTH_ADMIN_PASSWORD to choose it)",
-            password.expose()
-        );
-    }
-    tracing::info!("created the administrator account \"admin\"");
-    Ok(())
-}
-
-async fn has_admin(store: &dyn AuthStore) -> Result<bool, String> {
-    Ok(store
-        .list_users()
-        .await
-        .map_err(|e| e.to_string())?
-        .iter()
-        .any(|user| user.is_admin))
 }
 
 /// Who `berth admin` changes are made by.

@@ -1,0 +1,373 @@
+//! The command line: every command and its arguments, parsed by clap into
+//! the types below and handed to `commands`, which does the work.
+//!
+//! Commands come in two kinds. **Server commands** run on the registry's own
+//! data (the database and blob storage named by the configuration, whose
+//! flags every one of them takes): `serve`, `gc`, `admin`, `events`, `config`.
+//! **Client commands** (to come: `berth login`, `berth image list`, …) talk
+//! to a running registry over HTTP, as any client would; they take a
+//! registry URL and credentials, never the configuration, and go below the
+//! server commands here, each with its module in `commands/`.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::ConfigArgs;
+
+/// Berth: an OCI container registry.
+#[derive(Parser, Debug)]
+#[command(name = "berth", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    // Server commands: they read the configuration and open the registry's
+    // data themselves.
+    /// Run the registry server.
+    Serve(ConfigArgs),
+    /// Run one garbage-collection pass and print what it removed. Safe while
+    /// servers run on the same data: it takes the same job lease they do.
+    Gc(GcArgs),
+    /// Administer users, namespaces, members, tokens and signing keys on the
+    /// database directly.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Read the event stream (every change, in order) on the database
+    /// directly; servers may be running.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Inspect configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    // Client commands (talking HTTP to a registry) go here.
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Report what would be removed, and remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also sweep the blob store for objects the metadata does not know.
+    #[arg(long)]
+    pub sweep_orphans: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EventsCommand {
+    /// Print events: the last few, or from a position or a time on; with
+    /// --follow, keep printing them as they happen.
+    Tail(TailArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TailArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Keep printing new events until interrupted.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Where to start: a position (events after it; 0 for all that are
+    /// kept) or how long ago (e.g. 90m, 1h, 2d). Default: the last 20
+    /// events, or where --consumer last stopped.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Read as the durable consumer NAME: start where it stopped (a new one
+    /// starts at --since, default the oldest event kept) and record what was
+    /// printed.
+    #[arg(long)]
+    pub consumer: Option<String>,
+    /// text for people, json for scripts (one object per line).
+    #[arg(long, short, value_enum, default_value = "text")]
+    pub output: EventOutput,
+}
+
+/// How `berth events tail` prints events.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum EventOutput {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate the configuration (file, environment and flags) and print
+    /// every key with its value and where the value came from.
+    Check(ConfigArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage namespaces.
+    Namespace {
+        #[command(subcommand)]
+        command: NamespaceCommand,
+    },
+    /// Manage namespace members.
+    Member {
+        #[command(subcommand)]
+        command: MemberCommand,
+    },
+    /// Manage access (robot) tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Manage the keys that sign registry tokens, shared by every node.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user and their personal namespace. Without --password-stdin a
+    /// password is generated and printed once.
+    Create {
+        name: String,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+        /// Make the user a system administrator.
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// List users.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NamespaceCommand {
+    /// Create a namespace (private unless --public).
+    Create {
+        name: String,
+        #[arg(long, conflicts_with = "private")]
+        public: bool,
+        #[arg(long)]
+        private: bool,
+        /// Make this user the namespace's owner.
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Make a namespace public or private.
+    SetVisibility {
+        name: String,
+        #[arg(value_parser = ["public", "private"])]
+        visibility: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// List namespaces.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MemberCommand {
+    /// Add a member (or change their role): reader, writer, maintainer or owner.
+    Add {
+        namespace: String,
+        user: String,
+        #[arg(value_parser = ["reader", "writer", "maintainer", "owner"])]
+        role: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Remove a member.
+    Remove {
+        namespace: String,
+        user: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct TokenCreate {
+    /// The token's name: the user name for `docker login -u NAME`.
+    #[arg(long)]
+    pub name: String,
+    /// NAMESPACE[/REPO]:pull[,push[,delete]]; repeat for several.
+    #[arg(long = "scope", required = true)]
+    pub scopes: Vec<String>,
+    /// Lifetime, e.g. 90m, 12h, 30d, 4w, or never.
+    #[arg(long, default_value = "never")]
+    pub expires: String,
+    /// Print a kubernetes.io/dockerconfigjson Secret of this name instead.
+    #[arg(long)]
+    pub k8s_secret: Option<String>,
+    /// The registry host[:port] for the Kubernetes secret (default: the
+    /// configured public_host, else the listen address).
+    #[arg(long)]
+    pub registry: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token; its secret is printed once.
+    Create(TokenCreate),
+    /// Revoke a token; it stops working at once.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// List the signing keys: the current one, and retired ones that still
+    /// verify the tokens they signed.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Make a new current signing key. The old one keeps verifying until its
+    /// tokens have expired; every node signs with the new one within
+    /// 30 seconds.
+    Rotate {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+impl AdminCommand {
+    /// The configuration flags of whichever admin command this is.
+    pub fn config(&self) -> &ConfigArgs {
+        match self {
+            AdminCommand::User { command } => match command {
+                UserCommand::Create { config, .. } | UserCommand::List { config } => config,
+            },
+            AdminCommand::Namespace { command } => match command {
+                NamespaceCommand::Create { config, .. }
+                | NamespaceCommand::SetVisibility { config, .. }
+                | NamespaceCommand::List { config } => config,
+            },
+            AdminCommand::Member { command } => match command {
+                MemberCommand::Add { config, .. } | MemberCommand::Remove { config, .. } => config,
+            },
+            AdminCommand::Token { command } => match command {
+                TokenCommand::Create(create) => &create.config,
+                TokenCommand::Revoke { config, .. } | TokenCommand::List { config } => config,
+            },
+            AdminCommand::Keys { command } => match command {
+                KeysCommand::List { config } | KeysCommand::Rotate { config } => config,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// clap's own consistency checks over the whole tree (duplicate flags
+    /// between a command's arguments and the configuration's, …).
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Flags and variables of every earlier release keep working.
+    #[test]
+    fn earlier_command_lines_still_parse() {
+        let lines: &[&[&str]] = &[
+            &[
+                "berth",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                "/tmp/x",
+                "--auth",
+            ],
+            &[
+                "berth",
+                "serve",
+                "--storage",
+                "s3://b/p",
+                "--s3-endpoint",
+                "http://e",
+                "--s3-path-style",
+                "true",
+            ],
+            &[
+                "berth",
+                "serve",
+                "--gc-untagged",
+                "true",
+                "--log-format",
+                "json",
+                "--users-may-create-namespaces",
+            ],
+            &[
+                "berth",
+                "gc",
+                "--dry-run",
+                "--sweep-orphans",
+                "--data-dir",
+                "/tmp/x",
+            ],
+            &["berth", "config", "check", "--config", "/etc/berth.toml"],
+            &[
+                "berth",
+                "admin",
+                "user",
+                "create",
+                "alice",
+                "--password-stdin",
+                "--database",
+                "postgres://db/b",
+            ],
+            &[
+                "berth",
+                "admin",
+                "token",
+                "create",
+                "--name",
+                "ci",
+                "--scope",
+                "team:pull",
+                "--registry",
+                "r",
+            ],
+            &["berth", "admin", "keys", "rotate", "--data-dir", "/tmp/x"],
+        ];
+        for line in lines {
+            Cli::try_parse_from(line.iter()).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! One module per command; [`run`] dispatches the parsed command line.
+//!
+//! Every command reports its failure once, as one `error: …` line on stderr
+//! (never also as a log line), and exits with 2 for an unusable
+//! configuration, 1 for any other failure, and 0 on success (`berth gc`
+//! adds 3: another process holds the collection lease).
+//!
+//! Server commands (`serve`, `gc`, `admin`, `events`, `config`) load the
+//! configuration and work on the registry's data; client commands, which
+//! talk HTTP to a registry, get a module here too (`login.rs`, `image.rs`,
+//! …) and a variant in `cli::Command`.
+
+use std::process::ExitCode;
+
+use crate::cli::{Command, ConfigCommand};
+use crate::config::{ConfigArgs, Environment, Loaded};
+
+mod admin;
+mod config;
+mod events;
+mod gc;
+mod serve;
+
+/// Runs the command and returns the process's exit status.
+pub fn run(command: Command, env: &Environment) -> ExitCode {
+    match command {
+        Command::Serve(args) => serve::run(&args, env),
+        Command::Gc(args) => gc::run(&args, env),
+        Command::Admin { command } => admin::run(command, env),
+        Command::Events { command } => events::run(command, env),
+        Command::Config {
+            command: ConfigCommand::Check(args),
+        } => config::check(&args, env),
+    }
+}
+
+/// The exit status of a configuration that cannot be used.
+const EXIT_CONFIG: u8 = 2;
+
+/// Loads the configuration, or reports why it cannot be used.
+fn load_config(args: &ConfigArgs, env: &Environment) -> Result<Loaded, ExitCode> {
+    args.load(env).map_err(|error| {
+        eprintln!("error: {error}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// A runtime for a command; `multi_thread` for the server and collection,
+/// which serve or stream concurrently, one thread for administration.
+fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().map_err(|error| {
+        eprintln!("error: cannot start the async runtime: {error}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Reports a command's failure: once, on stderr.
+fn fail(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::FAILURE
+}
+
+/// SIGINT and SIGTERM, listened for from the moment this is made: a
+/// signal that arrives before anyone waits is kept, not lost (and does not
+/// kill the process with the default action).
+pub struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Installs the handlers; call it before telling anyone the process is
+    /// ready (`serve` prints its address after this).
+    pub fn install() -> Result<ShutdownSignals, String> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let failed = |e: std::io::Error| format!("cannot install the signal handlers: {e}");
+        Ok(ShutdownSignals {
+            interrupt: signal(SignalKind::interrupt()).map_err(failed)?,
+            terminate: signal(SignalKind::terminate()).map_err(failed)?,
+        })
+    }
+
+    /// Completes on the next SIGINT or SIGTERM.
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}

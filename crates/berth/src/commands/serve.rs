@@ -1,0 +1,191 @@
+//! `berth serve`: check everything the server will need, then listen; on
+//! SIGINT or SIGTERM stop within `shutdown_timeout`.
+//!
+//! The order matters for what an operator sees. Every check that can fail
+//! on a misconfiguration runs before the listener is bound: the
+//! configuration (loaded by the caller), the exposure rule for access
+//! control, the data directory's permissions, the TLS certificate, blob
+//! storage (a probe blob written, read and deleted), the database
+//! (connected and migrated) and the signing keys. A failure stops the
+//! process with one message naming the setting, never a 500 on some later
+//! request.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use berth_server::AppState;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ConfigArgs, Environment, Loaded};
+use crate::tasks::TaskSet;
+use crate::{files, logging, wiring};
+
+pub fn run(args: &ConfigArgs, env: &Environment) -> ExitCode {
+    let loaded = match super::load_config(args, env) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    if let Some(problem) = loaded.config.exposure_problem() {
+        eprintln!("error: refusing to start: {problem}");
+        return ExitCode::from(super::EXIT_CONFIG);
+    }
+    logging::init(&loaded.config, env);
+    logging::report_warnings(&loaded);
+    let runtime = match super::runtime(true) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let result = runtime.block_on(serve(&loaded, env));
+    // Connections cut off by the shutdown deadline may still have work on
+    // the blocking pool (a chunk being written); it gets a moment, then the
+    // process exits regardless.
+    runtime.shutdown_timeout(BLOCKING_WORK_GRACE);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => super::fail(error),
+    }
+}
+
+/// How long the runtime waits at exit for blocking work still running.
+const BLOCKING_WORK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
+    let config = &loaded.config;
+    let data_dir = &config.server.data_dir;
+    let tightened = files::private_directory(data_dir)
+        .map_err(|e| format!("{e}. Check {}", loaded.describe("server.data_dir")))?;
+    if tightened {
+        tracing::info!(
+            path = %data_dir.display(),
+            "restricted the data directory to its owner (mode 0700)"
+        );
+    }
+    // Read first, so a bad certificate fails the start (not a request), and
+    // before anything is opened.
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(berth_server::tls::server_config(cert, key).map_err(|e| {
+                format!(
+                    "{e}. Check {} and {}",
+                    loaded.describe("server.tls_cert"),
+                    loaded.describe("server.tls_key")
+                )
+            })?)
+        }
+        _ => None,
+    };
+    let opened = wiring::open_registry(loaded, wiring::StorageCheck::Probe).await?;
+    let registry = opened.registry;
+    let mut state = AppState::new(registry.clone()).with_settings(wiring::server_settings(config));
+    if config.auth.enabled {
+        state = state.with_auth(wiring::auth_state(config, opened.auth_meta, env).await?);
+    }
+    let mut signals = super::ShutdownSignals::install()?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {}: {e}. Check {}",
+                config.server.listen,
+                loaded.describe("server.listen")
+            )
+        })?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // Tests and scripts read this one line from stdout to learn the port
+    // when listening on port 0; logs go to stderr.
+    println!("listening on {local}");
+    let _ = std::io::stdout().flush();
+    tracing::info!(address = %local, data_dir = %data_dir.display(), "berth is serving");
+
+    let mut tasks = TaskSet::default();
+    {
+        let registry = registry.clone();
+        let interval = config.storage.upload_purge_interval;
+        tasks.spawn("upload purge", move |cancel| async move {
+            registry.run_upload_purge(interval, cancel).await
+        });
+    }
+    {
+        let registry = registry.clone();
+        let metrics = state.metrics.clone();
+        let interval = config.gc.interval;
+        let sweep_interval = config.gc.orphan_sweep_interval;
+        tasks.spawn("garbage collection", move |cancel| async move {
+            registry
+                .run_gc(interval, sweep_interval, cancel, move |report| {
+                    metrics.record_gc(report)
+                })
+                .await
+        });
+    }
+    // Every node reloads the signing keys from the database now and then,
+    // so a rotation made anywhere reaches all of them.
+    if let Some(auth) = state.auth.clone() {
+        tasks.spawn("signing key reload", move |cancel| async move {
+            auth.run_key_reload(berth_auth::keys::KEY_RELOAD_INTERVAL, cancel)
+                .await
+        });
+    }
+    {
+        let registry = registry.clone();
+        tasks.spawn("event retention", move |cancel| async move {
+            registry
+                .run_event_retention(EVENT_RETENTION_INTERVAL, cancel)
+                .await
+        });
+    }
+    tasks.spawn("memory return", crate::memory::return_freed_memory);
+
+    let stop_accepting = CancellationToken::new();
+    let server_shutdown = {
+        let token = stop_accepting.clone();
+        async move { token.cancelled().await }
+    };
+    let mut server = tokio::spawn(async move {
+        match tls {
+            Some(tls) => berth_server::run_tls(listener, tls, state, server_shutdown).await,
+            None => berth_server::run(listener, state, server_shutdown).await,
+        }
+    });
+
+    let timeout = config.server.shutdown_timeout;
+    let (served, deadline) = tokio::select! {
+        // The accept loop ends on its own only when it fails.
+        served = &mut server => (served, Instant::now() + timeout),
+        () = signals.recv() => {
+            let deadline = Instant::now() + timeout;
+            tracing::info!(
+                timeout = %humantime::format_duration(timeout),
+                "shutting down: finishing requests in flight"
+            );
+            stop_accepting.cancel();
+            tasks.cancel();
+            match tokio::time::timeout_at(deadline, &mut server).await {
+                Ok(served) => (served, deadline),
+                Err(_) => {
+                    tracing::warn!(
+                        timeout = %humantime::format_duration(timeout),
+                        "requests still in flight after shutdown_timeout; exiting without them"
+                    );
+                    server.abort();
+                    (Ok(Ok(())), deadline)
+                }
+            }
+        }
+    };
+    stop_accepting.cancel();
+    let unfinished = tasks.shutdown(deadline).await;
+    if !unfinished.is_empty() {
+        tracing::warn!(jobs = ?unfinished, "background jobs did not stop by the shutdown deadline");
+    }
+    match served {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("server error: {e}")),
+        Err(e) => Err(format!("server task failed: {e}")),
+    }
+}
+
+/// How often old events are deleted: retention is counted in days, so an
+/// hourly pass keeps the table within an hour of it.
+const EVENT_RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);

@@ -1,0 +1,135 @@
+//! Every configuration key, declared once.
+//!
+//! To add a key, add one line to its section below: a doc comment (the
+//! meaning, shown in `--help` and the README table), the field and its type,
+//! the default as you would write it in the file, and the flag name. The
+//! TOML key (`[section] field`), the flag (`--flag-name`), the environment
+//! variable (`BERTH_FLAG_NAME`) and its line in `berth config check` follow.
+//! Then run `BERTH_UPDATE_README=1 cargo test -p berth readme` to regenerate
+//! the README's table, and read the value where it is used
+//! (`config.section.field`). CONTRIBUTING.md has the whole recipe.
+//!
+//! Options after the flag:
+//! - `Legacy`: the key existed before sections, so the top-level spelling
+//!   (`listen = …`) is still accepted (with a warning). New keys never get it.
+//! - `Switch`: the flag takes no value (`--auth`); the variable and the file
+//!   still take `true`/`false`.
+//! - `FallbackEnv(&[…])`: standard variables of other tools that supply the
+//!   value when neither the file nor a `BERTH_*` variable nor a flag does.
+//!
+//! A section of its own (`[events]`, `[scanner]`) is one more block; an array
+//! of tables (`[[upstream]]`) needs a reader of its own in `mod.rs`, next to
+//! `read_file`, because its entries are not keys but records.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::values::{ByteSize, DatabaseUrl, LogFilter, LogFormat, SecretText, StorageUrl};
+use super::KeyOption::{FallbackEnv, Legacy, Switch};
+
+declare_config! {
+    /// The listener, TLS, logs and the process.
+    [server] ServerSection {
+        /// Address to listen on (`:0` picks a free port, printed as `listening on ADDR` on stdout).
+        listen: SocketAddr = "127.0.0.1:5000", flag "listen", Legacy;
+        /// Directory for blobs (`blobs/`), uploads (`uploads/`) and the SQLite database (`berth.db`); created with mode 0700.
+        data_dir: PathBuf = "./berth-data", flag "data-dir", Legacy;
+        /// Serve HTTPS with this PEM certificate chain (together with `tls_key`).
+        tls_cert: Option<PathBuf> = "none", flag "tls-cert", Legacy;
+        /// The PEM private key of `tls_cert`.
+        tls_key: Option<PathBuf> = "none", flag "tls-key", Legacy;
+        /// The host[:port] clients use for this registry, for the Kubernetes secrets `berth admin token create --k8s-secret` prints.
+        public_host: Option<String> = "the listen address", flag "public-host", Legacy;
+        /// Addresses or networks (`10.0.0.0/8`) of the reverse proxies in front, whose `X-Forwarded-*` headers are to be believed (handed to the server, not read yet).
+        trusted_proxies: Vec<ipnet::IpNet> = "none", flag "trusted-proxies";
+        /// Log filter: `warn`, `info`, `debug`, or per module (`berth_server=debug,info`).
+        log: LogFilter = "info", flag "log", Legacy;
+        /// Log format: `text` (coloured only on a terminal and without `NO_COLOR`) or `json`.
+        log_format: LogFormat = "text", flag "log-format", Legacy;
+        /// How long a node serves manifest and blob lookups from memory (`0s` disables).
+        cache_ttl: Duration = "1s", flag "cache-ttl", Legacy;
+        /// After SIGTERM or SIGINT, how long requests in flight may take before the process exits anyway.
+        shutdown_timeout: Duration = "30s", flag "shutdown-timeout";
+        /// How long a kept-alive connection may stay idle between requests (not enforced yet).
+        idle_timeout: Duration = "60s", flag "idle-timeout";
+        /// How long a client may take to send a request's headers.
+        header_timeout: Duration = "10s", flag "header-timeout";
+        /// The longest pause between two reads of a request body (not enforced yet).
+        body_timeout: Duration = "60s", flag "body-timeout";
+        /// Open connections served at once; more wait to be accepted (not enforced yet).
+        max_connections: usize = "10000", flag "max-connections";
+        /// Open connections served at once from one client address (not enforced yet).
+        max_connections_per_address: usize = "256", flag "max-connections-per-address";
+    }
+
+    /// Where blob bytes live, and upload sessions.
+    [storage] StorageSection {
+        /// Blob storage: `fs:///PATH` or `s3://BUCKET/PREFIX`.
+        url: Option<StorageUrl> = "fs://DATA_DIR", flag "storage", Legacy;
+        /// S3 endpoint URL for stores other than AWS, e.g. `http://127.0.0.1:8333`; a plain `http://` endpoint is used as written.
+        s3_endpoint: Option<String> = "AWS in `s3_region`", flag "s3-endpoint", Legacy,
+            FallbackEnv(&["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]);
+        /// S3 region requests are signed for.
+        s3_region: String = "us-east-1", flag "s3-region", Legacy,
+            FallbackEnv(&["AWS_REGION", "AWS_DEFAULT_REGION"]);
+        /// Address buckets as `ENDPOINT/BUCKET` (most self-hosted stores need this) rather than `BUCKET.ENDPOINT`.
+        s3_path_style: bool = "false", flag "s3-path-style", Legacy;
+        /// S3 access key id; unset, the usual `AWS_*` variables and instance credentials apply.
+        s3_access_key_id: Option<String> = "from `AWS_*`", flag "s3-access-key-id", Legacy;
+        /// S3 secret access key, with `s3_access_key_id`.
+        s3_secret_access_key: Option<SecretText> = "from `AWS_*`", flag "s3-secret-access-key", Legacy;
+        /// The size of an S3 multipart part (at least 5MiB); each upload in progress holds one in memory.
+        s3_part_size: ByteSize = "8MiB", flag "s3-part-size";
+        /// Answer blob GETs with a redirect to a short-lived presigned URL of the object store (S3 only).
+        redirect: bool = "false", flag "redirect", Legacy;
+        /// Idle time after which an upload session and its data are purged.
+        upload_ttl: Duration = "24h", flag "upload-ttl", Legacy;
+        /// How often expired upload sessions are purged.
+        upload_purge_interval: Duration = "10m", flag "upload-purge-interval", Legacy;
+    }
+
+    /// Where metadata lives.
+    [database] DatabaseSection {
+        /// Metadata database: `sqlite:///PATH` or `postgres://USER:PASSWORD@HOST/DB`.
+        url: Option<DatabaseUrl> = "sqlite://DATA_DIR/berth.db", flag "database", Legacy;
+    }
+
+    /// Access control: users, namespaces, tokens.
+    [auth] AuthSection {
+        /// Turn access control on (users, namespaces, tokens).
+        enabled: bool = "false", flag "auth", Legacy, Switch;
+        /// Token endpoint URL put in challenges, e.g. `https://registry.example.com/auth/token`; unset, it is derived from each request.
+        realm: Option<String> = "from the request's `Host`", flag "auth-realm", Legacy;
+        /// The token `service` of challenges and the audience of registry tokens.
+        service: String = "berth", flag "auth-service", Legacy;
+        /// The issuer of registry tokens.
+        issuer: String = "berth", flag "auth-issuer", Legacy;
+        /// Any user may create a namespace by pushing to it (personal namespaces always work).
+        users_may_create_namespaces: bool = "false", flag "users-may-create-namespaces", Legacy, Switch;
+    }
+
+    /// Deletion and garbage collection.
+    [gc] GcSection {
+        /// How often the server runs a garbage-collection pass.
+        interval: Duration = "1h", flag "gc-interval", Legacy;
+        /// How long an unreferenced blob is kept before it is reclaimed (a layer pushed ahead of its manifest: at least `upload_ttl`).
+        grace_period: Duration = "1h", flag "gc-grace-period", Legacy;
+        /// How often a pass also walks storage for objects the database does not know (left by crashes).
+        orphan_sweep_interval: Duration = "7d", flag "gc-orphan-sweep-interval", Legacy;
+        /// Also delete untagged manifests that no index lists and that are not referrers of a stored manifest.
+        untagged: bool = "false", flag "gc-untagged", Legacy;
+        /// With `untagged`, how old such a manifest must be.
+        untagged_age: Duration = "24h", flag "gc-untagged-age", Legacy;
+        /// Candidates per garbage-collection batch (bounds memory and transaction length).
+        batch_size: usize = "500", flag "gc-batch-size", Legacy;
+        /// Deleting a manifest by digest also deletes its referrers (signatures, SBOMs), recursively.
+        delete_referrers: bool = "true", flag "delete-referrers", Legacy;
+    }
+
+    /// The event stream: the record of every change, read by `berth events tail` and the consumers.
+    [events] EventsSection {
+        /// How long events are kept before a background job deletes them; a consumer stopped for longer misses what was deleted.
+        retention: Duration = "7d", flag "event-retention";
+    }
+}

@@ -1,0 +1,505 @@
+//! Wiring: the concrete backends the configuration names, opened, checked
+//! and handed on as trait objects.
+//!
+//! **Architecture Invariant:** this module is the only place that names
+//! concrete backends (`FsBlobStore`, `S3BlobStore`, `SqliteMetaStore`,
+//! `PostgresMetaStore`). Every failure to open one is reported with the
+//! setting that chose it and where that setting came from, so a
+//! misconfiguration stops the start with a message saying what to fix.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_auth::keys::KeyOrigin;
+use berth_auth::{AuthStore, Secret};
+use berth_meta::auth::AuthMetaStore;
+use berth_meta::sqlite::SqliteMetaStore;
+use berth_meta::MetaStore;
+use berth_oci::Algorithm;
+use berth_oci::UploadId;
+use berth_registry::{Registry, RegistryConfig};
+use berth_server::ServerSettings;
+use berth_storage::fs::FsBlobStore;
+use berth_storage::{BlobStore, ByteStream};
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::config::values::{DatabaseUrl, StorageUrl};
+use crate::config::{Config, Environment, Loaded};
+use crate::{files, legacy_signing_key};
+
+/// How long a presigned blob URL stays valid: long enough for a slow client
+/// to start the download, short enough that a leaked URL soon expires.
+const REDIRECT_EXPIRY: Duration = Duration::from_secs(300);
+
+/// The metadata store and its access-control tables: one database, seen
+/// through two traits.
+pub struct Databases {
+    pub meta: Arc<dyn MetaStore>,
+    pub auth: Arc<dyn AuthMetaStore>,
+}
+
+/// What `serve` and `gc` work on.
+pub struct Opened {
+    pub registry: Registry,
+    pub auth_meta: Arc<dyn AuthMetaStore>,
+}
+
+/// Whether opening the registry also proves that storage works.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageCheck {
+    /// Write, read and delete a probe blob ([`check_storage`]): what
+    /// `berth serve` does before it listens.
+    Probe,
+    /// Only open the store (`berth gc`, whose first operations show soon
+    /// enough whether storage works).
+    OpenOnly,
+}
+
+/// Opens storage and the database and builds the registry on them.
+pub async fn open_registry(loaded: &Loaded, check: StorageCheck) -> Result<Opened, String> {
+    let config = &loaded.config;
+    let blobs = open_storage(loaded)?;
+    if check == StorageCheck::Probe {
+        check_storage(loaded, blobs.as_ref()).await?;
+    }
+    let databases = open_database_described(loaded).await?;
+    let registry = Registry::new(blobs, databases.meta, registry_config(config));
+    Ok(Opened {
+        registry,
+        auth_meta: databases.auth,
+    })
+}
+
+/// The domain's settings, from the configuration.
+fn registry_config(config: &Config) -> RegistryConfig {
+    RegistryConfig {
+        upload_ttl: config.storage.upload_ttl,
+        gc_grace_period: config.gc.grace_period,
+        gc_untagged_age: config.gc.untagged.then_some(config.gc.untagged_age),
+        delete_referrers: config.gc.delete_referrers,
+        gc_batch_size: config.gc.batch_size,
+        manifest_cache_ttl: config.server.cache_ttl,
+        redirect_expiry: config.storage.redirect.then_some(REDIRECT_EXPIRY),
+        event_retention: config.events.retention,
+        ..RegistryConfig::default()
+    }
+}
+
+/// The HTTP layer's settings, from the configuration.
+pub fn server_settings(config: &Config) -> ServerSettings {
+    ServerSettings {
+        trusted_proxies: config.server.trusted_proxies.clone(),
+        idle_timeout: config.server.idle_timeout,
+        header_timeout: config.server.header_timeout,
+        body_timeout: config.server.body_timeout,
+        max_connections: config.server.max_connections,
+        max_connections_per_address: config.server.max_connections_per_address,
+    }
+}
+
+/// What to check when storage cannot be opened or fails its probe.
+fn storage_hint(loaded: &Loaded) -> String {
+    match loaded.config.storage_url() {
+        StorageUrl::Fs(_) => format!(
+            "Check {} and {}: the directory must be writable by the user berth runs as",
+            loaded.describe("storage.url"),
+            loaded.describe("server.data_dir")
+        ),
+        StorageUrl::S3(_) => {
+            let credentials = match loaded.source("storage.s3_access_key_id") {
+                crate::config::Source::Default => {
+                    "the AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY variables".to_string()
+                }
+                _ => format!(
+                    "{} and storage.s3_secret_access_key",
+                    loaded.describe("storage.s3_access_key_id")
+                ),
+            };
+            format!(
+                "Check {}, that the bucket exists, {}, {}, {} and the credentials ({credentials})",
+                loaded.describe("storage.url"),
+                loaded.describe("storage.s3_endpoint"),
+                loaded.describe("storage.s3_region"),
+                loaded.describe("storage.s3_path_style"),
+            )
+        }
+    }
+}
+
+/// Opens the configured blob store (without contacting a remote one; see
+/// [`check_storage`]).
+fn open_storage(loaded: &Loaded) -> Result<Arc<dyn BlobStore>, String> {
+    let config = &loaded.config;
+    let url = config.storage_url();
+    let failed = |e: &dyn std::fmt::Display| {
+        format!(
+            "cannot open blob storage {}: {e}. {}",
+            describe_storage(&url),
+            storage_hint(loaded)
+        )
+    };
+    match &url {
+        StorageUrl::Fs(root) => {
+            // The store's root is private like the data directory (see
+            // `files`); FsBlobStore creates what is inside.
+            files::private_directory(root).map_err(|e| failed(&e))?;
+            FsBlobStore::open(root.clone())
+                .map(|store| Arc::new(store) as Arc<dyn BlobStore>)
+                .map_err(|e| failed(&e))
+        }
+        #[cfg(feature = "s3")]
+        StorageUrl::S3(url) => {
+            let s3 = s3_config(config, url).map_err(|e| failed(&e))?;
+            berth_storage::s3::S3BlobStore::new(&s3)
+                .map(|store| Arc::new(store) as Arc<dyn BlobStore>)
+                .map_err(|e| failed(&e))
+        }
+        #[cfg(not(feature = "s3"))]
+        StorageUrl::S3(_) => Err(format!(
+            "{} names S3 storage, but this berth was built without S3 support (the `s3` \
+             feature)",
+            loaded.describe("storage.url")
+        )),
+    }
+}
+
+/// The S3 store's settings. Berth's own keys (with the standard AWS
+/// variables as fallbacks for the endpoint and region, see `config/keys.rs`)
+/// decide; without an access key, object_store reads the remaining `AWS_*`
+/// variables (credentials, session token, web identity) itself.
+#[cfg(feature = "s3")]
+fn s3_config(config: &Config, url: &str) -> Result<berth_storage::s3::S3Config, String> {
+    let storage = &config.storage;
+    let mut s3 = berth_storage::s3::S3Config::from_url(url).map_err(|e| e.to_string())?;
+    if let Some(endpoint) = &storage.s3_endpoint {
+        // A plain-HTTP endpoint is allowed because it was written down as
+        // such, in Berth's settings or in AWS_ENDPOINT_URL; object_store
+        // would otherwise refuse every request to it (the AWS_ALLOW_HTTP it
+        // reads from the environment is overridden by this setting).
+        s3.allow_http = endpoint.starts_with("http://");
+        s3.endpoint = Some(endpoint.clone());
+    }
+    s3.region = storage.s3_region.clone();
+    s3.path_style = storage.s3_path_style;
+    s3.access_key_id = storage.s3_access_key_id.clone();
+    s3.secret_access_key = storage
+        .s3_secret_access_key
+        .as_ref()
+        .map(|secret| secret.expose().to_string());
+    s3.from_env = storage.s3_access_key_id.is_none();
+    s3.part_size = usize::try_from(storage.s3_part_size.0).map_err(|e| e.to_string())?;
+    s3.validate().map_err(|e| e.to_string())?;
+    Ok(s3)
+}
+
+/// The storage URL for messages (no secrets in it).
+fn describe_storage(url: &StorageUrl) -> String {
+    match url {
+        StorageUrl::Fs(path) => format!("fs://{}", path.display()),
+        StorageUrl::S3(url) => url.clone(),
+    }
+}
+
+/// Writes, reads back and deletes a probe blob through `blobs`, so that a
+/// store that cannot do all three stops the start rather than failing the
+/// first push with a 500.
+///
+/// The probe's content names a fresh upload id, so its digest is one no
+/// repository can reference, and deleting it touches nothing else. A crash
+/// between storing and deleting leaves an object the metadata does not
+/// know, which the garbage collector's orphan sweep removes.
+async fn check_storage(loaded: &Loaded, blobs: &dyn BlobStore) -> Result<(), String> {
+    probe_storage(blobs).await.map_err(|e| {
+        // Object stores put their XML error documents, line breaks and all,
+        // in the error; one line reads better and greps.
+        let e = e.split_whitespace().collect::<Vec<_>>().join(" ");
+        format!(
+            "blob storage {} failed its start-up check (writing, reading and deleting a \
+             probe blob): {e}. {}",
+            describe_storage(&loaded.config.storage_url()),
+            storage_hint(loaded)
+        )
+    })
+}
+
+async fn probe_storage(blobs: &dyn BlobStore) -> Result<(), String> {
+    let id = UploadId::new_random();
+    let content = Bytes::from(format!("berth start-up probe {id}\n"));
+    let digest = Algorithm::Sha256.digest_of(&content);
+    let started = blobs
+        .begin_upload(&id)
+        .await
+        .map_err(|e| format!("starting an upload: {e}"))?;
+    let body: ByteStream = Box::pin(futures::stream::iter([Ok(content.clone())]));
+    let written = match blobs.write_chunk(&id, &started, body).await {
+        Ok(progress) => progress,
+        Err(e) => {
+            let _ = blobs.abort_upload(&id, Some(&started)).await;
+            return Err(format!("writing: {e}"));
+        }
+    };
+    if let Err(e) = blobs.finish_upload(&id, &written, &digest).await {
+        let _ = blobs.abort_upload(&id, Some(&written)).await;
+        return Err(format!("storing: {e}"));
+    }
+    let read = async {
+        let mut body = blobs.read_blob(&digest, None).await?;
+        let mut bytes = Vec::new();
+        while let Some(piece) = body.stream.next().await {
+            bytes.extend_from_slice(&piece?);
+        }
+        Ok::<_, berth_storage::StorageError>(bytes)
+    }
+    .await;
+    let deleted = blobs.delete_blob(&digest).await;
+    match read {
+        Ok(bytes) if bytes == content => {}
+        Ok(_) => return Err("reading: the probe came back with other bytes".into()),
+        Err(e) => return Err(format!("reading: {e}")),
+    }
+    deleted.map_err(|e| format!("deleting: {e}"))
+}
+
+/// Opens the configured metadata database, running its migrations, and
+/// says which setting to fix when that fails.
+async fn open_database_described(loaded: &Loaded) -> Result<Databases, String> {
+    open_database(&loaded.config).await.map_err(|e| {
+        let hint = match loaded.config.database_url() {
+            DatabaseUrl::Sqlite(_) => {
+                "the file's directory must be writable by the user berth runs as"
+            }
+            DatabaseUrl::Postgres(_) if cfg!(feature = "postgres") => {
+                "PostgreSQL must be running and reachable, and the user must be allowed to \
+                 connect and to create tables"
+            }
+            DatabaseUrl::Postgres(_) => "use a build with PostgreSQL, or a sqlite:// database",
+        };
+        format!("{e}. Check {}: {hint}", loaded.describe("database.url"))
+    })
+}
+
+/// Opens the configured metadata database, running its migrations. SQLite
+/// files are created and kept private (see `files`).
+pub async fn open_database(config: &Config) -> Result<Databases, String> {
+    let url = config.database_url();
+    let failed = |e: &dyn std::fmt::Display| {
+        format!("cannot open metadata database {}: {e}", url.redacted())
+    };
+    match &url {
+        DatabaseUrl::Sqlite(path) => {
+            files::private_sqlite_file(path).map_err(|e| failed(&e))?;
+            let store = Arc::new(SqliteMetaStore::open(path).await.map_err(|e| failed(&e))?);
+            Ok(Databases {
+                meta: store.clone(),
+                auth: store,
+            })
+        }
+        #[cfg(feature = "postgres")]
+        DatabaseUrl::Postgres(url) => {
+            let store = Arc::new(
+                berth_meta::postgres::PostgresMetaStore::connect(url)
+                    .await
+                    .map_err(|e| failed(&e))?,
+            );
+            Ok(Databases {
+                meta: store.clone(),
+                auth: store,
+            })
+        }
+        #[cfg(not(feature = "postgres"))]
+        DatabaseUrl::Postgres(_) => Err(failed(
+            &"this berth was built without PostgreSQL support (the `postgres` feature)",
+        )),
+    }
+}
+
+/// The file a generated administrator password is written to, in the data
+/// directory.
+pub const INITIAL_ADMIN_PASSWORD_FILE: &str = "initial-admin-password";
+
+/// Builds access control: the auth store over the metadata database, the
+/// first administrator, and the token signing keys, which live in the
+/// database so that every node shares them (on the first start they are
+/// imported from an older install's key file, or generated).
+pub async fn auth_state(
+    config: &Config,
+    meta: Arc<dyn AuthMetaStore>,
+    env: &Environment,
+) -> Result<berth_server::AuthState, String> {
+    let store = Arc::new(berth_auth::MetaAuthStore::new(meta));
+    // Read here, not in the configuration, so the password never appears in
+    // `berth config check` output or in a config struct's Debug.
+    let password = env.get("BERTH_ADMIN_PASSWORD").map(Secret::new);
+    seed_admin(store.as_ref(), password, &config.server.data_dir).await?;
+    let data_dir = config.server.data_dir.clone();
+    let (keys, origin) =
+        berth_auth::keys::load_or_create(store.as_ref(), time::OffsetDateTime::now_utc(), || {
+            legacy_signing_key::read(&data_dir)
+        })
+        .await
+        .map_err(|e| format!("cannot load or create the signing keys: {e}"))?;
+    let kid = keys.current().kid().to_string();
+    match origin {
+        KeyOrigin::Store => tracing::info!(%kid, "loaded the token signing keys"),
+        KeyOrigin::Supplied => tracing::info!(
+            %kid,
+            path = %legacy_signing_key::key_file(&data_dir).display(),
+            "imported the token signing key into the database; the file is no longer needed"
+        ),
+        KeyOrigin::Generated => tracing::info!(%kid, "created the token signing key"),
+    }
+    let authority =
+        berth_auth::TokenAuthority::new(keys, &config.auth.issuer, &config.auth.service);
+    Ok(berth_server::AuthState {
+        store,
+        authority,
+        throttle: std::sync::Mutex::new(berth_auth::LoginThrottle::new(
+            berth_auth::ThrottleConfig::default(),
+        )),
+        policy: berth_auth::PolicyConfig {
+            users_may_create_namespaces: config.auth.users_may_create_namespaces,
+        },
+        realm: config.auth.realm.clone(),
+        tls: config.server.tls_cert.is_some(),
+    })
+}
+
+/// Creates the first administrator (`admin`) when the database has no
+/// administrator (users made with `berth admin` before the first start do
+/// not count): with `password` when given (from `BERTH_ADMIN_PASSWORD`),
+/// else with a generated one written to [`INITIAL_ADMIN_PASSWORD_FILE`]
+/// (mode 0600) in `data_dir`. The password never reaches the logs: log
+/// streams are collected, shipped and kept where a password must not be.
+async fn seed_admin(
+    store: &dyn AuthStore,
+    password: Option<Secret>,
+    data_dir: &std::path::Path,
+) -> Result<(), String> {
+    if has_admin(store).await? {
+        return Ok(());
+    }
+    let (password, generated) = match password {
+        Some(password) => (password, false),
+        None => (berth_auth::password::generate_password(), true),
+    };
+    // The registry itself makes the first administrator, as `berth admin`
+    // changes are made, and the event stream records it so.
+    let change = berth_auth::change_at(
+        &berth_auth::Actor::system("admin"),
+        time::OffsetDateTime::now_utc(),
+    );
+    match berth_auth::admin::create_user(store, "admin", &password, true, &change).await {
+        Ok(()) => {}
+        // Nodes sharing a database that start together race to create the
+        // administrator; the ones that lose find it made by the winner.
+        Err(berth_auth::admin::AdminError::AlreadyExists(_)) if has_admin(store).await? => {
+            return Ok(())
+        }
+        Err(e) => return Err(format!("creating the administrator: {e}")),
+    }
+    if generated {
+        let path = data_dir.join(INITIAL_ADMIN_PASSWORD_FILE);
+        files::write_private_file(&path, &format!("{}\n", password.expose()))?;
+        eprintln!(
+            "berth: created the administrator \"admin\"; its generated password is in {} \
+             (readable only by this user). Delete the file once you have it; set \
+             BERTH_ADMIN_PASSWORD before the first start to choose the password instead.",
+            path.display()
+        );
+    }
+    tracing::info!("created the administrator account \"admin\"");
+    Ok(())
+}
+
+async fn has_admin(store: &dyn AuthStore) -> Result<bool, String> {
+    Ok(store
+        .list_users()
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .any(|user| user.is_admin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigArgs;
+
+    fn loaded_for(data_dir: &std::path::Path) -> Loaded {
+        let env = Environment::from_pairs([("BERTH_DATA_DIR", data_dir.to_str().unwrap())]);
+        ConfigArgs::default().load(&env).unwrap()
+    }
+
+    /// The server crate's defaults (used by its tests, which build no
+    /// configuration) are the declared ones.
+    #[test]
+    fn server_settings_defaults_are_the_declared_ones() {
+        assert_eq!(
+            server_settings(&Config::default()),
+            ServerSettings::default()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_storage_probe_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = loaded_for(dir.path());
+        let blobs = open_storage(&loaded).unwrap();
+        check_storage(&loaded, blobs.as_ref()).await.unwrap();
+        assert!(blobs.list_blobs(None, 10).await.unwrap().is_empty());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("uploads"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+
+    /// A storage root that cannot be a directory stops the start with a
+    /// message naming the setting, where it came from, and how to set it.
+    #[test]
+    fn unusable_storage_names_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"").unwrap();
+        let env = Environment::from_pairs([(
+            "BERTH_STORAGE",
+            &*format!("fs://{}", file.join("blobs").display()),
+        )]);
+        let loaded = ConfigArgs::default().load(&env).unwrap();
+        let error = open_storage(&loaded)
+            .err()
+            .expect("a file cannot hold blobs");
+        for expected in [
+            "cannot open blob storage",
+            "storage.url (env BERTH_STORAGE)",
+            "server.data_dir (default; set with --data-dir, BERTH_DATA_DIR",
+        ] {
+            assert!(error.contains(expected), "{expected} in {error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_generated_administrator_password_goes_to_a_private_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let databases = open_database(&loaded_for(dir.path()).config).await.unwrap();
+        let store = berth_auth::MetaAuthStore::new(databases.auth);
+        seed_admin(&store, None, dir.path()).await.unwrap();
+        let path = dir.path().join(INITIAL_ADMIN_PASSWORD_FILE);
+        let password = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // The end-to-end test logs in with it.
+        assert!(password.trim_end().len() >= 16, "{password:?}");
+        assert!(password.ends_with('\n'));
+
+        // A second start finds the administrator and leaves the file alone.
+        std::fs::remove_file(&path).unwrap();
+        seed_admin(&store, None, dir.path()).await.unwrap();
+        assert!(!path.exists());
+    }
+}

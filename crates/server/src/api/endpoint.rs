@@ -1,0 +1,250 @@
+//! A request parsed into what it asks for: an [`Endpoint`], with its path
+//! parameters and JSON body validated into types. Everything that can be
+//! wrong with a request's form is found here and answered 400 (or 413, 415)
+//! naming what was wrong, before anyone's rights are looked at.
+
+use axum::body::Body;
+use axum::http::header;
+use axum::http::request::Parts;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use super::error::{ErrorCode, ManagementError};
+use super::members::MemberUpdate;
+use super::namespaces::{NamespaceUpdate, NewNamespace};
+use super::route::{PathParams, Route};
+use super::tokens::{NewToken, MAX_SCOPES};
+use super::types::Name;
+use super::users::NewUser;
+
+/// The largest request body accepted: a name, a password, a hundred scopes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// One parsed request of the management API.
+#[derive(Debug)]
+pub enum Endpoint {
+    OpenApi,
+    ListUsers,
+    CreateUser(NewUser),
+    ListNamespaces,
+    CreateNamespace(NewNamespace),
+    GetNamespace(Name),
+    UpdateNamespace(Name, NamespaceUpdate),
+    ListMembers(Name),
+    /// Namespace, user, new role.
+    SetMember(Name, Name, MemberUpdate),
+    /// Namespace, user.
+    RemoveMember(Name, Name),
+    ListTokens,
+    CreateToken(NewToken),
+    RevokeToken(Name),
+}
+
+impl Endpoint {
+    /// Builds the endpoint of `route` from its path parameters and body.
+    pub fn parse(
+        route: Route,
+        params: &PathParams,
+        body: &[u8],
+    ) -> Result<Endpoint, ManagementError> {
+        let name = |param: &str| Name::from_param(param, params.get(param));
+        Ok(match route {
+            Route::OpenApi => Endpoint::OpenApi,
+            Route::ListUsers => Endpoint::ListUsers,
+            Route::CreateUser => Endpoint::CreateUser(json(body)?),
+            Route::ListNamespaces => Endpoint::ListNamespaces,
+            Route::CreateNamespace => Endpoint::CreateNamespace(json(body)?),
+            Route::GetNamespace => Endpoint::GetNamespace(name("namespace")?),
+            Route::UpdateNamespace => Endpoint::UpdateNamespace(name("namespace")?, json(body)?),
+            Route::ListMembers => Endpoint::ListMembers(name("namespace")?),
+            Route::SetMember => Endpoint::SetMember(name("namespace")?, name("user")?, json(body)?),
+            Route::RemoveMember => Endpoint::RemoveMember(name("namespace")?, name("user")?),
+            Route::ListTokens => Endpoint::ListTokens,
+            Route::CreateToken => {
+                let new: NewToken = json(body)?;
+                if new.scopes.is_empty() || new.scopes.len() > MAX_SCOPES {
+                    return Err(ManagementError::invalid_request(format!(
+                        "scopes: a token needs between 1 and {MAX_SCOPES} scopes"
+                    )));
+                }
+                Endpoint::CreateToken(new)
+            }
+            Route::RevokeToken => Endpoint::RevokeToken(name("name")?),
+        })
+    }
+}
+
+/// Parses a JSON body into `T`, saying what was wrong when it cannot.
+fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ManagementError> {
+    if body.is_empty() {
+        return Err(ManagementError::invalid_request(
+            "this request needs a JSON body",
+        ));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|error| refuse(&error.path().to_string(), error.into_inner()))?;
+    // Trailing bytes after the value are malformed JSON, as from_slice says.
+    deserializer.end().map_err(|error| refuse(".", error))?;
+    Ok(value)
+}
+
+/// The 400 for a body that failed to parse at `path` (`.` for the root).
+fn refuse(path: &str, error: serde_json::Error) -> ManagementError {
+    let what = match error.classify() {
+        serde_json::error::Category::Data => "invalid request body",
+        _ => "malformed JSON",
+    };
+    // serde_json's message says what was expected and where, and quotes
+    // only names and refused values, never a string field's content (so a
+    // password does not come back in an error).
+    let message = if path == "." {
+        format!("{what}: {error}")
+    } else {
+        format!("{what}: {path}: {error}")
+    };
+    ManagementError::invalid_request(message)
+        .with_detail(serde_json::json!({ "line": error.line(), "column": error.column() }))
+}
+
+/// Reads a JSON request body of at most [`MAX_BODY_BYTES`].
+pub async fn read_body(parts: &Parts, body: Body) -> Result<Bytes, ManagementError> {
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    // Requiring JSON's media type also keeps browsers from sending these
+    // requests cross-site: a form can post text/plain, but JSON needs a
+    // preflight the server never answers.
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(ManagementError::new(
+            ErrorCode::UnsupportedMediaType,
+            "the request body must be JSON, sent as Content-Type: application/json",
+        ));
+    }
+    let too_large = || {
+        ManagementError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|error| {
+            let over_limit = std::error::Error::source(&error)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if over_limit {
+                too_large()
+            } else {
+                ManagementError::invalid_request(format!(
+                    "reading the request body failed: {error}"
+                ))
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_parsed_or_refused_with_a_reason() {
+        let params = PathParams::default();
+        // (route, body, expected: Ok or the start of the message)
+        let table: &[(Route, &str, Result<(), &str>)] = &[
+            (
+                Route::CreateUser,
+                r#"{"name":"bob","password":"long enough"}"#,
+                Ok(()),
+            ),
+            (
+                Route::CreateUser,
+                r#"{"name":"Bob","password":"long enough"}"#,
+                Err("invalid request body: name: \"Bob\" is not a valid name"),
+            ),
+            (
+                Route::CreateUser,
+                r#"{"name":"bob","password":"long enough","role":"x"}"#,
+                Err("invalid request body: role: unknown field `role`"),
+            ),
+            (
+                Route::CreateUser,
+                r#"{"name":"bob"}"#,
+                Err("invalid request body: missing field `password`"),
+            ),
+            (
+                Route::CreateUser,
+                r#"{"name":"bob","#,
+                Err("malformed JSON"),
+            ),
+            (Route::CreateUser, "", Err("this request needs a JSON body")),
+            (Route::CreateUser, r#"["bob"]"#, Err("invalid request body")),
+            (Route::CreateNamespace, r#"{"name":"team"}"#, Ok(())),
+            (
+                Route::CreateNamespace,
+                r#"{"name":"team","visibility":"secret"}"#,
+                Err("invalid request body: visibility: unknown variant `secret`"),
+            ),
+            (
+                Route::CreateToken,
+                r#"{"name":"ci","scopes":["team:pull"],"expires":"30d"}"#,
+                Ok(()),
+            ),
+            (
+                Route::CreateToken,
+                r#"{"name":"ci","scopes":["team:pull"],"expires":null}"#,
+                Ok(()),
+            ),
+            (
+                Route::CreateToken,
+                r#"{"name":"ci","scopes":[]}"#,
+                Err("scopes: a token needs between 1 and 100"),
+            ),
+            (
+                Route::CreateToken,
+                r#"{"name":"ci","scopes":["team:admin"]}"#,
+                Err("invalid request body: scopes[0]: invalid token scope"),
+            ),
+            (
+                Route::CreateToken,
+                r#"{"name":"ci","scopes":["team:pull"],"expires":"0d"}"#,
+                Err("invalid request body: expires: invalid expiry"),
+            ),
+        ];
+        for (route, body, expected) in table {
+            let parsed = Endpoint::parse(*route, &params, body.as_bytes());
+            match (parsed, expected) {
+                (Ok(_), Ok(())) => {}
+                (Err(error), Err(start)) => {
+                    assert_eq!(error.code(), ErrorCode::InvalidRequest, "{body}");
+                    assert!(
+                        error.message().starts_with(start),
+                        "{body}: {}",
+                        error.message()
+                    );
+                }
+                (parsed, _) => panic!("{body}: {parsed:?}"),
+            }
+        }
+        let many: Vec<String> = (0..=MAX_SCOPES).map(|i| format!("\"t{i}:pull\"")).collect();
+        let body = format!(r#"{{"name":"ci","scopes":[{}]}}"#, many.join(","));
+        assert!(Endpoint::parse(Route::CreateToken, &params, body.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn passwords_never_show_in_debug_output() {
+        let body = br#"{"name":"bob","password":"hunter2 hunter2"}"#;
+        let endpoint = Endpoint::parse(Route::CreateUser, &PathParams::default(), body).unwrap();
+        assert!(!format!("{endpoint:?}").contains("hunter2"));
+    }
+}

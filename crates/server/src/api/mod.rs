@@ -1,0 +1,172 @@
+//! The JSON management API under `/api/v1`: users, namespaces, members and
+//! access tokens, for people, their tools and their robots.
+//!
+//! # Layout
+//!
+//! A request goes through four steps, each in one place:
+//!
+//! 1. [`route`]: the method and path find a [`route::Route`] in the routing
+//!    table (404 for an unknown path, 405 for a known path's other methods).
+//! 2. [`endpoint`]: the path parameters and the JSON body are parsed into an
+//!    [`endpoint::Endpoint`], typed and validated (400, 413, 415).
+//! 3. [`permission`]: the caller is authenticated (as on `/v2/`) and the
+//!    endpoint's row of the permission table is checked, once (401, 403).
+//! 4. the endpoint's handler, in the module of its resource ([`users`],
+//!    [`namespaces`], [`members`], [`tokens`]), does the work through
+//!    `berth_auth` and answers with a typed body.
+//!
+//! [`error`] is the one mapping from every error below into
+//! `{"code","message","detail"}`; [`types`] holds the validated values the
+//! resources share; [`openapi`] generates the OpenAPI document from all of
+//! the above. Adding an endpoint is a route, an endpoint variant, a
+//! permission row, a handler and its line in the document (CONTRIBUTING.md
+//! walks through it); the compiler and the tests point at anything missed.
+//!
+//! **Architecture Invariant:** handlers never decide rights: the
+//! authorization step runs before every handler, and a handler only filters
+//! listings through the [`permission::Authorized`] value that step returns.
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::{Json, Router};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+pub mod endpoint;
+pub mod error;
+pub mod members;
+pub mod namespaces;
+pub mod openapi;
+pub mod permission;
+pub mod route;
+pub mod tokens;
+pub mod types;
+pub mod users;
+
+use berth_auth::{change_at, Actor, Change};
+
+use crate::access::{actor_of, authenticate_caller, AuthState};
+use crate::v2::EndpointLabel;
+use crate::AppState;
+use endpoint::Endpoint;
+use error::ManagementError;
+use permission::Authorized;
+use route::Route;
+
+/// The API's routes, merged into the application by [`crate::app`]. Every
+/// path under `/api/v1` reaches [`dispatch`], which answers unknown ones.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1", any(dispatch))
+        .route("/api/v1/{*rest}", any(dispatch))
+}
+
+/// What a handler is given: the access-control state it works through,
+/// the caller the authorization step let in, and that caller as the actor
+/// of the changes it makes (for the event stream).
+pub struct Context<'a> {
+    pub auth: &'a AuthState,
+    pub caller: &'a Authorized,
+    pub actor: Actor,
+}
+
+impl Context<'_> {
+    /// The time a change is recorded at.
+    pub fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+
+    /// The change the caller makes at `at`.
+    pub fn change_at(&self, at: OffsetDateTime) -> Change {
+        change_at(&self.actor, at)
+    }
+}
+
+/// 200 with `body`.
+pub fn ok<T: Serialize>(body: T) -> Response {
+    Json(body).into_response()
+}
+
+/// 201 with `body`.
+pub fn created<T: Serialize>(body: T) -> Response {
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+/// 204.
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Every request under `/api/v1`.
+async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
+    let mut label = "api";
+    let mut response = match handle(&state, request, &mut label).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    response.extensions_mut().insert(EndpointLabel(label));
+    response
+}
+
+async fn handle(
+    state: &AppState,
+    request: Request,
+    label: &mut &'static str,
+) -> Result<Response, ManagementError> {
+    let (parts, body) = request.into_parts();
+    let (route, params) = Route::find(&parts.method, parts.uri.path())?;
+    *label = route.name();
+    let Some(auth) = state.auth.as_deref() else {
+        // Without access control nobody can be authorized, so the API
+        // answers only what anyone may read.
+        return match route {
+            Route::OpenApi => Ok(openapi::document()),
+            _ => Err(ManagementError::not_found(
+                "the management API needs access control: start the server with --auth",
+            )),
+        };
+    };
+    let caller = authenticate_caller(auth, &parts)
+        .await
+        .map_err(|failure| permission::refuse_credentials(auth, &parts.headers, failure))?;
+    let body = if route.takes_body() {
+        endpoint::read_body(&parts, body).await?
+    } else {
+        bytes::Bytes::new()
+    };
+    let endpoint = Endpoint::parse(route, &params, &body)?;
+    let permission = permission::required(&endpoint);
+    let caller = permission::authorize(auth, caller, &permission, &parts.headers).await?;
+    let context = Context {
+        auth,
+        caller: &caller,
+        actor: actor_of(&caller.principal, &parts),
+    };
+    handle_endpoint(&context, endpoint).await
+}
+
+/// Runs the handler of `endpoint`, which the authorization step allowed.
+async fn handle_endpoint(
+    ctx: &Context<'_>,
+    endpoint: Endpoint,
+) -> Result<Response, ManagementError> {
+    match endpoint {
+        Endpoint::OpenApi => Ok(openapi::document()),
+        Endpoint::ListUsers => users::list(ctx).await,
+        Endpoint::CreateUser(new) => users::create(ctx, new).await,
+        Endpoint::ListNamespaces => namespaces::list(ctx).await,
+        Endpoint::CreateNamespace(new) => namespaces::create(ctx, new).await,
+        Endpoint::GetNamespace(name) => namespaces::get(ctx, &name).await,
+        Endpoint::UpdateNamespace(name, update) => namespaces::update(ctx, &name, update).await,
+        Endpoint::ListMembers(namespace) => members::list(ctx, &namespace).await,
+        Endpoint::SetMember(namespace, user, update) => {
+            members::set(ctx, &namespace, &user, update).await
+        }
+        Endpoint::RemoveMember(namespace, user) => members::remove(ctx, &namespace, &user).await,
+        Endpoint::ListTokens => tokens::list(ctx).await,
+        Endpoint::CreateToken(new) => tokens::create(ctx, new).await,
+        Endpoint::RevokeToken(name) => tokens::revoke(ctx, &name).await,
+    }
+}

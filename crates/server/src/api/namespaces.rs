@@ -1,0 +1,193 @@
+//! `/namespaces`: the first path component of repository names, with their
+//! visibility. Everyone logged in lists what they may see; creating needs
+//! the right to create that name; settings need `manage_settings`.
+
+use axum::response::Response;
+use berth_auth::store::NamespaceRecord;
+use berth_auth::{admin, NamespaceFacts, Role, Visibility};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use super::error::{ErrorBody, ManagementError};
+use super::types::{Name, RoleSchema, VisibilitySchema};
+use super::{created, ok, Context};
+
+/// A new namespace.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewNamespace {
+    pub name: Name,
+    /// Private unless asked otherwise: publishing must be a decision.
+    #[serde(default)]
+    #[schema(value_type = VisibilitySchema, default = "private")]
+    pub visibility: Visibility,
+}
+
+/// A change to a namespace's settings.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceUpdate {
+    #[schema(value_type = VisibilitySchema)]
+    pub visibility: Visibility,
+}
+
+/// A namespace as the caller sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Namespace {
+    pub name: String,
+    #[schema(value_type = VisibilitySchema)]
+    pub visibility: Visibility,
+    /// The caller's role in it, if they are a member.
+    #[schema(value_type = Option<RoleSchema>)]
+    pub role: Option<Role>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NamespaceList {
+    /// By name: those the caller may pull from (members, public ones,
+    /// administrators all), within what their token grants.
+    pub namespaces: Vec<Namespace>,
+}
+
+/// The namespace as `ctx`'s caller sees it.
+async fn view(ctx: &Context<'_>, record: NamespaceRecord) -> Result<Namespace, ManagementError> {
+    let role = match ctx.caller.user_name() {
+        Some(user) => ctx.auth.store.member_role(&record.name, user).await?,
+        None => None,
+    };
+    Ok(Namespace {
+        name: record.name,
+        visibility: record.visibility,
+        role,
+        created_at: record.created_at,
+    })
+}
+
+/// The namespace `name`, which the authorization step found to exist.
+async fn get_record(ctx: &Context<'_>, name: &Name) -> Result<NamespaceRecord, ManagementError> {
+    ctx.auth
+        .store
+        .get_namespace(name.as_str())
+        .await?
+        .ok_or_else(|| ManagementError::not_found(format!("no namespace {name}")))
+}
+
+/// List namespaces.
+///
+/// The namespaces the caller may pull from: those they are a member of,
+/// public ones, and all of them for administrators. Robots see those their
+/// scopes reach; a registry token shows only those it grants pull in.
+#[utoipa::path(
+    get,
+    path = "/api/v1/namespaces",
+    tag = "namespaces",
+    operation_id = "list_namespaces",
+    responses((status = 200, description = "The namespaces the caller may see", body = NamespaceList))
+)]
+pub async fn list(ctx: &Context<'_>) -> Result<Response, ManagementError> {
+    let mut namespaces = Vec::new();
+    for record in ctx.auth.store.list_namespaces().await? {
+        let namespace = view(ctx, record).await?;
+        let facts = NamespaceFacts::Exists {
+            visibility: namespace.visibility,
+            member_role: namespace.role,
+        };
+        if ctx.caller.may_see_namespace(facts, &namespace.name) {
+            namespaces.push(namespace);
+        }
+    }
+    Ok(ok(NamespaceList { namespaces }))
+}
+
+/// Create a namespace.
+///
+/// Administrators create any namespace (and own it only if they add
+/// themselves); users create their personal namespace, and others when the
+/// server allows it (`users_may_create_namespaces`), becoming its owner.
+#[utoipa::path(
+    post,
+    path = "/api/v1/namespaces",
+    tag = "namespaces",
+    operation_id = "create_namespace",
+    request_body = NewNamespace,
+    responses(
+        (status = 201, description = "The namespace was created", body = Namespace),
+        (status = 409, description = "The namespace exists", body = ErrorBody),
+    )
+)]
+pub async fn create(ctx: &Context<'_>, new: NewNamespace) -> Result<Response, ManagementError> {
+    // Administrators create namespaces for others; they become owners only
+    // when they add themselves.
+    let owner = if ctx.caller.is_admin() {
+        None
+    } else {
+        ctx.caller.user_name()
+    };
+    let now = ctx.now();
+    admin::create_namespace(
+        ctx.auth.store.as_ref(),
+        new.name.as_str(),
+        new.visibility,
+        owner,
+        &ctx.change_at(now),
+    )
+    .await?;
+    Ok(created(Namespace {
+        name: new.name.into(),
+        visibility: new.visibility,
+        role: owner.map(|_| Role::Owner),
+        created_at: now,
+    }))
+}
+
+/// Get a namespace.
+///
+/// For those who may see it (see List namespaces).
+#[utoipa::path(
+    get,
+    path = "/api/v1/namespaces/{namespace}",
+    tag = "namespaces",
+    operation_id = "get_namespace",
+    params(("namespace" = Name, Path, description = "The namespace")),
+    responses((status = 200, description = "The namespace", body = Namespace))
+)]
+pub async fn get(ctx: &Context<'_>, name: &Name) -> Result<Response, ManagementError> {
+    let record = get_record(ctx, name).await?;
+    Ok(ok(view(ctx, record).await?))
+}
+
+/// Change a namespace's settings.
+///
+/// Needs `manage_settings` on it: owners and administrators.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/namespaces/{namespace}",
+    tag = "namespaces",
+    operation_id = "update_namespace",
+    params(("namespace" = Name, Path, description = "The namespace")),
+    request_body = NamespaceUpdate,
+    responses((status = 200, description = "The namespace, changed", body = Namespace))
+)]
+pub async fn update(
+    ctx: &Context<'_>,
+    name: &Name,
+    update: NamespaceUpdate,
+) -> Result<Response, ManagementError> {
+    match ctx
+        .auth
+        .store
+        .set_visibility(&ctx.change_at(ctx.now()), name.as_str(), update.visibility)
+        .await
+    {
+        Err(berth_auth::AuthStoreError::NotFound) => {
+            return Err(ManagementError::not_found(format!("no namespace {name}")))
+        }
+        other => other?,
+    }
+    let record = get_record(ctx, name).await?;
+    Ok(ok(view(ctx, record).await?))
+}

@@ -1,0 +1,482 @@
+//! Who may call what: the permission table of the management API and the
+//! one authorization step that enforces it before any handler runs.
+//!
+//! **Architecture Invariant:** every endpoint's permission is one row of
+//! [`required`], and [`authorize`] is the only place that checks it, in
+//! `api::dispatch`, before the handler. Handlers never decide rights; a
+//! listing asks the [`Authorized`] value this step returns what the caller
+//! may see. The decisions themselves are `berth_auth::policy`'s.
+//!
+//! A right needs two things: the policy must allow it for the caller as
+//! they stand now, and, when the caller presented a registry token (a JWT
+//! from `/auth/token`), the token's `access` claim must grant it too. A
+//! token grants on `/api/v1` only what its claim names (Docker token
+//! specification; RFC 8725 §3.11), through the management scopes of
+//! `berth_auth::scope` (`namespace:team-a:manage_members`,
+//! `registry:users:*`, …); Basic credentials (a password, or an access
+//! token's secret) carry no claim and are bounded by the policy alone.
+//!
+//! How refusals are answered:
+//! - no credentials: 401 with a `Bearer` challenge naming the scope needed;
+//! - a token whose claim lacks the scope the policy would grant: 401
+//!   `insufficient_scope`, naming the scope, with `detail.scope` set, so a
+//!   client fetches a token for it and retries;
+//! - the policy refuses: 403, whether or not the thing exists, so names do
+//!   not leak; 404 only to callers who would be allowed to act on it.
+
+use axum::http::{header, HeaderMap};
+use berth_auth::policy::{
+    authorize_namespace, may_create_namespace, may_grant_token_scope, may_see_namespace,
+};
+use berth_auth::store::AccessTokenRecord;
+use berth_auth::{
+    Action, Challenge, ChallengeError, Claims, LoginError, NamespaceAction, NamespaceFacts,
+    Principal, RegistryResource, Scope, TokenScope,
+};
+
+use super::endpoint::Endpoint;
+use super::error::{ErrorCode, ManagementError};
+use super::types::Name;
+use crate::access::{user_name, AuthState, AuthenticationFailure, Caller};
+
+/// What an endpoint needs of its caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Permission {
+    /// Nothing: anonymous callers too.
+    Anyone,
+    /// Valid credentials of anyone but an anonymous caller. What such an
+    /// endpoint answers is filtered by [`Authorized`] (listings).
+    LoggedIn,
+    /// An administrator; a token needs `registry:users:*`.
+    Administrator,
+    /// A person (not a robot) managing their own access tokens; a token
+    /// needs `registry:tokens:*`.
+    OwnTokens,
+    /// The creator of the access token named, or an administrator; a token
+    /// needs `registry:tokens:*`.
+    TokenCreator(Name),
+    /// Seeing the namespace (what the caller could pull from it); a token
+    /// needs `pull` on it or on a repository in it.
+    SeeNamespace(Name),
+    /// A namespace-wide action; a token needs `namespace:NS:ACTION`.
+    Namespace(Name, Action),
+    /// Creating the namespace; a token needs `namespace:NS:create`.
+    CreateNamespace(Name),
+    /// Creating an access token with these scopes: the caller may grant
+    /// each (an owner of its namespace, or an administrator); a token needs
+    /// `namespace:NS:manage_members` for each namespace.
+    GrantTokenScopes(Vec<TokenScope>),
+}
+
+/// The permission table: what each endpoint needs. Adding an endpoint is
+/// adding its row here (the compiler insists).
+pub fn required(endpoint: &Endpoint) -> Permission {
+    use Permission::*;
+    match endpoint {
+        Endpoint::OpenApi => Anyone,
+        Endpoint::ListUsers | Endpoint::CreateUser(_) => Administrator,
+        Endpoint::ListNamespaces => LoggedIn,
+        Endpoint::CreateNamespace(new) => CreateNamespace(new.name.clone()),
+        Endpoint::GetNamespace(namespace) => SeeNamespace(namespace.clone()),
+        Endpoint::UpdateNamespace(namespace, _) => {
+            Namespace(namespace.clone(), Action::ManageSettings)
+        }
+        Endpoint::ListMembers(namespace)
+        | Endpoint::SetMember(namespace, ..)
+        | Endpoint::RemoveMember(namespace, _) => {
+            Namespace(namespace.clone(), Action::ManageMembers)
+        }
+        Endpoint::ListTokens => OwnTokens,
+        Endpoint::CreateToken(new) => {
+            GrantTokenScopes(new.scopes.iter().map(|s| s.0.clone()).collect())
+        }
+        Endpoint::RevokeToken(name) => TokenCreator(name.clone()),
+    }
+}
+
+/// A caller the authorization step let through, and what it knows about
+/// them; handlers read the principal and filter listings through it.
+#[derive(Clone, Debug)]
+pub struct Authorized {
+    pub principal: Principal,
+    /// The claims of the caller's registry token, when they presented one:
+    /// listings show only what it grants.
+    claims: Option<Claims>,
+}
+
+impl Authorized {
+    /// The user whose memberships count for the caller.
+    pub fn user_name(&self) -> Option<&str> {
+        user_name(&self.principal)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self.principal, Principal::User { is_admin: true, .. })
+    }
+
+    /// Whether a listing shows `namespace` (described by `facts`) to the caller.
+    pub fn may_see_namespace(&self, facts: NamespaceFacts, namespace: &str) -> bool {
+        may_see_namespace(&self.principal, facts, namespace)
+            && self
+                .claims
+                .as_ref()
+                .is_none_or(|claims| claims.allows_seeing_namespace(namespace))
+    }
+
+    /// Whether a listing shows the access token `record` to the caller:
+    /// its creator's, and every token to administrators.
+    pub fn may_see_token(&self, record: &AccessTokenRecord) -> bool {
+        self.is_admin()
+            || self
+                .user_name()
+                .is_some_and(|user| record.created_by.as_deref() == Some(user))
+    }
+}
+
+/// The one authorization step: checks `permission` for `caller` and
+/// returns what the handler may rely on, or the refusal to answer with.
+pub async fn authorize(
+    auth: &AuthState,
+    caller: Caller,
+    permission: &Permission,
+    headers: &HeaderMap,
+) -> Result<Authorized, ManagementError> {
+    let check = Check {
+        auth,
+        caller: &caller,
+        headers,
+    };
+    if *permission != Permission::Anyone && caller.principal == Principal::Anonymous {
+        return Err(check.challenge(needed_scopes(permission), None, "authentication required"));
+    }
+    match permission {
+        Permission::Anyone | Permission::LoggedIn => {}
+        Permission::Administrator => {
+            check.policy(check.is_admin(), "administrators only")?;
+            check.claim(&needed_scopes(permission))?;
+        }
+        Permission::OwnTokens => {
+            check.policy(check.is_user(), "only users have access tokens")?;
+            check.claim(&needed_scopes(permission))?;
+        }
+        Permission::TokenCreator(name) => {
+            check.policy(check.is_user(), "only users manage access tokens")?;
+            check.claim(&needed_scopes(permission))?;
+            let token = auth.store.get_access_token(name.as_str()).await?;
+            // Only users reach here, so the caller has a user name.
+            let caller_user = user_name(&caller.principal);
+            let is_creator = token
+                .as_ref()
+                .is_some_and(|t| t.created_by.as_deref() == caller_user);
+            match token {
+                None if check.is_admin() => {
+                    return Err(ManagementError::not_found(format!(
+                        "no access token {name}"
+                    )))
+                }
+                Some(_) if check.is_admin() || is_creator => {}
+                _ => {
+                    return Err(ManagementError::forbidden(format!(
+                        "no access token {name} of yours"
+                    )))
+                }
+            }
+        }
+        Permission::SeeNamespace(namespace) => {
+            let facts = check.facts(namespace.as_str()).await?;
+            if facts == NamespaceFacts::Missing {
+                check.missing_namespace(namespace, NamespaceAction::Action(Action::Pull))?;
+            }
+            check.policy(
+                may_see_namespace(&caller.principal, facts, namespace.as_str()),
+                "requested access to the namespace is denied",
+            )?;
+            // Pull on the namespace or on any repository in it will do.
+            if let Some(claims) = &caller.bearer {
+                if !claims.allows_seeing_namespace(namespace.as_str()) {
+                    return Err(check.insufficient(needed_scopes(permission)));
+                }
+            }
+        }
+        Permission::Namespace(namespace, action) => {
+            let facts = check.facts(namespace.as_str()).await?;
+            let decision = authorize_namespace(
+                &caller.principal,
+                &auth.policy,
+                facts,
+                namespace.as_str(),
+                *action,
+            );
+            check.policy(
+                decision.is_allowed(),
+                "requested access to the namespace is denied",
+            )?;
+            check.claim(&needed_scopes(permission))?;
+            if facts == NamespaceFacts::Missing {
+                return Err(ManagementError::not_found(format!(
+                    "no namespace {namespace}"
+                )));
+            }
+        }
+        Permission::CreateNamespace(namespace) => {
+            check.policy(
+                may_create_namespace(&caller.principal, &auth.policy, namespace.as_str()),
+                "may not create this namespace",
+            )?;
+            check.claim(&needed_scopes(permission))?;
+        }
+        Permission::GrantTokenScopes(scopes) => {
+            check.policy(check.is_user(), "only users create access tokens")?;
+            for scope in scopes {
+                let namespace = scope.namespace();
+                let facts = check.facts(namespace).await?;
+                check.policy(
+                    may_grant_token_scope(&caller.principal, facts, scope),
+                    &format!("may not grant {scope}: only owners of {namespace} may"),
+                )?;
+            }
+            check.claim(&needed_scopes(permission))?;
+        }
+    }
+    Ok(Authorized {
+        principal: caller.principal,
+        claims: caller.bearer,
+    })
+}
+
+/// The scopes a token needs for `permission`, which a challenge names.
+fn needed_scopes(permission: &Permission) -> Vec<Scope> {
+    let namespace = |name: &Name, action| vec![Scope::namespace(name.as_str(), action)];
+    match permission {
+        Permission::Anyone | Permission::LoggedIn => Vec::new(),
+        Permission::Administrator => vec![Scope::registry(RegistryResource::Users)],
+        Permission::OwnTokens | Permission::TokenCreator(_) => {
+            vec![Scope::registry(RegistryResource::Tokens)]
+        }
+        Permission::SeeNamespace(name) => namespace(name, NamespaceAction::Action(Action::Pull)),
+        Permission::Namespace(name, action) => namespace(name, NamespaceAction::Action(*action)),
+        Permission::CreateNamespace(name) => namespace(name, NamespaceAction::Create),
+        // `manage_members` on each namespace the new token reaches, once.
+        Permission::GrantTokenScopes(scopes) => {
+            let mut needed: Vec<Scope> = Vec::new();
+            for scope in scopes {
+                let manage = Scope::namespace(
+                    scope.namespace(),
+                    NamespaceAction::Action(Action::ManageMembers),
+                );
+                if !needed.contains(&manage) {
+                    needed.push(manage);
+                }
+            }
+            needed
+        }
+    }
+}
+
+/// One authorization's facts and its ways of refusing.
+struct Check<'a> {
+    auth: &'a AuthState,
+    caller: &'a Caller,
+    headers: &'a HeaderMap,
+}
+
+impl Check<'_> {
+    fn is_admin(&self) -> bool {
+        matches!(
+            self.caller.principal,
+            Principal::User { is_admin: true, .. }
+        )
+    }
+
+    fn is_user(&self) -> bool {
+        matches!(self.caller.principal, Principal::User { .. })
+    }
+
+    /// What the policy needs to know about `namespace` for this caller.
+    async fn facts(&self, namespace: &str) -> Result<NamespaceFacts, ManagementError> {
+        Ok(self
+            .auth
+            .store
+            .namespace_facts(namespace, user_name(&self.caller.principal))
+            .await?)
+    }
+
+    /// A 403 unless the policy allows.
+    fn policy(&self, allowed: bool, message: &str) -> Result<(), ManagementError> {
+        if allowed {
+            Ok(())
+        } else {
+            Err(ManagementError::forbidden(message))
+        }
+    }
+
+    /// A 401 `insufficient_scope` unless the caller's token (if any) grants
+    /// every scope of `needed`.
+    fn claim(&self, needed: &[Scope]) -> Result<(), ManagementError> {
+        let Some(claims) = &self.caller.bearer else {
+            return Ok(());
+        };
+        let missing: Vec<Scope> = needed
+            .iter()
+            .filter(|scope| {
+                !scope
+                    .actions
+                    .iter()
+                    .all(|action| claims.allows(scope.resource_type.as_str(), &scope.name, action))
+            })
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(self.insufficient(missing))
+        }
+    }
+
+    /// The answer for a missing namespace the caller asked `action` of: 404
+    /// to those who could create it (they learn nothing they could not by
+    /// trying), 403 to the others, as for a private namespace.
+    fn missing_namespace(
+        &self,
+        namespace: &Name,
+        action: NamespaceAction,
+    ) -> Result<(), ManagementError> {
+        let may_create = may_create_namespace(
+            &self.caller.principal,
+            &self.auth.policy,
+            namespace.as_str(),
+        );
+        self.policy(may_create, "requested access to the namespace is denied")?;
+        self.claim(&[Scope::namespace(namespace.as_str(), action)])?;
+        Err(ManagementError::not_found(format!(
+            "no namespace {namespace}"
+        )))
+    }
+
+    fn insufficient(&self, scopes: Vec<Scope>) -> ManagementError {
+        self.challenge(
+            scopes,
+            Some(ChallengeError::InsufficientScope),
+            "the token does not grant this; ask /auth/token for the scope in detail.scope",
+        )
+    }
+
+    fn challenge(
+        &self,
+        scopes: Vec<Scope>,
+        error: Option<ChallengeError>,
+        message: &str,
+    ) -> ManagementError {
+        challenge(self.auth, self.headers, scopes, error, message)
+    }
+}
+
+/// A 401 with a `Bearer` challenge naming `scopes` (and, for programs, the
+/// same scopes in `detail.scope`).
+fn challenge(
+    auth: &AuthState,
+    headers: &HeaderMap,
+    scopes: Vec<Scope>,
+    error: Option<ChallengeError>,
+    message: &str,
+) -> ManagementError {
+    let mut challenge = Challenge::bearer(auth.realm(headers), &auth.authority.service);
+    let names: Vec<String> = scopes.iter().map(Scope::to_string).collect();
+    for scope in scopes {
+        challenge = challenge.with_scope(scope);
+    }
+    if let Some(error) = error {
+        challenge = challenge.with_error(error);
+    }
+    let mut refusal = ManagementError::new(ErrorCode::Unauthorized, message)
+        .with_header(header::WWW_AUTHENTICATE, challenge.render());
+    if !names.is_empty() {
+        refusal = refusal.with_detail(serde_json::json!({ "scope": names.join(" ") }));
+    }
+    refusal
+}
+
+/// The answer to credentials that were not accepted (before any
+/// permission is looked at).
+pub fn refuse_credentials(
+    auth: &AuthState,
+    headers: &HeaderMap,
+    failure: AuthenticationFailure,
+) -> ManagementError {
+    match failure {
+        AuthenticationFailure::MalformedHeader => challenge(
+            auth,
+            headers,
+            Vec::new(),
+            None,
+            "malformed Authorization header",
+        ),
+        AuthenticationFailure::InvalidToken => challenge(
+            auth,
+            headers,
+            Vec::new(),
+            Some(ChallengeError::InvalidToken),
+            "invalid or expired token",
+        ),
+        AuthenticationFailure::Login(LoginError::InvalidCredentials) => {
+            challenge(auth, headers, Vec::new(), None, "invalid credentials")
+        }
+        AuthenticationFailure::Login(other) => other.into(),
+        AuthenticationFailure::Store(error) => error.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::route::{PathParams, Route};
+
+    /// A valid request body for each route that takes one.
+    fn sample_body(route: Route) -> &'static str {
+        match route {
+            Route::CreateUser => r#"{"name":"x","password":"long enough"}"#,
+            Route::CreateNamespace => r#"{"name":"x"}"#,
+            Route::UpdateNamespace => r#"{"visibility":"public"}"#,
+            Route::SetMember => r#"{"role":"reader"}"#,
+            Route::CreateToken => r#"{"name":"x","scopes":["x:pull"]}"#,
+            _ => "",
+        }
+    }
+
+    /// The routes anonymous callers reach before any body is read are
+    /// exactly those the permission table opens to anyone.
+    #[test]
+    fn public_routes_are_the_anyone_rows() {
+        for route in Route::ALL {
+            let (method, template) = route.method_and_path();
+            let path = template.replace('{', "x").replace('}', "");
+            let (found, params): (Route, PathParams) = Route::find(&method, &path).unwrap();
+            assert_eq!(found, route);
+            let endpoint = Endpoint::parse(route, &params, sample_body(route).as_bytes())
+                .unwrap_or_else(|e| panic!("{route:?}: {e:?}"));
+            assert_eq!(
+                required(&endpoint) == Permission::Anyone,
+                route.is_public(),
+                "{route:?}"
+            );
+            assert_eq!(
+                route.takes_body(),
+                !sample_body(route).is_empty(),
+                "{route:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_token_needs_to_manage_each_namespace_it_reaches_once() {
+        let scopes = ["a:pull", "a/app:push", "b:*"].map(|s| TokenScope::parse(s).unwrap());
+        let needed: Vec<String> = needed_scopes(&Permission::GrantTokenScopes(scopes.to_vec()))
+            .iter()
+            .map(Scope::to_string)
+            .collect();
+        assert_eq!(
+            needed,
+            ["namespace:a:manage_members", "namespace:b:manage_members"]
+        );
+    }
+}

@@ -1,0 +1,419 @@
+//! The management API's authorization matrix: every endpoint, called by
+//! every kind of caller, on a public and a private namespace, through
+//! `app(state).oneshot(...)`. One row per endpoint: adding an endpoint is
+//! adding its row (a test fails while an operation of the OpenAPI document
+//! has none).
+//!
+//! Besides the status, every cell checks that a refusal is the JSON error
+//! shape with the code its status stands for, that a 401 carries a
+//! challenge, and that the status is one the OpenAPI document lists for the
+//! operation. Two more callers follow the challenge: the owner's and the
+//! administrator's registry tokens without any scope are answered 401
+//! naming the scope needed, a token for exactly that scope is fetched from
+//! `/auth/token`, and the retry must be answered as the same person's
+//! password is.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+
+use berth_auth::{Role, TokenScope};
+use support::{access_claim, basic, bearer, Answer, Harness, PASSWORD};
+
+/// Who calls. The registry tokens are the owner's: the policy would let
+/// their holder do everything the owner may, so whatever they are refused,
+/// their `access` claim refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Caller {
+    Anonymous,
+    Reader,
+    Writer,
+    Maintainer,
+    Owner,
+    Admin,
+    /// A user who is a member of neither namespace.
+    Stranger,
+    /// An access token with pull, push and delete on both namespaces.
+    Robot,
+    /// The owner's registry token for `repository:elsewhere/app:pull`.
+    TokenElsewhere,
+    /// The owner's registry token with `access: []`.
+    TokenEmpty,
+}
+
+const CALLERS: [Caller; 10] = [
+    Caller::Anonymous,
+    Caller::Reader,
+    Caller::Writer,
+    Caller::Maintainer,
+    Caller::Owner,
+    Caller::Admin,
+    Caller::Stranger,
+    Caller::Robot,
+    Caller::TokenElsewhere,
+    Caller::TokenEmpty,
+];
+
+/// State a row needs before each call, so that every cell sees the same.
+#[derive(Clone, Copy)]
+enum Setup {
+    None,
+    /// `bystander` is not a member of the namespace.
+    NoBystander,
+    /// `bystander` is a reader of the namespace.
+    Bystander,
+    /// The owner has an access token `victim-{cell}` for the namespace.
+    TokenToRevoke,
+}
+
+struct Row {
+    /// The operation (`operationId` in the OpenAPI document).
+    operation: &'static str,
+    method: &'static str,
+    /// `{ns}` is the namespace of the column, `{cell}` a number unique to
+    /// the cell (for names that must not collide).
+    path: &'static str,
+    body: &'static str,
+    setup: Setup,
+    /// Expected statuses, one per caller of [`CALLERS`], on `pub` and on `priv`.
+    public: [u16; 10],
+    private: [u16; 10],
+}
+
+/// Shorthands for the rows below.
+const ADMIN_ONLY: [u16; 10] = [401, 403, 403, 403, 403, 200, 403, 403, 403, 403];
+const OWNERS: [u16; 10] = [401, 403, 403, 403, 200, 200, 403, 403, 401, 401];
+
+fn with(statuses: [u16; 10], success: u16) -> [u16; 10] {
+    statuses.map(|status| if status == 200 { success } else { status })
+}
+
+#[rustfmt::skip]
+fn rows() -> Vec<Row> {
+    //      callers: anon reader writer maint owner admin stranger robot elsewhere empty
+    vec![
+        Row { operation: "openapi", method: "GET", path: "/api/v1/openapi.json", body: "", setup: Setup::None,
+              public: [200; 10], private: [200; 10] },
+        Row { operation: "list_users", method: "GET", path: "/api/v1/users", body: "", setup: Setup::None,
+              public: ADMIN_ONLY, private: ADMIN_ONLY },
+        Row { operation: "create_user", method: "POST", path: "/api/v1/users",
+              body: r#"{"name":"user-{cell}","password":"long enough password"}"#, setup: Setup::None,
+              public: with(ADMIN_ONLY, 201), private: with(ADMIN_ONLY, 201) },
+        Row { operation: "list_namespaces", method: "GET", path: "/api/v1/namespaces", body: "", setup: Setup::None,
+              public: [401, 200, 200, 200, 200, 200, 200, 200, 200, 200],
+              private: [401, 200, 200, 200, 200, 200, 200, 200, 200, 200] },
+        Row { operation: "create_namespace", method: "POST", path: "/api/v1/namespaces",
+              body: r#"{"name":"ns-{cell}","visibility":"{visibility}"}"#, setup: Setup::None,
+              public: with(ADMIN_ONLY, 201), private: with(ADMIN_ONLY, 201) },
+        Row { operation: "get_namespace", method: "GET", path: "/api/v1/namespaces/{ns}", body: "", setup: Setup::None,
+              public: [401, 200, 200, 200, 200, 200, 200, 200, 401, 401],
+              private: [401, 200, 200, 200, 200, 200, 403, 200, 401, 401] },
+        Row { operation: "update_namespace", method: "PATCH", path: "/api/v1/namespaces/{ns}",
+              body: r#"{"visibility":"{visibility}"}"#, setup: Setup::None,
+              public: OWNERS, private: OWNERS },
+        Row { operation: "list_members", method: "GET", path: "/api/v1/namespaces/{ns}/members", body: "", setup: Setup::None,
+              public: OWNERS, private: OWNERS },
+        Row { operation: "set_member", method: "PUT", path: "/api/v1/namespaces/{ns}/members/bystander",
+              body: r#"{"role":"reader"}"#, setup: Setup::NoBystander,
+              public: OWNERS, private: OWNERS },
+        Row { operation: "remove_member", method: "DELETE", path: "/api/v1/namespaces/{ns}/members/bystander",
+              body: "", setup: Setup::Bystander,
+              public: with(OWNERS, 204), private: with(OWNERS, 204) },
+        Row { operation: "list_tokens", method: "GET", path: "/api/v1/tokens", body: "", setup: Setup::None,
+              public: [401, 200, 200, 200, 200, 200, 200, 403, 401, 401],
+              private: [401, 200, 200, 200, 200, 200, 200, 403, 401, 401] },
+        Row { operation: "create_token", method: "POST", path: "/api/v1/tokens",
+              body: r#"{"name":"token-{cell}","scopes":["{ns}:pull"]}"#, setup: Setup::None,
+              public: with(OWNERS, 201), private: with(OWNERS, 201) },
+        Row { operation: "revoke_token", method: "DELETE", path: "/api/v1/tokens/victim-{cell}", body: "",
+              setup: Setup::TokenToRevoke,
+              public: with(OWNERS, 204), private: with(OWNERS, 204) },
+    ]
+}
+
+/// The error code each refusal status stands for.
+fn code_of(status: u16) -> &'static str {
+    match status {
+        400 => "invalid_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        409 => "conflict",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        429 => "too_many_requests",
+        503 => "unavailable",
+        _ => "internal",
+    }
+}
+
+struct Matrix {
+    h: Harness,
+    /// Authorization header values per caller.
+    credentials: HashMap<&'static str, String>,
+    /// Documented statuses per operation, from the OpenAPI document.
+    documented: HashMap<String, BTreeSet<u16>>,
+}
+
+impl Matrix {
+    async fn new() -> Matrix {
+        let h = Harness::new().await;
+        let mut credentials = HashMap::new();
+        for (caller, user) in [
+            ("reader", "reader"),
+            ("writer", "writer"),
+            ("maintainer", "maintainer"),
+            ("owner", "owner"),
+            ("admin", "root"),
+            ("stranger", "stranger"),
+        ] {
+            credentials.insert(caller, basic(user, PASSWORD));
+        }
+        credentials.insert("robot", basic("robot", &h.robot));
+        let elsewhere = h.token("owner", &["repository:elsewhere/app:pull"]).await;
+        let empty = h.token("owner", &[]).await;
+        assert_eq!(access_claim(&empty), serde_json::json!([]));
+        credentials.insert("elsewhere", bearer(&elsewhere));
+        credentials.insert("empty", bearer(&empty));
+        credentials.insert("admin-empty", bearer(&h.token("root", &[]).await));
+
+        let document = h.call("GET", "/api/v1/openapi.json", None, "").await.json();
+        let mut documented = HashMap::new();
+        for (_, item) in document["paths"].as_object().unwrap() {
+            for (_, operation) in item.as_object().unwrap() {
+                let statuses = operation["responses"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .map(|status| status.parse().unwrap())
+                    .collect();
+                documented.insert(
+                    operation["operationId"].as_str().unwrap().to_string(),
+                    statuses,
+                );
+            }
+        }
+        Matrix {
+            h,
+            credentials,
+            documented,
+        }
+    }
+
+    fn authorization(&self, caller: Caller) -> Option<&str> {
+        let key = match caller {
+            Caller::Anonymous => return None,
+            Caller::Reader => "reader",
+            Caller::Writer => "writer",
+            Caller::Maintainer => "maintainer",
+            Caller::Owner => "owner",
+            Caller::Admin => "admin",
+            Caller::Stranger => "stranger",
+            Caller::Robot => "robot",
+            Caller::TokenElsewhere => "elsewhere",
+            Caller::TokenEmpty => "empty",
+        };
+        Some(&self.credentials[key])
+    }
+
+    async fn setup(&self, setup: Setup, namespace: &str, cell: usize) {
+        let store = self.h.store();
+        let change = berth_auth::change_at(
+            &berth_auth::Actor::system("test"),
+            time::OffsetDateTime::now_utc(),
+        );
+        match setup {
+            Setup::None => {}
+            Setup::NoBystander => {
+                let _ = store.remove_member(&change, namespace, "bystander").await;
+            }
+            Setup::Bystander => {
+                store
+                    .set_member(&change, namespace, "bystander", Role::Reader)
+                    .await
+                    .unwrap();
+            }
+            Setup::TokenToRevoke => {
+                berth_auth::admin::create_access_token(
+                    store.as_ref(),
+                    &format!("victim-{cell}"),
+                    vec![TokenScope::parse(&format!("{namespace}:pull")).unwrap()],
+                    berth_auth::Expiry::Never,
+                    Some("owner"),
+                    &change,
+                )
+                .await
+                .unwrap();
+            }
+        }
+    }
+
+    async fn call(
+        &self,
+        row: &Row,
+        namespace: &str,
+        cell: usize,
+        authorization: Option<&str>,
+    ) -> Answer {
+        let visibility = if namespace == "pub" {
+            "public"
+        } else {
+            "private"
+        };
+        let fill = |text: &str| {
+            text.replace("{ns}", namespace)
+                .replace("{cell}", &cell.to_string())
+                .replace("{visibility}", visibility)
+        };
+        self.h
+            .call(row.method, &fill(row.path), authorization, &fill(row.body))
+            .await
+    }
+
+    /// Checks what every answer must be, beyond its status.
+    fn check_shape(&self, row: &Row, answer: &Answer, context: &str) {
+        let documented = &self.documented[row.operation];
+        assert!(
+            documented.contains(&answer.status),
+            "{context}: {} is not documented for {} ({documented:?})",
+            answer.status,
+            row.operation
+        );
+        if answer.status >= 400 {
+            answer.assert_error(code_of(answer.status), context);
+        }
+        if answer.status == 401 {
+            assert!(
+                answer
+                    .header("www-authenticate")
+                    .starts_with("Bearer realm="),
+                "{context}: a challenge"
+            );
+        }
+    }
+
+    /// Calls with `empty` (a token of the same person with no access), and
+    /// when refused for want of a scope, fetches a token for the scope the
+    /// answer names and calls again.
+    async fn follow_challenge(
+        &self,
+        row: &Row,
+        namespace: &str,
+        cell: usize,
+        user: &str,
+        empty: &str,
+    ) -> Answer {
+        let first = self.call(row, namespace, cell, Some(empty)).await;
+        if first.status != 401 {
+            return first;
+        }
+        let scope = first.json()["detail"]["scope"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: a 401 names the scope: {}", row.operation, first.text()))
+            .to_string();
+        assert!(
+            first
+                .header("www-authenticate")
+                .contains("error=\"insufficient_scope\""),
+            "{}",
+            row.operation
+        );
+        let scopes: Vec<&str> = scope.split(' ').collect();
+        let token = self.h.token(user, &scopes).await;
+        let granted: Vec<String> = access_claim(&token)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| {
+                format!(
+                    "{}:{}:{}",
+                    entry["type"].as_str().unwrap(),
+                    entry["name"].as_str().unwrap(),
+                    entry["actions"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|a| a.as_str().unwrap())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )
+            })
+            .collect();
+        assert_eq!(
+            granted, scopes,
+            "{}: the token endpoint grants it",
+            row.operation
+        );
+        self.call(row, namespace, cell, Some(&bearer(&token))).await
+    }
+}
+
+/// Runs every row on `namespace`; `first_cell` keeps cell numbers apart
+/// from the other namespace's, which runs at the same time.
+async fn run_rows(matrix: &Matrix, rows: &[Row], namespace: &str, first_cell: usize) {
+    let mut cell = first_cell;
+    for row in rows {
+        let expected = if namespace == "pub" {
+            row.public
+        } else {
+            row.private
+        };
+        for (caller, expected) in CALLERS.into_iter().zip(expected) {
+            cell += 1;
+            let context = format!(
+                "{} {} on {namespace} by {caller:?}",
+                row.method, row.operation
+            );
+            matrix.setup(row.setup, namespace, cell).await;
+            let answer = matrix
+                .call(row, namespace, cell, matrix.authorization(caller))
+                .await;
+            assert_eq!(answer.status, expected, "{context}: {}", answer.text());
+            matrix.check_shape(row, &answer, &context);
+        }
+        // The same people through registry tokens carrying exactly the
+        // scope each challenge names.
+        for (caller, user, empty) in [
+            (Caller::Owner, "owner", "empty"),
+            (Caller::Admin, "root", "admin-empty"),
+        ] {
+            cell += 1;
+            let context = format!(
+                "{} {} on {namespace} by {caller:?}'s scoped token",
+                row.method, row.operation
+            );
+            let expected = expected[CALLERS.iter().position(|c| *c == caller).unwrap()];
+            matrix.setup(row.setup, namespace, cell).await;
+            let answer = matrix
+                .follow_challenge(row, namespace, cell, user, &matrix.credentials[empty])
+                .await;
+            assert_eq!(answer.status, expected, "{context}: {}", answer.text());
+            matrix.check_shape(row, &answer, &context);
+        }
+    }
+}
+
+// Two worker threads: logins hash passwords, and the two namespaces' runs
+// share nothing but the read-only fixtures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_by_every_caller_on_public_and_private_namespaces() {
+    let matrix = std::sync::Arc::new(Matrix::new().await);
+    let runs: Vec<_> = [("pub", 0), ("priv", 10_000)]
+        .into_iter()
+        .map(|(namespace, first_cell)| {
+            let matrix = std::sync::Arc::clone(&matrix);
+            tokio::spawn(async move { run_rows(&matrix, &rows(), namespace, first_cell).await })
+        })
+        .collect();
+    for run in runs {
+        run.await.unwrap();
+    }
+    let rows = rows();
+    let operations: BTreeSet<&str> = rows.iter().map(|row| row.operation).collect();
+    let documented: BTreeSet<&str> = matrix.documented.keys().map(String::as_str).collect();
+    assert_eq!(
+        operations, documented,
+        "every documented operation has a row"
+    );
+}

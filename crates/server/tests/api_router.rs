@@ -1,0 +1,591 @@
+//! The management API through `app(state).oneshot(...)`: what registry
+//! tokens may do there (issue 11), robots, the last owner, listings, bad
+//! input, throttling, a server without access control, and the OpenAPI
+//! document against the routing table. The authorization matrix is
+//! `api_matrix.rs`.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use axum::body::Body;
+use axum::http::Request;
+use berth_auth::{Expiry, Role, TokenScope, Visibility};
+use berth_server::api::route::Route;
+use support::{access_claim, basic, bearer, Harness, PASSWORD};
+
+fn names(listing: &serde_json::Value, key: &str, field: &str) -> Vec<String> {
+    listing[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} in {listing}"))
+        .iter()
+        .map(|item| item[field].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Issue 11 (High): a registry token issued for `repository:…:pull`, or
+/// with `access: []`, could create a never-expiring push and delete robot,
+/// make someone an owner and publish a namespace through `/api/v1`,
+/// because the API authenticated the bearer and ignored its claim. Each
+/// attempt must be refused (401, naming the scope a token would need) and
+/// change nothing; a token for exactly that scope may.
+#[tokio::test]
+async fn registry_tokens_grant_on_the_api_only_what_their_claim_names() {
+    let h = Harness::new().await;
+    let pull_only = h.token("owner", &["repository:priv/secret:pull"]).await;
+    let nothing = h.token("owner", &[]).await;
+    assert_eq!(
+        access_claim(&pull_only),
+        serde_json::json!([{"type": "repository", "name": "priv/secret", "actions": ["pull"]}])
+    );
+    for token in [&pull_only, &nothing] {
+        let auth = bearer(token);
+        let robot = h
+            .call(
+                "POST",
+                "/api/v1/tokens",
+                Some(&auth),
+                r#"{"name":"forever","scopes":["priv:pull,push,delete"]}"#,
+            )
+            .await;
+        robot.assert_error("unauthorized", "create a robot");
+        assert_eq!(
+            robot.json()["detail"]["scope"],
+            "namespace:priv:manage_members"
+        );
+        assert!(robot
+            .header("www-authenticate")
+            .contains(r#"scope="namespace:priv:manage_members",error="insufficient_scope""#));
+        assert!(h
+            .store()
+            .get_access_token("forever")
+            .await
+            .unwrap()
+            .is_none());
+
+        let owner = h
+            .call(
+                "PUT",
+                "/api/v1/namespaces/priv/members/stranger",
+                Some(&auth),
+                r#"{"role":"owner"}"#,
+            )
+            .await;
+        owner.assert_error("unauthorized", "make an owner");
+        assert_eq!(
+            h.store().member_role("priv", "stranger").await.unwrap(),
+            None
+        );
+
+        let public = h
+            .call(
+                "PATCH",
+                "/api/v1/namespaces/priv",
+                Some(&auth),
+                r#"{"visibility":"public"}"#,
+            )
+            .await;
+        public.assert_error("unauthorized", "publish");
+        assert_eq!(
+            public.json()["detail"]["scope"],
+            "namespace:priv:manage_settings"
+        );
+        let namespace = h.store().get_namespace("priv").await.unwrap().unwrap();
+        assert_eq!(namespace.visibility, Visibility::Private);
+    }
+
+    // A token for the management scopes does what its claim names, and
+    // nothing else.
+    let settings = h.token("owner", &["namespace:priv:manage_settings"]).await;
+    let settings = bearer(&settings);
+    let published = h
+        .call(
+            "PATCH",
+            "/api/v1/namespaces/priv",
+            Some(&settings),
+            r#"{"visibility":"public"}"#,
+        )
+        .await;
+    assert_eq!(published.status, 200, "{}", published.text());
+    assert_eq!(published.json()["visibility"], "public");
+    let member = h
+        .call(
+            "PUT",
+            "/api/v1/namespaces/priv/members/stranger",
+            Some(&settings),
+            r#"{"role":"reader"}"#,
+        )
+        .await;
+    member.assert_error("unauthorized", "settings do not manage members");
+
+    // The token endpoint grants management scopes only to those the policy
+    // allows: a reader asking for them gets a token without them.
+    let asked = [
+        "namespace:priv:pull,manage_members,manage_settings",
+        "namespace:brand-new:create",
+        "registry:users:*",
+        "registry:tokens:*",
+    ];
+    assert_eq!(
+        access_claim(&h.token("reader", &asked).await),
+        serde_json::json!([
+            {"type": "namespace", "name": "priv", "actions": ["pull"]},
+            {"type": "registry", "name": "tokens", "actions": ["*"]},
+        ])
+    );
+    assert_eq!(
+        access_claim(&h.token("root", &asked).await),
+        serde_json::json!([
+            {"type": "namespace", "name": "priv", "actions": ["pull", "manage_members", "manage_settings"]},
+            {"type": "namespace", "name": "brand-new", "actions": ["create"]},
+            {"type": "registry", "name": "users", "actions": ["*"]},
+            {"type": "registry", "name": "tokens", "actions": ["*"]},
+        ])
+    );
+}
+
+/// Robots use the API within their scopes: they list what they may pull,
+/// and never create tokens or change members or settings, whatever their
+/// scopes, by Basic or by a registry token.
+#[tokio::test]
+async fn robots_list_what_they_may_pull_and_manage_nothing() {
+    let h = Harness::new().await;
+    let secret = berth_auth::admin::create_access_token(
+        h.store().as_ref(),
+        "puller",
+        vec![TokenScope::parse("priv/app:pull").unwrap()],
+        Expiry::Never,
+        Some("owner"),
+        &berth_auth::change_at(
+            &berth_auth::Actor::system("test"),
+            time::OffsetDateTime::now_utc(),
+        ),
+    )
+    .await
+    .unwrap();
+    let puller = basic("puller", secret.expose());
+    let listed = h.call("GET", "/api/v1/namespaces", Some(&puller), "").await;
+    assert_eq!(listed.status, 200);
+    assert_eq!(names(&listed.json(), "namespaces", "name"), ["priv", "pub"]);
+    assert_eq!(
+        listed.json()["namespaces"][0]["role"],
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        h.call("GET", "/api/v1/namespaces/priv", Some(&puller), "")
+            .await
+            .status,
+        200
+    );
+
+    let robot = basic("robot", &h.robot);
+    for (method, path, body) in [
+        (
+            "POST",
+            "/api/v1/tokens",
+            r#"{"name":"child","scopes":["priv:pull"]}"#,
+        ),
+        ("GET", "/api/v1/tokens", ""),
+        (
+            "PUT",
+            "/api/v1/namespaces/priv/members/stranger",
+            r#"{"role":"reader"}"#,
+        ),
+        ("GET", "/api/v1/namespaces/priv/members", ""),
+        (
+            "PATCH",
+            "/api/v1/namespaces/priv",
+            r#"{"visibility":"public"}"#,
+        ),
+        ("POST", "/api/v1/namespaces", r#"{"name":"robot-made"}"#),
+    ] {
+        let answer = h.call(method, path, Some(&robot), body).await;
+        answer.assert_error("forbidden", &format!("robot {method} {path}"));
+    }
+    assert!(h.store().get_access_token("child").await.unwrap().is_none());
+
+    // Through the token endpoint a robot is granted no management scope.
+    let answer = h
+        .call(
+            "GET",
+            "/auth/token?service=berth&scope=namespace:priv:pull,manage_members&scope=registry:tokens:*",
+            Some(&robot),
+            "",
+        )
+        .await;
+    assert_eq!(
+        access_claim(answer.json()["token"].as_str().unwrap()),
+        serde_json::json!([{"type": "namespace", "name": "priv", "actions": ["pull"]}])
+    );
+}
+
+/// Issue 11 (Low): the last owner of a namespace cannot demote or remove
+/// themselves; with another owner they can.
+#[tokio::test]
+async fn a_namespace_keeps_its_last_owner() {
+    let h = Harness::new().await;
+    let owner = basic("owner", PASSWORD);
+    let demote = h
+        .call(
+            "PUT",
+            "/api/v1/namespaces/priv/members/owner",
+            Some(&owner),
+            r#"{"role":"maintainer"}"#,
+        )
+        .await;
+    demote.assert_error("conflict", "demote the last owner");
+    assert!(demote.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("last owner"));
+    h.call(
+        "DELETE",
+        "/api/v1/namespaces/priv/members/owner",
+        Some(&owner),
+        "",
+    )
+    .await
+    .assert_error("conflict", "remove the last owner");
+    let root = basic("root", PASSWORD);
+    h.call(
+        "DELETE",
+        "/api/v1/namespaces/priv/members/owner",
+        Some(&root),
+        "",
+    )
+    .await
+    .assert_error("conflict", "administrators keep the rule too");
+    assert_eq!(
+        h.store().member_role("priv", "owner").await.unwrap(),
+        Some(Role::Owner)
+    );
+
+    let promoted = h
+        .call(
+            "PUT",
+            "/api/v1/namespaces/priv/members/bystander",
+            Some(&owner),
+            r#"{"role":"owner"}"#,
+        )
+        .await;
+    assert_eq!(promoted.status, 200);
+    let stepped_down = h
+        .call(
+            "PUT",
+            "/api/v1/namespaces/priv/members/owner",
+            Some(&owner),
+            r#"{"role":"reader"}"#,
+        )
+        .await;
+    assert_eq!(stepped_down.status, 200, "{}", stepped_down.text());
+    h.call("GET", "/api/v1/namespaces/priv/members", Some(&owner), "")
+        .await
+        .assert_error("forbidden", "a reader now");
+}
+
+#[tokio::test]
+async fn listings_show_what_the_caller_may_see() {
+    let h = Harness::new().await;
+    let listed = |auth: String| {
+        let h = &h;
+        async move {
+            let answer = h.call("GET", "/api/v1/namespaces", Some(&auth), "").await;
+            assert_eq!(answer.status, 200, "{}", answer.text());
+            names(&answer.json(), "namespaces", "name")
+        }
+    };
+    assert_eq!(
+        listed(basic("stranger", PASSWORD)).await,
+        ["pub", "stranger"]
+    );
+    assert_eq!(
+        listed(basic("reader", PASSWORD)).await,
+        ["priv", "pub", "reader"]
+    );
+    // Administrators see every namespace, the users' personal ones too.
+    assert_eq!(
+        listed(basic("root", PASSWORD)).await,
+        [
+            "bystander",
+            "maintainer",
+            "owner",
+            "priv",
+            "pub",
+            "reader",
+            "root",
+            "stranger",
+            "writer"
+        ]
+    );
+    let pull_pub = h.token("reader", &["namespace:pub:pull"]).await;
+    assert_eq!(listed(bearer(&pull_pub)).await, ["pub"]);
+    let repository = h.token("reader", &["repository:priv/app:pull"]).await;
+    assert_eq!(listed(bearer(&repository)).await, ["priv"]);
+    assert!(listed(bearer(&h.token("reader", &[]).await))
+        .await
+        .is_empty());
+
+    let reader = basic("reader", PASSWORD);
+    let role = h
+        .call("GET", "/api/v1/namespaces/priv", Some(&reader), "")
+        .await;
+    assert_eq!(role.json()["role"], "reader");
+    assert_eq!(role.json()["visibility"], "private");
+
+    // Tokens: people see their own, administrators all.
+    let owner = basic("owner", PASSWORD);
+    let created = h
+        .call(
+            "POST",
+            "/api/v1/tokens",
+            Some(&owner),
+            r#"{"name":"ci","scopes":["priv:pull,push"],"expires":"30d"}"#,
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let body = created.json();
+    assert!(body["token"].as_str().unwrap().starts_with("berth_at_"));
+    assert_eq!(body["scopes"], serde_json::json!(["priv:pull,push"]));
+    assert!(body["expires_at"].is_string());
+    let tokens = |auth: String| {
+        let h = &h;
+        async move {
+            let answer = h.call("GET", "/api/v1/tokens", Some(&auth), "").await;
+            assert_eq!(answer.status, 200, "{}", answer.text());
+            names(&answer.json(), "tokens", "name")
+        }
+    };
+    assert_eq!(tokens(owner.clone()).await, ["ci"]);
+    assert!(tokens(reader.clone()).await.is_empty());
+    assert_eq!(tokens(basic("root", PASSWORD)).await, ["ci", "robot"]);
+    let revoke = h
+        .call("DELETE", "/api/v1/tokens/ci", Some(&reader), "")
+        .await;
+    revoke.assert_error("forbidden", "not the reader's token");
+    let missing = h
+        .call(
+            "DELETE",
+            "/api/v1/tokens/nope",
+            Some(&basic("root", PASSWORD)),
+            "",
+        )
+        .await;
+    missing.assert_error("not_found", "administrators learn it does not exist");
+    assert_eq!(
+        h.call("DELETE", "/api/v1/tokens/ci", Some(&owner), "")
+            .await
+            .status,
+        204
+    );
+    let listed = h.call("GET", "/api/v1/tokens", Some(&owner), "").await;
+    assert!(listed.json()["tokens"][0]["revoked_at"].is_string());
+}
+
+/// Everything wrong with a request's form is a 4xx in the error shape that
+/// says what was wrong; nothing is a 500.
+#[tokio::test]
+async fn bad_requests_say_what_was_wrong() {
+    let h = Harness::new().await;
+    let root = basic("root", PASSWORD);
+    let owner = basic("owner", PASSWORD);
+    // (method, path, authorization, body, status, code, part of the message)
+    #[rustfmt::skip]
+    let table: &[(&str, &str, &str, &str, u16, &str, &str)] = &[
+        ("POST", "/api/v1/users", &root, r#"{"name":"x1","password":"long enough","extra":1}"#, 400, "invalid_request", "unknown field `extra`"),
+        ("POST", "/api/v1/users", &root, r#"{"name":"x1","password":"long"#, 400, "invalid_request", "malformed JSON"),
+        ("POST", "/api/v1/users", &root, r#"{"name":"x1","password":"long enough"} []"#, 400, "invalid_request", "malformed JSON"),
+        ("POST", "/api/v1/users", &root, r#"{"name":"x1","password":"short"}"#, 400, "invalid_request", "password refused"),
+        ("POST", "/api/v1/users", &root, r#"{"name":"Not Valid","password":"long enough"}"#, 400, "invalid_request", "name: \"Not Valid\" is not a valid name"),
+        ("POST", "/api/v1/users", &root, r#"{"name":"owner","password":"long enough"}"#, 409, "conflict", "already exists"),
+        ("POST", "/api/v1/namespaces", &root, r#"{"name":"pub"}"#, 409, "conflict", "already exists"),
+        ("PATCH", "/api/v1/namespaces/Bad_Name", &owner, r#"{"visibility":"public"}"#, 400, "invalid_request", "path parameter namespace"),
+        ("PATCH", "/api/v1/namespaces/priv", &owner, r#"{"visibility":"hidden"}"#, 400, "invalid_request", "visibility: unknown variant `hidden`"),
+        ("PUT", "/api/v1/namespaces/priv/members/stranger", &owner, r#"{"role":"admin"}"#, 400, "invalid_request", "role: unknown variant `admin`"),
+        ("PUT", "/api/v1/namespaces/priv/members/nobody", &owner, r#"{"role":"reader"}"#, 404, "not_found", "not found"),
+        ("PUT", "/api/v1/namespaces/priv/members/stranger", &owner, "", 415, "unsupported_media_type", "application/json"),
+        ("POST", "/api/v1/tokens", &owner, r#"{"name":"t1","scopes":["priv:admin"]}"#, 400, "invalid_request", "scopes[0]: invalid token scope"),
+        ("POST", "/api/v1/tokens", &owner, r#"{"name":"t1","scopes":["priv:pull"],"expires":"1000000w"}"#, 400, "invalid_request", "expires: invalid expiry"),
+        ("POST", "/api/v1/tokens", &owner, r#"{"name":"robot","scopes":["priv:pull"]}"#, 409, "conflict", "already exists"),
+        ("GET", "/api/v1/nothing/here", &owner, "", 404, "not_found", "no such API path"),
+        ("GET", "/api/v1", &owner, "", 404, "not_found", "no such API path"),
+        ("GET", "/api/v1/namespaces/nope", &root, "", 404, "not_found", "no namespace nope"),
+        ("GET", "/api/v1/namespaces/nope", &owner, "", 403, "forbidden", "denied"),
+        ("DELETE", "/api/v1/users", &root, "", 405, "method_not_allowed", "GET, POST"),
+        ("GET", "/api/v1/users", "Weird credentials", "", 401, "unauthorized", "malformed Authorization"),
+        ("GET", "/api/v1/users", "Bearer not.a.token", "", 401, "unauthorized", "invalid or expired token"),
+    ];
+    for (method, path, authorization, body, status, code, message) in table {
+        let context = format!("{method} {path} {body}");
+        let answer = h.call(method, path, Some(authorization), body).await;
+        assert_eq!(answer.status, *status, "{context}: {}", answer.text());
+        answer.assert_error(code, &context);
+        let text = answer.json()["message"].as_str().unwrap().to_string();
+        assert!(text.contains(message), "{context}: {text}");
+        assert!(!text.contains("long enough"), "{context}: no secret echoed");
+    }
+    let not_allowed = h.call("DELETE", "/api/v1/users", Some(&root), "").await;
+    assert_eq!(not_allowed.header("allow"), "GET, POST");
+    let bad_token = h
+        .call("GET", "/api/v1/users", Some("Bearer not.a.token"), "")
+        .await;
+    assert!(bad_token
+        .header("www-authenticate")
+        .contains(r#"error="invalid_token""#));
+    let malformed = h
+        .call("POST", "/api/v1/users", Some(&root), r#"{"name":"x1","#)
+        .await;
+    assert_eq!(
+        malformed.json()["detail"],
+        serde_json::json!({"line": 1, "column": 13})
+    );
+
+    // A body of another media type, and bodies over the limit, declared or not.
+    let request = |content_type: &str, length: Option<usize>, body: Body| {
+        let mut builder = Request::builder()
+            .method("POST")
+            .uri("/api/v1/namespaces")
+            .header("authorization", &root)
+            .header("content-type", content_type);
+        if let Some(length) = length {
+            builder = builder.header("content-length", length);
+        }
+        builder.body(body).unwrap()
+    };
+    let form = h
+        .send(request("text/plain", None, Body::from(r#"{"name":"x2"}"#)))
+        .await;
+    form.assert_error("unsupported_media_type", "text/plain");
+    let big = format!(r#"{{"name":"x2","pad":"{}"}}"#, "x".repeat(70 * 1024));
+    let declared = h
+        .send(request(
+            "application/json",
+            Some(big.len()),
+            Body::from(big.clone()),
+        ))
+        .await;
+    declared.assert_error("payload_too_large", "declared length");
+    let chunks = futures::stream::iter(
+        big.into_bytes()
+            .chunks(8 * 1024)
+            .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    );
+    let streamed = h
+        .send(request(
+            "application/json; charset=utf-8",
+            None,
+            Body::from_stream(chunks),
+        ))
+        .await;
+    streamed.assert_error("payload_too_large", "streamed");
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_with_retry_after() {
+    let h = Harness::new().await;
+    let wrong = basic("reader", "wrong password");
+    for attempt in 0..6 {
+        let answer = h.call("GET", "/api/v1/namespaces", Some(&wrong), "").await;
+        answer.assert_error("unauthorized", &format!("attempt {attempt}"));
+    }
+    let throttled = h
+        .call(
+            "GET",
+            "/api/v1/namespaces",
+            Some(&basic("reader", PASSWORD)),
+            "",
+        )
+        .await;
+    throttled.assert_error("too_many_requests", "locked");
+    let seconds: u64 = throttled.header("retry-after").parse().unwrap();
+    assert!(seconds >= 1);
+    assert_eq!(throttled.json()["detail"]["retry_after_seconds"], seconds);
+}
+
+#[tokio::test]
+async fn without_access_control_the_api_is_absent_but_documented() {
+    let open = Harness::new().await.without_access_control();
+    let users = open.call("GET", "/api/v1/users", None, "").await;
+    users.assert_error("not_found", "no access control");
+    assert!(users.json()["message"].as_str().unwrap().contains("--auth"));
+    let document = open.call("GET", "/api/v1/openapi.json", None, "").await;
+    assert_eq!(document.status, 200);
+    assert_eq!(document.json()["openapi"], "3.1.0");
+}
+
+/// The document lists exactly the routed operations, with their
+/// parameters, bodies, security, and the shared error answers.
+#[tokio::test]
+async fn the_openapi_document_covers_every_route() {
+    let h = Harness::new().await;
+    let answer = h.call("GET", "/api/v1/openapi.json", None, "").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("content-type"), "application/json");
+    let document = answer.json();
+    assert_eq!(document["openapi"], "3.1.0");
+    let mut documented = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            documented.insert((method.to_uppercase(), path.clone()));
+            let id = operation["operationId"].as_str().unwrap();
+            let route = Route::ALL
+                .into_iter()
+                .find(|route| route.name() == id)
+                .unwrap_or_else(|| panic!("{id} is documented but not routed"));
+            assert_eq!(
+                route.method_and_path(),
+                (method.to_uppercase().parse().unwrap(), path.as_str()),
+                "{id}"
+            );
+            // Every `{param}` of the path is a documented path parameter.
+            let params: BTreeSet<String> = operation["parameters"]
+                .as_array()
+                .map(|params| {
+                    params
+                        .iter()
+                        .filter(|p| p["in"] == "path" && p["required"] == true)
+                        .map(|p| p["name"].as_str().unwrap().to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let in_path: BTreeSet<String> = path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                .map(str::to_string)
+                .collect();
+            assert_eq!(params, in_path, "{id}");
+            assert_eq!(
+                operation["requestBody"]["required"] == true,
+                route.takes_body(),
+                "{id}"
+            );
+            let responses = operation["responses"].as_object().unwrap();
+            assert!(responses.keys().any(|s| s.starts_with('2')), "{id}");
+            for (status, response) in responses {
+                if !status.starts_with('2') {
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{id} {status}"
+                    );
+                }
+            }
+            assert_eq!(
+                operation["security"].is_array(),
+                !route.is_public(),
+                "{id}: security"
+            );
+        }
+    }
+    let routed: BTreeSet<(String, String)> = Route::ALL
+        .into_iter()
+        .map(|route| {
+            let (method, path) = route.method_and_path();
+            (method.to_string(), path.to_string())
+        })
+        .collect();
+    assert_eq!(documented, routed);
+    let schemes = &document["components"]["securitySchemes"];
+    assert_eq!(schemes["basic"]["scheme"], "basic");
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+}

@@ -1,0 +1,259 @@
+//! A registry with access control for the management API's router tests,
+//! called through `app(state).oneshot(...)`, without sockets.
+//!
+//! The cast: `root` (administrator); `reader`, `writer`, `maintainer` and
+//! `owner`, members with those roles of `pub` (public) and `priv`
+//! (private); `stranger`, a user in neither; `bystander`, the user whose
+//! membership the tests change; and `robot`, an access token with every
+//! registry action on both namespaces.
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use berth_auth::{
+    admin, AuthStore, Expiry, LoginThrottle, MetaAuthStore, PolicyConfig, Role, Secret,
+    ThrottleConfig, TokenAuthority, TokenScope, Visibility,
+};
+use berth_meta::sqlite::SqliteMetaStore;
+use berth_registry::{Registry, RegistryConfig};
+use berth_server::{app, AppState, AuthState};
+use berth_storage::fs::FsBlobStore;
+use http_body_util::BodyExt;
+use time::OffsetDateTime;
+use tower::ServiceExt;
+
+pub const PASSWORD: &str = "router-password";
+pub const HOST: &str = "registry.test";
+pub const MEMBERS: [(&str, Role); 4] = [
+    ("reader", Role::Reader),
+    ("writer", Role::Writer),
+    ("maintainer", Role::Maintainer),
+    ("owner", Role::Owner),
+];
+
+pub struct Harness {
+    _dir: tempfile::TempDir,
+    pub state: AppState,
+    /// The robot's secret.
+    pub robot: String,
+}
+
+/// An answer, with its body read.
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Checks that the answer is a management API error of `code`: the
+    /// JSON shape `{"code","message","detail"}` and nothing else.
+    pub fn assert_error(&self, code: &str, context: &str) {
+        let body = self.json();
+        let object = body.as_object().unwrap_or_else(|| {
+            panic!(
+                "{context}: error body is not a JSON object: {}",
+                self.text()
+            )
+        });
+        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["code", "detail", "message"],
+            "{context}: {}",
+            self.text()
+        );
+        assert_eq!(body["code"], code, "{context}: {}", self.text());
+        assert!(
+            !body["message"].as_str().unwrap_or_default().is_empty(),
+            "{context}: a message"
+        );
+        assert!(
+            body["detail"].is_null() || body["detail"].is_object(),
+            "{context}: detail is null or an object"
+        );
+        assert_eq!(self.header("content-type"), "application/json", "{context}");
+    }
+}
+
+pub fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
+}
+
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// The access-token scopes of the JWT `token` (its `access` claim).
+pub fn access_claim(token: &str) -> serde_json::Value {
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["access"].clone()
+}
+
+impl Harness {
+    pub async fn new() -> Harness {
+        Harness::with_policy(PolicyConfig::default()).await
+    }
+
+    pub async fn with_policy(policy: PolicyConfig) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = FsBlobStore::open(dir.path().join("data")).unwrap();
+        let meta = SqliteMetaStore::open(&dir.path().join("berth.db"))
+            .await
+            .unwrap();
+        // The registry and access control share one database, as in the binary.
+        let meta = Arc::new(meta);
+        let registry = Registry::new(Arc::new(blobs), meta.clone(), RegistryConfig::default());
+        let store = Arc::new(MetaAuthStore::new(meta));
+        let now = OffsetDateTime::now_utc();
+        let change = berth_auth::change_at(&berth_auth::Actor::system("test"), now);
+        let password = Secret::new(PASSWORD);
+        admin::create_user(store.as_ref(), "root", &password, true, &change)
+            .await
+            .unwrap();
+        for (user, _) in MEMBERS {
+            admin::create_user(store.as_ref(), user, &password, false, &change)
+                .await
+                .unwrap();
+        }
+        for user in ["stranger", "bystander"] {
+            admin::create_user(store.as_ref(), user, &password, false, &change)
+                .await
+                .unwrap();
+        }
+        for (namespace, visibility) in [("pub", Visibility::Public), ("priv", Visibility::Private)]
+        {
+            admin::create_namespace(store.as_ref(), namespace, visibility, None, &change)
+                .await
+                .unwrap();
+            for (user, role) in MEMBERS {
+                store
+                    .set_member(&change, namespace, user, role)
+                    .await
+                    .unwrap();
+            }
+        }
+        let robot = admin::create_access_token(
+            store.as_ref(),
+            "robot",
+            vec![
+                TokenScope::parse("pub:*").unwrap(),
+                TokenScope::parse("priv:*").unwrap(),
+            ],
+            Expiry::Never,
+            None,
+            &change,
+        )
+        .await
+        .unwrap();
+        let (keys, _) = berth_auth::keys::load_or_create(store.as_ref(), now, || Ok(None))
+            .await
+            .unwrap();
+        let auth = AuthState {
+            store,
+            authority: TokenAuthority::new(keys, "berth", "berth"),
+            throttle: Mutex::new(LoginThrottle::new(ThrottleConfig::default())),
+            policy,
+            realm: None,
+            tls: false,
+        };
+        Harness {
+            _dir: dir,
+            state: AppState::new(registry).with_auth(auth),
+            robot: robot.expose().to_string(),
+        }
+    }
+
+    /// The same registry served without access control.
+    pub fn without_access_control(mut self) -> Harness {
+        self.state.auth = None;
+        self
+    }
+
+    pub fn store(&self) -> &Arc<dyn AuthStore> {
+        &self
+            .state
+            .auth
+            .as_ref()
+            .expect("access control is on")
+            .store
+    }
+
+    /// Sends a request; `body` is sent as JSON when it is not empty.
+    pub async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        authorization: Option<&str>,
+        body: &str,
+    ) -> Answer {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", HOST);
+        if let Some(authorization) = authorization {
+            builder = builder.header("authorization", authorization);
+        }
+        if !body.is_empty() {
+            builder = builder.header("content-type", "application/json");
+        }
+        self.send(builder.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Answer {
+        let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        Answer {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: body.collect().await.unwrap().to_bytes().to_vec(),
+        }
+    }
+
+    /// A registry token for `user` (Basic login) with `scopes`.
+    pub async fn token(&self, user: &str, scopes: &[&str]) -> String {
+        let mut query = "service=berth".to_string();
+        for scope in scopes {
+            query.push_str("&scope=");
+            query.push_str(&scope.replace(' ', "%20"));
+        }
+        let answer = self
+            .call(
+                "GET",
+                &format!("/auth/token?{query}"),
+                Some(&basic(user, PASSWORD)),
+                "",
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        answer.json()["token"].as_str().unwrap().to_string()
+    }
+}
