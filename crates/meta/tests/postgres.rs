@@ -479,3 +479,44 @@ async fn a_reader_never_skips_an_earlier_event_that_commits_late() {
     doomed.close().await.ok();
     store.close().await;
 }
+
+/// A database written by the released schema (migrations 0001–0006) opens
+/// with this code and loses nothing; see `berth_meta::suite::upgrade`.
+#[tokio::test]
+async fn a_database_of_the_released_schema_upgrades_without_loss() {
+    use berth_meta::sql::EmbeddedMigrations;
+    use berth_meta::suite::upgrade::{old_rows, old_rows_survive, RELEASED_SCHEMA};
+    use sqlx::migrate::Migrator;
+
+    let test = "a_database_of_the_released_schema_upgrades_without_loss";
+    let Some(database) = fresh_database(test).await else {
+        return;
+    };
+    let released = berth_meta::postgres::MIGRATIONS
+        .iter()
+        .position(|(version, _, _)| *version == RELEASED_SCHEMA)
+        .unwrap();
+    let mut connection = PgConnection::connect(&database.url).await.unwrap();
+    Migrator::new(EmbeddedMigrations(
+        &berth_meta::postgres::MIGRATIONS[..=released],
+    ))
+    .await
+    .unwrap()
+    .run(&mut connection)
+    .await
+    .unwrap();
+    let hex = |bytes: &[u8]| -> String {
+        let digits: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!("'\\x{digits}'::BYTEA")
+    };
+    for statement in old_rows(hex) {
+        sqlx::query(&statement)
+            .execute(&mut connection)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    connection.close().await.unwrap();
+
+    let store = PostgresMetaStore::connect(&database.url).await.unwrap();
+    old_rows_survive(&store).await;
+}

@@ -104,8 +104,10 @@ impl<B: 'static> MetaStore for SqlMetaStore<B> {
 ///
 /// An applied migration's text must never change: the migrator stores its
 /// checksum and refuses to start on a database whose history differs.
+/// Public so that upgrade tests can build a database at an older schema
+/// (`Migrator::new(EmbeddedMigrations(&MIGRATIONS[..n]))`).
 #[derive(Debug)]
-pub(crate) struct EmbeddedMigrations(pub(crate) &'static [(i64, &'static str, &'static str)]);
+pub struct EmbeddedMigrations(pub &'static [(i64, &'static str, &'static str)]);
 
 impl<'s> MigrationSource<'s> for EmbeddedMigrations {
     fn resolve(

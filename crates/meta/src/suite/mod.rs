@@ -37,6 +37,7 @@ pub mod namespaces;
 pub mod repositories;
 pub mod store;
 pub mod tokens;
+pub mod upgrade;
 pub mod uploads;
 pub mod users;
 
