@@ -3,10 +3,10 @@
 //! caller needs (names, password strength, name collisions, a namespace
 //! keeping its last owner). The `berth admin`
 //! command line and the `/api/v1` management API both call these, so the
-//! rules are written once; who may call them is the caller's decision.
+//! rules are written once; who may call them is the caller's decision, and
+//! who is calling travels in the [`Change`] each takes.
 
-use time::OffsetDateTime;
-
+use crate::actor::{change_time, Change};
 use crate::error::{AuthError, AuthStoreError};
 use crate::model::{validate_account_name, Role, Secret, TokenScope, Visibility};
 use crate::password::{hash_password, validate_new_password};
@@ -51,8 +51,9 @@ pub async fn create_user(
     name: &str,
     password: &Secret,
     is_admin: bool,
-    now: OffsetDateTime,
+    change: &Change,
 ) -> Result<(), AdminError> {
+    let now = change_time(change);
     validate_account_name(name)?;
     validate_new_password(password.expose())?;
     let taken = store
@@ -70,16 +71,20 @@ pub async fn create_user(
     }
     let password_hash = hash_password(password.expose())?;
     store
-        .create_user(UserRecord {
-            name: name.to_string(),
-            password_hash,
-            is_admin,
-            created_at: now,
-        })
+        .create_user(
+            change,
+            UserRecord {
+                name: name.to_string(),
+                password_hash,
+                is_admin,
+                created_at: now,
+            },
+        )
         .await
         .map_err(store_error(format!("user {name:?}")))?;
     store
         .create_namespace(
+            change,
             NamespaceRecord {
                 name: name.to_string(),
                 visibility: Visibility::Private,
@@ -97,15 +102,16 @@ pub async fn create_namespace(
     name: &str,
     visibility: Visibility,
     owner: Option<&str>,
-    now: OffsetDateTime,
+    change: &Change,
 ) -> Result<(), AdminError> {
     validate_account_name(name)?;
     store
         .create_namespace(
+            change,
             NamespaceRecord {
                 name: name.to_string(),
                 visibility,
-                created_at: now,
+                created_at: change_time(change),
             },
             owner,
         )
@@ -120,12 +126,13 @@ pub async fn set_member(
     namespace: &str,
     user: &str,
     role: Role,
+    change: &Change,
 ) -> Result<(), AdminError> {
     if role != Role::Owner {
         keep_an_owner(store, namespace, user).await?;
     }
     store
-        .set_member(namespace, user, role)
+        .set_member(change, namespace, user, role)
         .await
         .map_err(store_error(format!(
             "namespace {namespace:?} or user {user:?}"
@@ -138,10 +145,11 @@ pub async fn remove_member(
     store: &dyn AuthStore,
     namespace: &str,
     user: &str,
+    change: &Change,
 ) -> Result<(), AdminError> {
     keep_an_owner(store, namespace, user).await?;
     store
-        .remove_member(namespace, user)
+        .remove_member(change, namespace, user)
         .await
         .map_err(store_error(format!(
             "member {user:?} of namespace {namespace:?}"
@@ -184,8 +192,9 @@ pub async fn create_access_token(
     scopes: Vec<TokenScope>,
     expiry: Expiry,
     created_by: Option<&str>,
-    now: OffsetDateTime,
+    change: &Change,
 ) -> Result<Secret, AdminError> {
+    let now = change_time(change);
     validate_account_name(name)?;
     if scopes.is_empty() {
         return Err(
@@ -202,16 +211,19 @@ pub async fn create_access_token(
     }
     let (secret, secret_hash) = generate_access_token();
     store
-        .create_access_token(AccessTokenRecord {
-            name: name.to_string(),
-            secret_hash,
-            scopes,
-            created_by: created_by.map(str::to_string),
-            created_at: now,
-            expires_at: expiry.expires_at(now),
-            last_used_at: None,
-            revoked_at: None,
-        })
+        .create_access_token(
+            change,
+            AccessTokenRecord {
+                name: name.to_string(),
+                secret_hash,
+                scopes,
+                created_by: created_by.map(str::to_string),
+                created_at: now,
+                expires_at: expiry.expires_at(now),
+                last_used_at: None,
+                revoked_at: None,
+            },
+        )
         .await
         .map_err(store_error(format!("token {name:?}")))?;
     Ok(secret)
@@ -225,37 +237,37 @@ mod tests {
     #[tokio::test]
     async fn users_tokens_and_namespaces_do_not_collide() {
         let store = MetaAuthStore::in_memory().await;
-        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let now = crate::actor::test_change();
         let password = Secret::new("long enough password");
-        create_user(&store, "alice", &password, false, now)
+        create_user(&store, "alice", &password, false, &now)
             .await
             .unwrap();
         assert_eq!(
             store.member_role("alice", "alice").await.unwrap(),
             Some(Role::Owner)
         );
-        create_namespace(&store, "team", Visibility::Public, None, now)
+        create_namespace(&store, "team", Visibility::Public, None, &now)
             .await
             .unwrap();
         assert!(matches!(
-            create_user(&store, "team", &password, false, now).await,
+            create_user(&store, "team", &password, false, &now).await,
             Err(AdminError::AlreadyExists(_))
         ));
         assert!(matches!(
-            create_user(&store, "bob", &Secret::new("short"), false, now).await,
+            create_user(&store, "bob", &Secret::new("short"), false, &now).await,
             Err(AdminError::Invalid(_))
         ));
         let scopes = vec![TokenScope::parse("team:pull").unwrap()];
         assert!(matches!(
-            create_access_token(&store, "alice", scopes.clone(), Expiry::Never, None, now).await,
+            create_access_token(&store, "alice", scopes.clone(), Expiry::Never, None, &now).await,
             Err(AdminError::AlreadyExists(_))
         ));
-        let secret = create_access_token(&store, "ci", scopes, Expiry::Never, None, now)
+        let secret = create_access_token(&store, "ci", scopes, Expiry::Never, None, &now)
             .await
             .unwrap();
         assert!(crate::secret::looks_like_access_token(secret.expose()));
         assert!(matches!(
-            create_user(&store, "ci", &password, false, now).await,
+            create_user(&store, "ci", &password, false, &now).await,
             Err(AdminError::AlreadyExists(_))
         ));
     }
@@ -263,42 +275,46 @@ mod tests {
     #[tokio::test]
     async fn a_namespace_keeps_its_last_owner() {
         let store = MetaAuthStore::in_memory().await;
-        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let now = crate::actor::test_change();
         let password = Secret::new("long enough password");
         for user in ["alice", "bob"] {
-            create_user(&store, user, &password, false, now)
+            create_user(&store, user, &password, false, &now)
                 .await
                 .unwrap();
         }
         let last_owner = |result| matches!(result, Err(AdminError::LastOwner { .. }));
         assert!(last_owner(
-            set_member(&store, "alice", "alice", Role::Maintainer).await
+            set_member(&store, "alice", "alice", Role::Maintainer, &now).await
         ));
-        assert!(last_owner(remove_member(&store, "alice", "alice").await));
+        assert!(last_owner(
+            remove_member(&store, "alice", "alice", &now).await
+        ));
         // Re-asserting the role is no demotion.
-        set_member(&store, "alice", "alice", Role::Owner)
+        set_member(&store, "alice", "alice", Role::Owner, &now)
             .await
             .unwrap();
         // With a second owner, either may step down, and then the other is the last.
-        set_member(&store, "alice", "bob", Role::Owner)
+        set_member(&store, "alice", "bob", Role::Owner, &now)
             .await
             .unwrap();
-        set_member(&store, "alice", "alice", Role::Reader)
+        set_member(&store, "alice", "alice", Role::Reader, &now)
             .await
             .unwrap();
-        assert!(last_owner(remove_member(&store, "alice", "bob").await));
-        remove_member(&store, "alice", "alice").await.unwrap();
+        assert!(last_owner(
+            remove_member(&store, "alice", "bob", &now).await
+        ));
+        remove_member(&store, "alice", "alice", &now).await.unwrap();
         assert!(matches!(
-            remove_member(&store, "alice", "alice").await,
+            remove_member(&store, "alice", "alice", &now).await,
             Err(AdminError::NotFound(_))
         ));
         // A namespace nobody owned (made by an administrator) has no owner to keep.
-        create_namespace(&store, "team", Visibility::Private, None, now)
+        create_namespace(&store, "team", Visibility::Private, None, &now)
             .await
             .unwrap();
-        set_member(&store, "team", "bob", Role::Writer)
+        set_member(&store, "team", "bob", Role::Writer, &now)
             .await
             .unwrap();
-        remove_member(&store, "team", "bob").await.unwrap();
+        remove_member(&store, "team", "bob", &now).await.unwrap();
     }
 }

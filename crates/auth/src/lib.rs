@@ -28,6 +28,9 @@
 //!   throttle: the one path every password, access token and refresh token takes.
 //! - [`meta_store`]: [`MetaAuthStore`], the [`AuthStore`] over `berth-meta`'s
 //!   access-control tables (plain rows there; roles, scopes and hashes here).
+//! - [`actor`]: who makes a change ([`Actor`], [`Change`]), which every
+//!   write to the access-control records takes, so the event stream (and the
+//!   audit trail reading it) knows who changed what.
 //! - [`admin`]: creating users (with their personal namespace), namespaces and
 //!   access tokens with the checks both the CLI and the management API need.
 //! - [`error`]: [`AuthError`], the crate's one error type, and
@@ -41,6 +44,7 @@
 //! always a parameter (`now`), never read inside a decision, so tests use fake
 //! time. Secrets are wrapped in [`Secret`], whose `Debug` never shows them.
 
+pub mod actor;
 pub mod admin;
 pub mod challenge;
 pub mod error;
@@ -56,6 +60,7 @@ pub mod secret;
 pub mod store;
 pub mod throttle;
 
+pub use actor::{change_at, Actor, ActorKind, Change};
 pub use challenge::{
     Challenge, ChallengeError, Credentials, Grant, TokenGetRequest, TokenPostRequest, TokenResponse,
 };

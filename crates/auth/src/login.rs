@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
+use crate::actor::{change_at, Actor};
 use crate::error::AuthStoreError;
 use crate::model::{Principal, Secret};
 use crate::password::{dummy_verify, hash_password, verify_password, PasswordCheck};
@@ -80,7 +81,11 @@ pub async fn login_with_password(
                     if needs_rehash {
                         // Best effort: the login succeeds even if the upgrade fails.
                         if let Ok(hash) = hash_password(password.expose()) {
-                            let _ = store.set_password_hash(&user.name, &hash).await;
+                            // The user's own login stores the stronger hash.
+                            let actor =
+                                Actor::user(user.name.clone()).from_address(context.address);
+                            let change = change_at(&actor, context.now);
+                            let _ = store.set_password_hash(&change, &user.name, &hash).await;
                         }
                     }
                     Some(Principal::User {
@@ -163,12 +168,15 @@ mod tests {
     async fn store_with_alice() -> MetaAuthStore {
         let store = MetaAuthStore::in_memory().await;
         store
-            .create_user(UserRecord {
-                name: "alice".into(),
-                password_hash: hash_password("correct horse").unwrap(),
-                is_admin: false,
-                created_at: context().now,
-            })
+            .create_user(
+                &crate::actor::test_change(),
+                UserRecord {
+                    name: "alice".into(),
+                    password_hash: hash_password("correct horse").unwrap(),
+                    is_admin: false,
+                    created_at: context().now,
+                },
+            )
             .await
             .unwrap();
         store
@@ -238,16 +246,19 @@ mod tests {
         let ctx = context();
         let (secret, secret_hash) = generate_access_token();
         store
-            .create_access_token(AccessTokenRecord {
-                name: "ci".into(),
-                secret_hash,
-                scopes: vec![TokenScope::parse("team-a:pull").unwrap()],
-                created_by: Some("alice".into()),
-                created_at: ctx.now,
-                expires_at: None,
-                last_used_at: None,
-                revoked_at: None,
-            })
+            .create_access_token(
+                &crate::actor::test_change(),
+                AccessTokenRecord {
+                    name: "ci".into(),
+                    secret_hash,
+                    scopes: vec![TokenScope::parse("team-a:pull").unwrap()],
+                    created_by: Some("alice".into()),
+                    created_at: ctx.now,
+                    expires_at: None,
+                    last_used_at: None,
+                    revoked_at: None,
+                },
+            )
             .await
             .unwrap();
         let principal = login_with_password(&store, &throttle, "ci", &secret, ctx)
@@ -269,7 +280,13 @@ mod tests {
                 .await
                 .is_err()
         );
-        store.revoke_access_token("ci", ctx.now).await.unwrap();
+        store
+            .revoke_access_token(
+                &crate::actor::change_at(&crate::actor::Actor::system("test"), ctx.now),
+                "ci",
+            )
+            .await
+            .unwrap();
         assert!(login_with_password(&store, &throttle, "ci", &secret, ctx)
             .await
             .is_err());
@@ -312,6 +329,7 @@ mod tests {
         );
         store
             .create_namespace(
+                &crate::actor::test_change(),
                 NamespaceRecord {
                     name: "alice".into(),
                     visibility: Visibility::Private,
@@ -341,7 +359,9 @@ mod tests {
             created_at: now,
         };
         assert!(matches!(
-            store.create_namespace(again, None).await,
+            store
+                .create_namespace(&crate::actor::test_change(), again, None)
+                .await,
             Err(AuthStoreError::AlreadyExists)
         ));
     }

@@ -3,18 +3,22 @@
 //!
 //! `berth-meta` stores plain rows (strings and epoch seconds) so it needs none
 //! of this crate's vocabulary; this adapter is the one place where rows become
-//! records and back: roles and visibility by name, scopes as JSON, hashes as
-//! hex, signing keys as PEM (checked against their kid on the way in).
+//! records and back: roles by name, scopes as JSON, hashes as hex, signing
+//! keys as PEM (checked against their kid on the way in). Namespaces are the
+//! registry's ([`berth_meta::NamespaceStore`]): their existence and
+//! visibility are read from there, and only the mapping of the visibility to
+//! this crate's [`Visibility`] happens here.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use berth_meta::auth::{
-    AccessTokenRow, AuthMetaError, AuthMetaStore, MemberRow, NamespaceRow, RefreshTokenRow,
-    SigningKeyRow, UserRow,
+    AccessTokenRow, AuthMetaStore, MemberRow, RefreshTokenRow, SigningKeyRow, UserRow,
 };
+use berth_meta::{MetaError, Namespace};
 use time::OffsetDateTime;
 
+use crate::actor::Change;
 use crate::error::AuthStoreError;
 use crate::jwt::{PublicKey, SigningKey};
 use crate::model::{Role, TokenScope, Visibility};
@@ -47,11 +51,11 @@ impl MetaAuthStore {
     }
 }
 
-fn store_error(error: AuthMetaError) -> AuthStoreError {
+fn store_error(error: MetaError) -> AuthStoreError {
     match error {
-        AuthMetaError::AlreadyExists => AuthStoreError::AlreadyExists,
-        AuthMetaError::NotFound => AuthStoreError::NotFound,
-        AuthMetaError::Meta(meta) => AuthStoreError::Backend(Box::new(meta)),
+        MetaError::AlreadyExists => AuthStoreError::AlreadyExists,
+        MetaError::NotFound => AuthStoreError::NotFound,
+        other => AuthStoreError::Backend(Box::new(other)),
     }
 }
 
@@ -76,9 +80,18 @@ fn parse_role(text: &str) -> Result<Role, AuthStoreError> {
     text.parse().map_err(|_| corrupt(format!("role {text:?}")))
 }
 
-fn parse_visibility(text: &str) -> Result<Visibility, AuthStoreError> {
-    text.parse()
-        .map_err(|_| corrupt(format!("visibility {text:?}")))
+fn visibility(stored: berth_meta::Visibility) -> Visibility {
+    match stored {
+        berth_meta::Visibility::Public => Visibility::Public,
+        berth_meta::Visibility::Private => Visibility::Private,
+    }
+}
+
+fn stored_visibility(visibility: Visibility) -> berth_meta::Visibility {
+    match visibility {
+        Visibility::Public => berth_meta::Visibility::Public,
+        Visibility::Private => berth_meta::Visibility::Private,
+    }
 }
 
 fn parse_hash(text: &str) -> Result<SecretHash, AuthStoreError> {
@@ -94,9 +107,9 @@ fn user_record(row: UserRow) -> Result<UserRecord, AuthStoreError> {
     })
 }
 
-fn namespace_record(row: NamespaceRow) -> Result<NamespaceRecord, AuthStoreError> {
+fn namespace_record(row: Namespace) -> Result<NamespaceRecord, AuthStoreError> {
     Ok(NamespaceRecord {
-        visibility: parse_visibility(&row.visibility)?,
+        visibility: visibility(row.visibility),
         name: row.name,
         created_at: instant(row.created_at)?,
     })
@@ -169,14 +182,17 @@ fn signing_key_row(record: &SigningKeyRecord) -> SigningKeyRow {
 
 #[async_trait]
 impl AuthStore for MetaAuthStore {
-    async fn create_user(&self, user: UserRecord) -> Result<(), AuthStoreError> {
+    async fn create_user(&self, change: &Change, user: UserRecord) -> Result<(), AuthStoreError> {
         self.inner
-            .create_user(&UserRow {
-                name: user.name,
-                password_hash: user.password_hash,
-                is_admin: user.is_admin,
-                created_at: seconds(user.created_at),
-            })
+            .create_user(
+                change,
+                &UserRow {
+                    name: user.name,
+                    password_hash: user.password_hash,
+                    is_admin: user.is_admin,
+                    created_at: seconds(user.created_at),
+                },
+            )
             .await
             .map_err(store_error)
     }
@@ -188,18 +204,31 @@ impl AuthStore for MetaAuthStore {
 
     async fn set_password_hash(
         &self,
+        change: &Change,
         name: &str,
         password_hash: &str,
     ) -> Result<(), AuthStoreError> {
         self.inner
-            .set_password_hash(name, password_hash)
+            .set_password_hash(change, name, password_hash)
             .await
             .map_err(store_error)
     }
 
-    async fn set_admin(&self, name: &str, is_admin: bool) -> Result<(), AuthStoreError> {
+    async fn set_admin(
+        &self,
+        change: &Change,
+        name: &str,
+        is_admin: bool,
+    ) -> Result<(), AuthStoreError> {
         self.inner
-            .set_admin(name, is_admin)
+            .set_admin(change, name, is_admin)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn delete_user(&self, change: &Change, name: &str) -> Result<(), AuthStoreError> {
+        self.inner
+            .delete_user(change, name)
             .await
             .map_err(store_error)
     }
@@ -211,14 +240,16 @@ impl AuthStore for MetaAuthStore {
 
     async fn create_namespace(
         &self,
+        change: &Change,
         namespace: NamespaceRecord,
         owner: Option<&str>,
     ) -> Result<(), AuthStoreError> {
         self.inner
             .create_namespace(
-                &NamespaceRow {
+                change,
+                &Namespace {
                     name: namespace.name,
-                    visibility: namespace.visibility.as_str().to_string(),
+                    visibility: stored_visibility(namespace.visibility),
                     created_at: seconds(namespace.created_at),
                 },
                 owner,
@@ -234,35 +265,58 @@ impl AuthStore for MetaAuthStore {
 
     async fn set_visibility(
         &self,
+        change: &Change,
         name: &str,
         visibility: Visibility,
     ) -> Result<(), AuthStoreError> {
         self.inner
-            .set_visibility(name, visibility.as_str())
+            .set_visibility(change, name, stored_visibility(visibility))
             .await
             .map_err(store_error)
     }
 
     async fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, AuthStoreError> {
-        let rows = self.inner.list_namespaces().await.map_err(store_error)?;
-        rows.into_iter().map(namespace_record).collect()
+        // Every namespace, a page at a time.
+        const PAGE: usize = 1000;
+        let mut namespaces = Vec::new();
+        loop {
+            let after = namespaces.last().map(|n: &NamespaceRecord| n.name.clone());
+            let page = self
+                .inner
+                .list_namespaces(after.as_deref(), PAGE)
+                .await
+                .map_err(store_error)?;
+            let full = page.len() == PAGE;
+            for row in page {
+                namespaces.push(namespace_record(row)?);
+            }
+            if !full {
+                return Ok(namespaces);
+            }
+        }
     }
 
     async fn set_member(
         &self,
+        change: &Change,
         namespace: &str,
         user: &str,
         role: Role,
     ) -> Result<(), AuthStoreError> {
         self.inner
-            .set_member(namespace, user, role.as_str())
+            .set_member(change, namespace, user, role.as_str())
             .await
             .map_err(store_error)
     }
 
-    async fn remove_member(&self, namespace: &str, user: &str) -> Result<(), AuthStoreError> {
+    async fn remove_member(
+        &self,
+        change: &Change,
+        namespace: &str,
+        user: &str,
+    ) -> Result<(), AuthStoreError> {
         self.inner
-            .remove_member(namespace, user)
+            .remove_member(change, namespace, user)
             .await
             .map_err(store_error)
     }
@@ -315,20 +369,27 @@ impl AuthStore for MetaAuthStore {
         })
     }
 
-    async fn create_access_token(&self, token: AccessTokenRecord) -> Result<(), AuthStoreError> {
+    async fn create_access_token(
+        &self,
+        change: &Change,
+        token: AccessTokenRecord,
+    ) -> Result<(), AuthStoreError> {
         let scopes = serde_json::to_string(&token.scopes)
             .map_err(|e| corrupt(format!("serializing scopes: {e}")))?;
         self.inner
-            .create_access_token(&AccessTokenRow {
-                name: token.name,
-                secret_hash: token.secret_hash.to_hex(),
-                scopes,
-                created_by: token.created_by,
-                created_at: seconds(token.created_at),
-                expires_at: token.expires_at.map(seconds),
-                last_used_at: token.last_used_at.map(seconds),
-                revoked_at: token.revoked_at.map(seconds),
-            })
+            .create_access_token(
+                change,
+                &AccessTokenRow {
+                    name: token.name,
+                    secret_hash: token.secret_hash.to_hex(),
+                    scopes,
+                    created_by: token.created_by,
+                    created_at: seconds(token.created_at),
+                    expires_at: token.expires_at.map(seconds),
+                    last_used_at: token.last_used_at.map(seconds),
+                    revoked_at: token.revoked_at.map(seconds),
+                },
+            )
             .await
             .map_err(store_error)
     }
@@ -356,13 +417,9 @@ impl AuthStore for MetaAuthStore {
             .map_err(store_error)
     }
 
-    async fn revoke_access_token(
-        &self,
-        name: &str,
-        at: OffsetDateTime,
-    ) -> Result<(), AuthStoreError> {
+    async fn revoke_access_token(&self, change: &Change, name: &str) -> Result<(), AuthStoreError> {
         self.inner
-            .revoke_access_token(name, seconds(at))
+            .revoke_access_token(change, name)
             .await
             .map_err(store_error)
     }
@@ -466,16 +523,20 @@ mod tests {
         let store = MetaAuthStore::new(Arc::new(sqlite));
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         store
-            .create_user(UserRecord {
-                name: "alice".into(),
-                password_hash: "$argon2id$x".into(),
-                is_admin: false,
-                created_at: now,
-            })
+            .create_user(
+                &crate::actor::test_change(),
+                UserRecord {
+                    name: "alice".into(),
+                    password_hash: "$argon2id$x".into(),
+                    is_admin: false,
+                    created_at: now,
+                },
+            )
             .await
             .unwrap();
         store
             .create_namespace(
+                &crate::actor::test_change(),
                 NamespaceRecord {
                     name: "team".into(),
                     visibility: Visibility::Public,
@@ -503,7 +564,10 @@ mod tests {
             last_used_at: None,
             revoked_at: None,
         };
-        store.create_access_token(record.clone()).await.unwrap();
+        store
+            .create_access_token(&crate::actor::test_change(), record.clone())
+            .await
+            .unwrap();
         let stored = store.get_access_token("ci").await.unwrap().unwrap();
         assert_eq!(stored, record);
         assert!(stored.authenticate(secret.expose(), now).is_some());

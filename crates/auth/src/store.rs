@@ -14,6 +14,7 @@
 use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
+use crate::actor::Change;
 use crate::error::AuthStoreError;
 use crate::jwt::{PublicKey, SigningKey};
 use crate::model::{Principal, Role, TokenScope, Visibility};
@@ -169,7 +170,9 @@ pub struct KeyRotation {
     pub dropped: Vec<String>,
 }
 
-/// What access control needs from the metadata store.
+/// What access control needs from the metadata store. Every method that
+/// changes a record takes the [`Change`] it is part of (when, and by whom),
+/// which the store records with it for the event stream.
 #[async_trait]
 pub trait AuthStore: Send + Sync + 'static {
     // Users.
@@ -179,7 +182,7 @@ pub trait AuthStore: Send + Sync + 'static {
     /// [`AuthStore::create_namespace`] and the user as owner), and refuses a
     /// user name equal to an existing namespace so nobody inherits a team's
     /// namespace by registering its name.
-    async fn create_user(&self, user: UserRecord) -> Result<(), AuthStoreError>;
+    async fn create_user(&self, change: &Change, user: UserRecord) -> Result<(), AuthStoreError>;
 
     /// The user named `name`, if any.
     async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, AuthStoreError>;
@@ -189,12 +192,23 @@ pub trait AuthStore: Send + Sync + 'static {
     /// password logs out every stored `docker login`.
     async fn set_password_hash(
         &self,
+        change: &Change,
         name: &str,
         password_hash: &str,
     ) -> Result<(), AuthStoreError>;
 
     /// Grants or withdraws the administrator flag. `NotFound` if no such user.
-    async fn set_admin(&self, name: &str, is_admin: bool) -> Result<(), AuthStoreError>;
+    async fn set_admin(
+        &self,
+        change: &Change,
+        name: &str,
+        is_admin: bool,
+    ) -> Result<(), AuthStoreError>;
+
+    /// Deletes a user with their memberships and refresh tokens; their
+    /// personal namespace and the tokens they created stay. `NotFound` if no
+    /// such user.
+    async fn delete_user(&self, change: &Change, name: &str) -> Result<(), AuthStoreError>;
 
     /// All users, by name.
     async fn list_users(&self) -> Result<Vec<UserRecord>, AuthStoreError>;
@@ -207,6 +221,7 @@ pub trait AuthStore: Send + Sync + 'static {
     /// is not a user.
     async fn create_namespace(
         &self,
+        change: &Change,
         namespace: NamespaceRecord,
         owner: Option<&str>,
     ) -> Result<(), AuthStoreError>;
@@ -217,6 +232,7 @@ pub trait AuthStore: Send + Sync + 'static {
     /// Changes a namespace's visibility. `NotFound` if no such namespace.
     async fn set_visibility(
         &self,
+        change: &Change,
         name: &str,
         visibility: Visibility,
     ) -> Result<(), AuthStoreError>;
@@ -229,6 +245,7 @@ pub trait AuthStore: Send + Sync + 'static {
     /// already a member. `NotFound` if the namespace or the user does not exist.
     async fn set_member(
         &self,
+        change: &Change,
         namespace: &str,
         user: &str,
         role: Role,
@@ -236,7 +253,12 @@ pub trait AuthStore: Send + Sync + 'static {
 
     /// Removes a membership. `NotFound` if it did not exist. (Whether the last
     /// owner may leave is decided by the caller.)
-    async fn remove_member(&self, namespace: &str, user: &str) -> Result<(), AuthStoreError>;
+    async fn remove_member(
+        &self,
+        change: &Change,
+        namespace: &str,
+        user: &str,
+    ) -> Result<(), AuthStoreError>;
 
     /// The members of a namespace, by user name; empty if it does not exist.
     async fn list_members(&self, namespace: &str) -> Result<Vec<MemberRecord>, AuthStoreError>;
@@ -273,7 +295,11 @@ pub trait AuthStore: Send + Sync + 'static {
 
     /// Stores a new access token. `AlreadyExists` if the name is taken, by a
     /// live or a revoked token.
-    async fn create_access_token(&self, token: AccessTokenRecord) -> Result<(), AuthStoreError>;
+    async fn create_access_token(
+        &self,
+        change: &Change,
+        token: AccessTokenRecord,
+    ) -> Result<(), AuthStoreError>;
 
     /// The token named `name`, revoked or not (the caller checks with
     /// [`AccessTokenRecord::authenticate`]).
@@ -291,13 +317,10 @@ pub trait AuthStore: Send + Sync + 'static {
         at: OffsetDateTime,
     ) -> Result<(), AuthStoreError>;
 
-    /// Marks a token revoked at `at`; it stops working at once. Revoking a
-    /// revoked token keeps the first time. `NotFound` if no such token.
-    async fn revoke_access_token(
-        &self,
-        name: &str,
-        at: OffsetDateTime,
-    ) -> Result<(), AuthStoreError>;
+    /// Marks a token revoked at the change's time; it stops working at once.
+    /// Revoking a revoked token keeps the first time. `NotFound` if no such
+    /// token.
+    async fn revoke_access_token(&self, change: &Change, name: &str) -> Result<(), AuthStoreError>;
 
     /// All access tokens, revoked ones included, by name.
     async fn list_access_tokens(&self) -> Result<Vec<AccessTokenRecord>, AuthStoreError>;

@@ -3,7 +3,7 @@
 //!
 //! Commands come in two kinds. **Server commands** run on the registry's own
 //! data (the database and blob storage named by the configuration, whose
-//! flags every one of them takes): `serve`, `gc`, `admin`, `config`.
+//! flags every one of them takes): `serve`, `gc`, `admin`, `events`, `config`.
 //! **Client commands** (to come: `berth login`, `berth image list`, …) talk
 //! to a running registry over HTTP, as any client would; they take a
 //! registry URL and credentials, never the configuration, and go below the
@@ -36,6 +36,12 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Read the event stream (every change, in order) on the database
+    /// directly; servers may be running.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -54,6 +60,42 @@ pub struct GcArgs {
     /// Also sweep the blob store for objects the metadata does not know.
     #[arg(long)]
     pub sweep_orphans: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EventsCommand {
+    /// Print events: the last few, or from a position or a time on; with
+    /// --follow, keep printing them as they happen.
+    Tail(TailArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TailArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Keep printing new events until interrupted.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Where to start: a position (events after it; 0 for all that are
+    /// kept) or how long ago (e.g. 90m, 1h, 2d). Default: the last 20
+    /// events, or where --consumer last stopped.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Read as the durable consumer NAME: start where it stopped (a new one
+    /// starts at --since, default the oldest event kept) and record what was
+    /// printed.
+    #[arg(long)]
+    pub consumer: Option<String>,
+    /// text for people, json for scripts (one object per line).
+    #[arg(long, short, value_enum, default_value = "text")]
+    pub output: EventOutput,
+}
+
+/// How `berth events tail` prints events.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum EventOutput {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]

@@ -5,7 +5,7 @@
 //!
 //! - `cli`: the command line (clap), server commands and, to come, client
 //!   commands.
-//! - `commands/`: one module per command (`serve`, `gc`, `admin`,
+//! - `commands/`: one module per command (`serve`, `gc`, `admin`, `events`,
 //!   `config`); `commands::run` dispatches.
 //! - `config/`: every configuration key declared once (`config/keys.rs`),
 //!   read from defaults, the TOML file, `BERTH_*` variables and flags.

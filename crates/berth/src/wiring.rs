@@ -91,6 +91,7 @@ fn registry_config(config: &Config) -> RegistryConfig {
         gc_batch_size: config.gc.batch_size,
         manifest_cache_ttl: config.server.cache_ttl,
         redirect_expiry: config.storage.redirect.then_some(REDIRECT_EXPIRY),
+        event_retention: config.events.retention,
         ..RegistryConfig::default()
     }
 }
@@ -392,8 +393,13 @@ async fn seed_admin(
         Some(password) => (password, false),
         None => (berth_auth::password::generate_password(), true),
     };
-    let now = time::OffsetDateTime::now_utc();
-    match berth_auth::admin::create_user(store, "admin", &password, true, now).await {
+    // The registry itself makes the first administrator, as `berth admin`
+    // changes are made, and the event stream records it so.
+    let change = berth_auth::change_at(
+        &berth_auth::Actor::system("admin"),
+        time::OffsetDateTime::now_utc(),
+    );
+    match berth_auth::admin::create_user(store, "admin", &password, true, &change).await {
         Ok(()) => {}
         // Nodes sharing a database that start together race to create the
         // administrator; the ones that lose find it made by the winner.

@@ -341,17 +341,21 @@ fn expired_token(registry: &TestRegistry, name: &str) -> String {
             let store = MetaAuthStore::new(std::sync::Arc::new(meta));
             let (secret, secret_hash) = berth_auth::secret::generate_access_token();
             let now = time::OffsetDateTime::now_utc();
+            let change = berth_auth::change_at(&berth_auth::Actor::system("test"), now);
             store
-                .create_access_token(AccessTokenRecord {
-                    name,
-                    secret_hash,
-                    scopes: vec![TokenScope::parse("team-a:pull").unwrap()],
-                    created_by: None,
-                    created_at: now - time::Duration::days(2),
-                    expires_at: Some(now - time::Duration::minutes(1)),
-                    last_used_at: None,
-                    revoked_at: None,
-                })
+                .create_access_token(
+                    &change,
+                    AccessTokenRecord {
+                        name,
+                        secret_hash,
+                        scopes: vec![TokenScope::parse("team-a:pull").unwrap()],
+                        created_by: None,
+                        created_at: now - time::Duration::days(2),
+                        expires_at: Some(now - time::Duration::minutes(1)),
+                        last_used_at: None,
+                        revoked_at: None,
+                    },
+                )
                 .await
                 .unwrap();
             secret.expose().to_string()

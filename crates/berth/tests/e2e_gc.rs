@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_meta::sqlite::SqliteMetaStore;
-use berth_meta::MetaStore;
+use berth_meta::GcStore;
 use berth_oci::{Algorithm, Digest, Reference, RepoName, Tag};
 use berth_registry::{Registry, RegistryConfig};
 use berth_storage::fs::FsBlobStore;
@@ -39,7 +39,12 @@ async fn open(data_dir: &std::path::Path) -> (Registry, Arc<SqliteMetaStore>, Ar
 async fn push_blob(registry: &Registry, repository: &RepoName, bytes: &[u8]) -> Digest {
     let digest = Algorithm::Sha256.digest_of(bytes);
     registry
-        .upload_monolithic(repository, None, &digest, stream(bytes.to_vec()))
+        .upload_monolithic(
+            &berth_registry::Actor::system("test"),
+            repository,
+            &digest,
+            stream(bytes.to_vec()),
+        )
         .await
         .unwrap();
     digest
@@ -68,6 +73,7 @@ async fn build(data_dir: &std::path::Path) -> (Reference, Vec<Digest>) {
     let reference = Reference::Tag(Tag::parse("v1").unwrap());
     registry
         .put_manifest(
+            &berth_registry::Actor::system("test"),
             &live,
             &reference,
             &[],
@@ -79,10 +85,16 @@ async fn build(data_dir: &std::path::Path) -> (Reference, Vec<Digest>) {
     // A layer of the live image also pushed to, then deleted from, the junk
     // repository: it must survive for the live image.
     push_blob(&registry, &junk, b"live layer 0").await;
-    registry.delete_blob(&junk, &layers[0].0).await.unwrap();
+    registry
+        .delete_blob(&berth_registry::Actor::system("test"), &junk, &layers[0].0)
+        .await
+        .unwrap();
     for i in 0..GARBAGE_BLOBS {
         let digest = push_blob(&registry, &junk, format!("garbage {i}").as_bytes()).await;
-        registry.delete_blob(&junk, &digest).await.unwrap();
+        registry
+            .delete_blob(&berth_registry::Actor::system("test"), &junk, &digest)
+            .await
+            .unwrap();
     }
     meta.close().await;
     let mut live_blobs = vec![config];

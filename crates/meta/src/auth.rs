@@ -1,6 +1,8 @@
-//! Access-control records: users, namespaces and their members, access
-//! (robot) tokens, refresh tokens and the registry token signing keys, behind
-//! [`AuthMetaStore`].
+//! Access-control records: users, namespace members, access (robot)
+//! tokens, refresh tokens and the registry token signing keys, behind
+//! [`UserStore`], [`MemberStore`], [`TokenStore`] and [`SigningKeyStore`];
+//! [`AuthMetaStore`] is everything access control needs, namespaces
+//! ([`NamespaceStore`]) included.
 //!
 //! The rows are plain data (names, strings, seconds since the epoch): what
 //! they mean (roles, scopes, hashing) is decided by `berth-auth`, which sits
@@ -13,11 +15,13 @@
 //! - Secrets never reach the store: only hashes (a PHC string for passwords,
 //!   lowercase hex SHA-256 for tokens).
 //! - A method that changes one thing is atomic; "not found" is
-//!   [`AuthMetaError::NotFound`] for changes and `Ok(None)` for reads.
+//!   [`MetaError::NotFound`] for changes and `Ok(None)` for reads; a create
+//!   that collides with an existing name is [`MetaError::AlreadyExists`].
 //! - Listings are sorted by name (byte order), so output is stable; signing
 //!   keys, which have no name to speak of, by age.
 
-use crate::{MetaError, Timestamp};
+use crate::namespaces::NamespaceStore;
+use crate::{Change, MetaError, Timestamp};
 
 /// A user account.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,15 +30,6 @@ pub struct UserRow {
     /// argon2id PHC string.
     pub password_hash: String,
     pub is_admin: bool,
-    pub created_at: Timestamp,
-}
-
-/// A namespace: the first path component of repository names.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NamespaceRow {
-    pub name: String,
-    /// `public` or `private`.
-    pub visibility: String,
     pub created_at: Timestamp,
 }
 
@@ -116,123 +111,139 @@ pub struct SigningKeyRotation {
 
 /// Refuses a key that is not current where the contract asks for one: a
 /// caller's bug, reported before anything is written.
-pub(crate) fn require_current(key: &SigningKeyRow) -> Result<(), AuthMetaError> {
+pub(crate) fn require_current(key: &SigningKeyRow) -> Result<(), MetaError> {
     if key.retired_at.is_some() || key.private_key_pem.is_none() {
-        return Err(AuthMetaError::Meta(MetaError::Database(format!(
+        return Err(MetaError::Database(format!(
             "signing key {} must be current and have its private key",
             key.kid
-        ))));
+        )));
     }
     Ok(())
 }
 
-/// Errors of the access-control methods.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthMetaError {
-    /// A create collided with an existing name.
-    #[error("already exists")]
-    AlreadyExists,
-    /// A change named something that does not exist.
-    #[error("not found")]
-    NotFound,
-    #[error(transparent)]
-    Meta(#[from] MetaError),
+/// User accounts.
+#[async_trait::async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// Creates a user (`user.created`); `AlreadyExists` if the name is taken.
+    async fn create_user(&self, change: &Change, user: &UserRow) -> Result<(), MetaError>;
+    async fn get_user(&self, name: &str) -> Result<Option<UserRow>, MetaError>;
+    /// `NotFound` if no such user; writes `user.updated`.
+    async fn set_password_hash(
+        &self,
+        change: &Change,
+        name: &str,
+        hash: &str,
+    ) -> Result<(), MetaError>;
+    /// `NotFound` if no such user; writes `user.updated`.
+    async fn set_admin(&self, change: &Change, name: &str, is_admin: bool)
+        -> Result<(), MetaError>;
+    /// Deletes a user with their memberships and refresh tokens
+    /// (`user.deleted`); their personal namespace and what they created stay.
+    /// `NotFound` if no such user.
+    async fn delete_user(&self, change: &Change, name: &str) -> Result<(), MetaError>;
+    /// Every user, by name.
+    async fn list_users(&self) -> Result<Vec<UserRow>, MetaError>;
 }
 
-/// The access-control tables. Same concurrency contract as `MetaStore`.
+/// Users' roles in namespaces.
 #[async_trait::async_trait]
-pub trait AuthMetaStore: Send + Sync + 'static {
-    /// Creates a user; `AlreadyExists` if the name is taken.
-    async fn create_user(&self, user: &UserRow) -> Result<(), AuthMetaError>;
-    async fn get_user(&self, name: &str) -> Result<Option<UserRow>, AuthMetaError>;
-    /// `NotFound` if no such user.
-    async fn set_password_hash(&self, name: &str, hash: &str) -> Result<(), AuthMetaError>;
-    /// `NotFound` if no such user.
-    async fn set_admin(&self, name: &str, is_admin: bool) -> Result<(), AuthMetaError>;
-    async fn list_users(&self) -> Result<Vec<UserRow>, AuthMetaError>;
-
-    /// Creates a namespace and, if `owner` is given, makes that user its
-    /// owner, in one transaction. `AlreadyExists` if the name is taken,
-    /// `NotFound` (creating nothing) if `owner` is not a user.
-    async fn create_namespace(
-        &self,
-        namespace: &NamespaceRow,
-        owner: Option<&str>,
-    ) -> Result<(), AuthMetaError>;
-    async fn get_namespace(&self, name: &str) -> Result<Option<NamespaceRow>, AuthMetaError>;
-    /// `NotFound` if no such namespace.
-    async fn set_visibility(&self, name: &str, visibility: &str) -> Result<(), AuthMetaError>;
-    async fn list_namespaces(&self) -> Result<Vec<NamespaceRow>, AuthMetaError>;
-
-    /// Adds a member or changes their role; `NotFound` if the namespace or
-    /// the user does not exist.
+pub trait MemberStore: Send + Sync + 'static {
+    /// Adds a member or changes their role (`member.set`); `NotFound` if
+    /// the namespace or the user does not exist.
     async fn set_member(
         &self,
+        change: &Change,
         namespace: &str,
         user: &str,
         role: &str,
-    ) -> Result<(), AuthMetaError>;
-    /// `NotFound` if the membership did not exist.
-    async fn remove_member(&self, namespace: &str, user: &str) -> Result<(), AuthMetaError>;
-    /// Members by user name; empty if the namespace does not exist.
-    async fn list_members(&self, namespace: &str) -> Result<Vec<MemberRow>, AuthMetaError>;
-    async fn member_role(
+    ) -> Result<(), MetaError>;
+    /// `NotFound` if the membership did not exist; writes `member.removed`.
+    async fn remove_member(
         &self,
+        change: &Change,
         namespace: &str,
         user: &str,
-    ) -> Result<Option<String>, AuthMetaError>;
+    ) -> Result<(), MetaError>;
+    /// Members by user name; empty if the namespace does not exist.
+    async fn list_members(&self, namespace: &str) -> Result<Vec<MemberRow>, MetaError>;
+    async fn member_role(&self, namespace: &str, user: &str) -> Result<Option<String>, MetaError>;
+}
 
-    /// `AlreadyExists` if the name is taken by a live or revoked token.
-    async fn create_access_token(&self, token: &AccessTokenRow) -> Result<(), AuthMetaError>;
-    async fn get_access_token(&self, name: &str) -> Result<Option<AccessTokenRow>, AuthMetaError>;
-    /// Records a use; `NotFound` if no such token.
-    async fn touch_access_token(&self, name: &str, at: Timestamp) -> Result<(), AuthMetaError>;
-    /// Marks a token revoked, keeping the first revocation time; `NotFound`
-    /// if no such token.
-    async fn revoke_access_token(&self, name: &str, at: Timestamp) -> Result<(), AuthMetaError>;
-    /// All tokens, revoked ones included.
-    async fn list_access_tokens(&self) -> Result<Vec<AccessTokenRow>, AuthMetaError>;
+/// Access (robot) tokens and refresh tokens.
+#[async_trait::async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    /// Stores a token (`token.created`); `AlreadyExists` if the name is
+    /// taken by a live or revoked token.
+    async fn create_access_token(
+        &self,
+        change: &Change,
+        token: &AccessTokenRow,
+    ) -> Result<(), MetaError>;
+    async fn get_access_token(&self, name: &str) -> Result<Option<AccessTokenRow>, MetaError>;
+    /// Records a use; `NotFound` if no such token. Coarse on purpose: a use
+    /// within a minute of the recorded one is not written, so a busy token
+    /// does not cost a write per request.
+    async fn touch_access_token(&self, name: &str, at: Timestamp) -> Result<(), MetaError>;
+    /// Marks a token revoked as of the change (`token.revoked`), keeping the
+    /// first revocation time; `NotFound` if no such token.
+    async fn revoke_access_token(&self, change: &Change, name: &str) -> Result<(), MetaError>;
+    /// All tokens, revoked ones included, by name.
+    async fn list_access_tokens(&self) -> Result<Vec<AccessTokenRow>, MetaError>;
 
     /// `NotFound` if the user does not exist.
-    async fn create_refresh_token(&self, token: &RefreshTokenRow) -> Result<(), AuthMetaError>;
+    async fn create_refresh_token(&self, token: &RefreshTokenRow) -> Result<(), MetaError>;
     async fn get_refresh_token(
         &self,
         secret_hash: &str,
-    ) -> Result<Option<RefreshTokenRow>, AuthMetaError>;
+    ) -> Result<Option<RefreshTokenRow>, MetaError>;
     /// `NotFound` if unknown; keeps the first revocation time.
-    async fn revoke_refresh_token(
-        &self,
-        secret_hash: &str,
-        at: Timestamp,
-    ) -> Result<(), AuthMetaError>;
+    async fn revoke_refresh_token(&self, secret_hash: &str, at: Timestamp)
+        -> Result<(), MetaError>;
     /// Revokes every live refresh token of `user`; returns how many.
     async fn revoke_refresh_tokens_of_user(
         &self,
         user: &str,
         at: Timestamp,
-    ) -> Result<u64, AuthMetaError>;
+    ) -> Result<u64, MetaError>;
+}
 
+/// The registry token signing keys, shared by every node.
+#[async_trait::async_trait]
+pub trait SigningKeyStore: Send + Sync + 'static {
     /// Every stored signing key, the current one included, oldest first (by
     /// creation time, then kid).
-    async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRow>, AuthMetaError>;
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRow>, MetaError>;
 
     /// Stores `key` (which must be current: no `retired_at`) if there is no
     /// current key yet, and returns whether it did. The check and the insert
     /// are one transaction serialized with every other key change, so nodes
     /// starting together on an empty database end with exactly one current
     /// key: the first one stored; the others get `false` and adopt it.
-    async fn insert_first_signing_key(&self, key: &SigningKeyRow) -> Result<bool, AuthMetaError>;
+    async fn insert_first_signing_key(&self, key: &SigningKeyRow) -> Result<bool, MetaError>;
 
     /// Makes `key` (current, created at `key.created_at`) the signing key, in
     /// one transaction serialized with every other key change: the current
     /// key, if any, retires at `key.created_at` and loses its private half;
     /// keys retired before `drop_retired_before` are deleted (never the one
-    /// this rotation retires). Concurrent
-    /// rotations run one after the other, each retiring the key the previous
-    /// one made. `AlreadyExists` (changing nothing) if the kid is taken.
+    /// this rotation retires). Concurrent rotations run one after the other,
+    /// each retiring the key the previous one made. `AlreadyExists` (changing
+    /// nothing) if the kid is taken.
     async fn rotate_signing_key(
         &self,
         key: &SigningKeyRow,
         drop_retired_before: Timestamp,
-    ) -> Result<SigningKeyRotation, AuthMetaError>;
+    ) -> Result<SigningKeyRotation, MetaError>;
+}
+
+/// Everything access control reads and writes: users, namespaces, members,
+/// tokens and signing keys. Implemented for every type that implements the
+/// parts; same concurrency contract as [`crate::MetaStore`].
+pub trait AuthMetaStore:
+    UserStore + NamespaceStore + MemberStore + TokenStore + SigningKeyStore
+{
+}
+
+impl<T> AuthMetaStore for T where
+    T: UserStore + NamespaceStore + MemberStore + TokenStore + SigningKeyStore
+{
 }

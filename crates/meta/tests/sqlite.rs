@@ -1,13 +1,21 @@
-//! The shared `MetaStore` suite against SQLite database files, plus what only
-//! SQLite has: reopening a file, and the connection settings.
+//! The shared suites against SQLite database files, plus what only SQLite
+//! has: reopening a file, and the connection settings.
 
 use std::path::Path;
 
 use berth_meta::sqlite::SqliteMetaStore;
-use berth_meta::{ManifestRecord, MetaError, MetaStore, NewManifest, UploadRecord};
+use berth_meta::{
+    BlobLinkStore, ManifestRecord, ManifestStore, MetaError, NewManifest, RepositoryStore,
+    UploadRecord, UploadStore,
+};
 use berth_oci::{Algorithm, RepoName, Tag};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use tempfile::TempDir;
+
+/// A change made by the test at `time`.
+fn at(time: i64) -> berth_meta::Change {
+    berth_meta::Change::new(berth_meta::Actor::system("test"), time)
+}
 
 /// A new database in its own temporary directory, which lives as long as the
 /// returned guard.
@@ -81,12 +89,12 @@ async fn reopening_keeps_data_and_applies_migrations_once() {
     };
 
     let store = SqliteMetaStore::open(&path).await.unwrap();
-    store.link_blob(&repo, &layer, 12, 1).await.unwrap();
+    store.link_blob(&at(1), &repo, &layer, 12).await.unwrap();
     store
-        .put_manifest(&repo, &manifest, Some(&latest), 1)
+        .put_manifest(&at(1), &repo, &manifest, Some(&latest))
         .await
         .unwrap();
-    store.create_upload(&upload).await.unwrap();
+    store.create_upload(&at(1), &upload).await.unwrap();
     store.close().await;
 
     // Twice, so that a second run over an up-to-date schema is also checked.
@@ -132,12 +140,12 @@ async fn two_stores_on_one_file_see_each_others_writes() {
         .unwrap();
     let repo = RepoName::parse("shared/app").unwrap();
     let blob = Algorithm::Sha256.digest_of(b"shared blob");
-    first.link_blob(&repo, &blob, 3, 1).await.unwrap();
+    first.link_blob(&at(1), &repo, &blob, 3).await.unwrap();
     assert_eq!(
         second.linked_blob_size(&repo, &blob).await.unwrap(),
         Some(3)
     );
-    assert!(second.unlink_blob(&repo, &blob, 1).await.unwrap());
+    assert!(second.unlink_blob(&at(1), &repo, &blob).await.unwrap());
     assert_eq!(first.linked_blob_size(&repo, &blob).await.unwrap(), None);
 }
 
@@ -151,12 +159,52 @@ async fn opening_in_a_missing_directory_is_an_error() {
     );
 }
 
-berth_meta::auth_store_tests!(fresh_store);
-
+/// A data directory written by the released schema (migrations 0001–0006)
+/// opens with this code and loses nothing; see `berth_meta::suite::upgrade`.
 #[tokio::test]
-async fn whole_auth_suite_shares_one_file_store() {
-    let (_dir, store) = fresh_store().await;
-    berth_meta::auth_suite::run_all(&store).await;
+async fn a_database_of_the_released_schema_upgrades_without_loss() {
+    use berth_meta::sql::EmbeddedMigrations;
+    use berth_meta::suite::upgrade::{old_rows, old_rows_survive, RELEASED_SCHEMA};
+    use sqlx::migrate::Migrator;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let released = berth_meta::sqlite::MIGRATIONS
+        .iter()
+        .position(|(version, _, _)| *version == RELEASED_SCHEMA)
+        .unwrap();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .foreign_keys(true),
+        )
+        .await
+        .unwrap();
+    Migrator::new(EmbeddedMigrations(
+        &berth_meta::sqlite::MIGRATIONS[..=released],
+    ))
+    .await
+    .unwrap()
+    .run(&pool)
+    .await
+    .unwrap();
+    let hex = |bytes: &[u8]| -> String {
+        let digits: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!("X'{digits}'")
+    };
+    for statement in old_rows(hex) {
+        sqlx::query(&statement)
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    pool.close().await;
+
+    let store = SqliteMetaStore::open(&path).await.unwrap();
+    old_rows_survive(&store).await;
 }
 
 /// Another process holding SQLite's write lock (here: a connection of the
@@ -171,7 +219,7 @@ async fn a_write_lock_held_elsewhere_makes_writes_unavailable_until_released() {
     let store = SqliteMetaStore::open(&path).await.unwrap();
     let repo = RepoName::parse("busy/app").unwrap();
     let blob = Algorithm::Sha256.digest_of(b"busy");
-    store.link_blob(&repo, &blob, 4, 1).await.unwrap();
+    store.link_blob(&at(1), &repo, &blob, 4).await.unwrap();
 
     let mut holder = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(&path)
@@ -184,13 +232,13 @@ async fn a_write_lock_held_elsewhere_makes_writes_unavailable_until_released() {
         .unwrap();
 
     let other = Algorithm::Sha256.digest_of(b"waits");
-    let refused = store.link_blob(&repo, &other, 5, 2).await;
+    let refused = store.link_blob(&at(2), &repo, &other, 5).await;
     assert!(
         matches!(refused, Err(MetaError::Unavailable(_))),
         "got {refused:?}"
     );
     assert_eq!(store.linked_blob_size(&repo, &blob).await.unwrap(), Some(4));
-    let ready = store.check_ready().await;
+    let ready = berth_meta::MetaStore::check_ready(&store).await;
     assert!(
         matches!(ready, Err(MetaError::Unavailable(_))),
         "got {ready:?}"
@@ -198,8 +246,8 @@ async fn a_write_lock_held_elsewhere_makes_writes_unavailable_until_released() {
 
     sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
     holder.close().await.unwrap();
-    store.check_ready().await.unwrap();
-    store.link_blob(&repo, &other, 5, 3).await.unwrap();
+    berth_meta::MetaStore::check_ready(&store).await.unwrap();
+    store.link_blob(&at(3), &repo, &other, 5).await.unwrap();
     assert_eq!(
         store.linked_blob_size(&repo, &other).await.unwrap(),
         Some(5)

@@ -17,7 +17,12 @@ use std::time::{Duration, Instant};
 
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_oci::{Algorithm, Digest, Reference, RepoName, Tag};
-use berth_registry::{Clock, GcOptions, Registry, RegistryConfig};
+use berth_registry::{Actor, Clock, GcOptions, Registry, RegistryConfig};
+
+/// Who the benchmark's changes are made by.
+fn actor() -> Actor {
+    Actor::system("gc-bench")
+}
 use berth_storage::fs::FsBlobStore;
 use berth_storage::ByteStream;
 use futures::StreamExt;
@@ -93,7 +98,7 @@ async fn push_image(
         let bytes = format!("image {index} blob {blob} {:0>48}", index * 31 + blob).into_bytes();
         let digest = Algorithm::Sha256.digest_of(&bytes);
         registry
-            .upload_monolithic(&repository, None, &digest, stream(bytes.clone()))
+            .upload_monolithic(&actor(), &repository, &digest, stream(bytes.clone()))
             .await
             .expect("blob push");
         descriptors.push((digest, bytes.len()));
@@ -110,6 +115,7 @@ async fn push_image(
     });
     let put = registry
         .put_manifest(
+            &actor(),
             &repository,
             &Reference::Tag(Tag::parse(&format!("v{index}")).unwrap()),
             &[],
@@ -218,7 +224,7 @@ async fn main() {
     for (index, repository, digest) in &images {
         if index.is_multiple_of(step) {
             registry
-                .delete_manifest(repository, &Reference::Digest(digest.clone()))
+                .delete_manifest(&actor(), repository, &Reference::Digest(digest.clone()))
                 .await
                 .unwrap();
             deleted += 1;

@@ -1,5 +1,6 @@
 //! Reading, mounting and unlinking blobs.
 
+use berth_meta::{Actor, Change};
 use berth_oci::{ByteRange, Digest, RepoName};
 use berth_storage::BlobBody;
 
@@ -62,13 +63,14 @@ impl Registry {
     /// other repositories and for garbage collection to decide.
     pub async fn delete_blob(
         &self,
+        actor: &Actor,
         repository: &RepoName,
         digest: &Digest,
     ) -> Result<(), RegistryError> {
         self.inner.blob_cache.invalidate(repository);
         let unlinked = self
             .meta()
-            .unlink_blob(repository, digest, self.now())
+            .unlink_blob(&self.change(actor), repository, digest)
             .await;
         self.inner.blob_cache.invalidate(repository);
         if unlinked? {
@@ -83,6 +85,7 @@ impl Registry {
     /// ordinary upload, as the spec requires).
     pub async fn mount_blob(
         &self,
+        actor: &Actor,
         repository: &RepoName,
         from: &RepoName,
         digest: &Digest,
@@ -93,7 +96,16 @@ impl Registry {
         // The source link proves the bytes were verified when first pushed;
         // the link is checked against storage afterwards because garbage
         // collection may have removed the source link and the bytes since.
-        match self.link_stored_blob(repository, digest, size).await {
+        let change = self.change(actor);
+        let linked = self
+            .meta()
+            .link_blob(&change, repository, digest, size)
+            .await
+            .map_err(RegistryError::from);
+        match self
+            .check_linked_bytes(&change, repository, digest, linked)
+            .await
+        {
             Ok(()) => Ok(Some(size)),
             Err(RegistryError::BlobBeingCollected) => Ok(None),
             Err(e) => Err(e),
@@ -115,8 +127,9 @@ impl Registry {
             .await?)
     }
 
-    /// Links a blob whose bytes were stored (or found stored) into
-    /// `repository`, then checks that the bytes are still there.
+    /// Checks, after a blob whose bytes were stored (or found stored) was
+    /// linked into `repository` (`linked` is how the link went), that the
+    /// bytes are still there.
     ///
     /// This is the push side of the garbage-collection protocol (see
     /// "Deletion and garbage collection" in ARCHITECTURE.md): the link is
@@ -125,20 +138,17 @@ impl Registry {
     /// between) the new link is taken back, because from the moment the link
     /// exists no later collection can delete the bytes, so bytes seen after
     /// linking are bytes that stay.
-    pub(crate) async fn link_stored_blob(
+    pub(crate) async fn check_linked_bytes(
         &self,
+        change: &Change,
         repository: &RepoName,
         digest: &Digest,
-        size: u64,
+        linked: Result<(), RegistryError>,
     ) -> Result<(), RegistryError> {
-        self.meta()
-            .link_blob(repository, digest, size, self.now())
-            .await?;
+        linked?;
         if self.blobs().blob_size(digest).await?.is_none() {
             tracing::warn!(%digest, "blob bytes vanished before linking; asking for a re-push");
-            self.meta()
-                .unlink_blob(repository, digest, self.now())
-                .await?;
+            self.meta().unlink_blob(change, repository, digest).await?;
             self.inner.blob_cache.invalidate(repository);
             return Err(RegistryError::BlobBeingCollected);
         }

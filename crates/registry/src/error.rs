@@ -37,6 +37,14 @@ pub enum RegistryError {
     NameUnknown,
     #[error("upload unknown to registry")]
     UploadUnknown,
+    #[error("namespace unknown to registry")]
+    NamespaceUnknown,
+    #[error("the namespace exists already")]
+    NamespaceExists,
+    /// A namespace is deleted only once it holds no repositories, unless the
+    /// deletion is forced.
+    #[error("the namespace holds repositories")]
+    NamespaceNotEmpty,
     /// The chunk does not start where the upload ends: HTTP 416.
     #[error("chunk starts at {given}, but the upload holds {expected} bytes")]
     ChunkOutOfOrder { given: u64, expected: u64 },
@@ -87,6 +95,9 @@ pub enum RegistryError {
     Storage(StorageError),
     #[error("metadata failure: {0}")]
     Meta(MetaError),
+    /// An event consumer failed to handle a batch (its message).
+    #[error("event consumer failed: {0}")]
+    Consumer(String),
 }
 
 impl RegistryError {
@@ -97,7 +108,7 @@ impl RegistryError {
             RegistryError::ManifestUnknown | RegistryError::NotAcceptable => {
                 ErrorCode::ManifestUnknown
             }
-            RegistryError::NameUnknown => ErrorCode::NameUnknown,
+            RegistryError::NameUnknown | RegistryError::NamespaceUnknown => ErrorCode::NameUnknown,
             RegistryError::UploadUnknown => ErrorCode::BlobUploadUnknown,
             RegistryError::ChunkOutOfOrder { .. }
             | RegistryError::ChunkSizeMismatch { .. }
@@ -111,11 +122,15 @@ impl RegistryError {
                 ErrorCode::ManifestInvalid
             }
             RegistryError::ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
-            RegistryError::ManifestReferenced(_) => ErrorCode::Denied,
+            RegistryError::ManifestReferenced(_)
+            | RegistryError::NamespaceExists
+            | RegistryError::NamespaceNotEmpty => ErrorCode::Denied,
             RegistryError::TooManyUploads { .. } => ErrorCode::TooManyRequests,
             RegistryError::InvalidParameter(_) => ErrorCode::Unsupported,
             RegistryError::Unavailable { .. } => ErrorCode::Unavailable,
-            RegistryError::Storage(_) | RegistryError::Meta(_) => ErrorCode::Internal,
+            RegistryError::Storage(_) | RegistryError::Meta(_) | RegistryError::Consumer(_) => {
+                ErrorCode::Internal
+            }
         }
     }
 
@@ -170,6 +185,7 @@ impl From<MetaError> for RegistryError {
                 reason: Unavailability::NotAnswering,
                 detail,
             },
+            MetaError::NamespaceNotEmpty => RegistryError::NamespaceNotEmpty,
             other => RegistryError::Meta(other),
         }
     }

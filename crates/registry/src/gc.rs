@@ -19,13 +19,21 @@
 
 use std::time::{Duration, Instant};
 
-use berth_meta::{BlobCandidate, GcCutoffs, LinkCandidate, ManifestCandidate, Timestamp};
+use berth_meta::{
+    Actor, BlobCandidate, Change, GcCutoffs, LinkCandidate, ManifestCandidate, Timestamp,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Registry, RegistryError};
 
-/// The name of the job lease that keeps garbage collection on one node.
+/// The name of the job lease that keeps garbage collection on one node,
+/// and of the actor its changes are made by.
 pub const GC_JOB: &str = "gc";
+
+/// A change garbage collection makes at `now`.
+fn gc_change(now: Timestamp) -> Change {
+    Change::new(Actor::system(GC_JOB), now)
+}
 
 /// How one pass runs.
 #[derive(Clone, Debug, Default)]
@@ -316,7 +324,7 @@ impl Pass<'_> {
                 let deleted = self
                     .registry
                     .meta()
-                    .delete_untagged_manifest(candidate, before, now)
+                    .delete_untagged_manifest(&gc_change(now), candidate, before)
                     .await?;
                 if let Some(deleted) = deleted {
                     self.report.manifests_removed += 1 + deleted.referrers.len() as u64;
@@ -349,7 +357,7 @@ impl Pass<'_> {
                 let removed = self
                     .registry
                     .meta()
-                    .remove_links(&candidates, cutoffs, now)
+                    .remove_links(&gc_change(now), &candidates, cutoffs)
                     .await?;
                 self.report.links_removed += removed.len() as u64;
                 // This node stops serving the removed links at once; other
@@ -385,7 +393,7 @@ impl Pass<'_> {
                 let begun = self
                     .registry
                     .meta()
-                    .begin_blob_deletions(&candidates, before, now)
+                    .begin_blob_deletions(&gc_change(now), &candidates, before)
                     .await?;
                 tracing::debug!(blobs = begun.len(), "deleting a batch of blobs");
                 for blob in &begun {

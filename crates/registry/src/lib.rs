@@ -6,8 +6,11 @@
 //! - [`Registry`]: every operation of the distribution API, in domain terms
 //!   (typed names, digests and references in; records and streams out).
 //! - [`error`]: [`RegistryError`], with its mapping to the spec's error codes.
-//! - `blobs`, `uploads`, `manifests`: the operations, one file per resource.
+//! - `blobs`, `uploads`, `manifests`, [`namespaces`]: the operations, one
+//!   file per resource.
 //! - [`jobs`]: background work (expired upload purge) with `run_once` for tests.
+//! - [`events`]: the event stream's consumers ([`EventConsumer`], driven by a
+//!   [`ConsumerRunner`]) and its retention.
 //! - [`gc`]: deletion's second half, online garbage collection
 //!   ([`Registry::collect_garbage`] runs one pass).
 //!
@@ -26,11 +29,16 @@ use berth_storage::BlobStore;
 mod blobs;
 mod cache;
 pub mod error;
+pub mod events;
 pub mod gc;
 pub mod jobs;
 mod manifests;
+pub mod namespaces;
 mod uploads;
 
+pub use berth_meta::{
+    Actor, ActorKind, Change, Event, EventCursor, EventKind, Namespace, NamespaceUsage, Visibility,
+};
 /// Why the blob store cannot serve, carried by [`RegistryError::Unavailable`].
 pub use berth_storage::Unavailability;
 /// The byte streams of the registry's API: request bodies flow in as a
@@ -39,8 +47,10 @@ pub use berth_storage::Unavailability;
 /// registry alone and never on a storage crate.
 pub use berth_storage::{BlobBody, ByteStream};
 pub use error::{Dependency, RegistryError};
+pub use events::{ConsumerError, ConsumerOptions, ConsumerPass, ConsumerRunner, EventConsumer};
 pub use gc::{GcOptions, GcReport};
 pub use manifests::{ManifestPut, ReferrersPage};
+pub use namespaces::NamespaceDeletion;
 pub use uploads::UploadStatus;
 
 /// Settings of the registry domain.
@@ -84,6 +94,9 @@ pub struct RegistryConfig {
     /// When set, blob GETs may be answered with a redirect to a presigned
     /// storage URL valid this long (if the backend can presign).
     pub redirect_expiry: Option<Duration>,
+    /// How long events are kept before [`Registry::purge_old_events`]
+    /// deletes them.
+    pub event_retention: Duration,
     /// Most descriptors in one page of a referrers list. Generous, because
     /// not every client follows `Link` to the next page.
     pub referrers_page_size: usize,
@@ -118,6 +131,7 @@ impl Default for RegistryConfig {
             gc_lease: Duration::from_secs(15),
             manifest_cache_ttl: Duration::from_secs(1),
             redirect_expiry: None,
+            event_retention: Duration::from_secs(7 * 24 * 3600),
             referrers_page_size: 1000,
             referrers_page_bytes: 1024 * 1024,
             referrer_annotation_bytes: 16 * 1024,
@@ -205,12 +219,23 @@ impl Registry {
         self.inner.clock.now()
     }
 
+    /// A change `actor` makes now.
+    fn change(&self, actor: &Actor) -> Change {
+        Change::new(actor.clone(), self.now())
+    }
+
     fn blobs(&self) -> &dyn BlobStore {
         &*self.inner.blobs
     }
 
     fn meta(&self) -> &dyn MetaStore {
         &*self.inner.meta
+    }
+
+    /// Forgets every cached lookup of `repository`, after a change to it.
+    fn invalidate(&self, repository: &berth_oci::RepoName) {
+        self.inner.manifest_cache.invalidate(repository);
+        self.inner.blob_cache.invalidate(repository);
     }
 
     /// Lists repository names for `_catalog`.

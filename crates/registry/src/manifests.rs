@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use berth_meta::{ManifestRecord, NewManifest, Referrer};
+use berth_meta::{Actor, ManifestRecord, NewManifest, Referrer};
 use berth_oci::manifest::{ManifestError, MAX_MANIFEST_SIZE};
 use berth_oci::{Digest, ParsedManifest, Reference, RepoName, Tag};
 use bytes::Bytes;
@@ -82,6 +82,7 @@ impl Registry {
     /// digest).
     pub async fn put_manifest(
         &self,
+        actor: &Actor,
         repository: &RepoName,
         reference: &Reference,
         extra_tags: &[Tag],
@@ -146,14 +147,15 @@ impl Registry {
             Reference::Tag(tag) => Some(tag),
             Reference::Digest(_) => None,
         };
+        let change = self.change(actor);
         self.meta()
-            .put_manifest(repository, &manifest, tag, self.now())
+            .put_manifest(&change, repository, &manifest, tag)
             .await?;
         // Storing an existing manifest again only moves the tag, so each
         // further tag costs one short transaction.
         for extra in extra_tags {
             self.meta()
-                .put_manifest(repository, &manifest, Some(extra), self.now())
+                .put_manifest(&change, repository, &manifest, Some(extra))
                 .await?;
         }
         self.inner.manifest_cache.invalidate(repository);
@@ -191,25 +193,30 @@ impl Registry {
     /// unreferenced is reclaimed by garbage collection after the grace period.
     pub async fn delete_manifest(
         &self,
+        actor: &Actor,
         repository: &RepoName,
         reference: &Reference,
     ) -> Result<(), RegistryError> {
         // Invalidated before and after: a reader that refilled the cache
         // between the two sees the change no later than the second call.
         self.inner.manifest_cache.invalidate(repository);
-        let result = self.delete_manifest_uncached(repository, reference).await;
+        let result = self
+            .delete_manifest_uncached(actor, repository, reference)
+            .await;
         self.inner.manifest_cache.invalidate(repository);
         result
     }
 
     async fn delete_manifest_uncached(
         &self,
+        actor: &Actor,
         repository: &RepoName,
         reference: &Reference,
     ) -> Result<(), RegistryError> {
+        let change = self.change(actor);
         match reference {
             Reference::Tag(tag) => {
-                if self.meta().delete_tag(repository, tag).await? {
+                if self.meta().delete_tag(&change, repository, tag).await? {
                     Ok(())
                 } else {
                     Err(RegistryError::ManifestUnknown)
@@ -218,12 +225,7 @@ impl Registry {
             Reference::Digest(digest) => {
                 let deleted = self
                     .meta()
-                    .delete_manifest(
-                        repository,
-                        digest,
-                        self.config().delete_referrers,
-                        self.now(),
-                    )
+                    .delete_manifest(&change, repository, digest, self.config().delete_referrers)
                     .await?;
                 match deleted {
                     Some(_) => Ok(()),

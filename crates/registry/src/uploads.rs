@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use berth_meta::UploadRecord;
+use berth_meta::{Actor, UploadRecord};
 use berth_oci::{ByteRange, Digest, RepoName, UploadId};
 use berth_storage::{ByteStream, UploadProgress};
 use bytes::Bytes;
@@ -40,16 +40,17 @@ pub struct UploadStatus {
 }
 
 impl Registry {
-    /// Opens a new upload session in `repository` for `principal` (the
-    /// authenticated caller's name, if any), unless the repository or the
+    /// Opens a new upload session in `repository` for `actor`, unless the repository or the
     /// principal has as many sessions open as the configuration allows
-    /// (`TooManyUploads`). Sessions idle for longer than `upload_ttl` do not
+    /// (`TooManyUploads`; the principal is the authenticated caller,
+    /// [`Actor::principal`]). Sessions idle for longer than `upload_ttl` do not
     /// count: they are as good as purged.
     pub async fn start_upload(
         &self,
+        actor: &Actor,
         repository: &RepoName,
-        principal: Option<&str>,
     ) -> Result<UploadStatus, RegistryError> {
+        let principal = actor.principal();
         let now = self.now();
         let config = self.config();
         let since = now.saturating_sub(config.upload_ttl.as_secs() as i64);
@@ -81,7 +82,11 @@ impl Registry {
             progress: encode_progress(&progress)?,
             principal: principal.map(str::to_string),
         };
-        if let Err(e) = self.meta().create_upload(&record).await {
+        if let Err(e) = self
+            .meta()
+            .create_upload(&self.change(actor), &record)
+            .await
+        {
             let _ = self.blobs().abort_upload(&id, Some(&progress)).await;
             return Err(e.into());
         }
@@ -134,6 +139,7 @@ impl Registry {
     /// repository.
     pub async fn finish_upload(
         &self,
+        actor: &Actor,
         repository: &RepoName,
         id: &UploadId,
         digest: &Digest,
@@ -159,29 +165,39 @@ impl Registry {
                 // Nothing became visible and the data is still there (the
                 // storage contract), so the session comes back as it stood,
                 // for the client to finish with the right digest or more data.
-                self.restore_record(&lease, &progress).await;
+                self.restore_record(actor, &lease, &progress).await;
                 return Err(e.into());
             }
         };
-        self.link_stored_blob(repository, digest, size).await?;
+        // The session's record is gone already; the link is made, with the
+        // `blob.linked` and `upload.finished` events, in one transaction.
+        let change = self.change(actor);
+        let linked = self
+            .meta()
+            .finish_upload(&change, repository, &lease.key, digest, size)
+            .await
+            .map(|_| ())
+            .map_err(RegistryError::from);
+        self.check_linked_bytes(&change, repository, digest, linked)
+            .await?;
         Ok(size)
     }
 
     /// Stores a whole blob sent in one request (`POST ?digest=` with a body)
-    /// for `principal`; it opens a session like [`Registry::start_upload`],
+    /// for `actor`; it opens a session like [`Registry::start_upload`],
     /// and is refused the same way.
     pub async fn upload_monolithic(
         &self,
+        actor: &Actor,
         repository: &RepoName,
-        principal: Option<&str>,
         digest: &Digest,
         data: ByteStream,
     ) -> Result<u64, RegistryError> {
         // A session record is written even here, so that a crash mid-body
         // leaves a session the purge job finds and removes.
-        let status = self.start_upload(repository, principal).await?;
+        let status = self.start_upload(actor, repository).await?;
         match self
-            .finish_upload(repository, &status.id, digest, None, Some(data))
+            .finish_upload(actor, repository, &status.id, digest, None, Some(data))
             .await
         {
             Ok(size) => Ok(size),
@@ -320,7 +336,7 @@ impl Registry {
 
     /// Puts back the record of a session whose finishing failed after its
     /// record was deleted, with the progress its data has.
-    async fn restore_record(&self, lease: &Lease, progress: &UploadProgress) {
+    async fn restore_record(&self, actor: &Actor, lease: &Lease, progress: &UploadProgress) {
         let restored = match encode_progress(progress) {
             Ok(text) => {
                 let record = UploadRecord {
@@ -329,7 +345,7 @@ impl Registry {
                     ..lease.record.clone()
                 };
                 self.meta()
-                    .create_upload(&record)
+                    .create_upload(&self.change(actor), &record)
                     .await
                     .map_err(RegistryError::from)
             }

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_meta::sqlite::SqliteMetaStore;
-use berth_meta::MetaStore;
+use berth_meta::{Actor, UploadStore};
 use berth_oci::{Algorithm, ByteRange, Digest, RepoName, UploadId};
 use berth_registry::{Clock, Registry, RegistryConfig, RegistryError};
 use berth_storage::fs::FsBlobStore;
@@ -70,11 +70,18 @@ async fn push(
     match how {
         Push::Monolithic => {
             registry
-                .upload_monolithic(repository, None, &digest, stream(data.to_vec()))
+                .upload_monolithic(
+                    &Actor::anonymous(),
+                    repository,
+                    &digest,
+                    stream(data.to_vec()),
+                )
                 .await?;
         }
         Push::Chunked => {
-            let status = registry.start_upload(repository, None).await?;
+            let status = registry
+                .start_upload(&Actor::anonymous(), repository)
+                .await?;
             *session.lock().unwrap() = Some(status.id.clone());
             registry
                 .append_chunk(
@@ -99,11 +106,20 @@ async fn push(
                 )
                 .await?;
             registry
-                .finish_upload(repository, &status.id, &digest, None, None)
+                .finish_upload(
+                    &Actor::anonymous(),
+                    repository,
+                    &status.id,
+                    &digest,
+                    None,
+                    None,
+                )
                 .await?;
         }
         Push::LastChunkOnPut => {
-            let status = registry.start_upload(repository, None).await?;
+            let status = registry
+                .start_upload(&Actor::anonymous(), repository)
+                .await?;
             *session.lock().unwrap() = Some(status.id.clone());
             registry
                 .append_chunk(
@@ -118,6 +134,7 @@ async fn push(
                 .await?;
             registry
                 .finish_upload(
+                    &Actor::anonymous(),
                     repository,
                     &status.id,
                     &digest,
@@ -149,6 +166,7 @@ async fn retry(
                 let rest = data[status.size as usize..].to_vec();
                 let finished = registry
                     .finish_upload(
+                        &Actor::anonymous(),
                         repository,
                         &id,
                         &digest,
@@ -171,7 +189,12 @@ async fn retry(
         }
     }
     registry
-        .upload_monolithic(repository, None, &digest, stream(data.to_vec()))
+        .upload_monolithic(
+            &Actor::anonymous(),
+            repository,
+            &digest,
+            stream(data.to_vec()),
+        )
         .await
         .map(|_| ())
         .map_err(|e| format!("pushing again: {e:?}"))

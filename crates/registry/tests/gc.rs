@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
-use berth_meta::MetaStore;
+use berth_meta::{Change, GcStore, JobLeaseStore};
 use berth_oci::{Algorithm, ByteRange, Digest, ErrorCode, UploadId};
 use berth_registry::{Clock, GcOptions, Registry, RegistryConfig, RegistryError};
 use berth_storage::fs::FsBlobStore;
@@ -15,7 +15,8 @@ use berth_storage::{
     BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, StoredUpload, UploadProgress,
 };
 use support::{
-    by_digest, config, push_index, push_referrer, repo, tag, Harness, GRACE, START, UPLOAD_TTL,
+    actor, by_digest, config, push_index, push_referrer, repo, tag, Harness, GRACE, START,
+    UPLOAD_TTL,
 };
 
 /// Past the grace period for everything, including links no manifest ever
@@ -34,7 +35,7 @@ async fn layers_shared_by_manifests_live_until_the_last_one_goes() {
         .await;
 
     h.registry
-        .delete_manifest(&app, &by_digest(&a.digest))
+        .delete_manifest(&actor(), &app, &by_digest(&a.digest))
         .await
         .unwrap();
     // Within the grace period nothing is collected.
@@ -61,7 +62,7 @@ async fn layers_shared_by_manifests_live_until_the_last_one_goes() {
     assert_eq!(pulled.blobs, b.blobs);
 
     h.registry
-        .delete_manifest(&app, &by_digest(&b.digest))
+        .delete_manifest(&actor(), &app, &by_digest(&b.digest))
         .await
         .unwrap();
     h.advance(GRACE + 1);
@@ -81,7 +82,10 @@ async fn deleting_a_tag_keeps_the_manifest_and_its_blobs() {
     let h = Harness::new().await;
     let app = repo("team/app");
     let image = h.push_image(&app, &tag("v1"), "v1", &[b"layer"]).await;
-    h.registry.delete_manifest(&app, &tag("v1")).await.unwrap();
+    h.registry
+        .delete_manifest(&actor(), &app, &tag("v1"))
+        .await
+        .unwrap();
     assert!(matches!(
         h.registry.get_manifest(&app, &tag("v1")).await,
         Err(RegistryError::ManifestUnknown)
@@ -108,7 +112,10 @@ async fn untagged_manifests_are_collected_only_when_configured() {
         .await;
     // A signature of the tagged image is untagged too, but lives with it.
     let signature = push_referrer(&h.registry, &app, &kept.digest, b"sig of kept").await;
-    h.registry.delete_manifest(&app, &tag("old")).await.unwrap();
+    h.registry
+        .delete_manifest(&actor(), &app, &tag("old"))
+        .await
+        .unwrap();
 
     h.advance(601);
     let report = h.gc().await;
@@ -150,7 +157,7 @@ async fn index_children_live_while_the_index_does() {
     // error names the index.
     let refused = h
         .registry
-        .delete_manifest(&app, &by_digest(&amd64.digest))
+        .delete_manifest(&actor(), &app, &by_digest(&amd64.digest))
         .await
         .unwrap_err();
     assert!(matches!(&refused, RegistryError::ManifestReferenced(d) if *d == index));
@@ -163,12 +170,12 @@ async fn index_children_live_while_the_index_does() {
     h.pull(&app, &by_digest(&amd64.digest)).await;
 
     h.registry
-        .delete_manifest(&app, &by_digest(&index))
+        .delete_manifest(&actor(), &app, &by_digest(&index))
         .await
         .unwrap();
     for child in [&amd64, &arm64] {
         h.registry
-            .delete_manifest(&app, &by_digest(&child.digest))
+            .delete_manifest(&actor(), &app, &by_digest(&child.digest))
             .await
             .unwrap();
     }
@@ -203,7 +210,7 @@ async fn referrers_are_deleted_with_their_subject_when_configured() {
     let foreign = push_referrer(&h.registry, &other, &image.digest, b"signature").await;
 
     h.registry
-        .delete_manifest(&app, &by_digest(&image.digest))
+        .delete_manifest(&actor(), &app, &by_digest(&image.digest))
         .await
         .unwrap();
     for gone in [&signature.digest, &counter.digest] {
@@ -237,7 +244,7 @@ async fn referrers_stay_when_cascading_is_off() {
         .await;
     let signature = push_referrer(&h.registry, &app, &image.digest, b"signature").await;
     h.registry
-        .delete_manifest(&app, &by_digest(&image.digest))
+        .delete_manifest(&actor(), &app, &by_digest(&image.digest))
         .await
         .unwrap();
     h.advance(LONG_AFTER);
@@ -255,7 +262,7 @@ async fn a_blob_mounted_into_another_repository_lives_while_either_uses_it() {
         .await;
     let mounted = h
         .registry
-        .mount_blob(&target, &source, &base.blobs[1])
+        .mount_blob(&actor(), &target, &source, &base.blobs[1])
         .await
         .unwrap();
     assert_eq!(mounted, Some(b"base layer".len() as u64));
@@ -269,7 +276,7 @@ async fn a_blob_mounted_into_another_repository_lives_while_either_uses_it() {
         .await;
 
     h.registry
-        .delete_manifest(&source, &by_digest(&base.digest))
+        .delete_manifest(&actor(), &source, &by_digest(&base.digest))
         .await
         .unwrap();
     h.advance(LONG_AFTER);
@@ -281,14 +288,14 @@ async fn a_blob_mounted_into_another_repository_lives_while_either_uses_it() {
     // from there any more.
     assert_eq!(
         h.registry
-            .mount_blob(&repo("team/third"), &source, &base.blobs[1])
+            .mount_blob(&actor(), &repo("team/third"), &source, &base.blobs[1])
             .await
             .unwrap(),
         None
     );
 
     h.registry
-        .delete_manifest(&target, &by_digest(&derived.digest))
+        .delete_manifest(&actor(), &target, &by_digest(&derived.digest))
         .await
         .unwrap();
     h.advance(GRACE + 1);
@@ -302,7 +309,7 @@ async fn a_re_push_during_the_grace_period_keeps_the_blob() {
     let app = repo("team/app");
     let image = h.push_image(&app, &tag("v1"), "v1", &[b"layer"]).await;
     h.registry
-        .delete_manifest(&app, &by_digest(&image.digest))
+        .delete_manifest(&actor(), &app, &by_digest(&image.digest))
         .await
         .unwrap();
     h.advance(GRACE / 2);
@@ -329,7 +336,10 @@ async fn a_blob_deleted_from_a_repository_is_kept_by_another_repository_push() {
     let one = repo("team/one");
     let two = repo("team/two");
     let digest = h.push_blob(&one, b"lonely blob").await;
-    h.registry.delete_blob(&one, &digest).await.unwrap();
+    h.registry
+        .delete_blob(&actor(), &one, &digest)
+        .await
+        .unwrap();
     h.advance(GRACE - 10);
     // Re-pushed elsewhere during the grace period: the candidacy is cleared.
     h.push_blob(&two, b"lonely blob").await;
@@ -338,7 +348,10 @@ async fn a_blob_deleted_from_a_repository_is_kept_by_another_repository_push() {
     assert!(h.stored(&digest).await);
     assert_eq!(h.registry.blob_size(&two, &digest).await.unwrap(), 11);
     // Without it, the blob goes once the grace period has passed.
-    h.registry.delete_blob(&two, &digest).await.unwrap();
+    h.registry
+        .delete_blob(&actor(), &two, &digest)
+        .await
+        .unwrap();
     h.advance(GRACE + 1);
     let report = h.gc().await;
     assert_eq!(report.blobs_removed, 1, "{report}");
@@ -369,7 +382,10 @@ async fn a_push_racing_the_final_delete_is_refused_and_then_succeeds() {
     let h = Harness::new().await;
     let app = repo("team/race");
     let digest = h.push_blob(&app, b"contested").await;
-    h.registry.delete_blob(&app, &digest).await.unwrap();
+    h.registry
+        .delete_blob(&actor(), &app, &digest)
+        .await
+        .unwrap();
     h.advance(GRACE + 1);
     // A collection has taken the blob's row and is about to delete the
     // bytes (as if it were paused between the two steps).
@@ -380,7 +396,7 @@ async fn a_push_racing_the_final_delete_is_refused_and_then_succeeds() {
         .unwrap();
     let begun = h
         .meta
-        .begin_blob_deletions(&candidates, h.now() - GRACE, h.now())
+        .begin_blob_deletions(&Change::new(actor(), h.now()), &candidates, h.now() - GRACE)
         .await
         .unwrap();
     assert_eq!(begun.len(), 1);
@@ -526,7 +542,10 @@ async fn a_dry_run_reports_and_removes_nothing() {
     let h = Harness::new().await;
     let app = repo("team/app");
     let digest = h.push_blob(&app, b"doomed").await;
-    h.registry.delete_blob(&app, &digest).await.unwrap();
+    h.registry
+        .delete_blob(&actor(), &app, &digest)
+        .await
+        .unwrap();
     h.advance(GRACE + 1);
     let report = h
         .registry
@@ -550,11 +569,14 @@ async fn a_crash_between_row_and_bytes_is_finished_by_the_next_pass() {
     let h = Harness::new().await;
     let app = repo("team/crash");
     let digest = h.push_blob(&app, b"half deleted").await;
-    h.registry.delete_blob(&app, &digest).await.unwrap();
+    h.registry
+        .delete_blob(&actor(), &app, &digest)
+        .await
+        .unwrap();
     h.advance(GRACE + 1);
     let candidates = h.meta.expired_blobs(h.now(), None, 10).await.unwrap();
     h.meta
-        .begin_blob_deletions(&candidates, h.now() - GRACE, h.now())
+        .begin_blob_deletions(&Change::new(actor(), h.now()), &candidates, h.now() - GRACE)
         .await
         .unwrap();
     // The process dies here: the row is gone, the bytes and marker remain.
@@ -619,7 +641,10 @@ async fn only_the_lease_holder_collects() {
     let h = Harness::new().await;
     let app = repo("team/app");
     let digest = h.push_blob(&app, b"leased").await;
-    h.registry.delete_blob(&app, &digest).await.unwrap();
+    h.registry
+        .delete_blob(&actor(), &app, &digest)
+        .await
+        .unwrap();
     h.advance(GRACE + 1);
     assert!(h
         .meta

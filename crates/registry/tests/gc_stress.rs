@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use berth_oci::Digest;
 use berth_registry::{GcOptions, RegistryConfig, RegistryError};
-use support::{by_digest, pull_image, repo, tag, try_push_image, Harness, Image};
+use support::{actor, by_digest, pull_image, repo, tag, try_push_image, Harness, Image};
 
 /// Pushes refused because of a collection, by kind: (blob being collected,
 /// layer link collected before the manifest arrived).
@@ -149,7 +149,7 @@ async fn gc_racing_pushes_and_deletes_never_loses_a_live_blob() {
                     // Untag: the manifest stays, reachable by digest.
                     1 => {
                         h.registry
-                            .delete_manifest(repository, &tag(&tag_name))
+                            .delete_manifest(&actor(), repository, &tag(&tag_name))
                             .await
                             .unwrap();
                         tags.remove(&(repository.to_string(), tag_name));
@@ -157,7 +157,7 @@ async fn gc_racing_pushes_and_deletes_never_loses_a_live_blob() {
                     // Delete by digest: the manifest and its tags go.
                     2 | 3 => {
                         h.registry
-                            .delete_manifest(repository, &by_digest(&image.digest))
+                            .delete_manifest(&actor(), repository, &by_digest(&image.digest))
                             .await
                             .unwrap();
                         live.remove(&(repository.to_string(), image.digest.clone()));

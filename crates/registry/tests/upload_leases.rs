@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_oci::{ByteRange, RepoName};
+use berth_registry::Actor;
 use berth_registry::{Registry, RegistryConfig, RegistryError};
 use berth_storage::fs::FsBlobStore;
 use berth_storage::ByteStream;
@@ -79,7 +80,10 @@ async fn two_requests_on_one_node_take_turns() {
     let stores = stores().await;
     let registry = node(&stores, "node-a");
     let repository = RepoName::parse("leases/turns").unwrap();
-    let session = registry.start_upload(&repository, None).await.unwrap();
+    let session = registry
+        .start_upload(&Actor::anonymous(), &repository)
+        .await
+        .unwrap();
 
     let (body, started, more) = held_open_body();
     let first = {
@@ -118,8 +122,14 @@ async fn a_restarted_node_frees_its_dead_leases_and_only_those() {
     let repository = RepoName::parse("leases/restart").unwrap();
     let before_crash = node(&stores, "node-a");
     let other = node(&stores, "node-b");
-    let mine = before_crash.start_upload(&repository, None).await.unwrap();
-    let theirs = other.start_upload(&repository, None).await.unwrap();
+    let mine = before_crash
+        .start_upload(&Actor::anonymous(), &repository)
+        .await
+        .unwrap();
+    let theirs = other
+        .start_upload(&Actor::anonymous(), &repository)
+        .await
+        .unwrap();
 
     let mut writers = Vec::new();
     let mut bodies = Vec::new();

@@ -26,7 +26,7 @@ use berth_auth::{
     Credentials, Decision, Denial, LoginContext, LoginError, LoginThrottle, NamespaceFacts,
     PolicyConfig, Principal, Scope, TokenAuthority, TokenRejection, Visibility,
 };
-use berth_auth::{login_with_password, Action};
+use berth_auth::{change_at, login_with_password, Action, Actor};
 use berth_oci::{ErrorCode, RepoName};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -207,6 +207,27 @@ pub fn client_address(parts: &Parts) -> IpAddr {
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
+}
+
+/// Who makes the change a request asks for, as the event stream records
+/// it: the caller access control identified (anonymous when it is off or
+/// none was presented), from the client's address when served by
+/// [`crate::run`].
+pub fn actor(parts: &Parts) -> Actor {
+    match parts.extensions.get::<Caller>() {
+        Some(caller) => actor_of(&caller.principal, parts),
+        None => actor_of(&Principal::Anonymous, parts),
+    }
+}
+
+/// `principal` as the actor of the changes `parts` asks for, with the
+/// client's address when served by [`crate::run`].
+pub fn actor_of(principal: &Principal, parts: &Parts) -> Actor {
+    let address = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    principal.actor(address)
 }
 
 /// A login context at the current time.
@@ -393,7 +414,7 @@ pub async fn authorize_request(
         }
         Needs::Catalog => {}
         Needs::Repository(repository, action) => {
-            check(auth, &caller, &parts.headers, &repository, action).await?;
+            check(auth, &caller, parts, &repository, action).await?;
             if let Endpoint::UploadStart(_) = endpoint {
                 if let Some(from) = mount_source(parts) {
                     if !may_pull(auth, &caller, &from, &mut HashMap::new()).await? {
@@ -422,10 +443,11 @@ fn mount_source(parts: &Parts) -> Option<RepoName> {
 async fn check(
     auth: &AuthState,
     caller: &Caller,
-    headers: &HeaderMap,
+    parts: &Parts,
     repository: &RepoName,
     action: Action,
 ) -> Result<(), ApiError> {
+    let headers = &parts.headers;
     let facts = auth
         .facts(&caller.principal, repository.namespace())
         .await?;
@@ -453,7 +475,12 @@ async fn check(
             "the token does not grant this action",
         )),
         Decision::AllowCreatingNamespace => {
-            create_namespace_for(auth, &caller.principal, repository).await
+            let address = parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip());
+            let actor = caller.principal.actor(address);
+            create_namespace_for(auth, &caller.principal, &actor, repository).await
         }
         Decision::Allow => Ok(()),
     }
@@ -464,20 +491,22 @@ async fn check(
 async fn create_namespace_for(
     auth: &AuthState,
     principal: &Principal,
+    actor: &Actor,
     repository: &RepoName,
 ) -> Result<(), ApiError> {
     let namespace = repository.namespace();
     if !may_create_namespace(principal, &auth.policy, namespace) {
         return Err(ApiError::new(ErrorCode::Denied, "may not create namespace"));
     }
+    let now = OffsetDateTime::now_utc();
     let record = NamespaceRecord {
         name: namespace.to_string(),
         visibility: Visibility::Private,
-        created_at: OffsetDateTime::now_utc(),
+        created_at: now,
     };
     match auth
         .store
-        .create_namespace(record, user_name(principal))
+        .create_namespace(&change_at(actor, now), record, user_name(principal))
         .await
     {
         Ok(()) => {

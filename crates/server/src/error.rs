@@ -50,7 +50,9 @@ pub fn registry_status(error: &RegistryError) -> StatusCode {
         | RegistryError::ChunkSizeMismatch { .. }
         | RegistryError::UploadBusy => StatusCode::RANGE_NOT_SATISFIABLE,
         RegistryError::ManifestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        RegistryError::ManifestReferenced(_) => StatusCode::CONFLICT,
+        RegistryError::ManifestReferenced(_)
+        | RegistryError::NamespaceExists
+        | RegistryError::NamespaceNotEmpty => StatusCode::CONFLICT,
         // A retryable condition: clients retry a push on 503.
         RegistryError::BlobBeingCollected => StatusCode::SERVICE_UNAVAILABLE,
         RegistryError::InvalidParameter(_) => StatusCode::BAD_REQUEST,

@@ -106,7 +106,10 @@ async fn handle(state: &AppState, endpoint: Endpoint, request: Request) -> ApiRe
             put_manifest(state, &repo, &reference, request, body).await
         }
         (Endpoint::Manifest(repo, reference), Method::DELETE) => {
-            state.registry.delete_manifest(&repo, &reference).await?;
+            state
+                .registry
+                .delete_manifest(&access::actor(request), &repo, &reference)
+                .await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Endpoint::Blob(repo, digest), Method::GET) => {
@@ -116,7 +119,10 @@ async fn handle(state: &AppState, endpoint: Endpoint, request: Request) -> ApiRe
             get_blob(state, &repo, &digest, &request.headers, true).await
         }
         (Endpoint::Blob(repo, digest), Method::DELETE) => {
-            state.registry.delete_blob(&repo, &digest).await?;
+            state
+                .registry
+                .delete_blob(&access::actor(request), &repo, &digest)
+                .await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Endpoint::UploadStart(repo), Method::POST) => {
@@ -232,11 +238,6 @@ fn blob_created(repo: &RepoName, digest: &Digest) -> Response {
 
 async fn start_upload(state: &AppState, repo: &RepoName, request: &Parts, body: Body) -> ApiResult {
     let query = Query::parse(request)?;
-    // The authenticated caller's name, under which open sessions are counted.
-    let principal = request
-        .extensions
-        .get::<Caller>()
-        .and_then(|caller| caller.principal.subject());
     let mount_allowed = request.extensions.get::<MountDenied>().is_none();
     if let Some(mount) = query.get("mount").filter(|_| mount_allowed) {
         let digest = Digest::parse(mount).map_err(|e| ApiError::digest_invalid(e.to_string()))?;
@@ -249,7 +250,7 @@ async fn start_upload(state: &AppState, repo: &RepoName, request: &Parts, body: 
         if let Some(from) = source {
             if state
                 .registry
-                .mount_blob(repo, &from, &digest)
+                .mount_blob(&access::actor(request), repo, &from, &digest)
                 .await?
                 .is_some()
             {
@@ -262,11 +263,14 @@ async fn start_upload(state: &AppState, repo: &RepoName, request: &Parts, body: 
         let stream = body_stream(state, body);
         state
             .registry
-            .upload_monolithic(repo, principal, &digest, stream)
+            .upload_monolithic(&access::actor(request), repo, &digest, stream)
             .await?;
         return Ok(blob_created(repo, &digest));
     }
-    let status = state.registry.start_upload(repo, principal).await?;
+    let status = state
+        .registry
+        .start_upload(&access::actor(request), repo)
+        .await?;
     Ok(upload_response(
         StatusCode::ACCEPTED,
         repo,
@@ -370,7 +374,14 @@ async fn put_upload(
     let last_chunk = has_body.then(|| body_stream(state, body));
     state
         .registry
-        .finish_upload(repo, id, &digest, range, last_chunk)
+        .finish_upload(
+            &access::actor(request),
+            repo,
+            id,
+            &digest,
+            range,
+            last_chunk,
+        )
         .await?;
     Ok(blob_created(repo, &digest))
 }
@@ -462,6 +473,7 @@ async fn put_manifest(
     let put = state
         .registry
         .put_manifest(
+            &access::actor(request),
             repo,
             reference,
             &extra_tags,

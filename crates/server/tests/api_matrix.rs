@@ -219,14 +219,18 @@ impl Matrix {
 
     async fn setup(&self, setup: Setup, namespace: &str, cell: usize) {
         let store = self.h.store();
+        let change = berth_auth::change_at(
+            &berth_auth::Actor::system("test"),
+            time::OffsetDateTime::now_utc(),
+        );
         match setup {
             Setup::None => {}
             Setup::NoBystander => {
-                let _ = store.remove_member(namespace, "bystander").await;
+                let _ = store.remove_member(&change, namespace, "bystander").await;
             }
             Setup::Bystander => {
                 store
-                    .set_member(namespace, "bystander", Role::Reader)
+                    .set_member(&change, namespace, "bystander", Role::Reader)
                     .await
                     .unwrap();
             }
@@ -237,7 +241,7 @@ impl Matrix {
                     vec![TokenScope::parse(&format!("{namespace}:pull")).unwrap()],
                     berth_auth::Expiry::Never,
                     Some("owner"),
-                    time::OffsetDateTime::now_utc(),
+                    &change,
                 )
                 .await
                 .unwrap();

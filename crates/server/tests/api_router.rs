@@ -156,7 +156,10 @@ async fn robots_list_what_they_may_pull_and_manage_nothing() {
         vec![TokenScope::parse("priv/app:pull").unwrap()],
         Expiry::Never,
         Some("owner"),
-        time::OffsetDateTime::now_utc(),
+        &berth_auth::change_at(
+            &berth_auth::Actor::system("test"),
+            time::OffsetDateTime::now_utc(),
+        ),
     )
     .await
     .unwrap();

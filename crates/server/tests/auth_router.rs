@@ -80,22 +80,25 @@ async fn harness_with(policy: PolicyConfig, config: RegistryConfig) -> Harness {
     // Access control keeps its tables in the registry's database, as the
     // binary wires it.
     let store = Arc::new(MetaAuthStore::new(meta));
-    let now = OffsetDateTime::now_utc();
+    let now = berth_auth::change_at(
+        &berth_auth::Actor::system("test"),
+        OffsetDateTime::now_utc(),
+    );
     let password = Secret::new(PASSWORD);
     for user in ["alice", "bob"] {
-        admin::create_user(store.as_ref(), user, &password, false, now)
+        admin::create_user(store.as_ref(), user, &password, false, &now)
             .await
             .unwrap();
     }
-    admin::create_namespace(store.as_ref(), "pub", Visibility::Public, None, now)
+    admin::create_namespace(store.as_ref(), "pub", Visibility::Public, None, &now)
         .await
         .unwrap();
-    admin::create_namespace(store.as_ref(), "team-a", Visibility::Private, None, now)
+    admin::create_namespace(store.as_ref(), "team-a", Visibility::Private, None, &now)
         .await
         .unwrap();
     for namespace in ["pub", "team-a"] {
         store
-            .set_member(namespace, "alice", Role::Writer)
+            .set_member(&now, namespace, "alice", Role::Writer)
             .await
             .unwrap();
     }
@@ -105,7 +108,7 @@ async fn harness_with(policy: PolicyConfig, config: RegistryConfig) -> Harness {
         vec![TokenScope::parse("team-a:pull").unwrap()],
         Expiry::Never,
         None,
-        now,
+        &now,
     )
     .await
     .unwrap();

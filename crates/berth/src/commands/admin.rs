@@ -60,6 +60,9 @@ fn time_text(at: OffsetDateTime) -> String {
 async fn execute(command: AdminCommand, config: &Config) -> Result<(), String> {
     let store = open_store(config).await?;
     let now = OffsetDateTime::now_utc();
+    // Changes made on the database directly are the registry's own, as the
+    // event stream records them.
+    let change = berth_auth::change_at(&admin_actor(), now);
     match command {
         AdminCommand::User { command } => match command {
             UserCommand::Create {
@@ -78,7 +81,7 @@ async fn execute(command: AdminCommand, config: &Config) -> Result<(), String> {
                 } else {
                     (generate_password(), true)
                 };
-                admin::create_user(&store, &name, &password, admin, now)
+                admin::create_user(&store, &name, &password, admin, &change)
                     .await
                     .map_err(admin_error)?;
                 if generated {
@@ -109,7 +112,7 @@ async fn execute(command: AdminCommand, config: &Config) -> Result<(), String> {
                 } else {
                     Visibility::Private
                 };
-                admin::create_namespace(&store, &name, visibility, owner.as_deref(), now)
+                admin::create_namespace(&store, &name, visibility, owner.as_deref(), &change)
                     .await
                     .map_err(admin_error)?;
                 println!("created {} namespace {name}", visibility.as_str());
@@ -119,7 +122,7 @@ async fn execute(command: AdminCommand, config: &Config) -> Result<(), String> {
             } => {
                 let visibility: Visibility = visibility.parse().map_err(|e| format!("{e}"))?;
                 store
-                    .set_visibility(&name, visibility)
+                    .set_visibility(&change, &name, visibility)
                     .await
                     .map_err(|e| format!("namespace {name:?}: {e}"))?;
                 println!("namespace {name} is now {}", visibility.as_str());
@@ -138,7 +141,7 @@ async fn execute(command: AdminCommand, config: &Config) -> Result<(), String> {
                 ..
             } => {
                 let role: Role = role.parse().map_err(|e| format!("{e}"))?;
-                admin::set_member(&store, &namespace, &user, role)
+                admin::set_member(&store, &namespace, &user, role, &change)
                     .await
                     .map_err(admin_error)?;
                 println!("{user} is now {role} of {namespace}");
@@ -147,7 +150,7 @@ async fn execute(command: AdminCommand, config: &Config) -> Result<(), String> {
                 namespace, user, ..
             } => {
                 store
-                    .remove_member(&namespace, &user)
+                    .remove_member(&change, &namespace, &user)
                     .await
                     .map_err(|e| format!("member {user:?} of {namespace:?}: {e}"))?;
                 println!("{user} is no longer a member of {namespace}");
@@ -163,7 +166,7 @@ async fn execute(command: AdminCommand, config: &Config) -> Result<(), String> {
                     .map_err(|e| e.to_string())?;
                 let expiry = Expiry::parse(&create.expires).map_err(|e| e.to_string())?;
                 let secret =
-                    admin::create_access_token(&store, &create.name, scopes, expiry, None, now)
+                    admin::create_access_token(&store, &create.name, scopes, expiry, None, &change)
                         .await
                         .map_err(admin_error)?;
                 match &create.k8s_secret {
@@ -189,7 +192,7 @@ async fn execute(command: AdminCommand, config: &Config) -> Result<(), String> {
             }
             TokenCommand::Revoke { name, .. } => {
                 store
-                    .revoke_access_token(&name, now)
+                    .revoke_access_token(&change, &name)
                     .await
                     .map_err(|e| format!("token {name:?}: {e}"))?;
                 println!("revoked token {name}");
@@ -275,6 +278,11 @@ pub fn kubernetes_secret(secret_name: &str, host: &str, user: &str, token: &Secr
     format!(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {secret_name}\ntype: kubernetes.io/dockerconfigjson\ndata:\n  .dockerconfigjson: {encoded}\n"
     )
+}
+
+/// Who `berth admin` changes are made by.
+fn admin_actor() -> berth_auth::Actor {
+    berth_auth::Actor::system("admin")
 }
 
 #[cfg(test)]

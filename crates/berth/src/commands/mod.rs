@@ -5,7 +5,7 @@
 //! configuration, 1 for any other failure, and 0 on success (`berth gc`
 //! adds 3: another process holds the collection lease).
 //!
-//! Server commands (`serve`, `gc`, `admin`, `config`) load the
+//! Server commands (`serve`, `gc`, `admin`, `events`, `config`) load the
 //! configuration and work on the registry's data; client commands, which
 //! talk HTTP to a registry, get a module here too (`login.rs`, `image.rs`,
 //! …) and a variant in `cli::Command`.
@@ -17,6 +17,7 @@ use crate::config::{ConfigArgs, Environment, Loaded};
 
 mod admin;
 mod config;
+mod events;
 mod gc;
 mod serve;
 
@@ -26,6 +27,7 @@ pub fn run(command: Command, env: &Environment) -> ExitCode {
         Command::Serve(args) => serve::run(&args, env),
         Command::Gc(args) => gc::run(&args, env),
         Command::Admin { command } => admin::run(command, env),
+        Command::Events { command } => events::run(command, env),
         Command::Config {
             command: ConfigCommand::Check(args),
         } => config::check(&args, env),

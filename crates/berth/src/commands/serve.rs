@@ -142,6 +142,14 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
                 .await
         });
     }
+    {
+        let registry = registry.clone();
+        tasks.spawn("event retention", move |cancel| async move {
+            registry
+                .run_event_retention(EVENT_RETENTION_INTERVAL, cancel)
+                .await
+        });
+    }
     tasks.spawn("memory return", crate::memory::return_freed_memory);
 
     let stop_accepting = CancellationToken::new();
@@ -192,3 +200,7 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
         Err(e) => Err(format!("server task failed: {e}")),
     }
 }
+
+/// How often old events are deleted: retention is counted in days, so an
+/// hourly pass keeps the table within an hour of it.
+const EVENT_RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);

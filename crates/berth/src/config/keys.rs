@@ -128,4 +128,10 @@ declare_config! {
         /// Deleting a manifest by digest also deletes its referrers (signatures, SBOMs), recursively.
         delete_referrers: bool = "true", flag "delete-referrers", Legacy;
     }
+
+    /// The event stream: the record of every change, read by `berth events tail` and the consumers.
+    [events] EventsSection {
+        /// How long events are kept before a background job deletes them; a consumer stopped for longer misses what was deleted.
+        retention: Duration = "7d", flag "event-retention";
+    }
 }

@@ -654,6 +654,7 @@ impl Config {
                 second,
             ),
             ("gc.untagged_age", self.gc.untagged_age, second),
+            ("events.retention", self.events.retention, second),
             ("server.idle_timeout", self.server.idle_timeout, millisecond),
             (
                 "server.header_timeout",

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use berth_meta::sqlite::SqliteMetaStore;
-use berth_meta::MetaStore;
+use berth_meta::GcStore;
 use berth_oci::{Algorithm, Digest, Reference, RepoName, Tag};
-use berth_registry::{Clock, GcOptions, GcReport, Registry, RegistryConfig, RegistryError};
+use berth_registry::{Actor, Clock, GcOptions, GcReport, Registry, RegistryConfig, RegistryError};
 use berth_storage::fs::FsBlobStore;
 use berth_storage::{BlobStore, ByteStream};
 use bytes::Bytes;
@@ -50,6 +50,11 @@ pub fn config() -> RegistryConfig {
         upload_ttl: std::time::Duration::from_secs(UPLOAD_TTL as u64),
         ..RegistryConfig::default()
     }
+}
+
+/// Who the tests' changes are made by.
+pub fn actor() -> Actor {
+    Actor::user("tester")
 }
 
 pub fn repo(name: &str) -> RepoName {
@@ -179,7 +184,7 @@ pub async fn try_push_blob(
 ) -> Result<Digest, RegistryError> {
     let digest = Algorithm::Sha256.digest_of(bytes);
     registry
-        .upload_monolithic(repository, None, &digest, stream(bytes.to_vec()))
+        .upload_monolithic(&actor(), repository, &digest, stream(bytes.to_vec()))
         .await?;
     Ok(digest)
 }
@@ -226,6 +231,7 @@ pub async fn try_push_image(
     let payload = manifest_json((&config, config_bytes.len()), &layer_refs);
     let put = registry
         .put_manifest(
+            &actor(),
             repository,
             reference,
             &[],
@@ -266,6 +272,7 @@ pub async fn push_index(
     .unwrap();
     registry
         .put_manifest(
+            &actor(),
             repository,
             reference,
             &[],
@@ -310,6 +317,7 @@ pub async fn push_referrer(
     let digest = Algorithm::Sha256.digest_of(&payload);
     registry
         .put_manifest(
+            &actor(),
             repository,
             &by_digest(&digest),
             &[],

@@ -83,6 +83,7 @@ pub async fn set(
         namespace.as_str(),
         user.as_str(),
         update.role,
+        &ctx.change_at(ctx.now()),
     )
     .await?;
     Ok(ok(Member {
@@ -113,6 +114,12 @@ pub async fn remove(
     namespace: &Name,
     user: &Name,
 ) -> Result<Response, ManagementError> {
-    admin::remove_member(ctx.auth.store.as_ref(), namespace.as_str(), user.as_str()).await?;
+    admin::remove_member(
+        ctx.auth.store.as_ref(),
+        namespace.as_str(),
+        user.as_str(),
+        &ctx.change_at(ctx.now()),
+    )
+    .await?;
     Ok(no_content())
 }

@@ -45,7 +45,9 @@ pub mod tokens;
 pub mod types;
 pub mod users;
 
-use crate::access::{authenticate_caller, AuthState};
+use berth_auth::{change_at, Actor, Change};
+
+use crate::access::{actor_of, authenticate_caller, AuthState};
 use crate::v2::EndpointLabel;
 use crate::AppState;
 use endpoint::Endpoint;
@@ -61,17 +63,24 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/{*rest}", any(dispatch))
 }
 
-/// What a handler is given: the access-control state it works through and
-/// the caller the authorization step let in.
+/// What a handler is given: the access-control state it works through,
+/// the caller the authorization step let in, and that caller as the actor
+/// of the changes it makes (for the event stream).
 pub struct Context<'a> {
     pub auth: &'a AuthState,
     pub caller: &'a Authorized,
+    pub actor: Actor,
 }
 
 impl Context<'_> {
     /// The time a change is recorded at.
     pub fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
+    }
+
+    /// The change the caller makes at `at`.
+    pub fn change_at(&self, at: OffsetDateTime) -> Change {
+        change_at(&self.actor, at)
     }
 }
 
@@ -133,6 +142,7 @@ async fn handle(
     let context = Context {
         auth,
         caller: &caller,
+        actor: actor_of(&caller.principal, &parts),
     };
     handle_endpoint(&context, endpoint).await
 }

@@ -133,7 +133,7 @@ pub async fn create(ctx: &Context<'_>, new: NewNamespace) -> Result<Response, Ma
         new.name.as_str(),
         new.visibility,
         owner,
-        now,
+        &ctx.change_at(now),
     )
     .await?;
     Ok(created(Namespace {
@@ -180,7 +180,7 @@ pub async fn update(
     match ctx
         .auth
         .store
-        .set_visibility(name.as_str(), update.visibility)
+        .set_visibility(&ctx.change_at(ctx.now()), name.as_str(), update.visibility)
         .await
     {
         Err(berth_auth::AuthStoreError::NotFound) => {

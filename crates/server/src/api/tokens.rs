@@ -133,7 +133,7 @@ pub async fn create(ctx: &Context<'_>, new: NewToken) -> Result<Response, Manage
         scopes,
         expiry,
         ctx.caller.user_name(),
-        now,
+        &ctx.change_at(now),
     )
     .await?;
     // The secret is in this one answer and nowhere else.
@@ -160,7 +160,7 @@ pub async fn revoke(ctx: &Context<'_>, name: &Name) -> Result<Response, Manageme
     match ctx
         .auth
         .store
-        .revoke_access_token(name.as_str(), ctx.now())
+        .revoke_access_token(&ctx.change_at(ctx.now()), name.as_str())
         .await
     {
         Err(berth_auth::AuthStoreError::NotFound) => Err(ManagementError::not_found(format!(

@@ -87,7 +87,7 @@ pub async fn create(ctx: &Context<'_>, new: NewUser) -> Result<Response, Managem
         new.name.as_str(),
         &new.password,
         new.admin,
-        now,
+        &ctx.change_at(now),
     )
     .await?;
     Ok(created(User {

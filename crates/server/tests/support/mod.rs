@@ -133,27 +133,31 @@ impl Harness {
         let registry = Registry::new(Arc::new(blobs), meta.clone(), RegistryConfig::default());
         let store = Arc::new(MetaAuthStore::new(meta));
         let now = OffsetDateTime::now_utc();
+        let change = berth_auth::change_at(&berth_auth::Actor::system("test"), now);
         let password = Secret::new(PASSWORD);
-        admin::create_user(store.as_ref(), "root", &password, true, now)
+        admin::create_user(store.as_ref(), "root", &password, true, &change)
             .await
             .unwrap();
         for (user, _) in MEMBERS {
-            admin::create_user(store.as_ref(), user, &password, false, now)
+            admin::create_user(store.as_ref(), user, &password, false, &change)
                 .await
                 .unwrap();
         }
         for user in ["stranger", "bystander"] {
-            admin::create_user(store.as_ref(), user, &password, false, now)
+            admin::create_user(store.as_ref(), user, &password, false, &change)
                 .await
                 .unwrap();
         }
         for (namespace, visibility) in [("pub", Visibility::Public), ("priv", Visibility::Private)]
         {
-            admin::create_namespace(store.as_ref(), namespace, visibility, None, now)
+            admin::create_namespace(store.as_ref(), namespace, visibility, None, &change)
                 .await
                 .unwrap();
             for (user, role) in MEMBERS {
-                store.set_member(namespace, user, role).await.unwrap();
+                store
+                    .set_member(&change, namespace, user, role)
+                    .await
+                    .unwrap();
             }
         }
         let robot = admin::create_access_token(
@@ -165,7 +169,7 @@ impl Harness {
             ],
             Expiry::Never,
             None,
-            now,
+            &change,
         )
         .await
         .unwrap();

@@ -1,0 +1,105 @@
+//! [`NamespaceStore`]: namespaces, the first path component of repository
+//! names, with their visibility.
+//!
+//! Every repository belongs to the namespace its name starts with: a write
+//! that creates a repository creates its namespace too if needed (private,
+//! without members), and a namespace cannot be deleted while it holds a
+//! repository. Access control reads a namespace's existence and visibility
+//! from here and keeps only its members.
+
+use crate::{Change, MetaError, Timestamp};
+
+/// Who may see a namespace without being a member. What that means for a
+/// request is access control's business; the registry keeps the value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Visibility {
+    Public,
+    /// The default, for namespaces created implicitly too: publishing must
+    /// be a decision, never an accident.
+    #[default]
+    Private,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Private => "private",
+        }
+    }
+
+    /// Parses the stored text; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Visibility> {
+        match text {
+            "public" => Some(Visibility::Public),
+            "private" => Some(Visibility::Private),
+            _ => None,
+        }
+    }
+}
+
+/// A namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Namespace {
+    pub name: String,
+    pub visibility: Visibility,
+    pub created_at: Timestamp,
+}
+
+/// What a namespace holds, counted when asked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NamespaceUsage {
+    pub repositories: u64,
+    /// Manifests (images and indexes, each stored manifest of each
+    /// repository once).
+    pub images: u64,
+    pub tags: u64,
+    /// Bytes of the blobs the namespace's repositories link or their
+    /// manifests reference, each blob counted once however many of its
+    /// repositories hold it.
+    pub storage_bytes: u64,
+}
+
+/// Namespaces.
+#[async_trait::async_trait]
+pub trait NamespaceStore: Send + Sync + 'static {
+    /// Creates a namespace and, if `owner` is given, makes that user its
+    /// owner, in one transaction (`namespace.created`, `member.set`).
+    /// `AlreadyExists` if the name is taken, `NotFound` (creating nothing)
+    /// if `owner` is not a user.
+    async fn create_namespace(
+        &self,
+        change: &Change,
+        namespace: &Namespace,
+        owner: Option<&str>,
+    ) -> Result<(), MetaError>;
+
+    async fn get_namespace(&self, name: &str) -> Result<Option<Namespace>, MetaError>;
+
+    /// Lists namespaces by name, strictly after `after`, at most `limit`.
+    async fn list_namespaces(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Namespace>, MetaError>;
+
+    /// `NotFound` if no such namespace. Writes `namespace.updated` when the
+    /// visibility changes.
+    async fn set_visibility(
+        &self,
+        change: &Change,
+        name: &str,
+        visibility: Visibility,
+    ) -> Result<(), MetaError>;
+
+    /// Deletes an empty namespace with its memberships. `NotFound` if no
+    /// such namespace, `NamespaceNotEmpty` (deleting nothing) while it holds
+    /// a repository: a repository's contents go first
+    /// ([`RepositoryStore::delete_repository_step`](crate::RepositoryStore::delete_repository_step)).
+    /// Writes `namespace.deleted`.
+    async fn delete_namespace(&self, change: &Change, name: &str) -> Result<(), MetaError>;
+
+    /// Counts what the namespace holds, from one snapshot; `None` if no
+    /// such namespace. Costs in proportion to the namespace's size.
+    async fn namespace_usage(&self, name: &str) -> Result<Option<NamespaceUsage>, MetaError>;
+}

@@ -1,0 +1,706 @@
+//! [`ManifestStore`] in SQL, and the manifest deletion that garbage
+//! collection shares.
+
+use berth_oci::{Digest, RepoName, Tag};
+
+use super::db::{database, query, Dialect, Row, Tx};
+use super::events::NewEvent;
+use super::{
+    distinct, ensure_repository, limit_to_i64, lock_digests, mark_blob_if_orphaned,
+    mark_link_if_unreferenced, parse_digest, parse_size, parse_tag, repository_id, to_i64,
+    SqlMetaStore,
+};
+use crate::{
+    Change, DeletedManifest, EventKind, ManifestRecord, ManifestStore, MetaError, NewManifest,
+    Referrer, SizeMismatch,
+};
+
+/// The manifest columns [`manifest_from_row`] reads, prefixed by table alias
+/// `m`: a macro so that statements can be `concat!`-ed at compile time.
+macro_rules! manifest_columns {
+    () => {
+        "m.digest, m.media_type, m.artifact_type, m.subject, m.annotations, m.payload"
+    };
+}
+
+fn manifest_from_row(row: &Row) -> Result<ManifestRecord, MetaError> {
+    let subject: Option<String> = row.get("subject")?;
+    Ok(ManifestRecord {
+        digest: parse_digest(&row.get::<String>("digest")?)?,
+        media_type: row.get("media_type")?,
+        artifact_type: row.get("artifact_type")?,
+        subject: subject.as_deref().map(parse_digest).transpose()?,
+        annotations: row.get("annotations")?,
+        payload: row.get("payload")?,
+    })
+}
+
+/// Returns the items of `wanted` (each once, in their first order) that
+/// `table` (`repository_blobs` or `manifests`, both keyed by repository and
+/// `digest`) lacks in the repository. On PostgreSQL the rows it finds stay
+/// locked `FOR SHARE` until the transaction ends, so an unlink or deletion of
+/// them waits for this one (see `postgres.rs`).
+async fn missing(
+    tx: &mut Tx,
+    table: &str,
+    repository_id: i64,
+    wanted: &[Digest],
+    context: &'static str,
+) -> Result<Vec<Digest>, MetaError> {
+    let wanted = distinct(wanted);
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dialect = tx.dialect();
+    let sql = format!(
+        "SELECT digest FROM {table} WHERE repository_id = $1 \
+         AND digest IN (SELECT l.value FROM {}){}",
+        dialect.list(2),
+        dialect.for_share()
+    );
+    let found: Vec<String> = query(&sql)
+        .bind(repository_id)
+        .bind(wanted.clone())
+        .fetch_all(tx)
+        .await
+        .map_err(database(context))?
+        .iter()
+        .map(Row::first)
+        .collect::<Result<_, _>>()?;
+    wanted
+        .into_iter()
+        .filter(|digest| !found.iter().any(|present| present == digest))
+        .map(parse_digest)
+        .collect()
+}
+
+/// The sizes in `declared` (a manifest's `blob_sizes`) that differ from the
+/// stored blobs', in declaration order. Digests without a `blobs` row are
+/// skipped: the link check before this one reports them.
+async fn size_mismatches(
+    tx: &mut Tx,
+    declared: &[(Digest, u64)],
+) -> Result<Vec<SizeMismatch>, MetaError> {
+    if declared.is_empty() {
+        return Ok(Vec::new());
+    }
+    let digests: Vec<Digest> = declared.iter().map(|(digest, _)| digest.clone()).collect();
+    let sql = format!(
+        "SELECT digest, size FROM blobs WHERE digest IN (SELECT l.value FROM {})",
+        tx.dialect().list(1)
+    );
+    let rows = query(&sql)
+        .bind(distinct(&digests))
+        .fetch_all(tx)
+        .await
+        .map_err(database("checking a manifest's blob sizes"))?;
+    let mut stored = Vec::with_capacity(rows.len());
+    for row in &rows {
+        stored.push((row.get::<String>("digest")?, parse_size(row.get("size")?)?));
+    }
+    let mut mismatches = Vec::new();
+    for (digest, size) in declared {
+        let Some((_, found)) = stored.iter().find(|(d, _)| d == digest.as_str()) else {
+            continue;
+        };
+        if found != size {
+            mismatches.push(SizeMismatch {
+                digest: digest.clone(),
+                declared: *size,
+                stored: *found,
+            });
+        }
+    }
+    Ok(mismatches)
+}
+
+/// Whether the manifest is stored, locking its row until the transaction
+/// ends: `FOR SHARE` against deletion while a push relies on it, `FOR
+/// UPDATE` when about to delete it (PostgreSQL; SQLite needs neither).
+async fn lock_manifest(
+    tx: &mut Tx,
+    repository_id: i64,
+    digest: &str,
+    lock: &str,
+) -> Result<bool, MetaError> {
+    let sql = format!("SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2{lock}");
+    let found = query(&sql)
+        .bind(repository_id)
+        .bind(digest)
+        .fetch_optional(tx)
+        .await
+        .map_err(database("looking up a manifest"))?;
+    Ok(found.is_some())
+}
+
+/// The manifest and, with `with_referrers`, every manifest of the repository
+/// whose subject is in the set, recursively: what deleting `digest` removes.
+/// Refuses with `ManifestReferenced` if an index outside the set lists a
+/// member. The root comes first. On PostgreSQL every referrer's row is
+/// locked `FOR UPDATE` as it is found.
+pub(crate) async fn deletion_set(
+    tx: &mut Tx,
+    repository_id: i64,
+    digest: &Digest,
+    with_referrers: bool,
+) -> Result<Vec<String>, MetaError> {
+    let referrers_sql = format!(
+        "SELECT digest FROM manifests WHERE repository_id = $1 AND subject = $2 \
+         ORDER BY digest{}",
+        tx.dialect().for_update()
+    );
+    let mut doomed = vec![digest.as_str().to_string()];
+    let mut next = 0;
+    while with_referrers && next < doomed.len() {
+        let referrers = query(&referrers_sql)
+            .bind(repository_id)
+            .bind(doomed[next].as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(database("listing a manifest's referrers"))?;
+        for row in referrers {
+            let referrer: String = row.first()?;
+            if !doomed.contains(&referrer) {
+                doomed.push(referrer);
+            }
+        }
+        next += 1;
+    }
+    for member in &doomed {
+        // The smallest parent digest is reported so the answer is stable.
+        let parents = query(
+            "SELECT parent_digest FROM manifest_children \
+             WHERE repository_id = $1 AND child_digest = $2 ORDER BY parent_digest",
+        )
+        .bind(repository_id)
+        .bind(member.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(database("looking for indexes listing a manifest"))?;
+        for row in parents {
+            let parent: String = row.first()?;
+            if !doomed.contains(&parent) {
+                return Err(MetaError::ManifestReferenced(parse_digest(&parent)?));
+            }
+        }
+    }
+    Ok(doomed)
+}
+
+/// Deletes the manifests of `doomed` (from [`deletion_set`]) of `repository`
+/// with their tags and references, turns what lost its last reference into
+/// candidates, and records `tag.deleted` and `manifest.deleted` events.
+pub(crate) async fn delete_manifests(
+    tx: &mut Tx,
+    repository: &RepoName,
+    repository_id: i64,
+    root: &Digest,
+    doomed: &[String],
+) -> Result<DeletedManifest, MetaError> {
+    let now = tx.at()?;
+    let mut blobs: Vec<String> = Vec::new();
+    for member in doomed {
+        let referenced = query(
+            "SELECT blob_digest FROM manifest_blobs \
+             WHERE repository_id = $1 AND manifest_digest = $2",
+        )
+        .bind(repository_id)
+        .bind(member.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(database("listing a manifest's blobs"))?;
+        for row in referenced {
+            blobs.push(row.first()?);
+        }
+    }
+    blobs.sort();
+    blobs.dedup();
+    lock_digests(tx, blobs.iter().map(String::as_str).collect()).await?;
+    // Rows that reference a manifest go first, each kind for every member
+    // before the manifests themselves, so the foreign keys hold at every
+    // statement even when one member is an index listing another.
+    let mut tags: Vec<Tag> = Vec::new();
+    for member in doomed {
+        let names = query(
+            "DELETE FROM tags WHERE repository_id = $1 AND manifest_digest = $2 RETURNING name",
+        )
+        .bind(repository_id)
+        .bind(member.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(database("deleting a manifest's tags"))?;
+        let mut removed = names
+            .iter()
+            .map(|row| parse_tag(&row.first::<String>()?))
+            .collect::<Result<Vec<_>, _>>()?;
+        removed.sort_by(|a, b| a.as_str().as_bytes().cmp(b.as_str().as_bytes()));
+        for tag in &removed {
+            tx.record(
+                NewEvent::repository(EventKind::TagDeleted, repository)
+                    .digest(member)
+                    .tag(tag),
+            )?;
+        }
+        if member == root.as_str() {
+            tags = removed;
+        }
+    }
+    for (sql, context) in [
+        (
+            "DELETE FROM manifest_blobs WHERE repository_id = $1 AND manifest_digest = $2",
+            "deleting a manifest's blob references",
+        ),
+        (
+            "DELETE FROM manifest_children WHERE repository_id = $1 AND parent_digest = $2",
+            "deleting an index's manifest references",
+        ),
+        (
+            "DELETE FROM manifests WHERE repository_id = $1 AND digest = $2",
+            "deleting a manifest",
+        ),
+    ] {
+        for member in doomed {
+            query(sql)
+                .bind(repository_id)
+                .bind(member.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(database(context))?;
+        }
+    }
+    for blob in &blobs {
+        mark_link_if_unreferenced(tx, repository_id, blob, now).await?;
+        mark_blob_if_orphaned(tx, blob, now).await?;
+    }
+    for member in doomed {
+        tx.record(NewEvent::repository(EventKind::ManifestDeleted, repository).digest(member))?;
+    }
+    let mut referrers = doomed[1..]
+        .iter()
+        .map(|digest| parse_digest(digest))
+        .collect::<Result<Vec<_>, _>>()?;
+    referrers.sort();
+    Ok(DeletedManifest { tags, referrers })
+}
+
+impl<B> SqlMetaStore<B> {
+    /// Runs a manifest lookup by repository and one key (a digest or a tag).
+    async fn one_manifest(
+        &self,
+        sql: &str,
+        repository: &RepoName,
+        key: &str,
+    ) -> Result<Option<ManifestRecord>, MetaError> {
+        let row = query(sql)
+            .bind(repository.as_str())
+            .bind(key)
+            .fetch_optional(self.db.reader())
+            .await
+            .map_err(database("fetching a manifest"))?;
+        row.as_ref().map(manifest_from_row).transpose()
+    }
+}
+
+#[async_trait::async_trait]
+impl<B: 'static> ManifestStore for SqlMetaStore<B> {
+    async fn put_manifest(
+        &self,
+        change: &Change,
+        repository: &RepoName,
+        manifest: &NewManifest,
+        tag: Option<&Tag>,
+    ) -> Result<(), MetaError> {
+        let record = &manifest.record;
+        let now = change.at;
+        let size = to_i64(record.payload.len() as u64, "manifest size")?;
+        let mut tx = self.db.begin_change(change).await?;
+        let dialect = tx.dialect();
+        let repository_id = ensure_repository(&mut tx, repository).await?;
+        // Locked so that a concurrent deletion cannot remove the manifest
+        // between this check and the tag that will point at it.
+        let mut exists = lock_manifest(
+            &mut tx,
+            repository_id,
+            record.digest.as_str(),
+            dialect.for_share(),
+        )
+        .await?;
+        if !exists {
+            // Reference decisions about these blobs (garbage collection's
+            // among them) wait for this push, and it for them.
+            lock_digests(&mut tx, distinct(&manifest.blobs)).await?;
+            // Returning early drops the transaction, which rolls back the
+            // repository it may have created: a refused push leaves no trace.
+            let missing_blobs = missing(
+                &mut tx,
+                "repository_blobs",
+                repository_id,
+                &manifest.blobs,
+                "checking a manifest's blobs",
+            )
+            .await?;
+            if !missing_blobs.is_empty() {
+                return Err(MetaError::MissingBlobs(missing_blobs));
+            }
+            let mismatches = size_mismatches(&mut tx, &manifest.blob_sizes).await?;
+            if !mismatches.is_empty() {
+                return Err(MetaError::BlobSizeMismatch(mismatches));
+            }
+            let missing_children = missing(
+                &mut tx,
+                "manifests",
+                repository_id,
+                &manifest.children,
+                "checking an index's manifests",
+            )
+            .await?;
+            if !missing_children.is_empty() {
+                return Err(MetaError::MissingManifests(missing_children));
+            }
+            let inserted = query(
+                "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, \
+                 subject, annotations, payload, size, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (repository_id, digest) DO NOTHING",
+            )
+            .bind(repository_id)
+            .bind(record.digest.as_str())
+            .bind(&record.media_type)
+            .bind(&record.artifact_type)
+            .bind(record.subject.as_ref().map(Digest::as_str))
+            .bind(&record.annotations)
+            .bind(&record.payload)
+            .bind(size)
+            .bind(now)
+            .execute(&mut tx)
+            .await
+            .map_err(database("storing a manifest"))?;
+            if inserted == 0 {
+                // A concurrent push of the same manifest committed first (on
+                // PostgreSQL; SQLite's one writer ran it entirely before).
+                // This push only moves the tag; the lock keeps the row.
+                exists = lock_manifest(
+                    &mut tx,
+                    repository_id,
+                    record.digest.as_str(),
+                    dialect.for_share(),
+                )
+                .await?;
+                if !exists {
+                    return Err(MetaError::Corrupt(format!(
+                        "manifest {} vanished while being stored",
+                        record.digest
+                    )));
+                }
+            }
+        }
+        if !exists {
+            record_references(&mut tx, repository_id, manifest).await?;
+            let mut detail = serde_json::json!({
+                "media_type": record.media_type,
+                "size": size,
+            });
+            if let Some(subject) = &record.subject {
+                detail["subject"] = subject.as_str().into();
+            }
+            if let Some(artifact_type) = &record.artifact_type {
+                detail["artifact_type"] = artifact_type.as_str().into();
+            }
+            tx.record(
+                NewEvent::repository(EventKind::ManifestStored, repository)
+                    .digest(record.digest.as_str())
+                    .detail(detail),
+            )?;
+        }
+        if let Some(tag) = tag {
+            // The tag's previous target, for its event; on PostgreSQL the
+            // row stays locked, so two pushes moving one tag take turns and
+            // their events say what each replaced.
+            let sql = format!(
+                "SELECT manifest_digest FROM tags WHERE repository_id = $1 AND name = $2{}",
+                dialect.for_update()
+            );
+            let previous: Option<String> = query(&sql)
+                .bind(repository_id)
+                .bind(tag.as_str())
+                .fetch_optional(&mut tx)
+                .await
+                .map_err(database("looking up a tag"))?
+                .map(|row| row.first())
+                .transpose()?;
+            if previous.as_deref() != Some(record.digest.as_str()) {
+                tx.record(
+                    NewEvent::repository(EventKind::TagMoved, repository)
+                        .digest(record.digest.as_str())
+                        .tag(tag)
+                        .detail(serde_json::json!({ "previous": previous })),
+                )?;
+            }
+            query(
+                "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (repository_id, name) DO UPDATE \
+                 SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+            )
+            .bind(repository_id)
+            .bind(tag.as_str())
+            .bind(record.digest.as_str())
+            .bind(now)
+            .execute(&mut tx)
+            .await
+            .map_err(database("pointing a tag"))?;
+        }
+        tx.commit().await.map_err(database("committing a manifest"))
+    }
+
+    async fn manifest_by_digest(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>, MetaError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            manifest_columns!(),
+            " FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+             WHERE r.name = $1 AND m.digest = $2"
+        );
+        self.one_manifest(SQL, repository, digest.as_str()).await
+    }
+
+    async fn manifest_by_tag(
+        &self,
+        repository: &RepoName,
+        tag: &Tag,
+    ) -> Result<Option<ManifestRecord>, MetaError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            manifest_columns!(),
+            " FROM tags t JOIN repositories r ON r.id = t.repository_id \
+             JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest \
+             WHERE r.name = $1 AND t.name = $2"
+        );
+        self.one_manifest(SQL, repository, tag.as_str()).await
+    }
+
+    async fn delete_manifest(
+        &self,
+        change: &Change,
+        repository: &RepoName,
+        digest: &Digest,
+        with_referrers: bool,
+    ) -> Result<Option<DeletedManifest>, MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
+        let Some(repository_id) = repository_id(&mut tx, repository).await? else {
+            return Ok(None);
+        };
+        // Locked before anything is checked: on PostgreSQL a push that lists
+        // this manifest as a child, or moves a tag onto it, holds it `FOR
+        // SHARE`, so this waits for that push and the checks below then see
+        // its rows; a push arriving later waits for this deletion and finds
+        // the manifest gone.
+        let for_update = tx.dialect().for_update();
+        if !lock_manifest(&mut tx, repository_id, digest.as_str(), for_update).await? {
+            return Ok(None);
+        }
+        let doomed = deletion_set(&mut tx, repository_id, digest, with_referrers).await?;
+        let deleted = delete_manifests(&mut tx, repository, repository_id, digest, &doomed).await?;
+        tx.commit()
+            .await
+            .map_err(database("committing a manifest deletion"))?;
+        Ok(Some(deleted))
+    }
+
+    async fn delete_tag(
+        &self,
+        change: &Change,
+        repository: &RepoName,
+        tag: &Tag,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
+        let deleted = query(
+            "DELETE FROM tags \
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2 \
+             RETURNING manifest_digest",
+        )
+        .bind(repository.as_str())
+        .bind(tag.as_str())
+        .fetch_optional(&mut tx)
+        .await
+        .map_err(database("deleting a tag"))?;
+        let Some(row) = deleted else {
+            return Ok(false);
+        };
+        let digest: String = row.first()?;
+        tx.record(
+            NewEvent::repository(EventKind::TagDeleted, repository)
+                .digest(&digest)
+                .tag(tag),
+        )?;
+        tx.commit()
+            .await
+            .map_err(database("committing a tag deletion"))?;
+        Ok(true)
+    }
+
+    async fn list_tags(
+        &self,
+        repository: &RepoName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<Tag>>, MetaError> {
+        // One statement, so existence and the page come from one snapshot;
+        // tags are never empty, so "" stands for "from the first tag" and
+        // every page is an index range seek (see `list_repositories`). The
+        // two databases differ in how the page is best handed over.
+        let sql = match self.db.dialect() {
+            // One row: the page is aggregated into a JSON array inside
+            // SQLite, because handing thousands of rows one by one across
+            // the driver's thread boundary cost more than the query itself.
+            Dialect::Sqlite => {
+                "SELECT (SELECT json_group_array(name ORDER BY name) FROM ( \
+                     SELECT name FROM tags \
+                     WHERE repository_id = r.id AND name > $2 \
+                     ORDER BY name LIMIT $3)) AS page \
+                 FROM repositories r WHERE r.name = $1"
+            }
+            // Rows: the left join yields one row with a NULL tag for a
+            // repository without tags, and no row for an absent repository.
+            Dialect::Postgres => {
+                "SELECT t.name FROM repositories r \
+                 LEFT JOIN LATERAL ( \
+                     SELECT name FROM tags \
+                     WHERE repository_id = r.id AND name > $2 \
+                     ORDER BY name LIMIT $3 \
+                 ) t ON TRUE \
+                 WHERE r.name = $1 \
+                 ORDER BY t.name"
+            }
+        };
+        let rows = query(sql)
+            .bind(repository.as_str())
+            .bind(after.unwrap_or(""))
+            .bind(limit_to_i64(limit))
+            .fetch_all(self.db.reader())
+            .await
+            .map_err(database("listing tags"))?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let names: Vec<String> = match self.db.dialect() {
+            Dialect::Sqlite => {
+                let page: String = rows[0].first()?;
+                serde_json::from_str(&page).map_err(|e| {
+                    MetaError::Corrupt(format!("a tag page is not a JSON array: {e}"))
+                })?
+            }
+            Dialect::Postgres => rows
+                .iter()
+                .map(|row| row.first::<Option<String>>())
+                .filter_map(Result::transpose)
+                .collect::<Result<_, _>>()?,
+        };
+        let tags = names
+            .iter()
+            .map(|name| parse_tag(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(tags))
+    }
+
+    async fn referrers(
+        &self,
+        repository: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+        after: Option<&Digest>,
+        limit: usize,
+        max_annotation_bytes: usize,
+    ) -> Result<Vec<Referrer>, MetaError> {
+        // Every digest sorts after "", so the first page needs no special
+        // case; digests compare in byte order on both databases (SQLite's
+        // BINARY, PostgreSQL's `COLLATE "C"` column). `octet_length` counts
+        // bytes on both, where SQLite's `length` of TEXT counts characters.
+        let rows = query(
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, \
+             CASE WHEN octet_length(m.annotations) <= $5 THEN m.annotations END \
+             AS annotations \
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+             WHERE r.name = $1 AND m.subject = $2 AND ($3 IS NULL OR m.artifact_type = $3) \
+             AND m.digest > $4 \
+             ORDER BY m.digest LIMIT $6",
+        )
+        .bind(repository.as_str())
+        .bind(subject.as_str())
+        .bind(artifact_type)
+        .bind(after.map_or("", Digest::as_str))
+        .bind(limit_to_i64(max_annotation_bytes))
+        .bind(limit_to_i64(limit))
+        .fetch_all(self.db.reader())
+        .await
+        .map_err(database("listing referrers"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(Referrer {
+                    digest: parse_digest(&row.get::<String>("digest")?)?,
+                    media_type: row.get("media_type")?,
+                    size: parse_size(row.get("size")?)?,
+                    artifact_type: row.get("artifact_type")?,
+                    annotations: row.get("annotations")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Records what a newly stored manifest references, and takes the links it
+/// references out of garbage-collection candidacy. One statement per kind
+/// of reference, however many there are; a manifest may list the same blob
+/// or child twice, and one row per pair is enough. The `WHERE true` tells
+/// SQLite's parser that `ON CONFLICT` belongs to the insert, not the select.
+async fn record_references(
+    tx: &mut Tx,
+    repository_id: i64,
+    manifest: &NewManifest,
+) -> Result<(), MetaError> {
+    let dialect = tx.dialect();
+    let digest = manifest.record.digest.as_str();
+    if !manifest.blobs.is_empty() {
+        let sql = format!(
+            "INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest) \
+             SELECT $1, $2, l.value FROM {} WHERE true ON CONFLICT DO NOTHING",
+            dialect.list(3)
+        );
+        query(&sql)
+            .bind(repository_id)
+            .bind(digest)
+            .bind(distinct(&manifest.blobs))
+            .execute(&mut *tx)
+            .await
+            .map_err(database("recording a manifest's blobs"))?;
+        let sql = format!(
+            "UPDATE repository_blobs SET unreferenced_since = NULL, was_referenced = 1 \
+             WHERE repository_id = $1 AND digest IN (SELECT l.value FROM {})",
+            dialect.list(2)
+        );
+        query(&sql)
+            .bind(repository_id)
+            .bind(distinct(&manifest.blobs))
+            .execute(&mut *tx)
+            .await
+            .map_err(database("marking links referenced"))?;
+    }
+    if !manifest.children.is_empty() {
+        let sql = format!(
+            "INSERT INTO manifest_children (repository_id, parent_digest, child_digest) \
+             SELECT $1, $2, l.value FROM {} WHERE true ON CONFLICT DO NOTHING",
+            dialect.list(3)
+        );
+        query(&sql)
+            .bind(repository_id)
+            .bind(digest)
+            .bind(distinct(&manifest.children))
+            .execute(tx)
+            .await
+            .map_err(database("recording an index's manifests"))?;
+    }
+    Ok(())
+}

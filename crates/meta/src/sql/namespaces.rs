@@ -1,0 +1,216 @@
+//! [`NamespaceStore`] in SQL.
+
+use super::db::{database, query, write_error, Row};
+use super::events::NewEvent;
+use super::{limit_to_i64, parse_size, SqlMetaStore};
+use crate::namespaces::{Namespace, NamespaceStore, NamespaceUsage, Visibility};
+use crate::{Change, EventKind, MetaError};
+
+fn namespace_from_row(row: &Row) -> Result<Namespace, MetaError> {
+    let visibility: String = row.get("visibility")?;
+    Ok(Namespace {
+        name: row.get("name")?,
+        visibility: Visibility::parse(&visibility)
+            .ok_or_else(|| MetaError::Corrupt(format!("visibility {visibility:?}")))?,
+        created_at: row.get("created_at")?,
+    })
+}
+
+fn count(row: &Row, column: &str) -> Result<u64, MetaError> {
+    parse_size(row.get(column)?)
+}
+
+#[async_trait::async_trait]
+impl<B: 'static> NamespaceStore for SqlMetaStore<B> {
+    async fn create_namespace(
+        &self,
+        change: &Change,
+        namespace: &Namespace,
+        owner: Option<&str>,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
+        query("INSERT INTO namespaces (name, visibility, created_at) VALUES ($1, $2, $3)")
+            .bind(&namespace.name)
+            .bind(namespace.visibility.as_str())
+            .bind(namespace.created_at)
+            .execute(&mut tx)
+            .await
+            .map_err(write_error("creating a namespace"))?;
+        tx.record(NewEvent::namespace(
+            EventKind::NamespaceCreated,
+            &namespace.name,
+            serde_json::json!({ "visibility": namespace.visibility.as_str() }),
+        ))?;
+        if let Some(owner) = owner {
+            query(
+                "INSERT INTO namespace_members (namespace, user_name, role) \
+                 VALUES ($1, $2, 'owner')",
+            )
+            .bind(&namespace.name)
+            .bind(owner)
+            .execute(&mut tx)
+            .await
+            .map_err(write_error("adding a namespace owner"))?;
+            tx.record(NewEvent::namespace(
+                EventKind::MemberSet,
+                &namespace.name,
+                serde_json::json!({ "user": owner, "role": "owner", "previous": null }),
+            ))?;
+        }
+        tx.commit()
+            .await
+            .map_err(write_error("committing a namespace"))
+    }
+
+    async fn get_namespace(&self, name: &str) -> Result<Option<Namespace>, MetaError> {
+        query("SELECT name, visibility, created_at FROM namespaces WHERE name = $1")
+            .bind(name)
+            .fetch_optional(self.db.reader())
+            .await
+            .map_err(database("reading a namespace"))?
+            .as_ref()
+            .map(namespace_from_row)
+            .transpose()
+    }
+
+    async fn list_namespaces(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Namespace>, MetaError> {
+        // As for repositories: names are never empty, so "" starts the
+        // first page and every page is an index seek.
+        query(
+            "SELECT name, visibility, created_at FROM namespaces WHERE name > $1 \
+             ORDER BY name LIMIT $2",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(limit_to_i64(limit))
+        .fetch_all(self.db.reader())
+        .await
+        .map_err(database("listing namespaces"))?
+        .iter()
+        .map(namespace_from_row)
+        .collect()
+    }
+
+    async fn set_visibility(
+        &self,
+        change: &Change,
+        name: &str,
+        visibility: Visibility,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
+        // The previous value, for the event; locked on PostgreSQL so that
+        // two changes take turns and each event says what it replaced.
+        let sql = format!(
+            "SELECT visibility FROM namespaces WHERE name = $1{}",
+            tx.dialect().for_update()
+        );
+        let previous: String = query(&sql)
+            .bind(name)
+            .fetch_optional(&mut tx)
+            .await
+            .map_err(database("looking up a namespace"))?
+            .ok_or(MetaError::NotFound)?
+            .first()?;
+        if previous == visibility.as_str() {
+            return Ok(());
+        }
+        query("UPDATE namespaces SET visibility = $1 WHERE name = $2")
+            .bind(visibility.as_str())
+            .bind(name)
+            .execute(&mut tx)
+            .await
+            .map_err(write_error("setting visibility"))?;
+        tx.record(NewEvent::namespace(
+            EventKind::NamespaceUpdated,
+            name,
+            serde_json::json!({ "visibility": visibility.as_str(), "previous": previous }),
+        ))?;
+        tx.commit()
+            .await
+            .map_err(database("committing a visibility change"))
+    }
+
+    async fn delete_namespace(&self, change: &Change, name: &str) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
+        // Locked first on PostgreSQL: a repository being created in the
+        // namespace holds its row (the foreign key's lock), so this waits for
+        // that push and the check below sees its repository.
+        let sql = format!(
+            "SELECT 1 FROM namespaces WHERE name = $1{}",
+            tx.dialect().for_update()
+        );
+        let exists = query(&sql)
+            .bind(name)
+            .fetch_optional(&mut tx)
+            .await
+            .map_err(database("looking up a namespace"))?;
+        if exists.is_none() {
+            return Err(MetaError::NotFound);
+        }
+        let holds = query("SELECT 1 FROM repositories WHERE namespace = $1 LIMIT 1")
+            .bind(name)
+            .fetch_optional(&mut tx)
+            .await
+            .map_err(database("looking for a namespace's repositories"))?;
+        if holds.is_some() {
+            return Err(MetaError::NamespaceNotEmpty);
+        }
+        // Memberships go with it (`ON DELETE CASCADE`).
+        query("DELETE FROM namespaces WHERE name = $1")
+            .bind(name)
+            .execute(&mut tx)
+            .await
+            .map_err(|error| match write_error("deleting a namespace")(error) {
+                // A repository created since the check (PostgreSQL).
+                MetaError::NotFound => MetaError::NamespaceNotEmpty,
+                other => other,
+            })?;
+        tx.record(NewEvent::namespace(
+            EventKind::NamespaceDeleted,
+            name,
+            serde_json::json!({}),
+        ))?;
+        tx.commit()
+            .await
+            .map_err(database("committing a namespace deletion"))
+    }
+
+    async fn namespace_usage(&self, name: &str) -> Result<Option<NamespaceUsage>, MetaError> {
+        // One statement, so every count comes from one snapshot. A blob is
+        // counted once however many repositories of the namespace link it
+        // or reference it from a manifest (`UNION`, not `UNION ALL`).
+        let row = query(
+            "SELECT \
+               (SELECT COUNT(*) FROM repositories WHERE namespace = n.name) AS repositories, \
+               (SELECT COUNT(*) FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+                  WHERE r.namespace = n.name) AS images, \
+               (SELECT COUNT(*) FROM tags t JOIN repositories r ON r.id = t.repository_id \
+                  WHERE r.namespace = n.name) AS tags, \
+               (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b \
+                  WHERE b.digest IN ( \
+                    SELECT rb.digest FROM repository_blobs rb \
+                      JOIN repositories r ON r.id = rb.repository_id WHERE r.namespace = n.name \
+                    UNION \
+                    SELECT mb.blob_digest FROM manifest_blobs mb \
+                      JOIN repositories r ON r.id = mb.repository_id WHERE r.namespace = n.name)) \
+                 AS storage_bytes \
+             FROM namespaces n WHERE n.name = $1",
+        )
+        .bind(name)
+        .fetch_optional(self.db.reader())
+        .await
+        .map_err(database("counting a namespace's contents"))?;
+        row.map(|row| {
+            Ok(NamespaceUsage {
+                repositories: count(&row, "repositories")?,
+                images: count(&row, "images")?,
+                tags: count(&row, "tags")?,
+                storage_bytes: count(&row, "storage_bytes")?,
+            })
+        })
+        .transpose()
+    }
+}

@@ -1,0 +1,136 @@
+//! [`UserStore`] in SQL.
+
+use super::db::{database, query, write_error, Row};
+use super::events::NewEvent;
+use super::SqlMetaStore;
+use crate::auth::{UserRow, UserStore};
+use crate::{Change, EventKind, MetaError};
+
+const USER_COLUMNS: &str = "name, password_hash, is_admin, created_at";
+
+fn user_from_row(row: &Row) -> Result<UserRow, MetaError> {
+    Ok(UserRow {
+        name: row.get("name")?,
+        password_hash: row.get("password_hash")?,
+        // BOOLEAN on PostgreSQL, 0 or 1 on SQLite: both decode as `bool`.
+        is_admin: row.get("is_admin")?,
+        created_at: row.get("created_at")?,
+    })
+}
+
+/// `NotFound` when an update touched no row.
+pub(crate) fn require_one(rows: u64) -> Result<(), MetaError> {
+    if rows == 0 {
+        Err(MetaError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl<B: 'static> UserStore for SqlMetaStore<B> {
+    async fn create_user(&self, change: &Change, user: &UserRow) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
+        query(
+            "INSERT INTO users (name, password_hash, is_admin, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&user.name)
+        .bind(&user.password_hash)
+        .bind(user.is_admin)
+        .bind(user.created_at)
+        .execute(&mut tx)
+        .await
+        .map_err(write_error("creating a user"))?;
+        tx.record(NewEvent::new(
+            EventKind::UserCreated,
+            serde_json::json!({ "user": user.name, "admin": user.is_admin }),
+        ))?;
+        tx.commit().await.map_err(database("committing a user"))
+    }
+
+    async fn get_user(&self, name: &str) -> Result<Option<UserRow>, MetaError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1");
+        query(&sql)
+            .bind(name)
+            .fetch_optional(self.db.reader())
+            .await
+            .map_err(database("reading a user"))?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn set_password_hash(
+        &self,
+        change: &Change,
+        name: &str,
+        hash: &str,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
+        let updated = query("UPDATE users SET password_hash = $1 WHERE name = $2")
+            .bind(hash)
+            .bind(name)
+            .execute(&mut tx)
+            .await
+            .map_err(write_error("setting a password"))?;
+        require_one(updated)?;
+        // Never the hash itself: events are read by tools and people.
+        tx.record(NewEvent::new(
+            EventKind::UserUpdated,
+            serde_json::json!({ "user": name, "password": "changed" }),
+        ))?;
+        tx.commit().await.map_err(database("committing a password"))
+    }
+
+    async fn set_admin(
+        &self,
+        change: &Change,
+        name: &str,
+        is_admin: bool,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
+        let updated = query("UPDATE users SET is_admin = $1 WHERE name = $2")
+            .bind(is_admin)
+            .bind(name)
+            .execute(&mut tx)
+            .await
+            .map_err(write_error("setting the admin flag"))?;
+        require_one(updated)?;
+        tx.record(NewEvent::new(
+            EventKind::UserUpdated,
+            serde_json::json!({ "user": name, "admin": is_admin }),
+        ))?;
+        tx.commit()
+            .await
+            .map_err(database("committing the admin flag"))
+    }
+
+    async fn delete_user(&self, change: &Change, name: &str) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
+        // Memberships and refresh tokens go with the user (`ON DELETE CASCADE`).
+        let deleted = query("DELETE FROM users WHERE name = $1")
+            .bind(name)
+            .execute(&mut tx)
+            .await
+            .map_err(write_error("deleting a user"))?;
+        require_one(deleted)?;
+        tx.record(NewEvent::new(
+            EventKind::UserDeleted,
+            serde_json::json!({ "user": name }),
+        ))?;
+        tx.commit()
+            .await
+            .map_err(database("committing a user deletion"))
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRow>, MetaError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY name");
+        query(&sql)
+            .fetch_all(self.db.reader())
+            .await
+            .map_err(database("listing users"))?
+            .iter()
+            .map(user_from_row)
+            .collect()
+    }
+}

@@ -1,0 +1,280 @@
+//! The shared suite of [`NamespaceStore`](crate::NamespaceStore).
+
+use super::*;
+use crate::NamespaceUsage;
+
+/// Every test of this suite, by name, in the order [`super::run_all`] runs them.
+pub const TESTS: &[(&str, SuiteTest)] = &[
+    ("namespaces_are_created_with_their_owner", |store| {
+        Box::pin(namespaces_are_created_with_their_owner(store))
+    }),
+    ("repositories_create_their_namespace", |store| {
+        Box::pin(repositories_create_their_namespace(store))
+    }),
+    ("namespaces_are_listed_in_byte_order_and_paged", |store| {
+        Box::pin(namespaces_are_listed_in_byte_order_and_paged(store))
+    }),
+    ("namespace_usage_counts_each_blob_once", |store| {
+        Box::pin(namespace_usage_counts_each_blob_once(store))
+    }),
+    ("namespaces_are_deleted_only_when_empty", |store| {
+        Box::pin(namespaces_are_deleted_only_when_empty(store))
+    }),
+];
+
+pub async fn namespaces_are_created_with_their_owner(store: &dyn MetaStore) {
+    store
+        .create_user(&at(NOW), &user("as-ns-owner"))
+        .await
+        .unwrap();
+    store
+        .create_namespace(
+            &at(NOW),
+            &namespace("as-ns-team", Visibility::Private),
+            Some("as-ns-owner"),
+        )
+        .await
+        .unwrap();
+    store
+        .create_namespace(&at(NOW), &namespace("as-ns-free", Visibility::Public), None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_namespace(&at(NOW), &namespace("as-ns-team", Visibility::Public), None)
+            .await,
+        Err(MetaError::AlreadyExists)
+    ));
+    // An unknown owner creates nothing, not even the namespace.
+    assert!(matches!(
+        store
+            .create_namespace(
+                &at(NOW),
+                &namespace("as-ns-orphan", Visibility::Private),
+                Some("as-ns-nobody")
+            )
+            .await,
+        Err(MetaError::NotFound)
+    ));
+    assert_eq!(store.get_namespace("as-ns-orphan").await.unwrap(), None);
+    assert_eq!(
+        store
+            .member_role("as-ns-team", "as-ns-owner")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("owner")
+    );
+    store
+        .set_visibility(&at(NOW), "as-ns-team", Visibility::Public)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_namespace("as-ns-team").await.unwrap(),
+        Some(namespace("as-ns-team", Visibility::Public))
+    );
+    assert!(matches!(
+        store
+            .set_visibility(&at(NOW), "as-ns-nothing", Visibility::Public)
+            .await,
+        Err(MetaError::NotFound)
+    ));
+}
+
+pub async fn repositories_create_their_namespace(store: &dyn MetaStore) {
+    // A first write anywhere in a namespace creates it, private and without
+    // members, as of that write; so does an upload or a manifest.
+    let layer = digest_of("suite-nsimplicit layer");
+    link(store, &repository("suite-nsimplicit/app/api"), &layer, 3).await;
+    let created = store.get_namespace("suite-nsimplicit").await.unwrap();
+    assert_eq!(
+        created,
+        Some(namespace("suite-nsimplicit", Visibility::Private))
+    );
+    assert!(store
+        .list_members("suite-nsimplicit")
+        .await
+        .unwrap()
+        .is_empty());
+    store
+        .create_upload(
+            &at(NOW),
+            &upload(
+                "suite-nsimplicit-upload",
+                &repository("suite-nsupload"),
+                NOW,
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .get_namespace("suite-nsupload")
+        .await
+        .unwrap()
+        .is_some());
+
+    // An existing namespace keeps what it was created with.
+    store
+        .create_namespace(
+            &at(NOW),
+            &namespace("suite-nsexisting", Visibility::Public),
+            None,
+        )
+        .await
+        .unwrap();
+    let repo = repository("suite-nsexisting/app");
+    link(store, &repo, &layer, 3).await;
+    assert_eq!(
+        store.get_namespace("suite-nsexisting").await.unwrap(),
+        Some(namespace("suite-nsexisting", Visibility::Public))
+    );
+    assert_eq!(
+        store
+            .list_namespace_repositories("suite-nsexisting", None, 10)
+            .await
+            .unwrap(),
+        vec![repo.clone()]
+    );
+
+    for repo in [
+        repository("suite-nsimplicit/app/api"),
+        repository("suite-nsupload"),
+        repo,
+    ] {
+        delete_repository(store, &repo).await;
+    }
+    for name in ["suite-nsimplicit", "suite-nsupload", "suite-nsexisting"] {
+        store.delete_namespace(&at(NOW), name).await.unwrap();
+    }
+}
+
+pub async fn namespaces_are_listed_in_byte_order_and_paged(store: &dyn MetaStore) {
+    // Byte order puts "B" before "a" and "x-" before "x0" (b'-' < b'0').
+    let names = [
+        "suite-nslist-B",
+        "suite-nslist-a",
+        "suite-nslist-x-",
+        "suite-nslist-x0",
+    ];
+    for name in names.iter().rev() {
+        store
+            .create_namespace(&at(NOW), &namespace(name, Visibility::Private), None)
+            .await
+            .unwrap();
+    }
+    let mut listed = Vec::new();
+    let mut after: Option<String> = Some("suite-nslist".to_string());
+    for _ in 0..10 {
+        let page = store
+            .list_namespaces(after.as_deref(), 3)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.name.starts_with("suite-nslist-"))
+            .collect::<Vec<_>>();
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = Some(last.name.clone());
+        listed.extend(page.into_iter().map(|n| n.name));
+    }
+    assert_eq!(listed, names);
+    for name in names {
+        store.delete_namespace(&at(NOW), name).await.unwrap();
+    }
+}
+
+pub async fn namespace_usage_counts_each_blob_once(store: &dyn MetaStore) {
+    let one = repository("suite-nsusage/one");
+    let two = repository("suite-nsusage/two");
+    let shared = digest_of("suite-nsusage shared");
+    let own = digest_of("suite-nsusage own");
+    link(store, &one, &shared, 100).await;
+    link(store, &two, &shared, 100).await;
+    link(store, &two, &own, 7).await;
+    let first = image("suite-nsusage first", &[&shared]);
+    let second = image("suite-nsusage second", &[&shared, &own]);
+    put(store, &one, &first, Some(&tag("latest"))).await;
+    put(store, &two, &second, Some(&tag("latest"))).await;
+    put(store, &two, &second, Some(&tag("v1"))).await;
+    // Unlinked but still referenced by a manifest: still stored, still counted.
+    assert!(store.unlink_blob(&at(NOW), &two, &own).await.unwrap());
+    // Another namespace holding the same blob does not count here.
+    let elsewhere = repository("suite-nsusage-other/app");
+    link(store, &elsewhere, &own, 7).await;
+
+    assert_eq!(
+        store.namespace_usage("suite-nsusage").await.unwrap(),
+        Some(NamespaceUsage {
+            repositories: 2,
+            images: 2,
+            tags: 3,
+            storage_bytes: 107,
+        })
+    );
+    assert_eq!(
+        store.namespace_usage("suite-nsusage-other").await.unwrap(),
+        Some(NamespaceUsage {
+            repositories: 1,
+            images: 0,
+            tags: 0,
+            storage_bytes: 7,
+        })
+    );
+    assert_eq!(
+        store.namespace_usage("suite-nsusage-none").await.unwrap(),
+        None
+    );
+
+    for repo in [&one, &two, &elsewhere] {
+        delete_repository(store, repo).await;
+    }
+    assert_eq!(
+        store.namespace_usage("suite-nsusage").await.unwrap(),
+        Some(NamespaceUsage::default())
+    );
+    store
+        .delete_namespace(&at(NOW), "suite-nsusage")
+        .await
+        .unwrap();
+    store
+        .delete_namespace(&at(NOW), "suite-nsusage-other")
+        .await
+        .unwrap();
+}
+
+pub async fn namespaces_are_deleted_only_when_empty(store: &dyn MetaStore) {
+    store
+        .create_user(&at(NOW), &user("as-nsdel-owner"))
+        .await
+        .unwrap();
+    store
+        .create_namespace(
+            &at(NOW),
+            &namespace("suite-nsdel", Visibility::Public),
+            Some("as-nsdel-owner"),
+        )
+        .await
+        .unwrap();
+    let repo = repository("suite-nsdel/app");
+    link(store, &repo, &digest_of("suite-nsdel layer"), 1).await;
+    assert!(matches!(
+        store.delete_namespace(&at(NOW), "suite-nsdel").await,
+        Err(MetaError::NamespaceNotEmpty)
+    ));
+    assert!(store.get_namespace("suite-nsdel").await.unwrap().is_some());
+
+    delete_repository(store, &repo).await;
+    store
+        .delete_namespace(&at(NOW), "suite-nsdel")
+        .await
+        .unwrap();
+    assert_eq!(store.get_namespace("suite-nsdel").await.unwrap(), None);
+    // Its memberships went with it: a namespace of the same name made later
+    // starts without members.
+    assert!(store.list_members("suite-nsdel").await.unwrap().is_empty());
+    assert!(matches!(
+        store.delete_namespace(&at(NOW), "suite-nsdel").await,
+        Err(MetaError::NotFound)
+    ));
+}

@@ -1,0 +1,194 @@
+//! Upgrade safety: a database written by the released schema (migrations
+//! 0001–0006, before namespaces became a domain concept and before the
+//! event stream) opens with this code and loses nothing.
+//!
+//! A backend's test builds such a database itself: it applies the
+//! migrations up to [`RELEASED_SCHEMA`] alone, runs [`old_rows`] (written
+//! against that schema, in SQL both databases accept), then opens the store,
+//! which applies the rest, and hands it to [`old_rows_survive`].
+
+use super::*;
+
+/// The newest schema version a released Berth wrote.
+pub const RELEASED_SCHEMA: i64 = 6;
+
+/// The manifest stored by [`old_rows`].
+const OLD_MANIFEST: &str = r#"{"schemaVersion":2,"old":"manifest"}"#;
+
+/// The statements that fill a database at [`RELEASED_SCHEMA`] with one of
+/// everything, as the released code wrote it. `bytes` spells a byte-string
+/// literal in the backend's dialect (`X'…'` on SQLite, `'\x…'::bytea` on
+/// PostgreSQL), the one spelling the two do not share.
+pub fn old_rows(bytes: fn(&[u8]) -> String) -> Vec<String> {
+    let config = digest_of("upgrade config");
+    let layer = digest_of("upgrade layer");
+    let manifest = digest_of(OLD_MANIFEST);
+    let media_type = IMAGE_MEDIA_TYPE;
+    let payload = bytes(OLD_MANIFEST.as_bytes());
+    let size = OLD_MANIFEST.len();
+    // Repository ids are generated (an identity column on PostgreSQL).
+    let app = "(SELECT id FROM repositories WHERE name = 'team/app')";
+    let tool = "(SELECT id FROM repositories WHERE name = 'legacy/tool')";
+    vec![
+        "INSERT INTO users (name, password_hash, is_admin, created_at) VALUES \
+         ('alice', '$argon2id$old-alice', FALSE, 100), \
+         ('root', '$argon2id$old-root', TRUE, 100)"
+            .to_string(),
+        "INSERT INTO namespaces (name, visibility, created_at) VALUES \
+         ('alice', 'private', 100), ('team', 'public', 101)"
+            .to_string(),
+        "INSERT INTO namespace_members (namespace, user_name, role) VALUES \
+         ('alice', 'alice', 'owner'), ('team', 'alice', 'maintainer')"
+            .to_string(),
+        "INSERT INTO access_tokens (name, secret_hash, scopes, created_by, created_at, \
+         expires_at, last_used_at, revoked_at) VALUES \
+         ('ci', 'old-token-hash', '[\"team:pull\"]', 'alice', 102, 9000000000, 103, NULL)"
+            .to_string(),
+        "INSERT INTO refresh_tokens (secret_hash, user_name, created_at, expires_at, \
+         revoked_at) VALUES ('old-refresh-hash', 'alice', 104, 9000000000, NULL)"
+            .to_string(),
+        "INSERT INTO signing_keys (kid, private_key_pem, public_key_pem, created_at, \
+         retired_at) VALUES ('old-kid', 'OLD PRIVATE PEM', 'OLD PUBLIC PEM', 105, NULL)"
+            .to_string(),
+        // `team/app` in a namespace access control knew; `legacy/tool` in
+        // one it never heard of (pushed with access control off).
+        "INSERT INTO repositories (name, created_at) VALUES \
+         ('team/app', 110), ('legacy/tool', 111)"
+            .to_string(),
+        format!(
+            "INSERT INTO blobs (digest, size, created_at) VALUES \
+             ('{config}', 2, 110), ('{layer}', 5, 110)"
+        ),
+        format!(
+            "INSERT INTO repository_blobs (repository_id, digest, created_at, \
+             unreferenced_since, was_referenced) VALUES \
+             ({app}, '{config}', 110, NULL, 1), ({app}, '{layer}', 110, NULL, 1)"
+        ),
+        format!(
+            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, \
+             subject, annotations, payload, size, created_at) VALUES \
+             ({app}, '{manifest}', '{media_type}', NULL, NULL, NULL, {payload}, {size}, 112)"
+        ),
+        format!(
+            "INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest) VALUES \
+             ({app}, '{manifest}', '{config}'), ({app}, '{manifest}', '{layer}')"
+        ),
+        format!(
+            "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES \
+             ({app}, 'v1', '{manifest}', 112)"
+        ),
+        format!(
+            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress, \
+             lease_holder, lease_expires, principal) VALUES \
+             ('old-upload', {tool}, 113, 114, '{{\"offset\":0}}', NULL, NULL, 'alice')"
+        ),
+    ]
+}
+
+/// Checks that everything [`old_rows`] wrote is there and works, then that
+/// the new code writes on top of it (namespaces, events, the open upload
+/// finished).
+pub async fn old_rows_survive(store: &dyn MetaStore) {
+    // Access control.
+    let alice = store.get_user("alice").await.unwrap().unwrap();
+    assert_eq!(alice.password_hash, "$argon2id$old-alice");
+    assert!(!alice.is_admin);
+    assert!(store.get_user("root").await.unwrap().unwrap().is_admin);
+    assert_eq!(
+        store
+            .member_role("alice", "alice")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("owner")
+    );
+    assert_eq!(
+        store.member_role("team", "alice").await.unwrap().as_deref(),
+        Some("maintainer")
+    );
+    let token = store.get_access_token("ci").await.unwrap().unwrap();
+    assert_eq!(token.secret_hash, "old-token-hash");
+    assert_eq!(token.scopes, r#"["team:pull"]"#);
+    assert_eq!(token.created_by.as_deref(), Some("alice"));
+    assert_eq!(token.last_used_at, Some(103));
+    let refresh = store
+        .get_refresh_token("old-refresh-hash")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((refresh.user.as_str(), refresh.revoked_at), ("alice", None));
+    let keys = store.list_signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].kid, "old-kid");
+    assert_eq!(keys[0].private_key_pem.as_deref(), Some("OLD PRIVATE PEM"));
+    assert_eq!(keys[0].retired_at, None);
+
+    // Namespaces: the known ones keep their visibility; one that only a
+    // repository named is created, private.
+    let visibility = |name: &'static str| async move {
+        store
+            .get_namespace(name)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("namespace {name} is missing"))
+            .visibility
+    };
+    assert_eq!(visibility("team").await, Visibility::Public);
+    assert_eq!(visibility("alice").await, Visibility::Private);
+    assert_eq!(visibility("legacy").await, Visibility::Private);
+
+    // Images.
+    let app = repository("team/app");
+    let tool = repository("legacy/tool");
+    let repositories = store.list_repositories(None, 10).await.unwrap();
+    assert_eq!(repositories, vec![tool.clone(), app.clone()]);
+    let manifest = store
+        .manifest_by_tag(&app, &tag("v1"))
+        .await
+        .unwrap()
+        .expect("the tagged manifest is there");
+    assert_eq!(manifest.payload, OLD_MANIFEST.as_bytes());
+    assert_eq!(manifest.digest, digest_of(OLD_MANIFEST));
+    let layer = digest_of("upgrade layer");
+    assert_eq!(store.linked_blob_size(&app, &layer).await.unwrap(), Some(5));
+    let usage = store.namespace_usage("team").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            usage.repositories,
+            usage.images,
+            usage.tags,
+            usage.storage_bytes
+        ),
+        (1, 1, 1, 7)
+    );
+
+    // The open upload is still open, and finishes.
+    let upload = store
+        .get_upload(&tool, "old-upload")
+        .await
+        .unwrap()
+        .expect("the open upload is there");
+    assert_eq!(upload.principal.as_deref(), Some("alice"));
+    assert_eq!(upload.progress, r#"{"offset":0}"#);
+    let pushed = digest_of("upgrade pushed");
+    let before = store.last_event_position().await.unwrap();
+    assert!(store
+        .finish_upload(&at(NOW), &tool, "old-upload", &pushed, 9)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.linked_blob_size(&tool, &pushed).await.unwrap(),
+        Some(9)
+    );
+    assert!(
+        store.last_event_position().await.unwrap() > before,
+        "changes after the upgrade write events"
+    );
+
+    // Writes on the old rows work: a tag moved, the manifest deleted.
+    put(store, &app, &image(OLD_MANIFEST, &[]), Some(&tag("v2"))).await;
+    assert_eq!(
+        delete(store, &app, &manifest.digest).await,
+        tags(&["v1", "v2"])
+    );
+}
