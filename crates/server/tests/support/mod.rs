@@ -169,10 +169,9 @@ impl Harness {
         )
         .await
         .unwrap();
-        let (keys, _) =
-            berth_auth::keys::load_or_create(store.as_ref(), now, || Ok(None))
-                .await
-                .unwrap();
+        let (keys, _) = berth_auth::keys::load_or_create(store.as_ref(), now, || Ok(None))
+            .await
+            .unwrap();
         let auth = AuthState {
             store,
             authority: TokenAuthority::new(keys, "berth", "berth"),
