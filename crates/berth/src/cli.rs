@@ -187,7 +187,7 @@ pub struct ClientTokenAdd {
     /// The token's name: the user name for `docker login -u NAME`.
     pub name: String,
     /// NAMESPACE[/REPO]:pull[,push[,delete]]; repeat for several.
-    #[arg(long = "scope", required = true)]
+    #[arg(long = "scope", required = true, value_name = "SCOPE")]
     pub scopes: Vec<String>,
     /// Lifetime, e.g. 90m, 12h, 30d, 4w, or never.
     #[arg(long, default_value = "never")]
