@@ -60,13 +60,34 @@ echo "== cargo test"
 # keeps a 2-core machine responsive.
 cargo test --workspace --no-fail-fast -- --test-threads="${BERTH_TEST_THREADS:-2}"
 
+# Every parser at the edge, fuzzed for a bounded time from its committed
+# seeds (scripts/fuzz.sh; docs/security.md has the longer runs). It needs a
+# nightly toolchain and cargo-fuzz; as root, a missing cargo-fuzz is
+# installed from crates.io. Without them the step is a loud skip, and under
+# CI=true a failure.
+fuzz_seconds="${BERTH_FUZZ_SECONDS:-20}"
+echo "== fuzzing every target for ${fuzz_seconds}s"
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  echo "fuzzing: no nightly toolchain (rustup toolchain install nightly)" >>"$skipped"
+else
+  if ! cargo +nightly fuzz --version >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+    echo "== installing cargo-fuzz"
+    cargo install --quiet --locked cargo-fuzz
+  fi
+  if cargo +nightly fuzz --version >/dev/null 2>&1; then
+    ./scripts/fuzz.sh "$fuzz_seconds"
+  else
+    echo "fuzzing: cargo-fuzz is not installed (cargo install cargo-fuzz)" >>"$skipped"
+  fi
+fi
+
 echo "== cargo build -p berth --no-default-features"
 cargo build -p berth --no-default-features --quiet
 
 if [ -s "$skipped" ]; then
   echo
   echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
-  echo "!! SKIPPED end-to-end tests (missing tools or privileges):"
+  echo "!! SKIPPED tests (missing tools or privileges):"
   sed 's/^/!!   /' "$skipped"
   echo "!! Run this script as root to install the missing tools and run them."
   echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"

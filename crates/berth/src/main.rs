@@ -35,6 +35,7 @@ mod files;
 mod legacy_signing_key;
 mod logging;
 mod memory;
+mod node;
 mod tasks;
 mod wiring;
 

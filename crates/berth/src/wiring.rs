@@ -56,15 +56,25 @@ pub enum StorageCheck {
     OpenOnly,
 }
 
-/// Opens storage and the database and builds the registry on them.
-pub async fn open_registry(loaded: &Loaded, check: StorageCheck) -> Result<Opened, String> {
+/// Opens storage and the database and builds the registry on them, under
+/// `node_name` (a random one if `None`: `berth gc`, whose leases no later
+/// process needs to recognise).
+pub async fn open_registry(
+    loaded: &Loaded,
+    check: StorageCheck,
+    node_name: Option<String>,
+) -> Result<Opened, String> {
     let config = &loaded.config;
     let blobs = open_storage(loaded)?;
     if check == StorageCheck::Probe {
         check_storage(loaded, blobs.as_ref()).await?;
     }
     let databases = open_database_described(loaded).await?;
-    let registry = Registry::new(blobs, databases.meta, registry_config(config));
+    let mut registry_config = registry_config(config);
+    if let Some(node_name) = node_name {
+        registry_config.node_name = node_name;
+    }
+    let registry = Registry::new(blobs, databases.meta, registry_config);
     Ok(Opened {
         registry,
         auth_meta: databases.auth,

@@ -13,9 +13,57 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType};
 use crate::auth::AuthMetaError;
 use crate::{MetaError, SizeMismatch};
 
-/// Maps a sqlx error to `MetaError::Database`, saying what was being done.
+/// Maps a sqlx error to `MetaError`, saying what was being done: a
+/// condition outside the request (see [`is_unavailability`]) becomes
+/// `Unavailable`, anything else `Database`.
 pub(crate) fn database(context: &'static str) -> impl FnOnce(sqlx::Error) -> MetaError {
-    move |error| MetaError::Database(format!("{context}: {error}"))
+    move |error| {
+        if is_unavailability(&error) {
+            MetaError::Unavailable(format!("{context}: {error}"))
+        } else {
+            MetaError::Database(format!("{context}: {error}"))
+        }
+    }
+}
+
+/// Whether an error says the database cannot serve now, rather than that
+/// the request or the data is wrong: no connection (refused, reset, none
+/// free in time), SQLite's lock held by another process, a full or
+/// read-only disk, a PostgreSQL server shutting down, out of resources, or
+/// cancelling a statement that ran too long, or a transaction that lost a
+/// deadlock or serialization conflict. Each may clear up on its own, and
+/// the client is told to retry (`503`).
+pub(crate) fn is_unavailability(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            if let Some(sqlite) = db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+                use sqlx::error::DatabaseError as _;
+                // Primary result codes (the low byte of extended ones):
+                // BUSY, LOCKED, READONLY, IOERR, FULL.
+                let code = sqlite.code().and_then(|code| code.parse::<i32>().ok());
+                return code.is_some_and(|code| matches!(code & 0xff, 5 | 6 | 8 | 10 | 13));
+            }
+            #[cfg(feature = "postgres")]
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                // SQLSTATE classes 08 (connection), 53 (insufficient
+                // resources, disk full among them), 57 (operator
+                // intervention: shutdown, statement timeout), 58 (system
+                // error); and the retryable conflicts 40001, 40P01, 55P03.
+                let code = pg.code();
+                return ["08", "53", "57", "58"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
+                    || matches!(code, "40001" | "40P01" | "55P03");
+            }
+            false
+        }
+        _ => false,
+    }
 }
 
 /// Maps a write error: unique violations become `AlreadyExists`, foreign-key

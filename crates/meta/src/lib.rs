@@ -185,6 +185,12 @@ pub enum MetaError {
     /// until that finishes (the caller stores the bytes again, then links).
     #[error("blob is being deleted by garbage collection")]
     BlobBeingDeleted,
+    /// The database cannot do the work now, for a reason outside the
+    /// request: it does not answer (down, unreachable, no connection free
+    /// in time), another process holds its write lock, its disk is full or
+    /// read-only. Nothing was changed; the same call may succeed later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("database error: {0}")]
     Database(String),
     /// Stored data could not be decoded: a bug or a corrupted database.
@@ -385,8 +391,22 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Releases the lease without changing progress (after a failed write).
     async fn unlock_upload(&self, id: &str, holder: &str) -> Result<(), MetaError>;
 
+    /// Releases every upload lease whose holder name starts with
+    /// `holder_prefix`, leaving progress untouched, and returns how many it
+    /// released. A node calls it as it starts, with the prefix all its
+    /// holder names share: every lease such a name holds then belongs to the
+    /// node's earlier life, whose process is gone, and would otherwise keep
+    /// its session locked until the lease expires.
+    async fn release_upload_leases(&self, holder_prefix: &str) -> Result<u64, MetaError>;
+
     /// Deletes the upload record. Returns whether it existed.
     async fn delete_upload(&self, id: &str) -> Result<bool, MetaError>;
+
+    /// Returns those of `ids` that have no upload record, each once, in the
+    /// order given: upload data in storage that no session owns (a crash
+    /// between removing a session's record and its data left it), which
+    /// the upload purge removes.
+    async fn unknown_uploads(&self, ids: &[String]) -> Result<Vec<String>, MetaError>;
 
     /// Lists uploads last updated before `before`, at most `limit`, oldest first.
     async fn expired_uploads(
@@ -510,6 +530,8 @@ pub trait MetaStore: Send + Sync + 'static {
 
     // --- operations ---
 
-    /// Whether the database answers (used by `/readyz`).
+    /// Whether the database answers and would take a write now (used by
+    /// `/readyz`): fails with `Unavailable` when it does not answer, or
+    /// when another process holds its write lock.
     async fn check_ready(&self) -> Result<(), MetaError>;
 }

@@ -69,6 +69,7 @@
 //! nothing left to do.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use berth_oci::{Digest, RepoName, Tag};
 use sqlx::migrate::Migrator;
@@ -89,6 +90,18 @@ use crate::{
 /// while a handful of nodes stay well inside PostgreSQL's default limit of
 /// 100 connections.
 const POOL_CONNECTIONS: u32 = 16;
+
+/// How long a query waits for a pooled connection, including making a new
+/// one. A server that is down refuses connections at once, but the pool
+/// keeps retrying until this runs out: it is what bounds a request's wait
+/// (and turns it into `Unavailable`, a `503`) while PostgreSQL is gone.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// PostgreSQL's `statement_timeout` for the pool's connections: a query
+/// stuck behind a lock or running away is cancelled (`57014`, reported as
+/// `Unavailable`) instead of holding a request and a connection forever.
+/// Migrations run on a connection of their own without it.
+const STATEMENT_TIMEOUT: &str = "30s";
 
 /// The embedded migrations, in order: (version, description, SQL). Versions
 /// match SQLite's (`crate::sqlite::MIGRATIONS`) one for one, so a schema
@@ -144,7 +157,8 @@ impl PostgresMetaStore {
         migrate(&options).await?;
         let pool = PgPoolOptions::new()
             .max_connections(POOL_CONNECTIONS)
-            .connect_with(options)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.options([("statement_timeout", STATEMENT_TIMEOUT)]))
             .await
             .map_err(database("connecting to PostgreSQL"))?;
         Ok(PostgresMetaStore { pool })
@@ -1167,6 +1181,21 @@ impl MetaStore for PostgresMetaStore {
         Ok(())
     }
 
+    async fn release_upload_leases(&self, holder_prefix: &str) -> Result<u64, MetaError> {
+        // `left` and `length` both count characters, so this compares the
+        // holder's first characters with the whole prefix, with no pattern
+        // syntax to escape (as `LIKE` would need for `_` and `%`).
+        let released = sqlx::query(
+            "UPDATE uploads SET lease_holder = NULL, lease_expires = NULL \
+             WHERE lease_holder IS NOT NULL AND left(lease_holder, length($1)) = $1",
+        )
+        .bind(holder_prefix)
+        .execute(&self.pool)
+        .await
+        .map_err(database("releasing a node's upload leases"))?;
+        Ok(released.rows_affected())
+    }
+
     async fn delete_upload(&self, id: &str) -> Result<bool, MetaError> {
         let result = sqlx::query("DELETE FROM uploads WHERE id = $1")
             .bind(id)
@@ -1174,6 +1203,25 @@ impl MetaStore for PostgresMetaStore {
             .await
             .map_err(database("deleting an upload"))?;
         Ok(result.rows_affected() > 0)
+    }
+
+    async fn unknown_uploads(&self, ids: &[String]) -> Result<Vec<String>, MetaError> {
+        let mut texts: Vec<&str> = Vec::with_capacity(ids.len());
+        for id in ids {
+            if !texts.contains(&id.as_str()) {
+                texts.push(id);
+            }
+        }
+        let known: Vec<String> = sqlx::query_scalar("SELECT id FROM uploads WHERE id = ANY($1)")
+            .bind(&texts)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database("looking up uploads"))?;
+        Ok(texts
+            .into_iter()
+            .filter(|id| !known.iter().any(|k| k == id))
+            .map(String::from)
+            .collect())
     }
 
     async fn expired_uploads(

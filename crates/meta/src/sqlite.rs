@@ -33,8 +33,21 @@ use crate::{
 };
 
 /// How long a connection waits for another process's write lock before
-/// failing. Writes are short, so five seconds means something is wrong.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// failing with `Unavailable` (a `503` the client retries). Writes are
+/// milliseconds long, `berth gc` and `berth admin` transactions a fraction
+/// of a second, so a lock held longer than this is stuck, not busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a request waits for a connection: the writer is one
+/// connection, so this bounds the queue behind a writer that waits out
+/// [`BUSY_TIMEOUT`], and a request gets its `503` within about two seconds
+/// instead of queueing without end.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the readiness probe waits for the write lock. Shorter than
+/// the server's readiness deadline, longer than any of this process's own
+/// write transactions, so only a lock someone else keeps reads as busy.
+const READY_PROBE_BUSY_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Read connections. Reads are short and WAL lets them run in parallel with
 /// each other and with the writer; a handful is enough for a registry whose
@@ -85,6 +98,9 @@ pub struct SqliteMetaStore {
     /// The one connection that writes, so writers queue here rather than
     /// contend for SQLite's lock.
     pub(crate) write: SqlitePool,
+    /// The database file, for the readiness probe's own connection; `None`
+    /// for an in-memory database.
+    path: Option<std::path::PathBuf>,
 }
 
 impl SqliteMetaStore {
@@ -106,6 +122,7 @@ impl SqliteMetaStore {
             .synchronous(SqliteSynchronous::Normal);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             // Keeping the writer open keeps the WAL and shared-memory files in
             // place, which the read-only connections need to open the file.
             .min_connections(1)
@@ -119,10 +136,15 @@ impl SqliteMetaStore {
         // being read-only, could not) set it.
         let read = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(base.read_only(true))
             .await
             .map_err(database("opening the database for reading"))?;
-        Ok(SqliteMetaStore { read, write })
+        Ok(SqliteMetaStore {
+            read,
+            write,
+            path: Some(path.to_path_buf()),
+        })
     }
 
     /// Opens a private in-memory database, for tests.
@@ -145,6 +167,7 @@ impl SqliteMetaStore {
         Ok(SqliteMetaStore {
             read: pool.clone(),
             write: pool,
+            path: None,
         })
     }
 
@@ -1151,6 +1174,21 @@ impl MetaStore for SqliteMetaStore {
         Ok(())
     }
 
+    async fn release_upload_leases(&self, holder_prefix: &str) -> Result<u64, MetaError> {
+        // `substr` and `length` both count characters, so this compares the
+        // holder's first characters with the whole prefix, with no pattern
+        // syntax to escape (as `LIKE` would need for `_` and `%`).
+        let released = sqlx::query(
+            "UPDATE uploads SET lease_holder = NULL, lease_expires = NULL \
+             WHERE lease_holder IS NOT NULL AND substr(lease_holder, 1, length(?1)) = ?1",
+        )
+        .bind(holder_prefix)
+        .execute(&self.write)
+        .await
+        .map_err(database("releasing a node's upload leases"))?;
+        Ok(released.rows_affected())
+    }
+
     async fn delete_upload(&self, id: &str) -> Result<bool, MetaError> {
         let result = sqlx::query("DELETE FROM uploads WHERE id = ?")
             .bind(id)
@@ -1158,6 +1196,28 @@ impl MetaStore for SqliteMetaStore {
             .await
             .map_err(database("deleting an upload"))?;
         Ok(result.rows_affected() > 0)
+    }
+
+    async fn unknown_uploads(&self, ids: &[String]) -> Result<Vec<String>, MetaError> {
+        let mut tx = self.begin_read().await?;
+        let mut unknown: Vec<String> = Vec::new();
+        for id in ids {
+            if unknown.contains(id) {
+                continue;
+            }
+            let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM uploads WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(database("looking up an upload"))?;
+            if known.is_none() {
+                unknown.push(id.clone());
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(database("ending a read transaction"))?;
+        Ok(unknown)
     }
 
     async fn expired_uploads(
@@ -1533,6 +1593,31 @@ impl MetaStore for SqliteMetaStore {
             .execute(&self.read)
             .await
             .map_err(database("checking the database"))?;
-        Ok(())
+        // Reads go on while another process holds the write lock (a
+        // `sqlite3` shell in a transaction), but every push stops. The
+        // probe takes and drops the lock on a connection of its own, so it
+        // neither queues behind this process's writer nor holds it up.
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        use sqlx::{ConnectOptions, Connection};
+        let mut probe = SqliteConnectOptions::new()
+            .filename(path)
+            .busy_timeout(READY_PROBE_BUSY_TIMEOUT)
+            .connect()
+            .await
+            .map_err(database("opening the database to check it"))?;
+        let locked = sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut probe)
+            .await
+            .map_err(database("taking the write lock to check the database"));
+        if locked.is_ok() {
+            sqlx::query("ROLLBACK")
+                .execute(&mut probe)
+                .await
+                .map_err(database("checking the database"))?;
+        }
+        let _ = probe.close().await;
+        locked.map(|_| ())
     }
 }

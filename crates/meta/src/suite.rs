@@ -69,6 +69,13 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
         "upload_leases_exclude_other_holders_until_expiry",
         |store| Box::pin(upload_leases_exclude_other_holders_until_expiry(store)),
     ),
+    (
+        "a_node_releases_the_upload_leases_of_its_earlier_life",
+        |store| Box::pin(a_node_releases_the_upload_leases_of_its_earlier_life(store)),
+    ),
+    ("uploads_without_records_are_reported", |store| {
+        Box::pin(uploads_without_records_are_reported(store))
+    }),
     ("expired_uploads_are_listed_oldest_first", |store| {
         Box::pin(expired_uploads_are_listed_oldest_first(store))
     }),
@@ -142,6 +149,8 @@ macro_rules! meta_store_tests {
             repositories_are_listed_in_byte_order_and_paged,
             referrers_are_filtered_by_subject_and_artifact_type,
             upload_leases_exclude_other_holders_until_expiry,
+            a_node_releases_the_upload_leases_of_its_earlier_life,
+            uploads_without_records_are_reported,
             expired_uploads_are_listed_oldest_first,
             live_uploads_are_counted_per_repository_and_principal,
             concurrent_writers_all_succeed,
@@ -1302,6 +1311,90 @@ pub async fn upload_leases_exclude_other_holders_until_expiry(store: &dyn MetaSt
     assert!(store.delete_upload(id).await.unwrap());
     assert!(!store.delete_upload(id).await.unwrap());
     assert_eq!(store.get_upload(&repo, id).await.unwrap(), None);
+}
+
+pub async fn a_node_releases_the_upload_leases_of_its_earlier_life(store: &dyn MetaStore) {
+    let repo = repository("suite-release/app");
+    // (upload, holder of its lease, released by the prefix "node-1/")
+    let cases: &[(&str, Option<&str>, bool)] = &[
+        ("suite-release-a", Some("node-1/a1"), true),
+        ("suite-release-b", Some("node-1/b2"), true),
+        // Another node whose name starts with the same characters.
+        ("suite-release-c", Some("node-10/c3"), false),
+        ("suite-release-d", Some("node-2/d4"), false),
+        // Characters that `LIKE` would treat as patterns match themselves.
+        ("suite-release-e", Some("node_1/e5"), false),
+        ("suite-release-f", None, false),
+    ];
+    for (id, holder, _) in cases {
+        store.create_upload(&upload(id, &repo, NOW)).await.unwrap();
+        if let Some(holder) = holder {
+            store
+                .lock_upload(&repo, id, holder, NOW, 300)
+                .await
+                .unwrap();
+        }
+    }
+    let expected = cases.iter().filter(|(_, _, released)| *released).count();
+    assert_eq!(
+        store.release_upload_leases("node-1/").await.unwrap(),
+        expected as u64
+    );
+    for (id, holder, released) in cases {
+        // The leases run for 300 seconds; only a released one (or none)
+        // lets another holder in now.
+        let taken = store.lock_upload(&repo, id, "other", NOW + 1, 30).await;
+        match (holder, released, taken) {
+            (None, _, Ok(_)) | (Some(_), true, Ok(_)) => {}
+            (Some(_), false, Err(MetaError::UploadBusy)) => {}
+            (holder, released, taken) => {
+                panic!("{id} held by {holder:?} (released: {released}): lock gave {taken:?}")
+            }
+        }
+        let record = store.get_upload(&repo, id).await.unwrap().expect("kept");
+        assert_eq!(record, upload(id, &repo, NOW), "progress is untouched");
+    }
+    assert_eq!(store.release_upload_leases("node-1/").await.unwrap(), 0);
+    for (id, _, _) in cases {
+        assert!(store.delete_upload(id).await.unwrap());
+    }
+}
+
+pub async fn uploads_without_records_are_reported(store: &dyn MetaStore) {
+    let repo = repository("suite-unknown-uploads/app");
+    let known = ["suite-unknown-uploads-a", "suite-unknown-uploads-b"];
+    for id in known {
+        store.create_upload(&upload(id, &repo, NOW)).await.unwrap();
+    }
+    let ids = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let cases: &[(&[&str], &[&str])] = &[
+        (&[], &[]),
+        (&known, &[]),
+        (
+            &[
+                "suite-unknown-uploads-y",
+                "suite-unknown-uploads-a",
+                "suite-unknown-uploads-x",
+                "suite-unknown-uploads-y",
+                "suite-unknown-uploads-b",
+            ],
+            &["suite-unknown-uploads-y", "suite-unknown-uploads-x"],
+        ),
+    ];
+    for (asked, expected) in cases {
+        assert_eq!(
+            store.unknown_uploads(&ids(asked)).await.unwrap(),
+            ids(expected),
+            "asked {asked:?}"
+        );
+    }
+    for id in known {
+        assert!(store.delete_upload(id).await.unwrap());
+    }
+    assert_eq!(
+        store.unknown_uploads(&ids(&known)).await.unwrap(),
+        ids(&known)
+    );
 }
 
 pub async fn expired_uploads_are_listed_oldest_first(store: &dyn MetaStore) {

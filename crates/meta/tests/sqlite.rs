@@ -158,3 +158,50 @@ async fn whole_auth_suite_shares_one_file_store() {
     let (_dir, store) = fresh_store().await;
     berth_meta::auth_suite::run_all(&store).await;
 }
+
+/// Another process holding SQLite's write lock (here: a connection of the
+/// test's own, in a transaction) makes writes fail with `Unavailable` after
+/// the busy timeout, not hang and not look like a bug, while reads go on;
+/// the readiness check says so; and writes work again once the lock is gone.
+#[tokio::test]
+async fn a_write_lock_held_elsewhere_makes_writes_unavailable_until_released() {
+    use sqlx::{ConnectOptions, Connection};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let store = SqliteMetaStore::open(&path).await.unwrap();
+    let repo = RepoName::parse("busy/app").unwrap();
+    let blob = Algorithm::Sha256.digest_of(b"busy");
+    store.link_blob(&repo, &blob, 4, 1).await.unwrap();
+
+    let mut holder = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let other = Algorithm::Sha256.digest_of(b"waits");
+    let refused = store.link_blob(&repo, &other, 5, 2).await;
+    assert!(
+        matches!(refused, Err(MetaError::Unavailable(_))),
+        "got {refused:?}"
+    );
+    assert_eq!(store.linked_blob_size(&repo, &blob).await.unwrap(), Some(4));
+    let ready = store.check_ready().await;
+    assert!(
+        matches!(ready, Err(MetaError::Unavailable(_))),
+        "got {ready:?}"
+    );
+
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    holder.close().await.unwrap();
+    store.check_ready().await.unwrap();
+    store.link_blob(&repo, &other, 5, 3).await.unwrap();
+    assert_eq!(
+        store.linked_blob_size(&repo, &other).await.unwrap(),
+        Some(5)
+    );
+}

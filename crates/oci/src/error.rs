@@ -26,6 +26,9 @@ pub enum ErrorCode {
     /// A `Range` the blob cannot satisfy (Docker's registry's code; the spec
     /// names none).
     RangeInvalid,
+    /// Docker's registry's code for a dependency (database, storage) that
+    /// cannot serve now; the spec names none. Retry later.
+    Unavailable,
     /// Not in the spec's table: used for 5xx answers whose details are logged only.
     Internal,
 }
@@ -49,6 +52,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
             ErrorCode::RangeInvalid => "RANGE_INVALID",
+            ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL_ERROR",
         }
     }
@@ -76,6 +80,7 @@ mod tests {
             (ErrorCode::Unsupported, "UNSUPPORTED"),
             (ErrorCode::TooManyRequests, "TOOMANYREQUESTS"),
             (ErrorCode::RangeInvalid, "RANGE_INVALID"),
+            (ErrorCode::Unavailable, "UNAVAILABLE"),
             (ErrorCode::Internal, "INTERNAL_ERROR"),
         ];
         for (code, text) in all {

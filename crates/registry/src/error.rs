@@ -6,7 +6,25 @@
 
 use berth_meta::MetaError;
 use berth_oci::{Digest, ErrorCode};
-use berth_storage::StorageError;
+use berth_storage::{StorageError, Unavailability};
+
+/// What the registry depends on, for saying which one is unavailable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dependency {
+    /// The metadata store.
+    Database,
+    /// The blob store.
+    Storage,
+}
+
+impl std::fmt::Display for Dependency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Dependency::Database => "database",
+            Dependency::Storage => "storage",
+        })
+    }
+}
 
 /// Everything a registry operation can refuse or fail with.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +75,14 @@ pub enum RegistryError {
     NotAcceptable,
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),
+    /// A dependency cannot serve now: HTTP 503. `detail` names files and
+    /// hosts, so it is logged, never sent.
+    #[error("{dependency} unavailable ({reason}): {detail}")]
+    Unavailable {
+        dependency: Dependency,
+        reason: Unavailability,
+        detail: String,
+    },
     #[error("storage failure: {0}")]
     Storage(StorageError),
     #[error("metadata failure: {0}")]
@@ -88,6 +114,7 @@ impl RegistryError {
             RegistryError::ManifestReferenced(_) => ErrorCode::Denied,
             RegistryError::TooManyUploads { .. } => ErrorCode::TooManyRequests,
             RegistryError::InvalidParameter(_) => ErrorCode::Unsupported,
+            RegistryError::Unavailable { .. } => ErrorCode::Unavailable,
             RegistryError::Storage(_) | RegistryError::Meta(_) => ErrorCode::Internal,
         }
     }
@@ -108,6 +135,11 @@ impl From<StorageError> for RegistryError {
             StorageError::Incoming(io) => {
                 RegistryError::UploadInvalid(format!("reading request body: {io}"))
             }
+            StorageError::Unavailable { reason, detail } => RegistryError::Unavailable {
+                dependency: Dependency::Storage,
+                reason,
+                detail,
+            },
             other => RegistryError::Storage(other),
         }
     }
@@ -133,6 +165,11 @@ impl From<MetaError> for RegistryError {
             MetaError::UploadNotFound => RegistryError::UploadUnknown,
             MetaError::ManifestReferenced(d) => RegistryError::ManifestReferenced(d),
             MetaError::BlobBeingDeleted => RegistryError::BlobBeingCollected,
+            MetaError::Unavailable(detail) => RegistryError::Unavailable {
+                dependency: Dependency::Database,
+                reason: Unavailability::NotAnswering,
+                detail,
+            },
             other => RegistryError::Meta(other),
         }
     }

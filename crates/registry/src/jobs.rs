@@ -12,7 +12,11 @@ use crate::{Registry, RegistryError};
 /// What one purge pass removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PurgeReport {
+    /// Sessions idle for longer than the upload TTL, with their data.
     pub uploads_removed: usize,
+    /// Upload data without a session (a crash between the two left it),
+    /// idle for longer than the upload TTL.
+    pub orphaned_uploads_removed: usize,
 }
 
 /// How many sessions one batch of the purge handles, so a pass never holds
@@ -21,7 +25,15 @@ const PURGE_BATCH: usize = 100;
 
 impl Registry {
     /// Removes upload sessions idle for longer than the configured TTL,
-    /// with their data.
+    /// with their data, and then upload data that has no session and has
+    /// not been written for as long.
+    ///
+    /// A session's record is deleted before its data (see `uploads.rs`), so
+    /// a crash halfway leaves data without a record, which the second half
+    /// finds. That half waits out the TTL too, for the same reason sessions
+    /// get it: an upload whose record was just deleted by a finish still in
+    /// progress must keep its data until that finish has used it, and no
+    /// finish takes anywhere near that long.
     pub async fn purge_expired_uploads(&self) -> Result<PurgeReport, RegistryError> {
         let cutoff = self.now() - self.config().upload_ttl.as_secs() as i64;
         let mut report = PurgeReport::default();
@@ -33,18 +45,54 @@ impl Registry {
             let batch_len = expired.len();
             for record in expired {
                 let progress: Option<UploadProgress> = serde_json::from_str(&record.progress).ok();
+                if !self.meta().delete_upload(&record.id).await? {
+                    // Finished, cancelled or purged meanwhile, by whoever
+                    // deleted the record, which also takes care of the data.
+                    continue;
+                }
                 if let Some(id) = UploadId::parse(&record.id) {
                     self.blobs().abort_upload(&id, progress.as_ref()).await?;
                 }
-                if self.meta().delete_upload(&record.id).await? {
-                    report.uploads_removed += 1;
-                }
+                report.uploads_removed += 1;
             }
             if batch_len < PURGE_BATCH {
                 break;
             }
         }
+        report.orphaned_uploads_removed = self.purge_orphaned_uploads(cutoff).await?;
         Ok(report)
+    }
+
+    /// Removes upload data last written before `cutoff` that no session
+    /// record owns; returns how many uploads it removed.
+    async fn purge_orphaned_uploads(&self, cutoff: i64) -> Result<usize, RegistryError> {
+        let mut removed = 0;
+        let mut after: Option<UploadId> = None;
+        loop {
+            let page = self
+                .blobs()
+                .list_uploads(after.as_ref(), PURGE_BATCH)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            let page_len = page.len();
+            let idle: Vec<String> = page
+                .into_iter()
+                .filter(|upload| upload.modified < cutoff)
+                .map(|upload| upload.id.to_string())
+                .collect();
+            for orphan in self.meta().unknown_uploads(&idle).await? {
+                if let Some(id) = UploadId::parse(&orphan) {
+                    tracing::info!(upload = %id, "removing upload data without a session");
+                    self.blobs().abort_upload(&id, None).await?;
+                    removed += 1;
+                }
+            }
+            if page_len < PURGE_BATCH {
+                break;
+            }
+        }
+        Ok(removed)
     }
 
     /// Runs the purge every `interval` until `shutdown` fires. Several nodes
@@ -71,9 +119,10 @@ impl Registry {
                 }
             }
             match self.purge_expired_uploads().await {
-                Ok(report) if report.uploads_removed > 0 => {
+                Ok(report) if report.uploads_removed > 0 || report.orphaned_uploads_removed > 0 => {
                     tracing::info!(
                         removed = report.uploads_removed,
+                        orphans = report.orphaned_uploads_removed,
                         "purged expired upload sessions"
                     );
                 }

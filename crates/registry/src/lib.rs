@@ -31,12 +31,14 @@ pub mod jobs;
 mod manifests;
 mod uploads;
 
+/// Why the blob store cannot serve, carried by [`RegistryError::Unavailable`].
+pub use berth_storage::Unavailability;
 /// The byte streams of the registry's API: request bodies flow in as a
 /// [`ByteStream`], blobs flow out as a [`BlobBody`]. They are the blob store's
 /// own types, named here so that callers (the HTTP server) depend on the
 /// registry alone and never on a storage crate.
 pub use berth_storage::{BlobBody, ByteStream};
-pub use error::RegistryError;
+pub use error::{Dependency, RegistryError};
 pub use gc::{GcOptions, GcReport};
 pub use manifests::{ManifestPut, ReferrersPage};
 pub use uploads::UploadStatus;
@@ -49,7 +51,12 @@ pub struct RegistryConfig {
     /// How long one node may hold an upload's write lease while it writes a
     /// chunk; a node that dies mid-chunk blocks the session at most this long.
     pub upload_lease: Duration,
-    /// A name for this node, used as the holder of upload and job leases.
+    /// A name for this node, used as the holder of job leases and as the
+    /// prefix of its upload leases' holders. One process at a time may use
+    /// a name: a node that starts releases every upload lease under its
+    /// name ([`Registry::release_dead_upload_leases`]), taking them for
+    /// remains of its earlier life. A name of letters, digits, `.`, `_` and
+    /// `-` (no `/`, which ends the prefix).
     pub node_name: String,
     /// How long an unreferenced blob or repository link is kept before
     /// garbage collection removes it: the window in which a re-push or a new
@@ -215,10 +222,45 @@ impl Registry {
         Ok(self.meta().list_repositories(after, limit).await?)
     }
 
-    /// Checks that both backends answer.
-    pub async fn check_ready(&self) -> Result<(), RegistryError> {
-        self.meta().check_ready().await?;
-        self.blobs().check_ready().await?;
-        Ok(())
+    /// Checks both backends at once, each within `deadline`: whether each
+    /// answers and would take a write now.
+    pub async fn readiness(&self, deadline: Duration) -> Readiness {
+        let within = |dependency: Dependency, result: Result<Result<(), RegistryError>, _>| {
+            result.unwrap_or_else(|_elapsed| {
+                Err(RegistryError::Unavailable {
+                    dependency,
+                    reason: berth_storage::Unavailability::NotAnswering,
+                    detail: format!("no answer within {deadline:?}"),
+                })
+            })
+        };
+        let (database, storage) = tokio::join!(
+            tokio::time::timeout(deadline, async {
+                self.meta().check_ready().await.map_err(RegistryError::from)
+            }),
+            tokio::time::timeout(deadline, async {
+                self.blobs()
+                    .check_ready()
+                    .await
+                    .map_err(RegistryError::from)
+            }),
+        );
+        Readiness {
+            database: within(Dependency::Database, database),
+            storage: within(Dependency::Storage, storage),
+        }
+    }
+}
+
+/// How each backend answered a readiness check.
+#[derive(Debug)]
+pub struct Readiness {
+    pub database: Result<(), RegistryError>,
+    pub storage: Result<(), RegistryError>,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.database.is_ok() && self.storage.is_ok()
     }
 }

@@ -6,6 +6,17 @@
 //! Writing a chunk takes the session's lease in the metadata store first; the
 //! lease makes writers of one session take turns, which is what lets the
 //! storage backend discard bytes a failed earlier write left behind.
+//!
+//! Each lease is held under a name of its own, `<node name>/<random>`, so
+//! two requests on one node exclude each other as requests on two nodes do,
+//! and a node that restarts can release, by their common prefix, the leases
+//! its earlier life held when it died ([`Registry::release_dead_upload_leases`]).
+//!
+//! A session's record never outlives its data: the data is created before
+//! the record (`start_upload`) and the record is deleted before the data
+//! (finishing, cancelling, purging). A crash between the two steps leaves
+//! data without a record, which no client can name and the upload purge
+//! sweeps (`jobs.rs`); never a record that answers for bytes that are gone.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -136,17 +147,23 @@ impl Registry {
             Some(data) => lease.write_keep(self, data, range).await?,
             None => lease.progress.clone(),
         };
+        // The record goes first (see the module documentation): from here
+        // on the session is finished, whatever happens to this process.
+        if let Err(e) = self.meta().delete_upload(&lease.key).await {
+            self.release_lease(&lease.key, &lease.holder).await;
+            return Err(e.into());
+        }
         let size = match self.blobs().finish_upload(id, &progress, digest).await {
             Ok(size) => size,
             Err(e) => {
-                self.store_progress_and_unlock(&lease, &progress).await;
+                // Nothing became visible and the data is still there (the
+                // storage contract), so the session comes back as it stood,
+                // for the client to finish with the right digest or more data.
+                self.restore_record(&lease, &progress).await;
                 return Err(e.into());
             }
         };
-        // The storage upload is gone either way, so the session goes too.
-        let linked = self.link_stored_blob(repository, digest, size).await;
-        self.meta().delete_upload(&lease.key).await?;
-        linked?;
+        self.link_stored_blob(repository, digest, size).await?;
         Ok(size)
     }
 
@@ -192,6 +209,23 @@ impl Registry {
         Ok(())
     }
 
+    /// Releases the upload leases this node held before it last stopped
+    /// (crashed, killed, or stopped mid-request), and returns how many.
+    ///
+    /// Call it once as the node starts, before it serves: every lease held
+    /// under this node's name then belongs to a process that is gone. The
+    /// node name must therefore be used by one process at a time (the
+    /// binary keeps it in the data directory under a lock, or takes it
+    /// from the configuration of a stateless node). Without this, a session
+    /// whose chunk was being written at the crash answered 416 "being
+    /// written by another request" until its lease expired.
+    pub async fn release_dead_upload_leases(&self) -> Result<u64, RegistryError> {
+        Ok(self
+            .meta()
+            .release_upload_leases(&lease_holder_prefix(&self.config().node_name))
+            .await?)
+    }
+
     /// Takes the session's write lease and checks `precondition` against its
     /// progress; the lease is released again if the check fails.
     async fn with_upload_lease(
@@ -201,62 +235,134 @@ impl Registry {
         precondition: impl FnOnce(&UploadProgress) -> Result<(), RegistryError>,
     ) -> Result<Lease, RegistryError> {
         let key = id.to_string();
+        let holder = format!(
+            "{}{}",
+            lease_holder_prefix(&self.config().node_name),
+            uuid::Uuid::new_v4().simple()
+        );
         let lease_secs = self.config().upload_lease.as_secs() as i64;
         let record = self
             .meta()
-            .lock_upload(
-                repository,
-                &key,
-                &self.config().node_name,
-                self.now(),
-                lease_secs,
-            )
+            .lock_upload(repository, &key, &holder, self.now(), lease_secs)
             .await?;
-        let progress = match decode_progress(&record) {
-            Ok(p) => p,
+        let checked = decode_progress(&record)
+            .and_then(|progress| precondition(&progress).map(|()| progress));
+        match checked {
+            Ok(progress) => Ok(Lease {
+                id: id.clone(),
+                key,
+                holder,
+                progress,
+                record,
+            }),
             Err(e) => {
-                let _ = self
-                    .meta()
-                    .unlock_upload(&key, &self.config().node_name)
-                    .await;
+                self.release_lease(&key, &holder).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Stores the progress a write reached and releases the lease. If the
+    /// database does not take it, the write is not acknowledged: the
+    /// session keeps its earlier progress (the bytes beyond it are
+    /// discarded by the next write), and the lease is released as soon as
+    /// the database answers again.
+    async fn store_progress_and_unlock(
+        &self,
+        lease: &Lease,
+        progress: &UploadProgress,
+    ) -> Result<(), RegistryError> {
+        let text = match encode_progress(progress) {
+            Ok(text) => text,
+            Err(e) => {
+                self.release_lease(&lease.key, &lease.holder).await;
                 return Err(e);
             }
         };
-        if let Err(e) = precondition(&progress) {
-            let _ = self
-                .meta()
-                .unlock_upload(&key, &self.config().node_name)
-                .await;
-            return Err(e);
+        match self
+            .meta()
+            .update_upload(&lease.key, &lease.holder, &text, self.now())
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.release_lease(&lease.key, &lease.holder).await;
+                Err(e.into())
+            }
         }
-        Ok(Lease {
-            id: id.clone(),
-            key,
-            progress,
-        })
     }
 
-    async fn store_progress_and_unlock(&self, lease: &Lease, progress: &UploadProgress) {
-        let holder = &self.config().node_name;
-        let stored = match encode_progress(progress) {
-            Ok(text) => {
-                self.meta()
-                    .update_upload(&lease.key, holder, &text, self.now())
-                    .await
-            }
-            Err(_) => self.meta().unlock_upload(&lease.key, holder).await,
+    /// Releases a lease without changing the session. When the database
+    /// cannot be reached the release is retried in the background until it
+    /// succeeds or the lease runs out on its own, so a session whose write
+    /// failed during an outage is free again once the database is back,
+    /// not only after the lease time.
+    async fn release_lease(&self, key: &str, holder: &str) {
+        let Err(error) = self.meta().unlock_upload(key, holder).await else {
+            return;
         };
-        if let Err(e) = stored {
-            tracing::warn!(upload = %lease.key, error = %e, "could not release upload lease");
+        tracing::warn!(upload = %key, %error, "cannot release an upload lease; retrying");
+        let registry = self.clone();
+        let key = key.to_string();
+        let holder = holder.to_string();
+        let give_up = tokio::time::Instant::now() + self.config().upload_lease;
+        tokio::spawn(async move {
+            let mut pause = LEASE_RELEASE_RETRY;
+            while tokio::time::Instant::now() < give_up {
+                tokio::time::sleep(pause).await;
+                if registry.meta().unlock_upload(&key, &holder).await.is_ok() {
+                    return;
+                }
+                pause = (pause * 2).min(LEASE_RELEASE_RETRY_MAX);
+            }
+        });
+    }
+
+    /// Puts back the record of a session whose finishing failed after its
+    /// record was deleted, with the progress its data has.
+    async fn restore_record(&self, lease: &Lease, progress: &UploadProgress) {
+        let restored = match encode_progress(progress) {
+            Ok(text) => {
+                let record = UploadRecord {
+                    progress: text,
+                    updated_at: self.now(),
+                    ..lease.record.clone()
+                };
+                self.meta()
+                    .create_upload(&record)
+                    .await
+                    .map_err(RegistryError::from)
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(error) = restored {
+            // The data stays without a record and the purge sweeps it; the
+            // client, refused anyway, starts the upload again.
+            tracing::warn!(upload = %lease.key, %error, "cannot restore an upload session");
         }
     }
+}
+
+/// The first pause before retrying a lease release that failed.
+const LEASE_RELEASE_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The longest pause between retries of a lease release.
+const LEASE_RELEASE_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What every upload lease name of the node called `node_name` starts with.
+fn lease_holder_prefix(node_name: &str) -> String {
+    format!("{node_name}/")
 }
 
 /// A held upload lease with the progress read under it.
 struct Lease {
     id: UploadId,
     key: String,
+    /// The name the lease is held under, unique to this request.
+    holder: String,
     progress: UploadProgress,
+    /// The session's record as the lease found it, to restore it from.
+    record: UploadRecord,
 }
 
 impl Lease {
@@ -269,7 +375,7 @@ impl Lease {
         range: Option<ByteRange>,
     ) -> Result<UploadStatus, RegistryError> {
         let progress = self.write_keep(registry, data, range).await?;
-        registry.store_progress_and_unlock(&self, &progress).await;
+        registry.store_progress_and_unlock(&self, &progress).await?;
         Ok(UploadStatus {
             id: self.id.clone(),
             size: progress.size,
@@ -304,10 +410,7 @@ impl Lease {
         {
             Ok(progress) => Ok(progress),
             Err(e) => {
-                let _ = registry
-                    .meta()
-                    .unlock_upload(&self.key, &registry.config().node_name)
-                    .await;
+                registry.release_lease(&self.key, &self.holder).await;
                 match range {
                     Some(range) if mismatch.load(Ordering::Relaxed) => {
                         Err(RegistryError::ChunkSizeMismatch {

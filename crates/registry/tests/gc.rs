@@ -11,7 +11,9 @@ use berth_meta::MetaStore;
 use berth_oci::{Algorithm, ByteRange, Digest, ErrorCode, UploadId};
 use berth_registry::{Clock, GcOptions, Registry, RegistryConfig, RegistryError};
 use berth_storage::fs::FsBlobStore;
-use berth_storage::{BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, UploadProgress};
+use berth_storage::{
+    BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, StoredUpload, UploadProgress,
+};
 use support::{
     by_digest, config, push_index, push_referrer, repo, tag, Harness, GRACE, START, UPLOAD_TTL,
 };
@@ -437,6 +439,13 @@ impl BlobStore for VanishingStore {
         limit: usize,
     ) -> Result<Vec<StoredBlob>, StorageError> {
         self.inner.list_blobs(after, limit).await
+    }
+    async fn list_uploads(
+        &self,
+        after: Option<&UploadId>,
+        limit: usize,
+    ) -> Result<Vec<StoredUpload>, StorageError> {
+        self.inner.list_uploads(after, limit).await
     }
     async fn begin_upload(&self, id: &UploadId) -> Result<UploadProgress, StorageError> {
         self.inner.begin_upload(id).await

@@ -12,7 +12,7 @@
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_oci::ErrorCode;
-use berth_registry::RegistryError;
+use berth_registry::{Dependency, RegistryError, Unavailability};
 
 /// The status the spec (or Docker's registry, where the spec is silent)
 /// pairs with `code`.
@@ -33,6 +33,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
+        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -183,8 +184,54 @@ impl ApiError {
     }
 }
 
+/// How long a client is asked to wait (`Retry-After`, seconds) before
+/// retrying after a dependency stopped answering: about what a database or
+/// object store restart takes.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// The answer when a dependency cannot serve: `503 UNAVAILABLE` saying
+/// which one and why in words a client may show, with `Retry-After` when
+/// waiting helps (a dependency that does not answer, not a full disk).
+/// The details name hosts and files, so they go to the log only.
+fn unavailable(dependency: Dependency, reason: Unavailability, detail: &str) -> ApiError {
+    tracing::warn!(%dependency, %reason, detail, "dependency unavailable");
+    let api = ApiError::new(
+        ErrorCode::Unavailable,
+        unavailable_message(dependency, reason),
+    );
+    match reason {
+        Unavailability::NotAnswering => {
+            api.with_header("retry-after", RETRY_AFTER_SECS.to_string())
+        }
+        Unavailability::Full | Unavailability::ReadOnly => api,
+    }
+}
+
+/// What a client is told when `dependency` cannot serve for `reason`, on
+/// every surface: which dependency and why, without hosts or files.
+pub(crate) fn unavailable_message(dependency: Dependency, reason: Unavailability) -> &'static str {
+    match (dependency, reason) {
+        (Dependency::Storage, Unavailability::Full) => "the registry's storage is full",
+        (Dependency::Storage, Unavailability::ReadOnly) => {
+            "the registry's storage does not accept writes"
+        }
+        (Dependency::Storage, Unavailability::NotAnswering) => {
+            "the registry's storage does not answer; retry later"
+        }
+        (Dependency::Database, _) => "the registry's database does not answer; retry later",
+    }
+}
+
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> ApiError {
+        if let RegistryError::Unavailable {
+            dependency,
+            reason,
+            detail,
+        } = &e
+        {
+            return unavailable(*dependency, *reason, detail);
+        }
         if e.is_internal() {
             // The details name files, queries and backends: log them, do not send them.
             tracing::error!(error = %e, "internal error");
@@ -248,6 +295,7 @@ mod tests {
             (ErrorCode::Unsupported, 405),
             (ErrorCode::TooManyRequests, 429),
             (ErrorCode::RangeInvalid, 416),
+            (ErrorCode::Unavailable, 503),
             (ErrorCode::Internal, 500),
         ];
         for (code, status) in table {
@@ -310,6 +358,49 @@ mod tests {
             let api = ApiError::from(error);
             assert_eq!(api.status().as_u16(), status, "{text}");
             assert_eq!(api.code_str(), code, "{text}");
+        }
+    }
+
+    /// A dependency that cannot serve is `503 UNAVAILABLE` naming it;
+    /// `Retry-After` only when waiting helps (not on a full or read-only
+    /// disk, which needs an operator); the detail (a path, a host) is never
+    /// in the answer.
+    #[test]
+    fn unavailable_dependencies() {
+        let table = [
+            (
+                Dependency::Database,
+                Unavailability::NotAnswering,
+                true,
+                "database",
+            ),
+            (
+                Dependency::Storage,
+                Unavailability::NotAnswering,
+                true,
+                "storage",
+            ),
+            (Dependency::Storage, Unavailability::Full, false, "full"),
+            (
+                Dependency::Storage,
+                Unavailability::ReadOnly,
+                false,
+                "writes",
+            ),
+        ];
+        for (dependency, reason, retry, says) in table {
+            let api = ApiError::from(RegistryError::Unavailable {
+                dependency,
+                reason,
+                detail: "/secret/path on db.internal:5432".into(),
+            });
+            let label = format!("{dependency} {reason}");
+            assert_eq!(api.status(), StatusCode::SERVICE_UNAVAILABLE, "{label}");
+            assert_eq!(api.code_str(), "UNAVAILABLE", "{label}");
+            assert!(api.message.contains(says), "{label}: {}", api.message);
+            assert!(!api.message.contains("secret"), "{label}: {}", api.message);
+            let has_retry = api.headers.iter().any(|(name, _)| *name == "retry-after");
+            assert_eq!(has_retry, retry, "{label}");
         }
     }
 }

@@ -164,16 +164,40 @@ async fn host_from_authority<B>(mut request: Request<B>) -> Request<B> {
     request
 }
 
+/// How long `/readyz` waits for each dependency: a load balancer's probe
+/// gets its answer within this, whatever the dependencies do.
+const READY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `200` when the database and the blob store both answer and take
+/// writes, `503` otherwise; the JSON body says which dependency is down
+/// and why (`{"ready":false,"database":{"ready":true},"storage":{"ready":
+/// false,"reason":"full"}}`). Details go to the log.
 async fn readyz(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> axum::response::Response {
-    match state.registry.check_ready().await {
-        Ok(()) => "ready".into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    let readiness = state.registry.readiness(READY_DEADLINE).await;
+    let check = |result: &Result<(), berth_registry::RegistryError>| match result {
+        Ok(()) => serde_json::json!({"ready": true}),
+        Err(error) => {
+            tracing::warn!(%error, "readiness check failed");
+            let reason = match error {
+                berth_registry::RegistryError::Unavailable { reason, .. } => reason.to_string(),
+                _ => "error".to_string(),
+            };
+            serde_json::json!({"ready": false, "reason": reason})
         }
-    }
+    };
+    let body = serde_json::json!({
+        "ready": readiness.is_ready(),
+        "database": check(&readiness.database),
+        "storage": check(&readiness.storage),
+    });
+    let status = if readiness.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 async fn metrics_text(

@@ -1457,8 +1457,13 @@ async fn health_readiness_and_metrics() {
     let h = Harness::new().await;
     let (r, body) = h.call("GET", "/healthz", &[], vec![]).await;
     assert_eq!((r.status(), body.as_slice()), (StatusCode::OK, &b"ok"[..]));
-    let (r, _) = h.call("GET", "/readyz", &[], vec![]).await;
+    let (r, body) = h.call("GET", "/readyz", &[], vec![]).await;
     assert_eq!(r.status(), StatusCode::OK);
+    let ready: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        ready,
+        serde_json::json!({"ready": true, "database": {"ready": true}, "storage": {"ready": true}})
+    );
     h.push_blob("m", b"metered").await;
     h.call(
         "GET",

@@ -58,7 +58,9 @@ use memmap2::{Advice, MmapOptions};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::{BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, UploadProgress};
+use crate::{
+    BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, StoredUpload, UploadProgress,
+};
 
 /// Incoming bytes gathered before one write to disk. The batch holds the
 /// request body's own pieces (shared, never copied) and goes to the file in
@@ -237,26 +239,42 @@ impl FsBlobStore {
     /// moves through `tmp/` because a file cannot be renamed onto the
     /// directory that holds it; a crash halfway leaves it there, where it is
     /// removed as stale, and that one session's client starts again.
+    ///
+    /// The store may be opened while servers use it (`berth gc` does), so
+    /// the listing is only a snapshot: an upload that finishes meanwhile
+    /// takes its file away, and an entry that is gone is simply not
+    /// converted.
     fn convert_legacy_uploads(&self) -> Result<(), StorageError> {
         for name in sorted_names(&self.uploads_dir())? {
-            let dir = self.uploads_dir().join(&name);
-            if !fs::symlink_metadata(&dir)?.is_dir() {
-                continue;
-            }
-            let data = dir.join(LEGACY_UPLOAD_DATA_FILE);
-            let parked = self.temp_path();
-            let has_data = match fs::rename(&data, &parked) {
-                Ok(()) => true,
-                Err(error) if error.kind() == io::ErrorKind::NotFound => false,
-                Err(error) => return Err(error.into()),
-            };
-            remove_path(&dir)?;
-            if has_data {
-                fs::rename(&parked, &dir)?;
-            }
-            tracing::info!(upload = %name, "converted an upload to the one-file layout");
+            self.convert_legacy_upload(&name)?;
         }
         sync_dir(&self.uploads_dir())?;
+        Ok(())
+    }
+
+    /// Converts `uploads/<name>` if it is a directory of the older layout;
+    /// a file (an upload of the current layout) or a vanished entry is left
+    /// alone.
+    fn convert_legacy_upload(&self, name: &str) -> Result<(), StorageError> {
+        let dir = self.uploads_dir().join(name);
+        match fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Ok(()),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error.into()),
+        }
+        let data = dir.join(LEGACY_UPLOAD_DATA_FILE);
+        let parked = self.temp_path();
+        let has_data = match fs::rename(&data, &parked) {
+            Ok(()) => true,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => false,
+            Err(error) => return Err(error.into()),
+        };
+        remove_path(&dir)?;
+        if has_data {
+            fs::rename(&parked, &dir)?;
+        }
+        tracing::info!(upload = %name, "converted an upload to the one-file layout");
         Ok(())
     }
 
@@ -352,6 +370,41 @@ impl FsBlobStore {
             Err(error) => return Err(error.into()),
         }
         Ok(())
+    }
+
+    fn list_uploads_blocking(
+        &self,
+        after: Option<&UploadId>,
+        limit: usize,
+    ) -> Result<Vec<StoredUpload>, StorageError> {
+        let mut found = Vec::new();
+        if limit == 0 {
+            return Ok(found);
+        }
+        let mut ids: Vec<UploadId> = sorted_names(&self.uploads_dir())?
+            .iter()
+            .filter_map(|name| UploadId::parse(name))
+            .filter(|id| after.is_none_or(|after| id > after))
+            .collect();
+        // Names sort as ids do (lowercase hyphenated UUIDs), but sorting the
+        // parsed ids keeps that an implementation detail.
+        ids.sort();
+        for id in ids {
+            let meta = match fs::metadata(self.upload_data_path(&id)) {
+                Ok(meta) => meta,
+                // Finished or aborted while we were listing.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(error.into()),
+            };
+            found.push(StoredUpload {
+                id,
+                modified: unix_seconds(meta.modified()?),
+            });
+            if found.len() == limit {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     fn list_blobs_blocking(
@@ -451,6 +504,16 @@ impl BlobStore for FsBlobStore {
         run_blocking(move || store.list_blobs_blocking(after.as_ref(), limit)).await
     }
 
+    async fn list_uploads(
+        &self,
+        after: Option<&UploadId>,
+        limit: usize,
+    ) -> Result<Vec<StoredUpload>, StorageError> {
+        let store = self.clone();
+        let after = after.cloned();
+        run_blocking(move || store.list_uploads_blocking(after.as_ref(), limit)).await
+    }
+
     async fn begin_upload(&self, id: &UploadId) -> Result<UploadProgress, StorageError> {
         let store = self.clone();
         let id_owned = id.clone();
@@ -466,7 +529,7 @@ impl BlobStore for FsBlobStore {
         &self,
         id: &UploadId,
         progress: &UploadProgress,
-        mut data: ByteStream,
+        data: ByteStream,
     ) -> Result<UploadProgress, StorageError> {
         // An upload without a hash state keeps going without one once it has
         // bytes: a state over only the later bytes would be wrong, and an
@@ -482,7 +545,88 @@ impl BlobStore for FsBlobStore {
         let id_owned = id.clone();
         let start = progress.size;
         let file = run_blocking(move || store.open_upload_at(&id_owned, start)).await?;
+        let written = self.write_chunk_to(file, progress, hasher, data).await;
+        if written.is_err() {
+            // Nothing past the caller's progress is of use, and on a full
+            // disk it is what takes the space: give it back now, not at the
+            // next write (which may never come).
+            let path = self.upload_data_path(id);
+            let size = progress.size;
+            let cut = run_blocking(move || {
+                let file = OpenOptions::new().write(true).open(&path)?;
+                file.set_len(size)?;
+                Ok(())
+            })
+            .await;
+            if let Err(error) = cut {
+                tracing::warn!(%error, upload = %id, "cannot cut a failed write back");
+            }
+        }
+        written
+    }
 
+    async fn finish_upload(
+        &self,
+        id: &UploadId,
+        progress: &UploadProgress,
+        expected: &Digest,
+    ) -> Result<u64, StorageError> {
+        let store = self.clone();
+        let id = id.clone();
+        let progress = progress.clone();
+        let expected = expected.clone();
+        run_blocking(move || store.finish_upload_blocking(&id, &progress, &expected)).await
+    }
+
+    async fn abort_upload(
+        &self,
+        id: &UploadId,
+        _progress: Option<&UploadProgress>,
+    ) -> Result<(), StorageError> {
+        let store = self.clone();
+        let id = id.clone();
+        run_blocking(move || store.remove_upload_blocking(&id).map(|_| ())).await
+    }
+
+    async fn check_ready(&self) -> Result<(), StorageError> {
+        for dir in [self.root.join("blobs"), self.uploads_dir(), self.tmp_dir()] {
+            if !tokio::fs::metadata(&dir).await?.is_dir() {
+                return Err(StorageError::Backend(format!(
+                    "{} is not a directory",
+                    dir.display()
+                )));
+            }
+        }
+        // The directories being there says nothing about whether a push
+        // would succeed: a full or read-only disk still lists them. A small
+        // write, the size of a filesystem block, finds out.
+        let probe = TempGuard::new(self.temp_path());
+        run_blocking(move || {
+            let mut file = File::create(probe.path())?;
+            file.write_all(&[0; READY_PROBE_SIZE])?;
+            drop(file);
+            drop(probe);
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// The bytes the readiness check writes: one filesystem block, so that a
+/// disk without a free block fails it.
+const READY_PROBE_SIZE: usize = 4096;
+
+impl FsBlobStore {
+    /// Streams `data` into the upload's `file`, which is positioned at
+    /// `progress.size`, and returns the new progress.
+    async fn write_chunk_to(
+        &self,
+        file: File,
+        progress: &UploadProgress,
+        hasher: Option<Hasher>,
+        mut data: ByteStream,
+    ) -> Result<UploadProgress, StorageError> {
+        let start = progress.size;
         let mut writer = ChunkWriter::new(file, start, hasher);
         let mut batch = Batch::default();
         let mut batch_size = WRITE_BATCH_SIZE;
@@ -528,41 +672,6 @@ impl BlobStore for FsBlobStore {
             hash_state: hasher.map(|hasher| hasher.to_state()).unwrap_or_default(),
             backend_state: progress.backend_state.clone(),
         })
-    }
-
-    async fn finish_upload(
-        &self,
-        id: &UploadId,
-        progress: &UploadProgress,
-        expected: &Digest,
-    ) -> Result<u64, StorageError> {
-        let store = self.clone();
-        let id = id.clone();
-        let progress = progress.clone();
-        let expected = expected.clone();
-        run_blocking(move || store.finish_upload_blocking(&id, &progress, &expected)).await
-    }
-
-    async fn abort_upload(
-        &self,
-        id: &UploadId,
-        _progress: Option<&UploadProgress>,
-    ) -> Result<(), StorageError> {
-        let store = self.clone();
-        let id = id.clone();
-        run_blocking(move || store.remove_upload_blocking(&id).map(|_| ())).await
-    }
-
-    async fn check_ready(&self) -> Result<(), StorageError> {
-        for dir in [self.root.join("blobs"), self.uploads_dir(), self.tmp_dir()] {
-            if !tokio::fs::metadata(&dir).await?.is_dir() {
-                return Err(StorageError::Backend(format!(
-                    "{} is not a directory",
-                    dir.display()
-                )));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -1086,6 +1195,19 @@ mod tests {
 
     /// The rename fallback is only chosen on exotic filesystems, so the suite
     /// runs against it here by forcing the mode.
+    /// An entry listed in `uploads/` and gone before it is looked at (an
+    /// upload that finished meanwhile) is not an error: the store opens.
+    #[test]
+    fn vanished_upload_entry_is_not_converted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path().to_path_buf()).expect("open");
+        let gone = UploadId::new_random().to_string();
+        store
+            .convert_legacy_upload(&gone)
+            .expect("a vanished entry is skipped");
+        assert!(!store.uploads_dir().join(&gone).exists());
+    }
+
     #[tokio::test]
     async fn suite_passes_when_committing_by_rename() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -68,10 +68,63 @@ pub enum StorageError {
     /// Reading the request body failed (client went away, body limit exceeded).
     #[error("reading the incoming data failed: {0}")]
     Incoming(std::io::Error),
+    /// The store cannot do the work now, for a reason outside the request
+    /// (see [`Unavailability`]). A write that fails so leaves nothing
+    /// behind beyond what was there before it; the same call may succeed
+    /// once the condition clears.
+    #[error("storage unavailable ({reason}): {detail}")]
+    Unavailable {
+        reason: Unavailability,
+        detail: String,
+    },
     #[error("storage I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("storage backend error: {0}")]
     Backend(String),
+}
+
+/// Why a store is unavailable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unavailability {
+    /// No space left (or a quota reached): an operator must make room.
+    Full,
+    /// The store refuses writes (a read-only filesystem or directory).
+    ReadOnly,
+    /// The object store does not answer, answers too slowly, or fails.
+    NotAnswering,
+}
+
+impl std::fmt::Display for Unavailability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unavailability::Full => "full",
+            Unavailability::ReadOnly => "read-only",
+            Unavailability::NotAnswering => "not answering",
+        })
+    }
+}
+
+/// Filesystem errors that say the disk, not the request, is the problem
+/// become `Unavailable`; the rest stay `Io`.
+impl From<std::io::Error> for StorageError {
+    fn from(error: std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        let reason = match error.kind() {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => Some(Unavailability::Full),
+            // EROFS, and a data directory this process may not write to.
+            ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied => {
+                Some(Unavailability::ReadOnly)
+            }
+            _ => None,
+        };
+        match reason {
+            Some(reason) => StorageError::Unavailable {
+                reason,
+                detail: error.to_string(),
+            },
+            None => StorageError::Io(error),
+        }
+    }
 }
 
 /// A stored object found by [`BlobStore::list_blobs`].
@@ -80,6 +133,14 @@ pub struct StoredBlob {
     pub digest: Digest,
     pub size: u64,
     /// Seconds since the Unix epoch when the object was last written.
+    pub modified: i64,
+}
+
+/// An upload found by [`BlobStore::list_uploads`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredUpload {
+    pub id: UploadId,
+    /// Seconds since the Unix epoch when the upload's data was last written.
     pub modified: i64,
 }
 
@@ -114,6 +175,16 @@ pub trait BlobStore: Send + Sync + 'static {
         after: Option<&Digest>,
         limit: usize,
     ) -> Result<Vec<StoredBlob>, StorageError>;
+
+    /// Lists uploads (begun and neither finished nor aborted) whose id sorts
+    /// after `after`, at most `limit`, in id order. Used by the upload purge
+    /// to find upload data that no session owns any more, never on a
+    /// request path.
+    async fn list_uploads(
+        &self,
+        after: Option<&UploadId>,
+        limit: usize,
+    ) -> Result<Vec<StoredUpload>, StorageError>;
 
     /// Starts an empty upload and returns its initial progress.
     async fn begin_upload(&self, id: &UploadId) -> Result<UploadProgress, StorageError>;
@@ -150,7 +221,8 @@ pub trait BlobStore: Send + Sync + 'static {
         progress: Option<&UploadProgress>,
     ) -> Result<(), StorageError>;
 
-    /// Whether the store answers (used by `/readyz`).
+    /// Whether the store answers and takes writes (used by `/readyz`);
+    /// fails with `Unavailable` saying why not.
     async fn check_ready(&self) -> Result<(), StorageError>;
 
     /// A URL from which anyone holding it may `GET` the blob's bytes until

@@ -73,7 +73,9 @@ use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::{BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, UploadProgress};
+use crate::{
+    BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, StoredUpload, UploadProgress,
+};
 
 /// The part size used unless configured otherwise: above S3's 5 MiB minimum
 /// with room to spare, and small enough that many concurrent uploads fit in
@@ -86,11 +88,29 @@ pub const DEFAULT_MAX_COPY_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 /// S3's minimum size of every part but the last.
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 
-/// How long connecting to the store may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting to the store may take. A store that is up accepts
+/// a connection in milliseconds; one that is down refuses it at once.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How long the store may stay silent while a response is awaited.
-const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the store may stay silent, waiting for an answer or between
+/// two reads of one, on calls that the store answers at once whatever the
+/// data's size: looking up, listing, reading, deleting, writing the small
+/// bookkeeping objects. A store slower than this is reported unavailable
+/// (a `503` the client retries) instead of holding the request.
+const QUICK_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The same for calls whose answer may take long by nature: sending a part
+/// (up to the part size), completing a multipart upload, copying a blob,
+/// all of which a store may work on for seconds before it answers.
+const PATIENT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Retries of a quick call: one more try soon after a refused connection
+/// or a `5xx`, and none once this long has passed since the first, so a
+/// store that is down fails a request within about [`QUICK_READ_TIMEOUT`].
+const QUICK_RETRY: Duration = Duration::from_secs(2);
+
+/// Retries of a patient call, within the same kind of bound.
+const PATIENT_RETRY: Duration = Duration::from_secs(10);
 
 /// Where and how to reach the bucket. Built by the binary from its settings;
 /// the library never reads the environment unless `from_env` says so.
@@ -225,8 +245,12 @@ impl std::fmt::Debug for S3Config {
 /// documentation for the layout and the upload protocol).
 #[derive(Clone, Debug)]
 pub struct S3BlobStore {
-    /// The client, cheap to clone; it keeps a connection pool.
+    /// The client for quick calls (see [`QUICK_READ_TIMEOUT`]), cheap to
+    /// clone; it keeps a connection pool.
     store: std::sync::Arc<AmazonS3>,
+    /// The client for calls that may take long (see
+    /// [`PATIENT_READ_TIMEOUT`]): parts, completions, copies.
+    patient: std::sync::Arc<AmazonS3>,
     /// The key prefix, already validated, `""` for the bucket's root.
     prefix: String,
     /// The part size for uploads begun by this node; uploads keep the size
@@ -275,6 +299,26 @@ impl S3BlobStore {
     /// Builds the client. This does not contact the store; `check_ready` does.
     pub fn new(config: &S3Config) -> Result<Self, StorageError> {
         config.validate()?;
+        Ok(S3BlobStore {
+            store: std::sync::Arc::new(Self::client(config, QUICK_READ_TIMEOUT, QUICK_RETRY)?),
+            patient: std::sync::Arc::new(Self::client(
+                config,
+                PATIENT_READ_TIMEOUT,
+                PATIENT_RETRY,
+            )?),
+            prefix: config.prefix.clone(),
+            part_size: config.part_size,
+            max_copy_size: config.max_copy_size,
+        })
+    }
+
+    /// A client whose calls fail when the store stays silent for
+    /// `read_timeout`, retried until `retry_for` has passed.
+    fn client(
+        config: &S3Config,
+        read_timeout: Duration,
+        retry_for: Duration,
+    ) -> Result<AmazonS3, StorageError> {
         let mut builder = if config.from_env {
             AmazonS3Builder::from_env()
         } else {
@@ -283,12 +327,20 @@ impl S3BlobStore {
         // object_store's default limits a whole request to 30 seconds, which
         // would cut off a large blob streamed to a slow client or a part sent
         // over a slow link. Instead, a request fails when the store sends
-        // nothing for `READ_TIMEOUT` while we wait for it.
+        // nothing for `read_timeout` while we wait for it.
         let client_options = object_store::ClientOptions::new()
             .with_timeout_disabled()
             .with_connect_timeout(CONNECT_TIMEOUT)
-            .with_read_timeout(READ_TIMEOUT);
+            .with_read_timeout(read_timeout);
+        // object_store retries ten times within three minutes by default,
+        // which kept a request waiting that long on a store that was down.
+        let retry = object_store::RetryConfig {
+            max_retries: 2,
+            retry_timeout: retry_for,
+            ..object_store::RetryConfig::default()
+        };
         builder = builder
+            .with_retry(retry)
             // First, because it replaces every client option set before it.
             .with_client_options(client_options)
             .with_bucket_name(&config.bucket)
@@ -306,13 +358,7 @@ impl S3BlobStore {
         if let Some(token) = &config.session_token {
             builder = builder.with_token(token);
         }
-        let store = builder.build().map_err(backend)?;
-        Ok(S3BlobStore {
-            store: std::sync::Arc::new(store),
-            prefix: config.prefix.clone(),
-            part_size: config.part_size,
-            max_copy_size: config.max_copy_size,
-        })
+        builder.build().map_err(backend)
     }
 
     fn key(&self, rest: &str) -> Path {
@@ -481,7 +527,7 @@ impl S3BlobStore {
         };
         let result = match &state.multipart_id {
             None => self
-                .store
+                .patient
                 .put(&data, PutPayload::from(tail))
                 .await
                 .map_err(backend)?,
@@ -496,13 +542,13 @@ impl S3BlobStore {
                 if !tail.is_empty() {
                     // The last part may be short.
                     parts.push(
-                        self.store
+                        self.patient
                             .put_part(&data, multipart_id, parts.len(), PutPayload::from(tail))
                             .await
                             .map_err(part_error)?,
                     );
                 }
-                self.store
+                self.patient
                     .complete_multipart(&data, multipart_id, parts)
                     .await
                     .map_err(part_error)?
@@ -552,7 +598,7 @@ impl S3BlobStore {
     ) -> Result<(), StorageError> {
         let multipart_id = self.store.create_multipart(to).await.map_err(backend)?;
         let result = async {
-            let mut stream = self.store.get(from).await.map_err(backend)?.into_stream();
+            let mut stream = self.patient.get(from).await.map_err(backend)?.into_stream();
             let mut buffer = BytesMut::with_capacity(part_size);
             let mut parts = Vec::new();
             loop {
@@ -567,7 +613,7 @@ impl S3BlobStore {
                         let part = buffer.split().freeze();
                         buffer.reserve(part_size);
                         parts.push(
-                            self.store
+                            self.patient
                                 .put_part(to, &multipart_id, parts.len(), PutPayload::from(part))
                                 .await
                                 .map_err(backend)?,
@@ -580,7 +626,7 @@ impl S3BlobStore {
             }
             if !buffer.is_empty() || parts.is_empty() {
                 parts.push(
-                    self.store
+                    self.patient
                         .put_part(
                             to,
                             &multipart_id,
@@ -591,7 +637,7 @@ impl S3BlobStore {
                         .map_err(backend)?,
                 );
             }
-            self.store
+            self.patient
                 .complete_multipart(to, &multipart_id, parts)
                 .await
                 .map_err(backend)
@@ -606,7 +652,7 @@ impl S3BlobStore {
 
     /// Hashes an object by streaming it.
     async fn hash_object(&self, key: &Path, algorithm: Algorithm) -> Result<Digest, StorageError> {
-        let mut stream = self.store.get(key).await.map_err(backend)?.into_stream();
+        let mut stream = self.patient.get(key).await.map_err(backend)?.into_stream();
         let mut hasher = algorithm.hasher();
         while let Some(piece) = stream.next().await {
             hasher.update(&piece.map_err(backend)?);
@@ -776,6 +822,52 @@ impl BlobStore for S3BlobStore {
         Ok(found)
     }
 
+    async fn list_uploads(
+        &self,
+        after: Option<&UploadId>,
+        limit: usize,
+    ) -> Result<Vec<StoredUpload>, StorageError> {
+        let mut found: Vec<StoredUpload> = Vec::new();
+        if limit == 0 {
+            return Ok(found);
+        }
+        // An upload is the objects under `uploads/<id>/`, listed in key order
+        // and so one upload after another. Starting after `uploads/<id>0`
+        // skips every object of `<id>` ('/' sorts before '0') and nothing of
+        // a later id, which differs from `<id>` within the id itself.
+        let prefix = self.key("uploads");
+        let mut listing = match after {
+            Some(after) => self
+                .store
+                .list_with_offset(Some(&prefix), &self.key(&format!("uploads/{after}0"))),
+            None => self.store.list(Some(&prefix)),
+        };
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(backend)?;
+            let Some(id) = meta
+                .location
+                .prefix_match(&prefix)
+                .and_then(|mut parts| parts.next())
+                .and_then(|part| UploadId::parse(part.as_ref()))
+            else {
+                continue;
+            };
+            if after.is_some_and(|after| id <= *after) {
+                continue;
+            }
+            let modified = meta.last_modified.timestamp();
+            if let Some(last) = found.last_mut().filter(|last| last.id == id) {
+                last.modified = last.modified.max(modified);
+                continue;
+            }
+            if found.len() == limit {
+                break;
+            }
+            found.push(StoredUpload { id, modified });
+        }
+        Ok(found)
+    }
+
     async fn begin_upload(&self, id: &UploadId) -> Result<UploadProgress, StorageError> {
         self.store
             .put(&self.upload_key(id, "info"), PutPayload::new())
@@ -849,7 +941,7 @@ impl BlobStore for S3BlobStore {
                             }
                         };
                         let part_id = self
-                            .store
+                            .patient
                             .put_part(
                                 &self.upload_key(id, "data"),
                                 &multipart_id,
@@ -881,7 +973,7 @@ impl BlobStore for S3BlobStore {
         } else if pending.len > 0 {
             let len = pending.len as u64;
             let put = self
-                .store
+                .patient
                 .put(&self.tail_key(id, size), pending.into_payload())
                 .await
                 .map_err(backend)?;
@@ -937,7 +1029,7 @@ impl BlobStore for S3BlobStore {
         };
         if !exists {
             if progress.size <= self.max_copy_size {
-                self.store.copy(&data, &blob).await.map_err(backend)?;
+                self.patient.copy(&data, &blob).await.map_err(backend)?;
             } else {
                 self.copy_through(&data, &blob, state.part_size as usize)
                     .await?;
@@ -1017,8 +1109,20 @@ impl crate::suite::Leftovers for S3BlobStore {
     }
 }
 
+/// Maps an object store error: the store failing to answer, answering with
+/// an error of its own (a `5xx` that retries did not clear, a timeout, a
+/// refused connection) or refusing our credentials makes the store
+/// unavailable; anything else is a bug or a misuse, reported as such.
 fn backend(error: object_store::Error) -> StorageError {
-    StorageError::Backend(error.to_string())
+    match error {
+        object_store::Error::Generic { .. }
+        | object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => StorageError::Unavailable {
+            reason: crate::Unavailability::NotAnswering,
+            detail: error.to_string(),
+        },
+        error => StorageError::Backend(error.to_string()),
+    }
 }
 
 /// Pieces of a request body that make up the next part or tail, in order.

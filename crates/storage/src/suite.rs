@@ -63,6 +63,7 @@ scenarios!(
     delete_is_idempotent,
     abort_upload,
     list_blobs_order_and_paging,
+    list_uploads_order_and_paging,
     concurrent_identical_uploads,
     concurrent_large_uploads,
 );
@@ -621,6 +622,80 @@ pub async fn abort_upload(store: &dyn BlobStore, leftovers: &dyn Leftovers) {
     let id = UploadId::new_random();
     store.begin_upload(&id).await.expect("begin");
     store.abort_upload(&id, None).await.expect("abort");
+    assert_clean(store, leftovers).await;
+}
+
+pub async fn list_uploads_order_and_paging(store: &dyn BlobStore, leftovers: &dyn Leftovers) {
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs() as i64
+    };
+    let started = now();
+    let mut uploads = Vec::new();
+    for seed in 0..5u64 {
+        // Some empty, some with bytes (an S3 upload then has a tail object
+        // besides its marker, which must not list it twice).
+        let data = test_bytes(300 + seed, (seed as usize % 2) * 1000);
+        let (id, progress) = upload_in_chunks(store, &data, 400).await;
+        uploads.push((id, progress));
+    }
+    // A finished and an aborted upload are no longer listed.
+    let finished = test_bytes(310, 50);
+    let finished_digest = Algorithm::Sha256.digest_of(&finished);
+    let (id, progress) = upload_in_chunks(store, &finished, 50).await;
+    store
+        .finish_upload(&id, &progress, &finished_digest)
+        .await
+        .expect("finish");
+    let (id, progress) = upload_in_chunks(store, &test_bytes(311, 10), 10).await;
+    store
+        .abort_upload(&id, Some(&progress))
+        .await
+        .expect("abort");
+
+    let mut expected: Vec<UploadId> = uploads.iter().map(|(id, _)| id.clone()).collect();
+    expected.sort();
+    let listed = store.list_uploads(None, usize::MAX).await.expect("list");
+    let listed_ids: Vec<UploadId> = listed.iter().map(|upload| upload.id.clone()).collect();
+    assert_eq!(listed_ids, expected);
+    for upload in &listed {
+        assert!(
+            upload.modified >= started - 5 && upload.modified <= now() + 5,
+            "{upload:?} was written during this test, from {started}"
+        );
+    }
+    for page_size in [1, 2, 3, 100] {
+        let mut paged = Vec::new();
+        let mut after: Option<UploadId> = None;
+        loop {
+            let page = store
+                .list_uploads(after.as_ref(), page_size)
+                .await
+                .expect("list page");
+            assert!(page.len() <= page_size);
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            paged.extend(page.into_iter().map(|upload| upload.id));
+        }
+        assert_eq!(paged, expected, "pages of {page_size}");
+    }
+    assert!(store
+        .list_uploads(None, 0)
+        .await
+        .expect("list nothing")
+        .is_empty());
+
+    for (id, progress) in &uploads {
+        store.abort_upload(id, Some(progress)).await.expect("abort");
+    }
+    assert!(store
+        .list_uploads(None, usize::MAX)
+        .await
+        .expect("list")
+        .is_empty());
+    store.delete_blob(&finished_digest).await.expect("delete");
     assert_clean(store, leftovers).await;
 }
 

@@ -56,6 +56,7 @@ suite_tests!(
     delete_is_idempotent,
     abort_upload,
     list_blobs_order_and_paging,
+    list_uploads_order_and_paging,
     concurrent_identical_uploads,
     concurrent_large_uploads,
 );
@@ -355,4 +356,48 @@ async fn read_survives_deletion_mid_stream() {
         received.extend_from_slice(&piece.expect("bytes after the delete"));
     }
     assert!(received == data, "the stream returned other bytes");
+}
+
+/// Opening a store is safe while servers use it: `berth gc` opens the store
+/// of a running server, whose uploads finish (their files vanish) while the
+/// open lists `uploads/`. A SIGKILL loop saw `berth gc` fail to start with
+/// "No such file or directory" when an entry vanished between the listing
+/// and the look at it. Here one thread creates and removes upload files as
+/// fast as it can while the store is opened again and again; every open
+/// must succeed.
+#[test]
+fn open_while_uploads_come_and_go() {
+    let (dir, _store) = new_store();
+    let uploads = dir.path().join("uploads");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let stop = stop.clone();
+        let uploads = uploads.clone();
+        std::thread::spawn(move || {
+            let mut created = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let names: Vec<PathBuf> = (0..32)
+                    .map(|_| uploads.join(UploadId::new_random().to_string()))
+                    .collect();
+                for name in &names {
+                    std::fs::write(name, b"").expect("create an upload file");
+                }
+                for name in &names {
+                    std::fs::remove_file(name).expect("remove an upload file");
+                }
+                created += names.len() as u64;
+            }
+            created
+        })
+    };
+    let mut failures = Vec::new();
+    for _ in 0..300 {
+        if let Err(error) = FsBlobStore::open(dir.path().to_path_buf()) {
+            failures.push(error.to_string());
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let created = churn.join().expect("the churning thread");
+    assert!(created > 0, "the churning thread never ran");
+    assert!(failures.is_empty(), "opens failed: {failures:?}");
 }

@@ -51,6 +51,7 @@ suite_tests!(
     delete_is_idempotent,
     abort_upload,
     list_blobs_order_and_paging,
+    list_uploads_order_and_paging,
     concurrent_identical_uploads,
     concurrent_large_uploads,
 );

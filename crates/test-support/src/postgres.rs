@@ -47,6 +47,25 @@ pub struct TestDatabase {
     pub lease: ClusterLease,
 }
 
+impl TestDatabase {
+    /// Makes every commit in this database wait until its WAL is written
+    /// (`synchronous_commit = on`, for sessions opened from now on). The
+    /// cluster's default, off, acknowledges commits that a server killed
+    /// within the next few hundred milliseconds loses; a test that kills
+    /// the server ([`ClusterLease::kill_server`]) and expects what Berth
+    /// acknowledged to survive needs this.
+    pub async fn commit_durably(&self) {
+        let mut admin = PgConnection::connect(&self.lease.cluster.url("postgres"))
+            .await
+            .expect("connecting to the test cluster's maintenance database");
+        admin
+            .execute(format!("ALTER DATABASE {} SET synchronous_commit = on", self.name).as_str())
+            .await
+            .expect("turning synchronous commits on");
+        admin.close().await.ok();
+    }
+}
+
 /// Creates a new, empty database on the shared cluster, starting the cluster
 /// if no other test is using it. Returns `None`, having recorded a skip, when
 /// PostgreSQL is not installed outside CI.
@@ -164,23 +183,7 @@ impl Cluster {
         let log = dir.path().join("server.log");
         for attempt in 1..=START_ATTEMPTS {
             let port = free_port();
-            let options = format!(
-                "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={} \
-                 -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-                 -c max_connections=200",
-                dir.path().display()
-            );
-            let output = server_command(&bin, "pg_ctl", dir.path())
-                .arg("start")
-                .arg("--pgdata")
-                .arg(&data)
-                .arg("--log")
-                .arg(&log)
-                .arg("--wait")
-                .arg("--options")
-                .arg(options)
-                .output()
-                .expect("running pg_ctl start");
+            let output = pg_ctl_start(&bin, dir.path(), port);
             if output.status.success() {
                 // Shown with `--nocapture`, to see how often a run restarts it.
                 eprintln!(
@@ -203,6 +206,57 @@ impl Cluster {
 
     fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+/// Starts the server of the cluster in `dir` on `port` and waits for it.
+fn pg_ctl_start(bin: &Path, dir: &Path, port: u16) -> Output {
+    let options = format!(
+        "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={} \
+         -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+         -c max_connections=200",
+        dir.display()
+    );
+    server_command(bin, "pg_ctl", dir)
+        .arg("start")
+        .arg("--pgdata")
+        .arg(dir.join("data"))
+        .arg("--log")
+        .arg(dir.join("server.log"))
+        .arg("--wait")
+        .arg("--options")
+        .arg(options)
+        .output()
+        .expect("running pg_ctl start")
+}
+
+impl ClusterLease {
+    /// Kills the server the way a crash would (`pg_ctl stop -m immediate`:
+    /// no checkpoint, every connection dropped; the next start recovers).
+    /// Only for a test binary whose other tests do not use the cluster.
+    pub fn kill_server(&self) {
+        run(
+            server_command(&self.cluster.bin, "pg_ctl", self.cluster.dir.path())
+                .arg("stop")
+                .arg("--pgdata")
+                .arg(self.cluster.dir.path().join("data"))
+                .args(["--mode", "immediate", "--wait"]),
+        );
+    }
+
+    /// Starts the server again after [`ClusterLease::kill_server`], on the
+    /// same port.
+    pub fn restart_server(&self) {
+        let output = pg_ctl_start(
+            &self.cluster.bin,
+            self.cluster.dir.path(),
+            self.cluster.port,
+        );
+        assert!(
+            output.status.success(),
+            "restarting the test cluster: {}",
+            describe(&output)
+        );
     }
 }
 

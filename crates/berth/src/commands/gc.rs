@@ -25,7 +25,7 @@ pub fn run(args: &GcArgs, env: &Environment) -> ExitCode {
     };
     let result = runtime.block_on(async {
         let mut signals = super::ShutdownSignals::install()?;
-        let opened = wiring::open_registry(&loaded, wiring::StorageCheck::OpenOnly).await?;
+        let opened = wiring::open_registry(&loaded, wiring::StorageCheck::OpenOnly, None).await?;
         let cancel = CancellationToken::new();
         let interrupt = {
             let cancel = cancel.clone();

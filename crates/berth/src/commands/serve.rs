@@ -75,8 +75,23 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
         }
         _ => None,
     };
-    let opened = wiring::open_registry(loaded, wiring::StorageCheck::Probe).await?;
+    let node = crate::node::claim(config)?;
+    let opened =
+        wiring::open_registry(loaded, wiring::StorageCheck::Probe, Some(node.name.clone())).await?;
     let registry = opened.registry;
+    if node.owns_earlier_leases {
+        let released = registry
+            .release_dead_upload_leases()
+            .await
+            .map_err(|e| format!("cannot release this node's earlier upload leases: {e}"))?;
+        if released > 0 {
+            tracing::info!(
+                released,
+                node = %node.name,
+                "released the upload leases this node held when it stopped"
+            );
+        }
+    }
     let mut state = AppState::new(registry.clone()).with_settings(wiring::server_settings(config));
     if config.auth.enabled {
         state = state.with_auth(wiring::auth_state(config, opened.auth_meta, env).await?);

@@ -43,6 +43,8 @@ declare_config! {
         public_host: Option<String> = "the listen address", flag "public-host", Legacy;
         /// Addresses or networks (`10.0.0.0/8`) of the reverse proxies in front, whose `X-Forwarded-*` headers are to be believed (handed to the server, not read yet).
         trusted_proxies: Vec<ipnet::IpNet> = "none", flag "trusted-proxies";
+        /// This node's name for its upload and job leases, so a restarted node frees the leases it held when it stopped; set it (e.g. to the pod's name) where the data directory does not survive a restart, one process per name.
+        node_name: Option<String> = "kept in `DATA_DIR/node-name`", flag "node-name";
         /// Log filter: `warn`, `info`, `debug`, or per module (`berth_server=debug,info`).
         log: LogFilter = "info", flag "log", Legacy;
         /// Log format: `text` (coloured only on a terminal and without `NO_COLOR`) or `json`.

@@ -676,6 +676,17 @@ impl Config {
                 "tls_cert and tls_key must be given together".into(),
             ));
         }
+        if let Some(name) = &self.server.node_name {
+            if !crate::node::is_valid_name(name) {
+                return Err((
+                    "server.node_name",
+                    format!(
+                        "{name:?}: use 1 to {} letters, digits, '.', '_' or '-'",
+                        crate::node::MAX_NAME_LEN
+                    ),
+                ));
+            }
+        }
         if self.auth.service.is_empty() {
             return Err(("auth.service", "must not be empty".into()));
         }

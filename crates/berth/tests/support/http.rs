@@ -37,7 +37,36 @@ pub fn request(
     headers: &[(&str, &str)],
     body: RequestBody<'_>,
 ) -> HttpResponse {
-    let mut stream = TcpStream::connect(addr).expect("connect to registry");
+    try_request(addr, method, path, headers, body)
+        .unwrap_or_else(|error| panic!("{method} {path} on {addr}: {error}"))
+}
+
+/// [`request`], returning a failure to connect, send or read (a server that
+/// was killed) as an error instead of panicking.
+pub fn try_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: RequestBody<'_>,
+) -> std::io::Result<HttpResponse> {
+    try_request_within(None, addr, method, path, headers, body)
+}
+
+/// [`try_request`] that gives up (`TimedOut`/`WouldBlock`) when the server
+/// stays silent for `limit` at any point, so a hanging server fails a test
+/// instead of stalling it.
+pub fn try_request_within(
+    limit: Option<std::time::Duration>,
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: RequestBody<'_>,
+) -> std::io::Result<HttpResponse> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(limit)?;
+    stream.set_write_timeout(limit)?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -48,44 +77,46 @@ pub fn request(
         RequestBody::Stream(_) => head.push_str("Transfer-Encoding: chunked\r\n"),
     }
     head.push_str("\r\n");
-    stream
-        .write_all(head.as_bytes())
-        .expect("send request head");
+    stream.write_all(head.as_bytes())?;
     match body {
         RequestBody::Empty => {}
-        RequestBody::Bytes(b) => stream.write_all(b).expect("send body"),
+        RequestBody::Bytes(b) => stream.write_all(b)?,
         RequestBody::Stream(reader) => {
             let mut buf = vec![0u8; 1 << 20];
             loop {
-                let n = reader.read(&mut buf).expect("read body source");
+                let n = reader.read(&mut buf)?;
                 if n == 0 {
                     break;
                 }
-                stream
-                    .write_all(format!("{n:x}\r\n").as_bytes())
-                    .expect("send chunk size");
-                stream.write_all(&buf[..n]).expect("send chunk");
-                stream.write_all(b"\r\n").expect("send chunk end");
+                stream.write_all(format!("{n:x}\r\n").as_bytes())?;
+                stream.write_all(&buf[..n])?;
+                stream.write_all(b"\r\n")?;
             }
-            stream.write_all(b"0\r\n\r\n").expect("send last chunk");
+            stream.write_all(b"0\r\n\r\n")?;
         }
     }
     read_response(stream, method == "HEAD")
 }
 
-fn read_response(stream: TcpStream, head_only: bool) -> HttpResponse {
+fn read_response(stream: TcpStream, head_only: bool) -> std::io::Result<HttpResponse> {
+    let broken =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
-    reader.read_line(&mut line).expect("status line");
+    if reader.read_line(&mut line)? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
     let status: u16 = line
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .expect("status code");
+        .ok_or_else(|| broken("no status code"))?;
     let mut headers = Vec::new();
     loop {
         line.clear();
-        reader.read_line(&mut line).expect("header line");
+        if reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
         let trimmed = line.trim_end();
         if trimmed.is_empty() {
             break;
@@ -102,24 +133,25 @@ fn read_response(stream: TcpStream, head_only: bool) -> HttpResponse {
         if chunked {
             loop {
                 line.clear();
-                reader.read_line(&mut line).expect("chunk size");
-                let size = usize::from_str_radix(line.trim(), 16).expect("chunk size hex");
+                reader.read_line(&mut line)?;
+                let size =
+                    usize::from_str_radix(line.trim(), 16).map_err(|_| broken("bad chunk size"))?;
                 if size == 0 {
                     break;
                 }
                 let mut chunk = vec![0u8; size + 2];
-                reader.read_exact(&mut chunk).expect("chunk");
+                reader.read_exact(&mut chunk)?;
                 body.extend_from_slice(&chunk[..size]);
             }
         } else {
-            reader.read_to_end(&mut body).expect("body");
+            reader.read_to_end(&mut body)?;
         }
     }
-    HttpResponse {
+    Ok(HttpResponse {
         status,
         headers,
         body,
-    }
+    })
 }
 
 /// A reader producing `len` deterministic pseudo-random bytes without

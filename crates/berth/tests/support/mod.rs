@@ -13,6 +13,7 @@ pub mod containers;
 pub mod cutting_proxy;
 pub mod daemon;
 pub mod dockerd;
+pub mod fault_proxy;
 pub mod http;
 pub mod images;
 pub mod oci;
@@ -92,6 +93,15 @@ impl TestRegistry {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server with SIGKILL, as a crash or an OOM kill would, and
+    /// reaps it. [`TestRegistry::restart`] starts it again afterwards.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }

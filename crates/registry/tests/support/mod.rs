@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod crash;
+
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

@@ -222,6 +222,17 @@ impl From<RegistryError> for ManagementError {
         if error.is_internal() {
             return ManagementError::internal(&error);
         }
+        // The details name hosts and files: logged, not sent.
+        if let RegistryError::Unavailable {
+            dependency, reason, ..
+        } = &error
+        {
+            tracing::warn!(%error, "dependency unavailable");
+            return ManagementError::new(
+                ErrorCode::Unavailable,
+                crate::error::unavailable_message(*dependency, *reason),
+            );
+        }
         let code = match crate::error::registry_status(&error).as_u16() {
             400 => ErrorCode::InvalidRequest,
             401 => ErrorCode::Unauthorized,
@@ -244,7 +255,7 @@ mod tests {
 
     #[test]
     fn domain_errors_map_to_one_code_each() {
-        let table: Vec<(ManagementError, ErrorCode)> = vec![
+        let mut table: Vec<(ManagementError, ErrorCode)> = vec![
             (
                 AdminError::Invalid(AuthError::InvalidName("A".into())).into(),
                 ErrorCode::InvalidRequest,
@@ -281,6 +292,17 @@ mod tests {
                 ErrorCode::InvalidRequest,
             ),
         ];
+        let unavailable = ManagementError::from(RegistryError::Unavailable {
+            dependency: berth_registry::Dependency::Database,
+            reason: berth_registry::Unavailability::NotAnswering,
+            detail: "db.internal:5432 refused".into(),
+        });
+        assert!(
+            !unavailable.body.message.contains("db.internal"),
+            "the detail stays in the log: {}",
+            unavailable.body.message
+        );
+        table.push((unavailable, ErrorCode::Unavailable));
         for (error, code) in table {
             assert_eq!(error.code(), code, "{error:?}");
             assert_eq!(error.status(), code.status());
