@@ -148,7 +148,9 @@ mod tests {
 
     #[test]
     fn the_file_is_found_as_xdg_says() {
-        let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+        // (variables, where the file is, or None when nowhere)
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+        let cases: &[Case] = &[
             (
                 &[("XDG_CONFIG_HOME", "/x"), ("HOME", "/h")],
                 Some("/x/berth/config.json"),
@@ -172,8 +174,10 @@ mod tests {
     fn saving_writes_0600_and_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth").join("config.json");
-        let mut config = ClientConfig::default();
-        config.default = Some("reg.example".into());
+        let mut config = ClientConfig {
+            default: Some("reg.example".into()),
+            ..ClientConfig::default()
+        };
         config.registries.insert(
             "reg.example".into(),
             Login {

@@ -413,7 +413,9 @@ mod tests {
             k8s_secret: None,
             k8s_namespace: None,
         };
-        let cases: &[(&[&str], &str, Option<&[&str]>)] = &[
+        // (scopes, expiry, the namespaces named, or None when refused)
+        type Case<'a> = (&'a [&'a str], &'a str, Option<&'a [&'a str]>);
+        let cases: &[Case] = &[
             (&["team-a:pull"], "never", Some(&["team-a"])),
             (
                 &["team-a/api:pull,push", "team-b:*", "team-a:pull"],
