@@ -77,7 +77,7 @@ pub fn fix_for_status(status: u16) -> &'static str {
     match status {
         400 => "correct the value named and try again",
         401 => "run berth login again; if it persists, the login lacks a right this needs",
-        403 => "ask an owner of the namespace, or an administrator, for the role this needs",
+        403 => "ask an administrator, or the namespace's owner, for the right this needs",
         404 => "check the name (the list commands show what exists)",
         409 => "choose another name, or change the existing one",
         429 => "wait and try again",
@@ -125,7 +125,7 @@ mod tests {
                     message: "requested access to the namespace is denied".into(),
                     fix: fix_for_status(403).into(),
                 },
-                "reg.example: requested access to the namespace is denied (HTTP 403): ask an owner of the namespace, or an administrator, for the role this needs",
+                "reg.example: requested access to the namespace is denied (HTTP 403): ask an administrator, or the namespace's owner, for the right this needs",
                 1,
             ),
             (
