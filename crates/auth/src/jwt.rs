@@ -105,6 +105,15 @@ impl Claims {
         })
     }
 
+    /// Whether the token holds the catalog scope (`registry:catalog:*`),
+    /// which lists what the policy lets its subject see: repositories on
+    /// `/v2/_catalog`, namespaces on `GET /api/v1/namespaces` (so a client
+    /// can list namespaces whose names it does not know yet). It grants
+    /// nothing else: seeing one namespace still needs `pull` in it.
+    pub fn allows_listing(&self) -> bool {
+        self.allows("registry", "catalog", "*")
+    }
+
     /// Whether the token lets its holder see `namespace` on the management
     /// API: it grants `pull` on the namespace or on a repository in it.
     pub fn allows_seeing_namespace(&self, namespace: &str) -> bool {
@@ -521,6 +530,28 @@ mod tests {
                 expected,
                 "{entry:?}"
             );
+        }
+    }
+
+    #[test]
+    fn only_the_catalog_scope_allows_listing() {
+        let entry = |resource_type: &str, name: &str, action: &str| AccessEntry {
+            resource_type: resource_type.into(),
+            name: name.into(),
+            actions: vec![action.into()],
+        };
+        let table = [
+            (entry("registry", "catalog", "*"), true),
+            (entry("registry", "users", "*"), false),
+            (entry("namespace", "catalog", "*"), false),
+            (entry("namespace", "team-a", "pull"), false),
+        ];
+        for (entry, expected) in table {
+            let claims = Claims {
+                access: vec![entry.clone()],
+                ..claims(&authority())
+            };
+            assert_eq!(claims.allows_listing(), expected, "{entry:?}");
         }
     }
 

@@ -3,14 +3,17 @@
 //!
 //! Commands come in two kinds. **Server commands** run on the registry's own
 //! data (the database and blob storage named by the configuration, whose
-//! flags every one of them takes): `serve`, `gc`, `admin`, `events`, `config`.
-//! **Client commands** (to come: `berth login`, `berth image list`, …) talk
-//! to a running registry over HTTP, as any client would; they take a
-//! registry URL and credentials, never the configuration, and go below the
-//! server commands here, each with its module in `commands/`.
+//! flags every one of them takes): `serve`, `gc`, `admin`, `events`,
+//! `config`.
+//! **Client commands** (`berth login`, `berth namespace list`, …) talk to a
+//! running registry over HTTP, as any client would; they take a registry
+//! (`--registry HOST`, else the default) and the login stored by `berth
+//! login`, never the configuration, and go below the server commands here,
+//! each with its module in `commands/`.
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::client::output::OutputFormat;
 use crate::config::ConfigArgs;
 
 /// Berth: an OCI container registry.
@@ -47,7 +50,183 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    // Client commands (talking HTTP to a registry) go here.
+    // Client commands: they talk HTTP to a registry.
+    /// Log in to a registry and keep a refresh token (never the password).
+    Login(LoginArgs),
+    /// Forget the login to a registry (and the credentials --docker wrote).
+    Logout {
+        /// The registry (default: the default registry).
+        host: Option<String>,
+    },
+    /// Show the default registry, or set it.
+    Registry {
+        #[command(subcommand)]
+        command: Option<RegistryCommand>,
+    },
+    /// Show the registries logged in to, and whether each login still works.
+    Info(ClientArgs),
+    /// Manage namespaces on a registry.
+    Namespace {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ClientNamespaceCommand,
+    },
+    /// Manage the members of a namespace.
+    Member {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ClientMemberCommand,
+    },
+    /// Manage access (robot) tokens for pipelines and clusters.
+    Token {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ClientTokenCommand,
+    },
+    /// Manage users (administrators only).
+    User {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ClientUserCommand,
+    },
+    /// Print a shell completion script.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// What every client command that talks to a registry takes.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// The registry (host, host:port or URL; default: `berth registry`).
+    #[arg(long, global = true, value_name = "HOST")]
+    pub registry: Option<String>,
+    /// Output format: `table` for people, `json` for programs (docs/cli.md).
+    #[arg(
+        short = 'o',
+        long = "output",
+        global = true,
+        value_enum,
+        default_value_t
+    )]
+    pub output: OutputFormat,
+    /// Print only names (lists) or nothing (changes), for pipes.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The registry: host, host:port or URL. Plain HTTP only with http://
+    /// or for a loopback host. Default: the default registry.
+    pub host: Option<String>,
+    /// The user name (asked for on a terminal if missing).
+    #[arg(short = 'u', long = "username")]
+    pub username: Option<String>,
+    /// Read the password from standard input (one line).
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Also write docker's and podman's credentials, so that `docker push`
+    /// and `podman push` work without a login of their own.
+    #[arg(long)]
+    pub docker: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RegistryCommand {
+    /// Make HOST the registry commands use when no --registry is given.
+    Set { host: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientNamespaceCommand {
+    /// Create a namespace (private unless --public); you become its owner
+    /// (administrators add themselves with `berth member add`).
+    Add {
+        name: String,
+        #[arg(long)]
+        public: bool,
+    },
+    /// List the namespaces you can see.
+    #[command(alias = "ls")]
+    List,
+    /// Remove a namespace.
+    #[command(alias = "remove")]
+    Rm { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientMemberCommand {
+    /// Add a member to a namespace, or change their role.
+    Add {
+        namespace: String,
+        user: String,
+        #[arg(value_parser = ["reader", "writer", "maintainer", "owner"])]
+        role: String,
+    },
+    /// List a namespace's members.
+    #[command(alias = "ls")]
+    List { namespace: String },
+    /// Remove a member from a namespace.
+    #[command(alias = "remove")]
+    Rm { namespace: String, user: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientTokenCommand {
+    /// Create an access token; its secret is printed once.
+    Add(ClientTokenAdd),
+    /// List your access tokens (all of them, for administrators).
+    #[command(alias = "ls")]
+    List,
+    /// Revoke an access token; it stops working at once.
+    #[command(alias = "remove")]
+    Rm { name: String },
+}
+
+#[derive(Args, Debug)]
+pub struct ClientTokenAdd {
+    /// The token's name: the user name for `docker login -u NAME`.
+    pub name: String,
+    /// NAMESPACE[/REPO]:pull[,push[,delete]]; repeat for several.
+    #[arg(long = "scope", required = true, value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// Lifetime, e.g. 90m, 12h, 30d, 4w, or never.
+    #[arg(long, default_value = "never")]
+    pub expires: String,
+    /// Print a kubernetes.io/dockerconfigjson Secret of this name, for a
+    /// cluster's imagePullSecrets, instead of the bare secret.
+    #[arg(long, value_name = "SECRET-NAME")]
+    pub k8s_secret: Option<String>,
+    /// The Kubernetes namespace of the Secret.
+    #[arg(long, value_name = "NS", requires = "k8s_secret")]
+    pub k8s_namespace: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientUserCommand {
+    /// Create a user and their personal namespace. Without --password-stdin
+    /// a password is generated and printed once.
+    Add {
+        name: String,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+        /// Make the user a system administrator.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List users.
+    #[command(alias = "ls")]
+    List,
+    /// Remove a user.
+    #[command(alias = "remove")]
+    Rm { name: String },
 }
 
 #[derive(Args, Debug)]

@@ -3,8 +3,9 @@
 //!
 //! # Layout
 //!
-//! - `cli`: the command line (clap), server commands and, to come, client
-//!   commands.
+//! - `cli`: the command line (clap), server commands and client commands.
+//! - `client`: what the client commands share to talk to a registry
+//!   (logins, the token exchange, output).
 //! - `commands/`: one module per command (`serve`, `gc`, `admin`, `events`,
 //!   `config`); `commands::run` dispatches.
 //! - `config/`: every configuration key declared once (`config/keys.rs`),
@@ -27,6 +28,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod cli;
+mod client;
 mod commands;
 mod config;
 mod files;

@@ -324,6 +324,22 @@ async fn listings_show_what_the_caller_may_see() {
     assert!(listed(bearer(&h.token("reader", &[]).await))
         .await
         .is_empty());
+    // The catalog scope lists what the policy shows, as Basic does (so a
+    // client can list names it does not know yet), and sees nothing more:
+    // one namespace still needs pull in it.
+    let catalog = h.token("reader", &["registry:catalog:*"]).await;
+    assert_eq!(listed(bearer(&catalog)).await, ["priv", "pub", "reader"]);
+    h.call(
+        "GET",
+        "/api/v1/namespaces/priv",
+        Some(&bearer(&catalog)),
+        "",
+    )
+    .await
+    .assert_error(
+        "unauthorized",
+        "the catalog scope does not show one namespace",
+    );
 
     let reader = basic("reader", PASSWORD);
     let role = h

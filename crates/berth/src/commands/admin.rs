@@ -6,8 +6,6 @@
 use std::io::Read;
 use std::process::ExitCode;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use berth_auth::admin::{self, AdminError};
 use berth_auth::jwt::DEFAULT_TOKEN_LIFETIME;
 use berth_auth::keys::{retired_key_retention, KEY_RELOAD_INTERVAL};
@@ -19,6 +17,7 @@ use time::OffsetDateTime;
 use crate::cli::{
     AdminCommand, KeysCommand, MemberCommand, NamespaceCommand, TokenCommand, UserCommand,
 };
+use crate::client::docker_config::kubernetes_secret;
 use crate::config::{Config, Environment};
 use crate::wiring;
 
@@ -185,7 +184,7 @@ async fn execute(command: AdminCommand, config: &Config) -> Result<(), String> {
                             .unwrap_or_else(|| config.server.listen.to_string());
                         print!(
                             "{}",
-                            kubernetes_secret(secret_name, &host, &create.name, &secret)
+                            kubernetes_secret(secret_name, None, &host, &create.name, &secret)
                         );
                     }
                 }
@@ -268,47 +267,7 @@ async fn store_close(_store: MetaAuthStore) {
     // Dropping the store closes its pools; nothing else to flush.
 }
 
-/// A `kubernetes.io/dockerconfigjson` Secret for `imagePullSecrets`.
-pub fn kubernetes_secret(secret_name: &str, host: &str, user: &str, token: &Secret) -> String {
-    let auth = STANDARD.encode(format!("{user}:{}", token.expose()));
-    let config = serde_json::json!({
-        "auths": { host: { "username": user, "password": token.expose(), "auth": auth } }
-    });
-    let encoded = STANDARD.encode(config.to_string());
-    format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {secret_name}\ntype: kubernetes.io/dockerconfigjson\ndata:\n  .dockerconfigjson: {encoded}\n"
-    )
-}
-
 /// Who `berth admin` changes are made by.
 fn admin_actor() -> berth_auth::Actor {
     berth_auth::Actor::system("admin")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kubernetes_secret_holds_a_docker_config() {
-        let yaml = kubernetes_secret(
-            "pull",
-            "registry.example:5000",
-            "ci",
-            &Secret::new("berth_at_x"),
-        );
-        assert!(yaml.contains("type: kubernetes.io/dockerconfigjson"));
-        let encoded = yaml
-            .lines()
-            .last()
-            .unwrap()
-            .trim()
-            .strip_prefix(".dockerconfigjson: ")
-            .unwrap();
-        let config: serde_json::Value =
-            serde_json::from_slice(&STANDARD.decode(encoded).unwrap()).unwrap();
-        let entry = &config["auths"]["registry.example:5000"];
-        assert_eq!(entry["username"], "ci");
-        assert_eq!(entry["auth"], STANDARD.encode("ci:berth_at_x"));
-    }
 }

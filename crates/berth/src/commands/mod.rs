@@ -7,18 +7,24 @@
 //!
 //! Server commands (`serve`, `gc`, `admin`, `events`, `config`) load the
 //! configuration and work on the registry's data; client commands, which
-//! talk HTTP to a registry, get a module here too (`login.rs`, `image.rs`,
-//! …) and a variant in `cli::Command`.
+//! talk HTTP to a registry, have their modules here too (`login.rs`:
+//! login, logout, registry, info; `manage.rs`: namespaces, members, tokens,
+//! users) and share `crate::client`. Their errors are `ClientError`s, whose
+//! messages name the cause and the fix, and whose exit status is 2 for
+//! misuse and 1 otherwise.
 
 use std::process::ExitCode;
 
-use crate::cli::{Command, ConfigCommand};
+use crate::cli::{Cli, Command, ConfigCommand};
+use crate::client::error::ClientError;
 use crate::config::{ConfigArgs, Environment, Loaded};
 
 mod admin;
 mod config;
 mod events;
 mod gc;
+mod login;
+mod manage;
 mod serve;
 
 /// Runs the command and returns the process's exit status.
@@ -31,6 +37,42 @@ pub fn run(command: Command, env: &Environment) -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check(args),
         } => config::check(&args, env),
+        Command::Login(args) => client(login::login(args, env)),
+        Command::Logout { host } => client(login::logout(host, env)),
+        Command::Registry { command } => client(login::registry(command, env)),
+        Command::Info(args) => client(login::info(args, env)),
+        Command::Namespace {
+            client: args,
+            command,
+        } => client(manage::namespace(args, command, env)),
+        Command::Member {
+            client: args,
+            command,
+        } => client(manage::member(args, command, env)),
+        Command::Token {
+            client: args,
+            command,
+        } => client(manage::token(args, command, env)),
+        Command::User {
+            client: args,
+            command,
+        } => client(manage::user(args, command, env)),
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "berth", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// The exit status of a client command, its error reported once.
+fn client(result: Result<(), ClientError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(error.exit_code())
+        }
     }
 }
 

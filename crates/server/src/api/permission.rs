@@ -114,13 +114,14 @@ impl Authorized {
         matches!(self.principal, Principal::User { is_admin: true, .. })
     }
 
-    /// Whether a listing shows `namespace` (described by `facts`) to the caller.
+    /// Whether a listing shows `namespace` (described by `facts`) to the
+    /// caller: the policy allows it and the caller's token, if any, holds
+    /// the catalog scope (list everything the policy allows) or pull in it.
     pub fn may_see_namespace(&self, facts: NamespaceFacts, namespace: &str) -> bool {
         may_see_namespace(&self.principal, facts, namespace)
-            && self
-                .claims
-                .as_ref()
-                .is_none_or(|claims| claims.allows_seeing_namespace(namespace))
+            && self.claims.as_ref().is_none_or(|claims| {
+                claims.allows_listing() || claims.allows_seeing_namespace(namespace)
+            })
     }
 
     /// Whether a listing shows the access token `record` to the caller:

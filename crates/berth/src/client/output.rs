@@ -1,0 +1,283 @@
+//! How client commands print: aligned tables for people, JSON with a
+//! documented schema for programs (`-o json`, docs/cli.md), bare names for
+//! pipes (`-q`). Tables show relative times ("3 hours ago"); JSON carries
+//! RFC 3339. Colour (bold column headings) only when stdout is a terminal
+//! and `NO_COLOR` is unset, as <https://no-color.org> asks.
+
+use std::io::IsTerminal;
+
+use clap::ValueEnum;
+use comfy_table::{presets, CellAlignment, ColumnConstraint, Table};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::config::Environment;
+
+/// `-o FORMAT`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// JSON for programs: an array for lists, an object otherwise.
+    Json,
+}
+
+/// Where and how a command prints.
+#[derive(Clone, Copy, Debug)]
+pub struct Output {
+    pub format: OutputFormat,
+    pub quiet: bool,
+    pub color: bool,
+    pub now: OffsetDateTime,
+}
+
+/// Whether to colour: only on a terminal, and never when `NO_COLOR` is set
+/// to anything non-empty.
+pub fn use_color(is_terminal: bool, no_color: Option<&str>) -> bool {
+    is_terminal && no_color.is_none_or(str::is_empty)
+}
+
+impl Output {
+    pub fn new(format: OutputFormat, quiet: bool, env: &Environment) -> Output {
+        // `Environment::get` already treats an empty variable as unset.
+        Output {
+            format,
+            quiet,
+            color: use_color(std::io::stdout().is_terminal(), env.get("NO_COLOR")),
+            now: OffsetDateTime::now_utc(),
+        }
+    }
+
+    /// Prints a list: JSON array, names only (`-q`), or a table.
+    pub fn list<T: Serialize>(
+        &self,
+        items: &[T],
+        headers: &[&str],
+        row: impl Fn(&T, &Output) -> Vec<String>,
+        name: impl Fn(&T) -> &str,
+    ) {
+        print!("{}", self.render_list(items, headers, row, name));
+    }
+
+    /// What [`Output::list`] prints.
+    pub fn render_list<T: Serialize>(
+        &self,
+        items: &[T],
+        headers: &[&str],
+        row: impl Fn(&T, &Output) -> Vec<String>,
+        name: impl Fn(&T) -> &str,
+    ) -> String {
+        match (self.format, self.quiet) {
+            (OutputFormat::Json, _) => json_line(&items),
+            (OutputFormat::Table, true) => items.iter().map(|i| format!("{}\n", name(i))).collect(),
+            (OutputFormat::Table, false) => {
+                let rows: Vec<Vec<String>> = items.iter().map(|i| row(i, self)).collect();
+                render_table(headers, &rows, self.color)
+            }
+        }
+    }
+
+    /// Prints the result of a change: the JSON object, nothing (`-q`), or
+    /// a sentence for people.
+    pub fn done<T: Serialize>(&self, value: &T, sentence: &str) {
+        match (self.format, self.quiet) {
+            (OutputFormat::Json, _) => print!("{}", json_line(value)),
+            (OutputFormat::Table, true) => {}
+            (OutputFormat::Table, false) => println!("{sentence}"),
+        }
+    }
+
+    /// A time for a table: relative to now.
+    pub fn ago(&self, at: OffsetDateTime) -> String {
+        ago(at, self.now)
+    }
+}
+
+/// Pretty JSON and a newline.
+pub fn json_line<T: Serialize + ?Sized>(value: &T) -> String {
+    let mut text = serde_json::to_string_pretty(value).expect("output serializes");
+    text.push('\n');
+    text
+}
+
+/// Columns separated by three spaces, no borders (as `docker images`
+/// prints), headings upper case and bold when `color`.
+pub fn render_table(headers: &[&str], rows: &[Vec<String>], color: bool) -> String {
+    let mut table = Table::new();
+    table.load_preset(presets::NOTHING);
+    table.set_header(headers.iter().map(|h| h.to_uppercase()));
+    for row in rows {
+        table.add_row(row);
+    }
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 3));
+        column.set_cell_alignment(CellAlignment::Left);
+        // Never wrap: a pipe or a narrow terminal gets whole values.
+        column.set_constraint(ColumnConstraint::ContentWidth);
+    }
+    let mut out = String::new();
+    for (index, line) in table.lines().enumerate() {
+        let line = line.trim_end();
+        if index == 0 && color {
+            out.push_str(&format!("\x1b[1m{line}\x1b[0m\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `at` relative to `now`, in the largest whole unit ("5 seconds ago",
+/// "3 hours ago", "2 weeks ago"); future times say "in …".
+pub fn ago(at: OffsetDateTime, now: OffsetDateTime) -> String {
+    let seconds = (now - at).whole_seconds();
+    let (magnitude, future) = (seconds.unsigned_abs(), seconds < 0);
+    const UNITS: [(&str, u64); 6] = [
+        ("year", 365 * 86_400),
+        ("month", 30 * 86_400),
+        ("week", 7 * 86_400),
+        ("day", 86_400),
+        ("hour", 3_600),
+        ("minute", 60),
+    ];
+    let (unit, count) = UNITS
+        .iter()
+        .find(|(_, size)| magnitude >= *size)
+        .map_or(("second", magnitude), |(unit, size)| {
+            (*unit, magnitude / size)
+        });
+    if count == 0 {
+        return "just now".into();
+    }
+    let plural = if count == 1 { "" } else { "s" };
+    if future {
+        format!("in {count} {unit}{plural}")
+    } else {
+        format!("{count} {unit}{plural} ago")
+    }
+}
+
+/// An optional value in a table cell.
+pub fn or_dash(value: Option<&str>) -> String {
+    value.unwrap_or("-").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn relative_times() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let cases: &[(i64, &str)] = &[
+            (0, "just now"),
+            (1, "1 second ago"),
+            (59, "59 seconds ago"),
+            (60, "1 minute ago"),
+            (3_599, "59 minutes ago"),
+            (7_200, "2 hours ago"),
+            (86_400 * 3, "3 days ago"),
+            (86_400 * 14, "2 weeks ago"),
+            (86_400 * 61, "2 months ago"),
+            (86_400 * 800, "2 years ago"),
+            (-86_400 * 30, "in 1 month"),
+            (-90, "in 1 minute"),
+        ];
+        for (seconds_ago, text) in cases {
+            assert_eq!(
+                ago(now - Duration::seconds(*seconds_ago), now),
+                *text,
+                "{seconds_ago}"
+            );
+        }
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        let cases = [
+            (true, None, true),
+            (true, Some(""), true),
+            (true, Some("1"), false),
+            (false, None, false),
+            (false, Some("1"), false),
+        ];
+        for (terminal, no_color, expected) in cases {
+            assert_eq!(
+                use_color(terminal, no_color),
+                expected,
+                "{terminal} {no_color:?}"
+            );
+        }
+    }
+
+    #[derive(Serialize)]
+    struct Item {
+        name: String,
+        role: Option<String>,
+    }
+
+    #[test]
+    fn lists_in_every_format() {
+        let items = vec![
+            Item {
+                name: "team-a".into(),
+                role: Some("owner".into()),
+            },
+            Item {
+                name: "alice".into(),
+                role: None,
+            },
+        ];
+        let row = |i: &Item, _: &Output| vec![i.name.clone(), or_dash(i.role.as_deref())];
+        fn name(item: &Item) -> &str {
+            item.name.as_str()
+        }
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let output = |format, quiet, color| Output {
+            format,
+            quiet,
+            color,
+            now,
+        };
+        let cases: &[(Output, &str)] = &[
+            (
+                output(OutputFormat::Table, false, false),
+                "NAME     ROLE\nteam-a   owner\nalice    -\n",
+            ),
+            (
+                output(OutputFormat::Table, false, true),
+                "\x1b[1mNAME     ROLE\x1b[0m\nteam-a   owner\nalice    -\n",
+            ),
+            (output(OutputFormat::Table, true, false), "team-a\nalice\n"),
+            (
+                output(OutputFormat::Json, false, false),
+                "[\n  {\n    \"name\": \"team-a\",\n    \"role\": \"owner\"\n  },\n  {\n    \"name\": \"alice\",\n    \"role\": null\n  }\n]\n",
+            ),
+            // -q does not change JSON: programs asked for the whole thing.
+            (
+                output(OutputFormat::Json, true, false),
+                "[\n  {\n    \"name\": \"team-a\",\n    \"role\": \"owner\"\n  },\n  {\n    \"name\": \"alice\",\n    \"role\": null\n  }\n]\n",
+            ),
+        ];
+        for (output, expected) in cases {
+            assert_eq!(
+                output.render_list(&items, &["name", "role"], row, name),
+                *expected,
+                "{output:?}"
+            );
+        }
+        // An empty list is a heading alone, nothing, or `[]`.
+        let empty: Vec<Item> = Vec::new();
+        let table = output(OutputFormat::Table, false, false);
+        assert_eq!(
+            table.render_list(&empty, &["name", "role"], row, name),
+            "NAME   ROLE\n"
+        );
+        let json = output(OutputFormat::Json, false, false);
+        assert_eq!(json.render_list(&empty, &["name"], row, name), "[]\n");
+    }
+}

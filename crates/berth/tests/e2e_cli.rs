@@ -1,0 +1,673 @@
+//! End to end for the `berth` client commands: the real binary as a user
+//! runs it, against the real `berth serve --auth` on port 0, with its
+//! configuration in a throw-away home directory. Images are pushed and
+//! pulled by skopeo and podman, with credentials from `berth login --docker`
+//! and from the Kubernetes secret `berth token add --k8s-secret` prints.
+
+mod support;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::Value;
+use support::containers::ContainersEnv;
+use support::oci::{make_image, write_oci_layout};
+use support::{record_skip, require_tool, run, TestRegistry};
+
+/// What one `berth` run did.
+#[derive(Debug)]
+struct Outcome {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Outcome {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+}
+
+/// A user of the client: a home directory of their own, so their
+/// configuration and docker credentials are theirs alone.
+struct User {
+    home: tempfile::TempDir,
+    /// Extra environment (podman's auth file, for `--docker`).
+    env: Vec<(String, PathBuf)>,
+}
+
+impl User {
+    fn new() -> User {
+        User {
+            home: tempfile::tempdir().unwrap(),
+            env: Vec::new(),
+        }
+    }
+
+    fn config_file(&self) -> PathBuf {
+        self.home.path().join(".config/berth/config.json")
+    }
+
+    fn berth(&self, args: &[&str], stdin: Option<&str>) -> Outcome {
+        let mut command = Command::new(support::berth_binary());
+        command
+            .args(args)
+            .env("HOME", self.home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("DOCKER_CONFIG")
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("run berth");
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs `berth ARGS` and insists on success.
+    fn ok(&self, args: &[&str]) -> Outcome {
+        let outcome = self.berth(args, None);
+        assert_eq!(outcome.code, 0, "berth {args:?}: {outcome:?}");
+        outcome
+    }
+
+    fn login(&self, registry: &TestRegistry, user: &str, password: &str, extra: &[&str]) {
+        let mut args = vec![
+            "login",
+            registry.addr.as_str(),
+            "-u",
+            user,
+            "--password-stdin",
+        ];
+        args.extend_from_slice(extra);
+        let outcome = self.berth(&args, Some(&format!("{password}\n")));
+        assert_eq!(outcome.code, 0, "login as {user}: {outcome:?}");
+    }
+}
+
+/// A registry with access control on, where users may create namespaces,
+/// and its generated administrator password.
+fn registry() -> Option<(TestRegistry, String)> {
+    if support::is_external_registry() {
+        record_skip(
+            "e2e_cli",
+            "needs a local registry with a known administrator",
+        );
+        return None;
+    }
+    let registry = TestRegistry::start_with(&["--auth", "--users-may-create-namespaces"]);
+    let file = registry
+        .data_dir
+        .as_ref()
+        .unwrap()
+        .path()
+        .join("initial-admin-password");
+    let password = std::fs::read_to_string(file).unwrap().trim().to_string();
+    Some((registry, password))
+}
+
+/// The administrator creates `name` with `password` (and its personal
+/// namespace) through `berth user add`.
+fn add_user(admin: &User, name: &str, password: &str) {
+    let outcome = admin.berth(
+        &["user", "add", name, "--password-stdin", "-o", "json"],
+        Some(&format!("{password}\n")),
+    );
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    let user = outcome.json();
+    assert_eq!(user["name"], name);
+    assert_eq!(user["admin"], false);
+    assert!(
+        user.get("password").is_none(),
+        "a given password is not echoed"
+    );
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn login_keeps_a_refresh_token_and_never_the_password() {
+    let Some((registry, password)) = registry() else {
+        return;
+    };
+    let admin = User::new();
+    admin.login(&registry, "admin", &password, &[]);
+    let file = admin.config_file();
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(mode(file.parent().unwrap()), 0o700);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains(&password), "the password is stored: {text}");
+    let config: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(config["default"], registry.addr.as_str());
+    let login = &config["registries"][registry.addr.as_str()];
+    assert_eq!(login["user"], "admin");
+    assert_eq!(login["url"], format!("http://{}/", registry.addr));
+    assert!(login["refresh_token"]
+        .as_str()
+        .unwrap()
+        .starts_with("berth_rt_"));
+
+    // The stored login works, and `info` and `registry` say so.
+    let info = admin.ok(&["info", "-o", "json"]).json();
+    assert_eq!(info["default"], registry.addr.as_str());
+    assert_eq!(info["registries"][0]["status"], "ok");
+    assert_eq!(info["registries"][0]["user"], "admin");
+    assert_eq!(admin.ok(&["registry"]).stdout.trim(), registry.addr);
+    let listed = admin.ok(&["namespace", "list", "-q"]);
+    assert_eq!(listed.stdout, "admin\n");
+
+    // After logout every command says how to log in again.
+    admin.ok(&["logout"]);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("berth_rt_"), "{text}");
+    let refused = admin.berth(&["namespace", "list"], None);
+    assert_eq!(refused.code, 1);
+    assert_eq!(
+        refused.stderr,
+        format!(
+            "error: not logged in to {0}: run berth login {0}\n",
+            registry.addr
+        )
+    );
+}
+
+#[test]
+fn namespaces_members_tokens_and_users() {
+    let Some((registry, password)) = registry() else {
+        return;
+    };
+    let admin = User::new();
+    admin.login(&registry, "admin", &password, &[]);
+    add_user(&admin, "alice", "alice-password-1");
+    add_user(&admin, "bob", "bob-password-1");
+    // A generated password is printed once, and it logs in.
+    let carol = admin.ok(&["user", "add", "carol", "-o", "json"]).json();
+    let carol_password = carol["password"].as_str().unwrap().to_string();
+    User::new().login(&registry, "carol", &carol_password, &[]);
+    let users = admin.ok(&["user", "list", "-o", "json"]).json();
+    let names: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["admin", "alice", "bob", "carol"]);
+
+    let alice = User::new();
+    alice.login(&registry, "alice", "alice-password-1", &[]);
+    // Alice creates a namespace and owns it; she sees it and her own.
+    let created = alice
+        .ok(&["namespace", "add", "team-a", "-o", "json"])
+        .json();
+    assert_eq!(created["name"], "team-a");
+    assert_eq!(created["visibility"], "private");
+    let listed = alice.ok(&["namespace", "list", "-o", "json"]).json();
+    let seen: Vec<(&str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["name"].as_str().unwrap(), n["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(seen, [("alice", "owner"), ("team-a", "owner")]);
+    let table = alice.ok(&["namespace", "list"]).stdout;
+    let mut lines = table.lines();
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["NAMESPACE", "VISIBILITY", "ROLE", "CREATED"]
+    );
+    assert!(lines.next().unwrap().starts_with("alice "), "{table}");
+
+    // Members.
+    alice.ok(&["member", "add", "team-a", "bob", "reader"]);
+    let members = alice.ok(&["member", "list", "team-a", "-o", "json"]).json();
+    assert_eq!(
+        members,
+        serde_json::json!([{"user": "alice", "role": "owner"}, {"user": "bob", "role": "reader"}])
+    );
+    let bob = User::new();
+    bob.login(&registry, "bob", "bob-password-1", &[]);
+    assert_eq!(bob.ok(&["namespace", "list", "-q"]).stdout, "bob\nteam-a\n");
+    // A reader may not manage members: 403, with what to do.
+    let refused = bob.berth(&["member", "list", "team-a"], None);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(refused.stderr.contains("(HTTP 403)"), "{refused:?}");
+    assert!(
+        refused
+            .stderr
+            .contains("ask an administrator, or the namespace's owner"),
+        "{refused:?}"
+    );
+    alice.ok(&["member", "rm", "team-a", "bob"]);
+    assert_eq!(bob.ok(&["namespace", "list", "-q"]).stdout, "bob\n");
+
+    // Tokens: created with its secret once, listed without it, revoked.
+    let token = alice
+        .ok(&[
+            "token",
+            "add",
+            "ci",
+            "--scope",
+            "team-a:pull,push",
+            "--expires",
+            "30d",
+            "-o",
+            "json",
+        ])
+        .json();
+    assert_eq!(token["name"], "ci");
+    assert_eq!(token["scopes"], serde_json::json!(["team-a:pull,push"]));
+    assert!(token["token"].as_str().unwrap().starts_with("berth_at_"));
+    assert!(token["expires_at"].is_string());
+    let listed = alice.ok(&["token", "list", "-o", "json"]).json();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["name"], "ci");
+    assert_eq!(listed[0]["created_by"], "alice");
+    assert!(listed[0].get("token").is_none(), "no secret in a listing");
+    assert!(listed[0]["revoked_at"].is_null());
+    // Bob owns nothing in team-a, so he cannot mint tokens for it.
+    let refused = bob.berth(&["token", "add", "x", "--scope", "team-a:pull"], None);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    alice.ok(&["token", "rm", "ci"]);
+    let listed = alice.ok(&["token", "list", "-o", "json"]).json();
+    assert!(listed[0]["revoked_at"].is_string(), "{listed}");
+    let table = alice.ok(&["token", "list"]).stdout;
+    assert!(
+        table.lines().nth(1).unwrap().contains(" revoked "),
+        "{table}"
+    );
+
+    // Users are for administrators only.
+    let refused = alice.berth(&["user", "list"], None);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(refused.stderr.contains("(HTTP 403)"), "{refused:?}");
+}
+
+/// Decodes a `kubernetes.io/dockerconfigjson` Secret and returns the user
+/// name and password it holds for `host`.
+fn secret_credentials(yaml: &str, host: &str) -> (String, String) {
+    assert!(
+        yaml.contains("type: kubernetes.io/dockerconfigjson\n"),
+        "{yaml}"
+    );
+    let encoded = yaml
+        .lines()
+        .find_map(|line| line.trim().strip_prefix(".dockerconfigjson: "))
+        .unwrap_or_else(|| panic!("no .dockerconfigjson in {yaml}"));
+    let config: Value = serde_json::from_slice(&STANDARD.decode(encoded).unwrap()).unwrap();
+    let entry = &config["auths"][host];
+    let user = entry["username"].as_str().unwrap().to_string();
+    let password = entry["password"].as_str().unwrap().to_string();
+    assert_eq!(
+        entry["auth"].as_str().unwrap(),
+        STANDARD.encode(format!("{user}:{password}"))
+    );
+    (user, password)
+}
+
+/// Writes a small random image as an OCI layout tagged `v1`.
+fn image_layout() -> tempfile::TempDir {
+    let image = make_image("amd64", &[2048, 4096], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = image.all_blobs();
+    write_oci_layout(dir.path(), "v1", &image.manifest, blobs.values());
+    dir
+}
+
+fn skopeo(env: &ContainersEnv, tool: &Path) -> Command {
+    let mut cmd = env.command(tool);
+    cmd.arg("--policy").arg(env.policy());
+    cmd
+}
+
+#[test]
+fn a_pull_secret_from_token_add_lets_podman_pull() {
+    let test = "a_pull_secret_from_token_add_lets_podman_pull";
+    let Some(podman) = require_tool("podman", test) else {
+        return;
+    };
+    let Some(skopeo_tool) = require_tool("skopeo", test) else {
+        return;
+    };
+    let Some((registry, password)) = registry() else {
+        return;
+    };
+    let addr = registry.addr.as_str();
+    let admin = User::new();
+    admin.login(&registry, "admin", &password, &[]);
+    add_user(&admin, "alice", "alice-password-1");
+    let alice = User::new();
+    alice.login(&registry, "alice", "alice-password-1", &[]);
+    alice.ok(&["namespace", "add", "team-a"]);
+
+    let env = ContainersEnv::new(addr);
+    let layout = image_layout();
+    run(skopeo(&env, &skopeo_tool).args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "alice:alice-password-1",
+        &format!("oci:{}:v1", layout.path().display()),
+        &format!("docker://{addr}/team-a/app:v1"),
+    ]));
+
+    let yaml = alice
+        .ok(&[
+            "token",
+            "add",
+            "cluster-pull",
+            "--scope",
+            "team-a:pull",
+            "--k8s-secret",
+            "regcred",
+            "--k8s-namespace",
+            "apps",
+        ])
+        .stdout;
+    assert!(
+        yaml.contains("  name: regcred\n  namespace: apps\n"),
+        "{yaml}"
+    );
+    let (user, secret) = secret_credentials(&yaml, addr);
+    assert_eq!(user, "cluster-pull");
+    // podman logs in with exactly what the cluster would use, and pulls.
+    run(env.command(&podman).args([
+        "login",
+        "--tls-verify=false",
+        "-u",
+        &user,
+        "-p",
+        &secret,
+        addr,
+    ]));
+    run(env.storage_command(&podman).args([
+        "pull",
+        "--tls-verify=false",
+        &format!("{addr}/team-a/app:v1"),
+    ]));
+    // The robot may pull only: a push with its credentials is refused.
+    let push = skopeo(&env, &skopeo_tool)
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:v1", layout.path().display()),
+            &format!("docker://{addr}/team-a/app:v2"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!push.status.success(), "a pull token pushed");
+    // Revoked, it pulls no more.
+    alice.ok(&["token", "rm", "cluster-pull"]);
+    let pull = skopeo(&env, &skopeo_tool)
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{addr}/team-a/app:v1"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!pull.status.success(), "a revoked token pulled");
+}
+
+#[test]
+fn login_docker_lets_skopeo_and_podman_push_without_their_own_login() {
+    let test = "login_docker_lets_skopeo_and_podman_push_without_their_own_login";
+    let Some(podman) = require_tool("podman", test) else {
+        return;
+    };
+    let Some(skopeo_tool) = require_tool("skopeo", test) else {
+        return;
+    };
+    let Some((registry, password)) = registry() else {
+        return;
+    };
+    let addr = registry.addr.as_str();
+    let admin = User::new();
+    admin.login(&registry, "admin", &password, &[]);
+    add_user(&admin, "alice", "alice-password-1");
+
+    let env = ContainersEnv::new(addr);
+    let mut alice = User::new();
+    alice
+        .env
+        .push(("REGISTRY_AUTH_FILE".into(), env.path("auth.json")));
+    alice.login(&registry, "alice", "alice-password-1", &["--docker"]);
+    // Both files hold an identity token (a refresh token), not the password.
+    let docker_file = alice.home.path().join(".docker/config.json");
+    for file in [&docker_file, &env.path("auth.json")] {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(!text.contains("alice-password-1"), "{text}");
+        let config: Value = serde_json::from_str(&text).unwrap();
+        assert!(config["auths"][addr]["identitytoken"]
+            .as_str()
+            .unwrap()
+            .starts_with("berth_rt_"));
+    }
+
+    // skopeo pushes into alice's private namespace and podman pulls it back,
+    // neither logged in by itself.
+    let layout = image_layout();
+    run(skopeo(&env, &skopeo_tool).args([
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", layout.path().display()),
+        &format!("docker://{addr}/alice/app:v1"),
+    ]));
+    run(env.storage_command(&podman).args([
+        "pull",
+        "--tls-verify=false",
+        &format!("{addr}/alice/app:v1"),
+    ]));
+    // With docker's file alone (podman's own emptied), skopeo still reads it.
+    std::fs::write(env.path("auth.json"), r#"{"auths":{}}"#).unwrap();
+    let inspect = |env: &ContainersEnv| {
+        skopeo(env, &skopeo_tool)
+            .env("HOME", alice.home.path())
+            .args([
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                &format!("docker://{addr}/alice/app:v1"),
+            ])
+            .output()
+            .unwrap()
+    };
+    let read = inspect(&env);
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+
+    // Logout takes the entries away again.
+    alice.ok(&["logout"]);
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&docker_file).unwrap()).unwrap();
+    assert!(config["auths"].get(addr).is_none(), "{config}");
+    assert!(
+        !inspect(&env).status.success(),
+        "still logged in after logout"
+    );
+}
+
+#[test]
+fn misuse_and_failures_name_cause_and_fix() {
+    let Some((registry, password)) = registry() else {
+        return;
+    };
+    let addr = registry.addr.as_str();
+    let user = User::new();
+    // (arguments, standard input, exit status, what stderr must say)
+    let before_login: &[(&[&str], Option<&str>, i32, &str)] = &[
+        (
+            &["namespace", "list"],
+            None,
+            2,
+            "no registry given and no default registry: run berth login HOST",
+        ),
+        (
+            &["namespace", "list", "--registry", addr],
+            None,
+            1,
+            &format!("not logged in to {addr}: run berth login {addr}"),
+        ),
+        (
+            &["login", addr, "-u", "admin", "--password-stdin"],
+            Some("wrong-password\n"),
+            1,
+            &format!(
+                "{addr} refused the user name or password of admin: check them and run berth \
+                 login {addr} again"
+            ),
+        ),
+        (
+            &["login", "127.0.0.1:1", "-u", "admin", "--password-stdin"],
+            Some("x\n"),
+            1,
+            "cannot reach http://127.0.0.1:1/: ",
+        ),
+        (
+            &[
+                "login",
+                "ftp://registry.example",
+                "-u",
+                "admin",
+                "--password-stdin",
+            ],
+            Some("x\n"),
+            2,
+            "is not a registry address",
+        ),
+        (
+            &["login", addr, "-u", "admin"],
+            None,
+            2,
+            "no password: pass --password-stdin",
+        ),
+        (&["token", "add", "ci"], None, 2, "--scope <SCOPE>"),
+        (&["frobnicate"], None, 2, "unrecognized subcommand"),
+    ];
+    for (args, stdin, code, message) in before_login {
+        let outcome = user.berth(args, *stdin);
+        assert_eq!(outcome.code, *code, "{args:?}: {outcome:?}");
+        assert!(outcome.stderr.contains(message), "{args:?}: {outcome:?}");
+    }
+    // Nothing was stored by the failed logins.
+    assert!(!user.config_file().exists());
+
+    user.login(&registry, "admin", &password, &[]);
+    let after_login: &[(&[&str], i32, &str)] = &[
+        (
+            &["token", "add", "ci", "--scope", "team-a"],
+            2,
+            "--scope team-a: ",
+        ),
+        (
+            &[
+                "token",
+                "add",
+                "ci",
+                "--scope",
+                "admin:pull",
+                "--expires",
+                "soon",
+            ],
+            2,
+            "--expires soon: ",
+        ),
+        (
+            &["member", "list", "no-such-namespace"],
+            1,
+            "(HTTP 404): check the name",
+        ),
+        (
+            &["namespace", "add", "admin"],
+            1,
+            "(HTTP 409): choose another name",
+        ),
+        (
+            &["namespace", "add", "Bad_Name"],
+            1,
+            "(HTTP 400): correct the value named",
+        ),
+    ];
+    for (args, code, message) in after_login {
+        let outcome = user.berth(args, None);
+        assert_eq!(outcome.code, *code, "{args:?}: {outcome:?}");
+        assert!(
+            outcome.stderr.starts_with("error: "),
+            "{args:?}: {outcome:?}"
+        );
+        assert!(outcome.stderr.contains(message), "{args:?}: {outcome:?}");
+        assert_eq!(outcome.stderr.lines().count(), 1, "one line: {outcome:?}");
+    }
+
+    // A revoked login (here: a refresh token the server never issued).
+    let file = user.config_file();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut config: Value = serde_json::from_str(&text).unwrap();
+    config["registries"][addr]["refresh_token"] = "berth_rt_forged".into();
+    std::fs::write(&file, config.to_string()).unwrap();
+    let outcome = user.berth(&["namespace", "list"], None);
+    assert_eq!(outcome.code, 1, "{outcome:?}");
+    assert!(
+        outcome.stderr.contains(&format!(
+            "your login to {addr} has expired or was revoked: run berth login {addr}"
+        )),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn a_registry_without_access_control_says_so() {
+    if support::is_external_registry() {
+        record_skip("e2e_cli", "needs a local registry");
+        return;
+    }
+    let registry = TestRegistry::start();
+    let outcome = User::new().berth(
+        &["login", &registry.addr, "-u", "admin", "--password-stdin"],
+        Some("x\n"),
+    );
+    assert_eq!(outcome.code, 1, "{outcome:?}");
+    assert!(
+        outcome.stderr.contains("has no access control"),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn completion_scripts_name_the_client_commands() {
+    let user = User::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = user.ok(&["completion", shell]).stdout;
+        for command in ["login", "namespace", "token", "member"] {
+            assert!(script.contains(command), "{shell} lacks {command}");
+        }
+    }
+}
