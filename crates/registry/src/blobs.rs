@@ -16,12 +16,15 @@ impl Registry {
         if let Some(size) = self.inner.blob_cache.get(repository, digest) {
             return Ok(size);
         }
+        let ticket = self.inner.cache_gate.ticket();
         let size = self
             .meta()
             .linked_blob_size(repository, digest)
             .await?
             .ok_or(RegistryError::BlobUnknown)?;
-        self.inner.blob_cache.insert(repository, digest, size);
+        self.inner
+            .blob_cache
+            .insert(repository, digest, size, ticket);
         Ok(size)
     }
 

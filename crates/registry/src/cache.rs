@@ -2,13 +2,20 @@
 //! registry (a manifest read by tag and blob HEADs when many nodes or pods
 //! start at once) do not reach the database every time.
 //!
-//! Entries live at most `ttl`: that bounds how long a change made through
-//! another node (or another process sharing the database) can go unseen.
-//! Changes made through this process remove the repository's entries at once.
-//! Misses are never cached, so a new push is visible immediately everywhere.
+//! Entries live at most `ttl`. Changes made through this process remove the
+//! repository's entries at once; changes made through another node are
+//! announced by the database (PostgreSQL `NOTIFY`, sent by the committing
+//! transaction) and remove them when the notice arrives
+//! (`Registry::run_cache_invalidation`). The caches serve only while that
+//! holds: a [`Gate`] is open while this node is subscribed to the notices
+//! (or needs none, on SQLite's single node) and shut otherwise, and every
+//! invalidation advances its generation, so a value read from the database
+//! before an invalidation is never stored after it. Misses are never
+//! cached, so a new push is visible immediately everywhere.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,9 +25,43 @@ use berth_oci::{Reference, RepoName};
 /// Independent locks, so that concurrent readers rarely wait on each other.
 const SHARDS: usize = 16;
 
+/// Whether the caches may serve, and the generation of their contents,
+/// shared by every cache of a registry.
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    /// Open while every change another node makes reaches this node as a
+    /// notice (or none needs to); shut before the subscription starts, after
+    /// it breaks, and in processes that never subscribe.
+    open: AtomicBool,
+    /// Advanced by every invalidation: a value read before one is stale.
+    generation: AtomicU64,
+}
+
+impl Gate {
+    pub(crate) fn set_open(&self, open: bool) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.open.store(open, Ordering::Release);
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// The generation to hand back to [`TtlCache::insert`] with a value
+    /// read from the database after this call.
+    pub(crate) fn ticket(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn advance(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
 /// A cache keyed by repository and one more key (a reference or a digest).
 pub(crate) struct TtlCache<K, V> {
     ttl: Duration,
+    gate: Arc<Gate>,
     /// Entries per shard before the shard is emptied; a crude bound that keeps
     /// memory flat without per-entry bookkeeping on the read path.
     shard_capacity: usize,
@@ -37,9 +78,10 @@ pub(crate) type ManifestCache = TtlCache<Reference, Arc<ManifestRecord>>;
 pub(crate) type BlobCache = TtlCache<berth_oci::Digest, u64>;
 
 impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
-    pub(crate) fn new(ttl: Duration, capacity: usize) -> TtlCache<K, V> {
+    pub(crate) fn new(ttl: Duration, capacity: usize, gate: Arc<Gate>) -> TtlCache<K, V> {
         TtlCache {
             ttl,
+            gate,
             shard_capacity: (capacity / SHARDS).max(1),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: Default::default(),
@@ -47,7 +89,7 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
     }
 
     fn enabled(&self) -> bool {
-        !self.ttl.is_zero()
+        !self.ttl.is_zero() && self.gate.is_open()
     }
 
     fn shard(&self, repository: &RepoName) -> &Mutex<Shard<K, V>> {
@@ -65,11 +107,19 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
         (stored.elapsed() < self.ttl).then(|| value.clone())
     }
 
-    pub(crate) fn insert(&self, repository: &RepoName, key: &K, value: V) {
+    /// Stores `value`, read from the database after `ticket` was taken
+    /// ([`Gate::ticket`]), unless an invalidation came in between.
+    pub(crate) fn insert(&self, repository: &RepoName, key: &K, value: V, ticket: u64) {
         if !self.enabled() {
             return;
         }
         if let Ok(mut shard) = self.shard(repository).lock() {
+            // Checked under the shard's lock, which `invalidate` takes after
+            // advancing the generation: either this sees the new generation,
+            // or the invalidation runs after the insert and removes it.
+            if self.gate.ticket() != ticket {
+                return;
+            }
             if shard.len() >= self.shard_capacity {
                 shard.clear();
             }
@@ -79,11 +129,22 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
 
     /// Forgets every entry of `repository`, after any change to what it holds.
     pub(crate) fn invalidate(&self, repository: &RepoName) {
-        if !self.enabled() {
+        self.gate.advance();
+        if self.ttl.is_zero() {
             return;
         }
         if let Ok(mut shard) = self.shard(repository).lock() {
             shard.retain(|(repo, _), _| repo != repository);
+        }
+    }
+
+    /// Forgets everything (notices may have been lost).
+    pub(crate) fn clear(&self) {
+        self.gate.advance();
+        for shard in &self.shards {
+            if let Ok(mut shard) = shard.lock() {
+                shard.clear();
+            }
         }
     }
 }
@@ -103,43 +164,80 @@ mod tests {
         })
     }
 
+    fn open_gate() -> Arc<Gate> {
+        let gate = Arc::new(Gate::default());
+        gate.set_open(true);
+        gate
+    }
+
     #[test]
     fn hit_miss_invalidate_and_disable() {
-        let cache: ManifestCache = TtlCache::new(Duration::from_secs(60), 64);
+        let gate = open_gate();
+        let cache: ManifestCache = TtlCache::new(Duration::from_secs(60), 64, gate.clone());
         let repo = RepoName::parse("a/b").unwrap();
         let other = RepoName::parse("c").unwrap();
         let latest = Reference::parse("latest").unwrap();
         assert!(cache.get(&repo, &latest).is_none());
-        cache.insert(&repo, &latest, record(1));
-        cache.insert(&other, &latest, record(2));
+        cache.insert(&repo, &latest, record(1), gate.ticket());
+        cache.insert(&other, &latest, record(2), gate.ticket());
         assert_eq!(cache.get(&repo, &latest).unwrap().payload, vec![1]);
         cache.invalidate(&repo);
         assert!(cache.get(&repo, &latest).is_none());
         assert_eq!(cache.get(&other, &latest).unwrap().payload, vec![2]);
 
-        let off: ManifestCache = TtlCache::new(Duration::ZERO, 64);
-        off.insert(&repo, &latest, record(1));
+        let off: ManifestCache = TtlCache::new(Duration::ZERO, 64, gate.clone());
+        off.insert(&repo, &latest, record(1), gate.ticket());
         assert!(off.get(&repo, &latest).is_none());
     }
 
     #[test]
+    fn a_shut_gate_serves_nothing_and_stale_reads_are_not_stored() {
+        let gate = Arc::new(Gate::default());
+        let cache: ManifestCache = TtlCache::new(Duration::from_secs(60), 64, gate.clone());
+        let repo = RepoName::parse("a/b").unwrap();
+        let other = RepoName::parse("c").unwrap();
+        let latest = Reference::parse("latest").unwrap();
+        // Shut (not subscribed yet): nothing is stored or served.
+        cache.insert(&repo, &latest, record(1), gate.ticket());
+        assert!(cache.get(&repo, &latest).is_none());
+
+        gate.set_open(true);
+        cache.insert(&repo, &latest, record(1), gate.ticket());
+        assert!(cache.get(&repo, &latest).is_some());
+        // A value read before any invalidation (here, of another repository)
+        // is not stored after it: it may be older than the change.
+        let ticket = gate.ticket();
+        cache.invalidate(&other);
+        cache.insert(&repo, &latest, record(2), ticket);
+        assert_eq!(cache.get(&repo, &latest).unwrap().payload, vec![1]);
+        // Clearing forgets everything; shutting the gate stops serving.
+        cache.clear();
+        assert!(cache.get(&repo, &latest).is_none());
+        cache.insert(&repo, &latest, record(3), gate.ticket());
+        gate.set_open(false);
+        assert!(cache.get(&repo, &latest).is_none());
+    }
+
+    #[test]
     fn entries_expire_and_capacity_is_bounded() {
-        let cache: ManifestCache = TtlCache::new(Duration::from_millis(1), SHARDS);
+        let gate = open_gate();
+        let cache: ManifestCache = TtlCache::new(Duration::from_millis(1), SHARDS, gate.clone());
         let repo = RepoName::parse("r").unwrap();
         let tag = Reference::parse("t").unwrap();
-        cache.insert(&repo, &tag, record(1));
+        cache.insert(&repo, &tag, record(1), gate.ticket());
         std::thread::sleep(Duration::from_millis(5));
         assert!(
             cache.get(&repo, &tag).is_none(),
             "expired entries are not served"
         );
 
-        let cache: ManifestCache = TtlCache::new(Duration::from_secs(60), SHARDS);
+        let cache: ManifestCache = TtlCache::new(Duration::from_secs(60), SHARDS, gate.clone());
         for i in 0..100u8 {
             cache.insert(
                 &repo,
                 &Reference::parse(&format!("t{i}")).unwrap(),
                 record(i),
+                gate.ticket(),
             );
         }
         let held: usize = cache.shards.iter().map(|s| s.lock().unwrap().len()).sum();

@@ -161,6 +161,8 @@ struct Inner {
     clock: Clock,
     manifest_cache: cache::ManifestCache,
     blob_cache: cache::BlobCache,
+    /// Whether the caches may serve (see `cache.rs`), shared by both.
+    cache_gate: Arc<cache::Gate>,
 }
 
 /// Where the registry reads the time. Tests replace it to move time forward.
@@ -198,7 +200,9 @@ impl Registry {
         clock: Clock,
     ) -> Registry {
         let config_ttl = config.manifest_cache_ttl;
-        let manifest_cache = cache::TtlCache::new(config_ttl, MANIFEST_CACHE_ENTRIES);
+        let cache_gate = Arc::new(cache::Gate::default());
+        let manifest_cache =
+            cache::TtlCache::new(config_ttl, MANIFEST_CACHE_ENTRIES, cache_gate.clone());
         Registry {
             inner: Arc::new(Inner {
                 blobs,
@@ -206,7 +210,12 @@ impl Registry {
                 config,
                 clock,
                 manifest_cache,
-                blob_cache: cache::TtlCache::new(config_ttl, BLOB_CACHE_ENTRIES),
+                blob_cache: cache::TtlCache::new(
+                    config_ttl,
+                    BLOB_CACHE_ENTRIES,
+                    cache_gate.clone(),
+                ),
+                cache_gate,
             }),
         }
     }
@@ -230,6 +239,69 @@ impl Registry {
 
     fn meta(&self) -> &dyn MetaStore {
         &*self.inner.meta
+    }
+
+    /// Keeps this node's caches in step with changes other nodes make, until
+    /// `cancel`: subscribes to the database's notices of committed changes
+    /// and forgets what each names. The caches serve only while subscribed
+    /// (on SQLite, which has one node and no notices, from the start); when
+    /// the subscription breaks they are emptied and shut until it is back.
+    /// A process that never runs this (`berth gc`, tests) serves no cached
+    /// lookup, which is correct, only slower.
+    ///
+    /// What remains is the delivery time of a notice: a request that reaches
+    /// this node after another node answered a change, but before the
+    /// notice of the commit has arrived here, can still be served the entry
+    /// from before the change (in practice well under a millisecond on one
+    /// network; `cache_ttl = 0s` removes even that).
+    pub async fn run_cache_invalidation(&self, cancel: tokio_util::sync::CancellationToken) {
+        use berth_meta::Notice;
+        loop {
+            match self.meta().subscribe().await {
+                Ok(None) => {
+                    self.inner.cache_gate.set_open(true);
+                    cancel.cancelled().await;
+                    return;
+                }
+                Ok(Some(mut subscription)) => {
+                    self.clear_caches();
+                    self.inner.cache_gate.set_open(true);
+                    loop {
+                        let notice = tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            notice = subscription.next() => notice,
+                        };
+                        match notice {
+                            Ok(Notice::Changed(repositories)) => {
+                                for repository in &repositories {
+                                    self.invalidate(repository);
+                                }
+                            }
+                            Ok(Notice::Anything) => self.clear_caches(),
+                            Err(error) => {
+                                tracing::warn!(%error, "change notices lost; caches off until resubscribed");
+                                break;
+                            }
+                        }
+                    }
+                    self.inner.cache_gate.set_open(false);
+                    self.clear_caches();
+                }
+                Err(error) => {
+                    self.inner.cache_gate.set_open(false);
+                    tracing::warn!(%error, "cannot subscribe to change notices; caches off");
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    fn clear_caches(&self) {
+        self.inner.manifest_cache.clear();
+        self.inner.blob_cache.clear();
     }
 
     /// Forgets every cached lookup of `repository`, after a change to it.

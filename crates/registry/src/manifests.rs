@@ -175,6 +175,7 @@ impl Registry {
         if let Some(hit) = self.inner.manifest_cache.get(repository, reference) {
             return Ok(hit);
         }
+        let ticket = self.inner.cache_gate.ticket();
         let found = match reference {
             Reference::Tag(tag) => self.meta().manifest_by_tag(repository, tag).await?,
             Reference::Digest(digest) => self.meta().manifest_by_digest(repository, digest).await?,
@@ -182,7 +183,7 @@ impl Registry {
         let record = Arc::new(found.ok_or(RegistryError::ManifestUnknown)?);
         self.inner
             .manifest_cache
-            .insert(repository, reference, record.clone());
+            .insert(repository, reference, record.clone(), ticket);
         Ok(record)
     }
 

@@ -150,6 +150,12 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
                 .await
         });
     }
+    {
+        let registry = registry.clone();
+        tasks.spawn("cache invalidation", move |cancel| async move {
+            registry.run_cache_invalidation(cancel).await
+        });
+    }
     tasks.spawn("memory return", crate::memory::return_freed_memory);
 
     let stop_accepting = CancellationToken::new();
