@@ -254,22 +254,8 @@ impl Backend {
         let database = postgres::fresh_database(test).await?;
         let weed = storage_support::weed(test)?;
         let bucket = weed.new_bucket().await;
-        let args = vec![
-            "--database".to_string(),
-            database.url.clone(),
-            "--storage".to_string(),
-            format!("s3://{bucket}/berth"),
-            "--s3-endpoint".to_string(),
-            weed.endpoint.clone(),
-            "--s3-path-style".to_string(),
-            "true".to_string(),
-            "--s3-region".to_string(),
-            storage_support::REGION.to_string(),
-            "--s3-access-key-id".to_string(),
-            storage_support::ACCESS_KEY.to_string(),
-            "--s3-secret-access-key".to_string(),
-            storage_support::SECRET_KEY.to_string(),
-        ];
+        let mut args = vec!["--database".to_string(), database.url.clone()];
+        args.extend(support::s3_flags(&bucket, &weed.endpoint));
         Some(Backend {
             name: "PostgreSQL + S3",
             args,

@@ -38,22 +38,8 @@ async fn shared_services(test: &str) -> Option<Shared> {
     let database = postgres::fresh_database(test).await?;
     let weed = seaweedfs::weed(test)?;
     let bucket = weed.new_bucket().await;
-    let args = vec![
-        "--database".to_string(),
-        database.url.clone(),
-        "--storage".to_string(),
-        format!("s3://{bucket}/berth"),
-        "--s3-endpoint".to_string(),
-        weed.endpoint.clone(),
-        "--s3-path-style".to_string(),
-        "true".to_string(),
-        "--s3-region".to_string(),
-        seaweedfs::REGION.to_string(),
-        "--s3-access-key-id".to_string(),
-        seaweedfs::ACCESS_KEY.to_string(),
-        "--s3-secret-access-key".to_string(),
-        seaweedfs::SECRET_KEY.to_string(),
-    ];
+    let mut args = vec!["--database".to_string(), database.url.clone()];
+    args.extend(support::s3_flags(&bucket, &weed.endpoint));
     Some(Shared {
         args,
         bucket,

@@ -538,22 +538,8 @@ async fn s3_down_slow_and_failing() {
     };
     let bucket = weed.new_bucket().await;
     let proxy = FaultProxy::start(weed.endpoint.trim_start_matches("http://"));
-    let storage = format!("s3://{bucket}/berth");
-    let endpoint = format!("http://{}", proxy.addr);
-    let registry = TestRegistry::start_with(&[
-        "--storage",
-        &storage,
-        "--s3-endpoint",
-        &endpoint,
-        "--s3-path-style",
-        "true",
-        "--s3-region",
-        storage_support::REGION,
-        "--s3-access-key-id",
-        storage_support::ACCESS_KEY,
-        "--s3-secret-access-key",
-        storage_support::SECRET_KEY,
-    ]);
+    let flags = support::s3_flags(&bucket, &format!("http://{}", proxy.addr));
+    let registry = TestRegistry::start_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
     let addr = registry.addr.clone();
     let proxy = std::sync::Arc::new(proxy);
     let checked = {

@@ -31,6 +31,30 @@ pub use berth_test_support::process::{is_root, run, run_bytes, which};
 #[allow(unused_imports)]
 pub use berth_test_support::{record_skip, require_python_module, require_tool};
 
+/// The `berth serve` flags that put blob storage in `bucket` of the
+/// throw-away SeaweedFS (or a proxy in front of it) at `endpoint`, with its
+/// test credentials.
+pub fn s3_flags(bucket: &str, endpoint: &str) -> Vec<String> {
+    use berth_test_support::seaweedfs::{ACCESS_KEY, REGION, SECRET_KEY};
+    [
+        "--storage",
+        &format!("s3://{bucket}/berth"),
+        "--s3-endpoint",
+        endpoint,
+        "--s3-path-style",
+        "true",
+        "--s3-region",
+        REGION,
+        "--s3-access-key-id",
+        ACCESS_KEY,
+        "--s3-secret-access-key",
+        SECRET_KEY,
+    ]
+    .iter()
+    .map(|flag| flag.to_string())
+    .collect()
+}
+
 /// A running registry under test.
 pub struct TestRegistry {
     /// `127.0.0.1:PORT`, the form clients use in image references.
