@@ -148,6 +148,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "events",
         include_str!("../migrations/postgres/0008_events.sql"),
     ),
+    (
+        10,
+        "vulnerability advisor",
+        include_str!("../migrations/postgres/0010_vulnerability_advisor.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.

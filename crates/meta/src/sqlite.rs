@@ -88,6 +88,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "events",
         include_str!("../migrations/sqlite/0008_events.sql"),
     ),
+    (
+        10,
+        "vulnerability advisor",
+        include_str!("../migrations/sqlite/0010_vulnerability_advisor.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.
