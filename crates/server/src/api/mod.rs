@@ -44,6 +44,7 @@ pub mod route;
 pub mod tokens;
 pub mod types;
 pub mod users;
+pub mod vulnerabilities;
 
 use berth_auth::{change_at, Actor, Change};
 
@@ -68,6 +69,9 @@ pub fn router() -> Router<AppState> {
 /// of the changes it makes (for the event stream).
 pub struct Context<'a> {
     pub auth: &'a AuthState,
+    /// The registry, for the resources of the domain (vulnerability
+    /// reports, exemptions, policies).
+    pub registry: &'a berth_registry::Registry,
     pub caller: &'a Authorized,
     pub actor: Actor,
 }
@@ -141,6 +145,7 @@ async fn handle(
     let caller = permission::authorize(auth, caller, &permission, &parts.headers).await?;
     let context = Context {
         auth,
+        registry: &state.registry,
         caller: &caller,
         actor: actor_of(&caller.principal, &parts),
     };
@@ -168,5 +173,21 @@ async fn handle_endpoint(
         Endpoint::ListTokens => tokens::list(ctx).await,
         Endpoint::CreateToken(new) => tokens::create(ctx, new).await,
         Endpoint::RevokeToken(name) => tokens::revoke(ctx, &name).await,
+        Endpoint::GetVulnerabilityReport(image) => vulnerabilities::report(ctx, &image).await,
+        Endpoint::GetSbom(image, format) => vulnerabilities::sbom(ctx, &image, format).await,
+        Endpoint::GetVulnerabilityPolicy(namespace) => {
+            vulnerabilities::get_policy(ctx, &namespace).await
+        }
+        Endpoint::SetVulnerabilityPolicy(namespace, policy) => {
+            vulnerabilities::set_policy(ctx, &namespace, policy).await
+        }
+        Endpoint::ListVulnerabilityPolicies => vulnerabilities::list_policies(ctx).await,
+        Endpoint::ListExemptions => vulnerabilities::list_exemptions(ctx).await,
+        Endpoint::AddExemption(new) => vulnerabilities::add_exemption(ctx, new).await,
+        Endpoint::RemoveExemption(scope, issue) => {
+            vulnerabilities::remove_exemption(ctx, &scope, &issue).await
+        }
+        Endpoint::GetAdvisoryData => vulnerabilities::advisory_data(ctx).await,
+        Endpoint::ImportAdvisories(body) => vulnerabilities::import(ctx, body).await,
     }
 }

@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorCode};
 use super::route::Route;
-use super::{members, namespaces, tokens, users};
+use super::{members, namespaces, tokens, users, vulnerabilities};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -50,6 +50,16 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         tokens::list,
         tokens::create,
         tokens::revoke,
+        vulnerabilities::report,
+        vulnerabilities::sbom,
+        vulnerabilities::get_policy,
+        vulnerabilities::set_policy,
+        vulnerabilities::list_policies,
+        vulnerabilities::list_exemptions,
+        vulnerabilities::add_exemption,
+        vulnerabilities::remove_exemption,
+        vulnerabilities::advisory_data,
+        vulnerabilities::import,
     ),
     components(schemas(ErrorBody, ErrorCode)),
     modifiers(&StandardResponses),
@@ -58,6 +68,7 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         (name = "namespaces", description = "Namespaces and their settings"),
         (name = "members", description = "Who may do what in a namespace"),
         (name = "tokens", description = "Access tokens for robots: pipelines, clusters"),
+        (name = "vulnerabilities", description = "The Vulnerability Advisor: reports, SBOMs, exemptions, pull policies, advisories"),
         (name = "meta", description = "This document"),
     )
 )]

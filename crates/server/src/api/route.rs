@@ -29,11 +29,21 @@ pub enum Route {
     ListTokens,
     CreateToken,
     RevokeToken,
+    GetVulnerabilityReport,
+    GetSbom,
+    GetVulnerabilityPolicy,
+    SetVulnerabilityPolicy,
+    ListVulnerabilityPolicies,
+    ListExemptions,
+    AddExemption,
+    RemoveExemption,
+    GetAdvisoryData,
+    ImportAdvisories,
 }
 
 impl Route {
     /// Every route, in the order the OpenAPI document lists them.
-    pub const ALL: [Route; 13] = [
+    pub const ALL: [Route; 23] = [
         Route::OpenApi,
         Route::ListUsers,
         Route::CreateUser,
@@ -47,6 +57,16 @@ impl Route {
         Route::ListTokens,
         Route::CreateToken,
         Route::RevokeToken,
+        Route::GetVulnerabilityReport,
+        Route::GetSbom,
+        Route::GetVulnerabilityPolicy,
+        Route::SetVulnerabilityPolicy,
+        Route::ListVulnerabilityPolicies,
+        Route::ListExemptions,
+        Route::AddExemption,
+        Route::RemoveExemption,
+        Route::GetAdvisoryData,
+        Route::ImportAdvisories,
     ];
 
     /// The method and path template of the route: the routing table.
@@ -68,6 +88,24 @@ impl Route {
             Route::ListTokens => (Method::GET, "/api/v1/tokens"),
             Route::CreateToken => (Method::POST, "/api/v1/tokens"),
             Route::RevokeToken => (Method::DELETE, "/api/v1/tokens/{name}"),
+            Route::GetVulnerabilityReport => {
+                (Method::GET, "/api/v1/images/{image}/vulnerabilities")
+            }
+            Route::GetSbom => (Method::GET, "/api/v1/images/{image}/sbom/{format}"),
+            Route::GetVulnerabilityPolicy => (
+                Method::GET,
+                "/api/v1/namespaces/{namespace}/vulnerability-policy",
+            ),
+            Route::SetVulnerabilityPolicy => (
+                Method::PUT,
+                "/api/v1/namespaces/{namespace}/vulnerability-policy",
+            ),
+            Route::ListVulnerabilityPolicies => (Method::GET, "/api/v1/vulnerability-policies"),
+            Route::ListExemptions => (Method::GET, "/api/v1/exemptions"),
+            Route::AddExemption => (Method::POST, "/api/v1/exemptions"),
+            Route::RemoveExemption => (Method::DELETE, "/api/v1/exemptions/{scope}/{issue}"),
+            Route::GetAdvisoryData => (Method::GET, "/api/v1/advisories"),
+            Route::ImportAdvisories => (Method::POST, "/api/v1/advisories"),
         }
     }
 
@@ -80,6 +118,9 @@ impl Route {
                 | Route::UpdateNamespace
                 | Route::SetMember
                 | Route::CreateToken
+                | Route::SetVulnerabilityPolicy
+                | Route::AddExemption
+                | Route::ImportAdvisories
         )
     }
 
@@ -106,6 +147,16 @@ impl Route {
             Route::ListTokens => "list_tokens",
             Route::CreateToken => "create_token",
             Route::RevokeToken => "revoke_token",
+            Route::GetVulnerabilityReport => "get_vulnerability_report",
+            Route::GetSbom => "get_sbom",
+            Route::GetVulnerabilityPolicy => "get_vulnerability_policy",
+            Route::SetVulnerabilityPolicy => "set_vulnerability_policy",
+            Route::ListVulnerabilityPolicies => "list_vulnerability_policies",
+            Route::ListExemptions => "list_exemptions",
+            Route::AddExemption => "add_exemption",
+            Route::RemoveExemption => "remove_exemption",
+            Route::GetAdvisoryData => "get_advisory_data",
+            Route::ImportAdvisories => "import_advisories",
         }
     }
 
