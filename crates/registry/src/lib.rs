@@ -8,6 +8,8 @@
 //! - [`error`]: [`RegistryError`], with its mapping to the spec's error codes.
 //! - `blobs`, `uploads`, `manifests`, [`namespaces`]: the operations, one
 //!   file per resource.
+//! - [`images`]: manifests as images for the management API: listings,
+//!   inspection, config facts read once, server-side tag, untag, delete.
 //! - [`jobs`]: background work (expired upload purge) with `run_once` for tests.
 //! - [`events`]: the event stream's consumers ([`EventConsumer`], driven by a
 //!   [`ConsumerRunner`]) and its retention.
@@ -31,13 +33,16 @@ mod cache;
 pub mod error;
 pub mod events;
 pub mod gc;
+pub mod images;
 pub mod jobs;
 mod manifests;
 pub mod namespaces;
 mod uploads;
 
 pub use berth_meta::{
-    Actor, ActorKind, Change, Event, EventCursor, EventKind, Namespace, NamespaceUsage, Visibility,
+    Actor, ActorKind, Change, Event, EventCursor, EventKind, ImageCursor, ImageSummary, Namespace,
+    NamespaceUsage, Referrer, RepositoryCursor, RepositoryQuery, RepositorySort, RepositorySummary,
+    TaggedFilter, Visibility,
 };
 /// Why the blob store cannot serve, carried by [`RegistryError::Unavailable`].
 pub use berth_storage::Unavailability;
@@ -49,6 +54,7 @@ pub use berth_storage::{BlobBody, ByteStream};
 pub use error::{Dependency, RegistryError};
 pub use events::{ConsumerError, ConsumerOptions, ConsumerPass, ConsumerRunner, EventConsumer};
 pub use gc::{GcOptions, GcReport};
+pub use images::{Image, ImageDetails, ImageFacts};
 pub use manifests::{ManifestPut, ReferrersPage};
 pub use namespaces::NamespaceDeletion;
 pub use uploads::UploadStatus;
