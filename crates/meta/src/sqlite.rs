@@ -89,6 +89,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0008_events.sql"),
     ),
     (
+        9,
+        "images",
+        include_str!("../migrations/sqlite/0009_images.sql"),
+    ),
+    (
         10,
         "vulnerability advisor",
         include_str!("../migrations/sqlite/0010_vulnerability_advisor.sql"),

@@ -34,6 +34,7 @@ mod advisor;
 mod blobs;
 pub(crate) mod events;
 mod gc;
+mod images;
 mod jobs;
 mod keys;
 mod manifests;
