@@ -734,7 +734,7 @@ impl Registry {
         tag: Option<&Tag>,
         record: &berth_meta::ManifestRecord,
     ) -> Result<PullVerdict, RegistryError> {
-        let Some(policy) = self.meta().policy(repository.namespace()).await? else {
+        let Some(policy) = self.pull_policy(repository.namespace()).await? else {
             return Ok(PullVerdict::Allow);
         };
         if policy.mode == berth_meta::PolicyMode::Off {
@@ -927,7 +927,41 @@ pub fn parse_osv(bytes: &[u8]) -> Result<Advisory, String> {
     berth_scanner::osv::parse_json(bytes).map_err(|error| error.to_string())
 }
 
+/// Pull policies by namespace, each with when it was read. At most
+/// [`POLICY_CACHE_ENTRIES`]; emptied when full (namespaces are few).
+pub(crate) type PolicyCache =
+    std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<PolicyRow>)>>;
+
+const POLICY_CACHE_ENTRIES: usize = 4096;
+
 impl Registry {
+    /// The pull policy of `namespace` as a manifest GET sees it: read from
+    /// the database at most once per `cache_ttl` per namespace, so that
+    /// pulls of a namespace without a policy, the common case, cost no
+    /// query. A policy set through this node applies at once; one set
+    /// through another node within `cache_ttl` (1 s by default).
+    async fn pull_policy(&self, namespace: &str) -> Result<Option<PolicyRow>, RegistryError> {
+        let ttl = self.inner.config.manifest_cache_ttl;
+        if let Ok(cache) = self.inner.policy_cache.lock() {
+            if let Some((read, policy)) = cache.get(namespace) {
+                if read.elapsed() < ttl {
+                    return Ok(policy.clone());
+                }
+            }
+        }
+        let read = std::time::Instant::now();
+        let policy = self.meta().policy(namespace).await?;
+        if !ttl.is_zero() {
+            if let Ok(mut cache) = self.inner.policy_cache.lock() {
+                if cache.len() >= POLICY_CACHE_ENTRIES {
+                    cache.clear();
+                }
+                cache.insert(namespace.to_string(), (read, policy.clone()));
+            }
+        }
+        Ok(policy)
+    }
+
     /// The pull policy of `namespace`, if one was set.
     pub async fn vulnerability_policy(
         &self,
@@ -947,7 +981,11 @@ impl Registry {
         actor: &Actor,
         policy: &PolicyRow,
     ) -> Result<(), RegistryError> {
-        match self.meta().set_policy(&self.change(actor), policy).await {
+        let result = self.meta().set_policy(&self.change(actor), policy).await;
+        if let Ok(mut cache) = self.inner.policy_cache.lock() {
+            cache.remove(&policy.namespace);
+        }
+        match result {
             Err(MetaError::NotFound) => Err(RegistryError::NamespaceUnknown),
             other => Ok(other?),
         }

@@ -174,6 +174,9 @@ struct Inner {
     cache_gate: Arc<cache::Gate>,
     /// Fences this node waits for after its changes (see `cache.rs`).
     fences: cache::Fences,
+    /// Namespaces' vulnerability pull policies, read on every manifest GET
+    /// (see `Registry::pull_policy`).
+    policy_cache: advisor::PolicyCache,
 }
 
 /// Where the registry reads the time. Tests replace it to move time forward.
@@ -228,6 +231,7 @@ impl Registry {
                 ),
                 cache_gate,
                 fences: cache::Fences::default(),
+                policy_cache: Default::default(),
             }),
         }
     }
