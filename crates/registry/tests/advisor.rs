@@ -405,8 +405,10 @@ async fn a_namespace_policy_blocks_or_warns_on_pulls_of_vulnerable_images() {
         PullVerdict::Allow
     );
 
+    // Through the registry, as the API sets it: a policy set through this
+    // node applies at once (its per-namespace cache is refreshed).
     let set = |mode, severity: &str, block_unscanned| {
-        let meta = h.meta.clone();
+        let registry = h.registry.clone();
         let policy = PolicyRow {
             namespace: "team".to_string(),
             mode,
@@ -415,7 +417,8 @@ async fn a_namespace_policy_blocks_or_warns_on_pulls_of_vulnerable_images() {
             updated_at: START,
         };
         async move {
-            meta.set_policy(&berth_meta::Change::new(actor(), START), &policy)
+            registry
+                .set_vulnerability_policy(&actor(), &policy)
                 .await
                 .unwrap()
         }
