@@ -21,7 +21,7 @@
 //!   and how long a retired key keeps verifying.
 //! - [`challenge`]: `WWW-Authenticate` rendering, `Authorization` header parsing,
 //!   and the token endpoint's GET query and OAuth2 POST form as typed requests.
-//! - [`throttle`]: failed-login throttling per account and per address.
+//! - [`throttle`]: failed-login throttling per (account, address) and per address.
 //! - [`store`]: the [`AuthStore`] trait the metadata store implements, its
 //!   records, and refresh-token issuance.
 //! - [`login`]: credentials to [`Principal`] over an [`AuthStore`] and the

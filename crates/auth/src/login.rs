@@ -3,8 +3,11 @@
 //! credential takes (Basic on `/v2/`, the token endpoint's GET and its OAuth2
 //! POST), so the order of checks is decided once:
 //!
-//! 1. The throttle, before any hashing: a locked account or address is
-//!    refused without looking at the password.
+//! 1. The throttle, before any hashing: a locked (account, address) pair or
+//!    address is refused without looking at the password. A secret shaped
+//!    like an access token is 256 bits of randomness, which nobody guesses,
+//!    so it is throttled by address only and its name cannot be locked out
+//!    by others (`crate::throttle`).
 //! 2. A password shaped like an access token (`berth_at_…`) is checked against
 //!    the access token of that name; anything else against the user's argon2
 //!    hash. An unknown user still costs one argon2 verification, so timing
@@ -65,11 +68,13 @@ pub async fn login_with_password(
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     };
+    let token_login = looks_like_access_token(password.expose());
+    let account = (!token_login).then_some(username);
     lock()
-        .check(username, context.address, context.instant)
+        .check(account, context.address, context.instant)
         .map_err(LoginError::Throttled)?;
 
-    let principal = if looks_like_access_token(password.expose()) {
+    let principal = if token_login {
         match store.get_access_token(username).await? {
             Some(record) => record.authenticate(password.expose(), context.now),
             None => None,
@@ -104,7 +109,7 @@ pub async fn login_with_password(
 
     match principal {
         Some(principal) => {
-            lock().record_success(username, context.address, context.instant);
+            lock().record_success(account, context.address, context.instant);
             if let Principal::AccessToken { name, .. } = &principal {
                 // Advisory; a failure to record use must not fail the login.
                 let _ = store.touch_access_token(name, context.now).await;
@@ -112,7 +117,7 @@ pub async fn login_with_password(
             Ok(principal)
         }
         None => {
-            lock().record_failure(username, context.address, context.instant);
+            lock().record_failure(account, context.address, context.instant);
             Err(LoginError::InvalidCredentials)
         }
     }
@@ -290,6 +295,43 @@ mod tests {
         assert!(login_with_password(&store, &throttle, "ci", &secret, ctx)
             .await
             .is_err());
+    }
+
+    /// Issue 11: wrong guesses at a robot's secret locked the robot out
+    /// (CI and pull secrets stopped working). Token-shaped secrets are
+    /// throttled by address only, so the robot goes on working, even from
+    /// the guesser's address until that address itself is locked.
+    #[tokio::test]
+    async fn access_token_logins_are_not_locked_by_name() {
+        let store = store_with_alice().await;
+        let throttle = Mutex::new(LoginThrottle::new(ThrottleConfig::default()));
+        let ctx = context();
+        let (secret, secret_hash) = generate_access_token();
+        store
+            .create_access_token(
+                &crate::actor::test_change(),
+                AccessTokenRecord {
+                    name: "ci".into(),
+                    secret_hash,
+                    scopes: vec![TokenScope::parse("team-a:pull").unwrap()],
+                    created_by: Some("alice".into()),
+                    created_at: ctx.now,
+                    expires_at: None,
+                    last_used_at: None,
+                    revoked_at: None,
+                },
+            )
+            .await
+            .unwrap();
+        for _ in 0..10 {
+            let (guess, _) = generate_access_token();
+            let result = login_with_password(&store, &throttle, "ci", &guess, ctx).await;
+            assert!(matches!(result, Err(LoginError::InvalidCredentials)));
+        }
+        login_with_password(&store, &throttle, "ci", &secret, ctx)
+            .await
+            .unwrap();
+        assert_eq!(throttle.lock().unwrap().tracked(), (0, 1));
     }
 
     #[tokio::test]

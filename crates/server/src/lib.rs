@@ -16,6 +16,8 @@
 //!   per resource, and the OpenAPI document generated from them.
 //! - `tls`: the rustls listener behind [`run_tls`].
 //! - `settings`: [`ServerSettings`], connection limits and trusted proxies.
+//! - `origin`: each request's [`origin::ClientOrigin`] (client address,
+//!   scheme, host), resolved once through the trusted proxies.
 //!
 //! **Architecture Invariant:** axum and HTTP types live in this crate only.
 //! Below it, the registry speaks in domain types.
@@ -36,6 +38,7 @@ pub mod api;
 pub mod endpoint;
 pub mod error;
 pub mod metrics;
+pub mod origin;
 pub mod settings;
 pub mod tls;
 pub mod token;
@@ -98,7 +101,6 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
-        .layer(axum::middleware::map_request(host_from_authority))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 let id = request
@@ -106,9 +108,22 @@ pub fn app(state: AppState) -> Router {
                     .get(&REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
-                tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path())
+                // The client as resolved through trusted proxies, not the
+                // proxy's address.
+                let client = request
+                    .extensions()
+                    .get::<origin::ClientOrigin>()
+                    .and_then(|origin| origin.address)
+                    .map_or_else(|| "-".to_string(), |address| address.to_string());
+                tracing::info_span!("request", id = %id, client = %client, method = %request.method(), path = %request.uri().path())
             }),
         )
+        // Outside the trace layer, so the request's span names the client.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            origin::resolve_origin,
+        ))
+        .layer(axum::middleware::map_request(host_from_authority))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         // Outermost, so that a refused id is gone before one is set.
@@ -257,8 +272,8 @@ pub async fn run_tls(
 /// connection settings it does not expose (see [`HTTP1_READ_BUFFER`]) and
 /// those of [`ServerSettings`] enforced so far.
 ///
-/// Each request carries the peer's address as `ConnectInfo`, which login
-/// throttling keys on. When `shutdown` completes the listener is closed,
+/// Each request carries the peer's address as `ConnectInfo`, from which
+/// [`origin::resolve_origin`] finds the client (through trusted proxies). When `shutdown` completes the listener is closed,
 /// idle connections are closed, and the call returns once every request in
 /// flight has been answered.
 async fn serve<L>(

@@ -228,6 +228,38 @@ impl Harness {
             .await
     }
 
+    /// Sends a request as if it came from `peer` (the socket's address,
+    /// which [`berth_server::run`] attaches), with extra `headers` (a
+    /// `host` among them replaces the usual one).
+    pub async fn call_from(
+        &self,
+        peer: &str,
+        method: &str,
+        uri: &str,
+        authorization: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut builder = Request::builder().method(method).uri(uri);
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+        {
+            builder = builder.header("host", HOST);
+        }
+        if let Some(authorization) = authorization {
+            builder = builder.header("authorization", authorization);
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let mut request = builder.body(Body::empty()).unwrap();
+        let peer: std::net::SocketAddr = peer.parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        self.send(request).await
+    }
+
     pub async fn send(&self, request: Request<Body>) -> Answer {
         let response = app(self.state.clone()).oneshot(request).await.unwrap();
         let (parts, body) = response.into_parts();
