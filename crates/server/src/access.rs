@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::ConnectInfo;
@@ -23,7 +23,7 @@ use berth_auth::policy::may_create_namespace;
 use berth_auth::store::NamespaceRecord;
 use berth_auth::{
     authorize, AuthError, AuthStore, AuthStoreError, Challenge, ChallengeError, Claims,
-    Credentials, Decision, Denial, LoginContext, LoginError, LoginThrottle, NamespaceFacts,
+    Credentials, Decision, Denial, LoginContext, LoginError, LoginGuards, NamespaceFacts,
     PolicyConfig, Principal, Scope, TokenAuthority, TokenRejection, Visibility,
 };
 use berth_auth::{change_at, login_with_password, Action, Actor};
@@ -46,8 +46,9 @@ pub struct AuthState {
     /// Signs and verifies registry bearer tokens, with the keys of `store`
     /// as last loaded (see [`AuthState::reload_keys`]).
     pub authority: TokenAuthority,
-    /// Failed-login counts per account and address, shared by every login path.
-    pub throttle: Mutex<LoginThrottle>,
+    /// Failed-login counts per (account, address) and per address, and the
+    /// bound on password hashing, shared by every login path.
+    pub login: LoginGuards,
     pub policy: PolicyConfig,
     /// The token endpoint's absolute URL for challenges; when unset it is
     /// derived from each request's `Host`, so one configuration works behind
@@ -103,6 +104,11 @@ impl AuthState {
             LoginError::Throttled(wait) => ApiError::new(
                 ErrorCode::TooManyRequests,
                 "too many failed logins; try again later",
+            )
+            .with_header("retry-after", wait.as_secs().max(1).to_string()),
+            LoginError::Busy(wait) => ApiError::new(
+                ErrorCode::TooManyRequests,
+                "too many logins at once; try again shortly",
             )
             .with_header("retry-after", wait.as_secs().max(1).to_string()),
             LoginError::InvalidCredentials => {
@@ -311,7 +317,7 @@ pub async fn authenticate_caller(
         Some(Credentials::Basic { username, password }) => {
             let principal = login_with_password(
                 auth.store.as_ref(),
-                &auth.throttle,
+                &auth.login,
                 &username,
                 &password,
                 login_context(parts),

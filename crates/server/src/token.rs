@@ -57,7 +57,7 @@ async fn get_token_inner(state: &AppState, parts: &Parts) -> Result<Response, Ap
         Some(value) => match value.to_str().ok().and_then(Credentials::parse) {
             Some(Credentials::Basic { username, password }) => login_with_password(
                 auth.store.as_ref(),
-                &auth.throttle,
+                &auth.login,
                 &username,
                 &password,
                 login_context(parts),
@@ -151,7 +151,7 @@ async fn post_token_inner(
         Grant::Password { username, password } => {
             login_with_password(
                 auth.store.as_ref(),
-                &auth.throttle,
+                &auth.login,
                 username,
                 password,
                 login_context(parts),

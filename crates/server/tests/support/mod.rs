@@ -9,15 +9,15 @@
 
 #![allow(dead_code)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use berth_auth::{
-    admin, AuthStore, Expiry, LoginThrottle, MetaAuthStore, PolicyConfig, Role, Secret,
-    ThrottleConfig, TokenAuthority, TokenScope, Visibility,
+    admin, AuthStore, Expiry, HashingPool, LoginGuards, LoginThrottle, MetaAuthStore, PolicyConfig,
+    Role, Secret, ThrottleConfig, TokenAuthority, TokenScope, Visibility,
 };
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_registry::{Registry, RegistryConfig};
@@ -179,7 +179,10 @@ impl Harness {
         let auth = AuthState {
             store,
             authority: TokenAuthority::new(keys, "berth", "berth"),
-            throttle: Mutex::new(LoginThrottle::new(ThrottleConfig::default())),
+            login: LoginGuards::new(
+                LoginThrottle::new(ThrottleConfig::default()),
+                HashingPool::for_this_machine(),
+            ),
             policy,
             realm: None,
             tls: false,
