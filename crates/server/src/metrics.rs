@@ -25,6 +25,11 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LatencyLabels {
     endpoint: &'static str,
     method: &'static str,
@@ -40,6 +45,7 @@ pub struct Metrics {
     gc_bytes_reclaimed: Counter<u64, AtomicU64>,
     gc_objects_removed: Counter<u64, AtomicU64>,
     gc_pass_duration: Histogram,
+    connections_refused: Family<RefusedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -99,7 +105,14 @@ impl Metrics {
             "Duration of garbage-collection passes this node ran",
             gc_pass_duration.clone(),
         );
+        let connections_refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections answered 503 and closed at once: reason total (max_connections) or address (max_connections_per_address)",
+            connections_refused.clone(),
+        );
         Metrics {
+            connections_refused,
             registry,
             requests,
             latency,
@@ -109,6 +122,13 @@ impl Metrics {
             gc_objects_removed,
             gc_pass_duration,
         }
+    }
+
+    /// Counts a connection refused by the accept loop's caps.
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&RefusedLabels { reason })
+            .inc();
     }
 
     pub fn bytes_in(&self, n: u64) {

@@ -53,15 +53,15 @@ declare_config! {
         cache_ttl: Duration = "1s", flag "cache-ttl", Legacy;
         /// After SIGTERM or SIGINT, how long requests in flight may take before the process exits anyway.
         shutdown_timeout: Duration = "30s", flag "shutdown-timeout";
-        /// How long a kept-alive connection may stay idle between requests (not enforced yet).
+        /// How long a connection may wait for the first byte of its next request (kept-alive or new).
         idle_timeout: Duration = "60s", flag "idle-timeout";
-        /// How long a client may take to send a request's headers.
+        /// How long a client may take to send a request's headers, from their first byte.
         header_timeout: Duration = "10s", flag "header-timeout";
-        /// The longest pause between two reads of a request body (not enforced yet).
+        /// The longest pause between two reads of a request body (a slow upload that keeps sending is fine).
         body_timeout: Duration = "60s", flag "body-timeout";
-        /// Open connections served at once; more wait to be accepted (not enforced yet).
+        /// Open connections served at once; more are answered 503 and closed.
         max_connections: usize = "10000", flag "max-connections";
-        /// Open connections served at once from one client address (not enforced yet).
+        /// Open connections served at once from one client address (trusted proxies exempt); more are answered 503 and closed.
         max_connections_per_address: usize = "256", flag "max-connections-per-address";
     }
 
