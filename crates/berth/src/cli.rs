@@ -72,6 +72,20 @@ pub enum Command {
         #[command(subcommand)]
         command: ClientNamespaceCommand,
     },
+    /// List, inspect, tag, untag and remove images on a registry.
+    Image {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ClientImageCommand,
+    },
+    /// Show an image's manifest as pushed.
+    Manifest {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ClientManifestCommand,
+    },
     /// Manage the members of a namespace.
     Member {
         #[command(flatten)]
@@ -155,9 +169,74 @@ pub enum ClientNamespaceCommand {
     /// List the namespaces you can see.
     #[command(alias = "ls")]
     List,
-    /// Remove a namespace.
+    /// Remove a namespace; one that holds repositories only with --force.
     #[command(alias = "remove")]
-    Rm { name: String },
+    Rm {
+        name: String,
+        /// Remove its repositories too, with every image in them.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// What `berth image list` and `berth image digests` show.
+#[derive(Args, Debug, Clone)]
+pub struct ImageListArgs {
+    /// Only this namespace (NS) or repository (NS/REPO).
+    #[arg(long, value_name = "NS[/REPO]")]
+    pub restrict: Option<String>,
+    /// Also images no tag points at (an index's children, old pushes).
+    #[arg(long)]
+    pub include_untagged: bool,
+    /// Show whole digests.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Show each image's type (image, index, artifact).
+    #[arg(long)]
+    pub show_type: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientImageCommand {
+    /// List images, one row per tag, newest first.
+    #[command(alias = "ls")]
+    List(ImageListArgs),
+    /// List image digests, one row per image, with their tags.
+    Digests(ImageListArgs),
+    /// Show everything about images (JSON): configuration, layers,
+    /// platforms, referrers.
+    Inspect {
+        /// [HOST/]NS/REPO[:TAG|@DIGEST]
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+    },
+    /// Point TARGET (a tag, in any namespace) at SOURCE, server-side.
+    Tag {
+        #[arg(value_name = "SOURCE")]
+        source: String,
+        #[arg(value_name = "TARGET")]
+        target: String,
+    },
+    /// Remove a tag; the image stays under its digest and other tags.
+    Untag {
+        #[arg(value_name = "IMAGE")]
+        image: String,
+    },
+    /// Remove images (by tag or digest) with every tag pointing at them.
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientManifestCommand {
+    /// Print the manifest of IMAGE as pushed (JSON).
+    Inspect {
+        #[arg(value_name = "IMAGE")]
+        image: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

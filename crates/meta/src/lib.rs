@@ -13,6 +13,7 @@
 //! | [`RepositoryStore`] | [`repositories`] | listing and deleting repositories |
 //! | [`BlobLinkStore`] | [`blobs`] | which blobs a repository may serve |
 //! | [`ManifestStore`] | [`manifests`] | manifests, tags and referrers |
+//! | [`ImageStore`] | [`images`] | manifests as images: listings, sizes, config facts |
 //! | [`UploadStore`] | [`uploads`] | upload sessions and their write leases |
 //! | [`JobLeaseStore`] | [`jobs`] | one node at a time for background jobs |
 //! | [`GcStore`] | [`gc`] | garbage-collection candidates and deletions |
@@ -42,6 +43,7 @@ pub mod auth;
 pub mod blobs;
 pub mod events;
 pub mod gc;
+pub mod images;
 pub mod jobs;
 pub mod manifests;
 pub mod namespaces;
@@ -61,6 +63,10 @@ pub use events::{
     EventSubscription, Notice,
 };
 pub use gc::{BlobCandidate, GcCutoffs, GcStore, LinkCandidate, ManifestCandidate};
+pub use images::{
+    ImageCursor, ImageStore, ImageSummary, RepositoryCursor, RepositoryQuery, RepositorySort,
+    RepositorySummary, TaggedFilter,
+};
 pub use jobs::JobLeaseStore;
 pub use manifests::{
     DeletedManifest, ManifestRecord, ManifestStore, NewManifest, Referrer, SizeMismatch,
@@ -137,6 +143,7 @@ pub trait MetaStore:
     RepositoryStore
     + BlobLinkStore
     + ManifestStore
+    + ImageStore
     + UploadStore
     + JobLeaseStore
     + GcStore

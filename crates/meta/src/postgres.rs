@@ -148,6 +148,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "events",
         include_str!("../migrations/postgres/0008_events.sql"),
     ),
+    (
+        9,
+        "images",
+        include_str!("../migrations/postgres/0009_images.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.

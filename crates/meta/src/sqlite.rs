@@ -88,6 +88,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "events",
         include_str!("../migrations/sqlite/0008_events.sql"),
     ),
+    (
+        9,
+        "images",
+        include_str!("../migrations/sqlite/0009_images.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

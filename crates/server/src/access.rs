@@ -503,7 +503,7 @@ async fn check(
 
 /// Creates the namespace of `repository` with `principal` as its owner, as
 /// the first permitted push into it. A concurrent creation is not an error.
-async fn create_namespace_for(
+pub(crate) async fn create_namespace_for(
     auth: &AuthState,
     principal: &Principal,
     actor: &Actor,

@@ -64,6 +64,11 @@ enum Setup {
     Bystander,
     /// The owner has an access token `victim-{cell}` for the namespace.
     TokenToRevoke,
+    /// `{ns}/app` holds an image of its own tagged `c{cell}`.
+    Image,
+    /// A namespace `{ns}-{cell}` with the members and visibility of `{ns}`
+    /// and a repository in it.
+    NamespaceToDelete,
 }
 
 struct Row {
@@ -83,6 +88,14 @@ struct Row {
 /// Shorthands for the rows below.
 const ADMIN_ONLY: [u16; 10] = [401, 403, 403, 403, 403, 200, 403, 403, 403, 403];
 const OWNERS: [u16; 10] = [401, 403, 403, 403, 200, 200, 403, 403, 401, 401];
+/// Pulling from a repository: every member, and on a public namespace
+/// every user; registry tokens need the repository's `pull`.
+const READERS_PUBLIC: [u16; 10] = [401, 200, 200, 200, 200, 200, 200, 200, 401, 401];
+const READERS_PRIVATE: [u16; 10] = [401, 200, 200, 200, 200, 200, 403, 200, 401, 401];
+/// Pushing: writers and up, the robot (it holds `*`).
+const WRITERS: [u16; 10] = [401, 403, 200, 200, 200, 200, 403, 200, 401, 401];
+/// Deleting: maintainers and up, the robot.
+const MAINTAINERS: [u16; 10] = [401, 403, 403, 200, 200, 200, 403, 200, 401, 401];
 
 fn with(statuses: [u16; 10], success: u16) -> [u16; 10] {
     statuses.map(|status| if status == 200 { success } else { status })
@@ -128,6 +141,23 @@ fn rows() -> Vec<Row> {
         Row { operation: "revoke_token", method: "DELETE", path: "/api/v1/tokens/victim-{cell}", body: "",
               setup: Setup::TokenToRevoke,
               public: with(OWNERS, 204), private: with(OWNERS, 204) },
+        Row { operation: "list_images", method: "GET", path: "/api/v1/repositories/{ns}%2Fapp/images?tagged=any",
+              body: "", setup: Setup::None, public: READERS_PUBLIC, private: READERS_PRIVATE },
+        Row { operation: "get_image", method: "GET", path: "/api/v1/repositories/{ns}%2Fapp/images/latest",
+              body: "", setup: Setup::None, public: READERS_PUBLIC, private: READERS_PRIVATE },
+        Row { operation: "delete_image", method: "DELETE", path: "/api/v1/repositories/{ns}%2Fapp/images/c{cell}",
+              body: "", setup: Setup::Image, public: MAINTAINERS, private: MAINTAINERS },
+        Row { operation: "tag_image", method: "PUT", path: "/api/v1/repositories/{ns}%2Fcopy/tags/c{cell}",
+              body: r#"{"source_repository":"{ns}/app","source_reference":"latest"}"#,
+              setup: Setup::None, public: WRITERS, private: WRITERS },
+        Row { operation: "list_repositories", method: "GET", path: "/api/v1/repositories?namespace={ns}&sort=size",
+              body: "", setup: Setup::None,
+              public: [401, 200, 200, 200, 200, 200, 200, 200, 401, 401],
+              private: [401, 200, 200, 200, 200, 200, 403, 200, 401, 401] },
+        Row { operation: "delete_namespace", method: "DELETE", path: "/api/v1/namespaces/{ns}-{cell}?force=true",
+              body: "", setup: Setup::NamespaceToDelete, public: OWNERS, private: OWNERS },
+        Row { operation: "untag_image", method: "DELETE", path: "/api/v1/repositories/{ns}%2Fapp/tags/c{cell}",
+              body: "", setup: Setup::Image, public: with(MAINTAINERS, 204), private: with(MAINTAINERS, 204) },
     ]
 }
 
@@ -177,6 +207,10 @@ impl Matrix {
         credentials.insert("elsewhere", bearer(&elsewhere));
         credentials.insert("empty", bearer(&empty));
         credentials.insert("admin-empty", bearer(&h.token("root", &[]).await));
+        for namespace in ["pub", "priv"] {
+            h.push_image(&format!("{namespace}/app"), "latest", namespace)
+                .await;
+        }
 
         let document = h.call("GET", "/api/v1/openapi.json", None, "").await.json();
         let mut documented = HashMap::new();
@@ -245,6 +279,38 @@ impl Matrix {
                 )
                 .await
                 .unwrap();
+            }
+            Setup::NamespaceToDelete => {
+                let name = format!("{namespace}-{cell}");
+                let visibility = if namespace == "pub" {
+                    berth_auth::Visibility::Public
+                } else {
+                    berth_auth::Visibility::Private
+                };
+                berth_auth::admin::create_namespace(
+                    store.as_ref(),
+                    &name,
+                    visibility,
+                    None,
+                    &change,
+                )
+                .await
+                .unwrap();
+                for (user, role) in support::MEMBERS {
+                    store.set_member(&change, &name, user, role).await.unwrap();
+                }
+                self.h
+                    .push_image(&format!("{name}/app"), "latest", &name)
+                    .await;
+            }
+            Setup::Image => {
+                self.h
+                    .push_image(
+                        &format!("{namespace}/app"),
+                        &format!("c{cell}"),
+                        &format!("{namespace} {cell}"),
+                    )
+                    .await;
             }
         }
     }

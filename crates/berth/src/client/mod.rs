@@ -22,6 +22,7 @@ pub mod docker_config;
 pub mod error;
 pub mod host;
 pub mod output;
+pub mod reference;
 pub mod session;
 
 use std::path::PathBuf;
@@ -145,6 +146,66 @@ pub struct CreatedToken {
     pub scopes: Vec<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
+}
+
+/// A platform of an image or of an index's child.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+impl Platform {
+    /// `linux/arm64/v8`.
+    pub fn name(&self) -> String {
+        match &self.variant {
+            Some(variant) => format!("{}/{}/{variant}", self.os, self.architecture),
+            None => format!("{}/{}", self.os, self.architecture),
+        }
+    }
+}
+
+/// An image in a listing (`GET /api/v1/repositories/R/images`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Image {
+    pub repository: String,
+    pub digest: String,
+    pub tags: Vec<String>,
+    pub media_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub platforms: Vec<Platform>,
+    /// As the image configuration says (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub pushed_at: OffsetDateTime,
+    pub size: u64,
+    pub manifest_size: u64,
+}
+
+#[derive(Deserialize)]
+pub struct ImageList {
+    pub images: Vec<Image>,
+    pub next_cursor: Option<String>,
+}
+
+/// A repository in a listing (`GET /api/v1/repositories`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Repository {
+    pub name: String,
+}
+
+#[derive(Deserialize)]
+pub struct RepositoryList {
+    pub repositories: Vec<Repository>,
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -159,6 +159,29 @@ pub fn ago(at: OffsetDateTime, now: OffsetDateTime) -> String {
     }
 }
 
+/// A size for a table, in decimal units with three significant digits as
+/// `docker images` shows them ("2.91 MB"); JSON keeps the exact bytes.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 999.5 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        return format!("{bytes} B");
+    }
+    let text = if value >= 99.95 {
+        format!("{value:.0}")
+    } else if value >= 9.995 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    };
+    format!("{text} {}", UNITS[unit])
+}
+
 /// An optional value in a table cell.
 pub fn or_dash(value: Option<&str>) -> String {
     value.unwrap_or("-").to_string()
@@ -169,6 +192,26 @@ mod tests {
     use time::Duration;
 
     use super::*;
+
+    #[test]
+    fn human_sizes() {
+        // (bytes, shown)
+        let cases: &[(u64, &str)] = &[
+            (0, "0 B"),
+            (999, "999 B"),
+            (1_000, "1.00 kB"),
+            (1_234, "1.23 kB"),
+            (12_345, "12.3 kB"),
+            (123_456, "123 kB"),
+            (999_999, "1.00 MB"),
+            (2_910_000, "2.91 MB"),
+            (58_213_344, "58.2 MB"),
+            (7_000_000_000, "7.00 GB"),
+        ];
+        for (bytes, shown) in cases {
+            assert_eq!(human_size(*bytes), *shown, "{bytes}");
+        }
+    }
 
     #[test]
     fn relative_times() {

@@ -81,17 +81,24 @@ pub fn namespace(
                 |n| n.name.as_str(),
             );
         }
-        ClientNamespaceCommand::Rm { name } => {
-            session.call(
+        ClientNamespaceCommand::Rm { name, force } => {
+            let query = if force { "?force=true" } else { "" };
+            let deleted = session.call(
                 Method::DELETE,
-                &format!("/api/v1/namespaces/{}", segment(&name)),
+                &format!("/api/v1/namespaces/{}{query}", segment(&name)),
                 None,
-                &[format!("namespace:{name}:delete")],
+                &[format!("namespace:{name}:manage_settings")],
                 "removing namespaces",
             )?;
+            let repositories = deleted["repositories"].as_array().map_or(0, Vec::len);
+            let sentence = if repositories > 0 {
+                format!("Removed namespace {name} and its {repositories} repositories.")
+            } else {
+                format!("Removed namespace {name}.")
+            };
             output.done(
-                &json!({ "name": name, "removed": true }),
-                &format!("Removed namespace {name}."),
+                &json!({ "name": name, "removed": true, "repositories": deleted["repositories"] }),
+                &sentence,
             );
         }
     }

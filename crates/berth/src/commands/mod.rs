@@ -9,7 +9,7 @@
 //! configuration and work on the registry's data; client commands, which
 //! talk HTTP to a registry, have their modules here too (`login.rs`:
 //! login, logout, registry, info; `manage.rs`: namespaces, members, tokens,
-//! users) and share `crate::client`. Their errors are `ClientError`s, whose
+//! users; `images.rs`: images and manifests) and share `crate::client`. Their errors are `ClientError`s, whose
 //! messages name the cause and the fix, and whose exit status is 2 for
 //! misuse and 1 otherwise.
 
@@ -23,6 +23,7 @@ mod admin;
 mod config;
 mod events;
 mod gc;
+mod images;
 mod login;
 mod manage;
 mod serve;
@@ -45,6 +46,14 @@ pub fn run(command: Command, env: &Environment) -> ExitCode {
             client: args,
             command,
         } => client(manage::namespace(args, command, env)),
+        Command::Image {
+            client: args,
+            command,
+        } => client(images::image(args, command, env)),
+        Command::Manifest {
+            client: args,
+            command,
+        } => client(images::manifest(args, command, env)),
         Command::Member {
             client: args,
             command,

@@ -698,9 +698,26 @@ async fn record_references(
             .bind(repository_id)
             .bind(digest)
             .bind(distinct(&manifest.children))
-            .execute(tx)
+            .execute(&mut *tx)
             .await
             .map_err(database("recording an index's manifests"))?;
     }
+    // The image's size, from the rows just written: each distinct blob of
+    // the manifest and of its children once (see migration 0009).
+    query(
+        "UPDATE manifests SET total_size = ( \
+             SELECT COALESCE(SUM(b.size), 0) FROM blobs b WHERE b.digest IN ( \
+                 SELECT mb.blob_digest FROM manifest_blobs mb \
+                 WHERE mb.repository_id = $1 \
+                   AND (mb.manifest_digest = $2 OR mb.manifest_digest IN ( \
+                       SELECT c.child_digest FROM manifest_children c \
+                       WHERE c.repository_id = $1 AND c.parent_digest = $2)))) \
+         WHERE repository_id = $1 AND digest = $2",
+    )
+    .bind(repository_id)
+    .bind(digest)
+    .execute(tx)
+    .await
+    .map_err(database("recording an image's size"))?;
     Ok(())
 }

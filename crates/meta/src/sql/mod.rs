@@ -32,6 +32,7 @@ pub(crate) mod db;
 mod blobs;
 pub(crate) mod events;
 mod gc;
+mod images;
 mod jobs;
 mod keys;
 mod manifests;

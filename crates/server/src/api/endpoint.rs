@@ -10,11 +10,14 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use super::error::{ErrorCode, ManagementError};
+use super::images::{ImageListing, TagRequest};
 use super::members::MemberUpdate;
+use super::namespaces::DeleteOptions;
 use super::namespaces::{NamespaceUpdate, NewNamespace};
+use super::repositories::RepositoryListing;
 use super::route::{PathParams, Route};
 use super::tokens::{NewToken, MAX_SCOPES};
-use super::types::Name;
+use super::types::{Name, ReferenceParam, RepositoryParam, TagParam};
 use super::users::NewUser;
 
 /// The largest request body accepted: a name, a password, a hundred scopes.
@@ -38,16 +41,40 @@ pub enum Endpoint {
     ListTokens,
     CreateToken(NewToken),
     RevokeToken(Name),
+    ListImages(RepositoryParam, ImageListing),
+    GetImage(RepositoryParam, ReferenceParam),
+    DeleteImage(RepositoryParam, ReferenceParam),
+    /// Target repository and tag, and where the image comes from.
+    TagImage(RepositoryParam, TagParam, TagRequest),
+    UntagImage(RepositoryParam, TagParam),
+    ListRepositories(RepositoryListing),
+    /// The namespace, and whether to delete its repositories too.
+    DeleteNamespace(Name, bool),
 }
 
 impl Endpoint {
-    /// Builds the endpoint of `route` from its path parameters and body.
+    /// Builds the endpoint of `route` from its path parameters and body,
+    /// with no query string.
     pub fn parse(
         route: Route,
         params: &PathParams,
         body: &[u8],
     ) -> Result<Endpoint, ManagementError> {
+        Endpoint::parse_with_query(route, params, None, body)
+    }
+
+    /// Builds the endpoint of `route` from its path parameters, query
+    /// string (which only listings read) and body.
+    pub fn parse_with_query(
+        route: Route,
+        params: &PathParams,
+        query: Option<&str>,
+        body: &[u8],
+    ) -> Result<Endpoint, ManagementError> {
         let name = |param: &str| Name::from_param(param, params.get(param));
+        let repository = || RepositoryParam::from_param("repository", params.get("repository"));
+        let reference = || ReferenceParam::from_param("reference", params.get("reference"));
+        let tag = || TagParam::from_param("tag", params.get("tag"));
         Ok(match route {
             Route::OpenApi => Endpoint::OpenApi,
             Route::ListUsers => Endpoint::ListUsers,
@@ -70,6 +97,21 @@ impl Endpoint {
                 Endpoint::CreateToken(new)
             }
             Route::RevokeToken => Endpoint::RevokeToken(name("name")?),
+            Route::ListImages => {
+                let repository = repository()?;
+                let listing = ImageListing::parse(&repository.0, query)?;
+                Endpoint::ListImages(repository, listing)
+            }
+            Route::GetImage => Endpoint::GetImage(repository()?, reference()?),
+            Route::DeleteImage => Endpoint::DeleteImage(repository()?, reference()?),
+            Route::TagImage => Endpoint::TagImage(repository()?, tag()?, json(body)?),
+            Route::UntagImage => Endpoint::UntagImage(repository()?, tag()?),
+            Route::ListRepositories => Endpoint::ListRepositories(RepositoryListing::parse(query)?),
+            Route::DeleteNamespace => {
+                let options: DeleteOptions = serde_urlencoded::from_str(query.unwrap_or(""))
+                    .map_err(|error| ManagementError::invalid_request(format!("query: {error}")))?;
+                Endpoint::DeleteNamespace(name("namespace")?, options.force.unwrap_or(false))
+            }
         })
     }
 }

@@ -1,5 +1,5 @@
-//! The JSON management API under `/api/v1`: users, namespaces, members and
-//! access tokens, for people, their tools and their robots.
+//! The JSON management API under `/api/v1`: users, namespaces, members,
+//! access tokens and images, for people, their tools and their robots.
 //!
 //! # Layout
 //!
@@ -12,8 +12,9 @@
 //! 3. [`permission`]: the caller is authenticated (as on `/v2/`) and the
 //!    endpoint's row of the permission table is checked, once (401, 403).
 //! 4. the endpoint's handler, in the module of its resource ([`users`],
-//!    [`namespaces`], [`members`], [`tokens`]), does the work through
-//!    `berth_auth` and answers with a typed body.
+//!    [`namespaces`], [`members`], [`tokens`], [`images`]), does the work
+//!    through `berth_auth` (images: through the registry domain) and
+//!    answers with a typed body.
 //!
 //! [`error`] is the one mapping from every error below into
 //! `{"code","message","detail"}`; [`types`] holds the validated values the
@@ -36,10 +37,12 @@ use time::OffsetDateTime;
 
 pub mod endpoint;
 pub mod error;
+pub mod images;
 pub mod members;
 pub mod namespaces;
 pub mod openapi;
 pub mod permission;
+pub mod repositories;
 pub mod route;
 pub mod tokens;
 pub mod types;
@@ -68,6 +71,8 @@ pub fn router() -> Router<AppState> {
 /// of the changes it makes (for the event stream).
 pub struct Context<'a> {
     pub auth: &'a AuthState,
+    /// The registry domain, for the image endpoints.
+    pub registry: &'a berth_registry::Registry,
     pub caller: &'a Authorized,
     pub actor: Actor,
 }
@@ -136,11 +141,12 @@ async fn handle(
     } else {
         bytes::Bytes::new()
     };
-    let endpoint = Endpoint::parse(route, &params, &body)?;
+    let endpoint = Endpoint::parse_with_query(route, &params, parts.uri.query(), &body)?;
     let permission = permission::required(&endpoint);
     let caller = permission::authorize(auth, caller, &permission, &parts).await?;
     let context = Context {
         auth,
+        registry: &state.registry,
         caller: &caller,
         actor: actor_of(&caller.principal, &parts),
     };
@@ -168,5 +174,20 @@ async fn handle_endpoint(
         Endpoint::ListTokens => tokens::list(ctx).await,
         Endpoint::CreateToken(new) => tokens::create(ctx, new).await,
         Endpoint::RevokeToken(name) => tokens::revoke(ctx, &name).await,
+        Endpoint::ListImages(repository, listing) => {
+            images::list(ctx, &repository.0, listing).await
+        }
+        Endpoint::GetImage(repository, reference) => {
+            images::get(ctx, &repository.0, &reference.0).await
+        }
+        Endpoint::DeleteImage(repository, reference) => {
+            images::delete(ctx, &repository.0, &reference.0).await
+        }
+        Endpoint::TagImage(repository, tag, request) => {
+            images::tag(ctx, &repository.0, &tag, request).await
+        }
+        Endpoint::UntagImage(repository, tag) => images::untag(ctx, &repository.0, &tag).await,
+        Endpoint::ListRepositories(listing) => repositories::list(ctx, listing).await,
+        Endpoint::DeleteNamespace(name, force) => namespaces::delete(ctx, &name, force).await,
     }
 }

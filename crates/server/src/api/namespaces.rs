@@ -7,11 +7,31 @@ use berth_auth::store::NamespaceRecord;
 use berth_auth::{admin, NamespaceFacts, Role, Visibility};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ErrorBody, ManagementError};
 use super::types::{Name, RoleSchema, VisibilitySchema};
 use super::{created, ok, Context};
+use berth_registry::{NamespaceUsage, RegistryError};
+
+/// The query of a namespace deletion.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteOptions {
+    /// Delete its repositories too, with everything in them (through the
+    /// registry, writing their events). Without it, a namespace that holds
+    /// repositories is not deleted (409).
+    pub force: Option<bool>,
+}
+
+/// A namespace, deleted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedNamespace {
+    pub name: String,
+    /// The repositories deleted with it.
+    pub repositories: Vec<String>,
+}
 
 /// A new namespace.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -44,6 +64,12 @@ pub struct Namespace {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
+    /// Repositories in it.
+    pub repositories: u64,
+    /// Manifests stored in its repositories.
+    pub images: u64,
+    /// Bytes of the blobs its repositories hold, each once.
+    pub storage_bytes: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -59,11 +85,20 @@ async fn view(ctx: &Context<'_>, record: NamespaceRecord) -> Result<Namespace, M
         Some(user) => ctx.auth.store.member_role(&record.name, user).await?,
         None => None,
     };
+    let usage = match ctx.registry.namespace_usage(&record.name).await {
+        Ok(usage) => usage,
+        // Deleted since it was read: it holds nothing.
+        Err(RegistryError::NamespaceUnknown) => NamespaceUsage::default(),
+        Err(other) => return Err(other.into()),
+    };
     Ok(Namespace {
         name: record.name,
         visibility: record.visibility,
         role,
         created_at: record.created_at,
+        repositories: usage.repositories,
+        images: usage.images,
+        storage_bytes: usage.storage_bytes,
     })
 }
 
@@ -141,6 +176,9 @@ pub async fn create(ctx: &Context<'_>, new: NewNamespace) -> Result<Response, Ma
         visibility: new.visibility,
         role: owner.map(|_| Role::Owner),
         created_at: now,
+        repositories: 0,
+        images: 0,
+        storage_bytes: 0,
     }))
 }
 
@@ -190,4 +228,55 @@ pub async fn update(
     }
     let record = get_record(ctx, name).await?;
     Ok(ok(view(ctx, record).await?))
+}
+
+/// Delete a namespace.
+///
+/// Refused (409) while it holds repositories, unless `force=true`, which
+/// deletes them first through the registry (their manifests, tags and
+/// links, with their events); blobs nothing else references are left to
+/// garbage collection. Needs `manage_settings`: owners and administrators.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/namespaces/{namespace}",
+    tag = "namespaces",
+    operation_id = "delete_namespace",
+    params(("namespace" = Name, Path, description = "The namespace"), DeleteOptions),
+    responses(
+        (status = 200, description = "The namespace was deleted", body = DeletedNamespace),
+        (status = 409, description = "The namespace holds repositories", body = ErrorBody),
+    )
+)]
+pub async fn delete(
+    ctx: &Context<'_>,
+    name: &Name,
+    force: bool,
+) -> Result<Response, ManagementError> {
+    let deletion = match ctx
+        .registry
+        .delete_namespace(&ctx.actor, name.as_str(), force)
+        .await
+    {
+        Err(RegistryError::NamespaceUnknown) => {
+            return Err(ManagementError::not_found(format!("no namespace {name}")))
+        }
+        Err(RegistryError::NamespaceNotEmpty) => {
+            return Err(ManagementError::new(
+                super::error::ErrorCode::Conflict,
+                format!(
+                    "namespace {name} holds repositories: delete them first, \
+                     or pass force=true to delete them with it"
+                ),
+            ))
+        }
+        other => other?,
+    };
+    Ok(ok(DeletedNamespace {
+        name: name.as_str().to_string(),
+        repositories: deletion
+            .repositories
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .collect(),
+    }))
 }

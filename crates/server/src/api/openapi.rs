@@ -18,20 +18,21 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorCode};
 use super::route::Route;
-use super::{members, namespaces, tokens, users};
+use super::{images, members, namespaces, repositories, tokens, users};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Berth management API",
-        description = "Users, namespaces, members and access tokens of a Berth registry.
+        description = "Users, namespaces, members, access tokens and images of a Berth registry.
 
 Authenticate as on `/v2/`: HTTP Basic with a user's password or an access \
 token's name and secret, or a registry token (`Bearer`) from `/auth/token`. \
 A registry token grants here only what its `access` claim names: \
 `namespace:NS:ACTION` (pull, push, delete, manage_members, manage_settings, \
 create), `registry:users:*` (user administration) and `registry:tokens:*` \
-(one's own access tokens). A 401 answer names the scope to ask for in its \
+(one's own access tokens); the image endpoints need \
+`repository:NAME:pull|push|delete`, as on `/v2/`. A 401 answer names the scope to ask for in its \
 `WWW-Authenticate` challenge and in `detail.scope`.
 
 Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
@@ -50,6 +51,13 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         tokens::list,
         tokens::create,
         tokens::revoke,
+        images::list,
+        images::get,
+        images::delete,
+        images::tag,
+        images::untag,
+        repositories::list,
+        namespaces::delete,
     ),
     components(schemas(ErrorBody, ErrorCode)),
     modifiers(&StandardResponses),
@@ -58,6 +66,8 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         (name = "namespaces", description = "Namespaces and their settings"),
         (name = "members", description = "Who may do what in a namespace"),
         (name = "tokens", description = "Access tokens for robots: pipelines, clusters"),
+        (name = "repositories", description = "Repositories: counts, sizes, last push"),
+        (name = "images", description = "The images of a repository: list, inspect, tag, untag, delete"),
         (name = "meta", description = "This document"),
     )
 )]

@@ -27,18 +27,20 @@
 use axum::http::header;
 use axum::http::request::Parts;
 use berth_auth::policy::{
-    authorize_namespace, may_create_namespace, may_grant_token_scope, may_see_namespace,
+    authorize as authorize_repository, authorize_namespace, may_create_namespace,
+    may_grant_token_scope, may_see_namespace,
 };
 use berth_auth::store::AccessTokenRecord;
 use berth_auth::{
-    Action, Challenge, ChallengeError, Claims, LoginError, NamespaceAction, NamespaceFacts,
-    Principal, RegistryResource, Scope, TokenScope,
+    Action, Challenge, ChallengeError, Claims, Decision, LoginError, NamespaceAction,
+    NamespaceFacts, PolicyConfig, Principal, RegistryResource, Scope, TokenScope,
 };
+use berth_oci::RepoName;
 
 use super::endpoint::Endpoint;
 use super::error::{ErrorCode, ManagementError};
 use super::types::Name;
-use crate::access::{user_name, AuthState, AuthenticationFailure, Caller};
+use crate::access::{create_namespace_for, user_name, AuthState, AuthenticationFailure, Caller};
 
 /// What an endpoint needs of its caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +65,10 @@ pub enum Permission {
     Namespace(Name, Action),
     /// Creating the namespace; a token needs `namespace:NS:create`.
     CreateNamespace(Name),
+    /// Actions on repositories, as `/v2/` decides them (a token needs
+    /// `repository:NAME:ACTION` for each): what the caller could not pull
+    /// is refused 403 whether or not it exists.
+    Repositories(Vec<(RepoName, Action)>),
     /// Creating an access token with these scopes: the caller may grant
     /// each (an owner of its namespace, or an administrator); a token needs
     /// `namespace:NS:manage_members` for each namespace.
@@ -77,6 +83,13 @@ pub fn required(endpoint: &Endpoint) -> Permission {
         Endpoint::OpenApi => Anyone,
         Endpoint::ListUsers | Endpoint::CreateUser(_) => Administrator,
         Endpoint::ListNamespaces => LoggedIn,
+        Endpoint::ListRepositories(listing) => match &listing.namespace {
+            Some(namespace) => SeeNamespace(namespace.clone()),
+            None => LoggedIn,
+        },
+        Endpoint::DeleteNamespace(namespace, _) => {
+            Namespace(namespace.clone(), Action::ManageSettings)
+        }
         Endpoint::CreateNamespace(new) => CreateNamespace(new.name.clone()),
         Endpoint::GetNamespace(namespace) => SeeNamespace(namespace.clone()),
         Endpoint::UpdateNamespace(namespace, _) => {
@@ -92,6 +105,16 @@ pub fn required(endpoint: &Endpoint) -> Permission {
             GrantTokenScopes(new.scopes.iter().map(|s| s.0.clone()).collect())
         }
         Endpoint::RevokeToken(name) => TokenCreator(name.clone()),
+        Endpoint::ListImages(repository, _) | Endpoint::GetImage(repository, _) => {
+            Repositories(vec![(repository.0.clone(), Action::Pull)])
+        }
+        Endpoint::DeleteImage(repository, _) | Endpoint::UntagImage(repository, _) => {
+            Repositories(vec![(repository.0.clone(), Action::Delete)])
+        }
+        Endpoint::TagImage(repository, _, request) => Repositories(vec![
+            (request.source_repository.0.clone(), Action::Pull),
+            (repository.0.clone(), Action::Push),
+        ]),
     }
 }
 
@@ -122,6 +145,25 @@ impl Authorized {
         may_see_namespace(&self.principal, facts, namespace)
             && self.claims.as_ref().is_none_or(|claims| {
                 claims.allows_listing() || claims.allows_seeing_namespace(namespace)
+            })
+    }
+
+    /// Whether a listing shows the repository to the caller: the policy
+    /// lets them pull from it (as on `/v2/`), and their token, if any,
+    /// holds the catalog scope or pull on the repository or its namespace.
+    pub fn may_pull_repository(
+        &self,
+        policy: &PolicyConfig,
+        facts: NamespaceFacts,
+        repository: &RepoName,
+    ) -> bool {
+        facts != NamespaceFacts::Missing
+            && authorize_repository(&self.principal, policy, facts, repository, Action::Pull)
+                .is_allowed()
+            && self.claims.as_ref().is_none_or(|claims| {
+                claims.allows_listing()
+                    || claims.allows("repository", repository.as_str(), "pull")
+                    || claims.allows("namespace", repository.namespace(), "pull")
             })
     }
 
@@ -227,6 +269,21 @@ pub async fn authorize(
             )?;
             check.claim(&needed_scopes(permission))?;
         }
+        Permission::Repositories(wanted) => {
+            // The policy first for each, then the token's claim for all at
+            // once (so one challenge names every scope needed), then what
+            // each allowed action finds.
+            let mut decided = Vec::with_capacity(wanted.len());
+            for (repository, action) in wanted {
+                decided.push(check.repository_policy(repository, *action).await?);
+            }
+            check.claim(&needed_scopes(permission))?;
+            for ((repository, action), (facts, decision)) in wanted.iter().zip(decided) {
+                check
+                    .repository_outcome(repository, *action, facts, decision)
+                    .await?;
+            }
+        }
         Permission::GrantTokenScopes(scopes) => {
             check.policy(check.is_user(), "only users create access tokens")?;
             for scope in scopes {
@@ -258,6 +315,10 @@ fn needed_scopes(permission: &Permission) -> Vec<Scope> {
         Permission::SeeNamespace(name) => namespace(name, NamespaceAction::Action(Action::Pull)),
         Permission::Namespace(name, action) => namespace(name, NamespaceAction::Action(*action)),
         Permission::CreateNamespace(name) => namespace(name, NamespaceAction::Create),
+        Permission::Repositories(wanted) => wanted
+            .iter()
+            .map(|(repository, action)| repository_scope(repository, *action))
+            .collect(),
         // `manage_members` on each namespace the new token reaches, once.
         Permission::GrantTokenScopes(scopes) => {
             let mut needed: Vec<Scope> = Vec::new();
@@ -273,6 +334,14 @@ fn needed_scopes(permission: &Permission) -> Vec<Scope> {
             needed
         }
     }
+}
+
+/// The token scope that grants `action` on `repository`.
+fn repository_scope(repository: &RepoName, action: Action) -> Scope {
+    Scope::repository(
+        repository.as_str(),
+        &[action.scope_name().unwrap_or("pull")],
+    )
 }
 
 /// One authorization's facts and its ways of refusing.
@@ -301,6 +370,53 @@ impl Check<'_> {
             .store
             .namespace_facts(namespace, user_name(&self.caller.principal))
             .await?)
+    }
+
+    /// What the policy says of `action` on `repository`: a 403 when it
+    /// refuses, else the facts and the decision for [`Check::repository_outcome`].
+    async fn repository_policy(
+        &self,
+        repository: &RepoName,
+        action: Action,
+    ) -> Result<(NamespaceFacts, Decision), ManagementError> {
+        let facts = self.facts(repository.namespace()).await?;
+        let decision = authorize_repository(
+            &self.caller.principal,
+            &self.auth.policy,
+            facts,
+            repository,
+            action,
+        );
+        self.policy(
+            decision.is_allowed(),
+            "requested access to the repository is denied",
+        )?;
+        Ok((facts, decision))
+    }
+
+    /// What an allowed action on `repository` finds: a namespace that does
+    /// not exist holds nothing (404: only those the policy allowed get
+    /// here), except that a push the policy lets create it creates it as
+    /// the first `/v2/` push would, with the caller as its owner.
+    async fn repository_outcome(
+        &self,
+        repository: &RepoName,
+        action: Action,
+        facts: NamespaceFacts,
+        decision: Decision,
+    ) -> Result<(), ManagementError> {
+        match decision {
+            Decision::AllowCreatingNamespace if action == Action::Push => {
+                let actor = self.caller.principal.actor(None);
+                create_namespace_for(self.auth, &self.caller.principal, &actor, repository)
+                    .await
+                    .map_err(|_| ManagementError::forbidden("may not create the namespace"))
+            }
+            _ if facts == NamespaceFacts::Missing => Err(ManagementError::not_found(format!(
+                "no repository {repository}"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// A 403 unless the policy allows.
@@ -441,6 +557,7 @@ mod tests {
             Route::UpdateNamespace => r#"{"visibility":"public"}"#,
             Route::SetMember => r#"{"role":"reader"}"#,
             Route::CreateToken => r#"{"name":"x","scopes":["x:pull"]}"#,
+            Route::TagImage => r#"{"source_repository":"x/y","source_reference":"latest"}"#,
             _ => "",
         }
     }

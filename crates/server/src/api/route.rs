@@ -29,11 +29,18 @@ pub enum Route {
     ListTokens,
     CreateToken,
     RevokeToken,
+    ListImages,
+    GetImage,
+    DeleteImage,
+    TagImage,
+    UntagImage,
+    ListRepositories,
+    DeleteNamespace,
 }
 
 impl Route {
     /// Every route, in the order the OpenAPI document lists them.
-    pub const ALL: [Route; 13] = [
+    pub const ALL: [Route; 20] = [
         Route::OpenApi,
         Route::ListUsers,
         Route::CreateUser,
@@ -47,6 +54,13 @@ impl Route {
         Route::ListTokens,
         Route::CreateToken,
         Route::RevokeToken,
+        Route::ListImages,
+        Route::GetImage,
+        Route::DeleteImage,
+        Route::TagImage,
+        Route::UntagImage,
+        Route::ListRepositories,
+        Route::DeleteNamespace,
     ];
 
     /// The method and path template of the route: the routing table.
@@ -68,6 +82,22 @@ impl Route {
             Route::ListTokens => (Method::GET, "/api/v1/tokens"),
             Route::CreateToken => (Method::POST, "/api/v1/tokens"),
             Route::RevokeToken => (Method::DELETE, "/api/v1/tokens/{name}"),
+            Route::ListImages => (Method::GET, "/api/v1/repositories/{repository}/images"),
+            Route::GetImage => (
+                Method::GET,
+                "/api/v1/repositories/{repository}/images/{reference}",
+            ),
+            Route::DeleteImage => (
+                Method::DELETE,
+                "/api/v1/repositories/{repository}/images/{reference}",
+            ),
+            Route::TagImage => (Method::PUT, "/api/v1/repositories/{repository}/tags/{tag}"),
+            Route::UntagImage => (
+                Method::DELETE,
+                "/api/v1/repositories/{repository}/tags/{tag}",
+            ),
+            Route::ListRepositories => (Method::GET, "/api/v1/repositories"),
+            Route::DeleteNamespace => (Method::DELETE, "/api/v1/namespaces/{namespace}"),
         }
     }
 
@@ -80,6 +110,7 @@ impl Route {
                 | Route::UpdateNamespace
                 | Route::SetMember
                 | Route::CreateToken
+                | Route::TagImage
         )
     }
 
@@ -106,6 +137,13 @@ impl Route {
             Route::ListTokens => "list_tokens",
             Route::CreateToken => "create_token",
             Route::RevokeToken => "revoke_token",
+            Route::ListImages => "list_images",
+            Route::GetImage => "get_image",
+            Route::DeleteImage => "delete_image",
+            Route::TagImage => "tag_image",
+            Route::UntagImage => "untag_image",
+            Route::ListRepositories => "list_repositories",
+            Route::DeleteNamespace => "delete_namespace",
         }
     }
 
@@ -215,6 +253,21 @@ mod tests {
                 Method::GET,
                 "/api/v1/namespaces/A%20B",
                 Ok((Route::GetNamespace, &[("namespace", "A B")])),
+            ),
+            (
+                Method::GET,
+                "/api/v1/repositories/team-a%2Fapi/images",
+                Ok((Route::ListImages, &[("repository", "team-a/api")])),
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/repositories/a%2Fb%2Fc/tags/v1",
+                Ok((Route::UntagImage, &[("repository", "a/b/c"), ("tag", "v1")])),
+            ),
+            (
+                Method::GET,
+                "/api/v1/repositories/team-a/api/images",
+                Err(404),
             ),
             (Method::GET, "/api/v1/namespaces/%ff", Err(400)),
             (Method::DELETE, "/api/v1/users", Err(405)),

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 
 use berth_auth::model::validate_account_name;
 use berth_auth::{Expiry, Role, Secret, TokenScope, Visibility};
+use berth_oci::{Digest, Reference, RepoName, Tag};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
@@ -165,6 +166,153 @@ impl ToSchema for ExpiryParam {
     }
 }
 
+/// The grammar of a repository name (`team-a/tools/api`): path components
+/// of lowercase letters and digits separated by `.`, `_`, `__` or dashes,
+/// joined by `/`, at most [`berth_oci::name::MAX_NAME_LEN`] characters.
+/// In a path it is one segment, its slashes percent-encoded (`team-a%2Fapi`).
+pub const REPOSITORY_PATTERN: &str = concat!(
+    "^[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*",
+    "(?:/[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*)*$"
+);
+
+/// The grammar of a tag.
+pub const TAG_PATTERN: &str = "^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$";
+
+/// The grammar of a digest the registry accepts.
+pub const DIGEST_PATTERN: &str = "^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$";
+
+/// A tag or a digest.
+pub const REFERENCE_PATTERN: &str =
+    "^(?:[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}|sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$";
+
+/// Parses the path parameter `param` with `parse`, or answers 400 naming it.
+fn path_param<T, E: std::fmt::Display>(
+    param: &str,
+    value: &str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, ManagementError> {
+    parse(value).map_err(|error| {
+        ManagementError::invalid_request(format!("path parameter {param}: {error}"))
+    })
+}
+
+/// A repository name, validated.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct RepositoryParam(pub RepoName);
+
+impl RepositoryParam {
+    pub fn from_param(param: &str, value: &str) -> Result<RepositoryParam, ManagementError> {
+        path_param(param, value, RepoName::parse).map(RepositoryParam)
+    }
+}
+
+impl TryFrom<String> for RepositoryParam {
+    type Error = String;
+    fn try_from(value: String) -> Result<RepositoryParam, String> {
+        RepoName::parse(&value)
+            .map(RepositoryParam)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl PartialSchema for RepositoryParam {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "A repository name: its namespace, then more path components, joined \
+                 by '/' (percent-encoded as %2F in a path).",
+            ))
+            .pattern(Some(REPOSITORY_PATTERN))
+            .min_length(Some(1))
+            .max_length(Some(berth_oci::name::MAX_NAME_LEN))
+            .examples(["team-a/api"])
+            .into()
+    }
+}
+
+impl ToSchema for RepositoryParam {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Repository")
+    }
+}
+
+/// A tag, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagParam(pub Tag);
+
+impl TagParam {
+    pub fn from_param(param: &str, value: &str) -> Result<TagParam, ManagementError> {
+        path_param(param, value, Tag::parse).map(TagParam)
+    }
+}
+
+impl PartialSchema for TagParam {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("A tag."))
+            .pattern(Some(TAG_PATTERN))
+            .examples(["latest"])
+            .into()
+    }
+}
+
+impl ToSchema for TagParam {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Tag")
+    }
+}
+
+/// A tag or a digest, validated.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ReferenceParam(pub Reference);
+
+impl ReferenceParam {
+    pub fn from_param(param: &str, value: &str) -> Result<ReferenceParam, ManagementError> {
+        path_param(param, value, parse_reference).map(ReferenceParam)
+    }
+}
+
+/// A digest if it has the form of one (and then it must be valid), else a tag.
+fn parse_reference(value: &str) -> Result<Reference, String> {
+    if value.contains(':') {
+        Digest::parse(value)
+            .map(Reference::Digest)
+            .map_err(|e| format!("{value:?} is not a valid digest: {e}"))
+    } else {
+        Tag::parse(value)
+            .map(Reference::Tag)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl TryFrom<String> for ReferenceParam {
+    type Error = String;
+    fn try_from(value: String) -> Result<ReferenceParam, String> {
+        parse_reference(&value).map(ReferenceParam)
+    }
+}
+
+impl PartialSchema for ReferenceParam {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("A tag, or a digest (`sha256:` and 64 hex digits)."))
+            .pattern(Some(REFERENCE_PATTERN))
+            .examples(["latest"])
+            .into()
+    }
+}
+
+impl ToSchema for ReferenceParam {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Reference")
+    }
+}
+
 /// [`Role`] in the document: its names, taken from the domain.
 pub struct RoleSchema;
 
@@ -263,6 +411,58 @@ mod tests {
             assert_eq!(
                 ExpiryParam::try_from(candidate.to_string()).is_ok(),
                 expiry.is_match(candidate),
+                "{candidate:?}"
+            );
+        }
+        let repository = regex::Regex::new(REPOSITORY_PATTERN).unwrap();
+        for candidate in [
+            "team-a/api",
+            "a",
+            "a/b/c",
+            "a.b__c/d-e",
+            "A/b",
+            "a//b",
+            "a/",
+            "/a",
+            "a b",
+            "a/B",
+        ] {
+            assert_eq!(
+                RepositoryParam::try_from(candidate.to_string()).is_ok(),
+                repository.is_match(candidate),
+                "{candidate:?}"
+            );
+        }
+        let reference = regex::Regex::new(REFERENCE_PATTERN).unwrap();
+        let sha256 = format!("sha256:{}", "a".repeat(64));
+        let sha512 = format!("sha512:{}", "0".repeat(128));
+        let short = format!("sha256:{}", "a".repeat(63));
+        let upper = format!("sha256:{}", "A".repeat(64));
+        for candidate in [
+            "latest",
+            "v1.2.3-rc_1",
+            "_x",
+            ".x",
+            "-x",
+            "a:b",
+            "",
+            sha256.as_str(),
+            sha512.as_str(),
+            short.as_str(),
+            upper.as_str(),
+            "md5:abc",
+        ] {
+            assert_eq!(
+                ReferenceParam::try_from(candidate.to_string()).is_ok(),
+                reference.is_match(candidate),
+                "{candidate:?}"
+            );
+        }
+        let tag = regex::Regex::new(TAG_PATTERN).unwrap();
+        for candidate in ["latest", "_x", ".x", "a:b", ""] {
+            assert_eq!(
+                TagParam::from_param("tag", candidate).is_ok(),
+                tag.is_match(candidate),
                 "{candidate:?}"
             );
         }

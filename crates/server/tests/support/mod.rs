@@ -273,6 +273,88 @@ impl Harness {
         }
     }
 
+    /// Pushes a small image (a config naming `seed`, one layer) through
+    /// `/v2/` as the administrator, tagged `tag`; returns its digest.
+    pub async fn push_image(&self, repository: &str, tag: &str, seed: &str) -> String {
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","created":"2026-01-02T03:04:05Z","config":{{"Cmd":["{seed}"]}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+        );
+        let layer = format!("layer of {seed}");
+        let mut descriptors = Vec::new();
+        for (blob, media_type) in [
+            (&config, "application/vnd.oci.image.config.v1+json"),
+            (&layer, "application/vnd.oci.image.layer.v1.tar"),
+        ] {
+            let digest = berth_oci::Algorithm::Sha256.digest_of(blob.as_bytes());
+            let answer = self
+                .send_raw(
+                    "POST",
+                    &format!("/v2/{repository}/blobs/uploads/?digest={digest}"),
+                    "application/octet-stream",
+                    blob.as_bytes().to_vec(),
+                )
+                .await;
+            assert_eq!(answer.status, 201, "blob upload: {}", answer.text());
+            descriptors.push(serde_json::json!({
+                "mediaType": media_type, "digest": digest.as_str(), "size": blob.len(),
+            }));
+        }
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": descriptors[0],
+            "layers": [descriptors[1]],
+        });
+        let manifest = serde_json::to_vec(&manifest).unwrap();
+        self.push_manifest(
+            repository,
+            tag,
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest,
+        )
+        .await
+    }
+
+    /// Pushes a manifest through `/v2/` as the administrator; returns its digest.
+    pub async fn push_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        media_type: &str,
+        manifest: Vec<u8>,
+    ) -> String {
+        let digest = berth_oci::Algorithm::Sha256.digest_of(&manifest);
+        let answer = self
+            .send_raw(
+                "PUT",
+                &format!("/v2/{repository}/manifests/{reference}"),
+                media_type,
+                manifest,
+            )
+            .await;
+        assert_eq!(answer.status, 201, "manifest push: {}", answer.text());
+        digest.to_string()
+    }
+
+    /// Sends `body` as `content_type` with the administrator's password.
+    pub async fn send_raw(
+        &self,
+        method: &str,
+        uri: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Answer {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", HOST)
+            .header("authorization", basic("root", PASSWORD))
+            .header("content-type", content_type)
+            .body(Body::from(body))
+            .unwrap();
+        self.send(request).await
+    }
+
     /// A registry token for `user` (Basic login) with `scopes`.
     pub async fn token(&self, user: &str, scopes: &[&str]) -> String {
         let mut query = "service=berth".to_string();

@@ -1,0 +1,285 @@
+//! [`ImageStore`] in SQL.
+
+use berth_oci::{Digest, RepoName, Tag};
+
+use super::db::{database, query, Row};
+use super::{limit_to_i64, parse_digest, parse_repository, parse_size, parse_tag, SqlMetaStore};
+use crate::{
+    ImageCursor, ImageStore, ImageSummary, MetaError, RepositoryQuery, RepositorySort,
+    RepositorySummary, TaggedFilter,
+};
+
+/// The columns [`summary_from_row`] reads, from table alias `m`.
+macro_rules! image_columns {
+    () => {
+        "m.digest, m.media_type, m.artifact_type, m.subject, m.size, m.total_size, \
+         m.created_at, m.facts"
+    };
+}
+
+fn summary_from_row(row: &Row) -> Result<ImageSummary, MetaError> {
+    let subject: Option<String> = row.get("subject")?;
+    let total: Option<i64> = row.get("total_size")?;
+    Ok(ImageSummary {
+        digest: parse_digest(&row.get::<String>("digest")?)?,
+        media_type: row.get("media_type")?,
+        artifact_type: row.get("artifact_type")?,
+        subject: subject.as_deref().map(parse_digest).transpose()?,
+        tags: Vec::new(),
+        // Every manifest stored since migration 0009 has its size; the
+        // migration gave the older ones theirs.
+        size: parse_size(total.unwrap_or(0))?,
+        manifest_size: parse_size(row.get("size")?)?,
+        pushed_at: row.get("created_at")?,
+        facts: row.get("facts")?,
+    })
+}
+
+impl<B> SqlMetaStore<B> {
+    async fn repository_id_for_read(
+        &self,
+        repository: &RepoName,
+    ) -> Result<Option<i64>, MetaError> {
+        query("SELECT id FROM repositories WHERE name = $1")
+            .bind(repository.as_str())
+            .fetch_optional(self.db.reader())
+            .await
+            .map_err(database("looking up a repository"))?
+            .map(|row| row.first())
+            .transpose()
+    }
+
+    /// Fills in the tags of `images`, all of one repository, with one
+    /// statement (through `tags_by_manifest`).
+    async fn attach_tags(
+        &self,
+        repository_id: i64,
+        images: &mut [ImageSummary],
+    ) -> Result<(), MetaError> {
+        if images.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "SELECT manifest_digest, name FROM tags \
+             WHERE repository_id = $1 AND manifest_digest IN (SELECT l.value FROM {}) \
+             ORDER BY name",
+            self.db.dialect().list(2)
+        );
+        let digests: Vec<&str> = images.iter().map(|i| i.digest.as_str()).collect();
+        let rows = query(&sql)
+            .bind(repository_id)
+            .bind(digests)
+            .fetch_all(self.db.reader())
+            .await
+            .map_err(database("listing the tags of images"))?;
+        let mut found: Vec<(String, Tag)> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            found.push((
+                row.get("manifest_digest")?,
+                parse_tag(&row.get::<String>("name")?)?,
+            ));
+        }
+        for image in images.iter_mut() {
+            image.tags = found
+                .iter()
+                .filter(|(digest, _)| digest == image.digest.as_str())
+                .map(|(_, tag)| tag.clone())
+                .collect();
+            // PostgreSQL's `ORDER BY name` follows the column's "C"
+            // collation and SQLite's BINARY does the same; sorted again so
+            // the contract does not depend on it.
+            image
+                .tags
+                .sort_by(|a, b| a.as_str().as_bytes().cmp(b.as_str().as_bytes()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl<B: 'static> ImageStore for SqlMetaStore<B> {
+    async fn list_images(
+        &self,
+        repository: &RepoName,
+        filter: TaggedFilter,
+        after: Option<&ImageCursor>,
+        limit: usize,
+    ) -> Result<Option<Vec<ImageSummary>>, MetaError> {
+        let Some(repository_id) = self.repository_id_for_read(repository).await? else {
+            return Ok(None);
+        };
+        let tagged = "EXISTS (SELECT 1 FROM tags t \
+                      WHERE t.repository_id = m.repository_id AND t.manifest_digest = m.digest)";
+        let filter = match filter {
+            TaggedFilter::Any => String::new(),
+            TaggedFilter::Tagged => format!(" AND {tagged}"),
+            TaggedFilter::Untagged => format!(" AND NOT {tagged}"),
+        };
+        // A keyset page: the row-value comparison is one range of
+        // `manifests_by_push`, however deep the page.
+        let (after_clause, limit_param) = match after {
+            Some(_) => (" AND (m.created_at, m.digest) < ($2, $3)", "$4"),
+            None => ("", "$2"),
+        };
+        let sql = format!(
+            "SELECT {} FROM manifests m WHERE m.repository_id = $1{after_clause}{filter} \
+             ORDER BY m.created_at DESC, m.digest DESC LIMIT {limit_param}",
+            image_columns!()
+        );
+        let mut statement = query(&sql).bind(repository_id);
+        if let Some(cursor) = after {
+            statement = statement
+                .bind(cursor.pushed_at)
+                .bind(cursor.digest.as_str());
+        }
+        let rows = statement
+            .bind(limit_to_i64(limit))
+            .fetch_all(self.db.reader())
+            .await
+            .map_err(database("listing images"))?;
+        let mut images = rows
+            .iter()
+            .map(summary_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.attach_tags(repository_id, &mut images).await?;
+        Ok(Some(images))
+    }
+
+    async fn image(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ImageSummary>, MetaError> {
+        let Some(repository_id) = self.repository_id_for_read(repository).await? else {
+            return Ok(None);
+        };
+        const SQL: &str = concat!(
+            "SELECT ",
+            image_columns!(),
+            " FROM manifests m WHERE m.repository_id = $1 AND m.digest = $2"
+        );
+        let row = query(SQL)
+            .bind(repository_id)
+            .bind(digest.as_str())
+            .fetch_optional(self.db.reader())
+            .await
+            .map_err(database("fetching an image"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut images = vec![summary_from_row(&row)?];
+        self.attach_tags(repository_id, &mut images).await?;
+        Ok(images.pop())
+    }
+
+    async fn list_repository_summaries(
+        &self,
+        request: &RepositoryQuery,
+    ) -> Result<Vec<RepositorySummary>, MetaError> {
+        // Each row's figures are counted by correlated subqueries through
+        // the per-repository indexes: a page costs its rows' counts, but
+        // sorting by size or last push counts every repository the filter
+        // keeps (see ARCHITECTURE.md, "Images").
+        let mut conditions: Vec<String> = Vec::new();
+        let mut next = 1;
+        let mut param = || {
+            let n = next;
+            next += 1;
+            n
+        };
+        if request.namespaces.is_some() {
+            conditions.push(format!(
+                "r.namespace IN (SELECT l.value FROM {})",
+                self.db.dialect().list(param())
+            ));
+        }
+        if request.contains.is_some() {
+            conditions.push(format!("r.name LIKE ${} ESCAPE '!'", param()));
+        }
+        let (key, order, compare) = match request.sort {
+            RepositorySort::Name => ("CAST(0 AS BIGINT)", "s.name", ">"),
+            RepositorySort::LastPush => ("s.last_push", "s.last_push DESC, s.name DESC", "<"),
+            RepositorySort::Size => ("s.size", "s.size DESC, s.name DESC", "<"),
+        };
+        let after = match &request.after {
+            Some(_) => {
+                let (k, n) = (param(), param());
+                format!(" WHERE ({key}, s.name) {compare} (${k}, ${n})")
+            }
+            None => String::new(),
+        };
+        let limit = param();
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT s.name, s.tags, s.images, s.size, s.last_push FROM ( \
+                 SELECT r.name, \
+                     (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id) AS tags, \
+                     (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id) AS images, \
+                     CAST((SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb \
+                      JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id) \
+                      AS BIGINT) AS size, \
+                     COALESCE((SELECT MAX(u.at) FROM ( \
+                         SELECT MAX(m.created_at) AS at FROM manifests m WHERE m.repository_id = r.id \
+                         UNION ALL \
+                         SELECT MAX(t.updated_at) FROM tags t WHERE t.repository_id = r.id) u), 0) \
+                         AS last_push \
+                 FROM repositories r{filter}) s{after} \
+             ORDER BY {order} LIMIT ${limit}"
+        );
+        let mut statement = query(&sql);
+        if let Some(namespaces) = &request.namespaces {
+            statement = statement.bind(namespaces.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+        if let Some(contains) = &request.contains {
+            let escaped = contains
+                .replace('!', "!!")
+                .replace('%', "!%")
+                .replace('_', "!_");
+            statement = statement.bind(format!("%{escaped}%"));
+        }
+        if let Some(cursor) = &request.after {
+            statement = statement.bind(cursor.key).bind(cursor.name.as_str());
+        }
+        let rows = statement
+            .bind(limit_to_i64(request.limit))
+            .fetch_all(self.db.reader())
+            .await
+            .map_err(database("listing repositories"))?;
+        rows.iter()
+            .map(|row| {
+                let last_push: i64 = row.get("last_push")?;
+                Ok(RepositorySummary {
+                    name: parse_repository(&row.get::<String>("name")?)?,
+                    tags: parse_size(row.get("tags")?)?,
+                    images: parse_size(row.get("images")?)?,
+                    size: parse_size(row.get("size")?)?,
+                    last_push: (last_push > 0).then_some(last_push),
+                })
+            })
+            .collect()
+    }
+
+    async fn set_image_facts(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+        facts: &str,
+    ) -> Result<bool, MetaError> {
+        let updated = query(
+            "UPDATE manifests SET facts = $3 \
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) \
+               AND digest = $2 AND facts IS NULL",
+        )
+        .bind(repository.as_str())
+        .bind(digest.as_str())
+        .bind(facts)
+        .execute(self.db.writer())
+        .await
+        .map_err(database("storing an image's facts"))?;
+        Ok(updated > 0)
+    }
+}

@@ -1,0 +1,360 @@
+//! The shared suite of [`ImageStore`](crate::ImageStore).
+
+use super::*;
+use crate::{
+    ImageCursor, ImageSummary, RepositoryCursor, RepositoryQuery, RepositorySort,
+    RepositorySummary, TaggedFilter,
+};
+
+/// Every test of this suite, by name, in the order [`super::run_all`] runs them.
+pub const TESTS: &[(&str, SuiteTest)] = &[
+    (
+        "images_are_listed_newest_first_with_tags_and_sizes",
+        |store| Box::pin(images_are_listed_newest_first_with_tags_and_sizes(store)),
+    ),
+    ("image_facts_are_stored_once", |store| {
+        Box::pin(image_facts_are_stored_once(store))
+    }),
+    (
+        "repositories_are_summarized_sorted_searched_and_paged",
+        |store| Box::pin(repositories_are_summarized_sorted_searched_and_paged(store)),
+    ),
+];
+
+async fn list(
+    store: &dyn MetaStore,
+    repo: &RepoName,
+    filter: TaggedFilter,
+    after: Option<&ImageCursor>,
+    limit: usize,
+) -> Option<Vec<ImageSummary>> {
+    store
+        .list_images(repo, filter, after, limit)
+        .await
+        .expect("list_images succeeds")
+}
+
+fn digests(images: &[ImageSummary]) -> Vec<Digest> {
+    images.iter().map(|i| i.digest.clone()).collect()
+}
+
+/// Two images sharing a layer, an index of both, a third image pushed
+/// later: sizes count each distinct blob once (an index's, its children's),
+/// the order is newest push first then digest descending, pages follow
+/// their cursor, and the tag filter chooses.
+pub async fn images_are_listed_newest_first_with_tags_and_sizes(store: &dyn MetaStore) {
+    let repo = repository("suite-images/app");
+    let config_a = digest_of("suite-images config a");
+    let config_b = digest_of("suite-images config b");
+    let shared = digest_of("suite-images shared layer");
+    let own = digest_of("suite-images own layer");
+    for (digest, size) in [
+        (&config_a, 10),
+        (&config_b, 20),
+        (&shared, 300),
+        (&own, 4000),
+    ] {
+        link(store, &repo, digest, size).await;
+    }
+    let amd64 = image("suite-images amd64", &[&config_a, &shared]);
+    let arm64 = image("suite-images arm64", &[&config_b, &shared, &own]);
+    let both = index(
+        "suite-images index",
+        &[&amd64.record.digest, &arm64.record.digest],
+    );
+    let later = image("suite-images later", &[&config_a, &own]);
+    let at_time = |time| Change::new(Actor::system("suite"), time);
+    for (manifest, tag_name, time) in [
+        (&amd64, None, NOW),
+        (&arm64, None, NOW),
+        (&both, Some("multi"), NOW + 1),
+        (&later, Some("latest"), NOW + 2),
+    ] {
+        store
+            .put_manifest(&at_time(time), &repo, manifest, tag_name.map(tag).as_ref())
+            .await
+            .unwrap();
+    }
+    store
+        .put_manifest(&at(NOW + 3), &repo, &later, Some(&tag("v1")))
+        .await
+        .unwrap();
+
+    let all = list(store, &repo, TaggedFilter::Any, None, 100)
+        .await
+        .unwrap();
+    let mut same_second = vec![amd64.record.digest.clone(), arm64.record.digest.clone()];
+    same_second.sort();
+    same_second.reverse();
+    let expected = [
+        vec![later.record.digest.clone(), both.record.digest.clone()],
+        same_second,
+    ]
+    .concat();
+    assert_eq!(
+        digests(&all),
+        expected,
+        "newest first, then digest descending"
+    );
+    let by_digest = |digest: &Digest| all.iter().find(|i| &i.digest == digest).unwrap();
+    // (image, size, tags, pushed at)
+    let table: [(&NewManifest, u64, Vec<Tag>, Timestamp); 4] = [
+        (&amd64, 10 + 300, vec![], NOW),
+        (&arm64, 20 + 300 + 4000, vec![], NOW),
+        (&both, 10 + 20 + 300 + 4000, tags(&["multi"]), NOW + 1),
+        (&later, 10 + 4000, tags(&["latest", "v1"]), NOW + 2),
+    ];
+    for (manifest, size, tag_names, pushed_at) in table {
+        let found = by_digest(&manifest.record.digest);
+        assert_eq!(found.size, size, "{}", manifest.record.digest);
+        assert_eq!(found.tags, tag_names, "{}", manifest.record.digest);
+        assert_eq!(found.pushed_at, pushed_at, "{}", manifest.record.digest);
+        assert_eq!(found.manifest_size, manifest.record.payload.len() as u64);
+        assert_eq!(found.media_type, manifest.record.media_type);
+        assert_eq!(found.facts, None);
+        let one = store
+            .image(&repo, &manifest.record.digest)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&one, found);
+    }
+
+    // Pages of one follow their cursors to the same order, and end.
+    let mut paged = Vec::new();
+    let mut cursor: Option<ImageCursor> = None;
+    for _ in 0..10 {
+        let page = list(store, &repo, TaggedFilter::Any, cursor.as_ref(), 1)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = Some(ImageCursor {
+            pushed_at: last.pushed_at,
+            digest: last.digest.clone(),
+        });
+        paged.extend(digests(&page));
+    }
+    assert_eq!(paged, expected);
+
+    let tagged = list(store, &repo, TaggedFilter::Tagged, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(digests(&tagged), expected[..2]);
+    let untagged = list(store, &repo, TaggedFilter::Untagged, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(digests(&untagged), expected[2..]);
+
+    let missing = repository("suite-images/none");
+    assert_eq!(
+        list(store, &missing, TaggedFilter::Any, None, 10).await,
+        None
+    );
+    assert_eq!(
+        store.image(&missing, &later.record.digest).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.image(&repo, &digest_of("not stored")).await.unwrap(),
+        None
+    );
+
+    delete(store, &repo, &later.record.digest).await;
+    delete(store, &repo, &both.record.digest).await;
+    delete(store, &repo, &amd64.record.digest).await;
+    delete(store, &repo, &arm64.record.digest).await;
+    assert_eq!(
+        list(store, &repo, TaggedFilter::Any, None, 100).await,
+        Some(Vec::new())
+    );
+    assert_clean(
+        store,
+        &repo,
+        &[
+            &amd64.record.digest,
+            &arm64.record.digest,
+            &both.record.digest,
+        ],
+    )
+    .await;
+}
+
+pub async fn image_facts_are_stored_once(store: &dyn MetaStore) {
+    let repo = repository("suite-image-facts/app");
+    let config = digest_of("suite-image-facts config");
+    link(store, &repo, &config, 7).await;
+    let manifest = image("suite-image-facts", &[&config]);
+    let digest = &manifest.record.digest;
+    put(store, &repo, &manifest, Some(&tag("latest"))).await;
+    assert!(store
+        .set_image_facts(&repo, digest, r#"{"os":"linux"}"#)
+        .await
+        .unwrap());
+    assert!(!store
+        .set_image_facts(&repo, digest, r#"{"os":"windows"}"#)
+        .await
+        .unwrap());
+    let found = store.image(&repo, digest).await.unwrap().unwrap();
+    assert_eq!(found.facts.as_deref(), Some(r#"{"os":"linux"}"#));
+    assert!(!store
+        .set_image_facts(&repo, &digest_of("absent"), "{}")
+        .await
+        .unwrap());
+    assert!(!store
+        .set_image_facts(&repository("suite-image-facts/none"), digest, "{}")
+        .await
+        .unwrap());
+    delete(store, &repo, digest).await;
+    assert_clean(store, &repo, &[digest]).await;
+}
+
+/// Three repositories of one namespace, and one of another: counts, sizes
+/// and last pushes; each order, paged; the substring search, whose `_` is
+/// a character and not a wildcard; the namespace filter.
+pub async fn repositories_are_summarized_sorted_searched_and_paged(store: &dyn MetaStore) {
+    let big = repository("suite-rs/big");
+    let small = repository("suite-rs/small_one");
+    let linked = repository("suite-rs/smallxone");
+    let other = repository("suite-rs-other/big");
+    let config = digest_of("suite-rs config");
+    let layer = digest_of("suite-rs layer");
+    link(store, &big, &config, 10).await;
+    link(store, &big, &layer, 1000).await;
+    link(store, &small, &config, 10).await;
+    link(store, &linked, &layer, 1000).await;
+    link(store, &linked, &config, 10).await;
+    link(store, &other, &config, 10).await;
+    let big_image = image("suite-rs big", &[&config, &layer]);
+    let small_image = image("suite-rs small", &[&config]);
+    store
+        .put_manifest(&at(NOW + 5), &big, &big_image, Some(&tag("a")))
+        .await
+        .unwrap();
+    store
+        .put_manifest(&at(NOW + 6), &big, &big_image, Some(&tag("b")))
+        .await
+        .unwrap();
+    store
+        .put_manifest(&at(NOW + 1), &small, &small_image, None)
+        .await
+        .unwrap();
+    let list =
+        |sort, contains: Option<&str>, after: Option<RepositoryCursor>, limit| RepositoryQuery {
+            namespaces: Some(vec!["suite-rs".to_string()]),
+            contains: contains.map(str::to_string),
+            sort,
+            after,
+            limit,
+        };
+    let names = |rows: &[RepositorySummary]| -> Vec<String> {
+        rows.iter().map(|r| r.name.as_str().to_string()).collect()
+    };
+    let by_name = store
+        .list_repository_summaries(&list(RepositorySort::Name, None, None, 100))
+        .await
+        .unwrap();
+    assert_eq!(
+        by_name,
+        vec![
+            RepositorySummary {
+                name: big.clone(),
+                tags: 2,
+                images: 1,
+                size: 1010,
+                last_push: Some(NOW + 6),
+            },
+            RepositorySummary {
+                name: small.clone(),
+                tags: 0,
+                images: 1,
+                size: 10,
+                last_push: Some(NOW + 1),
+            },
+            RepositorySummary {
+                name: linked.clone(),
+                tags: 0,
+                images: 0,
+                size: 1010,
+                last_push: None,
+            },
+        ]
+    );
+    // (sort, expected order)
+    let orders = [
+        (
+            RepositorySort::Name,
+            vec!["suite-rs/big", "suite-rs/small_one", "suite-rs/smallxone"],
+        ),
+        (
+            RepositorySort::Size,
+            vec!["suite-rs/smallxone", "suite-rs/big", "suite-rs/small_one"],
+        ),
+        (
+            RepositorySort::LastPush,
+            vec!["suite-rs/big", "suite-rs/small_one", "suite-rs/smallxone"],
+        ),
+    ];
+    for (sort, expected) in orders {
+        let all = store
+            .list_repository_summaries(&list(sort, None, None, 100))
+            .await
+            .unwrap();
+        assert_eq!(names(&all), expected, "{sort:?}");
+        let mut paged = Vec::new();
+        let mut after = None;
+        for _ in 0..10 {
+            let page = store
+                .list_repository_summaries(&list(sort, None, after, 1))
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(RepositoryCursor {
+                key: last.sort_key(sort),
+                name: last.name.clone(),
+            });
+            paged.extend(names(&page));
+        }
+        assert_eq!(paged, expected, "{sort:?} paged");
+    }
+    // (search, expected)
+    let searches = [
+        ("small", vec!["suite-rs/small_one", "suite-rs/smallxone"]),
+        ("l_o", vec!["suite-rs/small_one"]),
+        ("%", vec![]),
+        ("big", vec!["suite-rs/big"]),
+    ];
+    for (text, expected) in searches {
+        let found = store
+            .list_repository_summaries(&list(RepositorySort::Name, Some(text), None, 100))
+            .await
+            .unwrap();
+        assert_eq!(names(&found), expected, "{text:?}");
+    }
+    let everywhere = store
+        .list_repository_summaries(&RepositoryQuery {
+            namespaces: None,
+            contains: Some("suite-rs".to_string()),
+            sort: RepositorySort::Name,
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&everywhere),
+        [
+            "suite-rs-other/big",
+            "suite-rs/big",
+            "suite-rs/small_one",
+            "suite-rs/smallxone"
+        ]
+    );
+    for repo in [&big, &small, &linked, &other] {
+        delete_repository(store, repo).await;
+    }
+    let gone = store
+        .list_repository_summaries(&list(RepositorySort::Name, None, None, 100))
+        .await
+        .unwrap();
+    assert_eq!(gone, Vec::new());
+}

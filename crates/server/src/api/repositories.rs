@@ -1,0 +1,268 @@
+//! `/repositories`: the repositories the caller may pull from, in one
+//! namespace or across all they may see, with their tag and image counts,
+//! size and last push; searched by substring, sorted, paged.
+
+use std::collections::HashMap;
+
+use axum::response::Response;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use berth_auth::NamespaceFacts;
+use berth_oci::RepoName;
+use berth_registry::{RepositoryCursor, RepositoryQuery, RepositorySort};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::ManagementError;
+use super::types::Name;
+use super::{ok, Context};
+
+/// Repositories listed per page unless the caller asks otherwise.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+/// The most repositories one page lists.
+pub const MAX_PAGE_SIZE: usize = 1000;
+/// The longest search text.
+pub const MAX_SEARCH_LEN: usize = 255;
+
+/// How to order a repository listing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Sort {
+    /// By name (the default).
+    #[default]
+    Name,
+    /// Most recently pushed first.
+    LastPush,
+    /// Largest first.
+    Size,
+}
+
+impl Sort {
+    fn domain(self) -> RepositorySort {
+        match self {
+            Sort::Name => RepositorySort::Name,
+            Sort::LastPush => RepositorySort::LastPush,
+            Sort::Size => RepositorySort::Size,
+        }
+    }
+}
+
+/// The query of a repository listing.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RepositoryListQuery {
+    /// Only this namespace's repositories.
+    #[param(value_type = Option<Name>)]
+    pub namespace: Option<Name>,
+    /// Only names containing this text.
+    #[param(max_length = 255)]
+    pub q: Option<String>,
+    /// The order: `name` (the default), `last_push` or `size`.
+    #[param(value_type = Option<Sort>)]
+    pub sort: Option<Sort>,
+    /// At most this many repositories (1 to 1000; 100 by default).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u64>,
+    /// Where to continue: the `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A validated repository listing request.
+#[derive(Debug)]
+pub struct RepositoryListing {
+    pub namespace: Option<Name>,
+    pub contains: Option<String>,
+    pub sort: Sort,
+    pub limit: usize,
+    pub after: Option<RepositoryCursor>,
+}
+
+/// What an opaque cursor holds: the listing it pages (so that a cursor
+/// from another listing is refused) and its last repository.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CursorBody {
+    ns: Option<String>,
+    q: Option<String>,
+    s: Sort,
+    k: i64,
+    n: String,
+}
+
+impl RepositoryListing {
+    /// Validates the query string of a listing.
+    pub fn parse(query: Option<&str>) -> Result<RepositoryListing, ManagementError> {
+        let query: RepositoryListQuery = serde_urlencoded::from_str(query.unwrap_or(""))
+            .map_err(|error| ManagementError::invalid_request(format!("query: {error}")))?;
+        let limit = match query.limit {
+            None => DEFAULT_PAGE_SIZE,
+            Some(limit) if (1..=MAX_PAGE_SIZE as u64).contains(&limit) => limit as usize,
+            Some(limit) => {
+                return Err(ManagementError::invalid_request(format!(
+                    "query parameter limit: {limit} is not between 1 and {MAX_PAGE_SIZE}"
+                )))
+            }
+        };
+        if query.q.as_ref().is_some_and(|q| q.len() > MAX_SEARCH_LEN) {
+            return Err(ManagementError::invalid_request(format!(
+                "query parameter q: longer than {MAX_SEARCH_LEN} bytes"
+            )));
+        }
+        let sort = query.sort.unwrap_or_default();
+        let contains = query.q.filter(|q| !q.is_empty());
+        let after = match &query.cursor {
+            None => None,
+            Some(cursor) => {
+                let refuse = || {
+                    ManagementError::invalid_request(
+                        "query parameter cursor: not a cursor of this listing; pass the \
+                         next_cursor of the previous page unchanged, with the same namespace, \
+                         q and sort",
+                    )
+                };
+                let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| refuse())?;
+                let body: CursorBody = serde_json::from_slice(&bytes).map_err(|_| refuse())?;
+                let same = body.ns.as_deref() == query.namespace.as_ref().map(Name::as_str)
+                    && body.q == contains
+                    && body.s == sort;
+                if !same {
+                    return Err(refuse());
+                }
+                Some(RepositoryCursor {
+                    key: body.k,
+                    name: RepoName::parse(&body.n).map_err(|_| refuse())?,
+                })
+            }
+        };
+        Ok(RepositoryListing {
+            namespace: query.namespace,
+            contains,
+            sort,
+            limit,
+            after,
+        })
+    }
+}
+
+/// A repository in a listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RepositoryView {
+    pub name: String,
+    pub namespace: String,
+    pub tags: u64,
+    /// Manifests stored: images, indexes and their children, artifacts.
+    pub images: u64,
+    /// Bytes of the blobs it holds, each once.
+    pub size: u64,
+    /// When a manifest was last pushed or a tag moved; absent when never.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_push: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RepositoryList {
+    pub repositories: Vec<RepositoryView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// List repositories.
+///
+/// Those the caller may pull from: in `namespace`, or across every
+/// namespace they may see. A registry token shows what its claim reaches
+/// (`registry:catalog:*` reaches everything the policy shows).
+#[utoipa::path(
+    get,
+    path = "/api/v1/repositories",
+    tag = "repositories",
+    operation_id = "list_repositories",
+    params(RepositoryListQuery),
+    responses((status = 200, description = "A page of repositories", body = RepositoryList))
+)]
+pub async fn list(
+    ctx: &Context<'_>,
+    listing: RepositoryListing,
+) -> Result<Response, ManagementError> {
+    let namespaces = match &listing.namespace {
+        // The authorization step checked the caller may see it.
+        Some(namespace) => vec![namespace.as_str().to_string()],
+        None => {
+            let mut visible = Vec::new();
+            for record in ctx.auth.store.list_namespaces().await? {
+                let facts = facts(ctx, &record.name).await?;
+                if ctx.caller.may_see_namespace(facts, &record.name) {
+                    visible.push(record.name);
+                }
+            }
+            visible
+        }
+    };
+    let query = RepositoryQuery {
+        namespaces: Some(namespaces),
+        contains: listing.contains.clone(),
+        sort: listing.sort.domain(),
+        after: listing.after.clone(),
+        limit: listing.limit,
+    };
+    let rows = ctx.registry.repository_summaries(&query).await?;
+    // The page is cut by what was read, so a page the filter below thins
+    // still continues where the database left off.
+    let next_cursor = (rows.len() == listing.limit)
+        .then(|| rows.last())
+        .flatten()
+        .map(|last| {
+            let body = CursorBody {
+                ns: listing.namespace.as_ref().map(|n| n.as_str().to_string()),
+                q: listing.contains.clone(),
+                s: listing.sort,
+                k: last.sort_key(listing.sort.domain()),
+                n: last.name.as_str().to_string(),
+            };
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&body).unwrap_or_default())
+        });
+    let mut cache: HashMap<String, NamespaceFacts> = HashMap::new();
+    let mut repositories = Vec::with_capacity(rows.len());
+    for row in rows {
+        let namespace = row.name.namespace().to_string();
+        let facts = match cache.get(&namespace) {
+            Some(facts) => *facts,
+            None => {
+                let found = facts(ctx, &namespace).await?;
+                cache.insert(namespace.clone(), found);
+                found
+            }
+        };
+        if !ctx
+            .caller
+            .may_pull_repository(&ctx.auth.policy, facts, &row.name)
+        {
+            continue;
+        }
+        repositories.push(RepositoryView {
+            name: row.name.as_str().to_string(),
+            namespace,
+            tags: row.tags,
+            images: row.images,
+            size: row.size,
+            last_push: row
+                .last_push
+                .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok()),
+        });
+    }
+    Ok(ok(RepositoryList {
+        repositories,
+        next_cursor,
+    }))
+}
+
+async fn facts(ctx: &Context<'_>, namespace: &str) -> Result<NamespaceFacts, ManagementError> {
+    Ok(ctx
+        .auth
+        .store
+        .namespace_facts(namespace, ctx.caller.user_name())
+        .await?)
+}
