@@ -766,8 +766,9 @@ async fn the_realm_follows_trusted_proxies_and_never_reflects_a_forged_host() {
         ("x-forwarded-host", "registry.example"),
         ("x-forwarded-for", "203.0.113.9"),
     ];
-    // (peer, headers, realm)
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    /// A client address, the headers it sends, and the realm it must get.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (
             "10.0.0.2:50000",
             &forwarded,
