@@ -21,7 +21,9 @@
 //!   and how long a retired key keeps verifying.
 //! - [`challenge`]: `WWW-Authenticate` rendering, `Authorization` header parsing,
 //!   and the token endpoint's GET query and OAuth2 POST form as typed requests.
-//! - [`throttle`]: failed-login throttling per account and per address.
+//! - [`throttle`]: failed-login throttling per (account, address) and per address.
+//! - [`hashing`]: password hashing on the blocking pool, with a bound on the
+//!   attempts in flight ([`HashingPool`]).
 //! - [`store`]: the [`AuthStore`] trait the metadata store implements, its
 //!   records, and refresh-token issuance.
 //! - [`login`]: credentials to [`Principal`] over an [`AuthStore`] and the
@@ -48,6 +50,7 @@ pub mod actor;
 pub mod admin;
 pub mod challenge;
 pub mod error;
+pub mod hashing;
 pub mod jwt;
 pub mod keys;
 pub mod login;
@@ -65,8 +68,11 @@ pub use challenge::{
     Challenge, ChallengeError, Credentials, Grant, TokenGetRequest, TokenPostRequest, TokenResponse,
 };
 pub use error::{AuthError, AuthStoreError, TokenRejection};
+pub use hashing::{Busy, HashingPool};
 pub use jwt::{AccessEntry, Claims, KeySet, PublicKey, SigningKey, TokenAuthority};
-pub use login::{login_with_password, login_with_refresh_token, LoginContext, LoginError};
+pub use login::{
+    login_with_password, login_with_refresh_token, LoginContext, LoginError, LoginGuards,
+};
 pub use meta_store::MetaAuthStore;
 pub use model::{Action, Principal, Role, Secret, TokenScope, TokenTarget, Visibility};
 pub use policy::{authorize, Decision, Denial, NamespaceFacts, PolicyConfig};

@@ -3,13 +3,20 @@
 //! credential takes (Basic on `/v2/`, the token endpoint's GET and its OAuth2
 //! POST), so the order of checks is decided once:
 //!
-//! 1. The throttle, before any hashing: a locked account or address is
-//!    refused without looking at the password.
-//! 2. A password shaped like an access token (`berth_at_…`) is checked against
+//! 1. The throttle, before any hashing: a locked (account, address) pair or
+//!    address is refused without looking at the password. A secret shaped
+//!    like an access token is 256 bits of randomness, which nobody guesses,
+//!    so it is throttled by address only and its name cannot be locked out
+//!    by others (`crate::throttle`).
+//! 2. A password to hash waits for a turn in the [`HashingPool`] (argon2 runs
+//!    on the blocking pool, a bounded number at once); with no turn free
+//!    within the bound the attempt is refused as [`LoginError::Busy`], and
+//!    not counted as a failure.
+//! 3. A password shaped like an access token (`berth_at_…`) is checked against
 //!    the access token of that name; anything else against the user's argon2
 //!    hash. An unknown user still costs one argon2 verification, so timing
 //!    does not reveal which accounts exist.
-//! 3. Failures are counted; a success clears the account's count, records the
+//! 4. Failures are counted; a success clears the account's count, records the
 //!    token's use, and upgrades a password hash made with weaker parameters.
 //!
 //! Every failure is the same [`LoginError::InvalidCredentials`]: the client is
@@ -23,6 +30,7 @@ use time::OffsetDateTime;
 
 use crate::actor::{change_at, Actor};
 use crate::error::AuthStoreError;
+use crate::hashing::{Busy, HashingPool};
 use crate::model::{Principal, Secret};
 use crate::password::{dummy_verify, hash_password, verify_password, PasswordCheck};
 use crate::secret::{looks_like_access_token, looks_like_refresh_token, SecretHash};
@@ -35,6 +43,10 @@ pub enum LoginError {
     /// Too many failures: try again after this long (answer 429 or 401).
     #[error("too many failed logins; retry after {0:?}")]
     Throttled(Duration),
+    /// Too many logins are hashing or waiting to: try again after this long
+    /// (answer 429 with `Retry-After`). Not a failed login.
+    #[error("too many logins at once; retry after {0:?}")]
+    Busy(Duration),
     /// Wrong name or secret, expired or revoked token (answer 401).
     #[error("invalid credentials")]
     InvalidCredentials,
@@ -52,51 +64,81 @@ pub struct LoginContext {
     pub instant: Instant,
 }
 
+impl From<Busy> for LoginError {
+    fn from(Busy(wait): Busy) -> LoginError {
+        LoginError::Busy(wait)
+    }
+}
+
+/// What bounds logins, shared by every login of a server: the failed-login
+/// throttle and the password-hashing pool.
+#[derive(Debug)]
+pub struct LoginGuards {
+    pub throttle: Mutex<LoginThrottle>,
+    pub hashing: HashingPool,
+}
+
+impl LoginGuards {
+    pub fn new(throttle: LoginThrottle, hashing: HashingPool) -> LoginGuards {
+        LoginGuards {
+            throttle: Mutex::new(throttle),
+            hashing,
+        }
+    }
+}
+
 /// Checks a user name and password (or access-token name and secret).
 pub async fn login_with_password(
     store: &dyn AuthStore,
-    throttle: &Mutex<LoginThrottle>,
+    guards: &LoginGuards,
     username: &str,
     password: &Secret,
     context: LoginContext,
 ) -> Result<Principal, LoginError> {
     let lock = || {
-        throttle
+        guards
+            .throttle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     };
+    let token_login = looks_like_access_token(password.expose());
+    let account = (!token_login).then_some(username);
     lock()
-        .check(username, context.address, context.instant)
+        .check(account, context.address, context.instant)
         .map_err(LoginError::Throttled)?;
 
-    let principal = if looks_like_access_token(password.expose()) {
+    let principal = if token_login {
         match store.get_access_token(username).await? {
             Some(record) => record.authenticate(password.expose(), context.now),
             None => None,
         }
     } else {
         match store.get_user(username).await? {
-            Some(user) => match verify_password(password.expose(), &user.password_hash) {
-                PasswordCheck::Valid { needs_rehash } => {
-                    if needs_rehash {
-                        // Best effort: the login succeeds even if the upgrade fails.
-                        if let Ok(hash) = hash_password(password.expose()) {
-                            // The user's own login stores the stronger hash.
-                            let actor =
-                                Actor::user(user.name.clone()).from_address(context.address);
-                            let change = change_at(&actor, context.now);
-                            let _ = store.set_password_hash(&change, &user.name, &hash).await;
+            Some(user) => {
+                let (given, stored) = (password.clone(), user.password_hash.clone());
+                let check = guards
+                    .hashing
+                    .run(move || verify_password(given.expose(), &stored))
+                    .await?;
+                match check {
+                    PasswordCheck::Valid { needs_rehash } => {
+                        if needs_rehash {
+                            upgrade_hash(store, guards, &user.name, password, context).await;
                         }
+                        Some(Principal::User {
+                            name: user.name,
+                            is_admin: user.is_admin,
+                        })
                     }
-                    Some(Principal::User {
-                        name: user.name,
-                        is_admin: user.is_admin,
-                    })
+                    PasswordCheck::Invalid => None,
                 }
-                PasswordCheck::Invalid => None,
-            },
+            }
             None => {
-                dummy_verify(password.expose());
+                let given = password.clone();
+                guards
+                    .hashing
+                    .run(move || dummy_verify(given.expose()))
+                    .await?;
                 None
             }
         }
@@ -104,7 +146,7 @@ pub async fn login_with_password(
 
     match principal {
         Some(principal) => {
-            lock().record_success(username, context.address, context.instant);
+            lock().record_success(account, context.address, context.instant);
             if let Principal::AccessToken { name, .. } = &principal {
                 // Advisory; a failure to record use must not fail the login.
                 let _ = store.touch_access_token(name, context.now).await;
@@ -112,10 +154,33 @@ pub async fn login_with_password(
             Ok(principal)
         }
         None => {
-            lock().record_failure(username, context.address, context.instant);
+            lock().record_failure(account, context.address, context.instant);
             Err(LoginError::InvalidCredentials)
         }
     }
+}
+
+/// Stores a stronger hash of a user's correct password, best effort: the
+/// login succeeds even if the upgrade fails or no turn to hash is free.
+async fn upgrade_hash(
+    store: &dyn AuthStore,
+    guards: &LoginGuards,
+    user: &str,
+    password: &Secret,
+    context: LoginContext,
+) {
+    let given = password.clone();
+    let Ok(Ok(hash)) = guards
+        .hashing
+        .run(move || hash_password(given.expose()))
+        .await
+    else {
+        return;
+    };
+    // The user's own login stores the stronger hash.
+    let actor = Actor::user(user.to_string()).from_address(context.address);
+    let change = change_at(&actor, context.now);
+    let _ = store.set_password_hash(&change, user, &hash).await;
 }
 
 /// Exchanges a refresh token (OAuth2 `grant_type=refresh_token`) for the user
@@ -156,6 +221,14 @@ mod tests {
     };
     use crate::throttle::ThrottleConfig;
     use crate::Role;
+    use std::sync::Arc;
+
+    fn guards() -> LoginGuards {
+        LoginGuards::new(
+            LoginThrottle::new(ThrottleConfig::default()),
+            HashingPool::new(2, 8, Duration::from_secs(30)),
+        )
+    }
 
     fn context() -> LoginContext {
         LoginContext {
@@ -185,17 +258,12 @@ mod tests {
     #[tokio::test]
     async fn passwords_and_throttling() {
         let store = store_with_alice().await;
-        let throttle = Mutex::new(LoginThrottle::new(ThrottleConfig::default()));
+        let guards = guards();
         let ctx = context();
-        let principal = login_with_password(
-            &store,
-            &throttle,
-            "alice",
-            &Secret::new("correct horse"),
-            ctx,
-        )
-        .await
-        .unwrap();
+        let principal =
+            login_with_password(&store, &guards, "alice", &Secret::new("correct horse"), ctx)
+                .await
+                .unwrap();
         assert_eq!(
             principal,
             Principal::User {
@@ -207,7 +275,7 @@ mod tests {
             "nobody", "alice", "alice", "alice", "alice", "alice", "alice",
         ] {
             let result =
-                login_with_password(&store, &throttle, name, &Secret::new("wrong password"), ctx)
+                login_with_password(&store, &guards, name, &Secret::new("wrong password"), ctx)
                     .await;
             assert!(
                 matches!(result, Err(LoginError::InvalidCredentials)),
@@ -215,14 +283,8 @@ mod tests {
             );
         }
         // Six failures for alice: locked, even with the right password.
-        let locked = login_with_password(
-            &store,
-            &throttle,
-            "alice",
-            &Secret::new("correct horse"),
-            ctx,
-        )
-        .await;
+        let locked =
+            login_with_password(&store, &guards, "alice", &Secret::new("correct horse"), ctx).await;
         assert!(matches!(locked, Err(LoginError::Throttled(_))));
         let later = LoginContext {
             instant: ctx.instant + Duration::from_secs(2),
@@ -230,7 +292,7 @@ mod tests {
         };
         login_with_password(
             &store,
-            &throttle,
+            &guards,
             "alice",
             &Secret::new("correct horse"),
             later,
@@ -242,7 +304,7 @@ mod tests {
     #[tokio::test]
     async fn access_tokens_log_in_by_name() {
         let store = store_with_alice().await;
-        let throttle = Mutex::new(LoginThrottle::new(ThrottleConfig::default()));
+        let guards = guards();
         let ctx = context();
         let (secret, secret_hash) = generate_access_token();
         store
@@ -261,7 +323,7 @@ mod tests {
             )
             .await
             .unwrap();
-        let principal = login_with_password(&store, &throttle, "ci", &secret, ctx)
+        let principal = login_with_password(&store, &guards, "ci", &secret, ctx)
             .await
             .unwrap();
         assert!(matches!(principal, Principal::AccessToken { ref name, .. } if name == "ci"));
@@ -275,11 +337,9 @@ mod tests {
             Some(ctx.now)
         );
         // The token is not alice's password, and revoked tokens stop working.
-        assert!(
-            login_with_password(&store, &throttle, "alice", &secret, ctx)
-                .await
-                .is_err()
-        );
+        assert!(login_with_password(&store, &guards, "alice", &secret, ctx)
+            .await
+            .is_err());
         store
             .revoke_access_token(
                 &crate::actor::change_at(&crate::actor::Actor::system("test"), ctx.now),
@@ -287,9 +347,115 @@ mod tests {
             )
             .await
             .unwrap();
-        assert!(login_with_password(&store, &throttle, "ci", &secret, ctx)
+        assert!(login_with_password(&store, &guards, "ci", &secret, ctx)
             .await
             .is_err());
+    }
+
+    /// Issue 11: wrong guesses at a robot's secret locked the robot out
+    /// (CI and pull secrets stopped working). Token-shaped secrets are
+    /// throttled by address only, so the robot goes on working, even from
+    /// the guesser's address until that address itself is locked.
+    #[tokio::test]
+    async fn access_token_logins_are_not_locked_by_name() {
+        let store = store_with_alice().await;
+        let guards = guards();
+        let ctx = context();
+        let (secret, secret_hash) = generate_access_token();
+        store
+            .create_access_token(
+                &crate::actor::test_change(),
+                AccessTokenRecord {
+                    name: "ci".into(),
+                    secret_hash,
+                    scopes: vec![TokenScope::parse("team-a:pull").unwrap()],
+                    created_by: Some("alice".into()),
+                    created_at: ctx.now,
+                    expires_at: None,
+                    last_used_at: None,
+                    revoked_at: None,
+                },
+            )
+            .await
+            .unwrap();
+        for _ in 0..10 {
+            let (guess, _) = generate_access_token();
+            let result = login_with_password(&store, &guards, "ci", &guess, ctx).await;
+            assert!(matches!(result, Err(LoginError::InvalidCredentials)));
+        }
+        login_with_password(&store, &guards, "ci", &secret, ctx)
+            .await
+            .unwrap();
+        assert_eq!(guards.throttle.lock().unwrap().tracked(), (0, 1));
+    }
+
+    /// Issue 11 (Medium): argon2 ran on the async worker threads, so a few
+    /// concurrent logins stalled every other request on them. On a
+    /// single-threaded runtime the login must leave the thread free while
+    /// it hashes: another task runs before the login is done.
+    #[tokio::test(flavor = "current_thread")]
+    async fn hashing_leaves_the_async_thread_free() {
+        let store = Arc::new(store_with_alice().await);
+        let guards = Arc::new(guards());
+        let login = tokio::spawn({
+            let (store, guards) = (Arc::clone(&store), Arc::clone(&guards));
+            async move {
+                let wrong = Secret::new("wrong password");
+                login_with_password(store.as_ref(), &guards, "alice", &wrong, context()).await
+            }
+        });
+        // While the login's hash is in flight this task runs: the hash is
+        // not on this (the only) thread. Polled with a bound.
+        let mut seen_hashing = false;
+        for _ in 0..10_000 {
+            if guards.hashing.in_flight() == 1 {
+                seen_hashing = true;
+                break;
+            }
+            assert!(
+                !login.is_finished(),
+                "the login finished without hashing off the thread"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(seen_hashing);
+        assert!(matches!(
+            login.await.unwrap(),
+            Err(LoginError::InvalidCredentials)
+        ));
+        assert_eq!(guards.hashing.in_flight(), 0);
+    }
+
+    /// With no turn to hash free, a login is refused at once as busy (429),
+    /// before its password is checked, and not counted as a failure.
+    #[tokio::test]
+    async fn logins_beyond_the_hashing_bound_are_busy() {
+        let store = store_with_alice().await;
+        let guards = LoginGuards::new(
+            LoginThrottle::new(ThrottleConfig::default()),
+            HashingPool::new(1, 0, Duration::from_secs(30)),
+        );
+        let (finish, wait) = std::sync::mpsc::channel::<()>();
+        let held = guards.hashing.run(move || {
+            let _ = wait.recv();
+        });
+        let ctx = context();
+        let busy = async {
+            // Let the held job take the only turn first.
+            tokio::task::yield_now().await;
+            let result =
+                login_with_password(&store, &guards, "alice", &Secret::new("correct horse"), ctx)
+                    .await;
+            finish.send(()).unwrap();
+            result
+        };
+        let (held, busy) = tokio::join!(held, busy);
+        held.unwrap();
+        assert!(matches!(busy, Err(LoginError::Busy(_))), "{busy:?}");
+        assert_eq!(guards.throttle.lock().unwrap().tracked(), (0, 0));
+        login_with_password(&store, &guards, "alice", &Secret::new("correct horse"), ctx)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

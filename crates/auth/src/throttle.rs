@@ -1,16 +1,33 @@
-//! Failed-login throttling, per account and per client address.
+//! Failed-login throttling, per (account, source) and per source.
 //!
-//! Each key (an account name, or an address) counts consecutive failures.
-//! The first few are free; after that each failure locks the key for a window
-//! that doubles with every further failure, up to a maximum. While a key is
-//! locked, the server refuses logins for it without checking the password,
-//! so a locked account cannot be guessed at, and the argon2 cost is not spent.
-//! A success clears the account's count (not the address's: one good login
-//! from an address spraying guesses at many accounts should not reset it).
+//! Each key counts consecutive failures. The first few are free; after that
+//! each failure locks the key for a window that doubles with every further
+//! failure, up to a maximum. While a key is locked, the server refuses
+//! logins for it without checking the password, so a locked key cannot be
+//! guessed at, and the argon2 cost is not spent.
+//!
+//! The keys:
+//! - **(account, source)**: guesses at one account from one client address.
+//!   Counting per account alone let anyone lock any user or robot out with a
+//!   wrong guess every few minutes (issue 11); keyed with the source, a
+//!   guesser locks only their own attempts, and the account's owner logs in
+//!   from wherever they are.
+//! - **source**: everything tried from one client address, with more free
+//!   failures (many people share an office NAT), so one address spraying
+//!   guesses at many accounts is slowed too.
+//!
+//! High-entropy secrets (access tokens, refresh tokens: 256 bits) cannot be
+//! guessed, so their logins are keyed by source only (`account: None`);
+//! throttling them by account would only lock CI robots and pull secrets
+//! out. A success clears the (account, source) count, not the source's: one
+//! good login from an address spraying guesses at many accounts should not
+//! reset it.
 //!
 //! Accounts are throttled whether or not they exist, so throttling does not
 //! reveal which names are real. IPv6 addresses are grouped by /64, since one
-//! client usually holds a whole /64.
+//! client usually holds a whole /64. The source is the client's address as
+//! the server resolved it (through trusted proxies, `berth_server`'s
+//! `origin` module), never a header the client chose.
 //!
 //! Memory is bounded: idle keys are forgotten after `forget_after`, and when a
 //! table is full the oldest entries are evicted. Eviction can only *lower* a
@@ -40,14 +57,15 @@ pub struct Limits {
 /// Throttling settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ThrottleConfig {
-    /// Per account: 5 free failures, then 1 s, 2 s, 4 s … up to 15 minutes.
+    /// Per (account, source): 5 free failures, then 1 s, 2 s, 4 s … up to
+    /// 15 minutes.
     pub account: Limits,
-    /// Per address: more free failures (many people share an office NAT),
-    /// same growth.
+    /// Per source address: more free failures (many people share an office
+    /// NAT), same growth.
     pub address: Limits,
     /// A key with no failure for this long (and not locked) is forgotten.
     pub forget_after: Duration,
-    /// Most keys kept per table (accounts, addresses).
+    /// Most keys kept per table ((account, source) pairs, sources).
     pub max_entries: usize,
 }
 
@@ -79,10 +97,13 @@ struct Entry {
 
 /// The limiter. Not internally synchronized: the server keeps it behind a
 /// mutex, held only for these short, non-async calls.
+///
+/// `account` is `None` for a login with a high-entropy secret (an access
+/// token), which is throttled by its source only.
 #[derive(Debug)]
 pub struct LoginThrottle {
     config: ThrottleConfig,
-    accounts: HashMap<String, Entry>,
+    accounts: HashMap<(String, IpAddr), Entry>,
     addresses: HashMap<IpAddr, Entry>,
 }
 
@@ -96,17 +117,23 @@ impl LoginThrottle {
     }
 
     /// Whether a login for `account` from `address` may be tried at `now`;
-    /// `Err(retry_after)` when either is locked (the server answers 429 with
-    /// `Retry-After`, or 401 without checking the password).
-    pub fn check(&self, account: &str, address: IpAddr, now: Instant) -> Result<(), Duration> {
+    /// `Err(retry_after)` when the pair or the address is locked (the server
+    /// answers 429 with `Retry-After`, or 401 without checking the password).
+    pub fn check(
+        &self,
+        account: Option<&str>,
+        address: IpAddr,
+        now: Instant,
+    ) -> Result<(), Duration> {
         let locked = |entry: Option<&Entry>| {
             entry
                 .and_then(|e| e.locked_until)
                 .filter(|until| *until > now)
                 .map(|until| until - now)
         };
-        let wait = locked(self.accounts.get(account))
-            .max(locked(self.addresses.get(&address_key(address))));
+        let source = address_key(address);
+        let pair = account.and_then(|account| self.accounts.get(&(account.to_string(), source)));
+        let wait = locked(pair).max(locked(self.addresses.get(&source)));
         match wait {
             Some(wait) => Err(wait),
             None => Ok(()),
@@ -114,30 +141,31 @@ impl LoginThrottle {
     }
 
     /// Records a failed login.
-    pub fn record_failure(&mut self, account: &str, address: IpAddr, now: Instant) {
+    pub fn record_failure(&mut self, account: Option<&str>, address: IpAddr, now: Instant) {
         let config = self.config;
-        fail(
-            &mut self.accounts,
-            account.to_string(),
-            &config.account,
-            &config,
-            now,
-        );
-        fail(
-            &mut self.addresses,
-            address_key(address),
-            &config.address,
-            &config,
-            now,
-        );
+        let source = address_key(address);
+        if let Some(account) = account {
+            fail(
+                &mut self.accounts,
+                (account.to_string(), source),
+                &config.account,
+                &config,
+                now,
+            );
+        }
+        fail(&mut self.addresses, source, &config.address, &config, now);
     }
 
-    /// Records a successful login: the account starts afresh.
-    pub fn record_success(&mut self, account: &str, _address: IpAddr, _now: Instant) {
-        self.accounts.remove(account);
+    /// Records a successful login: the account starts afresh from this source.
+    pub fn record_success(&mut self, account: Option<&str>, address: IpAddr, _now: Instant) {
+        if let Some(account) = account {
+            self.accounts
+                .remove(&(account.to_string(), address_key(address)));
+        }
     }
 
-    /// Number of (account, address) keys remembered, for tests and metrics.
+    /// Number of ((account, source), source) keys remembered, for tests and
+    /// metrics.
     pub fn tracked(&self) -> (usize, usize) {
         (self.accounts.len(), self.addresses.len())
     }
@@ -265,19 +293,28 @@ mod tests {
         let mut now = t0;
         for (i, seconds) in expected.into_iter().enumerate() {
             assert_eq!(
-                throttle.check("alice", addr, now),
+                throttle.check(Some("alice"), addr, now),
                 Ok(()),
                 "attempt {i} allowed"
             );
-            throttle.record_failure("alice", addr, now);
-            let wait = throttle.check("alice", addr, now).err().unwrap_or_default();
+            throttle.record_failure(Some("alice"), addr, now);
+            let wait = throttle
+                .check(Some("alice"), addr, now)
+                .err()
+                .unwrap_or_default();
             assert_eq!(wait, seconds * SECOND, "after failure {}", i + 1);
             now += wait;
         }
         // Just before the window ends it is still locked; at its end it opens.
-        throttle.record_failure("alice", addr, now);
-        assert_eq!(throttle.check("alice", addr, now + 7 * SECOND), Err(SECOND));
-        assert_eq!(throttle.check("alice", addr, now + 8 * SECOND), Ok(()));
+        throttle.record_failure(Some("alice"), addr, now);
+        assert_eq!(
+            throttle.check(Some("alice"), addr, now + 7 * SECOND),
+            Err(SECOND)
+        );
+        assert_eq!(
+            throttle.check(Some("alice"), addr, now + 8 * SECOND),
+            Ok(())
+        );
     }
 
     #[test]
@@ -286,30 +323,65 @@ mod tests {
         let now = Instant::now();
         let addr = ip("192.0.2.1");
         for _ in 0..4 {
-            throttle.record_failure("alice", addr, now);
+            throttle.record_failure(Some("alice"), addr, now);
         }
-        assert!(throttle.check("alice", addr, now).is_err());
-        throttle.record_success("alice", addr, now + 5 * SECOND);
-        assert_eq!(throttle.check("alice", addr, now + 5 * SECOND), Ok(()));
-        // The address has 4 failures of its 5 free; two more lock it for everyone.
-        throttle.record_failure("bob", addr, now + 5 * SECOND);
-        throttle.record_failure("carol", addr, now + 5 * SECOND);
-        assert_eq!(throttle.check("dave", addr, now + 5 * SECOND), Err(SECOND));
+        assert!(throttle.check(Some("alice"), addr, now).is_err());
+        throttle.record_success(Some("alice"), addr, now + 5 * SECOND);
         assert_eq!(
-            throttle.check("dave", ip("192.0.2.2"), now + 5 * SECOND),
+            throttle.check(Some("alice"), addr, now + 5 * SECOND),
+            Ok(())
+        );
+        // The address has 4 failures of its 5 free; two more lock it for everyone.
+        throttle.record_failure(Some("bob"), addr, now + 5 * SECOND);
+        throttle.record_failure(Some("carol"), addr, now + 5 * SECOND);
+        assert_eq!(
+            throttle.check(Some("dave"), addr, now + 5 * SECOND),
+            Err(SECOND)
+        );
+        assert_eq!(
+            throttle.check(Some("dave"), ip("192.0.2.2"), now + 5 * SECOND),
             Ok(())
         );
     }
 
+    /// Issue 11: failures from one address used to lock the account from
+    /// every address, so anyone could keep its owner out.
     #[test]
-    fn accounts_are_locked_from_any_address() {
+    fn an_account_is_locked_only_for_the_source_that_failed() {
         let mut throttle = LoginThrottle::new(small());
         let now = Instant::now();
-        for i in 0..4 {
-            throttle.record_failure("alice", ip(&format!("198.51.100.{i}")), now);
+        let attacker = ip("198.51.100.1");
+        for _ in 0..4 {
+            throttle.record_failure(Some("alice"), attacker, now);
         }
-        assert_eq!(throttle.check("alice", ip("203.0.113.9"), now), Err(SECOND));
-        assert_eq!(throttle.check("bob", ip("203.0.113.9"), now), Ok(()));
+        assert_eq!(throttle.check(Some("alice"), attacker, now), Err(SECOND));
+        assert_eq!(
+            throttle.check(Some("alice"), ip("203.0.113.9"), now),
+            Ok(())
+        );
+        assert_eq!(throttle.check(Some("bob"), attacker, now), Ok(()));
+        // The victim's own success from elsewhere does not free the attacker.
+        throttle.record_success(Some("alice"), ip("203.0.113.9"), now);
+        assert_eq!(throttle.check(Some("alice"), attacker, now), Err(SECOND));
+    }
+
+    /// High-entropy secrets are throttled by source only: any number of
+    /// failures for a robot's name leaves it usable from elsewhere, and
+    /// the failures still count against their source.
+    #[test]
+    fn token_logins_count_against_their_source_only() {
+        let mut throttle = LoginThrottle::new(small());
+        let now = Instant::now();
+        let attacker = ip("198.51.100.1");
+        for _ in 0..5 {
+            throttle.record_failure(None, attacker, now);
+        }
+        assert_eq!(throttle.check(None, attacker, now), Ok(()));
+        assert_eq!(throttle.tracked(), (0, 1));
+        throttle.record_failure(None, attacker, now);
+        assert_eq!(throttle.check(None, attacker, now), Err(SECOND));
+        assert_eq!(throttle.check(Some("ci"), attacker, now), Err(SECOND));
+        assert_eq!(throttle.check(None, ip("203.0.113.9"), now), Ok(()));
     }
 
     #[test]
@@ -317,12 +389,19 @@ mod tests {
         let mut throttle = LoginThrottle::new(small());
         let now = Instant::now();
         for i in 0..6 {
-            throttle.record_failure(&format!("user{i}"), ip(&format!("2001:db8:1:2::{i}")), now);
+            throttle.record_failure(
+                Some(&format!("user{i}")),
+                ip(&format!("2001:db8:1:2::{i}")),
+                now,
+            );
         }
         assert!(throttle
-            .check("x", ip("2001:db8:1:2:ffff::1"), now)
+            .check(Some("x"), ip("2001:db8:1:2:ffff::1"), now)
             .is_err());
-        assert_eq!(throttle.check("x", ip("2001:db8:1:3::1"), now), Ok(()));
+        assert_eq!(
+            throttle.check(Some("x"), ip("2001:db8:1:3::1"), now),
+            Ok(())
+        );
         assert_eq!(address_key(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
     }
 
@@ -331,12 +410,15 @@ mod tests {
         let mut throttle = LoginThrottle::new(small());
         let now = Instant::now();
         for _ in 0..3 {
-            throttle.record_failure("alice", ip("192.0.2.1"), now);
+            throttle.record_failure(Some("alice"), ip("192.0.2.1"), now);
         }
         // After the idle period the count starts again: the next failure is free.
         let later = now + 61 * SECOND;
-        throttle.record_failure("alice", ip("192.0.2.1"), later);
-        assert_eq!(throttle.check("alice", ip("192.0.2.1"), later), Ok(()));
+        throttle.record_failure(Some("alice"), ip("192.0.2.1"), later);
+        assert_eq!(
+            throttle.check(Some("alice"), ip("192.0.2.1"), later),
+            Ok(())
+        );
     }
 
     #[test]
@@ -345,18 +427,20 @@ mod tests {
         let mut now = Instant::now();
         for i in 0..100 {
             now += SECOND;
-            throttle.record_failure(&format!("user{i}"), ip(&format!("192.0.2.{i}")), now);
+            throttle.record_failure(Some(&format!("user{i}")), ip(&format!("192.0.2.{i}")), now);
             let (accounts, addresses) = throttle.tracked();
             assert!(accounts <= 4 && addresses <= 4, "{accounts} {addresses}");
         }
         // The newest key survives eviction.
-        throttle.record_failure("user99", ip("192.0.2.99"), now);
-        throttle.record_failure("user99", ip("192.0.2.99"), now);
-        throttle.record_failure("user99", ip("192.0.2.99"), now);
-        assert!(throttle.check("user99", ip("192.0.2.200"), now).is_err());
+        throttle.record_failure(Some("user99"), ip("192.0.2.99"), now);
+        throttle.record_failure(Some("user99"), ip("192.0.2.99"), now);
+        throttle.record_failure(Some("user99"), ip("192.0.2.99"), now);
+        assert!(throttle
+            .check(Some("user99"), ip("192.0.2.99"), now)
+            .is_err());
         // Forgettable entries go first.
         let much_later = now + 3600 * SECOND;
-        throttle.record_failure("fresh", ip("192.0.2.250"), much_later);
+        throttle.record_failure(Some("fresh"), ip("192.0.2.250"), much_later);
         assert_eq!(throttle.tracked(), (1, 1));
     }
 
@@ -367,10 +451,13 @@ mod tests {
         let mut throttle = LoginThrottle::new(config);
         let now = Instant::now();
         for _ in 0..5 {
-            throttle.record_failure("alice", ip("192.0.2.1"), now);
+            throttle.record_failure(Some("alice"), ip("192.0.2.1"), now);
         }
-        assert_eq!(throttle.check("alice", ip("192.0.2.1"), now), Ok(()));
-        throttle.record_failure("alice", ip("192.0.2.1"), now);
-        assert_eq!(throttle.check("alice", ip("192.0.2.1"), now), Err(SECOND));
+        assert_eq!(throttle.check(Some("alice"), ip("192.0.2.1"), now), Ok(()));
+        throttle.record_failure(Some("alice"), ip("192.0.2.1"), now);
+        assert_eq!(
+            throttle.check(Some("alice"), ip("192.0.2.1"), now),
+            Err(SECOND)
+        );
     }
 }

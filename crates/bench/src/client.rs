@@ -84,7 +84,16 @@ impl Connection {
     pub async fn open(target: &Target) -> Result<Connection> {
         Ok(Connection {
             target: target.clone(),
-            sender: handshake(target).await?,
+            sender: handshake(target, None).await?,
+        })
+    }
+
+    /// Opens a connection from the local address `local` (e.g. one of the
+    /// many loopback addresses), so the server sees that client address.
+    pub async fn open_from(target: &Target, local: std::net::IpAddr) -> Result<Connection> {
+        Ok(Connection {
+            target: target.clone(),
+            sender: handshake(target, Some(local)).await?,
         })
     }
 
@@ -104,7 +113,7 @@ impl Connection {
 
     /// Replaces the connection after an error left it unusable.
     pub async fn reconnect(&mut self) -> Result<()> {
-        self.sender = handshake(&self.target).await?;
+        self.sender = handshake(&self.target, None).await?;
         Ok(())
     }
 
@@ -143,8 +152,19 @@ pub fn unexpected(what: &str, status: StatusCode, body: &[u8]) -> Error {
     .into()
 }
 
-async fn handshake(target: &Target) -> Result<SendRequest<Body>> {
-    let stream = TcpStream::connect(target.addr).await?;
+async fn handshake(target: &Target, local: Option<std::net::IpAddr>) -> Result<SendRequest<Body>> {
+    let stream = match local {
+        None => TcpStream::connect(target.addr).await?,
+        Some(local) => {
+            let socket = if local.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.bind(std::net::SocketAddr::new(local, 0))?;
+            socket.connect(target.addr).await?
+        }
+    };
     // Small requests (HEAD, manifest GET) must not wait for Nagle's algorithm.
     stream.set_nodelay(true)?;
     let (sender, connection) = hyper::client::conn::http1::Builder::new()

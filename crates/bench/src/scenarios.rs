@@ -44,6 +44,7 @@ pub enum Scenario {
     TagsList,
     Catalog,
     SameBlob,
+    LoginStorm,
 }
 
 impl Scenario {
@@ -59,8 +60,14 @@ impl Scenario {
         Scenario::SameBlob,
     ];
 
+    /// Scenarios that run only when asked for by name (`--scenario`),
+    /// because they need something of the registry the others do not.
+    /// `login_storm` needs access control on.
+    pub const ON_REQUEST: [Scenario; 1] = [Scenario::LoginStorm];
+
     pub fn name(self) -> &'static str {
         match self {
+            Scenario::LoginStorm => "login_storm",
             Scenario::PushSmall => "push_small",
             Scenario::PushLargeChunked => "push_large_chunked",
             Scenario::PushLargeMono => "push_large_mono",
@@ -76,9 +83,14 @@ impl Scenario {
     pub fn parse(name: &str) -> std::result::Result<Scenario, String> {
         Scenario::ALL
             .into_iter()
+            .chain(Scenario::ON_REQUEST)
             .find(|s| s.name() == name)
             .ok_or_else(|| {
-                let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                let names: Vec<&str> = Scenario::ALL
+                    .iter()
+                    .chain(&Scenario::ON_REQUEST)
+                    .map(|s| s.name())
+                    .collect();
                 format!("unknown scenario {name:?}; known: {}", names.join(", "))
             })
     }
@@ -213,6 +225,7 @@ pub async fn run(context: &Context, scenario: Scenario, report: &mut Report) -> 
         Scenario::TagsList => tags_list(context, report).await,
         Scenario::Catalog => catalog(context, report).await,
         Scenario::SameBlob => same_blob(context, report).await,
+        Scenario::LoginStorm => login_storm(context, report).await,
     }
 }
 
@@ -580,6 +593,154 @@ async fn same_blob(context: &Context, report: &mut Report) -> Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// Clients sending wrong passwords at once in `login_storm` (issue 11's
+/// probe used 32).
+const STORM_CLIENTS: usize = 32;
+/// Wrong passwords each client sends from one source address before it
+/// moves to the next, fewer than the server's free failures per address, so
+/// every attempt reaches the password check instead of the throttle.
+const STORM_ATTEMPTS_PER_ADDRESS: usize = 16;
+
+/// `login_storm`: how much failed logins slow everything else. One client
+/// times `/healthz` alone, then again while [`STORM_CLIENTS`] clients send
+/// wrong passwords (Basic on `/v2/`, user names that do not exist, which
+/// cost the server the same argon2 verification as real ones) as fast as
+/// they are answered, for the request-rate duration, each for another
+/// user name (so no account's throttle stops them). Each storm client
+/// connects from its own loopback addresses (`127.77.x.y`; Linux accepts
+/// any address of 127/8), a new one every [`STORM_ATTEMPTS_PER_ADDRESS`]
+/// attempts, so the per-address throttle does not stop the storm. Needs a
+/// registry with access control on the local machine; not part of a full
+/// run (`--scenario login_storm`).
+async fn login_storm(context: &Context, report: &mut Report) -> Result<()> {
+    use base64::Engine;
+    let target = context.setup_target().clone();
+    let duration = context.sizes.rate_duration;
+    let authorization = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("bench-nobody:wrong-password")
+    );
+    {
+        let mut probe = Connection::open(&target).await?;
+        let request = target
+            .request(Method::GET, "/v2/")
+            .header(http::header::AUTHORIZATION, authorization.as_str())
+            .body(crate::client::Body::default())?;
+        let (parts, body) = probe.fetch(request).await?;
+        if parts.status != http::StatusCode::UNAUTHORIZED {
+            return Err(crate::client::unexpected(
+                "login_storm needs access control on: a wrong password",
+                parts.status,
+                &body,
+            ));
+        }
+    }
+    let alone = time_healthz(&target, duration).await?;
+    report_latencies(report, "login_storm.healthz_alone", alone);
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let next_address = Arc::new(AtomicUsize::new(0));
+    let next_attempt = Arc::new(AtomicUsize::new(0));
+    let meter = Meter::start(context);
+    let mut workers: JoinSet<Result<(usize, usize, usize)>> = JoinSet::new();
+    for _ in 0..STORM_CLIENTS {
+        let (target, stop, next_address) = (target.clone(), stop.clone(), next_address.clone());
+        let next_attempt = next_attempt.clone();
+        workers.spawn(async move {
+            let (mut refused_401, mut busy_429, mut other) = (0, 0, 0);
+            while !stop.load(Ordering::Relaxed) {
+                let n = next_address.fetch_add(1, Ordering::Relaxed);
+                let local = std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+                    127,
+                    77,
+                    (n / 250) as u8,
+                    (n % 250 + 1) as u8,
+                ));
+                let mut connection = Connection::open_from(&target, local).await?;
+                for _ in 0..STORM_ATTEMPTS_PER_ADDRESS {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let attempt = next_attempt.fetch_add(1, Ordering::Relaxed);
+                    let authorization = format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD
+                            .encode(format!("bench-nobody-{attempt}:wrong-password"))
+                    );
+                    let request = target
+                        .request(Method::GET, "/v2/")
+                        .header(http::header::AUTHORIZATION, authorization)
+                        .body(crate::client::Body::default())?;
+                    let (parts, _) = connection.fetch(request).await?;
+                    match parts.status.as_u16() {
+                        401 => refused_401 += 1,
+                        429 => busy_429 += 1,
+                        _ => other += 1,
+                    }
+                }
+            }
+            Ok((refused_401, busy_429, other))
+        });
+    }
+    let storm = time_healthz(&target, duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut refused_401, mut busy_429, mut other) = (0, 0, 0);
+    while let Some(joined) = workers.join_next().await {
+        let (a, b, c) = joined??;
+        refused_401 += a;
+        busy_429 += b;
+        other += c;
+    }
+    let seconds = meter.elapsed().as_secs_f64();
+    report_latencies(report, "login_storm.healthz_during", storm?);
+    report.figure(
+        "login_storm.logins_refused_401_per_s",
+        refused_401 as f64 / seconds,
+        "/s",
+    );
+    report.figure(
+        "login_storm.logins_busy_429_per_s",
+        busy_429 as f64 / seconds,
+        "/s",
+    );
+    report.figure("login_storm.logins_other", other as f64, "");
+    meter.finish(report, "login_storm");
+    Ok(())
+}
+
+/// `/healthz` latencies from one connection, one request after another,
+/// for `duration`.
+async fn time_healthz(target: &Target, duration: Duration) -> Result<Vec<f64>> {
+    let mut connection = Connection::open(target).await?;
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < duration {
+        let request = target
+            .request(Method::GET, "/healthz")
+            .body(crate::client::Body::default())?;
+        let sent = Instant::now();
+        let (parts, body) = connection.fetch(request).await?;
+        if !parts.status.is_success() {
+            return Err(crate::client::unexpected("/healthz", parts.status, &body));
+        }
+        latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+        // A health checker's pace, not a load of its own.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(latencies)
+}
+
+fn report_latencies(report: &mut Report, name: &str, mut latencies: Vec<f64>) {
+    if latencies.is_empty() {
+        return;
+    }
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    report.figure(&format!("{name}_p50"), at(0.5), "ms");
+    report.figure(&format!("{name}_p99"), at(0.99), "ms");
+    report.figure(&format!("{name}_max"), at(1.0), "ms");
 }
 
 /// Runs setup work items over `setup_parallel` connections to the setup node.

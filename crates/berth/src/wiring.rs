@@ -380,9 +380,10 @@ pub async fn auth_state(
     Ok(berth_server::AuthState {
         store,
         authority,
-        throttle: std::sync::Mutex::new(berth_auth::LoginThrottle::new(
-            berth_auth::ThrottleConfig::default(),
-        )),
+        login: berth_auth::LoginGuards::new(
+            berth_auth::LoginThrottle::new(berth_auth::ThrottleConfig::default()),
+            berth_auth::HashingPool::for_this_machine(),
+        ),
         policy: berth_auth::PolicyConfig {
             users_may_create_namespaces: config.auth.users_may_create_namespaces,
         },

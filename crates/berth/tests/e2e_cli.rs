@@ -262,6 +262,23 @@ fn namespaces_members_tokens_and_users() {
         "{refused:?}"
     );
     alice.ok(&["member", "rm", "team-a", "bob"]);
+    // Issue 11 (Low): `berth admin member remove` took a namespace's last
+    // owner away, where the API refuses; now both keep the rule.
+    let data_dir = registry.data_dir.as_ref().unwrap().path().to_str().unwrap();
+    let last_owner = alice.berth(
+        &[
+            "admin",
+            "member",
+            "remove",
+            "team-a",
+            "alice",
+            "--data-dir",
+            data_dir,
+        ],
+        None,
+    );
+    assert_ne!(last_owner.code, 0, "{last_owner:?}");
+    assert!(last_owner.stderr.contains("last owner"), "{last_owner:?}");
     assert_eq!(bob.ok(&["namespace", "list", "-q"]).stdout, "bob\n");
 
     // Tokens: created with its secret once, listed without it, revoked.

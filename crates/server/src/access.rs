@@ -13,17 +13,17 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, Method};
+use axum::http::{header, Method};
 use berth_auth::policy::may_create_namespace;
 use berth_auth::store::NamespaceRecord;
 use berth_auth::{
     authorize, AuthError, AuthStore, AuthStoreError, Challenge, ChallengeError, Claims,
-    Credentials, Decision, Denial, LoginContext, LoginError, LoginThrottle, NamespaceFacts,
+    Credentials, Decision, Denial, LoginContext, LoginError, LoginGuards, NamespaceFacts,
     PolicyConfig, Principal, Scope, TokenAuthority, TokenRejection, Visibility,
 };
 use berth_auth::{change_at, login_with_password, Action, Actor};
@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::endpoint::Endpoint;
 use crate::error::ApiError;
+use crate::origin::ClientOrigin;
 
 /// The path of the token endpoint, relative to the registry's origin.
 pub const TOKEN_PATH: &str = "/auth/token";
@@ -45,8 +46,9 @@ pub struct AuthState {
     /// Signs and verifies registry bearer tokens, with the keys of `store`
     /// as last loaded (see [`AuthState::reload_keys`]).
     pub authority: TokenAuthority,
-    /// Failed-login counts per account and address, shared by every login path.
-    pub throttle: Mutex<LoginThrottle>,
+    /// Failed-login counts per (account, address) and per address, and the
+    /// bound on password hashing, shared by every login path.
+    pub login: LoginGuards,
     pub policy: PolicyConfig,
     /// The token endpoint's absolute URL for challenges; when unset it is
     /// derived from each request's `Host`, so one configuration works behind
@@ -57,28 +59,35 @@ pub struct AuthState {
 }
 
 impl AuthState {
-    /// The realm for a request: configured, or `scheme://Host/auth/token`.
-    pub fn realm(&self, headers: &HeaderMap) -> String {
+    /// The realm for a request: configured, or `scheme://host/auth/token`
+    /// from the request's [`ClientOrigin`]: the scheme and host a trusted
+    /// proxy forwarded, else the listener's scheme and a valid `Host`. A
+    /// missing or malformed `Host` is never reflected: `localhost` stands
+    /// in (only loopback listeners may run without a configured realm,
+    /// TLS or trusted proxies; see `berth`'s `exposure_problem`).
+    pub fn realm(&self, parts: &Parts) -> String {
         if let Some(realm) = &self.realm {
             return realm.clone();
         }
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        let scheme = if self.tls { "https" } else { "http" };
+        let origin = origin_of(parts);
+        let host = origin.host.as_deref().unwrap_or("localhost");
+        let scheme = if origin.https(self.tls) {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://{host}{TOKEN_PATH}")
     }
 
     /// A 401 `UNAUTHORIZED` with a bearer challenge for `scope`.
     pub fn unauthorized(
         &self,
-        headers: &HeaderMap,
+        parts: &Parts,
         scope: Option<Scope>,
         error: Option<ChallengeError>,
         message: &str,
     ) -> ApiError {
-        let mut challenge = Challenge::bearer(self.realm(headers), &self.authority.service);
+        let mut challenge = Challenge::bearer(self.realm(parts), &self.authority.service);
         if let Some(scope) = scope {
             challenge = challenge.with_scope(scope);
         }
@@ -90,15 +99,20 @@ impl AuthState {
     }
 
     /// Turns a login failure into an answer.
-    pub fn login_error(&self, headers: &HeaderMap, error: LoginError) -> ApiError {
+    pub fn login_error(&self, parts: &Parts, error: LoginError) -> ApiError {
         match error {
             LoginError::Throttled(wait) => ApiError::new(
                 ErrorCode::TooManyRequests,
                 "too many failed logins; try again later",
             )
             .with_header("retry-after", wait.as_secs().max(1).to_string()),
+            LoginError::Busy(wait) => ApiError::new(
+                ErrorCode::TooManyRequests,
+                "too many logins at once; try again shortly",
+            )
+            .with_header("retry-after", wait.as_secs().max(1).to_string()),
             LoginError::InvalidCredentials => {
-                self.unauthorized(headers, None, None, "invalid credentials")
+                self.unauthorized(parts, None, None, "invalid credentials")
             }
             LoginError::Store(e) => store_failure(e),
         }
@@ -200,13 +214,28 @@ pub fn user_name(principal: &Principal) -> Option<&str> {
     }
 }
 
-/// The client's address for throttling: the socket peer when served by
-/// [`crate::run`], unspecified in router tests.
+/// The request's [`ClientOrigin`], as [`crate::origin::resolve_origin`]
+/// left it; resolved here without trusted proxies if the middleware did
+/// not run (a handler called outside [`crate::app`]).
+pub fn origin_of(parts: &Parts) -> ClientOrigin {
+    match parts.extensions.get::<ClientOrigin>() {
+        Some(origin) => origin.clone(),
+        None => {
+            let peer = parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip());
+            ClientOrigin::resolve(peer, &parts.headers, &[])
+        }
+    }
+}
+
+/// The client's address for throttling: resolved through the trusted
+/// proxies when served by [`crate::run`], unspecified in router tests.
 pub fn client_address(parts: &Parts) -> IpAddr {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
+    origin_of(parts)
+        .address
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
 /// Who makes the change a request asks for, as the event stream records
@@ -221,13 +250,9 @@ pub fn actor(parts: &Parts) -> Actor {
 }
 
 /// `principal` as the actor of the changes `parts` asks for, with the
-/// client's address when served by [`crate::run`].
+/// client's address (through trusted proxies) when served by [`crate::run`].
 pub fn actor_of(principal: &Principal, parts: &Parts) -> Actor {
-    let address = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
-    principal.actor(address)
+    principal.actor(origin_of(parts).address)
 }
 
 /// A login context at the current time.
@@ -261,15 +286,15 @@ pub async fn authenticate(auth: &AuthState, parts: &Parts) -> Result<Caller, Api
         .await
         .map_err(|failure| match failure {
             AuthenticationFailure::MalformedHeader => {
-                auth.unauthorized(&parts.headers, None, None, "malformed Authorization header")
+                auth.unauthorized(parts, None, None, "malformed Authorization header")
             }
             AuthenticationFailure::InvalidToken => auth.unauthorized(
-                &parts.headers,
+                parts,
                 None,
                 Some(ChallengeError::InvalidToken),
                 "invalid or expired token",
             ),
-            AuthenticationFailure::Login(error) => auth.login_error(&parts.headers, error),
+            AuthenticationFailure::Login(error) => auth.login_error(parts, error),
             AuthenticationFailure::Store(error) => store_failure(error),
         })
 }
@@ -292,7 +317,7 @@ pub async fn authenticate_caller(
         Some(Credentials::Basic { username, password }) => {
             let principal = login_with_password(
                 auth.store.as_ref(),
-                &auth.throttle,
+                &auth.login,
                 &username,
                 &password,
                 login_context(parts),
@@ -404,12 +429,7 @@ pub async fn authorize_request(
     match needs(endpoint, &parts.method) {
         Needs::Login => {
             if !caller.presented_credentials {
-                return Err(auth.unauthorized(
-                    &parts.headers,
-                    None,
-                    None,
-                    "authentication required",
-                ));
+                return Err(auth.unauthorized(parts, None, None, "authentication required"));
             }
         }
         Needs::Catalog => {}
@@ -447,7 +467,6 @@ async fn check(
     repository: &RepoName,
     action: Action,
 ) -> Result<(), ApiError> {
-    let headers = &parts.headers;
     let facts = auth
         .facts(&caller.principal, repository.namespace())
         .await?;
@@ -460,7 +479,7 @@ async fn check(
     let scope = challenge_scope(repository, action);
     match decision {
         Decision::Deny(Denial::AuthenticationRequired) => {
-            Err(auth.unauthorized(headers, Some(scope), None, "authentication required"))
+            Err(auth.unauthorized(parts, Some(scope), None, "authentication required"))
         }
         Decision::Deny(Denial::Forbidden) => Err(ApiError::new(
             ErrorCode::Denied,
@@ -469,17 +488,13 @@ async fn check(
         // Allowed by the policy but not by this token: the client asks the
         // token endpoint again with the scope named here.
         _ if !token_grants => Err(auth.unauthorized(
-            headers,
+            parts,
             Some(scope),
             Some(ChallengeError::InsufficientScope),
             "the token does not grant this action",
         )),
         Decision::AllowCreatingNamespace => {
-            let address = parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|info| info.0.ip());
-            let actor = caller.principal.actor(address);
+            let actor = actor_of(&caller.principal, parts);
             create_namespace_for(auth, &caller.principal, &actor, repository).await
         }
         Decision::Allow => Ok(()),

@@ -16,6 +16,10 @@
 //!   per resource, and the OpenAPI document generated from them.
 //! - `tls`: the rustls listener behind [`run_tls`].
 //! - `settings`: [`ServerSettings`], connection limits and trusted proxies.
+//! - `connection`: what the accept loop enforces per connection: the total
+//!   and per-address caps, the idle and header timeouts.
+//! - `origin`: each request's [`origin::ClientOrigin`] (client address,
+//!   scheme, host), resolved once through the trusted proxies.
 //!
 //! **Architecture Invariant:** axum and HTTP types live in this crate only.
 //! Below it, the registry speaks in domain types.
@@ -33,9 +37,11 @@ use tower_http::trace::TraceLayer;
 
 pub mod access;
 pub mod api;
+pub mod connection;
 pub mod endpoint;
 pub mod error;
 pub mod metrics;
+pub mod origin;
 pub mod settings;
 pub mod tls;
 pub mod token;
@@ -98,7 +104,6 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
-        .layer(axum::middleware::map_request(host_from_authority))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 let id = request
@@ -106,9 +111,22 @@ pub fn app(state: AppState) -> Router {
                     .get(&REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
-                tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path())
+                // The client as resolved through trusted proxies, not the
+                // proxy's address.
+                let client = request
+                    .extensions()
+                    .get::<origin::ClientOrigin>()
+                    .and_then(|origin| origin.address)
+                    .map_or_else(|| "-".to_string(), |address| address.to_string());
+                tracing::info_span!("request", id = %id, client = %client, method = %request.method(), path = %request.uri().path())
             }),
         )
+        // Outside the trace layer, so the request's span names the client.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            origin::resolve_origin,
+        ))
+        .layer(axum::middleware::map_request(host_from_authority))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         // Outermost, so that a refused id is gone before one is set.
@@ -238,7 +256,8 @@ pub async fn run(
         let _ = tcp.set_nodelay(true);
     });
     let settings = Arc::clone(&state.settings);
-    serve(listener, app(state), &settings, shutdown).await
+    let metrics = Arc::clone(&state.metrics);
+    serve(listener, app(state), &settings, metrics, shutdown).await
 }
 
 /// Like [`run`], speaking HTTPS with `config` (see [`tls::server_config`]).
@@ -250,35 +269,43 @@ pub async fn run_tls(
 ) -> std::io::Result<()> {
     let listener = tls::TlsListener::new(listener, config)?;
     let settings = Arc::clone(&state.settings);
-    serve(listener, app(state), &settings, shutdown).await
+    let metrics = Arc::clone(&state.metrics);
+    serve(listener, app(state), &settings, metrics, shutdown).await
 }
 
 /// The accept loop behind [`run`] and [`run_tls`]: `axum::serve` with the
 /// connection settings it does not expose (see [`HTTP1_READ_BUFFER`]) and
-/// those of [`ServerSettings`] enforced so far.
+/// those of [`ServerSettings`]: the connection caps, the idle and header
+/// timeouts ([`connection`]) and the body timeout.
 ///
-/// Each request carries the peer's address as `ConnectInfo`, which login
-/// throttling keys on. When `shutdown` completes the listener is closed,
-/// idle connections are closed, and the call returns once every request in
-/// flight has been answered.
+/// Each request carries the peer's address as `ConnectInfo`, from which
+/// [`origin::resolve_origin`] finds the client (through trusted proxies).
+/// When `shutdown` completes the listener is closed, idle connections are
+/// closed, and the call returns once every request in flight has been
+/// answered.
 async fn serve<L>(
     mut listener: L,
     router: Router,
     settings: &ServerSettings,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
     L: axum::serve::Listener<Addr = std::net::SocketAddr>,
 {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
     use tower::ServiceExt;
 
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .max_buf_size(HTTP1_READ_BUFFER)
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_timeout);
+    // hyper's header timer would also close kept-alive connections after
+    // `header_timeout`; `connection::TimedIo` enforces both timeouts.
+    builder.http1().max_buf_size(HTTP1_READ_BUFFER);
+    let limits = connection::ConnectionLimits::new(
+        settings.max_connections,
+        settings.max_connections_per_address,
+        settings.trusted_proxies.clone(),
+    );
+    let body_timeout = settings.body_timeout;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -286,24 +313,53 @@ where
             connection = listener.accept() => connection,
             () = &mut shutdown => break,
         };
+        let slot = match limits.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                metrics.connection_refused(refusal.label());
+                tokio::spawn(connection::refuse(io));
+                continue;
+            }
+        };
+        let activity = Arc::new(connection::Activity::default());
         let router = router.clone();
-        let service =
-            hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
-                request
-                    .extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                router.clone().oneshot(request)
-            });
+        let service_activity = Arc::clone(&activity);
+        let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+            let in_flight = service_activity.begin();
+            let (mut parts, body) = request.into_parts();
+            parts.extensions.insert(axum::extract::ConnectInfo(peer));
+            // Between two reads of the body at most `body_timeout`: a
+            // client that stops sending mid-body is cut off, one that
+            // sends slowly but steadily is not.
+            let body =
+                axum::body::Body::new(tower_http::timeout::TimeoutBody::new(body_timeout, body));
+            let request = Request::from_parts(parts, body);
+            let router = router.clone();
+            async move {
+                let response = router.oneshot(request).await?;
+                // The request counts as in flight until its response's
+                // body is written (or dropped).
+                Ok::<_, std::convert::Infallible>(response.map(|body| {
+                    axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
+                        let _in_flight = &in_flight;
+                        frame
+                    }))
+                }))
+            }
+        });
+        let io =
+            connection::TimedIo::new(io, activity, settings.idle_timeout, settings.header_timeout);
         let connection = builder
             .serve_connection(TokioIo::new(io), service)
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            // A client that goes away mid-request is routine, not an error
-            // of the server's.
+            // A client that goes away mid-request, or one that was idle for
+            // too long, is routine, not an error of the server's.
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);

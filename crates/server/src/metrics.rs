@@ -26,6 +26,11 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LatencyLabels {
     endpoint: &'static str,
     method: &'static str,
@@ -45,6 +50,7 @@ pub struct Metrics {
     advisory_data_age: Gauge<i64, AtomicI64>,
     scan_duration: Histogram,
     scan_failures: Counter<u64, AtomicU64>,
+    connections_refused: Family<RefusedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -132,7 +138,14 @@ impl Metrics {
             "Image indexing jobs of this node that failed",
             scan_failures.clone(),
         );
+        let connections_refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections answered 503 and closed at once: reason total (max_connections) or address (max_connections_per_address)",
+            connections_refused.clone(),
+        );
         Metrics {
+            connections_refused,
             registry,
             scan_queue_depth,
             advisory_data_age,
@@ -146,6 +159,13 @@ impl Metrics {
             gc_objects_removed,
             gc_pass_duration,
         }
+    }
+
+    /// Counts a connection refused by the accept loop's caps.
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&RefusedLabels { reason })
+            .inc();
     }
 
     pub fn bytes_in(&self, n: u64) {

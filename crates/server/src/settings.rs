@@ -6,13 +6,8 @@ use std::time::Duration;
 
 /// Connection limits and trusted proxies.
 ///
-/// Enforced today: `header_timeout` (hyper's header read timeout on
-/// HTTP/1). Declared, parsed and carried here for the work that enforces
-/// the rest (issue 11): `idle_timeout` (keep-alive connections with no
-/// request in flight), `body_timeout` (between two reads of a request
-/// body), `max_connections` and `max_connections_per_address` (in the
-/// accept loop, [`crate::run`]), and `trusted_proxies` (whose
-/// `X-Forwarded-For`/`-Proto`/`-Host` the access layer may believe).
+/// All enforced by the accept loop ([`crate::run`], [`crate::connection`])
+/// and, for `trusted_proxies`, by [`crate::origin`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerSettings {
     /// Reverse proxies whose forwarded headers are believed; empty, none

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_auth::challenge::oauth_error_code;
 use berth_auth::policy::{granted_actions, granted_namespace_actions, granted_registry_actions};
@@ -57,17 +57,17 @@ async fn get_token_inner(state: &AppState, parts: &Parts) -> Result<Response, Ap
         Some(value) => match value.to_str().ok().and_then(Credentials::parse) {
             Some(Credentials::Basic { username, password }) => login_with_password(
                 auth.store.as_ref(),
-                &auth.throttle,
+                &auth.login,
                 &username,
                 &password,
                 login_context(parts),
             )
             .await
-            .map_err(|e| basic_login_error(auth, &parts.headers, e))?,
+            .map_err(|e| basic_login_error(auth, parts, e))?,
             _ => {
                 return Err(basic_login_error(
                     auth,
-                    &parts.headers,
+                    parts,
                     LoginError::InvalidCredentials,
                 ))
             }
@@ -87,15 +87,15 @@ async fn get_token_inner(state: &AppState, parts: &Parts) -> Result<Response, Ap
 
 /// A failed Basic login at the token endpoint: 401 with a Basic challenge,
 /// which is what clients that send no credentials yet expect.
-fn basic_login_error(auth: &AuthState, headers: &HeaderMap, error: LoginError) -> ApiError {
+fn basic_login_error(auth: &AuthState, parts: &Parts, error: LoginError) -> ApiError {
     match error {
         LoginError::InvalidCredentials => {
             ApiError::new(ErrorCode::Unauthorized, "invalid credentials").with_header(
                 "www-authenticate",
-                berth_auth::challenge::basic_challenge(&auth.realm(headers)),
+                berth_auth::challenge::basic_challenge(&auth.realm(parts)),
             )
         }
-        other => auth.login_error(headers, other),
+        other => auth.login_error(parts, other),
     }
 }
 
@@ -151,7 +151,7 @@ async fn post_token_inner(
         Grant::Password { username, password } => {
             login_with_password(
                 auth.store.as_ref(),
-                &auth.throttle,
+                &auth.login,
                 username,
                 password,
                 login_context(parts),
@@ -172,7 +172,7 @@ async fn post_token_inner(
             StatusCode::UNAUTHORIZED,
             oauth_error_code(&AuthError::Token(berth_auth::TokenRejection::Malformed)),
         ),
-        other => auth.login_error(&parts.headers, other).into_response(),
+        other => auth.login_error(parts, other).into_response(),
     })?;
     issue(auth, &principal, &form.scopes, form.offline)
         .await

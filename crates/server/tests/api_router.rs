@@ -605,3 +605,237 @@ async fn the_openapi_document_covers_every_route() {
     assert_eq!(schemes["basic"]["scheme"], "basic");
     assert_eq!(schemes["bearer"]["scheme"], "bearer");
 }
+
+/// A wrong guess of `secret` of the same shape (so access-token secrets
+/// still look like access tokens).
+fn wrong_guess(secret: &str, attempt: usize) -> String {
+    let keep = secret.len() - 4;
+    format!("{}{:04}", &secret[..keep], attempt)
+}
+
+/// Sends `attempts` wrong logins for `account` from `peer` (with the
+/// forwarded `headers`): each is refused, 401 until the throttle locks,
+/// then 429.
+async fn guess(
+    h: &Harness,
+    peer: &str,
+    headers: &[(&str, &str)],
+    account: &str,
+    secret: &str,
+    attempts: usize,
+) {
+    for attempt in 0..attempts {
+        let wrong = basic(account, &wrong_guess(secret, attempt));
+        let answer = h
+            .call_from(peer, "GET", "/v2/", Some(&wrong), headers)
+            .await;
+        assert!(
+            answer.status == 401 || answer.status == 429,
+            "guess {attempt} for {account} from {peer} {headers:?}: {}",
+            answer.status
+        );
+    }
+}
+
+/// Issue 11 (Medium): the throttle counted failures per account whatever
+/// their source, so anyone could keep a user or a robot locked out with a
+/// wrong guess every few minutes. Failures now count per (account, source)
+/// and per source; logins with a high-entropy access-token secret are not
+/// throttled by account at all. The guesser stays throttled.
+#[tokio::test]
+async fn failed_logins_from_one_address_do_not_lock_the_account_elsewhere() {
+    let h = Harness::new().await;
+    let (attacker, victim) = ("198.51.100.7:40000", "203.0.113.5:40000");
+    guess(&h, attacker, &[], "reader", PASSWORD, 8).await;
+    guess(&h, attacker, &[], "robot", &h.robot, 8).await;
+    let reader = h
+        .call_from(victim, "GET", "/v2/", Some(&basic("reader", PASSWORD)), &[])
+        .await;
+    assert_eq!(reader.status, 200, "the user from elsewhere");
+    let robot = h
+        .call_from(victim, "GET", "/v2/", Some(&basic("robot", &h.robot)), &[])
+        .await;
+    assert_eq!(robot.status, 200, "the robot from elsewhere");
+    let guesser = h
+        .call_from(
+            attacker,
+            "GET",
+            "/v2/",
+            Some(&basic("reader", PASSWORD)),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        guesser.status, 429,
+        "the guesser's own attempts stay locked"
+    );
+    assert!(guesser.header("retry-after").parse::<u64>().unwrap() >= 1);
+}
+
+/// Behind a reverse proxy every connection comes from the proxy: with
+/// `trusted_proxies`, the client is the rightmost `X-Forwarded-For` address
+/// that is not a trusted proxy; from any other peer the header is ignored,
+/// so a client cannot choose the address it is throttled under.
+#[tokio::test]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    let mut h = Harness::new().await;
+    h.state = h.state.clone().with_settings(berth_server::ServerSettings {
+        trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+        ..Default::default()
+    });
+    let proxy = "10.0.0.2:50000";
+    // Through the proxy: a guesser does not lock out a user at another address.
+    guess(
+        &h,
+        proxy,
+        &[("x-forwarded-for", "198.51.100.7")],
+        "reader",
+        PASSWORD,
+        8,
+    )
+    .await;
+    let user = h
+        .call_from(
+            proxy,
+            "GET",
+            "/v2/",
+            Some(&basic("reader", PASSWORD)),
+            &[("x-forwarded-for", "203.0.113.9, 10.0.0.3")],
+        )
+        .await;
+    assert_eq!(user.status, 200, "a user behind the proxy");
+    // The guesser cannot escape by prepending another address: the proxy
+    // appends the real one, and the rightmost untrusted address counts.
+    let escape = h
+        .call_from(
+            proxy,
+            "GET",
+            "/v2/",
+            Some(&basic("reader", PASSWORD)),
+            &[("x-forwarded-for", "203.0.113.9, 198.51.100.7")],
+        )
+        .await;
+    assert_eq!(escape.status, 429, "the guesser, whatever it prepends");
+    // From a peer that is not a trusted proxy the header means nothing.
+    let direct = "192.0.2.50:40000";
+    guess(
+        &h,
+        direct,
+        &[("x-forwarded-for", "203.0.113.77")],
+        "writer",
+        PASSWORD,
+        8,
+    )
+    .await;
+    let forged = h
+        .call_from(
+            direct,
+            "GET",
+            "/v2/",
+            Some(&basic("writer", PASSWORD)),
+            &[("x-forwarded-for", "203.0.113.78")],
+        )
+        .await;
+    assert_eq!(forged.status, 429, "a forged header from an untrusted peer");
+}
+
+/// The `realm` of a `/v2/` challenge.
+fn realm(answer: &support::Answer) -> String {
+    let challenge = answer.header("www-authenticate");
+    let start = challenge.find("realm=\"").expect("a realm") + "realm=\"".len();
+    let end = challenge[start..].find('"').unwrap();
+    challenge[start..start + end].to_string()
+}
+
+/// Issue 11 (Medium): the challenge realm used the listener's scheme and
+/// reflected the client's `Host`, so behind a TLS-terminating proxy docker
+/// was sent to an `http://` realm (and sent the password in clear), and a
+/// forged `Host` chose where clients send their passwords. The scheme and
+/// host a trusted proxy forwards are used; a `Host` that is not a plain
+/// host[:port] is never reflected.
+#[tokio::test]
+async fn the_realm_follows_trusted_proxies_and_never_reflects_a_forged_host() {
+    let mut h = Harness::new().await;
+    h.state = h.state.clone().with_settings(berth_server::ServerSettings {
+        trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+        ..Default::default()
+    });
+    let forwarded = [
+        ("host", "berth-internal:5000"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "registry.example"),
+        ("x-forwarded-for", "203.0.113.9"),
+    ];
+    /// A client address, the headers it sends, and the realm it must get.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (
+            "10.0.0.2:50000",
+            &forwarded,
+            "https://registry.example/auth/token",
+        ),
+        (
+            "192.0.2.50:40000",
+            &forwarded,
+            "http://berth-internal:5000/auth/token",
+        ),
+        ("192.0.2.50:40000", &[], "http://registry.test/auth/token"),
+        (
+            "192.0.2.50:40000",
+            &[("host", "evil.example/phish?x=")],
+            "http://localhost/auth/token",
+        ),
+        (
+            "10.0.0.2:50000",
+            &[
+                ("host", "registry.test"),
+                ("x-forwarded-host", "evil.example/phish"),
+            ],
+            "http://registry.test/auth/token",
+        ),
+    ];
+    for (peer, headers, expected) in cases {
+        let answer = h.call_from(peer, "GET", "/v2/", None, headers).await;
+        assert_eq!(answer.status, 401, "{peer} {headers:?}");
+        assert_eq!(realm(&answer), *expected, "{peer} {headers:?}");
+    }
+}
+
+/// The event stream records the client behind a trusted proxy as the
+/// actor's address, not the proxy.
+#[tokio::test]
+async fn events_name_the_client_behind_a_trusted_proxy() {
+    let mut h = Harness::new().await;
+    h.state = h.state.clone().with_settings(berth_server::ServerSettings {
+        trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+        ..Default::default()
+    });
+    let mut request = Request::builder()
+        .method("POST")
+        .uri("/api/v1/namespaces")
+        .header("host", support::HOST)
+        .header("authorization", basic("root", PASSWORD))
+        .header("content-type", "application/json")
+        .header("x-forwarded-for", "203.0.113.9")
+        .body(Body::from(r#"{"name":"proxied"}"#))
+        .unwrap();
+    let peer: std::net::SocketAddr = "10.0.0.2:50000".parse().unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    assert_eq!(h.send(request).await.status, 201);
+    let page = h
+        .state
+        .registry
+        .read_events(&berth_meta::EventCursor::after(0), 1000)
+        .await
+        .unwrap();
+    let created = page
+        .events
+        .iter()
+        .rev()
+        .find(|event| event.namespace.as_deref() == Some("proxied"))
+        .expect("an event about the namespace");
+    assert_eq!(created.actor.address, Some("203.0.113.9".parse().unwrap()));
+    assert_eq!(created.actor.name.as_deref(), Some("root"));
+}

@@ -4,7 +4,7 @@
 //! namespace creation on first push, and tokens accepted across nodes that
 //! share a store while its signing key rotates.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::Request;
@@ -13,8 +13,8 @@ use base64::Engine;
 use berth_auth::admin;
 use berth_auth::jwt::DEFAULT_TOKEN_LIFETIME;
 use berth_auth::{
-    AuthStore, Expiry, KeySet, LoginThrottle, MetaAuthStore, PolicyConfig, Role, Secret,
-    SigningKey, ThrottleConfig, TokenAuthority, TokenScope, Visibility,
+    AuthStore, Expiry, HashingPool, KeySet, LoginGuards, LoginThrottle, MetaAuthStore,
+    PolicyConfig, Role, Secret, SigningKey, ThrottleConfig, TokenAuthority, TokenScope, Visibility,
 };
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_oci::Algorithm;
@@ -130,7 +130,10 @@ async fn node_auth(store: Arc<dyn AuthStore>, policy: PolicyConfig) -> AuthState
     AuthState {
         store,
         authority: TokenAuthority::new(keys, "berth", "berth"),
-        throttle: Mutex::new(LoginThrottle::new(ThrottleConfig::default())),
+        login: LoginGuards::new(
+            LoginThrottle::new(ThrottleConfig::default()),
+            HashingPool::for_this_machine(),
+        ),
         policy,
         realm: None,
         tls: false,

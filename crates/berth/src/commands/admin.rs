@@ -148,10 +148,11 @@ async fn execute(command: AdminCommand, config: &Config) -> Result<(), String> {
             MemberCommand::Remove {
                 namespace, user, ..
             } => {
-                store
-                    .remove_member(&change, &namespace, &user)
+                // The same rule as the management API: a namespace keeps
+                // its last owner.
+                admin::remove_member(&store, &namespace, &user, &change)
                     .await
-                    .map_err(|e| format!("member {user:?} of {namespace:?}: {e}"))?;
+                    .map_err(admin_error)?;
                 println!("{user} is no longer a member of {namespace}");
             }
         },

@@ -41,7 +41,7 @@ declare_config! {
         tls_key: Option<PathBuf> = "none", flag "tls-key", Legacy;
         /// The host[:port] clients use for this registry, for the Kubernetes secrets `berth admin token create --k8s-secret` prints.
         public_host: Option<String> = "the listen address", flag "public-host", Legacy;
-        /// Addresses or networks (`10.0.0.0/8`) of the reverse proxies in front, whose `X-Forwarded-*` headers are to be believed (handed to the server, not read yet).
+        /// Addresses or networks (`10.0.0.0/8`) of the reverse proxies in front, whose `X-Forwarded-For`, `-Proto` and `-Host` headers are believed (client address for throttling, logs and events; scheme and host of the token realm).
         trusted_proxies: Vec<ipnet::IpNet> = "none", flag "trusted-proxies";
         /// This node's name for its upload and job leases, so a restarted node frees the leases it held when it stopped; set it (e.g. to the pod's name) where the data directory does not survive a restart, one process per name.
         node_name: Option<String> = "kept in `DATA_DIR/node-name`", flag "node-name";
@@ -53,15 +53,15 @@ declare_config! {
         cache_ttl: Duration = "1s", flag "cache-ttl", Legacy;
         /// After SIGTERM or SIGINT, how long requests in flight may take before the process exits anyway.
         shutdown_timeout: Duration = "30s", flag "shutdown-timeout";
-        /// How long a kept-alive connection may stay idle between requests (not enforced yet).
+        /// How long a connection may wait for the first byte of its next request (kept-alive or new).
         idle_timeout: Duration = "60s", flag "idle-timeout";
-        /// How long a client may take to send a request's headers.
+        /// How long a client may take to send a request's headers, from their first byte.
         header_timeout: Duration = "10s", flag "header-timeout";
-        /// The longest pause between two reads of a request body (not enforced yet).
+        /// The longest pause between two reads of a request body (a slow upload that keeps sending is fine).
         body_timeout: Duration = "60s", flag "body-timeout";
-        /// Open connections served at once; more wait to be accepted (not enforced yet).
+        /// Open connections served at once; more are answered 503 and closed.
         max_connections: usize = "10000", flag "max-connections";
-        /// Open connections served at once from one client address (not enforced yet).
+        /// Open connections served at once from one client address (trusted proxies exempt); more are answered 503 and closed.
         max_connections_per_address: usize = "256", flag "max-connections-per-address";
     }
 

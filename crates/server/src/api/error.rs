@@ -143,6 +143,17 @@ impl ManagementError {
         .with_header(header::RETRY_AFTER, seconds.to_string())
     }
 
+    /// A 429 when too many logins are hashing at once (not a failed login).
+    pub fn busy(wait: Duration) -> ManagementError {
+        let seconds = wait.as_secs().max(1);
+        ManagementError::new(
+            ErrorCode::TooManyRequests,
+            "too many logins at once; try again shortly",
+        )
+        .with_detail(serde_json::json!({ "retry_after_seconds": seconds }))
+        .with_header(header::RETRY_AFTER, seconds.to_string())
+    }
+
     /// A 500 whose cause goes to the log only: it names files, queries and
     /// backends, which are nobody's business outside.
     pub fn internal(cause: &dyn std::fmt::Display) -> ManagementError {
@@ -209,6 +220,7 @@ impl From<LoginError> for ManagementError {
     fn from(error: LoginError) -> ManagementError {
         match error {
             LoginError::Throttled(wait) => ManagementError::throttled(wait),
+            LoginError::Busy(wait) => ManagementError::busy(wait),
             LoginError::InvalidCredentials => {
                 ManagementError::new(ErrorCode::Unauthorized, "invalid credentials")
             }
@@ -276,6 +288,10 @@ mod tests {
             (AuthStoreError::NotFound.into(), ErrorCode::Internal),
             (
                 LoginError::Throttled(Duration::from_millis(10)).into(),
+                ErrorCode::TooManyRequests,
+            ),
+            (
+                LoginError::Busy(Duration::from_secs(1)).into(),
                 ErrorCode::TooManyRequests,
             ),
             (

@@ -136,7 +136,7 @@ async fn handle(
     };
     let caller = authenticate_caller(auth, &parts)
         .await
-        .map_err(|failure| permission::refuse_credentials(auth, &parts.headers, failure))?;
+        .map_err(|failure| permission::refuse_credentials(auth, &parts, failure))?;
     let body = if route.takes_body() {
         endpoint::read_body(&parts, body).await?
     } else {
@@ -144,7 +144,7 @@ async fn handle(
     };
     let endpoint = Endpoint::parse_with_query(route, &params, parts.uri.query(), &body)?;
     let permission = permission::required(&endpoint);
-    let caller = permission::authorize(auth, caller, &permission, &parts.headers).await?;
+    let caller = permission::authorize(auth, caller, &permission, &parts).await?;
     let context = Context {
         auth,
         registry: &state.registry,

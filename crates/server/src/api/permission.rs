@@ -24,7 +24,8 @@
 //! - the policy refuses: 403, whether or not the thing exists, so names do
 //!   not leak; 404 only to callers who would be allowed to act on it.
 
-use axum::http::{header, HeaderMap};
+use axum::http::header;
+use axum::http::request::Parts;
 use berth_auth::policy::{
     authorize as authorize_repository, authorize_namespace, may_create_namespace,
     may_grant_token_scope, may_see_namespace,
@@ -205,12 +206,12 @@ pub async fn authorize(
     auth: &AuthState,
     caller: Caller,
     permission: &Permission,
-    headers: &HeaderMap,
+    parts: &Parts,
 ) -> Result<Authorized, ManagementError> {
     let check = Check {
         auth,
         caller: &caller,
-        headers,
+        parts,
     };
     if *permission != Permission::Anyone && caller.principal == Principal::Anonymous {
         return Err(check.challenge(needed_scopes(permission), None, "authentication required"));
@@ -370,7 +371,7 @@ fn repository_scope(repository: &RepoName, action: Action) -> Scope {
 struct Check<'a> {
     auth: &'a AuthState,
     caller: &'a Caller,
-    headers: &'a HeaderMap,
+    parts: &'a Parts,
 }
 
 impl Check<'_> {
@@ -507,7 +508,7 @@ impl Check<'_> {
         error: Option<ChallengeError>,
         message: &str,
     ) -> ManagementError {
-        challenge(self.auth, self.headers, scopes, error, message)
+        challenge(self.auth, self.parts, scopes, error, message)
     }
 }
 
@@ -515,12 +516,12 @@ impl Check<'_> {
 /// same scopes in `detail.scope`).
 fn challenge(
     auth: &AuthState,
-    headers: &HeaderMap,
+    parts: &Parts,
     scopes: Vec<Scope>,
     error: Option<ChallengeError>,
     message: &str,
 ) -> ManagementError {
-    let mut challenge = Challenge::bearer(auth.realm(headers), &auth.authority.service);
+    let mut challenge = Challenge::bearer(auth.realm(parts), &auth.authority.service);
     let names: Vec<String> = scopes.iter().map(Scope::to_string).collect();
     for scope in scopes {
         challenge = challenge.with_scope(scope);
@@ -540,26 +541,26 @@ fn challenge(
 /// permission is looked at).
 pub fn refuse_credentials(
     auth: &AuthState,
-    headers: &HeaderMap,
+    parts: &Parts,
     failure: AuthenticationFailure,
 ) -> ManagementError {
     match failure {
         AuthenticationFailure::MalformedHeader => challenge(
             auth,
-            headers,
+            parts,
             Vec::new(),
             None,
             "malformed Authorization header",
         ),
         AuthenticationFailure::InvalidToken => challenge(
             auth,
-            headers,
+            parts,
             Vec::new(),
             Some(ChallengeError::InvalidToken),
             "invalid or expired token",
         ),
         AuthenticationFailure::Login(LoginError::InvalidCredentials) => {
-            challenge(auth, headers, Vec::new(), None, "invalid credentials")
+            challenge(auth, parts, Vec::new(), None, "invalid credentials")
         }
         AuthenticationFailure::Login(other) => other.into(),
         AuthenticationFailure::Store(error) => error.into(),

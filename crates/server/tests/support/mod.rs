@@ -9,15 +9,15 @@
 
 #![allow(dead_code)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use berth_auth::{
-    admin, AuthStore, Expiry, LoginThrottle, MetaAuthStore, PolicyConfig, Role, Secret,
-    ThrottleConfig, TokenAuthority, TokenScope, Visibility,
+    admin, AuthStore, Expiry, HashingPool, LoginGuards, LoginThrottle, MetaAuthStore, PolicyConfig,
+    Role, Secret, ThrottleConfig, TokenAuthority, TokenScope, Visibility,
 };
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_registry::{Registry, RegistryConfig};
@@ -179,7 +179,10 @@ impl Harness {
         let auth = AuthState {
             store,
             authority: TokenAuthority::new(keys, "berth", "berth"),
-            throttle: Mutex::new(LoginThrottle::new(ThrottleConfig::default())),
+            login: LoginGuards::new(
+                LoginThrottle::new(ThrottleConfig::default()),
+                HashingPool::for_this_machine(),
+            ),
             policy,
             realm: None,
             tls: false,
@@ -226,6 +229,38 @@ impl Harness {
         }
         self.send(builder.body(Body::from(body.to_string())).unwrap())
             .await
+    }
+
+    /// Sends a request as if it came from `peer` (the socket's address,
+    /// which [`berth_server::run`] attaches), with extra `headers` (a
+    /// `host` among them replaces the usual one).
+    pub async fn call_from(
+        &self,
+        peer: &str,
+        method: &str,
+        uri: &str,
+        authorization: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut builder = Request::builder().method(method).uri(uri);
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+        {
+            builder = builder.header("host", HOST);
+        }
+        if let Some(authorization) = authorization {
+            builder = builder.header("authorization", authorization);
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let mut request = builder.body(Body::empty()).unwrap();
+        let peer: std::net::SocketAddr = peer.parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        self.send(request).await
     }
 
     pub async fn send(&self, request: Request<Body>) -> Answer {
