@@ -346,6 +346,14 @@ pub enum Notice {
     /// re-established, or a transaction touched too many repositories to
     /// name them all): anything may have changed.
     Anything,
+    /// A fence sent with [`EventStore::send_fence`] (by any node) has
+    /// arrived: every notice of a change that committed before it was sent
+    /// has arrived on this subscription before it. A subscriber that acts on
+    /// notices acknowledges another node's fence with
+    /// [`EventStore::send_ack`] once it has acted on everything before it.
+    Fence(String),
+    /// A subscriber acknowledged the fence with this token.
+    Ack(String),
 }
 
 /// Notices of committed changes, delivered shortly after each commit.
@@ -392,6 +400,20 @@ pub trait EventStore: Send + Sync + 'static {
     /// after the commit, never before). `None` where the backend has none:
     /// SQLite serves one node, whose own writes need no notice.
     async fn subscribe(&self) -> Result<Option<Box<dyn EventSubscription>>, MetaError>;
+
+    /// Sends `token` to every subscription as a [`Notice::Fence`] and
+    /// returns how many subscriptions other than the sender's own will see
+    /// it. Notices arrive in commit order, so a subscriber that has acted on
+    /// the fence has acted on every change committed before this call: a
+    /// node that waits for that many [`Notice::Ack`]s after a change knows
+    /// no other node still serves what the change made stale. Returns 0
+    /// and sends nothing where [`EventStore::subscribe`] gives no
+    /// subscription.
+    async fn send_fence(&self, token: &str) -> Result<usize, MetaError>;
+
+    /// Acknowledges another node's fence (a [`Notice::Ack`] to every
+    /// subscription).
+    async fn send_ack(&self, token: &str) -> Result<(), MetaError>;
 
     /// The position of the first event written at or after `at`, if any.
     async fn first_event_since(&self, at: Timestamp) -> Result<Option<i64>, MetaError>;

@@ -77,6 +77,7 @@ impl Registry {
             .await;
         self.inner.blob_cache.invalidate(repository);
         if unlinked? {
+            self.settle().await;
             Ok(())
         } else {
             Err(RegistryError::BlobUnknown)

@@ -12,6 +12,16 @@
 //! invalidation advances its generation, so a value read from the database
 //! before an invalidation is never stored after it. Misses are never
 //! cached, so a new push is visible immediately everywhere.
+//!
+//! That leaves the time between a commit and the other nodes acting on its
+//! notice: a client told "deleted" by one node could ask another node
+//! before that node had forgotten its entry. So a change that can make
+//! other nodes' entries stale (a deletion, a tag put) is answered only
+//! once every other subscribed node has acknowledged a fence the changing
+//! node sent after the commit ([`Fences`]): notices arrive in commit order,
+//! and a node acknowledges a fence only after acting on every notice before
+//! it. The wait is bounded by the TTL, after which no entry from before the
+//! change can be served anyway.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
@@ -35,12 +45,23 @@ pub(crate) struct Gate {
     open: AtomicBool,
     /// Advanced by every invalidation: a value read before one is stale.
     generation: AtomicU64,
+    /// Whether other nodes' changes arrive as notices (PostgreSQL), so that
+    /// this node's own changes wait for a fence before they are answered.
+    fenced: AtomicBool,
 }
 
 impl Gate {
     pub(crate) fn set_open(&self, open: bool) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.open.store(open, Ordering::Release);
+    }
+
+    pub(crate) fn set_fenced(&self, fenced: bool) {
+        self.fenced.store(fenced, Ordering::Release);
+    }
+
+    pub(crate) fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
     }
 
     pub(crate) fn is_open(&self) -> bool {
@@ -55,6 +76,101 @@ impl Gate {
 
     fn advance(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// The fences this node has sent and not yet seen acknowledged by every
+/// other node (see the module documentation): tokens unique to this
+/// process, each with the task waiting for it.
+pub(crate) struct Fences {
+    /// Random per process, so that no other node's token matches ours.
+    origin: String,
+    next: AtomicU64,
+    waiting: Mutex<HashMap<String, Waiter>>,
+}
+
+struct Waiter {
+    acks: usize,
+    /// How many acknowledgements to wait for, once the fence is sent.
+    expected: Option<usize>,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Waiter {
+    fn wake_if_done(&mut self) {
+        if self.expected.is_some_and(|expected| self.acks >= expected) {
+            if let Some(done) = self.done.take() {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+impl Default for Fences {
+    fn default() -> Fences {
+        let origin = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+        Fences {
+            origin: format!("{origin:016x}-"),
+            next: AtomicU64::new(0),
+            waiting: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Fences {
+    /// A new token and what resolves once [`Fences::expect`] and
+    /// [`Fences::acked`] together say every other node has acknowledged it.
+    pub(crate) fn register(&self) -> (String, tokio::sync::oneshot::Receiver<()>) {
+        let token = format!(
+            "{}{}",
+            self.origin,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        );
+        let (done, receiver) = tokio::sync::oneshot::channel();
+        if let Ok(mut waiting) = self.waiting.lock() {
+            let waiter = Waiter {
+                acks: 0,
+                expected: None,
+                done: Some(done),
+            };
+            waiting.insert(token.clone(), waiter);
+        }
+        (token, receiver)
+    }
+
+    /// Whether `token` is one of this process's fences (which it does not
+    /// acknowledge itself).
+    pub(crate) fn is_own(&self, token: &str) -> bool {
+        token.starts_with(&self.origin)
+    }
+
+    /// The fence was sent and `nodes` other nodes will acknowledge it
+    /// (acknowledgements may already have arrived).
+    pub(crate) fn expect(&self, token: &str, nodes: usize) {
+        if let Ok(mut waiting) = self.waiting.lock() {
+            if let Some(waiter) = waiting.get_mut(token) {
+                waiter.expected = Some(nodes);
+                waiter.wake_if_done();
+            }
+        }
+    }
+
+    /// Another node acknowledged a fence; counts it if the fence is ours.
+    pub(crate) fn acked(&self, token: &str) {
+        if let Ok(mut waiting) = self.waiting.lock() {
+            if let Some(waiter) = waiting.get_mut(token) {
+                waiter.acks += 1;
+                waiter.wake_if_done();
+            }
+        }
+    }
+
+    /// Stops tracking `token` (acknowledged, sent in vain, or waited for
+    /// too long), so that the table stays as small as the writes in flight.
+    pub(crate) fn forget(&self, token: &str) {
+        if let Ok(mut waiting) = self.waiting.lock() {
+            waiting.remove(token);
+        }
     }
 }
 
@@ -216,6 +332,36 @@ mod tests {
         cache.insert(&repo, &latest, record(3), gate.ticket());
         gate.set_open(false);
         assert!(cache.get(&repo, &latest).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_fence_is_done_when_every_other_node_acknowledged_it() {
+        let fences = Fences::default();
+        let (first, mut first_done) = fences.register();
+        let (second, mut second_done) = fences.register();
+        assert_ne!(first, second);
+        assert!(fences.is_own(&first));
+        let foreign = "another-process-0".to_string();
+        assert!(!fences.is_own(&foreign));
+
+        // An acknowledgement may come before the sender knows how many to
+        // expect; it counts all the same.
+        fences.acked(&first);
+        assert!(first_done.try_recv().is_err(), "not done before expect");
+        fences.expect(&first, 2);
+        assert!(first_done.try_recv().is_err(), "one of two");
+        fences.acked(&second); // another fence's acknowledgement
+        fences.acked(&foreign); // someone else's fence
+        assert!(first_done.try_recv().is_err(), "still one of two");
+        fences.acked(&first);
+        first_done.await.expect("done after both nodes");
+
+        // No other node: done as soon as it is sent.
+        fences.expect(&second, 0);
+        second_done.try_recv().expect("done with no other node");
+        fences.forget(&first);
+        fences.forget(&second);
+        assert!(fences.waiting.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -169,6 +169,8 @@ struct Inner {
     blob_cache: cache::BlobCache,
     /// Whether the caches may serve (see `cache.rs`), shared by both.
     cache_gate: Arc<cache::Gate>,
+    /// Fences this node waits for after its changes (see `cache.rs`).
+    fences: cache::Fences,
 }
 
 /// Where the registry reads the time. Tests replace it to move time forward.
@@ -222,6 +224,7 @@ impl Registry {
                     cache_gate.clone(),
                 ),
                 cache_gate,
+                fences: cache::Fences::default(),
             }),
         }
     }
@@ -255,11 +258,9 @@ impl Registry {
     /// A process that never runs this (`berth gc`, tests) serves no cached
     /// lookup, which is correct, only slower.
     ///
-    /// What remains is the delivery time of a notice: a request that reaches
-    /// this node after another node answered a change, but before the
-    /// notice of the commit has arrived here, can still be served the entry
-    /// from before the change (in practice well under a millisecond on one
-    /// network; `cache_ttl = 0s` removes even that).
+    /// Fences other nodes send after their changes are acknowledged here
+    /// once every notice before them has been acted on, and this node's
+    /// own fences are counted off as the acknowledgements come (`settle`).
     pub async fn run_cache_invalidation(&self, cancel: tokio_util::sync::CancellationToken) {
         use berth_meta::Notice;
         loop {
@@ -271,6 +272,7 @@ impl Registry {
                 }
                 Ok(Some(mut subscription)) => {
                     self.clear_caches();
+                    self.inner.cache_gate.set_fenced(true);
                     self.inner.cache_gate.set_open(true);
                     loop {
                         let notice = tokio::select! {
@@ -284,6 +286,19 @@ impl Registry {
                                 }
                             }
                             Ok(Notice::Anything) => self.clear_caches(),
+                            Ok(Notice::Fence(token)) => {
+                                // Every notice before the fence has been
+                                // acted on (this loop runs them in order).
+                                if !self.inner.fences.is_own(&token) {
+                                    let registry = self.clone();
+                                    tokio::spawn(async move {
+                                        if let Err(error) = registry.meta().send_ack(&token).await {
+                                            tracing::warn!(%error, "cannot acknowledge a cache fence");
+                                        }
+                                    });
+                                }
+                            }
+                            Ok(Notice::Ack(token)) => self.inner.fences.acked(&token),
                             Err(error) => {
                                 tracing::warn!(%error, "change notices lost; caches off until resubscribed");
                                 break;
@@ -291,6 +306,7 @@ impl Registry {
                         }
                     }
                     self.inner.cache_gate.set_open(false);
+                    self.inner.cache_gate.set_fenced(false);
                     self.clear_caches();
                 }
                 Err(error) => {
@@ -303,6 +319,41 @@ impl Registry {
                 _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
             }
         }
+    }
+
+    /// Whether this node hears other nodes' changes as notices (its
+    /// invalidation task is subscribed on PostgreSQL): only then do its
+    /// caches serve, and its own changes wait for the other nodes.
+    pub fn hears_other_nodes(&self) -> bool {
+        self.inner.cache_gate.is_fenced()
+    }
+
+    /// After a change that can make other nodes' cached lookups stale (a
+    /// deletion, a tag put), waits until every other subscribed node has
+    /// acted on its notice: sends a fence and waits for each of them to
+    /// acknowledge it (see `cache.rs`), at most the cache TTL, after which
+    /// nothing cached before the change is served anyway. Immediate where
+    /// no node caches (a zero TTL), where changes need no notices (SQLite's
+    /// single node) and where no other node listens.
+    pub(crate) async fn settle(&self) {
+        let ttl = self.inner.config.manifest_cache_ttl;
+        if ttl.is_zero() || !self.inner.cache_gate.is_fenced() {
+            return;
+        }
+        let fences = &self.inner.fences;
+        let (token, done) = fences.register();
+        match self.meta().send_fence(&token).await {
+            Ok(nodes) => fences.expect(&token, nodes),
+            Err(error) => {
+                fences.forget(&token);
+                tracing::warn!(%error, "cannot send a cache fence; other nodes may serve the previous state for up to cache_ttl");
+                return;
+            }
+        }
+        if tokio::time::timeout(ttl, done).await.is_err() {
+            tracing::warn!("a cache fence was not acknowledged by every node within cache_ttl");
+        }
+        fences.forget(&token);
     }
 
     fn clear_caches(&self) {

@@ -159,6 +159,11 @@ impl Registry {
                 .await?;
         }
         self.inner.manifest_cache.invalidate(repository);
+        // A tag put may move a tag other nodes have cached; a put by digest
+        // only adds what no node caches (misses are not cached).
+        if tag.is_some() || !extra_tags.is_empty() {
+            self.settle().await;
+        }
         Ok(ManifestPut {
             digest,
             subject,
@@ -205,6 +210,9 @@ impl Registry {
             .delete_manifest_uncached(actor, repository, reference)
             .await;
         self.inner.manifest_cache.invalidate(repository);
+        if result.is_ok() {
+            self.settle().await;
+        }
         result
     }
 

@@ -182,6 +182,9 @@ impl Registry {
         self.invalidate(repository);
         let result = self.delete_repository_steps(actor, repository).await;
         self.invalidate(repository);
+        if result.is_ok() {
+            self.settle().await;
+        }
         result
     }
 

@@ -3,8 +3,9 @@
 //! test, so that only an invalidation can explain a fresh answer), each
 //! subscribed to the database's notices of committed changes as `berth
 //! serve` subscribes them. A tag moved, a manifest deleted or a blob
-//! deleted through one node is seen through the other without waiting for
-//! the TTL.
+//! deleted through one node is seen through the other as soon as the call
+//! that made the change has returned: the changing node waits until the
+//! other has acted on the change's notice.
 
 mod support;
 
@@ -17,8 +18,8 @@ use berth_storage::fs::FsBlobStore;
 use support::{actor, repo, tag, try_push_image};
 use tokio_util::sync::CancellationToken;
 
-/// How long a notice may take before the test calls it lost. The test waits
-/// only as long as it takes; this bound only turns a lost notice into a
+/// How long the nodes may take to subscribe. The test waits only as long as
+/// it takes; this bound only turns a subscription that never comes into a
 /// failure instead of a hang. It is far below the cache TTL.
 const NOTICE_BOUND: Duration = Duration::from_secs(10);
 
@@ -66,14 +67,17 @@ async fn changes_through_one_node_reach_the_other_nodes_cache() {
     let cancel = CancellationToken::new();
     let a = node(&database.url, blobs.clone(), &cancel).await;
     let b = node(&database.url, blobs, &cancel).await;
+    eventually("both nodes subscribed", || async {
+        a.registry.hears_other_nodes() && b.registry.hears_other_nodes()
+    })
+    .await;
 
     let repository = repo("team/app");
     let latest = tag("latest");
     let first = try_push_image(&a.registry, &repository, &latest, "one", &[b"layer one"])
         .await
         .unwrap();
-    // B learns the tag, and keeps asking until its cache is live and holds it
-    // (a subscription that is not yet live serves from the database).
+    // B learns the tag; its cache holds it from the first read on.
     for _ in 0..3 {
         let seen = b.registry.get_manifest(&repository, &latest).await.unwrap();
         assert_eq!(seen.digest, first.digest);
@@ -89,40 +93,36 @@ async fn changes_through_one_node_reach_the_other_nodes_cache() {
     let second = try_push_image(&a.registry, &repository, &latest, "two", &[b"layer two"])
         .await
         .unwrap();
-    eventually("a tag moved through another node", || async {
-        b.registry
-            .get_manifest(&repository, &latest)
-            .await
-            .unwrap()
-            .digest
-            == second.digest
-    })
-    .await;
+    let seen = b.registry.get_manifest(&repository, &latest).await.unwrap();
+    assert_eq!(
+        seen.digest, second.digest,
+        "a tag moved through another node"
+    );
 
     // The tag is deleted through A: B answers unknown.
     a.registry
         .delete_manifest(&actor(), &repository, &latest)
         .await
         .unwrap();
-    eventually("a tag deleted through another node", || async {
+    assert!(
         matches!(
             b.registry.get_manifest(&repository, &latest).await,
             Err(RegistryError::ManifestUnknown)
-        )
-    })
-    .await;
+        ),
+        "a tag deleted through another node"
+    );
 
     // A blob unlinked through A is unknown through B.
     a.registry
         .delete_blob(&actor(), &repository, &first.blobs[1])
         .await
         .unwrap();
-    eventually("a blob deleted through another node", || async {
+    assert!(
         matches!(
             b.registry.blob_size(&repository, &first.blobs[1]).await,
             Err(RegistryError::BlobUnknown)
-        )
-    })
-    .await;
+        ),
+        "a blob deleted through another node"
+    );
     cancel.cancel();
 }

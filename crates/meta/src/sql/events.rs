@@ -86,6 +86,14 @@ const EVENTS_PER_STATEMENT: usize = 200;
 /// repositories they changed (see [`notice_payload`]).
 pub(crate) const NOTIFY_CHANNEL: &str = "berth_events";
 
+/// The first character of a fence's and of an acknowledgement's payload
+/// ([`EventStore::send_fence`], [`EventStore::send_ack`]); repository names
+/// cannot start with either, so no change notice is mistaken for one.
+#[cfg(feature = "postgres")]
+const FENCE_PREFIX: &str = "#";
+#[cfg(feature = "postgres")]
+const ACK_PREFIX: &str = "!";
+
 /// Above this many bytes a notice says "anything" instead of naming every
 /// repository (PostgreSQL refuses payloads of 8000 bytes or more).
 const NOTICE_LIMIT: usize = 7000;
@@ -116,6 +124,12 @@ fn parse_notice(payload: &str) -> crate::Notice {
     use crate::Notice;
     if payload == "*" {
         return Notice::Anything;
+    }
+    if let Some(token) = payload.strip_prefix(FENCE_PREFIX) {
+        return Notice::Fence(token.to_string());
+    }
+    if let Some(token) = payload.strip_prefix(ACK_PREFIX) {
+        return Notice::Ack(token.to_string());
     }
     let repositories: Result<Vec<RepoName>, _> = payload.lines().map(RepoName::parse).collect();
     match repositories {
@@ -403,6 +417,48 @@ impl<B: 'static> EventStore for SqlMetaStore<B> {
                     .await
                     .map_err(database("listening for events"))?;
                 Ok(Some(Box::new(PgSubscription { listener })))
+            }
+        }
+    }
+
+    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+    async fn send_fence(&self, token: &str) -> Result<usize, MetaError> {
+        match &self.db {
+            super::db::Db::Sqlite { .. } => Ok(0),
+            #[cfg(feature = "postgres")]
+            super::db::Db::Postgres(pool) => {
+                // The subscribers are the sessions whose last statement was
+                // the `LISTEN` (a listening connection runs nothing else),
+                // counted in the statement that sends the fence; the
+                // sender's own is one of them.
+                let listening: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM pg_stat_activity, (SELECT pg_notify($1, $2)) AS sent \
+                     WHERE datname = current_database() AND query LIKE $3",
+                )
+                .bind(NOTIFY_CHANNEL)
+                .bind(format!("{FENCE_PREFIX}{token}"))
+                .bind(format!("LISTEN %{NOTIFY_CHANNEL}%"))
+                .fetch_one(pool)
+                .await
+                .map_err(database("sending a fence"))?;
+                Ok(usize::try_from(listening).unwrap_or(0).saturating_sub(1))
+            }
+        }
+    }
+
+    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+    async fn send_ack(&self, token: &str) -> Result<(), MetaError> {
+        match &self.db {
+            super::db::Db::Sqlite { .. } => Ok(()),
+            #[cfg(feature = "postgres")]
+            super::db::Db::Postgres(pool) => {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(NOTIFY_CHANNEL)
+                    .bind(format!("{ACK_PREFIX}{token}"))
+                    .execute(pool)
+                    .await
+                    .map_err(database("acknowledging a fence"))?;
+                Ok(())
             }
         }
     }

@@ -609,10 +609,21 @@ pub async fn subscribers_hear_of_committed_changes(store: &dyn MetaStore) {
     let last = store.last_event_position().await.unwrap();
     assert_eq!(store.settled_position().await.unwrap(), last);
 
+    // A fence sent after the commit comes back after the change's notice,
+    // and an acknowledgement of it after that.
+    let others = store.send_fence("suite-evnotice-fence").await.unwrap();
+    store.send_ack("suite-evnotice-fence").await.unwrap();
+    if subscription.is_none() {
+        assert_eq!(others, 0, "nobody to acknowledge without subscriptions");
+    }
+
     // A backend that notifies names the repository after the commit (other
-    // tests' notices may come first when they share the database).
+    // tests' notices may come first when they share the database), and the
+    // fence after it.
     if let Some(mut subscription) = subscription {
         let mut heard = false;
+        let mut fenced = false;
+        let mut acked = false;
         for _ in 0..100 {
             let notice =
                 tokio::time::timeout(std::time::Duration::from_secs(30), subscription.next())
@@ -622,12 +633,23 @@ pub async fn subscribers_hear_of_committed_changes(store: &dyn MetaStore) {
             match notice {
                 crate::Notice::Changed(repositories) if repositories.contains(&repo) => {
                     heard = true;
+                }
+                crate::Notice::Fence(token) if token == "suite-evnotice-fence" => {
+                    assert!(heard, "the change's notice comes before the fence");
+                    fenced = true;
+                }
+                crate::Notice::Ack(token) if token == "suite-evnotice-fence" => {
+                    assert!(fenced, "the fence comes before its acknowledgement");
+                    acked = true;
                     break;
                 }
                 _ => {}
             }
         }
-        assert!(heard, "the link's notice names its repository");
+        assert!(
+            heard && fenced && acked,
+            "notice, fence and acknowledgement arrive"
+        );
     }
 
     delete_repository(store, &repo).await;
