@@ -45,6 +45,12 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Manage the Vulnerability Advisor's advisories on the database
+    /// directly; servers may be running.
+    Advisories {
+        #[command(subcommand)]
+        command: AdvisoriesCommand,
+    },
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -107,10 +113,113 @@ pub enum Command {
         #[command(subcommand)]
         command: ClientUserCommand,
     },
+    /// The Vulnerability Advisor: an image's vulnerabilities, and the
+    /// namespaces' pull policies (`berth va policy …`).
+    #[command(args_conflicts_with_subcommands = true)]
+    Va(VaArgs),
+    /// Manage vulnerability exemptions: findings that do not count.
+    Exemption {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ClientExemptionCommand,
+    },
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct VaArgs {
+    /// The image: `NS/REPO:TAG`, `NS/REPO@DIGEST` or `NS/REPO` (its `latest`).
+    pub image: Option<String>,
+    /// Show findings without a published fix too.
+    #[arg(long)]
+    pub all: bool,
+    /// The registry (host, host:port or URL; default: `berth registry`).
+    #[arg(long, global = true, value_name = "HOST")]
+    pub registry: Option<String>,
+    /// `table` for people, `json` (the API's report), `sarif` (SARIF 2.1.0
+    /// for code-scanning tools) or `cyclonedx` (the image's SBOM).
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub output: VaOutput,
+    #[command(subcommand)]
+    pub command: Option<VaCommand>,
+}
+
+/// How `berth va` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum VaOutput {
+    Table,
+    Json,
+    Sarif,
+    Cyclonedx,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VaCommand {
+    /// The namespaces' vulnerability pull policies.
+    Policy {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ClientPolicyCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientPolicyCommand {
+    /// Set a namespace's pull policy.
+    Set {
+        namespace: String,
+        /// off, warn (pulls succeed with a warning) or block (pulls are refused).
+        #[arg(long, value_parser = ["off", "warn", "block"])]
+        mode: String,
+        /// The lowest severity that counts.
+        #[arg(long, default_value = "critical", value_parser = ["critical", "high", "medium", "low", "any"])]
+        severity: String,
+        /// Refuse (or warn about) images not indexed yet too.
+        #[arg(long)]
+        block_unscanned: bool,
+    },
+    /// List the pull policies of the namespaces you may see.
+    #[command(alias = "ls")]
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientExemptionCommand {
+    /// Exempt an advisory (by id or alias) in a scope.
+    Add {
+        /// `*` (the whole registry, administrators), NS, NS/REPO, NS/REPO:TAG or NS/REPO@DIGEST.
+        #[arg(long)]
+        scope: String,
+        /// The advisory id or alias (CVE-2024-1234).
+        #[arg(long)]
+        issue: String,
+        /// Why it does not apply.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// How long it lasts (30d, 12w); never by default.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List exemptions (registry-wide ones and those of namespaces you may see).
+    #[command(alias = "ls")]
+    List {
+        /// Only those of exactly this scope.
+        #[arg(long)]
+        scope: Option<String>,
+    },
+    /// Remove an exemption.
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        issue: String,
     },
 }
 
@@ -354,6 +463,24 @@ pub struct TailArgs {
 pub enum EventOutput {
     Text,
     Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdvisoriesCommand {
+    /// Import OSV advisories: a directory of OSV JSON/YAML records, one
+    /// record, or an ecosystem's all.zip (a path or an http(s) URL).
+    /// Incremental: records not newer than the stored ones are left alone,
+    /// withdrawn ones are removed.
+    Import(ImportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The records: a directory, a file, an all.zip, or an http(s) URL of one.
+    #[arg(value_name = "PATH|URL")]
+    pub source: String,
 }
 
 #[derive(Subcommand, Debug)]

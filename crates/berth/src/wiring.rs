@@ -17,6 +17,7 @@ use berth_meta::sqlite::SqliteMetaStore;
 use berth_meta::MetaStore;
 use berth_oci::Algorithm;
 use berth_oci::UploadId;
+use berth_registry::advisor::{ScanOptions, ScanWorkers};
 use berth_registry::{Registry, RegistryConfig};
 use berth_server::ServerSettings;
 use berth_storage::fs::FsBlobStore;
@@ -97,6 +98,21 @@ fn registry_config(config: &Config) -> RegistryConfig {
 }
 
 /// The HTTP layer's settings, from the configuration.
+/// The scan workers of this node, with the `[scanner]` settings.
+pub fn scan_workers(config: &Config, registry: Registry) -> ScanWorkers {
+    let limits = berth_scanner::Limits {
+        max_decompressed_bytes: config.scanner.max_layer_bytes.0,
+        max_file_size: config.scanner.max_file_size.0,
+        ..berth_scanner::Limits::default()
+    };
+    let options = ScanOptions {
+        workers: config.scanner.workers,
+        lease: config.scanner.lease,
+        ..ScanOptions::default()
+    };
+    ScanWorkers::new(registry, berth_scanner::Indexer::new(limits), options)
+}
+
 pub fn server_settings(config: &Config) -> ServerSettings {
     ServerSettings {
         trusted_proxies: config.server.trusted_proxies.clone(),

@@ -214,11 +214,22 @@ pub enum EventKind {
     MemberRemoved,
     TokenCreated,
     TokenRevoked,
+    /// An advisory import changed the stored advisories (`detail`:
+    /// `added`, `updated`, `removed`, `generation`).
+    AdvisoriesImported,
+    /// A vulnerability exemption was added or replaced (`detail`: `scope`,
+    /// `advisory`, `expires_at`; the namespace is the scope's).
+    ExemptionSet,
+    /// A vulnerability exemption was removed (`detail`: `scope`, `advisory`).
+    ExemptionRemoved,
+    /// A namespace's vulnerability pull policy changed (`detail`: `mode`,
+    /// `severity`, `block_unscanned`, `previous`).
+    VulnerabilityPolicySet,
 }
 
 impl EventKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [EventKind; 20] = [
+    pub const ALL: [EventKind; 24] = [
         EventKind::NamespaceCreated,
         EventKind::NamespaceUpdated,
         EventKind::NamespaceDeleted,
@@ -239,6 +250,10 @@ impl EventKind {
         EventKind::MemberRemoved,
         EventKind::TokenCreated,
         EventKind::TokenRevoked,
+        EventKind::AdvisoriesImported,
+        EventKind::ExemptionSet,
+        EventKind::ExemptionRemoved,
+        EventKind::VulnerabilityPolicySet,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -263,6 +278,10 @@ impl EventKind {
             EventKind::MemberRemoved => "member.removed",
             EventKind::TokenCreated => "token.created",
             EventKind::TokenRevoked => "token.revoked",
+            EventKind::AdvisoriesImported => "advisories.imported",
+            EventKind::ExemptionSet => "exemption.set",
+            EventKind::ExemptionRemoved => "exemption.removed",
+            EventKind::VulnerabilityPolicySet => "vulnerability_policy.set",
         }
     }
 

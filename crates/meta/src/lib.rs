@@ -20,6 +20,7 @@
 //! | [`EventStore`] | [`events`] | the event stream and its consumers |
 //! | [`NamespaceStore`] | [`namespaces`] | namespaces, their visibility and usage |
 //! | [`UserStore`], [`MemberStore`], [`TokenStore`], [`SigningKeyStore`] | [`auth`] | access control |
+//! | [`AdvisorStore`] | [`advisor`] | the Vulnerability Advisor: layer indexes, scan queue, advisories, exemptions, pull policies |
 //!
 //! [`MetaStore`] is the umbrella: every backend implements all of them, and
 //! the registry holds one `Arc<dyn MetaStore>` (a `&dyn MetaStore` coerces
@@ -39,6 +40,7 @@
 //! method that changes state takes a [`Change`] (when, and by whom) and
 //! writes the events that describe the change in that same transaction.
 
+pub mod advisor;
 pub mod auth;
 pub mod blobs;
 pub mod events;
@@ -56,6 +58,10 @@ pub mod sqlite;
 pub mod suite;
 pub mod uploads;
 
+pub use advisor::{
+    AdvisorStore, AdvisoryData, AdvisoryRow, ExemptionRow, ImageIndexRow, ImportCounts, IndexState,
+    PolicyMode, PolicyRow, ScanJob,
+};
 pub use auth::{AuthMetaStore, MemberStore, SigningKeyStore, TokenStore, UserStore};
 pub use blobs::BlobLinkStore;
 pub use events::{
@@ -149,6 +155,7 @@ pub trait MetaStore:
     + GcStore
     + EventStore
     + AuthMetaStore
+    + AdvisorStore
 {
     /// Whether the database answers and would take a write now (used by
     /// `/readyz`): fails with `Unavailable` when it does not answer, or

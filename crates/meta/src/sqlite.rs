@@ -93,6 +93,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "images",
         include_str!("../migrations/sqlite/0009_images.sql"),
     ),
+    (
+        10,
+        "vulnerability advisor",
+        include_str!("../migrations/sqlite/0010_vulnerability_advisor.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

@@ -55,7 +55,7 @@ fn applied_versions_expected() -> Vec<String> {
 }
 
 const APPLIED_VERSIONS: &str =
-    "SELECT version::TEXT FROM _sqlx_migrations WHERE success ORDER BY version";
+    "SELECT version::TEXT FROM _sqlx_migrations WHERE success ORDER BY _sqlx_migrations.version";
 
 #[tokio::test]
 async fn whole_suite_shares_one_database() {

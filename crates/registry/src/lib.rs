@@ -13,6 +13,8 @@
 //! - [`jobs`]: background work (expired upload purge) with `run_once` for tests.
 //! - [`events`]: the event stream's consumers ([`EventConsumer`], driven by a
 //!   [`ConsumerRunner`]) and its retention.
+//! - [`advisor`]: the Vulnerability Advisor: scan on push ([`advisor::ScanOnPush`]),
+//!   the scan workers ([`advisor::ScanWorkers`]) and image assessment.
 //! - [`gc`]: deletion's second half, online garbage collection
 //!   ([`Registry::collect_garbage`] runs one pass).
 //!
@@ -28,6 +30,7 @@ use std::time::Duration;
 use berth_meta::{MetaStore, Timestamp};
 use berth_storage::BlobStore;
 
+pub mod advisor;
 mod blobs;
 mod cache;
 pub mod error;

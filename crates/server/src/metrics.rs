@@ -1,7 +1,7 @@
 //! Prometheus metrics: requests by endpoint, method and status; latency
 //! histograms; bytes in and out.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::time::Instant;
 
 use axum::extract::{Request, State};
@@ -11,6 +11,7 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry as PromRegistry;
 
@@ -40,6 +41,10 @@ pub struct Metrics {
     gc_bytes_reclaimed: Counter<u64, AtomicU64>,
     gc_objects_removed: Counter<u64, AtomicU64>,
     gc_pass_duration: Histogram,
+    scan_queue_depth: Gauge<i64, AtomicI64>,
+    advisory_data_age: Gauge<i64, AtomicI64>,
+    scan_duration: Histogram,
+    scan_failures: Counter<u64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -99,8 +104,40 @@ impl Metrics {
             "Duration of garbage-collection passes this node ran",
             gc_pass_duration.clone(),
         );
+        let scan_queue_depth = Gauge::<i64, AtomicI64>::default();
+        let advisory_data_age = Gauge::<i64, AtomicI64>::default();
+        // Buckets from 10 ms to ~45 min: an image whose layers are all
+        // indexed already takes milliseconds, a large new one minutes.
+        let scan_duration = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.01, 4.0, 10),
+        );
+        let scan_failures = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "scan_queue_depth",
+            "Images waiting to be indexed or being indexed (all nodes)",
+            scan_queue_depth.clone(),
+        );
+        registry.register(
+            "advisory_data_age_seconds",
+            "Seconds since advisories were last imported (-1 before the first import)",
+            advisory_data_age.clone(),
+        );
+        registry.register(
+            "scan_duration_seconds",
+            "Time this node's scan workers took per image",
+            scan_duration.clone(),
+        );
+        registry.register(
+            "scan_failures",
+            "Image indexing jobs of this node that failed",
+            scan_failures.clone(),
+        );
         Metrics {
             registry,
+            scan_queue_depth,
+            advisory_data_age,
+            scan_duration,
+            scan_failures,
             requests,
             latency,
             bytes_in,
@@ -128,6 +165,22 @@ impl Metrics {
         self.gc_bytes_reclaimed.inc_by(report.bytes_reclaimed);
         self.gc_objects_removed.inc_by(report.objects_removed());
         self.gc_pass_duration.observe(report.duration.as_secs_f64());
+    }
+
+    /// Records one scan job's end.
+    pub fn record_scan(&self, record: &berth_registry::advisor::ScanRecord) {
+        self.scan_duration.observe(record.duration.as_secs_f64());
+        if record.failed {
+            self.scan_failures.inc();
+        }
+    }
+
+    /// Records the scan queue's depth and the advisory data's age
+    /// (`None` before the first import).
+    pub fn record_advisor_state(&self, queue_depth: u64, advisory_age_secs: Option<i64>) {
+        self.scan_queue_depth
+            .set(i64::try_from(queue_depth).unwrap_or(i64::MAX));
+        self.advisory_data_age.set(advisory_age_secs.unwrap_or(-1));
     }
 
     /// Renders the Prometheus text format.

@@ -13,6 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use berth_oci::range::{parse_content_range, parse_range_header};
 use berth_oci::{ByteRange, Digest, ErrorCode, RangeRequest, Reference, RepoName, Tag, UploadId};
+use berth_registry::advisor::PullVerdict;
 use berth_registry::ByteStream;
 use futures::TryStreamExt;
 
@@ -422,6 +423,10 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
     !any
 }
 
+/// The header of a manifest answer whose image the namespace's
+/// vulnerability policy warns about (`warn` mode): what `block` would say.
+pub const VULNERABILITY_WARNING: &str = "berth-vulnerability-warning";
+
 async fn get_manifest(
     state: &AppState,
     repo: &RepoName,
@@ -435,12 +440,38 @@ async fn get_manifest(
     if matches!(reference, Reference::Tag(_)) && !accepts(&request.headers, &record.media_type) {
         return Err(berth_registry::RegistryError::NotAcceptable.into());
     }
-    let builder = Response::builder()
+    // The namespace's vulnerability policy: a blocked image is refused
+    // with the reason, a warned one served with it in a header.
+    let tag = match reference {
+        Reference::Tag(tag) => Some(tag),
+        Reference::Digest(_) => None,
+    };
+    let warning = match state.registry.pull_verdict(repo, tag, &record).await? {
+        PullVerdict::Allow => None,
+        PullVerdict::Block(message) => return Err(ApiError::new(ErrorCode::Denied, message)),
+        PullVerdict::Warn(message) => Some(message),
+    };
+    let mut builder = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, &record.media_type)
         .header("docker-content-digest", record.digest.as_str())
         .header(header::ETAG, format!("\"{}\"", record.digest))
         .header(header::CONTENT_LENGTH, record.payload.len());
+    if let Some(warning) = warning {
+        // Header values are visible ASCII; the message is made of names
+        // and versions, and anything else is replaced.
+        let printable: String = warning
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        builder = builder.header(VULNERABILITY_WARNING, printable);
+    }
     let body = if head {
         Body::empty()
     } else {

@@ -97,6 +97,12 @@ const WRITERS: [u16; 10] = [401, 403, 200, 200, 200, 200, 403, 200, 401, 401];
 /// Deleting: maintainers and up, the robot.
 const MAINTAINERS: [u16; 10] = [401, 403, 403, 200, 200, 200, 403, 200, 401, 401];
 
+/// Seeing a namespace (pull in it), on a public and on a private one.
+const SEE_PUBLIC: [u16; 10] = [401, 200, 200, 200, 200, 200, 200, 200, 401, 401];
+const SEE_PRIVATE: [u16; 10] = [401, 200, 200, 200, 200, 200, 403, 200, 401, 401];
+/// Anyone logged in.
+const LOGGED_IN: [u16; 10] = [401, 200, 200, 200, 200, 200, 200, 200, 200, 200];
+
 fn with(statuses: [u16; 10], success: u16) -> [u16; 10] {
     statuses.map(|status| if status == 200 { success } else { status })
 }
@@ -158,6 +164,35 @@ fn rows() -> Vec<Row> {
               body: "", setup: Setup::NamespaceToDelete, public: OWNERS, private: OWNERS },
         Row { operation: "untag_image", method: "DELETE", path: "/api/v1/repositories/{ns}%2Fapp/tags/c{cell}",
               body: "", setup: Setup::Image, public: with(MAINTAINERS, 204), private: with(MAINTAINERS, 204) },
+        // The image does not exist: whoever may see the namespace learns so.
+        Row { operation: "get_vulnerability_report", method: "GET", path: "/api/v1/images/{ns}%2Fapp:v1/vulnerabilities",
+              body: "", setup: Setup::None,
+              public: with(SEE_PUBLIC, 404), private: with(SEE_PRIVATE, 404) },
+        Row { operation: "get_sbom", method: "GET", path: "/api/v1/images/{ns}%2Fapp@sha256:0000000000000000000000000000000000000000000000000000000000000000/sbom/spdx",
+              body: "", setup: Setup::None,
+              public: with(SEE_PUBLIC, 404), private: with(SEE_PRIVATE, 404) },
+        Row { operation: "get_vulnerability_policy", method: "GET", path: "/api/v1/namespaces/{ns}/vulnerability-policy",
+              body: "", setup: Setup::None,
+              public: SEE_PUBLIC, private: SEE_PRIVATE },
+        Row { operation: "set_vulnerability_policy", method: "PUT", path: "/api/v1/namespaces/{ns}/vulnerability-policy",
+              body: r#"{"mode":"warn","severity":"high"}"#, setup: Setup::None,
+              public: OWNERS, private: OWNERS },
+        Row { operation: "list_vulnerability_policies", method: "GET", path: "/api/v1/vulnerability-policies", body: "", setup: Setup::None,
+              public: LOGGED_IN, private: LOGGED_IN },
+        Row { operation: "list_exemptions", method: "GET", path: "/api/v1/exemptions", body: "", setup: Setup::None,
+              public: LOGGED_IN, private: LOGGED_IN },
+        Row { operation: "add_exemption", method: "POST", path: "/api/v1/exemptions",
+              body: r#"{"scope":"{ns}/app:v1","issue":"CVE-2099-{cell}","reason":"not reachable","expires":"30d"}"#, setup: Setup::None,
+              public: with(OWNERS, 201), private: with(OWNERS, 201) },
+        // Nothing to remove: whoever may change the namespace's settings learns so.
+        Row { operation: "remove_exemption", method: "DELETE", path: "/api/v1/exemptions/{ns}%2Fapp/CVE-2099-{cell}",
+              body: "", setup: Setup::None,
+              public: with(OWNERS, 404), private: with(OWNERS, 404) },
+        Row { operation: "get_advisory_data", method: "GET", path: "/api/v1/advisories", body: "", setup: Setup::None,
+              public: LOGGED_IN, private: LOGGED_IN },
+        Row { operation: "import_advisories", method: "POST", path: "/api/v1/advisories",
+              body: r#"{"records":[]}"#, setup: Setup::None,
+              public: ADMIN_ONLY, private: ADMIN_ONLY },
     ]
 }
 

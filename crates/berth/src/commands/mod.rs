@@ -20,6 +20,7 @@ use crate::client::error::ClientError;
 use crate::config::{ConfigArgs, Environment, Loaded};
 
 mod admin;
+mod advisories;
 mod config;
 mod events;
 mod gc;
@@ -27,6 +28,7 @@ mod images;
 mod login;
 mod manage;
 mod serve;
+mod va;
 
 /// Runs the command and returns the process's exit status.
 pub fn run(command: Command, env: &Environment) -> ExitCode {
@@ -35,6 +37,7 @@ pub fn run(command: Command, env: &Environment) -> ExitCode {
         Command::Gc(args) => gc::run(&args, env),
         Command::Admin { command } => admin::run(command, env),
         Command::Events { command } => events::run(command, env),
+        Command::Advisories { command } => advisories::run(command, env),
         Command::Config {
             command: ConfigCommand::Check(args),
         } => config::check(&args, env),
@@ -66,6 +69,11 @@ pub fn run(command: Command, env: &Environment) -> ExitCode {
             client: args,
             command,
         } => client(manage::user(args, command, env)),
+        Command::Va(args) => client(va::va(args, env)),
+        Command::Exemption {
+            client: args,
+            command,
+        } => client(va::exemption(args, command, env)),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "berth", &mut std::io::stdout());

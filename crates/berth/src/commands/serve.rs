@@ -12,7 +12,10 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use berth_registry::advisor::ScanOnPush;
+use berth_registry::{ConsumerOptions, ConsumerRunner};
 use berth_server::AppState;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +49,10 @@ pub fn run(args: &ConfigArgs, env: &Environment) -> ExitCode {
         Err(error) => super::fail(error),
     }
 }
+
+/// How often the scan queue's depth and the advisory data's age are read
+/// for the metrics.
+const SCANNER_METRICS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long the runtime waits at exit for blocking work still running.
 const BLOCKING_WORK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -154,6 +161,41 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
         let registry = registry.clone();
         tasks.spawn("cache invalidation", move |cancel| async move {
             registry.run_cache_invalidation(cancel).await
+        });
+    }
+    if config.scanner.enabled {
+        // Scan on push: a consumer queues every tagged image, the workers
+        // index them off the request path. A new consumer starts at the
+        // oldest event kept, so images pushed shortly before scanning was
+        // turned on are indexed too.
+        let consumer = Arc::new(ScanOnPush::new(registry.clone()));
+        let runner = ConsumerRunner::new(
+            registry.clone(),
+            ScanOnPush::NAME,
+            consumer,
+            ConsumerOptions::default(),
+        );
+        tasks.spawn("scan on push", move |cancel| async move {
+            runner.run(cancel).await
+        });
+        let metrics = state.metrics.clone();
+        let workers = wiring::scan_workers(config, registry.clone())
+            .with_observer(Arc::new(move |record| metrics.record_scan(record)));
+        tasks.spawn("scan workers", move |cancel| async move {
+            workers.run(cancel).await
+        });
+        let registry = registry.clone();
+        let metrics = state.metrics.clone();
+        tasks.spawn("scanner metrics", move |cancel| async move {
+            loop {
+                if let Ok((depth, age)) = registry.advisor_state().await {
+                    metrics.record_advisor_state(depth, age);
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(SCANNER_METRICS_INTERVAL) => {}
+                }
+            }
         });
     }
     tasks.spawn("memory return", crate::memory::return_freed_memory);

@@ -134,4 +134,18 @@ declare_config! {
         /// How long events are kept before a background job deletes them; a consumer stopped for longer misses what was deleted.
         retention: Duration = "7d", flag "event-retention";
     }
+
+    /// The Vulnerability Advisor: indexing pushed images and assessing them against the stored advisories.
+    [scanner] ScannerSection {
+        /// Index every tagged image after its push (a consumer of the event stream queues it, background workers read its layers).
+        enabled: bool = "true", flag "scanner-enabled";
+        /// Scan workers on this node, each indexing one image at a time.
+        workers: usize = "2", flag "scanner-workers";
+        /// How long a worker may hold an image's job; a node killed mid-scan leaves the job to another after this.
+        lease: Duration = "10m", flag "scanner-lease";
+        /// Decompressed bytes read from one layer at most; past it the image is indexed as partial.
+        max_layer_bytes: ByteSize = "32GiB", flag "scanner-max-layer-bytes";
+        /// The largest file read into memory to be parsed (package databases, archives, binaries).
+        max_file_size: ByteSize = "32MiB", flag "scanner-max-file-size";
+    }
 }

@@ -7,7 +7,8 @@
 //! - `db`: statements, transactions and rows on either database, and the
 //!   few [`Dialect`](db::Dialect) spellings that differ.
 //! - One file per trait (`repositories`, `blobs`, `manifests`, `uploads`,
-//!   `jobs`, `gc`, `namespaces`, `users`, `members`, `tokens`, `keys`),
+//!   `jobs`, `gc`, `namespaces`, `users`, `members`, `tokens`, `keys`,
+//!   `advisor`),
 //!   holding its SQL once.
 //!
 //! Both backends run the same statements and keep the same guarantees:
@@ -29,6 +30,7 @@ use crate::{EventKind, MetaError, MetaStore, Timestamp};
 
 pub(crate) mod db;
 
+mod advisor;
 mod blobs;
 pub(crate) mod events;
 mod gc;

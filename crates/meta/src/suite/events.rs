@@ -35,7 +35,7 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
 /// the positions, which a PostgreSQL reader passes only once it has seen
 /// every transaction of its first sighting end: the page after such a
 /// sighting moves on.
-async fn events_after(store: &dyn MetaStore, from: i64) -> Vec<Event> {
+pub(crate) async fn events_after(store: &dyn MetaStore, from: i64) -> Vec<Event> {
     let mut cursor = EventCursor::after(from);
     let mut all = Vec::new();
     for _ in 0..1000 {

@@ -26,6 +26,7 @@ use crate::{
     RepositoryDeletion, Timestamp, UploadRecord, Visibility,
 };
 
+pub mod advisor;
 pub mod blobs;
 pub mod events;
 pub mod gc;
@@ -61,6 +62,7 @@ pub const SUITES: &[(&str, &[(&str, SuiteTest)])] = &[
     ("members", members::TESTS),
     ("tokens", tokens::TESTS),
     ("keys", keys::TESTS),
+    ("advisor", advisor::TESTS),
 ];
 
 /// Runs every suite test in turn against one store, which also shows that
@@ -110,6 +112,7 @@ macro_rules! meta_store_tests {
             members: [members_are_added_changed_and_removed],
             tokens: [access_tokens_are_used_and_revoked, refresh_tokens_are_revoked_one_by_one_or_per_user],
             keys: [racing_first_signing_keys_leave_one_current_key, signing_keys_rotate_keeping_recently_retired_ones],
+            advisor: [layer_indexes_are_stored_once_per_digest, scan_jobs_are_queued_once_and_leased, racing_scan_takers_take_distinct_jobs, advisories_are_imported_incrementally, exemptions_are_set_listed_and_removed, policies_are_set_per_namespace],
         );
     };
     (@expand $mode:ident $fresh:ident; $($suite:ident: [$($name:ident),* $(,)?]),* $(,)?) => {

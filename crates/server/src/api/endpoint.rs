@@ -19,6 +19,10 @@ use super::route::{PathParams, Route};
 use super::tokens::{NewToken, MAX_SCOPES};
 use super::types::{Name, ReferenceParam, RepositoryParam, TagParam};
 use super::users::NewUser;
+use super::vulnerabilities::{
+    sbom_format, AdvisoryImport, ExemptionScope, ImageParam, NewExemption, VulnerabilityPolicy,
+};
+use berth_registry::advisor::SbomFormat;
 
 /// The largest request body accepted: a name, a password, a hundred scopes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -50,6 +54,17 @@ pub enum Endpoint {
     ListRepositories(RepositoryListing),
     /// The namespace, and whether to delete its repositories too.
     DeleteNamespace(Name, bool),
+    GetVulnerabilityReport(ImageParam),
+    GetSbom(ImageParam, SbomFormat),
+    GetVulnerabilityPolicy(Name),
+    SetVulnerabilityPolicy(Name, VulnerabilityPolicy),
+    ListVulnerabilityPolicies,
+    ListExemptions,
+    AddExemption(NewExemption),
+    /// Scope, issue.
+    RemoveExemption(ExemptionScope, String),
+    GetAdvisoryData,
+    ImportAdvisories(AdvisoryImport),
 }
 
 impl Endpoint {
@@ -112,8 +127,38 @@ impl Endpoint {
                     .map_err(|error| ManagementError::invalid_request(format!("query: {error}")))?;
                 Endpoint::DeleteNamespace(name("namespace")?, options.force.unwrap_or(false))
             }
+            Route::GetVulnerabilityReport => Endpoint::GetVulnerabilityReport(image(params)?),
+            Route::GetSbom => Endpoint::GetSbom(
+                image(params)?,
+                sbom_format(params.get("format")).map_err(|e| {
+                    ManagementError::invalid_request(format!("path parameter format: {e}"))
+                })?,
+            ),
+            Route::GetVulnerabilityPolicy => Endpoint::GetVulnerabilityPolicy(name("namespace")?),
+            Route::SetVulnerabilityPolicy => {
+                let policy: VulnerabilityPolicy = json(body)?;
+                policy.validate()?;
+                Endpoint::SetVulnerabilityPolicy(name("namespace")?, policy)
+            }
+            Route::ListVulnerabilityPolicies => Endpoint::ListVulnerabilityPolicies,
+            Route::ListExemptions => Endpoint::ListExemptions,
+            Route::AddExemption => Endpoint::AddExemption(json(body)?),
+            Route::RemoveExemption => Endpoint::RemoveExemption(
+                ExemptionScope::try_from(params.get("scope").to_string()).map_err(|e| {
+                    ManagementError::invalid_request(format!("path parameter scope: {e}"))
+                })?,
+                params.get("issue").to_string(),
+            ),
+            Route::GetAdvisoryData => Endpoint::GetAdvisoryData,
+            Route::ImportAdvisories => Endpoint::ImportAdvisories(json(body)?),
         })
     }
+}
+
+/// The image path parameter.
+fn image(params: &PathParams) -> Result<ImageParam, ManagementError> {
+    ImageParam::parse(params.get("image"))
+        .map_err(|e| ManagementError::invalid_request(format!("path parameter image: {e}")))
 }
 
 /// Parses a JSON body into `T`, saying what was wrong when it cannot.

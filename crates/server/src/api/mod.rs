@@ -47,6 +47,7 @@ pub mod route;
 pub mod tokens;
 pub mod types;
 pub mod users;
+pub mod vulnerabilities;
 
 use berth_auth::{change_at, Actor, Change};
 
@@ -71,7 +72,7 @@ pub fn router() -> Router<AppState> {
 /// of the changes it makes (for the event stream).
 pub struct Context<'a> {
     pub auth: &'a AuthState,
-    /// The registry domain, for the image endpoints.
+    /// The registry domain, for the image and vulnerability endpoints.
     pub registry: &'a berth_registry::Registry,
     pub caller: &'a Authorized,
     pub actor: Actor,
@@ -189,5 +190,21 @@ async fn handle_endpoint(
         Endpoint::UntagImage(repository, tag) => images::untag(ctx, &repository.0, &tag).await,
         Endpoint::ListRepositories(listing) => repositories::list(ctx, listing).await,
         Endpoint::DeleteNamespace(name, force) => namespaces::delete(ctx, &name, force).await,
+        Endpoint::GetVulnerabilityReport(image) => vulnerabilities::report(ctx, &image).await,
+        Endpoint::GetSbom(image, format) => vulnerabilities::sbom(ctx, &image, format).await,
+        Endpoint::GetVulnerabilityPolicy(namespace) => {
+            vulnerabilities::get_policy(ctx, &namespace).await
+        }
+        Endpoint::SetVulnerabilityPolicy(namespace, policy) => {
+            vulnerabilities::set_policy(ctx, &namespace, policy).await
+        }
+        Endpoint::ListVulnerabilityPolicies => vulnerabilities::list_policies(ctx).await,
+        Endpoint::ListExemptions => vulnerabilities::list_exemptions(ctx).await,
+        Endpoint::AddExemption(new) => vulnerabilities::add_exemption(ctx, new).await,
+        Endpoint::RemoveExemption(scope, issue) => {
+            vulnerabilities::remove_exemption(ctx, &scope, &issue).await
+        }
+        Endpoint::GetAdvisoryData => vulnerabilities::advisory_data(ctx).await,
+        Endpoint::ImportAdvisories(body) => vulnerabilities::import(ctx, body).await,
     }
 }

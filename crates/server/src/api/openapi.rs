@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi};
 use super::error::{ErrorBody, ErrorCode};
 use super::route::Route;
 use super::types::{ReferenceParam, RepositoryParam, TagParam};
-use super::{images, members, namespaces, repositories, tokens, users};
+use super::{images, members, namespaces, repositories, tokens, users, vulnerabilities};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -59,6 +59,16 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         images::untag,
         repositories::list,
         namespaces::delete,
+        vulnerabilities::report,
+        vulnerabilities::sbom,
+        vulnerabilities::get_policy,
+        vulnerabilities::set_policy,
+        vulnerabilities::list_policies,
+        vulnerabilities::list_exemptions,
+        vulnerabilities::add_exemption,
+        vulnerabilities::remove_exemption,
+        vulnerabilities::advisory_data,
+        vulnerabilities::import,
     ),
     components(schemas(
         ErrorBody,
@@ -77,6 +87,7 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         (name = "tokens", description = "Access tokens for robots: pipelines, clusters"),
         (name = "repositories", description = "Repositories: counts, sizes, last push"),
         (name = "images", description = "The images of a repository: list, inspect, tag, untag, delete"),
+        (name = "vulnerabilities", description = "The Vulnerability Advisor: reports, SBOMs, exemptions, pull policies, advisories"),
         (name = "meta", description = "This document"),
     )
 )]

@@ -114,6 +114,29 @@ pub fn required(endpoint: &Endpoint) -> Permission {
             (request.source_repository.0.clone(), Action::Pull),
             (repository.0.clone(), Action::Push),
         ]),
+        Endpoint::GetVulnerabilityReport(image) | Endpoint::GetSbom(image, _) => {
+            SeeNamespace(image.namespace.clone())
+        }
+        Endpoint::GetVulnerabilityPolicy(namespace) => SeeNamespace(namespace.clone()),
+        Endpoint::SetVulnerabilityPolicy(namespace, _) => {
+            Namespace(namespace.clone(), Action::ManageSettings)
+        }
+        Endpoint::ListVulnerabilityPolicies
+        | Endpoint::ListExemptions
+        | Endpoint::GetAdvisoryData => LoggedIn,
+        // An exemption in a namespace is one of its settings; one for the
+        // whole registry is an administrator's.
+        Endpoint::AddExemption(new) => exemption_scope(&new.scope),
+        Endpoint::RemoveExemption(scope, _) => exemption_scope(scope),
+        Endpoint::ImportAdvisories(_) => Administrator,
+    }
+}
+
+/// What changing an exemption in `scope` needs.
+fn exemption_scope(scope: &super::vulnerabilities::ExemptionScope) -> Permission {
+    match scope.namespace() {
+        Some(namespace) => Permission::Namespace(namespace.clone(), Action::ManageSettings),
+        None => Permission::Administrator,
     }
 }
 
@@ -557,6 +580,9 @@ mod tests {
             Route::SetMember => r#"{"role":"reader"}"#,
             Route::CreateToken => r#"{"name":"x","scopes":["x:pull"]}"#,
             Route::TagImage => r#"{"source_repository":"x/y","source_reference":"latest"}"#,
+            Route::SetVulnerabilityPolicy => r#"{"mode":"block"}"#,
+            Route::AddExemption => r#"{"scope":"x/app","issue":"CVE-1"}"#,
+            Route::ImportAdvisories => r#"{"records":[]}"#,
             _ => "",
         }
     }
@@ -567,7 +593,11 @@ mod tests {
     fn public_routes_are_the_anyone_rows() {
         for route in Route::ALL {
             let (method, template) = route.method_and_path();
-            let path = template.replace('{', "x").replace('}', "");
+            // Parameters become `x…`, except the SBOM format, which is a word.
+            let path = template
+                .replace("{format}", "spdx")
+                .replace('{', "x")
+                .replace('}', "");
             let (found, params): (Route, PathParams) = Route::find(&method, &path).unwrap();
             assert_eq!(found, route);
             let endpoint = Endpoint::parse(route, &params, sample_body(route).as_bytes())

@@ -36,11 +36,21 @@ pub enum Route {
     UntagImage,
     ListRepositories,
     DeleteNamespace,
+    GetVulnerabilityReport,
+    GetSbom,
+    GetVulnerabilityPolicy,
+    SetVulnerabilityPolicy,
+    ListVulnerabilityPolicies,
+    ListExemptions,
+    AddExemption,
+    RemoveExemption,
+    GetAdvisoryData,
+    ImportAdvisories,
 }
 
 impl Route {
     /// Every route, in the order the OpenAPI document lists them.
-    pub const ALL: [Route; 20] = [
+    pub const ALL: [Route; 30] = [
         Route::OpenApi,
         Route::ListUsers,
         Route::CreateUser,
@@ -61,6 +71,16 @@ impl Route {
         Route::UntagImage,
         Route::ListRepositories,
         Route::DeleteNamespace,
+        Route::GetVulnerabilityReport,
+        Route::GetSbom,
+        Route::GetVulnerabilityPolicy,
+        Route::SetVulnerabilityPolicy,
+        Route::ListVulnerabilityPolicies,
+        Route::ListExemptions,
+        Route::AddExemption,
+        Route::RemoveExemption,
+        Route::GetAdvisoryData,
+        Route::ImportAdvisories,
     ];
 
     /// The method and path template of the route: the routing table.
@@ -98,6 +118,24 @@ impl Route {
             ),
             Route::ListRepositories => (Method::GET, "/api/v1/repositories"),
             Route::DeleteNamespace => (Method::DELETE, "/api/v1/namespaces/{namespace}"),
+            Route::GetVulnerabilityReport => {
+                (Method::GET, "/api/v1/images/{image}/vulnerabilities")
+            }
+            Route::GetSbom => (Method::GET, "/api/v1/images/{image}/sbom/{format}"),
+            Route::GetVulnerabilityPolicy => (
+                Method::GET,
+                "/api/v1/namespaces/{namespace}/vulnerability-policy",
+            ),
+            Route::SetVulnerabilityPolicy => (
+                Method::PUT,
+                "/api/v1/namespaces/{namespace}/vulnerability-policy",
+            ),
+            Route::ListVulnerabilityPolicies => (Method::GET, "/api/v1/vulnerability-policies"),
+            Route::ListExemptions => (Method::GET, "/api/v1/exemptions"),
+            Route::AddExemption => (Method::POST, "/api/v1/exemptions"),
+            Route::RemoveExemption => (Method::DELETE, "/api/v1/exemptions/{scope}/{issue}"),
+            Route::GetAdvisoryData => (Method::GET, "/api/v1/advisories"),
+            Route::ImportAdvisories => (Method::POST, "/api/v1/advisories"),
         }
     }
 
@@ -111,6 +149,9 @@ impl Route {
                 | Route::SetMember
                 | Route::CreateToken
                 | Route::TagImage
+                | Route::SetVulnerabilityPolicy
+                | Route::AddExemption
+                | Route::ImportAdvisories
         )
     }
 
@@ -144,6 +185,16 @@ impl Route {
             Route::UntagImage => "untag_image",
             Route::ListRepositories => "list_repositories",
             Route::DeleteNamespace => "delete_namespace",
+            Route::GetVulnerabilityReport => "get_vulnerability_report",
+            Route::GetSbom => "get_sbom",
+            Route::GetVulnerabilityPolicy => "get_vulnerability_policy",
+            Route::SetVulnerabilityPolicy => "set_vulnerability_policy",
+            Route::ListVulnerabilityPolicies => "list_vulnerability_policies",
+            Route::ListExemptions => "list_exemptions",
+            Route::AddExemption => "add_exemption",
+            Route::RemoveExemption => "remove_exemption",
+            Route::GetAdvisoryData => "get_advisory_data",
+            Route::ImportAdvisories => "import_advisories",
         }
     }
 

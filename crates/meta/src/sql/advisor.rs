@@ -1,0 +1,690 @@
+//! [`AdvisorStore`] in SQL.
+
+use std::collections::BTreeMap;
+
+use berth_oci::{Digest, RepoName};
+
+use super::db::{database, query, write_error, Dialect, Row, Tx};
+use super::events::NewEvent;
+use super::{lock_digests, parse_digest, parse_repository, parse_size, SqlMetaStore};
+use crate::advisor::{
+    AdvisorStore, AdvisoryData, AdvisoryRow, ExemptionRow, ImageIndexRow, ImportCounts, IndexState,
+    PolicyMode, PolicyRow, ScanJob,
+};
+use crate::{Change, EventKind, MetaError, Timestamp};
+
+/// Package keys per look-up statement, well within both databases' limits
+/// on a statement's size.
+const KEYS_PER_STATEMENT: usize = 500;
+
+/// The lock imports take on PostgreSQL (through the digest locks' advisory
+/// lock space), so two imports run one after the other and never race to
+/// insert the same new advisory; SQLite's single writer does that anyway.
+const IMPORT_LOCK: &str = "berth advisories import";
+
+fn image_index_from_row(row: &Row) -> Result<ImageIndexRow, MetaError> {
+    let state: String = row.get("state")?;
+    let reason: Option<String> = row.get("reason")?;
+    let layers: Option<String> = row.get("layers")?;
+    let layers: Vec<String> = match layers {
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|error| MetaError::Corrupt(format!("image layers: {error}")))?,
+        None => Vec::new(),
+    };
+    Ok(ImageIndexRow {
+        manifest: parse_digest(&row.get::<String>("manifest_digest")?)?,
+        state: IndexState::parse(&state, reason)
+            .ok_or_else(|| MetaError::Corrupt(format!("index state {state:?}")))?,
+        layers: layers
+            .iter()
+            .map(|digest| parse_digest(digest))
+            .collect::<Result<_, _>>()?,
+        updated_at: row.get("updated_at")?,
+    })
+}
+
+fn exemption_from_row(row: &Row) -> Result<ExemptionRow, MetaError> {
+    Ok(ExemptionRow {
+        scope: row.get("scope")?,
+        advisory: row.get("advisory")?,
+        reason: row.get("reason")?,
+        author: row.get("author")?,
+        created_at: row.get("created_at")?,
+        expires_at: row.get("expires_at")?,
+    })
+}
+
+fn policy_from_row(row: &Row) -> Result<PolicyRow, MetaError> {
+    let mode: String = row.get("mode")?;
+    Ok(PolicyRow {
+        namespace: row.get("namespace")?,
+        mode: PolicyMode::parse(&mode)
+            .ok_or_else(|| MetaError::Corrupt(format!("policy mode {mode:?}")))?,
+        severity: row.get("severity")?,
+        block_unscanned: row.get("block_unscanned")?,
+        updated_at: row.get("updated_at")?,
+    })
+}
+
+/// Inserts the aliases and package keys of an advisory stored in `tx`.
+/// (`WHERE true` tells SQLite's parser that `ON CONFLICT` belongs to the
+/// insert, not to the select's join.)
+async fn insert_keys(tx: &mut Tx, advisory: &AdvisoryRow) -> Result<(), MetaError> {
+    let list = tx.dialect().list(1);
+    let aliases = format!(
+        "INSERT INTO advisory_aliases (alias, advisory_id) \
+         SELECT DISTINCT l.value, $2 FROM {list} WHERE true ON CONFLICT DO NOTHING"
+    );
+    query(&aliases)
+        .bind(
+            advisory
+                .aliases
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+        .bind(&advisory.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(database("storing advisory aliases"))?;
+    let packages = format!(
+        "INSERT INTO advisory_packages (package_key, advisory_id) \
+         SELECT DISTINCT l.value, $2 FROM {list} WHERE true ON CONFLICT DO NOTHING"
+    );
+    query(&packages)
+        .bind(
+            advisory
+                .packages
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+        .bind(&advisory.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(database("storing advisory packages"))?;
+    Ok(())
+}
+
+/// What storing one advisory did.
+enum Stored {
+    Added,
+    Updated,
+    Unchanged,
+}
+
+async fn store_advisory(
+    tx: &mut Tx,
+    advisory: &AdvisoryRow,
+    now: Timestamp,
+) -> Result<Stored, MetaError> {
+    let sql = format!(
+        "SELECT modified_ns FROM advisories WHERE id = $1{}",
+        tx.dialect().for_update()
+    );
+    let stored: Option<i64> = query(&sql)
+        .bind(&advisory.id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(database("reading an advisory"))?
+        .map(|row| row.first())
+        .transpose()?;
+    let outcome = match stored {
+        Some(modified) if modified >= advisory.modified_ns => return Ok(Stored::Unchanged),
+        Some(_) => {
+            query(
+                "UPDATE advisories SET modified_ns = $1, body = $2, imported_at = $3 WHERE id = $4",
+            )
+            .bind(advisory.modified_ns)
+            .bind(&advisory.body)
+            .bind(now)
+            .bind(&advisory.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(database("updating an advisory"))?;
+            for table in ["advisory_aliases", "advisory_packages"] {
+                query(&format!("DELETE FROM {table} WHERE advisory_id = $1"))
+                    .bind(&advisory.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(database("replacing an advisory's keys"))?;
+            }
+            Stored::Updated
+        }
+        None => {
+            query(
+                "INSERT INTO advisories (id, modified_ns, body, imported_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&advisory.id)
+            .bind(advisory.modified_ns)
+            .bind(&advisory.body)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(database("storing an advisory"))?;
+            Stored::Added
+        }
+    };
+    insert_keys(tx, advisory).await?;
+    Ok(outcome)
+}
+
+#[async_trait::async_trait]
+impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
+    async fn put_layer_index(
+        &self,
+        layer: &Digest,
+        format: i64,
+        body: &str,
+        now: Timestamp,
+    ) -> Result<bool, MetaError> {
+        let stored = query(
+            "INSERT INTO layer_indexes (digest, format, body, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(layer.as_str())
+        .bind(format)
+        .bind(body)
+        .bind(now)
+        .execute(self.db.writer())
+        .await
+        .map_err(database("storing a layer index"))?;
+        Ok(stored > 0)
+    }
+
+    async fn layer_index(&self, layer: &Digest) -> Result<Option<(i64, String)>, MetaError> {
+        query("SELECT format, body FROM layer_indexes WHERE digest = $1")
+            .bind(layer.as_str())
+            .fetch_optional(self.db.reader())
+            .await
+            .map_err(database("reading a layer index"))?
+            .map(|row| Ok((row.get("format")?, row.get("body")?)))
+            .transpose()
+    }
+
+    async fn image_index(&self, manifest: &Digest) -> Result<Option<ImageIndexRow>, MetaError> {
+        query(
+            "SELECT manifest_digest, state, reason, layers, updated_at FROM image_indexes \
+             WHERE manifest_digest = $1",
+        )
+        .bind(manifest.as_str())
+        .fetch_optional(self.db.reader())
+        .await
+        .map_err(database("reading an image index"))?
+        .as_ref()
+        .map(image_index_from_row)
+        .transpose()
+    }
+
+    async fn enqueue_scan(
+        &self,
+        repository: &RepoName,
+        manifest: &Digest,
+        now: Timestamp,
+        again: bool,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.db.begin_write().await?;
+        if !again {
+            let state: Option<String> =
+                query("SELECT state FROM image_indexes WHERE manifest_digest = $1")
+                    .bind(manifest.as_str())
+                    .fetch_optional(&mut tx)
+                    .await
+                    .map_err(database("reading an image index"))?
+                    .map(|row| row.first())
+                    .transpose()?;
+            let finished = state
+                .and_then(|state| IndexState::parse(&state, None))
+                .is_some_and(|state| state.is_finished());
+            if finished {
+                return Ok(false);
+            }
+        }
+        // A job already queued or held stays as it is: the image is indexed
+        // once, by whoever holds it.
+        let queued = query(
+            "INSERT INTO scan_jobs (manifest_digest, repository, enqueued_at, not_before) \
+             VALUES ($1, $2, $3, $3) ON CONFLICT (manifest_digest) DO NOTHING",
+        )
+        .bind(manifest.as_str())
+        .bind(repository.as_str())
+        .bind(now)
+        .execute(&mut tx)
+        .await
+        .map_err(database("queueing a scan"))?;
+        if queued == 0 {
+            return Ok(false);
+        }
+        // The layers of an earlier indexing stay until the new one finishes.
+        query(
+            "INSERT INTO image_indexes (manifest_digest, state, updated_at) \
+             VALUES ($1, 'queued', $2) ON CONFLICT (manifest_digest) DO UPDATE \
+             SET state = 'queued', reason = NULL, updated_at = excluded.updated_at",
+        )
+        .bind(manifest.as_str())
+        .bind(now)
+        .execute(&mut tx)
+        .await
+        .map_err(database("marking an image queued"))?;
+        tx.commit()
+            .await
+            .map_err(database("committing a queued scan"))?;
+        Ok(true)
+    }
+
+    async fn take_scan(
+        &self,
+        holder: &str,
+        now: Timestamp,
+        lease_secs: i64,
+    ) -> Result<Option<ScanJob>, MetaError> {
+        let mut tx = self.db.begin_write().await?;
+        // On PostgreSQL concurrent takers skip each other's locked rows, so
+        // each takes a different job; the outer condition is checked again
+        // on the locked row. SQLite's single writer takes turns anyway.
+        let skip_locked = match tx.dialect() {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        let sql = format!(
+            "UPDATE scan_jobs SET holder = $1, lease_expires = $2, attempts = attempts + 1 \
+             WHERE manifest_digest = ( \
+                 SELECT manifest_digest FROM scan_jobs \
+                 WHERE not_before <= $3 AND (holder IS NULL OR lease_expires <= $3) \
+                 ORDER BY enqueued_at, manifest_digest LIMIT 1{skip_locked}) \
+             AND not_before <= $3 AND (holder IS NULL OR lease_expires <= $3) \
+             RETURNING manifest_digest, repository, attempts, enqueued_at"
+        );
+        let Some(row) = query(&sql)
+            .bind(holder)
+            .bind(now.saturating_add(lease_secs))
+            .bind(now)
+            .fetch_optional(&mut tx)
+            .await
+            .map_err(database("taking a scan job"))?
+        else {
+            return Ok(None);
+        };
+        let manifest: String = row.get("manifest_digest")?;
+        let attempts: i64 = row.get("attempts")?;
+        let job = ScanJob {
+            manifest: parse_digest(&manifest)?,
+            repository: parse_repository(&row.get::<String>("repository")?)?,
+            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            enqueued_at: row.get("enqueued_at")?,
+        };
+        query(
+            "INSERT INTO image_indexes (manifest_digest, state, updated_at) \
+             VALUES ($1, 'indexing', $2) ON CONFLICT (manifest_digest) DO UPDATE \
+             SET state = 'indexing', reason = NULL, updated_at = excluded.updated_at",
+        )
+        .bind(manifest.as_str())
+        .bind(now)
+        .execute(&mut tx)
+        .await
+        .map_err(database("marking an image indexing"))?;
+        tx.commit()
+            .await
+            .map_err(database("committing a taken scan job"))?;
+        Ok(Some(job))
+    }
+
+    async fn finish_scan(
+        &self,
+        holder: &str,
+        manifest: &Digest,
+        state: &IndexState,
+        layers: &[Digest],
+        now: Timestamp,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_write().await?;
+        let removed = query("DELETE FROM scan_jobs WHERE manifest_digest = $1 AND holder = $2")
+            .bind(manifest.as_str())
+            .bind(holder)
+            .execute(&mut tx)
+            .await
+            .map_err(database("removing a finished scan job"))?;
+        if removed == 0 {
+            return Err(MetaError::LeaseLost);
+        }
+        let layers: Vec<&str> = layers.iter().map(Digest::as_str).collect();
+        let layers = serde_json::to_string(&layers)
+            .map_err(|error| MetaError::Database(format!("encoding layers: {error}")))?;
+        query(
+            "INSERT INTO image_indexes (manifest_digest, state, reason, layers, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (manifest_digest) DO UPDATE \
+             SET state = excluded.state, reason = excluded.reason, layers = excluded.layers, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(manifest.as_str())
+        .bind(state.as_str())
+        .bind(state.reason())
+        .bind(layers)
+        .bind(now)
+        .execute(&mut tx)
+        .await
+        .map_err(database("recording an image index"))?;
+        tx.commit()
+            .await
+            .map_err(database("committing a finished scan"))
+    }
+
+    async fn retry_scan(
+        &self,
+        holder: &str,
+        manifest: &Digest,
+        not_before: Timestamp,
+    ) -> Result<(), MetaError> {
+        let returned = query(
+            "UPDATE scan_jobs SET holder = NULL, lease_expires = NULL, not_before = $1 \
+             WHERE manifest_digest = $2 AND holder = $3",
+        )
+        .bind(not_before)
+        .bind(manifest.as_str())
+        .bind(holder)
+        .execute(self.db.writer())
+        .await
+        .map_err(database("returning a scan job"))?;
+        if returned == 0 {
+            return Err(MetaError::LeaseLost);
+        }
+        Ok(())
+    }
+
+    async fn scan_queue_depth(&self) -> Result<u64, MetaError> {
+        let count: i64 = query("SELECT COUNT(*) FROM scan_jobs")
+            .fetch_one(self.db.reader())
+            .await
+            .map_err(database("counting scan jobs"))?
+            .first()?;
+        parse_size(count)
+    }
+
+    async fn import_advisories(
+        &self,
+        change: &Change,
+        advisories: &[AdvisoryRow],
+        withdrawn: &[String],
+    ) -> Result<ImportCounts, MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
+        lock_digests(&mut tx, vec![IMPORT_LOCK]).await?;
+        let mut counts = ImportCounts::default();
+        for advisory in advisories {
+            match store_advisory(&mut tx, advisory, change.at).await? {
+                Stored::Added => counts.added += 1,
+                Stored::Updated => counts.updated += 1,
+                Stored::Unchanged => counts.unchanged += 1,
+            }
+        }
+        for id in withdrawn {
+            // The aliases and package keys go with it (ON DELETE CASCADE).
+            counts.removed += query("DELETE FROM advisories WHERE id = $1")
+                .bind(id)
+                .execute(&mut tx)
+                .await
+                .map_err(database("removing a withdrawn advisory"))?;
+        }
+        let step = i64::from(counts.changed());
+        let generation: i64 = query(
+            "INSERT INTO advisory_data (singleton, generation, imported_at) VALUES (1, $1, $2) \
+             ON CONFLICT (singleton) DO UPDATE \
+             SET generation = advisory_data.generation + $1, imported_at = excluded.imported_at \
+             RETURNING generation",
+        )
+        .bind(step)
+        .bind(change.at)
+        .fetch_one(&mut tx)
+        .await
+        .map_err(database("recording an advisory import"))?
+        .first()?;
+        if counts.changed() {
+            tx.record(NewEvent::new(
+                EventKind::AdvisoriesImported,
+                serde_json::json!({
+                    "added": counts.added,
+                    "updated": counts.updated,
+                    "removed": counts.removed,
+                    "generation": generation,
+                }),
+            ))?;
+        }
+        tx.commit()
+            .await
+            .map_err(database("committing an advisory import"))?;
+        Ok(counts)
+    }
+
+    async fn advisories_for_packages(
+        &self,
+        package_keys: &[String],
+    ) -> Result<Vec<String>, MetaError> {
+        let sql = format!(
+            "SELECT DISTINCT a.id, a.body FROM advisories a \
+             JOIN advisory_packages p ON p.advisory_id = a.id \
+             WHERE p.package_key IN (SELECT l.value FROM {})",
+            self.db.dialect().list(1)
+        );
+        let mut found = BTreeMap::new();
+        for keys in package_keys.chunks(KEYS_PER_STATEMENT) {
+            let rows = query(&sql)
+                .bind(keys.iter().map(String::as_str).collect::<Vec<_>>())
+                .fetch_all(self.db.reader())
+                .await
+                .map_err(database("looking up advisories"))?;
+            for row in rows {
+                found.insert(row.get::<String>("id")?, row.get::<String>("body")?);
+            }
+        }
+        Ok(found.into_values().collect())
+    }
+
+    async fn advisory_ids_named(&self, name: &str) -> Result<Vec<String>, MetaError> {
+        query(
+            "SELECT id FROM advisories WHERE id = $1 \
+             UNION SELECT advisory_id FROM advisory_aliases WHERE alias = $1 ORDER BY 1",
+        )
+        .bind(name)
+        .fetch_all(self.db.reader())
+        .await
+        .map_err(database("looking up an advisory by name"))?
+        .iter()
+        .map(|row| row.first())
+        .collect()
+    }
+
+    async fn advisory_data(&self) -> Result<AdvisoryData, MetaError> {
+        let row = query(
+            "SELECT COUNT(*) AS count, MAX(modified_ns) AS newest, \
+             (SELECT generation FROM advisory_data) AS generation, \
+             (SELECT imported_at FROM advisory_data) AS imported_at \
+             FROM advisories",
+        )
+        .fetch_one(self.db.reader())
+        .await
+        .map_err(database("reading the advisory data's state"))?;
+        Ok(AdvisoryData {
+            count: parse_size(row.get("count")?)?,
+            generation: row.get::<Option<i64>>("generation")?.unwrap_or(0),
+            imported_at: row.get("imported_at")?,
+            newest_modified_ns: row.get("newest")?,
+        })
+    }
+
+    async fn set_exemption(
+        &self,
+        change: &Change,
+        exemption: &ExemptionRow,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
+        query(
+            "INSERT INTO vulnerability_exemptions \
+             (scope, advisory, reason, author, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (scope, advisory) DO UPDATE \
+             SET reason = excluded.reason, author = excluded.author, \
+             created_at = excluded.created_at, expires_at = excluded.expires_at",
+        )
+        .bind(&exemption.scope)
+        .bind(&exemption.advisory)
+        .bind(&exemption.reason)
+        .bind(&exemption.author)
+        .bind(exemption.created_at)
+        .bind(exemption.expires_at)
+        .execute(&mut tx)
+        .await
+        .map_err(write_error("storing an exemption"))?;
+        let detail = serde_json::json!({
+            "scope": exemption.scope,
+            "advisory": exemption.advisory,
+            "expires_at": exemption.expires_at,
+        });
+        tx.record(exemption_event(
+            EventKind::ExemptionSet,
+            &exemption.scope,
+            detail,
+        ))?;
+        tx.commit()
+            .await
+            .map_err(database("committing an exemption"))
+    }
+
+    async fn remove_exemption(
+        &self,
+        change: &Change,
+        scope: &str,
+        advisory: &str,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
+        let removed =
+            query("DELETE FROM vulnerability_exemptions WHERE scope = $1 AND advisory = $2")
+                .bind(scope)
+                .bind(advisory)
+                .execute(&mut tx)
+                .await
+                .map_err(database("removing an exemption"))?;
+        if removed == 0 {
+            return Ok(false);
+        }
+        tx.record(exemption_event(
+            EventKind::ExemptionRemoved,
+            scope,
+            serde_json::json!({ "scope": scope, "advisory": advisory }),
+        ))?;
+        tx.commit()
+            .await
+            .map_err(database("committing an exemption's removal"))?;
+        Ok(true)
+    }
+
+    async fn list_exemptions(&self, scope: Option<&str>) -> Result<Vec<ExemptionRow>, MetaError> {
+        query(
+            "SELECT scope, advisory, reason, author, created_at, expires_at \
+             FROM vulnerability_exemptions WHERE $1 IS NULL OR scope = $1 \
+             ORDER BY scope, advisory",
+        )
+        .bind(scope)
+        .fetch_all(self.db.reader())
+        .await
+        .map_err(database("listing exemptions"))?
+        .iter()
+        .map(exemption_from_row)
+        .collect()
+    }
+
+    async fn set_policy(&self, change: &Change, policy: &PolicyRow) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
+        // The namespace row is locked on PostgreSQL so that two changes of
+        // one policy take turns and each event says what it replaced.
+        let sql = format!(
+            "SELECT name FROM namespaces WHERE name = $1{}",
+            tx.dialect().for_update()
+        );
+        query(&sql)
+            .bind(&policy.namespace)
+            .fetch_optional(&mut tx)
+            .await
+            .map_err(database("looking up a namespace"))?
+            .ok_or(MetaError::NotFound)?;
+        let previous = query(
+            "SELECT namespace, mode, severity, block_unscanned, updated_at \
+             FROM vulnerability_policies WHERE namespace = $1",
+        )
+        .bind(&policy.namespace)
+        .fetch_optional(&mut tx)
+        .await
+        .map_err(database("reading a policy"))?
+        .as_ref()
+        .map(policy_from_row)
+        .transpose()?;
+        let same = previous.as_ref().is_some_and(|previous| {
+            previous.mode == policy.mode
+                && previous.severity == policy.severity
+                && previous.block_unscanned == policy.block_unscanned
+        });
+        if same {
+            return Ok(());
+        }
+        query(
+            "INSERT INTO vulnerability_policies \
+             (namespace, mode, severity, block_unscanned, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace) DO UPDATE \
+             SET mode = excluded.mode, severity = excluded.severity, \
+             block_unscanned = excluded.block_unscanned, updated_at = excluded.updated_at",
+        )
+        .bind(&policy.namespace)
+        .bind(policy.mode.as_str())
+        .bind(&policy.severity)
+        .bind(policy.block_unscanned)
+        .bind(policy.updated_at)
+        .execute(&mut tx)
+        .await
+        .map_err(write_error("storing a policy"))?;
+        tx.record(NewEvent::namespace(
+            EventKind::VulnerabilityPolicySet,
+            &policy.namespace,
+            serde_json::json!({
+                "mode": policy.mode.as_str(),
+                "severity": policy.severity,
+                "block_unscanned": policy.block_unscanned,
+                "previous": previous.map(|previous| previous.mode.as_str()),
+            }),
+        ))?;
+        tx.commit().await.map_err(database("committing a policy"))
+    }
+
+    async fn policy(&self, namespace: &str) -> Result<Option<PolicyRow>, MetaError> {
+        query(
+            "SELECT namespace, mode, severity, block_unscanned, updated_at \
+             FROM vulnerability_policies WHERE namespace = $1",
+        )
+        .bind(namespace)
+        .fetch_optional(self.db.reader())
+        .await
+        .map_err(database("reading a policy"))?
+        .as_ref()
+        .map(policy_from_row)
+        .transpose()
+    }
+
+    async fn list_policies(&self) -> Result<Vec<PolicyRow>, MetaError> {
+        query(
+            "SELECT namespace, mode, severity, block_unscanned, updated_at \
+             FROM vulnerability_policies ORDER BY namespace",
+        )
+        .fetch_all(self.db.reader())
+        .await
+        .map_err(database("listing policies"))?
+        .iter()
+        .map(policy_from_row)
+        .collect()
+    }
+}
+
+/// The event of an exemption change: about the scope's namespace, or about
+/// nothing in particular for the whole registry.
+fn exemption_event(kind: EventKind, scope: &str, detail: serde_json::Value) -> NewEvent {
+    match crate::advisor::scope_namespace(scope) {
+        Some(namespace) => NewEvent::namespace(kind, namespace, detail),
+        None => NewEvent::new(kind, detail),
+    }
+}

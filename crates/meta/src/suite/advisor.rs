@@ -1,0 +1,538 @@
+//! The shared suite of [`AdvisorStore`](crate::AdvisorStore).
+//!
+//! Layer indexes and image states cannot be deleted through the trait (they
+//! are derived data, kept by content address), so the tests use digests of
+//! their own; advisories are removed by withdrawing them, exemptions and
+//! policies (with their namespace) by the test that made them.
+
+use super::events::events_after;
+use super::*;
+use crate::advisor::{package_key, scope_namespace};
+use crate::{AdvisoryRow, EventKind, ExemptionRow, IndexState, PolicyMode, PolicyRow};
+
+/// Every test of this suite, by name, in the order [`super::run_all`] runs them.
+pub const TESTS: &[(&str, SuiteTest)] = &[
+    ("layer_indexes_are_stored_once_per_digest", |store| {
+        Box::pin(layer_indexes_are_stored_once_per_digest(store))
+    }),
+    ("scan_jobs_are_queued_once_and_leased", |store| {
+        Box::pin(scan_jobs_are_queued_once_and_leased(store))
+    }),
+    ("racing_scan_takers_take_distinct_jobs", |store| {
+        Box::pin(racing_scan_takers_take_distinct_jobs(store))
+    }),
+    ("advisories_are_imported_incrementally", |store| {
+        Box::pin(advisories_are_imported_incrementally(store))
+    }),
+    ("exemptions_are_set_listed_and_removed", |store| {
+        Box::pin(exemptions_are_set_listed_and_removed(store))
+    }),
+    ("policies_are_set_per_namespace", |store| {
+        Box::pin(policies_are_set_per_namespace(store))
+    }),
+];
+
+pub async fn layer_indexes_are_stored_once_per_digest(store: &dyn MetaStore) {
+    let layer = digest_of("suite-advisor layer");
+    assert_eq!(store.layer_index(&layer).await.unwrap(), None);
+    assert!(store
+        .put_layer_index(&layer, 1, r#"{"first":true}"#, NOW)
+        .await
+        .unwrap());
+    // A second index of the same bytes is not stored: the first stays.
+    assert!(!store
+        .put_layer_index(&layer, 2, r#"{"second":true}"#, NOW + 1)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.layer_index(&layer).await.unwrap(),
+        Some((1, r#"{"first":true}"#.to_string()))
+    );
+    let other = digest_of("suite-advisor other layer");
+    assert_eq!(store.layer_index(&other).await.unwrap(), None);
+}
+
+pub async fn scan_jobs_are_queued_once_and_leased(store: &dyn MetaStore) {
+    let repo = repository("suite-advisor/queue");
+    let first = digest_of("suite-advisor queue first");
+    let second = digest_of("suite-advisor queue second");
+    let layers = [digest_of("suite-advisor queue layer a"), digest_of("b")];
+    let depth = store.scan_queue_depth().await.unwrap();
+    assert_eq!(store.image_index(&first).await.unwrap(), None);
+
+    assert!(store.enqueue_scan(&repo, &first, NOW, false).await.unwrap());
+    // Queued once, however often it is pushed or tagged.
+    assert!(!store.enqueue_scan(&repo, &first, NOW, false).await.unwrap());
+    assert!(!store.enqueue_scan(&repo, &first, NOW, true).await.unwrap());
+    assert!(store
+        .enqueue_scan(&repo, &second, NOW + 1, false)
+        .await
+        .unwrap());
+    assert_eq!(store.scan_queue_depth().await.unwrap(), depth + 2);
+    let queued = store.image_index(&first).await.unwrap().unwrap();
+    assert_eq!(queued.state, IndexState::Queued);
+    assert_eq!(queued.layers, Vec::<Digest>::new());
+
+    // The oldest job goes first; a second taker gets the next one, then none.
+    let taken = store
+        .take_scan("alice", NOW + 2, 30)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (&taken.manifest, &taken.repository, taken.attempts),
+        (&first, &repo, 1)
+    );
+    assert_eq!(
+        store.image_index(&first).await.unwrap().unwrap().state,
+        IndexState::Indexing
+    );
+    let next = store.take_scan("bob", NOW + 2, 30).await.unwrap().unwrap();
+    assert_eq!(next.manifest, second);
+    assert_eq!(store.take_scan("carol", NOW + 3, 30).await.unwrap(), None);
+
+    // Alice's node dies; at her lease's expiry Carol takes the job over, and
+    // Alice, back, can no longer finish it.
+    assert_eq!(store.take_scan("carol", NOW + 31, 30).await.unwrap(), None);
+    let over = store
+        .take_scan("carol", NOW + 32, 30)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((&over.manifest, over.attempts), (&first, 2));
+    let lost = store
+        .finish_scan("alice", &first, &IndexState::Done, &layers, NOW + 33)
+        .await;
+    assert!(matches!(lost, Err(MetaError::LeaseLost)), "got {lost:?}");
+    store
+        .finish_scan("carol", &first, &IndexState::Done, &layers, NOW + 34)
+        .await
+        .unwrap();
+    let done = store.image_index(&first).await.unwrap().unwrap();
+    assert_eq!(done.state, IndexState::Done);
+    assert_eq!(done.layers, layers.to_vec());
+    assert_eq!(done.updated_at, NOW + 34);
+
+    // A finished image is not queued again unless asked.
+    assert!(!store
+        .enqueue_scan(&repo, &first, NOW + 35, false)
+        .await
+        .unwrap());
+    assert!(store
+        .enqueue_scan(&repo, &first, NOW + 35, true)
+        .await
+        .unwrap());
+    let again = store.image_index(&first).await.unwrap().unwrap();
+    assert_eq!(again.state, IndexState::Queued);
+    // The previous layers stay until the new indexing finishes.
+    assert_eq!(again.layers, layers.to_vec());
+
+    // Bob's job fails for a passing reason: it returns, due later.
+    let lost = store.retry_scan("alice", &second, NOW + 100).await;
+    assert!(matches!(lost, Err(MetaError::LeaseLost)), "got {lost:?}");
+    store.retry_scan("bob", &second, NOW + 100).await.unwrap();
+    let retaken = store
+        .take_scan("bob", NOW + 36, 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(retaken.manifest, first);
+    assert_eq!(store.take_scan("bob", NOW + 99, 30).await.unwrap(), None);
+    let due = store
+        .take_scan("bob", NOW + 100, 30)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((&due.manifest, due.attempts), (&second, 2));
+
+    // Partial and unsupported keep their reasons.
+    let partial = IndexState::Partial("rpmdb unreadable".to_string());
+    store
+        .finish_scan("bob", &second, &partial, &layers[..1], NOW + 101)
+        .await
+        .unwrap();
+    let unsupported = IndexState::Unsupported("not an image".to_string());
+    store
+        .finish_scan("bob", &first, &unsupported, &[], NOW + 102)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.image_index(&second).await.unwrap().unwrap().state,
+        partial
+    );
+    assert_eq!(
+        store.image_index(&first).await.unwrap().unwrap().state,
+        unsupported
+    );
+    assert_eq!(store.scan_queue_depth().await.unwrap(), depth);
+}
+
+pub async fn racing_scan_takers_take_distinct_jobs(store: &dyn MetaStore) {
+    const JOBS: usize = 4;
+    const TAKERS: usize = 10;
+    let repo = repository("suite-advisor/race");
+    let manifests: Vec<Digest> = (0..JOBS)
+        .map(|job| digest_of(&format!("suite-advisor race {job}")))
+        .collect();
+    for manifest in &manifests {
+        assert!(store
+            .enqueue_scan(&repo, manifest, NOW, false)
+            .await
+            .unwrap());
+    }
+    let holders: Vec<String> = (0..TAKERS).map(|n| format!("racer {n}")).collect();
+    let results = join_all(
+        holders
+            .iter()
+            .map(|holder| store.take_scan(holder, NOW + 1, 30)),
+    )
+    .await;
+    let mut taken: Vec<(String, Digest)> = holders
+        .iter()
+        .zip(results)
+        .filter_map(|(holder, job)| job.unwrap().map(|job| (holder.clone(), job.manifest)))
+        .collect();
+    // Every job is taken exactly once (jobs of other tests are not queued).
+    let mut digests: Vec<Digest> = taken.iter().map(|(_, d)| d.clone()).collect();
+    digests.sort();
+    let mut expected = manifests.clone();
+    expected.sort();
+    assert_eq!(digests, expected);
+    for (holder, manifest) in taken.drain(..) {
+        store
+            .finish_scan(&holder, &manifest, &IndexState::Done, &[], NOW + 2)
+            .await
+            .unwrap();
+    }
+}
+
+/// An advisory of the suite, affecting `packages` (ecosystem, name).
+fn advisory(
+    id: &str,
+    modified_ns: i64,
+    aliases: &[&str],
+    packages: &[(&str, &str)],
+) -> AdvisoryRow {
+    AdvisoryRow {
+        id: id.to_string(),
+        modified_ns,
+        aliases: aliases.iter().map(|a| a.to_string()).collect(),
+        packages: packages
+            .iter()
+            .map(|(ecosystem, name)| package_key(ecosystem, name))
+            .collect(),
+        body: format!(r#"{{"id":"{id}","modified":{modified_ns}}}"#),
+    }
+}
+
+pub async fn advisories_are_imported_incrementally(store: &dyn MetaStore) {
+    let before = store.advisory_data().await.unwrap();
+    let from = store.last_event_position().await.unwrap();
+    let openssl = package_key("Debian:12", "suite-openssl");
+    let zlib = package_key("Debian:12", "suite-zlib");
+    let flask = package_key("PyPI", "suite-flask");
+
+    let first = vec![
+        advisory(
+            "SUITE-1",
+            100,
+            &["CVE-SUITE-1"],
+            &[("Debian:12", "suite-openssl")],
+        ),
+        advisory(
+            "SUITE-2",
+            100,
+            &["CVE-SUITE-2", "GHSA-suite-2"],
+            &[("Debian:12", "suite-zlib"), ("PyPI", "suite-flask")],
+        ),
+    ];
+    let counts = store
+        .import_advisories(&at(NOW), &first, &[])
+        .await
+        .unwrap();
+    assert_eq!((counts.added, counts.updated, counts.unchanged), (2, 0, 0));
+    let after_first = store.advisory_data().await.unwrap();
+    assert_eq!(after_first.count, before.count + 2);
+    assert_eq!(after_first.generation, before.generation + 1);
+    assert_eq!(after_first.imported_at, Some(NOW));
+
+    // Look-ups by package key, each advisory once.
+    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+        (vec![openssl.clone()], vec!["SUITE-1"]),
+        (vec![zlib.clone(), flask.clone()], vec!["SUITE-2"]),
+        (
+            vec![openssl.clone(), flask.clone()],
+            vec!["SUITE-1", "SUITE-2"],
+        ),
+        (vec![package_key("PyPI", "suite-openssl")], vec![]),
+        (vec![], vec![]),
+    ];
+    for (keys, expected) in cases {
+        let bodies = store.advisories_for_packages(&keys).await.unwrap();
+        let expected: Vec<String> = expected
+            .iter()
+            .map(|id| format!(r#"{{"id":"{id}","modified":100}}"#))
+            .collect();
+        assert_eq!(bodies, expected, "keys {keys:?}");
+    }
+    assert_eq!(
+        store.advisory_ids_named("GHSA-suite-2").await.unwrap(),
+        vec!["SUITE-2"]
+    );
+    assert_eq!(
+        store.advisory_ids_named("SUITE-1").await.unwrap(),
+        vec!["SUITE-1"]
+    );
+    assert_eq!(
+        store.advisory_ids_named("CVE-SUITE-404").await.unwrap(),
+        Vec::<String>::new()
+    );
+
+    // Re-importing the same records changes nothing and writes no event;
+    // an older record does not replace a newer one; a newer one replaces
+    // it with its new keys.
+    let counts = store
+        .import_advisories(&at(NOW + 1), &first, &[])
+        .await
+        .unwrap();
+    assert_eq!((counts.added, counts.updated, counts.unchanged), (0, 0, 2));
+    assert!(!counts.changed());
+    assert_eq!(
+        store.advisory_data().await.unwrap().generation,
+        after_first.generation
+    );
+    let older = advisory("SUITE-1", 50, &[], &[("Debian:12", "suite-zlib")]);
+    let newer = advisory("SUITE-2", 200, &["CVE-SUITE-2"], &[("PyPI", "suite-flask")]);
+    let counts = store
+        .import_advisories(&at(NOW + 2), &[older, newer.clone()], &[])
+        .await
+        .unwrap();
+    assert_eq!((counts.added, counts.updated, counts.unchanged), (0, 1, 1));
+    assert_eq!(
+        store
+            .advisories_for_packages(std::slice::from_ref(&zlib))
+            .await
+            .unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        store
+            .advisories_for_packages(std::slice::from_ref(&flask))
+            .await
+            .unwrap(),
+        vec![newer.body.clone()]
+    );
+    assert_eq!(
+        store.advisory_ids_named("GHSA-suite-2").await.unwrap(),
+        Vec::<String>::new()
+    );
+    let data = store.advisory_data().await.unwrap();
+    assert_eq!(data.generation, after_first.generation + 1);
+    assert!(data.newest_modified_ns >= Some(200));
+
+    // Withdrawn records are removed with their keys.
+    let counts = store
+        .import_advisories(
+            &at(NOW + 3),
+            &[],
+            &[
+                "SUITE-1".to_string(),
+                "SUITE-2".to_string(),
+                "SUITE-404".to_string(),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(counts.removed, 2);
+    assert_eq!(
+        store
+            .advisories_for_packages(&[openssl, flask])
+            .await
+            .unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(store.advisory_data().await.unwrap().count, before.count);
+
+    let imports: Vec<(i64, serde_json::Value)> = events_after(store, from)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == EventKind::AdvisoriesImported)
+        .map(|e| (e.at, e.detail))
+        .collect();
+    let generation = after_first.generation;
+    assert_eq!(
+        imports,
+        vec![
+            (
+                NOW,
+                serde_json::json!({"added": 2, "updated": 0, "removed": 0, "generation": generation})
+            ),
+            (
+                NOW + 2,
+                serde_json::json!({"added": 0, "updated": 1, "removed": 0, "generation": generation + 1})
+            ),
+            (
+                NOW + 3,
+                serde_json::json!({"added": 0, "updated": 0, "removed": 2, "generation": generation + 2})
+            ),
+        ]
+    );
+}
+
+fn exemption(scope: &str, advisory: &str, expires_at: Option<Timestamp>) -> ExemptionRow {
+    ExemptionRow {
+        scope: scope.to_string(),
+        advisory: advisory.to_string(),
+        reason: format!("{advisory} does not apply to {scope}"),
+        author: "suite".to_string(),
+        created_at: NOW,
+        expires_at,
+    }
+}
+
+pub async fn exemptions_are_set_listed_and_removed(store: &dyn MetaStore) {
+    let from = store.last_event_position().await.unwrap();
+    let scopes = [
+        "suite-exempt",
+        "suite-exempt/app",
+        "suite-exempt/app:1.0",
+        "suite-exempt/app@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    ];
+    for scope in scopes {
+        store
+            .set_exemption(&at(NOW), &exemption(scope, "CVE-SUITE-1", None))
+            .await
+            .unwrap();
+    }
+    // Setting the same scope and advisory again replaces it.
+    let replaced = exemption("suite-exempt", "CVE-SUITE-1", Some(NOW + 60));
+    store.set_exemption(&at(NOW + 1), &replaced).await.unwrap();
+    store
+        .set_exemption(&at(NOW + 1), &exemption("suite-exempt", "GHSA-suite", None))
+        .await
+        .unwrap();
+
+    let mine = |rows: Vec<ExemptionRow>| -> Vec<(String, String, Option<Timestamp>)> {
+        rows.into_iter()
+            .filter(|row| row.scope.starts_with("suite-exempt"))
+            .map(|row| (row.scope, row.advisory, row.expires_at))
+            .collect()
+    };
+    let all = mine(store.list_exemptions(None).await.unwrap());
+    assert_eq!(
+        all,
+        vec![
+            ("suite-exempt".into(), "CVE-SUITE-1".into(), Some(NOW + 60)),
+            ("suite-exempt".into(), "GHSA-suite".into(), None),
+            ("suite-exempt/app".into(), "CVE-SUITE-1".into(), None),
+            ("suite-exempt/app:1.0".into(), "CVE-SUITE-1".into(), None),
+            (scopes[3].into(), "CVE-SUITE-1".into(), None),
+        ]
+    );
+    let one_scope = store.list_exemptions(Some("suite-exempt")).await.unwrap();
+    assert_eq!(one_scope.len(), 2);
+    assert_eq!(one_scope[0], replaced);
+    assert!(replaced.is_active(NOW + 59));
+    assert!(!replaced.is_active(NOW + 60));
+
+    // Removing: once, then nothing left to remove.
+    assert!(store
+        .remove_exemption(&at(NOW + 2), "suite-exempt/app", "CVE-SUITE-1")
+        .await
+        .unwrap());
+    assert!(!store
+        .remove_exemption(&at(NOW + 2), "suite-exempt/app", "CVE-SUITE-1")
+        .await
+        .unwrap());
+    for (scope, advisory) in [
+        ("suite-exempt", "CVE-SUITE-1"),
+        ("suite-exempt", "GHSA-suite"),
+        ("suite-exempt/app:1.0", "CVE-SUITE-1"),
+        (scopes[3], "CVE-SUITE-1"),
+    ] {
+        assert!(store
+            .remove_exemption(&at(NOW + 3), scope, advisory)
+            .await
+            .unwrap());
+    }
+    assert_eq!(mine(store.list_exemptions(None).await.unwrap()), vec![]);
+
+    let events: Vec<(EventKind, Option<String>)> = events_after(store, from)
+        .await
+        .into_iter()
+        .filter(|e| e.namespace.as_deref() == Some("suite-exempt"))
+        .map(|e| (e.kind, e.detail["scope"].as_str().map(str::to_string)))
+        .collect();
+    assert_eq!(events.len(), 6 + 5, "{events:?}");
+    assert!(events[..6]
+        .iter()
+        .all(|(kind, _)| *kind == EventKind::ExemptionSet));
+    assert!(events[6..]
+        .iter()
+        .all(|(kind, _)| *kind == EventKind::ExemptionRemoved));
+    assert_eq!(scope_namespace("*"), None);
+    assert_eq!(scope_namespace(scopes[2]), Some("suite-exempt"));
+}
+
+pub async fn policies_are_set_per_namespace(store: &dyn MetaStore) {
+    let from = store.last_event_position().await.unwrap();
+    let name = "suite-policy";
+    let policy = |mode, severity: &str, block_unscanned, at| PolicyRow {
+        namespace: name.to_string(),
+        mode,
+        severity: severity.to_string(),
+        block_unscanned,
+        updated_at: at,
+    };
+    // No namespace, no policy.
+    let missing = store
+        .set_policy(&at(NOW), &policy(PolicyMode::Block, "high", false, NOW))
+        .await;
+    assert!(
+        matches!(missing, Err(MetaError::NotFound)),
+        "got {missing:?}"
+    );
+    store
+        .create_namespace(&at(NOW), &namespace(name, Visibility::Private), None)
+        .await
+        .unwrap();
+    assert_eq!(store.policy(name).await.unwrap(), None);
+
+    let steps = [
+        policy(PolicyMode::Warn, "any", false, NOW + 1),
+        // The same settings again: nothing changes, no event.
+        policy(PolicyMode::Warn, "any", false, NOW + 2),
+        policy(PolicyMode::Block, "high", true, NOW + 3),
+    ];
+    for step in &steps {
+        store.set_policy(&at(step.updated_at), step).await.unwrap();
+    }
+    assert_eq!(store.policy(name).await.unwrap(), Some(steps[2].clone()));
+    let listed: Vec<PolicyRow> = store
+        .list_policies()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.namespace == name)
+        .collect();
+    assert_eq!(listed, vec![steps[2].clone()]);
+
+    let events: Vec<serde_json::Value> = events_after(store, from)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == EventKind::VulnerabilityPolicySet)
+        .filter(|e| e.namespace.as_deref() == Some(name))
+        .map(|e| e.detail)
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            serde_json::json!({"mode": "warn", "severity": "any", "block_unscanned": false, "previous": null}),
+            serde_json::json!({"mode": "block", "severity": "high", "block_unscanned": true, "previous": "warn"}),
+        ]
+    );
+
+    // The policy goes with its namespace.
+    store.delete_namespace(&at(NOW + 4), name).await.unwrap();
+    assert_eq!(store.policy(name).await.unwrap(), None);
+}

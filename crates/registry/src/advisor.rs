@@ -1,0 +1,985 @@
+//! The Vulnerability Advisor in the registry: scan on push, the scan
+//! workers, and assessment of an image against the stored advisories.
+//!
+//! - [`ScanOnPush`] is an event consumer: every tag move queues the tagged
+//!   image (an index: each platform's image) in the metadata store's scan
+//!   queue. It never reads a layer, so it keeps up with any push rate.
+//! - [`ScanWorkers`] take jobs from that queue with a lease (a node killed
+//!   mid-scan leaves its job to another after the lease), read each layer
+//!   once, as a stream, from the blob store, index it with
+//!   [`berth_scanner::Indexer`] and store the layer's index by digest, so a
+//!   layer shared by many images is read once. A bounded number of workers
+//!   runs per node, off the request path.
+//! - [`Registry::assess_image`] joins an image's stored index with the
+//!   advisories as they are now, minus unexpired exemptions.
+//!
+//! **Architecture Invariant:** indexing happens only in the workers, never
+//! in a push or pull request; a pull reads an image's stored state and the
+//! stored advisories, never a layer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_meta::advisor::package_key;
+use berth_meta::{
+    AdvisoryRow, Event, EventKind, ImageIndexRow, ImportCounts, IndexState, MetaError, ScanJob,
+};
+use berth_oci::manifest::{ManifestKind, ParsedManifest};
+use berth_oci::{Digest, RepoName, Tag};
+use berth_scanner::{AdvisorySource, Finding, IndexReport, LayerIndex, PackageKey, SourceError};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{ConsumerError, EventConsumer};
+use crate::{Actor, Registry, RegistryError};
+
+/// The format of stored layer indexes: a layer index stored by another
+/// format is indexed again (when the scanner's output changes shape, this
+/// number goes up).
+pub const LAYER_INDEX_FORMAT: i64 = 1;
+
+/// Config media types of container images: other image manifests
+/// (signatures, SBOMs, Helm charts) hold no file system to index.
+const IMAGE_CONFIG_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
+
+/// Queues tagged images for indexing: the scan-on-push consumer.
+pub struct ScanOnPush {
+    registry: Registry,
+}
+
+impl ScanOnPush {
+    /// The consumer's name, which keys its position in the database.
+    pub const NAME: &'static str = "scan-on-push";
+
+    pub fn new(registry: Registry) -> ScanOnPush {
+        ScanOnPush { registry }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventConsumer for ScanOnPush {
+    async fn handle(&self, events: &[Event]) -> Result<(), ConsumerError> {
+        for event in events {
+            // Queueing is idempotent (an image queued or indexed already is
+            // left alone), so a batch offered again does no harm.
+            if event.kind != EventKind::TagMoved {
+                continue;
+            }
+            let (Some(repository), Some(digest)) = (&event.repository, &event.digest) else {
+                continue;
+            };
+            self.registry.queue_scan(repository, digest, false).await?;
+        }
+        Ok(())
+    }
+}
+
+/// What one image's indexing found, as the assessment reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScanStatus {
+    /// The advisor has not heard of the image (pushed before scanning was
+    /// enabled, or untagged).
+    NotScanned,
+    /// Queued or being indexed.
+    Scanning,
+    /// Indexed: nothing the advisor can assess (no known operating system
+    /// and no language packages).
+    UnsupportedOs(String),
+    /// Indexed (completely, or `partial` names what could not be read).
+    Indexed { partial: Option<String> },
+}
+
+/// One image's assessment.
+#[derive(Clone, Debug)]
+pub struct ImageAssessment {
+    /// The image manifest (one platform's).
+    pub manifest: Digest,
+    /// The platform, for an image listed by an index (`linux/amd64`).
+    pub platform: Option<String>,
+    pub status: ScanStatus,
+    /// The image's index report, once indexed.
+    pub report: Option<IndexReport>,
+    /// Findings that count: not exempted, and with a published fix unless
+    /// every finding was asked for. Sorted by severity (worst first), then
+    /// package and advisory.
+    pub findings: Vec<Finding>,
+    /// Findings left out by an exemption.
+    pub exempted: Vec<Finding>,
+    /// Findings without a fix, left out because not every finding was
+    /// asked for.
+    pub unfixed: usize,
+}
+
+/// Settings of the scan workers.
+#[derive(Clone, Debug)]
+pub struct ScanOptions {
+    /// Workers per node (each indexes one image at a time).
+    pub workers: usize,
+    /// How long a worker's hold on a job lasts; renewed by nothing, so it
+    /// must exceed the longest indexing (a node killed mid-scan delays its
+    /// job by at most this).
+    pub lease: Duration,
+    /// How long a job that failed for a passing reason waits before another try.
+    pub retry_delay: Duration,
+    /// How often an idle worker looks at the queue.
+    pub poll_interval: Duration,
+    /// Tries before a job is given up as partial.
+    pub max_attempts: u32,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            workers: 2,
+            lease: Duration::from_secs(600),
+            retry_delay: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            max_attempts: 5,
+        }
+    }
+}
+
+/// What the workers did: for metrics and tests.
+#[derive(Debug, Default)]
+pub struct ScanStats {
+    /// Images whose indexing finished (done, partial or unsupported),
+    /// failures aside.
+    pub finished: std::sync::atomic::AtomicU64,
+    /// Jobs that failed and were given back to the queue.
+    pub failures: std::sync::atomic::AtomicU64,
+    /// Layers read from storage and indexed (not found already indexed).
+    pub layers_indexed: std::sync::atomic::AtomicU64,
+    /// Total time spent indexing finished images, in microseconds.
+    pub scan_micros: std::sync::atomic::AtomicU64,
+}
+
+/// One job's end, as the workers report it to their observer (metrics).
+#[derive(Clone, Debug)]
+pub struct ScanRecord {
+    /// How long the job took.
+    pub duration: Duration,
+    /// Whether it failed (and was given back to the queue, or given up).
+    pub failed: bool,
+}
+
+/// What the workers call after each job.
+pub type ScanObserver = Arc<dyn Fn(&ScanRecord) + Send + Sync>;
+
+/// The scan workers of one node.
+#[derive(Clone)]
+pub struct ScanWorkers {
+    registry: Registry,
+    indexer: Arc<Indexer>,
+    options: ScanOptions,
+    stats: Arc<ScanStats>,
+    observer: Option<ScanObserver>,
+}
+
+impl ScanWorkers {
+    pub fn new(registry: Registry, indexer: Indexer, options: ScanOptions) -> ScanWorkers {
+        ScanWorkers {
+            registry,
+            indexer: Arc::new(indexer),
+            options,
+            stats: Arc::new(ScanStats::default()),
+            observer: None,
+        }
+    }
+
+    /// The same workers, reporting each job's end to `observer`.
+    pub fn with_observer(mut self, observer: ScanObserver) -> ScanWorkers {
+        self.observer = Some(observer);
+        self
+    }
+
+    pub fn stats(&self) -> &Arc<ScanStats> {
+        &self.stats
+    }
+
+    fn holder(&self, worker: usize) -> String {
+        format!("{}/scan-{worker}", self.registry.config().node_name)
+    }
+
+    /// Takes and indexes queued jobs, one at a time, until none is free
+    /// (or `limit` were handled); returns how many it handled.
+    pub async fn run_once(&self, limit: usize) -> Result<usize, RegistryError> {
+        let holder = self.holder(0);
+        let mut handled = 0;
+        while handled < limit && self.scan_next(&holder).await? {
+            handled += 1;
+        }
+        Ok(handled)
+    }
+
+    /// Runs the workers until `shutdown`.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for worker in 0..self.options.workers.max(1) {
+            let workers = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                let holder = workers.holder(worker);
+                loop {
+                    let busy = match workers.scan_next(&holder).await {
+                        Ok(busy) => busy,
+                        Err(error) => {
+                            tracing::warn!(%error, "scan worker: the queue could not be read");
+                            false
+                        }
+                    };
+                    if busy {
+                        if shutdown.is_cancelled() {
+                            return;
+                        }
+                        continue;
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(workers.options.poll_interval) => {}
+                    }
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Takes one job and indexes its image; `false` when no job was free.
+    async fn scan_next(&self, holder: &str) -> Result<bool, RegistryError> {
+        let meta = self.registry.meta();
+        let now = self.registry.now();
+        let lease = self.options.lease.as_secs().max(1) as i64;
+        let Some(job) = meta.take_scan(holder, now, lease).await? else {
+            return Ok(false);
+        };
+        let started = Instant::now();
+        let outcome = self.index_image(&job).await;
+        let now = self.registry.now();
+        let failed = outcome.is_err();
+        let finished = match outcome {
+            Ok((state, layers)) => {
+                meta.finish_scan(holder, &job.manifest, &state, &layers, now)
+                    .await
+            }
+            Err(error) if job.attempts < self.options.max_attempts => {
+                tracing::warn!(%error, manifest = %job.manifest, attempts = job.attempts,
+                    "indexing an image failed; it is tried again later");
+                self.stats
+                    .failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let again = now.saturating_add(self.options.retry_delay.as_secs() as i64);
+                meta.retry_scan(holder, &job.manifest, again).await
+            }
+            Err(error) => {
+                tracing::warn!(%error, manifest = %job.manifest, "indexing an image failed for good");
+                self.stats
+                    .failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let state = IndexState::Partial(format!("indexing failed: {error}"));
+                meta.finish_scan(holder, &job.manifest, &state, &[], now)
+                    .await
+            }
+        };
+        match finished {
+            Ok(()) => {}
+            // Another worker took the job over after this one's lease ran
+            // out; its result stands.
+            Err(MetaError::LeaseLost) => return Ok(true),
+            Err(error) => return Err(error.into()),
+        }
+        if let Some(observer) = &self.observer {
+            observer(&ScanRecord {
+                duration: started.elapsed(),
+                failed,
+            });
+        }
+        if !failed {
+            self.stats
+                .finished
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.stats.scan_micros.fetch_add(
+                started.elapsed().as_micros() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        Ok(true)
+    }
+
+    /// Indexes the image of `job`: each layer's stored index, or the layer
+    /// read and indexed now. An error is a passing failure (storage or
+    /// database unavailable); what is wrong with the image itself is a
+    /// finished state.
+    async fn index_image(&self, job: &ScanJob) -> Result<(IndexState, Vec<Digest>), RegistryError> {
+        let meta = self.registry.meta();
+        let Some(record) = meta
+            .manifest_by_digest(&job.repository, &job.manifest)
+            .await?
+        else {
+            let state = IndexState::Unsupported("the manifest was deleted".to_string());
+            return Ok((state, Vec::new()));
+        };
+        let parsed = match ParsedManifest::parse(&record.payload, Some(&record.media_type)) {
+            Ok(parsed) if !parsed.kind.is_index() => parsed,
+            _ => {
+                let state = IndexState::Unsupported("not an image manifest".to_string());
+                return Ok((state, Vec::new()));
+            }
+        };
+        let mut layers = Vec::new();
+        for descriptor in parsed.layers.iter().filter(|d| !d.is_non_distributable()) {
+            layers.push(self.layer_index(job, descriptor).await?);
+        }
+        let digests: Vec<Digest> = layers.iter().map(|layer| layer.layer.clone()).collect();
+        let report = IndexReport::from_layers(&layers);
+        Ok((index_state(&report), digests))
+    }
+
+    async fn layer_index(
+        &self,
+        job: &ScanJob,
+        descriptor: &berth_oci::manifest::Descriptor,
+    ) -> Result<LayerIndex, RegistryError> {
+        let meta = self.registry.meta();
+        if let Some((LAYER_INDEX_FORMAT, body)) = meta.layer_index(&descriptor.digest).await? {
+            if let Ok(index) = serde_json::from_str::<LayerIndex>(&body) {
+                return Ok(index);
+            }
+        }
+        let body = self
+            .registry
+            .read_blob(&job.repository, &descriptor.digest, None)
+            .await?;
+        let reader = tokio_util::io::StreamReader::new(body.stream);
+        let index = self
+            .indexer
+            .index_layer(
+                descriptor.digest.clone(),
+                Some(descriptor.media_type.clone()),
+                reader,
+            )
+            .await;
+        // An index cut short by the storage failing mid-stream says so in
+        // its problems; it is stored all the same, as the layer read then.
+        let body = serde_json::to_string(&index)
+            .map_err(|error| RegistryError::InvalidParameter(format!("layer index: {error}")))?;
+        meta.put_layer_index(
+            &descriptor.digest,
+            LAYER_INDEX_FORMAT,
+            &body,
+            self.registry.now(),
+        )
+        .await?;
+        self.stats
+            .layers_indexed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(index)
+    }
+}
+
+/// The finished state of an image with `report`.
+fn index_state(report: &IndexReport) -> IndexState {
+    let known_os = report
+        .distribution
+        .as_ref()
+        .is_some_and(|d| d.osv_ecosystem().is_some());
+    let language_packages = report
+        .packages
+        .iter()
+        .any(|p| p.kind.language_ecosystem().is_some());
+    if !known_os && !language_packages {
+        let os = report
+            .distribution
+            .as_ref()
+            .map(|d| d.id.clone())
+            .unwrap_or_else(|| "none found".to_string());
+        return IndexState::Unsupported(format!("operating system {os}"));
+    }
+    match report.problems.first() {
+        None => IndexState::Done,
+        Some(problem) => IndexState::Partial(format!(
+            "{} problem(s), the first: {}",
+            report.problems.len(),
+            problem.detail
+        )),
+    }
+}
+
+/// The stored advisories as the matcher asks for them.
+struct StoredAdvisories<'a> {
+    meta: &'a dyn berth_meta::MetaStore,
+}
+
+#[async_trait::async_trait]
+impl AdvisorySource for StoredAdvisories<'_> {
+    async fn advisories_for(&self, keys: &[PackageKey]) -> Result<Vec<Arc<Advisory>>, SourceError> {
+        let keys: Vec<String> = keys
+            .iter()
+            .map(|key| package_key(&key.ecosystem, &key.name))
+            .collect();
+        let bodies = self
+            .meta
+            .advisories_for_packages(&keys)
+            .await
+            .map_err(|error| SourceError(error.to_string()))?;
+        bodies
+            .iter()
+            .map(|body| {
+                serde_json::from_str::<Advisory>(body)
+                    .map(Arc::new)
+                    .map_err(|error| SourceError(format!("a stored advisory: {error}")))
+            })
+            .collect()
+    }
+
+    async fn data_version(&self) -> Result<String, SourceError> {
+        let data = self
+            .meta
+            .advisory_data()
+            .await
+            .map_err(|error| SourceError(error.to_string()))?;
+        Ok(data.generation.to_string())
+    }
+}
+
+/// The row an advisory is stored as.
+pub fn advisory_row(advisory: &Advisory) -> Result<AdvisoryRow, RegistryError> {
+    let mut packages: Vec<String> = advisory
+        .keys()
+        .map(|key| package_key(&key.ecosystem, &key.name))
+        .collect();
+    packages.sort();
+    packages.dedup();
+    let modified_ns = i64::try_from(advisory.modified.unix_timestamp_nanos()).map_err(|_| {
+        RegistryError::InvalidParameter(format!("{}: modified is out of range", advisory.id))
+    })?;
+    Ok(AdvisoryRow {
+        id: advisory.id.clone(),
+        modified_ns,
+        aliases: advisory.aliases.clone(),
+        packages,
+        body: serde_json::to_string(advisory)
+            .map_err(|error| RegistryError::InvalidParameter(error.to_string()))?,
+    })
+}
+
+/// Advisories stored per transaction by [`Registry::import_advisories`]:
+/// large enough that an import of hundreds of thousands takes few
+/// commits, small enough that one transaction stays short.
+const ADVISORIES_PER_TRANSACTION: usize = 500;
+
+impl Registry {
+    /// Queues the image `digest` of `repository` for indexing (an index:
+    /// each of its platform images), unless it is queued or indexed
+    /// already; with `again`, indexed images are queued again. Returns how
+    /// many images were queued. A manifest deleted since is skipped.
+    pub async fn queue_scan(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+        again: bool,
+    ) -> Result<usize, RegistryError> {
+        let meta = self.meta();
+        let Some(record) = meta.manifest_by_digest(repository, digest).await? else {
+            return Ok(0);
+        };
+        let Ok(parsed) = ParsedManifest::parse(&record.payload, Some(&record.media_type)) else {
+            return Ok(0);
+        };
+        let images: Vec<Digest> = if parsed.kind.is_index() {
+            parsed
+                .manifests
+                .iter()
+                .filter(|child| {
+                    ManifestKind::from_media_type(&child.media_type)
+                        .is_some_and(|kind| !kind.is_index())
+                        && !is_attestation(child)
+                })
+                .map(|child| child.digest.clone())
+                .collect()
+        } else if parsed
+            .config
+            .as_ref()
+            .is_some_and(|config| IMAGE_CONFIG_TYPES.contains(&config.media_type.as_str()))
+        {
+            vec![digest.clone()]
+        } else {
+            Vec::new()
+        };
+        let now = self.now();
+        let mut queued = 0;
+        for image in images {
+            if meta.enqueue_scan(repository, &image, now, again).await? {
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Stores advisories (newer ones replace older ones of the same id;
+    /// withdrawn ones are removed), in batches; returns what changed.
+    pub async fn import_advisories(
+        &self,
+        actor: &Actor,
+        advisories: &[Advisory],
+    ) -> Result<ImportCounts, RegistryError> {
+        let mut total = ImportCounts::default();
+        for batch in advisories.chunks(ADVISORIES_PER_TRANSACTION) {
+            let mut rows = Vec::new();
+            let mut withdrawn = Vec::new();
+            for advisory in batch {
+                if advisory.withdrawn.is_some() {
+                    withdrawn.push(advisory.id.clone());
+                } else {
+                    rows.push(advisory_row(advisory)?);
+                }
+            }
+            let counts = self
+                .meta()
+                .import_advisories(&self.change(actor), &rows, &withdrawn)
+                .await?;
+            total.added += counts.added;
+            total.updated += counts.updated;
+            total.unchanged += counts.unchanged;
+            total.removed += counts.removed;
+        }
+        Ok(total)
+    }
+
+    /// The scan queue's depth and the seconds since advisories were last
+    /// imported (`None` before the first import), for metrics.
+    pub async fn advisor_state(&self) -> Result<(u64, Option<i64>), RegistryError> {
+        let meta = self.meta();
+        let depth = meta.scan_queue_depth().await?;
+        let data = meta.advisory_data().await?;
+        let now = self.now();
+        Ok((depth, data.imported_at.map(|at| (now - at).max(0))))
+    }
+
+    /// The state of the stored advisory data.
+    pub async fn advisory_data(&self) -> Result<berth_meta::AdvisoryData, RegistryError> {
+        Ok(self.meta().advisory_data().await?)
+    }
+
+    /// What the advisor knows of image `manifest`.
+    pub async fn image_index_state(
+        &self,
+        manifest: &Digest,
+    ) -> Result<Option<ImageIndexRow>, RegistryError> {
+        Ok(self.meta().image_index(manifest).await?)
+    }
+
+    /// Assesses the image `manifest` of `repository` (tagged `tag`, when
+    /// asked by tag, for tag-scoped exemptions): its stored index against
+    /// the stored advisories, minus the exemptions in force. With `all`,
+    /// findings without a published fix count too.
+    pub async fn assess_image(
+        &self,
+        repository: &RepoName,
+        tag: Option<&Tag>,
+        manifest: &Digest,
+        all: bool,
+    ) -> Result<ImageAssessment, RegistryError> {
+        let meta = self.meta();
+        let mut assessment = ImageAssessment {
+            manifest: manifest.clone(),
+            platform: None,
+            status: ScanStatus::NotScanned,
+            report: None,
+            findings: Vec::new(),
+            exempted: Vec::new(),
+            unfixed: 0,
+        };
+        let Some(row) = meta.image_index(manifest).await? else {
+            return Ok(assessment);
+        };
+        let partial = match &row.state {
+            IndexState::Queued | IndexState::Indexing => {
+                assessment.status = ScanStatus::Scanning;
+                return Ok(assessment);
+            }
+            IndexState::Unsupported(reason) => {
+                assessment.status = ScanStatus::UnsupportedOs(reason.clone());
+                return Ok(assessment);
+            }
+            IndexState::Done => None,
+            IndexState::Partial(reason) => Some(reason.clone()),
+        };
+        let mut layers = Vec::new();
+        for layer in &row.layers {
+            let Some((_, body)) = meta.layer_index(layer).await? else {
+                continue;
+            };
+            let index: LayerIndex = serde_json::from_str(&body)
+                .map_err(|error| MetaError::Corrupt(format!("layer index {layer}: {error}")))?;
+            layers.push(index);
+        }
+        let report = IndexReport::from_layers(&layers);
+        let findings = berth_scanner::assess(&report, &StoredAdvisories { meta })
+            .await
+            .map_err(|error| MetaError::Corrupt(error.0))?;
+        let exemptions = meta.list_exemptions(None).await?;
+        let now = self.now();
+        let applying: Vec<&ExemptionRow> = exemptions
+            .iter()
+            .filter(|e| e.is_active(now) && scope_covers(&e.scope, repository, tag, manifest))
+            .collect();
+        for finding in findings {
+            let exempt = applying
+                .iter()
+                .any(|e| e.advisory == finding.advisory || finding.aliases.contains(&e.advisory));
+            if exempt {
+                assessment.exempted.push(finding);
+            } else if all || finding.is_fixable() {
+                assessment.findings.push(finding);
+            } else {
+                assessment.unfixed += 1;
+            }
+        }
+        assessment.findings.sort_by(|a, b| {
+            severity_of(b)
+                .cmp(&severity_of(a))
+                .then_with(|| a.package.name.cmp(&b.package.name))
+                .then_with(|| a.advisory.cmp(&b.advisory))
+        });
+        assessment.status = ScanStatus::Indexed { partial };
+        assessment.report = Some(report);
+        Ok(assessment)
+    }
+}
+
+/// The severity level of a finding (unknown when the advisory gives none).
+pub fn severity_of(finding: &Finding) -> berth_scanner::SeverityLevel {
+    finding
+        .severity
+        .as_ref()
+        .map(|s| s.level)
+        .unwrap_or_default()
+}
+
+/// Whether an exemption scope covers an image: `*`, its namespace, its
+/// repository, the tag it was asked by, or its digest.
+pub fn scope_covers(
+    scope: &str,
+    repository: &RepoName,
+    tag: Option<&Tag>,
+    manifest: &Digest,
+) -> bool {
+    if scope == "*" || scope == repository.namespace() || scope == repository.as_str() {
+        return true;
+    }
+    if let Some((repo, reference)) = scope.rsplit_once('@') {
+        return repo == repository.as_str() && reference == manifest.as_str();
+    }
+    if let (Some((repo, name)), Some(tag)) = (scope.rsplit_once(':'), tag) {
+        return repo == repository.as_str() && name == tag.as_str();
+    }
+    false
+}
+
+/// Whether an index entry is an attestation manifest (BuildKit lists
+/// provenance and SBOM attestations with the platform `unknown/unknown`).
+fn is_attestation(child: &berth_oci::manifest::Descriptor) -> bool {
+    child
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("vnd.docker.reference.type"))
+        || child
+            .platform
+            .as_ref()
+            .and_then(|p| p.get("os"))
+            .is_some_and(|os| os == "unknown")
+}
+
+/// What a namespace's pull policy says about pulling an image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PullVerdict {
+    /// No policy, policy off, or nothing at or above its threshold.
+    Allow,
+    /// The policy warns: the pull goes ahead, the message says why it
+    /// would not under `block`.
+    Warn(String),
+    /// The policy blocks the pull, for the reason the message gives (the
+    /// worst findings and how to exempt them).
+    Block(String),
+}
+
+/// The severities a policy threshold may name, lowest first.
+pub const POLICY_SEVERITIES: [&str; 5] = ["any", "low", "medium", "high", "critical"];
+
+/// The lowest severity level a policy threshold counts.
+pub fn threshold_level(severity: &str) -> Option<berth_scanner::SeverityLevel> {
+    use berth_scanner::SeverityLevel;
+    Some(match severity {
+        "any" => SeverityLevel::Unknown,
+        "low" => SeverityLevel::Low,
+        "medium" => SeverityLevel::Medium,
+        "high" => SeverityLevel::High,
+        "critical" => SeverityLevel::Critical,
+        _ => return None,
+    })
+}
+
+/// Findings a refusal names at most.
+const FINDINGS_NAMED: usize = 3;
+
+impl Registry {
+    /// What the pull policy of `repository`'s namespace says about pulling
+    /// `record` (asked for by `tag`, if by tag). Reads the policy, and only
+    /// when one is on, the image's stored state and the advisories; never a
+    /// layer. An index is judged by its platform images together.
+    pub async fn pull_verdict(
+        &self,
+        repository: &RepoName,
+        tag: Option<&Tag>,
+        record: &berth_meta::ManifestRecord,
+    ) -> Result<PullVerdict, RegistryError> {
+        let Some(policy) = self.meta().policy(repository.namespace()).await? else {
+            return Ok(PullVerdict::Allow);
+        };
+        if policy.mode == berth_meta::PolicyMode::Off {
+            return Ok(PullVerdict::Allow);
+        }
+        let threshold = threshold_level(&policy.severity)
+            .ok_or_else(|| MetaError::Corrupt(format!("policy severity {:?}", policy.severity)))?;
+        let images: Vec<Digest> =
+            match ParsedManifest::parse(&record.payload, Some(&record.media_type)) {
+                Ok(parsed) if parsed.kind.is_index() => parsed
+                    .manifests
+                    .iter()
+                    .filter(|child| !is_attestation(child))
+                    .map(|child| child.digest.clone())
+                    .collect(),
+                _ => vec![record.digest.clone()],
+            };
+        let mut counted: Vec<Finding> = Vec::new();
+        let mut unscanned = false;
+        for image in &images {
+            let assessment = self.assess_image(repository, tag, image, false).await?;
+            match assessment.status {
+                ScanStatus::NotScanned | ScanStatus::Scanning => unscanned = true,
+                ScanStatus::UnsupportedOs(_) | ScanStatus::Indexed { .. } => {}
+            }
+            counted.extend(
+                assessment
+                    .findings
+                    .into_iter()
+                    .filter(|f| severity_of(f) >= threshold),
+            );
+        }
+        let name = match tag {
+            Some(tag) => format!("{repository}:{tag}"),
+            None => format!("{repository}@{}", record.digest),
+        };
+        let message = if !counted.is_empty() {
+            counted.sort_by(|a, b| {
+                severity_of(b)
+                    .cmp(&severity_of(a))
+                    .then_with(|| a.advisory.cmp(&b.advisory))
+            });
+            counted.dedup_by(|a, b| a.advisory == b.advisory && a.package == b.package);
+            let worst: Vec<String> = counted
+                .iter()
+                .take(FINDINGS_NAMED)
+                .map(|f| {
+                    let id = f
+                        .aliases
+                        .iter()
+                        .find(|a| a.starts_with("CVE-"))
+                        .unwrap_or(&f.advisory);
+                    format!(
+                        "{id} ({}) in {} {}, fixed in {}",
+                        severity_of(f).as_str(),
+                        f.package.name,
+                        f.installed_version,
+                        f.fixed_version.as_deref().unwrap_or("no release yet"),
+                    )
+                })
+                .collect();
+            let first = counted[0]
+                .aliases
+                .iter()
+                .find(|a| a.starts_with("CVE-"))
+                .unwrap_or(&counted[0].advisory);
+            format!(
+                "{name} has {} fixable vulnerabilit{} at or above severity {} \
+                 (namespace policy {}): {}; update the image, or exempt a finding with \
+                 `berth exemption add --scope {repository} --issue {first} --reason TEXT`",
+                counted.len(),
+                if counted.len() == 1 { "y" } else { "ies" },
+                policy.severity,
+                policy.mode.as_str(),
+                worst.join("; "),
+            )
+        } else if unscanned && policy.block_unscanned {
+            format!(
+                "{name} has not been scanned for vulnerabilities yet and the namespace \
+                 policy blocks unscanned images; try again once it is indexed"
+            )
+        } else {
+            return Ok(PullVerdict::Allow);
+        };
+        Ok(match policy.mode {
+            berth_meta::PolicyMode::Block => PullVerdict::Block(message),
+            _ => PullVerdict::Warn(message),
+        })
+    }
+}
+
+/// The scanner's types the layers above show (findings, severities, the
+/// index report), so they need not depend on the scanner themselves.
+pub use berth_scanner::{
+    Advisory, Finding as ScanFinding, IndexReport as ScanReport, Indexer, Limits, SeverityLevel,
+};
+
+/// SBOM formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SbomFormat {
+    /// CycloneDX 1.6 JSON.
+    CycloneDx,
+    /// SPDX 2.3 JSON.
+    Spdx,
+}
+
+impl SbomFormat {
+    pub fn media_type(self) -> &'static str {
+        match self {
+            SbomFormat::CycloneDx => berth_scanner::sbom::CYCLONEDX_MEDIA_TYPE,
+            SbomFormat::Spdx => berth_scanner::sbom::SPDX_MEDIA_TYPE,
+        }
+    }
+}
+
+/// The SBOM of an indexed image's `report`, naming the image `name` at
+/// `digest`.
+pub fn sbom_document(
+    report: &IndexReport,
+    name: &str,
+    digest: &Digest,
+    format: SbomFormat,
+) -> serde_json::Value {
+    let subject = berth_scanner::sbom::Subject {
+        name: name.to_string(),
+        digest: Some(digest.to_string()),
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let version = env!("CARGO_PKG_VERSION");
+    match format {
+        SbomFormat::CycloneDx => berth_scanner::sbom::cyclonedx(report, &subject, now, version),
+        SbomFormat::Spdx => berth_scanner::sbom::spdx(report, &subject, now, version),
+    }
+}
+
+/// The platform an index entry names (`linux/amd64`, `linux/arm64/v8`).
+fn platform_of(child: &berth_oci::manifest::Descriptor) -> Option<String> {
+    let platform = child.platform.as_ref()?;
+    let field = |name: &str| platform.get(name).and_then(|v| v.as_str());
+    let mut text = format!("{}/{}", field("os")?, field("architecture")?);
+    if let Some(variant) = field("variant") {
+        text.push('/');
+        text.push_str(variant);
+    }
+    Some(text)
+}
+
+impl Registry {
+    /// Assesses the image `reference` of `repository` names: one
+    /// assessment, or one per platform image for an index. Returns the
+    /// manifest's digest with them.
+    pub async fn assess_reference(
+        &self,
+        repository: &RepoName,
+        reference: &berth_oci::Reference,
+        all: bool,
+    ) -> Result<(Digest, Vec<ImageAssessment>), RegistryError> {
+        let record = self.get_manifest(repository, reference).await?;
+        let tag = match reference {
+            berth_oci::Reference::Tag(tag) => Some(tag),
+            berth_oci::Reference::Digest(_) => None,
+        };
+        let mut assessments = Vec::new();
+        match ParsedManifest::parse(&record.payload, Some(&record.media_type)) {
+            Ok(parsed) if parsed.kind.is_index() => {
+                for child in parsed.manifests.iter().filter(|c| !is_attestation(c)) {
+                    let mut assessment = self
+                        .assess_image(repository, tag, &child.digest, all)
+                        .await?;
+                    assessment.platform = platform_of(child);
+                    assessments.push(assessment);
+                }
+            }
+            _ => {
+                assessments.push(
+                    self.assess_image(repository, tag, &record.digest, all)
+                        .await?,
+                );
+            }
+        }
+        Ok((record.digest.clone(), assessments))
+    }
+}
+
+/// The metadata rows the layers above read and write through the registry.
+pub use berth_meta::{AdvisoryData, ExemptionRow, PolicyMode, PolicyRow};
+
+/// Parses one OSV record (JSON).
+pub fn parse_osv(bytes: &[u8]) -> Result<Advisory, String> {
+    berth_scanner::osv::parse_json(bytes).map_err(|error| error.to_string())
+}
+
+impl Registry {
+    /// The pull policy of `namespace`, if one was set.
+    pub async fn vulnerability_policy(
+        &self,
+        namespace: &str,
+    ) -> Result<Option<PolicyRow>, RegistryError> {
+        Ok(self.meta().policy(namespace).await?)
+    }
+
+    /// Every namespace's pull policy, by namespace.
+    pub async fn vulnerability_policies(&self) -> Result<Vec<PolicyRow>, RegistryError> {
+        Ok(self.meta().list_policies().await?)
+    }
+
+    /// Sets a namespace's pull policy (`NamespaceUnknown` if it does not exist).
+    pub async fn set_vulnerability_policy(
+        &self,
+        actor: &Actor,
+        policy: &PolicyRow,
+    ) -> Result<(), RegistryError> {
+        match self.meta().set_policy(&self.change(actor), policy).await {
+            Err(MetaError::NotFound) => Err(RegistryError::NamespaceUnknown),
+            other => Ok(other?),
+        }
+    }
+
+    /// Every exemption, expired ones too.
+    pub async fn exemptions(&self) -> Result<Vec<ExemptionRow>, RegistryError> {
+        Ok(self.meta().list_exemptions(None).await?)
+    }
+
+    /// Adds (or replaces) an exemption.
+    pub async fn set_exemption(
+        &self,
+        actor: &Actor,
+        exemption: &ExemptionRow,
+    ) -> Result<(), RegistryError> {
+        Ok(self
+            .meta()
+            .set_exemption(&self.change(actor), exemption)
+            .await?)
+    }
+
+    /// Removes an exemption; whether there was one.
+    pub async fn remove_exemption(
+        &self,
+        actor: &Actor,
+        scope: &str,
+        advisory: &str,
+    ) -> Result<bool, RegistryError> {
+        Ok(self
+            .meta()
+            .remove_exemption(&self.change(actor), scope, advisory)
+            .await?)
+    }
+}

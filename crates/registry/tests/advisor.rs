@@ -1,0 +1,475 @@
+//! The Vulnerability Advisor through the registry: scan on push (the
+//! consumer queues tagged images, the workers index them, layers shared
+//! between images are read once), assessment against imported advisories,
+//! exemptions, and a worker that dies mid-scan, on SQLite and the
+//! filesystem with a fixed clock.
+
+mod support;
+
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use berth_meta::{AdvisorStore, ExemptionRow, IndexState, ManifestStore};
+use berth_oci::Digest;
+use berth_registry::advisor::{ScanOnPush, ScanOptions, ScanStatus, ScanWorkers};
+use berth_registry::{ConsumerOptions, ConsumerRunner, Registry};
+use berth_scanner::Indexer;
+use support::{actor, push_index, repo, tag, Harness, START};
+
+/// A gzip-compressed tar layer holding `files` (path, contents).
+fn layer(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, contents) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(contents.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, path, *contents).unwrap();
+    }
+    let tar = builder.into_inner().unwrap();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(&tar).unwrap();
+    gzip.finish().unwrap()
+}
+
+const OS_RELEASE: &[u8] =
+    b"PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n";
+
+fn dpkg_status(packages: &[(&str, &str)]) -> Vec<u8> {
+    packages
+        .iter()
+        .map(|(name, version)| {
+            format!(
+                "Package: {name}\nStatus: install ok installed\nVersion: {version}\nArchitecture: amd64\n\n"
+            )
+        })
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// Test advisories written for this file (ids of no published database):
+/// one fixed in a later version of `libexample`, one without a fix for
+/// `toolexample`, and one for another Debian release, which must not match.
+fn advisories() -> Vec<berth_scanner::Advisory> {
+    let records = [
+        r#"{"id": "TEST-DEB-1", "modified": "2026-01-01T00:00:00Z", "aliases": ["CVE-2099-0001"],
+            "summary": "libexample overflows",
+            "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+            "affected": [{"package": {"ecosystem": "Debian:12", "name": "libexample"},
+              "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.2-3+deb12u1"}]}]}]}"#,
+        r#"{"id": "TEST-DEB-2", "modified": "2026-01-01T00:00:00Z", "aliases": ["CVE-2099-0002"],
+            "summary": "toolexample has no fix",
+            "affected": [{"package": {"ecosystem": "Debian:12", "name": "toolexample"},
+              "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}]}]}"#,
+        r#"{"id": "TEST-DEB-3", "modified": "2026-01-01T00:00:00Z",
+            "summary": "libexample on Debian 11 only",
+            "affected": [{"package": {"ecosystem": "Debian:11", "name": "libexample"},
+              "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "9"}]}]}]}"#,
+    ];
+    records
+        .iter()
+        .map(|record| berth_scanner::osv::parse_json(record.as_bytes()).unwrap())
+        .collect()
+}
+
+fn scan_on_push(registry: &Registry) -> ConsumerRunner {
+    ConsumerRunner::new(
+        registry.clone(),
+        ScanOnPush::NAME,
+        Arc::new(ScanOnPush::new(registry.clone())),
+        ConsumerOptions::default(),
+    )
+}
+
+fn workers(registry: &Registry) -> ScanWorkers {
+    ScanWorkers::new(
+        registry.clone(),
+        Indexer::default(),
+        ScanOptions {
+            lease: std::time::Duration::from_secs(60),
+            ..ScanOptions::default()
+        },
+    )
+}
+
+/// A finding as (advisory, installed version, fixed version).
+type FindingFacts<'a> = (&'a str, &'a str, Option<&'a str>);
+
+fn advisory_ids(findings: &[berth_scanner::Finding]) -> Vec<FindingFacts<'_>> {
+    findings
+        .iter()
+        .map(|f| {
+            (
+                f.advisory.as_str(),
+                f.installed_version.as_str(),
+                f.fixed_version.as_deref(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn pushed_images_are_indexed_once_and_assessed_against_stored_advisories() {
+    let h = Harness::new().await;
+    let app = repo("team/app");
+    let other = repo("other/tool");
+    let base = layer(&[
+        ("etc/os-release", OS_RELEASE),
+        (
+            "var/lib/dpkg/status",
+            &dpkg_status(&[("libexample", "1.2-3"), ("toolexample", "0.9-1")]),
+        ),
+    ]);
+    let extra = layer(&[("srv/app/README", b"the application")]);
+    let image = h
+        .push_image(&app, &tag("v1"), "app", &[&base, &extra])
+        .await;
+    // The same base layer under another repository, and an index listing
+    // the first image: the base layer is read once, the image indexed once.
+    let tool = h.push_image(&other, &tag("v1"), "tool", &[&base]).await;
+    push_index(&h.registry, &app, &tag("multi"), &[&image.digest]).await;
+
+    let image_state = |digest: Digest| {
+        let meta = h.meta.clone();
+        async move {
+            meta.image_index(&digest)
+                .await
+                .unwrap()
+                .map(|row| row.state)
+        }
+    };
+    assert_eq!(image_state(image.digest.clone()).await, None);
+    scan_on_push(&h.registry).run_once().await.unwrap();
+    assert_eq!(h.meta.scan_queue_depth().await.unwrap(), 2);
+    assert_eq!(
+        image_state(image.digest.clone()).await,
+        Some(IndexState::Queued)
+    );
+    let status = h
+        .registry
+        .assess_image(&app, None, &image.digest, false)
+        .await
+        .unwrap()
+        .status;
+    assert_eq!(status, ScanStatus::Scanning);
+
+    let workers = workers(&h.registry);
+    assert_eq!(workers.run_once(10).await.unwrap(), 2);
+    assert_eq!(workers.stats().layers_indexed.load(Ordering::SeqCst), 2);
+    assert_eq!(h.meta.scan_queue_depth().await.unwrap(), 0);
+    assert_eq!(
+        image_state(image.digest.clone()).await,
+        Some(IndexState::Done)
+    );
+    assert_eq!(
+        image_state(tool.digest.clone()).await,
+        Some(IndexState::Done)
+    );
+
+    // Indexed, and no advisories yet: no findings.
+    let before = h
+        .registry
+        .assess_image(&app, None, &image.digest, true)
+        .await
+        .unwrap();
+    assert_eq!(before.status, ScanStatus::Indexed { partial: None });
+    assert!(before.findings.is_empty());
+    let report = before.report.unwrap();
+    assert_eq!(report.distribution.unwrap().id, "debian");
+    assert_eq!(report.packages.len(), 2);
+
+    // Importing advisories changes the verdict without reading a layer.
+    let counts = h
+        .registry
+        .import_advisories(&actor(), &advisories())
+        .await
+        .unwrap();
+    assert_eq!(counts.added, 3);
+    let cases: [(bool, Vec<FindingFacts>, usize); 2] = [
+        // By default only findings with a published fix count.
+        (
+            false,
+            vec![("TEST-DEB-1", "1.2-3", Some("1.2-3+deb12u1"))],
+            1,
+        ),
+        (
+            true,
+            vec![
+                ("TEST-DEB-1", "1.2-3", Some("1.2-3+deb12u1")),
+                ("TEST-DEB-2", "0.9-1", None),
+            ],
+            0,
+        ),
+    ];
+    for (all, expected, unfixed) in cases {
+        for (repository, digest) in [(&app, &image.digest), (&other, &tool.digest)] {
+            let assessment = h
+                .registry
+                .assess_image(repository, None, digest, all)
+                .await
+                .unwrap();
+            assert_eq!(advisory_ids(&assessment.findings), expected, "all={all}");
+            assert_eq!(assessment.unfixed, unfixed);
+        }
+    }
+    // Assessing read no layer.
+    assert_eq!(workers.stats().layers_indexed.load(Ordering::SeqCst), 2);
+
+    // An exemption by alias for the repository removes the finding there
+    // only; an expired one removes nothing.
+    let exemption = |scope: &str, expires_at| ExemptionRow {
+        scope: scope.to_string(),
+        advisory: "CVE-2099-0001".to_string(),
+        reason: "not reachable".to_string(),
+        author: "tester".to_string(),
+        created_at: START,
+        expires_at,
+    };
+    let change = berth_meta::Change::new(actor(), START);
+    h.meta
+        .set_exemption(&change, &exemption("team/app", None))
+        .await
+        .unwrap();
+    h.meta
+        .set_exemption(&change, &exemption("other", Some(START)))
+        .await
+        .unwrap();
+    let exempted = h
+        .registry
+        .assess_image(&app, None, &image.digest, false)
+        .await
+        .unwrap();
+    assert!(exempted.findings.is_empty());
+    assert_eq!(advisory_ids(&exempted.exempted)[0].0, "TEST-DEB-1");
+    let still = h
+        .registry
+        .assess_image(&other, None, &tool.digest, false)
+        .await
+        .unwrap();
+    assert_eq!(advisory_ids(&still.findings)[0].0, "TEST-DEB-1");
+
+    // Retagging the indexed image queues nothing: it is indexed once.
+    h.registry
+        .put_manifest(
+            &actor(),
+            &app,
+            &tag("v2"),
+            &[],
+            Some("application/vnd.oci.image.manifest.v1+json"),
+            support::manifest_json(
+                (&image.blobs[0], br#"{"image":"app"}"#.len()),
+                &[
+                    (image.blobs[1].clone(), base.len()),
+                    (image.blobs[2].clone(), extra.len()),
+                ],
+            ),
+        )
+        .await
+        .unwrap();
+    scan_on_push(&h.registry).run_once().await.unwrap();
+    assert_eq!(h.meta.scan_queue_depth().await.unwrap(), 0);
+
+    // A digest nobody tagged was never queued.
+    let untagged = h
+        .registry
+        .assess_image(&app, None, &image.blobs[0], false)
+        .await
+        .unwrap();
+    assert_eq!(untagged.status, ScanStatus::NotScanned);
+}
+
+#[tokio::test]
+async fn a_job_of_a_worker_that_died_is_taken_over_after_its_lease() {
+    let h = Harness::new().await;
+    let app = repo("team/app");
+    let base = layer(&[
+        ("etc/os-release", OS_RELEASE),
+        (
+            "var/lib/dpkg/status",
+            &dpkg_status(&[("libexample", "1.2-3")]),
+        ),
+    ]);
+    let image = h.push_image(&app, &tag("v1"), "app", &[&base]).await;
+    scan_on_push(&h.registry).run_once().await.unwrap();
+
+    // A worker of another node takes the job and dies without finishing.
+    let dead = h
+        .meta
+        .take_scan("dead-node/scan-0", h.now(), 60)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dead.manifest, image.digest);
+    let workers = workers(&h.registry);
+    assert_eq!(workers.run_once(10).await.unwrap(), 0);
+    h.advance(60);
+    assert_eq!(workers.run_once(10).await.unwrap(), 1);
+    assert_eq!(
+        h.meta
+            .image_index(&image.digest)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        IndexState::Done
+    );
+    // The dead worker, back, cannot overwrite the result.
+    let late = h
+        .meta
+        .finish_scan(
+            "dead-node/scan-0",
+            &image.digest,
+            &IndexState::Partial("late".to_string()),
+            &[],
+            h.now(),
+        )
+        .await;
+    assert!(matches!(late, Err(berth_meta::MetaError::LeaseLost)));
+}
+
+#[tokio::test]
+async fn images_without_a_known_system_or_packages_are_unsupported() {
+    let h = Harness::new().await;
+    let app = repo("team/static");
+    let only_files = layer(&[("bin/tool", b"\x7fELF not really")]);
+    let image = h
+        .push_image(&app, &tag("v1"), "static", &[&only_files])
+        .await;
+    scan_on_push(&h.registry).run_once().await.unwrap();
+    workers(&h.registry).run_once(10).await.unwrap();
+    let assessment = h
+        .registry
+        .assess_image(&app, None, &image.digest, false)
+        .await
+        .unwrap();
+    assert!(
+        matches!(assessment.status, ScanStatus::UnsupportedOs(_)),
+        "got {:?}",
+        assessment.status
+    );
+}
+
+#[tokio::test]
+async fn a_namespace_policy_blocks_or_warns_on_pulls_of_vulnerable_images() {
+    use berth_meta::{PolicyMode, PolicyRow};
+    use berth_registry::advisor::PullVerdict;
+
+    let h = Harness::new().await;
+    let app = repo("team/app");
+    let base = layer(&[
+        ("etc/os-release", OS_RELEASE),
+        (
+            "var/lib/dpkg/status",
+            &dpkg_status(&[("libexample", "1.2-3"), ("toolexample", "0.9-1")]),
+        ),
+    ]);
+    let image = h.push_image(&app, &tag("v1"), "app", &[&base]).await;
+    scan_on_push(&h.registry).run_once().await.unwrap();
+    workers(&h.registry).run_once(10).await.unwrap();
+    // A second image is queued, and no worker runs to index it.
+    let unscanned = h
+        .push_image(&app, &tag("new"), "new", &[b"not scanned yet".as_slice()])
+        .await;
+    scan_on_push(&h.registry).run_once().await.unwrap();
+    h.registry
+        .import_advisories(&actor(), &advisories())
+        .await
+        .unwrap();
+    let v1 = berth_oci::Tag::parse("v1").unwrap();
+    let new = berth_oci::Tag::parse("new").unwrap();
+    let record = h
+        .meta
+        .manifest_by_digest(&app, &image.digest)
+        .await
+        .unwrap()
+        .unwrap();
+    let unscanned_record = h
+        .meta
+        .manifest_by_digest(&app, &unscanned.digest)
+        .await
+        .unwrap()
+        .unwrap();
+    let verdict = |tag: berth_oci::Tag, record: berth_meta::ManifestRecord| {
+        let registry = h.registry.clone();
+        let app = app.clone();
+        async move {
+            registry
+                .pull_verdict(&app, Some(&tag), &record)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        verdict(v1.clone(), record.clone()).await,
+        PullVerdict::Allow
+    );
+
+    let set = |mode, severity: &str, block_unscanned| {
+        let meta = h.meta.clone();
+        let policy = PolicyRow {
+            namespace: "team".to_string(),
+            mode,
+            severity: severity.to_string(),
+            block_unscanned,
+            updated_at: START,
+        };
+        async move {
+            meta.set_policy(&berth_meta::Change::new(actor(), START), &policy)
+                .await
+                .unwrap()
+        }
+    };
+    // (mode, threshold, block unscanned) -> verdict on v1, on the unscanned image
+    set(PolicyMode::Block, "high", false).await;
+    let PullVerdict::Block(message) = verdict(v1.clone(), record.clone()).await else {
+        panic!("a critical fixable finding is blocked at high");
+    };
+    assert!(
+        message.contains("CVE-2099-0001 (critical) in libexample 1.2-3, fixed in 1.2-3+deb12u1"),
+        "{message}"
+    );
+    assert!(
+        message.contains("berth exemption add --scope team/app --issue CVE-2099-0001"),
+        "{message}"
+    );
+    // The finding without a fix does not count.
+    assert!(!message.contains("CVE-2099-0002"), "{message}");
+    assert_eq!(
+        verdict(new.clone(), unscanned_record.clone()).await,
+        PullVerdict::Allow
+    );
+
+    set(PolicyMode::Block, "high", true).await;
+    let PullVerdict::Block(message) = verdict(new.clone(), unscanned_record.clone()).await else {
+        panic!("unscanned images are blocked when the policy says so");
+    };
+    assert!(message.contains("not been scanned"), "{message}");
+
+    set(PolicyMode::Warn, "critical", false).await;
+    assert!(matches!(
+        verdict(v1.clone(), record.clone()).await,
+        PullVerdict::Warn(_)
+    ));
+
+    // An exemption for the tag lifts the block.
+    set(PolicyMode::Block, "any", false).await;
+    h.meta
+        .set_exemption(
+            &berth_meta::Change::new(actor(), START),
+            &ExemptionRow {
+                scope: "team/app:v1".to_string(),
+                advisory: "TEST-DEB-1".to_string(),
+                reason: "patched in place".to_string(),
+                author: "tester".to_string(),
+                created_at: START,
+                expires_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(verdict(v1, record).await, PullVerdict::Allow);
+
+    set(PolicyMode::Off, "any", true).await;
+    assert_eq!(verdict(new, unscanned_record).await, PullVerdict::Allow);
+}

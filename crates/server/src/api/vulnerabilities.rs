@@ -1,0 +1,738 @@
+//! The Vulnerability Advisor's API: an image's vulnerability report and
+//! SBOM, exemptions, per-namespace pull policies, and the advisory data.
+//!
+//! Images are named in one path segment, percent-encoded (`team%2Fapp:v1`,
+//! `team%2Fapp@sha256:…`), since repository names contain `/`. Seeing an
+//! image's report needs pull in its namespace; exemptions and policies of
+//! a namespace need `manage_settings` there, registry-wide exemptions and
+//! importing advisories an administrator.
+
+use std::collections::BTreeMap;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use berth_auth::{Expiry, NamespaceFacts};
+use berth_oci::{Digest, Reference, RepoName, Tag};
+use berth_registry::advisor::{
+    severity_of, threshold_level, ExemptionRow, ImageAssessment, PolicyMode, PolicyRow, SbomFormat,
+    ScanFinding, ScanStatus, POLICY_SEVERITIES,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
+
+use super::error::{ErrorBody, ManagementError};
+use super::types::{ExpiryParam, Name};
+use super::{no_content, ok, Context};
+
+/// An image named in a path: `REPOSITORY:TAG`, `REPOSITORY@DIGEST`, or
+/// `REPOSITORY` for its `latest` tag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageParam {
+    pub repository: RepoName,
+    pub reference: Reference,
+    /// The namespace, as a name the permission table can take.
+    pub namespace: Name,
+}
+
+impl ImageParam {
+    pub fn parse(text: &str) -> Result<ImageParam, String> {
+        let (repository, reference) = if let Some((repository, digest)) = text.split_once('@') {
+            let digest = Digest::parse(digest).map_err(|e| format!("{text:?}: {e}"))?;
+            (repository, Reference::Digest(digest))
+        } else {
+            match text.rsplit_once(':') {
+                Some((repository, tag)) if !tag.contains('/') => {
+                    let tag = Tag::parse(tag).map_err(|e| format!("{text:?}: {e}"))?;
+                    (repository, Reference::Tag(tag))
+                }
+                _ => (
+                    text,
+                    Reference::Tag(Tag::parse("latest").expect("a valid tag")),
+                ),
+            }
+        };
+        let repository = RepoName::parse(repository).map_err(|e| format!("{text:?}: {e}"))?;
+        let namespace = Name::try_from(repository.namespace().to_string())?;
+        Ok(ImageParam {
+            repository,
+            reference,
+            namespace,
+        })
+    }
+
+    /// The image as the caller named it.
+    pub fn display(&self) -> String {
+        match &self.reference {
+            Reference::Tag(tag) => format!("{}:{tag}", self.repository),
+            Reference::Digest(digest) => format!("{}@{digest}", self.repository),
+        }
+    }
+}
+
+/// Where an exemption applies: `*` (the whole registry), `NS`, `NS/REPO`,
+/// `NS/REPO:TAG` or `NS/REPO@DIGEST`, parsed and in canonical form.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ExemptionScope {
+    text: String,
+    /// `None` for the whole registry.
+    namespace: Option<Name>,
+}
+
+impl ExemptionScope {
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn namespace(&self) -> Option<&Name> {
+        self.namespace.as_ref()
+    }
+}
+
+impl TryFrom<String> for ExemptionScope {
+    type Error = String;
+    fn try_from(value: String) -> Result<ExemptionScope, String> {
+        if value == "*" {
+            return Ok(ExemptionScope {
+                text: value,
+                namespace: None,
+            });
+        }
+        let has_reference = value.contains('@')
+            || value
+                .rsplit_once(':')
+                .is_some_and(|(_, tag)| !tag.contains('/'));
+        let namespace = if has_reference {
+            ImageParam::parse(&value)?.namespace
+        } else if value.contains('/') {
+            let repository = RepoName::parse(&value).map_err(|e| format!("{value:?}: {e}"))?;
+            Name::try_from(repository.namespace().to_string())?
+        } else {
+            Name::try_from(value.clone())?
+        };
+        Ok(ExemptionScope {
+            text: value,
+            namespace: Some(namespace),
+        })
+    }
+}
+
+impl PartialSchema for ExemptionScope {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "Where an exemption applies: `*` (the whole registry), a namespace, \
+                 a repository, `REPOSITORY:TAG` or `REPOSITORY@DIGEST`.",
+            ))
+            .min_length(Some(1))
+            .examples(["team-a/api:1.4"])
+            .into()
+    }
+}
+
+impl ToSchema for ExemptionScope {}
+
+/// SBOM format in a path: `cyclonedx` or `spdx`.
+pub fn sbom_format(text: &str) -> Result<SbomFormat, String> {
+    match text {
+        "cyclonedx" => Ok(SbomFormat::CycloneDx),
+        "spdx" => Ok(SbomFormat::Spdx),
+        other => Err(format!(
+            "{other:?} is not an SBOM format (cyclonedx or spdx)"
+        )),
+    }
+}
+
+/// One finding of a report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FindingView {
+    /// The advisory's id (`DSA-5902-1`, `PYSEC-2018-28`).
+    pub advisory: String,
+    /// Its other ids (`CVE-…`, `GHSA-…`).
+    pub aliases: Vec<String>,
+    pub summary: String,
+    pub package: String,
+    /// The package URL.
+    pub purl: String,
+    pub installed_version: String,
+    /// The first version with the fix, when one is published.
+    pub fixed_version: Option<String>,
+    /// `critical`, `high`, `medium`, `low`, `negligible` or `unknown`.
+    pub severity: String,
+    /// The CVSS base score, when the advisory gives a vector.
+    pub score: Option<f64>,
+    /// The layer that installed the package.
+    pub layer: Option<String>,
+}
+
+impl FindingView {
+    fn of(finding: &ScanFinding) -> FindingView {
+        FindingView {
+            advisory: finding.advisory.clone(),
+            aliases: finding.aliases.clone(),
+            summary: finding.summary.clone(),
+            package: finding.package.name.clone(),
+            purl: finding.package.purl.clone(),
+            installed_version: finding.installed_version.clone(),
+            fixed_version: finding.fixed_version.clone(),
+            severity: severity_of(finding).as_str().to_string(),
+            score: finding.severity.as_ref().and_then(|s| s.score),
+            layer: finding.package.layer.as_ref().map(|d| d.to_string()),
+        }
+    }
+}
+
+/// One image's part of a report (an index has one per platform).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImageReport {
+    pub digest: String,
+    /// The platform (`linux/amd64`) of an index's image.
+    pub platform: Option<String>,
+    /// `No issues`, `N issues`, `Scanning`, `Unsupported OS` or `Not scanned`.
+    pub status: String,
+    /// Why the index is partial, when it is.
+    pub partial: Option<String>,
+    /// The operating system found (`debian 12`).
+    pub os: Option<String>,
+    pub packages: usize,
+    /// Findings with a published fix, worst first.
+    pub findings: Vec<FindingView>,
+    /// Findings without a published fix (not counted in the status).
+    pub unfixed: Vec<FindingView>,
+    /// Findings left out by an exemption.
+    pub exempted: Vec<FindingView>,
+    /// Counted findings per severity.
+    pub by_severity: BTreeMap<String, usize>,
+}
+
+/// An image's vulnerability report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VulnerabilityReport {
+    /// The image as asked for.
+    pub image: String,
+    /// The manifest's digest.
+    pub digest: String,
+    /// The image's status (for an index, its images' together).
+    pub status: String,
+    pub images: Vec<ImageReport>,
+}
+
+fn status_text(status: &ScanStatus, counted: usize) -> String {
+    match status {
+        ScanStatus::NotScanned => "Not scanned".to_string(),
+        ScanStatus::Scanning => "Scanning".to_string(),
+        ScanStatus::UnsupportedOs(_) => "Unsupported OS".to_string(),
+        ScanStatus::Indexed { .. } if counted == 0 => "No issues".to_string(),
+        ScanStatus::Indexed { .. } if counted == 1 => "1 issue".to_string(),
+        ScanStatus::Indexed { .. } => format!("{counted} issues"),
+    }
+}
+
+fn image_report(assessment: &ImageAssessment) -> ImageReport {
+    let (fixed, unfixed): (Vec<&ScanFinding>, Vec<&ScanFinding>) =
+        assessment.findings.iter().partition(|f| f.is_fixable());
+    let mut by_severity = BTreeMap::new();
+    for finding in &fixed {
+        *by_severity
+            .entry(severity_of(finding).as_str().to_string())
+            .or_insert(0) += 1;
+    }
+    let report = assessment.report.as_ref();
+    ImageReport {
+        digest: assessment.manifest.to_string(),
+        platform: assessment.platform.clone(),
+        status: status_text(&assessment.status, fixed.len()),
+        partial: match &assessment.status {
+            ScanStatus::Indexed { partial } => partial.clone(),
+            _ => None,
+        },
+        os: report.and_then(|r| r.distribution.as_ref()).map(|d| {
+            format!("{} {}", d.id, d.version_id.as_deref().unwrap_or(""))
+                .trim()
+                .to_string()
+        }),
+        packages: report.map_or(0, |r| r.packages.len()),
+        findings: fixed.into_iter().map(FindingView::of).collect(),
+        unfixed: unfixed.into_iter().map(FindingView::of).collect(),
+        exempted: assessment.exempted.iter().map(FindingView::of).collect(),
+        by_severity,
+    }
+}
+
+/// Get an image's vulnerability report.
+///
+/// The image's stored index matched against the advisories as they are
+/// now, minus the exemptions in force. Findings with a published fix count
+/// (the status); those without one are listed apart. Needs pull in the
+/// image's namespace.
+#[utoipa::path(
+    get,
+    path = "/api/v1/images/{image}/vulnerabilities",
+    tag = "vulnerabilities",
+    operation_id = "get_vulnerability_report",
+    params(("image" = String, Path, description = "The image, percent-encoded: `REPOSITORY:TAG`, `REPOSITORY@DIGEST` or `REPOSITORY`")),
+    responses((status = 200, description = "The report", body = VulnerabilityReport))
+)]
+pub async fn report(ctx: &Context<'_>, image: &ImageParam) -> Result<Response, ManagementError> {
+    let (digest, assessments) = ctx
+        .registry
+        .assess_reference(&image.repository, &image.reference, true)
+        .await?;
+    let images: Vec<ImageReport> = assessments.iter().map(image_report).collect();
+    // An index's status: its images' worst (scanning before unsupported
+    // before counted issues), with the issues of all of them.
+    let counted: usize = images.iter().map(|i| i.findings.len()).sum();
+    let status = if images.iter().any(|i| i.status == "Scanning") {
+        "Scanning".to_string()
+    } else if images.iter().any(|i| i.status == "Not scanned") {
+        "Not scanned".to_string()
+    } else if !images.is_empty() && images.iter().all(|i| i.status == "Unsupported OS") {
+        "Unsupported OS".to_string()
+    } else {
+        status_text(&ScanStatus::Indexed { partial: None }, counted)
+    };
+    Ok(ok(VulnerabilityReport {
+        image: image.display(),
+        digest: digest.to_string(),
+        status,
+        images,
+    }))
+}
+
+/// Get an image's SBOM.
+///
+/// CycloneDX 1.6 JSON (`cyclonedx`) or SPDX 2.3 JSON (`spdx`), from the
+/// image's stored index. An index's first platform image is described.
+/// 409 while the image is not indexed.
+#[utoipa::path(
+    get,
+    path = "/api/v1/images/{image}/sbom/{format}",
+    tag = "vulnerabilities",
+    operation_id = "get_sbom",
+    params(
+        ("image" = String, Path, description = "The image, percent-encoded"),
+        ("format" = String, Path, description = "`cyclonedx` or `spdx`"),
+    ),
+    responses(
+        (status = 200, description = "The SBOM", content_type = "application/json", body = Object),
+        (status = 409, description = "The image is not indexed (yet)", body = ErrorBody),
+    )
+)]
+pub async fn sbom(
+    ctx: &Context<'_>,
+    image: &ImageParam,
+    format: SbomFormat,
+) -> Result<Response, ManagementError> {
+    let (_, assessments) = ctx
+        .registry
+        .assess_reference(&image.repository, &image.reference, false)
+        .await?;
+    let Some((assessment, report)) = assessments
+        .iter()
+        .find_map(|a| a.report.as_ref().map(|r| (a, r)))
+    else {
+        return Err(ManagementError::conflict(format!(
+            "{} is not indexed (yet): see its vulnerability report's status",
+            image.display()
+        )));
+    };
+    let document = berth_registry::advisor::sbom_document(
+        report,
+        &image.repository.to_string(),
+        &assessment.manifest,
+        format,
+    );
+    Ok((
+        [(header::CONTENT_TYPE, format.media_type())],
+        serde_json::to_string(&document).unwrap_or_default(),
+    )
+        .into_response())
+}
+
+/// A namespace's pull policy.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VulnerabilityPolicy {
+    /// `off`, `warn` (pulls succeed with a warning header) or `block`
+    /// (pulls of images with fixable findings at or above `severity` are
+    /// refused with 403 `DENIED`).
+    #[schema(pattern = "^(off|warn|block)$")]
+    pub mode: String,
+    /// The lowest severity that counts: `critical`, `high`, `medium`, `low`
+    /// or `any`.
+    #[serde(default = "default_severity")]
+    #[schema(pattern = "^(any|low|medium|high|critical)$")]
+    pub severity: String,
+    /// Whether images not indexed yet are refused (or warned about) too.
+    #[serde(default)]
+    pub block_unscanned: bool,
+}
+
+fn default_severity() -> String {
+    "critical".to_string()
+}
+
+impl VulnerabilityPolicy {
+    /// Checks the words, as a 400 naming the field.
+    pub fn validate(&self) -> Result<PolicyMode, ManagementError> {
+        let mode = PolicyMode::parse(&self.mode).ok_or_else(|| {
+            ManagementError::invalid_request(format!(
+                "mode: {:?} is not one of off, warn, block",
+                self.mode
+            ))
+        })?;
+        if threshold_level(&self.severity).is_none() {
+            return Err(ManagementError::invalid_request(format!(
+                "severity: {:?} is not one of {}",
+                self.severity,
+                POLICY_SEVERITIES.join(", ")
+            )));
+        }
+        Ok(mode)
+    }
+}
+
+/// A namespace's policy, as listed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NamespacePolicy {
+    pub namespace: String,
+    #[serde(flatten)]
+    pub policy: VulnerabilityPolicy,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyList {
+    /// By namespace: the policies of the namespaces the caller may see
+    /// (namespaces without one are off).
+    pub policies: Vec<NamespacePolicy>,
+}
+
+fn policy_view(row: Option<PolicyRow>) -> VulnerabilityPolicy {
+    match row {
+        Some(row) => VulnerabilityPolicy {
+            mode: row.mode.as_str().to_string(),
+            severity: row.severity,
+            block_unscanned: row.block_unscanned,
+        },
+        None => VulnerabilityPolicy {
+            mode: "off".to_string(),
+            severity: default_severity(),
+            block_unscanned: false,
+        },
+    }
+}
+
+/// Get a namespace's vulnerability pull policy.
+#[utoipa::path(
+    get,
+    path = "/api/v1/namespaces/{namespace}/vulnerability-policy",
+    tag = "vulnerabilities",
+    operation_id = "get_vulnerability_policy",
+    params(("namespace" = Name, Path, description = "The namespace")),
+    responses((status = 200, description = "The policy (`off` when none was set)", body = VulnerabilityPolicy))
+)]
+pub async fn get_policy(ctx: &Context<'_>, namespace: &Name) -> Result<Response, ManagementError> {
+    let row = ctx
+        .registry
+        .vulnerability_policy(namespace.as_str())
+        .await?;
+    Ok(ok(policy_view(row)))
+}
+
+/// Set a namespace's vulnerability pull policy.
+///
+/// Needs `manage_settings` on the namespace: owners and administrators.
+#[utoipa::path(
+    put,
+    path = "/api/v1/namespaces/{namespace}/vulnerability-policy",
+    tag = "vulnerabilities",
+    operation_id = "set_vulnerability_policy",
+    params(("namespace" = Name, Path, description = "The namespace")),
+    request_body = VulnerabilityPolicy,
+    responses((status = 200, description = "The policy, set", body = VulnerabilityPolicy))
+)]
+pub async fn set_policy(
+    ctx: &Context<'_>,
+    namespace: &Name,
+    policy: VulnerabilityPolicy,
+) -> Result<Response, ManagementError> {
+    let mode = policy.validate()?;
+    ctx.registry
+        .set_vulnerability_policy(
+            &ctx.actor,
+            &PolicyRow {
+                namespace: namespace.to_string(),
+                mode,
+                severity: policy.severity.clone(),
+                block_unscanned: policy.block_unscanned,
+                updated_at: ctx.now().unix_timestamp(),
+            },
+        )
+        .await?;
+    Ok(ok(policy))
+}
+
+/// The facts the permission policy needs about `namespace` for the caller.
+async fn facts(ctx: &Context<'_>, namespace: &str) -> Result<NamespaceFacts, ManagementError> {
+    Ok(ctx
+        .auth
+        .store
+        .namespace_facts(namespace, ctx.caller.user_name())
+        .await?)
+}
+
+/// List the namespaces' vulnerability pull policies.
+///
+/// Those of the namespaces the caller may see.
+#[utoipa::path(
+    get,
+    path = "/api/v1/vulnerability-policies",
+    tag = "vulnerabilities",
+    operation_id = "list_vulnerability_policies",
+    responses((status = 200, description = "The policies", body = PolicyList))
+)]
+pub async fn list_policies(ctx: &Context<'_>) -> Result<Response, ManagementError> {
+    let mut policies = Vec::new();
+    for row in ctx.registry.vulnerability_policies().await? {
+        let facts = facts(ctx, &row.namespace).await?;
+        if ctx.caller.may_see_namespace(facts, &row.namespace) {
+            policies.push(NamespacePolicy {
+                namespace: row.namespace.clone(),
+                policy: policy_view(Some(row)),
+            });
+        }
+    }
+    Ok(ok(PolicyList { policies }))
+}
+
+/// A new exemption.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewExemption {
+    pub scope: ExemptionScope,
+    /// The advisory id or one of its aliases (`CVE-2024-1234`).
+    #[schema(min_length = 1, max_length = 200)]
+    pub issue: String,
+    #[serde(default)]
+    pub reason: String,
+    /// How long it lasts (`30d`), or `never` (the default).
+    pub expires: Option<ExpiryParam>,
+}
+
+/// An exemption.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Exemption {
+    pub scope: String,
+    pub issue: String,
+    pub reason: String,
+    pub author: String,
+    /// Seconds since the epoch.
+    pub created_at: i64,
+    /// Seconds since the epoch; none when it does not expire.
+    pub expires_at: Option<i64>,
+    /// Whether it has expired (expired exemptions are listed, not applied).
+    pub expired: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExemptionList {
+    /// By scope, then issue: registry-wide ones and those of namespaces the
+    /// caller may see.
+    pub exemptions: Vec<Exemption>,
+}
+
+fn exemption_view(row: ExemptionRow, now: i64) -> Exemption {
+    Exemption {
+        expired: !row.is_active(now),
+        scope: row.scope,
+        issue: row.advisory,
+        reason: row.reason,
+        author: row.author,
+        created_at: row.created_at,
+        expires_at: row.expires_at,
+    }
+}
+
+/// List exemptions.
+#[utoipa::path(
+    get,
+    path = "/api/v1/exemptions",
+    tag = "vulnerabilities",
+    operation_id = "list_exemptions",
+    responses((status = 200, description = "The exemptions", body = ExemptionList))
+)]
+pub async fn list_exemptions(ctx: &Context<'_>) -> Result<Response, ManagementError> {
+    let now = ctx.now().unix_timestamp();
+    let mut exemptions = Vec::new();
+    for row in ctx.registry.exemptions().await? {
+        let visible = match row.namespace() {
+            None => true,
+            Some(namespace) => {
+                let facts = facts(ctx, namespace).await?;
+                ctx.caller.may_see_namespace(facts, namespace)
+            }
+        };
+        if visible {
+            exemptions.push(exemption_view(row, now));
+        }
+    }
+    Ok(ok(ExemptionList { exemptions }))
+}
+
+/// Add an exemption.
+///
+/// Findings of the issue stop counting for images in the scope. A scope in
+/// a namespace needs `manage_settings` there; `*` an administrator. An
+/// exemption of the same scope and issue is replaced.
+#[utoipa::path(
+    post,
+    path = "/api/v1/exemptions",
+    tag = "vulnerabilities",
+    operation_id = "add_exemption",
+    request_body = NewExemption,
+    responses((status = 201, description = "The exemption", body = Exemption))
+)]
+pub async fn add_exemption(
+    ctx: &Context<'_>,
+    new: NewExemption,
+) -> Result<Response, ManagementError> {
+    let now = ctx.now().unix_timestamp();
+    let expires_at = match new.expires.map(|e| e.0) {
+        None | Some(Expiry::Never) => None,
+        Some(Expiry::After(duration)) => Some(now.saturating_add(duration.whole_seconds())),
+    };
+    let row = ExemptionRow {
+        scope: new.scope.as_str().to_string(),
+        advisory: new.issue.trim().to_string(),
+        reason: new.reason,
+        author: ctx
+            .actor
+            .name
+            .clone()
+            .unwrap_or_else(|| ctx.actor.to_string()),
+        created_at: now,
+        expires_at,
+    };
+    if row.advisory.is_empty() || row.advisory.len() > 200 {
+        return Err(ManagementError::invalid_request(
+            "issue: an advisory id or alias of 1 to 200 characters",
+        ));
+    }
+    ctx.registry.set_exemption(&ctx.actor, &row).await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        axum::Json(exemption_view(row, now)),
+    )
+        .into_response())
+}
+
+/// Remove an exemption.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/exemptions/{scope}/{issue}",
+    tag = "vulnerabilities",
+    operation_id = "remove_exemption",
+    params(
+        ("scope" = String, Path, description = "The scope, percent-encoded"),
+        ("issue" = String, Path, description = "The advisory id or alias"),
+    ),
+    responses((status = 204, description = "Removed"))
+)]
+pub async fn remove_exemption(
+    ctx: &Context<'_>,
+    scope: &ExemptionScope,
+    issue: &str,
+) -> Result<Response, ManagementError> {
+    if !ctx
+        .registry
+        .remove_exemption(&ctx.actor, scope.as_str(), issue)
+        .await?
+    {
+        return Err(ManagementError::not_found(format!(
+            "no exemption of {issue} in {}",
+            scope.as_str()
+        )));
+    }
+    Ok(no_content())
+}
+
+/// The state of the advisory data.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdvisoryDataView {
+    /// Advisories stored.
+    pub count: u64,
+    /// Increases with every import that changed something.
+    pub generation: i64,
+    /// When advisories were last imported (seconds since the epoch).
+    pub imported_at: Option<i64>,
+}
+
+/// Get the state of the advisory data.
+#[utoipa::path(
+    get,
+    path = "/api/v1/advisories",
+    tag = "vulnerabilities",
+    operation_id = "get_advisory_data",
+    responses((status = 200, description = "The advisory data", body = AdvisoryDataView))
+)]
+pub async fn advisory_data(ctx: &Context<'_>) -> Result<Response, ManagementError> {
+    let data = ctx.registry.advisory_data().await?;
+    Ok(ok(AdvisoryDataView {
+        count: data.count,
+        generation: data.generation,
+        imported_at: data.imported_at,
+    }))
+}
+
+/// Records to import.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdvisoryImport {
+    /// OSV records (schema 1.6), at most 64 KiB of them per request; larger
+    /// imports use `berth advisories import` on the server's database.
+    #[schema(value_type = Vec<Object>)]
+    pub records: Vec<serde_json::Value>,
+}
+
+/// What an import did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportResult {
+    pub added: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub removed: u64,
+}
+
+/// Import advisories (administrators).
+///
+/// Incremental: a record replaces a stored one only if its `modified` is
+/// newer; withdrawn records are removed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/advisories",
+    tag = "vulnerabilities",
+    operation_id = "import_advisories",
+    request_body = AdvisoryImport,
+    responses((status = 200, description = "What the import did", body = ImportResult))
+)]
+pub async fn import(ctx: &Context<'_>, body: AdvisoryImport) -> Result<Response, ManagementError> {
+    let mut advisories = Vec::new();
+    for (n, record) in body.records.iter().enumerate() {
+        let bytes = serde_json::to_vec(record).unwrap_or_default();
+        let advisory = berth_registry::advisor::parse_osv(&bytes)
+            .map_err(|error| ManagementError::invalid_request(format!("records[{n}]: {error}")))?;
+        advisories.push(advisory);
+    }
+    let counts = ctx
+        .registry
+        .import_advisories(&ctx.actor, &advisories)
+        .await?;
+    Ok(ok(ImportResult {
+        added: counts.added,
+        updated: counts.updated,
+        unchanged: counts.unchanged,
+        removed: counts.removed,
+    }))
+}
