@@ -688,3 +688,205 @@ fn completion_scripts_name_the_client_commands() {
         }
     }
 }
+
+/// `berth image …` against images skopeo pushed: a single-platform image
+/// and a two-platform index from OCI layouts the test writes. The listing
+/// shows exactly the digests, sizes and platforms pushed; a tag into
+/// another namespace is pulled back by skopeo, children too; untag, rm,
+/// and `namespace rm` (refused while it holds repositories, then forced).
+#[test]
+fn images_pushed_by_skopeo_are_listed_inspected_tagged_untagged_and_removed() {
+    let test = "images_pushed_by_skopeo_are_listed_inspected_tagged_untagged_and_removed";
+    let Some(skopeo_tool) = require_tool("skopeo", test) else {
+        return;
+    };
+    let Some((registry, password)) = registry() else {
+        return;
+    };
+    let addr = registry.addr.as_str();
+    let admin = User::new();
+    admin.login(&registry, "admin", &password, &[]);
+    add_user(&admin, "alice", "alice-password-1");
+    let alice = User::new();
+    alice.login(&registry, "alice", "alice-password-1", &[]);
+    alice.ok(&["namespace", "add", "team-a"]);
+    alice.ok(&["namespace", "add", "prod"]);
+
+    let single = make_image("amd64", &[2048, 4096], &[]);
+    let shared = support::oci::Blob::new(
+        "application/vnd.oci.image.layer.v1.tar",
+        support::oci::tar_archive(&[("shared.txt", b"shared\n")]),
+    );
+    let index = support::oci::make_index(vec![
+        make_image("amd64", &[1024], std::slice::from_ref(&shared)),
+        make_image("arm64", &[3000], &[shared]),
+    ]);
+    let env = ContainersEnv::new(addr);
+    let push = |top: &support::oci::Blob, blobs: Vec<support::oci::Blob>, tag: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        write_oci_layout(dir.path(), tag, top, blobs.iter());
+        run(skopeo(&env, &skopeo_tool).args([
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "alice:alice-password-1",
+            &format!("oci:{}:{tag}", dir.path().display()),
+            &format!("docker://{addr}/team-a/app:{tag}"),
+        ]));
+    };
+    push(
+        &single.manifest,
+        single.all_blobs().into_values().collect(),
+        "v1",
+    );
+    push(
+        &index.index,
+        index.all_blobs().into_values().collect(),
+        "multi",
+    );
+
+    // Sizes: config and distinct layers; an index's children's, each once.
+    let image_size = |image: &support::oci::TestImage| -> u64 {
+        let mut blobs = std::collections::BTreeMap::new();
+        for blob in image.layers.iter().chain([&image.config]) {
+            blobs.insert(blob.digest.clone(), blob.bytes.len() as u64);
+        }
+        blobs.values().sum()
+    };
+    let mut index_blobs = std::collections::BTreeMap::new();
+    for image in &index.images {
+        for blob in image.layers.iter().chain([&image.config]) {
+            index_blobs.insert(blob.digest.clone(), blob.bytes.len() as u64);
+        }
+    }
+    let index_size: u64 = index_blobs.values().sum();
+
+    let listed = alice
+        .ok(&["image", "list", "--restrict", "team-a", "-o", "json"])
+        .json();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let find = |digest: &str| {
+        listed
+            .iter()
+            .find(|i| i["digest"] == digest)
+            .unwrap_or_else(|| panic!("{digest} not listed: {listed:?}"))
+    };
+    let one = find(&single.manifest.digest);
+    assert_eq!(one["tags"], serde_json::json!(["v1"]));
+    assert_eq!(one["size"], image_size(&single));
+    assert_eq!(one["created"], "2024-01-01T00:00:00Z");
+    assert_eq!(
+        one["platforms"],
+        serde_json::json!([{"os": "linux", "architecture": "amd64"}])
+    );
+    let multi = find(&index.index.digest);
+    assert_eq!(multi["size"], index_size);
+    let platforms: Vec<(String, String)> = multi["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["architecture"].as_str().unwrap().to_string(),
+                p["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        platforms,
+        index
+            .images
+            .iter()
+            .map(|i| (i.architecture.clone(), i.manifest.digest.clone()))
+            .collect::<Vec<_>>()
+    );
+    // Untagged children show with --include-untagged, as NAME@DIGEST.
+    let quiet = alice
+        .ok(&[
+            "image",
+            "list",
+            "--restrict",
+            "team-a/app",
+            "--include-untagged",
+            "-q",
+        ])
+        .stdout;
+    let mut lines: Vec<&str> = quiet.lines().collect();
+    lines.sort();
+    let mut expected = vec!["team-a/app:multi".to_string(), "team-a/app:v1".to_string()];
+    for image in &index.images {
+        expected.push(format!("team-a/app@{}", image.manifest.digest));
+    }
+    expected.sort();
+    assert_eq!(lines, expected);
+    let table = alice.ok(&["image", "list", "--show-type"]).stdout;
+    assert!(table.starts_with("REPOSITORY   TAG"), "{table}");
+    assert!(table.contains("index"), "{table}");
+    assert!(table.contains("linux/amd64,linux/arm64"), "{table}");
+
+    let inspected = alice.ok(&["image", "inspect", "team-a/app:v1"]).json();
+    assert_eq!(inspected[0]["digest"], single.manifest.digest.as_str());
+    assert_eq!(inspected[0]["config"]["cmd"], serde_json::json!(["/hello"]));
+    assert_eq!(
+        inspected[0]["layers"].as_array().unwrap().len(),
+        single.layers.len()
+    );
+    let manifest = alice
+        .ok(&["manifest", "inspect", "team-a/app:multi"])
+        .json();
+    let pushed: Value = serde_json::from_slice(&index.index.bytes).unwrap();
+    assert_eq!(manifest, pushed);
+
+    // Tagged into another namespace, server-side; skopeo pulls it there.
+    alice.ok(&["image", "tag", "team-a/app:multi", "prod/app:1.0"]);
+    let inspect_raw = |reference: &str| {
+        skopeo(&env, &skopeo_tool)
+            .args([
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                "--creds",
+                "alice:alice-password-1",
+                &format!("docker://{addr}/{reference}"),
+            ])
+            .output()
+            .unwrap()
+    };
+    let pulled = inspect_raw("prod/app:1.0");
+    assert!(pulled.status.success(), "{pulled:?}");
+    assert_eq!(pulled.stdout, index.index.bytes);
+    let copy = tempfile::tempdir().unwrap();
+    run(skopeo(&env, &skopeo_tool).args([
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        "--src-creds",
+        "alice:alice-password-1",
+        &format!("docker://{addr}/prod/app:1.0"),
+        &format!("oci:{}:copy", copy.path().display()),
+    ]));
+    alice.ok(&["image", "untag", "prod/app:1.0"]);
+    assert!(!inspect_raw("prod/app:1.0").status.success(), "untagged");
+
+    alice.ok(&["image", "rm", "team-a/app:v1"]);
+    let after = alice
+        .ok(&["image", "digests", "--restrict", "team-a", "-o", "json"])
+        .json();
+    let digests: Vec<&str> = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(digests, [index.index.digest.as_str()]);
+
+    let refused = alice.berth(&["namespace", "rm", "team-a"], None);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(refused.stderr.contains("force"), "{refused:?}");
+    alice.ok(&["namespace", "rm", "team-a", "--force"]);
+    let namespaces = alice.ok(&["namespace", "list", "-q"]).stdout;
+    assert!(!namespaces.lines().any(|n| n == "team-a"), "{namespaces}");
+}

@@ -498,6 +498,12 @@ fn parse(record: &ManifestRecord) -> Result<ParsedManifest, RegistryError> {
     })
 }
 
+/// Whether `media_type` is an image configuration's (so a manifest with it
+/// is an image, not an artifact).
+pub fn is_image_config_type(media_type: &str) -> bool {
+    IMAGE_CONFIG_TYPES.contains(&media_type)
+}
+
 /// Whether a manifest's media type is an index's.
 pub fn is_index_media_type(media_type: &str) -> bool {
     media_type == media_types::OCI_INDEX || media_type == media_types::DOCKER_MANIFEST_LIST

@@ -91,7 +91,9 @@ pub fn namespace(
                 "removing namespaces",
             )?;
             let repositories = deleted["repositories"].as_array().map_or(0, Vec::len);
-            let sentence = if repositories > 0 {
+            let sentence = if repositories == 1 {
+                format!("Removed namespace {name} and its repository.")
+            } else if repositories > 1 {
                 format!("Removed namespace {name} and its {repositories} repositories.")
             } else {
                 format!("Removed namespace {name}.")

@@ -336,7 +336,12 @@ fn summary_view(repository: &RepoName, image: &Image) -> ImageSummaryView {
             .map(|t| t.as_str().to_string())
             .collect(),
         media_type: summary.media_type.clone(),
-        artifact_type: summary.artifact_type.clone(),
+        // The referrers API defaults an artifact type to the config's media
+        // type; an ordinary image's is not an artifact type worth showing.
+        artifact_type: summary
+            .artifact_type
+            .clone()
+            .filter(|t| !berth_registry::images::is_image_config_type(t)),
         subject: summary.subject.as_ref().map(Digest::to_string),
         platforms,
         created: facts.created.clone(),

@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorCode};
 use super::route::Route;
+use super::types::{ReferenceParam, RepositoryParam, TagParam};
 use super::{images, members, namespaces, repositories, tokens, users, vulnerabilities};
 
 #[derive(OpenApi)]
@@ -69,7 +70,15 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         vulnerabilities::advisory_data,
         vulnerabilities::import,
     ),
-    components(schemas(ErrorBody, ErrorCode)),
+    components(schemas(
+        ErrorBody,
+        ErrorCode,
+        RepositoryParam,
+        ReferenceParam,
+        TagParam,
+        images::Tagged,
+        repositories::Sort,
+    )),
     modifiers(&StandardResponses),
     tags(
         (name = "users", description = "User accounts (administrators)"),

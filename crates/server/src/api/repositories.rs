@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::ManagementError;
+use super::error::{ErrorBody, ManagementError};
 use super::types::Name;
 use super::{ok, Context};
 
@@ -181,7 +181,10 @@ pub struct RepositoryList {
     tag = "repositories",
     operation_id = "list_repositories",
     params(RepositoryListQuery),
-    responses((status = 200, description = "A page of repositories", body = RepositoryList))
+    responses(
+        (status = 200, description = "A page of repositories", body = RepositoryList),
+        (status = 400, description = "A malformed query: an unknown parameter, a limit out of range, a cursor of another listing", body = ErrorBody),
+    )
 )]
 pub async fn list(
     ctx: &Context<'_>,
