@@ -143,7 +143,16 @@ pub struct VaArgs {
     pub registry: Option<String>,
     /// `table` for people, `json` (the API's report), `sarif` (SARIF 2.1.0
     /// for code-scanning tools) or `cyclonedx` (the image's SBOM).
-    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    // Its own id: `berth va policy` takes the client's global `--output`
+    // (`OutputFormat`), whose value clap also hands up to this command's
+    // matches under the id `output`.
+    #[arg(
+        id = "va_output",
+        short = 'o',
+        long = "output",
+        value_enum,
+        default_value = "table"
+    )]
     pub output: VaOutput,
     #[command(subcommand)]
     pub command: Option<VaCommand>,

@@ -890,3 +890,164 @@ fn images_pushed_by_skopeo_are_listed_inspected_tagged_untagged_and_removed() {
     let namespaces = alice.ok(&["namespace", "list", "-q"]).stdout;
     assert!(!namespaces.lines().any(|n| n == "team-a"), "{namespaces}");
 }
+
+/// The Vulnerability Advisor as a user works it: an image with old Python
+/// packages pushed by skopeo is indexed on push, `berth advisories import`
+/// (on the running server's database) brings the committed PyPI advisories,
+/// `berth va` shows the findings with their fixed versions, an exemption
+/// takes one out, and a `block` policy makes skopeo's pull fail with the
+/// message naming the findings and the command that exempts them.
+#[test]
+fn the_vulnerability_advisor_from_push_to_blocked_pull() {
+    let test = "the_vulnerability_advisor_from_push_to_blocked_pull";
+    let Some(skopeo_tool) = require_tool("skopeo", test) else {
+        return;
+    };
+    let Some((registry, password)) = registry() else {
+        return;
+    };
+    let addr = registry.addr.as_str();
+    let admin = User::new();
+    admin.login(&registry, "admin", &password, &[]);
+    admin.ok(&["namespace", "add", "team"]);
+
+    // One layer: an OS release and Jinja2 2.10 as pip installs it.
+    let layer = support::oci::Blob::new(
+        "application/vnd.oci.image.layer.v1.tar",
+        support::oci::tar_archive(&[
+            (
+                "etc/os-release",
+                b"NAME=\"Debian GNU/Linux\"\nID=debian\nVERSION_ID=\"12\"\n",
+            ),
+            (
+                "usr/local/lib/python3.11/site-packages/Jinja2-2.10.dist-info/METADATA",
+                b"Metadata-Version: 2.1\nName: Jinja2\nVersion: 2.10\n",
+            ),
+        ]),
+    );
+    let image = make_image("amd64", &[], &[layer]);
+    let env = ContainersEnv::new(addr);
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = image.all_blobs();
+    write_oci_layout(dir.path(), "v1", &image.manifest, blobs.values());
+    let creds = format!("admin:{password}");
+    run(skopeo(&env, &skopeo_tool).args([
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &format!("oci:{}:v1", dir.path().display()),
+        &format!("docker://{addr}/team/py:v1"),
+    ]));
+
+    let advisories = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scanner/tests/data/osv/pypi");
+    let data_dir = registry.data_dir.as_ref().unwrap().path();
+    let imported = admin.ok(&[
+        "advisories",
+        "import",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        advisories.to_str().unwrap(),
+    ]);
+    assert!(imported.stdout.contains("added"), "{imported:?}");
+
+    // Indexed off the push's path: asked until it is (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let report = loop {
+        let report = admin.ok(&["va", "team/py:v1", "-o", "json"]).json();
+        if report["images"][0]["findings"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+        {
+            break report;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not indexed: {report}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let findings = |report: &Value| -> Vec<(String, String)> {
+        let mut found: Vec<(String, String)> = report["images"][0]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["advisory"].as_str().unwrap().to_string(),
+                    f["fixed_version"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    // The two Jinja2 advisories of the committed subset that 2.10 is in.
+    let expected = [
+        ("PYSEC-2019-217".to_string(), "2.10.1".to_string()),
+        ("PYSEC-2021-66".to_string(), "2.11.3".to_string()),
+    ];
+    assert_eq!(findings(&report), expected, "{report}");
+    assert_eq!(report["images"][0]["os"], "debian 12", "{report}");
+    let table = admin.ok(&["va", "team/py:v1"]).stdout;
+    assert!(
+        table.contains("CVE-2019-10906") && table.contains("2.10.1"),
+        "{table}"
+    );
+
+    // An exemption by alias takes its finding out.
+    admin.ok(&[
+        "exemption",
+        "add",
+        "--scope",
+        "team/py",
+        "--issue",
+        "CVE-2019-10906",
+        "--reason",
+        "not reachable",
+    ]);
+    let report = admin.ok(&["va", "team/py:v1", "-o", "json"]).json();
+    assert_eq!(findings(&report), expected[1..], "{report}");
+
+    // A block policy stops the pull and says why and what to do.
+    admin.ok(&[
+        "va",
+        "policy",
+        "set",
+        "team",
+        "--mode",
+        "block",
+        "--severity",
+        "any",
+    ]);
+    let policies = admin.ok(&["va", "policy", "list", "-o", "json"]).json();
+    assert_eq!(policies[0]["mode"], "block", "{policies}");
+    let pulled = tempfile::tempdir().unwrap();
+    let refused = skopeo(&env, &skopeo_tool)
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &creds,
+            &format!("docker://{addr}/team/py:v1"),
+            &format!("oci:{}:v1", pulled.path().display()),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("CVE-2020-28493") && stderr.contains("berth exemption add"),
+        "{stderr}"
+    );
+    admin.ok(&["va", "policy", "set", "team", "--mode", "off"]);
+    run(skopeo(&env, &skopeo_tool).args([
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
+        &format!("docker://{addr}/team/py:v1"),
+        &format!("oci:{}:v1", pulled.path().display()),
+    ]));
+}
