@@ -23,21 +23,10 @@ use crate::wiring;
 
 /// Runs one admin command on a runtime of its own.
 pub fn run(command: AdminCommand, env: &Environment) -> ExitCode {
-    let loaded = match super::load_config(command.config(), env) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
-    for warning in &loaded.warnings {
-        eprintln!("warning: {warning}");
-    }
-    let runtime = match super::runtime(false) {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    match runtime.block_on(execute(command, &loaded.config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => super::fail(error),
-    }
+    let config = command.config().clone();
+    super::run_offline(&config, env, |loaded| async move {
+        execute(command, &loaded.config).await
+    })
 }
 
 /// Opens the auth store of the configured database, SQLite or PostgreSQL

@@ -21,18 +21,10 @@ use crate::wiring;
 
 pub fn run(command: AdvisoriesCommand, env: &Environment) -> ExitCode {
     let AdvisoriesCommand::Import(args) = command;
-    let loaded = match super::load_config(&args.config, env) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
-    let runtime = match super::runtime(false) {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    match runtime.block_on(import(&loaded, &args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => super::fail(error),
-    }
+    let args = &args;
+    super::run_offline(&args.config, env, |loaded| async move {
+        import(&loaded, args).await
+    })
 }
 
 async fn import(loaded: &Loaded, args: &ImportArgs) -> Result<(), String> {

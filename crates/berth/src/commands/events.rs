@@ -35,18 +35,10 @@ const BATCH: usize = 500;
 
 pub fn run(command: EventsCommand, env: &Environment) -> ExitCode {
     let EventsCommand::Tail(args) = command;
-    let loaded = match super::load_config(&args.config, env) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
-    let runtime = match super::runtime(false) {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    match runtime.block_on(tail(&loaded, &args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => super::fail(error),
-    }
+    let args = &args;
+    super::run_offline(&args.config, env, |loaded| async move {
+        tail(&loaded, args).await
+    })
 }
 
 async fn tail(loaded: &Loaded, args: &TailArgs) -> Result<(), String> {

@@ -104,6 +104,36 @@ fn load_config(args: &ConfigArgs, env: &Environment) -> Result<Loaded, ExitCode>
     })
 }
 
+/// Runs a command that works on the configured database and storage
+/// itself (beside a running server, if any): loads the configuration and
+/// prints its warnings, runs `work` on a one-thread runtime, and reports
+/// the outcome once.
+fn run_offline<F, E>(
+    config: &ConfigArgs,
+    env: &Environment,
+    work: impl FnOnce(Loaded) -> F,
+) -> ExitCode
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let loaded = match load_config(config, env) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    for warning in &loaded.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let runtime = match runtime(false) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(work(loaded)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(error),
+    }
+}
+
 /// A runtime for a command; `multi_thread` for the server and collection,
 /// which serve or stream concurrently, one thread for administration.
 fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
