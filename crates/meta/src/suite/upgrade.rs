@@ -151,6 +151,17 @@ pub async fn old_rows_survive(store: &dyn MetaStore) {
     assert_eq!(manifest.digest, digest_of(OLD_MANIFEST));
     let layer = digest_of("upgrade layer");
     assert_eq!(store.linked_blob_size(&app, &layer).await.unwrap(), Some(5));
+    // The image listing's size (config and layers, filled in by the
+    // migration for manifests stored before it) and tags.
+    let images = store
+        .list_images(&app, crate::TaggedFilter::Any, None, 10)
+        .await
+        .unwrap()
+        .expect("the repository is there");
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0].digest, manifest.digest);
+    assert_eq!(images[0].size, 2 + 5);
+    assert_eq!(images[0].tags, vec![tag("v1")]);
     let usage = store.namespace_usage("team").await.unwrap().unwrap();
     assert_eq!(
         (
