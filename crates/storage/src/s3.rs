@@ -89,15 +89,19 @@ pub const DEFAULT_MAX_COPY_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 
 /// How long connecting to the store may take. A store that is up accepts
-/// a connection in milliseconds; one that is down refuses it at once.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// a connection in milliseconds and one that is down refuses it at once, but
+/// a store on a machine whose cores are all busy (a CI runner, a node under
+/// load) can take a second or more to accept; 2 s failed a write there.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the store may stay silent, waiting for an answer or between
 /// two reads of one, on calls that the store answers at once whatever the
 /// data's size: looking up, listing, reading, deleting, writing the small
 /// bookkeeping objects. A store slower than this is reported unavailable
-/// (a `503` the client retries) instead of holding the request.
-const QUICK_READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// (a `503` the client retries) instead of holding the request. Five
+/// seconds, not two: SeaweedFS on a 2-core machine busy with other work took
+/// just over 2 s to store a small bookkeeping object, and the push failed.
+const QUICK_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The same for calls whose answer may take long by nature: sending a part
 /// (up to the part size), completing a multipart upload, copying a blob,
