@@ -98,6 +98,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "vulnerability advisor",
         include_str!("../migrations/sqlite/0010_vulnerability_advisor.sql"),
     ),
+    (
+        12,
+        "lifecycle",
+        include_str!("../migrations/sqlite/0012_lifecycle.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.
