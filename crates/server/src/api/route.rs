@@ -46,11 +46,14 @@ pub enum Route {
     RemoveExemption,
     GetAdvisoryData,
     ImportAdvisories,
+    ListImmutableRules,
+    AddImmutableRule,
+    RemoveImmutableRule,
 }
 
 impl Route {
     /// Every route, in the order the OpenAPI document lists them.
-    pub const ALL: [Route; 30] = [
+    pub const ALL: [Route; 33] = [
         Route::OpenApi,
         Route::ListUsers,
         Route::CreateUser,
@@ -81,6 +84,9 @@ impl Route {
         Route::RemoveExemption,
         Route::GetAdvisoryData,
         Route::ImportAdvisories,
+        Route::ListImmutableRules,
+        Route::AddImmutableRule,
+        Route::RemoveImmutableRule,
     ];
 
     /// The method and path template of the route: the routing table.
@@ -136,6 +142,11 @@ impl Route {
             Route::RemoveExemption => (Method::DELETE, "/api/v1/exemptions/{scope}/{issue}"),
             Route::GetAdvisoryData => (Method::GET, "/api/v1/advisories"),
             Route::ImportAdvisories => (Method::POST, "/api/v1/advisories"),
+            Route::ListImmutableRules => (Method::GET, "/api/v1/immutable-rules"),
+            Route::AddImmutableRule => (Method::POST, "/api/v1/immutable-rules"),
+            Route::RemoveImmutableRule => {
+                (Method::DELETE, "/api/v1/immutable-rules/{scope}/{tags}")
+            }
         }
     }
 
@@ -152,6 +163,7 @@ impl Route {
                 | Route::SetVulnerabilityPolicy
                 | Route::AddExemption
                 | Route::ImportAdvisories
+                | Route::AddImmutableRule
         )
     }
 
@@ -195,6 +207,9 @@ impl Route {
             Route::RemoveExemption => "remove_exemption",
             Route::GetAdvisoryData => "get_advisory_data",
             Route::ImportAdvisories => "import_advisories",
+            Route::ListImmutableRules => "list_immutable_rules",
+            Route::AddImmutableRule => "add_immutable_rule",
+            Route::RemoveImmutableRule => "remove_immutable_rule",
         }
     }
 
