@@ -124,6 +124,14 @@ pub enum Command {
         #[command(subcommand)]
         command: ClientExemptionCommand,
     },
+    /// Immutable tags: rules under which a tag, once pushed, is never moved
+    /// to another image nor deleted.
+    Immutable {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ClientImmutableCommand,
+    },
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]
@@ -229,6 +237,34 @@ pub enum ClientExemptionCommand {
         scope: String,
         #[arg(long)]
         issue: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientImmutableCommand {
+    /// Make the tags matching a pattern immutable in a namespace or one
+    /// repository.
+    Add {
+        /// NS (every repository of the namespace) or NS/REPO.
+        scope: String,
+        /// The tags: `*` stands for any run of characters, `?` for one
+        /// (`v*`, `release-?`); the whole tag must match.
+        #[arg(long, value_name = "PATTERN")]
+        tags: String,
+    },
+    /// List the rules of the namespaces you may see.
+    #[command(alias = "ls")]
+    List {
+        /// Only those of this namespace.
+        namespace: Option<String>,
+    },
+    /// Remove a rule.
+    #[command(alias = "remove")]
+    Rm {
+        /// NS or NS/REPO, as the rule was added.
+        scope: String,
+        #[arg(long, value_name = "PATTERN")]
+        tags: String,
     },
 }
 
