@@ -1164,6 +1164,30 @@ fn immutable_tags_refuse_a_skopeo_push_that_would_move_them() {
     // A mutable tag moves freely.
     assert!(push(1, "latest").status.success());
     assert!(push(2, "latest").status.success());
+    // podman, pushing another image it pulled under v1, is refused alike
+    // (when podman is installed; skopeo above already showed the refusal).
+    if let Some(podman) = require_tool("podman", test) {
+        let latest = format!("{addr}/team-a/app:latest");
+        let v1 = format!("{addr}/team-a/app:v1");
+        run(env.storage_command(&podman).args([
+            "pull",
+            "--creds",
+            "alice:alice-password-1",
+            &latest,
+        ]));
+        run(env.storage_command(&podman).args(["tag", &latest, &v1]));
+        let pushed = env
+            .storage_command(&podman)
+            .args(["push", "--creds", "alice:alice-password-1", &v1])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&pushed.stderr);
+        assert!(!pushed.status.success(), "podman moved v1");
+        assert!(
+            stderr.contains("denied") && stderr.contains("team-a --tags v*"),
+            "{stderr}"
+        );
+    }
 
     // The client cannot remove the tag or its image either.
     for args in [
