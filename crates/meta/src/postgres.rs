@@ -158,6 +158,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "vulnerability advisor",
         include_str!("../migrations/postgres/0010_vulnerability_advisor.sql"),
     ),
+    (
+        13,
+        "pull statistics",
+        include_str!("../migrations/postgres/0013_pull_statistics.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.
