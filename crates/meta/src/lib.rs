@@ -53,6 +53,7 @@ pub mod manifests;
 pub mod namespaces;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod pulls;
 pub mod repositories;
 pub mod sql;
 pub mod sqlite;
@@ -81,6 +82,7 @@ pub use manifests::{
     DeletedManifest, ManifestRecord, ManifestStore, NewManifest, Referrer, SizeMismatch,
 };
 pub use namespaces::{Namespace, NamespaceStore, NamespaceUsage, Visibility};
+pub use pulls::{PullCount, PullStatsStore};
 pub use repositories::{RepositoryDeletion, RepositoryStore};
 pub use uploads::{LiveUploads, UploadRecord, UploadStore};
 
@@ -166,6 +168,7 @@ pub trait MetaStore:
     + AuthMetaStore
     + AdvisorStore
     + ImmutabilityStore
+    + PullStatsStore
 {
     /// Whether the database answers and would take a write now (used by
     /// `/readyz`): fails with `Unavailable` when it does not answer, or

@@ -163,6 +163,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "lifecycle",
         include_str!("../migrations/postgres/0012_lifecycle.sql"),
     ),
+    (
+        13,
+        "pull statistics",
+        include_str!("../migrations/postgres/0013_pull_statistics.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.

@@ -103,6 +103,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "lifecycle",
         include_str!("../migrations/sqlite/0012_lifecycle.sql"),
     ),
+    (
+        13,
+        "pull statistics",
+        include_str!("../migrations/sqlite/0013_pull_statistics.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

@@ -41,6 +41,7 @@ mod keys;
 mod manifests;
 mod members;
 mod namespaces;
+mod pulls;
 mod repositories;
 mod tokens;
 mod uploads;
