@@ -286,6 +286,11 @@ pub struct ClientArgs {
     /// Print only names (lists) or nothing (changes), for pipes.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Print each item of a list through this template, one line each:
+    /// `{{ repository }}:{{ tags | join(",") }}` (Jinja syntax; the fields
+    /// are those of `-o json`, docs/cli.md).
+    #[arg(long, global = true, value_name = "TEMPLATE")]
+    pub format: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -830,6 +830,28 @@ fn images_pushed_by_skopeo_are_listed_inspected_tagged_untagged_and_removed() {
     }
     expected.sort();
     assert_eq!(lines, expected);
+    // --format: one line per image from its JSON fields.
+    let formatted = alice
+        .ok(&[
+            "image",
+            "list",
+            "--restrict",
+            "team-a/app",
+            "--format",
+            "{{ digest }} {{ tags | join(',') }} {{ size }}",
+        ])
+        .stdout;
+    let mut lines: Vec<&str> = formatted.lines().collect();
+    lines.sort();
+    let mut expected = vec![
+        format!("{} multi {index_size}", index.index.digest),
+        format!("{} v1 {}", single.manifest.digest, image_size(&single)),
+    ];
+    expected.sort();
+    assert_eq!(lines, expected);
+    let misspelt = alice.berth(&["image", "list", "--format", "{{ digets }}"], None);
+    assert_eq!(misspelt.code, 2, "{misspelt:?}");
+    assert!(misspelt.stderr.contains("-o json"), "{misspelt:?}");
     let table = alice.ok(&["image", "list", "--show-type"]).stdout;
     assert!(table.starts_with("REPOSITORY   TAG"), "{table}");
     assert!(table.contains("index"), "{table}");
