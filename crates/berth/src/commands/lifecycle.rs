@@ -32,7 +32,7 @@ pub fn immutable(
     env: &Environment,
 ) -> Result<(), ClientError> {
     let mut session = session(args.registry.as_deref(), env)?;
-    let output = Output::new(args.output, args.quiet, env);
+    let output = Output::new(args.output, args.quiet, args.format.as_deref(), env)?;
     match command {
         ClientImmutableCommand::Add { scope, tags } => {
             let added = session.call(
@@ -83,7 +83,7 @@ pub fn immutable(
                     ]
                 },
                 |rule| rule["tags"].as_str().unwrap_or(""),
-            );
+            )?;
         }
         ClientImmutableCommand::Rm { scope, tags } => {
             session.call(
