@@ -10,6 +10,7 @@ use std::io::IsTerminal;
 
 use clap::ValueEnum;
 use comfy_table::{presets, CellAlignment, ColumnConstraint, Table};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -167,6 +168,35 @@ impl Output {
     pub fn ago(&self, at: OffsetDateTime) -> String {
         ago(at, self.now)
     }
+
+    /// A progress bar for `len` steps of `unit` ("repositories"), on
+    /// stderr: drawn only when stderr is a terminal (indicatif draws
+    /// nothing to a pipe) and without `-q`, and cleared with
+    /// `finish_and_clear`, so what stdout carries never changes.
+    pub fn progress(&self, len: u64, unit: &str) -> ProgressBar {
+        progress(len, unit, self.quiet)
+    }
+}
+
+/// [`Output::progress`], for commands that print without an [`Output`].
+pub fn progress(len: u64, unit: &str, quiet: bool) -> ProgressBar {
+    let target = if quiet {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    };
+    progress_on(len, unit, target)
+}
+
+/// A progress bar drawn to `target`, without colour.
+fn progress_on(len: u64, unit: &str, target: ProgressDrawTarget) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), target);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ({elapsed})")
+            .expect("a valid progress template"),
+    );
+    bar.set_message(unit.to_string());
+    bar
 }
 
 /// Pretty JSON and a newline.
@@ -330,6 +360,35 @@ mod tests {
                 "{terminal} {no_color:?}"
             );
         }
+    }
+
+    /// On a terminal the bar shows how far it got, and clearing it
+    /// leaves nothing behind; with -q it is never drawn.
+    #[test]
+    fn progress_bars_draw_on_a_terminal_and_clear() {
+        let term = indicatif::InMemoryTerm::new(4, 100);
+        let bar = progress_on(
+            5,
+            "repositories",
+            ProgressDrawTarget::term_like(Box::new(term.clone())),
+        );
+        bar.inc(2);
+        bar.tick();
+        assert!(
+            term.contents().contains("2/5 repositories"),
+            "{:?}",
+            term.contents()
+        );
+        bar.finish_and_clear();
+        assert_eq!(term.contents().trim(), "");
+        let quiet = Output {
+            format: OutputFormat::Table,
+            quiet: true,
+            color: false,
+            now: OffsetDateTime::UNIX_EPOCH,
+            template: None,
+        };
+        assert!(quiet.progress(5, "repositories").is_hidden());
     }
 
     #[derive(Serialize)]

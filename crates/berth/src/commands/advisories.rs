@@ -27,6 +27,9 @@ pub fn run(command: AdvisoriesCommand, env: &Environment) -> ExitCode {
     })
 }
 
+/// Advisories stored between two updates of the progress bar.
+const IMPORT_SLICE: usize = 1000;
+
 async fn import(loaded: &Loaded, args: &ImportArgs) -> Result<(), String> {
     let source = &args.source;
     let mut advisories = Vec::new();
@@ -58,11 +61,23 @@ async fn import(loaded: &Loaded, args: &ImportArgs) -> Result<(), String> {
         eprintln!("… and {} more records skipped", problems.len() - 10);
     }
     let opened = wiring::open_registry(loaded, wiring::StorageCheck::OpenOnly, None).await?;
-    let counts = opened
-        .registry
-        .import_advisories(&Actor::system("advisories-import"), &advisories)
-        .await
-        .map_err(|e| format!("storing advisories: {e}"))?;
+    // A whole ecosystem is tens of thousands of records and minutes of
+    // work: stored a slice at a time, with a progress bar on a terminal.
+    let progress = crate::client::output::progress(advisories.len() as u64, "advisories", false);
+    let mut counts = berth_meta::ImportCounts::default();
+    for slice in advisories.chunks(IMPORT_SLICE) {
+        let stored = opened
+            .registry
+            .import_advisories(&Actor::system("advisories-import"), slice)
+            .await
+            .map_err(|e| format!("storing advisories: {e}"))?;
+        counts.added += stored.added;
+        counts.updated += stored.updated;
+        counts.unchanged += stored.unchanged;
+        counts.removed += stored.removed;
+        progress.inc(slice.len() as u64);
+    }
+    progress.finish_and_clear();
     println!(
         "imported {} records from {source}: {} added, {} updated, {} unchanged, {} withdrawn removed, {} skipped",
         advisories.len(),

@@ -51,12 +51,12 @@ pub fn image(
     match command {
         ClientImageCommand::List(list) => {
             let mut session = profile.session(args.registry.as_deref())?;
-            let images = collect(&mut session, &list)?;
+            let images = collect(&mut session, &list, &output)?;
             print_by_tag(&output, &images, &list)?;
         }
         ClientImageCommand::Digests(list) => {
             let mut session = profile.session(args.registry.as_deref())?;
-            let images = collect(&mut session, &list)?;
+            let images = collect(&mut session, &list, &output)?;
             print_by_digest(&output, &images, &list)?;
         }
         ClientImageCommand::Inspect { images } => {
@@ -201,14 +201,21 @@ fn inspect(session: &mut Session, reference: &ImageRef) -> Result<Value, ClientE
 }
 
 /// Every image the listing arguments select, repository by repository.
-fn collect(session: &mut Session, list: &ImageListArgs) -> Result<Vec<Image>, ClientError> {
+fn collect(
+    session: &mut Session,
+    list: &ImageListArgs,
+    output: &Output,
+) -> Result<Vec<Image>, ClientError> {
     let repositories = match &list.restrict {
         Some(restrict) if restrict.contains('/') => vec![restrict.clone()],
         restrict => repositories(session, restrict.as_deref())?,
     };
     let tagged = if list.include_untagged { "any" } else { "true" };
     let mut images = Vec::new();
+    // A request or more per repository: across many, seconds.
+    let progress = output.progress(repositories.len() as u64, "repositories");
     for repository in repositories {
+        progress.inc(1);
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let mut path = format!("{}?tagged={tagged}&limit={PAGE}", images_path(&repository));
@@ -229,6 +236,7 @@ fn collect(session: &mut Session, list: &ImageListArgs) -> Result<Vec<Image>, Cl
             }
         }
     }
+    progress.finish_and_clear();
     Ok(images)
 }
 
