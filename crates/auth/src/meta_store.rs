@@ -25,8 +25,8 @@ use crate::model::{Role, TokenScope, Visibility};
 use crate::policy::NamespaceFacts;
 use crate::secret::SecretHash;
 use crate::store::{
-    AccessTokenRecord, AuthStore, KeyRotation, MemberRecord, NamespaceRecord, RefreshTokenRecord,
-    SigningKeyRecord, UserRecord,
+    AccessTokenRecord, AuthStore, KeyRotation, MemberRecord, NamespaceRecord, RefreshRotation,
+    RefreshTokenRecord, SigningKeyRecord, UserRecord,
 };
 
 /// An [`AuthStore`] backed by any [`AuthMetaStore`] (SQLite, PostgreSQL).
@@ -104,6 +104,7 @@ fn user_record(row: UserRow) -> Result<UserRecord, AuthStoreError> {
         password_hash: row.password_hash,
         is_admin: row.is_admin,
         created_at: instant(row.created_at)?,
+        disabled_at: optional_instant(row.disabled_at)?,
     })
 }
 
@@ -133,6 +134,7 @@ fn access_token_record(row: AccessTokenRow) -> Result<AccessTokenRecord, AuthSto
 fn refresh_token_record(row: RefreshTokenRow) -> Result<RefreshTokenRecord, AuthStoreError> {
     Ok(RefreshTokenRecord {
         secret_hash: parse_hash(&row.secret_hash)?,
+        family: parse_hash(&row.family)?,
         user: row.user,
         created_at: instant(row.created_at)?,
         expires_at: optional_instant(row.expires_at)?,
@@ -191,6 +193,7 @@ impl AuthStore for MetaAuthStore {
                     password_hash: user.password_hash,
                     is_admin: user.is_admin,
                     created_at: seconds(user.created_at),
+                    disabled_at: user.disabled_at.map(seconds),
                 },
             )
             .await
@@ -207,9 +210,22 @@ impl AuthStore for MetaAuthStore {
         change: &Change,
         name: &str,
         password_hash: &str,
+        keep_sessions: bool,
     ) -> Result<(), AuthStoreError> {
         self.inner
-            .set_password_hash(change, name, password_hash)
+            .set_password_hash(change, name, password_hash, keep_sessions)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn set_disabled(
+        &self,
+        change: &Change,
+        name: &str,
+        disabled: bool,
+    ) -> Result<(), AuthStoreError> {
+        self.inner
+            .set_disabled(change, name, disabled)
             .await
             .map_err(store_error)
     }
@@ -434,6 +450,7 @@ impl AuthStore for MetaAuthStore {
             .create_refresh_token(&RefreshTokenRow {
                 secret_hash: token.secret_hash.to_hex(),
                 user: token.user,
+                family: token.family.to_hex(),
                 created_at: seconds(token.created_at),
                 expires_at: token.expires_at.map(seconds),
                 revoked_at: token.revoked_at.map(seconds),
@@ -452,6 +469,29 @@ impl AuthStore for MetaAuthStore {
             .await
             .map_err(store_error)?;
         row.map(refresh_token_record).transpose()
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        presented: &SecretHash,
+        new: RefreshTokenRecord,
+        at: OffsetDateTime,
+    ) -> Result<RefreshRotation, AuthStoreError> {
+        self.inner
+            .rotate_refresh_token(
+                &presented.to_hex(),
+                &RefreshTokenRow {
+                    secret_hash: new.secret_hash.to_hex(),
+                    user: new.user,
+                    family: new.family.to_hex(),
+                    created_at: seconds(new.created_at),
+                    expires_at: new.expires_at.map(seconds),
+                    revoked_at: None,
+                },
+                seconds(at),
+            )
+            .await
+            .map_err(store_error)
     }
 
     async fn revoke_refresh_token(
@@ -530,6 +570,7 @@ mod tests {
                     password_hash: "$argon2id$x".into(),
                     is_admin: false,
                     created_at: now,
+                    disabled_at: None,
                 },
             )
             .await

@@ -218,7 +218,9 @@ pub fn granted_registry_actions(
         && match resource {
             RegistryResource::Catalog => principal.subject().is_some(),
             RegistryResource::Users => matches!(principal, Principal::User { is_admin: true, .. }),
-            RegistryResource::Tokens => matches!(principal, Principal::User { .. }),
+            RegistryResource::Tokens | RegistryResource::Account => {
+                matches!(principal, Principal::User { .. })
+            }
         };
     if granted {
         vec!["*".to_string()]

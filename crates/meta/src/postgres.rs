@@ -158,6 +158,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "vulnerability advisor",
         include_str!("../migrations/postgres/0010_vulnerability_advisor.sql"),
     ),
+    (
+        11,
+        "credentials",
+        include_str!("../migrations/postgres/0011_credentials.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.

@@ -98,6 +98,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "vulnerability advisor",
         include_str!("../migrations/sqlite/0010_vulnerability_advisor.sql"),
     ),
+    (
+        11,
+        "credentials",
+        include_str!("../migrations/sqlite/0011_credentials.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.
