@@ -389,6 +389,8 @@ pub async fn auth_state(
         },
         realm: config.auth.realm.clone(),
         tls: config.server.tls_cert.is_some(),
+        refresh_token_lifetime: time::Duration::try_from(config.auth.refresh_token_lifetime)
+            .map_err(|e| format!("auth.refresh_token_lifetime: {e}"))?,
     })
 }
 

@@ -56,6 +56,9 @@ pub struct AuthState {
     pub realm: Option<String>,
     /// Whether the listener speaks TLS, for the scheme of a derived realm.
     pub tls: bool,
+    /// How long a refresh token issued at login (or by rotation) lives
+    /// (`[auth] refresh_token_lifetime`).
+    pub refresh_token_lifetime: time::Duration,
 }
 
 impl AuthState {
@@ -349,10 +352,11 @@ pub async fn authenticate_caller(
     }
 }
 
-/// The principal a bearer token's `sub` names, as it stands now: a user
-/// (with their current admin flag) or a still-valid access token. `None` when
-/// neither exists any more, so deleting a user or revoking a token takes
-/// effect at once rather than when the token expires. User and token names
+/// The principal a bearer token's `sub` names, as it stands now: an enabled
+/// user (with their current admin flag) or a still-valid access token.
+/// `None` when neither exists any more, or the user is disabled, so
+/// deleting or disabling a user or revoking a token takes effect at once
+/// rather than when the token expires. User and token names
 /// never collide: each is refused when the other exists.
 pub async fn principal_for_subject(
     store: &dyn AuthStore,
@@ -363,6 +367,11 @@ pub async fn principal_for_subject(
         return Ok(Some(Principal::Anonymous));
     }
     if let Some(user) = store.get_user(subject).await? {
+        // A disabled user's registry tokens are refused from the next
+        // request on, as if the user were gone.
+        if user.is_disabled() {
+            return Ok(None);
+        }
         return Ok(Some(Principal::User {
             name: user.name,
             is_admin: user.is_admin,

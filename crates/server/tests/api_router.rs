@@ -839,3 +839,234 @@ async fn events_name_the_client_behind_a_trusted_proxy() {
     assert_eq!(created.actor.address, Some("203.0.113.9".parse().unwrap()));
     assert_eq!(created.actor.name.as_deref(), Some("root"));
 }
+
+/// `POST /auth/token` with a form, as `docker login` sends it.
+async fn post_token(h: &Harness, form: &str) -> support::Answer {
+    let request = Request::builder()
+        .method("POST")
+        .uri("/auth/token")
+        .header("host", "registry.test")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(form.to_string()))
+        .unwrap();
+    h.send(request).await
+}
+
+/// A refresh token for `user`, from a password login asking for offline access.
+async fn refresh_token_of(h: &Harness, user: &str, password: &str) -> String {
+    let answer = post_token(
+        h,
+        &format!(
+            "grant_type=password&service=berth&client_id=test&access_type=offline\
+             &username={user}&password={password}"
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    answer.json()["refresh_token"].as_str().unwrap().to_string()
+}
+
+/// Exchanges a refresh token; `offline` asks for a new one (rotation).
+async fn refresh(h: &Harness, token: &str, offline: bool) -> support::Answer {
+    let offline = if offline { "&access_type=offline" } else { "" };
+    post_token(
+        h,
+        &format!(
+            "grant_type=refresh_token&service=berth&client_id=test&refresh_token={token}{offline}"
+        ),
+    )
+    .await
+}
+
+/// Issue 11: refresh tokens rotate when a client asks for a new one; the
+/// old one is dead once the new one is issued, and presenting it again
+/// logs out the whole family. A refresh without `access_type=offline`
+/// (what docker and `berth` send on every command) leaves the token as it is.
+#[tokio::test]
+async fn refresh_tokens_rotate_and_a_reused_one_revokes_its_family() {
+    let h = Harness::new().await;
+    let first = refresh_token_of(&h, "reader", PASSWORD).await;
+    for _ in 0..2 {
+        let plain = refresh(&h, &first, false).await;
+        assert_eq!(plain.status, 200, "{}", plain.text());
+        assert!(plain.json().get("refresh_token").is_none());
+    }
+    let rotated = refresh(&h, &first, true).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text());
+    let second = rotated.json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(second, first);
+    assert_eq!(refresh(&h, &first, false).await.status, 401, "rotated away");
+    assert_eq!(refresh(&h, &second, false).await.status, 200);
+    // Another login of the same user is a family of its own.
+    let other = refresh_token_of(&h, "reader", PASSWORD).await;
+    // The stolen first token comes back: the family is revoked.
+    assert_eq!(refresh(&h, &first, true).await.status, 401);
+    assert_eq!(refresh(&h, &second, false).await.status, 401, "family revoked");
+    assert_eq!(refresh(&h, &other, false).await.status, 200);
+}
+
+/// Issue 11: an administrator disables, enables, demotes, resets and
+/// deletes users through the API, and each change takes effect on the
+/// credentials the user already holds.
+#[tokio::test]
+async fn disabled_users_lose_every_credential_at_once() {
+    let h = Harness::new().await;
+    let admin = basic("root", PASSWORD);
+    let refresh_token = refresh_token_of(&h, "writer", PASSWORD).await;
+    let jwt = h.token("writer", &["repository:pub/app:pull"]).await;
+    let pull = |authorization: String| {
+        let h = &h;
+        async move {
+            h.call("GET", "/v2/", Some(&authorization), "")
+                .await
+                .status
+        }
+    };
+    assert_eq!(pull(bearer(&jwt)).await, 200);
+
+    let disable = h
+        .call(
+            "PATCH",
+            "/api/v1/users/writer",
+            Some(&admin),
+            r#"{"disabled":true}"#,
+        )
+        .await;
+    assert_eq!(disable.status, 200, "{}", disable.text());
+    assert_eq!(disable.json()["disabled"], true);
+    // The registry token issued before is refused at its next use, and
+    // so are the password and the refresh token.
+    assert_eq!(pull(bearer(&jwt)).await, 401);
+    assert_eq!(pull(basic("writer", PASSWORD)).await, 401);
+    assert_eq!(refresh(&h, &refresh_token, false).await.status, 401);
+    let users = h.call("GET", "/api/v1/users", Some(&admin), "").await.json();
+    let writer = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "writer")
+        .unwrap();
+    assert_eq!(writer["disabled"], true);
+
+    let enable = h
+        .call(
+            "PATCH",
+            "/api/v1/users/writer",
+            Some(&admin),
+            r#"{"disabled":false}"#,
+        )
+        .await;
+    assert_eq!(enable.status, 200);
+    assert_eq!(pull(basic("writer", PASSWORD)).await, 200);
+    assert_eq!(pull(bearer(&jwt)).await, 200);
+    // The refresh tokens revoked by disabling stay revoked.
+    assert_eq!(refresh(&h, &refresh_token, false).await.status, 401);
+
+    // A password reset revokes the stored logins and replaces the password.
+    let stored = refresh_token_of(&h, "writer", PASSWORD).await;
+    let reset = h
+        .call(
+            "PUT",
+            "/api/v1/users/writer/password",
+            Some(&admin),
+            r#"{"password":"a brand new password"}"#,
+        )
+        .await;
+    assert_eq!(reset.status, 204, "{}", reset.text());
+    assert_eq!(refresh(&h, &stored, false).await.status, 401);
+    assert_eq!(pull(basic("writer", PASSWORD)).await, 401);
+    assert_eq!(pull(basic("writer", "a brand new password")).await, 200);
+
+    // The last enabled administrator stays one.
+    for (method, path, body) in [
+        ("PATCH", "/api/v1/users/root", r#"{"admin":false}"#),
+        ("PATCH", "/api/v1/users/root", r#"{"disabled":true}"#),
+        ("DELETE", "/api/v1/users/root", ""),
+    ] {
+        let refused = h.call(method, path, Some(&admin), body).await;
+        refused.assert_error("conflict", &format!("{method} {body}"));
+    }
+    let promote = h
+        .call(
+            "PATCH",
+            "/api/v1/users/owner",
+            Some(&admin),
+            r#"{"admin":true}"#,
+        )
+        .await;
+    assert_eq!(promote.json()["admin"], true);
+
+    let deleted = h
+        .call("DELETE", "/api/v1/users/writer", Some(&admin), "")
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    assert_eq!(pull(bearer(&jwt)).await, 401);
+    h.call("DELETE", "/api/v1/users/writer", Some(&admin), "")
+        .await
+        .assert_error("not_found", "deleted twice");
+}
+
+/// Issue 11: a user changes their own password given the current one;
+/// their stored logins end, and a wrong current password is refused.
+#[tokio::test]
+async fn users_change_their_own_password() {
+    let h = Harness::new().await;
+    let stored = refresh_token_of(&h, "reader", PASSWORD).await;
+    let change = |current: &str, new: &str| {
+        format!(r#"{{"current_password":"{current}","new_password":"{new}"}}"#)
+    };
+    let me = basic("reader", PASSWORD);
+    let wrong = h
+        .call(
+            "PUT",
+            "/api/v1/user/password",
+            Some(&me),
+            &change("not my password", "whatever it is"),
+        )
+        .await;
+    wrong.assert_error("forbidden", "wrong current password");
+    let short = h
+        .call(
+            "PUT",
+            "/api/v1/user/password",
+            Some(&me),
+            &change(PASSWORD, "short"),
+        )
+        .await;
+    short.assert_error("invalid_request", "too short");
+    assert_eq!(refresh(&h, &stored, false).await.status, 200);
+    let changed = h
+        .call(
+            "PUT",
+            "/api/v1/user/password",
+            Some(&me),
+            &change(PASSWORD, "my new passphrase"),
+        )
+        .await;
+    assert_eq!(changed.status, 204, "{}", changed.text());
+    assert_eq!(refresh(&h, &stored, false).await.status, 401);
+    let namespaces = |auth: String| {
+        let h = &h;
+        async move {
+            h.call("GET", "/api/v1/namespaces", Some(&auth), "")
+                .await
+                .status
+        }
+    };
+    assert_eq!(namespaces(basic("reader", PASSWORD)).await, 401);
+    assert_eq!(namespaces(basic("reader", "my new passphrase")).await, 200);
+    // Robots have no password to change.
+    let robot = basic("robot", &h.robot);
+    let refused = h
+        .call(
+            "PUT",
+            "/api/v1/user/password",
+            Some(&robot),
+            &change("x", "long enough password"),
+        )
+        .await;
+    refused.assert_error("forbidden", "a robot");
+}

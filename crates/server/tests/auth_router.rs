@@ -137,6 +137,7 @@ async fn node_auth(store: Arc<dyn AuthStore>, policy: PolicyConfig) -> AuthState
         policy,
         realm: None,
         tls: false,
+        refresh_token_lifetime: berth_auth::store::REFRESH_TOKEN_LIFETIME,
     }
 }
 

@@ -18,7 +18,7 @@ use super::repositories::RepositoryListing;
 use super::route::{PathParams, Route};
 use super::tokens::{NewToken, MAX_SCOPES};
 use super::types::{Name, ReferenceParam, RepositoryParam, TagParam};
-use super::users::NewUser;
+use super::users::{NewUser, PasswordChange, PasswordReset, UserUpdate};
 use super::vulnerabilities::{
     sbom_format, AdvisoryImport, ExemptionScope, ImageParam, NewExemption, VulnerabilityPolicy,
 };
@@ -33,6 +33,10 @@ pub enum Endpoint {
     OpenApi,
     ListUsers,
     CreateUser(NewUser),
+    UpdateUser(Name, UserUpdate),
+    DeleteUser(Name),
+    SetUserPassword(Name, PasswordReset),
+    ChangeOwnPassword(PasswordChange),
     ListNamespaces,
     CreateNamespace(NewNamespace),
     GetNamespace(Name),
@@ -94,6 +98,10 @@ impl Endpoint {
             Route::OpenApi => Endpoint::OpenApi,
             Route::ListUsers => Endpoint::ListUsers,
             Route::CreateUser => Endpoint::CreateUser(json(body)?),
+            Route::UpdateUser => Endpoint::UpdateUser(name("name")?, json(body)?),
+            Route::DeleteUser => Endpoint::DeleteUser(name("name")?),
+            Route::SetUserPassword => Endpoint::SetUserPassword(name("name")?, json(body)?),
+            Route::ChangeOwnPassword => Endpoint::ChangeOwnPassword(json(body)?),
             Route::ListNamespaces => Endpoint::ListNamespaces,
             Route::CreateNamespace => Endpoint::CreateNamespace(json(body)?),
             Route::GetNamespace => Endpoint::GetNamespace(name("namespace")?),

@@ -199,6 +199,9 @@ impl From<AdminError> for ManagementError {
             last_owner @ AdminError::LastOwner { .. } => {
                 ManagementError::conflict(last_owner.to_string())
             }
+            last_admin @ AdminError::LastAdmin(_) => {
+                ManagementError::conflict(last_admin.to_string())
+            }
             AdminError::Store(e) => e.into(),
         }
     }

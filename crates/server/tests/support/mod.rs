@@ -186,6 +186,7 @@ impl Harness {
             policy,
             realm: None,
             tls: false,
+            refresh_token_lifetime: berth_auth::store::REFRESH_TOKEN_LIFETIME,
         };
         Harness {
             _dir: dir,
