@@ -36,6 +36,20 @@ async fn open_store(config: &Config) -> Result<MetaAuthStore, String> {
     Ok(MetaAuthStore::new(databases.auth))
 }
 
+/// The first line of standard input with `password_stdin`, else a
+/// generated password (the flag says which: `true` when generated).
+fn read_or_generate_password(password_stdin: bool) -> Result<(Secret, bool), String> {
+    if !password_stdin {
+        return Ok((generate_password(), true));
+    }
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| format!("reading the password: {e}"))?;
+    let line = text.lines().next().unwrap_or("").to_string();
+    Ok((Secret::new(line), false))
+}
+
 fn admin_error(e: AdminError) -> String {
     e.to_string()
 }
@@ -59,16 +73,7 @@ async fn execute(command: AdminCommand, config: &Config) -> Result<(), String> {
                 admin,
                 ..
             } => {
-                let (password, generated) = if password_stdin {
-                    let mut text = String::new();
-                    std::io::stdin()
-                        .read_to_string(&mut text)
-                        .map_err(|e| format!("reading the password: {e}"))?;
-                    let line = text.lines().next().unwrap_or("").to_string();
-                    (Secret::new(line), false)
-                } else {
-                    (generate_password(), true)
-                };
+                let (password, generated) = read_or_generate_password(password_stdin)?;
                 admin::create_user(&store, &name, &password, admin, &change)
                     .await
                     .map_err(admin_error)?;
@@ -84,7 +89,59 @@ async fn execute(command: AdminCommand, config: &Config) -> Result<(), String> {
             UserCommand::List { .. } => {
                 for user in store.list_users().await.map_err(|e| e.to_string())? {
                     let role = if user.is_admin { "admin" } else { "user" };
-                    println!("{}\t{role}", user.name);
+                    let state = if user.is_disabled() {
+                        "\tdisabled"
+                    } else {
+                        ""
+                    };
+                    println!("{}\t{role}{state}", user.name);
+                }
+            }
+            UserCommand::SetPassword {
+                name,
+                password_stdin,
+                ..
+            } => {
+                let (password, generated) = read_or_generate_password(password_stdin)?;
+                admin::set_password(&store, &name, &password, &change)
+                    .await
+                    .map_err(admin_error)?;
+                if generated {
+                    println!(
+                        "set the password of {name}; password (shown once): {}",
+                        password.expose()
+                    );
+                } else {
+                    println!("set the password of {name}");
+                }
+                println!("{name}'s stored logins (refresh tokens) are revoked");
+            }
+            UserCommand::Disable { name, .. } => {
+                admin::set_disabled(&store, &name, true, &change)
+                    .await
+                    .map_err(admin_error)?;
+                println!("disabled {name}: every credential of theirs stops working");
+            }
+            UserCommand::Enable { name, .. } => {
+                admin::set_disabled(&store, &name, false, &change)
+                    .await
+                    .map_err(admin_error)?;
+                println!("enabled {name}");
+            }
+            UserCommand::Delete { name, .. } => {
+                admin::delete_user(&store, &name, &change)
+                    .await
+                    .map_err(admin_error)?;
+                println!("deleted user {name}; namespace {name} stays");
+            }
+            UserCommand::SetAdmin { name, admin, .. } => {
+                admin::set_admin(&store, &name, admin, &change)
+                    .await
+                    .map_err(admin_error)?;
+                if admin {
+                    println!("{name} is now an administrator");
+                } else {
+                    println!("{name} is no longer an administrator");
                 }
             }
         },
