@@ -453,7 +453,9 @@ mod credential_tests {
         // The last enabled administrator stays one.
         let last_admin = |result| matches!(result, Err(AdminError::LastAdmin(_)));
         assert!(last_admin(set_admin(&store, "root", false, &change).await));
-        assert!(last_admin(set_disabled(&store, "root", true, &change).await));
+        assert!(last_admin(
+            set_disabled(&store, "root", true, &change).await
+        ));
         assert!(last_admin(delete_user(&store, "root", &change).await));
         set_admin(&store, "alice", true, &change).await.unwrap();
         set_disabled(&store, "root", true, &change).await.unwrap();
@@ -464,7 +466,12 @@ mod credential_tests {
         assert!(!store.get_user("alice").await.unwrap().unwrap().is_admin);
 
         set_disabled(&store, "alice", true, &change).await.unwrap();
-        assert!(store.get_user("alice").await.unwrap().unwrap().is_disabled());
+        assert!(store
+            .get_user("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .is_disabled());
         delete_user(&store, "alice", &change).await.unwrap();
         assert_eq!(store.get_user("alice").await.unwrap(), None);
         assert!(matches!(

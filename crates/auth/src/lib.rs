@@ -58,6 +58,7 @@ pub mod meta_store;
 pub mod model;
 pub mod password;
 pub mod policy;
+pub mod robots;
 pub mod scope;
 pub mod secret;
 pub mod store;

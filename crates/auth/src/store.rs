@@ -68,8 +68,10 @@ pub struct AccessTokenRecord {
     pub secret_hash: SecretHash,
     /// What the token may do; see [`TokenScope`]. Never empty.
     pub scopes: Vec<TokenScope>,
-    /// The user who created it, for audit only: the token's rights do not
-    /// follow its creator's later role changes.
+    /// The user who created it. The token's rights are its scopes narrowed
+    /// to its creator's rights at each use, and it stops working when its
+    /// creator is disabled or deleted (`crate::robots`). `None` for tokens
+    /// made by `berth admin` on the database.
     pub created_by: Option<String>,
     pub created_at: OffsetDateTime,
     pub expires_at: Option<OffsetDateTime>,
@@ -93,6 +95,7 @@ impl AccessTokenRecord {
             name: self.name.clone(),
             scopes: self.scopes.clone(),
             expires_at: self.expires_at,
+            created_by: self.created_by.clone(),
         })
     }
 }
@@ -462,7 +465,10 @@ mod tests {
         assert!(crate::secret::looks_like_refresh_token(secret.expose()));
         assert!(record.secret_hash.matches(secret.expose()));
         assert_eq!(record.user, "alice");
-        assert_eq!(record.family, record.secret_hash, "a fresh login starts a family");
+        assert_eq!(
+            record.family, record.secret_hash,
+            "a fresh login starts a family"
+        );
         assert!(record.is_usable(now() + Duration::days(29)));
         assert!(!record.is_usable(now() + Duration::days(30)));
         record.revoked_at = Some(now());

@@ -382,9 +382,15 @@ pub enum ClientMemberCommand {
 pub enum ClientTokenCommand {
     /// Create an access token; its secret is printed once.
     Add(ClientTokenAdd),
-    /// List your access tokens (all of them, for administrators).
+    /// List your access tokens (all of them, for administrators), or with
+    /// --namespace every token that reaches a namespace you own, whoever
+    /// created it.
     #[command(alias = "ls")]
-    List,
+    List {
+        /// The namespace whose tokens to list (its owners and administrators).
+        #[arg(long, value_name = "NS")]
+        namespace: Option<String>,
+    },
     /// Revoke an access token; it stops working at once.
     #[command(alias = "remove")]
     Rm { name: String },

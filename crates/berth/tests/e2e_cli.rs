@@ -301,6 +301,11 @@ fn namespaces_members_tokens_and_users() {
     assert!(token["expires_at"].is_string());
     let listed = alice.ok(&["token", "list", "-o", "json"]).json();
     assert_eq!(listed.as_array().unwrap().len(), 1);
+    // Every owner of team-a sees the tokens that reach it (issue 11).
+    let in_namespace = admin
+        .ok(&["token", "list", "--namespace", "team-a", "-q"])
+        .stdout;
+    assert_eq!(in_namespace, "ci\n");
     assert_eq!(listed[0]["name"], "ci");
     assert_eq!(listed[0]["created_by"], "alice");
     assert!(listed[0].get("token").is_none(), "no secret in a listing");

@@ -20,14 +20,14 @@ use berth_auth::challenge::oauth_error_code;
 use berth_auth::policy::{granted_actions, granted_namespace_actions, granted_registry_actions};
 use berth_auth::store::issue_refresh_token;
 use berth_auth::{
-    login_with_password, login_with_refresh_token, AccessEntry, AuthError, Credentials, Grant,
-    LoginError, Principal, RegistryResource, ResourceType, Scope, Secret, TokenGetRequest,
-    TokenPostRequest, TokenResponse,
+    login_with_refresh_token, AccessEntry, AuthError, Credentials, Grant, LoginError, Principal,
+    RegistryResource, ResourceType, Scope, Secret, TokenGetRequest, TokenPostRequest,
+    TokenResponse,
 };
 use berth_oci::{ErrorCode, RepoName};
 use time::OffsetDateTime;
 
-use crate::access::{login_context, store_failure, user_name, AuthState};
+use crate::access::{store_failure, user_name, AuthState};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -55,15 +55,11 @@ async fn get_token_inner(state: &AppState, parts: &Parts) -> Result<Response, Ap
     let principal = match parts.headers.get(header::AUTHORIZATION) {
         None => Principal::Anonymous,
         Some(value) => match value.to_str().ok().and_then(Credentials::parse) {
-            Some(Credentials::Basic { username, password }) => login_with_password(
-                auth.store.as_ref(),
-                &auth.login,
-                &username,
-                &password,
-                login_context(parts),
-            )
-            .await
-            .map_err(|e| basic_login_error(auth, parts, e))?,
+            Some(Credentials::Basic { username, password }) => {
+                crate::access::login(auth, parts, &username, &password)
+                    .await
+                    .map_err(|e| basic_login_error(auth, parts, e))?
+            }
             _ => {
                 return Err(basic_login_error(
                     auth,
@@ -154,15 +150,11 @@ async fn post_token_inner(
     // A refresh grant that asks for offline access rotates the token it
     // presents: the answer carries the new one, and the old one is dead.
     let login = match &form.grant {
-        Grant::Password { username, password } => login_with_password(
-            auth.store.as_ref(),
-            &auth.login,
-            username,
-            password,
-            login_context(parts),
-        )
-        .await
-        .map(|principal| (principal, None)),
+        Grant::Password { username, password } => {
+            crate::access::login(auth, parts, username, password)
+                .await
+                .map(|principal| (principal, None))
+        }
         Grant::RefreshToken { refresh_token } => {
             login_with_refresh_token(
                 auth.store.as_ref(),

@@ -165,6 +165,8 @@ fn rows() -> Vec<Row> {
         Row { operation: "revoke_token", method: "DELETE", path: "/api/v1/tokens/victim-{cell}", body: "",
               setup: Setup::TokenToRevoke,
               public: with(OWNERS, 204), private: with(OWNERS, 204) },
+        Row { operation: "list_namespace_tokens", method: "GET", path: "/api/v1/namespaces/{ns}/tokens", body: "", setup: Setup::None,
+              public: OWNERS, private: OWNERS },
         Row { operation: "list_images", method: "GET", path: "/api/v1/repositories/{ns}%2Fapp/images?tagged=any",
               body: "", setup: Setup::None, public: READERS_PUBLIC, private: READERS_PRIVATE },
         Row { operation: "get_image", method: "GET", path: "/api/v1/repositories/{ns}%2Fapp/images/latest",

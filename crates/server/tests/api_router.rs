@@ -904,7 +904,11 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_its_family() {
     let other = refresh_token_of(&h, "reader", PASSWORD).await;
     // The stolen first token comes back: the family is revoked.
     assert_eq!(refresh(&h, &first, true).await.status, 401);
-    assert_eq!(refresh(&h, &second, false).await.status, 401, "family revoked");
+    assert_eq!(
+        refresh(&h, &second, false).await.status,
+        401,
+        "family revoked"
+    );
     assert_eq!(refresh(&h, &other, false).await.status, 200);
 }
 
@@ -919,11 +923,7 @@ async fn disabled_users_lose_every_credential_at_once() {
     let jwt = h.token("writer", &["repository:pub/app:pull"]).await;
     let pull = |authorization: String| {
         let h = &h;
-        async move {
-            h.call("GET", "/v2/", Some(&authorization), "")
-                .await
-                .status
-        }
+        async move { h.call("GET", "/v2/", Some(&authorization), "").await.status }
     };
     assert_eq!(pull(bearer(&jwt)).await, 200);
 
@@ -942,7 +942,10 @@ async fn disabled_users_lose_every_credential_at_once() {
     assert_eq!(pull(bearer(&jwt)).await, 401);
     assert_eq!(pull(basic("writer", PASSWORD)).await, 401);
     assert_eq!(refresh(&h, &refresh_token, false).await.status, 401);
-    let users = h.call("GET", "/api/v1/users", Some(&admin), "").await.json();
+    let users = h
+        .call("GET", "/api/v1/users", Some(&admin), "")
+        .await
+        .json();
     let writer = users["users"]
         .as_array()
         .unwrap()
@@ -1069,4 +1072,119 @@ async fn users_change_their_own_password() {
         )
         .await;
     refused.assert_error("forbidden", "a robot");
+}
+
+/// Issue 11: a robot's rights are its scopes intersected with its
+/// creator's current rights, at every use (Basic with its secret, and a
+/// registry token naming it); a disabled or deleted creator takes their
+/// robots with them; every owner of a namespace sees the robots that reach it.
+#[tokio::test]
+async fn robots_follow_their_creator_and_are_listed_to_every_owner() {
+    let h = Harness::new().await;
+    let admin = basic("root", PASSWORD);
+    let owner = basic("owner", PASSWORD);
+    let created = h
+        .call(
+            "POST",
+            "/api/v1/tokens",
+            Some(&owner),
+            r#"{"name":"deployer","scopes":["priv:pull,push,delete"]}"#,
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let robot = basic("deployer", created.json()["token"].as_str().unwrap());
+    let digest = h.push_image("priv/app", "v1", "robot creator").await;
+    let status = |method: &'static str, path: String, auth: String| {
+        let h = &h;
+        async move { h.call(method, &path, Some(&auth), "").await.status }
+    };
+    let pull = || status("GET", "/v2/priv/app/tags/list".into(), robot.clone());
+    let push = || status("POST", "/v2/priv/app/blobs/uploads/".into(), robot.clone());
+    assert_eq!(pull().await, 200);
+    assert_eq!(push().await, 202);
+
+    // The owner becomes a reader (the maintainer takes over as owner): the
+    // robot keeps only pull, through Basic and through a registry token.
+    for (user, role) in [("maintainer", "owner"), ("owner", "reader")] {
+        let set = h
+            .call(
+                "PUT",
+                &format!("/api/v1/namespaces/priv/members/{user}"),
+                Some(&admin),
+                &format!(r#"{{"role":"{role}"}}"#),
+            )
+            .await;
+        assert_eq!(set.status, 200, "{}", set.text());
+    }
+    assert_eq!(pull().await, 200);
+    assert_eq!(push().await, 403);
+    let deleted = status(
+        "DELETE",
+        format!("/v2/priv/app/manifests/{digest}"),
+        robot.clone(),
+    )
+    .await;
+    assert_eq!(deleted, 403);
+    let answer = h
+        .call(
+            "GET",
+            "/auth/token?service=berth&scope=repository:priv/app:pull,push,delete",
+            Some(&robot),
+            "",
+        )
+        .await;
+    let jwt = answer.json()["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        access_claim(&jwt),
+        serde_json::json!([{"type": "repository", "name": "priv/app", "actions": ["pull"]}])
+    );
+
+    // The new owner sees the robot a co-owner made; a reader does not.
+    let listed = h
+        .call(
+            "GET",
+            "/api/v1/namespaces/priv/tokens",
+            Some(&basic("maintainer", PASSWORD)),
+            "",
+        )
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    assert_eq!(
+        names(&listed.json(), "tokens", "name"),
+        ["deployer", "robot"]
+    );
+    assert_eq!(listed.json()["tokens"][0]["created_by"], "owner");
+    let refused = h
+        .call("GET", "/api/v1/namespaces/priv/tokens", Some(&owner), "")
+        .await;
+    refused.assert_error("forbidden", "a reader");
+
+    // A disabled creator's robot is refused at once, by secret and by
+    // registry token; enabled again, it works; deleted, never again.
+    let disable = |disabled: bool| {
+        let h = &h;
+        let admin = admin.clone();
+        async move {
+            let body = format!(r#"{{"disabled":{disabled}}}"#);
+            let answer = h
+                .call("PATCH", "/api/v1/users/owner", Some(&admin), &body)
+                .await;
+            assert_eq!(answer.status, 200, "{}", answer.text());
+        }
+    };
+    disable(true).await;
+    assert_eq!(pull().await, 401);
+    assert_eq!(
+        status("GET", "/v2/".into(), bearer(&jwt)).await,
+        401,
+        "the robot's registry token"
+    );
+    disable(false).await;
+    assert_eq!(pull().await, 200);
+    let gone = h
+        .call("DELETE", "/api/v1/users/owner", Some(&admin), "")
+        .await;
+    assert_eq!(gone.status, 204, "{}", gone.text());
+    assert_eq!(pull().await, 401);
+    assert_eq!(status("GET", "/v2/".into(), bearer(&jwt)).await, 401);
 }

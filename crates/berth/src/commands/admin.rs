@@ -89,11 +89,7 @@ async fn execute(command: AdminCommand, config: &Config) -> Result<(), String> {
             UserCommand::List { .. } => {
                 for user in store.list_users().await.map_err(|e| e.to_string())? {
                     let role = if user.is_admin { "admin" } else { "user" };
-                    let state = if user.is_disabled() {
-                        "\tdisabled"
-                    } else {
-                        ""
-                    };
+                    let state = if user.is_disabled() { "\tdisabled" } else { "" };
                     println!("{}\t{role}{state}", user.name);
                 }
             }

@@ -107,11 +107,13 @@ pub fn passwd(args: PasswdArgs, env: &Environment) -> Result<(), ClientError> {
         (current, new)
     } else if std::io::stdin().is_terminal() {
         let prompt = |text: &str| {
-            rpassword::prompt_password(text).map(Secret::new).map_err(|e| {
-                ClientError::Local(format!(
-                    "cannot read the password from the terminal: {e}: use --password-stdin"
-                ))
-            })
+            rpassword::prompt_password(text)
+                .map(Secret::new)
+                .map_err(|e| {
+                    ClientError::Local(format!(
+                        "cannot read the password from the terminal: {e}: use --password-stdin"
+                    ))
+                })
         };
         let current = prompt("Current password: ")?;
         let new = prompt("New password: ")?;

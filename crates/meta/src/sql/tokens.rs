@@ -258,14 +258,12 @@ impl<B: 'static> TokenStore for SqlMetaStore<B> {
             // Live but expired: nothing to rotate and nothing stolen.
             return Ok(RefreshRotation::Unusable);
         }
-        query(
-            "UPDATE refresh_tokens SET revoked_at = $1 WHERE family = $2 AND revoked_at IS NULL",
-        )
-        .bind(at)
-        .bind(&old.family)
-        .execute(&mut tx)
-        .await
-        .map_err(write_error("revoking a refresh token family"))?;
+        query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family = $2 AND revoked_at IS NULL")
+            .bind(at)
+            .bind(&old.family)
+            .execute(&mut tx)
+            .await
+            .map_err(write_error("revoking a refresh token family"))?;
         tx.commit()
             .await
             .map_err(database("committing a refresh token family revocation"))?;

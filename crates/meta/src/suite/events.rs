@@ -258,7 +258,10 @@ pub async fn access_control_changes_write_their_events(store: &dyn MetaStore) {
     store.set_disabled(&admin, "as-ev-bob", true).await.unwrap();
     // Disabling a disabled user changes nothing and says nothing.
     store.set_disabled(&admin, "as-ev-bob", true).await.unwrap();
-    store.set_disabled(&admin, "as-ev-bob", false).await.unwrap();
+    store
+        .set_disabled(&admin, "as-ev-bob", false)
+        .await
+        .unwrap();
     store.delete_user(&admin, "as-ev-bob").await.unwrap();
     assert_eq!(store.get_user("as-ev-bob").await.unwrap(), None);
     assert!(matches!(

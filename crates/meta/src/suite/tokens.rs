@@ -165,15 +165,26 @@ pub async fn refresh_tokens_rotate_and_reuse_revokes_the_family(store: &dyn Meta
         revoked_at: None,
     };
     let revoked = |hash: String| async move {
-        store.get_refresh_token(&hash).await.unwrap().unwrap().revoked_at
+        store
+            .get_refresh_token(&hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
     };
     let hash = |n: u8| format!("{n:02x}").repeat(32);
     let (first, second, third) = (hash(0xa1), hash(0xa2), hash(0xa3));
     // Another login of the same user: a family of its own, untouched below.
     let other = hash(0xb1);
     let later = NOW + 86_400;
-    store.create_refresh_token(&token(&first, later)).await.unwrap();
-    store.create_refresh_token(&token(&other, later)).await.unwrap();
+    store
+        .create_refresh_token(&token(&first, later))
+        .await
+        .unwrap();
+    store
+        .create_refresh_token(&token(&other, later))
+        .await
+        .unwrap();
 
     // Rotating a live token revokes it and stores the new one in its family
     // (whatever family the caller wrote).
@@ -184,7 +195,10 @@ pub async fn refresh_tokens_rotate_and_reuse_revokes_the_family(store: &dyn Meta
     assert_eq!(rotated, RefreshRotation::Rotated);
     assert_eq!(revoked(first.clone()).await, Some(NOW + 1));
     let stored = store.get_refresh_token(&second).await.unwrap().unwrap();
-    assert_eq!((stored.family.as_str(), stored.revoked_at), (first.as_str(), None));
+    assert_eq!(
+        (stored.family.as_str(), stored.revoked_at),
+        (first.as_str(), None)
+    );
     assert_eq!(stored.user, name);
     assert_eq!(
         store
@@ -218,7 +232,10 @@ pub async fn refresh_tokens_rotate_and_reuse_revokes_the_family(store: &dyn Meta
         RefreshRotation::Unusable
     );
     let expired = hash(0xd1);
-    store.create_refresh_token(&token(&expired, NOW + 10)).await.unwrap();
+    store
+        .create_refresh_token(&token(&expired, NOW + 10))
+        .await
+        .unwrap();
     assert_eq!(
         store
             .rotate_refresh_token(&expired, &token(&fourth, later), NOW + 10)

@@ -71,7 +71,12 @@ pub async fn disabling_a_user_revokes_their_refresh_tokens(store: &dyn MetaStore
     let disabled = store.get_user(name).await.unwrap().unwrap();
     assert_eq!(disabled.disabled_at, Some(NOW + 5));
     assert_eq!(
-        store.get_refresh_token(&one).await.unwrap().unwrap().revoked_at,
+        store
+            .get_refresh_token(&one)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
         Some(NOW + 5)
     );
     // Disabling again keeps the first time.
@@ -81,7 +86,10 @@ pub async fn disabling_a_user_revokes_their_refresh_tokens(store: &dyn MetaStore
         Some(NOW + 5)
     );
     store.set_disabled(&at(NOW + 7), name, false).await.unwrap();
-    assert_eq!(store.get_user(name).await.unwrap().unwrap().disabled_at, None);
+    assert_eq!(
+        store.get_user(name).await.unwrap().unwrap().disabled_at,
+        None
+    );
 
     // A new password revokes the stored logins; an upgraded hash does not.
     store.create_refresh_token(&token(&two)).await.unwrap();
@@ -89,17 +97,38 @@ pub async fn disabling_a_user_revokes_their_refresh_tokens(store: &dyn MetaStore
         .set_password_hash(&at(NOW + 8), name, "$argon2id$stronger", true)
         .await
         .unwrap();
-    assert_eq!(store.get_refresh_token(&two).await.unwrap().unwrap().revoked_at, None);
+    assert_eq!(
+        store
+            .get_refresh_token(&two)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None
+    );
     store
         .set_password_hash(&at(NOW + 9), name, "$argon2id$changed", false)
         .await
         .unwrap();
     assert_eq!(
-        store.get_refresh_token(&two).await.unwrap().unwrap().revoked_at,
+        store
+            .get_refresh_token(&two)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
         Some(NOW + 9)
     );
     store.create_refresh_token(&token(&three)).await.unwrap();
-    assert_eq!(store.get_refresh_token(&three).await.unwrap().unwrap().revoked_at, None);
+    assert_eq!(
+        store
+            .get_refresh_token(&three)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None
+    );
 
     assert!(matches!(
         store.set_disabled(&at(NOW), "as-users-nobody", true).await,

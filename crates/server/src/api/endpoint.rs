@@ -49,6 +49,7 @@ pub enum Endpoint {
     ListTokens,
     CreateToken(NewToken),
     RevokeToken(Name),
+    ListNamespaceTokens(Name),
     ListImages(RepositoryParam, ImageListing),
     GetImage(RepositoryParam, ReferenceParam),
     DeleteImage(RepositoryParam, ReferenceParam),
@@ -120,6 +121,7 @@ impl Endpoint {
                 Endpoint::CreateToken(new)
             }
             Route::RevokeToken => Endpoint::RevokeToken(name("name")?),
+            Route::ListNamespaceTokens => Endpoint::ListNamespaceTokens(name("namespace")?),
             Route::ListImages => {
                 let repository = repository()?;
                 let listing = ImageListing::parse(&repository.0, query)?;

@@ -179,6 +179,9 @@ async fn handle_endpoint(
         Endpoint::ListTokens => tokens::list(ctx).await,
         Endpoint::CreateToken(new) => tokens::create(ctx, new).await,
         Endpoint::RevokeToken(name) => tokens::revoke(ctx, &name).await,
+        Endpoint::ListNamespaceTokens(namespace) => {
+            tokens::list_in_namespace(ctx, &namespace).await
+        }
         Endpoint::ListImages(repository, listing) => {
             images::list(ctx, &repository.0, listing).await
         }

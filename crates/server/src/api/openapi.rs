@@ -56,6 +56,7 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         tokens::list,
         tokens::create,
         tokens::revoke,
+        tokens::list_in_namespace,
         images::list,
         images::get,
         images::delete,

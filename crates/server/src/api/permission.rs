@@ -104,6 +104,7 @@ pub fn required(endpoint: &Endpoint) -> Permission {
             Namespace(namespace.clone(), Action::ManageSettings)
         }
         Endpoint::ListMembers(namespace)
+        | Endpoint::ListNamespaceTokens(namespace)
         | Endpoint::SetMember(namespace, ..)
         | Endpoint::RemoveMember(namespace, _) => {
             Namespace(namespace.clone(), Action::ManageMembers)

@@ -33,6 +33,7 @@ pub enum Route {
     ListTokens,
     CreateToken,
     RevokeToken,
+    ListNamespaceTokens,
     ListImages,
     GetImage,
     DeleteImage,
@@ -54,7 +55,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order the OpenAPI document lists them.
-    pub const ALL: [Route; 34] = [
+    pub const ALL: [Route; 35] = [
         Route::OpenApi,
         Route::ListUsers,
         Route::CreateUser,
@@ -72,6 +73,7 @@ impl Route {
         Route::ListTokens,
         Route::CreateToken,
         Route::RevokeToken,
+        Route::ListNamespaceTokens,
         Route::ListImages,
         Route::GetImage,
         Route::DeleteImage,
@@ -114,6 +116,7 @@ impl Route {
             Route::ListTokens => (Method::GET, "/api/v1/tokens"),
             Route::CreateToken => (Method::POST, "/api/v1/tokens"),
             Route::RevokeToken => (Method::DELETE, "/api/v1/tokens/{name}"),
+            Route::ListNamespaceTokens => (Method::GET, "/api/v1/namespaces/{namespace}/tokens"),
             Route::ListImages => (Method::GET, "/api/v1/repositories/{repository}/images"),
             Route::GetImage => (
                 Method::GET,
@@ -197,6 +200,7 @@ impl Route {
             Route::ListTokens => "list_tokens",
             Route::CreateToken => "create_token",
             Route::RevokeToken => "revoke_token",
+            Route::ListNamespaceTokens => "list_namespace_tokens",
             Route::ListImages => "list_images",
             Route::GetImage => "get_image",
             Route::DeleteImage => "delete_image",
