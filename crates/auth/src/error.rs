@@ -105,4 +105,9 @@ pub enum AuthStoreError {
     /// The database failed; details are for the log, not the client.
     #[error("store backend: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database does not answer (down, unreachable, or its write lock
+    /// held elsewhere past the busy timeout): retrying later may work, so
+    /// the edge answers 503 with `Retry-After`. The detail is for the log.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }

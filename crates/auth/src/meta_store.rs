@@ -55,6 +55,7 @@ fn store_error(error: MetaError) -> AuthStoreError {
     match error {
         MetaError::AlreadyExists => AuthStoreError::AlreadyExists,
         MetaError::NotFound => AuthStoreError::NotFound,
+        MetaError::Unavailable(detail) => AuthStoreError::Unavailable(detail),
         other => AuthStoreError::Backend(Box::new(other)),
     }
 }

@@ -203,8 +203,17 @@ pub struct Caller {
 #[derive(Clone, Copy, Debug)]
 pub struct MountDenied;
 
-/// A 500 for a store failure, details to the log only.
+/// The answer to a store failure: 503 with `Retry-After` when the
+/// database does not answer (as the registry's own reads answer), else a
+/// 500; details to the log only.
 pub fn store_failure(error: AuthStoreError) -> ApiError {
+    if let AuthStoreError::Unavailable(detail) = &error {
+        return crate::error::unavailable(
+            berth_registry::Dependency::Database,
+            berth_registry::Unavailability::NotAnswering,
+            detail,
+        );
+    }
     tracing::error!(error = %error, "auth store failed");
     ApiError::internal()
 }
