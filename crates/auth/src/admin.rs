@@ -190,17 +190,26 @@ async fn keep_an_owner(
     Ok(())
 }
 
-/// Creates an access token and returns its secret, to be shown once.
+/// Creates an access token and returns its secret, to be shown once. With
+/// `max_lifetime` (`[auth] max_token_lifetime`), an expiry beyond it, or
+/// none, is refused.
 pub async fn create_access_token(
     store: &dyn AuthStore,
     name: &str,
     scopes: Vec<TokenScope>,
     expiry: Expiry,
     created_by: Option<&str>,
+    max_lifetime: Option<time::Duration>,
     change: &Change,
 ) -> Result<Secret, AdminError> {
     let now = change_time(change);
     validate_account_name(name)?;
+    if let Some(max) = max_lifetime {
+        let within = matches!(expiry, Expiry::After(lifetime) if lifetime <= max);
+        if !within {
+            return Err(AuthError::ExpiryBeyondMaximum(max.whole_seconds()).into());
+        }
+    }
     if scopes.is_empty() {
         return Err(
             AuthError::InvalidTokenScope(String::new(), "at least one scope is needed").into(),
@@ -349,10 +358,46 @@ mod tests {
         ));
         let scopes = vec![TokenScope::parse("team:pull").unwrap()];
         assert!(matches!(
-            create_access_token(&store, "alice", scopes.clone(), Expiry::Never, None, &now).await,
+            create_access_token(
+                &store,
+                "alice",
+                scopes.clone(),
+                Expiry::Never,
+                None,
+                None,
+                &now
+            )
+            .await,
             Err(AdminError::AlreadyExists(_))
         ));
-        let secret = create_access_token(&store, "ci", scopes, Expiry::Never, None, &now)
+        let day = time::Duration::days(1);
+        for (expiry, max) in [(Expiry::Never, day), (Expiry::After(day * 2), day)] {
+            assert!(matches!(
+                create_access_token(
+                    &store,
+                    "capped",
+                    scopes.clone(),
+                    expiry,
+                    None,
+                    Some(max),
+                    &now
+                )
+                .await,
+                Err(AdminError::Invalid(AuthError::ExpiryBeyondMaximum(86_400)))
+            ));
+        }
+        create_access_token(
+            &store,
+            "capped",
+            scopes.clone(),
+            Expiry::After(day),
+            None,
+            Some(day),
+            &now,
+        )
+        .await
+        .unwrap();
+        let secret = create_access_token(&store, "ci", scopes, Expiry::Never, None, None, &now)
             .await
             .unwrap();
         assert!(crate::secret::looks_like_access_token(secret.expose()));

@@ -46,6 +46,9 @@ pub struct PolicyConfig {
     /// Off by default: namespaces are usually handed out by an administrator,
     /// and personal namespaces need no flag.
     pub users_may_create_namespaces: bool,
+    /// The longest expiry a new access token may have (`[auth]
+    /// max_token_lifetime`); `None` for no limit, `never` included.
+    pub max_token_lifetime: Option<time::Duration>,
 }
 
 /// What the store knows about a repository's namespace, from the point of view
@@ -465,6 +468,7 @@ mod tests {
         let missing = NamespaceFacts::Missing;
         let open = PolicyConfig {
             users_may_create_namespaces: true,
+            ..PolicyConfig::default()
         };
         let closed = PolicyConfig::default();
         use Role::*;
@@ -822,6 +826,7 @@ mod tests {
         );
         let open = PolicyConfig {
             users_may_create_namespaces: true,
+            ..PolicyConfig::default()
         };
         assert_eq!(
             granted_namespace_actions(

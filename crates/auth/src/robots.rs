@@ -93,6 +93,7 @@ mod tests {
             scopes.clone(),
             Expiry::Never,
             Some("alice"),
+            None,
             &change,
         )
         .await

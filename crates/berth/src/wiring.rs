@@ -386,6 +386,12 @@ pub async fn auth_state(
         ),
         policy: berth_auth::PolicyConfig {
             users_may_create_namespaces: config.auth.users_may_create_namespaces,
+            max_token_lifetime: config
+                .auth
+                .max_token_lifetime
+                .map(time::Duration::try_from)
+                .transpose()
+                .map_err(|e| format!("auth.max_token_lifetime: {e}"))?,
         },
         realm: config.auth.realm.clone(),
         tls: config.server.tls_cert.is_some(),

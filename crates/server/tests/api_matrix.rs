@@ -330,6 +330,7 @@ impl Matrix {
                     vec![TokenScope::parse(&format!("{namespace}:pull")).unwrap()],
                     berth_auth::Expiry::Never,
                     Some("owner"),
+                    None,
                     &change,
                 )
                 .await

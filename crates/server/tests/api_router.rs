@@ -156,6 +156,7 @@ async fn robots_list_what_they_may_pull_and_manage_nothing() {
         vec![TokenScope::parse("priv/app:pull").unwrap()],
         Expiry::Never,
         Some("owner"),
+        None,
         &berth_auth::change_at(
             &berth_auth::Actor::system("test"),
             time::OffsetDateTime::now_utc(),

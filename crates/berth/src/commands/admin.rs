@@ -50,6 +50,17 @@ fn read_or_generate_password(password_stdin: bool) -> Result<(Secret, bool), Str
     Ok((Secret::new(line), false))
 }
 
+/// `[auth] max_token_lifetime`, which `berth admin token create` obeys as
+/// the API does.
+fn max_token_lifetime(config: &Config) -> Result<Option<time::Duration>, String> {
+    config
+        .auth
+        .max_token_lifetime
+        .map(time::Duration::try_from)
+        .transpose()
+        .map_err(|e| format!("auth.max_token_lifetime: {e}"))
+}
+
 fn admin_error(e: AdminError) -> String {
     e.to_string()
 }
@@ -207,10 +218,17 @@ async fn execute(command: AdminCommand, config: &Config) -> Result<(), String> {
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| e.to_string())?;
                 let expiry = Expiry::parse(&create.expires).map_err(|e| e.to_string())?;
-                let secret =
-                    admin::create_access_token(&store, &create.name, scopes, expiry, None, &change)
-                        .await
-                        .map_err(admin_error)?;
+                let secret = admin::create_access_token(
+                    &store,
+                    &create.name,
+                    scopes,
+                    expiry,
+                    None,
+                    max_token_lifetime(config)?,
+                    &change,
+                )
+                .await
+                .map_err(admin_error)?;
                 match &create.k8s_secret {
                     None => {
                         eprintln!(

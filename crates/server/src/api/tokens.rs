@@ -164,6 +164,7 @@ pub async fn create(ctx: &Context<'_>, new: NewToken) -> Result<Response, Manage
         scopes,
         expiry,
         ctx.caller.user_name(),
+        ctx.auth.policy.max_token_lifetime,
         &ctx.change_at(now),
     )
     .await?;

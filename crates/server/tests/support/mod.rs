@@ -169,6 +169,7 @@ impl Harness {
             ],
             Expiry::Never,
             None,
+            None,
             &change,
         )
         .await
