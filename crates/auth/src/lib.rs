@@ -52,6 +52,7 @@ pub mod challenge;
 pub mod error;
 pub mod hashing;
 pub mod jwt;
+pub mod key_encryption;
 pub mod keys;
 pub mod login;
 pub mod meta_store;

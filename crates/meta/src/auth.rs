@@ -277,6 +277,17 @@ pub trait SigningKeyStore: Send + Sync + 'static {
         key: &SigningKeyRow,
         drop_retired_before: Timestamp,
     ) -> Result<SigningKeyRotation, MetaError>;
+
+    /// Replaces the stored private half of key `kid` with `new`, only if it
+    /// is `expected` now (the auth crate encrypting a plain key at start):
+    /// returns whether it did. Another node that did the same first, or a
+    /// rotation that erased the private half meanwhile, leaves it `false`.
+    async fn replace_signing_private_key(
+        &self,
+        kid: &str,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool, MetaError>;
 }
 
 /// Everything access control reads and writes: users, namespaces, members,

@@ -33,7 +33,7 @@ pub fn run(command: AdminCommand, env: &Environment) -> ExitCode {
 /// (running its migrations, as `serve` would).
 async fn open_store(config: &Config) -> Result<MetaAuthStore, String> {
     let databases = wiring::open_database(config).await?;
-    Ok(MetaAuthStore::new(databases.auth))
+    Ok(MetaAuthStore::new(databases.auth).with_key_encryption(wiring::key_encryption_key(config)?))
 }
 
 /// The first line of standard input with `password_stdin`, else a

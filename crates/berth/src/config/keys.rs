@@ -113,6 +113,10 @@ declare_config! {
         refresh_token_lifetime: Duration = "30d", flag "refresh-token-lifetime";
         /// The longest expiry a new access (robot) token may have; unset, tokens may never expire.
         max_token_lifetime: Option<Duration> = "no limit", flag "max-token-lifetime";
+        /// A file holding the key (32 bytes, 64 hex digits or base64) that encrypts the token signing keys in the database.
+        key_encryption_key_file: Option<PathBuf> = "none: keys stored in plain text", flag "key-encryption-key-file";
+        /// The key-encryption key itself (prefer the variable `BERTH_KEY_ENCRYPTION_KEY` or the file to a flag).
+        key_encryption_key: Option<SecretText> = "none", flag "key-encryption-key";
     }
 
     /// Deletion and garbage collection.

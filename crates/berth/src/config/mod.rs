@@ -688,6 +688,14 @@ impl Config {
                 ),
             ));
         }
+        if self.auth.key_encryption_key.is_some() && self.auth.key_encryption_key_file.is_some() {
+            return Err((
+                "auth.key_encryption_key",
+                "give the key-encryption key once: in auth.key_encryption_key_file or in \
+                 auth.key_encryption_key (BERTH_KEY_ENCRYPTION_KEY), not both"
+                    .into(),
+            ));
+        }
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return Err((
                 "server.tls_cert",

@@ -113,7 +113,7 @@ macro_rules! meta_store_tests {
             namespaces: [namespaces_are_created_with_their_owner, repositories_create_their_namespace, namespaces_are_listed_in_byte_order_and_paged, namespace_usage_counts_each_blob_once, namespaces_are_deleted_only_when_empty],
             members: [members_are_added_changed_and_removed],
             tokens: [access_tokens_are_used_and_revoked, refresh_tokens_are_revoked_one_by_one_or_per_user, refresh_tokens_rotate_and_reuse_revokes_the_family],
-            keys: [racing_first_signing_keys_leave_one_current_key, signing_keys_rotate_keeping_recently_retired_ones],
+            keys: [racing_first_signing_keys_leave_one_current_key, signing_keys_rotate_keeping_recently_retired_ones, a_private_key_is_replaced_only_as_expected],
             advisor: [layer_indexes_are_stored_once_per_digest, scan_jobs_are_queued_once_and_leased, racing_scan_takers_take_distinct_jobs, advisories_are_imported_incrementally, exemptions_are_set_listed_and_removed, policies_are_set_per_namespace],
         );
     };
