@@ -473,7 +473,7 @@ mod credential_tests {
                 .unwrap();
         }
         let (_, record) = issue_refresh_token("alice", now, REFRESH_TOKEN_LIFETIME);
-        let hash = record.secret_hash.clone();
+        let hash = record.secret_hash;
         store.create_refresh_token(record).await.unwrap();
 
         // A new password replaces the hash and revokes stored logins.

@@ -142,7 +142,7 @@ pub fn issue_refresh_token(
 ) -> (Secret, RefreshTokenRecord) {
     let (secret, secret_hash) = generate_refresh_token();
     let record = RefreshTokenRecord {
-        family: secret_hash.clone(),
+        family: secret_hash,
         secret_hash,
         user: user.to_string(),
         created_at: now,
