@@ -226,12 +226,12 @@ pub async fn refresh_tokens_rotate_and_reuse_revokes_the_family(store: &dyn Meta
     // Unknown and expired tokens change nothing.
     assert_eq!(
         store
-            .rotate_refresh_token(&hash(0xc1), &token(&fourth, later), NOW)
+            .rotate_refresh_token(&hash(0xe1), &token(&fourth, later), NOW)
             .await
             .unwrap(),
         RefreshRotation::Unusable
     );
-    let expired = hash(0xd1);
+    let expired = hash(0xe2);
     store
         .create_refresh_token(&token(&expired, NOW + 10))
         .await
