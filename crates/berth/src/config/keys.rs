@@ -41,7 +41,7 @@ declare_config! {
         tls_key: Option<PathBuf> = "none", flag "tls-key", Legacy;
         /// The host[:port] clients use for this registry, for the Kubernetes secrets `berth admin token create --k8s-secret` prints.
         public_host: Option<String> = "the listen address", flag "public-host", Legacy;
-        /// Addresses or networks (`10.0.0.0/8`) of the reverse proxies in front, whose `X-Forwarded-For`, `-Proto` and `-Host` headers are believed (client address for throttling, logs and events; scheme and host of the token realm).
+        /// Addresses or networks (`10.0.0.0/8`) of the reverse proxies in front, whose `Forwarded` (RFC 7239) or `X-Forwarded-For`, `-Proto` and `-Host` headers are believed (client address for throttling, logs and events; scheme and host of the token realm).
         trusted_proxies: Vec<ipnet::IpNet> = "none", flag "trusted-proxies";
         /// This node's name for its upload and job leases, so a restarted node frees the leases it held when it stopped; set it (e.g. to the pod's name) where the data directory does not survive a restart, one process per name.
         node_name: Option<String> = "kept in `DATA_DIR/node-name`", flag "node-name";
