@@ -97,7 +97,6 @@ fn registry_config(config: &Config) -> RegistryConfig {
     }
 }
 
-/// The HTTP layer's settings, from the configuration.
 /// The scan workers of this node, with the `[scanner]` settings.
 pub fn scan_workers(config: &Config, registry: Registry) -> ScanWorkers {
     let limits = berth_scanner::Limits {
@@ -113,6 +112,7 @@ pub fn scan_workers(config: &Config, registry: Registry) -> ScanWorkers {
     ScanWorkers::new(registry, berth_scanner::Indexer::new(limits), options)
 }
 
+/// The HTTP layer's settings, from the configuration.
 pub fn server_settings(config: &Config) -> ServerSettings {
     ServerSettings {
         trusted_proxies: config.server.trusted_proxies.clone(),

@@ -110,6 +110,12 @@ impl User {
 /// A registry with access control on, where users may create namespaces,
 /// and its generated administrator password.
 fn registry() -> Option<(TestRegistry, String)> {
+    // Pull statistics flushed every second, so a test sees a pull soon.
+    registry_with(&["--pull-stats-interval", "1s"])
+}
+
+/// [`registry`] with other extra arguments.
+fn registry_with(extra: &[&str]) -> Option<(TestRegistry, String)> {
     if support::is_external_registry() {
         record_skip(
             "e2e_cli",
@@ -117,7 +123,9 @@ fn registry() -> Option<(TestRegistry, String)> {
         );
         return None;
     }
-    let registry = TestRegistry::start_with(&["--auth", "--users-may-create-namespaces"]);
+    let mut args = vec!["--auth", "--users-may-create-namespaces"];
+    args.extend_from_slice(extra);
+    let registry = TestRegistry::start_with(&args);
     let file = registry
         .data_dir
         .as_ref()
@@ -920,6 +928,57 @@ fn images_pushed_by_skopeo_are_listed_inspected_tagged_untagged_and_removed() {
         &format!("docker://{addr}/prod/app:1.0"),
         &format!("oci:{}:copy", copy.path().display()),
     ]));
+    // skopeo fetched the index (inspect, copy) and each child (copy): the
+    // server counted those pulls and `image digests` shows them once the
+    // node has flushed them (every second here).
+    let children: Vec<&str> = index
+        .images
+        .iter()
+        .map(|image| image.manifest.digest.as_str())
+        .collect();
+    let mut counted = Vec::new();
+    for _ in 0..100 {
+        let listed = alice
+            .ok(&[
+                "image",
+                "digests",
+                "--restrict",
+                "prod/app",
+                "--include-untagged",
+                "-o",
+                "json",
+            ])
+            .json();
+        counted = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["digest"].as_str().unwrap().to_string(),
+                    i["pull_count"].as_u64().unwrap(),
+                    i["last_pulled"].is_string(),
+                )
+            })
+            .collect::<Vec<_>>();
+        if counted.iter().all(|(_, pulls, _)| *pulls > 0) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(counted.len(), 1 + children.len(), "{counted:?}");
+    for (digest, pulls, last_pulled) in &counted {
+        let least = if digest == &index.index.digest { 2 } else { 1 };
+        assert!(*pulls >= least && *last_pulled, "{digest}: {counted:?}");
+        assert!(
+            digest == &index.index.digest || children.contains(&digest.as_str()),
+            "{digest}"
+        );
+    }
+    let table = alice
+        .ok(&["image", "digests", "--restrict", "prod/app"])
+        .stdout;
+    assert!(table.lines().next().unwrap().contains("PULLS"), "{table}");
     alice.ok(&["image", "untag", "prod/app:1.0"]);
     assert!(!inspect_raw("prod/app:1.0").status.success(), "untagged");
 
@@ -941,6 +1000,66 @@ fn images_pushed_by_skopeo_are_listed_inspected_tagged_untagged_and_removed() {
     alice.ok(&["namespace", "rm", "team-a", "--force"]);
     let namespaces = alice.ok(&["namespace", "list", "-q"]).stdout;
     assert!(!namespaces.lines().any(|n| n == "team-a"), "{namespaces}");
+}
+
+/// Pulls counted since the last flush are stored when the server stops:
+/// with a flush interval of an hour, two pulls by skopeo show in `berth
+/// image digests` after a SIGTERM and a restart (the push's own manifest
+/// check is a HEAD, which is not a pull).
+#[test]
+fn pulls_counted_before_a_shutdown_are_kept() {
+    let test = "pulls_counted_before_a_shutdown_are_kept";
+    let Some(skopeo_tool) = require_tool("skopeo", test) else {
+        return;
+    };
+    let hourly = [
+        "--auth",
+        "--users-may-create-namespaces",
+        "--pull-stats-interval",
+        "1h",
+    ];
+    let Some((mut registry, password)) = registry_with(&hourly[2..]) else {
+        return;
+    };
+    let layout = image_layout();
+    let env = ContainersEnv::new(&registry.addr);
+    let creds = format!("admin:{password}");
+    run(skopeo(&env, &skopeo_tool).args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &format!("oci:{}:v1", layout.path().display()),
+        &format!("docker://{}/admin/app:v1", registry.addr),
+    ]));
+    for _ in 0..2 {
+        run(skopeo(&env, &skopeo_tool).args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &creds,
+            &format!("docker://{}/admin/app:v1", registry.addr),
+        ]));
+    }
+    registry.restart(&hourly);
+    let admin = User::new();
+    admin.login(&registry, "admin", &password, &[]);
+    let listed = admin
+        .ok(&["image", "digests", "--restrict", "admin/app", "-o", "json"])
+        .json();
+    let figures: Vec<(u64, bool)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["pull_count"].as_u64().unwrap(),
+                i["last_pulled"].is_string(),
+            )
+        })
+        .collect();
+    assert_eq!(figures, [(2, true)], "{listed}");
 }
 
 /// The Vulnerability Advisor as a user works it: an image with old Python

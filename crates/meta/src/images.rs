@@ -43,6 +43,11 @@ pub struct ImageSummary {
     pub pushed_at: Timestamp,
     /// What [`ImageStore::set_image_facts`] stored for it, as given.
     pub facts: Option<String>,
+    /// How often it was pulled (fetched by GET) in this repository, as of
+    /// the nodes' last flush (see [`crate::PullStatsStore`]).
+    pub pulls: u64,
+    /// When it was last pulled; `None` if never.
+    pub last_pulled_at: Option<Timestamp>,
 }
 
 /// How a repository listing is ordered.
@@ -54,6 +59,8 @@ pub enum RepositorySort {
     LastPush,
     /// Largest first (then name, descending).
     Size,
+    /// Most pulled first (then name, descending).
+    Pulls,
 }
 
 /// Where a page of repositories starts: strictly after this repository in
@@ -88,6 +95,10 @@ pub struct RepositorySummary {
     /// When a manifest was last stored or a tag last moved; `None` when
     /// nothing was ever pushed.
     pub last_push: Option<Timestamp>,
+    /// How often its images were pulled (see [`crate::PullStatsStore`]).
+    pub pulls: u64,
+    /// When one of them was last pulled; `None` if never.
+    pub last_pull: Option<Timestamp>,
 }
 
 impl RepositorySummary {
@@ -97,6 +108,7 @@ impl RepositorySummary {
             RepositorySort::Name => 0,
             RepositorySort::LastPush => self.last_push.unwrap_or(0),
             RepositorySort::Size => i64::try_from(self.size).unwrap_or(i64::MAX),
+            RepositorySort::Pulls => i64::try_from(self.pulls).unwrap_or(i64::MAX),
         }
     }
 }

@@ -51,6 +51,7 @@ pub mod manifests;
 pub mod namespaces;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod pulls;
 pub mod repositories;
 pub mod sql;
 pub mod sqlite;
@@ -80,6 +81,7 @@ pub use manifests::{
     DeletedManifest, ManifestRecord, ManifestStore, NewManifest, Referrer, SizeMismatch,
 };
 pub use namespaces::{Namespace, NamespaceStore, NamespaceUsage, Visibility};
+pub use pulls::{PullCount, PullStatsStore};
 pub use repositories::{RepositoryDeletion, RepositoryStore};
 pub use uploads::{LiveUploads, UploadRecord, UploadStore};
 
@@ -158,6 +160,7 @@ pub trait MetaStore:
     + EventStore
     + AuthMetaStore
     + AdvisorStore
+    + PullStatsStore
 {
     /// Whether the database answers and would take a write now (used by
     /// `/readyz`): fails with `Unavailable` when it does not answer, or

@@ -163,6 +163,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "credentials",
         include_str!("../migrations/postgres/0011_credentials.sql"),
     ),
+    (
+        13,
+        "pull statistics",
+        include_str!("../migrations/postgres/0013_pull_statistics.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.

@@ -103,6 +103,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "credentials",
         include_str!("../migrations/sqlite/0011_credentials.sql"),
     ),
+    (
+        13,
+        "pull statistics",
+        include_str!("../migrations/sqlite/0013_pull_statistics.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

@@ -4,11 +4,8 @@
 use std::path::Path;
 
 use berth_meta::sqlite::SqliteMetaStore;
-use berth_meta::{
-    BlobLinkStore, ManifestRecord, ManifestStore, MetaError, NewManifest, RepositoryStore,
-    UploadRecord, UploadStore,
-};
-use berth_oci::{Algorithm, RepoName, Tag};
+use berth_meta::{BlobLinkStore, MetaError};
+use berth_oci::{Algorithm, RepoName};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use tempfile::TempDir;
 
@@ -62,60 +59,15 @@ async fn inspect(path: &Path, sql: &str) -> Vec<String> {
 async fn reopening_keeps_data_and_applies_migrations_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("meta.db");
-    let repo = RepoName::parse("reopen/app").unwrap();
-    let latest = Tag::parse("latest").unwrap();
-    let layer = Algorithm::Sha256.digest_of(b"reopen layer");
-    let payload = b"reopen manifest".to_vec();
-    let manifest = NewManifest {
-        record: ManifestRecord {
-            digest: Algorithm::Sha256.digest_of(&payload),
-            media_type: "application/vnd.oci.image.manifest.v1+json".to_string(),
-            artifact_type: None,
-            subject: None,
-            annotations: None,
-            payload,
-        },
-        blobs: vec![layer.clone()],
-        blob_sizes: Vec::new(),
-        children: Vec::new(),
-    };
-    let upload = UploadRecord {
-        id: "reopen-upload".to_string(),
-        repository: repo.clone(),
-        created_at: 1,
-        updated_at: 2,
-        progress: "{}".to_string(),
-        principal: None,
-    };
-
+    let rows = berth_meta::suite::upgrade::Reopened::default();
     let store = SqliteMetaStore::open(&path).await.unwrap();
-    store.link_blob(&at(1), &repo, &layer, 12).await.unwrap();
-    store
-        .put_manifest(&at(1), &repo, &manifest, Some(&latest))
-        .await
-        .unwrap();
-    store.create_upload(&at(1), &upload).await.unwrap();
+    rows.write(&store).await;
     store.close().await;
 
     // Twice, so that a second run over an up-to-date schema is also checked.
     for _ in 0..2 {
         let store = SqliteMetaStore::open(&path).await.unwrap();
-        assert_eq!(
-            store.linked_blob_size(&repo, &layer).await.unwrap(),
-            Some(12)
-        );
-        assert_eq!(
-            store.manifest_by_tag(&repo, &latest).await.unwrap(),
-            Some(manifest.record.clone())
-        );
-        assert_eq!(
-            store.get_upload(&repo, &upload.id).await.unwrap(),
-            Some(upload.clone())
-        );
-        assert_eq!(
-            store.list_repositories(None, 10).await.unwrap(),
-            vec![repo.clone()]
-        );
+        rows.check(&store).await;
         store.close().await;
     }
 

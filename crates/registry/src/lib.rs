@@ -15,6 +15,7 @@
 //!   [`ConsumerRunner`]) and its retention.
 //! - [`advisor`]: the Vulnerability Advisor: scan on push ([`advisor::ScanOnPush`]),
 //!   the scan workers ([`advisor::ScanWorkers`]) and image assessment.
+//! - [`pulls`]: pull statistics, counted in memory and flushed in batches.
 //! - [`gc`]: deletion's second half, online garbage collection
 //!   ([`Registry::collect_garbage`] runs one pass).
 //!
@@ -40,6 +41,7 @@ pub mod images;
 pub mod jobs;
 mod manifests;
 pub mod namespaces;
+pub mod pulls;
 mod uploads;
 
 pub use berth_meta::{
@@ -177,6 +179,8 @@ struct Inner {
     /// Namespaces' vulnerability pull policies, read on every manifest GET
     /// (see `Registry::pull_policy`).
     policy_cache: advisor::PolicyCache,
+    /// Pulls counted since the last flush (see `pulls.rs`).
+    pulls: pulls::PullCounter,
 }
 
 /// Where the registry reads the time. Tests replace it to move time forward.
@@ -232,6 +236,7 @@ impl Registry {
                 cache_gate,
                 fences: cache::Fences::default(),
                 policy_cache: Default::default(),
+                pulls: Default::default(),
             }),
         }
     }

@@ -475,6 +475,9 @@ async fn get_manifest(
     let body = if head {
         Body::empty()
     } else {
+        // A pull is a GET that is answered with the manifest; HEADs (how
+        // clients check for updates) are not counted.
+        state.registry.record_pull(repo, &record.digest);
         Body::from(bytes::Bytes::copy_from_slice(&record.payload))
     };
     Ok(builder.body(body).expect("valid manifest response"))

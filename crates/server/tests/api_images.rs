@@ -563,3 +563,85 @@ async fn bad_image_requests_are_400_saying_what_was_wrong() {
         assert!(message.starts_with(start), "{path}: {message}");
     }
 }
+
+/// Manifest GETs are pulls, HEADs are not; counts appear once the node
+/// flushes them, per image and per repository, and repositories sort by
+/// them.
+#[tokio::test]
+async fn pulls_are_counted_per_image_and_repository_after_a_flush() {
+    let h = Harness::new().await;
+    let pulled = h.push_image("pub/pulled", "latest", "pulled").await;
+    let other = h.push_image("pub/pulled", "other", "other").await;
+    h.push_image("pub/quiet", "latest", "quiet").await;
+    for (method, uri) in [
+        ("GET", "/v2/pub/pulled/manifests/latest".to_string()),
+        ("GET", format!("/v2/pub/pulled/manifests/{pulled}")),
+        ("GET", "/v2/pub/pulled/manifests/latest".to_string()),
+        ("HEAD", "/v2/pub/pulled/manifests/latest".to_string()),
+        ("HEAD", "/v2/pub/quiet/manifests/latest".to_string()),
+    ] {
+        let answer = h.call(method, &uri, Some(&admin()), "").await;
+        assert_eq!(answer.status, 200, "{method} {uri}: {}", answer.text());
+    }
+    let listing = || async {
+        let answer = h
+            .call(
+                "GET",
+                "/api/v1/repositories/pub%2Fpulled/images",
+                Some(&admin()),
+                "",
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let listing = answer.json();
+        let figures = |digest: &str| {
+            let image = listing["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["digest"] == digest)
+                .unwrap()
+                .clone();
+            (
+                image["pull_count"].as_u64().unwrap(),
+                image["last_pulled"].is_string(),
+            )
+        };
+        (figures(&pulled), figures(&other))
+    };
+    // Counted in memory only, until the flush.
+    assert_eq!(listing().await, ((0, false), (0, false)));
+    assert_eq!(h.state.registry.flush_pulls().await.unwrap(), 1);
+    assert_eq!(listing().await, ((3, true), (0, false)));
+
+    let repositories = h
+        .call(
+            "GET",
+            "/api/v1/repositories?namespace=pub&sort=pulls",
+            Some(&admin()),
+            "",
+        )
+        .await;
+    assert_eq!(repositories.status, 200, "{}", repositories.text());
+    let figures: Vec<(String, u64, bool)> = repositories.json()["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                r["pull_count"].as_u64().unwrap(),
+                r["last_pull"].is_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        figures,
+        vec![
+            ("pub/pulled".to_string(), 3, true),
+            ("pub/quiet".to_string(), 0, false)
+        ]
+    );
+    // A second flush with nothing counted since stores nothing.
+    assert_eq!(h.state.registry.flush_pulls().await.unwrap(), 0);
+}

@@ -188,6 +188,15 @@ pub struct Image {
     pub pushed_at: OffsetDateTime,
     pub size: u64,
     pub manifest_size: u64,
+    /// Absent from servers older than pull statistics, read as 0.
+    #[serde(default)]
+    pub pull_count: u64,
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_pulled: Option<OffsetDateTime>,
 }
 
 #[derive(Deserialize)]

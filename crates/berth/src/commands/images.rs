@@ -378,7 +378,7 @@ fn print_by_digest(output: &Output, images: &[Image], list: &ImageListArgs) {
     if list.show_type {
         headers.push("type");
     }
-    headers.extend(["platforms", "created", "size"]);
+    headers.extend(["platforms", "created", "size", "pulls", "last pulled"]);
     output.list(
         images,
         &headers,
@@ -399,6 +399,10 @@ fn print_by_digest(output: &Output, images: &[Image], list: &ImageListArgs) {
                 platforms(image),
                 created(image, output),
                 human_size(image.size),
+                image.pull_count.to_string(),
+                image
+                    .last_pulled
+                    .map_or_else(|| "never".into(), |at| output.ago(at)),
             ]);
             row
         },

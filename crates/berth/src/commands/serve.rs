@@ -198,6 +198,13 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
             }
         });
     }
+    {
+        let registry = registry.clone();
+        let interval = config.server.pull_stats_interval;
+        tasks.spawn("pull statistics", move |cancel| async move {
+            registry.run_pull_stats(interval, cancel).await
+        });
+    }
     tasks.spawn("memory return", crate::memory::return_freed_memory);
 
     let stop_accepting = CancellationToken::new();
@@ -241,6 +248,10 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
     let unfinished = tasks.shutdown(deadline).await;
     if !unfinished.is_empty() {
         tracing::warn!(jobs = ?unfinished, "background jobs did not stop by the shutdown deadline");
+    }
+    // After the last request: the pulls counted since the last flush.
+    if let Err(error) = registry.flush_pulls().await {
+        tracing::warn!(%error, "pull statistics since the last flush are lost");
     }
     match served {
         Ok(Ok(())) => Ok(()),

@@ -51,6 +51,8 @@ declare_config! {
         log_format: LogFormat = "text", flag "log-format", Legacy;
         /// How long a node serves manifest and blob lookups from memory (`0s` disables).
         cache_ttl: Duration = "1s", flag "cache-ttl", Legacy;
+        /// How often this node adds the pulls it counted in memory to the database (image and repository pull counts); also at shutdown.
+        pull_stats_interval: Duration = "5s", flag "pull-stats-interval";
         /// After SIGTERM or SIGINT, how long requests in flight may take before the process exits anyway.
         shutdown_timeout: Duration = "30s", flag "shutdown-timeout";
         /// How long a connection may wait for the first byte of its next request (kept-alive or new).

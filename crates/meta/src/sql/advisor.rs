@@ -71,38 +71,31 @@ fn policy_from_row(row: &Row) -> Result<PolicyRow, MetaError> {
 /// insert, not to the select's join.)
 async fn insert_keys(tx: &mut Tx, advisory: &AdvisoryRow) -> Result<(), MetaError> {
     let list = tx.dialect().list(1);
-    let aliases = format!(
-        "INSERT INTO advisory_aliases (alias, advisory_id) \
-         SELECT DISTINCT l.value, $2 FROM {list} WHERE true ON CONFLICT DO NOTHING"
-    );
-    query(&aliases)
-        .bind(
-            advisory
-                .aliases
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        )
-        .bind(&advisory.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(database("storing advisory aliases"))?;
-    let packages = format!(
-        "INSERT INTO advisory_packages (package_key, advisory_id) \
-         SELECT DISTINCT l.value, $2 FROM {list} WHERE true ON CONFLICT DO NOTHING"
-    );
-    query(&packages)
-        .bind(
-            advisory
-                .packages
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        )
-        .bind(&advisory.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(database("storing advisory packages"))?;
+    for (table, key, values, what) in [
+        (
+            "advisory_aliases",
+            "alias",
+            &advisory.aliases,
+            "storing advisory aliases",
+        ),
+        (
+            "advisory_packages",
+            "package_key",
+            &advisory.packages,
+            "storing advisory packages",
+        ),
+    ] {
+        let sql = format!(
+            "INSERT INTO {table} ({key}, advisory_id) \
+             SELECT DISTINCT l.value, $2 FROM {list} WHERE true ON CONFLICT DO NOTHING"
+        );
+        query(&sql)
+            .bind(values.iter().map(String::as_str).collect::<Vec<_>>())
+            .bind(&advisory.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(database(what))?;
+    }
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use crate::{
 macro_rules! image_columns {
     () => {
         "m.digest, m.media_type, m.artifact_type, m.subject, m.size, m.total_size, \
-         m.created_at, m.facts"
+         m.created_at, m.facts, m.pull_count, m.last_pulled_at"
     };
 }
 
@@ -32,6 +32,8 @@ fn summary_from_row(row: &Row) -> Result<ImageSummary, MetaError> {
         manifest_size: parse_size(row.get("size")?)?,
         pushed_at: row.get("created_at")?,
         facts: row.get("facts")?,
+        pulls: parse_size(row.get("pull_count")?)?,
+        last_pulled_at: row.get("last_pulled_at")?,
     })
 }
 
@@ -200,6 +202,7 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
             RepositorySort::Name => ("CAST(0 AS BIGINT)", "s.name", ">"),
             RepositorySort::LastPush => ("s.last_push", "s.last_push DESC, s.name DESC", "<"),
             RepositorySort::Size => ("s.size", "s.size DESC, s.name DESC", "<"),
+            RepositorySort::Pulls => ("s.pulls", "s.pulls DESC, s.name DESC", "<"),
         };
         let after = match &request.after {
             Some(_) => {
@@ -215,8 +218,8 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
             format!(" WHERE {}", conditions.join(" AND "))
         };
         let sql = format!(
-            "SELECT s.name, s.tags, s.images, s.size, s.last_push FROM ( \
-                 SELECT r.name, \
+            "SELECT s.name, s.tags, s.images, s.size, s.last_push, s.pulls, s.last_pull FROM ( \
+                 SELECT r.name, r.pull_count AS pulls, r.last_pulled_at AS last_pull, \
                      (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id) AS tags, \
                      (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id) AS images, \
                      CAST((SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb \
@@ -258,6 +261,8 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
                     images: parse_size(row.get("images")?)?,
                     size: parse_size(row.get("size")?)?,
                     last_push: (last_push > 0).then_some(last_push),
+                    pulls: parse_size(row.get("pulls")?)?,
+                    last_pull: row.get("last_pull")?,
                 })
             })
             .collect()

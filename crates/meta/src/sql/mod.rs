@@ -40,6 +40,7 @@ mod keys;
 mod manifests;
 mod members;
 mod namespaces;
+mod pulls;
 mod repositories;
 mod tokens;
 mod uploads;

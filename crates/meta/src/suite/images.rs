@@ -262,6 +262,8 @@ pub async fn repositories_are_summarized_sorted_searched_and_paged(store: &dyn M
                 images: 1,
                 size: 1010,
                 last_push: Some(NOW + 6),
+                pulls: 0,
+                last_pull: None,
             },
             RepositorySummary {
                 name: small.clone(),
@@ -269,6 +271,8 @@ pub async fn repositories_are_summarized_sorted_searched_and_paged(store: &dyn M
                 images: 1,
                 size: 10,
                 last_push: Some(NOW + 1),
+                pulls: 0,
+                last_pull: None,
             },
             RepositorySummary {
                 name: linked.clone(),
@@ -276,6 +280,8 @@ pub async fn repositories_are_summarized_sorted_searched_and_paged(store: &dyn M
                 images: 0,
                 size: 1010,
                 last_push: None,
+                pulls: 0,
+                last_pull: None,
             },
         ]
     );

@@ -203,3 +203,91 @@ pub async fn old_rows_survive(store: &dyn MetaStore) {
         tags(&["v1", "v2"])
     );
 }
+
+/// One of each kind of row a node writes (a blob link, a tagged manifest, an
+/// open upload), for a backend's reopen test: [`Reopened::write`] stores
+/// them, the test closes the store and opens the same database again (twice,
+/// so a second run over an up-to-date schema is checked too), and
+/// [`Reopened::check`] finds them all. How a backend closes and reopens is
+/// its own; what must survive is the same for every backend.
+pub struct Reopened {
+    repo: RepoName,
+    latest: Tag,
+    layer: Digest,
+    manifest: NewManifest,
+    upload: UploadRecord,
+}
+
+impl Default for Reopened {
+    fn default() -> Self {
+        let payload = b"reopen manifest".to_vec();
+        let repo = RepoName::parse("reopen/app").unwrap();
+        Reopened {
+            latest: Tag::parse("latest").unwrap(),
+            layer: Algorithm::Sha256.digest_of(b"reopen layer"),
+            manifest: NewManifest {
+                record: ManifestRecord {
+                    digest: Algorithm::Sha256.digest_of(&payload),
+                    media_type: IMAGE_MEDIA_TYPE.to_string(),
+                    artifact_type: None,
+                    subject: None,
+                    annotations: None,
+                    payload,
+                },
+                blobs: vec![Algorithm::Sha256.digest_of(b"reopen layer")],
+                blob_sizes: Vec::new(),
+                children: Vec::new(),
+            },
+            upload: UploadRecord {
+                id: "reopen-upload".to_string(),
+                repository: repo.clone(),
+                created_at: 1,
+                updated_at: 2,
+                progress: "{}".to_string(),
+                principal: None,
+            },
+            repo,
+        }
+    }
+}
+
+impl Reopened {
+    /// Stores the rows in a fresh database.
+    pub async fn write(&self, store: &dyn MetaStore) {
+        store
+            .link_blob(&at(1), &self.repo, &self.layer, 12)
+            .await
+            .unwrap();
+        store
+            .put_manifest(&at(1), &self.repo, &self.manifest, Some(&self.latest))
+            .await
+            .unwrap();
+        store.create_upload(&at(1), &self.upload).await.unwrap();
+    }
+
+    /// Finds every row [`Reopened::write`] stored, unchanged.
+    pub async fn check(&self, store: &dyn MetaStore) {
+        assert_eq!(
+            store
+                .linked_blob_size(&self.repo, &self.layer)
+                .await
+                .unwrap(),
+            Some(12)
+        );
+        assert_eq!(
+            store
+                .manifest_by_tag(&self.repo, &self.latest)
+                .await
+                .unwrap(),
+            Some(self.manifest.record.clone())
+        );
+        assert_eq!(
+            store.get_upload(&self.repo, &self.upload.id).await.unwrap(),
+            Some(self.upload.clone())
+        );
+        assert_eq!(
+            store.list_repositories(None, 10).await.unwrap(),
+            vec![self.repo.clone()]
+        );
+    }
+}

@@ -176,6 +176,13 @@ pub struct ImageSummaryView {
     pub size: u64,
     /// Bytes of the manifest itself.
     pub manifest_size: u64,
+    /// How often it was pulled (fetched by GET) from this repository. Nodes
+    /// add their counts every few seconds, so a pull shows up after that.
+    pub pull_count: u64,
+    /// When it was last pulled; absent when never.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_pulled: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -348,6 +355,8 @@ fn summary_view(repository: &RepoName, image: &Image) -> ImageSummaryView {
         pushed_at: pushed_at(summary.pushed_at),
         size: summary.size,
         manifest_size: summary.manifest_size,
+        pull_count: summary.pulls,
+        last_pulled: summary.last_pulled_at.map(pushed_at),
     }
 }
 

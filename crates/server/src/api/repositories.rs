@@ -1,6 +1,6 @@
 //! `/repositories`: the repositories the caller may pull from, in one
 //! namespace or across all they may see, with their tag and image counts,
-//! size and last push; searched by substring, sorted, paged.
+//! size, last push and pulls; searched by substring, sorted, paged.
 
 use std::collections::HashMap;
 
@@ -36,6 +36,8 @@ pub enum Sort {
     LastPush,
     /// Largest first.
     Size,
+    /// Most pulled first.
+    Pulls,
 }
 
 impl Sort {
@@ -44,6 +46,7 @@ impl Sort {
             Sort::Name => RepositorySort::Name,
             Sort::LastPush => RepositorySort::LastPush,
             Sort::Size => RepositorySort::Size,
+            Sort::Pulls => RepositorySort::Pulls,
         }
     }
 }
@@ -59,7 +62,7 @@ pub struct RepositoryListQuery {
     /// Only names containing this text.
     #[param(max_length = 255)]
     pub q: Option<String>,
-    /// The order: `name` (the default), `last_push` or `size`.
+    /// The order: `name` (the default), `last_push`, `size` or `pulls`.
     #[param(value_type = Option<Sort>)]
     pub sort: Option<Sort>,
     /// At most this many repositories (1 to 1000; 100 by default).
@@ -160,6 +163,12 @@ pub struct RepositoryView {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_push: Option<OffsetDateTime>,
+    /// How often its images were pulled (counted every few seconds).
+    pub pull_count: u64,
+    /// When one of its images was last pulled; absent when never.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_pull: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -253,6 +262,10 @@ pub async fn list(
             size: row.size,
             last_push: row
                 .last_push
+                .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok()),
+            pull_count: row.pulls,
+            last_pull: row
+                .last_pull
                 .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok()),
         });
     }

@@ -1,0 +1,37 @@
+//! [`PullStatsStore`]: how often, and when last, each image and repository
+//! was pulled.
+
+use berth_oci::{Digest, RepoName};
+
+use crate::{MetaError, Timestamp};
+
+/// Pulls of one image counted by a node since its last flush.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullCount {
+    pub repository: RepoName,
+    /// The manifest that was fetched (an index and the child a client picks
+    /// from it are two pulls, as two fetches).
+    pub digest: Digest,
+    /// How many times, at least 1.
+    pub pulls: u64,
+    /// When the newest of them happened.
+    pub last_pulled_at: Timestamp,
+}
+
+/// Pull statistics. Nodes count pulls in memory and hand them over in
+/// batches (see `berth_registry::pulls`), so a pull costs no write of its
+/// own; the counts are additive, so batches from several nodes, in any
+/// order, sum to the same figures.
+///
+/// Pulls are statistics, not changes anyone made to the registry: recording
+/// them writes no event.
+#[async_trait::async_trait]
+pub trait PullStatsStore: Send + Sync + 'static {
+    /// Adds each count to its image's and its repository's totals and moves
+    /// their last-pulled times forward to `last_pulled_at` (never back), in
+    /// one transaction. Counts of images or repositories that no longer
+    /// exist are dropped. Rows are locked in one order (repository, then
+    /// digest) whatever the batch's order, so two nodes flushing at once
+    /// cannot deadlock.
+    async fn record_pulls(&self, pulls: &[PullCount]) -> Result<(), MetaError>;
+}

@@ -1,0 +1,73 @@
+//! [`PullStatsStore`] in SQL.
+
+use std::collections::BTreeMap;
+
+use super::db::{database, query};
+use super::SqlMetaStore;
+use crate::{MetaError, PullCount, PullStatsStore, Timestamp};
+
+/// A count as the databases store it (a signed 64-bit integer); more pulls
+/// than that are not counted further.
+fn stored(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+#[async_trait::async_trait]
+impl<B: 'static> PullStatsStore for SqlMetaStore<B> {
+    async fn record_pulls(&self, pulls: &[PullCount]) -> Result<(), MetaError> {
+        if pulls.is_empty() {
+            return Ok(());
+        }
+        // Summed per image and per repository first, in sorted maps, so
+        // rows are updated once each and always in the same order.
+        let mut images: BTreeMap<(&str, &str), (u64, Timestamp)> = BTreeMap::new();
+        let mut repositories: BTreeMap<&str, (u64, Timestamp)> = BTreeMap::new();
+        for pull in pulls {
+            for entry in [
+                images
+                    .entry((pull.repository.as_str(), pull.digest.as_str()))
+                    .or_insert((0, Timestamp::MIN)),
+                repositories
+                    .entry(pull.repository.as_str())
+                    .or_insert((0, Timestamp::MIN)),
+            ] {
+                entry.0 = entry.0.saturating_add(pull.pulls);
+                entry.1 = entry.1.max(pull.last_pulled_at);
+            }
+        }
+        let mut tx = self.db.begin_write().await?;
+        for (repository, (count, last)) in &repositories {
+            query(
+                "UPDATE repositories SET pull_count = pull_count + $2, \
+                 last_pulled_at = CASE WHEN last_pulled_at IS NULL OR last_pulled_at < $3 \
+                     THEN $3 ELSE last_pulled_at END \
+                 WHERE name = $1",
+            )
+            .bind(*repository)
+            .bind(stored(*count))
+            .bind(*last)
+            .execute(&mut tx)
+            .await
+            .map_err(database("recording a repository's pulls"))?;
+        }
+        for ((repository, digest), (count, last)) in &images {
+            query(
+                "UPDATE manifests SET pull_count = pull_count + $3, \
+                 last_pulled_at = CASE WHEN last_pulled_at IS NULL OR last_pulled_at < $4 \
+                     THEN $4 ELSE last_pulled_at END \
+                 WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) \
+                   AND digest = $2",
+            )
+            .bind(*repository)
+            .bind(*digest)
+            .bind(stored(*count))
+            .bind(*last)
+            .execute(&mut tx)
+            .await
+            .map_err(database("recording an image's pulls"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(database("committing pull statistics"))
+    }
+}
