@@ -178,6 +178,13 @@ fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ManagementError> {
             "this request needs a JSON body",
         ));
     }
+    // Every body is an object; serde would also fill a struct from an
+    // array of its fields in order (`[null, null]`), which no client means.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ManagementError::invalid_request(
+            "the body must be a JSON object",
+        ));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut deserializer)
         .map_err(|error| refuse(&error.path().to_string(), error.into_inner()))?;
