@@ -128,6 +128,14 @@ pub enum Command {
         #[command(subcommand)]
         command: ClientExemptionCommand,
     },
+    /// Immutable tags: rules under which a tag, once pushed, is never moved
+    /// to another image nor deleted.
+    Immutable {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ClientImmutableCommand,
+    },
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]
@@ -236,6 +244,34 @@ pub enum ClientExemptionCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum ClientImmutableCommand {
+    /// Make the tags matching a pattern immutable in a namespace or one
+    /// repository.
+    Add {
+        /// NS (every repository of the namespace) or NS/REPO.
+        scope: String,
+        /// The tags: `*` stands for any run of characters, `?` for one
+        /// (`v*`, `release-?`); the whole tag must match.
+        #[arg(long, value_name = "PATTERN")]
+        tags: String,
+    },
+    /// List the rules of the namespaces you may see.
+    #[command(alias = "ls")]
+    List {
+        /// Only those of this namespace.
+        namespace: Option<String>,
+    },
+    /// Remove a rule.
+    #[command(alias = "remove")]
+    Rm {
+        /// NS or NS/REPO, as the rule was added.
+        scope: String,
+        #[arg(long, value_name = "PATTERN")]
+        tags: String,
+    },
+}
+
 /// What every client command that talks to a registry takes.
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
@@ -254,6 +290,11 @@ pub struct ClientArgs {
     /// Print only names (lists) or nothing (changes), for pipes.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Print each item of a list through this template, one line each:
+    /// `{{ repository }}:{{ tags | join(",") }}` (Jinja syntax; the fields
+    /// are those of `-o json`, docs/cli.md).
+    #[arg(long, global = true, value_name = "TEMPLATE")]
+    pub format: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -478,6 +478,41 @@ fn docker_login_push_and_pull_private_namespace() {
     assert!(identity.starts_with("berth_rt_"), "config.json: {config}");
 
     run(daemon.docker().arg("push").arg(&image));
+
+    // With `v*` immutable in team-a, docker pushing another image under v1
+    // is refused, and docker shows the rule; the same image again is not.
+    let password = std::fs::read_to_string(
+        registry
+            .data_dir
+            .as_ref()
+            .unwrap()
+            .path()
+            .join("initial-admin-password"),
+    )
+    .unwrap();
+    let authorization = basic("admin", password.trim());
+    let rule = request(
+        &registry.addr,
+        "POST",
+        "/api/v1/immutable-rules",
+        &[
+            ("authorization", authorization.as_str()),
+            ("content-type", "application/json"),
+        ],
+        RequestBody::Bytes(br#"{"scope":"team-a","tags":"v*"}"#),
+    );
+    assert_eq!(rule.status, 201, "{}", String::from_utf8_lossy(&rule.body));
+    run(daemon.docker().arg("push").arg(&image));
+    let other = images::busybox_rootfs_tar(&context, "other", &[("hello.txt", b"other\n")]);
+    run(daemon.docker().arg("import").arg(&other).arg(&image));
+    let moved = daemon.docker().arg("push").arg(&image).output().unwrap();
+    let stderr = String::from_utf8_lossy(&moved.stderr);
+    assert!(!moved.status.success(), "docker moved an immutable tag");
+    assert!(
+        stderr.contains("denied") && stderr.contains("team-a --tags v*"),
+        "{stderr}"
+    );
+
     run(daemon.docker().args(["image", "rm", &image]));
     run(daemon.docker().arg("pull").arg(&image));
 

@@ -882,6 +882,28 @@ fn images_pushed_by_skopeo_are_listed_inspected_tagged_untagged_and_removed() {
     }
     expected.sort();
     assert_eq!(lines, expected);
+    // --format: one line per image from its JSON fields.
+    let formatted = alice
+        .ok(&[
+            "image",
+            "list",
+            "--restrict",
+            "team-a/app",
+            "--format",
+            "{{ digest }} {{ tags | join(',') }} {{ size }}",
+        ])
+        .stdout;
+    let mut lines: Vec<&str> = formatted.lines().collect();
+    lines.sort();
+    let mut expected = vec![
+        format!("{} multi {index_size}", index.index.digest),
+        format!("{} v1 {}", single.manifest.digest, image_size(&single)),
+    ];
+    expected.sort();
+    assert_eq!(lines, expected);
+    let misspelt = alice.berth(&["image", "list", "--format", "{{ digets }}"], None);
+    assert_eq!(misspelt.code, 2, "{misspelt:?}");
+    assert!(misspelt.stderr.contains("-o json"), "{misspelt:?}");
     let table = alice.ok(&["image", "list", "--show-type"]).stdout;
     assert!(table.starts_with("REPOSITORY   TAG"), "{table}");
     assert!(table.contains("index"), "{table}");
@@ -1221,4 +1243,169 @@ fn the_vulnerability_advisor_from_push_to_blocked_pull() {
         &format!("docker://{addr}/team/py:v1"),
         &format!("oci:{}:v1", pulled.path().display()),
     ]));
+}
+
+#[test]
+fn immutable_tags_refuse_a_skopeo_push_that_would_move_them() {
+    let test = "immutable_tags_refuse_a_skopeo_push_that_would_move_them";
+    let Some(skopeo_tool) = require_tool("skopeo", test) else {
+        return;
+    };
+    let Some((registry, password)) = registry() else {
+        return;
+    };
+    let addr = registry.addr.as_str();
+    let admin = User::new();
+    admin.login(&registry, "admin", &password, &[]);
+    add_user(&admin, "alice", "alice-password-1");
+    add_user(&admin, "bob", "bob-password-1");
+    let alice = User::new();
+    alice.login(&registry, "alice", "alice-password-1", &[]);
+    alice.ok(&["namespace", "add", "team-a"]);
+
+    let added = alice.ok(&["immutable", "add", "team-a", "--tags", "v*"]);
+    assert_eq!(
+        added.stdout,
+        "Tags matching v* in team-a are immutable now.\n"
+    );
+    alice.ok(&["immutable", "add", "team-a/app", "--tags", "stable"]);
+    let twice = alice.berth(&["immutable", "add", "team-a", "--tags", "v*"], None);
+    assert_eq!(twice.code, 1, "{twice:?}");
+    let bad = alice.berth(&["immutable", "add", "team-a", "--tags", "v[0-9]"], None);
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(bad.stderr.contains("tags"), "{bad:?}");
+    // Someone without a say in team-a's settings cannot add one.
+    let bob = User::new();
+    bob.login(&registry, "bob", "bob-password-1", &[]);
+    let refused = bob.berth(&["immutable", "add", "team-a", "--tags", "x*"], None);
+    assert_eq!(refused.code, 1, "{refused:?}");
+
+    let listed = alice.ok(&["immutable", "list", "-o", "json"]).json();
+    let rules: Vec<(String, String)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rule| {
+            (
+                rule["scope"].as_str().unwrap().to_string(),
+                rule["tags"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        vec![
+            ("team-a".to_string(), "v*".to_string()),
+            ("team-a/app".to_string(), "stable".to_string()),
+        ]
+    );
+    let table = alice.ok(&["immutable", "list"]).stdout;
+    assert!(
+        table.starts_with("SCOPE") && table.contains("team-a/app") && table.contains("alice"),
+        "{table}"
+    );
+
+    let env = ContainersEnv::new(addr);
+    let push = |seed: u64, tag: &str| {
+        let image = make_image("amd64", &[1024 + seed as usize], &[]);
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = image.all_blobs();
+        write_oci_layout(dir.path(), tag, &image.manifest, blobs.values());
+        skopeo(&env, &skopeo_tool)
+            .args([
+                "copy",
+                "--preserve-digests",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                "alice:alice-password-1",
+                &format!("oci:{}:{tag}", dir.path().display()),
+                &format!("docker://{addr}/team-a/app:{tag}"),
+            ])
+            .output()
+            .unwrap()
+    };
+    let first = make_image("amd64", &[1024], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    write_oci_layout(
+        dir.path(),
+        "v1",
+        &first.manifest,
+        first.all_blobs().values(),
+    );
+    let copy_first = || {
+        run(skopeo(&env, &skopeo_tool).args([
+            "copy",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "alice:alice-password-1",
+            &format!("oci:{}:v1", dir.path().display()),
+            &format!("docker://{addr}/team-a/app:v1"),
+        ]))
+    };
+    // The first push creates the tag; the same image again is fine.
+    copy_first();
+    copy_first();
+    // Another image under v1 is refused, and skopeo says why.
+    let moved = push(1, "v1");
+    let stderr = String::from_utf8_lossy(&moved.stderr);
+    assert!(!moved.status.success(), "the push moved v1");
+    assert!(
+        stderr.contains("denied") && stderr.contains("team-a --tags v*"),
+        "{stderr}"
+    );
+    // A mutable tag moves freely.
+    assert!(push(1, "latest").status.success());
+    assert!(push(2, "latest").status.success());
+    // podman, pushing another image it pulled under v1, is refused alike
+    // (when podman is installed; skopeo above already showed the refusal).
+    if let Some(podman) = require_tool("podman", test) {
+        let latest = format!("{addr}/team-a/app:latest");
+        let v1 = format!("{addr}/team-a/app:v1");
+        run(env.storage_command(&podman).args([
+            "pull",
+            "--creds",
+            "alice:alice-password-1",
+            &latest,
+        ]));
+        run(env.storage_command(&podman).args(["tag", &latest, &v1]));
+        let pushed = env
+            .storage_command(&podman)
+            .args(["push", "--creds", "alice:alice-password-1", &v1])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&pushed.stderr);
+        assert!(!pushed.status.success(), "podman moved v1");
+        assert!(
+            stderr.contains("denied") && stderr.contains("team-a --tags v*"),
+            "{stderr}"
+        );
+    }
+
+    // The client cannot remove the tag or its image either.
+    for args in [
+        vec!["image", "untag", "team-a/app:v1"],
+        vec!["image", "rm", "team-a/app:v1"],
+    ] {
+        let refused = alice.berth(&args, None);
+        assert_eq!(refused.code, 1, "{args:?}: {refused:?}");
+        assert!(
+            refused
+                .stderr
+                .contains("remove the rule first (berth immutable rm team-a --tags v*)"),
+            "{refused:?}"
+        );
+    }
+
+    // Without the rule, v1 moves.
+    let removed = alice.ok(&["immutable", "rm", "team-a", "--tags", "v*"]);
+    assert_eq!(removed.stdout, "Removed the rule team-a --tags v*.\n");
+    let missing = alice.berth(&["immutable", "rm", "team-a", "--tags", "v*"], None);
+    assert_eq!(missing.code, 1, "{missing:?}");
+    let moved = push(1, "v1");
+    assert!(
+        moved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&moved.stderr)
+    );
 }

@@ -225,11 +225,15 @@ pub enum EventKind {
     /// A namespace's vulnerability pull policy changed (`detail`: `mode`,
     /// `severity`, `block_unscanned`, `previous`).
     VulnerabilityPolicySet,
+    /// An immutable-tag rule was added (`detail`: `scope`, `pattern`).
+    ImmutableRuleAdded,
+    /// An immutable-tag rule was removed (`detail`: `scope`, `pattern`).
+    ImmutableRuleRemoved,
 }
 
 impl EventKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [EventKind; 24] = [
+    pub const ALL: [EventKind; 26] = [
         EventKind::NamespaceCreated,
         EventKind::NamespaceUpdated,
         EventKind::NamespaceDeleted,
@@ -254,6 +258,8 @@ impl EventKind {
         EventKind::ExemptionSet,
         EventKind::ExemptionRemoved,
         EventKind::VulnerabilityPolicySet,
+        EventKind::ImmutableRuleAdded,
+        EventKind::ImmutableRuleRemoved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -282,6 +288,8 @@ impl EventKind {
             EventKind::ExemptionSet => "exemption.set",
             EventKind::ExemptionRemoved => "exemption.removed",
             EventKind::VulnerabilityPolicySet => "vulnerability_policy.set",
+            EventKind::ImmutableRuleAdded => "immutable_rule.added",
+            EventKind::ImmutableRuleRemoved => "immutable_rule.removed",
         }
     }
 

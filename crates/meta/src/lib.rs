@@ -20,6 +20,7 @@
 //! | [`EventStore`] | [`events`] | the event stream and its consumers |
 //! | [`NamespaceStore`] | [`namespaces`] | namespaces, their visibility and usage |
 //! | [`UserStore`], [`MemberStore`], [`TokenStore`], [`SigningKeyStore`] | [`auth`] | access control |
+//! | [`ImmutabilityStore`] | [`immutable`] | immutable-tag rules (enforced by the tag writes) |
 //! | [`AdvisorStore`] | [`advisor`] | the Vulnerability Advisor: layer indexes, scan queue, advisories, exemptions, pull policies |
 //!
 //! [`MetaStore`] is the umbrella: every backend implements all of them, and
@@ -46,6 +47,7 @@ pub mod blobs;
 pub mod events;
 pub mod gc;
 pub mod images;
+pub mod immutable;
 pub mod jobs;
 pub mod manifests;
 pub mod namespaces;
@@ -76,6 +78,7 @@ pub use images::{
     ImageCursor, ImageStore, ImageSummary, RepositoryCursor, RepositoryQuery, RepositorySort,
     RepositorySummary, TaggedFilter,
 };
+pub use immutable::{ImmutabilityStore, ImmutableRule};
 pub use jobs::JobLeaseStore;
 pub use manifests::{
     DeletedManifest, ManifestRecord, ManifestStore, NewManifest, Referrer, SizeMismatch,
@@ -120,6 +123,12 @@ pub enum MetaError {
     /// membership, a token).
     #[error("not found")]
     NotFound,
+    /// The change would move or delete `tag`, which `rule` makes immutable.
+    #[error("tag {tag} is immutable (rule {rule})")]
+    ImmutableTag {
+        tag: berth_oci::Tag,
+        rule: Box<ImmutableRule>,
+    },
     /// A namespace cannot be deleted while it holds repositories.
     #[error("namespace holds repositories")]
     NamespaceNotEmpty,
@@ -160,6 +169,7 @@ pub trait MetaStore:
     + EventStore
     + AuthMetaStore
     + AdvisorStore
+    + ImmutabilityStore
     + PullStatsStore
 {
     /// Whether the database answers and would take a write now (used by

@@ -164,6 +164,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/postgres/0011_credentials.sql"),
     ),
     (
+        12,
+        "lifecycle",
+        include_str!("../migrations/postgres/0012_lifecycle.sql"),
+    ),
+    (
         13,
         "pull statistics",
         include_str!("../migrations/postgres/0013_pull_statistics.sql"),

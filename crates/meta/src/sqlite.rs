@@ -104,6 +104,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0011_credentials.sql"),
     ),
     (
+        12,
+        "lifecycle",
+        include_str!("../migrations/sqlite/0012_lifecycle.sql"),
+    ),
+    (
         13,
         "pull statistics",
         include_str!("../migrations/sqlite/0013_pull_statistics.sql"),

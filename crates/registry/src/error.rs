@@ -41,6 +41,9 @@ pub enum RegistryError {
     NamespaceUnknown,
     #[error("the namespace exists already")]
     NamespaceExists,
+    /// The same rule (scope and pattern) exists already.
+    #[error("the rule exists already")]
+    RuleExists,
     /// A namespace is deleted only once it holds no repositories, unless the
     /// deletion is forced.
     #[error("the namespace holds repositories")]
@@ -75,6 +78,10 @@ pub enum RegistryError {
     /// index of the same repository: the index must be deleted first.
     #[error("the manifest is listed by index {0} in this repository; delete that index first")]
     ManifestReferenced(Digest),
+    /// The change would move or delete a tag an immutable-tag rule covers;
+    /// `rule` is the rule as `berth immutable list` shows it.
+    #[error("tag {tag} is immutable: rule \"{rule}\" forbids moving or deleting it")]
+    ImmutableTag { tag: berth_oci::Tag, rule: String },
     /// Garbage collection was deleting the bytes this upload was deduplicated
     /// against; nothing was linked and the client should push the blob again.
     #[error("the blob was being garbage-collected while it was pushed; push it again")]
@@ -123,7 +130,9 @@ impl RegistryError {
             }
             RegistryError::ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
             RegistryError::ManifestReferenced(_)
+            | RegistryError::ImmutableTag { .. }
             | RegistryError::NamespaceExists
+            | RegistryError::RuleExists
             | RegistryError::NamespaceNotEmpty => ErrorCode::Denied,
             RegistryError::TooManyUploads { .. } => ErrorCode::TooManyRequests,
             RegistryError::InvalidParameter(_) => ErrorCode::Unsupported,
@@ -180,6 +189,10 @@ impl From<MetaError> for RegistryError {
             MetaError::UploadNotFound => RegistryError::UploadUnknown,
             MetaError::ManifestReferenced(d) => RegistryError::ManifestReferenced(d),
             MetaError::BlobBeingDeleted => RegistryError::BlobBeingCollected,
+            MetaError::ImmutableTag { tag, rule } => RegistryError::ImmutableTag {
+                tag,
+                rule: rule.to_string(),
+            },
             MetaError::Unavailable(detail) => RegistryError::Unavailable {
                 dependency: Dependency::Database,
                 reason: Unavailability::NotAnswering,

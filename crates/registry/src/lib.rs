@@ -38,6 +38,7 @@ pub mod error;
 pub mod events;
 pub mod gc;
 pub mod images;
+mod immutable;
 pub mod jobs;
 mod manifests;
 pub mod namespaces;
@@ -45,9 +46,9 @@ pub mod pulls;
 mod uploads;
 
 pub use berth_meta::{
-    Actor, ActorKind, Change, Event, EventCursor, EventKind, ImageCursor, ImageSummary, Namespace,
-    NamespaceUsage, Referrer, RepositoryCursor, RepositoryQuery, RepositorySort, RepositorySummary,
-    TaggedFilter, Visibility,
+    Actor, ActorKind, Change, Event, EventCursor, EventKind, ImageCursor, ImageSummary,
+    ImmutableRule, Namespace, NamespaceUsage, Referrer, RepositoryCursor, RepositoryQuery,
+    RepositorySort, RepositorySummary, TaggedFilter, Visibility,
 };
 /// Why the blob store cannot serve, carried by [`RegistryError::Unavailable`].
 pub use berth_storage::Unavailability;

@@ -152,11 +152,17 @@ impl Registry {
             .put_manifest(&change, repository, &manifest, tag)
             .await?;
         // Storing an existing manifest again only moves the tag, so each
-        // further tag costs one short transaction.
+        // further tag costs one short transaction. One may be refused (an
+        // immutable tag) after others moved: the caches forget them first.
+        let mut extras = Ok(());
         for extra in extra_tags {
-            self.meta()
+            extras = self
+                .meta()
                 .put_manifest(&change, repository, &manifest, Some(extra))
-                .await?;
+                .await;
+            if extras.is_err() {
+                break;
+            }
         }
         self.inner.manifest_cache.invalidate(repository);
         // A tag put may move a tag other nodes have cached; a put by digest
@@ -164,6 +170,7 @@ impl Registry {
         if tag.is_some() || !extra_tags.is_empty() {
             self.settle().await;
         }
+        extras?;
         Ok(ManifestPut {
             digest,
             subject,

@@ -52,6 +52,7 @@ pub fn registry_status(error: &RegistryError) -> StatusCode {
         RegistryError::ManifestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         RegistryError::ManifestReferenced(_)
         | RegistryError::NamespaceExists
+        | RegistryError::RuleExists
         | RegistryError::NamespaceNotEmpty => StatusCode::CONFLICT,
         // A retryable condition: clients retry a push on 503.
         RegistryError::BlobBeingCollected => StatusCode::SERVICE_UNAVAILABLE,
@@ -342,6 +343,15 @@ mod tests {
                 503,
                 "BLOB_UPLOAD_INVALID",
             ),
+            (
+                RegistryError::ImmutableTag {
+                    tag: berth_oci::Tag::parse("v1").unwrap(),
+                    rule: "team-a --tags v*".into(),
+                },
+                403,
+                "DENIED",
+            ),
+            (RegistryError::RuleExists, 409, "DENIED"),
             (
                 RegistryError::InvalidParameter("n".into()),
                 400,

@@ -213,6 +213,15 @@ fn rows() -> Vec<Row> {
         Row { operation: "import_advisories", method: "POST", path: "/api/v1/advisories",
               body: r#"{"records":[]}"#, setup: Setup::None,
               public: ADMIN_ONLY, private: ADMIN_ONLY },
+        Row { operation: "list_immutable_rules", method: "GET", path: "/api/v1/immutable-rules", body: "", setup: Setup::None,
+              public: LOGGED_IN, private: LOGGED_IN },
+        Row { operation: "add_immutable_rule", method: "POST", path: "/api/v1/immutable-rules",
+              body: r#"{"scope":"{ns}/app","tags":"v{cell}.*"}"#, setup: Setup::None,
+              public: with(OWNERS, 201), private: with(OWNERS, 201) },
+        // Nothing to remove: whoever may change the namespace's settings learns so.
+        Row { operation: "remove_immutable_rule", method: "DELETE", path: "/api/v1/immutable-rules/{ns}%2Fapp/none-{cell}",
+              body: "", setup: Setup::None,
+              public: with(OWNERS, 404), private: with(OWNERS, 404) },
     ]
 }
 

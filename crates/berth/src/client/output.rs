@@ -2,7 +2,9 @@
 //! documented schema for programs (`-o json`, docs/cli.md), bare names for
 //! pipes (`-q`). Tables show relative times ("3 hours ago"); JSON carries
 //! RFC 3339. Colour (bold column headings) only when stdout is a terminal
-//! and `NO_COLOR` is unset, as <https://no-color.org> asks.
+//! and `NO_COLOR` is unset, as <https://no-color.org> asks. `--format`
+//! prints each item of a list through a template (minijinja, Jinja's
+//! syntax) whose fields are those of the item's JSON.
 
 use std::io::IsTerminal;
 
@@ -11,6 +13,7 @@ use comfy_table::{presets, CellAlignment, ColumnConstraint, Table};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::client::error::ClientError;
 use crate::config::Environment;
 
 /// `-o FORMAT`.
@@ -30,6 +33,54 @@ pub struct Output {
     pub quiet: bool,
     pub color: bool,
     pub now: OffsetDateTime,
+    /// `--format`: each list item printed through this template (one per
+    /// process, so it is kept for the process's life).
+    pub template: Option<&'static ItemTemplate>,
+}
+
+/// A compiled `--format` template.
+pub struct ItemTemplate {
+    env: minijinja::Environment<'static>,
+}
+
+impl std::fmt::Debug for ItemTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ItemTemplate")
+    }
+}
+
+impl ItemTemplate {
+    /// Compiles `source`. Unknown fields are errors when rendered, so a
+    /// misspelt name is reported instead of printing nothing.
+    pub fn new(source: &str) -> Result<ItemTemplate, ClientError> {
+        let mut env = minijinja::Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.add_template_owned("--format", source.to_string())
+            .map_err(|error| {
+                ClientError::Usage(format!(
+                    "--format: {}: write fields as {{{{ name }}}}, e.g. \
+                     --format '{{{{ repository }}}}:{{{{ tags | join(\",\") }}}}'",
+                    error.detail().unwrap_or("not a valid template")
+                ))
+            })?;
+        Ok(ItemTemplate { env })
+    }
+
+    /// One item through the template, as a line.
+    pub fn render<T: Serialize>(&self, item: &T) -> Result<String, ClientError> {
+        let template = self.env.get_template("--format").expect("added in new");
+        let mut line =
+            template
+                .render(minijinja::Value::from_serialize(item))
+                .map_err(|error| {
+                    ClientError::Usage(format!(
+                    "--format: {}: the fields are those of -o json (docs/cli.md, \"JSON schemas\")",
+                    error.detail().map_or_else(|| error.kind().to_string(), str::to_string)
+                ))
+                })?;
+        line.push('\n');
+        Ok(line)
+    }
 }
 
 /// Whether to colour: only on a terminal, and never when `NO_COLOR` is set
@@ -39,25 +90,46 @@ pub fn use_color(is_terminal: bool, no_color: Option<&str>) -> bool {
 }
 
 impl Output {
-    pub fn new(format: OutputFormat, quiet: bool, env: &Environment) -> Output {
+    pub fn new(
+        format: OutputFormat,
+        quiet: bool,
+        template: Option<&str>,
+        env: &Environment,
+    ) -> Result<Output, ClientError> {
+        let template = match template {
+            Some(source) => Some(&*Box::leak(Box::new(ItemTemplate::new(source)?))),
+            None => None,
+        };
         // `Environment::get` already treats an empty variable as unset.
-        Output {
+        Ok(Output {
             format,
             quiet,
             color: use_color(std::io::stdout().is_terminal(), env.get("NO_COLOR")),
             now: OffsetDateTime::now_utc(),
-        }
+            template,
+        })
     }
 
-    /// Prints a list: JSON array, names only (`-q`), or a table.
+    /// With `--format`, the items through the template, one line each.
+    pub fn render_template<T: Serialize>(
+        &self,
+        items: &[T],
+    ) -> Option<Result<String, ClientError>> {
+        let template = self.template?;
+        Some(items.iter().map(|item| template.render(item)).collect())
+    }
+
+    /// Prints a list: through `--format`, JSON array, names only (`-q`),
+    /// or a table.
     pub fn list<T: Serialize>(
         &self,
         items: &[T],
         headers: &[&str],
         row: impl Fn(&T, &Output) -> Vec<String>,
         name: impl Fn(&T) -> &str,
-    ) {
-        print!("{}", self.render_list(items, headers, row, name));
+    ) -> Result<(), ClientError> {
+        print!("{}", self.render_list(items, headers, row, name)?);
+        Ok(())
     }
 
     /// What [`Output::list`] prints.
@@ -67,15 +139,18 @@ impl Output {
         headers: &[&str],
         row: impl Fn(&T, &Output) -> Vec<String>,
         name: impl Fn(&T) -> &str,
-    ) -> String {
-        match (self.format, self.quiet) {
+    ) -> Result<String, ClientError> {
+        if let Some(rendered) = self.render_template(items) {
+            return rendered;
+        }
+        Ok(match (self.format, self.quiet) {
             (OutputFormat::Json, _) => json_line(&items),
             (OutputFormat::Table, true) => items.iter().map(|i| format!("{}\n", name(i))).collect(),
             (OutputFormat::Table, false) => {
                 let rows: Vec<Vec<String>> = items.iter().map(|i| row(i, self)).collect();
                 render_table(headers, &rows, self.color)
             }
-        }
+        })
     }
 
     /// Prints the result of a change: the JSON object, nothing (`-q`), or
@@ -285,6 +360,7 @@ mod tests {
             quiet,
             color,
             now,
+            template: None,
         };
         let cases: &[(Output, &str)] = &[
             (
@@ -308,7 +384,9 @@ mod tests {
         ];
         for (output, expected) in cases {
             assert_eq!(
-                output.render_list(&items, &["name", "role"], row, name),
+                output
+                    .render_list(&items, &["name", "role"], row, name)
+                    .unwrap(),
                 *expected,
                 "{output:?}"
             );
@@ -317,10 +395,49 @@ mod tests {
         let empty: Vec<Item> = Vec::new();
         let table = output(OutputFormat::Table, false, false);
         assert_eq!(
-            table.render_list(&empty, &["name", "role"], row, name),
+            table
+                .render_list(&empty, &["name", "role"], row, name)
+                .unwrap(),
             "NAME   ROLE\n"
         );
         let json = output(OutputFormat::Json, false, false);
-        assert_eq!(json.render_list(&empty, &["name"], row, name), "[]\n");
+        assert_eq!(
+            json.render_list(&empty, &["name"], row, name).unwrap(),
+            "[]\n"
+        );
+
+        // --format, whatever -o and -q say: one line per item from its
+        // JSON fields; a missing field or a broken template is misuse.
+        let template = |source: &str| Output {
+            template: Some(Box::leak(Box::new(ItemTemplate::new(source).unwrap()))),
+            ..output(OutputFormat::Json, true, false)
+        };
+        let cases = [
+            ("{{ name }}", "team-a\nalice\n"),
+            ("{{ name }} {{ role or '-' }}", "team-a owner\nalice -\n"),
+            (
+                "{{ name | upper }}:{{ 'none' if role is none else role }}",
+                "TEAM-A:owner\nALICE:none\n",
+            ),
+        ];
+        for (source, expected) in cases {
+            assert_eq!(
+                template(source)
+                    .render_list(&items, &["name"], row, name)
+                    .unwrap(),
+                expected,
+                "{source}"
+            );
+        }
+        let misspelt = template("{{ nmae }}").render_list(&items, &["name"], row, name);
+        assert!(
+            matches!(&misspelt, Err(ClientError::Usage(m)) if m.contains("-o json")),
+            "{misspelt:?}"
+        );
+        let broken = ItemTemplate::new("{{ name ");
+        assert!(
+            matches!(&broken, Err(ClientError::Usage(m)) if m.starts_with("--format")),
+            "{broken:?}"
+        );
     }
 }

@@ -177,11 +177,23 @@ impl Http {
                 status,
             };
         }
+        // A refusal by an immutable-tag rule is not about the caller's
+        // rights: the rule, not a role, would have to change.
+        let immutable = body
+            .detail
+            .as_ref()
+            .and_then(|detail| detail["immutable_rule"].as_str());
+        let fix = match immutable {
+            Some(rule) => format!(
+                "push under a new tag, or remove the rule first (berth immutable rm {rule})"
+            ),
+            None => fix_for_status(status).into(),
+        };
         ClientError::Api {
             host: self.addr.key.clone(),
             status,
             message: body.message,
-            fix: fix_for_status(status).into(),
+            fix,
         }
     }
 }

@@ -47,17 +47,17 @@ pub fn image(
         inputs.iter().map(|i| ImageRef::parse(i)).collect()
     };
     let profile = Profile::load(env)?;
-    let output = Output::new(args.output, args.quiet, env);
+    let output = Output::new(args.output, args.quiet, args.format.as_deref(), env)?;
     match command {
         ClientImageCommand::List(list) => {
             let mut session = profile.session(args.registry.as_deref())?;
             let images = collect(&mut session, &list)?;
-            print_by_tag(&output, &images, &list);
+            print_by_tag(&output, &images, &list)?;
         }
         ClientImageCommand::Digests(list) => {
             let mut session = profile.session(args.registry.as_deref())?;
             let images = collect(&mut session, &list)?;
-            print_by_digest(&output, &images, &list);
+            print_by_digest(&output, &images, &list)?;
         }
         ClientImageCommand::Inspect { images } => {
             let references = parse_all(&images)?;
@@ -307,8 +307,17 @@ fn platforms(image: &Image) -> String {
 }
 
 /// One row per tag (`<none>` for an untagged image), as `ibmcloud cr
-/// image-list` prints.
-fn print_by_tag(output: &Output, images: &[Image], list: &ImageListArgs) {
+/// image-list` prints; with `--format`, one line per image, as `-o json`
+/// has one object per image.
+fn print_by_tag(
+    output: &Output,
+    images: &[Image],
+    list: &ImageListArgs,
+) -> Result<(), ClientError> {
+    if let Some(rendered) = output.render_template(images) {
+        print!("{}", rendered?);
+        return Ok(());
+    }
     let rows: Vec<(String, &Image)> = images
         .iter()
         .flat_map(|image| {
@@ -325,6 +334,7 @@ fn print_by_tag(output: &Output, images: &[Image], list: &ImageListArgs) {
     }
     headers.extend(["platforms", "created", "size"]);
     print!("{}", render_tag_rows(output, images, &rows, &headers, list));
+    Ok(())
 }
 
 fn render_tag_rows(
@@ -373,7 +383,11 @@ fn render_tag_rows(
 }
 
 /// One row per image, its tags joined.
-fn print_by_digest(output: &Output, images: &[Image], list: &ImageListArgs) {
+fn print_by_digest(
+    output: &Output,
+    images: &[Image],
+    list: &ImageListArgs,
+) -> Result<(), ClientError> {
     let mut headers = vec!["repository", "digest", "tags"];
     if list.show_type {
         headers.push("type");
@@ -407,5 +421,5 @@ fn print_by_digest(output: &Output, images: &[Image], list: &ImageListArgs) {
             row
         },
         |image| image.digest.as_str(),
-    );
+    )
 }

@@ -311,7 +311,7 @@ pub fn info(args: ClientArgs, env: &Environment) -> Result<(), ClientError> {
             });
         }
     }
-    let output = Output::new(args.output, args.quiet, env);
+    let output = Output::new(args.output, args.quiet, args.format.as_deref(), env)?;
     let info = Info {
         config_file: profile.path.display().to_string(),
         default: profile.config.default.clone(),
@@ -341,7 +341,7 @@ pub fn info(args: ClientArgs, env: &Environment) -> Result<(), ClientError> {
             ]
         },
         |r| r.registry.as_str(),
-    );
+    )?;
     Ok(())
 }
 

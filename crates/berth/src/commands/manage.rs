@@ -31,7 +31,10 @@ use crate::config::Environment;
 fn open(args: &ClientArgs, env: &Environment) -> Result<(Session, Output), ClientError> {
     let profile = Profile::load(env)?;
     let session = profile.session(args.registry.as_deref())?;
-    Ok((session, Output::new(args.output, args.quiet, env)))
+    Ok((
+        session,
+        Output::new(args.output, args.quiet, args.format.as_deref(), env)?,
+    ))
 }
 
 /// Listing what a registry-wide listing shows: the catalog scope, which
@@ -79,7 +82,7 @@ pub fn namespace(
                     ]
                 },
                 |n| n.name.as_str(),
-            );
+            )?;
         }
         ClientNamespaceCommand::Rm { name, force } => {
             let query = if force { "?force=true" } else { "" };
@@ -150,7 +153,7 @@ pub fn member(
                 &["user", "role"],
                 |m, _| vec![m.user.clone(), m.role.clone()],
                 |m| m.user.as_str(),
-            );
+            )?;
         }
         ClientMemberCommand::Rm { namespace, user } => {
             session.call(
@@ -266,7 +269,7 @@ pub fn token(
                     ]
                 },
                 |t| t.name.as_str(),
-            );
+            )?;
         }
         ClientTokenCommand::Rm { name } => {
             session.call(
@@ -399,7 +402,7 @@ pub fn user(
                     ]
                 },
                 |u| u.name.as_str(),
-            );
+            )?;
         }
         ClientUserCommand::Rm { name } => {
             session.call(

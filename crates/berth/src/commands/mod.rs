@@ -25,6 +25,7 @@ mod config;
 mod events;
 mod gc;
 mod images;
+mod lifecycle;
 mod login;
 mod manage;
 mod serve;
@@ -75,6 +76,10 @@ pub fn run(command: Command, env: &Environment) -> ExitCode {
             client: args,
             command,
         } => client(va::exemption(args, command, env)),
+        Command::Immutable {
+            client: args,
+            command,
+        } => client(lifecycle::immutable(args, command, env)),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "berth", &mut std::io::stdout());

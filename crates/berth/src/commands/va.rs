@@ -203,7 +203,7 @@ fn policy(
     env: &Environment,
 ) -> Result<(), ClientError> {
     let mut session = session(args.registry.as_deref(), env)?;
-    let output = Output::new(args.output, args.quiet, env);
+    let output = Output::new(args.output, args.quiet, args.format.as_deref(), env)?;
     match command {
         ClientPolicyCommand::Set {
             namespace,
@@ -249,7 +249,7 @@ fn policy(
                     ]
                 },
                 |p| p["namespace"].as_str().unwrap_or(""),
-            );
+            )?;
         }
     }
     Ok(())
@@ -270,7 +270,7 @@ pub fn exemption(
     env: &Environment,
 ) -> Result<(), ClientError> {
     let mut session = session(args.registry.as_deref(), env)?;
-    let output = Output::new(args.output, args.quiet, env);
+    let output = Output::new(args.output, args.quiet, args.format.as_deref(), env)?;
     match command {
         ClientExemptionCommand::Add {
             scope,
@@ -326,7 +326,7 @@ pub fn exemption(
                     ]
                 },
                 |e| e["issue"].as_str().unwrap_or(""),
-            );
+            )?;
         }
         ClientExemptionCommand::Rm { scope, issue } => {
             session.call(

@@ -5,6 +5,7 @@ use berth_oci::{Digest, RepoName, Tag};
 
 use super::db::{database, query, Dialect, Row, Tx};
 use super::events::NewEvent;
+use super::immutable::{immutable_violation, parse_tags};
 use super::{
     distinct, ensure_repository, limit_to_i64, lock_digests, mark_blob_if_orphaned,
     mark_link_if_unreferenced, parse_digest, parse_size, parse_tag, repository_id, to_i64,
@@ -413,42 +414,7 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
             )?;
         }
         if let Some(tag) = tag {
-            // The tag's previous target, for its event; on PostgreSQL the
-            // row stays locked, so two pushes moving one tag take turns and
-            // their events say what each replaced.
-            let sql = format!(
-                "SELECT manifest_digest FROM tags WHERE repository_id = $1 AND name = $2{}",
-                dialect.for_update()
-            );
-            let previous: Option<String> = query(&sql)
-                .bind(repository_id)
-                .bind(tag.as_str())
-                .fetch_optional(&mut tx)
-                .await
-                .map_err(database("looking up a tag"))?
-                .map(|row| row.first())
-                .transpose()?;
-            if previous.as_deref() != Some(record.digest.as_str()) {
-                tx.record(
-                    NewEvent::repository(EventKind::TagMoved, repository)
-                        .digest(record.digest.as_str())
-                        .tag(tag)
-                        .detail(serde_json::json!({ "previous": previous })),
-                )?;
-            }
-            query(
-                "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) \
-                 VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (repository_id, name) DO UPDATE \
-                 SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
-            )
-            .bind(repository_id)
-            .bind(tag.as_str())
-            .bind(record.digest.as_str())
-            .bind(now)
-            .execute(&mut tx)
-            .await
-            .map_err(database("pointing a tag"))?;
+            point_tag(&mut tx, repository, repository_id, tag, &record.digest).await?;
         }
         tx.commit().await.map_err(database("committing a manifest"))
     }
@@ -503,6 +469,29 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
             return Ok(None);
         }
         let doomed = deletion_set(&mut tx, repository_id, digest, with_referrers).await?;
+        // The tags that would go with the manifests, for the immutable-tag
+        // rules; the manifests are locked, so no tag can move onto them
+        // before this transaction ends.
+        let sql = format!(
+            "SELECT name FROM tags WHERE repository_id = $1 \
+             AND manifest_digest IN (SELECT l.value FROM {}) ORDER BY name",
+            tx.dialect().list(2)
+        );
+        let doomed_refs: Vec<&str> = doomed.iter().map(String::as_str).collect();
+        let names: Vec<String> = query(&sql)
+            .bind(repository_id)
+            .bind(doomed_refs)
+            .fetch_all(&mut tx)
+            .await
+            .map_err(database("listing the tags of manifests to delete"))?
+            .iter()
+            .map(Row::first)
+            .collect::<Result<_, _>>()?;
+        if let Some(refusal) =
+            immutable_violation(&mut tx, repository, &parse_tags(&names)?).await?
+        {
+            return Err(refusal);
+        }
         let deleted = delete_manifests(&mut tx, repository, repository_id, digest, &doomed).await?;
         tx.commit()
             .await
@@ -531,6 +520,12 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
             return Ok(false);
         };
         let digest: String = row.first()?;
+        // Dropping the transaction undoes the deletion.
+        if let Some(refusal) =
+            immutable_violation(&mut tx, repository, std::slice::from_ref(tag)).await?
+        {
+            return Err(refusal);
+        }
         tx.record(
             NewEvent::repository(EventKind::TagDeleted, repository)
                 .digest(&digest)
@@ -649,6 +644,97 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
             })
             .collect()
     }
+}
+
+/// Points `tag` at `digest` (stored in the repository) and records
+/// `tag.moved` when that changes where it points. Refuses with
+/// `ImmutableTag` to move an existing tag an immutable-tag rule matches.
+///
+/// The tag's row is read `FOR UPDATE` (PostgreSQL), so two pushes moving one
+/// tag take turns and each event says what it replaced. A tag that does not
+/// exist yet has no row to lock: it is created with an insert that does
+/// nothing on a conflict, and when a concurrent push created it first (the
+/// insert waits for that push to commit), the tag is read again, locked,
+/// and moved like any existing tag: so of two pushes racing to create an
+/// immutable tag, the second is refused rather than silently moving it.
+async fn point_tag(
+    tx: &mut Tx,
+    repository: &RepoName,
+    repository_id: i64,
+    tag: &Tag,
+    digest: &Digest,
+) -> Result<(), MetaError> {
+    let now = tx.at()?;
+    let sql = format!(
+        "SELECT manifest_digest FROM tags WHERE repository_id = $1 AND name = $2{}",
+        tx.dialect().for_update()
+    );
+    let mut previous: Option<String> = None;
+    // Two rounds at most: a tag found missing and then created by someone
+    // else exists in the second.
+    for _ in 0..2 {
+        previous = query(&sql)
+            .bind(repository_id)
+            .bind(tag.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(database("looking up a tag"))?
+            .map(|row| row.first())
+            .transpose()?;
+        if previous.is_some() {
+            break;
+        }
+        let created = query(
+            "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (repository_id, name) DO NOTHING",
+        )
+        .bind(repository_id)
+        .bind(tag.as_str())
+        .bind(digest.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(database("creating a tag"))?;
+        if created == 1 {
+            tx.record(
+                NewEvent::repository(EventKind::TagMoved, repository)
+                    .digest(digest.as_str())
+                    .tag(tag)
+                    .detail(serde_json::json!({ "previous": null })),
+            )?;
+            return Ok(());
+        }
+    }
+    let Some(previous) = previous else {
+        return Err(MetaError::Corrupt(format!(
+            "tag {tag} neither exists nor can be created"
+        )));
+    };
+    if previous != digest.as_str() {
+        // Moving an existing tag: refused, with nothing stored, when a rule
+        // makes it immutable. The row is locked, so a concurrent push of the
+        // same tag waits for this decision.
+        if let Some(refusal) =
+            immutable_violation(tx, repository, std::slice::from_ref(tag)).await?
+        {
+            return Err(refusal);
+        }
+        tx.record(
+            NewEvent::repository(EventKind::TagMoved, repository)
+                .digest(digest.as_str())
+                .tag(tag)
+                .detail(serde_json::json!({ "previous": previous })),
+        )?;
+    }
+    query("UPDATE tags SET manifest_digest = $3, updated_at = $4 WHERE repository_id = $1 AND name = $2")
+        .bind(repository_id)
+        .bind(tag.as_str())
+        .bind(digest.as_str())
+        .bind(now)
+        .execute(tx)
+        .await
+        .map_err(database("pointing a tag"))?;
+    Ok(())
 }
 
 /// Records what a newly stored manifest references, and takes the links it

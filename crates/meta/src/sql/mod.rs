@@ -35,6 +35,7 @@ mod blobs;
 pub(crate) mod events;
 mod gc;
 mod images;
+mod immutable;
 mod jobs;
 mod keys;
 mod manifests;

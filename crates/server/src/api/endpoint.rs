@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::{ErrorCode, ManagementError};
 use super::images::{ImageListing, TagRequest};
+use super::immutable::{NewImmutableRule, PatternParam, RuleScope};
 use super::members::MemberUpdate;
 use super::namespaces::DeleteOptions;
 use super::namespaces::{NamespaceUpdate, NewNamespace};
@@ -70,6 +71,10 @@ pub enum Endpoint {
     RemoveExemption(ExemptionScope, String),
     GetAdvisoryData,
     ImportAdvisories(AdvisoryImport),
+    ListImmutableRules,
+    AddImmutableRule(NewImmutableRule),
+    /// Scope, tag pattern.
+    RemoveImmutableRule(RuleScope, PatternParam),
 }
 
 impl Endpoint {
@@ -161,6 +166,16 @@ impl Endpoint {
             ),
             Route::GetAdvisoryData => Endpoint::GetAdvisoryData,
             Route::ImportAdvisories => Endpoint::ImportAdvisories(json(body)?),
+            Route::ListImmutableRules => Endpoint::ListImmutableRules,
+            Route::AddImmutableRule => Endpoint::AddImmutableRule(json(body)?),
+            Route::RemoveImmutableRule => Endpoint::RemoveImmutableRule(
+                RuleScope::try_from(params.get("scope").to_string()).map_err(|e| {
+                    ManagementError::invalid_request(format!("path parameter scope: {e}"))
+                })?,
+                PatternParam::try_from(params.get("tags").to_string()).map_err(|e| {
+                    ManagementError::invalid_request(format!("path parameter tags: {e}"))
+                })?,
+            ),
         })
     }
 }

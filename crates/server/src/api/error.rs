@@ -278,7 +278,13 @@ impl From<RegistryError> for ManagementError {
             // 409, and 416 for an upload another request is writing.
             _ => ErrorCode::Conflict,
         };
-        ManagementError::new(code, error.to_string())
+        let refusal = ManagementError::new(code, error.to_string());
+        match &error {
+            // The rule, for clients to say what would have to change.
+            RegistryError::ImmutableTag { tag, rule } => refusal
+                .with_detail(serde_json::json!({ "tag": tag.as_str(), "immutable_rule": rule })),
+            _ => refusal,
+        }
     }
 }
 

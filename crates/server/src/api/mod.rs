@@ -38,6 +38,7 @@ use time::OffsetDateTime;
 pub mod endpoint;
 pub mod error;
 pub mod images;
+pub mod immutable;
 pub mod members;
 pub mod namespaces;
 pub mod openapi;
@@ -213,5 +214,10 @@ async fn handle_endpoint(
         }
         Endpoint::GetAdvisoryData => vulnerabilities::advisory_data(ctx).await,
         Endpoint::ImportAdvisories(body) => vulnerabilities::import(ctx, body).await,
+        Endpoint::ListImmutableRules => immutable::list_rules(ctx).await,
+        Endpoint::AddImmutableRule(new) => immutable::add_rule(ctx, new).await,
+        Endpoint::RemoveImmutableRule(scope, tags) => {
+            immutable::remove_rule(ctx, &scope, &tags).await
+        }
     }
 }

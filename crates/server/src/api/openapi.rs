@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi};
 use super::error::{ErrorBody, ErrorCode};
 use super::route::Route;
 use super::types::{ReferenceParam, RepositoryParam, TagParam};
-use super::{images, members, namespaces, repositories, tokens, users, vulnerabilities};
+use super::{images, immutable, members, namespaces, repositories, tokens, users, vulnerabilities};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -74,6 +74,9 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         vulnerabilities::remove_exemption,
         vulnerabilities::advisory_data,
         vulnerabilities::import,
+        immutable::list_rules,
+        immutable::add_rule,
+        immutable::remove_rule,
     ),
     components(schemas(
         ErrorBody,
@@ -93,6 +96,7 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         (name = "repositories", description = "Repositories: counts, sizes, last push"),
         (name = "images", description = "The images of a repository: list, inspect, tag, untag, delete"),
         (name = "vulnerabilities", description = "The Vulnerability Advisor: reports, SBOMs, exemptions, pull policies, advisories"),
+        (name = "lifecycle", description = "Image lifecycle: immutable tags"),
         (name = "meta", description = "This document"),
     )
 )]

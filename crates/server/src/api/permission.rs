@@ -139,6 +139,13 @@ pub fn required(endpoint: &Endpoint) -> Permission {
         Endpoint::AddExemption(new) => exemption_scope(&new.scope),
         Endpoint::RemoveExemption(scope, _) => exemption_scope(scope),
         Endpoint::ImportAdvisories(_) => Administrator,
+        Endpoint::ListImmutableRules => LoggedIn,
+        Endpoint::AddImmutableRule(new) => {
+            Namespace(new.scope.namespace.clone(), Action::ManageSettings)
+        }
+        Endpoint::RemoveImmutableRule(scope, _) => {
+            Namespace(scope.namespace.clone(), Action::ManageSettings)
+        }
     }
 }
 
@@ -602,6 +609,7 @@ mod tests {
             Route::TagImage => r#"{"source_repository":"x/y","source_reference":"latest"}"#,
             Route::SetVulnerabilityPolicy => r#"{"mode":"block"}"#,
             Route::AddExemption => r#"{"scope":"x/app","issue":"CVE-1"}"#,
+            Route::AddImmutableRule => r#"{"scope":"x/app","tags":"v*"}"#,
             Route::ImportAdvisories => r#"{"records":[]}"#,
             _ => "",
         }

@@ -51,11 +51,14 @@ pub enum Route {
     RemoveExemption,
     GetAdvisoryData,
     ImportAdvisories,
+    ListImmutableRules,
+    AddImmutableRule,
+    RemoveImmutableRule,
 }
 
 impl Route {
     /// Every route, in the order the OpenAPI document lists them.
-    pub const ALL: [Route; 35] = [
+    pub const ALL: [Route; 38] = [
         Route::OpenApi,
         Route::ListUsers,
         Route::CreateUser,
@@ -91,6 +94,9 @@ impl Route {
         Route::RemoveExemption,
         Route::GetAdvisoryData,
         Route::ImportAdvisories,
+        Route::ListImmutableRules,
+        Route::AddImmutableRule,
+        Route::RemoveImmutableRule,
     ];
 
     /// The method and path template of the route: the routing table.
@@ -151,6 +157,11 @@ impl Route {
             Route::RemoveExemption => (Method::DELETE, "/api/v1/exemptions/{scope}/{issue}"),
             Route::GetAdvisoryData => (Method::GET, "/api/v1/advisories"),
             Route::ImportAdvisories => (Method::POST, "/api/v1/advisories"),
+            Route::ListImmutableRules => (Method::GET, "/api/v1/immutable-rules"),
+            Route::AddImmutableRule => (Method::POST, "/api/v1/immutable-rules"),
+            Route::RemoveImmutableRule => {
+                (Method::DELETE, "/api/v1/immutable-rules/{scope}/{tags}")
+            }
         }
     }
 
@@ -170,6 +181,7 @@ impl Route {
                 | Route::SetVulnerabilityPolicy
                 | Route::AddExemption
                 | Route::ImportAdvisories
+                | Route::AddImmutableRule
         )
     }
 
@@ -218,6 +230,9 @@ impl Route {
             Route::RemoveExemption => "remove_exemption",
             Route::GetAdvisoryData => "get_advisory_data",
             Route::ImportAdvisories => "import_advisories",
+            Route::ListImmutableRules => "list_immutable_rules",
+            Route::AddImmutableRule => "add_immutable_rule",
+            Route::RemoveImmutableRule => "remove_immutable_rule",
         }
     }
 

@@ -1,0 +1,121 @@
+//! [`TagPattern`]: a glob over tag names, as immutable-tag rules use it.
+
+use std::fmt;
+
+/// A pattern that matches whole tags: `*` stands for any run of characters
+/// (none included), `?` for exactly one, every other character for itself.
+/// `v*` matches `v1` and `v1.2.0`, `release-?` matches `release-a`, `*`
+/// every tag.
+///
+/// Only the characters a tag may hold and the two wildcards are accepted,
+/// at most 128 of them, so no escaping is needed and a pattern never means
+/// something surprising. Matching is written out rather than taken from a
+/// glob crate: the alphabet has no classes, braces or separators, and the
+/// two-wildcard algorithm below is linear in practice and never recursive.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TagPattern(Box<str>);
+
+/// Why a text is not a tag pattern.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid tag pattern {0:?}: use 1 to 128 of A-Z a-z 0-9 _ . - and the wildcards * and ?")]
+pub struct PatternError(pub String);
+
+impl TagPattern {
+    pub fn parse(text: &str) -> Result<TagPattern, PatternError> {
+        let valid = !text.is_empty()
+            && text.len() <= 128
+            && text.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'*' | b'?')
+            });
+        if valid {
+            Ok(TagPattern(text.into()))
+        } else {
+            Err(PatternError(text.to_string()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the pattern matches all of `tag`.
+    pub fn matches(&self, tag: &str) -> bool {
+        let pattern = self.0.as_bytes();
+        let tag = tag.as_bytes();
+        let (mut p, mut t) = (0, 0);
+        // Where the last `*` was, and the tag position it was last tried
+        // at: on a mismatch the star takes one more character and the
+        // rest is tried again from there.
+        let mut star: Option<(usize, usize)> = None;
+        while t < tag.len() {
+            match pattern.get(p) {
+                Some(b'*') => {
+                    star = Some((p, t));
+                    p += 1;
+                }
+                Some(&c) if c == b'?' || c == tag[t] => {
+                    p += 1;
+                    t += 1;
+                }
+                _ => match star {
+                    Some((star_p, star_t)) => {
+                        p = star_p + 1;
+                        t = star_t + 1;
+                        star = Some((star_p, star_t + 1));
+                    }
+                    None => return false,
+                },
+            }
+        }
+        pattern[p..].iter().all(|&c| c == b'*')
+    }
+}
+
+impl fmt::Display for TagPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_whole_tags() {
+        let cases = [
+            ("v*", "v1.2.0", true),
+            ("v*", "v", true),
+            ("v*", "latest", false),
+            ("v*", "av1", false),
+            ("*", "anything", true),
+            ("release-?", "release-a", true),
+            ("release-?", "release-ab", false),
+            ("release-?", "release-", false),
+            ("1.2.0", "1.2.0", true),
+            ("1.2.0", "1.2.01", false),
+            ("*-prod", "api-prod", true),
+            ("*-prod", "api-prod-2", false),
+            ("v*.*", "v1.2", true),
+            ("v*.*", "v12", false),
+            ("*a*b", "xaybab", true),
+            ("*a*b", "xaybac", false),
+            ("a**b", "ab", true),
+            ("?*", "", false),
+        ];
+        for (pattern, tag, expected) in cases {
+            let parsed = TagPattern::parse(pattern).unwrap();
+            assert_eq!(parsed.matches(tag), expected, "{pattern} against {tag:?}");
+        }
+    }
+
+    #[test]
+    fn only_tag_characters_and_wildcards_are_patterns() {
+        for bad in ["", "v[0-9]", "a/b", "ä", "v 1", &"a".repeat(129)] {
+            assert!(TagPattern::parse(bad).is_err(), "{bad:?}");
+        }
+        for good in ["*", "v1.*", "_x-?", &"a".repeat(128)] {
+            assert_eq!(TagPattern::parse(good).unwrap().as_str(), good);
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Image lifecycle through `app(state).oneshot(...)`: immutable-tag rules
+//! added, listed and removed through the management API, and what they
+//! refuse on `/v2/` (a push moving a tag, a tag or manifest deletion) and
+//! on the API's own tag and image endpoints. Who may call the endpoints is
+//! `api_matrix.rs`.
+
+mod support;
+
+use berth_meta::EventKind;
+use support::{basic, Harness, PASSWORD};
+
+fn admin() -> String {
+    basic("root", PASSWORD)
+}
+
+fn rules(h: &serde_json::Value) -> Vec<(String, String)> {
+    h["rules"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no rules in {h}"))
+        .iter()
+        .map(|rule| {
+            (
+                rule["scope"].as_str().unwrap().to_string(),
+                rule["tags"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn immutable_tags_refuse_moves_and_deletions_until_their_rule_goes() {
+    let h = Harness::new().await;
+    let admin = admin();
+    let first = h.push_image("pub/app", "v1.0", "first").await;
+    h.push_image("pub/app", "latest", "first").await;
+
+    // Rules: every `v*` tag of the namespace, and `stable` of one repository.
+    for body in [
+        r#"{"scope":"pub","tags":"v*"}"#,
+        r#"{"scope":"pub/app","tags":"stable"}"#,
+    ] {
+        let answer = h
+            .call("POST", "/api/v1/immutable-rules", Some(&admin), body)
+            .await;
+        assert_eq!(answer.status, 201, "{}", answer.text());
+        assert_eq!(answer.json()["author"], "root");
+    }
+    let again = h
+        .call(
+            "POST",
+            "/api/v1/immutable-rules",
+            Some(&admin),
+            r#"{"scope":"pub","tags":"v*"}"#,
+        )
+        .await;
+    assert_eq!(again.status, 409, "{}", again.text());
+    again.assert_error("conflict", "the same rule again");
+    for (body, field) in [
+        (r#"{"scope":"pub","tags":"v[0-9]"}"#, "tags"),
+        (r#"{"scope":"Pub","tags":"v*"}"#, "scope"),
+    ] {
+        let answer = h
+            .call("POST", "/api/v1/immutable-rules", Some(&admin), body)
+            .await;
+        assert_eq!(answer.status, 400, "{body}: {}", answer.text());
+        assert!(answer.text().contains(field), "{}", answer.text());
+    }
+    let listed = h
+        .call("GET", "/api/v1/immutable-rules", Some(&admin), "")
+        .await;
+    assert_eq!(listed.status, 200);
+    assert_eq!(
+        rules(&listed.json()),
+        vec![
+            ("pub".to_string(), "v*".to_string()),
+            ("pub/app".to_string(), "stable".to_string()),
+        ]
+    );
+    // A user who is no member sees the public namespace's rules.
+    let stranger = basic("stranger", PASSWORD);
+    let seen = h
+        .call("GET", "/api/v1/immutable-rules", Some(&stranger), "")
+        .await;
+    assert_eq!(rules(&seen.json()).len(), 2);
+
+    // Pushing another image to `v1.0` is refused, naming the rule; the
+    // same image again is fine, as is a new tag and a mutable one.
+    let before = h.state.registry.last_event_position().await.unwrap();
+    let second_manifest = {
+        // `push_image` asserts success, so build the refused push by hand:
+        // the blobs of a second image, then its manifest to `v1.0`.
+        let second = h.push_image("pub/app", "second", "second").await;
+        let answer = h
+            .call(
+                "GET",
+                &format!("/v2/pub/app/manifests/{second}"),
+                Some(&admin),
+                "",
+            )
+            .await;
+        assert_eq!(answer.status, 200);
+        answer.body
+    };
+    let refused = h
+        .send_raw(
+            "PUT",
+            "/v2/pub/app/manifests/v1.0",
+            "application/vnd.oci.image.manifest.v1+json",
+            second_manifest.clone(),
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let error = &refused.json()["errors"][0];
+    assert_eq!(error["code"], "DENIED");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("v1.0") && message.contains("pub --tags v*"),
+        "{message}"
+    );
+    let resolved = h
+        .call("GET", "/v2/pub/app/manifests/v1.0", Some(&admin), "")
+        .await;
+    assert_eq!(resolved.header("docker-content-digest"), first);
+    h.push_image("pub/app", "v1.0", "first").await;
+    h.push_image("pub/app", "v2.0", "second").await;
+    h.push_image("pub/app", "latest", "second").await;
+
+    // Deleting: the tag through `/v2/` and the API, the image by digest.
+    for (method, uri) in [
+        ("DELETE", "/v2/pub/app/manifests/v1.0".to_string()),
+        ("DELETE", format!("/v2/pub/app/manifests/{first}")),
+    ] {
+        let answer = h.call(method, &uri, Some(&admin), "").await;
+        assert_eq!(answer.status, 403, "{uri}: {}", answer.text());
+        assert_eq!(answer.json()["errors"][0]["code"], "DENIED");
+    }
+    for uri in [
+        "/api/v1/repositories/pub%2Fapp/tags/v1.0".to_string(),
+        format!("/api/v1/repositories/pub%2Fapp/images/{first}"),
+    ] {
+        let answer = h.call("DELETE", &uri, Some(&admin), "").await;
+        assert_eq!(answer.status, 403, "{uri}: {}", answer.text());
+        answer.assert_error("forbidden", &uri);
+        assert_eq!(answer.json()["detail"]["immutable_rule"], "pub --tags v*");
+        assert_eq!(answer.json()["detail"]["tag"], "v1.0");
+    }
+    // Tagging another image as `v1.0` through the API is a move too.
+    let moved = h
+        .call(
+            "PUT",
+            "/api/v1/repositories/pub%2Fapp/tags/v1.0",
+            Some(&admin),
+            r#"{"source_repository":"pub/app","source_reference":"second"}"#,
+        )
+        .await;
+    assert_eq!(moved.status, 403, "{}", moved.text());
+    let kinds: Vec<EventKind> = h
+        .state
+        .registry
+        .read_events(&berth_meta::EventCursor::after(before), 1000)
+        .await
+        .unwrap()
+        .events
+        .into_iter()
+        .map(|event| event.kind)
+        .collect();
+    assert!(
+        !kinds.contains(&EventKind::TagDeleted) && !kinds.contains(&EventKind::ManifestDeleted),
+        "refusals change nothing: {kinds:?}"
+    );
+
+    // Once the rule is gone, the tag moves and goes.
+    let removed = h
+        .call(
+            "DELETE",
+            "/api/v1/immutable-rules/pub/v%2A",
+            Some(&admin),
+            "",
+        )
+        .await;
+    assert_eq!(removed.status, 204, "{}", removed.text());
+    let missing = h
+        .call(
+            "DELETE",
+            "/api/v1/immutable-rules/pub/v%2A",
+            Some(&admin),
+            "",
+        )
+        .await;
+    assert_eq!(missing.status, 404);
+    let moved = h
+        .send_raw(
+            "PUT",
+            "/v2/pub/app/manifests/v1.0",
+            "application/vnd.oci.image.manifest.v1+json",
+            second_manifest,
+        )
+        .await;
+    assert_eq!(moved.status, 201, "{}", moved.text());
+    let deleted = h
+        .call("DELETE", "/v2/pub/app/manifests/v1.0", Some(&admin), "")
+        .await;
+    assert_eq!(deleted.status, 202, "{}", deleted.text());
+}
