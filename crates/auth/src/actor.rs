@@ -64,6 +64,7 @@ mod tests {
                     name: "ci".into(),
                     scopes: Vec::new(),
                     expires_at: None,
+                    created_by: None,
                 },
                 ActorKind::Robot,
                 Some("ci"),

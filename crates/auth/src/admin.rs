@@ -29,6 +29,10 @@ pub enum AdminError {
         "{user:?} is the last owner of namespace {namespace:?}; make someone else owner first"
     )]
     LastOwner { namespace: String, user: String },
+    /// The change would leave the registry without an enabled
+    /// administrator: nobody could manage users through the API any more.
+    #[error("{0:?} is the last enabled administrator; make someone else administrator first")]
+    LastAdmin(String),
     #[error(transparent)]
     Store(AuthStoreError),
 }
@@ -78,6 +82,7 @@ pub async fn create_user(
                 password_hash,
                 is_admin,
                 created_at: now,
+                disabled_at: None,
             },
         )
         .await
@@ -185,17 +190,26 @@ async fn keep_an_owner(
     Ok(())
 }
 
-/// Creates an access token and returns its secret, to be shown once.
+/// Creates an access token and returns its secret, to be shown once. With
+/// `max_lifetime` (`[auth] max_token_lifetime`), an expiry beyond it, or
+/// none, is refused.
 pub async fn create_access_token(
     store: &dyn AuthStore,
     name: &str,
     scopes: Vec<TokenScope>,
     expiry: Expiry,
     created_by: Option<&str>,
+    max_lifetime: Option<time::Duration>,
     change: &Change,
 ) -> Result<Secret, AdminError> {
     let now = change_time(change);
     validate_account_name(name)?;
+    if let Some(max) = max_lifetime {
+        let within = matches!(expiry, Expiry::After(lifetime) if lifetime <= max);
+        if !within {
+            return Err(AuthError::ExpiryBeyondMaximum(max.whole_seconds()).into());
+        }
+    }
     if scopes.is_empty() {
         return Err(
             AuthError::InvalidTokenScope(String::new(), "at least one scope is needed").into(),
@@ -229,6 +243,91 @@ pub async fn create_access_token(
     Ok(secret)
 }
 
+/// Sets a user's password (an administrator's reset, or the user's own
+/// change once their current password is checked). Every refresh token of
+/// the user is revoked with it, so stored logins of the old password end.
+pub async fn set_password(
+    store: &dyn AuthStore,
+    name: &str,
+    password: &Secret,
+    change: &Change,
+) -> Result<(), AdminError> {
+    validate_new_password(password.expose())?;
+    let password_hash = hash_password(password.expose())?;
+    store
+        .set_password_hash(change, name, &password_hash, false)
+        .await
+        .map_err(store_error(format!("user {name:?}")))
+}
+
+/// Disables or enables a user. A disabled user cannot log in and every
+/// credential of theirs stops working at its next check: refresh tokens
+/// are revoked, registry tokens are refused because their subject is
+/// disabled, and the access tokens they created are refused because their
+/// creator is. Disabling the last enabled administrator is refused.
+pub async fn set_disabled(
+    store: &dyn AuthStore,
+    name: &str,
+    disabled: bool,
+    change: &Change,
+) -> Result<(), AdminError> {
+    if disabled {
+        keep_an_admin(store, name).await?;
+    }
+    store
+        .set_disabled(change, name, disabled)
+        .await
+        .map_err(store_error(format!("user {name:?}")))
+}
+
+/// Grants or withdraws the administrator flag. Withdrawing it from the last
+/// enabled administrator is refused.
+pub async fn set_admin(
+    store: &dyn AuthStore,
+    name: &str,
+    is_admin: bool,
+    change: &Change,
+) -> Result<(), AdminError> {
+    if !is_admin {
+        keep_an_admin(store, name).await?;
+    }
+    store
+        .set_admin(change, name, is_admin)
+        .await
+        .map_err(store_error(format!("user {name:?}")))
+}
+
+/// Deletes a user with their memberships and refresh tokens; their personal
+/// namespace stays (an administrator may delete it), and the access tokens
+/// they created stop working, because their creator is gone. Deleting the
+/// last enabled administrator is refused.
+pub async fn delete_user(
+    store: &dyn AuthStore,
+    name: &str,
+    change: &Change,
+) -> Result<(), AdminError> {
+    keep_an_admin(store, name).await?;
+    store
+        .delete_user(change, name)
+        .await
+        .map_err(store_error(format!("user {name:?}")))
+}
+
+/// Refuses a change that takes the administrator role from `user` (demoting,
+/// disabling or deleting them) when they are the only enabled administrator.
+/// Like [`keep_an_owner`], a read before the write: two administrators
+/// demoting each other at the same instant could both pass, and `berth
+/// admin user set-admin` on the database repairs it.
+async fn keep_an_admin(store: &dyn AuthStore, user: &str) -> Result<(), AdminError> {
+    let users = store.list_users().await.map_err(AdminError::Store)?;
+    let enabled_admin = |u: &&UserRecord| u.is_admin && !u.is_disabled();
+    let is_admin = users.iter().filter(enabled_admin).any(|u| u.name == user);
+    if is_admin && users.iter().filter(enabled_admin).count() == 1 {
+        return Err(AdminError::LastAdmin(user.to_string()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,10 +358,46 @@ mod tests {
         ));
         let scopes = vec![TokenScope::parse("team:pull").unwrap()];
         assert!(matches!(
-            create_access_token(&store, "alice", scopes.clone(), Expiry::Never, None, &now).await,
+            create_access_token(
+                &store,
+                "alice",
+                scopes.clone(),
+                Expiry::Never,
+                None,
+                None,
+                &now
+            )
+            .await,
             Err(AdminError::AlreadyExists(_))
         ));
-        let secret = create_access_token(&store, "ci", scopes, Expiry::Never, None, &now)
+        let day = time::Duration::days(1);
+        for (expiry, max) in [(Expiry::Never, day), (Expiry::After(day * 2), day)] {
+            assert!(matches!(
+                create_access_token(
+                    &store,
+                    "capped",
+                    scopes.clone(),
+                    expiry,
+                    None,
+                    Some(max),
+                    &now
+                )
+                .await,
+                Err(AdminError::Invalid(AuthError::ExpiryBeyondMaximum(86_400)))
+            ));
+        }
+        create_access_token(
+            &store,
+            "capped",
+            scopes.clone(),
+            Expiry::After(day),
+            None,
+            Some(day),
+            &now,
+        )
+        .await
+        .unwrap();
+        let secret = create_access_token(&store, "ci", scopes, Expiry::Never, None, None, &now)
             .await
             .unwrap();
         assert!(crate::secret::looks_like_access_token(secret.expose()));
@@ -316,5 +451,81 @@ mod tests {
             .await
             .unwrap();
         remove_member(&store, "team", "bob", &now).await.unwrap();
+    }
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::*;
+    use crate::meta_store::MetaAuthStore;
+    use crate::password::{verify_password, PasswordCheck};
+    use crate::store::{issue_refresh_token, REFRESH_TOKEN_LIFETIME};
+
+    #[tokio::test]
+    async fn passwords_disabling_demotion_and_deletion() {
+        let store = MetaAuthStore::in_memory().await;
+        let change = crate::actor::test_change();
+        let now = change_time(&change);
+        let password = Secret::new("long enough password");
+        for (user, admin) in [("root", true), ("alice", false)] {
+            create_user(&store, user, &password, admin, &change)
+                .await
+                .unwrap();
+        }
+        let (_, record) = issue_refresh_token("alice", now, REFRESH_TOKEN_LIFETIME);
+        let hash = record.secret_hash;
+        store.create_refresh_token(record).await.unwrap();
+
+        // A new password replaces the hash and revokes stored logins.
+        assert!(matches!(
+            set_password(&store, "alice", &Secret::new("short"), &change).await,
+            Err(AdminError::Invalid(_))
+        ));
+        let new = Secret::new("another long password");
+        set_password(&store, "alice", &new, &change).await.unwrap();
+        let alice = store.get_user("alice").await.unwrap().unwrap();
+        assert!(matches!(
+            verify_password(new.expose(), &alice.password_hash),
+            PasswordCheck::Valid { .. }
+        ));
+        let refresh = store.get_refresh_token(&hash).await.unwrap().unwrap();
+        assert!(!refresh.is_usable(now));
+        assert!(matches!(
+            set_password(&store, "nobody", &new, &change).await,
+            Err(AdminError::NotFound(_))
+        ));
+
+        // The last enabled administrator stays one.
+        let last_admin = |result| matches!(result, Err(AdminError::LastAdmin(_)));
+        assert!(last_admin(set_admin(&store, "root", false, &change).await));
+        assert!(last_admin(
+            set_disabled(&store, "root", true, &change).await
+        ));
+        assert!(last_admin(delete_user(&store, "root", &change).await));
+        set_admin(&store, "alice", true, &change).await.unwrap();
+        set_disabled(&store, "root", true, &change).await.unwrap();
+        // A disabled administrator does not count: alice is the last one now.
+        assert!(last_admin(set_admin(&store, "alice", false, &change).await));
+        set_disabled(&store, "root", false, &change).await.unwrap();
+        set_admin(&store, "alice", false, &change).await.unwrap();
+        assert!(!store.get_user("alice").await.unwrap().unwrap().is_admin);
+
+        set_disabled(&store, "alice", true, &change).await.unwrap();
+        assert!(store
+            .get_user("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .is_disabled());
+        delete_user(&store, "alice", &change).await.unwrap();
+        assert_eq!(store.get_user("alice").await.unwrap(), None);
+        assert!(matches!(
+            delete_user(&store, "alice", &change).await,
+            Err(AdminError::NotFound(_))
+        ));
+        assert!(matches!(
+            set_disabled(&store, "alice", false, &change).await,
+            Err(AdminError::NotFound(_))
+        ));
     }
 }

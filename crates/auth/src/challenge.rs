@@ -207,7 +207,9 @@ pub struct TokenPostRequest {
     /// optional here because some clients omit it.
     pub client_id: Option<String>,
     pub scopes: Vec<Scope>,
-    /// `access_type=offline` with the password grant: issue a refresh token.
+    /// `access_type=offline`: with the password grant, issue a refresh
+    /// token; with the refresh grant, rotate the presented one (the answer
+    /// carries its successor, and it stops working).
     pub offline: bool,
 }
 
@@ -240,8 +242,7 @@ impl TokenPostRequest {
             },
             other => return Err(AuthError::UnsupportedGrantType(other.to_string())),
         };
-        let offline = take("access_type").as_deref() == Some("offline")
-            && matches!(grant, Grant::Password { .. });
+        let offline = take("access_type").as_deref() == Some("offline");
         Ok(TokenPostRequest {
             grant,
             service: take("service"),
@@ -477,8 +478,8 @@ mod tests {
             }
         );
         assert!(
-            !refresh.offline,
-            "offline applies to the password grant only"
+            refresh.offline,
+            "offline with a refresh grant asks for the token's rotation"
         );
         assert!(refresh.scopes.is_empty());
 

@@ -21,6 +21,10 @@ pub enum AuthError {
     /// An expiry such as `30d` could not be parsed.
     #[error("invalid expiry {0:?}: expected a number followed by m, h, d or w, or \"never\"")]
     InvalidExpiry(String),
+    /// An access token's expiry lies beyond `[auth] max_token_lifetime`
+    /// (`never` included), which is given in whole seconds.
+    #[error("an access token may live at most {0} seconds here ([auth] max_token_lifetime): pass a shorter expiry")]
+    ExpiryBeyondMaximum(i64),
     /// A user or namespace name does not match the repository component grammar.
     #[error("invalid name {0:?}")]
     InvalidName(String),
@@ -57,6 +61,7 @@ impl AuthError {
             | AuthError::TooManyScopes(_)
             | AuthError::InvalidTokenScope(..)
             | AuthError::InvalidExpiry(_)
+            | AuthError::ExpiryBeyondMaximum(_)
             | AuthError::InvalidName(_)
             | AuthError::WeakPassword(_)
             | AuthError::InvalidRequest(_)
@@ -88,6 +93,10 @@ pub enum TokenRejection {
     Expired,
     #[error("not yet valid")]
     NotYetValid,
+    /// `exp` lies further from `iat` or `nbf` than the lifetime of the
+    /// tokens this registry issues.
+    #[error("lifetime longer than issued tokens have")]
+    LifetimeTooLong,
     /// The token is valid but does not grant the action asked for.
     #[error("insufficient scope")]
     InsufficientScope,
@@ -105,4 +114,9 @@ pub enum AuthStoreError {
     /// The database failed; details are for the log, not the client.
     #[error("store backend: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database does not answer (down, unreachable, or its write lock
+    /// held elsewhere past the busy timeout): retrying later may work, so
+    /// the edge answers 503 with `Retry-After`. The detail is for the log.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }

@@ -408,6 +408,16 @@ impl TokenAuthority {
         if now + leeway < claims.nbf {
             return Err(TokenRejection::NotYetValid);
         }
+        // A token lives at most what this authority issues: one that claims
+        // longer (made with a leaked key, or by a misconfigured issuer) is
+        // refused however valid its signature, so a key's compromise buys
+        // minutes, not years.
+        let lifetime = self.lifetime.whole_seconds();
+        if claims.exp.saturating_sub(claims.iat) > lifetime
+            || claims.exp.saturating_sub(claims.nbf) > lifetime
+        {
+            return Err(TokenRejection::LifetimeTooLong);
+        }
         Ok(claims)
     }
 
@@ -778,6 +788,36 @@ mod tests {
             authority.verify(&eternal, now()),
             Err(TokenRejection::Malformed)
         );
+    }
+
+    #[test]
+    fn rejects_tokens_that_claim_to_live_longer_than_issued_ones() {
+        let authority = authority();
+        // (seconds from iat to exp, seconds from nbf to exp, accepted)
+        let table = [
+            (300, 300, true),
+            (299, 299, true),
+            (301, 301, false),
+            (300, 301, false),
+            (301, 300, false),
+            (86_400 * 365, 300, false),
+        ];
+        for (from_iat, from_nbf, accepted) in table {
+            let mut long = claims(&authority);
+            long.exp = now().unix_timestamp() + 60;
+            long.iat = long.exp - from_iat;
+            long.nbf = long.exp - from_nbf;
+            let verdict = authority.verify(&sign(&authority, &long), now());
+            if accepted {
+                verdict.unwrap();
+            } else {
+                assert_eq!(
+                    verdict,
+                    Err(TokenRejection::LifetimeTooLong),
+                    "{from_iat} {from_nbf}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ use crate::hashing::{Busy, HashingPool};
 use crate::model::{Principal, Secret};
 use crate::password::{dummy_verify, hash_password, verify_password, PasswordCheck};
 use crate::secret::{looks_like_access_token, looks_like_refresh_token, SecretHash};
-use crate::store::AuthStore;
+use crate::store::{issue_refresh_token, AuthStore, RefreshRotation};
 use crate::throttle::LoginThrottle;
 
 /// Why a login failed.
@@ -121,6 +121,10 @@ pub async fn login_with_password(
                     .run(move || verify_password(given.expose(), &stored))
                     .await?;
                 match check {
+                    // A disabled account is refused like a wrong password,
+                    // after the same hashing, so the answer does not tell
+                    // which accounts are disabled.
+                    PasswordCheck::Valid { .. } if user.is_disabled() => None,
                     PasswordCheck::Valid { needs_rehash } => {
                         if needs_rehash {
                             upgrade_hash(store, guards, &user.name, password, context).await;
@@ -180,33 +184,59 @@ async fn upgrade_hash(
     // The user's own login stores the stronger hash.
     let actor = Actor::user(user.to_string()).from_address(context.address);
     let change = change_at(&actor, context.now);
-    let _ = store.set_password_hash(&change, user, &hash).await;
+    let _ = store.set_password_hash(&change, user, &hash, true).await;
 }
 
 /// Exchanges a refresh token (OAuth2 `grant_type=refresh_token`) for the user
 /// it stands for. Refresh tokens are 256-bit random, so guessing them is not
 /// throttled per account; the caller may still count failures per address.
+///
+/// With `rotate` (the lifetime of the new token), the presented token is
+/// exchanged for a new one, returned with the principal: the presented one
+/// stops working as the new one is stored, and presenting it again
+/// afterwards revokes every token descended from the same login (one of
+/// its holders is not its owner). Without `rotate` the token stays as it
+/// is: `docker` and `berth` keep the token they stored at login and present
+/// it again for every registry token, and only a client that asks for a new
+/// refresh token (`access_type=offline`) will store one.
 pub async fn login_with_refresh_token(
     store: &dyn AuthStore,
     refresh_token: &Secret,
     now: OffsetDateTime,
-) -> Result<Principal, LoginError> {
+    rotate: Option<time::Duration>,
+) -> Result<(Principal, Option<Secret>), LoginError> {
     if !looks_like_refresh_token(refresh_token.expose()) {
         return Err(LoginError::InvalidCredentials);
     }
+    let presented = SecretHash::of(refresh_token.expose());
     let record = store
-        .get_refresh_token(&SecretHash::of(refresh_token.expose()))
+        .get_refresh_token(&presented)
         .await?
-        .filter(|record| record.is_usable(now))
         .ok_or(LoginError::InvalidCredentials)?;
     let user = store
         .get_user(&record.user)
         .await?
+        .filter(|user| !user.is_disabled())
         .ok_or(LoginError::InvalidCredentials)?;
-    Ok(Principal::User {
+    let principal = Principal::User {
         name: user.name,
         is_admin: user.is_admin,
-    })
+    };
+    let Some(lifetime) = rotate else {
+        return if record.is_usable(now) {
+            Ok((principal, None))
+        } else {
+            Err(LoginError::InvalidCredentials)
+        };
+    };
+    // Rotation decides usability itself, atomically: of two requests
+    // presenting one token, one gets the new token and the other finds it
+    // revoked (and so revokes the family).
+    let (secret, new) = issue_refresh_token(&record.user, now, lifetime);
+    match store.rotate_refresh_token(&presented, new, now).await? {
+        RefreshRotation::Rotated => Ok((principal, Some(secret))),
+        RefreshRotation::Reused | RefreshRotation::Unusable => Err(LoginError::InvalidCredentials),
+    }
 }
 
 #[cfg(test)]
@@ -248,6 +278,7 @@ mod tests {
                     password_hash: hash_password("correct horse").unwrap(),
                     is_admin: false,
                     created_at: context().now,
+                    disabled_at: None,
                 },
             )
             .await
@@ -464,12 +495,13 @@ mod tests {
         let ctx = context();
         let (secret, record) = issue_refresh_token("alice", ctx.now, REFRESH_TOKEN_LIFETIME);
         store.create_refresh_token(record).await.unwrap();
-        let principal = login_with_refresh_token(&store, &secret, ctx.now)
+        let (principal, rotated) = login_with_refresh_token(&store, &secret, ctx.now, None)
             .await
             .unwrap();
         assert_eq!(principal.subject(), Some("alice"));
+        assert_eq!(rotated, None, "no new token unless asked for");
         assert!(
-            login_with_refresh_token(&store, &Secret::new("berth_rt_nope"), ctx.now)
+            login_with_refresh_token(&store, &Secret::new("berth_rt_nope"), ctx.now, None)
                 .await
                 .is_err()
         );
@@ -480,7 +512,63 @@ mod tests {
                 .unwrap(),
             1
         );
-        assert!(login_with_refresh_token(&store, &secret, ctx.now)
+        assert!(login_with_refresh_token(&store, &secret, ctx.now, None)
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn refresh_tokens_rotate_and_reuse_logs_the_family_out() {
+        let store = store_with_alice().await;
+        let ctx = context();
+        let rotate = Some(REFRESH_TOKEN_LIFETIME);
+        let (first, record) = issue_refresh_token("alice", ctx.now, REFRESH_TOKEN_LIFETIME);
+        store.create_refresh_token(record).await.unwrap();
+        let exchange = |secret: Secret, rotate| {
+            let store = store.clone();
+            async move { login_with_refresh_token(&store, &secret, ctx.now, rotate).await }
+        };
+        let (_, second) = exchange(first.clone(), rotate).await.unwrap();
+        let second = second.expect("a rotation returns the new token");
+        assert_ne!(second, first);
+        // The old token stops working once the new one is issued.
+        assert!(exchange(first.clone(), None).await.is_err());
+        let (_, third) = exchange(second.clone(), rotate).await.unwrap();
+        let third = third.unwrap();
+        exchange(third.clone(), None).await.unwrap();
+        // Presenting a rotated token again revokes the whole family, the
+        // newest token included.
+        assert!(exchange(second, rotate).await.is_err());
+        assert!(matches!(
+            exchange(third, None).await,
+            Err(LoginError::InvalidCredentials)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_disabled_user_cannot_log_in_by_password_or_refresh_token() {
+        let store = store_with_alice().await;
+        let guards = guards();
+        let ctx = context();
+        let (refresh, record) = issue_refresh_token("alice", ctx.now, REFRESH_TOKEN_LIFETIME);
+        store.create_refresh_token(record).await.unwrap();
+        let change = crate::actor::test_change();
+        store.set_disabled(&change, "alice", true).await.unwrap();
+        let password = Secret::new("correct horse");
+        assert!(matches!(
+            login_with_password(&store, &guards, "alice", &password, ctx).await,
+            Err(LoginError::InvalidCredentials)
+        ));
+        assert!(login_with_refresh_token(&store, &refresh, ctx.now, None)
+            .await
+            .is_err());
+        // Enabling lets the password in again; the refresh tokens revoked
+        // by disabling stay revoked.
+        store.set_disabled(&change, "alice", false).await.unwrap();
+        login_with_password(&store, &guards, "alice", &password, ctx)
+            .await
+            .unwrap();
+        assert!(login_with_refresh_token(&store, &refresh, ctx.now, None)
             .await
             .is_err());
     }

@@ -21,23 +21,61 @@ use time::OffsetDateTime;
 use crate::actor::Change;
 use crate::error::AuthStoreError;
 use crate::jwt::{PublicKey, SigningKey};
+use crate::key_encryption::{is_sealed, unseal, KeyEncryptionKey};
 use crate::model::{Role, TokenScope, Visibility};
 use crate::policy::NamespaceFacts;
 use crate::secret::SecretHash;
 use crate::store::{
-    AccessTokenRecord, AuthStore, KeyRotation, MemberRecord, NamespaceRecord, RefreshTokenRecord,
-    SigningKeyRecord, UserRecord,
+    AccessTokenRecord, AuthStore, KeyRotation, MemberRecord, NamespaceRecord, RefreshRotation,
+    RefreshTokenRecord, SigningKeyRecord, UserRecord,
 };
 
 /// An [`AuthStore`] backed by any [`AuthMetaStore`] (SQLite, PostgreSQL).
 #[derive(Clone)]
 pub struct MetaAuthStore {
     inner: Arc<dyn AuthMetaStore>,
+    /// Seals the signing keys' private halves on their way into the store
+    /// and opens them on their way out, when configured.
+    key_encryption: Option<Arc<KeyEncryptionKey>>,
 }
 
 impl MetaAuthStore {
     pub fn new(inner: Arc<dyn AuthMetaStore>) -> MetaAuthStore {
-        MetaAuthStore { inner }
+        MetaAuthStore {
+            inner,
+            key_encryption: None,
+        }
+    }
+
+    /// The store, sealing signing keys with `key` when one is given (see
+    /// [`crate::key_encryption`]).
+    pub fn with_key_encryption(mut self, key: Option<KeyEncryptionKey>) -> MetaAuthStore {
+        self.key_encryption = key.map(Arc::new);
+        self
+    }
+
+    /// Seals every signing key stored in plain text, when a key-encryption
+    /// key is configured; returns how many it sealed. Run at start, so an
+    /// install that configures a key-encryption key has its keys encrypted
+    /// from then on. Safe for nodes starting together: each replacement is
+    /// conditional on the plain value, so a key is sealed once.
+    pub async fn seal_signing_keys(&self) -> Result<usize, AuthStoreError> {
+        let Some(key) = &self.key_encryption else {
+            return Ok(0);
+        };
+        let mut sealed = 0;
+        for row in self.inner.list_signing_keys().await.map_err(store_error)? {
+            let Some(plain) = row.private_key_pem.filter(|pem| !is_sealed(pem)) else {
+                continue;
+            };
+            let replaced = self
+                .inner
+                .replace_signing_private_key(&row.kid, &plain, &key.seal(&row.kid, &plain))
+                .await
+                .map_err(store_error)?;
+            sealed += usize::from(replaced);
+        }
+        Ok(sealed)
     }
 
     /// A store on a private in-memory SQLite database, for this crate's
@@ -55,6 +93,7 @@ fn store_error(error: MetaError) -> AuthStoreError {
     match error {
         MetaError::AlreadyExists => AuthStoreError::AlreadyExists,
         MetaError::NotFound => AuthStoreError::NotFound,
+        MetaError::Unavailable(detail) => AuthStoreError::Unavailable(detail),
         other => AuthStoreError::Backend(Box::new(other)),
     }
 }
@@ -104,6 +143,7 @@ fn user_record(row: UserRow) -> Result<UserRecord, AuthStoreError> {
         password_hash: row.password_hash,
         is_admin: row.is_admin,
         created_at: instant(row.created_at)?,
+        disabled_at: optional_instant(row.disabled_at)?,
     })
 }
 
@@ -133,6 +173,7 @@ fn access_token_record(row: AccessTokenRow) -> Result<AccessTokenRecord, AuthSto
 fn refresh_token_record(row: RefreshTokenRow) -> Result<RefreshTokenRecord, AuthStoreError> {
     Ok(RefreshTokenRecord {
         secret_hash: parse_hash(&row.secret_hash)?,
+        family: parse_hash(&row.family)?,
         user: row.user,
         created_at: instant(row.created_at)?,
         expires_at: optional_instant(row.expires_at)?,
@@ -143,11 +184,19 @@ fn refresh_token_record(row: RefreshTokenRow) -> Result<RefreshTokenRecord, Auth
 /// Parses a stored key, checking that both halves belong to the kid they
 /// are stored under, so a mixed-up row cannot make a node sign with a key
 /// its tokens do not name.
-fn signing_key_record(row: SigningKeyRow) -> Result<SigningKeyRecord, AuthStoreError> {
+fn signing_key_record(
+    row: SigningKeyRow,
+    key_encryption: Option<&KeyEncryptionKey>,
+) -> Result<SigningKeyRecord, AuthStoreError> {
     let public_key = PublicKey::from_spki_pem(&row.public_key_pem)
         .map_err(|e| corrupt(format!("public key {:?}: {e}", row.kid)))?;
-    let private_key = row
+    let private_pem = row
         .private_key_pem
+        .as_deref()
+        .map(|stored| unseal(key_encryption, &row.kid, stored))
+        .transpose()
+        .map_err(|e| AuthStoreError::Backend(Box::new(e)))?;
+    let private_key = private_pem
         .as_deref()
         .map(SigningKey::from_pkcs8_pem)
         .transpose()
@@ -167,13 +216,20 @@ fn signing_key_record(row: SigningKeyRow) -> Result<SigningKeyRecord, AuthStoreE
     })
 }
 
-fn signing_key_row(record: &SigningKeyRecord) -> SigningKeyRow {
+fn signing_key_row(
+    record: &SigningKeyRecord,
+    key_encryption: Option<&KeyEncryptionKey>,
+) -> SigningKeyRow {
+    let kid = record.kid();
     SigningKeyRow {
-        kid: record.kid().to_string(),
-        private_key_pem: record
-            .private_key
-            .as_ref()
-            .map(|key| key.to_pkcs8_pem().expose().to_string()),
+        kid: kid.to_string(),
+        private_key_pem: record.private_key.as_ref().map(|key| {
+            let pem = key.to_pkcs8_pem();
+            match key_encryption {
+                Some(sealer) => sealer.seal(kid, pem.expose()),
+                None => pem.expose().to_string(),
+            }
+        }),
         public_key_pem: record.public_key.to_spki_pem(),
         created_at: seconds(record.created_at),
         retired_at: record.retired_at.map(seconds),
@@ -191,6 +247,7 @@ impl AuthStore for MetaAuthStore {
                     password_hash: user.password_hash,
                     is_admin: user.is_admin,
                     created_at: seconds(user.created_at),
+                    disabled_at: user.disabled_at.map(seconds),
                 },
             )
             .await
@@ -207,9 +264,22 @@ impl AuthStore for MetaAuthStore {
         change: &Change,
         name: &str,
         password_hash: &str,
+        keep_sessions: bool,
     ) -> Result<(), AuthStoreError> {
         self.inner
-            .set_password_hash(change, name, password_hash)
+            .set_password_hash(change, name, password_hash, keep_sessions)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn set_disabled(
+        &self,
+        change: &Change,
+        name: &str,
+        disabled: bool,
+    ) -> Result<(), AuthStoreError> {
+        self.inner
+            .set_disabled(change, name, disabled)
             .await
             .map_err(store_error)
     }
@@ -434,6 +504,7 @@ impl AuthStore for MetaAuthStore {
             .create_refresh_token(&RefreshTokenRow {
                 secret_hash: token.secret_hash.to_hex(),
                 user: token.user,
+                family: token.family.to_hex(),
                 created_at: seconds(token.created_at),
                 expires_at: token.expires_at.map(seconds),
                 revoked_at: token.revoked_at.map(seconds),
@@ -452,6 +523,29 @@ impl AuthStore for MetaAuthStore {
             .await
             .map_err(store_error)?;
         row.map(refresh_token_record).transpose()
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        presented: &SecretHash,
+        new: RefreshTokenRecord,
+        at: OffsetDateTime,
+    ) -> Result<RefreshRotation, AuthStoreError> {
+        self.inner
+            .rotate_refresh_token(
+                &presented.to_hex(),
+                &RefreshTokenRow {
+                    secret_hash: new.secret_hash.to_hex(),
+                    user: new.user,
+                    family: new.family.to_hex(),
+                    created_at: seconds(new.created_at),
+                    expires_at: new.expires_at.map(seconds),
+                    revoked_at: None,
+                },
+                seconds(at),
+            )
+            .await
+            .map_err(store_error)
     }
 
     async fn revoke_refresh_token(
@@ -478,7 +572,9 @@ impl AuthStore for MetaAuthStore {
 
     async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, AuthStoreError> {
         let rows = self.inner.list_signing_keys().await.map_err(store_error)?;
-        rows.into_iter().map(signing_key_record).collect()
+        rows.into_iter()
+            .map(|row| signing_key_record(row, self.key_encryption.as_deref()))
+            .collect()
     }
 
     async fn insert_first_signing_key(
@@ -486,7 +582,7 @@ impl AuthStore for MetaAuthStore {
         key: SigningKeyRecord,
     ) -> Result<bool, AuthStoreError> {
         self.inner
-            .insert_first_signing_key(&signing_key_row(&key))
+            .insert_first_signing_key(&signing_key_row(&key, self.key_encryption.as_deref()))
             .await
             .map_err(store_error)
     }
@@ -498,7 +594,10 @@ impl AuthStore for MetaAuthStore {
     ) -> Result<KeyRotation, AuthStoreError> {
         let rotation = self
             .inner
-            .rotate_signing_key(&signing_key_row(&key), seconds(drop_retired_before))
+            .rotate_signing_key(
+                &signing_key_row(&key, self.key_encryption.as_deref()),
+                seconds(drop_retired_before),
+            )
             .await
             .map_err(store_error)?;
         Ok(KeyRotation {
@@ -514,6 +613,62 @@ mod tests {
     use super::*;
     use crate::secret::generate_access_token;
     use crate::store::issue_refresh_token;
+
+    #[tokio::test]
+    async fn signing_keys_are_sealed_at_rest_when_a_key_is_configured() {
+        use crate::key_encryption::{KeyEncryptionKey, SEALED_PREFIX};
+        let sqlite = berth_meta::sqlite::SqliteMetaStore::open_in_memory()
+            .await
+            .unwrap();
+        let inner: Arc<dyn AuthMetaStore> = Arc::new(sqlite);
+        let key = KeyEncryptionKey::parse(&"42".repeat(32)).unwrap();
+        let plain = MetaAuthStore::new(inner.clone());
+        let sealing = MetaAuthStore::new(inner.clone()).with_key_encryption(Some(key.clone()));
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let stored = |inner: Arc<dyn AuthMetaStore>| async move {
+            inner
+                .list_signing_keys()
+                .await
+                .unwrap()
+                .into_iter()
+                .filter_map(|row| row.private_key_pem)
+                .collect::<Vec<_>>()
+        };
+
+        // A key made before any key-encryption key is plain; the next start
+        // with one seals it, once, and it still signs.
+        let (keys, _) = crate::keys::load_or_create(&plain, now, || Ok(None))
+            .await
+            .unwrap();
+        let kid = keys.current().kid().to_string();
+        assert!(stored(inner.clone()).await[0].starts_with("-----BEGIN"));
+        assert_eq!(sealing.seal_signing_keys().await.unwrap(), 1);
+        assert_eq!(sealing.seal_signing_keys().await.unwrap(), 0);
+        assert!(stored(inner.clone()).await[0].starts_with(SEALED_PREFIX));
+        let loaded = crate::keys::load(&sealing).await.unwrap();
+        assert_eq!(loaded.current().kid(), kid);
+
+        // Without the key, or with another, loading fails naming the setting.
+        let missing = crate::keys::load(&plain).await.unwrap_err().to_string();
+        assert!(missing.contains("key_encryption_key_file"), "{missing}");
+        let other = MetaAuthStore::new(inner.clone())
+            .with_key_encryption(Some(KeyEncryptionKey::parse(&"17".repeat(32)).unwrap()));
+        let wrong = crate::keys::load(&other).await.unwrap_err().to_string();
+        assert!(wrong.contains("does not decrypt"), "{wrong}");
+
+        // A rotation through the sealing store stores the new key sealed.
+        crate::keys::rotate(&sealing, now, time::Duration::minutes(5))
+            .await
+            .unwrap();
+        let private_halves = stored(inner.clone()).await;
+        assert_eq!(
+            private_halves.len(),
+            1,
+            "the retired key lost its private half"
+        );
+        assert!(private_halves[0].starts_with(SEALED_PREFIX));
+        crate::keys::load(&sealing).await.unwrap();
+    }
     use berth_meta::sqlite::SqliteMetaStore;
     use time::Duration;
 
@@ -530,6 +685,7 @@ mod tests {
                     password_hash: "$argon2id$x".into(),
                     is_admin: false,
                     created_at: now,
+                    disabled_at: None,
                 },
             )
             .await

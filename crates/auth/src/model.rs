@@ -174,14 +174,17 @@ pub enum Principal {
     Anonymous,
     /// A person who logged in with a password (or a refresh token issued to them).
     User { name: String, is_admin: bool },
-    /// A robot: a named access token. Its rights are its scopes, whoever
-    /// created it, so a CI token keeps working (and stays limited) when people
-    /// change roles.
+    /// A robot: a named access token. Its rights are its scopes, narrowed
+    /// to what its creator may do at the time of each use (see
+    /// [`crate::robots`]), so a robot never outlives its creator's rights.
     AccessToken {
         name: String,
         scopes: Vec<TokenScope>,
         /// Carried so that a registry JWT issued to the robot never outlives it.
         expires_at: Option<OffsetDateTime>,
+        /// The user who created it; `None` for tokens made by `berth admin`
+        /// on the database, which stand for the registry's operator.
+        created_by: Option<String>,
     },
 }
 

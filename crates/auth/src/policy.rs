@@ -13,7 +13,9 @@
 //!    [`PolicyConfig::users_may_create_namespaces`] is set, any other.
 //! 3. Members may do what their [`Role`] allows.
 //! 4. Anyone, anonymous included, may pull from a public namespace.
-//! 5. Access tokens (robots) may do exactly what their scopes say, plus rule 4:
+//! 5. Access tokens (robots) may do exactly what their scopes say (narrowed
+//!    to their creator's current rights by [`narrow_to_creator`] when they
+//!    are authenticated, `crate::robots`), plus rule 4:
 //!    a scope over a namespace covers its repositories and the namespace as a
 //!    whole, a scope over a repository only that repository.
 //!    They never create namespaces and never manage members or settings.
@@ -34,7 +36,7 @@
 
 use berth_oci::{ErrorCode, RepoName};
 
-use crate::model::{Action, Principal, Role, TokenScope, Visibility};
+use crate::model::{Action, Principal, Role, TokenScope, TokenTarget, Visibility};
 use crate::scope::{NamespaceAction, RegistryResource};
 
 /// Policy settings from the server configuration.
@@ -44,6 +46,9 @@ pub struct PolicyConfig {
     /// Off by default: namespaces are usually handed out by an administrator,
     /// and personal namespaces need no flag.
     pub users_may_create_namespaces: bool,
+    /// The longest expiry a new access token may have (`[auth]
+    /// max_token_lifetime`); `None` for no limit, `never` included.
+    pub max_token_lifetime: Option<time::Duration>,
 }
 
 /// What the store knows about a repository's namespace, from the point of view
@@ -124,6 +129,50 @@ pub fn authorize_namespace(
     action: Action,
 ) -> Decision {
     decide(principal, config, facts, namespace, None, action)
+}
+
+/// The part of a robot's `scopes` its `creator` may exercise now: each
+/// scope keeps the actions the policy allows the creator on its target
+/// (`facts` describes each namespace for the creator), and a scope left
+/// without actions is dropped. This is the creator rule: a robot's rights
+/// are its scopes intersected with its creator's current rights.
+pub fn narrow_to_creator(
+    creator: &Principal,
+    config: &PolicyConfig,
+    scopes: &[TokenScope],
+    facts: impl Fn(&str) -> NamespaceFacts,
+) -> Vec<TokenScope> {
+    scopes
+        .iter()
+        .filter_map(|scope| {
+            let namespace = scope.namespace();
+            let facts = facts(namespace);
+            let repository = match &scope.target {
+                TokenTarget::Namespace(_) => None,
+                TokenTarget::Repository(name) => Some(RepoName::parse(name).ok()?),
+            };
+            let actions: Vec<Action> = scope
+                .actions
+                .iter()
+                .copied()
+                .filter(|action| {
+                    decide(
+                        creator,
+                        config,
+                        facts,
+                        namespace,
+                        repository.as_ref(),
+                        *action,
+                    )
+                    .is_allowed()
+                })
+                .collect();
+            (!actions.is_empty()).then(|| TokenScope {
+                target: scope.target.clone(),
+                actions,
+            })
+        })
+        .collect()
 }
 
 /// Whether `principal` may create `namespace` (when it does not exist yet).
@@ -218,7 +267,9 @@ pub fn granted_registry_actions(
         && match resource {
             RegistryResource::Catalog => principal.subject().is_some(),
             RegistryResource::Users => matches!(principal, Principal::User { is_admin: true, .. }),
-            RegistryResource::Tokens => matches!(principal, Principal::User { .. }),
+            RegistryResource::Tokens | RegistryResource::Account => {
+                matches!(principal, Principal::User { .. })
+            }
         };
     if granted {
         vec!["*".to_string()]
@@ -334,7 +385,64 @@ mod tests {
                 .map(|s| TokenScope::parse(s).unwrap())
                 .collect(),
             expires_at: None,
+            created_by: None,
         }
+    }
+
+    #[test]
+    fn robots_never_exceed_their_creator() {
+        let config = PolicyConfig::default();
+        let scopes: Vec<TokenScope> = [
+            "team:pull,push,delete",
+            "team/app:push",
+            "open:pull",
+            "other:pull",
+        ]
+        .iter()
+        .map(|s| TokenScope::parse(s).unwrap())
+        .collect();
+        let facts = |role: Option<Role>| {
+            move |namespace: &str| match namespace {
+                "team" => exists(Visibility::Private, role),
+                "open" => exists(Visibility::Public, None),
+                _ => NamespaceFacts::Missing,
+            }
+        };
+        let render = |scopes: Vec<TokenScope>| -> Vec<String> {
+            scopes.iter().map(TokenScope::to_string).collect()
+        };
+        // (creator's role in `team`, what the robot keeps)
+        let table: &[(Option<Role>, &[&str])] = &[
+            (
+                Some(Role::Owner),
+                &["team:pull,push,delete", "team/app:push", "open:pull"],
+            ),
+            (
+                Some(Role::Writer),
+                &["team:pull,push", "team/app:push", "open:pull"],
+            ),
+            (Some(Role::Reader), &["team:pull", "open:pull"]),
+            (None, &["open:pull"]),
+        ];
+        for (role, kept) in table {
+            let narrowed = narrow_to_creator(&user("alice"), &config, &scopes, facts(*role));
+            assert_eq!(render(narrowed), *kept, "{role:?}");
+        }
+        let admin = Principal::User {
+            name: "root".into(),
+            is_admin: true,
+        };
+        let narrowed = narrow_to_creator(&admin, &config, &scopes, facts(None));
+        assert_eq!(
+            render(narrowed),
+            [
+                "team:pull,push,delete",
+                "team/app:push",
+                "open:pull",
+                "other:pull"
+            ],
+            "administrators keep everything that exists, and may create `other`"
+        );
     }
 
     const PUBLIC: Visibility = Visibility::Public;
@@ -360,6 +468,7 @@ mod tests {
         let missing = NamespaceFacts::Missing;
         let open = PolicyConfig {
             users_may_create_namespaces: true,
+            ..PolicyConfig::default()
         };
         let closed = PolicyConfig::default();
         use Role::*;
@@ -717,6 +826,7 @@ mod tests {
         );
         let open = PolicyConfig {
             users_may_create_namespaces: true,
+            ..PolicyConfig::default()
         };
         assert_eq!(
             granted_namespace_actions(

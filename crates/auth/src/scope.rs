@@ -26,6 +26,7 @@
 //! | `namespace:NS:create` | creating `NS` |
 //! | `registry:users:*` | user administration (administrators only) |
 //! | `registry:tokens:*` | listing and revoking the caller's own access tokens |
+//! | `registry:account:*` | the caller's own account (password change; users only) |
 //!
 //! What the token endpoint grants of each is [`crate::policy`]'s decision.
 
@@ -81,13 +82,17 @@ pub enum RegistryResource {
     /// management API (listing and revoking them; creating one also needs
     /// `manage_members` on each namespace it is scoped to).
     Tokens,
+    /// `registry:account:*`: the caller's own account on the management API
+    /// (changing their password, which also needs the current one).
+    Account,
 }
 
 impl RegistryResource {
-    pub const ALL: [RegistryResource; 3] = [
+    pub const ALL: [RegistryResource; 4] = [
         RegistryResource::Catalog,
         RegistryResource::Users,
         RegistryResource::Tokens,
+        RegistryResource::Account,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +100,7 @@ impl RegistryResource {
             RegistryResource::Catalog => "catalog",
             RegistryResource::Users => "users",
             RegistryResource::Tokens => "tokens",
+            RegistryResource::Account => "account",
         }
     }
 

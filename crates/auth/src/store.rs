@@ -21,6 +21,7 @@ use crate::model::{Principal, Role, TokenScope, Visibility};
 use crate::policy::NamespaceFacts;
 use crate::secret::{generate_refresh_token, is_expired, SecretHash};
 use crate::Secret;
+pub use berth_meta::auth::RefreshRotation;
 
 /// A user account.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +32,16 @@ pub struct UserRecord {
     /// System administrators may do everything, in every namespace.
     pub is_admin: bool,
     pub created_at: OffsetDateTime,
+    /// When the account was disabled: a disabled user cannot log in, and
+    /// every credential of theirs (registry tokens, refresh tokens, the
+    /// access tokens they created) stops working. `None` while enabled.
+    pub disabled_at: Option<OffsetDateTime>,
+}
+
+impl UserRecord {
+    pub fn is_disabled(&self) -> bool {
+        self.disabled_at.is_some()
+    }
 }
 
 /// A namespace: the first path component of repository names.
@@ -57,8 +68,10 @@ pub struct AccessTokenRecord {
     pub secret_hash: SecretHash,
     /// What the token may do; see [`TokenScope`]. Never empty.
     pub scopes: Vec<TokenScope>,
-    /// The user who created it, for audit only: the token's rights do not
-    /// follow its creator's later role changes.
+    /// The user who created it. The token's rights are its scopes narrowed
+    /// to its creator's rights at each use, and it stops working when its
+    /// creator is disabled or deleted (`crate::robots`). `None` for tokens
+    /// made by `berth admin` on the database.
     pub created_by: Option<String>,
     pub created_at: OffsetDateTime,
     pub expires_at: Option<OffsetDateTime>,
@@ -82,6 +95,7 @@ impl AccessTokenRecord {
             name: self.name.clone(),
             scopes: self.scopes.clone(),
             expires_at: self.expires_at,
+            created_by: self.created_by.clone(),
         })
     }
 }
@@ -95,6 +109,9 @@ pub struct RefreshTokenRecord {
     /// The user it stands for. Access is decided anew, from the user's current
     /// roles, each time it is exchanged for a registry JWT.
     pub user: String,
+    /// The hash of the first token of the login this one descends from by
+    /// rotation (its own hash for a fresh login).
+    pub family: SecretHash,
     pub created_at: OffsetDateTime,
     pub expires_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
@@ -107,10 +124,14 @@ impl RefreshTokenRecord {
     }
 }
 
-/// Default refresh token lifetime: 90 days, after which `docker login` is
-/// needed again. Long, because the token is revocable and stands only for a
-/// user whose rights are re-checked on every exchange.
-pub const REFRESH_TOKEN_LIFETIME: Duration = Duration::days(90);
+/// Default refresh token lifetime (`[auth] refresh_token_lifetime`): 30
+/// days, after which `docker login` is needed again. The token is revocable
+/// and stands only for a user whose rights are re-checked on every exchange.
+pub const REFRESH_TOKEN_LIFETIME: Duration = Duration::days(30);
+
+/// The longest refresh token lifetime the configuration may ask for: a
+/// stolen, unnoticed refresh token works at most this long.
+pub const MAX_REFRESH_TOKEN_LIFETIME: Duration = Duration::days(365);
 
 /// Issues a refresh token for `user`: the secret to send to the client once,
 /// and the record to store with [`AuthStore::create_refresh_token`].
@@ -121,6 +142,7 @@ pub fn issue_refresh_token(
 ) -> (Secret, RefreshTokenRecord) {
     let (secret, secret_hash) = generate_refresh_token();
     let record = RefreshTokenRecord {
+        family: secret_hash,
         secret_hash,
         user: user.to_string(),
         created_at: now,
@@ -187,14 +209,26 @@ pub trait AuthStore: Send + Sync + 'static {
     /// The user named `name`, if any.
     async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, AuthStoreError>;
 
-    /// Replaces a user's password hash. `NotFound` if no such user. Callers
-    /// also call [`AuthStore::revoke_refresh_tokens_of_user`], so a changed
-    /// password logs out every stored `docker login`.
+    /// Replaces a user's password hash. `NotFound` if no such user. Unless
+    /// `keep_sessions` (a stronger hash of the same password, stored at
+    /// login), every refresh token of the user is revoked in the same
+    /// change, so a new password logs out every stored `docker login`.
     async fn set_password_hash(
         &self,
         change: &Change,
         name: &str,
         password_hash: &str,
+        keep_sessions: bool,
+    ) -> Result<(), AuthStoreError>;
+
+    /// Disables (as of the change) or enables a user. Disabling revokes
+    /// their refresh tokens in the same change. Doing what is already so
+    /// changes nothing. `NotFound` if no such user.
+    async fn set_disabled(
+        &self,
+        change: &Change,
+        name: &str,
+        disabled: bool,
     ) -> Result<(), AuthStoreError>;
 
     /// Grants or withdraws the administrator flag. `NotFound` if no such user.
@@ -337,6 +371,18 @@ pub trait AuthStore: Send + Sync + 'static {
         hash: &SecretHash,
     ) -> Result<Option<RefreshTokenRecord>, AuthStoreError>;
 
+    /// Exchanges the live refresh token `presented` for `new` atomically:
+    /// `presented` is revoked at `at` and `new` joins its family (and its
+    /// user). A revoked `presented` revokes its whole family instead
+    /// ([`RefreshRotation::Reused`]); an unknown or expired one changes
+    /// nothing ([`RefreshRotation::Unusable`]).
+    async fn rotate_refresh_token(
+        &self,
+        presented: &SecretHash,
+        new: RefreshTokenRecord,
+        at: OffsetDateTime,
+    ) -> Result<RefreshRotation, AuthStoreError>;
+
     /// Revokes one refresh token at `at`. `NotFound` if unknown.
     async fn revoke_refresh_token(
         &self,
@@ -419,8 +465,12 @@ mod tests {
         assert!(crate::secret::looks_like_refresh_token(secret.expose()));
         assert!(record.secret_hash.matches(secret.expose()));
         assert_eq!(record.user, "alice");
-        assert!(record.is_usable(now() + Duration::days(89)));
-        assert!(!record.is_usable(now() + Duration::days(90)));
+        assert_eq!(
+            record.family, record.secret_hash,
+            "a fresh login starts a family"
+        );
+        assert!(record.is_usable(now() + Duration::days(29)));
+        assert!(!record.is_usable(now() + Duration::days(30)));
         record.revoked_at = Some(now());
         assert!(!record.is_usable(now()));
     }

@@ -64,6 +64,10 @@ pub enum Command {
         /// The registry (default: the default registry).
         host: Option<String>,
     },
+    /// Change your password on a registry (the current one is asked for),
+    /// then log in again with the new one: the change ends every stored
+    /// login, `docker login` included.
+    Passwd(PasswdArgs),
     /// Show the default registry, or set it.
     Registry {
         #[command(subcommand)]
@@ -419,9 +423,15 @@ pub enum ClientMemberCommand {
 pub enum ClientTokenCommand {
     /// Create an access token; its secret is printed once.
     Add(ClientTokenAdd),
-    /// List your access tokens (all of them, for administrators).
+    /// List your access tokens (all of them, for administrators), or with
+    /// --namespace every token that reaches a namespace you own, whoever
+    /// created it.
     #[command(alias = "ls")]
-    List,
+    List {
+        /// The namespace whose tokens to list (its owners and administrators).
+        #[arg(long, value_name = "NS")]
+        namespace: Option<String>,
+    },
     /// Revoke an access token; it stops working at once.
     #[command(alias = "remove")]
     Rm { name: String },
@@ -444,6 +454,16 @@ pub struct ClientTokenAdd {
     /// The Kubernetes namespace of the Secret.
     #[arg(long, value_name = "NS", requires = "k8s_secret")]
     pub k8s_namespace: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PasswdArgs {
+    /// The registry (default: the default registry).
+    pub host: Option<String>,
+    /// Read the current password and then the new one from standard input,
+    /// one line each, instead of prompting for them.
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -589,6 +609,45 @@ pub enum UserCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Set a user's password (generated and printed once without
+    /// --password-stdin); their stored logins (refresh tokens) are revoked.
+    SetPassword {
+        name: String,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Disable a user: they cannot log in, and every credential of theirs
+    /// (registry tokens, refresh tokens, the access tokens they created)
+    /// stops working at once.
+    Disable {
+        name: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Enable a disabled user again (their revoked refresh tokens stay revoked).
+    Enable {
+        name: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Delete a user with their memberships and refresh tokens; their
+    /// personal namespace stays.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Grant (`true`) or withdraw (`false`) administration of the registry.
+    SetAdmin {
+        name: String,
+        #[arg(action = clap::ArgAction::Set, value_parser = clap::value_parser!(bool))]
+        admin: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -702,7 +761,13 @@ impl AdminCommand {
     pub fn config(&self) -> &ConfigArgs {
         match self {
             AdminCommand::User { command } => match command {
-                UserCommand::Create { config, .. } | UserCommand::List { config } => config,
+                UserCommand::Create { config, .. }
+                | UserCommand::List { config }
+                | UserCommand::SetPassword { config, .. }
+                | UserCommand::Disable { config, .. }
+                | UserCommand::Enable { config, .. }
+                | UserCommand::Delete { config, .. }
+                | UserCommand::SetAdmin { config, .. } => config,
             },
             AdminCommand::Namespace { command } => match command {
                 NamespaceCommand::Create { config, .. }

@@ -353,7 +353,19 @@ pub async fn auth_state(
     meta: Arc<dyn AuthMetaStore>,
     env: &Environment,
 ) -> Result<berth_server::AuthState, String> {
-    let store = Arc::new(berth_auth::MetaAuthStore::new(meta));
+    let store = Arc::new(
+        berth_auth::MetaAuthStore::new(meta).with_key_encryption(key_encryption_key(config)?),
+    );
+    let sealed = store
+        .seal_signing_keys()
+        .await
+        .map_err(|e| format!("cannot encrypt the stored signing keys: {e}"))?;
+    if sealed > 0 {
+        tracing::info!(
+            sealed,
+            "encrypted the signing keys stored in plain text with the key-encryption key"
+        );
+    }
     // Read here, not in the configuration, so the password never appears in
     // `berth config check` output or in a config struct's Debug.
     let password = env.get("BERTH_ADMIN_PASSWORD").map(Secret::new);
@@ -386,10 +398,44 @@ pub async fn auth_state(
         ),
         policy: berth_auth::PolicyConfig {
             users_may_create_namespaces: config.auth.users_may_create_namespaces,
+            max_token_lifetime: config
+                .auth
+                .max_token_lifetime
+                .map(time::Duration::try_from)
+                .transpose()
+                .map_err(|e| format!("auth.max_token_lifetime: {e}"))?,
         },
         realm: config.auth.realm.clone(),
         tls: config.server.tls_cert.is_some(),
+        refresh_token_lifetime: time::Duration::try_from(config.auth.refresh_token_lifetime)
+            .map_err(|e| format!("auth.refresh_token_lifetime: {e}"))?,
     })
+}
+
+/// The key that encrypts the signing keys at rest, from
+/// `[auth] key_encryption_key_file` or `key_encryption_key`
+/// (`BERTH_KEY_ENCRYPTION_KEY`), if either is set.
+pub fn key_encryption_key(
+    config: &Config,
+) -> Result<Option<berth_auth::key_encryption::KeyEncryptionKey>, String> {
+    use berth_auth::key_encryption::KeyEncryptionKey;
+    if let Some(path) = &config.auth.key_encryption_key_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "auth.key_encryption_key_file: cannot read {}: {e}",
+                path.display()
+            )
+        })?;
+        return KeyEncryptionKey::parse(&text)
+            .map(Some)
+            .map_err(|e| format!("auth.key_encryption_key_file ({}): {e}", path.display()));
+    }
+    match &config.auth.key_encryption_key {
+        Some(text) => KeyEncryptionKey::parse(text.expose())
+            .map(Some)
+            .map_err(|e| format!("auth.key_encryption_key (BERTH_KEY_ENCRYPTION_KEY): {e}")),
+        None => Ok(None),
+    }
 }
 
 /// Creates the first administrator (`admin`) when the database has no
@@ -456,6 +502,63 @@ mod tests {
     fn loaded_for(data_dir: &std::path::Path) -> Loaded {
         let env = Environment::from_pairs([("BERTH_DATA_DIR", data_dir.to_str().unwrap())]);
         ConfigArgs::default().load(&env).unwrap()
+    }
+
+    /// Issue 11: with a key-encryption key configured (here through
+    /// `BERTH_KEY_ENCRYPTION_KEY`), a start seals the signing key an
+    /// earlier start stored in plain text; a start without the key, or with
+    /// another, fails naming the setting, and one with it works.
+    #[tokio::test]
+    async fn signing_keys_are_encrypted_at_rest_once_a_key_is_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_str().unwrap();
+        let start = |key: Option<&'static str>| {
+            let mut pairs = vec![
+                ("BERTH_DATA_DIR", data_dir),
+                ("BERTH_ADMIN_PASSWORD", "a long enough password"),
+            ];
+            if let Some(key) = key {
+                pairs.push(("BERTH_KEY_ENCRYPTION_KEY", key));
+            }
+            let env = Environment::from_pairs(pairs);
+            async move {
+                let loaded = ConfigArgs::default().load(&env).unwrap();
+                let databases = open_database(&loaded.config).await.unwrap();
+                let state = auth_state(&loaded.config, databases.auth.clone(), &env).await;
+                (state.map(|_| ()), databases.auth)
+            }
+        };
+        let private_halves = |meta: Arc<dyn AuthMetaStore>| async move {
+            meta.list_signing_keys()
+                .await
+                .unwrap()
+                .into_iter()
+                .filter_map(|row| row.private_key_pem)
+                .collect::<Vec<_>>()
+        };
+        const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        const OTHER: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+
+        let (first, meta) = start(None).await;
+        first.unwrap();
+        assert!(private_halves(meta).await[0].contains("BEGIN PRIVATE KEY"));
+        let (sealed, meta) = start(Some(KEY)).await;
+        sealed.unwrap();
+        let stored = private_halves(meta).await;
+        assert!(
+            stored[0].starts_with(berth_auth::key_encryption::SEALED_PREFIX),
+            "sealed at start"
+        );
+        assert!(!stored[0].contains("PRIVATE KEY"));
+        let (without, _) = start(None).await;
+        let without = without.unwrap_err();
+        assert!(without.contains("BERTH_KEY_ENCRYPTION_KEY"), "{without}");
+        let (wrong, _) = start(Some(OTHER)).await;
+        assert!(wrong.unwrap_err().contains("does not decrypt"));
+        let (malformed, _) = start(Some("not a key")).await;
+        assert!(malformed.unwrap_err().contains("openssl rand -hex 32"));
+        let (again, _) = start(Some(KEY)).await;
+        again.unwrap();
     }
 
     /// The server crate's defaults (used by its tests, which build no

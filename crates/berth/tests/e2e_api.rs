@@ -14,6 +14,16 @@
 //!   operation's answer to missing and wrong credentials is checked instead
 //!   by the authorization matrix (`crates/server/tests/api_matrix.rs`).
 //!
+//! The operations that change credentials are left out: `change_own_password`
+//! (a wrong current password counts as a failed login, by design, so that a
+//! stolen token cannot guess the password through it), `set_user_password`,
+//! `update_user` and `delete_user` (the stateful phase feeds them the names
+//! `GET /api/v1/users` lists, the fuzzer's own among them). Either way the
+//! fuzzer would lock itself out and every later request would be a 401 or
+//! 429. Their answers are checked by the authorization matrix and by
+//! `api_router.rs` (`disabled_users_lose_every_credential_at_once`,
+//! `users_change_their_own_password`, `bad_requests_say_what_was_wrong`).
+//!
 //! The number of examples per operation is bounded (`BERTH_SCHEMATHESIS_EXAMPLES`,
 //! 10 by default) and the seed fixed (`BERTH_SCHEMATHESIS_SEED`), so a run
 //! takes a minute or two and a failure replays; set either to explore more.
@@ -120,6 +130,16 @@ fn schemathesis_finds_nothing_wrong_with_the_management_api() {
         .args(["--auth", &format!("{ADMIN}:{ADMIN_PASSWORD}")])
         .args(["--checks", "all"])
         .args(["--exclude-checks", "positive_data_acceptance,ignored_auth"])
+        .args([
+            "--exclude-operation-id",
+            "change_own_password",
+            "--exclude-operation-id",
+            "set_user_password",
+            "--exclude-operation-id",
+            "update_user",
+            "--exclude-operation-id",
+            "delete_user",
+        ])
         .args(["--max-examples", &examples])
         .args(["--seed", &seed])
         .args(["--workers", "2"])

@@ -309,6 +309,11 @@ fn namespaces_members_tokens_and_users() {
     assert!(token["expires_at"].is_string());
     let listed = alice.ok(&["token", "list", "-o", "json"]).json();
     assert_eq!(listed.as_array().unwrap().len(), 1);
+    // Every owner of team-a sees the tokens that reach it (issue 11).
+    let in_namespace = admin
+        .ok(&["token", "list", "--namespace", "team-a", "-q"])
+        .stdout;
+    assert_eq!(in_namespace, "ci\n");
     assert_eq!(listed[0]["name"], "ci");
     assert_eq!(listed[0]["created_by"], "alice");
     assert!(listed[0].get("token").is_none(), "no secret in a listing");
@@ -329,6 +334,53 @@ fn namespaces_members_tokens_and_users() {
     let refused = alice.berth(&["user", "list"], None);
     assert_eq!(refused.code, 1, "{refused:?}");
     assert!(refused.stderr.contains("(HTTP 403)"), "{refused:?}");
+
+    // Issue 11: credentials after creation. Bob changes his password; berth
+    // logs him in again with it, and the old one no longer logs in.
+    let wrong = bob.berth(
+        &["passwd", "--password-stdin"],
+        Some("not bob's password\nbob-password-2\n"),
+    );
+    assert_eq!(wrong.code, 1, "{wrong:?}");
+    assert!(wrong.stderr.contains("(HTTP 403)"), "{wrong:?}");
+    let changed = bob.berth(
+        &["passwd", "--password-stdin"],
+        Some("bob-password-1\nbob-password-2\n"),
+    );
+    assert_eq!(changed.code, 0, "{changed:?}");
+    assert_eq!(bob.ok(&["namespace", "list", "-q"]).stdout, "bob\n");
+    let old = User::new().berth(
+        &["login", &registry.addr, "-u", "bob", "--password-stdin"],
+        Some("bob-password-1\n"),
+    );
+    assert_eq!(old.code, 1, "{old:?}");
+    // An administrator disables him on the database: his stored login stops
+    // working at once; enabled again, he logs in anew.
+    let admin_user = |args: &[&str]| {
+        let mut all = vec!["admin", "user"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--data-dir", data_dir]);
+        admin.berth(&all, None)
+    };
+    assert_eq!(admin_user(&["disable", "bob"]).code, 0);
+    let listed = admin_user(&["list"]).stdout;
+    assert!(listed.contains("bob\tuser\tdisabled"), "{listed}");
+    let disabled = bob.berth(&["namespace", "list"], None);
+    assert_ne!(disabled.code, 0, "{disabled:?}");
+    assert_eq!(admin_user(&["enable", "bob"]).code, 0);
+    bob.login(&registry, "bob", "bob-password-2", &[]);
+    assert_eq!(bob.ok(&["namespace", "list", "-q"]).stdout, "bob\n");
+    // The last enabled administrator stays one.
+    let demoted = admin_user(&["set-admin", "admin", "false"]);
+    assert_ne!(demoted.code, 0, "{demoted:?}");
+    assert!(
+        demoted.stderr.contains("last enabled administrator"),
+        "{demoted:?}"
+    );
+    // `berth user rm` deletes a user through the API.
+    admin.ok(&["user", "rm", "carol"]);
+    let users = admin.ok(&["user", "list", "-q"]).stdout;
+    assert_eq!(users, "admin\nalice\nbob\n");
 }
 
 /// Decodes a `kubernetes.io/dockerconfigjson` Secret and returns the user

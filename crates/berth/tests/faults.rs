@@ -520,6 +520,93 @@ async fn sqlite_write_lock_held_elsewhere() {
     );
 }
 
+/// The management API when the database does not answer (issue 11): with
+/// SQLite's write lock held elsewhere, a change through `/api/v1` is
+/// refused with the API's `503` (`unavailable`, with `Retry-After`), never
+/// a `500`, and goes through once the lock is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_changes_while_the_database_is_locked() {
+    use base64::Engine;
+    use sqlx::{ConnectOptions, Connection};
+    const TEST: &str = "api_changes_while_the_database_is_locked";
+    if support::is_external_registry() {
+        support::record_skip(TEST, "locks its own server's database");
+        return;
+    }
+    let registry = TestRegistry::start_with(&["--auth"]);
+    let data_dir = registry
+        .data_dir
+        .as_ref()
+        .expect("local")
+        .path()
+        .to_path_buf();
+    let password = std::fs::read_to_string(data_dir.join("initial-admin-password"))
+        .expect("the generated administrator password");
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("admin:{}", password.trim()));
+    let authorization = format!("Basic {credentials}");
+    let addr = registry.addr.clone();
+    let create = move |name: &'static str| {
+        let body = format!(r#"{{"name":"{name}"}}"#);
+        call(
+            &addr,
+            "POST",
+            "/api/v1/namespaces",
+            &[
+                ("Authorization", authorization.as_str()),
+                ("Content-Type", "application/json"),
+            ],
+            RequestBody::Bytes(body.as_bytes()),
+        )
+    };
+
+    let mut holder = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(data_dir.join("berth.db"))
+        .connect()
+        .await
+        .expect("open the database");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .expect("take the write lock");
+    let (refused, refused_took) = {
+        let create = create.clone();
+        tokio::task::spawn_blocking(move || create("locked-out"))
+            .await
+            .expect("the refused change")
+    };
+    let body: serde_json::Value = serde_json::from_slice(&refused.body).unwrap_or_default();
+    assert_eq!(
+        (refused.status, body["code"].as_str()),
+        (503, Some("unavailable")),
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert!(refused.header("retry-after").is_some(), "Retry-After");
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("release the lock");
+    holder.close().await.expect("close");
+    let (created, created_took) = tokio::task::spawn_blocking(move || create("locked-out"))
+        .await
+        .expect("the change after the lock");
+    assert_eq!(
+        created.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    report(
+        "SQLite write lock held elsewhere, management API",
+        &[
+            ("change refused", refused_took),
+            ("change made after release", created_took),
+        ],
+    );
+}
+
 /// The S3 store killed (nothing listens), slow (answers after 20 s) and
 /// failing (every request `500`), one after the other, through a proxy:
 /// blob reads and pushes are refused with `503` and `Retry-After`,

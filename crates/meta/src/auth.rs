@@ -31,6 +31,8 @@ pub struct UserRow {
     pub password_hash: String,
     pub is_admin: bool,
     pub created_at: Timestamp,
+    /// When the account was disabled; `None` while it is enabled.
+    pub disabled_at: Option<Timestamp>,
 }
 
 /// A user's membership in a namespace.
@@ -63,9 +65,26 @@ pub struct RefreshTokenRow {
     /// Lowercase hex SHA-256 of the secret.
     pub secret_hash: String,
     pub user: String,
+    /// The hash of the first token of the login this one was rotated from
+    /// (its own hash for a fresh login); reuse of a rotated token revokes
+    /// every token of the family.
+    pub family: String,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
+}
+
+/// What [`TokenStore::rotate_refresh_token`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefreshRotation {
+    /// The presented token was live: it is revoked and the new one stored.
+    Rotated,
+    /// The presented token had been revoked already (rotated away, or
+    /// revoked with its user's credentials): every token of its family is
+    /// revoked now, and nothing was stored.
+    Reused,
+    /// No such token, or it has expired: nothing changed.
+    Unusable,
 }
 
 /// A registry token signing key. Every node of a deployment signs with the
@@ -127,12 +146,25 @@ pub trait UserStore: Send + Sync + 'static {
     /// Creates a user (`user.created`); `AlreadyExists` if the name is taken.
     async fn create_user(&self, change: &Change, user: &UserRow) -> Result<(), MetaError>;
     async fn get_user(&self, name: &str) -> Result<Option<UserRow>, MetaError>;
-    /// `NotFound` if no such user; writes `user.updated`.
+    /// `NotFound` if no such user; writes `user.updated`. Every live refresh
+    /// token of the user is revoked in the same transaction, unless
+    /// `keep_sessions` (a hash upgraded at login, which is no new password).
     async fn set_password_hash(
         &self,
         change: &Change,
         name: &str,
         hash: &str,
+        keep_sessions: bool,
+    ) -> Result<(), MetaError>;
+    /// Disables (at the change's time) or enables a user; `NotFound` if no
+    /// such user. Disabling revokes every live refresh token of the user in
+    /// the same transaction. Writes `user.updated` (detail `disabled`) when
+    /// the state changed, nothing when it did not.
+    async fn set_disabled(
+        &self,
+        change: &Change,
+        name: &str,
+        disabled: bool,
     ) -> Result<(), MetaError>;
     /// `NotFound` if no such user; writes `user.updated`.
     async fn set_admin(&self, change: &Change, name: &str, is_admin: bool)
@@ -199,6 +231,18 @@ pub trait TokenStore: Send + Sync + 'static {
     /// `NotFound` if unknown; keeps the first revocation time.
     async fn revoke_refresh_token(&self, secret_hash: &str, at: Timestamp)
         -> Result<(), MetaError>;
+    /// Exchanges the live refresh token `presented` (a hash) for `new`, in
+    /// one transaction: `presented` is revoked at `at` and `new` stored in
+    /// its family (`new.family` is ignored). A presented token that exists
+    /// but is revoked revokes its whole family instead ([`RefreshRotation::Reused`]);
+    /// an unknown or expired one changes nothing. Two concurrent rotations
+    /// of one token: one rotates, the other finds it revoked.
+    async fn rotate_refresh_token(
+        &self,
+        presented: &str,
+        new: &RefreshTokenRow,
+        at: Timestamp,
+    ) -> Result<RefreshRotation, MetaError>;
     /// Revokes every live refresh token of `user`; returns how many.
     async fn revoke_refresh_tokens_of_user(
         &self,
@@ -233,6 +277,17 @@ pub trait SigningKeyStore: Send + Sync + 'static {
         key: &SigningKeyRow,
         drop_retired_before: Timestamp,
     ) -> Result<SigningKeyRotation, MetaError>;
+
+    /// Replaces the stored private half of key `kid` with `new`, only if it
+    /// is `expected` now (the auth crate encrypting a plain key at start):
+    /// returns whether it did. Another node that did the same first, or a
+    /// rotation that erased the private half meanwhile, leaves it `false`.
+    async fn replace_signing_private_key(
+        &self,
+        kid: &str,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool, MetaError>;
 }
 
 /// Everything access control reads and writes: users, namespaces, members,

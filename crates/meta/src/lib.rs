@@ -65,7 +65,9 @@ pub use advisor::{
     AdvisorStore, AdvisoryData, AdvisoryRow, ExemptionRow, ImageIndexRow, ImportCounts, IndexState,
     PolicyMode, PolicyRow, ScanJob,
 };
-pub use auth::{AuthMetaStore, MemberStore, SigningKeyStore, TokenStore, UserStore};
+pub use auth::{
+    AuthMetaStore, MemberStore, RefreshRotation, SigningKeyStore, TokenStore, UserStore,
+};
 pub use blobs::BlobLinkStore;
 pub use events::{
     Actor, ActorKind, Change, ConsumerRow, Event, EventCursor, EventKind, EventPage, EventStore,

@@ -99,6 +99,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0010_vulnerability_advisor.sql"),
     ),
     (
+        11,
+        "credentials",
+        include_str!("../migrations/sqlite/0011_credentials.sql"),
+    ),
+    (
         12,
         "lifecycle",
         include_str!("../migrations/sqlite/0012_lifecycle.sql"),

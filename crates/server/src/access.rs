@@ -56,6 +56,9 @@ pub struct AuthState {
     pub realm: Option<String>,
     /// Whether the listener speaks TLS, for the scheme of a derived realm.
     pub tls: bool,
+    /// How long a refresh token issued at login (or by rotation) lives
+    /// (`[auth] refresh_token_lifetime`).
+    pub refresh_token_lifetime: time::Duration,
 }
 
 impl AuthState {
@@ -200,8 +203,17 @@ pub struct Caller {
 #[derive(Clone, Copy, Debug)]
 pub struct MountDenied;
 
-/// A 500 for a store failure, details to the log only.
+/// The answer to a store failure: 503 with `Retry-After` when the
+/// database does not answer (as the registry's own reads answer), else a
+/// 500; details to the log only.
 pub fn store_failure(error: AuthStoreError) -> ApiError {
+    if let AuthStoreError::Unavailable(detail) = &error {
+        return crate::error::unavailable(
+            berth_registry::Dependency::Database,
+            berth_registry::Unavailability::NotAnswering,
+            detail,
+        );
+    }
     tracing::error!(error = %error, "auth store failed");
     ApiError::internal()
 }
@@ -315,15 +327,9 @@ pub async fn authenticate_caller(
     match credentials {
         None => Err(AuthenticationFailure::MalformedHeader),
         Some(Credentials::Basic { username, password }) => {
-            let principal = login_with_password(
-                auth.store.as_ref(),
-                &auth.login,
-                &username,
-                &password,
-                login_context(parts),
-            )
-            .await
-            .map_err(AuthenticationFailure::Login)?;
+            let principal = login(auth, parts, &username, &password)
+                .await
+                .map_err(AuthenticationFailure::Login)?;
             Ok(Caller {
                 principal,
                 bearer: None,
@@ -336,10 +342,11 @@ pub async fn authenticate_caller(
                 .verify_bearer(token.expose(), now)
                 .await
                 .map_err(|_| AuthenticationFailure::InvalidToken)?;
-            let principal = principal_for_subject(auth.store.as_ref(), &claims.sub, now)
-                .await
-                .map_err(AuthenticationFailure::Store)?
-                .ok_or(AuthenticationFailure::InvalidToken)?;
+            let principal =
+                principal_for_subject(auth.store.as_ref(), &auth.policy, &claims.sub, now)
+                    .await
+                    .map_err(AuthenticationFailure::Store)?
+                    .ok_or(AuthenticationFailure::InvalidToken)?;
             Ok(Caller {
                 principal,
                 bearer: Some(claims),
@@ -349,13 +356,16 @@ pub async fn authenticate_caller(
     }
 }
 
-/// The principal a bearer token's `sub` names, as it stands now: a user
-/// (with their current admin flag) or a still-valid access token. `None` when
-/// neither exists any more, so deleting a user or revoking a token takes
-/// effect at once rather than when the token expires. User and token names
+/// The principal a bearer token's `sub` names, as it stands now: an enabled
+/// user (with their current admin flag) or a still-valid access token
+/// (its scopes narrowed to its creator's current rights).
+/// `None` when neither exists any more, or the user is disabled, so
+/// deleting or disabling a user or revoking a token takes effect at once
+/// rather than when the token expires. User and token names
 /// never collide: each is refused when the other exists.
 pub async fn principal_for_subject(
     store: &dyn AuthStore,
+    policy: &PolicyConfig,
     subject: &str,
     now: OffsetDateTime,
 ) -> Result<Option<Principal>, AuthStoreError> {
@@ -363,19 +373,53 @@ pub async fn principal_for_subject(
         return Ok(Some(Principal::Anonymous));
     }
     if let Some(user) = store.get_user(subject).await? {
+        // A disabled user's registry tokens are refused from the next
+        // request on, as if the user were gone.
+        if user.is_disabled() {
+            return Ok(None);
+        }
         return Ok(Some(Principal::User {
             name: user.name,
             is_admin: user.is_admin,
         }));
     }
     let token = store.get_access_token(subject).await?;
-    Ok(token
+    let Some(robot) = token
         .filter(|t| t.revoked_at.is_none() && !berth_auth::secret::is_expired(t.expires_at, now))
         .map(|t| Principal::AccessToken {
             name: t.name,
             scopes: t.scopes,
             expires_at: t.expires_at,
-        }))
+            created_by: t.created_by,
+        })
+    else {
+        return Ok(None);
+    };
+    // The creator rule, as for a Basic login: the robot's rights as of now.
+    berth_auth::robots::as_of_now(store, policy, robot).await
+}
+
+/// Logs in with a password or an access token's secret (Basic on `/v2/`
+/// and `/api/v1`, the token endpoint's GET and password grant), and holds
+/// a robot to its creator's current rights (`berth_auth::robots`): a robot
+/// whose creator is disabled or deleted is refused like a wrong secret.
+pub async fn login(
+    auth: &AuthState,
+    parts: &Parts,
+    username: &str,
+    password: &berth_auth::Secret,
+) -> Result<Principal, LoginError> {
+    let principal = login_with_password(
+        auth.store.as_ref(),
+        &auth.login,
+        username,
+        password,
+        login_context(parts),
+    )
+    .await?;
+    berth_auth::robots::as_of_now(auth.store.as_ref(), &auth.policy, principal)
+        .await?
+        .ok_or(LoginError::InvalidCredentials)
 }
 
 /// What a `/v2/` request needs.

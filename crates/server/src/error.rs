@@ -196,7 +196,11 @@ pub const RETRY_AFTER_SECS: u32 = 5;
 /// which one and why in words a client may show, with `Retry-After` when
 /// waiting helps (a dependency that does not answer, not a full disk).
 /// The details name hosts and files, so they go to the log only.
-fn unavailable(dependency: Dependency, reason: Unavailability, detail: &str) -> ApiError {
+pub(crate) fn unavailable(
+    dependency: Dependency,
+    reason: Unavailability,
+    detail: &str,
+) -> ApiError {
     tracing::warn!(%dependency, %reason, detail, "dependency unavailable");
     let api = ApiError::new(
         ErrorCode::Unavailable,

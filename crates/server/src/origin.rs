@@ -17,6 +17,14 @@
 //! address stops the walk, and the last trusted hop counts as the client
 //! (never a value the client could have written).
 //!
+//! A trusted proxy may say the same in the standard `Forwarded` header
+//! (RFC 7239: `for=`, `proto=`, `host=` in one element per proxy); when a
+//! trusted peer sends it, it is believed instead of the `X-Forwarded-*`
+//! headers, with the same rules: the rightmost `for` that is not a trusted
+//! proxy is the client (an obfuscated or `unknown` node stops the walk),
+//! and `proto` and `host` come from the first element, the one the proxy
+//! facing the client wrote.
+//!
 //! A `Host` (or forwarded host) is used only when it is a plain
 //! `host[:port]`, so a forged one cannot smuggle a path, credentials or
 //! parameters into the realm (see [`valid_host`]).
@@ -52,6 +60,68 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// One element of an RFC 7239 `Forwarded` header: what one proxy said
+/// about the connection it received, unquoted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct ForwardedElement {
+    for_node: Option<String>,
+    proto: Option<String>,
+    host: Option<String>,
+}
+
+/// The elements of every `Forwarded` header, in order (several headers are
+/// one list); `None` when there is none. A pair with a quoted value may
+/// hold commas and semicolons; malformed pairs are skipped, and a value is
+/// kept only as far as it is plain text.
+fn forwarded_elements(headers: &HeaderMap) -> Option<Vec<ForwardedElement>> {
+    let values: Vec<&str> = headers
+        .get_all(header::FORWARDED)
+        .iter()
+        .map(|value| value.to_str().unwrap_or(""))
+        .collect();
+    if values.is_empty() {
+        return None;
+    }
+    let mut elements = Vec::new();
+    for value in values {
+        let mut element = ForwardedElement::default();
+        let mut pair = String::new();
+        let mut quoted = false;
+        let mut escaped = false;
+        let finish_pair = |pair: &mut String, element: &mut ForwardedElement| {
+            if let Some((name, value)) = pair.split_once('=') {
+                let value = value.trim().to_string();
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "for" => element.for_node = Some(value),
+                    "proto" => element.proto = Some(value),
+                    "host" => element.host = Some(value),
+                    _ => {}
+                }
+            }
+            pair.clear();
+        };
+        for c in value.chars() {
+            match c {
+                _ if escaped => {
+                    pair.push(c);
+                    escaped = false;
+                }
+                '\\' if quoted => escaped = true,
+                '"' => quoted = !quoted,
+                ';' if !quoted => finish_pair(&mut pair, &mut element),
+                ',' if !quoted => {
+                    finish_pair(&mut pair, &mut element);
+                    elements.push(std::mem::take(&mut element));
+                }
+                _ => pair.push(c),
+            }
+        }
+        finish_pair(&mut pair, &mut element);
+        elements.push(element);
+    }
+    Some(elements)
+}
+
 impl ClientOrigin {
     /// Resolves the origin of a request from its socket `peer` (if any),
     /// its headers, and the proxies whose forwarded headers are believed.
@@ -72,18 +142,34 @@ impl ClientOrigin {
                 host: host_header,
             };
         };
-        let forwarded_https =
-            first_value(headers, &X_FORWARDED_PROTO).and_then(|proto| {
-                match proto.to_ascii_lowercase().as_str() {
-                    "https" => Some(true),
-                    "http" => Some(false),
-                    _ => None,
-                }
-            });
-        let forwarded_host =
-            first_value(headers, &X_FORWARDED_HOST).filter(|host| valid_host(host));
+        // RFC 7239's header, when the proxy sends it; else the X- headers.
+        let (client, proto, forwarded_host) = match forwarded_elements(headers) {
+            Some(elements) => {
+                let nodes: Vec<&str> = elements
+                    .iter()
+                    .map(|element| element.for_node.as_deref().unwrap_or(""))
+                    .collect();
+                let first = elements.first();
+                (
+                    walk_forwarded_for(peer, &nodes, &trusted),
+                    first.and_then(|element| element.proto.clone()),
+                    first.and_then(|element| element.host.clone()),
+                )
+            }
+            None => (
+                forwarded_client(peer, headers, &trusted),
+                first_value(headers, &X_FORWARDED_PROTO),
+                first_value(headers, &X_FORWARDED_HOST),
+            ),
+        };
+        let forwarded_https = proto.and_then(|proto| match proto.to_ascii_lowercase().as_str() {
+            "https" => Some(true),
+            "http" => Some(false),
+            _ => None,
+        });
+        let forwarded_host = forwarded_host.filter(|host| valid_host(host));
         ClientOrigin {
-            address: Some(forwarded_client(peer, headers, &trusted)),
+            address: Some(client),
             forwarded_https,
             host: forwarded_host.or(host_header),
         }
@@ -110,6 +196,13 @@ fn forwarded_client(
         .flat_map(|value| value.to_str().unwrap_or("").split(','))
         .map(str::trim)
         .collect();
+    walk_forwarded_for(peer, &entries, trusted)
+}
+
+/// The client behind the trusted proxy `peer`, from the addresses the
+/// proxies recorded, in order: the rightmost that is not trusted; an entry
+/// that is not an address stops the walk at the last trusted hop.
+fn walk_forwarded_for(peer: IpAddr, entries: &[&str], trusted: &dyn Fn(&IpAddr) -> bool) -> IpAddr {
     let mut client = peer;
     for entry in entries.iter().rev() {
         match parse_forwarded_address(entry) {
@@ -125,10 +218,15 @@ fn forwarded_client(
     client
 }
 
-/// An `X-Forwarded-For` entry: an IPv4 or IPv6 address, possibly with a
-/// port (`192.0.2.1:4711`, `[2001:db8::1]:4711`) as some proxies write it.
+/// An `X-Forwarded-For` entry or a `Forwarded` `for` node: an IPv4 or IPv6
+/// address, possibly with a port (`192.0.2.1:4711`, `[2001:db8::1]:4711`)
+/// or in brackets (`[2001:db8::1]`, as RFC 7239 writes IPv6 nodes).
 fn parse_forwarded_address(entry: &str) -> Option<IpAddr> {
-    entry
+    let unbracketed = entry
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or(entry);
+    unbracketed
         .parse::<IpAddr>()
         .ok()
         .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
@@ -350,6 +448,68 @@ mod tests {
             assert_eq!(origin.forwarded_https, *https, "{peer} {pairs:?}");
             assert_eq!(origin.host.as_deref(), *host, "{peer} {pairs:?}");
         }
+    }
+
+    #[test]
+    fn forwarded_header_table() {
+        let trusted: Vec<ipnet::IpNet> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8:ffff::/48".parse().unwrap(),
+        ];
+        // (peer, Forwarded headers, client address, forwarded https, host)
+        type Case<'a> = (
+            &'a str,
+            &'a [&'a str],
+            &'a str,
+            Option<bool>,
+            Option<&'a str>,
+        );
+        let cases: &[Case] = &[
+            // From an untrusted peer the header is ignored.
+            ("192.0.2.1", &["for=198.51.100.1;proto=https;host=evil.example"], "192.0.2.1", None, None),
+            // RFC 7239's examples, and what a proxy chain writes.
+            ("10.0.0.1", &["for=192.0.2.60;proto=http;by=203.0.113.43"], "192.0.2.60", Some(false), None),
+            ("10.0.0.1", &["For=\"[2001:db8:cafe::17]:4711\""], "2001:db8:cafe::17", None, None),
+            ("10.0.0.1", &["for=\"[2001:db8:cafe::17]\""], "2001:db8:cafe::17", None, None),
+            ("10.0.0.1", &["for=192.0.2.43, for=198.51.100.17"], "198.51.100.17", None, None),
+            ("10.0.0.1", &["for=192.0.2.43", "for=198.51.100.17;proto=https"], "198.51.100.17", None, None),
+            ("10.0.0.1", &["for=198.51.100.1, for=10.0.0.7"], "198.51.100.1", None, None),
+            // proto and host from the first element, the client-facing proxy's.
+            (
+                "10.0.0.1",
+                &["for=198.51.100.1;proto=https;host=registry.example, for=10.0.0.7;proto=http;host=internal"],
+                "198.51.100.1",
+                Some(true),
+                Some("registry.example"),
+            ),
+            ("10.0.0.1", &["for=198.51.100.1;host=\"registry.example:8443\""], "198.51.100.1", None, Some("registry.example:8443")),
+            // Obfuscated and unknown nodes stop the walk; garbage is no address.
+            ("10.0.0.1", &["for=198.51.100.1, for=_hidden"], "10.0.0.1", None, None),
+            ("10.0.0.1", &["for=unknown"], "10.0.0.1", None, None),
+            ("10.0.0.1", &["proto=https"], "10.0.0.1", Some(true), None),
+            // A quoted value keeps its commas and semicolons inside.
+            ("10.0.0.1", &["for=198.51.100.1;host=\"a,b;c\""], "198.51.100.1", None, None),
+            // An invalid host is not reflected; an unknown proto is no scheme.
+            ("10.0.0.1", &["for=198.51.100.1;host=\"evil.example/x\";proto=gopher"], "198.51.100.1", None, None),
+        ];
+        for (peer, values, client, https, host) in cases {
+            let pairs: Vec<(&str, &str)> = values.iter().map(|v| ("forwarded", *v)).collect();
+            let origin =
+                ClientOrigin::resolve(Some(peer.parse().unwrap()), &headers(&pairs), &trusted);
+            let client: IpAddr = client.parse().unwrap();
+            assert_eq!(origin.address, Some(client), "{peer} {values:?}");
+            assert_eq!(origin.forwarded_https, *https, "{peer} {values:?}");
+            assert_eq!(origin.host.as_deref(), *host, "{peer} {values:?}");
+        }
+        // With both, the standard header is believed and the X- ones are not.
+        let both = headers(&[
+            ("forwarded", "for=198.51.100.1;proto=https"),
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "http"),
+        ]);
+        let origin = ClientOrigin::resolve(Some("10.0.0.1".parse().unwrap()), &both, &trusted);
+        assert_eq!(origin.address, Some("198.51.100.1".parse().unwrap()));
+        assert_eq!(origin.forwarded_https, Some(true));
     }
 
     #[test]

@@ -18,16 +18,16 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_auth::challenge::oauth_error_code;
 use berth_auth::policy::{granted_actions, granted_namespace_actions, granted_registry_actions};
-use berth_auth::store::{issue_refresh_token, REFRESH_TOKEN_LIFETIME};
+use berth_auth::store::issue_refresh_token;
 use berth_auth::{
-    login_with_password, login_with_refresh_token, AccessEntry, AuthError, Credentials, Grant,
-    LoginError, Principal, RegistryResource, ResourceType, Scope, Secret, TokenGetRequest,
-    TokenPostRequest, TokenResponse,
+    login_with_refresh_token, AccessEntry, AuthError, Credentials, Grant, LoginError, Principal,
+    RegistryResource, ResourceType, Scope, Secret, TokenGetRequest, TokenPostRequest,
+    TokenResponse,
 };
 use berth_oci::{ErrorCode, RepoName};
 use time::OffsetDateTime;
 
-use crate::access::{login_context, store_failure, user_name, AuthState};
+use crate::access::{store_failure, user_name, AuthState};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -55,15 +55,11 @@ async fn get_token_inner(state: &AppState, parts: &Parts) -> Result<Response, Ap
     let principal = match parts.headers.get(header::AUTHORIZATION) {
         None => Principal::Anonymous,
         Some(value) => match value.to_str().ok().and_then(Credentials::parse) {
-            Some(Credentials::Basic { username, password }) => login_with_password(
-                auth.store.as_ref(),
-                &auth.login,
-                &username,
-                &password,
-                login_context(parts),
-            )
-            .await
-            .map_err(|e| basic_login_error(auth, parts, e))?,
+            Some(Credentials::Basic { username, password }) => {
+                crate::access::login(auth, parts, &username, &password)
+                    .await
+                    .map_err(|e| basic_login_error(auth, parts, e))?
+            }
             _ => {
                 return Err(basic_login_error(
                     auth,
@@ -81,7 +77,11 @@ async fn get_token_inner(state: &AppState, parts: &Parts) -> Result<Response, Ap
             ));
         }
     }
-    let refresh = query.offline_token;
+    let refresh = if query.offline_token {
+        Refresh::Issue
+    } else {
+        Refresh::None
+    };
     issue(auth, &principal, &query.scopes, refresh).await
 }
 
@@ -147,36 +147,48 @@ async fn post_token_inner(
         )
     })?;
     check_service(auth, form.service.as_deref()).map_err(IntoResponse::into_response)?;
+    // A refresh grant that asks for offline access rotates the token it
+    // presents: the answer carries the new one, and the old one is dead.
     let login = match &form.grant {
         Grant::Password { username, password } => {
-            login_with_password(
-                auth.store.as_ref(),
-                &auth.login,
-                username,
-                password,
-                login_context(parts),
-            )
-            .await
+            crate::access::login(auth, parts, username, password)
+                .await
+                .map(|principal| (principal, None))
         }
         Grant::RefreshToken { refresh_token } => {
             login_with_refresh_token(
                 auth.store.as_ref(),
                 refresh_token,
                 OffsetDateTime::now_utc(),
+                form.offline.then_some(auth.refresh_token_lifetime),
             )
             .await
         }
     };
-    let principal = login.map_err(|e| match e {
+    let (principal, rotated) = login.map_err(|e| match e {
         LoginError::InvalidCredentials => oauth_error(
             StatusCode::UNAUTHORIZED,
             oauth_error_code(&AuthError::Token(berth_auth::TokenRejection::Malformed)),
         ),
         other => auth.login_error(parts, other).into_response(),
     })?;
-    issue(auth, &principal, &form.scopes, form.offline)
+    let refresh = match rotated {
+        Some(secret) => Refresh::Rotated(secret),
+        None if form.offline => Refresh::Issue,
+        None => Refresh::None,
+    };
+    issue(auth, &principal, &form.scopes, refresh)
         .await
         .map_err(IntoResponse::into_response)
+}
+
+/// Which refresh token an answer of the token endpoint carries.
+enum Refresh {
+    None,
+    /// A new one, for a login that asked for offline access.
+    Issue,
+    /// The one a refresh grant's rotation just stored.
+    Rotated(Secret),
 }
 
 /// Grants what the policy allows of `scopes`, signs the token and, when asked
@@ -185,7 +197,7 @@ async fn issue(
     auth: &AuthState,
     principal: &Principal,
     scopes: &[Scope],
-    with_refresh_token: bool,
+    refresh: Refresh,
 ) -> Result<Response, ApiError> {
     let now = OffsetDateTime::now_utc();
     let access = grant(auth, principal, scopes).await?;
@@ -200,17 +212,18 @@ async fn issue(
             tracing::error!(error = %e, "signing a registry token failed");
             ApiError::internal()
         })?;
-    let mut refresh: Option<Secret> = None;
-    if with_refresh_token {
-        if let Principal::User { name, .. } = principal {
-            let (secret, record) = issue_refresh_token(name, now, REFRESH_TOKEN_LIFETIME);
+    let refresh: Option<Secret> = match (refresh, principal) {
+        (Refresh::Rotated(secret), _) => Some(secret),
+        (Refresh::Issue, Principal::User { name, .. }) => {
+            let (secret, record) = issue_refresh_token(name, now, auth.refresh_token_lifetime);
             auth.store
                 .create_refresh_token(record)
                 .await
                 .map_err(store_failure)?;
-            refresh = Some(secret);
+            Some(secret)
         }
-    }
+        (Refresh::Issue | Refresh::None, _) => None,
+    };
     let body = TokenResponse::new(&issued, refresh.as_ref()).to_json();
     Ok((
         StatusCode::OK,

@@ -69,6 +69,8 @@ enum Setup {
     /// A namespace `{ns}-{cell}` with the members and visibility of `{ns}`
     /// and a repository in it.
     NamespaceToDelete,
+    /// A user `doomed-{ns}-{cell}`.
+    UserToDelete,
 }
 
 struct Row {
@@ -118,6 +120,22 @@ fn rows() -> Vec<Row> {
         Row { operation: "create_user", method: "POST", path: "/api/v1/users",
               body: r#"{"name":"user-{cell}","password":"long enough password"}"#, setup: Setup::None,
               public: with(ADMIN_ONLY, 201), private: with(ADMIN_ONLY, 201) },
+        Row { operation: "update_user", method: "PATCH", path: "/api/v1/users/bystander",
+              body: r#"{"admin":false,"disabled":false}"#, setup: Setup::None,
+              public: ADMIN_ONLY, private: ADMIN_ONLY },
+        Row { operation: "delete_user", method: "DELETE", path: "/api/v1/users/doomed-{ns}-{cell}",
+              body: "", setup: Setup::UserToDelete,
+              public: with(ADMIN_ONLY, 204), private: with(ADMIN_ONLY, 204) },
+        // The same password again: the callers below keep theirs.
+        Row { operation: "set_user_password", method: "PUT", path: "/api/v1/users/bystander/password",
+              body: r#"{"password":"router-password"}"#, setup: Setup::None,
+              public: with(ADMIN_ONLY, 204), private: with(ADMIN_ONLY, 204) },
+        // Every person changes their own password; robots have none.
+        Row { operation: "change_own_password", method: "PUT", path: "/api/v1/user/password",
+              body: r#"{"current_password":"router-password","new_password":"router-password"}"#,
+              setup: Setup::None,
+              public: [401, 204, 204, 204, 204, 204, 204, 403, 401, 401],
+              private: [401, 204, 204, 204, 204, 204, 204, 403, 401, 401] },
         Row { operation: "list_namespaces", method: "GET", path: "/api/v1/namespaces", body: "", setup: Setup::None,
               public: [401, 200, 200, 200, 200, 200, 200, 200, 200, 200],
               private: [401, 200, 200, 200, 200, 200, 200, 200, 200, 200] },
@@ -147,6 +165,8 @@ fn rows() -> Vec<Row> {
         Row { operation: "revoke_token", method: "DELETE", path: "/api/v1/tokens/victim-{cell}", body: "",
               setup: Setup::TokenToRevoke,
               public: with(OWNERS, 204), private: with(OWNERS, 204) },
+        Row { operation: "list_namespace_tokens", method: "GET", path: "/api/v1/namespaces/{ns}/tokens", body: "", setup: Setup::None,
+              public: OWNERS, private: OWNERS },
         Row { operation: "list_images", method: "GET", path: "/api/v1/repositories/{ns}%2Fapp/images?tagged=any",
               body: "", setup: Setup::None, public: READERS_PUBLIC, private: READERS_PRIVATE },
         Row { operation: "get_image", method: "GET", path: "/api/v1/repositories/{ns}%2Fapp/images/latest",
@@ -319,6 +339,7 @@ impl Matrix {
                     vec![TokenScope::parse(&format!("{namespace}:pull")).unwrap()],
                     berth_auth::Expiry::Never,
                     Some("owner"),
+                    None,
                     &change,
                 )
                 .await
@@ -346,6 +367,17 @@ impl Matrix {
                 self.h
                     .push_image(&format!("{name}/app"), "latest", &name)
                     .await;
+            }
+            Setup::UserToDelete => {
+                berth_auth::admin::create_user(
+                    store.as_ref(),
+                    &format!("doomed-{namespace}-{cell}"),
+                    &berth_auth::Secret::new(support::PASSWORD),
+                    false,
+                    &change,
+                )
+                .await
+                .unwrap();
             }
             Setup::Image => {
                 self.h

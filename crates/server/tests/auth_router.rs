@@ -108,6 +108,7 @@ async fn harness_with(policy: PolicyConfig, config: RegistryConfig) -> Harness {
         vec![TokenScope::parse("team-a:pull").unwrap()],
         Expiry::Never,
         None,
+        None,
         &now,
     )
     .await
@@ -137,6 +138,7 @@ async fn node_auth(store: Arc<dyn AuthStore>, policy: PolicyConfig) -> AuthState
         policy,
         realm: None,
         tls: false,
+        refresh_token_lifetime: berth_auth::store::REFRESH_TOKEN_LIFETIME,
     }
 }
 
@@ -642,6 +644,7 @@ async fn pushing_creates_a_namespace_only_when_allowed() {
 
     let open = harness(PolicyConfig {
         users_may_create_namespaces: true,
+        ..PolicyConfig::default()
     })
     .await;
     assert_eq!(open.push_blob("new-team/app", b"x", &alice).await, 201);

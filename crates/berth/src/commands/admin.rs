@@ -33,7 +33,32 @@ pub fn run(command: AdminCommand, env: &Environment) -> ExitCode {
 /// (running its migrations, as `serve` would).
 async fn open_store(config: &Config) -> Result<MetaAuthStore, String> {
     let databases = wiring::open_database(config).await?;
-    Ok(MetaAuthStore::new(databases.auth))
+    Ok(MetaAuthStore::new(databases.auth).with_key_encryption(wiring::key_encryption_key(config)?))
+}
+
+/// The first line of standard input with `password_stdin`, else a
+/// generated password (the flag says which: `true` when generated).
+fn read_or_generate_password(password_stdin: bool) -> Result<(Secret, bool), String> {
+    if !password_stdin {
+        return Ok((generate_password(), true));
+    }
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| format!("reading the password: {e}"))?;
+    let line = text.lines().next().unwrap_or("").to_string();
+    Ok((Secret::new(line), false))
+}
+
+/// `[auth] max_token_lifetime`, which `berth admin token create` obeys as
+/// the API does.
+fn max_token_lifetime(config: &Config) -> Result<Option<time::Duration>, String> {
+    config
+        .auth
+        .max_token_lifetime
+        .map(time::Duration::try_from)
+        .transpose()
+        .map_err(|e| format!("auth.max_token_lifetime: {e}"))
 }
 
 fn admin_error(e: AdminError) -> String {
@@ -59,16 +84,7 @@ async fn execute(command: AdminCommand, config: &Config) -> Result<(), String> {
                 admin,
                 ..
             } => {
-                let (password, generated) = if password_stdin {
-                    let mut text = String::new();
-                    std::io::stdin()
-                        .read_to_string(&mut text)
-                        .map_err(|e| format!("reading the password: {e}"))?;
-                    let line = text.lines().next().unwrap_or("").to_string();
-                    (Secret::new(line), false)
-                } else {
-                    (generate_password(), true)
-                };
+                let (password, generated) = read_or_generate_password(password_stdin)?;
                 admin::create_user(&store, &name, &password, admin, &change)
                     .await
                     .map_err(admin_error)?;
@@ -84,7 +100,55 @@ async fn execute(command: AdminCommand, config: &Config) -> Result<(), String> {
             UserCommand::List { .. } => {
                 for user in store.list_users().await.map_err(|e| e.to_string())? {
                     let role = if user.is_admin { "admin" } else { "user" };
-                    println!("{}\t{role}", user.name);
+                    let state = if user.is_disabled() { "\tdisabled" } else { "" };
+                    println!("{}\t{role}{state}", user.name);
+                }
+            }
+            UserCommand::SetPassword {
+                name,
+                password_stdin,
+                ..
+            } => {
+                let (password, generated) = read_or_generate_password(password_stdin)?;
+                admin::set_password(&store, &name, &password, &change)
+                    .await
+                    .map_err(admin_error)?;
+                if generated {
+                    println!(
+                        "set the password of {name}; password (shown once): {}",
+                        password.expose()
+                    );
+                } else {
+                    println!("set the password of {name}");
+                }
+                println!("{name}'s stored logins (refresh tokens) are revoked");
+            }
+            UserCommand::Disable { name, .. } => {
+                admin::set_disabled(&store, &name, true, &change)
+                    .await
+                    .map_err(admin_error)?;
+                println!("disabled {name}: every credential of theirs stops working");
+            }
+            UserCommand::Enable { name, .. } => {
+                admin::set_disabled(&store, &name, false, &change)
+                    .await
+                    .map_err(admin_error)?;
+                println!("enabled {name}");
+            }
+            UserCommand::Delete { name, .. } => {
+                admin::delete_user(&store, &name, &change)
+                    .await
+                    .map_err(admin_error)?;
+                println!("deleted user {name}; namespace {name} stays");
+            }
+            UserCommand::SetAdmin { name, admin, .. } => {
+                admin::set_admin(&store, &name, admin, &change)
+                    .await
+                    .map_err(admin_error)?;
+                if admin {
+                    println!("{name} is now an administrator");
+                } else {
+                    println!("{name} is no longer an administrator");
                 }
             }
         },
@@ -154,10 +218,17 @@ async fn execute(command: AdminCommand, config: &Config) -> Result<(), String> {
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| e.to_string())?;
                 let expiry = Expiry::parse(&create.expires).map_err(|e| e.to_string())?;
-                let secret =
-                    admin::create_access_token(&store, &create.name, scopes, expiry, None, &change)
-                        .await
-                        .map_err(admin_error)?;
+                let secret = admin::create_access_token(
+                    &store,
+                    &create.name,
+                    scopes,
+                    expiry,
+                    None,
+                    max_token_lifetime(config)?,
+                    &change,
+                )
+                .await
+                .map_err(admin_error)?;
                 match &create.k8s_secret {
                     None => {
                         eprintln!(

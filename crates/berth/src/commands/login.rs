@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use berth_auth::Secret;
 use serde::Serialize;
 
-use crate::cli::{ClientArgs, LoginArgs, RegistryCommand};
+use crate::cli::{ClientArgs, LoginArgs, PasswdArgs, RegistryCommand};
 use crate::client::config::Login;
 use crate::client::docker_config;
 use crate::client::error::ClientError;
@@ -89,6 +89,72 @@ pub fn login(args: LoginArgs, env: &Environment) -> Result<(), ClientError> {
     profile.save()?;
     println!(
         "Logged in to {} as {user}; it is the default registry.",
+        addr.key
+    );
+    Ok(())
+}
+
+/// `berth passwd`: changes the logged-in user's password through
+/// `PUT /api/v1/user/password`, then logs in again with the new one, since
+/// the change revoked the refresh token this login kept.
+pub fn passwd(args: PasswdArgs, env: &Environment) -> Result<(), ClientError> {
+    let mut profile = Profile::load(env)?;
+    let addr = profile.registry(args.host.as_deref())?;
+    let mut session = profile.session(Some(&addr.key))?;
+    let (current, new) = if args.password_stdin {
+        let current = read_password_line()?;
+        let new = read_password_line()?;
+        (current, new)
+    } else if std::io::stdin().is_terminal() {
+        let prompt = |text: &str| {
+            rpassword::prompt_password(text)
+                .map(Secret::new)
+                .map_err(|e| {
+                    ClientError::Local(format!(
+                        "cannot read the password from the terminal: {e}: use --password-stdin"
+                    ))
+                })
+        };
+        let current = prompt("Current password: ")?;
+        let new = prompt("New password: ")?;
+        if prompt("New password again: ")? != new {
+            return Err(ClientError::Usage(
+                "the new passwords differ; nothing was changed".into(),
+            ));
+        }
+        (current, new)
+    } else {
+        return Err(ClientError::Usage(
+            "no password: pass --password-stdin and write the current and the new password to standard input, one line each, or run berth passwd in a terminal".into(),
+        ));
+    };
+    session.call(
+        reqwest::Method::PUT,
+        "/api/v1/user/password",
+        Some(&serde_json::json!({
+            "current_password": current.expose(),
+            "new_password": new.expose(),
+        })),
+        &["registry:account:*".to_string()],
+        "changing your password",
+    )?;
+    let login = profile
+        .config
+        .registries
+        .get_mut(&addr.key)
+        .ok_or_else(|| ClientError::NotLoggedIn {
+            host: addr.key.clone(),
+        })?;
+    let user = login.user.clone();
+    let http = Http::new(RegistryAddr {
+        url: RegistryAddr::parse(&login.url)?.url,
+        ..addr.clone()
+    })?;
+    let refresh_token = http.login(&user, &new)?;
+    login.refresh_token = refresh_token.expose().to_string();
+    profile.save()?;
+    println!(
+        "Changed the password of {user} on {}; logged in again. Other logins (docker login, other machines) must log in again.",
         addr.key
     );
     Ok(())

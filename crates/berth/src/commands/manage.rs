@@ -231,14 +231,23 @@ pub fn token(
                 }
             }
         }
-        ClientTokenCommand::List => {
-            let list: TokenList = session.call_as(
-                Method::GET,
-                "/api/v1/tokens",
-                None,
-                &[TOKENS.into()],
-                "listing access tokens",
-            )?;
+        ClientTokenCommand::List { namespace } => {
+            let list: TokenList = match &namespace {
+                None => session.call_as(
+                    Method::GET,
+                    "/api/v1/tokens",
+                    None,
+                    &[TOKENS.into()],
+                    "listing access tokens",
+                )?,
+                Some(namespace) => session.call_as(
+                    Method::GET,
+                    &format!("/api/v1/namespaces/{}/tokens", segment(namespace)),
+                    None,
+                    &[format!("namespace:{namespace}:manage_members")],
+                    "listing a namespace's access tokens",
+                )?,
+            };
             output.list(
                 &list.tokens,
                 &[

@@ -44,6 +44,7 @@ pub fn run(command: Command, env: &Environment) -> ExitCode {
         } => config::check(&args, env),
         Command::Login(args) => client(login::login(args, env)),
         Command::Logout { host } => client(login::logout(host, env)),
+        Command::Passwd(args) => client(login::passwd(args, env)),
         Command::Registry { command } => client(login::registry(command, env)),
         Command::Info(args) => client(login::info(args, env)),
         Command::Namespace {

@@ -41,7 +41,7 @@ declare_config! {
         tls_key: Option<PathBuf> = "none", flag "tls-key", Legacy;
         /// The host[:port] clients use for this registry, for the Kubernetes secrets `berth admin token create --k8s-secret` prints.
         public_host: Option<String> = "the listen address", flag "public-host", Legacy;
-        /// Addresses or networks (`10.0.0.0/8`) of the reverse proxies in front, whose `X-Forwarded-For`, `-Proto` and `-Host` headers are believed (client address for throttling, logs and events; scheme and host of the token realm).
+        /// Addresses or networks (`10.0.0.0/8`) of the reverse proxies in front, whose `Forwarded` (RFC 7239) or `X-Forwarded-For`, `-Proto` and `-Host` headers are believed (client address for throttling, logs and events; scheme and host of the token realm).
         trusted_proxies: Vec<ipnet::IpNet> = "none", flag "trusted-proxies";
         /// This node's name for its upload and job leases, so a restarted node frees the leases it held when it stopped; set it (e.g. to the pod's name) where the data directory does not survive a restart, one process per name.
         node_name: Option<String> = "kept in `DATA_DIR/node-name`", flag "node-name";
@@ -111,6 +111,14 @@ declare_config! {
         issuer: String = "berth", flag "auth-issuer", Legacy;
         /// Any user may create a namespace by pushing to it (personal namespaces always work).
         users_may_create_namespaces: bool = "false", flag "users-may-create-namespaces", Legacy, Switch;
+        /// How long a refresh token (the identity token `docker login` stores) lives; between 1m and 365d.
+        refresh_token_lifetime: Duration = "30d", flag "refresh-token-lifetime";
+        /// The longest expiry a new access (robot) token may have; unset, tokens may never expire.
+        max_token_lifetime: Option<Duration> = "no limit", flag "max-token-lifetime";
+        /// A file holding the key (32 bytes, 64 hex digits or base64) that encrypts the token signing keys in the database.
+        key_encryption_key_file: Option<PathBuf> = "none: keys stored in plain text", flag "key-encryption-key-file";
+        /// The key-encryption key itself (prefer the variable `BERTH_KEY_ENCRYPTION_KEY` or the file to a flag).
+        key_encryption_key: Option<SecretText> = "none", flag "key-encryption-key";
     }
 
     /// Deletion and garbage collection.

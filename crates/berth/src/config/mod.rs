@@ -662,6 +662,11 @@ impl Config {
                 millisecond,
             ),
             ("server.body_timeout", self.server.body_timeout, millisecond),
+            (
+                "auth.refresh_token_lifetime",
+                self.auth.refresh_token_lifetime,
+                Duration::from_secs(60),
+            ),
         ];
         for (key, value, minimum) in minimum_durations {
             if value < minimum {
@@ -670,6 +675,26 @@ impl Config {
                     format!("must be at least {}", humantime::format_duration(minimum)),
                 ));
             }
+        }
+        // A stolen refresh token works until it expires, unless someone
+        // notices and revokes it: the lifetime has a hard ceiling.
+        let refresh_ceiling = berth_auth::store::MAX_REFRESH_TOKEN_LIFETIME.unsigned_abs();
+        if self.auth.refresh_token_lifetime > refresh_ceiling {
+            return Err((
+                "auth.refresh_token_lifetime",
+                format!(
+                    "must be at most {}",
+                    humantime::format_duration(refresh_ceiling)
+                ),
+            ));
+        }
+        if self.auth.key_encryption_key.is_some() && self.auth.key_encryption_key_file.is_some() {
+            return Err((
+                "auth.key_encryption_key",
+                "give the key-encryption key once: in auth.key_encryption_key_file or in \
+                 auth.key_encryption_key (BERTH_KEY_ENCRYPTION_KEY), not both"
+                    .into(),
+            ));
         }
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return Err((

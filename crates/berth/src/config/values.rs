@@ -369,9 +369,8 @@ impl Setting for LogFilter {
 pub struct SecretText(String);
 
 impl SecretText {
-    /// The secret itself, for handing to the backend that needs it (only
-    /// the S3 backend has one so far).
-    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
+    /// The secret itself, for handing to what needs it (the S3 backend,
+    /// the signing keys' encryption).
     pub fn expose(&self) -> &str {
         &self.0
     }

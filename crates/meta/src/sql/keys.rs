@@ -97,6 +97,27 @@ impl<B: 'static> SigningKeyStore for SqlMetaStore<B> {
         Ok(true)
     }
 
+    async fn replace_signing_private_key(
+        &self,
+        kid: &str,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool, MetaError> {
+        // One conditional update: no lock needed, it changes the row only
+        // as it was read.
+        let replaced = query(
+            "UPDATE signing_keys SET private_key_pem = $1 \
+             WHERE kid = $2 AND private_key_pem = $3",
+        )
+        .bind(new)
+        .bind(kid)
+        .bind(expected)
+        .execute(self.db.writer())
+        .await
+        .map_err(write_error("replacing a signing key's private half"))?;
+        Ok(replaced == 1)
+    }
+
     async fn rotate_signing_key(
         &self,
         key: &SigningKeyRow,

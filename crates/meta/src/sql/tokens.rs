@@ -4,12 +4,13 @@ use super::db::{database, query, write_error, Row};
 use super::events::NewEvent;
 use super::users::require_one;
 use super::SqlMetaStore;
-use crate::auth::{AccessTokenRow, RefreshTokenRow, TokenStore};
+use crate::auth::{AccessTokenRow, RefreshRotation, RefreshTokenRow, TokenStore};
 use crate::{Change, EventKind, MetaError, Timestamp};
 
 const ACCESS_TOKEN_COLUMNS: &str = "name, secret_hash, scopes, created_by, created_at, \
      expires_at, last_used_at, revoked_at";
-const REFRESH_TOKEN_COLUMNS: &str = "secret_hash, user_name, created_at, expires_at, revoked_at";
+const REFRESH_TOKEN_COLUMNS: &str =
+    "secret_hash, user_name, family, created_at, expires_at, revoked_at";
 
 /// How recent a recorded use must be for a new use not to be written.
 const TOUCH_INTERVAL_SECS: i64 = 60;
@@ -28,8 +29,13 @@ fn access_token_from_row(row: &Row) -> Result<AccessTokenRow, MetaError> {
 }
 
 fn refresh_token_from_row(row: &Row) -> Result<RefreshTokenRow, MetaError> {
+    let secret_hash: String = row.get("secret_hash")?;
+    // The migration gave older rows their own hash as family; a missing
+    // one is read the same way.
+    let family: Option<String> = row.get("family")?;
     Ok(RefreshTokenRow {
-        secret_hash: row.get("secret_hash")?,
+        family: family.unwrap_or_else(|| secret_hash.clone()),
+        secret_hash,
         user: row.get("user_name")?,
         created_at: row.get("created_at")?,
         expires_at: row.get("expires_at")?,
@@ -151,11 +157,12 @@ impl<B: 'static> TokenStore for SqlMetaStore<B> {
 
     async fn create_refresh_token(&self, token: &RefreshTokenRow) -> Result<(), MetaError> {
         query(
-            "INSERT INTO refresh_tokens (secret_hash, user_name, created_at, expires_at, \
-             revoked_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO refresh_tokens (secret_hash, user_name, family, created_at, \
+             expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&token.secret_hash)
         .bind(&token.user)
+        .bind(&token.family)
         .bind(token.created_at)
         .bind(token.expires_at)
         .bind(token.revoked_at)
@@ -196,6 +203,71 @@ impl<B: 'static> TokenStore for SqlMetaStore<B> {
         .await
         .map_err(write_error("revoking a refresh token"))?;
         require_one(updated)
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        presented: &str,
+        new: &RefreshTokenRow,
+        at: Timestamp,
+    ) -> Result<RefreshRotation, MetaError> {
+        let mut tx = self.db.begin_write().await?;
+        // The conditional revocation is the claim: of two concurrent
+        // rotations of one token, only one changes its row.
+        let claimed = query(
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE secret_hash = $2 \
+             AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1)",
+        )
+        .bind(at)
+        .bind(presented)
+        .execute(&mut tx)
+        .await
+        .map_err(write_error("rotating a refresh token"))?;
+        let row = query(&format!(
+            "SELECT {REFRESH_TOKEN_COLUMNS} FROM refresh_tokens WHERE secret_hash = $1"
+        ))
+        .bind(presented)
+        .fetch_optional(&mut tx)
+        .await
+        .map_err(database("reading a refresh token"))?
+        .as_ref()
+        .map(refresh_token_from_row)
+        .transpose()?;
+        let Some(old) = row else {
+            return Ok(RefreshRotation::Unusable);
+        };
+        if claimed == 1 {
+            query(
+                "INSERT INTO refresh_tokens (secret_hash, user_name, family, created_at, \
+                 expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, NULL)",
+            )
+            .bind(&new.secret_hash)
+            .bind(&old.user)
+            .bind(&old.family)
+            .bind(new.created_at)
+            .bind(new.expires_at)
+            .execute(&mut tx)
+            .await
+            .map_err(write_error("storing a rotated refresh token"))?;
+            tx.commit()
+                .await
+                .map_err(database("committing a refresh token rotation"))?;
+            return Ok(RefreshRotation::Rotated);
+        }
+        if old.revoked_at.is_none() {
+            // Live but expired: nothing to rotate and nothing stolen.
+            return Ok(RefreshRotation::Unusable);
+        }
+        query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family = $2 AND revoked_at IS NULL")
+            .bind(at)
+            .bind(&old.family)
+            .execute(&mut tx)
+            .await
+            .map_err(write_error("revoking a refresh token family"))?;
+        tx.commit()
+            .await
+            .map_err(database("committing a refresh token family revocation"))?;
+        Ok(RefreshRotation::Reused)
     }
 
     async fn revoke_refresh_tokens_of_user(

@@ -1,12 +1,12 @@
 //! [`UserStore`] in SQL.
 
-use super::db::{database, query, write_error, Row};
+use super::db::{database, query, write_error, Row, Tx};
 use super::events::NewEvent;
 use super::SqlMetaStore;
 use crate::auth::{UserRow, UserStore};
-use crate::{Change, EventKind, MetaError};
+use crate::{Change, EventKind, MetaError, Timestamp};
 
-const USER_COLUMNS: &str = "name, password_hash, is_admin, created_at";
+const USER_COLUMNS: &str = "name, password_hash, is_admin, created_at, disabled_at";
 
 fn user_from_row(row: &Row) -> Result<UserRow, MetaError> {
     Ok(UserRow {
@@ -15,7 +15,18 @@ fn user_from_row(row: &Row) -> Result<UserRow, MetaError> {
         // BOOLEAN on PostgreSQL, 0 or 1 on SQLite: both decode as `bool`.
         is_admin: row.get("is_admin")?,
         created_at: row.get("created_at")?,
+        disabled_at: row.get("disabled_at")?,
     })
+}
+
+/// Revokes every live refresh token of `user` at `at`, within `tx`.
+async fn revoke_refresh_tokens(tx: &mut Tx, user: &str, at: Timestamp) -> Result<u64, MetaError> {
+    query("UPDATE refresh_tokens SET revoked_at = $1 WHERE user_name = $2 AND revoked_at IS NULL")
+        .bind(at)
+        .bind(user)
+        .execute(tx)
+        .await
+        .map_err(write_error("revoking a user's refresh tokens"))
 }
 
 /// `NotFound` when an update touched no row.
@@ -32,12 +43,14 @@ impl<B: 'static> UserStore for SqlMetaStore<B> {
     async fn create_user(&self, change: &Change, user: &UserRow) -> Result<(), MetaError> {
         let mut tx = self.db.begin_change(change).await?;
         query(
-            "INSERT INTO users (name, password_hash, is_admin, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO users (name, password_hash, is_admin, created_at, disabled_at) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&user.name)
         .bind(&user.password_hash)
         .bind(user.is_admin)
         .bind(user.created_at)
+        .bind(user.disabled_at)
         .execute(&mut tx)
         .await
         .map_err(write_error("creating a user"))?;
@@ -65,6 +78,7 @@ impl<B: 'static> UserStore for SqlMetaStore<B> {
         change: &Change,
         name: &str,
         hash: &str,
+        keep_sessions: bool,
     ) -> Result<(), MetaError> {
         let mut tx = self.db.begin_change(change).await?;
         let updated = query("UPDATE users SET password_hash = $1 WHERE name = $2")
@@ -74,12 +88,60 @@ impl<B: 'static> UserStore for SqlMetaStore<B> {
             .await
             .map_err(write_error("setting a password"))?;
         require_one(updated)?;
+        if !keep_sessions {
+            // A new password logs out every stored login of the old one.
+            revoke_refresh_tokens(&mut tx, name, change.at).await?;
+        }
         // Never the hash itself: events are read by tools and people.
         tx.record(NewEvent::new(
             EventKind::UserUpdated,
             serde_json::json!({ "user": name, "password": "changed" }),
         ))?;
         tx.commit().await.map_err(database("committing a password"))
+    }
+
+    async fn set_disabled(
+        &self,
+        change: &Change,
+        name: &str,
+        disabled: bool,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
+        // One conditional update decides whether anything changes, so two
+        // concurrent calls record one event between them.
+        let update = if disabled {
+            query("UPDATE users SET disabled_at = $1 WHERE name = $2 AND disabled_at IS NULL")
+                .bind(change.at)
+                .bind(name)
+        } else {
+            query("UPDATE users SET disabled_at = NULL WHERE name = $1 AND disabled_at IS NOT NULL")
+                .bind(name)
+        };
+        let changed = update
+            .execute(&mut tx)
+            .await
+            .map_err(write_error("disabling a user"))?;
+        if changed == 0 {
+            let exists = query("SELECT name FROM users WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut tx)
+                .await
+                .map_err(database("reading a user"))?
+                .is_some();
+            if !exists {
+                return Err(MetaError::NotFound);
+            }
+            // Already so: nothing changes and nothing is recorded.
+            return tx.commit().await.map_err(database("committing a user"));
+        }
+        if disabled {
+            revoke_refresh_tokens(&mut tx, name, change.at).await?;
+        }
+        tx.record(NewEvent::new(
+            EventKind::UserUpdated,
+            serde_json::json!({ "user": name, "disabled": disabled }),
+        ))?;
+        tx.commit().await.map_err(database("committing a user"))
     }
 
     async fn set_admin(

@@ -251,10 +251,17 @@ pub async fn access_control_changes_write_their_events(store: &dyn MetaStore) {
         .await
         .unwrap();
     store
-        .set_password_hash(&admin, "as-ev-bob", "$argon2id$other")
+        .set_password_hash(&admin, "as-ev-bob", "$argon2id$other", false)
         .await
         .unwrap();
     store.set_admin(&admin, "as-ev-bob", true).await.unwrap();
+    store.set_disabled(&admin, "as-ev-bob", true).await.unwrap();
+    // Disabling a disabled user changes nothing and says nothing.
+    store.set_disabled(&admin, "as-ev-bob", true).await.unwrap();
+    store
+        .set_disabled(&admin, "as-ev-bob", false)
+        .await
+        .unwrap();
     store.delete_user(&admin, "as-ev-bob").await.unwrap();
     assert_eq!(store.get_user("as-ev-bob").await.unwrap(), None);
     assert!(matches!(
@@ -289,8 +296,18 @@ pub async fn access_control_changes_write_their_events(store: &dyn MetaStore) {
             TokenRevoked,
             UserUpdated,
             UserUpdated,
+            UserUpdated,
+            UserUpdated,
             UserDeleted,
         ]
+    );
+    assert_eq!(
+        events[12].detail,
+        serde_json::json!({"user": "as-ev-bob", "disabled": true})
+    );
+    assert_eq!(
+        events[13].detail,
+        serde_json::json!({"user": "as-ev-bob", "disabled": false})
     );
     assert_eq!(
         events[0].detail,
@@ -335,7 +352,7 @@ pub async fn access_control_changes_write_their_events(store: &dyn MetaStore) {
         let text = event.detail.to_string();
         assert!(!text.contains("argon2") && !text.contains("4444"), "{text}");
     }
-    assert_eq!(about(store, start, "user", "as-ev-bob").await.len(), 7);
+    assert_eq!(about(store, start, "user", "as-ev-bob").await.len(), 9);
 }
 
 pub async fn refused_changes_write_no_events(store: &dyn MetaStore) {

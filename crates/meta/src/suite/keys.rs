@@ -11,6 +11,9 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
         "signing_keys_rotate_keeping_recently_retired_ones",
         |store| Box::pin(signing_keys_rotate_keeping_recently_retired_ones(store)),
     ),
+    ("a_private_key_is_replaced_only_as_expected", |store| {
+        Box::pin(a_private_key_is_replaced_only_as_expected(store))
+    }),
 ];
 
 /// A current key as the meta layer sees it: the PEM texts are opaque here.
@@ -179,6 +182,42 @@ pub async fn signing_keys_rotate_keeping_recently_retired_ones(store: &dyn MetaS
     assert_eq!(kids, all, "as-rot-3 dropped, every racer kept");
     assert!(!store
         .insert_first_signing_key(&signing_key("as-rot-late", T + 600))
+        .await
+        .unwrap());
+}
+
+pub async fn a_private_key_is_replaced_only_as_expected(store: &dyn MetaStore) {
+    // Its own kid, so the suite's other key tests are not disturbed; the
+    // store may hold a current key of theirs, so this one goes in retired
+    // rows' way: inserted first only on an empty store.
+    let kid = "suite-replace";
+    let key = signing_key(kid, 50);
+    if !store.insert_first_signing_key(&key).await.unwrap() {
+        // A current key exists already (another test of a shared store):
+        // rotate to ours, which makes it current.
+        store.rotate_signing_key(&key, 0).await.unwrap();
+    }
+    let plain = key.private_key_pem.clone().unwrap();
+    assert!(!store
+        .replace_signing_private_key(kid, "not what is stored", "sealed")
+        .await
+        .unwrap());
+    assert!(store
+        .replace_signing_private_key(kid, &plain, "sealed")
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .replace_signing_private_key(kid, &plain, "sealed again")
+            .await
+            .unwrap(),
+        "a second node finds it replaced"
+    );
+    let stored = store.list_signing_keys().await.unwrap();
+    let ours = stored.iter().find(|k| k.kid == kid).unwrap();
+    assert_eq!(ours.private_key_pem.as_deref(), Some("sealed"));
+    assert!(!store
+        .replace_signing_private_key("suite-nobody", &plain, "x")
         .await
         .unwrap());
 }

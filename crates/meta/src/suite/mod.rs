@@ -20,7 +20,9 @@ use futures::future::{join_all, BoxFuture};
 
 use berth_oci::{Algorithm, Digest, RepoName, Tag};
 
-use crate::auth::{AccessTokenRow, MemberRow, RefreshTokenRow, SigningKeyRow, UserRow};
+use crate::auth::{
+    AccessTokenRow, MemberRow, RefreshRotation, RefreshTokenRow, SigningKeyRow, UserRow,
+};
 use crate::{
     Actor, Change, ManifestRecord, MetaError, MetaStore, Namespace, NewManifest, Referrer,
     RepositoryDeletion, Timestamp, UploadRecord, Visibility,
@@ -112,11 +114,11 @@ macro_rules! meta_store_tests {
             jobs: [job_leases_exclude_other_holders_until_expiry, racing_job_lease_takers_have_one_winner],
             gc: [gc_reference_facts_follow_links_and_manifests],
             events: [registry_changes_write_their_events, access_control_changes_write_their_events, refused_changes_write_no_events, events_are_read_in_pages_after_a_cursor, consumers_hold_leases_and_keep_their_position, old_events_are_deleted_in_batches, subscribers_hear_of_committed_changes],
-            users: [users_are_created_once_and_updated],
+            users: [users_are_created_once_and_updated, disabling_a_user_revokes_their_refresh_tokens],
             namespaces: [namespaces_are_created_with_their_owner, repositories_create_their_namespace, namespaces_are_listed_in_byte_order_and_paged, namespace_usage_counts_each_blob_once, namespaces_are_deleted_only_when_empty],
             members: [members_are_added_changed_and_removed],
-            tokens: [access_tokens_are_used_and_revoked, refresh_tokens_are_revoked_one_by_one_or_per_user],
-            keys: [racing_first_signing_keys_leave_one_current_key, signing_keys_rotate_keeping_recently_retired_ones],
+            tokens: [access_tokens_are_used_and_revoked, refresh_tokens_are_revoked_one_by_one_or_per_user, refresh_tokens_rotate_and_reuse_revokes_the_family],
+            keys: [racing_first_signing_keys_leave_one_current_key, signing_keys_rotate_keeping_recently_retired_ones, a_private_key_is_replaced_only_as_expected],
             advisor: [layer_indexes_are_stored_once_per_digest, scan_jobs_are_queued_once_and_leased, racing_scan_takers_take_distinct_jobs, advisories_are_imported_incrementally, exemptions_are_set_listed_and_removed, policies_are_set_per_namespace],
             immutable: [immutable_rules_are_added_listed_and_removed, immutable_tags_are_created_but_never_moved_or_deleted, racing_pushes_of_a_new_immutable_tag_have_one_winner],
         );
@@ -293,6 +295,7 @@ fn user(name: &str) -> UserRow {
         password_hash: format!("$argon2id$fake${name}"),
         is_admin: false,
         created_at: NOW,
+        disabled_at: None,
     }
 }
 

@@ -3,9 +3,14 @@
 use super::*;
 
 /// Every test of this suite, by name, in the order [`super::run_all`] runs them.
-pub const TESTS: &[(&str, SuiteTest)] = &[("users_are_created_once_and_updated", |store| {
-    Box::pin(users_are_created_once_and_updated(store))
-})];
+pub const TESTS: &[(&str, SuiteTest)] = &[
+    ("users_are_created_once_and_updated", |store| {
+        Box::pin(users_are_created_once_and_updated(store))
+    }),
+    ("disabling_a_user_revokes_their_refresh_tokens", |store| {
+        Box::pin(disabling_a_user_revokes_their_refresh_tokens(store))
+    }),
+];
 
 pub async fn users_are_created_once_and_updated(store: &dyn MetaStore) {
     let alice = user("as-users-alice");
@@ -24,7 +29,7 @@ pub async fn users_are_created_once_and_updated(store: &dyn MetaStore) {
     );
     assert_eq!(store.get_user("as-users-nobody").await.unwrap(), None);
     store
-        .set_password_hash(&at(NOW), "as-users-alice", "$argon2id$new")
+        .set_password_hash(&at(NOW), "as-users-alice", "$argon2id$new", false)
         .await
         .unwrap();
     store
@@ -40,10 +45,97 @@ pub async fn users_are_created_once_and_updated(store: &dyn MetaStore) {
     ));
     assert!(matches!(
         store
-            .set_password_hash(&at(NOW), "as-users-nobody", "x")
+            .set_password_hash(&at(NOW), "as-users-nobody", "x", false)
             .await,
         Err(MetaError::NotFound)
     ));
     let names = only_prefixed(store.list_users().await.unwrap(), |u| &u.name, "as-users-");
     assert_eq!(names, vec!["as-users-alice", "as-users-bob"]);
+}
+
+pub async fn disabling_a_user_revokes_their_refresh_tokens(store: &dyn MetaStore) {
+    let name = "as-users-carol";
+    store.create_user(&at(NOW), &user(name)).await.unwrap();
+    let token = |hash: &str| RefreshTokenRow {
+        secret_hash: hash.to_string(),
+        user: name.into(),
+        family: hash.to_string(),
+        created_at: NOW,
+        expires_at: Some(NOW + 86_400),
+        revoked_at: None,
+    };
+    let (one, two, three) = ("c1".repeat(32), "c2".repeat(32), "c3".repeat(32));
+    store.create_refresh_token(&token(&one)).await.unwrap();
+
+    store.set_disabled(&at(NOW + 5), name, true).await.unwrap();
+    let disabled = store.get_user(name).await.unwrap().unwrap();
+    assert_eq!(disabled.disabled_at, Some(NOW + 5));
+    assert_eq!(
+        store
+            .get_refresh_token(&one)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(NOW + 5)
+    );
+    // Disabling again keeps the first time.
+    store.set_disabled(&at(NOW + 6), name, true).await.unwrap();
+    assert_eq!(
+        store.get_user(name).await.unwrap().unwrap().disabled_at,
+        Some(NOW + 5)
+    );
+    store.set_disabled(&at(NOW + 7), name, false).await.unwrap();
+    assert_eq!(
+        store.get_user(name).await.unwrap().unwrap().disabled_at,
+        None
+    );
+
+    // A new password revokes the stored logins; an upgraded hash does not.
+    store.create_refresh_token(&token(&two)).await.unwrap();
+    store
+        .set_password_hash(&at(NOW + 8), name, "$argon2id$stronger", true)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_refresh_token(&two)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None
+    );
+    store
+        .set_password_hash(&at(NOW + 9), name, "$argon2id$changed", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_refresh_token(&two)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(NOW + 9)
+    );
+    store.create_refresh_token(&token(&three)).await.unwrap();
+    assert_eq!(
+        store
+            .get_refresh_token(&three)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None
+    );
+
+    assert!(matches!(
+        store.set_disabled(&at(NOW), "as-users-nobody", true).await,
+        Err(MetaError::NotFound)
+    ));
+    assert!(matches!(
+        store.set_disabled(&at(NOW), "as-users-nobody", false).await,
+        Err(MetaError::NotFound)
+    ));
 }

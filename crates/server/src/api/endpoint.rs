@@ -19,7 +19,7 @@ use super::repositories::RepositoryListing;
 use super::route::{PathParams, Route};
 use super::tokens::{NewToken, MAX_SCOPES};
 use super::types::{Name, ReferenceParam, RepositoryParam, TagParam};
-use super::users::NewUser;
+use super::users::{NewUser, PasswordChange, PasswordReset, UserUpdate};
 use super::vulnerabilities::{
     sbom_format, AdvisoryImport, ExemptionScope, ImageParam, NewExemption, VulnerabilityPolicy,
 };
@@ -34,6 +34,10 @@ pub enum Endpoint {
     OpenApi,
     ListUsers,
     CreateUser(NewUser),
+    UpdateUser(Name, UserUpdate),
+    DeleteUser(Name),
+    SetUserPassword(Name, PasswordReset),
+    ChangeOwnPassword(PasswordChange),
     ListNamespaces,
     CreateNamespace(NewNamespace),
     GetNamespace(Name),
@@ -46,6 +50,7 @@ pub enum Endpoint {
     ListTokens,
     CreateToken(NewToken),
     RevokeToken(Name),
+    ListNamespaceTokens(Name),
     ListImages(RepositoryParam, ImageListing),
     GetImage(RepositoryParam, ReferenceParam),
     DeleteImage(RepositoryParam, ReferenceParam),
@@ -99,6 +104,10 @@ impl Endpoint {
             Route::OpenApi => Endpoint::OpenApi,
             Route::ListUsers => Endpoint::ListUsers,
             Route::CreateUser => Endpoint::CreateUser(json(body)?),
+            Route::UpdateUser => Endpoint::UpdateUser(name("name")?, json(body)?),
+            Route::DeleteUser => Endpoint::DeleteUser(name("name")?),
+            Route::SetUserPassword => Endpoint::SetUserPassword(name("name")?, json(body)?),
+            Route::ChangeOwnPassword => Endpoint::ChangeOwnPassword(json(body)?),
             Route::ListNamespaces => Endpoint::ListNamespaces,
             Route::CreateNamespace => Endpoint::CreateNamespace(json(body)?),
             Route::GetNamespace => Endpoint::GetNamespace(name("namespace")?),
@@ -117,6 +126,7 @@ impl Endpoint {
                 Endpoint::CreateToken(new)
             }
             Route::RevokeToken => Endpoint::RevokeToken(name("name")?),
+            Route::ListNamespaceTokens => Endpoint::ListNamespaceTokens(name("namespace")?),
             Route::ListImages => {
                 let repository = repository()?;
                 let listing = ImageListing::parse(&repository.0, query)?;
@@ -181,6 +191,13 @@ fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ManagementError> {
     if body.is_empty() {
         return Err(ManagementError::invalid_request(
             "this request needs a JSON body",
+        ));
+    }
+    // Every body is an object; serde would also fill a struct from an
+    // array of its fields in order (`[null, null]`), which no client means.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ManagementError::invalid_request(
+            "the body must be a JSON object",
         ));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(body);

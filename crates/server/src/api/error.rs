@@ -11,7 +11,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_auth::admin::AdminError;
 use berth_auth::{AuthStoreError, LoginError};
-use berth_registry::RegistryError;
+use berth_registry::{Dependency, RegistryError, Unavailability};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -132,6 +132,24 @@ impl ManagementError {
         .with_header(header::ALLOW, allowed.join(", "))
     }
 
+    /// The one answer of the API when a dependency cannot serve: 503
+    /// saying which and why (never hosts or files), with `Retry-After`
+    /// when waiting helps (a dependency that does not answer, not a full
+    /// disk), as `/v2/` answers.
+    pub fn unavailable(dependency: Dependency, reason: Unavailability) -> ManagementError {
+        let refusal = ManagementError::new(
+            ErrorCode::Unavailable,
+            crate::error::unavailable_message(dependency, reason),
+        );
+        match reason {
+            Unavailability::NotAnswering => refusal.with_header(
+                header::RETRY_AFTER,
+                crate::error::RETRY_AFTER_SECS.to_string(),
+            ),
+            Unavailability::Full | Unavailability::ReadOnly => refusal,
+        }
+    }
+
     /// A 429 after too many failed logins.
     pub fn throttled(wait: Duration) -> ManagementError {
         let seconds = wait.as_secs().max(1);
@@ -199,6 +217,9 @@ impl From<AdminError> for ManagementError {
             last_owner @ AdminError::LastOwner { .. } => {
                 ManagementError::conflict(last_owner.to_string())
             }
+            last_admin @ AdminError::LastAdmin(_) => {
+                ManagementError::conflict(last_admin.to_string())
+            }
             AdminError::Store(e) => e.into(),
         }
     }
@@ -207,6 +228,10 @@ impl From<AdminError> for ManagementError {
 impl From<AuthStoreError> for ManagementError {
     fn from(error: AuthStoreError) -> ManagementError {
         match error {
+            AuthStoreError::Unavailable(detail) => {
+                tracing::warn!(detail, "database unavailable");
+                ManagementError::unavailable(Dependency::Database, Unavailability::NotAnswering)
+            }
             // Callers that expect these map them to what they mean first;
             // one reaching here is a fault of the server's.
             AuthStoreError::AlreadyExists
@@ -240,10 +265,7 @@ impl From<RegistryError> for ManagementError {
         } = &error
         {
             tracing::warn!(%error, "dependency unavailable");
-            return ManagementError::new(
-                ErrorCode::Unavailable,
-                crate::error::unavailable_message(*dependency, *reason),
-            );
+            return ManagementError::unavailable(*dependency, *reason);
         }
         let code = match crate::error::registry_status(&error).as_u16() {
             400 => ErrorCode::InvalidRequest,
@@ -324,7 +346,34 @@ mod tests {
             "the detail stays in the log: {}",
             unavailable.body.message
         );
+        let has_retry_after = |error: &ManagementError| {
+            error
+                .headers
+                .iter()
+                .any(|(name, _)| *name == header::RETRY_AFTER)
+        };
+        assert!(
+            has_retry_after(&unavailable),
+            "a database that does not answer"
+        );
         table.push((unavailable, ErrorCode::Unavailable));
+        // The auth store's unavailable database: the same answer, once.
+        let store_down = ManagementError::from(AuthStoreError::Unavailable(
+            "db.internal:5432 refused".into(),
+        ));
+        assert!(has_retry_after(&store_down));
+        assert!(!store_down.body.message.contains("db.internal"));
+        table.push((store_down, ErrorCode::Unavailable));
+        let login_store_down = ManagementError::from(LoginError::Store(
+            AuthStoreError::Unavailable("pool timed out".into()),
+        ));
+        table.push((login_store_down, ErrorCode::Unavailable));
+        let full = ManagementError::from(RegistryError::Unavailable {
+            dependency: berth_registry::Dependency::Storage,
+            reason: berth_registry::Unavailability::Full,
+            detail: "/data: no space".into(),
+        });
+        assert!(!has_retry_after(&full), "waiting does not empty a disk");
         for (error, code) in table {
             assert_eq!(error.code(), code, "{error:?}");
             assert_eq!(error.status(), code.status());

@@ -164,6 +164,10 @@ async fn handle_endpoint(
         Endpoint::OpenApi => Ok(openapi::document()),
         Endpoint::ListUsers => users::list(ctx).await,
         Endpoint::CreateUser(new) => users::create(ctx, new).await,
+        Endpoint::UpdateUser(name, update) => users::update(ctx, &name, update).await,
+        Endpoint::DeleteUser(name) => users::delete(ctx, &name).await,
+        Endpoint::SetUserPassword(name, reset) => users::set_password(ctx, &name, reset).await,
+        Endpoint::ChangeOwnPassword(change) => users::change_own_password(ctx, change).await,
         Endpoint::ListNamespaces => namespaces::list(ctx).await,
         Endpoint::CreateNamespace(new) => namespaces::create(ctx, new).await,
         Endpoint::GetNamespace(name) => namespaces::get(ctx, &name).await,
@@ -176,6 +180,9 @@ async fn handle_endpoint(
         Endpoint::ListTokens => tokens::list(ctx).await,
         Endpoint::CreateToken(new) => tokens::create(ctx, new).await,
         Endpoint::RevokeToken(name) => tokens::revoke(ctx, &name).await,
+        Endpoint::ListNamespaceTokens(namespace) => {
+            tokens::list_in_namespace(ctx, &namespace).await
+        }
         Endpoint::ListImages(repository, listing) => {
             images::list(ctx, &repository.0, listing).await
         }

@@ -31,8 +31,8 @@ Authenticate as on `/v2/`: HTTP Basic with a user's password or an access \
 token's name and secret, or a registry token (`Bearer`) from `/auth/token`. \
 A registry token grants here only what its `access` claim names: \
 `namespace:NS:ACTION` (pull, push, delete, manage_members, manage_settings, \
-create), `registry:users:*` (user administration) and `registry:tokens:*` \
-(one's own access tokens); the image endpoints need \
+create), `registry:users:*` (user administration), `registry:tokens:*` \
+(one's own access tokens) and `registry:account:*` (one's own password); the image endpoints need \
 `repository:NAME:pull|push|delete`, as on `/v2/`. A 401 answer names the scope to ask for in its \
 `WWW-Authenticate` challenge and in `detail.scope`.
 
@@ -42,6 +42,10 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         document,
         users::list,
         users::create,
+        users::update,
+        users::delete,
+        users::set_password,
+        users::change_own_password,
         namespaces::list,
         namespaces::create,
         namespaces::get,
@@ -52,6 +56,7 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         tokens::list,
         tokens::create,
         tokens::revoke,
+        tokens::list_in_namespace,
         images::list,
         images::get,
         images::delete,

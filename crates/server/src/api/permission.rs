@@ -55,6 +55,9 @@ pub enum Permission {
     /// A person (not a robot) managing their own access tokens; a token
     /// needs `registry:tokens:*`.
     OwnTokens,
+    /// A person (not a robot) managing their own account; a token needs
+    /// `registry:account:*`.
+    OwnAccount,
     /// The creator of the access token named, or an administrator; a token
     /// needs `registry:tokens:*`.
     TokenCreator(Name),
@@ -81,7 +84,12 @@ pub fn required(endpoint: &Endpoint) -> Permission {
     use Permission::*;
     match endpoint {
         Endpoint::OpenApi => Anyone,
-        Endpoint::ListUsers | Endpoint::CreateUser(_) => Administrator,
+        Endpoint::ListUsers
+        | Endpoint::CreateUser(_)
+        | Endpoint::UpdateUser(..)
+        | Endpoint::DeleteUser(_)
+        | Endpoint::SetUserPassword(..) => Administrator,
+        Endpoint::ChangeOwnPassword(_) => OwnAccount,
         Endpoint::ListNamespaces => LoggedIn,
         Endpoint::ListRepositories(listing) => match &listing.namespace {
             Some(namespace) => SeeNamespace(namespace.clone()),
@@ -96,6 +104,7 @@ pub fn required(endpoint: &Endpoint) -> Permission {
             Namespace(namespace.clone(), Action::ManageSettings)
         }
         Endpoint::ListMembers(namespace)
+        | Endpoint::ListNamespaceTokens(namespace)
         | Endpoint::SetMember(namespace, ..)
         | Endpoint::RemoveMember(namespace, _) => {
             Namespace(namespace.clone(), Action::ManageMembers)
@@ -233,6 +242,10 @@ pub async fn authorize(
             check.policy(check.is_user(), "only users have access tokens")?;
             check.claim(&needed_scopes(permission))?;
         }
+        Permission::OwnAccount => {
+            check.policy(check.is_user(), "only users have an account")?;
+            check.claim(&needed_scopes(permission))?;
+        }
         Permission::TokenCreator(name) => {
             check.policy(check.is_user(), "only users manage access tokens")?;
             check.claim(&needed_scopes(permission))?;
@@ -342,6 +355,7 @@ fn needed_scopes(permission: &Permission) -> Vec<Scope> {
         Permission::OwnTokens | Permission::TokenCreator(_) => {
             vec![Scope::registry(RegistryResource::Tokens)]
         }
+        Permission::OwnAccount => vec![Scope::registry(RegistryResource::Account)],
         Permission::SeeNamespace(name) => namespace(name, NamespaceAction::Action(Action::Pull)),
         Permission::Namespace(name, action) => namespace(name, NamespaceAction::Action(*action)),
         Permission::CreateNamespace(name) => namespace(name, NamespaceAction::Create),
@@ -583,6 +597,11 @@ mod tests {
     fn sample_body(route: Route) -> &'static str {
         match route {
             Route::CreateUser => r#"{"name":"x","password":"long enough"}"#,
+            Route::UpdateUser => r#"{"disabled":true}"#,
+            Route::SetUserPassword => r#"{"password":"long enough"}"#,
+            Route::ChangeOwnPassword => {
+                r#"{"current_password":"long enough","new_password":"longer still"}"#
+            }
             Route::CreateNamespace => r#"{"name":"x"}"#,
             Route::UpdateNamespace => r#"{"visibility":"public"}"#,
             Route::SetMember => r#"{"role":"reader"}"#,

@@ -19,6 +19,10 @@ pub enum Route {
     OpenApi,
     ListUsers,
     CreateUser,
+    UpdateUser,
+    DeleteUser,
+    SetUserPassword,
+    ChangeOwnPassword,
     ListNamespaces,
     CreateNamespace,
     GetNamespace,
@@ -29,6 +33,7 @@ pub enum Route {
     ListTokens,
     CreateToken,
     RevokeToken,
+    ListNamespaceTokens,
     ListImages,
     GetImage,
     DeleteImage,
@@ -53,10 +58,14 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order the OpenAPI document lists them.
-    pub const ALL: [Route; 33] = [
+    pub const ALL: [Route; 38] = [
         Route::OpenApi,
         Route::ListUsers,
         Route::CreateUser,
+        Route::UpdateUser,
+        Route::DeleteUser,
+        Route::SetUserPassword,
+        Route::ChangeOwnPassword,
         Route::ListNamespaces,
         Route::CreateNamespace,
         Route::GetNamespace,
@@ -67,6 +76,7 @@ impl Route {
         Route::ListTokens,
         Route::CreateToken,
         Route::RevokeToken,
+        Route::ListNamespaceTokens,
         Route::ListImages,
         Route::GetImage,
         Route::DeleteImage,
@@ -95,6 +105,10 @@ impl Route {
             Route::OpenApi => (Method::GET, "/api/v1/openapi.json"),
             Route::ListUsers => (Method::GET, "/api/v1/users"),
             Route::CreateUser => (Method::POST, "/api/v1/users"),
+            Route::UpdateUser => (Method::PATCH, "/api/v1/users/{name}"),
+            Route::DeleteUser => (Method::DELETE, "/api/v1/users/{name}"),
+            Route::SetUserPassword => (Method::PUT, "/api/v1/users/{name}/password"),
+            Route::ChangeOwnPassword => (Method::PUT, "/api/v1/user/password"),
             Route::ListNamespaces => (Method::GET, "/api/v1/namespaces"),
             Route::CreateNamespace => (Method::POST, "/api/v1/namespaces"),
             Route::GetNamespace => (Method::GET, "/api/v1/namespaces/{namespace}"),
@@ -108,6 +122,7 @@ impl Route {
             Route::ListTokens => (Method::GET, "/api/v1/tokens"),
             Route::CreateToken => (Method::POST, "/api/v1/tokens"),
             Route::RevokeToken => (Method::DELETE, "/api/v1/tokens/{name}"),
+            Route::ListNamespaceTokens => (Method::GET, "/api/v1/namespaces/{namespace}/tokens"),
             Route::ListImages => (Method::GET, "/api/v1/repositories/{repository}/images"),
             Route::GetImage => (
                 Method::GET,
@@ -155,6 +170,9 @@ impl Route {
         matches!(
             self,
             Route::CreateUser
+                | Route::UpdateUser
+                | Route::SetUserPassword
+                | Route::ChangeOwnPassword
                 | Route::CreateNamespace
                 | Route::UpdateNamespace
                 | Route::SetMember
@@ -180,6 +198,10 @@ impl Route {
             Route::OpenApi => "openapi",
             Route::ListUsers => "list_users",
             Route::CreateUser => "create_user",
+            Route::UpdateUser => "update_user",
+            Route::DeleteUser => "delete_user",
+            Route::SetUserPassword => "set_user_password",
+            Route::ChangeOwnPassword => "change_own_password",
             Route::ListNamespaces => "list_namespaces",
             Route::CreateNamespace => "create_namespace",
             Route::GetNamespace => "get_namespace",
@@ -190,6 +212,7 @@ impl Route {
             Route::ListTokens => "list_tokens",
             Route::CreateToken => "create_token",
             Route::RevokeToken => "revoke_token",
+            Route::ListNamespaceTokens => "list_namespace_tokens",
             Route::ListImages => "list_images",
             Route::GetImage => "get_image",
             Route::DeleteImage => "delete_image",
@@ -337,6 +360,21 @@ mod tests {
             ),
             (Method::GET, "/api/v1/namespaces/%ff", Err(400)),
             (Method::DELETE, "/api/v1/users", Err(405)),
+            (
+                Method::DELETE,
+                "/api/v1/users/alice",
+                Ok((Route::DeleteUser, &[("name", "alice")])),
+            ),
+            (
+                Method::PUT,
+                "/api/v1/users/alice/password",
+                Ok((Route::SetUserPassword, &[("name", "alice")])),
+            ),
+            (
+                Method::PUT,
+                "/api/v1/user/password",
+                Ok((Route::ChangeOwnPassword, &[])),
+            ),
             (Method::POST, "/api/v1/tokens/ci", Err(405)),
             (Method::GET, "/api/v1/users/", Err(404)),
             (Method::GET, "/api/v1/namespaces//members", Err(404)),

@@ -107,6 +107,37 @@ pub async fn list(ctx: &Context<'_>) -> Result<Response, ManagementError> {
     Ok(ok(TokenList { tokens }))
 }
 
+/// List a namespace's access tokens.
+///
+/// Every token with a scope in the namespace, whoever created it, revoked
+/// ones included: its owners (and administrators) see the robots that
+/// reach it, their co-owners' too.
+#[utoipa::path(
+    get,
+    path = "/api/v1/namespaces/{namespace}/tokens",
+    tag = "tokens",
+    operation_id = "list_namespace_tokens",
+    params(("namespace" = Name, Path, description = "The namespace")),
+    responses((status = 200, description = "The tokens", body = TokenList))
+)]
+pub async fn list_in_namespace(
+    ctx: &Context<'_>,
+    namespace: &Name,
+) -> Result<Response, ManagementError> {
+    let tokens = ctx.auth.store.list_access_tokens().await?;
+    let tokens = tokens
+        .into_iter()
+        .filter(|token| {
+            token
+                .scopes
+                .iter()
+                .any(|scope| scope.namespace() == namespace.as_str())
+        })
+        .map(Token::from)
+        .collect();
+    Ok(ok(TokenList { tokens }))
+}
+
 /// Create an access token.
 ///
 /// Every scope must be one the caller may grant: owners for their
@@ -133,6 +164,7 @@ pub async fn create(ctx: &Context<'_>, new: NewToken) -> Result<Response, Manage
         scopes,
         expiry,
         ctx.caller.user_name(),
+        ctx.auth.policy.max_token_lifetime,
         &ctx.change_at(now),
     )
     .await?;

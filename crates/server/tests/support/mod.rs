@@ -169,6 +169,7 @@ impl Harness {
             ],
             Expiry::Never,
             None,
+            None,
             &change,
         )
         .await
@@ -186,6 +187,7 @@ impl Harness {
             policy,
             realm: None,
             tls: false,
+            refresh_token_lifetime: berth_auth::store::REFRESH_TOKEN_LIFETIME,
         };
         Harness {
             _dir: dir,
