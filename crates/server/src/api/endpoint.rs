@@ -197,7 +197,7 @@ fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ManagementError> {
     // array of its fields in order (`[null, null]`), which no client means.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ManagementError::invalid_request(
-            "the body must be a JSON object",
+            "invalid request body: it must be a JSON object",
         ));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
@@ -307,7 +307,16 @@ mod tests {
                 Err("malformed JSON"),
             ),
             (Route::CreateUser, "", Err("this request needs a JSON body")),
-            (Route::CreateUser, r#"["bob"]"#, Err("invalid request body")),
+            (
+                Route::CreateUser,
+                r#"["bob"]"#,
+                Err("invalid request body: it must be a JSON object"),
+            ),
+            (
+                Route::CreateUser,
+                r#" [null, null]"#,
+                Err("invalid request body: it must be a JSON object"),
+            ),
             (Route::CreateNamespace, r#"{"name":"team"}"#, Ok(())),
             (
                 Route::CreateNamespace,
