@@ -53,6 +53,16 @@ pub async fn users_are_created_once_and_updated(store: &dyn MetaStore) {
     assert_eq!(names, vec!["as-users-alice", "as-users-bob"]);
 }
 
+/// When the refresh token stored under `hash` was revoked.
+async fn revoked_at(store: &dyn MetaStore, hash: &str) -> Option<Timestamp> {
+    store
+        .get_refresh_token(hash)
+        .await
+        .unwrap()
+        .expect("the refresh token is stored")
+        .revoked_at
+}
+
 pub async fn disabling_a_user_revokes_their_refresh_tokens(store: &dyn MetaStore) {
     let name = "as-users-carol";
     store.create_user(&at(NOW), &user(name)).await.unwrap();
@@ -70,15 +80,7 @@ pub async fn disabling_a_user_revokes_their_refresh_tokens(store: &dyn MetaStore
     store.set_disabled(&at(NOW + 5), name, true).await.unwrap();
     let disabled = store.get_user(name).await.unwrap().unwrap();
     assert_eq!(disabled.disabled_at, Some(NOW + 5));
-    assert_eq!(
-        store
-            .get_refresh_token(&one)
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked_at,
-        Some(NOW + 5)
-    );
+    assert_eq!(revoked_at(store, &one).await, Some(NOW + 5));
     // Disabling again keeps the first time.
     store.set_disabled(&at(NOW + 6), name, true).await.unwrap();
     assert_eq!(
@@ -97,38 +99,14 @@ pub async fn disabling_a_user_revokes_their_refresh_tokens(store: &dyn MetaStore
         .set_password_hash(&at(NOW + 8), name, "$argon2id$stronger", true)
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .get_refresh_token(&two)
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked_at,
-        None
-    );
+    assert_eq!(revoked_at(store, &two).await, None);
     store
         .set_password_hash(&at(NOW + 9), name, "$argon2id$changed", false)
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .get_refresh_token(&two)
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked_at,
-        Some(NOW + 9)
-    );
+    assert_eq!(revoked_at(store, &two).await, Some(NOW + 9));
     store.create_refresh_token(&token(&three)).await.unwrap();
-    assert_eq!(
-        store
-            .get_refresh_token(&three)
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked_at,
-        None
-    );
+    assert_eq!(revoked_at(store, &three).await, None);
 
     assert!(matches!(
         store.set_disabled(&at(NOW), "as-users-nobody", true).await,
