@@ -229,11 +229,16 @@ pub enum EventKind {
     ImmutableRuleAdded,
     /// An immutable-tag rule was removed (`detail`: `scope`, `pattern`).
     ImmutableRuleRemoved,
+    /// A webhook was created (`detail`: `id`, `events`; the namespace is
+    /// its own, none for a registry-wide one).
+    WebhookCreated,
+    /// A webhook was deleted (`detail`: `id`, `events`).
+    WebhookDeleted,
 }
 
 impl EventKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [EventKind; 26] = [
+    pub const ALL: [EventKind; 28] = [
         EventKind::NamespaceCreated,
         EventKind::NamespaceUpdated,
         EventKind::NamespaceDeleted,
@@ -260,6 +265,8 @@ impl EventKind {
         EventKind::VulnerabilityPolicySet,
         EventKind::ImmutableRuleAdded,
         EventKind::ImmutableRuleRemoved,
+        EventKind::WebhookCreated,
+        EventKind::WebhookDeleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -290,6 +297,8 @@ impl EventKind {
             EventKind::VulnerabilityPolicySet => "vulnerability_policy.set",
             EventKind::ImmutableRuleAdded => "immutable_rule.added",
             EventKind::ImmutableRuleRemoved => "immutable_rule.removed",
+            EventKind::WebhookCreated => "webhook.created",
+            EventKind::WebhookDeleted => "webhook.deleted",
         }
     }
 

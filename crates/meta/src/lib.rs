@@ -22,6 +22,7 @@
 //! | [`UserStore`], [`MemberStore`], [`TokenStore`], [`SigningKeyStore`] | [`auth`] | access control |
 //! | [`ImmutabilityStore`] | [`immutable`] | immutable-tag rules (enforced by the tag writes) |
 //! | [`AdvisorStore`] | [`advisor`] | the Vulnerability Advisor: layer indexes, scan queue, advisories, exemptions, pull policies |
+//! | [`WebhookStore`] | [`webhooks`] | webhook endpoints and their delivery queue |
 //!
 //! [`MetaStore`] is the umbrella: every backend implements all of them, and
 //! the registry holds one `Arc<dyn MetaStore>` (a `&dyn MetaStore` coerces
@@ -60,6 +61,7 @@ pub mod sqlite;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod suite;
 pub mod uploads;
+pub mod webhooks;
 
 pub use advisor::{
     AdvisorStore, AdvisoryData, AdvisoryRow, ExemptionRow, ImageIndexRow, ImportCounts, IndexState,
@@ -87,6 +89,10 @@ pub use namespaces::{Namespace, NamespaceStore, NamespaceUsage, Visibility};
 pub use pulls::{PullCount, PullStatsStore};
 pub use repositories::{RepositoryDeletion, RepositoryStore};
 pub use uploads::{LiveUploads, UploadRecord, UploadStore};
+pub use webhooks::{
+    DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow, DeliveryState, NewDelivery,
+    NewWebhook, WebhookRow, WebhookStore,
+};
 
 /// Seconds since the Unix epoch. Time is always passed in, never read inside a
 /// backend, so tests control it.
@@ -171,6 +177,7 @@ pub trait MetaStore:
     + AdvisorStore
     + ImmutabilityStore
     + PullStatsStore
+    + WebhookStore
 {
     /// Whether the database answers and would take a write now (used by
     /// `/readyz`): fails with `Unavailable` when it does not answer, or

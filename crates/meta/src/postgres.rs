@@ -173,6 +173,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "pull statistics",
         include_str!("../migrations/postgres/0013_pull_statistics.sql"),
     ),
+    (
+        15,
+        "webhooks",
+        include_str!("../migrations/postgres/0015_webhooks.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.

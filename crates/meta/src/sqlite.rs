@@ -113,6 +113,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "pull statistics",
         include_str!("../migrations/sqlite/0013_pull_statistics.sql"),
     ),
+    (
+        15,
+        "webhooks",
+        include_str!("../migrations/sqlite/0015_webhooks.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

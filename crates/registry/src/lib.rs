@@ -44,11 +44,15 @@ mod manifests;
 pub mod namespaces;
 pub mod pulls;
 mod uploads;
+pub mod webhooks;
 
 pub use berth_meta::{
     Actor, ActorKind, Change, Event, EventCursor, EventKind, ImageCursor, ImageSummary,
     ImmutableRule, Namespace, NamespaceUsage, Referrer, RepositoryCursor, RepositoryQuery,
     RepositorySort, RepositorySummary, TaggedFilter, Visibility,
+};
+pub use berth_meta::{
+    DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow, DeliveryState, NewWebhook, WebhookRow,
 };
 /// Why the blob store cannot serve, carried by [`RegistryError::Unavailable`].
 pub use berth_storage::Unavailability;
@@ -64,6 +68,7 @@ pub use images::{Image, ImageDetails, ImageFacts};
 pub use manifests::{ManifestPut, ReferrersPage};
 pub use namespaces::NamespaceDeletion;
 pub use uploads::UploadStatus;
+pub use webhooks::{WebhookFanout, WebhookOptions};
 
 /// Settings of the registry domain.
 #[derive(Clone, Debug)]

@@ -8,7 +8,7 @@
 //!   few [`Dialect`](db::Dialect) spellings that differ.
 //! - One file per trait (`repositories`, `blobs`, `manifests`, `uploads`,
 //!   `jobs`, `gc`, `namespaces`, `users`, `members`, `tokens`, `keys`,
-//!   `advisor`),
+//!   `advisor`, `webhooks`),
 //!   holding its SQL once.
 //!
 //! Both backends run the same statements and keep the same guarantees:
@@ -46,6 +46,7 @@ mod repositories;
 mod tokens;
 mod uploads;
 mod users;
+mod webhooks;
 
 use db::{database, query, Db, Dialect, Tx};
 use events::NewEvent;

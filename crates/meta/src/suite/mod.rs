@@ -46,6 +46,7 @@ pub mod tokens;
 pub mod upgrade;
 pub mod uploads;
 pub mod users;
+pub mod webhooks;
 
 /// A suite test as a plain function, so tests can be listed and run in a loop.
 pub type SuiteTest = for<'a> fn(&'a dyn MetaStore) -> BoxFuture<'a, ()>;
@@ -69,6 +70,7 @@ pub const SUITES: &[(&str, &[(&str, SuiteTest)])] = &[
     ("keys", keys::TESTS),
     ("advisor", advisor::TESTS),
     ("immutable", immutable::TESTS),
+    ("webhooks", webhooks::TESTS),
 ];
 
 /// Runs every suite test in turn against one store, which also shows that
@@ -121,6 +123,7 @@ macro_rules! meta_store_tests {
             keys: [racing_first_signing_keys_leave_one_current_key, signing_keys_rotate_keeping_recently_retired_ones, a_private_key_is_replaced_only_as_expected],
             advisor: [layer_indexes_are_stored_once_per_digest, scan_jobs_are_queued_once_and_leased, racing_scan_takers_take_distinct_jobs, advisories_are_imported_incrementally, exemptions_are_set_listed_and_removed, policies_are_set_per_namespace],
             immutable: [immutable_rules_are_added_listed_and_removed, immutable_tags_are_created_but_never_moved_or_deleted, racing_pushes_of_a_new_immutable_tag_have_one_winner],
+            webhooks: [webhooks_are_created_listed_and_deleted, deliveries_are_queued_once_and_leased],
         );
     };
     (@expand $mode:ident $fresh:ident; $($suite:ident: [$($name:ident),* $(,)?]),* $(,)?) => {

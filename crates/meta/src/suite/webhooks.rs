@@ -1,0 +1,315 @@
+//! The shared suite of [`WebhookStore`](crate::WebhookStore).
+
+use super::events::events_after;
+use super::*;
+use crate::{
+    DeliveryAttempt, DeliveryNext, DeliveryState, EventKind, NewDelivery, NewWebhook, WebhookRow,
+};
+
+/// Every test of this suite, by name, in the order [`super::run_all`] runs them.
+pub const TESTS: &[(&str, SuiteTest)] = &[
+    ("webhooks_are_created_listed_and_deleted", |store| {
+        Box::pin(webhooks_are_created_listed_and_deleted(store))
+    }),
+    ("deliveries_are_queued_once_and_leased", |store| {
+        Box::pin(deliveries_are_queued_once_and_leased(store))
+    }),
+];
+
+fn new_webhook(namespace: Option<&str>, url: &str) -> NewWebhook {
+    NewWebhook {
+        namespace: namespace.map(str::to_string),
+        url: url.to_string(),
+        events: vec!["push".to_string(), "delete".to_string()],
+        secret: Some("sealed-secret".to_string()),
+        created_by: "user:suite".to_string(),
+    }
+}
+
+async fn create(store: &dyn MetaStore, webhook: &NewWebhook) -> WebhookRow {
+    store
+        .create_webhook(&at(NOW), webhook)
+        .await
+        .expect("create_webhook succeeds")
+}
+
+fn delivery(webhook: &WebhookRow, position: i64) -> NewDelivery {
+    NewDelivery {
+        webhook_id: webhook.id,
+        event_position: position,
+        event_kind: "tag.moved".to_string(),
+        payload: format!("{{\"id\":\"{position}\"}}"),
+    }
+}
+
+pub async fn webhooks_are_created_listed_and_deleted(store: &dyn MetaStore) {
+    let name = "suite-webhooks";
+    let from = store.last_event_position().await.unwrap();
+    assert!(
+        matches!(
+            store
+                .create_webhook(&at(NOW), &new_webhook(Some(name), "http://a.example/"))
+                .await,
+            Err(MetaError::NotFound)
+        ),
+        "a webhook of a namespace that does not exist is refused"
+    );
+    store
+        .create_namespace(&at(NOW), &namespace(name, Visibility::Private), None)
+        .await
+        .unwrap();
+    let first = create(store, &new_webhook(Some(name), "http://a.example/hook")).await;
+    let second = create(store, &new_webhook(Some(name), "https://b.example/hook")).await;
+    let everywhere = create(store, &new_webhook(None, "https://c.example/all")).await;
+    assert!(first.id < second.id && second.id < everywhere.id);
+    assert_eq!(first.namespace.as_deref(), Some(name));
+    assert_eq!(first.url, "http://a.example/hook");
+    assert_eq!(first.events, vec!["push", "delete"]);
+    assert_eq!(first.secret.as_deref(), Some("sealed-secret"));
+    assert_eq!(first.created_by, "user:suite");
+    assert_eq!(first.created_at, NOW);
+    assert_eq!(everywhere.namespace, None);
+
+    assert_eq!(
+        store.webhook(second.id).await.unwrap(),
+        Some(second.clone())
+    );
+    assert_eq!(
+        store.list_webhooks(Some(name)).await.unwrap(),
+        vec![first.clone(), second.clone()]
+    );
+    let all = store.list_webhooks(None).await.unwrap();
+    for webhook in [&first, &second, &everywhere] {
+        assert!(all.contains(webhook), "{webhook:?} is listed in {all:?}");
+    }
+
+    assert_eq!(
+        store.delete_webhook(&at(NOW), second.id).await.unwrap(),
+        Some(second.clone())
+    );
+    assert_eq!(
+        store.delete_webhook(&at(NOW), second.id).await.unwrap(),
+        None
+    );
+    assert_eq!(store.webhook(second.id).await.unwrap(), None);
+    assert_eq!(
+        store.delete_webhook(&at(NOW), everywhere.id).await.unwrap(),
+        Some(everywhere.clone())
+    );
+
+    let events: Vec<(EventKind, Option<String>, i64)> = events_after(store, from)
+        .await
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::WebhookCreated | EventKind::WebhookDeleted
+            )
+        })
+        .map(|e| (e.kind, e.namespace, e.detail["id"].as_i64().unwrap_or(-1)))
+        .collect();
+    let ns = Some(name.to_string());
+    assert_eq!(
+        events,
+        vec![
+            (EventKind::WebhookCreated, ns.clone(), first.id),
+            (EventKind::WebhookCreated, ns.clone(), second.id),
+            (EventKind::WebhookCreated, None, everywhere.id),
+            (EventKind::WebhookDeleted, ns.clone(), second.id),
+            (EventKind::WebhookDeleted, None, everywhere.id),
+        ]
+    );
+
+    // A namespace's webhooks, and their deliveries, go with it.
+    assert_eq!(
+        store
+            .enqueue_deliveries(&[delivery(&first, 1)], NOW)
+            .await
+            .unwrap(),
+        1
+    );
+    store.delete_namespace(&at(NOW), name).await.unwrap();
+    assert_eq!(store.webhook(first.id).await.unwrap(), None);
+    assert_eq!(store.list_deliveries(first.id, 10).await.unwrap(), vec![]);
+    assert_eq!(store.take_delivery("suite", NOW, 60).await.unwrap(), None);
+}
+
+pub async fn deliveries_are_queued_once_and_leased(store: &dyn MetaStore) {
+    let hook = create(store, &new_webhook(None, "http://queue.example/")).await;
+    let other = create(store, &new_webhook(None, "http://other.example/")).await;
+    let batch = [
+        delivery(&hook, 10),
+        delivery(&hook, 11),
+        delivery(&other, 10),
+    ];
+    assert_eq!(store.enqueue_deliveries(&batch, NOW).await.unwrap(), 3);
+    // The same batch again (a consumer handed it twice) queues nothing.
+    assert_eq!(store.enqueue_deliveries(&batch, NOW).await.unwrap(), 0);
+
+    // Nothing is due before it was queued.
+    assert_eq!(store.take_delivery("a", NOW - 1, 60).await.unwrap(), None);
+    let first = store.take_delivery("a", NOW, 60).await.unwrap().unwrap();
+    assert_eq!(first.webhook_id, hook.id);
+    assert_eq!(first.url, "http://queue.example/");
+    assert_eq!(first.secret.as_deref(), Some("sealed-secret"));
+    assert_eq!(first.payload, "{\"id\":\"10\"}");
+    assert_eq!(first.attempts, 1);
+    let second = store.take_delivery("b", NOW, 60).await.unwrap().unwrap();
+    let third = store.take_delivery("b", NOW, 60).await.unwrap().unwrap();
+    let mut taken = vec![first.id, second.id, third.id];
+    taken.dedup();
+    assert_eq!(taken.len(), 3, "three different deliveries are taken");
+    assert_eq!(store.take_delivery("c", NOW, 60).await.unwrap(), None);
+
+    // Only the holder records an attempt.
+    let refused = DeliveryAttempt {
+        status: None,
+        response: None,
+        error: Some("connection refused".to_string()),
+    };
+    assert!(matches!(
+        store
+            .finish_delivery("b", first.id, &refused, DeliveryNext::GiveUp, NOW)
+            .await,
+        Err(MetaError::LeaseLost)
+    ));
+    store
+        .finish_delivery(
+            "a",
+            first.id,
+            &refused,
+            DeliveryNext::RetryAt(NOW + 30),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.take_delivery("c", NOW + 29, 60).await.unwrap(), None);
+    let again = store
+        .take_delivery("c", NOW + 30, 60)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.id, again.attempts), (first.id, 2));
+    let answered = DeliveryAttempt {
+        status: Some(204),
+        response: Some("ok".to_string()),
+        error: None,
+    };
+    store
+        .finish_delivery("c", first.id, &answered, DeliveryNext::Delivered, NOW + 30)
+        .await
+        .unwrap();
+    // A finished delivery is not finished again, nor taken.
+    assert!(matches!(
+        store
+            .finish_delivery("c", first.id, &answered, DeliveryNext::Delivered, NOW + 30)
+            .await,
+        Err(MetaError::LeaseLost)
+    ));
+
+    // A lease that expired is another taker's: the holder "b" died.
+    let taken_over = store
+        .take_delivery("d", NOW + 60, 60)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!([second.id, third.id].contains(&taken_over.id));
+    assert_eq!(taken_over.attempts, 2);
+    let server_error = DeliveryAttempt {
+        status: Some(500),
+        response: Some("boom".to_string()),
+        error: Some("the endpoint answered 500".to_string()),
+    };
+    store
+        .finish_delivery(
+            "d",
+            taken_over.id,
+            &server_error,
+            DeliveryNext::GiveUp,
+            NOW + 60,
+        )
+        .await
+        .unwrap();
+    let last = store
+        .take_delivery("d", NOW + 60, 60)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .finish_delivery("d", last.id, &answered, DeliveryNext::Delivered, NOW + 60)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_delivery("d", NOW + 3600, 60).await.unwrap(),
+        None
+    );
+
+    let log = store.list_deliveries(hook.id, 10).await.unwrap();
+    assert_eq!(
+        log.iter().map(|d| d.event_position).collect::<Vec<_>>(),
+        vec![11, 10],
+        "newest first"
+    );
+    let delivered = &log[1];
+    assert_eq!(delivered.state, DeliveryState::Delivered);
+    assert_eq!(delivered.attempts, 2);
+    assert_eq!(delivered.last_status, Some(204));
+    assert_eq!(delivered.last_response.as_deref(), Some("ok"));
+    assert_eq!(delivered.last_error, None);
+    assert_eq!(delivered.event_kind, "tag.moved");
+    assert_eq!(delivered.updated_at, NOW + 30);
+    assert_eq!(store.list_deliveries(hook.id, 1).await.unwrap().len(), 1);
+    let mut states = Vec::new();
+    for id in [hook.id, other.id] {
+        states.extend(
+            store
+                .list_deliveries(id, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| d.state),
+        );
+    }
+    assert_eq!(
+        states
+            .iter()
+            .filter(|s| **s == DeliveryState::Failed)
+            .count(),
+        1
+    );
+    assert_eq!(
+        states
+            .iter()
+            .filter(|s| **s == DeliveryState::Delivered)
+            .count(),
+        2
+    );
+
+    // Retention deletes finished deliveries last updated before the cutoff.
+    assert_eq!(
+        store
+            .delete_finished_deliveries(NOW + 31, 100)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .delete_finished_deliveries(NOW + 61, 100)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(store.list_deliveries(hook.id, 10).await.unwrap(), vec![]);
+
+    // A delivery of a deleted webhook is dropped.
+    store.delete_webhook(&at(NOW), other.id).await.unwrap();
+    assert_eq!(
+        store
+            .enqueue_deliveries(&[delivery(&other, 12)], NOW)
+            .await
+            .unwrap(),
+        0
+    );
+    store.delete_webhook(&at(NOW), hook.id).await.unwrap();
+}
