@@ -37,6 +37,7 @@ mod logging;
 mod memory;
 mod node;
 mod tasks;
+mod webhooks;
 mod wiring;
 
 fn main() -> ExitCode {

@@ -49,7 +49,7 @@ pub mod v2;
 
 pub use access::AuthState;
 pub use metrics::Metrics;
-pub use settings::ServerSettings;
+pub use settings::{OutboundSettings, ServerSettings};
 
 /// Everything a request handler needs, built once by the binary.
 #[derive(Clone)]
@@ -60,6 +60,8 @@ pub struct AppState {
     pub auth: Option<Arc<AuthState>>,
     /// Connection limits and trusted proxies.
     pub settings: Arc<ServerSettings>,
+    /// How the server calls out to addresses users give (webhooks).
+    pub outbound: Arc<settings::OutboundSettings>,
 }
 
 impl AppState {
@@ -69,12 +71,19 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             auth: None,
             settings: Arc::new(ServerSettings::default()),
+            outbound: Arc::new(settings::OutboundSettings::default()),
         }
     }
 
     /// Replaces the default connection settings.
     pub fn with_settings(mut self, settings: ServerSettings) -> AppState {
         self.settings = Arc::new(settings);
+        self
+    }
+
+    /// Replaces the default outbound settings.
+    pub fn with_outbound(mut self, outbound: settings::OutboundSettings) -> AppState {
+        self.outbound = Arc::new(outbound);
         self
     }
 

@@ -26,6 +26,17 @@ pub struct ServerSettings {
     pub max_connections_per_address: usize,
 }
 
+/// How the server calls out to addresses its users give (webhooks).
+#[derive(Clone, Debug, Default)]
+pub struct OutboundSettings {
+    /// Seals webhook secrets at rest (`[auth] key_encryption_key_file`);
+    /// `None` stores them as given.
+    pub key_encryption: Option<berth_auth::key_encryption::KeyEncryptionKey>,
+    /// Whether private, loopback and link-local addresses may be called
+    /// (`[server] outbound_allow_private`).
+    pub allow_private: bool,
+}
+
 /// The defaults `berth serve` declares, for servers built without the
 /// binary (tests).
 impl Default for ServerSettings {

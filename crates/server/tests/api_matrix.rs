@@ -222,6 +222,20 @@ fn rows() -> Vec<Row> {
         Row { operation: "remove_immutable_rule", method: "DELETE", path: "/api/v1/immutable-rules/{ns}%2Fapp/none-{cell}",
               body: "", setup: Setup::None,
               public: with(OWNERS, 404), private: with(OWNERS, 404) },
+        // Webhooks are settings of their namespace.
+        Row { operation: "list_webhooks", method: "GET", path: "/api/v1/webhooks", body: "", setup: Setup::None,
+              public: LOGGED_IN, private: LOGGED_IN },
+        Row { operation: "create_webhook", method: "POST", path: "/api/v1/webhooks",
+              body: r#"{"scope":"{ns}","url":"https://hooks.example/{cell}","events":["push"],"secret":"s{cell}"}"#,
+              setup: Setup::None,
+              public: with(OWNERS, 201), private: with(OWNERS, 201) },
+        // Nothing to delete or inspect: whoever may manage the namespace's settings learns so.
+        Row { operation: "delete_webhook", method: "DELETE", path: "/api/v1/webhooks/{ns}/999999",
+              body: "", setup: Setup::None,
+              public: with(OWNERS, 404), private: with(OWNERS, 404) },
+        Row { operation: "list_webhook_deliveries", method: "GET", path: "/api/v1/webhooks/{ns}/999999/deliveries",
+              body: "", setup: Setup::None,
+              public: with(OWNERS, 404), private: with(OWNERS, 404) },
     ]
 }
 

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use berth_registry::advisor::ScanOnPush;
-use berth_registry::{ConsumerOptions, ConsumerRunner};
+use berth_registry::{ConsumerOptions, ConsumerRunner, WebhookFanout, WebhookOptions};
 use berth_server::AppState;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -99,7 +99,12 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
             );
         }
     }
-    let mut state = AppState::new(registry.clone()).with_settings(wiring::server_settings(config));
+    let mut state = AppState::new(registry.clone())
+        .with_settings(wiring::server_settings(config))
+        .with_outbound(berth_server::OutboundSettings {
+            key_encryption: wiring::key_encryption_key(config)?,
+            allow_private: config.server.outbound_allow_private,
+        });
     if config.auth.enabled {
         state = state.with_auth(wiring::auth_state(config, opened.auth_meta, env).await?);
     }
@@ -199,6 +204,57 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
         });
     }
     {
+        // Webhooks: a consumer queues a delivery for every event a webhook
+        // wants (from now on, for a registry that never ran it, so old
+        // events are not sent to webhooks made later), and the workers
+        // send them, one node per delivery.
+        let start_after = registry
+            .last_event_position()
+            .await
+            .map_err(|e| format!("reading the event stream: {e}"))?;
+        let fanout = Arc::new(WebhookFanout::new(registry.clone(), webhook_source(config)));
+        let runner = ConsumerRunner::new(
+            registry.clone(),
+            WebhookFanout::NAME,
+            fanout,
+            ConsumerOptions {
+                start_after,
+                ..ConsumerOptions::default()
+            },
+        );
+        tasks.spawn("webhook events", move |cancel| async move {
+            runner.run(cancel).await
+        });
+        let options = WebhookOptions {
+            retry_delay: config.webhooks.retry_delay,
+            max_attempts: u32::try_from(config.webhooks.max_attempts).unwrap_or(u32::MAX),
+            ..WebhookOptions::default()
+        };
+        let worker = crate::webhooks::DeliveryWorker::new(
+            registry.clone(),
+            wiring::key_encryption_key(config)?,
+            config.server.outbound_allow_private,
+            options,
+            config.webhooks.poll_interval,
+        )?;
+        tasks.spawn("webhook deliveries", move |cancel| async move {
+            worker.run(cancel).await
+        });
+        let registry = registry.clone();
+        let retention = config.webhooks.log_retention;
+        tasks.spawn("webhook log retention", move |cancel| async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(EVENT_RETENTION_INTERVAL) => {}
+                }
+                if let Err(error) = registry.purge_old_deliveries(retention).await {
+                    tracing::warn!(%error, "webhook delivery log retention failed");
+                }
+            }
+        });
+    }
+    {
         let registry = registry.clone();
         let interval = config.server.pull_stats_interval;
         tasks.spawn("pull statistics", move |cancel| async move {
@@ -263,3 +319,17 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
 /// How often old events are deleted: retention is counted in days, so an
 /// hourly pass keeps the table within an hour of it.
 const EVENT_RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The CloudEvents `source` of this registry's events: the origin of the
+/// configured token realm (the registry's public address) when there is
+/// one, else a fixed name.
+fn webhook_source(config: &crate::config::Config) -> String {
+    config
+        .auth
+        .realm
+        .as_deref()
+        .and_then(|realm| url::Url::parse(realm).ok())
+        .map(|realm| realm.origin().ascii_serialization())
+        .filter(|origin| origin != "null")
+        .unwrap_or_else(|| "/berth".to_string())
+}

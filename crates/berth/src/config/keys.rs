@@ -65,6 +65,8 @@ declare_config! {
         max_connections: usize = "10000", flag "max-connections";
         /// Open connections served at once from one client address (trusted proxies exempt); more are answered 503 and closed.
         max_connections_per_address: usize = "256", flag "max-connections-per-address";
+        /// Let webhooks call loopback, private and link-local addresses (off: such targets are refused).
+        outbound_allow_private: bool = "false", flag "outbound-allow-private", Switch;
     }
 
     /// Where blob bytes live, and upload sessions.
@@ -157,5 +159,17 @@ declare_config! {
         max_layer_bytes: ByteSize = "32GiB", flag "scanner-max-layer-bytes";
         /// The largest file read into memory to be parsed (package databases, archives, binaries).
         max_file_size: ByteSize = "32MiB", flag "scanner-max-file-size";
+    }
+
+    /// Webhooks: events of a namespace, or of the registry, POSTed as signed CloudEvents.
+    [webhooks] WebhooksSection {
+        /// The wait after a delivery's first failed attempt; it doubles with each further failure, up to an hour.
+        retry_delay: Duration = "10s", flag "webhook-retry-delay";
+        /// Attempts before a delivery is given up as failed.
+        max_attempts: usize = "8", flag "webhook-max-attempts";
+        /// How often an idle delivery worker looks for due deliveries.
+        poll_interval: Duration = "1s", flag "webhook-poll-interval";
+        /// How long finished deliveries stay in the delivery log.
+        log_retention: Duration = "7d", flag "webhook-log-retention";
     }
 }

@@ -23,6 +23,7 @@ use super::users::{NewUser, PasswordChange, PasswordReset, UserUpdate};
 use super::vulnerabilities::{
     sbom_format, AdvisoryImport, ExemptionScope, ImageParam, NewExemption, VulnerabilityPolicy,
 };
+use super::webhooks::{NewWebhookRequest, WebhookScope};
 use berth_registry::advisor::SbomFormat;
 
 /// The largest request body accepted: a name, a password, a hundred scopes.
@@ -75,6 +76,12 @@ pub enum Endpoint {
     AddImmutableRule(NewImmutableRule),
     /// Scope, tag pattern.
     RemoveImmutableRule(RuleScope, PatternParam),
+    ListWebhooks,
+    CreateWebhook(NewWebhookRequest),
+    /// Scope, id.
+    DeleteWebhook(WebhookScope, i64),
+    /// Scope, id.
+    ListWebhookDeliveries(WebhookScope, i64),
 }
 
 impl Endpoint {
@@ -176,8 +183,39 @@ impl Endpoint {
                     ManagementError::invalid_request(format!("path parameter tags: {e}"))
                 })?,
             ),
+            Route::ListWebhooks => Endpoint::ListWebhooks,
+            Route::CreateWebhook => {
+                let new: NewWebhookRequest = json(body)?;
+                new.validate()?;
+                Endpoint::CreateWebhook(new)
+            }
+            Route::DeleteWebhook => {
+                Endpoint::DeleteWebhook(webhook_scope(params)?, webhook_id(params)?)
+            }
+            Route::ListWebhookDeliveries => {
+                Endpoint::ListWebhookDeliveries(webhook_scope(params)?, webhook_id(params)?)
+            }
         })
     }
+}
+
+/// The webhook scope path parameter.
+fn webhook_scope(params: &PathParams) -> Result<WebhookScope, ManagementError> {
+    WebhookScope::try_from(params.get("scope").to_string())
+        .map_err(|e| ManagementError::invalid_request(format!("path parameter scope: {e}")))
+}
+
+/// The webhook id path parameter.
+fn webhook_id(params: &PathParams) -> Result<i64, ManagementError> {
+    let text = params.get("id");
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            ManagementError::invalid_request(format!(
+                "path parameter id: {text:?} is not a webhook id (a positive integer)"
+            ))
+        })
 }
 
 /// The image path parameter.

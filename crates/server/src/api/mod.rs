@@ -49,6 +49,7 @@ pub mod tokens;
 pub mod types;
 pub mod users;
 pub mod vulnerabilities;
+pub mod webhooks;
 
 use berth_auth::{change_at, Actor, Change};
 
@@ -77,6 +78,8 @@ pub struct Context<'a> {
     pub registry: &'a berth_registry::Registry,
     pub caller: &'a Authorized,
     pub actor: Actor,
+    /// How the server calls out (webhook secrets are sealed with its key).
+    pub outbound: &'a crate::settings::OutboundSettings,
 }
 
 impl Context<'_> {
@@ -151,6 +154,7 @@ async fn handle(
         registry: &state.registry,
         caller: &caller,
         actor: actor_of(&caller.principal, &parts),
+        outbound: &state.outbound,
     };
     handle_endpoint(&context, endpoint).await
 }
@@ -219,5 +223,9 @@ async fn handle_endpoint(
         Endpoint::RemoveImmutableRule(scope, tags) => {
             immutable::remove_rule(ctx, &scope, &tags).await
         }
+        Endpoint::ListWebhooks => webhooks::list(ctx).await,
+        Endpoint::CreateWebhook(new) => webhooks::create(ctx, new).await,
+        Endpoint::DeleteWebhook(scope, id) => webhooks::delete(ctx, &scope, id).await,
+        Endpoint::ListWebhookDeliveries(scope, id) => webhooks::deliveries(ctx, &scope, id).await,
     }
 }

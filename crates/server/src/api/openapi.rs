@@ -19,7 +19,9 @@ use utoipa::{Modify, OpenApi};
 use super::error::{ErrorBody, ErrorCode};
 use super::route::Route;
 use super::types::{ReferenceParam, RepositoryParam, TagParam};
-use super::{images, immutable, members, namespaces, repositories, tokens, users, vulnerabilities};
+use super::{
+    images, immutable, members, namespaces, repositories, tokens, users, vulnerabilities, webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -77,6 +79,10 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         immutable::list_rules,
         immutable::add_rule,
         immutable::remove_rule,
+        webhooks::list,
+        webhooks::create,
+        webhooks::delete,
+        webhooks::deliveries,
     ),
     components(schemas(
         ErrorBody,
@@ -97,6 +103,7 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         (name = "images", description = "The images of a repository: list, inspect, tag, untag, delete"),
         (name = "vulnerabilities", description = "The Vulnerability Advisor: reports, SBOMs, exemptions, pull policies, advisories"),
         (name = "lifecycle", description = "Image lifecycle: immutable tags"),
+        (name = "webhooks", description = "Webhooks: events delivered as signed CloudEvents"),
         (name = "meta", description = "This document"),
     )
 )]

@@ -146,6 +146,22 @@ pub fn required(endpoint: &Endpoint) -> Permission {
         Endpoint::RemoveImmutableRule(scope, _) => {
             Namespace(scope.namespace.clone(), Action::ManageSettings)
         }
+        // Listings show the webhooks the caller may manage.
+        Endpoint::ListWebhooks => LoggedIn,
+        // A namespace's webhooks are among its settings; registry-wide
+        // ones see every event, so they are an administrator's.
+        Endpoint::CreateWebhook(new) => webhook_scope(&new.scope),
+        Endpoint::DeleteWebhook(scope, _) | Endpoint::ListWebhookDeliveries(scope, _) => {
+            webhook_scope(scope)
+        }
+    }
+}
+
+/// What managing a webhook of `scope` needs.
+fn webhook_scope(scope: &super::webhooks::WebhookScope) -> Permission {
+    match scope.namespace() {
+        Some(namespace) => Permission::Namespace(namespace.clone(), Action::ManageSettings),
+        None => Permission::Administrator,
     }
 }
 
@@ -204,6 +220,30 @@ impl Authorized {
                     || claims.allows("repository", repository.as_str(), "pull")
                     || claims.allows("namespace", repository.namespace(), "pull")
             })
+    }
+
+    /// Whether a listing shows what only those who manage `namespace`'s
+    /// settings may see (its webhooks): the policy allows `manage_settings`
+    /// there and the caller's token, if any, grants it.
+    pub fn may_manage_settings(
+        &self,
+        policy: &PolicyConfig,
+        facts: NamespaceFacts,
+        namespace: &str,
+    ) -> bool {
+        facts != NamespaceFacts::Missing
+            && authorize_namespace(
+                &self.principal,
+                policy,
+                facts,
+                namespace,
+                Action::ManageSettings,
+            )
+            .is_allowed()
+            && self
+                .claims
+                .as_ref()
+                .is_none_or(|claims| claims.allows("namespace", namespace, "manage_settings"))
     }
 
     /// Whether a listing shows the access token `record` to the caller:
@@ -611,6 +651,7 @@ mod tests {
             Route::AddExemption => r#"{"scope":"x/app","issue":"CVE-1"}"#,
             Route::AddImmutableRule => r#"{"scope":"x/app","tags":"v*"}"#,
             Route::ImportAdvisories => r#"{"records":[]}"#,
+            Route::CreateWebhook => r#"{"scope":"x","url":"https://h.example/","events":["push"]}"#,
             _ => "",
         }
     }
@@ -621,9 +662,11 @@ mod tests {
     fn public_routes_are_the_anyone_rows() {
         for route in Route::ALL {
             let (method, template) = route.method_and_path();
-            // Parameters become `x…`, except the SBOM format, which is a word.
+            // Parameters become `x…`, except the SBOM format, which is a
+            // word, and a webhook's id, which is a number.
             let path = template
                 .replace("{format}", "spdx")
+                .replace("{id}", "7")
                 .replace('{', "x")
                 .replace('}', "");
             let (found, params): (Route, PathParams) = Route::find(&method, &path).unwrap();

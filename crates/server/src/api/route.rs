@@ -54,11 +54,15 @@ pub enum Route {
     ListImmutableRules,
     AddImmutableRule,
     RemoveImmutableRule,
+    ListWebhooks,
+    CreateWebhook,
+    DeleteWebhook,
+    ListWebhookDeliveries,
 }
 
 impl Route {
     /// Every route, in the order the OpenAPI document lists them.
-    pub const ALL: [Route; 38] = [
+    pub const ALL: [Route; 42] = [
         Route::OpenApi,
         Route::ListUsers,
         Route::CreateUser,
@@ -97,6 +101,10 @@ impl Route {
         Route::ListImmutableRules,
         Route::AddImmutableRule,
         Route::RemoveImmutableRule,
+        Route::ListWebhooks,
+        Route::CreateWebhook,
+        Route::DeleteWebhook,
+        Route::ListWebhookDeliveries,
     ];
 
     /// The method and path template of the route: the routing table.
@@ -162,6 +170,12 @@ impl Route {
             Route::RemoveImmutableRule => {
                 (Method::DELETE, "/api/v1/immutable-rules/{scope}/{tags}")
             }
+            Route::ListWebhooks => (Method::GET, "/api/v1/webhooks"),
+            Route::CreateWebhook => (Method::POST, "/api/v1/webhooks"),
+            Route::DeleteWebhook => (Method::DELETE, "/api/v1/webhooks/{scope}/{id}"),
+            Route::ListWebhookDeliveries => {
+                (Method::GET, "/api/v1/webhooks/{scope}/{id}/deliveries")
+            }
         }
     }
 
@@ -182,6 +196,7 @@ impl Route {
                 | Route::AddExemption
                 | Route::ImportAdvisories
                 | Route::AddImmutableRule
+                | Route::CreateWebhook
         )
     }
 
@@ -233,6 +248,10 @@ impl Route {
             Route::ListImmutableRules => "list_immutable_rules",
             Route::AddImmutableRule => "add_immutable_rule",
             Route::RemoveImmutableRule => "remove_immutable_rule",
+            Route::ListWebhooks => "list_webhooks",
+            Route::CreateWebhook => "create_webhook",
+            Route::DeleteWebhook => "delete_webhook",
+            Route::ListWebhookDeliveries => "list_webhook_deliveries",
         }
     }
 
