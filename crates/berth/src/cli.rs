@@ -136,6 +136,14 @@ pub enum Command {
         #[command(subcommand)]
         command: ClientImmutableCommand,
     },
+    /// Webhooks: a namespace's events, or every event of the registry
+    /// (`'*'`, administrators), POSTed to a URL as signed CloudEvents.
+    Webhook {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ClientWebhookCommand,
+    },
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]
@@ -269,6 +277,45 @@ pub enum ClientImmutableCommand {
         scope: String,
         #[arg(long, value_name = "PATTERN")]
         tags: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientWebhookCommand {
+    /// Send the events of a namespace (or, with '*', of the whole
+    /// registry) to a URL.
+    Add {
+        /// A namespace, or '*' for every event (administrators only).
+        scope: String,
+        /// Where deliveries are POSTed (http or https).
+        url: String,
+        /// Event types, comma-separated: `push` (a tag pointed at an
+        /// image), `delete` (a tag, image or repository deleted), or event
+        /// kinds of `berth events tail` (`manifest.stored`).
+        #[arg(long, value_delimiter = ',', required = true, value_name = "TYPES")]
+        events: Vec<String>,
+        /// Signs each delivery: header `X-Berth-Signature-256: sha256=<hex
+        /// HMAC-SHA256 of the body>`. Stored encrypted, never shown.
+        #[arg(long, value_name = "SECRET")]
+        secret: Option<String>,
+    },
+    /// List the webhooks you may manage.
+    #[command(alias = "ls")]
+    List {
+        /// Only those of this namespace ('*': the registry-wide ones).
+        scope: Option<String>,
+    },
+    /// Remove a webhook; its pending deliveries are dropped.
+    #[command(alias = "remove")]
+    Rm {
+        /// The webhook's id (`berth webhook list`).
+        id: i64,
+    },
+    /// A webhook's latest deliveries, newest first: state, attempts, last
+    /// answer.
+    Deliveries {
+        /// The webhook's id.
+        id: i64,
     },
 }
 

@@ -1409,3 +1409,215 @@ fn immutable_tags_refuse_a_skopeo_push_that_would_move_them() {
         String::from_utf8_lossy(&moved.stderr)
     );
 }
+
+/// A webhook endpoint in the test: accepts one request on `listener`,
+/// answers 204 and hands over the request's head (lower-cased header names)
+/// and body.
+fn receive_one(
+    listener: std::net::TcpListener,
+) -> std::sync::mpsc::Receiver<(std::collections::HashMap<String, String>, Vec<u8>)> {
+    use std::io::{BufRead, BufReader, Read};
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("a delivery connects");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut headers = std::collections::HashMap::new();
+        // The request line, then headers up to the empty line (bounded).
+        for _ in 0..100 {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+            } else {
+                headers.insert(":request".to_string(), line.to_string());
+            }
+        }
+        let length: usize = headers["content-length"].parse().unwrap();
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let mut stream = stream;
+        stream
+            .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let _ = sender.send((headers, body));
+    });
+    receiver
+}
+
+/// Pushes a one-layer image to `ADDR/REPO:TAG` with Basic credentials.
+fn push_with_password(addr: &str, repository: &str, tag: &str, user: &str, password: &str) {
+    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = oci_client::Client::new(ClientConfig {
+            protocol: ClientProtocol::Http,
+            ..Default::default()
+        });
+        let image = format!("{addr}/{repository}:{tag}").parse().unwrap();
+        let layers = vec![ImageLayer::oci_v1(
+            support::oci::tar_archive(&[("file", &support::oci::random_bytes(512))]),
+            None,
+        )];
+        let config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [layers[0].sha256_digest()]},
+        });
+        let config = Config::oci_v1(serde_json::to_vec(&config).unwrap(), None);
+        let auth = oci_client::secrets::RegistryAuth::Basic(user.to_string(), password.to_string());
+        client
+            .push(&image, &layers, config, &auth, None)
+            .await
+            .expect("push");
+    });
+}
+
+/// Polls `berth webhook deliveries ID` (at most 60 times, half a second
+/// apart) until `done` holds for one of the deliveries; returns it.
+fn wait_for_delivery(admin: &User, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..60 {
+        last = admin
+            .ok(&["webhook", "deliveries", id, "-o", "json"])
+            .json();
+        if let Some(delivery) = last.as_array().into_iter().flatten().find(|d| done(d)) {
+            return delivery.clone();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("no delivery became as expected; the log: {last:#}");
+}
+
+#[test]
+fn webhooks_deliver_signed_cloud_events_and_retry_until_the_endpoint_answers() {
+    let Some((registry, password)) = registry_with(&[
+        "--outbound-allow-private",
+        "--webhook-retry-delay",
+        "1s",
+        "--webhook-poll-interval",
+        "200ms",
+    ]) else {
+        return;
+    };
+    let admin = User::new();
+    admin.login(&registry, "admin", &password, &[]);
+    admin.ok(&["namespace", "add", "hooks"]);
+
+    // The endpoint is down: its port is known, nothing listens on it yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let created = admin
+        .ok(&[
+            "webhook",
+            "add",
+            "hooks",
+            &url,
+            "--events",
+            "push,delete",
+            "--secret",
+            "s3cret",
+            "-o",
+            "json",
+        ])
+        .json();
+    let id = created["id"].to_string();
+    assert_eq!(created["signed"], true);
+    let listed = admin.ok(&["webhook", "list", "-o", "json"]);
+    assert!(!listed.stdout.contains("s3cret"), "{listed:?}");
+    assert_eq!(listed.json()[0]["url"], url.as_str(), "{listed:?}");
+
+    push_with_password(&registry.addr, "hooks/app", "v1", "admin", &password);
+    let failed = wait_for_delivery(&admin, &id, |d| {
+        d["attempts"].as_u64() >= Some(1) && !d["last_error"].is_null()
+    });
+    assert_eq!(failed["state"], "pending", "{failed}");
+    assert_eq!(failed["event_kind"], "tag.moved");
+
+    // The endpoint comes up: the retry arrives, signed.
+    let received = receive_one(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
+    let (headers, body) = received
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the delivery is retried");
+    assert!(
+        headers[":request"].starts_with("POST /hook "),
+        "{headers:?}"
+    );
+    assert_eq!(
+        headers["content-type"],
+        "application/cloudevents+json; charset=utf-8"
+    );
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
+    mac.update(&body);
+    assert_eq!(
+        headers["x-berth-signature-256"],
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    );
+    let event: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event["specversion"], "1.0");
+    assert_eq!(event["type"], "io.berth.image.pushed");
+    assert_eq!(event["subject"], "hooks/app:v1");
+    assert_eq!(event["id"], failed["event"].to_string().as_str());
+    assert_eq!(event["data"]["actor"]["name"], "admin");
+    assert!(event["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+
+    let delivered = wait_for_delivery(&admin, &id, |d| d["state"] == "delivered");
+    assert_eq!(delivered["last_status"], 204);
+    assert!(delivered["attempts"].as_u64() >= Some(2), "{delivered}");
+
+    admin.ok(&["webhook", "rm", &id]);
+    assert_eq!(
+        admin.ok(&["webhook", "list", "-o", "json"]).json(),
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn webhooks_to_loopback_addresses_are_refused_by_default() {
+    let Some((registry, password)) = registry_with(&[
+        "--webhook-max-attempts",
+        "1",
+        "--webhook-poll-interval",
+        "200ms",
+    ]) else {
+        return;
+    };
+    let admin = User::new();
+    admin.login(&registry, "admin", &password, &[]);
+    admin.ok(&["namespace", "add", "hooks"]);
+    // Something listens there: only the address check can stop the call.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let created = admin
+        .ok(&[
+            "webhook", "add", "*", &url, "--events", "push", "-o", "json",
+        ])
+        .json();
+    let id = created["id"].to_string();
+    assert_eq!(created["scope"], "*");
+    push_with_password(&registry.addr, "hooks/app", "v1", "admin", &password);
+    let refused = wait_for_delivery(&admin, &id, |d| d["state"] == "failed");
+    assert!(
+        refused["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("private address")),
+        "{refused}"
+    );
+    assert!(refused["last_status"].is_null());
+    listener.set_nonblocking(true).unwrap();
+    assert!(
+        listener.accept().is_err(),
+        "nothing connected to the endpoint"
+    );
+}

@@ -30,6 +30,7 @@ mod login;
 mod manage;
 mod serve;
 mod va;
+mod webhooks;
 
 /// Runs the command and returns the process's exit status.
 pub fn run(command: Command, env: &Environment) -> ExitCode {
@@ -80,6 +81,10 @@ pub fn run(command: Command, env: &Environment) -> ExitCode {
             client: args,
             command,
         } => client(lifecycle::immutable(args, command, env)),
+        Command::Webhook {
+            client: args,
+            command,
+        } => client(webhooks::webhook(args, command, env)),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "berth", &mut std::io::stdout());

@@ -224,7 +224,8 @@ impl Authorized {
 
     /// Whether a listing shows what only those who manage `namespace`'s
     /// settings may see (its webhooks): the policy allows `manage_settings`
-    /// there and the caller's token, if any, grants it.
+    /// there and the caller's token, if any, grants it or holds the catalog
+    /// scope (list everything the policy allows).
     pub fn may_manage_settings(
         &self,
         policy: &PolicyConfig,
@@ -240,10 +241,9 @@ impl Authorized {
                 Action::ManageSettings,
             )
             .is_allowed()
-            && self
-                .claims
-                .as_ref()
-                .is_none_or(|claims| claims.allows("namespace", namespace, "manage_settings"))
+            && self.claims.as_ref().is_none_or(|claims| {
+                claims.allows_listing() || claims.allows("namespace", namespace, "manage_settings")
+            })
     }
 
     /// Whether a listing shows the access token `record` to the caller:
