@@ -1191,3 +1191,156 @@ async fn robots_follow_their_creator_and_are_listed_to_every_owner() {
     assert_eq!(pull().await, 401);
     assert_eq!(status("GET", "/v2/".into(), bearer(&jwt)).await, 401);
 }
+
+/// Webhooks: a namespace's are its owners', registry-wide ones (`*`) an
+/// administrator's; bad input is refused naming the field; the secret is
+/// sealed at rest and never returned; a webhook is found only in its scope.
+#[tokio::test]
+async fn webhooks_are_managed_in_their_scope_and_keep_their_secret() {
+    use berth_auth::key_encryption::{unseal, KeyEncryptionKey, SEALED_PREFIX};
+    let mut h = Harness::new().await;
+    let key = KeyEncryptionKey::parse(&"ab".repeat(32)).unwrap();
+    h.state = h
+        .state
+        .clone()
+        .with_outbound(berth_server::OutboundSettings {
+            key_encryption: Some(key.clone()),
+            allow_private: false,
+        });
+    let owner = basic("owner", PASSWORD);
+    let root = basic("root", PASSWORD);
+    let stranger = basic("stranger", PASSWORD);
+    let body = |scope: &str, url: &str, events: &str| {
+        format!(r#"{{"scope":"{scope}","url":"{url}","events":{events},"secret":"hush-hush"}}"#)
+    };
+
+    let created = h
+        .call(
+            "POST",
+            "/api/v1/webhooks",
+            Some(&owner),
+            &body(
+                "priv",
+                "https://ci.example/hook",
+                r#"["push","delete","push"]"#,
+            ),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert!(!created.text().contains("hush-hush"), "{}", created.text());
+    let webhook = created.json();
+    assert_eq!(webhook["scope"], "priv");
+    assert_eq!(webhook["events"], serde_json::json!(["push", "delete"]));
+    assert_eq!(webhook["signed"], true);
+    assert_eq!(webhook["created_by"], "user:owner");
+    let id = webhook["id"].as_i64().unwrap();
+    let stored = h.state.registry.webhook(id).await.unwrap().unwrap();
+    let sealed = stored.secret.unwrap();
+    assert!(sealed.starts_with(SEALED_PREFIX), "{sealed}");
+    assert_eq!(
+        unseal(
+            Some(&key),
+            &berth_server::api::webhooks::secret_binding(&stored.url),
+            &sealed
+        )
+        .unwrap(),
+        "hush-hush"
+    );
+
+    // Registry-wide webhooks are administrators'.
+    h.call(
+        "POST",
+        "/api/v1/webhooks",
+        Some(&owner),
+        &body("*", "https://all.example/", r#"["push"]"#),
+    )
+    .await
+    .assert_error("forbidden", "an owner adds a registry-wide webhook");
+    let everywhere = h
+        .call(
+            "POST",
+            "/api/v1/webhooks",
+            Some(&root),
+            &body("*", "https://all.example/", r#"["namespace.created"]"#),
+        )
+        .await;
+    assert_eq!(everywhere.status, 201, "{}", everywhere.text());
+    let everywhere_id = everywhere.json()["id"].as_i64().unwrap();
+
+    for (request, field) in [
+        (body("priv", "ftp://ci.example/", r#"["push"]"#), "url"),
+        (
+            body("priv", "https://u:p@ci.example/", r#"["push"]"#),
+            "url",
+        ),
+        (body("priv", "https://ci.example/", r#"["pull"]"#), "events"),
+        (body("priv", "https://ci.example/", "[]"), "events"),
+        (
+            body("Not A Name", "https://ci.example/", r#"["push"]"#),
+            "scope",
+        ),
+    ] {
+        let refused = h
+            .call("POST", "/api/v1/webhooks", Some(&owner), &request)
+            .await;
+        refused.assert_error("invalid_request", &request);
+        assert!(
+            refused.text().contains(field),
+            "{request}: {}",
+            refused.text()
+        );
+    }
+
+    let listed = |auth: String| {
+        let h = &h;
+        async move {
+            let listing = h.call("GET", "/api/v1/webhooks", Some(&auth), "").await;
+            assert_eq!(listing.status, 200, "{}", listing.text());
+            assert!(!listing.text().contains("hush-hush"));
+            names(&listing.json(), "webhooks", "scope")
+        }
+    };
+    assert_eq!(listed(owner.clone()).await, vec!["priv"]);
+    assert_eq!(listed(root.clone()).await, vec!["priv", "*"]);
+    assert_eq!(listed(stranger.clone()).await, Vec::<String>::new());
+
+    // A webhook is addressed in its own scope only.
+    h.call(
+        "GET",
+        &format!("/api/v1/webhooks/pub/{id}/deliveries"),
+        Some(&root),
+        "",
+    )
+    .await
+    .assert_error("not_found", "a webhook of priv looked up in pub");
+    let log = h
+        .call(
+            "GET",
+            &format!("/api/v1/webhooks/priv/{id}/deliveries"),
+            Some(&owner),
+            "",
+        )
+        .await;
+    assert_eq!(log.status, 200, "{}", log.text());
+    assert_eq!(log.json()["deliveries"], serde_json::json!([]));
+    h.call(
+        "DELETE",
+        &format!("/api/v1/webhooks/%2A/{everywhere_id}"),
+        Some(&owner),
+        "",
+    )
+    .await
+    .assert_error("forbidden", "an owner removes a registry-wide webhook");
+
+    for (uri, auth) in [
+        (format!("/api/v1/webhooks/priv/{id}"), &owner),
+        (format!("/api/v1/webhooks/*/{everywhere_id}"), &root),
+    ] {
+        let removed = h.call("DELETE", &uri, Some(auth), "").await;
+        assert_eq!(removed.status, 204, "{uri}: {}", removed.text());
+        h.call("DELETE", &uri, Some(auth), "")
+            .await
+            .assert_error("not_found", "removed twice");
+    }
+    assert_eq!(listed(root).await, Vec::<String>::new());
+}
