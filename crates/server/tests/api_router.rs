@@ -1232,7 +1232,7 @@ async fn webhooks_are_managed_in_their_scope_and_keep_their_secret() {
     assert_eq!(webhook["scope"], "priv");
     assert_eq!(webhook["events"], serde_json::json!(["push", "delete"]));
     assert_eq!(webhook["signed"], true);
-    assert_eq!(webhook["created_by"], "user:owner");
+    assert_eq!(webhook["created_by"], "owner");
     let id = webhook["id"].as_i64().unwrap();
     let stored = h.state.registry.webhook(id).await.unwrap().unwrap();
     let sealed = stored.secret.unwrap();

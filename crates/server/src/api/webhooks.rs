@@ -355,7 +355,11 @@ pub async fn create(
         url,
         events,
         secret,
-        created_by: ctx.actor.to_string(),
+        created_by: ctx
+            .actor
+            .name
+            .clone()
+            .unwrap_or_else(|| ctx.actor.to_string()),
     };
     let webhook = ctx.registry.create_webhook(&ctx.actor, &webhook).await?;
     Ok(created(webhook_view(webhook)))
