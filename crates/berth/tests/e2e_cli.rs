@@ -1497,13 +1497,14 @@ fn wait_for_delivery(admin: &User, id: &str, done: impl Fn(&Value) -> bool) -> V
 
 #[test]
 fn webhooks_deliver_signed_cloud_events_and_retry_until_the_endpoint_answers() {
-    let Some((registry, password)) = registry_with(&[
+    let flags = [
         "--outbound-allow-private",
         "--webhook-retry-delay",
         "1s",
         "--webhook-poll-interval",
         "200ms",
-    ]) else {
+    ];
+    let Some((mut registry, password)) = registry_with(&flags) else {
         return;
     };
     let admin = User::new();
@@ -1543,6 +1544,13 @@ fn webhooks_deliver_signed_cloud_events_and_retry_until_the_endpoint_answers() {
     });
     assert_eq!(failed["state"], "pending", "{failed}");
     assert_eq!(failed["event_kind"], "tag.moved");
+
+    // A restart while the delivery is pending loses nothing: the queue is
+    // in the database.
+    let mut restart_flags = vec!["--auth", "--users-may-create-namespaces"];
+    restart_flags.extend(flags);
+    registry.restart(&restart_flags);
+    admin.login(&registry, "admin", &password, &[]);
 
     // The endpoint comes up: the retry arrives, signed.
     let received = receive_one(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
