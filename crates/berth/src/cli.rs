@@ -144,6 +144,26 @@ pub enum Command {
         #[command(subcommand)]
         command: ClientWebhookCommand,
     },
+    /// The audit trail: who did what, on which resource, when (administrators).
+    Audit {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only records of the last DURATION (`1h`, `7d`).
+        #[arg(long, value_name = "DURATION")]
+        since: Option<humantime::Duration>,
+        /// Only those of this user, robot or job.
+        #[arg(long, value_name = "NAME")]
+        actor: Option<String>,
+        /// Only those in this namespace.
+        #[arg(long, value_name = "NS")]
+        namespace: Option<String>,
+        /// Only this action (an event kind: `tag.deleted`).
+        #[arg(long, value_name = "ACTION")]
+        action: Option<String>,
+        /// At most this many records, newest first.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]

@@ -1589,6 +1589,49 @@ fn webhooks_deliver_signed_cloud_events_and_retry_until_the_endpoint_answers() {
         admin.ok(&["webhook", "list", "-o", "json"]).json(),
         serde_json::json!([])
     );
+
+    // The audit trail says who pushed the tag and who managed the webhook,
+    // from where (polled: the audit consumer copies events every second).
+    let mut actions = Vec::new();
+    for _ in 0..60 {
+        let records = admin
+            .ok(&[
+                "audit",
+                "--since",
+                "1h",
+                "--actor",
+                "admin",
+                "--namespace",
+                "hooks",
+                "-o",
+                "json",
+            ])
+            .json();
+        let records = records.as_array().unwrap().clone();
+        actions = records
+            .iter()
+            .map(|r| r["action"].as_str().unwrap().to_string())
+            .collect();
+        if actions.first().map(String::as_str) == Some("webhook.deleted") {
+            let pushed = records
+                .iter()
+                .find(|r| r["action"] == "tag.moved")
+                .expect("the push is in the trail");
+            assert_eq!(pushed["resource"], "hooks/app:v1");
+            assert_eq!(pushed["actor"]["address"], "127.0.0.1");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(
+        actions.first().map(String::as_str),
+        Some("webhook.deleted"),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"webhook.created".to_string()),
+        "{actions:?}"
+    );
 }
 
 #[test]

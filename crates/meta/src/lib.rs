@@ -23,6 +23,7 @@
 //! | [`ImmutabilityStore`] | [`immutable`] | immutable-tag rules (enforced by the tag writes) |
 //! | [`AdvisorStore`] | [`advisor`] | the Vulnerability Advisor: layer indexes, scan queue, advisories, exemptions, pull policies |
 //! | [`WebhookStore`] | [`webhooks`] | webhook endpoints and their delivery queue |
+//! | [`AuditStore`] | [`audit`] | the audit trail |
 //!
 //! [`MetaStore`] is the umbrella: every backend implements all of them, and
 //! the registry holds one `Arc<dyn MetaStore>` (a `&dyn MetaStore` coerces
@@ -43,6 +44,7 @@
 //! writes the events that describe the change in that same transaction.
 
 pub mod advisor;
+pub mod audit;
 pub mod auth;
 pub mod blobs;
 pub mod events;
@@ -67,6 +69,7 @@ pub use advisor::{
     AdvisorStore, AdvisoryData, AdvisoryRow, ExemptionRow, ImageIndexRow, ImportCounts, IndexState,
     PolicyMode, PolicyRow, ScanJob,
 };
+pub use audit::{AuditQuery, AuditRecord, AuditStore, NewAuditRecord};
 pub use auth::{
     AuthMetaStore, MemberStore, RefreshRotation, SigningKeyStore, TokenStore, UserStore,
 };
@@ -178,6 +181,7 @@ pub trait MetaStore:
     + ImmutabilityStore
     + PullStatsStore
     + WebhookStore
+    + AuditStore
 {
     /// Whether the database answers and would take a write now (used by
     /// `/readyz`): fails with `Unavailable` when it does not answer, or

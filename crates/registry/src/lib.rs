@@ -32,6 +32,7 @@ use berth_meta::{MetaStore, Timestamp};
 use berth_storage::BlobStore;
 
 pub mod advisor;
+pub mod audit;
 mod blobs;
 mod cache;
 pub mod error;
@@ -46,13 +47,15 @@ pub mod pulls;
 mod uploads;
 pub mod webhooks;
 
+pub use audit::AuditTrail;
 pub use berth_meta::{
     Actor, ActorKind, Change, Event, EventCursor, EventKind, ImageCursor, ImageSummary,
     ImmutableRule, Namespace, NamespaceUsage, Referrer, RepositoryCursor, RepositoryQuery,
     RepositorySort, RepositorySummary, TaggedFilter, Visibility,
 };
 pub use berth_meta::{
-    DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow, DeliveryState, NewWebhook, WebhookRow,
+    AuditQuery, AuditRecord, DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow,
+    DeliveryState, NewAuditRecord, NewWebhook, WebhookRow,
 };
 /// Why the blob store cannot serve, carried by [`RegistryError::Unavailable`].
 pub use berth_storage::Unavailability;

@@ -236,6 +236,8 @@ fn rows() -> Vec<Row> {
         Row { operation: "list_webhook_deliveries", method: "GET", path: "/api/v1/webhooks/{ns}/999999/deliveries",
               body: "", setup: Setup::None,
               public: with(OWNERS, 404), private: with(OWNERS, 404) },
+        Row { operation: "list_audit", method: "GET", path: "/api/v1/audit", body: "", setup: Setup::None,
+              public: ADMIN_ONLY, private: ADMIN_ONLY },
     ]
 }
 

@@ -1344,3 +1344,91 @@ async fn webhooks_are_managed_in_their_scope_and_keep_their_secret() {
     }
     assert_eq!(listed(root).await, Vec::<String>::new());
 }
+
+/// The audit trail answers "who deleted this tag": the audit consumer
+/// copies the events, and administrators read them filtered.
+#[tokio::test]
+async fn the_audit_trail_says_who_deleted_a_tag() {
+    use std::sync::Arc;
+
+    use berth_registry::{AuditTrail, ConsumerOptions, ConsumerRunner};
+    let h = Harness::new().await;
+    let root = basic("root", PASSWORD);
+    let owner = basic("owner", PASSWORD);
+    h.push_image("priv/app", "v1", "audited").await;
+    let untagged = h
+        .call(
+            "DELETE",
+            "/api/v1/repositories/priv%2Fapp/tags/v1",
+            Some(&owner),
+            "",
+        )
+        .await;
+    assert_eq!(untagged.status, 204, "{}", untagged.text());
+    let registry = h.state.registry.clone();
+    let runner = ConsumerRunner::new(
+        registry.clone(),
+        AuditTrail::NAME,
+        Arc::new(AuditTrail::new(registry)),
+        ConsumerOptions::default(),
+    );
+    assert!(runner.run_once().await.unwrap().handled > 0);
+    // A second pass finds nothing new, and copying is idempotent anyway.
+    assert_eq!(runner.run_once().await.unwrap().handled, 0);
+
+    let answer = h
+        .call(
+            "GET",
+            "/api/v1/audit?namespace=priv&action=tag.deleted",
+            Some(&root),
+            "",
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let records = answer.json()["records"].as_array().unwrap().clone();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = &records[0];
+    assert_eq!(record["resource"], "priv/app:v1");
+    assert_eq!(record["actor"]["kind"], "user");
+    assert_eq!(record["actor"]["name"], "owner");
+    // No socket here, so no client address (the end-to-end test sees one).
+    assert!(record["actor"].get("address").is_some(), "{record}");
+    assert_eq!(record["outcome"], "ok");
+
+    let by_owner = h
+        .call("GET", "/api/v1/audit?actor=owner", Some(&root), "")
+        .await
+        .json();
+    let actions: Vec<&str> = by_owner["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, vec!["tag.deleted"]);
+    let paged = h
+        .call("GET", "/api/v1/audit?limit=1", Some(&root), "")
+        .await
+        .json();
+    let before = paged["next_before"].as_i64().expect("a next page");
+    let next = h
+        .call(
+            "GET",
+            &format!("/api/v1/audit?limit=1&before={before}"),
+            Some(&root),
+            "",
+        )
+        .await
+        .json();
+    assert!(next["records"][0]["id"].as_i64().unwrap() < before);
+
+    h.call("GET", "/api/v1/audit", Some(&owner), "")
+        .await
+        .assert_error("forbidden", "an owner reads the audit trail");
+    h.call("GET", "/api/v1/audit?limit=0", Some(&root), "")
+        .await
+        .assert_error("invalid_request", "a limit of 0");
+    h.call("GET", "/api/v1/audit?who=owner", Some(&root), "")
+        .await
+        .assert_error("invalid_request", "an unknown parameter");
+}

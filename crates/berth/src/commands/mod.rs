@@ -85,6 +85,24 @@ pub fn run(command: Command, env: &Environment) -> ExitCode {
             client: args,
             command,
         } => client(webhooks::webhook(args, command, env)),
+        Command::Audit {
+            client: args,
+            since,
+            actor,
+            namespace,
+            action,
+            limit,
+        } => client(webhooks::audit(
+            args,
+            webhooks::AuditFilter {
+                since: since.map(Into::into),
+                actor,
+                namespace,
+                action,
+                limit,
+            },
+            env,
+        )),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "berth", &mut std::io::stdout());

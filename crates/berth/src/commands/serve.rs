@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use berth_registry::advisor::ScanOnPush;
-use berth_registry::{ConsumerOptions, ConsumerRunner, WebhookFanout, WebhookOptions};
+use berth_registry::{AuditTrail, ConsumerOptions, ConsumerRunner, WebhookFanout, WebhookOptions};
 use berth_server::AppState;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -240,19 +240,37 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
         tasks.spawn("webhook deliveries", move |cancel| async move {
             worker.run(cancel).await
         });
+        // The audit trail copies every event, from the oldest kept, so a
+        // registry that starts it keeps what its events still hold.
+        let runner = ConsumerRunner::new(
+            registry.clone(),
+            AuditTrail::NAME,
+            Arc::new(AuditTrail::new(registry.clone())),
+            ConsumerOptions::default(),
+        );
+        tasks.spawn("audit trail", move |cancel| async move {
+            runner.run(cancel).await
+        });
         let registry = registry.clone();
         let retention = config.webhooks.log_retention;
-        tasks.spawn("webhook log retention", move |cancel| async move {
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(EVENT_RETENTION_INTERVAL) => {}
+        let audit_retention = config.audit.retention;
+        tasks.spawn(
+            "webhook log and audit retention",
+            move |cancel| async move {
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(EVENT_RETENTION_INTERVAL) => {}
+                    }
+                    if let Err(error) = registry.purge_old_deliveries(retention).await {
+                        tracing::warn!(%error, "webhook delivery log retention failed");
+                    }
+                    if let Err(error) = registry.purge_old_audit(audit_retention).await {
+                        tracing::warn!(%error, "audit trail retention failed");
+                    }
                 }
-                if let Err(error) = registry.purge_old_deliveries(retention).await {
-                    tracing::warn!(%error, "webhook delivery log retention failed");
-                }
-            }
-        });
+            },
+        );
     }
     {
         let registry = registry.clone();

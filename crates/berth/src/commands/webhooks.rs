@@ -1,5 +1,6 @@
-//! `berth webhook …`: webhooks through the management API (`/api/v1`),
-//! with the login `berth login` stored.
+//! `berth webhook …` and `berth audit`: webhooks and the audit trail
+//! through the management API (`/api/v1`), with the login `berth login`
+//! stored.
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -181,5 +182,70 @@ pub fn webhook(
             )?;
         }
     }
+    Ok(())
+}
+
+/// What `berth audit` asks for.
+pub struct AuditFilter {
+    pub since: Option<std::time::Duration>,
+    pub actor: Option<String>,
+    pub namespace: Option<String>,
+    pub action: Option<String>,
+    pub limit: u64,
+}
+
+pub fn audit(args: ClientArgs, filter: AuditFilter, env: &Environment) -> Result<(), ClientError> {
+    let mut session = Profile::load(env)?.session(args.registry.as_deref())?;
+    let output = Output::new(args.output, args.quiet, args.format.as_deref(), env)?;
+    if !(1..=1000).contains(&filter.limit) {
+        return Err(ClientError::Usage(
+            "--limit: between 1 and 1000 records".to_string(),
+        ));
+    }
+    let mut query: Vec<(&str, String)> = vec![("limit", filter.limit.to_string())];
+    if let Some(since) = filter.since {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        query.push(("since", (now - since.as_secs() as i64).max(0).to_string()));
+    }
+    for (name, value) in [
+        ("actor", filter.actor),
+        ("namespace", filter.namespace),
+        ("action", filter.action),
+    ] {
+        if let Some(value) = value {
+            query.push((name, value));
+        }
+    }
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&query)
+        .finish();
+    let page = session.call(
+        Method::GET,
+        &format!("/api/v1/audit?{query}"),
+        None,
+        &["registry:users:*".to_string()],
+        "reading the audit trail",
+    )?;
+    let records = page["records"].as_array().cloned().unwrap_or_default();
+    output.list(
+        &records,
+        &["time", "actor", "address", "action", "resource", "outcome"],
+        |record, _| {
+            let actor = &record["actor"];
+            let who = match actor["name"].as_str() {
+                Some(name) => format!("{}:{name}", text(&actor["kind"])),
+                None => text(&actor["kind"]),
+            };
+            vec![
+                date_time(&record["at"]),
+                who,
+                text(&actor["address"]),
+                text(&record["action"]),
+                text(&record["resource"]),
+                text(&record["outcome"]),
+            ]
+        },
+        |record| record["action"].as_str().unwrap_or(""),
+    )?;
     Ok(())
 }

@@ -172,4 +172,10 @@ declare_config! {
         /// How long finished deliveries stay in the delivery log.
         log_retention: Duration = "7d", flag "webhook-log-retention";
     }
+
+    /// The audit trail: who did what, on which resource, when, with what outcome (`berth audit`).
+    [audit] AuditSection {
+        /// How long audit records are kept.
+        retention: Duration = "90d", flag "audit-retention";
+    }
 }

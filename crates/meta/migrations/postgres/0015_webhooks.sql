@@ -1,4 +1,4 @@
--- Webhooks: endpoints that receive the event stream's changes as
+-- Webhooks and the audit trail. Webhooks: endpoints that receive the event stream's changes as
 -- CloudEvents, and the queue of deliveries to them (see
 -- crates/meta/src/webhooks.rs).
 --
@@ -47,3 +47,24 @@ CREATE TABLE webhook_deliveries (
 );
 -- Workers take the oldest due pending delivery.
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, not_before, id);
+
+-- The audit trail: who did what, on which resource, when, with what
+-- outcome (see crates/meta/src/audit.rs). Kept for `[audit] retention`,
+-- longer than events. A record copied from an event keeps its position, and
+-- the UNIQUE key makes the copy idempotent.
+CREATE TABLE audit_records (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at BIGINT NOT NULL,
+    actor_kind TEXT NOT NULL,
+    actor_name TEXT,
+    actor_address TEXT,
+    action TEXT NOT NULL,
+    namespace TEXT,
+    resource TEXT,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    event_position BIGINT UNIQUE
+);
+CREATE INDEX audit_records_by_time ON audit_records (at, id);
+CREATE INDEX audit_records_by_actor ON audit_records (actor_name, at);
+CREATE INDEX audit_records_by_namespace ON audit_records (namespace, at);

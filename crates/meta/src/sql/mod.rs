@@ -8,7 +8,7 @@
 //!   few [`Dialect`](db::Dialect) spellings that differ.
 //! - One file per trait (`repositories`, `blobs`, `manifests`, `uploads`,
 //!   `jobs`, `gc`, `namespaces`, `users`, `members`, `tokens`, `keys`,
-//!   `advisor`, `webhooks`),
+//!   `advisor`, `webhooks`, `audit`),
 //!   holding its SQL once.
 //!
 //! Both backends run the same statements and keep the same guarantees:
@@ -31,6 +31,7 @@ use crate::{EventKind, MetaError, MetaStore, Timestamp};
 pub(crate) mod db;
 
 mod advisor;
+mod audit;
 mod blobs;
 pub(crate) mod events;
 mod gc;

@@ -29,6 +29,7 @@ use crate::{
 };
 
 pub mod advisor;
+pub mod audit;
 pub mod blobs;
 pub mod events;
 pub mod gc;
@@ -71,6 +72,7 @@ pub const SUITES: &[(&str, &[(&str, SuiteTest)])] = &[
     ("advisor", advisor::TESTS),
     ("immutable", immutable::TESTS),
     ("webhooks", webhooks::TESTS),
+    ("audit", audit::TESTS),
 ];
 
 /// Runs every suite test in turn against one store, which also shows that
@@ -124,6 +126,7 @@ macro_rules! meta_store_tests {
             advisor: [layer_indexes_are_stored_once_per_digest, scan_jobs_are_queued_once_and_leased, racing_scan_takers_take_distinct_jobs, advisories_are_imported_incrementally, exemptions_are_set_listed_and_removed, policies_are_set_per_namespace],
             immutable: [immutable_rules_are_added_listed_and_removed, immutable_tags_are_created_but_never_moved_or_deleted, racing_pushes_of_a_new_immutable_tag_have_one_winner],
             webhooks: [webhooks_are_created_listed_and_deleted, deliveries_are_queued_once_and_leased],
+            audit: [audit_records_are_stored_once_filtered_and_expired],
         );
     };
     (@expand $mode:ident $fresh:ident; $($suite:ident: [$($name:ident),* $(,)?]),* $(,)?) => {

@@ -9,6 +9,7 @@ use axum::http::request::Parts;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
+use super::audit::AuditListing;
 use super::error::{ErrorCode, ManagementError};
 use super::images::{ImageListing, TagRequest};
 use super::immutable::{NewImmutableRule, PatternParam, RuleScope};
@@ -82,6 +83,7 @@ pub enum Endpoint {
     DeleteWebhook(WebhookScope, i64),
     /// Scope, id.
     ListWebhookDeliveries(WebhookScope, i64),
+    ListAudit(AuditListing),
 }
 
 impl Endpoint {
@@ -195,6 +197,7 @@ impl Endpoint {
             Route::ListWebhookDeliveries => {
                 Endpoint::ListWebhookDeliveries(webhook_scope(params)?, webhook_id(params)?)
             }
+            Route::ListAudit => Endpoint::ListAudit(AuditListing::parse(query)?),
         })
     }
 }

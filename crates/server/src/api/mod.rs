@@ -35,6 +35,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+pub mod audit;
 pub mod endpoint;
 pub mod error;
 pub mod images;
@@ -227,5 +228,6 @@ async fn handle_endpoint(
         Endpoint::CreateWebhook(new) => webhooks::create(ctx, new).await,
         Endpoint::DeleteWebhook(scope, id) => webhooks::delete(ctx, &scope, id).await,
         Endpoint::ListWebhookDeliveries(scope, id) => webhooks::deliveries(ctx, &scope, id).await,
+        Endpoint::ListAudit(listing) => audit::list(ctx, listing).await,
     }
 }

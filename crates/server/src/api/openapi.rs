@@ -20,7 +20,8 @@ use super::error::{ErrorBody, ErrorCode};
 use super::route::Route;
 use super::types::{ReferenceParam, RepositoryParam, TagParam};
 use super::{
-    images, immutable, members, namespaces, repositories, tokens, users, vulnerabilities, webhooks,
+    audit, images, immutable, members, namespaces, repositories, tokens, users, vulnerabilities,
+    webhooks,
 };
 
 #[derive(OpenApi)]
@@ -83,6 +84,7 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         webhooks::create,
         webhooks::delete,
         webhooks::deliveries,
+        audit::list,
     ),
     components(schemas(
         ErrorBody,
@@ -104,6 +106,7 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         (name = "vulnerabilities", description = "The Vulnerability Advisor: reports, SBOMs, exemptions, pull policies, advisories"),
         (name = "lifecycle", description = "Image lifecycle: immutable tags"),
         (name = "webhooks", description = "Webhooks: events delivered as signed CloudEvents"),
+        (name = "audit", description = "The audit trail (administrators)"),
         (name = "meta", description = "This document"),
     )
 )]

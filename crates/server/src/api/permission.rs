@@ -154,6 +154,8 @@ pub fn required(endpoint: &Endpoint) -> Permission {
         Endpoint::DeleteWebhook(scope, _) | Endpoint::ListWebhookDeliveries(scope, _) => {
             webhook_scope(scope)
         }
+        // The trail spans every namespace and shows client addresses.
+        Endpoint::ListAudit(_) => Administrator,
     }
 }
 

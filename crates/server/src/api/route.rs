@@ -58,11 +58,12 @@ pub enum Route {
     CreateWebhook,
     DeleteWebhook,
     ListWebhookDeliveries,
+    ListAudit,
 }
 
 impl Route {
     /// Every route, in the order the OpenAPI document lists them.
-    pub const ALL: [Route; 42] = [
+    pub const ALL: [Route; 43] = [
         Route::OpenApi,
         Route::ListUsers,
         Route::CreateUser,
@@ -105,6 +106,7 @@ impl Route {
         Route::CreateWebhook,
         Route::DeleteWebhook,
         Route::ListWebhookDeliveries,
+        Route::ListAudit,
     ];
 
     /// The method and path template of the route: the routing table.
@@ -176,6 +178,7 @@ impl Route {
             Route::ListWebhookDeliveries => {
                 (Method::GET, "/api/v1/webhooks/{scope}/{id}/deliveries")
             }
+            Route::ListAudit => (Method::GET, "/api/v1/audit"),
         }
     }
 
@@ -252,6 +255,7 @@ impl Route {
             Route::CreateWebhook => "create_webhook",
             Route::DeleteWebhook => "delete_webhook",
             Route::ListWebhookDeliveries => "list_webhook_deliveries",
+            Route::ListAudit => "list_audit",
         }
     }
 

@@ -1,0 +1,97 @@
+//! [`AuditStore`] in SQL.
+
+use super::db::{database, query, Row};
+use super::{limit_to_i64, SqlMetaStore};
+use crate::audit::{AuditQuery, AuditRecord, AuditStore, NewAuditRecord};
+use crate::{MetaError, Timestamp};
+
+fn record_from_row(row: &Row) -> Result<AuditRecord, MetaError> {
+    let detail: String = row.get("detail")?;
+    Ok(AuditRecord {
+        id: row.get("id")?,
+        record: NewAuditRecord {
+            at: row.get("at")?,
+            actor_kind: row.get("actor_kind")?,
+            actor_name: row.get("actor_name")?,
+            actor_address: row.get("actor_address")?,
+            action: row.get("action")?,
+            namespace: row.get("namespace")?,
+            resource: row.get("resource")?,
+            outcome: row.get("outcome")?,
+            detail: serde_json::from_str(&detail)
+                .map_err(|e| MetaError::Corrupt(format!("an audit record's detail: {e}")))?,
+            event_position: row.get("event_position")?,
+        },
+    })
+}
+
+#[async_trait::async_trait]
+impl<B: 'static> AuditStore for SqlMetaStore<B> {
+    async fn record_audit(&self, records: &[NewAuditRecord]) -> Result<u64, MetaError> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.db.begin_write().await?;
+        let mut stored = 0;
+        for record in records {
+            stored += query(
+                "INSERT INTO audit_records (at, actor_kind, actor_name, actor_address, action, \
+                     namespace, resource, outcome, detail, event_position) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (event_position) DO NOTHING",
+            )
+            .bind(record.at)
+            .bind(record.actor_kind.as_str())
+            .bind(&record.actor_name)
+            .bind(&record.actor_address)
+            .bind(record.action.as_str())
+            .bind(&record.namespace)
+            .bind(&record.resource)
+            .bind(record.outcome.as_str())
+            .bind(record.detail.to_string())
+            .bind(record.event_position)
+            .execute(&mut tx)
+            .await
+            .map_err(database("recording an audit record"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(database("committing audit records"))?;
+        Ok(stored)
+    }
+
+    async fn list_audit(&self, audit: &AuditQuery) -> Result<Vec<AuditRecord>, MetaError> {
+        query(
+            "SELECT id, at, actor_kind, actor_name, actor_address, action, namespace, resource, \
+                 outcome, detail, event_position FROM audit_records \
+             WHERE ($1 IS NULL OR at >= $1) AND ($2 IS NULL OR actor_name = $2) \
+               AND ($3 IS NULL OR namespace = $3) AND ($4 IS NULL OR action = $4) \
+               AND ($5 IS NULL OR id < $5) \
+             ORDER BY id DESC LIMIT $6",
+        )
+        .bind(audit.since)
+        .bind(audit.actor.as_deref())
+        .bind(audit.namespace.as_deref())
+        .bind(audit.action.as_deref())
+        .bind(audit.before_id)
+        .bind(limit_to_i64(audit.limit))
+        .fetch_all(self.db.reader())
+        .await
+        .map_err(database("reading the audit trail"))?
+        .iter()
+        .map(record_from_row)
+        .collect()
+    }
+
+    async fn delete_audit_before(&self, before: Timestamp, limit: usize) -> Result<u64, MetaError> {
+        query(
+            "DELETE FROM audit_records WHERE id IN ( \
+                 SELECT id FROM audit_records WHERE at < $1 ORDER BY id LIMIT $2)",
+        )
+        .bind(before)
+        .bind(limit_to_i64(limit))
+        .execute(self.db.writer())
+        .await
+        .map_err(database("deleting old audit records"))
+    }
+}

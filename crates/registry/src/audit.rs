@@ -1,0 +1,103 @@
+//! The audit trail in the registry: [`AuditTrail`], the consumer that copies
+//! every event of the stream into the audit records (who, what, on which
+//! resource, when, the outcome), and the queries and retention over them.
+//!
+//! Copying is idempotent (one record per event position), so a batch handed
+//! over again adds nothing. The records outlive the events: they are kept
+//! for the audit retention (`[audit] retention`), the events for
+//! `[events] retention`.
+
+use std::time::Duration;
+
+use berth_meta::{AuditQuery, AuditRecord, Event, EventKind, NewAuditRecord};
+
+use crate::events::{ConsumerError, EventConsumer};
+use crate::{Registry, RegistryError};
+
+/// What an event's record names as its resource.
+fn resource(event: &Event) -> Option<String> {
+    match (&event.repository, &event.tag, &event.digest) {
+        (Some(repository), Some(tag), _) => Some(format!("{repository}:{tag}")),
+        (Some(repository), None, Some(digest)) => Some(format!("{repository}@{digest}")),
+        (Some(repository), None, None) => Some(repository.to_string()),
+        (None, _, Some(digest)) => Some(digest.to_string()),
+        (None, _, None) => {
+            // Access-control events name their user or token in the detail.
+            let named = match event.kind {
+                EventKind::UserCreated | EventKind::UserUpdated | EventKind::UserDeleted => event
+                    .detail
+                    .get("user")
+                    .or_else(|| event.detail.get("name")),
+                EventKind::TokenCreated | EventKind::TokenRevoked => event
+                    .detail
+                    .get("token")
+                    .or_else(|| event.detail.get("name")),
+                EventKind::MemberSet | EventKind::MemberRemoved => event.detail.get("user"),
+                _ => None,
+            };
+            named
+                .and_then(|name| name.as_str().map(str::to_string))
+                .or_else(|| event.namespace.clone())
+        }
+    }
+}
+
+/// The record of a committed change.
+pub fn audit_record(event: &Event) -> NewAuditRecord {
+    NewAuditRecord {
+        at: event.at,
+        actor_kind: event.actor.kind.as_str().to_string(),
+        actor_name: event.actor.name.clone(),
+        actor_address: event.actor.address.map(|address| address.to_string()),
+        action: event.kind.as_str().to_string(),
+        namespace: event.namespace.clone(),
+        resource: resource(event),
+        outcome: "ok".to_string(),
+        detail: event.detail.clone(),
+        event_position: Some(event.position),
+    }
+}
+
+/// Copies every event into the audit trail: the audit consumer.
+pub struct AuditTrail {
+    registry: Registry,
+}
+
+impl AuditTrail {
+    /// The consumer's name, which keys its position in the database.
+    pub const NAME: &'static str = "audit";
+
+    pub fn new(registry: Registry) -> AuditTrail {
+        AuditTrail { registry }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventConsumer for AuditTrail {
+    async fn handle(&self, events: &[Event]) -> Result<(), ConsumerError> {
+        let records: Vec<NewAuditRecord> = events.iter().map(audit_record).collect();
+        self.registry.meta().record_audit(&records).await?;
+        Ok(())
+    }
+}
+
+impl Registry {
+    /// The audit records `query` selects, newest first.
+    pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, RegistryError> {
+        Ok(self.meta().list_audit(query).await?)
+    }
+
+    /// Deletes the audit records older than `age`, in batches; returns how many.
+    pub async fn purge_old_audit(&self, age: Duration) -> Result<u64, RegistryError> {
+        let before = self.now() - age.as_secs() as i64;
+        let mut deleted = 0;
+        for _ in 0..1000 {
+            let batch = self.meta().delete_audit_before(before, 1000).await?;
+            deleted += batch;
+            if batch < 1000 {
+                break;
+            }
+        }
+        Ok(deleted)
+    }
+}
