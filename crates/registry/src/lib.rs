@@ -190,6 +190,9 @@ struct Inner {
     policy_cache: advisor::PolicyCache,
     /// Pulls counted since the last flush (see `pulls.rs`).
     pulls: pulls::PullCounter,
+    /// Refused requests waiting to be written to the audit trail (see
+    /// `audit.rs`).
+    refusals: audit::RefusalBuffer,
 }
 
 /// Where the registry reads the time. Tests replace it to move time forward.
@@ -246,6 +249,7 @@ impl Registry {
                 fences: cache::Fences::default(),
                 policy_cache: Default::default(),
                 pulls: Default::default(),
+                refusals: Default::default(),
             }),
         }
     }

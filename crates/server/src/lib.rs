@@ -42,6 +42,7 @@ pub mod endpoint;
 pub mod error;
 pub mod metrics;
 pub mod origin;
+pub mod refusals;
 pub mod settings;
 pub mod tls;
 pub mod token;
@@ -113,6 +114,10 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refusals::audit_refusals,
+        ))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 let id = request

@@ -1425,6 +1425,49 @@ async fn the_audit_trail_says_who_deleted_a_tag() {
     h.call("GET", "/api/v1/audit", Some(&owner), "")
         .await
         .assert_error("forbidden", "an owner reads the audit trail");
+    // That refusal is in the trail too, once flushed, and so is a wrong
+    // password (a 401 to presented credentials); a bare challenge is not.
+    h.call(
+        "GET",
+        "/api/v1/users",
+        Some(&basic("stranger", "wrong")),
+        "",
+    )
+    .await
+    .assert_error("unauthorized", "a wrong password");
+    h.call("GET", "/api/v1/users", None, "")
+        .await
+        .assert_error("unauthorized", "no credentials");
+    assert_eq!(h.state.registry.flush_refusals().await.unwrap(), 2);
+    let refused = h
+        .call(
+            "GET",
+            "/api/v1/audit?action=request.refused",
+            Some(&root),
+            "",
+        )
+        .await
+        .json();
+    let refused: Vec<(String, String, String)> = refused["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["actor"]["name"].as_str().unwrap_or("-").to_string(),
+                r["resource"].as_str().unwrap().to_string(),
+                r["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let row = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    assert_eq!(
+        refused,
+        vec![
+            row("stranger", "GET /api/v1/users", "refused 401"),
+            row("owner", "GET /api/v1/audit", "refused 403"),
+        ]
+    );
     h.call("GET", "/api/v1/audit?limit=0", Some(&root), "")
         .await
         .assert_error("invalid_request", "a limit of 0");

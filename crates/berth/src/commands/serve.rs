@@ -251,6 +251,12 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
         tasks.spawn("audit trail", move |cancel| async move {
             runner.run(cancel).await
         });
+        let flushing = registry.clone();
+        tasks.spawn("audit of refused requests", move |cancel| async move {
+            flushing
+                .run_audit_flush(std::time::Duration::from_secs(1), cancel)
+                .await
+        });
         let registry = registry.clone();
         let retention = config.webhooks.log_retention;
         let audit_retention = config.audit.retention;

@@ -125,9 +125,26 @@ pub async fn audit_records_are_stored_once_filtered_and_expired(store: &dyn Meta
         (vec![-1003], vec![-1002])
     );
 
+    // Records of no event (refused requests) are all kept.
+    let mut refused = record(base + 30, "mallory", "request.refused", ns, 0);
+    refused.event_position = None;
+    assert_eq!(
+        store
+            .record_audit(&[refused.clone(), refused.clone()])
+            .await
+            .unwrap(),
+        2
+    );
+    let found = store
+        .list_audit(&query(Some(base), Some("mallory"), None, None))
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].record, refused);
+
     // Retention deletes by age.
     assert_eq!(store.delete_audit_before(base + 10, 100).await.unwrap(), 1);
-    assert_eq!(store.delete_audit_before(base + 100, 100).await.unwrap(), 2);
+    assert_eq!(store.delete_audit_before(base + 100, 100).await.unwrap(), 4);
     assert_eq!(
         positions(
             store
