@@ -386,12 +386,14 @@ impl ConfigArgs {
             .clone()
             .or_else(|| env.get("BERTH_CONFIG").map(PathBuf::from));
         let text = match &file_path {
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|source| {
-                ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                }
-            })?),
+            Some(path) => {
+                Some(
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
+            }
             None => None,
         };
         self.load_from(env, file_path.as_deref().zip(text.as_deref()))
