@@ -16,7 +16,8 @@ use crate::{
 
 /// The condition under which a manifest `m` is untagged garbage, given the
 /// cut-off as `$1`.
-const UNTAGGED_CONDITION: &str = "m.created_at < $1 \
+/// Manifests in the trash are not: trash expiry deletes them.
+const UNTAGGED_CONDITION: &str = "m.created_at < $1 AND m.trashed_at IS NULL \
      AND NOT EXISTS (SELECT 1 FROM tags t \
          WHERE t.repository_id = m.repository_id AND t.manifest_digest = m.digest) \
      AND NOT EXISTS (SELECT 1 FROM manifest_children c \

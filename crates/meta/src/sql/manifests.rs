@@ -53,9 +53,16 @@ async fn missing(
         return Ok(Vec::new());
     }
     let dialect = tx.dialect();
+    // A manifest in the trash is missing to a push: it cannot become an
+    // index's child, which would pin it there.
+    let live = if table == "manifests" {
+        " AND trashed_at IS NULL"
+    } else {
+        ""
+    };
     let sql = format!(
         "SELECT digest FROM {table} WHERE repository_id = $1 \
-         AND digest IN (SELECT l.value FROM {}){}",
+         AND digest IN (SELECT l.value FROM {}){live}{}",
         dialect.list(2),
         dialect.for_share()
     );
@@ -134,6 +141,127 @@ async fn lock_manifest(
     Ok(found.is_some())
 }
 
+/// Like [`lock_manifest`], but for a manifest in the trash answers whether
+/// it is there and under which entry: `None` when there is no row,
+/// `Some(None)` when it is live, `Some(Some(root))` when it is in the trash
+/// with the entry of `root`.
+async fn lock_manifest_state(
+    tx: &mut Tx,
+    repository_id: i64,
+    digest: &str,
+    lock: &str,
+) -> Result<Option<Option<String>>, MetaError> {
+    let sql =
+        format!("SELECT trash_root FROM manifests WHERE repository_id = $1 AND digest = $2{lock}");
+    let found = query(&sql)
+        .bind(repository_id)
+        .bind(digest)
+        .fetch_optional(tx)
+        .await
+        .map_err(database("looking up a manifest"))?;
+    found.map(|row| row.first::<Option<String>>()).transpose()
+}
+
+/// Whether a live (not trashed) manifest is stored, locking its row as
+/// [`lock_manifest`] does.
+pub(crate) async fn lock_live_manifest(
+    tx: &mut Tx,
+    repository_id: i64,
+    digest: &str,
+    lock: &str,
+) -> Result<bool, MetaError> {
+    Ok(matches!(
+        lock_manifest_state(tx, repository_id, digest, lock).await?,
+        Some(None)
+    ))
+}
+
+/// Fails with `ImmutableTag` when a rule covers a tag of one of `doomed`,
+/// manifests about to be deleted or trashed (locked, so no tag can move
+/// onto them before the caller's transaction ends).
+pub(crate) async fn refuse_immutable_tags(
+    tx: &mut Tx,
+    repository: &RepoName,
+    repository_id: i64,
+    doomed: &[String],
+) -> Result<(), MetaError> {
+    let sql = format!(
+        "SELECT name FROM tags WHERE repository_id = $1 \
+         AND manifest_digest IN (SELECT l.value FROM {}) ORDER BY name",
+        tx.dialect().list(2)
+    );
+    let doomed_refs: Vec<&str> = doomed.iter().map(String::as_str).collect();
+    let names: Vec<String> = query(&sql)
+        .bind(repository_id)
+        .bind(doomed_refs)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(database("listing the tags of manifests to delete"))?
+        .iter()
+        .map(Row::first)
+        .collect::<Result<_, _>>()?;
+    match immutable_violation(tx, repository, &parse_tags(&names)?).await? {
+        Some(refusal) => Err(refusal),
+        None => Ok(()),
+    }
+}
+
+/// Brings a trashed manifest back because it was pushed again: when it is
+/// its entry's own manifest, the whole entry (with the referrers deleted
+/// with it, but not its old tags: the push names the tag it wants);
+/// otherwise the manifest alone, leaving its entry in the trash. Records
+/// `manifest.restored` for each.
+async fn revive_pushed(
+    tx: &mut Tx,
+    repository: &RepoName,
+    repository_id: i64,
+    digest: &str,
+    root: &str,
+) -> Result<(), MetaError> {
+    let revived: Vec<String> = if root == digest {
+        let rows = query(
+            "UPDATE manifests SET trashed_at = NULL, trash_root = NULL \
+             WHERE repository_id = $1 AND trash_root = $2 RETURNING digest",
+        )
+        .bind(repository_id)
+        .bind(digest)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(database("bringing a trash entry back"))?;
+        query("DELETE FROM trash WHERE repository_id = $1 AND digest = $2")
+            .bind(repository_id)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await
+            .map_err(database("removing a trash entry"))?;
+        let mut revived = rows
+            .iter()
+            .map(Row::first)
+            .collect::<Result<Vec<String>, _>>()?;
+        revived.sort_by_key(|member| member != digest);
+        revived
+    } else {
+        query(
+            "UPDATE manifests SET trashed_at = NULL, trash_root = NULL \
+             WHERE repository_id = $1 AND digest = $2",
+        )
+        .bind(repository_id)
+        .bind(digest)
+        .execute(&mut *tx)
+        .await
+        .map_err(database("bringing a manifest back"))?;
+        vec![digest.to_string()]
+    };
+    for member in &revived {
+        tx.record(
+            NewEvent::repository(EventKind::ManifestRestored, repository)
+                .digest(member)
+                .detail(serde_json::json!({ "root": root, "pushed": true })),
+        )?;
+    }
+    Ok(())
+}
+
 /// The manifest and, with `with_referrers`, every manifest of the repository
 /// whose subject is in the set, recursively: what deleting `digest` removes.
 /// Refuses with `ManifestReferenced` if an index outside the set lists a
@@ -147,7 +275,7 @@ pub(crate) async fn deletion_set(
 ) -> Result<Vec<String>, MetaError> {
     let referrers_sql = format!(
         "SELECT digest FROM manifests WHERE repository_id = $1 AND subject = $2 \
-         ORDER BY digest{}",
+         AND trashed_at IS NULL ORDER BY digest{}",
         tx.dialect().for_update()
     );
     let mut doomed = vec![digest.as_str().to_string()];
@@ -247,6 +375,13 @@ pub(crate) async fn delete_manifests(
         }
     }
     for (sql, context) in [
+        // A trash entry names its manifest: it goes first (with its tags),
+        // when the manifest is deleted for good by expiry or with its
+        // repository.
+        (
+            "DELETE FROM trash WHERE repository_id = $1 AND digest = $2",
+            "deleting a trash entry",
+        ),
         (
             "DELETE FROM manifest_blobs WHERE repository_id = $1 AND manifest_digest = $2",
             "deleting a manifest's blob references",
@@ -319,13 +454,26 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
         let repository_id = ensure_repository(&mut tx, repository).await?;
         // Locked so that a concurrent deletion cannot remove the manifest
         // between this check and the tag that will point at it.
-        let mut exists = lock_manifest(
+        let state = lock_manifest_state(
             &mut tx,
             repository_id,
             record.digest.as_str(),
             dialect.for_share(),
         )
         .await?;
+        let mut exists = state.is_some();
+        if let Some(Some(root)) = &state {
+            // Pushed again while in the trash: it simply comes back. Its
+            // references were kept, so there is nothing to check again.
+            revive_pushed(
+                &mut tx,
+                repository,
+                repository_id,
+                record.digest.as_str(),
+                root,
+            )
+            .await?;
+        }
         if !exists {
             // Reference decisions about these blobs (garbage collection's
             // among them) wait for this push, and it for them.
@@ -428,7 +576,7 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
             "SELECT ",
             manifest_columns!(),
             " FROM manifests m JOIN repositories r ON r.id = m.repository_id \
-             WHERE r.name = $1 AND m.digest = $2"
+             WHERE r.name = $1 AND m.digest = $2 AND m.trashed_at IS NULL"
         );
         self.one_manifest(SQL, repository, digest.as_str()).await
     }
@@ -443,7 +591,7 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
             manifest_columns!(),
             " FROM tags t JOIN repositories r ON r.id = t.repository_id \
              JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest \
-             WHERE r.name = $1 AND t.name = $2"
+             WHERE r.name = $1 AND t.name = $2 AND m.trashed_at IS NULL"
         );
         self.one_manifest(SQL, repository, tag.as_str()).await
     }
@@ -465,33 +613,11 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
         // its rows; a push arriving later waits for this deletion and finds
         // the manifest gone.
         let for_update = tx.dialect().for_update();
-        if !lock_manifest(&mut tx, repository_id, digest.as_str(), for_update).await? {
+        if !lock_live_manifest(&mut tx, repository_id, digest.as_str(), for_update).await? {
             return Ok(None);
         }
         let doomed = deletion_set(&mut tx, repository_id, digest, with_referrers).await?;
-        // The tags that would go with the manifests, for the immutable-tag
-        // rules; the manifests are locked, so no tag can move onto them
-        // before this transaction ends.
-        let sql = format!(
-            "SELECT name FROM tags WHERE repository_id = $1 \
-             AND manifest_digest IN (SELECT l.value FROM {}) ORDER BY name",
-            tx.dialect().list(2)
-        );
-        let doomed_refs: Vec<&str> = doomed.iter().map(String::as_str).collect();
-        let names: Vec<String> = query(&sql)
-            .bind(repository_id)
-            .bind(doomed_refs)
-            .fetch_all(&mut tx)
-            .await
-            .map_err(database("listing the tags of manifests to delete"))?
-            .iter()
-            .map(Row::first)
-            .collect::<Result<_, _>>()?;
-        if let Some(refusal) =
-            immutable_violation(&mut tx, repository, &parse_tags(&names)?).await?
-        {
-            return Err(refusal);
-        }
+        refuse_immutable_tags(&mut tx, repository, repository_id, &doomed).await?;
         let deleted = delete_manifests(&mut tx, repository, repository_id, digest, &doomed).await?;
         tx.commit()
             .await
@@ -620,7 +746,7 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
              AS annotations \
              FROM manifests m JOIN repositories r ON r.id = m.repository_id \
              WHERE r.name = $1 AND m.subject = $2 AND ($3 IS NULL OR m.artifact_type = $3) \
-             AND m.digest > $4 \
+             AND m.digest > $4 AND m.trashed_at IS NULL \
              ORDER BY m.digest LIMIT $6",
         )
         .bind(repository.as_str())
