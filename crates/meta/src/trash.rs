@@ -56,7 +56,11 @@ pub struct RestoredImage {
     /// The manifests back in the registry: the entry's own first, then its
     /// referrers by digest.
     pub manifests: Vec<Digest>,
-    /// Tags given back, by name.
+    /// Child manifests of a restored index that were in the trash too,
+    /// brought back with it (a live index never lists a manifest in the
+    /// trash).
+    pub children: Vec<Digest>,
+    /// Tags given back (of the entry, then of its children's entries).
     pub tags: Vec<Tag>,
     /// Tags not given back, by name.
     pub conflicts: Vec<TagConflict>,

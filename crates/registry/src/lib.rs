@@ -49,7 +49,8 @@ mod uploads;
 pub use berth_meta::{
     Actor, ActorKind, Change, Event, EventCursor, EventKind, ImageCursor, ImageSummary,
     ImmutableRule, Namespace, NamespaceUsage, Referrer, RepositoryCursor, RepositoryQuery,
-    RepositorySort, RepositorySummary, TaggedFilter, Visibility,
+    RepositorySort, RepositorySummary, RestoredImage, TagConflict, TaggedFilter, TrashCursor,
+    TrashEntry, Visibility,
 };
 /// Why the blob store cannot serve, carried by [`RegistryError::Unavailable`].
 pub use berth_storage::Unavailability;

@@ -340,12 +340,13 @@ impl<B: 'static> GcStore for SqlMetaStore<B> {
         if qualifies.is_none() {
             return Ok(None);
         }
-        let doomed = match deletion_set(&mut tx, repository_id, &candidate.digest, true).await {
-            Ok(doomed) => doomed,
-            // A referrer listed by an index keeps the whole group alive.
-            Err(MetaError::ManifestReferenced(_)) => return Ok(None),
-            Err(error) => return Err(error),
-        };
+        let doomed =
+            match deletion_set(&mut tx, repository_id, &candidate.digest, true, false).await {
+                Ok(doomed) => doomed,
+                // A referrer listed by an index keeps the whole group alive.
+                Err(MetaError::ManifestReferenced(_)) => return Ok(None),
+                Err(error) => return Err(error),
+            };
         // A tagged referrer was pushed to be kept; it keeps its subject too.
         let sql = format!(
             "SELECT 1 FROM tags WHERE repository_id = $1 \

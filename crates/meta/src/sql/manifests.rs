@@ -6,6 +6,7 @@ use berth_oci::{Digest, RepoName, Tag};
 use super::db::{database, query, Dialect, Row, Tx};
 use super::events::NewEvent;
 use super::immutable::{immutable_violation, parse_tags};
+use super::trash::revive_pushed;
 use super::{
     distinct, ensure_repository, limit_to_i64, lock_digests, mark_blob_if_orphaned,
     mark_link_if_unreferenced, parse_digest, parse_size, parse_tag, repository_id, to_i64,
@@ -206,72 +207,20 @@ pub(crate) async fn refuse_immutable_tags(
     }
 }
 
-/// Brings a trashed manifest back because it was pushed again: when it is
-/// its entry's own manifest, the whole entry (with the referrers deleted
-/// with it, but not its old tags: the push names the tag it wants);
-/// otherwise the manifest alone, leaving its entry in the trash. Records
-/// `manifest.restored` for each.
-async fn revive_pushed(
-    tx: &mut Tx,
-    repository: &RepoName,
-    repository_id: i64,
-    digest: &str,
-    root: &str,
-) -> Result<(), MetaError> {
-    let revived: Vec<String> = if root == digest {
-        let rows = query(
-            "UPDATE manifests SET trashed_at = NULL, trash_root = NULL \
-             WHERE repository_id = $1 AND trash_root = $2 RETURNING digest",
-        )
-        .bind(repository_id)
-        .bind(digest)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(database("bringing a trash entry back"))?;
-        query("DELETE FROM trash WHERE repository_id = $1 AND digest = $2")
-            .bind(repository_id)
-            .bind(digest)
-            .execute(&mut *tx)
-            .await
-            .map_err(database("removing a trash entry"))?;
-        let mut revived = rows
-            .iter()
-            .map(Row::first)
-            .collect::<Result<Vec<String>, _>>()?;
-        revived.sort_by_key(|member| member != digest);
-        revived
-    } else {
-        query(
-            "UPDATE manifests SET trashed_at = NULL, trash_root = NULL \
-             WHERE repository_id = $1 AND digest = $2",
-        )
-        .bind(repository_id)
-        .bind(digest)
-        .execute(&mut *tx)
-        .await
-        .map_err(database("bringing a manifest back"))?;
-        vec![digest.to_string()]
-    };
-    for member in &revived {
-        tx.record(
-            NewEvent::repository(EventKind::ManifestRestored, repository)
-                .digest(member)
-                .detail(serde_json::json!({ "root": root, "pushed": true })),
-        )?;
-    }
-    Ok(())
-}
-
 /// The manifest and, with `with_referrers`, every manifest of the repository
 /// whose subject is in the set, recursively: what deleting `digest` removes.
 /// Refuses with `ManifestReferenced` if an index outside the set lists a
-/// member. The root comes first. On PostgreSQL every referrer's row is
-/// locked `FOR UPDATE` as it is found.
+/// member: any index for a deletion, a live one for a move to the trash
+/// (`trashing`), since an index in the trash is gone to clients and its
+/// children with it (a restore of the index brings them back). The root
+/// comes first. On PostgreSQL every referrer's row is locked `FOR UPDATE`
+/// as it is found.
 pub(crate) async fn deletion_set(
     tx: &mut Tx,
     repository_id: i64,
     digest: &Digest,
     with_referrers: bool,
+    trashing: bool,
 ) -> Result<Vec<String>, MetaError> {
     let referrers_sql = format!(
         "SELECT digest FROM manifests WHERE repository_id = $1 AND subject = $2 \
@@ -298,11 +247,14 @@ pub(crate) async fn deletion_set(
     for member in &doomed {
         // The smallest parent digest is reported so the answer is stable.
         let parents = query(
-            "SELECT parent_digest FROM manifest_children \
-             WHERE repository_id = $1 AND child_digest = $2 ORDER BY parent_digest",
+            "SELECT c.parent_digest FROM manifest_children c \
+             JOIN manifests p ON p.repository_id = c.repository_id AND p.digest = c.parent_digest \
+             WHERE c.repository_id = $1 AND c.child_digest = $2 \
+             AND ($3 = FALSE OR p.trashed_at IS NULL) ORDER BY c.parent_digest",
         )
         .bind(repository_id)
         .bind(member.as_str())
+        .bind(trashing)
         .fetch_all(&mut *tx)
         .await
         .map_err(database("looking for indexes listing a manifest"))?;
@@ -616,7 +568,7 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
         if !lock_live_manifest(&mut tx, repository_id, digest.as_str(), for_update).await? {
             return Ok(None);
         }
-        let doomed = deletion_set(&mut tx, repository_id, digest, with_referrers).await?;
+        let doomed = deletion_set(&mut tx, repository_id, digest, with_referrers, false).await?;
         refuse_immutable_tags(&mut tx, repository, repository_id, &doomed).await?;
         let deleted = delete_manifests(&mut tx, repository, repository_id, digest, &doomed).await?;
         tx.commit()

@@ -65,6 +65,199 @@ async fn lock_entry(
         .transpose()
 }
 
+/// Brings the entry of `root` back: its manifests become live, its trash
+/// row goes (with its kept tags), and with `with_tags` each kept tag is
+/// recreated where its name is free and its manifest live, or else
+/// reported in `restored.conflicts`. Records `manifest.restored` for each
+/// manifest and `tag.moved` for each tag. Returns the manifests, `root`
+/// first.
+async fn bring_back_entry(
+    tx: &mut Tx,
+    repository: &RepoName,
+    repository_id: i64,
+    root: &str,
+    with_tags: bool,
+    restored: &mut RestoredImage,
+) -> Result<Vec<String>, MetaError> {
+    let now = tx.at()?;
+    let members = entry_members(tx, repository_id, root).await?;
+    query(
+        "UPDATE manifests SET trashed_at = NULL, trash_root = NULL \
+         WHERE repository_id = $1 AND trash_root = $2",
+    )
+    .bind(repository_id)
+    .bind(root)
+    .execute(&mut *tx)
+    .await
+    .map_err(database("restoring manifests"))?;
+    for member in &members {
+        tx.record(
+            NewEvent::repository(EventKind::ManifestRestored, repository)
+                .digest(member)
+                .detail(serde_json::json!({ "root": root })),
+        )?;
+    }
+    let kept = if with_tags {
+        query(
+            "SELECT name, manifest_digest FROM trashed_tags \
+             WHERE repository_id = $1 AND root_digest = $2 ORDER BY name",
+        )
+        .bind(repository_id)
+        .bind(root)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(database("listing a trash entry's tags"))?
+    } else {
+        Vec::new()
+    };
+    for row in &kept {
+        let tag = parse_tag(&row.get::<String>("name")?)?;
+        let target: String = row.get("manifest_digest")?;
+        // A tag comes back only where its name is free and its manifest is
+        // live: a concurrent push that created the name keeps it (on
+        // PostgreSQL the insert waits for that push and then does nothing).
+        let created = query(
+            "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) \
+             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM manifests \
+                 WHERE repository_id = $1 AND digest = $3 AND trashed_at IS NULL) \
+             ON CONFLICT (repository_id, name) DO NOTHING",
+        )
+        .bind(repository_id)
+        .bind(tag.as_str())
+        .bind(target.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(database("restoring a tag"))?;
+        if created == 1 {
+            tx.record(
+                NewEvent::repository(EventKind::TagMoved, repository)
+                    .digest(&target)
+                    .tag(&tag)
+                    .detail(serde_json::json!({ "previous": null, "restored": true })),
+            )?;
+            restored.tags.push(tag);
+            continue;
+        }
+        let current =
+            query("SELECT manifest_digest FROM tags WHERE repository_id = $1 AND name = $2")
+                .bind(repository_id)
+                .bind(tag.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(database("looking up a tag"))?
+                .map(|row| parse_digest(&row.first::<String>()?))
+                .transpose()?;
+        restored.conflicts.push(TagConflict { tag, current });
+    }
+    query("DELETE FROM trash WHERE repository_id = $1 AND digest = $2")
+        .bind(repository_id)
+        .bind(root)
+        .execute(&mut *tx)
+        .await
+        .map_err(database("removing a trash entry"))?;
+    Ok(members)
+}
+
+/// Brings back every manifest in the trash that an index of `parents`
+/// lists (its whole entry, tags included, when it is its entry's own
+/// manifest), and theirs in turn: a live index never lists a manifest in
+/// the trash. Adds them to `restored.children`.
+async fn bring_back_children(
+    tx: &mut Tx,
+    repository: &RepoName,
+    repository_id: i64,
+    parents: Vec<String>,
+    restored: &mut RestoredImage,
+) -> Result<(), MetaError> {
+    let mut queue = parents;
+    // Each round brings back at least one manifest, so the rounds are
+    // bounded by the repository's manifests; the cap is a backstop.
+    for _ in 0..1_000_000 {
+        let Some(parent) = queue.pop() else {
+            return Ok(());
+        };
+        let children = query(
+            "SELECT c.child_digest, m.trash_root FROM manifest_children c \
+             JOIN manifests m ON m.repository_id = c.repository_id AND m.digest = c.child_digest \
+             WHERE c.repository_id = $1 AND c.parent_digest = $2 AND m.trashed_at IS NOT NULL \
+             ORDER BY c.child_digest",
+        )
+        .bind(repository_id)
+        .bind(parent.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(database("listing an index's trashed children"))?;
+        for row in &children {
+            let child: String = row.get("child_digest")?;
+            let root: Option<String> = row.get("trash_root")?;
+            if root.as_deref() == Some(child.as_str()) {
+                let members =
+                    bring_back_entry(tx, repository, repository_id, &child, true, restored).await?;
+                for member in &members {
+                    restored.children.push(parse_digest(member)?);
+                }
+                queue.extend(members);
+            } else {
+                revive_one(tx, repository, repository_id, &child, root.as_deref()).await?;
+                restored.children.push(parse_digest(&child)?);
+                queue.push(child);
+            }
+        }
+    }
+    Err(MetaError::Corrupt(
+        "bringing back an index's children did not end".to_string(),
+    ))
+}
+
+/// Brings one manifest of an entry back, leaving the rest of the entry in
+/// the trash.
+async fn revive_one(
+    tx: &mut Tx,
+    repository: &RepoName,
+    repository_id: i64,
+    digest: &str,
+    root: Option<&str>,
+) -> Result<(), MetaError> {
+    query(
+        "UPDATE manifests SET trashed_at = NULL, trash_root = NULL \
+         WHERE repository_id = $1 AND digest = $2",
+    )
+    .bind(repository_id)
+    .bind(digest)
+    .execute(&mut *tx)
+    .await
+    .map_err(database("bringing a manifest back"))?;
+    tx.record(
+        NewEvent::repository(EventKind::ManifestRestored, repository)
+            .digest(digest)
+            .detail(serde_json::json!({ "root": root })),
+    )?;
+    Ok(())
+}
+
+/// Brings a trashed manifest back because it was pushed again: when it is
+/// its entry's own manifest, the whole entry (with the referrers deleted
+/// with it, but not its old tags: the push names the tag it wants);
+/// otherwise the manifest alone, leaving its entry in the trash. An index
+/// brings back its children in the trash.
+pub(crate) async fn revive_pushed(
+    tx: &mut Tx,
+    repository: &RepoName,
+    repository_id: i64,
+    digest: &str,
+    root: &str,
+) -> Result<(), MetaError> {
+    let mut restored = RestoredImage::default();
+    let revived = if root == digest {
+        bring_back_entry(tx, repository, repository_id, digest, false, &mut restored).await?
+    } else {
+        revive_one(tx, repository, repository_id, digest, Some(root)).await?;
+        vec![digest.to_string()]
+    };
+    bring_back_children(tx, repository, repository_id, revived, &mut restored).await
+}
+
 impl<B> SqlMetaStore<B> {
     /// A page of the trash: restricted to a namespace and/or to entries
     /// trashed before a time, each a range of one of the trash's indexes.
@@ -162,7 +355,7 @@ impl<B: 'static> TrashStore for SqlMetaStore<B> {
         if !lock_live_manifest(&mut tx, repository_id, digest.as_str(), for_update).await? {
             return Ok(None);
         }
-        let doomed = deletion_set(&mut tx, repository_id, digest, with_referrers).await?;
+        let doomed = deletion_set(&mut tx, repository_id, digest, with_referrers, true).await?;
         refuse_immutable_tags(&mut tx, repository, repository_id, &doomed).await?;
         query(
             "INSERT INTO trash (repository_id, digest, namespace, trashed_at, trashed_by) \
@@ -261,7 +454,6 @@ impl<B: 'static> TrashStore for SqlMetaStore<B> {
         repository: &RepoName,
         digest: &Digest,
     ) -> Result<Option<RestoredImage>, MetaError> {
-        let now = change.at;
         let mut tx = self.db.begin_change(change).await?;
         let Some(repository_id) = repository_id(&mut tx, repository).await? else {
             return Ok(None);
@@ -284,87 +476,21 @@ impl<B: 'static> TrashStore for SqlMetaStore<B> {
         {
             return Ok(None);
         }
-        let members = entry_members(&mut tx, repository_id, digest.as_str()).await?;
-        query(
-            "UPDATE manifests SET trashed_at = NULL, trash_root = NULL \
-             WHERE repository_id = $1 AND trash_root = $2",
+        let mut restored = RestoredImage::default();
+        let members = bring_back_entry(
+            &mut tx,
+            repository,
+            repository_id,
+            digest.as_str(),
+            true,
+            &mut restored,
         )
-        .bind(repository_id)
-        .bind(digest.as_str())
-        .execute(&mut tx)
-        .await
-        .map_err(database("restoring manifests"))?;
-        for member in &members {
-            tx.record(
-                NewEvent::repository(EventKind::ManifestRestored, repository)
-                    .digest(member)
-                    .detail(serde_json::json!({ "root": digest.as_str() })),
-            )?;
-        }
-        let kept = query(
-            "SELECT name, manifest_digest FROM trashed_tags \
-             WHERE repository_id = $1 AND root_digest = $2 ORDER BY name",
-        )
-        .bind(repository_id)
-        .bind(digest.as_str())
-        .fetch_all(&mut tx)
-        .await
-        .map_err(database("listing a trash entry's tags"))?;
-        let mut restored = RestoredImage {
-            manifests: members
-                .iter()
-                .map(|member| parse_digest(member))
-                .collect::<Result<_, _>>()?,
-            ..RestoredImage::default()
-        };
-        for row in &kept {
-            let tag = parse_tag(&row.get::<String>("name")?)?;
-            let target: String = row.get("manifest_digest")?;
-            // A tag comes back only where its name is free and its manifest
-            // is live: a concurrent push that created the name keeps it (on
-            // PostgreSQL the insert waits for that push and then does
-            // nothing).
-            let created = query(
-                "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) \
-                 SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM manifests \
-                     WHERE repository_id = $1 AND digest = $3 AND trashed_at IS NULL) \
-                 ON CONFLICT (repository_id, name) DO NOTHING",
-            )
-            .bind(repository_id)
-            .bind(tag.as_str())
-            .bind(target.as_str())
-            .bind(now)
-            .execute(&mut tx)
-            .await
-            .map_err(database("restoring a tag"))?;
-            if created == 1 {
-                tx.record(
-                    NewEvent::repository(EventKind::TagMoved, repository)
-                        .digest(&target)
-                        .tag(&tag)
-                        .detail(serde_json::json!({ "previous": null, "restored": true })),
-                )?;
-                restored.tags.push(tag);
-                continue;
-            }
-            let current =
-                query("SELECT manifest_digest FROM tags WHERE repository_id = $1 AND name = $2")
-                    .bind(repository_id)
-                    .bind(tag.as_str())
-                    .fetch_optional(&mut tx)
-                    .await
-                    .map_err(database("looking up a tag"))?
-                    .map(|row| parse_digest(&row.first::<String>()?))
-                    .transpose()?;
-            restored.conflicts.push(TagConflict { tag, current });
-        }
-        // The entry's row goes, and its kept tags with it.
-        query("DELETE FROM trash WHERE repository_id = $1 AND digest = $2")
-            .bind(repository_id)
-            .bind(digest.as_str())
-            .execute(&mut tx)
-            .await
-            .map_err(database("removing a trash entry"))?;
+        .await?;
+        restored.manifests = members
+            .iter()
+            .map(|member| parse_digest(member))
+            .collect::<Result<_, _>>()?;
+        bring_back_children(&mut tx, repository, repository_id, members, &mut restored).await?;
         tx.commit()
             .await
             .map_err(database("committing a restore"))?;
@@ -409,6 +535,23 @@ impl<B: 'static> TrashStore for SqlMetaStore<B> {
             return Ok(None);
         };
         let members = entry_members(&mut tx, repository_id, digest.as_str()).await?;
+        // An index in the trash still lists its children there; the entry
+        // waits for that index to expire first (it was trashed no later).
+        let listed = format!(
+            "SELECT 1 FROM manifest_children WHERE repository_id = $1 \
+             AND child_digest IN (SELECT l.value FROM {list}) \
+             AND parent_digest NOT IN (SELECT l.value FROM {list}) LIMIT 1",
+            list = tx.dialect().list(2)
+        );
+        let still_listed = query(&listed)
+            .bind(repository_id)
+            .bind(members.iter().map(String::as_str).collect::<Vec<_>>())
+            .fetch_optional(&mut tx)
+            .await
+            .map_err(database("looking for indexes listing a trash entry"))?;
+        if still_listed.is_some() {
+            return Ok(None);
+        }
         if members.first().map(String::as_str) != Some(digest.as_str()) {
             return Err(MetaError::Corrupt(format!(
                 "trash entry {repository}@{digest} has no manifest"

@@ -25,6 +25,12 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
         },
     ),
     (
+        "children_of_a_trashed_index_are_trashed_after_it_and_come_back_with_it",
+        |store| {
+            Box::pin(children_of_a_trashed_index_are_trashed_after_it_and_come_back_with_it(store))
+        },
+    ),
+    (
         "expired_trash_is_deleted_for_good_and_its_blobs_become_candidates",
         |store| Box::pin(expired_trash_is_deleted_for_good_and_its_blobs_become_candidates(store)),
     ),
@@ -425,4 +431,88 @@ pub async fn expired_trash_is_deleted_for_good_and_its_blobs_become_candidates(
     trash(store, &repo, &again.record.digest, NOW).await;
     delete_repository(store, &repo).await;
     assert_eq!(trash_of(store, name).await, vec![]);
+}
+
+pub async fn children_of_a_trashed_index_are_trashed_after_it_and_come_back_with_it(
+    store: &dyn MetaStore,
+) {
+    let name = "suite-trash-index";
+    let repo = repository("suite-trash-index/app");
+    let layer = digest_of("suite-trash-index layer");
+    link(store, &repo, &layer, 4).await;
+    let child = image("suite-trash-index child", &[&layer]);
+    let listing = index("suite-trash-index index", &[&child.record.digest]);
+    put(store, &repo, &child, Some(&tag("amd64"))).await;
+    put(store, &repo, &listing, Some(&tag("v1"))).await;
+
+    // A live index keeps its child; one in the trash does not.
+    let refused = store
+        .trash_manifest(&at(NOW), &repo, &child.record.digest, true)
+        .await;
+    assert!(
+        matches!(&refused, Err(MetaError::ManifestReferenced(by)) if by == &listing.record.digest),
+        "got {refused:?}"
+    );
+    trash(store, &repo, &listing.record.digest, NOW).await;
+    trash(store, &repo, &child.record.digest, NOW).await;
+    // A final deletion of the child still waits for the index.
+    let hard = store
+        .delete_manifest(&at(NOW), &repo, &child.record.digest, true)
+        .await;
+    assert_eq!(hard.unwrap(), None, "the child is in the trash");
+
+    // Restoring the index brings the child back, tags and all.
+    let restored = store
+        .restore_manifest(&at(NOW + 1), &repo, &listing.record.digest)
+        .await
+        .unwrap()
+        .expect("the index is in the trash");
+    assert_eq!(restored.children, vec![child.record.digest.clone()]);
+    assert_eq!(restored.tags, tags(&["v1", "amd64"]));
+    assert_eq!(trash_of(store, name).await, vec![]);
+    assert!(store
+        .manifest_by_digest(&repo, &child.record.digest)
+        .await
+        .unwrap()
+        .is_some());
+
+    // Both trashed again: the child's entry waits for the index's expiry.
+    trash(store, &repo, &listing.record.digest, NOW + 2).await;
+    trash(store, &repo, &child.record.digest, NOW + 2).await;
+    let early = store
+        .expire_trash(&at(NOW + 5), &repo, &child.record.digest, Timestamp::MAX)
+        .await
+        .unwrap();
+    assert_eq!(early, None, "its index still lists it");
+    // Pushed again, the index brings its child back too: the index with
+    // the push's tag only, the child's own entry whole, with its tag.
+    put(store, &repo, &listing, Some(&tag("v2"))).await;
+    assert_eq!(list_tags(store, &repo).await, Some(tags(&["amd64", "v2"])));
+    assert!(store
+        .manifest_by_digest(&repo, &child.record.digest)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(trash_of(store, name).await, vec![]);
+
+    // Expired in order: the index first, then its child.
+    trash(store, &repo, &listing.record.digest, NOW + 3).await;
+    trash(store, &repo, &child.record.digest, NOW + 3).await;
+    for entry in [
+        &child.record.digest,
+        &listing.record.digest,
+        &child.record.digest,
+    ] {
+        store
+            .expire_trash(&at(NOW + 9), &repo, entry, Timestamp::MAX)
+            .await
+            .unwrap();
+    }
+    assert_eq!(trash_of(store, name).await, vec![]);
+    assert_clean(
+        store,
+        &repo,
+        &[&child.record.digest, &listing.record.digest],
+    )
+    .await;
 }
