@@ -172,7 +172,8 @@ pub fn image(
             let reference = ImageRef::parse(&image)?;
             let Target::Digest(digest) = &reference.target else {
                 return Err(ClientError::Usage(
-                    "`berth image restore` takes a digest (NS/REPO@DIGEST);                      `berth trash list` shows the deleted images"
+                    "`berth image restore` takes a digest (NS/REPO@DIGEST); \
+                     `berth trash list` shows the deleted images"
                         .into(),
                 ));
             };
