@@ -12,6 +12,9 @@
 #   REGISTRIES="distribution berth"   which registries to start (e.g. only one)
 #   BENCH_TMPDIR=/tmp      where the registries' data directories go (its disk is measured)
 #   DISTRIBUTION_BIN       the Distribution binary (default: docker-registry, else registry)
+#   BERTH_BIN              the Berth binary to measure (default: this checkout's release
+#                          build); set, berth is not built, so two commits can be compared
+#                          with the same berth-bench (A/B runs, docs/performance.md)
 # Raw figures and the table stay in $CARGO_TARGET_DIR/bench-last/ (target/ by default).
 set -euo pipefail
 
@@ -26,7 +29,7 @@ wants() { [[ " $REGISTRIES " == *" $1 "* ]]; }
 
 echo "== building berth and berth-bench (release)" >&2
 packages=(-p berth-bench)
-wants berth && packages+=(-p berth)
+wants berth && [[ -z ${BERTH_BIN:-} ]] && packages+=(-p berth)
 (cd "$repo" && cargo build --release "${packages[@]}" >&2)
 
 distribution_bin=${DISTRIBUTION_BIN:-$(command -v docker-registry || command -v registry || true)}
@@ -58,7 +61,7 @@ trap cleanup EXIT
 # from another branch while the benchmark runs.
 mkdir -p "$work/bin"
 cp "$target/release/berth-bench" "$work/bin/"
-if wants berth; then cp "$target/release/berth" "$work/bin/"; fi
+if wants berth; then cp "${BERTH_BIN:-$target/release/berth}" "$work/bin/berth"; fi
 bench_bin=$work/bin/berth-bench
 berth_bin=$work/bin/berth
 results=$target/bench-last

@@ -232,7 +232,15 @@ pub async fn login_with_refresh_token(
     // Rotation decides usability itself, atomically: of two requests
     // presenting one token, one gets the new token and the other finds it
     // revoked (and so revokes the family).
-    let (secret, new) = issue_refresh_token(&record.user, now, lifetime);
+    //
+    // The new token ends when the login does: rotation never extends a
+    // login past `refresh_token_lifetime` after its password was given, so
+    // a stolen token that its thief keeps rotating still dies on time.
+    let (secret, mut new) = issue_refresh_token(&record.user, now, lifetime);
+    new.expires_at = match (record.expires_at, new.expires_at) {
+        (Some(login_ends), Some(fresh)) => Some(login_ends.min(fresh)),
+        (login_ends, fresh) => login_ends.or(fresh),
+    };
     match store.rotate_refresh_token(&presented, new, now).await? {
         RefreshRotation::Rotated => Ok((principal, Some(secret))),
         RefreshRotation::Reused | RefreshRotation::Unusable => Err(LoginError::InvalidCredentials),
@@ -543,6 +551,39 @@ mod tests {
             exchange(third, None).await,
             Err(LoginError::InvalidCredentials)
         ));
+    }
+
+    /// A login lasts `refresh_token_lifetime` from its password, however
+    /// often its token is rotated: each rotation's token ends when the
+    /// first one did, and none is usable after that.
+    #[tokio::test]
+    async fn rotation_never_extends_a_login() {
+        let store = store_with_alice().await;
+        let start = context().now;
+        let hour = time::Duration::hours(1);
+        let (mut token, record) = issue_refresh_token("alice", start, hour);
+        let login_ends = record.expires_at;
+        store.create_refresh_token(record).await.unwrap();
+        for minutes in [10, 30, 50] {
+            let now = start + time::Duration::minutes(minutes);
+            let (_, rotated) = login_with_refresh_token(&store, &token, now, Some(hour))
+                .await
+                .unwrap();
+            token = rotated.unwrap();
+            let stored = store
+                .get_refresh_token(&crate::secret::SecretHash::of(token.expose()))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(stored.expires_at, login_ends, "rotated at +{minutes} min");
+        }
+        let after = start + time::Duration::minutes(61);
+        assert!(login_with_refresh_token(&store, &token, after, None)
+            .await
+            .is_err());
+        assert!(login_with_refresh_token(&store, &token, after, Some(hour))
+            .await
+            .is_err());
     }
 
     #[tokio::test]

@@ -509,9 +509,30 @@ pub enum ClientUserCommand {
     /// List users.
     #[command(alias = "ls")]
     List,
-    /// Remove a user.
+    /// Remove a user with their memberships and refresh tokens; their
+    /// personal namespace stays.
     #[command(alias = "remove")]
     Rm { name: String },
+    /// Disable a user: they cannot log in, and every credential of theirs
+    /// (registry tokens, refresh tokens, the access tokens they created)
+    /// stops working at once.
+    Disable { name: String },
+    /// Enable a disabled user again (their revoked refresh tokens stay revoked).
+    Enable { name: String },
+    /// Grant (`true`) or withdraw (`false`) administration of the registry.
+    SetAdmin {
+        name: String,
+        #[arg(action = clap::ArgAction::Set, value_parser = clap::value_parser!(bool))]
+        admin: bool,
+    },
+    /// Set a user's password (generated and printed once without
+    /// --password-stdin); their stored logins (refresh tokens) are revoked.
+    SetPassword {
+        name: String,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -9,7 +9,9 @@
 //! - `commands/`: one module per command (`serve`, `gc`, `admin`, `events`,
 //!   `config`); `commands::run` dispatches.
 //! - `config/`: every configuration key declared once (`config/keys.rs`),
-//!   read from defaults, the TOML file, `BERTH_*` variables and flags.
+//!   read from defaults, the TOML file, `BERTH_*` variables and flags; with
+//!   `node` (the node's name) it is the package's library (`lib.rs`), so
+//!   that the fuzz targets can reach it.
 //! - `wiring`: the concrete backends opened, checked at start-up and handed
 //!   on as trait objects.
 //! - `tasks`: the set of background jobs a server starts and joins.
@@ -25,17 +27,16 @@
 
 use std::process::ExitCode;
 
+use berth::{config, node};
 use clap::Parser;
 
 mod cli;
 mod client;
 mod commands;
-mod config;
 mod files;
 mod legacy_signing_key;
 mod logging;
 mod memory;
-mod node;
 mod tasks;
 mod wiring;
 

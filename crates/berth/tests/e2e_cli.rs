@@ -377,6 +377,40 @@ fn namespaces_members_tokens_and_users() {
         demoted.stderr.contains("last enabled administrator"),
         "{demoted:?}"
     );
+    // The same changes through the API with the client: disabling carol
+    // refuses her login, enabling lets her in again; a password set by the
+    // administrator (generated, shown once) replaces hers.
+    let disabled = admin.ok(&["user", "disable", "carol", "-o", "json"]).json();
+    assert_eq!(disabled["disabled"], true, "{disabled}");
+    let table = admin.ok(&["user", "list"]).stdout;
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("carol ") && l.contains(" disabled ")),
+        "{table}"
+    );
+    let refused = User::new().berth(
+        &["login", &registry.addr, "-u", "carol", "--password-stdin"],
+        Some(&format!("{carol_password}\n")),
+    );
+    assert_eq!(refused.code, 1, "{refused:?}");
+    admin.ok(&["user", "enable", "carol"]);
+    User::new().login(&registry, "carol", &carol_password, &[]);
+    let reset = admin
+        .ok(&["user", "set-password", "carol", "-o", "json"])
+        .json();
+    let new_password = reset["password"].as_str().unwrap();
+    assert_ne!(new_password, carol_password);
+    assert_eq!(reset["logins_revoked"], true);
+    User::new().login(&registry, "carol", new_password, &[]);
+    let promoted = admin
+        .ok(&["user", "set-admin", "alice", "true", "-o", "json"])
+        .json();
+    assert_eq!(promoted["admin"], true, "{promoted}");
+    assert_eq!(alice.ok(&["user", "list", "-q"]).stdout.lines().count(), 4);
+    admin.ok(&["user", "set-admin", "alice", "false"]);
+    let refused = alice.berth(&["user", "list"], None);
+    assert_eq!(refused.code, 1, "{refused:?}");
     // `berth user rm` deletes a user through the API.
     admin.ok(&["user", "rm", "carol"]);
     let users = admin.ok(&["user", "list", "-q"]).stdout;
@@ -685,7 +719,7 @@ fn misuse_and_failures_name_cause_and_fix() {
         (
             &["namespace", "add", "admin"],
             1,
-            "(HTTP 409): choose another name",
+            "(HTTP 409): it conflicts with what exists: choose another name",
         ),
         (
             &["namespace", "add", "Bad_Name"],

@@ -79,7 +79,7 @@ pub fn fix_for_status(status: u16) -> &'static str {
         401 => "run berth login again; if it persists, the login lacks a right this needs",
         403 => "ask an administrator, or the namespace's owner, for the right this needs",
         404 => "check the name (the list commands show what exists)",
-        409 => "choose another name, or change the existing one",
+        409 => "it conflicts with what exists: choose another name, or change what the message names first",
         429 => "wait and try again",
         500..=599 => "try again later; the registry's log says more",
         _ => "try again; if it persists, report it with the registry's log",

@@ -119,6 +119,9 @@ pub struct Member {
 pub struct User {
     pub name: String,
     pub admin: bool,
+    /// Absent from registries older than the user-disabling change.
+    #[serde(default)]
+    pub disabled: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }

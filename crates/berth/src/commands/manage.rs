@@ -11,7 +11,7 @@ use berth_auth::password::generate_password;
 use berth_auth::{Expiry, Secret, TokenScope};
 use reqwest::Method;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::cli::{
     ClientArgs, ClientMemberCommand, ClientNamespaceCommand, ClientTokenAdd, ClientTokenCommand,
@@ -345,17 +345,7 @@ pub fn user(
             password_stdin,
             admin,
         } => {
-            let (password, generated) = if password_stdin {
-                let mut line = String::new();
-                std::io::stdin().lock().read_line(&mut line).map_err(|e| {
-                    ClientError::Local(format!(
-                        "cannot read the password from standard input: {e}: pipe it in"
-                    ))
-                })?;
-                (Secret::new(line.trim_end_matches(['\n', '\r'])), false)
-            } else {
-                (generate_password(), true)
-            };
+            let (password, generated) = password_or_generated(password_stdin)?;
             let user: User = session.call_as(
                 Method::POST,
                 "/api/v1/users",
@@ -393,11 +383,12 @@ pub fn user(
             )?;
             output.list(
                 &list.users,
-                &["user", "admin", "created"],
+                &["user", "admin", "status", "created"],
                 |u, o| {
                     vec![
                         u.name.clone(),
                         if u.admin { "yes" } else { "no" }.into(),
+                        if u.disabled { "disabled" } else { "active" }.into(),
                         o.ago(u.created_at),
                     ]
                 },
@@ -414,11 +405,100 @@ pub fn user(
             )?;
             output.done(
                 &json!({ "name": name, "removed": true }),
-                &format!("Removed user {name}."),
+                &format!("Removed user {name}; namespace {name} stays."),
             );
+        }
+        ClientUserCommand::Disable { name } => {
+            let user = update_user(&mut session, &name, json!({ "disabled": true }))?;
+            output.done(
+                &user,
+                &format!("Disabled {name}: every credential of theirs stops working."),
+            );
+        }
+        ClientUserCommand::Enable { name } => {
+            let user = update_user(&mut session, &name, json!({ "disabled": false }))?;
+            output.done(&user, &format!("Enabled {name}."));
+        }
+        ClientUserCommand::SetAdmin { name, admin } => {
+            let user = update_user(&mut session, &name, json!({ "admin": admin }))?;
+            let sentence = if admin {
+                format!("{name} administers the registry.")
+            } else {
+                format!("{name} no longer administers the registry.")
+            };
+            output.done(&user, &sentence);
+        }
+        ClientUserCommand::SetPassword {
+            name,
+            password_stdin,
+        } => {
+            let (password, generated) = password_or_generated(password_stdin)?;
+            session.call(
+                Method::PUT,
+                &format!("/api/v1/users/{}/password", segment(&name)),
+                Some(&json!({ "password": password.expose() })),
+                &[USERS.into()],
+                "setting passwords",
+            )?;
+            let shown = json!({
+                "name": name,
+                "password": generated.then(|| password.expose().to_string()),
+                "logins_revoked": true,
+            });
+            if output.quiet && generated && output.format == OutputFormat::Table {
+                println!("{}", password.expose());
+            } else if generated {
+                output.done(
+                    &shown,
+                    &format!(
+                        "Set the password of {name}; password (shown once): {}\n\
+                         Their stored logins (refresh tokens) are revoked.",
+                        password.expose()
+                    ),
+                );
+            } else {
+                output.done(
+                    &shown,
+                    &format!(
+                        "Set the password of {name}; their stored logins (refresh tokens) are revoked."
+                    ),
+                );
+            }
         }
     }
     Ok(())
+}
+
+/// `PATCH /api/v1/users/NAME` with one change; the user as it now is.
+fn update_user(session: &mut Session, name: &str, change: Value) -> Result<User, ClientError> {
+    session.call_as(
+        Method::PATCH,
+        &format!("/api/v1/users/{}", segment(name)),
+        Some(&change),
+        &[USERS.into()],
+        "changing users",
+    )
+}
+
+/// The password piped in with --password-stdin (one line, not empty), or a
+/// generated one (then `true`: it is shown once).
+fn password_or_generated(password_stdin: bool) -> Result<(Secret, bool), ClientError> {
+    if !password_stdin {
+        return Ok((generate_password(), true));
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| {
+        ClientError::Local(format!(
+            "cannot read the password from standard input: {e}: pipe it in"
+        ))
+    })?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(ClientError::Usage(
+            "the password on standard input is empty: write it, one line, or leave out --password-stdin to have one generated".into(),
+        ));
+    }
+    Ok((Secret::new(password), false))
 }
 
 #[cfg(test)]

@@ -111,7 +111,7 @@ declare_config! {
         issuer: String = "berth", flag "auth-issuer", Legacy;
         /// Any user may create a namespace by pushing to it (personal namespaces always work).
         users_may_create_namespaces: bool = "false", flag "users-may-create-namespaces", Legacy, Switch;
-        /// How long a refresh token (the identity token `docker login` stores) lives; between 1m and 365d.
+        /// How long a login's refresh token (the identity token `docker login` stores) lives, rotations included; between 1m and 365d.
         refresh_token_lifetime: Duration = "30d", flag "refresh-token-lifetime";
         /// The longest expiry a new access (robot) token may have; unset, tokens may never expire.
         max_token_lifetime: Option<Duration> = "no limit", flag "max-token-lifetime";

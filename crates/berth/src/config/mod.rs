@@ -385,8 +385,30 @@ impl ConfigArgs {
             .file
             .clone()
             .or_else(|| env.get("BERTH_CONFIG").map(PathBuf::from));
-        let file = match &file_path {
-            Some(path) => read_file(path)?,
+        let text = match &file_path {
+            Some(path) => {
+                Some(
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        self.load_from(env, file_path.as_deref().zip(text.as_deref()))
+    }
+
+    /// [`ConfigArgs::load`] with the file, if any, already read: its path
+    /// (for messages) and its text. The config fuzz target starts here.
+    pub fn load_from(
+        &self,
+        env: &Environment,
+        file: Option<(&Path, &str)>,
+    ) -> Result<Loaded, ConfigError> {
+        let file_path = file.map(|(path, _)| path.to_path_buf());
+        let file = match file {
+            Some((path, text)) => parse_file(path, text)?,
             None => FileValues::default(),
         };
         let mut config = Config::default();
@@ -462,14 +484,6 @@ impl FileValues {
             moves.join(", ")
         )]
     }
-}
-
-fn read_file(path: &Path) -> Result<FileValues, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.into(),
-        source,
-    })?;
-    parse_file(path, &text)
 }
 
 /// Reads a file's keys: `[section]` tables of keys, and for keys that

@@ -815,6 +815,32 @@ async fn point_tag(
     Ok(())
 }
 
+/// Inserts one `(repository, manifest, referenced digest)` row per distinct
+/// digest into `target`, a reference table with its three columns named
+/// (always a constant of this module, never input). The `WHERE true` tells
+/// SQLite's parser that `ON CONFLICT` belongs to the insert, not the select.
+async fn insert_references(
+    tx: &mut Tx,
+    target: &str,
+    repository_id: i64,
+    digest: &str,
+    referenced: &[Digest],
+    what: &'static str,
+) -> Result<(), MetaError> {
+    let sql = format!(
+        "INSERT INTO {target} SELECT $1, $2, l.value FROM {} WHERE true ON CONFLICT DO NOTHING",
+        tx.dialect().list(3)
+    );
+    query(&sql)
+        .bind(repository_id)
+        .bind(digest)
+        .bind(distinct(referenced))
+        .execute(&mut *tx)
+        .await
+        .map_err(database(what))?;
+    Ok(())
+}
+
 /// Records what a newly stored manifest references, and takes the links it
 /// references out of garbage-collection candidacy. One statement per kind
 /// of reference, however many there are; a manifest may list the same blob
@@ -828,18 +854,15 @@ async fn record_references(
     let dialect = tx.dialect();
     let digest = manifest.record.digest.as_str();
     if !manifest.blobs.is_empty() {
-        let sql = format!(
-            "INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest) \
-             SELECT $1, $2, l.value FROM {} WHERE true ON CONFLICT DO NOTHING",
-            dialect.list(3)
-        );
-        query(&sql)
-            .bind(repository_id)
-            .bind(digest)
-            .bind(distinct(&manifest.blobs))
-            .execute(&mut *tx)
-            .await
-            .map_err(database("recording a manifest's blobs"))?;
+        insert_references(
+            tx,
+            "manifest_blobs (repository_id, manifest_digest, blob_digest)",
+            repository_id,
+            digest,
+            &manifest.blobs,
+            "recording a manifest's blobs",
+        )
+        .await?;
         let sql = format!(
             "UPDATE repository_blobs SET unreferenced_since = NULL, was_referenced = 1 \
              WHERE repository_id = $1 AND digest IN (SELECT l.value FROM {})",
@@ -853,18 +876,15 @@ async fn record_references(
             .map_err(database("marking links referenced"))?;
     }
     if !manifest.children.is_empty() {
-        let sql = format!(
-            "INSERT INTO manifest_children (repository_id, parent_digest, child_digest) \
-             SELECT $1, $2, l.value FROM {} WHERE true ON CONFLICT DO NOTHING",
-            dialect.list(3)
-        );
-        query(&sql)
-            .bind(repository_id)
-            .bind(digest)
-            .bind(distinct(&manifest.children))
-            .execute(&mut *tx)
-            .await
-            .map_err(database("recording an index's manifests"))?;
+        insert_references(
+            tx,
+            "manifest_children (repository_id, parent_digest, child_digest)",
+            repository_id,
+            digest,
+            &manifest.children,
+            "recording an index's manifests",
+        )
+        .await?;
     }
     // The image's size, from the rows just written: each distinct blob of
     // the manifest and of its children once (see migration 0009).
