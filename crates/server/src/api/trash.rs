@@ -193,7 +193,10 @@ fn entry_view(ctx: &Context<'_>, entry: TrashEntry) -> TrashEntryView {
     tag = "lifecycle",
     operation_id = "list_trash",
     params(TrashQuery),
-    responses((status = 200, description = "A page of the trash", body = TrashList))
+    responses(
+        (status = 200, description = "A page of the trash", body = TrashList),
+        (status = 400, description = "A malformed query: an unknown parameter, a limit out of range, a cursor of another listing", body = ErrorBody),
+    )
 )]
 pub async fn list(ctx: &Context<'_>, listing: TrashListing) -> Result<Response, ManagementError> {
     let namespace = listing.namespace.as_ref().map(|n| n.as_str());
