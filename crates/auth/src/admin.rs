@@ -133,15 +133,14 @@ pub async fn set_member(
     role: Role,
     change: &Change,
 ) -> Result<(), AdminError> {
-    if role != Role::Owner {
-        keep_an_owner(store, namespace, user).await?;
-    }
     store
         .set_member(change, namespace, user, role)
         .await
-        .map_err(store_error(format!(
-            "namespace {namespace:?} or user {user:?}"
-        )))
+        .map_err(member_error(
+            namespace,
+            user,
+            format!("namespace {namespace:?} or user {user:?}"),
+        ))
 }
 
 /// Removes a member. Removing the namespace's last owner is refused
@@ -152,42 +151,31 @@ pub async fn remove_member(
     user: &str,
     change: &Change,
 ) -> Result<(), AdminError> {
-    keep_an_owner(store, namespace, user).await?;
     store
         .remove_member(change, namespace, user)
         .await
-        .map_err(store_error(format!(
-            "member {user:?} of namespace {namespace:?}"
-        )))
+        .map_err(member_error(
+            namespace,
+            user,
+            format!("member {user:?} of namespace {namespace:?}"),
+        ))
 }
 
-/// Refuses a change that takes the owner role from `user` when they are
-/// the only owner of `namespace`.
-///
-/// The check reads before the change writes, so two owners demoting each
-/// other at the same instant could both pass it; the store offers no
-/// conditional write to close that window, and an administrator can always
-/// name a new owner.
-async fn keep_an_owner(
-    store: &dyn AuthStore,
+/// The error of a change to `user`'s membership of `namespace`:
+/// [`AdminError::LastOwner`] when the store refused to take the namespace's
+/// last owner's role (it checks in the change's own transaction, so two
+/// owners demoting each other at once cannot both succeed).
+/// `what` names the missing thing for [`AdminError::NotFound`].
+fn member_error(
     namespace: &str,
     user: &str,
-) -> Result<(), AdminError> {
-    let members = store
-        .list_members(namespace)
-        .await
-        .map_err(AdminError::Store)?;
-    let owners = members.iter().filter(|m| m.role == Role::Owner);
-    let is_owner = members
-        .iter()
-        .any(|m| m.user == user && m.role == Role::Owner);
-    if is_owner && owners.count() == 1 {
-        return Err(AdminError::LastOwner {
-            namespace: namespace.to_string(),
-            user: user.to_string(),
-        });
+    what: String,
+) -> impl FnOnce(AuthStoreError) -> AdminError {
+    let (namespace, user) = (namespace.to_string(), user.to_string());
+    move |error| match error {
+        AuthStoreError::LastOwner => AdminError::LastOwner { namespace, user },
+        other => store_error(what)(other),
     }
-    Ok(())
 }
 
 /// Creates an access token and returns its secret, to be shown once. With
@@ -271,13 +259,10 @@ pub async fn set_disabled(
     disabled: bool,
     change: &Change,
 ) -> Result<(), AdminError> {
-    if disabled {
-        keep_an_admin(store, name).await?;
-    }
     store
         .set_disabled(change, name, disabled)
         .await
-        .map_err(store_error(format!("user {name:?}")))
+        .map_err(user_error(name))
 }
 
 /// Grants or withdraws the administrator flag. Withdrawing it from the last
@@ -288,13 +273,10 @@ pub async fn set_admin(
     is_admin: bool,
     change: &Change,
 ) -> Result<(), AdminError> {
-    if !is_admin {
-        keep_an_admin(store, name).await?;
-    }
     store
         .set_admin(change, name, is_admin)
         .await
-        .map_err(store_error(format!("user {name:?}")))
+        .map_err(user_error(name))
 }
 
 /// Deletes a user with their memberships and refresh tokens; their personal
@@ -306,26 +288,22 @@ pub async fn delete_user(
     name: &str,
     change: &Change,
 ) -> Result<(), AdminError> {
-    keep_an_admin(store, name).await?;
     store
         .delete_user(change, name)
         .await
-        .map_err(store_error(format!("user {name:?}")))
+        .map_err(user_error(name))
 }
 
-/// Refuses a change that takes the administrator role from `user` (demoting,
-/// disabling or deleting them) when they are the only enabled administrator.
-/// Like [`keep_an_owner`], a read before the write: two administrators
-/// demoting each other at the same instant could both pass, and `berth
-/// admin user set-admin` on the database repairs it.
-async fn keep_an_admin(store: &dyn AuthStore, user: &str) -> Result<(), AdminError> {
-    let users = store.list_users().await.map_err(AdminError::Store)?;
-    let enabled_admin = |u: &&UserRecord| u.is_admin && !u.is_disabled();
-    let is_admin = users.iter().filter(enabled_admin).any(|u| u.name == user);
-    if is_admin && users.iter().filter(enabled_admin).count() == 1 {
-        return Err(AdminError::LastAdmin(user.to_string()));
+/// The error of a change to user `name`: [`AdminError::LastAdmin`] when the
+/// store refused to take the last enabled administrator's role (it checks
+/// in the change's own transaction, so two administrators demoting each
+/// other at once cannot both succeed).
+fn user_error(name: &str) -> impl FnOnce(AuthStoreError) -> AdminError {
+    let name = name.to_string();
+    move |error| match error {
+        AuthStoreError::LastAdmin => AdminError::LastAdmin(name),
+        other => store_error(format!("user {name:?}"))(other),
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -111,6 +111,14 @@ pub enum AuthStoreError {
     /// A change named something that does not exist.
     #[error("not found")]
     NotFound,
+    /// The change would leave the registry without an enabled
+    /// administrator; checked in the change's own transaction.
+    #[error("the last enabled administrator")]
+    LastAdmin,
+    /// The change would leave a namespace without an owner; checked in the
+    /// change's own transaction.
+    #[error("the namespace's last owner")]
+    LastOwner,
     /// The database failed; details are for the log, not the client.
     #[error("store backend: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),

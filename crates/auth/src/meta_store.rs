@@ -93,6 +93,8 @@ fn store_error(error: MetaError) -> AuthStoreError {
     match error {
         MetaError::AlreadyExists => AuthStoreError::AlreadyExists,
         MetaError::NotFound => AuthStoreError::NotFound,
+        MetaError::LastAdmin => AuthStoreError::LastAdmin,
+        MetaError::LastOwner => AuthStoreError::LastOwner,
         MetaError::Unavailable(detail) => AuthStoreError::Unavailable(detail),
         other => AuthStoreError::Backend(Box::new(other)),
     }

@@ -131,6 +131,14 @@ pub enum MetaError {
         tag: berth_oci::Tag,
         rule: Box<ImmutableRule>,
     },
+    /// The change would leave the registry without an enabled
+    /// administrator (demoting, disabling or deleting the last one).
+    #[error("the last enabled administrator")]
+    LastAdmin,
+    /// The change would leave a namespace without an owner (demoting or
+    /// removing its last one).
+    #[error("the namespace's last owner")]
+    LastOwner,
     /// A namespace cannot be deleted while it holds repositories.
     #[error("namespace holds repositories")]
     NamespaceNotEmpty,

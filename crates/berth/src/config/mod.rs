@@ -191,8 +191,7 @@ impl Environment {
         }
     }
 
-    /// An environment of exactly these variables.
-    #[cfg(test)]
+    /// An environment of exactly these variables (tests, the fuzz target).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Environment {
         Environment {
             vars: pairs

@@ -1,10 +1,34 @@
 //! [`MemberStore`] in SQL.
 
-use super::db::{database, query, write_error};
+use super::db::{database, query, write_error, Tx};
 use super::events::NewEvent;
 use super::SqlMetaStore;
 use crate::auth::{MemberRow, MemberStore};
 use crate::{Change, EventKind, MetaError};
+
+/// Refuses, within `tx` and before the change, a change that takes the
+/// owner role from `user` (demoting or removing them) when they are the
+/// only owner of `namespace`. The owners' rows are locked (`FOR UPDATE` on
+/// PostgreSQL; SQLite's write transactions are serial), so two owners
+/// demoting each other at once cannot both succeed.
+async fn keep_an_owner(tx: &mut Tx, namespace: &str, user: &str) -> Result<(), MetaError> {
+    let sql = format!(
+        "SELECT user_name FROM namespace_members WHERE namespace = $1 AND role = 'owner'{}",
+        tx.dialect().for_update()
+    );
+    let owners: Vec<String> = query(&sql)
+        .bind(namespace)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(database("reading a namespace's owners"))?
+        .iter()
+        .map(|row| row.first())
+        .collect::<Result<_, _>>()?;
+    if owners.len() == 1 && owners[0] == user {
+        return Err(MetaError::LastOwner);
+    }
+    Ok(())
+}
 
 #[async_trait::async_trait]
 impl<B: 'static> MemberStore for SqlMetaStore<B> {
@@ -16,6 +40,9 @@ impl<B: 'static> MemberStore for SqlMetaStore<B> {
         role: &str,
     ) -> Result<(), MetaError> {
         let mut tx = self.db.begin_change(change).await?;
+        if role != "owner" {
+            keep_an_owner(&mut tx, namespace, user).await?;
+        }
         // The previous role, for the event (locked on PostgreSQL, so that
         // concurrent changes take turns and each says what it replaced).
         let sql = format!(
@@ -58,6 +85,7 @@ impl<B: 'static> MemberStore for SqlMetaStore<B> {
         user: &str,
     ) -> Result<(), MetaError> {
         let mut tx = self.db.begin_change(change).await?;
+        keep_an_owner(&mut tx, namespace, user).await?;
         let role: String = query(
             "DELETE FROM namespace_members WHERE namespace = $1 AND user_name = $2 RETURNING role",
         )

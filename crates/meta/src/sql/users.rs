@@ -19,6 +19,31 @@ fn user_from_row(row: &Row) -> Result<UserRow, MetaError> {
     })
 }
 
+/// Refuses, within `tx` and before the change, a change that takes the
+/// administrator role from `user` (demoting, disabling or deleting them)
+/// when they are the only enabled administrator. The enabled
+/// administrators' rows are locked (`FOR UPDATE` on PostgreSQL; SQLite's
+/// write transactions are serial), so of two administrators demoting each
+/// other at once, the second to lock finds the first's change made and is
+/// refused: the registry is never left without one.
+async fn keep_an_enabled_admin(tx: &mut Tx, user: &str) -> Result<(), MetaError> {
+    let sql = format!(
+        "SELECT name FROM users WHERE is_admin AND disabled_at IS NULL{}",
+        tx.dialect().for_update()
+    );
+    let admins: Vec<String> = query(&sql)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(database("reading the administrators"))?
+        .iter()
+        .map(|row| row.get("name"))
+        .collect::<Result<_, _>>()?;
+    if admins.len() == 1 && admins[0] == user {
+        return Err(MetaError::LastAdmin);
+    }
+    Ok(())
+}
+
 /// Revokes every live refresh token of `user` at `at`, within `tx`.
 async fn revoke_refresh_tokens(tx: &mut Tx, user: &str, at: Timestamp) -> Result<u64, MetaError> {
     query("UPDATE refresh_tokens SET revoked_at = $1 WHERE user_name = $2 AND revoked_at IS NULL")
@@ -107,6 +132,9 @@ impl<B: 'static> UserStore for SqlMetaStore<B> {
         disabled: bool,
     ) -> Result<(), MetaError> {
         let mut tx = self.db.begin_change(change).await?;
+        if disabled {
+            keep_an_enabled_admin(&mut tx, name).await?;
+        }
         // One conditional update decides whether anything changes, so two
         // concurrent calls record one event between them.
         let update = if disabled {
@@ -151,6 +179,9 @@ impl<B: 'static> UserStore for SqlMetaStore<B> {
         is_admin: bool,
     ) -> Result<(), MetaError> {
         let mut tx = self.db.begin_change(change).await?;
+        if !is_admin {
+            keep_an_enabled_admin(&mut tx, name).await?;
+        }
         let updated = query("UPDATE users SET is_admin = $1 WHERE name = $2")
             .bind(is_admin)
             .bind(name)
@@ -169,6 +200,7 @@ impl<B: 'static> UserStore for SqlMetaStore<B> {
 
     async fn delete_user(&self, change: &Change, name: &str) -> Result<(), MetaError> {
         let mut tx = self.db.begin_change(change).await?;
+        keep_an_enabled_admin(&mut tx, name).await?;
         // Memberships and refresh tokens go with the user (`ON DELETE CASCADE`).
         let deleted = query("DELETE FROM users WHERE name = $1")
             .bind(name)

@@ -189,8 +189,15 @@ pub async fn registry_changes_write_their_events(store: &dyn MetaStore) {
 
 pub async fn access_control_changes_write_their_events(store: &dyn MetaStore) {
     use EventKind::*;
-    let start = store.last_event_position().await.unwrap();
     let admin = Change::new(Actor::system("admin"), NOW);
+    // Another administrator, so that bob, made one below, is not the last
+    // and may be disabled and deleted.
+    let root = UserRow {
+        is_admin: true,
+        ..user("as-evroot")
+    };
+    store.create_user(&admin, &root).await.unwrap();
+    let start = store.last_event_position().await.unwrap();
     store
         .create_user(&admin, &user("as-ev-alice"))
         .await

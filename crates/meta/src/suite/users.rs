@@ -10,6 +10,9 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
     ("disabling_a_user_revokes_their_refresh_tokens", |store| {
         Box::pin(disabling_a_user_revokes_their_refresh_tokens(store))
     }),
+    ("the_last_enabled_administrator_stays_one", |store| {
+        Box::pin(the_last_enabled_administrator_stays_one(store))
+    }),
 ];
 
 pub async fn users_are_created_once_and_updated(store: &dyn MetaStore) {
@@ -116,4 +119,71 @@ pub async fn disabling_a_user_revokes_their_refresh_tokens(store: &dyn MetaStore
         store.set_disabled(&at(NOW), "as-users-nobody", false).await,
         Err(MetaError::NotFound)
     ));
+}
+
+/// The names of the enabled administrators.
+async fn enabled_admins(store: &dyn MetaStore) -> Vec<String> {
+    let users = store.list_users().await.unwrap();
+    users
+        .into_iter()
+        .filter(|u| u.is_admin && u.disabled_at.is_none())
+        .map(|u| u.name)
+        .collect()
+}
+
+/// Two administrators taking each other's role at once (one demoted, the
+/// other disabled, in the same instant) never leave the registry without
+/// one: the check is made in each change's transaction. Run with the
+/// whole suite on one store, other tests' administrators exist and both
+/// changes may pass; the registry still keeps one.
+pub async fn the_last_enabled_administrator_stays_one(store: &dyn MetaStore) {
+    let (x, y) = ("as-users-admin-x", "as-users-admin-y");
+    let others = enabled_admins(store).await;
+    for name in [x, y] {
+        store.create_user(&at(NOW), &user(name)).await.unwrap();
+    }
+    for round in 0..5 {
+        for name in [x, y] {
+            store.set_admin(&at(NOW), name, true).await.unwrap();
+            store.set_disabled(&at(NOW), name, false).await.unwrap();
+        }
+        let change = at(NOW);
+        let (demoted, disabled) = tokio::join!(
+            store.set_admin(&change, x, false),
+            store.set_disabled(&change, y, true)
+        );
+        let remaining = enabled_admins(store).await;
+        assert!(
+            !remaining.is_empty(),
+            "round {round}: no administrator left"
+        );
+        if others.is_empty() {
+            let refused = [&demoted, &disabled]
+                .iter()
+                .filter(|outcome| matches!(outcome, Err(MetaError::LastAdmin)))
+                .count();
+            assert_eq!(refused, 1, "round {round}: {demoted:?}, {disabled:?}");
+            assert_eq!(remaining.len(), 1, "round {round}: {remaining:?}");
+        } else {
+            demoted.unwrap();
+            disabled.unwrap();
+        }
+    }
+    if others.is_empty() {
+        // The one left can be neither demoted, disabled nor deleted.
+        let last = enabled_admins(store).await.remove(0);
+        assert!(matches!(
+            store.set_admin(&at(NOW), &last, false).await,
+            Err(MetaError::LastAdmin)
+        ));
+        assert!(matches!(
+            store.set_disabled(&at(NOW), &last, true).await,
+            Err(MetaError::LastAdmin)
+        ));
+        assert!(matches!(
+            store.delete_user(&at(NOW), &last).await,
+            Err(MetaError::LastAdmin)
+        ));
+        assert_eq!(enabled_admins(store).await, vec![last]);
+    }
 }

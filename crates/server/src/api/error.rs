@@ -232,6 +232,11 @@ impl From<AuthStoreError> for ManagementError {
                 tracing::warn!(detail, "database unavailable");
                 ManagementError::unavailable(Dependency::Database, Unavailability::NotAnswering)
             }
+            // The administration layer names who is the last one; the
+            // store's own words are the fallback.
+            AuthStoreError::LastAdmin | AuthStoreError::LastOwner => {
+                ManagementError::conflict(error.to_string())
+            }
             // Callers that expect these map them to what they mean first;
             // one reaching here is a fault of the server's.
             AuthStoreError::AlreadyExists
