@@ -229,11 +229,21 @@ pub enum EventKind {
     ImmutableRuleAdded,
     /// An immutable-tag rule was removed (`detail`: `scope`, `pattern`).
     ImmutableRuleRemoved,
+    /// A manifest was deleted into the trash (`detail`: `root`, the digest
+    /// whose deletion took it there).
+    ManifestTrashed,
+    /// A manifest came back from the trash, by a restore or a push of the
+    /// same digest (`detail`: `root`).
+    ManifestRestored,
+    /// A trash entry outlived the trash retention and its manifests were
+    /// deleted for good (`detail`: `trashed_at`; `manifest.deleted` events
+    /// follow, one per manifest).
+    TrashExpired,
 }
 
 impl EventKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [EventKind; 26] = [
+    pub const ALL: [EventKind; 29] = [
         EventKind::NamespaceCreated,
         EventKind::NamespaceUpdated,
         EventKind::NamespaceDeleted,
@@ -260,6 +270,9 @@ impl EventKind {
         EventKind::VulnerabilityPolicySet,
         EventKind::ImmutableRuleAdded,
         EventKind::ImmutableRuleRemoved,
+        EventKind::ManifestTrashed,
+        EventKind::ManifestRestored,
+        EventKind::TrashExpired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -290,6 +303,9 @@ impl EventKind {
             EventKind::VulnerabilityPolicySet => "vulnerability_policy.set",
             EventKind::ImmutableRuleAdded => "immutable_rule.added",
             EventKind::ImmutableRuleRemoved => "immutable_rule.removed",
+            EventKind::ManifestTrashed => "manifest.trashed",
+            EventKind::ManifestRestored => "manifest.restored",
+            EventKind::TrashExpired => "trash.expired",
         }
     }
 

@@ -59,6 +59,7 @@ pub mod sql;
 pub mod sqlite;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod suite;
+pub mod trash;
 pub mod uploads;
 
 pub use advisor::{
@@ -86,6 +87,7 @@ pub use manifests::{
 pub use namespaces::{Namespace, NamespaceStore, NamespaceUsage, Visibility};
 pub use pulls::{PullCount, PullStatsStore};
 pub use repositories::{RepositoryDeletion, RepositoryStore};
+pub use trash::{RestoredImage, TagConflict, TrashCursor, TrashEntry, TrashStore};
 pub use uploads::{LiveUploads, UploadRecord, UploadStore};
 
 /// Seconds since the Unix epoch. Time is always passed in, never read inside a
@@ -179,6 +181,7 @@ pub trait MetaStore:
     + AdvisorStore
     + ImmutabilityStore
     + PullStatsStore
+    + TrashStore
 {
     /// Whether the database answers and would take a write now (used by
     /// `/readyz`): fails with `Unavailable` when it does not answer, or

@@ -173,6 +173,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "pull statistics",
         include_str!("../migrations/postgres/0013_pull_statistics.sql"),
     ),
+    (
+        14,
+        "trash",
+        include_str!("../migrations/postgres/0014_trash.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.

@@ -113,6 +113,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "pull statistics",
         include_str!("../migrations/sqlite/0013_pull_statistics.sql"),
     ),
+    (
+        14,
+        "trash",
+        include_str!("../migrations/sqlite/0014_trash.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

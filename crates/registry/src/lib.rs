@@ -43,12 +43,14 @@ pub mod jobs;
 mod manifests;
 pub mod namespaces;
 pub mod pulls;
+mod trash;
 mod uploads;
 
 pub use berth_meta::{
     Actor, ActorKind, Change, Event, EventCursor, EventKind, ImageCursor, ImageSummary,
     ImmutableRule, Namespace, NamespaceUsage, Referrer, RepositoryCursor, RepositoryQuery,
-    RepositorySort, RepositorySummary, TaggedFilter, Visibility,
+    RepositorySort, RepositorySummary, RestoredImage, TagConflict, TaggedFilter, TrashCursor,
+    TrashEntry, Visibility,
 };
 /// Why the blob store cannot serve, carried by [`RegistryError::Unavailable`].
 pub use berth_storage::Unavailability;
@@ -128,6 +130,10 @@ pub struct RegistryConfig {
     /// token) has open at once, across repositories; anonymous sessions
     /// count only per repository.
     pub max_uploads_per_principal: u64,
+    /// How long a deleted image stays in the trash, restorable, before
+    /// [`Registry::expire_trash`] deletes it for good. Zero turns the trash
+    /// off: deletions are final at once.
+    pub trash_retention: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -149,6 +155,7 @@ impl Default for RegistryConfig {
             referrer_annotation_bytes: 16 * 1024,
             max_uploads_per_repository: 1000,
             max_uploads_per_principal: 1000,
+            trash_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

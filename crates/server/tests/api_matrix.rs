@@ -222,6 +222,13 @@ fn rows() -> Vec<Row> {
         Row { operation: "remove_immutable_rule", method: "DELETE", path: "/api/v1/immutable-rules/{ns}%2Fapp/none-{cell}",
               body: "", setup: Setup::None,
               public: with(OWNERS, 404), private: with(OWNERS, 404) },
+        Row { operation: "list_trash", method: "GET", path: "/api/v1/trash?namespace={ns}&limit=10", body: "", setup: Setup::None,
+              public: SEE_PUBLIC, private: SEE_PRIVATE },
+        // Nothing to restore: whoever may delete in the repository learns so.
+        Row { operation: "restore_image", method: "POST",
+              path: "/api/v1/repositories/{ns}%2Fapp/images/sha256:{cell:064}/restore",
+              body: "", setup: Setup::None,
+              public: with(MAINTAINERS, 404), private: with(MAINTAINERS, 404) },
     ]
 }
 
@@ -405,6 +412,7 @@ impl Matrix {
         };
         let fill = |text: &str| {
             text.replace("{ns}", namespace)
+                .replace("{cell:064}", &format!("{cell:064}"))
                 .replace("{cell}", &cell.to_string())
                 .replace("{visibility}", visibility)
         };

@@ -80,6 +80,10 @@ pub fn run(command: Command, env: &Environment) -> ExitCode {
             client: args,
             command,
         } => client(lifecycle::immutable(args, command, env)),
+        Command::Trash {
+            client: args,
+            command,
+        } => client(lifecycle::trash(args, command, env)),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "berth", &mut std::io::stdout());

@@ -44,6 +44,7 @@ mod namespaces;
 mod pulls;
 mod repositories;
 mod tokens;
+mod trash;
 mod uploads;
 mod users;
 

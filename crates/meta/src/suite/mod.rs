@@ -43,6 +43,7 @@ pub mod pulls;
 pub mod repositories;
 pub mod store;
 pub mod tokens;
+pub mod trash;
 pub mod upgrade;
 pub mod uploads;
 pub mod users;
@@ -69,6 +70,7 @@ pub const SUITES: &[(&str, &[(&str, SuiteTest)])] = &[
     ("keys", keys::TESTS),
     ("advisor", advisor::TESTS),
     ("immutable", immutable::TESTS),
+    ("trash", trash::TESTS),
 ];
 
 /// Runs every suite test in turn against one store, which also shows that
@@ -121,6 +123,7 @@ macro_rules! meta_store_tests {
             keys: [racing_first_signing_keys_leave_one_current_key, signing_keys_rotate_keeping_recently_retired_ones, a_private_key_is_replaced_only_as_expected],
             advisor: [layer_indexes_are_stored_once_per_digest, scan_jobs_are_queued_once_and_leased, racing_scan_takers_take_distinct_jobs, advisories_are_imported_incrementally, exemptions_are_set_listed_and_removed, policies_are_set_per_namespace],
             immutable: [immutable_rules_are_added_listed_and_removed, immutable_tags_are_created_but_never_moved_or_deleted, racing_pushes_of_a_new_immutable_tag_have_one_winner],
+            trash: [trashed_manifests_are_hidden_and_restored_with_their_tags, a_trashed_manifest_pushed_again_comes_back_with_its_new_tag, children_of_a_trashed_index_are_trashed_after_it_and_come_back_with_it, expired_trash_is_deleted_for_good_and_its_blobs_become_candidates],
         );
     };
     (@expand $mode:ident $fresh:ident; $($suite:ident: [$($name:ident),* $(,)?]),* $(,)?) => {

@@ -18,6 +18,7 @@ use super::namespaces::{NamespaceUpdate, NewNamespace};
 use super::repositories::RepositoryListing;
 use super::route::{PathParams, Route};
 use super::tokens::{NewToken, MAX_SCOPES};
+use super::trash::{restore_digest, TrashListing};
 use super::types::{Name, ReferenceParam, RepositoryParam, TagParam};
 use super::users::{NewUser, PasswordChange, PasswordReset, UserUpdate};
 use super::vulnerabilities::{
@@ -75,6 +76,9 @@ pub enum Endpoint {
     AddImmutableRule(NewImmutableRule),
     /// Scope, tag pattern.
     RemoveImmutableRule(RuleScope, PatternParam),
+    ListTrash(TrashListing),
+    /// Repository, and the digest of the trashed image.
+    RestoreImage(RepositoryParam, berth_oci::Digest),
 }
 
 impl Endpoint {
@@ -175,6 +179,11 @@ impl Endpoint {
                 PatternParam::try_from(params.get("tags").to_string()).map_err(|e| {
                     ManagementError::invalid_request(format!("path parameter tags: {e}"))
                 })?,
+            ),
+            Route::ListTrash => Endpoint::ListTrash(TrashListing::parse(query)?),
+            Route::RestoreImage => Endpoint::RestoreImage(
+                repository()?,
+                restore_digest(&ReferenceParam::from_param("digest", params.get("digest"))?)?,
             ),
         })
     }

@@ -46,6 +46,7 @@ pub mod permission;
 pub mod repositories;
 pub mod route;
 pub mod tokens;
+pub mod trash;
 pub mod types;
 pub mod users;
 pub mod vulnerabilities;
@@ -218,6 +219,10 @@ async fn handle_endpoint(
         Endpoint::AddImmutableRule(new) => immutable::add_rule(ctx, new).await,
         Endpoint::RemoveImmutableRule(scope, tags) => {
             immutable::remove_rule(ctx, &scope, &tags).await
+        }
+        Endpoint::ListTrash(listing) => trash::list(ctx, listing).await,
+        Endpoint::RestoreImage(repository, digest) => {
+            trash::restore(ctx, &repository.0, &digest).await
         }
     }
 }

@@ -19,7 +19,9 @@ use utoipa::{Modify, OpenApi};
 use super::error::{ErrorBody, ErrorCode};
 use super::route::Route;
 use super::types::{ReferenceParam, RepositoryParam, TagParam};
-use super::{images, immutable, members, namespaces, repositories, tokens, users, vulnerabilities};
+use super::{
+    images, immutable, members, namespaces, repositories, tokens, trash, users, vulnerabilities,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -77,6 +79,8 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         immutable::list_rules,
         immutable::add_rule,
         immutable::remove_rule,
+        trash::list,
+        trash::restore,
     ),
     components(schemas(
         ErrorBody,
@@ -96,7 +100,7 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         (name = "repositories", description = "Repositories: counts, sizes, last push"),
         (name = "images", description = "The images of a repository: list, inspect, tag, untag, delete"),
         (name = "vulnerabilities", description = "The Vulnerability Advisor: reports, SBOMs, exemptions, pull policies, advisories"),
-        (name = "lifecycle", description = "Image lifecycle: immutable tags"),
+        (name = "lifecycle", description = "Image lifecycle: immutable tags, the trash"),
         (name = "meta", description = "This document"),
     )
 )]

@@ -146,6 +146,17 @@ pub fn required(endpoint: &Endpoint) -> Permission {
         Endpoint::RemoveImmutableRule(scope, _) => {
             Namespace(scope.namespace.clone(), Action::ManageSettings)
         }
+        // The trash of a namespace is seen by those who may see the
+        // namespace; without one, the listing keeps the entries of the
+        // namespaces the caller may see.
+        Endpoint::ListTrash(listing) => match &listing.namespace {
+            Some(namespace) => SeeNamespace(namespace.clone()),
+            None => LoggedIn,
+        },
+        // Undoing a deletion takes the right that made it.
+        Endpoint::RestoreImage(repository, _) => {
+            Repositories(vec![(repository.0.clone(), Action::Delete)])
+        }
     }
 }
 
@@ -621,9 +632,12 @@ mod tests {
     fn public_routes_are_the_anyone_rows() {
         for route in Route::ALL {
             let (method, template) = route.method_and_path();
-            // Parameters become `x…`, except the SBOM format, which is a word.
+            // Parameters become `x…`, except the SBOM format, which is a
+            // word, and a digest, which has a form of its own.
+            let digest = format!("sha256:{}", "0".repeat(64));
             let path = template
                 .replace("{format}", "spdx")
+                .replace("{digest}", &digest)
                 .replace('{', "x")
                 .replace('}', "");
             let (found, params): (Route, PathParams) = Route::find(&method, &path).unwrap();

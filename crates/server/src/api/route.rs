@@ -54,11 +54,13 @@ pub enum Route {
     ListImmutableRules,
     AddImmutableRule,
     RemoveImmutableRule,
+    ListTrash,
+    RestoreImage,
 }
 
 impl Route {
     /// Every route, in the order the OpenAPI document lists them.
-    pub const ALL: [Route; 38] = [
+    pub const ALL: [Route; 40] = [
         Route::OpenApi,
         Route::ListUsers,
         Route::CreateUser,
@@ -97,6 +99,8 @@ impl Route {
         Route::ListImmutableRules,
         Route::AddImmutableRule,
         Route::RemoveImmutableRule,
+        Route::ListTrash,
+        Route::RestoreImage,
     ];
 
     /// The method and path template of the route: the routing table.
@@ -162,6 +166,11 @@ impl Route {
             Route::RemoveImmutableRule => {
                 (Method::DELETE, "/api/v1/immutable-rules/{scope}/{tags}")
             }
+            Route::ListTrash => (Method::GET, "/api/v1/trash"),
+            Route::RestoreImage => (
+                Method::POST,
+                "/api/v1/repositories/{repository}/images/{digest}/restore",
+            ),
         }
     }
 
@@ -233,6 +242,8 @@ impl Route {
             Route::ListImmutableRules => "list_immutable_rules",
             Route::AddImmutableRule => "add_immutable_rule",
             Route::RemoveImmutableRule => "remove_immutable_rule",
+            Route::ListTrash => "list_trash",
+            Route::RestoreImage => "restore_image",
         }
     }
 
