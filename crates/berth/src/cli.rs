@@ -164,6 +164,14 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         limit: u64,
     },
+    /// The trash: deleted images, restorable with `berth image restore`
+    /// until `trash_retention` has passed.
+    Trash {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ClientTrashCommand,
+    },
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]
@@ -269,6 +277,17 @@ pub enum ClientExemptionCommand {
         scope: String,
         #[arg(long)]
         issue: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientTrashCommand {
+    /// List deleted images waiting in the trash, oldest deletion first.
+    #[command(alias = "ls")]
+    List {
+        /// Only this namespace's.
+        #[arg(long, value_name = "NS")]
+        restrict: Option<String>,
     },
 }
 
@@ -452,11 +471,19 @@ pub enum ClientImageCommand {
         #[arg(value_name = "IMAGE")]
         image: String,
     },
-    /// Remove images (by tag or digest) with every tag pointing at them.
+    /// Remove images (by tag or digest) with every tag pointing at them;
+    /// they wait in the trash (`berth trash list`) until `trash_retention`.
     #[command(alias = "remove")]
     Rm {
         #[arg(required = true, value_name = "IMAGE")]
         images: Vec<String>,
+    },
+    /// Bring a deleted image back from the trash, with its referrers and
+    /// the tags it had that are still free (the others are reported).
+    Restore {
+        /// [HOST/]NS/REPO@DIGEST
+        #[arg(value_name = "IMAGE")]
+        image: String,
     },
 }
 

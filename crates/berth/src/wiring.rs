@@ -93,6 +93,7 @@ fn registry_config(config: &Config) -> RegistryConfig {
         manifest_cache_ttl: config.server.cache_ttl,
         redirect_expiry: config.storage.redirect.then_some(REDIRECT_EXPIRY),
         event_retention: config.events.retention,
+        trash_retention: config.lifecycle.trash_retention,
         ..RegistryConfig::default()
     }
 }

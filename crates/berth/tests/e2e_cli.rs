@@ -1050,6 +1050,25 @@ fn images_pushed_by_skopeo_are_listed_inspected_tagged_untagged_and_removed() {
         .collect();
     assert_eq!(digests, [index.index.digest.as_str()]);
 
+    // The removed image waits in the trash and comes back with its tag;
+    // removed again, it stays in the trash for the namespace deletion.
+    let trashed = alice
+        .ok(&["trash", "list", "--restrict", "team-a", "-o", "json"])
+        .json();
+    let entries = trashed.as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{trashed}");
+    assert_eq!(entries[0]["tags"], serde_json::json!(["v1"]), "{trashed}");
+    let removed = entries[0]["digest"].as_str().unwrap().to_string();
+    let restored = alice
+        .ok(&["image", "restore", &format!("team-a/app@{removed}")])
+        .stdout;
+    assert_eq!(
+        restored,
+        format!("Restored team-a/app@{removed} with tags v1.\n")
+    );
+    assert!(inspect_raw("team-a/app:v1").status.success(), "restored");
+    alice.ok(&["image", "rm", "team-a/app:v1"]);
+
     let refused = alice.berth(&["namespace", "rm", "team-a"], None);
     assert_eq!(refused.code, 1, "{refused:?}");
     assert!(refused.stderr.contains("force"), "{refused:?}");

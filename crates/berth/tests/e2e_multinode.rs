@@ -605,7 +605,11 @@ async fn gc_on_shared_storage_runs_once_and_keeps_live_images() {
     let Some(shared) = shared_services(TEST).await else {
         return;
     };
-    let nodes: Vec<TestRegistry> = (0..2).map(|_| start_node(&shared)).collect();
+    // Deletions are final here (no trash): this test is about what
+    // collection does with them.
+    let nodes: Vec<TestRegistry> = (0..2)
+        .map(|_| start_node_with(&shared, &["--trash-retention", "0s"]))
+        .collect();
 
     let common = support::oci::Blob::new(
         "application/vnd.oci.image.layer.v1.tar",

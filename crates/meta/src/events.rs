@@ -234,11 +234,21 @@ pub enum EventKind {
     WebhookCreated,
     /// A webhook was deleted (`detail`: `id`, `events`).
     WebhookDeleted,
+    /// A manifest was deleted into the trash (`detail`: `root`, the digest
+    /// whose deletion took it there).
+    ManifestTrashed,
+    /// A manifest came back from the trash, by a restore or a push of the
+    /// same digest (`detail`: `root`).
+    ManifestRestored,
+    /// A trash entry outlived the trash retention and its manifests were
+    /// deleted for good (`detail`: `trashed_at`; `manifest.deleted` events
+    /// follow, one per manifest).
+    TrashExpired,
 }
 
 impl EventKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [EventKind; 28] = [
+    pub const ALL: [EventKind; 31] = [
         EventKind::NamespaceCreated,
         EventKind::NamespaceUpdated,
         EventKind::NamespaceDeleted,
@@ -267,6 +277,9 @@ impl EventKind {
         EventKind::ImmutableRuleRemoved,
         EventKind::WebhookCreated,
         EventKind::WebhookDeleted,
+        EventKind::ManifestTrashed,
+        EventKind::ManifestRestored,
+        EventKind::TrashExpired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -299,6 +312,9 @@ impl EventKind {
             EventKind::ImmutableRuleRemoved => "immutable_rule.removed",
             EventKind::WebhookCreated => "webhook.created",
             EventKind::WebhookDeleted => "webhook.deleted",
+            EventKind::ManifestTrashed => "manifest.trashed",
+            EventKind::ManifestRestored => "manifest.restored",
+            EventKind::TrashExpired => "trash.expired",
         }
     }
 

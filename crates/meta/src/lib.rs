@@ -62,6 +62,7 @@ pub mod sql;
 pub mod sqlite;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod suite;
+pub mod trash;
 pub mod uploads;
 pub mod webhooks;
 
@@ -91,6 +92,7 @@ pub use manifests::{
 pub use namespaces::{Namespace, NamespaceStore, NamespaceUsage, Visibility};
 pub use pulls::{PullCount, PullStatsStore};
 pub use repositories::{RepositoryDeletion, RepositoryStore};
+pub use trash::{RestoredImage, TagConflict, TrashCursor, TrashEntry, TrashStore};
 pub use uploads::{LiveUploads, UploadRecord, UploadStore};
 pub use webhooks::{
     DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow, DeliveryState, NewDelivery,
@@ -190,6 +192,7 @@ pub trait MetaStore:
     + PullStatsStore
     + WebhookStore
     + AuditStore
+    + TrashStore
 {
     /// Whether the database answers and would take a write now (used by
     /// `/readyz`): fails with `Unavailable` when it does not answer, or

@@ -114,6 +114,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0013_pull_statistics.sql"),
     ),
     (
+        14,
+        "trash",
+        include_str!("../migrations/sqlite/0014_trash.sql"),
+    ),
+    (
         15,
         "webhooks",
         include_str!("../migrations/sqlite/0015_webhooks.sql"),

@@ -44,6 +44,7 @@ pub mod jobs;
 mod manifests;
 pub mod namespaces;
 pub mod pulls;
+mod trash;
 mod uploads;
 pub mod webhooks;
 
@@ -51,7 +52,8 @@ pub use audit::AuditTrail;
 pub use berth_meta::{
     Actor, ActorKind, Change, Event, EventCursor, EventKind, ImageCursor, ImageSummary,
     ImmutableRule, Namespace, NamespaceUsage, Referrer, RepositoryCursor, RepositoryQuery,
-    RepositorySort, RepositorySummary, TaggedFilter, Visibility,
+    RepositorySort, RepositorySummary, RestoredImage, TagConflict, TaggedFilter, TrashCursor,
+    TrashEntry, Visibility,
 };
 pub use berth_meta::{
     AuditQuery, AuditRecord, DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow,
@@ -136,6 +138,10 @@ pub struct RegistryConfig {
     /// token) has open at once, across repositories; anonymous sessions
     /// count only per repository.
     pub max_uploads_per_principal: u64,
+    /// How long a deleted image stays in the trash, restorable, before
+    /// [`Registry::expire_trash`] deletes it for good. Zero turns the trash
+    /// off: deletions are final at once.
+    pub trash_retention: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -157,6 +163,7 @@ impl Default for RegistryConfig {
             referrer_annotation_bytes: 16 * 1024,
             max_uploads_per_repository: 1000,
             max_uploads_per_principal: 1000,
+            trash_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

@@ -202,8 +202,10 @@ impl Registry {
     /// Deletes by reference: a digest deletes the manifest and its tags (and,
     /// when `delete_referrers` is configured, its referrers, recursively); a
     /// tag deletes only the tag. A manifest an index of the repository lists
-    /// is refused with `ManifestReferenced`. What the deletion leaves
-    /// unreferenced is reclaimed by garbage collection after the grace period.
+    /// is refused with `ManifestReferenced`. A deleted manifest goes to the
+    /// trash (restorable for `trash_retention`, see `trash.rs`); what its
+    /// final deletion leaves unreferenced is reclaimed by garbage collection
+    /// after the grace period.
     pub async fn delete_manifest(
         &self,
         actor: &Actor,
@@ -239,10 +241,18 @@ impl Registry {
                 }
             }
             Reference::Digest(digest) => {
-                let deleted = self
-                    .meta()
-                    .delete_manifest(&change, repository, digest, self.config().delete_referrers)
-                    .await?;
+                // Into the trash, unless it is turned off: either way the
+                // manifest is gone from the registry when this returns.
+                let with_referrers = self.config().delete_referrers;
+                let deleted = if self.config().trash_retention.is_zero() {
+                    self.meta()
+                        .delete_manifest(&change, repository, digest, with_referrers)
+                        .await?
+                } else {
+                    self.meta()
+                        .trash_manifest(&change, repository, digest, with_referrers)
+                        .await?
+                };
                 match deleted {
                     Some(_) => Ok(()),
                     None => Err(RegistryError::ManifestUnknown),

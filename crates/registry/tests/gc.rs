@@ -657,3 +657,89 @@ async fn only_the_lease_holder_collects() {
     h.advance(61);
     assert_eq!(h.gc().await.blobs_removed, 1);
 }
+
+/// The trash's part of the collection argument: a blob that only a trashed
+/// image references is kept, through any number of passes, for as long as
+/// the image is restorable; once the trash expires it, the blob is garbage
+/// like after any deletion.
+#[tokio::test]
+async fn a_blob_held_only_by_a_trashed_image_survives_gc_until_the_trash_expires() {
+    const RETENTION: i64 = 30 * 24 * 3600;
+    let h = Harness::with_config(RegistryConfig {
+        trash_retention: std::time::Duration::from_secs(RETENTION as u64),
+        ..config()
+    })
+    .await;
+    let app = repo("team/app");
+    let kept = h
+        .push_image(&app, &tag("v1"), "kept", &[b"trashed layer"])
+        .await;
+    let restored = h
+        .push_image(&app, &tag("v2"), "restored", &[b"restored layer"])
+        .await;
+    for image in [&kept, &restored] {
+        h.registry
+            .delete_manifest(&actor(), &app, &by_digest(&image.digest))
+            .await
+            .unwrap();
+        // Gone from the registry at once.
+        let gone = h
+            .registry
+            .get_manifest(&app, &by_digest(&image.digest))
+            .await;
+        assert!(
+            matches!(gone, Err(RegistryError::ManifestUnknown)),
+            "{gone:?}"
+        );
+    }
+    assert_eq!(h.registry.list_tags(&app, None, 10).await.unwrap(), vec![]);
+
+    // Long past the grace period, but inside the retention: nothing goes.
+    h.advance(LONG_AFTER);
+    let report = h.gc().await;
+    assert_eq!(report.objects_removed(), 0, "{report}");
+    for blob in kept.blobs.iter().chain(&restored.blobs) {
+        assert!(h.stored(blob).await);
+    }
+    assert_eq!(h.registry.expire_trash().await.unwrap(), 0);
+
+    // A restore brings the image back with its tag, bytes and all.
+    let back = h
+        .registry
+        .restore_image(&actor(), &app, &restored.digest)
+        .await
+        .unwrap();
+    assert_eq!(back.tags.len(), 1);
+    assert_eq!(
+        h.registry
+            .get_manifest(&app, &tag("v2"))
+            .await
+            .unwrap()
+            .digest,
+        restored.digest
+    );
+
+    // Past the retention the other expires; its blobs become candidates as
+    // of the expiry and go after the grace period.
+    h.advance(RETENTION);
+    assert_eq!(h.registry.expire_trash().await.unwrap(), 1);
+    let nothing = h.registry.restore_image(&actor(), &app, &kept.digest).await;
+    assert!(
+        matches!(nothing, Err(RegistryError::ManifestUnknown)),
+        "{nothing:?}"
+    );
+    assert_eq!(
+        h.gc().await.objects_removed(),
+        0,
+        "the grace period still runs"
+    );
+    h.advance(LONG_AFTER);
+    let report = h.gc().await;
+    assert_eq!(report.blobs_removed, kept.blobs.len() as u64, "{report}");
+    for blob in &kept.blobs {
+        assert!(!h.stored(blob).await);
+    }
+    for blob in &restored.blobs {
+        assert!(h.stored(blob).await, "the restored image keeps its blobs");
+    }
+}

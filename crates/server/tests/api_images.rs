@@ -421,7 +421,8 @@ async fn images_are_tagged_across_namespaces_untagged_and_deleted() {
         .await
         .unwrap();
     let kinds: Vec<EventKind> = events.events.iter().map(|e| e.kind).collect();
-    assert_eq!(kinds, [EventKind::TagDeleted, EventKind::ManifestDeleted]);
+    // Deleted into the trash: `manifest.deleted` comes when it expires.
+    assert_eq!(kinds, [EventKind::TagDeleted, EventKind::ManifestTrashed]);
     assert_eq!(events.events[1].actor.name.as_deref(), Some("root"));
     let gone = h
         .send_raw(

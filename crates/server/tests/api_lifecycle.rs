@@ -202,3 +202,178 @@ async fn immutable_tags_refuse_moves_and_deletions_until_their_rule_goes() {
         .await;
     assert_eq!(deleted.status, 202, "{}", deleted.text());
 }
+
+fn trash_entries(listing: &serde_json::Value) -> Vec<(String, Vec<String>)> {
+    listing["entries"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no entries in {listing}"))
+        .iter()
+        .map(|entry| {
+            let tags = entry["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().to_string())
+                .collect();
+            (entry["digest"].as_str().unwrap().to_string(), tags)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn deleted_images_wait_in_the_trash_and_come_back_with_their_free_tags() {
+    let h = Harness::new().await;
+    let admin = admin();
+    let first = h.push_image("pub/app", "v1", "first").await;
+    h.push_image("pub/app", "latest", "first").await;
+    let second = h.push_image("priv/app", "v1", "second").await;
+
+    // Deleted by each path: the OCI API and the management API.
+    let answer = h
+        .call(
+            "DELETE",
+            &format!("/v2/pub/app/manifests/{first}"),
+            Some(&admin),
+            "",
+        )
+        .await;
+    assert_eq!(answer.status, 202, "{}", answer.text());
+    let answer = h
+        .call(
+            "DELETE",
+            &format!("/api/v1/repositories/priv%2Fapp/images/{second}"),
+            Some(&admin),
+            "",
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    // Gone from `/v2/` at once.
+    for uri in [
+        format!("/v2/pub/app/manifests/{first}"),
+        "/v2/pub/app/manifests/latest".to_string(),
+    ] {
+        for method in ["GET", "HEAD"] {
+            let answer = h.call(method, &uri, Some(&admin), "").await;
+            assert_eq!(answer.status, 404, "{method} {uri}");
+        }
+    }
+    let tags = h
+        .call("GET", "/v2/pub/app/tags/list", Some(&admin), "")
+        .await;
+    assert_eq!(tags.json()["tags"], serde_json::json!([]));
+    let referrers = h
+        .call(
+            "GET",
+            &format!("/v2/pub/app/referrers/{first}"),
+            Some(&admin),
+            "",
+        )
+        .await;
+    assert_eq!(referrers.json()["manifests"], serde_json::json!([]));
+
+    // Listed oldest first, a page at a time, and per namespace.
+    let page = h
+        .call("GET", "/api/v1/trash?limit=1", Some(&admin), "")
+        .await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let page = page.json();
+    assert_eq!(
+        trash_entries(&page),
+        vec![(first.clone(), vec!["latest".to_string(), "v1".to_string()])]
+    );
+    assert_eq!(page["entries"][0]["deleted_by"], "user:root");
+    let cursor = page["next_cursor"].as_str().expect("a next page");
+    let rest = h
+        .call(
+            "GET",
+            &format!("/api/v1/trash?limit=1&cursor={cursor}"),
+            Some(&admin),
+            "",
+        )
+        .await
+        .json();
+    assert_eq!(
+        trash_entries(&rest),
+        vec![(second.clone(), vec!["v1".to_string()])]
+    );
+    let only_priv = h
+        .call("GET", "/api/v1/trash?namespace=priv", Some(&admin), "")
+        .await
+        .json();
+    assert_eq!(trash_entries(&only_priv).len(), 1);
+    // A user who may not see `priv` does not see its trash.
+    let stranger = basic("stranger", PASSWORD);
+    let theirs = h
+        .call("GET", "/api/v1/trash", Some(&stranger), "")
+        .await
+        .json();
+    assert_eq!(trash_entries(&theirs).len(), 1, "{theirs}");
+
+    // `latest` is taken meanwhile; the restore reports it and gives back v1.
+    let other = h.push_image("pub/app", "latest", "other").await;
+    let restore = |digest: &str, repository: &str| {
+        format!("/api/v1/repositories/{repository}/images/{digest}/restore")
+    };
+    let answer = h
+        .call("POST", &restore(&first, "pub%2Fapp"), Some(&admin), "")
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let restored = answer.json();
+    assert_eq!(restored["tags"], serde_json::json!(["v1"]));
+    assert_eq!(
+        restored["conflicts"],
+        serde_json::json!([{ "tag": "latest", "current": other }])
+    );
+    let back = h
+        .call("GET", "/v2/pub/app/manifests/v1", Some(&admin), "")
+        .await;
+    assert_eq!(back.status, 200);
+    assert_eq!(back.header("docker-content-digest"), first);
+    // Restored once; a tag names nothing in the trash.
+    let again = h
+        .call("POST", &restore(&first, "pub%2Fapp"), Some(&admin), "")
+        .await;
+    assert_eq!(again.status, 404, "{}", again.text());
+    let by_tag = h
+        .call("POST", &restore("v1", "pub%2Fapp"), Some(&admin), "")
+        .await;
+    assert_eq!(by_tag.status, 400, "{}", by_tag.text());
+
+    // Pushing the trashed image again brings it back with its new tag.
+    h.push_image("priv/app", "again", "second").await;
+    let back = h
+        .call("GET", "/v2/priv/app/manifests/again", Some(&admin), "")
+        .await;
+    assert_eq!(back.header("docker-content-digest"), second);
+    let empty = h
+        .call("GET", "/api/v1/trash", Some(&admin), "")
+        .await
+        .json();
+    assert_eq!(trash_entries(&empty), vec![]);
+
+    let kinds: Vec<EventKind> = h
+        .state
+        .registry
+        .read_events(&berth_meta::EventCursor::after(0), 1000)
+        .await
+        .unwrap()
+        .events
+        .into_iter()
+        .map(|event| event.kind)
+        .filter(|kind| {
+            matches!(
+                kind,
+                EventKind::ManifestTrashed | EventKind::ManifestRestored
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            EventKind::ManifestTrashed,
+            EventKind::ManifestTrashed,
+            EventKind::ManifestRestored,
+            EventKind::ManifestRestored,
+        ]
+    );
+}

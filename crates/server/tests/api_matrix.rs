@@ -238,6 +238,13 @@ fn rows() -> Vec<Row> {
               public: with(OWNERS, 404), private: with(OWNERS, 404) },
         Row { operation: "list_audit", method: "GET", path: "/api/v1/audit", body: "", setup: Setup::None,
               public: ADMIN_ONLY, private: ADMIN_ONLY },
+        Row { operation: "list_trash", method: "GET", path: "/api/v1/trash?namespace={ns}&limit=10", body: "", setup: Setup::None,
+              public: SEE_PUBLIC, private: SEE_PRIVATE },
+        // Nothing to restore: whoever may delete in the repository learns so.
+        Row { operation: "restore_image", method: "POST",
+              path: "/api/v1/repositories/{ns}%2Fapp/images/sha256:{cell:064}/restore",
+              body: "", setup: Setup::None,
+              public: with(MAINTAINERS, 404), private: with(MAINTAINERS, 404) },
     ]
 }
 
@@ -421,6 +428,7 @@ impl Matrix {
         };
         let fill = |text: &str| {
             text.replace("{ns}", namespace)
+                .replace("{cell:064}", &format!("{cell:064}"))
                 .replace("{cell}", &cell.to_string())
                 .replace("{visibility}", visibility)
         };

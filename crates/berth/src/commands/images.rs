@@ -168,6 +168,61 @@ pub fn image(
                 print!("{}", json_line(&removed));
             }
         }
+        ClientImageCommand::Restore { image } => {
+            let reference = ImageRef::parse(&image)?;
+            let Target::Digest(digest) = &reference.target else {
+                return Err(ClientError::Usage(
+                    "`berth image restore` takes a digest (NS/REPO@DIGEST); \
+                     `berth trash list` shows the deleted images"
+                        .into(),
+                ));
+            };
+            let mut session = session_for(&profile, &args, &reference)?;
+            let restored = session.call(
+                Method::POST,
+                &format!(
+                    "{}/{}/restore",
+                    images_path(reference.repository.as_str()),
+                    segment(digest.as_str())
+                ),
+                None,
+                &[format!(
+                    "repository:{}:delete",
+                    reference.repository.as_str()
+                )],
+                "restoring images",
+            )?;
+            let names = |field: &str| -> Vec<String> {
+                restored[field]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            };
+            let tags = names("tags");
+            let mut sentence = format!("Restored {}", reference.name());
+            if tags.is_empty() {
+                sentence.push_str(" without tags.");
+            } else {
+                sentence.push_str(&format!(" with tags {}.", tags.join(", ")));
+            }
+            let referrers = names("referrers").len();
+            if referrers > 0 {
+                sentence.push_str(&format!(" {referrers} referrer(s) came back with it."));
+            }
+            for conflict in restored["conflicts"].as_array().into_iter().flatten() {
+                let tag = conflict["tag"].as_str().unwrap_or_default();
+                match conflict["current"].as_str() {
+                    Some(current) => sentence
+                        .push_str(&format!("\nNot restored: tag {tag} names {current} now.")),
+                    None => sentence.push_str(&format!(
+                        "\nNot restored: tag {tag} (its image is not part of this restore)."
+                    )),
+                }
+            }
+            output.done(&restored, &sentence);
+        }
     }
     Ok(())
 }

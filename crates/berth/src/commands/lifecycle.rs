@@ -1,10 +1,10 @@
-//! `berth immutable …`: image lifecycle rules through the management API
-//! (`/api/v1`), with the login `berth login` stored.
+//! `berth immutable …` and `berth trash …`: image lifecycle through the
+//! management API (`/api/v1`), with the login `berth login` stored.
 
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::cli::{ClientArgs, ClientImmutableCommand};
+use crate::cli::{ClientArgs, ClientImmutableCommand, ClientTrashCommand};
 use crate::client::error::ClientError;
 use crate::client::output::{Output, OutputFormat};
 use crate::client::session::{segment, Session};
@@ -100,6 +100,88 @@ pub fn immutable(
             if output.format == OutputFormat::Table && !output.quiet {
                 println!("Removed the rule {scope} --tags {tags}.");
             }
+        }
+    }
+    Ok(())
+}
+
+/// Pages read at most per listing: a bound on the loop, far above any
+/// registry's trash at 1000 entries a page.
+const MAX_PAGES: usize = 10_000;
+const PAGE: usize = 1000;
+
+pub fn trash(
+    args: ClientArgs,
+    command: ClientTrashCommand,
+    env: &Environment,
+) -> Result<(), ClientError> {
+    let mut session = session(args.registry.as_deref(), env)?;
+    let output = Output::new(args.output, args.quiet, args.format.as_deref(), env)?;
+    match command {
+        ClientTrashCommand::List { restrict } => {
+            let mut entries: Vec<Value> = Vec::new();
+            let mut cursor: Option<String> = None;
+            for _ in 0..MAX_PAGES {
+                let mut path = format!("/api/v1/trash?limit={PAGE}");
+                if let Some(namespace) = &restrict {
+                    path.push_str(&format!("&namespace={}", segment(namespace)));
+                }
+                if let Some(cursor) = &cursor {
+                    path.push_str(&format!("&cursor={}", segment(cursor)));
+                }
+                let page = session.call(
+                    Method::GET,
+                    &path,
+                    None,
+                    &["registry:catalog:*".to_string()],
+                    "listing the trash",
+                )?;
+                entries.extend(page["entries"].as_array().into_iter().flatten().cloned());
+                match page["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_string()),
+                    None => break,
+                }
+            }
+            output.list(
+                &entries,
+                &["image", "tags", "deleted", "by", "expires"],
+                |entry, output| {
+                    let at = |field: &str| {
+                        entry[field]
+                            .as_str()
+                            .and_then(|text| {
+                                time::OffsetDateTime::parse(
+                                    text,
+                                    &time::format_description::well_known::Rfc3339,
+                                )
+                                .ok()
+                            })
+                            .map(|at| output.ago(at))
+                            .unwrap_or_default()
+                    };
+                    let tags: Vec<&str> = entry["tags"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    vec![
+                        format!("{}@{}", text(&entry["repository"]), text(&entry["digest"])),
+                        if tags.is_empty() {
+                            "-".to_string()
+                        } else {
+                            tags.join(",")
+                        },
+                        at("deleted_at"),
+                        text(&entry["deleted_by"]),
+                        entry["expires_at"]
+                            .as_str()
+                            .map(|at| at.split('T').next().unwrap_or(at).to_string())
+                            .unwrap_or_default(),
+                    ]
+                },
+                |entry| entry["digest"].as_str().unwrap_or(""),
+            )?;
         }
     }
     Ok(())

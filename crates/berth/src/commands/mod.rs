@@ -103,6 +103,10 @@ pub fn run(command: Command, env: &Environment) -> ExitCode {
             },
             env,
         )),
+        Command::Trash {
+            client: args,
+            command,
+        } => client(lifecycle::trash(args, command, env)),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "berth", &mut std::io::stdout());

@@ -163,6 +163,16 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
         });
     }
     {
+        // Expiry deletes what has been in the trash for `trash_retention`;
+        // the hour between passes only delays it, never shortens it.
+        let registry = registry.clone();
+        tasks.spawn("trash expiry", move |cancel| async move {
+            registry
+                .run_trash_expiry(TRASH_EXPIRY_INTERVAL, cancel)
+                .await
+        });
+    }
+    {
         let registry = registry.clone();
         tasks.spawn("cache invalidation", move |cancel| async move {
             registry.run_cache_invalidation(cancel).await
@@ -357,3 +367,5 @@ fn webhook_source(config: &crate::config::Config) -> String {
         .filter(|origin| origin != "null")
         .unwrap_or_else(|| "/berth".to_string())
 }
+/// How often the trash expiry looks for entries past `trash_retention`.
+const TRASH_EXPIRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);

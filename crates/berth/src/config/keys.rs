@@ -147,6 +147,12 @@ declare_config! {
         retention: Duration = "7d", flag "event-retention";
     }
 
+    /// Image lifecycle: the trash deleted images wait in, restorable.
+    [lifecycle] LifecycleSection {
+        /// How long a deleted image stays in the trash, restorable with `berth image restore`, before it is deleted for good; `0s` makes deletions final at once.
+        trash_retention: Duration = "30d", flag "trash-retention";
+    }
+
     /// The Vulnerability Advisor: indexing pushed images and assessing them against the stored advisories.
     [scanner] ScannerSection {
         /// Index every tagged image after its push (a consumer of the event stream queues it, background workers read its layers).

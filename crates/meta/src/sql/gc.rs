@@ -16,7 +16,8 @@ use crate::{
 
 /// The condition under which a manifest `m` is untagged garbage, given the
 /// cut-off as `$1`.
-const UNTAGGED_CONDITION: &str = "m.created_at < $1 \
+/// Manifests in the trash are not: trash expiry deletes them.
+const UNTAGGED_CONDITION: &str = "m.created_at < $1 AND m.trashed_at IS NULL \
      AND NOT EXISTS (SELECT 1 FROM tags t \
          WHERE t.repository_id = m.repository_id AND t.manifest_digest = m.digest) \
      AND NOT EXISTS (SELECT 1 FROM manifest_children c \
@@ -339,12 +340,13 @@ impl<B: 'static> GcStore for SqlMetaStore<B> {
         if qualifies.is_none() {
             return Ok(None);
         }
-        let doomed = match deletion_set(&mut tx, repository_id, &candidate.digest, true).await {
-            Ok(doomed) => doomed,
-            // A referrer listed by an index keeps the whole group alive.
-            Err(MetaError::ManifestReferenced(_)) => return Ok(None),
-            Err(error) => return Err(error),
-        };
+        let doomed =
+            match deletion_set(&mut tx, repository_id, &candidate.digest, true, false).await {
+                Ok(doomed) => doomed,
+                // A referrer listed by an index keeps the whole group alive.
+                Err(MetaError::ManifestReferenced(_)) => return Ok(None),
+                Err(error) => return Err(error),
+            };
         // A tagged referrer was pushed to be kept; it keeps its subject too.
         let sql = format!(
             "SELECT 1 FROM tags WHERE repository_id = $1 \

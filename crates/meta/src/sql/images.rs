@@ -124,7 +124,8 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
             None => ("", "$2"),
         };
         let sql = format!(
-            "SELECT {} FROM manifests m WHERE m.repository_id = $1{after_clause}{filter} \
+            "SELECT {} FROM manifests m WHERE m.repository_id = $1 AND m.trashed_at IS NULL\
+             {after_clause}{filter} \
              ORDER BY m.created_at DESC, m.digest DESC LIMIT {limit_param}",
             image_columns!()
         );
@@ -158,7 +159,7 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
         const SQL: &str = concat!(
             "SELECT ",
             image_columns!(),
-            " FROM manifests m WHERE m.repository_id = $1 AND m.digest = $2"
+            " FROM manifests m WHERE m.repository_id = $1 AND m.digest = $2 AND m.trashed_at IS NULL"
         );
         let row = query(SQL)
             .bind(repository_id)
@@ -221,7 +222,8 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
             "SELECT s.name, s.tags, s.images, s.size, s.last_push, s.pulls, s.last_pull FROM ( \
                  SELECT r.name, r.pull_count AS pulls, r.last_pulled_at AS last_pull, \
                      (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id) AS tags, \
-                     (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id) AS images, \
+                     (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id \
+                         AND m.trashed_at IS NULL) AS images, \
                      CAST((SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb \
                       JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id) \
                       AS BIGINT) AS size, \

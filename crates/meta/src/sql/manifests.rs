@@ -6,6 +6,7 @@ use berth_oci::{Digest, RepoName, Tag};
 use super::db::{database, query, Dialect, Row, Tx};
 use super::events::NewEvent;
 use super::immutable::{immutable_violation, parse_tags};
+use super::trash::revive_pushed;
 use super::{
     distinct, ensure_repository, limit_to_i64, lock_digests, mark_blob_if_orphaned,
     mark_link_if_unreferenced, parse_digest, parse_size, parse_tag, repository_id, to_i64,
@@ -53,9 +54,16 @@ async fn missing(
         return Ok(Vec::new());
     }
     let dialect = tx.dialect();
+    // A manifest in the trash is missing to a push: it cannot become an
+    // index's child, which would pin it there.
+    let live = if table == "manifests" {
+        " AND trashed_at IS NULL"
+    } else {
+        ""
+    };
     let sql = format!(
         "SELECT digest FROM {table} WHERE repository_id = $1 \
-         AND digest IN (SELECT l.value FROM {}){}",
+         AND digest IN (SELECT l.value FROM {}){live}{}",
         dialect.list(2),
         dialect.for_share()
     );
@@ -134,20 +142,89 @@ async fn lock_manifest(
     Ok(found.is_some())
 }
 
+/// Like [`lock_manifest`], but for a manifest in the trash answers whether
+/// it is there and under which entry: `None` when there is no row,
+/// `Some(None)` when it is live, `Some(Some(root))` when it is in the trash
+/// with the entry of `root`.
+async fn lock_manifest_state(
+    tx: &mut Tx,
+    repository_id: i64,
+    digest: &str,
+    lock: &str,
+) -> Result<Option<Option<String>>, MetaError> {
+    let sql =
+        format!("SELECT trash_root FROM manifests WHERE repository_id = $1 AND digest = $2{lock}");
+    let found = query(&sql)
+        .bind(repository_id)
+        .bind(digest)
+        .fetch_optional(tx)
+        .await
+        .map_err(database("looking up a manifest"))?;
+    found.map(|row| row.first::<Option<String>>()).transpose()
+}
+
+/// Whether a live (not trashed) manifest is stored, locking its row as
+/// [`lock_manifest`] does.
+pub(crate) async fn lock_live_manifest(
+    tx: &mut Tx,
+    repository_id: i64,
+    digest: &str,
+    lock: &str,
+) -> Result<bool, MetaError> {
+    Ok(matches!(
+        lock_manifest_state(tx, repository_id, digest, lock).await?,
+        Some(None)
+    ))
+}
+
+/// Fails with `ImmutableTag` when a rule covers a tag of one of `doomed`,
+/// manifests about to be deleted or trashed (locked, so no tag can move
+/// onto them before the caller's transaction ends).
+pub(crate) async fn refuse_immutable_tags(
+    tx: &mut Tx,
+    repository: &RepoName,
+    repository_id: i64,
+    doomed: &[String],
+) -> Result<(), MetaError> {
+    let sql = format!(
+        "SELECT name FROM tags WHERE repository_id = $1 \
+         AND manifest_digest IN (SELECT l.value FROM {}) ORDER BY name",
+        tx.dialect().list(2)
+    );
+    let doomed_refs: Vec<&str> = doomed.iter().map(String::as_str).collect();
+    let names: Vec<String> = query(&sql)
+        .bind(repository_id)
+        .bind(doomed_refs)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(database("listing the tags of manifests to delete"))?
+        .iter()
+        .map(Row::first)
+        .collect::<Result<_, _>>()?;
+    match immutable_violation(tx, repository, &parse_tags(&names)?).await? {
+        Some(refusal) => Err(refusal),
+        None => Ok(()),
+    }
+}
+
 /// The manifest and, with `with_referrers`, every manifest of the repository
 /// whose subject is in the set, recursively: what deleting `digest` removes.
 /// Refuses with `ManifestReferenced` if an index outside the set lists a
-/// member. The root comes first. On PostgreSQL every referrer's row is
-/// locked `FOR UPDATE` as it is found.
+/// member: any index for a deletion, a live one for a move to the trash
+/// (`trashing`), since an index in the trash is gone to clients and its
+/// children with it (a restore of the index brings them back). The root
+/// comes first. On PostgreSQL every referrer's row is locked `FOR UPDATE`
+/// as it is found.
 pub(crate) async fn deletion_set(
     tx: &mut Tx,
     repository_id: i64,
     digest: &Digest,
     with_referrers: bool,
+    trashing: bool,
 ) -> Result<Vec<String>, MetaError> {
     let referrers_sql = format!(
         "SELECT digest FROM manifests WHERE repository_id = $1 AND subject = $2 \
-         ORDER BY digest{}",
+         AND trashed_at IS NULL ORDER BY digest{}",
         tx.dialect().for_update()
     );
     let mut doomed = vec![digest.as_str().to_string()];
@@ -170,11 +247,14 @@ pub(crate) async fn deletion_set(
     for member in &doomed {
         // The smallest parent digest is reported so the answer is stable.
         let parents = query(
-            "SELECT parent_digest FROM manifest_children \
-             WHERE repository_id = $1 AND child_digest = $2 ORDER BY parent_digest",
+            "SELECT c.parent_digest FROM manifest_children c \
+             JOIN manifests p ON p.repository_id = c.repository_id AND p.digest = c.parent_digest \
+             WHERE c.repository_id = $1 AND c.child_digest = $2 \
+             AND ($3 = FALSE OR p.trashed_at IS NULL) ORDER BY c.parent_digest",
         )
         .bind(repository_id)
         .bind(member.as_str())
+        .bind(trashing)
         .fetch_all(&mut *tx)
         .await
         .map_err(database("looking for indexes listing a manifest"))?;
@@ -247,6 +327,13 @@ pub(crate) async fn delete_manifests(
         }
     }
     for (sql, context) in [
+        // A trash entry names its manifest: it goes first (with its tags),
+        // when the manifest is deleted for good by expiry or with its
+        // repository.
+        (
+            "DELETE FROM trash WHERE repository_id = $1 AND digest = $2",
+            "deleting a trash entry",
+        ),
         (
             "DELETE FROM manifest_blobs WHERE repository_id = $1 AND manifest_digest = $2",
             "deleting a manifest's blob references",
@@ -319,13 +406,26 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
         let repository_id = ensure_repository(&mut tx, repository).await?;
         // Locked so that a concurrent deletion cannot remove the manifest
         // between this check and the tag that will point at it.
-        let mut exists = lock_manifest(
+        let state = lock_manifest_state(
             &mut tx,
             repository_id,
             record.digest.as_str(),
             dialect.for_share(),
         )
         .await?;
+        let mut exists = state.is_some();
+        if let Some(Some(root)) = &state {
+            // Pushed again while in the trash: it simply comes back. Its
+            // references were kept, so there is nothing to check again.
+            revive_pushed(
+                &mut tx,
+                repository,
+                repository_id,
+                record.digest.as_str(),
+                root,
+            )
+            .await?;
+        }
         if !exists {
             // Reference decisions about these blobs (garbage collection's
             // among them) wait for this push, and it for them.
@@ -428,7 +528,7 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
             "SELECT ",
             manifest_columns!(),
             " FROM manifests m JOIN repositories r ON r.id = m.repository_id \
-             WHERE r.name = $1 AND m.digest = $2"
+             WHERE r.name = $1 AND m.digest = $2 AND m.trashed_at IS NULL"
         );
         self.one_manifest(SQL, repository, digest.as_str()).await
     }
@@ -443,7 +543,7 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
             manifest_columns!(),
             " FROM tags t JOIN repositories r ON r.id = t.repository_id \
              JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest \
-             WHERE r.name = $1 AND t.name = $2"
+             WHERE r.name = $1 AND t.name = $2 AND m.trashed_at IS NULL"
         );
         self.one_manifest(SQL, repository, tag.as_str()).await
     }
@@ -465,33 +565,11 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
         // its rows; a push arriving later waits for this deletion and finds
         // the manifest gone.
         let for_update = tx.dialect().for_update();
-        if !lock_manifest(&mut tx, repository_id, digest.as_str(), for_update).await? {
+        if !lock_live_manifest(&mut tx, repository_id, digest.as_str(), for_update).await? {
             return Ok(None);
         }
-        let doomed = deletion_set(&mut tx, repository_id, digest, with_referrers).await?;
-        // The tags that would go with the manifests, for the immutable-tag
-        // rules; the manifests are locked, so no tag can move onto them
-        // before this transaction ends.
-        let sql = format!(
-            "SELECT name FROM tags WHERE repository_id = $1 \
-             AND manifest_digest IN (SELECT l.value FROM {}) ORDER BY name",
-            tx.dialect().list(2)
-        );
-        let doomed_refs: Vec<&str> = doomed.iter().map(String::as_str).collect();
-        let names: Vec<String> = query(&sql)
-            .bind(repository_id)
-            .bind(doomed_refs)
-            .fetch_all(&mut tx)
-            .await
-            .map_err(database("listing the tags of manifests to delete"))?
-            .iter()
-            .map(Row::first)
-            .collect::<Result<_, _>>()?;
-        if let Some(refusal) =
-            immutable_violation(&mut tx, repository, &parse_tags(&names)?).await?
-        {
-            return Err(refusal);
-        }
+        let doomed = deletion_set(&mut tx, repository_id, digest, with_referrers, false).await?;
+        refuse_immutable_tags(&mut tx, repository, repository_id, &doomed).await?;
         let deleted = delete_manifests(&mut tx, repository, repository_id, digest, &doomed).await?;
         tx.commit()
             .await
@@ -620,7 +698,7 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
              AS annotations \
              FROM manifests m JOIN repositories r ON r.id = m.repository_id \
              WHERE r.name = $1 AND m.subject = $2 AND ($3 IS NULL OR m.artifact_type = $3) \
-             AND m.digest > $4 \
+             AND m.digest > $4 AND m.trashed_at IS NULL \
              ORDER BY m.digest LIMIT $6",
         )
         .bind(repository.as_str())

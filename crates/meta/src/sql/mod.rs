@@ -45,6 +45,7 @@ mod namespaces;
 mod pulls;
 mod repositories;
 mod tokens;
+mod trash;
 mod uploads;
 mod users;
 mod webhooks;

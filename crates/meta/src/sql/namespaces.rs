@@ -186,7 +186,7 @@ impl<B: 'static> NamespaceStore for SqlMetaStore<B> {
             "SELECT \
                (SELECT COUNT(*) FROM repositories WHERE namespace = n.name) AS repositories, \
                (SELECT COUNT(*) FROM manifests m JOIN repositories r ON r.id = m.repository_id \
-                  WHERE r.namespace = n.name) AS images, \
+                  WHERE r.namespace = n.name AND m.trashed_at IS NULL) AS images, \
                (SELECT COUNT(*) FROM tags t JOIN repositories r ON r.id = t.repository_id \
                   WHERE r.namespace = n.name) AS tags, \
                (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b \

@@ -44,6 +44,7 @@ pub mod pulls;
 pub mod repositories;
 pub mod store;
 pub mod tokens;
+pub mod trash;
 pub mod upgrade;
 pub mod uploads;
 pub mod users;
@@ -73,6 +74,7 @@ pub const SUITES: &[(&str, &[(&str, SuiteTest)])] = &[
     ("immutable", immutable::TESTS),
     ("webhooks", webhooks::TESTS),
     ("audit", audit::TESTS),
+    ("trash", trash::TESTS),
 ];
 
 /// Runs every suite test in turn against one store, which also shows that
@@ -127,6 +129,7 @@ macro_rules! meta_store_tests {
             immutable: [immutable_rules_are_added_listed_and_removed, immutable_tags_are_created_but_never_moved_or_deleted, racing_pushes_of_a_new_immutable_tag_have_one_winner],
             webhooks: [webhooks_are_created_listed_and_deleted, deliveries_are_queued_once_and_leased],
             audit: [audit_records_are_stored_once_filtered_and_expired],
+            trash: [trashed_manifests_are_hidden_and_restored_with_their_tags, a_trashed_manifest_pushed_again_comes_back_with_its_new_tag, children_of_a_trashed_index_are_trashed_after_it_and_come_back_with_it, expired_trash_is_deleted_for_good_and_its_blobs_become_candidates],
         );
     };
     (@expand $mode:ident $fresh:ident; $($suite:ident: [$($name:ident),* $(,)?]),* $(,)?) => {

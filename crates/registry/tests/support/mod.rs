@@ -48,6 +48,9 @@ pub fn config() -> RegistryConfig {
     RegistryConfig {
         gc_grace_period: std::time::Duration::from_secs(GRACE as u64),
         upload_ttl: std::time::Duration::from_secs(UPLOAD_TTL as u64),
+        // Most tests are about what a final deletion leaves behind; the
+        // trash tests (`gc.rs`) turn the trash on.
+        trash_retention: std::time::Duration::ZERO,
         ..RegistryConfig::default()
     }
 }

@@ -19,6 +19,7 @@ use super::namespaces::{NamespaceUpdate, NewNamespace};
 use super::repositories::RepositoryListing;
 use super::route::{PathParams, Route};
 use super::tokens::{NewToken, MAX_SCOPES};
+use super::trash::{restore_digest, TrashListing};
 use super::types::{Name, ReferenceParam, RepositoryParam, TagParam};
 use super::users::{NewUser, PasswordChange, PasswordReset, UserUpdate};
 use super::vulnerabilities::{
@@ -84,6 +85,9 @@ pub enum Endpoint {
     /// Scope, id.
     ListWebhookDeliveries(WebhookScope, i64),
     ListAudit(AuditListing),
+    ListTrash(TrashListing),
+    /// Repository, and the digest of the trashed image.
+    RestoreImage(RepositoryParam, berth_oci::Digest),
 }
 
 impl Endpoint {
@@ -198,6 +202,11 @@ impl Endpoint {
                 Endpoint::ListWebhookDeliveries(webhook_scope(params)?, webhook_id(params)?)
             }
             Route::ListAudit => Endpoint::ListAudit(AuditListing::parse(query)?),
+            Route::ListTrash => Endpoint::ListTrash(TrashListing::parse(query)?),
+            Route::RestoreImage => Endpoint::RestoreImage(
+                repository()?,
+                restore_digest(&ReferenceParam::from_param("digest", params.get("digest"))?)?,
+            ),
         })
     }
 }

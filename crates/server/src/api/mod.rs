@@ -47,6 +47,7 @@ pub mod permission;
 pub mod repositories;
 pub mod route;
 pub mod tokens;
+pub mod trash;
 pub mod types;
 pub mod users;
 pub mod vulnerabilities;
@@ -229,5 +230,9 @@ async fn handle_endpoint(
         Endpoint::DeleteWebhook(scope, id) => webhooks::delete(ctx, &scope, id).await,
         Endpoint::ListWebhookDeliveries(scope, id) => webhooks::deliveries(ctx, &scope, id).await,
         Endpoint::ListAudit(listing) => audit::list(ctx, listing).await,
+        Endpoint::ListTrash(listing) => trash::list(ctx, listing).await,
+        Endpoint::RestoreImage(repository, digest) => {
+            trash::restore(ctx, &repository.0, &digest).await
+        }
     }
 }

@@ -20,8 +20,8 @@ use super::error::{ErrorBody, ErrorCode};
 use super::route::Route;
 use super::types::{ReferenceParam, RepositoryParam, TagParam};
 use super::{
-    audit, images, immutable, members, namespaces, repositories, tokens, users, vulnerabilities,
-    webhooks,
+    audit, images, immutable, members, namespaces, repositories, tokens, trash, users,
+    vulnerabilities, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -85,6 +85,8 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         webhooks::delete,
         webhooks::deliveries,
         audit::list,
+        trash::list,
+        trash::restore,
     ),
     components(schemas(
         ErrorBody,
@@ -104,7 +106,7 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         (name = "repositories", description = "Repositories: counts, sizes, last push"),
         (name = "images", description = "The images of a repository: list, inspect, tag, untag, delete"),
         (name = "vulnerabilities", description = "The Vulnerability Advisor: reports, SBOMs, exemptions, pull policies, advisories"),
-        (name = "lifecycle", description = "Image lifecycle: immutable tags"),
+        (name = "lifecycle", description = "Image lifecycle: immutable tags, the trash"),
         (name = "webhooks", description = "Webhooks: events delivered as signed CloudEvents"),
         (name = "audit", description = "The audit trail (administrators)"),
         (name = "meta", description = "This document"),

@@ -156,6 +156,17 @@ pub fn required(endpoint: &Endpoint) -> Permission {
         }
         // The trail spans every namespace and shows client addresses.
         Endpoint::ListAudit(_) => Administrator,
+        // The trash of a namespace is seen by those who may see the
+        // namespace; without one, the listing keeps the entries of the
+        // namespaces the caller may see.
+        Endpoint::ListTrash(listing) => match &listing.namespace {
+            Some(namespace) => SeeNamespace(namespace.clone()),
+            None => LoggedIn,
+        },
+        // Undoing a deletion takes the right that made it.
+        Endpoint::RestoreImage(repository, _) => {
+            Repositories(vec![(repository.0.clone(), Action::Delete)])
+        }
     }
 }
 
@@ -665,9 +676,12 @@ mod tests {
         for route in Route::ALL {
             let (method, template) = route.method_and_path();
             // Parameters become `x…`, except the SBOM format, which is a
-            // word, and a webhook's id, which is a number.
+            // word, a digest, which has a form of its own, and a webhook's
+            // id, which is a number.
+            let digest = format!("sha256:{}", "0".repeat(64));
             let path = template
                 .replace("{format}", "spdx")
+                .replace("{digest}", &digest)
                 .replace("{id}", "7")
                 .replace('{', "x")
                 .replace('}', "");

@@ -59,11 +59,13 @@ pub enum Route {
     DeleteWebhook,
     ListWebhookDeliveries,
     ListAudit,
+    ListTrash,
+    RestoreImage,
 }
 
 impl Route {
     /// Every route, in the order the OpenAPI document lists them.
-    pub const ALL: [Route; 43] = [
+    pub const ALL: [Route; 45] = [
         Route::OpenApi,
         Route::ListUsers,
         Route::CreateUser,
@@ -107,6 +109,8 @@ impl Route {
         Route::DeleteWebhook,
         Route::ListWebhookDeliveries,
         Route::ListAudit,
+        Route::ListTrash,
+        Route::RestoreImage,
     ];
 
     /// The method and path template of the route: the routing table.
@@ -179,6 +183,11 @@ impl Route {
                 (Method::GET, "/api/v1/webhooks/{scope}/{id}/deliveries")
             }
             Route::ListAudit => (Method::GET, "/api/v1/audit"),
+            Route::ListTrash => (Method::GET, "/api/v1/trash"),
+            Route::RestoreImage => (
+                Method::POST,
+                "/api/v1/repositories/{repository}/images/{digest}/restore",
+            ),
         }
     }
 
@@ -256,6 +265,8 @@ impl Route {
             Route::DeleteWebhook => "delete_webhook",
             Route::ListWebhookDeliveries => "list_webhook_deliveries",
             Route::ListAudit => "list_audit",
+            Route::ListTrash => "list_trash",
+            Route::RestoreImage => "restore_image",
         }
     }
 
