@@ -33,9 +33,12 @@ pub const WEBHOOK_EVENT_ALIASES: &[(&str, &[EventKind])] = &[
     // A push ends with a tag pointing at the manifest; pushes by digest
     // only (signatures, SBOMs) are `manifest.stored`.
     ("push", &[EventKind::TagMoved]),
+    // A deletion into the trash is a deletion to those watching (the image
+    // is gone until someone restores it).
     (
         "delete",
         &[
+            EventKind::ManifestTrashed,
             EventKind::ManifestDeleted,
             EventKind::TagDeleted,
             EventKind::RepositoryDeleted,
@@ -329,6 +332,7 @@ mod tests {
             (&delete, EventKind::TagDeleted, true),
             (&delete, EventKind::ManifestDeleted, true),
             (&delete, EventKind::RepositoryDeleted, true),
+            (&delete, EventKind::ManifestTrashed, true),
             (&delete, EventKind::TagMoved, false),
             (&stored, EventKind::ManifestStored, true),
             (&stored, EventKind::TagMoved, false),
