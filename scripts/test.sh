@@ -65,7 +65,7 @@ cargo test --workspace --no-fail-fast -- --test-threads="${BERTH_TEST_THREADS:-2
 # nightly toolchain and cargo-fuzz; as root, a missing cargo-fuzz is
 # installed from crates.io. Without them the step is a loud skip, and under
 # CI=true a failure.
-fuzz_seconds="${BERTH_FUZZ_SECONDS:-20}"
+fuzz_seconds="${BERTH_FUZZ_SECONDS:-10}"
 echo "== fuzzing every target for ${fuzz_seconds}s"
 if ! cargo +nightly --version >/dev/null 2>&1; then
   echo "fuzzing: no nightly toolchain (rustup toolchain install nightly)" >>"$skipped"
