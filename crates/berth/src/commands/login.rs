@@ -194,7 +194,9 @@ fn prompt_line(prompt: &str) -> Result<String, ClientError> {
     Ok(line.trim().to_string())
 }
 
-fn read_password_line() -> Result<Secret, ClientError> {
+/// One line of standard input as a password, without its line ending;
+/// an empty line is refused (`--password-stdin` of every command).
+pub(super) fn read_password_line() -> Result<Secret, ClientError> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).map_err(|e| {
         ClientError::Local(format!(
@@ -204,7 +206,8 @@ fn read_password_line() -> Result<Secret, ClientError> {
     let password = line.trim_end_matches(['\n', '\r']);
     if password.is_empty() {
         return Err(ClientError::Usage(
-            "the password on standard input is empty: write it, one line, to berth login --password-stdin".into(),
+            "the password on standard input is empty: write it, one line, with --password-stdin"
+                .into(),
         ));
     }
     Ok(Secret::new(password))

@@ -5,7 +5,6 @@
 //! API names it (`client::session`).
 
 use std::collections::BTreeSet;
-use std::io::BufRead;
 
 use berth_auth::password::generate_password;
 use berth_auth::{Expiry, Secret, TokenScope};
@@ -483,22 +482,11 @@ fn update_user(session: &mut Session, name: &str, change: Value) -> Result<User,
 /// The password piped in with --password-stdin (one line, not empty), or a
 /// generated one (then `true`: it is shown once).
 fn password_or_generated(password_stdin: bool) -> Result<(Secret, bool), ClientError> {
-    if !password_stdin {
-        return Ok((generate_password(), true));
+    if password_stdin {
+        Ok((super::login::read_password_line()?, false))
+    } else {
+        Ok((generate_password(), true))
     }
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(|e| {
-        ClientError::Local(format!(
-            "cannot read the password from standard input: {e}: pipe it in"
-        ))
-    })?;
-    let password = line.trim_end_matches(['\n', '\r']);
-    if password.is_empty() {
-        return Err(ClientError::Usage(
-            "the password on standard input is empty: write it, one line, or leave out --password-stdin to have one generated".into(),
-        ));
-    }
-    Ok((Secret::new(password), false))
 }
 
 #[cfg(test)]
