@@ -190,4 +190,34 @@ impl Registry {
         }
         Ok(deleted)
     }
+
+    /// Deletes webhook deliveries older than `delivery_age` and audit records
+    /// older than `audit_age` every `interval` until `shutdown` fires, on one
+    /// node at a time (a job lease, as for event retention).
+    pub async fn run_log_retention(
+        &self,
+        interval: Duration,
+        delivery_age: Duration,
+        audit_age: Duration,
+        shutdown: CancellationToken,
+    ) {
+        self.every_interval_under_lease(
+            LOG_RETENTION_JOB,
+            "webhook log and audit retention",
+            interval,
+            shutdown,
+            || async {
+                if let Err(error) = self.purge_old_deliveries(delivery_age).await {
+                    tracing::warn!(%error, "webhook delivery log retention failed");
+                }
+                if let Err(error) = self.purge_old_audit(audit_age).await {
+                    tracing::warn!(%error, "audit trail retention failed");
+                }
+            },
+        )
+        .await
+    }
 }
+
+/// The job lease name of the webhook log and audit retention.
+const LOG_RETENTION_JOB: &str = "log-retention";

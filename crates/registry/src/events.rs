@@ -292,30 +292,19 @@ impl Registry {
     /// Runs [`Registry::purge_old_events`] every `interval` until `shutdown`
     /// fires, on one node at a time (a job lease, as for the upload purge).
     pub async fn run_event_retention(&self, interval: Duration, shutdown: CancellationToken) {
-        let lease_secs = (interval.as_secs() as i64 * 2).max(60);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(interval) => {}
-            }
-            let holder = &self.config().node_name;
-            match self
-                .meta()
-                .acquire_job_lease(EVENT_RETENTION_JOB, holder, self.now(), lease_secs)
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot take the event retention lease");
-                    continue;
+        self.every_interval_under_lease(
+            EVENT_RETENTION_JOB,
+            "event retention",
+            interval,
+            shutdown,
+            || async {
+                match self.purge_old_events().await {
+                    Ok(0) => {}
+                    Ok(deleted) => tracing::info!(deleted, "deleted old events"),
+                    Err(error) => tracing::warn!(%error, "event retention failed"),
                 }
-            }
-            match self.purge_old_events().await {
-                Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, "deleted old events"),
-                Err(error) => tracing::warn!(%error, "event retention failed"),
-            }
-        }
+            },
+        )
+        .await
     }
 }

@@ -99,6 +99,46 @@ impl Registry {
     /// may run this loop; a job lease in the metadata store lets one of them
     /// work at a time, and another takes over if that node disappears.
     pub async fn run_upload_purge(&self, interval: Duration, shutdown: CancellationToken) {
+        self.every_interval_under_lease(
+            UPLOAD_PURGE_JOB,
+            "upload purge",
+            interval,
+            shutdown,
+            || async {
+                match self.purge_expired_uploads().await {
+                    Ok(report)
+                        if report.uploads_removed > 0 || report.orphaned_uploads_removed > 0 =>
+                    {
+                        tracing::info!(
+                            removed = report.uploads_removed,
+                            orphans = report.orphaned_uploads_removed,
+                            "purged expired upload sessions"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "upload purge failed"),
+                }
+            },
+        )
+        .await
+    }
+
+    /// Runs `pass` every `interval` until `shutdown` fires, on one node at a
+    /// time: before each pass the node takes the job lease `job` (held for
+    /// twice the interval, at least a minute, so a node that dies hands the
+    /// work on); a node that cannot take it skips that pass. `what` names
+    /// the job in the log. Every periodic job of the registry runs here.
+    pub(crate) async fn every_interval_under_lease<F, Fut>(
+        &self,
+        job: &str,
+        what: &str,
+        interval: Duration,
+        shutdown: CancellationToken,
+        mut pass: F,
+    ) where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
         let lease_secs = (interval.as_secs() as i64 * 2).max(60);
         loop {
             tokio::select! {
@@ -108,26 +148,12 @@ impl Registry {
             let holder = &self.config().node_name;
             match self
                 .meta()
-                .acquire_job_lease(UPLOAD_PURGE_JOB, holder, self.now(), lease_secs)
+                .acquire_job_lease(job, holder, self.now(), lease_secs)
                 .await
             {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot take the upload purge lease");
-                    continue;
-                }
-            }
-            match self.purge_expired_uploads().await {
-                Ok(report) if report.uploads_removed > 0 || report.orphaned_uploads_removed > 0 => {
-                    tracing::info!(
-                        removed = report.uploads_removed,
-                        orphans = report.orphaned_uploads_removed,
-                        "purged expired upload sessions"
-                    );
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "upload purge failed"),
+                Ok(true) => pass().await,
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "cannot take the {what} lease"),
             }
         }
     }

@@ -92,30 +92,19 @@ impl Registry {
     /// Runs [`Registry::expire_trash`] every `interval` until `shutdown`
     /// fires, on one node at a time (a job lease, as for event retention).
     pub async fn run_trash_expiry(&self, interval: Duration, shutdown: CancellationToken) {
-        let lease_secs = (interval.as_secs() as i64 * 2).max(60);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(interval) => {}
-            }
-            let holder = &self.config().node_name;
-            match self
-                .meta()
-                .acquire_job_lease(TRASH_EXPIRY_JOB, holder, self.now(), lease_secs)
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot take the trash expiry lease");
-                    continue;
+        self.every_interval_under_lease(
+            TRASH_EXPIRY_JOB,
+            "trash expiry",
+            interval,
+            shutdown,
+            || async {
+                match self.expire_trash().await {
+                    Ok(0) => {}
+                    Ok(expired) => tracing::info!(expired, "deleted expired trash entries"),
+                    Err(error) => tracing::warn!(%error, "trash expiry failed"),
                 }
-            }
-            match self.expire_trash().await {
-                Ok(0) => {}
-                Ok(expired) => tracing::info!(expired, "deleted expired trash entries"),
-                Err(error) => tracing::warn!(%error, "trash expiry failed"),
-            }
-        }
+            },
+        )
+        .await
     }
 }

@@ -273,18 +273,9 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
         tasks.spawn(
             "webhook log and audit retention",
             move |cancel| async move {
-                loop {
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(EVENT_RETENTION_INTERVAL) => {}
-                    }
-                    if let Err(error) = registry.purge_old_deliveries(retention).await {
-                        tracing::warn!(%error, "webhook delivery log retention failed");
-                    }
-                    if let Err(error) = registry.purge_old_audit(audit_retention).await {
-                        tracing::warn!(%error, "audit trail retention failed");
-                    }
-                }
+                registry
+                    .run_log_retention(EVENT_RETENTION_INTERVAL, retention, audit_retention, cancel)
+                    .await
             },
         );
     }
