@@ -93,7 +93,7 @@ pub use namespaces::{Namespace, NamespaceStore, NamespaceUsage, Visibility};
 pub use pulls::{PullCount, PullStatsStore};
 pub use repositories::{RepositoryDeletion, RepositoryStore};
 pub use trash::{RestoredImage, TagConflict, TrashCursor, TrashEntry, TrashStore};
-pub use uploads::{LiveUploads, UploadRecord, UploadStore};
+pub use uploads::{LiveUploads, UploadCaps, UploadOpening, UploadRecord, UploadStore};
 pub use webhooks::{
     DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow, DeliveryState, NewDelivery,
     NewWebhook, WebhookRow, WebhookStore,
