@@ -1303,6 +1303,12 @@ async fn webhooks_are_managed_in_their_scope_and_keep_their_secret() {
     assert_eq!(listed(owner.clone()).await, vec!["priv"]);
     assert_eq!(listed(root.clone()).await, vec!["priv", "*"]);
     assert_eq!(listed(stranger.clone()).await, Vec::<String>::new());
+    // A registry token shows only what its claim grants: an administrator's
+    // token without `registry:users:*` shows no registry-wide webhook.
+    let unclaimed = bearer(&h.token("root", &[]).await);
+    assert_eq!(listed(unclaimed).await, Vec::<String>::new());
+    let administering = bearer(&h.token("root", &["registry:users:*"]).await);
+    assert_eq!(listed(administering).await, vec!["*"]);
 
     // A webhook is addressed in its own scope only.
     h.call(

@@ -259,6 +259,16 @@ impl Authorized {
             })
     }
 
+    /// Whether a listing shows what only administrators manage (the
+    /// registry-wide webhooks): the caller is one and their token, if any,
+    /// grants what administration needs or holds the catalog scope.
+    pub fn may_administer(&self) -> bool {
+        self.is_admin()
+            && self.claims.as_ref().is_none_or(|claims| {
+                claims.allows_listing() || claims.allows("registry", "users", "*")
+            })
+    }
+
     /// Whether a listing shows the access token `record` to the caller:
     /// its creator's, and every token to administrators.
     pub fn may_see_token(&self, record: &AccessTokenRecord) -> bool {

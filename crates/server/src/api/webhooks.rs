@@ -305,7 +305,7 @@ pub async fn list(ctx: &Context<'_>) -> Result<Response, ManagementError> {
     let mut webhooks = Vec::new();
     for webhook in ctx.registry.webhooks(None).await? {
         let visible = match &webhook.namespace {
-            None => ctx.caller.is_admin(),
+            None => ctx.caller.may_administer(),
             Some(namespace) => {
                 let facts = ctx
                     .auth
