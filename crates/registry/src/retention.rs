@@ -112,6 +112,9 @@ pub struct RetentionPlan {
 pub struct RetentionReport {
     pub namespace: String,
     pub dry_run: bool,
+    /// When the policy was evaluated (seconds since the epoch): the ages
+    /// are as of then.
+    pub at: Timestamp,
     /// The images that went to the trash (would go, in a dry run).
     pub removed: Vec<RetentionVerdict>,
     /// Images selected but left alone: protected by an immutable tag, or
@@ -312,6 +315,7 @@ impl Registry {
     pub async fn plan_retention(
         &self,
         policy: &RetentionPolicy,
+        now: Timestamp,
     ) -> Result<RetentionPlan, RegistryError> {
         let candidates = self.meta().retention_candidates(&policy.namespace).await?;
         let mut created = HashMap::new();
@@ -338,7 +342,7 @@ impl Registry {
             policy,
             &rules,
             images_of(&candidates, &created),
-            self.now(),
+            now,
         ))
     }
 
@@ -361,10 +365,12 @@ impl Registry {
         else {
             return Ok(None);
         };
-        let plan = self.plan_retention(&policy).await?;
+        let at = self.now();
+        let plan = self.plan_retention(&policy, at).await?;
         let mut report = RetentionReport {
             namespace: namespace.to_string(),
             dry_run,
+            at,
             removed: Vec::new(),
             skipped: plan.protected,
             kept: plan.kept,
