@@ -190,9 +190,12 @@ pub fn trash(
     Ok(())
 }
 
-/// An age in seconds, as a table shows it: days, or hours under a day.
+/// An age in seconds, as a table shows it: days, or hours under a day
+/// (`0s` for none).
 fn age(seconds: i64) -> String {
-    if seconds >= 86_400 {
+    if seconds <= 0 {
+        "0s".to_string()
+    } else if seconds >= 86_400 {
         format!("{}d", seconds / 86_400)
     } else {
         format!("{}h", seconds.max(0) / 3600)
