@@ -401,6 +401,7 @@ async fn retention_policies_are_set_run_and_removed() {
         (r#"{"keep":1,"keep_tags":"("}"#, "keep_tags"),
         (r#"{"keep":1,"untagged":"sometimes"}"#, "untagged"),
         (r#"{"keep":-1}"#, "keep"),
+        (r#"{"keep":1,"min_age":9223372036854775808}"#, "min_age"),
         (r#"{"keep":1,"colour":"red"}"#, "colour"),
     ] {
         let answer = h.call("PUT", policy, Some(&admin), body).await;

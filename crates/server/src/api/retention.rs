@@ -80,20 +80,85 @@ impl ToSchema for KeepTagsParam {
     }
 }
 
+/// The longest minimum age accepted: a hundred years, in seconds.
+pub const MAX_MIN_AGE: u64 = 100 * 365 * 86_400;
+
+/// A minimum age in seconds, at most [`MAX_MIN_AGE`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u64")]
+pub struct MinAge(pub u64);
+
+impl TryFrom<u64> for MinAge {
+    type Error = String;
+    fn try_from(value: u64) -> Result<MinAge, String> {
+        if value <= MAX_MIN_AGE {
+            Ok(MinAge(value))
+        } else {
+            Err(format!("at most {MAX_MIN_AGE} seconds (a hundred years)"))
+        }
+    }
+}
+
+impl PartialSchema for MinAge {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .description(Some(
+                "Seconds: no image created or pushed more recently goes; 0 when not given.",
+            ))
+            .minimum(Some(0))
+            .maximum(Some(MAX_MIN_AGE as f64))
+            .into()
+    }
+}
+
+impl ToSchema for MinAge {}
+
+/// The most tagged images a policy may keep per repository.
+pub const MAX_KEEP: u32 = 1_000_000;
+
+/// How many tagged images stay per repository, at most [`MAX_KEEP`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u64")]
+pub struct Keep(pub u32);
+
+impl TryFrom<u64> for Keep {
+    type Error = String;
+    fn try_from(value: u64) -> Result<Keep, String> {
+        u32::try_from(value)
+            .ok()
+            .filter(|keep| *keep <= MAX_KEEP)
+            .map(Keep)
+            .ok_or_else(|| format!("at most {MAX_KEEP}"))
+    }
+}
+
+impl PartialSchema for Keep {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .description(Some(
+                "How many tagged images of each repository stay, newest first (by the image \
+                 configuration's `created`, else the push time).",
+            ))
+            .minimum(Some(0))
+            .maximum(Some(MAX_KEEP))
+            .into()
+    }
+}
+
+impl ToSchema for Keep {}
+
 /// A retention policy, as set.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionPolicyRequest {
-    /// How many tagged images of each repository stay, newest first (by
-    /// the image configuration's `created`, else the push time).
-    pub keep: u32,
+    pub keep: Keep,
     /// What becomes of untagged images; `keep` when not given.
     #[serde(default)]
     pub untagged: Untagged,
-    /// Seconds: no image created or pushed more recently goes; 0 when not
-    /// given.
     #[serde(default)]
-    pub min_age: u64,
+    pub min_age: MinAge,
     /// Tags that always stay.
     #[serde(default)]
     pub keep_tags: Option<KeepTagsParam>,
@@ -249,9 +314,9 @@ pub async fn set_policy(
 ) -> Result<Response, ManagementError> {
     let policy = RetentionPolicy {
         namespace: namespace.to_string(),
-        keep: request.keep,
+        keep: request.keep.0,
         untagged: request.untagged.into(),
-        min_age: request.min_age,
+        min_age: request.min_age.0,
         keep_tags: request.keep_tags.map(|param| param.0),
         author: ctx
             .actor
@@ -336,5 +401,9 @@ mod tests {
         ] {
             assert!(KeepTagsParam::try_from(bad.clone()).is_err(), "{bad:?}");
         }
+        assert_eq!(MinAge::try_from(MAX_MIN_AGE), Ok(MinAge(MAX_MIN_AGE)));
+        assert!(MinAge::try_from(MAX_MIN_AGE + 1).is_err());
+        assert_eq!(Keep::try_from(u64::from(MAX_KEEP)), Ok(Keep(MAX_KEEP)));
+        assert!(Keep::try_from(u64::from(MAX_KEEP) + 1).is_err());
     }
 }
