@@ -96,7 +96,7 @@ pub use pulls::{PullCount, PullStatsStore};
 pub use repositories::{RepositoryDeletion, RepositoryStore};
 pub use retention::{RetentionCandidate, RetentionPolicy, RetentionStore, UntaggedImages};
 pub use trash::{RestoredImage, TagConflict, TrashCursor, TrashEntry, TrashStore};
-pub use uploads::{LiveUploads, UploadRecord, UploadStore};
+pub use uploads::{LiveUploads, UploadCaps, UploadOpening, UploadRecord, UploadStore};
 pub use webhooks::{
     DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow, DeliveryState, NewDelivery,
     NewWebhook, WebhookRow, WebhookStore,
