@@ -136,6 +136,14 @@ pub enum Command {
         #[command(subcommand)]
         command: ClientImmutableCommand,
     },
+    /// Retention policies: per namespace, which images stay and which go
+    /// to the trash.
+    Retention {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ClientRetentionCommand,
+    },
     /// Webhooks: a namespace's events, or every event of the registry
     /// (`'*'`, administrators), POSTed to a URL as signed CloudEvents.
     Webhook {
@@ -316,6 +324,57 @@ pub enum ClientImmutableCommand {
         scope: String,
         #[arg(long, value_name = "PATTERN")]
         tags: String,
+    },
+}
+
+/// What a retention policy does with untagged images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum UntaggedArg {
+    Keep,
+    Delete,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientRetentionCommand {
+    /// Set a namespace's retention policy, replacing any: in each of its
+    /// repositories the newest N tagged images stay, the older ones go to
+    /// the trash.
+    Set {
+        /// The namespace.
+        namespace: String,
+        /// How many tagged images of each repository stay (newest by the
+        /// image's `created`, else its push time; an image with several
+        /// tags counts once).
+        #[arg(long, value_name = "N")]
+        keep: u32,
+        /// What becomes of images no tag points at.
+        #[arg(long, value_enum, default_value = "keep")]
+        untagged: UntaggedArg,
+        /// Never delete an image created or pushed less than this long ago
+        /// (`7d`, `12h`).
+        #[arg(long, value_name = "DURATION")]
+        min_age: Option<humantime::Duration>,
+        /// Images with a tag this regular expression matches always stay
+        /// (matched anywhere in the tag; anchor it with ^ and $).
+        #[arg(long, value_name = "REGEX")]
+        keep_tags: Option<String>,
+    },
+    /// List the policies of the namespaces you may see.
+    #[command(alias = "ls")]
+    List,
+    /// Run a namespace's policy now and list exactly what goes.
+    Run {
+        /// The namespace.
+        namespace: String,
+        /// Only list what would go; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove a namespace's policy.
+    #[command(alias = "remove")]
+    Rm {
+        /// The namespace.
+        namespace: String,
     },
 }
 

@@ -1435,6 +1435,59 @@ fn immutable_tags_refuse_a_skopeo_push_that_would_move_them() {
         );
     }
 
+    // A retention policy keeping no tagged image and no untagged one
+    // selects latest and the image it left untagged, but not v1: its tag
+    // is immutable, so the run skips it and says why. The dry run lists
+    // exactly what the run then moves to the trash.
+    let set = alice.ok(&[
+        "retention",
+        "set",
+        "team-a",
+        "--keep",
+        "0",
+        "--untagged",
+        "delete",
+        "--min-age",
+        "0s",
+    ]);
+    assert!(
+        set.stdout.starts_with("team-a keeps the newest 0"),
+        "{set:?}"
+    );
+    let policies = alice.ok(&["retention", "list", "-o", "json"]).json();
+    assert_eq!(policies[0]["untagged"], "delete", "{policies}");
+    let dry = alice.ok(&["retention", "run", "team-a", "--dry-run", "-q"]);
+    let mut listed: Vec<&str> = dry.stdout.lines().collect();
+    listed.sort();
+    assert_eq!(listed.len(), 2, "{dry:?}");
+    let table = alice.ok(&["retention", "run", "team-a", "--dry-run"]);
+    assert!(table.stdout.starts_with("IMAGE"), "{table:?}");
+    assert!(
+        table.stderr.contains("immutable") && table.stderr.contains("Dry run: 2 images"),
+        "{table:?}"
+    );
+    let run = alice
+        .ok(&["retention", "run", "team-a", "-o", "json"])
+        .json();
+    let mut went: Vec<String> = run["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| format!("team-a/app@{}", item["digest"].as_str().unwrap()))
+        .collect();
+    went.sort();
+    assert_eq!(went, listed, "{run}");
+    assert_eq!(
+        run["skipped"][0]["tags"],
+        serde_json::json!(["v1"]),
+        "{run}"
+    );
+    let trashed = alice
+        .ok(&["trash", "list", "--restrict", "team-a", "-o", "json"])
+        .json();
+    assert_eq!(trashed.as_array().unwrap().len(), 2, "{trashed}");
+    alice.ok(&["retention", "rm", "team-a"]);
+
     // The client cannot remove the tag or its image either.
     for args in [
         vec!["image", "untag", "team-a/app:v1"],

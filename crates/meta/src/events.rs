@@ -244,11 +244,17 @@ pub enum EventKind {
     /// deleted for good (`detail`: `trashed_at`; `manifest.deleted` events
     /// follow, one per manifest).
     TrashExpired,
+    /// A namespace's retention policy was set or replaced (`detail`:
+    /// `keep`, `untagged`, `min_age` in seconds, `keep_tags`).
+    RetentionPolicySet,
+    /// A namespace's retention policy was removed (`detail`: as for
+    /// `retention_policy.set`, the policy removed).
+    RetentionPolicyRemoved,
 }
 
 impl EventKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [EventKind; 31] = [
+    pub const ALL: [EventKind; 33] = [
         EventKind::NamespaceCreated,
         EventKind::NamespaceUpdated,
         EventKind::NamespaceDeleted,
@@ -280,6 +286,8 @@ impl EventKind {
         EventKind::ManifestTrashed,
         EventKind::ManifestRestored,
         EventKind::TrashExpired,
+        EventKind::RetentionPolicySet,
+        EventKind::RetentionPolicyRemoved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -315,6 +323,8 @@ impl EventKind {
             EventKind::ManifestTrashed => "manifest.trashed",
             EventKind::ManifestRestored => "manifest.restored",
             EventKind::TrashExpired => "trash.expired",
+            EventKind::RetentionPolicySet => "retention_policy.set",
+            EventKind::RetentionPolicyRemoved => "retention_policy.removed",
         }
     }
 

@@ -21,6 +21,7 @@
 //! | [`NamespaceStore`] | [`namespaces`] | namespaces, their visibility and usage |
 //! | [`UserStore`], [`MemberStore`], [`TokenStore`], [`SigningKeyStore`] | [`auth`] | access control |
 //! | [`ImmutabilityStore`] | [`immutable`] | immutable-tag rules (enforced by the tag writes) |
+//! | [`RetentionStore`] | [`retention`] | retention policies, and the images a pass weighs |
 //! | [`AdvisorStore`] | [`advisor`] | the Vulnerability Advisor: layer indexes, scan queue, advisories, exemptions, pull policies |
 //! | [`WebhookStore`] | [`webhooks`] | webhook endpoints and their delivery queue |
 //! | [`AuditStore`] | [`audit`] | the audit trail |
@@ -58,6 +59,7 @@ pub mod namespaces;
 pub mod postgres;
 pub mod pulls;
 pub mod repositories;
+pub mod retention;
 pub mod sql;
 pub mod sqlite;
 #[cfg(any(test, feature = "test-suite"))]
@@ -92,6 +94,7 @@ pub use manifests::{
 pub use namespaces::{Namespace, NamespaceStore, NamespaceUsage, Visibility};
 pub use pulls::{PullCount, PullStatsStore};
 pub use repositories::{RepositoryDeletion, RepositoryStore};
+pub use retention::{RetentionCandidate, RetentionPolicy, RetentionStore, UntaggedImages};
 pub use trash::{RestoredImage, TagConflict, TrashCursor, TrashEntry, TrashStore};
 pub use uploads::{LiveUploads, UploadCaps, UploadOpening, UploadRecord, UploadStore};
 pub use webhooks::{
@@ -193,6 +196,7 @@ pub trait MetaStore:
     + WebhookStore
     + AuditStore
     + TrashStore
+    + RetentionStore
 {
     /// Whether the database answers and would take a write now (used by
     /// `/readyz`): fails with `Unavailable` when it does not answer, or

@@ -183,6 +183,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhooks",
         include_str!("../migrations/postgres/0015_webhooks.sql"),
     ),
+    (
+        16,
+        "retention",
+        include_str!("../migrations/postgres/0016_retention.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.

@@ -77,6 +77,76 @@ impl fmt::Display for TagPattern {
     }
 }
 
+/// A regular expression over tag names, as a retention policy's
+/// `--keep-tags` uses it: a tag is kept when the expression matches
+/// anywhere in it (anchor it with `^` and `$` to match the whole tag).
+///
+/// The `regex` crate's syntax, at most [`TagRegex::MAX_LEN`] bytes, and a
+/// compiled size bounded by [`TagRegex::SIZE_LIMIT`]: matching takes time
+/// linear in the tag's length whatever the expression, so a stored policy
+/// can never make a retention pass slow.
+#[derive(Clone, Debug)]
+pub struct TagRegex {
+    text: Box<str>,
+    regex: regex::Regex,
+}
+
+/// Why a text is not a tag regex.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid tag regex {text:?}: {reason}")]
+pub struct TagRegexError {
+    pub text: String,
+    pub reason: String,
+}
+
+impl TagRegex {
+    /// The longest expression accepted, in bytes.
+    pub const MAX_LEN: usize = 256;
+    /// The most memory a compiled expression may take, in bytes.
+    pub const SIZE_LIMIT: usize = 1 << 20;
+
+    pub fn parse(text: &str) -> Result<TagRegex, TagRegexError> {
+        let error = |reason: String| TagRegexError {
+            text: text.to_string(),
+            reason,
+        };
+        if text.is_empty() || text.len() > TagRegex::MAX_LEN {
+            return Err(error(format!("use 1 to {} bytes", TagRegex::MAX_LEN)));
+        }
+        let regex = regex::RegexBuilder::new(text)
+            .size_limit(TagRegex::SIZE_LIMIT)
+            .build()
+            .map_err(|e| error(e.to_string()))?;
+        Ok(TagRegex {
+            text: text.into(),
+            regex,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the expression matches somewhere in `tag`.
+    pub fn matches(&self, tag: &str) -> bool {
+        self.regex.is_match(tag)
+    }
+}
+
+impl PartialEq for TagRegex {
+    fn eq(&self, other: &TagRegex) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for TagRegex {}
+
+impl fmt::Display for TagRegex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +187,36 @@ mod tests {
         for good in ["*", "v1.*", "_x-?", &"a".repeat(128)] {
             assert_eq!(TagPattern::parse(good).unwrap().as_str(), good);
         }
+    }
+
+    #[test]
+    fn tag_regexes_match_anywhere_unless_anchored() {
+        let cases = [
+            ("^v[0-9]+", "v12", true),
+            ("^v[0-9]+", "xv12", false),
+            ("prod", "api-prod-2", true),
+            ("^release-[a-z]$", "release-a", true),
+            ("^release-[a-z]$", "release-ab", false),
+            ("^(latest|stable)$", "stable", true),
+        ];
+        for (expression, tag, expected) in cases {
+            let parsed = TagRegex::parse(expression).unwrap();
+            assert_eq!(
+                parsed.matches(tag),
+                expected,
+                "{expression} against {tag:?}"
+            );
+            assert_eq!(parsed.as_str(), expression);
+        }
+    }
+
+    #[test]
+    fn tag_regexes_are_bounded_and_must_compile() {
+        let long = "a".repeat(TagRegex::MAX_LEN + 1);
+        let huge = "\\w{1000}{1000}";
+        for bad in ["", "(", "[a-", long.as_str(), huge] {
+            assert!(TagRegex::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(TagRegex::parse(&"a".repeat(TagRegex::MAX_LEN)).is_ok());
     }
 }

@@ -413,6 +413,33 @@ impl Registry {
         }
     }
 
+    /// The facts of the manifest `digest` of `repository`: `stored` when
+    /// the store has them, else read (its config blob, once) and stored.
+    /// `None` when the manifest is gone meanwhile.
+    pub(crate) async fn facts_of(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+        stored: Option<&str>,
+    ) -> Result<Option<ImageFacts>, RegistryError> {
+        if let Some(stored) = stored {
+            return Ok(Some(serde_json::from_str(stored).unwrap_or_default()));
+        }
+        let Some(record) = self.meta().manifest_by_digest(repository, digest).await? else {
+            return Ok(None);
+        };
+        let facts = self.read_facts(repository, &record).await?;
+        let text = serde_json::to_string(&facts).map_err(|e| {
+            RegistryError::Meta(berth_meta::MetaError::Corrupt(format!(
+                "rendering image facts: {e}"
+            )))
+        })?;
+        self.meta()
+            .set_image_facts(repository, digest, &text)
+            .await?;
+        Ok(Some(facts))
+    }
+
     /// `summary` with its facts, reading and storing them the first time.
     async fn with_facts(
         &self,

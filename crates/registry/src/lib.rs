@@ -44,6 +44,7 @@ pub mod jobs;
 mod manifests;
 pub mod namespaces;
 pub mod pulls;
+pub mod retention;
 mod trash;
 mod uploads;
 pub mod webhooks;
@@ -59,6 +60,7 @@ pub use berth_meta::{
     AuditQuery, AuditRecord, DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow,
     DeliveryState, NewAuditRecord, NewWebhook, WebhookRow,
 };
+pub use berth_meta::{RetentionPolicy, UntaggedImages};
 /// Why the blob store cannot serve, carried by [`RegistryError::Unavailable`].
 pub use berth_storage::Unavailability;
 /// The byte streams of the registry's API: request bodies flow in as a
@@ -72,6 +74,10 @@ pub use gc::{GcOptions, GcReport};
 pub use images::{Image, ImageDetails, ImageFacts};
 pub use manifests::{ManifestPut, ReferrersPage};
 pub use namespaces::NamespaceDeletion;
+pub use retention::{
+    AgeSource, RetentionImage, RetentionPlan, RetentionReason, RetentionReport, RetentionSkip,
+    RetentionVerdict,
+};
 pub use uploads::UploadStatus;
 pub use webhooks::{WebhookFanout, WebhookOptions};
 

@@ -743,3 +743,208 @@ async fn a_blob_held_only_by_a_trashed_image_survives_gc_until_the_trash_expires
         assert!(h.stored(blob).await, "the restored image keeps its blobs");
     }
 }
+
+/// Pushes an image whose configuration says it was created `created`
+/// (RFC 3339), under `reference`.
+async fn push_created(
+    h: &Harness,
+    app: &berth_oci::RepoName,
+    reference: &berth_oci::Reference,
+    created: &str,
+) -> Digest {
+    let config = format!(r#"{{"created":"{created}","os":"linux","architecture":"amd64"}}"#);
+    let config_digest = h.push_blob(app, config.as_bytes()).await;
+    let layer = h.push_blob(app, created.as_bytes()).await;
+    let payload = support::manifest_json((&config_digest, config.len()), &[(layer, created.len())]);
+    h.registry
+        .put_manifest(
+            &actor(),
+            app,
+            reference,
+            &[],
+            Some("application/vnd.oci.image.manifest.v1+json"),
+            payload,
+        )
+        .await
+        .unwrap()
+        .digest
+}
+
+#[tokio::test]
+async fn retention_trashes_exactly_what_its_dry_run_lists() {
+    use berth_oci::{TagPattern, TagRegex};
+    use berth_registry::{ImmutableRule, RetentionPolicy, UntaggedImages};
+
+    let h = Harness::with_config(RegistryConfig {
+        trash_retention: std::time::Duration::from_secs(86_400),
+        ..config()
+    })
+    .await;
+    let app = repo("team/app");
+    // Pushed newest first, so push order and creation order disagree.
+    let v3 = push_created(&h, &app, &tag("v3"), "2026-01-03T00:00:00Z").await;
+    h.registry
+        .put_manifest(
+            &actor(),
+            &app,
+            &tag("latest"),
+            &[],
+            None,
+            h.registry
+                .get_manifest(&app, &tag("v3"))
+                .await
+                .unwrap()
+                .payload
+                .clone(),
+        )
+        .await
+        .unwrap();
+    let v2 = push_created(&h, &app, &tag("v2"), "2026-01-02T00:00:00Z").await;
+    let v1 = push_created(&h, &app, &tag("v1"), "2026-01-01T00:00:00Z").await;
+    let amd = push_created(&h, &app, &tag("amd64"), "2025-12-01T00:00:00Z").await;
+    let arm = push_created(&h, &app, &tag("arm-only"), "2025-11-01T00:00:00Z").await;
+    let multi = push_index(&h.registry, &app, &tag("multi"), &[&amd, &arm]).await;
+    h.registry
+        .delete_manifest(&actor(), &app, &tag("amd64"))
+        .await
+        .unwrap();
+    let stable = push_created(&h, &app, &tag("stable-1"), "2020-01-01T00:00:00Z").await;
+    let replaced = push_created(&h, &app, &tag("dev"), "2025-01-01T00:00:00Z").await;
+    let dev = push_created(&h, &app, &tag("dev"), "2026-01-04T00:00:00Z").await;
+    h.registry
+        .add_immutable_rule(
+            &actor(),
+            &ImmutableRule {
+                namespace: "team".to_string(),
+                repository: None,
+                pattern: TagPattern::parse("v1").unwrap(),
+                author: "tester".to_string(),
+                created_at: h.now(),
+            },
+        )
+        .await
+        .unwrap();
+    let policy = RetentionPolicy {
+        namespace: "team".to_string(),
+        keep: 2,
+        untagged: UntaggedImages::Delete,
+        min_age: 0,
+        keep_tags: Some(TagRegex::parse("^stable-").unwrap()),
+        author: "tester".to_string(),
+        updated_at: h.now(),
+    };
+    h.registry
+        .set_retention_policy(&actor(), &policy)
+        .await
+        .unwrap();
+
+    let dry = h
+        .registry
+        .run_retention(&actor(), "team", true)
+        .await
+        .unwrap()
+        .expect("team has a policy");
+    let listed: Vec<(Digest, String)> = dry
+        .removed
+        .iter()
+        .map(|v| (v.image.digest.clone(), v.reason.to_string()))
+        .collect();
+    // dev and v3 (with latest, counted once) are the newest two, by their
+    // configurations' `created` (they were pushed in the other order);
+    // stable-1 is kept by its tag; v1 is immutable; the index is as old as
+    // its newest child; arm-only, a child the live index lists, goes with
+    // the index or not at all, and being tagged, not with it.
+    assert_eq!(
+        listed,
+        vec![
+            (
+                v2.clone(),
+                "not among the newest 2 tagged images".to_string()
+            ),
+            (
+                multi.clone(),
+                "not among the newest 2 tagged images".to_string()
+            ),
+            (replaced.clone(), "untagged".to_string()),
+        ]
+    );
+    let skipped: Vec<&Digest> = dry
+        .skipped
+        .iter()
+        .map(|s| &s.verdict.image.digest)
+        .collect();
+    assert_eq!(skipped, vec![&v1]);
+    assert_eq!(dry.kept, 4, "dev, v3, stable-1 and v1");
+    // The index's untagged child goes with it; its tagged one is an image.
+    assert_eq!(dry.removed[1].image.children, vec![amd.clone()]);
+    // A dry run changes nothing.
+    assert!(h.registry.get_manifest(&app, &by_digest(&v2)).await.is_ok());
+
+    let real = h
+        .registry
+        .run_retention(&berth_meta::Actor::system("retention"), "team", false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(real.removed, dry.removed);
+    assert_eq!(real.skipped, dry.skipped);
+    for gone in [&v2, &multi, &replaced, &amd] {
+        let found = h.registry.get_manifest(&app, &by_digest(gone)).await;
+        assert!(
+            matches!(found, Err(RegistryError::ManifestUnknown)),
+            "{gone}: {found:?}"
+        );
+    }
+    for kept in [&v3, &v1, &stable, &dev, &arm] {
+        assert!(h
+            .registry
+            .get_manifest(&app, &by_digest(kept))
+            .await
+            .is_ok());
+    }
+    let trash = h.registry.trash(Some("team"), None, 100).await.unwrap();
+    assert_eq!(
+        trash.len(),
+        4,
+        "each image and the index's child: {trash:?}"
+    );
+    assert!(trash
+        .iter()
+        .all(|entry| entry.trashed_by == "system:retention"));
+    // The next pass sees arm-only as an image of its own, no index listing
+    // it any more, and too old; then there is nothing more to do.
+    let again = h
+        .registry
+        .run_retention(&actor(), "team", false)
+        .await
+        .unwrap()
+        .unwrap();
+    let removed: Vec<&Digest> = again.removed.iter().map(|v| &v.image.digest).collect();
+    assert_eq!(removed, vec![&arm]);
+    let last = h
+        .registry
+        .run_retention(&actor(), "team", true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.removed, vec![]);
+    // Restoring the index brings back its children in the trash: the one
+    // that went with it, and the one the second pass took.
+    let back = h
+        .registry
+        .restore_image(&actor(), &app, &multi)
+        .await
+        .unwrap();
+    let mut children = back.children.clone();
+    children.sort();
+    let mut expected = vec![amd.clone(), arm.clone()];
+    expected.sort();
+    assert_eq!(children, expected);
+    assert_eq!(
+        h.registry
+            .run_retention(&actor(), "nobody", true)
+            .await
+            .unwrap(),
+        None
+    );
+}

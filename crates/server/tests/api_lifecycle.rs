@@ -377,3 +377,132 @@ async fn deleted_images_wait_in_the_trash_and_come_back_with_their_free_tags() {
         ]
     );
 }
+
+fn digests(items: &serde_json::Value) -> Vec<String> {
+    items
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {items}"))
+        .iter()
+        .map(|item| item["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn retention_policies_are_set_run_and_removed() {
+    let h = Harness::new().await;
+    let admin = admin();
+    for (tag, name) in [("a", "first"), ("b", "second"), ("c", "third")] {
+        h.push_image("pub/app", tag, name).await;
+    }
+    let policy = "/api/v1/namespaces/pub/retention-policy";
+
+    // Bad input is refused at the edge, naming the field.
+    for (body, field) in [
+        (r#"{"keep":1,"keep_tags":"("}"#, "keep_tags"),
+        (r#"{"keep":1,"untagged":"sometimes"}"#, "untagged"),
+        (r#"{"keep":-1}"#, "keep"),
+        (r#"{"keep":1,"min_age":9223372036854775808}"#, "min_age"),
+        (r#"{"keep":1,"colour":"red"}"#, "colour"),
+    ] {
+        let answer = h.call("PUT", policy, Some(&admin), body).await;
+        assert_eq!(answer.status, 400, "{body}: {}", answer.text());
+        assert!(answer.text().contains(field), "{body}: {}", answer.text());
+    }
+    let none = h
+        .call("POST", &format!("{policy}/run"), Some(&admin), "{}")
+        .await;
+    assert_eq!(none.status, 404, "{}", none.text());
+
+    let set = h
+        .call(
+            "PUT",
+            policy,
+            Some(&admin),
+            r#"{"keep":1,"untagged":"delete","keep_tags":"^c$"}"#,
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.text());
+    assert_eq!(set.json()["keep_tags"], "^c$");
+    assert_eq!(set.json()["min_age"], 0);
+    let listed = h
+        .call("GET", "/api/v1/retention-policies", Some(&admin), "")
+        .await
+        .json();
+    assert_eq!(listed["policies"][0]["namespace"], "pub");
+    assert_eq!(listed["policies"][0]["untagged"], "delete");
+
+    // The dry run lists what the run then removes: of a and b (c is kept by
+    // its tag), the one ranked second.
+    let dry = h
+        .call(
+            "POST",
+            &format!("{policy}/run"),
+            Some(&admin),
+            r#"{"dry_run":true}"#,
+        )
+        .await;
+    assert_eq!(dry.status, 200, "{}", dry.text());
+    let dry = dry.json();
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["kept"], 2);
+    let selected = digests(&dry["removed"]);
+    assert_eq!(selected.len(), 1, "{dry}");
+    assert_eq!(
+        dry["removed"][0]["reason"],
+        "not among the newest 1 tagged images"
+    );
+    assert!(dry["removed"][0]["created"].is_i64(), "{dry}");
+    assert!(dry["removed"][0]["age"].is_i64(), "{dry}");
+    let run = h
+        .call(
+            "POST",
+            &format!("{policy}/run"),
+            Some(&admin),
+            r#"{"dry_run":false}"#,
+        )
+        .await
+        .json();
+    assert_eq!(digests(&run["removed"]), selected);
+    let answer = h
+        .call(
+            "GET",
+            &format!("/v2/pub/app/manifests/{}", selected[0]),
+            Some(&admin),
+            "",
+        )
+        .await;
+    assert_eq!(answer.status, 404, "gone from /v2/");
+    let trash = h
+        .call("GET", "/api/v1/trash?namespace=pub", Some(&admin), "")
+        .await
+        .json();
+    assert_eq!(trash["entries"][0]["digest"], selected[0].as_str());
+
+    let removed = h.call("DELETE", policy, Some(&admin), "").await;
+    assert_eq!(removed.status, 204, "{}", removed.text());
+    let again = h.call("DELETE", policy, Some(&admin), "").await;
+    assert_eq!(again.status, 404, "{}", again.text());
+    let kinds: Vec<EventKind> = h
+        .state
+        .registry
+        .read_events(&berth_meta::EventCursor::after(0), 1000)
+        .await
+        .unwrap()
+        .events
+        .into_iter()
+        .map(|event| event.kind)
+        .filter(|kind| {
+            matches!(
+                kind,
+                EventKind::RetentionPolicySet | EventKind::RetentionPolicyRemoved
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            EventKind::RetentionPolicySet,
+            EventKind::RetentionPolicyRemoved
+        ]
+    );
+}

@@ -71,6 +71,8 @@ enum Setup {
     NamespaceToDelete,
     /// A user `doomed-{ns}-{cell}`.
     UserToDelete,
+    /// The namespace has a retention policy (keeping every image).
+    RetentionPolicy,
 }
 
 struct Row {
@@ -245,6 +247,17 @@ fn rows() -> Vec<Row> {
               path: "/api/v1/repositories/{ns}%2Fapp/images/sha256:{cell:064}/restore",
               body: "", setup: Setup::None,
               public: with(MAINTAINERS, 404), private: with(MAINTAINERS, 404) },
+        Row { operation: "list_retention_policies", method: "GET", path: "/api/v1/retention-policies", body: "",
+              setup: Setup::None, public: LOGGED_IN, private: LOGGED_IN },
+        Row { operation: "set_retention_policy", method: "PUT", path: "/api/v1/namespaces/{ns}/retention-policy",
+              body: r#"{"keep":1000,"untagged":"keep","min_age":86400,"keep_tags":"^v{cell}"}"#, setup: Setup::None,
+              public: OWNERS, private: OWNERS },
+        Row { operation: "remove_retention_policy", method: "DELETE", path: "/api/v1/namespaces/{ns}/retention-policy",
+              body: "", setup: Setup::RetentionPolicy,
+              public: with(OWNERS, 204), private: with(OWNERS, 204) },
+        Row { operation: "run_retention_policy", method: "POST", path: "/api/v1/namespaces/{ns}/retention-policy/run",
+              body: r#"{"dry_run":true}"#, setup: Setup::RetentionPolicy,
+              public: OWNERS, private: OWNERS },
     ]
 }
 
@@ -390,6 +403,25 @@ impl Matrix {
                 self.h
                     .push_image(&format!("{name}/app"), "latest", &name)
                     .await;
+            }
+            Setup::RetentionPolicy => {
+                self.h
+                    .state
+                    .registry
+                    .set_retention_policy(
+                        &berth_meta::Actor::system("test"),
+                        &berth_registry::RetentionPolicy {
+                            namespace: namespace.to_string(),
+                            keep: 1000,
+                            untagged: berth_registry::UntaggedImages::Keep,
+                            min_age: 0,
+                            keep_tags: None,
+                            author: "test".to_string(),
+                            updated_at: 0,
+                        },
+                    )
+                    .await
+                    .unwrap();
             }
             Setup::UserToDelete => {
                 berth_auth::admin::create_user(

@@ -1,11 +1,14 @@
-//! `berth immutable …` and `berth trash …`: image lifecycle through the
+//! `berth immutable …`, `berth retention …` and `berth trash …`: image lifecycle through the
 //! management API (`/api/v1`), with the login `berth login` stored.
 
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::cli::{ClientArgs, ClientImmutableCommand, ClientTrashCommand};
+use crate::cli::{
+    ClientArgs, ClientImmutableCommand, ClientRetentionCommand, ClientTrashCommand, UntaggedArg,
+};
 use crate::client::error::ClientError;
+use crate::client::output::json_line;
 use crate::client::output::{Output, OutputFormat};
 use crate::client::session::{segment, Session};
 use crate::client::Profile;
@@ -182,6 +185,192 @@ pub fn trash(
                 },
                 |entry| entry["digest"].as_str().unwrap_or(""),
             )?;
+        }
+    }
+    Ok(())
+}
+
+/// An age in seconds, as a table shows it: days, or hours under a day
+/// (`0s` for none).
+fn age(seconds: i64) -> String {
+    if seconds <= 0 {
+        "0s".to_string()
+    } else if seconds >= 86_400 {
+        format!("{}d", seconds / 86_400)
+    } else {
+        format!("{}h", seconds.max(0) / 3600)
+    }
+}
+
+fn tags_text(item: &Value) -> String {
+    let tags: Vec<&str> = item["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if tags.is_empty() {
+        "-".to_string()
+    } else {
+        tags.join(",")
+    }
+}
+
+pub fn retention(
+    args: ClientArgs,
+    command: ClientRetentionCommand,
+    env: &Environment,
+) -> Result<(), ClientError> {
+    let mut session = session(args.registry.as_deref(), env)?;
+    let output = Output::new(args.output, args.quiet, args.format.as_deref(), env)?;
+    match command {
+        ClientRetentionCommand::Set {
+            namespace,
+            keep,
+            untagged,
+            min_age,
+            keep_tags,
+        } => {
+            let untagged = match untagged {
+                UntaggedArg::Keep => "keep",
+                UntaggedArg::Delete => "delete",
+            };
+            let min_age = min_age.map_or(0, |age| std::time::Duration::from(age).as_secs());
+            let mut body = json!({"keep": keep, "untagged": untagged, "min_age": min_age});
+            if let Some(keep_tags) = &keep_tags {
+                body["keep_tags"] = json!(keep_tags);
+            }
+            let set = session.call(
+                Method::PUT,
+                &format!(
+                    "/api/v1/namespaces/{}/retention-policy",
+                    segment(&namespace)
+                ),
+                Some(&body),
+                &settings_scope(&namespace),
+                "setting a retention policy",
+            )?;
+            output.done(
+                &set,
+                &format!(
+                    "{namespace} keeps the newest {keep} tagged images of each repository (untagged: {untagged}{}{}).",
+                    if min_age > 0 { format!(", none younger than {}", age(min_age as i64)) } else { String::new() },
+                    keep_tags.map(|k| format!(", tags matching {k} always")).unwrap_or_default(),
+                ),
+            );
+        }
+        ClientRetentionCommand::List => {
+            let list = session.call(
+                Method::GET,
+                "/api/v1/retention-policies",
+                None,
+                &["registry:catalog:*".to_string()],
+                "listing retention policies",
+            )?;
+            let policies: Vec<Value> = list["policies"].as_array().cloned().unwrap_or_default();
+            output.list(
+                &policies,
+                &[
+                    "namespace",
+                    "keep",
+                    "untagged",
+                    "min age",
+                    "keep tags",
+                    "author",
+                ],
+                |policy, _| {
+                    vec![
+                        text(&policy["namespace"]),
+                        policy["keep"].to_string(),
+                        text(&policy["untagged"]),
+                        age(policy["min_age"].as_i64().unwrap_or(0)),
+                        text(&policy["keep_tags"]),
+                        text(&policy["author"]),
+                    ]
+                },
+                |policy| policy["namespace"].as_str().unwrap_or(""),
+            )?;
+        }
+        ClientRetentionCommand::Run { namespace, dry_run } => {
+            let report = session.call(
+                Method::POST,
+                &format!(
+                    "/api/v1/namespaces/{}/retention-policy/run",
+                    segment(&namespace)
+                ),
+                Some(&json!({"dry_run": dry_run})),
+                &settings_scope(&namespace),
+                "running a retention policy",
+            )?;
+            if output.format == OutputFormat::Json && output.template.is_none() {
+                print!("{}", json_line(&report));
+                return Ok(());
+            }
+            let removed: Vec<Value> = report["removed"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|item| {
+                    let mut item = item.clone();
+                    item["image"] = json!(format!(
+                        "{}@{}",
+                        text(&item["repository"]),
+                        text(&item["digest"])
+                    ));
+                    item
+                })
+                .collect();
+            output.list(
+                &removed,
+                &["image", "tags", "age", "why"],
+                |item, _| {
+                    vec![
+                        text(&item["image"]),
+                        tags_text(item),
+                        age(item["age"].as_i64().unwrap_or(0)),
+                        text(&item["reason"]),
+                    ]
+                },
+                |item| item["image"].as_str().unwrap_or(""),
+            )?;
+            if !output.quiet {
+                // The summary and what stays anyway go to stderr, so that
+                // stdout is exactly the list of what goes.
+                for item in report["skipped"].as_array().into_iter().flatten() {
+                    eprintln!(
+                        "kept {}@{} ({}): {}",
+                        text(&item["repository"]),
+                        text(&item["digest"]),
+                        tags_text(item),
+                        text(&item["skipped"])
+                    );
+                }
+                let count = removed.len();
+                let images = if count == 1 { "image" } else { "images" };
+                if dry_run {
+                    eprintln!("Dry run: {count} {images} would go to the trash, {} kept; nothing changed.", report["kept"]);
+                } else {
+                    eprintln!(
+                        "{count} {images} moved to the trash, {} kept.",
+                        report["kept"]
+                    );
+                }
+            }
+        }
+        ClientRetentionCommand::Rm { namespace } => {
+            session.call(
+                Method::DELETE,
+                &format!(
+                    "/api/v1/namespaces/{}/retention-policy",
+                    segment(&namespace)
+                ),
+                None,
+                &settings_scope(&namespace),
+                "removing a retention policy",
+            )?;
+            if output.format == OutputFormat::Table && !output.quiet {
+                println!("Removed the retention policy of {namespace}.");
+            }
         }
     }
     Ok(())

@@ -81,6 +81,10 @@ pub fn run(command: Command, env: &Environment) -> ExitCode {
             client: args,
             command,
         } => client(lifecycle::immutable(args, command, env)),
+        Command::Retention {
+            client: args,
+            command,
+        } => client(lifecycle::retention(args, command, env)),
         Command::Webhook {
             client: args,
             command,

@@ -172,6 +172,17 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
                 .await
         });
     }
+    let retention_interval = config.lifecycle.retention_interval;
+    if !retention_interval.is_zero() {
+        // Every namespace's retention policy, on one node at a time; what
+        // it selects goes to the trash like any deletion.
+        let registry = registry.clone();
+        tasks.spawn("retention", move |cancel| async move {
+            registry
+                .run_retention_schedule(retention_interval, cancel)
+                .await
+        });
+    }
     {
         let registry = registry.clone();
         tasks.spawn("cache invalidation", move |cancel| async move {

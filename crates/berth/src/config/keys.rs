@@ -147,10 +147,12 @@ declare_config! {
         retention: Duration = "7d", flag "event-retention";
     }
 
-    /// Image lifecycle: the trash deleted images wait in, restorable.
+    /// Image lifecycle: the trash deleted images wait in, restorable, and the retention policies that fill it.
     [lifecycle] LifecycleSection {
         /// How long a deleted image stays in the trash, restorable with `berth image restore`, before it is deleted for good; `0s` makes deletions final at once.
         trash_retention: Duration = "30d", flag "trash-retention";
+        /// How often every namespace's retention policy runs (one node at a time), moving what it selects to the trash; `0s` runs them only on demand (`berth retention run`).
+        retention_interval: Duration = "24h", flag "retention-interval";
     }
 
     /// The Vulnerability Advisor: indexing pushed images and assessing them against the stored advisories.

@@ -44,6 +44,7 @@ mod members;
 mod namespaces;
 mod pulls;
 mod repositories;
+mod retention;
 mod tokens;
 mod trash;
 mod uploads;

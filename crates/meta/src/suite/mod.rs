@@ -42,6 +42,7 @@ pub mod members;
 pub mod namespaces;
 pub mod pulls;
 pub mod repositories;
+pub mod retention;
 pub mod store;
 pub mod tokens;
 pub mod trash;
@@ -75,6 +76,7 @@ pub const SUITES: &[(&str, &[(&str, SuiteTest)])] = &[
     ("webhooks", webhooks::TESTS),
     ("audit", audit::TESTS),
     ("trash", trash::TESTS),
+    ("retention", retention::TESTS),
 ];
 
 /// Runs every suite test in turn against one store, which also shows that
@@ -130,6 +132,7 @@ macro_rules! meta_store_tests {
             webhooks: [webhooks_are_created_listed_and_deleted, deliveries_are_queued_once_and_leased],
             audit: [audit_records_are_stored_once_filtered_and_expired],
             trash: [trashed_manifests_are_hidden_and_restored_with_their_tags, a_trashed_manifest_pushed_again_comes_back_with_its_new_tag, children_of_a_trashed_index_are_trashed_after_it_and_come_back_with_it, expired_trash_is_deleted_for_good_and_its_blobs_become_candidates],
+            retention: [retention_policies_are_set_replaced_and_removed, retention_candidates_are_a_namespaces_live_manifests],
         );
     };
     (@expand $mode:ident $fresh:ident; $($suite:ident: [$($name:ident),* $(,)?]),* $(,)?) => {

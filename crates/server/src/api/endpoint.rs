@@ -17,6 +17,7 @@ use super::members::MemberUpdate;
 use super::namespaces::DeleteOptions;
 use super::namespaces::{NamespaceUpdate, NewNamespace};
 use super::repositories::RepositoryListing;
+use super::retention::{RetentionPolicyRequest, RetentionRunRequest};
 use super::route::{PathParams, Route};
 use super::tokens::{NewToken, MAX_SCOPES};
 use super::trash::{restore_digest, TrashListing};
@@ -88,6 +89,10 @@ pub enum Endpoint {
     ListTrash(TrashListing),
     /// Repository, and the digest of the trashed image.
     RestoreImage(RepositoryParam, berth_oci::Digest),
+    ListRetentionPolicies,
+    SetRetentionPolicy(Name, RetentionPolicyRequest),
+    RemoveRetentionPolicy(Name),
+    RunRetentionPolicy(Name, RetentionRunRequest),
 }
 
 impl Endpoint {
@@ -207,6 +212,14 @@ impl Endpoint {
                 repository()?,
                 restore_digest(&ReferenceParam::from_param("digest", params.get("digest"))?)?,
             ),
+            Route::ListRetentionPolicies => Endpoint::ListRetentionPolicies,
+            Route::SetRetentionPolicy => {
+                Endpoint::SetRetentionPolicy(name("namespace")?, json(body)?)
+            }
+            Route::RemoveRetentionPolicy => Endpoint::RemoveRetentionPolicy(name("namespace")?),
+            Route::RunRetentionPolicy => {
+                Endpoint::RunRetentionPolicy(name("namespace")?, json(body)?)
+            }
         })
     }
 }

@@ -45,6 +45,7 @@ pub mod namespaces;
 pub mod openapi;
 pub mod permission;
 pub mod repositories;
+pub mod retention;
 pub mod route;
 pub mod tokens;
 pub mod trash;
@@ -233,6 +234,16 @@ async fn handle_endpoint(
         Endpoint::ListTrash(listing) => trash::list(ctx, listing).await,
         Endpoint::RestoreImage(repository, digest) => {
             trash::restore(ctx, &repository.0, &digest).await
+        }
+        Endpoint::ListRetentionPolicies => retention::list_policies(ctx).await,
+        Endpoint::SetRetentionPolicy(namespace, request) => {
+            retention::set_policy(ctx, &namespace, request).await
+        }
+        Endpoint::RemoveRetentionPolicy(namespace) => {
+            retention::remove_policy(ctx, &namespace).await
+        }
+        Endpoint::RunRetentionPolicy(namespace, request) => {
+            retention::run_policy(ctx, &namespace, request).await
         }
     }
 }

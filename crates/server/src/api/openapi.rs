@@ -20,7 +20,7 @@ use super::error::{ErrorBody, ErrorCode};
 use super::route::Route;
 use super::types::{ReferenceParam, RepositoryParam, TagParam};
 use super::{
-    audit, images, immutable, members, namespaces, repositories, tokens, trash, users,
+    audit, images, immutable, members, namespaces, repositories, retention, tokens, trash, users,
     vulnerabilities, webhooks,
 };
 
@@ -87,6 +87,10 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         audit::list,
         trash::list,
         trash::restore,
+        retention::list_policies,
+        retention::set_policy,
+        retention::remove_policy,
+        retention::run_policy,
     ),
     components(schemas(
         ErrorBody,
@@ -106,7 +110,7 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         (name = "repositories", description = "Repositories: counts, sizes, last push"),
         (name = "images", description = "The images of a repository: list, inspect, tag, untag, delete"),
         (name = "vulnerabilities", description = "The Vulnerability Advisor: reports, SBOMs, exemptions, pull policies, advisories"),
-        (name = "lifecycle", description = "Image lifecycle: immutable tags, the trash"),
+        (name = "lifecycle", description = "Image lifecycle: immutable tags, the trash, retention policies"),
         (name = "webhooks", description = "Webhooks: events delivered as signed CloudEvents"),
         (name = "audit", description = "The audit trail (administrators)"),
         (name = "meta", description = "This document"),

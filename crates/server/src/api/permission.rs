@@ -167,6 +167,14 @@ pub fn required(endpoint: &Endpoint) -> Permission {
         Endpoint::RestoreImage(repository, _) => {
             Repositories(vec![(repository.0.clone(), Action::Delete)])
         }
+        // A policy is one of the namespace's settings; running it deletes
+        // what the policy its owners set selects.
+        Endpoint::ListRetentionPolicies => LoggedIn,
+        Endpoint::SetRetentionPolicy(namespace, _)
+        | Endpoint::RemoveRetentionPolicy(namespace)
+        | Endpoint::RunRetentionPolicy(namespace, _) => {
+            Namespace(namespace.clone(), Action::ManageSettings)
+        }
     }
 }
 
@@ -675,6 +683,8 @@ mod tests {
             Route::AddImmutableRule => r#"{"scope":"x/app","tags":"v*"}"#,
             Route::ImportAdvisories => r#"{"records":[]}"#,
             Route::CreateWebhook => r#"{"scope":"x","url":"https://h.example/","events":["push"]}"#,
+            Route::SetRetentionPolicy => r#"{"keep":3}"#,
+            Route::RunRetentionPolicy => r#"{"dry_run":true}"#,
             _ => "",
         }
     }

@@ -61,11 +61,15 @@ pub enum Route {
     ListAudit,
     ListTrash,
     RestoreImage,
+    ListRetentionPolicies,
+    SetRetentionPolicy,
+    RemoveRetentionPolicy,
+    RunRetentionPolicy,
 }
 
 impl Route {
     /// Every route, in the order the OpenAPI document lists them.
-    pub const ALL: [Route; 45] = [
+    pub const ALL: [Route; 49] = [
         Route::OpenApi,
         Route::ListUsers,
         Route::CreateUser,
@@ -111,6 +115,10 @@ impl Route {
         Route::ListAudit,
         Route::ListTrash,
         Route::RestoreImage,
+        Route::ListRetentionPolicies,
+        Route::SetRetentionPolicy,
+        Route::RemoveRetentionPolicy,
+        Route::RunRetentionPolicy,
     ];
 
     /// The method and path template of the route: the routing table.
@@ -188,6 +196,19 @@ impl Route {
                 Method::POST,
                 "/api/v1/repositories/{repository}/images/{digest}/restore",
             ),
+            Route::ListRetentionPolicies => (Method::GET, "/api/v1/retention-policies"),
+            Route::SetRetentionPolicy => (
+                Method::PUT,
+                "/api/v1/namespaces/{namespace}/retention-policy",
+            ),
+            Route::RemoveRetentionPolicy => (
+                Method::DELETE,
+                "/api/v1/namespaces/{namespace}/retention-policy",
+            ),
+            Route::RunRetentionPolicy => (
+                Method::POST,
+                "/api/v1/namespaces/{namespace}/retention-policy/run",
+            ),
         }
     }
 
@@ -209,6 +230,8 @@ impl Route {
                 | Route::ImportAdvisories
                 | Route::AddImmutableRule
                 | Route::CreateWebhook
+                | Route::SetRetentionPolicy
+                | Route::RunRetentionPolicy
         )
     }
 
@@ -267,6 +290,10 @@ impl Route {
             Route::ListAudit => "list_audit",
             Route::ListTrash => "list_trash",
             Route::RestoreImage => "restore_image",
+            Route::ListRetentionPolicies => "list_retention_policies",
+            Route::SetRetentionPolicy => "set_retention_policy",
+            Route::RemoveRetentionPolicy => "remove_retention_policy",
+            Route::RunRetentionPolicy => "run_retention_policy",
         }
     }
 
