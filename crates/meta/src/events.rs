@@ -244,11 +244,17 @@ pub enum EventKind {
     /// deleted for good (`detail`: `trashed_at`; `manifest.deleted` events
     /// follow, one per manifest).
     TrashExpired,
+    /// A namespace's quota limits changed (`detail`: `storage_limit`,
+    /// `traffic_limit`, each `null` for the default, and `previous`).
+    QuotaSet,
+    /// A recount of a namespace's storage found the recorded usage wrong
+    /// and replaced it (`detail`: `recorded`, `actual`).
+    QuotaRecomputed,
 }
 
 impl EventKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [EventKind; 31] = [
+    pub const ALL: [EventKind; 33] = [
         EventKind::NamespaceCreated,
         EventKind::NamespaceUpdated,
         EventKind::NamespaceDeleted,
@@ -280,6 +286,8 @@ impl EventKind {
         EventKind::ManifestTrashed,
         EventKind::ManifestRestored,
         EventKind::TrashExpired,
+        EventKind::QuotaSet,
+        EventKind::QuotaRecomputed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -315,6 +323,8 @@ impl EventKind {
             EventKind::ManifestTrashed => "manifest.trashed",
             EventKind::ManifestRestored => "manifest.restored",
             EventKind::TrashExpired => "trash.expired",
+            EventKind::QuotaSet => "quota.set",
+            EventKind::QuotaRecomputed => "quota.recomputed",
         }
     }
 

@@ -123,6 +123,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhooks",
         include_str!("../migrations/sqlite/0015_webhooks.sql"),
     ),
+    (
+        17,
+        "quotas",
+        include_str!("../migrations/sqlite/0017_quotas.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

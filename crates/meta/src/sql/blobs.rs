@@ -4,6 +4,7 @@ use berth_oci::{Digest, RepoName};
 
 use super::db::{database, query, Tx};
 use super::events::NewEvent;
+use super::quotas::check_storage;
 use super::{
     ensure_repository, limit_to_i64, lock_digests, mark_blob_if_orphaned, parse_repository,
     parse_size, repository_id, to_i64, SqlMetaStore,
@@ -13,6 +14,7 @@ use crate::{BlobLinkStore, Change, EventKind, MetaError};
 /// Links `digest` into `repository` in `tx` (see [`BlobLinkStore::link_blob`]).
 pub(crate) async fn link(
     tx: &mut Tx,
+    default_storage_limit: Option<u64>,
     repository: &RepoName,
     digest: &Digest,
     size: u64,
@@ -40,6 +42,13 @@ pub(crate) async fn link(
         Some(id) => id,
         None => ensure_repository(tx, repository).await?,
     };
+    check_storage(
+        tx,
+        default_storage_limit,
+        repository.namespace(),
+        &[(digest.as_str(), parse_size(size)?)],
+    )
+    .await?;
     // A digest names its content, so a blob already recorded keeps its
     // row (and size); it only stops being a garbage candidate.
     query(
@@ -92,7 +101,14 @@ impl<B: 'static> BlobLinkStore for SqlMetaStore<B> {
         size: u64,
     ) -> Result<(), MetaError> {
         let mut tx = self.db.begin_change(change).await?;
-        link(&mut tx, repository, digest, size).await?;
+        link(
+            &mut tx,
+            self.default_storage_limit,
+            repository,
+            digest,
+            size,
+        )
+        .await?;
         tx.commit()
             .await
             .map_err(database("committing a blob link"))

@@ -111,7 +111,14 @@ impl<B: 'static> UploadStore for SqlMetaStore<B> {
         size: u64,
     ) -> Result<bool, MetaError> {
         let mut tx = self.db.begin_change(change).await?;
-        link(&mut tx, repository, digest, size).await?;
+        link(
+            &mut tx,
+            self.default_storage_limit,
+            repository,
+            digest,
+            size,
+        )
+        .await?;
         let existed = query("DELETE FROM uploads WHERE id = $1")
             .bind(id)
             .execute(&mut tx)
