@@ -38,8 +38,15 @@ impl Registry {
     ) -> Result<BlobBody, RegistryError> {
         // The link is checked first so that a blob stored for another
         // repository is never readable through this one.
-        self.blob_size(repository, digest).await?;
-        Ok(self.blobs().read_blob(digest, range).await?)
+        let size = self.blob_size(repository, digest).await?;
+        self.admit_traffic(repository.namespace())?;
+        let blob = self.blobs().read_blob(digest, range).await?;
+        // What is served: the range's length, or the whole blob.
+        self.count_traffic(
+            repository.namespace(),
+            range.map_or(size, |range| range.len()),
+        );
+        Ok(blob)
     }
 
     /// A short-lived URL from which the client may fetch the blob directly,
@@ -54,12 +61,14 @@ impl Registry {
             return Ok(None);
         };
         // The link check keeps redirects within what the repository may see.
-        self.blob_size(repository, digest).await?;
-        Ok(self
-            .blobs()
-            .presigned_get(digest, expiry)
-            .await?
-            .map(|url| url.to_string()))
+        let size = self.blob_size(repository, digest).await?;
+        self.admit_traffic(repository.namespace())?;
+        let url = self.blobs().presigned_get(digest, expiry).await?;
+        // A redirect serves the whole blob, from storage instead of here.
+        if url.is_some() {
+            self.count_traffic(repository.namespace(), size);
+        }
+        Ok(url.map(|url| url.to_string()))
     }
 
     /// Removes the blob from `repository`. Its bytes stay in storage for

@@ -44,6 +44,7 @@ pub mod jobs;
 mod manifests;
 pub mod namespaces;
 pub mod pulls;
+pub mod quotas;
 mod trash;
 mod uploads;
 pub mod webhooks;
@@ -142,6 +143,13 @@ pub struct RegistryConfig {
     /// [`Registry::expire_trash`] deletes it for good. Zero turns the trash
     /// off: deletions are final at once.
     pub trash_retention: Duration,
+    /// The storage limit of namespaces without one of their own (`None`:
+    /// unlimited), for reporting; the metadata store enforces it and is
+    /// given the same value.
+    pub default_storage_limit: Option<u64>,
+    /// The monthly pull-traffic limit of namespaces without one of their
+    /// own (`None`: unlimited).
+    pub default_traffic_limit: Option<u64>,
 }
 
 impl Default for RegistryConfig {
@@ -164,6 +172,8 @@ impl Default for RegistryConfig {
             max_uploads_per_repository: 1000,
             max_uploads_per_principal: 1000,
             trash_retention: Duration::from_secs(30 * 24 * 3600),
+            default_storage_limit: None,
+            default_traffic_limit: None,
         }
     }
 }
@@ -197,6 +207,9 @@ struct Inner {
     policy_cache: advisor::PolicyCache,
     /// Pulls counted since the last flush (see `pulls.rs`).
     pulls: pulls::PullCounter,
+    /// Blob traffic counted since the last flush, and the totals last read
+    /// (see `quotas.rs`).
+    traffic: quotas::TrafficMeter,
     /// Refused requests waiting to be written to the audit trail (see
     /// `audit.rs`).
     refusals: audit::RefusalBuffer,
@@ -256,6 +269,7 @@ impl Registry {
                 fences: cache::Fences::default(),
                 policy_cache: Default::default(),
                 pulls: Default::default(),
+                traffic: Default::default(),
                 refusals: Default::default(),
             }),
         }
