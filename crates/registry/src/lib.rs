@@ -60,6 +60,7 @@ pub use berth_meta::{
     AuditQuery, AuditRecord, DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow,
     DeliveryState, NewAuditRecord, NewWebhook, WebhookRow,
 };
+pub use berth_meta::{QuotaExceeded, QuotaUpdate, StorageDrift};
 /// Why the blob store cannot serve, carried by [`RegistryError::Unavailable`].
 pub use berth_storage::Unavailability;
 /// The byte streams of the registry's API: request bodies flow in as a

@@ -390,7 +390,7 @@ mod tests {
             ),
             (RegistryError::RuleExists, 409, "DENIED"),
             (
-                RegistryError::StorageQuotaExceeded(Box::new(berth_meta::QuotaExceeded {
+                RegistryError::StorageQuotaExceeded(Box::new(berth_registry::QuotaExceeded {
                     namespace: "team-a".into(),
                     usage: 90,
                     limit: 100,

@@ -1588,7 +1588,7 @@ async fn storage_and_traffic_quotas_refuse_pushes_and_pulls() {
         .set_quota(
             &actor,
             "quota",
-            &berth_meta::QuotaUpdate {
+            &berth_registry::QuotaUpdate {
                 storage_limit: Some(Some(25)),
                 traffic_limit: None,
             },

@@ -16,6 +16,7 @@ use super::immutable::{NewImmutableRule, PatternParam, RuleScope};
 use super::members::MemberUpdate;
 use super::namespaces::DeleteOptions;
 use super::namespaces::{NamespaceUpdate, NewNamespace};
+use super::quotas::QuotaLimits;
 use super::repositories::RepositoryListing;
 use super::route::{PathParams, Route};
 use super::tokens::{NewToken, MAX_SCOPES};
@@ -88,6 +89,10 @@ pub enum Endpoint {
     ListTrash(TrashListing),
     /// Repository, and the digest of the trashed image.
     RestoreImage(RepositoryParam, berth_oci::Digest),
+    ListQuotas,
+    GetQuota(Name),
+    SetQuota(Name, QuotaLimits),
+    RecomputeQuotas,
 }
 
 impl Endpoint {
@@ -207,6 +212,10 @@ impl Endpoint {
                 repository()?,
                 restore_digest(&ReferenceParam::from_param("digest", params.get("digest"))?)?,
             ),
+            Route::ListQuotas => Endpoint::ListQuotas,
+            Route::GetQuota => Endpoint::GetQuota(name("namespace")?),
+            Route::SetQuota => Endpoint::SetQuota(name("namespace")?, json(body)?),
+            Route::RecomputeQuotas => Endpoint::RecomputeQuotas,
         })
     }
 }

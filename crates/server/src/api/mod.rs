@@ -44,6 +44,7 @@ pub mod members;
 pub mod namespaces;
 pub mod openapi;
 pub mod permission;
+pub mod quotas;
 pub mod repositories;
 pub mod route;
 pub mod tokens;
@@ -234,5 +235,9 @@ async fn handle_endpoint(
         Endpoint::RestoreImage(repository, digest) => {
             trash::restore(ctx, &repository.0, &digest).await
         }
+        Endpoint::ListQuotas => quotas::list(ctx).await,
+        Endpoint::GetQuota(namespace) => quotas::get(ctx, &namespace).await,
+        Endpoint::SetQuota(namespace, limits) => quotas::set(ctx, &namespace, limits).await,
+        Endpoint::RecomputeQuotas => quotas::recompute(ctx).await,
     }
 }

@@ -20,7 +20,7 @@ use super::error::{ErrorBody, ErrorCode};
 use super::route::Route;
 use super::types::{ReferenceParam, RepositoryParam, TagParam};
 use super::{
-    audit, images, immutable, members, namespaces, repositories, tokens, trash, users,
+    audit, images, immutable, members, namespaces, quotas, repositories, tokens, trash, users,
     vulnerabilities, webhooks,
 };
 
@@ -87,6 +87,10 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         audit::list,
         trash::list,
         trash::restore,
+        quotas::list,
+        quotas::get,
+        quotas::set,
+        quotas::recompute,
     ),
     components(schemas(
         ErrorBody,

@@ -167,6 +167,12 @@ pub fn required(endpoint: &Endpoint) -> Permission {
         Endpoint::RestoreImage(repository, _) => {
             Repositories(vec![(repository.0.clone(), Action::Delete)])
         }
+        // A namespace's usage is seen by those who may see the namespace;
+        // the listing keeps those. Limits are the registry operator's: a
+        // namespace's owners raising their own would defeat them.
+        Endpoint::ListQuotas => LoggedIn,
+        Endpoint::GetQuota(namespace) => SeeNamespace(namespace.clone()),
+        Endpoint::SetQuota(..) | Endpoint::RecomputeQuotas => Administrator,
     }
 }
 
@@ -665,6 +671,7 @@ mod tests {
             Route::AddImmutableRule => r#"{"scope":"x/app","tags":"v*"}"#,
             Route::ImportAdvisories => r#"{"records":[]}"#,
             Route::CreateWebhook => r#"{"scope":"x","url":"https://h.example/","events":["push"]}"#,
+            Route::SetQuota => r#"{"storage":1000}"#,
             _ => "",
         }
     }

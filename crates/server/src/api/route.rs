@@ -61,11 +61,15 @@ pub enum Route {
     ListAudit,
     ListTrash,
     RestoreImage,
+    ListQuotas,
+    GetQuota,
+    SetQuota,
+    RecomputeQuotas,
 }
 
 impl Route {
     /// Every route, in the order the OpenAPI document lists them.
-    pub const ALL: [Route; 45] = [
+    pub const ALL: [Route; 49] = [
         Route::OpenApi,
         Route::ListUsers,
         Route::CreateUser,
@@ -111,6 +115,10 @@ impl Route {
         Route::ListAudit,
         Route::ListTrash,
         Route::RestoreImage,
+        Route::ListQuotas,
+        Route::GetQuota,
+        Route::SetQuota,
+        Route::RecomputeQuotas,
     ];
 
     /// The method and path template of the route: the routing table.
@@ -188,6 +196,10 @@ impl Route {
                 Method::POST,
                 "/api/v1/repositories/{repository}/images/{digest}/restore",
             ),
+            Route::ListQuotas => (Method::GET, "/api/v1/quotas"),
+            Route::GetQuota => (Method::GET, "/api/v1/quotas/{namespace}"),
+            Route::SetQuota => (Method::PUT, "/api/v1/quotas/{namespace}"),
+            Route::RecomputeQuotas => (Method::POST, "/api/v1/quotas/recompute"),
         }
     }
 
@@ -209,6 +221,7 @@ impl Route {
                 | Route::ImportAdvisories
                 | Route::AddImmutableRule
                 | Route::CreateWebhook
+                | Route::SetQuota
         )
     }
 
@@ -267,6 +280,10 @@ impl Route {
             Route::ListAudit => "list_audit",
             Route::ListTrash => "list_trash",
             Route::RestoreImage => "restore_image",
+            Route::ListQuotas => "list_quotas",
+            Route::GetQuota => "get_quota",
+            Route::SetQuota => "set_quota",
+            Route::RecomputeQuotas => "recompute_quotas",
         }
     }
 
