@@ -4,9 +4,11 @@
 //!
 //! # Traffic
 //!
-//! A blob GET that is served, streamed or redirected, counts the bytes it
-//! serves (the range's, or the whole blob's for a redirect) in this node's
-//! memory: a lock and a hash lookup, no database write. The counts go to the
+//! A client's blob GET that is served, streamed or redirected
+//! ([`Registry::serve_blob`], [`Registry::blob_redirect`]), counts the bytes
+//! it serves (the range's, or the whole blob's for a redirect) in this
+//! node's memory: a lock and a hash lookup, no database write. HEADs, and
+//! the registry's own reads (the scanner's, image facts), are not traffic. The counts go to the
 //! metadata store in batches with the pull statistics
 //! ([`Registry::run_pull_stats`], every few seconds, and once more at
 //! shutdown), and each flush reads back every namespace's month total and
