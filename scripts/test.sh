@@ -55,30 +55,56 @@ skipped=target/e2e-skipped.txt
 mkdir -p target
 rm -f "$skipped"
 
-echo "== cargo test"
-# End-to-end tests start daemons and registries of their own; two at a time
-# keeps a 2-core machine responsive.
-cargo test --workspace --no-fail-fast -- --test-threads="${BERTH_TEST_THREADS:-2}"
-
-# Every parser at the edge, fuzzed for a bounded time from its committed
-# seeds (scripts/fuzz.sh; docs/security.md has the longer runs). It needs a
-# nightly toolchain and cargo-fuzz; as root, a missing cargo-fuzz is
+# Every parser at the edge is fuzzed for a bounded time from its committed
+# seeds (scripts/fuzz.sh; docs/security.md has the longer runs). That needs
+# a nightly toolchain and cargo-fuzz; as root, a missing cargo-fuzz is
 # installed from crates.io. Without them the step is a loud skip, and under
-# CI=true a failure.
+# CI=true a failure. The fuzz targets build (in fuzz/target, with their own
+# flags) in the background at the lowest priority while the tests run: the
+# end-to-end tests mostly wait on clients and daemons, and the build takes
+# the cores they leave idle.
 fuzz_seconds="${BERTH_FUZZ_SECONDS:-10}"
-echo "== fuzzing every target for ${fuzz_seconds}s"
+fuzz_log=target/fuzz-build.log
+fuzz_pid=""
 if ! cargo +nightly --version >/dev/null 2>&1; then
   echo "fuzzing: no nightly toolchain (rustup toolchain install nightly)" >>"$skipped"
 else
-  if ! cargo +nightly fuzz --version >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
-    echo "== installing cargo-fuzz"
-    cargo install --quiet --locked cargo-fuzz
-  fi
-  if cargo +nightly fuzz --version >/dev/null 2>&1; then
-    ./scripts/fuzz.sh "$fuzz_seconds"
-  else
+  echo "== building the fuzz targets in the background (log: $fuzz_log)"
+  # In a session of its own, so that a failed test run can stop all of it.
+  setsid -w bash -c '
+    set -e
+    if ! cargo +nightly fuzz --version >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+      echo "== installing cargo-fuzz"
+      nice -n 19 cargo install --quiet --locked cargo-fuzz
+    fi
+    cd fuzz && nice -n 19 cargo +nightly fuzz build -O
+  ' >"$fuzz_log" 2>&1 &
+  fuzz_pid=$!
+fi
+
+echo "== cargo test"
+# End-to-end tests start daemons and registries of their own; two at a time
+# keeps a 2-core machine responsive.
+if ! cargo test --workspace --no-fail-fast -- --test-threads="${BERTH_TEST_THREADS:-2}"; then
+  [ -n "$fuzz_pid" ] && kill -- "-$fuzz_pid" 2>/dev/null || true
+  echo "!! cargo test failed"
+  exit 1
+fi
+
+if [ -n "$fuzz_pid" ]; then
+  echo "== waiting for the fuzz targets' build"
+  if ! wait "$fuzz_pid"; then
+    tail -n 40 "$fuzz_log"
+    if cargo +nightly fuzz --version >/dev/null 2>&1; then
+      echo "!! the fuzz targets did not build (log above)"
+      exit 1
+    fi
     echo "fuzzing: cargo-fuzz is not installed (cargo install cargo-fuzz)" >>"$skipped"
   fi
+fi
+if [ -n "$fuzz_pid" ] && cargo +nightly fuzz --version >/dev/null 2>&1; then
+  echo "== fuzzing every target for ${fuzz_seconds}s"
+  ./scripts/fuzz.sh "$fuzz_seconds"
 fi
 
 echo "== cargo build -p berth --no-default-features"

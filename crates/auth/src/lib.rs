@@ -22,6 +22,8 @@
 //! - [`challenge`]: `WWW-Authenticate` rendering, `Authorization` header parsing,
 //!   and the token endpoint's GET query and OAuth2 POST form as typed requests.
 //! - [`throttle`]: failed-login throttling per (account, address) and per address.
+//! - [`verified`]: passwords verified in the last few minutes, so that Basic
+//!   credentials on every request cost one argon2 verification, not one each.
 //! - [`hashing`]: password hashing on the blocking pool, with a bound on the
 //!   attempts in flight ([`HashingPool`]).
 //! - [`store`]: the [`AuthStore`] trait the metadata store implements, its
@@ -64,6 +66,7 @@ pub mod scope;
 pub mod secret;
 pub mod store;
 pub mod throttle;
+pub mod verified;
 
 pub use actor::{change_at, Actor, ActorKind, Change};
 pub use challenge::{

@@ -14,7 +14,8 @@
 //!    not counted as a failure.
 //! 3. A password shaped like an access token (`berth_at_…`) is checked against
 //!    the access token of that name; anything else against the user's argon2
-//!    hash. An unknown user still costs one argon2 verification, so timing
+//!    hash, unless the same password was verified against the same stored
+//!    hash in the last few minutes ([`crate::verified`]). An unknown user still costs one argon2 verification, so timing
 //!    does not reveal which accounts exist.
 //! 4. Failures are counted; a success clears the account's count, records the
 //!    token's use, and upgrades a password hash made with weaker parameters.
@@ -36,6 +37,7 @@ use crate::password::{dummy_verify, hash_password, verify_password, PasswordChec
 use crate::secret::{looks_like_access_token, looks_like_refresh_token, SecretHash};
 use crate::store::{issue_refresh_token, AuthStore, RefreshRotation};
 use crate::throttle::LoginThrottle;
+use crate::verified::VerifiedPasswords;
 
 /// Why a login failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,8 @@ impl From<Busy> for LoginError {
 pub struct LoginGuards {
     pub throttle: Mutex<LoginThrottle>,
     pub hashing: HashingPool,
+    /// Passwords verified in the last few minutes, checked without hashing.
+    pub verified: VerifiedPasswords,
 }
 
 impl LoginGuards {
@@ -83,6 +87,7 @@ impl LoginGuards {
         LoginGuards {
             throttle: Mutex::new(throttle),
             hashing,
+            verified: VerifiedPasswords::default(),
         }
     }
 }
@@ -115,11 +120,37 @@ pub async fn login_with_password(
     } else {
         match store.get_user(username).await? {
             Some(user) => {
-                let (given, stored) = (password.clone(), user.password_hash.clone());
-                let check = guards
-                    .hashing
-                    .run(move || verify_password(given.expose(), &stored))
-                    .await?;
+                let stored = &user.password_hash;
+                let check =
+                    if guards
+                        .verified
+                        .holds(username, password.expose(), stored, context.instant)
+                    {
+                        PasswordCheck::Valid {
+                            needs_rehash: false,
+                        }
+                    } else {
+                        let (given, against) = (password.clone(), stored.clone());
+                        let check = guards
+                            .hashing
+                            .run(move || verify_password(given.expose(), &against))
+                            .await?;
+                        // A hash due for an upgrade is about to be replaced;
+                        // remembering it would only miss next time.
+                        if check
+                            == (PasswordCheck::Valid {
+                                needs_rehash: false,
+                            })
+                        {
+                            guards.verified.remember(
+                                username,
+                                password.expose(),
+                                stored,
+                                context.instant,
+                            );
+                        }
+                        check
+                    };
                 match check {
                     // A disabled account is refused like a wrong password,
                     // after the same hashing, so the answer does not tell
@@ -292,6 +323,47 @@ mod tests {
             .await
             .unwrap();
         store
+    }
+
+    #[tokio::test]
+    async fn a_remembered_password_stops_working_when_changed_or_the_user_disabled() {
+        let store = store_with_alice().await;
+        let guards = guards();
+        let ctx = context();
+        let login = |password: &'static str| {
+            let (store, guards) = (&store, &guards);
+            async move { login_with_password(store, guards, "alice", &Secret::new(password), ctx).await }
+        };
+        login("correct horse").await.unwrap();
+        assert_eq!(guards.verified.len(), 1, "a success is remembered");
+        login("correct horse").await.unwrap();
+        assert!(matches!(
+            login("wrong horse").await,
+            Err(LoginError::InvalidCredentials)
+        ));
+
+        // A new password: the remembered old one no longer matches the
+        // stored hash, so it is verified again, and fails.
+        let change = crate::actor::test_change();
+        let new_hash = hash_password("battery staple").unwrap();
+        store
+            .set_password_hash(&change, "alice", &new_hash, false)
+            .await
+            .unwrap();
+        assert!(matches!(
+            login("correct horse").await,
+            Err(LoginError::InvalidCredentials)
+        ));
+        login("battery staple").await.unwrap();
+
+        // Disabled: refused although the password is remembered.
+        store.set_disabled(&change, "alice", true).await.unwrap();
+        assert!(matches!(
+            login("battery staple").await,
+            Err(LoginError::InvalidCredentials)
+        ));
+        store.set_disabled(&change, "alice", false).await.unwrap();
+        login("battery staple").await.unwrap();
     }
 
     #[tokio::test]

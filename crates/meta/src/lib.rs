@@ -98,7 +98,7 @@ pub use quotas::{
 };
 pub use repositories::{RepositoryDeletion, RepositoryStore};
 pub use trash::{RestoredImage, TagConflict, TrashCursor, TrashEntry, TrashStore};
-pub use uploads::{LiveUploads, UploadRecord, UploadStore};
+pub use uploads::{LiveUploads, UploadCaps, UploadOpening, UploadRecord, UploadStore};
 pub use webhooks::{
     DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow, DeliveryState, NewDelivery,
     NewWebhook, WebhookRow, WebhookStore,

@@ -35,6 +35,25 @@ pub struct LiveUploads {
     pub of_principal: u64,
 }
 
+/// The limits on open sessions [`UploadStore::open_upload`] keeps: a
+/// session opens only while fewer than `per_repository` sessions updated at
+/// or after `since` are open in its repository and fewer than
+/// `per_principal` were opened by its principal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UploadCaps {
+    pub per_repository: u64,
+    pub per_principal: u64,
+    pub since: Timestamp,
+}
+
+/// What [`UploadStore::open_upload`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploadOpening {
+    Opened,
+    /// A cap was reached; the counts say which.
+    Full(LiveUploads),
+}
+
 /// Upload sessions.
 #[async_trait::async_trait]
 pub trait UploadStore: Send + Sync + 'static {
@@ -42,6 +61,19 @@ pub trait UploadStore: Send + Sync + 'static {
     /// itself is bookkeeping and writes no event; creating the repository
     /// does.
     async fn create_upload(&self, change: &Change, upload: &UploadRecord) -> Result<(), MetaError>;
+
+    /// Records a new upload session as [`UploadStore::create_upload`] does,
+    /// unless opening it would break `caps` (counted as
+    /// [`UploadStore::count_live_uploads`] counts), in which case nothing is
+    /// written and the counts are returned. When the repository exists the
+    /// check and the insert are one statement, so a push's start costs one
+    /// round trip.
+    async fn open_upload(
+        &self,
+        change: &Change,
+        upload: &UploadRecord,
+        caps: &UploadCaps,
+    ) -> Result<UploadOpening, MetaError>;
 
     /// Counts the upload sessions updated at or after `since` (those the
     /// purge of expired sessions would keep) in `repository` and, when
@@ -56,10 +88,11 @@ pub trait UploadStore: Send + Sync + 'static {
 
     /// Ends upload `id` of `repository` with its verified blob: links the
     /// blob as [`BlobLinkStore::link_blob`](crate::BlobLinkStore::link_blob)
-    /// does and deletes the session, in one transaction, writing
-    /// `blob.linked` and `upload.finished`. Returns whether the session
-    /// existed (the link is made either way: the bytes were verified). Fails
-    /// like `link_blob`, changing nothing.
+    /// does, writing `blob.linked` and `upload.finished` in one transaction.
+    /// The caller has deleted the session's record already
+    /// ([`UploadStore::delete_upload`]), before it finished the bytes, so
+    /// that no record outlives its data; this touches no session. Fails like
+    /// `link_blob`, changing nothing.
     async fn finish_upload(
         &self,
         change: &Change,
@@ -67,7 +100,7 @@ pub trait UploadStore: Send + Sync + 'static {
         id: &str,
         digest: &Digest,
         size: u64,
-    ) -> Result<bool, MetaError>;
+    ) -> Result<(), MetaError>;
 
     /// Fetches an upload of `repository`; `None` if absent or in another repository.
     async fn get_upload(

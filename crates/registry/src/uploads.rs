@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use berth_meta::{Actor, UploadRecord};
+use berth_meta::{Actor, UploadCaps, UploadOpening, UploadRecord};
 use berth_oci::{ByteRange, Digest, RepoName, UploadId};
 use berth_storage::{ByteStream, UploadProgress};
 use bytes::Bytes;
@@ -53,25 +53,11 @@ impl Registry {
         let principal = actor.principal();
         let now = self.now();
         let config = self.config();
-        let since = now.saturating_sub(config.upload_ttl.as_secs() as i64);
-        let live = self
-            .meta()
-            .count_live_uploads(repository, principal, since)
-            .await?;
-        if live.in_repository >= config.max_uploads_per_repository {
-            return Err(RegistryError::TooManyUploads {
-                who: format!("repository {repository}"),
-                limit: config.max_uploads_per_repository,
-            });
-        }
-        if let Some(principal) = principal {
-            if live.of_principal >= config.max_uploads_per_principal {
-                return Err(RegistryError::TooManyUploads {
-                    who: principal.to_string(),
-                    limit: config.max_uploads_per_principal,
-                });
-            }
-        }
+        let caps = UploadCaps {
+            per_repository: config.max_uploads_per_repository,
+            per_principal: config.max_uploads_per_principal,
+            since: now.saturating_sub(config.upload_ttl.as_secs() as i64),
+        };
         let id = UploadId::new_random();
         let progress = self.blobs().begin_upload(&id).await?;
         let record = UploadRecord {
@@ -82,13 +68,34 @@ impl Registry {
             progress: encode_progress(&progress)?,
             principal: principal.map(str::to_string),
         };
-        if let Err(e) = self
+        // The caps are checked as the record is written, in one statement;
+        // a refused session's fresh storage state is dropped again.
+        let opened = self
             .meta()
-            .create_upload(&self.change(actor), &record)
-            .await
-        {
+            .open_upload(&self.change(actor), &record, &caps)
+            .await;
+        let live = match opened {
+            Ok(UploadOpening::Opened) => None,
+            Ok(UploadOpening::Full(live)) => Some(live),
+            Err(e) => {
+                let _ = self.blobs().abort_upload(&id, Some(&progress)).await;
+                return Err(e.into());
+            }
+        };
+        if let Some(live) = live {
             let _ = self.blobs().abort_upload(&id, Some(&progress)).await;
-            return Err(e.into());
+            return Err(match principal {
+                Some(principal) if live.in_repository < caps.per_repository => {
+                    RegistryError::TooManyUploads {
+                        who: principal.to_string(),
+                        limit: caps.per_principal,
+                    }
+                }
+                _ => RegistryError::TooManyUploads {
+                    who: format!("repository {repository}"),
+                    limit: caps.per_repository,
+                },
+            });
         }
         Ok(UploadStatus {
             id,
@@ -176,7 +183,6 @@ impl Registry {
             .meta()
             .finish_upload(&change, repository, &lease.key, digest, size)
             .await
-            .map(|_| ())
             .map_err(RegistryError::from);
         self.check_linked_bytes(&change, repository, digest, linked)
             .await?;

@@ -6,7 +6,10 @@ use super::blobs::link;
 use super::db::{database, query, Row};
 use super::events::NewEvent;
 use super::{ensure_repository, limit_to_i64, parse_repository, parse_size, to_i64, SqlMetaStore};
-use crate::{Change, EventKind, LiveUploads, MetaError, Timestamp, UploadRecord, UploadStore};
+use crate::{
+    Change, EventKind, LiveUploads, MetaError, Timestamp, UploadCaps, UploadOpening, UploadRecord,
+    UploadStore,
+};
 
 /// The upload columns [`upload_from_row`] reads, with table aliases `u` and `r`.
 const UPLOAD_COLUMNS: &str = "u.id, r.name, u.created_at, u.updated_at, u.progress, u.principal";
@@ -22,7 +25,77 @@ fn upload_from_row(row: &Row) -> Result<UploadRecord, MetaError> {
     })
 }
 
-impl<B> SqlMetaStore<B> {
+impl<B: 'static> SqlMetaStore<B> {
+    /// Inserts a session's record unless `caps` (when given) refuse it. The
+    /// caps are checked in the insert itself, so starting a blob of a push
+    /// into an existing repository is one round trip; only a refusal or a
+    /// new repository costs more.
+    async fn insert_upload(
+        &self,
+        change: &Change,
+        upload: &UploadRecord,
+        caps: Option<&UploadCaps>,
+    ) -> Result<UploadOpening, MetaError> {
+        // A cap beyond i64 is as good as none.
+        let cap = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let per_repository = caps.map(|c| cap(c.per_repository));
+        let per_principal = caps.map(|c| cap(c.per_principal));
+        let since = caps.map_or(0, |c| c.since);
+        let inserted = query(
+            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress, principal) \
+             SELECT $1, r.id, $2, $3, $4, $5 FROM repositories r WHERE r.name = $6 \
+             AND ($7 IS NULL OR (SELECT count(*) FROM uploads \
+                 WHERE repository_id = r.id AND updated_at >= $9) < $7) \
+             AND ($5 IS NULL OR $8 IS NULL OR (SELECT count(*) FROM uploads \
+                 WHERE principal = $5 AND updated_at >= $9) < $8)",
+        )
+        .bind(upload.id.as_str())
+        .bind(upload.created_at)
+        .bind(upload.updated_at)
+        .bind(upload.progress.as_str())
+        .bind(&upload.principal)
+        .bind(upload.repository.as_str())
+        .bind(per_repository)
+        .bind(per_principal)
+        .bind(since)
+        .execute(self.db.writer())
+        .await
+        .map_err(database("creating an upload"))?;
+        if inserted > 0 {
+            return Ok(UploadOpening::Opened);
+        }
+        // Either a cap is reached or the repository is new; the counts tell.
+        if let Some(caps) = caps {
+            let live = self
+                .count_live_uploads(&upload.repository, upload.principal.as_deref(), caps.since)
+                .await?;
+            let principal_full =
+                upload.principal.is_some() && live.of_principal >= caps.per_principal;
+            if live.in_repository >= caps.per_repository || principal_full {
+                return Ok(UploadOpening::Full(live));
+            }
+        }
+        let mut tx = self.db.begin_change(change).await?;
+        let repository_id = ensure_repository(&mut tx, &upload.repository).await?;
+        query(
+            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress, principal) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(upload.id.as_str())
+        .bind(repository_id)
+        .bind(upload.created_at)
+        .bind(upload.updated_at)
+        .bind(upload.progress.as_str())
+        .bind(&upload.principal)
+        .execute(&mut tx)
+        .await
+        .map_err(database("creating an upload"))?;
+        tx.commit()
+            .await
+            .map_err(database("committing an upload"))?;
+        Ok(UploadOpening::Opened)
+    }
+
     /// Tells why an upload's lease or progress could not be taken or
     /// stored: `UploadBusy` if the upload exists, `UploadNotFound` if not.
     async fn busy_or_missing(&self, id: &str) -> Result<MetaError, MetaError> {
@@ -41,40 +114,20 @@ impl<B> SqlMetaStore<B> {
 #[async_trait::async_trait]
 impl<B: 'static> UploadStore for SqlMetaStore<B> {
     async fn create_upload(&self, change: &Change, upload: &UploadRecord) -> Result<(), MetaError> {
-        // One statement (one round trip to SQLite's writer) when the
-        // repository exists, which is every blob of a push after its first.
-        let inserted = query(
-            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress, principal) \
-             SELECT $1, id, $2, $3, $4, $5 FROM repositories WHERE name = $6",
-        )
-        .bind(upload.id.as_str())
-        .bind(upload.created_at)
-        .bind(upload.updated_at)
-        .bind(upload.progress.as_str())
-        .bind(&upload.principal)
-        .bind(upload.repository.as_str())
-        .execute(self.db.writer())
-        .await
-        .map_err(database("creating an upload"))?;
-        if inserted > 0 {
-            return Ok(());
+        match self.insert_upload(change, upload, None).await? {
+            UploadOpening::Opened => Ok(()),
+            // Without caps nothing refuses the session.
+            UploadOpening::Full(_) => unreachable!("an uncapped upload was refused"),
         }
-        let mut tx = self.db.begin_change(change).await?;
-        let repository_id = ensure_repository(&mut tx, &upload.repository).await?;
-        query(
-            "INSERT INTO uploads (id, repository_id, created_at, updated_at, progress, principal) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(upload.id.as_str())
-        .bind(repository_id)
-        .bind(upload.created_at)
-        .bind(upload.updated_at)
-        .bind(upload.progress.as_str())
-        .bind(&upload.principal)
-        .execute(&mut tx)
-        .await
-        .map_err(database("creating an upload"))?;
-        tx.commit().await.map_err(database("committing an upload"))
+    }
+
+    async fn open_upload(
+        &self,
+        change: &Change,
+        upload: &UploadRecord,
+        caps: &UploadCaps,
+    ) -> Result<UploadOpening, MetaError> {
+        self.insert_upload(change, upload, Some(caps)).await
     }
 
     async fn count_live_uploads(
@@ -109,7 +162,7 @@ impl<B: 'static> UploadStore for SqlMetaStore<B> {
         id: &str,
         digest: &Digest,
         size: u64,
-    ) -> Result<bool, MetaError> {
+    ) -> Result<(), MetaError> {
         let mut tx = self.db.begin_change(change).await?;
         link(
             &mut tx,
@@ -119,12 +172,6 @@ impl<B: 'static> UploadStore for SqlMetaStore<B> {
             size,
         )
         .await?;
-        let existed = query("DELETE FROM uploads WHERE id = $1")
-            .bind(id)
-            .execute(&mut tx)
-            .await
-            .map_err(database("ending an upload"))?
-            > 0;
         tx.record(
             NewEvent::repository(EventKind::UploadFinished, repository)
                 .digest(digest.as_str())
@@ -132,8 +179,7 @@ impl<B: 'static> UploadStore for SqlMetaStore<B> {
         )?;
         tx.commit()
             .await
-            .map_err(database("committing a finished upload"))?;
-        Ok(existed)
+            .map_err(database("committing a finished upload"))
     }
 
     async fn get_upload(

@@ -109,11 +109,12 @@ pub async fn registry_changes_write_their_events(store: &dyn MetaStore) {
     assert!(store.unlink_blob(&at(NOW), &repo, &layer).await.unwrap());
     let session = upload("suite-events-upload", &repo, NOW);
     store.create_upload(&at(NOW), &session).await.unwrap();
-    assert!(store
+    // The registry deletes a session's record before it finishes the bytes.
+    assert!(store.delete_upload(&session.id).await.unwrap());
+    store
         .finish_upload(&at(NOW), &repo, &session.id, &layer, 12)
         .await
-        .unwrap());
-    assert_eq!(store.get_upload(&repo, &session.id).await.unwrap(), None);
+        .unwrap();
     delete_repository(store, &repo).await;
 
     let d = |digest: &Digest| Some(digest.clone());

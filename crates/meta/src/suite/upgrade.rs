@@ -183,10 +183,11 @@ pub async fn old_rows_survive(store: &dyn MetaStore) {
     assert_eq!(upload.progress, r#"{"offset":0}"#);
     let pushed = digest_of("upgrade pushed");
     let before = store.last_event_position().await.unwrap();
-    assert!(store
+    assert!(store.delete_upload("old-upload").await.unwrap());
+    store
         .finish_upload(&at(NOW), &tool, "old-upload", &pushed, 9)
         .await
-        .unwrap());
+        .unwrap();
     assert_eq!(
         store.linked_blob_size(&tool, &pushed).await.unwrap(),
         Some(9)

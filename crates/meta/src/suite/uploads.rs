@@ -243,6 +243,47 @@ pub async fn live_uploads_are_counted_per_repository_and_principal(store: &dyn M
     }
     assert_eq!(count(&one, Some("alice"), 0).await.unwrap(), live(0, 0));
 
+    // Opening a session checks the same counts as it inserts: refused, it
+    // writes nothing and says which count was full. (id, repository,
+    // principal, caps per repository and per principal, expected.)
+    let three = repository("suite-live/three");
+    let four = repository("suite-live/four");
+    let opening = crate::UploadOpening::Opened;
+    let full = |r, p| crate::UploadOpening::Full(live(r, p));
+    let cases: &[(
+        &str,
+        &RepoName,
+        Option<&str>,
+        u64,
+        u64,
+        crate::UploadOpening,
+    )] = &[
+        ("suite-open-1", &one, Some("alice"), 1, 1, opening),
+        ("suite-open-2", &one, Some("bob"), 1, 5, full(1, 0)),
+        ("suite-open-3", &two, Some("alice"), 5, 1, full(0, 1)),
+        // Anonymous sessions have no principal to count.
+        ("suite-open-4", &two, None, 5, 0, opening),
+        // A new repository is created with its first session.
+        ("suite-open-5", &three, Some("alice"), 5, 2, opening),
+        ("suite-open-6", &four, Some("alice"), 5, 2, full(0, 2)),
+    ];
+    for &(id, repo, principal, per_repository, per_principal, expected) in cases {
+        let caps = crate::UploadCaps {
+            per_repository,
+            per_principal,
+            since,
+        };
+        let record = opened(id, repo, NOW, principal);
+        let got = store.open_upload(&at(NOW), &record, &caps).await.unwrap();
+        assert_eq!(got, expected, "{id}");
+        let stored = store.get_upload(repo, id).await.unwrap();
+        assert_eq!(stored.is_some(), expected == opening, "{id}");
+    }
+    for &(id, ..) in cases {
+        store.delete_upload(id).await.unwrap();
+    }
+
+    delete_repository(store, &three).await;
     delete_repository(store, &one).await;
     delete_repository(store, &two).await;
     store
