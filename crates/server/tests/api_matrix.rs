@@ -253,7 +253,7 @@ fn rows() -> Vec<Row> {
         Row { operation: "set_quota", method: "PUT", path: "/api/v1/quotas/{ns}",
               body: r#"{"traffic":{cell}000000000}"#, setup: Setup::None,
               public: ADMIN_ONLY, private: ADMIN_ONLY },
-        Row { operation: "recompute_quotas", method: "POST", path: "/api/v1/quotas/recompute", body: "", setup: Setup::None,
+        Row { operation: "recompute_quotas", method: "POST", path: "/api/v1/quota-recompute", body: "", setup: Setup::None,
               public: ADMIN_ONLY, private: ADMIN_ONLY },
     ]
 }

@@ -292,7 +292,7 @@ pub fn quota(args: QuotaArgs, env: &Environment) -> Result<(), ClientError> {
         Some(QuotaCommand::Recompute) => {
             let recount = session.call(
                 Method::POST,
-                "/api/v1/quotas/recompute",
+                "/api/v1/quota-recompute",
                 None,
                 &admin,
                 "recounting storage usage",

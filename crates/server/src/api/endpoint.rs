@@ -214,7 +214,11 @@ impl Endpoint {
             ),
             Route::ListQuotas => Endpoint::ListQuotas,
             Route::GetQuota => Endpoint::GetQuota(name("namespace")?),
-            Route::SetQuota => Endpoint::SetQuota(name("namespace")?, json(body)?),
+            Route::SetQuota => {
+                let limits: QuotaLimits = json(body)?;
+                limits.validate()?;
+                Endpoint::SetQuota(name("namespace")?, limits)
+            }
             Route::RecomputeQuotas => Endpoint::RecomputeQuotas,
         })
     }

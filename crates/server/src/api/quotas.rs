@@ -49,6 +49,9 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<u
     Option::<u64>::deserialize(deserializer).map(Some)
 }
 
+/// The largest limit: what the database stores (a signed 64-bit integer).
+pub const MAX_LIMIT: u64 = i64::MAX as u64;
+
 /// New limits for a namespace. A field left out keeps its limit; `null`
 /// returns it to the registry-wide default.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -56,12 +59,28 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<u
 pub struct QuotaLimits {
     /// Bytes the namespace may hold.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u64>, minimum = 0)]
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 9223372036854775807_u64)]
     pub storage: Option<Option<u64>>,
     /// Bytes of blobs the namespace may serve per calendar month.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u64>, minimum = 0)]
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 9223372036854775807_u64)]
     pub traffic: Option<Option<u64>>,
+}
+
+impl QuotaLimits {
+    /// Refuses limits beyond [`MAX_LIMIT`], naming the field.
+    pub fn validate(&self) -> Result<(), ManagementError> {
+        for (field, value) in [("storage", self.storage), ("traffic", self.traffic)] {
+            if let Some(Some(limit)) = value {
+                if limit > MAX_LIMIT {
+                    return Err(ManagementError::invalid_request(format!(
+                        "{field}: at most {MAX_LIMIT} bytes"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One namespace's storage usage, as recorded and as recounted.
@@ -184,7 +203,7 @@ pub async fn set(
 /// from what was recorded (which must be zero), correcting it.
 #[utoipa::path(
     post,
-    path = "/api/v1/quotas/recompute",
+    path = "/api/v1/quota-recompute",
     tag = "lifecycle",
     operation_id = "recompute_quotas",
     responses((status = 200, description = "Every namespace's recorded and recounted usage", body = Recount))

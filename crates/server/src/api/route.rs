@@ -199,7 +199,7 @@ impl Route {
             Route::ListQuotas => (Method::GET, "/api/v1/quotas"),
             Route::GetQuota => (Method::GET, "/api/v1/quotas/{namespace}"),
             Route::SetQuota => (Method::PUT, "/api/v1/quotas/{namespace}"),
-            Route::RecomputeQuotas => (Method::POST, "/api/v1/quotas/recompute"),
+            Route::RecomputeQuotas => (Method::POST, "/api/v1/quota-recompute"),
         }
     }
 
