@@ -22,14 +22,17 @@ pub(crate) async fn link(
     let size = to_i64(size, "blob size")?;
     let now = tx.at()?;
     lock_digests(tx, vec![digest.as_str()]).await?;
-    // One statement (one round trip to SQLite's writer) asks both things
-    // the link depends on.
+    // One statement (one round trip to SQLite's writer) asks the three
+    // things the link depends on; the namespace's own storage limit, so
+    // that without any limit the quota check costs no statement of its own.
     let row = query(
         "SELECT EXISTS (SELECT 1 FROM blob_deletions WHERE digest = $1) AS deleting, \
-         (SELECT id FROM repositories WHERE name = $2) AS repository_id",
+         (SELECT id FROM repositories WHERE name = $2) AS repository_id, \
+         (SELECT storage_limit FROM namespace_quotas WHERE namespace = $3) AS storage_limit",
     )
     .bind(digest.as_str())
     .bind(repository.as_str())
+    .bind(repository.namespace())
     .fetch_one(&mut *tx)
     .await
     .map_err(database("looking for a blob deletion"))?;
@@ -42,13 +45,19 @@ pub(crate) async fn link(
         Some(id) => id,
         None => ensure_repository(tx, repository).await?,
     };
-    check_storage(
-        tx,
-        default_storage_limit,
-        repository.namespace(),
-        &[(digest.as_str(), parse_size(size)?)],
-    )
-    .await?;
+    // A limit set after that read applies to the links that start after
+    // it committed.
+    let limited =
+        default_storage_limit.is_some() || row.get::<Option<i64>>("storage_limit")?.is_some();
+    if limited {
+        check_storage(
+            tx,
+            default_storage_limit,
+            repository.namespace(),
+            &[(digest.as_str(), parse_size(size)?)],
+        )
+        .await?;
+    }
     // A digest names its content, so a blob already recorded keeps its
     // row (and size); it only stops being a garbage candidate.
     query(
