@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use berth_oci::{Digest, RepoName};
 
-use super::db::{database, query, write_error, Dialect, Row, Tx};
+use super::db::{database, query, write_error, Row, Tx};
 use super::events::NewEvent;
+use super::jobs::LeasedQueue;
 use super::{lock_digests, parse_digest, parse_repository, parse_size, SqlMetaStore};
 use crate::advisor::{
     AdvisorStore, AdvisoryData, AdvisoryRow, ExemptionRow, ImageIndexRow, ImportCounts, IndexState,
@@ -21,6 +22,16 @@ const KEYS_PER_STATEMENT: usize = 500;
 /// lock space), so two imports run one after the other and never race to
 /// insert the same new advisory; SQLite's single writer does that anyway.
 const IMPORT_LOCK: &str = "berth advisories import";
+
+/// The scan queue: oldest first, a retried job once its `not_before` is due.
+const SCAN_QUEUE: LeasedQueue = LeasedQueue {
+    table: "scan_jobs",
+    key: "manifest_digest",
+    ready: "not_before <= $3",
+    order: "enqueued_at, manifest_digest",
+    returning: "manifest_digest, repository, attempts, enqueued_at",
+    what: "taking a scan job",
+};
 
 fn image_index_from_row(row: &Row) -> Result<ImageIndexRow, MetaError> {
     let state: String = row.get("state")?;
@@ -273,30 +284,7 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
         lease_secs: i64,
     ) -> Result<Option<ScanJob>, MetaError> {
         let mut tx = self.db.begin_write().await?;
-        // On PostgreSQL concurrent takers skip each other's locked rows, so
-        // each takes a different job; the outer condition is checked again
-        // on the locked row. SQLite's single writer takes turns anyway.
-        let skip_locked = match tx.dialect() {
-            Dialect::Sqlite => "",
-            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-        };
-        let sql = format!(
-            "UPDATE scan_jobs SET holder = $1, lease_expires = $2, attempts = attempts + 1 \
-             WHERE manifest_digest = ( \
-                 SELECT manifest_digest FROM scan_jobs \
-                 WHERE not_before <= $3 AND (holder IS NULL OR lease_expires <= $3) \
-                 ORDER BY enqueued_at, manifest_digest LIMIT 1{skip_locked}) \
-             AND not_before <= $3 AND (holder IS NULL OR lease_expires <= $3) \
-             RETURNING manifest_digest, repository, attempts, enqueued_at"
-        );
-        let Some(row) = query(&sql)
-            .bind(holder)
-            .bind(now.saturating_add(lease_secs))
-            .bind(now)
-            .fetch_optional(&mut tx)
-            .await
-            .map_err(database("taking a scan job"))?
-        else {
+        let Some(row) = SCAN_QUEUE.take(&mut tx, holder, now, lease_secs).await? else {
             return Ok(None);
         };
         let manifest: String = row.get("manifest_digest")?;

@@ -1,8 +1,69 @@
 //! [`JobLeaseStore`] in SQL.
 
-use super::db::{database, query};
+use super::db::{database, query, Dialect, Row, Tx};
 use super::SqlMetaStore;
 use crate::{JobLeaseStore, MetaError, Timestamp};
+
+/// A work queue whose rows are taken one at a time under a lease: every
+/// such table has `holder`, `lease_expires` and `attempts` columns, and a
+/// row is free when nobody holds it or its lease has run out. The scan
+/// queue and the webhook deliveries are two.
+pub(crate) struct LeasedQueue {
+    pub table: &'static str,
+    /// The primary key.
+    pub key: &'static str,
+    /// What else makes a row ready, with the time as `$3`.
+    pub ready: &'static str,
+    /// Which ready row goes first.
+    pub order: &'static str,
+    /// The columns the taken row is returned with.
+    pub returning: &'static str,
+    /// What taking is, for errors ("taking a scan job").
+    pub what: &'static str,
+}
+
+impl LeasedQueue {
+    /// Takes the first ready, free row for `holder` until `now + lease_secs`,
+    /// counting the attempt, and returns it. On PostgreSQL concurrent takers
+    /// skip each other's locked rows, so each takes a different row, and
+    /// the outer condition is checked again on the locked row; SQLite's
+    /// single writer takes turns anyway.
+    pub(crate) async fn take(
+        &self,
+        tx: &mut Tx,
+        holder: &str,
+        now: Timestamp,
+        lease_secs: i64,
+    ) -> Result<Option<Row>, MetaError> {
+        let skip_locked = match tx.dialect() {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        let LeasedQueue {
+            table,
+            key,
+            ready,
+            order,
+            returning,
+            what,
+        } = self;
+        let free = format!("{ready} AND (holder IS NULL OR lease_expires <= $3)");
+        let sql = format!(
+            "UPDATE {table} SET holder = $1, lease_expires = $2, attempts = attempts + 1 \
+             WHERE {key} = (SELECT {key} FROM {table} WHERE {free} \
+                 ORDER BY {order} LIMIT 1{skip_locked}) \
+             AND {free} \
+             RETURNING {returning}"
+        );
+        query(&sql)
+            .bind(holder)
+            .bind(now.saturating_add(lease_secs))
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(database(what))
+    }
+}
 
 #[async_trait::async_trait]
 impl<B: 'static> JobLeaseStore for SqlMetaStore<B> {

@@ -1,7 +1,8 @@
 //! [`WebhookStore`] in SQL.
 
-use super::db::{database, query, write_error, Dialect, Row};
+use super::db::{database, query, write_error, Row};
 use super::events::NewEvent;
+use super::jobs::LeasedQueue;
 use super::{limit_to_i64, SqlMetaStore};
 use crate::webhooks::{
     DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow, DeliveryState, NewDelivery,
@@ -10,6 +11,16 @@ use crate::webhooks::{
 use crate::{Change, EventKind, MetaError, Timestamp};
 
 const WEBHOOK_COLUMNS: &str = "id, namespace, url, events, secret, created_by, created_at";
+
+/// The pending deliveries: the earliest due first.
+const DELIVERY_QUEUE: LeasedQueue = LeasedQueue {
+    table: "webhook_deliveries",
+    key: "id",
+    ready: "state = 'pending' AND not_before <= $3",
+    order: "not_before, id",
+    returning: "id, webhook_id, payload, attempts",
+    what: "taking a webhook delivery",
+};
 
 const DELIVERY_COLUMNS: &str = "id, webhook_id, event_position, event_kind, state, attempts, \
      not_before, last_status, last_response, last_error, created_at, updated_at";
@@ -203,29 +214,9 @@ impl<B: 'static> WebhookStore for SqlMetaStore<B> {
         lease_secs: i64,
     ) -> Result<Option<DeliveryJob>, MetaError> {
         let mut tx = self.db.begin_write().await?;
-        // As for scan jobs: on PostgreSQL concurrent takers skip each
-        // other's locked rows and the outer condition is checked again on
-        // the locked row; SQLite's single writer takes turns anyway.
-        let skip_locked = match tx.dialect() {
-            Dialect::Sqlite => "",
-            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-        };
-        let free = "state = 'pending' AND not_before <= $3 \
-                    AND (holder IS NULL OR lease_expires <= $3)";
-        let sql = format!(
-            "UPDATE webhook_deliveries SET holder = $1, lease_expires = $2, attempts = attempts + 1 \
-             WHERE id = (SELECT id FROM webhook_deliveries WHERE {free} \
-                         ORDER BY not_before, id LIMIT 1{skip_locked}) \
-             AND {free} \
-             RETURNING id, webhook_id, payload, attempts"
-        );
-        let Some(row) = query(&sql)
-            .bind(holder)
-            .bind(now.saturating_add(lease_secs))
-            .bind(now)
-            .fetch_optional(&mut tx)
-            .await
-            .map_err(database("taking a webhook delivery"))?
+        let Some(row) = DELIVERY_QUEUE
+            .take(&mut tx, holder, now, lease_secs)
+            .await?
         else {
             return Ok(None);
         };

@@ -250,14 +250,15 @@ pub async fn live_uploads_are_counted_per_repository_and_principal(store: &dyn M
     let four = repository("suite-live/four");
     let opening = crate::UploadOpening::Opened;
     let full = |r, p| crate::UploadOpening::Full(live(r, p));
-    let cases: &[(
-        &str,
-        &RepoName,
-        Option<&str>,
+    type Case<'a> = (
+        &'a str,
+        &'a RepoName,
+        Option<&'a str>,
         u64,
         u64,
         crate::UploadOpening,
-    )] = &[
+    );
+    let cases: &[Case] = &[
         ("suite-open-1", &one, Some("alice"), 1, 1, opening),
         ("suite-open-2", &one, Some("bob"), 1, 5, full(1, 0)),
         ("suite-open-3", &two, Some("alice"), 5, 1, full(0, 1)),
