@@ -180,6 +180,10 @@ pub enum Command {
         #[command(subcommand)]
         command: ClientTrashCommand,
     },
+    /// Quotas: what each namespace stores and serves this month against its
+    /// limits (`berth quota set`, administrators).
+    #[command(args_conflicts_with_subcommands = true)]
+    Quota(QuotaArgs),
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]
@@ -297,6 +301,52 @@ pub enum ClientTrashCommand {
         #[arg(long, value_name = "NS")]
         restrict: Option<String>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct QuotaArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Only this namespace (default: every namespace you may see).
+    pub namespace: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<QuotaCommand>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuotaCommand {
+    /// Set a namespace's limits (administrators).
+    Set {
+        namespace: String,
+        /// Bytes the namespace may hold (`10GB`, `500MiB`), or `default`
+        /// for the registry-wide default.
+        #[arg(long, value_name = "SIZE", value_parser = parse_limit)]
+        storage: Option<LimitArg>,
+        /// Bytes of blobs it may serve per calendar month (UTC), or
+        /// `default`.
+        #[arg(long, value_name = "SIZE", value_parser = parse_limit)]
+        traffic: Option<LimitArg>,
+    },
+    /// Recount every namespace's storage usage from the data and report
+    /// any drift from what was recorded, correcting it (administrators).
+    Recompute,
+}
+
+/// A limit on the command line: a size, or the registry-wide default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitArg {
+    Default,
+    Bytes(u64),
+}
+
+/// Parses `default` or a size with the one size parser of the
+/// configuration (`10GB`, `500MiB`, `1048576`).
+fn parse_limit(text: &str) -> Result<LimitArg, String> {
+    use crate::config::values::{ByteSize, Setting};
+    if text == "default" {
+        return Ok(LimitArg::Default);
+    }
+    ByteSize::parse_text(text).map(|size| LimitArg::Bytes(size.0))
 }
 
 #[derive(Subcommand, Debug)]

@@ -94,6 +94,8 @@ fn registry_config(config: &Config) -> RegistryConfig {
         redirect_expiry: config.storage.redirect.then_some(REDIRECT_EXPIRY),
         event_retention: config.events.retention,
         trash_retention: config.lifecycle.trash_retention,
+        default_storage_limit: config.quota.default_storage.map(|size| size.0),
+        default_traffic_limit: config.quota.default_traffic.map(|size| size.0),
         ..RegistryConfig::default()
     }
 }
@@ -313,10 +315,18 @@ pub async fn open_database(config: &Config) -> Result<Databases, String> {
     let failed = |e: &dyn std::fmt::Display| {
         format!("cannot open metadata database {}: {e}", url.redacted())
     };
+    // The store enforces the default storage quota inside the transaction
+    // that adds bytes, so it is handed the value here.
+    let default_storage = config.quota.default_storage.map(|size| size.0);
     match &url {
         DatabaseUrl::Sqlite(path) => {
             files::private_sqlite_file(path).map_err(|e| failed(&e))?;
-            let store = Arc::new(SqliteMetaStore::open(path).await.map_err(|e| failed(&e))?);
+            let store = Arc::new(
+                SqliteMetaStore::open(path)
+                    .await
+                    .map_err(|e| failed(&e))?
+                    .with_default_storage_limit(default_storage),
+            );
             Ok(Databases {
                 meta: store.clone(),
                 auth: store,
@@ -327,7 +337,8 @@ pub async fn open_database(config: &Config) -> Result<Databases, String> {
             let store = Arc::new(
                 berth_meta::postgres::PostgresMetaStore::connect(url)
                     .await
-                    .map_err(|e| failed(&e))?,
+                    .map_err(|e| failed(&e))?
+                    .with_default_storage_limit(default_storage),
             );
             Ok(Databases {
                 meta: store.clone(),

@@ -1298,6 +1298,10 @@ fn the_vulnerability_advisor_from_push_to_blocked_pull() {
     ]));
 }
 
+/// Immutable tags refuse a skopeo (and podman) push that would move them;
+/// then, on the same server, a storage quota refuses a skopeo push that
+/// would exceed it, through `berth quota`, `quota set` and `quota
+/// recompute`.
 #[test]
 fn immutable_tags_refuse_a_skopeo_push_that_would_move_them() {
     let test = "immutable_tags_refuse_a_skopeo_push_that_would_move_them";
@@ -1514,6 +1518,49 @@ fn immutable_tags_refuse_a_skopeo_push_that_would_move_them() {
         "{}",
         String::from_utf8_lossy(&moved.stderr)
     );
+
+    // Quotas, on the same server. team-a holds what skopeo pushed, each
+    // layer once; without limits nothing is refused.
+    let quota = alice.ok(&["quota", "team-a", "-o", "json"]).json();
+    let used = quota[0]["storage"]["used"].as_u64().unwrap();
+    assert!(used > 3 * 1024, "{quota}");
+    assert_eq!(quota[0]["storage"]["limit"], Value::Null, "{quota}");
+    // Limits are the administrator's.
+    let refused = alice.berth(&["quota", "set", "team-a", "--storage", "1GB"], None);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    let bad = admin.berth(&["quota", "set", "team-a", "--storage", "lots"], None);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    let set = admin.ok(&[
+        "quota",
+        "set",
+        "team-a",
+        "--storage",
+        &format!("{}B", used + 100),
+    ]);
+    assert!(set.stdout.starts_with("team-a: storage limit "), "{set:?}");
+    // A push whose new layer does not fit is refused, and skopeo says why.
+    let refused = push(3, "big");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "the push went beyond the quota");
+    assert!(
+        stderr.contains("denied") && stderr.contains("storage quota exceeded"),
+        "{stderr}"
+    );
+    let table = admin.ok(&["quota", "team-a"]).stdout;
+    assert!(
+        table.starts_with("NAMESPACE") && table.contains("team-a") && table.contains('%'),
+        "{table}"
+    );
+    // Every namespace (each user has a personal one), for the administrator.
+    assert_eq!(
+        admin.ok(&["quota", "-q"]).stdout,
+        "admin\nalice\nbob\nteam-a\n"
+    );
+    let recount = admin.ok(&["quota", "recompute"]).stdout;
+    assert_eq!(recount, "Recounted 4 namespaces: no drift.\n");
+    // Back to the default (unlimited here), the push goes through.
+    admin.ok(&["quota", "set", "team-a", "--storage", "default"]);
+    assert!(push(3, "big").status.success());
 }
 
 /// A webhook endpoint in the test: accepts one request on `listener`,

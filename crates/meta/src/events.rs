@@ -250,11 +250,17 @@ pub enum EventKind {
     /// A namespace's retention policy was removed (`detail`: as for
     /// `retention_policy.set`, the policy removed).
     RetentionPolicyRemoved,
+    /// A namespace's quota limits changed (`detail`: `storage_limit`,
+    /// `traffic_limit`, each `null` for the default, and `previous`).
+    QuotaSet,
+    /// A recount of a namespace's storage found the recorded usage wrong
+    /// and replaced it (`detail`: `recorded`, `actual`).
+    QuotaRecomputed,
 }
 
 impl EventKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [EventKind; 33] = [
+    pub const ALL: [EventKind; 35] = [
         EventKind::NamespaceCreated,
         EventKind::NamespaceUpdated,
         EventKind::NamespaceDeleted,
@@ -288,6 +294,8 @@ impl EventKind {
         EventKind::TrashExpired,
         EventKind::RetentionPolicySet,
         EventKind::RetentionPolicyRemoved,
+        EventKind::QuotaSet,
+        EventKind::QuotaRecomputed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -325,6 +333,8 @@ impl EventKind {
             EventKind::TrashExpired => "trash.expired",
             EventKind::RetentionPolicySet => "retention_policy.set",
             EventKind::RetentionPolicyRemoved => "retention_policy.removed",
+            EventKind::QuotaSet => "quota.set",
+            EventKind::QuotaRecomputed => "quota.recomputed",
         }
     }
 

@@ -25,6 +25,7 @@
 //! | [`AdvisorStore`] | [`advisor`] | the Vulnerability Advisor: layer indexes, scan queue, advisories, exemptions, pull policies |
 //! | [`WebhookStore`] | [`webhooks`] | webhook endpoints and their delivery queue |
 //! | [`AuditStore`] | [`audit`] | the audit trail |
+//! | [`QuotaStore`] | [`quotas`] | storage and pull-traffic quotas per namespace |
 //!
 //! [`MetaStore`] is the umbrella: every backend implements all of them, and
 //! the registry holds one `Arc<dyn MetaStore>` (a `&dyn MetaStore` coerces
@@ -58,6 +59,7 @@ pub mod namespaces;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod pulls;
+pub mod quotas;
 pub mod repositories;
 pub mod retention;
 pub mod sql;
@@ -93,6 +95,9 @@ pub use manifests::{
 };
 pub use namespaces::{Namespace, NamespaceStore, NamespaceUsage, Visibility};
 pub use pulls::{PullCount, PullStatsStore};
+pub use quotas::{
+    QuotaExceeded, QuotaRow, QuotaStore, QuotaUpdate, StorageDrift, TrafficCount, TrafficRow,
+};
 pub use repositories::{RepositoryDeletion, RepositoryStore};
 pub use retention::{RetentionCandidate, RetentionPolicy, RetentionStore, UntaggedImages};
 pub use trash::{RestoredImage, TagConflict, TrashCursor, TrashEntry, TrashStore};
@@ -143,6 +148,12 @@ pub enum MetaError {
         tag: berth_oci::Tag,
         rule: Box<ImmutableRule>,
     },
+    /// The write would add bytes beyond the namespace's storage quota.
+    #[error(
+        "namespace {} would exceed its storage quota: {} bytes used of {}, the write adds {}",
+        .0.namespace, .0.usage, .0.limit, .0.adding
+    )]
+    QuotaExceeded(Box<QuotaExceeded>),
     /// The change would leave the registry without an enabled
     /// administrator (demoting, disabling or deleting the last one).
     #[error("the last enabled administrator")]
@@ -197,6 +208,7 @@ pub trait MetaStore:
     + AuditStore
     + TrashStore
     + RetentionStore
+    + QuotaStore
 {
     /// Whether the database answers and would take a write now (used by
     /// `/readyz`): fails with `Unavailable` when it does not answer, or

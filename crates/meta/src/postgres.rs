@@ -188,6 +188,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "retention",
         include_str!("../migrations/postgres/0016_retention.sql"),
     ),
+    (
+        17,
+        "quotas",
+        include_str!("../migrations/postgres/0017_quotas.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.

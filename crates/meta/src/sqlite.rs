@@ -128,6 +128,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "retention",
         include_str!("../migrations/sqlite/0016_retention.sql"),
     ),
+    (
+        17,
+        "quotas",
+        include_str!("../migrations/sqlite/0017_quotas.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

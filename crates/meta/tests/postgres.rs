@@ -490,3 +490,58 @@ async fn a_database_of_the_released_schema_upgrades_without_loss() {
     let store = PostgresMetaStore::connect(&database.url).await.unwrap();
     old_rows_survive(&store).await;
 }
+
+/// Two nodes' pools on one database racing links into one namespace never
+/// take it beyond its storage limit: the usage row's lock makes them decide
+/// one after the other.
+#[tokio::test]
+async fn racing_links_through_two_pools_never_exceed_the_storage_limit() {
+    let Some((database, a)) =
+        fresh_store("racing_links_through_two_pools_never_exceed_the_storage_limit").await
+    else {
+        return;
+    };
+    let b = PostgresMetaStore::connect(&database.url).await.unwrap();
+    berth_meta::suite::quotas::racing_links_never_exceed_the_limit(&a, &b).await;
+}
+
+/// Usage changed behind the store's back (by hand, here) is reported by a
+/// recount with both figures, corrected, and written as an event; a second
+/// recount finds nothing.
+#[tokio::test]
+async fn a_recount_reports_and_fixes_usage_drift() {
+    use berth_meta::{BlobLinkStore, QuotaStore};
+    let Some((database, store)) = fresh_store("a_recount_reports_and_fixes_usage_drift").await
+    else {
+        return;
+    };
+    let repo = RepoName::parse("drift/app").unwrap();
+    let blob = Algorithm::Sha256.digest_of(b"drift");
+    store.link_blob(&at(1), &repo, &blob, 300).await.unwrap();
+    let mut connection = PgConnection::connect(&database.url).await.unwrap();
+    sqlx::query("UPDATE namespace_quotas SET storage_bytes = 7 WHERE namespace = 'drift'")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    connection.close().await.ok();
+    let figures = store.recompute_storage(&at(2)).await.unwrap();
+    let drift = figures.iter().find(|d| d.namespace == "drift").unwrap();
+    assert_eq!((drift.recorded, drift.actual), (7, 300));
+    assert_eq!(
+        store
+            .quota("drift", 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .storage_bytes,
+        300
+    );
+    let again = store.recompute_storage(&at(3)).await.unwrap();
+    assert!(again.iter().all(|d| d.recorded == d.actual), "{again:?}");
+    let kinds = inspect(
+        &database.url,
+        "SELECT kind FROM events WHERE kind = 'quota.recomputed'",
+    )
+    .await;
+    assert_eq!(kinds.len(), 1);
+}

@@ -205,3 +205,56 @@ async fn a_write_lock_held_elsewhere_makes_writes_unavailable_until_released() {
         Some(5)
     );
 }
+
+/// Two stores on one file (two nodes' pools) racing links into one
+/// namespace never take it beyond its storage limit.
+#[tokio::test]
+async fn racing_links_through_two_stores_never_exceed_the_storage_limit() {
+    let (dir, a) = fresh_store().await;
+    let b = SqliteMetaStore::open(&dir.path().join("meta.db"))
+        .await
+        .unwrap();
+    berth_meta::suite::quotas::racing_links_never_exceed_the_limit(&a, &b).await;
+}
+
+/// Usage changed behind the store's back (by hand, here) is reported by a
+/// recount with both figures, corrected, and written as an event; a second
+/// recount finds nothing.
+#[tokio::test]
+async fn a_recount_reports_and_fixes_usage_drift() {
+    use berth_meta::QuotaStore;
+    let (dir, store) = fresh_store().await;
+    let repo = RepoName::parse("drift/app").unwrap();
+    let blob = Algorithm::Sha256.digest_of(b"drift");
+    store.link_blob(&at(1), &repo, &blob, 300).await.unwrap();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(SqliteConnectOptions::new().filename(dir.path().join("meta.db")))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE namespace_quotas SET storage_bytes = 7 WHERE namespace = 'drift'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let figures = store.recompute_storage(&at(2)).await.unwrap();
+    let drift = figures.iter().find(|d| d.namespace == "drift").unwrap();
+    assert_eq!((drift.recorded, drift.actual), (7, 300));
+    assert_eq!(
+        store
+            .quota("drift", 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .storage_bytes,
+        300
+    );
+    let again = store.recompute_storage(&at(3)).await.unwrap();
+    assert!(again.iter().all(|d| d.recorded == d.actual), "{again:?}");
+    let kinds = inspect(
+        &dir.path().join("meta.db"),
+        "SELECT kind FROM events WHERE kind = 'quota.recomputed'",
+    )
+    .await;
+    assert_eq!(kinds.len(), 1);
+}

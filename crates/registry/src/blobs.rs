@@ -29,7 +29,10 @@ impl Registry {
     }
 
     /// Streams a blob visible through `repository`, or a range of it. The range
-    /// must have been checked against [`Registry::blob_size`].
+    /// must have been checked against [`Registry::blob_size`]. For the
+    /// registry's own reads (the scanner, image facts): neither counted as
+    /// traffic nor refused by a traffic quota; a client's GET goes through
+    /// [`Registry::serve_blob`].
     pub async fn read_blob(
         &self,
         repository: &RepoName,
@@ -42,9 +45,29 @@ impl Registry {
         Ok(self.blobs().read_blob(digest, range).await?)
     }
 
+    /// [`Registry::read_blob`] for a client's GET: refused with
+    /// `TrafficQuotaExceeded` once the namespace has served its monthly
+    /// limit, and counted as traffic (the range's bytes, or the blob's).
+    pub async fn serve_blob(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<BlobBody, RegistryError> {
+        let size = self.blob_size(repository, digest).await?;
+        self.admit_traffic(repository.namespace())?;
+        let blob = self.blobs().read_blob(digest, range).await?;
+        self.count_traffic(
+            repository.namespace(),
+            range.map_or(size, |range| range.len()),
+        );
+        Ok(blob)
+    }
+
     /// A short-lived URL from which the client may fetch the blob directly,
     /// when redirects are enabled and the backend can presign; `None` means
-    /// the registry streams the bytes itself.
+    /// the registry streams the bytes itself. A client's GET: refused and
+    /// counted as [`Registry::serve_blob`] is, the whole blob counted.
     pub async fn blob_redirect(
         &self,
         repository: &RepoName,
@@ -54,12 +77,14 @@ impl Registry {
             return Ok(None);
         };
         // The link check keeps redirects within what the repository may see.
-        self.blob_size(repository, digest).await?;
-        Ok(self
-            .blobs()
-            .presigned_get(digest, expiry)
-            .await?
-            .map(|url| url.to_string()))
+        let size = self.blob_size(repository, digest).await?;
+        self.admit_traffic(repository.namespace())?;
+        let url = self.blobs().presigned_get(digest, expiry).await?;
+        // A redirect serves the whole blob, from storage instead of here.
+        if url.is_some() {
+            self.count_traffic(repository.namespace(), size);
+        }
+        Ok(url.map(|url| url.to_string()))
     }
 
     /// Removes the blob from `repository`. Its bytes stay in storage for

@@ -82,6 +82,22 @@ pub enum RegistryError {
     /// `rule` is the rule as `berth immutable list` shows it.
     #[error("tag {tag} is immutable: rule \"{rule}\" forbids moving or deleting it")]
     ImmutableTag { tag: berth_oci::Tag, rule: String },
+    /// The push would take the namespace beyond its storage quota; nothing
+    /// was stored.
+    #[error(
+        "storage quota exceeded: namespace {} holds {} bytes of its {} byte limit, and this push would add {}",
+        .0.namespace, .0.usage, .0.limit, .0.adding
+    )]
+    StorageQuotaExceeded(Box<berth_meta::QuotaExceeded>),
+    /// The namespace has served its monthly pull-traffic limit; the month
+    /// ends (UTC) in `retry_after` seconds.
+    #[error("pull traffic quota exceeded: namespace {namespace} has served {used} bytes this month, its limit is {limit}; the quota resets at the start of next month (UTC)")]
+    TrafficQuotaExceeded {
+        namespace: String,
+        used: u64,
+        limit: u64,
+        retry_after: u64,
+    },
     /// Garbage collection was deleting the bytes this upload was deduplicated
     /// against; nothing was linked and the client should push the blob again.
     #[error("the blob was being garbage-collected while it was pushed; push it again")]
@@ -131,10 +147,13 @@ impl RegistryError {
             RegistryError::ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
             RegistryError::ManifestReferenced(_)
             | RegistryError::ImmutableTag { .. }
+            | RegistryError::StorageQuotaExceeded(_)
             | RegistryError::NamespaceExists
             | RegistryError::RuleExists
             | RegistryError::NamespaceNotEmpty => ErrorCode::Denied,
-            RegistryError::TooManyUploads { .. } => ErrorCode::TooManyRequests,
+            RegistryError::TooManyUploads { .. } | RegistryError::TrafficQuotaExceeded { .. } => {
+                ErrorCode::TooManyRequests
+            }
             RegistryError::InvalidParameter(_) => ErrorCode::Unsupported,
             RegistryError::Unavailable { .. } => ErrorCode::Unavailable,
             RegistryError::Storage(_) | RegistryError::Meta(_) | RegistryError::Consumer(_) => {
@@ -199,6 +218,7 @@ impl From<MetaError> for RegistryError {
                 detail,
             },
             MetaError::NamespaceNotEmpty => RegistryError::NamespaceNotEmpty,
+            MetaError::QuotaExceeded(exceeded) => RegistryError::StorageQuotaExceeded(exceeded),
             other => RegistryError::Meta(other),
         }
     }

@@ -44,6 +44,7 @@ pub mod jobs;
 mod manifests;
 pub mod namespaces;
 pub mod pulls;
+pub mod quotas;
 pub mod retention;
 mod trash;
 mod uploads;
@@ -60,6 +61,7 @@ pub use berth_meta::{
     AuditQuery, AuditRecord, DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow,
     DeliveryState, NewAuditRecord, NewWebhook, WebhookRow,
 };
+pub use berth_meta::{QuotaExceeded, QuotaUpdate, StorageDrift};
 pub use berth_meta::{RetentionPolicy, UntaggedImages};
 /// Why the blob store cannot serve, carried by [`RegistryError::Unavailable`].
 pub use berth_storage::Unavailability;
@@ -148,6 +150,13 @@ pub struct RegistryConfig {
     /// [`Registry::expire_trash`] deletes it for good. Zero turns the trash
     /// off: deletions are final at once.
     pub trash_retention: Duration,
+    /// The storage limit of namespaces without one of their own (`None`:
+    /// unlimited), for reporting; the metadata store enforces it and is
+    /// given the same value.
+    pub default_storage_limit: Option<u64>,
+    /// The monthly pull-traffic limit of namespaces without one of their
+    /// own (`None`: unlimited).
+    pub default_traffic_limit: Option<u64>,
 }
 
 impl Default for RegistryConfig {
@@ -170,6 +179,8 @@ impl Default for RegistryConfig {
             max_uploads_per_repository: 1000,
             max_uploads_per_principal: 1000,
             trash_retention: Duration::from_secs(30 * 24 * 3600),
+            default_storage_limit: None,
+            default_traffic_limit: None,
         }
     }
 }
@@ -203,6 +214,9 @@ struct Inner {
     policy_cache: advisor::PolicyCache,
     /// Pulls counted since the last flush (see `pulls.rs`).
     pulls: pulls::PullCounter,
+    /// Blob traffic counted since the last flush, and the totals last read
+    /// (see `quotas.rs`).
+    traffic: quotas::TrafficMeter,
     /// Refused requests waiting to be written to the audit trail (see
     /// `audit.rs`).
     refusals: audit::RefusalBuffer,
@@ -262,6 +276,7 @@ impl Registry {
                 fences: cache::Fences::default(),
                 policy_cache: Default::default(),
                 pulls: Default::default(),
+                traffic: Default::default(),
                 refusals: Default::default(),
             }),
         }

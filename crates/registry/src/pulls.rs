@@ -169,6 +169,11 @@ impl Registry {
             if let Err(error) = self.flush_pulls().await {
                 tracing::warn!(%error, "cannot store pull statistics; kept for the next flush");
             }
+            // Blob traffic goes with them, and the traffic quotas are read
+            // back (see `quotas.rs`).
+            if let Err(error) = self.flush_traffic().await {
+                tracing::warn!(%error, "cannot store blob traffic; kept for the next flush");
+            }
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct ApiError {
     message: String,
     /// Extra headers (such as `Range` on a 416 for an upload).
     headers: Vec<(&'static str, String)>,
+    /// The error's `detail` (JSON), `null` unless set.
+    detail: serde_json::Value,
 }
 
 impl ApiError {
@@ -79,6 +81,7 @@ impl ApiError {
             status: status_of(code),
             message: message.into(),
             headers: Vec::new(),
+            detail: serde_json::Value::Null,
         }
     }
 
@@ -92,6 +95,12 @@ impl ApiError {
 
     pub fn with_header(mut self, name: &'static str, value: String) -> ApiError {
         self.headers.push((name, value));
+        self
+    }
+
+    /// Sets the error's `detail`, facts a client may act on.
+    pub fn with_detail(mut self, detail: serde_json::Value) -> ApiError {
+        self.detail = detail;
         self
     }
 
@@ -134,6 +143,7 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             message: "not found".into(),
             headers: Vec::new(),
+            detail: serde_json::Value::Null,
         }
     }
 
@@ -252,6 +262,33 @@ impl From<RegistryError> for ApiError {
         {
             api = api.with_header("range", upload_range(size));
         }
+        match e {
+            // The figures, for clients and scripts to show or act on.
+            RegistryError::StorageQuotaExceeded(exceeded) => {
+                api = api.with_detail(serde_json::json!({
+                    "namespace": exceeded.namespace,
+                    "usage": exceeded.usage,
+                    "limit": exceeded.limit,
+                    "adding": exceeded.adding,
+                }));
+            }
+            // Until the month ends, when the traffic quota starts again.
+            RegistryError::TrafficQuotaExceeded {
+                namespace,
+                used,
+                limit,
+                retry_after,
+            } => {
+                api = api
+                    .with_header("retry-after", retry_after.to_string())
+                    .with_detail(serde_json::json!({
+                        "namespace": namespace,
+                        "used": used,
+                        "limit": limit,
+                    }));
+            }
+            _ => {}
+        }
         api
     }
 }
@@ -267,7 +304,7 @@ impl IntoResponse for ApiError {
             "errors": [{
                 "code": self.code_str(),
                 "message": self.message,
-                "detail": serde_json::Value::Null,
+                "detail": self.detail,
             }]
         });
         let mut response = (self.status, axum::Json(body)).into_response();
@@ -352,6 +389,26 @@ mod tests {
                 "DENIED",
             ),
             (RegistryError::RuleExists, 409, "DENIED"),
+            (
+                RegistryError::StorageQuotaExceeded(Box::new(berth_registry::QuotaExceeded {
+                    namespace: "team-a".into(),
+                    usage: 90,
+                    limit: 100,
+                    adding: 20,
+                })),
+                403,
+                "DENIED",
+            ),
+            (
+                RegistryError::TrafficQuotaExceeded {
+                    namespace: "team-a".into(),
+                    used: 100,
+                    limit: 100,
+                    retry_after: 60,
+                },
+                429,
+                "TOOMANYREQUESTS",
+            ),
             (
                 RegistryError::InvalidParameter("n".into()),
                 400,

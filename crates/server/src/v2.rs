@@ -207,7 +207,7 @@ async fn get_blob(
     let body = if head {
         Body::empty()
     } else {
-        let blob = state.registry.read_blob(repo, digest, range).await?;
+        let blob = state.registry.serve_blob(repo, digest, range).await?;
         state.metrics.bytes_out(blob.len);
         Body::from_stream(blob.stream)
     };

@@ -258,6 +258,16 @@ fn rows() -> Vec<Row> {
         Row { operation: "run_retention_policy", method: "POST", path: "/api/v1/namespaces/{ns}/retention-policy/run",
               body: r#"{"dry_run":true}"#, setup: Setup::RetentionPolicy,
               public: OWNERS, private: OWNERS },
+        // Usage is seen with the namespace; limits and recounts are the operator's.
+        Row { operation: "list_quotas", method: "GET", path: "/api/v1/quotas", body: "", setup: Setup::None,
+              public: LOGGED_IN, private: LOGGED_IN },
+        Row { operation: "get_quota", method: "GET", path: "/api/v1/quotas/{ns}", body: "", setup: Setup::None,
+              public: SEE_PUBLIC, private: SEE_PRIVATE },
+        Row { operation: "set_quota", method: "PUT", path: "/api/v1/quotas/{ns}",
+              body: r#"{"traffic":{cell}000000000}"#, setup: Setup::None,
+              public: ADMIN_ONLY, private: ADMIN_ONLY },
+        Row { operation: "recompute_quotas", method: "POST", path: "/api/v1/quota-recompute", body: "", setup: Setup::None,
+              public: ADMIN_ONLY, private: ADMIN_ONLY },
     ]
 }
 

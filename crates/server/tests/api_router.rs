@@ -425,6 +425,9 @@ async fn bad_requests_say_what_was_wrong() {
         ("POST", "/api/v1/tokens", &owner, r#"{"name":"t1","scopes":["priv:admin"]}"#, 400, "invalid_request", "scopes[0]: invalid token scope"),
         ("POST", "/api/v1/tokens", &owner, r#"{"name":"t1","scopes":["priv:pull"],"expires":"1000000w"}"#, 400, "invalid_request", "expires: invalid expiry"),
         ("POST", "/api/v1/tokens", &owner, r#"{"name":"robot","scopes":["priv:pull"]}"#, 409, "conflict", "already exists"),
+        ("PUT", "/api/v1/quotas/priv", &root, r#"{"storage":9223372036854775808}"#, 400, "invalid_request", "storage: at most 9223372036854775807 bytes"),
+        ("PUT", "/api/v1/quotas/priv", &root, r#"{"traffic":"10GB"}"#, 400, "invalid_request", "traffic"),
+        ("PUT", "/api/v1/quotas/nope", &root, r#"{"storage":1}"#, 404, "not_found", "namespace unknown"),
         ("GET", "/api/v1/nothing/here", &owner, "", 404, "not_found", "no such API path"),
         ("GET", "/api/v1", &owner, "", 404, "not_found", "no such API path"),
         ("GET", "/api/v1/namespaces/nope", &root, "", 404, "not_found", "no namespace nope"),
@@ -1480,4 +1483,71 @@ async fn the_audit_trail_says_who_deleted_a_tag() {
     h.call("GET", "/api/v1/audit?who=owner", Some(&root), "")
         .await
         .assert_error("invalid_request", "an unknown parameter");
+}
+
+/// An administrator sets a namespace's limits, returns one to the default
+/// (`null`) leaving the other, and recounts; those who may see the
+/// namespace read its quotas, others do not see them listed.
+#[tokio::test]
+async fn quotas_are_set_read_and_returned_to_the_default() {
+    let h = Harness::new().await;
+    let root = basic("root", PASSWORD);
+    let set = h
+        .call(
+            "PUT",
+            "/api/v1/quotas/priv",
+            Some(&root),
+            r#"{"storage":1000,"traffic":5000}"#,
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.text());
+    let quota = set.json();
+    assert_eq!(quota["storage"]["limit"], 1000);
+    assert_eq!(quota["traffic"]["limit"], 5000);
+    assert_eq!(quota["storage"]["default"], false);
+    let cleared = h
+        .call(
+            "PUT",
+            "/api/v1/quotas/priv",
+            Some(&root),
+            r#"{"storage":null}"#,
+        )
+        .await
+        .json();
+    assert_eq!(cleared["storage"]["limit"], serde_json::Value::Null);
+    assert_eq!(cleared["traffic"]["limit"], 5000);
+    let read = h
+        .call(
+            "GET",
+            "/api/v1/quotas/priv",
+            Some(&basic("owner", PASSWORD)),
+            "",
+        )
+        .await;
+    assert_eq!(read.status, 200, "{}", read.text());
+    assert_eq!(read.json()["traffic"]["limit"], 5000);
+    let listed = h
+        .call(
+            "GET",
+            "/api/v1/quotas",
+            Some(&basic("stranger", PASSWORD)),
+            "",
+        )
+        .await
+        .json();
+    let names: Vec<&str> = listed["quotas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["namespace"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"pub") && !names.contains(&"priv"),
+        "{names:?}"
+    );
+    let recount = h
+        .call("POST", "/api/v1/quota-recompute", Some(&root), "")
+        .await;
+    assert_eq!(recount.status, 200, "{}", recount.text());
+    assert_eq!(recount.json()["drifted"], 0);
 }

@@ -1566,3 +1566,93 @@ async fn push_by_digest_with_tag_parameters() {
         assert_eq!(error_code(&body), "MANIFEST_INVALID", "{uri}");
     }
 }
+
+/// Storage quota: the upload completion that would take the namespace
+/// beyond its limit is refused with 403 `DENIED` giving the usage, the
+/// limit and what the push adds, as is a manifest PUT; a blob the namespace
+/// already holds passes at the limit. Traffic quota: once a namespace has
+/// served its monthly limit, blob GETs get 429 `TOOMANYREQUESTS` with
+/// `Retry-After` at the month's end (UTC), HEADs and other namespaces are
+/// unaffected, the counts survive a flush, and the next month starts anew.
+#[tokio::test]
+async fn storage_and_traffic_quotas_refuse_pushes_and_pulls() {
+    let h = Harness::with_config(RegistryConfig {
+        default_traffic_limit: Some(20),
+        ..RegistryConfig::default()
+    })
+    .await;
+    let registry = h.state.registry.clone();
+    let actor = berth_meta::Actor::system("test");
+    let first = h.push_blob("quota/app", b"0123456789").await;
+    registry
+        .set_quota(
+            &actor,
+            "quota",
+            &berth_registry::QuotaUpdate {
+                storage_limit: Some(Some(25)),
+                traffic_limit: None,
+            },
+        )
+        .await
+        .unwrap();
+    h.push_blob("quota/app", b"abcdefghij").await;
+    let refused = b"klmnopqrst".to_vec();
+    let digest = Algorithm::Sha256.digest_of(&refused);
+    let (r, body) = h
+        .call(
+            "POST",
+            &format!("/v2/quota/app/blobs/uploads/?digest={digest}"),
+            &[],
+            refused,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(&body), "DENIED");
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        error["errors"][0]["detail"],
+        serde_json::json!({"namespace": "quota", "usage": 20, "limit": 25, "adding": 10})
+    );
+    // Already held by the namespace: nothing added, so it passes.
+    h.push_blob("quota/other", b"0123456789").await;
+    let manifest = image_manifest(&first, 10, &[(&first, 10)], "");
+    let r = h
+        .push_manifest("quota/app", "v1", OCI_MANIFEST, &manifest)
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(registry.quota("quota").await.unwrap().storage_bytes, 20);
+
+    let blob = format!("/v2/quota/app/blobs/{first}");
+    for _ in 0..2 {
+        let (r, body) = h.call("GET", &blob, &[], vec![]).await;
+        assert_eq!((r.status(), body.len()), (StatusCode::OK, 10));
+    }
+    let (r, body) = h.call("GET", &blob, &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(error_code(&body), "TOOMANYREQUESTS");
+    // 2023-11-14T22:13:20Z to 2023-12-01T00:00:00Z.
+    assert_eq!(header(&r, "retry-after"), "1388800");
+    let (r, _) = h.call("HEAD", &blob, &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let other = h.push_blob("elsewhere/app", b"elsewhere").await;
+    let (r, _) = h
+        .call(
+            "GET",
+            &format!("/v2/elsewhere/app/blobs/{other}"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    registry.flush_traffic().await.unwrap();
+    let status = registry.quota("quota").await.unwrap();
+    assert_eq!((status.traffic_bytes, status.traffic_limit), (20, Some(20)));
+    assert!(status.traffic_limit_is_default);
+    let (r, _) = h.call("GET", &blob, &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    h.clock.fetch_add(1_388_800, Ordering::SeqCst);
+    let (r, _) = h.call("GET", &blob, &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}

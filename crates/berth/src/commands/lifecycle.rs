@@ -1,15 +1,16 @@
-//! `berth immutable …`, `berth retention …` and `berth trash …`: image lifecycle through the
+//! `berth immutable …`, `berth retention …`, `berth trash …` and `berth quota …`: image
+//! lifecycle through the
 //! management API (`/api/v1`), with the login `berth login` stored.
 
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::cli::{
-    ClientArgs, ClientImmutableCommand, ClientRetentionCommand, ClientTrashCommand, UntaggedArg,
+    ClientArgs, ClientImmutableCommand, ClientRetentionCommand, ClientTrashCommand, LimitArg,
+    QuotaArgs, QuotaCommand, UntaggedArg,
 };
 use crate::client::error::ClientError;
-use crate::client::output::json_line;
-use crate::client::output::{Output, OutputFormat};
+use crate::client::output::{human_size, json_line, Output, OutputFormat};
 use crate::client::session::{segment, Session};
 use crate::client::Profile;
 use crate::config::Environment;
@@ -371,6 +372,189 @@ pub fn retention(
             if output.format == OutputFormat::Table && !output.quiet {
                 println!("Removed the retention policy of {namespace}.");
             }
+        }
+    }
+    Ok(())
+}
+
+/// The JSON a limit option becomes: absent (unchanged), `null` (the
+/// default) or bytes.
+fn limit_json(limit: LimitArg) -> Value {
+    match limit {
+        LimitArg::Default => Value::Null,
+        LimitArg::Bytes(bytes) => json!(bytes),
+    }
+}
+
+/// A quota figure for a table: `used / limit (percent)`, the limit marked
+/// when it is the registry-wide default.
+fn figures(figures: &Value) -> Vec<String> {
+    let used = figures["used"].as_u64().unwrap_or(0);
+    match figures["limit"].as_u64() {
+        Some(limit) => {
+            let percent = if limit == 0 {
+                100.0
+            } else {
+                used as f64 * 100.0 / limit as f64
+            };
+            let default = if figures["default"] == true {
+                " (default)"
+            } else {
+                ""
+            };
+            vec![
+                human_size(used),
+                format!("{}{default}", human_size(limit)),
+                format!("{percent:.0}%"),
+            ]
+        }
+        None => vec![human_size(used), "-".to_string(), "-".to_string()],
+    }
+}
+
+const QUOTA_HEADERS: [&str; 7] = [
+    "namespace",
+    "storage",
+    "storage limit",
+    "used",
+    "traffic (month)",
+    "traffic limit",
+    "used",
+];
+
+fn quota_row(quota: &Value) -> Vec<String> {
+    let mut row = vec![text(&quota["namespace"])];
+    row.extend(figures(&quota["storage"]));
+    row.extend(figures(&quota["traffic"]));
+    row
+}
+
+pub fn quota(args: QuotaArgs, env: &Environment) -> Result<(), ClientError> {
+    let mut session = session(args.client.registry.as_deref(), env)?;
+    let output = Output::new(
+        args.client.output,
+        args.client.quiet,
+        args.client.format.as_deref(),
+        env,
+    )?;
+    // Limits and recounts are an administrator's, as user administration is.
+    let admin = ["registry:users:*".to_string()];
+    match args.command {
+        Some(QuotaCommand::Set {
+            namespace,
+            storage,
+            traffic,
+        }) => {
+            if storage.is_none() && traffic.is_none() {
+                return Err(ClientError::Usage(
+                    "give --storage SIZE, --traffic SIZE or both (a size, or `default`)".into(),
+                ));
+            }
+            let mut body = serde_json::Map::new();
+            if let Some(storage) = storage {
+                body.insert("storage".into(), limit_json(storage));
+            }
+            if let Some(traffic) = traffic {
+                body.insert("traffic".into(), limit_json(traffic));
+            }
+            let quota = session.call(
+                Method::PUT,
+                &format!("/api/v1/quotas/{}", segment(&namespace)),
+                Some(&Value::Object(body)),
+                &admin,
+                "setting a quota",
+            )?;
+            let shown = |field: &str| match quota[field]["limit"].as_u64() {
+                Some(limit) => human_size(limit),
+                None => "unlimited".to_string(),
+            };
+            output.done(
+                &quota,
+                &format!(
+                    "{namespace}: storage limit {}, traffic limit {} a month.",
+                    shown("storage"),
+                    shown("traffic")
+                ),
+            );
+        }
+        Some(QuotaCommand::Recompute) => {
+            let recount = session.call(
+                Method::POST,
+                "/api/v1/quota-recompute",
+                None,
+                &admin,
+                "recounting storage usage",
+            )?;
+            let namespaces: Vec<Value> = recount["namespaces"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+            match (output.format, output.quiet) {
+                (OutputFormat::Json, _) => print!("{}", crate::client::output::json_line(&recount)),
+                (OutputFormat::Table, quiet) => {
+                    // Drifted namespaces only: none is the expected answer.
+                    let drifted: Vec<Value> = namespaces
+                        .into_iter()
+                        .filter(|d| d["recorded"] != d["actual"])
+                        .collect();
+                    if quiet {
+                        for drift in &drifted {
+                            println!("{}", text(&drift["namespace"]));
+                        }
+                    } else if drifted.is_empty() {
+                        println!(
+                            "Recounted {} namespaces: no drift.",
+                            recount["namespaces"].as_array().map_or(0, Vec::len)
+                        );
+                    } else {
+                        output.list(
+                            &drifted,
+                            &["namespace", "recorded", "actual", "drift"],
+                            |drift, _| {
+                                let recorded = drift["recorded"].as_i64().unwrap_or(0);
+                                let actual = drift["actual"].as_i64().unwrap_or(0);
+                                vec![
+                                    text(&drift["namespace"]),
+                                    recorded.to_string(),
+                                    actual.to_string(),
+                                    format!("{:+}", actual - recorded),
+                                ]
+                            },
+                            |drift| drift["namespace"].as_str().unwrap_or(""),
+                        )?;
+                        println!("Corrected {} namespaces.", drifted.len());
+                    }
+                }
+            }
+        }
+        None => {
+            let quotas: Vec<Value> = match &args.namespace {
+                Some(namespace) => vec![session.call(
+                    Method::GET,
+                    &format!("/api/v1/quotas/{}", segment(namespace)),
+                    None,
+                    &[format!("namespace:{namespace}:pull")],
+                    "reading a quota",
+                )?],
+                None => session.call(
+                    Method::GET,
+                    "/api/v1/quotas",
+                    None,
+                    &["registry:catalog:*".to_string()],
+                    "listing quotas",
+                )?["quotas"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            };
+            output.list(
+                &quotas,
+                &QUOTA_HEADERS,
+                |quota, _| quota_row(quota),
+                |quota| quota["namespace"].as_str().unwrap_or(""),
+            )?;
         }
     }
     Ok(())

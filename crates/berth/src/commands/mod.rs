@@ -111,6 +111,7 @@ pub fn run(command: Command, env: &Environment) -> ExitCode {
             client: args,
             command,
         } => client(lifecycle::trash(args, command, env)),
+        Command::Quota(args) => client(lifecycle::quota(args, env)),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "berth", &mut std::io::stdout());

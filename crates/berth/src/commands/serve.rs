@@ -294,6 +294,10 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
         let registry = registry.clone();
         let interval = config.server.pull_stats_interval;
         tasks.spawn("pull statistics", move |cancel| async move {
+            // The traffic quotas as they stand, before the first interval.
+            if let Err(error) = registry.flush_traffic().await {
+                tracing::warn!(%error, "cannot read blob traffic; traffic quotas apply after the next flush");
+            }
             registry.run_pull_stats(interval, cancel).await
         });
     }
@@ -344,6 +348,9 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
     // After the last request: the pulls counted since the last flush.
     if let Err(error) = registry.flush_pulls().await {
         tracing::warn!(%error, "pull statistics since the last flush are lost");
+    }
+    if let Err(error) = registry.flush_traffic().await {
+        tracing::warn!(%error, "blob traffic since the last flush is lost");
     }
     match served {
         Ok(Ok(())) => Ok(()),

@@ -155,6 +155,14 @@ declare_config! {
         retention_interval: Duration = "24h", flag "retention-interval";
     }
 
+    /// Quotas: the limits of namespaces that have none of their own (`berth quota set` gives a namespace its own).
+    [quota] QuotaSection {
+        /// Bytes a namespace may hold (each blob and manifest once however many of its repositories hold it; trashed images count until they expire); a push beyond it is refused.
+        default_storage: Option<ByteSize> = "unlimited", flag "quota-default-storage";
+        /// Bytes of blobs a namespace may serve per calendar month (UTC); pulls beyond it are refused until the month ends.
+        default_traffic: Option<ByteSize> = "unlimited", flag "quota-default-traffic";
+    }
+
     /// The Vulnerability Advisor: indexing pushed images and assessing them against the stored advisories.
     [scanner] ScannerSection {
         /// Index every tagged image after its push (a consumer of the event stream queues it, background workers read its layers).

@@ -4,6 +4,7 @@ use berth_oci::{Digest, RepoName};
 
 use super::db::{database, query, Tx};
 use super::events::NewEvent;
+use super::quotas::check_storage;
 use super::{
     ensure_repository, limit_to_i64, lock_digests, mark_blob_if_orphaned, parse_repository,
     parse_size, repository_id, to_i64, SqlMetaStore,
@@ -13,6 +14,7 @@ use crate::{BlobLinkStore, Change, EventKind, MetaError};
 /// Links `digest` into `repository` in `tx` (see [`BlobLinkStore::link_blob`]).
 pub(crate) async fn link(
     tx: &mut Tx,
+    default_storage_limit: Option<u64>,
     repository: &RepoName,
     digest: &Digest,
     size: u64,
@@ -20,14 +22,17 @@ pub(crate) async fn link(
     let size = to_i64(size, "blob size")?;
     let now = tx.at()?;
     lock_digests(tx, vec![digest.as_str()]).await?;
-    // One statement (one round trip to SQLite's writer) asks both things
-    // the link depends on.
+    // One statement (one round trip to SQLite's writer) asks the three
+    // things the link depends on; the namespace's own storage limit, so
+    // that without any limit the quota check costs no statement of its own.
     let row = query(
         "SELECT EXISTS (SELECT 1 FROM blob_deletions WHERE digest = $1) AS deleting, \
-         (SELECT id FROM repositories WHERE name = $2) AS repository_id",
+         (SELECT id FROM repositories WHERE name = $2) AS repository_id, \
+         (SELECT storage_limit FROM namespace_quotas WHERE namespace = $3) AS storage_limit",
     )
     .bind(digest.as_str())
     .bind(repository.as_str())
+    .bind(repository.namespace())
     .fetch_one(&mut *tx)
     .await
     .map_err(database("looking for a blob deletion"))?;
@@ -40,6 +45,19 @@ pub(crate) async fn link(
         Some(id) => id,
         None => ensure_repository(tx, repository).await?,
     };
+    // A limit set after that read applies to the links that start after
+    // it committed.
+    let limited =
+        default_storage_limit.is_some() || row.get::<Option<i64>>("storage_limit")?.is_some();
+    if limited {
+        check_storage(
+            tx,
+            default_storage_limit,
+            repository.namespace(),
+            &[(digest.as_str(), parse_size(size)?)],
+        )
+        .await?;
+    }
     // A digest names its content, so a blob already recorded keeps its
     // row (and size); it only stops being a garbage candidate.
     query(
@@ -92,7 +110,14 @@ impl<B: 'static> BlobLinkStore for SqlMetaStore<B> {
         size: u64,
     ) -> Result<(), MetaError> {
         let mut tx = self.db.begin_change(change).await?;
-        link(&mut tx, repository, digest, size).await?;
+        link(
+            &mut tx,
+            self.default_storage_limit,
+            repository,
+            digest,
+            size,
+        )
+        .await?;
         tx.commit()
             .await
             .map_err(database("committing a blob link"))

@@ -6,6 +6,7 @@ use berth_oci::{Digest, RepoName, Tag};
 use super::db::{database, query, Dialect, Row, Tx};
 use super::events::NewEvent;
 use super::immutable::{immutable_violation, parse_tags};
+use super::quotas::check_storage;
 use super::trash::revive_pushed;
 use super::{
     distinct, ensure_repository, limit_to_i64, lock_digests, mark_blob_if_orphaned,
@@ -458,6 +459,13 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
             if !missing_children.is_empty() {
                 return Err(MetaError::MissingManifests(missing_children));
             }
+            check_storage(
+                &mut tx,
+                self.default_storage_limit,
+                repository.namespace(),
+                &[(record.digest.as_str(), parse_size(size)?)],
+            )
+            .await?;
             let inserted = query(
                 "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, \
                  subject, annotations, payload, size, created_at) \

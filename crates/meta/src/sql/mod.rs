@@ -43,6 +43,7 @@ mod manifests;
 mod members;
 mod namespaces;
 mod pulls;
+pub(crate) mod quotas;
 mod repositories;
 mod retention;
 mod tokens;
@@ -60,12 +61,15 @@ use events::NewEvent;
 /// methods are the same code for both.
 pub struct SqlMetaStore<B> {
     pub(crate) db: Db,
+    /// The storage limit of namespaces without one of their own (`None`:
+    /// unlimited), which the quota check applies inside the transaction.
+    pub(crate) default_storage_limit: Option<u64>,
     backend: PhantomData<fn() -> B>,
 }
 
 impl<B> Clone for SqlMetaStore<B> {
     fn clone(&self) -> Self {
-        SqlMetaStore::new(self.db.clone())
+        SqlMetaStore::new(self.db.clone()).with_default_storage_limit(self.default_storage_limit)
     }
 }
 
@@ -81,8 +85,18 @@ impl<B> SqlMetaStore<B> {
     pub(crate) fn new(db: Db) -> Self {
         SqlMetaStore {
             db,
+            default_storage_limit: None,
             backend: PhantomData,
         }
+    }
+
+    /// Sets the storage limit of namespaces that have none of their own
+    /// (the server's `[quota] default_storage`); `None`, the default, is
+    /// unlimited. Configuration is read by the binary, never here: it hands
+    /// the value over when it opens the store.
+    pub fn with_default_storage_limit(mut self, limit: Option<u64>) -> Self {
+        self.default_storage_limit = limit;
+        self
     }
 
     /// Closes the connections, waiting for those in use to be returned.

@@ -164,7 +164,14 @@ impl<B: 'static> UploadStore for SqlMetaStore<B> {
         size: u64,
     ) -> Result<(), MetaError> {
         let mut tx = self.db.begin_change(change).await?;
-        link(&mut tx, repository, digest, size).await?;
+        link(
+            &mut tx,
+            self.default_storage_limit,
+            repository,
+            digest,
+            size,
+        )
+        .await?;
         tx.record(
             NewEvent::repository(EventKind::UploadFinished, repository)
                 .digest(digest.as_str())

@@ -172,6 +172,18 @@ pub async fn old_rows_survive(store: &dyn MetaStore) {
         ),
         (1, 1, 1, 7)
     );
+    // The quota migration counted what was there: the blobs once, and the
+    // manifest's own bytes; a recount agrees.
+    let quota = store.quota("team", 0).await.unwrap().unwrap();
+    assert_eq!(
+        (quota.storage_bytes, quota.storage_limit),
+        (7 + OLD_MANIFEST.len() as u64, None)
+    );
+    let figures = store.recompute_storage(&at(NOW)).await.unwrap();
+    assert!(
+        figures.iter().all(|d| d.recorded == d.actual),
+        "{figures:?}"
+    );
 
     // The open upload is still open, and finishes.
     let upload = store

@@ -16,6 +16,7 @@ use super::immutable::{NewImmutableRule, PatternParam, RuleScope};
 use super::members::MemberUpdate;
 use super::namespaces::DeleteOptions;
 use super::namespaces::{NamespaceUpdate, NewNamespace};
+use super::quotas::QuotaLimits;
 use super::repositories::RepositoryListing;
 use super::retention::{RetentionPolicyRequest, RetentionRunRequest};
 use super::route::{PathParams, Route};
@@ -93,6 +94,10 @@ pub enum Endpoint {
     SetRetentionPolicy(Name, RetentionPolicyRequest),
     RemoveRetentionPolicy(Name),
     RunRetentionPolicy(Name, RetentionRunRequest),
+    ListQuotas,
+    GetQuota(Name),
+    SetQuota(Name, QuotaLimits),
+    RecomputeQuotas,
 }
 
 impl Endpoint {
@@ -220,6 +225,14 @@ impl Endpoint {
             Route::RunRetentionPolicy => {
                 Endpoint::RunRetentionPolicy(name("namespace")?, json(body)?)
             }
+            Route::ListQuotas => Endpoint::ListQuotas,
+            Route::GetQuota => Endpoint::GetQuota(name("namespace")?),
+            Route::SetQuota => {
+                let limits: QuotaLimits = json(body)?;
+                limits.validate()?;
+                Endpoint::SetQuota(name("namespace")?, limits)
+            }
+            Route::RecomputeQuotas => Endpoint::RecomputeQuotas,
         })
     }
 }

@@ -44,6 +44,7 @@ pub mod members;
 pub mod namespaces;
 pub mod openapi;
 pub mod permission;
+pub mod quotas;
 pub mod repositories;
 pub mod retention;
 pub mod route;
@@ -245,5 +246,9 @@ async fn handle_endpoint(
         Endpoint::RunRetentionPolicy(namespace, request) => {
             retention::run_policy(ctx, &namespace, request).await
         }
+        Endpoint::ListQuotas => quotas::list(ctx).await,
+        Endpoint::GetQuota(namespace) => quotas::get(ctx, &namespace).await,
+        Endpoint::SetQuota(namespace, limits) => quotas::set(ctx, &namespace, limits).await,
+        Endpoint::RecomputeQuotas => quotas::recompute(ctx).await,
     }
 }

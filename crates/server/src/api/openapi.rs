@@ -20,8 +20,8 @@ use super::error::{ErrorBody, ErrorCode};
 use super::route::Route;
 use super::types::{ReferenceParam, RepositoryParam, TagParam};
 use super::{
-    audit, images, immutable, members, namespaces, repositories, retention, tokens, trash, users,
-    vulnerabilities, webhooks,
+    audit, images, immutable, members, namespaces, quotas, repositories, retention, tokens, trash,
+    users, vulnerabilities, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -91,6 +91,10 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         retention::set_policy,
         retention::remove_policy,
         retention::run_policy,
+        quotas::list,
+        quotas::get,
+        quotas::set,
+        quotas::recompute,
     ),
     components(schemas(
         ErrorBody,

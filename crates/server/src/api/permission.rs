@@ -175,6 +175,12 @@ pub fn required(endpoint: &Endpoint) -> Permission {
         | Endpoint::RunRetentionPolicy(namespace, _) => {
             Namespace(namespace.clone(), Action::ManageSettings)
         }
+        // A namespace's usage is seen by those who may see the namespace;
+        // the listing keeps those. Limits are the registry operator's: a
+        // namespace's owners raising their own would defeat them.
+        Endpoint::ListQuotas => LoggedIn,
+        Endpoint::GetQuota(namespace) => SeeNamespace(namespace.clone()),
+        Endpoint::SetQuota(..) | Endpoint::RecomputeQuotas => Administrator,
     }
 }
 
@@ -685,6 +691,7 @@ mod tests {
             Route::CreateWebhook => r#"{"scope":"x","url":"https://h.example/","events":["push"]}"#,
             Route::SetRetentionPolicy => r#"{"keep":3}"#,
             Route::RunRetentionPolicy => r#"{"dry_run":true}"#,
+            Route::SetQuota => r#"{"storage":1000}"#,
             _ => "",
         }
     }

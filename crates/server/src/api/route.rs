@@ -65,11 +65,15 @@ pub enum Route {
     SetRetentionPolicy,
     RemoveRetentionPolicy,
     RunRetentionPolicy,
+    ListQuotas,
+    GetQuota,
+    SetQuota,
+    RecomputeQuotas,
 }
 
 impl Route {
     /// Every route, in the order the OpenAPI document lists them.
-    pub const ALL: [Route; 49] = [
+    pub const ALL: [Route; 53] = [
         Route::OpenApi,
         Route::ListUsers,
         Route::CreateUser,
@@ -119,6 +123,10 @@ impl Route {
         Route::SetRetentionPolicy,
         Route::RemoveRetentionPolicy,
         Route::RunRetentionPolicy,
+        Route::ListQuotas,
+        Route::GetQuota,
+        Route::SetQuota,
+        Route::RecomputeQuotas,
     ];
 
     /// The method and path template of the route: the routing table.
@@ -209,6 +217,10 @@ impl Route {
                 Method::POST,
                 "/api/v1/namespaces/{namespace}/retention-policy/run",
             ),
+            Route::ListQuotas => (Method::GET, "/api/v1/quotas"),
+            Route::GetQuota => (Method::GET, "/api/v1/quotas/{namespace}"),
+            Route::SetQuota => (Method::PUT, "/api/v1/quotas/{namespace}"),
+            Route::RecomputeQuotas => (Method::POST, "/api/v1/quota-recompute"),
         }
     }
 
@@ -232,6 +244,7 @@ impl Route {
                 | Route::CreateWebhook
                 | Route::SetRetentionPolicy
                 | Route::RunRetentionPolicy
+                | Route::SetQuota
         )
     }
 
@@ -294,6 +307,10 @@ impl Route {
             Route::SetRetentionPolicy => "set_retention_policy",
             Route::RemoveRetentionPolicy => "remove_retention_policy",
             Route::RunRetentionPolicy => "run_retention_policy",
+            Route::ListQuotas => "list_quotas",
+            Route::GetQuota => "get_quota",
+            Route::SetQuota => "set_quota",
+            Route::RecomputeQuotas => "recompute_quotas",
         }
     }
 

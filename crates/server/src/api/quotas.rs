@@ -1,0 +1,226 @@
+//! Quotas: each namespace's storage (bytes it holds) and pull traffic
+//! (bytes of blobs served this calendar month, UTC), with the limits that
+//! apply. Anyone who may see a namespace sees its quotas; setting limits and
+//! recounting usage are an administrator's, since a namespace's owners
+//! raising their own limits would defeat them.
+
+use axum::response::Response;
+use berth_registry::quotas::QuotaStatus;
+use berth_registry::QuotaUpdate;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use super::error::ManagementError;
+use super::types::Name;
+use super::{ok, Context};
+
+/// A namespace's quotas.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Quota {
+    pub namespace: String,
+    pub storage: QuotaFigures,
+    pub traffic: QuotaFigures,
+    /// The month the traffic is of: its first second (UTC), seconds since
+    /// the epoch.
+    pub month: i64,
+}
+
+/// Usage against a limit.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuotaFigures {
+    /// Bytes used.
+    pub used: u64,
+    /// The limit that applies, in bytes; `null` for none.
+    pub limit: Option<u64>,
+    /// Whether the limit is the registry-wide default rather than the
+    /// namespace's own.
+    pub default: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuotaList {
+    /// By name: the namespaces the caller may see.
+    pub quotas: Vec<Quota>,
+}
+
+/// Reads a field that may be absent (unchanged), `null` (back to the
+/// default) or a value.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<u64>>, D::Error> {
+    Option::<u64>::deserialize(deserializer).map(Some)
+}
+
+/// The largest limit: what the database stores (a signed 64-bit integer).
+pub const MAX_LIMIT: u64 = i64::MAX as u64;
+
+/// New limits for a namespace. A field left out keeps its limit; `null`
+/// returns it to the registry-wide default.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaLimits {
+    /// Bytes the namespace may hold.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 9223372036854775807_u64)]
+    pub storage: Option<Option<u64>>,
+    /// Bytes of blobs the namespace may serve per calendar month.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 9223372036854775807_u64)]
+    pub traffic: Option<Option<u64>>,
+}
+
+impl QuotaLimits {
+    /// Refuses limits beyond [`MAX_LIMIT`], naming the field.
+    pub fn validate(&self) -> Result<(), ManagementError> {
+        for (field, value) in [("storage", self.storage), ("traffic", self.traffic)] {
+            if let Some(Some(limit)) = value {
+                if limit > MAX_LIMIT {
+                    return Err(ManagementError::invalid_request(format!(
+                        "{field}: at most {MAX_LIMIT} bytes"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One namespace's storage usage, as recorded and as recounted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageDrift {
+    pub namespace: String,
+    /// Bytes the registry had recorded.
+    pub recorded: u64,
+    /// Bytes recounted from the data, now recorded.
+    pub actual: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Recount {
+    /// Every namespace, by name.
+    pub namespaces: Vec<UsageDrift>,
+    /// How many had drifted (recorded differed from actual); zero unless
+    /// something changed usage behind the registry's back.
+    pub drifted: usize,
+}
+
+fn view(status: QuotaStatus) -> Quota {
+    Quota {
+        storage: QuotaFigures {
+            used: status.storage_bytes,
+            limit: status.storage_limit,
+            default: status.storage_limit_is_default,
+        },
+        traffic: QuotaFigures {
+            used: status.traffic_bytes,
+            limit: status.traffic_limit,
+            default: status.traffic_limit_is_default,
+        },
+        month: status.month,
+        namespace: status.namespace,
+    }
+}
+
+/// Namespaces per page read from the registry while listing.
+const PAGE: usize = 500;
+
+/// List quotas.
+#[utoipa::path(
+    get,
+    path = "/api/v1/quotas",
+    tag = "lifecycle",
+    operation_id = "list_quotas",
+    responses((status = 200, description = "The quotas of the namespaces the caller may see", body = QuotaList))
+)]
+pub async fn list(ctx: &Context<'_>) -> Result<Response, ManagementError> {
+    let mut quotas = Vec::new();
+    let mut after: Option<String> = None;
+    // Bounded by the number of namespaces; each page moves strictly on.
+    loop {
+        let page = ctx.registry.quotas(after.as_deref(), PAGE).await?;
+        let full = page.len() == PAGE;
+        for status in page {
+            after = Some(status.namespace.clone());
+            let facts = ctx
+                .auth
+                .store
+                .namespace_facts(&status.namespace, ctx.caller.user_name())
+                .await?;
+            if ctx.caller.may_see_namespace(facts, &status.namespace) {
+                quotas.push(view(status));
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(ok(QuotaList { quotas }))
+}
+
+/// Get a namespace's quotas.
+#[utoipa::path(
+    get,
+    path = "/api/v1/quotas/{namespace}",
+    tag = "lifecycle",
+    operation_id = "get_quota",
+    params(("namespace" = Name, Path, description = "The namespace")),
+    responses((status = 200, description = "The namespace's quotas", body = Quota))
+)]
+pub async fn get(ctx: &Context<'_>, namespace: &Name) -> Result<Response, ManagementError> {
+    Ok(ok(view(ctx.registry.quota(namespace.as_str()).await?)))
+}
+
+/// Set a namespace's limits.
+///
+/// A lower storage limit than the namespace's usage deletes nothing: it
+/// refuses further pushes that add bytes until usage is below it.
+#[utoipa::path(
+    put,
+    path = "/api/v1/quotas/{namespace}",
+    tag = "lifecycle",
+    operation_id = "set_quota",
+    params(("namespace" = Name, Path, description = "The namespace")),
+    request_body = QuotaLimits,
+    responses((status = 200, description = "The namespace's quotas", body = Quota))
+)]
+pub async fn set(
+    ctx: &Context<'_>,
+    namespace: &Name,
+    limits: QuotaLimits,
+) -> Result<Response, ManagementError> {
+    let update = QuotaUpdate {
+        storage_limit: limits.storage,
+        traffic_limit: limits.traffic,
+    };
+    let status = ctx
+        .registry
+        .set_quota(&ctx.actor, namespace.as_str(), &update)
+        .await?;
+    Ok(ok(view(status)))
+}
+
+/// Recount storage usage.
+///
+/// Rebuilds every namespace's usage from the data and reports any drift
+/// from what was recorded (which must be zero), correcting it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/quota-recompute",
+    tag = "lifecycle",
+    operation_id = "recompute_quotas",
+    responses((status = 200, description = "Every namespace's recorded and recounted usage", body = Recount))
+)]
+pub async fn recompute(ctx: &Context<'_>) -> Result<Response, ManagementError> {
+    let figures = ctx.registry.recompute_quotas(&ctx.actor).await?;
+    let namespaces: Vec<UsageDrift> = figures
+        .into_iter()
+        .map(|d| UsageDrift {
+            namespace: d.namespace,
+            recorded: d.recorded,
+            actual: d.actual,
+        })
+        .collect();
+    let drifted = namespaces.iter().filter(|d| d.recorded != d.actual).count();
+    Ok(ok(Recount {
+        namespaces,
+        drifted,
+    }))
+}
