@@ -510,34 +510,21 @@ async fn racing_links_through_two_pools_never_exceed_the_storage_limit() {
 /// recount finds nothing.
 #[tokio::test]
 async fn a_recount_reports_and_fixes_usage_drift() {
-    use berth_meta::{BlobLinkStore, QuotaStore};
+    use berth_meta::suite::quotas as suite;
     let Some((database, store)) = fresh_store("a_recount_reports_and_fixes_usage_drift").await
     else {
         return;
     };
-    let repo = RepoName::parse("drift/app").unwrap();
-    let blob = Algorithm::Sha256.digest_of(b"drift");
-    store.link_blob(&at(1), &repo, &blob, 300).await.unwrap();
+    suite::link_before_drift(&store).await;
     let mut connection = PgConnection::connect(&database.url).await.unwrap();
-    sqlx::query("UPDATE namespace_quotas SET storage_bytes = 7 WHERE namespace = 'drift'")
+    sqlx::query("UPDATE namespace_quotas SET storage_bytes = $1 WHERE namespace = $2")
+        .bind(suite::DRIFTED_USAGE as i64)
+        .bind(suite::DRIFT_NAMESPACE)
         .execute(&mut connection)
         .await
         .unwrap();
     connection.close().await.ok();
-    let figures = store.recompute_storage(&at(2)).await.unwrap();
-    let drift = figures.iter().find(|d| d.namespace == "drift").unwrap();
-    assert_eq!((drift.recorded, drift.actual), (7, 300));
-    assert_eq!(
-        store
-            .quota("drift", 0)
-            .await
-            .unwrap()
-            .unwrap()
-            .storage_bytes,
-        300
-    );
-    let again = store.recompute_storage(&at(3)).await.unwrap();
-    assert!(again.iter().all(|d| d.recorded == d.actual), "{again:?}");
+    suite::a_recount_reports_and_fixes_drift(&store).await;
     let kinds = inspect(
         &database.url,
         "SELECT kind FROM events WHERE kind = 'quota.recomputed'",

@@ -321,3 +321,39 @@ pub async fn racing_links_never_exceed_the_limit(a: &dyn MetaStore, b: &dyn Meta
     assert_eq!(usage(a, ns).await, 1 + 10 * 100);
     assert_no_drift(a).await;
 }
+
+/// The namespace the drift test works in: the backend test links a blob
+/// with [`link_before_drift`], sets this namespace's recorded usage to
+/// [`DRIFTED_USAGE`] by hand, and then calls [`a_recount_reports_and_fixes_drift`].
+pub const DRIFT_NAMESPACE: &str = "drift";
+/// The usage the backend test records by hand.
+pub const DRIFTED_USAGE: u64 = 7;
+
+/// Links one 300-byte blob into [`DRIFT_NAMESPACE`].
+pub async fn link_before_drift(store: &dyn MetaStore) {
+    let repo = RepoName::parse("drift/app").unwrap();
+    let blob = Algorithm::Sha256.digest_of(b"drift");
+    store.link_blob(&at(1), &repo, &blob, 300).await.unwrap();
+}
+
+/// Usage changed behind the store's back is reported by a recount with both
+/// figures and corrected; a second recount finds nothing.
+pub async fn a_recount_reports_and_fixes_drift(store: &dyn MetaStore) {
+    let figures = store.recompute_storage(&at(2)).await.unwrap();
+    let drift = figures
+        .iter()
+        .find(|d| d.namespace == DRIFT_NAMESPACE)
+        .unwrap();
+    assert_eq!((drift.recorded, drift.actual), (DRIFTED_USAGE, 300));
+    assert_eq!(
+        store
+            .quota(DRIFT_NAMESPACE, 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .storage_bytes,
+        300
+    );
+    let again = store.recompute_storage(&at(3)).await.unwrap();
+    assert!(again.iter().all(|d| d.recorded == d.actual), "{again:?}");
+}
