@@ -318,12 +318,12 @@ pub enum QuotaCommand {
     /// Set a namespace's limits (administrators).
     Set {
         namespace: String,
-        /// Bytes the namespace may hold (`10GB`, `500MiB`), or `default`
-        /// for the registry-wide default.
+        /// Bytes the namespace may hold (`10GB`, `500MiB`), `default` for
+        /// the registry-wide default, or `unlimited` (exempt from it).
         #[arg(long, value_name = "SIZE", value_parser = parse_limit)]
         storage: Option<LimitArg>,
-        /// Bytes of blobs it may serve per calendar month (UTC), or
-        /// `default`.
+        /// Bytes of blobs it may serve per calendar month (UTC),
+        /// `default` or `unlimited`.
         #[arg(long, value_name = "SIZE", value_parser = parse_limit)]
         traffic: Option<LimitArg>,
     },
@@ -332,21 +332,24 @@ pub enum QuotaCommand {
     Recompute,
 }
 
-/// A limit on the command line: a size, or the registry-wide default.
+/// A limit on the command line: a size, the registry-wide default, or no
+/// limit at all (a namespace exempt from the default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LimitArg {
     Default,
+    Unlimited,
     Bytes(u64),
 }
 
-/// Parses `default` or a size with the one size parser of the
-/// configuration (`10GB`, `500MiB`, `1048576`).
+/// Parses `default`, `unlimited` or a size with the one size parser of
+/// the configuration (`10GB`, `500MiB`, `1048576`).
 fn parse_limit(text: &str) -> Result<LimitArg, String> {
     use crate::config::values::{ByteSize, Setting};
-    if text == "default" {
-        return Ok(LimitArg::Default);
+    match text {
+        "default" => Ok(LimitArg::Default),
+        "unlimited" => Ok(LimitArg::Unlimited),
+        _ => ByteSize::parse_text(text).map(|size| LimitArg::Bytes(size.0)),
     }
-    ByteSize::parse_text(text).map(|size| LimitArg::Bytes(size.0))
 }
 
 #[derive(Subcommand, Debug)]

@@ -1522,9 +1522,9 @@ fn immutable_tags_refuse_a_skopeo_push_that_would_move_them() {
     // Quotas, on the same server. team-a holds what skopeo pushed, each
     // layer once; without limits nothing is refused.
     let quota = alice.ok(&["quota", "team-a", "-o", "json"]).json();
-    let used = quota[0]["storage"]["used"].as_u64().unwrap();
+    let used = quota["storage"]["used"].as_u64().unwrap();
     assert!(used > 3 * 1024, "{quota}");
-    assert_eq!(quota[0]["storage"]["limit"], Value::Null, "{quota}");
+    assert_eq!(quota["storage"]["limit"], Value::Null, "{quota}");
     // Limits are the administrator's.
     let refused = alice.berth(&["quota", "set", "team-a", "--storage", "1GB"], None);
     assert_eq!(refused.code, 1, "{refused:?}");
@@ -1558,9 +1558,19 @@ fn immutable_tags_refuse_a_skopeo_push_that_would_move_them() {
     );
     let recount = admin.ok(&["quota", "recompute"]).stdout;
     assert_eq!(recount, "Recounted 4 namespaces: no drift.\n");
-    // Back to the default (unlimited here), the push goes through.
-    admin.ok(&["quota", "set", "team-a", "--storage", "default"]);
+    // Exempt from any default, the push goes through; back to the default
+    // (unlimited here), the limit reads as none.
+    let unlimited = admin.ok(&["quota", "set", "team-a", "--storage", "unlimited"]);
+    assert!(
+        unlimited
+            .stdout
+            .starts_with("team-a: storage limit unlimited"),
+        "{unlimited:?}"
+    );
     assert!(push(3, "big").status.success());
+    admin.ok(&["quota", "set", "team-a", "--storage", "default"]);
+    let quota = admin.ok(&["quota", "team-a", "-o", "json"]).json();
+    assert_eq!(quota["storage"]["limit"], Value::Null, "{quota}");
 }
 
 /// A webhook endpoint in the test: accepts one request on `listener`,

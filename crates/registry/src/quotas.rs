@@ -60,6 +60,22 @@ pub fn next_month_start(at: Timestamp) -> Timestamp {
         .unwrap_or(at)
 }
 
+/// A namespace's own limit that means "none": it exempts the namespace from
+/// a registry-wide default. It is the largest limit the metadata store
+/// holds (a signed 64-bit integer), which no usage can reach, so the checks
+/// need no case of their own; only the figures reported translate it.
+pub const UNLIMITED: u64 = i64::MAX as u64;
+
+/// The limit that applies: the namespace's own (where [`UNLIMITED`] is
+/// none), else the default.
+fn effective(own: Option<u64>, default: Option<u64>) -> Option<u64> {
+    match own {
+        Some(UNLIMITED) => None,
+        Some(limit) => Some(limit),
+        None => default,
+    }
+}
+
 /// A namespace's quotas as they apply: usage and effective limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuotaStatus {
@@ -116,7 +132,7 @@ impl TrafficMeter {
             .get(&(namespace.to_owned(), month))
             .copied()
             .unwrap_or(0);
-        (stored.saturating_add(pending), own.or(default))
+        (stored.saturating_add(pending), effective(own, default))
     }
 
     /// This node's counts for `namespace` in `month` not yet flushed.
@@ -168,6 +184,13 @@ impl TrafficMeter {
 
     fn set_limit(&self, namespace: &str, month: Timestamp, limit: Option<u64>) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // A new month since the last flush: the totals read were of the old
+        // one (and counted as nothing now), so start it, or the new limit
+        // would wait for the next flush.
+        if state.month < month {
+            state.month = month;
+            state.totals.clear();
+        }
         if state.month == month {
             state
                 .totals
@@ -229,11 +252,11 @@ impl Registry {
         let pending = self.inner.traffic.pending(&row.namespace, month);
         QuotaStatus {
             storage_bytes: row.storage_bytes,
-            storage_limit: row.storage_limit.or(config.default_storage_limit),
+            storage_limit: effective(row.storage_limit, config.default_storage_limit),
             storage_limit_is_default: row.storage_limit.is_none()
                 && config.default_storage_limit.is_some(),
             traffic_bytes: row.traffic_bytes.saturating_add(pending),
-            traffic_limit: row.traffic_limit.or(config.default_traffic_limit),
+            traffic_limit: effective(row.traffic_limit, config.default_traffic_limit),
             traffic_limit_is_default: row.traffic_limit.is_none()
                 && config.default_traffic_limit.is_some(),
             month,
@@ -351,5 +374,29 @@ mod tests {
         assert_eq!(meter.state_of("a", march, None), (100, Some(150)));
         meter.restore(taken);
         assert_eq!(meter.state_of("a", march, None), (130, Some(150)));
+        meter.set_limit("b", march, Some(UNLIMITED));
+        assert_eq!(meter.state_of("b", march, Some(1000)), (5, None));
+    }
+
+    /// A namespace's own limit beats the default, `UNLIMITED` is none even
+    /// with a default, and no limit of its own leaves the default.
+    #[test]
+    fn the_effective_limit_is_the_namespace_s_own_else_the_default() {
+        let table = [
+            (Some(10), Some(20), Some(10)),
+            (Some(10), None, Some(10)),
+            (None, Some(20), Some(20)),
+            (None, None, None),
+            (Some(UNLIMITED), Some(20), None),
+            (Some(UNLIMITED), None, None),
+            (Some(0), Some(20), Some(0)),
+        ];
+        for (own, default, applies) in table {
+            assert_eq!(
+                effective(own, default),
+                applies,
+                "own {own:?}, default {default:?}"
+            );
+        }
     }
 }

@@ -1516,6 +1516,33 @@ async fn quotas_are_set_read_and_returned_to_the_default() {
         .json();
     assert_eq!(cleared["storage"]["limit"], serde_json::Value::Null);
     assert_eq!(cleared["traffic"]["limit"], 5000);
+    let unlimited = h
+        .call(
+            "PUT",
+            "/api/v1/quotas/priv",
+            Some(&root),
+            r#"{"traffic":"unlimited"}"#,
+        )
+        .await
+        .json();
+    assert_eq!(unlimited["traffic"]["limit"], serde_json::Value::Null);
+    assert_eq!(unlimited["traffic"]["default"], false);
+    for body in [
+        r#"{"traffic":"lots"}"#,
+        r#"{"traffic":9223372036854775808}"#,
+        r#"{"traffic":-1}"#,
+    ] {
+        h.call("PUT", "/api/v1/quotas/priv", Some(&root), body)
+            .await
+            .assert_error("invalid_request", body);
+    }
+    h.call(
+        "PUT",
+        "/api/v1/quotas/priv",
+        Some(&root),
+        r#"{"traffic":5000}"#,
+    )
+    .await;
     let read = h
         .call(
             "GET",

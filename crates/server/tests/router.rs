@@ -1655,4 +1655,26 @@ async fn storage_and_traffic_quotas_refuse_pushes_and_pulls() {
     h.clock.fetch_add(1_388_800, Ordering::SeqCst);
     let (r, _) = h.call("GET", &blob, &[], vec![]).await;
     assert_eq!(r.status(), StatusCode::OK);
+
+    // `UNLIMITED` as the namespace's own limit exempts it from the default.
+    h.call("GET", &blob, &[], vec![]).await;
+    let (r, _) = h.call("GET", &blob, &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let status = registry
+        .set_quota(
+            &actor,
+            "quota",
+            &berth_registry::QuotaUpdate {
+                storage_limit: None,
+                traffic_limit: Some(Some(berth_registry::quotas::UNLIMITED)),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (status.traffic_limit, status.traffic_limit_is_default),
+        (None, false)
+    );
+    let (r, _) = h.call("GET", &blob, &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::OK);
 }

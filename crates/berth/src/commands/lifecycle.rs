@@ -382,6 +382,7 @@ pub fn retention(
 fn limit_json(limit: LimitArg) -> Value {
     match limit {
         LimitArg::Default => Value::Null,
+        LimitArg::Unlimited => json!("unlimited"),
         LimitArg::Bytes(bytes) => json!(bytes),
     }
 }
@@ -447,7 +448,8 @@ pub fn quota(args: QuotaArgs, env: &Environment) -> Result<(), ClientError> {
         }) => {
             if storage.is_none() && traffic.is_none() {
                 return Err(ClientError::Usage(
-                    "give --storage SIZE, --traffic SIZE or both (a size, or `default`)".into(),
+                    "give --storage SIZE, --traffic SIZE or both (a size, `default` or `unlimited`)"
+                        .into(),
                 ));
             }
             let mut body = serde_json::Map::new();
@@ -531,13 +533,22 @@ pub fn quota(args: QuotaArgs, env: &Environment) -> Result<(), ClientError> {
         }
         None => {
             let quotas: Vec<Value> = match &args.namespace {
-                Some(namespace) => vec![session.call(
-                    Method::GET,
-                    &format!("/api/v1/quotas/{}", segment(namespace)),
-                    None,
-                    &[format!("namespace:{namespace}:pull")],
-                    "reading a quota",
-                )?],
+                Some(namespace) => {
+                    let quota = session.call(
+                        Method::GET,
+                        &format!("/api/v1/quotas/{}", segment(namespace)),
+                        None,
+                        &[format!("namespace:{namespace}:pull")],
+                        "reading a quota",
+                    )?;
+                    // One namespace asked for: one object, as the API
+                    // answers it, rather than a list of one.
+                    if output.format == OutputFormat::Json && output.template.is_none() {
+                        print!("{}", crate::client::output::json_line(&quota));
+                        return Ok(());
+                    }
+                    vec![quota]
+                }
                 None => session.call(
                     Method::GET,
                     "/api/v1/quotas",

@@ -5,7 +5,7 @@
 //! raising their own limits would defeat them.
 
 use axum::response::Response;
-use berth_registry::quotas::QuotaStatus;
+use berth_registry::quotas::{QuotaStatus, UNLIMITED};
 use berth_registry::QuotaUpdate;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
@@ -33,7 +33,8 @@ pub struct QuotaFigures {
     /// The limit that applies, in bytes; `null` for none.
     pub limit: Option<u64>,
     /// Whether the limit is the registry-wide default rather than the
-    /// namespace's own.
+    /// namespace's own (`false` with a `null` limit: the namespace is
+    /// unlimited whatever the default, or there is no default).
     pub default: bool,
 }
 
@@ -43,27 +44,51 @@ pub struct QuotaList {
     pub quotas: Vec<Quota>,
 }
 
-/// Reads a field that may be absent (unchanged), `null` (back to the
-/// default) or a value.
-fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<u64>>, D::Error> {
-    Option::<u64>::deserialize(deserializer).map(Some)
+/// A limit as a request gives it: bytes, or the word `unlimited`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum LimitValue {
+    /// Bytes.
+    Bytes(u64),
+    /// `unlimited`: no limit, even when the registry has a default.
+    Word(LimitWord),
 }
 
-/// The largest limit: what the database stores (a signed 64-bit integer).
-pub const MAX_LIMIT: u64 = i64::MAX as u64;
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitWord {
+    Unlimited,
+}
+
+/// Reads a field that may be absent (unchanged), `null` (back to the
+/// default), `"unlimited"` or bytes.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<u64>>, D::Error> {
+    Ok(Some(Option::<LimitValue>::deserialize(deserializer)?.map(
+        |value| match value {
+            LimitValue::Bytes(bytes) => bytes,
+            LimitValue::Word(LimitWord::Unlimited) => UNLIMITED,
+        },
+    )))
+}
+
+/// The largest limit in bytes: one below what the database stores as
+/// "unlimited" (a signed 64-bit integer's largest value).
+pub const MAX_LIMIT: u64 = UNLIMITED - 1;
 
 /// New limits for a namespace. A field left out keeps its limit; `null`
-/// returns it to the registry-wide default.
+/// returns it to the registry-wide default; `"unlimited"` exempts the
+/// namespace from that default.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaLimits {
-    /// Bytes the namespace may hold.
+    /// Bytes the namespace may hold, or `"unlimited"`.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u64>, minimum = 0, maximum = 9223372036854775807_u64)]
+    #[schema(value_type = Option<LimitValue>)]
     pub storage: Option<Option<u64>>,
-    /// Bytes of blobs the namespace may serve per calendar month.
+    /// Bytes of blobs the namespace may serve per calendar month, or
+    /// `"unlimited"`.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u64>, minimum = 0, maximum = 9223372036854775807_u64)]
+    #[schema(value_type = Option<LimitValue>)]
     pub traffic: Option<Option<u64>>,
 }
 
@@ -72,7 +97,7 @@ impl QuotaLimits {
     pub fn validate(&self) -> Result<(), ManagementError> {
         for (field, value) in [("storage", self.storage), ("traffic", self.traffic)] {
             if let Some(Some(limit)) = value {
-                if limit > MAX_LIMIT {
+                if limit > MAX_LIMIT && limit != UNLIMITED {
                     return Err(ManagementError::invalid_request(format!(
                         "{field}: at most {MAX_LIMIT} bytes"
                     )));
