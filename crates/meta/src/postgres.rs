@@ -193,6 +193,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "quotas",
         include_str!("../migrations/postgres/0017_quotas.sql"),
     ),
+    (
+        20,
+        "repository figures",
+        include_str!("../migrations/postgres/0020_repository_figures.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.

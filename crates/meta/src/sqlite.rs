@@ -133,6 +133,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "quotas",
         include_str!("../migrations/sqlite/0017_quotas.sql"),
     ),
+    (
+        20,
+        "repository figures",
+        include_str!("../migrations/sqlite/0020_repository_figures.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

@@ -179,10 +179,11 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
         &self,
         request: &RepositoryQuery,
     ) -> Result<Vec<RepositorySummary>, MetaError> {
-        // Each row's figures are counted by correlated subqueries through
-        // the per-repository indexes: a page costs its rows' counts, but
-        // sorting by size or last push counts every repository the filter
-        // keeps (see ARCHITECTURE.md, "Images").
+        // The sort keys are columns of `repositories` (size and last push
+        // kept by migration 0020's triggers, pulls by the statistics flush),
+        // each with an index on (key, name), so a page reads its rows in
+        // order; only the page's rows count their tags and images, by
+        // correlated subqueries through the per-repository indexes.
         let mut conditions: Vec<String> = Vec::new();
         let mut next = 1;
         let mut param = || {
@@ -199,19 +200,25 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
         if request.contains.is_some() {
             conditions.push(format!("r.name LIKE ${} ESCAPE '!'", param()));
         }
-        let (key, order, compare) = match request.sort {
-            RepositorySort::Name => ("CAST(0 AS BIGINT)", "s.name", ">"),
-            RepositorySort::LastPush => ("s.last_push", "s.last_push DESC, s.name DESC", "<"),
-            RepositorySort::Size => ("s.size", "s.size DESC, s.name DESC", "<"),
-            RepositorySort::Pulls => ("s.pulls", "s.pulls DESC, s.name DESC", "<"),
+        let key = match request.sort {
+            RepositorySort::Name => None,
+            RepositorySort::LastPush => Some("r.last_push_at"),
+            RepositorySort::Size => Some("r.size_bytes"),
+            RepositorySort::Pulls => Some("r.pull_count"),
         };
-        let after = match &request.after {
-            Some(_) => {
-                let (k, n) = (param(), param());
-                format!(" WHERE ({key}, s.name) {compare} (${k}, ${n})")
-            }
-            None => String::new(),
+        let order = match key {
+            None => "r.name".to_string(),
+            Some(key) => format!("{key} DESC, r.name DESC"),
         };
+        if request.after.is_some() {
+            conditions.push(match key {
+                None => format!("r.name > ${}", param()),
+                Some(key) => {
+                    let (k, n) = (param(), param());
+                    format!("({key}, r.name) < (${k}, ${n})")
+                }
+            });
+        }
         let limit = param();
         let filter = if conditions.is_empty() {
             String::new()
@@ -219,21 +226,12 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
             format!(" WHERE {}", conditions.join(" AND "))
         };
         let sql = format!(
-            "SELECT s.name, s.tags, s.images, s.size, s.last_push, s.pulls, s.last_pull FROM ( \
-                 SELECT r.name, r.pull_count AS pulls, r.last_pulled_at AS last_pull, \
-                     (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id) AS tags, \
-                     (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id \
-                         AND m.trashed_at IS NULL) AS images, \
-                     CAST((SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb \
-                      JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id) \
-                      AS BIGINT) AS size, \
-                     COALESCE((SELECT MAX(u.at) FROM ( \
-                         SELECT MAX(m.created_at) AS at FROM manifests m WHERE m.repository_id = r.id \
-                         UNION ALL \
-                         SELECT MAX(t.updated_at) FROM tags t WHERE t.repository_id = r.id) u), 0) \
-                         AS last_push \
-                 FROM repositories r{filter}) s{after} \
-             ORDER BY {order} LIMIT ${limit}"
+            "SELECT r.name, r.pull_count AS pulls, r.last_pulled_at AS last_pull, \
+                 r.size_bytes AS size, r.last_push_at AS last_push, \
+                 (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id) AS tags, \
+                 (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id \
+                     AND m.trashed_at IS NULL) AS images \
+             FROM repositories r{filter} ORDER BY {order} LIMIT ${limit}"
         );
         let mut statement = query(&sql);
         if let Some(namespaces) = &request.namespaces {
@@ -247,7 +245,10 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
             statement = statement.bind(format!("%{escaped}%"));
         }
         if let Some(cursor) = &request.after {
-            statement = statement.bind(cursor.key).bind(cursor.name.as_str());
+            if key.is_some() {
+                statement = statement.bind(cursor.key);
+            }
+            statement = statement.bind(cursor.name.as_str());
         }
         let rows = statement
             .bind(limit_to_i64(request.limit))

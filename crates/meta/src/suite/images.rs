@@ -355,6 +355,44 @@ pub async fn repositories_are_summarized_sorted_searched_and_paged(store: &dyn M
             "suite-rs/smallxone"
         ]
     );
+    // The figures follow later changes: an unlinked blob leaves the size;
+    // a deleted tag does not un-push (last push never goes back); a tag
+    // moved later is a push; the orders follow.
+    assert!(store
+        .unlink_blob(&at(NOW + 7), &linked, &layer)
+        .await
+        .unwrap());
+    assert!(store
+        .delete_tag(&at(NOW + 8), &big, &tag("b"))
+        .await
+        .unwrap());
+    store
+        .put_manifest(&at(NOW + 9), &small, &small_image, Some(&tag("c")))
+        .await
+        .unwrap();
+    let summary = |rows: &[RepositorySummary], name: &RepoName| -> (u64, Option<i64>) {
+        let row = rows.iter().find(|r| &r.name == name).expect("listed");
+        (row.size, row.last_push)
+    };
+    let after = store
+        .list_repository_summaries(&list(RepositorySort::Size, None, None, 100))
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&after),
+        ["suite-rs/big", "suite-rs/smallxone", "suite-rs/small_one"]
+    );
+    assert_eq!(summary(&after, &big), (1010, Some(NOW + 6)));
+    assert_eq!(summary(&after, &linked), (10, None));
+    assert_eq!(summary(&after, &small), (10, Some(NOW + 9)));
+    let latest = store
+        .list_repository_summaries(&list(RepositorySort::LastPush, None, None, 100))
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&latest),
+        ["suite-rs/small_one", "suite-rs/big", "suite-rs/smallxone"]
+    );
     for repo in [&big, &small, &linked, &other] {
         delete_repository(store, repo).await;
     }

@@ -1,0 +1,65 @@
+-- Repository listings sorted by size or by last push read a page, not
+-- every repository (issue 12: every list is O(page) through indexes).
+--
+-- `size_bytes` is the sum of the sizes of the blobs linked to the
+-- repository (`repository_blobs`), each once, as listings report it.
+-- `last_push_at` is when a manifest was last stored in it or a tag last
+-- created or moved; it never goes back (deleting the newest image does not
+-- un-push it). Both are maintained by the triggers below, in the statement
+-- (and so the transaction) that makes the change, whichever code path does
+-- it, as the quota figures of migration 0017 are.
+--
+-- Locking: the update takes the repository row's `FOR NO KEY UPDATE`
+-- lock, which the foreign-key checks of concurrent inserts (`FOR KEY
+-- SHARE`) do not wait for. Triggers of one event fire in name order, so on
+-- links and manifests the namespace's quota row (`quota_*`) is always
+-- locked before the repository row (`repository_*`), as everywhere else.
+ALTER TABLE repositories ADD COLUMN size_bytes BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE repositories ADD COLUMN last_push_at BIGINT NOT NULL DEFAULT 0;
+
+UPDATE repositories SET
+    size_bytes = COALESCE((SELECT SUM(b.size) FROM repository_blobs rb
+        JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = repositories.id), 0),
+    last_push_at = GREATEST(
+        COALESCE((SELECT MAX(m.created_at) FROM manifests m WHERE m.repository_id = repositories.id), 0),
+        COALESCE((SELECT MAX(t.updated_at) FROM tags t WHERE t.repository_id = repositories.id), 0));
+
+CREATE INDEX repositories_by_size ON repositories (size_bytes, name);
+CREATE INDEX repositories_by_last_push ON repositories (last_push_at, name);
+
+CREATE FUNCTION berth_repository_size() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- A link's blob row exists while the link does (its foreign key), so
+    -- the size is there to subtract when the link goes.
+    IF TG_OP = 'INSERT' THEN
+        UPDATE repositories
+           SET size_bytes = size_bytes + (SELECT size FROM blobs WHERE digest = NEW.digest)
+         WHERE id = NEW.repository_id;
+    ELSE
+        UPDATE repositories
+           SET size_bytes = size_bytes - (SELECT size FROM blobs WHERE digest = OLD.digest)
+         WHERE id = OLD.repository_id;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION berth_repository_pushed_manifest() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE repositories SET last_push_at = NEW.created_at
+     WHERE id = NEW.repository_id AND last_push_at < NEW.created_at;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION berth_repository_pushed_tag() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE repositories SET last_push_at = NEW.updated_at
+     WHERE id = NEW.repository_id AND last_push_at < NEW.updated_at;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER repository_size AFTER INSERT OR DELETE ON repository_blobs
+    FOR EACH ROW EXECUTE FUNCTION berth_repository_size();
+CREATE TRIGGER repository_pushed_manifest AFTER INSERT ON manifests
+    FOR EACH ROW EXECUTE FUNCTION berth_repository_pushed_manifest();
+CREATE TRIGGER repository_pushed_tag AFTER INSERT OR UPDATE OF manifest_digest, updated_at ON tags
+    FOR EACH ROW EXECUTE FUNCTION berth_repository_pushed_tag();
