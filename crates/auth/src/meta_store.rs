@@ -423,6 +423,29 @@ impl AuthStore for MetaAuthStore {
         role.as_deref().map(parse_role).transpose()
     }
 
+    async fn namespaces_with_facts(
+        &self,
+        user: Option<&str>,
+    ) -> Result<Vec<(NamespaceRecord, NamespaceFacts)>, AuthStoreError> {
+        let namespaces = self.list_namespaces().await?;
+        let mut roles = std::collections::HashMap::new();
+        if let Some(user) = user {
+            for row in self.inner.memberships_of(user).await.map_err(store_error)? {
+                roles.insert(row.namespace, parse_role(&row.role)?);
+            }
+        }
+        Ok(namespaces
+            .into_iter()
+            .map(|record| {
+                let facts = NamespaceFacts::Exists {
+                    visibility: record.visibility,
+                    member_role: roles.get(&record.name).copied(),
+                };
+                (record, facts)
+            })
+            .collect())
+    }
+
     async fn namespace_facts(
         &self,
         namespace: &str,

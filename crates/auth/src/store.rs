@@ -325,6 +325,15 @@ pub trait AuthStore: Send + Sync + 'static {
         })
     }
 
+    /// Every namespace, by name, with the facts the policy needs about it
+    /// for `user` (`None` for anonymous and robots): what a listing across
+    /// namespaces filters through, in a fixed number of reads however many
+    /// namespaces there are (never one per namespace).
+    async fn namespaces_with_facts(
+        &self,
+        user: Option<&str>,
+    ) -> Result<Vec<(NamespaceRecord, NamespaceFacts)>, AuthStoreError>;
+
     // Access tokens.
 
     /// Stores a new access token. `AlreadyExists` if the name is taken, by a

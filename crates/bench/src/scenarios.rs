@@ -45,6 +45,7 @@ pub enum Scenario {
     Catalog,
     SameBlob,
     LoginStorm,
+    ApiListing,
 }
 
 impl Scenario {
@@ -62,12 +63,15 @@ impl Scenario {
 
     /// Scenarios that run only when asked for by name (`--scenario`),
     /// because they need something of the registry the others do not.
-    /// `login_storm` needs access control on.
-    pub const ON_REQUEST: [Scenario; 1] = [Scenario::LoginStorm];
+    /// `login_storm` needs access control on; `api_listing` needs Berth's
+    /// management API, credentials and a filled registry
+    /// (`bench/listing.sh`).
+    pub const ON_REQUEST: [Scenario; 2] = [Scenario::LoginStorm, Scenario::ApiListing];
 
     pub fn name(self) -> &'static str {
         match self {
             Scenario::LoginStorm => "login_storm",
+            Scenario::ApiListing => "api_listing",
             Scenario::PushSmall => "push_small",
             Scenario::PushLargeChunked => "push_large_chunked",
             Scenario::PushLargeMono => "push_large_mono",
@@ -226,6 +230,7 @@ pub async fn run(context: &Context, scenario: Scenario, report: &mut Report) -> 
         Scenario::Catalog => catalog(context, report).await,
         Scenario::SameBlob => same_blob(context, report).await,
         Scenario::LoginStorm => login_storm(context, report).await,
+        Scenario::ApiListing => api_listing(context, report).await,
     }
 }
 
@@ -730,6 +735,130 @@ async fn time_healthz(target: &Target, duration: Duration) -> Result<Vec<f64>> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     Ok(latencies)
+}
+
+/// `api_listing`: pages of Berth's management API listings (repositories
+/// in every sort order, first and later pages, one namespace's, a search;
+/// a repository's images), first one at a time on one connection (each
+/// kind's median, close to its server time on loopback), then from
+/// `rate_connections` clients at once for `rate_duration`. The registry
+/// must hold the data already (`bench/listing.sh` fills it); the
+/// credentials, `USER:PASSWORD` of a user who sees it all, come from
+/// `BERTH_BENCH_CREDENTIALS` (never a flag, so they stay out of `ps`).
+async fn api_listing(context: &Context, report: &mut Report) -> Result<()> {
+    use base64::Engine;
+    let credentials = std::env::var("BERTH_BENCH_CREDENTIALS")
+        .map_err(|_| "api_listing needs BERTH_BENCH_CREDENTIALS=USER:PASSWORD")?;
+    let authorization = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    );
+    let target = context.setup_target().clone();
+    let mut connection = Connection::open(&target).await?;
+    let get = async |connection: &mut Connection, path: &str| -> Result<serde_json::Value> {
+        let request = target
+            .request(Method::GET, path)
+            .header(http::header::AUTHORIZATION, authorization.as_str())
+            .body(crate::client::Body::default())?;
+        let (parts, body) = connection.fetch(request).await?;
+        if parts.status != http::StatusCode::OK {
+            return Err(crate::client::unexpected(path, parts.status, &body));
+        }
+        Ok(serde_json::from_slice(&body)?)
+    };
+    let first = get(&mut connection, "/api/v1/repositories?limit=100").await?;
+    let names: Vec<String> = first["repositories"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str().map(str::to_string))
+        .collect();
+    if names.len() < 10 {
+        return Err(
+            "api_listing: the registry holds fewer than 10 repositories; \
+                    fill it first (bench/listing.sh)"
+                .into(),
+        );
+    }
+    // (kind, path): every kind of page a console or CLI asks for.
+    let mut kinds: Vec<(String, String)> = Vec::new();
+    for sort in ["name", "size", "last_push", "pulls"] {
+        let path = format!("/api/v1/repositories?limit=50&sort={sort}");
+        let page = get(&mut connection, &path).await?;
+        kinds.push((format!("repositories_by_{sort}"), path.clone()));
+        if let Some(cursor) = page["next_cursor"].as_str() {
+            let encoded: String = cursor
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            kinds.push((
+                format!("repositories_by_{sort}_page2"),
+                format!("{path}&cursor={encoded}"),
+            ));
+        }
+    }
+    let namespace = names[0].split('/').next().unwrap_or_default().to_string();
+    kinds.push((
+        "namespace_by_size".to_string(),
+        format!("/api/v1/repositories?limit=50&sort=size&namespace={namespace}"),
+    ));
+    kinds.push((
+        "search".to_string(),
+        format!(
+            "/api/v1/repositories?limit=50&q={}",
+            &names[3][names[3].len() - 3..]
+        ),
+    ));
+    for name in names.iter().step_by(names.len() / 10).take(10) {
+        kinds.push((
+            "images".to_string(),
+            format!(
+                "/api/v1/repositories/{}/images?limit=50",
+                name.replace('/', "%2F")
+            ),
+        ));
+    }
+    // One at a time: each kind's median over a few rounds.
+    let mut serial: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let rounds = if context.sizes.rate_duration < Duration::from_secs(5) {
+        3
+    } else {
+        20
+    };
+    for _ in 0..rounds {
+        for (kind, path) in &kinds {
+            let started = Instant::now();
+            get(&mut connection, path).await?;
+            serial
+                .entry(kind.clone())
+                .or_default()
+                .push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    for (kind, mut millis) in serial {
+        report.figure(
+            &format!("api_listing.{kind}.serial"),
+            median(&mut millis),
+            "ms",
+        );
+    }
+    let templates = kinds
+        .iter()
+        .map(|(_, path)| {
+            let mut template = RequestTemplate::new(&target, Method::GET, path, None)?;
+            template.headers.insert(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_str(&authorization)?,
+            );
+            Ok(template)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    request_rate(context, report, "api_listing", templates).await
 }
 
 fn report_latencies(report: &mut Report, name: &str, mut latencies: Vec<f64>) {

@@ -199,6 +199,9 @@ pub trait MemberStore: Send + Sync + 'static {
     /// Members by user name; empty if the namespace does not exist.
     async fn list_members(&self, namespace: &str) -> Result<Vec<MemberRow>, MetaError>;
     async fn member_role(&self, namespace: &str, user: &str) -> Result<Option<String>, MetaError>;
+    /// Every membership of `user`, by namespace name, in one read (what a
+    /// listing across namespaces needs, instead of one read per namespace).
+    async fn memberships_of(&self, user: &str) -> Result<Vec<MemberRow>, MetaError>;
 }
 
 /// Access (robot) tokens and refresh tokens.

@@ -425,7 +425,7 @@ async fn bad_requests_say_what_was_wrong() {
         ("POST", "/api/v1/tokens", &owner, r#"{"name":"t1","scopes":["priv:admin"]}"#, 400, "invalid_request", "scopes[0]: invalid token scope"),
         ("POST", "/api/v1/tokens", &owner, r#"{"name":"t1","scopes":["priv:pull"],"expires":"1000000w"}"#, 400, "invalid_request", "expires: invalid expiry"),
         ("POST", "/api/v1/tokens", &owner, r#"{"name":"robot","scopes":["priv:pull"]}"#, 409, "conflict", "already exists"),
-        ("PUT", "/api/v1/quotas/priv", &root, r#"{"storage":9223372036854775808}"#, 400, "invalid_request", "storage: at most 9223372036854775807 bytes"),
+        ("PUT", "/api/v1/quotas/priv", &root, r#"{"storage":9223372036854775808}"#, 400, "invalid_request", "storage: at most 9223372036854775806 bytes, or \"unlimited\""),
         ("PUT", "/api/v1/quotas/priv", &root, r#"{"traffic":"10GB"}"#, 400, "invalid_request", "traffic"),
         ("PUT", "/api/v1/quotas/nope", &root, r#"{"storage":1}"#, 404, "not_found", "namespace unknown"),
         ("GET", "/api/v1/nothing/here", &owner, "", 404, "not_found", "no such API path"),

@@ -126,6 +126,26 @@ impl<B: 'static> MemberStore for SqlMetaStore<B> {
             .collect()
     }
 
+    async fn memberships_of(&self, user: &str) -> Result<Vec<MemberRow>, MetaError> {
+        let rows = query(
+            "SELECT namespace, user_name, role FROM namespace_members WHERE user_name = $1 \
+             ORDER BY namespace",
+        )
+        .bind(user)
+        .fetch_all(self.db.reader())
+        .await
+        .map_err(database("listing a user's memberships"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(MemberRow {
+                    namespace: row.get("namespace")?,
+                    user: row.get("user_name")?,
+                    role: row.get("role")?,
+                })
+            })
+            .collect()
+    }
+
     async fn member_role(&self, namespace: &str, user: &str) -> Result<Option<String>, MetaError> {
         query("SELECT role FROM namespace_members WHERE namespace = $1 AND user_name = $2")
             .bind(namespace)

@@ -101,6 +101,34 @@ pub async fn members_are_added_changed_and_removed(store: &dyn MetaStore) {
             },
         ]
     );
+    store
+        .create_namespace(&at(NOW), &namespace("as-mem-ms", Visibility::Public), None)
+        .await
+        .unwrap();
+    store
+        .set_member(&at(NOW), "as-mem-ms", "as-mem-b", "owner")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.memberships_of("as-mem-b").await.unwrap(),
+        vec![
+            MemberRow {
+                namespace: "as-mem-ms".into(),
+                user: "as-mem-b".into(),
+                role: "owner".into()
+            },
+            MemberRow {
+                namespace: "as-mem-ns".into(),
+                user: "as-mem-b".into(),
+                role: "maintainer".into()
+            },
+        ]
+    );
+    assert!(store
+        .memberships_of("as-mem-nobody")
+        .await
+        .unwrap()
+        .is_empty());
     assert!(matches!(
         store
             .set_member(&at(NOW), "as-mem-ns", "as-mem-nobody", "reader")

@@ -85,6 +85,15 @@ async fn view(ctx: &Context<'_>, record: NamespaceRecord) -> Result<Namespace, M
         Some(user) => ctx.auth.store.member_role(&record.name, user).await?,
         None => None,
     };
+    with_role(ctx, record, role).await
+}
+
+/// A namespace as the API shows it, given the caller's role in it.
+async fn with_role(
+    ctx: &Context<'_>,
+    record: NamespaceRecord,
+    role: Option<Role>,
+) -> Result<Namespace, ManagementError> {
     let usage = match ctx.registry.namespace_usage(&record.name).await {
         Ok(usage) => usage,
         // Deleted since it was read: it holds nothing.
@@ -125,15 +134,20 @@ async fn get_record(ctx: &Context<'_>, name: &Name) -> Result<NamespaceRecord, M
 )]
 pub async fn list(ctx: &Context<'_>) -> Result<Response, ManagementError> {
     let mut namespaces = Vec::new();
-    for record in ctx.auth.store.list_namespaces().await? {
-        let namespace = view(ctx, record).await?;
-        let facts = NamespaceFacts::Exists {
-            visibility: namespace.visibility,
-            member_role: namespace.role,
-        };
-        if ctx.caller.may_see_namespace(facts, &namespace.name) {
-            namespaces.push(namespace);
+    for (record, facts) in ctx
+        .auth
+        .store
+        .namespaces_with_facts(ctx.caller.user_name())
+        .await?
+    {
+        if !ctx.caller.may_see_namespace(facts, &record.name) {
+            continue;
         }
+        let role = match facts {
+            NamespaceFacts::Exists { member_role, .. } => member_role,
+            NamespaceFacts::Missing => None,
+        };
+        namespaces.push(with_role(ctx, record, role).await?);
     }
     Ok(ok(NamespaceList { namespaces }))
 }

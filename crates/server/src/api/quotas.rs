@@ -99,7 +99,7 @@ impl QuotaLimits {
             if let Some(Some(limit)) = value {
                 if limit > MAX_LIMIT && limit != UNLIMITED {
                     return Err(ManagementError::invalid_request(format!(
-                        "{field}: at most {MAX_LIMIT} bytes"
+                        "{field}: at most {MAX_LIMIT} bytes, or \"unlimited\""
                     )));
                 }
             }
@@ -158,18 +158,23 @@ const PAGE: usize = 500;
 pub async fn list(ctx: &Context<'_>) -> Result<Response, ManagementError> {
     let mut quotas = Vec::new();
     let mut after: Option<String> = None;
+    // Which namespaces the caller sees, read once for all of them.
+    let visible: std::collections::HashSet<String> = ctx
+        .auth
+        .store
+        .namespaces_with_facts(ctx.caller.user_name())
+        .await?
+        .into_iter()
+        .filter(|(record, facts)| ctx.caller.may_see_namespace(*facts, &record.name))
+        .map(|(record, _)| record.name)
+        .collect();
     // Bounded by the number of namespaces; each page moves strictly on.
     loop {
         let page = ctx.registry.quotas(after.as_deref(), PAGE).await?;
         let full = page.len() == PAGE;
         for status in page {
             after = Some(status.namespace.clone());
-            let facts = ctx
-                .auth
-                .store
-                .namespace_facts(&status.namespace, ctx.caller.user_name())
-                .await?;
-            if ctx.caller.may_see_namespace(facts, &status.namespace) {
+            if visible.contains(&status.namespace) {
                 quotas.push(view(status));
             }
         }

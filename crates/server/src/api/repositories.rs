@@ -199,22 +199,39 @@ pub async fn list(
     ctx: &Context<'_>,
     listing: RepositoryListing,
 ) -> Result<Response, ManagementError> {
+    // The policy's facts of the namespaces the listing may show, read once
+    // (a fixed number of reads however many namespaces there are).
+    let mut facts_of: HashMap<String, NamespaceFacts> = HashMap::new();
     let namespaces = match &listing.namespace {
         // The authorization step checked the caller may see it.
-        Some(namespace) => vec![namespace.as_str().to_string()],
+        Some(namespace) => {
+            facts_of.insert(
+                namespace.as_str().to_string(),
+                facts(ctx, namespace.as_str()).await?,
+            );
+            Some(vec![namespace.as_str().to_string()])
+        }
         None => {
+            let all = ctx
+                .auth
+                .store
+                .namespaces_with_facts(ctx.caller.user_name())
+                .await?;
+            let count = all.len();
             let mut visible = Vec::new();
-            for record in ctx.auth.store.list_namespaces().await? {
-                let facts = facts(ctx, &record.name).await?;
+            for (record, facts) in all {
                 if ctx.caller.may_see_namespace(facts, &record.name) {
-                    visible.push(record.name);
+                    visible.push(record.name.clone());
                 }
+                facts_of.insert(record.name, facts);
             }
-            visible
+            // When the caller sees every namespace, no filter: the page is
+            // then one index range in the listing's order.
+            (visible.len() < count).then_some(visible)
         }
     };
     let query = RepositoryQuery {
-        namespaces: Some(namespaces),
+        namespaces,
         contains: listing.contains.clone(),
         sort: listing.sort.domain(),
         after: listing.after.clone(),
@@ -236,17 +253,13 @@ pub async fn list(
             };
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&body).unwrap_or_default())
         });
-    let mut cache: HashMap<String, NamespaceFacts> = HashMap::new();
     let mut repositories = Vec::with_capacity(rows.len());
     for row in rows {
         let namespace = row.name.namespace().to_string();
-        let facts = match cache.get(&namespace) {
+        let facts = match facts_of.get(&namespace) {
             Some(facts) => *facts,
-            None => {
-                let found = facts(ctx, &namespace).await?;
-                cache.insert(namespace.clone(), found);
-                found
-            }
+            // Created after the namespaces were read.
+            None => facts(ctx, &namespace).await?,
         };
         if !ctx
             .caller
