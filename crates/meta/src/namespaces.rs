@@ -54,9 +54,10 @@ pub struct NamespaceUsage {
     /// repository once).
     pub images: u64,
     pub tags: u64,
-    /// Bytes of the blobs the namespace's repositories link or their
-    /// manifests reference, each blob counted once however many of its
-    /// repositories hold it.
+    /// Bytes the namespace holds, as its storage quota counts them: the
+    /// blobs its repositories link or their manifests reference and the
+    /// manifests themselves, each once however many of its repositories
+    /// hold it (trashed images until the trash expires them).
     pub storage_bytes: u64,
 }
 

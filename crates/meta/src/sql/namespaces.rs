@@ -179,9 +179,10 @@ impl<B: 'static> NamespaceStore for SqlMetaStore<B> {
     }
 
     async fn namespace_usage(&self, name: &str) -> Result<Option<NamespaceUsage>, MetaError> {
-        // One statement, so every count comes from one snapshot. A blob is
-        // counted once however many repositories of the namespace link it
-        // or reference it from a manifest (`UNION`, not `UNION ALL`).
+        // One statement, so every count comes from one snapshot. The bytes
+        // are the quota's figure, kept by migration 0017's triggers (each
+        // blob and manifest once however many repositories hold it), so
+        // the namespace pages and the quota never disagree.
         let row = query(
             "SELECT \
                (SELECT COUNT(*) FROM repositories WHERE namespace = n.name) AS repositories, \
@@ -189,14 +190,8 @@ impl<B: 'static> NamespaceStore for SqlMetaStore<B> {
                   WHERE r.namespace = n.name AND m.trashed_at IS NULL) AS images, \
                (SELECT COUNT(*) FROM tags t JOIN repositories r ON r.id = t.repository_id \
                   WHERE r.namespace = n.name) AS tags, \
-               (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b \
-                  WHERE b.digest IN ( \
-                    SELECT rb.digest FROM repository_blobs rb \
-                      JOIN repositories r ON r.id = rb.repository_id WHERE r.namespace = n.name \
-                    UNION \
-                    SELECT mb.blob_digest FROM manifest_blobs mb \
-                      JOIN repositories r ON r.id = mb.repository_id WHERE r.namespace = n.name)) \
-                 AS storage_bytes \
+               COALESCE((SELECT q.storage_bytes FROM namespace_quotas q \
+                  WHERE q.namespace = n.name), 0) AS storage_bytes \
              FROM namespaces n WHERE n.name = $1",
         )
         .bind(name)

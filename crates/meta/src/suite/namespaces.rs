@@ -209,7 +209,10 @@ pub async fn namespace_usage_counts_each_blob_once(store: &dyn MetaStore) {
             repositories: 2,
             images: 2,
             tags: 3,
-            storage_bytes: 107,
+            // The blobs once each, and the two manifests' own bytes.
+            storage_bytes: 107
+                + first.record.payload.len() as u64
+                + second.record.payload.len() as u64,
         })
     );
     assert_eq!(

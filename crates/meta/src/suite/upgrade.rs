@@ -170,7 +170,7 @@ pub async fn old_rows_survive(store: &dyn MetaStore) {
             usage.tags,
             usage.storage_bytes
         ),
-        (1, 1, 1, 7)
+        (1, 1, 1, 7 + OLD_MANIFEST.len() as u64)
     );
     // The quota migration counted what was there: the blobs once, and the
     // manifest's own bytes; a recount agrees.

@@ -68,7 +68,8 @@ pub struct Namespace {
     pub repositories: u64,
     /// Manifests stored in its repositories.
     pub images: u64,
-    /// Bytes of the blobs its repositories hold, each once.
+    /// Bytes it holds, as its storage quota counts them: the blobs and
+    /// manifests of its repositories, each once.
     pub storage_bytes: u64,
 }
 
