@@ -42,7 +42,9 @@ impl std::fmt::Display for ImmutableRule {
 /// when `put_manifest` would point an existing tag a rule matches at
 /// another manifest (pointing it at the manifest it names already is a
 /// no-op and succeeds), or `delete_tag`/`delete_manifest` would remove such
-/// a tag. Creating a tag is never refused. The rules are read only when an
+/// a tag, as would a [`crate::RepositoryStore::delete_repository_step`]
+/// that takes such a tag with its manifest. Creating a tag is never
+/// refused. The rules are read only when an
 /// existing tag would move or go, so a push of new tags costs nothing.
 #[async_trait::async_trait]
 pub trait ImmutabilityStore: Send + Sync + 'static {

@@ -54,6 +54,8 @@ pub trait RepositoryStore: Send + Sync + 'static {
     /// change. Events: as [`ManifestStore::delete_manifest`](crate::ManifestStore::delete_manifest)
     /// and [`BlobLinkStore::unlink_blob`](crate::BlobLinkStore::unlink_blob)
     /// for what each step removes, and `repository.deleted` at the end.
+    /// A step that would delete a tag an immutable-tag rule covers fails
+    /// with [`MetaError::ImmutableTag`] and deletes nothing.
     /// A deletion is repeated until it answers `Deleted` (or `Missing`);
     /// writes made meanwhile are deleted by later steps. Steps are bounded so
     /// that no transaction, and no set of locks, grows with the repository.

@@ -129,7 +129,9 @@ impl Registry {
 
     /// Deletes a namespace. While it holds repositories this is refused
     /// (`NamespaceNotEmpty`) unless `force`, which deletes them first, with
-    /// everything in them.
+    /// everything in them, for good (not to the trash: the trash is the
+    /// namespace's, and goes with it); refused (`ImmutableTag`) while a tag
+    /// an immutable-tag rule covers is in it.
     pub async fn delete_namespace(
         &self,
         actor: &Actor,
@@ -137,6 +139,25 @@ impl Registry {
         force: bool,
     ) -> Result<NamespaceDeletion, RegistryError> {
         let mut deletion = NamespaceDeletion::default();
+        if force {
+            // Nothing goes while an immutable tag is in the namespace.
+            let mut repositories = Vec::new();
+            let mut after: Option<RepoName> = None;
+            loop {
+                let batch = self
+                    .meta()
+                    .list_namespace_repositories(name, after.as_ref(), DELETION_STEP)
+                    .await?;
+                let full = batch.len() == DELETION_STEP;
+                after = batch.last().cloned();
+                repositories.extend(batch);
+                if !full {
+                    break;
+                }
+            }
+            self.refuse_deleting_immutable_tags(name, &repositories)
+                .await?;
+        }
         for _ in 0..DELETION_ROUNDS {
             if force {
                 loop {
@@ -176,6 +197,11 @@ impl Registry {
         actor: &Actor,
         repository: &RepoName,
     ) -> Result<(), RegistryError> {
+        self.refuse_deleting_immutable_tags(
+            repository.namespace(),
+            std::slice::from_ref(repository),
+        )
+        .await?;
         // As for manifests: invalidated before and after, so a reader that
         // refilled the cache meanwhile sees the change no later than the
         // second invalidation.

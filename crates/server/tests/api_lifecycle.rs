@@ -154,6 +154,19 @@ async fn immutable_tags_refuse_moves_and_deletions_until_their_rule_goes() {
         )
         .await;
     assert_eq!(moved.status, 403, "{}", moved.text());
+    // Deleting the whole namespace would take the tag with it: refused
+    // before anything goes, whoever asks.
+    let forced = h
+        .call(
+            "DELETE",
+            "/api/v1/namespaces/pub?force=true",
+            Some(&admin),
+            "",
+        )
+        .await;
+    assert_eq!(forced.status, 403, "{}", forced.text());
+    forced.assert_error("forbidden", "a forced namespace deletion");
+    assert_eq!(forced.json()["detail"]["tag"], "v1.0");
     let kinds: Vec<EventKind> = h
         .state
         .registry

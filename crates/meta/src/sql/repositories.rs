@@ -4,6 +4,7 @@ use berth_oci::RepoName;
 
 use super::db::{database, query, Row};
 use super::events::NewEvent;
+use super::immutable::{immutable_violation, parse_tags};
 use super::manifests::delete_manifests;
 use super::{
     limit_to_i64, lock_digests, mark_blob_if_orphaned, parse_digest, parse_repository,
@@ -91,6 +92,29 @@ impl<B: 'static> RepositoryStore for SqlMetaStore<B> {
             .map(Row::first)
             .collect::<Result<_, _>>()?;
         if !doomed.is_empty() {
+            // The tags these manifests take with them: refused, with nothing
+            // deleted in this step, when an immutable-tag rule covers one
+            // (the rule every other tag deletion obeys; the domain checks
+            // the whole repository first, so a deletion rarely stops midway).
+            let sql = format!(
+                "SELECT name FROM tags WHERE repository_id = $1 \
+                 AND manifest_digest IN (SELECT l.value FROM {}) ORDER BY name",
+                dialect.list(2)
+            );
+            let names: Vec<String> = query(&sql)
+                .bind(repository_id)
+                .bind(doomed.iter().map(String::as_str).collect::<Vec<_>>())
+                .fetch_all(&mut tx)
+                .await
+                .map_err(database("listing the tags of deleted manifests"))?
+                .iter()
+                .map(Row::first)
+                .collect::<Result<_, _>>()?;
+            if let Some(refusal) =
+                immutable_violation(&mut tx, repository, &parse_tags(&names)?).await?
+            {
+                return Err(refusal);
+            }
             let root = parse_digest(&doomed[0])?;
             delete_manifests(&mut tx, repository, repository_id, &root, &doomed).await?;
             tx.commit()

@@ -212,6 +212,13 @@ pub async fn immutable_tags_are_created_but_never_moved_or_deleted(store: &dyn M
         "stable",
         &stable,
     );
+    // So is deleting the whole repository: the step that would take the
+    // tag with its manifest deletes nothing.
+    assert_refused(
+        store.delete_repository_step(&at(NOW), &app, 100).await,
+        "stable",
+        &stable,
+    );
     assert_eq!(store.last_event_position().await.unwrap(), from);
 
     // Pushing the same digest again, creating a new immutable tag and
