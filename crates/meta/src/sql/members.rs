@@ -1,6 +1,6 @@
 //! [`MemberStore`] in SQL.
 
-use super::db::{database, query, write_error, Tx};
+use super::db::{database, query, write_error, Row, Tx};
 use super::events::NewEvent;
 use super::SqlMetaStore;
 use crate::auth::{MemberRow, MemberStore};
@@ -28,6 +28,14 @@ async fn keep_an_owner(tx: &mut Tx, namespace: &str, user: &str) -> Result<(), M
         return Err(MetaError::LastOwner);
     }
     Ok(())
+}
+
+fn member_from_row(row: &Row) -> Result<MemberRow, MetaError> {
+    Ok(MemberRow {
+        namespace: row.get("namespace")?,
+        user: row.get("user_name")?,
+        role: row.get("role")?,
+    })
 }
 
 #[async_trait::async_trait]
@@ -115,15 +123,7 @@ impl<B: 'static> MemberStore for SqlMetaStore<B> {
         .fetch_all(self.db.reader())
         .await
         .map_err(database("listing members"))?;
-        rows.iter()
-            .map(|row| {
-                Ok(MemberRow {
-                    namespace: row.get("namespace")?,
-                    user: row.get("user_name")?,
-                    role: row.get("role")?,
-                })
-            })
-            .collect()
+        rows.iter().map(member_from_row).collect()
     }
 
     async fn memberships_of(&self, user: &str) -> Result<Vec<MemberRow>, MetaError> {
@@ -135,15 +135,7 @@ impl<B: 'static> MemberStore for SqlMetaStore<B> {
         .fetch_all(self.db.reader())
         .await
         .map_err(database("listing a user's memberships"))?;
-        rows.iter()
-            .map(|row| {
-                Ok(MemberRow {
-                    namespace: row.get("namespace")?,
-                    user: row.get("user_name")?,
-                    role: row.get("role")?,
-                })
-            })
-            .collect()
+        rows.iter().map(member_from_row).collect()
     }
 
     async fn member_role(&self, namespace: &str, user: &str) -> Result<Option<String>, MetaError> {
