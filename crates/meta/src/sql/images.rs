@@ -179,11 +179,10 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
         &self,
         request: &RepositoryQuery,
     ) -> Result<Vec<RepositorySummary>, MetaError> {
-        // The sort keys are columns of `repositories` (size and last push
-        // kept by migration 0020's triggers, pulls by the statistics flush),
-        // each with an index on (key, name), so a page reads its rows in
-        // order; only the page's rows count their tags and images, by
-        // correlated subqueries through the per-repository indexes.
+        // Every figure is a column of `repositories` (size, counts and last
+        // push kept by migration 0020's triggers, pulls by the statistics
+        // flush), and each sort key has an index on (key, name), so a page
+        // reads its rows in order and nothing else.
         let mut conditions: Vec<String> = Vec::new();
         let mut next = 1;
         let mut param = || {
@@ -228,9 +227,7 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
         let sql = format!(
             "SELECT r.name, r.pull_count AS pulls, r.last_pulled_at AS last_pull, \
                  r.size_bytes AS size, r.last_push_at AS last_push, \
-                 (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id) AS tags, \
-                 (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id \
-                     AND m.trashed_at IS NULL) AS images \
+                 r.tag_count AS tags, r.image_count AS images \
              FROM repositories r{filter} ORDER BY {order} LIMIT ${limit}"
         );
         let mut statement = query(&sql);

@@ -179,17 +179,19 @@ impl<B: 'static> NamespaceStore for SqlMetaStore<B> {
     }
 
     async fn namespace_usage(&self, name: &str) -> Result<Option<NamespaceUsage>, MetaError> {
-        // One statement, so every count comes from one snapshot. The bytes
+        // One statement, so every count comes from one snapshot; the counts
+        // add up the namespace's repositories' (kept by migration 0020's
+        // triggers), so this reads its repositories, not its images. The bytes
         // are the quota's figure, kept by migration 0017's triggers (each
         // blob and manifest once however many repositories hold it), so
         // the namespace pages and the quota never disagree.
         let row = query(
             "SELECT \
                (SELECT COUNT(*) FROM repositories WHERE namespace = n.name) AS repositories, \
-               (SELECT COUNT(*) FROM manifests m JOIN repositories r ON r.id = m.repository_id \
-                  WHERE r.namespace = n.name AND m.trashed_at IS NULL) AS images, \
-               (SELECT COUNT(*) FROM tags t JOIN repositories r ON r.id = t.repository_id \
-                  WHERE r.namespace = n.name) AS tags, \
+               (SELECT CAST(COALESCE(SUM(image_count), 0) AS BIGINT) FROM repositories \
+                  WHERE namespace = n.name) AS images, \
+               (SELECT CAST(COALESCE(SUM(tag_count), 0) AS BIGINT) FROM repositories \
+                  WHERE namespace = n.name) AS tags, \
                COALESCE((SELECT q.storage_bytes FROM namespace_quotas q \
                   WHERE q.namespace = n.name), 0) AS storage_bytes \
              FROM namespaces n WHERE n.name = $1",

@@ -393,6 +393,63 @@ pub async fn repositories_are_summarized_sorted_searched_and_paged(store: &dyn M
         names(&latest),
         ["suite-rs/small_one", "suite-rs/big", "suite-rs/smallxone"]
     );
+    // Counts: an image in the trash is not counted (its tags went with it),
+    // one restored is again; one expired from the trash stays uncounted.
+    let counts = |rows: &[RepositorySummary], name: &RepoName| -> (u64, u64) {
+        let row = rows.iter().find(|r| &r.name == name).expect("listed");
+        (row.images, row.tags)
+    };
+    let read = || async {
+        store
+            .list_repository_summaries(&list(RepositorySort::Name, None, None, 100))
+            .await
+            .unwrap()
+    };
+    assert_eq!(counts(&read().await, &small), (1, 1));
+    store
+        .trash_manifest(&at(NOW + 10), &small, &small_image.record.digest, true)
+        .await
+        .unwrap()
+        .expect("trashed");
+    assert_eq!(counts(&read().await, &small), (0, 0));
+    store
+        .restore_manifest(&at(NOW + 11), &small, &small_image.record.digest)
+        .await
+        .unwrap()
+        .expect("restored");
+    assert_eq!(counts(&read().await, &small), (1, 1));
+    store
+        .trash_manifest(&at(NOW + 12), &small, &small_image.record.digest, true)
+        .await
+        .unwrap()
+        .expect("trashed again");
+    let expired = store
+        .expired_trash(NOW + 13, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|entry| entry.repository == small)
+        .expect("in the trash");
+    store
+        .expire_trash(
+            &at(NOW + 13),
+            &expired.repository,
+            &expired.digest,
+            NOW + 13,
+        )
+        .await
+        .unwrap()
+        .expect("expired");
+    assert_eq!(counts(&read().await, &small), (0, 0));
+    assert_eq!(
+        store
+            .namespace_usage("suite-rs")
+            .await
+            .unwrap()
+            .map(|u| (u.images, u.tags)),
+        Some((1, 1)),
+        "the namespace adds up its repositories"
+    );
     for repo in [&big, &small, &linked, &other] {
         delete_repository(store, repo).await;
     }
