@@ -86,6 +86,7 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
     let opened =
         wiring::open_registry(loaded, wiring::StorageCheck::Probe, Some(node.name.clone())).await?;
     let registry = opened.registry;
+    wiring::attach_upstreams(loaded, &registry).await?;
     if node.owns_earlier_leases {
         let released = registry
             .release_dead_upload_leases()
