@@ -1,14 +1,17 @@
 //! End to end, the pull-through cache: a real CNCF Distribution
 //! (`docker-registry`) is the upstream, once open and once behind htpasswd
-//! (Basic) authentication; an image pushed to it with skopeo is pulled
+//! (Basic) authentication, and another Berth with access control on (the
+//! Bearer token flow); an image pushed to them with skopeo is pulled
 //! through Berth (`--upstream`, and `[[upstream]]` tables) by tag and by
 //! digest with the digests kept. A small fault-injecting HTTP proxy sits
 //! between Berth and the open upstream: it counts requests (20 concurrent
 //! pulls of one uncached blob make one upstream fetch), answers 429 and
 //! 500, and corrupts or cuts blobs (never cached). Finally the upstream
 //! is stopped: cached images still pull (a tag checked past its
-//! `tag_ttl` carries `Warning: 110`), an uncached one is a spec error, and
-//! pushes into a proxy namespace are refused.
+//! `tag_ttl` carries `Warning: 110`), skopeo configured with Berth as a
+//! `registries.conf` mirror of the stopped upstream pulls through it, an
+//! uncached image is a spec error, and pushes into a proxy namespace are
+//! refused.
 
 mod support;
 
@@ -322,6 +325,16 @@ fn pull_through_cache_of_a_distribution_registry() {
     let mut open = Distribution::start(&registry_binary, None);
     let locked = Distribution::start(&registry_binary, Some(&entry));
     let proxy = FaultProxy::start(&open.addr);
+    // Another Berth with access control on: its challenge sends the cache
+    // to its token endpoint (the Bearer flow), as Docker Hub's does.
+    let secured = TestRegistry::start_with(&["--auth"]);
+    let admin_password_file = secured
+        .data_dir
+        .as_ref()
+        .unwrap()
+        .path()
+        .join("initial-admin-password");
+    let admin_password = std::fs::read_to_string(&admin_password_file).unwrap();
 
     let work = tempfile::tempdir().unwrap();
     let password_file: PathBuf = work.path().join("upstream-password");
@@ -332,10 +345,14 @@ fn pull_through_cache_of_a_distribution_registry() {
         format!(
             "[[upstream]]\nnamespace = \"fresh\"\nurl = \"http://{}\"\ntag_ttl = \"0s\"\n\n\
              [[upstream]]\nnamespace = \"locked\"\nurl = \"http://{}\"\nusername = \"puller\"\n\
+             password_file = \"{}\"\n\n\
+             [[upstream]]\nnamespace = \"tokens\"\nurl = \"http://{}\"\nusername = \"admin\"\n\
              password_file = \"{}\"\n",
             proxy.addr,
             locked.addr,
-            password_file.display()
+            password_file.display(),
+            secured.addr,
+            admin_password_file.display()
         ),
     )
     .unwrap();
@@ -384,6 +401,13 @@ fn pull_through_cache_of_a_distribution_registry() {
         &app,
         &format!("docker://{}/team/app:v1", locked.addr),
         Some("puller:upstream secret"),
+    );
+    push(
+        &env,
+        &skopeo_tool,
+        &app,
+        &format!("docker://{}/team/app:v1", secured.addr),
+        Some(&format!("admin:{}", admin_password.trim())),
     );
 
     // 20 concurrent GETs of one uncached blob: one upstream fetch, and
@@ -443,6 +467,13 @@ fn pull_through_cache_of_a_distribution_registry() {
         &format!("docker://{}/locked/team/app:v1", berth.addr),
     );
     assert_eq!(locked_pull, app.manifest.digest);
+    // Through the token flow of an upstream Berth.
+    let token_pull = pull_digest(
+        &env,
+        &skopeo_tool,
+        &format!("docker://{}/tokens/team/app:v1", berth.addr),
+    );
+    assert_eq!(token_pull, app.manifest.digest);
 
     // A corrupt blob reaches the client broken and is never cached: the
     // next GET asks upstream again and gets the right bytes.
@@ -516,6 +547,36 @@ fn pull_through_cache_of_a_distribution_registry() {
         );
         assert_eq!(pulled, app.manifest.digest, "{repo}");
     }
+    // The containers tools configured with Berth as a mirror of the
+    // (stopped) upstream pull through it unchanged.
+    std::fs::write(
+        env.path("registries.conf"),
+        format!(
+            "unqualified-search-registries = []\nshort-name-mode = \"disabled\"\n\n\
+             [[registry]]\nlocation = \"{}\"\ninsecure = true\n\
+             mirror = [{{ location = \"{}/cache\", insecure = true }}]\n\n\
+             [[registry]]\nlocation = \"{}\"\ninsecure = true\n",
+            open.addr, berth.addr, berth.addr
+        ),
+    )
+    .unwrap();
+    // skopeo 1.9 reads registries.conf from its flag, not the variable.
+    let mirrored_dir = tempfile::tempdir().unwrap();
+    run(skopeo(&env, &skopeo_tool)
+        .arg("--registries-conf")
+        .arg(env.path("registries.conf"))
+        .args(["copy", "--preserve-digests"])
+        .arg(format!("docker://{}/team/app:v1", open.addr))
+        .arg(format!("oci:{}:pulled", mirrored_dir.path().display())));
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mirrored_dir.path().join("index.json")).unwrap())
+            .unwrap();
+    let mirrored = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(mirrored, app.manifest.digest);
+
     let gone = client
         .get(format!(
             "http://{}/v2/cache/team/never/manifests/v1",
