@@ -116,6 +116,7 @@ pub async fn attach_upstreams(loaded: &Loaded, registry: &Registry) -> Result<()
             namespace: upstream.namespace.clone(),
             tag_ttl: upstream.tag_ttl,
             docker_hub: upstream.is_docker_hub(),
+            max_size: upstream.max_size.map(|size| size.0),
             upstream: Arc::new(client),
         });
         let visibility = if upstream.public {

@@ -120,6 +120,10 @@ pub struct ProxySettings {
     pub tag_ttl: Duration,
     /// Docker Hub's rule: a one-component name means `library/NAME`.
     pub docker_hub: bool,
+    /// The most bytes the namespace may hold (its storage usage, as
+    /// quotas count it); beyond it, least-recently-pulled images are
+    /// evicted ([`Registry::evict_proxy_namespaces`]). `None`: unlimited.
+    pub max_size: Option<u64>,
     /// The upstream itself.
     pub upstream: Arc<dyn Upstream>,
 }
@@ -145,6 +149,18 @@ const PENDING_INDEXES: usize = 1024;
 /// (or unannounced) blob is read back from storage once stored.
 const MAX_SHARED_BLOB: u64 = 256 * 1024 * 1024;
 
+/// The job lease of the eviction pass: one node at a time evicts.
+const EVICTION_JOB: &str = "proxy-eviction";
+
+/// How long, beyond twice the GC grace period, evicted bytes count as freed
+/// before the usage shows it: the default GC interval.
+const EVICTION_SETTLE: Duration = Duration::from_secs(3600);
+
+/// Images of a proxy namespace one eviction pass considers at most, and
+/// the page in which they are read.
+const EVICTION_SCAN: usize = 100_000;
+const EVICTION_PAGE: usize = 500;
+
 /// The upstream repository `repository` (in a proxy namespace) stands for:
 /// the name without its namespace, and on Docker Hub `library/NAME` for a
 /// one-component name. `None` for the bare namespace, which names nothing
@@ -169,6 +185,9 @@ pub(crate) struct Proxy {
     /// Verified indexes not yet stored because children are missing: the
     /// tag they were fetched for, and the manifest.
     pending: Mutex<Vec<PendingIndex>>,
+    /// Bytes this node evicted, and when: freed, but still counted in the
+    /// usage until garbage collection reclaims them.
+    evicted: Mutex<Vec<(Instant, u64)>>,
 }
 
 /// A verified index waiting for its children: its repository, the tag it
@@ -194,6 +213,7 @@ impl Proxies {
                             tag_checks: Mutex::default(),
                             flights: Mutex::default(),
                             pending: Mutex::default(),
+                            evicted: Mutex::default(),
                         }),
                     )
                 })
@@ -715,6 +735,172 @@ impl Registry {
             ))),
             Err(error) => Err(FlightFailure::Broken(error.to_string())),
         }
+    }
+}
+
+impl Registry {
+    /// Evicts, in every proxy namespace over its `max_size`, the
+    /// least-recently-pulled images (never pulled: oldest pushed first)
+    /// until their sizes add up to the excess. Eviction is an ordinary
+    /// final deletion (with referrers, as `system:proxy-eviction`, past the
+    /// trash, whose images would still count): garbage collection reclaims
+    /// the bytes after its grace period, by the protocol that keeps it from
+    /// racing a pull in flight. Usage drops only then, so the bytes a pass
+    /// evicted are counted as freed by later passes on this node for
+    /// [`EVICTION_SETTLE`] past twice the grace period. An image's size
+    /// counts blobs other images share, so a pass may free less than it
+    /// meant; a later pass evicts more. Returns how many images went.
+    pub async fn evict_proxy_namespaces(&self) -> Result<usize, RegistryError> {
+        let Some(proxies) = self.inner.proxies.get() else {
+            return Ok(0);
+        };
+        let mut evicted = 0;
+        for proxy in proxies.by_namespace.values() {
+            let Some(limit) = proxy.settings.max_size else {
+                continue;
+            };
+            let namespace = &proxy.settings.namespace;
+            let usage = match self.namespace_usage(namespace).await {
+                Ok(usage) => usage.storage_bytes,
+                Err(RegistryError::NamespaceUnknown) => continue,
+                Err(error) => return Err(error),
+            };
+            let settle = self.config().gc_grace_period * 2 + EVICTION_SETTLE;
+            let pending: u64 = {
+                let mut pending = proxy.evicted.lock().expect("evicted bytes");
+                pending.retain(|(at, _)| at.elapsed() < settle);
+                pending.iter().map(|(_, bytes)| bytes).sum()
+            };
+            let usage = usage.saturating_sub(pending);
+            if usage <= limit {
+                continue;
+            }
+            let (images, bytes) = self.evict_from(namespace, usage - limit).await?;
+            proxy
+                .evicted
+                .lock()
+                .expect("evicted bytes")
+                .push((Instant::now(), bytes));
+            evicted += images;
+        }
+        Ok(evicted)
+    }
+
+    /// Evicts from `namespace` until `excess` bytes are freed (as image
+    /// sizes count); returns the images and bytes evicted.
+    async fn evict_from(
+        &self,
+        namespace: &str,
+        excess: u64,
+    ) -> Result<(usize, u64), RegistryError> {
+        // (last pulled or pushed, repository, digest, bytes)
+        let mut images: Vec<(i64, RepoName, Digest, u64)> = Vec::new();
+        let mut after_repository: Option<RepoName> = None;
+        'repositories: loop {
+            let repositories = self
+                .namespace_repositories(namespace, after_repository.as_ref(), EVICTION_PAGE)
+                .await?;
+            let Some(last) = repositories.last() else {
+                break;
+            };
+            after_repository = Some(last.clone());
+            for repository in repositories {
+                let mut after: Option<berth_meta::ImageCursor> = None;
+                loop {
+                    let Some(page) = self
+                        .meta()
+                        .list_images(
+                            &repository,
+                            berth_meta::TaggedFilter::Any,
+                            after.as_ref(),
+                            EVICTION_PAGE,
+                        )
+                        .await?
+                    else {
+                        break;
+                    };
+                    let Some(last) = page.last() else {
+                        break;
+                    };
+                    after = Some(berth_meta::ImageCursor {
+                        pushed_at: last.pushed_at,
+                        digest: last.digest.clone(),
+                    });
+                    let full = page.len() < EVICTION_PAGE;
+                    // Referrers go with their subject.
+                    for image in page.into_iter().filter(|image| image.subject.is_none()) {
+                        images.push((
+                            image.last_pulled_at.unwrap_or(image.pushed_at),
+                            repository.clone(),
+                            image.digest,
+                            image.size + image.manifest_size,
+                        ));
+                        if images.len() >= EVICTION_SCAN {
+                            break 'repositories;
+                        }
+                    }
+                    if full {
+                        break;
+                    }
+                }
+            }
+        }
+        images.sort();
+        let actor = Actor::system("proxy-eviction");
+        let (mut freed, mut evicted) = (0u64, 0usize);
+        for (_, repository, digest, bytes) in images {
+            if freed >= excess {
+                break;
+            }
+            self.inner.manifest_cache.invalidate(&repository);
+            let deleted = self
+                .meta()
+                .delete_manifest(&self.change(&actor), &repository, &digest, true)
+                .await;
+            self.inner.manifest_cache.invalidate(&repository);
+            match deleted {
+                Ok(Some(_)) => {
+                    freed += bytes;
+                    evicted += 1;
+                }
+                // Gone meanwhile, or a child a live index lists (it goes
+                // with the index).
+                Ok(None) | Err(berth_meta::MetaError::ManifestReferenced(_)) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        if evicted > 0 {
+            self.settle().await;
+            tracing::info!(
+                namespace,
+                evicted,
+                freed,
+                excess,
+                "evicted least-recently-pulled images from a proxy namespace"
+            );
+        }
+        Ok((evicted, freed))
+    }
+
+    /// Runs [`Registry::evict_proxy_namespaces`] every `interval` until
+    /// `shutdown` fires, on one node at a time (a job lease).
+    pub async fn run_proxy_eviction_schedule(
+        &self,
+        interval: Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        self.every_interval_under_lease(
+            EVICTION_JOB,
+            "proxy eviction",
+            interval,
+            shutdown,
+            || async {
+                if let Err(error) = self.evict_proxy_namespaces().await {
+                    tracing::warn!(%error, "proxy eviction failed");
+                }
+            },
+        )
+        .await
     }
 }
 

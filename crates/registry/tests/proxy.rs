@@ -121,9 +121,9 @@ struct Setup {
     image: support::Image,
 }
 
-/// An upstream holding `team/app:v1`, and a cache mirroring it in two
-/// namespaces: `cache` (tags believed for an hour) and `always` (tags
-/// checked on every pull).
+/// An upstream holding `team/app:v1`, and a cache mirroring it in three
+/// namespaces: `cache` (tags believed for an hour), `always` (tags checked
+/// on every pull) and `small` (at most one byte).
 async fn setup() -> Setup {
     let upstream = Harness::new().await;
     let image = upstream
@@ -141,11 +141,17 @@ async fn setup() -> Setup {
         namespace: namespace.into(),
         tag_ttl,
         docker_hub: false,
+        max_size: None,
         upstream: fake.clone(),
+    };
+    let small = ProxySettings {
+        max_size: Some(1),
+        ..settings("small", Duration::from_secs(3600))
     };
     cache.registry.attach_upstreams(vec![
         settings("cache", Duration::from_secs(3600)),
         settings("always", Duration::ZERO),
+        small,
     ]);
     Setup {
         _upstream: upstream,
@@ -318,4 +324,35 @@ async fn a_corrupt_blob_is_never_cached_and_concurrent_readers_share_one_fetch()
     }
     assert_eq!(s.fake.blob_gets.load(Ordering::SeqCst) - before, 1);
     assert_eq!(registry.blob_size(&name, &layer).await.unwrap(), 9);
+}
+
+#[tokio::test]
+async fn a_namespace_over_its_max_size_loses_its_least_recently_pulled_images() {
+    let s = setup().await;
+    let registry = &s.cache.registry;
+    for namespace in ["cache", "small"] {
+        let name = repo(&format!("{namespace}/team/app"));
+        registry.pull_manifest(&name, &tag("v1")).await.unwrap();
+        wait_until_stored(registry, &name).await;
+    }
+    // Only `small` is over its limit; a second pass counts what the first
+    // evicted as freed, although the usage shows it only after GC.
+    assert_eq!(registry.evict_proxy_namespaces().await.unwrap(), 1);
+    assert_eq!(registry.evict_proxy_namespaces().await.unwrap(), 0);
+    assert!(matches!(
+        registry
+            .get_manifest(&repo("small/team/app"), &tag("v1"))
+            .await,
+        Err(RegistryError::ManifestUnknown)
+    ));
+    registry
+        .get_manifest(&repo("cache/team/app"), &tag("v1"))
+        .await
+        .unwrap();
+    // Evicted is not gone for good: the next pull fetches it again.
+    let (again, _) = registry
+        .pull_manifest(&repo("small/team/app"), &by_digest(&s.image.digest))
+        .await
+        .unwrap();
+    assert_eq!(again.digest, s.image.digest);
 }

@@ -29,8 +29,8 @@ pub struct UpstreamConfig {
     pub password_file: Option<PathBuf>,
     /// How long a tag's digest is believed before upstream is asked again.
     pub tag_ttl: Duration,
-    /// The most bytes the namespace may hold (eviction is not implemented
-    /// yet: the value is read and shown).
+    /// The most bytes the namespace may hold; beyond it the
+    /// least-recently-pulled images are evicted (docs/proxy.md).
     pub max_size: Option<ByteSize>,
     /// Whether anyone may pull from the namespace (with access control on);
     /// private, the default, means members only.
