@@ -185,6 +185,9 @@ pub(crate) struct Proxy {
     /// Verified indexes not yet stored because children are missing: the
     /// tag they were fetched for, and the manifest.
     pending: Mutex<Vec<PendingIndex>>,
+    /// Image manifests whose blobs are being fetched in the background to
+    /// store them, so that concurrent pulls start one such task each.
+    storing: Mutex<std::collections::HashSet<(RepoName, Digest)>>,
     /// Bytes this node evicted, and when: freed, but still counted in the
     /// usage until garbage collection reclaims them.
     evicted: Mutex<Vec<(Instant, u64)>>,
@@ -214,6 +217,7 @@ impl Proxies {
                             flights: Mutex::default(),
                             pending: Mutex::default(),
                             evicted: Mutex::default(),
+                            storing: Mutex::default(),
                         }),
                     )
                 })
@@ -421,38 +425,50 @@ impl Registry {
         let stored = self
             .store_upstream_manifest(&proxy, repository, tag, &digest, &fetched)
             .await;
-        if !stored {
-            if parsed.manifests.is_empty() {
-                // An image: its blobs are fetched now (joining any fetch a
-                // client starts), then it is stored.
+        if !stored && parsed.manifests.is_empty() {
+            // An image: its blobs are fetched now (joining any fetch a
+            // client starts), then it is stored; by one task however many
+            // clients pull it meanwhile.
+            let key = (repository.clone(), digest.clone());
+            if proxy.storing.lock().expect("storing").insert(key.clone()) {
                 let registry = self.clone();
                 let repository = repository.clone();
                 let tag = tag.cloned();
                 let blobs: Vec<Digest> =
                     parsed.required_blobs().map(|d| d.digest.clone()).collect();
                 tokio::spawn(async move {
+                    let mut complete = true;
                     for blob in blobs {
                         if let Err(error) = registry
                             .fetch_blob_through(&proxy, &repository, &blob)
                             .await
                         {
                             tracing::warn!(%repository, %blob, %error, "cannot cache a blob of a proxied manifest");
-                            return;
+                            complete = false;
+                            break;
                         }
                     }
-                    registry
-                        .store_upstream_manifest(
-                            &proxy,
-                            &repository,
-                            tag.as_ref(),
-                            &digest,
-                            &fetched,
-                        )
-                        .await;
+                    if complete {
+                        registry
+                            .store_upstream_manifest(
+                                &proxy,
+                                &repository,
+                                tag.as_ref(),
+                                &digest,
+                                &fetched,
+                            )
+                            .await;
+                    }
+                    proxy.storing.lock().expect("storing").remove(&key);
                 });
-            } else {
-                // An index: stored once its children have been pulled.
-                let mut pending = proxy.pending.lock().expect("pending indexes");
+            }
+        } else if !stored {
+            // An index: stored once its children have been pulled.
+            let mut pending = proxy.pending.lock().expect("pending indexes");
+            let waiting = pending
+                .iter()
+                .any(|(r, _, d, _)| r == repository && d == &digest);
+            if !waiting {
                 if pending.len() >= PENDING_INDEXES {
                     pending.remove(0);
                 }

@@ -214,10 +214,10 @@ pub fn listing(upstreams: &[UpstreamConfig]) -> String {
     let mut out =
         String::from("\n# The registries the pull-through cache mirrors (docs/proxy.md).\n");
     if upstreams.is_empty() {
-        out.push_str("# no [[upstream]] tables and no --upstream flags\n");
+        out.push_str("\n# no [[upstream]] tables and no --upstream flags\n");
     }
     for upstream in upstreams {
-        out.push_str(&format!("[[upstream]]  # {}\n", upstream.origin));
+        out.push_str(&format!("\n[[upstream]]  # {}\n", upstream.origin));
         out.push_str(&format!(
             "namespace = {}\n",
             toml_string(&upstream.namespace)
