@@ -10,8 +10,8 @@
 //! - Manifests by tag ask upstream (a HEAD) at most once per `tag_ttl` per
 //!   node; by digest, never again once stored. A manifest is stored once
 //!   every blob (or, for an index, every child manifest) it references is
-//!   stored: an image manifest's blobs are fetched in the background right
-//!   away, an index waits until its children have been pulled.
+//!   stored: what it lists is fetched in the background right away, for an
+//!   index every platform, so that it pulls while upstream is down.
 //! - Blobs are fetched once per digest however many clients ask at once (a
 //!   [`Flight`]); every client reads the bytes as they arrive, but the last
 //!   piece is held back until the digest is verified, so a corrupt or cut
@@ -142,8 +142,8 @@ pub enum Freshness {
 /// full table is emptied (the cost: one more HEAD per tag).
 const TAG_CHECKS: usize = 65536;
 
-/// Indexes waiting for their children, per namespace at most.
-const PENDING_INDEXES: usize = 1024;
+/// How deep an index of indexes is cached.
+const MAX_INDEX_DEPTH: usize = 2;
 
 /// Blobs buffered in memory for the readers of a fetch at most; a larger
 /// (or unannounced) blob is read back from storage once stored.
@@ -182,20 +182,14 @@ pub(crate) struct Proxy {
     tag_checks: Mutex<HashMap<(RepoName, Tag), Instant>>,
     /// Blob fetches in progress, by digest.
     flights: Mutex<HashMap<Digest, Arc<Flight>>>,
-    /// Verified indexes not yet stored because children are missing: the
-    /// tag they were fetched for, and the manifest.
-    pending: Mutex<Vec<PendingIndex>>,
-    /// Image manifests whose blobs are being fetched in the background to
-    /// store them, so that concurrent pulls start one such task each.
+    /// Manifests whose blobs and children are being fetched in the
+    /// background to store them, so that concurrent pulls start one such
+    /// task each.
     storing: Mutex<std::collections::HashSet<(RepoName, Digest)>>,
     /// Bytes this node evicted, and when: freed, but still counted in the
     /// usage until garbage collection reclaims them.
     evicted: Mutex<Vec<(Instant, u64)>>,
 }
-
-/// A verified index waiting for its children: its repository, the tag it
-/// was fetched for, its digest and its bytes.
-type PendingIndex = (RepoName, Option<Tag>, Digest, UpstreamManifest);
 
 /// Every proxy namespace of this registry.
 #[derive(Default)]
@@ -215,7 +209,6 @@ impl Proxies {
                             settings,
                             tag_checks: Mutex::default(),
                             flights: Mutex::default(),
-                            pending: Mutex::default(),
                             evicted: Mutex::default(),
                             storing: Mutex::default(),
                         }),
@@ -362,7 +355,6 @@ impl Registry {
                     let moved = Reference::Digest(digest);
                     if let Ok(stored) = self.get_manifest(repository, &moved).await {
                         self.store_upstream_manifest(
-                            &proxy,
                             repository,
                             Some(tag),
                             &stored.digest,
@@ -423,56 +415,26 @@ impl Registry {
             payload: fetched.payload.clone(),
         });
         let stored = self
-            .store_upstream_manifest(&proxy, repository, tag, &digest, &fetched)
+            .store_upstream_manifest(repository, tag, &digest, &fetched)
             .await;
-        if !stored && parsed.manifests.is_empty() {
-            // An image: its blobs are fetched now (joining any fetch a
-            // client starts), then it is stored; by one task however many
-            // clients pull it meanwhile.
+        if !stored {
+            // What it lists is fetched now (joining any fetch a client
+            // starts), then it is stored; by one task however many clients
+            // pull it meanwhile.
             let key = (repository.clone(), digest.clone());
             if proxy.storing.lock().expect("storing").insert(key.clone()) {
                 let registry = self.clone();
                 let repository = repository.clone();
                 let tag = tag.cloned();
-                let blobs: Vec<Digest> =
-                    parsed.required_blobs().map(|d| d.digest.clone()).collect();
                 tokio::spawn(async move {
-                    let mut complete = true;
-                    for blob in blobs {
-                        if let Err(error) = registry
-                            .fetch_blob_through(&proxy, &repository, &blob)
-                            .await
-                        {
-                            tracing::warn!(%repository, %blob, %error, "cannot cache a blob of a proxied manifest");
-                            complete = false;
-                            break;
-                        }
-                    }
-                    if complete {
-                        registry
-                            .store_upstream_manifest(
-                                &proxy,
-                                &repository,
-                                tag.as_ref(),
-                                &digest,
-                                &fetched,
-                            )
-                            .await;
+                    let cached = registry
+                        .cache_whole(&proxy, &repository, tag.as_ref(), &digest, &fetched, 0)
+                        .await;
+                    if let Err(error) = cached {
+                        tracing::warn!(%repository, %digest, %error, "cannot cache a proxied image");
                     }
                     proxy.storing.lock().expect("storing").remove(&key);
                 });
-            }
-        } else if !stored {
-            // An index: stored once its children have been pulled.
-            let mut pending = proxy.pending.lock().expect("pending indexes");
-            let waiting = pending
-                .iter()
-                .any(|(r, _, d, _)| r == repository && d == &digest);
-            if !waiting {
-                if pending.len() >= PENDING_INDEXES {
-                    pending.remove(0);
-                }
-                pending.push((repository.clone(), tag.cloned(), digest, fetched));
             }
         }
         Ok((record, Freshness::Fresh))
@@ -491,7 +453,6 @@ impl Registry {
     /// children are missing is not, and anything else is logged.
     async fn store_upstream_manifest(
         &self,
-        proxy: &Proxy,
         repository: &RepoName,
         tag: Option<&Tag>,
         digest: &Digest,
@@ -509,10 +470,7 @@ impl Registry {
             )
             .await;
         match result {
-            Ok(_) => {
-                self.retry_pending_indexes(proxy, repository).await;
-                true
-            }
+            Ok(_) => true,
             Err(RegistryError::ManifestBlobUnknown(_)) => false,
             Err(error) => {
                 tracing::warn!(%repository, %digest, %error, "cannot store a proxied manifest");
@@ -521,35 +479,63 @@ impl Registry {
         }
     }
 
-    /// Stores the waiting indexes of `repository` whose children are all
-    /// stored now.
-    async fn retry_pending_indexes(&self, proxy: &Proxy, repository: &RepoName) {
-        let waiting: Vec<_> = {
-            let mut pending = proxy.pending.lock().expect("pending indexes");
-            let (mine, others) = pending.drain(..).partition(|(r, ..)| r == repository);
-            *pending = others;
-            mine
-        };
-        for (repo, tag, digest, manifest) in waiting {
-            let tags: Vec<Tag> = tag.iter().cloned().collect();
-            let result = self
-                .put_manifest(
-                    &proxy_actor(),
-                    &repo,
-                    &Reference::Digest(digest.clone()),
-                    &tags,
-                    Some(manifest.media_type.as_str()),
-                    manifest.payload.clone(),
-                )
-                .await;
-            if let Err(RegistryError::ManifestBlobUnknown(_)) = result {
-                proxy
-                    .pending
-                    .lock()
-                    .expect("pending indexes")
-                    .push((repo, tag, digest, manifest));
+    /// Fetches what a verified upstream manifest lists and is not stored
+    /// (an image's blobs; an index's child manifests, verified, each with
+    /// its own blobs), then stores it tagged `tag`. An index is cached with
+    /// every platform it lists, so that it pulls while upstream is down.
+    async fn cache_whole(
+        &self,
+        proxy: &Arc<Proxy>,
+        repository: &RepoName,
+        tag: Option<&Tag>,
+        digest: &Digest,
+        manifest: &UpstreamManifest,
+        depth: usize,
+    ) -> Result<(), RegistryError> {
+        let parsed = ParsedManifest::parse(&manifest.payload, Some(manifest.media_type.as_str()))
+            .map_err(|e| {
+            RegistryError::UpstreamFailed(format!("the upstream's manifest: {e}"))
+        })?;
+        for blob in parsed.required_blobs() {
+            self.fetch_blob_through(proxy, repository, &blob.digest)
+                .await?;
+        }
+        // An index of indexes is followed one level down, no further.
+        if depth < MAX_INDEX_DEPTH {
+            let upstream_name = upstream_repository(repository, proxy.settings.docker_hub)
+                .ok_or(RegistryError::ManifestUnknown)?;
+            for child in &parsed.manifests {
+                let reference = Reference::Digest(child.digest.clone());
+                if self.get_manifest(repository, &reference).await.is_ok() {
+                    continue;
+                }
+                let fetched = proxy
+                    .settings
+                    .upstream
+                    .manifest(&upstream_name, &reference)
+                    .await
+                    .map_err(|e| upstream_error(e, RegistryError::ManifestUnknown))?;
+                let computed = child.digest.algorithm().digest_of(&fetched.payload);
+                if computed != child.digest {
+                    return Err(RegistryError::UpstreamFailed(format!(
+                        "the upstream's manifest hashes to {computed}, not {}",
+                        child.digest
+                    )));
+                }
+                Box::pin(self.cache_whole(
+                    proxy,
+                    repository,
+                    None,
+                    &child.digest,
+                    &fetched,
+                    depth + 1,
+                ))
+                .await?;
             }
         }
+        self.store_upstream_manifest(repository, tag, digest, manifest)
+            .await;
+        Ok(())
     }
 
     /// A blob GET or HEAD a client makes in a proxy namespace for a blob

@@ -114,8 +114,7 @@ impl Upstream for FakeUpstream {
 }
 
 struct Setup {
-    /// Keeps the upstream's data directory.
-    _upstream: Harness,
+    upstream: Harness,
     cache: Harness,
     fake: Arc<FakeUpstream>,
     image: support::Image,
@@ -154,7 +153,7 @@ async fn setup() -> Setup {
         small,
     ]);
     Setup {
-        _upstream: upstream,
+        upstream,
         cache,
         fake,
         image,
@@ -355,4 +354,53 @@ async fn a_namespace_over_its_max_size_loses_its_least_recently_pulled_images() 
         .await
         .unwrap();
     assert_eq!(again.digest, s.image.digest);
+}
+
+#[tokio::test]
+async fn an_index_is_cached_with_every_platform_and_pulls_while_upstream_is_down() {
+    let s = setup().await;
+    let multi = repo("team/multi");
+    let amd64 = s
+        .upstream
+        .push_image(&multi, &platform_tag(), "amd64", &[b"amd64 layer"])
+        .await;
+    let arm64 = s
+        .upstream
+        .push_image(&multi, &platform_tag(), "arm64", &[b"arm64 layer"])
+        .await;
+    let index = support::push_index(
+        &s.upstream.registry,
+        &multi,
+        &tag("v1"),
+        &[&amd64.digest, &arm64.digest],
+    )
+    .await;
+    let registry = &s.cache.registry;
+    let name = repo("always/team/multi");
+    let (served, _) = registry.pull_manifest(&name, &tag("v1")).await.unwrap();
+    assert_eq!(served.digest, index);
+    wait_until_stored(registry, &name).await;
+    for image in [&amd64, &arm64] {
+        registry
+            .get_manifest(&name, &by_digest(&image.digest))
+            .await
+            .unwrap();
+        for blob in &image.blobs {
+            registry.blob_size(&name, blob).await.unwrap();
+        }
+    }
+    *s.fake.failure.lock().unwrap() = Some(UpstreamError::Failed("down".into()));
+    let (stale, freshness) = registry.pull_manifest(&name, &tag("v1")).await.unwrap();
+    assert_eq!((stale.digest.clone(), freshness), (index, Freshness::Stale));
+    let (child, _) = registry
+        .pull_manifest(&name, &by_digest(&arm64.digest))
+        .await
+        .unwrap();
+    assert_eq!(child.digest, arm64.digest);
+}
+
+/// The tag the images of an index are pushed under upstream (each moves
+/// it; the cache pulls only the index).
+fn platform_tag() -> Reference {
+    tag("platform")
 }
