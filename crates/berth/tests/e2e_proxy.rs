@@ -7,14 +7,16 @@
 //! between Berth and the open upstream: it counts requests (20 concurrent
 //! pulls of one uncached blob make one upstream fetch), answers 429 and
 //! 500, and corrupts or cuts blobs (never cached). Finally the upstream
-//! is stopped: cached images still pull (a tag checked past its
-//! `tag_ttl` carries `Warning: 110`), skopeo configured with Berth as a
+//! is stopped: cached images still pull, a multi-platform one too (a tag
+//! checked past its `tag_ttl` carries `Warning: 110`), skopeo configured
+//! with Berth as a
 //! `registries.conf` mirror of the stopped upstream pulls through it, an
 //! uncached image is a spec error, and pushes into a proxy namespace are
 //! refused.
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -23,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::containers::ContainersEnv;
-use support::oci::{make_image, sha256_digest, write_oci_layout, TestImage};
+use support::oci::{make_image, make_index, sha256_digest, write_oci_layout, Blob, TestImage};
 use support::{is_external_registry, record_skip, require_tool, run, TestRegistry};
 
 const TEST: &str = "e2e_proxy";
@@ -227,15 +229,27 @@ fn skopeo(env: &ContainersEnv, tool: &Path) -> Command {
 
 /// Pushes `image` to `dest` (`docker://…`) with skopeo, digests kept.
 fn push(env: &ContainersEnv, tool: &Path, image: &TestImage, dest: &str, creds: Option<&str>) {
+    push_layout(env, tool, &image.manifest, &image.all_blobs(), dest, creds);
+}
+
+/// Pushes a manifest (an index with every platform) and its blobs.
+fn push_layout(
+    env: &ContainersEnv,
+    tool: &Path,
+    manifest: &Blob,
+    blobs: &BTreeMap<String, Blob>,
+    dest: &str,
+    creds: Option<&str>,
+) {
     let dir = tempfile::tempdir().unwrap();
-    write_oci_layout(
-        dir.path(),
-        "v1",
-        &image.manifest,
-        image.all_blobs().values(),
-    );
+    write_oci_layout(dir.path(), "v1", manifest, blobs.values());
     let mut cmd = skopeo(env, tool);
-    cmd.args(["copy", "--preserve-digests", "--dest-tls-verify=false"]);
+    cmd.args([
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+    ]);
     if let Some(creds) = creds {
         cmd.arg("--dest-creds").arg(creds);
     }
@@ -244,12 +258,13 @@ fn push(env: &ContainersEnv, tool: &Path, image: &TestImage, dest: &str, creds: 
         .arg(dest));
 }
 
-/// Copies `src` (`docker://…`) into a fresh OCI layout and returns the
-/// digest of the manifest skopeo wrote.
+/// Copies `src` (`docker://…`, every platform of an index) into a fresh
+/// OCI layout and returns the digest of the manifest skopeo wrote.
 fn pull_digest(env: &ContainersEnv, tool: &Path, src: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     run(skopeo(env, tool).args([
         "copy",
+        "--all",
         "--preserve-digests",
         "--src-tls-verify=false",
         src,
@@ -526,6 +541,26 @@ fn pull_through_cache_of_a_distribution_registry() {
     );
     assert_eq!(fresh, app.manifest.digest);
     wait_for_tag(&berth.addr, "fresh/team/app", "v1");
+    // A multi-platform image: its index is cached with every platform.
+    let multi = make_index(vec![
+        make_image("amd64", &[2048], &[]),
+        make_image("arm64", &[4096], &[]),
+    ]);
+    push_layout(
+        &env,
+        &skopeo_tool,
+        &multi.index,
+        &multi.all_blobs(),
+        &format!("docker://{}/team/multi:v1", open.addr),
+        None,
+    );
+    let multi_pull = pull_digest(
+        &env,
+        &skopeo_tool,
+        &format!("docker://{}/fresh/team/multi:v1", berth.addr),
+    );
+    assert_eq!(multi_pull, multi.index.digest);
+    wait_for_tag(&berth.addr, "fresh/team/multi", "v1");
 
     // The upstream stops.
     open.stop();
@@ -547,6 +582,12 @@ fn pull_through_cache_of_a_distribution_registry() {
         );
         assert_eq!(pulled, app.manifest.digest, "{repo}");
     }
+    let multi_stale = pull_digest(
+        &env,
+        &skopeo_tool,
+        &format!("docker://{}/fresh/team/multi:v1", berth.addr),
+    );
+    assert_eq!(multi_stale, multi.index.digest);
     // The containers tools configured with Berth as a mirror of the
     // (stopped) upstream pull through it unchanged.
     std::fs::write(
