@@ -38,6 +38,7 @@ mod legacy_signing_key;
 mod logging;
 mod memory;
 mod tasks;
+mod upstream;
 mod webhooks;
 mod wiring;
 

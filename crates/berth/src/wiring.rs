@@ -100,6 +100,49 @@ fn registry_config(config: &Config) -> RegistryConfig {
     }
 }
 
+/// Makes the configured upstreams' namespaces proxy namespaces of
+/// `registry` (each with its HTTP client, its password read now), and
+/// creates those namespaces that do not exist yet, private unless the
+/// upstream says `public = true`. An existing namespace keeps its
+/// visibility: an administrator may have changed it.
+pub async fn attach_upstreams(loaded: &Loaded, registry: &Registry) -> Result<(), String> {
+    if loaded.upstreams.is_empty() {
+        return Ok(());
+    }
+    let mut settings = Vec::new();
+    for upstream in &loaded.upstreams {
+        let client = crate::upstream::HttpUpstream::new(upstream)?;
+        settings.push(berth_registry::ProxySettings {
+            namespace: upstream.namespace.clone(),
+            tag_ttl: upstream.tag_ttl,
+            docker_hub: upstream.is_docker_hub(),
+            max_size: upstream.max_size.map(|size| size.0),
+            upstream: Arc::new(client),
+        });
+        let visibility = if upstream.public {
+            berth_registry::Visibility::Public
+        } else {
+            berth_registry::Visibility::Private
+        };
+        let actor = berth_registry::Actor::system("proxy");
+        match registry
+            .create_namespace(&actor, &upstream.namespace, visibility, None)
+            .await
+        {
+            Ok(_) | Err(berth_registry::RegistryError::NamespaceExists) => {}
+            Err(e) => {
+                return Err(format!(
+                    "cannot create the namespace {} of upstream {}: {e}",
+                    upstream.namespace, upstream.url
+                ))
+            }
+        }
+        tracing::info!(namespace = %upstream.namespace, url = %upstream.url, "mirroring an upstream registry");
+    }
+    registry.attach_upstreams(settings);
+    Ok(())
+}
+
 /// The scan workers of this node, with the `[scanner]` settings.
 pub fn scan_workers(config: &Config, registry: Registry) -> ScanWorkers {
     let limits = berth_scanner::Limits {

@@ -102,6 +102,18 @@ pub enum RegistryError {
     /// against; nothing was linked and the client should push the blob again.
     #[error("the blob was being garbage-collected while it was pushed; push it again")]
     BlobBeingCollected,
+    /// A client tried to change a proxy namespace (the namespace named),
+    /// whose content only comes from its upstream.
+    #[error("namespace {0} is a pull-through cache of an upstream registry: it is read-only (push to another namespace)")]
+    ProxyReadOnly(String),
+    /// The upstream of a proxy namespace asked to slow down and nothing
+    /// was cached; its `Retry-After` (seconds) if it gave one.
+    #[error("the upstream registry asks to slow down and nothing is cached; retry later")]
+    UpstreamTooManyRequests { retry_after: Option<u64> },
+    /// The upstream of a proxy namespace failed and nothing was cached:
+    /// HTTP 502. The message names no credentials.
+    #[error("the upstream registry cannot serve it and nothing is cached: {0}")]
+    UpstreamFailed(String),
     #[error("the manifest is not available in a media type the client accepts")]
     NotAcceptable,
     #[error("invalid parameter: {0}")]
@@ -150,7 +162,10 @@ impl RegistryError {
             | RegistryError::StorageQuotaExceeded(_)
             | RegistryError::NamespaceExists
             | RegistryError::RuleExists
-            | RegistryError::NamespaceNotEmpty => ErrorCode::Denied,
+            | RegistryError::NamespaceNotEmpty
+            | RegistryError::ProxyReadOnly(_) => ErrorCode::Denied,
+            RegistryError::UpstreamTooManyRequests { .. } => ErrorCode::TooManyRequests,
+            RegistryError::UpstreamFailed(_) => ErrorCode::Unavailable,
             RegistryError::TooManyUploads { .. } | RegistryError::TrafficQuotaExceeded { .. } => {
                 ErrorCode::TooManyRequests
             }

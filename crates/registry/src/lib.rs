@@ -43,6 +43,7 @@ mod immutable;
 pub mod jobs;
 mod manifests;
 pub mod namespaces;
+pub mod proxy;
 pub mod pulls;
 pub mod quotas;
 pub mod retention;
@@ -76,6 +77,9 @@ pub use gc::{GcOptions, GcReport};
 pub use images::{Image, ImageDetails, ImageFacts};
 pub use manifests::{ManifestPut, ReferrersPage};
 pub use namespaces::NamespaceDeletion;
+pub use proxy::{
+    Freshness, ProxySettings, Upstream, UpstreamBlob, UpstreamError, UpstreamManifest,
+};
 pub use retention::{
     AgeSource, RetentionImage, RetentionPlan, RetentionReason, RetentionReport, RetentionSkip,
     RetentionVerdict,
@@ -220,6 +224,9 @@ struct Inner {
     /// Refused requests waiting to be written to the audit trail (see
     /// `audit.rs`).
     refusals: audit::RefusalBuffer,
+    /// The proxy namespaces and their upstreams, set once before serving
+    /// (see `proxy.rs`).
+    proxies: std::sync::OnceLock<proxy::Proxies>,
 }
 
 /// Where the registry reads the time. Tests replace it to move time forward.
@@ -278,6 +285,7 @@ impl Registry {
                 pulls: Default::default(),
                 traffic: Default::default(),
                 refusals: Default::default(),
+                proxies: Default::default(),
             }),
         }
     }

@@ -56,6 +56,8 @@ pub fn registry_status(error: &RegistryError) -> StatusCode {
         | RegistryError::NamespaceNotEmpty => StatusCode::CONFLICT,
         // A retryable condition: clients retry a push on 503.
         RegistryError::BlobBeingCollected => StatusCode::SERVICE_UNAVAILABLE,
+        // The upstream of a proxy namespace failed: a gateway's answer.
+        RegistryError::UpstreamFailed(_) => StatusCode::BAD_GATEWAY,
         RegistryError::InvalidParameter(_) => StatusCode::BAD_REQUEST,
         other => status_of(other.code()),
     }
@@ -286,6 +288,12 @@ impl From<RegistryError> for ApiError {
                         "used": used,
                         "limit": limit,
                     }));
+            }
+            // The upstream's own wait, passed on.
+            RegistryError::UpstreamTooManyRequests {
+                retry_after: Some(retry_after),
+            } => {
+                api = api.with_header("retry-after", retry_after.to_string());
             }
             _ => {}
         }

@@ -14,7 +14,7 @@ use base64::Engine;
 use berth_oci::range::{parse_content_range, parse_range_header};
 use berth_oci::{ByteRange, Digest, ErrorCode, RangeRequest, Reference, RepoName, Tag, UploadId};
 use berth_registry::advisor::PullVerdict;
-use berth_registry::ByteStream;
+use berth_registry::{ByteStream, Freshness};
 use futures::TryStreamExt;
 
 use crate::access::{self, Caller, MountDenied};
@@ -93,6 +93,15 @@ async fn handle(state: &AppState, endpoint: Endpoint, request: Request) -> ApiRe
     // The body is split off so that only `Sync` parts are borrowed across awaits.
     let (parts, body) = request.into_parts();
     let request = &parts;
+    // A proxy namespace's content comes from its upstream only: every
+    // change a client asks for is refused before anything else is read.
+    match (&endpoint, &parts.method) {
+        (Endpoint::Manifest(repo, _), &Method::PUT | &Method::DELETE)
+        | (Endpoint::Blob(repo, _), &Method::DELETE)
+        | (Endpoint::UploadStart(repo), _)
+        | (Endpoint::Upload(repo, _), _) => state.registry.refuse_proxy_write(repo)?,
+        _ => {}
+    }
     match (endpoint, parts.method.clone()) {
         (Endpoint::Base, method) => Ok(base(method).await),
         (Endpoint::Catalog, Method::GET | Method::HEAD) => catalog(state, request).await,
@@ -164,6 +173,24 @@ async fn get_blob(
     headers: &HeaderMap,
     head: bool,
 ) -> ApiResult {
+    // In a proxy namespace, a blob not cached yet comes from upstream as
+    // it arrives (whole: a range is one the server may ignore).
+    if let Some((size, body)) = state.registry.pull_blob_through(repo, digest, head).await? {
+        let response = Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header("docker-content-digest", digest.as_str())
+            .header(header::ETAG, format!("\"{digest}\""))
+            .header(header::CONTENT_LENGTH, size);
+        let body = match body {
+            Some(blob) => {
+                state.metrics.bytes_out(blob.len);
+                Body::from_stream(blob.stream)
+            }
+            None => Body::empty(),
+        };
+        return Ok(response.body(body).expect("valid blob response"));
+    }
     if !head {
         if let Some(url) = state.registry.blob_redirect(repo, digest).await? {
             return Ok(Response::builder()
@@ -423,6 +450,10 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
     !any
 }
 
+/// The `Warning` header of a manifest a proxy namespace served from its
+/// cache because the upstream could not be asked (see docs/proxy.md).
+pub const STALE_WARNING: &str = "110 - \"response is stale\"";
+
 /// The header of a manifest answer whose image the namespace's
 /// vulnerability policy warns about (`warn` mode): what `block` would say.
 pub const VULNERABILITY_WARNING: &str = "berth-vulnerability-warning";
@@ -434,7 +465,7 @@ async fn get_manifest(
     request: &Parts,
     head: bool,
 ) -> ApiResult {
-    let record = state.registry.get_manifest(repo, reference).await?;
+    let (record, freshness) = state.registry.pull_manifest(repo, reference).await?;
     // A digest pins exact content, so it is served whatever the client
     // accepts; a tag is negotiated, as Docker's registry does.
     if matches!(reference, Reference::Tag(_)) && !accepts(&request.headers, &record.media_type) {
@@ -457,6 +488,11 @@ async fn get_manifest(
         .header("docker-content-digest", record.digest.as_str())
         .header(header::ETAG, format!("\"{}\"", record.digest))
         .header(header::CONTENT_LENGTH, record.payload.len());
+    if freshness == Freshness::Stale {
+        // RFC 7234's warning for a cached answer that could not be
+        // revalidated: the upstream of this proxy namespace failed.
+        builder = builder.header(header::WARNING, STALE_WARNING);
+    }
     if let Some(warning) = warning {
         // Header values are visible ASCII; the message is made of names
         // and versions, and anything else is replaced.

@@ -54,6 +54,9 @@ pub fn run(args: &ConfigArgs, env: &Environment) -> ExitCode {
 /// for the metrics.
 const SCANNER_METRICS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How often proxy namespaces are checked against their `max_size`.
+const PROXY_EVICTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// How long the runtime waits at exit for blocking work still running.
 const BLOCKING_WORK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -86,6 +89,7 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
     let opened =
         wiring::open_registry(loaded, wiring::StorageCheck::Probe, Some(node.name.clone())).await?;
     let registry = opened.registry;
+    wiring::attach_upstreams(loaded, &registry).await?;
     if node.owns_earlier_leases {
         let released = registry
             .release_dead_upload_leases()
@@ -180,6 +184,20 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
         tasks.spawn("retention", move |cancel| async move {
             registry
                 .run_retention_schedule(retention_interval, cancel)
+                .await
+        });
+    }
+    if loaded
+        .upstreams
+        .iter()
+        .any(|upstream| upstream.max_size.is_some())
+    {
+        // Proxy namespaces over their max_size lose their least-recently
+        // pulled images, on one node at a time.
+        let registry = registry.clone();
+        tasks.spawn("proxy eviction", move |cancel| async move {
+            registry
+                .run_proxy_eviction_schedule(PROXY_EVICTION_INTERVAL, cancel)
                 .await
         });
     }

@@ -36,6 +36,7 @@ use clap::{Arg, ArgAction, ArgMatches};
 mod declare;
 mod keys;
 pub mod reference;
+pub mod upstream;
 pub mod values;
 
 #[cfg(test)]
@@ -255,6 +256,9 @@ pub enum ConfigError {
 /// The name of the `--config` argument.
 const CONFIG_FILE_ARG: &str = "config";
 
+/// The name of the `--upstream` argument.
+const UPSTREAM_ARG: &str = "upstream";
+
 /// The configuration flags every command that reads the configuration
 /// takes (`#[command(flatten)]`): `--config FILE` and one flag per key.
 ///
@@ -267,6 +271,8 @@ pub struct ConfigArgs {
     /// The flags given, as (index in [`KEYS`], value); a switch's value is
     /// `true`.
     pub flags: Vec<(usize, String)>,
+    /// `--upstream NS=URL`, in the order given.
+    pub upstreams: Vec<String>,
 }
 
 impl clap::Args for ConfigArgs {
@@ -277,6 +283,17 @@ impl clap::Args for ConfigArgs {
                 .value_name("FILE")
                 .value_parser(clap::value_parser!(PathBuf))
                 .help("A TOML configuration file [env: BERTH_CONFIG]"),
+        );
+        command = command.arg(
+            Arg::new(UPSTREAM_ARG)
+                .long("upstream")
+                .value_name("NS=URL")
+                .action(ArgAction::Append)
+                .help(
+                    "Mirror the registry at URL in namespace NS (a pull-through cache; \
+                     repeatable; `[[upstream]]` tables in the file take more settings, \
+                     see docs/proxy.md)",
+                ),
         );
         for key in KEYS {
             let mut help = key.description();
@@ -322,6 +339,9 @@ impl clap::FromArgMatches for ConfigArgs {
         if let Ok(Some(path)) = matches.try_get_one::<PathBuf>(CONFIG_FILE_ARG) {
             self.file = Some(path.clone());
         }
+        if let Ok(Some(values)) = matches.try_get_many::<String>(UPSTREAM_ARG) {
+            self.upstreams = values.cloned().collect();
+        }
         for (index, key) in KEYS.iter().enumerate() {
             if matches.value_source(key.flag) != Some(ValueSource::CommandLine) {
                 continue;
@@ -350,6 +370,9 @@ pub struct Loaded {
     /// Things worth telling the operator that do not stop the start (the
     /// older top-level spelling in the file).
     pub warnings: Vec<String>,
+    /// The upstream registries of the pull-through cache: the file's
+    /// `[[upstream]]` tables, then `--upstream` flags.
+    pub upstreams: Vec<upstream::UpstreamConfig>,
 }
 
 impl Loaded {
@@ -406,7 +429,7 @@ impl ConfigArgs {
         file: Option<(&Path, &str)>,
     ) -> Result<Loaded, ConfigError> {
         let file_path = file.map(|(path, _)| path.to_path_buf());
-        let file = match file {
+        let mut file = match file {
             Some((path, text)) => parse_file(path, text)?,
             None => FileValues::default(),
         };
@@ -440,10 +463,22 @@ impl ConfigArgs {
                 sources[index] = source;
             }
         }
+        let mut upstreams = std::mem::take(&mut file.upstreams);
+        for flag in &self.upstreams {
+            upstreams.push(
+                upstream::parse_flag(flag).map_err(|message| ConfigError::Invalid {
+                    key: "upstream".into(),
+                    origin: Source::Flag("--upstream".into()),
+                    message,
+                })?,
+            );
+        }
+        upstream::check_unique(&upstreams)?;
         let loaded = Loaded {
             config,
             sources,
             warnings: file.warnings(file_path.as_deref()),
+            upstreams,
         };
         if let Err((key, message)) = loaded.config.validate() {
             return Err(ConfigError::Invalid {
@@ -462,6 +497,8 @@ struct FileValues {
     values: BTreeMap<usize, toml::Value>,
     /// Keys written in the older top-level spelling, by index.
     flat: Vec<usize>,
+    /// The `[[upstream]]` tables.
+    upstreams: Vec<upstream::UpstreamConfig>,
 }
 
 impl FileValues {
@@ -514,7 +551,12 @@ fn parse_file(path: &Path, text: &str) -> Result<FileValues, ConfigError> {
         }
         Ok(())
     };
+    let mut upstreams = Vec::new();
     for (top, value) in &table {
+        if top == UPSTREAM_ARG {
+            upstreams = upstream::parse_tables(path, value)?;
+            continue;
+        }
         let section = SECTIONS.iter().find(|section| section.name == top);
         match (section, value) {
             (Some(section), toml::Value::Table(entries)) => {
@@ -543,6 +585,7 @@ fn parse_file(path: &Path, text: &str) -> Result<FileValues, ConfigError> {
             }
         }
     }
+    file.upstreams = upstreams;
     Ok(file)
 }
 

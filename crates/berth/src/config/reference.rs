@@ -40,6 +40,7 @@ pub fn check_listing(loaded: &Loaded) -> String {
         }
         out.push('\n');
     }
+    out.push_str(&super::upstream::listing(&loaded.upstreams));
     out
 }
 

@@ -1,0 +1,406 @@
+//! The pull-through cache in the domain, without HTTP: the upstream is
+//! another registry behind a counting, fault-injecting [`Upstream`].
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_oci::{Digest, Reference, RepoName};
+use berth_registry::{
+    ByteStream, Freshness, ProxySettings, Registry, RegistryError, Upstream, UpstreamBlob,
+    UpstreamError, UpstreamManifest,
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use support::{by_digest, repo, tag, Harness};
+
+/// A registry as an upstream, counting what it is asked.
+#[derive(Default)]
+struct FakeUpstream {
+    registry: Mutex<Option<Registry>>,
+    heads: AtomicUsize,
+    gets: AtomicUsize,
+    blob_gets: AtomicUsize,
+    /// Every call fails with this while set.
+    failure: Mutex<Option<UpstreamError>>,
+    /// Blobs are served with a byte flipped while set.
+    corrupt: Mutex<bool>,
+}
+
+impl FakeUpstream {
+    fn registry(&self) -> Registry {
+        self.registry.lock().unwrap().clone().unwrap()
+    }
+
+    fn fail(&self) -> Result<(), UpstreamError> {
+        match self.failure.lock().unwrap().clone() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+fn not_found(error: RegistryError) -> UpstreamError {
+    match error {
+        RegistryError::ManifestUnknown | RegistryError::BlobUnknown => UpstreamError::NotFound,
+        other => UpstreamError::Failed(other.to_string()),
+    }
+}
+
+#[async_trait::async_trait]
+impl Upstream for FakeUpstream {
+    async fn manifest_digest(
+        &self,
+        repository: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<Digest>, UpstreamError> {
+        self.heads.fetch_add(1, Ordering::SeqCst);
+        self.fail()?;
+        let record = self
+            .registry()
+            .get_manifest(repository, reference)
+            .await
+            .map_err(not_found)?;
+        Ok(Some(record.digest.clone()))
+    }
+
+    async fn manifest(
+        &self,
+        repository: &RepoName,
+        reference: &Reference,
+    ) -> Result<UpstreamManifest, UpstreamError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.fail()?;
+        let record = self
+            .registry()
+            .get_manifest(repository, reference)
+            .await
+            .map_err(not_found)?;
+        Ok(UpstreamManifest {
+            media_type: record.media_type.clone(),
+            payload: record.payload.clone(),
+        })
+    }
+
+    async fn blob(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<UpstreamBlob, UpstreamError> {
+        self.blob_gets.fetch_add(1, Ordering::SeqCst);
+        self.fail()?;
+        let body = self
+            .registry()
+            .read_blob(repository, digest, None)
+            .await
+            .map_err(not_found)?;
+        let corrupt = *self.corrupt.lock().unwrap();
+        let stream: ByteStream = Box::pin(body.stream.map(move |piece| {
+            let piece = piece?;
+            if !corrupt {
+                return Ok(piece);
+            }
+            let mut bytes = piece.to_vec();
+            bytes[0] ^= 0xff;
+            Ok(Bytes::from(bytes))
+        }));
+        Ok(UpstreamBlob {
+            len: Some(body.len),
+            stream,
+        })
+    }
+}
+
+struct Setup {
+    upstream: Harness,
+    cache: Harness,
+    fake: Arc<FakeUpstream>,
+    image: support::Image,
+}
+
+/// An upstream holding `team/app:v1`, and a cache mirroring it in three
+/// namespaces: `cache` (tags believed for an hour), `always` (tags checked
+/// on every pull) and `small` (at most one byte).
+async fn setup() -> Setup {
+    let upstream = Harness::new().await;
+    let image = upstream
+        .push_image(
+            &repo("team/app"),
+            &tag("v1"),
+            "app",
+            &[b"layer one", b"layer two"],
+        )
+        .await;
+    let fake = Arc::new(FakeUpstream::default());
+    *fake.registry.lock().unwrap() = Some(upstream.registry.clone());
+    let cache = Harness::new().await;
+    let settings = |namespace: &str, tag_ttl: Duration| ProxySettings {
+        namespace: namespace.into(),
+        tag_ttl,
+        docker_hub: false,
+        max_size: None,
+        upstream: fake.clone(),
+    };
+    let small = ProxySettings {
+        max_size: Some(1),
+        ..settings("small", Duration::from_secs(3600))
+    };
+    cache.registry.attach_upstreams(vec![
+        settings("cache", Duration::from_secs(3600)),
+        settings("always", Duration::ZERO),
+        small,
+    ]);
+    Setup {
+        upstream,
+        cache,
+        fake,
+        image,
+    }
+}
+
+/// Waits (bounded) until the background store of `repository:v1` is done.
+async fn wait_until_stored(registry: &Registry, repository: &RepoName) {
+    for _ in 0..500 {
+        if registry.get_manifest(repository, &tag("v1")).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{repository}:v1 was never stored");
+}
+
+async fn read_all(stream: ByteStream) -> std::io::Result<Vec<u8>> {
+    let mut stream = stream;
+    let mut bytes = Vec::new();
+    while let Some(piece) = stream.next().await {
+        bytes.extend_from_slice(&piece?);
+    }
+    Ok(bytes)
+}
+
+#[tokio::test]
+async fn tags_are_asked_upstream_once_per_ttl_and_digests_never_again() {
+    let s = setup().await;
+    let registry = &s.cache.registry;
+    for (namespace, heads_on_second_pull) in [("cache", 0), ("always", 1)] {
+        let name = repo(&format!("{namespace}/team/app"));
+        let (heads, gets) = (
+            s.fake.heads.load(Ordering::SeqCst),
+            s.fake.gets.load(Ordering::SeqCst),
+        );
+        let (first, freshness) = registry.pull_manifest(&name, &tag("v1")).await.unwrap();
+        assert_eq!(
+            (first.digest.clone(), freshness),
+            (s.image.digest.clone(), Freshness::Fresh)
+        );
+        wait_until_stored(registry, &name).await;
+        // Stored through the push path: its blobs are linked too.
+        for blob in &s.image.blobs {
+            registry.blob_size(&name, blob).await.unwrap();
+        }
+        let (second, _) = registry.pull_manifest(&name, &tag("v1")).await.unwrap();
+        assert_eq!(second.digest, s.image.digest);
+        registry
+            .pull_manifest(&name, &by_digest(&s.image.digest))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.fake.heads.load(Ordering::SeqCst) - heads,
+            heads_on_second_pull,
+            "{namespace}"
+        );
+        assert_eq!(s.fake.gets.load(Ordering::SeqCst) - gets, 1, "{namespace}");
+    }
+}
+
+#[tokio::test]
+async fn upstream_failures_serve_what_is_stored_and_translate_the_rest() {
+    let s = setup().await;
+    let registry = &s.cache.registry;
+    let name = repo("always/team/app");
+    registry.pull_manifest(&name, &tag("v1")).await.unwrap();
+    wait_until_stored(registry, &name).await;
+    let failures = [
+        UpstreamError::Failed("down".into()),
+        UpstreamError::TooManyRequests {
+            retry_after: Some(3),
+        },
+    ];
+    for failure in failures {
+        *s.fake.failure.lock().unwrap() = Some(failure.clone());
+        let (stale, freshness) = registry.pull_manifest(&name, &tag("v1")).await.unwrap();
+        assert_eq!(
+            (stale.digest.clone(), freshness),
+            (s.image.digest.clone(), Freshness::Stale)
+        );
+        let uncached = registry
+            .pull_manifest(&repo("always/team/other"), &tag("v1"))
+            .await
+            .unwrap_err();
+        match failure {
+            UpstreamError::TooManyRequests { .. } => assert!(
+                matches!(
+                    uncached,
+                    RegistryError::UpstreamTooManyRequests {
+                        retry_after: Some(3)
+                    }
+                ),
+                "{uncached:?}"
+            ),
+            _ => assert!(
+                matches!(uncached, RegistryError::UpstreamFailed(_)),
+                "{uncached:?}"
+            ),
+        }
+    }
+    *s.fake.failure.lock().unwrap() = None;
+    let unknown = registry
+        .pull_manifest(&repo("always/team/other"), &tag("v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(unknown, RegistryError::ManifestUnknown),
+        "{unknown:?}"
+    );
+    // Pushes are refused, by name.
+    let refused = registry.refuse_proxy_write(&name).unwrap_err();
+    assert!(matches!(refused, RegistryError::ProxyReadOnly(ref ns) if ns == "always"));
+    registry.refuse_proxy_write(&repo("team/app")).unwrap();
+}
+
+#[tokio::test]
+async fn a_corrupt_blob_is_never_cached_and_concurrent_readers_share_one_fetch() {
+    let s = setup().await;
+    let registry = &s.cache.registry;
+    let name = repo("cache/team/app");
+    let layer = s.image.blobs[1].clone();
+
+    *s.fake.corrupt.lock().unwrap() = true;
+    let (_, body) = registry
+        .pull_blob_through(&name, &layer, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        read_all(body.unwrap().stream).await.is_err(),
+        "a corrupt blob was served whole"
+    );
+    assert!(matches!(
+        registry.blob_size(&name, &layer).await,
+        Err(RegistryError::BlobUnknown)
+    ));
+    *s.fake.corrupt.lock().unwrap() = false;
+
+    let before = s.fake.blob_gets.load(Ordering::SeqCst);
+    let readers: Vec<_> = (0..10)
+        .map(|_| {
+            let (registry, name, layer) = (registry.clone(), name.clone(), layer.clone());
+            tokio::spawn(async move {
+                match registry
+                    .pull_blob_through(&name, &layer, false)
+                    .await
+                    .unwrap()
+                {
+                    Some((_, Some(body))) => read_all(body.stream).await.unwrap(),
+                    // Stored by the time this reader asked.
+                    _ => read_all(
+                        registry
+                            .read_blob(&name, &layer, None)
+                            .await
+                            .unwrap()
+                            .stream,
+                    )
+                    .await
+                    .unwrap(),
+                }
+            })
+        })
+        .collect();
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), b"layer one");
+    }
+    assert_eq!(s.fake.blob_gets.load(Ordering::SeqCst) - before, 1);
+    assert_eq!(registry.blob_size(&name, &layer).await.unwrap(), 9);
+}
+
+#[tokio::test]
+async fn a_namespace_over_its_max_size_loses_its_least_recently_pulled_images() {
+    let s = setup().await;
+    let registry = &s.cache.registry;
+    for namespace in ["cache", "small"] {
+        let name = repo(&format!("{namespace}/team/app"));
+        registry.pull_manifest(&name, &tag("v1")).await.unwrap();
+        wait_until_stored(registry, &name).await;
+    }
+    // Only `small` is over its limit; a second pass counts what the first
+    // evicted as freed, although the usage shows it only after GC.
+    assert_eq!(registry.evict_proxy_namespaces().await.unwrap(), 1);
+    assert_eq!(registry.evict_proxy_namespaces().await.unwrap(), 0);
+    assert!(matches!(
+        registry
+            .get_manifest(&repo("small/team/app"), &tag("v1"))
+            .await,
+        Err(RegistryError::ManifestUnknown)
+    ));
+    registry
+        .get_manifest(&repo("cache/team/app"), &tag("v1"))
+        .await
+        .unwrap();
+    // Evicted is not gone for good: the next pull fetches it again.
+    let (again, _) = registry
+        .pull_manifest(&repo("small/team/app"), &by_digest(&s.image.digest))
+        .await
+        .unwrap();
+    assert_eq!(again.digest, s.image.digest);
+}
+
+#[tokio::test]
+async fn an_index_is_cached_with_every_platform_and_pulls_while_upstream_is_down() {
+    let s = setup().await;
+    let multi = repo("team/multi");
+    let amd64 = s
+        .upstream
+        .push_image(&multi, &platform_tag(), "amd64", &[b"amd64 layer"])
+        .await;
+    let arm64 = s
+        .upstream
+        .push_image(&multi, &platform_tag(), "arm64", &[b"arm64 layer"])
+        .await;
+    let index = support::push_index(
+        &s.upstream.registry,
+        &multi,
+        &tag("v1"),
+        &[&amd64.digest, &arm64.digest],
+    )
+    .await;
+    let registry = &s.cache.registry;
+    let name = repo("always/team/multi");
+    let (served, _) = registry.pull_manifest(&name, &tag("v1")).await.unwrap();
+    assert_eq!(served.digest, index);
+    wait_until_stored(registry, &name).await;
+    for image in [&amd64, &arm64] {
+        registry
+            .get_manifest(&name, &by_digest(&image.digest))
+            .await
+            .unwrap();
+        for blob in &image.blobs {
+            registry.blob_size(&name, blob).await.unwrap();
+        }
+    }
+    *s.fake.failure.lock().unwrap() = Some(UpstreamError::Failed("down".into()));
+    let (stale, freshness) = registry.pull_manifest(&name, &tag("v1")).await.unwrap();
+    assert_eq!((stale.digest.clone(), freshness), (index, Freshness::Stale));
+    let (child, _) = registry
+        .pull_manifest(&name, &by_digest(&arm64.digest))
+        .await
+        .unwrap();
+    assert_eq!(child.digest, arm64.digest);
+}
+
+/// The tag the images of an index are pushed under upstream (each moves
+/// it; the cache pulls only the index).
+fn platform_tag() -> Reference {
+    tag("platform")
+}
