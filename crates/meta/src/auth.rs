@@ -21,6 +21,7 @@
 //!   keys, which have no name to speak of, by age.
 
 use crate::namespaces::NamespaceStore;
+use crate::sessions::SessionStore;
 use crate::{Change, MetaError, Timestamp};
 
 /// A user account.
@@ -291,14 +292,14 @@ pub trait SigningKeyStore: Send + Sync + 'static {
 }
 
 /// Everything access control reads and writes: users, namespaces, members,
-/// tokens and signing keys. Implemented for every type that implements the
+/// tokens, signing keys and console sessions. Implemented for every type that implements the
 /// parts; same concurrency contract as [`crate::MetaStore`].
 pub trait AuthMetaStore:
-    UserStore + NamespaceStore + MemberStore + TokenStore + SigningKeyStore
+    UserStore + NamespaceStore + MemberStore + TokenStore + SigningKeyStore + SessionStore
 {
 }
 
 impl<T> AuthMetaStore for T where
-    T: UserStore + NamespaceStore + MemberStore + TokenStore + SigningKeyStore
+    T: UserStore + NamespaceStore + MemberStore + TokenStore + SigningKeyStore + SessionStore
 {
 }

@@ -193,6 +193,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "quotas",
         include_str!("../migrations/postgres/0017_quotas.sql"),
     ),
+    (
+        18,
+        "console_sessions",
+        include_str!("../migrations/postgres/0018_console_sessions.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.
