@@ -22,6 +22,7 @@ use crate::api::permission::{authorize_policy, Authorized, Permission};
 use crate::api::repositories::{RepositoryListing, RepositoryView};
 use crate::api::tokens::{CreatedToken, NewToken};
 use crate::api::types::Name;
+use crate::api::vulnerabilities::{FindingView, VulnerabilityReport};
 use crate::api::{self, Context};
 use crate::AppState;
 
@@ -765,6 +766,10 @@ async fn image(ctx: &Ctx<'_>, repository: &RepoName, reference: &Reference) -> P
             Action::Delete,
         )]))
         .await;
+    // The advisor's report, when it has one; the page is useful without.
+    let vulnerabilities = api::vulnerabilities::assess(&ctx.state.registry, repository, reference)
+        .await
+        .ok();
     let by_digest = format!("{host}/{name}@{}", summary.digest);
     let title = match reference {
         Reference::Tag(tag) => format!("{name}:{}", tag.as_str()),
@@ -889,6 +894,7 @@ async fn image(ctx: &Ctx<'_>, repository: &RepoName, reference: &Reference) -> P
                 }
             }
         }
+        @if let Some(report) = &vulnerabilities { (vulnerability_section(report)) }
         @if !details.referrers.is_empty() {
             h2 { "Referrers" }
             @for (artifact_type, referrers) in &details.referrers {
@@ -902,6 +908,80 @@ async fn image(ctx: &Ctx<'_>, repository: &RepoName, reference: &Reference) -> P
         }
     };
     ctx.page(&title, body)
+}
+
+/// The most findings an image's page lists; the API has them all.
+const MAX_FINDINGS_SHOWN: usize = 200;
+
+/// The severities in the order people read them, worst first.
+const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "unknown"];
+
+/// An image's vulnerability findings: its status, a chart by severity,
+/// and the findings with a fix, worst first.
+fn vulnerability_section(report: &VulnerabilityReport) -> Markup {
+    let mut by_severity: std::collections::BTreeMap<String, u64> = Default::default();
+    for image in &report.images {
+        for (severity, count) in &image.by_severity {
+            *by_severity.entry(severity.to_lowercase()).or_default() += *count as u64;
+        }
+    }
+    let mut bars: Vec<(String, u64)> = SEVERITIES
+        .iter()
+        .filter_map(|s| by_severity.get(*s).map(|n| (s.to_string(), *n)))
+        .collect();
+    bars.extend(
+        by_severity
+            .iter()
+            .filter(|(s, _)| !SEVERITIES.contains(&s.as_str()))
+            .map(|(s, n)| (s.clone(), *n)),
+    );
+    let mut findings: Vec<(&Option<String>, &FindingView)> = report
+        .images
+        .iter()
+        .flat_map(|image| image.findings.iter().map(move |f| (&image.platform, f)))
+        .collect();
+    let rank = |severity: &str| {
+        SEVERITIES
+            .iter()
+            .position(|s| s.eq_ignore_ascii_case(severity))
+            .unwrap_or(SEVERITIES.len())
+    };
+    findings.sort_by_key(|(_, f)| rank(&f.severity));
+    let total = findings.len();
+    let count = |n: u64| n.to_string();
+    html! {
+        h2 { "Vulnerabilities" }
+        p { "Status: " strong { (report.status) } }
+        @if !bars.is_empty() {
+            (bar_chart("Findings with a fix, by severity", &bars, count))
+        }
+        @if total > 0 {
+            div class="table-wrap" {
+                table {
+                    thead { tr {
+                        th scope="col" { "Severity" } th scope="col" { "Advisory" }
+                        th scope="col" { "Package" } th scope="col" { "Installed" }
+                        th scope="col" { "Fixed in" } th scope="col" class="hide-narrow" { "Platform" }
+                    } }
+                    tbody {
+                        @for (platform, finding) in findings.iter().take(MAX_FINDINGS_SHOWN) {
+                            tr {
+                                td { (finding.severity) }
+                                td class="mono" { (finding.advisory) @if !finding.summary.is_empty() { div class="muted" { (finding.summary) } } }
+                                td class="mono" { (finding.package) }
+                                td class="mono" { (finding.installed_version) }
+                                td class="mono" { (finding.fixed_version.as_deref().unwrap_or("")) }
+                                td class="hide-narrow" { (platform.as_deref().unwrap_or("")) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if total > MAX_FINDINGS_SHOWN {
+                p class="muted" { "The first " (MAX_FINDINGS_SHOWN) " of " (total) " findings; " code { "berth" } " and the API list them all." }
+            }
+        }
+    }
 }
 
 /// A command line as words, quoted where they hold spaces.
