@@ -142,6 +142,7 @@ async fn every_page_is_html_with_the_security_headers() {
         ("/repositories/pub/app/-/images/v1", 200),
         (by_digest.as_str(), 200),
         ("/tokens", 200),
+        ("/admin/users", 200),
         ("/nowhere", 404),
         ("/repositories/pub/app/-/images/missing", 404),
     ];
@@ -551,4 +552,62 @@ async fn the_image_page_shows_pull_commands_and_tokens_show_their_secret_once() 
     )
     .await;
     assert_eq!(refused.status, 403, "{}", refused.text());
+}
+
+#[tokio::test]
+async fn administrators_disable_and_enable_users() {
+    let h = Harness::new().await;
+    let root = sign_in(&h, "root").await;
+    let page = get(&h, "/admin/users", Some(&root)).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert!(page.text().contains("Disable bystander"), "{}", page.text());
+    assert!(get(&h, "/", Some(&root))
+        .await
+        .text()
+        .contains("href=\"/admin/users\""));
+    // Others may not, and do not see the link.
+    let reader = sign_in(&h, "reader").await;
+    assert_eq!(get(&h, "/admin/users", Some(&reader)).await.status, 403);
+    assert!(!get(&h, "/", Some(&reader))
+        .await
+        .text()
+        .contains("/admin/users"));
+
+    let bystander = sign_in(&h, "bystander").await;
+    let token = csrf(&h, "/admin/users", &root).await;
+    let disable = browse(
+        &h,
+        "POST",
+        "/admin/users/bystander/disable",
+        Some(&root),
+        &[("csrf", &token)],
+        &[],
+    )
+    .await;
+    assert_eq!(disable.status, 303, "{}", disable.text());
+    // Their session ends, and they cannot sign in.
+    assert_eq!(get(&h, "/tokens", Some(&bystander)).await.status, 303);
+    let again = browse(
+        &h,
+        "POST",
+        "/sign-in",
+        None,
+        &[("username", "bystander"), ("password", PASSWORD)],
+        &[],
+    )
+    .await;
+    assert_eq!(again.status, 401);
+    let page = get(&h, "/admin/users", Some(&root)).await.text();
+    assert!(page.contains("Enable bystander"), "{page}");
+    let enable = browse(
+        &h,
+        "POST",
+        "/admin/users/bystander/enable",
+        Some(&root),
+        &[("csrf", &token)],
+        &[],
+    )
+    .await;
+    assert_eq!(enable.status, 303, "{}", enable.text());
+    sign_in(&h, "bystander").await;
 }

@@ -16,6 +16,8 @@ pub struct Chrome<'a> {
     pub session: Option<&'a Session>,
     /// Whether access control is on (with it off there is no signing in).
     pub access_control: bool,
+    /// Whether the caller administers the registry (the Users page).
+    pub admin: bool,
     /// The path of the page, for the sign-in link's way back.
     pub path: &'a str,
 }
@@ -44,6 +46,9 @@ pub fn layout(chrome: &Chrome<'_>, title: &str, body: Markup) -> Markup {
                             li { a href="/namespaces" { "Namespaces" } }
                             @if chrome.session.is_some() {
                                 li { a href="/tokens" { "Tokens" } }
+                            }
+                            @if chrome.admin {
+                                li { a href="/admin/users" { "Users" } }
                             }
                         }
                     }

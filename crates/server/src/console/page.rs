@@ -52,6 +52,10 @@ pub enum Page {
     CreateToken(NewToken),
     /// `POST /tokens/{name}/revoke`.
     RevokeToken(Name),
+    /// `GET /admin/users`: every user, for administrators.
+    Users,
+    /// `POST /admin/users/{name}/disable` (`true`) or `…/enable` (`false`).
+    SetUserDisabled(Name, bool),
 }
 
 /// Why a request names no page.
@@ -131,6 +135,20 @@ impl Page {
             let name = Name::try_from(decode(name)?).map_err(|_| NoPage::NotFound)?;
             return only(get, Page::Namespace(name));
         }
+        if path == "/admin/users" {
+            return only(get, Page::Users);
+        }
+        if let Some(rest) = path.strip_prefix("/admin/users/") {
+            let (name, disabled) = if let Some(name) = rest.strip_suffix("/disable") {
+                (name, true)
+            } else if let Some(name) = rest.strip_suffix("/enable") {
+                (name, false)
+            } else {
+                return Err(NoPage::NotFound);
+            };
+            let name = Name::try_from(decode(name)?).map_err(|_| NoPage::NotFound)?;
+            return only(post, Page::SetUserDisabled(name, disabled));
+        }
         if let Some(rest) = path.strip_prefix("/tokens/") {
             let name = rest.strip_suffix("/revoke").ok_or(NoPage::NotFound)?;
             let name = Name::try_from(decode(name)?).map_err(|_| NoPage::NotFound)?;
@@ -177,6 +195,7 @@ impl Page {
             Page::SignInForm | Page::SignIn => "console_sign_in",
             Page::SignOut => "console_sign_out",
             Page::Tokens | Page::CreateToken(_) | Page::RevokeToken(_) => "console_tokens",
+            Page::Users | Page::SetUserDisabled(..) => "console_users",
         }
     }
 
@@ -186,7 +205,11 @@ impl Page {
     pub fn needs_csrf_token(&self) -> bool {
         matches!(
             self,
-            Page::DeleteTag(..) | Page::SignOut | Page::CreateToken(_) | Page::RevokeToken(_)
+            Page::DeleteTag(..)
+                | Page::SignOut
+                | Page::CreateToken(_)
+                | Page::RevokeToken(_)
+                | Page::SetUserDisabled(..)
         )
     }
 }
@@ -215,6 +238,7 @@ pub fn required(page: &Page) -> Permission {
             GrantTokenScopes(new.scopes.iter().map(|s| s.0.clone()).collect())
         }
         Page::RevokeToken(name) => TokenCreator(name.clone()),
+        Page::Users | Page::SetUserDisabled(..) => Administrator,
     }
 }
 
@@ -328,6 +352,27 @@ mod tests {
             (Method::POST, "/sign-out", Ok("console_sign_out")),
             (Method::GET, "/tokens", Ok("console_tokens")),
             (Method::POST, "/tokens/ci-bot/revoke", Ok("console_tokens")),
+            (Method::GET, "/admin/users", Ok("console_users")),
+            (
+                Method::POST,
+                "/admin/users/alice/disable",
+                Ok("console_users"),
+            ),
+            (
+                Method::POST,
+                "/admin/users/alice/enable",
+                Ok("console_users"),
+            ),
+            (
+                Method::POST,
+                "/admin/users/alice/delete",
+                Err(NoPage::NotFound),
+            ),
+            (
+                Method::GET,
+                "/admin/users/alice/enable",
+                Err(NoPage::MethodNotAllowed),
+            ),
             (Method::POST, "/", Err(NoPage::MethodNotAllowed)),
             (Method::GET, "/nowhere", Err(NoPage::NotFound)),
         ];

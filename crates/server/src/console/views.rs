@@ -80,6 +80,7 @@ impl<'a> Ctx<'a> {
         Chrome {
             session: self.session.as_ref(),
             access_control: self.auth.is_some(),
+            admin: self.session.is_some() && self.caller.as_ref().is_some_and(|c| c.is_admin()),
             path: self.parts.uri.path(),
         }
     }
@@ -254,6 +255,8 @@ pub async fn handle(state: &AppState, request: Request) -> Response {
         Page::Tokens => tokens(&ctx, None).await,
         Page::CreateToken(new) => create_token(&ctx, new).await,
         Page::RevokeToken(name) => revoke_token(&ctx, &name).await,
+        Page::Users => users(&ctx).await,
+        Page::SetUserDisabled(name, disabled) => set_user_disabled(&ctx, &name, disabled).await,
     };
     result.unwrap_or_else(|failure| failure_page(&ctx, failure))
 }
@@ -268,6 +271,8 @@ fn needs_access_control(page: &Page) -> bool {
             | Page::Tokens
             | Page::CreateToken(_)
             | Page::RevokeToken(_)
+            | Page::Users
+            | Page::SetUserDisabled(..)
     )
 }
 
@@ -1234,4 +1239,73 @@ async fn revoke_token(ctx: &Ctx<'_>, name: &Name) -> PageResult {
     };
     api::tokens::revoke(&api, name).await?;
     Ok(see_other("/tokens"))
+}
+
+async fn users(ctx: &Ctx<'_>) -> PageResult {
+    let Some(api) = ctx.api() else {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "Access control is off.",
+        ));
+    };
+    let list = api::users::all(&api).await?.users;
+    let own = ctx.session.as_ref().map(|s| s.user.as_str());
+    let body = html! {
+        h1 { "Users" }
+        p class="lead" { "Disabling a user ends their console sessions and refuses their passwords and tokens at once; enabling them lets them sign in again." }
+        div class="table-wrap" {
+            table {
+                thead { tr {
+                    th scope="col" { "User" } th scope="col" { "Role" }
+                    th scope="col" class="hide-narrow" { "Created" } th scope="col" { "State" }
+                    th scope="col" { "Action" }
+                } }
+                tbody {
+                    @for user in &list {
+                        tr {
+                            td { (user.name) }
+                            td { @if user.admin { "administrator" } @else { "user" } }
+                            td class="hide-narrow" { (when(Some(user.created_at))) }
+                            td { @if user.disabled { span class="badge" { "disabled" } } @else { "enabled" } }
+                            td {
+                                @if Some(user.name.as_str()) == own {
+                                    span class="muted" { "you" }
+                                } @else if user.disabled {
+                                    form class="inline" method="post" action=(format!("/admin/users/{}/enable", user.name)) {
+                                        (csrf_field(ctx.session.as_ref()))
+                                        button class="secondary" type="submit" { "Enable " (user.name) }
+                                    }
+                                } @else {
+                                    details class="confirm" {
+                                        summary { "Disable " (user.name) }
+                                        form method="post" action=(format!("/admin/users/{}/disable", user.name)) {
+                                            (csrf_field(ctx.session.as_ref()))
+                                            p { "They are signed out everywhere, and their tokens stop working." }
+                                            button class="danger" type="submit" { "Disable " (user.name) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    ctx.page("Users", body)
+}
+
+async fn set_user_disabled(ctx: &Ctx<'_>, name: &Name, disabled: bool) -> PageResult {
+    let Some(api) = ctx.api() else {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "Access control is off.",
+        ));
+    };
+    let update = api::users::UserUpdate {
+        admin: None,
+        disabled: Some(disabled),
+    };
+    api::users::update(&api, name, update).await?;
+    Ok(see_other("/admin/users"))
 }
