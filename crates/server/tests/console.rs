@@ -478,6 +478,13 @@ async fn the_image_page_shows_pull_commands_and_tokens_show_their_secret_once() 
     assert!(page.contains("Delete tag v1"), "owners may delete");
     let listing = get(&h, "/repositories/pub/app", Some(&owner)).await.text();
     assert!(listing.contains("linux/amd64"), "{listing}");
+    // "Go to tag" goes to the tag's page, or says what is wrong.
+    let jump = get(&h, "/repositories/pub/app?tag=v2", Some(&owner)).await;
+    assert_eq!(jump.status, 303);
+    assert_eq!(jump.header("location"), "/repositories/pub/app/-/images/v2");
+    let bad = get(&h, "/repositories/pub/app?tag=no%20tag", Some(&owner)).await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.text().contains("is not a tag"), "{}", bad.text());
 
     let token = csrf(&h, "/tokens", &owner).await;
     let created = browse(
@@ -610,4 +617,43 @@ async fn administrators_disable_and_enable_users() {
     .await;
     assert_eq!(enable.status, 303, "{}", enable.text());
     sign_in(&h, "bystander").await;
+}
+
+#[tokio::test]
+async fn a_repository_is_paged_by_keyset() {
+    let h = Harness::new().await;
+    for i in 0..52 {
+        h.push_image("pub/many", &format!("t{i}"), &format!("seed-{i}"))
+            .await;
+    }
+    let first = get(&h, "/repositories/pub/many", None).await.text();
+    let link = regex::Regex::new(
+        r#"href="(/repositories/pub/many\?tagged=true&amp;cursor=[^"]+)">Next page"#,
+    )
+    .unwrap();
+    let next = link
+        .captures(&first)
+        .unwrap_or_else(|| panic!("no next page: {first}"))[1]
+        .replace("&amp;", "&");
+    let rows = |page: &str| page.matches("<tr>").count() - 1;
+    assert_eq!(rows(&first), 50);
+    let second = get(&h, &next, None).await;
+    assert_eq!(second.status, 200, "{}", second.text());
+    assert_eq!(rows(&second.text()), 2);
+    assert!(!second.text().contains("Next page"));
+    // Every tag is on exactly one of the pages (pushes in the same second
+    // are ordered by digest, so which page holds which is not asserted).
+    let tag = regex::Regex::new(r">(t[0-9]+)</a>").unwrap();
+    let mut seen: Vec<String> = [first.as_str(), second.text().as_str()]
+        .iter()
+        .flat_map(|page| {
+            tag.captures_iter(page)
+                .map(|c| c[1].to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    seen.sort();
+    let mut all: Vec<String> = (0..52).map(|i| format!("t{i}")).collect();
+    all.sort();
+    assert_eq!(seen, all);
 }

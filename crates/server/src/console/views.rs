@@ -673,6 +673,20 @@ async fn namespace(ctx: &Ctx<'_>, name: &Name) -> PageResult {
 
 async fn repository_page(ctx: &Ctx<'_>, repository: &RepoName) -> PageResult {
     let query = query_pairs(ctx.parts);
+    // Finding a tag is one index lookup, however many tags there are: the
+    // form goes straight to the tag's image page.
+    if let Some((_, wanted)) = query
+        .iter()
+        .find(|(k, v)| k == "tag" && !v.trim().is_empty())
+    {
+        let tag = Tag::parse(wanted.trim()).map_err(|_| {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                format!("{wanted:?} is not a tag: letters, digits, '_', '.' and '-', at most 128."),
+            )
+        })?;
+        return Ok(see_other(&image_path(repository.as_str(), tag.as_str())));
+    }
     let tagged = query
         .iter()
         .find(|(k, _)| k == "tagged")
@@ -708,6 +722,13 @@ async fn repository_page(ctx: &Ctx<'_>, repository: &RepoName) -> PageResult {
         h1 { (name) }
         @if let Some(tag) = &untagged_notice {
             div class="notice ok" role="status" { "The tag " code { (tag) } " was deleted." }
+        }
+        form class="toolbar" method="get" action=(repository_path(name)) role="search" {
+            div class="grow" {
+                label for="tag" { "Go to tag" }
+                input type="search" id="tag" name="tag" maxlength="128" placeholder="latest";
+            }
+            button type="submit" { "Go" }
         }
         nav aria-label="Which images" {
             ul class="crumbs" {
