@@ -657,3 +657,32 @@ async fn a_repository_is_paged_by_keyset() {
     all.sort();
     assert_eq!(seen, all);
 }
+
+#[tokio::test]
+async fn the_cookie_is_secure_when_the_browser_came_over_https() {
+    let mut h = Harness::new().await;
+    h.state = h.state.clone().with_settings(berth_server::ServerSettings {
+        trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+        ..Default::default()
+    });
+    let body =
+        serde_urlencoded::to_string([("username", "reader"), ("password", PASSWORD)]).unwrap();
+    let mut request = Request::builder()
+        .method("POST")
+        .uri("/sign-in")
+        .header("host", "berth-internal:5000")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "registry.example")
+        .header("sec-fetch-site", "same-origin")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    let proxy: std::net::SocketAddr = "10.0.0.2:50000".parse().unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(proxy));
+    let answer = h.send(request).await;
+    assert_eq!(answer.status, 303, "{}", answer.text());
+    let cookie = answer.header("set-cookie");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+}

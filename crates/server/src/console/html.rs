@@ -160,9 +160,11 @@ pub fn copyable(id: &str, label: &str, command: &str) -> Markup {
 /// the bars (and the chart titled for screen readers).
 pub fn bar_chart(title: &str, bars: &[(String, u64)], format: fn(u64) -> String) -> Markup {
     let height_per_bar = 28u64;
-    let label_width = 180u64;
-    let bar_width = 440u64;
-    let width = label_width + bar_width + 100;
+    // Narrow enough that the labels stay readable when a phone scales the
+    // chart down to its width.
+    let label_width = 130u64;
+    let bar_width = 250u64;
+    let width = label_width + bar_width + 80;
     let height = height_per_bar * bars.len().max(1) as u64 + 8;
     let max = bars.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
     html! {
@@ -172,7 +174,7 @@ pub fn bar_chart(title: &str, bars: &[(String, u64)], format: fn(u64) -> String)
             @for (i, (label, value)) in bars.iter().enumerate() {
                 @let y = i as u64 * height_per_bar + 4;
                 @let length = (bar_width * value / max).max(1);
-                text x="0" y=(y + 17) { (truncate(label, 24)) }
+                text x="0" y=(y + 17) { (truncate(label, 18)) }
                 rect class="bar" x=(label_width) y=(y + 4) width=(length) height="18" rx="3" {}
                 text x=(label_width + length + 6) y=(y + 17) { (format(*value)) }
             }
