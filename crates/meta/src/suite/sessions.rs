@@ -127,6 +127,38 @@ pub async fn sessions_are_created_touched_and_revoked(store: &dyn MetaStore) {
         0
     );
 
+    // A new password, and disabling the user, sign every session out.
+    for (i, disable) in [false, true].into_iter().enumerate() {
+        let live = session(&format!("c{i}"), name, NOW + 500);
+        store.create_session(&live, NOW).await.unwrap();
+        if disable {
+            store
+                .set_disabled(&at(NOW + 600), name, true)
+                .await
+                .unwrap();
+            store
+                .set_disabled(&at(NOW + 601), name, false)
+                .await
+                .unwrap();
+        } else {
+            store
+                .set_password_hash(&at(NOW + 600), name, "$argon2id$new", false)
+                .await
+                .unwrap();
+        }
+        let row = store.get_session(&live.secret_hash).await.unwrap().unwrap();
+        assert_eq!(row.revoked_at, Some(NOW + 600), "disable: {disable}");
+    }
+    // A hash upgraded at sign-in is no new password: sessions stay.
+    let kept = session("c9", name, NOW + 700);
+    store.create_session(&kept, NOW).await.unwrap();
+    store
+        .set_password_hash(&at(NOW + 800), name, "$argon2id$upgraded", true)
+        .await
+        .unwrap();
+    let row = store.get_session(&kept.secret_hash).await.unwrap().unwrap();
+    assert_eq!(row.revoked_at, None);
+
     // Deleting the user deletes their sessions.
     store.delete_user(&at(NOW), name).await.unwrap();
     assert_eq!(store.get_session(&second.secret_hash).await.unwrap(), None);
