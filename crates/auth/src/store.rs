@@ -152,6 +152,50 @@ pub fn issue_refresh_token(
     (secret, record)
 }
 
+/// A web console session, looked up by the hash of the secret its cookie
+/// carries. It stands for a user whose rights are read anew on every
+/// request, as a refresh token does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub secret_hash: SecretHash,
+    pub user: String,
+    pub created_at: OffsetDateTime,
+    /// The last recorded use (recorded at most once a minute).
+    pub last_seen_at: OffsetDateTime,
+    /// The absolute limit.
+    pub expires_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl SessionRecord {
+    /// Whether the session may be used at `now`, when a session not used
+    /// for `idle` is over: not signed out, not past its absolute limit, and
+    /// used within the idle limit.
+    pub fn is_live(&self, now: OffsetDateTime, idle: Duration) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at && now < self.last_seen_at + idle
+    }
+}
+
+/// Starts a console session for `user` at `now`, ending at `now +
+/// lifetime` at the latest: the cookie's secret, to send once, and the
+/// record to store with [`AuthStore::create_session`].
+pub fn issue_session(
+    user: &str,
+    now: OffsetDateTime,
+    lifetime: Duration,
+) -> (Secret, SessionRecord) {
+    let (secret, secret_hash) = crate::secret::generate_session_secret();
+    let record = SessionRecord {
+        secret_hash,
+        user: user.to_string(),
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + lifetime,
+        revoked_at: None,
+    };
+    (secret, record)
+}
+
 /// A registry token signing key as stored, shared by every node.
 #[derive(Clone, Debug)]
 pub struct SigningKeyRecord {
@@ -394,6 +438,36 @@ pub trait AuthStore: Send + Sync + 'static {
 
     /// Revokes one refresh token at `at`. `NotFound` if unknown.
     async fn revoke_refresh_token(
+        &self,
+        hash: &SecretHash,
+        at: OffsetDateTime,
+    ) -> Result<(), AuthStoreError>;
+
+    // Console sessions.
+
+    /// Stores a new session. `NotFound` if the user does not exist. The
+    /// user's sessions that are over (signed out, past their absolute
+    /// limit, or not used since `idle_since`) are deleted with it.
+    async fn create_session(
+        &self,
+        session: SessionRecord,
+        idle_since: OffsetDateTime,
+    ) -> Result<(), AuthStoreError>;
+
+    /// The session with this hash, live or not (the caller checks
+    /// [`SessionRecord::is_live`] and that the user is still enabled).
+    async fn get_session(&self, hash: &SecretHash)
+        -> Result<Option<SessionRecord>, AuthStoreError>;
+
+    /// Records a use of the session at `at` (written at most once a minute).
+    async fn touch_session(
+        &self,
+        hash: &SecretHash,
+        at: OffsetDateTime,
+    ) -> Result<(), AuthStoreError>;
+
+    /// Signs the session out at `at`. `NotFound` if unknown.
+    async fn revoke_session(
         &self,
         hash: &SecretHash,
         at: OffsetDateTime,

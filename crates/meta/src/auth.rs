@@ -21,6 +21,7 @@
 //!   keys, which have no name to speak of, by age.
 
 use crate::namespaces::NamespaceStore;
+use crate::sessions::SessionStore;
 use crate::{Change, MetaError, Timestamp};
 
 /// A user account.
@@ -147,8 +148,9 @@ pub trait UserStore: Send + Sync + 'static {
     async fn create_user(&self, change: &Change, user: &UserRow) -> Result<(), MetaError>;
     async fn get_user(&self, name: &str) -> Result<Option<UserRow>, MetaError>;
     /// `NotFound` if no such user; writes `user.updated`. Every live refresh
-    /// token of the user is revoked in the same transaction, unless
-    /// `keep_sessions` (a hash upgraded at login, which is no new password).
+    /// token and console session of the user is revoked in the same
+    /// transaction, unless `keep_sessions` (a hash upgraded at login, which
+    /// is no new password).
     async fn set_password_hash(
         &self,
         change: &Change,
@@ -157,8 +159,8 @@ pub trait UserStore: Send + Sync + 'static {
         keep_sessions: bool,
     ) -> Result<(), MetaError>;
     /// Disables (at the change's time) or enables a user; `NotFound` if no
-    /// such user. Disabling revokes every live refresh token of the user in
-    /// the same transaction. Writes `user.updated` (detail `disabled`) when
+    /// such user. Disabling revokes every live refresh token and console
+    /// session of the user in the same transaction. Writes `user.updated` (detail `disabled`) when
     /// the state changed, nothing when it did not.
     async fn set_disabled(
         &self,
@@ -294,14 +296,14 @@ pub trait SigningKeyStore: Send + Sync + 'static {
 }
 
 /// Everything access control reads and writes: users, namespaces, members,
-/// tokens and signing keys. Implemented for every type that implements the
+/// tokens, signing keys and console sessions. Implemented for every type that implements the
 /// parts; same concurrency contract as [`crate::MetaStore`].
 pub trait AuthMetaStore:
-    UserStore + NamespaceStore + MemberStore + TokenStore + SigningKeyStore
+    UserStore + NamespaceStore + MemberStore + TokenStore + SigningKeyStore + SessionStore
 {
 }
 
 impl<T> AuthMetaStore for T where
-    T: UserStore + NamespaceStore + MemberStore + TokenStore + SigningKeyStore
+    T: UserStore + NamespaceStore + MemberStore + TokenStore + SigningKeyStore + SessionStore
 {
 }

@@ -26,6 +26,7 @@
 //! | [`WebhookStore`] | [`webhooks`] | webhook endpoints and their delivery queue |
 //! | [`AuditStore`] | [`audit`] | the audit trail |
 //! | [`QuotaStore`] | [`quotas`] | storage and pull-traffic quotas per namespace |
+//! | [`SessionStore`] | [`sessions`] | the web console's sign-in sessions |
 //!
 //! [`MetaStore`] is the umbrella: every backend implements all of them, and
 //! the registry holds one `Arc<dyn MetaStore>` (a `&dyn MetaStore` coerces
@@ -62,6 +63,7 @@ pub mod pulls;
 pub mod quotas;
 pub mod repositories;
 pub mod retention;
+pub mod sessions;
 pub mod sql;
 pub mod sqlite;
 #[cfg(any(test, feature = "test-suite"))]
@@ -100,6 +102,7 @@ pub use quotas::{
 };
 pub use repositories::{RepositoryDeletion, RepositoryStore};
 pub use retention::{RetentionCandidate, RetentionPolicy, RetentionStore, UntaggedImages};
+pub use sessions::{SessionRow, SessionStore};
 pub use trash::{RestoredImage, TagConflict, TrashCursor, TrashEntry, TrashStore};
 pub use uploads::{LiveUploads, UploadCaps, UploadOpening, UploadRecord, UploadStore};
 pub use webhooks::{
@@ -209,6 +212,7 @@ pub trait MetaStore:
     + TrashStore
     + RetentionStore
     + QuotaStore
+    + SessionStore
 {
     /// Whether the database answers and would take a write now (used by
     /// `/readyz`): fails with `Unavailable` when it does not answer, or

@@ -134,6 +134,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0017_quotas.sql"),
     ),
     (
+        18,
+        "console_sessions",
+        include_str!("../migrations/sqlite/0018_console_sessions.sql"),
+    ),
+    (
         20,
         "repository figures",
         include_str!("../migrations/sqlite/0020_repository_figures.sql"),

@@ -1,4 +1,5 @@
-//! HTTP only: the distribution API under `/v2/`, health and metrics.
+//! HTTP only: the distribution API under `/v2/`, the management API, the
+//! web console, health and metrics.
 //!
 //! # Layout
 //!
@@ -20,6 +21,9 @@
 //!   and per-address caps, the idle and header timeouts.
 //! - `origin`: each request's [`origin::ClientOrigin`] (client address,
 //!   scheme, host), resolved once through the trusted proxies.
+//! - `console`: the web console under `/`: server-rendered pages, sign-in
+//!   sessions, CSRF checks, authorized by the management API's permission
+//!   vocabulary and decisions.
 //!
 //! **Architecture Invariant:** axum and HTTP types live in this crate only.
 //! Below it, the registry speaks in domain types.
@@ -38,6 +42,7 @@ use tower_http::trace::TraceLayer;
 pub mod access;
 pub mod api;
 pub mod connection;
+pub mod console;
 pub mod endpoint;
 pub mod error;
 pub mod metrics;
@@ -113,6 +118,10 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        // The web console takes `/` and every path the routes above do
+        // not, so its 404 page answers unknown paths.
+        .route("/", any(console::dispatch))
+        .fallback(console::dispatch)
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -153,6 +153,20 @@ async fn a_block_policy_refuses_the_pull_naming_the_finding_until_it_is_exempted
         .await;
     assert_eq!(sbom.status, 200);
     assert_eq!(sbom.json()["specVersion"], "1.6");
+    // The web console's image page shows the same report.
+    let page = h
+        .call("GET", "/repositories/pub/app/-/images/v1", None, "")
+        .await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    for shown in [
+        "Vulnerabilities",
+        "1 issue",
+        "TEST-DEB-1",
+        "critical",
+        "1.2-3+deb12u1",
+    ] {
+        assert!(page.text().contains(shown), "{shown}: {}", page.text());
+    }
 
     // (policy body, expected pull status, what the answer must carry)
     let cases = [

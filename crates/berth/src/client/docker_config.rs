@@ -16,26 +16,8 @@ use super::error::ClientError;
 
 /// A `kubernetes.io/dockerconfigjson` Secret for `imagePullSecrets`, named
 /// `secret_name` (in `namespace`, when given), holding `user` and `token`
-/// for `host`.
-pub fn kubernetes_secret(
-    secret_name: &str,
-    namespace: Option<&str>,
-    host: &str,
-    user: &str,
-    token: &Secret,
-) -> String {
-    let auth = STANDARD.encode(format!("{user}:{}", token.expose()));
-    let config = serde_json::json!({
-        "auths": { host: { "username": user, "password": token.expose(), "auth": auth } }
-    });
-    let encoded = STANDARD.encode(config.to_string());
-    let namespace = namespace
-        .map(|ns| format!("  namespace: {ns}\n"))
-        .unwrap_or_default();
-    format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {secret_name}\n{namespace}type: kubernetes.io/dockerconfigjson\ndata:\n  .dockerconfigjson: {encoded}\n"
-    )
-}
+/// for `host` (written once, in `berth_auth`, for the console too).
+pub use berth_auth::robots::kubernetes_pull_secret as kubernetes_secret;
 
 /// Sets `auths[host]` in the docker/podman credential file at `path` to an
 /// identity token (an OAuth2 refresh token, which docker, podman, skopeo and

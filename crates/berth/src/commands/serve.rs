@@ -126,6 +126,15 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
     // Tests and scripts read this one line from stdout to learn the port
     // when listening on port 0; logs go to stderr.
     println!("listening on {local}");
+    // The web console's address, for people; the line above stays exactly
+    // as it is for the programs that read it. Programs that read that one
+    // line may close the pipe at once, so a failed write is not an error.
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let _ = writeln!(
+        std::io::stdout(),
+        "web console at {scheme}://{}/",
+        console_host(local)
+    );
     let _ = std::io::stdout().flush();
     tracing::info!(address = %local, data_dir = %data_dir.display(), "berth is serving");
 
@@ -396,3 +405,14 @@ fn webhook_source(config: &crate::config::Config) -> String {
 }
 /// How often the trash expiry looks for entries past `trash_retention`.
 const TRASH_EXPIRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The host a browser reaches the console at for a listener on `local`:
+/// a wildcard address is reachable on loopback.
+fn console_host(local: std::net::SocketAddr) -> String {
+    let port = local.port();
+    match local.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => format!("127.0.0.1:{port}"),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => format!("[::1]:{port}"),
+        _ => local.to_string(),
+    }
+}

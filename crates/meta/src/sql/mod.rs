@@ -46,6 +46,7 @@ mod pulls;
 pub(crate) mod quotas;
 mod repositories;
 mod retention;
+mod sessions;
 mod tokens;
 mod trash;
 mod uploads;

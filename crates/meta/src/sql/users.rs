@@ -44,14 +44,27 @@ async fn keep_an_enabled_admin(tx: &mut Tx, user: &str) -> Result<(), MetaError>
     Ok(())
 }
 
-/// Revokes every live refresh token of `user` at `at`, within `tx`.
+/// Revokes every live refresh token and console session of `user` at
+/// `at`, within `tx`: both are stored logins that a new password or a
+/// disabled account must end.
 async fn revoke_refresh_tokens(tx: &mut Tx, user: &str, at: Timestamp) -> Result<u64, MetaError> {
-    query("UPDATE refresh_tokens SET revoked_at = $1 WHERE user_name = $2 AND revoked_at IS NULL")
-        .bind(at)
-        .bind(user)
-        .execute(tx)
-        .await
-        .map_err(write_error("revoking a user's refresh tokens"))
+    let revoked = query(
+        "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_name = $2 AND revoked_at IS NULL",
+    )
+    .bind(at)
+    .bind(user)
+    .execute(&mut *tx)
+    .await
+    .map_err(write_error("revoking a user's refresh tokens"))?;
+    query(
+        "UPDATE console_sessions SET revoked_at = $1 WHERE user_name = $2 AND revoked_at IS NULL",
+    )
+    .bind(at)
+    .bind(user)
+    .execute(&mut *tx)
+    .await
+    .map_err(write_error("revoking a user's console sessions"))?;
+    Ok(revoked)
 }
 
 /// `NotFound` when an update touched no row.

@@ -44,6 +44,7 @@ pub mod pulls;
 pub mod quotas;
 pub mod repositories;
 pub mod retention;
+pub mod sessions;
 pub mod store;
 pub mod tokens;
 pub mod trash;
@@ -79,6 +80,7 @@ pub const SUITES: &[(&str, &[(&str, SuiteTest)])] = &[
     ("trash", trash::TESTS),
     ("retention", retention::TESTS),
     ("quotas", quotas::TESTS),
+    ("sessions", sessions::TESTS),
 ];
 
 /// Runs every suite test in turn against one store, which also shows that
@@ -136,6 +138,7 @@ macro_rules! meta_store_tests {
             trash: [trashed_manifests_are_hidden_and_restored_with_their_tags, a_trashed_manifest_pushed_again_comes_back_with_its_new_tag, children_of_a_trashed_index_are_trashed_after_it_and_come_back_with_it, expired_trash_is_deleted_for_good_and_its_blobs_become_candidates],
             retention: [retention_policies_are_set_replaced_and_removed, retention_candidates_are_a_namespaces_live_manifests],
             quotas: [storage_usage_counts_each_holding_once_and_follows_every_write, writes_beyond_the_storage_limit_are_refused_and_change_nothing, traffic_adds_up_per_namespace_and_month],
+            sessions: [sessions_are_created_touched_and_revoked, ended_sessions_are_deleted_at_the_next_sign_in],
         );
     };
     (@expand $mode:ident $fresh:ident; $($suite:ident: [$($name:ident),* $(,)?]),* $(,)?) => {

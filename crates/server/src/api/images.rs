@@ -379,8 +379,17 @@ pub async fn list(
     repository: &RepoName,
     listing: ImageListing,
 ) -> Result<Response, ManagementError> {
-    let images = ctx
-        .registry
+    Ok(ok(page(ctx.registry, repository, listing).await?))
+}
+
+/// The page of `repository`'s images `listing` asks for (the web console
+/// shows the same page).
+pub async fn page(
+    registry: &berth_registry::Registry,
+    repository: &RepoName,
+    listing: ImageListing,
+) -> Result<ImageList, ManagementError> {
+    let images = registry
         .list_images(
             repository,
             listing.filter,
@@ -391,10 +400,10 @@ pub async fn list(
     let next_cursor = (images.len() == listing.limit)
         .then(|| images.last().map(|last| encode_cursor(repository, last)))
         .flatten();
-    Ok(ok(ImageList {
+    Ok(ImageList {
         images: images.iter().map(|i| summary_view(repository, i)).collect(),
         next_cursor,
-    }))
+    })
 }
 
 /// Inspect an image.
@@ -418,7 +427,16 @@ pub async fn get(
     repository: &RepoName,
     reference: &Reference,
 ) -> Result<Response, ManagementError> {
-    let details = ctx.registry.inspect_image(repository, reference).await?;
+    Ok(ok(details(ctx.registry, repository, reference).await?))
+}
+
+/// Everything about one image, as the API and the web console show it.
+pub async fn details(
+    registry: &berth_registry::Registry,
+    repository: &RepoName,
+    reference: &Reference,
+) -> Result<ImageDetailsView, ManagementError> {
+    let details = registry.inspect_image(repository, reference).await?;
     let record = &details.record;
     let parsed = ParsedManifest::parse(&record.payload, Some(&record.media_type))
         .map_err(|e| ManagementError::internal(&format!("stored manifest does not parse: {e}")))?;
@@ -466,7 +484,7 @@ pub async fn get(
             });
     }
     let facts = &details.image.facts;
-    Ok(ok(ImageDetailsView {
+    Ok(ImageDetailsView {
         summary: summary_view(repository, &details.image),
         os: facts.os.clone(),
         architecture: facts.architecture.clone(),
@@ -496,7 +514,7 @@ pub async fn get(
         children,
         referrers,
         manifest,
-    }))
+    })
 }
 
 /// Delete an image.

@@ -43,6 +43,11 @@ pub struct MemberList {
     responses((status = 200, description = "The members", body = MemberList))
 )]
 pub async fn list(ctx: &Context<'_>, namespace: &Name) -> Result<Response, ManagementError> {
+    Ok(ok(all(ctx, namespace).await?))
+}
+
+/// The members of `namespace` (the web console shows the same list).
+pub async fn all(ctx: &Context<'_>, namespace: &Name) -> Result<MemberList, ManagementError> {
     let members = ctx.auth.store.list_members(namespace.as_str()).await?;
     let members = members
         .into_iter()
@@ -51,7 +56,7 @@ pub async fn list(ctx: &Context<'_>, namespace: &Name) -> Result<Response, Manag
             role: m.role,
         })
         .collect();
-    Ok(ok(MemberList { members }))
+    Ok(MemberList { members })
 }
 
 /// Add a member or change their role.

@@ -134,6 +134,11 @@ async fn get_record(ctx: &Context<'_>, name: &Name) -> Result<NamespaceRecord, M
     responses((status = 200, description = "The namespaces the caller may see", body = NamespaceList))
 )]
 pub async fn list(ctx: &Context<'_>) -> Result<Response, ManagementError> {
+    Ok(ok(visible(ctx).await?))
+}
+
+/// The namespaces the caller may see (the web console lists the same).
+pub async fn visible(ctx: &Context<'_>) -> Result<NamespaceList, ManagementError> {
     let mut namespaces = Vec::new();
     for (record, facts) in ctx
         .auth
@@ -150,7 +155,7 @@ pub async fn list(ctx: &Context<'_>) -> Result<Response, ManagementError> {
         };
         namespaces.push(with_role(ctx, record, role).await?);
     }
-    Ok(ok(NamespaceList { namespaces }))
+    Ok(NamespaceList { namespaces })
 }
 
 /// Create a namespace.
@@ -209,8 +214,13 @@ pub async fn create(ctx: &Context<'_>, new: NewNamespace) -> Result<Response, Ma
     responses((status = 200, description = "The namespace", body = Namespace))
 )]
 pub async fn get(ctx: &Context<'_>, name: &Name) -> Result<Response, ManagementError> {
+    Ok(ok(one(ctx, name).await?))
+}
+
+/// The namespace `name`, which the authorization step let the caller see.
+pub async fn one(ctx: &Context<'_>, name: &Name) -> Result<Namespace, ManagementError> {
     let record = get_record(ctx, name).await?;
-    Ok(ok(view(ctx, record).await?))
+    view(ctx, record).await
 }
 
 /// Change a namespace's settings.

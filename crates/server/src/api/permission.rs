@@ -309,6 +309,25 @@ pub async fn authorize(
     if *permission != Permission::Anyone && caller.principal == Principal::Anonymous {
         return Err(check.challenge(needed_scopes(permission), None, "authentication required"));
     }
+    authorize_policy(auth, caller, permission, parts).await
+}
+
+/// The authorization step without the API's first rule (an anonymous
+/// caller is asked to log in before anything else is looked at): the
+/// policy decides for anonymous callers as for everyone else. The web
+/// console authorizes its pages with it, so that anonymous visitors see
+/// public namespaces, and a refusal sends them to sign in.
+pub async fn authorize_policy(
+    auth: &AuthState,
+    caller: Caller,
+    permission: &Permission,
+    parts: &Parts,
+) -> Result<Authorized, ManagementError> {
+    let check = Check {
+        auth,
+        caller: &caller,
+        parts,
+    };
     match permission {
         Permission::Anyone | Permission::LoggedIn => {}
         Permission::Administrator => {

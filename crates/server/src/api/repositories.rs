@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use berth_auth::NamespaceFacts;
 use berth_oci::RepoName;
-use berth_registry::{RepositoryCursor, RepositoryQuery, RepositorySort};
+use berth_registry::{RepositoryCursor, RepositoryQuery, RepositorySort, RepositorySummary};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -199,6 +199,15 @@ pub async fn list(
     ctx: &Context<'_>,
     listing: RepositoryListing,
 ) -> Result<Response, ManagementError> {
+    Ok(ok(page(ctx, listing).await?))
+}
+
+/// The page of repositories `listing` asks for, of those the caller may
+/// pull from (the web console shows the same page).
+pub async fn page(
+    ctx: &Context<'_>,
+    listing: RepositoryListing,
+) -> Result<RepositoryList, ManagementError> {
     // The policy's facts of the namespaces the listing may show, read once
     // (a fixed number of reads however many namespaces there are).
     let mut facts_of: HashMap<String, NamespaceFacts> = HashMap::new();
@@ -230,29 +239,7 @@ pub async fn list(
             (visible.len() < count).then_some(visible)
         }
     };
-    let query = RepositoryQuery {
-        namespaces,
-        contains: listing.contains.clone(),
-        sort: listing.sort.domain(),
-        after: listing.after.clone(),
-        limit: listing.limit,
-    };
-    let rows = ctx.registry.repository_summaries(&query).await?;
-    // The page is cut by what was read, so a page the filter below thins
-    // still continues where the database left off.
-    let next_cursor = (rows.len() == listing.limit)
-        .then(|| rows.last())
-        .flatten()
-        .map(|last| {
-            let body = CursorBody {
-                ns: listing.namespace.as_ref().map(|n| n.as_str().to_string()),
-                q: listing.contains.clone(),
-                s: listing.sort,
-                k: last.sort_key(listing.sort.domain()),
-                n: last.name.as_str().to_string(),
-            };
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&body).unwrap_or_default())
-        });
+    let (rows, next_cursor) = summaries(ctx.registry, &listing, namespaces).await?;
     let mut repositories = Vec::with_capacity(rows.len());
     for row in rows {
         let namespace = row.name.namespace().to_string();
@@ -267,25 +254,64 @@ pub async fn list(
         {
             continue;
         }
-        repositories.push(RepositoryView {
-            name: row.name.as_str().to_string(),
-            namespace,
-            tags: row.tags,
-            images: row.images,
-            size: row.size,
-            last_push: row
-                .last_push
-                .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok()),
-            pull_count: row.pulls,
-            last_pull: row
-                .last_pull
-                .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok()),
-        });
+        repositories.push(view(row));
     }
-    Ok(ok(RepositoryList {
+    Ok(RepositoryList {
         repositories,
         next_cursor,
-    }))
+    })
+}
+
+/// The rows of `namespaces` (`None`: every namespace) that `listing` asks
+/// for, unfiltered, and the cursor of the next page. Callers keep the rows
+/// the caller may see; with access control off, all of them.
+pub async fn summaries(
+    registry: &berth_registry::Registry,
+    listing: &RepositoryListing,
+    namespaces: Option<Vec<String>>,
+) -> Result<(Vec<RepositorySummary>, Option<String>), ManagementError> {
+    let query = RepositoryQuery {
+        namespaces,
+        contains: listing.contains.clone(),
+        sort: listing.sort.domain(),
+        after: listing.after.clone(),
+        limit: listing.limit,
+    };
+    let rows = registry.repository_summaries(&query).await?;
+    // The page is cut by what was read, so a page the filter thins still
+    // continues where the database left off.
+    let next_cursor = (rows.len() == listing.limit)
+        .then(|| rows.last())
+        .flatten()
+        .map(|last| {
+            let body = CursorBody {
+                ns: listing.namespace.as_ref().map(|n| n.as_str().to_string()),
+                q: listing.contains.clone(),
+                s: listing.sort,
+                k: last.sort_key(listing.sort.domain()),
+                n: last.name.as_str().to_string(),
+            };
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&body).unwrap_or_default())
+        });
+    Ok((rows, next_cursor))
+}
+
+/// A repository's row as the API and the console show it.
+pub fn view(row: RepositorySummary) -> RepositoryView {
+    RepositoryView {
+        namespace: row.name.namespace().to_string(),
+        name: row.name.as_str().to_string(),
+        tags: row.tags,
+        images: row.images,
+        size: row.size,
+        last_push: row
+            .last_push
+            .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok()),
+        pull_count: row.pulls,
+        last_pull: row
+            .last_pull
+            .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok()),
+    }
 }
 
 async fn facts(ctx: &Context<'_>, namespace: &str) -> Result<NamespaceFacts, ManagementError> {

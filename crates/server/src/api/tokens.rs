@@ -98,13 +98,18 @@ pub struct CreatedToken {
     responses((status = 200, description = "The tokens", body = TokenList))
 )]
 pub async fn list(ctx: &Context<'_>) -> Result<Response, ManagementError> {
+    Ok(ok(visible(ctx).await?))
+}
+
+/// The tokens the caller may see (the web console lists the same).
+pub async fn visible(ctx: &Context<'_>) -> Result<TokenList, ManagementError> {
     let tokens = ctx.auth.store.list_access_tokens().await?;
     let tokens = tokens
         .into_iter()
         .filter(|token| ctx.caller.may_see_token(token))
         .map(Token::from)
         .collect();
-    Ok(ok(TokenList { tokens }))
+    Ok(TokenList { tokens })
 }
 
 /// List a namespace's access tokens.
@@ -154,6 +159,12 @@ pub async fn list_in_namespace(
     )
 )]
 pub async fn create(ctx: &Context<'_>, new: NewToken) -> Result<Response, ManagementError> {
+    Ok(created(issue(ctx, new).await?))
+}
+
+/// Creates the token `new` asks for; the answer holds its secret, once
+/// (the web console shows it on the page that answers the form).
+pub async fn issue(ctx: &Context<'_>, new: NewToken) -> Result<CreatedToken, ManagementError> {
     let scopes: Vec<_> = new.scopes.into_iter().map(|scope| scope.0).collect();
     let rendered = scopes.iter().map(ToString::to_string).collect();
     let expiry = new.expires.map_or(Expiry::Never, |e| e.0);
@@ -169,12 +180,12 @@ pub async fn create(ctx: &Context<'_>, new: NewToken) -> Result<Response, Manage
     )
     .await?;
     // The secret is in this one answer and nowhere else.
-    Ok(created(CreatedToken {
+    Ok(CreatedToken {
         name: new.name.into(),
         token: secret.expose().to_string(),
         scopes: rendered,
         expires_at: expiry.expires_at(now),
-    }))
+    })
 }
 
 /// Revoke an access token.

@@ -109,9 +109,14 @@ pub struct UserList {
     responses((status = 200, description = "The users", body = UserList))
 )]
 pub async fn list(ctx: &Context<'_>) -> Result<Response, ManagementError> {
+    Ok(ok(all(ctx).await?))
+}
+
+/// Every user (the web console's administration page lists the same).
+pub async fn all(ctx: &Context<'_>) -> Result<UserList, ManagementError> {
     let users = ctx.auth.store.list_users().await?;
     let users = users.into_iter().map(User::from).collect();
-    Ok(ok(UserList { users }))
+    Ok(UserList { users })
 }
 
 /// Create a user.

@@ -276,9 +276,22 @@ fn image_report(assessment: &ImageAssessment) -> ImageReport {
     responses((status = 200, description = "The report", body = VulnerabilityReport))
 )]
 pub async fn report(ctx: &Context<'_>, image: &ImageParam) -> Result<Response, ManagementError> {
-    let (digest, assessments) = ctx
-        .registry
-        .assess_reference(&image.repository, &image.reference, true)
+    let report = assess(ctx.registry, &image.repository, &image.reference).await?;
+    Ok(ok(VulnerabilityReport {
+        image: image.display(),
+        ..report
+    }))
+}
+
+/// The vulnerability report of `reference` in `repository` (the web
+/// console shows the same on an image's page).
+pub async fn assess(
+    registry: &berth_registry::Registry,
+    repository: &RepoName,
+    reference: &Reference,
+) -> Result<VulnerabilityReport, ManagementError> {
+    let (digest, assessments) = registry
+        .assess_reference(repository, reference, true)
         .await?;
     let images: Vec<ImageReport> = assessments.iter().map(image_report).collect();
     // An index's status: its images' worst (scanning before unsupported
@@ -293,12 +306,16 @@ pub async fn report(ctx: &Context<'_>, image: &ImageParam) -> Result<Response, M
     } else {
         status_text(&ScanStatus::Indexed { partial: None }, counted)
     };
-    Ok(ok(VulnerabilityReport {
-        image: image.display(),
+    let image = match reference {
+        Reference::Tag(tag) => format!("{}:{}", repository.as_str(), tag.as_str()),
+        Reference::Digest(digest) => format!("{}@{digest}", repository.as_str()),
+    };
+    Ok(VulnerabilityReport {
+        image,
         digest: digest.to_string(),
         status,
         images,
-    }))
+    })
 }
 
 /// Get an image's SBOM.

@@ -1,0 +1,183 @@
+"""Drives the web console in Debian's Chromium through Playwright.
+
+Run by crates/berth/tests/e2e_console.rs against a `berth serve --auth` with
+an image pushed to alice/app (tags v1 and v2). Prints one JSON object on
+stdout with what the Rust test checks with real clients afterwards: the
+pull command read from the page, and the token created on the page.
+
+Every page visited is checked with axe-core (serious and critical
+violations fail) and photographed at phone and desktop width.
+"""
+
+import json
+import os
+import sys
+
+from playwright.sync_api import sync_playwright
+
+BASE = os.environ["BERTH_URL"].rstrip("/")
+ALICE = (os.environ["ALICE_USER"], os.environ["ALICE_PASSWORD"])
+BOB = (os.environ["BOB_USER"], os.environ["BOB_PASSWORD"])
+SHOTS = os.environ["SCREENSHOT_DIR"]
+AXE = os.environ["AXE_PATH"]
+
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+
+failures = []
+
+
+def check(condition, message):
+    if not condition:
+        failures.append(message)
+        print("FAILED: " + message, file=sys.stderr)
+
+
+def audit(page, name):
+    """axe-core on the page as it is, then screenshots at both widths."""
+    page.add_script_tag(path=AXE)
+    found = page.evaluate(
+        """async () => {
+            const result = await axe.run(document);
+            return result.violations
+                .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                .map(v => v.id + ' (' + v.impact + '): ' + v.help + ' at '
+                     + v.nodes.map(n => n.target.join(' ')).join(', '));
+        }"""
+    )
+    for violation in found:
+        check(False, "axe on " + name + ": " + violation)
+    for label, size in (("phone", PHONE), ("desktop", DESKTOP)):
+        page.set_viewport_size(size)
+        page.screenshot(path=os.path.join(SHOTS, name + "-" + label + ".png"), full_page=True)
+    page.set_viewport_size(DESKTOP)
+
+
+def sign_in(page, user):
+    page.goto(BASE + "/sign-in")
+    page.fill("#username", user[0])
+    page.fill("#password", user[1])
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    check("Signed in as" in page.content(), "signed in as " + user[0])
+
+
+def sign_out(page):
+    page.click("text=Sign out")
+    page.wait_for_load_state()
+    check(page.locator("a.button", has_text="Sign in").count() == 1, "signed out")
+
+
+def main():
+    result = {}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        # The CSP would keep the injected axe-core out; only the audit needs
+        # the bypass, the pages' own script is served from /static/.
+        context = browser.new_context(bypass_csp=True, viewport=DESKTOP)
+        page = context.new_page()
+
+        # Anonymous: the overview and the sign-in page.
+        page.goto(BASE + "/")
+        check(page.title() == "Overview · Berth", "overview title: " + page.title())
+        check("alice" not in page.inner_text("main"), "anonymous visitors do not see alice's namespace")
+        audit(page, "overview-anonymous")
+        page.click("a.button:has-text('Sign in')")
+        page.wait_for_load_state()
+        audit(page, "sign-in")
+
+        # Alice signs in and browses to her image.
+        page.fill("#username", ALICE[0])
+        page.fill("#password", ALICE[1])
+        page.click("main button[type=submit]")
+        page.wait_for_load_state()
+        check("Signed in as" in page.content(), "alice signed in")
+        audit(page, "overview")
+        page.click("nav >> text=Namespaces")
+        page.wait_for_load_state()
+        audit(page, "namespaces")
+        page.click("main a[href='/namespaces/alice']")
+        page.wait_for_load_state()
+        audit(page, "namespace")
+        page.click("main a[href='/repositories/alice/app']")
+        page.wait_for_load_state()
+        audit(page, "repository")
+        page.click("main a[href='/repositories/alice/app/-/images/v2']")
+        page.wait_for_load_state()
+        audit(page, "image")
+        # The script shows the copy buttons; the command is on the page.
+        check(page.locator("button[data-copy='docker-tag-0']").is_visible(), "copy button shown")
+        # The image carries both tags; the page lists a command per tag.
+        commands = [c.strip() for c in page.locator("pre[id^='podman-tag-']").all_inner_texts()]
+        by_tag = [c for c in commands if c.endswith("/alice/app:v2")]
+        check(len(by_tag) == 1, "a podman pull command for v2: %r" % commands)
+        result["pull_command"] = by_tag[0] if by_tag else ""
+        result["digest_command"] = page.inner_text("#docker-digest").strip()
+
+        # Delete tag v1 through its confirmation.
+        page.goto(BASE + "/repositories/alice/app/-/images/v1")
+        page.click("summary:has-text('Delete tag v1')")
+        page.click("button:has-text('Delete v1')")
+        page.wait_for_load_state()
+        check("The tag v1 was deleted" in page.inner_text("main"), "deletion confirmed")
+        check(page.locator("main a[href='/repositories/alice/app/-/images/v1']").count() == 0, "v1 no longer listed")
+
+        # A form without the session's token is refused, whatever its origin.
+        refused = context.request.post(
+            BASE + "/repositories/alice/app/-/tags/v2/delete",
+            form={"csrf": "0" * 64},
+            headers={"Origin": BASE},
+            max_redirects=0,
+        )
+        check(refused.status == 403, "CSRF refusal: %d" % refused.status)
+        check("text/html" in refused.headers.get("content-type", ""), "the refusal is a page")
+
+        # A robot token for pulls.
+        page.click("nav >> text=Tokens")
+        page.wait_for_load_state()
+        audit(page, "tokens")
+        page.fill("#name", "ci-pull")
+        page.fill("#scopes", "alice:pull")
+        page.select_option("#expires", "30d")
+        page.click("button:has-text('Create token')")
+        page.wait_for_load_state()
+        audit(page, "token-created")
+        result["token_secret"] = page.inner_text("#token-secret").strip()
+        result["token_name"] = "ci-pull"
+        check("kubernetes.io/dockerconfigjson" in page.inner_text("#token-k8s"), "pull secret shown")
+
+        # Signing out ends the session: the tokens page asks to sign in.
+        sign_out(page)
+        page.goto(BASE + "/tokens")
+        check(page.url.startswith(BASE + "/sign-in"), "after sign-out: " + page.url)
+
+        # Bob, no member of alice's private namespace, does not see it.
+        sign_in(page, BOB)
+        page.goto(BASE + "/namespaces")
+        check(page.locator("main a[href='/namespaces/alice']").count() == 0, "bob does not see alice")
+        response = page.goto(BASE + "/namespaces/alice")
+        check(response.status == 403, "bob refused: %d" % response.status)
+        check("Not allowed" in page.inner_text("main"), "a refusal page")
+        audit(page, "forbidden")
+        response = page.goto(BASE + "/no/such/page")
+        check(response.status == 404, "404: %d" % response.status)
+        audit(page, "not-found")
+        sign_out(page)
+
+        browser.close()
+    result["failures"] = failures
+    print(json.dumps(result))
+
+
+main()

@@ -1,0 +1,204 @@
+//! The web console in a real browser: `berth serve --auth` on port 0, an
+//! image pushed by skopeo, and `console/console_flows.py` driving Debian's
+//! Chromium through Playwright: sign in, browse to the image, delete a tag,
+//! a refused CSRF form, create a token, sign out, a user who may not see a
+//! private namespace; axe-core on every page, screenshots at phone and
+//! desktop width in `target/console-screenshots/`. Then real clients check
+//! what the browser did: skopeo pulls with the command read from the page,
+//! the deleted tag is gone from `/v2/`, and the token the page showed logs
+//! in. One server and one browser for all of it.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use support::containers::ContainersEnv;
+use support::oci::{make_image, write_oci_layout};
+use support::{record_skip, require_python_module, require_tool, run, TestRegistry};
+
+const TEST: &str = "e2e_console";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Where `scripts/test.sh` installs axe-core (`npm install --prefix`).
+fn axe_path() -> PathBuf {
+    berth_test_support::target_dir().join("console-axe/node_modules/axe-core/axe.min.js")
+}
+
+/// A user's temporary home for the `berth` client.
+fn berth(home: &Path, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(support::berth_binary())
+        .args(args)
+        .env("HOME", home)
+        .env_remove("XDG_CONFIG_HOME")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run berth");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "berth {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_newcomer_signs_in_browses_deletes_a_tag_and_makes_a_token() {
+    if support::is_external_registry() {
+        record_skip(TEST, "needs a local registry with a known administrator");
+        return;
+    }
+    let Some(python) = require_python_module("playwright", TEST) else {
+        return;
+    };
+    if !Path::new(CHROMIUM).exists() {
+        berth_test_support::skip::tool_missing("chromium (Debian package)", TEST);
+        return;
+    }
+    if !axe_path().exists() {
+        berth_test_support::skip::tool_missing(
+            "axe-core (npm, installed by scripts/test.sh)",
+            TEST,
+        );
+        return;
+    }
+    let Some(skopeo) = require_tool("skopeo", TEST) else {
+        return;
+    };
+
+    let registry = TestRegistry::start_with(&["--auth"]);
+    let addr = registry.addr.clone();
+    let admin_password = std::fs::read_to_string(
+        registry
+            .data_dir
+            .as_ref()
+            .unwrap()
+            .path()
+            .join("initial-admin-password"),
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let admin_home = tempfile::tempdir().unwrap();
+    berth(
+        admin_home.path(),
+        &["login", &addr, "-u", "admin", "--password-stdin"],
+        &format!("{admin_password}\n"),
+    );
+    let (alice, bob) = (("alice", "alice-password-1"), ("bob", "bob-password-1"));
+    for (user, password) in [alice, bob] {
+        berth(
+            admin_home.path(),
+            &["user", "add", user, "--password-stdin"],
+            &format!("{password}\n"),
+        );
+    }
+
+    // alice pushes one image under two tags into her own namespace.
+    let env = ContainersEnv::new(&addr);
+    let skopeo_command = || {
+        let mut command = env.command(&skopeo);
+        command.arg("--policy").arg(env.policy());
+        command
+    };
+    let image = make_image("amd64", &[2048, 4096], &[]);
+    let layout = tempfile::tempdir().unwrap();
+    write_oci_layout(
+        layout.path(),
+        "v1",
+        &image.manifest,
+        image.all_blobs().values(),
+    );
+    let creds = format!("{}:{}", alice.0, alice.1);
+    for tag in ["v1", "v2"] {
+        run(skopeo_command().args([
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
+            &format!("oci:{}:v1", layout.path().display()),
+            &format!("docker://{addr}/alice/app:{tag}"),
+        ]));
+    }
+
+    // The browser.
+    let shots = berth_test_support::target_dir().join("console-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console/console_flows.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .env("BERTH_URL", format!("http://{addr}/"))
+        .env("ALICE_USER", alice.0)
+        .env("ALICE_PASSWORD", alice.1)
+        .env("BOB_USER", bob.0)
+        .env("BOB_PASSWORD", bob.1)
+        .env("SCREENSHOT_DIR", &shots)
+        .env("AXE_PATH", axe_path())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run the browser script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the browser script failed: {stdout}");
+    let result: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("no result from the browser script ({e}): {stdout}"));
+    let failures = result["failures"].as_array().unwrap();
+    assert!(failures.is_empty(), "in the browser: {failures:#?}");
+
+    // The pull command the page showed pulls the image.
+    let command = result["pull_command"].as_str().unwrap();
+    let reference = command
+        .strip_prefix("podman pull ")
+        .unwrap_or_else(|| panic!("not a pull command: {command}"));
+    assert_eq!(reference, format!("{addr}/alice/app:v2"));
+    let pulled = tempfile::tempdir().unwrap();
+    run(skopeo_command().args([
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
+        &format!("docker://{reference}"),
+        &format!("oci:{}:pulled", pulled.path().display()),
+    ]));
+    let by_digest = result["digest_command"].as_str().unwrap();
+    assert!(by_digest.starts_with(&format!("docker pull {addr}/alice/app@sha256:")));
+
+    // The tag deleted in the browser is gone from /v2/.
+    let gone = skopeo_command()
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &creds,
+            &format!("docker://{addr}/alice/app:v1"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "v1 is still there");
+
+    // The token the page showed logs skopeo in, for pulls.
+    let token = format!(
+        "{}:{}",
+        result["token_name"].as_str().unwrap(),
+        result["token_secret"].as_str().unwrap()
+    );
+    run(skopeo_command().args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        &token,
+        &format!("docker://{addr}/alice/app:v2"),
+    ]));
+}

@@ -1,0 +1,1331 @@
+//! The console's request handling and its pages: one function per page,
+//! each reading through the domain services the management API uses and
+//! rendering the API's own view types.
+
+use axum::extract::Request;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use berth_auth::{Action, LoginError, Principal, Secret};
+use berth_oci::{Reference, RepoName, Tag};
+use maud::{html, Markup};
+
+use super::html::{self, bar_chart, copyable, csrf_field, layout, size, when, Chrome};
+use super::page::{self, Form, NoPage, Page, REPOSITORY_END};
+use super::session::{self, Session};
+use super::{html_response, is_write, see_other};
+use crate::access::{actor_of, origin_of, AuthState, Caller};
+use crate::api::error::ManagementError;
+use crate::api::images::{ImageDetailsView, ImageListing, ImageSummaryView, PlatformView};
+use crate::api::namespaces::Namespace;
+use crate::api::permission::{authorize_policy, Authorized, Permission};
+use crate::api::repositories::{RepositoryListing, RepositoryView};
+use crate::api::tokens::{CreatedToken, NewToken};
+use crate::api::types::Name;
+use crate::api::vulnerabilities::{FindingView, VulnerabilityReport};
+use crate::api::{self, Context};
+use crate::AppState;
+
+/// The largest form body read: every console form is a few fields.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// The most namespaces the overview and the namespace list show; far more
+/// than a registry's people browse, and a bound on a page's work.
+const MAX_NAMESPACES: usize = 1000;
+
+/// Repositories per page of a namespace, and images per page of a
+/// repository.
+const PAGE_SIZE: &str = "50";
+
+/// What a page's handler works with: the request, who is asking (after the
+/// authorization step), and their session.
+struct Ctx<'a> {
+    state: &'a AppState,
+    parts: &'a Parts,
+    /// Access control, when it is on.
+    auth: Option<&'a AuthState>,
+    /// What the authorization step returned (with access control on).
+    caller: Option<Authorized>,
+    session: Option<Session>,
+}
+
+/// An error as the console shows it: a status and a sentence.
+struct Failure {
+    status: StatusCode,
+    message: String,
+}
+
+impl From<ManagementError> for Failure {
+    fn from(error: ManagementError) -> Failure {
+        Failure {
+            status: error.status(),
+            message: error.message().to_string(),
+        }
+    }
+}
+
+impl Failure {
+    fn new(status: StatusCode, message: impl Into<String>) -> Failure {
+        Failure {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+type PageResult = Result<Response, Failure>;
+
+impl<'a> Ctx<'a> {
+    fn chrome(&self) -> Chrome<'_> {
+        Chrome {
+            session: self.session.as_ref(),
+            access_control: self.auth.is_some(),
+            admin: self.session.is_some() && self.caller.as_ref().is_some_and(|c| c.is_admin()),
+            path: self.parts.uri.path(),
+        }
+    }
+
+    /// A 200 page.
+    fn page(&self, title: &str, body: Markup) -> PageResult {
+        Ok(html_response(
+            StatusCode::OK,
+            layout(&self.chrome(), title, body),
+        ))
+    }
+
+    /// The management API's handler context, with access control on.
+    fn api(&self) -> Option<Context<'_>> {
+        let auth = self.auth?;
+        let caller = self.caller.as_ref()?;
+        Some(Context {
+            auth,
+            registry: &self.state.registry,
+            caller,
+            actor: actor_of(&caller.principal, self.parts),
+            outbound: &self.state.outbound,
+        })
+    }
+
+    /// Whether the caller would be allowed `permission` (to show or hide
+    /// a form), decided by the same authorization step as a request.
+    async fn may(&self, permission: Permission) -> bool {
+        match (self.auth, &self.caller) {
+            (None, _) => true,
+            (Some(auth), Some(caller)) => authorize_policy(
+                auth,
+                caller_of(caller.principal.clone()),
+                &permission,
+                self.parts,
+            )
+            .await
+            .is_ok(),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// The actor of the changes the caller makes.
+    fn actor(&self) -> berth_auth::Actor {
+        let principal = self
+            .caller
+            .as_ref()
+            .map_or(Principal::Anonymous, |c| c.principal.clone());
+        actor_of(&principal, self.parts)
+    }
+
+    /// The host clients pull from, as the browser reached the console.
+    fn registry_host(&self) -> String {
+        origin_of(self.parts)
+            .host
+            .unwrap_or_else(|| "localhost:5000".to_string())
+    }
+}
+
+fn caller_of(principal: Principal) -> Caller {
+    Caller {
+        principal,
+        bearer: None,
+        presented_credentials: true,
+    }
+}
+
+/// Handles one console request, errors included, as an HTML answer.
+pub async fn handle(state: &AppState, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    // The assets need nobody's session: no database read for them.
+    if let Some(asset) = super::assets::find(parts.uri.path()) {
+        if parts.method == Method::GET || parts.method == Method::HEAD {
+            return asset.response();
+        }
+    }
+    let auth = state.auth.as_deref();
+    let mut ctx = Ctx {
+        state,
+        parts: &parts,
+        auth,
+        caller: None,
+        session: None,
+    };
+    let principal = match auth {
+        None => Principal::Anonymous,
+        Some(auth) => match session::resume(auth, &parts).await {
+            Ok(Some((session, principal))) => {
+                ctx.session = Some(session);
+                principal
+            }
+            Ok(None) => Principal::Anonymous,
+            Err(error) => return failure_page(&ctx, error.into()),
+        },
+    };
+    let form = if is_write(&parts.method) {
+        match axum::body::to_bytes(body, MAX_FORM_BYTES).await {
+            Ok(bytes) => match Form::parse(&bytes) {
+                Ok(form) => Some(form),
+                Err(refusal) => return no_page(&ctx, refusal),
+            },
+            Err(_) => {
+                return failure_page(
+                    &ctx,
+                    Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."),
+                )
+            }
+        }
+    } else {
+        None
+    };
+    let page = match Page::parse(
+        &parts.method,
+        parts.uri.path(),
+        form.as_ref().unwrap_or(&Form::default()),
+    ) {
+        Ok(page) => page,
+        Err(refusal) => return no_page(&ctx, refusal),
+    };
+    if let Err(failure) = check_form(&ctx, &page, form.as_ref()) {
+        return failure_page(&ctx, failure);
+    }
+    match auth {
+        Some(auth) => {
+            let anonymous = principal == Principal::Anonymous;
+            match authorize_policy(auth, caller_of(principal), &page::required(&page), &parts).await
+            {
+                Ok(caller) => ctx.caller = Some(caller),
+                Err(refusal)
+                    if anonymous
+                        && matches!(
+                            refusal.status(),
+                            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+                        ) =>
+                {
+                    // Perhaps they may once signed in: ask them to.
+                    let back = parts
+                        .uri
+                        .path_and_query()
+                        .map_or("/", |p| p.as_str())
+                        .to_string();
+                    return see_other(&html::sign_in_link(&back));
+                }
+                Err(refusal) => return failure_page(&ctx, refusal.into()),
+            }
+        }
+        None if needs_access_control(&page) => {
+            return failure_page(
+                &ctx,
+                Failure::new(
+                    StatusCode::NOT_FOUND,
+                    "Access control is off on this registry, so there is nothing to sign in \
+                     to and no tokens to manage: everything is open to everyone. Start it \
+                     with berth serve --auth to use accounts.",
+                ),
+            )
+        }
+        None => {}
+    }
+    let form = form.unwrap_or_default();
+    let result = match page {
+        Page::Asset(asset) => Ok(asset.response()),
+        Page::Overview => overview(&ctx).await,
+        Page::Namespaces => namespaces(&ctx).await,
+        Page::Namespace(name) => namespace(&ctx, &name).await,
+        Page::Repository(repository) => repository_page(&ctx, &repository).await,
+        Page::Image(repository, reference) => image(&ctx, &repository, &reference).await,
+        Page::DeleteTag(repository, tag) => delete_tag(&ctx, &repository, &tag).await,
+        Page::SignInForm => sign_in_form(&ctx),
+        Page::SignIn => sign_in(&ctx, &form).await,
+        Page::SignOut => sign_out(&ctx).await,
+        Page::Tokens => tokens(&ctx, None).await,
+        Page::CreateToken(new) => create_token(&ctx, new).await,
+        Page::RevokeToken(name) => revoke_token(&ctx, &name).await,
+        Page::Users => users(&ctx).await,
+        Page::SetUserDisabled(name, disabled) => set_user_disabled(&ctx, &name, disabled).await,
+    };
+    result.unwrap_or_else(|failure| failure_page(&ctx, failure))
+}
+
+/// Pages that only exist with access control on.
+fn needs_access_control(page: &Page) -> bool {
+    matches!(
+        page,
+        Page::SignInForm
+            | Page::SignIn
+            | Page::SignOut
+            | Page::Tokens
+            | Page::CreateToken(_)
+            | Page::RevokeToken(_)
+            | Page::Users
+            | Page::SetUserDisabled(..)
+    )
+}
+
+/// The CSRF checks of a form's POST: from this site, and, for a signed-in
+/// form, with the session's token.
+fn check_form(ctx: &Ctx<'_>, page: &Page, form: Option<&Form>) -> Result<(), Failure> {
+    let Some(form) = form else {
+        return Ok(());
+    };
+    let refused = || {
+        Failure::new(
+            StatusCode::FORBIDDEN,
+            "This form was not sent from a page of this registry, or the page was too old. \
+             Go back, reload the page and try again.",
+        )
+    };
+    if !session::same_site(ctx.parts) {
+        return Err(refused());
+    }
+    if page.needs_csrf_token() && ctx.auth.is_some() {
+        let presented = form.get("csrf").unwrap_or("");
+        match &ctx.session {
+            Some(session) if session.csrf_matches(presented) => {}
+            _ => return Err(refused()),
+        }
+    }
+    Ok(())
+}
+
+fn no_page(ctx: &Ctx<'_>, refusal: NoPage) -> Response {
+    let failure = match refusal {
+        NoPage::NotFound => Failure::new(
+            StatusCode::NOT_FOUND,
+            "There is no page at this address. Check the link, or start from the overview.",
+        ),
+        NoPage::MethodNotAllowed => Failure::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "This page cannot be used that way. Go back and use its links and buttons.",
+        ),
+        NoPage::BadForm(message) => Failure::new(StatusCode::BAD_REQUEST, message),
+    };
+    failure_page(ctx, failure)
+}
+
+/// An error page: the status, a title and the sentence of `failure`.
+fn failure_page(ctx: &Ctx<'_>, failure: Failure) -> Response {
+    let title = match failure.status {
+        StatusCode::BAD_REQUEST => "That did not work",
+        StatusCode::UNAUTHORIZED => "Sign-in needed",
+        StatusCode::FORBIDDEN => "Not allowed",
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::METHOD_NOT_ALLOWED => "Not possible here",
+        StatusCode::CONFLICT => "Conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "Too large",
+        StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
+        StatusCode::SERVICE_UNAVAILABLE => "Temporarily unavailable",
+        _ => "Something went wrong",
+    };
+    let message = if failure.status.is_server_error() {
+        // 5xx details are in the server's log, never on the page.
+        "The registry could not answer this time. Try again in a moment; if it keeps \
+         happening, the server's log says why."
+            .to_string()
+    } else {
+        failure.message
+    };
+    html_response(
+        failure.status,
+        layout(&ctx.chrome(), title, html::error_body(title, &message)),
+    )
+}
+
+// --- listings shared by several pages ---
+
+/// The namespaces the caller may see, as the API lists them. With access
+/// control off, every namespace (as `/v2/` shows everything then).
+async fn visible_namespaces(ctx: &Ctx<'_>) -> Result<Vec<Namespace>, Failure> {
+    if let Some(api) = ctx.api() {
+        return Ok(api::namespaces::visible(&api).await?.namespaces);
+    }
+    let registry = &ctx.state.registry;
+    let mut namespaces = Vec::new();
+    for record in registry
+        .list_namespaces(None, MAX_NAMESPACES)
+        .await
+        .map_err(ManagementError::from)?
+    {
+        let usage = registry
+            .namespace_usage(&record.name)
+            .await
+            .unwrap_or_default();
+        namespaces.push(Namespace {
+            visibility: match record.visibility {
+                berth_registry::Visibility::Public => berth_auth::Visibility::Public,
+                berth_registry::Visibility::Private => berth_auth::Visibility::Private,
+            },
+            name: record.name,
+            role: None,
+            created_at: time::OffsetDateTime::from_unix_timestamp(record.created_at)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+            repositories: usage.repositories,
+            images: usage.images,
+            storage_bytes: usage.storage_bytes,
+        });
+    }
+    Ok(namespaces)
+}
+
+/// A page of repositories as the API lists them (`query` is the API's:
+/// `namespace`, `q`, `sort`, `limit`, `cursor`).
+async fn repositories(
+    ctx: &Ctx<'_>,
+    query: &str,
+) -> Result<(Vec<RepositoryView>, Option<String>), Failure> {
+    let listing = RepositoryListing::parse(Some(query))?;
+    if let Some(api) = ctx.api() {
+        let page = api::repositories::page(&api, listing).await?;
+        return Ok((page.repositories, page.next_cursor));
+    }
+    // Without access control every namespace is everyone's.
+    let namespaces = listing
+        .namespace
+        .as_ref()
+        .map(|namespace| vec![namespace.as_str().to_string()]);
+    let (rows, next) =
+        api::repositories::summaries(&ctx.state.registry, &listing, namespaces).await?;
+    Ok((
+        rows.into_iter().map(api::repositories::view).collect(),
+        next,
+    ))
+}
+
+/// `key=value&…` from pairs, each encoded.
+fn query_string(pairs: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(pairs).unwrap_or_default()
+}
+
+/// The query's pairs whose key is one of `keys`, non-empty.
+fn kept_pairs<'q>(query: &'q [(String, String)], keys: &[&str]) -> Vec<(&'q str, &'q str)> {
+    query
+        .iter()
+        .filter(|(key, value)| keys.contains(&key.as_str()) && !value.is_empty())
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect()
+}
+
+fn query_pairs(parts: &Parts) -> Vec<(String, String)> {
+    serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).unwrap_or_default()
+}
+
+fn repository_path(repository: &str) -> String {
+    format!("/repositories/{repository}")
+}
+
+fn image_path(repository: &str, reference: &str) -> String {
+    format!("/repositories/{repository}{REPOSITORY_END}images/{reference}")
+}
+
+fn visibility_badge(visibility: berth_auth::Visibility) -> Markup {
+    match visibility {
+        berth_auth::Visibility::Public => html! { span class="badge public" { "public" } },
+        berth_auth::Visibility::Private => html! { span class="badge private" { "private" } },
+    }
+}
+
+fn short_digest(digest: &str) -> String {
+    match digest.split_once(':') {
+        Some((algorithm, hex)) if hex.len() > 12 => format!("{algorithm}:{}", &hex[..12]),
+        _ => digest.to_string(),
+    }
+}
+
+fn platforms(list: &[PlatformView]) -> String {
+    list.iter()
+        .map(|p| match &p.variant {
+            Some(variant) => format!("{}/{}/{}", p.os, p.architecture, variant),
+            None => format!("{}/{}", p.os, p.architecture),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// --- pages ---
+
+async fn overview(ctx: &Ctx<'_>) -> PageResult {
+    let namespaces = visible_namespaces(ctx).await?;
+    let repositories_total: u64 = namespaces.iter().map(|n| n.repositories).sum();
+    let images_total: u64 = namespaces.iter().map(|n| n.images).sum();
+    let storage_total: u64 = namespaces.iter().map(|n| n.storage_bytes).sum();
+    let (recent, _) = repositories(ctx, "sort=last_push&limit=8").await?;
+    let (most_pulled, _) = repositories(ctx, "sort=pulls&limit=1000").await?;
+    let pulls_total: u64 = most_pulled.iter().map(|r| r.pull_count).sum();
+    let mut by_storage: Vec<(String, u64)> = namespaces
+        .iter()
+        .map(|n| (n.name.clone(), n.storage_bytes))
+        .collect();
+    by_storage.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    by_storage.truncate(10);
+    let by_pulls: Vec<(String, u64)> = most_pulled
+        .iter()
+        .take(10)
+        .filter(|r| r.pull_count > 0)
+        .map(|r| (r.name.clone(), r.pull_count))
+        .collect();
+    let count = |n: u64| n.to_string();
+    let body = html! {
+        h1 { "Overview" }
+        @if ctx.auth.is_some() && ctx.session.is_none() {
+            p class="lead" { "You see the public namespaces. " a href="/sign-in" { "Sign in" } " to see yours." }
+        }
+        div class="cards" {
+            div class="card" { span class="value" { (namespaces.len()) } "namespaces" }
+            div class="card" { span class="value" { (repositories_total) } "repositories" }
+            div class="card" { span class="value" { (images_total) } "images" }
+            div class="card" { span class="value" { (size(storage_total)) } "storage used" }
+            div class="card" { span class="value" { (pulls_total) } "pulls" }
+        }
+        h2 { "Most recently pushed" }
+        @if recent.is_empty() {
+            p class="muted" { "Nothing pushed yet. Push with " code { "docker push " (ctx.registry_host()) "/NAMESPACE/NAME:TAG" } "." }
+        } @else {
+            div class="table-wrap" {
+                table {
+                    thead { tr { th scope="col" { "Repository" } th scope="col" { "Last push" } th scope="col" class="num" { "Size" } th scope="col" class="num hide-narrow" { "Pulls" } } }
+                    tbody {
+                        @for repository in &recent {
+                            tr {
+                                td { a href=(repository_path(&repository.name)) { (repository.name) } }
+                                td { (when(repository.last_push)) }
+                                td class="num" { (size(repository.size)) }
+                                td class="num hide-narrow" { (repository.pull_count) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if !by_storage.is_empty() {
+            h2 { "Storage per namespace" }
+            (bar_chart("Storage per namespace", &by_storage, size))
+        }
+        @if !by_pulls.is_empty() {
+            h2 { "Most pulled repositories" }
+            (bar_chart("Pulls per repository", &by_pulls, count))
+        }
+    };
+    ctx.page("Overview", body)
+}
+
+async fn namespaces(ctx: &Ctx<'_>) -> PageResult {
+    let namespaces = visible_namespaces(ctx).await?;
+    let body = html! {
+        h1 { "Namespaces" }
+        @if namespaces.is_empty() {
+            p class="muted" { "No namespaces to show. A namespace is the first part of a repository's name; pushing " code { "NAMESPACE/NAME" } " creates it." }
+        } @else {
+            div class="table-wrap" {
+                table {
+                    thead { tr {
+                        th scope="col" { "Namespace" } th scope="col" { "Visibility" }
+                        th scope="col" class="hide-narrow" { "Your role" }
+                        th scope="col" class="num" { "Repositories" } th scope="col" class="num hide-narrow" { "Images" }
+                        th scope="col" class="num" { "Storage" }
+                    } }
+                    tbody {
+                        @for namespace in &namespaces {
+                            tr {
+                                td { a href=(format!("/namespaces/{}", namespace.name)) { (namespace.name) } }
+                                td { (visibility_badge(namespace.visibility)) }
+                                td class="hide-narrow" { @match namespace.role { Some(role) => (role.to_string()), None => span class="muted" { "—" } } }
+                                td class="num" { (namespace.repositories) }
+                                td class="num hide-narrow" { (namespace.images) }
+                                td class="num" { (size(namespace.storage_bytes)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    ctx.page("Namespaces", body)
+}
+
+async fn namespace(ctx: &Ctx<'_>, name: &Name) -> PageResult {
+    let (visibility, role) = match ctx.api() {
+        Some(api) => {
+            let found = api::namespaces::one(&api, name).await?;
+            (found.visibility, found.role)
+        }
+        None => {
+            let found = ctx
+                .state
+                .registry
+                .namespace(name.as_str())
+                .await
+                .map_err(ManagementError::from)?;
+            let visibility = match found.visibility {
+                berth_registry::Visibility::Public => berth_auth::Visibility::Public,
+                berth_registry::Visibility::Private => berth_auth::Visibility::Private,
+            };
+            (visibility, None)
+        }
+    };
+    let query = query_pairs(ctx.parts);
+    let mut pairs = vec![("namespace", name.as_str()), ("limit", PAGE_SIZE)];
+    pairs.extend(kept_pairs(&query, &["q", "sort", "cursor"]));
+    let (rows, next) = repositories(ctx, &query_string(&pairs)).await?;
+    let search = query
+        .iter()
+        .find(|(k, _)| k == "q")
+        .map_or("", |(_, v)| v.as_str());
+    let sort = query
+        .iter()
+        .find(|(k, _)| k == "sort")
+        .map_or("name", |(_, v)| v.as_str());
+    let members = match ctx.api() {
+        Some(api)
+            if ctx
+                .may(Permission::Namespace(name.clone(), Action::ManageMembers))
+                .await =>
+        {
+            Some(api::members::all(&api, name).await?.members)
+        }
+        _ => None,
+    };
+    let next_link = next.map(|cursor| {
+        let mut pairs: Vec<(&str, &str)> = kept_pairs(&query, &["q", "sort"]);
+        pairs.push(("cursor", &cursor));
+        format!("/namespaces/{name}?{}", query_string(&pairs))
+    });
+    let body = html! {
+        ul class="crumbs" { li { a href="/namespaces" { "Namespaces" } } li { (name) } }
+        h1 { (name) " " (visibility_badge(visibility)) }
+        @if let Some(role) = role { p class="lead" { "Your role: " (role.to_string()) } }
+        h2 { "Repositories" }
+        form class="toolbar" method="get" action=(format!("/namespaces/{name}")) role="search" {
+            div class="grow" {
+                label for="q" { "Search" }
+                input type="search" id="q" name="q" value=(search) maxlength="255" placeholder="part of a name";
+            }
+            div {
+                label for="sort" { "Sort by" }
+                select id="sort" name="sort" {
+                    @for (value, label) in [("name", "Name"), ("last_push", "Last push"), ("size", "Size"), ("pulls", "Pulls")] {
+                        option value=(value) selected[sort == value] { (label) }
+                    }
+                }
+            }
+            button type="submit" { "Show" }
+        }
+        @if rows.is_empty() {
+            p class="muted" { "No repositories" @if !search.is_empty() { " match " code { (search) } } "." }
+        } @else {
+            div class="table-wrap" {
+                table {
+                    thead { tr {
+                        th scope="col" { "Repository" } th scope="col" class="num" { "Tags" }
+                        th scope="col" class="num hide-narrow" { "Images" } th scope="col" class="num" { "Size" }
+                        th scope="col" { "Last push" } th scope="col" class="num hide-narrow" { "Pulls" }
+                        th scope="col" class="hide-narrow" { "Last pull" }
+                    } }
+                    tbody {
+                        @for repository in &rows {
+                            tr {
+                                td { a href=(repository_path(&repository.name)) { (repository.name) } }
+                                td class="num" { (repository.tags) }
+                                td class="num hide-narrow" { (repository.images) }
+                                td class="num" { (size(repository.size)) }
+                                td { (when(repository.last_push)) }
+                                td class="num hide-narrow" { (repository.pull_count) }
+                                td class="hide-narrow" { (when(repository.last_pull)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(link) = &next_link {
+            nav class="pager" aria-label="Pages" { a href=(link) { "Next page" } }
+        }
+        @if let Some(members) = &members {
+            h2 { "Members" }
+            div class="table-wrap" {
+                table {
+                    thead { tr { th scope="col" { "User" } th scope="col" { "Role" } } }
+                    tbody {
+                        @for member in members {
+                            tr { td { (member.user) } td { (member.role.to_string()) } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    ctx.page(name.as_str(), body)
+}
+
+async fn repository_page(ctx: &Ctx<'_>, repository: &RepoName) -> PageResult {
+    let query = query_pairs(ctx.parts);
+    // Finding a tag is one index lookup, however many tags there are: the
+    // form goes straight to the tag's image page.
+    if let Some((_, wanted)) = query
+        .iter()
+        .find(|(k, v)| k == "tag" && !v.trim().is_empty())
+    {
+        let tag = Tag::parse(wanted.trim()).map_err(|_| {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                format!("{wanted:?} is not a tag: letters, digits, '_', '.' and '-', at most 128."),
+            )
+        })?;
+        return Ok(see_other(&image_path(repository.as_str(), tag.as_str())));
+    }
+    let tagged = query
+        .iter()
+        .find(|(k, _)| k == "tagged")
+        .map_or("true", |(_, v)| v.as_str());
+    let mut pairs = vec![("limit", PAGE_SIZE)];
+    pairs.extend(kept_pairs(&query, &["tagged", "cursor"]));
+    let listing = ImageListing::parse(repository, Some(&query_string(&pairs)))?;
+    let page = api::images::page(&ctx.state.registry, repository, listing).await?;
+    let untagged_notice = query
+        .iter()
+        .find(|(k, _)| k == "untagged")
+        .map(|(_, v)| v.clone());
+    let name = repository.as_str();
+    let next_link = page.next_cursor.as_ref().map(|cursor| {
+        format!(
+            "{}?{}",
+            repository_path(name),
+            query_string(&[("tagged", tagged), ("cursor", cursor)])
+        )
+    });
+    let filter = |value: &str, label: &str| {
+        let href = format!("{}?tagged={value}", repository_path(name));
+        html! {
+            li { @if tagged == value { strong aria-current="page" { (label) } } @else { a href=(href) { (label) } } }
+        }
+    };
+    let body = html! {
+        ul class="crumbs" {
+            li { a href="/namespaces" { "Namespaces" } }
+            li { a href=(format!("/namespaces/{}", repository.namespace())) { (repository.namespace()) } }
+            li { (name) }
+        }
+        h1 { (name) }
+        @if let Some(tag) = &untagged_notice {
+            div class="notice ok" role="status" { "The tag " code { (tag) } " was deleted." }
+        }
+        form class="toolbar" method="get" action=(repository_path(name)) role="search" {
+            div class="grow" {
+                label for="tag" { "Go to tag" }
+                input type="search" id="tag" name="tag" maxlength="128" placeholder="latest";
+            }
+            button type="submit" { "Go" }
+        }
+        nav aria-label="Which images" {
+            ul class="crumbs" {
+                (filter("true", "Tagged"))
+                (filter("false", "Untagged"))
+                (filter("any", "All"))
+            }
+        }
+        @if page.images.is_empty() {
+            p class="muted" { "No images here." }
+        } @else {
+            div class="table-wrap" {
+                table {
+                    thead { tr {
+                        th scope="col" { "Tags" } th scope="col" { "Digest" }
+                        th scope="col" class="num" { "Size" } th scope="col" class="hide-narrow" { "Platforms" }
+                        th scope="col" { "Pushed" } th scope="col" class="hide-narrow" { "Last pulled" }
+                        th scope="col" class="num hide-narrow" { "Pulls" }
+                    } }
+                    tbody {
+                        @for image in &page.images { (image_row(name, image)) }
+                    }
+                }
+            }
+        }
+        @if let Some(link) = &next_link {
+            nav class="pager" aria-label="Pages" { a href=(link) { "Next page" } }
+        }
+    };
+    ctx.page(name, body)
+}
+
+fn image_row(repository: &str, image: &ImageSummaryView) -> Markup {
+    html! {
+        tr {
+            td {
+                @for tag in &image.tags {
+                    a href=(image_path(repository, tag)) { (tag) } " "
+                }
+                @if image.tags.is_empty() { span class="muted" { "untagged" } }
+            }
+            td class="mono" { a href=(image_path(repository, &image.digest)) { (short_digest(&image.digest)) } }
+            td class="num" { (size(image.size)) }
+            td class="hide-narrow" { (platforms(&image.platforms)) }
+            td { (when(Some(image.pushed_at))) }
+            td class="hide-narrow" { (when(image.last_pulled)) }
+            td class="num hide-narrow" { (image.pull_count) }
+        }
+    }
+}
+
+async fn image(ctx: &Ctx<'_>, repository: &RepoName, reference: &Reference) -> PageResult {
+    let details: ImageDetailsView =
+        api::images::details(&ctx.state.registry, repository, reference).await?;
+    let name = repository.as_str();
+    let summary = &details.summary;
+    let host = ctx.registry_host();
+    let may_delete = ctx
+        .may(Permission::Repositories(vec![(
+            repository.clone(),
+            Action::Delete,
+        )]))
+        .await;
+    // The advisor's report, when it has one; the page is useful without.
+    let vulnerabilities = api::vulnerabilities::assess(&ctx.state.registry, repository, reference)
+        .await
+        .ok();
+    let by_digest = format!("{host}/{name}@{}", summary.digest);
+    let title = match reference {
+        Reference::Tag(tag) => format!("{name}:{}", tag.as_str()),
+        Reference::Digest(digest) => format!("{name}@{}", short_digest(&digest.to_string())),
+    };
+    let body = html! {
+        ul class="crumbs" {
+            li { a href="/namespaces" { "Namespaces" } }
+            li { a href=(format!("/namespaces/{}", repository.namespace())) { (repository.namespace()) } }
+            li { a href=(repository_path(name)) { (name) } }
+        }
+        h1 { (title) }
+        dl class="facts" {
+            dt { "Digest" } dd class="mono digest" { (summary.digest) }
+            dt { "Media type" } dd class="mono" { (summary.media_type) }
+            @if let Some(artifact) = &summary.artifact_type { dt { "Artifact type" } dd class="mono" { (artifact) } }
+            dt { "Size" } dd { (size(summary.size)) }
+            @if !summary.platforms.is_empty() { dt { "Platforms" } dd { (platforms(&summary.platforms)) } }
+            @if let Some(created) = &summary.created { dt { "Built" } dd { (created) } }
+            dt { "Pushed" } dd { (when(Some(summary.pushed_at))) }
+            dt { "Last pulled" } dd { (when(summary.last_pulled)) }
+            dt { "Pulls" } dd { (summary.pull_count) }
+        }
+        h2 { "Pull" }
+        @for (i, tag) in summary.tags.iter().enumerate() {
+            (copyable(&format!("docker-tag-{i}"), "docker pull by tag", &format!("docker pull {host}/{name}:{tag}")))
+            (copyable(&format!("podman-tag-{i}"), "podman pull by tag", &format!("podman pull {host}/{name}:{tag}")))
+        }
+        (copyable("docker-digest", "docker pull by digest", &format!("docker pull {by_digest}")))
+        (copyable("podman-digest", "podman pull by digest", &format!("podman pull {by_digest}")))
+        @if !summary.tags.is_empty() {
+            h2 { "Tags" }
+            div class="table-wrap" {
+                table {
+                    thead { tr { th scope="col" { "Tag" } th scope="col" { "Action" } } }
+                    tbody {
+                        @for tag in &summary.tags {
+                            tr {
+                                td class="mono" { (tag) }
+                                td {
+                                    @if may_delete {
+                                        details class="confirm" {
+                                            summary { "Delete tag " (tag) }
+                                            form method="post" action=(format!("/repositories/{name}{REPOSITORY_END}tags/{tag}/delete")) {
+                                                (csrf_field(ctx.session.as_ref()))
+                                                p { "The image stays under its digest and other tags. Clients pulling " code { (name) ":" (tag) } " will no longer find it." }
+                                                button class="danger" type="submit" { "Delete " (tag) }
+                                            }
+                                        }
+                                    } @else {
+                                        span class="muted" { "—" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if !details.children.is_empty() {
+            h2 { "Platforms" }
+            div class="table-wrap" {
+                table {
+                    thead { tr { th scope="col" { "Platform" } th scope="col" { "Digest" } th scope="col" class="num" { "Manifest size" } } }
+                    tbody {
+                        @for child in &details.children {
+                            tr {
+                                td { @if let Some(platform) = &child.platform { (platforms(std::slice::from_ref(platform))) } }
+                                td class="mono" { a href=(image_path(name, &child.digest)) { (short_digest(&child.digest)) } }
+                                td class="num" { (size(child.size)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if !details.layers.is_empty() {
+            h2 { "Layers" }
+            div class="table-wrap" {
+                table {
+                    thead { tr { th scope="col" { "#" } th scope="col" { "Digest" } th scope="col" class="hide-narrow" { "Media type" } th scope="col" class="num" { "Size" } } }
+                    tbody {
+                        @for (i, layer) in details.layers.iter().enumerate() {
+                            tr {
+                                td { (i + 1) }
+                                td class="mono" { (short_digest(&layer.digest)) }
+                                td class="mono hide-narrow" { (layer.media_type) }
+                                td class="num" { (size(layer.size)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(config) = &details.config {
+            h2 { "Configuration" }
+            dl class="facts" {
+                @if let (Some(os), Some(arch)) = (&details.os, &details.architecture) { dt { "Platform" } dd { (os) "/" (arch) @if let Some(v) = &details.variant { "/" (v) } } }
+                dt { "Entrypoint" } dd class="mono" { (shell_words(&config.entrypoint)) }
+                dt { "Command" } dd class="mono" { (shell_words(&config.cmd)) }
+                dt { "Working directory" } dd class="mono" { (config.working_dir) }
+                dt { "User" } dd class="mono" { @if config.user.is_empty() { "(root)" } @else { (config.user) } }
+                dt { "Ports" } dd class="mono" { (config.exposed_ports.join(", ")) }
+                dt { "Volumes" } dd class="mono" { (config.volumes.join(", ")) }
+                dt { "Environment" } dd { @for env in &config.env { div class="mono" { (env) } } }
+                dt { "Labels" } dd { @for (key, value) in &config.labels { div class="mono" { (key) "=" (value) } } }
+            }
+        }
+        @if !details.history.is_empty() {
+            h2 { "History" }
+            div class="table-wrap" {
+                table {
+                    thead { tr { th scope="col" { "Created" } th scope="col" { "Step" } } }
+                    tbody {
+                        @for step in &details.history {
+                            tr {
+                                td { (step.created.as_deref().unwrap_or("")) }
+                                td class="mono" { (step.created_by.as_deref().unwrap_or("")) @if step.empty_layer { " " span class="badge" { "no layer" } } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(report) = &vulnerabilities { (vulnerability_section(report)) }
+        @if !details.referrers.is_empty() {
+            h2 { "Referrers" }
+            @for (artifact_type, referrers) in &details.referrers {
+                h3 class="mono" { @if artifact_type.is_empty() { "(no artifact type)" } @else { (artifact_type) } }
+                ul {
+                    @for referrer in referrers {
+                        li class="mono" { a href=(image_path(name, &referrer.digest)) { (short_digest(&referrer.digest)) } " · " (size(referrer.size)) }
+                    }
+                }
+            }
+        }
+    };
+    ctx.page(&title, body)
+}
+
+/// The most findings an image's page lists; the API has them all.
+const MAX_FINDINGS_SHOWN: usize = 200;
+
+/// The severities in the order people read them, worst first.
+const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "unknown"];
+
+/// An image's vulnerability findings: its status, a chart by severity,
+/// and the findings with a fix, worst first.
+fn vulnerability_section(report: &VulnerabilityReport) -> Markup {
+    let mut by_severity: std::collections::BTreeMap<String, u64> = Default::default();
+    for image in &report.images {
+        for (severity, count) in &image.by_severity {
+            *by_severity.entry(severity.to_lowercase()).or_default() += *count as u64;
+        }
+    }
+    let mut bars: Vec<(String, u64)> = SEVERITIES
+        .iter()
+        .filter_map(|s| by_severity.get(*s).map(|n| (s.to_string(), *n)))
+        .collect();
+    bars.extend(
+        by_severity
+            .iter()
+            .filter(|(s, _)| !SEVERITIES.contains(&s.as_str()))
+            .map(|(s, n)| (s.clone(), *n)),
+    );
+    let mut findings: Vec<(&Option<String>, &FindingView)> = report
+        .images
+        .iter()
+        .flat_map(|image| image.findings.iter().map(move |f| (&image.platform, f)))
+        .collect();
+    let rank = |severity: &str| {
+        SEVERITIES
+            .iter()
+            .position(|s| s.eq_ignore_ascii_case(severity))
+            .unwrap_or(SEVERITIES.len())
+    };
+    findings.sort_by_key(|(_, f)| rank(&f.severity));
+    let total = findings.len();
+    let count = |n: u64| n.to_string();
+    html! {
+        h2 { "Vulnerabilities" }
+        p { "Status: " strong { (report.status) } }
+        @if !bars.is_empty() {
+            (bar_chart("Findings with a fix, by severity", &bars, count))
+        }
+        @if total > 0 {
+            div class="table-wrap" {
+                table {
+                    thead { tr {
+                        th scope="col" { "Severity" } th scope="col" { "Advisory" }
+                        th scope="col" { "Package" } th scope="col" { "Installed" }
+                        th scope="col" { "Fixed in" } th scope="col" class="hide-narrow" { "Platform" }
+                    } }
+                    tbody {
+                        @for (platform, finding) in findings.iter().take(MAX_FINDINGS_SHOWN) {
+                            tr {
+                                td { (finding.severity) }
+                                td class="mono" { (finding.advisory) @if !finding.summary.is_empty() { div class="muted" { (finding.summary) } } }
+                                td class="mono" { (finding.package) }
+                                td class="mono" { (finding.installed_version) }
+                                td class="mono" { (finding.fixed_version.as_deref().unwrap_or("")) }
+                                td class="hide-narrow" { (platform.as_deref().unwrap_or("")) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if total > MAX_FINDINGS_SHOWN {
+                p class="muted" { "The first " (MAX_FINDINGS_SHOWN) " of " (total) " findings; " code { "berth" } " and the API list them all." }
+            }
+        }
+    }
+}
+
+/// A command line as words, quoted where they hold spaces.
+fn shell_words(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| {
+            if w.is_empty() || w.contains(char::is_whitespace) {
+                format!("{w:?}")
+            } else {
+                w.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn delete_tag(ctx: &Ctx<'_>, repository: &RepoName, tag: &Tag) -> PageResult {
+    ctx.state
+        .registry
+        .untag_image(&ctx.actor(), repository, tag)
+        .await
+        .map_err(ManagementError::from)?;
+    Ok(see_other(&format!(
+        "{}?{}",
+        repository_path(repository.as_str()),
+        query_string(&[("untagged", tag.as_str())])
+    )))
+}
+
+fn sign_in_form(ctx: &Ctx<'_>) -> PageResult {
+    if ctx.session.is_some() {
+        return Ok(see_other("/"));
+    }
+    let query = query_pairs(ctx.parts);
+    let next = query
+        .iter()
+        .find(|(k, _)| k == "next")
+        .map_or("/", |(_, v)| v.as_str());
+    sign_in_page(ctx, StatusCode::OK, next, "", None)
+}
+
+fn sign_in_page(
+    ctx: &Ctx<'_>,
+    status: StatusCode,
+    next: &str,
+    username: &str,
+    error: Option<&str>,
+) -> PageResult {
+    let body = html! {
+        h1 { "Sign in" }
+        @if let Some(error) = error {
+            div class="notice error" role="alert" { (error) }
+        }
+        form class="stack" method="post" action="/sign-in" {
+            input type="hidden" name="next" value=(safe_next(next));
+            div {
+                label for="username" { "User name" }
+                input type="text" id="username" name="username" value=(username) autocomplete="username" required autofocus;
+            }
+            div {
+                label for="password" { "Password" }
+                input type="password" id="password" name="password" autocomplete="current-password" required;
+            }
+            div { button type="submit" { "Sign in" } }
+        }
+        p class="muted" { "The same account you use with " code { "docker login" } "." }
+    };
+    Ok(html_response(
+        status,
+        layout(&ctx.chrome(), "Sign in", body),
+    ))
+}
+
+/// Where to go after signing in: a path of this site, never another site
+/// (`//host` and `/\host` are other sites to a browser).
+fn safe_next(next: &str) -> &str {
+    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
+        next
+    } else {
+        "/"
+    }
+}
+
+async fn sign_in(ctx: &Ctx<'_>, form: &Form) -> PageResult {
+    let Some(auth) = ctx.auth else {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "Access control is off.",
+        ));
+    };
+    let username = form.get("username").unwrap_or("").trim();
+    let password = Secret::new(form.get("password").unwrap_or(""));
+    let next = safe_next(form.get("next").unwrap_or("/"));
+    let refuse = |status, message: &str| sign_in_page(ctx, status, next, username, Some(message));
+    if username.is_empty() || password.expose().is_empty() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "Enter your user name and password.",
+        );
+    }
+    match crate::access::login(auth, ctx.parts, username, &password).await {
+        Ok(Principal::User { name, .. }) => {
+            let cookie = session::start(auth, ctx.parts, &name).await?;
+            let mut response = see_other(next);
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+            Ok(response)
+        }
+        Ok(_) => refuse(
+            StatusCode::UNAUTHORIZED,
+            "Access tokens cannot sign in to the console. Sign in with your user name and password.",
+        ),
+        Err(LoginError::InvalidCredentials) => refuse(
+            StatusCode::UNAUTHORIZED,
+            "Wrong user name or password.",
+        ),
+        Err(LoginError::Throttled(wait) | LoginError::Busy(wait)) => refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "Too many attempts. Wait {} seconds and try again.",
+                wait.as_secs().max(1)
+            ),
+        ),
+        Err(LoginError::Store(error)) => Err(ManagementError::from(error).into()),
+    }
+}
+
+async fn sign_out(ctx: &Ctx<'_>) -> PageResult {
+    let (Some(auth), Some(session)) = (ctx.auth, &ctx.session) else {
+        return Ok(see_other("/"));
+    };
+    let cookie: HeaderValue = session::end(auth, ctx.parts, session).await?;
+    let mut response = see_other("/");
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(response)
+}
+
+async fn tokens(ctx: &Ctx<'_>, created: Option<CreatedToken>) -> PageResult {
+    let Some(api) = ctx.api() else {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "Access control is off.",
+        ));
+    };
+    let list = api::tokens::visible(&api).await?.tokens;
+    let host = ctx.registry_host();
+    let body = html! {
+        h1 { "Access tokens" }
+        p class="lead" { "Robot accounts for pipelines and clusters: each logs in with its name and secret, and may do what its scopes say, within what you may do." }
+        @if let Some(created) = &created {
+            div class="notice ok" role="status" {
+                h2 { "Token " (created.name) " created" }
+                p { strong { "Copy the secret now: it is shown this once." } }
+                (copyable("token-secret", "The token's secret", &created.token))
+                h3 { "Log in with docker or podman" }
+                (copyable("token-docker-login", "docker login command", &format!("echo '{}' | docker login {host} -u {} --password-stdin", created.token, created.name)))
+                (copyable("token-podman-login", "podman login command", &format!("echo '{}' | podman login {host} -u {} --password-stdin", created.token, created.name)))
+                h3 { "Kubernetes pull secret" }
+                p { "Apply it with " code { "kubectl apply -f -" } ", then name it in " code { "imagePullSecrets" } "." }
+                (copyable("token-k8s", "Kubernetes Secret YAML", &berth_auth::robots::kubernetes_pull_secret(&format!("{}-pull", created.name), None, &host, &created.name, &Secret::new(created.token.clone()))))
+            }
+        }
+        h2 { "New token" }
+        form class="stack" method="post" action="/tokens" {
+            (csrf_field(ctx.session.as_ref()))
+            div {
+                label for="name" { "Name" }
+                input type="text" id="name" name="name" required maxlength="64" pattern="[a-z0-9]+([._-][a-z0-9]+)*" aria-describedby="name-help";
+                p id="name-help" class="muted" { "Its login name: lowercase letters, digits, '-', '_' and '.'." }
+            }
+            div {
+                label for="scopes" { "Scopes" }
+                textarea id="scopes" name="scopes" rows="3" required aria-describedby="scopes-help" {}
+                p id="scopes-help" class="muted" { "One per line: " code { "team-a:pull" } " for a namespace, " code { "team-a/app:pull,push" } " for one repository. Actions: pull, push, delete, or *." }
+            }
+            div {
+                label for="expires" { "Expires" }
+                select id="expires" name="expires" {
+                    option value="1d" { "in 1 day" }
+                    option value="7d" { "in 7 days" }
+                    option value="30d" selected { "in 30 days" }
+                    option value="90d" { "in 90 days" }
+                    option value="365d" { "in a year" }
+                    option value="never" { "never" }
+                }
+            }
+            div { button type="submit" { "Create token" } }
+        }
+        h2 { "Your tokens" }
+        @if list.is_empty() {
+            p class="muted" { "No tokens yet." }
+        } @else {
+            div class="table-wrap" {
+                table {
+                    thead { tr {
+                        th scope="col" { "Name" } th scope="col" { "Scopes" }
+                        th scope="col" class="hide-narrow" { "Created" } th scope="col" { "Expires" }
+                        th scope="col" class="hide-narrow" { "Last used" } th scope="col" { "State" }
+                    } }
+                    tbody {
+                        @for token in &list {
+                            tr {
+                                td class="mono" { (token.name) }
+                                td class="mono" { (token.scopes.join(" ")) }
+                                td class="hide-narrow" { (when(Some(token.created_at))) }
+                                td { (when(token.expires_at)) }
+                                td class="hide-narrow" { (when(token.last_used_at)) }
+                                td {
+                                    @if token.revoked_at.is_some() {
+                                        span class="badge" { "revoked" }
+                                    } @else {
+                                        details class="confirm" {
+                                            summary { "Revoke " (token.name) }
+                                            form method="post" action=(format!("/tokens/{}/revoke", token.name)) {
+                                                (csrf_field(ctx.session.as_ref()))
+                                                p { "Whatever uses it stops working at once." }
+                                                button class="danger" type="submit" { "Revoke " (token.name) }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    ctx.page("Access tokens", body)
+}
+
+async fn create_token(ctx: &Ctx<'_>, new: NewToken) -> PageResult {
+    let Some(api) = ctx.api() else {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "Access control is off.",
+        ));
+    };
+    let created = api::tokens::issue(&api, new).await?;
+    // The secret is on this page only, which no cache keeps (`no-store`).
+    tokens(ctx, Some(created)).await
+}
+
+async fn revoke_token(ctx: &Ctx<'_>, name: &Name) -> PageResult {
+    let Some(api) = ctx.api() else {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "Access control is off.",
+        ));
+    };
+    api::tokens::revoke(&api, name).await?;
+    Ok(see_other("/tokens"))
+}
+
+async fn users(ctx: &Ctx<'_>) -> PageResult {
+    let Some(api) = ctx.api() else {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "Access control is off.",
+        ));
+    };
+    let list = api::users::all(&api).await?.users;
+    let own = ctx.session.as_ref().map(|s| s.user.as_str());
+    let body = html! {
+        h1 { "Users" }
+        p class="lead" { "Disabling a user ends their console sessions and refuses their passwords and tokens at once; enabling them lets them sign in again." }
+        div class="table-wrap" {
+            table {
+                thead { tr {
+                    th scope="col" { "User" } th scope="col" { "Role" }
+                    th scope="col" class="hide-narrow" { "Created" } th scope="col" { "State" }
+                    th scope="col" { "Action" }
+                } }
+                tbody {
+                    @for user in &list {
+                        tr {
+                            td { (user.name) }
+                            td { @if user.admin { "administrator" } @else { "user" } }
+                            td class="hide-narrow" { (when(Some(user.created_at))) }
+                            td { @if user.disabled { span class="badge" { "disabled" } } @else { "enabled" } }
+                            td {
+                                @if Some(user.name.as_str()) == own {
+                                    span class="muted" { "you" }
+                                } @else if user.disabled {
+                                    form class="inline" method="post" action=(format!("/admin/users/{}/enable", user.name)) {
+                                        (csrf_field(ctx.session.as_ref()))
+                                        button class="secondary" type="submit" { "Enable " (user.name) }
+                                    }
+                                } @else {
+                                    details class="confirm" {
+                                        summary { "Disable " (user.name) }
+                                        form method="post" action=(format!("/admin/users/{}/disable", user.name)) {
+                                            (csrf_field(ctx.session.as_ref()))
+                                            p { "They are signed out everywhere, and their tokens stop working." }
+                                            button class="danger" type="submit" { "Disable " (user.name) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    ctx.page("Users", body)
+}
+
+async fn set_user_disabled(ctx: &Ctx<'_>, name: &Name, disabled: bool) -> PageResult {
+    let Some(api) = ctx.api() else {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "Access control is off.",
+        ));
+    };
+    let update = api::users::UserUpdate {
+        admin: None,
+        disabled: Some(disabled),
+    };
+    api::users::update(&api, name, update).await?;
+    Ok(see_other("/admin/users"))
+}

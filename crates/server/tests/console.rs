@@ -1,0 +1,688 @@
+//! The web console through `app(state).oneshot(...)`, without sockets:
+//! the security headers of every page, sign-in and its cookie, CSRF
+//! refusals, sessions that end (signed out, expired, idle, user disabled),
+//! who sees which namespace, error pages in HTML, and the pages' content
+//! (pull commands, a token's secret shown once).
+
+mod support;
+
+use axum::body::Body;
+use axum::http::Request;
+use berth_auth::store::issue_session;
+use support::{Answer, Harness, HOST, PASSWORD};
+use time::{Duration, OffsetDateTime};
+
+/// A form's fields, or a request's extra headers.
+type Fields<'a> = &'a [(&'a str, &'a str)];
+
+const CSP: &str = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
+
+/// A browser's request: a GET, or a form's POST from this site, with the
+/// session cookie when given.
+async fn browse(
+    h: &Harness,
+    method: &str,
+    uri: &str,
+    cookie: Option<&str>,
+    form: &[(&str, &str)],
+    extra: &[(&str, &str)],
+) -> Answer {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", HOST);
+    if method == "POST" {
+        builder = builder.header("content-type", "application/x-www-form-urlencoded");
+        let own_site = extra
+            .iter()
+            .any(|(name, _)| *name == "no-fetch-site" || *name == "sec-fetch-site");
+        if !own_site {
+            builder = builder.header("sec-fetch-site", "same-origin");
+        }
+    }
+    if let Some(cookie) = cookie {
+        builder = builder.header("cookie", format!("berth_session={cookie}"));
+    }
+    for (name, value) in extra {
+        if *name != "no-fetch-site" {
+            builder = builder.header(*name, *value);
+        }
+    }
+    let body = serde_urlencoded::to_string(form).unwrap();
+    h.send(builder.body(Body::from(body)).unwrap()).await
+}
+
+async fn get(h: &Harness, uri: &str, cookie: Option<&str>) -> Answer {
+    browse(h, "GET", uri, cookie, &[], &[]).await
+}
+
+/// Signs `user` in; returns the session cookie's value.
+async fn sign_in(h: &Harness, user: &str) -> String {
+    let answer = browse(
+        h,
+        "POST",
+        "/sign-in",
+        None,
+        &[("username", user), ("password", PASSWORD), ("next", "/")],
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, 303, "sign-in of {user}: {}", answer.text());
+    let cookie = answer.header("set-cookie");
+    cookie
+        .split(';')
+        .next()
+        .and_then(|pair| pair.strip_prefix("berth_session="))
+        .unwrap_or_else(|| panic!("no session cookie in {cookie}"))
+        .to_string()
+}
+
+/// The CSRF token in the forms of the page at `uri`.
+async fn csrf(h: &Harness, uri: &str, cookie: &str) -> String {
+    let page = get(h, uri, Some(cookie)).await;
+    let pattern = regex::Regex::new(r#"name="csrf" value="([0-9a-f]{64})""#).unwrap();
+    pattern
+        .captures(&page.text())
+        .unwrap_or_else(|| panic!("no CSRF token on {uri}: {}", page.text()))[1]
+        .to_string()
+}
+
+fn assert_html(answer: &Answer, context: &str) {
+    assert_eq!(
+        answer.header("content-type"),
+        "text/html; charset=utf-8",
+        "{context}"
+    );
+    let text = answer.text();
+    assert!(text.starts_with("<!DOCTYPE html>"), "{context}: {text}");
+    // The policy forbids inline script and style: none may be written.
+    assert!(!text.contains("style="), "{context}: a style attribute");
+    assert!(!text.contains("<style"), "{context}: a style element");
+    let scripts = regex::Regex::new(r"<script[^>]*>").unwrap();
+    for tag in scripts.find_iter(&text) {
+        assert!(
+            tag.as_str().contains(" src="),
+            "{context}: inline {}",
+            tag.as_str()
+        );
+    }
+}
+
+fn assert_secure_headers(answer: &Answer, context: &str) {
+    assert_eq!(answer.header("content-security-policy"), CSP, "{context}");
+    assert_eq!(
+        answer.header("x-content-type-options"),
+        "nosniff",
+        "{context}"
+    );
+    assert_eq!(answer.header("x-frame-options"), "DENY", "{context}");
+    assert_eq!(answer.header("referrer-policy"), "same-origin", "{context}");
+}
+
+async fn harness_with_images() -> (Harness, String) {
+    let h = Harness::new().await;
+    let digest = h.push_image("pub/app", "v1", "one").await;
+    h.push_image("pub/app", "v2", "two").await;
+    h.push_image("priv/secret", "v1", "three").await;
+    (h, digest)
+}
+
+#[tokio::test]
+async fn every_page_is_html_with_the_security_headers() {
+    let (h, digest) = harness_with_images().await;
+    let root = sign_in(&h, "root").await;
+    let by_digest = format!("/repositories/pub/app/-/images/{digest}");
+    let pages = [
+        ("/", 200),
+        ("/namespaces", 200),
+        ("/namespaces/pub", 200),
+        ("/namespaces/priv", 200),
+        ("/repositories/pub/app", 200),
+        ("/repositories/pub/app?tagged=false", 200),
+        ("/repositories/pub/app/-/images/v1", 200),
+        (by_digest.as_str(), 200),
+        ("/tokens", 200),
+        ("/admin/users", 200),
+        ("/nowhere", 404),
+        ("/repositories/pub/app/-/images/missing", 404),
+    ];
+    for (uri, status) in pages {
+        let answer = get(&h, uri, Some(&root)).await;
+        assert_eq!(answer.status, status, "{uri}: {}", answer.text());
+        assert_html(&answer, uri);
+        assert_secure_headers(&answer, uri);
+        assert_eq!(answer.header("cache-control"), "no-store", "{uri}");
+    }
+    // Anonymous visitors: the sign-in page, the public pages, and the
+    // redirects to sign in carry the headers too.
+    for (uri, status) in [
+        ("/", 200),
+        ("/sign-in", 200),
+        ("/namespaces/pub", 200),
+        ("/namespaces/priv", 303),
+        ("/tokens", 303),
+    ] {
+        let answer = get(&h, uri, None).await;
+        assert_eq!(answer.status, status, "anonymous {uri}: {}", answer.text());
+        assert_secure_headers(&answer, uri);
+        if status == 200 {
+            assert_html(&answer, uri);
+        }
+    }
+    for asset in ["/static/console.css", "/static/console.js"] {
+        let answer = get(&h, asset, None).await;
+        assert_eq!(answer.status, 200, "{asset}");
+        assert_secure_headers(&answer, asset);
+        assert!(
+            answer.header("cache-control").contains("max-age"),
+            "{asset}"
+        );
+    }
+    // The other surfaces keep their own answers.
+    assert_eq!(get(&h, "/healthz", None).await.text(), "ok");
+    let api = get(&h, "/api/v1/nowhere", None).await;
+    assert_eq!(api.header("content-type"), "application/json");
+}
+
+#[tokio::test]
+async fn error_pages_are_html_a_person_reads() {
+    let (h, _) = harness_with_images().await;
+    let stranger = sign_in(&h, "stranger").await;
+    for (method, uri, status, words) in [
+        ("GET", "/nowhere", 404, "Not found"),
+        ("GET", "/namespaces/priv", 403, "Not allowed"),
+        ("GET", "/repositories/priv/secret", 403, "Not allowed"),
+        ("GET", "/sign-out", 405, "Not possible here"),
+    ] {
+        let answer = browse(&h, method, uri, Some(&stranger), &[], &[]).await;
+        assert_eq!(answer.status, status, "{uri}: {}", answer.text());
+        assert_html(&answer, uri);
+        assert!(answer.text().contains(words), "{uri}: {}", answer.text());
+        assert!(
+            !answer.text().contains("\"code\""),
+            "{uri}: JSON in the page"
+        );
+    }
+}
+
+#[tokio::test]
+async fn signing_in_sets_a_strict_http_only_cookie() {
+    let h = Harness::new().await;
+    let answer = browse(
+        &h,
+        "POST",
+        "/sign-in",
+        None,
+        &[
+            ("username", "reader"),
+            ("password", PASSWORD),
+            ("next", "/namespaces"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, 303, "{}", answer.text());
+    assert_eq!(answer.header("location"), "/namespaces");
+    let cookie = answer.header("set-cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    assert!(cookie.starts_with("berth_session=berth_cs_"), "{cookie}");
+
+    // A wrong password: the page says so, and no cookie is set.
+    let wrong = browse(
+        &h,
+        "POST",
+        "/sign-in",
+        None,
+        &[("username", "reader"), ("password", "wrong"), ("next", "/")],
+        &[],
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.header("set-cookie").is_empty());
+    assert!(wrong.text().contains("Wrong user name or password"));
+    // Another site's `next` is not followed.
+    let elsewhere = browse(
+        &h,
+        "POST",
+        "/sign-in",
+        None,
+        &[
+            ("username", "reader"),
+            ("password", PASSWORD),
+            ("next", "//evil.example/"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(elsewhere.header("location"), "/");
+    // An access token's secret signs nobody in to the console.
+    let robot = browse(
+        &h,
+        "POST",
+        "/sign-in",
+        None,
+        &[("username", "robot"), ("password", &h.robot)],
+        &[],
+    )
+    .await;
+    assert_eq!(robot.status, 401, "{}", robot.text());
+}
+
+#[tokio::test]
+async fn forms_without_the_right_csrf_token_or_origin_are_refused() {
+    let (h, _) = harness_with_images().await;
+    let owner = sign_in(&h, "owner").await;
+    let token = csrf(&h, "/repositories/pub/app/-/images/v1", &owner).await;
+    let delete = "/repositories/pub/app/-/tags/v1/delete";
+    let wrong = "0".repeat(64);
+    let refused: [(Fields, Fields); 5] = [
+        (&[], &[]),
+        (&[("csrf", &wrong)], &[]),
+        // The right token from another site.
+        (&[("csrf", &token)], &[("sec-fetch-site", "cross-site")]),
+        (
+            &[("csrf", &token)],
+            &[("no-fetch-site", ""), ("origin", "https://evil.example")],
+        ),
+        (&[("csrf", &token)], &[("no-fetch-site", "")]),
+    ];
+    for (form, headers) in refused {
+        let answer = browse(&h, "POST", delete, Some(&owner), form, headers).await;
+        assert_eq!(
+            answer.status,
+            403,
+            "{form:?} {headers:?}: {}",
+            answer.text()
+        );
+        assert_html(&answer, delete);
+    }
+    let still = h
+        .call(
+            "GET",
+            "/v2/pub/app/manifests/v1",
+            Some(&support::basic("root", PASSWORD)),
+            "",
+        )
+        .await;
+    assert_eq!(still.status, 200, "the refused forms deleted nothing");
+
+    // With the token, from this site (Origin naming this host will do for
+    // browsers that send no Sec-Fetch-Site), the tag goes.
+    let origin = format!("http://{HOST}");
+    let answer = browse(
+        &h,
+        "POST",
+        delete,
+        Some(&owner),
+        &[("csrf", &token)],
+        &[
+            ("no-fetch-site", ""),
+            ("origin", &origin),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 303, "{}", answer.text());
+    assert_eq!(
+        answer.header("location"),
+        "/repositories/pub/app?untagged=v1"
+    );
+    let gone = h
+        .call(
+            "GET",
+            "/v2/pub/app/manifests/v1",
+            Some(&support::basic("root", PASSWORD)),
+            "",
+        )
+        .await;
+    assert_eq!(gone.status, 404);
+    // A reader may not delete, whatever the token.
+    let reader = sign_in(&h, "reader").await;
+    let token = csrf(&h, "/repositories/pub/app/-/images/v2", &reader).await;
+    let answer = browse(
+        &h,
+        "POST",
+        "/repositories/pub/app/-/tags/v2/delete",
+        Some(&reader),
+        &[("csrf", &token)],
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, 403, "{}", answer.text());
+}
+
+#[tokio::test]
+async fn ended_sessions_are_anonymous() {
+    let h = Harness::new().await;
+    // Signed out: the cookie no longer works.
+    let reader = sign_in(&h, "reader").await;
+    assert_eq!(get(&h, "/tokens", Some(&reader)).await.status, 200);
+    let token = csrf(&h, "/tokens", &reader).await;
+    let out = browse(
+        &h,
+        "POST",
+        "/sign-out",
+        Some(&reader),
+        &[("csrf", &token)],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status, 303);
+    assert!(out.header("set-cookie").contains("Max-Age=0"));
+    let after = get(&h, "/tokens", Some(&reader)).await;
+    assert_eq!(after.status, 303, "signed out");
+    assert!(after.header("location").starts_with("/sign-in"));
+
+    // Past the absolute limit, and idle too long.
+    let now = OffsetDateTime::now_utc();
+    let (expired, record) = issue_session("reader", now - Duration::days(8), Duration::days(7));
+    h.store()
+        .create_session(record, now - Duration::days(9))
+        .await
+        .unwrap();
+    let (idle, record) = issue_session("reader", now - Duration::hours(9), Duration::days(7));
+    h.store()
+        .create_session(record, now - Duration::days(9))
+        .await
+        .unwrap();
+    for cookie in [expired.expose(), idle.expose()] {
+        let answer = get(&h, "/tokens", Some(cookie)).await;
+        assert_eq!(answer.status, 303, "an ended session signs nobody in");
+    }
+
+    // A disabled user's session stops working at once.
+    let bystander = sign_in(&h, "bystander").await;
+    assert_eq!(get(&h, "/tokens", Some(&bystander)).await.status, 200);
+    let change = berth_auth::change_at(&berth_auth::Actor::system("test"), now);
+    berth_auth::admin::set_disabled(h.store().as_ref(), "bystander", true, &change)
+        .await
+        .unwrap();
+    assert_eq!(get(&h, "/tokens", Some(&bystander)).await.status, 303);
+}
+
+#[tokio::test]
+async fn visitors_see_only_the_namespaces_they_may() {
+    let (h, _) = harness_with_images().await;
+    let link = |ns: &str| format!("href=\"/namespaces/{ns}\"");
+    // Anonymous: the public one only.
+    let anonymous = get(&h, "/namespaces", None).await;
+    assert!(anonymous.text().contains(&link("pub")));
+    assert!(!anonymous.text().contains(&link("priv")));
+    let overview = get(&h, "/", None).await.text();
+    assert!(!overview.contains("priv/secret"), "{overview}");
+    let private = get(&h, "/repositories/priv/secret", None).await;
+    assert_eq!(private.status, 303);
+    assert_eq!(
+        private.header("location"),
+        "/sign-in?next=%2Frepositories%2Fpriv%2Fsecret"
+    );
+    // A signed-in user who is no member of the private one.
+    let stranger = sign_in(&h, "stranger").await;
+    let listed = get(&h, "/namespaces", Some(&stranger)).await.text();
+    assert!(listed.contains(&link("pub")));
+    assert!(!listed.contains(&link("priv")));
+    assert!(!get(&h, "/", Some(&stranger))
+        .await
+        .text()
+        .contains("priv/secret"));
+    // A reader of it sees it and its repository, but not its members (that
+    // takes managing them).
+    let reader = sign_in(&h, "reader").await;
+    assert!(get(&h, "/namespaces", Some(&reader))
+        .await
+        .text()
+        .contains(&link("priv")));
+    let page = get(&h, "/namespaces/priv", Some(&reader)).await.text();
+    assert!(page.contains("priv/secret"), "{page}");
+    assert!(!page.contains("Members"), "{page}");
+    let owner = sign_in(&h, "owner").await;
+    let page = get(&h, "/namespaces/priv", Some(&owner)).await.text();
+    assert!(
+        page.contains("Members") && page.contains("maintainer"),
+        "{page}"
+    );
+
+    // Without access control everything is visible, and there is no
+    // signing in.
+    let open = Harness::new().await.without_access_control();
+    open.push_image("priv/secret", "v1", "x").await;
+    let listed = get(&open, "/namespaces", None).await.text();
+    assert!(listed.contains(&link("priv")), "{listed}");
+    assert_eq!(
+        get(&open, "/repositories/priv/secret", None).await.status,
+        200
+    );
+    let tokens = get(&open, "/tokens", None).await;
+    assert_eq!(tokens.status, 404);
+    assert_html(&tokens, "/tokens without access control");
+}
+
+#[tokio::test]
+async fn the_image_page_shows_pull_commands_and_tokens_show_their_secret_once() {
+    let (h, digest) = harness_with_images().await;
+    let owner = sign_in(&h, "owner").await;
+    let page = get(&h, "/repositories/pub/app/-/images/v1", Some(&owner))
+        .await
+        .text();
+    for command in [
+        format!("docker pull {HOST}/pub/app:v1"),
+        format!("podman pull {HOST}/pub/app:v1"),
+        format!("docker pull {HOST}/pub/app@{digest}"),
+    ] {
+        assert!(page.contains(&command), "{command}: {page}");
+    }
+    assert!(page.contains("data-copy="), "copy buttons");
+    assert!(page.contains("Delete tag v1"), "owners may delete");
+    let listing = get(&h, "/repositories/pub/app", Some(&owner)).await.text();
+    assert!(listing.contains("linux/amd64"), "{listing}");
+    // "Go to tag" goes to the tag's page, or says what is wrong.
+    let jump = get(&h, "/repositories/pub/app?tag=v2", Some(&owner)).await;
+    assert_eq!(jump.status, 303);
+    assert_eq!(jump.header("location"), "/repositories/pub/app/-/images/v2");
+    let bad = get(&h, "/repositories/pub/app?tag=no%20tag", Some(&owner)).await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.text().contains("is not a tag"), "{}", bad.text());
+
+    let token = csrf(&h, "/tokens", &owner).await;
+    let created = browse(
+        &h,
+        "POST",
+        "/tokens",
+        Some(&owner),
+        &[
+            ("csrf", &token),
+            ("name", "ci-pull"),
+            ("scopes", "pub:pull"),
+            ("expires", "30d"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    let text = created.text();
+    let secret = regex::Regex::new(r"berth_at_[A-Za-z0-9]{43}").unwrap();
+    let secret = secret
+        .find(&text)
+        .expect("the secret is shown")
+        .as_str()
+        .to_string();
+    assert!(
+        text.contains(&format!("docker login {HOST} -u ci-pull")),
+        "{text}"
+    );
+    assert!(text.contains("kubernetes.io/dockerconfigjson"), "{text}");
+    // The token logs in on /v2/.
+    let v2 = h
+        .call(
+            "GET",
+            "/v2/pub/app/tags/list",
+            Some(&support::basic("ci-pull", &secret)),
+            "",
+        )
+        .await;
+    assert_eq!(v2.status, 200, "{}", v2.text());
+    // Listed afterwards without its secret; revoked by its creator.
+    let listed = get(&h, "/tokens", Some(&owner)).await.text();
+    assert!(listed.contains("ci-pull") && !listed.contains(&secret));
+    let revoke = browse(
+        &h,
+        "POST",
+        "/tokens/ci-pull/revoke",
+        Some(&owner),
+        &[("csrf", &token)],
+        &[],
+    )
+    .await;
+    assert_eq!(revoke.status, 303, "{}", revoke.text());
+    let v2 = h
+        .call(
+            "GET",
+            "/v2/pub/app/tags/list",
+            Some(&support::basic("ci-pull", &secret)),
+            "",
+        )
+        .await;
+    assert_eq!(v2.status, 401);
+    // A scope the caller may not grant is refused with a page.
+    let reader = sign_in(&h, "reader").await;
+    let token = csrf(&h, "/tokens", &reader).await;
+    let refused = browse(
+        &h,
+        "POST",
+        "/tokens",
+        Some(&reader),
+        &[("csrf", &token), ("name", "x"), ("scopes", "priv:pull")],
+        &[],
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+}
+
+#[tokio::test]
+async fn administrators_disable_and_enable_users() {
+    let h = Harness::new().await;
+    let root = sign_in(&h, "root").await;
+    let page = get(&h, "/admin/users", Some(&root)).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert!(page.text().contains("Disable bystander"), "{}", page.text());
+    assert!(get(&h, "/", Some(&root))
+        .await
+        .text()
+        .contains("href=\"/admin/users\""));
+    // Others may not, and do not see the link.
+    let reader = sign_in(&h, "reader").await;
+    assert_eq!(get(&h, "/admin/users", Some(&reader)).await.status, 403);
+    assert!(!get(&h, "/", Some(&reader))
+        .await
+        .text()
+        .contains("/admin/users"));
+
+    let bystander = sign_in(&h, "bystander").await;
+    let token = csrf(&h, "/admin/users", &root).await;
+    let disable = browse(
+        &h,
+        "POST",
+        "/admin/users/bystander/disable",
+        Some(&root),
+        &[("csrf", &token)],
+        &[],
+    )
+    .await;
+    assert_eq!(disable.status, 303, "{}", disable.text());
+    // Their session ends, and they cannot sign in.
+    assert_eq!(get(&h, "/tokens", Some(&bystander)).await.status, 303);
+    let again = browse(
+        &h,
+        "POST",
+        "/sign-in",
+        None,
+        &[("username", "bystander"), ("password", PASSWORD)],
+        &[],
+    )
+    .await;
+    assert_eq!(again.status, 401);
+    let page = get(&h, "/admin/users", Some(&root)).await.text();
+    assert!(page.contains("Enable bystander"), "{page}");
+    let enable = browse(
+        &h,
+        "POST",
+        "/admin/users/bystander/enable",
+        Some(&root),
+        &[("csrf", &token)],
+        &[],
+    )
+    .await;
+    assert_eq!(enable.status, 303, "{}", enable.text());
+    sign_in(&h, "bystander").await;
+}
+
+#[tokio::test]
+async fn a_repository_is_paged_by_keyset() {
+    let h = Harness::new().await;
+    for i in 0..52 {
+        h.push_image("pub/many", &format!("t{i}"), &format!("seed-{i}"))
+            .await;
+    }
+    let first = get(&h, "/repositories/pub/many", None).await.text();
+    let link = regex::Regex::new(
+        r#"href="(/repositories/pub/many\?tagged=true&amp;cursor=[^"]+)">Next page"#,
+    )
+    .unwrap();
+    let next = link
+        .captures(&first)
+        .unwrap_or_else(|| panic!("no next page: {first}"))[1]
+        .replace("&amp;", "&");
+    let rows = |page: &str| page.matches("<tr>").count() - 1;
+    assert_eq!(rows(&first), 50);
+    let second = get(&h, &next, None).await;
+    assert_eq!(second.status, 200, "{}", second.text());
+    assert_eq!(rows(&second.text()), 2);
+    assert!(!second.text().contains("Next page"));
+    // Every tag is on exactly one of the pages (pushes in the same second
+    // are ordered by digest, so which page holds which is not asserted).
+    let tag = regex::Regex::new(r">(t[0-9]+)</a>").unwrap();
+    let mut seen: Vec<String> = [first.as_str(), second.text().as_str()]
+        .iter()
+        .flat_map(|page| {
+            tag.captures_iter(page)
+                .map(|c| c[1].to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    seen.sort();
+    let mut all: Vec<String> = (0..52).map(|i| format!("t{i}")).collect();
+    all.sort();
+    assert_eq!(seen, all);
+}
+
+#[tokio::test]
+async fn the_cookie_is_secure_when_the_browser_came_over_https() {
+    let mut h = Harness::new().await;
+    h.state = h.state.clone().with_settings(berth_server::ServerSettings {
+        trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+        ..Default::default()
+    });
+    let body =
+        serde_urlencoded::to_string([("username", "reader"), ("password", PASSWORD)]).unwrap();
+    let mut request = Request::builder()
+        .method("POST")
+        .uri("/sign-in")
+        .header("host", "berth-internal:5000")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "registry.example")
+        .header("sec-fetch-site", "same-origin")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    let proxy: std::net::SocketAddr = "10.0.0.2:50000".parse().unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(proxy));
+    let answer = h.send(request).await;
+    assert_eq!(answer.status, 303, "{}", answer.text());
+    let cookie = answer.header("set-cookie");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+}
