@@ -168,9 +168,15 @@ pub enum Command {
         /// Only this action (an event kind: `tag.deleted`).
         #[arg(long, value_name = "ACTION")]
         action: Option<String>,
-        /// At most this many records, newest first.
-        #[arg(long, default_value_t = 100)]
-        limit: u64,
+        /// At most this many records, newest first (1 to 1000, 100 by
+        /// default; with --export, any number, all by default).
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Write every matching record as JSON lines (one object per line,
+        /// the objects of `-o json`, newest first), paging through the
+        /// whole trail: an export for other tools (`> audit.jsonl`).
+        #[arg(long)]
+        export: bool,
     },
     /// The trash: deleted images, restorable with `berth image restore`
     /// until `trash_retention` has passed.

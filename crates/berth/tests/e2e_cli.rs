@@ -1771,9 +1771,13 @@ fn webhooks_deliver_signed_cloud_events_and_retry_until_the_endpoint_answers() {
             ])
             .json();
         let records = records.as_array().unwrap().clone();
+        // Logins (registry tokens the client asked for) are recorded as
+        // they happen, flushed a second later; the changes are what this
+        // order is about.
         actions = records
             .iter()
             .map(|r| r["action"].as_str().unwrap().to_string())
+            .filter(|action| action != "token.issued")
             .collect();
         if actions.first().map(String::as_str) == Some("webhook.deleted") {
             let pushed = records
@@ -1795,6 +1799,43 @@ fn webhooks_deliver_signed_cloud_events_and_retry_until_the_endpoint_answers() {
         actions.contains(&"webhook.created".to_string()),
         "{actions:?}"
     );
+
+    // The trail exports as JSON lines: the objects of `-o json`, newest
+    // first, every page. The pusher's login (the registry token its client
+    // asked for) is among them, filed under the namespace it named.
+    let listed = admin
+        .ok(&[
+            "audit",
+            "--namespace",
+            "hooks",
+            "--limit",
+            "1000",
+            "-o",
+            "json",
+        ])
+        .json();
+    let exported = admin.ok(&["audit", "--namespace", "hooks", "--export"]);
+    let lines: Vec<Value> = exported
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let listed = listed.as_array().unwrap();
+    // Records may have arrived between the two calls: the export holds
+    // every listed record, in the same order, after any newer ones.
+    assert!(lines.len() >= listed.len(), "{lines:?}");
+    assert_eq!(&lines[lines.len() - listed.len()..], &listed[..]);
+    assert!(
+        lines
+            .iter()
+            .any(|r| r["action"] == "token.issued" && r["actor"]["name"] == "admin"),
+        "{lines:?}"
+    );
+    let two = admin.ok(&["audit", "--export", "--limit", "2"]);
+    assert_eq!(two.stdout.lines().count(), 2, "{two:?}");
+    let refused = admin.berth(&["audit", "--limit", "1001"], None);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("--export"), "{refused:?}");
 }
 
 #[test]
