@@ -1311,13 +1311,92 @@ fn immutable_tags_refuse_a_skopeo_push_that_would_move_them() {
     let Some((registry, password)) = registry() else {
         return;
     };
+    lifecycle_through_the_cli(test, &registry, &password, &skopeo_tool, true);
+}
+
+/// The same lifecycle (immutable tags, retention into the trash, quotas)
+/// on the scaled-out backends: PostgreSQL and S3 (SeaweedFS), with blob
+/// GETs answered by redirects to presigned URLs, whose bytes count as the
+/// namespace's pull traffic as served ones do.
+#[test]
+fn the_lifecycle_works_on_postgresql_and_s3_and_redirects_count_as_traffic() {
+    let test = "the_lifecycle_works_on_postgresql_and_s3_and_redirects_count_as_traffic";
+    let Some(skopeo_tool) = require_tool("skopeo", test) else {
+        return;
+    };
+    if support::is_external_registry() {
+        record_skip(test, "starts its own registry on PostgreSQL and S3");
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(database) = runtime.block_on(berth_test_support::postgres::fresh_database(test))
+    else {
+        return;
+    };
+    let Some(weed) = berth_test_support::seaweedfs::weed(test) else {
+        return;
+    };
+    let bucket = runtime.block_on(weed.new_bucket());
+    let mut args = vec!["--database".to_string(), database.url.clone()];
+    args.extend(support::s3_flags(&bucket, &weed.endpoint));
+    args.extend(["--redirect".to_string(), "true".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let Some((registry, password)) = registry_with(&args) else {
+        return;
+    };
+    lifecycle_through_the_cli(test, &registry, &password, &skopeo_tool, false);
+
+    // A blob GET is a redirect to the object store, and the namespace's
+    // pull traffic grows by the blob's size: the bytes leave from the
+    // store, but they are the namespace's pulls all the same.
+    let alice = User::new();
+    alice.login(&registry, "alice", "alice-password-1", &[]);
+    let traffic = |alice: &User| {
+        alice.ok(&["quota", "team-a", "-o", "json"]).json()["traffic"]["used"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = traffic(&alice);
+    let image = alice
+        .ok(&["image", "inspect", "team-a/app:v1", "-o", "json"])
+        .json();
+    let layer = &image[0]["layers"][0];
+    let (digest, size) = (
+        layer["digest"].as_str().unwrap(),
+        layer["size"].as_u64().unwrap(),
+    );
+    let answer = support::http::request(
+        &registry.addr,
+        "GET",
+        &format!("/v2/team-a/app/blobs/{digest}"),
+        &[(
+            "authorization",
+            &format!("Basic {}", STANDARD.encode("alice:alice-password-1")),
+        )],
+        support::http::RequestBody::Empty,
+    );
+    let said = String::from_utf8_lossy(&answer.body);
+    assert_eq!(answer.status, 307, "{said}");
+    assert!(answer.header("location").is_some(), "{:?}", answer.headers);
+    assert_eq!(traffic(&alice), before + size);
+}
+
+/// Immutable tags, retention into the trash and quotas through the CLI
+/// against `registry` (`podman`: also push with podman when installed).
+fn lifecycle_through_the_cli(
+    test: &str,
+    registry: &TestRegistry,
+    password: &str,
+    skopeo_tool: &Path,
+    podman: bool,
+) {
     let addr = registry.addr.as_str();
     let admin = User::new();
-    admin.login(&registry, "admin", &password, &[]);
+    admin.login(registry, "admin", password, &[]);
     add_user(&admin, "alice", "alice-password-1");
     add_user(&admin, "bob", "bob-password-1");
     let alice = User::new();
-    alice.login(&registry, "alice", "alice-password-1", &[]);
+    alice.login(registry, "alice", "alice-password-1", &[]);
     alice.ok(&["namespace", "add", "team-a"]);
 
     let added = alice.ok(&["immutable", "add", "team-a", "--tags", "v*"]);
@@ -1333,7 +1412,7 @@ fn immutable_tags_refuse_a_skopeo_push_that_would_move_them() {
     assert!(bad.stderr.contains("tags"), "{bad:?}");
     // Someone without a say in team-a's settings cannot add one.
     let bob = User::new();
-    bob.login(&registry, "bob", "bob-password-1", &[]);
+    bob.login(registry, "bob", "bob-password-1", &[]);
     let refused = bob.berth(&["immutable", "add", "team-a", "--tags", "x*"], None);
     assert_eq!(refused.code, 1, "{refused:?}");
 
@@ -1368,7 +1447,7 @@ fn immutable_tags_refuse_a_skopeo_push_that_would_move_them() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = image.all_blobs();
         write_oci_layout(dir.path(), tag, &image.manifest, blobs.values());
-        skopeo(&env, &skopeo_tool)
+        skopeo(&env, skopeo_tool)
             .args([
                 "copy",
                 "--preserve-digests",
@@ -1390,7 +1469,7 @@ fn immutable_tags_refuse_a_skopeo_push_that_would_move_them() {
         first.all_blobs().values(),
     );
     let copy_first = || {
-        run(skopeo(&env, &skopeo_tool).args([
+        run(skopeo(&env, skopeo_tool).args([
             "copy",
             "--preserve-digests",
             "--dest-tls-verify=false",
@@ -1416,7 +1495,7 @@ fn immutable_tags_refuse_a_skopeo_push_that_would_move_them() {
     assert!(push(2, "latest").status.success());
     // podman, pushing another image it pulled under v1, is refused alike
     // (when podman is installed; skopeo above already showed the refusal).
-    if let Some(podman) = require_tool("podman", test) {
+    if let Some(podman) = podman.then(|| require_tool("podman", test)).flatten() {
         let latest = format!("{addr}/team-a/app:latest");
         let v1 = format!("{addr}/team-a/app:v1");
         run(env.storage_command(&podman).args([
