@@ -455,6 +455,11 @@ pub enum ClientWebhookCommand {
         /// HMAC-SHA256 of the body>`. Stored encrypted, never shown.
         #[arg(long, value_name = "SECRET")]
         secret: Option<String>,
+        /// What deliveries look like: a CloudEvents 1.0 document, or CNCF
+        /// Distribution's notification envelope for consumers written
+        /// against Distribution (pushes and deletions only).
+        #[arg(long, value_enum, default_value_t = WebhookEnvelope::Cloudevents)]
+        envelope: WebhookEnvelope,
     },
     /// List the webhooks you may manage.
     #[command(alias = "ls")]
@@ -474,6 +479,25 @@ pub enum ClientWebhookCommand {
         /// The webhook's id.
         id: i64,
     },
+}
+
+/// `berth webhook add --envelope`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WebhookEnvelope {
+    /// CloudEvents 1.0 (structured JSON).
+    Cloudevents,
+    /// `{"events": [...]}`, as Distribution's notifications.
+    Distribution,
+}
+
+impl WebhookEnvelope {
+    /// The API's name of it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookEnvelope::Cloudevents => "cloudevents",
+            WebhookEnvelope::Distribution => "distribution",
+        }
+    }
 }
 
 /// What every client command that talks to a registry takes.

@@ -1779,8 +1779,55 @@ fn webhooks_deliver_signed_cloud_events_and_retry_until_the_endpoint_answers() {
     let listed = admin.ok(&["webhook", "list", "-o", "json"]);
     assert!(!listed.stdout.contains("s3cret"), "{listed:?}");
     assert_eq!(listed.json()[0]["url"], url.as_str(), "{listed:?}");
+    assert_eq!(listed.json()[0]["envelope"], "cloudevents", "{listed:?}");
+
+    // A second endpoint, up from the start, asks for Distribution's
+    // notification envelope, as consumers written against it expect.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let notify_url = format!("http://{}/notify", listener.local_addr().unwrap());
+    let notify = admin
+        .ok(&[
+            "webhook",
+            "add",
+            "hooks",
+            &notify_url,
+            "--events",
+            "push",
+            "--envelope",
+            "distribution",
+            "-o",
+            "json",
+        ])
+        .json();
+    assert_eq!(notify["envelope"], "distribution", "{notify}");
+    let notified = receive_one(listener);
 
     push_with_password(&registry.addr, "hooks/app", "v1", "admin", &password);
+    let (headers, body) = notified
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the notification arrives");
+    assert_eq!(
+        headers["content-type"],
+        "application/vnd.docker.distribution.events.v1+json"
+    );
+    let envelope: Value = serde_json::from_slice(&body).unwrap();
+    let notification = &envelope["events"][0];
+    assert_eq!(notification["action"], "push", "{envelope}");
+    assert_eq!(notification["actor"]["name"], "admin", "{envelope}");
+    let target = &notification["target"];
+    assert_eq!(
+        (&target["repository"], &target["tag"]),
+        (&Value::from("hooks/app"), &Value::from("v1")),
+        "{envelope}"
+    );
+    assert!(
+        target["mediaType"]
+            .as_str()
+            .is_some_and(|t| t.contains("manifest")),
+        "{envelope}"
+    );
+    assert!(target["size"].as_u64() > Some(0), "{envelope}");
+    admin.ok(&["webhook", "rm", &notify["id"].to_string()]);
     let failed = wait_for_delivery(&admin, &id, |d| {
         d["attempts"].as_u64() >= Some(1) && !d["last_error"].is_null()
     });
@@ -1821,6 +1868,8 @@ fn webhooks_deliver_signed_cloud_events_and_retry_until_the_endpoint_answers() {
     assert_eq!(event["id"], failed["event"].to_string().as_str());
     assert_eq!(event["data"]["actor"]["name"], "admin");
     assert!(event["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    // Both envelopes name the same image.
+    assert_eq!(event["data"]["digest"], target["digest"], "{envelope}");
 
     let delivered = wait_for_delivery(&admin, &id, |d| d["state"] == "delivered");
     assert_eq!(delivered["last_status"], 204);

@@ -143,6 +143,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "repository figures",
         include_str!("../migrations/sqlite/0020_repository_figures.sql"),
     ),
+    (
+        23,
+        "webhook envelope",
+        include_str!("../migrations/sqlite/0023_webhook_envelope.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

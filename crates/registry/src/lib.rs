@@ -60,7 +60,7 @@ pub use berth_meta::{
 };
 pub use berth_meta::{
     AuditQuery, AuditRecord, DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow,
-    DeliveryState, NewAuditRecord, NewWebhook, WebhookRow,
+    DeliveryState, NewAuditRecord, NewWebhook, WebhookEnvelope, WebhookRow,
 };
 pub use berth_meta::{QuotaExceeded, QuotaUpdate, StorageDrift};
 pub use berth_meta::{RetentionPolicy, UntaggedImages};

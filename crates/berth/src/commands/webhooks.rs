@@ -80,8 +80,14 @@ pub fn webhook(
             url,
             events,
             secret,
+            envelope,
         } => {
-            let mut body = json!({"scope": scope, "url": url, "events": events});
+            let mut body = json!({
+                "scope": scope,
+                "url": url,
+                "events": events,
+                "envelope": envelope.as_str(),
+            });
             if let Some(secret) = secret {
                 body["secret"] = json!(secret);
             }
@@ -108,7 +114,15 @@ pub fn webhook(
                 .collect();
             output.list(
                 &webhooks,
-                &["id", "scope", "url", "events", "signed", "created by"],
+                &[
+                    "id",
+                    "scope",
+                    "url",
+                    "events",
+                    "signed",
+                    "envelope",
+                    "created by",
+                ],
                 |webhook, _| {
                     let events: Vec<String> = webhook["events"]
                         .as_array()
@@ -127,6 +141,7 @@ pub fn webhook(
                             "no"
                         }
                         .to_string(),
+                        text(&webhook["envelope"]),
                         text(&webhook["created_by"]),
                     ]
                 },
