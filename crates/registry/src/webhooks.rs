@@ -45,6 +45,8 @@ pub const WEBHOOK_EVENT_ALIASES: &[(&str, &[EventKind])] = &[
             EventKind::RepositoryDeleted,
         ],
     ),
+    // The Vulnerability Advisor indexed an image: its findings can be read.
+    ("scan", &[EventKind::ScanFinished]),
 ];
 
 /// Whether `name` is an event type a webhook may subscribe to: an alias of

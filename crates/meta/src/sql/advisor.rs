@@ -12,7 +12,7 @@ use crate::advisor::{
     AdvisorStore, AdvisoryData, AdvisoryRow, ExemptionRow, ImageIndexRow, ImportCounts, IndexState,
     PolicyMode, PolicyRow, ScanJob,
 };
-use crate::{Change, EventKind, MetaError, Timestamp};
+use crate::{Actor, Change, EventKind, MetaError, Timestamp};
 
 /// Package keys per look-up statement, well within both databases' limits
 /// on a statement's size.
@@ -319,16 +319,29 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
         layers: &[Digest],
         now: Timestamp,
     ) -> Result<(), MetaError> {
-        let mut tx = self.db.begin_write().await?;
-        let removed = query("DELETE FROM scan_jobs WHERE manifest_digest = $1 AND holder = $2")
-            .bind(manifest.as_str())
-            .bind(holder)
-            .execute(&mut tx)
-            .await
-            .map_err(database("removing a finished scan job"))?;
-        if removed == 0 {
+        let change = Change::new(Actor::system("scanner"), now);
+        let mut tx = self.db.begin_change(&change).await?;
+        let removed = query(
+            "DELETE FROM scan_jobs WHERE manifest_digest = $1 AND holder = $2 RETURNING repository",
+        )
+        .bind(manifest.as_str())
+        .bind(holder)
+        .fetch_optional(&mut tx)
+        .await
+        .map_err(database("removing a finished scan job"))?;
+        let Some(removed) = removed else {
             return Err(MetaError::LeaseLost);
+        };
+        let repository = parse_repository(&removed.get::<String>("repository")?)?;
+        let mut detail = serde_json::json!({ "state": state.as_str() });
+        if let Some(reason) = state.reason() {
+            detail["reason"] = reason.into();
         }
+        tx.record(
+            NewEvent::repository(EventKind::ScanFinished, &repository)
+                .digest(manifest.as_str())
+                .detail(detail),
+        )?;
         let layers: Vec<&str> = layers.iter().map(Digest::as_str).collect();
         let layers = serde_json::to_string(&layers)
             .map_err(|error| MetaError::Database(format!("encoding layers: {error}")))?;

@@ -100,6 +100,7 @@ pub async fn scan_jobs_are_queued_once_and_leased(store: &dyn MetaStore) {
         .unwrap()
         .unwrap();
     assert_eq!((&over.manifest, over.attempts), (&first, 2));
+    let from = store.last_event_position().await.unwrap();
     let lost = store
         .finish_scan("alice", &first, &IndexState::Done, &layers, NOW + 33)
         .await;
@@ -108,6 +109,23 @@ pub async fn scan_jobs_are_queued_once_and_leased(store: &dyn MetaStore) {
         .finish_scan("carol", &first, &IndexState::Done, &layers, NOW + 34)
         .await
         .unwrap();
+    // The finished scan, and only it, is an event of the stream, written
+    // with it: the job's repository, the manifest and the state.
+    let finished: Vec<(Option<RepoName>, Option<Digest>, serde_json::Value)> =
+        events_after(store, from)
+            .await
+            .into_iter()
+            .filter(|e| e.kind == EventKind::ScanFinished)
+            .map(|e| (e.repository, e.digest, e.detail))
+            .collect();
+    assert_eq!(
+        finished,
+        vec![(
+            Some(repo.clone()),
+            Some(first.clone()),
+            serde_json::json!({"state": "done"})
+        )]
+    );
     let done = store.image_index(&first).await.unwrap().unwrap();
     assert_eq!(done.state, IndexState::Done);
     assert_eq!(done.layers, layers.to_vec());
