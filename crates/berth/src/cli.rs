@@ -258,6 +258,10 @@ pub enum ClientPolicyCommand {
         /// Refuse (or warn about) images not indexed yet too.
         #[arg(long)]
         block_unscanned: bool,
+        /// Attach each indexed image's SBOM (CycloneDX) to it as an OCI
+        /// referrer, listed by `oras discover`.
+        #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+        sbom: String,
     },
     /// List the pull policies of the namespaces you may see.
     #[command(alias = "ls")]

@@ -1236,6 +1236,72 @@ fn the_vulnerability_advisor_from_push_to_blocked_pull() {
     ];
     assert_eq!(findings(&report), expected, "{report}");
     assert_eq!(report["images"][0]["os"], "debian 12", "{report}");
+
+    // The image's SBOM is attached to it as a referrer (right after the
+    // index is recorded, so asked until it is, bounded): listed by the
+    // referrers API with the CycloneDX artifact type, as `oras discover`
+    // asks, and a CycloneDX document naming the image's packages.
+    let sbom_type = "application/vnd.cyclonedx+json";
+    let digest = report["digest"].as_str().unwrap().to_string();
+    let basic = format!("Basic {}", STANDARD.encode(&creds));
+    let get = |path: &str| {
+        let answer = support::http::request(
+            addr,
+            "GET",
+            path,
+            &[
+                ("authorization", basic.as_str()),
+                (
+                    "accept",
+                    "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json",
+                ),
+            ],
+            support::http::RequestBody::Empty,
+        );
+        let body = String::from_utf8_lossy(&answer.body).into_owned();
+        assert_eq!(answer.status, 200, "GET {path}: {body}");
+        serde_json::from_str::<Value>(&body).unwrap_or(Value::String(body))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let referrers = loop {
+        // `+` in a query is a space: the type is sent percent-encoded.
+        let index = get(&format!(
+            "/v2/team/py/referrers/{digest}?artifactType={}",
+            sbom_type.replace('+', "%2B")
+        ));
+        if index["manifests"].as_array().is_some_and(|m| !m.is_empty()) {
+            break index;
+        }
+        assert!(std::time::Instant::now() < deadline, "no SBOM: {index}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let sbom = &referrers["manifests"][0];
+    assert_eq!(sbom["artifactType"], sbom_type, "{referrers}");
+    let manifest = get(&format!(
+        "/v2/team/py/manifests/{}",
+        sbom["digest"].as_str().unwrap()
+    ));
+    assert_eq!(manifest["subject"]["digest"], digest.as_str(), "{manifest}");
+    let document = get(&format!(
+        "/v2/team/py/blobs/{}",
+        manifest["layers"][0]["digest"].as_str().unwrap()
+    ));
+    assert_eq!(document["bomFormat"], "CycloneDX", "{document}");
+    assert!(
+        document["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "Jinja2" && c["version"] == "2.10"),
+        "{document}"
+    );
+    let inspected = admin
+        .ok(&["image", "inspect", "team/py:v1", "-o", "json"])
+        .json();
+    assert_eq!(
+        inspected[0]["referrers"][sbom_type][0]["digest"], sbom["digest"],
+        "{inspected}"
+    );
     let table = admin.ok(&["va", "team/py:v1"]).stdout;
     assert!(
         table.contains("CVE-2019-10906") && table.contains("2.10.1"),

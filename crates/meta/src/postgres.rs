@@ -208,6 +208,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhook envelope",
         include_str!("../migrations/postgres/0023_webhook_envelope.sql"),
     ),
+    (
+        24,
+        "sbom referrers",
+        include_str!("../migrations/postgres/0024_sbom_referrers.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.

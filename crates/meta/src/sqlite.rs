@@ -148,6 +148,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhook envelope",
         include_str!("../migrations/sqlite/0023_webhook_envelope.sql"),
     ),
+    (
+        24,
+        "sbom referrers",
+        include_str!("../migrations/sqlite/0024_sbom_referrers.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

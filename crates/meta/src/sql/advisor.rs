@@ -73,6 +73,7 @@ fn policy_from_row(row: &Row) -> Result<PolicyRow, MetaError> {
             .ok_or_else(|| MetaError::Corrupt(format!("policy mode {mode:?}")))?,
         severity: row.get("severity")?,
         block_unscanned: row.get("block_unscanned")?,
+        attach_sbom: row.get("attach_sbom")?,
         updated_at: row.get("updated_at")?,
     })
 }
@@ -600,7 +601,7 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
             .map_err(database("looking up a namespace"))?
             .ok_or(MetaError::NotFound)?;
         let previous = query(
-            "SELECT namespace, mode, severity, block_unscanned, updated_at \
+            "SELECT namespace, mode, severity, block_unscanned, attach_sbom, updated_at \
              FROM vulnerability_policies WHERE namespace = $1",
         )
         .bind(&policy.namespace)
@@ -614,21 +615,24 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
             previous.mode == policy.mode
                 && previous.severity == policy.severity
                 && previous.block_unscanned == policy.block_unscanned
+                && previous.attach_sbom == policy.attach_sbom
         });
         if same {
             return Ok(());
         }
         query(
             "INSERT INTO vulnerability_policies \
-             (namespace, mode, severity, block_unscanned, updated_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace) DO UPDATE \
+             (namespace, mode, severity, block_unscanned, attach_sbom, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (namespace) DO UPDATE \
              SET mode = excluded.mode, severity = excluded.severity, \
-             block_unscanned = excluded.block_unscanned, updated_at = excluded.updated_at",
+             block_unscanned = excluded.block_unscanned, attach_sbom = excluded.attach_sbom, \
+             updated_at = excluded.updated_at",
         )
         .bind(&policy.namespace)
         .bind(policy.mode.as_str())
         .bind(&policy.severity)
         .bind(policy.block_unscanned)
+        .bind(policy.attach_sbom)
         .bind(policy.updated_at)
         .execute(&mut tx)
         .await
@@ -640,6 +644,7 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
                 "mode": policy.mode.as_str(),
                 "severity": policy.severity,
                 "block_unscanned": policy.block_unscanned,
+                "attach_sbom": policy.attach_sbom,
                 "previous": previous.map(|previous| previous.mode.as_str()),
             }),
         ))?;
@@ -648,7 +653,7 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
 
     async fn policy(&self, namespace: &str) -> Result<Option<PolicyRow>, MetaError> {
         query(
-            "SELECT namespace, mode, severity, block_unscanned, updated_at \
+            "SELECT namespace, mode, severity, block_unscanned, attach_sbom, updated_at \
              FROM vulnerability_policies WHERE namespace = $1",
         )
         .bind(namespace)
@@ -662,7 +667,7 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
 
     async fn list_policies(&self) -> Result<Vec<PolicyRow>, MetaError> {
         query(
-            "SELECT namespace, mode, severity, block_unscanned, updated_at \
+            "SELECT namespace, mode, severity, block_unscanned, attach_sbom, updated_at \
              FROM vulnerability_policies ORDER BY namespace",
         )
         .fetch_all(self.db.reader())

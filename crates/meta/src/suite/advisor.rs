@@ -500,6 +500,7 @@ pub async fn policies_are_set_per_namespace(store: &dyn MetaStore) {
         mode,
         severity: severity.to_string(),
         block_unscanned,
+        attach_sbom: true,
         updated_at: at,
     };
     // No namespace, no policy.
@@ -521,11 +522,16 @@ pub async fn policies_are_set_per_namespace(store: &dyn MetaStore) {
         // The same settings again: nothing changes, no event.
         policy(PolicyMode::Warn, "any", false, NOW + 2),
         policy(PolicyMode::Block, "high", true, NOW + 3),
+        // Only the SBOM setting changes: a change, with its event.
+        PolicyRow {
+            attach_sbom: false,
+            ..policy(PolicyMode::Block, "high", true, NOW + 4)
+        },
     ];
     for step in &steps {
         store.set_policy(&at(step.updated_at), step).await.unwrap();
     }
-    assert_eq!(store.policy(name).await.unwrap(), Some(steps[2].clone()));
+    assert_eq!(store.policy(name).await.unwrap(), Some(steps[3].clone()));
     let listed: Vec<PolicyRow> = store
         .list_policies()
         .await
@@ -533,7 +539,7 @@ pub async fn policies_are_set_per_namespace(store: &dyn MetaStore) {
         .into_iter()
         .filter(|p| p.namespace == name)
         .collect();
-    assert_eq!(listed, vec![steps[2].clone()]);
+    assert_eq!(listed, vec![steps[3].clone()]);
 
     let events: Vec<serde_json::Value> = events_after(store, from)
         .await
@@ -545,12 +551,13 @@ pub async fn policies_are_set_per_namespace(store: &dyn MetaStore) {
     assert_eq!(
         events,
         vec![
-            serde_json::json!({"mode": "warn", "severity": "any", "block_unscanned": false, "previous": null}),
-            serde_json::json!({"mode": "block", "severity": "high", "block_unscanned": true, "previous": "warn"}),
+            serde_json::json!({"mode": "warn", "severity": "any", "block_unscanned": false, "attach_sbom": true, "previous": null}),
+            serde_json::json!({"mode": "block", "severity": "high", "block_unscanned": true, "attach_sbom": true, "previous": "warn"}),
+            serde_json::json!({"mode": "block", "severity": "high", "block_unscanned": true, "attach_sbom": false, "previous": "block"}),
         ]
     );
 
     // The policy goes with its namespace.
-    store.delete_namespace(&at(NOW + 4), name).await.unwrap();
+    store.delete_namespace(&at(NOW + 5), name).await.unwrap();
     assert_eq!(store.policy(name).await.unwrap(), None);
 }
