@@ -88,18 +88,23 @@ pub fn cloud_event_type(kind: EventKind) -> String {
     format!("io.berth.{name}")
 }
 
-/// The event as a CloudEvents 1.0 JSON document (structured mode): `id` is
-/// the event's position, unique within `source`, so a receiver drops the
-/// copies at-least-once delivery may send; `subject` is the repository with
-/// its tag or digest (or the namespace).
-pub fn cloud_event(event: &Event, source: &str) -> serde_json::Value {
-    let time = time::OffsetDateTime::from_unix_timestamp(event.at)
+/// An event's time as both envelopes write it (RFC 3339, UTC).
+fn rfc3339(at: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(at)
         .ok()
         .and_then(|at| {
             at.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The event as a CloudEvents 1.0 JSON document (structured mode): `id` is
+/// the event's position, unique within `source`, so a receiver drops the
+/// copies at-least-once delivery may send; `subject` is the repository with
+/// its tag or digest (or the namespace).
+pub fn cloud_event(event: &Event, source: &str) -> serde_json::Value {
+    let time = rfc3339(event.at);
     let subject = match (&event.repository, &event.tag, &event.digest) {
         (Some(repository), Some(tag), _) => Some(format!("{repository}:{tag}")),
         (Some(repository), None, Some(digest)) => Some(format!("{repository}@{digest}")),
@@ -152,13 +157,7 @@ pub fn distribution_envelope(
         _ => return None,
     };
     let repository = event.repository.as_ref()?;
-    let timestamp = time::OffsetDateTime::from_unix_timestamp(event.at)
-        .ok()
-        .and_then(|at| {
-            at.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default();
+    let timestamp = rfc3339(event.at);
     let mut target = json!({ "repository": repository.as_str() });
     if let Some(tag) = &event.tag {
         target["tag"] = json!(tag.as_str());

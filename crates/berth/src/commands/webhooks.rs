@@ -244,16 +244,7 @@ pub fn audit(args: ClientArgs, filter: AuditFilter, env: &Environment) -> Result
         return export_audit(&mut session, query, filter.limit);
     }
     query.push(("limit", filter.limit.unwrap_or(100).to_string()));
-    let query = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(&query)
-        .finish();
-    let page = session.call(
-        Method::GET,
-        &format!("/api/v1/audit?{query}"),
-        None,
-        &["registry:users:*".to_string()],
-        "reading the audit trail",
-    )?;
+    let page = audit_page(&mut session, &query, "reading the audit trail")?;
     let records = page["records"].as_array().cloned().unwrap_or_default();
     output.list(
         &records,
@@ -278,6 +269,24 @@ pub fn audit(args: ClientArgs, filter: AuditFilter, env: &Environment) -> Result
     Ok(())
 }
 
+/// One page of the audit trail the API answers for `query`.
+fn audit_page(
+    session: &mut Session,
+    query: &[(&str, String)],
+    doing: &str,
+) -> Result<Value, ClientError> {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(query)
+        .finish();
+    session.call(
+        Method::GET,
+        &format!("/api/v1/audit?{query}"),
+        None,
+        &["registry:users:*".to_string()],
+        doing,
+    )
+}
+
 /// `berth audit --export`: every record the filter selects, newest first,
 /// one JSON object per line, page after page (`next_before`) until the
 /// trail or `limit` ends. Each line is written as its page arrives, so an
@@ -300,16 +309,7 @@ fn export_audit(
         if let Some(before) = before {
             query.push(("before", before.to_string()));
         }
-        let query = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(&query)
-            .finish();
-        let page = session.call(
-            Method::GET,
-            &format!("/api/v1/audit?{query}"),
-            None,
-            &["registry:users:*".to_string()],
-            "exporting the audit trail",
-        )?;
+        let page = audit_page(session, &query, "exporting the audit trail")?;
         let records = page["records"].as_array().cloned().unwrap_or_default();
         for record in &records {
             let written = writeln!(out, "{record}");
