@@ -686,3 +686,305 @@ async fn the_cookie_is_secure_when_the_browser_came_over_https() {
     let cookie = answer.header("set-cookie");
     assert!(cookie.contains("; Secure"), "{cookie}");
 }
+
+/// Posts `form` (with the session's CSRF token) to `uri` as `cookie`.
+async fn post(h: &Harness, uri: &str, cookie: &str, form: Fields<'_>) -> Answer {
+    let token = csrf(h, "/tokens", cookie).await;
+    let mut fields: Vec<(&str, &str)> = form.to_vec();
+    fields.push(("csrf", &token));
+    browse(h, "POST", uri, Some(cookie), &fields, &[]).await
+}
+
+/// `GET` on the management API as `user`.
+async fn api_get(h: &Harness, uri: &str, user: &str) -> serde_json::Value {
+    let answer = h
+        .call("GET", uri, Some(&support::basic(user, PASSWORD)), "")
+        .await;
+    assert_eq!(answer.status, 200, "{uri}: {}", answer.text());
+    answer.json()
+}
+
+#[tokio::test]
+async fn the_lifecycle_page_shows_each_form_to_those_it_is_for() {
+    let (h, _) = harness_with_images().await;
+    let quota_form = "action=\"/namespaces/pub/quota\"";
+    let retention_form = "action=\"/namespaces/pub/retention\"";
+    let rule_form = "action=\"/namespaces/pub/immutable\"";
+    // Anonymous visitors see a public namespace's lifecycle, no forms; a
+    // private one sends them to sign in.
+    let page = get(&h, "/namespaces/pub/lifecycle", None).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert_html(&page, "lifecycle");
+    assert!(page.text().contains("Storage"), "{}", page.text());
+    assert!(!page.text().contains(retention_form));
+    assert_eq!(
+        get(&h, "/namespaces/priv/lifecycle", None).await.status,
+        303
+    );
+    assert_eq!(get(&h, "/namespaces/priv/trash", None).await.status, 303);
+    let stranger = sign_in(&h, "stranger").await;
+    assert_eq!(
+        get(&h, "/namespaces/priv/lifecycle", Some(&stranger))
+            .await
+            .status,
+        403
+    );
+    for (user, quota, retention) in [
+        ("reader", false, false),
+        ("owner", false, true),
+        ("root", true, true),
+    ] {
+        let cookie = sign_in(&h, user).await;
+        let page = get(&h, "/namespaces/pub/lifecycle", Some(&cookie)).await;
+        assert_eq!(page.status, 200, "{user}: {}", page.text());
+        let text = page.text();
+        assert_eq!(text.contains(quota_form), quota, "{user}: {text}");
+        assert_eq!(text.contains(retention_form), retention, "{user}: {text}");
+        assert_eq!(text.contains(rule_form), retention, "{user}: {text}");
+        let trash = get(&h, "/namespaces/pub/trash", Some(&cookie)).await;
+        assert_eq!(trash.status, 200, "{user}: {}", trash.text());
+        assert_html(&trash, "trash");
+    }
+}
+
+#[tokio::test]
+async fn quotas_set_in_the_console_are_the_apis() {
+    let (h, _) = harness_with_images().await;
+    let owner = sign_in(&h, "owner").await;
+    let root = sign_in(&h, "root").await;
+    let limits: Fields = &[("storage", "10GB"), ("traffic", "unlimited")];
+    // Limits are the administrator's, as on the API; and a form without
+    // the CSRF token changes nothing.
+    let refused = post(&h, "/namespaces/pub/quota", &owner, limits).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let no_token = browse(
+        &h,
+        "POST",
+        "/namespaces/pub/quota",
+        Some(&root),
+        limits,
+        &[],
+    )
+    .await;
+    assert_eq!(no_token.status, 403, "{}", no_token.text());
+    let quota = api_get(&h, "/api/v1/quotas/pub", "root").await;
+    assert_eq!(quota["storage"]["limit"], serde_json::Value::Null);
+
+    let set = post(&h, "/namespaces/pub/quota", &root, limits).await;
+    assert_eq!(set.status, 303, "{}", set.text());
+    assert!(set
+        .header("location")
+        .starts_with("/namespaces/pub/lifecycle?done=quota"));
+    let quota = api_get(&h, "/api/v1/quotas/pub", "root").await;
+    assert_eq!(quota["storage"]["limit"], 10_000_000_000u64, "{quota}");
+    assert_eq!(
+        quota["traffic"]["limit"],
+        serde_json::Value::Null,
+        "{quota}"
+    );
+    assert_eq!(quota["traffic"]["default"], false, "{quota}");
+    let page = get(&h, "/namespaces/pub/lifecycle?done=quota", Some(&root)).await;
+    assert!(page.text().contains("of 10.0 GB"), "{}", page.text());
+    assert!(page.text().contains("<meter"), "{}", page.text());
+    // An empty field keeps its limit; `default` clears it.
+    let cleared = post(
+        &h,
+        "/namespaces/pub/quota",
+        &root,
+        &[("storage", "default"), ("traffic", "")],
+    )
+    .await;
+    assert_eq!(cleared.status, 303, "{}", cleared.text());
+    let quota = api_get(&h, "/api/v1/quotas/pub", "root").await;
+    assert_eq!(
+        quota["storage"]["limit"],
+        serde_json::Value::Null,
+        "{quota}"
+    );
+    // A size that is none is a page saying what to write.
+    let bad = post(
+        &h,
+        "/namespaces/pub/quota",
+        &root,
+        &[("storage", "ten gigs")],
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert_html(&bad, "bad quota");
+    assert!(bad.text().contains("is not a size"), "{}", bad.text());
+}
+
+#[tokio::test]
+async fn retention_is_set_previewed_run_and_its_images_restored_from_the_trash() {
+    let (h, _) = harness_with_images().await;
+    let owner = sign_in(&h, "owner").await;
+    let reader = sign_in(&h, "reader").await;
+    let policy: Fields = &[
+        ("keep", "1"),
+        ("untagged", "delete"),
+        ("min_age", ""),
+        ("keep_tags", ""),
+    ];
+    let refused = post(&h, "/namespaces/pub/retention", &reader, policy).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let set = post(&h, "/namespaces/pub/retention", &owner, policy).await;
+    assert_eq!(set.status, 303, "{}", set.text());
+    let policies = api_get(&h, "/api/v1/retention-policies", "owner").await;
+    assert_eq!(policies["policies"][0]["namespace"], "pub", "{policies}");
+    assert_eq!(policies["policies"][0]["keep"], 1, "{policies}");
+    assert_eq!(policies["policies"][0]["untagged"], "delete", "{policies}");
+    let bad = post(
+        &h,
+        "/namespaces/pub/retention",
+        &owner,
+        &[("keep", "1"), ("min_age", "soon")],
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+
+    // The preview lists what would go and deletes nothing.
+    let preview = post(
+        &h,
+        "/namespaces/pub/retention/run",
+        &owner,
+        &[("dry_run", "true")],
+    )
+    .await;
+    assert_eq!(preview.status, 200, "{}", preview.text());
+    assert!(
+        preview.text().contains("Would go to the trash: 1 images"),
+        "{}",
+        preview.text()
+    );
+    let images = api_get(&h, "/api/v1/repositories/pub%2Fapp/images", "owner").await;
+    assert_eq!(images["images"].as_array().unwrap().len(), 2, "{images}");
+    let run = post(
+        &h,
+        "/namespaces/pub/retention/run",
+        &owner,
+        &[("dry_run", "false")],
+    )
+    .await;
+    assert_eq!(run.status, 200, "{}", run.text());
+    assert!(
+        run.text().contains("Went to the trash: 1 images"),
+        "{}",
+        run.text()
+    );
+    let images = api_get(&h, "/api/v1/repositories/pub%2Fapp/images", "owner").await;
+    assert_eq!(images["images"].as_array().unwrap().len(), 1, "{images}");
+
+    // The trash lists it; a reader may not restore it, the owner may.
+    let trash = api_get(&h, "/api/v1/trash?namespace=pub", "owner").await;
+    let entry = &trash["entries"][0];
+    let digest = entry["digest"].as_str().unwrap().to_string();
+    let tag = entry["tags"][0].as_str().unwrap().to_string();
+    let page = get(&h, "/namespaces/pub/trash", Some(&owner)).await;
+    let restore = format!("/repositories/pub/app/-/images/{digest}/restore");
+    assert!(page.text().contains(&restore), "{}", page.text());
+    assert!(!get(&h, "/namespaces/pub/trash", Some(&reader))
+        .await
+        .text()
+        .contains(&restore));
+    let refused = post(&h, &restore, &reader, &[]).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let restored = post(&h, &restore, &owner, &[]).await;
+    assert_eq!(restored.status, 200, "{}", restored.text());
+    assert_html(&restored, "restored");
+    let text = restored.text();
+    assert!(text.contains("is back"), "{text}");
+    assert!(
+        text.contains(&format!("Tags restored: <code>{tag}</code>")),
+        "{text}"
+    );
+    let back = h
+        .call(
+            "GET",
+            &format!("/v2/pub/app/manifests/{tag}"),
+            Some(&support::basic("root", PASSWORD)),
+            "",
+        )
+        .await;
+    assert_eq!(back.status, 200);
+    // Removing the policy.
+    let removed = post(&h, "/namespaces/pub/retention/remove", &owner, &[]).await;
+    assert_eq!(removed.status, 303, "{}", removed.text());
+    let policies = api_get(&h, "/api/v1/retention-policies", "owner").await;
+    assert_eq!(
+        policies["policies"].as_array().unwrap().len(),
+        0,
+        "{policies}"
+    );
+}
+
+#[tokio::test]
+async fn images_deleted_in_the_console_wait_in_the_trash_and_tags_can_be_made_immutable() {
+    let (h, digest) = harness_with_images().await;
+    let owner = sign_in(&h, "owner").await;
+    let reader = sign_in(&h, "reader").await;
+    // An immutable rule: a reader may not add one; the owner adds it, the
+    // API lists it, and the tag cannot be deleted any more.
+    let rule: Fields = &[("scope", "pub/app"), ("tags", "v*")];
+    let refused = post(&h, "/namespaces/pub/immutable", &reader, rule).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let elsewhere = post(
+        &h,
+        "/namespaces/pub/immutable",
+        &owner,
+        &[("scope", "priv/secret"), ("tags", "v*")],
+    )
+    .await;
+    assert_eq!(elsewhere.status, 400, "{}", elsewhere.text());
+    let added = post(&h, "/namespaces/pub/immutable", &owner, rule).await;
+    assert_eq!(added.status, 303, "{}", added.text());
+    let rules = api_get(&h, "/api/v1/immutable-rules", "owner").await;
+    assert_eq!(rules["rules"][0]["scope"], "pub/app", "{rules}");
+    assert_eq!(rules["rules"][0]["tags"], "v*", "{rules}");
+    let page = get(&h, "/namespaces/pub/lifecycle", Some(&owner)).await;
+    assert!(
+        page.text().contains("Remove v* in pub/app"),
+        "{}",
+        page.text()
+    );
+    let delete = format!("/repositories/pub/app/-/images/{digest}/delete");
+    let denied = post(&h, &delete, &owner, &[]).await;
+    assert_eq!(denied.status, 403, "{}", denied.text());
+    assert!(
+        denied.text().contains("v*"),
+        "the rule is named: {}",
+        denied.text()
+    );
+    let removed = post(&h, "/namespaces/pub/immutable/remove", &owner, rule).await;
+    assert_eq!(removed.status, 303, "{}", removed.text());
+    let rules = api_get(&h, "/api/v1/immutable-rules", "owner").await;
+    assert_eq!(rules["rules"].as_array().unwrap().len(), 0, "{rules}");
+
+    // Deleting the image: a reader may not; the owner does, and it is gone
+    // from /v2/ and waits in the trash.
+    let refused = post(&h, &delete, &reader, &[]).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let deleted = post(&h, &delete, &owner, &[]).await;
+    assert_eq!(deleted.status, 303, "{}", deleted.text());
+    let location = deleted.header("location");
+    assert!(
+        location.starts_with("/repositories/pub/app?deleted="),
+        "{location}"
+    );
+    let notice = get(&h, &location, Some(&owner)).await;
+    assert!(
+        notice.text().contains("/namespaces/pub/trash"),
+        "{}",
+        notice.text()
+    );
+    let gone = h
+        .call(
+            "GET",
+            &format!("/v2/pub/app/manifests/{digest}"),
+            Some(&support::basic("root", PASSWORD)),
+            "",
+        )
+        .await;
+    assert_eq!(gone.status, 404);
+    let trash = get(&h, "/namespaces/pub/trash", Some(&owner)).await;
+    assert!(trash.text().contains(&digest[..19]), "{}", trash.text());
+}

@@ -11,6 +11,7 @@ use berth_oci::{Reference, RepoName, Tag};
 use maud::{html, Markup};
 
 use super::html::{self, bar_chart, copyable, csrf_field, layout, size, when, Chrome};
+use super::lifecycle;
 use super::page::{self, Form, NoPage, Page, REPOSITORY_END};
 use super::session::{self, Session};
 use super::{html_response, is_write, see_other};
@@ -39,20 +40,20 @@ const PAGE_SIZE: &str = "50";
 
 /// What a page's handler works with: the request, who is asking (after the
 /// authorization step), and their session.
-struct Ctx<'a> {
-    state: &'a AppState,
-    parts: &'a Parts,
+pub(super) struct Ctx<'a> {
+    pub(super) state: &'a AppState,
+    pub(super) parts: &'a Parts,
     /// Access control, when it is on.
-    auth: Option<&'a AuthState>,
+    pub(super) auth: Option<&'a AuthState>,
     /// What the authorization step returned (with access control on).
-    caller: Option<Authorized>,
-    session: Option<Session>,
+    pub(super) caller: Option<Authorized>,
+    pub(super) session: Option<Session>,
 }
 
 /// An error as the console shows it: a status and a sentence.
-struct Failure {
-    status: StatusCode,
-    message: String,
+pub(super) struct Failure {
+    pub(super) status: StatusCode,
+    pub(super) message: String,
 }
 
 impl From<ManagementError> for Failure {
@@ -65,7 +66,7 @@ impl From<ManagementError> for Failure {
 }
 
 impl Failure {
-    fn new(status: StatusCode, message: impl Into<String>) -> Failure {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> Failure {
         Failure {
             status,
             message: message.into(),
@@ -73,10 +74,10 @@ impl Failure {
     }
 }
 
-type PageResult = Result<Response, Failure>;
+pub(super) type PageResult = Result<Response, Failure>;
 
 impl<'a> Ctx<'a> {
-    fn chrome(&self) -> Chrome<'_> {
+    pub(super) fn chrome(&self) -> Chrome<'_> {
         Chrome {
             session: self.session.as_ref(),
             access_control: self.auth.is_some(),
@@ -86,7 +87,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// A 200 page.
-    fn page(&self, title: &str, body: Markup) -> PageResult {
+    pub(super) fn page(&self, title: &str, body: Markup) -> PageResult {
         Ok(html_response(
             StatusCode::OK,
             layout(&self.chrome(), title, body),
@@ -94,7 +95,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The management API's handler context, with access control on.
-    fn api(&self) -> Option<Context<'_>> {
+    pub(super) fn api(&self) -> Option<Context<'_>> {
         let auth = self.auth?;
         let caller = self.caller.as_ref()?;
         Some(Context {
@@ -108,7 +109,7 @@ impl<'a> Ctx<'a> {
 
     /// Whether the caller would be allowed `permission` (to show or hide
     /// a form), decided by the same authorization step as a request.
-    async fn may(&self, permission: Permission) -> bool {
+    pub(super) async fn may(&self, permission: Permission) -> bool {
         match (self.auth, &self.caller) {
             (None, _) => true,
             (Some(auth), Some(caller)) => authorize_policy(
@@ -124,7 +125,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The actor of the changes the caller makes.
-    fn actor(&self) -> berth_auth::Actor {
+    pub(super) fn actor(&self) -> berth_auth::Actor {
         let principal = self
             .caller
             .as_ref()
@@ -133,7 +134,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The host clients pull from, as the browser reached the console.
-    fn registry_host(&self) -> String {
+    pub(super) fn registry_host(&self) -> String {
         origin_of(self.parts)
             .host
             .unwrap_or_else(|| "localhost:5000".to_string())
@@ -257,6 +258,20 @@ pub async fn handle(state: &AppState, request: Request) -> Response {
         Page::RevokeToken(name) => revoke_token(&ctx, &name).await,
         Page::Users => users(&ctx).await,
         Page::SetUserDisabled(name, disabled) => set_user_disabled(&ctx, &name, disabled).await,
+        Page::Lifecycle(name) => lifecycle::lifecycle(&ctx, &name, None).await,
+        Page::SetQuota(name, limits) => lifecycle::set_quota(&ctx, &name, limits).await,
+        Page::SetRetention(name, request) => lifecycle::set_retention(&ctx, &name, request).await,
+        Page::RemoveRetention(name) => lifecycle::remove_retention(&ctx, &name).await,
+        Page::RunRetention(name, dry_run) => lifecycle::run_retention(&ctx, &name, dry_run).await,
+        Page::AddImmutableRule(new) => lifecycle::add_rule(&ctx, new).await,
+        Page::RemoveImmutableRule(scope, tags) => lifecycle::remove_rule(&ctx, &scope, &tags).await,
+        Page::Trash(name) => lifecycle::trash(&ctx, &name, None).await,
+        Page::RestoreImage(repository, digest) => {
+            lifecycle::restore(&ctx, &repository, &digest).await
+        }
+        Page::DeleteImage(repository, digest) => {
+            lifecycle::delete_image(&ctx, &repository, &digest).await
+        }
     };
     result.unwrap_or_else(|failure| failure_page(&ctx, failure))
 }
@@ -406,12 +421,15 @@ async fn repositories(
 }
 
 /// `key=value&…` from pairs, each encoded.
-fn query_string(pairs: &[(&str, &str)]) -> String {
+pub(super) fn query_string(pairs: &[(&str, &str)]) -> String {
     serde_urlencoded::to_string(pairs).unwrap_or_default()
 }
 
 /// The query's pairs whose key is one of `keys`, non-empty.
-fn kept_pairs<'q>(query: &'q [(String, String)], keys: &[&str]) -> Vec<(&'q str, &'q str)> {
+pub(super) fn kept_pairs<'q>(
+    query: &'q [(String, String)],
+    keys: &[&str],
+) -> Vec<(&'q str, &'q str)> {
     query
         .iter()
         .filter(|(key, value)| keys.contains(&key.as_str()) && !value.is_empty())
@@ -419,26 +437,26 @@ fn kept_pairs<'q>(query: &'q [(String, String)], keys: &[&str]) -> Vec<(&'q str,
         .collect()
 }
 
-fn query_pairs(parts: &Parts) -> Vec<(String, String)> {
+pub(super) fn query_pairs(parts: &Parts) -> Vec<(String, String)> {
     serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).unwrap_or_default()
 }
 
-fn repository_path(repository: &str) -> String {
+pub(super) fn repository_path(repository: &str) -> String {
     format!("/repositories/{repository}")
 }
 
-fn image_path(repository: &str, reference: &str) -> String {
+pub(super) fn image_path(repository: &str, reference: &str) -> String {
     format!("/repositories/{repository}{REPOSITORY_END}images/{reference}")
 }
 
-fn visibility_badge(visibility: berth_auth::Visibility) -> Markup {
+pub(super) fn visibility_badge(visibility: berth_auth::Visibility) -> Markup {
     match visibility {
         berth_auth::Visibility::Public => html! { span class="badge public" { "public" } },
         berth_auth::Visibility::Private => html! { span class="badge private" { "private" } },
     }
 }
 
-fn short_digest(digest: &str) -> String {
+pub(super) fn short_digest(digest: &str) -> String {
     match digest.split_once(':') {
         Some((algorithm, hex)) if hex.len() > 12 => format!("{algorithm}:{}", &hex[..12]),
         _ => digest.to_string(),
@@ -607,6 +625,12 @@ async fn namespace(ctx: &Ctx<'_>, name: &Name) -> PageResult {
         ul class="crumbs" { li { a href="/namespaces" { "Namespaces" } } li { (name) } }
         h1 { (name) " " (visibility_badge(visibility)) }
         @if let Some(role) = role { p class="lead" { "Your role: " (role.to_string()) } }
+        nav aria-label="Namespace" {
+            ul class="crumbs" {
+                li { a href=(lifecycle::lifecycle_path(name)) { "Quotas, retention and immutable tags" } }
+                li { a href=(lifecycle::trash_path(name)) { "Trash" } }
+            }
+        }
         h2 { "Repositories" }
         form class="toolbar" method="get" action=(format!("/namespaces/{name}")) role="search" {
             div class="grow" {
@@ -698,6 +722,10 @@ async fn repository_page(ctx: &Ctx<'_>, repository: &RepoName) -> PageResult {
         .iter()
         .find(|(k, _)| k == "untagged")
         .map(|(_, v)| v.clone());
+    let deleted_notice = query
+        .iter()
+        .find(|(k, _)| k == "deleted")
+        .map(|(_, v)| v.clone());
     let name = repository.as_str();
     let next_link = page.next_cursor.as_ref().map(|cursor| {
         format!(
@@ -721,6 +749,12 @@ async fn repository_page(ctx: &Ctx<'_>, repository: &RepoName) -> PageResult {
         h1 { (name) }
         @if let Some(tag) = &untagged_notice {
             div class="notice ok" role="status" { "The tag " code { (tag) } " was deleted." }
+        }
+        @if let Some(digest) = &deleted_notice {
+            div class="notice ok" role="status" {
+                "The image " span class="mono" { (short_digest(digest)) } " was deleted. It waits in the "
+                a href=(format!("/namespaces/{}/trash", repository.namespace())) { "trash" } ", restorable."
+            }
         }
         form class="toolbar" method="get" action=(repository_path(name)) role="search" {
             div class="grow" {
@@ -825,6 +859,16 @@ async fn image(ctx: &Ctx<'_>, repository: &RepoName, reference: &Reference) -> P
         }
         (copyable("docker-digest", "docker pull by digest", &format!("docker pull {by_digest}")))
         (copyable("podman-digest", "podman pull by digest", &format!("podman pull {by_digest}")))
+        @if may_delete {
+            details class="confirm" {
+                summary { "Delete this image" }
+                form method="post" action=(format!("/repositories/{name}{REPOSITORY_END}images/{}/delete", summary.digest)) {
+                    (csrf_field(ctx.session.as_ref()))
+                    p { "The image and every tag of it go to the namespace's trash, restorable until it expires." }
+                    button class="danger" type="submit" { "Delete image " (short_digest(&summary.digest)) }
+                }
+            }
+        }
         @if !summary.tags.is_empty() {
             h2 { "Tags" }
             div class="table-wrap" {
