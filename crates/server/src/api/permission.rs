@@ -192,8 +192,9 @@ fn webhook_scope(scope: &super::webhooks::WebhookScope) -> Permission {
     }
 }
 
-/// What changing an exemption in `scope` needs.
-fn exemption_scope(scope: &super::vulnerabilities::ExemptionScope) -> Permission {
+/// What changing an exemption in `scope` needs (the web console's
+/// exemption forms use this row too).
+pub fn exemption_scope(scope: &super::vulnerabilities::ExemptionScope) -> Permission {
     match scope.namespace() {
         Some(namespace) => Permission::Namespace(namespace.clone(), Action::ManageSettings),
         None => Permission::Administrator,

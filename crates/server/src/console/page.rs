@@ -14,6 +14,7 @@ use crate::api::quotas::QuotaLimits;
 use crate::api::retention::{Keep, KeepTagsParam, MinAge, RetentionPolicyRequest, Untagged};
 use crate::api::tokens::NewToken;
 use crate::api::types::{ExpiryParam, Name, ScopeParam};
+use crate::api::vulnerabilities::{ExemptionScope, NewExemption};
 
 /// The most fields a console form may have, and the longest value: far
 /// more than any form here has, and a bound on what one request makes the
@@ -82,6 +83,17 @@ pub enum Page {
     DeleteImage(RepoName, Digest),
     /// `POST /repositories/{repository}/-/images/{digest}/restore`.
     RestoreImage(RepoName, Digest),
+    /// `GET /repositories/{repository}/-/images/{reference}/exempt/{issue}`:
+    /// the form that exempts one finding of the image.
+    ExemptForm(RepoName, Reference, String),
+    /// `POST /exemptions` with `scope`, `issue`, `reason`, `expires` and
+    /// `back` (the page to return to).
+    Exempt(NewExemption, String),
+    /// `POST /exemptions/remove` with `scope`, `issue` and `back`.
+    RemoveExemption(ExemptionScope, String, String),
+    /// `GET /namespaces/{namespace}/exemptions`: the exemptions that apply
+    /// to its images.
+    Exemptions(Name),
 }
 
 /// Why a request names no page.
@@ -156,6 +168,19 @@ impl Page {
                 }
             }
             "/sign-out" => return only(post, Page::SignOut),
+            "/exemptions" => {
+                return only_form(post, &|| {
+                    let new = new_exemption(form)?;
+                    Ok(Page::Exempt(new, back(form)))
+                })
+            }
+            "/exemptions/remove" => {
+                return only_form(post, &|| {
+                    let scope = exemption_scope(form)?;
+                    let issue = issue(form)?;
+                    Ok(Page::RemoveExemption(scope, issue, back(form)))
+                })
+            }
             "/tokens" => {
                 return match (get, post) {
                     (true, _) => Ok(Page::Tokens),
@@ -172,6 +197,7 @@ impl Page {
                 "" => only(get, Page::Namespace(name)),
                 "lifecycle" => only(get, Page::Lifecycle(name)),
                 "trash" => only(get, Page::Trash(name)),
+                "exemptions" => only(get, Page::Exemptions(name)),
                 "quota" => only_form(post, &|| {
                     Ok(Page::SetQuota(name.clone(), quota_limits(form)?))
                 }),
@@ -221,12 +247,21 @@ impl Page {
             return match tail {
                 None => only(get, Page::Repository(repository)),
                 Some(tail) => {
-                    if let Some((digest, action)) = tail
+                    if let Some((reference, action)) = tail
                         .strip_prefix("images/")
                         .and_then(|rest| rest.split_once('/'))
                     {
+                        if let Some(issue) = action.strip_prefix("exempt/") {
+                            let reference = Reference::parse(&decode(reference)?)
+                                .map_err(|_| NoPage::NotFound)?;
+                            let issue = decode(issue)?;
+                            if issue.is_empty() || issue.len() > MAX_ISSUE_LEN {
+                                return Err(NoPage::NotFound);
+                            }
+                            return only(get, Page::ExemptForm(repository, reference, issue));
+                        }
                         let digest =
-                            Digest::parse(&decode(digest)?).map_err(|_| NoPage::NotFound)?;
+                            Digest::parse(&decode(reference)?).map_err(|_| NoPage::NotFound)?;
                         match action {
                             "delete" => only(post, Page::DeleteImage(repository, digest)),
                             "restore" => only(post, Page::RestoreImage(repository, digest)),
@@ -274,6 +309,10 @@ impl Page {
             | Page::RemoveImmutableRule(..) => "console_lifecycle",
             Page::Trash(_) | Page::RestoreImage(..) => "console_trash",
             Page::DeleteImage(..) => "console_delete_image",
+            Page::ExemptForm(..)
+            | Page::Exempt(..)
+            | Page::RemoveExemption(..)
+            | Page::Exemptions(_) => "console_exemptions",
         }
     }
 
@@ -296,6 +335,8 @@ impl Page {
                 | Page::RemoveImmutableRule(..)
                 | Page::DeleteImage(..)
                 | Page::RestoreImage(..)
+                | Page::Exempt(..)
+                | Page::RemoveExemption(..)
         )
     }
 }
@@ -340,7 +381,65 @@ pub fn required(page: &Page) -> Permission {
         Page::DeleteImage(repository, _) | Page::RestoreImage(repository, _) => {
             Repositories(vec![(repository.clone(), Action::Delete)])
         }
+        // Seeing the finding is seeing the image; the form's scopes are
+        // offered by what the caller may change.
+        Page::ExemptForm(repository, ..) => Repositories(vec![(repository.clone(), Action::Pull)]),
+        Page::Exemptions(name) => SeeNamespace(name.clone()),
+        // The management API's rows for adding and removing an exemption.
+        Page::Exempt(new, _) => crate::api::permission::exemption_scope(&new.scope),
+        Page::RemoveExemption(scope, ..) => crate::api::permission::exemption_scope(scope),
     }
+}
+
+/// The longest advisory id or alias an exemption names (the API's bound).
+pub const MAX_ISSUE_LEN: usize = 200;
+
+/// Where a form returns to: a path of this site, else the overview.
+fn back(form: &Form) -> String {
+    let back = form.get("back").unwrap_or("/");
+    if back.starts_with('/') && !back.starts_with("//") && !back.starts_with("/\\") {
+        back.to_string()
+    } else {
+        "/".to_string()
+    }
+}
+
+fn exemption_scope(form: &Form) -> Result<ExemptionScope, NoPage> {
+    ExemptionScope::try_from(form.get("scope").unwrap_or("").trim().to_string())
+        .map_err(|e| NoPage::BadForm(format!("Scope: {e}")))
+}
+
+fn issue(form: &Form) -> Result<String, NoPage> {
+    let issue = form.get("issue").unwrap_or("").trim();
+    if issue.is_empty() || issue.len() > MAX_ISSUE_LEN {
+        return Err(NoPage::BadForm(format!(
+            "Issue: an advisory id or alias of 1 to {MAX_ISSUE_LEN} characters."
+        )));
+    }
+    Ok(issue.to_string())
+}
+
+/// The exemption form: scope, issue, reason and expiry (`30d`, `never`).
+fn new_exemption(form: &Form) -> Result<NewExemption, NoPage> {
+    let reason = form.get("reason").unwrap_or("").trim().to_string();
+    if reason.is_empty() {
+        return Err(NoPage::BadForm(
+            "Reason: say why the finding does not matter here, for those who read it later.".into(),
+        ));
+    }
+    let expires = match form.get("expires").unwrap_or("never").trim() {
+        "" | "never" => None,
+        text => Some(
+            ExpiryParam::try_from(text.to_string())
+                .map_err(|e| NoPage::BadForm(format!("Expires: {e}")))?,
+        ),
+    };
+    Ok(NewExemption {
+        scope: exemption_scope(form)?,
+        issue: issue(form)?,
+        reason,
+        expires,
+    })
 }
 
 /// A limit as the quota form gives it: empty keeps the limit, `default`
@@ -600,6 +699,22 @@ mod tests {
                 "/repositories/team/app/-/images/latest/restore",
                 Err(NoPage::NotFound),
             ),
+            (
+                Method::GET,
+                "/repositories/team/app/-/images/v1/exempt/CVE-2024-1",
+                Ok("console_exemptions"),
+            ),
+            (
+                Method::POST,
+                "/repositories/team/app/-/images/v1/exempt/CVE-2024-1",
+                Err(NoPage::MethodNotAllowed),
+            ),
+            (
+                Method::GET,
+                "/namespaces/team-a/exemptions",
+                Ok("console_exemptions"),
+            ),
+            (Method::GET, "/exemptions", Err(NoPage::MethodNotAllowed)),
             (Method::POST, "/", Err(NoPage::MethodNotAllowed)),
             (Method::GET, "/nowhere", Err(NoPage::NotFound)),
         ];
@@ -698,6 +813,60 @@ mod tests {
             assert!(
                 matches!(result, Err(NoPage::BadForm(_))),
                 "{path} {fields:?}: {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn exemption_forms_are_validated() {
+        let form = |fields: &[(&str, &str)]| {
+            Form(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        let ok = Page::parse(
+            &Method::POST,
+            "/exemptions",
+            &form(&[
+                ("scope", "team-a/app:v1"),
+                ("issue", "CVE-2024-1"),
+                ("reason", "not reachable"),
+                ("expires", "30d"),
+                ("back", "//evil.example/"),
+            ]),
+        );
+        match ok {
+            Ok(Page::Exempt(new, back)) => {
+                assert_eq!(new.scope.as_str(), "team-a/app:v1");
+                assert!(new.expires.is_some());
+                assert_eq!(back, "/", "only paths of this site");
+            }
+            other => panic!("{other:?}"),
+        }
+        let long = "C".repeat(MAX_ISSUE_LEN + 1);
+        for fields in [
+            vec![("scope", "team-a"), ("issue", "CVE-1"), ("reason", "")],
+            vec![("scope", "Team A"), ("issue", "CVE-1"), ("reason", "r")],
+            vec![("scope", "team-a"), ("issue", ""), ("reason", "r")],
+            vec![
+                ("scope", "team-a"),
+                ("issue", long.as_str()),
+                ("reason", "r"),
+            ],
+            vec![
+                ("scope", "team-a"),
+                ("issue", "CVE-1"),
+                ("reason", "r"),
+                ("expires", "soon"),
+            ],
+        ] {
+            let result = Page::parse(&Method::POST, "/exemptions", &form(&fields));
+            assert!(
+                matches!(result, Err(NoPage::BadForm(_))),
+                "{fields:?}: {result:?}"
             );
         }
     }

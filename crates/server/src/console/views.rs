@@ -14,6 +14,7 @@ use super::html::{self, bar_chart, copyable, csrf_field, layout, size, when, Chr
 use super::lifecycle;
 use super::page::{self, Form, NoPage, Page, REPOSITORY_END};
 use super::session::{self, Session};
+use super::vulnerabilities;
 use super::{html_response, is_write, see_other};
 use crate::access::{actor_of, origin_of, AuthState, Caller};
 use crate::api::error::ManagementError;
@@ -23,7 +24,6 @@ use crate::api::permission::{authorize_policy, Authorized, Permission};
 use crate::api::repositories::{RepositoryListing, RepositoryView};
 use crate::api::tokens::{CreatedToken, NewToken};
 use crate::api::types::Name;
-use crate::api::vulnerabilities::{FindingView, VulnerabilityReport};
 use crate::api::{self, Context};
 use crate::AppState;
 
@@ -272,6 +272,14 @@ pub async fn handle(state: &AppState, request: Request) -> Response {
         Page::DeleteImage(repository, digest) => {
             lifecycle::delete_image(&ctx, &repository, &digest).await
         }
+        Page::ExemptForm(repository, reference, issue) => {
+            vulnerabilities::exempt_form(&ctx, &repository, &reference, &issue).await
+        }
+        Page::Exempt(new, back) => vulnerabilities::exempt(&ctx, new, &back).await,
+        Page::RemoveExemption(scope, issue, back) => {
+            vulnerabilities::remove(&ctx, &scope, &issue, &back).await
+        }
+        Page::Exemptions(name) => vulnerabilities::exemptions(&ctx, &name).await,
     };
     result.unwrap_or_else(|failure| failure_page(&ctx, failure))
 }
@@ -629,6 +637,7 @@ async fn namespace(ctx: &Ctx<'_>, name: &Name) -> PageResult {
             ul class="crumbs" {
                 li { a href=(lifecycle::lifecycle_path(name)) { "Quotas, retention and immutable tags" } }
                 li { a href=(lifecycle::trash_path(name)) { "Trash" } }
+                li { a href=(vulnerabilities::exemptions_path(name.as_str())) { "Vulnerability exemptions" } }
             }
         }
         h2 { "Repositories" }
@@ -826,6 +835,19 @@ async fn image(ctx: &Ctx<'_>, repository: &RepoName, reference: &Reference) -> P
         )]))
         .await;
     // The advisor's report, when it has one; the page is useful without.
+    // `?all=true` lists the findings without a fix and the exempted ones too.
+    let show_all = query_pairs(ctx.parts)
+        .iter()
+        .any(|(k, v)| k == "all" && v == "true");
+    // Anyone who may change an exemption of the namespace (or the
+    // registry's) is offered the form.
+    let may_exempt = ctx
+        .may(Permission::Namespace(
+            Name::try_from(repository.namespace().to_string())
+                .map_err(ManagementError::invalid_request)?,
+            Action::ManageSettings,
+        ))
+        .await;
     let vulnerabilities = api::vulnerabilities::assess(&ctx.state.registry, repository, reference)
         .await
         .ok();
@@ -963,7 +985,7 @@ async fn image(ctx: &Ctx<'_>, repository: &RepoName, reference: &Reference) -> P
                 }
             }
         }
-        @if let Some(report) = &vulnerabilities { (vulnerability_section(report)) }
+        @if let Some(report) = &vulnerabilities { (vulnerabilities::section(report, &image_path(name, &reference.to_string()), show_all, may_exempt)) }
         @if !details.referrers.is_empty() {
             h2 { "Referrers" }
             @for (artifact_type, referrers) in &details.referrers {
@@ -977,80 +999,6 @@ async fn image(ctx: &Ctx<'_>, repository: &RepoName, reference: &Reference) -> P
         }
     };
     ctx.page(&title, body)
-}
-
-/// The most findings an image's page lists; the API has them all.
-const MAX_FINDINGS_SHOWN: usize = 200;
-
-/// The severities in the order people read them, worst first.
-const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "unknown"];
-
-/// An image's vulnerability findings: its status, a chart by severity,
-/// and the findings with a fix, worst first.
-fn vulnerability_section(report: &VulnerabilityReport) -> Markup {
-    let mut by_severity: std::collections::BTreeMap<String, u64> = Default::default();
-    for image in &report.images {
-        for (severity, count) in &image.by_severity {
-            *by_severity.entry(severity.to_lowercase()).or_default() += *count as u64;
-        }
-    }
-    let mut bars: Vec<(String, u64)> = SEVERITIES
-        .iter()
-        .filter_map(|s| by_severity.get(*s).map(|n| (s.to_string(), *n)))
-        .collect();
-    bars.extend(
-        by_severity
-            .iter()
-            .filter(|(s, _)| !SEVERITIES.contains(&s.as_str()))
-            .map(|(s, n)| (s.clone(), *n)),
-    );
-    let mut findings: Vec<(&Option<String>, &FindingView)> = report
-        .images
-        .iter()
-        .flat_map(|image| image.findings.iter().map(move |f| (&image.platform, f)))
-        .collect();
-    let rank = |severity: &str| {
-        SEVERITIES
-            .iter()
-            .position(|s| s.eq_ignore_ascii_case(severity))
-            .unwrap_or(SEVERITIES.len())
-    };
-    findings.sort_by_key(|(_, f)| rank(&f.severity));
-    let total = findings.len();
-    let count = |n: u64| n.to_string();
-    html! {
-        h2 { "Vulnerabilities" }
-        p { "Status: " strong { (report.status) } }
-        @if !bars.is_empty() {
-            (bar_chart("Findings with a fix, by severity", &bars, count))
-        }
-        @if total > 0 {
-            div class="table-wrap" {
-                table {
-                    thead { tr {
-                        th scope="col" { "Severity" } th scope="col" { "Advisory" }
-                        th scope="col" { "Package" } th scope="col" { "Installed" }
-                        th scope="col" { "Fixed in" } th scope="col" class="hide-narrow" { "Platform" }
-                    } }
-                    tbody {
-                        @for (platform, finding) in findings.iter().take(MAX_FINDINGS_SHOWN) {
-                            tr {
-                                td { (finding.severity) }
-                                td class="mono" { (finding.advisory) @if !finding.summary.is_empty() { div class="muted" { (finding.summary) } } }
-                                td class="mono" { (finding.package) }
-                                td class="mono" { (finding.installed_version) }
-                                td class="mono" { (finding.fixed_version.as_deref().unwrap_or("")) }
-                                td class="hide-narrow" { (platform.as_deref().unwrap_or("")) }
-                            }
-                        }
-                    }
-                }
-            }
-            @if total > MAX_FINDINGS_SHOWN {
-                p class="muted" { "The first " (MAX_FINDINGS_SHOWN) " of " (total) " findings; " code { "berth" } " and the API list them all." }
-            }
-        }
-    }
 }
 
 /// A command line as words, quoted where they hold spaces.
