@@ -988,3 +988,127 @@ async fn images_deleted_in_the_console_wait_in_the_trash_and_tags_can_be_made_im
     let trash = get(&h, "/namespaces/pub/trash", Some(&owner)).await;
     assert!(trash.text().contains(&digest[..19]), "{}", trash.text());
 }
+
+#[tokio::test]
+async fn administrators_see_the_settings_and_owners_set_the_pull_policy() {
+    let (mut h, _) = harness_with_images().await;
+    h.state = h
+        .state
+        .clone()
+        .with_configuration_listing("[auth]\nkey_encryption_key = \"***\"  # file\n".into());
+    let root = sign_in(&h, "root").await;
+    let owner = sign_in(&h, "owner").await;
+    let reader = sign_in(&h, "reader").await;
+    let page = get(&h, "/admin/settings", Some(&root)).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert_html(&page, "settings");
+    let text = page.text();
+    for shown in [
+        "Effective configuration",
+        "key_encryption_key = &quot;***&quot;",
+        "Default storage per namespace",
+        "/namespaces/pub/exemptions#policy",
+    ] {
+        assert!(text.contains(shown), "{shown}: {text}");
+    }
+    assert!(get(&h, "/", Some(&root))
+        .await
+        .text()
+        .contains("href=\"/admin/settings\""));
+    assert_eq!(get(&h, "/admin/settings", Some(&owner)).await.status, 403);
+    assert_eq!(get(&h, "/admin/settings", None).await.status, 303);
+
+    // The pull policy: the namespace's owners set it, as on the API.
+    let policy: Fields = &[
+        ("mode", "block"),
+        ("severity", "high"),
+        ("block_unscanned", "true"),
+    ];
+    let refused = post(&h, "/namespaces/pub/vulnerability-policy", &reader, policy).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let bad = post(
+        &h,
+        "/namespaces/pub/vulnerability-policy",
+        &owner,
+        &[("mode", "loud")],
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    let set = post(&h, "/namespaces/pub/vulnerability-policy", &owner, policy).await;
+    assert_eq!(set.status, 303, "{}", set.text());
+    let seen = api_get(&h, "/api/v1/namespaces/pub/vulnerability-policy", "reader").await;
+    assert_eq!(seen["mode"], "block", "{seen}");
+    assert_eq!(seen["severity"], "high", "{seen}");
+    assert_eq!(seen["block_unscanned"], true, "{seen}");
+    let page = get(&h, "/namespaces/pub/exemptions?done=policy", Some(&owner)).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert!(
+        page.text().contains("The pull policy is set."),
+        "{}",
+        page.text()
+    );
+    assert!(!get(&h, "/namespaces/pub/exemptions", Some(&reader))
+        .await
+        .text()
+        .contains("action=\"/namespaces/pub/vulnerability-policy\""));
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_ends_every_session_of_the_user() {
+    let h = Harness::new().await;
+    // A user's own: two browsers, one button, both signed out.
+    let first = sign_in(&h, "owner").await;
+    let second = sign_in(&h, "owner").await;
+    let page = get(&h, "/account", Some(&first)).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert_html(&page, "account");
+    assert!(
+        page.text().contains("Sign out everywhere"),
+        "{}",
+        page.text()
+    );
+    assert_eq!(get(&h, "/account", None).await.status, 303);
+    let no_token = browse(
+        &h,
+        "POST",
+        "/account/sign-out-everywhere",
+        Some(&first),
+        &[],
+        &[],
+    )
+    .await;
+    assert_eq!(no_token.status, 403);
+    let done = post(&h, "/account/sign-out-everywhere", &first, &[]).await;
+    assert_eq!(done.status, 303, "{}", done.text());
+    assert_eq!(done.header("location"), "/sign-in");
+    assert!(
+        done.header("set-cookie").contains("Max-Age=0"),
+        "{}",
+        done.header("set-cookie")
+    );
+    for cookie in [&first, &second] {
+        assert_eq!(get(&h, "/tokens", Some(cookie)).await.status, 303);
+    }
+    // An administrator's, on a user's row: the user's sessions end, and
+    // they may sign in again (unlike disabling).
+    let root = sign_in(&h, "root").await;
+    let bystander = sign_in(&h, "bystander").await;
+    let users = get(&h, "/admin/users", Some(&root)).await.text();
+    assert!(users.contains("Sign bystander out everywhere"), "{users}");
+    let reader = sign_in(&h, "reader").await;
+    let refused = post(&h, "/admin/users/bystander/sign-out", &reader, &[]).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert_eq!(get(&h, "/tokens", Some(&bystander)).await.status, 200);
+    let done = post(&h, "/admin/users/bystander/sign-out", &root, &[]).await;
+    assert_eq!(done.status, 303, "{}", done.text());
+    assert_eq!(done.header("location"), "/admin/users?signed-out=bystander");
+    assert_eq!(get(&h, "/tokens", Some(&bystander)).await.status, 303);
+    assert_eq!(
+        get(&h, "/tokens", Some(&root)).await.status,
+        200,
+        "only theirs"
+    );
+    sign_in(&h, "bystander").await;
+    let nobody = post(&h, "/admin/users/nobody/sign-out", &root, &[]).await;
+    assert_eq!(nobody.status, 404, "{}", nobody.text());
+}

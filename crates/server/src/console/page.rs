@@ -14,7 +14,7 @@ use crate::api::quotas::QuotaLimits;
 use crate::api::retention::{Keep, KeepTagsParam, MinAge, RetentionPolicyRequest, Untagged};
 use crate::api::tokens::NewToken;
 use crate::api::types::{ExpiryParam, Name, ScopeParam};
-use crate::api::vulnerabilities::{ExemptionScope, NewExemption};
+use crate::api::vulnerabilities::{ExemptionScope, NewExemption, VulnerabilityPolicy};
 
 /// The most fields a console form may have, and the longest value: far
 /// more than any form here has, and a bound on what one request makes the
@@ -91,9 +91,22 @@ pub enum Page {
     Exempt(NewExemption, String),
     /// `POST /exemptions/remove` with `scope`, `issue` and `back`.
     RemoveExemption(ExemptionScope, String, String),
-    /// `GET /namespaces/{namespace}/exemptions`: the exemptions that apply
-    /// to its images.
+    /// `GET /namespaces/{namespace}/exemptions`: its vulnerability pull
+    /// policy and the exemptions that apply to its images.
     Exemptions(Name),
+    /// `POST /namespaces/{namespace}/vulnerability-policy` with `mode`,
+    /// `severity` and `block_unscanned`.
+    SetVulnerabilityPolicy(Name, VulnerabilityPolicy),
+    /// `GET /admin/settings`: the effective configuration and the run-time
+    /// settings, for administrators.
+    Settings,
+    /// `GET /account`: the signed-in user's account.
+    Account,
+    /// `POST /account/sign-out-everywhere`: ends every session of the
+    /// signed-in user, this one included.
+    SignOutEverywhere,
+    /// `POST /admin/users/{name}/sign-out`: ends every session of a user.
+    SignUserOut(Name),
 }
 
 /// Why a request names no page.
@@ -198,6 +211,12 @@ impl Page {
                 "lifecycle" => only(get, Page::Lifecycle(name)),
                 "trash" => only(get, Page::Trash(name)),
                 "exemptions" => only(get, Page::Exemptions(name)),
+                "vulnerability-policy" => only_form(post, &|| {
+                    Ok(Page::SetVulnerabilityPolicy(
+                        name.clone(),
+                        vulnerability_policy(form)?,
+                    ))
+                }),
                 "quota" => only_form(post, &|| {
                     Ok(Page::SetQuota(name.clone(), quota_limits(form)?))
                 }),
@@ -219,10 +238,18 @@ impl Page {
                 _ => Err(NoPage::NotFound),
             };
         }
-        if path == "/admin/users" {
-            return only(get, Page::Users);
+        match path {
+            "/admin/users" => return only(get, Page::Users),
+            "/admin/settings" => return only(get, Page::Settings),
+            "/account" => return only(get, Page::Account),
+            "/account/sign-out-everywhere" => return only(post, Page::SignOutEverywhere),
+            _ => {}
         }
         if let Some(rest) = path.strip_prefix("/admin/users/") {
+            if let Some(name) = rest.strip_suffix("/sign-out") {
+                let name = Name::try_from(decode(name)?).map_err(|_| NoPage::NotFound)?;
+                return only(post, Page::SignUserOut(name));
+            }
             let (name, disabled) = if let Some(name) = rest.strip_suffix("/disable") {
                 (name, true)
             } else if let Some(name) = rest.strip_suffix("/enable") {
@@ -299,7 +326,9 @@ impl Page {
             Page::SignInForm | Page::SignIn => "console_sign_in",
             Page::SignOut => "console_sign_out",
             Page::Tokens | Page::CreateToken(_) | Page::RevokeToken(_) => "console_tokens",
-            Page::Users | Page::SetUserDisabled(..) => "console_users",
+            Page::Users | Page::SetUserDisabled(..) | Page::SignUserOut(_) => "console_users",
+            Page::Settings => "console_settings",
+            Page::Account | Page::SignOutEverywhere => "console_account",
             Page::Lifecycle(_)
             | Page::SetQuota(..)
             | Page::SetRetention(..)
@@ -312,7 +341,8 @@ impl Page {
             Page::ExemptForm(..)
             | Page::Exempt(..)
             | Page::RemoveExemption(..)
-            | Page::Exemptions(_) => "console_exemptions",
+            | Page::Exemptions(_)
+            | Page::SetVulnerabilityPolicy(..) => "console_exemptions",
         }
     }
 
@@ -337,6 +367,9 @@ impl Page {
                 | Page::RestoreImage(..)
                 | Page::Exempt(..)
                 | Page::RemoveExemption(..)
+                | Page::SetVulnerabilityPolicy(..)
+                | Page::SignOutEverywhere
+                | Page::SignUserOut(_)
         )
     }
 }
@@ -365,7 +398,11 @@ pub fn required(page: &Page) -> Permission {
             GrantTokenScopes(new.scopes.iter().map(|s| s.0.clone()).collect())
         }
         Page::RevokeToken(name) => TokenCreator(name.clone()),
-        Page::Users | Page::SetUserDisabled(..) => Administrator,
+        Page::Users | Page::SetUserDisabled(..) | Page::SignUserOut(_) | Page::Settings => {
+            Administrator
+        }
+        Page::Account | Page::SignOutEverywhere => OwnAccount,
+        Page::SetVulnerabilityPolicy(name, _) => Namespace(name.clone(), Action::ManageSettings),
         // The rows of the management API's endpoints these pages mirror.
         Page::Lifecycle(name) | Page::Trash(name) => SeeNamespace(name.clone()),
         Page::SetQuota(..) => Administrator,
@@ -389,6 +426,20 @@ pub fn required(page: &Page) -> Permission {
         Page::Exempt(new, _) => crate::api::permission::exemption_scope(&new.scope),
         Page::RemoveExemption(scope, ..) => crate::api::permission::exemption_scope(scope),
     }
+}
+
+/// The pull-policy form: `berth va policy set`'s fields, checked as the
+/// API checks them.
+fn vulnerability_policy(form: &Form) -> Result<VulnerabilityPolicy, NoPage> {
+    let policy = VulnerabilityPolicy {
+        mode: form.get("mode").unwrap_or("").to_string(),
+        severity: form.get("severity").unwrap_or("critical").to_string(),
+        block_unscanned: form.get("block_unscanned") == Some("true"),
+    };
+    policy
+        .validate()
+        .map_err(|e| NoPage::BadForm(format!("Pull policy: {}.", e.message())))?;
+    Ok(policy)
 }
 
 /// The longest advisory id or alias an exemption names (the API's bound).
@@ -715,6 +766,23 @@ mod tests {
                 Ok("console_exemptions"),
             ),
             (Method::GET, "/exemptions", Err(NoPage::MethodNotAllowed)),
+            (Method::GET, "/admin/settings", Ok("console_settings")),
+            (Method::GET, "/account", Ok("console_account")),
+            (
+                Method::POST,
+                "/account/sign-out-everywhere",
+                Ok("console_account"),
+            ),
+            (
+                Method::GET,
+                "/account/sign-out-everywhere",
+                Err(NoPage::MethodNotAllowed),
+            ),
+            (
+                Method::POST,
+                "/admin/users/alice/sign-out",
+                Ok("console_users"),
+            ),
             (Method::POST, "/", Err(NoPage::MethodNotAllowed)),
             (Method::GET, "/nowhere", Err(NoPage::NotFound)),
         ];

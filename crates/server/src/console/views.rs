@@ -14,6 +14,7 @@ use super::html::{self, bar_chart, copyable, csrf_field, layout, size, when, Chr
 use super::lifecycle;
 use super::page::{self, Form, NoPage, Page, REPOSITORY_END};
 use super::session::{self, Session};
+use super::settings;
 use super::vulnerabilities;
 use super::{html_response, is_write, see_other};
 use crate::access::{actor_of, origin_of, AuthState, Caller};
@@ -280,6 +281,13 @@ pub async fn handle(state: &AppState, request: Request) -> Response {
             vulnerabilities::remove(&ctx, &scope, &issue, &back).await
         }
         Page::Exemptions(name) => vulnerabilities::exemptions(&ctx, &name).await,
+        Page::SetVulnerabilityPolicy(name, policy) => {
+            vulnerabilities::set_policy(&ctx, &name, policy).await
+        }
+        Page::Settings => settings::settings(&ctx).await,
+        Page::Account => settings::account(&ctx),
+        Page::SignOutEverywhere => settings::sign_out_everywhere(&ctx).await,
+        Page::SignUserOut(name) => settings::sign_user_out(&ctx, &name).await,
     };
     result.unwrap_or_else(|failure| failure_page(&ctx, failure))
 }
@@ -296,6 +304,10 @@ fn needs_access_control(page: &Page) -> bool {
             | Page::RevokeToken(_)
             | Page::Users
             | Page::SetUserDisabled(..)
+            | Page::Settings
+            | Page::Account
+            | Page::SignOutEverywhere
+            | Page::SignUserOut(_)
     )
 }
 
@@ -1262,8 +1274,15 @@ async fn users(ctx: &Ctx<'_>) -> PageResult {
     };
     let list = api::users::all(&api).await?.users;
     let own = ctx.session.as_ref().map(|s| s.user.as_str());
+    let signed_out = query_pairs(ctx.parts)
+        .into_iter()
+        .find(|(k, _)| k == "signed-out")
+        .map(|(_, v)| v);
     let body = html! {
         h1 { "Users" }
+        @if let Some(user) = &signed_out {
+            div class="notice ok" role="status" { (user) " is signed out of every console session." }
+        }
         p class="lead" { "Disabling a user ends their console sessions and refuses their passwords and tokens at once; enabling them lets them sign in again." }
         div class="table-wrap" {
             table {
@@ -1281,7 +1300,7 @@ async fn users(ctx: &Ctx<'_>) -> PageResult {
                             td { @if user.disabled { span class="badge" { "disabled" } } @else { "enabled" } }
                             td {
                                 @if Some(user.name.as_str()) == own {
-                                    span class="muted" { "you" }
+                                    a href="/account" { "your account" }
                                 } @else if user.disabled {
                                     form class="inline" method="post" action=(format!("/admin/users/{}/enable", user.name)) {
                                         (csrf_field(ctx.session.as_ref()))
@@ -1295,6 +1314,11 @@ async fn users(ctx: &Ctx<'_>) -> PageResult {
                                             p { "They are signed out everywhere, and their tokens stop working." }
                                             button class="danger" type="submit" { "Disable " (user.name) }
                                         }
+                                    }
+                                    " "
+                                    form class="inline" method="post" action=(format!("/admin/users/{}/sign-out", user.name)) {
+                                        (csrf_field(ctx.session.as_ref()))
+                                        button class="secondary" type="submit" { "Sign " (user.name) " out everywhere" }
                                     }
                                 }
                             }

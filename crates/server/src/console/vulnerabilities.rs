@@ -16,7 +16,7 @@ use crate::api::error::ManagementError;
 use crate::api::permission::exemption_scope;
 use crate::api::types::Name;
 use crate::api::vulnerabilities::{
-    Exemption, ExemptionScope, FindingView, NewExemption, VulnerabilityReport,
+    Exemption, ExemptionScope, FindingView, NewExemption, VulnerabilityPolicy, VulnerabilityReport,
 };
 
 /// The most findings an image's page lists in each table; the API has
@@ -275,7 +275,22 @@ pub(super) async fn remove(
     Ok(see_other(back))
 }
 
-/// `GET /namespaces/{ns}/exemptions`: the exemptions that apply to the
+/// `POST /namespaces/{ns}/vulnerability-policy`: set as the API sets it.
+pub(super) async fn set_policy(
+    ctx: &Ctx<'_>,
+    namespace: &Name,
+    policy: VulnerabilityPolicy,
+) -> PageResult {
+    api::vulnerabilities::apply_policy(&ctx.state.registry, &ctx.actor(), namespace, policy)
+        .await?;
+    Ok(see_other(&format!(
+        "{}?done=policy#policy",
+        exemptions_path(namespace.as_str())
+    )))
+}
+
+/// `GET /namespaces/{ns}/exemptions`: the namespace's pull policy (with
+/// its form for those who may change it), and the exemptions that apply to the
 /// namespace's images (its own, its repositories' and images', and the
 /// registry-wide ones), with a remove button for those who may.
 pub(super) async fn exemptions(ctx: &Ctx<'_>, namespace: &Name) -> PageResult {
@@ -302,6 +317,16 @@ pub(super) async fn exemptions(ctx: &Ctx<'_>, namespace: &Name) -> PageResult {
         ))
         .await;
     let may_registry = ctx.may(api::permission::Permission::Administrator).await;
+    let policy = api::vulnerabilities::policy_view(
+        ctx.state
+            .registry
+            .vulnerability_policy(namespace.as_str())
+            .await
+            .map_err(ManagementError::from)?,
+    );
+    let saved = super::views::query_pairs(ctx.parts)
+        .iter()
+        .any(|(k, v)| k == "done" && v == "policy");
     let back = exemptions_path(namespace.as_str());
     let body = html! {
         ul class="crumbs" {
@@ -309,7 +334,43 @@ pub(super) async fn exemptions(ctx: &Ctx<'_>, namespace: &Name) -> PageResult {
             li { a href=(format!("/namespaces/{namespace}")) { (namespace) } }
             li { "Exemptions" }
         }
-        h1 { (namespace) ": vulnerability exemptions" }
+        h1 { (namespace) ": vulnerabilities" }
+        @if saved { div class="notice ok" role="status" { "The pull policy is set." } }
+        h2 id="policy" { "Pull policy" }
+        p {
+            @match policy.mode.as_str() {
+                "off" => "Off: pulls are not checked.",
+                "warn" => "Warn: pulls of images with fixable findings succeed with a warning header.",
+                _ => "Block: pulls of images with fixable findings are refused (403).",
+            }
+            @if policy.mode != "off" {
+                " Lowest severity that counts: " strong { (policy.severity) } "."
+                @if policy.block_unscanned { " Images not scanned yet count too." }
+            }
+        }
+        @if may_namespace {
+            form class="toolbar" method="post" action=(format!("/namespaces/{namespace}/vulnerability-policy")) {
+                (csrf_field(ctx.session.as_ref()))
+                div {
+                    label for="mode" { "Mode" }
+                    select id="mode" name="mode" {
+                        @for mode in ["off", "warn", "block"] { option value=(mode) selected[policy.mode == mode] { (mode) } }
+                    }
+                }
+                div {
+                    label for="severity" { "Lowest severity" }
+                    select id="severity" name="severity" {
+                        @for severity in ["critical", "high", "medium", "low", "any"] { option value=(severity) selected[policy.severity == severity] { (severity) } }
+                    }
+                }
+                div class="choice" {
+                    input type="checkbox" id="block_unscanned" name="block_unscanned" value="true" checked[policy.block_unscanned];
+                    label for="block_unscanned" { "Images not scanned yet count too" }
+                }
+                button type="submit" { "Set pull policy" }
+            }
+        }
+        h2 { "Exemptions" }
         p class="lead" { "Findings of these advisories do not count for the images in each scope (an image's page lists them as exempted). Expired ones are listed, not applied." }
         @if list.is_empty() {
             p class="muted" { "No exemptions apply here. An image's findings have an “Exempt” link for the namespace's owners." }
