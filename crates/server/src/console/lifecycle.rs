@@ -123,7 +123,6 @@ pub(super) async fn lifecycle(
             "rule-removed" => Some("The immutable-tag rule is removed."),
             _ => None,
         });
-    let base = lifecycle_path(namespace);
     let body = html! {
         ul class="crumbs" {
             li { a href="/namespaces" { "Namespaces" } }
@@ -276,7 +275,6 @@ pub(super) async fn lifecycle(
             }
             p id="rule-help" class="muted" { "Where: " code { (namespace) } " (every repository) or " code { (namespace) "/REPOSITORY" } ". Tags: " code { "*" } " stands for any run of characters, " code { "?" } " for one; the whole tag must match." }
         }
-        p { a href=(base) { "Reload" } }
     };
     ctx.page(&format!("{namespace}: lifecycle"), body)
 }
