@@ -143,6 +143,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "repository figures",
         include_str!("../migrations/sqlite/0020_repository_figures.sql"),
     ),
+    (
+        22,
+        "tag listing",
+        include_str!("../migrations/sqlite/0022_tag_listing.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

@@ -1112,3 +1112,90 @@ async fn signing_out_everywhere_ends_every_session_of_the_user() {
     let nobody = post(&h, "/admin/users/nobody/sign-out", &root, &[]).await;
     assert_eq!(nobody.status, 404, "{}", nobody.text());
 }
+
+/// The tags a tag listing page shows, in order.
+fn listed_tags(page: &str) -> Vec<String> {
+    let row =
+        regex::Regex::new(r#"<td class="mono"><a href="/repositories/pub/app/-/images/([^"]+)">"#)
+            .unwrap();
+    row.captures_iter(page)
+        .map(|c| c[1].to_string())
+        .filter(|reference| !reference.starts_with("sha256:"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_repositorys_tags_are_searched_sorted_and_paged() {
+    let h = Harness::new().await;
+    // 55 tags of one image, pushed in order, and a larger image's tag last.
+    let mut names: Vec<String> = (0..55).map(|i| format!("t{i:03}")).collect();
+    for name in &names {
+        h.push_image("pub/app", name, "shared").await;
+    }
+    h.push_image("pub/app", "big", "a larger image's seed")
+        .await;
+    names.push("big".to_string());
+    let owner = sign_in(&h, "owner").await;
+
+    // By name: two pages whose next link carries the cursor.
+    let first = get(&h, "/repositories/pub/app?sort=name", Some(&owner)).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_html(&first, "tags");
+    let text = first.text();
+    let mut shown = listed_tags(&text);
+    assert_eq!(shown.len(), 50, "{text}");
+    let next =
+        regex::Regex::new(r#"<a href="(/repositories/pub/app\?[^"]*cursor=[^"]+)">Next page"#)
+            .unwrap()
+            .captures(&text)
+            .unwrap_or_else(|| panic!("a next page: {text}"))[1]
+            .replace("&amp;", "&");
+    let second = get(&h, &next, Some(&owner)).await;
+    assert_eq!(second.status, 200, "{}", second.text());
+    shown.extend(listed_tags(&second.text()));
+    let mut by_name = names.clone();
+    by_name.sort();
+    assert_eq!(shown, by_name);
+
+    // A substring, and the newest first.
+    let found = get(&h, "/repositories/pub/app?q=t05", Some(&owner))
+        .await
+        .text();
+    assert_eq!(
+        listed_tags(&found),
+        ["t050", "t051", "t052", "t053", "t054"]
+    );
+    let newest = get(&h, "/repositories/pub/app?sort=newest&q=t", Some(&owner))
+        .await
+        .text();
+    assert_eq!(
+        listed_tags(&newest).first().map(String::as_str),
+        Some("t054"),
+        "{newest}"
+    );
+    let largest = get(&h, "/repositories/pub/app?sort=size", Some(&owner))
+        .await
+        .text();
+    assert_eq!(
+        listed_tags(&largest).first().map(String::as_str),
+        Some("big"),
+        "{largest}"
+    );
+    let none = get(&h, "/repositories/pub/app?q=zzz", Some(&owner))
+        .await
+        .text();
+    assert!(none.contains("No tags contain"), "{none}");
+
+    // A sort that is none, and a cursor of another sort, are refused.
+    let bad = get(&h, "/repositories/pub/app?sort=colour", Some(&owner)).await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert_html(&bad, "bad sort");
+    let other_sort = next.replace("sort=name", "sort=newest");
+    assert_eq!(get(&h, &other_sort, Some(&owner)).await.status, 400);
+    // Those who may not pull are sent to sign in, or refused.
+    h.push_image("priv/secret", "v1", "private").await;
+    assert_eq!(
+        get(&h, "/repositories/priv/secret?q=v", None).await.status,
+        303
+    );
+}

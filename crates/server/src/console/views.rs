@@ -731,6 +731,14 @@ async fn repository_page(ctx: &Ctx<'_>, repository: &RepoName) -> PageResult {
         })?;
         return Ok(see_other(&image_path(repository.as_str(), tag.as_str())));
     }
+    // Searching or sorting tags lists tags (one row each), a page at a
+    // time by keyset however many there are.
+    if query
+        .iter()
+        .any(|(k, v)| (k == "q" || k == "sort") && !v.is_empty())
+    {
+        return tag_search(ctx, repository, &query).await;
+    }
     let tagged = query
         .iter()
         .find(|(k, _)| k == "tagged")
@@ -777,7 +785,8 @@ async fn repository_page(ctx: &Ctx<'_>, repository: &RepoName) -> PageResult {
                 a href=(format!("/namespaces/{}/trash", repository.namespace())) { "trash" } ", restorable."
             }
         }
-        form class="toolbar" method="get" action=(repository_path(name)) role="search" {
+        (tag_search_form(name, "", "name"))
+        form class="toolbar" method="get" action=(repository_path(name)) role="search" aria-label="Go to a tag" {
             div class="grow" {
                 label for="tag" { "Go to tag" }
                 input type="search" id="tag" name="tag" maxlength="128" placeholder="latest";
@@ -813,6 +822,93 @@ async fn repository_page(ctx: &Ctx<'_>, repository: &RepoName) -> PageResult {
         }
     };
     ctx.page(name, body)
+}
+
+/// The form that searches a repository's tags by part of their name and
+/// sorts them.
+fn tag_search_form(repository: &str, search: &str, sort: &str) -> Markup {
+    html! {
+        form class="toolbar" method="get" action=(repository_path(repository)) role="search" aria-label="Search tags" {
+            div class="grow" {
+                label for="q" { "Search tags" }
+                input type="search" id="q" name="q" value=(search) maxlength="128" placeholder="part of a tag";
+            }
+            div {
+                label for="sort" { "Sort tags by" }
+                select id="sort" name="sort" {
+                    @for (value, label) in [("name", "Name"), ("newest", "Newest"), ("oldest", "Oldest"), ("size", "Size")] {
+                        option value=(value) selected[sort == value] { (label) }
+                    }
+                }
+            }
+            button type="submit" { "Show tags" }
+        }
+    }
+}
+
+/// A repository's tags, searched by part of their name and sorted by
+/// name, age or size (`api::images::tag_page`).
+async fn tag_search(
+    ctx: &Ctx<'_>,
+    repository: &RepoName,
+    query: &[(String, String)],
+) -> PageResult {
+    let mut pairs = vec![("limit", PAGE_SIZE)];
+    pairs.extend(kept_pairs(query, &["q", "sort", "cursor"]));
+    let listing = api::images::TagListing::parse(repository, Some(&query_string(&pairs)))?;
+    let page = api::images::tag_page(&ctx.state.registry, repository, listing).await?;
+    let search = query
+        .iter()
+        .find(|(k, _)| k == "q")
+        .map_or("", |(_, v)| v.as_str());
+    let sort = query
+        .iter()
+        .find(|(k, v)| k == "sort" && !v.is_empty())
+        .map_or("name", |(_, v)| v.as_str());
+    let name = repository.as_str();
+    let next_link = page.next_cursor.as_ref().map(|cursor| {
+        let mut pairs = kept_pairs(query, &["q", "sort"]);
+        pairs.push(("cursor", cursor));
+        format!("{}?{}", repository_path(name), query_string(&pairs))
+    });
+    let body = html! {
+        ul class="crumbs" {
+            li { a href="/namespaces" { "Namespaces" } }
+            li { a href=(format!("/namespaces/{}", repository.namespace())) { (repository.namespace()) } }
+            li { a href=(repository_path(name)) { (name) } }
+        }
+        h1 { (name) ": tags" }
+        (tag_search_form(name, search, sort))
+        @if page.tags.is_empty() {
+            p class="muted" { "No tags" @if !search.is_empty() { " contain " code { (search) } } "." }
+        } @else {
+            div class="table-wrap" {
+                table {
+                    thead { tr {
+                        th scope="col" { "Tag" } th scope="col" { "Digest" }
+                        th scope="col" class="num" { "Size" } th scope="col" class="hide-narrow" { "Platforms" }
+                        th scope="col" { "Tag pushed" } th scope="col" class="num hide-narrow" { "Pulls" }
+                    } }
+                    tbody {
+                        @for row in &page.tags {
+                            tr {
+                                td class="mono" { a href=(image_path(name, &row.tag)) { (row.tag) } }
+                                td class="mono" { a href=(image_path(name, &row.image.digest)) { (short_digest(&row.image.digest)) } }
+                                td class="num" { (size(row.image.size)) }
+                                td class="hide-narrow" { (platforms(&row.image.platforms)) }
+                                td { (when(Some(row.tag_pushed_at))) }
+                                td class="num hide-narrow" { (row.image.pull_count) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(link) = &next_link {
+            nav class="pager" aria-label="Pages" { a href=(link) { "Next page" } }
+        }
+    };
+    ctx.page(&format!("{name}: tags"), body)
 }
 
 fn image_row(repository: &str, image: &ImageSummaryView) -> Markup {
