@@ -116,6 +116,15 @@ def main():
         page.click("main a[href='/repositories/alice/app']")
         page.wait_for_load_state()
         audit(page, "repository")
+        # Its tags, searched and sorted.
+        page.fill("#q", "v")
+        page.select_option("#sort", "newest")
+        page.click("button:has-text('Show tags')")
+        page.wait_for_load_state()
+        found = [t.strip() for t in page.locator("main tbody tr td:first-child").all_inner_texts()]
+        check(sorted(found) == ["v1", "v2"], "tags found: %r" % found)
+        audit(page, "tags")
+        page.goto(BASE + "/repositories/alice/app")
         page.click("main a[href='/repositories/alice/app/-/images/v2']")
         page.wait_for_load_state()
         audit(page, "image")

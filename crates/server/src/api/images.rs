@@ -406,15 +406,18 @@ pub async fn page(
     })
 }
 
-/// How a tag listing is sorted: by name, newest or oldest push of the
-/// tag, or largest image.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How a tag listing is sorted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TagSortParam {
+    /// By name, ascending (byte order).
     #[default]
     Name,
+    /// The tag pushed or moved most recently first.
     Newest,
+    /// The tag pushed or moved longest ago first.
     Oldest,
+    /// The largest image first.
     Size,
 }
 
@@ -429,15 +432,23 @@ impl TagSortParam {
     }
 }
 
-/// The query of a tag listing: `q` (part of a tag's name), `sort`,
-/// `limit`, `cursor`.
-#[derive(Debug, Default, Deserialize)]
+/// The query of a tag listing.
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct TagListQuery {
-    q: Option<String>,
-    sort: Option<TagSortParam>,
-    limit: Option<u64>,
-    cursor: Option<String>,
+#[into_params(parameter_in = Query)]
+pub struct TagListQuery {
+    /// Only tags whose name contains this text (at most 128 bytes).
+    #[param(max_length = 128)]
+    pub q: Option<String>,
+    /// The order: `name` (the default), `newest`, `oldest` or `size`.
+    #[param(value_type = Option<TagSortParam>)]
+    pub sort: Option<TagSortParam>,
+    /// At most this many tags (1 to 1000; 100 by default).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u64>,
+    /// Where to continue: the `next_cursor` of the previous page (of the
+    /// same sort).
+    pub cursor: Option<String>,
 }
 
 /// The longest search text: a tag's longest name.
@@ -523,20 +534,49 @@ impl TagListing {
 }
 
 /// A tag and the image it names.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TagRowView {
     pub tag: String,
     /// When the tag was pushed or last moved.
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub tag_pushed_at: OffsetDateTime,
+    /// The image (its `tags` are empty: this listing is of tags).
     pub image: ImageSummaryView,
 }
 
 /// A page of tags.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TagList {
     pub tags: Vec<TagRowView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
+}
+
+/// List a repository's tags.
+///
+/// With the images they name, searched by part of a name and sorted by
+/// name, newest or oldest push of the tag, or image size, a page at a time
+/// by keyset (a page costs the same however many tags there are). Needs
+/// `pull` on the repository.
+#[utoipa::path(
+    get,
+    path = "/api/v1/repositories/{repository}/tags",
+    tag = "images",
+    operation_id = "list_tags",
+    params(
+        ("repository" = RepositoryParam, Path, description = "The repository, its slashes percent-encoded"),
+        TagListQuery,
+    ),
+    responses((status = 200, description = "A page of tags", body = TagList))
+)]
+pub async fn list_tags(
+    ctx: &Context<'_>,
+    repository: &RepoName,
+    listing: TagListing,
+) -> Result<Response, ManagementError> {
+    Ok(ok(tag_page(ctx.registry, repository, listing).await?))
 }
 
 /// A page of the tags of `repository`, searched and sorted as `listing`

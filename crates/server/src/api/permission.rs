@@ -114,7 +114,9 @@ pub fn required(endpoint: &Endpoint) -> Permission {
             GrantTokenScopes(new.scopes.iter().map(|s| s.0.clone()).collect())
         }
         Endpoint::RevokeToken(name) => TokenCreator(name.clone()),
-        Endpoint::ListImages(repository, _) | Endpoint::GetImage(repository, _) => {
+        Endpoint::ListImages(repository, _)
+        | Endpoint::ListTags(repository, _)
+        | Endpoint::GetImage(repository, _) => {
             Repositories(vec![(repository.0.clone(), Action::Pull)])
         }
         Endpoint::DeleteImage(repository, _) | Endpoint::UntagImage(repository, _) => {
