@@ -172,10 +172,16 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
         // updated_at, name) or `manifests_by_size` (repository_id,
         // total_size, digest) joined to the tags of each manifest; the
         // row-value comparison starts the range, so a deep page costs what
-        // the first one does.
+        // the first one does. `CROSS JOIN` makes SQLite keep the ordered
+        // table outside (with the statistics of a large repository it would
+        // otherwise read every row and sort them: 70 ms instead of under
+        // one for a first page of 100,000 tags); PostgreSQL reads it as the
+        // inner join it is and plans it by cost.
         let (from, after, order) = match request.sort {
             TagSort::Name => (
-                "tags t JOIN manifests m                  ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest                  WHERE t.repository_id = $1",
+                "tags t CROSS JOIN manifests m \
+                 WHERE t.repository_id = $1 \
+                 AND m.repository_id = t.repository_id AND m.digest = t.manifest_digest",
                 request
                     .after
                     .as_ref()
@@ -185,7 +191,9 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
             TagSort::Newest | TagSort::Oldest => {
                 let newest = request.sort == TagSort::Newest;
                 (
-                    "tags t JOIN manifests m                      ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest                      WHERE t.repository_id = $1",
+                    "tags t CROSS JOIN manifests m \
+                     WHERE t.repository_id = $1 \
+                     AND m.repository_id = t.repository_id AND m.digest = t.manifest_digest",
                     request.after.as_ref().map(|_| {
                         let (key, name) = (param(), param());
                         let op = if newest { "<" } else { ">" };
@@ -199,7 +207,9 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
                 )
             }
             TagSort::Size => (
-                "manifests m JOIN tags t                  ON t.repository_id = m.repository_id AND t.manifest_digest = m.digest                  WHERE m.repository_id = $1 AND m.trashed_at IS NULL",
+                "manifests m CROSS JOIN tags t \
+                 WHERE m.repository_id = $1 AND m.trashed_at IS NULL \
+                 AND t.repository_id = m.repository_id AND t.manifest_digest = m.digest",
                 request.after.as_ref().map(|_| {
                     let (size, digest, name) = (param(), param(), param());
                     format!(" AND (m.total_size, m.digest, t.name) < (${size}, ${digest}, ${name})")
@@ -208,7 +218,8 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
             ),
         };
         let sql = format!(
-            "SELECT t.name AS tag_name, t.updated_at AS tag_updated_at, {} FROM {from}{contains}{}              ORDER BY {order} LIMIT ${}",
+            "SELECT t.name AS tag_name, t.updated_at AS tag_updated_at, {} FROM {from}{contains}{} \
+             ORDER BY {order} LIMIT ${}",
             image_columns!(),
             after.unwrap_or_default(),
             param()
