@@ -529,3 +529,31 @@ pub(super) async fn delete_image(
         query_string(&[("deleted", &digest.to_string())])
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_are_written_as_the_form_reads_them() {
+        for (seconds, text) in [
+            (0, "0"),
+            (60, "1m"),
+            (61, "2m"),
+            (3600, "1h"),
+            (86_400, "1d"),
+            (7 * 86_400, "7d"),
+            (90_000, "25h"),
+            (90_001, "1501m"),
+        ] {
+            assert_eq!(age_text(seconds), text, "{seconds}");
+            if seconds > 0 {
+                let parsed = berth_auth::Expiry::parse(text).unwrap();
+                assert!(
+                    matches!(parsed, berth_auth::Expiry::After(d) if d.whole_seconds() as u64 >= seconds),
+                    "{text}"
+                );
+            }
+        }
+    }
+}

@@ -886,6 +886,59 @@ mod tests {
     }
 
     #[test]
+    fn every_form_but_signing_in_needs_the_csrf_token() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let fields = [
+            ("storage", "1GB"),
+            ("keep", "1"),
+            ("tags", "v*"),
+            ("scope", "team-a"),
+            ("issue", "CVE-1"),
+            ("reason", "r"),
+            ("mode", "off"),
+            ("name", "ci-bot"),
+            ("scopes", "team-a:pull"),
+        ];
+        let form = Form(
+            fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        let restore = format!("/repositories/team-a/app/-/images/{digest}/restore");
+        let delete = format!("/repositories/team-a/app/-/images/{digest}/delete");
+        for path in [
+            "/sign-out",
+            "/tokens",
+            "/tokens/ci-bot/revoke",
+            "/admin/users/alice/disable",
+            "/admin/users/alice/sign-out",
+            "/account/sign-out-everywhere",
+            "/repositories/team-a/app/-/tags/v1/delete",
+            &restore,
+            &delete,
+            "/namespaces/team-a/quota",
+            "/namespaces/team-a/retention",
+            "/namespaces/team-a/retention/remove",
+            "/namespaces/team-a/retention/run",
+            "/namespaces/team-a/immutable",
+            "/namespaces/team-a/immutable/remove",
+            "/namespaces/team-a/vulnerability-policy",
+            "/exemptions",
+            "/exemptions/remove",
+        ] {
+            let page = Page::parse(&Method::POST, path, &form)
+                .unwrap_or_else(|refusal| panic!("{path}: {refusal:?}"));
+            assert!(page.needs_csrf_token(), "{path}");
+        }
+        let sign_in = Page::parse(&Method::POST, "/sign-in", &form).unwrap();
+        assert!(
+            !sign_in.needs_csrf_token(),
+            "no session to take a token from yet"
+        );
+    }
+
+    #[test]
     fn exemption_forms_are_validated() {
         let form = |fields: &[(&str, &str)]| {
             Form(
