@@ -256,11 +256,15 @@ pub enum EventKind {
     /// A recount of a namespace's storage found the recorded usage wrong
     /// and replaced it (`detail`: `recorded`, `actual`).
     QuotaRecomputed,
+    /// The Vulnerability Advisor finished indexing an image (one platform's
+    /// manifest; `detail`: `state` (`done`, `partial`, `unsupported`) and
+    /// `reason` for the last two), in the transaction that records it.
+    ScanFinished,
 }
 
 impl EventKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [EventKind; 35] = [
+    pub const ALL: [EventKind; 36] = [
         EventKind::NamespaceCreated,
         EventKind::NamespaceUpdated,
         EventKind::NamespaceDeleted,
@@ -296,6 +300,7 @@ impl EventKind {
         EventKind::RetentionPolicyRemoved,
         EventKind::QuotaSet,
         EventKind::QuotaRecomputed,
+        EventKind::ScanFinished,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -335,6 +340,7 @@ impl EventKind {
             EventKind::RetentionPolicyRemoved => "retention_policy.removed",
             EventKind::QuotaSet => "quota.set",
             EventKind::QuotaRecomputed => "quota.recomputed",
+            EventKind::ScanFinished => "scan.finished",
         }
     }
 

@@ -107,7 +107,7 @@ pub use trash::{RestoredImage, TagConflict, TrashCursor, TrashEntry, TrashStore}
 pub use uploads::{LiveUploads, UploadCaps, UploadOpening, UploadRecord, UploadStore};
 pub use webhooks::{
     DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow, DeliveryState, NewDelivery,
-    NewWebhook, WebhookRow, WebhookStore,
+    NewWebhook, WebhookEnvelope, WebhookRow, WebhookStore,
 };
 
 /// Seconds since the Unix epoch. Time is always passed in, never read inside a

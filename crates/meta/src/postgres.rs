@@ -208,6 +208,16 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "tag listing",
         include_str!("../migrations/postgres/0022_tag_listing.sql"),
     ),
+    (
+        23,
+        "webhook envelope",
+        include_str!("../migrations/postgres/0023_webhook_envelope.sql"),
+    ),
+    (
+        24,
+        "sbom referrers",
+        include_str!("../migrations/postgres/0024_sbom_referrers.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.

@@ -60,7 +60,7 @@ pub use berth_meta::{
 };
 pub use berth_meta::{
     AuditQuery, AuditRecord, DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow,
-    DeliveryState, NewAuditRecord, NewWebhook, WebhookRow,
+    DeliveryState, NewAuditRecord, NewWebhook, WebhookEnvelope, WebhookRow,
 };
 pub use berth_meta::{QuotaExceeded, QuotaUpdate, StorageDrift};
 pub use berth_meta::{RetentionPolicy, UntaggedImages};
@@ -223,7 +223,7 @@ struct Inner {
     traffic: quotas::TrafficMeter,
     /// Refused requests waiting to be written to the audit trail (see
     /// `audit.rs`).
-    refusals: audit::RefusalBuffer,
+    accesses: audit::AccessBuffer,
     /// The proxy namespaces and their upstreams, set once before serving
     /// (see `proxy.rs`).
     proxies: std::sync::OnceLock<proxy::Proxies>,
@@ -284,7 +284,7 @@ impl Registry {
                 policy_cache: Default::default(),
                 pulls: Default::default(),
                 traffic: Default::default(),
-                refusals: Default::default(),
+                accesses: Default::default(),
                 proxies: Default::default(),
             }),
         }

@@ -96,6 +96,7 @@ pub fn run(command: Command, env: &Environment) -> ExitCode {
             namespace,
             action,
             limit,
+            export,
         } => client(webhooks::audit(
             args,
             webhooks::AuditFilter {
@@ -104,6 +105,7 @@ pub fn run(command: Command, env: &Environment) -> ExitCode {
                 namespace,
                 action,
                 limit,
+                export,
             },
             env,
         )),

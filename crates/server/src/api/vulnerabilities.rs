@@ -385,10 +385,19 @@ pub struct VulnerabilityPolicy {
     /// Whether images not indexed yet are refused (or warned about) too.
     #[serde(default)]
     pub block_unscanned: bool,
+    /// Whether each indexed image gets its SBOM (CycloneDX) attached as an
+    /// OCI referrer (artifact type `application/vnd.cyclonedx+json`), which
+    /// `oras discover` and the referrers API list. On by default.
+    #[serde(default = "default_attach_sbom")]
+    pub attach_sbom: bool,
 }
 
 fn default_severity() -> String {
     "critical".to_string()
+}
+
+fn default_attach_sbom() -> bool {
+    true
 }
 
 impl VulnerabilityPolicy {
@@ -433,11 +442,13 @@ pub fn policy_view(row: Option<PolicyRow>) -> VulnerabilityPolicy {
             mode: row.mode.as_str().to_string(),
             severity: row.severity,
             block_unscanned: row.block_unscanned,
+            attach_sbom: row.attach_sbom,
         },
         None => VulnerabilityPolicy {
             mode: "off".to_string(),
             severity: default_severity(),
             block_unscanned: false,
+            attach_sbom: default_attach_sbom(),
         },
     }
 }
@@ -502,6 +513,7 @@ pub async fn apply_policy(
                 mode,
                 severity: policy.severity.clone(),
                 block_unscanned: policy.block_unscanned,
+                attach_sbom: policy.attach_sbom,
                 updated_at: time::OffsetDateTime::now_utc().unix_timestamp(),
             },
         )

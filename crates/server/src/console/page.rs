@@ -435,6 +435,7 @@ fn vulnerability_policy(form: &Form) -> Result<VulnerabilityPolicy, NoPage> {
         mode: form.get("mode").unwrap_or("").to_string(),
         severity: form.get("severity").unwrap_or("critical").to_string(),
         block_unscanned: form.get("block_unscanned") == Some("true"),
+        attach_sbom: form.get("attach_sbom") == Some("true"),
     };
     policy
         .validate()

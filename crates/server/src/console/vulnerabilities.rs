@@ -347,6 +347,7 @@ pub(super) async fn exemptions(ctx: &Ctx<'_>, namespace: &Name) -> PageResult {
                 " Lowest severity that counts: " strong { (policy.severity) } "."
                 @if policy.block_unscanned { " Images not scanned yet count too." }
             }
+            @if !policy.attach_sbom { " SBOMs are not attached to indexed images." }
         }
         @if may_namespace {
             form class="toolbar" method="post" action=(format!("/namespaces/{namespace}/vulnerability-policy")) {
@@ -366,6 +367,10 @@ pub(super) async fn exemptions(ctx: &Ctx<'_>, namespace: &Name) -> PageResult {
                 div class="choice" {
                     input type="checkbox" id="block_unscanned" name="block_unscanned" value="true" checked[policy.block_unscanned];
                     label for="block_unscanned" { "Images not scanned yet count too" }
+                }
+                div class="choice" {
+                    input type="checkbox" id="attach_sbom" name="attach_sbom" value="true" checked[policy.attach_sbom];
+                    label for="attach_sbom" { "Attach each indexed image's SBOM as a referrer" }
                 }
                 button type="submit" { "Set pull policy" }
             }
