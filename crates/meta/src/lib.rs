@@ -88,7 +88,7 @@ pub use events::{
 pub use gc::{BlobCandidate, GcCutoffs, GcStore, LinkCandidate, ManifestCandidate};
 pub use images::{
     ImageCursor, ImageStore, ImageSummary, RepositoryCursor, RepositoryQuery, RepositorySort,
-    RepositorySummary, TaggedFilter,
+    RepositorySummary, TagCursor, TagQuery, TagSort, TaggedFilter, TaggedImage,
 };
 pub use immutable::{ImmutabilityStore, ImmutableRule};
 pub use jobs::JobLeaseStore;

@@ -204,6 +204,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/postgres/0020_repository_figures.sql"),
     ),
     (
+        22,
+        "tag listing",
+        include_str!("../migrations/postgres/0022_tag_listing.sql"),
+    ),
+    (
         23,
         "webhook envelope",
         include_str!("../migrations/postgres/0023_webhook_envelope.sql"),

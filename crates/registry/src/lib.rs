@@ -55,8 +55,8 @@ pub use audit::AuditTrail;
 pub use berth_meta::{
     Actor, ActorKind, Change, Event, EventCursor, EventKind, ImageCursor, ImageSummary,
     ImmutableRule, Namespace, NamespaceUsage, Referrer, RepositoryCursor, RepositoryQuery,
-    RepositorySort, RepositorySummary, RestoredImage, TagConflict, TaggedFilter, TrashCursor,
-    TrashEntry, Visibility,
+    RepositorySort, RepositorySummary, RestoredImage, TagConflict, TagCursor, TagQuery, TagSort,
+    TaggedFilter, TaggedImage, TrashCursor, TrashEntry, Visibility,
 };
 pub use berth_meta::{
     AuditQuery, AuditRecord, DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow,

@@ -68,6 +68,10 @@ pub struct AppState {
     pub settings: Arc<ServerSettings>,
     /// How the server calls out to addresses users give (webhooks).
     pub outbound: Arc<settings::OutboundSettings>,
+    /// The effective configuration as `berth config check` prints it
+    /// (secrets shown as `***`), for the console's settings page; empty
+    /// when the binary gave none.
+    pub configuration_listing: Arc<String>,
 }
 
 impl AppState {
@@ -78,7 +82,15 @@ impl AppState {
             auth: None,
             settings: Arc::new(ServerSettings::default()),
             outbound: Arc::new(settings::OutboundSettings::default()),
+            configuration_listing: Arc::new(String::new()),
         }
+    }
+
+    /// The effective configuration to show administrators: the binary
+    /// passes what `berth config check` prints, whose secrets are `***`.
+    pub fn with_configuration_listing(mut self, listing: String) -> AppState {
+        self.configuration_listing = Arc::new(listing);
+        self
     }
 
     /// Replaces the default connection settings.

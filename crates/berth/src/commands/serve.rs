@@ -108,7 +108,8 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
         .with_outbound(berth_server::OutboundSettings {
             key_encryption: wiring::key_encryption_key(config)?,
             allow_private: config.server.outbound_allow_private,
-        });
+        })
+        .with_configuration_listing(crate::config::reference::check_listing(loaded));
     if config.auth.enabled {
         state = state.with_auth(wiring::auth_state(config, opened.auth_meta, env).await?);
     }

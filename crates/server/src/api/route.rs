@@ -35,6 +35,7 @@ pub enum Route {
     RevokeToken,
     ListNamespaceTokens,
     ListImages,
+    ListTags,
     GetImage,
     DeleteImage,
     TagImage,
@@ -73,7 +74,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order the OpenAPI document lists them.
-    pub const ALL: [Route; 53] = [
+    pub const ALL: [Route; 54] = [
         Route::OpenApi,
         Route::ListUsers,
         Route::CreateUser,
@@ -93,6 +94,7 @@ impl Route {
         Route::RevokeToken,
         Route::ListNamespaceTokens,
         Route::ListImages,
+        Route::ListTags,
         Route::GetImage,
         Route::DeleteImage,
         Route::TagImage,
@@ -154,6 +156,7 @@ impl Route {
             Route::RevokeToken => (Method::DELETE, "/api/v1/tokens/{name}"),
             Route::ListNamespaceTokens => (Method::GET, "/api/v1/namespaces/{namespace}/tokens"),
             Route::ListImages => (Method::GET, "/api/v1/repositories/{repository}/images"),
+            Route::ListTags => (Method::GET, "/api/v1/repositories/{repository}/tags"),
             Route::GetImage => (
                 Method::GET,
                 "/api/v1/repositories/{repository}/images/{reference}",
@@ -277,6 +280,7 @@ impl Route {
             Route::RevokeToken => "revoke_token",
             Route::ListNamespaceTokens => "list_namespace_tokens",
             Route::ListImages => "list_images",
+            Route::ListTags => "list_tags",
             Route::GetImage => "get_image",
             Route::DeleteImage => "delete_image",
             Route::TagImage => "tag_image",
