@@ -269,6 +269,46 @@ async fn signing_in_sets_a_strict_http_only_cookie() {
     )
     .await;
     assert_eq!(robot.status, 401, "{}", robot.text());
+
+    // Each attempt is in the audit trail, the refused ones too (the form
+    // carries no Authorization header for the refusals layer to see), and
+    // no password is.
+    h.state.registry.flush_accesses().await.unwrap();
+    let trail = h
+        .state
+        .registry
+        .audit(&berth_registry::AuditQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let attempts: Vec<(String, String, String)> = trail
+        .iter()
+        .rev()
+        .filter(|r| r.record.resource.as_deref() == Some("POST /sign-in"))
+        .map(|r| {
+            (
+                r.record.actor_name.clone().unwrap_or_default(),
+                r.record.action.clone(),
+                r.record.outcome.clone(),
+            )
+        })
+        .collect();
+    let row = |user: &str, action: &str, outcome: &str| {
+        (user.to_string(), action.to_string(), outcome.to_string())
+    };
+    assert_eq!(
+        attempts,
+        vec![
+            row("reader", "session.started", "ok"),
+            row("reader", "request.refused", "refused 401"),
+            row("reader", "session.started", "ok"),
+            row("robot", "request.refused", "refused 401"),
+        ]
+    );
+    let text = format!("{trail:?}");
+    assert!(!text.contains(PASSWORD) && !text.contains(&h.robot), "{text}");
 }
 
 #[tokio::test]

@@ -1211,18 +1211,22 @@ async fn sign_in(ctx: &Ctx<'_>, form: &Form) -> PageResult {
     match crate::access::login(auth, ctx.parts, username, &password).await {
         Ok(Principal::User { name, .. }) => {
             let cookie = session::start(auth, ctx.parts, &name).await?;
+            audit_sign_in(ctx, &name, None);
             let mut response = see_other(next);
             response.headers_mut().insert(header::SET_COOKIE, cookie);
             Ok(response)
         }
-        Ok(_) => refuse(
-            StatusCode::UNAUTHORIZED,
-            "Access tokens cannot sign in to the console. Sign in with your user name and password.",
-        ),
-        Err(LoginError::InvalidCredentials) => refuse(
-            StatusCode::UNAUTHORIZED,
-            "Wrong user name or password.",
-        ),
+        Ok(_) => {
+            audit_sign_in(ctx, username, Some(StatusCode::UNAUTHORIZED));
+            refuse(
+                StatusCode::UNAUTHORIZED,
+                "Access tokens cannot sign in to the console. Sign in with your user name and password.",
+            )
+        }
+        Err(LoginError::InvalidCredentials) => {
+            audit_sign_in(ctx, username, Some(StatusCode::UNAUTHORIZED));
+            refuse(StatusCode::UNAUTHORIZED, "Wrong user name or password.")
+        }
         Err(LoginError::Throttled(wait) | LoginError::Busy(wait)) => refuse(
             StatusCode::TOO_MANY_REQUESTS,
             &format!(
@@ -1232,6 +1236,46 @@ async fn sign_in(ctx: &Ctx<'_>, form: &Form) -> PageResult {
         ),
         Err(LoginError::Store(error)) => Err(ManagementError::from(error).into()),
     }
+}
+
+/// Records a console sign-in in the audit trail: `session.started` for
+/// one that succeeded, `request.refused` for a wrong password (the form
+/// carries no `Authorization` header, so the refusals layer cannot see
+/// it). The name of a refused one is only what was typed, marked as
+/// claimed; the password is never recorded.
+fn audit_sign_in(ctx: &Ctx<'_>, user: &str, refused: Option<StatusCode>) {
+    let address = ctx
+        .parts
+        .extensions
+        .get::<crate::origin::ClientOrigin>()
+        .and_then(|origin| origin.address);
+    let user: String = user.chars().take(255).collect();
+    let (action, outcome, detail) = match refused {
+        None => (
+            "session.started",
+            "ok".to_string(),
+            serde_json::json!({ "via": "console" }),
+        ),
+        Some(status) => (
+            "request.refused",
+            format!("refused {}", status.as_u16()),
+            serde_json::json!({ "credentials": "console", "status": status.as_u16() }),
+        ),
+    };
+    ctx.state
+        .registry
+        .record_access(berth_registry::NewAuditRecord {
+            at: time::OffsetDateTime::now_utc().unix_timestamp(),
+            actor_kind: "user".to_string(),
+            actor_name: Some(user),
+            actor_address: address.map(|a| a.to_string()),
+            action: action.to_string(),
+            namespace: None,
+            resource: Some("POST /sign-in".to_string()),
+            outcome,
+            detail,
+            event_position: None,
+        });
 }
 
 async fn sign_out(ctx: &Ctx<'_>) -> PageResult {
