@@ -256,11 +256,20 @@ pub enum EventKind {
     /// A recount of a namespace's storage found the recorded usage wrong
     /// and replaced it (`detail`: `recorded`, `actual`).
     QuotaRecomputed,
+    /// A replication rule was created (`detail`: `name`, `direction`,
+    /// `repositories`, `tags`; never its URL or credentials).
+    ReplicationRuleCreated,
+    /// A replication rule was deleted (`detail`: as for its creation).
+    ReplicationRuleDeleted,
+    /// A replication run finished (`detail`: `rule`, `run`, `trigger`,
+    /// `status`, `images_copied`, `images_skipped`, `blobs_copied`,
+    /// `bytes`, `error`).
+    ReplicationFinished,
 }
 
 impl EventKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [EventKind; 35] = [
+    pub const ALL: [EventKind; 38] = [
         EventKind::NamespaceCreated,
         EventKind::NamespaceUpdated,
         EventKind::NamespaceDeleted,
@@ -296,6 +305,9 @@ impl EventKind {
         EventKind::RetentionPolicyRemoved,
         EventKind::QuotaSet,
         EventKind::QuotaRecomputed,
+        EventKind::ReplicationRuleCreated,
+        EventKind::ReplicationRuleDeleted,
+        EventKind::ReplicationFinished,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -335,6 +347,9 @@ impl EventKind {
             EventKind::RetentionPolicyRemoved => "retention_policy.removed",
             EventKind::QuotaSet => "quota.set",
             EventKind::QuotaRecomputed => "quota.recomputed",
+            EventKind::ReplicationRuleCreated => "replication_rule.created",
+            EventKind::ReplicationRuleDeleted => "replication_rule.deleted",
+            EventKind::ReplicationFinished => "replication.finished",
         }
     }
 

@@ -203,6 +203,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "repository figures",
         include_str!("../migrations/postgres/0020_repository_figures.sql"),
     ),
+    (
+        21,
+        "replication",
+        include_str!("../migrations/postgres/0021_replication.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.
