@@ -66,6 +66,10 @@ pub use berth_meta::{
     AuditQuery, AuditRecord, DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow,
     DeliveryState, NewAuditRecord, NewWebhook, WebhookRow,
 };
+pub use berth_meta::{
+    Direction, NewReplicationRule, ReplicationRule, ReplicationRun, RunCounts, RunStatus,
+    RunTrigger,
+};
 pub use berth_meta::{QuotaExceeded, QuotaUpdate, StorageDrift};
 pub use berth_meta::{RetentionPolicy, UntaggedImages};
 /// Why the blob store cannot serve, carried by [`RegistryError::Unavailable`].
