@@ -1004,9 +1004,13 @@ impl Replicator {
                 continue;
             }
             let reference = Reference::Tag(tag.clone());
-            let result = match remote.delete_manifest(repository, &reference).await {
-                Ok(()) | Err(UpstreamError::NotFound) => Ok(()),
-                Err(_) => self.delete_remote_by_digest(&remote, repository, tag).await,
+            // Whatever the answer, the tag is looked up again: registries
+            // that refuse deletes by tag answer 400, 404 or 405.
+            let _ = remote.delete_manifest(repository, &reference).await;
+            let result = match remote.manifest_digest(repository, &reference).await {
+                Err(UpstreamError::NotFound) => Ok(()),
+                Ok(_) => self.delete_remote_by_digest(&remote, repository, tag).await,
+                Err(e) => Err(e.to_string()),
             };
             if let Err(error) = result {
                 tracing::warn!(rule = %rule.name, %repository, %tag, %error,
