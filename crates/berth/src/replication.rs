@@ -409,3 +409,42 @@ impl RemoteRegistry for HttpUpstream {
         Err(failed("deleting", response.status()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_urls_are_checked() {
+        for (url, allow_private, accepted) in [
+            ("https://registry.example", false, true),
+            ("http://registry.example:5000/", false, true),
+            ("http://127.0.0.1:5000", false, false),
+            ("http://127.0.0.1:5000", true, true),
+            ("http://[::1]:5000", false, false),
+            ("http://10.1.2.3", false, false),
+            ("http://169.254.169.254", false, false),
+            ("ftp://registry.example", true, false),
+            ("https://user:pw@registry.example", true, false),
+            ("https://registry.example/?token=x", true, false),
+            ("not a url", true, false),
+        ] {
+            assert_eq!(
+                check_remote_url(url, allow_private).is_ok(),
+                accepted,
+                "{url} (private allowed: {allow_private})"
+            );
+        }
+    }
+
+    #[test]
+    fn credentials_are_a_user_and_password_or_a_token() {
+        let basic = Credentials::parse("robot:pa:ss\n");
+        assert_eq!(basic.username.as_deref(), Some("robot"));
+        assert_eq!(basic.password.as_deref(), Some("pa:ss"));
+        assert_eq!(basic.token, None);
+        let token = Credentials::parse("eyJhbGciOi\r\n");
+        assert_eq!(token.token.as_deref(), Some("eyJhbGciOi"));
+        assert_eq!((token.username, token.password), (None, None));
+    }
+}
