@@ -9,7 +9,8 @@
 //! disappears from them, and a run after that copies nothing. A pull rule
 //! copies an image Distribution holds into Berth, digests kept. Stopping
 //! the Distribution target makes a run fail with the reason shown by
-//! `berth replication status`.
+//! `berth replication status`; once it is back, the next run copies what
+//! it missed.
 
 mod support;
 
@@ -440,8 +441,22 @@ fn rules_keep_distribution_and_another_berth_identical_through_pushes_and_delete
         "{status}"
     );
 
-    // A target that is down: the run fails and says why.
+    // A target that is down: a push meanwhile reaches the other target,
+    // the run fails and says why; once the target is back, the next run
+    // copies what it missed.
     distribution.stop();
+    let app3 = make_image("amd64", &[1800], &[]);
+    push(
+        &env,
+        &skopeo,
+        &app3.manifest,
+        app3.all_blobs().into_values(),
+        &format!("docker://{}/team/app:v3", source.addr),
+        Some(&source_creds),
+    );
+    eventually("v3 on the Berth target", || {
+        target.digest("team/app", "v3").as_deref() == Some(app3.manifest.digest.as_str())
+    });
     let (code, out, err) = cli.berth(&["replication", "run", "to-dist", "--wait"], None);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("failed"), "{err}");
@@ -453,6 +468,12 @@ fn rules_keep_distribution_and_another_berth_identical_through_pushes_and_delete
             .is_some_and(|e| e.contains("connect")),
         "{status}"
     );
+    distribution.restart();
+    let resumed = cli.json(&["replication", "run", "to-dist", "--wait"]);
+    assert_eq!(resumed["status"], "succeeded", "{resumed}");
+    assert_eq!(resumed["images_copied"], 1, "{resumed}");
+    assert_eq!(resumed["images_skipped"], 2, "{resumed}");
+    same("team/app");
     cli.ok(&["replication", "rm", "to-dist"]);
     let listed = cli.ok(&["replication", "list", "-q"]);
     assert_eq!(

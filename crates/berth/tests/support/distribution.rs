@@ -3,7 +3,7 @@
 //! replication.
 
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,27 @@ use std::time::{Duration, Instant};
 pub struct Distribution {
     pub addr: String,
     child: Option<Child>,
+    binary: PathBuf,
+    config: PathBuf,
     _dir: tempfile::TempDir,
+}
+
+/// Runs `docker-registry serve CONFIG` and waits (bounded) until `addr`
+/// takes connections.
+fn spawn(binary: &Path, config: &Path, addr: &str) -> Child {
+    let child = Command::new(binary)
+        .arg("serve")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start docker-registry");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "docker-registry did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
 }
 
 pub fn free_port() -> u16 {
@@ -44,24 +64,22 @@ impl Distribution {
         }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
-        let child = Command::new(binary)
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry");
         let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = spawn(binary, &config_path, &addr);
         Distribution {
             addr,
             child: Some(child),
+            binary: binary.to_path_buf(),
+            config: config_path,
             _dir: dir,
         }
+    }
+
+    /// Starts it again after [`Distribution::stop`], on the same address
+    /// and data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Some(spawn(&self.binary, &self.config, &self.addr));
     }
 
     pub fn stop(&mut self) {
