@@ -251,6 +251,9 @@ pub struct Replicator {
     registry: Registry,
     connector: Arc<dyn RemoteConnector>,
     options: ReplicationOptions,
+    /// Rules running on this node: the job lease renews for its own holder,
+    /// so it keeps other nodes out, and this keeps a second run here out.
+    running: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Replicator {
@@ -263,6 +266,7 @@ impl Replicator {
             registry,
             connector,
             options,
+            running: Arc::default(),
         }
     }
 
@@ -284,11 +288,30 @@ impl Replicator {
         let meta = self.registry.meta();
         let holder = &self.registry.config().node_name;
         let now = self.registry.now();
-        if !meta
-            .acquire_job_lease(&lease_job(&rule.name), holder, now, self.lease_secs())
-            .await?
+        if !self
+            .running
+            .lock()
+            .expect("running rules")
+            .insert(rule.name.clone())
         {
             return Err(RegistryError::ReplicationBusy(rule.name.clone()));
+        }
+        let acquired = meta
+            .acquire_job_lease(&lease_job(&rule.name), holder, now, self.lease_secs())
+            .await;
+        if !matches!(acquired, Ok(true)) {
+            self.running
+                .lock()
+                .expect("running rules")
+                .remove(&rule.name);
+            acquired?;
+            return Err(RegistryError::ReplicationBusy(rule.name.clone()));
+        }
+        // With the lease held, a run still marked running was cut short
+        // (its node stopped or died): it is recorded as failed.
+        if let Err(error) = self.finish_stale_runs(rule, now).await {
+            self.release(rule).await;
+            return Err(error);
         }
         match meta
             .start_replication_run(rule.id, trigger, now, self.options.history)
@@ -307,6 +330,31 @@ impl Replicator {
         }
     }
 
+    async fn finish_stale_runs(
+        &self,
+        rule: &ReplicationRule,
+        now: berth_meta::Timestamp,
+    ) -> Result<(), RegistryError> {
+        let meta = self.registry.meta();
+        for stale in meta
+            .list_replication_runs(rule.id, self.options.history)
+            .await?
+            .into_iter()
+            .filter(|run| run.status == RunStatus::Running)
+        {
+            let change = Change::new(replication_actor(), now);
+            meta.finish_replication_run(
+                &change,
+                stale.id,
+                RunStatus::Failed,
+                stale.counts,
+                Some("interrupted: the node running it stopped; the next run resumes it"),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     async fn release(&self, rule: &ReplicationRule) {
         let holder = &self.registry.config().node_name;
         if let Err(error) = self
@@ -317,6 +365,10 @@ impl Replicator {
         {
             tracing::warn!(rule = %rule.name, %error, "cannot release a replication lease");
         }
+        self.running
+            .lock()
+            .expect("running rules")
+            .remove(&rule.name);
     }
 
     /// Runs rule `name` now and waits for it: the finished run.

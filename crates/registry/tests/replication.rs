@@ -30,6 +30,8 @@ struct Remote {
     corrupt: Mutex<bool>,
     /// Manifest puts fail once this many more have succeeded.
     puts_left: Mutex<Option<usize>>,
+    /// Manifest HEADs wait for a permit while set.
+    gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
 }
 
 impl Remote {
@@ -41,6 +43,7 @@ impl Remote {
             refuse_tag_deletes,
             corrupt: Mutex::new(false),
             puts_left: Mutex::new(None),
+            gate: Mutex::new(None),
         })
     }
 }
@@ -61,6 +64,10 @@ impl Upstream for Remote {
         repository: &RepoName,
         reference: &Reference,
     ) -> Result<Option<Digest>, UpstreamError> {
+        let gate = self.gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            gate.acquire().await.unwrap().forget();
+        }
         let record = self
             .registry
             .get_manifest(repository, reference)
@@ -616,4 +623,63 @@ async fn a_push_run_cut_short_is_resumed_by_the_next() {
             .name,
         "cut"
     );
+}
+
+#[tokio::test]
+async fn a_rule_runs_once_at_a_time_and_a_run_now_goes_on_in_the_background() {
+    let source = Harness::new().await;
+    let target = Harness::new().await;
+    populate(&source).await;
+    let remote = Remote::new(target.registry.clone(), false);
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    *remote.gate.lock().unwrap() = Some(gate.clone());
+    let replicator = Replicator::new(
+        source.registry.clone(),
+        Arc::new(Connector(remote.clone())),
+        ReplicationOptions::default(),
+    );
+    source
+        .registry
+        .create_replication_rule(
+            &actor(),
+            &rule("once", Direction::Push, "team/**", Some("v*")),
+        )
+        .await
+        .unwrap();
+    let started = replicator
+        .start_rule("once", RunTrigger::Manual)
+        .await
+        .unwrap();
+    assert_eq!(started.status, RunStatus::Running);
+    // The run waits at the remote: a second one is refused meanwhile.
+    assert!(matches!(
+        replicator.run_rule("once", RunTrigger::Manual).await,
+        Err(RegistryError::ReplicationBusy(_))
+    ));
+    gate.add_permits(10_000);
+    let id = source.registry.replication_rule("once").await.unwrap().id;
+    let mut finished = None;
+    for _ in 0..500 {
+        let runs = source.registry.replication_runs(id, 1).await.unwrap();
+        if runs[0].status != RunStatus::Running {
+            finished = Some(runs[0].clone());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let finished = finished.expect("the run finishes");
+    assert_eq!(finished.id, started.id);
+    assert_eq!(
+        finished.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        finished.last_error
+    );
+    assert_eq!(finished.counts.images_copied, 3);
+    // Free again.
+    let again = replicator
+        .run_rule("once", RunTrigger::Manual)
+        .await
+        .unwrap();
+    assert_eq!(again.counts.images_skipped, 3);
 }
