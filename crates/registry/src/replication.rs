@@ -656,17 +656,8 @@ impl Replicator {
         let copied = if remote_digest.as_ref() == Some(&record.digest) {
             false
         } else {
-            self.push_manifest(state, repository, &record, 0).await?;
-            state
-                .remote
-                .put_manifest(
-                    repository,
-                    &Reference::Tag(tag.clone()),
-                    &record.media_type,
-                    &record.payload,
-                )
-                .await
-                .map_err(|e| remote_error("putting the tag", e))?;
+            self.push_manifest(state, repository, &record, Some(tag), 0)
+                .await?;
             true
         };
         self.push_referrers(state, repository, &record.digest)
@@ -674,13 +665,16 @@ impl Replicator {
         Ok(copied)
     }
 
-    /// Puts a manifest on the remote by digest, after what it references:
-    /// an index's children (those the remote lacks), then its blobs.
+    /// Puts a manifest on the remote, after what it references: an index's
+    /// children (those the remote lacks), then its blobs. With `tag`, it is
+    /// put under the tag (one request: the remote hashes it with sha256,
+    /// so a manifest of another digest algorithm is put by digest first).
     async fn push_manifest(
         &self,
         state: &RunState,
         repository: &RepoName,
         record: &ManifestRecord,
+        tag: Option<&Tag>,
         depth: usize,
     ) -> Result<(), String> {
         let parsed = ParsedManifest::parse(&record.payload, Some(record.media_type.as_str()))
@@ -700,22 +694,38 @@ impl Replicator {
                     Err(RegistryError::ManifestUnknown) => continue,
                     Err(e) => return Err(e.to_string()),
                 };
-                Box::pin(self.push_manifest(state, repository, &child_record, depth + 1)).await?;
+                Box::pin(self.push_manifest(state, repository, &child_record, None, depth + 1))
+                    .await?;
             }
         }
         for blob in parsed.required_blobs() {
             self.push_blob(state, repository, &blob.digest).await?;
         }
-        state
-            .remote
-            .put_manifest(
-                repository,
-                &Reference::Digest(record.digest.clone()),
-                &record.media_type,
-                &record.payload,
-            )
-            .await
-            .map_err(|e| remote_error(&format!("putting manifest {}", record.digest), e))?;
+        let by_digest = tag.is_none() || record.digest.algorithm() != berth_oci::Algorithm::Sha256;
+        if by_digest {
+            state
+                .remote
+                .put_manifest(
+                    repository,
+                    &Reference::Digest(record.digest.clone()),
+                    &record.media_type,
+                    &record.payload,
+                )
+                .await
+                .map_err(|e| remote_error(&format!("putting manifest {}", record.digest), e))?;
+        }
+        if let Some(tag) = tag {
+            state
+                .remote
+                .put_manifest(
+                    repository,
+                    &Reference::Tag(tag.clone()),
+                    &record.media_type,
+                    &record.payload,
+                )
+                .await
+                .map_err(|e| remote_error(&format!("putting tag {tag}"), e))?;
+        }
         state
             .bytes
             .fetch_add(record.payload.len() as u64, Ordering::Relaxed);
@@ -823,7 +833,8 @@ impl Replicator {
                 Err(RegistryError::ManifestUnknown) => continue,
                 Err(e) => return Err(e.to_string()),
             };
-            self.push_manifest(state, repository, &record, 0).await?;
+            self.push_manifest(state, repository, &record, None, 0)
+                .await?;
         }
         Ok(())
     }
