@@ -91,7 +91,7 @@ stop "$pid"
 
 password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 for side in source target; do
-    echo "$password" | "$berth" admin user create bench --admin --password-stdin \
+    echo "$password" | "$berth" admin user create replicator --admin --password-stdin \
         --data-dir "$work/$side" >/dev/null
 done
 start source --auth --outbound-allow-private
@@ -101,8 +101,8 @@ target_address=$address target_pid=$pid
 echo "== source at $source_address (pid $source_pid), target at $target_address (pid $target_pid)" >&2
 
 export HOME=$work/home
-echo "$password" | "$berth" login "$source_address" -u bench --password-stdin >/dev/null
-echo "bench:$password" >"$work/target.creds"
+echo "$password" | "$berth" login "$source_address" -u replicator --password-stdin >/dev/null
+echo "replicator:$password" >"$work/target.creds"
 "$berth" replication add bench --target "http://$target_address" \
     --creds-file "$work/target.creds" --repos 'bench/**' -q
 
@@ -116,8 +116,8 @@ mkdir -p "$results"
         run=$("$berth" replication run bench --wait -o json)
         end_ns=$(date +%s%N)
         seconds=$(echo "scale=3; ($end_ns - $start_ns) / 1000000000" | bc)
-        copied=$(echo "$run" | sed -n 's/.*"images_copied":\([0-9]*\).*/\1/p')
-        skipped=$(echo "$run" | sed -n 's/.*"images_skipped":\([0-9]*\).*/\1/p')
+        copied=$(echo "$run" | grep -o '"images_copied": *[0-9]*' | grep -o '[0-9]*$')
+        skipped=$(echo "$run" | grep -o '"images_skipped": *[0-9]*' | grep -o '[0-9]*$')
         rate=$(echo "scale=1; ($copied + $skipped) / $seconds" | bc)
         echo "$pass: ${seconds}s, copied $copied, skipped $skipped: $rate images/s;" \
             "source CPU $(echo "$(cpu "$source_pid") - $source_cpu" | bc)s," \
