@@ -651,6 +651,17 @@ impl AuthStore for MetaAuthStore {
             .map_err(store_error)
     }
 
+    async fn revoke_sessions_of_user(
+        &self,
+        user: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64, AuthStoreError> {
+        self.inner
+            .revoke_sessions_of_user(user, seconds(at))
+            .await
+            .map_err(store_error)
+    }
+
     async fn revoke_refresh_tokens_of_user(
         &self,
         user: &str,

@@ -473,6 +473,15 @@ pub trait AuthStore: Send + Sync + 'static {
         at: OffsetDateTime,
     ) -> Result<(), AuthStoreError>;
 
+    /// Signs every live session of `user` out at `at` (the user's own "sign
+    /// out everywhere", or an administrator's); returns how many. Unknown
+    /// users have none.
+    async fn revoke_sessions_of_user(
+        &self,
+        user: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64, AuthStoreError>;
+
     /// Revokes every refresh token of `user` (password change, account
     /// disabled). Returns how many were revoked; unknown users revoke none.
     async fn revoke_refresh_tokens_of_user(

@@ -176,9 +176,15 @@ pub enum Command {
         /// Only this action (an event kind: `tag.deleted`).
         #[arg(long, value_name = "ACTION")]
         action: Option<String>,
-        /// At most this many records, newest first.
-        #[arg(long, default_value_t = 100)]
-        limit: u64,
+        /// At most this many records, newest first (1 to 1000, 100 by
+        /// default; with --export, any number, all by default).
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Write every matching record as JSON lines (one object per line,
+        /// the objects of `-o json`, newest first), paging through the
+        /// whole trail: an export for other tools (`> audit.jsonl`).
+        #[arg(long)]
+        export: bool,
     },
     /// The trash: deleted images, restorable with `berth image restore`
     /// until `trash_retention` has passed.
@@ -260,6 +266,10 @@ pub enum ClientPolicyCommand {
         /// Refuse (or warn about) images not indexed yet too.
         #[arg(long)]
         block_unscanned: bool,
+        /// Attach each indexed image's SBOM (CycloneDX) to it as an OCI
+        /// referrer, listed by `oras discover`.
+        #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+        sbom: String,
     },
     /// List the pull policies of the namespaces you may see.
     #[command(alias = "ls")]
@@ -506,6 +516,11 @@ pub enum ClientWebhookCommand {
         /// HMAC-SHA256 of the body>`. Stored encrypted, never shown.
         #[arg(long, value_name = "SECRET")]
         secret: Option<String>,
+        /// What deliveries look like: a CloudEvents 1.0 document, or CNCF
+        /// Distribution's notification envelope for consumers written
+        /// against Distribution (pushes and deletions only).
+        #[arg(long, value_enum, default_value_t = WebhookEnvelope::Cloudevents)]
+        envelope: WebhookEnvelope,
     },
     /// List the webhooks you may manage.
     #[command(alias = "ls")]
@@ -525,6 +540,25 @@ pub enum ClientWebhookCommand {
         /// The webhook's id.
         id: i64,
     },
+}
+
+/// `berth webhook add --envelope`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WebhookEnvelope {
+    /// CloudEvents 1.0 (structured JSON).
+    Cloudevents,
+    /// `{"events": [...]}`, as Distribution's notifications.
+    Distribution,
+}
+
+impl WebhookEnvelope {
+    /// The API's name of it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookEnvelope::Cloudevents => "cloudevents",
+            WebhookEnvelope::Distribution => "distribution",
+        }
+    }
 }
 
 /// What every client command that talks to a registry takes.

@@ -230,10 +230,7 @@ impl DeliveryWorker {
         let mut request = self
             .client
             .post(url)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/cloudevents+json; charset=utf-8",
-            )
+            .header(reqwest::header::CONTENT_TYPE, job.envelope.content_type())
             .body(job.payload.clone());
         if let Some(stored) = &job.secret {
             let binding = berth_server::api::webhooks::secret_binding(&job.url);

@@ -153,6 +153,7 @@ pub fn scan_workers(config: &Config, registry: Registry) -> ScanWorkers {
     let options = ScanOptions {
         workers: config.scanner.workers,
         lease: config.scanner.lease,
+        attach_sbom: config.scanner.attach_sbom,
         ..ScanOptions::default()
     };
     ScanWorkers::new(registry, berth_scanner::Indexer::new(limits), options)

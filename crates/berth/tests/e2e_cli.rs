@@ -1236,6 +1236,72 @@ fn the_vulnerability_advisor_from_push_to_blocked_pull() {
     ];
     assert_eq!(findings(&report), expected, "{report}");
     assert_eq!(report["images"][0]["os"], "debian 12", "{report}");
+
+    // The image's SBOM is attached to it as a referrer (right after the
+    // index is recorded, so asked until it is, bounded): listed by the
+    // referrers API with the CycloneDX artifact type, as `oras discover`
+    // asks, and a CycloneDX document naming the image's packages.
+    let sbom_type = "application/vnd.cyclonedx+json";
+    let digest = report["digest"].as_str().unwrap().to_string();
+    let basic = format!("Basic {}", STANDARD.encode(&creds));
+    let get = |path: &str| {
+        let answer = support::http::request(
+            addr,
+            "GET",
+            path,
+            &[
+                ("authorization", basic.as_str()),
+                (
+                    "accept",
+                    "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json",
+                ),
+            ],
+            support::http::RequestBody::Empty,
+        );
+        let body = String::from_utf8_lossy(&answer.body).into_owned();
+        assert_eq!(answer.status, 200, "GET {path}: {body}");
+        serde_json::from_str::<Value>(&body).unwrap_or(Value::String(body))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let referrers = loop {
+        // `+` in a query is a space: the type is sent percent-encoded.
+        let index = get(&format!(
+            "/v2/team/py/referrers/{digest}?artifactType={}",
+            sbom_type.replace('+', "%2B")
+        ));
+        if index["manifests"].as_array().is_some_and(|m| !m.is_empty()) {
+            break index;
+        }
+        assert!(std::time::Instant::now() < deadline, "no SBOM: {index}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let sbom = &referrers["manifests"][0];
+    assert_eq!(sbom["artifactType"], sbom_type, "{referrers}");
+    let manifest = get(&format!(
+        "/v2/team/py/manifests/{}",
+        sbom["digest"].as_str().unwrap()
+    ));
+    assert_eq!(manifest["subject"]["digest"], digest.as_str(), "{manifest}");
+    let document = get(&format!(
+        "/v2/team/py/blobs/{}",
+        manifest["layers"][0]["digest"].as_str().unwrap()
+    ));
+    assert_eq!(document["bomFormat"], "CycloneDX", "{document}");
+    assert!(
+        document["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "Jinja2" && c["version"] == "2.10"),
+        "{document}"
+    );
+    let inspected = admin
+        .ok(&["image", "inspect", "team/py:v1", "-o", "json"])
+        .json();
+    assert_eq!(
+        inspected[0]["referrers"][sbom_type][0]["digest"], sbom["digest"],
+        "{inspected}"
+    );
     let table = admin.ok(&["va", "team/py:v1"]).stdout;
     assert!(
         table.contains("CVE-2019-10906") && table.contains("2.10.1"),
@@ -1311,13 +1377,92 @@ fn immutable_tags_refuse_a_skopeo_push_that_would_move_them() {
     let Some((registry, password)) = registry() else {
         return;
     };
+    lifecycle_through_the_cli(test, &registry, &password, &skopeo_tool, true);
+}
+
+/// The same lifecycle (immutable tags, retention into the trash, quotas)
+/// on the scaled-out backends: PostgreSQL and S3 (SeaweedFS), with blob
+/// GETs answered by redirects to presigned URLs, whose bytes count as the
+/// namespace's pull traffic as served ones do.
+#[test]
+fn the_lifecycle_works_on_postgresql_and_s3_and_redirects_count_as_traffic() {
+    let test = "the_lifecycle_works_on_postgresql_and_s3_and_redirects_count_as_traffic";
+    let Some(skopeo_tool) = require_tool("skopeo", test) else {
+        return;
+    };
+    if support::is_external_registry() {
+        record_skip(test, "starts its own registry on PostgreSQL and S3");
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(database) = runtime.block_on(berth_test_support::postgres::fresh_database(test))
+    else {
+        return;
+    };
+    let Some(weed) = berth_test_support::seaweedfs::weed(test) else {
+        return;
+    };
+    let bucket = runtime.block_on(weed.new_bucket());
+    let mut args = vec!["--database".to_string(), database.url.clone()];
+    args.extend(support::s3_flags(&bucket, &weed.endpoint));
+    args.extend(["--redirect".to_string(), "true".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let Some((registry, password)) = registry_with(&args) else {
+        return;
+    };
+    lifecycle_through_the_cli(test, &registry, &password, &skopeo_tool, false);
+
+    // A blob GET is a redirect to the object store, and the namespace's
+    // pull traffic grows by the blob's size: the bytes leave from the
+    // store, but they are the namespace's pulls all the same.
+    let alice = User::new();
+    alice.login(&registry, "alice", "alice-password-1", &[]);
+    let traffic = |alice: &User| {
+        alice.ok(&["quota", "team-a", "-o", "json"]).json()["traffic"]["used"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = traffic(&alice);
+    let image = alice
+        .ok(&["image", "inspect", "team-a/app:v1", "-o", "json"])
+        .json();
+    let layer = &image[0]["layers"][0];
+    let (digest, size) = (
+        layer["digest"].as_str().unwrap(),
+        layer["size"].as_u64().unwrap(),
+    );
+    let answer = support::http::request(
+        &registry.addr,
+        "GET",
+        &format!("/v2/team-a/app/blobs/{digest}"),
+        &[(
+            "authorization",
+            &format!("Basic {}", STANDARD.encode("alice:alice-password-1")),
+        )],
+        support::http::RequestBody::Empty,
+    );
+    let said = String::from_utf8_lossy(&answer.body);
+    assert_eq!(answer.status, 307, "{said}");
+    assert!(answer.header("location").is_some(), "{:?}", answer.headers);
+    assert_eq!(traffic(&alice), before + size);
+}
+
+/// Immutable tags, retention into the trash and quotas through the CLI
+/// against `registry` (`podman`: also push with podman when installed).
+fn lifecycle_through_the_cli(
+    test: &str,
+    registry: &TestRegistry,
+    password: &str,
+    skopeo_tool: &Path,
+    podman: bool,
+) {
     let addr = registry.addr.as_str();
     let admin = User::new();
-    admin.login(&registry, "admin", &password, &[]);
+    admin.login(registry, "admin", password, &[]);
     add_user(&admin, "alice", "alice-password-1");
     add_user(&admin, "bob", "bob-password-1");
     let alice = User::new();
-    alice.login(&registry, "alice", "alice-password-1", &[]);
+    alice.login(registry, "alice", "alice-password-1", &[]);
     alice.ok(&["namespace", "add", "team-a"]);
 
     let added = alice.ok(&["immutable", "add", "team-a", "--tags", "v*"]);
@@ -1333,7 +1478,7 @@ fn immutable_tags_refuse_a_skopeo_push_that_would_move_them() {
     assert!(bad.stderr.contains("tags"), "{bad:?}");
     // Someone without a say in team-a's settings cannot add one.
     let bob = User::new();
-    bob.login(&registry, "bob", "bob-password-1", &[]);
+    bob.login(registry, "bob", "bob-password-1", &[]);
     let refused = bob.berth(&["immutable", "add", "team-a", "--tags", "x*"], None);
     assert_eq!(refused.code, 1, "{refused:?}");
 
@@ -1368,7 +1513,7 @@ fn immutable_tags_refuse_a_skopeo_push_that_would_move_them() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = image.all_blobs();
         write_oci_layout(dir.path(), tag, &image.manifest, blobs.values());
-        skopeo(&env, &skopeo_tool)
+        skopeo(&env, skopeo_tool)
             .args([
                 "copy",
                 "--preserve-digests",
@@ -1390,7 +1535,7 @@ fn immutable_tags_refuse_a_skopeo_push_that_would_move_them() {
         first.all_blobs().values(),
     );
     let copy_first = || {
-        run(skopeo(&env, &skopeo_tool).args([
+        run(skopeo(&env, skopeo_tool).args([
             "copy",
             "--preserve-digests",
             "--dest-tls-verify=false",
@@ -1416,7 +1561,7 @@ fn immutable_tags_refuse_a_skopeo_push_that_would_move_them() {
     assert!(push(2, "latest").status.success());
     // podman, pushing another image it pulled under v1, is refused alike
     // (when podman is installed; skopeo above already showed the refusal).
-    if let Some(podman) = require_tool("podman", test) {
+    if let Some(podman) = podman.then(|| require_tool("podman", test)).flatten() {
         let latest = format!("{addr}/team-a/app:latest");
         let v1 = format!("{addr}/team-a/app:v1");
         run(env.storage_command(&podman).args([
@@ -1700,8 +1845,55 @@ fn webhooks_deliver_signed_cloud_events_and_retry_until_the_endpoint_answers() {
     let listed = admin.ok(&["webhook", "list", "-o", "json"]);
     assert!(!listed.stdout.contains("s3cret"), "{listed:?}");
     assert_eq!(listed.json()[0]["url"], url.as_str(), "{listed:?}");
+    assert_eq!(listed.json()[0]["envelope"], "cloudevents", "{listed:?}");
+
+    // A second endpoint, up from the start, asks for Distribution's
+    // notification envelope, as consumers written against it expect.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let notify_url = format!("http://{}/notify", listener.local_addr().unwrap());
+    let notify = admin
+        .ok(&[
+            "webhook",
+            "add",
+            "hooks",
+            &notify_url,
+            "--events",
+            "push",
+            "--envelope",
+            "distribution",
+            "-o",
+            "json",
+        ])
+        .json();
+    assert_eq!(notify["envelope"], "distribution", "{notify}");
+    let notified = receive_one(listener);
 
     push_with_password(&registry.addr, "hooks/app", "v1", "admin", &password);
+    let (headers, body) = notified
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the notification arrives");
+    assert_eq!(
+        headers["content-type"],
+        "application/vnd.docker.distribution.events.v1+json"
+    );
+    let envelope: Value = serde_json::from_slice(&body).unwrap();
+    let notification = &envelope["events"][0];
+    assert_eq!(notification["action"], "push", "{envelope}");
+    assert_eq!(notification["actor"]["name"], "admin", "{envelope}");
+    let target = &notification["target"];
+    assert_eq!(
+        (&target["repository"], &target["tag"]),
+        (&Value::from("hooks/app"), &Value::from("v1")),
+        "{envelope}"
+    );
+    assert!(
+        target["mediaType"]
+            .as_str()
+            .is_some_and(|t| t.contains("manifest")),
+        "{envelope}"
+    );
+    assert!(target["size"].as_u64() > Some(0), "{envelope}");
+    admin.ok(&["webhook", "rm", &notify["id"].to_string()]);
     let failed = wait_for_delivery(&admin, &id, |d| {
         d["attempts"].as_u64() >= Some(1) && !d["last_error"].is_null()
     });
@@ -1742,6 +1934,8 @@ fn webhooks_deliver_signed_cloud_events_and_retry_until_the_endpoint_answers() {
     assert_eq!(event["id"], failed["event"].to_string().as_str());
     assert_eq!(event["data"]["actor"]["name"], "admin");
     assert!(event["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    // Both envelopes name the same image.
+    assert_eq!(event["data"]["digest"], target["digest"], "{envelope}");
 
     let delivered = wait_for_delivery(&admin, &id, |d| d["state"] == "delivered");
     assert_eq!(delivered["last_status"], 204);
@@ -1771,9 +1965,13 @@ fn webhooks_deliver_signed_cloud_events_and_retry_until_the_endpoint_answers() {
             ])
             .json();
         let records = records.as_array().unwrap().clone();
+        // Logins (registry tokens the client asked for) are recorded as
+        // they happen, flushed a second later; the changes are what this
+        // order is about.
         actions = records
             .iter()
             .map(|r| r["action"].as_str().unwrap().to_string())
+            .filter(|action| action != "token.issued")
             .collect();
         if actions.first().map(String::as_str) == Some("webhook.deleted") {
             let pushed = records
@@ -1795,6 +1993,43 @@ fn webhooks_deliver_signed_cloud_events_and_retry_until_the_endpoint_answers() {
         actions.contains(&"webhook.created".to_string()),
         "{actions:?}"
     );
+
+    // The trail exports as JSON lines: the objects of `-o json`, newest
+    // first, every page. The pusher's login (the registry token its client
+    // asked for) is among them, filed under the namespace it named.
+    let listed = admin
+        .ok(&[
+            "audit",
+            "--namespace",
+            "hooks",
+            "--limit",
+            "1000",
+            "-o",
+            "json",
+        ])
+        .json();
+    let exported = admin.ok(&["audit", "--namespace", "hooks", "--export"]);
+    let lines: Vec<Value> = exported
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let listed = listed.as_array().unwrap();
+    // Records may have arrived between the two calls: the export holds
+    // every listed record, in the same order, after any newer ones.
+    assert!(lines.len() >= listed.len(), "{lines:?}");
+    assert_eq!(&lines[lines.len() - listed.len()..], &listed[..]);
+    assert!(
+        lines
+            .iter()
+            .any(|r| r["action"] == "token.issued" && r["actor"]["name"] == "admin"),
+        "{lines:?}"
+    );
+    let two = admin.ok(&["audit", "--export", "--limit", "2"]);
+    assert_eq!(two.stdout.lines().count(), 2, "{two:?}");
+    let refused = admin.berth(&["audit", "--limit", "1001"], None);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("--export"), "{refused:?}");
 }
 
 #[test]

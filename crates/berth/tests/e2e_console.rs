@@ -1,12 +1,15 @@
 //! The web console in a real browser: `berth serve --auth` on port 0, an
 //! image pushed by skopeo, and `console/console_flows.py` driving Debian's
 //! Chromium through Playwright: sign in, browse to the image, delete a tag,
-//! a refused CSRF form, create a token, sign out, a user who may not see a
-//! private namespace; axe-core on every page, screenshots at phone and
-//! desktop width in `target/console-screenshots/`. Then real clients check
-//! what the browser did: skopeo pulls with the command read from the page,
-//! the deleted tag is gone from `/v2/`, and the token the page showed logs
-//! in. One server and one browser for all of it.
+//! set a retention policy (and preview it) and an immutable-tag rule,
+//! delete the image and restore it from the trash, a refused CSRF form,
+//! create a token, sign out everywhere, the administrator sets a quota and
+//! opens the settings, a user who may not see a private namespace; axe-core
+//! on every page, screenshots at phone and desktop width in
+//! `target/console-screenshots/`. Then real clients check what the browser
+//! did: skopeo pulls with the command read from the page, the deleted tag
+//! is gone from `/v2/`, `berth` sees the quota, policy and rule, and the
+//! token the page showed logs in. One server and one browser for all of it.
 
 mod support;
 
@@ -143,6 +146,8 @@ fn a_newcomer_signs_in_browses_deletes_a_tag_and_makes_a_token() {
         .env("ALICE_PASSWORD", alice.1)
         .env("BOB_USER", bob.0)
         .env("BOB_PASSWORD", bob.1)
+        .env("ADMIN_USER", "admin")
+        .env("ADMIN_PASSWORD", &admin_password)
         .env("SCREENSHOT_DIR", &shots)
         .env("AXE_PATH", axe_path())
         .stderr(Stdio::inherit())
@@ -186,6 +191,29 @@ fn a_newcomer_signs_in_browses_deletes_a_tag_and_makes_a_token() {
         .output()
         .unwrap();
     assert!(!gone.status.success(), "v1 is still there");
+
+    // What the forms set is what `berth` sees: the quota, the retention
+    // policy and the immutable rule.
+    let quota: Value = serde_json::from_str(&berth(
+        admin_home.path(),
+        &["quota", "alice", "-o", "json"],
+        "",
+    ))
+    .unwrap();
+    let quota = if quota.is_array() {
+        quota[0].clone()
+    } else {
+        quota
+    };
+    assert_eq!(quota["storage"]["limit"], 10_000_000_000u64, "{quota}");
+    assert_eq!(quota["traffic"]["limit"], Value::Null, "{quota}");
+    let policies = berth(admin_home.path(), &["retention", "list", "-o", "json"], "");
+    assert!(
+        policies.contains("\"keep\":5") || policies.contains("\"keep\": 5"),
+        "{policies}"
+    );
+    let rules = berth(admin_home.path(), &["immutable", "list", "-o", "json"], "");
+    assert!(rules.contains("release-*"), "{rules}");
 
     // The token the page showed logs skopeo in, for pulls.
     let token = format!(

@@ -218,6 +218,9 @@ pub struct PolicyRow {
     pub severity: String,
     /// Whether pulls of images not indexed yet are refused too.
     pub block_unscanned: bool,
+    /// Whether each indexed image gets its SBOM attached as a referrer
+    /// (what namespaces without a policy get).
+    pub attach_sbom: bool,
     pub updated_at: Timestamp,
 }
 

@@ -265,11 +265,15 @@ pub enum EventKind {
     /// `status`, `images_copied`, `images_skipped`, `blobs_copied`,
     /// `bytes`, `error`).
     ReplicationFinished,
+    /// The Vulnerability Advisor finished indexing an image (one platform's
+    /// manifest; `detail`: `state` (`done`, `partial`, `unsupported`) and
+    /// `reason` for the last two), in the transaction that records it.
+    ScanFinished,
 }
 
 impl EventKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [EventKind; 38] = [
+    pub const ALL: [EventKind; 39] = [
         EventKind::NamespaceCreated,
         EventKind::NamespaceUpdated,
         EventKind::NamespaceDeleted,
@@ -308,6 +312,7 @@ impl EventKind {
         EventKind::ReplicationRuleCreated,
         EventKind::ReplicationRuleDeleted,
         EventKind::ReplicationFinished,
+        EventKind::ScanFinished,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -350,6 +355,7 @@ impl EventKind {
             EventKind::ReplicationRuleCreated => "replication_rule.created",
             EventKind::ReplicationRuleDeleted => "replication_rule.deleted",
             EventKind::ReplicationFinished => "replication.finished",
+            EventKind::ScanFinished => "scan.finished",
         }
     }
 

@@ -113,6 +113,65 @@ impl RepositorySummary {
     }
 }
 
+/// How a repository's tags are listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TagSort {
+    /// By name, ascending (byte order).
+    Name,
+    /// The tag pushed or moved most recently first (then name, descending).
+    Newest,
+    /// The tag pushed or moved longest ago first (then name, ascending).
+    Oldest,
+    /// The largest image first (then its digest, then the tag's name,
+    /// descending).
+    Size,
+}
+
+/// Where a page of tags starts: strictly after this tag in the listing's
+/// order. `key` is its sort value: 0 by name, the tag's `updated_at` by
+/// age, its image's size by size; `digest` is its image's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagCursor {
+    pub key: i64,
+    pub digest: Digest,
+    pub name: Tag,
+}
+
+/// Which tags of a repository a listing shows, and how.
+#[derive(Clone, Debug)]
+pub struct TagQuery {
+    /// Only tags whose name contains this text.
+    pub contains: Option<String>,
+    pub sort: TagSort,
+    pub after: Option<TagCursor>,
+    pub limit: usize,
+}
+
+/// A tag and the image it names, as a tag listing shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaggedImage {
+    pub tag: Tag,
+    /// When the tag was created or last moved.
+    pub updated_at: Timestamp,
+    /// The image; its `tags` are left empty (the listing is of tags).
+    pub image: ImageSummary,
+}
+
+impl TaggedImage {
+    /// The cursor of the page that starts after this tag under `sort`.
+    pub fn cursor(&self, sort: TagSort) -> TagCursor {
+        TagCursor {
+            key: match sort {
+                TagSort::Name => 0,
+                TagSort::Newest | TagSort::Oldest => self.updated_at,
+                TagSort::Size => i64::try_from(self.image.size).unwrap_or(i64::MAX),
+            },
+            digest: self.image.digest.clone(),
+            name: self.tag.clone(),
+        }
+    }
+}
+
 /// Images: manifests with their tags, sizes and the facts of their image
 /// configuration.
 ///
@@ -133,6 +192,19 @@ pub trait ImageStore: Send + Sync + 'static {
         after: Option<&ImageCursor>,
         limit: usize,
     ) -> Result<Option<Vec<ImageSummary>>, MetaError>;
+
+    /// Lists the tags of `repository` with the images they name, as
+    /// `query` says, strictly after its cursor, at most its limit. Returns
+    /// `None` if the repository does not exist. Every sort reads one index
+    /// range in order (the tags' primary key by name, `tags_by_update` by
+    /// age, `manifests_by_size` by size), so a page costs its rows however
+    /// many tags the repository has; a `contains` filter reads on past the
+    /// tags that do not match.
+    async fn list_tagged_images(
+        &self,
+        repository: &RepoName,
+        query: &TagQuery,
+    ) -> Result<Option<Vec<TaggedImage>>, MetaError>;
 
     /// One image by digest, or `None` if the repository does not hold it.
     async fn image(

@@ -90,7 +90,7 @@ pub use events::{
 pub use gc::{BlobCandidate, GcCutoffs, GcStore, LinkCandidate, ManifestCandidate};
 pub use images::{
     ImageCursor, ImageStore, ImageSummary, RepositoryCursor, RepositoryQuery, RepositorySort,
-    RepositorySummary, TaggedFilter,
+    RepositorySummary, TagCursor, TagQuery, TagSort, TaggedFilter, TaggedImage,
 };
 pub use immutable::{ImmutabilityStore, ImmutableRule};
 pub use jobs::JobLeaseStore;
@@ -113,7 +113,7 @@ pub use trash::{RestoredImage, TagConflict, TrashCursor, TrashEntry, TrashStore}
 pub use uploads::{LiveUploads, UploadCaps, UploadOpening, UploadRecord, UploadStore};
 pub use webhooks::{
     DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow, DeliveryState, NewDelivery,
-    NewWebhook, WebhookRow, WebhookStore,
+    NewWebhook, WebhookEnvelope, WebhookRow, WebhookStore,
 };
 
 /// Seconds since the Unix epoch. Time is always passed in, never read inside a

@@ -103,4 +103,12 @@ pub trait NamespaceStore: Send + Sync + 'static {
     /// Counts what the namespace holds, from one snapshot; `None` if no
     /// such namespace. Costs in proportion to the namespace's size.
     async fn namespace_usage(&self, name: &str) -> Result<Option<NamespaceUsage>, MetaError>;
+
+    /// [`NamespaceStore::namespace_usage`] of each of `names` that exists,
+    /// by name, from one snapshot in one statement: what a listing of
+    /// namespaces shows, without a query per namespace.
+    async fn namespaces_usage(
+        &self,
+        names: &[&str],
+    ) -> Result<Vec<(String, NamespaceUsage)>, MetaError>;
 }

@@ -148,6 +148,21 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "replication",
         include_str!("../migrations/sqlite/0021_replication.sql"),
     ),
+    (
+        22,
+        "tag listing",
+        include_str!("../migrations/sqlite/0022_tag_listing.sql"),
+    ),
+    (
+        23,
+        "webhook envelope",
+        include_str!("../migrations/sqlite/0023_webhook_envelope.sql"),
+    ),
+    (
+        24,
+        "sbom referrers",
+        include_str!("../migrations/sqlite/0024_sbom_referrers.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

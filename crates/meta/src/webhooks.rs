@@ -23,6 +23,47 @@ pub struct NewWebhook {
     pub secret: Option<String>,
     /// Who created it (how the actor is shown).
     pub created_by: String,
+    /// What its deliveries look like.
+    pub envelope: WebhookEnvelope,
+}
+
+/// The shape of a webhook's deliveries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WebhookEnvelope {
+    /// A CloudEvents 1.0 JSON document per event (structured mode).
+    #[default]
+    CloudEvents,
+    /// CNCF Distribution's notification envelope (`{"events": [...]}`,
+    /// media type `application/vnd.docker.distribution.events.v1+json`),
+    /// for consumers written against Distribution; only the kinds it has
+    /// (pushes and deletions of manifests and tags) are sent.
+    Distribution,
+}
+
+impl WebhookEnvelope {
+    pub const ALL: [WebhookEnvelope; 2] =
+        [WebhookEnvelope::CloudEvents, WebhookEnvelope::Distribution];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookEnvelope::CloudEvents => "cloudevents",
+            WebhookEnvelope::Distribution => "distribution",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<WebhookEnvelope> {
+        WebhookEnvelope::ALL
+            .into_iter()
+            .find(|envelope| envelope.as_str() == text)
+    }
+
+    /// The `Content-Type` its deliveries are sent with.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            WebhookEnvelope::CloudEvents => "application/cloudevents+json; charset=utf-8",
+            WebhookEnvelope::Distribution => "application/vnd.docker.distribution.events.v1+json",
+        }
+    }
 }
 
 /// A stored webhook.
@@ -36,6 +77,7 @@ pub struct WebhookRow {
     pub secret: Option<String>,
     pub created_by: String,
     pub created_at: Timestamp,
+    pub envelope: WebhookEnvelope,
 }
 
 /// Where a delivery stands.
@@ -110,6 +152,8 @@ pub struct DeliveryJob {
     pub url: String,
     /// The webhook's secret as stored.
     pub secret: Option<String>,
+    /// The webhook's envelope, which says how the payload is sent.
+    pub envelope: WebhookEnvelope,
     pub payload: String,
     /// Attempts including this one.
     pub attempts: u32,

@@ -127,6 +127,9 @@ pub struct ScanOptions {
     pub poll_interval: Duration,
     /// Tries before a job is given up as partial.
     pub max_attempts: u32,
+    /// Whether indexed images get their SBOM attached as a referrer (each
+    /// namespace's policy may still turn it off).
+    pub attach_sbom: bool,
 }
 
 impl Default for ScanOptions {
@@ -137,9 +140,19 @@ impl Default for ScanOptions {
             retry_delay: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
             max_attempts: 5,
+            attach_sbom: true,
         }
     }
 }
+
+/// The annotation that marks an SBOM referrer as the one the Vulnerability
+/// Advisor attached (its value: the generator and its version), so an image
+/// indexed again, on any node, does not get a second one.
+pub const SBOM_GENERATOR_ANNOTATION: &str = "io.berth.sbom.generator";
+
+/// The OCI empty descriptor's content (`{}`), the config of artifacts.
+const EMPTY_CONFIG: &[u8] = b"{}";
+const EMPTY_CONFIG_TYPE: &str = "application/vnd.oci.empty.v1+json";
 
 /// What the workers did: for metrics and tests.
 #[derive(Debug, Default)]
@@ -257,8 +270,12 @@ impl ScanWorkers {
         let outcome = self.index_image(&job).await;
         let now = self.registry.now();
         let failed = outcome.is_err();
+        let mut indexed = None;
         let finished = match outcome {
-            Ok((state, layers)) => {
+            Ok((state, layers, report)) => {
+                if matches!(state, IndexState::Done | IndexState::Partial(_)) {
+                    indexed = report;
+                }
                 meta.finish_scan(holder, &job.manifest, &state, &layers, now)
                     .await
             }
@@ -288,6 +305,14 @@ impl ScanWorkers {
             Err(MetaError::LeaseLost) => return Ok(true),
             Err(error) => return Err(error.into()),
         }
+        if let Some(report) = indexed {
+            // The verdict is recorded; the SBOM is an extra whose failure
+            // (a full quota, storage away) costs the image nothing but it.
+            if let Err(error) = self.attach_sbom(&job, &report).await {
+                tracing::warn!(%error, manifest = %job.manifest, repository = %job.repository,
+                    "attaching an image's SBOM failed");
+            }
+        }
         if let Some(observer) = &self.observer {
             observer(&ScanRecord {
                 duration: started.elapsed(),
@@ -310,20 +335,23 @@ impl ScanWorkers {
     /// read and indexed now. An error is a passing failure (storage or
     /// database unavailable); what is wrong with the image itself is a
     /// finished state.
-    async fn index_image(&self, job: &ScanJob) -> Result<(IndexState, Vec<Digest>), RegistryError> {
+    async fn index_image(
+        &self,
+        job: &ScanJob,
+    ) -> Result<(IndexState, Vec<Digest>, Option<IndexReport>), RegistryError> {
         let meta = self.registry.meta();
         let Some(record) = meta
             .manifest_by_digest(&job.repository, &job.manifest)
             .await?
         else {
             let state = IndexState::Unsupported("the manifest was deleted".to_string());
-            return Ok((state, Vec::new()));
+            return Ok((state, Vec::new(), None));
         };
         let parsed = match ParsedManifest::parse(&record.payload, Some(&record.media_type)) {
             Ok(parsed) if !parsed.kind.is_index() => parsed,
             _ => {
                 let state = IndexState::Unsupported("not an image manifest".to_string());
-                return Ok((state, Vec::new()));
+                return Ok((state, Vec::new(), None));
             }
         };
         let mut layers = Vec::new();
@@ -332,7 +360,118 @@ impl ScanWorkers {
         }
         let digests: Vec<Digest> = layers.iter().map(|layer| layer.layer.clone()).collect();
         let report = IndexReport::from_layers(&layers);
-        Ok((index_state(&report), digests))
+        Ok((index_state(&report), digests, Some(report)))
+    }
+
+    /// Attaches the SBOM of an indexed image to it, as an OCI artifact
+    /// whose `subject` is the image (artifact type
+    /// `application/vnd.cyclonedx+json`, one layer: the CycloneDX 1.6
+    /// document), stored through the normal push path by `system:scanner`
+    /// (its blobs count towards the namespace's quota; its event is a
+    /// `manifest.stored`). Returns whether one was attached: not when the
+    /// option or the namespace's policy turns it off, in a proxy namespace
+    /// (a cache holds what upstream has), when the image has gone, or when
+    /// an earlier indexing already attached one.
+    pub async fn attach_sbom(
+        &self,
+        job: &ScanJob,
+        report: &IndexReport,
+    ) -> Result<bool, RegistryError> {
+        let registry = &self.registry;
+        let namespace = job.repository.namespace();
+        if !self.options.attach_sbom || registry.is_proxy_namespace(namespace) {
+            return Ok(false);
+        }
+        if let Some(policy) = registry.vulnerability_policy(namespace).await? {
+            if !policy.attach_sbom {
+                return Ok(false);
+            }
+        }
+        let Some(subject) = registry
+            .meta()
+            .manifest_by_digest(&job.repository, &job.manifest)
+            .await?
+        else {
+            return Ok(false);
+        };
+        let existing = registry
+            .referrers(
+                &job.repository,
+                &job.manifest,
+                Some(berth_scanner::sbom::CYCLONEDX_MEDIA_TYPE),
+                None,
+            )
+            .await?;
+        let attached = existing.descriptors.iter().any(|descriptor| {
+            serde_json::from_slice::<serde_json::Value>(descriptor)
+                .is_ok_and(|d| d["annotations"][SBOM_GENERATOR_ANNOTATION].is_string())
+        });
+        if attached {
+            return Ok(false);
+        }
+        let document = sbom_document(
+            report,
+            job.repository.as_str(),
+            &job.manifest,
+            SbomFormat::CycloneDx,
+        );
+        let sbom = serde_json::to_vec(&document)
+            .map_err(|error| RegistryError::InvalidParameter(format!("an SBOM: {error}")))?;
+        let actor = Actor::system("scanner");
+        let mut blobs = Vec::new();
+        for bytes in [EMPTY_CONFIG.to_vec(), sbom] {
+            let digest = berth_oci::Algorithm::Sha256.digest_of(&bytes);
+            let size = bytes.len() as u64;
+            let stream: berth_storage::ByteStream = Box::pin(futures::stream::once(async move {
+                Ok(bytes::Bytes::from(bytes))
+            }));
+            registry
+                .upload_monolithic(&actor, &job.repository, &digest, stream)
+                .await?;
+            blobs.push((digest, size));
+        }
+        let generator = format!("berth {}", env!("CARGO_PKG_VERSION"));
+        let created = document["metadata"]["timestamp"].clone();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": berth_scanner::sbom::CYCLONEDX_MEDIA_TYPE,
+            "config": {
+                "mediaType": EMPTY_CONFIG_TYPE,
+                "digest": blobs[0].0.as_str(),
+                "size": blobs[0].1,
+            },
+            "layers": [{
+                "mediaType": berth_scanner::sbom::CYCLONEDX_MEDIA_TYPE,
+                "digest": blobs[1].0.as_str(),
+                "size": blobs[1].1,
+                "annotations": { "org.opencontainers.image.title": "sbom.cdx.json" },
+            }],
+            "subject": {
+                "mediaType": subject.media_type,
+                "digest": job.manifest.as_str(),
+                "size": subject.payload.len(),
+            },
+            "annotations": {
+                "org.opencontainers.image.created": created,
+                SBOM_GENERATOR_ANNOTATION: generator,
+            },
+        });
+        let payload = serde_json::to_vec(&manifest).map_err(|error| {
+            RegistryError::InvalidParameter(format!("an SBOM manifest: {error}"))
+        })?;
+        let digest = berth_oci::Algorithm::Sha256.digest_of(&payload);
+        registry
+            .put_manifest(
+                &actor,
+                &job.repository,
+                &berth_oci::Reference::Digest(digest),
+                &[],
+                Some("application/vnd.oci.image.manifest.v1+json"),
+                payload,
+            )
+            .await?;
+        Ok(true)
     }
 
     async fn layer_index(

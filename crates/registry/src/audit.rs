@@ -2,11 +2,13 @@
 //! every event of the stream into the audit records (who, what, on which
 //! resource, when, the outcome), and the queries and retention over them.
 //!
-//! Refused requests never reach the stream (nothing changed): the server
-//! hands each to [`Registry::record_refusal`], which keeps it in memory,
-//! and [`Registry::run_audit_flush`] writes them in batches, so a flood of
-//! refused requests costs no write each. At most [`MAX_PENDING_REFUSALS`]
-//! wait; beyond that they are counted and dropped (and the count logged).
+//! Accesses that change nothing never reach the stream: refused requests,
+//! and logins (a registry token issued to a user or robot, a console
+//! sign-in). The server hands each to [`Registry::record_access`], which
+//! keeps it in memory, and [`Registry::run_audit_flush`] writes them in
+//! batches, so a flood of refused requests or logins costs no write each.
+//! At most [`MAX_PENDING_ACCESSES`] wait; beyond that they are counted and
+//! dropped (and the count logged).
 //!
 //! Copying is idempotent (one record per event position), so a batch handed
 //! over again adds nothing. The records outlive the events: they are kept
@@ -90,39 +92,40 @@ impl EventConsumer for AuditTrail {
     }
 }
 
-/// Refused requests kept in memory at most between two flushes.
-pub const MAX_PENDING_REFUSALS: usize = 10_000;
+/// Access records kept in memory at most between two flushes.
+pub const MAX_PENDING_ACCESSES: usize = 10_000;
 
-/// Refused requests not written yet, and how many were dropped.
+/// Access records not written yet, and how many were dropped.
 #[derive(Default)]
-pub(crate) struct RefusalBuffer {
+pub(crate) struct AccessBuffer {
     pending: Mutex<(Vec<NewAuditRecord>, u64)>,
 }
 
 impl Registry {
-    /// Keeps the record of a refused request for the next flush (dropped,
-    /// and counted, while [`MAX_PENDING_REFUSALS`] wait).
-    pub fn record_refusal(&self, record: NewAuditRecord) {
+    /// Keeps the record of an access that changed nothing (a refused
+    /// request, a login) for the next flush (dropped, and counted, while
+    /// [`MAX_PENDING_ACCESSES`] wait).
+    pub fn record_access(&self, record: NewAuditRecord) {
         let mut pending = self
             .inner
-            .refusals
+            .accesses
             .pending
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if pending.0.len() < MAX_PENDING_REFUSALS {
+        if pending.0.len() < MAX_PENDING_ACCESSES {
             pending.0.push(record);
         } else {
             pending.1 += 1;
         }
     }
 
-    /// Writes the refused requests recorded since the last flush; a batch
+    /// Writes the access records kept since the last flush; a batch
     /// the store refuses is put back (within the bound) for the next.
-    pub async fn flush_refusals(&self) -> Result<usize, RegistryError> {
+    pub async fn flush_accesses(&self) -> Result<usize, RegistryError> {
         let (records, dropped) = {
             let mut pending = self
                 .inner
-                .refusals
+                .accesses
                 .pending
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -134,7 +137,7 @@ impl Registry {
         if dropped > 0 {
             tracing::warn!(
                 dropped,
-                "refused requests not audited: too many between two flushes"
+                "accesses not audited: too many between two flushes"
             );
         }
         if records.is_empty() {
@@ -144,18 +147,18 @@ impl Registry {
         if let Err(error) = self.meta().record_audit(&records).await {
             let mut pending = self
                 .inner
-                .refusals
+                .accesses
                 .pending
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let room = MAX_PENDING_REFUSALS.saturating_sub(pending.0.len());
+            let room = MAX_PENDING_ACCESSES.saturating_sub(pending.0.len());
             pending.0.extend(records.into_iter().take(room));
             return Err(error.into());
         }
         Ok(count)
     }
 
-    /// Runs [`Registry::flush_refusals`] every `interval` until `shutdown`
+    /// Runs [`Registry::flush_accesses`] every `interval` until `shutdown`
     /// fires, and once more then.
     pub async fn run_audit_flush(&self, interval: Duration, shutdown: CancellationToken) {
         loop {
@@ -163,8 +166,8 @@ impl Registry {
                 _ = shutdown.cancelled() => true,
                 _ = tokio::time::sleep(interval) => false,
             };
-            if let Err(error) = self.flush_refusals().await {
-                tracing::warn!(%error, "cannot write refused requests to the audit trail");
+            if let Err(error) = self.flush_accesses().await {
+                tracing::warn!(%error, "cannot write refused requests and logins to the audit trail");
             }
             if stop {
                 return;

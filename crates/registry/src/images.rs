@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use berth_meta::{
     Actor, ImageCursor, ImageSummary, ManifestRecord, Referrer, RepositoryQuery, RepositorySummary,
-    TaggedFilter,
+    TagQuery, TaggedFilter,
 };
 use berth_oci::manifest::media_types;
 use berth_oci::{Digest, ParsedManifest, Reference, RepoName, Tag};
@@ -223,6 +223,28 @@ impl ImageFacts {
 }
 
 impl Registry {
+    /// One page of the tags of `repository` with the images they name (see
+    /// `ImageStore::list_tagged_images`), with their facts: searched by
+    /// part of a name and sorted by name, age or size. Fails with
+    /// `NameUnknown` for an unknown repository.
+    pub async fn list_tagged_images(
+        &self,
+        repository: &RepoName,
+        query: &TagQuery,
+    ) -> Result<Vec<(Tag, berth_meta::Timestamp, Image)>, RegistryError> {
+        let rows = self
+            .meta()
+            .list_tagged_images(repository, query)
+            .await?
+            .ok_or(RegistryError::NameUnknown)?;
+        let mut tagged = Vec::with_capacity(rows.len());
+        for row in rows {
+            let image = self.with_facts(repository, row.image).await?;
+            tagged.push((row.tag, row.updated_at, image));
+        }
+        Ok(tagged)
+    }
+
     /// One page of the images of `repository` (see `ImageStore::list_images`),
     /// with their facts; fails with `NameUnknown` for an unknown repository.
     pub async fn list_images(

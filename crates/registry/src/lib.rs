@@ -59,12 +59,12 @@ pub use audit::AuditTrail;
 pub use berth_meta::{
     Actor, ActorKind, Change, Event, EventCursor, EventKind, ImageCursor, ImageSummary,
     ImmutableRule, Namespace, NamespaceUsage, Referrer, RepositoryCursor, RepositoryQuery,
-    RepositorySort, RepositorySummary, RestoredImage, TagConflict, TaggedFilter, TrashCursor,
-    TrashEntry, Visibility,
+    RepositorySort, RepositorySummary, RestoredImage, TagConflict, TagCursor, TagQuery, TagSort,
+    TaggedFilter, TaggedImage, TrashCursor, TrashEntry, Visibility,
 };
 pub use berth_meta::{
     AuditQuery, AuditRecord, DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow,
-    DeliveryState, NewAuditRecord, NewWebhook, WebhookRow,
+    DeliveryState, NewAuditRecord, NewWebhook, WebhookEnvelope, WebhookRow,
 };
 pub use berth_meta::{
     Direction, NewReplicationRule, ReplicationRule, ReplicationRun, RunCounts, RunStatus,
@@ -234,7 +234,7 @@ struct Inner {
     traffic: quotas::TrafficMeter,
     /// Refused requests waiting to be written to the audit trail (see
     /// `audit.rs`).
-    refusals: audit::RefusalBuffer,
+    accesses: audit::AccessBuffer,
     /// The proxy namespaces and their upstreams, set once before serving
     /// (see `proxy.rs`).
     proxies: std::sync::OnceLock<proxy::Proxies>,
@@ -295,7 +295,7 @@ impl Registry {
                 policy_cache: Default::default(),
                 pulls: Default::default(),
                 traffic: Default::default(),
-                refusals: Default::default(),
+                accesses: Default::default(),
                 proxies: Default::default(),
             }),
         }

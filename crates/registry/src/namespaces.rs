@@ -113,6 +113,15 @@ impl Registry {
             .ok_or(RegistryError::NamespaceUnknown)
     }
 
+    /// [`Registry::namespace_usage`] of each of `names` that exists, by
+    /// name, in one query.
+    pub async fn namespaces_usage(
+        &self,
+        names: &[&str],
+    ) -> Result<Vec<(String, NamespaceUsage)>, RegistryError> {
+        Ok(self.meta().namespaces_usage(names).await?)
+    }
+
     /// Lists the repositories of a namespace, strictly after `after`, at
     /// most `limit`.
     pub async fn namespace_repositories(

@@ -34,6 +34,46 @@ use time::OffsetDateTime;
 
 use crate::{Registry, RegistryError};
 
+/// Size units from the largest, binary then decimal: `10GB` is 10^10
+/// bytes, `8MiB` is 8 × 2^20 (the configuration, the CLI and the web
+/// console all read sizes with [`parse_size`]).
+pub const SIZE_UNITS: &[(&str, u64)] = &[
+    ("TiB", 1 << 40),
+    ("GiB", 1 << 30),
+    ("MiB", 1 << 20),
+    ("KiB", 1 << 10),
+    ("TB", 1_000_000_000_000),
+    ("GB", 1_000_000_000),
+    ("MB", 1_000_000),
+    ("KB", 1_000),
+    ("B", 1),
+];
+
+/// A number of bytes written as a plain number or with a unit of
+/// [`SIZE_UNITS`] (`10GB`, `512 KiB`, `1048576`; units in any case).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let invalid = || format!("{text:?} is not a size such as 8MiB, 512KiB or 1048576");
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let number: u64 = number.parse().map_err(|_| invalid())?;
+    let unit = unit.trim();
+    let factor = if unit.is_empty() {
+        1
+    } else {
+        SIZE_UNITS
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(unit))
+            .map(|(_, factor)| *factor)
+            .ok_or_else(invalid)?
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
 /// The first second (UTC) of the calendar month holding `at`.
 pub fn month_start(at: Timestamp) -> Timestamp {
     let Ok(time) = OffsetDateTime::from_unix_timestamp(at) else {

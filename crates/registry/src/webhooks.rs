@@ -2,8 +2,9 @@
 //! deliveries, and the bookkeeping of delivery attempts.
 //!
 //! - [`WebhookFanout`] is an event consumer: for every event some webhook
-//!   subscribes to, it builds the CloudEvent once and queues one delivery
-//!   per matching webhook in the metadata store. Queueing is idempotent
+//!   subscribes to, it builds the payload once per envelope (a CloudEvent,
+//!   or Distribution's notification envelope for webhooks that ask for it)
+//!   and queues one delivery per matching webhook in the metadata store. Queueing is idempotent
 //!   (one delivery per webhook and event position), so a batch handed over
 //!   again, after a crash or a lost lease, queues nothing twice.
 //! - The sender (the binary's delivery workers, which own the outbound HTTP
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use berth_meta::{
     Actor, DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow, Event, EventKind, MetaError,
-    NewDelivery, NewWebhook, WebhookRow,
+    NewDelivery, NewWebhook, WebhookEnvelope, WebhookRow,
 };
 use serde_json::json;
 
@@ -44,6 +45,8 @@ pub const WEBHOOK_EVENT_ALIASES: &[(&str, &[EventKind])] = &[
             EventKind::RepositoryDeleted,
         ],
     ),
+    // The Vulnerability Advisor indexed an image: its findings can be read.
+    ("scan", &[EventKind::ScanFinished]),
 ];
 
 /// Whether `name` is an event type a webhook may subscribe to: an alias of
@@ -85,18 +88,23 @@ pub fn cloud_event_type(kind: EventKind) -> String {
     format!("io.berth.{name}")
 }
 
-/// The event as a CloudEvents 1.0 JSON document (structured mode): `id` is
-/// the event's position, unique within `source`, so a receiver drops the
-/// copies at-least-once delivery may send; `subject` is the repository with
-/// its tag or digest (or the namespace).
-pub fn cloud_event(event: &Event, source: &str) -> serde_json::Value {
-    let time = time::OffsetDateTime::from_unix_timestamp(event.at)
+/// An event's time as both envelopes write it (RFC 3339, UTC).
+fn rfc3339(at: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(at)
         .ok()
         .and_then(|at| {
             at.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The event as a CloudEvents 1.0 JSON document (structured mode): `id` is
+/// the event's position, unique within `source`, so a receiver drops the
+/// copies at-least-once delivery may send; `subject` is the repository with
+/// its tag or digest (or the namespace).
+pub fn cloud_event(event: &Event, source: &str) -> serde_json::Value {
+    let time = rfc3339(event.at);
     let subject = match (&event.repository, &event.tag, &event.digest) {
         (Some(repository), Some(tag), _) => Some(format!("{repository}:{tag}")),
         (Some(repository), None, Some(digest)) => Some(format!("{repository}@{digest}")),
@@ -126,6 +134,62 @@ pub fn cloud_event(event: &Event, source: &str) -> serde_json::Value {
         document["subject"] = json!(subject);
     }
     document
+}
+
+/// The event in CNCF Distribution's notification envelope (`{"events":
+/// [...]}`, one event), for webhooks that asked for it; `None` for the
+/// kinds Distribution has no notification of (namespaces, members,
+/// policies…), which such a webhook does not receive. A push names the
+/// manifest's media type and size: `manifest` gives them for a tag move
+/// (the event holds only the digest), a stored manifest's event carries
+/// them. The event's position is its `id`, as in the CloudEvent, so a
+/// receiver can drop copies.
+pub fn distribution_envelope(
+    event: &Event,
+    source: &str,
+    manifest: Option<(&str, u64)>,
+) -> Option<serde_json::Value> {
+    let (action, method) = match event.kind {
+        EventKind::TagMoved | EventKind::ManifestStored => ("push", "PUT"),
+        EventKind::ManifestDeleted | EventKind::ManifestTrashed | EventKind::TagDeleted => {
+            ("delete", "DELETE")
+        }
+        _ => return None,
+    };
+    let repository = event.repository.as_ref()?;
+    let timestamp = rfc3339(event.at);
+    let mut target = json!({ "repository": repository.as_str() });
+    if let Some(tag) = &event.tag {
+        target["tag"] = json!(tag.as_str());
+    }
+    if let Some(digest) = &event.digest {
+        target["digest"] = json!(digest.as_str());
+        if source.starts_with("http") {
+            target["url"] = json!(format!("{source}/v2/{repository}/manifests/{digest}"));
+        }
+    }
+    let stored = event.detail["media_type"]
+        .as_str()
+        .zip(event.detail["size"].as_u64());
+    if action == "push" {
+        if let Some((media_type, size)) = manifest.or(stored) {
+            target["mediaType"] = json!(media_type);
+            target["size"] = json!(size);
+            target["length"] = json!(size);
+        }
+    }
+    let id = event.position.to_string();
+    Some(json!({
+        "events": [{
+            "id": id,
+            "timestamp": timestamp,
+            "action": action,
+            "target": target,
+            "request": { "id": id, "method": method },
+            "actor": { "name": event.actor.name.clone().unwrap_or_default() },
+            "source": { "addr": source },
+        }]
+    }))
 }
 
 /// How deliveries are retried.
@@ -174,6 +238,23 @@ impl WebhookFanout {
     /// The consumer's name, which keys its position in the database.
     pub const NAME: &'static str = "webhooks";
 
+    /// The media type and size of the manifest a tag move points at, for
+    /// Distribution's envelope; `None` for other events and for a manifest
+    /// deleted since (the notification then goes without them).
+    async fn pushed_manifest(&self, event: &Event) -> Result<Option<(String, u64)>, MetaError> {
+        let (EventKind::TagMoved, Some(repository), Some(digest)) =
+            (event.kind, &event.repository, &event.digest)
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .registry
+            .meta()
+            .manifest_by_digest(repository, digest)
+            .await?
+            .map(|record| (record.media_type, record.payload.len() as u64)))
+    }
+
     pub fn new(registry: Registry, source: impl Into<String>) -> WebhookFanout {
         WebhookFanout {
             registry,
@@ -193,11 +274,34 @@ impl EventConsumer for WebhookFanout {
         }
         let mut deliveries = Vec::new();
         for event in events {
-            let mut payload = None;
+            // Each payload is built at most once per event, whatever the
+            // number of webhooks that want it in that envelope.
+            let mut cloud = None;
+            let mut distribution: Option<Option<String>> = None;
             for webhook in webhooks.iter().filter(|w| webhook_matches(w, event)) {
-                let payload = payload
-                    .get_or_insert_with(|| cloud_event(event, &self.source).to_string())
-                    .clone();
+                let payload = match webhook.envelope {
+                    WebhookEnvelope::CloudEvents => cloud
+                        .get_or_insert_with(|| cloud_event(event, &self.source).to_string())
+                        .clone(),
+                    WebhookEnvelope::Distribution => {
+                        if distribution.is_none() {
+                            let manifest = self.pushed_manifest(event).await?;
+                            distribution = Some(
+                                distribution_envelope(
+                                    event,
+                                    &self.source,
+                                    manifest.as_ref().map(|(t, s)| (t.as_str(), *s)),
+                                )
+                                .map(|envelope| envelope.to_string()),
+                            );
+                        }
+                        match distribution.clone().flatten() {
+                            Some(payload) => payload,
+                            // Nothing Distribution would have sent.
+                            None => continue,
+                        }
+                    }
+                };
                 deliveries.push(NewDelivery {
                     webhook_id: webhook.id,
                     event_position: event.position,
@@ -380,5 +484,94 @@ mod tests {
         assert_eq!(document["subject"], "team/app:v1");
         assert_eq!(document["data"]["actor"]["name"], "alice");
         assert!(!document.to_string().contains("10.0.0.1"));
+    }
+
+    /// Distribution's envelope, kind by kind: pushes name the manifest's
+    /// media type and size (from the lookup for a tag move, from the
+    /// event for a stored manifest), deletions their digest or tag, and
+    /// kinds Distribution has no notification of give nothing.
+    #[test]
+    fn distribution_envelopes_match_what_distribution_sends() {
+        let digest = berth_oci::Digest::parse(
+            "sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03",
+        )
+        .unwrap();
+        let event = |kind: EventKind, tag: Option<&str>, detail: serde_json::Value| Event {
+            position: 7,
+            at: 1_700_000_000,
+            kind,
+            namespace: Some("team".to_string()),
+            repository: Some(berth_oci::RepoName::parse("team/app").unwrap()),
+            digest: Some(digest.clone()),
+            tag: tag.map(|t| berth_oci::Tag::parse(t).unwrap()),
+            actor: Actor::user("alice").from_address("10.0.0.1".parse().unwrap()),
+            detail,
+        };
+        let oci = "application/vnd.oci.image.manifest.v1+json";
+        let source = "https://registry.example";
+        let pushed = distribution_envelope(
+            &event(EventKind::TagMoved, Some("v1"), json!({"previous": null})),
+            source,
+            Some((oci, 1234)),
+        )
+        .unwrap();
+        assert_eq!(
+            pushed["events"][0]["target"],
+            json!({
+                "repository": "team/app",
+                "tag": "v1",
+                "digest": digest.as_str(),
+                "url": format!("{source}/v2/team/app/manifests/{digest}"),
+                "mediaType": oci,
+                "size": 1234,
+                "length": 1234,
+            })
+        );
+        let first = &pushed["events"][0];
+        assert_eq!(
+            (&first["id"], &first["action"], &first["timestamp"]),
+            (&json!("7"), &json!("push"), &json!("2023-11-14T22:13:20Z"))
+        );
+        assert_eq!(first["actor"]["name"], "alice");
+        assert!(!pushed.to_string().contains("10.0.0.1"));
+
+        let stored = distribution_envelope(
+            &event(
+                EventKind::ManifestStored,
+                None,
+                json!({"media_type": oci, "size": 99}),
+            ),
+            "/berth",
+            None,
+        )
+        .unwrap();
+        let target = &stored["events"][0]["target"];
+        assert_eq!(
+            (&target["size"], &target["mediaType"]),
+            (&json!(99), &json!(oci))
+        );
+        assert!(target.get("url").is_none(), "no URL without an origin");
+
+        for kind in [
+            EventKind::ManifestDeleted,
+            EventKind::ManifestTrashed,
+            EventKind::TagDeleted,
+        ] {
+            let deleted = distribution_envelope(&event(kind, None, json!({})), source, None)
+                .unwrap_or_else(|| panic!("{kind:?} is a deletion"));
+            assert_eq!(deleted["events"][0]["action"], "delete", "{kind:?}");
+            assert!(deleted["events"][0]["target"].get("size").is_none());
+        }
+        for kind in [
+            EventKind::NamespaceCreated,
+            EventKind::MemberSet,
+            EventKind::BlobLinked,
+        ] {
+            assert_eq!(
+                distribution_envelope(&event(kind, None, json!({})), source, None),
+                None,
+                "{kind:?}"
+            );
+        }
     }
 }

@@ -414,6 +414,7 @@ async fn a_namespace_policy_blocks_or_warns_on_pulls_of_vulnerable_images() {
             mode,
             severity: severity.to_string(),
             block_unscanned,
+            attach_sbom: true,
             updated_at: START,
         };
         async move {
@@ -475,4 +476,109 @@ async fn a_namespace_policy_blocks_or_warns_on_pulls_of_vulnerable_images() {
 
     set(PolicyMode::Off, "any", true).await;
     assert_eq!(verdict(new, unscanned_record).await, PullVerdict::Allow);
+}
+
+/// Each indexed image gets its SBOM attached as an OCI referrer (a
+/// CycloneDX document naming its packages, stored by `system:scanner`),
+/// once however often it is indexed; a namespace whose policy turns SBOMs
+/// off gets none.
+#[tokio::test]
+async fn indexed_images_get_their_sbom_attached_once_as_a_referrer() {
+    use berth_meta::{PolicyMode, PolicyRow};
+    use futures::TryStreamExt;
+
+    const CYCLONEDX: &str = "application/vnd.cyclonedx+json";
+    let h = Harness::new().await;
+    let app = repo("team/app");
+    let quiet = repo("quiet/app");
+    let base = layer(&[
+        ("etc/os-release", OS_RELEASE),
+        (
+            "var/lib/dpkg/status",
+            &dpkg_status(&[("libexample", "1.2-3")]),
+        ),
+    ]);
+    let image = h.push_image(&app, &tag("v1"), "app", &[&base]).await;
+    let other = h.push_image(&quiet, &tag("v1"), "quiet", &[&base]).await;
+    h.registry
+        .set_vulnerability_policy(
+            &actor(),
+            &PolicyRow {
+                namespace: "quiet".to_string(),
+                mode: PolicyMode::Off,
+                severity: "critical".to_string(),
+                block_unscanned: false,
+                attach_sbom: false,
+                updated_at: START,
+            },
+        )
+        .await
+        .unwrap();
+    scan_on_push(&h.registry).run_once().await.unwrap();
+    let workers = workers(&h.registry);
+    assert_eq!(workers.run_once(10).await.unwrap(), 2);
+
+    let sboms = |repository: berth_oci::RepoName, digest: Digest| {
+        let registry = h.registry.clone();
+        async move {
+            registry
+                .referrers(&repository, &digest, Some(CYCLONEDX), None)
+                .await
+                .unwrap()
+                .descriptors
+                .iter()
+                .map(|d| serde_json::from_slice::<serde_json::Value>(d).unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    let attached = sboms(app.clone(), image.digest.clone()).await;
+    assert_eq!(attached.len(), 1, "{attached:?}");
+    assert_eq!(attached[0]["artifactType"], CYCLONEDX);
+    assert!(attached[0]["annotations"]["io.berth.sbom.generator"]
+        .as_str()
+        .is_some_and(|g| g.starts_with("berth ")));
+    assert!(sboms(quiet.clone(), other.digest.clone()).await.is_empty());
+
+    // The artifact names the image as its subject; its layer is the
+    // CycloneDX document of the image's packages.
+    let sbom_digest = Digest::parse(attached[0]["digest"].as_str().unwrap()).unwrap();
+    let manifest = h
+        .registry
+        .get_manifest(&app, &berth_oci::Reference::Digest(sbom_digest))
+        .await
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.payload).unwrap();
+    assert_eq!(manifest["subject"]["digest"], image.digest.as_str());
+    let document_digest = Digest::parse(manifest["layers"][0]["digest"].as_str().unwrap()).unwrap();
+    let body = h
+        .registry
+        .read_blob(&app, &document_digest, None)
+        .await
+        .unwrap();
+    let bytes: Vec<u8> = body
+        .stream
+        .map_ok(|chunk| chunk.to_vec())
+        .try_concat()
+        .await
+        .unwrap();
+    let document: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(document["bomFormat"], "CycloneDX");
+    let names: Vec<&str> = document["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert!(names.contains(&"libexample"), "{names:?}");
+
+    // Indexed again on request: still one SBOM.
+    assert_eq!(
+        h.registry
+            .queue_scan(&app, &image.digest, true)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(workers.run_once(10).await.unwrap(), 1);
+    assert_eq!(sboms(app, image.digest).await.len(), 1);
 }

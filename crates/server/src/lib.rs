@@ -70,6 +70,10 @@ pub struct AppState {
     pub outbound: Arc<settings::OutboundSettings>,
     /// Runs replication rules on demand (the API's "run now").
     pub replicator: Option<Arc<berth_registry::Replicator>>,
+    /// The effective configuration as `berth config check` prints it
+    /// (secrets shown as `***`), for the console's settings page; empty
+    /// when the binary gave none.
+    pub configuration_listing: Arc<String>,
 }
 
 impl AppState {
@@ -81,7 +85,15 @@ impl AppState {
             settings: Arc::new(ServerSettings::default()),
             outbound: Arc::new(settings::OutboundSettings::default()),
             replicator: None,
+            configuration_listing: Arc::new(String::new()),
         }
+    }
+
+    /// The effective configuration to show administrators: the binary
+    /// passes what `berth config check` prints, whose secrets are `***`.
+    pub fn with_configuration_listing(mut self, listing: String) -> AppState {
+        self.configuration_listing = Arc::new(listing);
+        self
     }
 
     /// Replaces the default connection settings.

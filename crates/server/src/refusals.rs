@@ -8,7 +8,7 @@
 //! claimed in its detail, since a refused request proved nothing; the
 //! client's address as resolved through trusted proxies; the method and
 //! path; and the status. Records are buffered by the registry and written
-//! in batches (`Registry::record_refusal`), so refusals cost no write each.
+//! in batches (`Registry::record_access`), so refusals cost no write each.
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -78,7 +78,7 @@ pub async fn audit_refusals(
     let refused =
         status == StatusCode::FORBIDDEN || (status == StatusCode::UNAUTHORIZED && kind != "none");
     if refused {
-        state.registry.record_refusal(NewAuditRecord {
+        state.registry.record_access(NewAuditRecord {
             at: time::OffsetDateTime::now_utc().unix_timestamp(),
             actor_kind: if claimed.is_some() {
                 "user"

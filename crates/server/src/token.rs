@@ -25,10 +25,12 @@ use berth_auth::{
     TokenResponse,
 };
 use berth_oci::{ErrorCode, RepoName};
+use berth_registry::NewAuditRecord;
 use time::OffsetDateTime;
 
 use crate::access::{store_failure, user_name, AuthState};
 use crate::error::ApiError;
+use crate::origin::ClientOrigin;
 use crate::AppState;
 
 /// Largest OAuth2 form accepted: a few credentials and scopes.
@@ -82,7 +84,14 @@ async fn get_token_inner(state: &AppState, parts: &Parts) -> Result<Response, Ap
     } else {
         Refresh::None
     };
-    issue(auth, &principal, &query.scopes, refresh).await
+    let grant = if principal.subject().is_some() {
+        "basic"
+    } else {
+        "anonymous"
+    };
+    let response = issue(auth, &principal, &query.scopes, refresh).await?;
+    audit_login(state, parts, &principal, grant, &response);
+    Ok(response.into_response())
 }
 
 /// A failed Basic login at the token endpoint: 401 with a Basic challenge,
@@ -177,9 +186,83 @@ async fn post_token_inner(
         None if form.offline => Refresh::Issue,
         None => Refresh::None,
     };
-    issue(auth, &principal, &form.scopes, refresh)
+    let grant = match &form.grant {
+        Grant::Password { .. } => "password",
+        Grant::RefreshToken { .. } => "refresh_token",
+    };
+    let response = issue(auth, &principal, &form.scopes, refresh)
         .await
-        .map_err(IntoResponse::into_response)
+        .map_err(IntoResponse::into_response)?;
+    audit_login(state, parts, &principal, grant, &response);
+    Ok(response.into_response())
+}
+
+/// Records a login in the audit trail: a registry token issued to a user
+/// or robot, with what it grants. Tokens for anonymous callers (every
+/// public pull asks for one) are not logins and are left out. The secret
+/// parts of the answer (the tokens) are never recorded.
+fn audit_login(
+    state: &AppState,
+    parts: &Parts,
+    principal: &Principal,
+    grant: &'static str,
+    issued: &Issued,
+) {
+    let (kind, name) = match principal {
+        Principal::Anonymous => return,
+        Principal::User { name, .. } => ("user", name),
+        Principal::AccessToken { name, .. } => ("robot", name),
+    };
+    let address = parts
+        .extensions
+        .get::<ClientOrigin>()
+        .and_then(|origin| origin.address);
+    // A token naming one namespace's resources is filed under it, so that
+    // `berth audit --namespace NS` shows who logged in to work on NS.
+    let namespaces: std::collections::BTreeSet<&str> = issued
+        .access
+        .iter()
+        .map(|entry| match entry.resource_type.as_str() {
+            "repository" => entry.name.split('/').next().unwrap_or(""),
+            "namespace" => entry.name.as_str(),
+            _ => "",
+        })
+        .collect();
+    let namespace = match namespaces.into_iter().collect::<Vec<_>>()[..] {
+        [only] if !only.is_empty() => Some(only.to_string()),
+        _ => None,
+    };
+    state.registry.record_access(NewAuditRecord {
+        at: OffsetDateTime::now_utc().unix_timestamp(),
+        actor_kind: kind.to_string(),
+        actor_name: Some(name.clone()),
+        actor_address: address.map(|a| a.to_string()),
+        action: "token.issued".to_string(),
+        namespace,
+        resource: None,
+        outcome: "ok".to_string(),
+        detail: serde_json::json!({
+            "grant": grant,
+            "access": issued.access,
+            "refresh_token": issued.refresh_token,
+        }),
+        event_position: None,
+    });
+}
+
+/// A token endpoint's answer, with what the audit trail records of it.
+struct Issued {
+    response: Response,
+    /// What the token grants.
+    access: Vec<AccessEntry>,
+    /// Whether a refresh token came with it.
+    refresh_token: bool,
+}
+
+impl IntoResponse for Issued {
+    fn into_response(self) -> Response {
+        self.response
+    }
 }
 
 /// Which refresh token an answer of the token endpoint carries.
@@ -198,9 +281,10 @@ async fn issue(
     principal: &Principal,
     scopes: &[Scope],
     refresh: Refresh,
-) -> Result<Response, ApiError> {
+) -> Result<Issued, ApiError> {
     let now = OffsetDateTime::now_utc();
     let access = grant(auth, principal, scopes).await?;
+    let granted = access.clone();
     let not_after = match principal {
         Principal::AccessToken { expires_at, .. } => *expires_at,
         _ => None,
@@ -225,15 +309,19 @@ async fn issue(
         (Refresh::Issue | Refresh::None, _) => None,
     };
     let body = TokenResponse::new(&issued, refresh.as_ref()).to_json();
-    Ok((
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(Issued {
+        response: (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response(),
+        access: granted,
+        refresh_token: refresh.is_some(),
+    })
 }
 
 /// The access entries of a token for `principal` asking for `scopes`.

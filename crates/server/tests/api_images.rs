@@ -646,3 +646,80 @@ async fn pulls_are_counted_per_image_and_repository_after_a_flush() {
     // A second flush with nothing counted since stores nothing.
     assert_eq!(h.state.registry.flush_pulls().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn tags_are_listed_searched_sorted_and_paged() {
+    let h = Harness::new().await;
+    let small = h.push_image("pub/app", "v1.0", "small").await;
+    h.push_image("pub/app", "v1.1", "small").await;
+    let large = h
+        .push_image("pub/app", "v2.0", "a much larger image's seed")
+        .await;
+    h.push_image("pub/app", "latest", "a much larger image's seed")
+        .await;
+    let reader = basic("reader", PASSWORD);
+    let list = |query: &str| {
+        let h = &h;
+        let reader = reader.clone();
+        let uri = format!("/api/v1/repositories/pub%2Fapp/tags{query}");
+        async move { h.call("GET", &uri, Some(&reader), "").await }
+    };
+    let names = |body: &serde_json::Value| -> Vec<String> {
+        body["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["tag"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all = list("").await;
+    assert_eq!(all.status, 200, "{}", all.text());
+    let body = all.json();
+    assert_eq!(names(&body), ["latest", "v1.0", "v1.1", "v2.0"]);
+    assert_eq!(body["tags"][0]["image"]["digest"], large.as_str());
+    assert!(body["tags"][0]["tag_pushed_at"].is_string());
+    assert!(body.get("next_cursor").is_none(), "{body}");
+    assert_eq!(names(&list("?q=v1").await.json()), ["v1.0", "v1.1"]);
+    // Pushed within a second or two of each other, so the times may tie:
+    // newest first is oldest first reversed, ties by name either way.
+    let oldest = names(&list("?sort=oldest").await.json());
+    let mut newest = names(&list("?sort=newest").await.json());
+    newest.reverse();
+    assert_eq!(newest, oldest);
+    let by_size = list("?sort=size").await.json();
+    assert_eq!(names(&by_size)[..2], ["v2.0", "latest"]);
+    assert_eq!(by_size["tags"][3]["image"]["digest"], small.as_str());
+    // Pages of one follow their cursor through every tag once.
+    let mut paged = Vec::new();
+    let mut query = "?sort=oldest&limit=1".to_string();
+    for _ in 0..10 {
+        let page = list(&query).await.json();
+        paged.extend(names(&page));
+        let Some(cursor) = page["next_cursor"].as_str() else {
+            break;
+        };
+        query = format!("?sort=oldest&limit=1&cursor={cursor}");
+    }
+    assert_eq!(paged, oldest);
+    // A cursor of another sort, a sort that is none, too long a search.
+    let page = list("?sort=oldest&limit=1").await.json();
+    let cursor = page["next_cursor"].as_str().unwrap();
+    list(&format!("?sort=newest&cursor={cursor}"))
+        .await
+        .assert_error("invalid_request", "another sort's cursor");
+    list("?sort=colour")
+        .await
+        .assert_error("invalid_request", "no such sort");
+    list(&format!("?q={}", "a".repeat(129)))
+        .await
+        .assert_error("invalid_request", "too long a search");
+    let missing = h
+        .call(
+            "GET",
+            "/api/v1/repositories/pub%2Fnone/tags",
+            Some(&admin()),
+            "",
+        )
+        .await;
+    assert_eq!(missing.status, 404, "{}", missing.text());
+}

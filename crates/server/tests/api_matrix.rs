@@ -171,6 +171,8 @@ fn rows() -> Vec<Row> {
               public: OWNERS, private: OWNERS },
         Row { operation: "list_images", method: "GET", path: "/api/v1/repositories/{ns}%2Fapp/images?tagged=any",
               body: "", setup: Setup::None, public: READERS_PUBLIC, private: READERS_PRIVATE },
+        Row { operation: "list_tags", method: "GET", path: "/api/v1/repositories/{ns}%2Fapp/tags?q=lat&sort=size",
+              body: "", setup: Setup::None, public: READERS_PUBLIC, private: READERS_PRIVATE },
         Row { operation: "get_image", method: "GET", path: "/api/v1/repositories/{ns}%2Fapp/images/latest",
               body: "", setup: Setup::None, public: READERS_PUBLIC, private: READERS_PRIVATE },
         Row { operation: "delete_image", method: "DELETE", path: "/api/v1/repositories/{ns}%2Fapp/images/c{cell}",

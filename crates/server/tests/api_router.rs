@@ -1447,7 +1447,7 @@ async fn the_audit_trail_says_who_deleted_a_tag() {
     h.call("GET", "/api/v1/users", None, "")
         .await
         .assert_error("unauthorized", "no credentials");
-    assert_eq!(h.state.registry.flush_refusals().await.unwrap(), 2);
+    assert_eq!(h.state.registry.flush_accesses().await.unwrap(), 2);
     let refused = h
         .call(
             "GET",
@@ -1483,6 +1483,86 @@ async fn the_audit_trail_says_who_deleted_a_tag() {
     h.call("GET", "/api/v1/audit?who=owner", Some(&root), "")
         .await
         .assert_error("invalid_request", "an unknown parameter");
+}
+
+/// Logins are in the audit trail: a registry token issued to a user (GET
+/// with Basic, and the OAuth2 password grant) with what it grants, filed
+/// under the one namespace it names; tokens for anonymous callers are not
+/// logins, and no token's text is recorded.
+#[tokio::test]
+async fn the_audit_trail_records_logins() {
+    let h = Harness::new().await;
+    let root = basic("root", PASSWORD);
+    let owner = basic("owner", PASSWORD);
+    let issued = h
+        .call(
+            "GET",
+            "/auth/token?service=berth&scope=repository:priv/app:pull,push",
+            Some(&owner),
+            "",
+        )
+        .await
+        .json();
+    let token = issued["token"].as_str().expect("a token").to_string();
+    h.call(
+        "GET",
+        "/auth/token?service=berth&scope=repository:pub/app:pull",
+        None,
+        "",
+    )
+    .await
+    .json();
+    let form = format!(
+        "grant_type=password&service=berth&client_id=test&username=owner&password={PASSWORD}\
+         &scope=repository:priv/app:pull"
+    );
+    let posted = post_token(&h, &form).await;
+    assert_eq!(posted.status, 200, "{}", posted.text());
+    assert_eq!(h.state.registry.flush_accesses().await.unwrap(), 2);
+
+    let trail = h
+        .call("GET", "/api/v1/audit?action=token.issued", Some(&root), "")
+        .await
+        .json();
+    let records = trail["records"].as_array().unwrap();
+    let logins: Vec<(&str, &str, &str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["actor"]["kind"].as_str().unwrap(),
+                r["actor"]["name"].as_str().unwrap(),
+                r["namespace"].as_str().unwrap_or("-"),
+                r["detail"]["grant"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        logins,
+        vec![
+            ("user", "owner", "priv", "password"),
+            ("user", "owner", "priv", "basic"),
+        ]
+    );
+    assert_eq!(
+        records[1]["detail"]["access"],
+        serde_json::json!([{"type": "repository", "name": "priv/app", "actions": ["pull", "push"]}])
+    );
+    assert!(
+        !trail.to_string().contains(&token),
+        "the issued token is never recorded"
+    );
+    // Filtered by actor, the owner's logins are found, the anonymous one
+    // never was.
+    let by_actor = h
+        .call(
+            "GET",
+            "/api/v1/audit?actor=owner&action=token.issued",
+            Some(&root),
+            "",
+        )
+        .await
+        .json();
+    assert_eq!(by_actor["records"].as_array().unwrap().len(), 2);
 }
 
 /// An administrator sets a namespace's limits, returns one to the default

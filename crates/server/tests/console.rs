@@ -686,3 +686,516 @@ async fn the_cookie_is_secure_when_the_browser_came_over_https() {
     let cookie = answer.header("set-cookie");
     assert!(cookie.contains("; Secure"), "{cookie}");
 }
+
+/// Posts `form` (with the session's CSRF token) to `uri` as `cookie`.
+async fn post(h: &Harness, uri: &str, cookie: &str, form: Fields<'_>) -> Answer {
+    let token = csrf(h, "/tokens", cookie).await;
+    let mut fields: Vec<(&str, &str)> = form.to_vec();
+    fields.push(("csrf", &token));
+    browse(h, "POST", uri, Some(cookie), &fields, &[]).await
+}
+
+/// `GET` on the management API as `user`.
+async fn api_get(h: &Harness, uri: &str, user: &str) -> serde_json::Value {
+    let answer = h
+        .call("GET", uri, Some(&support::basic(user, PASSWORD)), "")
+        .await;
+    assert_eq!(answer.status, 200, "{uri}: {}", answer.text());
+    answer.json()
+}
+
+#[tokio::test]
+async fn the_lifecycle_page_shows_each_form_to_those_it_is_for() {
+    let (h, _) = harness_with_images().await;
+    let quota_form = "action=\"/namespaces/pub/quota\"";
+    let retention_form = "action=\"/namespaces/pub/retention\"";
+    let rule_form = "action=\"/namespaces/pub/immutable\"";
+    // Anonymous visitors see a public namespace's lifecycle, no forms; a
+    // private one sends them to sign in.
+    let page = get(&h, "/namespaces/pub/lifecycle", None).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert_html(&page, "lifecycle");
+    assert!(page.text().contains("Storage"), "{}", page.text());
+    assert!(!page.text().contains(retention_form));
+    assert_eq!(
+        get(&h, "/namespaces/priv/lifecycle", None).await.status,
+        303
+    );
+    assert_eq!(get(&h, "/namespaces/priv/trash", None).await.status, 303);
+    let stranger = sign_in(&h, "stranger").await;
+    assert_eq!(
+        get(&h, "/namespaces/priv/lifecycle", Some(&stranger))
+            .await
+            .status,
+        403
+    );
+    for (user, quota, retention) in [
+        ("reader", false, false),
+        ("owner", false, true),
+        ("root", true, true),
+    ] {
+        let cookie = sign_in(&h, user).await;
+        let page = get(&h, "/namespaces/pub/lifecycle", Some(&cookie)).await;
+        assert_eq!(page.status, 200, "{user}: {}", page.text());
+        let text = page.text();
+        assert_eq!(text.contains(quota_form), quota, "{user}: {text}");
+        assert_eq!(text.contains(retention_form), retention, "{user}: {text}");
+        assert_eq!(text.contains(rule_form), retention, "{user}: {text}");
+        let trash = get(&h, "/namespaces/pub/trash", Some(&cookie)).await;
+        assert_eq!(trash.status, 200, "{user}: {}", trash.text());
+        assert_html(&trash, "trash");
+    }
+}
+
+#[tokio::test]
+async fn quotas_set_in_the_console_are_the_apis() {
+    let (h, _) = harness_with_images().await;
+    let owner = sign_in(&h, "owner").await;
+    let root = sign_in(&h, "root").await;
+    let limits: Fields = &[("storage", "10GB"), ("traffic", "unlimited")];
+    // Limits are the administrator's, as on the API; and a form without
+    // the CSRF token changes nothing.
+    let refused = post(&h, "/namespaces/pub/quota", &owner, limits).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let no_token = browse(
+        &h,
+        "POST",
+        "/namespaces/pub/quota",
+        Some(&root),
+        limits,
+        &[],
+    )
+    .await;
+    assert_eq!(no_token.status, 403, "{}", no_token.text());
+    let quota = api_get(&h, "/api/v1/quotas/pub", "root").await;
+    assert_eq!(quota["storage"]["limit"], serde_json::Value::Null);
+
+    let set = post(&h, "/namespaces/pub/quota", &root, limits).await;
+    assert_eq!(set.status, 303, "{}", set.text());
+    assert!(set
+        .header("location")
+        .starts_with("/namespaces/pub/lifecycle?done=quota"));
+    let quota = api_get(&h, "/api/v1/quotas/pub", "root").await;
+    assert_eq!(quota["storage"]["limit"], 10_000_000_000u64, "{quota}");
+    assert_eq!(
+        quota["traffic"]["limit"],
+        serde_json::Value::Null,
+        "{quota}"
+    );
+    assert_eq!(quota["traffic"]["default"], false, "{quota}");
+    let page = get(&h, "/namespaces/pub/lifecycle?done=quota", Some(&root)).await;
+    assert!(page.text().contains("of 10.0 GB"), "{}", page.text());
+    assert!(page.text().contains("<meter"), "{}", page.text());
+    // An empty field keeps its limit; `default` clears it.
+    let cleared = post(
+        &h,
+        "/namespaces/pub/quota",
+        &root,
+        &[("storage", "default"), ("traffic", "")],
+    )
+    .await;
+    assert_eq!(cleared.status, 303, "{}", cleared.text());
+    let quota = api_get(&h, "/api/v1/quotas/pub", "root").await;
+    assert_eq!(
+        quota["storage"]["limit"],
+        serde_json::Value::Null,
+        "{quota}"
+    );
+    // A size that is none is a page saying what to write.
+    let bad = post(
+        &h,
+        "/namespaces/pub/quota",
+        &root,
+        &[("storage", "ten gigs")],
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert_html(&bad, "bad quota");
+    assert!(bad.text().contains("is not a size"), "{}", bad.text());
+}
+
+#[tokio::test]
+async fn retention_is_set_previewed_run_and_its_images_restored_from_the_trash() {
+    let (h, _) = harness_with_images().await;
+    let owner = sign_in(&h, "owner").await;
+    let reader = sign_in(&h, "reader").await;
+    let policy: Fields = &[
+        ("keep", "1"),
+        ("untagged", "delete"),
+        ("min_age", ""),
+        ("keep_tags", ""),
+    ];
+    let refused = post(&h, "/namespaces/pub/retention", &reader, policy).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let set = post(&h, "/namespaces/pub/retention", &owner, policy).await;
+    assert_eq!(set.status, 303, "{}", set.text());
+    let policies = api_get(&h, "/api/v1/retention-policies", "owner").await;
+    assert_eq!(policies["policies"][0]["namespace"], "pub", "{policies}");
+    assert_eq!(policies["policies"][0]["keep"], 1, "{policies}");
+    assert_eq!(policies["policies"][0]["untagged"], "delete", "{policies}");
+    let bad = post(
+        &h,
+        "/namespaces/pub/retention",
+        &owner,
+        &[("keep", "1"), ("min_age", "soon")],
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+
+    // The preview lists what would go and deletes nothing.
+    let preview = post(
+        &h,
+        "/namespaces/pub/retention/run",
+        &owner,
+        &[("dry_run", "true")],
+    )
+    .await;
+    assert_eq!(preview.status, 200, "{}", preview.text());
+    assert!(
+        preview.text().contains("Would go to the trash: 1 images"),
+        "{}",
+        preview.text()
+    );
+    let images = api_get(&h, "/api/v1/repositories/pub%2Fapp/images", "owner").await;
+    assert_eq!(images["images"].as_array().unwrap().len(), 2, "{images}");
+    let run = post(
+        &h,
+        "/namespaces/pub/retention/run",
+        &owner,
+        &[("dry_run", "false")],
+    )
+    .await;
+    assert_eq!(run.status, 200, "{}", run.text());
+    assert!(
+        run.text().contains("Went to the trash: 1 images"),
+        "{}",
+        run.text()
+    );
+    let images = api_get(&h, "/api/v1/repositories/pub%2Fapp/images", "owner").await;
+    assert_eq!(images["images"].as_array().unwrap().len(), 1, "{images}");
+
+    // The trash lists it; a reader may not restore it, the owner may.
+    let trash = api_get(&h, "/api/v1/trash?namespace=pub", "owner").await;
+    let entry = &trash["entries"][0];
+    let digest = entry["digest"].as_str().unwrap().to_string();
+    let tag = entry["tags"][0].as_str().unwrap().to_string();
+    let page = get(&h, "/namespaces/pub/trash", Some(&owner)).await;
+    let restore = format!("/repositories/pub/app/-/images/{digest}/restore");
+    assert!(page.text().contains(&restore), "{}", page.text());
+    assert!(!get(&h, "/namespaces/pub/trash", Some(&reader))
+        .await
+        .text()
+        .contains(&restore));
+    let refused = post(&h, &restore, &reader, &[]).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let restored = post(&h, &restore, &owner, &[]).await;
+    assert_eq!(restored.status, 200, "{}", restored.text());
+    assert_html(&restored, "restored");
+    let text = restored.text();
+    assert!(text.contains("is back"), "{text}");
+    assert!(
+        text.contains(&format!("Tags restored: <code>{tag}</code>")),
+        "{text}"
+    );
+    let back = h
+        .call(
+            "GET",
+            &format!("/v2/pub/app/manifests/{tag}"),
+            Some(&support::basic("root", PASSWORD)),
+            "",
+        )
+        .await;
+    assert_eq!(back.status, 200);
+    // Removing the policy.
+    let removed = post(&h, "/namespaces/pub/retention/remove", &owner, &[]).await;
+    assert_eq!(removed.status, 303, "{}", removed.text());
+    let policies = api_get(&h, "/api/v1/retention-policies", "owner").await;
+    assert_eq!(
+        policies["policies"].as_array().unwrap().len(),
+        0,
+        "{policies}"
+    );
+}
+
+#[tokio::test]
+async fn images_deleted_in_the_console_wait_in_the_trash_and_tags_can_be_made_immutable() {
+    let (h, digest) = harness_with_images().await;
+    let owner = sign_in(&h, "owner").await;
+    let reader = sign_in(&h, "reader").await;
+    // An immutable rule: a reader may not add one; the owner adds it, the
+    // API lists it, and the tag cannot be deleted any more.
+    let rule: Fields = &[("scope", "pub/app"), ("tags", "v*")];
+    let refused = post(&h, "/namespaces/pub/immutable", &reader, rule).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let elsewhere = post(
+        &h,
+        "/namespaces/pub/immutable",
+        &owner,
+        &[("scope", "priv/secret"), ("tags", "v*")],
+    )
+    .await;
+    assert_eq!(elsewhere.status, 400, "{}", elsewhere.text());
+    let added = post(&h, "/namespaces/pub/immutable", &owner, rule).await;
+    assert_eq!(added.status, 303, "{}", added.text());
+    let rules = api_get(&h, "/api/v1/immutable-rules", "owner").await;
+    assert_eq!(rules["rules"][0]["scope"], "pub/app", "{rules}");
+    assert_eq!(rules["rules"][0]["tags"], "v*", "{rules}");
+    let page = get(&h, "/namespaces/pub/lifecycle", Some(&owner)).await;
+    assert!(
+        page.text().contains("Remove v* in pub/app"),
+        "{}",
+        page.text()
+    );
+    let delete = format!("/repositories/pub/app/-/images/{digest}/delete");
+    let denied = post(&h, &delete, &owner, &[]).await;
+    assert_eq!(denied.status, 403, "{}", denied.text());
+    assert!(
+        denied.text().contains("v*"),
+        "the rule is named: {}",
+        denied.text()
+    );
+    let removed = post(&h, "/namespaces/pub/immutable/remove", &owner, rule).await;
+    assert_eq!(removed.status, 303, "{}", removed.text());
+    let rules = api_get(&h, "/api/v1/immutable-rules", "owner").await;
+    assert_eq!(rules["rules"].as_array().unwrap().len(), 0, "{rules}");
+
+    // Deleting the image: a reader may not; the owner does, and it is gone
+    // from /v2/ and waits in the trash.
+    let refused = post(&h, &delete, &reader, &[]).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let deleted = post(&h, &delete, &owner, &[]).await;
+    assert_eq!(deleted.status, 303, "{}", deleted.text());
+    let location = deleted.header("location");
+    assert!(
+        location.starts_with("/repositories/pub/app?deleted="),
+        "{location}"
+    );
+    let notice = get(&h, &location, Some(&owner)).await;
+    assert!(
+        notice.text().contains("/namespaces/pub/trash"),
+        "{}",
+        notice.text()
+    );
+    let gone = h
+        .call(
+            "GET",
+            &format!("/v2/pub/app/manifests/{digest}"),
+            Some(&support::basic("root", PASSWORD)),
+            "",
+        )
+        .await;
+    assert_eq!(gone.status, 404);
+    let trash = get(&h, "/namespaces/pub/trash", Some(&owner)).await;
+    assert!(trash.text().contains(&digest[..19]), "{}", trash.text());
+}
+
+#[tokio::test]
+async fn administrators_see_the_settings_and_owners_set_the_pull_policy() {
+    let (mut h, _) = harness_with_images().await;
+    h.state = h
+        .state
+        .clone()
+        .with_configuration_listing("[auth]\nkey_encryption_key = \"***\"  # file\n".into());
+    let root = sign_in(&h, "root").await;
+    let owner = sign_in(&h, "owner").await;
+    let reader = sign_in(&h, "reader").await;
+    let page = get(&h, "/admin/settings", Some(&root)).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert_html(&page, "settings");
+    let text = page.text();
+    for shown in [
+        "Effective configuration",
+        "key_encryption_key = &quot;***&quot;",
+        "Default storage per namespace",
+        "/namespaces/pub/exemptions#policy",
+    ] {
+        assert!(text.contains(shown), "{shown}: {text}");
+    }
+    assert!(get(&h, "/", Some(&root))
+        .await
+        .text()
+        .contains("href=\"/admin/settings\""));
+    assert_eq!(get(&h, "/admin/settings", Some(&owner)).await.status, 403);
+    assert_eq!(get(&h, "/admin/settings", None).await.status, 303);
+
+    // The pull policy: the namespace's owners set it, as on the API.
+    let policy: Fields = &[
+        ("mode", "block"),
+        ("severity", "high"),
+        ("block_unscanned", "true"),
+    ];
+    let refused = post(&h, "/namespaces/pub/vulnerability-policy", &reader, policy).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let bad = post(
+        &h,
+        "/namespaces/pub/vulnerability-policy",
+        &owner,
+        &[("mode", "loud")],
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    let set = post(&h, "/namespaces/pub/vulnerability-policy", &owner, policy).await;
+    assert_eq!(set.status, 303, "{}", set.text());
+    let seen = api_get(&h, "/api/v1/namespaces/pub/vulnerability-policy", "reader").await;
+    assert_eq!(seen["mode"], "block", "{seen}");
+    assert_eq!(seen["severity"], "high", "{seen}");
+    assert_eq!(seen["block_unscanned"], true, "{seen}");
+    let page = get(&h, "/namespaces/pub/exemptions?done=policy", Some(&owner)).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert!(
+        page.text().contains("The pull policy is set."),
+        "{}",
+        page.text()
+    );
+    assert!(!get(&h, "/namespaces/pub/exemptions", Some(&reader))
+        .await
+        .text()
+        .contains("action=\"/namespaces/pub/vulnerability-policy\""));
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_ends_every_session_of_the_user() {
+    let h = Harness::new().await;
+    // A user's own: two browsers, one button, both signed out.
+    let first = sign_in(&h, "owner").await;
+    let second = sign_in(&h, "owner").await;
+    let page = get(&h, "/account", Some(&first)).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert_html(&page, "account");
+    assert!(
+        page.text().contains("Sign out everywhere"),
+        "{}",
+        page.text()
+    );
+    assert_eq!(get(&h, "/account", None).await.status, 303);
+    let no_token = browse(
+        &h,
+        "POST",
+        "/account/sign-out-everywhere",
+        Some(&first),
+        &[],
+        &[],
+    )
+    .await;
+    assert_eq!(no_token.status, 403);
+    let done = post(&h, "/account/sign-out-everywhere", &first, &[]).await;
+    assert_eq!(done.status, 303, "{}", done.text());
+    assert_eq!(done.header("location"), "/sign-in");
+    assert!(
+        done.header("set-cookie").contains("Max-Age=0"),
+        "{}",
+        done.header("set-cookie")
+    );
+    for cookie in [&first, &second] {
+        assert_eq!(get(&h, "/tokens", Some(cookie)).await.status, 303);
+    }
+    // An administrator's, on a user's row: the user's sessions end, and
+    // they may sign in again (unlike disabling).
+    let root = sign_in(&h, "root").await;
+    let bystander = sign_in(&h, "bystander").await;
+    let users = get(&h, "/admin/users", Some(&root)).await.text();
+    assert!(users.contains("Sign bystander out everywhere"), "{users}");
+    let reader = sign_in(&h, "reader").await;
+    let refused = post(&h, "/admin/users/bystander/sign-out", &reader, &[]).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert_eq!(get(&h, "/tokens", Some(&bystander)).await.status, 200);
+    let done = post(&h, "/admin/users/bystander/sign-out", &root, &[]).await;
+    assert_eq!(done.status, 303, "{}", done.text());
+    assert_eq!(done.header("location"), "/admin/users?signed-out=bystander");
+    assert_eq!(get(&h, "/tokens", Some(&bystander)).await.status, 303);
+    assert_eq!(
+        get(&h, "/tokens", Some(&root)).await.status,
+        200,
+        "only theirs"
+    );
+    sign_in(&h, "bystander").await;
+    let nobody = post(&h, "/admin/users/nobody/sign-out", &root, &[]).await;
+    assert_eq!(nobody.status, 404, "{}", nobody.text());
+}
+
+/// The tags a tag listing page shows, in order.
+fn listed_tags(page: &str) -> Vec<String> {
+    let row =
+        regex::Regex::new(r#"<td class="mono"><a href="/repositories/pub/app/-/images/([^"]+)">"#)
+            .unwrap();
+    row.captures_iter(page)
+        .map(|c| c[1].to_string())
+        .filter(|reference| !reference.starts_with("sha256:"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_repositorys_tags_are_searched_sorted_and_paged() {
+    let h = Harness::new().await;
+    // 55 tags of one image, pushed in order, and a larger image's tag last.
+    let mut names: Vec<String> = (0..55).map(|i| format!("t{i:03}")).collect();
+    for name in &names {
+        h.push_image("pub/app", name, "shared").await;
+    }
+    h.push_image("pub/app", "big", "a larger image's seed")
+        .await;
+    names.push("big".to_string());
+    let owner = sign_in(&h, "owner").await;
+
+    // By name: two pages whose next link carries the cursor.
+    let first = get(&h, "/repositories/pub/app?sort=name", Some(&owner)).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_html(&first, "tags");
+    let text = first.text();
+    let mut shown = listed_tags(&text);
+    assert_eq!(shown.len(), 50, "{text}");
+    let next =
+        regex::Regex::new(r#"<a href="(/repositories/pub/app\?[^"]*cursor=[^"]+)">Next page"#)
+            .unwrap()
+            .captures(&text)
+            .unwrap_or_else(|| panic!("a next page: {text}"))[1]
+            .replace("&amp;", "&");
+    let second = get(&h, &next, Some(&owner)).await;
+    assert_eq!(second.status, 200, "{}", second.text());
+    shown.extend(listed_tags(&second.text()));
+    let mut by_name = names.clone();
+    by_name.sort();
+    assert_eq!(shown, by_name);
+
+    // A substring, and the newest first.
+    let found = get(&h, "/repositories/pub/app?q=t05", Some(&owner))
+        .await
+        .text();
+    assert_eq!(
+        listed_tags(&found),
+        ["t050", "t051", "t052", "t053", "t054"]
+    );
+    let newest = get(&h, "/repositories/pub/app?sort=newest&q=t", Some(&owner))
+        .await
+        .text();
+    assert_eq!(
+        listed_tags(&newest).first().map(String::as_str),
+        Some("t054"),
+        "{newest}"
+    );
+    let largest = get(&h, "/repositories/pub/app?sort=size", Some(&owner))
+        .await
+        .text();
+    assert_eq!(
+        listed_tags(&largest).first().map(String::as_str),
+        Some("big"),
+        "{largest}"
+    );
+    let none = get(&h, "/repositories/pub/app?q=zzz", Some(&owner))
+        .await
+        .text();
+    assert!(none.contains("No tags contain"), "{none}");
+
+    // A sort that is none, and a cursor of another sort, are refused.
+    let bad = get(&h, "/repositories/pub/app?sort=colour", Some(&owner)).await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert_html(&bad, "bad sort");
+    let other_sort = next.replace("sort=name", "sort=newest");
+    assert_eq!(get(&h, &other_sort, Some(&owner)).await.status, 400);
+    // Those who may not pull are sent to sign in, or refused.
+    h.push_image("priv/secret", "v1", "private").await;
+    assert_eq!(
+        get(&h, "/repositories/priv/secret?q=v", None).await.status,
+        303
+    );
+}

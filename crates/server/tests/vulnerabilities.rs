@@ -265,3 +265,196 @@ async fn a_block_policy_refuses_the_pull_naming_the_finding_until_it_is_exempted
         .await;
     assert_eq!(pull.status, 403);
 }
+
+/// A console request: a GET, or a form's POST from this site, with the
+/// session cookie.
+async fn console(
+    h: &Harness,
+    method: &str,
+    uri: &str,
+    cookie: Option<&str>,
+    form: &[(&str, &str)],
+) -> support::Answer {
+    let mut builder = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", support::HOST)
+        .header("sec-fetch-site", "same-origin")
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(cookie) = cookie {
+        builder = builder.header("cookie", format!("berth_session={cookie}"));
+    }
+    let body = serde_urlencoded::to_string(form).unwrap();
+    h.send(builder.body(axum::body::Body::from(body)).unwrap())
+        .await
+}
+
+/// Signs `user` in to the console; returns the cookie and the CSRF token.
+async fn console_session(h: &Harness, user: &str) -> (String, String) {
+    let answer = console(
+        h,
+        "POST",
+        "/sign-in",
+        None,
+        &[("username", user), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(answer.status, 303, "{}", answer.text());
+    let cookie = answer.header("set-cookie");
+    let cookie = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .strip_prefix("berth_session=")
+        .unwrap()
+        .to_string();
+    let page = console(h, "GET", "/tokens", Some(&cookie), &[])
+        .await
+        .text();
+    let token = regex::Regex::new(r#"name="csrf" value="([0-9a-f]{64})""#)
+        .unwrap()
+        .captures(&page)
+        .unwrap()[1]
+        .to_string();
+    (cookie, token)
+}
+
+/// The status of `pub/app:v1`'s vulnerability report, through the API.
+async fn status_of_v1(h: &Harness) -> String {
+    h.call(
+        "GET",
+        "/api/v1/images/pub%2Fapp:v1/vulnerabilities",
+        Some(&basic("reader", PASSWORD)),
+        "",
+    )
+    .await
+    .json()["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The console's exemption form's fields.
+fn exemption<'a>(csrf: &'a str, image: &'a str, scope: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("scope", scope),
+        ("issue", "TEST-DEB-1"),
+        ("reason", "not reachable in this image"),
+        ("expires", "30d"),
+        ("back", image),
+        ("csrf", csrf),
+    ]
+}
+
+#[tokio::test]
+async fn the_console_exempts_a_finding_and_the_verdict_updates() {
+    let h = Harness::new().await;
+    push_image(&h).await;
+    let imported = h
+        .call(
+            "POST",
+            "/api/v1/advisories",
+            Some(&basic("root", PASSWORD)),
+            RECORD,
+        )
+        .await;
+    assert_eq!(imported.status, 200, "{}", imported.text());
+    assert_eq!(status_of_v1(&h).await, "1 issue");
+    let (owner, owner_csrf) = console_session(&h, "owner").await;
+    let (reader, reader_csrf) = console_session(&h, "reader").await;
+    let (root, _) = console_session(&h, "root").await;
+    let image = "/repositories/pub/app/-/images/v1";
+    let form_path = format!("{image}/exempt/TEST-DEB-1");
+
+    // The owner is offered the form; a reader is not.
+    let page = console(&h, "GET", image, Some(&owner), &[]).await.text();
+    assert!(page.contains("1 issue"), "{page}");
+    assert!(page.contains(&format!("href=\"{form_path}\"")), "{page}");
+    let page = console(&h, "GET", image, Some(&reader), &[]).await.text();
+    assert!(!page.contains("/exempt/"), "{page}");
+    // The form offers the scopes the caller may change: the whole registry
+    // to administrators only.
+    let form = console(&h, "GET", &form_path, Some(&owner), &[]).await;
+    assert_eq!(form.status, 200, "{}", form.text());
+    let text = form.text();
+    for scope in [
+        "value=\"pub/app@sha256:",
+        "value=\"pub/app:v1\"",
+        "value=\"pub/app\"",
+        "value=\"pub\"",
+    ] {
+        assert!(text.contains(scope), "{scope}: {text}");
+    }
+    assert!(!text.contains("value=\"*\""), "{text}");
+    assert!(text.contains("libexample"), "{text}");
+    let form = console(&h, "GET", &form_path, Some(&root), &[])
+        .await
+        .text();
+    assert!(form.contains("value=\"*\""), "{form}");
+
+    for (cookie, form, status) in [
+        (&reader, exemption(&reader_csrf, image, "pub/app:v1"), 403),
+        (&owner, exemption("", image, "pub/app:v1"), 403),
+        (&owner, exemption(&owner_csrf, image, "*"), 403),
+        (&owner, exemption(&owner_csrf, image, "pub/app:"), 400),
+    ] {
+        let answer = console(&h, "POST", "/exemptions", Some(cookie), &form).await;
+        assert_eq!(answer.status, status, "{form:?}: {}", answer.text());
+    }
+    assert_eq!(
+        status_of_v1(&h).await,
+        "1 issue",
+        "refused forms exempt nothing"
+    );
+    let made = console(
+        &h,
+        "POST",
+        "/exemptions",
+        Some(&owner),
+        &exemption(&owner_csrf, image, "pub/app:v1"),
+    )
+    .await;
+    assert_eq!(made.status, 303, "{}", made.text());
+    assert_eq!(made.header("location"), image);
+    assert_eq!(status_of_v1(&h).await, "No issues");
+    let page = console(&h, "GET", image, Some(&owner), &[]).await.text();
+    assert!(page.contains("No issues"), "{page}");
+    let all = console(&h, "GET", &format!("{image}?all=true"), Some(&owner), &[])
+        .await
+        .text();
+    assert!(
+        all.contains("Exempted") && all.contains("TEST-DEB-1"),
+        "{all}"
+    );
+
+    // The namespace's exemptions, with a remove button for its owners.
+    let list = console(&h, "GET", "/namespaces/pub/exemptions", Some(&owner), &[]).await;
+    assert_eq!(list.status, 200, "{}", list.text());
+    assert!(
+        list.text().contains("Remove TEST-DEB-1 in pub/app:v1"),
+        "{}",
+        list.text()
+    );
+    let list = console(&h, "GET", "/namespaces/pub/exemptions", Some(&reader), &[])
+        .await
+        .text();
+    assert!(
+        list.contains("TEST-DEB-1") && !list.contains("Remove TEST-DEB-1"),
+        "{list}"
+    );
+    let removed = console(
+        &h,
+        "POST",
+        "/exemptions/remove",
+        Some(&owner),
+        &[
+            ("scope", "pub/app:v1"),
+            ("issue", "TEST-DEB-1"),
+            ("back", "/namespaces/pub/exemptions"),
+            ("csrf", &owner_csrf),
+        ],
+    )
+    .await;
+    assert_eq!(removed.status, 303, "{}", removed.text());
+    assert_eq!(status_of_v1(&h).await, "1 issue");
+}

@@ -101,6 +101,7 @@ pub fn run(command: Command, env: &Environment) -> ExitCode {
             namespace,
             action,
             limit,
+            export,
         } => client(webhooks::audit(
             args,
             webhooks::AuditFilter {
@@ -109,6 +110,7 @@ pub fn run(command: Command, env: &Environment) -> ExitCode {
                 namespace,
                 action,
                 limit,
+                export,
             },
             env,
         )),

@@ -114,7 +114,8 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
         .with_outbound(berth_server::OutboundSettings {
             key_encryption: wiring::key_encryption_key(config)?,
             allow_private: config.server.outbound_allow_private,
-        });
+        })
+        .with_configuration_listing(crate::config::reference::check_listing(loaded));
     // Replication: rules run on demand (the API), on push (the consumer
     // below) and on their schedules (the task below), one node per rule.
     let replicator = Replicator::new(

@@ -210,9 +210,14 @@ fn policy(
             mode,
             severity,
             block_unscanned,
+            sbom,
         } => {
-            let body =
-                json!({"mode": mode, "severity": severity, "block_unscanned": block_unscanned});
+            let body = json!({
+                "mode": mode,
+                "severity": severity,
+                "block_unscanned": block_unscanned,
+                "attach_sbom": sbom == "on",
+            });
             let set = session.call(
                 Method::PUT,
                 &format!(
@@ -239,13 +244,19 @@ fn policy(
             let policies: Vec<Value> = list["policies"].as_array().cloned().unwrap_or_default();
             output.list(
                 &policies,
-                &["namespace", "mode", "severity", "block unscanned"],
+                &["namespace", "mode", "severity", "block unscanned", "sbom"],
                 |p, _| {
                     vec![
                         text(&p["namespace"]),
                         text(&p["mode"]),
                         text(&p["severity"]),
                         p["block_unscanned"].as_bool().unwrap_or(false).to_string(),
+                        if p["attach_sbom"].as_bool().unwrap_or(true) {
+                            "on"
+                        } else {
+                            "off"
+                        }
+                        .to_string(),
                     ]
                 },
                 |p| p["namespace"].as_str().unwrap_or(""),

@@ -80,8 +80,14 @@ pub fn webhook(
             url,
             events,
             secret,
+            envelope,
         } => {
-            let mut body = json!({"scope": scope, "url": url, "events": events});
+            let mut body = json!({
+                "scope": scope,
+                "url": url,
+                "events": events,
+                "envelope": envelope.as_str(),
+            });
             if let Some(secret) = secret {
                 body["secret"] = json!(secret);
             }
@@ -108,7 +114,15 @@ pub fn webhook(
                 .collect();
             output.list(
                 &webhooks,
-                &["id", "scope", "url", "events", "signed", "created by"],
+                &[
+                    "id",
+                    "scope",
+                    "url",
+                    "events",
+                    "signed",
+                    "envelope",
+                    "created by",
+                ],
                 |webhook, _| {
                     let events: Vec<String> = webhook["events"]
                         .as_array()
@@ -127,6 +141,7 @@ pub fn webhook(
                             "no"
                         }
                         .to_string(),
+                        text(&webhook["envelope"]),
                         text(&webhook["created_by"]),
                     ]
                 },
@@ -191,18 +206,27 @@ pub struct AuditFilter {
     pub actor: Option<String>,
     pub namespace: Option<String>,
     pub action: Option<String>,
-    pub limit: u64,
+    pub limit: Option<u64>,
+    /// Every matching record as JSON lines, all pages.
+    pub export: bool,
 }
+
+/// Records one page of the API holds at most.
+const AUDIT_PAGE: u64 = 1000;
 
 pub fn audit(args: ClientArgs, filter: AuditFilter, env: &Environment) -> Result<(), ClientError> {
     let mut session = Profile::load(env)?.session(args.registry.as_deref())?;
     let output = Output::new(args.output, args.quiet, args.format.as_deref(), env)?;
-    if !(1..=1000).contains(&filter.limit) {
-        return Err(ClientError::Usage(
-            "--limit: between 1 and 1000 records".to_string(),
-        ));
+    match filter.limit {
+        Some(0) => return Err(ClientError::Usage("--limit: at least 1 record".to_string())),
+        Some(limit) if limit > AUDIT_PAGE && !filter.export => {
+            return Err(ClientError::Usage(format!(
+                "--limit: at most {AUDIT_PAGE} records; use --export for more"
+            )))
+        }
+        _ => {}
     }
-    let mut query: Vec<(&str, String)> = vec![("limit", filter.limit.to_string())];
+    let mut query: Vec<(&str, String)> = Vec::new();
     if let Some(since) = filter.since {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         query.push(("since", (now - since.as_secs() as i64).max(0).to_string()));
@@ -216,16 +240,11 @@ pub fn audit(args: ClientArgs, filter: AuditFilter, env: &Environment) -> Result
             query.push((name, value));
         }
     }
-    let query = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(&query)
-        .finish();
-    let page = session.call(
-        Method::GET,
-        &format!("/api/v1/audit?{query}"),
-        None,
-        &["registry:users:*".to_string()],
-        "reading the audit trail",
-    )?;
+    if filter.export {
+        return export_audit(&mut session, query, filter.limit);
+    }
+    query.push(("limit", filter.limit.unwrap_or(100).to_string()));
+    let page = audit_page(&mut session, &query, "reading the audit trail")?;
     let records = page["records"].as_array().cloned().unwrap_or_default();
     output.list(
         &records,
@@ -248,4 +267,73 @@ pub fn audit(args: ClientArgs, filter: AuditFilter, env: &Environment) -> Result
         |record| record["action"].as_str().unwrap_or(""),
     )?;
     Ok(())
+}
+
+/// One page of the audit trail the API answers for `query`.
+fn audit_page(
+    session: &mut Session,
+    query: &[(&str, String)],
+    doing: &str,
+) -> Result<Value, ClientError> {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(query)
+        .finish();
+    session.call(
+        Method::GET,
+        &format!("/api/v1/audit?{query}"),
+        None,
+        &["registry:users:*".to_string()],
+        doing,
+    )
+}
+
+/// `berth audit --export`: every record the filter selects, newest first,
+/// one JSON object per line, page after page (`next_before`) until the
+/// trail or `limit` ends. Each line is written as its page arrives, so an
+/// export of any size holds one page in memory; a reader that stops early
+/// (`| head`) ends it quietly.
+fn export_audit(
+    session: &mut Session,
+    filter: Vec<(&str, String)>,
+    limit: Option<u64>,
+) -> Result<(), ClientError> {
+    use std::io::Write;
+
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut remaining = limit.unwrap_or(u64::MAX);
+    let mut before: Option<i64> = None;
+    while remaining > 0 {
+        let mut query = filter.clone();
+        query.push(("limit", remaining.min(AUDIT_PAGE).to_string()));
+        if let Some(before) = before {
+            query.push(("before", before.to_string()));
+        }
+        let page = audit_page(session, &query, "exporting the audit trail")?;
+        let records = page["records"].as_array().cloned().unwrap_or_default();
+        for record in &records {
+            let written = writeln!(out, "{record}");
+            if let Err(error) = written {
+                return quiet_on_closed_pipe(error);
+            }
+        }
+        remaining = remaining.saturating_sub(records.len() as u64);
+        match page["next_before"].as_i64() {
+            Some(next) if !records.is_empty() => before = Some(next),
+            _ => break,
+        }
+    }
+    out.flush().or_else(quiet_on_closed_pipe)
+}
+
+/// A closed standard output (the reader stopped) ends an export quietly;
+/// any other write error is reported.
+fn quiet_on_closed_pipe(error: std::io::Error) -> Result<(), ClientError> {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(())
+    } else {
+        Err(ClientError::Local(format!(
+            "cannot write the export to standard output: {error}: check the disk or the pipe it goes to"
+        )))
+    }
 }

@@ -175,6 +175,8 @@ declare_config! {
         max_layer_bytes: ByteSize = "32GiB", flag "scanner-max-layer-bytes";
         /// The largest file read into memory to be parsed (package databases, archives, binaries).
         max_file_size: ByteSize = "32MiB", flag "scanner-max-file-size";
+        /// Attach each indexed image's SBOM (CycloneDX) to it as an OCI referrer; a namespace's policy may turn it off there (`berth va policy set NS --sbom off`).
+        attach_sbom: bool = "true", flag "scanner-attach-sbom";
     }
 
     /// Webhooks: events of a namespace, or of the registry, POSTed as signed CloudEvents.

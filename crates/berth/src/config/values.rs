@@ -177,44 +177,14 @@ pub struct ByteSize(pub u64);
 
 impl ByteSize {
     /// Units from the largest, so `show` picks the largest exact one.
-    const UNITS: &'static [(&'static str, u64)] = &[
-        ("TiB", 1 << 40),
-        ("GiB", 1 << 30),
-        ("MiB", 1 << 20),
-        ("KiB", 1 << 10),
-        ("TB", 1_000_000_000_000),
-        ("GB", 1_000_000_000),
-        ("MB", 1_000_000),
-        ("KB", 1_000),
-        ("B", 1),
-    ];
+    const UNITS: &'static [(&'static str, u64)] = berth_registry::quotas::SIZE_UNITS;
 }
 
 impl Setting for ByteSize {
     const VALUE_NAME: &'static str = "SIZE";
 
     fn parse_text(text: &str) -> Result<Self, String> {
-        let invalid = || format!("{text:?} is not a size such as 8MiB, 512KiB or 1048576");
-        let trimmed = text.trim();
-        let split = trimmed
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(trimmed.len());
-        let (number, unit) = trimmed.split_at(split);
-        let number: u64 = number.parse().map_err(|_| invalid())?;
-        let unit = unit.trim();
-        let factor = if unit.is_empty() {
-            1
-        } else {
-            Self::UNITS
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(unit))
-                .map(|(_, factor)| *factor)
-                .ok_or_else(invalid)?
-        };
-        number
-            .checked_mul(factor)
-            .map(ByteSize)
-            .ok_or_else(|| format!("{text:?} is too large"))
+        berth_registry::quotas::parse_size(text).map(ByteSize)
     }
 
     fn parse_toml(value: &toml::Value) -> Result<Self, String> {

@@ -3,7 +3,9 @@
 Run by crates/berth/tests/e2e_console.rs against a `berth serve --auth` with
 an image pushed to alice/app (tags v1 and v2). Prints one JSON object on
 stdout with what the Rust test checks with real clients afterwards: the
-pull command read from the page, and the token created on the page.
+pull command read from the page, the token created on the page, and (seen
+through `berth`) the retention policy, immutable rule and quota set in the
+forms.
 
 Every page visited is checked with axe-core (serious and critical
 violations fail) and photographed at phone and desktop width.
@@ -18,6 +20,7 @@ from playwright.sync_api import sync_playwright
 BASE = os.environ["BERTH_URL"].rstrip("/")
 ALICE = (os.environ["ALICE_USER"], os.environ["ALICE_PASSWORD"])
 BOB = (os.environ["BOB_USER"], os.environ["BOB_PASSWORD"])
+ADMIN = (os.environ["ADMIN_USER"], os.environ["ADMIN_PASSWORD"])
 SHOTS = os.environ["SCREENSHOT_DIR"]
 AXE = os.environ["AXE_PATH"]
 
@@ -113,6 +116,15 @@ def main():
         page.click("main a[href='/repositories/alice/app']")
         page.wait_for_load_state()
         audit(page, "repository")
+        # Its tags, searched and sorted.
+        page.fill("#q", "v")
+        page.select_option("#sort", "newest")
+        page.click("button:has-text('Show tags')")
+        page.wait_for_load_state()
+        found = [t.strip() for t in page.locator("main tbody tr td:first-child").all_inner_texts()]
+        check(sorted(found) == ["v1", "v2"], "tags found: %r" % found)
+        audit(page, "tags")
+        page.goto(BASE + "/repositories/alice/app")
         page.click("main a[href='/repositories/alice/app/-/images/v2']")
         page.wait_for_load_state()
         audit(page, "image")
@@ -132,6 +144,44 @@ def main():
         page.wait_for_load_state()
         check("The tag v1 was deleted" in page.inner_text("main"), "deletion confirmed")
         check(page.locator("main a[href='/repositories/alice/app/-/images/v1']").count() == 0, "v1 no longer listed")
+
+        # The namespace's lifecycle: a retention policy (previewed), and an
+        # immutable-tag rule.
+        page.goto(BASE + "/namespaces/alice")
+        page.click("main a:has-text('Quotas, retention and immutable tags')")
+        page.wait_for_load_state()
+        page.fill("#keep", "5")
+        page.select_option("#untagged", "keep")
+        page.fill("#min_age", "1d")
+        page.click("button:has-text('Set policy')")
+        page.wait_for_load_state()
+        check("The retention policy is set." in page.inner_text("main"), "retention policy set")
+        page.click("button:has-text('Preview')")
+        page.wait_for_load_state()
+        check("Would go to the trash: 0 images" in page.inner_text("main"), "the preview lists nothing to delete")
+        page.fill("#rule-tags", "release-*")
+        page.click("button:has-text('Add rule')")
+        page.wait_for_load_state()
+        check("Remove release-* in alice" in page.inner_text("main"), "immutable rule listed")
+        audit(page, "lifecycle")
+
+        # Delete the image (v2) into the trash, and restore it from there.
+        page.goto(BASE + "/repositories/alice/app/-/images/v2")
+        page.click("summary:has-text('Delete this image')")
+        page.click("button:has-text('Delete image')")
+        page.wait_for_load_state()
+        check("was deleted" in page.inner_text("main"), "image deletion confirmed")
+        page.click("main a:has-text('trash')")
+        page.wait_for_load_state()
+        audit(page, "trash")
+        page.click("button:has-text('Restore')")
+        page.wait_for_load_state()
+        text = page.inner_text("main")
+        check("is back" in text and "Tags restored: v2" in text, "restored with its tag: " + text[:400])
+
+        # The namespace's vulnerabilities page (pull policy, exemptions).
+        page.goto(BASE + "/namespaces/alice/exemptions")
+        audit(page, "vulnerabilities")
 
         # A form without the session's token is refused, whatever its origin.
         refused = context.request.post(
@@ -157,10 +207,30 @@ def main():
         result["token_name"] = "ci-pull"
         check("kubernetes.io/dockerconfigjson" in page.inner_text("#token-k8s"), "pull secret shown")
 
-        # Signing out ends the session: the tokens page asks to sign in.
-        sign_out(page)
+        # Signing out everywhere ends the session: the tokens page asks to
+        # sign in.
+        page.click("header a:has-text('" + ALICE[0] + "')")
+        page.wait_for_load_state()
+        audit(page, "account")
+        page.click("button:has-text('Sign out everywhere')")
+        page.wait_for_load_state()
+        check(page.url.startswith(BASE + "/sign-in"), "after signing out everywhere: " + page.url)
         page.goto(BASE + "/tokens")
         check(page.url.startswith(BASE + "/sign-in"), "after sign-out: " + page.url)
+
+        # The administrator sets alice's quota, and sees the settings.
+        sign_in(page, ADMIN)
+        page.goto(BASE + "/namespaces/alice/lifecycle")
+        page.fill("#storage", "10GB")
+        page.fill("#traffic", "unlimited")
+        page.click("button:has-text('Set limits')")
+        page.wait_for_load_state()
+        check("of 10.0 GB" in page.inner_text("main"), "the storage limit is shown")
+        page.click("nav >> text=Settings")
+        page.wait_for_load_state()
+        check("Effective configuration" in page.inner_text("main"), "settings page")
+        audit(page, "settings")
+        sign_out(page)
 
         # Bob, no member of alice's private namespace, does not see it.
         sign_in(page, BOB)

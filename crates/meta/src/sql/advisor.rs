@@ -12,7 +12,7 @@ use crate::advisor::{
     AdvisorStore, AdvisoryData, AdvisoryRow, ExemptionRow, ImageIndexRow, ImportCounts, IndexState,
     PolicyMode, PolicyRow, ScanJob,
 };
-use crate::{Change, EventKind, MetaError, Timestamp};
+use crate::{Actor, Change, EventKind, MetaError, Timestamp};
 
 /// Package keys per look-up statement, well within both databases' limits
 /// on a statement's size.
@@ -73,6 +73,7 @@ fn policy_from_row(row: &Row) -> Result<PolicyRow, MetaError> {
             .ok_or_else(|| MetaError::Corrupt(format!("policy mode {mode:?}")))?,
         severity: row.get("severity")?,
         block_unscanned: row.get("block_unscanned")?,
+        attach_sbom: row.get("attach_sbom")?,
         updated_at: row.get("updated_at")?,
     })
 }
@@ -319,16 +320,29 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
         layers: &[Digest],
         now: Timestamp,
     ) -> Result<(), MetaError> {
-        let mut tx = self.db.begin_write().await?;
-        let removed = query("DELETE FROM scan_jobs WHERE manifest_digest = $1 AND holder = $2")
-            .bind(manifest.as_str())
-            .bind(holder)
-            .execute(&mut tx)
-            .await
-            .map_err(database("removing a finished scan job"))?;
-        if removed == 0 {
+        let change = Change::new(Actor::system("scanner"), now);
+        let mut tx = self.db.begin_change(&change).await?;
+        let removed = query(
+            "DELETE FROM scan_jobs WHERE manifest_digest = $1 AND holder = $2 RETURNING repository",
+        )
+        .bind(manifest.as_str())
+        .bind(holder)
+        .fetch_optional(&mut tx)
+        .await
+        .map_err(database("removing a finished scan job"))?;
+        let Some(removed) = removed else {
             return Err(MetaError::LeaseLost);
+        };
+        let repository = parse_repository(&removed.get::<String>("repository")?)?;
+        let mut detail = serde_json::json!({ "state": state.as_str() });
+        if let Some(reason) = state.reason() {
+            detail["reason"] = reason.into();
         }
+        tx.record(
+            NewEvent::repository(EventKind::ScanFinished, &repository)
+                .digest(manifest.as_str())
+                .detail(detail),
+        )?;
         let layers: Vec<&str> = layers.iter().map(Digest::as_str).collect();
         let layers = serde_json::to_string(&layers)
             .map_err(|error| MetaError::Database(format!("encoding layers: {error}")))?;
@@ -587,7 +601,7 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
             .map_err(database("looking up a namespace"))?
             .ok_or(MetaError::NotFound)?;
         let previous = query(
-            "SELECT namespace, mode, severity, block_unscanned, updated_at \
+            "SELECT namespace, mode, severity, block_unscanned, attach_sbom, updated_at \
              FROM vulnerability_policies WHERE namespace = $1",
         )
         .bind(&policy.namespace)
@@ -601,21 +615,24 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
             previous.mode == policy.mode
                 && previous.severity == policy.severity
                 && previous.block_unscanned == policy.block_unscanned
+                && previous.attach_sbom == policy.attach_sbom
         });
         if same {
             return Ok(());
         }
         query(
             "INSERT INTO vulnerability_policies \
-             (namespace, mode, severity, block_unscanned, updated_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace) DO UPDATE \
+             (namespace, mode, severity, block_unscanned, attach_sbom, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (namespace) DO UPDATE \
              SET mode = excluded.mode, severity = excluded.severity, \
-             block_unscanned = excluded.block_unscanned, updated_at = excluded.updated_at",
+             block_unscanned = excluded.block_unscanned, attach_sbom = excluded.attach_sbom, \
+             updated_at = excluded.updated_at",
         )
         .bind(&policy.namespace)
         .bind(policy.mode.as_str())
         .bind(&policy.severity)
         .bind(policy.block_unscanned)
+        .bind(policy.attach_sbom)
         .bind(policy.updated_at)
         .execute(&mut tx)
         .await
@@ -627,6 +644,7 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
                 "mode": policy.mode.as_str(),
                 "severity": policy.severity,
                 "block_unscanned": policy.block_unscanned,
+                "attach_sbom": policy.attach_sbom,
                 "previous": previous.map(|previous| previous.mode.as_str()),
             }),
         ))?;
@@ -635,7 +653,7 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
 
     async fn policy(&self, namespace: &str) -> Result<Option<PolicyRow>, MetaError> {
         query(
-            "SELECT namespace, mode, severity, block_unscanned, updated_at \
+            "SELECT namespace, mode, severity, block_unscanned, attach_sbom, updated_at \
              FROM vulnerability_policies WHERE namespace = $1",
         )
         .bind(namespace)
@@ -649,7 +667,7 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
 
     async fn list_policies(&self) -> Result<Vec<PolicyRow>, MetaError> {
         query(
-            "SELECT namespace, mode, severity, block_unscanned, updated_at \
+            "SELECT namespace, mode, severity, block_unscanned, attach_sbom, updated_at \
              FROM vulnerability_policies ORDER BY namespace",
         )
         .fetch_all(self.db.reader())

@@ -179,14 +179,29 @@ impl<B: 'static> NamespaceStore for SqlMetaStore<B> {
     }
 
     async fn namespace_usage(&self, name: &str) -> Result<Option<NamespaceUsage>, MetaError> {
+        Ok(self
+            .namespaces_usage(&[name])
+            .await?
+            .into_iter()
+            .next()
+            .map(|(_, usage)| usage))
+    }
+
+    async fn namespaces_usage(
+        &self,
+        names: &[&str],
+    ) -> Result<Vec<(String, NamespaceUsage)>, MetaError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
         // One statement, so every count comes from one snapshot; the counts
         // add up the namespace's repositories' (kept by migration 0020's
         // triggers), so this reads its repositories, not its images. The bytes
         // are the quota's figure, kept by migration 0017's triggers (each
         // blob and manifest once however many repositories hold it), so
         // the namespace pages and the quota never disagree.
-        let row = query(
-            "SELECT \
+        let sql = format!(
+            "SELECT n.name AS name, \
                (SELECT COUNT(*) FROM repositories WHERE namespace = n.name) AS repositories, \
                (SELECT CAST(COALESCE(SUM(image_count), 0) AS BIGINT) FROM repositories \
                   WHERE namespace = n.name) AS images, \
@@ -194,20 +209,26 @@ impl<B: 'static> NamespaceStore for SqlMetaStore<B> {
                   WHERE namespace = n.name) AS tags, \
                COALESCE((SELECT q.storage_bytes FROM namespace_quotas q \
                   WHERE q.namespace = n.name), 0) AS storage_bytes \
-             FROM namespaces n WHERE n.name = $1",
-        )
-        .bind(name)
-        .fetch_optional(self.db.reader())
-        .await
-        .map_err(database("counting a namespace's contents"))?;
-        row.map(|row| {
-            Ok(NamespaceUsage {
-                repositories: count(&row, "repositories")?,
-                images: count(&row, "images")?,
-                tags: count(&row, "tags")?,
-                storage_bytes: count(&row, "storage_bytes")?,
+             FROM namespaces n WHERE n.name IN (SELECT l.value FROM {list}) ORDER BY n.name",
+            list = self.db.dialect().list(1)
+        );
+        query(&sql)
+            .bind(names.to_vec())
+            .fetch_all(self.db.reader())
+            .await
+            .map_err(database("counting namespaces' contents"))?
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.get("name")?,
+                    NamespaceUsage {
+                        repositories: count(row, "repositories")?,
+                        images: count(row, "images")?,
+                        tags: count(row, "tags")?,
+                        storage_bytes: count(row, "storage_bytes")?,
+                    },
+                ))
             })
-        })
-        .transpose()
+            .collect()
     }
 }

@@ -6,11 +6,17 @@ use super::jobs::LeasedQueue;
 use super::{limit_to_i64, SqlMetaStore};
 use crate::webhooks::{
     DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow, DeliveryState, NewDelivery,
-    NewWebhook, WebhookRow, WebhookStore,
+    NewWebhook, WebhookEnvelope, WebhookRow, WebhookStore,
 };
 use crate::{Change, EventKind, MetaError, Timestamp};
 
-const WEBHOOK_COLUMNS: &str = "id, namespace, url, events, secret, created_by, created_at";
+const WEBHOOK_COLUMNS: &str =
+    "id, namespace, url, events, secret, created_by, created_at, envelope";
+
+fn envelope_from(text: &str) -> Result<WebhookEnvelope, MetaError> {
+    WebhookEnvelope::parse(text)
+        .ok_or_else(|| MetaError::Corrupt(format!("a webhook's envelope {text:?}")))
+}
 
 /// The pending deliveries: the earliest due first.
 const DELIVERY_QUEUE: LeasedQueue = LeasedQueue {
@@ -36,6 +42,7 @@ fn webhook_from_row(row: &Row) -> Result<WebhookRow, MetaError> {
         secret: row.get("secret")?,
         created_by: row.get("created_by")?,
         created_at: row.get("created_at")?,
+        envelope: envelope_from(&row.get::<String>("envelope")?)?,
     })
 }
 
@@ -100,8 +107,8 @@ impl<B: 'static> WebhookStore for SqlMetaStore<B> {
         let events = serde_json::to_string(&webhook.events)
             .map_err(|e| MetaError::Database(format!("encoding a webhook's events: {e}")))?;
         let sql = format!(
-            "INSERT INTO webhooks (namespace, url, events, secret, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {WEBHOOK_COLUMNS}"
+            "INSERT INTO webhooks (namespace, url, events, secret, created_by, created_at, \
+             envelope) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {WEBHOOK_COLUMNS}"
         );
         let created = query(&sql)
             .bind(&webhook.namespace)
@@ -110,6 +117,7 @@ impl<B: 'static> WebhookStore for SqlMetaStore<B> {
             .bind(&webhook.secret)
             .bind(&webhook.created_by)
             .bind(change.at)
+            .bind(webhook.envelope.as_str())
             .fetch_one(&mut tx)
             .await
             .map_err(write_error("creating a webhook"))?;
@@ -221,7 +229,7 @@ impl<B: 'static> WebhookStore for SqlMetaStore<B> {
             return Ok(None);
         };
         let webhook_id: i64 = row.get("webhook_id")?;
-        let webhook = query("SELECT url, secret FROM webhooks WHERE id = $1")
+        let webhook = query("SELECT url, secret, envelope FROM webhooks WHERE id = $1")
             .bind(webhook_id)
             .fetch_one(&mut tx)
             .await
@@ -232,6 +240,7 @@ impl<B: 'static> WebhookStore for SqlMetaStore<B> {
             webhook_id,
             url: webhook.get("url")?,
             secret: webhook.get("secret")?,
+            envelope: envelope_from(&webhook.get::<String>("envelope")?)?,
             payload: row.get("payload")?,
             attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         };

@@ -100,6 +100,7 @@ pub async fn scan_jobs_are_queued_once_and_leased(store: &dyn MetaStore) {
         .unwrap()
         .unwrap();
     assert_eq!((&over.manifest, over.attempts), (&first, 2));
+    let from = store.last_event_position().await.unwrap();
     let lost = store
         .finish_scan("alice", &first, &IndexState::Done, &layers, NOW + 33)
         .await;
@@ -108,6 +109,23 @@ pub async fn scan_jobs_are_queued_once_and_leased(store: &dyn MetaStore) {
         .finish_scan("carol", &first, &IndexState::Done, &layers, NOW + 34)
         .await
         .unwrap();
+    // The finished scan, and only it, is an event of the stream, written
+    // with it: the job's repository, the manifest and the state.
+    let finished: Vec<(Option<RepoName>, Option<Digest>, serde_json::Value)> =
+        events_after(store, from)
+            .await
+            .into_iter()
+            .filter(|e| e.kind == EventKind::ScanFinished)
+            .map(|e| (e.repository, e.digest, e.detail))
+            .collect();
+    assert_eq!(
+        finished,
+        vec![(
+            Some(repo.clone()),
+            Some(first.clone()),
+            serde_json::json!({"state": "done"})
+        )]
+    );
     let done = store.image_index(&first).await.unwrap().unwrap();
     assert_eq!(done.state, IndexState::Done);
     assert_eq!(done.layers, layers.to_vec());
@@ -482,6 +500,7 @@ pub async fn policies_are_set_per_namespace(store: &dyn MetaStore) {
         mode,
         severity: severity.to_string(),
         block_unscanned,
+        attach_sbom: true,
         updated_at: at,
     };
     // No namespace, no policy.
@@ -503,11 +522,16 @@ pub async fn policies_are_set_per_namespace(store: &dyn MetaStore) {
         // The same settings again: nothing changes, no event.
         policy(PolicyMode::Warn, "any", false, NOW + 2),
         policy(PolicyMode::Block, "high", true, NOW + 3),
+        // Only the SBOM setting changes: a change, with its event.
+        PolicyRow {
+            attach_sbom: false,
+            ..policy(PolicyMode::Block, "high", true, NOW + 4)
+        },
     ];
     for step in &steps {
         store.set_policy(&at(step.updated_at), step).await.unwrap();
     }
-    assert_eq!(store.policy(name).await.unwrap(), Some(steps[2].clone()));
+    assert_eq!(store.policy(name).await.unwrap(), Some(steps[3].clone()));
     let listed: Vec<PolicyRow> = store
         .list_policies()
         .await
@@ -515,7 +539,7 @@ pub async fn policies_are_set_per_namespace(store: &dyn MetaStore) {
         .into_iter()
         .filter(|p| p.namespace == name)
         .collect();
-    assert_eq!(listed, vec![steps[2].clone()]);
+    assert_eq!(listed, vec![steps[3].clone()]);
 
     let events: Vec<serde_json::Value> = events_after(store, from)
         .await
@@ -527,12 +551,13 @@ pub async fn policies_are_set_per_namespace(store: &dyn MetaStore) {
     assert_eq!(
         events,
         vec![
-            serde_json::json!({"mode": "warn", "severity": "any", "block_unscanned": false, "previous": null}),
-            serde_json::json!({"mode": "block", "severity": "high", "block_unscanned": true, "previous": "warn"}),
+            serde_json::json!({"mode": "warn", "severity": "any", "block_unscanned": false, "attach_sbom": true, "previous": null}),
+            serde_json::json!({"mode": "block", "severity": "high", "block_unscanned": true, "attach_sbom": true, "previous": "warn"}),
+            serde_json::json!({"mode": "block", "severity": "high", "block_unscanned": true, "attach_sbom": false, "previous": "block"}),
         ]
     );
 
     // The policy goes with its namespace.
-    store.delete_namespace(&at(NOW + 4), name).await.unwrap();
+    store.delete_namespace(&at(NOW + 5), name).await.unwrap();
     assert_eq!(store.policy(name).await.unwrap(), None);
 }

@@ -3,7 +3,7 @@
 use super::*;
 use crate::{
     ImageCursor, ImageSummary, RepositoryCursor, RepositoryQuery, RepositorySort,
-    RepositorySummary, TaggedFilter,
+    RepositorySummary, TagQuery, TagSort, TaggedFilter,
 };
 
 /// Every test of this suite, by name, in the order [`super::run_all`] runs them.
@@ -19,6 +19,9 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
         "repositories_are_summarized_sorted_searched_and_paged",
         |store| Box::pin(repositories_are_summarized_sorted_searched_and_paged(store)),
     ),
+    ("tags_are_listed_sorted_searched_and_paged", |store| {
+        Box::pin(tags_are_listed_sorted_searched_and_paged(store))
+    }),
 ];
 
 async fn list(
@@ -458,4 +461,136 @@ pub async fn repositories_are_summarized_sorted_searched_and_paged(store: &dyn M
         .await
         .unwrap();
     assert_eq!(gone, Vec::new());
+}
+
+async fn tagged(store: &dyn MetaStore, repo: &RepoName, query: &TagQuery) -> Vec<String> {
+    store
+        .list_tagged_images(repo, query)
+        .await
+        .expect("list_tagged_images succeeds")
+        .expect("the repository exists")
+        .iter()
+        .map(|row| row.tag.as_str().to_string())
+        .collect()
+}
+
+/// Three images of different sizes under five tags pushed at different
+/// times: each sort orders them as its contract says, a substring (with
+/// `%` and `_` taken literally) chooses, rows carry their image, and pages
+/// of any size follow their cursors to every tag exactly once.
+pub async fn tags_are_listed_sorted_searched_and_paged(store: &dyn MetaStore) {
+    let repo = repository("suite-tags/app");
+    let mut images = Vec::new();
+    for (i, size) in [100u64, 2000, 30000].into_iter().enumerate() {
+        let config = digest_of(&format!("suite-tags config {i}"));
+        let layer = digest_of(&format!("suite-tags layer {i}"));
+        link(store, &repo, &config, 10).await;
+        link(store, &repo, &layer, size).await;
+        images.push((
+            image(&format!("suite-tags image {i}"), &[&config, &layer]),
+            10 + size,
+        ));
+    }
+    // (image, tag, pushed at)
+    for (i, name, time) in [
+        (0, "v1.0", NOW),
+        (1, "v1.1", NOW + 1),
+        (2, "v2.0", NOW + 2),
+        (0, "stable", NOW + 3),
+        (2, "latest", NOW + 4),
+    ] {
+        store
+            .put_manifest(&at(time), &repo, &images[i].0, Some(&tag(name)))
+            .await
+            .unwrap();
+    }
+    let query = |sort, contains: Option<&str>, limit| TagQuery {
+        contains: contains.map(str::to_string),
+        sort,
+        after: None,
+        limit,
+    };
+    let expected: [(TagSort, Vec<&str>); 4] = [
+        (
+            TagSort::Name,
+            vec!["latest", "stable", "v1.0", "v1.1", "v2.0"],
+        ),
+        (
+            TagSort::Newest,
+            vec!["latest", "stable", "v2.0", "v1.1", "v1.0"],
+        ),
+        (
+            TagSort::Oldest,
+            vec!["v1.0", "v1.1", "v2.0", "stable", "latest"],
+        ),
+        // Largest image first; an image's tags by name, descending.
+        (
+            TagSort::Size,
+            vec!["v2.0", "latest", "v1.1", "v1.0", "stable"],
+        ),
+    ];
+    for (sort, order) in &expected {
+        assert_eq!(
+            tagged(store, &repo, &query(*sort, None, 100)).await,
+            *order,
+            "{sort:?}"
+        );
+        for page_size in [1, 2, 3] {
+            let mut paged = Vec::new();
+            let mut request = query(*sort, None, page_size);
+            for _ in 0..10 {
+                let page = store
+                    .list_tagged_images(&repo, &request)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let Some(last) = page.last() else { break };
+                request.after = Some(last.cursor(*sort));
+                paged.extend(page.iter().map(|row| row.tag.as_str().to_string()));
+            }
+            assert_eq!(paged, *order, "{sort:?} in pages of {page_size}");
+        }
+    }
+    for (contains, sort, found) in [
+        ("v1", TagSort::Name, vec!["v1.0", "v1.1"]),
+        ("v1", TagSort::Size, vec!["v1.1", "v1.0"]),
+        ("a", TagSort::Newest, vec!["latest", "stable"]),
+        ("%", TagSort::Name, vec![]),
+        ("_", TagSort::Name, vec![]),
+        ("nothing", TagSort::Oldest, vec![]),
+    ] {
+        assert_eq!(
+            tagged(store, &repo, &query(sort, Some(contains), 100)).await,
+            found,
+            "{contains:?} {sort:?}"
+        );
+    }
+    let rows = store
+        .list_tagged_images(&repo, &query(TagSort::Name, Some("latest"), 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].image.digest, images[2].0.record.digest);
+    assert_eq!(rows[0].image.size, images[2].1);
+    assert_eq!(rows[0].updated_at, NOW + 4);
+    assert_eq!(
+        store
+            .list_tagged_images(
+                &repository("suite-tags/none"),
+                &query(TagSort::Name, None, 10)
+            )
+            .await
+            .unwrap(),
+        None
+    );
+
+    for (manifest, _) in &images {
+        delete(store, &repo, &manifest.record.digest).await;
+    }
+    assert!(tagged(store, &repo, &query(TagSort::Size, None, 100))
+        .await
+        .is_empty());
+    let digests: Vec<&Digest> = images.iter().map(|(m, _)| &m.record.digest).collect();
+    assert_clean(store, &repo, &digests).await;
 }

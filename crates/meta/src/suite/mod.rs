@@ -122,7 +122,7 @@ macro_rules! meta_store_tests {
             repositories: [repositories_are_listed_in_byte_order_and_paged, repositories_are_deleted_step_by_step],
             blobs: [blob_links_are_idempotent_and_per_repository, repositories_with_a_blob_are_listed_and_paged],
             manifests: [put_manifest_with_missing_references_stores_nothing, put_manifest_with_wrong_blob_sizes_stores_nothing, manifests_are_found_by_tag_and_digest, re_putting_a_manifest_only_moves_the_tag, delete_manifest_removes_its_tags, index_children_cannot_be_deleted_while_listed, delete_tag_leaves_the_manifest, tags_are_listed_in_byte_order_and_paged, referrers_are_filtered_by_subject_and_artifact_type, racing_reference_checks_and_deletions_never_both_win, racing_pushes_of_one_manifest_all_succeed],
-            images: [images_are_listed_newest_first_with_tags_and_sizes, image_facts_are_stored_once, repositories_are_summarized_sorted_searched_and_paged],
+            images: [images_are_listed_newest_first_with_tags_and_sizes, image_facts_are_stored_once, repositories_are_summarized_sorted_searched_and_paged, tags_are_listed_sorted_searched_and_paged],
             pulls: [pulls_add_up_per_image_and_repository],
             uploads: [upload_leases_exclude_other_holders_until_expiry, a_node_releases_the_upload_leases_of_its_earlier_life, uploads_without_records_are_reported, expired_uploads_are_listed_oldest_first, live_uploads_are_counted_per_repository_and_principal],
             jobs: [job_leases_exclude_other_holders_until_expiry, racing_job_lease_takers_have_one_winner],

@@ -228,6 +228,21 @@ pub async fn namespace_usage_counts_each_blob_once(store: &dyn MetaStore) {
         store.namespace_usage("suite-nsusage-none").await.unwrap(),
         None
     );
+    // Several at once, from one statement: the same figures, by name, the
+    // missing one left out.
+    let batch = store
+        .namespaces_usage(&["suite-nsusage-other", "suite-nsusage-none", "suite-nsusage"])
+        .await
+        .unwrap();
+    let mut expected = Vec::new();
+    for name in ["suite-nsusage", "suite-nsusage-other"] {
+        expected.push((
+            name.to_string(),
+            store.namespace_usage(name).await.unwrap().unwrap(),
+        ));
+    }
+    assert_eq!(batch, expected);
+    assert_eq!(store.namespaces_usage(&[]).await.unwrap(), vec![]);
 
     for repo in [&one, &two, &elsewhere] {
         delete_repository(store, repo).await;

@@ -3,7 +3,8 @@
 use super::events::events_after;
 use super::*;
 use crate::{
-    DeliveryAttempt, DeliveryNext, DeliveryState, EventKind, NewDelivery, NewWebhook, WebhookRow,
+    DeliveryAttempt, DeliveryNext, DeliveryState, EventKind, NewDelivery, NewWebhook,
+    WebhookEnvelope, WebhookRow,
 };
 
 /// Every test of this suite, by name, in the order [`super::run_all`] runs them.
@@ -23,6 +24,7 @@ fn new_webhook(namespace: Option<&str>, url: &str) -> NewWebhook {
         events: vec!["push".to_string(), "delete".to_string()],
         secret: Some("sealed-secret".to_string()),
         created_by: "user:suite".to_string(),
+        envelope: WebhookEnvelope::CloudEvents,
     }
 }
 
@@ -59,7 +61,14 @@ pub async fn webhooks_are_created_listed_and_deleted(store: &dyn MetaStore) {
         .await
         .unwrap();
     let first = create(store, &new_webhook(Some(name), "http://a.example/hook")).await;
-    let second = create(store, &new_webhook(Some(name), "https://b.example/hook")).await;
+    let second = create(
+        store,
+        &NewWebhook {
+            envelope: WebhookEnvelope::Distribution,
+            ..new_webhook(Some(name), "https://b.example/hook")
+        },
+    )
+    .await;
     let everywhere = create(store, &new_webhook(None, "https://c.example/all")).await;
     assert!(first.id < second.id && second.id < everywhere.id);
     assert_eq!(first.namespace.as_deref(), Some(name));
@@ -68,6 +77,8 @@ pub async fn webhooks_are_created_listed_and_deleted(store: &dyn MetaStore) {
     assert_eq!(first.secret.as_deref(), Some("sealed-secret"));
     assert_eq!(first.created_by, "user:suite");
     assert_eq!(first.created_at, NOW);
+    assert_eq!(first.envelope, WebhookEnvelope::CloudEvents);
+    assert_eq!(second.envelope, WebhookEnvelope::Distribution);
     assert_eq!(everywhere.namespace, None);
 
     assert_eq!(
@@ -136,7 +147,14 @@ pub async fn webhooks_are_created_listed_and_deleted(store: &dyn MetaStore) {
 
 pub async fn deliveries_are_queued_once_and_leased(store: &dyn MetaStore) {
     let hook = create(store, &new_webhook(None, "http://queue.example/")).await;
-    let other = create(store, &new_webhook(None, "http://other.example/")).await;
+    let other = create(
+        store,
+        &NewWebhook {
+            envelope: WebhookEnvelope::Distribution,
+            ..new_webhook(None, "http://other.example/")
+        },
+    )
+    .await;
     let batch = [
         delivery(&hook, 10),
         delivery(&hook, 11),
@@ -156,6 +174,12 @@ pub async fn deliveries_are_queued_once_and_leased(store: &dyn MetaStore) {
     assert_eq!(first.attempts, 1);
     let second = store.take_delivery("b", NOW, 60).await.unwrap().unwrap();
     let third = store.take_delivery("b", NOW, 60).await.unwrap().unwrap();
+    assert_eq!(first.envelope, WebhookEnvelope::CloudEvents);
+    let of_other = [&second, &third]
+        .into_iter()
+        .find(|job| job.webhook_id == other.id)
+        .expect("the other webhook's delivery is taken");
+    assert_eq!(of_other.envelope, WebhookEnvelope::Distribution);
     let mut taken = vec![first.id, second.id, third.id];
     taken.dedup();
     assert_eq!(taken.len(), 3, "three different deliveries are taken");

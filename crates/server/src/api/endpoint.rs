@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::audit::AuditListing;
 use super::error::{ErrorCode, ManagementError};
-use super::images::{ImageListing, TagRequest};
+use super::images::{ImageListing, TagListing, TagRequest};
 use super::immutable::{NewImmutableRule, PatternParam, RuleScope};
 use super::members::MemberUpdate;
 use super::namespaces::DeleteOptions;
@@ -58,6 +58,7 @@ pub enum Endpoint {
     RevokeToken(Name),
     ListNamespaceTokens(Name),
     ListImages(RepositoryParam, ImageListing),
+    ListTags(RepositoryParam, TagListing),
     GetImage(RepositoryParam, ReferenceParam),
     DeleteImage(RepositoryParam, ReferenceParam),
     /// Target repository and tag, and where the image comes from.
@@ -160,6 +161,11 @@ impl Endpoint {
                 let repository = repository()?;
                 let listing = ImageListing::parse(&repository.0, query)?;
                 Endpoint::ListImages(repository, listing)
+            }
+            Route::ListTags => {
+                let repository = repository()?;
+                let listing = TagListing::parse(&repository.0, query)?;
+                Endpoint::ListTags(repository, listing)
             }
             Route::GetImage => Endpoint::GetImage(repository()?, reference()?),
             Route::DeleteImage => Endpoint::DeleteImage(repository()?, reference()?),

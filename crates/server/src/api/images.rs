@@ -13,7 +13,7 @@ use axum::response::Response;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use berth_oci::{Digest, ParsedManifest, Reference, RepoName};
-use berth_registry::{Image, ImageCursor, TaggedFilter};
+use berth_registry::{Image, ImageCursor, TagCursor, TagQuery, TagSort, TaggedFilter};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -404,6 +404,231 @@ pub async fn page(
         images: images.iter().map(|i| summary_view(repository, i)).collect(),
         next_cursor,
     })
+}
+
+/// How a tag listing is sorted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TagSortParam {
+    /// By name, ascending (byte order).
+    #[default]
+    Name,
+    /// The tag pushed or moved most recently first.
+    Newest,
+    /// The tag pushed or moved longest ago first.
+    Oldest,
+    /// The largest image first.
+    Size,
+}
+
+impl TagSortParam {
+    fn domain(self) -> TagSort {
+        match self {
+            TagSortParam::Name => TagSort::Name,
+            TagSortParam::Newest => TagSort::Newest,
+            TagSortParam::Oldest => TagSort::Oldest,
+            TagSortParam::Size => TagSort::Size,
+        }
+    }
+}
+
+/// The query of a tag listing.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TagListQuery {
+    /// Only tags whose name contains this text (at most 128 bytes).
+    #[param(max_length = 128)]
+    pub q: Option<String>,
+    /// The order: `name` (the default), `newest`, `oldest` or `size`.
+    #[param(value_type = Option<TagSortParam>)]
+    pub sort: Option<TagSortParam>,
+    /// At most this many tags (1 to 1000; 100 by default).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u64>,
+    /// Where to continue: the `next_cursor` of the previous page (of the
+    /// same sort).
+    pub cursor: Option<String>,
+}
+
+/// The longest search text: a tag's longest name.
+pub const MAX_TAG_SEARCH: usize = 128;
+
+/// A validated tag listing request.
+#[derive(Debug)]
+pub struct TagListing {
+    pub sort: TagSortParam,
+    pub query: TagQuery,
+}
+
+/// What a tag listing's opaque cursor holds: the repository and sort it
+/// pages, and the last tag of the previous page.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagCursorBody {
+    r: String,
+    s: TagSortParam,
+    k: i64,
+    d: String,
+    n: String,
+}
+
+impl TagListing {
+    /// Validates the query of a tag listing of `repository`.
+    pub fn parse(
+        repository: &RepoName,
+        query: Option<&str>,
+    ) -> Result<TagListing, ManagementError> {
+        let query: TagListQuery = serde_urlencoded::from_str(query.unwrap_or(""))
+            .map_err(|error| ManagementError::invalid_request(format!("query: {error}")))?;
+        let limit = match query.limit {
+            None => DEFAULT_PAGE_SIZE,
+            Some(limit) if (1..=MAX_PAGE_SIZE as u64).contains(&limit) => limit as usize,
+            Some(limit) => {
+                return Err(ManagementError::invalid_request(format!(
+                    "query parameter limit: {limit} is not between 1 and {MAX_PAGE_SIZE}"
+                )))
+            }
+        };
+        let contains = query
+            .q
+            .map(|q| q.trim().to_string())
+            .filter(|q| !q.is_empty());
+        if contains.as_ref().is_some_and(|q| q.len() > MAX_TAG_SEARCH) {
+            return Err(ManagementError::invalid_request(format!(
+                "query parameter q: at most {MAX_TAG_SEARCH} bytes, a tag's longest name"
+            )));
+        }
+        let sort = query.sort.unwrap_or_default();
+        let refuse = || {
+            ManagementError::invalid_request(
+                "query parameter cursor: not a cursor of this listing; pass the next_cursor \
+                 of the previous page unchanged",
+            )
+        };
+        let after = match query.cursor.as_deref() {
+            None => None,
+            Some(cursor) => {
+                let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| refuse())?;
+                let body: TagCursorBody = serde_json::from_slice(&bytes).map_err(|_| refuse())?;
+                if body.r != repository.as_str() || body.s != sort {
+                    return Err(refuse());
+                }
+                Some(TagCursor {
+                    key: body.k,
+                    digest: Digest::parse(&body.d).map_err(|_| refuse())?,
+                    name: berth_oci::Tag::parse(&body.n).map_err(|_| refuse())?,
+                })
+            }
+        };
+        Ok(TagListing {
+            sort,
+            query: TagQuery {
+                contains,
+                sort: sort.domain(),
+                after,
+                limit,
+            },
+        })
+    }
+}
+
+/// A tag and the image it names.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TagRowView {
+    pub tag: String,
+    /// When the tag was pushed or last moved.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub tag_pushed_at: OffsetDateTime,
+    /// The image (its `tags` are empty: this listing is of tags).
+    pub image: ImageSummaryView,
+}
+
+/// A page of tags.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TagList {
+    pub tags: Vec<TagRowView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// List a repository's tags.
+///
+/// With the images they name, searched by part of a name and sorted by
+/// name, newest or oldest push of the tag, or image size, a page at a time
+/// by keyset (a page costs the same however many tags there are). Needs
+/// `pull` on the repository.
+#[utoipa::path(
+    get,
+    path = "/api/v1/repositories/{repository}/tags",
+    tag = "images",
+    operation_id = "list_tags",
+    params(
+        ("repository" = RepositoryParam, Path, description = "The repository, its slashes percent-encoded"),
+        TagListQuery,
+    ),
+    responses((status = 200, description = "A page of tags", body = TagList))
+)]
+pub async fn list_tags(
+    ctx: &Context<'_>,
+    repository: &RepoName,
+    listing: TagListing,
+) -> Result<Response, ManagementError> {
+    Ok(ok(tag_page(ctx.registry, repository, listing).await?))
+}
+
+/// A page of the tags of `repository`, searched and sorted as `listing`
+/// says (the web console's repository page lists tags with it).
+pub async fn tag_page(
+    registry: &berth_registry::Registry,
+    repository: &RepoName,
+    listing: TagListing,
+) -> Result<TagList, ManagementError> {
+    let rows = registry
+        .list_tagged_images(repository, &listing.query)
+        .await?;
+    let next_cursor = (rows.len() == listing.query.limit)
+        .then(|| rows.last())
+        .flatten()
+        .map(|(tag, updated_at, image)| {
+            let cursor = berth_meta_cursor(tag, *updated_at, image, listing.query.sort);
+            let body = TagCursorBody {
+                r: repository.as_str().to_string(),
+                s: listing.sort,
+                k: cursor.key,
+                d: cursor.digest.to_string(),
+                n: cursor.name.as_str().to_string(),
+            };
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&body).unwrap_or_default())
+        });
+    Ok(TagList {
+        tags: rows
+            .iter()
+            .map(|(tag, updated_at, image)| TagRowView {
+                tag: tag.as_str().to_string(),
+                tag_pushed_at: pushed_at(*updated_at),
+                image: summary_view(repository, image),
+            })
+            .collect(),
+        next_cursor,
+    })
+}
+
+/// The cursor after a row, as the metadata store defines it.
+fn berth_meta_cursor(
+    tag: &berth_oci::Tag,
+    updated_at: i64,
+    image: &Image,
+    sort: TagSort,
+) -> TagCursor {
+    berth_registry::TaggedImage {
+        tag: tag.clone(),
+        updated_at,
+        image: image.summary.clone(),
+    }
+    .cursor(sort)
 }
 
 /// Inspect an image.

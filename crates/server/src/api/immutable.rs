@@ -125,7 +125,8 @@ pub struct ImmutableRuleList {
     pub rules: Vec<ImmutableRuleView>,
 }
 
-fn rule_view(rule: ImmutableRule) -> ImmutableRuleView {
+/// The API's view of a rule (the console shows the same).
+pub fn rule_view(rule: ImmutableRule) -> ImmutableRuleView {
     ImmutableRuleView {
         scope: rule.scope().to_string(),
         tags: rule.pattern.to_string(),
@@ -188,19 +189,25 @@ pub async fn add_rule(
     ctx: &Context<'_>,
     new: NewImmutableRule,
 ) -> Result<Response, ManagementError> {
+    Ok(created(add(ctx.registry, &ctx.actor, new).await?))
+}
+
+/// Adds a rule as `actor` (the API's handler and the web console's form
+/// both come here).
+pub async fn add(
+    registry: &berth_registry::Registry,
+    actor: &berth_auth::Actor,
+    new: NewImmutableRule,
+) -> Result<ImmutableRuleView, ManagementError> {
     let rule = ImmutableRule {
         namespace: new.scope.namespace.to_string(),
         repository: new.scope.repository,
         pattern: new.tags.0,
-        author: ctx
-            .actor
-            .name
-            .clone()
-            .unwrap_or_else(|| ctx.actor.to_string()),
-        created_at: ctx.now().unix_timestamp(),
+        author: actor.name.clone().unwrap_or_else(|| actor.to_string()),
+        created_at: time::OffsetDateTime::now_utc().unix_timestamp(),
     };
-    ctx.registry.add_immutable_rule(&ctx.actor, &rule).await?;
-    Ok(created(rule_view(rule)))
+    registry.add_immutable_rule(actor, &rule).await?;
+    Ok(rule_view(rule))
 }
 
 /// Remove an immutable-tag rule.
@@ -220,10 +227,20 @@ pub async fn remove_rule(
     scope: &RuleScope,
     tags: &PatternParam,
 ) -> Result<Response, ManagementError> {
-    let removed = ctx
-        .registry
+    remove(ctx.registry, &ctx.actor, scope, tags).await?;
+    Ok(no_content())
+}
+
+/// Removes a rule as `actor`; 404 when there is no such rule.
+pub async fn remove(
+    registry: &berth_registry::Registry,
+    actor: &berth_auth::Actor,
+    scope: &RuleScope,
+    tags: &PatternParam,
+) -> Result<(), ManagementError> {
+    let removed = registry
         .remove_immutable_rule(
-            &ctx.actor,
+            actor,
             scope.namespace.as_str(),
             scope.repository.as_ref(),
             &tags.0,
@@ -239,7 +256,7 @@ pub async fn remove_rule(
             tags.0
         )));
     }
-    Ok(no_content())
+    Ok(())
 }
 
 #[cfg(test)]

@@ -198,6 +198,9 @@ async fn handle_endpoint(
         Endpoint::ListImages(repository, listing) => {
             images::list(ctx, &repository.0, listing).await
         }
+        Endpoint::ListTags(repository, listing) => {
+            images::list_tags(ctx, &repository.0, listing).await
+        }
         Endpoint::GetImage(repository, reference) => {
             images::get(ctx, &repository.0, &reference.0).await
         }

@@ -101,7 +101,11 @@ async fn with_role(
         Err(RegistryError::NamespaceUnknown) => NamespaceUsage::default(),
         Err(other) => return Err(other.into()),
     };
-    Ok(Namespace {
+    Ok(namespace_view(record, role, usage))
+}
+
+fn namespace_view(record: NamespaceRecord, role: Option<Role>, usage: NamespaceUsage) -> Namespace {
+    Namespace {
         name: record.name,
         visibility: record.visibility,
         role,
@@ -109,7 +113,7 @@ async fn with_role(
         repositories: usage.repositories,
         images: usage.images,
         storage_bytes: usage.storage_bytes,
-    })
+    }
 }
 
 /// The namespace `name`, which the authorization step found to exist.
@@ -137,9 +141,11 @@ pub async fn list(ctx: &Context<'_>) -> Result<Response, ManagementError> {
     Ok(ok(visible(ctx).await?))
 }
 
-/// The namespaces the caller may see (the web console lists the same).
+/// The namespaces the caller may see (the web console lists the same),
+/// with what each holds: two queries for the names and the caller's facts
+/// (`namespaces_with_facts`), one for every namespace's figures.
 pub async fn visible(ctx: &Context<'_>) -> Result<NamespaceList, ManagementError> {
-    let mut namespaces = Vec::new();
+    let mut seen = Vec::new();
     for (record, facts) in ctx
         .auth
         .store
@@ -153,8 +159,26 @@ pub async fn visible(ctx: &Context<'_>) -> Result<NamespaceList, ManagementError
             NamespaceFacts::Exists { member_role, .. } => member_role,
             NamespaceFacts::Missing => None,
         };
-        namespaces.push(with_role(ctx, record, role).await?);
+        seen.push((record, role));
     }
+    let names: Vec<&str> = seen
+        .iter()
+        .map(|(record, _)| record.name.as_str())
+        .collect();
+    let usage: std::collections::HashMap<String, NamespaceUsage> = ctx
+        .registry
+        .namespaces_usage(&names)
+        .await?
+        .into_iter()
+        .collect();
+    let namespaces = seen
+        .into_iter()
+        .map(|(record, role)| {
+            // A namespace deleted since it was read holds nothing.
+            let usage = usage.get(&record.name).cloned().unwrap_or_default();
+            namespace_view(record, role, usage)
+        })
+        .collect();
     Ok(NamespaceList { namespaces })
 }
 

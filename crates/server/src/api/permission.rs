@@ -114,7 +114,9 @@ pub fn required(endpoint: &Endpoint) -> Permission {
             GrantTokenScopes(new.scopes.iter().map(|s| s.0.clone()).collect())
         }
         Endpoint::RevokeToken(name) => TokenCreator(name.clone()),
-        Endpoint::ListImages(repository, _) | Endpoint::GetImage(repository, _) => {
+        Endpoint::ListImages(repository, _)
+        | Endpoint::ListTags(repository, _)
+        | Endpoint::GetImage(repository, _) => {
             Repositories(vec![(repository.0.clone(), Action::Pull)])
         }
         Endpoint::DeleteImage(repository, _) | Endpoint::UntagImage(repository, _) => {
@@ -199,8 +201,9 @@ fn webhook_scope(scope: &super::webhooks::WebhookScope) -> Permission {
     }
 }
 
-/// What changing an exemption in `scope` needs.
-fn exemption_scope(scope: &super::vulnerabilities::ExemptionScope) -> Permission {
+/// What changing an exemption in `scope` needs (the web console's
+/// exemption forms use this row too).
+pub fn exemption_scope(scope: &super::vulnerabilities::ExemptionScope) -> Permission {
     match scope.namespace() {
         Some(namespace) => Permission::Namespace(namespace.clone(), Action::ManageSettings),
         None => Permission::Administrator,

@@ -127,7 +127,8 @@ pub struct Recount {
     pub drifted: usize,
 }
 
-fn view(status: QuotaStatus) -> Quota {
+/// The API's view of a namespace's quotas (the console shows the same).
+pub fn view(status: QuotaStatus) -> Quota {
     Quota {
         storage: QuotaFigures {
             used: status.storage_bytes,
@@ -216,15 +217,26 @@ pub async fn set(
     namespace: &Name,
     limits: QuotaLimits,
 ) -> Result<Response, ManagementError> {
+    Ok(ok(apply(ctx.registry, &ctx.actor, namespace, limits).await?))
+}
+
+/// Sets a namespace's limits as `actor` (the API's handler and the web
+/// console's form both come here), after checking them.
+pub async fn apply(
+    registry: &berth_registry::Registry,
+    actor: &berth_auth::Actor,
+    namespace: &Name,
+    limits: QuotaLimits,
+) -> Result<Quota, ManagementError> {
+    limits.validate()?;
     let update = QuotaUpdate {
         storage_limit: limits.storage,
         traffic_limit: limits.traffic,
     };
-    let status = ctx
-        .registry
-        .set_quota(&ctx.actor, namespace.as_str(), &update)
+    let status = registry
+        .set_quota(actor, namespace.as_str(), &update)
         .await?;
-    Ok(ok(view(status)))
+    Ok(view(status))
 }
 
 /// Recount storage usage.

@@ -230,7 +230,8 @@ pub struct RetentionRunView {
     pub kept: usize,
 }
 
-fn policy_view(policy: RetentionPolicy) -> RetentionPolicyView {
+/// The API's view of a policy (the console shows the same).
+pub fn policy_view(policy: RetentionPolicy) -> RetentionPolicyView {
     RetentionPolicyView {
         namespace: policy.namespace,
         keep: policy.keep,
@@ -312,23 +313,28 @@ pub async fn set_policy(
     namespace: &Name,
     request: RetentionPolicyRequest,
 ) -> Result<Response, ManagementError> {
+    Ok(ok(set(ctx.registry, &ctx.actor, namespace, request).await?))
+}
+
+/// Sets `namespace`'s policy as `actor` (the API's handler and the web
+/// console's form both come here).
+pub async fn set(
+    registry: &berth_registry::Registry,
+    actor: &berth_auth::Actor,
+    namespace: &Name,
+    request: RetentionPolicyRequest,
+) -> Result<RetentionPolicyView, ManagementError> {
     let policy = RetentionPolicy {
         namespace: namespace.to_string(),
         keep: request.keep.0,
         untagged: request.untagged.into(),
         min_age: request.min_age.0,
         keep_tags: request.keep_tags.map(|param| param.0),
-        author: ctx
-            .actor
-            .name
-            .clone()
-            .unwrap_or_else(|| ctx.actor.to_string()),
-        updated_at: ctx.now().unix_timestamp(),
+        author: actor.name.clone().unwrap_or_else(|| actor.to_string()),
+        updated_at: time::OffsetDateTime::now_utc().unix_timestamp(),
     };
-    ctx.registry
-        .set_retention_policy(&ctx.actor, &policy)
-        .await?;
-    Ok(ok(policy_view(policy)))
+    registry.set_retention_policy(actor, &policy).await?;
+    Ok(policy_view(policy))
 }
 
 /// Remove a namespace's retention policy.
@@ -344,16 +350,25 @@ pub async fn remove_policy(
     ctx: &Context<'_>,
     namespace: &Name,
 ) -> Result<Response, ManagementError> {
-    let removed = ctx
-        .registry
-        .remove_retention_policy(&ctx.actor, namespace.as_str())
+    remove(ctx.registry, &ctx.actor, namespace).await?;
+    Ok(no_content())
+}
+
+/// Removes `namespace`'s policy as `actor`; 404 when it has none.
+pub async fn remove(
+    registry: &berth_registry::Registry,
+    actor: &berth_auth::Actor,
+    namespace: &Name,
+) -> Result<(), ManagementError> {
+    let removed = registry
+        .remove_retention_policy(actor, namespace.as_str())
         .await?;
     if removed.is_none() {
         return Err(ManagementError::not_found(format!(
             "{namespace} has no retention policy"
         )));
     }
-    Ok(no_content())
+    Ok(())
 }
 
 /// Run a namespace's retention policy now.
@@ -376,15 +391,31 @@ pub async fn run_policy(
     namespace: &Name,
     request: RetentionRunRequest,
 ) -> Result<Response, ManagementError> {
-    let report = ctx
-        .registry
-        .run_retention(&ctx.actor, namespace.as_str(), request.dry_run)
+    Ok(ok(run(
+        ctx.registry,
+        &ctx.actor,
+        namespace,
+        request.dry_run,
+    )
+    .await?))
+}
+
+/// Runs `namespace`'s policy as `actor` (a dry run only lists); 404 when
+/// it has none.
+pub async fn run(
+    registry: &berth_registry::Registry,
+    actor: &berth_auth::Actor,
+    namespace: &Name,
+    dry_run: bool,
+) -> Result<RetentionRunView, ManagementError> {
+    let report = registry
+        .run_retention(actor, namespace.as_str(), dry_run)
         .await?
         .ok_or_else(|| {
             ManagementError::not_found(format!("{namespace} has no retention policy"))
         })?;
     let at = report.at;
-    Ok(ok(run_view(report, at)))
+    Ok(run_view(report, at))
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ pub enum Route {
     RevokeToken,
     ListNamespaceTokens,
     ListImages,
+    ListTags,
     GetImage,
     DeleteImage,
     TagImage,
@@ -78,7 +79,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order the OpenAPI document lists them.
-    pub const ALL: [Route; 58] = [
+    pub const ALL: [Route; 59] = [
         Route::OpenApi,
         Route::ListUsers,
         Route::CreateUser,
@@ -98,6 +99,7 @@ impl Route {
         Route::RevokeToken,
         Route::ListNamespaceTokens,
         Route::ListImages,
+        Route::ListTags,
         Route::GetImage,
         Route::DeleteImage,
         Route::TagImage,
@@ -164,6 +166,7 @@ impl Route {
             Route::RevokeToken => (Method::DELETE, "/api/v1/tokens/{name}"),
             Route::ListNamespaceTokens => (Method::GET, "/api/v1/namespaces/{namespace}/tokens"),
             Route::ListImages => (Method::GET, "/api/v1/repositories/{repository}/images"),
+            Route::ListTags => (Method::GET, "/api/v1/repositories/{repository}/tags"),
             Route::GetImage => (
                 Method::GET,
                 "/api/v1/repositories/{repository}/images/{reference}",
@@ -293,6 +296,7 @@ impl Route {
             Route::RevokeToken => "revoke_token",
             Route::ListNamespaceTokens => "list_namespace_tokens",
             Route::ListImages => "list_images",
+            Route::ListTags => "list_tags",
             Route::GetImage => "get_image",
             Route::DeleteImage => "delete_image",
             Route::TagImage => "tag_image",

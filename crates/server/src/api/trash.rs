@@ -170,7 +170,8 @@ pub struct RestoredImageView {
     pub conflicts: Vec<TagConflictView>,
 }
 
-fn entry_view(ctx: &Context<'_>, entry: TrashEntry) -> TrashEntryView {
+/// The API's view of a trash entry (the console shows the same).
+pub fn entry_view(registry: &berth_registry::Registry, entry: TrashEntry) -> TrashEntryView {
     TrashEntryView {
         repository: entry.repository.as_str().to_string(),
         digest: entry.digest.to_string(),
@@ -178,7 +179,7 @@ fn entry_view(ctx: &Context<'_>, entry: TrashEntry) -> TrashEntryView {
         referrers: entry.referrers.iter().map(ToString::to_string).collect(),
         deleted_at: time_of(entry.trashed_at),
         deleted_by: entry.trashed_by,
-        expires_at: time_of(ctx.registry.trash_expires_at(entry.trashed_at)),
+        expires_at: time_of(registry.trash_expires_at(entry.trashed_at)),
     }
 }
 
@@ -200,13 +201,7 @@ fn entry_view(ctx: &Context<'_>, entry: TrashEntry) -> TrashEntryView {
 )]
 pub async fn list(ctx: &Context<'_>, listing: TrashListing) -> Result<Response, ManagementError> {
     let namespace = listing.namespace.as_ref().map(|n| n.as_str());
-    let page = ctx
-        .registry
-        .trash(namespace, listing.after.as_ref(), listing.limit)
-        .await?;
-    let next_cursor = (page.len() == listing.limit)
-        .then(|| page.last().map(encode_cursor))
-        .flatten();
+    let (page, next_cursor) = read_page(ctx.registry, namespace, &listing).await?;
     let mut entries = Vec::with_capacity(page.len());
     let mut seen: Vec<(String, bool)> = Vec::new();
     for entry in page {
@@ -231,13 +226,29 @@ pub async fn list(ctx: &Context<'_>, listing: TrashListing) -> Result<Response, 
             }
         };
         if visible {
-            entries.push(entry_view(ctx, entry));
+            entries.push(entry_view(ctx.registry, entry));
         }
     }
     Ok(ok(TrashList {
         entries,
         next_cursor,
     }))
+}
+
+/// A page of the trash of `namespace` (or of every namespace), unfiltered,
+/// with the cursor of the next page: the caller decides who sees what.
+pub async fn read_page(
+    registry: &berth_registry::Registry,
+    namespace: Option<&str>,
+    listing: &TrashListing,
+) -> Result<(Vec<TrashEntry>, Option<String>), ManagementError> {
+    let page = registry
+        .trash(namespace, listing.after.as_ref(), listing.limit)
+        .await?;
+    let next_cursor = (page.len() == listing.limit)
+        .then(|| page.last().map(encode_cursor))
+        .flatten();
+    Ok((page, next_cursor))
 }
 
 /// Restore a deleted image.
@@ -264,16 +275,30 @@ pub async fn restore(
     repository: &RepoName,
     digest: &Digest,
 ) -> Result<Response, ManagementError> {
+    Ok(ok(restore_image(
+        ctx.registry,
+        &ctx.actor,
+        repository,
+        digest,
+    )
+    .await?))
+}
+
+/// Restores an image from the trash as `actor` (the API's handler and the
+/// web console's button both come here).
+pub async fn restore_image(
+    registry: &berth_registry::Registry,
+    actor: &berth_auth::Actor,
+    repository: &RepoName,
+    digest: &Digest,
+) -> Result<RestoredImageView, ManagementError> {
     let RestoredImage {
         manifests,
         children,
         tags,
         conflicts,
-    } = ctx
-        .registry
-        .restore_image(&ctx.actor, repository, digest)
-        .await?;
-    Ok(ok(RestoredImageView {
+    } = registry.restore_image(actor, repository, digest).await?;
+    Ok(RestoredImageView {
         repository: repository.as_str().to_string(),
         digest: digest.to_string(),
         referrers: manifests.iter().skip(1).map(ToString::to_string).collect(),
@@ -286,5 +311,5 @@ pub async fn restore(
                 current: conflict.current.map(|d| d.to_string()),
             })
             .collect(),
-    }))
+    })
 }

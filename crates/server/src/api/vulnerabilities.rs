@@ -385,10 +385,19 @@ pub struct VulnerabilityPolicy {
     /// Whether images not indexed yet are refused (or warned about) too.
     #[serde(default)]
     pub block_unscanned: bool,
+    /// Whether each indexed image gets its SBOM (CycloneDX) attached as an
+    /// OCI referrer (artifact type `application/vnd.cyclonedx+json`), which
+    /// `oras discover` and the referrers API list. On by default.
+    #[serde(default = "default_attach_sbom")]
+    pub attach_sbom: bool,
 }
 
 fn default_severity() -> String {
     "critical".to_string()
+}
+
+fn default_attach_sbom() -> bool {
+    true
 }
 
 impl VulnerabilityPolicy {
@@ -426,17 +435,20 @@ pub struct PolicyList {
     pub policies: Vec<NamespacePolicy>,
 }
 
-fn policy_view(row: Option<PolicyRow>) -> VulnerabilityPolicy {
+/// The API's view of a namespace's policy (`off` when none was set).
+pub fn policy_view(row: Option<PolicyRow>) -> VulnerabilityPolicy {
     match row {
         Some(row) => VulnerabilityPolicy {
             mode: row.mode.as_str().to_string(),
             severity: row.severity,
             block_unscanned: row.block_unscanned,
+            attach_sbom: row.attach_sbom,
         },
         None => VulnerabilityPolicy {
             mode: "off".to_string(),
             severity: default_severity(),
             block_unscanned: false,
+            attach_sbom: default_attach_sbom(),
         },
     }
 }
@@ -475,20 +487,38 @@ pub async fn set_policy(
     namespace: &Name,
     policy: VulnerabilityPolicy,
 ) -> Result<Response, ManagementError> {
+    Ok(ok(apply_policy(
+        ctx.registry,
+        &ctx.actor,
+        namespace,
+        policy,
+    )
+    .await?))
+}
+
+/// Sets `namespace`'s pull policy as `actor`, after checking its words
+/// (the API's handler and the web console's form both come here).
+pub async fn apply_policy(
+    registry: &berth_registry::Registry,
+    actor: &berth_auth::Actor,
+    namespace: &Name,
+    policy: VulnerabilityPolicy,
+) -> Result<VulnerabilityPolicy, ManagementError> {
     let mode = policy.validate()?;
-    ctx.registry
+    registry
         .set_vulnerability_policy(
-            &ctx.actor,
+            actor,
             &PolicyRow {
                 namespace: namespace.to_string(),
                 mode,
                 severity: policy.severity.clone(),
                 block_unscanned: policy.block_unscanned,
-                updated_at: ctx.now().unix_timestamp(),
+                attach_sbom: policy.attach_sbom,
+                updated_at: time::OffsetDateTime::now_utc().unix_timestamp(),
             },
         )
         .await?;
-    Ok(ok(policy))
+    Ok(policy)
 }
 
 /// The facts the permission policy needs about `namespace` for the caller.
@@ -560,7 +590,8 @@ pub struct ExemptionList {
     pub exemptions: Vec<Exemption>,
 }
 
-fn exemption_view(row: ExemptionRow, now: i64) -> Exemption {
+/// The API's view of an exemption at `now` (the console shows the same).
+pub fn exemption_view(row: ExemptionRow, now: i64) -> Exemption {
     Exemption {
         expired: !row.is_active(now),
         scope: row.scope,
@@ -615,7 +646,18 @@ pub async fn add_exemption(
     ctx: &Context<'_>,
     new: NewExemption,
 ) -> Result<Response, ManagementError> {
-    let now = ctx.now().unix_timestamp();
+    let exemption = exempt(ctx.registry, &ctx.actor, new).await?;
+    Ok((axum::http::StatusCode::CREATED, axum::Json(exemption)).into_response())
+}
+
+/// Adds (or replaces) an exemption as `actor` (the API's handler and the
+/// web console's form both come here).
+pub async fn exempt(
+    registry: &berth_registry::Registry,
+    actor: &berth_auth::Actor,
+    new: NewExemption,
+) -> Result<Exemption, ManagementError> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let expires_at = match new.expires.map(|e| e.0) {
         None | Some(Expiry::Never) => None,
         Some(Expiry::After(duration)) => Some(now.saturating_add(duration.whole_seconds())),
@@ -624,11 +666,7 @@ pub async fn add_exemption(
         scope: new.scope.as_str().to_string(),
         advisory: new.issue.trim().to_string(),
         reason: new.reason,
-        author: ctx
-            .actor
-            .name
-            .clone()
-            .unwrap_or_else(|| ctx.actor.to_string()),
+        author: actor.name.clone().unwrap_or_else(|| actor.to_string()),
         created_at: now,
         expires_at,
     };
@@ -637,12 +675,8 @@ pub async fn add_exemption(
             "issue: an advisory id or alias of 1 to 200 characters",
         ));
     }
-    ctx.registry.set_exemption(&ctx.actor, &row).await?;
-    Ok((
-        axum::http::StatusCode::CREATED,
-        axum::Json(exemption_view(row, now)),
-    )
-        .into_response())
+    registry.set_exemption(actor, &row).await?;
+    Ok(exemption_view(row, now))
 }
 
 /// Remove an exemption.
@@ -662,9 +696,19 @@ pub async fn remove_exemption(
     scope: &ExemptionScope,
     issue: &str,
 ) -> Result<Response, ManagementError> {
-    if !ctx
-        .registry
-        .remove_exemption(&ctx.actor, scope.as_str(), issue)
+    unexempt(ctx.registry, &ctx.actor, scope, issue).await?;
+    Ok(no_content())
+}
+
+/// Removes an exemption as `actor`; 404 when there is none.
+pub async fn unexempt(
+    registry: &berth_registry::Registry,
+    actor: &berth_auth::Actor,
+    scope: &ExemptionScope,
+    issue: &str,
+) -> Result<(), ManagementError> {
+    if !registry
+        .remove_exemption(actor, scope.as_str(), issue)
         .await?
     {
         return Err(ManagementError::not_found(format!(
@@ -672,7 +716,7 @@ pub async fn remove_exemption(
             scope.as_str()
         )));
     }
-    Ok(no_content())
+    Ok(())
 }
 
 /// The state of the advisory data.

@@ -6,7 +6,7 @@
 
 use axum::response::Response;
 use berth_registry::webhooks::{is_webhook_event_type, WEBHOOK_EVENT_ALIASES};
-use berth_registry::{DeliveryRow, NewWebhook, WebhookRow};
+use berth_registry::{DeliveryRow, NewWebhook, WebhookEnvelope, WebhookRow};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
 use utoipa::{PartialSchema, ToSchema};
@@ -185,6 +185,40 @@ pub struct NewWebhookRequest {
     #[serde(default, deserialize_with = "optional_secret")]
     #[schema(value_type = Option<String>, min_length = 1, max_length = 256)]
     pub secret: Option<berth_auth::Secret>,
+    /// What deliveries look like: `cloudevents` (the default) or
+    /// `distribution`, CNCF Distribution's notification envelope for
+    /// consumers written against it (pushes and deletions only).
+    #[serde(default)]
+    pub envelope: Envelope,
+}
+
+/// The shape of a webhook's deliveries.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Envelope {
+    /// A CloudEvents 1.0 JSON document per event.
+    #[default]
+    Cloudevents,
+    /// `{"events": [...]}` as Distribution's notifications send it.
+    Distribution,
+}
+
+impl From<Envelope> for WebhookEnvelope {
+    fn from(envelope: Envelope) -> WebhookEnvelope {
+        match envelope {
+            Envelope::Cloudevents => WebhookEnvelope::CloudEvents,
+            Envelope::Distribution => WebhookEnvelope::Distribution,
+        }
+    }
+}
+
+impl From<WebhookEnvelope> for Envelope {
+    fn from(envelope: WebhookEnvelope) -> Envelope {
+        match envelope {
+            WebhookEnvelope::CloudEvents => Envelope::Cloudevents,
+            WebhookEnvelope::Distribution => Envelope::Distribution,
+        }
+    }
 }
 
 fn optional_secret<'de, D: serde::Deserializer<'de>>(
@@ -221,6 +255,8 @@ pub struct WebhookView {
     pub events: Vec<String>,
     /// Whether deliveries are signed.
     pub signed: bool,
+    /// What deliveries look like.
+    pub envelope: Envelope,
     pub created_by: String,
     /// Seconds since the epoch.
     pub created_at: i64,
@@ -265,6 +301,7 @@ fn webhook_view(webhook: WebhookRow) -> WebhookView {
         url: webhook.url,
         events: webhook.events,
         signed: webhook.secret.is_some(),
+        envelope: webhook.envelope.into(),
         created_by: webhook.created_by,
         created_at: webhook.created_at,
     }
@@ -360,6 +397,7 @@ pub async fn create(
             .name
             .clone()
             .unwrap_or_else(|| ctx.actor.to_string()),
+        envelope: new.envelope.into(),
     };
     let webhook = ctx.registry.create_webhook(&ctx.actor, &webhook).await?;
     Ok(created(webhook_view(webhook)))

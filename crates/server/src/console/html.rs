@@ -49,12 +49,13 @@ pub fn layout(chrome: &Chrome<'_>, title: &str, body: Markup) -> Markup {
                             }
                             @if chrome.admin {
                                 li { a href="/admin/users" { "Users" } }
+                                li { a href="/admin/settings" { "Settings" } }
                             }
                         }
                     }
                     div class="who" {
                         @if let Some(session) = chrome.session {
-                            span { "Signed in as " strong { (session.user) } }
+                            span { "Signed in as " a href="/account" { strong { (session.user) } } }
                             form class="inline" method="post" action="/sign-out" {
                                 input type="hidden" name="csrf" value=(session.csrf_token());
                                 button class="secondary" type="submit" { "Sign out" }

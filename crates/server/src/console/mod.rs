@@ -15,7 +15,10 @@
 //!    vocabulary ([`crate::api::permission::Permission`]), checked once by
 //!    [`crate::api::permission::authorize_policy`] with the policy's own
 //!    decisions. A refused anonymous visitor is sent to sign in.
-//! 4. [`views`]: the page's handler reads through the same domain services
+//! 4. [`views`] (and [`lifecycle`] for quotas, retention, immutable tags
+//!    and the trash; [`vulnerabilities`] for findings, exemptions and pull
+//!    policies; [`settings`] for the settings and account pages): the
+//!    page's handler reads through the same domain services
 //!    and typed views as the management API's handlers and renders HTML
 //!    ([`html`]: layout, escaping by `maud`).
 //!
@@ -37,9 +40,12 @@ use crate::AppState;
 
 pub mod assets;
 pub mod html;
+pub mod lifecycle;
 pub mod page;
 pub mod session;
+pub mod settings;
 pub mod views;
+pub mod vulnerabilities;
 
 pub use page::Page;
 

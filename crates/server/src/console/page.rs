@@ -3,14 +3,18 @@
 //! needs.
 
 use axum::http::Method;
-use berth_auth::{Action, TokenScope};
-use berth_oci::{Reference, RepoName, Tag};
+use berth_auth::{Action, Expiry, TokenScope};
+use berth_oci::{Digest, Reference, RepoName, Tag};
 use percent_encoding::percent_decode_str;
 
 use super::assets::{self, Asset};
+use crate::api::immutable::{NewImmutableRule, PatternParam, RuleScope};
 use crate::api::permission::Permission;
+use crate::api::quotas::QuotaLimits;
+use crate::api::retention::{Keep, KeepTagsParam, MinAge, RetentionPolicyRequest, Untagged};
 use crate::api::tokens::NewToken;
 use crate::api::types::{ExpiryParam, Name, ScopeParam};
+use crate::api::vulnerabilities::{ExemptionScope, NewExemption, VulnerabilityPolicy};
 
 /// The most fields a console form may have, and the longest value: far
 /// more than any form here has, and a bound on what one request makes the
@@ -56,6 +60,53 @@ pub enum Page {
     Users,
     /// `POST /admin/users/{name}/disable` (`true`) or `…/enable` (`false`).
     SetUserDisabled(Name, bool),
+    /// `GET /namespaces/{namespace}/lifecycle`: its quotas, retention
+    /// policy and immutable-tag rules.
+    Lifecycle(Name),
+    /// `POST /namespaces/{namespace}/quota` with `storage` and `traffic`.
+    SetQuota(Name, QuotaLimits),
+    /// `POST /namespaces/{namespace}/retention` with `keep`, `untagged`,
+    /// `min_age` and `keep_tags`.
+    SetRetention(Name, RetentionPolicyRequest),
+    /// `POST /namespaces/{namespace}/retention/remove`.
+    RemoveRetention(Name),
+    /// `POST /namespaces/{namespace}/retention/run` with `dry_run`.
+    RunRetention(Name, bool),
+    /// `POST /namespaces/{namespace}/immutable` with `scope` and `tags`.
+    AddImmutableRule(NewImmutableRule),
+    /// `POST /namespaces/{namespace}/immutable/remove` with `scope` and
+    /// `tags`.
+    RemoveImmutableRule(RuleScope, PatternParam),
+    /// `GET /namespaces/{namespace}/trash`: its deleted images, paged.
+    Trash(Name),
+    /// `POST /repositories/{repository}/-/images/{digest}/delete`.
+    DeleteImage(RepoName, Digest),
+    /// `POST /repositories/{repository}/-/images/{digest}/restore`.
+    RestoreImage(RepoName, Digest),
+    /// `GET /repositories/{repository}/-/images/{reference}/exempt/{issue}`:
+    /// the form that exempts one finding of the image.
+    ExemptForm(RepoName, Reference, String),
+    /// `POST /exemptions` with `scope`, `issue`, `reason`, `expires` and
+    /// `back` (the page to return to).
+    Exempt(NewExemption, String),
+    /// `POST /exemptions/remove` with `scope`, `issue` and `back`.
+    RemoveExemption(ExemptionScope, String, String),
+    /// `GET /namespaces/{namespace}/exemptions`: its vulnerability pull
+    /// policy and the exemptions that apply to its images.
+    Exemptions(Name),
+    /// `POST /namespaces/{namespace}/vulnerability-policy` with `mode`,
+    /// `severity` and `block_unscanned`.
+    SetVulnerabilityPolicy(Name, VulnerabilityPolicy),
+    /// `GET /admin/settings`: the effective configuration and the run-time
+    /// settings, for administrators.
+    Settings,
+    /// `GET /account`: the signed-in user's account.
+    Account,
+    /// `POST /account/sign-out-everywhere`: ends every session of the
+    /// signed-in user, this one included.
+    SignOutEverywhere,
+    /// `POST /admin/users/{name}/sign-out`: ends every session of a user.
+    SignUserOut(Name),
 }
 
 /// Why a request names no page.
@@ -108,6 +159,14 @@ impl Page {
                 Err(NoPage::MethodNotAllowed)
             }
         };
+        // A form's page: its fields are read only when it was posted.
+        let only_form = |allowed: bool, page: &dyn Fn() -> Result<Page, NoPage>| {
+            if allowed {
+                page()
+            } else {
+                Err(NoPage::MethodNotAllowed)
+            }
+        };
         if let Some(asset) = assets::find(path) {
             return only(get, Page::Asset(asset));
         }
@@ -122,6 +181,19 @@ impl Page {
                 }
             }
             "/sign-out" => return only(post, Page::SignOut),
+            "/exemptions" => {
+                return only_form(post, &|| {
+                    let new = new_exemption(form)?;
+                    Ok(Page::Exempt(new, back(form)))
+                })
+            }
+            "/exemptions/remove" => {
+                return only_form(post, &|| {
+                    let scope = exemption_scope(form)?;
+                    let issue = issue(form)?;
+                    Ok(Page::RemoveExemption(scope, issue, back(form)))
+                })
+            }
             "/tokens" => {
                 return match (get, post) {
                     (true, _) => Ok(Page::Tokens),
@@ -131,14 +203,53 @@ impl Page {
             }
             _ => {}
         }
-        if let Some(name) = path.strip_prefix("/namespaces/") {
+        if let Some(rest) = path.strip_prefix("/namespaces/") {
+            let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
             let name = Name::try_from(decode(name)?).map_err(|_| NoPage::NotFound)?;
-            return only(get, Page::Namespace(name));
+            return match tail {
+                "" => only(get, Page::Namespace(name)),
+                "lifecycle" => only(get, Page::Lifecycle(name)),
+                "trash" => only(get, Page::Trash(name)),
+                "exemptions" => only(get, Page::Exemptions(name)),
+                "vulnerability-policy" => only_form(post, &|| {
+                    Ok(Page::SetVulnerabilityPolicy(
+                        name.clone(),
+                        vulnerability_policy(form)?,
+                    ))
+                }),
+                "quota" => only_form(post, &|| {
+                    Ok(Page::SetQuota(name.clone(), quota_limits(form)?))
+                }),
+                "retention" => only_form(post, &|| {
+                    Ok(Page::SetRetention(name.clone(), retention_policy(form)?))
+                }),
+                "retention/remove" => only(post, Page::RemoveRetention(name)),
+                "retention/run" => only(
+                    post,
+                    Page::RunRetention(name, form.get("dry_run") == Some("true")),
+                ),
+                "immutable" => only_form(post, &|| {
+                    Ok(Page::AddImmutableRule(immutable_rule(&name, form)?))
+                }),
+                "immutable/remove" => only_form(post, &|| {
+                    let rule = immutable_rule(&name, form)?;
+                    Ok(Page::RemoveImmutableRule(rule.scope, rule.tags))
+                }),
+                _ => Err(NoPage::NotFound),
+            };
         }
-        if path == "/admin/users" {
-            return only(get, Page::Users);
+        match path {
+            "/admin/users" => return only(get, Page::Users),
+            "/admin/settings" => return only(get, Page::Settings),
+            "/account" => return only(get, Page::Account),
+            "/account/sign-out-everywhere" => return only(post, Page::SignOutEverywhere),
+            _ => {}
         }
         if let Some(rest) = path.strip_prefix("/admin/users/") {
+            if let Some(name) = rest.strip_suffix("/sign-out") {
+                let name = Name::try_from(decode(name)?).map_err(|_| NoPage::NotFound)?;
+                return only(post, Page::SignUserOut(name));
+            }
             let (name, disabled) = if let Some(name) = rest.strip_suffix("/disable") {
                 (name, true)
             } else if let Some(name) = rest.strip_suffix("/enable") {
@@ -163,7 +274,27 @@ impl Page {
             return match tail {
                 None => only(get, Page::Repository(repository)),
                 Some(tail) => {
-                    if let Some(reference) = tail.strip_prefix("images/") {
+                    if let Some((reference, action)) = tail
+                        .strip_prefix("images/")
+                        .and_then(|rest| rest.split_once('/'))
+                    {
+                        if let Some(issue) = action.strip_prefix("exempt/") {
+                            let reference = Reference::parse(&decode(reference)?)
+                                .map_err(|_| NoPage::NotFound)?;
+                            let issue = decode(issue)?;
+                            if issue.is_empty() || issue.len() > MAX_ISSUE_LEN {
+                                return Err(NoPage::NotFound);
+                            }
+                            return only(get, Page::ExemptForm(repository, reference, issue));
+                        }
+                        let digest =
+                            Digest::parse(&decode(reference)?).map_err(|_| NoPage::NotFound)?;
+                        match action {
+                            "delete" => only(post, Page::DeleteImage(repository, digest)),
+                            "restore" => only(post, Page::RestoreImage(repository, digest)),
+                            _ => Err(NoPage::NotFound),
+                        }
+                    } else if let Some(reference) = tail.strip_prefix("images/") {
                         let reference =
                             Reference::parse(&decode(reference)?).map_err(|_| NoPage::NotFound)?;
                         only(get, Page::Image(repository, reference))
@@ -195,7 +326,23 @@ impl Page {
             Page::SignInForm | Page::SignIn => "console_sign_in",
             Page::SignOut => "console_sign_out",
             Page::Tokens | Page::CreateToken(_) | Page::RevokeToken(_) => "console_tokens",
-            Page::Users | Page::SetUserDisabled(..) => "console_users",
+            Page::Users | Page::SetUserDisabled(..) | Page::SignUserOut(_) => "console_users",
+            Page::Settings => "console_settings",
+            Page::Account | Page::SignOutEverywhere => "console_account",
+            Page::Lifecycle(_)
+            | Page::SetQuota(..)
+            | Page::SetRetention(..)
+            | Page::RemoveRetention(_)
+            | Page::RunRetention(..)
+            | Page::AddImmutableRule(_)
+            | Page::RemoveImmutableRule(..) => "console_lifecycle",
+            Page::Trash(_) | Page::RestoreImage(..) => "console_trash",
+            Page::DeleteImage(..) => "console_delete_image",
+            Page::ExemptForm(..)
+            | Page::Exempt(..)
+            | Page::RemoveExemption(..)
+            | Page::Exemptions(_)
+            | Page::SetVulnerabilityPolicy(..) => "console_exemptions",
         }
     }
 
@@ -210,6 +357,19 @@ impl Page {
                 | Page::CreateToken(_)
                 | Page::RevokeToken(_)
                 | Page::SetUserDisabled(..)
+                | Page::SetQuota(..)
+                | Page::SetRetention(..)
+                | Page::RemoveRetention(_)
+                | Page::RunRetention(..)
+                | Page::AddImmutableRule(_)
+                | Page::RemoveImmutableRule(..)
+                | Page::DeleteImage(..)
+                | Page::RestoreImage(..)
+                | Page::Exempt(..)
+                | Page::RemoveExemption(..)
+                | Page::SetVulnerabilityPolicy(..)
+                | Page::SignOutEverywhere
+                | Page::SignUserOut(_)
         )
     }
 }
@@ -238,8 +398,188 @@ pub fn required(page: &Page) -> Permission {
             GrantTokenScopes(new.scopes.iter().map(|s| s.0.clone()).collect())
         }
         Page::RevokeToken(name) => TokenCreator(name.clone()),
-        Page::Users | Page::SetUserDisabled(..) => Administrator,
+        Page::Users | Page::SetUserDisabled(..) | Page::SignUserOut(_) | Page::Settings => {
+            Administrator
+        }
+        Page::Account | Page::SignOutEverywhere => OwnAccount,
+        Page::SetVulnerabilityPolicy(name, _) => Namespace(name.clone(), Action::ManageSettings),
+        // The rows of the management API's endpoints these pages mirror.
+        Page::Lifecycle(name) | Page::Trash(name) => SeeNamespace(name.clone()),
+        Page::SetQuota(..) => Administrator,
+        Page::SetRetention(name, _) | Page::RemoveRetention(name) | Page::RunRetention(name, _) => {
+            Namespace(name.clone(), Action::ManageSettings)
+        }
+        Page::AddImmutableRule(new) => {
+            Namespace(new.scope.namespace.clone(), Action::ManageSettings)
+        }
+        Page::RemoveImmutableRule(scope, _) => {
+            Namespace(scope.namespace.clone(), Action::ManageSettings)
+        }
+        Page::DeleteImage(repository, _) | Page::RestoreImage(repository, _) => {
+            Repositories(vec![(repository.clone(), Action::Delete)])
+        }
+        // Seeing the finding is seeing the image; the form's scopes are
+        // offered by what the caller may change.
+        Page::ExemptForm(repository, ..) => Repositories(vec![(repository.clone(), Action::Pull)]),
+        Page::Exemptions(name) => SeeNamespace(name.clone()),
+        // The management API's rows for adding and removing an exemption.
+        Page::Exempt(new, _) => crate::api::permission::exemption_scope(&new.scope),
+        Page::RemoveExemption(scope, ..) => crate::api::permission::exemption_scope(scope),
     }
+}
+
+/// The pull-policy form: `berth va policy set`'s fields, checked as the
+/// API checks them.
+fn vulnerability_policy(form: &Form) -> Result<VulnerabilityPolicy, NoPage> {
+    let policy = VulnerabilityPolicy {
+        mode: form.get("mode").unwrap_or("").to_string(),
+        severity: form.get("severity").unwrap_or("critical").to_string(),
+        block_unscanned: form.get("block_unscanned") == Some("true"),
+        attach_sbom: form.get("attach_sbom") == Some("true"),
+    };
+    policy
+        .validate()
+        .map_err(|e| NoPage::BadForm(format!("Pull policy: {}.", e.message())))?;
+    Ok(policy)
+}
+
+/// The longest advisory id or alias an exemption names (the API's bound).
+pub const MAX_ISSUE_LEN: usize = 200;
+
+/// Where a form returns to: a path of this site, else the overview.
+fn back(form: &Form) -> String {
+    let back = form.get("back").unwrap_or("/");
+    if back.starts_with('/') && !back.starts_with("//") && !back.starts_with("/\\") {
+        back.to_string()
+    } else {
+        "/".to_string()
+    }
+}
+
+fn exemption_scope(form: &Form) -> Result<ExemptionScope, NoPage> {
+    ExemptionScope::try_from(form.get("scope").unwrap_or("").trim().to_string())
+        .map_err(|e| NoPage::BadForm(format!("Scope: {e}")))
+}
+
+fn issue(form: &Form) -> Result<String, NoPage> {
+    let issue = form.get("issue").unwrap_or("").trim();
+    if issue.is_empty() || issue.len() > MAX_ISSUE_LEN {
+        return Err(NoPage::BadForm(format!(
+            "Issue: an advisory id or alias of 1 to {MAX_ISSUE_LEN} characters."
+        )));
+    }
+    Ok(issue.to_string())
+}
+
+/// The exemption form: scope, issue, reason and expiry (`30d`, `never`).
+fn new_exemption(form: &Form) -> Result<NewExemption, NoPage> {
+    let reason = form.get("reason").unwrap_or("").trim().to_string();
+    if reason.is_empty() {
+        return Err(NoPage::BadForm(
+            "Reason: say why the finding does not matter here, for those who read it later.".into(),
+        ));
+    }
+    let expires = match form.get("expires").unwrap_or("never").trim() {
+        "" | "never" => None,
+        text => Some(
+            ExpiryParam::try_from(text.to_string())
+                .map_err(|e| NoPage::BadForm(format!("Expires: {e}")))?,
+        ),
+    };
+    Ok(NewExemption {
+        scope: exemption_scope(form)?,
+        issue: issue(form)?,
+        reason,
+        expires,
+    })
+}
+
+/// A limit as the quota form gives it: empty keeps the limit, `default`
+/// returns to the registry-wide default, `unlimited` exempts the namespace
+/// from it, and a size (`10GB`, `500MiB`, `1048576`) sets it.
+fn limit_field(form: &Form, field: &str, label: &str) -> Result<Option<Option<u64>>, NoPage> {
+    match form.get(field).unwrap_or("").trim() {
+        "" => Ok(None),
+        "default" => Ok(Some(None)),
+        "unlimited" => Ok(Some(Some(berth_registry::quotas::UNLIMITED))),
+        text => berth_registry::quotas::parse_size(text)
+            .map(|bytes| Some(Some(bytes)))
+            .map_err(|e| NoPage::BadForm(format!("{label}: {e}, or unlimited, or default."))),
+    }
+}
+
+fn quota_limits(form: &Form) -> Result<QuotaLimits, NoPage> {
+    let limits = QuotaLimits {
+        storage: limit_field(form, "storage", "Storage")?,
+        traffic: limit_field(form, "traffic", "Pull traffic")?,
+    };
+    limits
+        .validate()
+        .map_err(|e| NoPage::BadForm(e.message().to_string()))?;
+    Ok(limits)
+}
+
+/// The retention form: the fields of `berth retention set`.
+fn retention_policy(form: &Form) -> Result<RetentionPolicyRequest, NoPage> {
+    let bad = NoPage::BadForm;
+    let keep = form.get("keep").unwrap_or("").trim();
+    let keep = keep
+        .parse::<u64>()
+        .map_err(|_| bad(format!("Keep: {keep:?} is not a number of images.")))
+        .and_then(|n| Keep::try_from(n).map_err(|e| bad(format!("Keep: {e}."))))?;
+    let untagged = match form.get("untagged").unwrap_or("keep") {
+        "keep" => Untagged::Keep,
+        "delete" => Untagged::Delete,
+        other => {
+            return Err(bad(format!(
+                "Untagged images: {other:?} is not keep or delete."
+            )))
+        }
+    };
+    let min_age = match form.get("min_age").unwrap_or("").trim() {
+        "" | "0" => MinAge(0),
+        text => match Expiry::parse(text) {
+            Ok(Expiry::After(age)) => MinAge::try_from(age.whole_seconds().max(0) as u64)
+                .map_err(|e| bad(format!("Minimum age: {e}.")))?,
+            _ => {
+                return Err(bad(format!(
+                    "Minimum age: {text:?} is not an age such as 7d, 12h or 2w."
+                )))
+            }
+        },
+    };
+    let keep_tags = match form.get("keep_tags").unwrap_or("").trim() {
+        "" => None,
+        text => Some(
+            KeepTagsParam::try_from(text.to_string())
+                .map_err(|e| bad(format!("Tags always kept: {e}")))?,
+        ),
+    };
+    Ok(RetentionPolicyRequest {
+        keep,
+        untagged,
+        min_age,
+        keep_tags,
+    })
+}
+
+/// The immutable-tag form: a scope (the namespace, or a repository in it)
+/// and a tag pattern.
+fn immutable_rule(namespace: &Name, form: &Form) -> Result<NewImmutableRule, NoPage> {
+    let bad = NoPage::BadForm;
+    let scope = match form.get("scope").unwrap_or("").trim() {
+        "" => namespace.to_string(),
+        text => text.to_string(),
+    };
+    let scope = RuleScope::try_from(scope).map_err(|e| bad(format!("Where: {e}")))?;
+    if scope.namespace != *namespace {
+        return Err(bad(format!(
+            "Where: a rule of {namespace} applies to {namespace} or a repository in it."
+        )));
+    }
+    let tags = PatternParam::try_from(form.get("tags").unwrap_or("").trim().to_string())
+        .map_err(|e| bad(format!("Tags: {e}")))?;
+    Ok(NewImmutableRule { scope, tags })
 }
 
 /// A path segment, percent-decoded.
@@ -307,6 +647,7 @@ mod tests {
     fn paths_name_their_pages() {
         let digest = format!("sha256:{}", "a".repeat(64));
         let image_by_digest = format!("/repositories/team/app/-/images/{digest}");
+        let restore_by_digest = format!("{image_by_digest}/restore");
         let cases: Vec<(Method, &str, Result<&str, NoPage>)> = vec![
             (Method::GET, "/", Ok("console_overview")),
             (Method::GET, "/static/console.css", Ok("console_asset")),
@@ -373,11 +714,282 @@ mod tests {
                 "/admin/users/alice/enable",
                 Err(NoPage::MethodNotAllowed),
             ),
+            (
+                Method::GET,
+                "/namespaces/team-a/lifecycle",
+                Ok("console_lifecycle"),
+            ),
+            (Method::GET, "/namespaces/team-a/trash", Ok("console_trash")),
+            (
+                Method::POST,
+                "/namespaces/team-a/retention/remove",
+                Ok("console_lifecycle"),
+            ),
+            (
+                Method::POST,
+                "/namespaces/team-a/retention/run",
+                Ok("console_lifecycle"),
+            ),
+            (
+                Method::GET,
+                "/namespaces/team-a/retention/run",
+                Err(NoPage::MethodNotAllowed),
+            ),
+            (
+                Method::GET,
+                "/namespaces/team-a/quota",
+                Err(NoPage::MethodNotAllowed),
+            ),
+            (
+                Method::GET,
+                "/namespaces/team-a/other",
+                Err(NoPage::NotFound),
+            ),
+            (Method::POST, &restore_by_digest, Ok("console_trash")),
+            (
+                Method::POST,
+                "/repositories/team/app/-/images/latest/restore",
+                Err(NoPage::NotFound),
+            ),
+            (
+                Method::GET,
+                "/repositories/team/app/-/images/v1/exempt/CVE-2024-1",
+                Ok("console_exemptions"),
+            ),
+            (
+                Method::POST,
+                "/repositories/team/app/-/images/v1/exempt/CVE-2024-1",
+                Err(NoPage::MethodNotAllowed),
+            ),
+            (
+                Method::GET,
+                "/namespaces/team-a/exemptions",
+                Ok("console_exemptions"),
+            ),
+            (Method::GET, "/exemptions", Err(NoPage::MethodNotAllowed)),
+            (Method::GET, "/admin/settings", Ok("console_settings")),
+            (Method::GET, "/account", Ok("console_account")),
+            (
+                Method::POST,
+                "/account/sign-out-everywhere",
+                Ok("console_account"),
+            ),
+            (
+                Method::GET,
+                "/account/sign-out-everywhere",
+                Err(NoPage::MethodNotAllowed),
+            ),
+            (
+                Method::POST,
+                "/admin/users/alice/sign-out",
+                Ok("console_users"),
+            ),
             (Method::POST, "/", Err(NoPage::MethodNotAllowed)),
             (Method::GET, "/nowhere", Err(NoPage::NotFound)),
         ];
         for (method, path, expected) in cases {
             assert_eq!(parse(method.clone(), path), expected, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn lifecycle_forms_are_validated() {
+        let form = |fields: &[(&str, &str)]| {
+            Form(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        let parse =
+            |path: &str, fields: &[(&str, &str)]| Page::parse(&Method::POST, path, &form(fields));
+        match parse(
+            "/namespaces/team-a/quota",
+            &[("storage", "10GB"), ("traffic", "")],
+        ) {
+            Ok(Page::SetQuota(_, limits)) => {
+                assert_eq!(limits.storage, Some(Some(10_000_000_000)));
+                assert_eq!(limits.traffic, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(
+            "/namespaces/team-a/quota",
+            &[("storage", "unlimited"), ("traffic", "default")],
+        ) {
+            Ok(Page::SetQuota(_, limits)) => {
+                assert_eq!(
+                    limits.storage,
+                    Some(Some(berth_registry::quotas::UNLIMITED))
+                );
+                assert_eq!(limits.traffic, Some(None));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(
+            "/namespaces/team-a/retention",
+            &[
+                ("keep", "3"),
+                ("untagged", "delete"),
+                ("min_age", "7d"),
+                ("keep_tags", "^v"),
+            ],
+        ) {
+            Ok(Page::SetRetention(_, policy)) => {
+                assert_eq!(policy.keep.0, 3);
+                assert_eq!(policy.untagged, Untagged::Delete);
+                assert_eq!(policy.min_age.0, 7 * 86_400);
+                assert!(policy.keep_tags.is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(
+            "/namespaces/team-a/immutable",
+            &[("scope", ""), ("tags", "v*")],
+        ) {
+            Ok(Page::AddImmutableRule(rule)) => {
+                assert_eq!(rule.scope.namespace.as_str(), "team-a");
+                assert_eq!(rule.scope.repository, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        for (path, fields) in [
+            ("/namespaces/team-a/quota", vec![("storage", "ten")]),
+            ("/namespaces/team-a/quota", vec![("traffic", "-1")]),
+            ("/namespaces/team-a/retention", vec![("keep", "")]),
+            ("/namespaces/team-a/retention", vec![("keep", "2000000")]),
+            (
+                "/namespaces/team-a/retention",
+                vec![("keep", "1"), ("untagged", "maybe")],
+            ),
+            (
+                "/namespaces/team-a/retention",
+                vec![("keep", "1"), ("min_age", "never")],
+            ),
+            (
+                "/namespaces/team-a/retention",
+                vec![("keep", "1"), ("keep_tags", "(")],
+            ),
+            ("/namespaces/team-a/immutable", vec![("tags", "")]),
+            ("/namespaces/team-a/immutable", vec![("tags", "v 1")]),
+            (
+                "/namespaces/team-a/immutable",
+                vec![("scope", "team-b/app"), ("tags", "v*")],
+            ),
+        ] {
+            let result = parse(path, &fields);
+            assert!(
+                matches!(result, Err(NoPage::BadForm(_))),
+                "{path} {fields:?}: {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_form_but_signing_in_needs_the_csrf_token() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let fields = [
+            ("storage", "1GB"),
+            ("keep", "1"),
+            ("tags", "v*"),
+            ("scope", "team-a"),
+            ("issue", "CVE-1"),
+            ("reason", "r"),
+            ("mode", "off"),
+            ("name", "ci-bot"),
+            ("scopes", "team-a:pull"),
+        ];
+        let form = Form(
+            fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        let restore = format!("/repositories/team-a/app/-/images/{digest}/restore");
+        let delete = format!("/repositories/team-a/app/-/images/{digest}/delete");
+        for path in [
+            "/sign-out",
+            "/tokens",
+            "/tokens/ci-bot/revoke",
+            "/admin/users/alice/disable",
+            "/admin/users/alice/sign-out",
+            "/account/sign-out-everywhere",
+            "/repositories/team-a/app/-/tags/v1/delete",
+            &restore,
+            &delete,
+            "/namespaces/team-a/quota",
+            "/namespaces/team-a/retention",
+            "/namespaces/team-a/retention/remove",
+            "/namespaces/team-a/retention/run",
+            "/namespaces/team-a/immutable",
+            "/namespaces/team-a/immutable/remove",
+            "/namespaces/team-a/vulnerability-policy",
+            "/exemptions",
+            "/exemptions/remove",
+        ] {
+            let page = Page::parse(&Method::POST, path, &form)
+                .unwrap_or_else(|refusal| panic!("{path}: {refusal:?}"));
+            assert!(page.needs_csrf_token(), "{path}");
+        }
+        let sign_in = Page::parse(&Method::POST, "/sign-in", &form).unwrap();
+        assert!(
+            !sign_in.needs_csrf_token(),
+            "no session to take a token from yet"
+        );
+    }
+
+    #[test]
+    fn exemption_forms_are_validated() {
+        let form = |fields: &[(&str, &str)]| {
+            Form(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        let ok = Page::parse(
+            &Method::POST,
+            "/exemptions",
+            &form(&[
+                ("scope", "team-a/app:v1"),
+                ("issue", "CVE-2024-1"),
+                ("reason", "not reachable"),
+                ("expires", "30d"),
+                ("back", "//evil.example/"),
+            ]),
+        );
+        match ok {
+            Ok(Page::Exempt(new, back)) => {
+                assert_eq!(new.scope.as_str(), "team-a/app:v1");
+                assert!(new.expires.is_some());
+                assert_eq!(back, "/", "only paths of this site");
+            }
+            other => panic!("{other:?}"),
+        }
+        let long = "C".repeat(MAX_ISSUE_LEN + 1);
+        for fields in [
+            vec![("scope", "team-a"), ("issue", "CVE-1"), ("reason", "")],
+            vec![("scope", "Team A"), ("issue", "CVE-1"), ("reason", "r")],
+            vec![("scope", "team-a"), ("issue", ""), ("reason", "r")],
+            vec![
+                ("scope", "team-a"),
+                ("issue", long.as_str()),
+                ("reason", "r"),
+            ],
+            vec![
+                ("scope", "team-a"),
+                ("issue", "CVE-1"),
+                ("reason", "r"),
+                ("expires", "soon"),
+            ],
+        ] {
+            let result = Page::parse(&Method::POST, "/exemptions", &form(&fields));
+            assert!(
+                matches!(result, Err(NoPage::BadForm(_))),
+                "{fields:?}: {result:?}"
+            );
         }
     }
 

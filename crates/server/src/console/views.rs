@@ -11,8 +11,11 @@ use berth_oci::{Reference, RepoName, Tag};
 use maud::{html, Markup};
 
 use super::html::{self, bar_chart, copyable, csrf_field, layout, size, when, Chrome};
+use super::lifecycle;
 use super::page::{self, Form, NoPage, Page, REPOSITORY_END};
 use super::session::{self, Session};
+use super::settings;
+use super::vulnerabilities;
 use super::{html_response, is_write, see_other};
 use crate::access::{actor_of, origin_of, AuthState, Caller};
 use crate::api::error::ManagementError;
@@ -22,7 +25,6 @@ use crate::api::permission::{authorize_policy, Authorized, Permission};
 use crate::api::repositories::{RepositoryListing, RepositoryView};
 use crate::api::tokens::{CreatedToken, NewToken};
 use crate::api::types::Name;
-use crate::api::vulnerabilities::{FindingView, VulnerabilityReport};
 use crate::api::{self, Context};
 use crate::AppState;
 
@@ -39,20 +41,20 @@ const PAGE_SIZE: &str = "50";
 
 /// What a page's handler works with: the request, who is asking (after the
 /// authorization step), and their session.
-struct Ctx<'a> {
-    state: &'a AppState,
-    parts: &'a Parts,
+pub(super) struct Ctx<'a> {
+    pub(super) state: &'a AppState,
+    pub(super) parts: &'a Parts,
     /// Access control, when it is on.
-    auth: Option<&'a AuthState>,
+    pub(super) auth: Option<&'a AuthState>,
     /// What the authorization step returned (with access control on).
-    caller: Option<Authorized>,
-    session: Option<Session>,
+    pub(super) caller: Option<Authorized>,
+    pub(super) session: Option<Session>,
 }
 
 /// An error as the console shows it: a status and a sentence.
-struct Failure {
-    status: StatusCode,
-    message: String,
+pub(super) struct Failure {
+    pub(super) status: StatusCode,
+    pub(super) message: String,
 }
 
 impl From<ManagementError> for Failure {
@@ -65,7 +67,7 @@ impl From<ManagementError> for Failure {
 }
 
 impl Failure {
-    fn new(status: StatusCode, message: impl Into<String>) -> Failure {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> Failure {
         Failure {
             status,
             message: message.into(),
@@ -73,10 +75,10 @@ impl Failure {
     }
 }
 
-type PageResult = Result<Response, Failure>;
+pub(super) type PageResult = Result<Response, Failure>;
 
 impl<'a> Ctx<'a> {
-    fn chrome(&self) -> Chrome<'_> {
+    pub(super) fn chrome(&self) -> Chrome<'_> {
         Chrome {
             session: self.session.as_ref(),
             access_control: self.auth.is_some(),
@@ -86,7 +88,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// A 200 page.
-    fn page(&self, title: &str, body: Markup) -> PageResult {
+    pub(super) fn page(&self, title: &str, body: Markup) -> PageResult {
         Ok(html_response(
             StatusCode::OK,
             layout(&self.chrome(), title, body),
@@ -94,7 +96,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The management API's handler context, with access control on.
-    fn api(&self) -> Option<Context<'_>> {
+    pub(super) fn api(&self) -> Option<Context<'_>> {
         let auth = self.auth?;
         let caller = self.caller.as_ref()?;
         Some(Context {
@@ -109,7 +111,7 @@ impl<'a> Ctx<'a> {
 
     /// Whether the caller would be allowed `permission` (to show or hide
     /// a form), decided by the same authorization step as a request.
-    async fn may(&self, permission: Permission) -> bool {
+    pub(super) async fn may(&self, permission: Permission) -> bool {
         match (self.auth, &self.caller) {
             (None, _) => true,
             (Some(auth), Some(caller)) => authorize_policy(
@@ -125,7 +127,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The actor of the changes the caller makes.
-    fn actor(&self) -> berth_auth::Actor {
+    pub(super) fn actor(&self) -> berth_auth::Actor {
         let principal = self
             .caller
             .as_ref()
@@ -134,7 +136,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The host clients pull from, as the browser reached the console.
-    fn registry_host(&self) -> String {
+    pub(super) fn registry_host(&self) -> String {
         origin_of(self.parts)
             .host
             .unwrap_or_else(|| "localhost:5000".to_string())
@@ -258,6 +260,35 @@ pub async fn handle(state: &AppState, request: Request) -> Response {
         Page::RevokeToken(name) => revoke_token(&ctx, &name).await,
         Page::Users => users(&ctx).await,
         Page::SetUserDisabled(name, disabled) => set_user_disabled(&ctx, &name, disabled).await,
+        Page::Lifecycle(name) => lifecycle::lifecycle(&ctx, &name, None).await,
+        Page::SetQuota(name, limits) => lifecycle::set_quota(&ctx, &name, limits).await,
+        Page::SetRetention(name, request) => lifecycle::set_retention(&ctx, &name, request).await,
+        Page::RemoveRetention(name) => lifecycle::remove_retention(&ctx, &name).await,
+        Page::RunRetention(name, dry_run) => lifecycle::run_retention(&ctx, &name, dry_run).await,
+        Page::AddImmutableRule(new) => lifecycle::add_rule(&ctx, new).await,
+        Page::RemoveImmutableRule(scope, tags) => lifecycle::remove_rule(&ctx, &scope, &tags).await,
+        Page::Trash(name) => lifecycle::trash(&ctx, &name, None).await,
+        Page::RestoreImage(repository, digest) => {
+            lifecycle::restore(&ctx, &repository, &digest).await
+        }
+        Page::DeleteImage(repository, digest) => {
+            lifecycle::delete_image(&ctx, &repository, &digest).await
+        }
+        Page::ExemptForm(repository, reference, issue) => {
+            vulnerabilities::exempt_form(&ctx, &repository, &reference, &issue).await
+        }
+        Page::Exempt(new, back) => vulnerabilities::exempt(&ctx, new, &back).await,
+        Page::RemoveExemption(scope, issue, back) => {
+            vulnerabilities::remove(&ctx, &scope, &issue, &back).await
+        }
+        Page::Exemptions(name) => vulnerabilities::exemptions(&ctx, &name).await,
+        Page::SetVulnerabilityPolicy(name, policy) => {
+            vulnerabilities::set_policy(&ctx, &name, policy).await
+        }
+        Page::Settings => settings::settings(&ctx).await,
+        Page::Account => settings::account(&ctx),
+        Page::SignOutEverywhere => settings::sign_out_everywhere(&ctx).await,
+        Page::SignUserOut(name) => settings::sign_user_out(&ctx, &name).await,
     };
     result.unwrap_or_else(|failure| failure_page(&ctx, failure))
 }
@@ -274,6 +305,10 @@ fn needs_access_control(page: &Page) -> bool {
             | Page::RevokeToken(_)
             | Page::Users
             | Page::SetUserDisabled(..)
+            | Page::Settings
+            | Page::Account
+            | Page::SignOutEverywhere
+            | Page::SignUserOut(_)
     )
 }
 
@@ -407,12 +442,15 @@ async fn repositories(
 }
 
 /// `key=value&…` from pairs, each encoded.
-fn query_string(pairs: &[(&str, &str)]) -> String {
+pub(super) fn query_string(pairs: &[(&str, &str)]) -> String {
     serde_urlencoded::to_string(pairs).unwrap_or_default()
 }
 
 /// The query's pairs whose key is one of `keys`, non-empty.
-fn kept_pairs<'q>(query: &'q [(String, String)], keys: &[&str]) -> Vec<(&'q str, &'q str)> {
+pub(super) fn kept_pairs<'q>(
+    query: &'q [(String, String)],
+    keys: &[&str],
+) -> Vec<(&'q str, &'q str)> {
     query
         .iter()
         .filter(|(key, value)| keys.contains(&key.as_str()) && !value.is_empty())
@@ -420,26 +458,26 @@ fn kept_pairs<'q>(query: &'q [(String, String)], keys: &[&str]) -> Vec<(&'q str,
         .collect()
 }
 
-fn query_pairs(parts: &Parts) -> Vec<(String, String)> {
+pub(super) fn query_pairs(parts: &Parts) -> Vec<(String, String)> {
     serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).unwrap_or_default()
 }
 
-fn repository_path(repository: &str) -> String {
+pub(super) fn repository_path(repository: &str) -> String {
     format!("/repositories/{repository}")
 }
 
-fn image_path(repository: &str, reference: &str) -> String {
+pub(super) fn image_path(repository: &str, reference: &str) -> String {
     format!("/repositories/{repository}{REPOSITORY_END}images/{reference}")
 }
 
-fn visibility_badge(visibility: berth_auth::Visibility) -> Markup {
+pub(super) fn visibility_badge(visibility: berth_auth::Visibility) -> Markup {
     match visibility {
         berth_auth::Visibility::Public => html! { span class="badge public" { "public" } },
         berth_auth::Visibility::Private => html! { span class="badge private" { "private" } },
     }
 }
 
-fn short_digest(digest: &str) -> String {
+pub(super) fn short_digest(digest: &str) -> String {
     match digest.split_once(':') {
         Some((algorithm, hex)) if hex.len() > 12 => format!("{algorithm}:{}", &hex[..12]),
         _ => digest.to_string(),
@@ -608,6 +646,13 @@ async fn namespace(ctx: &Ctx<'_>, name: &Name) -> PageResult {
         ul class="crumbs" { li { a href="/namespaces" { "Namespaces" } } li { (name) } }
         h1 { (name) " " (visibility_badge(visibility)) }
         @if let Some(role) = role { p class="lead" { "Your role: " (role.to_string()) } }
+        nav aria-label="Namespace" {
+            ul class="crumbs" {
+                li { a href=(lifecycle::lifecycle_path(name)) { "Quotas, retention and immutable tags" } }
+                li { a href=(lifecycle::trash_path(name)) { "Trash" } }
+                li { a href=(vulnerabilities::exemptions_path(name.as_str())) { "Vulnerability exemptions" } }
+            }
+        }
         h2 { "Repositories" }
         form class="toolbar" method="get" action=(format!("/namespaces/{name}")) role="search" {
             div class="grow" {
@@ -687,6 +732,14 @@ async fn repository_page(ctx: &Ctx<'_>, repository: &RepoName) -> PageResult {
         })?;
         return Ok(see_other(&image_path(repository.as_str(), tag.as_str())));
     }
+    // Searching or sorting tags lists tags (one row each), a page at a
+    // time by keyset however many there are.
+    if query
+        .iter()
+        .any(|(k, v)| (k == "q" || k == "sort") && !v.is_empty())
+    {
+        return tag_search(ctx, repository, &query).await;
+    }
     let tagged = query
         .iter()
         .find(|(k, _)| k == "tagged")
@@ -698,6 +751,10 @@ async fn repository_page(ctx: &Ctx<'_>, repository: &RepoName) -> PageResult {
     let untagged_notice = query
         .iter()
         .find(|(k, _)| k == "untagged")
+        .map(|(_, v)| v.clone());
+    let deleted_notice = query
+        .iter()
+        .find(|(k, _)| k == "deleted")
         .map(|(_, v)| v.clone());
     let name = repository.as_str();
     let next_link = page.next_cursor.as_ref().map(|cursor| {
@@ -723,7 +780,14 @@ async fn repository_page(ctx: &Ctx<'_>, repository: &RepoName) -> PageResult {
         @if let Some(tag) = &untagged_notice {
             div class="notice ok" role="status" { "The tag " code { (tag) } " was deleted." }
         }
-        form class="toolbar" method="get" action=(repository_path(name)) role="search" {
+        @if let Some(digest) = &deleted_notice {
+            div class="notice ok" role="status" {
+                "The image " span class="mono" { (short_digest(digest)) } " was deleted. It waits in the "
+                a href=(format!("/namespaces/{}/trash", repository.namespace())) { "trash" } ", restorable."
+            }
+        }
+        (tag_search_form(name, "", "name"))
+        form class="toolbar" method="get" action=(repository_path(name)) role="search" aria-label="Go to a tag" {
             div class="grow" {
                 label for="tag" { "Go to tag" }
                 input type="search" id="tag" name="tag" maxlength="128" placeholder="latest";
@@ -761,6 +825,93 @@ async fn repository_page(ctx: &Ctx<'_>, repository: &RepoName) -> PageResult {
     ctx.page(name, body)
 }
 
+/// The form that searches a repository's tags by part of their name and
+/// sorts them.
+fn tag_search_form(repository: &str, search: &str, sort: &str) -> Markup {
+    html! {
+        form class="toolbar" method="get" action=(repository_path(repository)) role="search" aria-label="Search tags" {
+            div class="grow" {
+                label for="q" { "Search tags" }
+                input type="search" id="q" name="q" value=(search) maxlength="128" placeholder="part of a tag";
+            }
+            div {
+                label for="sort" { "Sort tags by" }
+                select id="sort" name="sort" {
+                    @for (value, label) in [("name", "Name"), ("newest", "Newest"), ("oldest", "Oldest"), ("size", "Size")] {
+                        option value=(value) selected[sort == value] { (label) }
+                    }
+                }
+            }
+            button type="submit" { "Show tags" }
+        }
+    }
+}
+
+/// A repository's tags, searched by part of their name and sorted by
+/// name, age or size (`api::images::tag_page`).
+async fn tag_search(
+    ctx: &Ctx<'_>,
+    repository: &RepoName,
+    query: &[(String, String)],
+) -> PageResult {
+    let mut pairs = vec![("limit", PAGE_SIZE)];
+    pairs.extend(kept_pairs(query, &["q", "sort", "cursor"]));
+    let listing = api::images::TagListing::parse(repository, Some(&query_string(&pairs)))?;
+    let page = api::images::tag_page(&ctx.state.registry, repository, listing).await?;
+    let search = query
+        .iter()
+        .find(|(k, _)| k == "q")
+        .map_or("", |(_, v)| v.as_str());
+    let sort = query
+        .iter()
+        .find(|(k, v)| k == "sort" && !v.is_empty())
+        .map_or("name", |(_, v)| v.as_str());
+    let name = repository.as_str();
+    let next_link = page.next_cursor.as_ref().map(|cursor| {
+        let mut pairs = kept_pairs(query, &["q", "sort"]);
+        pairs.push(("cursor", cursor));
+        format!("{}?{}", repository_path(name), query_string(&pairs))
+    });
+    let body = html! {
+        ul class="crumbs" {
+            li { a href="/namespaces" { "Namespaces" } }
+            li { a href=(format!("/namespaces/{}", repository.namespace())) { (repository.namespace()) } }
+            li { a href=(repository_path(name)) { (name) } }
+        }
+        h1 { (name) ": tags" }
+        (tag_search_form(name, search, sort))
+        @if page.tags.is_empty() {
+            p class="muted" { "No tags" @if !search.is_empty() { " contain " code { (search) } } "." }
+        } @else {
+            div class="table-wrap" {
+                table {
+                    thead { tr {
+                        th scope="col" { "Tag" } th scope="col" { "Digest" }
+                        th scope="col" class="num" { "Size" } th scope="col" class="hide-narrow" { "Platforms" }
+                        th scope="col" { "Tag pushed" } th scope="col" class="num hide-narrow" { "Pulls" }
+                    } }
+                    tbody {
+                        @for row in &page.tags {
+                            tr {
+                                td class="mono" { a href=(image_path(name, &row.tag)) { (row.tag) } }
+                                td class="mono" { a href=(image_path(name, &row.image.digest)) { (short_digest(&row.image.digest)) } }
+                                td class="num" { (size(row.image.size)) }
+                                td class="hide-narrow" { (platforms(&row.image.platforms)) }
+                                td { (when(Some(row.tag_pushed_at))) }
+                                td class="num hide-narrow" { (row.image.pull_count) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(link) = &next_link {
+            nav class="pager" aria-label="Pages" { a href=(link) { "Next page" } }
+        }
+    };
+    ctx.page(&format!("{name}: tags"), body)
+}
+
 fn image_row(repository: &str, image: &ImageSummaryView) -> Markup {
     html! {
         tr {
@@ -793,6 +944,19 @@ async fn image(ctx: &Ctx<'_>, repository: &RepoName, reference: &Reference) -> P
         )]))
         .await;
     // The advisor's report, when it has one; the page is useful without.
+    // `?all=true` lists the findings without a fix and the exempted ones too.
+    let show_all = query_pairs(ctx.parts)
+        .iter()
+        .any(|(k, v)| k == "all" && v == "true");
+    // Anyone who may change an exemption of the namespace (or the
+    // registry's) is offered the form.
+    let may_exempt = ctx
+        .may(Permission::Namespace(
+            Name::try_from(repository.namespace().to_string())
+                .map_err(ManagementError::invalid_request)?,
+            Action::ManageSettings,
+        ))
+        .await;
     let vulnerabilities = api::vulnerabilities::assess(&ctx.state.registry, repository, reference)
         .await
         .ok();
@@ -826,6 +990,16 @@ async fn image(ctx: &Ctx<'_>, repository: &RepoName, reference: &Reference) -> P
         }
         (copyable("docker-digest", "docker pull by digest", &format!("docker pull {by_digest}")))
         (copyable("podman-digest", "podman pull by digest", &format!("podman pull {by_digest}")))
+        @if may_delete {
+            details class="confirm" {
+                summary { "Delete this image" }
+                form method="post" action=(format!("/repositories/{name}{REPOSITORY_END}images/{}/delete", summary.digest)) {
+                    (csrf_field(ctx.session.as_ref()))
+                    p { "The image and every tag of it go to the namespace's trash, restorable until it expires." }
+                    button class="danger" type="submit" { "Delete image " (short_digest(&summary.digest)) }
+                }
+            }
+        }
         @if !summary.tags.is_empty() {
             h2 { "Tags" }
             div class="table-wrap" {
@@ -920,7 +1094,7 @@ async fn image(ctx: &Ctx<'_>, repository: &RepoName, reference: &Reference) -> P
                 }
             }
         }
-        @if let Some(report) = &vulnerabilities { (vulnerability_section(report)) }
+        @if let Some(report) = &vulnerabilities { (vulnerabilities::section(report, &image_path(name, &reference.to_string()), show_all, may_exempt)) }
         @if !details.referrers.is_empty() {
             h2 { "Referrers" }
             @for (artifact_type, referrers) in &details.referrers {
@@ -934,80 +1108,6 @@ async fn image(ctx: &Ctx<'_>, repository: &RepoName, reference: &Reference) -> P
         }
     };
     ctx.page(&title, body)
-}
-
-/// The most findings an image's page lists; the API has them all.
-const MAX_FINDINGS_SHOWN: usize = 200;
-
-/// The severities in the order people read them, worst first.
-const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "unknown"];
-
-/// An image's vulnerability findings: its status, a chart by severity,
-/// and the findings with a fix, worst first.
-fn vulnerability_section(report: &VulnerabilityReport) -> Markup {
-    let mut by_severity: std::collections::BTreeMap<String, u64> = Default::default();
-    for image in &report.images {
-        for (severity, count) in &image.by_severity {
-            *by_severity.entry(severity.to_lowercase()).or_default() += *count as u64;
-        }
-    }
-    let mut bars: Vec<(String, u64)> = SEVERITIES
-        .iter()
-        .filter_map(|s| by_severity.get(*s).map(|n| (s.to_string(), *n)))
-        .collect();
-    bars.extend(
-        by_severity
-            .iter()
-            .filter(|(s, _)| !SEVERITIES.contains(&s.as_str()))
-            .map(|(s, n)| (s.clone(), *n)),
-    );
-    let mut findings: Vec<(&Option<String>, &FindingView)> = report
-        .images
-        .iter()
-        .flat_map(|image| image.findings.iter().map(move |f| (&image.platform, f)))
-        .collect();
-    let rank = |severity: &str| {
-        SEVERITIES
-            .iter()
-            .position(|s| s.eq_ignore_ascii_case(severity))
-            .unwrap_or(SEVERITIES.len())
-    };
-    findings.sort_by_key(|(_, f)| rank(&f.severity));
-    let total = findings.len();
-    let count = |n: u64| n.to_string();
-    html! {
-        h2 { "Vulnerabilities" }
-        p { "Status: " strong { (report.status) } }
-        @if !bars.is_empty() {
-            (bar_chart("Findings with a fix, by severity", &bars, count))
-        }
-        @if total > 0 {
-            div class="table-wrap" {
-                table {
-                    thead { tr {
-                        th scope="col" { "Severity" } th scope="col" { "Advisory" }
-                        th scope="col" { "Package" } th scope="col" { "Installed" }
-                        th scope="col" { "Fixed in" } th scope="col" class="hide-narrow" { "Platform" }
-                    } }
-                    tbody {
-                        @for (platform, finding) in findings.iter().take(MAX_FINDINGS_SHOWN) {
-                            tr {
-                                td { (finding.severity) }
-                                td class="mono" { (finding.advisory) @if !finding.summary.is_empty() { div class="muted" { (finding.summary) } } }
-                                td class="mono" { (finding.package) }
-                                td class="mono" { (finding.installed_version) }
-                                td class="mono" { (finding.fixed_version.as_deref().unwrap_or("")) }
-                                td class="hide-narrow" { (platform.as_deref().unwrap_or("")) }
-                            }
-                        }
-                    }
-                }
-            }
-            @if total > MAX_FINDINGS_SHOWN {
-                p class="muted" { "The first " (MAX_FINDINGS_SHOWN) " of " (total) " findings; " code { "berth" } " and the API list them all." }
-            }
-        }
-    }
 }
 
 /// A command line as words, quoted where they hold spaces.
@@ -1271,8 +1371,15 @@ async fn users(ctx: &Ctx<'_>) -> PageResult {
     };
     let list = api::users::all(&api).await?.users;
     let own = ctx.session.as_ref().map(|s| s.user.as_str());
+    let signed_out = query_pairs(ctx.parts)
+        .into_iter()
+        .find(|(k, _)| k == "signed-out")
+        .map(|(_, v)| v);
     let body = html! {
         h1 { "Users" }
+        @if let Some(user) = &signed_out {
+            div class="notice ok" role="status" { (user) " is signed out of every console session." }
+        }
         p class="lead" { "Disabling a user ends their console sessions and refuses their passwords and tokens at once; enabling them lets them sign in again." }
         div class="table-wrap" {
             table {
@@ -1290,7 +1397,7 @@ async fn users(ctx: &Ctx<'_>) -> PageResult {
                             td { @if user.disabled { span class="badge" { "disabled" } } @else { "enabled" } }
                             td {
                                 @if Some(user.name.as_str()) == own {
-                                    span class="muted" { "you" }
+                                    a href="/account" { "your account" }
                                 } @else if user.disabled {
                                     form class="inline" method="post" action=(format!("/admin/users/{}/enable", user.name)) {
                                         (csrf_field(ctx.session.as_ref()))
@@ -1304,6 +1411,11 @@ async fn users(ctx: &Ctx<'_>) -> PageResult {
                                             p { "They are signed out everywhere, and their tokens stop working." }
                                             button class="danger" type="submit" { "Disable " (user.name) }
                                         }
+                                    }
+                                    " "
+                                    form class="inline" method="post" action=(format!("/admin/users/{}/sign-out", user.name)) {
+                                        (csrf_field(ctx.session.as_ref()))
+                                        button class="secondary" type="submit" { "Sign " (user.name) " out everywhere" }
                                     }
                                 }
                             }
