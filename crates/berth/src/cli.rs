@@ -152,6 +152,14 @@ pub enum Command {
         #[command(subcommand)]
         command: ClientWebhookCommand,
     },
+    /// Replication rules: copy images to another registry (`--target`) or
+    /// from one (`--source`), on push and on a schedule (administrators).
+    Replication {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ClientReplicationCommand,
+    },
     /// The audit trail: who did what, on which resource, when (administrators).
     Audit {
         #[command(flatten)]
@@ -439,6 +447,55 @@ pub enum ClientRetentionCommand {
         /// The namespace.
         namespace: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientReplicationCommand {
+    /// Add a rule: push to `--target`, or pull from `--source`.
+    #[command(group(clap::ArgGroup::new("remote").required(true).args(["target", "source"])))]
+    Add {
+        /// The rule's name.
+        name: String,
+        /// Copy Berth's images to this registry (its base URL).
+        #[arg(long, value_name = "URL")]
+        target: Option<String>,
+        /// Copy this registry's images into Berth.
+        #[arg(long, value_name = "URL")]
+        source: Option<String>,
+        /// A file holding `user:password` or a token for the other
+        /// registry (never given on the command line). Stored encrypted,
+        /// never shown.
+        #[arg(long, value_name = "FILE")]
+        creds_file: Option<std::path::PathBuf>,
+        /// Repositories: a glob, `*` within a path component, `**` across
+        /// (`team/**`).
+        #[arg(long, value_name = "PATTERN")]
+        repos: String,
+        /// Tags: a glob (`v*`); every tag when absent.
+        #[arg(long, value_name = "PATTERN")]
+        tags: Option<String>,
+        /// Replicate each push and tag deletion at once (push rules).
+        #[arg(long)]
+        on_push: bool,
+        /// Also run every DURATION (`1h`, `30m`).
+        #[arg(long, value_name = "DURATION")]
+        every: Option<humantime::Duration>,
+    },
+    /// List the rules with their last run.
+    #[command(alias = "ls")]
+    List,
+    /// Run a rule now.
+    Run {
+        name: String,
+        /// Wait for the run to finish, and fail when it fails.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// A rule, its last runs and their errors.
+    Status { name: String },
+    /// Remove a rule and its history.
+    #[command(alias = "remove")]
+    Rm { name: String },
 }
 
 #[derive(Subcommand, Debug)]

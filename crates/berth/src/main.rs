@@ -15,6 +15,9 @@
 //! - `wiring`: the concrete backends opened, checked at start-up and handed
 //!   on as trait objects.
 //! - `tasks`: the set of background jobs a server starts and joins.
+//! - `upstream`: the HTTP client of other registries (the pull-through
+//!   cache's upstreams), which `replication` extends into a replication
+//!   remote; `webhooks`: webhook deliveries and the outbound-call checks.
 //! - `logging`, `files` (modes of what is kept on disk), `memory`
 //!   (allocator settings), `legacy_signing_key` (the key file of older
 //!   installs).
@@ -37,6 +40,7 @@ mod files;
 mod legacy_signing_key;
 mod logging;
 mod memory;
+mod replication;
 mod tasks;
 mod upstream;
 mod webhooks;

@@ -53,6 +53,34 @@ const MANIFEST_ACCEPT: &str = concat!(
     "application/vnd.docker.distribution.manifest.v2+json"
 );
 
+/// What a client authenticates with; never logged (no `Debug`).
+#[derive(Clone, Default)]
+pub struct Credentials {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// A bearer token sent up front instead of answering challenges.
+    pub token: Option<String>,
+}
+
+impl Credentials {
+    /// `user:password`, or a token (a line without `:`), as a replication
+    /// rule's credentials file holds them.
+    pub fn parse(text: &str) -> Credentials {
+        let text = text.trim_end_matches(['\n', '\r']);
+        match text.split_once(':') {
+            Some((username, password)) => Credentials {
+                username: Some(username.to_string()),
+                password: Some(password.to_string()),
+                token: None,
+            },
+            None => Credentials {
+                token: Some(text.to_string()),
+                ..Credentials::default()
+            },
+        }
+    }
+}
+
 /// An upstream registry over HTTP.
 pub struct HttpUpstream {
     /// The base URL; paths `/v2/…` are joined to it.
@@ -64,6 +92,9 @@ pub struct HttpUpstream {
     username: Option<String>,
     /// Read from `password_file`; never logged (no `Debug`).
     password: Option<String>,
+    /// A bearer token sent as it is (a replication rule's credentials
+    /// without a user name); never logged.
+    token: Option<String>,
     /// Bearer tokens by scope, with when to stop using them.
     tokens: Mutex<HashMap<String, (String, Instant)>>,
     /// Whether the upstream asked for Basic credentials, which are then
@@ -140,7 +171,7 @@ struct TokenAnswer {
 
 /// A send error with its causes, for the log and the client (no
 /// credentials are in URLs or headers reqwest reports).
-fn describe(error: &reqwest::Error) -> String {
+pub(crate) fn describe(error: &reqwest::Error) -> String {
     let mut text = if error.is_timeout() {
         "the upstream did not answer in time".to_string()
     } else if error.is_connect() {
@@ -194,11 +225,38 @@ impl HttpUpstream {
             ),
             None => None,
         };
+        HttpUpstream::build(
+            config.api_url(),
+            Credentials {
+                username: config.username.clone(),
+                password,
+                token: None,
+            },
+            "berth-proxy",
+            None,
+        )
+    }
+
+    /// A client of the registry at `base` (a replication remote).
+    /// `public_only` refuses every host that resolves to a private address
+    /// (the outbound-call safety of `[server] outbound_allow_private`).
+    pub fn build(
+        base: url::Url,
+        credentials: Credentials,
+        agent: &str,
+        public_only: Option<std::sync::Arc<crate::webhooks::PublicOnlyResolver>>,
+    ) -> Result<HttpUpstream, String> {
         let builder = || {
-            reqwest::Client::builder()
+            let builder = reqwest::Client::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
                 .read_timeout(READ_TIMEOUT)
-                .user_agent(concat!("berth-proxy/", env!("CARGO_PKG_VERSION")))
+                .user_agent(format!("{agent}/{}", env!("CARGO_PKG_VERSION")));
+            match &public_only {
+                // Proxies from the environment would reach what the
+                // address check refuses.
+                Some(resolver) => builder.dns_resolver(resolver.clone()).no_proxy(),
+                None => builder,
+            }
         };
         let client = builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -209,7 +267,7 @@ impl HttpUpstream {
             .redirect(reqwest::redirect::Policy::limited(MAX_BLOB_REDIRECTS))
             .build()
             .map_err(|e| format!("the upstream HTTP client: {e}"))?;
-        let mut base = config.api_url();
+        let mut base = base;
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
@@ -217,14 +275,31 @@ impl HttpUpstream {
             base,
             client,
             blob_client,
-            username: config.username.clone(),
-            password,
+            username: credentials.username,
+            password: credentials.password,
+            token: credentials.token,
             tokens: Mutex::default(),
             basic: Default::default(),
         })
     }
 
-    fn url(&self, path: &str) -> Result<url::Url, UpstreamError> {
+    pub(crate) fn base(&self) -> &url::Url {
+        &self.base
+    }
+
+    /// The client for streamed blob uploads: no total timeout (a large blob
+    /// takes long), but connect and read timeouts.
+    pub(crate) fn blob_put_client(&self) -> &reqwest::Client {
+        &self.blob_client
+    }
+
+    /// What authenticates a request under `scope` now (after an earlier
+    /// request answered the challenge).
+    pub(crate) fn authorization_for(&self, scope: &str) -> Option<String> {
+        self.known_authorization(scope)
+    }
+
+    pub(crate) fn url(&self, path: &str) -> Result<url::Url, UpstreamError> {
         self.base
             .join(path)
             .map_err(|e| UpstreamError::Failed(format!("cannot build the upstream URL: {e}")))
@@ -241,8 +316,23 @@ impl HttpUpstream {
         accept: Option<&str>,
         blob: bool,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let scope = format!("repository:{repository}:pull");
         let url = self.url(path)?;
+        self.send_to(method, url, &pull_scope(repository), accept, None, blob)
+            .await
+    }
+
+    /// [`HttpUpstream::send`] to a whole URL (on the upstream's host),
+    /// under `scope` (`repository:NAME:pull,push` for writes), with an
+    /// optional body and its content type.
+    pub(crate) async fn send_to(
+        &self,
+        method: Method,
+        url: url::Url,
+        scope: &str,
+        accept: Option<&str>,
+        body: Option<(&str, bytes::Bytes)>,
+        blob: bool,
+    ) -> Result<reqwest::Response, UpstreamError> {
         let client = if blob {
             &self.blob_client
         } else {
@@ -256,13 +346,18 @@ impl HttpUpstream {
             if let Some(authorization) = authorization {
                 request = request.header(AUTHORIZATION, authorization);
             }
+            if let Some((content_type, bytes)) = &body {
+                request = request
+                    .header(CONTENT_TYPE, *content_type)
+                    .body(bytes.clone());
+            }
             request
         };
-        let response = build(self.known_authorization(&scope))
+        let response = build(self.known_authorization(scope))
             .send()
             .await
             .map_err(|e| UpstreamError::Failed(describe(&e)))?;
-        if response.status() != StatusCode::UNAUTHORIZED {
+        if response.status() != StatusCode::UNAUTHORIZED || self.token.is_some() {
             return Ok(response);
         }
         let challenge = response
@@ -284,7 +379,7 @@ impl HttpUpstream {
                 service,
                 scope: asked,
             }) => {
-                let scope = asked.unwrap_or(scope);
+                let scope = asked.unwrap_or_else(|| scope.to_string());
                 let token = self.fetch_token(&realm, service.as_deref(), &scope).await?;
                 format!("Bearer {token}")
             }
@@ -309,6 +404,9 @@ impl HttpUpstream {
     /// What authenticates a request before any challenge: a live token for
     /// the scope, or Basic credentials for an upstream that asked for them.
     fn known_authorization(&self, scope: &str) -> Option<String> {
+        if let Some(token) = &self.token {
+            return Some(format!("Bearer {token}"));
+        }
         if self.basic.load(std::sync::atomic::Ordering::Relaxed) {
             return self.basic_authorization();
         }
@@ -375,12 +473,24 @@ impl HttpUpstream {
             }
         }
         tokens.insert(scope.to_string(), (token.clone(), until));
+        // A token for pulls and pushes serves pulls too.
+        if let Some(pull) = scope
+            .strip_suffix(",push")
+            .or_else(|| scope.strip_suffix(":push"))
+        {
+            let pull = if pull.ends_with(":pull") {
+                pull.to_string()
+            } else {
+                format!("{pull}:pull")
+            };
+            tokens.insert(pull, (token.clone(), until));
+        }
         Ok(token)
     }
 }
 
 /// The body, or `Failed` when it is longer than `cap`.
-async fn read_capped(
+pub(crate) async fn read_capped(
     response: &mut reqwest::Response,
     cap: usize,
 ) -> Result<Vec<u8>, UpstreamError> {
@@ -408,7 +518,11 @@ async fn read_capped(
     Ok(body)
 }
 
-fn manifest_path(repository: &RepoName, reference: &Reference) -> String {
+fn pull_scope(repository: &RepoName) -> String {
+    format!("repository:{repository}:pull")
+}
+
+pub(crate) fn manifest_path(repository: &RepoName, reference: &Reference) -> String {
     let reference = match reference {
         Reference::Tag(tag) => tag.to_string(),
         Reference::Digest(digest) => digest.to_string(),

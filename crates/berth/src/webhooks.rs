@@ -76,7 +76,7 @@ pub fn is_private(address: IpAddr) -> bool {
 }
 
 /// Resolves host names and refuses those that reach a private address.
-struct PublicOnlyResolver;
+pub(crate) struct PublicOnlyResolver;
 
 impl reqwest::dns::Resolve for PublicOnlyResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {

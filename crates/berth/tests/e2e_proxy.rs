@@ -20,85 +20,16 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::containers::ContainersEnv;
+use support::distribution::Distribution;
 use support::oci::{make_image, make_index, sha256_digest, write_oci_layout, Blob, TestImage};
 use support::{is_external_registry, record_skip, require_tool, run, TestRegistry};
 
 const TEST: &str = "e2e_proxy";
-
-/// A Distribution registry in a temp dir, killed on drop.
-struct Distribution {
-    addr: String,
-    child: Option<Child>,
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Distribution {
-    /// Starts `docker-registry serve` on a free port; with `htpasswd`, it
-    /// asks for Basic credentials checked against that file's content.
-    fn start(binary: &Path, htpasswd: Option<&str>) -> Distribution {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-             http:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        );
-        if let Some(entries) = htpasswd {
-            let path = dir.path().join("htpasswd");
-            std::fs::write(&path, entries).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: upstream\n    path: {}\n",
-                path.display()
-            ));
-        }
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let child = Command::new(binary)
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry");
-        let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Distribution {
-            addr,
-            child: Some(child),
-            _dir: dir,
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Distribution {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// What the fault proxy does to each exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

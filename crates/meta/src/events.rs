@@ -256,6 +256,15 @@ pub enum EventKind {
     /// A recount of a namespace's storage found the recorded usage wrong
     /// and replaced it (`detail`: `recorded`, `actual`).
     QuotaRecomputed,
+    /// A replication rule was created (`detail`: `name`, `direction`,
+    /// `repositories`, `tags`; never its URL or credentials).
+    ReplicationRuleCreated,
+    /// A replication rule was deleted (`detail`: as for its creation).
+    ReplicationRuleDeleted,
+    /// A replication run finished (`detail`: `rule`, `run`, `trigger`,
+    /// `status`, `images_copied`, `images_skipped`, `blobs_copied`,
+    /// `bytes`, `error`).
+    ReplicationFinished,
     /// The Vulnerability Advisor finished indexing an image (one platform's
     /// manifest; `detail`: `state` (`done`, `partial`, `unsupported`) and
     /// `reason` for the last two), in the transaction that records it.
@@ -264,7 +273,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [EventKind; 36] = [
+    pub const ALL: [EventKind; 39] = [
         EventKind::NamespaceCreated,
         EventKind::NamespaceUpdated,
         EventKind::NamespaceDeleted,
@@ -300,6 +309,9 @@ impl EventKind {
         EventKind::RetentionPolicyRemoved,
         EventKind::QuotaSet,
         EventKind::QuotaRecomputed,
+        EventKind::ReplicationRuleCreated,
+        EventKind::ReplicationRuleDeleted,
+        EventKind::ReplicationFinished,
         EventKind::ScanFinished,
     ];
 
@@ -340,6 +352,9 @@ impl EventKind {
             EventKind::RetentionPolicyRemoved => "retention_policy.removed",
             EventKind::QuotaSet => "quota.set",
             EventKind::QuotaRecomputed => "quota.recomputed",
+            EventKind::ReplicationRuleCreated => "replication_rule.created",
+            EventKind::ReplicationRuleDeleted => "replication_rule.deleted",
+            EventKind::ReplicationFinished => "replication.finished",
             EventKind::ScanFinished => "scan.finished",
         }
     }

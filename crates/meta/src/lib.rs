@@ -27,6 +27,7 @@
 //! | [`AuditStore`] | [`audit`] | the audit trail |
 //! | [`QuotaStore`] | [`quotas`] | storage and pull-traffic quotas per namespace |
 //! | [`SessionStore`] | [`sessions`] | the web console's sign-in sessions |
+//! | [`ReplicationStore`] | [`replication`] | replication rules and the history of their runs |
 //!
 //! [`MetaStore`] is the umbrella: every backend implements all of them, and
 //! the registry holds one `Arc<dyn MetaStore>` (a `&dyn MetaStore` coerces
@@ -61,6 +62,7 @@ pub mod namespaces;
 pub mod postgres;
 pub mod pulls;
 pub mod quotas;
+pub mod replication;
 pub mod repositories;
 pub mod retention;
 pub mod sessions;
@@ -99,6 +101,10 @@ pub use namespaces::{Namespace, NamespaceStore, NamespaceUsage, Visibility};
 pub use pulls::{PullCount, PullStatsStore};
 pub use quotas::{
     QuotaExceeded, QuotaRow, QuotaStore, QuotaUpdate, StorageDrift, TrafficCount, TrafficRow,
+};
+pub use replication::{
+    Direction, NewReplicationRule, ReplicationRule, ReplicationRun, ReplicationStore, RunCounts,
+    RunStatus, RunTrigger,
 };
 pub use repositories::{RepositoryDeletion, RepositoryStore};
 pub use retention::{RetentionCandidate, RetentionPolicy, RetentionStore, UntaggedImages};
@@ -213,6 +219,7 @@ pub trait MetaStore:
     + RetentionStore
     + QuotaStore
     + SessionStore
+    + ReplicationStore
 {
     /// Whether the database answers and would take a write now (used by
     /// `/readyz`): fails with `Unavailable` when it does not answer, or

@@ -204,6 +204,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/postgres/0020_repository_figures.sql"),
     ),
     (
+        21,
+        "replication",
+        include_str!("../migrations/postgres/0021_replication.sql"),
+    ),
+    (
         22,
         "tag listing",
         include_str!("../migrations/postgres/0022_tag_listing.sql"),

@@ -27,7 +27,9 @@ pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::ErrorCode;
 pub use manifest::{Descriptor, ManifestError, ManifestKind, ParsedManifest};
 pub use name::{NameError, RepoName, Tag};
-pub use pattern::{PatternError, TagPattern, TagRegex, TagRegexError};
+pub use pattern::{
+    PatternError, RepoPattern, RepoPatternError, TagPattern, TagRegex, TagRegexError,
+};
 pub use range::{ByteRange, RangeError, RangeRequest};
 pub use reference::{Reference, ReferenceError};
 pub use upload::UploadId;

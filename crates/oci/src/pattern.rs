@@ -1,4 +1,5 @@
-//! [`TagPattern`]: a glob over tag names, as immutable-tag rules use it.
+//! [`TagPattern`] (a glob over tag names, as immutable-tag rules use it) and
+//! [`RepoPattern`] (a glob over repository names, as replication rules use it).
 
 use std::fmt;
 
@@ -40,34 +41,123 @@ impl TagPattern {
 
     /// Whether the pattern matches all of `tag`.
     pub fn matches(&self, tag: &str) -> bool {
-        let pattern = self.0.as_bytes();
-        let tag = tag.as_bytes();
-        let (mut p, mut t) = (0, 0);
-        // Where the last `*` was, and the tag position it was last tried
-        // at: on a mismatch the star takes one more character and the
-        // rest is tried again from there.
-        let mut star: Option<(usize, usize)> = None;
-        while t < tag.len() {
-            match pattern.get(p) {
-                Some(b'*') => {
-                    star = Some((p, t));
-                    p += 1;
-                }
-                Some(&c) if c == b'?' || c == tag[t] => {
-                    p += 1;
-                    t += 1;
-                }
-                _ => match star {
-                    Some((star_p, star_t)) => {
-                        p = star_p + 1;
-                        t = star_t + 1;
-                        star = Some((star_p, star_t + 1));
-                    }
-                    None => return false,
-                },
+        glob_matches(self.0.as_bytes(), tag.as_bytes())
+    }
+}
+
+/// Whether `pattern` (`*` any run, `?` one character, else itself) matches
+/// all of `text`.
+fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    // Where the last `*` was, and the text position it was last tried
+    // at: on a mismatch the star takes one more character and the
+    // rest is tried again from there.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
             }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((star_p, star_t)) => {
+                    p = star_p + 1;
+                    t = star_t + 1;
+                    star = Some((star_p, star_t + 1));
+                }
+                None => return false,
+            },
         }
-        pattern[p..].iter().all(|&c| c == b'*')
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// A pattern over repository names, as replication rules use it: the name
+/// is split at `/` into components; a pattern component `**` stands for
+/// any number of whole components (none included), any other component is
+/// a glob over one component (`*` any run of characters, `?` one, else
+/// itself). `team/**` matches `team`, `team/api` and `team/a/b`;
+/// `team/*` matches `team/api` only; `*/base` matches `lib/base`; `**`
+/// matches every repository.
+///
+/// Only the characters a repository name may hold and the wildcards are
+/// accepted, at most 255 of them, with no empty component and `**` only as
+/// a whole component, so a pattern never means something surprising.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RepoPattern(Box<str>);
+
+/// Why a text is not a repository pattern.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid repository pattern {0:?}: use components of a-z 0-9 . _ - and the wildcards * and ? \
+     separated by /, with ** only as a whole component (as in team/**)"
+)]
+pub struct RepoPatternError(pub String);
+
+impl RepoPattern {
+    /// The longest pattern accepted, in bytes (a repository name's limit).
+    pub const MAX_LEN: usize = 255;
+
+    pub fn parse(text: &str) -> Result<RepoPattern, RepoPatternError> {
+        let valid_component = |component: &str| {
+            !component.is_empty()
+                && (component == "**"
+                    || (!component.contains("**")
+                        && component.bytes().all(|b| {
+                            b.is_ascii_lowercase()
+                                || b.is_ascii_digit()
+                                || matches!(b, b'.' | b'_' | b'-' | b'*' | b'?')
+                        })))
+        };
+        if text.is_empty()
+            || text.len() > RepoPattern::MAX_LEN
+            || !text.split('/').all(valid_component)
+        {
+            return Err(RepoPatternError(text.to_string()));
+        }
+        Ok(RepoPattern(text.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the pattern matches all of the repository name `name`.
+    pub fn matches(&self, name: &str) -> bool {
+        let pattern: Vec<&[u8]> = self.0.split('/').map(str::as_bytes).collect();
+        let name: Vec<&[u8]> = name.split('/').map(str::as_bytes).collect();
+        // `reachable[j]`: the pattern's components so far can match the
+        // name's first `j` components. One row per pattern component, so
+        // the work is bounded by the product of the two lengths and never
+        // recursive.
+        let mut reachable = vec![false; name.len() + 1];
+        reachable[0] = true;
+        for component in pattern {
+            let mut next = vec![false; name.len() + 1];
+            if component == b"**" {
+                let mut any = false;
+                for j in 0..=name.len() {
+                    any |= reachable[j];
+                    next[j] = any;
+                }
+            } else {
+                for j in 0..name.len() {
+                    next[j + 1] = reachable[j] && glob_matches(component, name[j]);
+                }
+            }
+            reachable = next;
+        }
+        reachable[name.len()]
+    }
+}
+
+impl fmt::Display for RepoPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -186,6 +276,60 @@ mod tests {
         }
         for good in ["*", "v1.*", "_x-?", &"a".repeat(128)] {
             assert_eq!(TagPattern::parse(good).unwrap().as_str(), good);
+        }
+    }
+
+    #[test]
+    fn repository_patterns_match_components() {
+        let cases = [
+            ("team/**", "team", true),
+            ("team/**", "team/api", true),
+            ("team/**", "team/a/b/c", true),
+            ("team/**", "teams/api", false),
+            ("team/**", "other/team/api", false),
+            ("team/*", "team/api", true),
+            ("team/*", "team/a/b", false),
+            ("team/*", "team", false),
+            ("*/base", "lib/base", true),
+            ("*/base", "lib/sub/base", false),
+            ("**/base", "lib/sub/base", true),
+            ("**/base", "base", true),
+            ("**/base", "lib/based", false),
+            ("**", "anything/at/all", true),
+            ("*", "one", true),
+            ("*", "one/two", false),
+            ("team/**/web", "team/web", true),
+            ("team/**/web", "team/x/y/web", true),
+            ("team/**/web", "team/x/y/web/z", false),
+            ("team/api-?", "team/api-a", true),
+            ("team/api-?", "team/api-ab", false),
+            ("t*m/a*", "team/api", true),
+            ("library/alpine", "library/alpine", true),
+            ("library/alpine", "library/alpine2", false),
+        ];
+        for (pattern, name, expected) in cases {
+            let parsed = RepoPattern::parse(pattern).unwrap();
+            assert_eq!(parsed.matches(name), expected, "{pattern} against {name:?}");
+            assert_eq!(parsed.as_str(), pattern);
+        }
+    }
+
+    #[test]
+    fn only_name_characters_and_whole_double_stars_are_repository_patterns() {
+        let long = "a".repeat(RepoPattern::MAX_LEN + 1);
+        for bad in [
+            "", "/", "team/", "/team", "a//b", "Team/*", "a**", "**b/c", "a b", "ä", &long,
+        ] {
+            assert!(RepoPattern::parse(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "**",
+            "a/**/b",
+            "team/*",
+            "x.y_z-1/?",
+            &"a".repeat(RepoPattern::MAX_LEN),
+        ] {
+            assert!(RepoPattern::parse(good).is_ok(), "{good:?}");
         }
     }
 

@@ -46,6 +46,12 @@ pub enum RegistryError {
     RuleExists,
     /// A namespace is deleted only once it holds no repositories, unless the
     /// deletion is forced.
+    /// No replication rule has this name.
+    #[error("no replication rule is named {0:?}")]
+    ReplicationRuleUnknown(String),
+    /// Another run of the rule holds its lease (on this node or another).
+    #[error("replication rule {0:?} is running already; try again when it finishes")]
+    ReplicationBusy(String),
     #[error("the namespace holds repositories")]
     NamespaceNotEmpty,
     /// The chunk does not start where the upload ends: HTTP 416.
@@ -143,7 +149,9 @@ impl RegistryError {
             RegistryError::ManifestUnknown | RegistryError::NotAcceptable => {
                 ErrorCode::ManifestUnknown
             }
-            RegistryError::NameUnknown | RegistryError::NamespaceUnknown => ErrorCode::NameUnknown,
+            RegistryError::NameUnknown
+            | RegistryError::NamespaceUnknown
+            | RegistryError::ReplicationRuleUnknown(_) => ErrorCode::NameUnknown,
             RegistryError::UploadUnknown => ErrorCode::BlobUploadUnknown,
             RegistryError::ChunkOutOfOrder { .. }
             | RegistryError::ChunkSizeMismatch { .. }
@@ -162,6 +170,7 @@ impl RegistryError {
             | RegistryError::StorageQuotaExceeded(_)
             | RegistryError::NamespaceExists
             | RegistryError::RuleExists
+            | RegistryError::ReplicationBusy(_)
             | RegistryError::NamespaceNotEmpty
             | RegistryError::ProxyReadOnly(_) => ErrorCode::Denied,
             RegistryError::UpstreamTooManyRequests { .. } => ErrorCode::TooManyRequests,

@@ -15,6 +15,9 @@
 //!   [`ConsumerRunner`]) and its retention.
 //! - [`advisor`]: the Vulnerability Advisor: scan on push ([`advisor::ScanOnPush`]),
 //!   the scan workers ([`advisor::ScanWorkers`]) and image assessment.
+//! - [`replication`]: copying images to and from other registries
+//!   ([`Replicator`], over a [`RemoteRegistry`]), on demand, on push
+//!   ([`ReplicationTrigger`]) and on a schedule.
 //! - [`pulls`]: pull statistics, counted in memory and flushed in batches.
 //! - [`gc`]: deletion's second half, online garbage collection
 //!   ([`Registry::collect_garbage`] runs one pass).
@@ -46,6 +49,7 @@ pub mod namespaces;
 pub mod proxy;
 pub mod pulls;
 pub mod quotas;
+pub mod replication;
 pub mod retention;
 mod trash;
 mod uploads;
@@ -61,6 +65,10 @@ pub use berth_meta::{
 pub use berth_meta::{
     AuditQuery, AuditRecord, DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow,
     DeliveryState, NewAuditRecord, NewWebhook, WebhookEnvelope, WebhookRow,
+};
+pub use berth_meta::{
+    Direction, NewReplicationRule, ReplicationRule, ReplicationRun, RunCounts, RunStatus,
+    RunTrigger,
 };
 pub use berth_meta::{QuotaExceeded, QuotaUpdate, StorageDrift};
 pub use berth_meta::{RetentionPolicy, UntaggedImages};
@@ -79,6 +87,9 @@ pub use manifests::{ManifestPut, ReferrersPage};
 pub use namespaces::NamespaceDeletion;
 pub use proxy::{
     Freshness, ProxySettings, Upstream, UpstreamBlob, UpstreamError, UpstreamManifest,
+};
+pub use replication::{
+    RemoteConnector, RemoteRegistry, ReplicationOptions, ReplicationTrigger, Replicator, RunScope,
 };
 pub use retention::{
     AgeSource, RetentionImage, RetentionPlan, RetentionReason, RetentionReport, RetentionSkip,

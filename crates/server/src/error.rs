@@ -53,6 +53,7 @@ pub fn registry_status(error: &RegistryError) -> StatusCode {
         RegistryError::ManifestReferenced(_)
         | RegistryError::NamespaceExists
         | RegistryError::RuleExists
+        | RegistryError::ReplicationBusy(_)
         | RegistryError::NamespaceNotEmpty => StatusCode::CONFLICT,
         // A retryable condition: clients retry a push on 503.
         RegistryError::BlobBeingCollected => StatusCode::SERVICE_UNAVAILABLE,

@@ -68,6 +68,8 @@ pub struct AppState {
     pub settings: Arc<ServerSettings>,
     /// How the server calls out to addresses users give (webhooks).
     pub outbound: Arc<settings::OutboundSettings>,
+    /// Runs replication rules on demand (the API's "run now").
+    pub replicator: Option<Arc<berth_registry::Replicator>>,
     /// The effective configuration as `berth config check` prints it
     /// (secrets shown as `***`), for the console's settings page; empty
     /// when the binary gave none.
@@ -82,6 +84,7 @@ impl AppState {
             auth: None,
             settings: Arc::new(ServerSettings::default()),
             outbound: Arc::new(settings::OutboundSettings::default()),
+            replicator: None,
             configuration_listing: Arc::new(String::new()),
         }
     }
@@ -102,6 +105,12 @@ impl AppState {
     /// Replaces the default outbound settings.
     pub fn with_outbound(mut self, outbound: settings::OutboundSettings) -> AppState {
         self.outbound = Arc::new(outbound);
+        self
+    }
+
+    /// Lets the API run replication rules.
+    pub fn with_replicator(mut self, replicator: berth_registry::Replicator) -> AppState {
+        self.replicator = Some(Arc::new(replicator));
         self
     }
 

@@ -270,6 +270,19 @@ fn rows() -> Vec<Row> {
               public: ADMIN_ONLY, private: ADMIN_ONLY },
         Row { operation: "recompute_quotas", method: "POST", path: "/api/v1/quota-recompute", body: "", setup: Setup::None,
               public: ADMIN_ONLY, private: ADMIN_ONLY },
+        // Replication rules reach across namespaces and call out: the operator's.
+        Row { operation: "list_replications", method: "GET", path: "/api/v1/replications", body: "", setup: Setup::None,
+              public: ADMIN_ONLY, private: ADMIN_ONLY },
+        Row { operation: "create_replication", method: "POST", path: "/api/v1/replications",
+              body: r#"{"name":"r-{ns}-{cell}","direction":"push","url":"https://r.example","repositories":"{ns}/**","credentials":"u:p{cell}"}"#,
+              setup: Setup::None, public: with(ADMIN_ONLY, 201), private: with(ADMIN_ONLY, 201) },
+        // Nothing to show, run or delete: the administrator learns so.
+        Row { operation: "get_replication", method: "GET", path: "/api/v1/replications/none-{cell}", body: "",
+              setup: Setup::None, public: with(ADMIN_ONLY, 404), private: with(ADMIN_ONLY, 404) },
+        Row { operation: "run_replication", method: "POST", path: "/api/v1/replications/none-{cell}/run", body: "",
+              setup: Setup::None, public: with(ADMIN_ONLY, 404), private: with(ADMIN_ONLY, 404) },
+        Row { operation: "delete_replication", method: "DELETE", path: "/api/v1/replications/none-{cell}", body: "",
+              setup: Setup::None, public: with(ADMIN_ONLY, 404), private: with(ADMIN_ONLY, 404) },
     ]
 }
 

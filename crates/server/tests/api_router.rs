@@ -1658,3 +1658,128 @@ async fn quotas_are_set_read_and_returned_to_the_default() {
     assert_eq!(recount.status, 200, "{}", recount.text());
     assert_eq!(recount.json()["drifted"], 0);
 }
+
+/// A connector whose remote is never reachable: runs fail at once, which
+/// is all the API needs to show a run's outcome.
+struct Unreachable;
+
+impl berth_registry::RemoteConnector for Unreachable {
+    fn connect(
+        &self,
+        _rule: &berth_registry::ReplicationRule,
+    ) -> Result<std::sync::Arc<dyn berth_registry::RemoteRegistry>, String> {
+        Err("the remote is unreachable".into())
+    }
+}
+
+#[tokio::test]
+async fn replication_rules_are_administered_and_keep_their_credentials() {
+    use berth_auth::key_encryption::{unseal, KeyEncryptionKey, SEALED_PREFIX};
+    let mut h = Harness::new().await;
+    let key = KeyEncryptionKey::parse(&"cd".repeat(32)).unwrap();
+    let replicator = berth_registry::Replicator::new(
+        h.state.registry.clone(),
+        std::sync::Arc::new(Unreachable),
+        berth_registry::ReplicationOptions::default(),
+    );
+    h.state = h
+        .state
+        .clone()
+        .with_outbound(berth_server::OutboundSettings {
+            key_encryption: Some(key.clone()),
+            allow_private: false,
+        })
+        .with_replicator(replicator);
+    let root = basic("root", PASSWORD);
+    let owner = basic("owner", PASSWORD);
+    let body = r#"{"name":"to-dr","direction":"push","url":"https://dr.example/","credentials":"robot:s3cret-pass","repositories":"priv/**","tags":"v*","on_push":true,"interval_secs":3600}"#;
+
+    h.call("POST", "/api/v1/replications", Some(&owner), body)
+        .await
+        .assert_error("forbidden", "an owner creates a replication rule");
+    let created = h
+        .call("POST", "/api/v1/replications", Some(&root), body)
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert!(!created.text().contains("s3cret"), "{}", created.text());
+    let rule = created.json();
+    assert_eq!(rule["name"], "to-dr");
+    assert_eq!(rule["url"], "https://dr.example");
+    assert_eq!(rule["authenticated"], true);
+    assert_eq!(rule["repositories"], "priv/**");
+    assert_eq!(rule["on_push"], true);
+    let stored = h.state.registry.replication_rule("to-dr").await.unwrap();
+    let sealed = stored.credentials.unwrap();
+    assert!(sealed.starts_with(SEALED_PREFIX), "{sealed}");
+    assert_eq!(
+        unseal(
+            Some(&key),
+            &berth_server::api::replications::credentials_binding("to-dr"),
+            &sealed
+        )
+        .unwrap(),
+        "robot:s3cret-pass"
+    );
+    h.call("POST", "/api/v1/replications", Some(&root), body)
+        .await
+        .assert_error("conflict", "a second rule of the same name");
+
+    for (request, field) in [
+        (
+            body.replace("https://dr.example/", "ftp://dr.example"),
+            "url",
+        ),
+        (body.replace("priv/**", "priv/a**"), "repositories"),
+        (body.replace("\"v*\"", "\"v/1\""), "tags"),
+        (body.replace("\"push\"", "\"sideways\""), "direction"),
+        (body.replace("3600", "1"), "interval_secs"),
+    ] {
+        let refused = h
+            .call("POST", "/api/v1/replications", Some(&root), &request)
+            .await;
+        refused.assert_error("invalid_request", &request);
+        assert!(
+            refused.text().contains(field),
+            "{request}: {}",
+            refused.text()
+        );
+    }
+
+    let listed = h.call("GET", "/api/v1/replications", Some(&root), "").await;
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    assert!(!listed.text().contains("s3cret"));
+    assert_eq!(listed.json()["replications"][0]["name"], "to-dr");
+
+    // Run now: 202 with the run, which fails (the remote is unreachable)
+    // and says why.
+    let started = h
+        .call("POST", "/api/v1/replications/to-dr/run", Some(&root), "")
+        .await;
+    assert_eq!(started.status, 202, "{}", started.text());
+    let run_id = started.json()["id"].as_i64().unwrap();
+    let mut finished = serde_json::Value::Null;
+    for _ in 0..200 {
+        let details = h
+            .call("GET", "/api/v1/replications/to-dr", Some(&root), "")
+            .await
+            .json();
+        let run = details["runs"][0].clone();
+        assert_eq!(run["id"], run_id);
+        if run["status"] != "running" {
+            finished = run;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(finished["status"], "failed", "{finished}");
+    assert_eq!(finished["trigger"], "manual");
+    assert!(finished["error"].as_str().unwrap().contains("unreachable"));
+
+    let deleted = h
+        .call("DELETE", "/api/v1/replications/to-dr", Some(&root), "")
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    h.call("GET", "/api/v1/replications/to-dr", Some(&root), "")
+        .await
+        .assert_error("not_found", "a deleted rule");
+}

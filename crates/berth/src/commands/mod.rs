@@ -28,6 +28,7 @@ mod images;
 mod lifecycle;
 mod login;
 mod manage;
+mod replication;
 mod serve;
 mod va;
 mod webhooks;
@@ -89,6 +90,10 @@ pub fn run(command: Command, env: &Environment) -> ExitCode {
             client: args,
             command,
         } => client(webhooks::webhook(args, command, env)),
+        Command::Replication {
+            client: args,
+            command,
+        } => client(replication::replication(args, command, env)),
         Command::Audit {
             client: args,
             since,

@@ -15,7 +15,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use berth_registry::advisor::ScanOnPush;
-use berth_registry::{AuditTrail, ConsumerOptions, ConsumerRunner, WebhookFanout, WebhookOptions};
+use berth_registry::{
+    AuditTrail, ConsumerOptions, ConsumerRunner, ReplicationOptions, ReplicationTrigger,
+    Replicator, WebhookFanout, WebhookOptions,
+};
+
+/// How often each node looks for replication rules whose schedule is due.
+const REPLICATION_SCHEDULE_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
 use berth_server::AppState;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -110,6 +116,17 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
             allow_private: config.server.outbound_allow_private,
         })
         .with_configuration_listing(crate::config::reference::check_listing(loaded));
+    // Replication: rules run on demand (the API), on push (the consumer
+    // below) and on their schedules (the task below), one node per rule.
+    let replicator = Replicator::new(
+        registry.clone(),
+        Arc::new(crate::replication::HttpConnector {
+            key: wiring::key_encryption_key(config)?,
+            allow_private: config.server.outbound_allow_private,
+        }),
+        ReplicationOptions::default(),
+    );
+    state = state.with_replicator(replicator.clone());
     if config.auth.enabled {
         state = state.with_auth(wiring::auth_state(config, opened.auth_meta, env).await?);
     }
@@ -288,6 +305,26 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
         )?;
         tasks.spawn("webhook deliveries", move |cancel| async move {
             worker.run(cancel).await
+        });
+        // On-push replication starts from now on too: a rule made later
+        // copies what exists with its first run, not by replaying events.
+        let runner = ConsumerRunner::new(
+            registry.clone(),
+            ReplicationTrigger::NAME,
+            Arc::new(ReplicationTrigger::new(replicator.clone())),
+            ConsumerOptions {
+                start_after,
+                ..ConsumerOptions::default()
+            },
+        );
+        tasks.spawn("replication on push", move |cancel| async move {
+            runner.run(cancel).await
+        });
+        let scheduled = replicator.clone();
+        tasks.spawn("replication schedules", move |cancel| async move {
+            scheduled
+                .run_schedules(REPLICATION_SCHEDULE_CHECK, cancel)
+                .await
         });
         // The audit trail copies every event, from the oldest kept, so a
         // registry that starts it keeps what its events still hold.

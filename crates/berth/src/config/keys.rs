@@ -65,7 +65,7 @@ declare_config! {
         max_connections: usize = "10000", flag "max-connections";
         /// Open connections served at once from one client address (trusted proxies exempt); more are answered 503 and closed.
         max_connections_per_address: usize = "256", flag "max-connections-per-address";
-        /// Let webhooks call loopback, private and link-local addresses (off: such targets are refused).
+        /// Let webhooks and replication call loopback, private and link-local addresses (off: such targets are refused).
         outbound_allow_private: bool = "false", flag "outbound-allow-private", Switch;
     }
 

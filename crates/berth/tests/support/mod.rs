@@ -12,6 +12,7 @@ pub mod containerd;
 pub mod containers;
 pub mod cutting_proxy;
 pub mod daemon;
+pub mod distribution;
 pub mod dockerd;
 pub mod fault_proxy;
 pub mod http;

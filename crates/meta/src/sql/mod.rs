@@ -44,6 +44,7 @@ mod members;
 mod namespaces;
 mod pulls;
 pub(crate) mod quotas;
+mod replication;
 mod repositories;
 mod retention;
 mod sessions;

@@ -42,6 +42,7 @@ pub mod members;
 pub mod namespaces;
 pub mod pulls;
 pub mod quotas;
+pub mod replication;
 pub mod repositories;
 pub mod retention;
 pub mod sessions;
@@ -81,6 +82,7 @@ pub const SUITES: &[(&str, &[(&str, SuiteTest)])] = &[
     ("retention", retention::TESTS),
     ("quotas", quotas::TESTS),
     ("sessions", sessions::TESTS),
+    ("replication", replication::TESTS),
 ];
 
 /// Runs every suite test in turn against one store, which also shows that
@@ -139,6 +141,7 @@ macro_rules! meta_store_tests {
             retention: [retention_policies_are_set_replaced_and_removed, retention_candidates_are_a_namespaces_live_manifests],
             quotas: [storage_usage_counts_each_holding_once_and_follows_every_write, writes_beyond_the_storage_limit_are_refused_and_change_nothing, traffic_adds_up_per_namespace_and_month],
             sessions: [sessions_are_created_touched_and_revoked, ended_sessions_are_deleted_at_the_next_sign_in],
+            replication: [replication_rules_are_created_listed_and_deleted, replication_runs_are_recorded_and_bounded],
         );
     };
     (@expand $mode:ident $fresh:ident; $($suite:ident: [$($name:ident),* $(,)?]),* $(,)?) => {

@@ -17,6 +17,7 @@ use super::members::MemberUpdate;
 use super::namespaces::DeleteOptions;
 use super::namespaces::{NamespaceUpdate, NewNamespace};
 use super::quotas::QuotaLimits;
+use super::replications::NewReplicationRequest;
 use super::repositories::RepositoryListing;
 use super::retention::{RetentionPolicyRequest, RetentionRunRequest};
 use super::route::{PathParams, Route};
@@ -99,6 +100,11 @@ pub enum Endpoint {
     GetQuota(Name),
     SetQuota(Name, QuotaLimits),
     RecomputeQuotas,
+    ListReplications,
+    CreateReplication(NewReplicationRequest),
+    GetReplication(Name),
+    RunReplication(Name),
+    DeleteReplication(Name),
 }
 
 impl Endpoint {
@@ -239,6 +245,15 @@ impl Endpoint {
                 Endpoint::SetQuota(name("namespace")?, limits)
             }
             Route::RecomputeQuotas => Endpoint::RecomputeQuotas,
+            Route::ListReplications => Endpoint::ListReplications,
+            Route::CreateReplication => {
+                let new: NewReplicationRequest = json(body)?;
+                new.validate()?;
+                Endpoint::CreateReplication(new)
+            }
+            Route::GetReplication => Endpoint::GetReplication(name("name")?),
+            Route::RunReplication => Endpoint::RunReplication(name("name")?),
+            Route::DeleteReplication => Endpoint::DeleteReplication(name("name")?),
         })
     }
 }

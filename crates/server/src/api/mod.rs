@@ -45,6 +45,7 @@ pub mod namespaces;
 pub mod openapi;
 pub mod permission;
 pub mod quotas;
+pub mod replications;
 pub mod repositories;
 pub mod retention;
 pub mod route;
@@ -84,6 +85,8 @@ pub struct Context<'a> {
     pub actor: Actor,
     /// How the server calls out (webhook secrets are sealed with its key).
     pub outbound: &'a crate::settings::OutboundSettings,
+    /// Runs replication rules on demand; `None` when the server runs none.
+    pub replicator: Option<&'a berth_registry::Replicator>,
 }
 
 impl Context<'_> {
@@ -159,6 +162,7 @@ async fn handle(
         caller: &caller,
         actor: actor_of(&caller.principal, &parts),
         outbound: &state.outbound,
+        replicator: state.replicator.as_deref(),
     };
     handle_endpoint(&context, endpoint).await
 }
@@ -230,6 +234,11 @@ async fn handle_endpoint(
         Endpoint::RemoveImmutableRule(scope, tags) => {
             immutable::remove_rule(ctx, &scope, &tags).await
         }
+        Endpoint::ListReplications => replications::list(ctx).await,
+        Endpoint::CreateReplication(new) => replications::create(ctx, new).await,
+        Endpoint::GetReplication(name) => replications::get(ctx, &name).await,
+        Endpoint::RunReplication(name) => replications::run(ctx, &name).await,
+        Endpoint::DeleteReplication(name) => replications::delete(ctx, &name).await,
         Endpoint::ListWebhooks => webhooks::list(ctx).await,
         Endpoint::CreateWebhook(new) => webhooks::create(ctx, new).await,
         Endpoint::DeleteWebhook(scope, id) => webhooks::delete(ctx, &scope, id).await,

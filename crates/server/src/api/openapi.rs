@@ -20,8 +20,8 @@ use super::error::{ErrorBody, ErrorCode};
 use super::route::Route;
 use super::types::{ReferenceParam, RepositoryParam, TagParam};
 use super::{
-    audit, images, immutable, members, namespaces, quotas, repositories, retention, tokens, trash,
-    users, vulnerabilities, webhooks,
+    audit, images, immutable, members, namespaces, quotas, replications, repositories, retention,
+    tokens, trash, users, vulnerabilities, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -96,6 +96,11 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         quotas::get,
         quotas::set,
         quotas::recompute,
+        replications::list,
+        replications::create,
+        replications::get,
+        replications::run,
+        replications::delete,
     ),
     components(schemas(
         ErrorBody,
@@ -119,6 +124,7 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         (name = "lifecycle", description = "Image lifecycle: immutable tags, the trash, retention policies"),
         (name = "webhooks", description = "Webhooks: events delivered as signed CloudEvents"),
         (name = "audit", description = "The audit trail (administrators)"),
+        (name = "replications", description = "Replication rules: copying images to and from other registries (administrators)"),
         (name = "meta", description = "This document"),
     )
 )]

@@ -183,6 +183,13 @@ pub fn required(endpoint: &Endpoint) -> Permission {
         Endpoint::ListQuotas => LoggedIn,
         Endpoint::GetQuota(namespace) => SeeNamespace(namespace.clone()),
         Endpoint::SetQuota(..) | Endpoint::RecomputeQuotas => Administrator,
+        // A rule reads or writes every repository its pattern matches,
+        // across namespaces, and calls out to a URL: an administrator's.
+        Endpoint::ListReplications
+        | Endpoint::CreateReplication(_)
+        | Endpoint::GetReplication(_)
+        | Endpoint::RunReplication(_)
+        | Endpoint::DeleteReplication(_) => Administrator,
     }
 }
 
@@ -714,6 +721,9 @@ mod tests {
             Route::SetRetentionPolicy => r#"{"keep":3}"#,
             Route::RunRetentionPolicy => r#"{"dry_run":true}"#,
             Route::SetQuota => r#"{"storage":1000}"#,
+            Route::CreateReplication => {
+                r#"{"name":"x","direction":"push","url":"https://r.example","repositories":"x/**"}"#
+            }
             _ => "",
         }
     }

@@ -70,11 +70,16 @@ pub enum Route {
     GetQuota,
     SetQuota,
     RecomputeQuotas,
+    ListReplications,
+    CreateReplication,
+    GetReplication,
+    RunReplication,
+    DeleteReplication,
 }
 
 impl Route {
     /// Every route, in the order the OpenAPI document lists them.
-    pub const ALL: [Route; 54] = [
+    pub const ALL: [Route; 59] = [
         Route::OpenApi,
         Route::ListUsers,
         Route::CreateUser,
@@ -129,6 +134,11 @@ impl Route {
         Route::GetQuota,
         Route::SetQuota,
         Route::RecomputeQuotas,
+        Route::ListReplications,
+        Route::CreateReplication,
+        Route::GetReplication,
+        Route::RunReplication,
+        Route::DeleteReplication,
     ];
 
     /// The method and path template of the route: the routing table.
@@ -224,6 +234,11 @@ impl Route {
             Route::GetQuota => (Method::GET, "/api/v1/quotas/{namespace}"),
             Route::SetQuota => (Method::PUT, "/api/v1/quotas/{namespace}"),
             Route::RecomputeQuotas => (Method::POST, "/api/v1/quota-recompute"),
+            Route::ListReplications => (Method::GET, "/api/v1/replications"),
+            Route::CreateReplication => (Method::POST, "/api/v1/replications"),
+            Route::GetReplication => (Method::GET, "/api/v1/replications/{name}"),
+            Route::RunReplication => (Method::POST, "/api/v1/replications/{name}/run"),
+            Route::DeleteReplication => (Method::DELETE, "/api/v1/replications/{name}"),
         }
     }
 
@@ -248,6 +263,7 @@ impl Route {
                 | Route::SetRetentionPolicy
                 | Route::RunRetentionPolicy
                 | Route::SetQuota
+                | Route::CreateReplication
         )
     }
 
@@ -315,6 +331,11 @@ impl Route {
             Route::GetQuota => "get_quota",
             Route::SetQuota => "set_quota",
             Route::RecomputeQuotas => "recompute_quotas",
+            Route::ListReplications => "list_replications",
+            Route::CreateReplication => "create_replication",
+            Route::GetReplication => "get_replication",
+            Route::RunReplication => "run_replication",
+            Route::DeleteReplication => "delete_replication",
         }
     }
 

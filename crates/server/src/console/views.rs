@@ -105,6 +105,7 @@ impl<'a> Ctx<'a> {
             caller,
             actor: actor_of(&caller.principal, self.parts),
             outbound: &self.state.outbound,
+            replicator: self.state.replicator.as_deref(),
         })
     }
 
