@@ -308,7 +308,10 @@ async fn signing_in_sets_a_strict_http_only_cookie() {
         ]
     );
     let text = format!("{trail:?}");
-    assert!(!text.contains(PASSWORD) && !text.contains(&h.robot), "{text}");
+    assert!(
+        !text.contains(PASSWORD) && !text.contains(&h.robot),
+        "{text}"
+    );
 }
 
 #[tokio::test]
