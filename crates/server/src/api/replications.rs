@@ -12,7 +12,7 @@ use berth_registry::{Direction, NewReplicationRule, ReplicationRule, Replication
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::error::{ErrorCode, ManagementError};
+use super::error::{ErrorBody, ErrorCode, ManagementError};
 use super::types::Name;
 use super::{created, no_content, ok, Context};
 
@@ -253,7 +253,10 @@ pub async fn list(ctx: &Context<'_>) -> Result<Response, ManagementError> {
     tag = "replications",
     operation_id = "create_replication",
     request_body = NewReplicationRequest,
-    responses((status = 201, description = "The rule", body = ReplicationView))
+    responses(
+        (status = 201, description = "The rule", body = ReplicationView),
+        (status = 409, description = "A rule has this name already", body = ErrorBody),
+    )
 )]
 pub async fn create(
     ctx: &Context<'_>,
@@ -326,7 +329,10 @@ pub async fn get(ctx: &Context<'_>, name: &Name) -> Result<Response, ManagementE
     tag = "replications",
     operation_id = "run_replication",
     params(("name" = String, Path, description = "The rule's name")),
-    responses((status = 202, description = "The run, started", body = RunView))
+    responses(
+        (status = 202, description = "The run, started", body = RunView),
+        (status = 409, description = "The rule is running", body = ErrorBody),
+    )
 )]
 pub async fn run(ctx: &Context<'_>, name: &Name) -> Result<Response, ManagementError> {
     ctx.registry.replication_rule(name.as_str()).await?;
