@@ -93,6 +93,7 @@ fn registry_config(config: &Config) -> RegistryConfig {
         manifest_cache_ttl: config.server.cache_ttl,
         redirect_expiry: config.storage.redirect.then_some(REDIRECT_EXPIRY),
         event_retention: config.events.retention,
+        pull_events: config.events.pulls,
         trash_retention: config.lifecycle.trash_retention,
         default_storage_limit: config.quota.default_storage.map(|size| size.0),
         default_traffic_limit: config.quota.default_traffic.map(|size| size.0),

@@ -1691,6 +1691,30 @@ fn lifecycle_through_the_cli(
         stderr.contains("denied") && stderr.contains("storage quota exceeded"),
         "{stderr}"
     );
+    // The refusal is an event (for webhooks subscribed to `quota`), which
+    // the audit trail copies within a second or two.
+    let mut exceeded = Value::Null;
+    for _ in 0..60 {
+        let records = admin
+            .ok(&["audit", "--namespace", "team-a", "-o", "json"])
+            .json();
+        if let Some(record) = records
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["action"] == "quota.exceeded")
+        {
+            exceeded = record.clone();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(exceeded["detail"]["quota"], "storage", "{exceeded}");
+    assert_eq!(
+        exceeded["detail"]["limit"].as_u64(),
+        Some(used + 100),
+        "{exceeded}"
+    );
     let table = admin.ok(&["quota", "team-a"]).stdout;
     assert!(
         table.starts_with("NAMESPACE") && table.contains("team-a") && table.contains('%'),
@@ -1787,6 +1811,26 @@ fn push_with_password(addr: &str, repository: &str, tag: &str, user: &str, passw
     });
 }
 
+/// Pulls the manifest of `ADDR/REFERENCE` with Basic credentials, as a
+/// client pulling the image would first; returns its digest.
+fn pull_manifest_with_password(addr: &str, reference: &str, user: &str, password: &str) -> String {
+    use oci_client::client::{ClientConfig, ClientProtocol};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = oci_client::Client::new(ClientConfig {
+            protocol: ClientProtocol::Http,
+            ..Default::default()
+        });
+        let image = format!("{addr}/{reference}").parse().unwrap();
+        let auth = oci_client::secrets::RegistryAuth::Basic(user.to_string(), password.to_string());
+        let (_, digest) = client
+            .pull_manifest(&image, &auth)
+            .await
+            .expect("pull the manifest");
+        digest
+    })
+}
+
 /// Polls `berth webhook deliveries ID` (at most 60 times, half a second
 /// apart) until `done` holds for one of the deliveries; returns it.
 fn wait_for_delivery(admin: &User, id: &str, done: impl Fn(&Value) -> bool) -> Value {
@@ -1811,6 +1855,8 @@ fn webhooks_deliver_signed_cloud_events_and_retry_until_the_endpoint_answers() {
         "1s",
         "--webhook-poll-interval",
         "200ms",
+        "--pull-stats-interval",
+        "500ms",
     ];
     let Some((mut registry, password)) = registry_with(&flags) else {
         return;
@@ -1894,6 +1940,28 @@ fn webhooks_deliver_signed_cloud_events_and_retry_until_the_endpoint_answers() {
     );
     assert!(target["size"].as_u64() > Some(0), "{envelope}");
     admin.ok(&["webhook", "rm", &notify["id"].to_string()]);
+
+    // Pulls reach a webhook subscribed to them, counted per image and
+    // puller between two flushes of the pull statistics, as the puller.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let pulls_url = format!("http://{}/pulls", listener.local_addr().unwrap());
+    let pulls = admin
+        .ok(&[
+            "webhook", "add", "hooks", &pulls_url, "--events", "pull", "-o", "json",
+        ])
+        .json();
+    let pulled = receive_one(listener);
+    let pulled_digest =
+        pull_manifest_with_password(&registry.addr, "hooks/app:v1", "admin", &password);
+    let (_, body) = pulled
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the pull is delivered");
+    let event: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event["type"], "io.berth.image.pulled", "{event}");
+    assert_eq!(event["data"]["actor"]["name"], "admin", "{event}");
+    assert_eq!(event["data"]["digest"], pulled_digest.as_str(), "{event}");
+    assert_eq!(event["data"]["detail"]["count"], 1, "{event}");
+    admin.ok(&["webhook", "rm", &pulls["id"].to_string()]);
     let failed = wait_for_delivery(&admin, &id, |d| {
         d["attempts"].as_u64() >= Some(1) && !d["last_error"].is_null()
     });

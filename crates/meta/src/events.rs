@@ -269,11 +269,20 @@ pub enum EventKind {
     /// manifest; `detail`: `state` (`done`, `partial`, `unsupported`) and
     /// `reason` for the last two), in the transaction that records it.
     ScanFinished,
+    /// An image was pulled (`detail`: `count`, the pulls one puller made
+    /// of it since their node's last flush of pull statistics; the event's
+    /// time is the newest of them).
+    ImagePulled,
+    /// A request was refused because it would exceed a namespace's quota
+    /// (`detail`: `quota` (`storage` or `traffic`), `usage`, `limit`, and
+    /// for storage `adding`); at most one a minute per namespace and quota
+    /// from each node, however often clients retry.
+    QuotaExceeded,
 }
 
 impl EventKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [EventKind; 39] = [
+    pub const ALL: [EventKind; 41] = [
         EventKind::NamespaceCreated,
         EventKind::NamespaceUpdated,
         EventKind::NamespaceDeleted,
@@ -313,6 +322,8 @@ impl EventKind {
         EventKind::ReplicationRuleDeleted,
         EventKind::ReplicationFinished,
         EventKind::ScanFinished,
+        EventKind::ImagePulled,
+        EventKind::QuotaExceeded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -356,6 +367,8 @@ impl EventKind {
             EventKind::ReplicationRuleDeleted => "replication_rule.deleted",
             EventKind::ReplicationFinished => "replication.finished",
             EventKind::ScanFinished => "scan.finished",
+            EventKind::ImagePulled => "image.pulled",
+            EventKind::QuotaExceeded => "quota.exceeded",
         }
     }
 

@@ -3,7 +3,7 @@
 
 use berth_oci::{Digest, RepoName};
 
-use crate::{MetaError, Timestamp};
+use crate::{Actor, MetaError, Timestamp};
 
 /// Pulls of one image counted by a node since its last flush.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,6 +16,9 @@ pub struct PullCount {
     pub pulls: u64,
     /// When the newest of them happened.
     pub last_pulled_at: Timestamp,
+    /// Who pulled (a node counts each puller of an image apart), from the
+    /// address of their newest pull.
+    pub actor: Actor,
 }
 
 /// Pull statistics. Nodes count pulls in memory and hand them over in
@@ -23,8 +26,11 @@ pub struct PullCount {
 /// own; the counts are additive, so batches from several nodes, in any
 /// order, sum to the same figures.
 ///
-/// Pulls are statistics, not changes anyone made to the registry: recording
-/// them writes no event.
+/// Pulls are statistics, not changes anyone made to the registry, but
+/// webhooks (`pull`) and the audit trail want to hear of them: when asked,
+/// a batch also writes one `image.pulled` event per image and puller, with
+/// the count, so the event stream grows with the images pulled per flush
+/// interval, not with the pulls.
 #[async_trait::async_trait]
 pub trait PullStatsStore: Send + Sync + 'static {
     /// Adds each count to its image's and its repository's totals and moves
@@ -33,5 +39,9 @@ pub trait PullStatsStore: Send + Sync + 'static {
     /// exist are dropped. Rows are locked in one order (repository, then
     /// digest) whatever the batch's order, so two nodes flushing at once
     /// cannot deadlock.
-    async fn record_pulls(&self, pulls: &[PullCount]) -> Result<(), MetaError>;
+    ///
+    /// With `events`, the same transaction also writes an `image.pulled`
+    /// event for each count whose image exists (`detail`: `count`), as its
+    /// puller, at its `last_pulled_at`.
+    async fn record_pulls(&self, pulls: &[PullCount], events: bool) -> Result<(), MetaError>;
 }

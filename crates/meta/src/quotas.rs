@@ -128,4 +128,15 @@ pub trait QuotaStore: Send + Sync + 'static {
     /// The namespaces that served bytes in `month` or have a traffic limit
     /// of their own, with both.
     async fn traffic(&self, month: Timestamp) -> Result<Vec<TrafficRow>, MetaError>;
+
+    /// Writes a `quota.exceeded` event about `namespace` as `change`'s
+    /// actor, by itself: the change that was refused wrote nothing, and
+    /// this records that it was refused (`detail`: which quota, the usage
+    /// and limit, what the request would have added).
+    async fn record_quota_exceeded(
+        &self,
+        change: &Change,
+        namespace: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), MetaError>;
 }

@@ -111,17 +111,18 @@ async fn main() {
                 digest,
                 pulls: (i as u64 * 31) % 1_000,
                 last_pulled_at: NOW - (i as i64 % 86_400),
+                actor: berth_meta::Actor::anonymous(),
             });
         }
         if pulls.len() == 1_000 {
-            meta.record_pulls(&pulls).await.unwrap();
+            meta.record_pulls(&pulls, false).await.unwrap();
             pulls.clear();
         }
         if (i + 1) % 10_000 == 0 {
             eprintln!("{} images, {:.0} s", i + 1, started.elapsed().as_secs_f64());
         }
     }
-    meta.record_pulls(&pulls).await.unwrap();
+    meta.record_pulls(&pulls, false).await.unwrap();
     println!(
         "{images} images in {repositories} repositories written in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -142,6 +142,10 @@ pub struct RegistryConfig {
     /// How long events are kept before [`Registry::purge_old_events`]
     /// deletes them.
     pub event_retention: Duration,
+    /// Whether flushing pull statistics also writes `image.pulled` events
+    /// (one per image and puller per flush), for webhooks and the audit
+    /// trail.
+    pub pull_events: bool,
     /// Most descriptors in one page of a referrers list. Generous, because
     /// not every client follows `Link` to the next page.
     pub referrers_page_size: usize,
@@ -188,6 +192,7 @@ impl Default for RegistryConfig {
             manifest_cache_ttl: Duration::from_secs(1),
             redirect_expiry: None,
             event_retention: Duration::from_secs(7 * 24 * 3600),
+            pull_events: true,
             referrers_page_size: 1000,
             referrers_page_bytes: 1024 * 1024,
             referrer_annotation_bytes: 16 * 1024,
@@ -235,6 +240,9 @@ struct Inner {
     /// Refused requests waiting to be written to the audit trail (see
     /// `audit.rs`).
     accesses: audit::AccessBuffer,
+    /// When this node last wrote a `quota.exceeded` event, per namespace
+    /// and quota (see `quotas.rs`).
+    quota_events: quotas::QuotaEvents,
     /// The proxy namespaces and their upstreams, set once before serving
     /// (see `proxy.rs`).
     proxies: std::sync::OnceLock<proxy::Proxies>,
@@ -296,6 +304,7 @@ impl Registry {
                 pulls: Default::default(),
                 traffic: Default::default(),
                 accesses: Default::default(),
+                quota_events: Default::default(),
                 proxies: Default::default(),
             }),
         }

@@ -9,28 +9,34 @@
 //! flushing into one database sum to the same figures. What a node counted
 //! since its last flush is lost if the process is killed: statistics, not
 //! records.
+//!
+//! Each image's pulls are counted per puller (a user, an access token, or
+//! anonymous), so that the `image.pulled` events a flush writes (when
+//! `RegistryConfig::pull_events` is on) say who pulled, for webhooks and the
+//! audit trail.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use berth_meta::{PullCount, Timestamp};
+use berth_meta::{Actor, PullCount, Timestamp};
 use berth_oci::{Digest, RepoName};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Registry, RegistryError};
 
-/// Most distinct images counted between two flushes. At ~200 bytes each
-/// this bounds the counter's memory to ~20 MB; pulls of further images are
-/// dropped (and logged) until the next flush, which is asked for early at
-/// half of this.
+/// Most distinct (image, puller) pairs counted between two flushes. At
+/// ~250 bytes each this bounds the counter's memory to ~25 MB; pulls of
+/// further pairs are dropped (and logged) until the next flush, which is
+/// asked for early at half of this.
 pub const MAX_PENDING_IMAGES: usize = 100_000;
 
-#[derive(Clone, Copy)]
 struct Pending {
     pulls: u64,
     last: Timestamp,
+    /// The puller, with the address of their newest pull.
+    actor: Actor,
 }
 
 /// The pulls counted since the last flush.
@@ -45,21 +51,33 @@ pub(crate) struct PullCounter {
 
 #[derive(Default)]
 struct Counts {
-    /// By repository, then digest, so that counting an image already
-    /// pending allocates nothing.
-    images: HashMap<RepoName, HashMap<Digest, Pending>>,
+    /// By repository, then digest, then puller (an image has few pullers
+    /// between two flushes, so a short list), so that counting a pull of a
+    /// pair already pending allocates nothing.
+    images: HashMap<RepoName, HashMap<Digest, Vec<Pending>>>,
     len: usize,
 }
 
 impl Counts {
-    fn add(&mut self, repository: &RepoName, digest: &Digest, pulls: u64, last: Timestamp) -> bool {
-        if let Some(pending) = self
+    fn add(
+        &mut self,
+        repository: &RepoName,
+        digest: &Digest,
+        actor: &Actor,
+        pulls: u64,
+        last: Timestamp,
+    ) -> bool {
+        let pullers = self
             .images
             .get_mut(repository)
-            .and_then(|digests| digests.get_mut(digest))
-        {
+            .and_then(|digests| digests.get_mut(digest));
+        let same = |p: &&mut Pending| p.actor.kind == actor.kind && p.actor.name == actor.name;
+        if let Some(pending) = pullers.and_then(|pullers| pullers.iter_mut().find(same)) {
             pending.pulls = pending.pulls.saturating_add(pulls);
-            pending.last = pending.last.max(last);
+            if last >= pending.last {
+                pending.last = last;
+                pending.actor.address = actor.address;
+            }
             return true;
         }
         if self.len >= MAX_PENDING_IMAGES {
@@ -68,16 +86,22 @@ impl Counts {
         self.images
             .entry(repository.clone())
             .or_default()
-            .insert(digest.clone(), Pending { pulls, last });
+            .entry(digest.clone())
+            .or_default()
+            .push(Pending {
+                pulls,
+                last,
+                actor: actor.clone(),
+            });
         self.len += 1;
         true
     }
 }
 
 impl PullCounter {
-    fn record(&self, repository: &RepoName, digest: &Digest, at: Timestamp) {
+    fn record(&self, repository: &RepoName, digest: &Digest, actor: &Actor, at: Timestamp) {
         let mut counts = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if !counts.add(repository, digest, 1, at) {
+        if !counts.add(repository, digest, actor, 1, at) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
         if counts.len == MAX_PENDING_IMAGES / 2 {
@@ -90,13 +114,16 @@ impl PullCounter {
         let counts = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         let mut batch = Vec::with_capacity(counts.len);
         for (repository, digests) in counts.images {
-            for (digest, pending) in digests {
-                batch.push(PullCount {
-                    repository: repository.clone(),
-                    digest,
-                    pulls: pending.pulls,
-                    last_pulled_at: pending.last,
-                });
+            for (digest, pullers) in digests {
+                for pending in pullers {
+                    batch.push(PullCount {
+                        repository: repository.clone(),
+                        digest: digest.clone(),
+                        pulls: pending.pulls,
+                        last_pulled_at: pending.last,
+                        actor: pending.actor,
+                    });
+                }
             }
         }
         batch
@@ -110,6 +137,7 @@ impl PullCounter {
             if !counts.add(
                 &count.repository,
                 &count.digest,
+                &count.actor,
                 count.pulls,
                 count.last_pulled_at,
             ) {
@@ -125,14 +153,17 @@ const FLUSH_BATCH: usize = 500;
 
 impl Registry {
     /// Counts one pull (a manifest GET that was answered) of `digest` in
-    /// `repository`. HEAD requests are not pulls.
-    pub fn record_pull(&self, repository: &RepoName, digest: &Digest) {
-        self.inner.pulls.record(repository, digest, self.now());
+    /// `repository` by `actor`. HEAD requests are not pulls.
+    pub fn record_pull(&self, repository: &RepoName, digest: &Digest, actor: &Actor) {
+        self.inner
+            .pulls
+            .record(repository, digest, actor, self.now());
     }
 
-    /// Adds the pulls counted since the last flush to the metadata store;
-    /// returns how many images' counts were stored. Counts the store could
-    /// not take are kept for the next flush.
+    /// Adds the pulls counted since the last flush to the metadata store,
+    /// with their `image.pulled` events when `pull_events` is configured;
+    /// returns how many (image, puller) counts were stored. Counts the
+    /// store could not take are kept for the next flush.
     pub async fn flush_pulls(&self) -> Result<usize, RegistryError> {
         let dropped = self.inner.pulls.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
@@ -146,7 +177,8 @@ impl Registry {
         let total = batch.len();
         while !batch.is_empty() {
             let rest = batch.split_off(batch.len().min(FLUSH_BATCH));
-            if let Err(error) = self.meta().record_pulls(&batch).await {
+            let events = self.config().pull_events;
+            if let Err(error) = self.meta().record_pulls(&batch, events).await {
                 batch.extend(rest);
                 self.inner.pulls.restore(batch);
                 return Err(error.into());
@@ -198,8 +230,9 @@ mod tests {
         let counter = PullCounter::default();
         let (a, b) = (repo("ns/a"), repo("ns/b"));
         let (one, two) = (digest("one"), digest("two"));
+        let anonymous = Actor::anonymous();
         for (r, d, at) in [(&a, &one, 5), (&a, &one, 3), (&a, &two, 4), (&b, &one, 9)] {
-            counter.record(r, d, at);
+            counter.record(r, d, &anonymous, at);
         }
         let mut batch = counter.take();
         batch.sort_by(|x, y| (&x.repository, &x.digest).cmp(&(&y.repository, &y.digest)));
@@ -209,25 +242,28 @@ mod tests {
                 digest: one.clone(),
                 pulls: 2,
                 last_pulled_at: 5,
+                actor: Actor::anonymous(),
             },
             PullCount {
                 repository: a.clone(),
                 digest: two.clone(),
                 pulls: 1,
                 last_pulled_at: 4,
+                actor: Actor::anonymous(),
             },
             PullCount {
                 repository: b.clone(),
                 digest: one.clone(),
                 pulls: 1,
                 last_pulled_at: 9,
+                actor: Actor::anonymous(),
             },
         ];
         expected.sort_by(|x, y| (&x.repository, &x.digest).cmp(&(&y.repository, &y.digest)));
         assert_eq!(batch, expected);
         assert!(counter.take().is_empty());
 
-        counter.record(&a, &one, 7);
+        counter.record(&a, &one, &anonymous, 7);
         counter.restore(batch);
         let merged = counter.take();
         let a_one = merged
@@ -245,14 +281,50 @@ mod tests {
         let counter = PullCounter::default();
         let r = repo("ns/many");
         for i in 0..MAX_PENDING_IMAGES {
-            counter.record(&r, &digest(&i.to_string()), 1);
+            counter.record(&r, &digest(&i.to_string()), &Actor::anonymous(), 1);
         }
-        counter.record(&r, &digest("one too many"), 1);
-        counter.record(&r, &digest("0"), 2);
+        counter.record(&r, &digest("one too many"), &Actor::anonymous(), 1);
+        counter.record(&r, &digest("0"), &Actor::anonymous(), 2);
         assert_eq!(counter.dropped.load(Ordering::Relaxed), 1);
         let batch = counter.take();
         assert_eq!(batch.len(), MAX_PENDING_IMAGES);
         let first = batch.iter().find(|c| c.digest == digest("0")).unwrap();
         assert_eq!((first.pulls, first.last_pulled_at), (2, 2));
+    }
+
+    /// Pulls of one image by two pullers are two counts; a puller is known
+    /// by kind and name, and keeps the address of their newest pull.
+    #[test]
+    fn pulls_are_counted_per_puller() {
+        let counter = PullCounter::default();
+        let r = repo("ns/app");
+        let d = digest("one");
+        let at = |address: &str| Actor {
+            address: Some(address.parse().unwrap()),
+            ..Actor::robot("ci")
+        };
+        counter.record(&r, &d, &at("10.0.0.2"), 8);
+        counter.record(&r, &d, &at("10.0.0.1"), 5);
+        counter.record(&r, &d, &Actor::user("ada"), 6);
+        let mut batch = counter.take();
+        batch.sort_by(|x, y| x.actor.name.cmp(&y.actor.name));
+        let figures: Vec<_> = batch
+            .iter()
+            .map(|c| {
+                (
+                    c.actor.name.as_deref(),
+                    c.pulls,
+                    c.last_pulled_at,
+                    c.actor.address,
+                )
+            })
+            .collect();
+        assert_eq!(
+            figures,
+            vec![
+                (Some("ada"), 1, 6, None),
+                (Some("ci"), 2, 8, Some("10.0.0.2".parse().unwrap())),
+            ]
+        );
     }
 }

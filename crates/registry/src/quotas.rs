@@ -28,6 +28,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use berth_meta::{Actor, QuotaRow, QuotaUpdate, StorageDrift, Timestamp, TrafficCount, TrafficRow};
 use time::OffsetDateTime;
@@ -241,7 +242,90 @@ impl TrafficMeter {
     }
 }
 
+/// The shortest time between two `quota.exceeded` events of one namespace
+/// and quota from one node: a client retrying a refused push every second
+/// is one event a minute, not sixty.
+pub const QUOTA_EVENT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Most (namespace, quota) pairs remembered; past it the memory is cleared,
+/// which at worst lets one more event per pair through early.
+const MAX_QUOTA_EVENT_KEYS: usize = 10_000;
+
+/// When this node last wrote a `quota.exceeded` event, per namespace and
+/// quota.
+#[derive(Default)]
+pub(crate) struct QuotaEvents {
+    last: Mutex<HashMap<(String, &'static str), Timestamp>>,
+}
+
+impl QuotaEvents {
+    /// Whether an event for `key` may be written at `now` (and if so, notes
+    /// that it is).
+    fn admit(&self, key: (String, &'static str), now: Timestamp) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let interval = QUOTA_EVENT_INTERVAL.as_secs() as Timestamp;
+        if last.get(&key).is_some_and(|at| now - at < interval) {
+            return false;
+        }
+        if last.len() >= MAX_QUOTA_EVENT_KEYS {
+            last.clear();
+        }
+        last.insert(key, now);
+        true
+    }
+}
+
 impl Registry {
+    /// Records, as a `quota.exceeded` event, that `actor`'s request was
+    /// refused with `error`, when that is a quota's refusal (other errors
+    /// are ignored). At most one event per namespace and quota a minute
+    /// from this node; written in the background, so the refusal is not
+    /// slowed, and a failure to write it is logged, not answered.
+    pub fn note_quota_refusal(&self, actor: &Actor, error: &RegistryError) {
+        let (namespace, quota, detail) = match error {
+            RegistryError::StorageQuotaExceeded(exceeded) => (
+                exceeded.namespace.clone(),
+                "storage",
+                serde_json::json!({
+                    "quota": "storage",
+                    "usage": exceeded.usage,
+                    "limit": exceeded.limit,
+                    "adding": exceeded.adding,
+                }),
+            ),
+            RegistryError::TrafficQuotaExceeded {
+                namespace,
+                used,
+                limit,
+                ..
+            } => (
+                namespace.clone(),
+                "traffic",
+                serde_json::json!({ "quota": "traffic", "usage": used, "limit": limit }),
+            ),
+            _ => return,
+        };
+        let now = self.now();
+        if !self
+            .inner
+            .quota_events
+            .admit((namespace.clone(), quota), now)
+        {
+            return;
+        }
+        let change = self.change(actor);
+        let registry = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = registry
+                .meta()
+                .record_quota_exceeded(&change, &namespace, detail)
+                .await
+            {
+                tracing::warn!(%error, %namespace, quota, "cannot record a quota refusal");
+            }
+        });
+    }
+
     /// Refuses a blob GET from `namespace` once its traffic this month has
     /// reached its limit (see the module documentation for how exact that
     /// is across nodes).
@@ -370,6 +454,25 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One event per namespace and quota a minute: a retry inside the
+    /// interval is not admitted, another quota or namespace is, and the
+    /// interval's end admits the next.
+    #[test]
+    fn quota_events_are_admitted_once_a_minute_per_namespace_and_quota() {
+        let events = QuotaEvents::default();
+        let key = |ns: &str, quota| (ns.to_string(), quota);
+        for (key, now, admitted) in [
+            (key("a", "storage"), 100, true),
+            (key("a", "storage"), 101, false),
+            (key("a", "traffic"), 101, true),
+            (key("b", "storage"), 102, true),
+            (key("a", "storage"), 159, false),
+            (key("a", "storage"), 160, true),
+        ] {
+            assert_eq!(events.admit(key.clone(), now), admitted, "{key:?} at {now}");
+        }
+    }
 
     /// Months start on the first at midnight UTC, whatever the month's
     /// length, across a year's end and in a leap year.

@@ -47,6 +47,12 @@ pub const WEBHOOK_EVENT_ALIASES: &[(&str, &[EventKind])] = &[
     ),
     // The Vulnerability Advisor indexed an image: its findings can be read.
     ("scan", &[EventKind::ScanFinished]),
+    // Pulls, counted per image and puller between two flushes of the pull
+    // statistics (`count` in the detail).
+    ("pull", &[EventKind::ImagePulled]),
+    // A push or pull refused over a namespace's quota (at most one a
+    // minute per namespace and quota from each node).
+    ("quota", &[EventKind::QuotaExceeded]),
 ];
 
 /// Whether `name` is an event type a webhook may subscribe to: an alias of
@@ -154,6 +160,7 @@ pub fn distribution_envelope(
         EventKind::ManifestDeleted | EventKind::ManifestTrashed | EventKind::TagDeleted => {
             ("delete", "DELETE")
         }
+        EventKind::ImagePulled => ("pull", "GET"),
         _ => return None,
     };
     let repository = event.repository.as_ref()?;
@@ -429,6 +436,7 @@ mod tests {
         let push = vec!["push".to_string()];
         let delete = vec!["delete".to_string()];
         let stored = vec!["manifest.stored".to_string()];
+        let pull = vec!["pull".to_string()];
         for (events, kind, expected) in [
             (&push, EventKind::TagMoved, true),
             (&push, EventKind::ManifestStored, false),
@@ -440,12 +448,15 @@ mod tests {
             (&delete, EventKind::TagMoved, false),
             (&stored, EventKind::ManifestStored, true),
             (&stored, EventKind::TagMoved, false),
+            (&pull, EventKind::ImagePulled, true),
+            (&push, EventKind::ImagePulled, false),
         ] {
             assert_eq!(subscribes_to(events, kind), expected, "{events:?} {kind}");
         }
         assert!(is_webhook_event_type("push"));
         assert!(is_webhook_event_type("namespace.created"));
-        assert!(!is_webhook_event_type("pull"));
+        assert!(is_webhook_event_type("pull"));
+        assert!(!is_webhook_event_type("pulls"));
         assert!(!is_webhook_event_type(""));
     }
 

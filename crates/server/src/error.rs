@@ -74,6 +74,9 @@ pub struct ApiError {
     headers: Vec<(&'static str, String)>,
     /// The error's `detail` (JSON), `null` unless set.
     detail: serde_json::Value,
+    /// The quota refusal this answers, for the registry to record
+    /// ([`ApiError::quota_refusal`]).
+    quota_refusal: Option<Box<RegistryError>>,
 }
 
 impl ApiError {
@@ -85,7 +88,13 @@ impl ApiError {
             message: message.into(),
             headers: Vec::new(),
             detail: serde_json::Value::Null,
+            quota_refusal: None,
         }
+    }
+
+    /// The refusal over a quota this error answers, if it does.
+    pub fn quota_refusal(&self) -> Option<&RegistryError> {
+        self.quota_refusal.as_deref()
     }
 
     /// Overrides the status. Kept for the management API, whose errors are
@@ -147,6 +156,7 @@ impl ApiError {
             message: "not found".into(),
             headers: Vec::new(),
             detail: serde_json::Value::Null,
+            quota_refusal: None,
         }
     }
 
@@ -265,7 +275,7 @@ impl From<RegistryError> for ApiError {
         {
             api = api.with_header("range", upload_range(size));
         }
-        match e {
+        match &e {
             // The figures, for clients and scripts to show or act on.
             RegistryError::StorageQuotaExceeded(exceeded) => {
                 api = api.with_detail(serde_json::json!({
@@ -297,6 +307,12 @@ impl From<RegistryError> for ApiError {
                 api = api.with_header("retry-after", retry_after.to_string());
             }
             _ => {}
+        }
+        if matches!(
+            e,
+            RegistryError::StorageQuotaExceeded(_) | RegistryError::TrafficQuotaExceeded { .. }
+        ) {
+            api.quota_refusal = Some(Box::new(e));
         }
         api
     }

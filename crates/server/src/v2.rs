@@ -79,8 +79,14 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
             return labelled(e.into_response(), label);
         }
     }
-    let request = Request::from_parts(parts, body);
-    let result = handle(&state, endpoint, request).await;
+    let result = handle(&state, endpoint, &parts, body).await;
+    if let Err(refused) = &result {
+        if let Some(refusal) = refused.quota_refusal() {
+            state
+                .registry
+                .note_quota_refusal(&access::actor(&parts), refusal);
+        }
+    }
     labelled(result.unwrap_or_else(IntoResponse::into_response), label)
 }
 
@@ -89,10 +95,10 @@ fn labelled(mut response: Response, label: &'static str) -> Response {
     response
 }
 
-async fn handle(state: &AppState, endpoint: Endpoint, request: Request) -> ApiResult {
-    // The body is split off so that only `Sync` parts are borrowed across awaits.
-    let (parts, body) = request.into_parts();
-    let request = &parts;
+/// Serves an authorized request; the body is apart from the rest so that
+/// only `Sync` parts are borrowed across awaits.
+async fn handle(state: &AppState, endpoint: Endpoint, parts: &Parts, body: Body) -> ApiResult {
+    let request = parts;
     // A proxy namespace's content comes from its upstream only: every
     // change a client asks for is refused before anything else is read.
     match (&endpoint, &parts.method) {
@@ -513,7 +519,9 @@ async fn get_manifest(
     } else {
         // A pull is a GET that is answered with the manifest; HEADs (how
         // clients check for updates) are not counted.
-        state.registry.record_pull(repo, &record.digest);
+        state
+            .registry
+            .record_pull(repo, &record.digest, &access::actor(request));
         Body::from(bytes::Bytes::copy_from_slice(&record.payload))
     };
     Ok(builder.body(body).expect("valid manifest response"))

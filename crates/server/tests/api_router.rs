@@ -1276,7 +1276,10 @@ async fn webhooks_are_managed_in_their_scope_and_keep_their_secret() {
             body("priv", "https://u:p@ci.example/", r#"["push"]"#),
             "url",
         ),
-        (body("priv", "https://ci.example/", r#"["pull"]"#), "events"),
+        (
+            body("priv", "https://ci.example/", r#"["pulls"]"#),
+            "events",
+        ),
         (body("priv", "https://ci.example/", "[]"), "events"),
         (
             body("Not A Name", "https://ci.example/", r#"["push"]"#),

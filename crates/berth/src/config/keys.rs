@@ -145,6 +145,8 @@ declare_config! {
     [events] EventsSection {
         /// How long events are kept before a background job deletes them; a consumer stopped for longer misses what was deleted.
         retention: Duration = "7d", flag "event-retention";
+        /// Record pulls as `image.pulled` events (one per image and puller each `pull_stats_interval`, with the count) for webhooks (`pull`) and the audit trail; off keeps pulls in the statistics only.
+        pulls: bool = "true", flag "event-pulls", Switch;
     }
 
     /// Image lifecycle: the trash deleted images wait in, restorable, and the retention policies that fill it.

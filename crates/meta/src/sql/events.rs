@@ -102,8 +102,11 @@ const NOTICE_LIMIT: usize = 7000;
 /// `*` when there are too many to name; `None` when they change no
 /// repository (users, tokens, namespaces: nothing a node caches).
 fn notice_payload(events: &[NewEvent]) -> Option<String> {
+    // A pull changes nothing a node caches; naming its repository would
+    // only empty the other nodes' caches of what is being pulled.
     let mut repositories: Vec<&str> = events
         .iter()
+        .filter(|e| e.kind != EventKind::ImagePulled)
         .filter_map(|e| e.repository.as_deref())
         .collect();
     repositories.sort_unstable();

@@ -1,10 +1,11 @@
 //! [`PullStatsStore`] in SQL.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::db::{database, query};
+use super::events::{append, NewEvent};
 use super::SqlMetaStore;
-use crate::{MetaError, PullCount, PullStatsStore, Timestamp};
+use crate::{Actor, Change, EventKind, MetaError, PullCount, PullStatsStore, Timestamp};
 
 /// A count as the databases store it (a signed 64-bit integer); more pulls
 /// than that are not counted further.
@@ -14,7 +15,7 @@ fn stored(count: u64) -> i64 {
 
 #[async_trait::async_trait]
 impl<B: 'static> PullStatsStore for SqlMetaStore<B> {
-    async fn record_pulls(&self, pulls: &[PullCount]) -> Result<(), MetaError> {
+    async fn record_pulls(&self, pulls: &[PullCount], events: bool) -> Result<(), MetaError> {
         if pulls.is_empty() {
             return Ok(());
         }
@@ -50,8 +51,9 @@ impl<B: 'static> PullStatsStore for SqlMetaStore<B> {
             .await
             .map_err(database("recording a repository's pulls"))?;
         }
+        let mut existing = BTreeSet::new();
         for ((repository, digest), (count, last)) in &images {
-            query(
+            let updated = query(
                 "UPDATE manifests SET pull_count = pull_count + $3, \
                  last_pulled_at = CASE WHEN last_pulled_at IS NULL OR last_pulled_at < $4 \
                      THEN $4 ELSE last_pulled_at END \
@@ -65,6 +67,34 @@ impl<B: 'static> PullStatsStore for SqlMetaStore<B> {
             .execute(&mut tx)
             .await
             .map_err(database("recording an image's pulls"))?;
+            if updated > 0 {
+                existing.insert((*repository, *digest));
+            }
+        }
+        if events {
+            // One insert per puller: an event's actor is its change's.
+            let mut by_actor: BTreeMap<(&str, Option<&str>), (&Actor, Timestamp, Vec<NewEvent>)> =
+                BTreeMap::new();
+            for pull in pulls {
+                let key = (pull.repository.as_str(), pull.digest.as_str());
+                if !existing.contains(&key) {
+                    continue;
+                }
+                let entry = by_actor
+                    .entry((pull.actor.kind.as_str(), pull.actor.name.as_deref()))
+                    .or_insert((&pull.actor, Timestamp::MIN, Vec::new()));
+                entry.1 = entry.1.max(pull.last_pulled_at);
+                entry.2.push(
+                    NewEvent::repository(EventKind::ImagePulled, &pull.repository)
+                        .digest(pull.digest.as_str())
+                        .detail(serde_json::json!({ "count": stored(pull.pulls) })),
+                );
+            }
+            for (actor, at, events) in by_actor.into_values() {
+                append(&mut tx, &Change::new(actor.clone(), at), &events)
+                    .await
+                    .map_err(database("recording pull events"))?;
+            }
         }
         tx.commit()
             .await

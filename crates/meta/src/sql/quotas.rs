@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::db::{database, query, write_error, Row, Tx};
+use super::db::{database, query, write_error, Dialect, Row, Tx};
 use super::events::NewEvent;
 use super::{limit_to_i64, parse_size, to_i64, SqlMetaStore};
 use crate::quotas::{
@@ -283,6 +283,31 @@ impl<B: 'static> QuotaStore for SqlMetaStore<B> {
             .await
             .map_err(database("committing a usage recount"))?;
         Ok(figures)
+    }
+
+    async fn record_quota_exceeded(
+        &self,
+        change: &Change,
+        namespace: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_change(change).await?;
+        if tx.dialect() == Dialect::Postgres {
+            // An event row names its transaction's id, which a transaction
+            // that writes nothing else has only once asked for it.
+            query("SELECT pg_current_xact_id()")
+                .execute(&mut tx)
+                .await
+                .map_err(database("starting a quota event"))?;
+        }
+        tx.record(NewEvent::namespace(
+            EventKind::QuotaExceeded,
+            namespace,
+            detail,
+        ))?;
+        tx.commit()
+            .await
+            .map_err(database("committing a quota event"))
     }
 
     async fn record_traffic(&self, counts: &[TrafficCount]) -> Result<(), MetaError> {

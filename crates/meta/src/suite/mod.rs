@@ -123,7 +123,10 @@ macro_rules! meta_store_tests {
             blobs: [blob_links_are_idempotent_and_per_repository, repositories_with_a_blob_are_listed_and_paged],
             manifests: [put_manifest_with_missing_references_stores_nothing, put_manifest_with_wrong_blob_sizes_stores_nothing, manifests_are_found_by_tag_and_digest, re_putting_a_manifest_only_moves_the_tag, delete_manifest_removes_its_tags, index_children_cannot_be_deleted_while_listed, delete_tag_leaves_the_manifest, tags_are_listed_in_byte_order_and_paged, referrers_are_filtered_by_subject_and_artifact_type, racing_reference_checks_and_deletions_never_both_win, racing_pushes_of_one_manifest_all_succeed],
             images: [images_are_listed_newest_first_with_tags_and_sizes, image_facts_are_stored_once, repositories_are_summarized_sorted_searched_and_paged, tags_are_listed_sorted_searched_and_paged],
-            pulls: [pulls_add_up_per_image_and_repository],
+            pulls: [
+                pulls_add_up_per_image_and_repository,
+                pulls_become_events_per_image_and_puller_when_asked,
+            ],
             uploads: [upload_leases_exclude_other_holders_until_expiry, a_node_releases_the_upload_leases_of_its_earlier_life, uploads_without_records_are_reported, expired_uploads_are_listed_oldest_first, live_uploads_are_counted_per_repository_and_principal],
             jobs: [job_leases_exclude_other_holders_until_expiry, racing_job_lease_takers_have_one_winner],
             gc: [gc_reference_facts_follow_links_and_manifests],
@@ -139,7 +142,7 @@ macro_rules! meta_store_tests {
             audit: [audit_records_are_stored_once_filtered_and_expired],
             trash: [trashed_manifests_are_hidden_and_restored_with_their_tags, a_trashed_manifest_pushed_again_comes_back_with_its_new_tag, children_of_a_trashed_index_are_trashed_after_it_and_come_back_with_it, expired_trash_is_deleted_for_good_and_its_blobs_become_candidates],
             retention: [retention_policies_are_set_replaced_and_removed, retention_candidates_are_a_namespaces_live_manifests],
-            quotas: [storage_usage_counts_each_holding_once_and_follows_every_write, writes_beyond_the_storage_limit_are_refused_and_change_nothing, traffic_adds_up_per_namespace_and_month],
+            quotas: [storage_usage_counts_each_holding_once_and_follows_every_write, writes_beyond_the_storage_limit_are_refused_and_change_nothing, traffic_adds_up_per_namespace_and_month, refused_requests_over_a_quota_are_recorded_as_events],
             sessions: [sessions_are_created_touched_and_revoked, ended_sessions_are_deleted_at_the_next_sign_in],
             replication: [replication_rules_are_created_listed_and_deleted, replication_runs_are_recorded_and_bounded],
         );

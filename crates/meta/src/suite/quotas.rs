@@ -17,7 +17,42 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
     ("traffic_adds_up_per_namespace_and_month", |store| {
         Box::pin(traffic_adds_up_per_namespace_and_month(store))
     }),
+    (
+        "refused_requests_over_a_quota_are_recorded_as_events",
+        |store| Box::pin(refused_requests_over_a_quota_are_recorded_as_events(store)),
+    ),
 ];
+
+/// A refusal over a quota is an event of its own, as the refused caller,
+/// about the namespace, with the figures.
+pub async fn refused_requests_over_a_quota_are_recorded_as_events(store: &dyn MetaStore) {
+    let before = store.last_event_position().await.unwrap();
+    let detail = serde_json::json!({ "quota": "storage", "usage": 90, "limit": 100, "adding": 20 });
+    store
+        .record_quota_exceeded(
+            &Change::new(crate::Actor::robot("suite-quota-ci"), NOW),
+            "suite-quota-events",
+            detail.clone(),
+        )
+        .await
+        .unwrap();
+    let events: Vec<_> = super::events::events_after(store, before)
+        .await
+        .into_iter()
+        .filter(|e| e.namespace.as_deref() == Some("suite-quota-events"))
+        .map(|e| (e.kind, e.actor.name, e.at, e.repository, e.detail))
+        .collect();
+    assert_eq!(
+        events,
+        vec![(
+            crate::EventKind::QuotaExceeded,
+            Some("suite-quota-ci".to_string()),
+            NOW,
+            None,
+            detail
+        )]
+    );
+}
 
 async fn usage(store: &dyn MetaStore, namespace: &str) -> u64 {
     store

@@ -82,6 +82,8 @@ pub struct ManagementError {
     body: ErrorBody,
     /// Headers the answer needs: `WWW-Authenticate`, `Retry-After`, `Allow`.
     headers: Vec<(header::HeaderName, String)>,
+    /// The quota refusal this answers, for the registry to record.
+    quota_refusal: Option<Box<RegistryError>>,
 }
 
 impl ManagementError {
@@ -93,6 +95,7 @@ impl ManagementError {
                 detail: None,
             },
             headers: Vec::new(),
+            quota_refusal: None,
         }
     }
 
@@ -104,6 +107,11 @@ impl ManagementError {
     pub fn with_header(mut self, name: header::HeaderName, value: String) -> ManagementError {
         self.headers.push((name, value));
         self
+    }
+
+    /// The refusal over a quota this error answers, if it does.
+    pub fn quota_refusal(&self) -> Option<&RegistryError> {
+        self.quota_refusal.as_deref()
     }
 
     pub fn invalid_request(message: impl Into<String>) -> ManagementError {
@@ -288,6 +296,12 @@ impl From<RegistryError> for ManagementError {
             // The rule, for clients to say what would have to change.
             RegistryError::ImmutableTag { tag, rule } => refusal
                 .with_detail(serde_json::json!({ "tag": tag.as_str(), "immutable_rule": rule })),
+            RegistryError::StorageQuotaExceeded(_) | RegistryError::TrafficQuotaExceeded { .. } => {
+                ManagementError {
+                    quota_refusal: Some(Box::new(error)),
+                    ..refusal
+                }
+            }
             _ => refusal,
         }
     }

@@ -164,7 +164,13 @@ async fn handle(
         outbound: &state.outbound,
         replicator: state.replicator.as_deref(),
     };
-    handle_endpoint(&context, endpoint).await
+    let result = handle_endpoint(&context, endpoint).await;
+    if let Err(refused) = &result {
+        if let Some(refusal) = refused.quota_refusal() {
+            state.registry.note_quota_refusal(&context.actor, refusal);
+        }
+    }
+    result
 }
 
 /// Runs the handler of `endpoint`, which the authorization step allowed.
