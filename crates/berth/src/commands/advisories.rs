@@ -6,25 +6,104 @@
 //! A PATH is a directory of OSV JSON/YAML records (searched recursively),
 //! one record, or an ecosystem's `all.zip` as osv.dev publishes them. A URL
 //! (`https://…/all.zip` or one record) is downloaded to a temporary file
-//! first. The import is incremental: a record replaces a stored one only
-//! if its `modified` is newer, and withdrawn records are removed.
+//! first, with the scheduled sync's bounds. The import is incremental: a
+//! record replaces a stored one only if its `modified` is newer, and
+//! withdrawn records are removed.
+//!
+//! `berth advisories status` shows the configured sources of the scheduled
+//! sync (`[scanner] advisory_urls`) with their stored state.
 
 use std::path::Path;
 use std::process::ExitCode;
 
+use berth_registry::advisory_sync::{AdvisoryFetcher, Fetched};
 use berth_registry::Actor;
 use berth_scanner::Advisory;
 
-use crate::cli::{AdvisoriesCommand, ImportArgs};
+use crate::cli::{AdvisoriesCommand, ImportArgs, StatusArgs};
+use crate::client::output::{json_line, or_dash, render_table, OutputFormat};
 use crate::config::{Environment, Loaded};
 use crate::wiring;
 
 pub fn run(command: AdvisoriesCommand, env: &Environment) -> ExitCode {
-    let AdvisoriesCommand::Import(args) = command;
-    let args = &args;
-    super::run_offline(&args.config, env, |loaded| async move {
-        import(&loaded, args).await
-    })
+    match command {
+        AdvisoriesCommand::Import(args) => {
+            let args = &args;
+            super::run_offline(&args.config, env, |loaded| async move {
+                import(&loaded, args).await
+            })
+        }
+        AdvisoriesCommand::Status(args) => {
+            let args = &args;
+            super::run_offline(&args.config, env, |loaded| async move {
+                status(&loaded, args).await
+            })
+        }
+    }
+}
+
+/// A source as `-o json` prints it (the fields of the API's view).
+#[derive(serde::Serialize)]
+struct SourceStatus {
+    url: String,
+    last_attempt_at: Option<i64>,
+    last_success_at: Option<i64>,
+    records_changed: u64,
+    last_error: Option<String>,
+}
+
+async fn status(loaded: &Loaded, args: &StatusArgs) -> Result<(), String> {
+    let opened = wiring::open_registry(loaded, wiring::StorageCheck::OpenOnly, None).await?;
+    let urls = wiring::advisory_urls(&loaded.config);
+    let rows = berth_registry::advisory_sync::source_status(&opened.registry, &urls)
+        .await
+        .map_err(|e| format!("reading the advisory sources: {e}"))?;
+    let sources: Vec<SourceStatus> = rows
+        .into_iter()
+        .map(|row| SourceStatus {
+            url: crate::advisory_fetch::redact(&row.url),
+            last_attempt_at: row.last_attempt_at,
+            last_success_at: row.last_success_at,
+            records_changed: row.records_changed,
+            last_error: row.last_error,
+        })
+        .collect();
+    match args.output {
+        OutputFormat::Json => print!("{}", json_line(&sources)),
+        OutputFormat::Table if sources.is_empty() => println!(
+            "no advisory sources configured ([scanner] advisory_urls); import files with `berth advisories import PATH`"
+        ),
+        OutputFormat::Table => {
+            let time = |at: Option<i64>| {
+                at.and_then(|at| time::OffsetDateTime::from_unix_timestamp(at).ok())
+                    .map(|at| {
+                        at.format(&time::format_description::well_known::Rfc3339)
+                            .unwrap_or_default()
+                    })
+            };
+            let rows: Vec<Vec<String>> = sources
+                .iter()
+                .map(|source| {
+                    vec![
+                        source.url.clone(),
+                        or_dash(time(source.last_attempt_at).as_deref()),
+                        or_dash(time(source.last_success_at).as_deref()),
+                        source.records_changed.to_string(),
+                        or_dash(source.last_error.as_deref()),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                render_table(
+                    &["url", "last attempt", "last success", "changed", "last error"],
+                    &rows,
+                    false
+                )
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Advisories stored between two updates of the progress bar.
@@ -33,24 +112,25 @@ const IMPORT_SLICE: usize = 1000;
 async fn import(loaded: &Loaded, args: &ImportArgs) -> Result<(), String> {
     let source = &args.source;
     let mut advisories = Vec::new();
-    let mut problems = Vec::new();
-    let mut record =
-        |name: &str, result: Result<Advisory, berth_scanner::osv::OsvError>| match result {
-            Ok(advisory) => advisories.push(advisory),
-            Err(error) => problems.push((name.to_string(), error.to_string())),
-        };
+    let mut problems: Vec<(String, String)> = Vec::new();
     if source.starts_with("https://") || source.starts_with("http://") {
         // Held in memory, not written anywhere: an ecosystem's all.zip is
-        // tens of megabytes.
-        let bytes = download(source).await?;
-        if source.ends_with(".zip") {
-            berth_scanner::osv::read_zip(std::io::Cursor::new(bytes), &mut record)
-                .map_err(|e| format!("reading {source}: {e}"))?;
-        } else {
-            record(source, berth_scanner::osv::parse_file(source, &bytes));
-        }
+        // tens of megabytes. Bounded as the scheduled sync's downloads are.
+        let fetcher = crate::advisory_fetch::HttpFetcher::new(Default::default())?;
+        let bytes = match fetcher.fetch(source, &Default::default()).await? {
+            Fetched::Body { bytes, .. } => bytes,
+            Fetched::NotModified => return Err(format!("{source} answered 304 Not Modified")),
+        };
+        let (records, skipped) = berth_registry::advisory_sync::parse_source(source, &bytes)?;
+        advisories.extend(records);
+        problems.extend(skipped);
     } else {
         let path = Path::new(source);
+        let mut record =
+            |name: &str, result: Result<Advisory, berth_scanner::osv::OsvError>| match result {
+                Ok(advisory) => advisories.push(advisory),
+                Err(error) => problems.push((name.to_string(), error.to_string())),
+            };
         berth_scanner::osv::read_path(path, &mut record)
             .map_err(|e| format!("reading {}: {e}", path.display()))?;
     }
@@ -88,17 +168,4 @@ async fn import(loaded: &Loaded, args: &ImportArgs) -> Result<(), String> {
         problems.len(),
     );
     Ok(())
-}
-
-/// Downloads `url` into memory.
-async fn download(url: &str) -> Result<Vec<u8>, String> {
-    let response = reqwest::get(url)
-        .await
-        .and_then(|response| response.error_for_status())
-        .map_err(|e| format!("downloading {url}: {e}"))?;
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| format!("downloading {url}: {e}"))?;
-    Ok(bytes.to_vec())
 }
