@@ -1488,8 +1488,9 @@ fn metric(addr: &str, name: &str) -> f64 {
 /// shown by `berth advisories status`, and the server goes on. Then the
 /// source serves a newer zip (one record modified, one withdrawn), an
 /// administrator triggers a sync through the API, and the image's verdict
-/// changes without its layers being read again; a sync with nothing new
-/// costs one conditional request.
+/// changes without its layers being read again, and a
+/// `vulnerabilities.changed` event names the image; a sync with nothing new
+/// costs one conditional request and tells nothing.
 #[test]
 fn advisories_sync_from_configured_sources_and_change_verdicts() {
     let npm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scanner/tests/data/osv/npm");
@@ -1633,6 +1634,27 @@ fn advisories_sync_from_configured_sources_and_change_verdicts() {
     );
     let scans = metric(addr, "berth_scan_duration_seconds_count");
     assert_eq!(scans, 1.0);
+    // The events of the stream from here on, of one kind, as the operator
+    // reads them.
+    let events = |kind: &str| -> Vec<Value> {
+        admin
+            .ok(&[
+                "events",
+                "tail",
+                "--data-dir",
+                data_dir,
+                "--since",
+                "0",
+                "-o",
+                "json",
+            ])
+            .stdout
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .filter(|event| event["kind"] == kind)
+            .collect()
+    };
+    let told_before = events("vulnerabilities.changed").len();
 
     // Newer data: one record modified (a later fixed version, made up for
     // the test) and one withdrawn.
@@ -1661,6 +1683,18 @@ fn advisories_sync_from_configured_sources_and_change_verdicts() {
         scans,
         "the verdict changed without indexing the image again"
     );
+    // The change is told: one event for the image, naming the two
+    // advisories whose findings in it changed.
+    let told = events("vulnerabilities.changed");
+    assert_eq!(told.len(), told_before + 1, "{told:#?}");
+    let event = told.last().unwrap();
+    assert_eq!(event["repository"], "team/web", "{event}");
+    assert_eq!(
+        event["detail"]["advisories"],
+        serde_json::json!(["GHSA-35jh-r3h4-6jhm", "GHSA-p6mc-m468-83gw"]),
+        "{event}"
+    );
+    assert_eq!(event["detail"]["advisory_count"], 2, "{event}");
 
     // Nothing new: the source answers 304 to the stored ETag.
     let downloads = source.downloads();
@@ -1669,6 +1703,7 @@ fn advisories_sync_from_configured_sources_and_change_verdicts() {
     assert_eq!(synced[0]["not_modified"], true, "{synced}");
     assert_eq!(synced[0]["changed"], 0, "{synced}");
     assert_eq!(source.downloads(), downloads);
+    assert_eq!(events("vulnerabilities.changed").len(), told_before + 1);
 }
 
 #[test]

@@ -269,11 +269,18 @@ pub enum EventKind {
     /// manifest; `detail`: `state` (`done`, `partial`, `unsupported`) and
     /// `reason` for the last two), in the transaction that records it.
     ScanFinished,
+    /// Advisories changed (an import or a scheduled sync) and with them the
+    /// findings of an image already indexed (one platform's manifest, in
+    /// one repository holding it; `detail`: `advisories`, the ids whose
+    /// findings in it appeared, changed or went, at most 50, and
+    /// `advisory_count`, how many there were). Written after the import
+    /// that changed them commits, without reading the image's layers.
+    VulnerabilitiesChanged,
 }
 
 impl EventKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [EventKind; 39] = [
+    pub const ALL: [EventKind; 40] = [
         EventKind::NamespaceCreated,
         EventKind::NamespaceUpdated,
         EventKind::NamespaceDeleted,
@@ -313,6 +320,7 @@ impl EventKind {
         EventKind::ReplicationRuleDeleted,
         EventKind::ReplicationFinished,
         EventKind::ScanFinished,
+        EventKind::VulnerabilitiesChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -356,6 +364,7 @@ impl EventKind {
             EventKind::ReplicationRuleDeleted => "replication_rule.deleted",
             EventKind::ReplicationFinished => "replication.finished",
             EventKind::ScanFinished => "scan.finished",
+            EventKind::VulnerabilitiesChanged => "vulnerabilities.changed",
         }
     }
 

@@ -273,10 +273,19 @@ impl ScanWorkers {
         let mut indexed = None;
         let finished = match outcome {
             Ok((state, layers, report)) => {
+                let keys: Vec<String> = report
+                    .as_ref()
+                    .map(|report| {
+                        berth_scanner::matcher::lookup_keys(report)
+                            .iter()
+                            .map(|key| package_key(&key.ecosystem, &key.name))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 if matches!(state, IndexState::Done | IndexState::Partial(_)) {
                     indexed = report;
                 }
-                meta.finish_scan(holder, &job.manifest, &state, &layers, now)
+                meta.finish_scan(holder, &job.manifest, &state, &layers, &keys, now)
                     .await
             }
             Err(error) if job.attempts < self.options.max_attempts => {
@@ -294,7 +303,7 @@ impl ScanWorkers {
                     .failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let state = IndexState::Partial(format!("indexing failed: {error}"));
-                meta.finish_scan(holder, &job.manifest, &state, &[], now)
+                meta.finish_scan(holder, &job.manifest, &state, &[], &[], now)
                     .await
             }
         };
@@ -607,6 +616,65 @@ pub fn advisory_row(advisory: &Advisory) -> Result<AdvisoryRow, RegistryError> {
 /// commits, small enough that one transaction stays short.
 const ADVISORIES_PER_TRANSACTION: usize = 500;
 
+/// Images whose verdict one import checks at most.
+pub const MAX_IMAGES_CHECKED: usize = 10_000;
+/// Images looked up, and told of, per query.
+pub const IMAGES_PER_PAGE: usize = 500;
+/// Advisory ids one `vulnerabilities.changed` event names at most.
+const MAX_ADVISORIES_TOLD: usize = 50;
+
+/// What an import found to tell: the images whose findings changed, with
+/// the advisories that changed them.
+#[derive(Default)]
+struct VerdictChanges {
+    images: std::collections::BTreeMap<Digest, std::collections::BTreeSet<String>>,
+    checked: usize,
+    unchecked: usize,
+}
+
+/// The advisories of `batch` the import changed, as they were (`stored`,
+/// id, modified and body) and as they are: added ones only after, withdrawn
+/// ones only before, replaced ones both. `rows` are the batch's stored
+/// rows, for their `modified` as the store compares it.
+fn changed_advisories(
+    batch: &[Advisory],
+    rows: &[AdvisoryRow],
+    stored: &[(String, i64, String)],
+) -> (Vec<Arc<Advisory>>, Vec<Arc<Advisory>>) {
+    let stored: std::collections::HashMap<&str, (i64, &str)> = stored
+        .iter()
+        .map(|(id, modified, body)| (id.as_str(), (*modified, body.as_str())))
+        .collect();
+    let modified: std::collections::HashMap<&str, i64> = rows
+        .iter()
+        .map(|row| (row.id.as_str(), row.modified_ns))
+        .collect();
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    for advisory in batch {
+        let old = stored.get(advisory.id.as_str());
+        let changed = match (old, modified.get(advisory.id.as_str())) {
+            // Withdrawn: removed if it was stored.
+            (Some(_), None) => true,
+            (None, None) => false,
+            (None, Some(_)) => true,
+            (Some((old, _)), Some(new)) => new > old,
+        };
+        if !changed {
+            continue;
+        }
+        if let Some((_, body)) = old {
+            // A stored body that no longer reads cannot have findings.
+            if let Ok(old) = serde_json::from_str::<Advisory>(body) {
+                before.push(Arc::new(old));
+            }
+        }
+        if advisory.withdrawn.is_none() {
+            after.push(Arc::new(advisory.clone()));
+        }
+    }
+    (before, after)
+}
+
 impl Registry {
     /// Queues the image `digest` of `repository` for indexing (an index:
     /// each of its platform images), unless it is queued or indexed
@@ -657,13 +725,25 @@ impl Registry {
 
     /// Stores advisories (newer ones replace older ones of the same id;
     /// withdrawn ones are removed), in batches; returns what changed.
+    ///
+    /// Then tells of the verdicts that changed: the indexed images with a
+    /// package an added, updated or withdrawn advisory names are matched
+    /// against that advisory as it was and as it is, from their stored
+    /// index (never their layers), and each image whose findings differ
+    /// gets one `vulnerabilities.changed` event per repository holding it.
+    /// At most [`MAX_IMAGES_CHECKED`] images are checked per call (paged,
+    /// [`IMAGES_PER_PAGE`] at a time); past that the rest are logged, not
+    /// told.
     pub async fn import_advisories(
         &self,
         actor: &Actor,
         advisories: &[Advisory],
     ) -> Result<ImportCounts, RegistryError> {
         let mut total = ImportCounts::default();
+        let mut told = VerdictChanges::default();
         for batch in advisories.chunks(ADVISORIES_PER_TRANSACTION) {
+            let ids: Vec<String> = batch.iter().map(|a| a.id.clone()).collect();
+            let stored = self.meta().advisories_by_id(&ids).await?;
             let mut rows = Vec::new();
             let mut withdrawn = Vec::new();
             for advisory in batch {
@@ -681,8 +761,119 @@ impl Registry {
             total.updated += counts.updated;
             total.unchanged += counts.unchanged;
             total.removed += counts.removed;
+            if counts.changed() {
+                let (before, after) = changed_advisories(batch, &rows, &stored);
+                self.find_verdict_changes(&before, &after, &mut told)
+                    .await?;
+            }
+        }
+        if told.unchecked > 0 {
+            tracing::warn!(
+                unchecked = told.unchecked,
+                checked = told.checked,
+                "advisories changed for more images than one import checks; the rest were not told of it"
+            );
+        }
+        let changes: Vec<(Digest, serde_json::Value)> = told
+            .images
+            .into_iter()
+            .map(|(manifest, ids)| {
+                let detail = serde_json::json!({
+                    "advisories": ids.iter().take(MAX_ADVISORIES_TOLD).collect::<Vec<_>>(),
+                    "advisory_count": ids.len(),
+                });
+                (manifest, detail)
+            })
+            .collect();
+        for page in changes.chunks(IMAGES_PER_PAGE) {
+            self.meta()
+                .record_vulnerability_changes(&self.change(actor), page)
+                .await?;
         }
         Ok(total)
+    }
+
+    /// Adds to `told` the indexed images whose findings differ between the
+    /// advisories `before` (as stored) and `after` (as imported).
+    async fn find_verdict_changes(
+        &self,
+        before: &[Arc<Advisory>],
+        after: &[Arc<Advisory>],
+        told: &mut VerdictChanges,
+    ) -> Result<(), RegistryError> {
+        let mut keys: Vec<String> = before
+            .iter()
+            .chain(after)
+            .flat_map(|advisory| advisory.keys())
+            .map(|key| package_key(&key.ecosystem, &key.name))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut last: Option<Digest> = None;
+        loop {
+            let page = self
+                .meta()
+                .images_with_packages(&keys, last.as_ref(), IMAGES_PER_PAGE)
+                .await?;
+            let Some(end) = page.last().cloned() else {
+                return Ok(());
+            };
+            for manifest in &page {
+                if told.checked >= MAX_IMAGES_CHECKED {
+                    told.unchecked += 1;
+                    continue;
+                }
+                told.checked += 1;
+                let Some(report) = self.indexed_report(manifest).await? else {
+                    continue;
+                };
+                let old = berth_scanner::assess_with(&report, before);
+                let new = berth_scanner::assess_with(&report, after);
+                let differing: Vec<&Finding> = old
+                    .iter()
+                    .filter(|f| !new.contains(f))
+                    .chain(new.iter().filter(|f| !old.contains(f)))
+                    .collect();
+                if !differing.is_empty() {
+                    told.images
+                        .entry(manifest.clone())
+                        .or_default()
+                        .extend(differing.into_iter().map(|f| f.advisory.clone()));
+                }
+            }
+            if page.len() < IMAGES_PER_PAGE {
+                return Ok(());
+            }
+            last = Some(end);
+        }
+    }
+
+    /// The stored index of an image whose indexing finished with packages
+    /// (done or partial), rebuilt from its layers' stored indexes.
+    async fn indexed_report(
+        &self,
+        manifest: &Digest,
+    ) -> Result<Option<IndexReport>, RegistryError> {
+        let meta = self.meta();
+        let Some(row) = meta.image_index(manifest).await? else {
+            return Ok(None);
+        };
+        if !matches!(row.state, IndexState::Done | IndexState::Partial(_)) {
+            return Ok(None);
+        }
+        let mut layers = Vec::new();
+        for layer in &row.layers {
+            let Some((_, body)) = meta.layer_index(layer).await? else {
+                continue;
+            };
+            let index: LayerIndex = serde_json::from_str(&body)
+                .map_err(|error| MetaError::Corrupt(format!("layer index {layer}: {error}")))?;
+            layers.push(index);
+        }
+        Ok(Some(IndexReport::from_layers(&layers)))
     }
 
     /// The scan queue's depth and the seconds since advisories were last

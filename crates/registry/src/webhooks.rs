@@ -47,6 +47,8 @@ pub const WEBHOOK_EVENT_ALIASES: &[(&str, &[EventKind])] = &[
     ),
     // The Vulnerability Advisor indexed an image: its findings can be read.
     ("scan", &[EventKind::ScanFinished]),
+    // New or changed advisories changed an indexed image's findings.
+    ("vulnerability", &[EventKind::VulnerabilitiesChanged]),
 ];
 
 /// Whether `name` is an event type a webhook may subscribe to: an alias of

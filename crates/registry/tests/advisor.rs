@@ -322,6 +322,7 @@ async fn a_job_of_a_worker_that_died_is_taken_over_after_its_lease() {
             &image.digest,
             &IndexState::Partial("late".to_string()),
             &[],
+            &[],
             h.now(),
         )
         .await;
@@ -581,4 +582,113 @@ async fn indexed_images_get_their_sbom_attached_once_as_a_referrer() {
     );
     assert_eq!(workers.run_once(10).await.unwrap(), 1);
     assert_eq!(sboms(app, image.digest).await.len(), 1);
+}
+
+/// The `vulnerabilities.changed` events since `from`, as (repository,
+/// manifest, advisories named).
+async fn verdict_changes(h: &Harness, from: i64) -> Vec<(String, String, serde_json::Value)> {
+    use berth_meta::{EventCursor, EventKind, EventStore};
+    let page = h
+        .meta
+        .read_events(&EventCursor::after(from), 1000)
+        .await
+        .unwrap();
+    page.events
+        .into_iter()
+        .filter(|e| e.kind == EventKind::VulnerabilitiesChanged)
+        .map(|e| {
+            (
+                e.repository.unwrap().to_string(),
+                e.digest.unwrap().to_string(),
+                e.detail["advisories"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// An import tells of exactly the indexed images whose findings it
+/// changed, once per repository holding each, naming the advisories that
+/// changed them: not of an advisory for another release, not of one
+/// imported again unchanged; a withdrawal is a change too. No layer is
+/// read again.
+#[tokio::test]
+async fn imports_tell_of_the_images_whose_findings_they_change() {
+    use berth_meta::EventStore;
+    let h = Harness::new().await;
+    let app = repo("team/app");
+    let copy = repo("team/copy");
+    let other = repo("team/other");
+    let base = layer(&[
+        ("etc/os-release", OS_RELEASE),
+        (
+            "var/lib/dpkg/status",
+            &dpkg_status(&[("libexample", "1.2-3"), ("toolexample", "0.9-1")]),
+        ),
+    ]);
+    let unrelated = layer(&[
+        ("etc/os-release", OS_RELEASE),
+        (
+            "var/lib/dpkg/status",
+            &dpkg_status(&[("zlib1g", "1:1.2.13.dfsg-1")]),
+        ),
+    ]);
+    let image = h.push_image(&app, &tag("v1"), "app", &[&base]).await;
+    h.push_image(&copy, &tag("v1"), "app", &[&base]).await;
+    h.push_image(&other, &tag("v1"), "other", &[&unrelated])
+        .await;
+    scan_on_push(&h.registry).run_once().await.unwrap();
+    let workers = workers(&h.registry);
+    assert_eq!(workers.run_once(10).await.unwrap(), 2);
+    let layers_read = workers.stats().layers_indexed.load(Ordering::SeqCst);
+
+    let from = h.meta.last_event_position().await.unwrap();
+    h.registry
+        .import_advisories(&actor(), &advisories())
+        .await
+        .unwrap();
+    let digest = image.digest.to_string();
+    let both = serde_json::json!(["TEST-DEB-1", "TEST-DEB-2"]);
+    assert_eq!(
+        verdict_changes(&h, from).await,
+        vec![
+            ("team/app".to_string(), digest.clone(), both.clone()),
+            ("team/copy".to_string(), digest.clone(), both),
+        ]
+    );
+
+    // The same records again, and a newer record for Debian 11: nothing
+    // changes for a Debian 12 image.
+    let from = h.meta.last_event_position().await.unwrap();
+    let mut again = advisories();
+    again[2].modified += time::Duration::days(1);
+    let counts = h
+        .registry
+        .import_advisories(&actor(), &again)
+        .await
+        .unwrap();
+    assert_eq!((counts.updated, counts.unchanged), (1, 2));
+    assert_eq!(verdict_changes(&h, from).await, vec![]);
+
+    // Withdrawn: the finding goes, and that is told.
+    let mut withdrawn = advisories().remove(1);
+    withdrawn.modified += time::Duration::days(1);
+    withdrawn.withdrawn = Some(withdrawn.modified);
+    let from = h.meta.last_event_position().await.unwrap();
+    h.registry
+        .import_advisories(&actor(), &[withdrawn])
+        .await
+        .unwrap();
+    let gone = serde_json::json!(["TEST-DEB-2"]);
+    assert_eq!(
+        verdict_changes(&h, from).await,
+        vec![
+            ("team/app".to_string(), digest.clone(), gone.clone()),
+            ("team/copy".to_string(), digest, gone),
+        ]
+    );
+    assert_eq!(
+        workers.stats().layers_indexed.load(Ordering::SeqCst),
+        layers_read,
+        "no layer was read again"
+    );
 }

@@ -11,3 +11,20 @@ CREATE TABLE advisory_sources (
     etag TEXT,
     last_modified TEXT
 );
+
+-- The package keys ("ecosystem" LF "name", as advisory_packages has them)
+-- each indexed image's findings are looked up by, written when its indexing
+-- finishes: when advisories of a package change, the images to assess again
+-- (and to tell about it, `vulnerabilities.changed`) are found here without
+-- reading layer indexes. Images indexed before this migration have none
+-- until they are indexed again.
+CREATE TABLE image_packages (
+    package_key TEXT NOT NULL,
+    manifest_digest TEXT NOT NULL,
+    PRIMARY KEY (package_key, manifest_digest)
+);
+CREATE INDEX image_packages_by_manifest ON image_packages (manifest_digest);
+
+-- When changed advisories last changed each indexed image's findings: the
+-- state change its `vulnerabilities.changed` events commit with.
+ALTER TABLE image_indexes ADD COLUMN findings_changed_at BIGINT;
