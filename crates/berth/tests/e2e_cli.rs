@@ -1588,7 +1588,22 @@ fn advisories_sync_from_configured_sources_and_change_verdicts() {
             "json",
         ])
         .json();
-    assert_eq!(status, sources);
+    for (shown, listed) in status
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(sources.as_array().unwrap())
+    {
+        for field in ["url", "records_changed", "last_error"] {
+            assert_eq!(shown[field], listed[field], "{status} {sources}");
+        }
+        // Times in RFC 3339, as every `-o json` of the CLI.
+        assert!(
+            shown["last_attempt_at"].as_str().unwrap().ends_with('Z'),
+            "{status}"
+        );
+    }
+    assert_eq!(status.as_array().unwrap().len(), 2, "{status}");
     let table = admin
         .ok(&[
             "advisories",

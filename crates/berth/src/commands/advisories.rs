@@ -42,14 +42,22 @@ pub fn run(command: AdvisoriesCommand, env: &Environment) -> ExitCode {
     }
 }
 
-/// A source as `-o json` prints it (the fields of the API's view).
+/// A source as `-o json` prints it: the API's fields, with times in RFC
+/// 3339 as every `-o json` of the CLI has them.
 #[derive(serde::Serialize)]
 struct SourceStatus {
     url: String,
-    last_attempt_at: Option<i64>,
-    last_success_at: Option<i64>,
+    last_attempt_at: Option<String>,
+    last_success_at: Option<String>,
     records_changed: u64,
     last_error: Option<String>,
+}
+
+/// Seconds since the epoch in RFC 3339 (UTC).
+fn rfc3339(at: Option<i64>) -> Option<String> {
+    let at = time::OffsetDateTime::from_unix_timestamp(at?).ok()?;
+    at.format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 async fn status(loaded: &Loaded, args: &StatusArgs) -> Result<(), String> {
@@ -62,8 +70,8 @@ async fn status(loaded: &Loaded, args: &StatusArgs) -> Result<(), String> {
         .into_iter()
         .map(|row| SourceStatus {
             url: crate::advisory_fetch::redact(&row.url),
-            last_attempt_at: row.last_attempt_at,
-            last_success_at: row.last_success_at,
+            last_attempt_at: rfc3339(row.last_attempt_at),
+            last_success_at: rfc3339(row.last_success_at),
             records_changed: row.records_changed,
             last_error: row.last_error,
         })
@@ -74,20 +82,13 @@ async fn status(loaded: &Loaded, args: &StatusArgs) -> Result<(), String> {
             "no advisory sources configured ([scanner] advisory_urls); import files with `berth advisories import PATH`"
         ),
         OutputFormat::Table => {
-            let time = |at: Option<i64>| {
-                at.and_then(|at| time::OffsetDateTime::from_unix_timestamp(at).ok())
-                    .map(|at| {
-                        at.format(&time::format_description::well_known::Rfc3339)
-                            .unwrap_or_default()
-                    })
-            };
             let rows: Vec<Vec<String>> = sources
                 .iter()
                 .map(|source| {
                     vec![
                         source.url.clone(),
-                        or_dash(time(source.last_attempt_at).as_deref()),
-                        or_dash(time(source.last_success_at).as_deref()),
+                        or_dash(source.last_attempt_at.as_deref()),
+                        or_dash(source.last_success_at.as_deref()),
                         source.records_changed.to_string(),
                         or_dash(source.last_error.as_deref()),
                     ]
