@@ -692,3 +692,117 @@ async fn imports_tell_of_the_images_whose_findings_they_change() {
         "no layer was read again"
     );
 }
+
+/// A source for the sync tests: one OSV record at `GOOD` (with an ETag, and
+/// "not modified" to a request naming it), an error anywhere else; counts
+/// the fetches.
+struct FakeSource {
+    fetches: std::sync::atomic::AtomicUsize,
+}
+
+const GOOD: &str = "https://osv.example/npm/record.json";
+const BAD: &str = "https://unreachable.example/all.zip";
+
+#[async_trait::async_trait]
+impl berth_registry::advisory_sync::AdvisoryFetcher for FakeSource {
+    async fn fetch(
+        &self,
+        url: &str,
+        validators: &berth_registry::advisory_sync::Validators,
+    ) -> Result<berth_registry::advisory_sync::Fetched, String> {
+        use berth_registry::advisory_sync::{Fetched, Validators};
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        if url != GOOD {
+            return Err("connection refused".to_string());
+        }
+        if validators.etag.as_deref() == Some("\"v1\"") {
+            return Ok(Fetched::NotModified);
+        }
+        let record = r#"{"id": "TEST-SYNC-1", "modified": "2026-01-01T00:00:00Z",
+            "affected": [{"package": {"ecosystem": "npm", "name": "left-pad"},
+              "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.3.0"}]}]}]}"#;
+        Ok(Fetched::Body {
+            bytes: record.as_bytes().to_vec(),
+            validators: Validators {
+                etag: Some("\"v1\"".to_string()),
+                last_modified: None,
+            },
+        })
+    }
+}
+
+/// The scheduled sync on two nodes sharing a database: while another node
+/// holds the lease nothing is downloaded (and "sync now" is busy); a pass
+/// syncs every due source, records a failure without stopping, and
+/// releases the lease; a source is due once per interval whichever node
+/// asks; the stored ETag makes the next download a "not modified".
+#[tokio::test]
+async fn the_sync_runs_on_one_node_at_a_time_once_per_interval() {
+    use berth_meta::JobLeaseStore;
+    use berth_registry::advisory_sync::{AdvisorySync, SYNC_JOB};
+    let h = Harness::new().await;
+    let node_b = Registry::with_clock(
+        h.blobs.clone(),
+        h.meta.clone(),
+        berth_registry::RegistryConfig {
+            node_name: "node-b".to_string(),
+            ..support::config()
+        },
+        berth_registry::Clock::Fixed(h.clock.clone()),
+    );
+    assert_ne!(h.registry.config().node_name, "node-b");
+    let source = Arc::new(FakeSource {
+        fetches: Default::default(),
+    });
+    let urls = vec![GOOD.to_string(), BAD.to_string()];
+    let hour = std::time::Duration::from_secs(3600);
+    let a = AdvisorySync::new(h.registry.clone(), source.clone(), urls.clone(), hour);
+    let b = AdvisorySync::new(node_b, source.clone(), urls, hour);
+    let fetches = || source.fetches.load(Ordering::SeqCst);
+
+    // Node B holds the lease (a pass of its own): node A waits.
+    assert!(h
+        .meta
+        .acquire_job_lease(SYNC_JOB, "node-b", h.now(), 3600)
+        .await
+        .unwrap());
+    assert_eq!(a.sync_due().await.unwrap(), vec![]);
+    assert!(matches!(
+        a.sync_now().await,
+        Err(berth_registry::RegistryError::AdvisorySyncBusy)
+    ));
+    assert_eq!(fetches(), 0);
+    h.meta.release_job_lease(SYNC_JOB, "node-b").await.unwrap();
+
+    let outcomes = a.sync_due().await.unwrap();
+    assert_eq!(fetches(), 2);
+    assert_eq!(outcomes[0].changed, Some(1));
+    assert_eq!(outcomes[1].error.as_deref(), Some("connection refused"));
+    assert_eq!(h.registry.advisory_data().await.unwrap().count, 1);
+    // Released after the pass.
+    assert!(h
+        .meta
+        .acquire_job_lease(SYNC_JOB, "someone", h.now(), 1)
+        .await
+        .unwrap());
+    h.meta.release_job_lease(SYNC_JOB, "someone").await.unwrap();
+
+    // Nothing is due before the interval ends, on either node.
+    h.advance(3599);
+    assert_eq!(a.sync_due().await.unwrap(), vec![]);
+    assert_eq!(b.sync_due().await.unwrap(), vec![]);
+    assert_eq!(fetches(), 2);
+
+    // Then node B syncs both; the good source answers "not modified".
+    h.advance(1);
+    let outcomes = b.sync_due().await.unwrap();
+    assert_eq!(fetches(), 4);
+    assert!(outcomes[0].not_modified);
+    assert_eq!(outcomes[0].changed, Some(0));
+    let status = a.status().await.unwrap();
+    assert_eq!(status[0].last_success_at, Some(h.now()));
+    assert_eq!(status[0].etag.as_deref(), Some("\"v1\""));
+    assert_eq!(status[1].last_success_at, None);
+    assert_eq!(status[1].last_attempt_at, Some(h.now()));
+    assert_eq!(status[1].last_error.as_deref(), Some("connection refused"));
+}
