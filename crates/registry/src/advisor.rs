@@ -630,7 +630,14 @@ struct VerdictChanges {
     images: std::collections::BTreeMap<Digest, std::collections::BTreeSet<String>>,
     checked: usize,
     unchecked: usize,
+    /// Images' stored indexes rebuilt by earlier batches of the import, so
+    /// an image many batches touch is rebuilt once (up to
+    /// [`REPORTS_KEPT`]; emptied when full).
+    reports: std::collections::HashMap<Digest, Option<Arc<IndexReport>>>,
 }
+
+/// Rebuilt image indexes one import keeps at most.
+const REPORTS_KEPT: usize = 256;
 
 /// The advisories of `batch` the import changed, as they were (`stored`,
 /// id, modified and body) and as they are: added ones only after, withdrawn
@@ -827,7 +834,18 @@ impl Registry {
                     continue;
                 }
                 told.checked += 1;
-                let Some(report) = self.indexed_report(manifest).await? else {
+                let report = match told.reports.get(manifest) {
+                    Some(report) => report.clone(),
+                    None => {
+                        let report = self.indexed_report(manifest).await?.map(Arc::new);
+                        if told.reports.len() >= REPORTS_KEPT {
+                            told.reports.clear();
+                        }
+                        told.reports.insert(manifest.clone(), report.clone());
+                        report
+                    }
+                };
+                let Some(report) = report else {
                     continue;
                 };
                 let old = berth_scanner::assess_with(&report, before);

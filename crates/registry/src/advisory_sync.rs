@@ -128,8 +128,9 @@ impl AdvisorySync {
         if !self.take_lease().await? {
             return Err(RegistryError::AdvisorySyncBusy);
         }
+        let lease = LeaseGuard::new(&self.registry);
         let outcomes = self.sync_sources(&self.urls).await;
-        self.release_lease().await;
+        lease.release().await;
         Ok(outcomes)
     }
 
@@ -147,9 +148,10 @@ impl AdvisorySync {
         }
         // Read again under the lease: the node that held it a moment ago
         // may have synced them meanwhile.
+        let lease = LeaseGuard::new(&self.registry);
         let due = self.due().await?;
         let outcomes = self.sync_sources(&due).await;
-        self.release_lease().await;
+        lease.release().await;
         Ok(outcomes)
     }
 
@@ -163,10 +165,7 @@ impl AdvisorySync {
         let poll = self.interval.min(MAX_POLL);
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => {
-                    self.release_lease().await;
-                    return;
-                }
+                _ = shutdown.cancelled() => return,
                 result = self.sync_due() => {
                     if let Err(error) = result {
                         tracing::warn!(%error, "advisory sync failed");
@@ -210,21 +209,16 @@ impl AdvisorySync {
             .await?)
     }
 
-    async fn release_lease(&self) {
-        let holder = &self.registry.config().node_name;
-        if let Err(error) = self
-            .registry
-            .meta()
-            .release_job_lease(SYNC_JOB, holder)
-            .await
-        {
-            tracing::warn!(%error, "cannot release the advisory sync lease");
-        }
-    }
-
     async fn sync_sources(&self, urls: &[String]) -> Vec<SourceOutcome> {
         let mut outcomes = Vec::new();
-        for url in urls {
+        for (n, url) in urls.iter().enumerate() {
+            // Renewed before each source, so a pass of many sources never
+            // outlives its lease (each download is bounded in time); a
+            // node that lost it (it expired, another took it) stops.
+            if n > 0 && !matches!(self.take_lease().await, Ok(true)) {
+                tracing::warn!("the advisory sync lease was lost; the pass stops here");
+                break;
+            }
             let outcome = self.sync_source(url).await;
             match &outcome.error {
                 Some(error) => tracing::warn!(%url, %error, "advisory sync of a source failed"),
@@ -329,6 +323,45 @@ impl AdvisorySync {
             .map_err(|error| format!("storing advisories: {error}"))?;
         outcome.changed = Some(counts.added + counts.updated + counts.removed);
         Ok(Some(new_validators))
+    }
+}
+
+/// The sync's lease while a pass runs on this node: released when the pass
+/// ends, and also when the pass is dropped half-way (the server shuts down,
+/// or the client of a "sync now" hangs up), so other nodes need not wait
+/// for it to expire.
+struct LeaseGuard {
+    registry: Option<Registry>,
+}
+
+impl LeaseGuard {
+    fn new(registry: &Registry) -> LeaseGuard {
+        LeaseGuard {
+            registry: Some(registry.clone()),
+        }
+    }
+
+    async fn release(mut self) {
+        if let Some(registry) = self.registry.take() {
+            release_lease(&registry).await;
+        }
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if let Some(registry) = self.registry.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { release_lease(&registry).await });
+            }
+        }
+    }
+}
+
+async fn release_lease(registry: &Registry) {
+    let holder = &registry.config().node_name;
+    if let Err(error) = registry.meta().release_job_lease(SYNC_JOB, holder).await {
+        tracing::warn!(%error, "cannot release the advisory sync lease");
     }
 }
 
