@@ -482,6 +482,18 @@ fn invalid_values_name_the_key_and_source() {
         ("listen = ", &[], &[], "berth.toml"),
         ("log = \"[[[\"", &[], &[], "server.log"),
         ("[gc]\ninterval = \"0s\"", &[], &[], "gc.interval"),
+        (
+            "[scanner]\nadvisory_sync_interval = \"10s\"",
+            &[],
+            &[],
+            "scanner.advisory_sync_interval",
+        ),
+        (
+            "[scanner]\nadvisory_urls = [\"file:///osv/all.zip\"]",
+            &[],
+            &[],
+            "not an http or https URL",
+        ),
         ("gc_untagged = \"yes\"", &[], &[], "expected true or false"),
         (
             "",
