@@ -181,7 +181,7 @@ declare_config! {
         attach_sbom: bool = "true", flag "scanner-attach-sbom";
         /// OSV advisory sources `berth serve` syncs on a schedule: URLs of OSV `all.zip` files (as osv.dev publishes per ecosystem) or of single OSV JSON records; none by default, so the server works offline from `berth advisories import`.
         advisory_urls: Vec<AdvisoryUrl> = "none", flag "scanner-advisory-urls";
-        /// How often each advisory source is synced (once per interval across the cluster; a failed sync is retried at the next interval).
+        /// How often each advisory source is synced, at least 1m (once per interval across the cluster; a failed sync is retried at the next interval).
         advisory_sync_interval: Duration = "6h", flag "scanner-advisory-sync-interval";
     }
 
