@@ -746,6 +746,19 @@ impl Registry {
         actor: &Actor,
         advisories: &[Advisory],
     ) -> Result<ImportCounts, RegistryError> {
+        self.import_advisories_with_progress(actor, advisories, &|_| {})
+            .await
+    }
+
+    /// [`Registry::import_advisories`], calling `progress` with the number
+    /// of records of each batch once it is stored (for a progress bar: one
+    /// call imports everything, so each image is told once).
+    pub async fn import_advisories_with_progress(
+        &self,
+        actor: &Actor,
+        advisories: &[Advisory],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<ImportCounts, RegistryError> {
         let mut total = ImportCounts::default();
         let mut told = VerdictChanges::default();
         for batch in advisories.chunks(ADVISORIES_PER_TRANSACTION) {
@@ -773,6 +786,7 @@ impl Registry {
                 self.find_verdict_changes(&before, &after, &mut told)
                     .await?;
             }
+            progress(batch.len());
         }
         if told.unchecked > 0 {
             tracing::warn!(

@@ -107,9 +107,6 @@ async fn status(loaded: &Loaded, args: &StatusArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Advisories stored between two updates of the progress bar.
-const IMPORT_SLICE: usize = 1000;
-
 async fn import(loaded: &Loaded, args: &ImportArgs) -> Result<(), String> {
     let source = &args.source;
     let mut advisories = Vec::new();
@@ -143,21 +140,18 @@ async fn import(loaded: &Loaded, args: &ImportArgs) -> Result<(), String> {
     }
     let opened = wiring::open_registry(loaded, wiring::StorageCheck::OpenOnly, None).await?;
     // A whole ecosystem is tens of thousands of records and minutes of
-    // work: stored a slice at a time, with a progress bar on a terminal.
+    // work: a progress bar on a terminal, moved as each batch is stored
+    // (one import, so each image whose findings change is told once).
     let progress = crate::client::output::progress(advisories.len() as u64, "advisories", false);
-    let mut counts = berth_meta::ImportCounts::default();
-    for slice in advisories.chunks(IMPORT_SLICE) {
-        let stored = opened
-            .registry
-            .import_advisories(&Actor::system("advisories-import"), slice)
-            .await
-            .map_err(|e| format!("storing advisories: {e}"))?;
-        counts.added += stored.added;
-        counts.updated += stored.updated;
-        counts.unchanged += stored.unchanged;
-        counts.removed += stored.removed;
-        progress.inc(slice.len() as u64);
-    }
+    let counts = opened
+        .registry
+        .import_advisories_with_progress(
+            &Actor::system("advisories-import"),
+            &advisories,
+            &|stored| progress.inc(stored as u64),
+        )
+        .await
+        .map_err(|e| format!("storing advisories: {e}"))?;
     progress.finish_and_clear();
     println!(
         "imported {} records from {source}: {} added, {} updated, {} unchanged, {} withdrawn removed, {} skipped",
