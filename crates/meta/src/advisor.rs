@@ -348,10 +348,11 @@ pub trait AdvisorStore: Send + Sync + 'static {
     ) -> Result<Vec<String>, MetaError>;
 
     /// The stored advisories among `ids`: each one's id, `modified` (in
-    /// nanoseconds) and body, in id order.
+    /// nanoseconds) and, with `bodies`, its body (else empty), in id order.
     async fn advisories_by_id(
         &self,
         ids: &[String],
+        bodies: bool,
     ) -> Result<Vec<(String, i64, String)>, MetaError>;
 
     /// The ids of the stored advisories whose id or alias is `name`, in

@@ -639,46 +639,59 @@ struct VerdictChanges {
 /// Rebuilt image indexes one import keeps at most.
 const REPORTS_KEPT: usize = 256;
 
-/// The advisories of `batch` the import changed, as they were (`stored`,
-/// id, modified and body) and as they are: added ones only after, withdrawn
-/// ones only before, replaced ones both. `rows` are the batch's stored
-/// rows, for their `modified` as the store compares it.
-fn changed_advisories(
+/// The ids of `batch` the import changed: added, replaced by a newer
+/// record, or withdrawn while stored. `rows` are the batch's stored rows,
+/// for their `modified` as the store compares it; `stored` the stored
+/// versions (id, modified) from before the import.
+fn changed_ids(
     batch: &[Advisory],
     rows: &[AdvisoryRow],
     stored: &[(String, i64, String)],
-) -> (Vec<Arc<Advisory>>, Vec<Arc<Advisory>>) {
-    let stored: std::collections::HashMap<&str, (i64, &str)> = stored
+) -> Vec<String> {
+    let stored: std::collections::HashMap<&str, i64> = stored
         .iter()
-        .map(|(id, modified, body)| (id.as_str(), (*modified, body.as_str())))
+        .map(|(id, modified, _)| (id.as_str(), *modified))
         .collect();
     let modified: std::collections::HashMap<&str, i64> = rows
         .iter()
         .map(|row| (row.id.as_str(), row.modified_ns))
         .collect();
-    let (mut before, mut after) = (Vec::new(), Vec::new());
-    for advisory in batch {
-        let old = stored.get(advisory.id.as_str());
-        let changed = match (old, modified.get(advisory.id.as_str())) {
-            // Withdrawn: removed if it was stored.
-            (Some(_), None) => true,
-            (None, None) => false,
-            (None, Some(_)) => true,
-            (Some((old, _)), Some(new)) => new > old,
-        };
-        if !changed {
-            continue;
-        }
-        if let Some((_, body)) = old {
-            // A stored body that no longer reads cannot have findings.
-            if let Ok(old) = serde_json::from_str::<Advisory>(body) {
-                before.push(Arc::new(old));
+    batch
+        .iter()
+        .filter(|advisory| {
+            let id = advisory.id.as_str();
+            match (stored.get(id), modified.get(id)) {
+                // Withdrawn: removed if it was stored.
+                (Some(_), None) => true,
+                (None, None) => false,
+                (None, Some(_)) => true,
+                (Some(old), Some(new)) => new > old,
             }
-        }
-        if advisory.withdrawn.is_none() {
-            after.push(Arc::new(advisory.clone()));
-        }
-    }
+        })
+        .map(|advisory| advisory.id.clone())
+        .collect()
+}
+
+/// The advisories `changed` of `batch` as they were (`stored`: id,
+/// modified, body from before the import) and as they are: added ones only
+/// after, withdrawn ones only before, replaced ones both.
+fn changed_advisories(
+    batch: &[Advisory],
+    changed: &[String],
+    stored: &[(String, i64, String)],
+) -> (Vec<Arc<Advisory>>, Vec<Arc<Advisory>>) {
+    // A stored body that no longer reads cannot have findings.
+    let before = stored
+        .iter()
+        .filter_map(|(_, _, body)| serde_json::from_str::<Advisory>(body).ok())
+        .map(Arc::new)
+        .collect();
+    let changed: std::collections::HashSet<&str> = changed.iter().map(String::as_str).collect();
+    let after = batch
+        .iter()
+        .filter(|advisory| changed.contains(advisory.id.as_str()) && advisory.withdrawn.is_none())
+        .map(|advisory| Arc::new(advisory.clone()))
+        .collect();
     (before, after)
 }
 
@@ -763,7 +776,9 @@ impl Registry {
         let mut told = VerdictChanges::default();
         for batch in advisories.chunks(ADVISORIES_PER_TRANSACTION) {
             let ids: Vec<String> = batch.iter().map(|a| a.id.clone()).collect();
-            let stored = self.meta().advisories_by_id(&ids).await?;
+            // Versions first: the bodies are read only of the records the
+            // import changes (a refresh brings mostly unchanged ones).
+            let versions = self.meta().advisories_by_id(&ids, false).await?;
             let mut rows = Vec::new();
             let mut withdrawn = Vec::new();
             for advisory in batch {
@@ -773,6 +788,13 @@ impl Registry {
                     rows.push(advisory_row(advisory)?);
                 }
             }
+            // What the import will change, as it is stored before it.
+            let changed = changed_ids(batch, &rows, &versions);
+            let stored = if changed.is_empty() {
+                Vec::new()
+            } else {
+                self.meta().advisories_by_id(&changed, true).await?
+            };
             let counts = self
                 .meta()
                 .import_advisories(&self.change(actor), &rows, &withdrawn)
@@ -782,7 +804,7 @@ impl Registry {
             total.unchanged += counts.unchanged;
             total.removed += counts.removed;
             if counts.changed() {
-                let (before, after) = changed_advisories(batch, &rows, &stored);
+                let (before, after) = changed_advisories(batch, &changed, &stored);
                 self.find_verdict_changes(&before, &after, &mut told)
                     .await?;
             }

@@ -669,6 +669,31 @@ async fn imports_tell_of_the_images_whose_findings_they_change() {
     assert_eq!((counts.updated, counts.unchanged), (1, 2));
     assert_eq!(verdict_changes(&h, from).await, vec![]);
 
+    // A newer TEST-DEB-1 with a later fix: the finding changes, and that
+    // is told (the record as it was is compared, not the new one twice).
+    let from = h.meta.last_event_position().await.unwrap();
+    let mut newer = advisories().remove(0);
+    newer.modified += time::Duration::days(1);
+    let fixed = serde_json::json!("1.2-3+deb12u2");
+    let mut record = serde_json::to_value(&newer).unwrap();
+    let text = record
+        .to_string()
+        .replace("1.2-3+deb12u1", fixed.as_str().unwrap());
+    record = serde_json::from_str(&text).unwrap();
+    let newer: berth_scanner::Advisory = serde_json::from_value(record).unwrap();
+    h.registry
+        .import_advisories(&actor(), &[newer])
+        .await
+        .unwrap();
+    let one = serde_json::json!(["TEST-DEB-1"]);
+    assert_eq!(
+        verdict_changes(&h, from).await,
+        vec![
+            ("team/app".to_string(), digest.clone(), one.clone()),
+            ("team/copy".to_string(), digest.clone(), one),
+        ]
+    );
+
     // Withdrawn: the finding goes, and that is told.
     let mut withdrawn = advisories().remove(1);
     withdrawn.modified += time::Duration::days(1);

@@ -573,9 +573,11 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
     async fn advisories_by_id(
         &self,
         ids: &[String],
+        bodies: bool,
     ) -> Result<Vec<(String, i64, String)>, MetaError> {
+        let body = if bodies { "body" } else { "'' AS body" };
         let sql = format!(
-            "SELECT id, modified_ns, body FROM advisories WHERE id IN (SELECT l.value FROM {})",
+            "SELECT id, modified_ns, {body} FROM advisories WHERE id IN (SELECT l.value FROM {})",
             self.db.dialect().list(1)
         );
         let mut found = BTreeMap::new();

@@ -138,7 +138,7 @@ pub async fn images_are_found_by_package_and_told_of_changes(store: &dyn MetaSto
     store.import_advisories(&at(NOW), &rows, &[]).await.unwrap();
     let ids = ["SUITE-VC-1", "SUITE-VC-2", "SUITE-VC-absent"].map(String::from);
     assert_eq!(
-        store.advisories_by_id(&ids).await.unwrap(),
+        store.advisories_by_id(&ids, true).await.unwrap(),
         vec![
             (
                 "SUITE-VC-1".to_string(),
@@ -151,6 +151,10 @@ pub async fn images_are_found_by_package_and_told_of_changes(store: &dyn MetaSto
                 r#"{"id":"SUITE-VC-2"}"#.to_string()
             ),
         ]
+    );
+    assert_eq!(
+        store.advisories_by_id(&ids[1..], false).await.unwrap(),
+        vec![("SUITE-VC-2".to_string(), 7, String::new())]
     );
 
     let from = store.last_event_position().await.unwrap();
