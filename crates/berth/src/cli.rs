@@ -860,6 +860,19 @@ pub enum AdvisoriesCommand {
     /// Incremental: records not newer than the stored ones are left alone,
     /// withdrawn ones are removed.
     Import(ImportArgs),
+    /// Show each configured advisory source (`[scanner] advisory_urls`)
+    /// with the state of its scheduled sync: last attempt, last success,
+    /// records changed, last error.
+    Status(StatusArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Output format: `table` for people, `json` for programs.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: OutputFormat,
 }
 
 #[derive(Args, Debug)]

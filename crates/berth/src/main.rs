@@ -33,6 +33,7 @@ use std::process::ExitCode;
 use berth::{config, node};
 use clap::Parser;
 
+mod advisory_fetch;
 mod cli;
 mod client;
 mod commands;

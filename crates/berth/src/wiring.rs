@@ -160,6 +160,31 @@ pub fn scan_workers(config: &Config, registry: Registry) -> ScanWorkers {
     ScanWorkers::new(registry, berth_scanner::Indexer::new(limits), options)
 }
 
+/// The scheduled sync of the `[scanner]` advisory sources, downloading
+/// with the bounded HTTP client.
+pub fn advisory_sync(
+    config: &Config,
+    registry: Registry,
+) -> Result<berth_registry::advisory_sync::AdvisorySync, String> {
+    let fetcher = crate::advisory_fetch::HttpFetcher::new(Default::default())?;
+    Ok(berth_registry::advisory_sync::AdvisorySync::new(
+        registry,
+        Arc::new(fetcher),
+        advisory_urls(config),
+        config.scanner.advisory_sync_interval,
+    ))
+}
+
+/// The configured advisory sources, as text.
+pub fn advisory_urls(config: &Config) -> Vec<String> {
+    config
+        .scanner
+        .advisory_urls
+        .iter()
+        .map(|url| url.as_str().to_string())
+        .collect()
+}
+
 /// The HTTP layer's settings, from the configuration.
 pub fn server_settings(config: &Config) -> ServerSettings {
     ServerSettings {

@@ -1368,6 +1368,359 @@ fn the_vulnerability_advisor_from_push_to_blocked_pull() {
 /// then, on the same server, a storage quota refuses a skopeo push that
 /// would exceed it, through `berth quota`, `quota set` and `quota
 /// recompute`.
+/// An advisory source in the test: serves `/all.zip` (whatever body it
+/// holds now, with an ETag, and `304 Not Modified` to a request naming
+/// that ETag) and answers 404 to every other path. Counts the full
+/// downloads of `/all.zip`.
+struct AdvisorySource {
+    addr: String,
+    body: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    downloads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl AdvisorySource {
+    fn start(body: Vec<u8>) -> AdvisorySource {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let body = std::sync::Arc::new(std::sync::Mutex::new(body));
+        let downloads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (served, counter) = (body.clone(), downloads.clone());
+        std::thread::spawn(move || {
+            // Bounded: the test makes a handful of requests.
+            for stream in listener.incoming().take(100) {
+                let Ok(mut stream) = stream else { return };
+                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let (mut path, mut if_none_match) = (String::new(), None);
+                for _ in 0..100 {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some(rest) = line.strip_prefix("GET ") {
+                        path = rest.split(' ').next().unwrap_or("").to_string();
+                    } else if let Some((name, value)) = line.split_once(':') {
+                        if name.eq_ignore_ascii_case("if-none-match") {
+                            if_none_match = Some(value.trim().to_string());
+                        }
+                    }
+                }
+                let body = served.lock().unwrap().clone();
+                let etag = format!("\"{}\"", &support::oci::sha256_digest(&body)[7..23]);
+                let head = if path != "/all.zip" {
+                    "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        .to_string()
+                } else if if_none_match.as_deref() == Some(etag.as_str()) {
+                    format!(
+                        "HTTP/1.1 304 Not Modified\r\netag: {etag}\r\nconnection: close\r\n\r\n"
+                    )
+                } else {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/zip\r\ncontent-length: {}\r\netag: {etag}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    )
+                };
+                let _ = stream.write_all(head.as_bytes());
+                if head.starts_with("HTTP/1.1 200") {
+                    let _ = stream.write_all(&body);
+                }
+            }
+        });
+        AdvisorySource {
+            addr,
+            body,
+            downloads,
+        }
+    }
+
+    fn serve(&self, body: Vec<u8>) {
+        *self.body.lock().unwrap() = body;
+    }
+
+    fn downloads(&self) -> usize {
+        self.downloads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// An OSV `all.zip` as osv.dev publishes one: a JSON file per record.
+fn osv_zip(records: &[Value]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for record in records {
+        zip.start_file(format!("{}.json", record["id"].as_str().unwrap()), options)
+            .unwrap();
+        zip.write_all(&serde_json::to_vec(record).unwrap()).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+/// The value of the metric `name` (a counter or a histogram's `_count`,
+/// without labels) in the registry's `/metrics`.
+fn metric(addr: &str, name: &str) -> f64 {
+    let answer = support::http::request(
+        addr,
+        "GET",
+        "/metrics",
+        &[],
+        support::http::RequestBody::Empty,
+    );
+    let text = String::from_utf8_lossy(&answer.body).into_owned();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The scheduled advisory sync, as an operator sets it up: `berth serve`
+/// with `[scanner] advisory_urls` naming a local HTTP server that serves an
+/// OSV all.zip built from the committed npm subset (and one URL that
+/// answers 404). The first sync runs at start and its advisories reach the
+/// verdict of a pushed image; the failing source's error is recorded and
+/// shown by `berth advisories status`, and the server goes on. Then the
+/// source serves a newer zip (one record modified, one withdrawn), an
+/// administrator triggers a sync through the API, and the image's verdict
+/// changes without its layers being read again, and a
+/// `vulnerabilities.changed` event names the image; a sync with nothing new
+/// costs one conditional request and tells nothing.
+#[test]
+fn advisories_sync_from_configured_sources_and_change_verdicts() {
+    let npm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scanner/tests/data/osv/npm");
+    let mut records: Vec<Value> = std::fs::read_dir(&npm)
+        .unwrap()
+        .map(|entry| {
+            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap()
+        })
+        .collect();
+    records.sort_by_key(|record| record["id"].as_str().unwrap().to_string());
+    let ids: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "GHSA-35jh-r3h4-6jhm",
+            "GHSA-p6mc-m468-83gw",
+            "GHSA-xvch-5gv4-984h"
+        ]
+    );
+    let source = AdvisorySource::start(osv_zip(&records));
+    let good = format!("http://{}/all.zip", source.addr);
+    let bad = format!("http://{}/missing.zip", source.addr);
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("berth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[scanner]\nadvisory_urls = [\"{good}\", \"{bad}\"]\nadvisory_sync_interval = \"1h\"\n"
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let Some((registry, password)) = registry_with(&["--config", config]) else {
+        return;
+    };
+    let addr = registry.addr.as_str();
+    let data_dir = registry.data_dir.as_ref().unwrap().path().to_str().unwrap();
+    let admin = User::new();
+    admin.login(&registry, "admin", &password, &[]);
+    admin.ok(&["namespace", "add", "team"]);
+    let basic = format!("Basic {}", STANDARD.encode(format!("admin:{password}")));
+    let api = |method: &str, path: &str| -> Value {
+        let answer = support::http::request(
+            addr,
+            method,
+            path,
+            &[("authorization", basic.as_str())],
+            support::http::RequestBody::Empty,
+        );
+        let body = String::from_utf8_lossy(&answer.body).into_owned();
+        assert_eq!(answer.status, 200, "{method} {path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+
+    // An image with lodash 4.17.15, which both lodash advisories affect.
+    let layer = support::oci::tar_archive(&[
+        ("etc/os-release", b"ID=debian\nVERSION_ID=\"12\"\n"),
+        (
+            "usr/lib/node_modules/lodash/package.json",
+            br#"{"name":"lodash","version":"4.17.15"}"#,
+        ),
+    ]);
+    push_layer_with_password(addr, "team/web", "v1", "admin", &password, layer);
+
+    // The first sync runs when the server starts: asked until it ran
+    // (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let sources = loop {
+        let sources = api("GET", "/api/v1/advisories/sources");
+        if sources[0]["last_success_at"].is_i64() && sources[1]["last_attempt_at"].is_i64() {
+            break sources;
+        }
+        assert!(std::time::Instant::now() < deadline, "no sync: {sources}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(sources[0]["url"], good.as_str(), "{sources}");
+    assert_eq!(sources[0]["records_changed"], 3, "{sources}");
+    assert!(sources[0]["last_error"].is_null(), "{sources}");
+    assert!(sources[1]["last_success_at"].is_null(), "{sources}");
+    assert!(
+        sources[1]["last_error"].as_str().unwrap().contains("404"),
+        "{sources}"
+    );
+    assert_eq!(api("GET", "/api/v1/advisories")["count"], 3);
+    // The same state from the database, as the operator's command shows it.
+    let status = admin
+        .ok(&[
+            "advisories",
+            "status",
+            "--config",
+            config,
+            "--data-dir",
+            data_dir,
+            "-o",
+            "json",
+        ])
+        .json();
+    for (shown, listed) in status
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(sources.as_array().unwrap())
+    {
+        for field in ["url", "records_changed", "last_error"] {
+            assert_eq!(shown[field], listed[field], "{status} {sources}");
+        }
+        // Times in RFC 3339, as every `-o json` of the CLI.
+        assert!(
+            shown["last_attempt_at"].as_str().unwrap().ends_with('Z'),
+            "{status}"
+        );
+    }
+    assert_eq!(status.as_array().unwrap().len(), 2, "{status}");
+    let table = admin
+        .ok(&[
+            "advisories",
+            "status",
+            "--config",
+            config,
+            "--data-dir",
+            data_dir,
+        ])
+        .stdout;
+    assert!(
+        table.contains("LAST SUCCESS") && table.contains(&bad),
+        "{table}"
+    );
+
+    let findings = || -> Vec<(String, String)> {
+        let report = admin.ok(&["va", "team/web:v1", "-o", "json"]).json();
+        let mut found: Vec<(String, String)> = report["images"][0]["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                (
+                    f["advisory"].as_str().unwrap().to_string(),
+                    f["fixed_version"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while findings().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "never indexed");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(
+        findings(),
+        [
+            ("GHSA-35jh-r3h4-6jhm".to_string(), "4.17.21".to_string()),
+            ("GHSA-p6mc-m468-83gw".to_string(), "4.17.20".to_string()),
+        ]
+    );
+    let scans = metric(addr, "berth_scan_duration_seconds_count");
+    assert_eq!(scans, 1.0);
+    // The events of the stream from here on, of one kind, as the operator
+    // reads them.
+    let events = |kind: &str| -> Vec<Value> {
+        admin
+            .ok(&[
+                "events",
+                "tail",
+                "--data-dir",
+                data_dir,
+                "--since",
+                "0",
+                "-o",
+                "json",
+            ])
+            .stdout
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .filter(|event| event["kind"] == kind)
+            .collect()
+    };
+    let told_before = events("vulnerabilities.changed").len();
+
+    // Newer data: one record modified (a later fixed version, made up for
+    // the test) and one withdrawn.
+    let mut newer = records.clone();
+    newer[0]["modified"] = "2026-01-01T00:00:00Z".into();
+    for affected in newer[0]["affected"].as_array_mut().unwrap() {
+        affected["ranges"][0]["events"][1]["fixed"] = "4.17.22".into();
+    }
+    newer[1]["modified"] = "2026-01-01T00:00:00Z".into();
+    newer[1]["withdrawn"] = "2026-01-01T00:00:00Z".into();
+    source.serve(osv_zip(&newer));
+    let synced = api("POST", "/api/v1/advisories/sources/sync");
+    assert_eq!(synced[0]["changed"], 2, "{synced}");
+    assert_eq!(synced[0]["not_modified"], false, "{synced}");
+    assert!(
+        synced[1]["error"].as_str().unwrap().contains("404"),
+        "{synced}"
+    );
+    assert_eq!(api("GET", "/api/v1/advisories")["count"], 2);
+    assert_eq!(
+        findings(),
+        [("GHSA-35jh-r3h4-6jhm".to_string(), "4.17.22".to_string())]
+    );
+    assert_eq!(
+        metric(addr, "berth_scan_duration_seconds_count"),
+        scans,
+        "the verdict changed without indexing the image again"
+    );
+    // The change is told: one event for the image, naming the two
+    // advisories whose findings in it changed.
+    let told = events("vulnerabilities.changed");
+    assert_eq!(told.len(), told_before + 1, "{told:#?}");
+    let event = told.last().unwrap();
+    assert_eq!(event["repository"], "team/web", "{event}");
+    assert_eq!(
+        event["detail"]["advisories"],
+        serde_json::json!(["GHSA-35jh-r3h4-6jhm", "GHSA-p6mc-m468-83gw"]),
+        "{event}"
+    );
+    assert_eq!(event["detail"]["advisory_count"], 2, "{event}");
+
+    // Nothing new: the source answers 304 to the stored ETag.
+    let downloads = source.downloads();
+    assert_eq!(downloads, 2);
+    let synced = api("POST", "/api/v1/advisories/sources/sync");
+    assert_eq!(synced[0]["not_modified"], true, "{synced}");
+    assert_eq!(synced[0]["changed"], 0, "{synced}");
+    assert_eq!(source.downloads(), downloads);
+    assert_eq!(events("vulnerabilities.changed").len(), told_before + 1);
+}
+
 #[test]
 fn immutable_tags_refuse_a_skopeo_push_that_would_move_them() {
     let test = "immutable_tags_refuse_a_skopeo_push_that_would_move_them";
@@ -1785,6 +2138,20 @@ fn receive_one(
 
 /// Pushes a one-layer image to `ADDR/REPO:TAG` with Basic credentials.
 fn push_with_password(addr: &str, repository: &str, tag: &str, user: &str, password: &str) {
+    let layer = support::oci::tar_archive(&[("file", &support::oci::random_bytes(512))]);
+    push_layer_with_password(addr, repository, tag, user, password, layer);
+}
+
+/// Pushes an image of the one layer `layer` (a tar) to `ADDR/REPO:TAG` with
+/// Basic credentials.
+fn push_layer_with_password(
+    addr: &str,
+    repository: &str,
+    tag: &str,
+    user: &str,
+    password: &str,
+    layer: Vec<u8>,
+) {
     use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -1793,10 +2160,7 @@ fn push_with_password(addr: &str, repository: &str, tag: &str, user: &str, passw
             ..Default::default()
         });
         let image = format!("{addr}/{repository}:{tag}").parse().unwrap();
-        let layers = vec![ImageLayer::oci_v1(
-            support::oci::tar_archive(&[("file", &support::oci::random_bytes(512))]),
-            None,
-        )];
+        let layers = vec![ImageLayer::oci_v1(layer, None)];
         let config = serde_json::json!({
             "architecture": "amd64",
             "os": "linux",

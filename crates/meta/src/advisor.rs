@@ -278,7 +278,9 @@ pub trait AdvisorStore: Send + Sync + 'static {
     ) -> Result<Option<ScanJob>, MetaError>;
 
     /// Ends `holder`'s job on `manifest`: the job leaves the queue and the
-    /// image's state becomes `state` (finished) with `layers`, in one
+    /// image's state becomes `state` (finished) with `layers`, and the
+    /// image's package keys (the [`package_key`]s its findings are looked
+    /// up by) become `package_keys`, replacing earlier ones, in one
     /// transaction. Fails with `LeaseLost`, changing nothing, unless
     /// `holder` holds the job (an expired lease nobody took still counts).
     async fn finish_scan(
@@ -287,8 +289,30 @@ pub trait AdvisorStore: Send + Sync + 'static {
         manifest: &Digest,
         state: &IndexState,
         layers: &[Digest],
+        package_keys: &[String],
         now: Timestamp,
     ) -> Result<(), MetaError>;
+
+    /// The indexed images (manifest digests) with a package key among
+    /// `package_keys`, each once, in digest order, after `after` (a page's
+    /// last digest), at most `limit`.
+    async fn images_with_packages(
+        &self,
+        package_keys: &[String],
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<Digest>, MetaError>;
+
+    /// Records that the findings of each image of `changes` (a manifest
+    /// digest and the event's detail) changed at the change's time, with a
+    /// `vulnerabilities.changed` event in every repository holding it, in
+    /// one transaction; returns how many events it wrote (none for an
+    /// image no repository holds any more).
+    async fn record_vulnerability_changes(
+        &self,
+        change: &Change,
+        changes: &[(Digest, serde_json::Value)],
+    ) -> Result<usize, MetaError>;
 
     /// Gives `holder`'s job on `manifest` back to the queue, due again at
     /// `not_before` (a passing failure: storage unavailable). Fails with
@@ -322,6 +346,14 @@ pub trait AdvisorStore: Send + Sync + 'static {
         &self,
         package_keys: &[String],
     ) -> Result<Vec<String>, MetaError>;
+
+    /// The stored advisories among `ids`: each one's id, `modified` (in
+    /// nanoseconds) and, with `bodies`, its body (else empty), in id order.
+    async fn advisories_by_id(
+        &self,
+        ids: &[String],
+        bodies: bool,
+    ) -> Result<Vec<(String, i64, String)>, MetaError>;
 
     /// The ids of the stored advisories whose id or alias is `name`, in
     /// order.

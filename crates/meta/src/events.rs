@@ -278,11 +278,18 @@ pub enum EventKind {
     /// for storage `adding`); at most one a minute per namespace and quota
     /// from each node, however often clients retry.
     QuotaExceeded,
+    /// Advisories changed (an import or a scheduled sync) and with them the
+    /// findings of an image already indexed (one platform's manifest, in
+    /// one repository holding it; `detail`: `advisories`, the ids whose
+    /// findings in it appeared, changed or went, at most 50, and
+    /// `advisory_count`, how many there were). Written after the import
+    /// that changed them commits, without reading the image's layers.
+    VulnerabilitiesChanged,
 }
 
 impl EventKind {
     /// Every kind, for parsing and documentation.
-    pub const ALL: [EventKind; 41] = [
+    pub const ALL: [EventKind; 42] = [
         EventKind::NamespaceCreated,
         EventKind::NamespaceUpdated,
         EventKind::NamespaceDeleted,
@@ -324,6 +331,7 @@ impl EventKind {
         EventKind::ScanFinished,
         EventKind::ImagePulled,
         EventKind::QuotaExceeded,
+        EventKind::VulnerabilitiesChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -369,6 +377,7 @@ impl EventKind {
             EventKind::ScanFinished => "scan.finished",
             EventKind::ImagePulled => "image.pulled",
             EventKind::QuotaExceeded => "quota.exceeded",
+            EventKind::VulnerabilitiesChanged => "vulnerabilities.changed",
         }
     }
 

@@ -23,6 +23,7 @@
 //! | [`ImmutabilityStore`] | [`immutable`] | immutable-tag rules (enforced by the tag writes) |
 //! | [`RetentionStore`] | [`retention`] | retention policies, and the images a pass weighs |
 //! | [`AdvisorStore`] | [`advisor`] | the Vulnerability Advisor: layer indexes, scan queue, advisories, exemptions, pull policies |
+//! | [`AdvisorySyncStore`] | [`advisory_sync`] | the state of each advisory source's scheduled sync |
 //! | [`WebhookStore`] | [`webhooks`] | webhook endpoints and their delivery queue |
 //! | [`AuditStore`] | [`audit`] | the audit trail |
 //! | [`QuotaStore`] | [`quotas`] | storage and pull-traffic quotas per namespace |
@@ -48,6 +49,7 @@
 //! writes the events that describe the change in that same transaction.
 
 pub mod advisor;
+pub mod advisory_sync;
 pub mod audit;
 pub mod auth;
 pub mod blobs;
@@ -78,6 +80,7 @@ pub use advisor::{
     AdvisorStore, AdvisoryData, AdvisoryRow, ExemptionRow, ImageIndexRow, ImportCounts, IndexState,
     PolicyMode, PolicyRow, ScanJob,
 };
+pub use advisory_sync::{AdvisorySourceRow, AdvisorySyncStore};
 pub use audit::{AuditQuery, AuditRecord, AuditStore, NewAuditRecord};
 pub use auth::{
     AuthMetaStore, MemberStore, RefreshRotation, SigningKeyStore, TokenStore, UserStore,
@@ -211,6 +214,7 @@ pub trait MetaStore:
     + EventStore
     + AuthMetaStore
     + AdvisorStore
+    + AdvisorySyncStore
     + ImmutabilityStore
     + PullStatsStore
     + WebhookStore

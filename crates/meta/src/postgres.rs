@@ -223,6 +223,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sbom referrers",
         include_str!("../migrations/postgres/0024_sbom_referrers.sql"),
     ),
+    (
+        25,
+        "advisory sync",
+        include_str!("../migrations/postgres/0025_advisory_sync.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.

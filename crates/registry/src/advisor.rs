@@ -273,10 +273,19 @@ impl ScanWorkers {
         let mut indexed = None;
         let finished = match outcome {
             Ok((state, layers, report)) => {
+                let keys: Vec<String> = report
+                    .as_ref()
+                    .map(|report| {
+                        berth_scanner::matcher::lookup_keys(report)
+                            .iter()
+                            .map(|key| package_key(&key.ecosystem, &key.name))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 if matches!(state, IndexState::Done | IndexState::Partial(_)) {
                     indexed = report;
                 }
-                meta.finish_scan(holder, &job.manifest, &state, &layers, now)
+                meta.finish_scan(holder, &job.manifest, &state, &layers, &keys, now)
                     .await
             }
             Err(error) if job.attempts < self.options.max_attempts => {
@@ -294,7 +303,7 @@ impl ScanWorkers {
                     .failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let state = IndexState::Partial(format!("indexing failed: {error}"));
-                meta.finish_scan(holder, &job.manifest, &state, &[], now)
+                meta.finish_scan(holder, &job.manifest, &state, &[], &[], now)
                     .await
             }
         };
@@ -607,6 +616,85 @@ pub fn advisory_row(advisory: &Advisory) -> Result<AdvisoryRow, RegistryError> {
 /// commits, small enough that one transaction stays short.
 const ADVISORIES_PER_TRANSACTION: usize = 500;
 
+/// Images whose verdict one import checks at most.
+pub const MAX_IMAGES_CHECKED: usize = 10_000;
+/// Images looked up, and told of, per query.
+pub const IMAGES_PER_PAGE: usize = 500;
+/// Advisory ids one `vulnerabilities.changed` event names at most.
+const MAX_ADVISORIES_TOLD: usize = 50;
+
+/// What an import found to tell: the images whose findings changed, with
+/// the advisories that changed them.
+#[derive(Default)]
+struct VerdictChanges {
+    images: std::collections::BTreeMap<Digest, std::collections::BTreeSet<String>>,
+    checked: usize,
+    unchecked: usize,
+    /// Images' stored indexes rebuilt by earlier batches of the import, so
+    /// an image many batches touch is rebuilt once (up to
+    /// [`REPORTS_KEPT`]; emptied when full).
+    reports: std::collections::HashMap<Digest, Option<Arc<IndexReport>>>,
+}
+
+/// Rebuilt image indexes one import keeps at most.
+const REPORTS_KEPT: usize = 256;
+
+/// The ids of `batch` the import changed: added, replaced by a newer
+/// record, or withdrawn while stored. `rows` are the batch's stored rows,
+/// for their `modified` as the store compares it; `stored` the stored
+/// versions (id, modified) from before the import.
+fn changed_ids(
+    batch: &[Advisory],
+    rows: &[AdvisoryRow],
+    stored: &[(String, i64, String)],
+) -> Vec<String> {
+    let stored: std::collections::HashMap<&str, i64> = stored
+        .iter()
+        .map(|(id, modified, _)| (id.as_str(), *modified))
+        .collect();
+    let modified: std::collections::HashMap<&str, i64> = rows
+        .iter()
+        .map(|row| (row.id.as_str(), row.modified_ns))
+        .collect();
+    batch
+        .iter()
+        .filter(|advisory| {
+            let id = advisory.id.as_str();
+            match (stored.get(id), modified.get(id)) {
+                // Withdrawn: removed if it was stored.
+                (Some(_), None) => true,
+                (None, None) => false,
+                (None, Some(_)) => true,
+                (Some(old), Some(new)) => new > old,
+            }
+        })
+        .map(|advisory| advisory.id.clone())
+        .collect()
+}
+
+/// The advisories `changed` of `batch` as they were (`stored`: id,
+/// modified, body from before the import) and as they are: added ones only
+/// after, withdrawn ones only before, replaced ones both.
+fn changed_advisories(
+    batch: &[Advisory],
+    changed: &[String],
+    stored: &[(String, i64, String)],
+) -> (Vec<Arc<Advisory>>, Vec<Arc<Advisory>>) {
+    // A stored body that no longer reads cannot have findings.
+    let before = stored
+        .iter()
+        .filter_map(|(_, _, body)| serde_json::from_str::<Advisory>(body).ok())
+        .map(Arc::new)
+        .collect();
+    let changed: std::collections::HashSet<&str> = changed.iter().map(String::as_str).collect();
+    let after = batch
+        .iter()
+        .filter(|advisory| changed.contains(advisory.id.as_str()) && advisory.withdrawn.is_none())
+        .map(|advisory| Arc::new(advisory.clone()))
+        .collect();
+    (before, after)
+}
+
 impl Registry {
     /// Queues the image `digest` of `repository` for indexing (an index:
     /// each of its platform images), unless it is queued or indexed
@@ -657,13 +745,40 @@ impl Registry {
 
     /// Stores advisories (newer ones replace older ones of the same id;
     /// withdrawn ones are removed), in batches; returns what changed.
+    ///
+    /// Then tells of the verdicts that changed: the indexed images with a
+    /// package an added, updated or withdrawn advisory names are matched
+    /// against that advisory as it was and as it is, from their stored
+    /// index (never their layers), and each image whose findings differ
+    /// gets one `vulnerabilities.changed` event per repository holding it.
+    /// At most [`MAX_IMAGES_CHECKED`] images are checked per call (paged,
+    /// [`IMAGES_PER_PAGE`] at a time); past that the rest are logged, not
+    /// told.
     pub async fn import_advisories(
         &self,
         actor: &Actor,
         advisories: &[Advisory],
     ) -> Result<ImportCounts, RegistryError> {
+        self.import_advisories_with_progress(actor, advisories, &|_| {})
+            .await
+    }
+
+    /// [`Registry::import_advisories`], calling `progress` with the number
+    /// of records of each batch once it is stored (for a progress bar: one
+    /// call imports everything, so each image is told once).
+    pub async fn import_advisories_with_progress(
+        &self,
+        actor: &Actor,
+        advisories: &[Advisory],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<ImportCounts, RegistryError> {
         let mut total = ImportCounts::default();
+        let mut told = VerdictChanges::default();
         for batch in advisories.chunks(ADVISORIES_PER_TRANSACTION) {
+            let ids: Vec<String> = batch.iter().map(|a| a.id.clone()).collect();
+            // Versions first: the bodies are read only of the records the
+            // import changes (a refresh brings mostly unchanged ones).
+            let versions = self.meta().advisories_by_id(&ids, false).await?;
             let mut rows = Vec::new();
             let mut withdrawn = Vec::new();
             for advisory in batch {
@@ -673,6 +788,13 @@ impl Registry {
                     rows.push(advisory_row(advisory)?);
                 }
             }
+            // What the import will change, as it is stored before it.
+            let changed = changed_ids(batch, &rows, &versions);
+            let stored = if changed.is_empty() {
+                Vec::new()
+            } else {
+                self.meta().advisories_by_id(&changed, true).await?
+            };
             let counts = self
                 .meta()
                 .import_advisories(&self.change(actor), &rows, &withdrawn)
@@ -681,8 +803,131 @@ impl Registry {
             total.updated += counts.updated;
             total.unchanged += counts.unchanged;
             total.removed += counts.removed;
+            if counts.changed() {
+                let (before, after) = changed_advisories(batch, &changed, &stored);
+                self.find_verdict_changes(&before, &after, &mut told)
+                    .await?;
+            }
+            progress(batch.len());
+        }
+        if told.unchecked > 0 {
+            tracing::warn!(
+                unchecked = told.unchecked,
+                checked = told.checked,
+                "advisories changed for more images than one import checks; the rest were not told of it"
+            );
+        }
+        let changes: Vec<(Digest, serde_json::Value)> = told
+            .images
+            .into_iter()
+            .map(|(manifest, ids)| {
+                let detail = serde_json::json!({
+                    "advisories": ids.iter().take(MAX_ADVISORIES_TOLD).collect::<Vec<_>>(),
+                    "advisory_count": ids.len(),
+                });
+                (manifest, detail)
+            })
+            .collect();
+        for page in changes.chunks(IMAGES_PER_PAGE) {
+            self.meta()
+                .record_vulnerability_changes(&self.change(actor), page)
+                .await?;
         }
         Ok(total)
+    }
+
+    /// Adds to `told` the indexed images whose findings differ between the
+    /// advisories `before` (as stored) and `after` (as imported).
+    async fn find_verdict_changes(
+        &self,
+        before: &[Arc<Advisory>],
+        after: &[Arc<Advisory>],
+        told: &mut VerdictChanges,
+    ) -> Result<(), RegistryError> {
+        let mut keys: Vec<String> = before
+            .iter()
+            .chain(after)
+            .flat_map(|advisory| advisory.keys())
+            .map(|key| package_key(&key.ecosystem, &key.name))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut last: Option<Digest> = None;
+        loop {
+            let page = self
+                .meta()
+                .images_with_packages(&keys, last.as_ref(), IMAGES_PER_PAGE)
+                .await?;
+            let Some(end) = page.last().cloned() else {
+                return Ok(());
+            };
+            for manifest in &page {
+                if told.checked >= MAX_IMAGES_CHECKED {
+                    told.unchecked += 1;
+                    continue;
+                }
+                told.checked += 1;
+                let report = match told.reports.get(manifest) {
+                    Some(report) => report.clone(),
+                    None => {
+                        let report = self.indexed_report(manifest).await?.map(Arc::new);
+                        if told.reports.len() >= REPORTS_KEPT {
+                            told.reports.clear();
+                        }
+                        told.reports.insert(manifest.clone(), report.clone());
+                        report
+                    }
+                };
+                let Some(report) = report else {
+                    continue;
+                };
+                let old = berth_scanner::assess_with(&report, before);
+                let new = berth_scanner::assess_with(&report, after);
+                let differing: Vec<&Finding> = old
+                    .iter()
+                    .filter(|f| !new.contains(f))
+                    .chain(new.iter().filter(|f| !old.contains(f)))
+                    .collect();
+                if !differing.is_empty() {
+                    told.images
+                        .entry(manifest.clone())
+                        .or_default()
+                        .extend(differing.into_iter().map(|f| f.advisory.clone()));
+                }
+            }
+            if page.len() < IMAGES_PER_PAGE {
+                return Ok(());
+            }
+            last = Some(end);
+        }
+    }
+
+    /// The stored index of an image whose indexing finished with packages
+    /// (done or partial), rebuilt from its layers' stored indexes.
+    async fn indexed_report(
+        &self,
+        manifest: &Digest,
+    ) -> Result<Option<IndexReport>, RegistryError> {
+        let meta = self.meta();
+        let Some(row) = meta.image_index(manifest).await? else {
+            return Ok(None);
+        };
+        if !matches!(row.state, IndexState::Done | IndexState::Partial(_)) {
+            return Ok(None);
+        }
+        let mut layers = Vec::new();
+        for layer in &row.layers {
+            let Some((_, body)) = meta.layer_index(layer).await? else {
+                continue;
+            };
+            let index: LayerIndex = serde_json::from_str(&body)
+                .map_err(|error| MetaError::Corrupt(format!("layer index {layer}: {error}")))?;
+            layers.push(index);
+        }
+        Ok(Some(IndexReport::from_layers(&layers)))
     }
 
     /// The scan queue's depth and the seconds since advisories were last

@@ -52,6 +52,9 @@ pub enum RegistryError {
     /// Another run of the rule holds its lease (on this node or another).
     #[error("replication rule {0:?} is running already; try again when it finishes")]
     ReplicationBusy(String),
+    /// A sync of the advisory sources runs already (on this node or another).
+    #[error("an advisory sync is running already; try again when it finishes")]
+    AdvisorySyncBusy,
     #[error("the namespace holds repositories")]
     NamespaceNotEmpty,
     /// The chunk does not start where the upload ends: HTTP 416.
@@ -171,6 +174,7 @@ impl RegistryError {
             | RegistryError::NamespaceExists
             | RegistryError::RuleExists
             | RegistryError::ReplicationBusy(_)
+            | RegistryError::AdvisorySyncBusy
             | RegistryError::NamespaceNotEmpty
             | RegistryError::ProxyReadOnly(_) => ErrorCode::Denied,
             RegistryError::UpstreamTooManyRequests { .. } => ErrorCode::TooManyRequests,

@@ -15,6 +15,9 @@
 //!   [`ConsumerRunner`]) and its retention.
 //! - [`advisor`]: the Vulnerability Advisor: scan on push ([`advisor::ScanOnPush`]),
 //!   the scan workers ([`advisor::ScanWorkers`]) and image assessment.
+//! - [`advisory_sync`]: the scheduled sync of configured advisory sources
+//!   ([`advisory_sync::AdvisorySync`], one node per pass under a job lease;
+//!   the download is an [`advisory_sync::AdvisoryFetcher`] the binary gives).
 //! - [`replication`]: copying images to and from other registries
 //!   ([`Replicator`], over a [`RemoteRegistry`]), on demand, on push
 //!   ([`ReplicationTrigger`]) and on a schedule.
@@ -35,6 +38,7 @@ use berth_meta::{MetaStore, Timestamp};
 use berth_storage::BlobStore;
 
 pub mod advisor;
+pub mod advisory_sync;
 pub mod audit;
 mod blobs;
 mod cache;

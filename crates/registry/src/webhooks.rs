@@ -53,6 +53,8 @@ pub const WEBHOOK_EVENT_ALIASES: &[(&str, &[EventKind])] = &[
     // A push or pull refused over a namespace's quota (at most one a
     // minute per namespace and quota from each node).
     ("quota", &[EventKind::QuotaExceeded]),
+    // New or changed advisories changed an indexed image's findings.
+    ("vulnerability", &[EventKind::VulnerabilitiesChanged]),
 ];
 
 /// Whether `name` is an event type a webhook may subscribe to: an alias of

@@ -322,6 +322,7 @@ async fn a_job_of_a_worker_that_died_is_taken_over_after_its_lease() {
             &image.digest,
             &IndexState::Partial("late".to_string()),
             &[],
+            &[],
             h.now(),
         )
         .await;
@@ -581,4 +582,252 @@ async fn indexed_images_get_their_sbom_attached_once_as_a_referrer() {
     );
     assert_eq!(workers.run_once(10).await.unwrap(), 1);
     assert_eq!(sboms(app, image.digest).await.len(), 1);
+}
+
+/// The `vulnerabilities.changed` events since `from`, as (repository,
+/// manifest, advisories named).
+async fn verdict_changes(h: &Harness, from: i64) -> Vec<(String, String, serde_json::Value)> {
+    use berth_meta::{EventCursor, EventKind, EventStore};
+    let page = h
+        .meta
+        .read_events(&EventCursor::after(from), 1000)
+        .await
+        .unwrap();
+    page.events
+        .into_iter()
+        .filter(|e| e.kind == EventKind::VulnerabilitiesChanged)
+        .map(|e| {
+            (
+                e.repository.unwrap().to_string(),
+                e.digest.unwrap().to_string(),
+                e.detail["advisories"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// An import tells of exactly the indexed images whose findings it
+/// changed, once per repository holding each, naming the advisories that
+/// changed them: not of an advisory for another release, not of one
+/// imported again unchanged; a withdrawal is a change too. No layer is
+/// read again.
+#[tokio::test]
+async fn imports_tell_of_the_images_whose_findings_they_change() {
+    use berth_meta::EventStore;
+    let h = Harness::new().await;
+    let app = repo("team/app");
+    let copy = repo("team/copy");
+    let other = repo("team/other");
+    let base = layer(&[
+        ("etc/os-release", OS_RELEASE),
+        (
+            "var/lib/dpkg/status",
+            &dpkg_status(&[("libexample", "1.2-3"), ("toolexample", "0.9-1")]),
+        ),
+    ]);
+    let unrelated = layer(&[
+        ("etc/os-release", OS_RELEASE),
+        (
+            "var/lib/dpkg/status",
+            &dpkg_status(&[("zlib1g", "1:1.2.13.dfsg-1")]),
+        ),
+    ]);
+    let image = h.push_image(&app, &tag("v1"), "app", &[&base]).await;
+    h.push_image(&copy, &tag("v1"), "app", &[&base]).await;
+    h.push_image(&other, &tag("v1"), "other", &[&unrelated])
+        .await;
+    scan_on_push(&h.registry).run_once().await.unwrap();
+    let workers = workers(&h.registry);
+    assert_eq!(workers.run_once(10).await.unwrap(), 2);
+    let layers_read = workers.stats().layers_indexed.load(Ordering::SeqCst);
+
+    let from = h.meta.last_event_position().await.unwrap();
+    h.registry
+        .import_advisories(&actor(), &advisories())
+        .await
+        .unwrap();
+    let digest = image.digest.to_string();
+    let both = serde_json::json!(["TEST-DEB-1", "TEST-DEB-2"]);
+    assert_eq!(
+        verdict_changes(&h, from).await,
+        vec![
+            ("team/app".to_string(), digest.clone(), both.clone()),
+            ("team/copy".to_string(), digest.clone(), both),
+        ]
+    );
+
+    // The same records again, and a newer record for Debian 11: nothing
+    // changes for a Debian 12 image.
+    let from = h.meta.last_event_position().await.unwrap();
+    let mut again = advisories();
+    again[2].modified += time::Duration::days(1);
+    let counts = h
+        .registry
+        .import_advisories(&actor(), &again)
+        .await
+        .unwrap();
+    assert_eq!((counts.updated, counts.unchanged), (1, 2));
+    assert_eq!(verdict_changes(&h, from).await, vec![]);
+
+    // A newer TEST-DEB-1 with a later fix: the finding changes, and that
+    // is told (the record as it was is compared, not the new one twice).
+    let from = h.meta.last_event_position().await.unwrap();
+    let mut newer = advisories().remove(0);
+    newer.modified += time::Duration::days(1);
+    let fixed = serde_json::json!("1.2-3+deb12u2");
+    let mut record = serde_json::to_value(&newer).unwrap();
+    let text = record
+        .to_string()
+        .replace("1.2-3+deb12u1", fixed.as_str().unwrap());
+    record = serde_json::from_str(&text).unwrap();
+    let newer: berth_scanner::Advisory = serde_json::from_value(record).unwrap();
+    h.registry
+        .import_advisories(&actor(), &[newer])
+        .await
+        .unwrap();
+    let one = serde_json::json!(["TEST-DEB-1"]);
+    assert_eq!(
+        verdict_changes(&h, from).await,
+        vec![
+            ("team/app".to_string(), digest.clone(), one.clone()),
+            ("team/copy".to_string(), digest.clone(), one),
+        ]
+    );
+
+    // Withdrawn: the finding goes, and that is told.
+    let mut withdrawn = advisories().remove(1);
+    withdrawn.modified += time::Duration::days(1);
+    withdrawn.withdrawn = Some(withdrawn.modified);
+    let from = h.meta.last_event_position().await.unwrap();
+    h.registry
+        .import_advisories(&actor(), &[withdrawn])
+        .await
+        .unwrap();
+    let gone = serde_json::json!(["TEST-DEB-2"]);
+    assert_eq!(
+        verdict_changes(&h, from).await,
+        vec![
+            ("team/app".to_string(), digest.clone(), gone.clone()),
+            ("team/copy".to_string(), digest, gone),
+        ]
+    );
+    assert_eq!(
+        workers.stats().layers_indexed.load(Ordering::SeqCst),
+        layers_read,
+        "no layer was read again"
+    );
+}
+
+/// A source for the sync tests: one OSV record at `GOOD` (with an ETag, and
+/// "not modified" to a request naming it), an error anywhere else; counts
+/// the fetches.
+struct FakeSource {
+    fetches: std::sync::atomic::AtomicUsize,
+}
+
+const GOOD: &str = "https://osv.example/npm/record.json";
+const BAD: &str = "https://unreachable.example/all.zip";
+
+#[async_trait::async_trait]
+impl berth_registry::advisory_sync::AdvisoryFetcher for FakeSource {
+    async fn fetch(
+        &self,
+        url: &str,
+        validators: &berth_registry::advisory_sync::Validators,
+    ) -> Result<berth_registry::advisory_sync::Fetched, String> {
+        use berth_registry::advisory_sync::{Fetched, Validators};
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        if url != GOOD {
+            return Err("connection refused".to_string());
+        }
+        if validators.etag.as_deref() == Some("\"v1\"") {
+            return Ok(Fetched::NotModified);
+        }
+        let record = r#"{"id": "TEST-SYNC-1", "modified": "2026-01-01T00:00:00Z",
+            "affected": [{"package": {"ecosystem": "npm", "name": "left-pad"},
+              "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.3.0"}]}]}]}"#;
+        Ok(Fetched::Body {
+            bytes: record.as_bytes().to_vec(),
+            validators: Validators {
+                etag: Some("\"v1\"".to_string()),
+                last_modified: None,
+            },
+        })
+    }
+}
+
+/// The scheduled sync on two nodes sharing a database: while another node
+/// holds the lease nothing is downloaded (and "sync now" is busy); a pass
+/// syncs every due source, records a failure without stopping, and
+/// releases the lease; a source is due once per interval whichever node
+/// asks; the stored ETag makes the next download a "not modified".
+#[tokio::test]
+async fn the_sync_runs_on_one_node_at_a_time_once_per_interval() {
+    use berth_meta::JobLeaseStore;
+    use berth_registry::advisory_sync::{AdvisorySync, SYNC_JOB};
+    let h = Harness::new().await;
+    let node_b = Registry::with_clock(
+        h.blobs.clone(),
+        h.meta.clone(),
+        berth_registry::RegistryConfig {
+            node_name: "node-b".to_string(),
+            ..support::config()
+        },
+        berth_registry::Clock::Fixed(h.clock.clone()),
+    );
+    assert_ne!(h.registry.config().node_name, "node-b");
+    let source = Arc::new(FakeSource {
+        fetches: Default::default(),
+    });
+    let urls = vec![GOOD.to_string(), BAD.to_string()];
+    let hour = std::time::Duration::from_secs(3600);
+    let a = AdvisorySync::new(h.registry.clone(), source.clone(), urls.clone(), hour);
+    let b = AdvisorySync::new(node_b, source.clone(), urls, hour);
+    let fetches = || source.fetches.load(Ordering::SeqCst);
+
+    // Node B holds the lease (a pass of its own): node A waits.
+    assert!(h
+        .meta
+        .acquire_job_lease(SYNC_JOB, "node-b", h.now(), 3600)
+        .await
+        .unwrap());
+    assert_eq!(a.sync_due().await.unwrap(), vec![]);
+    assert!(matches!(
+        a.sync_now().await,
+        Err(berth_registry::RegistryError::AdvisorySyncBusy)
+    ));
+    assert_eq!(fetches(), 0);
+    h.meta.release_job_lease(SYNC_JOB, "node-b").await.unwrap();
+
+    let outcomes = a.sync_due().await.unwrap();
+    assert_eq!(fetches(), 2);
+    assert_eq!(outcomes[0].changed, Some(1));
+    assert_eq!(outcomes[1].error.as_deref(), Some("connection refused"));
+    assert_eq!(h.registry.advisory_data().await.unwrap().count, 1);
+    // Released after the pass.
+    assert!(h
+        .meta
+        .acquire_job_lease(SYNC_JOB, "someone", h.now(), 1)
+        .await
+        .unwrap());
+    h.meta.release_job_lease(SYNC_JOB, "someone").await.unwrap();
+
+    // Nothing is due before the interval ends, on either node.
+    h.advance(3599);
+    assert_eq!(a.sync_due().await.unwrap(), vec![]);
+    assert_eq!(b.sync_due().await.unwrap(), vec![]);
+    assert_eq!(fetches(), 2);
+
+    // Then node B syncs both; the good source answers "not modified".
+    h.advance(1);
+    let outcomes = b.sync_due().await.unwrap();
+    assert_eq!(fetches(), 4);
+    assert!(outcomes[0].not_modified);
+    assert_eq!(outcomes[0].changed, Some(0));
+    let status = a.status().await.unwrap();
+    assert_eq!(status[0].last_success_at, Some(h.now()));
+    assert_eq!(status[0].etag.as_deref(), Some("\"v1\""));
+    assert_eq!(status[1].last_success_at, None);
+    assert_eq!(status[1].last_attempt_at, Some(h.now()));
+    assert_eq!(status[1].last_error.as_deref(), Some("connection refused"));
 }

@@ -125,12 +125,10 @@ fn release_matches(affected: Option<&str>, image: Option<&str>) -> bool {
         .is_some_and(|numeric| numeric == image)
 }
 
-/// Assesses an index report against an advisory source: one lookup for all
-/// the report's packages, then [`assess_with`].
-pub async fn assess(
-    report: &IndexReport,
-    source: &dyn AdvisorySource,
-) -> Result<Vec<Finding>, SourceError> {
+/// The package keys a report's findings are looked up by (source packages
+/// for Debian binaries, each once, sorted): what an advisory must name to
+/// touch the image.
+pub fn lookup_keys(report: &IndexReport) -> Vec<PackageKey> {
     let distribution = report.distribution.as_ref();
     let mut keys: Vec<PackageKey> = report
         .packages
@@ -139,6 +137,16 @@ pub async fn assess(
         .collect();
     keys.sort();
     keys.dedup();
+    keys
+}
+
+/// Assesses an index report against an advisory source: one lookup for all
+/// the report's packages, then [`assess_with`].
+pub async fn assess(
+    report: &IndexReport,
+    source: &dyn AdvisorySource,
+) -> Result<Vec<Finding>, SourceError> {
+    let keys = lookup_keys(report);
     let advisories = source.advisories_for(&keys).await?;
     Ok(assess_with(report, &advisories))
 }

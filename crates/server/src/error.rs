@@ -54,6 +54,7 @@ pub fn registry_status(error: &RegistryError) -> StatusCode {
         | RegistryError::NamespaceExists
         | RegistryError::RuleExists
         | RegistryError::ReplicationBusy(_)
+        | RegistryError::AdvisorySyncBusy
         | RegistryError::NamespaceNotEmpty => StatusCode::CONFLICT,
         // A retryable condition: clients retry a push on 503.
         RegistryError::BlobBeingCollected => StatusCode::SERVICE_UNAVAILABLE,

@@ -70,6 +70,9 @@ pub struct AppState {
     pub outbound: Arc<settings::OutboundSettings>,
     /// Runs replication rules on demand (the API's "run now").
     pub replicator: Option<Arc<berth_registry::Replicator>>,
+    /// Syncs the configured advisory sources on demand (the API's "sync
+    /// now") and reports their state.
+    pub advisory_sync: Option<Arc<berth_registry::advisory_sync::AdvisorySync>>,
     /// The effective configuration as `berth config check` prints it
     /// (secrets shown as `***`), for the console's settings page; empty
     /// when the binary gave none.
@@ -85,6 +88,7 @@ impl AppState {
             settings: Arc::new(ServerSettings::default()),
             outbound: Arc::new(settings::OutboundSettings::default()),
             replicator: None,
+            advisory_sync: None,
             configuration_listing: Arc::new(String::new()),
         }
     }
@@ -111,6 +115,15 @@ impl AppState {
     /// Lets the API run replication rules.
     pub fn with_replicator(mut self, replicator: berth_registry::Replicator) -> AppState {
         self.replicator = Some(Arc::new(replicator));
+        self
+    }
+
+    /// Lets the API report and run the advisory sync.
+    pub fn with_advisory_sync(
+        mut self,
+        sync: Arc<berth_registry::advisory_sync::AdvisorySync>,
+    ) -> AppState {
+        self.advisory_sync = Some(sync);
         self
     }
 

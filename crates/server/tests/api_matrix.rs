@@ -217,6 +217,11 @@ fn rows() -> Vec<Row> {
         Row { operation: "import_advisories", method: "POST", path: "/api/v1/advisories",
               body: r#"{"records":[]}"#, setup: Setup::None,
               public: ADMIN_ONLY, private: ADMIN_ONLY },
+        // No sources configured in the harness: an empty list, an empty pass.
+        Row { operation: "list_advisory_sources", method: "GET", path: "/api/v1/advisories/sources", body: "", setup: Setup::None,
+              public: ADMIN_ONLY, private: ADMIN_ONLY },
+        Row { operation: "sync_advisory_sources", method: "POST", path: "/api/v1/advisories/sources/sync", body: "", setup: Setup::None,
+              public: ADMIN_ONLY, private: ADMIN_ONLY },
         Row { operation: "list_immutable_rules", method: "GET", path: "/api/v1/immutable-rules", body: "", setup: Setup::None,
               public: LOGGED_IN, private: LOGGED_IN },
         Row { operation: "add_immutable_rule", method: "POST", path: "/api/v1/immutable-rules",

@@ -6,51 +6,129 @@
 //! A PATH is a directory of OSV JSON/YAML records (searched recursively),
 //! one record, or an ecosystem's `all.zip` as osv.dev publishes them. A URL
 //! (`https://…/all.zip` or one record) is downloaded to a temporary file
-//! first. The import is incremental: a record replaces a stored one only
-//! if its `modified` is newer, and withdrawn records are removed.
+//! first, with the scheduled sync's bounds. The import is incremental: a
+//! record replaces a stored one only if its `modified` is newer, and
+//! withdrawn records are removed.
+//!
+//! `berth advisories status` shows the configured sources of the scheduled
+//! sync (`[scanner] advisory_urls`) with their stored state.
 
 use std::path::Path;
 use std::process::ExitCode;
 
+use berth_registry::advisory_sync::{AdvisoryFetcher, Fetched};
 use berth_registry::Actor;
 use berth_scanner::Advisory;
 
-use crate::cli::{AdvisoriesCommand, ImportArgs};
+use crate::cli::{AdvisoriesCommand, ImportArgs, StatusArgs};
+use crate::client::output::{json_line, or_dash, render_table, OutputFormat};
 use crate::config::{Environment, Loaded};
 use crate::wiring;
 
 pub fn run(command: AdvisoriesCommand, env: &Environment) -> ExitCode {
-    let AdvisoriesCommand::Import(args) = command;
-    let args = &args;
-    super::run_offline(&args.config, env, |loaded| async move {
-        import(&loaded, args).await
-    })
+    match command {
+        AdvisoriesCommand::Import(args) => {
+            let args = &args;
+            super::run_offline(&args.config, env, |loaded| async move {
+                import(&loaded, args).await
+            })
+        }
+        AdvisoriesCommand::Status(args) => {
+            let args = &args;
+            super::run_offline(&args.config, env, |loaded| async move {
+                status(&loaded, args).await
+            })
+        }
+    }
 }
 
-/// Advisories stored between two updates of the progress bar.
-const IMPORT_SLICE: usize = 1000;
+/// A source as `-o json` prints it: the API's fields, with times in RFC
+/// 3339 as every `-o json` of the CLI has them.
+#[derive(serde::Serialize)]
+struct SourceStatus {
+    url: String,
+    last_attempt_at: Option<String>,
+    last_success_at: Option<String>,
+    records_changed: u64,
+    last_error: Option<String>,
+}
+
+/// Seconds since the epoch in RFC 3339 (UTC).
+fn rfc3339(at: Option<i64>) -> Option<String> {
+    let at = time::OffsetDateTime::from_unix_timestamp(at?).ok()?;
+    at.format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+async fn status(loaded: &Loaded, args: &StatusArgs) -> Result<(), String> {
+    let opened = wiring::open_registry(loaded, wiring::StorageCheck::OpenOnly, None).await?;
+    let urls = wiring::advisory_urls(&loaded.config);
+    let rows = berth_registry::advisory_sync::source_status(&opened.registry, &urls)
+        .await
+        .map_err(|e| format!("reading the advisory sources: {e}"))?;
+    let sources: Vec<SourceStatus> = rows
+        .into_iter()
+        .map(|row| SourceStatus {
+            url: crate::advisory_fetch::redact(&row.url),
+            last_attempt_at: rfc3339(row.last_attempt_at),
+            last_success_at: rfc3339(row.last_success_at),
+            records_changed: row.records_changed,
+            last_error: row.last_error,
+        })
+        .collect();
+    match args.output {
+        OutputFormat::Json => print!("{}", json_line(&sources)),
+        OutputFormat::Table if sources.is_empty() => println!(
+            "no advisory sources configured ([scanner] advisory_urls); import files with `berth advisories import PATH`"
+        ),
+        OutputFormat::Table => {
+            let rows: Vec<Vec<String>> = sources
+                .iter()
+                .map(|source| {
+                    vec![
+                        source.url.clone(),
+                        or_dash(source.last_attempt_at.as_deref()),
+                        or_dash(source.last_success_at.as_deref()),
+                        source.records_changed.to_string(),
+                        or_dash(source.last_error.as_deref()),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                render_table(
+                    &["url", "last attempt", "last success", "changed", "last error"],
+                    &rows,
+                    false
+                )
+            );
+        }
+    }
+    Ok(())
+}
 
 async fn import(loaded: &Loaded, args: &ImportArgs) -> Result<(), String> {
     let source = &args.source;
     let mut advisories = Vec::new();
-    let mut problems = Vec::new();
-    let mut record =
-        |name: &str, result: Result<Advisory, berth_scanner::osv::OsvError>| match result {
-            Ok(advisory) => advisories.push(advisory),
-            Err(error) => problems.push((name.to_string(), error.to_string())),
-        };
+    let mut problems: Vec<(String, String)> = Vec::new();
     if source.starts_with("https://") || source.starts_with("http://") {
         // Held in memory, not written anywhere: an ecosystem's all.zip is
-        // tens of megabytes.
-        let bytes = download(source).await?;
-        if source.ends_with(".zip") {
-            berth_scanner::osv::read_zip(std::io::Cursor::new(bytes), &mut record)
-                .map_err(|e| format!("reading {source}: {e}"))?;
-        } else {
-            record(source, berth_scanner::osv::parse_file(source, &bytes));
-        }
+        // tens of megabytes. Bounded as the scheduled sync's downloads are.
+        let fetcher = crate::advisory_fetch::HttpFetcher::new(Default::default())?;
+        let bytes = match fetcher.fetch(source, &Default::default()).await? {
+            Fetched::Body { bytes, .. } => bytes,
+            Fetched::NotModified => return Err(format!("{source} answered 304 Not Modified")),
+        };
+        let (records, skipped) = berth_registry::advisory_sync::parse_source(source, &bytes)?;
+        advisories.extend(records);
+        problems.extend(skipped);
     } else {
         let path = Path::new(source);
+        let mut record =
+            |name: &str, result: Result<Advisory, berth_scanner::osv::OsvError>| match result {
+                Ok(advisory) => advisories.push(advisory),
+                Err(error) => problems.push((name.to_string(), error.to_string())),
+            };
         berth_scanner::osv::read_path(path, &mut record)
             .map_err(|e| format!("reading {}: {e}", path.display()))?;
     }
@@ -62,21 +140,18 @@ async fn import(loaded: &Loaded, args: &ImportArgs) -> Result<(), String> {
     }
     let opened = wiring::open_registry(loaded, wiring::StorageCheck::OpenOnly, None).await?;
     // A whole ecosystem is tens of thousands of records and minutes of
-    // work: stored a slice at a time, with a progress bar on a terminal.
+    // work: a progress bar on a terminal, moved as each batch is stored
+    // (one import, so each image whose findings change is told once).
     let progress = crate::client::output::progress(advisories.len() as u64, "advisories", false);
-    let mut counts = berth_meta::ImportCounts::default();
-    for slice in advisories.chunks(IMPORT_SLICE) {
-        let stored = opened
-            .registry
-            .import_advisories(&Actor::system("advisories-import"), slice)
-            .await
-            .map_err(|e| format!("storing advisories: {e}"))?;
-        counts.added += stored.added;
-        counts.updated += stored.updated;
-        counts.unchanged += stored.unchanged;
-        counts.removed += stored.removed;
-        progress.inc(slice.len() as u64);
-    }
+    let counts = opened
+        .registry
+        .import_advisories_with_progress(
+            &Actor::system("advisories-import"),
+            &advisories,
+            &|stored| progress.inc(stored as u64),
+        )
+        .await
+        .map_err(|e| format!("storing advisories: {e}"))?;
     progress.finish_and_clear();
     println!(
         "imported {} records from {source}: {} added, {} updated, {} unchanged, {} withdrawn removed, {} skipped",
@@ -88,17 +163,4 @@ async fn import(loaded: &Loaded, args: &ImportArgs) -> Result<(), String> {
         problems.len(),
     );
     Ok(())
-}
-
-/// Downloads `url` into memory.
-async fn download(url: &str) -> Result<Vec<u8>, String> {
-    let response = reqwest::get(url)
-        .await
-        .and_then(|response| response.error_for_status())
-        .map_err(|e| format!("downloading {url}: {e}"))?;
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| format!("downloading {url}: {e}"))?;
-    Ok(bytes.to_vec())
 }

@@ -127,6 +127,10 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
         ReplicationOptions::default(),
     );
     state = state.with_replicator(replicator.clone());
+    // The advisory sync: on a schedule (the task below) and on demand (the
+    // API), one node per pass; it does nothing without configured sources.
+    let advisory_sync = Arc::new(wiring::advisory_sync(config, registry.clone())?);
+    state = state.with_advisory_sync(advisory_sync.clone());
     if config.auth.enabled {
         state = state.with_auth(wiring::auth_state(config, opened.auth_meta, env).await?);
     }
@@ -364,6 +368,11 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
                 tracing::warn!(%error, "cannot read blob traffic; traffic quotas apply after the next flush");
             }
             registry.run_pull_stats(interval, cancel).await
+        });
+    }
+    if !advisory_sync.urls().is_empty() {
+        tasks.spawn("advisory sync", move |cancel| async move {
+            advisory_sync.run(cancel).await
         });
     }
     tasks.spawn("memory return", crate::memory::return_freed_memory);

@@ -25,7 +25,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::values::{ByteSize, DatabaseUrl, LogFilter, LogFormat, SecretText, StorageUrl};
+use super::values::{
+    AdvisoryUrl, ByteSize, DatabaseUrl, LogFilter, LogFormat, SecretText, StorageUrl,
+};
 use super::KeyOption::{FallbackEnv, Legacy, Switch};
 
 declare_config! {
@@ -179,6 +181,10 @@ declare_config! {
         max_file_size: ByteSize = "32MiB", flag "scanner-max-file-size";
         /// Attach each indexed image's SBOM (CycloneDX) to it as an OCI referrer; a namespace's policy may turn it off there (`berth va policy set NS --sbom off`).
         attach_sbom: bool = "true", flag "scanner-attach-sbom";
+        /// OSV advisory sources `berth serve` syncs on a schedule: URLs of OSV `all.zip` files (as osv.dev publishes per ecosystem) or of single OSV JSON records; none by default, so the server works offline from `berth advisories import`.
+        advisory_urls: Vec<AdvisoryUrl> = "none", flag "scanner-advisory-urls";
+        /// How often each advisory source is synced, at least 1m (once per interval across the cluster; a failed sync is retried at the next interval).
+        advisory_sync_interval: Duration = "6h", flag "scanner-advisory-sync-interval";
     }
 
     /// Webhooks: events of a namespace, or of the registry, POSTed as signed CloudEvents.

@@ -723,6 +723,13 @@ impl Config {
                 self.auth.refresh_token_lifetime,
                 Duration::from_secs(60),
             ),
+            // Sources are polled for being due at most once a minute, and
+            // an interval shorter than that would only hammer them.
+            (
+                "scanner.advisory_sync_interval",
+                self.scanner.advisory_sync_interval,
+                Duration::from_secs(60),
+            ),
         ];
         for (key, value, minimum) in minimum_durations {
             if value < minimum {

@@ -154,11 +154,18 @@ fn samples(value_name: &str) -> &'static [(&'static str, &'static str, &'static 
         // Minutes, because some durations must be at least a minute.
         "DURATION" => &[("\"11m\"", "12m", "13m")],
         "SIZE" => &[("\"6MiB\"", "7MiB", "9437184")],
-        "LIST" => &[(
-            "[\"10.0.0.0/8\", \"192.168.1.1\"]",
-            "10.1.0.0/16",
-            "10.2.0.1, fd00::/8",
-        )],
+        "LIST" => &[
+            (
+                "[\"10.0.0.0/8\", \"192.168.1.1\"]",
+                "10.1.0.0/16",
+                "10.2.0.1, fd00::/8",
+            ),
+            (
+                "[\"https://file.example/all.zip\", \"http://mirror/a.json\"]",
+                "https://env.example/all.zip",
+                "https://flag.example/a.zip, https://flag.example/b.zip",
+            ),
+        ],
         "text|json" => &[("\"json\"", "text", "json")],
         "FILTER" => &[("\"debug\"", "warn", "berth_server=debug,info")],
         "URL" => &[
@@ -475,6 +482,18 @@ fn invalid_values_name_the_key_and_source() {
         ("listen = ", &[], &[], "berth.toml"),
         ("log = \"[[[\"", &[], &[], "server.log"),
         ("[gc]\ninterval = \"0s\"", &[], &[], "gc.interval"),
+        (
+            "[scanner]\nadvisory_sync_interval = \"10s\"",
+            &[],
+            &[],
+            "scanner.advisory_sync_interval",
+        ),
+        (
+            "[scanner]\nadvisory_urls = [\"file:///osv/all.zip\"]",
+            &[],
+            &[],
+            "not an http or https URL",
+        ),
         ("gc_untagged = \"yes\"", &[], &[], "expected true or false"),
         (
             "",

@@ -261,6 +261,40 @@ impl<T: Setting> Setting for Vec<T> {
     }
 }
 
+/// The URL of an advisory source: `http` or `https` only. A password in it
+/// is shown as `***`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdvisoryUrl(pub url::Url);
+
+impl AdvisoryUrl {
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl Setting for AdvisoryUrl {
+    const VALUE_NAME: &'static str = "URL";
+
+    fn parse_text(text: &str) -> Result<Self, String> {
+        let url =
+            url::Url::parse(text.trim()).map_err(|e| format!("{text:?} is not a URL ({e})"))?;
+        match url.scheme() {
+            "http" | "https" if url.has_host() => Ok(AdvisoryUrl(url)),
+            _ => Err(format!(
+                "{text:?} is not an http or https URL (import files with `berth advisories import PATH`)"
+            )),
+        }
+    }
+
+    fn show(&self) -> Option<String> {
+        let mut shown = self.0.clone();
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some("***"));
+        }
+        Some(toml_string(shown.as_str()))
+    }
+}
+
 /// A network given as `ADDR/BITS`, or a single address (`10.0.0.5`, which
 /// is `10.0.0.5/32`).
 impl Setting for ipnet::IpNet {

@@ -318,6 +318,7 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
         manifest: &Digest,
         state: &IndexState,
         layers: &[Digest],
+        package_keys: &[String],
         now: Timestamp,
     ) -> Result<(), MetaError> {
         let change = Change::new(Actor::system("scanner"), now);
@@ -360,9 +361,104 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
         .execute(&mut tx)
         .await
         .map_err(database("recording an image index"))?;
+        query("DELETE FROM image_packages WHERE manifest_digest = $1")
+            .bind(manifest.as_str())
+            .execute(&mut tx)
+            .await
+            .map_err(database("replacing an image's package keys"))?;
+        let mut keys: Vec<&str> = package_keys.iter().map(String::as_str).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let insert = format!(
+            "INSERT INTO image_packages (package_key, manifest_digest) \
+             SELECT l.value, $2 FROM {}",
+            tx.dialect().list(1)
+        );
+        for keys in keys.chunks(KEYS_PER_STATEMENT) {
+            query(&insert)
+                .bind(keys.to_vec())
+                .bind(manifest.as_str())
+                .execute(&mut tx)
+                .await
+                .map_err(database("recording an image's package keys"))?;
+        }
         tx.commit()
             .await
             .map_err(database("committing a finished scan"))
+    }
+
+    async fn images_with_packages(
+        &self,
+        package_keys: &[String],
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<Digest>, MetaError> {
+        let sql = format!(
+            "SELECT DISTINCT manifest_digest FROM image_packages \
+             WHERE package_key IN (SELECT l.value FROM {}) AND manifest_digest > $2 \
+             ORDER BY manifest_digest LIMIT $3",
+            self.db.dialect().list(1)
+        );
+        let limit_bound = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut found = std::collections::BTreeSet::new();
+        for keys in package_keys.chunks(KEYS_PER_STATEMENT) {
+            let rows = query(&sql)
+                .bind(keys.iter().map(String::as_str).collect::<Vec<_>>())
+                .bind(after.map_or("", Digest::as_str))
+                .bind(limit_bound)
+                .fetch_all(self.db.reader())
+                .await
+                .map_err(database("looking up images by package"))?;
+            for row in rows {
+                found.insert(row.first::<String>()?);
+            }
+        }
+        found
+            .into_iter()
+            .take(limit)
+            .map(|digest| parse_digest(&digest))
+            .collect()
+    }
+
+    async fn record_vulnerability_changes(
+        &self,
+        change: &Change,
+        changes: &[(Digest, serde_json::Value)],
+    ) -> Result<usize, MetaError> {
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.db.begin_change(change).await?;
+        let mut written = 0;
+        for (manifest, detail) in changes {
+            query("UPDATE image_indexes SET findings_changed_at = $2 WHERE manifest_digest = $1")
+                .bind(manifest.as_str())
+                .bind(change.at)
+                .execute(&mut tx)
+                .await
+                .map_err(database("recording that an image's findings changed"))?;
+            let rows = query(
+                "SELECT r.name FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+                 WHERE m.digest = $1 AND m.trashed_at IS NULL ORDER BY r.name",
+            )
+            .bind(manifest.as_str())
+            .fetch_all(&mut tx)
+            .await
+            .map_err(database("finding the repositories of an image"))?;
+            for row in rows {
+                let repository = parse_repository(&row.first::<String>()?)?;
+                tx.record(
+                    NewEvent::repository(EventKind::VulnerabilitiesChanged, &repository)
+                        .digest(manifest.as_str())
+                        .detail(detail.clone()),
+                )?;
+                written += 1;
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(database("committing vulnerability changes"))?;
+        Ok(written)
     }
 
     async fn retry_scan(
@@ -472,6 +568,36 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
             }
         }
         Ok(found.into_values().collect())
+    }
+
+    async fn advisories_by_id(
+        &self,
+        ids: &[String],
+        bodies: bool,
+    ) -> Result<Vec<(String, i64, String)>, MetaError> {
+        let body = if bodies { "body" } else { "'' AS body" };
+        let sql = format!(
+            "SELECT id, modified_ns, {body} FROM advisories WHERE id IN (SELECT l.value FROM {})",
+            self.db.dialect().list(1)
+        );
+        let mut found = BTreeMap::new();
+        for ids in ids.chunks(KEYS_PER_STATEMENT) {
+            let rows = query(&sql)
+                .bind(ids.iter().map(String::as_str).collect::<Vec<_>>())
+                .fetch_all(self.db.reader())
+                .await
+                .map_err(database("reading advisories by id"))?;
+            for row in rows {
+                found.insert(
+                    row.get::<String>("id")?,
+                    (row.get::<i64>("modified_ns")?, row.get::<String>("body")?),
+                );
+            }
+        }
+        Ok(found
+            .into_iter()
+            .map(|(id, (modified, body))| (id, modified, body))
+            .collect())
     }
 
     async fn advisory_ids_named(&self, name: &str) -> Result<Vec<String>, MetaError> {

@@ -31,6 +31,7 @@ use crate::{EventKind, MetaError, MetaStore, Timestamp};
 pub(crate) mod db;
 
 mod advisor;
+mod advisory_sync;
 mod audit;
 mod blobs;
 pub(crate) mod events;

@@ -30,7 +30,173 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
     ("policies_are_set_per_namespace", |store| {
         Box::pin(policies_are_set_per_namespace(store))
     }),
+    ("images_are_found_by_package_and_told_of_changes", |store| {
+        Box::pin(images_are_found_by_package_and_told_of_changes(store))
+    }),
 ];
+
+/// A finished scan records the image's package keys (replacing earlier
+/// ones); images are found by package key, each once, in digest order and
+/// paged; advisories are read by id; a change is told once per repository
+/// holding the image, none for an image nobody holds.
+pub async fn images_are_found_by_package_and_told_of_changes(store: &dyn MetaStore) {
+    let left = repository("suite-vulnchange/left");
+    let right = repository("suite-vulnchange/right");
+    let layer = digest_of("suite-vulnchange layer");
+    let one = image("suite-vulnchange one", &[&layer]);
+    let two = image("suite-vulnchange two", &[&layer]);
+    for repo in [&left, &right] {
+        link(store, repo, &layer, 5).await;
+    }
+    put(store, &left, &one, None).await;
+    put(store, &right, &one, None).await;
+    put(store, &left, &two, None).await;
+    let (one, two) = (one.record.digest, two.record.digest);
+    let nobody = digest_of("suite-vulnchange held by nobody");
+    let lodash = package_key("npm", "suite-vulnchange-lodash");
+    let openssl = package_key("Debian", "suite-vulnchange-openssl");
+    let zlib = package_key("Debian", "suite-vulnchange-zlib");
+    let scans = [
+        (&one, vec![lodash.clone(), openssl.clone()]),
+        (&two, vec![openssl.clone(), openssl.clone()]),
+        (&nobody, vec![lodash.clone()]),
+    ];
+    for (manifest, keys) in &scans {
+        assert!(store
+            .enqueue_scan(&left, manifest, NOW, false)
+            .await
+            .unwrap());
+        let job = store.take_scan("suite", NOW, 30).await.unwrap().unwrap();
+        assert_eq!(&&job.manifest, manifest);
+        store
+            .finish_scan(
+                "suite",
+                manifest,
+                &IndexState::Done,
+                std::slice::from_ref(&layer),
+                keys,
+                NOW,
+            )
+            .await
+            .unwrap();
+    }
+    let mut sorted = vec![one.clone(), two.clone()];
+    sorted.sort();
+    let found = |keys: Vec<String>, after: Option<Digest>, limit| async move {
+        store
+            .images_with_packages(&keys, after.as_ref(), limit)
+            .await
+            .unwrap()
+    };
+    assert_eq!(found(vec![openssl.clone()], None, 10).await, sorted);
+    assert_eq!(
+        found(vec![openssl.clone(), zlib.clone()], None, 1).await,
+        sorted[..1]
+    );
+    assert_eq!(
+        found(vec![openssl.clone()], Some(sorted[0].clone()), 10).await,
+        sorted[1..]
+    );
+    let mut with_lodash = vec![one.clone(), nobody.clone()];
+    with_lodash.sort();
+    assert_eq!(found(vec![lodash.clone()], None, 10).await, with_lodash);
+    assert_eq!(
+        found(vec![zlib.clone()], None, 10).await,
+        Vec::<Digest>::new()
+    );
+
+    // Indexed again, `two` has other packages: the old keys go.
+    assert!(store.enqueue_scan(&left, &two, NOW, true).await.unwrap());
+    store.take_scan("suite", NOW, 30).await.unwrap().unwrap();
+    store
+        .finish_scan(
+            "suite",
+            &two,
+            &IndexState::Done,
+            &[],
+            std::slice::from_ref(&zlib),
+            NOW + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        found(vec![openssl.clone()], None, 10).await,
+        vec![one.clone()]
+    );
+    assert_eq!(found(vec![zlib.clone()], None, 10).await, vec![two.clone()]);
+
+    let rows: Vec<AdvisoryRow> = ["SUITE-VC-2", "SUITE-VC-1"]
+        .iter()
+        .map(|id| AdvisoryRow {
+            id: id.to_string(),
+            modified_ns: 7,
+            aliases: Vec::new(),
+            packages: vec![lodash.clone()],
+            body: format!("{{\"id\":\"{id}\"}}"),
+        })
+        .collect();
+    store.import_advisories(&at(NOW), &rows, &[]).await.unwrap();
+    let ids = ["SUITE-VC-1", "SUITE-VC-2", "SUITE-VC-absent"].map(String::from);
+    assert_eq!(
+        store.advisories_by_id(&ids, true).await.unwrap(),
+        vec![
+            (
+                "SUITE-VC-1".to_string(),
+                7,
+                r#"{"id":"SUITE-VC-1"}"#.to_string()
+            ),
+            (
+                "SUITE-VC-2".to_string(),
+                7,
+                r#"{"id":"SUITE-VC-2"}"#.to_string()
+            ),
+        ]
+    );
+    assert_eq!(
+        store.advisories_by_id(&ids[1..], false).await.unwrap(),
+        vec![("SUITE-VC-2".to_string(), 7, String::new())]
+    );
+
+    let from = store.last_event_position().await.unwrap();
+    let detail = serde_json::json!({"advisories": ["SUITE-VC-1"], "advisory_count": 1});
+    let written = store
+        .record_vulnerability_changes(
+            &at(NOW + 2),
+            &[
+                (one.clone(), detail.clone()),
+                (nobody.clone(), detail.clone()),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(written, 2);
+    let told: Vec<(Option<RepoName>, Option<Digest>, serde_json::Value)> =
+        events_after(store, from)
+            .await
+            .into_iter()
+            .filter(|e| e.kind == EventKind::VulnerabilitiesChanged)
+            .map(|e| (e.repository, e.digest, e.detail))
+            .collect();
+    assert_eq!(
+        told,
+        vec![
+            (Some(left.clone()), Some(one.clone()), detail.clone()),
+            (Some(right.clone()), Some(one.clone()), detail),
+        ]
+    );
+    assert_eq!(
+        store
+            .record_vulnerability_changes(&at(NOW + 3), &[])
+            .await
+            .unwrap(),
+        0
+    );
+    let withdrawn = ["SUITE-VC-1", "SUITE-VC-2"].map(String::from);
+    store
+        .import_advisories(&at(NOW + 4), &[], &withdrawn)
+        .await
+        .unwrap();
+}
 
 pub async fn layer_indexes_are_stored_once_per_digest(store: &dyn MetaStore) {
     let layer = digest_of("suite-advisor layer");
@@ -102,11 +268,11 @@ pub async fn scan_jobs_are_queued_once_and_leased(store: &dyn MetaStore) {
     assert_eq!((&over.manifest, over.attempts), (&first, 2));
     let from = store.last_event_position().await.unwrap();
     let lost = store
-        .finish_scan("alice", &first, &IndexState::Done, &layers, NOW + 33)
+        .finish_scan("alice", &first, &IndexState::Done, &layers, &[], NOW + 33)
         .await;
     assert!(matches!(lost, Err(MetaError::LeaseLost)), "got {lost:?}");
     store
-        .finish_scan("carol", &first, &IndexState::Done, &layers, NOW + 34)
+        .finish_scan("carol", &first, &IndexState::Done, &layers, &[], NOW + 34)
         .await
         .unwrap();
     // The finished scan, and only it, is an event of the stream, written
@@ -166,12 +332,12 @@ pub async fn scan_jobs_are_queued_once_and_leased(store: &dyn MetaStore) {
     // Partial and unsupported keep their reasons.
     let partial = IndexState::Partial("rpmdb unreadable".to_string());
     store
-        .finish_scan("bob", &second, &partial, &layers[..1], NOW + 101)
+        .finish_scan("bob", &second, &partial, &layers[..1], &[], NOW + 101)
         .await
         .unwrap();
     let unsupported = IndexState::Unsupported("not an image".to_string());
     store
-        .finish_scan("bob", &first, &unsupported, &[], NOW + 102)
+        .finish_scan("bob", &first, &unsupported, &[], &[], NOW + 102)
         .await
         .unwrap();
     assert_eq!(
@@ -218,7 +384,7 @@ pub async fn racing_scan_takers_take_distinct_jobs(store: &dyn MetaStore) {
     assert_eq!(digests, expected);
     for (holder, manifest) in taken.drain(..) {
         store
-            .finish_scan(&holder, &manifest, &IndexState::Done, &[], NOW + 2)
+            .finish_scan(&holder, &manifest, &IndexState::Done, &[], &[], NOW + 2)
             .await
             .unwrap();
     }

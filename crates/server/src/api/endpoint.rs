@@ -78,6 +78,8 @@ pub enum Endpoint {
     RemoveExemption(ExemptionScope, String),
     GetAdvisoryData,
     ImportAdvisories(AdvisoryImport),
+    ListAdvisorySources,
+    SyncAdvisorySources,
     ListImmutableRules,
     AddImmutableRule(NewImmutableRule),
     /// Scope, tag pattern.
@@ -201,6 +203,8 @@ impl Endpoint {
             ),
             Route::GetAdvisoryData => Endpoint::GetAdvisoryData,
             Route::ImportAdvisories => Endpoint::ImportAdvisories(json(body)?),
+            Route::ListAdvisorySources => Endpoint::ListAdvisorySources,
+            Route::SyncAdvisorySources => Endpoint::SyncAdvisorySources,
             Route::ListImmutableRules => Endpoint::ListImmutableRules,
             Route::AddImmutableRule => Endpoint::AddImmutableRule(json(body)?),
             Route::RemoveImmutableRule => Endpoint::RemoveImmutableRule(

@@ -87,6 +87,8 @@ pub struct Context<'a> {
     pub outbound: &'a crate::settings::OutboundSettings,
     /// Runs replication rules on demand; `None` when the server runs none.
     pub replicator: Option<&'a berth_registry::Replicator>,
+    /// The advisory sync; `None` when the binary gave none.
+    pub advisory_sync: Option<&'a berth_registry::advisory_sync::AdvisorySync>,
 }
 
 impl Context<'_> {
@@ -163,6 +165,7 @@ async fn handle(
         actor: actor_of(&caller.principal, &parts),
         outbound: &state.outbound,
         replicator: state.replicator.as_deref(),
+        advisory_sync: state.advisory_sync.as_deref(),
     };
     let result = handle_endpoint(&context, endpoint).await;
     if let Err(refused) = &result {
@@ -235,6 +238,8 @@ async fn handle_endpoint(
         }
         Endpoint::GetAdvisoryData => vulnerabilities::advisory_data(ctx).await,
         Endpoint::ImportAdvisories(body) => vulnerabilities::import(ctx, body).await,
+        Endpoint::ListAdvisorySources => vulnerabilities::advisory_sources(ctx).await,
+        Endpoint::SyncAdvisorySources => vulnerabilities::sync_advisory_sources(ctx).await,
         Endpoint::ListImmutableRules => immutable::list_rules(ctx).await,
         Endpoint::AddImmutableRule(new) => immutable::add_rule(ctx, new).await,
         Endpoint::RemoveImmutableRule(scope, tags) => {

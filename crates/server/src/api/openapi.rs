@@ -78,6 +78,8 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         vulnerabilities::remove_exemption,
         vulnerabilities::advisory_data,
         vulnerabilities::import,
+        vulnerabilities::advisory_sources,
+        vulnerabilities::sync_advisory_sources,
         immutable::list_rules,
         immutable::add_rule,
         immutable::remove_rule,

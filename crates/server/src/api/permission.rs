@@ -140,7 +140,11 @@ pub fn required(endpoint: &Endpoint) -> Permission {
         // whole registry is an administrator's.
         Endpoint::AddExemption(new) => exemption_scope(&new.scope),
         Endpoint::RemoveExemption(scope, _) => exemption_scope(scope),
-        Endpoint::ImportAdvisories(_) => Administrator,
+        // Source URLs are the operator's configuration (and may carry a
+        // mirror's credentials): administrators only, like importing.
+        Endpoint::ImportAdvisories(_)
+        | Endpoint::ListAdvisorySources
+        | Endpoint::SyncAdvisorySources => Administrator,
         Endpoint::ListImmutableRules => LoggedIn,
         Endpoint::AddImmutableRule(new) => {
             Namespace(new.scope.namespace.clone(), Action::ManageSettings)

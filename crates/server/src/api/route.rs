@@ -52,6 +52,8 @@ pub enum Route {
     RemoveExemption,
     GetAdvisoryData,
     ImportAdvisories,
+    ListAdvisorySources,
+    SyncAdvisorySources,
     ListImmutableRules,
     AddImmutableRule,
     RemoveImmutableRule,
@@ -79,7 +81,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order the OpenAPI document lists them.
-    pub const ALL: [Route; 59] = [
+    pub const ALL: [Route; 61] = [
         Route::OpenApi,
         Route::ListUsers,
         Route::CreateUser,
@@ -116,6 +118,8 @@ impl Route {
         Route::RemoveExemption,
         Route::GetAdvisoryData,
         Route::ImportAdvisories,
+        Route::ListAdvisorySources,
+        Route::SyncAdvisorySources,
         Route::ListImmutableRules,
         Route::AddImmutableRule,
         Route::RemoveImmutableRule,
@@ -200,6 +204,8 @@ impl Route {
             Route::RemoveExemption => (Method::DELETE, "/api/v1/exemptions/{scope}/{issue}"),
             Route::GetAdvisoryData => (Method::GET, "/api/v1/advisories"),
             Route::ImportAdvisories => (Method::POST, "/api/v1/advisories"),
+            Route::ListAdvisorySources => (Method::GET, "/api/v1/advisories/sources"),
+            Route::SyncAdvisorySources => (Method::POST, "/api/v1/advisories/sources/sync"),
             Route::ListImmutableRules => (Method::GET, "/api/v1/immutable-rules"),
             Route::AddImmutableRule => (Method::POST, "/api/v1/immutable-rules"),
             Route::RemoveImmutableRule => {
@@ -313,6 +319,8 @@ impl Route {
             Route::RemoveExemption => "remove_exemption",
             Route::GetAdvisoryData => "get_advisory_data",
             Route::ImportAdvisories => "import_advisories",
+            Route::ListAdvisorySources => "list_advisory_sources",
+            Route::SyncAdvisorySources => "sync_advisory_sources",
             Route::ListImmutableRules => "list_immutable_rules",
             Route::AddImmutableRule => "add_immutable_rule",
             Route::RemoveImmutableRule => "remove_immutable_rule",

@@ -797,3 +797,105 @@ pub async fn import(ctx: &Context<'_>, body: AdvisoryImport) -> Result<Response,
         removed: counts.removed,
     }))
 }
+
+/// A configured advisory source and the state of its sync.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdvisorySourceView {
+    /// The source's URL (a password in it shown as `***`).
+    pub url: String,
+    /// When a sync last started (seconds since the epoch).
+    pub last_attempt_at: Option<i64>,
+    /// When a sync last succeeded.
+    pub last_success_at: Option<i64>,
+    /// Records the last successful sync added, updated or removed.
+    pub records_changed: u64,
+    /// Why the last attempt failed; absent when it succeeded.
+    pub last_error: Option<String>,
+}
+
+/// What one sync of a source did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceSyncView {
+    pub url: String,
+    /// Records added, updated or removed; absent when the sync failed.
+    pub changed: Option<u64>,
+    /// Records of the download that could not be read.
+    pub skipped: usize,
+    /// Whether the source answered that nothing changed.
+    pub not_modified: bool,
+    pub error: Option<String>,
+}
+
+/// `url` with its password, if any, shown as `***`.
+fn shown_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// List the advisory sources and their sync state (administrators).
+///
+/// The sources are `[scanner] advisory_urls`, in configuration order; a
+/// source never synced has no times.
+#[utoipa::path(
+    get,
+    path = "/api/v1/advisories/sources",
+    tag = "vulnerabilities",
+    operation_id = "list_advisory_sources",
+    responses((status = 200, description = "The configured sources", body = Vec<AdvisorySourceView>))
+)]
+pub async fn advisory_sources(ctx: &Context<'_>) -> Result<Response, ManagementError> {
+    let rows = match ctx.advisory_sync {
+        Some(sync) => sync.status().await?,
+        None => Vec::new(),
+    };
+    let views: Vec<AdvisorySourceView> = rows
+        .into_iter()
+        .map(|row| AdvisorySourceView {
+            url: shown_url(&row.url),
+            last_attempt_at: row.last_attempt_at,
+            last_success_at: row.last_success_at,
+            records_changed: row.records_changed,
+            last_error: row.last_error,
+        })
+        .collect();
+    Ok(ok(views))
+}
+
+/// Sync every advisory source now (administrators).
+///
+/// Downloads each configured source (conditionally, with the validators
+/// of the last download) and imports it; answers when the pass is over,
+/// with what it did per source. A source's failure is in its result, not
+/// an error of the request.
+#[utoipa::path(
+    post,
+    path = "/api/v1/advisories/sources/sync",
+    tag = "vulnerabilities",
+    operation_id = "sync_advisory_sources",
+    responses(
+        (status = 200, description = "What the sync did per source", body = Vec<SourceSyncView>),
+        (status = 409, description = "A sync is running already", body = ErrorBody),
+    )
+)]
+pub async fn sync_advisory_sources(ctx: &Context<'_>) -> Result<Response, ManagementError> {
+    let outcomes = match ctx.advisory_sync {
+        Some(sync) => sync.sync_now().await?,
+        None => Vec::new(),
+    };
+    let views: Vec<SourceSyncView> = outcomes
+        .into_iter()
+        .map(|outcome| SourceSyncView {
+            url: shown_url(&outcome.url),
+            changed: outcome.changed,
+            skipped: outcome.skipped,
+            not_modified: outcome.not_modified,
+            error: outcome.error,
+        })
+        .collect();
+    Ok(ok(views))
+}

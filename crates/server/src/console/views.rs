@@ -106,6 +106,7 @@ impl<'a> Ctx<'a> {
             actor: actor_of(&caller.principal, self.parts),
             outbound: &self.state.outbound,
             replicator: self.state.replicator.as_deref(),
+            advisory_sync: self.state.advisory_sync.as_deref(),
         })
     }
 
