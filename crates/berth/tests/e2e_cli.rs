@@ -1353,6 +1353,58 @@ fn the_vulnerability_advisor_from_push_to_blocked_pull() {
         stderr.contains("CVE-2020-28493") && stderr.contains("berth exemption add"),
         "{stderr}"
     );
+    // A warn policy lets the pull through, and the audit of the pull (its
+    // `image.pulled` record, written with the next flush of the pull
+    // statistics, each second here) says why it was warned.
+    admin.ok(&[
+        "va",
+        "policy",
+        "set",
+        "team",
+        "--mode",
+        "warn",
+        "--severity",
+        "any",
+    ]);
+    run(skopeo(&env, &skopeo_tool).args([
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
+        &format!("docker://{addr}/team/py:v1"),
+        &format!("oci:{}:v1", pulled.path().display()),
+    ]));
+    let mut warned = Value::Null;
+    for _ in 0..60 {
+        let records = admin
+            .ok(&[
+                "audit",
+                "--namespace",
+                "team",
+                "--action",
+                "image.pulled",
+                "-o",
+                "json",
+            ])
+            .json();
+        if let Some(record) = records
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| !r["detail"]["warning"].is_null())
+        {
+            warned = record.clone();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert!(
+        warned["detail"]["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("CVE-2020-28493")),
+        "{warned}"
+    );
+    assert_eq!(warned["actor"]["name"], "admin", "{warned}");
     admin.ok(&["va", "policy", "set", "team", "--mode", "off"]);
     run(skopeo(&env, &skopeo_tool).args([
         "copy",

@@ -19,6 +19,9 @@ pub struct PullCount {
     /// Who pulled (a node counts each puller of an image apart), from the
     /// address of their newest pull.
     pub actor: Actor,
+    /// The vulnerability policy's warning a pull of theirs was served with
+    /// (the newest such), if any: the audit of the pull says why.
+    pub warning: Option<String>,
 }
 
 /// Pull statistics. Nodes count pulls in memory and hand them over in
@@ -41,7 +44,7 @@ pub trait PullStatsStore: Send + Sync + 'static {
     /// cannot deadlock.
     ///
     /// With `events`, the same transaction also writes an `image.pulled`
-    /// event for each count whose image exists (`detail`: `count`), as its
-    /// puller, at its `last_pulled_at`.
+    /// event for each count whose image exists (`detail`: `count`, and
+    /// `warning` when it has one), as its puller, at its `last_pulled_at`.
     async fn record_pulls(&self, pulls: &[PullCount], events: bool) -> Result<(), MetaError>;
 }

@@ -112,6 +112,7 @@ async fn main() {
                 pulls: (i as u64 * 31) % 1_000,
                 last_pulled_at: NOW - (i as i64 % 86_400),
                 actor: berth_meta::Actor::anonymous(),
+                warning: None,
             });
         }
         if pulls.len() == 1_000 {

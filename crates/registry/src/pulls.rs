@@ -37,6 +37,20 @@ struct Pending {
     last: Timestamp,
     /// The puller, with the address of their newest pull.
     actor: Actor,
+    /// The newest vulnerability warning one of these pulls was served with.
+    warning: Option<String>,
+}
+
+/// Longest warning kept with a pull count; the policy's messages are far
+/// shorter, and the bound keeps the counter's memory bounded whatever.
+const MAX_WARNING_BYTES: usize = 1024;
+
+fn bounded_warning(warning: &str) -> String {
+    let mut end = warning.len().min(MAX_WARNING_BYTES);
+    while !warning.is_char_boundary(end) {
+        end -= 1;
+    }
+    warning[..end].to_string()
 }
 
 /// The pulls counted since the last flush.
@@ -64,6 +78,7 @@ impl Counts {
         repository: &RepoName,
         digest: &Digest,
         actor: &Actor,
+        warning: Option<&str>,
         pulls: u64,
         last: Timestamp,
     ) -> bool {
@@ -77,6 +92,11 @@ impl Counts {
             if last >= pending.last {
                 pending.last = last;
                 pending.actor.address = actor.address;
+            }
+            if let Some(warning) = warning {
+                if pending.warning.as_deref() != Some(warning) {
+                    pending.warning = Some(bounded_warning(warning));
+                }
             }
             return true;
         }
@@ -92,6 +112,7 @@ impl Counts {
                 pulls,
                 last,
                 actor: actor.clone(),
+                warning: warning.map(bounded_warning),
             });
         self.len += 1;
         true
@@ -99,9 +120,16 @@ impl Counts {
 }
 
 impl PullCounter {
-    fn record(&self, repository: &RepoName, digest: &Digest, actor: &Actor, at: Timestamp) {
+    fn record(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+        actor: &Actor,
+        warning: Option<&str>,
+        at: Timestamp,
+    ) {
         let mut counts = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if !counts.add(repository, digest, actor, 1, at) {
+        if !counts.add(repository, digest, actor, warning, 1, at) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
         if counts.len == MAX_PENDING_IMAGES / 2 {
@@ -122,6 +150,7 @@ impl PullCounter {
                         pulls: pending.pulls,
                         last_pulled_at: pending.last,
                         actor: pending.actor,
+                        warning: pending.warning,
                     });
                 }
             }
@@ -138,6 +167,7 @@ impl PullCounter {
                 &count.repository,
                 &count.digest,
                 &count.actor,
+                count.warning.as_deref(),
                 count.pulls,
                 count.last_pulled_at,
             ) {
@@ -153,11 +183,18 @@ const FLUSH_BATCH: usize = 500;
 
 impl Registry {
     /// Counts one pull (a manifest GET that was answered) of `digest` in
-    /// `repository` by `actor`. HEAD requests are not pulls.
-    pub fn record_pull(&self, repository: &RepoName, digest: &Digest, actor: &Actor) {
+    /// `repository` by `actor`, served with the vulnerability policy's
+    /// `warning` if it had one. HEAD requests are not pulls.
+    pub fn record_pull(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+        actor: &Actor,
+        warning: Option<&str>,
+    ) {
         self.inner
             .pulls
-            .record(repository, digest, actor, self.now());
+            .record(repository, digest, actor, warning, self.now());
     }
 
     /// Adds the pulls counted since the last flush to the metadata store,
@@ -232,7 +269,7 @@ mod tests {
         let (one, two) = (digest("one"), digest("two"));
         let anonymous = Actor::anonymous();
         for (r, d, at) in [(&a, &one, 5), (&a, &one, 3), (&a, &two, 4), (&b, &one, 9)] {
-            counter.record(r, d, &anonymous, at);
+            counter.record(r, d, &anonymous, None, at);
         }
         let mut batch = counter.take();
         batch.sort_by(|x, y| (&x.repository, &x.digest).cmp(&(&y.repository, &y.digest)));
@@ -243,6 +280,7 @@ mod tests {
                 pulls: 2,
                 last_pulled_at: 5,
                 actor: Actor::anonymous(),
+                warning: None,
             },
             PullCount {
                 repository: a.clone(),
@@ -250,6 +288,7 @@ mod tests {
                 pulls: 1,
                 last_pulled_at: 4,
                 actor: Actor::anonymous(),
+                warning: None,
             },
             PullCount {
                 repository: b.clone(),
@@ -257,13 +296,14 @@ mod tests {
                 pulls: 1,
                 last_pulled_at: 9,
                 actor: Actor::anonymous(),
+                warning: None,
             },
         ];
         expected.sort_by(|x, y| (&x.repository, &x.digest).cmp(&(&y.repository, &y.digest)));
         assert_eq!(batch, expected);
         assert!(counter.take().is_empty());
 
-        counter.record(&a, &one, &anonymous, 7);
+        counter.record(&a, &one, &anonymous, None, 7);
         counter.restore(batch);
         let merged = counter.take();
         let a_one = merged
@@ -281,10 +321,10 @@ mod tests {
         let counter = PullCounter::default();
         let r = repo("ns/many");
         for i in 0..MAX_PENDING_IMAGES {
-            counter.record(&r, &digest(&i.to_string()), &Actor::anonymous(), 1);
+            counter.record(&r, &digest(&i.to_string()), &Actor::anonymous(), None, 1);
         }
-        counter.record(&r, &digest("one too many"), &Actor::anonymous(), 1);
-        counter.record(&r, &digest("0"), &Actor::anonymous(), 2);
+        counter.record(&r, &digest("one too many"), &Actor::anonymous(), None, 1);
+        counter.record(&r, &digest("0"), &Actor::anonymous(), None, 2);
         assert_eq!(counter.dropped.load(Ordering::Relaxed), 1);
         let batch = counter.take();
         assert_eq!(batch.len(), MAX_PENDING_IMAGES);
@@ -293,7 +333,8 @@ mod tests {
     }
 
     /// Pulls of one image by two pullers are two counts; a puller is known
-    /// by kind and name, and keeps the address of their newest pull.
+    /// by kind and name, and keeps the address of their newest pull and
+    /// the warning a pull of theirs was served with.
     #[test]
     fn pulls_are_counted_per_puller() {
         let counter = PullCounter::default();
@@ -303,9 +344,9 @@ mod tests {
             address: Some(address.parse().unwrap()),
             ..Actor::robot("ci")
         };
-        counter.record(&r, &d, &at("10.0.0.2"), 8);
-        counter.record(&r, &d, &at("10.0.0.1"), 5);
-        counter.record(&r, &d, &Actor::user("ada"), 6);
+        counter.record(&r, &d, &at("10.0.0.2"), None, 8);
+        counter.record(&r, &d, &at("10.0.0.1"), Some("CVE-2024-1 (high)"), 5);
+        counter.record(&r, &d, &Actor::user("ada"), None, 6);
         let mut batch = counter.take();
         batch.sort_by(|x, y| x.actor.name.cmp(&y.actor.name));
         let figures: Vec<_> = batch
@@ -316,14 +357,21 @@ mod tests {
                     c.pulls,
                     c.last_pulled_at,
                     c.actor.address,
+                    c.warning.as_deref(),
                 )
             })
             .collect();
         assert_eq!(
             figures,
             vec![
-                (Some("ada"), 1, 6, None),
-                (Some("ci"), 2, 8, Some("10.0.0.2".parse().unwrap())),
+                (Some("ada"), 1, 6, None, None),
+                (
+                    Some("ci"),
+                    2,
+                    8,
+                    Some("10.0.0.2".parse().unwrap()),
+                    Some("CVE-2024-1 (high)")
+                ),
             ]
         );
     }

@@ -499,7 +499,7 @@ async fn get_manifest(
         // revalidated: the upstream of this proxy namespace failed.
         builder = builder.header(header::WARNING, STALE_WARNING);
     }
-    if let Some(warning) = warning {
+    if let Some(warning) = &warning {
         // Header values are visible ASCII; the message is made of names
         // and versions, and anything else is replaced.
         let printable: String = warning
@@ -519,9 +519,12 @@ async fn get_manifest(
     } else {
         // A pull is a GET that is answered with the manifest; HEADs (how
         // clients check for updates) are not counted.
-        state
-            .registry
-            .record_pull(repo, &record.digest, &access::actor(request));
+        state.registry.record_pull(
+            repo,
+            &record.digest,
+            &access::actor(request),
+            warning.as_deref(),
+        );
         Body::from(bytes::Bytes::copy_from_slice(&record.payload))
     };
     Ok(builder.body(body).expect("valid manifest response"))

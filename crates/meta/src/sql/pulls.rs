@@ -84,10 +84,14 @@ impl<B: 'static> PullStatsStore for SqlMetaStore<B> {
                     .entry((pull.actor.kind.as_str(), pull.actor.name.as_deref()))
                     .or_insert((&pull.actor, Timestamp::MIN, Vec::new()));
                 entry.1 = entry.1.max(pull.last_pulled_at);
+                let mut detail = serde_json::json!({ "count": stored(pull.pulls) });
+                if let Some(warning) = &pull.warning {
+                    detail["warning"] = serde_json::json!(warning);
+                }
                 entry.2.push(
                     NewEvent::repository(EventKind::ImagePulled, &pull.repository)
                         .digest(pull.digest.as_str())
-                        .detail(serde_json::json!({ "count": stored(pull.pulls) })),
+                        .detail(detail),
                 );
             }
             for (actor, at, events) in by_actor.into_values() {

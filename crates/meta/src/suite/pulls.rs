@@ -41,6 +41,7 @@ pub async fn pulls_add_up_per_image_and_repository(store: &dyn MetaStore) {
         pulls,
         last_pulled_at: at,
         actor: Actor::anonymous(),
+        warning: None,
     };
     // Node A's batch, then node B's, whose times are partly older.
     store
@@ -156,6 +157,7 @@ pub async fn pulls_become_events_per_image_and_puller_when_asked(store: &dyn Met
         pulls,
         last_pulled_at: at,
         actor,
+        warning: None,
     };
     let before = store.last_event_position().await.unwrap();
     store
@@ -166,7 +168,10 @@ pub async fn pulls_become_events_per_image_and_puller_when_asked(store: &dyn Met
         .record_pulls(
             &[
                 count(Actor::robot("suite-ci"), 3, NOW + 4),
-                count(Actor::anonymous(), 2, NOW + 6),
+                PullCount {
+                    warning: Some("CVE-2024-1 (high) in openssl 3.0.1".to_string()),
+                    ..count(Actor::anonymous(), 2, NOW + 6)
+                },
                 PullCount {
                     digest: digest_of("suite-pull-events absent"),
                     ..count(Actor::user("suite-ghost"), 5, NOW + 8)
