@@ -52,6 +52,7 @@ pub mod audit;
 pub mod auth;
 pub mod blobs;
 pub mod events;
+pub mod findings;
 pub mod gc;
 pub mod images;
 pub mod immutable;
@@ -87,6 +88,7 @@ pub use events::{
     Actor, ActorKind, Change, ConsumerRow, Event, EventCursor, EventKind, EventPage, EventStore,
     EventSubscription, Notice,
 };
+pub use findings::{FindingCountStore, ImageFindings, NamespaceFindings, SeverityCounts};
 pub use gc::{BlobCandidate, GcCutoffs, GcStore, LinkCandidate, ManifestCandidate};
 pub use images::{
     ImageCursor, ImageStore, ImageSummary, RepositoryCursor, RepositoryQuery, RepositorySort,
@@ -220,6 +222,7 @@ pub trait MetaStore:
     + QuotaStore
     + SessionStore
     + ReplicationStore
+    + FindingCountStore
 {
     /// Whether the database answers and would take a write now (used by
     /// `/readyz`): fails with `Unavailable` when it does not answer, or

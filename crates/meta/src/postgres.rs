@@ -223,6 +223,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sbom referrers",
         include_str!("../migrations/postgres/0024_sbom_referrers.sql"),
     ),
+    (
+        26,
+        "console figures",
+        include_str!("../migrations/postgres/0026_console_figures.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.

@@ -163,6 +163,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sbom referrers",
         include_str!("../migrations/sqlite/0024_sbom_referrers.sql"),
     ),
+    (
+        26,
+        "console figures",
+        include_str!("../migrations/sqlite/0026_console_figures.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

@@ -70,6 +70,7 @@ pub use berth_meta::{
     Direction, NewReplicationRule, ReplicationRule, ReplicationRun, RunCounts, RunStatus,
     RunTrigger,
 };
+pub use berth_meta::{NamespaceFindings, SeverityCounts};
 pub use berth_meta::{QuotaExceeded, QuotaUpdate, StorageDrift};
 pub use berth_meta::{RetentionPolicy, UntaggedImages};
 /// Why the blob store cannot serve, carried by [`RegistryError::Unavailable`].

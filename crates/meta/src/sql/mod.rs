@@ -34,6 +34,7 @@ mod advisor;
 mod audit;
 mod blobs;
 pub(crate) mod events;
+mod findings;
 mod gc;
 mod images;
 mod immutable;

@@ -32,6 +32,7 @@ pub mod advisor;
 pub mod audit;
 pub mod blobs;
 pub mod events;
+pub mod findings;
 pub mod gc;
 pub mod images;
 pub mod immutable;
@@ -83,6 +84,7 @@ pub const SUITES: &[(&str, &[(&str, SuiteTest)])] = &[
     ("quotas", quotas::TESTS),
     ("sessions", sessions::TESTS),
     ("replication", replication::TESTS),
+    ("findings", findings::TESTS),
 ];
 
 /// Runs every suite test in turn against one store, which also shows that
@@ -142,6 +144,7 @@ macro_rules! meta_store_tests {
             quotas: [storage_usage_counts_each_holding_once_and_follows_every_write, writes_beyond_the_storage_limit_are_refused_and_change_nothing, traffic_adds_up_per_namespace_and_month],
             sessions: [sessions_are_created_touched_and_revoked, ended_sessions_are_deleted_at_the_next_sign_in],
             replication: [replication_rules_are_created_listed_and_deleted, replication_runs_are_recorded_and_bounded],
+            findings: [finding_counts_are_summed_per_namespace_for_live_images],
         );
     };
     (@expand $mode:ident $fresh:ident; $($suite:ident: [$($name:ident),* $(,)?]),* $(,)?) => {

@@ -168,19 +168,42 @@ pub fn bar_chart(title: &str, bars: &[(String, u64)], format: fn(u64) -> String)
     let width = label_width + bar_width + 80;
     let height = height_per_bar * bars.len().max(1) as u64 + 8;
     let max = bars.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
+    // The figures in words, for screen readers: the chart is one image to
+    // them, named by its title and described by its values.
+    let described = bars
+        .iter()
+        .map(|(label, value)| format!("{label}: {}", format(*value)))
+        .collect::<Vec<_>>()
+        .join("; ");
     html! {
-        svg class="chart" role="img" aria-label=(title)
+        svg class="chart" role="img" aria-label=(format!("{title}. {described}"))
             viewBox=(format!("0 0 {width} {height}")) xmlns="http://www.w3.org/2000/svg" {
             title { (title) }
+            desc { (described) }
             @for (i, (label, value)) in bars.iter().enumerate() {
                 @let y = i as u64 * height_per_bar + 4;
-                @let length = (bar_width * value / max).max(1);
+                @let length = if *value == 0 { 0 } else { (bar_width * value / max).max(1) };
                 text x="0" y=(y + 17) { (truncate(label, 18)) }
-                rect class="bar" x=(label_width) y=(y + 4) width=(length) height="18" rx="3" {}
+                rect class=(format!("bar bar-{}", css_class(label))) x=(label_width) y=(y + 4) width=(length) height="18" rx="3" {}
                 text x=(label_width + length + 6) y=(y + 17) { (format(*value)) }
             }
         }
     }
+}
+
+/// A bar's label as a CSS class name part: lower-case letters and digits,
+/// anything else a `-` (so a severity's bar can have its own colour).
+fn css_class(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 /// `text` cut to `max` characters with an ellipsis.

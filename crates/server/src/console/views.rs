@@ -417,6 +417,21 @@ async fn visible_namespaces(ctx: &Ctx<'_>) -> Result<Vec<Namespace>, Failure> {
     Ok(namespaces)
 }
 
+/// The images with findings of `namespaces` (those the caller may see),
+/// per namespace: one index range over the stored finding counts.
+async fn visible_findings(
+    ctx: &Ctx<'_>,
+    namespaces: &[Namespace],
+) -> Result<Vec<berth_registry::NamespaceFindings>, Failure> {
+    let names: Vec<String> = namespaces.iter().map(|n| n.name.clone()).collect();
+    Ok(ctx
+        .state
+        .registry
+        .findings_by_namespace(Some(&names))
+        .await
+        .map_err(ManagementError::from)?)
+}
+
 /// A page of repositories as the API lists them (`query` is the API's:
 /// `namespace`, `q`, `sort`, `limit`, `cursor`).
 async fn repositories(
@@ -501,6 +516,8 @@ async fn overview(ctx: &Ctx<'_>) -> PageResult {
     let repositories_total: u64 = namespaces.iter().map(|n| n.repositories).sum();
     let images_total: u64 = namespaces.iter().map(|n| n.images).sum();
     let storage_total: u64 = namespaces.iter().map(|n| n.storage_bytes).sum();
+    let findings = visible_findings(ctx, &namespaces).await?;
+    let with_issues: u64 = findings.iter().map(|n| n.images).sum();
     let (recent, _) = repositories(ctx, "sort=last_push&limit=8").await?;
     let (most_pulled, _) = repositories(ctx, "sort=pulls&limit=1000").await?;
     let pulls_total: u64 = most_pulled.iter().map(|r| r.pull_count).sum();
@@ -528,6 +545,7 @@ async fn overview(ctx: &Ctx<'_>) -> PageResult {
             div class="card" { span class="value" { (images_total) } "images" }
             div class="card" { span class="value" { (size(storage_total)) } "storage used" }
             div class="card" { span class="value" { (pulls_total) } "pulls" }
+            div class="card" { span class="value" { (with_issues) } "images with issues" }
         }
         h2 { "Most recently pushed" }
         @if recent.is_empty() {
@@ -557,6 +575,7 @@ async fn overview(ctx: &Ctx<'_>) -> PageResult {
             h2 { "Most pulled repositories" }
             (bar_chart("Pulls per repository", &by_pulls, count))
         }
+        (vulnerabilities::findings_summary(&findings))
     };
     ctx.page("Overview", body)
 }
@@ -642,6 +661,12 @@ async fn namespace(ctx: &Ctx<'_>, name: &Name) -> PageResult {
         pairs.push(("cursor", &cursor));
         format!("/namespaces/{name}?{}", query_string(&pairs))
     });
+    let findings = ctx
+        .state
+        .registry
+        .findings_by_namespace(Some(&[name.as_str().to_string()]))
+        .await
+        .map_err(ManagementError::from)?;
     let body = html! {
         ul class="crumbs" { li { a href="/namespaces" { "Namespaces" } } li { (name) } }
         h1 { (name) " " (visibility_badge(visibility)) }
@@ -699,6 +724,7 @@ async fn namespace(ctx: &Ctx<'_>, name: &Name) -> PageResult {
         @if let Some(link) = &next_link {
             nav class="pager" aria-label="Pages" { a href=(link) { "Next page" } }
         }
+        (vulnerabilities::findings_summary(&findings))
         @if let Some(members) = &members {
             h2 { "Members" }
             div class="table-wrap" {
