@@ -73,6 +73,7 @@ pub mod sqlite;
 pub mod suite;
 pub mod trash;
 pub mod uploads;
+pub mod usage;
 pub mod webhooks;
 
 pub use advisor::{
@@ -113,6 +114,7 @@ pub use retention::{RetentionCandidate, RetentionPolicy, RetentionStore, Untagge
 pub use sessions::{SessionRow, SessionStore};
 pub use trash::{RestoredImage, TagConflict, TrashCursor, TrashEntry, TrashStore};
 pub use uploads::{LiveUploads, UploadCaps, UploadOpening, UploadRecord, UploadStore};
+pub use usage::{day_start, DailyUsage, UsageHistoryStore};
 pub use webhooks::{
     DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow, DeliveryState, NewDelivery,
     NewWebhook, WebhookEnvelope, WebhookRow, WebhookStore,
@@ -223,6 +225,7 @@ pub trait MetaStore:
     + SessionStore
     + ReplicationStore
     + FindingCountStore
+    + UsageHistoryStore
 {
     /// Whether the database answers and would take a write now (used by
     /// `/readyz`): fails with `Unavailable` when it does not answer, or

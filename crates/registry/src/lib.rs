@@ -53,6 +53,7 @@ pub mod replication;
 pub mod retention;
 mod trash;
 mod uploads;
+pub mod usage;
 pub mod webhooks;
 
 pub use audit::AuditTrail;
@@ -66,11 +67,11 @@ pub use berth_meta::{
     AuditQuery, AuditRecord, DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow,
     DeliveryState, NewAuditRecord, NewWebhook, WebhookEnvelope, WebhookRow,
 };
+pub use berth_meta::{DailyUsage, NamespaceFindings, SeverityCounts};
 pub use berth_meta::{
     Direction, NewReplicationRule, ReplicationRule, ReplicationRun, RunCounts, RunStatus,
     RunTrigger,
 };
-pub use berth_meta::{NamespaceFindings, SeverityCounts};
 pub use berth_meta::{QuotaExceeded, QuotaUpdate, StorageDrift};
 pub use berth_meta::{RetentionPolicy, UntaggedImages};
 /// Why the blob store cannot serve, carried by [`RegistryError::Unavailable`].

@@ -24,3 +24,21 @@ CREATE TABLE image_findings (
 );
 CREATE INDEX image_findings_with_findings ON image_findings (namespace) WHERE total > 0;
 CREATE INDEX image_findings_by_generation ON image_findings (generation);
+
+-- `namespace_usage_daily`: per namespace and UTC day (`day`: the Unix
+-- time of its first second), the storage it held (the last snapshot of
+-- that day), the manifest pulls counted and the blob bytes served. Pulls
+-- and bytes are added by the same batches that add them to the pull
+-- statistics and the traffic quota; storage is copied from
+-- `namespace_quotas` by a leased job every few minutes (one statement
+-- over the namespaces) and by the first pull batch of a day. Rows older
+-- than the retention (400 days) are deleted by the same job.
+CREATE TABLE namespace_usage_daily (
+    namespace TEXT NOT NULL REFERENCES namespaces (name) ON DELETE CASCADE,
+    day BIGINT NOT NULL,
+    storage_bytes BIGINT NOT NULL,
+    pulls BIGINT NOT NULL,
+    pull_bytes BIGINT NOT NULL,
+    PRIMARY KEY (namespace, day)
+);
+CREATE INDEX namespace_usage_daily_by_day ON namespace_usage_daily (day);

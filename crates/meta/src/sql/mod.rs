@@ -52,6 +52,7 @@ mod sessions;
 mod tokens;
 mod trash;
 mod uploads;
+pub(crate) mod usage;
 mod users;
 mod webhooks;
 

@@ -52,6 +52,7 @@ pub mod tokens;
 pub mod trash;
 pub mod upgrade;
 pub mod uploads;
+pub mod usage;
 pub mod users;
 pub mod webhooks;
 
@@ -85,6 +86,7 @@ pub const SUITES: &[(&str, &[(&str, SuiteTest)])] = &[
     ("sessions", sessions::TESTS),
     ("replication", replication::TESTS),
     ("findings", findings::TESTS),
+    ("usage", usage::TESTS),
 ];
 
 /// Runs every suite test in turn against one store, which also shows that
@@ -145,6 +147,7 @@ macro_rules! meta_store_tests {
             sessions: [sessions_are_created_touched_and_revoked, ended_sessions_are_deleted_at_the_next_sign_in],
             replication: [replication_rules_are_created_listed_and_deleted, replication_runs_are_recorded_and_bounded],
             findings: [finding_counts_are_summed_per_namespace_for_live_images],
+            usage: [daily_usage_adds_pulls_and_bytes_and_snapshots_storage],
         );
     };
     (@expand $mode:ident $fresh:ident; $($suite:ident: [$($name:ident),* $(,)?]),* $(,)?) => {
