@@ -1242,3 +1242,94 @@ async fn a_repositorys_tags_are_searched_sorted_and_paged() {
         303
     );
 }
+
+/// The days of a usage-history table on a page: (date, value) of the
+/// visually hidden table captioned `caption`.
+fn hidden_table(page: &str, caption: &str) -> Vec<(String, String)> {
+    let start = page
+        .find(&format!("<caption>{caption}</caption>"))
+        .unwrap_or_else(|| panic!("no table {caption}: {page}"));
+    let table = &page[start..page[start..].find("</table>").unwrap() + start];
+    regex::Regex::new(r"<tr><td>([0-9-]+)</td><td>([^<]*)</td></tr>")
+        .unwrap()
+        .captures_iter(table)
+        .map(|c| (c[1].to_string(), c[2].to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn usage_over_30_days_is_charted_for_those_who_see_the_namespace() {
+    let (h, digest) = harness_with_images().await;
+    // Two pulls of pub/app today, counted and flushed as a node does.
+    for _ in 0..2 {
+        let pulled = h
+            .call(
+                "GET",
+                &format!("/v2/pub/app/manifests/{digest}"),
+                Some(&support::basic("reader", PASSWORD)),
+                "",
+            )
+            .await;
+        assert_eq!(pulled.status, 200, "{}", pulled.text());
+    }
+    h.state.registry.flush_pulls().await.unwrap();
+    let today = OffsetDateTime::now_utc().date().to_string();
+
+    // The API: a day per entry, oldest first, today last with its pulls and
+    // the storage held now; for those who may see the namespace.
+    let history = api_get(&h, "/api/v1/namespaces/pub/usage-history?days=7", "reader").await;
+    let days = history["days"].as_array().unwrap();
+    assert_eq!(days.len(), 7, "{history}");
+    let last = &days[6];
+    assert_eq!(last["date"], today.as_str());
+    assert_eq!(last["pulls"], 2, "{history}");
+    assert!(last["storage_bytes"].as_u64().unwrap() > 0, "{history}");
+    assert_eq!(days[0]["pulls"], 0);
+    assert_eq!(
+        api_get(&h, "/api/v1/namespaces/pub/usage-history", "reader").await["days"]
+            .as_array()
+            .unwrap()
+            .len(),
+        30
+    );
+    for (uri, user, status) in [
+        ("/api/v1/namespaces/pub/usage-history?days=0", "reader", 400),
+        (
+            "/api/v1/namespaces/pub/usage-history?days=401",
+            "reader",
+            400,
+        ),
+        (
+            "/api/v1/namespaces/pub/usage-history?weeks=1",
+            "reader",
+            400,
+        ),
+        ("/api/v1/namespaces/priv/usage-history", "stranger", 403),
+        ("/api/v1/namespaces/priv/usage-history", "reader", 200),
+    ] {
+        let answer = h
+            .call("GET", uri, Some(&support::basic(user, PASSWORD)), "")
+            .await;
+        assert_eq!(answer.status, status, "{uri} as {user}: {}", answer.text());
+    }
+
+    // The console: the namespace page and the overview chart the same
+    // figures, with every day in a table for screen readers.
+    let reader = sign_in(&h, "reader").await;
+    let page = get(&h, "/namespaces/pub", Some(&reader)).await;
+    assert_eq!(page.status, 200);
+    assert_html(&page, "/namespaces/pub");
+    let text = page.text();
+    let pulls = hidden_table(&text, "Pulls per day");
+    assert_eq!(pulls.len(), 30, "{text}");
+    assert_eq!(pulls[29], (today.clone(), "2".to_string()));
+    assert!(text.contains("Storage per day"), "{text}");
+    let overview = get(&h, "/", Some(&reader)).await.text();
+    let pulls = hidden_table(&overview, "Pulls per day");
+    assert_eq!(pulls[29], (today.clone(), "2".to_string()));
+    // Anonymous visitors see the public namespace's figures; the private
+    // namespace's page sends them to sign in.
+    let anonymous = get(&h, "/namespaces/pub", None).await.text();
+    assert_eq!(hidden_table(&anonymous, "Pulls per day")[29].1, "2");
+    assert_eq!(get(&h, "/namespaces/priv", None).await.status, 303);
+}
