@@ -1333,3 +1333,182 @@ async fn usage_over_30_days_is_charted_for_those_who_see_the_namespace() {
     assert_eq!(hidden_table(&anonymous, "Pulls per day")[29].1, "2");
     assert_eq!(get(&h, "/namespaces/priv", None).await.status, 303);
 }
+
+/// A remote that never answers, for runs started from the console.
+struct Unreachable;
+
+impl berth_registry::RemoteConnector for Unreachable {
+    fn connect(
+        &self,
+        _rule: &berth_registry::ReplicationRule,
+    ) -> Result<std::sync::Arc<dyn berth_registry::RemoteRegistry>, String> {
+        Err("the remote is unreachable".into())
+    }
+}
+
+fn replication_form<'a>(csrf: &'a str, name: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("csrf", csrf),
+        ("name", name),
+        ("direction", "push"),
+        ("url", "https://dr.example/"),
+        ("credentials", "robot:s3cret-pass"),
+        ("repositories", "priv/**"),
+        ("tags", "v*"),
+        ("interval", "3600"),
+        ("on_push", "true"),
+    ]
+}
+
+#[tokio::test]
+async fn administrators_create_run_and_delete_replication_rules() {
+    let mut h = Harness::new().await;
+    let replicator = berth_registry::Replicator::new(
+        h.state.registry.clone(),
+        std::sync::Arc::new(Unreachable),
+        berth_registry::ReplicationOptions::default(),
+    );
+    h.state = h.state.clone().with_replicator(replicator);
+    let root = sign_in(&h, "root").await;
+    let owner = sign_in(&h, "owner").await;
+    let token = csrf(&h, "/admin/replications", &root).await;
+    let owner_token = csrf(&h, "/tokens", &owner).await;
+
+    // Who sees the pages: administrators; others are refused, anonymous
+    // visitors sent to sign in. The navigation links them for
+    // administrators only.
+    for (cookie, status) in [(Some(&root), 200), (Some(&owner), 403), (None, 303)] {
+        let page = get(&h, "/admin/replications", cookie.map(String::as_str)).await;
+        assert_eq!(page.status, status, "{cookie:?}: {}", page.text());
+        if status != 303 {
+            assert_html(&page, "/admin/replications");
+        }
+    }
+    assert!(get(&h, "/", Some(&root))
+        .await
+        .text()
+        .contains("href=\"/admin/replications\""));
+    assert!(!get(&h, "/", Some(&owner))
+        .await
+        .text()
+        .contains("href=\"/admin/replications\""));
+
+    // Refused forms: no CSRF token, an owner's, a bad field.
+    let mut bad = replication_form(&token, "bad");
+    bad.retain(|(k, _)| *k != "url");
+    bad.push(("url", "ftp://dr.example"));
+    for (cookie, form, status) in [
+        (&root, replication_form("", "to-dr"), 403),
+        (&owner, replication_form(&owner_token, "to-dr"), 403),
+        (&root, bad, 400),
+    ] {
+        let answer = browse(&h, "POST", "/admin/replications", Some(cookie), &form, &[]).await;
+        assert_eq!(answer.status, status, "{form:?}: {}", answer.text());
+    }
+    assert!(h
+        .state
+        .registry
+        .replication_rules()
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Created: the rule is the API's, its credentials stored and never shown.
+    let created = browse(
+        &h,
+        "POST",
+        "/admin/replications",
+        Some(&root),
+        &replication_form(&token, "to-dr"),
+        &[],
+    )
+    .await;
+    assert_eq!(created.status, 303, "{}", created.text());
+    assert_eq!(created.header("location"), "/admin/replications/to-dr");
+    let rule = api_get(&h, "/api/v1/replications/to-dr", "root").await;
+    assert_eq!(rule["authenticated"], true, "{rule}");
+    assert_eq!(rule["repositories"], "priv/**");
+    assert_eq!(rule["interval_secs"], 3600);
+    assert_eq!(rule["on_push"], true);
+    for path in ["/admin/replications", "/admin/replications/to-dr"] {
+        let page = get(&h, path, Some(&root)).await;
+        assert_eq!(page.status, 200);
+        assert_html(&page, path);
+        let text = page.text();
+        assert!(
+            text.contains("priv/**") && text.contains("on push, every 1 h"),
+            "{text}"
+        );
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+    let again = browse(
+        &h,
+        "POST",
+        "/admin/replications",
+        Some(&root),
+        &replication_form(&token, "to-dr"),
+        &[],
+    )
+    .await;
+    assert_eq!(again.status, 409, "{}", again.text());
+    assert_eq!(
+        get(&h, "/admin/replications/none", Some(&root))
+            .await
+            .status,
+        404
+    );
+
+    // Run now: without the token refused; with it, a run is recorded and
+    // listed with its error once it fails.
+    let run = "/admin/replications/to-dr/run";
+    let refused = browse(&h, "POST", run, Some(&root), &[("csrf", "")], &[]).await;
+    assert_eq!(refused.status, 403);
+    let started = browse(&h, "POST", run, Some(&root), &[("csrf", &token)], &[]).await;
+    assert_eq!(started.status, 303, "{}", started.text());
+    assert_eq!(
+        started.header("location"),
+        "/admin/replications/to-dr?started=1"
+    );
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = get(&h, "/admin/replications/to-dr", Some(&root))
+            .await
+            .text();
+        if page.contains("unreachable") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        page.contains("manual") && page.contains("unreachable"),
+        "{page}"
+    );
+    let runs = api_get(&h, "/api/v1/replications/to-dr", "root").await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
+
+    // Delete: an owner may not; an administrator's removes the rule.
+    let delete = "/admin/replications/to-dr/delete";
+    let refused = browse(
+        &h,
+        "POST",
+        delete,
+        Some(&owner),
+        &[("csrf", &owner_token)],
+        &[],
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+    let deleted = browse(&h, "POST", delete, Some(&root), &[("csrf", &token)], &[]).await;
+    assert_eq!(deleted.status, 303, "{}", deleted.text());
+    assert!(h
+        .state
+        .registry
+        .replication_rules()
+        .await
+        .unwrap()
+        .is_empty());
+    let list = get(&h, "/admin/replications?deleted=to-dr", Some(&root))
+        .await
+        .text();
+    assert!(list.contains("No rules yet"), "{list}");
+}

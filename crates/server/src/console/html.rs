@@ -50,6 +50,7 @@ pub fn layout(chrome: &Chrome<'_>, title: &str, body: Markup) -> Markup {
                             @if chrome.admin {
                                 li { a href="/admin/users" { "Users" } }
                                 li { a href="/admin/settings" { "Settings" } }
+                                li { a href="/admin/replications" { "Replication" } }
                             }
                         }
                     }

@@ -16,7 +16,7 @@ use super::page::{self, Form, NoPage, Page, REPOSITORY_END};
 use super::session::{self, Session};
 use super::settings;
 use super::vulnerabilities;
-use super::{html_response, is_write, see_other};
+use super::{html_response, is_write, replication, see_other};
 use crate::access::{actor_of, origin_of, AuthState, Caller};
 use crate::api::error::ManagementError;
 use crate::api::images::{ImageDetailsView, ImageListing, ImageSummaryView, PlatformView};
@@ -286,6 +286,11 @@ pub async fn handle(state: &AppState, request: Request) -> Response {
             vulnerabilities::set_policy(&ctx, &name, policy).await
         }
         Page::Settings => settings::settings(&ctx).await,
+        Page::Replications => replication::list(&ctx).await,
+        Page::CreateReplication(new) => replication::create(&ctx, new).await,
+        Page::Replication(name) => replication::rule(&ctx, &name).await,
+        Page::RunReplication(name) => replication::run(&ctx, &name).await,
+        Page::DeleteReplication(name) => replication::delete(&ctx, &name).await,
         Page::Account => settings::account(&ctx),
         Page::SignOutEverywhere => settings::sign_out_everywhere(&ctx).await,
         Page::SignUserOut(name) => settings::sign_user_out(&ctx, &name).await,
@@ -309,6 +314,11 @@ fn needs_access_control(page: &Page) -> bool {
             | Page::Account
             | Page::SignOutEverywhere
             | Page::SignUserOut(_)
+            | Page::Replications
+            | Page::CreateReplication(_)
+            | Page::Replication(_)
+            | Page::RunReplication(_)
+            | Page::DeleteReplication(_)
     )
 }
 
