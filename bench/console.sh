@@ -29,9 +29,11 @@ FINDINGS_EVERY=${FINDINGS_EVERY:-10}
 RUNS=${RUNS:-200}
 
 echo "== building the fixture and berth (release)" >&2
-packages=()
-[[ -z ${BERTH_BIN:-} ]] && packages+=(-p berth)
-(cd "$repo" && cargo build --release "${packages[@]}" -p berth-registry --example listing_fixture >&2)
+# Two builds: with --example, cargo builds only the examples.
+(cd "$repo" && cargo build --release -p berth-registry --example listing_fixture >&2)
+if [[ -z ${BERTH_BIN:-} ]]; then
+    (cd "$repo" && cargo build --release -p berth >&2)
+fi
 
 work=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/berth-console.XXXXXX")
 server_pid=""
