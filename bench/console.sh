@@ -94,7 +94,7 @@ pages=(
     "namespace|/namespaces/ns-00"
     "repository, first page|$repository"
     "repository, deep keyset page|$deep"
-    "tag search, 100 matches (q=v99)|$repository?q=v99&sort=name"
+    "tag search, substring (q=v99)|$repository?q=v99&sort=name"
     "tag search, no match (q=zzz)|$repository?q=zzz&sort=name"
     "tags by newest|$repository?q=&sort=newest"
 )
