@@ -348,6 +348,14 @@ pub enum QuotaCommand {
     /// Recount every namespace's storage usage from the data and report
     /// any drift from what was recorded, correcting it (administrators).
     Recompute,
+    /// A namespace's usage per day (UTC): storage, pulls and bytes pulled,
+    /// oldest first.
+    History {
+        namespace: String,
+        /// How many days, today included (1 to 400).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=400))]
+        days: u32,
+    },
 }
 
 /// A limit on the command line: a size, the registry-wide default, or no

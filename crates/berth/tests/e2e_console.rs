@@ -207,6 +207,19 @@ fn a_newcomer_signs_in_browses_deletes_a_tag_and_makes_a_token() {
     };
     assert_eq!(quota["storage"]["limit"], 10_000_000_000u64, "{quota}");
     assert_eq!(quota["traffic"]["limit"], Value::Null, "{quota}");
+    // The usage history the namespace page charts, from the CLI.
+    let history: Value = serde_json::from_str(&berth(
+        admin_home.path(),
+        &["quota", "history", "alice", "--days", "7", "-o", "json"],
+        "",
+    ))
+    .unwrap();
+    let days = history["days"].as_array().unwrap();
+    assert_eq!(days.len(), 7, "{history}");
+    assert!(days[6]["storage_bytes"].as_u64().unwrap() > 0, "{history}");
+    let table = berth(admin_home.path(), &["quota", "history", "alice"], "");
+    assert!(table.starts_with("DATE"), "{table}");
+    assert_eq!(table.lines().count(), 31, "{table}");
     let policies = berth(admin_home.path(), &["retention", "list", "-o", "json"], "");
     assert!(
         policies.contains("\"keep\":5") || policies.contains("\"keep\": 5"),

@@ -54,6 +54,7 @@ pub mod audit;
 pub mod auth;
 pub mod blobs;
 pub mod events;
+pub mod findings;
 pub mod gc;
 pub mod images;
 pub mod immutable;
@@ -74,6 +75,7 @@ pub mod sqlite;
 pub mod suite;
 pub mod trash;
 pub mod uploads;
+pub mod usage;
 pub mod webhooks;
 
 pub use advisor::{
@@ -90,6 +92,7 @@ pub use events::{
     Actor, ActorKind, Change, ConsumerRow, Event, EventCursor, EventKind, EventPage, EventStore,
     EventSubscription, Notice,
 };
+pub use findings::{FindingCountStore, ImageFindings, NamespaceFindings, SeverityCounts};
 pub use gc::{BlobCandidate, GcCutoffs, GcStore, LinkCandidate, ManifestCandidate};
 pub use images::{
     ImageCursor, ImageStore, ImageSummary, RepositoryCursor, RepositoryQuery, RepositorySort,
@@ -114,6 +117,7 @@ pub use retention::{RetentionCandidate, RetentionPolicy, RetentionStore, Untagge
 pub use sessions::{SessionRow, SessionStore};
 pub use trash::{RestoredImage, TagConflict, TrashCursor, TrashEntry, TrashStore};
 pub use uploads::{LiveUploads, UploadCaps, UploadOpening, UploadRecord, UploadStore};
+pub use usage::{day_start, DailyUsage, UsageHistoryStore};
 pub use webhooks::{
     DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow, DeliveryState, NewDelivery,
     NewWebhook, WebhookEnvelope, WebhookRow, WebhookStore,
@@ -224,6 +228,8 @@ pub trait MetaStore:
     + QuotaStore
     + SessionStore
     + ReplicationStore
+    + FindingCountStore
+    + UsageHistoryStore
 {
     /// Whether the database answers and would take a write now (used by
     /// `/readyz`): fails with `Unavailable` when it does not answer, or

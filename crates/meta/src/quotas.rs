@@ -72,6 +72,9 @@ pub struct TrafficCount {
     pub namespace: String,
     /// The Unix time of the month's first second (UTC).
     pub month: Timestamp,
+    /// The Unix time of the first second of the day the bytes count in, in
+    /// the namespace's daily usage (the day of the batch's flush).
+    pub day: Timestamp,
     pub bytes: u64,
 }
 

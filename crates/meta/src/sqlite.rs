@@ -168,6 +168,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "advisory sync",
         include_str!("../migrations/sqlite/0025_advisory_sync.sql"),
     ),
+    (
+        26,
+        "console figures",
+        include_str!("../migrations/sqlite/0026_console_figures.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

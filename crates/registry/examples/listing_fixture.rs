@@ -16,14 +16,19 @@
 //! never read; pull counts are recorded as the statistics flush does.
 //! Repositories are spread over 100 namespaces; sizes, push times and pull
 //! counts vary so that every sort order has work to do.
+//!
+//! For the console's page timings (issue 14: 100,000 tags), `--tags-per-image
+//! N` gives each tagged image N tags, and `--findings-every N` stores
+//! vulnerability finding counts for every N-th image, as the scan workers
+//! would (`bench/console.sh`).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_meta::{
-    Actor, BlobLinkStore, Change, ImageStore, ManifestRecord, ManifestStore, NewManifest,
-    PullCount, PullStatsStore,
+    Actor, BlobLinkStore, Change, FindingCountStore, ImageFindings, ImageStore, ManifestRecord,
+    ManifestStore, NewManifest, PullCount, PullStatsStore, SeverityCounts,
 };
 use berth_oci::{Algorithm, RepoName, Tag};
 
@@ -46,6 +51,8 @@ async fn main() {
     let data_dir = PathBuf::from(arg("--data-dir").expect("--data-dir DIR"));
     let repositories = number("--repositories", 10_000).max(1);
     let images = number("--images", 100_000);
+    let tags_per_image = number("--tags-per-image", 1).max(1);
+    let findings_every = number("--findings-every", 0);
     std::fs::create_dir_all(&data_dir).unwrap();
     let meta = SqliteMetaStore::open(&data_dir.join("berth.db"))
         .await
@@ -92,6 +99,33 @@ async fn main() {
         meta.put_manifest(&change, &repository, &manifest, tag.as_ref())
             .await
             .unwrap();
+        if let Some(tag) = &tag {
+            // More tags on the same image: putting it again only adds the tag.
+            for k in 1..tags_per_image {
+                let extra = Tag::parse(&format!("{tag}-{k}")).unwrap();
+                meta.put_manifest(&change, &repository, &manifest, Some(&extra))
+                    .await
+                    .unwrap();
+            }
+        }
+        if findings_every > 0 && i % findings_every == 0 {
+            let n = i as u64;
+            meta.record_image_findings(&ImageFindings {
+                repository: repository.clone(),
+                manifest: digest.clone(),
+                generation: 0,
+                counts: SeverityCounts {
+                    critical: n % 3,
+                    high: n % 5,
+                    medium: n % 7,
+                    low: 1,
+                    unknown: 0,
+                },
+                assessed_at: NOW,
+            })
+            .await
+            .unwrap();
+        }
         let created = time::OffsetDateTime::from_unix_timestamp(NOW - 86_400 - i as i64 * 60)
             .unwrap()
             .format(&time::format_description::well_known::Rfc3339)

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use berth_meta::advisor::package_key;
 use berth_meta::{
-    AdvisoryRow, Event, EventKind, ImageIndexRow, ImportCounts, IndexState, MetaError, ScanJob,
+    AdvisoryRow, Event, EventKind, ImageFindings, ImageIndexRow, ImportCounts, IndexState,
+    MetaError, NamespaceFindings, ScanJob, SeverityCounts,
 };
 use berth_oci::manifest::{ManifestKind, ParsedManifest};
 use berth_oci::{Digest, RepoName, Tag};
@@ -43,6 +44,10 @@ const IMAGE_CONFIG_TYPES: [&str; 2] = [
     "application/vnd.oci.image.config.v1+json",
     "application/vnd.docker.container.image.v1+json",
 ];
+
+/// The most stale finding counts one refresh assesses again: small, so
+/// that a worker returns to the scan queue soon after an advisory import.
+pub const FINDINGS_BATCH: usize = 50;
 
 /// Queues tagged images for indexing: the scan-on-push consumer.
 pub struct ScanOnPush {
@@ -223,6 +228,7 @@ impl ScanWorkers {
         while handled < limit && self.scan_next(&holder).await? {
             handled += 1;
         }
+        self.registry.refresh_findings(FINDINGS_BATCH).await?;
         Ok(handled)
     }
 
@@ -242,6 +248,17 @@ impl ScanWorkers {
                             false
                         }
                     };
+                    // With the queue empty, the first worker brings stale
+                    // finding counts up to date, a batch at a time.
+                    let busy = busy
+                        || (worker == 0
+                            && match workers.registry.refresh_findings(FINDINGS_BATCH).await {
+                                Ok(refreshed) => refreshed > 0,
+                                Err(error) => {
+                                    tracing::warn!(%error, "scan worker: finding counts could not be refreshed");
+                                    false
+                                }
+                            });
                     if busy {
                         if shutdown.is_cancelled() {
                             return;
@@ -313,6 +330,16 @@ impl ScanWorkers {
             // out; its result stands.
             Err(MetaError::LeaseLost) => return Ok(true),
             Err(error) => return Err(error.into()),
+        }
+        // The overview's counts follow the image's new state; a failure
+        // leaves the row stale, for the next refresh to take again.
+        if let Err(error) = self
+            .registry
+            .record_findings(&job.repository, &job.manifest)
+            .await
+        {
+            tracing::warn!(%error, manifest = %job.manifest, repository = %job.repository,
+                "recording an image's finding counts failed");
         }
         if let Some(report) = indexed {
             // The verdict is recorded; the SBOM is an extra whose failure
@@ -738,6 +765,15 @@ impl Registry {
         for image in images {
             if meta.enqueue_scan(repository, &image, now, again).await? {
                 queued += 1;
+            } else if meta
+                .image_index(&image)
+                .await?
+                .is_some_and(|row| row.state.is_finished())
+            {
+                // Indexed already (pushed to another repository first): its
+                // stored index is assessed for this repository now, since
+                // no worker will take it up for it.
+                self.record_findings(repository, &image).await?;
             }
         }
         Ok(queued)
@@ -1375,6 +1411,74 @@ impl Registry {
         }
     }
 
+    /// Assesses image `manifest` of `repository` and stores its finding
+    /// counts by severity (fixable, not exempted: what a pull policy
+    /// counts), for the overview; forgets them when the image is gone or
+    /// not assessed (yet). Negligible findings count as low.
+    pub async fn record_findings(
+        &self,
+        repository: &RepoName,
+        manifest: &Digest,
+    ) -> Result<(), RegistryError> {
+        let meta = self.meta();
+        // Read before the assessment: an import in between leaves the row
+        // of the older generation, so it is refreshed again.
+        let generation = meta.advisory_data().await?.generation;
+        let stored = meta.manifest_by_digest(repository, manifest).await?;
+        let assessment = match stored {
+            Some(_) => Some(self.assess_image(repository, None, manifest, false).await?),
+            None => None,
+        };
+        let Some(assessment) =
+            assessment.filter(|a| matches!(a.status, ScanStatus::Indexed { .. }))
+        else {
+            meta.forget_image_findings(repository, manifest).await?;
+            return Ok(());
+        };
+        let mut counts = SeverityCounts::default();
+        for finding in &assessment.findings {
+            let count = match severity_of(finding) {
+                SeverityLevel::Critical => &mut counts.critical,
+                SeverityLevel::High => &mut counts.high,
+                SeverityLevel::Medium => &mut counts.medium,
+                SeverityLevel::Low | SeverityLevel::Negligible => &mut counts.low,
+                SeverityLevel::Unknown => &mut counts.unknown,
+            };
+            *count += 1;
+        }
+        meta.record_image_findings(&ImageFindings {
+            repository: repository.clone(),
+            manifest: manifest.clone(),
+            generation,
+            counts,
+            assessed_at: self.now(),
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Assesses again up to `limit` images whose stored finding counts are
+    /// stale (another advisory generation, or an exemption changed);
+    /// returns how many.
+    pub async fn refresh_findings(&self, limit: usize) -> Result<usize, RegistryError> {
+        let generation = self.meta().advisory_data().await?.generation;
+        let stale = self.meta().stale_image_findings(generation, limit).await?;
+        for (repository, manifest) in &stale {
+            self.record_findings(repository, manifest).await?;
+        }
+        Ok(stale.len())
+    }
+
+    /// Per namespace of `namespaces` (every one with `None`): its stored,
+    /// untrashed images with findings and their findings by severity, as
+    /// last assessed. One index range over the images with findings.
+    pub async fn findings_by_namespace(
+        &self,
+        namespaces: Option<&[String]>,
+    ) -> Result<Vec<NamespaceFindings>, RegistryError> {
+        Ok(self.meta().findings_by_namespace(namespaces).await?)
+    }
+
     /// Every exemption, expired ones too.
     pub async fn exemptions(&self) -> Result<Vec<ExemptionRow>, RegistryError> {
         Ok(self.meta().list_exemptions(None).await?)
@@ -1386,10 +1490,21 @@ impl Registry {
         actor: &Actor,
         exemption: &ExemptionRow,
     ) -> Result<(), RegistryError> {
-        Ok(self
-            .meta()
+        self.meta()
             .set_exemption(&self.change(actor), exemption)
-            .await?)
+            .await?;
+        self.findings_changed(&exemption.scope).await;
+        Ok(())
+    }
+
+    /// Marks the finding counts an exemption's scope covers stale. A
+    /// failure costs only freshness (the exemption itself is made), so it
+    /// is logged, not returned.
+    async fn findings_changed(&self, scope: &str) {
+        let namespace = berth_meta::advisor::scope_namespace(scope);
+        if let Err(error) = self.meta().invalidate_image_findings(namespace).await {
+            tracing::warn!(%error, scope, "marking finding counts stale failed");
+        }
     }
 
     /// Removes an exemption; whether there was one.
@@ -1399,9 +1514,13 @@ impl Registry {
         scope: &str,
         advisory: &str,
     ) -> Result<bool, RegistryError> {
-        Ok(self
+        let removed = self
             .meta()
             .remove_exemption(&self.change(actor), scope, advisory)
-            .await?)
+            .await?;
+        if removed {
+            self.findings_changed(scope).await;
+        }
+        Ok(removed)
     }
 }

@@ -57,6 +57,7 @@ pub mod replication;
 pub mod retention;
 mod trash;
 mod uploads;
+pub mod usage;
 pub mod webhooks;
 
 pub use audit::AuditTrail;
@@ -70,6 +71,7 @@ pub use berth_meta::{
     AuditQuery, AuditRecord, DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow,
     DeliveryState, NewAuditRecord, NewWebhook, WebhookEnvelope, WebhookRow,
 };
+pub use berth_meta::{DailyUsage, NamespaceFindings, SeverityCounts};
 pub use berth_meta::{
     Direction, NewReplicationRule, ReplicationRule, ReplicationRun, RunCounts, RunStatus,
     RunTrigger,

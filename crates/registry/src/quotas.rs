@@ -195,7 +195,8 @@ impl TrafficMeter {
         *pending = pending.saturating_add(bytes);
     }
 
-    fn take(&self) -> Vec<TrafficCount> {
+    /// The pending counts, to be stored as of day `day`.
+    fn take(&self, day: Timestamp) -> Vec<TrafficCount> {
         let pending =
             std::mem::take(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()).pending);
         pending
@@ -203,6 +204,7 @@ impl TrafficMeter {
             .map(|((namespace, month), bytes)| TrafficCount {
                 namespace,
                 month,
+                day,
                 bytes,
             })
             .collect()
@@ -360,7 +362,7 @@ impl Registry {
     /// and reads back every namespace's total and limit for this month.
     /// Counts the store could not take are kept for the next flush.
     pub async fn flush_traffic(&self) -> Result<(), RegistryError> {
-        let batch = self.inner.traffic.take();
+        let batch = self.inner.traffic.take(berth_meta::day_start(self.now()));
         if let Err(error) = self.meta().record_traffic(&batch).await {
             self.inner.traffic.restore(batch);
             return Err(error.into());
@@ -512,7 +514,7 @@ mod tests {
         assert_eq!(meter.state_of("a", march, Some(1000)), (130, Some(150)));
         assert_eq!(meter.state_of("b", march, Some(1000)), (5, Some(1000)));
         assert_eq!(meter.state_of("a", april, None), (0, None));
-        let taken = meter.take();
+        let taken = meter.take(march);
         assert_eq!(taken.iter().map(|c| c.bytes).sum::<u64>(), 35);
         assert_eq!(meter.state_of("a", march, None), (100, Some(150)));
         meter.restore(taken);

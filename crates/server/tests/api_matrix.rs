@@ -270,6 +270,8 @@ fn rows() -> Vec<Row> {
               public: LOGGED_IN, private: LOGGED_IN },
         Row { operation: "get_quota", method: "GET", path: "/api/v1/quotas/{ns}", body: "", setup: Setup::None,
               public: SEE_PUBLIC, private: SEE_PRIVATE },
+        Row { operation: "get_usage_history", method: "GET", path: "/api/v1/namespaces/{ns}/usage-history?days=7", body: "", setup: Setup::None,
+              public: SEE_PUBLIC, private: SEE_PRIVATE },
         Row { operation: "set_quota", method: "PUT", path: "/api/v1/quotas/{ns}",
               body: r#"{"traffic":{cell}000000000}"#, setup: Setup::None,
               public: ADMIN_ONLY, private: ADMIN_ONLY },

@@ -1242,3 +1242,273 @@ async fn a_repositorys_tags_are_searched_sorted_and_paged() {
         303
     );
 }
+
+/// The days of a usage-history table on a page: (date, value) of the
+/// visually hidden table captioned `caption`.
+fn hidden_table(page: &str, caption: &str) -> Vec<(String, String)> {
+    let start = page
+        .find(&format!("<caption>{caption}</caption>"))
+        .unwrap_or_else(|| panic!("no table {caption}: {page}"));
+    let table = &page[start..page[start..].find("</table>").unwrap() + start];
+    regex::Regex::new(r"<tr><td>([0-9-]+)</td><td>([^<]*)</td></tr>")
+        .unwrap()
+        .captures_iter(table)
+        .map(|c| (c[1].to_string(), c[2].to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn usage_over_30_days_is_charted_for_those_who_see_the_namespace() {
+    let (h, digest) = harness_with_images().await;
+    // Two pulls of pub/app today, counted and flushed as a node does.
+    for _ in 0..2 {
+        let pulled = h
+            .call(
+                "GET",
+                &format!("/v2/pub/app/manifests/{digest}"),
+                Some(&support::basic("reader", PASSWORD)),
+                "",
+            )
+            .await;
+        assert_eq!(pulled.status, 200, "{}", pulled.text());
+    }
+    h.state.registry.flush_pulls().await.unwrap();
+    let today = OffsetDateTime::now_utc().date().to_string();
+
+    // The API: a day per entry, oldest first, today last with its pulls and
+    // the storage held now; for those who may see the namespace.
+    let history = api_get(&h, "/api/v1/namespaces/pub/usage-history?days=7", "reader").await;
+    let days = history["days"].as_array().unwrap();
+    assert_eq!(days.len(), 7, "{history}");
+    let last = &days[6];
+    assert_eq!(last["date"], today.as_str());
+    assert_eq!(last["pulls"], 2, "{history}");
+    assert!(last["storage_bytes"].as_u64().unwrap() > 0, "{history}");
+    assert_eq!(days[0]["pulls"], 0);
+    assert_eq!(
+        api_get(&h, "/api/v1/namespaces/pub/usage-history", "reader").await["days"]
+            .as_array()
+            .unwrap()
+            .len(),
+        30
+    );
+    for (uri, user, status) in [
+        ("/api/v1/namespaces/pub/usage-history?days=0", "reader", 400),
+        (
+            "/api/v1/namespaces/pub/usage-history?days=401",
+            "reader",
+            400,
+        ),
+        (
+            "/api/v1/namespaces/pub/usage-history?weeks=1",
+            "reader",
+            400,
+        ),
+        ("/api/v1/namespaces/priv/usage-history", "stranger", 403),
+        ("/api/v1/namespaces/priv/usage-history", "reader", 200),
+    ] {
+        let answer = h
+            .call("GET", uri, Some(&support::basic(user, PASSWORD)), "")
+            .await;
+        assert_eq!(answer.status, status, "{uri} as {user}: {}", answer.text());
+    }
+
+    // The console: the namespace page and the overview chart the same
+    // figures, with every day in a table for screen readers.
+    let reader = sign_in(&h, "reader").await;
+    let page = get(&h, "/namespaces/pub", Some(&reader)).await;
+    assert_eq!(page.status, 200);
+    assert_html(&page, "/namespaces/pub");
+    let text = page.text();
+    let pulls = hidden_table(&text, "Pulls per day");
+    assert_eq!(pulls.len(), 30, "{text}");
+    assert_eq!(pulls[29], (today.clone(), "2".to_string()));
+    assert!(text.contains("Storage per day"), "{text}");
+    let overview = get(&h, "/", Some(&reader)).await.text();
+    let pulls = hidden_table(&overview, "Pulls per day");
+    assert_eq!(pulls[29], (today.clone(), "2".to_string()));
+    // Anonymous visitors see the public namespace's figures; the private
+    // namespace's page sends them to sign in.
+    let anonymous = get(&h, "/namespaces/pub", None).await.text();
+    assert_eq!(hidden_table(&anonymous, "Pulls per day")[29].1, "2");
+    assert_eq!(get(&h, "/namespaces/priv", None).await.status, 303);
+}
+
+/// A remote that never answers, for runs started from the console.
+struct Unreachable;
+
+impl berth_registry::RemoteConnector for Unreachable {
+    fn connect(
+        &self,
+        _rule: &berth_registry::ReplicationRule,
+    ) -> Result<std::sync::Arc<dyn berth_registry::RemoteRegistry>, String> {
+        Err("the remote is unreachable".into())
+    }
+}
+
+fn replication_form<'a>(csrf: &'a str, name: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("csrf", csrf),
+        ("name", name),
+        ("direction", "push"),
+        ("url", "https://dr.example/"),
+        ("credentials", "robot:s3cret-pass"),
+        ("repositories", "priv/**"),
+        ("tags", "v*"),
+        ("interval", "3600"),
+        ("on_push", "true"),
+    ]
+}
+
+#[tokio::test]
+async fn administrators_create_run_and_delete_replication_rules() {
+    let mut h = Harness::new().await;
+    let replicator = berth_registry::Replicator::new(
+        h.state.registry.clone(),
+        std::sync::Arc::new(Unreachable),
+        berth_registry::ReplicationOptions::default(),
+    );
+    h.state = h.state.clone().with_replicator(replicator);
+    let root = sign_in(&h, "root").await;
+    let owner = sign_in(&h, "owner").await;
+    let token = csrf(&h, "/admin/replications", &root).await;
+    let owner_token = csrf(&h, "/tokens", &owner).await;
+
+    // Who sees the pages: administrators; others are refused, anonymous
+    // visitors sent to sign in. The navigation links them for
+    // administrators only.
+    for (cookie, status) in [(Some(&root), 200), (Some(&owner), 403), (None, 303)] {
+        let page = get(&h, "/admin/replications", cookie.map(String::as_str)).await;
+        assert_eq!(page.status, status, "{cookie:?}: {}", page.text());
+        if status != 303 {
+            assert_html(&page, "/admin/replications");
+        }
+    }
+    assert!(get(&h, "/", Some(&root))
+        .await
+        .text()
+        .contains("href=\"/admin/replications\""));
+    assert!(!get(&h, "/", Some(&owner))
+        .await
+        .text()
+        .contains("href=\"/admin/replications\""));
+
+    // Refused forms: no CSRF token, an owner's, a bad field.
+    let mut bad = replication_form(&token, "bad");
+    bad.retain(|(k, _)| *k != "url");
+    bad.push(("url", "ftp://dr.example"));
+    for (cookie, form, status) in [
+        (&root, replication_form("", "to-dr"), 403),
+        (&owner, replication_form(&owner_token, "to-dr"), 403),
+        (&root, bad, 400),
+    ] {
+        let answer = browse(&h, "POST", "/admin/replications", Some(cookie), &form, &[]).await;
+        assert_eq!(answer.status, status, "{form:?}: {}", answer.text());
+    }
+    assert!(h
+        .state
+        .registry
+        .replication_rules()
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Created: the rule is the API's, its credentials stored and never shown.
+    let created = browse(
+        &h,
+        "POST",
+        "/admin/replications",
+        Some(&root),
+        &replication_form(&token, "to-dr"),
+        &[],
+    )
+    .await;
+    assert_eq!(created.status, 303, "{}", created.text());
+    assert_eq!(created.header("location"), "/admin/replications/to-dr");
+    let rule = api_get(&h, "/api/v1/replications/to-dr", "root").await;
+    assert_eq!(rule["authenticated"], true, "{rule}");
+    assert_eq!(rule["repositories"], "priv/**");
+    assert_eq!(rule["interval_secs"], 3600);
+    assert_eq!(rule["on_push"], true);
+    for path in ["/admin/replications", "/admin/replications/to-dr"] {
+        let page = get(&h, path, Some(&root)).await;
+        assert_eq!(page.status, 200);
+        assert_html(&page, path);
+        let text = page.text();
+        assert!(
+            text.contains("priv/**") && text.contains("on push, every 1 h"),
+            "{text}"
+        );
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+    let again = browse(
+        &h,
+        "POST",
+        "/admin/replications",
+        Some(&root),
+        &replication_form(&token, "to-dr"),
+        &[],
+    )
+    .await;
+    assert_eq!(again.status, 409, "{}", again.text());
+    assert_eq!(
+        get(&h, "/admin/replications/none", Some(&root))
+            .await
+            .status,
+        404
+    );
+
+    // Run now: without the token refused; with it, a run is recorded and
+    // listed with its error once it fails.
+    let run = "/admin/replications/to-dr/run";
+    let refused = browse(&h, "POST", run, Some(&root), &[("csrf", "")], &[]).await;
+    assert_eq!(refused.status, 403);
+    let started = browse(&h, "POST", run, Some(&root), &[("csrf", &token)], &[]).await;
+    assert_eq!(started.status, 303, "{}", started.text());
+    assert_eq!(
+        started.header("location"),
+        "/admin/replications/to-dr?started=1"
+    );
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = get(&h, "/admin/replications/to-dr", Some(&root))
+            .await
+            .text();
+        if page.contains("unreachable") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        page.contains("manual") && page.contains("unreachable"),
+        "{page}"
+    );
+    let runs = api_get(&h, "/api/v1/replications/to-dr", "root").await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
+
+    // Delete: an owner may not; an administrator's removes the rule.
+    let delete = "/admin/replications/to-dr/delete";
+    let refused = browse(
+        &h,
+        "POST",
+        delete,
+        Some(&owner),
+        &[("csrf", &owner_token)],
+        &[],
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+    let deleted = browse(&h, "POST", delete, Some(&root), &[("csrf", &token)], &[]).await;
+    assert_eq!(deleted.status, 303, "{}", deleted.text());
+    assert!(h
+        .state
+        .registry
+        .replication_rules()
+        .await
+        .unwrap()
+        .is_empty());
+    let list = get(&h, "/admin/replications?deleted=to-dr", Some(&root))
+        .await
+        .text();
+    assert!(list.contains("No rules yet"), "{list}");
+}

@@ -31,8 +31,15 @@ fn layer(files: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// Pushes a Debian 12 image with `libexample 1.2-3` as `pub/app:v1`.
 async fn push_image(h: &Harness) {
+    assert_eq!(push_image_to(h, "pub/app").await, 1);
+}
+
+/// Pushes a Debian 12 image with `libexample 1.2-3` as `REPOSITORY:v1`
+/// and indexes it; returns how many images the workers indexed (none when
+/// the same image was indexed for another repository already).
+async fn push_image_to(h: &Harness, repository: &str) -> usize {
     let registry = &h.state.registry;
-    let repo = RepoName::parse("pub/app").unwrap();
+    let repo = RepoName::parse(repository).unwrap();
     let actor = Actor::user("owner");
     let base = layer(&[
         (
@@ -87,7 +94,7 @@ async fn push_image(h: &Harness) {
     );
     runner.run_once().await.unwrap();
     let workers = ScanWorkers::new(registry.clone(), Indexer::default(), ScanOptions::default());
-    assert_eq!(workers.run_once(10).await.unwrap(), 1);
+    workers.run_once(10).await.unwrap()
 }
 
 /// A test advisory written for this file: `libexample` fixed in
@@ -457,4 +464,111 @@ async fn the_console_exempts_a_finding_and_the_verdict_updates() {
     .await;
     assert_eq!(removed.status, 303, "{}", removed.text());
     assert_eq!(status_of_v1(&h).await, "1 issue");
+}
+
+/// The figure and chart of the overview and of a namespace's page.
+fn images_with_issues(page: &str) -> String {
+    let pattern =
+        regex::Regex::new(r#"id="images-with-issues"[^>]*>\s*(?:<strong>(\d+)</strong>)?"#)
+            .unwrap();
+    let captures = pattern
+        .captures(page)
+        .unwrap_or_else(|| panic!("no images-with-issues figure: {page}"));
+    captures.get(1).map_or("0", |m| m.as_str()).to_string()
+}
+
+#[tokio::test]
+async fn the_overview_counts_images_with_findings_by_severity_for_those_who_see_them() {
+    let h = Harness::new().await;
+    assert_eq!(push_image_to(&h, "pub/app").await, 1);
+    assert_eq!(push_image_to(&h, "priv/app").await, 0, "indexed once");
+    let workers = ScanWorkers::new(
+        h.state.registry.clone(),
+        Indexer::default(),
+        ScanOptions::default(),
+    );
+    let (owner, _) = console_session(&h, "owner").await;
+    let (stranger, _) = console_session(&h, "stranger").await;
+    // Indexed, no advisory yet: no image has findings.
+    let page = console(&h, "GET", "/", Some(&owner), &[]).await.text();
+    assert_eq!(images_with_issues(&page), "0", "{page}");
+
+    // An import makes the stored counts stale; the workers' next round
+    // assesses the images again.
+    let imported = h
+        .call(
+            "POST",
+            "/api/v1/advisories",
+            Some(&basic("root", PASSWORD)),
+            RECORD,
+        )
+        .await;
+    assert_eq!(imported.status, 200, "{}", imported.text());
+    assert_eq!(workers.run_once(10).await.unwrap(), 0);
+
+    // (who, page, images with issues): a member of both namespaces sees
+    // both images; a stranger and an anonymous visitor only the public one.
+    for (cookie, path, expected) in [
+        (Some(&owner), "/", "2"),
+        (Some(&stranger), "/", "1"),
+        (None, "/", "1"),
+        (Some(&owner), "/namespaces/priv", "1"),
+        (Some(&owner), "/namespaces/pub", "1"),
+    ] {
+        let answer = console(&h, "GET", path, cookie.map(String::as_str), &[]).await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text());
+        let page = answer.text();
+        assert_eq!(images_with_issues(&page), expected, "{path} {cookie:?}");
+        // The chart names every severity with its number, for screen
+        // readers as well as in the picture.
+        let critical = if expected == "2" {
+            "critical: 2"
+        } else {
+            "critical: 1"
+        };
+        assert!(page.contains(critical), "{path}: {page}");
+        assert!(
+            page.contains("high: 0; medium: 0; low: 0; unknown: 0"),
+            "{page}"
+        );
+        assert!(page.contains("<desc>"), "{page}");
+    }
+
+    // An exemption of the namespace marks its counts stale; the next round
+    // leaves its image out.
+    let (root, root_csrf) = console_session(&h, "root").await;
+    let made = console(
+        &h,
+        "POST",
+        "/exemptions",
+        Some(&root),
+        &exemption(&root_csrf, "/namespaces/priv/exemptions", "priv"),
+    )
+    .await;
+    assert_eq!(made.status, 303, "{}", made.text());
+    workers.run_once(10).await.unwrap();
+    let page = console(&h, "GET", "/", Some(&owner), &[]).await.text();
+    assert_eq!(images_with_issues(&page), "1", "{page}");
+    let page = console(&h, "GET", "/namespaces/priv", Some(&owner), &[])
+        .await
+        .text();
+    assert_eq!(images_with_issues(&page), "0", "{page}");
+
+    // A deleted image (in the trash) is not counted, before any refresh.
+    let owner_basic = basic("owner", PASSWORD);
+    let digest = h
+        .call("GET", "/v2/pub/app/manifests/v1", Some(&owner_basic), "")
+        .await
+        .header("docker-content-digest");
+    let deleted = h
+        .call(
+            "DELETE",
+            &format!("/v2/pub/app/manifests/{digest}"),
+            Some(&owner_basic),
+            "",
+        )
+        .await;
+    assert!(deleted.status < 300, "{}", deleted.text());
+    let page = console(&h, "GET", "/", Some(&owner), &[]).await.text();
+    assert_eq!(images_with_issues(&page), "0", "{page}");
 }

@@ -531,6 +531,36 @@ pub fn quota(args: QuotaArgs, env: &Environment) -> Result<(), ClientError> {
                 }
             }
         }
+        Some(QuotaCommand::History { namespace, days }) => {
+            let history = session.call(
+                Method::GET,
+                &format!(
+                    "/api/v1/namespaces/{}/usage-history?days={days}",
+                    segment(&namespace)
+                ),
+                None,
+                &[format!("namespace:{namespace}:pull")],
+                "reading a namespace's usage history",
+            )?;
+            if output.format == OutputFormat::Json && output.template.is_none() {
+                print!("{}", crate::client::output::json_line(&history));
+                return Ok(());
+            }
+            let days: Vec<Value> = history["days"].as_array().cloned().unwrap_or_default();
+            output.list(
+                &days,
+                &["date", "storage", "pulls", "pulled"],
+                |day, _| {
+                    vec![
+                        text(&day["date"]),
+                        human_size(day["storage_bytes"].as_u64().unwrap_or(0)),
+                        day["pulls"].as_u64().unwrap_or(0).to_string(),
+                        human_size(day["pull_bytes"].as_u64().unwrap_or(0)),
+                    ]
+                },
+                |day| day["date"].as_str().unwrap_or(""),
+            )?;
+        }
         None => {
             let quotas: Vec<Value> = match &args.namespace {
                 Some(namespace) => {

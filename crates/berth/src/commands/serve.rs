@@ -207,6 +207,16 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
                 .await
         });
     }
+    {
+        // Every namespace's storage into today's row of its daily usage,
+        // on one node at a time; pulls reach it with the pull statistics.
+        let registry = registry.clone();
+        tasks.spawn("usage snapshot", move |cancel| async move {
+            registry
+                .run_usage_snapshots(berth_registry::usage::USAGE_SNAPSHOT_INTERVAL, cancel)
+                .await
+        });
+    }
     let retention_interval = config.lifecycle.retention_interval;
     if !retention_interval.is_zero() {
         // Every namespace's retention policy, on one node at a time; what

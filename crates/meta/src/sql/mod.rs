@@ -35,6 +35,7 @@ mod advisory_sync;
 mod audit;
 mod blobs;
 pub(crate) mod events;
+mod findings;
 mod gc;
 mod images;
 mod immutable;
@@ -52,6 +53,7 @@ mod sessions;
 mod tokens;
 mod trash;
 mod uploads;
+pub(crate) mod usage;
 mod users;
 mod webhooks;
 

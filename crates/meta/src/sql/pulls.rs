@@ -36,7 +36,22 @@ impl<B: 'static> PullStatsStore for SqlMetaStore<B> {
                 entry.1 = entry.1.max(pull.last_pulled_at);
             }
         }
+        let mut days: BTreeMap<(&str, Timestamp), u64> = BTreeMap::new();
+        for pull in pulls {
+            let day = days
+                .entry((
+                    pull.repository.namespace(),
+                    crate::day_start(pull.last_pulled_at),
+                ))
+                .or_default();
+            *day = day.saturating_add(pull.pulls);
+        }
         let mut tx = self.db.begin_write().await?;
+        // The daily rows first, sorted, as `record_traffic` takes them, so
+        // that two batches never lock them in opposite orders.
+        for ((namespace, day), count) in &days {
+            super::usage::add_daily(&mut tx, namespace, *day, stored(*count), 0).await?;
+        }
         for (repository, (count, last)) in &repositories {
             query(
                 "UPDATE repositories SET pull_count = pull_count + $2, \

@@ -317,11 +317,19 @@ impl<B: 'static> QuotaStore for SqlMetaStore<B> {
         // Summed per row first, in a sorted map: each row updated once, in
         // one order.
         let mut sums: BTreeMap<(&str, Timestamp), u64> = BTreeMap::new();
+        let mut days: BTreeMap<(&str, Timestamp), u64> = BTreeMap::new();
         for count in counts {
             let sum = sums.entry((&count.namespace, count.month)).or_default();
             *sum = sum.saturating_add(count.bytes);
+            let sum = days.entry((&count.namespace, count.day)).or_default();
+            *sum = sum.saturating_add(count.bytes);
         }
         let mut tx = self.db.begin_write().await?;
+        // The daily rows first, sorted, as `record_pulls` takes them.
+        for ((namespace, day), bytes) in days {
+            let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+            super::usage::add_daily(&mut tx, namespace, day, 0, bytes).await?;
+        }
         for ((namespace, month), bytes) in sums {
             query(
                 "INSERT INTO namespace_traffic (namespace, month, bytes) \

@@ -33,6 +33,7 @@ pub mod advisory_sync;
 pub mod audit;
 pub mod blobs;
 pub mod events;
+pub mod findings;
 pub mod gc;
 pub mod images;
 pub mod immutable;
@@ -52,6 +53,7 @@ pub mod tokens;
 pub mod trash;
 pub mod upgrade;
 pub mod uploads;
+pub mod usage;
 pub mod users;
 pub mod webhooks;
 
@@ -85,6 +87,8 @@ pub const SUITES: &[(&str, &[(&str, SuiteTest)])] = &[
     ("quotas", quotas::TESTS),
     ("sessions", sessions::TESTS),
     ("replication", replication::TESTS),
+    ("findings", findings::TESTS),
+    ("usage", usage::TESTS),
 ];
 
 /// Runs every suite test in turn against one store, which also shows that
@@ -148,6 +152,8 @@ macro_rules! meta_store_tests {
             quotas: [storage_usage_counts_each_holding_once_and_follows_every_write, writes_beyond_the_storage_limit_are_refused_and_change_nothing, traffic_adds_up_per_namespace_and_month, refused_requests_over_a_quota_are_recorded_as_events],
             sessions: [sessions_are_created_touched_and_revoked, ended_sessions_are_deleted_at_the_next_sign_in],
             replication: [replication_rules_are_created_listed_and_deleted, replication_runs_are_recorded_and_bounded],
+            findings: [finding_counts_are_summed_per_namespace_for_live_images],
+            usage: [daily_usage_adds_pulls_and_bytes_and_snapshots_storage],
         );
     };
     (@expand $mode:ident $fresh:ident; $($suite:ident: [$($name:ident),* $(,)?]),* $(,)?) => {

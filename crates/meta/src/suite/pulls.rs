@@ -199,7 +199,7 @@ pub async fn pulls_become_events_per_image_and_puller_when_asked(store: &dyn Met
             (
                 None,
                 NOW + 6,
-                serde_json::json!({ "count": 2 }),
+                serde_json::json!({ "count": 2, "warning": "CVE-2024-1 (high) in openssl 3.0.1" }),
                 Some(digest.clone())
             ),
             (

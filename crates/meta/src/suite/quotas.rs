@@ -271,6 +271,7 @@ pub async fn traffic_adds_up_per_namespace_and_month(store: &dyn MetaStore) {
     let count = |namespace: &str, month, bytes| TrafficCount {
         namespace: namespace.to_string(),
         month,
+        day: month,
         bytes,
     };
     store

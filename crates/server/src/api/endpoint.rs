@@ -100,6 +100,8 @@ pub enum Endpoint {
     RunRetentionPolicy(Name, RetentionRunRequest),
     ListQuotas,
     GetQuota(Name),
+    /// A namespace's usage per day, over this many days.
+    GetUsageHistory(Name, u32),
     SetQuota(Name, QuotaLimits),
     RecomputeQuotas,
     ListReplications,
@@ -243,6 +245,9 @@ impl Endpoint {
             }
             Route::ListQuotas => Endpoint::ListQuotas,
             Route::GetQuota => Endpoint::GetQuota(name("namespace")?),
+            Route::GetUsageHistory => {
+                Endpoint::GetUsageHistory(name("namespace")?, super::quotas::history_days(query)?)
+            }
             Route::SetQuota => {
                 let limits: QuotaLimits = json(body)?;
                 limits.validate()?;

@@ -271,6 +271,7 @@ async fn handle_endpoint(
         }
         Endpoint::ListQuotas => quotas::list(ctx).await,
         Endpoint::GetQuota(namespace) => quotas::get(ctx, &namespace).await,
+        Endpoint::GetUsageHistory(namespace, days) => quotas::history(ctx, &namespace, days).await,
         Endpoint::SetQuota(namespace, limits) => quotas::set(ctx, &namespace, limits).await,
         Endpoint::RecomputeQuotas => quotas::recompute(ctx).await,
     }

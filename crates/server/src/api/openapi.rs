@@ -96,6 +96,7 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         retention::run_policy,
         quotas::list,
         quotas::get,
+        quotas::history,
         quotas::set,
         quotas::recompute,
         replications::list,

@@ -185,7 +185,9 @@ pub fn required(endpoint: &Endpoint) -> Permission {
         // the listing keeps those. Limits are the registry operator's: a
         // namespace's owners raising their own would defeat them.
         Endpoint::ListQuotas => LoggedIn,
-        Endpoint::GetQuota(namespace) => SeeNamespace(namespace.clone()),
+        Endpoint::GetQuota(namespace) | Endpoint::GetUsageHistory(namespace, _) => {
+            SeeNamespace(namespace.clone())
+        }
         Endpoint::SetQuota(..) | Endpoint::RecomputeQuotas => Administrator,
         // A rule reads or writes every repository its pattern matches,
         // across namespaces, and calls out to a URL: an administrator's.

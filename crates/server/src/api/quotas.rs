@@ -266,3 +266,97 @@ pub async fn recompute(ctx: &Context<'_>) -> Result<Response, ManagementError> {
         drifted,
     }))
 }
+
+/// The days a usage history covers unless the query says otherwise.
+pub const DEFAULT_HISTORY_DAYS: u32 = 30;
+
+/// The query of `GET /api/v1/namespaces/{namespace}/usage-history`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    days: Option<u32>,
+}
+
+/// The days a usage history query asks for: `days`, 1 to
+/// [`berth_registry::usage::MAX_HISTORY_DAYS`], 30 by default.
+pub fn history_days(query: Option<&str>) -> Result<u32, ManagementError> {
+    let query: HistoryQuery = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|error| ManagementError::invalid_request(format!("query: {error}")))?;
+    let max = berth_registry::usage::MAX_HISTORY_DAYS;
+    match query.days {
+        None => Ok(DEFAULT_HISTORY_DAYS),
+        Some(days) if (1..=max).contains(&days) => Ok(days),
+        Some(days) => Err(ManagementError::invalid_request(format!(
+            "query parameter days: {days} is not between 1 and {max}"
+        ))),
+    }
+}
+
+/// A namespace's usage per day, oldest first, today last.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageHistory {
+    pub namespace: String,
+    pub days: Vec<UsageDay>,
+}
+
+/// One day of a namespace's usage.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageDay {
+    /// The day (UTC), `YYYY-MM-DD`.
+    pub date: String,
+    /// Bytes held at the day's last snapshot (today: now), as the storage
+    /// quota counts them.
+    pub storage_bytes: u64,
+    /// Manifest pulls that day.
+    pub pulls: u64,
+    /// Blob bytes served that day, as the traffic quota counts them.
+    pub pull_bytes: u64,
+}
+
+/// `namespace`'s usage over its last `days` days, as the API shows it.
+pub async fn usage_history(
+    registry: &berth_registry::Registry,
+    namespace: &Name,
+    days: u32,
+) -> Result<UsageHistory, ManagementError> {
+    let series = registry.usage_history(namespace.as_str(), days).await?;
+    Ok(UsageHistory {
+        namespace: namespace.to_string(),
+        days: series
+            .into_iter()
+            .map(|day| UsageDay {
+                date: time::OffsetDateTime::from_unix_timestamp(day.day)
+                    .map(|at| at.date().to_string())
+                    .unwrap_or_default(),
+                storage_bytes: day.storage_bytes,
+                pulls: day.pulls,
+                pull_bytes: day.pull_bytes,
+            })
+            .collect(),
+    })
+}
+
+/// Get a namespace's usage per day.
+///
+/// Storage, manifest pulls and blob bytes served, one entry per day (UTC)
+/// for the last `days` days (30 unless asked; at most 400), oldest first.
+/// Storage is the day's last snapshot (taken every 15 minutes; today's is
+/// live); a day without one carries the day before's.
+#[utoipa::path(
+    get,
+    path = "/api/v1/namespaces/{namespace}/usage-history",
+    tag = "namespaces",
+    operation_id = "get_usage_history",
+    params(
+        ("namespace" = Name, Path, description = "The namespace"),
+        ("days" = Option<u32>, Query, description = "How many days, today included (1 to 400, default 30)"),
+    ),
+    responses((status = 200, description = "The namespace's usage per day", body = UsageHistory))
+)]
+pub async fn history(
+    ctx: &Context<'_>,
+    namespace: &Name,
+    days: u32,
+) -> Result<Response, ManagementError> {
+    Ok(ok(usage_history(ctx.registry, namespace, days).await?))
+}

@@ -229,10 +229,18 @@ fn run_view(run: ReplicationRun) -> RunView {
     responses((status = 200, description = "Every rule with its last run", body = ReplicationList))
 )]
 pub async fn list(ctx: &Context<'_>) -> Result<Response, ManagementError> {
+    Ok(ok(ReplicationList {
+        replications: summaries(ctx.registry).await?,
+    }))
+}
+
+/// Every rule with its last run, as the API lists them.
+pub async fn summaries(
+    registry: &berth_registry::Registry,
+) -> Result<Vec<ReplicationSummary>, ManagementError> {
     let mut replications = Vec::new();
-    for rule in ctx.registry.replication_rules().await? {
-        let last_run = ctx
-            .registry
+    for rule in registry.replication_rules().await? {
+        let last_run = registry
             .replication_runs(rule.id, 1)
             .await?
             .into_iter()
@@ -243,7 +251,7 @@ pub async fn list(ctx: &Context<'_>) -> Result<Response, ManagementError> {
             last_run,
         });
     }
-    Ok(ok(ReplicationList { replications }))
+    Ok(replications)
 }
 
 /// Create a replication rule.
@@ -262,6 +270,15 @@ pub async fn create(
     ctx: &Context<'_>,
     new: NewReplicationRequest,
 ) -> Result<Response, ManagementError> {
+    Ok(created(add(ctx, new).await?))
+}
+
+/// Creates a rule (its credentials sealed when a key-encryption key is
+/// configured); the rule as the API shows it.
+pub async fn add(
+    ctx: &Context<'_>,
+    new: NewReplicationRequest,
+) -> Result<ReplicationView, ManagementError> {
     let name = new.name.as_str().to_string();
     let credentials = new
         .credentials
@@ -292,7 +309,7 @@ pub async fn create(
         .registry
         .create_replication_rule(&ctx.actor, &rule)
         .await?;
-    Ok(created(rule_view(rule)))
+    Ok(rule_view(rule))
 }
 
 /// A replication rule with its last runs.
@@ -305,18 +322,25 @@ pub async fn create(
     responses((status = 200, description = "The rule and its last runs", body = ReplicationDetails))
 )]
 pub async fn get(ctx: &Context<'_>, name: &Name) -> Result<Response, ManagementError> {
-    let rule = ctx.registry.replication_rule(name.as_str()).await?;
-    let runs = ctx
-        .registry
+    Ok(ok(details(ctx.registry, name).await?))
+}
+
+/// A rule and its last runs, newest first, as the API shows them.
+pub async fn details(
+    registry: &berth_registry::Registry,
+    name: &Name,
+) -> Result<ReplicationDetails, ManagementError> {
+    let rule = registry.replication_rule(name.as_str()).await?;
+    let runs = registry
         .replication_runs(rule.id, RUNS_SHOWN)
         .await?
         .into_iter()
         .map(run_view)
         .collect();
-    Ok(ok(ReplicationDetails {
+    Ok(ReplicationDetails {
         rule: rule_view(rule),
         runs,
-    }))
+    })
 }
 
 /// Run a replication rule now.
@@ -335,6 +359,12 @@ pub async fn get(ctx: &Context<'_>, name: &Name) -> Result<Response, ManagementE
     )
 )]
 pub async fn run(ctx: &Context<'_>, name: &Name) -> Result<Response, ManagementError> {
+    Ok((StatusCode::ACCEPTED, Json(start(ctx, name).await?)).into_response())
+}
+
+/// Starts a run of rule `name` in the background; the run as the API shows
+/// it.
+pub async fn start(ctx: &Context<'_>, name: &Name) -> Result<RunView, ManagementError> {
     ctx.registry.replication_rule(name.as_str()).await?;
     let Some(replicator) = ctx.replicator else {
         return Err(ManagementError::new(
@@ -345,7 +375,7 @@ pub async fn run(ctx: &Context<'_>, name: &Name) -> Result<Response, ManagementE
     let run = replicator
         .start_rule(name.as_str(), RunTrigger::Manual)
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(run_view(run))).into_response())
+    Ok(run_view(run))
 }
 
 /// Delete a replication rule and its history.
@@ -358,10 +388,16 @@ pub async fn run(ctx: &Context<'_>, name: &Name) -> Result<Response, ManagementE
     responses((status = 204, description = "Deleted"))
 )]
 pub async fn delete(ctx: &Context<'_>, name: &Name) -> Result<Response, ManagementError> {
+    remove(ctx, name).await?;
+    Ok(no_content())
+}
+
+/// Deletes rule `name` and its history.
+pub async fn remove(ctx: &Context<'_>, name: &Name) -> Result<(), ManagementError> {
     ctx.registry
         .delete_replication_rule(&ctx.actor, name.as_str())
         .await?;
-    Ok(no_content())
+    Ok(())
 }
 
 #[cfg(test)]

@@ -70,6 +70,7 @@ pub enum Route {
     RunRetentionPolicy,
     ListQuotas,
     GetQuota,
+    GetUsageHistory,
     SetQuota,
     RecomputeQuotas,
     ListReplications,
@@ -81,7 +82,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order the OpenAPI document lists them.
-    pub const ALL: [Route; 61] = [
+    pub const ALL: [Route; 62] = [
         Route::OpenApi,
         Route::ListUsers,
         Route::CreateUser,
@@ -136,6 +137,7 @@ impl Route {
         Route::RunRetentionPolicy,
         Route::ListQuotas,
         Route::GetQuota,
+        Route::GetUsageHistory,
         Route::SetQuota,
         Route::RecomputeQuotas,
         Route::ListReplications,
@@ -238,6 +240,7 @@ impl Route {
             ),
             Route::ListQuotas => (Method::GET, "/api/v1/quotas"),
             Route::GetQuota => (Method::GET, "/api/v1/quotas/{namespace}"),
+            Route::GetUsageHistory => (Method::GET, "/api/v1/namespaces/{namespace}/usage-history"),
             Route::SetQuota => (Method::PUT, "/api/v1/quotas/{namespace}"),
             Route::RecomputeQuotas => (Method::POST, "/api/v1/quota-recompute"),
             Route::ListReplications => (Method::GET, "/api/v1/replications"),
@@ -337,6 +340,7 @@ impl Route {
             Route::RunRetentionPolicy => "run_retention_policy",
             Route::ListQuotas => "list_quotas",
             Route::GetQuota => "get_quota",
+            Route::GetUsageHistory => "get_usage_history",
             Route::SetQuota => "set_quota",
             Route::RecomputeQuotas => "recompute_quotas",
             Route::ListReplications => "list_replications",

@@ -50,6 +50,7 @@ pub fn layout(chrome: &Chrome<'_>, title: &str, body: Markup) -> Markup {
                             @if chrome.admin {
                                 li { a href="/admin/users" { "Users" } }
                                 li { a href="/admin/settings" { "Settings" } }
+                                li { a href="/admin/replications" { "Replication" } }
                             }
                         }
                     }
@@ -168,19 +169,91 @@ pub fn bar_chart(title: &str, bars: &[(String, u64)], format: fn(u64) -> String)
     let width = label_width + bar_width + 80;
     let height = height_per_bar * bars.len().max(1) as u64 + 8;
     let max = bars.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
+    // The figures in words, for screen readers: the chart is one image to
+    // them, named by its title and described by its values.
+    let described = bars
+        .iter()
+        .map(|(label, value)| format!("{label}: {}", format(*value)))
+        .collect::<Vec<_>>()
+        .join("; ");
     html! {
-        svg class="chart" role="img" aria-label=(title)
+        svg class="chart" role="img" aria-label=(format!("{title}. {described}"))
             viewBox=(format!("0 0 {width} {height}")) xmlns="http://www.w3.org/2000/svg" {
             title { (title) }
+            desc { (described) }
             @for (i, (label, value)) in bars.iter().enumerate() {
                 @let y = i as u64 * height_per_bar + 4;
-                @let length = (bar_width * value / max).max(1);
+                @let length = if *value == 0 { 0 } else { (bar_width * value / max).max(1) };
                 text x="0" y=(y + 17) { (truncate(label, 18)) }
-                rect class="bar" x=(label_width) y=(y + 4) width=(length) height="18" rx="3" {}
+                rect class=(format!("bar bar-{}", css_class(label))) x=(label_width) y=(y + 4) width=(length) height="18" rx="3" {}
                 text x=(label_width + length + 6) y=(y + 17) { (format(*value)) }
             }
         }
     }
+}
+
+/// A column chart in SVG of one figure per day, drawn on the server: one
+/// column a day, oldest left, with the highest value and the first and
+/// last dates written on it. Screen readers get a summary as the image's
+/// name and every day's figure in a visually hidden table after it.
+pub fn daily_chart(title: &str, days: &[(String, u64)], format: fn(u64) -> String) -> Markup {
+    let (left, top, plot_width, plot_height) = (70u64, 8u64, 380u64, 110u64);
+    let width = left + plot_width + 10;
+    let height = top + plot_height + 26;
+    let max = days.iter().map(|(_, v)| *v).max().unwrap_or(0);
+    let scale = max.max(1);
+    let slot = plot_width / (days.len().max(1) as u64);
+    let column = slot.saturating_sub(2).max(1);
+    let summary = match (days.first(), days.last()) {
+        (Some((first, _)), Some((last, latest))) => format!(
+            "{title}, {first} to {last}: {} on the last day, {} at most",
+            format(*latest),
+            format(max)
+        ),
+        _ => format!("{title}: no data"),
+    };
+    let baseline = top + plot_height;
+    html! {
+        svg class="chart daily" role="img" aria-label=(summary)
+            viewBox=(format!("0 0 {width} {height}")) xmlns="http://www.w3.org/2000/svg" {
+            title { (summary) }
+            text x="0" y=(top + 12) { (format(max)) }
+            text x="0" y=(baseline) { (format(0)) }
+            line class="axis" x1=(left) y1=(baseline) x2=(left + plot_width) y2=(baseline) {}
+            @for (i, (_, value)) in days.iter().enumerate() {
+                @let length = if *value == 0 { 0 } else { (plot_height * value / scale).max(1) };
+                rect class="bar" x=(left + i as u64 * slot + 1) y=(baseline - length) width=(column) height=(length) {}
+            }
+            @if let (Some((first, _)), Some((last, _))) = (days.first(), days.last()) {
+                text x=(left) y=(height - 4) { (first) }
+                text class="end" x=(left + plot_width) y=(height - 4) { (last) }
+            }
+        }
+        table class="visually-hidden" {
+            caption { (title) }
+            thead { tr { th scope="col" { "Day" } th scope="col" { "Value" } } }
+            tbody {
+                @for (day, value) in days {
+                    tr { td { (day) } td { (format(*value)) } }
+                }
+            }
+        }
+    }
+}
+
+/// A bar's label as a CSS class name part: lower-case letters and digits,
+/// anything else a `-` (so a severity's bar can have its own colour).
+fn css_class(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 /// `text` cut to `max` characters with an ellipsis.

@@ -17,7 +17,8 @@
 //!    decisions. A refused anonymous visitor is sent to sign in.
 //! 4. [`views`] (and [`lifecycle`] for quotas, retention, immutable tags
 //!    and the trash; [`vulnerabilities`] for findings, exemptions and pull
-//!    policies; [`settings`] for the settings and account pages): the
+//!    policies; [`settings`] for the settings and account pages;
+//!    [`replication`] for the replication rules): the
 //!    page's handler reads through the same domain services
 //!    and typed views as the management API's handlers and renders HTML
 //!    ([`html`]: layout, escaping by `maud`).
@@ -42,6 +43,7 @@ pub mod assets;
 pub mod html;
 pub mod lifecycle;
 pub mod page;
+pub mod replication;
 pub mod session;
 pub mod settings;
 pub mod views;

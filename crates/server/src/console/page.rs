@@ -11,6 +11,7 @@ use super::assets::{self, Asset};
 use crate::api::immutable::{NewImmutableRule, PatternParam, RuleScope};
 use crate::api::permission::Permission;
 use crate::api::quotas::QuotaLimits;
+use crate::api::replications::{DirectionParam, NewReplicationRequest};
 use crate::api::retention::{Keep, KeepTagsParam, MinAge, RetentionPolicyRequest, Untagged};
 use crate::api::tokens::NewToken;
 use crate::api::types::{ExpiryParam, Name, ScopeParam};
@@ -107,6 +108,19 @@ pub enum Page {
     SignOutEverywhere,
     /// `POST /admin/users/{name}/sign-out`: ends every session of a user.
     SignUserOut(Name),
+    /// `GET /admin/replications`: every replication rule with its last
+    /// run, and the form for a new one.
+    Replications,
+    /// `POST /admin/replications` with the fields of `berth replication
+    /// add`: `name`, `direction`, `url`, `credentials`, `repositories`,
+    /// `tags`, `on_push` and `interval`.
+    CreateReplication(NewReplicationRequest),
+    /// `GET /admin/replications/{name}`: a rule and its recent runs.
+    Replication(Name),
+    /// `POST /admin/replications/{name}/run`.
+    RunReplication(Name),
+    /// `POST /admin/replications/{name}/delete`.
+    DeleteReplication(Name),
 }
 
 /// Why a request names no page.
@@ -241,6 +255,13 @@ impl Page {
         match path {
             "/admin/users" => return only(get, Page::Users),
             "/admin/settings" => return only(get, Page::Settings),
+            "/admin/replications" => {
+                return match (get, post) {
+                    (true, _) => Ok(Page::Replications),
+                    (_, true) => Ok(Page::CreateReplication(new_replication(form)?)),
+                    _ => Err(NoPage::MethodNotAllowed),
+                }
+            }
             "/account" => return only(get, Page::Account),
             "/account/sign-out-everywhere" => return only(post, Page::SignOutEverywhere),
             _ => {}
@@ -259,6 +280,16 @@ impl Page {
             };
             let name = Name::try_from(decode(name)?).map_err(|_| NoPage::NotFound)?;
             return only(post, Page::SetUserDisabled(name, disabled));
+        }
+        if let Some(rest) = path.strip_prefix("/admin/replications/") {
+            let (name, action) = rest.split_once('/').unwrap_or((rest, ""));
+            let name = Name::try_from(decode(name)?).map_err(|_| NoPage::NotFound)?;
+            return match action {
+                "" => only(get, Page::Replication(name)),
+                "run" => only(post, Page::RunReplication(name)),
+                "delete" => only(post, Page::DeleteReplication(name)),
+                _ => Err(NoPage::NotFound),
+            };
         }
         if let Some(rest) = path.strip_prefix("/tokens/") {
             let name = rest.strip_suffix("/revoke").ok_or(NoPage::NotFound)?;
@@ -328,6 +359,11 @@ impl Page {
             Page::Tokens | Page::CreateToken(_) | Page::RevokeToken(_) => "console_tokens",
             Page::Users | Page::SetUserDisabled(..) | Page::SignUserOut(_) => "console_users",
             Page::Settings => "console_settings",
+            Page::Replications
+            | Page::CreateReplication(_)
+            | Page::Replication(_)
+            | Page::RunReplication(_)
+            | Page::DeleteReplication(_) => "console_replications",
             Page::Account | Page::SignOutEverywhere => "console_account",
             Page::Lifecycle(_)
             | Page::SetQuota(..)
@@ -370,6 +406,9 @@ impl Page {
                 | Page::SetVulnerabilityPolicy(..)
                 | Page::SignOutEverywhere
                 | Page::SignUserOut(_)
+                | Page::CreateReplication(_)
+                | Page::RunReplication(_)
+                | Page::DeleteReplication(_)
         )
     }
 }
@@ -401,6 +440,13 @@ pub fn required(page: &Page) -> Permission {
         Page::Users | Page::SetUserDisabled(..) | Page::SignUserOut(_) | Page::Settings => {
             Administrator
         }
+        // As `/api/v1/replications`: rules reach across namespaces and
+        // call out, so they are the operator's.
+        Page::Replications
+        | Page::CreateReplication(_)
+        | Page::Replication(_)
+        | Page::RunReplication(_)
+        | Page::DeleteReplication(_) => Administrator,
         Page::Account | Page::SignOutEverywhere => OwnAccount,
         Page::SetVulnerabilityPolicy(name, _) => Namespace(name.clone(), Action::ManageSettings),
         // The rows of the management API's endpoints these pages mirror.
@@ -517,6 +563,45 @@ fn quota_limits(form: &Form) -> Result<QuotaLimits, NoPage> {
         .validate()
         .map_err(|e| NoPage::BadForm(e.message().to_string()))?;
     Ok(limits)
+}
+
+/// The replication form: the fields of `berth replication add`. Empty
+/// credentials, tags and interval are none.
+fn new_replication(form: &Form) -> Result<NewReplicationRequest, NoPage> {
+    let bad = NoPage::BadForm;
+    let field = |name: &str| form.get(name).unwrap_or("").trim();
+    let optional = |name: &str| Some(field(name)).filter(|v| !v.is_empty());
+    let name = Name::try_from(field("name").to_string()).map_err(|e| bad(format!("Name: {e}.")))?;
+    let direction = match field("direction") {
+        "push" => DirectionParam::Push,
+        "pull" => DirectionParam::Pull,
+        other => return Err(bad(format!("Direction: {other:?} is not push or pull."))),
+    };
+    let interval_secs = match optional("interval") {
+        None => None,
+        Some(text) => Some(
+            text.parse::<u64>()
+                .map_err(|_| bad(format!("Interval: {text:?} is not a number of seconds.")))?,
+        ),
+    };
+    // Credentials are taken as typed (a password may end in a space).
+    let credentials = form
+        .get("credentials")
+        .filter(|v| !v.is_empty())
+        .map(berth_auth::Secret::new);
+    let new = NewReplicationRequest {
+        name,
+        direction,
+        url: field("url").to_string(),
+        credentials,
+        repositories: field("repositories").to_string(),
+        tags: optional("tags").map(str::to_string),
+        on_push: form.get("on_push") == Some("true"),
+        interval_secs,
+    };
+    new.validate()
+        .map_err(|e| bad(format!("{}.", e.message())))?;
+    Ok(new)
 }
 
 /// The retention form: the fields of `berth retention set`.

@@ -10,13 +10,13 @@ use berth_auth::{Action, LoginError, Principal, Secret};
 use berth_oci::{Reference, RepoName, Tag};
 use maud::{html, Markup};
 
-use super::html::{self, bar_chart, copyable, csrf_field, layout, size, when, Chrome};
+use super::html::{self, bar_chart, copyable, csrf_field, daily_chart, layout, size, when, Chrome};
 use super::lifecycle;
 use super::page::{self, Form, NoPage, Page, REPOSITORY_END};
 use super::session::{self, Session};
 use super::settings;
 use super::vulnerabilities;
-use super::{html_response, is_write, see_other};
+use super::{html_response, is_write, replication, see_other};
 use crate::access::{actor_of, origin_of, AuthState, Caller};
 use crate::api::error::ManagementError;
 use crate::api::images::{ImageDetailsView, ImageListing, ImageSummaryView, PlatformView};
@@ -287,6 +287,11 @@ pub async fn handle(state: &AppState, request: Request) -> Response {
             vulnerabilities::set_policy(&ctx, &name, policy).await
         }
         Page::Settings => settings::settings(&ctx).await,
+        Page::Replications => replication::list(&ctx).await,
+        Page::CreateReplication(new) => replication::create(&ctx, new).await,
+        Page::Replication(name) => replication::rule(&ctx, &name).await,
+        Page::RunReplication(name) => replication::run(&ctx, &name).await,
+        Page::DeleteReplication(name) => replication::delete(&ctx, &name).await,
         Page::Account => settings::account(&ctx),
         Page::SignOutEverywhere => settings::sign_out_everywhere(&ctx).await,
         Page::SignUserOut(name) => settings::sign_user_out(&ctx, &name).await,
@@ -310,6 +315,11 @@ fn needs_access_control(page: &Page) -> bool {
             | Page::Account
             | Page::SignOutEverywhere
             | Page::SignUserOut(_)
+            | Page::Replications
+            | Page::CreateReplication(_)
+            | Page::Replication(_)
+            | Page::RunReplication(_)
+            | Page::DeleteReplication(_)
     )
 }
 
@@ -418,6 +428,62 @@ async fn visible_namespaces(ctx: &Ctx<'_>) -> Result<Vec<Namespace>, Failure> {
     Ok(namespaces)
 }
 
+/// The images with findings of `namespaces` (those the caller may see),
+/// per namespace: one index range over the stored finding counts.
+async fn visible_findings(
+    ctx: &Ctx<'_>,
+    namespaces: &[Namespace],
+) -> Result<Vec<berth_registry::NamespaceFindings>, Failure> {
+    let names: Vec<String> = namespaces.iter().map(|n| n.name.clone()).collect();
+    Ok(ctx
+        .state
+        .registry
+        .findings_by_namespace(Some(&names))
+        .await
+        .map_err(ManagementError::from)?)
+}
+
+/// The most namespaces whose daily usage the overview adds up (the
+/// largest by storage): a query each.
+const OVERVIEW_HISTORY_NAMESPACES: usize = 10;
+
+/// Storage and pulls per day over the last 30 days, of `namespaces` added
+/// up, as two column charts (`whose` says whose they are).
+async fn usage_charts(ctx: &Ctx<'_>, namespaces: &[Name], whose: &str) -> Result<Markup, Failure> {
+    let mut days: Vec<(String, u64, u64)> = Vec::new();
+    for namespace in namespaces {
+        let history = api::quotas::usage_history(
+            &ctx.state.registry,
+            namespace,
+            api::quotas::DEFAULT_HISTORY_DAYS,
+        )
+        .await?;
+        if days.is_empty() {
+            days = history
+                .days
+                .iter()
+                .map(|d| (d.date.clone(), 0, 0))
+                .collect();
+        }
+        for (sum, day) in days.iter_mut().zip(&history.days) {
+            sum.1 += day.storage_bytes;
+            sum.2 += day.pulls;
+        }
+    }
+    let storage: Vec<(String, u64)> = days.iter().map(|(d, s, _)| (d.clone(), *s)).collect();
+    let pulls: Vec<(String, u64)> = days.iter().map(|(d, _, p)| (d.clone(), *p)).collect();
+    Ok(html! {
+        @if !days.is_empty() {
+            h2 id="usage" { "The last 30 days" }
+            p class="muted" { (whose) }
+            div class="charts" {
+                div { h3 { "Storage" } (daily_chart("Storage per day", &storage, size)) }
+                div { h3 { "Pulls" } (daily_chart("Pulls per day", &pulls, |n| n.to_string())) }
+            }
+        }
+    })
+}
+
 /// A page of repositories as the API lists them (`query` is the API's:
 /// `namespace`, `q`, `sort`, `limit`, `cursor`).
 async fn repositories(
@@ -502,6 +568,28 @@ async fn overview(ctx: &Ctx<'_>) -> PageResult {
     let repositories_total: u64 = namespaces.iter().map(|n| n.repositories).sum();
     let images_total: u64 = namespaces.iter().map(|n| n.images).sum();
     let storage_total: u64 = namespaces.iter().map(|n| n.storage_bytes).sum();
+    let findings = visible_findings(ctx, &namespaces).await?;
+    let mut largest: Vec<&Namespace> = namespaces.iter().collect();
+    largest.sort_by(|a, b| {
+        b.storage_bytes
+            .cmp(&a.storage_bytes)
+            .then(a.name.cmp(&b.name))
+    });
+    let charted: Vec<Name> = largest
+        .iter()
+        .take(OVERVIEW_HISTORY_NAMESPACES)
+        .filter_map(|n| Name::try_from(n.name.clone()).ok())
+        .collect();
+    let whose = if namespaces.len() > charted.len() {
+        format!(
+            "The {} largest namespaces you see, added up.",
+            charted.len()
+        )
+    } else {
+        "Every namespace you see, added up.".to_string()
+    };
+    let usage = usage_charts(ctx, &charted, &whose).await?;
+    let with_issues: u64 = findings.iter().map(|n| n.images).sum();
     let (recent, _) = repositories(ctx, "sort=last_push&limit=8").await?;
     let (most_pulled, _) = repositories(ctx, "sort=pulls&limit=1000").await?;
     let pulls_total: u64 = most_pulled.iter().map(|r| r.pull_count).sum();
@@ -529,6 +617,7 @@ async fn overview(ctx: &Ctx<'_>) -> PageResult {
             div class="card" { span class="value" { (images_total) } "images" }
             div class="card" { span class="value" { (size(storage_total)) } "storage used" }
             div class="card" { span class="value" { (pulls_total) } "pulls" }
+            div class="card" { span class="value" { (with_issues) } "images with issues" }
         }
         h2 { "Most recently pushed" }
         @if recent.is_empty() {
@@ -558,6 +647,8 @@ async fn overview(ctx: &Ctx<'_>) -> PageResult {
             h2 { "Most pulled repositories" }
             (bar_chart("Pulls per repository", &by_pulls, count))
         }
+        (usage)
+        (vulnerabilities::findings_summary(&findings))
     };
     ctx.page("Overview", body)
 }
@@ -643,6 +734,18 @@ async fn namespace(ctx: &Ctx<'_>, name: &Name) -> PageResult {
         pairs.push(("cursor", &cursor));
         format!("/namespaces/{name}?{}", query_string(&pairs))
     });
+    let usage = usage_charts(
+        ctx,
+        std::slice::from_ref(name),
+        "This namespace's figures per day (UTC).",
+    )
+    .await?;
+    let findings = ctx
+        .state
+        .registry
+        .findings_by_namespace(Some(&[name.as_str().to_string()]))
+        .await
+        .map_err(ManagementError::from)?;
     let body = html! {
         ul class="crumbs" { li { a href="/namespaces" { "Namespaces" } } li { (name) } }
         h1 { (name) " " (visibility_badge(visibility)) }
@@ -700,6 +803,8 @@ async fn namespace(ctx: &Ctx<'_>, name: &Name) -> PageResult {
         @if let Some(link) = &next_link {
             nav class="pager" aria-label="Pages" { a href=(link) { "Next page" } }
         }
+        (usage)
+        (vulnerabilities::findings_summary(&findings))
         @if let Some(members) = &members {
             h2 { "Members" }
             div class="table-wrap" {

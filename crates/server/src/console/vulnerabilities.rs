@@ -107,6 +107,43 @@ pub fn section(
     }
 }
 
+/// The overview's and a namespace page's vulnerability figures: how many
+/// images have findings (fixable, not exempted, as last assessed) and a
+/// chart of their findings by severity, every severity shown, zeros too.
+pub fn findings_summary(findings: &[berth_registry::NamespaceFindings]) -> Markup {
+    let images: u64 = findings.iter().map(|n| n.images).sum();
+    let mut counts = berth_registry::SeverityCounts::default();
+    for namespace in findings {
+        counts.add(&namespace.counts);
+    }
+    let bars: Vec<(String, u64)> = SEVERITIES
+        .iter()
+        .zip([
+            counts.critical,
+            counts.high,
+            counts.medium,
+            counts.low,
+            counts.unknown,
+        ])
+        .map(|(severity, n)| (severity.to_string(), n))
+        .collect();
+    html! {
+        h2 id="findings" { "Vulnerabilities" }
+        @if images == 0 {
+            p class="muted" id="images-with-issues" {
+                "No image has findings with a fix, as far as the Vulnerability Advisor has assessed them."
+            }
+        } @else {
+            p id="images-with-issues" {
+                strong { (images) } @if images == 1 { " image has" } @else { " images have" }
+                " findings with a fix ("
+                (counts.total()) " findings; exempted ones and those without a fix are not counted)."
+            }
+            (bar_chart("Findings with a fix, by severity", &bars, |n| n.to_string()))
+        }
+    }
+}
+
 fn findings_table(
     caption: &str,
     findings: &[(&Option<String>, &FindingView)],
