@@ -292,11 +292,51 @@ pub fn or_dash(value: Option<&str>) -> String {
     value.unwrap_or("-").to_string()
 }
 
+/// A JSON value of an API answer in a table cell: a string as it is,
+/// `null` as `-`, anything else as JSON.
+pub fn cell(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Null => "-".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// A time of an API answer (seconds since the epoch) in a table cell, as
+/// RFC 3339; `-` when absent.
+pub fn cell_time(value: &serde_json::Value) -> String {
+    value
+        .as_i64()
+        .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok())
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "-".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use time::Duration;
 
     use super::*;
+
+    #[test]
+    fn api_values_become_cells() {
+        use serde_json::json;
+        for (value, text, at) in [
+            (json!("run"), "run", "-"),
+            (json!(null), "-", "-"),
+            (json!(3), "3", "1970-01-01T00:00:03Z"),
+            (json!(true), "true", "-"),
+        ] {
+            assert_eq!(
+                (cell(&value).as_str(), cell_time(&value).as_str()),
+                (text, at),
+                "{value}"
+            );
+        }
+    }
 
     #[test]
     fn human_sizes() {

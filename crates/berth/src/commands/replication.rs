@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::cli::{ClientArgs, ClientReplicationCommand};
 use crate::client::error::ClientError;
-use crate::client::output::{Output, OutputFormat};
+use crate::client::output::{cell, cell_time, Output, OutputFormat};
 use crate::client::session::{segment, Session};
 use crate::client::Profile;
 use crate::config::Environment;
@@ -25,25 +25,6 @@ const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 const WAIT_POLL: Duration = Duration::from_millis(250);
 /// The longest credentials file read.
 const MAX_CREDENTIALS: u64 = 4096;
-
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        Value::Null => "-".to_string(),
-        other => other.to_string(),
-    }
-}
-
-fn date_time(value: &Value) -> String {
-    value
-        .as_i64()
-        .and_then(|at| time::OffsetDateTime::from_unix_timestamp(at).ok())
-        .and_then(|at| {
-            at.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| "-".to_string())
-}
 
 /// Reads the credentials file: `user:password` or a token, one line.
 fn read_credentials(path: &std::path::Path) -> Result<String, ClientError> {
@@ -74,15 +55,15 @@ fn read_credentials(path: &std::path::Path) -> Result<String, ClientError> {
 /// The run's row of a table.
 fn run_row(run: &Value) -> Vec<String> {
     vec![
-        text(&run["id"]),
-        text(&run["trigger"]),
-        text(&run["status"]),
-        date_time(&run["started_at"]),
-        text(&run["images_copied"]),
-        text(&run["images_skipped"]),
-        text(&run["blobs_copied"]),
-        text(&run["bytes"]),
-        text(&run["error"]),
+        cell(&run["id"]),
+        cell(&run["trigger"]),
+        cell(&run["status"]),
+        cell_time(&run["started_at"]),
+        cell(&run["images_copied"]),
+        cell(&run["images_skipped"]),
+        cell(&run["blobs_copied"]),
+        cell(&run["bytes"]),
+        cell(&run["error"]),
     ]
 }
 
@@ -183,11 +164,11 @@ pub fn replication(
                 |rule, _| {
                     let last = &rule["last_run"];
                     vec![
-                        text(&rule["name"]),
-                        text(&rule["direction"]),
-                        text(&rule["url"]),
-                        text(&rule["repositories"]),
-                        text(&rule["tags"]),
+                        cell(&rule["name"]),
+                        cell(&rule["direction"]),
+                        cell(&rule["url"]),
+                        cell(&rule["repositories"]),
+                        cell(&rule["tags"]),
                         if rule["on_push"] == true { "yes" } else { "no" }.to_string(),
                         rule["interval_secs"]
                             .as_u64()
@@ -200,8 +181,8 @@ pub fn replication(
                         } else {
                             format!(
                                 "{} {}",
-                                text(&last["status"]),
-                                date_time(&last["started_at"])
+                                cell(&last["status"]),
+                                cell_time(&last["started_at"])
                             )
                         },
                     ]
@@ -251,17 +232,17 @@ pub fn replication(
                 &finished,
                 &format!(
                     "Run {id} of {name} {}: {} images copied, {} skipped, {} blobs ({} bytes).",
-                    text(&finished["status"]),
-                    text(&finished["images_copied"]),
-                    text(&finished["images_skipped"]),
-                    text(&finished["blobs_copied"]),
-                    text(&finished["bytes"]),
+                    cell(&finished["status"]),
+                    cell(&finished["images_copied"]),
+                    cell(&finished["images_skipped"]),
+                    cell(&finished["blobs_copied"]),
+                    cell(&finished["bytes"]),
                 ),
             );
             if finished["status"] == "failed" {
                 return Err(ClientError::Local(format!(
                     "run {id} of {name} failed: {}",
-                    text(&finished["error"])
+                    cell(&finished["error"])
                 )));
             }
         }
@@ -270,15 +251,15 @@ pub fn replication(
             if output.format == OutputFormat::Table && !output.quiet {
                 println!(
                     "{} {} {} repos {} tags {} on push {}",
-                    text(&rule["name"]),
+                    cell(&rule["name"]),
                     if rule["direction"] == "push" {
                         "to"
                     } else {
                         "from"
                     },
-                    text(&rule["url"]),
-                    text(&rule["repositories"]),
-                    text(&rule["tags"]),
+                    cell(&rule["url"]),
+                    cell(&rule["repositories"]),
+                    cell(&rule["tags"]),
                     if rule["on_push"] == true { "yes" } else { "no" },
                 );
             }

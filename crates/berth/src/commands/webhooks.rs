@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::cli::{ClientArgs, ClientWebhookCommand};
 use crate::client::error::ClientError;
-use crate::client::output::{Output, OutputFormat};
+use crate::client::output::{cell, cell_time, Output, OutputFormat};
 use crate::client::session::{segment, Session};
 use crate::client::Profile;
 use crate::config::Environment;
@@ -20,25 +20,6 @@ fn scopes(scope: &str) -> Vec<String> {
     } else {
         vec![format!("namespace:{scope}:manage_settings")]
     }
-}
-
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        Value::Null => "-".to_string(),
-        other => other.to_string(),
-    }
-}
-
-fn date_time(value: &Value) -> String {
-    value
-        .as_i64()
-        .and_then(|at| time::OffsetDateTime::from_unix_timestamp(at).ok())
-        .and_then(|at| {
-            at.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| "-".to_string())
 }
 
 /// The webhooks the caller may manage.
@@ -128,12 +109,12 @@ pub fn webhook(
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .map(text)
+                        .map(cell)
                         .collect();
                     vec![
-                        text(&webhook["id"]),
-                        text(&webhook["scope"]),
-                        text(&webhook["url"]),
+                        cell(&webhook["id"]),
+                        cell(&webhook["scope"]),
+                        cell(&webhook["url"]),
                         events.join(","),
                         if webhook["signed"] == true {
                             "yes"
@@ -141,8 +122,8 @@ pub fn webhook(
                             "no"
                         }
                         .to_string(),
-                        text(&webhook["envelope"]),
-                        text(&webhook["created_by"]),
+                        cell(&webhook["envelope"]),
+                        cell(&webhook["created_by"]),
                     ]
                 },
                 |webhook| webhook["url"].as_str().unwrap_or(""),
@@ -184,13 +165,13 @@ pub fn webhook(
                 ],
                 |delivery, _| {
                     vec![
-                        text(&delivery["event"]),
-                        text(&delivery["event_kind"]),
-                        text(&delivery["state"]),
-                        text(&delivery["attempts"]),
-                        text(&delivery["last_status"]),
-                        date_time(&delivery["updated_at"]),
-                        text(&delivery["last_error"]),
+                        cell(&delivery["event"]),
+                        cell(&delivery["event_kind"]),
+                        cell(&delivery["state"]),
+                        cell(&delivery["attempts"]),
+                        cell(&delivery["last_status"]),
+                        cell_time(&delivery["updated_at"]),
+                        cell(&delivery["last_error"]),
                     ]
                 },
                 |delivery| delivery["state"].as_str().unwrap_or(""),
@@ -252,16 +233,16 @@ pub fn audit(args: ClientArgs, filter: AuditFilter, env: &Environment) -> Result
         |record, _| {
             let actor = &record["actor"];
             let who = match actor["name"].as_str() {
-                Some(name) => format!("{}:{name}", text(&actor["kind"])),
-                None => text(&actor["kind"]),
+                Some(name) => format!("{}:{name}", cell(&actor["kind"])),
+                None => cell(&actor["kind"]),
             };
             vec![
-                date_time(&record["at"]),
+                cell_time(&record["at"]),
                 who,
-                text(&actor["address"]),
-                text(&record["action"]),
-                text(&record["resource"]),
-                text(&record["outcome"]),
+                cell(&actor["address"]),
+                cell(&record["action"]),
+                cell(&record["resource"]),
+                cell(&record["outcome"]),
             ]
         },
         |record| record["action"].as_str().unwrap_or(""),
