@@ -118,6 +118,7 @@ pub async fn attach_upstreams(loaded: &Loaded, registry: &Registry) -> Result<()
             tag_ttl: upstream.tag_ttl,
             docker_hub: upstream.is_docker_hub(),
             max_size: upstream.max_size.map(|size| size.0),
+            root: upstream.root,
             upstream: Arc::new(client),
         });
         let visibility = if upstream.public {

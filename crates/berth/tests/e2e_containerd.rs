@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use support::containerd::Containerd;
 use support::cutting_proxy::{CuttingProxy, Exchange};
+use support::distribution::Distribution;
 use support::images::{self, OciImage};
 use support::{run, wire, TestRegistry};
 
@@ -320,4 +321,80 @@ fn containerd_pull_resumes_broken_layer_download_with_range() {
         run_file(&containerd, &through_proxy, "berth-e2e-range"),
         contents
     );
+}
+
+/// Issue 16: containerd configured with Berth as a mirror in a `hosts.toml`
+/// (`override_path`, so the mirror's path names the proxy namespace) pulls
+/// an upstream's image through Berth's pull-through cache unchanged. The
+/// upstream is a CNCF Distribution (Debian's `docker-registry`); once it is
+/// stopped, the image pulled before still pulls, from Berth's cache.
+#[test]
+fn containerd_pulls_through_berth_as_a_hosts_toml_mirror() {
+    let test = "containerd_pulls_through_berth_as_a_hosts_toml_mirror";
+    if support::is_external_registry() {
+        support::record_skip(test, "needs its own berth serve with an upstream");
+        return;
+    }
+    let Some(tools) = require_containerd(test) else {
+        return;
+    };
+    let Some(distribution) = support::require_tool("docker-registry", test) else {
+        return;
+    };
+    let mut upstream = Distribution::start(&distribution, None);
+    let berth =
+        TestRegistry::start_with(&["--upstream", &format!("cache=http://{}", upstream.addr)]);
+    let containerd = Containerd::start(&tools.containerd, &tools.ctr);
+    let reference = format!("{}/team/app:v1", upstream.addr);
+    let contents = "pulled through a hosts.toml mirror\n";
+    let image = images::oci_image_archive(
+        containerd.dir(),
+        "ctr-mirror",
+        &reference,
+        &[("file", contents.as_bytes())],
+    );
+    run(containerd
+        .ctr()
+        .args(["images", "import"])
+        .arg(&image.archive));
+    run(containerd
+        .ctr()
+        .args(["images", "push", "--plain-http"])
+        .arg(&reference));
+
+    // containerd's per-registry configuration: the mirror first, then the
+    // registry itself.
+    let hosts = containerd.dir().join("hosts.d");
+    let dir = hosts.join(&upstream.addr);
+    std::fs::create_dir_all(&dir).expect("create hosts dir");
+    std::fs::write(
+        dir.join("hosts.toml"),
+        format!(
+            "server = \"http://{}\"\n\n[host.\"http://{}/v2/cache\"]\n  \
+             capabilities = [\"pull\", \"resolve\"]\n  override_path = true\n",
+            upstream.addr, berth.addr
+        ),
+    )
+    .expect("write hosts.toml");
+    for round in ["upstream running", "upstream stopped"] {
+        remove_image(&containerd, &reference, &image);
+        run(containerd
+            .ctr()
+            .args(["images", "pull", "--hosts-dir"])
+            .arg(&hosts)
+            .arg(&reference));
+        assert_eq!(
+            image_digest(&containerd, &reference).as_deref(),
+            Some(image.manifest_digest.as_str()),
+            "{round}"
+        );
+        assert_eq!(
+            run_file(&containerd, &reference, "berth-e2e-mirror"),
+            contents,
+            "{round}"
+        );
+        upstream.stop();
+    }
+    // What containerd pulled is in the proxy namespace.
+    assert_registry_holds(&berth.addr, "cache/team/app", "v1", &image);
 }

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use berth_oci::digest::Algorithm;
 use support::cutting_proxy::{CuttingProxy, Exchange};
+use support::distribution::Distribution;
 use support::dockerd::Dockerd;
 use support::{images, run, wire, TestRegistry};
 
@@ -513,4 +514,101 @@ fn docker_pull_resumes_broken_layer_download_with_range() {
         "image ID after the resumed pull"
     );
     assert_eq!(run_file(&dockerd, &through_proxy), contents);
+}
+
+/// Issue 16: docker configured with Berth as its `registry-mirrors` pulls
+/// Docker Hub's names through Berth's pull-through cache unchanged. The
+/// "Docker Hub" is a CNCF Distribution (Debian's `docker-registry`) holding
+/// `library/mirrored:v1`; Berth (access control on) mirrors it into the
+/// public namespace `hub` with `root = true`, because docker sends a mirror
+/// Hub's own names (`/v2/library/mirrored/…`) and takes no path prefix.
+/// Docker's anonymous token flow asks for `repository:library/mirrored:pull`,
+/// which Berth decides as `hub/library/mirrored`. With the upstream stopped,
+/// the image pulled once before still pulls and runs.
+#[test]
+fn docker_pulls_through_berth_as_its_registry_mirror() {
+    let test = "docker_pulls_through_berth_as_its_registry_mirror";
+    if support::is_external_registry() {
+        support::record_skip(test, "needs its own berth serve with an upstream");
+        return;
+    }
+    let Some(tools) = require_docker(test) else {
+        return;
+    };
+    let Some(distribution) = support::require_tool("docker-registry", test) else {
+        return;
+    };
+    let mut upstream = Distribution::start(&distribution, None);
+    let work = tempfile::tempdir().expect("temp dir");
+    let config = work.path().join("berth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[upstream]]\nnamespace = \"hub\"\nurl = \"http://{}\"\npublic = true\nroot = true\n\
+             tag_ttl = \"0s\"\n",
+            upstream.addr
+        ),
+    )
+    .expect("write berth.toml");
+    let berth = TestRegistry::start_with(&["--auth", "--config", config.to_str().unwrap()]);
+    let mirror = format!("http://{}", berth.addr);
+    let dockerd = Dockerd::start_with_mirrors(
+        &tools.dockerd,
+        &tools.docker,
+        &[&upstream.addr, &berth.addr],
+        &[&mirror],
+    );
+
+    // The image "on Docker Hub".
+    let at_upstream = format!("{}/library/mirrored:v1", upstream.addr);
+    let contents = "pulled through the mirror\n";
+    build_image(&dockerd, "berth-e2e-base:mirror", &at_upstream, contents);
+    let image_id = inspect(&dockerd, &at_upstream, ".Id");
+    let (digest, _) = push(&dockerd, &at_upstream);
+
+    // `mirrored:v1` is `docker.io/library/mirrored:v1`: Docker Hub itself
+    // cannot be reached from the test, so a pull that works came through
+    // the mirror.
+    let pulled_name = "mirrored:v1";
+    for round in ["upstream running", "upstream stopped"] {
+        remove_all_images(&dockerd);
+        let pulled = run(dockerd.docker().arg("pull").arg(pulled_name));
+        assert!(
+            pulled.contains(&format!("Digest: {digest}")),
+            "{round}: the pull reports the pushed digest:\n{pulled}"
+        );
+        assert_eq!(inspect(&dockerd, pulled_name, ".Id"), image_id, "{round}");
+        assert_eq!(run_file(&dockerd, pulled_name), contents, "{round}");
+        upstream.stop();
+    }
+    // Berth holds it under the proxy namespace (read here with the
+    // administrator's password, which `/v2/` takes as Basic credentials).
+    let admin_password = std::fs::read_to_string(
+        berth
+            .data_dir
+            .as_ref()
+            .expect("a data dir")
+            .path()
+            .join("initial-admin-password"),
+    )
+    .expect("the initial administrator password");
+    let cached = reqwest::blocking::Client::new()
+        .get(format!(
+            "http://{}/v2/hub/library/mirrored/manifests/v1",
+            berth.addr
+        ))
+        .header(
+            "accept",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .basic_auth("admin", Some(admin_password.trim()))
+        .send()
+        .expect("GET the cached manifest");
+    assert_eq!(cached.status(), 200);
+    assert_eq!(cached.headers()["docker-content-digest"], digest.as_str());
+    assert_eq!(
+        cached.headers()["warning"],
+        "110 - \"response is stale\"",
+        "the upstream is stopped and the tag is always checked"
+    );
 }

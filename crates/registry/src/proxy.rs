@@ -21,6 +21,13 @@
 //!   the client's answer (`TOOMANYREQUESTS` with the upstream's
 //!   `Retry-After`, or 502).
 //!
+//! - One upstream may also answer at the registry's root ([`ProxySettings::root`]):
+//!   a pull of a name whose first component is no namespace of this
+//!   registry is served from that proxy namespace (`library/alpine` as
+//!   `hub/library/alpine`), because docker's `registry-mirrors` sends a
+//!   mirror the upstream's own names and accepts no path prefix. Local
+//!   namespaces always win; see [`Registry::root_mirror`].
+//!
 //! **Architecture Invariant:** nothing from upstream becomes visible
 //! unverified: manifests are hashed before they are served or stored, blobs
 //! become visible only through `finish_upload`, which verifies the digest.
@@ -124,6 +131,10 @@ pub struct ProxySettings {
     /// quotas count it); beyond it, least-recently-pulled images are
     /// evicted ([`Registry::evict_proxy_namespaces`]). `None`: unlimited.
     pub max_size: Option<u64>,
+    /// Whether pulls of names outside every namespace of this registry are
+    /// served from this one (docker's `registry-mirrors`); at most one
+    /// upstream says so.
+    pub root: bool,
     /// The upstream itself.
     pub upstream: Arc<dyn Upstream>,
 }
@@ -141,6 +152,16 @@ pub enum Freshness {
 /// Tags whose last upstream check is remembered at most, per namespace; a
 /// full table is emptied (the cost: one more HEAD per tag).
 const TAG_CHECKS: usize = 65536;
+
+/// Namespaces remembered as existing for the root mirror's decision at
+/// most; a full table is emptied (the cost: one lookup each again).
+const KNOWN_NAMESPACES: usize = 4096;
+
+/// How long a namespace is believed to exist without asking again. Only
+/// existence is remembered, never absence: a namespace created on another
+/// node is seen at once, so local content is never answered from upstream;
+/// one deleted elsewhere keeps its names off the mirror for this long.
+const KNOWN_NAMESPACE_TTL: Duration = Duration::from_secs(60);
 
 /// How deep an index of indexes is cached.
 const MAX_INDEX_DEPTH: usize = 2;
@@ -195,11 +216,20 @@ pub(crate) struct Proxy {
 #[derive(Default)]
 pub(crate) struct Proxies {
     by_namespace: HashMap<String, Arc<Proxy>>,
+    /// The namespace answering at the root, if one does.
+    root: Option<String>,
+    /// Namespaces seen to exist, and when (for the root mirror).
+    known: Mutex<HashMap<String, Instant>>,
 }
 
 impl Proxies {
     pub(crate) fn new(settings: Vec<ProxySettings>) -> Proxies {
         Proxies {
+            root: settings
+                .iter()
+                .find(|settings| settings.root)
+                .map(|settings| settings.namespace.clone()),
+            known: Mutex::default(),
             by_namespace: settings
                 .into_iter()
                 .map(|settings| {
@@ -283,6 +313,49 @@ impl Registry {
 
     fn proxy(&self, namespace: &str) -> Option<&Arc<Proxy>> {
         self.inner.proxies.get()?.by_namespace.get(namespace)
+    }
+
+    /// The name a pull of `repository` is served under when it goes to the
+    /// root mirror: `ROOT/REPOSITORY`, when an upstream answers at the root
+    /// and `repository`'s first component is neither a namespace of this
+    /// registry nor a proxy namespace. `None` (serve `repository` as it is)
+    /// otherwise, and when the prefixed name would be too long.
+    ///
+    /// Costs nothing without a root upstream; with one, a lookup of the
+    /// namespace, remembered for a minute when it exists.
+    pub async fn root_mirror(
+        &self,
+        repository: &RepoName,
+    ) -> Result<Option<RepoName>, RegistryError> {
+        let Some(proxies) = self.inner.proxies.get() else {
+            return Ok(None);
+        };
+        let Some(root) = &proxies.root else {
+            return Ok(None);
+        };
+        let namespace = repository.namespace();
+        if proxies.by_namespace.contains_key(namespace) {
+            return Ok(None);
+        }
+        let now = Instant::now();
+        let known = proxies
+            .known
+            .lock()
+            .expect("known namespaces lock")
+            .get(namespace)
+            .is_some_and(|seen| now.duration_since(*seen) < KNOWN_NAMESPACE_TTL);
+        if known {
+            return Ok(None);
+        }
+        if self.meta().get_namespace(namespace).await?.is_some() {
+            let mut known = proxies.known.lock().expect("known namespaces lock");
+            if known.len() >= KNOWN_NAMESPACES {
+                known.clear();
+            }
+            known.insert(namespace.to_string(), now);
+            return Ok(None);
+        }
+        Ok(RepoName::parse(&format!("{root}/{repository}")).ok())
     }
 
     /// Whether `namespace` mirrors an upstream (and so refuses pushes).

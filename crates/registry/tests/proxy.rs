@@ -121,7 +121,8 @@ struct Setup {
 }
 
 /// An upstream holding `team/app:v1`, and a cache mirroring it in three
-/// namespaces: `cache` (tags believed for an hour), `always` (tags checked
+/// namespaces: `cache` (tags believed for an hour; it also answers at the
+/// registry's root), `always` (tags checked
 /// on every pull) and `small` (at most one byte).
 async fn setup() -> Setup {
     let upstream = Harness::new().await;
@@ -141,6 +142,7 @@ async fn setup() -> Setup {
         tag_ttl,
         docker_hub: false,
         max_size: None,
+        root: namespace == "cache",
         upstream: fake.clone(),
     };
     let small = ProxySettings {
@@ -213,6 +215,50 @@ async fn tags_are_asked_upstream_once_per_ttl_and_digests_never_again() {
         );
         assert_eq!(s.fake.gets.load(Ordering::SeqCst) - gets, 1, "{namespace}");
     }
+}
+
+#[tokio::test]
+async fn names_outside_every_namespace_go_to_the_root_mirror_and_local_namespaces_win() {
+    let s = setup().await;
+    let registry = &s.cache.registry;
+    let cases = [
+        // No namespace `team` here: served as the root mirror's.
+        ("team/app", Some("cache/team/app")),
+        // Proxy namespaces are never prefixed again.
+        ("always/team/app", None),
+        ("cache/team/app", None),
+    ];
+    for (name, expected) in cases {
+        assert_eq!(
+            registry.root_mirror(&repo(name)).await.unwrap(),
+            expected.map(repo),
+            "{name}"
+        );
+    }
+    let mapped = registry
+        .root_mirror(&repo("team/app"))
+        .await
+        .unwrap()
+        .unwrap();
+    let (pulled, _) = registry.pull_manifest(&mapped, &tag("v1")).await.unwrap();
+    assert_eq!(pulled.digest, s.image.digest);
+    // A name too long once prefixed is served as it is (and is unknown).
+    let long = format!("team/{}", "a".repeat(250));
+    assert_eq!(registry.root_mirror(&repo(&long)).await.unwrap(), None);
+    // Once `team` is a namespace of this registry, its names are local.
+    s.cache
+        .push_image(&repo("team/own"), &tag("v1"), "own", &[b"mine"])
+        .await;
+    assert_eq!(registry.root_mirror(&repo("team/app")).await.unwrap(), None);
+    // Without a root upstream nothing is ever mapped.
+    assert_eq!(
+        s.upstream
+            .registry
+            .root_mirror(&repo("other/app"))
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test]

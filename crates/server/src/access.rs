@@ -203,6 +203,13 @@ pub struct Caller {
 #[derive(Clone, Copy, Debug)]
 pub struct MountDenied;
 
+/// Left in a request's extensions when `/v2/` serves it from the upstream
+/// answering at the root (`Registry::root_mirror`): the name the client
+/// asked for. The policy decides on the name served; a token's access claim
+/// and the challenge's scope use this one, the name the client knows.
+#[derive(Clone, Debug)]
+pub struct ClientName(pub RepoName);
+
 /// The answer to a store failure: 503 with `Retry-After` when the
 /// database does not answer (as the registry's own reads answer), else a
 /// 500; details to the log only.
@@ -515,12 +522,16 @@ async fn check(
         .facts(&caller.principal, repository.namespace())
         .await?;
     let decision = authorize(&caller.principal, &auth.policy, facts, repository, action);
+    let asked = parts
+        .extensions
+        .get::<ClientName>()
+        .map_or(repository, |client| &client.0);
     let token_grants = caller.bearer.as_ref().is_none_or(|claims| {
         action
             .scope_name()
-            .is_some_and(|name| claims.allows("repository", repository.as_str(), name))
+            .is_some_and(|name| claims.allows("repository", asked.as_str(), name))
     });
-    let scope = challenge_scope(repository, action);
+    let scope = challenge_scope(asked, action);
     match decision {
         Decision::Deny(Denial::AuthenticationRequired) => {
             Err(auth.unauthorized(parts, Some(scope), None, "authentication required"))

@@ -44,6 +44,29 @@ impl Endpoint {
         }
     }
 
+    /// The repository a pull names (tags, manifests, blobs, referrers).
+    pub fn pulled_repository(&self) -> Option<&RepoName> {
+        match self {
+            Endpoint::Tags(repo)
+            | Endpoint::Manifest(repo, _)
+            | Endpoint::Blob(repo, _)
+            | Endpoint::Referrers(repo, _) => Some(repo),
+            _ => None,
+        }
+    }
+
+    /// The same endpoint on `repository` instead (uploads stay as they are:
+    /// they are never served by the root mirror).
+    pub fn with_repository(self, repository: RepoName) -> Endpoint {
+        match self {
+            Endpoint::Tags(_) => Endpoint::Tags(repository),
+            Endpoint::Manifest(_, reference) => Endpoint::Manifest(repository, reference),
+            Endpoint::Blob(_, digest) => Endpoint::Blob(repository, digest),
+            Endpoint::Referrers(_, digest) => Endpoint::Referrers(repository, digest),
+            other => other,
+        }
+    }
+
     /// Parses the part of the path after `/v2/`.
     pub fn parse(rest: &str) -> Result<Endpoint, ApiError> {
         if rest.is_empty() {

@@ -9,6 +9,7 @@
 //! granted by the same policy, so a token for `/api/v1` carries exactly
 //! the management rights it was asked and allowed to have.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -89,7 +90,8 @@ async fn get_token_inner(state: &AppState, parts: &Parts) -> Result<Response, Ap
     } else {
         "anonymous"
     };
-    let response = issue(auth, &principal, &query.scopes, refresh).await?;
+    let mirrored = root_mirrored(state, &query.scopes).await?;
+    let response = issue(auth, &principal, &query.scopes, &mirrored, refresh).await?;
     audit_login(state, parts, &principal, grant, &response);
     Ok(response.into_response())
 }
@@ -190,7 +192,10 @@ async fn post_token_inner(
         Grant::Password { .. } => "password",
         Grant::RefreshToken { .. } => "refresh_token",
     };
-    let response = issue(auth, &principal, &form.scopes, refresh)
+    let mirrored = root_mirrored(state, &form.scopes)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let response = issue(auth, &principal, &form.scopes, &mirrored, refresh)
         .await
         .map_err(IntoResponse::into_response)?;
     audit_login(state, parts, &principal, grant, &response);
@@ -274,16 +279,41 @@ enum Refresh {
     Rotated(Secret),
 }
 
+/// The repositories among `scopes` that `/v2/` serves from the upstream
+/// answering at the root (see `Registry::root_mirror`), by the name the
+/// client asked for: the policy decides on the name served, while the
+/// token's access claim keeps the client's name, which is the one its
+/// requests carry.
+async fn root_mirrored(
+    state: &AppState,
+    scopes: &[Scope],
+) -> Result<HashMap<String, RepoName>, ApiError> {
+    let mut mirrored = HashMap::new();
+    for scope in scopes {
+        if scope.resource_type != ResourceType::Repository {
+            continue;
+        }
+        let Ok(repository) = RepoName::parse(&scope.name) else {
+            continue;
+        };
+        if let Some(served) = state.registry.root_mirror(&repository).await? {
+            mirrored.insert(scope.name.clone(), served);
+        }
+    }
+    Ok(mirrored)
+}
+
 /// Grants what the policy allows of `scopes`, signs the token and, when asked
 /// and the principal is a user, issues a refresh token.
 async fn issue(
     auth: &AuthState,
     principal: &Principal,
     scopes: &[Scope],
+    mirrored: &HashMap<String, RepoName>,
     refresh: Refresh,
 ) -> Result<Issued, ApiError> {
     let now = OffsetDateTime::now_utc();
-    let access = grant(auth, principal, scopes).await?;
+    let access = grant(auth, principal, scopes, mirrored).await?;
     let granted = access.clone();
     let not_after = match principal {
         Principal::AccessToken { expires_at, .. } => *expires_at,
@@ -324,21 +354,24 @@ async fn issue(
     })
 }
 
-/// The access entries of a token for `principal` asking for `scopes`.
+/// The access entries of a token for `principal` asking for `scopes`;
+/// a repository in `mirrored` is decided as the name it is served under.
 pub async fn grant(
     auth: &AuthState,
     principal: &Principal,
     scopes: &[Scope],
+    mirrored: &HashMap<String, RepoName>,
 ) -> Result<Vec<AccessEntry>, ApiError> {
     let mut access = Vec::new();
     // Scopes often share a namespace; each is looked up once per request.
-    let mut known = std::collections::HashMap::new();
+    let mut known = HashMap::new();
     for scope in scopes {
         match scope.resource_type {
             ResourceType::Repository => {
-                let Ok(repository) = RepoName::parse(&scope.name) else {
+                let Ok(asked) = RepoName::parse(&scope.name) else {
                     continue;
                 };
+                let repository = mirrored.get(&scope.name).cloned().unwrap_or(asked);
                 let namespace = repository.namespace();
                 let facts = match known.get(namespace) {
                     Some(facts) => *facts,

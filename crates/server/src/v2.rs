@@ -73,6 +73,10 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
     };
     let label = endpoint.label();
     let (mut parts, body) = request.into_parts();
+    let endpoint = match through_root_mirror(&state, endpoint, &mut parts).await {
+        Ok(endpoint) => endpoint,
+        Err(e) => return labelled(e.into_response(), label),
+    };
     // The one authorization step: nothing below runs for a refused request.
     if let Some(auth) = &state.auth {
         if let Err(e) = access::authorize_request(auth, &endpoint, &mut parts).await {
@@ -88,6 +92,32 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
         }
     }
     labelled(result.unwrap_or_else(IntoResponse::into_response), label)
+}
+
+/// A pull of a name outside every namespace goes to the upstream answering
+/// at the root, when one does (docker's `registry-mirrors` sends a mirror
+/// Docker Hub's names; see `Registry::root_mirror`). The endpoint is
+/// rewritten before the authorization step, so the name served is the one
+/// authorized; the client's name is kept for its token
+/// ([`access::ClientName`]).
+async fn through_root_mirror(
+    state: &AppState,
+    endpoint: Endpoint,
+    parts: &mut Parts,
+) -> Result<Endpoint, ApiError> {
+    if !matches!(parts.method, Method::GET | Method::HEAD) {
+        return Ok(endpoint);
+    }
+    let Some(repository) = endpoint.pulled_repository() else {
+        return Ok(endpoint);
+    };
+    let Some(served) = state.registry.root_mirror(repository).await? else {
+        return Ok(endpoint);
+    };
+    parts
+        .extensions
+        .insert(access::ClientName(repository.clone()));
+    Ok(endpoint.with_repository(served))
 }
 
 fn labelled(mut response: Response, label: &'static str) -> Response {

@@ -35,6 +35,11 @@ pub struct UpstreamConfig {
     /// Whether anyone may pull from the namespace (with access control on);
     /// private, the default, means members only.
     pub public: bool,
+    /// Whether the upstream also answers at the registry's root: pulls of
+    /// names outside every namespace are served from this one, as docker's
+    /// `registry-mirrors` needs (it sends a mirror Docker Hub's own names).
+    /// At most one upstream says so.
+    pub root: bool,
     /// Where it was given.
     pub origin: Source,
 }
@@ -49,6 +54,7 @@ impl UpstreamConfig {
             tag_ttl: DEFAULT_TAG_TTL,
             max_size: None,
             public: false,
+            root: false,
             origin,
         })
     }
@@ -171,6 +177,9 @@ fn parse_table(path: &Path, table: &toml::Table) -> Result<UpstreamConfig, Strin
     if let Some(public) = table.get("public") {
         upstream.public = bool::parse_toml(public).map_err(|e| format!("public: {e}"))?;
     }
+    if let Some(root) = table.get("root") {
+        upstream.root = bool::parse_toml(root).map_err(|e| format!("root: {e}"))?;
+    }
     if upstream.password_file.is_some() && upstream.username.is_none() {
         return Err("`password_file` needs a `username`".into());
     }
@@ -186,11 +195,26 @@ const FIELDS: &[&str] = &[
     "tag_ttl",
     "max_size",
     "public",
+    "root",
 ];
 
-/// Refuses a namespace mirrored twice.
+/// Refuses a namespace mirrored twice, and two upstreams at the root.
 pub fn check_unique(upstreams: &[UpstreamConfig]) -> Result<(), ConfigError> {
     for (index, upstream) in upstreams.iter().enumerate() {
+        if let Some(first) = upstreams[..index]
+            .iter()
+            .find(|other| other.root && upstream.root)
+        {
+            return Err(ConfigError::Invalid {
+                key: "upstream".into(),
+                origin: upstream.origin.clone(),
+                message: format!(
+                    "namespaces {:?} and {:?} both say `root = true`; only one upstream can \
+                     answer at the registry's root",
+                    first.namespace, upstream.namespace
+                ),
+            });
+        }
         if let Some(first) = upstreams[..index]
             .iter()
             .find(|other| other.namespace == upstream.namespace)
@@ -240,6 +264,9 @@ pub fn listing(upstreams: &[UpstreamConfig]) -> String {
             out.push_str(&format!("max_size = {}\n", size.show().unwrap_or_default()));
         }
         out.push_str(&format!("public = {}\n", upstream.public));
+        if upstream.root {
+            out.push_str("root = true\n");
+        }
     }
     out
 }
@@ -269,10 +296,12 @@ mod tests {
             tag_ttl = "1m"
             max_size = "10GiB"
             public = true
+            root = true
             "#,
         )
         .unwrap();
         assert_eq!(upstreams.len(), 2);
+        assert!(!upstreams[0].root && upstreams[1].root);
         let hub = &upstreams[0];
         assert_eq!(hub.tag_ttl, DEFAULT_TAG_TTL);
         assert!(!hub.public && hub.username.is_none() && hub.max_size.is_none());
@@ -320,6 +349,12 @@ mod tests {
                 "unknown key `passwd`",
             ),
             (r#"url = "https://example.com""#, "`namespace` is required"),
+            (
+                r#"namespace = "hub"
+                url = "https://example.com"
+                root = "yes""#,
+                "root",
+            ),
         ];
         for (table, expected) in cases {
             let text = format!("[[upstream]]\n{table}\n");
@@ -351,6 +386,27 @@ mod tests {
                 (parsed, expected) => panic!("{flag}: {parsed:?} vs {expected:?}"),
             }
         }
+    }
+
+    #[test]
+    fn one_upstream_at_most_answers_at_the_root() {
+        let upstreams = parse(
+            r#"
+            [[upstream]]
+            namespace = "hub"
+            url = "https://docker.io"
+            root = true
+
+            [[upstream]]
+            namespace = "ghcr"
+            url = "https://ghcr.io"
+            root = true
+            "#,
+        )
+        .unwrap();
+        let error = check_unique(&upstreams).unwrap_err().to_string();
+        assert!(error.contains("only one upstream"), "{error}");
+        assert!(check_unique(&upstreams[..1]).is_ok());
     }
 
     #[test]

@@ -27,11 +27,24 @@ impl Dockerd {
     /// Starts dockerd with each of `insecure_registries` (`127.0.0.1:PORT`)
     /// allowed over plain HTTP, and waits until its API answers.
     pub fn start(dockerd: &Path, docker: &Path, insecure_registries: &[&str]) -> Dockerd {
+        Dockerd::start_with_mirrors(dockerd, docker, insecure_registries, &[])
+    }
+
+    /// [`Dockerd::start`], with `registry_mirrors` (URLs) as the daemon's
+    /// `registry-mirrors`: where it pulls Docker Hub's images from.
+    pub fn start_with_mirrors(
+        dockerd: &Path,
+        docker: &Path,
+        insecure_registries: &[&str],
+        registry_mirrors: &[&str],
+    ) -> Dockerd {
         let dir = short_temp_dir("berth-dockerd-");
         let root = dir.path();
-        // An empty configuration file keeps a host's /etc/docker/daemon.json
-        // (registry mirrors, another storage driver…) out of the test.
-        std::fs::write(root.join("daemon.json"), "{}").expect("write daemon.json");
+        // A configuration file of the test's own keeps a host's
+        // /etc/docker/daemon.json (registry mirrors, another storage
+        // driver…) out of the test.
+        let config = serde_json::json!({ "registry-mirrors": registry_mirrors });
+        std::fs::write(root.join("daemon.json"), config.to_string()).expect("write daemon.json");
         std::fs::create_dir_all(root.join("client")).expect("create client config dir");
         let log = root.join("dockerd.log");
         let log_file = std::fs::File::create(&log).expect("create dockerd log");
