@@ -477,6 +477,26 @@ fn rules_keep_distribution_and_another_berth_identical_through_pushes_and_delete
     eventually("v3 on the Berth target", || {
         target.digest("team/app", "v3").as_deref() == Some(app3.manifest.digest.as_str())
     });
+    // A tag deleted meanwhile leaves the Berth target at once; the
+    // Distribution target's deletion is kept pending, shown by the status.
+    let deleted = source
+        .request(reqwest::Method::DELETE, "/v2/team/app/manifests/v2")
+        .send()
+        .unwrap();
+    assert_eq!(deleted.status(), 202, "{deleted:?}");
+    eventually("v2 gone from the Berth target", || {
+        target.digest("team/app", "v2").is_none()
+    });
+    eventually("the deletion pending for the Distribution target", || {
+        cli.json(&["replication", "status", "to-dist"])["pending_deletes"] == 1
+    });
+    let status = cli.json(&["replication", "status", "to-dist"]);
+    assert_eq!(status["oldest_pending_deletes"][0]["tag"], "v2", "{status}");
+    let table = cli.ok(&["replication", "status", "to-dist"]);
+    assert!(
+        table.contains("not yet deleted on the remote") && table.contains("team/app:v2"),
+        "{table}"
+    );
     // (An on-push run of the rule may hold it for a moment: 409, again.)
     let deadline = Instant::now() + Duration::from_secs(30);
     let (code, out, err) = loop {
@@ -500,13 +520,19 @@ fn rules_keep_distribution_and_another_berth_identical_through_pushes_and_delete
     let resumed = cli.run_rule("to-dist");
     assert_eq!(resumed["status"], "succeeded", "{resumed}");
     // v3 was pushed while the target was down: this run (or the on-push
-    // run the event started, if it came after the restart) copied it.
+    // run the event started, if it came after the restart) copied it, and
+    // the deletion of v2 it missed is done.
     let resumed_count =
         resumed["images_copied"].as_u64().unwrap() + resumed["images_skipped"].as_u64().unwrap();
-    assert_eq!(resumed_count, 3, "{resumed}");
+    assert_eq!(resumed_count, 2, "{resumed}");
     assert_eq!(
         dist.digest("team/app", "v3").as_deref(),
         Some(app3.manifest.digest.as_str())
+    );
+    assert_eq!(dist.digest("team/app", "v2"), None);
+    assert_eq!(
+        cli.json(&["replication", "status", "to-dist"])["pending_deletes"],
+        0
     );
     same("team/app");
     cli.ok(&["replication", "rm", "to-dist"]);

@@ -109,8 +109,8 @@ pub use quotas::{
     QuotaExceeded, QuotaRow, QuotaStore, QuotaUpdate, StorageDrift, TrafficCount, TrafficRow,
 };
 pub use replication::{
-    Direction, NewReplicationRule, ReplicationRule, ReplicationRun, ReplicationStore, RunCounts,
-    RunStatus, RunTrigger,
+    Direction, NewReplicationRule, PendingDelete, ReplicationRule, ReplicationRun,
+    ReplicationStore, RunCounts, RunStatus, RunTrigger,
 };
 pub use repositories::{RepositoryDeletion, RepositoryStore};
 pub use retention::{RetentionCandidate, RetentionPolicy, RetentionStore, UntaggedImages};

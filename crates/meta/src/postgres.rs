@@ -233,6 +233,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "console figures",
         include_str!("../migrations/postgres/0026_console_figures.sql"),
     ),
+    (
+        29,
+        "replication pending deletes",
+        include_str!("../migrations/postgres/0029_replication_pending_deletes.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.

@@ -7,6 +7,13 @@
 //! pages show what happened last. One node runs a rule at a time through a
 //! job lease ([`JobLeaseStore`](crate::JobLeaseStore), job name
 //! `replication/<rule>`), so no second lease table is needed here.
+//!
+//! A push rule also deletes on its remote the tags deleted here; a deletion
+//! the remote did not take (down, refusing) is kept as a pending delete of
+//! the rule and tried again by the rule's next runs until it is done, so a
+//! replica does not keep a deleted tag for ever.
+
+use berth_oci::{RepoName, Tag};
 
 use crate::{Change, MetaError, Timestamp};
 
@@ -157,6 +164,19 @@ pub struct ReplicationRun {
     pub last_error: Option<String>,
 }
 
+/// A tag deleted here that the rule's remote still has to delete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingDelete {
+    pub repository: RepoName,
+    pub tag: Tag,
+    /// When the first attempt failed.
+    pub since: Timestamp,
+    /// Attempts that failed so far.
+    pub attempts: u64,
+    /// The remote's answer to the last attempt (bounded by the caller).
+    pub last_error: String,
+}
+
 /// Replication rules and their runs.
 ///
 /// Rules are decisions of people: creating and removing one takes a
@@ -220,4 +240,39 @@ pub trait ReplicationStore: Send + Sync + 'static {
         rule_id: i64,
         limit: usize,
     ) -> Result<Vec<ReplicationRun>, MetaError>;
+
+    /// Records that deleting `tag` of `repository` on rule `rule_id`'s
+    /// remote failed at `now` with `error`: a new pending delete, or the
+    /// existing one with one more attempt and this error. A rule keeps at
+    /// most `max` of them: beyond, its oldest are dropped (and logged by
+    /// the caller). Nothing happens when the rule does not exist (it was
+    /// deleted meanwhile; its pending deletes went with it).
+    async fn record_pending_delete(
+        &self,
+        rule_id: i64,
+        repository: &RepoName,
+        tag: &Tag,
+        error: &str,
+        now: Timestamp,
+        max: usize,
+    ) -> Result<(), MetaError>;
+
+    /// Rule `rule_id`'s pending deletes, oldest first, at most `limit`.
+    async fn pending_deletes(
+        &self,
+        rule_id: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingDelete>, MetaError>;
+
+    /// How many pending deletes rule `rule_id` has.
+    async fn count_pending_deletes(&self, rule_id: i64) -> Result<u64, MetaError>;
+
+    /// Forgets a pending delete (the remote took it, or the tag is back
+    /// here); nothing when there is none.
+    async fn clear_pending_delete(
+        &self,
+        rule_id: i64,
+        repository: &RepoName,
+        tag: &Tag,
+    ) -> Result<(), MetaError>;
 }

@@ -173,6 +173,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "console figures",
         include_str!("../migrations/sqlite/0026_console_figures.sql"),
     ),
+    (
+        29,
+        "replication pending deletes",
+        include_str!("../migrations/sqlite/0029_replication_pending_deletes.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

@@ -73,8 +73,8 @@ pub use berth_meta::{
 };
 pub use berth_meta::{DailyUsage, NamespaceFindings, SeverityCounts};
 pub use berth_meta::{
-    Direction, NewReplicationRule, ReplicationRule, ReplicationRun, RunCounts, RunStatus,
-    RunTrigger,
+    Direction, NewReplicationRule, PendingDelete, ReplicationRule, ReplicationRun, RunCounts,
+    RunStatus, RunTrigger,
 };
 pub use berth_meta::{QuotaExceeded, QuotaUpdate, StorageDrift};
 pub use berth_meta::{RetentionPolicy, UntaggedImages};

@@ -34,8 +34,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_meta::{
-    Actor, Change, Direction, Event, EventKind, ManifestRecord, ReplicationRule, ReplicationRun,
-    RunCounts, RunStatus, RunTrigger,
+    Actor, Change, Direction, Event, EventKind, ManifestRecord, PendingDelete, ReplicationRule,
+    ReplicationRun, RunCounts, RunStatus, RunTrigger,
 };
 use berth_oci::manifest::{Descriptor, MAX_MANIFEST_SIZE};
 use berth_oci::{Digest, ParsedManifest, Reference, RepoName, RepoPattern, Tag, TagPattern};
@@ -162,6 +162,10 @@ const MAX_REFERRERS: usize = 1000;
 const MAX_INDEX_DEPTH: usize = 2;
 /// The longest error kept with a run.
 const MAX_ERROR: usize = 1000;
+/// Pending deletes a rule keeps at most (beyond, the oldest are dropped).
+const MAX_PENDING_DELETES: usize = 10_000;
+/// Pending deletes one run of a rule tries again at most.
+const PENDING_RETRIES: usize = 1000;
 
 /// The actor replication's writes are made as.
 fn replication_actor() -> Actor {
@@ -229,16 +233,20 @@ impl RunState {
     }
 
     fn fail(&self, what: String) {
-        let mut text = what;
-        if text.len() > MAX_ERROR {
-            let mut end = MAX_ERROR;
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            text.truncate(end);
-        }
-        *self.error.lock().expect("run error") = Some(text);
+        *self.error.lock().expect("run error") = Some(bounded_error(what));
     }
+}
+
+/// An error text cut to [`MAX_ERROR`] bytes (on a character boundary).
+fn bounded_error(mut text: String) -> String {
+    if text.len() > MAX_ERROR {
+        let mut end = MAX_ERROR;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 fn remote_error(what: &str, error: UpstreamError) -> String {
@@ -431,7 +439,7 @@ impl Replicator {
                     self.copy(rule, &scope, &state),
                 )
                 .await;
-                let error = match copied {
+                let mut error = match copied {
                     Ok(Ok(())) => state.error.lock().expect("run error").clone(),
                     Ok(Err(error)) => Some(error),
                     Err(_) => Some(format!(
@@ -439,6 +447,13 @@ impl Replicator {
                         self.options.max_run_time.as_secs()
                     )),
                 };
+                // Deletions the remote did not take before are tried again
+                // by every run of a push rule, so the replica converges.
+                if rule.direction == Direction::Push {
+                    if let Some(pending) = self.retry_pending_deletes(rule, &state.remote).await {
+                        error = error.or(Some(pending));
+                    }
+                }
                 (state.counts(), error)
             }
             Err(error) => (RunCounts::default(), Some(error)),
@@ -1042,43 +1057,148 @@ impl Replicator {
         Ok(())
     }
 
-    /// Deletes tags on the rule's remote. A remote that refuses deletes by
-    /// tag (Distribution) has the manifest deleted by digest instead, but
-    /// only when no local tag of the repository still points at it, as
-    /// that deletes every remote tag of the manifest. Failures are logged:
-    /// a deletion is not retried (the next run copies nothing back, as the
-    /// local tag is gone).
+    /// Deletes tags on the rule's remote (see [`Replicator::delete_remote_tag`]).
+    /// A deletion the remote does not take is kept as a pending delete of
+    /// the rule, tried again by its next runs
+    /// ([`Replicator::retry_pending_deletes`]).
     async fn delete_remote_tags(&self, rule: &ReplicationRule, deleted: &[(RepoName, Tag)]) {
         let remote = match self.connector.connect(rule) {
             Ok(remote) => remote,
             Err(error) => {
                 tracing::warn!(rule = %rule.name, %error, "cannot reach a replication remote");
+                for (repository, tag) in deleted {
+                    self.keep_pending(rule, repository, tag, &error).await;
+                }
                 return;
             }
         };
         for (repository, tag) in deleted {
-            // The tag may have come back since the event.
-            if self
-                .registry
-                .get_manifest(repository, &Reference::Tag(tag.clone()))
+            self.delete_or_keep(rule, &remote, repository, tag).await;
+        }
+    }
+
+    /// Tries a rule's pending deletes again, oldest first (at most
+    /// [`PENDING_RETRIES`] a run): those done are forgotten, the others
+    /// count one more attempt. Returns what the run reports when some are
+    /// still pending.
+    async fn retry_pending_deletes(
+        &self,
+        rule: &ReplicationRule,
+        remote: &Arc<dyn RemoteRegistry>,
+    ) -> Option<String> {
+        let pending = match self
+            .registry
+            .meta()
+            .pending_deletes(rule.id, PENDING_RETRIES)
+            .await
+        {
+            Ok(pending) => pending,
+            Err(error) => return Some(format!("cannot read the pending deletes: {error}")),
+        };
+        let mut failed = 0;
+        let mut last = None;
+        for entry in &pending {
+            if let Some(error) = self
+                .delete_or_keep(rule, remote, &entry.repository, &entry.tag)
                 .await
-                .is_ok()
             {
-                continue;
+                failed += 1;
+                last = Some(format!("{}:{}: {error}", entry.repository, entry.tag));
             }
-            let reference = Reference::Tag(tag.clone());
-            // Whatever the answer, the tag is looked up again: registries
-            // that refuse deletes by tag answer 400, 404 or 405.
-            let _ = remote.delete_manifest(repository, &reference).await;
-            let result = match remote.manifest_digest(repository, &reference).await {
-                Err(UpstreamError::NotFound) => Ok(()),
-                Ok(_) => self.delete_remote_by_digest(&remote, repository, tag).await,
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(error) = result {
+        }
+        last.map(|last| {
+            bounded_error(format!(
+                "{failed} deletion(s) on the remote still pending (tried again by the next \
+                 run); the last: {last}"
+            ))
+        })
+    }
+
+    /// Deletes one tag on the remote, forgetting it as a pending delete
+    /// when that works and keeping it when it does not. Returns the error.
+    async fn delete_or_keep(
+        &self,
+        rule: &ReplicationRule,
+        remote: &Arc<dyn RemoteRegistry>,
+        repository: &RepoName,
+        tag: &Tag,
+    ) -> Option<String> {
+        match self.delete_remote_tag(remote, repository, tag).await {
+            Ok(()) => {
+                if let Err(error) = self
+                    .registry
+                    .meta()
+                    .clear_pending_delete(rule.id, repository, tag)
+                    .await
+                {
+                    tracing::warn!(rule = %rule.name, %repository, %tag, %error,
+                        "cannot clear a pending replicated delete");
+                }
+                None
+            }
+            Err(error) => {
                 tracing::warn!(rule = %rule.name, %repository, %tag, %error,
-                    "cannot delete a replicated tag on the remote");
+                    "cannot delete a replicated tag on the remote; it is tried again by the \
+                     rule's next run");
+                self.keep_pending(rule, repository, tag, &error).await;
+                Some(error)
             }
+        }
+    }
+
+    async fn keep_pending(
+        &self,
+        rule: &ReplicationRule,
+        repository: &RepoName,
+        tag: &Tag,
+        error: &str,
+    ) {
+        let kept = self
+            .registry
+            .meta()
+            .record_pending_delete(
+                rule.id,
+                repository,
+                tag,
+                &bounded_error(error.to_string()),
+                self.registry.now(),
+                MAX_PENDING_DELETES,
+            )
+            .await;
+        if let Err(error) = kept {
+            tracing::warn!(rule = %rule.name, %repository, %tag, %error,
+                "cannot keep a pending replicated delete");
+        }
+    }
+
+    /// Deletes `tag` of `repository` on the remote, unless the tag is back
+    /// here. A remote that refuses deletes by tag (Distribution) has the
+    /// manifest deleted by digest instead, but only when no local tag of
+    /// the repository still points at it, as that deletes every remote tag
+    /// of the manifest.
+    async fn delete_remote_tag(
+        &self,
+        remote: &Arc<dyn RemoteRegistry>,
+        repository: &RepoName,
+        tag: &Tag,
+    ) -> Result<(), String> {
+        // The tag may have come back since it was deleted.
+        if self
+            .registry
+            .get_manifest(repository, &Reference::Tag(tag.clone()))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        let reference = Reference::Tag(tag.clone());
+        // Whatever the answer, the tag is looked up again: registries
+        // that refuse deletes by tag answer 400, 404 or 405.
+        let _ = remote.delete_manifest(repository, &reference).await;
+        match remote.manifest_digest(repository, &reference).await {
+            Err(UpstreamError::NotFound) => Ok(()),
+            Ok(_) => self.delete_remote_by_digest(remote, repository, tag).await,
+            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -1313,5 +1433,22 @@ impl Registry {
         limit: usize,
     ) -> Result<Vec<ReplicationRun>, RegistryError> {
         Ok(self.meta().list_replication_runs(rule_id, limit).await?)
+    }
+
+    /// Rule `rule_id`'s deletions its remote has not taken yet: how many,
+    /// and the oldest `limit` of them.
+    pub async fn replication_pending_deletes(
+        &self,
+        rule_id: i64,
+        limit: usize,
+    ) -> Result<(u64, Vec<PendingDelete>), RegistryError> {
+        let meta = self.meta();
+        let count = meta.count_pending_deletes(rule_id).await?;
+        let oldest = if count == 0 {
+            Vec::new()
+        } else {
+            meta.pending_deletes(rule_id, limit).await?
+        };
+        Ok((count, oldest))
     }
 }

@@ -32,6 +32,8 @@ struct Remote {
     puts_left: Mutex<Option<usize>>,
     /// Manifest HEADs wait for a permit while set.
     gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
+    /// Deletes and manifest HEADs fail while set, as a remote that is down.
+    down: Mutex<bool>,
 }
 
 impl Remote {
@@ -44,6 +46,7 @@ impl Remote {
             corrupt: Mutex::new(false),
             puts_left: Mutex::new(None),
             gate: Mutex::new(None),
+            down: Mutex::new(false),
         })
     }
 }
@@ -236,6 +239,9 @@ impl RemoteRegistry for Remote {
         repository: &RepoName,
         reference: &Reference,
     ) -> Result<(), UpstreamError> {
+        if *self.down.lock().unwrap() {
+            return Err(UpstreamError::Failed("connection refused".into()));
+        }
         if self.refuse_tag_deletes && matches!(reference, Reference::Tag(_)) {
             return Err(UpstreamError::Failed(
                 "the upstream answered 405 Method Not Allowed".into(),
@@ -622,6 +628,94 @@ async fn a_push_run_cut_short_is_resumed_by_the_next() {
             .unwrap()
             .name,
         "cut"
+    );
+}
+
+#[tokio::test]
+async fn deletions_the_remote_misses_are_kept_and_done_by_the_next_run() {
+    let source = Harness::new().await;
+    let target = Harness::new().await;
+    populate(&source).await;
+    let remote = Remote::new(target.registry.clone(), false);
+    let replicator = Replicator::new(
+        source.registry.clone(),
+        Arc::new(Connector(remote.clone())),
+        ReplicationOptions::default(),
+    );
+    let created = source
+        .registry
+        .create_replication_rule(&actor(), &rule("deletes", Direction::Push, "team/**", None))
+        .await
+        .unwrap();
+    let first = replicator
+        .run_rule("deletes", RunTrigger::Manual)
+        .await
+        .unwrap();
+    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.last_error);
+    let app = repo("team/app");
+    let v2 = Tag::parse("v2").unwrap();
+    assert!(tag_map(&target.registry, "team/app")
+        .await
+        .iter()
+        .any(|(tag, _)| tag == "v2"));
+
+    // The remote is down when the tag is deleted here: the deletion is
+    // kept, and a run while it is still down says it is pending.
+    *remote.down.lock().unwrap() = true;
+    source
+        .registry
+        .delete_manifest(&actor(), &app, &Reference::Tag(v2.clone()))
+        .await
+        .unwrap();
+    replicator
+        .handle_changes(&[], &[(app.clone(), v2.clone())])
+        .await
+        .unwrap();
+    let (count, pending) = source
+        .registry
+        .replication_pending_deletes(created.id, 10)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+    assert_eq!((&pending[0].repository, &pending[0].tag), (&app, &v2));
+    assert!(pending[0].last_error.contains("connection refused"));
+    let while_down = replicator
+        .run_rule("deletes", RunTrigger::Manual)
+        .await
+        .unwrap();
+    assert_eq!(while_down.status, RunStatus::Failed);
+    let reported = while_down.last_error.unwrap_or_default();
+    assert!(reported.contains("still pending"), "{reported}");
+    let (_, pending) = source
+        .registry
+        .replication_pending_deletes(created.id, 10)
+        .await
+        .unwrap();
+    assert_eq!(pending[0].attempts, 2);
+
+    // Back up: the next run deletes it, and the replica is identical.
+    *remote.down.lock().unwrap() = false;
+    let recovered = replicator
+        .run_rule("deletes", RunTrigger::Manual)
+        .await
+        .unwrap();
+    assert_eq!(
+        recovered.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        recovered.last_error
+    );
+    assert_eq!(
+        source
+            .registry
+            .replication_pending_deletes(created.id, 10)
+            .await
+            .unwrap(),
+        (0, Vec::new())
+    );
+    assert_eq!(
+        tag_map(&target.registry, "team/app").await,
+        tag_map(&source.registry, "team/app").await
     );
 }
 

@@ -262,6 +262,27 @@ pub fn replication(
                     cell(&rule["tags"]),
                     if rule["on_push"] == true { "yes" } else { "no" },
                 );
+                let pending = rule["pending_deletes"].as_u64().unwrap_or(0);
+                if pending > 0 {
+                    println!(
+                        "{pending} deleted tag(s) not yet deleted on the remote; every run tries \
+                         again:"
+                    );
+                    for entry in rule["oldest_pending_deletes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                    {
+                        println!(
+                            "  {}:{} since {}, {} attempt(s): {}",
+                            cell(&entry["repository"]),
+                            cell(&entry["tag"]),
+                            cell_time(&entry["since"]),
+                            cell(&entry["attempts"]),
+                            cell(&entry["error"])
+                        );
+                    }
+                }
             }
             if output.format == OutputFormat::Json {
                 output.done(&rule, "");

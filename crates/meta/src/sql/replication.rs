@@ -2,11 +2,13 @@
 
 use super::db::{database, query, write_error, Row};
 use super::events::NewEvent;
-use super::{limit_to_i64, to_i64, SqlMetaStore};
+use super::{limit_to_i64, parse_repository, parse_tag, to_i64, SqlMetaStore};
 use crate::replication::{
-    Direction, NewReplicationRule, ReplicationRule, ReplicationRun, ReplicationStore, RunCounts,
-    RunStatus, RunTrigger,
+    Direction, NewReplicationRule, PendingDelete, ReplicationRule, ReplicationRun,
+    ReplicationStore, RunCounts, RunStatus, RunTrigger,
 };
+use berth_oci::{RepoName, Tag};
+
 use crate::{Change, EventKind, MetaError, Timestamp};
 
 const RULE_COLUMNS: &str = "id, name, direction, remote_url, credentials, repositories, tags, \
@@ -272,5 +274,108 @@ impl<B: 'static> ReplicationStore for SqlMetaStore<B> {
             .iter()
             .map(run_from_row)
             .collect()
+    }
+
+    async fn record_pending_delete(
+        &self,
+        rule_id: i64,
+        repository: &RepoName,
+        tag: &Tag,
+        error: &str,
+        now: Timestamp,
+        max: usize,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_write().await?;
+        // INSERT … SELECT so that a rule deleted meanwhile inserts nothing
+        // (rather than failing on the foreign key); `WHERE EXISTS` also
+        // tells SQLite's parser that `ON CONFLICT` belongs to the INSERT.
+        query(
+            "INSERT INTO replication_pending_deletes \
+                 (rule_id, repository, tag, since, attempts, last_error) \
+             SELECT $1, $2, $3, $4, 1, $5 \
+             WHERE EXISTS (SELECT 1 FROM replication_rules WHERE id = $1) \
+             ON CONFLICT (rule_id, repository, tag) DO UPDATE \
+             SET attempts = replication_pending_deletes.attempts + 1, last_error = $5",
+        )
+        .bind(rule_id)
+        .bind(repository.as_str())
+        .bind(tag.as_str())
+        .bind(now)
+        .bind(error)
+        .execute(&mut tx)
+        .await
+        .map_err(write_error("recording a pending replicated delete"))?;
+        // Bounded per rule: the oldest beyond `max` go.
+        query(
+            "DELETE FROM replication_pending_deletes WHERE rule_id = $1 \
+             AND (since, repository, tag) NOT IN \
+                 (SELECT since, repository, tag FROM replication_pending_deletes \
+                  WHERE rule_id = $1 ORDER BY since DESC, repository DESC, tag DESC LIMIT $2)",
+        )
+        .bind(rule_id)
+        .bind(limit_to_i64(max))
+        .execute(&mut tx)
+        .await
+        .map_err(database("bounding a rule's pending deletes"))?;
+        tx.commit()
+            .await
+            .map_err(database("committing a pending replicated delete"))
+    }
+
+    async fn pending_deletes(
+        &self,
+        rule_id: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingDelete>, MetaError> {
+        query(
+            "SELECT repository, tag, since, attempts, last_error \
+             FROM replication_pending_deletes WHERE rule_id = $1 \
+             ORDER BY since, repository, tag LIMIT $2",
+        )
+        .bind(rule_id)
+        .bind(limit_to_i64(limit))
+        .fetch_all(self.db.reader())
+        .await
+        .map_err(database("listing pending replicated deletes"))?
+        .iter()
+        .map(|row| {
+            Ok(PendingDelete {
+                repository: parse_repository(&row.get::<String>("repository")?)?,
+                tag: parse_tag(&row.get::<String>("tag")?)?,
+                since: row.get("since")?,
+                attempts: count(row, "attempts")?,
+                last_error: row.get("last_error")?,
+            })
+        })
+        .collect()
+    }
+
+    async fn count_pending_deletes(&self, rule_id: i64) -> Result<u64, MetaError> {
+        let row = query("SELECT COUNT(*) FROM replication_pending_deletes WHERE rule_id = $1")
+            .bind(rule_id)
+            .fetch_one(self.db.reader())
+            .await
+            .map_err(database("counting pending replicated deletes"))?;
+        let count: i64 = row.first()?;
+        u64::try_from(count).map_err(|_| MetaError::Corrupt("a pending delete count".into()))
+    }
+
+    async fn clear_pending_delete(
+        &self,
+        rule_id: i64,
+        repository: &RepoName,
+        tag: &Tag,
+    ) -> Result<(), MetaError> {
+        query(
+            "DELETE FROM replication_pending_deletes \
+             WHERE rule_id = $1 AND repository = $2 AND tag = $3",
+        )
+        .bind(rule_id)
+        .bind(repository.as_str())
+        .bind(tag.as_str())
+        .execute(self.db.writer())
+        .await
+        .map_err(write_error("clearing a pending replicated delete"))?;
+        Ok(())
     }
 }

@@ -15,6 +15,9 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
     ("replication_runs_are_recorded_and_bounded", |store| {
         Box::pin(replication_runs_are_recorded_and_bounded(store))
     }),
+    ("pending_deletes_are_counted_bounded_and_cleared", |store| {
+        Box::pin(pending_deletes_are_counted_bounded_and_cleared(store))
+    }),
 ];
 
 fn new_rule(name: &str, direction: Direction) -> NewReplicationRule {
@@ -276,4 +279,86 @@ pub async fn replication_runs_are_recorded_and_bounded(store: &dyn MetaStore) {
             .await,
         Err(MetaError::NotFound)
     ));
+}
+
+pub async fn pending_deletes_are_counted_bounded_and_cleared(store: &dyn MetaStore) {
+    let rule = create(store, &new_rule("suite-pending", Direction::Push)).await;
+    let other = create(store, &new_rule("suite-pending-other", Direction::Push)).await;
+    let app = repository("team/app");
+    for (i, name) in ["v1", "v2", "v3"].into_iter().enumerate() {
+        store
+            .record_pending_delete(rule.id, &app, &tag(name), "remote down", NOW + i as i64, 10)
+            .await
+            .unwrap();
+    }
+    store
+        .record_pending_delete(other.id, &app, &tag("v1"), "refused", NOW, 10)
+        .await
+        .unwrap();
+    // A second failure of the same deletion counts an attempt and keeps
+    // the first failure's time.
+    store
+        .record_pending_delete(rule.id, &app, &tag("v1"), "still down", NOW + 9, 10)
+        .await
+        .unwrap();
+    let pending = store.pending_deletes(rule.id, 10).await.unwrap();
+    let seen: Vec<(&str, i64, u64, &str)> = pending
+        .iter()
+        .map(|p| (p.tag.as_str(), p.since, p.attempts, p.last_error.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("v1", NOW, 2, "still down"),
+            ("v2", NOW + 1, 1, "remote down"),
+            ("v3", NOW + 2, 1, "remote down"),
+        ],
+        "oldest first, per rule"
+    );
+    assert!(pending.iter().all(|p| p.repository == app));
+    assert_eq!(store.count_pending_deletes(rule.id).await.unwrap(), 3);
+    assert_eq!(store.pending_deletes(rule.id, 2).await.unwrap().len(), 2);
+
+    // Bounded: with room for two, the oldest goes.
+    store
+        .record_pending_delete(rule.id, &app, &tag("v4"), "remote down", NOW + 3, 2)
+        .await
+        .unwrap();
+    let kept: Vec<String> = store
+        .pending_deletes(rule.id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.tag.to_string())
+        .collect();
+    assert_eq!(kept, ["v3", "v4"]);
+
+    store
+        .clear_pending_delete(rule.id, &app, &tag("v3"))
+        .await
+        .unwrap();
+    store
+        .clear_pending_delete(rule.id, &app, &tag("never"))
+        .await
+        .unwrap();
+    assert_eq!(store.count_pending_deletes(rule.id).await.unwrap(), 1);
+    assert_eq!(store.count_pending_deletes(other.id).await.unwrap(), 1);
+
+    // A deleted rule takes its pending deletes along, and records for it
+    // are ignored.
+    store
+        .delete_replication_rule(&at(NOW + 10), "suite-pending")
+        .await
+        .unwrap()
+        .expect("the rule existed");
+    assert_eq!(store.count_pending_deletes(rule.id).await.unwrap(), 0);
+    store
+        .record_pending_delete(rule.id, &app, &tag("v5"), "late", NOW + 11, 10)
+        .await
+        .unwrap();
+    assert!(store.pending_deletes(rule.id, 10).await.unwrap().is_empty());
+    store
+        .delete_replication_rule(&at(NOW + 12), "suite-pending-other")
+        .await
+        .unwrap();
 }

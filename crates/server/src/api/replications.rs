@@ -25,6 +25,8 @@ const MIN_INTERVAL: u64 = 10;
 const MAX_INTERVAL: u64 = 30 * 24 * 3600;
 /// Runs a rule's page shows.
 const RUNS_SHOWN: usize = 20;
+/// Pending deletes a rule's details show at most (the oldest).
+const PENDING_SHOWN: usize = 20;
 
 /// The associated data a rule's sealed credentials are bound to, so that
 /// sealed credentials copied onto another rule's row do not open.
@@ -167,6 +169,19 @@ pub struct RunView {
     pub error: Option<String>,
 }
 
+/// A tag deleted here whose deletion the rule's remote has not taken yet;
+/// every run of the rule tries it again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PendingDeleteView {
+    pub repository: String,
+    pub tag: String,
+    /// When the first attempt failed (Unix seconds).
+    pub since: i64,
+    pub attempts: u64,
+    /// The remote's answer to the last attempt.
+    pub error: String,
+}
+
 /// A rule with its last runs.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReplicationDetails {
@@ -174,6 +189,10 @@ pub struct ReplicationDetails {
     pub rule: ReplicationView,
     /// Newest first.
     pub runs: Vec<RunView>,
+    /// How many deletions the remote has not taken yet (push rules).
+    pub pending_deletes: u64,
+    /// The oldest of them, at most 20.
+    pub oldest_pending_deletes: Vec<PendingDeleteView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -337,9 +356,23 @@ pub async fn details(
         .into_iter()
         .map(run_view)
         .collect();
+    let (pending_deletes, oldest) = registry
+        .replication_pending_deletes(rule.id, PENDING_SHOWN)
+        .await?;
     Ok(ReplicationDetails {
         rule: rule_view(rule),
         runs,
+        pending_deletes,
+        oldest_pending_deletes: oldest
+            .into_iter()
+            .map(|pending| PendingDeleteView {
+                repository: pending.repository.to_string(),
+                tag: pending.tag.to_string(),
+                since: pending.since,
+                attempts: pending.attempts,
+                error: pending.last_error,
+            })
+            .collect(),
     })
 }
 

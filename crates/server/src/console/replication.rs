@@ -202,6 +202,31 @@ pub(super) async fn rule(ctx: &Ctx<'_>, name: &Name) -> PageResult {
                 }
             }
         }
+        @if details.pending_deletes > 0 {
+            h2 { "Deletions not yet on the remote" }
+            p {
+                (details.pending_deletes) " deleted tag(s) are still on the remote: it did not take \
+                 their deletion. Every run of the rule tries again."
+            }
+            div class="table-wrap" {
+                table {
+                    thead { tr {
+                        th scope="col" { "Tag" } th scope="col" { "Since" }
+                        th scope="col" class="num" { "Attempts" } th scope="col" { "Last error" }
+                    } }
+                    tbody {
+                        @for pending in &details.oldest_pending_deletes {
+                            tr {
+                                td class="mono" { (pending.repository) ":" (pending.tag) }
+                                td { (at(pending.since)) }
+                                td class="num" { (pending.attempts) }
+                                td { (pending.error) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         h2 { "Recent runs" }
         @if details.runs.is_empty() {
             p class="muted" { "No runs yet." }
