@@ -13,7 +13,8 @@
 //!   stored: what it lists is fetched in the background right away, for an
 //!   index every platform, so that it pulls while upstream is down.
 //! - Blobs are fetched once per digest however many clients ask at once (a
-//!   [`Flight`]); every client reads the bytes as they arrive, but the last
+//!   [`Flight`]), and once per namespace: a blob another of its
+//!   repositories holds is linked from there; every client reads the bytes as they arrive, but the last
 //!   piece is held back until the digest is verified, so a corrupt or cut
 //!   fetch ends every reader's stream with an error and caches nothing.
 //! - When upstream fails (down, timeout, 429, 5xx), stored content is
@@ -162,6 +163,10 @@ const KNOWN_NAMESPACES: usize = 4096;
 /// node is seen at once, so local content is never answered from upstream;
 /// one deleted elsewhere keeps its names off the mirror for this long.
 const KNOWN_NAMESPACE_TTL: Duration = Duration::from_secs(60);
+
+/// Repositories holding a blob that a proxy namespace looks at to link it
+/// from, rather than fetch it again.
+const NAMESPACE_HOLDERS: usize = 16;
 
 /// How deep an index of indexes is cached.
 const MAX_INDEX_DEPTH: usize = 2;
@@ -629,6 +634,9 @@ impl Registry {
             Err(RegistryError::BlobUnknown) => {}
             Err(e) => return Err(e),
         }
+        if self.link_from_namespace(repository, digest).await? {
+            return Ok(None);
+        }
         let flight = self.join_flight(&proxy, repository, digest);
         let mut changes = flight.changed.subscribe();
         // Until the upstream answers.
@@ -677,6 +685,10 @@ impl Registry {
                 break;
             }
         }
+        // The fetch may have been another repository's of the namespace.
+        if self.blob_size(repository, digest).await.is_err() {
+            self.link_from_namespace(repository, digest).await?;
+        }
         let size = self.blob_size(repository, digest).await?;
         let body = if head {
             None
@@ -694,15 +706,25 @@ impl Registry {
         repository: &RepoName,
         digest: &Digest,
     ) -> Result<(), RegistryError> {
-        if self.blob_size(repository, digest).await.is_ok() {
+        if self.blob_size(repository, digest).await.is_ok()
+            || self.link_from_namespace(repository, digest).await?
+        {
             return Ok(());
         }
         let flight = self.join_flight(proxy, repository, digest);
         let mut changes = flight.changed.subscribe();
         loop {
-            if let Some(outcome) = flight.state.lock().expect("flight lock").outcome.clone() {
+            let outcome = flight.state.lock().expect("flight lock").outcome.clone();
+            if let Some(outcome) = outcome {
                 return match outcome {
-                    Ok(()) => Ok(()),
+                    // The fetch may have been another repository's of the
+                    // namespace: then the blob is linked from there.
+                    Ok(()) => {
+                        if self.blob_size(repository, digest).await.is_err() {
+                            self.link_from_namespace(repository, digest).await?;
+                        }
+                        Ok(())
+                    }
                     Err(FlightFailure::Upstream(error)) => {
                         Err(upstream_error(error, RegistryError::BlobUnknown))
                     }
@@ -715,6 +737,42 @@ impl Registry {
                 return Err(RegistryError::UpstreamFailed("the fetch stopped".into()));
             }
         }
+    }
+
+    /// Links `digest` into `repository` from another repository of its
+    /// proxy namespace that holds it (a mount), so that a layer shared by
+    /// images of one upstream is fetched once, and a fetch that another
+    /// repository's pull started serves this one too. Whether it did.
+    ///
+    /// Sharing within the namespace reveals nothing: whoever may pull one
+    /// of its repositories may pull them all.
+    async fn link_from_namespace(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        let namespace = repository.namespace();
+        // Holders come by name, so those of the namespace come right after
+        // its bare name (`hub` < `hub/…`).
+        let Ok(start) = RepoName::parse(namespace) else {
+            return Ok(false);
+        };
+        let holders = self
+            .blob_holders(digest, Some(&start), NAMESPACE_HOLDERS)
+            .await?;
+        for holder in holders
+            .iter()
+            .filter(|holder| holder.namespace() == namespace && *holder != repository)
+        {
+            if self
+                .mount_blob(&proxy_actor(), repository, holder, digest)
+                .await?
+                .is_some()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The fetch of `digest` in progress, or a new one.

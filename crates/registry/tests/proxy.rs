@@ -372,6 +372,55 @@ async fn a_corrupt_blob_is_never_cached_and_concurrent_readers_share_one_fetch()
 }
 
 #[tokio::test]
+async fn a_blob_another_repository_of_the_namespace_holds_is_linked_not_fetched() {
+    let s = setup().await;
+    let registry = &s.cache.registry;
+    let shared_layer = s.image.blobs[1].clone();
+    let other = s
+        .upstream
+        .push_image(
+            &repo("team/other"),
+            &tag("v1"),
+            "other",
+            &[b"layer one", b"its own layer"],
+        )
+        .await;
+    assert!(other.blobs.contains(&shared_layer));
+    let app = repo("cache/team/app");
+    registry.pull_manifest(&app, &tag("v1")).await.unwrap();
+    wait_until_stored(registry, &app).await;
+
+    // The shared layer, asked through the other repository: linked from
+    // `cache/team/app`, served from storage, not fetched again.
+    let before = s.fake.blob_gets.load(Ordering::SeqCst);
+    let name = repo("cache/team/other");
+    assert!(registry
+        .pull_blob_through(&name, &shared_layer, false)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(registry.blob_size(&name, &shared_layer).await.unwrap(), 9);
+    assert_eq!(s.fake.blob_gets.load(Ordering::SeqCst), before);
+    // Its whole image: only the blobs the namespace lacked are fetched.
+    registry.pull_manifest(&name, &tag("v1")).await.unwrap();
+    wait_until_stored(registry, &name).await;
+    let fetched = s.fake.blob_gets.load(Ordering::SeqCst) - before;
+    let missing = other
+        .blobs
+        .iter()
+        .filter(|blob| !s.image.blobs.contains(blob))
+        .count();
+    assert_eq!(fetched, missing);
+    // Another namespace shares nothing: `always` fetches for itself.
+    let elsewhere = repo("always/team/other");
+    assert!(registry
+        .pull_blob_through(&elsewhere, &shared_layer, false)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test]
 async fn a_namespace_over_its_max_size_loses_its_least_recently_pulled_images() {
     let s = setup().await;
     let registry = &s.cache.registry;
