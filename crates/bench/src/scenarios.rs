@@ -46,6 +46,7 @@ pub enum Scenario {
     SameBlob,
     LoginStorm,
     ApiListing,
+    IdleConnections,
 }
 
 impl Scenario {
@@ -65,13 +66,19 @@ impl Scenario {
     /// because they need something of the registry the others do not.
     /// `login_storm` needs access control on; `api_listing` needs Berth's
     /// management API, credentials and a filled registry
-    /// (`bench/listing.sh`).
-    pub const ON_REQUEST: [Scenario; 2] = [Scenario::LoginStorm, Scenario::ApiListing];
+    /// (`bench/listing.sh`); `idle_connections` needs the registry on this
+    /// machine and ten thousand file descriptors on each side.
+    pub const ON_REQUEST: [Scenario; 3] = [
+        Scenario::LoginStorm,
+        Scenario::ApiListing,
+        Scenario::IdleConnections,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Scenario::LoginStorm => "login_storm",
             Scenario::ApiListing => "api_listing",
+            Scenario::IdleConnections => "idle_connections",
             Scenario::PushSmall => "push_small",
             Scenario::PushLargeChunked => "push_large_chunked",
             Scenario::PushLargeMono => "push_large_mono",
@@ -119,6 +126,7 @@ pub struct Sizes {
     pub setup_parallel: usize,
     pub same_clients: usize,
     pub same_blob: usize,
+    pub idle_connections: usize,
 }
 
 impl Sizes {
@@ -139,6 +147,7 @@ impl Sizes {
             setup_parallel: 16,
             same_clients: 32,
             same_blob: 64 * MIB,
+            idle_connections: 10_000,
         }
     }
 
@@ -159,6 +168,7 @@ impl Sizes {
             setup_parallel: 4,
             same_clients: 8,
             same_blob: 4 * MIB,
+            idle_connections: 100,
         }
     }
 }
@@ -231,6 +241,7 @@ pub async fn run(context: &Context, scenario: Scenario, report: &mut Report) -> 
         Scenario::SameBlob => same_blob(context, report).await,
         Scenario::LoginStorm => login_storm(context, report).await,
         Scenario::ApiListing => api_listing(context, report).await,
+        Scenario::IdleConnections => idle_connections(context, report).await,
     }
 }
 
@@ -712,6 +723,74 @@ async fn login_storm(context: &Context, report: &mut Report) -> Result<()> {
     );
     report.figure("login_storm.logins_other", other as f64, "");
     meter.finish(report, "login_storm");
+    Ok(())
+}
+
+/// Idle connections opened from one source address at most in
+/// `idle_connections`: fewer than the server's cap per address (256 by
+/// default), so the cap on all connections is what is measured.
+const IDLE_PER_ADDRESS: usize = 200;
+
+/// `idle_connections` (issue 11: "10,000 idle connections cost ≤ 100 MiB and
+/// do not slow active clients"): times `/healthz` from one connection alone,
+/// then opens `Sizes::idle_connections` TCP connections that never send a
+/// byte (from loopback addresses `127.88.x.y`, [`IDLE_PER_ADDRESS`] each),
+/// and times `/healthz` again while they are open. Reports the server's
+/// resident memory before and with them (needs `--pid`), what each costs,
+/// and how many the server still holds open at the end: it closes idle
+/// connections after its `idle_timeout` (60 s by default), longer than this
+/// runs with the default duration. Needs the registry on this machine, a
+/// `max_connections` above the count (the default is 10,000: give it one
+/// more for the timed client), and open-file limits above it on both sides;
+/// not part of a full run (`--scenario idle_connections`).
+async fn idle_connections(context: &Context, report: &mut Report) -> Result<()> {
+    let target = context.setup_target().clone();
+    let duration = context.sizes.rate_duration;
+    let count = context.sizes.idle_connections;
+    let server = context.servers.first().copied();
+    let rss = |process: Option<Process>| -> Result<Option<u64>> {
+        Ok(process.map(|p| p.status_bytes("VmRSS")).transpose()?)
+    };
+    let alone = time_healthz(&target, duration).await?;
+    let rss_before = rss(server)?;
+    let mut idle = Vec::with_capacity(count);
+    for n in 0..count {
+        let address = n / IDLE_PER_ADDRESS;
+        let local =
+            std::net::Ipv4Addr::new(127, 88, (address / 250) as u8, (address % 250 + 1) as u8);
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(std::net::SocketAddr::new(local.into(), 0))?;
+        idle.push(socket.connect(target.addr).await?);
+    }
+    // The kernel completes connections before the server accepts them: give
+    // its accept loop a moment to take them all.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_with = rss(server)?;
+    let during = time_healthz(&target, duration).await?;
+    // Still open: nothing to read yet. Closed by the server: end of stream
+    // (or a 503 it wrote first).
+    let mut byte = [0u8; 1];
+    let open = idle
+        .iter()
+        .filter(|stream| {
+            matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        })
+        .count();
+    drop(idle);
+    report.figure("idle_connections.opened", count as f64, "");
+    report.figure("idle_connections.open_at_end", open as f64, "");
+    report_latencies(report, "idle_connections.healthz_alone", alone);
+    report_latencies(report, "idle_connections.healthz_during", during);
+    if let (Some(before), Some(with)) = (rss_before, rss_with) {
+        let mib = (1024 * 1024) as f64;
+        report.figure("idle_connections.rss_before", before as f64 / mib, "MiB");
+        report.figure("idle_connections.rss_with_idle", with as f64 / mib, "MiB");
+        report.figure(
+            "idle_connections.rss_per_connection",
+            with.saturating_sub(before) as f64 / 1024.0 / count.max(1) as f64,
+            "KiB",
+        );
+    }
     Ok(())
 }
 

@@ -97,6 +97,42 @@ fn quick_run_spreads_over_several_urls() {
     }
 }
 
+/// `idle_connections` on request: a hundred connections that never send a
+/// byte stay open while `/healthz` is timed beside them, and the server's
+/// memory is reported with them. Needs a local server (its loopback
+/// addresses and its process).
+#[test]
+fn quick_idle_connections_stay_open_beside_an_active_client() {
+    let server = Server::start();
+    let Some(child) = &server.child else {
+        eprintln!("idle_connections needs a local Berth; BERTH_BENCH_REGISTRY is set");
+        return;
+    };
+    let output = Command::new(env!("CARGO_BIN_EXE_berth-bench"))
+        .args([
+            "--url",
+            &server.url,
+            "--quick",
+            "--scenario",
+            "idle_connections",
+        ])
+        .args(["--pid", &child.id().to_string()])
+        .output()
+        .expect("run berth-bench");
+    let stdout = expect_success("berth-bench --scenario idle_connections", &output);
+    for figure in [
+        "idle_connections.opened: 100",
+        "idle_connections.open_at_end: 100",
+        "idle_connections.healthz_during_p99: ",
+        "idle_connections.rss_per_connection: ",
+    ] {
+        assert!(
+            stdout.lines().any(|line| line.starts_with(figure)),
+            "no `{figure}` in the output:\n{stdout}"
+        );
+    }
+}
+
 #[test]
 fn hardware_mode_completes() {
     let dir = tempfile::tempdir().expect("temp dir");

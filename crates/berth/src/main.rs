@@ -39,6 +39,7 @@ mod client;
 mod commands;
 mod files;
 mod legacy_signing_key;
+mod limits;
 mod logging;
 mod memory;
 mod replication;

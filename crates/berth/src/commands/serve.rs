@@ -135,6 +135,10 @@ async fn serve(loaded: &Loaded, env: &Environment) -> Result<(), String> {
         state = state.with_auth(wiring::auth_state(config, opened.auth_meta, env).await?);
     }
     let mut signals = super::ShutdownSignals::install()?;
+    // Before the first connection: each one is a file descriptor.
+    if let Some(limit) = crate::limits::raise_open_file_limit(config.server.max_connections) {
+        tracing::debug!(open_file_limit = limit, "open-file limit");
+    }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|e| {
