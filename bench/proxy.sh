@@ -40,24 +40,10 @@ if [[ -z ${BERTH_BIN:-} ]]; then
     (cd "$repo" && cargo build --release -p berth >&2)
 fi
 
-work=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/berth-proxy.XXXXXX")
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
+bench_workdir proxy
 berth=${BERTH_BIN:-$target/release/berth}
-
-# CPU seconds a process has used so far.
-cpu() {
-    local ticks
-    ticks=$(awk '{print $14 + $15}' "/proc/$1/stat")
-    echo "scale=3; $ticks / $(getconf CLK_TCK)" | bc
-}
 
 # The upstream.
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -80,20 +66,8 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
-BERTH_LOG=warn "$berth" serve --listen 127.0.0.1:0 --data-dir "$work/berth" \
-    --upstream "cache=http://$upstream" >"$work/berth.stdout" 2>"$work/berth.log" &
-berth_pid=$!
-pids+=("$berth_pid")
-address=""
-for _ in $(seq 1 300); do
-    address=$(sed -n 's/^listening on //p' "$work/berth.stdout" | head -1)
-    [[ -n $address ]] && break
-    sleep 0.1
-done
-[[ -n $address ]] || {
-    cat "$work/berth.log" >&2
-    exit 1
-}
+start berth --upstream "cache=http://$upstream"
+berth_pid=$pid
 
 # push.py REGISTRY REPOSITORY TAG LAYER: an image of one layer (monolithic
 # uploads); prints the layer's digest.

@@ -32,54 +32,13 @@ packages=(-p berth-bench)
 [[ -z ${BERTH_BIN:-} ]] && packages+=(-p berth)
 (cd "$repo" && cargo build --release "${packages[@]}" >&2)
 
-work=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/berth-webhooks.XXXXXX")
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
+bench_workdir webhooks
 mkdir -p "$work/bin" "$work/plain" "$work/hooked" "$work/home"
 cp "$target/release/berth-bench" "$work/bin/"
 cp "${BERTH_BIN:-$target/release/berth}" "$work/bin/berth"
 berth=$work/bin/berth
-
-# start NAME ARGS…: serves a data directory, sets $address and $pid.
-start() {
-    local name=$1
-    shift
-    BERTH_LOG=warn "$berth" serve --listen 127.0.0.1:0 --data-dir "$work/$name" "$@" \
-        >"$work/$name.stdout" 2>>"$work/$name.log" &
-    pid=$!
-    pids+=("$pid")
-    address=""
-    for _ in $(seq 1 300); do
-        address=$(sed -n 's/^listening on //p' "$work/$name.stdout" | head -1)
-        [[ -n $address ]] && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [[ -z $address ]]; then
-        echo "berth ($name) did not report its address; its log:" >&2
-        cat "$work/$name.log" >&2
-        exit 1
-    fi
-}
-
-stop() {
-    kill -TERM "$1"
-    wait "$1" 2>/dev/null || true
-}
-
-# CPU seconds a process has used so far.
-cpu() {
-    local ticks
-    ticks=$(awk '{print $14 + $15}' "/proc/$1/stat")
-    echo "scale=2; $ticks / $(getconf CLK_TCK)" | bc
-}
 
 # The receiver: answers every POST with 200 and appends its arrival time
 # (seconds since the epoch, with nanoseconds) to a file, one line each.
