@@ -34,6 +34,14 @@ const RESPONSE_EXCERPT: usize = 1024;
 /// Deliveries one pass sends at most before it looks at its cancellation.
 const DELIVERIES_PER_PASS: usize = 100;
 
+/// Deliveries taken (and recorded) together. Their lease (2 minutes by
+/// default) covers two rounds of [`CONCURRENT_SENDS`] attempts of at most
+/// 30 s each.
+const BATCH: usize = 16;
+
+/// Attempts of a batch in flight at once.
+const CONCURRENT_SENDS: usize = 8;
+
 /// The signature header's value for `body` under `secret`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
     let mut mac =
@@ -146,32 +154,46 @@ impl DeliveryWorker {
     }
 
     /// Sends every due delivery (at most a bounded number); returns how
-    /// many attempts it made.
+    /// many attempts it made. Deliveries are taken [`BATCH`] at a time and
+    /// sent [`CONCURRENT_SENDS`] at once, so a slow endpoint delays the
+    /// others of its batch by at most its timeout, and a batch's attempts
+    /// are recorded in one commit.
     pub async fn run_once(&self) -> Result<usize, berth_registry::RegistryError> {
+        use futures::StreamExt;
         let mut attempted = 0;
         while attempted < DELIVERIES_PER_PASS {
-            let Some(job) = self
+            let jobs = self
                 .registry
-                .take_webhook_delivery(&self.holder, &self.options)
-                .await?
-            else {
-                break;
-            };
-            attempted += 1;
-            let (attempt, delivered) = self.attempt(&job).await;
-            if let Some(error) = &attempt.error {
-                tracing::info!(webhook = job.webhook_id, delivery = job.id, %error, "webhook delivery failed");
-            }
-            let next = self
-                .registry
-                .finish_webhook_delivery(&self.holder, &job, &attempt, delivered, &self.options)
+                .take_webhook_deliveries(&self.holder, &self.options, BATCH)
                 .await?;
-            tracing::debug!(
-                webhook = job.webhook_id,
-                delivery = job.id,
-                ?next,
-                "webhook delivery attempted"
-            );
+            if jobs.is_empty() {
+                break;
+            }
+            attempted += jobs.len();
+            let sent: Vec<(DeliveryJob, DeliveryAttempt, bool)> = futures::stream::iter(jobs)
+                .map(|job| async move {
+                    let (attempt, delivered) = self.attempt(&job).await;
+                    if let Some(error) = &attempt.error {
+                        tracing::info!(webhook = job.webhook_id, delivery = job.id, %error,
+                            "webhook delivery failed");
+                    }
+                    (job, attempt, delivered)
+                })
+                .buffer_unordered(CONCURRENT_SENDS)
+                .collect()
+                .await;
+            let nexts = self
+                .registry
+                .finish_webhook_deliveries(&self.holder, &sent, &self.options)
+                .await?;
+            for ((job, _, _), next) in sent.iter().zip(nexts) {
+                tracing::debug!(
+                    webhook = job.webhook_id,
+                    delivery = job.id,
+                    ?next,
+                    "webhook delivery attempted"
+                );
+            }
         }
         Ok(attempted)
     }

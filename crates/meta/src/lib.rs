@@ -119,8 +119,8 @@ pub use trash::{RestoredImage, TagConflict, TrashCursor, TrashEntry, TrashStore}
 pub use uploads::{LiveUploads, UploadCaps, UploadOpening, UploadRecord, UploadStore};
 pub use usage::{day_start, DailyUsage, UsageHistoryStore};
 pub use webhooks::{
-    DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow, DeliveryState, NewDelivery,
-    NewWebhook, WebhookEnvelope, WebhookRow, WebhookStore,
+    DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow, DeliveryState, FinishedDelivery,
+    NewDelivery, NewWebhook, WebhookEnvelope, WebhookRow, WebhookStore,
 };
 
 /// Seconds since the Unix epoch. Time is always passed in, never read inside a

@@ -178,6 +178,14 @@ pub enum DeliveryNext {
     GiveUp,
 }
 
+/// An attempt on a delivery, to record ([`WebhookStore::finish_deliveries`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinishedDelivery {
+    pub id: i64,
+    pub attempt: DeliveryAttempt,
+    pub next: DeliveryNext,
+}
+
 /// Webhooks and their delivery queue.
 ///
 /// Webhooks are decisions of people: creating and removing one takes a
@@ -219,29 +227,31 @@ pub trait WebhookStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<u64, MetaError>;
 
-    /// Takes the oldest pending delivery that is due (`not_before <= now`)
-    /// and free (never taken, or its holder's lease expired: a lease runs
-    /// until, not including, its expiry second) for `lease_secs` under
-    /// `holder`, counting the attempt. `None` when none is. Two callers
-    /// never hold the same delivery while its lease runs.
-    async fn take_delivery(
+    /// Takes up to `limit` of the oldest pending deliveries that are due
+    /// (`not_before <= now`) and free (never taken, or their holder's lease
+    /// expired: a lease runs until, not including, its expiry second) for
+    /// `lease_secs` under `holder`, counting an attempt on each, in one
+    /// transaction; oldest first. Empty when none is. Two callers never
+    /// hold the same delivery while its lease runs.
+    async fn take_deliveries(
         &self,
         holder: &str,
         now: Timestamp,
         lease_secs: i64,
-    ) -> Result<Option<DeliveryJob>, MetaError>;
+        limit: usize,
+    ) -> Result<Vec<DeliveryJob>, MetaError>;
 
-    /// Records the attempt `holder` made on delivery `id` and what follows
-    /// (`next`), releasing it. Fails with `LeaseLost`, changing nothing,
-    /// unless `holder` holds it (an expired lease nobody took still counts).
-    async fn finish_delivery(
+    /// Records the attempts `holder` made (each delivery's id, the attempt
+    /// and what follows), releasing those deliveries, in one transaction.
+    /// Returns how many were recorded: a delivery `holder` does not hold
+    /// (an expired lease nobody took still counts as held) is left as it is
+    /// and not counted.
+    async fn finish_deliveries(
         &self,
         holder: &str,
-        id: i64,
-        attempt: &DeliveryAttempt,
-        next: DeliveryNext,
+        finished: &[FinishedDelivery],
         now: Timestamp,
-    ) -> Result<(), MetaError>;
+    ) -> Result<usize, MetaError>;
 
     /// Webhook `webhook_id`'s deliveries, newest first, at most `limit`.
     async fn list_deliveries(

@@ -8,9 +8,11 @@
 //!   (one delivery per webhook and event position), so a batch handed over
 //!   again, after a crash or a lost lease, queues nothing twice.
 //! - The sender (the binary's delivery workers, which own the outbound HTTP
-//!   client) takes due deliveries with [`Registry::take_webhook_delivery`]
-//!   and records each attempt with [`Registry::finish_webhook_delivery`],
-//!   which decides the next attempt: exponential backoff, up to
+//!   client) takes due deliveries a few at a time with
+//!   [`Registry::take_webhook_deliveries`] and records their attempts
+//!   together with [`Registry::finish_webhook_deliveries`] (two commits a
+//!   batch, not two a delivery: the metadata store's writer is the pushes'
+//!   too), which decides each next attempt: exponential backoff, up to
 //!   [`WebhookOptions::max_attempts`].
 //!
 //! **Architecture Invariant:** nothing here runs on the write path; a push
@@ -20,8 +22,8 @@
 use std::time::Duration;
 
 use berth_meta::{
-    Actor, DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow, Event, EventKind, MetaError,
-    NewDelivery, NewWebhook, WebhookEnvelope, WebhookRow,
+    Actor, DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow, Event, EventKind,
+    FinishedDelivery, MetaError, NewDelivery, NewWebhook, WebhookEnvelope, WebhookRow,
 };
 use serde_json::json;
 
@@ -375,43 +377,53 @@ impl Registry {
         Ok(self.meta().list_deliveries(id, limit).await?)
     }
 
-    /// Takes a due delivery for this node (holder `holder`), if any.
-    pub async fn take_webhook_delivery(
+    /// Takes up to `limit` due deliveries for this node (holder `holder`),
+    /// oldest first.
+    pub async fn take_webhook_deliveries(
         &self,
         holder: &str,
         options: &WebhookOptions,
-    ) -> Result<Option<DeliveryJob>, RegistryError> {
+        limit: usize,
+    ) -> Result<Vec<DeliveryJob>, RegistryError> {
         let lease_secs = options.lease.as_secs().max(1) as i64;
         Ok(self
             .meta()
-            .take_delivery(holder, self.now(), lease_secs)
+            .take_deliveries(holder, self.now(), lease_secs, limit)
             .await?)
     }
 
-    /// Records an attempt on `job`: delivered when `delivered`, else due
-    /// again after the backoff, or failed once `max_attempts` were made.
-    /// Returns what follows.
-    pub async fn finish_webhook_delivery(
+    /// Records the attempts on `attempted` deliveries in one transaction:
+    /// each delivered when its flag says so, else due again after the
+    /// backoff, or failed once `max_attempts` were made. Returns what
+    /// follows each, in order (a delivery whose lease this node lost is
+    /// left to its new holder, and its next step is not recorded).
+    pub async fn finish_webhook_deliveries(
         &self,
         holder: &str,
-        job: &DeliveryJob,
-        attempt: &DeliveryAttempt,
-        delivered: bool,
+        attempted: &[(DeliveryJob, DeliveryAttempt, bool)],
         options: &WebhookOptions,
-    ) -> Result<DeliveryNext, RegistryError> {
+    ) -> Result<Vec<DeliveryNext>, RegistryError> {
         let now = self.now();
-        let next = if delivered {
-            DeliveryNext::Delivered
-        } else if job.attempts >= options.max_attempts {
-            DeliveryNext::GiveUp
-        } else {
-            let wait = options.backoff(job.attempts).as_secs().max(1) as i64;
-            DeliveryNext::RetryAt(now.saturating_add(wait))
-        };
-        self.meta()
-            .finish_delivery(holder, job.id, attempt, next, now)
+        let finished: Vec<FinishedDelivery> = attempted
+            .iter()
+            .map(|(job, attempt, delivered)| FinishedDelivery {
+                id: job.id,
+                attempt: attempt.clone(),
+                next: next_step(job, *delivered, options, now),
+            })
+            .collect();
+        let recorded = self
+            .meta()
+            .finish_deliveries(holder, &finished, now)
             .await?;
-        Ok(next)
+        if recorded < finished.len() {
+            tracing::warn!(
+                lost = finished.len() - recorded,
+                "webhook deliveries whose lease ran out before their attempts were recorded; \
+                 their new holders send them again"
+            );
+        }
+        Ok(finished.into_iter().map(|done| done.next).collect())
     }
 
     /// Deletes finished deliveries last updated more than `age` ago.
@@ -426,6 +438,24 @@ impl Registry {
             }
         }
         Ok(deleted)
+    }
+}
+
+/// What follows an attempt on `job`: done when `delivered`, else due again
+/// after the backoff, or given up once `max_attempts` were made.
+fn next_step(
+    job: &DeliveryJob,
+    delivered: bool,
+    options: &WebhookOptions,
+    now: berth_meta::Timestamp,
+) -> DeliveryNext {
+    if delivered {
+        DeliveryNext::Delivered
+    } else if job.attempts >= options.max_attempts {
+        DeliveryNext::GiveUp
+    } else {
+        let wait = options.backoff(job.attempts).as_secs().max(1) as i64;
+        DeliveryNext::RetryAt(now.saturating_add(wait))
     }
 }
 

@@ -1,10 +1,10 @@
 //! [`JobLeaseStore`] in SQL.
 
 use super::db::{database, query, Dialect, Row, Tx};
-use super::SqlMetaStore;
+use super::{limit_to_i64, SqlMetaStore};
 use crate::{JobLeaseStore, MetaError, Timestamp};
 
-/// A work queue whose rows are taken one at a time under a lease: every
+/// A work queue whose rows are taken under a lease, one or a few at a time: every
 /// such table has `holder`, `lease_expires` and `attempts` columns, and a
 /// row is free when nobody holds it or its lease has run out. The scan
 /// queue and the webhook deliveries are two.
@@ -24,10 +24,7 @@ pub(crate) struct LeasedQueue {
 
 impl LeasedQueue {
     /// Takes the first ready, free row for `holder` until `now + lease_secs`,
-    /// counting the attempt, and returns it. On PostgreSQL concurrent takers
-    /// skip each other's locked rows, so each takes a different row, and
-    /// the outer condition is checked again on the locked row; SQLite's
-    /// single writer takes turns anyway.
+    /// counting the attempt, and returns it (see [`LeasedQueue::take_many`]).
     pub(crate) async fn take(
         &self,
         tx: &mut Tx,
@@ -35,6 +32,23 @@ impl LeasedQueue {
         now: Timestamp,
         lease_secs: i64,
     ) -> Result<Option<Row>, MetaError> {
+        Ok(self.take_many(tx, holder, now, lease_secs, 1).await?.pop())
+    }
+
+    /// Takes the first `limit` ready, free rows for `holder` until
+    /// `now + lease_secs`, counting an attempt on each, and returns them (in
+    /// no particular order). On PostgreSQL concurrent takers skip each
+    /// other's locked rows, so each takes different rows, and the outer
+    /// condition is checked again on the locked rows; SQLite's single
+    /// writer takes turns anyway.
+    pub(crate) async fn take_many(
+        &self,
+        tx: &mut Tx,
+        holder: &str,
+        now: Timestamp,
+        lease_secs: i64,
+        limit: usize,
+    ) -> Result<Vec<Row>, MetaError> {
         let skip_locked = match tx.dialect() {
             Dialect::Sqlite => "",
             Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -48,18 +62,22 @@ impl LeasedQueue {
             what,
         } = self;
         let free = format!("{ready} AND (holder IS NULL OR lease_expires <= $3)");
+        // The picked keys are a materialized CTE: PostgreSQL may run a
+        // subquery under `IN` again for each row it compares, taking more
+        // than `limit` rows (and locking others as it goes).
         let sql = format!(
-            "UPDATE {table} SET holder = $1, lease_expires = $2, attempts = attempts + 1 \
-             WHERE {key} = (SELECT {key} FROM {table} WHERE {free} \
-                 ORDER BY {order} LIMIT 1{skip_locked}) \
-             AND {free} \
+            "WITH picked AS MATERIALIZED (SELECT {key} FROM {table} WHERE {free} \
+                 ORDER BY {order} LIMIT $4{skip_locked}) \
+             UPDATE {table} SET holder = $1, lease_expires = $2, attempts = attempts + 1 \
+             WHERE {key} IN (SELECT {key} FROM picked) AND {free} \
              RETURNING {returning}"
         );
         query(&sql)
             .bind(holder)
             .bind(now.saturating_add(lease_secs))
             .bind(now)
-            .fetch_optional(&mut *tx)
+            .bind(limit_to_i64(limit))
+            .fetch_all(&mut *tx)
             .await
             .map_err(database(what))
     }

@@ -1,11 +1,13 @@
 //! [`WebhookStore`] in SQL.
 
+use std::collections::HashMap;
+
 use super::db::{database, query, write_error, Row};
 use super::events::NewEvent;
 use super::jobs::LeasedQueue;
 use super::{limit_to_i64, SqlMetaStore};
 use crate::webhooks::{
-    DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryRow, DeliveryState, NewDelivery,
+    DeliveryJob, DeliveryNext, DeliveryRow, DeliveryState, FinishedDelivery, NewDelivery,
     NewWebhook, WebhookEnvelope, WebhookRow, WebhookStore,
 };
 use crate::{Change, EventKind, MetaError, Timestamp};
@@ -215,75 +217,100 @@ impl<B: 'static> WebhookStore for SqlMetaStore<B> {
         Ok(queued)
     }
 
-    async fn take_delivery(
+    async fn take_deliveries(
         &self,
         holder: &str,
         now: Timestamp,
         lease_secs: i64,
-    ) -> Result<Option<DeliveryJob>, MetaError> {
+        limit: usize,
+    ) -> Result<Vec<DeliveryJob>, MetaError> {
         let mut tx = self.db.begin_write().await?;
-        let Some(row) = DELIVERY_QUEUE
-            .take(&mut tx, holder, now, lease_secs)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let webhook_id: i64 = row.get("webhook_id")?;
-        let webhook = query("SELECT url, secret, envelope FROM webhooks WHERE id = $1")
-            .bind(webhook_id)
-            .fetch_one(&mut tx)
-            .await
-            .map_err(database("reading a delivery's webhook"))?;
-        let attempts: i64 = row.get("attempts")?;
-        let job = DeliveryJob {
-            id: row.get("id")?,
-            webhook_id,
-            url: webhook.get("url")?,
-            secret: webhook.get("secret")?,
-            envelope: envelope_from(&webhook.get::<String>("envelope")?)?,
-            payload: row.get("payload")?,
-            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-        };
+        let rows = DELIVERY_QUEUE
+            .take_many(&mut tx, holder, now, lease_secs, limit)
+            .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A batch's deliveries mostly share a few webhooks: each is read once.
+        let mut webhooks: HashMap<i64, (String, Option<String>, WebhookEnvelope)> = HashMap::new();
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let webhook_id: i64 = row.get("webhook_id")?;
+            if !webhooks.contains_key(&webhook_id) {
+                let webhook = query("SELECT url, secret, envelope FROM webhooks WHERE id = $1")
+                    .bind(webhook_id)
+                    .fetch_one(&mut tx)
+                    .await
+                    .map_err(database("reading a delivery's webhook"))?;
+                webhooks.insert(
+                    webhook_id,
+                    (
+                        webhook.get("url")?,
+                        webhook.get("secret")?,
+                        envelope_from(&webhook.get::<String>("envelope")?)?,
+                    ),
+                );
+            }
+            let (url, secret, envelope) = &webhooks[&webhook_id];
+            let attempts: i64 = row.get("attempts")?;
+            jobs.push(DeliveryJob {
+                id: row.get("id")?,
+                webhook_id,
+                url: url.clone(),
+                secret: secret.clone(),
+                envelope: *envelope,
+                payload: row.get("payload")?,
+                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            });
+        }
         tx.commit()
             .await
-            .map_err(database("committing a taken webhook delivery"))?;
-        Ok(Some(job))
+            .map_err(database("committing taken webhook deliveries"))?;
+        // Oldest first, as they were queued (ids grow with time).
+        jobs.sort_by_key(|job| job.id);
+        Ok(jobs)
     }
 
-    async fn finish_delivery(
+    async fn finish_deliveries(
         &self,
         holder: &str,
-        id: i64,
-        attempt: &DeliveryAttempt,
-        next: DeliveryNext,
+        finished: &[FinishedDelivery],
         now: Timestamp,
-    ) -> Result<(), MetaError> {
-        let (state, not_before) = match next {
-            DeliveryNext::Delivered => (DeliveryState::Delivered, None),
-            DeliveryNext::RetryAt(at) => (DeliveryState::Pending, Some(at)),
-            DeliveryNext::GiveUp => (DeliveryState::Failed, None),
-        };
-        let updated = query(
-            "UPDATE webhook_deliveries SET state = $1, not_before = COALESCE($2, not_before), \
-                 holder = NULL, lease_expires = NULL, last_status = $3, last_response = $4, \
-                 last_error = $5, updated_at = $6 \
-             WHERE id = $7 AND holder = $8 AND state = 'pending'",
-        )
-        .bind(state.as_str())
-        .bind(not_before)
-        .bind(attempt.status.map(i64::from))
-        .bind(attempt.response.as_deref())
-        .bind(attempt.error.as_deref())
-        .bind(now)
-        .bind(id)
-        .bind(holder)
-        .execute(self.db.writer())
-        .await
-        .map_err(database("recording a webhook delivery attempt"))?;
-        if updated == 0 {
-            return Err(MetaError::LeaseLost);
+    ) -> Result<usize, MetaError> {
+        if finished.is_empty() {
+            return Ok(0);
         }
-        Ok(())
+        let mut tx = self.db.begin_write().await?;
+        let mut recorded = 0;
+        for done in finished {
+            let (state, not_before) = match done.next {
+                DeliveryNext::Delivered => (DeliveryState::Delivered, None),
+                DeliveryNext::RetryAt(at) => (DeliveryState::Pending, Some(at)),
+                DeliveryNext::GiveUp => (DeliveryState::Failed, None),
+            };
+            let updated = query(
+                "UPDATE webhook_deliveries SET state = $1, not_before = COALESCE($2, not_before), \
+                     holder = NULL, lease_expires = NULL, last_status = $3, last_response = $4, \
+                     last_error = $5, updated_at = $6 \
+                 WHERE id = $7 AND holder = $8 AND state = 'pending'",
+            )
+            .bind(state.as_str())
+            .bind(not_before)
+            .bind(done.attempt.status.map(i64::from))
+            .bind(done.attempt.response.as_deref())
+            .bind(done.attempt.error.as_deref())
+            .bind(now)
+            .bind(done.id)
+            .bind(holder)
+            .execute(&mut tx)
+            .await
+            .map_err(database("recording a webhook delivery attempt"))?;
+            recorded += usize::from(updated > 0);
+        }
+        tx.commit()
+            .await
+            .map_err(database("committing webhook delivery attempts"))?;
+        Ok(recorded)
     }
 
     async fn list_deliveries(

@@ -145,7 +145,7 @@ macro_rules! meta_store_tests {
             advisor: [layer_indexes_are_stored_once_per_digest, scan_jobs_are_queued_once_and_leased, racing_scan_takers_take_distinct_jobs, advisories_are_imported_incrementally, exemptions_are_set_listed_and_removed, policies_are_set_per_namespace, images_are_found_by_package_and_told_of_changes],
             advisory_sync: [advisory_sources_record_attempts_successes_and_validators],
             immutable: [immutable_rules_are_added_listed_and_removed, immutable_tags_are_created_but_never_moved_or_deleted, racing_pushes_of_a_new_immutable_tag_have_one_winner],
-            webhooks: [webhooks_are_created_listed_and_deleted, deliveries_are_queued_once_and_leased],
+            webhooks: [webhooks_are_created_listed_and_deleted, deliveries_are_queued_once_and_leased, deliveries_are_taken_and_finished_in_batches],
             audit: [audit_records_are_stored_once_filtered_and_expired],
             trash: [trashed_manifests_are_hidden_and_restored_with_their_tags, a_trashed_manifest_pushed_again_comes_back_with_its_new_tag, children_of_a_trashed_index_are_trashed_after_it_and_come_back_with_it, expired_trash_is_deleted_for_good_and_its_blobs_become_candidates],
             retention: [retention_policies_are_set_replaced_and_removed, retention_candidates_are_a_namespaces_live_manifests],

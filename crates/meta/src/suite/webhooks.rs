@@ -3,8 +3,8 @@
 use super::events::events_after;
 use super::*;
 use crate::{
-    DeliveryAttempt, DeliveryNext, DeliveryState, EventKind, NewDelivery, NewWebhook,
-    WebhookEnvelope, WebhookRow,
+    DeliveryAttempt, DeliveryJob, DeliveryNext, DeliveryState, EventKind, FinishedDelivery,
+    NewDelivery, NewWebhook, WebhookEnvelope, WebhookRow,
 };
 
 /// Every test of this suite, by name, in the order [`super::run_all`] runs them.
@@ -14,6 +14,9 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
     }),
     ("deliveries_are_queued_once_and_leased", |store| {
         Box::pin(deliveries_are_queued_once_and_leased(store))
+    }),
+    ("deliveries_are_taken_and_finished_in_batches", |store| {
+        Box::pin(deliveries_are_taken_and_finished_in_batches(store))
     }),
 ];
 
@@ -142,7 +145,7 @@ pub async fn webhooks_are_created_listed_and_deleted(store: &dyn MetaStore) {
     store.delete_namespace(&at(NOW), name).await.unwrap();
     assert_eq!(store.webhook(first.id).await.unwrap(), None);
     assert_eq!(store.list_deliveries(first.id, 10).await.unwrap(), vec![]);
-    assert_eq!(store.take_delivery("suite", NOW, 60).await.unwrap(), None);
+    assert_eq!(take_delivery(store, "suite", NOW, 60).await.unwrap(), None);
 }
 
 pub async fn deliveries_are_queued_once_and_leased(store: &dyn MetaStore) {
@@ -165,15 +168,15 @@ pub async fn deliveries_are_queued_once_and_leased(store: &dyn MetaStore) {
     assert_eq!(store.enqueue_deliveries(&batch, NOW).await.unwrap(), 0);
 
     // Nothing is due before it was queued.
-    assert_eq!(store.take_delivery("a", NOW - 1, 60).await.unwrap(), None);
-    let first = store.take_delivery("a", NOW, 60).await.unwrap().unwrap();
+    assert_eq!(take_delivery(store, "a", NOW - 1, 60).await.unwrap(), None);
+    let first = take_delivery(store, "a", NOW, 60).await.unwrap().unwrap();
     assert_eq!(first.webhook_id, hook.id);
     assert_eq!(first.url, "http://queue.example/");
     assert_eq!(first.secret.as_deref(), Some("sealed-secret"));
     assert_eq!(first.payload, "{\"id\":\"10\"}");
     assert_eq!(first.attempts, 1);
-    let second = store.take_delivery("b", NOW, 60).await.unwrap().unwrap();
-    let third = store.take_delivery("b", NOW, 60).await.unwrap().unwrap();
+    let second = take_delivery(store, "b", NOW, 60).await.unwrap().unwrap();
+    let third = take_delivery(store, "b", NOW, 60).await.unwrap().unwrap();
     assert_eq!(first.envelope, WebhookEnvelope::CloudEvents);
     let of_other = [&second, &third]
         .into_iter()
@@ -183,7 +186,7 @@ pub async fn deliveries_are_queued_once_and_leased(store: &dyn MetaStore) {
     let mut taken = vec![first.id, second.id, third.id];
     taken.dedup();
     assert_eq!(taken.len(), 3, "three different deliveries are taken");
-    assert_eq!(store.take_delivery("c", NOW, 60).await.unwrap(), None);
+    assert_eq!(take_delivery(store, "c", NOW, 60).await.unwrap(), None);
 
     // Only the holder records an attempt.
     let refused = DeliveryAttempt {
@@ -192,24 +195,21 @@ pub async fn deliveries_are_queued_once_and_leased(store: &dyn MetaStore) {
         error: Some("connection refused".to_string()),
     };
     assert!(matches!(
-        store
-            .finish_delivery("b", first.id, &refused, DeliveryNext::GiveUp, NOW)
-            .await,
+        finish_delivery(store, "b", first.id, &refused, DeliveryNext::GiveUp, NOW).await,
         Err(MetaError::LeaseLost)
     ));
-    store
-        .finish_delivery(
-            "a",
-            first.id,
-            &refused,
-            DeliveryNext::RetryAt(NOW + 30),
-            NOW,
-        )
-        .await
-        .unwrap();
-    assert_eq!(store.take_delivery("c", NOW + 29, 60).await.unwrap(), None);
-    let again = store
-        .take_delivery("c", NOW + 30, 60)
+    finish_delivery(
+        store,
+        "a",
+        first.id,
+        &refused,
+        DeliveryNext::RetryAt(NOW + 30),
+        NOW,
+    )
+    .await
+    .unwrap();
+    assert_eq!(take_delivery(store, "c", NOW + 29, 60).await.unwrap(), None);
+    let again = take_delivery(store, "c", NOW + 30, 60)
         .await
         .unwrap()
         .unwrap();
@@ -219,21 +219,32 @@ pub async fn deliveries_are_queued_once_and_leased(store: &dyn MetaStore) {
         response: Some("ok".to_string()),
         error: None,
     };
-    store
-        .finish_delivery("c", first.id, &answered, DeliveryNext::Delivered, NOW + 30)
-        .await
-        .unwrap();
+    finish_delivery(
+        store,
+        "c",
+        first.id,
+        &answered,
+        DeliveryNext::Delivered,
+        NOW + 30,
+    )
+    .await
+    .unwrap();
     // A finished delivery is not finished again, nor taken.
     assert!(matches!(
-        store
-            .finish_delivery("c", first.id, &answered, DeliveryNext::Delivered, NOW + 30)
-            .await,
+        finish_delivery(
+            store,
+            "c",
+            first.id,
+            &answered,
+            DeliveryNext::Delivered,
+            NOW + 30
+        )
+        .await,
         Err(MetaError::LeaseLost)
     ));
 
     // A lease that expired is another taker's: the holder "b" died.
-    let taken_over = store
-        .take_delivery("d", NOW + 60, 60)
+    let taken_over = take_delivery(store, "d", NOW + 60, 60)
         .await
         .unwrap()
         .unwrap();
@@ -244,27 +255,32 @@ pub async fn deliveries_are_queued_once_and_leased(store: &dyn MetaStore) {
         response: Some("boom".to_string()),
         error: Some("the endpoint answered 500".to_string()),
     };
-    store
-        .finish_delivery(
-            "d",
-            taken_over.id,
-            &server_error,
-            DeliveryNext::GiveUp,
-            NOW + 60,
-        )
-        .await
-        .unwrap();
-    let last = store
-        .take_delivery("d", NOW + 60, 60)
+    finish_delivery(
+        store,
+        "d",
+        taken_over.id,
+        &server_error,
+        DeliveryNext::GiveUp,
+        NOW + 60,
+    )
+    .await
+    .unwrap();
+    let last = take_delivery(store, "d", NOW + 60, 60)
         .await
         .unwrap()
         .unwrap();
-    store
-        .finish_delivery("d", last.id, &answered, DeliveryNext::Delivered, NOW + 60)
-        .await
-        .unwrap();
+    finish_delivery(
+        store,
+        "d",
+        last.id,
+        &answered,
+        DeliveryNext::Delivered,
+        NOW + 60,
+    )
+    .await
+    .unwrap();
     assert_eq!(
-        store.take_delivery("d", NOW + 3600, 60).await.unwrap(),
+        take_delivery(store, "d", NOW + 3600, 60).await.unwrap(),
         None
     );
 
@@ -336,4 +352,107 @@ pub async fn deliveries_are_queued_once_and_leased(store: &dyn MetaStore) {
         0
     );
     store.delete_webhook(&at(NOW), hook.id).await.unwrap();
+}
+
+/// One delivery taken (`take_deliveries` with a limit of one).
+async fn take_delivery(
+    store: &dyn MetaStore,
+    holder: &str,
+    now: Timestamp,
+    lease_secs: i64,
+) -> Result<Option<DeliveryJob>, MetaError> {
+    Ok(store
+        .take_deliveries(holder, now, lease_secs, 1)
+        .await?
+        .pop())
+}
+
+/// One attempt recorded; `LeaseLost` when `finish_deliveries` recorded
+/// nothing.
+async fn finish_delivery(
+    store: &dyn MetaStore,
+    holder: &str,
+    id: i64,
+    attempt: &DeliveryAttempt,
+    next: DeliveryNext,
+    now: Timestamp,
+) -> Result<(), MetaError> {
+    let finished = FinishedDelivery {
+        id,
+        attempt: attempt.clone(),
+        next,
+    };
+    match store.finish_deliveries(holder, &[finished], now).await? {
+        1 => Ok(()),
+        _ => Err(MetaError::LeaseLost),
+    }
+}
+
+pub async fn deliveries_are_taken_and_finished_in_batches(store: &dyn MetaStore) {
+    let hook = create(store, &new_webhook(None, "http://batch.example/")).await;
+    let other = create(store, &new_webhook(None, "http://batch-other.example/")).await;
+    let batch: Vec<NewDelivery> = (20..25)
+        .map(|position| delivery(if position % 2 == 0 { &hook } else { &other }, position))
+        .collect();
+    assert_eq!(store.enqueue_deliveries(&batch, NOW).await.unwrap(), 5);
+    // Three of five, oldest first, each with its own webhook's address.
+    let taken = store.take_deliveries("a", NOW, 60, 3).await.unwrap();
+    assert_eq!(taken.len(), 3);
+    assert!(taken.windows(2).all(|pair| pair[0].id < pair[1].id));
+    for job in &taken {
+        let expected = if job.webhook_id == hook.id {
+            "http://batch.example/"
+        } else {
+            "http://batch-other.example/"
+        };
+        assert_eq!((job.url.as_str(), job.attempts), (expected, 1));
+    }
+    // Another holder gets the rest, never one of those.
+    let rest = store.take_deliveries("b", NOW, 60, 10).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    assert!(rest.iter().all(|job| taken.iter().all(|t| t.id != job.id)));
+    assert!(store
+        .take_deliveries("c", NOW, 60, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // One transaction records a holder's attempts; another's are skipped.
+    let answered = DeliveryAttempt {
+        status: Some(200),
+        response: None,
+        error: None,
+    };
+    let finished: Vec<FinishedDelivery> = taken
+        .iter()
+        .chain(&rest[..1])
+        .map(|job| FinishedDelivery {
+            id: job.id,
+            attempt: answered.clone(),
+            next: DeliveryNext::Delivered,
+        })
+        .collect();
+    assert_eq!(
+        store.finish_deliveries("a", &finished, NOW).await.unwrap(),
+        3
+    );
+    assert_eq!(store.finish_deliveries("a", &[], NOW).await.unwrap(), 0);
+    let states: Vec<(i64, DeliveryState)> = store
+        .list_deliveries(hook.id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .chain(store.list_deliveries(other.id, 10).await.unwrap())
+        .map(|row| (row.id, row.state))
+        .collect();
+    for (id, state) in states {
+        let expected = if taken.iter().any(|job| job.id == id) {
+            DeliveryState::Delivered
+        } else {
+            DeliveryState::Pending
+        };
+        assert_eq!(state, expected, "delivery {id}");
+    }
+    for webhook in [hook, other] {
+        store.delete_webhook(&at(NOW), webhook.id).await.unwrap();
+    }
 }
