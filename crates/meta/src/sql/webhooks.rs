@@ -1,5 +1,6 @@
 //! [`WebhookStore`] in SQL.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use super::db::{database, query, write_error, Row};
@@ -236,20 +237,17 @@ impl<B: 'static> WebhookStore for SqlMetaStore<B> {
         let mut jobs = Vec::with_capacity(rows.len());
         for row in &rows {
             let webhook_id: i64 = row.get("webhook_id")?;
-            if !webhooks.contains_key(&webhook_id) {
+            if let Entry::Vacant(slot) = webhooks.entry(webhook_id) {
                 let webhook = query("SELECT url, secret, envelope FROM webhooks WHERE id = $1")
                     .bind(webhook_id)
                     .fetch_one(&mut tx)
                     .await
                     .map_err(database("reading a delivery's webhook"))?;
-                webhooks.insert(
-                    webhook_id,
-                    (
-                        webhook.get("url")?,
-                        webhook.get("secret")?,
-                        envelope_from(&webhook.get::<String>("envelope")?)?,
-                    ),
-                );
+                slot.insert((
+                    webhook.get("url")?,
+                    webhook.get("secret")?,
+                    envelope_from(&webhook.get::<String>("envelope")?)?,
+                ));
             }
             let (url, secret, envelope) = &webhooks[&webhook_id];
             let attempts: i64 = row.get("attempts")?;
