@@ -233,6 +233,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "console figures",
         include_str!("../migrations/postgres/0026_console_figures.sql"),
     ),
+    (
+        27,
+        "namespace pages",
+        include_str!("../migrations/postgres/0027_namespace_pages.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.

@@ -173,6 +173,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "console figures",
         include_str!("../migrations/sqlite/0026_console_figures.sql"),
     ),
+    (
+        27,
+        "namespace pages",
+        include_str!("../migrations/sqlite/0027_namespace_pages.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

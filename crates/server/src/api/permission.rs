@@ -90,7 +90,7 @@ pub fn required(endpoint: &Endpoint) -> Permission {
         | Endpoint::DeleteUser(_)
         | Endpoint::SetUserPassword(..) => Administrator,
         Endpoint::ChangeOwnPassword(_) => OwnAccount,
-        Endpoint::ListNamespaces => LoggedIn,
+        Endpoint::ListNamespaces(_) => LoggedIn,
         Endpoint::ListRepositories(listing) => match &listing.namespace {
             Some(namespace) => SeeNamespace(namespace.clone()),
             None => LoggedIn,
