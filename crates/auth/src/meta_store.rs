@@ -487,16 +487,19 @@ impl AuthStore for MetaAuthStore {
         namespace: &str,
         user: Option<&str>,
     ) -> Result<NamespaceFacts, AuthStoreError> {
-        let Some(record) = self.get_namespace(namespace).await? else {
+        // One statement: this runs on every authorized request.
+        let Some(entry) = self
+            .inner
+            .namespace_with_role(namespace, user)
+            .await
+            .map_err(store_error)?
+        else {
             return Ok(NamespaceFacts::Missing);
         };
-        let member_role = match user {
-            Some(user) => self.member_role(namespace, user).await?,
-            None => None,
-        };
+        let record = namespace_record(entry.namespace)?;
         Ok(NamespaceFacts::Exists {
             visibility: record.visibility,
-            member_role,
+            member_role: entry.role.as_deref().map(parse_role).transpose()?,
         })
     }
 

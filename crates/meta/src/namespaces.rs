@@ -104,6 +104,15 @@ pub trait NamespaceStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Namespace>, MetaError>;
 
+    /// The namespace `name` with `user`'s role in it (`None` for anonymous
+    /// and robots), in one statement: what access control reads on every
+    /// request. `None` if no such namespace.
+    async fn namespace_with_role(
+        &self,
+        name: &str,
+        user: Option<&str>,
+    ) -> Result<Option<NamespaceEntry>, MetaError>;
+
     /// At most `limit` namespaces that `reach` covers, by name (byte order),
     /// strictly after `after`, each with `user`'s role in it (`None` for
     /// anonymous and robots). Reads the page through indexes: the name for

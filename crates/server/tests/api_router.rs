@@ -1924,3 +1924,48 @@ async fn namespace_listings_are_paged_for_every_caller() {
         );
     }
 }
+
+/// An administrator's repository listing reads the rows alone (no
+/// namespace facts): it must still show exactly what the policy and the
+/// caller's token allow, as the filtered listing of everyone else does.
+#[tokio::test]
+async fn repository_listings_show_administrators_everything_their_token_allows() {
+    let h = Harness::new().await;
+    for repository in ["pub/app", "priv/app", "stranger/app", "root/app"] {
+        h.push_image(repository, "v1", repository).await;
+    }
+    let listed = |auth: String, query: &'static str| {
+        let h = &h;
+        async move {
+            let answer = h
+                .call(
+                    "GET",
+                    &format!("/api/v1/repositories?{query}"),
+                    Some(&auth),
+                    "",
+                )
+                .await;
+            assert_eq!(answer.status, 200, "{query}: {}", answer.text());
+            names(&answer.json(), "repositories", "name")
+        }
+    };
+    let root = || basic("root", PASSWORD);
+    let everything = ["priv/app", "pub/app", "root/app", "stranger/app"];
+    assert_eq!(listed(root(), "").await, everything);
+    assert_eq!(listed(root(), "sort=size&limit=1000").await.len(), 4);
+    assert_eq!(listed(root(), "namespace=priv").await, ["priv/app"]);
+    let catalog = h.token("root", &["registry:catalog:*"]).await;
+    assert_eq!(listed(bearer(&catalog), "").await, everything);
+    // A token without the catalog scope shows what it grants, even to an
+    // administrator.
+    let one = h.token("root", &["namespace:pub:pull"]).await;
+    assert_eq!(listed(bearer(&one), "").await, ["pub/app"]);
+    assert_eq!(
+        listed(basic("reader", PASSWORD), "").await,
+        ["priv/app", "pub/app"]
+    );
+    assert_eq!(
+        listed(basic("stranger", PASSWORD), "").await,
+        ["pub/app", "stranger/app"]
+    );
+}

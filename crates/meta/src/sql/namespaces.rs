@@ -96,6 +96,32 @@ impl<B: 'static> NamespaceStore for SqlMetaStore<B> {
         .collect()
     }
 
+    async fn namespace_with_role(
+        &self,
+        name: &str,
+        user: Option<&str>,
+    ) -> Result<Option<NamespaceEntry>, MetaError> {
+        // User names are never empty, so "" is a member of nothing.
+        query(
+            "SELECT n.name, n.visibility, n.created_at, m.role FROM namespaces n \
+             LEFT JOIN namespace_members m ON m.namespace = n.name AND m.user_name = $2 \
+             WHERE n.name = $1",
+        )
+        .bind(name)
+        .bind(user.unwrap_or(""))
+        .fetch_optional(self.db.reader())
+        .await
+        .map_err(database("reading a namespace with a member's role"))?
+        .as_ref()
+        .map(|row| {
+            Ok(NamespaceEntry {
+                namespace: namespace_from_row(row)?,
+                role: row.get("role")?,
+            })
+        })
+        .transpose()
+    }
+
     async fn namespace_page(
         &self,
         reach: NamespaceReach<'_>,

@@ -291,6 +291,26 @@ pub async fn namespace_pages_hold_what_their_reach_covers(store: &dyn MetaStore)
             "everything for a robot, limit {limit}"
         );
     }
+    // One namespace with the user's role, as access control reads it.
+    for (name, visibility, role) in namespaces {
+        for asking in [user, None, Some("suite-nspage-nobody")] {
+            let entry = store
+                .namespace_with_role(name, asking)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(entry.namespace, namespace(name, visibility));
+            let role = role.filter(|_| asking == user).map(str::to_string);
+            assert_eq!(entry.role, role, "{name} for {asking:?}");
+        }
+    }
+    assert_eq!(
+        store
+            .namespace_with_role("suite-nspage-none", user)
+            .await
+            .unwrap(),
+        None
+    );
     for (name, _, _) in namespaces {
         store.delete_namespace(&at(NOW), name).await.unwrap();
     }

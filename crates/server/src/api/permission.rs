@@ -236,6 +236,18 @@ impl Authorized {
         matches!(self.principal, Principal::User { is_admin: true, .. })
     }
 
+    /// Whether every repository that exists is the caller's to list: an
+    /// administrator (the policy lets them pull from every existing
+    /// namespace) whose token, if any, holds the catalog scope. A listing
+    /// then needs no namespace facts at all.
+    pub fn sees_every_repository(&self) -> bool {
+        self.is_admin()
+            && self
+                .claims
+                .as_ref()
+                .is_none_or(|claims| claims.allows_listing())
+    }
+
     /// Whether a listing shows `namespace` (described by `facts`) to the
     /// caller: the policy allows it and the caller's token, if any, holds
     /// the catalog scope (list everything the policy allows) or pull in it.
