@@ -458,21 +458,48 @@ impl AuthStore for MetaAuthStore {
             .collect())
     }
 
+    async fn namespace_page(
+        &self,
+        reach: berth_meta::NamespaceReach<'_>,
+        user: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(NamespaceRecord, NamespaceFacts)>, AuthStoreError> {
+        let page = self
+            .inner
+            .namespace_page(reach, user, after, limit)
+            .await
+            .map_err(store_error)?;
+        page.into_iter()
+            .map(|entry| {
+                let record = namespace_record(entry.namespace)?;
+                let facts = NamespaceFacts::Exists {
+                    visibility: record.visibility,
+                    member_role: entry.role.as_deref().map(parse_role).transpose()?,
+                };
+                Ok((record, facts))
+            })
+            .collect()
+    }
+
     async fn namespace_facts(
         &self,
         namespace: &str,
         user: Option<&str>,
     ) -> Result<NamespaceFacts, AuthStoreError> {
-        let Some(record) = self.get_namespace(namespace).await? else {
+        // One statement: this runs on every authorized request.
+        let Some(entry) = self
+            .inner
+            .namespace_with_role(namespace, user)
+            .await
+            .map_err(store_error)?
+        else {
             return Ok(NamespaceFacts::Missing);
         };
-        let member_role = match user {
-            Some(user) => self.member_role(namespace, user).await?,
-            None => None,
-        };
+        let record = namespace_record(entry.namespace)?;
         Ok(NamespaceFacts::Exists {
             visibility: record.visibility,
-            member_role,
+            member_role: entry.role.as_deref().map(parse_role).transpose()?,
         })
     }
 

@@ -22,6 +22,7 @@ use crate::policy::NamespaceFacts;
 use crate::secret::{generate_refresh_token, is_expired, SecretHash};
 use crate::Secret;
 pub use berth_meta::auth::RefreshRotation;
+pub use berth_meta::NamespaceReach;
 
 /// A user account.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -376,6 +377,19 @@ pub trait AuthStore: Send + Sync + 'static {
     async fn namespaces_with_facts(
         &self,
         user: Option<&str>,
+    ) -> Result<Vec<(NamespaceRecord, NamespaceFacts)>, AuthStoreError>;
+
+    /// At most `limit` of the namespaces `reach` covers, by name, strictly
+    /// after `after`, with the facts the policy needs about each for `user`
+    /// (`None` for anonymous and robots): one page of a namespace listing,
+    /// read through indexes in one query (see
+    /// [`berth_meta::NamespaceStore::namespace_page`]).
+    async fn namespace_page(
+        &self,
+        reach: NamespaceReach<'_>,
+        user: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
     ) -> Result<Vec<(NamespaceRecord, NamespaceFacts)>, AuthStoreError>;
 
     // Access tokens.

@@ -626,9 +626,13 @@ pub enum ClientNamespaceCommand {
         #[arg(long)]
         public: bool,
     },
-    /// List the namespaces you can see.
+    /// List the namespaces you can see (all of them, a page at a time).
     #[command(alias = "ls")]
-    List,
+    List {
+        /// At most this many namespaces (the first by name).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+    },
     /// Remove a namespace; one that holds repositories only with --force.
     #[command(alias = "remove")]
     Rm {

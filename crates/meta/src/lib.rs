@@ -103,7 +103,9 @@ pub use jobs::JobLeaseStore;
 pub use manifests::{
     DeletedManifest, ManifestRecord, ManifestStore, NewManifest, Referrer, SizeMismatch,
 };
-pub use namespaces::{Namespace, NamespaceStore, NamespaceUsage, Visibility};
+pub use namespaces::{
+    Namespace, NamespaceEntry, NamespaceReach, NamespaceStore, NamespaceUsage, Visibility,
+};
 pub use pulls::{PullCount, PullStatsStore};
 pub use quotas::{
     QuotaExceeded, QuotaRow, QuotaStore, QuotaUpdate, StorageDrift, TrafficCount, TrafficRow,

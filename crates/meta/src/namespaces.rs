@@ -61,6 +61,26 @@ pub struct NamespaceUsage {
     pub storage_bytes: u64,
 }
 
+/// Which namespaces a page of [`NamespaceStore::namespace_page`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NamespaceReach<'a> {
+    /// Every namespace (what an administrator, or a robot whose scopes are
+    /// checked by the caller, may list).
+    All,
+    /// The public namespaces and those this user is a member of; `None`
+    /// (anonymous): the public ones.
+    PublicOrMemberOf(Option<&'a str>),
+}
+
+/// A namespace in a page, with the role the asking user holds in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamespaceEntry {
+    pub namespace: Namespace,
+    /// The user's role by name (as [`MemberStore`](crate::auth::MemberStore)
+    /// stores it), if they are a member.
+    pub role: Option<String>,
+}
+
 /// Namespaces.
 #[async_trait::async_trait]
 pub trait NamespaceStore: Send + Sync + 'static {
@@ -83,6 +103,29 @@ pub trait NamespaceStore: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Namespace>, MetaError>;
+
+    /// The namespace `name` with `user`'s role in it (`None` for anonymous
+    /// and robots), in one statement: what access control reads on every
+    /// request. `None` if no such namespace.
+    async fn namespace_with_role(
+        &self,
+        name: &str,
+        user: Option<&str>,
+    ) -> Result<Option<NamespaceEntry>, MetaError>;
+
+    /// At most `limit` namespaces that `reach` covers, by name (byte order),
+    /// strictly after `after`, each with `user`'s role in it (`None` for
+    /// anonymous and robots). Reads the page through indexes: the name for
+    /// [`NamespaceReach::All`], and for [`NamespaceReach::PublicOrMemberOf`]
+    /// the public namespaces by name and the user's memberships by name,
+    /// `limit` of each at most, however many namespaces there are.
+    async fn namespace_page(
+        &self,
+        reach: NamespaceReach<'_>,
+        user: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<NamespaceEntry>, MetaError>;
 
     /// `NotFound` if no such namespace. Writes `namespace.updated` when the
     /// visibility changes.

@@ -234,6 +234,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/postgres/0026_console_figures.sql"),
     ),
     (
+        27,
+        "namespace pages",
+        include_str!("../migrations/postgres/0027_namespace_pages.sql"),
+    ),
+    (
         29,
         "replication pending deletes",
         include_str!("../migrations/postgres/0029_replication_pending_deletes.sql"),

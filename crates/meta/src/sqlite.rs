@@ -174,6 +174,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0026_console_figures.sql"),
     ),
     (
+        27,
+        "namespace pages",
+        include_str!("../migrations/sqlite/0027_namespace_pages.sql"),
+    ),
+    (
         29,
         "replication pending deletes",
         include_str!("../migrations/sqlite/0029_replication_pending_deletes.sql"),

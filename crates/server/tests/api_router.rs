@@ -1786,3 +1786,186 @@ async fn replication_rules_are_administered_and_keep_their_credentials() {
         .await
         .assert_error("not_found", "a deleted rule");
 }
+
+/// Every page of `GET /api/v1/namespaces?limit=LIMIT` as `auth` sees it,
+/// following `next_cursor` (at most 50 pages): the names in order.
+async fn namespace_pages(h: &Harness, auth: &str, limit: usize) -> Vec<String> {
+    let mut listed = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..50 {
+        let mut uri = format!("/api/v1/namespaces?limit={limit}");
+        if let Some(cursor) = &cursor {
+            uri.push_str(&format!("&cursor={cursor}"));
+        }
+        let answer = h.call("GET", &uri, Some(auth), "").await;
+        assert_eq!(answer.status, 200, "{uri}: {}", answer.text());
+        let page = answer.json();
+        let names = names(&page, "namespaces", "name");
+        assert!(names.len() <= limit, "{uri}: {names:?}");
+        listed.extend(names);
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return listed,
+        }
+    }
+    panic!("more than 50 pages of namespaces");
+}
+
+/// Issue 12: the namespace listing is paged, and every page size shows the
+/// same namespaces as one page (administrators all, members theirs and the
+/// public ones, robots what their scopes reach); a page size out of range
+/// or another listing's cursor is a 400.
+#[tokio::test]
+async fn namespace_listings_are_paged_for_every_caller() {
+    let h = Harness::new().await;
+    let everyone = [
+        "bystander",
+        "maintainer",
+        "owner",
+        "priv",
+        "pub",
+        "reader",
+        "root",
+        "stranger",
+        "writer",
+    ];
+    let callers: [(&str, String, &[&str]); 4] = [
+        ("root", basic("root", PASSWORD), &everyone),
+        (
+            "reader",
+            basic("reader", PASSWORD),
+            &["priv", "pub", "reader"],
+        ),
+        (
+            "stranger",
+            basic("stranger", PASSWORD),
+            &["pub", "stranger"],
+        ),
+        ("robot", basic("robot", &h.robot), &["priv", "pub"]),
+    ];
+    for (who, auth, expected) in &callers {
+        for limit in [1, 2, 3, 1000] {
+            assert_eq!(
+                namespace_pages(&h, auth, limit).await,
+                *expected,
+                "{who}, limit {limit}"
+            );
+        }
+    }
+    // A full last page says so by a next page that is empty.
+    let root = basic("root", PASSWORD);
+    let first = h
+        .call("GET", "/api/v1/namespaces?limit=9", Some(&root), "")
+        .await
+        .json();
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a full page continues");
+    let rest = h
+        .call(
+            "GET",
+            &format!("/api/v1/namespaces?limit=9&cursor={cursor}"),
+            Some(&root),
+            "",
+        )
+        .await
+        .json();
+    assert_eq!(names(&rest, "namespaces", "name"), Vec::<String>::new());
+    assert!(rest.get("next_cursor").is_none(), "{rest}");
+    // Without a limit, the default page holds them all and no cursor.
+    let all = h
+        .call("GET", "/api/v1/namespaces", Some(&root), "")
+        .await
+        .json();
+    assert_eq!(names(&all, "namespaces", "name"), everyone);
+    assert!(all.get("next_cursor").is_none(), "{all}");
+
+    let repositories = h
+        .call("GET", "/api/v1/repositories?limit=1", Some(&root), "")
+        .await
+        .json();
+    let repository_cursor = repositories["next_cursor"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            // The cursor the repository listing writes, should it hold
+            // one repository: another listing's all the same.
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(r#"{"ns":null,"q":null,"s":"name","k":0,"n":"pub/app"}"#)
+        });
+    let bad = [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=ten", "query"),
+        ("cursor=not-base64!", "cursor"),
+        ("cursor=e30", "cursor"),
+        (&*format!("cursor={repository_cursor}"), "cursor"),
+        ("sort=name", "sort"),
+    ];
+    for (query, names_what) in bad {
+        let answer = h
+            .call(
+                "GET",
+                &format!("/api/v1/namespaces?{query}"),
+                Some(&root),
+                "",
+            )
+            .await;
+        assert_eq!(answer.status, 400, "{query}: {}", answer.text());
+        assert_eq!(answer.json()["code"], "invalid_request", "{query}");
+        assert!(
+            answer.json()["message"]
+                .as_str()
+                .unwrap()
+                .contains(names_what),
+            "{query}: {}",
+            answer.text()
+        );
+    }
+}
+
+/// An administrator's repository listing reads the rows alone (no
+/// namespace facts): it must still show exactly what the policy and the
+/// caller's token allow, as the filtered listing of everyone else does.
+#[tokio::test]
+async fn repository_listings_show_administrators_everything_their_token_allows() {
+    let h = Harness::new().await;
+    for repository in ["pub/app", "priv/app", "stranger/app", "root/app"] {
+        h.push_image(repository, "v1", repository).await;
+    }
+    let listed = |auth: String, query: &'static str| {
+        let h = &h;
+        async move {
+            let answer = h
+                .call(
+                    "GET",
+                    &format!("/api/v1/repositories?{query}"),
+                    Some(&auth),
+                    "",
+                )
+                .await;
+            assert_eq!(answer.status, 200, "{query}: {}", answer.text());
+            names(&answer.json(), "repositories", "name")
+        }
+    };
+    let root = || basic("root", PASSWORD);
+    let everything = ["priv/app", "pub/app", "root/app", "stranger/app"];
+    assert_eq!(listed(root(), "").await, everything);
+    assert_eq!(listed(root(), "sort=size&limit=1000").await.len(), 4);
+    assert_eq!(listed(root(), "namespace=priv").await, ["priv/app"]);
+    let catalog = h.token("root", &["registry:catalog:*"]).await;
+    assert_eq!(listed(bearer(&catalog), "").await, everything);
+    // A token without the catalog scope shows what it grants, even to an
+    // administrator.
+    let one = h.token("root", &["namespace:pub:pull"]).await;
+    assert_eq!(listed(bearer(&one), "").await, ["pub/app"]);
+    assert_eq!(
+        listed(basic("reader", PASSWORD), "").await,
+        ["priv/app", "pub/app"]
+    );
+    assert_eq!(
+        listed(basic("stranger", PASSWORD), "").await,
+        ["pub/app", "stranger/app"]
+    );
+}

@@ -1512,3 +1512,44 @@ async fn administrators_create_run_and_delete_replication_rules() {
         .text();
     assert!(list.contains("No rules yet"), "{list}");
 }
+
+/// Issue 12: the namespace list is paged as the API pages it (50 a page),
+/// and anonymous visitors page through the public namespaces only.
+#[tokio::test]
+async fn the_namespace_list_is_paged() {
+    let h = Harness::new().await;
+    let root = support::basic("root", support::PASSWORD);
+    for i in 0..52 {
+        let answer = h
+            .call(
+                "POST",
+                "/api/v1/namespaces",
+                Some(&root),
+                &format!(r#"{{"name":"many-{i:02}","visibility":"public"}}"#),
+            )
+            .await;
+        assert_eq!(answer.status, 201, "{}", answer.text());
+    }
+    let link = regex::Regex::new(r#"href="(/namespaces\?cursor=[^"]+)">Next page"#).unwrap();
+    let listed = regex::Regex::new(r#"href="/namespaces/([a-z0-9-]+)""#).unwrap();
+    let mut seen = Vec::new();
+    let mut uri = "/namespaces".to_string();
+    for _ in 0..5 {
+        let page = get(&h, &uri, None).await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let text = page.text();
+        let names: Vec<String> = listed
+            .captures_iter(&text)
+            .map(|c| c[1].to_string())
+            .collect();
+        assert!(names.len() <= 50, "{names:?}");
+        seen.extend(names);
+        match link.captures(&text) {
+            Some(next) => uri = next[1].replace("&amp;", "&"),
+            None => break,
+        }
+    }
+    let mut expected: Vec<String> = (0..52).map(|i| format!("many-{i:02}")).collect();
+    expected.push("pub".to_string());
+    assert_eq!(seen, expected);
+}

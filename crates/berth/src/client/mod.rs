@@ -223,6 +223,9 @@ pub struct RepositoryList {
 #[derive(Deserialize)]
 pub struct NamespaceList {
     pub namespaces: Vec<Namespace>,
+    /// Absent from registries before namespace paging: all in one page.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Deserialize)]

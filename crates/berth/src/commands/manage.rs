@@ -40,6 +40,11 @@ fn open(args: &ClientArgs, env: &Environment) -> Result<(Session, Output), Clien
 /// grants seeing whatever the policy lets the caller see.
 const LISTING: &str = "registry:catalog:*";
 
+/// Namespaces asked for per page (the API's maximum), and pages read at most
+/// by `berth namespace list`: a bound on the loop.
+const NAMESPACE_PAGE: usize = 1000;
+const NAMESPACE_PAGES: usize = 10_000;
+
 pub fn namespace(
     args: ClientArgs,
     command: ClientNamespaceCommand,
@@ -61,16 +66,33 @@ pub fn namespace(
                 &format!("Created namespace {} ({visibility}).", created.name),
             );
         }
-        ClientNamespaceCommand::List => {
-            let list: NamespaceList = session.call_as(
-                Method::GET,
-                "/api/v1/namespaces",
-                None,
-                &[LISTING.into()],
-                "listing namespaces",
-            )?;
+        ClientNamespaceCommand::List { limit } => {
+            let limit = limit.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+            let mut namespaces = Vec::new();
+            let mut cursor: Option<String> = None;
+            // Bounded: far above any registry's namespaces at 1000 a page.
+            for _ in 0..NAMESPACE_PAGES {
+                let page_size = (limit - namespaces.len()).min(NAMESPACE_PAGE);
+                let mut path = format!("/api/v1/namespaces?limit={page_size}");
+                if let Some(cursor) = &cursor {
+                    path.push_str(&format!("&cursor={}", segment(cursor)));
+                }
+                let page: NamespaceList = session.call_as(
+                    Method::GET,
+                    &path,
+                    None,
+                    &[LISTING.into()],
+                    "listing namespaces",
+                )?;
+                namespaces.extend(page.namespaces);
+                namespaces.truncate(limit);
+                match page.next_cursor {
+                    Some(next) if namespaces.len() < limit => cursor = Some(next),
+                    _ => break,
+                }
+            }
             output.list(
-                &list.namespaces,
+                &namespaces,
                 &["namespace", "visibility", "role", "created"],
                 |n, o| {
                     vec![

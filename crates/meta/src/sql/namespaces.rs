@@ -3,7 +3,9 @@
 use super::db::{database, query, write_error, Row};
 use super::events::NewEvent;
 use super::{limit_to_i64, parse_size, SqlMetaStore};
-use crate::namespaces::{Namespace, NamespaceStore, NamespaceUsage, Visibility};
+use crate::namespaces::{
+    Namespace, NamespaceEntry, NamespaceReach, NamespaceStore, NamespaceUsage, Visibility,
+};
 use crate::{Change, EventKind, MetaError};
 
 fn namespace_from_row(row: &Row) -> Result<Namespace, MetaError> {
@@ -92,6 +94,90 @@ impl<B: 'static> NamespaceStore for SqlMetaStore<B> {
         .iter()
         .map(namespace_from_row)
         .collect()
+    }
+
+    async fn namespace_with_role(
+        &self,
+        name: &str,
+        user: Option<&str>,
+    ) -> Result<Option<NamespaceEntry>, MetaError> {
+        // User names are never empty, so "" is a member of nothing.
+        query(
+            "SELECT n.name, n.visibility, n.created_at, m.role FROM namespaces n \
+             LEFT JOIN namespace_members m ON m.namespace = n.name AND m.user_name = $2 \
+             WHERE n.name = $1",
+        )
+        .bind(name)
+        .bind(user.unwrap_or(""))
+        .fetch_optional(self.db.reader())
+        .await
+        .map_err(database("reading a namespace with a member's role"))?
+        .as_ref()
+        .map(|row| {
+            Ok(NamespaceEntry {
+                namespace: namespace_from_row(row)?,
+                role: row.get("role")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn namespace_page(
+        &self,
+        reach: NamespaceReach<'_>,
+        user: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<NamespaceEntry>, MetaError> {
+        // User names are never empty, so "" is a member of nothing; names
+        // are never empty either, so "" starts the first page.
+        let sql = match reach {
+            NamespaceReach::All => {
+                "SELECT n.name, n.visibility, n.created_at, m.role FROM namespaces n \
+                 LEFT JOIN namespace_members m ON m.namespace = n.name AND m.user_name = $1 \
+                 WHERE n.name > $2 ORDER BY n.name LIMIT $3"
+            }
+            // Two index ranges, each cut at the page size before they are
+            // merged (public namespaces by `namespaces_by_visibility`, the
+            // user's by `namespace_members_by_user`, migration 0027), so a
+            // page reads at most twice its size however many private
+            // namespaces lie between. The inner SELECTs are wrapped so
+            // that SQLite accepts their ORDER BY and LIMIT in a UNION.
+            NamespaceReach::PublicOrMemberOf(_) => {
+                "SELECT n.name, n.visibility, n.created_at, m.role FROM ( \
+                   SELECT name FROM (SELECT namespace AS name FROM namespace_members \
+                     WHERE user_name = $4 AND namespace > $2 ORDER BY namespace LIMIT $3) mine \
+                   UNION \
+                   SELECT name FROM (SELECT name FROM namespaces \
+                     WHERE visibility = 'public' AND name > $2 ORDER BY name LIMIT $3) open_ns \
+                 ) v JOIN namespaces n ON n.name = v.name \
+                 LEFT JOIN namespace_members m ON m.namespace = n.name AND m.user_name = $1 \
+                 ORDER BY n.name LIMIT $3"
+            }
+        };
+        let member = match reach {
+            NamespaceReach::All => "",
+            NamespaceReach::PublicOrMemberOf(member) => member.unwrap_or(""),
+        };
+        let mut statement = query(sql)
+            .bind(user.unwrap_or(""))
+            .bind(after.unwrap_or(""))
+            .bind(limit_to_i64(limit));
+        if matches!(reach, NamespaceReach::PublicOrMemberOf(_)) {
+            statement = statement.bind(member);
+        }
+        statement
+            .fetch_all(self.db.reader())
+            .await
+            .map_err(database("listing a page of namespaces"))?
+            .iter()
+            .map(|row| {
+                Ok(NamespaceEntry {
+                    namespace: namespace_from_row(row)?,
+                    role: row.get("role")?,
+                })
+            })
+            .collect()
     }
 
     async fn set_visibility(

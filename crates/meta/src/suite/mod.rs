@@ -138,7 +138,7 @@ macro_rules! meta_store_tests {
             gc: [gc_reference_facts_follow_links_and_manifests],
             events: [registry_changes_write_their_events, access_control_changes_write_their_events, refused_changes_write_no_events, events_are_read_in_pages_after_a_cursor, consumers_hold_leases_and_keep_their_position, old_events_are_deleted_in_batches, subscribers_hear_of_committed_changes],
             users: [users_are_created_once_and_updated, disabling_a_user_revokes_their_refresh_tokens, the_last_enabled_administrator_stays_one],
-            namespaces: [namespaces_are_created_with_their_owner, repositories_create_their_namespace, namespaces_are_listed_in_byte_order_and_paged, namespace_usage_counts_each_blob_once, namespaces_are_deleted_only_when_empty],
+            namespaces: [namespaces_are_created_with_their_owner, repositories_create_their_namespace, namespaces_are_listed_in_byte_order_and_paged, namespace_pages_hold_what_their_reach_covers, namespace_usage_counts_each_blob_once, namespaces_are_deleted_only_when_empty],
             members: [members_are_added_changed_and_removed, the_last_owner_stays_one],
             tokens: [access_tokens_are_used_and_revoked, refresh_tokens_are_revoked_one_by_one_or_per_user, refresh_tokens_rotate_and_reuse_revokes_the_family],
             keys: [racing_first_signing_keys_leave_one_current_key, signing_keys_rotate_keeping_recently_retired_ones, a_private_key_is_replaced_only_as_expected],

@@ -1,7 +1,7 @@
 //! The shared suite of [`NamespaceStore`](crate::NamespaceStore).
 
 use super::*;
-use crate::NamespaceUsage;
+use crate::{NamespaceReach, NamespaceUsage};
 
 /// Every test of this suite, by name, in the order [`super::run_all`] runs them.
 pub const TESTS: &[(&str, SuiteTest)] = &[
@@ -13,6 +13,9 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
     }),
     ("namespaces_are_listed_in_byte_order_and_paged", |store| {
         Box::pin(namespaces_are_listed_in_byte_order_and_paged(store))
+    }),
+    ("namespace_pages_hold_what_their_reach_covers", |store| {
+        Box::pin(namespace_pages_hold_what_their_reach_covers(store))
     }),
     ("namespace_usage_counts_each_blob_once", |store| {
         Box::pin(namespace_usage_counts_each_blob_once(store))
@@ -180,6 +183,135 @@ pub async fn namespaces_are_listed_in_byte_order_and_paged(store: &dyn MetaStore
     }
     assert_eq!(listed, names);
     for name in names {
+        store.delete_namespace(&at(NOW), name).await.unwrap();
+    }
+}
+
+/// Every page of `reach` for `user` from the suite's names, `limit` at a
+/// time: (name, role) pairs. Other tests' namespaces sort before or after
+/// the prefix, so the walk starts at it and ends at the first name past it.
+async fn walk_namespace_pages(
+    store: &dyn MetaStore,
+    reach: NamespaceReach<'_>,
+    user: Option<&str>,
+    limit: usize,
+) -> Vec<(String, Option<String>)> {
+    const PREFIX: &str = "suite-nspage-";
+    let mut listed = Vec::new();
+    let mut after = PREFIX.to_string();
+    for _ in 0..20 {
+        let page = store
+            .namespace_page(reach, user, Some(&after), limit)
+            .await
+            .unwrap();
+        assert!(page.len() <= limit);
+        let full = page.len() == limit;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = last.namespace.name.clone();
+        let mut past = false;
+        for entry in page {
+            if entry.namespace.name.starts_with(PREFIX) {
+                listed.push((entry.namespace.name, entry.role));
+            } else {
+                past = true;
+            }
+        }
+        if past || !full {
+            break;
+        }
+    }
+    listed
+}
+
+pub async fn namespace_pages_hold_what_their_reach_covers(store: &dyn MetaStore) {
+    store
+        .create_user(&at(NOW), &user("suite-nspage-user"))
+        .await
+        .unwrap();
+    let namespaces = [
+        ("suite-nspage-a", Visibility::Private, Some("reader")),
+        ("suite-nspage-b", Visibility::Public, None),
+        ("suite-nspage-c", Visibility::Private, None),
+        ("suite-nspage-d", Visibility::Public, Some("owner")),
+        ("suite-nspage-e", Visibility::Private, Some("writer")),
+        ("suite-nspage-f", Visibility::Private, None),
+        ("suite-nspage-g", Visibility::Public, None),
+    ];
+    for (name, visibility, role) in namespaces {
+        store
+            .create_namespace(&at(NOW), &namespace(name, visibility), None)
+            .await
+            .unwrap();
+        if let Some(role) = role {
+            store
+                .set_member(&at(NOW), name, "suite-nspage-user", role)
+                .await
+                .unwrap();
+        }
+    }
+    let expected = |keep: &dyn Fn(Visibility, Option<&str>) -> bool, with_roles: bool| {
+        namespaces
+            .iter()
+            .filter(|(_, visibility, role)| keep(*visibility, *role))
+            .map(|(name, _, role)| {
+                (
+                    name.to_string(),
+                    role.filter(|_| with_roles).map(str::to_string),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let user = Some("suite-nspage-user");
+    // Page sizes that cut both ranges of a member's page at every place.
+    for limit in [1, 2, 3, 100] {
+        assert_eq!(
+            walk_namespace_pages(store, NamespaceReach::All, user, limit).await,
+            expected(&|_, _| true, true),
+            "everything, limit {limit}"
+        );
+        assert_eq!(
+            walk_namespace_pages(store, NamespaceReach::PublicOrMemberOf(user), user, limit).await,
+            expected(
+                &|visibility, role| visibility == Visibility::Public || role.is_some(),
+                true
+            ),
+            "a member's, limit {limit}"
+        );
+        assert_eq!(
+            walk_namespace_pages(store, NamespaceReach::PublicOrMemberOf(None), None, limit).await,
+            expected(&|visibility, _| visibility == Visibility::Public, false),
+            "anonymous, limit {limit}"
+        );
+        // Roles are the asking user's, whatever the reach.
+        assert_eq!(
+            walk_namespace_pages(store, NamespaceReach::All, None, limit).await,
+            expected(&|_, _| true, false),
+            "everything for a robot, limit {limit}"
+        );
+    }
+    // One namespace with the user's role, as access control reads it.
+    for (name, visibility, role) in namespaces {
+        for asking in [user, None, Some("suite-nspage-nobody")] {
+            let entry = store
+                .namespace_with_role(name, asking)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(entry.namespace, namespace(name, visibility));
+            let role = role.filter(|_| asking == user).map(str::to_string);
+            assert_eq!(entry.role, role, "{name} for {asking:?}");
+        }
+    }
+    assert_eq!(
+        store
+            .namespace_with_role("suite-nspage-none", user)
+            .await
+            .unwrap(),
+        None
+    );
+    for (name, _, _) in namespaces {
         store.delete_namespace(&at(NOW), name).await.unwrap();
     }
 }

@@ -15,6 +15,7 @@ use super::images::{ImageListing, TagListing, TagRequest};
 use super::immutable::{NewImmutableRule, PatternParam, RuleScope};
 use super::members::MemberUpdate;
 use super::namespaces::DeleteOptions;
+use super::namespaces::NamespaceListing;
 use super::namespaces::{NamespaceUpdate, NewNamespace};
 use super::quotas::QuotaLimits;
 use super::replications::NewReplicationRequest;
@@ -44,7 +45,7 @@ pub enum Endpoint {
     DeleteUser(Name),
     SetUserPassword(Name, PasswordReset),
     ChangeOwnPassword(PasswordChange),
-    ListNamespaces,
+    ListNamespaces(NamespaceListing),
     CreateNamespace(NewNamespace),
     GetNamespace(Name),
     UpdateNamespace(Name, NamespaceUpdate),
@@ -142,7 +143,7 @@ impl Endpoint {
             Route::DeleteUser => Endpoint::DeleteUser(name("name")?),
             Route::SetUserPassword => Endpoint::SetUserPassword(name("name")?, json(body)?),
             Route::ChangeOwnPassword => Endpoint::ChangeOwnPassword(json(body)?),
-            Route::ListNamespaces => Endpoint::ListNamespaces,
+            Route::ListNamespaces => Endpoint::ListNamespaces(NamespaceListing::parse(query)?),
             Route::CreateNamespace => Endpoint::CreateNamespace(json(body)?),
             Route::GetNamespace => Endpoint::GetNamespace(name("namespace")?),
             Route::UpdateNamespace => Endpoint::UpdateNamespace(name("namespace")?, json(body)?),

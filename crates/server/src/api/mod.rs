@@ -189,7 +189,7 @@ async fn handle_endpoint(
         Endpoint::DeleteUser(name) => users::delete(ctx, &name).await,
         Endpoint::SetUserPassword(name, reset) => users::set_password(ctx, &name, reset).await,
         Endpoint::ChangeOwnPassword(change) => users::change_own_password(ctx, change).await,
-        Endpoint::ListNamespaces => namespaces::list(ctx).await,
+        Endpoint::ListNamespaces(listing) => namespaces::list(ctx, listing).await,
         Endpoint::CreateNamespace(new) => namespaces::create(ctx, new).await,
         Endpoint::GetNamespace(name) => namespaces::get(ctx, &name).await,
         Endpoint::UpdateNamespace(name, update) => namespaces::update(ctx, &name, update).await,

@@ -3,8 +3,10 @@
 //! the right to create that name; settings need `manage_settings`.
 
 use axum::response::Response;
-use berth_auth::store::NamespaceRecord;
-use berth_auth::{admin, NamespaceFacts, Role, Visibility};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use berth_auth::store::{NamespaceReach, NamespaceRecord};
+use berth_auth::{admin, NamespaceFacts, Principal, Role, Visibility};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -76,8 +78,100 @@ pub struct Namespace {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NamespaceList {
     /// By name: those the caller may pull from (members, public ones,
-    /// administrators all), within what their token grants.
+    /// administrators all), within what their token grants. A page may
+    /// hold fewer than `limit` and still have a next one (a token's scopes
+    /// are applied to the page read).
     pub namespaces: Vec<Namespace>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Namespaces listed per page unless the caller asks otherwise (as the
+/// other listings).
+pub const DEFAULT_PAGE_SIZE: usize = super::repositories::DEFAULT_PAGE_SIZE;
+/// The most namespaces one page lists.
+pub const MAX_PAGE_SIZE: usize = super::repositories::MAX_PAGE_SIZE;
+
+/// The query of a namespace listing.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct NamespaceListQuery {
+    /// At most this many namespaces (1 to 1000; 100 by default).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u64>,
+    /// Where to continue: the `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A validated namespace listing request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceListing {
+    pub limit: usize,
+    /// The last namespace of the previous page.
+    pub after: Option<String>,
+}
+
+/// What an opaque cursor holds: which listing it pages (so that another
+/// listing's cursor, which has other fields, is refused) and the last
+/// namespace read.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CursorBody {
+    l: String,
+    a: String,
+}
+
+/// The `l` of a namespace listing's cursor.
+const CURSOR_LISTING: &str = "namespaces";
+
+fn encode_cursor(after: &str) -> String {
+    let body = CursorBody {
+        l: CURSOR_LISTING.to_string(),
+        a: after.to_string(),
+    };
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+impl NamespaceListing {
+    /// Validates the query string of a listing.
+    pub fn parse(query: Option<&str>) -> Result<NamespaceListing, ManagementError> {
+        let query: NamespaceListQuery = serde_urlencoded::from_str(query.unwrap_or(""))
+            .map_err(|error| ManagementError::invalid_request(format!("query: {error}")))?;
+        let limit = match query.limit {
+            None => DEFAULT_PAGE_SIZE,
+            Some(limit) if (1..=MAX_PAGE_SIZE as u64).contains(&limit) => limit as usize,
+            Some(limit) => {
+                return Err(ManagementError::invalid_request(format!(
+                    "query parameter limit: {limit} is not between 1 and {MAX_PAGE_SIZE}"
+                )))
+            }
+        };
+        let after = match &query.cursor {
+            None => None,
+            Some(cursor) => {
+                let refuse = || {
+                    ManagementError::invalid_request(
+                        "query parameter cursor: not a cursor of this listing; pass the \
+                         next_cursor of the previous page of /api/v1/namespaces unchanged",
+                    )
+                };
+                let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| refuse())?;
+                let body: CursorBody = serde_json::from_slice(&bytes).map_err(|_| refuse())?;
+                if body.l != CURSOR_LISTING || Name::try_from(body.a.clone()).is_err() {
+                    return Err(refuse());
+                }
+                Some(body.a)
+            }
+        };
+        Ok(NamespaceListing { limit, after })
+    }
+
+    /// The first page of `limit`.
+    pub fn first(limit: usize) -> NamespaceListing {
+        NamespaceListing { limit, after: None }
+    }
 }
 
 /// The namespace as `ctx`'s caller sees it.
@@ -135,14 +229,133 @@ async fn get_record(ctx: &Context<'_>, name: &Name) -> Result<NamespaceRecord, M
     path = "/api/v1/namespaces",
     tag = "namespaces",
     operation_id = "list_namespaces",
-    responses((status = 200, description = "The namespaces the caller may see", body = NamespaceList))
+    params(NamespaceListQuery),
+    responses(
+        (status = 200, description = "A page of the namespaces the caller may see", body = NamespaceList),
+        (status = 400, description = "A malformed query: an unknown parameter, a limit out of range, a cursor of another listing", body = ErrorBody),
+    )
 )]
-pub async fn list(ctx: &Context<'_>) -> Result<Response, ManagementError> {
-    Ok(ok(visible(ctx).await?))
+pub async fn list(
+    ctx: &Context<'_>,
+    listing: NamespaceListing,
+) -> Result<Response, ManagementError> {
+    Ok(ok(page(ctx, &listing).await?))
 }
 
-/// The namespaces the caller may see (the web console lists the same),
-/// with what each holds: two queries for the names and the caller's facts
+/// The page of namespaces `listing` asks for, of those the caller may see
+/// (the web console's namespace list shows the same page), with what each
+/// holds: one query for the page with the caller's roles, read through
+/// indexes (administrators and robots: every namespace by name; users:
+/// the public ones and theirs; anonymous: the public ones), and one for
+/// the page's figures, however many namespaces there are.
+pub async fn page(
+    ctx: &Context<'_>,
+    listing: &NamespaceListing,
+) -> Result<NamespaceList, ManagementError> {
+    let reach = match &ctx.caller.principal {
+        // A robot's scopes name namespaces of any visibility; the page is
+        // read in full and its scopes keep what they reach.
+        Principal::User { is_admin: true, .. } | Principal::AccessToken { .. } => {
+            NamespaceReach::All
+        }
+        Principal::User { name, .. } => NamespaceReach::PublicOrMemberOf(Some(name)),
+        Principal::Anonymous => NamespaceReach::PublicOrMemberOf(None),
+    };
+    let rows = ctx
+        .auth
+        .store
+        .namespace_page(
+            reach,
+            ctx.caller.user_name(),
+            listing.after.as_deref(),
+            listing.limit,
+        )
+        .await?;
+    // The page is cut by what was read, so a page the token's scopes thin
+    // still continues where the database left off.
+    let next_cursor = (rows.len() == listing.limit)
+        .then(|| rows.last())
+        .flatten()
+        .map(|(last, _)| encode_cursor(&last.name));
+    let mut seen = Vec::with_capacity(rows.len());
+    for (record, facts) in rows {
+        if !ctx.caller.may_see_namespace(facts, &record.name) {
+            continue;
+        }
+        let role = match facts {
+            NamespaceFacts::Exists { member_role, .. } => member_role,
+            NamespaceFacts::Missing => None,
+        };
+        seen.push((record, role));
+    }
+    let namespaces = with_usage(ctx.registry, seen).await?;
+    Ok(NamespaceList {
+        namespaces,
+        next_cursor,
+    })
+}
+
+/// A page of every namespace, for the web console with access control
+/// off (everything is everyone's then): the same two queries.
+pub async fn page_unfiltered(
+    registry: &berth_registry::Registry,
+    listing: &NamespaceListing,
+) -> Result<NamespaceList, ManagementError> {
+    let rows = registry
+        .list_namespaces(listing.after.as_deref(), listing.limit)
+        .await?;
+    let next_cursor = (rows.len() == listing.limit)
+        .then(|| rows.last())
+        .flatten()
+        .map(|last| encode_cursor(&last.name));
+    let seen = rows
+        .into_iter()
+        .map(|row| {
+            let record = NamespaceRecord {
+                visibility: match row.visibility {
+                    berth_registry::Visibility::Public => Visibility::Public,
+                    berth_registry::Visibility::Private => Visibility::Private,
+                },
+                name: row.name,
+                created_at: OffsetDateTime::from_unix_timestamp(row.created_at)
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            };
+            (record, None)
+        })
+        .collect();
+    Ok(NamespaceList {
+        namespaces: with_usage(registry, seen).await?,
+        next_cursor,
+    })
+}
+
+/// The namespaces as the API shows them, with their figures read in one
+/// query.
+async fn with_usage(
+    registry: &berth_registry::Registry,
+    seen: Vec<(NamespaceRecord, Option<Role>)>,
+) -> Result<Vec<Namespace>, ManagementError> {
+    let names: Vec<&str> = seen
+        .iter()
+        .map(|(record, _)| record.name.as_str())
+        .collect();
+    let usage: std::collections::HashMap<String, NamespaceUsage> = registry
+        .namespaces_usage(&names)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(seen
+        .into_iter()
+        .map(|(record, role)| {
+            // A namespace deleted since it was read holds nothing.
+            let usage = usage.get(&record.name).cloned().unwrap_or_default();
+            namespace_view(record, role, usage)
+        })
+        .collect())
+}
+
+/// Every namespace the caller may see, unpaged, for the console's overview
+/// (which adds them up): two queries for the names and the caller's facts
 /// (`namespaces_with_facts`), one for every namespace's figures.
 pub async fn visible(ctx: &Context<'_>) -> Result<NamespaceList, ManagementError> {
     let mut seen = Vec::new();
@@ -179,7 +392,10 @@ pub async fn visible(ctx: &Context<'_>) -> Result<NamespaceList, ManagementError
             namespace_view(record, role, usage)
         })
         .collect();
-    Ok(NamespaceList { namespaces })
+    Ok(NamespaceList {
+        namespaces,
+        next_cursor: None,
+    })
 }
 
 /// Create a namespace.

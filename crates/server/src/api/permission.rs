@@ -90,7 +90,7 @@ pub fn required(endpoint: &Endpoint) -> Permission {
         | Endpoint::DeleteUser(_)
         | Endpoint::SetUserPassword(..) => Administrator,
         Endpoint::ChangeOwnPassword(_) => OwnAccount,
-        Endpoint::ListNamespaces => LoggedIn,
+        Endpoint::ListNamespaces(_) => LoggedIn,
         Endpoint::ListRepositories(listing) => match &listing.namespace {
             Some(namespace) => SeeNamespace(namespace.clone()),
             None => LoggedIn,
@@ -234,6 +234,18 @@ impl Authorized {
 
     pub fn is_admin(&self) -> bool {
         matches!(self.principal, Principal::User { is_admin: true, .. })
+    }
+
+    /// Whether every repository that exists is the caller's to list: an
+    /// administrator (the policy lets them pull from every existing
+    /// namespace) whose token, if any, holds the catalog scope. A listing
+    /// then needs no namespace facts at all.
+    pub fn sees_every_repository(&self) -> bool {
+        self.is_admin()
+            && self
+                .claims
+                .as_ref()
+                .is_none_or(|claims| claims.allows_listing())
     }
 
     /// Whether a listing shows `namespace` (described by `facts`) to the

@@ -21,6 +21,7 @@ use crate::access::{actor_of, origin_of, AuthState, Caller};
 use crate::api::error::ManagementError;
 use crate::api::images::{ImageDetailsView, ImageListing, ImageSummaryView, PlatformView};
 use crate::api::namespaces::Namespace;
+use crate::api::namespaces::NamespaceListing;
 use crate::api::permission::{authorize_policy, Authorized, Permission};
 use crate::api::repositories::{RepositoryListing, RepositoryView};
 use crate::api::tokens::{CreatedToken, NewToken};
@@ -654,7 +655,19 @@ async fn overview(ctx: &Ctx<'_>) -> PageResult {
 }
 
 async fn namespaces(ctx: &Ctx<'_>) -> PageResult {
-    let namespaces = visible_namespaces(ctx).await?;
+    let query = query_pairs(ctx.parts);
+    let mut pairs = vec![("limit", PAGE_SIZE)];
+    pairs.extend(kept_pairs(&query, &["cursor"]));
+    let listing = NamespaceListing::parse(Some(&query_string(&pairs)))?;
+    let page = match ctx.api() {
+        Some(api) => api::namespaces::page(&api, &listing).await?,
+        // Without access control every namespace is everyone's.
+        None => api::namespaces::page_unfiltered(&ctx.state.registry, &listing).await?,
+    };
+    let namespaces = page.namespaces;
+    let next_link = page
+        .next_cursor
+        .map(|cursor| format!("/namespaces?{}", query_string(&[("cursor", &cursor)])));
     let body = html! {
         h1 { "Namespaces" }
         @if namespaces.is_empty() {
@@ -682,6 +695,9 @@ async fn namespaces(ctx: &Ctx<'_>) -> PageResult {
                     }
                 }
             }
+        }
+        @if let Some(link) = &next_link {
+            nav class="pager" aria-label="Pages" { a href=(link) { "Next page" } }
         }
     };
     ctx.page("Namespaces", body)
