@@ -233,6 +233,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "console figures",
         include_str!("../migrations/postgres/0026_console_figures.sql"),
     ),
+    (
+        28,
+        "live image findings",
+        include_str!("../migrations/postgres/0028_live_image_findings.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.
