@@ -207,6 +207,8 @@ impl<B: 'static> NamespaceStore for SqlMetaStore<B> {
                   WHERE namespace = n.name) AS images, \
                (SELECT CAST(COALESCE(SUM(tag_count), 0) AS BIGINT) FROM repositories \
                   WHERE namespace = n.name) AS tags, \
+               (SELECT CAST(COALESCE(SUM(pull_count), 0) AS BIGINT) FROM repositories \
+                  WHERE namespace = n.name) AS pulls, \
                COALESCE((SELECT q.storage_bytes FROM namespace_quotas q \
                   WHERE q.namespace = n.name), 0) AS storage_bytes \
              FROM namespaces n WHERE n.name IN (SELECT l.value FROM {list}) ORDER BY n.name",
@@ -226,6 +228,7 @@ impl<B: 'static> NamespaceStore for SqlMetaStore<B> {
                         images: count(row, "images")?,
                         tags: count(row, "tags")?,
                         storage_bytes: count(row, "storage_bytes")?,
+                        pulls: count(row, "pulls")?,
                     },
                 ))
             })
