@@ -250,6 +250,14 @@ pub enum VaCommand {
         #[command(subcommand)]
         command: ClientPolicyCommand,
     },
+    /// The images with issues (findings with a fix, not exempted) and
+    /// their findings by severity, per namespace you may see.
+    Summary {
+        /// Only this namespace.
+        namespace: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]

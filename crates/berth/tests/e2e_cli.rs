@@ -1308,6 +1308,41 @@ fn the_vulnerability_advisor_from_push_to_blocked_pull() {
         "{table}"
     );
 
+    // `berth va summary`: the image counted with its two findings once the
+    // background assessment has stored them (asked until it has, bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let summary = loop {
+        let summary = admin.ok(&["va", "summary", "-o", "json"]).json();
+        if summary["images_with_issues"] == 1 {
+            break summary;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not counted: {summary}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(summary["total_findings"], 2, "{summary}");
+    let by_severity: u64 = ["critical", "high", "medium", "low", "unknown"]
+        .iter()
+        .map(|s| summary["findings"][s].as_u64().unwrap())
+        .sum();
+    assert_eq!(by_severity, 2, "{summary}");
+    assert_eq!(summary["namespaces"][0]["namespace"], "team", "{summary}");
+    assert_eq!(
+        summary["namespaces"][0]["images_with_issues"], 1,
+        "{summary}"
+    );
+    let table = admin.ok(&["va", "summary", "team"]).stdout;
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(
+        rows[0].starts_with("NAMESPACE")
+            && rows[1].starts_with("team ")
+            && rows[2].starts_with("total "),
+        "{table}"
+    );
+    assert_eq!(admin.ok(&["va", "summary", "-q"]).stdout, "team\n");
+
     // An exemption by alias takes its finding out.
     admin.ok(&[
         "exemption",

@@ -65,7 +65,12 @@ pub struct NamespaceFindings {
 /// image states: written without a `Change` and without events.
 #[async_trait::async_trait]
 pub trait FindingCountStore: Send + Sync + 'static {
-    /// Stores `row`, replacing the one of its repository and manifest.
+    /// Stores `row`, replacing the one of its repository and manifest,
+    /// counted by [`findings_by_namespace`](Self::findings_by_namespace)
+    /// only while its image is stored and not in the trash: that is read
+    /// here, in the write's transaction, and kept up to date by the
+    /// transactions that trash, restore or delete the image (which also
+    /// deletes the row).
     async fn record_image_findings(&self, row: &ImageFindings) -> Result<(), MetaError>;
 
     /// Removes the row of `manifest` in `repository`, if any (the image is
@@ -92,8 +97,8 @@ pub trait FindingCountStore: Send + Sync + 'static {
     /// Per namespace of `namespaces` (every namespace with `None`) that
     /// has any: the images with at least one finding that are stored and
     /// not in the trash, and their findings summed; sorted by namespace.
-    /// Costs one index range over the rows with findings, not a scan of
-    /// every image.
+    /// Costs one index range over the rows with findings of live images,
+    /// read from the index alone, not a scan of every image nor a join.
     async fn findings_by_namespace(
         &self,
         namespaces: Option<&[String]>,

@@ -59,6 +59,10 @@ pub struct NamespaceUsage {
     /// manifests themselves, each once however many of its repositories
     /// hold it (trashed images until the trash expires them).
     pub storage_bytes: u64,
+    /// Manifest pulls counted in its repositories, as their pull
+    /// statistics add them up (kept per repository, so this reads its
+    /// repositories, not its images).
+    pub pulls: u64,
 }
 
 /// Which namespaces a page of [`NamespaceStore::namespace_page`] reads.

@@ -239,6 +239,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/postgres/0027_namespace_pages.sql"),
     ),
     (
+        28,
+        "live image findings",
+        include_str!("../migrations/postgres/0028_live_image_findings.sql"),
+    ),
+    (
         29,
         "replication pending deletes",
         include_str!("../migrations/postgres/0029_replication_pending_deletes.sql"),

@@ -179,6 +179,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0027_namespace_pages.sql"),
     ),
     (
+        28,
+        "live image findings",
+        include_str!("../migrations/sqlite/0028_live_image_findings.sql"),
+    ),
+    (
         29,
         "replication pending deletes",
         include_str!("../migrations/sqlite/0029_replication_pending_deletes.sql"),

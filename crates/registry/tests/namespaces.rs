@@ -49,6 +49,7 @@ async fn a_push_creates_its_namespace_and_usage_counts_each_blob_once() {
             storage_bytes: bytes(&[b"base layer", b"api layer"], "api")
                 + bytes(&[b"web layer"], "web")
                 + manifests,
+            pulls: 0,
         }
     );
     assert_eq!(first.blobs.len(), 3);

@@ -1275,6 +1275,19 @@ async fn usage_over_30_days_is_charted_for_those_who_see_the_namespace() {
     h.state.registry.flush_pulls().await.unwrap();
     let today = OffsetDateTime::now_utc().date().to_string();
 
+    // The totals, added up from the repositories' figures: the namespace's
+    // in the API, and the overview's pulls card.
+    assert_eq!(
+        api_get(&h, "/api/v1/namespaces/pub", "reader").await["pulls"],
+        2
+    );
+    let reader = sign_in(&h, "reader").await;
+    let overview = get(&h, "/", Some(&reader)).await.text();
+    assert!(
+        overview.contains(r#"<span class="value">2</span>pulls"#),
+        "{overview}"
+    );
+
     // The API: a day per entry, oldest first, today last with its pulls and
     // the storage held now; for those who may see the namespace.
     let history = api_get(&h, "/api/v1/namespaces/pub/usage-history?days=7", "reader").await;

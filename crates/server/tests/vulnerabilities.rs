@@ -534,6 +534,57 @@ async fn the_overview_counts_images_with_findings_by_severity_for_those_who_see_
         assert!(page.contains("<desc>"), "{page}");
     }
 
+    // The API answers what the console shows, to those who may see it:
+    // (caller, query, status, images with issues, namespaces listed).
+    let summary = |who: Option<&'static str>, query: &'static str| {
+        let h = &h;
+        async move {
+            let credentials = who.map(|user| basic(user, PASSWORD));
+            h.call(
+                "GET",
+                &format!("/api/v1/vulnerabilities/summary{query}"),
+                credentials.as_deref(),
+                "",
+            )
+            .await
+        }
+    };
+    for (who, query, status, images, namespaces) in [
+        (None, "", 401, 0, &[][..]),
+        (Some("stranger"), "", 200, 1, &["pub"][..]),
+        (Some("stranger"), "?namespace=pub", 200, 1, &["pub"][..]),
+        (Some("stranger"), "?namespace=priv", 403, 0, &[][..]),
+        (Some("reader"), "", 200, 2, &["priv", "pub"][..]),
+        (Some("reader"), "?namespace=priv", 200, 1, &["priv"][..]),
+        (Some("root"), "", 200, 2, &["priv", "pub"][..]),
+        (Some("root"), "?namespace=none-such", 404, 0, &[][..]),
+        (Some("root"), "?namespace=Bad", 400, 0, &[][..]),
+        (Some("root"), "?severity=high", 400, 0, &[][..]),
+    ] {
+        let answer = summary(who, query).await;
+        assert_eq!(answer.status, status, "{who:?} {query}: {}", answer.text());
+        if status != 200 {
+            continue;
+        }
+        let body = answer.json();
+        assert_eq!(
+            body["images_with_issues"], images,
+            "{who:?} {query}: {body}"
+        );
+        assert_eq!(body["findings"]["critical"], images, "{body}");
+        assert_eq!(body["findings"]["high"], 0, "{body}");
+        assert_eq!(body["total_findings"], images, "{body}");
+        let listed: Vec<&str> = body["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["namespace"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, namespaces, "{who:?} {query}: {body}");
+        assert_eq!(body["namespaces"][0]["images_with_issues"], 1, "{body}");
+        assert_eq!(body["namespaces"][0]["findings"]["critical"], 1, "{body}");
+    }
+
     // An exemption of the namespace marks its counts stale; the next round
     // leaves its image out.
     let (root, root_csrf) = console_session(&h, "root").await;
@@ -553,6 +604,9 @@ async fn the_overview_counts_images_with_findings_by_severity_for_those_who_see_
         .await
         .text();
     assert_eq!(images_with_issues(&page), "0", "{page}");
+    let priv_summary = summary(Some("owner"), "?namespace=priv").await.json();
+    assert_eq!(priv_summary["images_with_issues"], 0, "{priv_summary}");
+    assert_eq!(priv_summary["namespaces"], serde_json::json!([]));
 
     // A deleted image (in the trash) is not counted, before any refresh.
     let owner_basic = basic("owner", PASSWORD);
@@ -571,4 +625,6 @@ async fn the_overview_counts_images_with_findings_by_severity_for_those_who_see_
     assert!(deleted.status < 300, "{}", deleted.text());
     let page = console(&h, "GET", "/", Some(&owner), &[]).await.text();
     assert_eq!(images_with_issues(&page), "0", "{page}");
+    let all = summary(Some("owner"), "").await.json();
+    assert_eq!(all["images_with_issues"], 0, "{all}");
 }

@@ -36,8 +36,12 @@ fn repository_of(image: &str) -> &str {
 }
 
 pub fn va(args: VaArgs, env: &Environment) -> Result<(), ClientError> {
-    if let Some(VaCommand::Policy { client, command }) = args.command {
-        return policy(client, command, env);
+    match args.command {
+        Some(VaCommand::Policy { client, command }) => return policy(client, command, env),
+        Some(VaCommand::Summary { namespace, client }) => {
+            return summary(client, namespace.as_deref(), env)
+        }
+        None => {}
     }
     let Some(image) = args.image.as_deref() else {
         return Err(ClientError::Usage(
@@ -264,6 +268,99 @@ fn policy(
         }
     }
     Ok(())
+}
+
+/// The severities of a summary's columns, most severe first.
+const SUMMARY_SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "unknown"];
+
+/// `berth va summary [NAMESPACE]`: `GET /api/v1/vulnerabilities/summary`,
+/// a row per namespace with images with issues and a total row, or the
+/// API's object with `-o json`.
+fn summary(
+    args: ClientArgs,
+    namespace: Option<&str>,
+    env: &Environment,
+) -> Result<(), ClientError> {
+    let mut session = session(args.registry.as_deref(), env)?;
+    let output = Output::new(args.output, args.quiet, args.format.as_deref(), env)?;
+    let (path, scopes) = match namespace {
+        Some(namespace) => (
+            format!(
+                "/api/v1/vulnerabilities/summary?namespace={}",
+                segment(namespace)
+            ),
+            vec![format!("namespace:{namespace}:pull")],
+        ),
+        None => (
+            "/api/v1/vulnerabilities/summary".to_string(),
+            vec!["registry:catalog:*".to_string()],
+        ),
+    };
+    let summary = session.call(
+        Method::GET,
+        &path,
+        None,
+        &scopes,
+        "reading the vulnerability summary",
+    )?;
+    let namespaces: Vec<Value> = summary["namespaces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if let Some(rendered) = output.render_template(&namespaces) {
+        print!("{}", rendered?);
+    } else if output.format == OutputFormat::Json {
+        print!("{}", json_line(&summary));
+    } else {
+        print!("{}", summary_table(&summary, output.quiet, output.color));
+    }
+    Ok(())
+}
+
+/// The table of a summary: a row per namespace, then the total; with
+/// `quiet`, the namespaces' names only.
+fn summary_table(summary: &Value, quiet: bool, color: bool) -> String {
+    let namespaces: Vec<Value> = summary["namespaces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if quiet {
+        return namespaces
+            .iter()
+            .map(|n| format!("{}\n", text(&n["namespace"])))
+            .collect();
+    }
+    let row = |name: String, images: &Value, findings: &Value| {
+        let mut cells = vec![name, images.as_u64().unwrap_or(0).to_string()];
+        cells.extend(
+            SUMMARY_SEVERITIES
+                .iter()
+                .map(|severity| findings[*severity].as_u64().unwrap_or(0).to_string()),
+        );
+        cells
+    };
+    let mut rows: Vec<Vec<String>> = namespaces
+        .iter()
+        .map(|n| {
+            row(
+                text(&n["namespace"]),
+                &n["images_with_issues"],
+                &n["findings"],
+            )
+        })
+        .collect();
+    rows.push(row(
+        "total".to_string(),
+        &summary["images_with_issues"],
+        &summary["findings"],
+    ));
+    let mut headers = vec!["namespace", "images with issues"];
+    headers.extend(SUMMARY_SEVERITIES);
+    let mut table = render_table(&headers, &rows, color);
+    table.push_str(
+        "Findings with a published fix and no exemption, as last assessed (berth va IMAGE lists them).\n",
+    );
+    table
 }
 
 /// The scope a token needs to change exemptions in `scope`.

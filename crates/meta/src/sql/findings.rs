@@ -21,15 +21,34 @@ impl<B: 'static> FindingCountStore for SqlMetaStore<B> {
     async fn record_image_findings(&self, row: &ImageFindings) -> Result<(), MetaError> {
         let c = &row.counts;
         let mut tx = self.db.begin_write().await?;
+        // Whether the image is live, as migration 0028's triggers keep it
+        // afterwards. On PostgreSQL the manifest row is held `FOR SHARE`
+        // until commit, so a trash, restore or delete either waits for this
+        // row (and its trigger then updates it) or commits first (and the
+        // upsert, a later statement, sees it); SQLite's writes are serial.
+        let live = query(&format!(
+            "SELECT trashed_at FROM manifests \
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) \
+               AND digest = $2{}",
+            tx.dialect().for_share()
+        ))
+        .bind(row.repository.as_str())
+        .bind(row.manifest.as_str())
+        .fetch_optional(&mut tx)
+        .await
+        .map_err(database("looking up an image's state"))?
+        .map(|found| found.get::<Option<i64>>("trashed_at"))
+        .transpose()?
+        .is_some_and(|trashed_at| trashed_at.is_none());
         query(
             "INSERT INTO image_findings (repository, manifest_digest, namespace, generation, \
-               critical, high, medium, low, unknown, total, assessed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+               critical, high, medium, low, unknown, total, assessed_at, live) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (repository, manifest_digest) DO UPDATE SET \
                generation = excluded.generation, critical = excluded.critical, \
                high = excluded.high, medium = excluded.medium, low = excluded.low, \
                unknown = excluded.unknown, total = excluded.total, \
-               assessed_at = excluded.assessed_at",
+               assessed_at = excluded.assessed_at, live = excluded.live",
         )
         .bind(row.repository.as_str())
         .bind(row.manifest.as_str())
@@ -42,6 +61,7 @@ impl<B: 'static> FindingCountStore for SqlMetaStore<B> {
         .bind(to_i64(c.unknown, "a finding count")?)
         .bind(to_i64(c.total(), "a finding count")?)
         .bind(row.assessed_at)
+        .bind(live)
         .execute(&mut tx)
         .await
         .map_err(database("recording an image's findings"))?;
@@ -119,18 +139,16 @@ impl<B: 'static> FindingCountStore for SqlMetaStore<B> {
             ),
             None => String::new(),
         };
-        // `total > 0` selects the partial index's rows only; each is joined
-        // to its manifest by primary key to leave out deleted and trashed
-        // images.
+        // `total > 0 AND live` is migration 0028's covering partial index:
+        // the rows with findings of live images, namespace and severities
+        // read from the index alone, nothing joined.
         let sql = format!(
             "SELECT f.namespace AS namespace, COUNT(*) AS images, \
                CAST(SUM(f.critical) AS BIGINT) AS critical, CAST(SUM(f.high) AS BIGINT) AS high, \
                CAST(SUM(f.medium) AS BIGINT) AS medium, CAST(SUM(f.low) AS BIGINT) AS low, \
                CAST(SUM(f.unknown) AS BIGINT) AS unknown \
              FROM image_findings f \
-             JOIN repositories r ON r.name = f.repository \
-             JOIN manifests m ON m.repository_id = r.id AND m.digest = f.manifest_digest \
-             WHERE f.total > 0 AND m.trashed_at IS NULL {filter} \
+             WHERE f.total > 0 AND f.live {filter} \
              GROUP BY f.namespace ORDER BY f.namespace"
         );
         let mut statement = query(&sql);

@@ -1,5 +1,7 @@
 //! [`ImageStore`] in SQL.
 
+use std::collections::HashMap;
+
 use berth_oci::{Digest, RepoName, Tag};
 
 use super::db::{database, query, Row};
@@ -52,7 +54,7 @@ impl<B> SqlMetaStore<B> {
     }
 
     /// Fills in the tags of `images`, all of one repository, with one
-    /// statement (through `tags_by_manifest`).
+    /// statement: a `tags_by_manifest` lookup per image.
     async fn attach_tags(
         &self,
         repository_id: i64,
@@ -61,10 +63,16 @@ impl<B> SqlMetaStore<B> {
         if images.is_empty() {
             return Ok(());
         }
+        // The digests drive the join (`CROSS JOIN` keeps them outside in
+        // SQLite; PostgreSQL plans the inner join by cost), and the tags
+        // are sorted here rather than by `ORDER BY name`: with that,
+        // SQLite walked the repository's every tag in primary-key order,
+        // probing the digest list for each (104,000 rows for a page of 50
+        // images, about 30 ms, issue 14).
         let sql = format!(
-            "SELECT manifest_digest, name FROM tags \
-             WHERE repository_id = $1 AND manifest_digest IN (SELECT l.value FROM {}) \
-             ORDER BY name",
+            "SELECT t.manifest_digest AS manifest_digest, t.name AS name \
+             FROM {} CROSS JOIN tags t \
+             WHERE t.repository_id = $1 AND t.manifest_digest = l.value",
             self.db.dialect().list(2)
         );
         let digests: Vec<&str> = images.iter().map(|i| i.digest.as_str()).collect();
@@ -74,22 +82,17 @@ impl<B> SqlMetaStore<B> {
             .fetch_all(self.db.reader())
             .await
             .map_err(database("listing the tags of images"))?;
-        let mut found: Vec<(String, Tag)> = Vec::with_capacity(rows.len());
+        let mut found: HashMap<String, Vec<Tag>> = HashMap::with_capacity(images.len());
         for row in &rows {
-            found.push((
-                row.get("manifest_digest")?,
-                parse_tag(&row.get::<String>("name")?)?,
-            ));
+            found
+                .entry(row.get("manifest_digest")?)
+                .or_default()
+                .push(parse_tag(&row.get::<String>("name")?)?);
         }
         for image in images.iter_mut() {
-            image.tags = found
-                .iter()
-                .filter(|(digest, _)| digest == image.digest.as_str())
-                .map(|(_, tag)| tag.clone())
-                .collect();
-            // PostgreSQL's `ORDER BY name` follows the column's "C"
-            // collation and SQLite's BINARY does the same; sorted again so
-            // the contract does not depend on it.
+            image.tags = found.remove(image.digest.as_str()).unwrap_or_default();
+            // Byte order, as the contract says, whatever the database's
+            // collation.
             image
                 .tags
                 .sort_by(|a, b| a.as_str().as_bytes().cmp(b.as_str().as_bytes()));

@@ -282,20 +282,21 @@ impl<B: 'static> NamespaceStore for SqlMetaStore<B> {
         }
         // One statement, so every count comes from one snapshot; the counts
         // add up the namespace's repositories' (kept by migration 0020's
-        // triggers), so this reads its repositories, not its images. The bytes
-        // are the quota's figure, kept by migration 0017's triggers (each
-        // blob and manifest once however many repositories hold it), so
-        // the namespace pages and the quota never disagree.
+        // triggers and the pull statistics), so this reads each of its
+        // repositories once, not its images. The bytes are the quota's
+        // figure, kept by migration 0017's triggers (each blob and manifest
+        // once however many repositories hold it), so the namespace pages
+        // and the quota never disagree.
         let sql = format!(
-            "SELECT n.name AS name, \
-               (SELECT COUNT(*) FROM repositories WHERE namespace = n.name) AS repositories, \
-               (SELECT CAST(COALESCE(SUM(image_count), 0) AS BIGINT) FROM repositories \
-                  WHERE namespace = n.name) AS images, \
-               (SELECT CAST(COALESCE(SUM(tag_count), 0) AS BIGINT) FROM repositories \
-                  WHERE namespace = n.name) AS tags, \
+            "SELECT n.name AS name, COUNT(r.id) AS repositories, \
+               CAST(COALESCE(SUM(r.image_count), 0) AS BIGINT) AS images, \
+               CAST(COALESCE(SUM(r.tag_count), 0) AS BIGINT) AS tags, \
+               CAST(COALESCE(SUM(r.pull_count), 0) AS BIGINT) AS pulls, \
                COALESCE((SELECT q.storage_bytes FROM namespace_quotas q \
                   WHERE q.namespace = n.name), 0) AS storage_bytes \
-             FROM namespaces n WHERE n.name IN (SELECT l.value FROM {list}) ORDER BY n.name",
+             FROM namespaces n LEFT JOIN repositories r ON r.namespace = n.name \
+             WHERE n.name IN (SELECT l.value FROM {list}) \
+             GROUP BY n.name ORDER BY n.name",
             list = self.db.dialect().list(1)
         );
         query(&sql)
@@ -312,6 +313,7 @@ impl<B: 'static> NamespaceStore for SqlMetaStore<B> {
                         images: count(row, "images")?,
                         tags: count(row, "tags")?,
                         storage_bytes: count(row, "storage_bytes")?,
+                        pulls: count(row, "pulls")?,
                     },
                 ))
             })

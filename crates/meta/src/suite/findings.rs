@@ -4,14 +4,22 @@ use super::*;
 use crate::{ImageFindings, NamespaceFindings, SeverityCounts};
 
 /// Every test of this suite, by name, in the order [`super::run_all`] runs them.
-pub const TESTS: &[(&str, SuiteTest)] = &[(
-    "finding_counts_are_summed_per_namespace_for_live_images",
-    |store| {
-        Box::pin(finding_counts_are_summed_per_namespace_for_live_images(
-            store,
-        ))
-    },
-)];
+pub const TESTS: &[(&str, SuiteTest)] = &[
+    (
+        "finding_counts_are_summed_per_namespace_for_live_images",
+        |store| {
+            Box::pin(finding_counts_are_summed_per_namespace_for_live_images(
+                store,
+            ))
+        },
+    ),
+    (
+        "finding_counts_follow_their_images_into_the_trash_out_of_it_and_away",
+        |store| {
+            Box::pin(finding_counts_follow_their_images_into_the_trash_out_of_it_and_away(store))
+        },
+    ),
+];
 
 fn counts(critical: u64, high: u64, medium: u64, low: u64, unknown: u64) -> SeverityCounts {
     SeverityCounts {
@@ -168,4 +176,118 @@ pub async fn finding_counts_are_summed_per_namespace_for_live_images(store: &dyn
     ] {
         delete(store, repo, digest).await;
     }
+}
+
+/// Whether a row counts follows its image in the transaction that trashes,
+/// restores or deletes it, whichever way the row was written: a trashed
+/// image leaves the count, a restored one returns, a deleted one's row is
+/// gone, and a row written for a trashed image does not count.
+pub async fn finding_counts_follow_their_images_into_the_trash_out_of_it_and_away(
+    store: &dyn MetaStore,
+) {
+    let repo = repository("suite-live-findings/app");
+    let layer = digest_of("suite-live-findings layer");
+    link(store, &repo, &layer, 7).await;
+    let mut images = Vec::new();
+    for payload in [
+        "suite-live-findings x",
+        "suite-live-findings y",
+        "suite-live-findings z",
+    ] {
+        let manifest = image(payload, &[&layer]);
+        put(store, &repo, &manifest, None).await;
+        images.push(manifest.record.digest);
+    }
+    let (x, y, z) = (&images[0], &images[1], &images[2]);
+    let record = |digest: &Digest, counts: SeverityCounts| {
+        let row = ImageFindings {
+            repository: repo.clone(),
+            manifest: digest.clone(),
+            generation: 1,
+            counts,
+            assessed_at: NOW,
+        };
+        async move { store.record_image_findings(&row).await.unwrap() }
+    };
+    // (images, critical, high) of the namespace; none is no row at all.
+    let figures = || async {
+        store
+            .findings_by_namespace(Some(&["suite-live-findings".to_string()]))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| (row.images, row.counts.critical, row.counts.high))
+            .next()
+    };
+    record(x, counts(1, 0, 0, 0, 0)).await;
+    record(y, counts(0, 2, 0, 0, 0)).await;
+    assert_eq!(figures().await, Some((2, 1, 2)));
+
+    store
+        .trash_manifest(&at(NOW), &repo, x, false)
+        .await
+        .unwrap()
+        .expect("x was stored");
+    assert_eq!(figures().await, Some((1, 0, 2)), "x is in the trash");
+    store
+        .restore_manifest(&at(NOW + 1), &repo, x)
+        .await
+        .unwrap()
+        .expect("x was in the trash");
+    assert_eq!(figures().await, Some((2, 1, 2)), "x is back");
+
+    // Rows written while the image is in the trash, new or replacing one.
+    store
+        .trash_manifest(&at(NOW + 2), &repo, y, false)
+        .await
+        .unwrap()
+        .expect("y was stored");
+    store
+        .trash_manifest(&at(NOW + 2), &repo, z, false)
+        .await
+        .unwrap()
+        .expect("z was stored");
+    record(y, counts(0, 3, 0, 0, 0)).await;
+    record(z, counts(4, 0, 0, 0, 0)).await;
+    assert_eq!(figures().await, Some((1, 1, 0)), "y and z are in the trash");
+    store
+        .restore_manifest(&at(NOW + 3), &repo, y)
+        .await
+        .unwrap()
+        .expect("y was in the trash");
+    assert_eq!(
+        figures().await,
+        Some((2, 1, 3)),
+        "y is back with its new row"
+    );
+
+    // Deleting an image deletes its row: nothing is left to refresh.
+    delete(store, &repo, x).await;
+    assert_eq!(figures().await, Some((1, 0, 3)), "x is deleted");
+    let stale: Vec<Digest> = store
+        .stale_image_findings(2, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(r, _)| r == &repo)
+        .map(|(_, digest)| digest)
+        .collect();
+    assert!(!stale.contains(x), "x's row is gone: {stale:?}");
+    assert_eq!(stale.len(), 2);
+
+    store
+        .restore_manifest(&at(NOW + 4), &repo, z)
+        .await
+        .unwrap()
+        .expect("z was in the trash");
+    assert_eq!(figures().await, Some((2, 4, 3)), "z is back");
+    delete(store, &repo, y).await;
+    delete(store, &repo, z).await;
+    assert_eq!(figures().await, None, "every image is deleted");
+    assert!(store
+        .stale_image_findings(2, 100)
+        .await
+        .unwrap()
+        .iter()
+        .all(|(r, _)| r != &repo));
 }

@@ -152,7 +152,7 @@ macro_rules! meta_store_tests {
             quotas: [storage_usage_counts_each_holding_once_and_follows_every_write, writes_beyond_the_storage_limit_are_refused_and_change_nothing, traffic_adds_up_per_namespace_and_month, refused_requests_over_a_quota_are_recorded_as_events],
             sessions: [sessions_are_created_touched_and_revoked, ended_sessions_are_deleted_at_the_next_sign_in],
             replication: [replication_rules_are_created_listed_and_deleted, replication_runs_are_recorded_and_bounded, pending_deletes_are_counted_bounded_and_cleared],
-            findings: [finding_counts_are_summed_per_namespace_for_live_images],
+            findings: [finding_counts_are_summed_per_namespace_for_live_images, finding_counts_follow_their_images_into_the_trash_out_of_it_and_away],
             usage: [daily_usage_adds_pulls_and_bytes_and_snapshots_storage],
         );
     };

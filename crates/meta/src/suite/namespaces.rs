@@ -1,7 +1,7 @@
 //! The shared suite of [`NamespaceStore`](crate::NamespaceStore).
 
 use super::*;
-use crate::{NamespaceReach, NamespaceUsage};
+use crate::{Actor, NamespaceReach, NamespaceUsage, PullCount};
 
 /// Every test of this suite, by name, in the order [`super::run_all`] runs them.
 pub const TESTS: &[(&str, SuiteTest)] = &[
@@ -329,6 +329,25 @@ pub async fn namespace_usage_counts_each_blob_once(store: &dyn MetaStore) {
     put(store, &one, &first, Some(&tag("latest"))).await;
     put(store, &two, &second, Some(&tag("latest"))).await;
     put(store, &two, &second, Some(&tag("v1"))).await;
+    // Pulls add up over the namespace's repositories.
+    let pull = |repo: &RepoName, digest: &Digest, pulls| PullCount {
+        repository: repo.clone(),
+        digest: digest.clone(),
+        pulls,
+        last_pulled_at: NOW,
+        actor: Actor::anonymous(),
+        warning: None,
+    };
+    store
+        .record_pulls(
+            &[
+                pull(&one, &first.record.digest, 2),
+                pull(&two, &second.record.digest, 3),
+            ],
+            false,
+        )
+        .await
+        .unwrap();
     // Unlinked but still referenced by a manifest: still stored, still counted.
     assert!(store.unlink_blob(&at(NOW), &two, &own).await.unwrap());
     // Another namespace holding the same blob does not count here.
@@ -345,6 +364,7 @@ pub async fn namespace_usage_counts_each_blob_once(store: &dyn MetaStore) {
             storage_bytes: 107
                 + first.record.payload.len() as u64
                 + second.record.payload.len() as u64,
+            pulls: 5,
         })
     );
     assert_eq!(
@@ -354,6 +374,7 @@ pub async fn namespace_usage_counts_each_blob_once(store: &dyn MetaStore) {
             images: 0,
             tags: 0,
             storage_bytes: 7,
+            pulls: 0,
         })
     );
     assert_eq!(

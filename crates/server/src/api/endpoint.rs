@@ -27,7 +27,8 @@ use super::trash::{restore_digest, TrashListing};
 use super::types::{Name, ReferenceParam, RepositoryParam, TagParam};
 use super::users::{NewUser, PasswordChange, PasswordReset, UserUpdate};
 use super::vulnerabilities::{
-    sbom_format, AdvisoryImport, ExemptionScope, ImageParam, NewExemption, VulnerabilityPolicy,
+    sbom_format, AdvisoryImport, ExemptionScope, ImageParam, NewExemption, SummaryQuery,
+    VulnerabilityPolicy,
 };
 use super::webhooks::{NewWebhookRequest, WebhookScope};
 use berth_registry::advisor::SbomFormat;
@@ -73,6 +74,8 @@ pub enum Endpoint {
     GetVulnerabilityPolicy(Name),
     SetVulnerabilityPolicy(Name, VulnerabilityPolicy),
     ListVulnerabilityPolicies,
+    /// The images with findings, of one namespace or of all the caller sees.
+    GetVulnerabilitySummary(SummaryQuery),
     ListExemptions,
     AddExemption(NewExemption),
     /// Scope, issue.
@@ -196,6 +199,9 @@ impl Endpoint {
                 Endpoint::SetVulnerabilityPolicy(name("namespace")?, policy)
             }
             Route::ListVulnerabilityPolicies => Endpoint::ListVulnerabilityPolicies,
+            Route::GetVulnerabilitySummary => {
+                Endpoint::GetVulnerabilitySummary(SummaryQuery::parse(query)?)
+            }
             Route::ListExemptions => Endpoint::ListExemptions,
             Route::AddExemption => Endpoint::AddExemption(json(body)?),
             Route::RemoveExemption => Endpoint::RemoveExemption(

@@ -231,6 +231,7 @@ async fn handle_endpoint(
             vulnerabilities::set_policy(ctx, &namespace, policy).await
         }
         Endpoint::ListVulnerabilityPolicies => vulnerabilities::list_policies(ctx).await,
+        Endpoint::GetVulnerabilitySummary(query) => vulnerabilities::summary(ctx, query).await,
         Endpoint::ListExemptions => vulnerabilities::list_exemptions(ctx).await,
         Endpoint::AddExemption(new) => vulnerabilities::add_exemption(ctx, new).await,
         Endpoint::RemoveExemption(scope, issue) => {

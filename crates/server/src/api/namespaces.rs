@@ -73,6 +73,9 @@ pub struct Namespace {
     /// Bytes it holds, as its storage quota counts them: the blobs and
     /// manifests of its repositories, each once.
     pub storage_bytes: u64,
+    /// Manifest pulls counted in its repositories (the pull statistics,
+    /// flushed every few seconds by each node).
+    pub pulls: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -207,6 +210,7 @@ fn namespace_view(record: NamespaceRecord, role: Option<Role>, usage: NamespaceU
         repositories: usage.repositories,
         images: usage.images,
         storage_bytes: usage.storage_bytes,
+        pulls: usage.pulls,
     }
 }
 
@@ -439,6 +443,7 @@ pub async fn create(ctx: &Context<'_>, new: NewNamespace) -> Result<Response, Ma
         repositories: 0,
         images: 0,
         storage_bytes: 0,
+        pulls: 0,
     }))
 }
 

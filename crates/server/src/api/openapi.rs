@@ -73,6 +73,7 @@ Errors are `{\"code\", \"message\", \"detail\"}` with the codes of `ErrorCode`."
         vulnerabilities::get_policy,
         vulnerabilities::set_policy,
         vulnerabilities::list_policies,
+        vulnerabilities::summary,
         vulnerabilities::list_exemptions,
         vulnerabilities::add_exemption,
         vulnerabilities::remove_exemption,

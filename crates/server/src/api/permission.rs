@@ -133,6 +133,13 @@ pub fn required(endpoint: &Endpoint) -> Permission {
         Endpoint::SetVulnerabilityPolicy(namespace, _) => {
             Namespace(namespace.clone(), Action::ManageSettings)
         }
+        // One namespace's figures are seen by those who may see it;
+        // without one, the summary adds up the namespaces the caller may
+        // see (as the namespace listing shows them).
+        Endpoint::GetVulnerabilitySummary(query) => match &query.namespace {
+            Some(namespace) => SeeNamespace(namespace.clone()),
+            None => LoggedIn,
+        },
         Endpoint::ListVulnerabilityPolicies
         | Endpoint::ListExemptions
         | Endpoint::GetAdvisoryData => LoggedIn,

@@ -47,6 +47,7 @@ pub enum Route {
     GetVulnerabilityPolicy,
     SetVulnerabilityPolicy,
     ListVulnerabilityPolicies,
+    GetVulnerabilitySummary,
     ListExemptions,
     AddExemption,
     RemoveExemption,
@@ -82,7 +83,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order the OpenAPI document lists them.
-    pub const ALL: [Route; 62] = [
+    pub const ALL: [Route; 63] = [
         Route::OpenApi,
         Route::ListUsers,
         Route::CreateUser,
@@ -114,6 +115,7 @@ impl Route {
         Route::GetVulnerabilityPolicy,
         Route::SetVulnerabilityPolicy,
         Route::ListVulnerabilityPolicies,
+        Route::GetVulnerabilitySummary,
         Route::ListExemptions,
         Route::AddExemption,
         Route::RemoveExemption,
@@ -201,6 +203,7 @@ impl Route {
                 "/api/v1/namespaces/{namespace}/vulnerability-policy",
             ),
             Route::ListVulnerabilityPolicies => (Method::GET, "/api/v1/vulnerability-policies"),
+            Route::GetVulnerabilitySummary => (Method::GET, "/api/v1/vulnerabilities/summary"),
             Route::ListExemptions => (Method::GET, "/api/v1/exemptions"),
             Route::AddExemption => (Method::POST, "/api/v1/exemptions"),
             Route::RemoveExemption => (Method::DELETE, "/api/v1/exemptions/{scope}/{issue}"),
@@ -317,6 +320,7 @@ impl Route {
             Route::GetVulnerabilityPolicy => "get_vulnerability_policy",
             Route::SetVulnerabilityPolicy => "set_vulnerability_policy",
             Route::ListVulnerabilityPolicies => "list_vulnerability_policies",
+            Route::GetVulnerabilitySummary => "get_vulnerability_summary",
             Route::ListExemptions => "list_exemptions",
             Route::AddExemption => "add_exemption",
             Route::RemoveExemption => "remove_exemption",

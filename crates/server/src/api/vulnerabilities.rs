@@ -19,7 +19,7 @@ use berth_registry::advisor::{
 };
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
-use utoipa::{PartialSchema, ToSchema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use super::error::{ErrorBody, ManagementError};
 use super::types::{ExpiryParam, Name};
@@ -552,6 +552,145 @@ pub async fn list_policies(ctx: &Context<'_>) -> Result<Response, ManagementErro
         }
     }
     Ok(ok(PolicyList { policies }))
+}
+
+/// The query of the findings summary.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SummaryQuery {
+    /// Only this namespace (which the caller must see); without it, every
+    /// namespace the caller sees.
+    #[param(value_type = Option<Name>)]
+    pub namespace: Option<Name>,
+}
+
+impl SummaryQuery {
+    pub fn parse(query: Option<&str>) -> Result<SummaryQuery, ManagementError> {
+        serde_urlencoded::from_str(query.unwrap_or(""))
+            .map_err(|error| ManagementError::invalid_request(format!("query: {error}")))
+    }
+}
+
+/// Findings counted by severity.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SeverityCountsView {
+    pub critical: u64,
+    pub high: u64,
+    pub medium: u64,
+    pub low: u64,
+    pub unknown: u64,
+}
+
+impl From<&berth_registry::SeverityCounts> for SeverityCountsView {
+    fn from(counts: &berth_registry::SeverityCounts) -> SeverityCountsView {
+        SeverityCountsView {
+            critical: counts.critical,
+            high: counts.high,
+            medium: counts.medium,
+            low: counts.low,
+            unknown: counts.unknown,
+        }
+    }
+}
+
+/// One namespace's images with issues.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NamespaceFindingsView {
+    pub namespace: String,
+    /// Its images with at least one finding that counts.
+    pub images_with_issues: u64,
+    /// Their findings that count, by severity.
+    pub findings: SeverityCountsView,
+}
+
+/// The images with issues and their findings by severity, as last
+/// assessed. A finding counts when a fixed version is published and no
+/// exemption covers it; an image is a platform manifest, counted once per
+/// repository; images in the trash are not counted.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct FindingsSummary {
+    /// Images with at least one finding that counts, in every namespace
+    /// listed.
+    pub images_with_issues: u64,
+    /// Their findings, by severity.
+    pub findings: SeverityCountsView,
+    /// Sum of `findings`.
+    pub total_findings: u64,
+    /// The namespaces that have images with issues, by name.
+    pub namespaces: Vec<NamespaceFindingsView>,
+}
+
+/// The summary of the stored finding counts of `namespaces` (the caller
+/// decides which it may see): one index range, whatever the number of
+/// images. The console's overview and namespace page show the same.
+pub async fn findings_summary(
+    registry: &berth_registry::Registry,
+    namespaces: &[String],
+) -> Result<FindingsSummary, ManagementError> {
+    if namespaces.is_empty() {
+        return Ok(FindingsSummary::default());
+    }
+    let rows = registry.findings_by_namespace(Some(namespaces)).await?;
+    let mut total = berth_registry::SeverityCounts::default();
+    let mut images = 0u64;
+    for row in &rows {
+        images = images.saturating_add(row.images);
+        total.add(&row.counts);
+    }
+    Ok(FindingsSummary {
+        images_with_issues: images,
+        findings: SeverityCountsView::from(&total),
+        total_findings: total.total(),
+        namespaces: rows
+            .iter()
+            .map(|row| NamespaceFindingsView {
+                namespace: row.namespace.clone(),
+                images_with_issues: row.images,
+                findings: SeverityCountsView::from(&row.counts),
+            })
+            .collect(),
+    })
+}
+
+/// The names of the namespaces the caller may see.
+pub async fn visible_namespace_names(ctx: &Context<'_>) -> Result<Vec<String>, ManagementError> {
+    Ok(ctx
+        .auth
+        .store
+        .namespaces_with_facts(ctx.caller.user_name())
+        .await?
+        .into_iter()
+        .filter(|(record, facts)| ctx.caller.may_see_namespace(*facts, &record.name))
+        .map(|(record, _)| record.name)
+        .collect())
+}
+
+/// Summarize the images with issues.
+///
+/// The images with at least one finding that has a published fix and no
+/// exemption, and those findings by severity, as last assessed: of one
+/// namespace (which the caller must see), or of every namespace the caller
+/// may see, per namespace and added up. Read from the counts stored at each
+/// assessment, so it costs the same however many images there are.
+#[utoipa::path(
+    get,
+    path = "/api/v1/vulnerabilities/summary",
+    tag = "vulnerabilities",
+    operation_id = "get_vulnerability_summary",
+    params(SummaryQuery),
+    responses(
+        (status = 200, description = "The images with issues", body = FindingsSummary),
+        (status = 400, description = "A malformed query: an unknown parameter, a namespace that is not a name", body = ErrorBody),
+    )
+)]
+pub async fn summary(ctx: &Context<'_>, query: SummaryQuery) -> Result<Response, ManagementError> {
+    let names = match &query.namespace {
+        // Authorized for this namespace.
+        Some(namespace) => vec![namespace.as_str().to_string()],
+        None => visible_namespace_names(ctx).await?,
+    };
+    Ok(ok(findings_summary(ctx.registry, &names).await?))
 }
 
 /// A new exemption.

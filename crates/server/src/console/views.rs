@@ -424,24 +424,21 @@ async fn visible_namespaces(ctx: &Ctx<'_>) -> Result<Vec<Namespace>, Failure> {
             repositories: usage.repositories,
             images: usage.images,
             storage_bytes: usage.storage_bytes,
+            pulls: usage.pulls,
         });
     }
     Ok(namespaces)
 }
 
 /// The images with findings of `namespaces` (those the caller may see),
-/// per namespace: one index range over the stored finding counts.
+/// as `GET /api/v1/vulnerabilities/summary` answers: one index range over
+/// the stored finding counts.
 async fn visible_findings(
     ctx: &Ctx<'_>,
     namespaces: &[Namespace],
-) -> Result<Vec<berth_registry::NamespaceFindings>, Failure> {
+) -> Result<api::vulnerabilities::FindingsSummary, Failure> {
     let names: Vec<String> = namespaces.iter().map(|n| n.name.clone()).collect();
-    Ok(ctx
-        .state
-        .registry
-        .findings_by_namespace(Some(&names))
-        .await
-        .map_err(ManagementError::from)?)
+    Ok(api::vulnerabilities::findings_summary(&ctx.state.registry, &names).await?)
 }
 
 /// The most namespaces whose daily usage the overview adds up (the
@@ -590,10 +587,12 @@ async fn overview(ctx: &Ctx<'_>) -> PageResult {
         "Every namespace you see, added up.".to_string()
     };
     let usage = usage_charts(ctx, &charted, &whose).await?;
-    let with_issues: u64 = findings.iter().map(|n| n.images).sum();
+    let with_issues = findings.images_with_issues;
     let (recent, _) = repositories(ctx, "sort=last_push&limit=8").await?;
-    let (most_pulled, _) = repositories(ctx, "sort=pulls&limit=1000").await?;
-    let pulls_total: u64 = most_pulled.iter().map(|r| r.pull_count).sum();
+    // The total adds up the namespaces' figures (O(namespaces)); only the
+    // chart's ten most pulled repositories are listed.
+    let pulls_total: u64 = namespaces.iter().map(|n| n.pulls).sum();
+    let (most_pulled, _) = repositories(ctx, "sort=pulls&limit=10").await?;
     let mut by_storage: Vec<(String, u64)> = namespaces
         .iter()
         .map(|n| (n.name.clone(), n.storage_bytes))
@@ -756,12 +755,9 @@ async fn namespace(ctx: &Ctx<'_>, name: &Name) -> PageResult {
         "This namespace's figures per day (UTC).",
     )
     .await?;
-    let findings = ctx
-        .state
-        .registry
-        .findings_by_namespace(Some(&[name.as_str().to_string()]))
-        .await
-        .map_err(ManagementError::from)?;
+    let findings =
+        api::vulnerabilities::findings_summary(&ctx.state.registry, &[name.as_str().to_string()])
+            .await?;
     let body = html! {
         ul class="crumbs" { li { a href="/namespaces" { "Namespaces" } } li { (name) } }
         h1 { (name) " " (visibility_badge(visibility)) }

@@ -16,7 +16,8 @@ use crate::api::error::ManagementError;
 use crate::api::permission::exemption_scope;
 use crate::api::types::Name;
 use crate::api::vulnerabilities::{
-    Exemption, ExemptionScope, FindingView, NewExemption, VulnerabilityPolicy, VulnerabilityReport,
+    Exemption, ExemptionScope, FindingView, FindingsSummary, NewExemption, VulnerabilityPolicy,
+    VulnerabilityReport,
 };
 
 /// The most findings an image's page lists in each table; the API has
@@ -110,12 +111,9 @@ pub fn section(
 /// The overview's and a namespace page's vulnerability figures: how many
 /// images have findings (fixable, not exempted, as last assessed) and a
 /// chart of their findings by severity, every severity shown, zeros too.
-pub fn findings_summary(findings: &[berth_registry::NamespaceFindings]) -> Markup {
-    let images: u64 = findings.iter().map(|n| n.images).sum();
-    let mut counts = berth_registry::SeverityCounts::default();
-    for namespace in findings {
-        counts.add(&namespace.counts);
-    }
+pub fn findings_summary(findings: &FindingsSummary) -> Markup {
+    let images = findings.images_with_issues;
+    let counts = &findings.findings;
     let bars: Vec<(String, u64)> = SEVERITIES
         .iter()
         .zip([
@@ -137,7 +135,7 @@ pub fn findings_summary(findings: &[berth_registry::NamespaceFindings]) -> Marku
             p id="images-with-issues" {
                 strong { (images) } @if images == 1 { " image has" } @else { " images have" }
                 " findings with a fix ("
-                (counts.total()) " findings; exempted ones and those without a fix are not counted)."
+                (findings.total_findings) " findings; exempted ones and those without a fix are not counted)."
             }
             (bar_chart("Findings with a fix, by severity", &bars, |n| n.to_string()))
         }
