@@ -562,11 +562,18 @@ fn platforms(list: &[PlatformView]) -> String {
 // --- pages ---
 
 async fn overview(ctx: &Ctx<'_>) -> PageResult {
-    let namespaces = visible_namespaces(ctx).await?;
+    // The page's reads run side by side where they do not depend on each
+    // other (the metadata store has several readers): the namespaces and
+    // both repository listings first, then the findings and the charts,
+    // which follow from the namespaces.
+    let (namespaces, (recent, _), (most_pulled, _)) = tokio::try_join!(
+        visible_namespaces(ctx),
+        repositories(ctx, "sort=last_push&limit=8"),
+        repositories(ctx, "sort=pulls&limit=10"),
+    )?;
     let repositories_total: u64 = namespaces.iter().map(|n| n.repositories).sum();
     let images_total: u64 = namespaces.iter().map(|n| n.images).sum();
     let storage_total: u64 = namespaces.iter().map(|n| n.storage_bytes).sum();
-    let findings = visible_findings(ctx, &namespaces).await?;
     let mut largest: Vec<&Namespace> = namespaces.iter().collect();
     largest.sort_by(|a, b| {
         b.storage_bytes
@@ -586,13 +593,14 @@ async fn overview(ctx: &Ctx<'_>) -> PageResult {
     } else {
         "Every namespace you see, added up.".to_string()
     };
-    let usage = usage_charts(ctx, &charted, &whose).await?;
+    let (findings, usage) = tokio::try_join!(
+        visible_findings(ctx, &namespaces),
+        usage_charts(ctx, &charted, &whose),
+    )?;
     let with_issues = findings.images_with_issues;
-    let (recent, _) = repositories(ctx, "sort=last_push&limit=8").await?;
-    // The total adds up the namespaces' figures (O(namespaces)); only the
-    // chart's ten most pulled repositories are listed.
+    // The total adds up the namespaces' figures; only the chart's ten most
+    // pulled repositories are listed.
     let pulls_total: u64 = namespaces.iter().map(|n| n.pulls).sum();
-    let (most_pulled, _) = repositories(ctx, "sort=pulls&limit=10").await?;
     let mut by_storage: Vec<(String, u64)> = namespaces
         .iter()
         .map(|n| (n.name.clone(), n.storage_bytes))
