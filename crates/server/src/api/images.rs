@@ -108,15 +108,7 @@ impl ImageListing {
     ) -> Result<ImageListing, ManagementError> {
         let query: ImageListQuery = serde_urlencoded::from_str(query.unwrap_or(""))
             .map_err(|error| ManagementError::invalid_request(format!("query: {error}")))?;
-        let limit = match query.limit {
-            None => DEFAULT_PAGE_SIZE,
-            Some(limit) if (1..=MAX_PAGE_SIZE as u64).contains(&limit) => limit as usize,
-            Some(limit) => {
-                return Err(ManagementError::invalid_request(format!(
-                    "query parameter limit: {limit} is not between 1 and {MAX_PAGE_SIZE}"
-                )))
-            }
-        };
+        let limit = super::page_limit(query.limit, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let filter = match query.tagged.unwrap_or_default() {
             Tagged::True => TaggedFilter::Tagged,
             Tagged::False => TaggedFilter::Untagged,
@@ -481,15 +473,7 @@ impl TagListing {
     ) -> Result<TagListing, ManagementError> {
         let query: TagListQuery = serde_urlencoded::from_str(query.unwrap_or(""))
             .map_err(|error| ManagementError::invalid_request(format!("query: {error}")))?;
-        let limit = match query.limit {
-            None => DEFAULT_PAGE_SIZE,
-            Some(limit) if (1..=MAX_PAGE_SIZE as u64).contains(&limit) => limit as usize,
-            Some(limit) => {
-                return Err(ManagementError::invalid_request(format!(
-                    "query parameter limit: {limit} is not between 1 and {MAX_PAGE_SIZE}"
-                )))
-            }
-        };
+        let limit = super::page_limit(query.limit, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let contains = query
             .q
             .map(|q| q.trim().to_string())

@@ -104,6 +104,22 @@ impl Context<'_> {
 }
 
 /// 200 with `body`.
+/// A listing's page size from its `limit` parameter: `default` when it is
+/// absent, a 400 naming the bounds when it is outside 1 to `max`.
+pub fn page_limit(
+    limit: Option<u64>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ManagementError> {
+    match limit {
+        None => Ok(default),
+        Some(limit) if (1..=max as u64).contains(&limit) => Ok(limit as usize),
+        Some(limit) => Err(ManagementError::invalid_request(format!(
+            "query parameter limit: {limit} is not between 1 and {max}"
+        ))),
+    }
+}
+
 pub fn ok<T: Serialize>(body: T) -> Response {
     Json(body).into_response()
 }

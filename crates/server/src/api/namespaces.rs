@@ -142,15 +142,7 @@ impl NamespaceListing {
     pub fn parse(query: Option<&str>) -> Result<NamespaceListing, ManagementError> {
         let query: NamespaceListQuery = serde_urlencoded::from_str(query.unwrap_or(""))
             .map_err(|error| ManagementError::invalid_request(format!("query: {error}")))?;
-        let limit = match query.limit {
-            None => DEFAULT_PAGE_SIZE,
-            Some(limit) if (1..=MAX_PAGE_SIZE as u64).contains(&limit) => limit as usize,
-            Some(limit) => {
-                return Err(ManagementError::invalid_request(format!(
-                    "query parameter limit: {limit} is not between 1 and {MAX_PAGE_SIZE}"
-                )))
-            }
-        };
+        let limit = super::page_limit(query.limit, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let after = match &query.cursor {
             None => None,
             Some(cursor) => {
