@@ -385,6 +385,19 @@ pub trait AdvisorStore: Send + Sync + 'static {
     /// of exactly `scope` when given.
     async fn list_exemptions(&self, scope: Option<&str>) -> Result<Vec<ExemptionRow>, MetaError>;
 
+    /// A page of at most `limit` exemptions, expired ones too, by scope
+    /// then advisory, after `after` (the previous page's last scope and
+    /// advisory). With `namespace`, only those that apply to its images:
+    /// the registry-wide ones (`*`) and the namespace's own, its
+    /// repositories' and its images'. Read through the primary key: the
+    /// work is the page and the namespace's exemptions, not every one.
+    async fn exemption_page(
+        &self,
+        namespace: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<ExemptionRow>, MetaError>;
+
     // --- pull policies ---
 
     /// Sets the pull policy of a namespace; writes `vulnerability_policy.set`

@@ -1484,6 +1484,18 @@ impl Registry {
         Ok(self.meta().list_exemptions(None).await?)
     }
 
+    /// A page of at most `limit` exemptions after `after` (scope,
+    /// advisory), expired ones too; with `namespace`, those that apply to
+    /// its images (see `AdvisorStore::exemption_page`).
+    pub async fn exemption_page(
+        &self,
+        namespace: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<ExemptionRow>, RegistryError> {
+        Ok(self.meta().exemption_page(namespace, after, limit).await?)
+    }
+
     /// Adds (or replaces) an exemption.
     pub async fn set_exemption(
         &self,

@@ -506,19 +506,19 @@ async fn bad_image_requests_are_400_saying_what_was_wrong() {
             "GET",
             "/api/v1/repositories/pub%2Fapp/images?limit=x".into(),
             "",
-            "query:",
+            "query parameter limit:",
         ),
         (
             "GET",
             "/api/v1/repositories/pub%2Fapp/images?sort=name".into(),
             "",
-            "query: unknown field",
+            "query parameter sort: unknown field",
         ),
         (
             "GET",
             "/api/v1/repositories/pub%2Fapp/images?tagged=maybe".into(),
             "",
-            "query: unknown variant",
+            "query parameter tagged: unknown variant",
         ),
         (
             "GET",

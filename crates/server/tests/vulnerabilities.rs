@@ -628,3 +628,137 @@ async fn the_overview_counts_images_with_findings_by_severity_for_those_who_see_
     let all = summary(Some("owner"), "").await.json();
     assert_eq!(all["images_with_issues"], 0, "{all}");
 }
+
+/// The `(scope, issue)` of every exemption `user` lists through the API
+/// (`query` added to each request), following `next_cursor`, and the
+/// number of pages read.
+async fn list_all_exemptions(
+    h: &Harness,
+    user: &str,
+    query: &str,
+) -> (Vec<(String, String)>, usize) {
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for page in 1..=50 {
+        let mut uri = format!("/api/v1/exemptions?limit=2{query}");
+        if let Some(cursor) = &cursor {
+            uri.push_str(&format!("&cursor={cursor}"));
+        }
+        let answer = h.call("GET", &uri, Some(&basic(user, PASSWORD)), "").await;
+        assert_eq!(answer.status, 200, "{uri}: {}", answer.text());
+        let body = answer.json();
+        for exemption in body["exemptions"].as_array().unwrap() {
+            seen.push((
+                exemption["scope"].as_str().unwrap().to_string(),
+                exemption["issue"].as_str().unwrap().to_string(),
+            ));
+        }
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return (seen, page),
+        }
+    }
+    panic!("more than 50 pages of exemptions");
+}
+
+#[tokio::test]
+async fn exemptions_are_listed_a_page_at_a_time_per_namespace_for_those_who_see_it() {
+    let h = Harness::new().await;
+    let root = basic("root", PASSWORD);
+    let made = [
+        ("*", "ISSUE-0"),
+        ("priv/app", "ISSUE-P"),
+        ("pub", "ISSUE-1"),
+        ("pub", "ISSUE-2"),
+        ("pub/app:v1", "ISSUE-3"),
+    ];
+    for (scope, issue) in made {
+        let body = serde_json::json!({"scope": scope, "issue": issue, "reason": "test"});
+        let added = h
+            .call("POST", "/api/v1/exemptions", Some(&root), &body.to_string())
+            .await;
+        assert_eq!(added.status, 201, "{}", added.text());
+    }
+    let pairs = |indexes: &[usize]| -> Vec<(String, String)> {
+        indexes
+            .iter()
+            .map(|&i| (made[i].0.to_string(), made[i].1.to_string()))
+            .collect()
+    };
+    // (user, query, what they list)
+    let cases = [
+        ("root", "", pairs(&[0, 1, 2, 3, 4])),
+        // A stranger sees the registry-wide ones and the public
+        // namespace's, not the private namespace's.
+        ("stranger", "", pairs(&[0, 2, 3, 4])),
+        ("reader", "&namespace=priv", pairs(&[0, 1])),
+        ("reader", "&namespace=pub", pairs(&[0, 2, 3, 4])),
+        ("stranger", "&namespace=pub", pairs(&[0, 2, 3, 4])),
+    ];
+    for (user, query, expected) in cases {
+        let (seen, pages) = list_all_exemptions(&h, user, query).await;
+        assert_eq!(seen, expected, "{user} {query}");
+        assert!(pages >= expected.len() / 2, "{user} {query}: {pages} pages");
+    }
+    // A private namespace's exemptions are not listed for a stranger.
+    let refused = h
+        .call(
+            "GET",
+            "/api/v1/exemptions?namespace=priv",
+            Some(&basic("stranger", PASSWORD)),
+            "",
+        )
+        .await;
+    assert!(
+        matches!(refused.status, 403 | 404),
+        "{}: {}",
+        refused.status,
+        refused.text()
+    );
+    // Malformed queries name the parameter.
+    for (query, names) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("cursor=bm90LWEtY3Vyc29y", "cursor"),
+        ("namespace=Not%20A%20Name", "namespace"),
+        ("colour=blue", "colour"),
+    ] {
+        let answer = h
+            .call(
+                "GET",
+                &format!("/api/v1/exemptions?{query}"),
+                Some(&root),
+                "",
+            )
+            .await;
+        assert_eq!(answer.status, 400, "{query}: {}", answer.text());
+        assert!(answer.text().contains(names), "{query}: {}", answer.text());
+    }
+
+    // The console's page of a namespace lists a page of 100 and links to
+    // the next one.
+    for n in 0..120 {
+        let body = serde_json::json!({"scope": "pub/app", "issue": format!("BULK-{n:03}"), "reason": "test"});
+        let added = h
+            .call("POST", "/api/v1/exemptions", Some(&root), &body.to_string())
+            .await;
+        assert_eq!(added.status, 201, "{}", added.text());
+    }
+    let (cookie, _) = console_session(&h, "owner").await;
+    let first = console(&h, "GET", "/namespaces/pub/exemptions", Some(&cookie), &[])
+        .await
+        .text();
+    let next = regex::Regex::new(r#"href="(/namespaces/pub/exemptions\?cursor=[^"]+)""#)
+        .unwrap()
+        .captures(&first)
+        .unwrap_or_else(|| panic!("no next page link: {first}"))[1]
+        .replace("&amp;", "&");
+    assert!(first.contains("BULK-000") && !first.contains("BULK-119"));
+    assert!(!first.contains("ISSUE-P"), "another namespace's exemption");
+    let second = console(&h, "GET", &next, Some(&cookie), &[]).await.text();
+    assert!(
+        second.contains("BULK-119") && !second.contains("BULK-000"),
+        "{second}"
+    );
+    assert!(!second.contains("/namespaces/pub/exemptions?cursor="));
+}

@@ -14,6 +14,11 @@ use crate::client::session::{segment, Session};
 use crate::client::Profile;
 use crate::config::Environment;
 
+/// The exemptions asked for per page, and the most pages read (a bound,
+/// not a limit anyone reaches).
+const PAGE: usize = 1000;
+const MAX_PAGES: usize = 10_000;
+
 fn session(registry: Option<&str>, env: &Environment) -> Result<Session, ClientError> {
     Profile::load(env)?.session(registry)
 }
@@ -400,20 +405,42 @@ pub fn exemption(
             output.done(&added, &format!("Exempted {issue} in {scope}."));
         }
         ClientExemptionCommand::List { scope } => {
-            let list = session.call(
-                Method::GET,
-                "/api/v1/exemptions",
-                None,
-                &["registry:catalog:*".to_string()],
-                "listing exemptions",
-            )?;
-            let exemptions: Vec<Value> = list["exemptions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|e| scope.as_deref().is_none_or(|s| e["scope"] == s))
-                .cloned()
-                .collect();
+            // A scope in a namespace asks for that namespace's page (which
+            // also holds the registry-wide ones) and keeps the scope's own.
+            let namespace = scope
+                .as_deref()
+                .filter(|s| *s != "*")
+                .map(|s| s.split(['/', ':', '@']).next().unwrap_or(s));
+            let mut exemptions: Vec<Value> = Vec::new();
+            let mut cursor: Option<String> = None;
+            for _ in 0..MAX_PAGES {
+                let mut path = format!("/api/v1/exemptions?limit={PAGE}");
+                if let Some(namespace) = namespace {
+                    path.push_str(&format!("&namespace={}", segment(namespace)));
+                }
+                if let Some(cursor) = &cursor {
+                    path.push_str(&format!("&cursor={}", segment(cursor)));
+                }
+                let page = session.call(
+                    Method::GET,
+                    &path,
+                    None,
+                    &["registry:catalog:*".to_string()],
+                    "listing exemptions",
+                )?;
+                exemptions.extend(
+                    page["exemptions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|e| scope.as_deref().is_none_or(|s| e["scope"] == s))
+                        .cloned(),
+                );
+                match page["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_string()),
+                    None => break,
+                }
+            }
             output.list(
                 &exemptions,
                 &["scope", "issue", "reason", "author", "expires"],

@@ -712,6 +712,42 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
         .collect()
     }
 
+    async fn exemption_page(
+        &self,
+        namespace: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<ExemptionRow>, MetaError> {
+        // A namespace's scopes are `NS` and those from `NS/` up to (not
+        // including) `NS0`, `0` being the character after `/`: two key
+        // ranges, not a pattern, so `_` and `.` in a name match only
+        // themselves and the primary key serves both.
+        let (within, beyond) = match namespace {
+            Some(namespace) => (Some(format!("{namespace}/")), Some(format!("{namespace}0"))),
+            None => (None, None),
+        };
+        let (after_scope, after_advisory) = after.unzip();
+        query(
+            "SELECT scope, advisory, reason, author, created_at, expires_at \
+             FROM vulnerability_exemptions \
+             WHERE ($1 IS NULL OR scope = '*' OR scope = $1 OR (scope >= $2 AND scope < $3)) \
+             AND ($4 IS NULL OR scope > $4 OR (scope = $4 AND advisory > $5)) \
+             ORDER BY scope, advisory LIMIT $6",
+        )
+        .bind(namespace)
+        .bind(within.as_deref())
+        .bind(beyond.as_deref())
+        .bind(after_scope)
+        .bind(after_advisory)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(self.db.reader())
+        .await
+        .map_err(database("listing a page of exemptions"))?
+        .iter()
+        .map(exemption_from_row)
+        .collect()
+    }
+
     async fn set_policy(&self, change: &Change, policy: &PolicyRow) -> Result<(), MetaError> {
         let mut tx = self.db.begin_change(change).await?;
         // The namespace row is locked on PostgreSQL so that two changes of

@@ -27,6 +27,9 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
     ("exemptions_are_set_listed_and_removed", |store| {
         Box::pin(exemptions_are_set_listed_and_removed(store))
     }),
+    ("exemptions_are_paged_per_namespace", |store| {
+        Box::pin(exemptions_are_paged_per_namespace(store))
+    }),
     ("policies_are_set_per_namespace", |store| {
         Box::pin(policies_are_set_per_namespace(store))
     }),
@@ -571,6 +574,88 @@ fn exemption(scope: &str, advisory: &str, expires_at: Option<Timestamp>) -> Exem
         author: "suite".to_string(),
         created_at: NOW,
         expires_at,
+    }
+}
+
+/// Every page of `exemption_page` for `namespace`, `limit` at a time, of
+/// this suite's rows (those whose advisory starts with `CVE-PAGE`).
+async fn paged_exemptions(
+    store: &dyn MetaStore,
+    namespace: Option<&str>,
+    limit: usize,
+) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    let mut after: Option<(String, String)> = None;
+    // Bounded: the suite's rows and whatever other tests left, a page at
+    // a time.
+    for _ in 0..1000 {
+        let page = store
+            .exemption_page(
+                namespace,
+                after.as_ref().map(|(s, a)| (s.as_str(), a.as_str())),
+                limit,
+            )
+            .await
+            .unwrap();
+        assert!(page.len() <= limit);
+        let Some(last) = page.last() else { break };
+        after = Some((last.scope.clone(), last.advisory.clone()));
+        let full = page.len() == limit;
+        seen.extend(
+            page.into_iter()
+                .filter(|row| row.advisory.starts_with("CVE-PAGE"))
+                .map(|row| (row.scope, row.advisory)),
+        );
+        if !full {
+            break;
+        }
+    }
+    seen
+}
+
+/// A namespace's page holds the registry-wide exemptions and those of the
+/// namespace, its repositories and images, by scope then advisory, and
+/// none of a namespace whose name merely starts with its name; pages
+/// continue after their last row.
+pub async fn exemptions_are_paged_per_namespace(store: &dyn MetaStore) {
+    let rows = [
+        ("*", "CVE-PAGE-ALL"),
+        ("suite-expage", "CVE-PAGE-A1"),
+        ("suite-expage", "CVE-PAGE-A2"),
+        ("suite-expage/app", "CVE-PAGE-B1"),
+        ("suite-expage/app:1.0", "CVE-PAGE-C1"),
+        ("suite-expage-x", "CVE-PAGE-X1"),
+        ("suite-expage-x/app", "CVE-PAGE-X2"),
+        ("suite-expage0/app", "CVE-PAGE-Y1"),
+        ("suite-expage_/app", "CVE-PAGE-Z1"),
+    ];
+    for (scope, advisory) in rows {
+        store
+            .set_exemption(&at(NOW), &exemption(scope, advisory, None))
+            .await
+            .unwrap();
+    }
+    let pair = |(s, a): &(&str, &str)| (s.to_string(), a.to_string());
+    let ours: Vec<(String, String)> = rows[..5].iter().map(pair).collect();
+    for limit in [1, 2, 3, 100] {
+        assert_eq!(
+            paged_exemptions(store, Some("suite-expage"), limit).await,
+            ours,
+            "limit {limit}"
+        );
+    }
+    let mut every: Vec<(String, String)> = rows.iter().map(pair).collect();
+    every.sort();
+    assert_eq!(paged_exemptions(store, None, 2).await, every);
+    assert_eq!(
+        paged_exemptions(store, Some("suite-expage-x"), 2).await,
+        vec![pair(&rows[0]), pair(&rows[5]), pair(&rows[6])]
+    );
+    for (scope, advisory) in rows {
+        assert!(store
+            .remove_exemption(&at(NOW + 1), scope, advisory)
+            .await
+            .unwrap());
     }
 }
 

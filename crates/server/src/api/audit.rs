@@ -48,8 +48,7 @@ pub struct AuditListing(pub AuditQuery);
 
 impl AuditListing {
     pub fn parse(query: Option<&str>) -> Result<AuditListing, ManagementError> {
-        let query: AuditListQuery = serde_urlencoded::from_str(query.unwrap_or(""))
-            .map_err(|error| ManagementError::invalid_request(format!("query: {error}")))?;
+        let query: AuditListQuery = super::parse_query(query)?;
         let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE);
         if !(1..=MAX_PAGE_SIZE).contains(&limit) {
             return Err(ManagementError::invalid_request(format!(

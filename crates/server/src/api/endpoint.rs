@@ -27,8 +27,8 @@ use super::trash::{restore_digest, TrashListing};
 use super::types::{Name, ReferenceParam, RepositoryParam, TagParam};
 use super::users::{NewUser, PasswordChange, PasswordReset, UserUpdate};
 use super::vulnerabilities::{
-    sbom_format, AdvisoryImport, ExemptionScope, ImageParam, NewExemption, SummaryQuery,
-    VulnerabilityPolicy,
+    sbom_format, AdvisoryImport, ExemptionListing, ExemptionScope, ImageParam, NewExemption,
+    SummaryQuery, VulnerabilityPolicy,
 };
 use super::webhooks::{NewWebhookRequest, WebhookScope};
 use berth_registry::advisor::SbomFormat;
@@ -76,7 +76,7 @@ pub enum Endpoint {
     ListVulnerabilityPolicies,
     /// The images with findings, of one namespace or of all the caller sees.
     GetVulnerabilitySummary(SummaryQuery),
-    ListExemptions,
+    ListExemptions(ExemptionListing),
     AddExemption(NewExemption),
     /// Scope, issue.
     RemoveExemption(ExemptionScope, String),
@@ -181,8 +181,7 @@ impl Endpoint {
             Route::UntagImage => Endpoint::UntagImage(repository()?, tag()?),
             Route::ListRepositories => Endpoint::ListRepositories(RepositoryListing::parse(query)?),
             Route::DeleteNamespace => {
-                let options: DeleteOptions = serde_urlencoded::from_str(query.unwrap_or(""))
-                    .map_err(|error| ManagementError::invalid_request(format!("query: {error}")))?;
+                let options: DeleteOptions = super::parse_query(query)?;
                 Endpoint::DeleteNamespace(name("namespace")?, options.force.unwrap_or(false))
             }
             Route::GetVulnerabilityReport => Endpoint::GetVulnerabilityReport(image(params)?),
@@ -202,7 +201,7 @@ impl Endpoint {
             Route::GetVulnerabilitySummary => {
                 Endpoint::GetVulnerabilitySummary(SummaryQuery::parse(query)?)
             }
-            Route::ListExemptions => Endpoint::ListExemptions,
+            Route::ListExemptions => Endpoint::ListExemptions(ExemptionListing::parse(query)?),
             Route::AddExemption => Endpoint::AddExemption(json(body)?),
             Route::RemoveExemption => Endpoint::RemoveExemption(
                 ExemptionScope::try_from(params.get("scope").to_string()).map_err(|e| {

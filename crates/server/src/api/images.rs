@@ -106,8 +106,7 @@ impl ImageListing {
         repository: &RepoName,
         query: Option<&str>,
     ) -> Result<ImageListing, ManagementError> {
-        let query: ImageListQuery = serde_urlencoded::from_str(query.unwrap_or(""))
-            .map_err(|error| ManagementError::invalid_request(format!("query: {error}")))?;
+        let query: ImageListQuery = super::parse_query(query)?;
         let limit = super::page_limit(query.limit, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let filter = match query.tagged.unwrap_or_default() {
             Tagged::True => TaggedFilter::Tagged,
@@ -471,8 +470,7 @@ impl TagListing {
         repository: &RepoName,
         query: Option<&str>,
     ) -> Result<TagListing, ManagementError> {
-        let query: TagListQuery = serde_urlencoded::from_str(query.unwrap_or(""))
-            .map_err(|error| ManagementError::invalid_request(format!("query: {error}")))?;
+        let query: TagListQuery = super::parse_query(query)?;
         let limit = super::page_limit(query.limit, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let contains = query
             .q

@@ -103,7 +103,37 @@ impl Context<'_> {
     }
 }
 
-/// 200 with `body`.
+/// A query string parsed into `T`, or a 400 that names the parameter at
+/// fault: serde's message says what was wrong with a value, not which
+/// parameter held it. `T`'s fields must all be optional for the culprit to
+/// be found (each parameter is then tried alone); otherwise the message
+/// is serde's.
+pub fn parse_query<T: serde::de::DeserializeOwned>(
+    query: Option<&str>,
+) -> Result<T, ManagementError> {
+    let query = query.unwrap_or("");
+    serde_urlencoded::from_str(query).map_err(|error| {
+        let all_optional = serde_urlencoded::from_str::<T>("").is_ok();
+        let culprit = all_optional
+            .then(|| {
+                serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|pair| {
+                        let alone = serde_urlencoded::to_string([pair]).unwrap_or_default();
+                        serde_urlencoded::from_str::<T>(&alone).is_err()
+                    })
+            })
+            .flatten();
+        match culprit {
+            Some((name, _)) => {
+                ManagementError::invalid_request(format!("query parameter {name}: {error}"))
+            }
+            None => ManagementError::invalid_request(format!("query: {error}")),
+        }
+    })
+}
+
 /// A listing's page size from its `limit` parameter: `default` when it is
 /// absent, a 400 naming the bounds when it is outside 1 to `max`.
 pub fn page_limit(
@@ -248,7 +278,7 @@ async fn handle_endpoint(
         }
         Endpoint::ListVulnerabilityPolicies => vulnerabilities::list_policies(ctx).await,
         Endpoint::GetVulnerabilitySummary(query) => vulnerabilities::summary(ctx, query).await,
-        Endpoint::ListExemptions => vulnerabilities::list_exemptions(ctx).await,
+        Endpoint::ListExemptions(listing) => vulnerabilities::list_exemptions(ctx, listing).await,
         Endpoint::AddExemption(new) => vulnerabilities::add_exemption(ctx, new).await,
         Endpoint::RemoveExemption(scope, issue) => {
             vulnerabilities::remove_exemption(ctx, &scope, &issue).await
@@ -291,5 +321,42 @@ async fn handle_endpoint(
         Endpoint::GetUsageHistory(namespace, days) => quotas::history(ctx, &namespace, days).await,
         Endpoint::SetQuota(namespace, limits) => quotas::set(ctx, &namespace, limits).await,
         Endpoint::RecomputeQuotas => quotas::recompute(ctx).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::vulnerabilities::ExemptionListQuery;
+    use super::*;
+
+    #[test]
+    fn malformed_queries_name_the_parameter_at_fault() {
+        // (query, Ok or the text the 400 carries)
+        let cases: [(&str, Result<(), &str>); 6] = [
+            ("", Ok(())),
+            ("limit=5&namespace=team-a&cursor=abc", Ok(())),
+            ("limit=many", Err("query parameter limit: ")),
+            (
+                "limit=5&namespace=Not%20A%20Name",
+                Err("query parameter namespace: "),
+            ),
+            ("limit=-1", Err("query parameter limit: ")),
+            ("colour=blue", Err("unknown field `colour`")),
+        ];
+        for (query, expected) in cases {
+            let parsed = parse_query::<ExemptionListQuery>(Some(query)).map(|_| ());
+            match (parsed, expected) {
+                (Ok(()), Ok(())) => {}
+                (Err(error), Err(text)) => {
+                    assert_eq!(error.code(), error::ErrorCode::InvalidRequest, "{query}");
+                    assert!(
+                        error.message().contains(text),
+                        "{query}: {}",
+                        error.message()
+                    );
+                }
+                (parsed, expected) => panic!("{query}: {parsed:?}, expected {expected:?}"),
+            }
+        }
     }
 }

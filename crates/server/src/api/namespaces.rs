@@ -140,8 +140,7 @@ fn encode_cursor(after: &str) -> String {
 impl NamespaceListing {
     /// Validates the query string of a listing.
     pub fn parse(query: Option<&str>) -> Result<NamespaceListing, ManagementError> {
-        let query: NamespaceListQuery = serde_urlencoded::from_str(query.unwrap_or(""))
-            .map_err(|error| ManagementError::invalid_request(format!("query: {error}")))?;
+        let query: NamespaceListQuery = super::parse_query(query)?;
         let limit = super::page_limit(query.limit, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let after = match &query.cursor {
             None => None,

@@ -140,9 +140,13 @@ pub fn required(endpoint: &Endpoint) -> Permission {
             Some(namespace) => SeeNamespace(namespace.clone()),
             None => LoggedIn,
         },
-        Endpoint::ListVulnerabilityPolicies
-        | Endpoint::ListExemptions
-        | Endpoint::GetAdvisoryData => LoggedIn,
+        // One namespace's exemptions are seen by those who may see it;
+        // without one, the page keeps what the caller may see.
+        Endpoint::ListExemptions(listing) => match &listing.namespace {
+            Some(namespace) => SeeNamespace(namespace.clone()),
+            None => LoggedIn,
+        },
+        Endpoint::ListVulnerabilityPolicies | Endpoint::GetAdvisoryData => LoggedIn,
         // An exemption in a namespace is one of its settings; one for the
         // whole registry is an administrator's.
         Endpoint::AddExemption(new) => exemption_scope(&new.scope),

@@ -280,8 +280,7 @@ struct HistoryQuery {
 /// The days a usage history query asks for: `days`, 1 to
 /// [`berth_registry::usage::MAX_HISTORY_DAYS`], 30 by default.
 pub fn history_days(query: Option<&str>) -> Result<u32, ManagementError> {
-    let query: HistoryQuery = serde_urlencoded::from_str(query.unwrap_or(""))
-        .map_err(|error| ManagementError::invalid_request(format!("query: {error}")))?;
+    let query: HistoryQuery = super::parse_query(query)?;
     let max = berth_registry::usage::MAX_HISTORY_DAYS;
     match query.days {
         None => Ok(DEFAULT_HISTORY_DAYS),

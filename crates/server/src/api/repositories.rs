@@ -97,8 +97,7 @@ struct CursorBody {
 impl RepositoryListing {
     /// Validates the query string of a listing.
     pub fn parse(query: Option<&str>) -> Result<RepositoryListing, ManagementError> {
-        let query: RepositoryListQuery = serde_urlencoded::from_str(query.unwrap_or(""))
-            .map_err(|error| ManagementError::invalid_request(format!("query: {error}")))?;
+        let query: RepositoryListQuery = super::parse_query(query)?;
         let limit = super::page_limit(query.limit, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         if query.q.as_ref().is_some_and(|q| q.len() > MAX_SEARCH_LEN) {
             return Err(ManagementError::invalid_request(format!(

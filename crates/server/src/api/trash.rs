@@ -80,8 +80,7 @@ fn decode_cursor(cursor: &str) -> Result<TrashCursor, ManagementError> {
 
 impl TrashListing {
     pub fn parse(query: Option<&str>) -> Result<TrashListing, ManagementError> {
-        let query: TrashQuery = serde_urlencoded::from_str(query.unwrap_or(""))
-            .map_err(|error| ManagementError::invalid_request(format!("query: {error}")))?;
+        let query: TrashQuery = super::parse_query(query)?;
         let limit = super::page_limit(query.limit, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
         Ok(TrashListing {

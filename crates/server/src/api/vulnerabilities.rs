@@ -567,8 +567,7 @@ pub struct SummaryQuery {
 
 impl SummaryQuery {
     pub fn parse(query: Option<&str>) -> Result<SummaryQuery, ManagementError> {
-        serde_urlencoded::from_str(query.unwrap_or(""))
-            .map_err(|error| ManagementError::invalid_request(format!("query: {error}")))
+        super::parse_query(query)
     }
 }
 
@@ -725,8 +724,102 @@ pub struct Exemption {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExemptionList {
     /// By scope, then issue: registry-wide ones and those of namespaces the
-    /// caller may see.
+    /// caller may see. A page may hold fewer than `limit` and still have a
+    /// next one (exemptions of namespaces the caller may not see are left
+    /// out of the page read).
     pub exemptions: Vec<Exemption>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Exemptions listed per page unless the caller asks otherwise (as the
+/// other listings).
+pub const EXEMPTION_PAGE_SIZE: usize = super::repositories::DEFAULT_PAGE_SIZE;
+/// The most exemptions one page lists.
+pub const MAX_EXEMPTION_PAGE_SIZE: usize = super::repositories::MAX_PAGE_SIZE;
+
+/// The query of an exemption listing.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExemptionListQuery {
+    /// Only the exemptions that apply to this namespace's images: its own,
+    /// its repositories' and images', and the registry-wide ones.
+    #[param(value_type = Option<String>)]
+    pub namespace: Option<Name>,
+    /// At most this many exemptions (1 to 1000; 100 by default).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u64>,
+    /// Where to continue: the `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A validated exemption listing request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExemptionListing {
+    pub namespace: Option<Name>,
+    pub limit: usize,
+    /// The scope and issue of the previous page's last exemption.
+    pub after: Option<(String, String)>,
+}
+
+/// What an opaque exemption cursor holds: the listing it pages (another
+/// listing's cursor is refused), and the last scope and issue read.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExemptionCursor {
+    l: String,
+    s: String,
+    a: String,
+}
+
+/// The `l` of an exemption listing's cursor.
+const EXEMPTION_CURSOR: &str = "exemptions";
+
+/// The cursor that continues after `row`.
+pub fn exemption_cursor(row: &ExemptionRow) -> String {
+    use base64::Engine;
+    let body = ExemptionCursor {
+        l: EXEMPTION_CURSOR.to_string(),
+        s: row.scope.clone(),
+        a: row.advisory.clone(),
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+impl ExemptionListing {
+    /// Validates the query string of a listing.
+    pub fn parse(query: Option<&str>) -> Result<ExemptionListing, ManagementError> {
+        use base64::Engine;
+        let query: ExemptionListQuery = super::parse_query(query)?;
+        let limit = super::page_limit(query.limit, EXEMPTION_PAGE_SIZE, MAX_EXEMPTION_PAGE_SIZE)?;
+        let after = match &query.cursor {
+            None => None,
+            Some(cursor) => {
+                let refuse = || {
+                    ManagementError::invalid_request(
+                        "query parameter cursor: not a cursor of this listing; pass the \
+                         next_cursor of the previous page of /api/v1/exemptions unchanged",
+                    )
+                };
+                let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(cursor)
+                    .map_err(|_| refuse())?;
+                let body: ExemptionCursor = serde_json::from_slice(&bytes).map_err(|_| refuse())?;
+                if body.l != EXEMPTION_CURSOR {
+                    return Err(refuse());
+                }
+                Some((body.s, body.a))
+            }
+        };
+        Ok(ExemptionListing {
+            namespace: query.namespace,
+            limit,
+            after,
+        })
+    }
 }
 
 /// The API's view of an exemption at `now` (the console shows the same).
@@ -748,24 +841,61 @@ pub fn exemption_view(row: ExemptionRow, now: i64) -> Exemption {
     path = "/api/v1/exemptions",
     tag = "vulnerabilities",
     operation_id = "list_exemptions",
-    responses((status = 200, description = "The exemptions", body = ExemptionList))
+    params(ExemptionListQuery),
+    responses(
+        (status = 200, description = "A page of the exemptions", body = ExemptionList),
+        (status = 400, description = "A malformed query: an unknown parameter, a limit out of range, a cursor of another listing", body = ErrorBody),
+    )
 )]
-pub async fn list_exemptions(ctx: &Context<'_>) -> Result<Response, ManagementError> {
+pub async fn list_exemptions(
+    ctx: &Context<'_>,
+    listing: ExemptionListing,
+) -> Result<Response, ManagementError> {
     let now = ctx.now().unix_timestamp();
-    let mut exemptions = Vec::new();
-    for row in ctx.registry.exemptions().await? {
-        let visible = match row.namespace() {
+    let rows = ctx
+        .registry
+        .exemption_page(
+            listing.namespace.as_ref().map(Name::as_str),
+            listing
+                .after
+                .as_ref()
+                .map(|(scope, issue)| (scope.as_str(), issue.as_str())),
+            listing.limit,
+        )
+        .await?;
+    // The page is cut by what was read, so a page thinned by visibility
+    // still continues where the database left off.
+    let next_cursor = (rows.len() == listing.limit)
+        .then(|| rows.last().map(exemption_cursor))
+        .flatten();
+    // Each namespace of the page is looked up once (a namespace listing's
+    // own, when given, was authorized before the handler ran).
+    let mut visible: BTreeMap<String, bool> = BTreeMap::new();
+    if let Some(namespace) = &listing.namespace {
+        visible.insert(namespace.as_str().to_string(), true);
+    }
+    let mut exemptions = Vec::with_capacity(rows.len());
+    for row in rows {
+        let shown = match row.namespace() {
             None => true,
-            Some(namespace) => {
-                let facts = facts(ctx, namespace).await?;
-                ctx.caller.may_see_namespace(facts, namespace)
-            }
+            Some(namespace) => match visible.get(namespace) {
+                Some(shown) => *shown,
+                None => {
+                    let facts = facts(ctx, namespace).await?;
+                    let shown = ctx.caller.may_see_namespace(facts, namespace);
+                    visible.insert(namespace.to_string(), shown);
+                    shown
+                }
+            },
         };
-        if visible {
+        if shown {
             exemptions.push(exemption_view(row, now));
         }
     }
-    Ok(ok(ExemptionList { exemptions }))
+    Ok(ok(ExemptionList {
+        exemptions,
+        next_cursor,
+    }))
 }
 
 /// Add an exemption.

@@ -112,15 +112,32 @@ pub(super) async fn lifecycle(
             Action::ManageSettings,
         ))
         .await;
-    let notice = query_pairs(ctx.parts)
-        .into_iter()
+    let query = query_pairs(ctx.parts);
+    // A run's figures come back in the redirect's query (see
+    // `run_retention`); they only say what the page says, so a hand-made
+    // link can show nothing worse than wrong numbers.
+    let figure = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let notice = query
+        .iter()
         .find(|(k, _)| k == "done")
         .and_then(|(_, v)| match v.as_str() {
-            "quota" => Some("The limits are set."),
-            "retention" => Some("The retention policy is set."),
-            "retention-removed" => Some("The retention policy is removed."),
-            "rule" => Some("The immutable-tag rule is added."),
-            "rule-removed" => Some("The immutable-tag rule is removed."),
+            "quota" => Some("The limits are set.".to_string()),
+            "retention" => Some("The retention policy is set.".to_string()),
+            "retention-removed" => Some("The retention policy is removed.".to_string()),
+            "retention-run" => Some(format!(
+                "The policy ran. Went to the trash: {} images; {} stay; {} selected but left alone.",
+                figure("trashed"),
+                figure("kept"),
+                figure("skipped")
+            )),
+            "rule" => Some("The immutable-tag rule is added.".to_string()),
+            "rule-removed" => Some("The immutable-tag rule is removed.".to_string()),
             _ => None,
         });
     let body = html! {
@@ -353,12 +370,22 @@ pub(super) async fn remove_retention(ctx: &Ctx<'_>, namespace: &Name) -> PageRes
     )))
 }
 
-/// Runs the policy (or previews it) and shows the page with what it did:
-/// a preview changes nothing, so showing it in the POST's answer is safe to
-/// reload; a run's list is shown once, as the API answers it.
+/// Previews the policy and shows the page with what it would do (a
+/// preview changes nothing, so its answer may be reloaded), or runs it and
+/// redirects to the page with what it did, so that reloading the page does
+/// not run the policy again. What went is listed in the trash.
 pub(super) async fn run_retention(ctx: &Ctx<'_>, namespace: &Name, dry_run: bool) -> PageResult {
     let run = api::retention::run(&ctx.state.registry, &ctx.actor(), namespace, dry_run).await?;
-    lifecycle(ctx, namespace, Some(run)).await
+    if dry_run {
+        return lifecycle(ctx, namespace, Some(run)).await;
+    }
+    Ok(see_other(&format!(
+        "{}?done=retention-run&trashed={}&kept={}&skipped={}#retention",
+        lifecycle_path(namespace),
+        run.removed.len(),
+        run.kept,
+        run.skipped.len()
+    )))
 }
 
 pub(super) async fn add_rule(ctx: &Ctx<'_>, new: NewImmutableRule) -> PageResult {

@@ -16,16 +16,16 @@ use crate::api::error::ManagementError;
 use crate::api::permission::exemption_scope;
 use crate::api::types::Name;
 use crate::api::vulnerabilities::{
-    Exemption, ExemptionScope, FindingView, FindingsSummary, NewExemption, VulnerabilityPolicy,
-    VulnerabilityReport,
+    exemption_cursor, Exemption, ExemptionListing, ExemptionScope, FindingView, FindingsSummary,
+    NewExemption, VulnerabilityPolicy, VulnerabilityReport,
 };
 
 /// The most findings an image's page lists in each table; the API has
 /// them all.
 const MAX_FINDINGS_SHOWN: usize = 200;
 
-/// The most exemptions a namespace's page lists.
-const MAX_EXEMPTIONS_SHOWN: usize = 1000;
+/// The exemptions a namespace's page lists at a time.
+const EXEMPTIONS_PER_PAGE: usize = 100;
 
 /// The severities in the order people read them, worst first.
 const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "unknown"];
@@ -330,21 +330,38 @@ pub(super) async fn set_policy(
 /// registry-wide ones), with a remove button for those who may.
 pub(super) async fn exemptions(ctx: &Ctx<'_>, namespace: &Name) -> PageResult {
     let now = OffsetDateTime::now_utc().unix_timestamp();
+    // The API's listing: its cursor, its page size, this namespace's
+    // exemptions and the registry-wide ones, a page at a time.
+    let query = super::views::query_pairs(ctx.parts);
+    let kept = super::views::kept_pairs(&query, &["cursor"]);
+    let listing = ExemptionListing::parse(Some(&super::views::query_string(&kept)))?;
     let rows = ctx
         .state
         .registry
-        .exemptions()
+        .exemption_page(
+            Some(namespace.as_str()),
+            listing
+                .after
+                .as_ref()
+                .map(|(scope, issue)| (scope.as_str(), issue.as_str())),
+            EXEMPTIONS_PER_PAGE,
+        )
         .await
         .map_err(ManagementError::from)?;
-    let mut list: Vec<Exemption> = Vec::new();
-    for row in rows {
-        if row.namespace().is_none_or(|n| n == namespace.as_str()) {
-            list.push(api::vulnerabilities::exemption_view(row, now));
-        }
-        if list.len() >= MAX_EXEMPTIONS_SHOWN {
-            break;
-        }
-    }
+    let next_link = (rows.len() == EXEMPTIONS_PER_PAGE)
+        .then(|| rows.last().map(exemption_cursor))
+        .flatten()
+        .map(|cursor| {
+            format!(
+                "{}?{}",
+                exemptions_path(namespace.as_str()),
+                super::views::query_string(&[("cursor", &cursor)])
+            )
+        });
+    let list: Vec<Exemption> = rows
+        .into_iter()
+        .map(|row| api::vulnerabilities::exemption_view(row, now))
+        .collect();
     let may_namespace = ctx
         .may(api::permission::Permission::Namespace(
             namespace.clone(),
@@ -451,6 +468,9 @@ pub(super) async fn exemptions(ctx: &Ctx<'_>, namespace: &Name) -> PageResult {
                     }
                 }
             }
+        }
+        @if let Some(link) = &next_link {
+            nav class="pager" aria-label="Pages" { a href=(link) { "Next page" } }
         }
     };
     ctx.page(&format!("{namespace}: exemptions"), body)
