@@ -202,22 +202,10 @@ pub struct Image {
     pub last_pulled: Option<OffsetDateTime>,
 }
 
-#[derive(Deserialize)]
-pub struct ImageList {
-    pub images: Vec<Image>,
-    pub next_cursor: Option<String>,
-}
-
 /// A repository in a listing (`GET /api/v1/repositories`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Repository {
     pub name: String,
-}
-
-#[derive(Deserialize)]
-pub struct RepositoryList {
-    pub repositories: Vec<Repository>,
-    pub next_cursor: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -314,7 +314,47 @@ impl Session {
             cause: e.to_string(),
         })
     }
+
+    /// Every item of a paged listing: `GET path` (with or without its own
+    /// query) a page of [`PAGE_SIZE`] at a time, following `next_cursor`
+    /// to the last page, gathering each page's array `key` as `T`s.
+    /// Bounded by [`MAX_PAGES`], far beyond any registry's listing.
+    pub fn all_pages<T: DeserializeOwned>(
+        &mut self,
+        path: &str,
+        key: &str,
+        scopes: &[String],
+        what: &str,
+    ) -> Result<Vec<T>, ClientError> {
+        let joiner = if path.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut page_path = format!("{path}{joiner}limit={PAGE_SIZE}");
+            if let Some(cursor) = &cursor {
+                page_path.push_str(&format!("&cursor={}", segment(cursor)));
+            }
+            let mut page = self.call(Method::GET, &page_path, None, scopes, what)?;
+            let list = page.get_mut(key).map(Value::take).unwrap_or_default();
+            let list: Vec<T> = serde_json::from_value(list).map_err(|e| ClientError::Protocol {
+                host: self.http.addr.key.clone(),
+                what: what.into(),
+                cause: format!("{key}: {e}"),
+            })?;
+            items.extend(list);
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => break,
+            }
+        }
+        Ok(items)
+    }
 }
+
+/// The page size [`Session::all_pages`] asks for (the API's largest).
+pub const PAGE_SIZE: usize = 1000;
+/// The most pages [`Session::all_pages`] reads.
+pub const MAX_PAGES: usize = 10_000;
 
 /// Percent-encodes one path segment (names are validated by the server;
 /// this keeps a stray `/` or `?` from changing the path).

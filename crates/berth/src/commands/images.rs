@@ -11,13 +11,8 @@ use crate::client::error::ClientError;
 use crate::client::output::{human_size, json_line, render_table, Output, OutputFormat};
 use crate::client::reference::{ImageRef, Target};
 use crate::client::session::{segment, Session};
-use crate::client::{Image, ImageList, Profile, RepositoryList};
+use crate::client::{Image, Profile, Repository};
 use crate::config::Environment;
-
-/// Pages read at most per listing: a bound on every loop, far above any
-/// registry's size at 1000 items a page.
-const MAX_PAGES: usize = 10_000;
-const PAGE: usize = 1000;
 
 /// The session for a reference: the registry it names, else `--registry`
 /// or the default.
@@ -271,25 +266,10 @@ fn collect(
     let progress = output.progress(repositories.len() as u64, "repositories");
     for repository in repositories {
         progress.inc(1);
-        let mut cursor: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let mut path = format!("{}?tagged={tagged}&limit={PAGE}", images_path(&repository));
-            if let Some(cursor) = &cursor {
-                path.push_str(&format!("&cursor={cursor}"));
-            }
-            let page: ImageList = session.call_as(
-                Method::GET,
-                &path,
-                None,
-                &pull(&repository),
-                "listing images",
-            )?;
-            images.extend(page.images);
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
+        let path = format!("{}?tagged={tagged}", images_path(&repository));
+        let page: Vec<Image> =
+            session.all_pages(&path, "images", &pull(&repository), "listing images")?;
+        images.extend(page);
     }
     progress.finish_and_clear();
     Ok(images)
@@ -300,30 +280,17 @@ fn repositories(
     session: &mut Session,
     namespace: Option<&str>,
 ) -> Result<Vec<String>, ClientError> {
-    let mut names = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..MAX_PAGES {
-        let mut path = format!("/api/v1/repositories?limit={PAGE}");
-        if let Some(namespace) = namespace {
-            path.push_str(&format!("&namespace={}", segment(namespace)));
-        }
-        if let Some(cursor) = &cursor {
-            path.push_str(&format!("&cursor={cursor}"));
-        }
-        let page: RepositoryList = session.call_as(
-            Method::GET,
-            &path,
-            None,
-            &["registry:catalog:*".to_string()],
-            "listing repositories",
-        )?;
-        names.extend(page.repositories.into_iter().map(|r| r.name));
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
-    Ok(names)
+    let path = match namespace {
+        Some(namespace) => format!("/api/v1/repositories?namespace={}", segment(namespace)),
+        None => "/api/v1/repositories".to_string(),
+    };
+    let repositories: Vec<Repository> = session.all_pages(
+        &path,
+        "repositories",
+        &["registry:catalog:*".to_string()],
+        "listing repositories",
+    )?;
+    Ok(repositories.into_iter().map(|r| r.name).collect())
 }
 
 /// `sha256:0123456789ab` (the first 12 hex digits) unless `--no-trunc`.

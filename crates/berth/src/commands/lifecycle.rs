@@ -109,11 +109,6 @@ pub fn immutable(
     Ok(())
 }
 
-/// Pages read at most per listing: a bound on the loop, far above any
-/// registry's trash at 1000 entries a page.
-const MAX_PAGES: usize = 10_000;
-const PAGE: usize = 1000;
-
 pub fn trash(
     args: ClientArgs,
     command: ClientTrashCommand,
@@ -123,29 +118,16 @@ pub fn trash(
     let output = Output::new(args.output, args.quiet, args.format.as_deref(), env)?;
     match command {
         ClientTrashCommand::List { restrict } => {
-            let mut entries: Vec<Value> = Vec::new();
-            let mut cursor: Option<String> = None;
-            for _ in 0..MAX_PAGES {
-                let mut path = format!("/api/v1/trash?limit={PAGE}");
-                if let Some(namespace) = &restrict {
-                    path.push_str(&format!("&namespace={}", segment(namespace)));
-                }
-                if let Some(cursor) = &cursor {
-                    path.push_str(&format!("&cursor={}", segment(cursor)));
-                }
-                let page = session.call(
-                    Method::GET,
-                    &path,
-                    None,
-                    &["registry:catalog:*".to_string()],
-                    "listing the trash",
-                )?;
-                entries.extend(page["entries"].as_array().into_iter().flatten().cloned());
-                match page["next_cursor"].as_str() {
-                    Some(next) => cursor = Some(next.to_string()),
-                    None => break,
-                }
-            }
+            let path = match &restrict {
+                Some(namespace) => format!("/api/v1/trash?namespace={}", segment(namespace)),
+                None => "/api/v1/trash".to_string(),
+            };
+            let entries: Vec<Value> = session.all_pages(
+                &path,
+                "entries",
+                &["registry:catalog:*".to_string()],
+                "listing the trash",
+            )?;
             output.list(
                 &entries,
                 &["image", "tags", "deleted", "by", "expires"],

@@ -14,11 +14,6 @@ use crate::client::session::{segment, Session};
 use crate::client::Profile;
 use crate::config::Environment;
 
-/// The exemptions asked for per page, and the most pages read (a bound,
-/// not a limit anyone reaches).
-const PAGE: usize = 1000;
-const MAX_PAGES: usize = 10_000;
-
 fn session(registry: Option<&str>, env: &Environment) -> Result<Session, ClientError> {
     Profile::load(env)?.session(registry)
 }
@@ -411,36 +406,17 @@ pub fn exemption(
                 .as_deref()
                 .filter(|s| *s != "*")
                 .map(|s| s.split(['/', ':', '@']).next().unwrap_or(s));
-            let mut exemptions: Vec<Value> = Vec::new();
-            let mut cursor: Option<String> = None;
-            for _ in 0..MAX_PAGES {
-                let mut path = format!("/api/v1/exemptions?limit={PAGE}");
-                if let Some(namespace) = namespace {
-                    path.push_str(&format!("&namespace={}", segment(namespace)));
-                }
-                if let Some(cursor) = &cursor {
-                    path.push_str(&format!("&cursor={}", segment(cursor)));
-                }
-                let page = session.call(
-                    Method::GET,
-                    &path,
-                    None,
-                    &["registry:catalog:*".to_string()],
-                    "listing exemptions",
-                )?;
-                exemptions.extend(
-                    page["exemptions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter(|e| scope.as_deref().is_none_or(|s| e["scope"] == s))
-                        .cloned(),
-                );
-                match page["next_cursor"].as_str() {
-                    Some(next) => cursor = Some(next.to_string()),
-                    None => break,
-                }
-            }
+            let path = match namespace {
+                Some(namespace) => format!("/api/v1/exemptions?namespace={}", segment(namespace)),
+                None => "/api/v1/exemptions".to_string(),
+            };
+            let mut exemptions: Vec<Value> = session.all_pages(
+                &path,
+                "exemptions",
+                &["registry:catalog:*".to_string()],
+                "listing exemptions",
+            )?;
+            exemptions.retain(|e| scope.as_deref().is_none_or(|s| e["scope"] == s));
             output.list(
                 &exemptions,
                 &["scope", "issue", "reason", "author", "expires"],

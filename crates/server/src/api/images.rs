@@ -10,14 +10,13 @@
 use std::collections::BTreeMap;
 
 use axum::response::Response;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use berth_oci::{Digest, ParsedManifest, Reference, RepoName};
 use berth_registry::{Image, ImageCursor, TagCursor, TagQuery, TagSort, TaggedFilter};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
+use super::cursor;
 use super::error::{ErrorBody, ManagementError};
 use super::types::{ReferenceParam, RepositoryParam, TagParam};
 use super::{no_content, ok, Context};
@@ -79,24 +78,17 @@ fn encode_cursor(repository: &RepoName, image: &Image) -> String {
         t: image.summary.pushed_at,
         d: image.summary.digest.to_string(),
     };
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&body).unwrap_or_default())
+    cursor::encode(&body)
 }
 
-fn decode_cursor(repository: &RepoName, cursor: &str) -> Result<ImageCursor, ManagementError> {
-    let refuse = || {
-        ManagementError::invalid_request(
-            "query parameter cursor: not a cursor of this listing; pass the next_cursor \
-             of the previous page unchanged",
-        )
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| refuse())?;
-    let body: CursorBody = serde_json::from_slice(&bytes).map_err(|_| refuse())?;
+fn decode_cursor(repository: &RepoName, text: &str) -> Result<ImageCursor, ManagementError> {
+    let body: CursorBody = cursor::decode(text)?;
     if body.r != repository.as_str() {
-        return Err(refuse());
+        return Err(cursor::refused());
     }
     Ok(ImageCursor {
         pushed_at: body.t,
-        digest: Digest::parse(&body.d).map_err(|_| refuse())?,
+        digest: Digest::parse(&body.d).map_err(|_| cursor::refused())?,
     })
 }
 
@@ -482,24 +474,17 @@ impl TagListing {
             )));
         }
         let sort = query.sort.unwrap_or_default();
-        let refuse = || {
-            ManagementError::invalid_request(
-                "query parameter cursor: not a cursor of this listing; pass the next_cursor \
-                 of the previous page unchanged",
-            )
-        };
         let after = match query.cursor.as_deref() {
             None => None,
-            Some(cursor) => {
-                let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| refuse())?;
-                let body: TagCursorBody = serde_json::from_slice(&bytes).map_err(|_| refuse())?;
+            Some(text) => {
+                let body: TagCursorBody = cursor::decode(text)?;
                 if body.r != repository.as_str() || body.s != sort {
-                    return Err(refuse());
+                    return Err(cursor::refused());
                 }
                 Some(TagCursor {
                     key: body.k,
-                    digest: Digest::parse(&body.d).map_err(|_| refuse())?,
-                    name: berth_oci::Tag::parse(&body.n).map_err(|_| refuse())?,
+                    digest: Digest::parse(&body.d).map_err(|_| cursor::refused())?,
+                    name: berth_oci::Tag::parse(&body.n).map_err(|_| cursor::refused())?,
                 })
             }
         };
@@ -583,7 +568,7 @@ pub async fn tag_page(
                 d: cursor.digest.to_string(),
                 n: cursor.name.as_str().to_string(),
             };
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&body).unwrap_or_default())
+            super::cursor::encode(&body)
         });
     Ok(TagList {
         tags: rows

@@ -36,6 +36,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 pub mod audit;
+pub mod cursor;
 pub mod endpoint;
 pub mod error;
 pub mod images;

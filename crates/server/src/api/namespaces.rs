@@ -3,8 +3,6 @@
 //! the right to create that name; settings need `manage_settings`.
 
 use axum::response::Response;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use berth_auth::store::{NamespaceReach, NamespaceRecord};
 use berth_auth::{admin, NamespaceFacts, Principal, Role, Visibility};
 use serde::{Deserialize, Serialize};
@@ -134,7 +132,7 @@ fn encode_cursor(after: &str) -> String {
         l: CURSOR_LISTING.to_string(),
         a: after.to_string(),
     };
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&body).unwrap_or_default())
+    super::cursor::encode(&body)
 }
 
 impl NamespaceListing {
@@ -145,16 +143,9 @@ impl NamespaceListing {
         let after = match &query.cursor {
             None => None,
             Some(cursor) => {
-                let refuse = || {
-                    ManagementError::invalid_request(
-                        "query parameter cursor: not a cursor of this listing; pass the \
-                         next_cursor of the previous page of /api/v1/namespaces unchanged",
-                    )
-                };
-                let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| refuse())?;
-                let body: CursorBody = serde_json::from_slice(&bytes).map_err(|_| refuse())?;
+                let body: CursorBody = super::cursor::decode(cursor)?;
                 if body.l != CURSOR_LISTING || Name::try_from(body.a.clone()).is_err() {
-                    return Err(refuse());
+                    return Err(super::cursor::refused());
                 }
                 Some(body.a)
             }

@@ -5,8 +5,6 @@
 use std::collections::HashMap;
 
 use axum::response::Response;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use berth_auth::NamespaceFacts;
 use berth_oci::RepoName;
 use berth_registry::{RepositoryCursor, RepositoryQuery, RepositorySort, RepositorySummary};
@@ -109,15 +107,8 @@ impl RepositoryListing {
         let after = match &query.cursor {
             None => None,
             Some(cursor) => {
-                let refuse = || {
-                    ManagementError::invalid_request(
-                        "query parameter cursor: not a cursor of this listing; pass the \
-                         next_cursor of the previous page unchanged, with the same namespace, \
-                         q and sort",
-                    )
-                };
-                let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| refuse())?;
-                let body: CursorBody = serde_json::from_slice(&bytes).map_err(|_| refuse())?;
+                let refuse = super::cursor::refused;
+                let body: CursorBody = super::cursor::decode(cursor)?;
                 let same = body.ns.as_deref() == query.namespace.as_ref().map(Name::as_str)
                     && body.q == contains
                     && body.s == sort;
@@ -295,7 +286,7 @@ pub async fn summaries(
                 k: last.sort_key(listing.sort.domain()),
                 n: last.name.as_str().to_string(),
             };
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&body).unwrap_or_default())
+            super::cursor::encode(&body)
         });
     Ok((rows, next_cursor))
 }

@@ -4,8 +4,6 @@
 //! on the repository, the right that put the image there.
 
 use axum::response::Response;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use berth_oci::{Digest, Reference, RepoName};
 use berth_registry::{RestoredImage, TrashCursor, TrashEntry};
 use serde::{Deserialize, Serialize};
@@ -59,18 +57,12 @@ fn encode_cursor(entry: &TrashEntry) -> String {
         r: entry.repository.as_str().to_string(),
         d: entry.digest.to_string(),
     };
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&body).unwrap_or_default())
+    super::cursor::encode(&body)
 }
 
 fn decode_cursor(cursor: &str) -> Result<TrashCursor, ManagementError> {
-    let refuse = || {
-        ManagementError::invalid_request(
-            "query parameter cursor: not a cursor of this listing; pass the next_cursor \
-             of the previous page unchanged",
-        )
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| refuse())?;
-    let body: CursorBody = serde_json::from_slice(&bytes).map_err(|_| refuse())?;
+    let refuse = super::cursor::refused;
+    let body: CursorBody = super::cursor::decode(cursor)?;
     Ok(TrashCursor {
         trashed_at: body.t,
         repository: RepoName::parse(&body.r).map_err(|_| refuse())?,

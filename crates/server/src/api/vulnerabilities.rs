@@ -779,37 +779,25 @@ const EXEMPTION_CURSOR: &str = "exemptions";
 
 /// The cursor that continues after `row`.
 pub fn exemption_cursor(row: &ExemptionRow) -> String {
-    use base64::Engine;
     let body = ExemptionCursor {
         l: EXEMPTION_CURSOR.to_string(),
         s: row.scope.clone(),
         a: row.advisory.clone(),
     };
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(serde_json::to_vec(&body).unwrap_or_default())
+    super::cursor::encode(&body)
 }
 
 impl ExemptionListing {
     /// Validates the query string of a listing.
     pub fn parse(query: Option<&str>) -> Result<ExemptionListing, ManagementError> {
-        use base64::Engine;
         let query: ExemptionListQuery = super::parse_query(query)?;
         let limit = super::page_limit(query.limit, EXEMPTION_PAGE_SIZE, MAX_EXEMPTION_PAGE_SIZE)?;
         let after = match &query.cursor {
             None => None,
             Some(cursor) => {
-                let refuse = || {
-                    ManagementError::invalid_request(
-                        "query parameter cursor: not a cursor of this listing; pass the \
-                         next_cursor of the previous page of /api/v1/exemptions unchanged",
-                    )
-                };
-                let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(cursor)
-                    .map_err(|_| refuse())?;
-                let body: ExemptionCursor = serde_json::from_slice(&bytes).map_err(|_| refuse())?;
+                let body: ExemptionCursor = super::cursor::decode(cursor)?;
                 if body.l != EXEMPTION_CURSOR {
-                    return Err(refuse());
+                    return Err(super::cursor::refused());
                 }
                 Some((body.s, body.a))
             }
