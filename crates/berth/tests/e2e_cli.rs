@@ -1356,6 +1356,23 @@ fn the_vulnerability_advisor_from_push_to_blocked_pull() {
     ]);
     let report = admin.ok(&["va", "team/py:v1", "-o", "json"]).json();
     assert_eq!(findings(&report), expected[1..], "{report}");
+    // Listed in its scope (the namespace's page of the API) and in all.
+    for args in [
+        &["exemption", "list", "--scope", "team/py", "-o", "json"][..],
+        &["exemption", "list", "-o", "json"][..],
+    ] {
+        let listed = admin.ok(args).json();
+        assert_eq!(
+            listed.as_array().map(Vec::len),
+            Some(1),
+            "{args:?}: {listed}"
+        );
+        assert_eq!(listed[0]["issue"], "CVE-2019-10906", "{args:?}: {listed}");
+    }
+    let other = admin
+        .ok(&["exemption", "list", "--scope", "team/other", "-o", "json"])
+        .json();
+    assert_eq!(other, serde_json::json!([]), "{other}");
 
     // A block policy stops the pull and says why and what to do.
     admin.ok(&[
