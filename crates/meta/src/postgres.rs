@@ -248,6 +248,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "replication pending deletes",
         include_str!("../migrations/postgres/0029_replication_pending_deletes.sql"),
     ),
+    (
+        32,
+        "namespace figures index",
+        include_str!("../migrations/postgres/0032_namespace_figures_index.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.

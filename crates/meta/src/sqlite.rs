@@ -188,6 +188,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "replication pending deletes",
         include_str!("../migrations/sqlite/0029_replication_pending_deletes.sql"),
     ),
+    (
+        32,
+        "namespace figures index",
+        include_str!("../migrations/sqlite/0032_namespace_figures_index.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.
