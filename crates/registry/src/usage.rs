@@ -69,6 +69,17 @@ impl Registry {
         days: u32,
     ) -> Result<Vec<DailyUsage>, RegistryError> {
         let now = self.namespace_usage(namespace).await?.storage_bytes;
+        self.usage_history_until(namespace, days, now).await
+    }
+
+    /// [`Registry::usage_history`] when the caller has just read the
+    /// namespace's storage (`now`, today's figure): one query fewer.
+    pub async fn usage_history_until(
+        &self,
+        namespace: &str,
+        days: u32,
+        now: u64,
+    ) -> Result<Vec<DailyUsage>, RegistryError> {
         let days = i64::from(days.clamp(1, MAX_HISTORY_DAYS));
         let today = day_start(self.now());
         let from = today - (days - 1) * DAY;

@@ -319,7 +319,25 @@ pub async fn usage_history(
     days: u32,
 ) -> Result<UsageHistory, ManagementError> {
     let series = registry.usage_history(namespace.as_str(), days).await?;
-    Ok(UsageHistory {
+    Ok(history_view(namespace, series))
+}
+
+/// [`usage_history`] when the caller knows the namespace's storage now
+/// (the overview, which has just read every namespace's figures).
+pub async fn usage_history_until(
+    registry: &berth_registry::Registry,
+    namespace: &Name,
+    days: u32,
+    storage_now: u64,
+) -> Result<UsageHistory, ManagementError> {
+    let series = registry
+        .usage_history_until(namespace.as_str(), days, storage_now)
+        .await?;
+    Ok(history_view(namespace, series))
+}
+
+fn history_view(namespace: &Name, series: Vec<berth_registry::DailyUsage>) -> UsageHistory {
+    UsageHistory {
         namespace: namespace.to_string(),
         days: series
             .into_iter()
@@ -332,7 +350,7 @@ pub async fn usage_history(
                 pull_bytes: day.pull_bytes,
             })
             .collect(),
-    })
+    }
 }
 
 /// Get a namespace's usage per day.

@@ -442,20 +442,28 @@ async fn visible_findings(
 }
 
 /// The most namespaces whose daily usage the overview adds up (the
-/// largest by storage): a query each.
+/// largest by storage): a query each, side by side.
 const OVERVIEW_HISTORY_NAMESPACES: usize = 10;
 
-/// Storage and pulls per day over the last 30 days, of `namespaces` added
-/// up, as two column charts (`whose` says whose they are).
-async fn usage_charts(ctx: &Ctx<'_>, namespaces: &[Name], whose: &str) -> Result<Markup, Failure> {
-    let mut days: Vec<(String, u64, u64)> = Vec::new();
-    for namespace in namespaces {
-        let history = api::quotas::usage_history(
+/// Storage and pulls per day over the last 30 days, of `namespaces` (each
+/// with its storage now, which the caller has read) added up, as two
+/// column charts (`whose` says whose they are).
+async fn usage_charts(
+    ctx: &Ctx<'_>,
+    namespaces: &[(Name, u64)],
+    whose: &str,
+) -> Result<Markup, Failure> {
+    let histories = futures::future::try_join_all(namespaces.iter().map(|(namespace, now)| {
+        api::quotas::usage_history_until(
             &ctx.state.registry,
             namespace,
             api::quotas::DEFAULT_HISTORY_DAYS,
+            *now,
         )
-        .await?;
+    }))
+    .await?;
+    let mut days: Vec<(String, u64, u64)> = Vec::new();
+    for history in histories {
         if days.is_empty() {
             days = history
                 .days
@@ -580,10 +588,10 @@ async fn overview(ctx: &Ctx<'_>) -> PageResult {
             .cmp(&a.storage_bytes)
             .then(a.name.cmp(&b.name))
     });
-    let charted: Vec<Name> = largest
+    let charted: Vec<(Name, u64)> = largest
         .iter()
         .take(OVERVIEW_HISTORY_NAMESPACES)
-        .filter_map(|n| Name::try_from(n.name.clone()).ok())
+        .filter_map(|n| Some((Name::try_from(n.name.clone()).ok()?, n.storage_bytes)))
         .collect();
     let whose = if namespaces.len() > charted.len() {
         format!(
@@ -711,29 +719,54 @@ async fn namespaces(ctx: &Ctx<'_>) -> PageResult {
 }
 
 async fn namespace(ctx: &Ctx<'_>, name: &Name) -> PageResult {
-    let (visibility, role) = match ctx.api() {
+    let (visibility, role, storage_now) = match ctx.api() {
         Some(api) => {
             let found = api::namespaces::one(&api, name).await?;
-            (found.visibility, found.role)
+            (found.visibility, found.role, found.storage_bytes)
         }
         None => {
-            let found = ctx
-                .state
-                .registry
-                .namespace(name.as_str())
-                .await
-                .map_err(ManagementError::from)?;
+            let registry = &ctx.state.registry;
+            let (found, usage) = tokio::try_join!(
+                registry.namespace(name.as_str()),
+                registry.namespace_usage(name.as_str()),
+            )
+            .map_err(ManagementError::from)?;
             let visibility = match found.visibility {
                 berth_registry::Visibility::Public => berth_auth::Visibility::Public,
                 berth_registry::Visibility::Private => berth_auth::Visibility::Private,
             };
-            (visibility, None)
+            (visibility, None, usage.storage_bytes)
         }
     };
     let query = query_pairs(ctx.parts);
     let mut pairs = vec![("namespace", name.as_str()), ("limit", PAGE_SIZE)];
     pairs.extend(kept_pairs(&query, &["q", "sort", "cursor"]));
-    let (rows, next) = repositories(ctx, &query_string(&pairs)).await?;
+    let may_see_members = ctx.auth.is_some()
+        && ctx
+            .may(Permission::Namespace(name.clone(), Action::ManageMembers))
+            .await;
+    let namespace_names = [name.as_str().to_string()];
+    let listing = query_string(&pairs);
+    let charted = [(name.clone(), storage_now)];
+    // The page's reads run side by side (the store has several readers).
+    let ((rows, next), members, usage, findings) = tokio::try_join!(
+        repositories(ctx, &listing),
+        async {
+            match ctx.api() {
+                Some(api) if may_see_members => {
+                    Ok::<_, Failure>(Some(api::members::all(&api, name).await?.members))
+                }
+                _ => Ok(None),
+            }
+        },
+        usage_charts(ctx, &charted, "This namespace's figures per day (UTC).",),
+        async {
+            Ok::<_, Failure>(
+                api::vulnerabilities::findings_summary(&ctx.state.registry, &namespace_names)
+                    .await?,
+            )
+        },
+    )?;
     let search = query
         .iter()
         .find(|(k, _)| k == "q")
@@ -742,30 +775,11 @@ async fn namespace(ctx: &Ctx<'_>, name: &Name) -> PageResult {
         .iter()
         .find(|(k, _)| k == "sort")
         .map_or("name", |(_, v)| v.as_str());
-    let members = match ctx.api() {
-        Some(api)
-            if ctx
-                .may(Permission::Namespace(name.clone(), Action::ManageMembers))
-                .await =>
-        {
-            Some(api::members::all(&api, name).await?.members)
-        }
-        _ => None,
-    };
     let next_link = next.map(|cursor| {
         let mut pairs: Vec<(&str, &str)> = kept_pairs(&query, &["q", "sort"]);
         pairs.push(("cursor", &cursor));
         format!("/namespaces/{name}?{}", query_string(&pairs))
     });
-    let usage = usage_charts(
-        ctx,
-        std::slice::from_ref(name),
-        "This namespace's figures per day (UTC).",
-    )
-    .await?;
-    let findings =
-        api::vulnerabilities::findings_summary(&ctx.state.registry, &[name.as_str().to_string()])
-            .await?;
     let body = html! {
         ul class="crumbs" { li { a href="/namespaces" { "Namespaces" } } li { (name) } }
         h1 { (name) " " (visibility_badge(visibility)) }
