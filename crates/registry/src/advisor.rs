@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use berth_meta::advisor::package_key;
 use berth_meta::{
-    AdvisoryRow, Event, EventKind, ImageFindings, ImageIndexRow, ImportCounts, IndexState,
-    MetaError, NamespaceFindings, ScanJob, SeverityCounts,
+    AdvisoryBatch, AdvisoryRow, Event, EventKind, ImageFindings, ImageIndexRow, ImportCounts,
+    IndexState, MetaError, NamespaceFindings, ScanJob, SeverityCounts,
 };
 use berth_oci::manifest::{ManifestKind, ParsedManifest};
 use berth_oci::{Digest, RepoName, Tag};
@@ -647,6 +647,9 @@ const ADVISORIES_PER_TRANSACTION: usize = 500;
 pub const MAX_IMAGES_CHECKED: usize = 10_000;
 /// Images looked up, and told of, per query.
 pub const IMAGES_PER_PAGE: usize = 500;
+/// Times a batch is computed again when another import changed its
+/// advisories before it committed.
+const MAX_BATCH_ATTEMPTS: usize = 5;
 /// Advisory ids one `vulnerabilities.changed` event names at most.
 const MAX_ADVISORIES_TOLD: usize = 50;
 
@@ -782,12 +785,16 @@ impl Registry {
     /// Stores advisories (newer ones replace older ones of the same id;
     /// withdrawn ones are removed), in batches; returns what changed.
     ///
-    /// Then tells of the verdicts that changed: the indexed images with a
-    /// package an added, updated or withdrawn advisory names are matched
-    /// against that advisory as it was and as it is, from their stored
-    /// index (never their layers), and each image whose findings differ
-    /// gets one `vulnerabilities.changed` event per repository holding it.
-    /// At most [`MAX_IMAGES_CHECKED`] images are checked per call (paged,
+    /// Each batch tells of the verdicts it changes, in its own
+    /// transaction: the indexed images with a package an added, updated or
+    /// withdrawn advisory names are matched against that advisory as it
+    /// was and as it is, from their stored index (never their layers), and
+    /// each image whose findings differ gets one `vulnerabilities.changed`
+    /// event per repository holding it, committed with the batch. The
+    /// verdicts are computed from the stored versions the batch replaces;
+    /// if another import changed them before the batch commits, the batch
+    /// is computed again ([`MAX_BATCH_ATTEMPTS`] times at most). At most
+    /// [`MAX_IMAGES_CHECKED`] images are checked per call (paged,
     /// [`IMAGES_PER_PAGE`] at a time); past that the rest are logged, not
     /// told.
     pub async fn import_advisories(
@@ -800,8 +807,7 @@ impl Registry {
     }
 
     /// [`Registry::import_advisories`], calling `progress` with the number
-    /// of records of each batch once it is stored (for a progress bar: one
-    /// call imports everything, so each image is told once).
+    /// of records of each batch once it is stored (for a progress bar).
     pub async fn import_advisories_with_progress(
         &self,
         actor: &Actor,
@@ -811,10 +817,6 @@ impl Registry {
         let mut total = ImportCounts::default();
         let mut told = VerdictChanges::default();
         for batch in advisories.chunks(ADVISORIES_PER_TRANSACTION) {
-            let ids: Vec<String> = batch.iter().map(|a| a.id.clone()).collect();
-            // Versions first: the bodies are read only of the records the
-            // import changes (a refresh brings mostly unchanged ones).
-            let versions = self.meta().advisories_by_id(&ids, false).await?;
             let mut rows = Vec::new();
             let mut withdrawn = Vec::new();
             for advisory in batch {
@@ -824,26 +826,13 @@ impl Registry {
                     rows.push(advisory_row(advisory)?);
                 }
             }
-            // What the import will change, as it is stored before it.
-            let changed = changed_ids(batch, &rows, &versions);
-            let stored = if changed.is_empty() {
-                Vec::new()
-            } else {
-                self.meta().advisories_by_id(&changed, true).await?
-            };
             let counts = self
-                .meta()
-                .import_advisories(&self.change(actor), &rows, &withdrawn)
+                .import_batch(actor, batch, &rows, &withdrawn, &mut told)
                 .await?;
             total.added += counts.added;
             total.updated += counts.updated;
             total.unchanged += counts.unchanged;
             total.removed += counts.removed;
-            if counts.changed() {
-                let (before, after) = changed_advisories(batch, &changed, &stored);
-                self.find_verdict_changes(&before, &after, &mut told)
-                    .await?;
-            }
             progress(batch.len());
         }
         if told.unchecked > 0 {
@@ -853,23 +842,78 @@ impl Registry {
                 "advisories changed for more images than one import checks; the rest were not told of it"
             );
         }
-        let changes: Vec<(Digest, serde_json::Value)> = told
-            .images
-            .into_iter()
-            .map(|(manifest, ids)| {
-                let detail = serde_json::json!({
-                    "advisories": ids.iter().take(MAX_ADVISORIES_TOLD).collect::<Vec<_>>(),
-                    "advisory_count": ids.len(),
-                });
-                (manifest, detail)
-            })
-            .collect();
-        for page in changes.chunks(IMAGES_PER_PAGE) {
-            self.meta()
-                .record_vulnerability_changes(&self.change(actor), page)
-                .await?;
-        }
         Ok(total)
+    }
+
+    /// Stores one batch with the verdict changes it makes, computed from
+    /// the stored versions it replaces and checked against them when it
+    /// commits.
+    async fn import_batch(
+        &self,
+        actor: &Actor,
+        batch: &[Advisory],
+        rows: &[AdvisoryRow],
+        withdrawn: &[String],
+        told: &mut VerdictChanges,
+    ) -> Result<ImportCounts, RegistryError> {
+        let ids: Vec<String> = batch.iter().map(|a| a.id.clone()).collect();
+        for _ in 0..MAX_BATCH_ATTEMPTS {
+            // Versions first: the bodies are read only of the records the
+            // import changes (a refresh brings mostly unchanged ones).
+            let versions = self.meta().advisories_by_id(&ids, false).await?;
+            let seen: Vec<(String, i64)> = versions
+                .iter()
+                .map(|(id, modified, _)| (id.clone(), *modified))
+                .collect();
+            // What the import will change, as it is stored before it.
+            let changed = changed_ids(batch, rows, &versions);
+            let mut images = VerdictChanges {
+                checked: told.checked,
+                reports: std::mem::take(&mut told.reports),
+                ..VerdictChanges::default()
+            };
+            if !changed.is_empty() {
+                let stored = self.meta().advisories_by_id(&changed, true).await?;
+                let (before, after) = changed_advisories(batch, &changed, &stored);
+                self.find_verdict_changes(&before, &after, &mut images)
+                    .await?;
+            }
+            let verdicts: Vec<(Digest, serde_json::Value)> = images
+                .images
+                .iter()
+                .map(|(manifest, ids)| {
+                    let detail = serde_json::json!({
+                        "advisories": ids.iter().take(MAX_ADVISORIES_TOLD).collect::<Vec<_>>(),
+                        "advisory_count": ids.len(),
+                    });
+                    (manifest.clone(), detail)
+                })
+                .collect();
+            let imported = self
+                .meta()
+                .import_advisories(
+                    &self.change(actor),
+                    &AdvisoryBatch {
+                        advisories: rows,
+                        withdrawn,
+                        seen: Some(&seen),
+                        verdicts: &verdicts,
+                    },
+                )
+                .await?;
+            told.reports = images.reports;
+            if let Some(counts) = imported {
+                told.checked = images.checked;
+                told.unchecked += images.unchecked;
+                return Ok(counts);
+            }
+        }
+        // Imports running side by side kept changing the same records: the
+        // database could not take this batch now, and a later call can.
+        Err(MetaError::Unavailable(format!(
+            "other imports changed the same advisories {MAX_BATCH_ATTEMPTS} times while this one stored them"
+        ))
+        .into())
     }
 
     /// Adds to `told` the indexed images whose findings differ between the

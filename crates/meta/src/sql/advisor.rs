@@ -9,8 +9,8 @@ use super::events::NewEvent;
 use super::jobs::LeasedQueue;
 use super::{lock_digests, parse_digest, parse_repository, parse_size, SqlMetaStore};
 use crate::advisor::{
-    AdvisorStore, AdvisoryData, AdvisoryRow, ExemptionRow, ImageIndexRow, ImportCounts, IndexState,
-    PolicyMode, PolicyRow, ScanJob,
+    AdvisorStore, AdvisoryBatch, AdvisoryData, AdvisoryRow, ExemptionRow, ImageIndexRow,
+    ImportCounts, IndexState, PolicyMode, PolicyRow, ScanJob,
 };
 use crate::{Actor, Change, EventKind, MetaError, Timestamp};
 
@@ -173,6 +173,77 @@ async fn store_advisory(
     };
     insert_keys(tx, advisory).await?;
     Ok(outcome)
+}
+
+/// Whether the batch's ids are stored exactly as `seen` says (the same
+/// ids, with the same `modified`), read in `tx` after the import lock.
+async fn still_stored(
+    tx: &mut Tx,
+    batch: &AdvisoryBatch<'_>,
+    seen: &[(String, i64)],
+) -> Result<bool, MetaError> {
+    let ids: Vec<&str> = batch
+        .advisories
+        .iter()
+        .map(|advisory| advisory.id.as_str())
+        .chain(batch.withdrawn.iter().map(String::as_str))
+        .collect();
+    let sql = format!(
+        "SELECT id, modified_ns FROM advisories WHERE id IN (SELECT l.value FROM {})",
+        tx.dialect().list(1)
+    );
+    let mut stored = Vec::new();
+    for ids in ids.chunks(KEYS_PER_STATEMENT) {
+        let rows = query(&sql)
+            .bind(ids.to_vec())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(database("reading the stored versions of advisories"))?;
+        for row in rows {
+            stored.push((row.get::<String>("id")?, row.get::<i64>("modified_ns")?));
+        }
+    }
+    stored.sort_unstable();
+    stored.dedup();
+    let mut seen = seen.to_vec();
+    seen.sort_unstable();
+    seen.dedup();
+    Ok(stored == seen)
+}
+
+/// Records in `tx` that the findings of each image of `changes` (a
+/// manifest digest and the event's detail) changed at the change's time,
+/// with a `vulnerabilities.changed` event in every repository holding it.
+async fn record_vulnerability_changes(
+    tx: &mut Tx,
+    change: &Change,
+    changes: &[(Digest, serde_json::Value)],
+) -> Result<(), MetaError> {
+    for (manifest, detail) in changes {
+        query("UPDATE image_indexes SET findings_changed_at = $2 WHERE manifest_digest = $1")
+            .bind(manifest.as_str())
+            .bind(change.at)
+            .execute(&mut *tx)
+            .await
+            .map_err(database("recording that an image's findings changed"))?;
+        let rows = query(
+            "SELECT r.name FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+             WHERE m.digest = $1 AND m.trashed_at IS NULL ORDER BY r.name",
+        )
+        .bind(manifest.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(database("finding the repositories of an image"))?;
+        for row in rows {
+            let repository = parse_repository(&row.first::<String>()?)?;
+            tx.record(
+                NewEvent::repository(EventKind::VulnerabilitiesChanged, &repository)
+                    .digest(manifest.as_str())
+                    .detail(detail.clone()),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -420,47 +491,6 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
             .collect()
     }
 
-    async fn record_vulnerability_changes(
-        &self,
-        change: &Change,
-        changes: &[(Digest, serde_json::Value)],
-    ) -> Result<usize, MetaError> {
-        if changes.is_empty() {
-            return Ok(0);
-        }
-        let mut tx = self.db.begin_change(change).await?;
-        let mut written = 0;
-        for (manifest, detail) in changes {
-            query("UPDATE image_indexes SET findings_changed_at = $2 WHERE manifest_digest = $1")
-                .bind(manifest.as_str())
-                .bind(change.at)
-                .execute(&mut tx)
-                .await
-                .map_err(database("recording that an image's findings changed"))?;
-            let rows = query(
-                "SELECT r.name FROM manifests m JOIN repositories r ON r.id = m.repository_id \
-                 WHERE m.digest = $1 AND m.trashed_at IS NULL ORDER BY r.name",
-            )
-            .bind(manifest.as_str())
-            .fetch_all(&mut tx)
-            .await
-            .map_err(database("finding the repositories of an image"))?;
-            for row in rows {
-                let repository = parse_repository(&row.first::<String>()?)?;
-                tx.record(
-                    NewEvent::repository(EventKind::VulnerabilitiesChanged, &repository)
-                        .digest(manifest.as_str())
-                        .detail(detail.clone()),
-                )?;
-                written += 1;
-            }
-        }
-        tx.commit()
-            .await
-            .map_err(database("committing vulnerability changes"))?;
-        Ok(written)
-    }
-
     async fn retry_scan(
         &self,
         holder: &str,
@@ -495,20 +525,24 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
     async fn import_advisories(
         &self,
         change: &Change,
-        advisories: &[AdvisoryRow],
-        withdrawn: &[String],
-    ) -> Result<ImportCounts, MetaError> {
+        batch: &AdvisoryBatch<'_>,
+    ) -> Result<Option<ImportCounts>, MetaError> {
         let mut tx = self.db.begin_change(change).await?;
         lock_digests(&mut tx, vec![IMPORT_LOCK]).await?;
+        if let Some(seen) = batch.seen {
+            if !still_stored(&mut tx, batch, seen).await? {
+                return Ok(None);
+            }
+        }
         let mut counts = ImportCounts::default();
-        for advisory in advisories {
+        for advisory in batch.advisories {
             match store_advisory(&mut tx, advisory, change.at).await? {
                 Stored::Added => counts.added += 1,
                 Stored::Updated => counts.updated += 1,
                 Stored::Unchanged => counts.unchanged += 1,
             }
         }
-        for id in withdrawn {
+        for id in batch.withdrawn {
             // The aliases and package keys go with it (ON DELETE CASCADE).
             counts.removed += query("DELETE FROM advisories WHERE id = $1")
                 .bind(id)
@@ -540,10 +574,11 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
                 }),
             ))?;
         }
+        record_vulnerability_changes(&mut tx, change, batch.verdicts).await?;
         tx.commit()
             .await
             .map_err(database("committing an advisory import"))?;
-        Ok(counts)
+        Ok(Some(counts))
     }
 
     async fn advisories_for_packages(
