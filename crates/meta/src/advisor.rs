@@ -319,6 +319,28 @@ pub trait AdvisorStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Digest>, MetaError>;
 
+    /// The images whose indexing finished with packages (`done` or
+    /// `partial`) but whose package keys were never recorded (indexed
+    /// before the store kept them), each with a repository holding it (the
+    /// first by name; `None` when none does), in digest order after `after`
+    /// (a page's last digest), at most `limit`.
+    async fn images_without_package_keys(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<(ImageIndexRow, Option<RepoName>)>, MetaError>;
+
+    /// Records the package keys of image `manifest` (as
+    /// [`finish_scan`](AdvisorStore::finish_scan) would have) if its indexing
+    /// finished with packages and its keys are still not recorded; returns
+    /// whether it did. Not when the image was queued or indexed again
+    /// since: that indexing records its own.
+    async fn record_image_packages(
+        &self,
+        manifest: &Digest,
+        package_keys: &[String],
+    ) -> Result<bool, MetaError>;
+
     /// Gives `holder`'s job on `manifest` back to the queue, due again at
     /// `not_before` (a passing failure: storage unavailable). Fails with
     /// `LeaseLost` unless `holder` holds it.

@@ -188,6 +188,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "replication pending deletes",
         include_str!("../migrations/sqlite/0029_replication_pending_deletes.sql"),
     ),
+    (
+        30,
+        "image package backfill",
+        include_str!("../migrations/sqlite/0030_image_package_backfill.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

@@ -49,6 +49,27 @@ const IMAGE_CONFIG_TYPES: [&str; 2] = [
 /// that a worker returns to the scan queue soon after an advisory import.
 pub const FINDINGS_BATCH: usize = 50;
 
+/// Images whose package keys one backfill step records at most.
+pub const BACKFILL_BATCH: usize = 100;
+
+/// The job lease under which one node at a time records the package keys
+/// of images indexed before they were kept.
+pub const BACKFILL_JOB: &str = "advisor-package-backfill";
+
+/// Where a node's backfill of package keys stands: the last image it
+/// looked at, or done for this start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Backfill {
+    /// Not started.
+    #[default]
+    Start,
+    /// Went through the images up to this one.
+    After(Digest),
+    /// A pass went through every image without keys: nothing more to do
+    /// until the node starts again.
+    Done,
+}
+
 /// Queues tagged images for indexing: the scan-on-push consumer.
 pub struct ScanOnPush {
     registry: Registry,
@@ -229,7 +250,95 @@ impl ScanWorkers {
             handled += 1;
         }
         self.registry.refresh_findings(FINDINGS_BATCH).await?;
+        let mut backfill = Backfill::Start;
+        // Bounded: each step moves past at least one image or ends.
+        for _ in 0..10_000 {
+            if !self.backfill_step(&holder, &mut backfill).await? {
+                break;
+            }
+        }
         Ok(handled)
+    }
+
+    /// One step of the backfill of package keys (images indexed before the
+    /// store kept them, which changed advisories would otherwise never
+    /// find): under the [`BACKFILL_JOB`] lease, so one node does it at a
+    /// time, the next [`BACKFILL_BATCH`] such images after `backfill` get
+    /// their keys from their layers' stored indexes, without reading a
+    /// layer and without changing their state; an image one of whose layer
+    /// indexes is missing or of an older format is queued to be indexed
+    /// again instead (its layers are read then). Returns whether there may
+    /// be more to do; `backfill` moves on, and is `Done` after a pass that
+    /// found nothing more. Progress is kept in the store (an image leaves
+    /// the list once recorded), so a node that stops resumes at its next
+    /// start, and another node takes over when the lease runs out.
+    pub async fn backfill_step(
+        &self,
+        holder: &str,
+        backfill: &mut Backfill,
+    ) -> Result<bool, RegistryError> {
+        let after = match backfill {
+            Backfill::Done => return Ok(false),
+            Backfill::Start => None,
+            Backfill::After(digest) => Some(digest.clone()),
+        };
+        let meta = self.registry.meta();
+        let lease = self.options.lease.as_secs().max(1) as i64;
+        if !meta
+            .acquire_job_lease(BACKFILL_JOB, holder, self.registry.now(), lease)
+            .await?
+        {
+            // Another node does it; this one looks again later.
+            return Ok(false);
+        }
+        let page = meta
+            .images_without_package_keys(after.as_ref(), BACKFILL_BATCH)
+            .await?;
+        for (row, repository) in &page {
+            match self.stored_report(&row.layers).await? {
+                Some(report) => {
+                    let keys: Vec<String> = berth_scanner::matcher::lookup_keys(&report)
+                        .iter()
+                        .map(|key| package_key(&key.ecosystem, &key.name))
+                        .collect();
+                    meta.record_image_packages(&row.manifest, &keys).await?;
+                }
+                None => {
+                    if let Some(repository) = repository {
+                        meta.enqueue_scan(repository, &row.manifest, self.registry.now(), true)
+                            .await?;
+                    }
+                }
+            }
+        }
+        match page.last() {
+            Some((row, _)) if page.len() == BACKFILL_BATCH => {
+                *backfill = Backfill::After(row.manifest.clone());
+                Ok(true)
+            }
+            _ => {
+                *backfill = Backfill::Done;
+                meta.release_job_lease(BACKFILL_JOB, holder).await?;
+                Ok(!page.is_empty())
+            }
+        }
+    }
+
+    /// The index of an image with `layers`, from their stored indexes in
+    /// the current format; `None` if one is missing or older.
+    async fn stored_report(&self, layers: &[Digest]) -> Result<Option<IndexReport>, RegistryError> {
+        let meta = self.registry.meta();
+        let mut indexes = Vec::with_capacity(layers.len());
+        for layer in layers {
+            let Some((LAYER_INDEX_FORMAT, body)) = meta.layer_index(layer).await? else {
+                return Ok(None);
+            };
+            let Ok(index) = serde_json::from_str::<LayerIndex>(&body) else {
+                return Ok(None);
+            };
+            indexes.push(index);
+        }
+        Ok(Some(IndexReport::from_layers(&indexes)))
     }
 
     /// Runs the workers until `shutdown`.
@@ -240,6 +349,7 @@ impl ScanWorkers {
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
                 let holder = workers.holder(worker);
+                let mut backfill = Backfill::Start;
                 loop {
                     let busy = match workers.scan_next(&holder).await {
                         Ok(busy) => busy,
@@ -256,6 +366,16 @@ impl ScanWorkers {
                                 Ok(refreshed) => refreshed > 0,
                                 Err(error) => {
                                     tracing::warn!(%error, "scan worker: finding counts could not be refreshed");
+                                    false
+                                }
+                            })
+                        // Then it records the package keys of images indexed
+                        // before they were kept, once per start.
+                        || (worker == 0
+                            && match workers.backfill_step(&holder, &mut backfill).await {
+                                Ok(more) => more,
+                                Err(error) => {
+                                    tracing::warn!(%error, "scan worker: package keys could not be backfilled");
                                     false
                                 }
                             });

@@ -33,6 +33,40 @@ const SCAN_QUEUE: LeasedQueue = LeasedQueue {
     what: "taking a scan job",
 };
 
+#[cfg(any(test, feature = "test-suite"))]
+impl<B> SqlMetaStore<B> {
+    /// Makes image `manifest` look indexed before the store kept package
+    /// keys (migration 0025): its keys go and they are not recorded. For
+    /// tests of the backfill only.
+    pub async fn forget_image_packages(&self, manifest: &Digest) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_write().await?;
+        query("DELETE FROM image_packages WHERE manifest_digest = $1")
+            .bind(manifest.as_str())
+            .execute(&mut tx)
+            .await
+            .map_err(database("forgetting an image's package keys"))?;
+        query("UPDATE image_indexes SET packages_recorded = FALSE WHERE manifest_digest = $1")
+            .bind(manifest.as_str())
+            .execute(&mut tx)
+            .await
+            .map_err(database("forgetting an image's package keys"))?;
+        tx.commit()
+            .await
+            .map_err(database("committing forgotten package keys"))
+    }
+
+    /// Forgets the stored index of layer `layer`, as if it had never been
+    /// indexed. For tests of the backfill only.
+    pub async fn forget_layer_index(&self, layer: &Digest) -> Result<(), MetaError> {
+        query("DELETE FROM layer_indexes WHERE digest = $1")
+            .bind(layer.as_str())
+            .execute(self.db.writer())
+            .await
+            .map_err(database("forgetting a layer index"))?;
+        Ok(())
+    }
+}
+
 fn image_index_from_row(row: &Row) -> Result<ImageIndexRow, MetaError> {
     let state: String = row.get("state")?;
     let reason: Option<String> = row.get("reason")?;
@@ -173,6 +207,36 @@ async fn store_advisory(
     };
     insert_keys(tx, advisory).await?;
     Ok(outcome)
+}
+
+/// Replaces the package keys of image `manifest` in `tx`.
+async fn write_package_keys(
+    tx: &mut Tx,
+    manifest: &Digest,
+    package_keys: &[String],
+) -> Result<(), MetaError> {
+    query("DELETE FROM image_packages WHERE manifest_digest = $1")
+        .bind(manifest.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(database("replacing an image's package keys"))?;
+    let mut keys: Vec<&str> = package_keys.iter().map(String::as_str).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let insert = format!(
+        "INSERT INTO image_packages (package_key, manifest_digest) \
+             SELECT l.value, $2 FROM {}",
+        tx.dialect().list(1)
+    );
+    for keys in keys.chunks(KEYS_PER_STATEMENT) {
+        query(&insert)
+            .bind(keys.to_vec())
+            .bind(manifest.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(database("recording an image's package keys"))?;
+    }
+    Ok(())
 }
 
 /// Whether the batch's ids are stored exactly as `seen` says (the same
@@ -419,10 +483,11 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
         let layers = serde_json::to_string(&layers)
             .map_err(|error| MetaError::Database(format!("encoding layers: {error}")))?;
         query(
-            "INSERT INTO image_indexes (manifest_digest, state, reason, layers, updated_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (manifest_digest) DO UPDATE \
+            "INSERT INTO image_indexes \
+             (manifest_digest, state, reason, layers, updated_at, packages_recorded) \
+             VALUES ($1, $2, $3, $4, $5, TRUE) ON CONFLICT (manifest_digest) DO UPDATE \
              SET state = excluded.state, reason = excluded.reason, layers = excluded.layers, \
-             updated_at = excluded.updated_at",
+             updated_at = excluded.updated_at, packages_recorded = TRUE",
         )
         .bind(manifest.as_str())
         .bind(state.as_str())
@@ -432,27 +497,7 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
         .execute(&mut tx)
         .await
         .map_err(database("recording an image index"))?;
-        query("DELETE FROM image_packages WHERE manifest_digest = $1")
-            .bind(manifest.as_str())
-            .execute(&mut tx)
-            .await
-            .map_err(database("replacing an image's package keys"))?;
-        let mut keys: Vec<&str> = package_keys.iter().map(String::as_str).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let insert = format!(
-            "INSERT INTO image_packages (package_key, manifest_digest) \
-             SELECT l.value, $2 FROM {}",
-            tx.dialect().list(1)
-        );
-        for keys in keys.chunks(KEYS_PER_STATEMENT) {
-            query(&insert)
-                .bind(keys.to_vec())
-                .bind(manifest.as_str())
-                .execute(&mut tx)
-                .await
-                .map_err(database("recording an image's package keys"))?;
-        }
+        write_package_keys(&mut tx, manifest, package_keys).await?;
         tx.commit()
             .await
             .map_err(database("committing a finished scan"))
@@ -489,6 +534,60 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
             .take(limit)
             .map(|digest| parse_digest(&digest))
             .collect()
+    }
+
+    async fn images_without_package_keys(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<(ImageIndexRow, Option<RepoName>)>, MetaError> {
+        let rows = query(
+            "SELECT i.manifest_digest, i.state, i.reason, i.layers, i.updated_at, \
+             (SELECT MIN(r.name) FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+               WHERE m.digest = i.manifest_digest AND m.trashed_at IS NULL) AS repository \
+             FROM image_indexes i \
+             WHERE NOT i.packages_recorded AND i.state IN ('done', 'partial') \
+             AND i.manifest_digest > $1 ORDER BY i.manifest_digest LIMIT $2",
+        )
+        .bind(after.map_or("", Digest::as_str))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(self.db.reader())
+        .await
+        .map_err(database("listing images without package keys"))?;
+        rows.iter()
+            .map(|row| {
+                let repository = row
+                    .get::<Option<String>>("repository")?
+                    .map(|name| parse_repository(&name))
+                    .transpose()?;
+                Ok((image_index_from_row(row)?, repository))
+            })
+            .collect()
+    }
+
+    async fn record_image_packages(
+        &self,
+        manifest: &Digest,
+        package_keys: &[String],
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.db.begin_write().await?;
+        let marked = query(
+            "UPDATE image_indexes SET packages_recorded = TRUE \
+             WHERE manifest_digest = $1 AND NOT packages_recorded \
+             AND state IN ('done', 'partial')",
+        )
+        .bind(manifest.as_str())
+        .execute(&mut tx)
+        .await
+        .map_err(database("marking an image's package keys recorded"))?;
+        if marked == 0 {
+            return Ok(false);
+        }
+        write_package_keys(&mut tx, manifest, package_keys).await?;
+        tx.commit()
+            .await
+            .map_err(database("committing an image's package keys"))?;
+        Ok(true)
     }
 
     async fn retry_scan(

@@ -800,3 +800,120 @@ pub async fn policies_are_set_per_namespace(store: &dyn MetaStore) {
     store.delete_namespace(&at(NOW + 5), name).await.unwrap();
     assert_eq!(store.policy(name).await.unwrap(), None);
 }
+
+/// Images indexed before the store kept package keys (simulated by
+/// forgetting an image's keys, as migration 0030 finds such images) are
+/// listed with a repository holding them, in digest order and paged, until
+/// their keys are recorded, once; a finished indexing records them too, and
+/// the backfill does not record keys of an image queued again. Needs the
+/// SQL store itself, to forget keys: each backend's tests run it.
+pub async fn images_without_package_keys_are_listed_until_recorded<B: 'static>(
+    sql: &crate::sql::SqlMetaStore<B>,
+) where
+    crate::sql::SqlMetaStore<B>: MetaStore,
+{
+    let store: &dyn MetaStore = sql;
+    let left = repository("suite-backfill/left");
+    let layer = digest_of("suite-backfill layer");
+    let one = image("suite-backfill one", &[&layer]);
+    let two = image("suite-backfill two", &[&layer]);
+    link(store, &left, &layer, 5).await;
+    put(store, &left, &one, None).await;
+    put(store, &left, &two, None).await;
+    let (one, two) = (one.record.digest, two.record.digest);
+    let nobody = digest_of("suite-backfill held by nobody");
+    let lodash = package_key("npm", "suite-backfill-lodash");
+    for manifest in [&one, &two, &nobody] {
+        assert!(store
+            .enqueue_scan(&left, manifest, NOW, false)
+            .await
+            .unwrap());
+        store.take_scan("suite", NOW, 30).await.unwrap().unwrap();
+        store
+            .finish_scan(
+                "suite",
+                manifest,
+                &IndexState::Done,
+                std::slice::from_ref(&layer),
+                std::slice::from_ref(&lodash),
+                NOW,
+            )
+            .await
+            .unwrap();
+    }
+    let listed = |after: Option<Digest>, limit| async move {
+        store
+            .images_without_package_keys(after.as_ref(), limit)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(row, repository)| (row.manifest, row.layers, repository))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listed(None, 10).await, Vec::new());
+
+    for manifest in [&one, &two, &nobody] {
+        sql.forget_image_packages(manifest).await.unwrap();
+    }
+    let found = |keys: Vec<String>| async move {
+        store.images_with_packages(&keys, None, 10).await.unwrap()
+    };
+    assert_eq!(found(vec![lodash.clone()]).await, Vec::new());
+    let mut expected = vec![
+        (one.clone(), vec![layer.clone()], Some(left.clone())),
+        (two.clone(), vec![layer.clone()], Some(left.clone())),
+        (nobody.clone(), vec![layer.clone()], None),
+    ];
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(listed(None, 10).await, expected);
+    assert_eq!(listed(None, 2).await, expected[..2]);
+    assert_eq!(listed(Some(expected[1].0.clone()), 2).await, expected[2..]);
+
+    // Recorded once: the image is found by its packages and leaves the list.
+    assert!(store
+        .record_image_packages(&one, std::slice::from_ref(&lodash))
+        .await
+        .unwrap());
+    assert!(!store
+        .record_image_packages(&one, std::slice::from_ref(&lodash))
+        .await
+        .unwrap());
+    assert_eq!(found(vec![lodash.clone()]).await, vec![one.clone()]);
+    let rest: Vec<Digest> = listed(None, 10).await.into_iter().map(|e| e.0).collect();
+    assert!(!rest.contains(&one) && rest.contains(&two) && rest.contains(&nobody));
+
+    // Queued again, an image is left to its indexing, which records its
+    // keys when it finishes.
+    assert!(store
+        .enqueue_scan(&left, &two, NOW + 1, true)
+        .await
+        .unwrap());
+    assert!(!store
+        .record_image_packages(&two, std::slice::from_ref(&lodash))
+        .await
+        .unwrap());
+    assert_eq!(
+        listed(None, 10).await,
+        vec![(nobody.clone(), vec![layer.clone()], None)]
+    );
+    store
+        .take_scan("suite", NOW + 1, 30)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .finish_scan(
+            "suite",
+            &two,
+            &IndexState::Done,
+            std::slice::from_ref(&layer),
+            std::slice::from_ref(&lodash),
+            NOW + 1,
+        )
+        .await
+        .unwrap();
+    let mut both = vec![one.clone(), two.clone()];
+    both.sort();
+    assert_eq!(found(vec![lodash.clone()]).await, both);
+    assert_eq!(listed(None, 10).await.len(), 1);
+}
