@@ -111,6 +111,22 @@ pub fn package_key(ecosystem: &str, name: &str) -> String {
     format!("{ecosystem}\n{name}")
 }
 
+/// One transaction of an advisory import: the records, and what the
+/// import tells of them ([`AdvisorStore::import_advisories`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AdvisoryBatch<'a> {
+    /// Records to store (newer replacing older ones of the same id).
+    pub advisories: &'a [AdvisoryRow],
+    /// Ids of withdrawn records, removed if stored.
+    pub withdrawn: &'a [String],
+    /// The stored `(id, modified)` of the batch's ids that `verdicts` were
+    /// computed from; ids not stored are absent. `None`: not checked.
+    pub seen: Option<&'a [(String, i64)]>,
+    /// The images whose findings the batch changes (a manifest digest and
+    /// the `vulnerabilities.changed` event's detail).
+    pub verdicts: &'a [(Digest, serde_json::Value)],
+}
+
 /// What an import did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ImportCounts {
@@ -303,16 +319,27 @@ pub trait AdvisorStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Digest>, MetaError>;
 
-    /// Records that the findings of each image of `changes` (a manifest
-    /// digest and the event's detail) changed at the change's time, with a
-    /// `vulnerabilities.changed` event in every repository holding it, in
-    /// one transaction; returns how many events it wrote (none for an
-    /// image no repository holds any more).
-    async fn record_vulnerability_changes(
+    /// The images whose indexing finished with packages (`done` or
+    /// `partial`) but whose package keys were never recorded (indexed
+    /// before the store kept them), each with a repository holding it (the
+    /// first by name; `None` when none does), in digest order after `after`
+    /// (a page's last digest), at most `limit`.
+    async fn images_without_package_keys(
         &self,
-        change: &Change,
-        changes: &[(Digest, serde_json::Value)],
-    ) -> Result<usize, MetaError>;
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<(ImageIndexRow, Option<RepoName>)>, MetaError>;
+
+    /// Records the package keys of image `manifest` (as
+    /// [`finish_scan`](AdvisorStore::finish_scan) would have) if its indexing
+    /// finished with packages and its keys are still not recorded; returns
+    /// whether it did. Not when the image was queued or indexed again
+    /// since: that indexing records its own.
+    async fn record_image_packages(
+        &self,
+        manifest: &Digest,
+        package_keys: &[String],
+    ) -> Result<bool, MetaError>;
 
     /// Gives `holder`'s job on `manifest` back to the queue, due again at
     /// `not_before` (a passing failure: storage unavailable). Fails with
@@ -329,16 +356,29 @@ pub trait AdvisorStore: Send + Sync + 'static {
 
     // --- advisories ---
 
-    /// Stores `advisories`, each replacing a stored record of the same id
-    /// only if its `modified` is newer, and removes the `withdrawn` ids, in
-    /// one transaction; writes an `advisories.imported` event with the
-    /// counts when something changed, and advances the data's generation.
+    /// Imports one batch: stores `batch.advisories`, each replacing a
+    /// stored record of the same id only if its `modified` is newer, and
+    /// removes the `batch.withdrawn` ids; writes an `advisories.imported`
+    /// event with the counts when something changed, and advances the
+    /// data's generation; and records that the findings of each image of
+    /// `batch.verdicts` changed at the change's time, with a
+    /// `vulnerabilities.changed` event in every repository holding it (none
+    /// for an image no repository holds any more). All of it in one
+    /// transaction, so the advisories and the events naming the images
+    /// they affect are visible together or not at all; an import of many
+    /// batches tells each batch's images with that batch.
+    ///
+    /// With `batch.seen` (the stored `(id, modified)` of the batch's ids
+    /// that the caller computed `verdicts` from, in any order), the batch
+    /// is stored only if those ids are stored exactly so when it commits;
+    /// otherwise (another import changed them since) nothing changes and
+    /// the answer is `None`, for the caller to compute again. Without it
+    /// the answer is always `Some`.
     async fn import_advisories(
         &self,
         change: &Change,
-        advisories: &[AdvisoryRow],
-        withdrawn: &[String],
-    ) -> Result<ImportCounts, MetaError>;
+        batch: &AdvisoryBatch<'_>,
+    ) -> Result<Option<ImportCounts>, MetaError>;
 
     /// The bodies of every stored advisory affecting one of `package_keys`,
     /// each once, in id order.

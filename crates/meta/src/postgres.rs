@@ -249,6 +249,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/postgres/0029_replication_pending_deletes.sql"),
     ),
     (
+        30,
+        "image package backfill",
+        include_str!("../migrations/postgres/0030_image_package_backfill.sql"),
+    ),
+    (
         32,
         "namespace figures index",
         include_str!("../migrations/postgres/0032_namespace_figures_index.sql"),

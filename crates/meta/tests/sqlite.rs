@@ -245,3 +245,11 @@ async fn a_recount_reports_and_fixes_usage_drift() {
     .await;
     assert_eq!(kinds.len(), 1);
 }
+
+/// Images indexed before package keys were kept are found until their keys
+/// are recorded; see `berth_meta::suite::advisor`.
+#[tokio::test]
+async fn images_without_package_keys_are_listed_until_recorded() {
+    let (_dir, store) = fresh_store().await;
+    berth_meta::suite::advisor::images_without_package_keys_are_listed_until_recorded(&store).await;
+}

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use berth_meta::advisor::package_key;
 use berth_meta::{
-    AdvisoryRow, Event, EventKind, ImageFindings, ImageIndexRow, ImportCounts, IndexState,
-    MetaError, NamespaceFindings, ScanJob, SeverityCounts,
+    AdvisoryBatch, AdvisoryRow, Event, EventKind, ImageFindings, ImageIndexRow, ImportCounts,
+    IndexState, MetaError, NamespaceFindings, ScanJob, SeverityCounts,
 };
 use berth_oci::manifest::{ManifestKind, ParsedManifest};
 use berth_oci::{Digest, RepoName, Tag};
@@ -48,6 +48,27 @@ const IMAGE_CONFIG_TYPES: [&str; 2] = [
 /// The most stale finding counts one refresh assesses again: small, so
 /// that a worker returns to the scan queue soon after an advisory import.
 pub const FINDINGS_BATCH: usize = 50;
+
+/// Images whose package keys one backfill step records at most.
+pub const BACKFILL_BATCH: usize = 100;
+
+/// The job lease under which one node at a time records the package keys
+/// of images indexed before they were kept.
+pub const BACKFILL_JOB: &str = "advisor-package-backfill";
+
+/// Where a node's backfill of package keys stands: the last image it
+/// looked at, or done for this start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Backfill {
+    /// Not started.
+    #[default]
+    Start,
+    /// Went through the images up to this one.
+    After(Digest),
+    /// A pass went through every image without keys: nothing more to do
+    /// until the node starts again.
+    Done,
+}
 
 /// Queues tagged images for indexing: the scan-on-push consumer.
 pub struct ScanOnPush {
@@ -229,7 +250,95 @@ impl ScanWorkers {
             handled += 1;
         }
         self.registry.refresh_findings(FINDINGS_BATCH).await?;
+        let mut backfill = Backfill::Start;
+        // Bounded: each step moves past at least one image or ends.
+        for _ in 0..10_000 {
+            if !self.backfill_step(&holder, &mut backfill).await? {
+                break;
+            }
+        }
         Ok(handled)
+    }
+
+    /// One step of the backfill of package keys (images indexed before the
+    /// store kept them, which changed advisories would otherwise never
+    /// find): under the [`BACKFILL_JOB`] lease, so one node does it at a
+    /// time, the next [`BACKFILL_BATCH`] such images after `backfill` get
+    /// their keys from their layers' stored indexes, without reading a
+    /// layer and without changing their state; an image one of whose layer
+    /// indexes is missing or of an older format is queued to be indexed
+    /// again instead (its layers are read then). Returns whether there may
+    /// be more to do; `backfill` moves on, and is `Done` after a pass that
+    /// found nothing more. Progress is kept in the store (an image leaves
+    /// the list once recorded), so a node that stops resumes at its next
+    /// start, and another node takes over when the lease runs out.
+    pub async fn backfill_step(
+        &self,
+        holder: &str,
+        backfill: &mut Backfill,
+    ) -> Result<bool, RegistryError> {
+        let after = match backfill {
+            Backfill::Done => return Ok(false),
+            Backfill::Start => None,
+            Backfill::After(digest) => Some(digest.clone()),
+        };
+        let meta = self.registry.meta();
+        let lease = self.options.lease.as_secs().max(1) as i64;
+        if !meta
+            .acquire_job_lease(BACKFILL_JOB, holder, self.registry.now(), lease)
+            .await?
+        {
+            // Another node does it; this one looks again later.
+            return Ok(false);
+        }
+        let page = meta
+            .images_without_package_keys(after.as_ref(), BACKFILL_BATCH)
+            .await?;
+        for (row, repository) in &page {
+            match self.stored_report(&row.layers).await? {
+                Some(report) => {
+                    let keys: Vec<String> = berth_scanner::matcher::lookup_keys(&report)
+                        .iter()
+                        .map(|key| package_key(&key.ecosystem, &key.name))
+                        .collect();
+                    meta.record_image_packages(&row.manifest, &keys).await?;
+                }
+                None => {
+                    if let Some(repository) = repository {
+                        meta.enqueue_scan(repository, &row.manifest, self.registry.now(), true)
+                            .await?;
+                    }
+                }
+            }
+        }
+        match page.last() {
+            Some((row, _)) if page.len() == BACKFILL_BATCH => {
+                *backfill = Backfill::After(row.manifest.clone());
+                Ok(true)
+            }
+            _ => {
+                *backfill = Backfill::Done;
+                meta.release_job_lease(BACKFILL_JOB, holder).await?;
+                Ok(!page.is_empty())
+            }
+        }
+    }
+
+    /// The index of an image with `layers`, from their stored indexes in
+    /// the current format; `None` if one is missing or older.
+    async fn stored_report(&self, layers: &[Digest]) -> Result<Option<IndexReport>, RegistryError> {
+        let meta = self.registry.meta();
+        let mut indexes = Vec::with_capacity(layers.len());
+        for layer in layers {
+            let Some((LAYER_INDEX_FORMAT, body)) = meta.layer_index(layer).await? else {
+                return Ok(None);
+            };
+            let Ok(index) = serde_json::from_str::<LayerIndex>(&body) else {
+                return Ok(None);
+            };
+            indexes.push(index);
+        }
+        Ok(Some(IndexReport::from_layers(&indexes)))
     }
 
     /// Runs the workers until `shutdown`.
@@ -240,6 +349,7 @@ impl ScanWorkers {
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
                 let holder = workers.holder(worker);
+                let mut backfill = Backfill::Start;
                 loop {
                     let busy = match workers.scan_next(&holder).await {
                         Ok(busy) => busy,
@@ -256,6 +366,16 @@ impl ScanWorkers {
                                 Ok(refreshed) => refreshed > 0,
                                 Err(error) => {
                                     tracing::warn!(%error, "scan worker: finding counts could not be refreshed");
+                                    false
+                                }
+                            })
+                        // Then it records the package keys of images indexed
+                        // before they were kept, once per start.
+                        || (worker == 0
+                            && match workers.backfill_step(&holder, &mut backfill).await {
+                                Ok(more) => more,
+                                Err(error) => {
+                                    tracing::warn!(%error, "scan worker: package keys could not be backfilled");
                                     false
                                 }
                             });
@@ -647,6 +767,9 @@ const ADVISORIES_PER_TRANSACTION: usize = 500;
 pub const MAX_IMAGES_CHECKED: usize = 10_000;
 /// Images looked up, and told of, per query.
 pub const IMAGES_PER_PAGE: usize = 500;
+/// Times a batch is computed again when another import changed its
+/// advisories before it committed.
+const MAX_BATCH_ATTEMPTS: usize = 5;
 /// Advisory ids one `vulnerabilities.changed` event names at most.
 const MAX_ADVISORIES_TOLD: usize = 50;
 
@@ -782,12 +905,16 @@ impl Registry {
     /// Stores advisories (newer ones replace older ones of the same id;
     /// withdrawn ones are removed), in batches; returns what changed.
     ///
-    /// Then tells of the verdicts that changed: the indexed images with a
-    /// package an added, updated or withdrawn advisory names are matched
-    /// against that advisory as it was and as it is, from their stored
-    /// index (never their layers), and each image whose findings differ
-    /// gets one `vulnerabilities.changed` event per repository holding it.
-    /// At most [`MAX_IMAGES_CHECKED`] images are checked per call (paged,
+    /// Each batch tells of the verdicts it changes, in its own
+    /// transaction: the indexed images with a package an added, updated or
+    /// withdrawn advisory names are matched against that advisory as it
+    /// was and as it is, from their stored index (never their layers), and
+    /// each image whose findings differ gets one `vulnerabilities.changed`
+    /// event per repository holding it, committed with the batch. The
+    /// verdicts are computed from the stored versions the batch replaces;
+    /// if another import changed them before the batch commits, the batch
+    /// is computed again ([`MAX_BATCH_ATTEMPTS`] times at most). At most
+    /// [`MAX_IMAGES_CHECKED`] images are checked per call (paged,
     /// [`IMAGES_PER_PAGE`] at a time); past that the rest are logged, not
     /// told.
     pub async fn import_advisories(
@@ -800,8 +927,7 @@ impl Registry {
     }
 
     /// [`Registry::import_advisories`], calling `progress` with the number
-    /// of records of each batch once it is stored (for a progress bar: one
-    /// call imports everything, so each image is told once).
+    /// of records of each batch once it is stored (for a progress bar).
     pub async fn import_advisories_with_progress(
         &self,
         actor: &Actor,
@@ -811,10 +937,6 @@ impl Registry {
         let mut total = ImportCounts::default();
         let mut told = VerdictChanges::default();
         for batch in advisories.chunks(ADVISORIES_PER_TRANSACTION) {
-            let ids: Vec<String> = batch.iter().map(|a| a.id.clone()).collect();
-            // Versions first: the bodies are read only of the records the
-            // import changes (a refresh brings mostly unchanged ones).
-            let versions = self.meta().advisories_by_id(&ids, false).await?;
             let mut rows = Vec::new();
             let mut withdrawn = Vec::new();
             for advisory in batch {
@@ -824,26 +946,13 @@ impl Registry {
                     rows.push(advisory_row(advisory)?);
                 }
             }
-            // What the import will change, as it is stored before it.
-            let changed = changed_ids(batch, &rows, &versions);
-            let stored = if changed.is_empty() {
-                Vec::new()
-            } else {
-                self.meta().advisories_by_id(&changed, true).await?
-            };
             let counts = self
-                .meta()
-                .import_advisories(&self.change(actor), &rows, &withdrawn)
+                .import_batch(actor, batch, &rows, &withdrawn, &mut told)
                 .await?;
             total.added += counts.added;
             total.updated += counts.updated;
             total.unchanged += counts.unchanged;
             total.removed += counts.removed;
-            if counts.changed() {
-                let (before, after) = changed_advisories(batch, &changed, &stored);
-                self.find_verdict_changes(&before, &after, &mut told)
-                    .await?;
-            }
             progress(batch.len());
         }
         if told.unchecked > 0 {
@@ -853,23 +962,78 @@ impl Registry {
                 "advisories changed for more images than one import checks; the rest were not told of it"
             );
         }
-        let changes: Vec<(Digest, serde_json::Value)> = told
-            .images
-            .into_iter()
-            .map(|(manifest, ids)| {
-                let detail = serde_json::json!({
-                    "advisories": ids.iter().take(MAX_ADVISORIES_TOLD).collect::<Vec<_>>(),
-                    "advisory_count": ids.len(),
-                });
-                (manifest, detail)
-            })
-            .collect();
-        for page in changes.chunks(IMAGES_PER_PAGE) {
-            self.meta()
-                .record_vulnerability_changes(&self.change(actor), page)
-                .await?;
-        }
         Ok(total)
+    }
+
+    /// Stores one batch with the verdict changes it makes, computed from
+    /// the stored versions it replaces and checked against them when it
+    /// commits.
+    async fn import_batch(
+        &self,
+        actor: &Actor,
+        batch: &[Advisory],
+        rows: &[AdvisoryRow],
+        withdrawn: &[String],
+        told: &mut VerdictChanges,
+    ) -> Result<ImportCounts, RegistryError> {
+        let ids: Vec<String> = batch.iter().map(|a| a.id.clone()).collect();
+        for _ in 0..MAX_BATCH_ATTEMPTS {
+            // Versions first: the bodies are read only of the records the
+            // import changes (a refresh brings mostly unchanged ones).
+            let versions = self.meta().advisories_by_id(&ids, false).await?;
+            let seen: Vec<(String, i64)> = versions
+                .iter()
+                .map(|(id, modified, _)| (id.clone(), *modified))
+                .collect();
+            // What the import will change, as it is stored before it.
+            let changed = changed_ids(batch, rows, &versions);
+            let mut images = VerdictChanges {
+                checked: told.checked,
+                reports: std::mem::take(&mut told.reports),
+                ..VerdictChanges::default()
+            };
+            if !changed.is_empty() {
+                let stored = self.meta().advisories_by_id(&changed, true).await?;
+                let (before, after) = changed_advisories(batch, &changed, &stored);
+                self.find_verdict_changes(&before, &after, &mut images)
+                    .await?;
+            }
+            let verdicts: Vec<(Digest, serde_json::Value)> = images
+                .images
+                .iter()
+                .map(|(manifest, ids)| {
+                    let detail = serde_json::json!({
+                        "advisories": ids.iter().take(MAX_ADVISORIES_TOLD).collect::<Vec<_>>(),
+                        "advisory_count": ids.len(),
+                    });
+                    (manifest.clone(), detail)
+                })
+                .collect();
+            let imported = self
+                .meta()
+                .import_advisories(
+                    &self.change(actor),
+                    &AdvisoryBatch {
+                        advisories: rows,
+                        withdrawn,
+                        seen: Some(&seen),
+                        verdicts: &verdicts,
+                    },
+                )
+                .await?;
+            told.reports = images.reports;
+            if let Some(counts) = imported {
+                told.checked = images.checked;
+                told.unchecked += images.unchecked;
+                return Ok(counts);
+            }
+        }
+        // Imports running side by side kept changing the same records: the
+        // database could not take this batch now, and a later call can.
+        Err(MetaError::Unavailable(format!(
+            "other imports changed the same advisories {MAX_BATCH_ATTEMPTS} times while this one stored them"
+        ))
+        .into())
     }
 
     /// Adds to `told` the indexed images whose findings differ between the

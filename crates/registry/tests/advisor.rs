@@ -831,3 +831,86 @@ async fn the_sync_runs_on_one_node_at_a_time_once_per_interval() {
     assert_eq!(status[1].last_attempt_at, Some(h.now()));
     assert_eq!(status[1].last_error.as_deref(), Some("connection refused"));
 }
+
+/// An image indexed before the store kept package keys (simulated: its
+/// keys forgotten) is invisible to new advisories until the workers'
+/// backfill records its keys from the stored layer indexes, without
+/// reading a layer or changing its state; then an import tells of it.
+/// An image whose layer index is gone is queued to be indexed again.
+#[tokio::test]
+async fn images_indexed_before_package_keys_become_assessable_again() {
+    use berth_meta::EventStore;
+    let h = Harness::new().await;
+    let app = repo("team/app");
+    let base = layer(&[
+        ("etc/os-release", OS_RELEASE),
+        (
+            "var/lib/dpkg/status",
+            &dpkg_status(&[("libexample", "1.2-3"), ("toolexample", "0.9-1")]),
+        ),
+    ]);
+    let image = h.push_image(&app, &tag("v1"), "app", &[&base]).await;
+    scan_on_push(&h.registry).run_once().await.unwrap();
+    let workers = workers(&h.registry);
+    assert_eq!(workers.run_once(10).await.unwrap(), 1);
+    let layers_read = workers.stats().layers_indexed.load(Ordering::SeqCst);
+    h.meta.forget_image_packages(&image.digest).await.unwrap();
+
+    // Before the backfill, an import that affects the image cannot tell.
+    let mut records = advisories();
+    let from = h.meta.last_event_position().await.unwrap();
+    h.registry
+        .import_advisories(&actor(), &records[..1])
+        .await
+        .unwrap();
+    assert_eq!(verdict_changes(&h, from).await, vec![]);
+
+    // The backfill records the image's keys (no layer read, still done).
+    assert_eq!(workers.run_once(10).await.unwrap(), 0);
+    assert_eq!(
+        workers.stats().layers_indexed.load(Ordering::SeqCst),
+        layers_read
+    );
+    let row = h.meta.image_index(&image.digest).await.unwrap().unwrap();
+    assert_eq!(row.state, IndexState::Done);
+    assert_eq!(
+        h.meta.images_without_package_keys(None, 10).await.unwrap(),
+        vec![]
+    );
+    let from = h.meta.last_event_position().await.unwrap();
+    records.truncate(2);
+    h.registry
+        .import_advisories(&actor(), &records[1..])
+        .await
+        .unwrap();
+    assert_eq!(
+        verdict_changes(&h, from).await,
+        vec![(
+            "team/app".to_string(),
+            image.digest.to_string(),
+            serde_json::json!(["TEST-DEB-2"])
+        )]
+    );
+
+    // Without its layer's stored index, the image is indexed again.
+    let other = h
+        .push_image(&repo("team/other"), &tag("v1"), "other", &[&base])
+        .await;
+    scan_on_push(&h.registry).run_once().await.unwrap();
+    assert_eq!(workers.run_once(10).await.unwrap(), 1);
+    h.meta.forget_image_packages(&other.digest).await.unwrap();
+    let row = h.meta.image_index(&other.digest).await.unwrap().unwrap();
+    let mut backfill = berth_registry::advisor::Backfill::Start;
+    h.meta.forget_layer_index(&row.layers[0]).await.unwrap();
+    assert!(workers.backfill_step("test", &mut backfill).await.unwrap());
+    assert_eq!(backfill, berth_registry::advisor::Backfill::Done);
+    assert_eq!(
+        h.meta
+            .image_index(&other.digest)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        IndexState::Queued
+    );
+}

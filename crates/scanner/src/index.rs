@@ -2,7 +2,7 @@
 //! files they want, producing a [`LayerIndex`].
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -229,7 +229,7 @@ impl Indexer {
     /// Reads one wanted file and runs the analyzers that want it. An error
     /// is the layer stream's (the walk cannot go on); problems with the
     /// file itself are recorded.
-    fn analyze_file<R: Read>(
+    fn analyze_file<R: BufRead>(
         &self,
         walk: &mut Walk,
         budget: &Budget,
@@ -384,7 +384,7 @@ impl Walk {
 /// The current entry's data as a reader.
 struct EntryReader<'a, R>(&'a mut TarReader<R>);
 
-impl<R: Read> Read for EntryReader<'_, R> {
+impl<R: BufRead> Read for EntryReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0.read_data(buf)
     }

@@ -9,8 +9,8 @@ use super::events::NewEvent;
 use super::jobs::LeasedQueue;
 use super::{lock_digests, parse_digest, parse_repository, parse_size, SqlMetaStore};
 use crate::advisor::{
-    AdvisorStore, AdvisoryData, AdvisoryRow, ExemptionRow, ImageIndexRow, ImportCounts, IndexState,
-    PolicyMode, PolicyRow, ScanJob,
+    AdvisorStore, AdvisoryBatch, AdvisoryData, AdvisoryRow, ExemptionRow, ImageIndexRow,
+    ImportCounts, IndexState, PolicyMode, PolicyRow, ScanJob,
 };
 use crate::{Actor, Change, EventKind, MetaError, Timestamp};
 
@@ -32,6 +32,40 @@ const SCAN_QUEUE: LeasedQueue = LeasedQueue {
     returning: "manifest_digest, repository, attempts, enqueued_at",
     what: "taking a scan job",
 };
+
+#[cfg(any(test, feature = "test-suite"))]
+impl<B> SqlMetaStore<B> {
+    /// Makes image `manifest` look indexed before the store kept package
+    /// keys (migration 0025): its keys go and they are not recorded. For
+    /// tests of the backfill only.
+    pub async fn forget_image_packages(&self, manifest: &Digest) -> Result<(), MetaError> {
+        let mut tx = self.db.begin_write().await?;
+        query("DELETE FROM image_packages WHERE manifest_digest = $1")
+            .bind(manifest.as_str())
+            .execute(&mut tx)
+            .await
+            .map_err(database("forgetting an image's package keys"))?;
+        query("UPDATE image_indexes SET packages_recorded = FALSE WHERE manifest_digest = $1")
+            .bind(manifest.as_str())
+            .execute(&mut tx)
+            .await
+            .map_err(database("forgetting an image's package keys"))?;
+        tx.commit()
+            .await
+            .map_err(database("committing forgotten package keys"))
+    }
+
+    /// Forgets the stored index of layer `layer`, as if it had never been
+    /// indexed. For tests of the backfill only.
+    pub async fn forget_layer_index(&self, layer: &Digest) -> Result<(), MetaError> {
+        query("DELETE FROM layer_indexes WHERE digest = $1")
+            .bind(layer.as_str())
+            .execute(self.db.writer())
+            .await
+            .map_err(database("forgetting a layer index"))?;
+        Ok(())
+    }
+}
 
 fn image_index_from_row(row: &Row) -> Result<ImageIndexRow, MetaError> {
     let state: String = row.get("state")?;
@@ -173,6 +207,107 @@ async fn store_advisory(
     };
     insert_keys(tx, advisory).await?;
     Ok(outcome)
+}
+
+/// Replaces the package keys of image `manifest` in `tx`.
+async fn write_package_keys(
+    tx: &mut Tx,
+    manifest: &Digest,
+    package_keys: &[String],
+) -> Result<(), MetaError> {
+    query("DELETE FROM image_packages WHERE manifest_digest = $1")
+        .bind(manifest.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(database("replacing an image's package keys"))?;
+    let mut keys: Vec<&str> = package_keys.iter().map(String::as_str).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let insert = format!(
+        "INSERT INTO image_packages (package_key, manifest_digest) \
+             SELECT l.value, $2 FROM {}",
+        tx.dialect().list(1)
+    );
+    for keys in keys.chunks(KEYS_PER_STATEMENT) {
+        query(&insert)
+            .bind(keys.to_vec())
+            .bind(manifest.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(database("recording an image's package keys"))?;
+    }
+    Ok(())
+}
+
+/// Whether the batch's ids are stored exactly as `seen` says (the same
+/// ids, with the same `modified`), read in `tx` after the import lock.
+async fn still_stored(
+    tx: &mut Tx,
+    batch: &AdvisoryBatch<'_>,
+    seen: &[(String, i64)],
+) -> Result<bool, MetaError> {
+    let ids: Vec<&str> = batch
+        .advisories
+        .iter()
+        .map(|advisory| advisory.id.as_str())
+        .chain(batch.withdrawn.iter().map(String::as_str))
+        .collect();
+    let sql = format!(
+        "SELECT id, modified_ns FROM advisories WHERE id IN (SELECT l.value FROM {})",
+        tx.dialect().list(1)
+    );
+    let mut stored = Vec::new();
+    for ids in ids.chunks(KEYS_PER_STATEMENT) {
+        let rows = query(&sql)
+            .bind(ids.to_vec())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(database("reading the stored versions of advisories"))?;
+        for row in rows {
+            stored.push((row.get::<String>("id")?, row.get::<i64>("modified_ns")?));
+        }
+    }
+    stored.sort_unstable();
+    stored.dedup();
+    let mut seen = seen.to_vec();
+    seen.sort_unstable();
+    seen.dedup();
+    Ok(stored == seen)
+}
+
+/// Records in `tx` that the findings of each image of `changes` (a
+/// manifest digest and the event's detail) changed at the change's time,
+/// with a `vulnerabilities.changed` event in every repository holding it.
+async fn record_vulnerability_changes(
+    tx: &mut Tx,
+    change: &Change,
+    changes: &[(Digest, serde_json::Value)],
+) -> Result<(), MetaError> {
+    for (manifest, detail) in changes {
+        query("UPDATE image_indexes SET findings_changed_at = $2 WHERE manifest_digest = $1")
+            .bind(manifest.as_str())
+            .bind(change.at)
+            .execute(&mut *tx)
+            .await
+            .map_err(database("recording that an image's findings changed"))?;
+        let rows = query(
+            "SELECT r.name FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+             WHERE m.digest = $1 AND m.trashed_at IS NULL ORDER BY r.name",
+        )
+        .bind(manifest.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(database("finding the repositories of an image"))?;
+        for row in rows {
+            let repository = parse_repository(&row.first::<String>()?)?;
+            tx.record(
+                NewEvent::repository(EventKind::VulnerabilitiesChanged, &repository)
+                    .digest(manifest.as_str())
+                    .detail(detail.clone()),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -348,10 +483,11 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
         let layers = serde_json::to_string(&layers)
             .map_err(|error| MetaError::Database(format!("encoding layers: {error}")))?;
         query(
-            "INSERT INTO image_indexes (manifest_digest, state, reason, layers, updated_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (manifest_digest) DO UPDATE \
+            "INSERT INTO image_indexes \
+             (manifest_digest, state, reason, layers, updated_at, packages_recorded) \
+             VALUES ($1, $2, $3, $4, $5, TRUE) ON CONFLICT (manifest_digest) DO UPDATE \
              SET state = excluded.state, reason = excluded.reason, layers = excluded.layers, \
-             updated_at = excluded.updated_at",
+             updated_at = excluded.updated_at, packages_recorded = TRUE",
         )
         .bind(manifest.as_str())
         .bind(state.as_str())
@@ -361,27 +497,7 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
         .execute(&mut tx)
         .await
         .map_err(database("recording an image index"))?;
-        query("DELETE FROM image_packages WHERE manifest_digest = $1")
-            .bind(manifest.as_str())
-            .execute(&mut tx)
-            .await
-            .map_err(database("replacing an image's package keys"))?;
-        let mut keys: Vec<&str> = package_keys.iter().map(String::as_str).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let insert = format!(
-            "INSERT INTO image_packages (package_key, manifest_digest) \
-             SELECT l.value, $2 FROM {}",
-            tx.dialect().list(1)
-        );
-        for keys in keys.chunks(KEYS_PER_STATEMENT) {
-            query(&insert)
-                .bind(keys.to_vec())
-                .bind(manifest.as_str())
-                .execute(&mut tx)
-                .await
-                .map_err(database("recording an image's package keys"))?;
-        }
+        write_package_keys(&mut tx, manifest, package_keys).await?;
         tx.commit()
             .await
             .map_err(database("committing a finished scan"))
@@ -420,45 +536,58 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
             .collect()
     }
 
-    async fn record_vulnerability_changes(
+    async fn images_without_package_keys(
         &self,
-        change: &Change,
-        changes: &[(Digest, serde_json::Value)],
-    ) -> Result<usize, MetaError> {
-        if changes.is_empty() {
-            return Ok(0);
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<(ImageIndexRow, Option<RepoName>)>, MetaError> {
+        let rows = query(
+            "SELECT i.manifest_digest, i.state, i.reason, i.layers, i.updated_at, \
+             (SELECT MIN(r.name) FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+               WHERE m.digest = i.manifest_digest AND m.trashed_at IS NULL) AS repository \
+             FROM image_indexes i \
+             WHERE NOT i.packages_recorded AND i.state IN ('done', 'partial') \
+             AND i.manifest_digest > $1 ORDER BY i.manifest_digest LIMIT $2",
+        )
+        .bind(after.map_or("", Digest::as_str))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(self.db.reader())
+        .await
+        .map_err(database("listing images without package keys"))?;
+        rows.iter()
+            .map(|row| {
+                let repository = row
+                    .get::<Option<String>>("repository")?
+                    .map(|name| parse_repository(&name))
+                    .transpose()?;
+                Ok((image_index_from_row(row)?, repository))
+            })
+            .collect()
+    }
+
+    async fn record_image_packages(
+        &self,
+        manifest: &Digest,
+        package_keys: &[String],
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.db.begin_write().await?;
+        let marked = query(
+            "UPDATE image_indexes SET packages_recorded = TRUE \
+             WHERE manifest_digest = $1 AND NOT packages_recorded \
+             AND state IN ('done', 'partial')",
+        )
+        .bind(manifest.as_str())
+        .execute(&mut tx)
+        .await
+        .map_err(database("marking an image's package keys recorded"))?;
+        if marked == 0 {
+            return Ok(false);
         }
-        let mut tx = self.db.begin_change(change).await?;
-        let mut written = 0;
-        for (manifest, detail) in changes {
-            query("UPDATE image_indexes SET findings_changed_at = $2 WHERE manifest_digest = $1")
-                .bind(manifest.as_str())
-                .bind(change.at)
-                .execute(&mut tx)
-                .await
-                .map_err(database("recording that an image's findings changed"))?;
-            let rows = query(
-                "SELECT r.name FROM manifests m JOIN repositories r ON r.id = m.repository_id \
-                 WHERE m.digest = $1 AND m.trashed_at IS NULL ORDER BY r.name",
-            )
-            .bind(manifest.as_str())
-            .fetch_all(&mut tx)
-            .await
-            .map_err(database("finding the repositories of an image"))?;
-            for row in rows {
-                let repository = parse_repository(&row.first::<String>()?)?;
-                tx.record(
-                    NewEvent::repository(EventKind::VulnerabilitiesChanged, &repository)
-                        .digest(manifest.as_str())
-                        .detail(detail.clone()),
-                )?;
-                written += 1;
-            }
-        }
+        write_package_keys(&mut tx, manifest, package_keys).await?;
         tx.commit()
             .await
-            .map_err(database("committing vulnerability changes"))?;
-        Ok(written)
+            .map_err(database("committing an image's package keys"))?;
+        Ok(true)
     }
 
     async fn retry_scan(
@@ -495,20 +624,24 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
     async fn import_advisories(
         &self,
         change: &Change,
-        advisories: &[AdvisoryRow],
-        withdrawn: &[String],
-    ) -> Result<ImportCounts, MetaError> {
+        batch: &AdvisoryBatch<'_>,
+    ) -> Result<Option<ImportCounts>, MetaError> {
         let mut tx = self.db.begin_change(change).await?;
         lock_digests(&mut tx, vec![IMPORT_LOCK]).await?;
+        if let Some(seen) = batch.seen {
+            if !still_stored(&mut tx, batch, seen).await? {
+                return Ok(None);
+            }
+        }
         let mut counts = ImportCounts::default();
-        for advisory in advisories {
+        for advisory in batch.advisories {
             match store_advisory(&mut tx, advisory, change.at).await? {
                 Stored::Added => counts.added += 1,
                 Stored::Updated => counts.updated += 1,
                 Stored::Unchanged => counts.unchanged += 1,
             }
         }
-        for id in withdrawn {
+        for id in batch.withdrawn {
             // The aliases and package keys go with it (ON DELETE CASCADE).
             counts.removed += query("DELETE FROM advisories WHERE id = $1")
                 .bind(id)
@@ -540,10 +673,11 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
                 }),
             ))?;
         }
+        record_vulnerability_changes(&mut tx, change, batch.verdicts).await?;
         tx.commit()
             .await
             .map_err(database("committing an advisory import"))?;
-        Ok(counts)
+        Ok(Some(counts))
     }
 
     async fn advisories_for_packages(

@@ -8,7 +8,10 @@
 use super::events::events_after;
 use super::*;
 use crate::advisor::{package_key, scope_namespace};
-use crate::{AdvisoryRow, EventKind, ExemptionRow, IndexState, PolicyMode, PolicyRow};
+use crate::{
+    AdvisoryBatch, AdvisoryRow, EventKind, ExemptionRow, ImportCounts, IndexState, PolicyMode,
+    PolicyRow,
+};
 
 /// Every test of this suite, by name, in the order [`super::run_all`] runs them.
 pub const TESTS: &[(&str, SuiteTest)] = &[
@@ -41,7 +44,9 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
 /// A finished scan records the image's package keys (replacing earlier
 /// ones); images are found by package key, each once, in digest order and
 /// paged; advisories are read by id; a change is told once per repository
-/// holding the image, none for an image nobody holds.
+/// holding the image, none for an image nobody holds, in the import's own
+/// transaction: a batch computed from stale versions stores nothing and
+/// tells nothing.
 pub async fn images_are_found_by_package_and_told_of_changes(store: &dyn MetaStore) {
     let left = repository("suite-vulnchange/left");
     let right = repository("suite-vulnchange/right");
@@ -138,7 +143,7 @@ pub async fn images_are_found_by_package_and_told_of_changes(store: &dyn MetaSto
             body: format!("{{\"id\":\"{id}\"}}"),
         })
         .collect();
-    store.import_advisories(&at(NOW), &rows, &[]).await.unwrap();
+    import(store, NOW, &rows, &[]).await;
     let ids = ["SUITE-VC-1", "SUITE-VC-2", "SUITE-VC-absent"].map(String::from);
     assert_eq!(
         store.advisories_by_id(&ids, true).await.unwrap(),
@@ -160,45 +165,123 @@ pub async fn images_are_found_by_package_and_told_of_changes(store: &dyn MetaSto
         vec![("SUITE-VC-2".to_string(), 7, String::new())]
     );
 
-    let from = store.last_event_position().await.unwrap();
-    let detail = serde_json::json!({"advisories": ["SUITE-VC-1"], "advisory_count": 1});
-    let written = store
-        .record_vulnerability_changes(
-            &at(NOW + 2),
-            &[
-                (one.clone(), detail.clone()),
-                (nobody.clone(), detail.clone()),
-            ],
-        )
-        .await
-        .unwrap();
-    assert_eq!(written, 2);
-    let told: Vec<(Option<RepoName>, Option<Digest>, serde_json::Value)> =
+    // The images an import batch affects are told in the batch's own
+    // transaction: a batch computed from versions another import has
+    // replaced since changes nothing, and writes no event either.
+    let vulnerability_events = |from| async move {
         events_after(store, from)
             .await
             .into_iter()
             .filter(|e| e.kind == EventKind::VulnerabilitiesChanged)
             .map(|e| (e.repository, e.digest, e.detail))
-            .collect();
+            .collect::<Vec<(Option<RepoName>, Option<Digest>, serde_json::Value)>>()
+    };
+    let newer: Vec<AdvisoryRow> = rows
+        .iter()
+        .map(|row| AdvisoryRow {
+            modified_ns: 8,
+            ..row.clone()
+        })
+        .collect();
+    let detail = serde_json::json!({"advisories": ["SUITE-VC-1"], "advisory_count": 1});
+    let verdicts = [
+        (one.clone(), detail.clone()),
+        (nobody.clone(), detail.clone()),
+    ];
+    let from = store.last_event_position().await.unwrap();
+    let stale = store
+        .import_advisories(
+            &at(NOW + 2),
+            &AdvisoryBatch {
+                advisories: &newer,
+                seen: Some(&[]),
+                verdicts: &verdicts,
+                ..AdvisoryBatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(stale, None);
     assert_eq!(
-        told,
+        store.advisories_by_id(&ids[..2], false).await.unwrap(),
+        vec![
+            ("SUITE-VC-1".to_string(), 7, String::new()),
+            ("SUITE-VC-2".to_string(), 7, String::new()),
+        ]
+    );
+    assert_eq!(events_after(store, from).await, Vec::new());
+
+    let seen = [("SUITE-VC-2".to_string(), 7), ("SUITE-VC-1".to_string(), 7)];
+    let counts = store
+        .import_advisories(
+            &at(NOW + 2),
+            &AdvisoryBatch {
+                advisories: &newer,
+                seen: Some(&seen),
+                verdicts: &verdicts,
+                ..AdvisoryBatch::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(counts.updated, 2);
+    assert_eq!(
+        store.advisories_by_id(&ids[..1], false).await.unwrap(),
+        vec![("SUITE-VC-1".to_string(), 8, String::new())]
+    );
+    assert_eq!(
+        vulnerability_events(from).await,
         vec![
             (Some(left.clone()), Some(one.clone()), detail.clone()),
             (Some(right.clone()), Some(one.clone()), detail),
         ]
     );
+    let imported: Vec<EventKind> = events_after(store, from)
+        .await
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
     assert_eq!(
-        store
-            .record_vulnerability_changes(&at(NOW + 3), &[])
-            .await
-            .unwrap(),
-        0
+        imported,
+        [
+            EventKind::AdvisoriesImported,
+            EventKind::VulnerabilitiesChanged,
+            EventKind::VulnerabilitiesChanged,
+        ]
     );
     let withdrawn = ["SUITE-VC-1", "SUITE-VC-2"].map(String::from);
     store
-        .import_advisories(&at(NOW + 4), &[], &withdrawn)
+        .import_advisories(
+            &at(NOW + 4),
+            &AdvisoryBatch {
+                withdrawn: &withdrawn,
+                ..AdvisoryBatch::default()
+            },
+        )
         .await
         .unwrap();
+}
+
+/// Imports a batch that tells of no image.
+async fn import(
+    store: &dyn MetaStore,
+    now: Timestamp,
+    advisories: &[AdvisoryRow],
+    withdrawn: &[String],
+) -> ImportCounts {
+    store
+        .import_advisories(
+            &at(now),
+            &AdvisoryBatch {
+                advisories,
+                withdrawn,
+                ..AdvisoryBatch::default()
+            },
+        )
+        .await
+        .unwrap()
+        .expect("an unchecked batch is stored")
 }
 
 pub async fn layer_indexes_are_stored_once_per_digest(store: &dyn MetaStore) {
@@ -433,10 +516,7 @@ pub async fn advisories_are_imported_incrementally(store: &dyn MetaStore) {
             &[("Debian:12", "suite-zlib"), ("PyPI", "suite-flask")],
         ),
     ];
-    let counts = store
-        .import_advisories(&at(NOW), &first, &[])
-        .await
-        .unwrap();
+    let counts = import(store, NOW, &first, &[]).await;
     assert_eq!((counts.added, counts.updated, counts.unchanged), (2, 0, 0));
     let after_first = store.advisory_data().await.unwrap();
     assert_eq!(after_first.count, before.count + 2);
@@ -478,10 +558,7 @@ pub async fn advisories_are_imported_incrementally(store: &dyn MetaStore) {
     // Re-importing the same records changes nothing and writes no event;
     // an older record does not replace a newer one; a newer one replaces
     // it with its new keys.
-    let counts = store
-        .import_advisories(&at(NOW + 1), &first, &[])
-        .await
-        .unwrap();
+    let counts = import(store, NOW + 1, &first, &[]).await;
     assert_eq!((counts.added, counts.updated, counts.unchanged), (0, 0, 2));
     assert!(!counts.changed());
     assert_eq!(
@@ -490,10 +567,7 @@ pub async fn advisories_are_imported_incrementally(store: &dyn MetaStore) {
     );
     let older = advisory("SUITE-1", 50, &[], &[("Debian:12", "suite-zlib")]);
     let newer = advisory("SUITE-2", 200, &["CVE-SUITE-2"], &[("PyPI", "suite-flask")]);
-    let counts = store
-        .import_advisories(&at(NOW + 2), &[older, newer.clone()], &[])
-        .await
-        .unwrap();
+    let counts = import(store, NOW + 2, &[older, newer.clone()], &[]).await;
     assert_eq!((counts.added, counts.updated, counts.unchanged), (0, 1, 1));
     assert_eq!(
         store
@@ -518,18 +592,17 @@ pub async fn advisories_are_imported_incrementally(store: &dyn MetaStore) {
     assert!(data.newest_modified_ns >= Some(200));
 
     // Withdrawn records are removed with their keys.
-    let counts = store
-        .import_advisories(
-            &at(NOW + 3),
-            &[],
-            &[
-                "SUITE-1".to_string(),
-                "SUITE-2".to_string(),
-                "SUITE-404".to_string(),
-            ],
-        )
-        .await
-        .unwrap();
+    let counts = import(
+        store,
+        NOW + 3,
+        &[],
+        &[
+            "SUITE-1".to_string(),
+            "SUITE-2".to_string(),
+            "SUITE-404".to_string(),
+        ],
+    )
+    .await;
     assert_eq!(counts.removed, 2);
     assert_eq!(
         store
@@ -811,4 +884,121 @@ pub async fn policies_are_set_per_namespace(store: &dyn MetaStore) {
     // The policy goes with its namespace.
     store.delete_namespace(&at(NOW + 5), name).await.unwrap();
     assert_eq!(store.policy(name).await.unwrap(), None);
+}
+
+/// Images indexed before the store kept package keys (simulated by
+/// forgetting an image's keys, as migration 0030 finds such images) are
+/// listed with a repository holding them, in digest order and paged, until
+/// their keys are recorded, once; a finished indexing records them too, and
+/// the backfill does not record keys of an image queued again. Needs the
+/// SQL store itself, to forget keys: each backend's tests run it.
+pub async fn images_without_package_keys_are_listed_until_recorded<B: 'static>(
+    sql: &crate::sql::SqlMetaStore<B>,
+) where
+    crate::sql::SqlMetaStore<B>: MetaStore,
+{
+    let store: &dyn MetaStore = sql;
+    let left = repository("suite-backfill/left");
+    let layer = digest_of("suite-backfill layer");
+    let one = image("suite-backfill one", &[&layer]);
+    let two = image("suite-backfill two", &[&layer]);
+    link(store, &left, &layer, 5).await;
+    put(store, &left, &one, None).await;
+    put(store, &left, &two, None).await;
+    let (one, two) = (one.record.digest, two.record.digest);
+    let nobody = digest_of("suite-backfill held by nobody");
+    let lodash = package_key("npm", "suite-backfill-lodash");
+    for manifest in [&one, &two, &nobody] {
+        assert!(store
+            .enqueue_scan(&left, manifest, NOW, false)
+            .await
+            .unwrap());
+        store.take_scan("suite", NOW, 30).await.unwrap().unwrap();
+        store
+            .finish_scan(
+                "suite",
+                manifest,
+                &IndexState::Done,
+                std::slice::from_ref(&layer),
+                std::slice::from_ref(&lodash),
+                NOW,
+            )
+            .await
+            .unwrap();
+    }
+    let listed = |after: Option<Digest>, limit| async move {
+        store
+            .images_without_package_keys(after.as_ref(), limit)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(row, repository)| (row.manifest, row.layers, repository))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listed(None, 10).await, Vec::new());
+
+    for manifest in [&one, &two, &nobody] {
+        sql.forget_image_packages(manifest).await.unwrap();
+    }
+    let found = |keys: Vec<String>| async move {
+        store.images_with_packages(&keys, None, 10).await.unwrap()
+    };
+    assert_eq!(found(vec![lodash.clone()]).await, Vec::new());
+    let mut expected = vec![
+        (one.clone(), vec![layer.clone()], Some(left.clone())),
+        (two.clone(), vec![layer.clone()], Some(left.clone())),
+        (nobody.clone(), vec![layer.clone()], None),
+    ];
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(listed(None, 10).await, expected);
+    assert_eq!(listed(None, 2).await, expected[..2]);
+    assert_eq!(listed(Some(expected[1].0.clone()), 2).await, expected[2..]);
+
+    // Recorded once: the image is found by its packages and leaves the list.
+    assert!(store
+        .record_image_packages(&one, std::slice::from_ref(&lodash))
+        .await
+        .unwrap());
+    assert!(!store
+        .record_image_packages(&one, std::slice::from_ref(&lodash))
+        .await
+        .unwrap());
+    assert_eq!(found(vec![lodash.clone()]).await, vec![one.clone()]);
+    let rest: Vec<Digest> = listed(None, 10).await.into_iter().map(|e| e.0).collect();
+    assert!(!rest.contains(&one) && rest.contains(&two) && rest.contains(&nobody));
+
+    // Queued again, an image is left to its indexing, which records its
+    // keys when it finishes.
+    assert!(store
+        .enqueue_scan(&left, &two, NOW + 1, true)
+        .await
+        .unwrap());
+    assert!(!store
+        .record_image_packages(&two, std::slice::from_ref(&lodash))
+        .await
+        .unwrap());
+    assert_eq!(
+        listed(None, 10).await,
+        vec![(nobody.clone(), vec![layer.clone()], None)]
+    );
+    store
+        .take_scan("suite", NOW + 1, 30)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .finish_scan(
+            "suite",
+            &two,
+            &IndexState::Done,
+            std::slice::from_ref(&layer),
+            std::slice::from_ref(&lodash),
+            NOW + 1,
+        )
+        .await
+        .unwrap();
+    let mut both = vec![one.clone(), two.clone()];
+    both.sort();
+    assert_eq!(found(vec![lodash.clone()]).await, both);
+    assert_eq!(listed(None, 10).await.len(), 1);
 }

@@ -151,7 +151,7 @@ impl<R: Read> Read for GuardedReader<R> {
 
 /// The decompressed tar stream of a layer blob, with its counters.
 pub(crate) struct Decompressed<'a> {
-    pub(crate) reader: Box<dyn Read + 'a>,
+    pub(crate) reader: Box<dyn BufRead + 'a>,
     pub(crate) counters: Rc<Counters>,
 }
 
@@ -181,8 +181,9 @@ pub(crate) fn open<'a, R: Read + 'a>(
         }
         Compression::None => Box::new(buffered),
     };
-    // The tar reader asks for 512-byte headers and 64 KiB pieces; the
-    // decompressors are fastest filling large buffers, so one sits between.
+    // The tar reader asks for 512-byte headers and file data and skips
+    // the rest inside this buffer; the decompressors are fastest filling
+    // large buffers, so one sits between.
     let guarded = GuardedReader {
         inner: decoder,
         counters: counters.clone(),

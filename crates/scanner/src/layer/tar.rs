@@ -7,7 +7,7 @@
 //! reads GNU long names and PAX records into memory whatever their
 //! declared size, which a hostile layer can set to gigabytes.)
 
-use std::io::{self, Read};
+use std::io::{self, BufRead};
 
 const BLOCK: usize = 512;
 
@@ -69,7 +69,7 @@ struct Pending {
     sparse: bool,
 }
 
-impl<R: Read> TarReader<R> {
+impl<R: BufRead> TarReader<R> {
     pub(crate) fn new(inner: R, max_extension: u64) -> Self {
         TarReader {
             inner,
@@ -228,20 +228,23 @@ impl<R: Read> TarReader<R> {
         Ok(true)
     }
 
+    /// Skips `bytes` of the stream by consuming them where the reader
+    /// buffered them: most of a layer is skipped, and copying it out only
+    /// to drop it cost a memory copy of every skipped byte.
     fn skip(&mut self, mut bytes: u64) -> Result<(), TarError> {
-        let mut scratch = [0u8; 64 << 10];
         while bytes > 0 {
-            let want = scratch.len().min(bytes.min(usize::MAX as u64) as usize);
-            let n = match self.inner.read(&mut scratch[..want]) {
-                Ok(n) => n,
+            let available = match self.inner.fill_buf() {
+                Ok(buffered) => buffered.len(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
             };
-            if n == 0 {
+            if available == 0 {
                 return Err(TarError::Malformed(
                     "the archive ends inside an entry".into(),
                 ));
             }
+            let n = available.min(bytes.min(usize::MAX as u64) as usize);
+            self.inner.consume(n);
             bytes -= n as u64;
         }
         Ok(())
