@@ -1751,6 +1751,15 @@ fn advisories_sync_from_configured_sources_and_change_verdicts() {
             ("GHSA-p6mc-m468-83gw".to_string(), "4.17.20".to_string()),
         ]
     );
+    // The worker records the image's findings before it attaches the SBOM
+    // and times the scan, so the metric may lag the findings a moment.
+    while metric(addr, "berth_scan_duration_seconds_count") < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scan was never timed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let scans = metric(addr, "berth_scan_duration_seconds_count");
     assert_eq!(scans, 1.0);
     // The events of the stream from here on, of one kind, as the operator
