@@ -17,6 +17,8 @@
 //!   repositories holds is linked from there; every client reads the bytes as they arrive, but the last
 //!   piece is held back until the digest is verified, so a corrupt or cut
 //!   fetch ends every reader's stream with an error and caches nothing.
+//! - A HEAD of a blob not stored is answered from upstream's HEAD (its
+//!   size; nothing fetched, nothing stored), or from a fetch in flight.
 //! - When upstream fails (down, timeout, 429, 5xx), stored content is
 //!   served marked [`Freshness::Stale`]; with nothing stored, the failure is
 //!   the client's answer (`TOOMANYREQUESTS` with the upstream's
@@ -109,6 +111,16 @@ pub trait Upstream: Send + Sync + 'static {
         repository: &RepoName,
         reference: &Reference,
     ) -> Result<UpstreamManifest, UpstreamError>;
+
+    /// The blob's size, asked with a HEAD: no body is fetched. `None` when
+    /// the upstream has the blob but does not say its size there (it
+    /// redirects, or sends no `Content-Length`), for the caller to fetch it
+    /// instead.
+    async fn blob_size(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, UpstreamError>;
 
     /// The blob's bytes (redirects followed, as S3-backed registries answer
     /// blob GETs with one).
@@ -619,7 +631,10 @@ impl Registry {
     /// A blob GET or HEAD a client makes in a proxy namespace for a blob
     /// the repository does not hold: `None` outside proxy namespaces and
     /// for stored blobs (served the usual way); otherwise the size and, for
-    /// a GET, the bytes as they arrive from upstream.
+    /// a GET, the bytes as they arrive from upstream. A HEAD fetches
+    /// nothing when upstream's HEAD tells the size (or a fetch in flight
+    /// knows it): a client checking for a blob should not make the cache
+    /// pull it whole.
     pub async fn pull_blob_through(
         &self,
         repository: &RepoName,
@@ -636,6 +651,11 @@ impl Registry {
         }
         if self.link_from_namespace(repository, digest).await? {
             return Ok(None);
+        }
+        if head {
+            if let Some(size) = self.upstream_blob_size(&proxy, repository, digest).await? {
+                return Ok(Some((size, None)));
+            }
         }
         let flight = self.join_flight(&proxy, repository, digest);
         let mut changes = flight.changed.subscribe();
@@ -696,6 +716,35 @@ impl Registry {
             Some(self.serve_blob(repository, digest, None).await?)
         };
         Ok(Some((size, body)))
+    }
+
+    /// The size of a blob not stored, without fetching it: from a fetch in
+    /// flight that knows it, else from upstream's HEAD, whose errors are
+    /// translated as a GET's are. `None` when neither says (the caller
+    /// fetches it).
+    async fn upstream_blob_size(
+        &self,
+        proxy: &Proxy,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RegistryError> {
+        let in_flight = proxy.flights.lock().expect("flights").get(digest).cloned();
+        if let Some(flight) = in_flight {
+            let state = flight.state.lock().expect("flight lock");
+            if state.started && state.outcome.is_none() {
+                if let Some(len) = state.len {
+                    return Ok(Some(len));
+                }
+            }
+        }
+        let upstream_name = upstream_repository(repository, proxy.settings.docker_hub)
+            .ok_or(RegistryError::BlobUnknown)?;
+        proxy
+            .settings
+            .upstream
+            .blob_size(&upstream_name, digest)
+            .await
+            .map_err(|error| upstream_error(error, RegistryError::BlobUnknown))
     }
 
     /// Fetches a blob through `proxy` into `repository` and waits until it
