@@ -9,7 +9,8 @@
 # its own (`local`). For each image:
 #   cold:   the first pull through `cache/` (manifest, config, layer, as a
 #           client pulls), with Berth's and Distribution's CPU seconds
-#           around it (Berth's read once its background store is done);
+#           around it (Berth's read once its background store is done) and
+#           Berth's minor page faults per MiB;
 #   cached: the layer GET through `cache/` again, and from `local/`, in
 #           turn, PULLS times each: MB/s of each (curl's average speed).
 #
@@ -116,6 +117,10 @@ get() {
         -H 'Accept: application/vnd.oci.image.manifest.v1+json' "$1"
 }
 
+# minor_faults PID: the minor page faults of a process so far (fresh pages
+# it touched: memory kept rather than reused shows here).
+minor_faults() { awk '{print $10}' "/proc/$1/stat"; }
+
 median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
 results=$target/bench-last
@@ -128,6 +133,7 @@ mkdir -p "$results"
         python3 "$work/push.py" "$address" "local/big$image" v1 "$work/layer" >/dev/null
         rm "$work/layer"
         berth_before=$(cpu "$berth_pid") upstream_before=$(cpu "$upstream_pid")
+        faults_before=$(minor_faults "$berth_pid")
         start_ns=$(date +%s%N)
         manifest=$(curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
             "http://$address/v2/cache/bench/big$image/manifests/v1")
@@ -145,13 +151,14 @@ mkdir -p "$results"
             sleep 0.5
         done
         berth_cpu=$(echo "$now - $berth_before" | bc)
+        faults=$((($(minor_faults "$berth_pid") - faults_before) / LAYER_MIB))
         upstream_cpu=$(echo "$(cpu "$upstream_pid") - $upstream_before" | bc)
         per_mib=$(echo "scale=3; $berth_cpu * 1000 / $LAYER_MIB" | bc)
         upstream_per_mib=$(echo "scale=3; $upstream_cpu * 1000 / $LAYER_MIB" | bc)
         cold_mbs=$(echo "scale=1; $cold / 1000000" | bc)
         wall=$(echo "scale=3; ($end_ns - $start_ns) / 1000000000" | bc)
         echo "image $image cold: ${wall}s, layer at $cold_mbs MB/s; Berth CPU ${berth_cpu}s" \
-            "(${per_mib} ms/MiB), Distribution CPU ${upstream_cpu}s (${upstream_per_mib} ms/MiB)"
+            "(${per_mib} ms/MiB, $faults page faults/MiB), Distribution CPU ${upstream_cpu}s (${upstream_per_mib} ms/MiB)"
         : >"$work/cached" && : >"$work/local"
         for _ in $(seq 1 "$PULLS"); do
             get "http://$address/v2/cache/bench/big$image/blobs/$digest" >>"$work/cached"

@@ -49,7 +49,7 @@ mod webhooks;
 mod wiring;
 
 fn main() -> ExitCode {
-    memory::fix_malloc_mmap_threshold();
+    memory::tune_malloc();
     let cli = cli::Cli::parse();
     let env = config::Environment::from_process();
     commands::run(cli.command, &env)

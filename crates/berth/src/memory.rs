@@ -4,20 +4,33 @@
 use tokio_util::sync::CancellationToken;
 
 /// Makes glibc serve every allocation of 1 MiB or more with its own memory
-/// map, returned to the system when freed.
+/// map, returned to the system when freed, and keep up to 8 MiB of freed
+/// memory at the top of a heap for the next allocations.
 ///
-/// By default glibc raises that threshold each time such a block is freed
-/// (up to 32 MiB), after which large buffers come from the heap and stay
-/// resident: after a burst of concurrent uploads the server kept hundreds of
-/// megabytes it no longer used. Large allocations are rare on the request
-/// path (request bodies arrive in 64 KiB reads), so the system calls this
-/// costs are few.
-pub fn fix_malloc_mmap_threshold() {
+/// By default glibc raises the map threshold each time such a block is
+/// freed (up to 32 MiB), after which large buffers come from the heap and
+/// stay resident: after a burst of concurrent uploads the server kept
+/// hundreds of megabytes it no longer used. Large allocations are rare on
+/// the request path (request bodies arrive in 64 KiB reads), so the system
+/// calls this costs are few.
+///
+/// Fixing the map threshold also fixes the trim threshold at its 128 KiB
+/// default, so a heap gave back its top as soon as that much was free, and
+/// the next buffers touched fresh pages: streaming a blob from upstream
+/// while storing it took a page fault (and the kernel's zeroing) for every
+/// 4 KiB received, about a tenth of a cold pull's CPU (docs/performance.md).
+/// 8 MiB holds a stream's working set (a write batch of up to 512 KiB, the
+/// connection's read buffers, what its readers have yet to send) with room
+/// to spare, and bounds what a heap keeps; resident memory still comes
+/// back, as [`return_freed_memory`] trims every heap every ten seconds
+/// whatever this threshold.
+pub fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; it is called first
     // thing in `main`, before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 * 1024 * 1024);
     }
 }
 

@@ -88,6 +88,7 @@ impl RemoteConnector for HttpConnector {
             base,
             credentials,
             "berth-replication",
+            crate::upstream::Timeouts::default(),
             resolver,
         )?))
     }

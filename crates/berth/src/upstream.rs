@@ -22,17 +22,14 @@ use berth_oci::manifest::{media_types, MAX_MANIFEST_SIZE};
 use berth_oci::{Digest, Reference, RepoName};
 use berth_registry::{ByteStream, Upstream, UpstreamBlob, UpstreamError, UpstreamManifest};
 use reqwest::header::{
-    HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+    HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use reqwest::{Method, StatusCode};
 
 use crate::config::upstream::UpstreamConfig;
 
-/// How long connecting to an upstream may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest pause between two reads of an answer.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// The longest a manifest or token request may take in all.
+/// The longest a manifest or token request may take in all, unless the
+/// connect and read timeouts together allow longer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Redirects a blob GET follows at most.
 const MAX_BLOB_REDIRECTS: usize = 5;
@@ -52,6 +49,25 @@ const MANIFEST_ACCEPT: &str = concat!(
     "application/vnd.docker.distribution.manifest.list.v2+json, ",
     "application/vnd.docker.distribution.manifest.v2+json"
 );
+
+/// How long an upstream may take before it counts as down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Connecting (TCP and TLS).
+    pub connect: Duration,
+    /// The longest wait for an answer's head or its next bytes.
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    /// The `[[upstream]]` defaults, which replication uses too.
+    fn default() -> Timeouts {
+        Timeouts {
+            connect: crate::config::upstream::DEFAULT_CONNECT_TIMEOUT,
+            read: crate::config::upstream::DEFAULT_READ_TIMEOUT,
+        }
+    }
+}
 
 /// What a client authenticates with; never logged (no `Debug`).
 #[derive(Clone, Default)]
@@ -233,6 +249,10 @@ impl HttpUpstream {
                 token: None,
             },
             "berth-proxy",
+            Timeouts {
+                connect: config.connect_timeout,
+                read: config.read_timeout,
+            },
             None,
         )
     }
@@ -244,12 +264,13 @@ impl HttpUpstream {
         base: url::Url,
         credentials: Credentials,
         agent: &str,
+        timeouts: Timeouts,
         public_only: Option<std::sync::Arc<crate::webhooks::PublicOnlyResolver>>,
     ) -> Result<HttpUpstream, String> {
         let builder = || {
             let builder = reqwest::Client::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .read_timeout(READ_TIMEOUT)
+                .connect_timeout(timeouts.connect)
+                .read_timeout(timeouts.read)
                 .user_agent(format!("{agent}/{}", env!("CARGO_PKG_VERSION")));
             match &public_only {
                 // Proxies from the environment would reach what the
@@ -260,7 +281,7 @@ impl HttpUpstream {
         };
         let client = builder()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT.max(timeouts.connect + timeouts.read))
             .build()
             .map_err(|e| format!("the upstream HTTP client: {e}"))?;
         let blob_client = builder()
@@ -580,6 +601,41 @@ impl Upstream for HttpUpstream {
             media_type,
             payload,
         })
+    }
+
+    async fn blob_size(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, UpstreamError> {
+        let path = format!("v2/{repository}/blobs/{digest}");
+        // Without following redirects: a HEAD of a URL presigned for GETs
+        // fails, and the caller fetches the blob when we say nothing.
+        let response = self
+            .send(Method::HEAD, &path, repository, None, false)
+            .await?;
+        let status = response.status();
+        if status.is_redirection() {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(status_error(status, response.headers()));
+        }
+        let named = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|value| value.to_str().ok());
+        if named.is_some_and(|named| named != digest.as_str()) {
+            return Err(UpstreamError::Failed(
+                "the upstream answered a blob HEAD with another digest".into(),
+            ));
+        }
+        // The header itself: the length of an answer to a HEAD is zero.
+        Ok(response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse().ok()))
     }
 
     async fn blob(

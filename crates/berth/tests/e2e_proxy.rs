@@ -5,8 +5,10 @@
 //! through Berth (`--upstream`, and `[[upstream]]` tables) by tag and by
 //! digest with the digests kept. A small fault-injecting HTTP proxy sits
 //! between Berth and the open upstream: it counts requests (20 concurrent
-//! pulls of one uncached blob make one upstream fetch), answers 429 and
-//! 500, and corrupts or cuts blobs (never cached). Finally the upstream
+//! pulls of one uncached blob make one upstream fetch; a HEAD of an
+//! uncached blob fetches nothing), answers 429 and 500, corrupts or cuts
+//! blobs (never cached), and holds answers back (slower than an upstream's
+//! `read_timeout` counts as down). Finally the upstream
 //! is stopped: cached images still pull, a multi-platform one too (a tag
 //! checked past its `tag_ttl` carries `Warning: 110`), skopeo configured
 //! with Berth as a
@@ -43,6 +45,8 @@ enum Fault {
     CorruptBlobs,
     /// Sends half of every blob answer, then closes.
     CutBlobs,
+    /// Holds every request back until the fault changes, then passes it.
+    Slow,
 }
 
 /// A loopback HTTP proxy in front of the upstream: one exchange per
@@ -67,7 +71,19 @@ impl FaultProxy {
             for client in listener.incoming().flatten() {
                 let fault = *shared_fault.lock().unwrap();
                 let (requests, upstream) = (shared_requests.clone(), upstream.clone());
-                std::thread::spawn(move || exchange(client, &upstream, fault, &requests));
+                let current = shared_fault.clone();
+                std::thread::spawn(move || {
+                    // Bounded: the test ends the fault, and a minute is
+                    // past every timeout involved.
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    while fault == Fault::Slow
+                        && *current.lock().unwrap() == Fault::Slow
+                        && Instant::now() < deadline
+                    {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    exchange(client, &upstream, fault, &requests)
+                });
             }
         });
         FaultProxy {
@@ -290,10 +306,13 @@ fn pull_through_cache_of_a_distribution_registry() {
         &config,
         format!(
             "[[upstream]]\nnamespace = \"fresh\"\nurl = \"http://{}\"\ntag_ttl = \"0s\"\n\n\
+             [[upstream]]\nnamespace = \"quick\"\nurl = \"http://{}\"\ntag_ttl = \"0s\"\n\
+             read_timeout = \"1s\"\n\n\
              [[upstream]]\nnamespace = \"locked\"\nurl = \"http://{}\"\nusername = \"puller\"\n\
              password_file = \"{}\"\n\n\
              [[upstream]]\nnamespace = \"tokens\"\nurl = \"http://{}\"\nusername = \"admin\"\n\
              password_file = \"{}\"\n",
+            proxy.addr,
             proxy.addr,
             locked.addr,
             password_file.display(),
@@ -462,6 +481,74 @@ fn pull_through_cache_of_a_distribution_registry() {
     let failed = client.get(&uncached).send().unwrap();
     assert_eq!(failed.status(), 502);
     assert_eq!(error_code(failed), "UNAVAILABLE");
+    proxy.set(Fault::Pass);
+
+    // A HEAD of an uncached blob is answered from upstream's HEAD: the
+    // size, nothing fetched, nothing cached (a second HEAD asks again);
+    // its errors are translated as a GET's; a GET still fetches it.
+    let config = &cut.config;
+    let head_url = format!(
+        "http://{}/v2/cache/team/cut/blobs/{}",
+        berth.addr, config.digest
+    );
+    let upstream_get = format!("GET /v2/team/cut/blobs/{}", config.digest);
+    let upstream_head = format!("HEAD /v2/team/cut/blobs/{}", config.digest);
+    for round in 1..=2 {
+        let head = client.head(&head_url).send().unwrap();
+        assert_eq!(head.status(), 200);
+        assert_eq!(
+            head.headers()["content-length"],
+            config.bytes.len().to_string().as_str()
+        );
+        assert_eq!(
+            head.headers()["docker-content-digest"],
+            config.digest.as_str()
+        );
+        assert_eq!(proxy.count(&upstream_head), round);
+    }
+    let missing = format!(
+        "http://{}/v2/cache/team/cut/blobs/sha256:{}",
+        berth.addr,
+        "0".repeat(64)
+    );
+    assert_eq!(client.head(&missing).send().unwrap().status(), 404);
+    proxy.set(Fault::TooManyRequests);
+    let limited = client.head(&head_url).send().unwrap();
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "7");
+    proxy.set(Fault::ServerError);
+    assert_eq!(client.head(&head_url).send().unwrap().status(), 502);
+    proxy.set(Fault::Pass);
+    assert_eq!(proxy.count(&upstream_get), 0, "a HEAD fetched the blob");
+    let fetched = client.get(&head_url).send().unwrap();
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(sha256_digest(&fetched.bytes().unwrap()), config.digest);
+    assert_eq!(proxy.count(&upstream_get), 1);
+
+    // An upstream slower than its `read_timeout` (1s for `quick`, against
+    // the default 30s) counts as down: the cached manifest is served stale
+    // and an uncached one is a spec error, long before the held answers
+    // would come.
+    let quick = format!("http://{}/v2/quick/team/corrupt/manifests/v1", berth.addr);
+    assert_eq!(client.get(&quick).send().unwrap().status(), 200);
+    wait_for_tag(&berth.addr, "quick/team/corrupt", "v1");
+    proxy.set(Fault::Slow);
+    let slow = client
+        .get(&quick)
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .unwrap();
+    assert_eq!(slow.status(), 200);
+    assert_eq!(slow.headers()["warning"], "110 - \"response is stale\"");
+    let slow_uncached = client
+        .get(format!(
+            "http://{}/v2/quick/team/never/manifests/v1",
+            berth.addr
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(slow_uncached.status(), 502);
+    assert_eq!(error_code(slow_uncached), "UNAVAILABLE");
     proxy.set(Fault::Pass);
 
     // Cached in the namespace whose tags are checked on every pull.

@@ -16,7 +16,11 @@
 //!   [`Flight`]), and once per namespace: a blob another of its
 //!   repositories holds is linked from there; every client reads the bytes as they arrive, but the last
 //!   piece is held back until the digest is verified, so a corrupt or cut
-//!   fetch ends every reader's stream with an error and caches nothing.
+//!   fetch ends every reader's stream with an error and caches nothing. A
+//!   piece is kept only until the readers seated when it arrived have read
+//!   it; a client that comes later reads the blob from storage once stored.
+//! - A HEAD of a blob not stored is answered from upstream's HEAD (its
+//!   size; nothing fetched, nothing stored), or from a fetch in flight.
 //! - When upstream fails (down, timeout, 429, 5xx), stored content is
 //!   served marked [`Freshness::Stale`]; with nothing stored, the failure is
 //!   the client's answer (`TOOMANYREQUESTS` with the upstream's
@@ -33,7 +37,7 @@
 //! unverified: manifests are hashed before they are served or stored, blobs
 //! become visible only through `finish_upload`, which verifies the digest.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -110,6 +114,16 @@ pub trait Upstream: Send + Sync + 'static {
         reference: &Reference,
     ) -> Result<UpstreamManifest, UpstreamError>;
 
+    /// The blob's size, asked with a HEAD: no body is fetched. `None` when
+    /// the upstream has the blob but does not say its size there (it
+    /// redirects, or sends no `Content-Length`), for the caller to fetch it
+    /// instead.
+    async fn blob_size(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, UpstreamError>;
+
     /// The blob's bytes (redirects followed, as S3-backed registries answer
     /// blob GETs with one).
     async fn blob(
@@ -171,8 +185,9 @@ const NAMESPACE_HOLDERS: usize = 16;
 /// How deep an index of indexes is cached.
 const MAX_INDEX_DEPTH: usize = 2;
 
-/// Blobs buffered in memory for the readers of a fetch at most; a larger
-/// (or unannounced) blob is read back from storage once stored.
+/// The largest blob whose fetch its readers read from memory (a larger or
+/// unannounced one is read back from storage once stored): a reader that
+/// stalls keeps at most this much in memory.
 const MAX_SHARED_BLOB: u64 = 256 * 1024 * 1024;
 
 /// The job lease of the eviction pass: one node at a time evicts.
@@ -270,9 +285,52 @@ struct FlightState {
     /// Whether readers get the bytes from `chunks` (the blob is small
     /// enough) or from storage once stored.
     shared: bool,
-    chunks: Vec<Bytes>,
+    /// The pieces some reader has yet to read: piece `dropped + i` of the
+    /// blob is `chunks[i]`. A piece every reader has read is dropped at
+    /// once rather than kept for readers who might come later (those read
+    /// from storage once it is stored): keeping a whole blob in memory
+    /// cost fresh pages for every piece received, a fifth of a cold
+    /// pull's CPU (docs/performance.md).
+    chunks: VecDeque<Bytes>,
+    /// Pieces dropped from the front of `chunks`.
+    dropped: usize,
+    /// The next piece of each reader of `chunks`, by reader number.
+    readers: HashMap<u64, usize>,
+    /// The number the next reader gets.
+    next_reader: u64,
     /// `Some(Ok)` once verified and stored, `Some(Err)` when it failed.
     outcome: Option<Result<(), FlightFailure>>,
+}
+
+impl FlightState {
+    /// Drops the pieces every reader has read (all of them without
+    /// readers).
+    fn trim(&mut self) {
+        let keep_from = self
+            .readers
+            .values()
+            .copied()
+            .min()
+            .unwrap_or(self.dropped + self.chunks.len());
+        while self.dropped < keep_from && self.chunks.pop_front().is_some() {
+            self.dropped += 1;
+        }
+    }
+}
+
+/// A reader's place in a [`Flight`]'s pieces; dropping it (the client went
+/// away, or read everything) lets the flight drop what it alone held.
+struct FlightSeat {
+    flight: Arc<Flight>,
+    reader: u64,
+}
+
+impl Drop for FlightSeat {
+    fn drop(&mut self) {
+        let mut state = self.flight.state.lock().expect("flight lock");
+        state.readers.remove(&self.reader);
+        state.trim();
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -619,7 +677,10 @@ impl Registry {
     /// A blob GET or HEAD a client makes in a proxy namespace for a blob
     /// the repository does not hold: `None` outside proxy namespaces and
     /// for stored blobs (served the usual way); otherwise the size and, for
-    /// a GET, the bytes as they arrive from upstream.
+    /// a GET, the bytes as they arrive from upstream. A HEAD fetches
+    /// nothing when upstream's HEAD tells the size (or a fetch in flight
+    /// knows it): a client checking for a blob should not make the cache
+    /// pull it whole.
     pub async fn pull_blob_through(
         &self,
         repository: &RepoName,
@@ -637,7 +698,12 @@ impl Registry {
         if self.link_from_namespace(repository, digest).await? {
             return Ok(None);
         }
-        let flight = self.join_flight(&proxy, repository, digest);
+        if head {
+            if let Some(size) = self.upstream_blob_size(&proxy, repository, digest).await? {
+                return Ok(Some((size, None)));
+            }
+        }
+        let (flight, seat) = self.join_flight(&proxy, repository, digest, !head);
         let mut changes = flight.changed.subscribe();
         // Until the upstream answers.
         let (len, shared) = loop {
@@ -657,19 +723,21 @@ impl Registry {
                 return Err(RegistryError::UpstreamFailed("the fetch stopped".into()));
             }
         };
-        if shared {
-            let len = len.expect("shared fetches have a length");
-            if !head {
-                self.admit_traffic(repository.namespace())?;
-                self.count_traffic(repository.namespace(), len);
-            }
-            let body = (!head).then(|| BlobBody {
-                len,
-                stream: flight_reader(flight, changes),
-            });
-            return Ok(Some((len, body)));
+        if shared && head {
+            return Ok(Some((len.expect("shared fetches have a length"), None)));
         }
-        // Too large to share in memory (or of unknown length): served from
+        if let (true, Some(seat)) = (shared, seat) {
+            let len = len.expect("shared fetches have a length");
+            self.admit_traffic(repository.namespace())?;
+            self.count_traffic(repository.namespace(), len);
+            let body = BlobBody {
+                len,
+                stream: flight_reader(seat, changes),
+            };
+            return Ok(Some((len, Some(body))));
+        }
+        // Too large to share in memory (or of unknown length), or joined
+        // after the first pieces were dropped, or a HEAD: served from
         // storage once stored.
         loop {
             if let Some(outcome) = flight.state.lock().expect("flight lock").outcome.clone() {
@@ -698,6 +766,35 @@ impl Registry {
         Ok(Some((size, body)))
     }
 
+    /// The size of a blob not stored, without fetching it: from a fetch in
+    /// flight that knows it, else from upstream's HEAD, whose errors are
+    /// translated as a GET's are. `None` when neither says (the caller
+    /// fetches it).
+    async fn upstream_blob_size(
+        &self,
+        proxy: &Proxy,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RegistryError> {
+        let in_flight = proxy.flights.lock().expect("flights").get(digest).cloned();
+        if let Some(flight) = in_flight {
+            let state = flight.state.lock().expect("flight lock");
+            if state.started && state.outcome.is_none() {
+                if let Some(len) = state.len {
+                    return Ok(Some(len));
+                }
+            }
+        }
+        let upstream_name = upstream_repository(repository, proxy.settings.docker_hub)
+            .ok_or(RegistryError::BlobUnknown)?;
+        proxy
+            .settings
+            .upstream
+            .blob_size(&upstream_name, digest)
+            .await
+            .map_err(|error| upstream_error(error, RegistryError::BlobUnknown))
+    }
+
     /// Fetches a blob through `proxy` into `repository` and waits until it
     /// is stored (or joins the fetch already running).
     async fn fetch_blob_through(
@@ -711,7 +808,7 @@ impl Registry {
         {
             return Ok(());
         }
-        let flight = self.join_flight(proxy, repository, digest);
+        let (flight, _) = self.join_flight(proxy, repository, digest, false);
         let mut changes = flight.changed.subscribe();
         loop {
             let outcome = flight.state.lock().expect("flight lock").outcome.clone();
@@ -775,21 +872,40 @@ impl Registry {
         Ok(false)
     }
 
-    /// The fetch of `digest` in progress, or a new one.
+    /// The fetch of `digest` in progress, or a new one. With `read`, also
+    /// a seat among its readers, unless pieces were dropped already (the
+    /// reader then reads the blob from storage once it is stored).
     fn join_flight(
         &self,
         proxy: &Arc<Proxy>,
         repository: &RepoName,
         digest: &Digest,
-    ) -> Arc<Flight> {
+        read: bool,
+    ) -> (Arc<Flight>, Option<FlightSeat>) {
+        let seat = |flight: &Arc<Flight>| {
+            let mut state = flight.state.lock().expect("flight lock");
+            if !read || state.dropped > 0 {
+                return None;
+            }
+            let reader = state.next_reader;
+            state.next_reader += 1;
+            state.readers.insert(reader, 0);
+            Some(FlightSeat {
+                flight: flight.clone(),
+                reader,
+            })
+        };
         let mut flights = proxy.flights.lock().expect("flights");
         if let Some(flight) = flights.get(digest) {
-            return flight.clone();
+            return (flight.clone(), seat(flight));
         }
         let flight = Arc::new(Flight {
             state: Mutex::default(),
             changed: tokio::sync::watch::channel(0).0,
         });
+        // Seated before the fetch starts, so that the first reader of a
+        // cold blob misses no piece.
+        let first_seat = seat(&flight);
         flights.insert(digest.clone(), flight.clone());
         drop(flights);
         // The fetch runs on its own, so a reader that goes away does not
@@ -814,7 +930,7 @@ impl Registry {
                 state.outcome = Some(outcome);
             });
         });
-        flight
+        (flight, first_seat)
     }
 
     async fn run_flight(
@@ -853,7 +969,10 @@ impl Registry {
             }
             if shared {
                 let copy = piece.clone();
-                sharing.update(|state| state.chunks.push(copy));
+                sharing.update(|state| {
+                    state.chunks.push_back(copy);
+                    state.trim();
+                });
             }
             Ok(piece)
         }));
@@ -1039,15 +1158,21 @@ impl Registry {
 
 /// A reader of a shared fetch: every piece as it arrives, except the last
 /// one, which waits for the digest to be verified; a failed fetch ends the
-/// stream with an error.
-fn flight_reader(flight: Arc<Flight>, changes: tokio::sync::watch::Receiver<u64>) -> ByteStream {
+/// stream with an error. Each piece read is let go of (the seat's place
+/// moves on), so the flight keeps only what some reader has yet to read.
+fn flight_reader(seat: FlightSeat, changes: tokio::sync::watch::Receiver<u64>) -> ByteStream {
     Box::pin(futures::stream::unfold(
-        (flight, changes, 0usize),
-        |(flight, mut changes, next)| async move {
+        (seat, changes, 0usize),
+        |(seat, mut changes, next)| async move {
             loop {
                 let step = {
-                    let state = flight.state.lock().expect("flight lock");
-                    match &state.outcome {
+                    let mut state = seat.flight.state.lock().expect("flight lock");
+                    // Pieces before `next` may be gone; `next` itself is
+                    // kept for this reader.
+                    let available = state.dropped + state.chunks.len();
+                    let piece =
+                        |state: &FlightState| state.chunks.get(next - state.dropped).cloned();
+                    let step = match &state.outcome {
                         Some(Err(failure)) => {
                             let message = match failure {
                                 FlightFailure::Upstream(error) => error.to_string(),
@@ -1055,22 +1180,33 @@ fn flight_reader(flight: Arc<Flight>, changes: tokio::sync::watch::Receiver<u64>
                             };
                             Some(Err(std::io::Error::other(message)))
                         }
-                        Some(Ok(())) => state.chunks.get(next).cloned().map(Ok),
-                        None if next + 1 < state.chunks.len() => {
-                            Some(Ok(state.chunks[next].clone()))
-                        }
+                        Some(Ok(())) if next < available => piece(&state).map(Ok),
+                        Some(Ok(())) => None,
+                        None if next + 1 < available => piece(&state).map(Ok),
                         None => None,
+                    };
+                    if let Some(Ok(_)) = step {
+                        state.readers.insert(seat.reader, next + 1);
+                        state.trim();
                     }
+                    step
                 };
                 match step {
-                    Some(Ok(piece)) => return Some((Ok(piece), (flight, changes, next + 1))),
+                    Some(Ok(piece)) => return Some((Ok(piece), (seat, changes, next + 1))),
                     // The error is the stream's last item.
                     Some(Err(error)) if next != usize::MAX => {
-                        return Some((Err(error), (flight, changes, usize::MAX)))
+                        return Some((Err(error), (seat, changes, usize::MAX)))
                     }
                     Some(Err(_)) => return None,
                     None => {
-                        if flight.state.lock().expect("flight lock").outcome.is_some() {
+                        if seat
+                            .flight
+                            .state
+                            .lock()
+                            .expect("flight lock")
+                            .outcome
+                            .is_some()
+                        {
                             return None;
                         }
                         if changes.changed().await.is_err() {
@@ -1086,6 +1222,42 @@ fn flight_reader(flight: Arc<Flight>, changes: tokio::sync::watch::Receiver<u64>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flight_keeps_only_the_pieces_some_reader_has_yet_to_read() {
+        // (pieces received, pieces dropped before, readers' next pieces,
+        // pieces dropped after)
+        let cases: [(usize, usize, &[usize], usize); 6] = [
+            (5, 0, &[], 5),
+            (5, 0, &[0], 0),
+            (5, 0, &[3, 1], 1),
+            (5, 2, &[4, 2], 2),
+            (5, 2, &[5], 5),
+            (0, 0, &[0, 0], 0),
+        ];
+        for (received, dropped, readers, expected) in cases {
+            let mut state = FlightState {
+                chunks: (dropped..received)
+                    .map(|i| Bytes::from(vec![i as u8]))
+                    .collect(),
+                dropped,
+                readers: readers
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .map(|(i, next)| (i as u64, next))
+                    .collect(),
+                ..FlightState::default()
+            };
+            state.trim();
+            assert_eq!(state.dropped, expected, "{received} {dropped} {readers:?}");
+            assert_eq!(state.dropped + state.chunks.len(), received);
+            // What is kept starts with the piece the slowest reader reads next.
+            if let Some(first) = state.chunks.front() {
+                assert_eq!(first[0] as usize, expected);
+            }
+        }
+    }
 
     #[test]
     fn upstream_names_follow_docker_hubs_library_rule() {

@@ -23,6 +23,7 @@ struct FakeUpstream {
     heads: AtomicUsize,
     gets: AtomicUsize,
     blob_gets: AtomicUsize,
+    blob_heads: AtomicUsize,
     /// Every call fails with this while set.
     failure: Mutex<Option<UpstreamError>>,
     /// Blobs are served with a byte flipped while set.
@@ -82,6 +83,21 @@ impl Upstream for FakeUpstream {
             media_type: record.media_type.clone(),
             payload: record.payload.clone(),
         })
+    }
+
+    async fn blob_size(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, UpstreamError> {
+        self.blob_heads.fetch_add(1, Ordering::SeqCst);
+        self.fail()?;
+        let size = self
+            .registry()
+            .blob_size(repository, digest)
+            .await
+            .map_err(not_found)?;
+        Ok(Some(size))
     }
 
     async fn blob(
@@ -314,6 +330,73 @@ async fn upstream_failures_serve_what_is_stored_and_translate_the_rest() {
     let refused = registry.refuse_proxy_write(&name).unwrap_err();
     assert!(matches!(refused, RegistryError::ProxyReadOnly(ref ns) if ns == "always"));
     registry.refuse_proxy_write(&repo("team/app")).unwrap();
+}
+
+#[tokio::test]
+async fn a_blob_head_asks_upstreams_head_and_fetches_nothing() {
+    let s = setup().await;
+    let registry = &s.cache.registry;
+    let name = repo("cache/team/app");
+    let layer = s.image.blobs[1].clone();
+    let size = s
+        .upstream
+        .registry
+        .blob_size(&repo("team/app"), &layer)
+        .await
+        .unwrap();
+    let missing = Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
+    // (upstream failure, digest, the answer: a size or the error's name)
+    let cases = [
+        (None, layer.clone(), Ok(size)),
+        (None, missing, Err("BlobUnknown")),
+        (
+            Some(UpstreamError::TooManyRequests {
+                retry_after: Some(3),
+            }),
+            layer.clone(),
+            Err("UpstreamTooManyRequests(3)"),
+        ),
+        (
+            Some(UpstreamError::Failed("down".into())),
+            layer.clone(),
+            Err("UpstreamFailed"),
+        ),
+    ];
+    for (failure, digest, expected) in cases {
+        *s.fake.failure.lock().unwrap() = failure.clone();
+        let answer = registry
+            .pull_blob_through(&name, &digest, true)
+            .await
+            .map(|answer| {
+                let (size, body) = answer.expect("a proxy namespace answers");
+                assert!(body.is_none(), "a HEAD has no body");
+                size
+            })
+            .map_err(|error| match error {
+                RegistryError::BlobUnknown => "BlobUnknown",
+                RegistryError::UpstreamTooManyRequests {
+                    retry_after: Some(3),
+                } => "UpstreamTooManyRequests(3)",
+                RegistryError::UpstreamFailed(_) => "UpstreamFailed",
+                other => panic!("{failure:?}: {other:?}"),
+            });
+        assert_eq!(answer, expected, "{failure:?} {digest}");
+    }
+    *s.fake.failure.lock().unwrap() = None;
+    assert_eq!(s.fake.blob_heads.load(Ordering::SeqCst), 4);
+    assert_eq!(s.fake.blob_gets.load(Ordering::SeqCst), 0);
+    assert!(matches!(
+        registry.blob_size(&name, &layer).await,
+        Err(RegistryError::BlobUnknown)
+    ));
+    // A GET still fetches it, once.
+    let (_, body) = registry
+        .pull_blob_through(&name, &layer, false)
+        .await
+        .unwrap()
+        .unwrap();
+    read_all(body.unwrap().stream).await.unwrap();
+    assert_eq!(s.fake.blob_gets.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

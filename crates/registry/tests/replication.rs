@@ -95,6 +95,19 @@ impl Upstream for Remote {
         })
     }
 
+    async fn blob_size(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, UpstreamError> {
+        let size = self
+            .registry
+            .blob_size(repository, digest)
+            .await
+            .map_err(not_found)?;
+        Ok(Some(size))
+    }
+
     async fn blob(
         &self,
         repository: &RepoName,

@@ -14,6 +14,12 @@ use super::{ConfigError, Source};
 
 /// How long a tag's upstream digest is believed when `tag_ttl` is not given.
 pub const DEFAULT_TAG_TTL: Duration = Duration::from_secs(300);
+/// How long connecting to an upstream may take when `connect_timeout` is
+/// not given.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest wait for an answer's head or its next bytes when
+/// `read_timeout` is not given: beyond it, the upstream counts as down.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One upstream registry and the namespace that mirrors it.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,6 +35,11 @@ pub struct UpstreamConfig {
     pub password_file: Option<PathBuf>,
     /// How long a tag's digest is believed before upstream is asked again.
     pub tag_ttl: Duration,
+    /// How long connecting to the upstream may take.
+    pub connect_timeout: Duration,
+    /// The longest wait for an answer's head or its next bytes; a slower
+    /// upstream counts as down (stale content is served).
+    pub read_timeout: Duration,
     /// The most bytes the namespace may hold; beyond it the
     /// least-recently-pulled images are evicted (docs/proxy.md).
     pub max_size: Option<ByteSize>,
@@ -52,6 +63,8 @@ impl UpstreamConfig {
             username: None,
             password_file: None,
             tag_ttl: DEFAULT_TAG_TTL,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
             max_size: None,
             public: false,
             root: false,
@@ -171,6 +184,19 @@ fn parse_table(path: &Path, table: &toml::Table) -> Result<UpstreamConfig, Strin
     if let Some(ttl) = table.get("tag_ttl") {
         upstream.tag_ttl = Duration::parse_toml(ttl).map_err(|e| format!("tag_ttl: {e}"))?;
     }
+    for (name, field) in [
+        ("connect_timeout", &mut upstream.connect_timeout),
+        ("read_timeout", &mut upstream.read_timeout),
+    ] {
+        if let Some(value) = table.get(name) {
+            let timeout = Duration::parse_toml(value).map_err(|e| format!("{name}: {e}"))?;
+            // Zero would fail every request: refused rather than obeyed.
+            if timeout.is_zero() {
+                return Err(format!("{name}: must be longer than 0s"));
+            }
+            *field = timeout;
+        }
+    }
     if let Some(size) = table.get("max_size") {
         upstream.max_size = Some(ByteSize::parse_toml(size).map_err(|e| format!("max_size: {e}"))?);
     }
@@ -193,6 +219,8 @@ const FIELDS: &[&str] = &[
     "username",
     "password_file",
     "tag_ttl",
+    "connect_timeout",
+    "read_timeout",
     "max_size",
     "public",
     "root",
@@ -260,6 +288,11 @@ pub fn listing(upstreams: &[UpstreamConfig]) -> String {
             "tag_ttl = {}\n",
             upstream.tag_ttl.show().unwrap_or_default()
         ));
+        out.push_str(&format!(
+            "connect_timeout = {}\nread_timeout = {}\n",
+            upstream.connect_timeout.show().unwrap_or_default(),
+            upstream.read_timeout.show().unwrap_or_default()
+        ));
         if let Some(size) = &upstream.max_size {
             out.push_str(&format!("max_size = {}\n", size.show().unwrap_or_default()));
         }
@@ -294,6 +327,8 @@ mod tests {
             username = "me"
             password_file = "/run/secrets/ghcr"
             tag_ttl = "1m"
+            connect_timeout = "2s"
+            read_timeout = "500ms"
             max_size = "10GiB"
             public = true
             root = true
@@ -304,12 +339,20 @@ mod tests {
         assert!(!upstreams[0].root && upstreams[1].root);
         let hub = &upstreams[0];
         assert_eq!(hub.tag_ttl, DEFAULT_TAG_TTL);
+        assert_eq!(
+            (hub.connect_timeout, hub.read_timeout),
+            (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT)
+        );
         assert!(!hub.public && hub.username.is_none() && hub.max_size.is_none());
         assert!(hub.is_docker_hub());
         assert_eq!(hub.api_url().host_str(), Some("registry-1.docker.io"));
         let ghcr = &upstreams[1];
         assert!(!ghcr.is_docker_hub());
         assert_eq!(ghcr.tag_ttl, Duration::from_secs(60));
+        assert_eq!(
+            (ghcr.connect_timeout, ghcr.read_timeout),
+            (Duration::from_secs(2), Duration::from_millis(500))
+        );
         assert_eq!(ghcr.max_size, Some(ByteSize(10 << 30)));
         assert!(ghcr.public);
         assert_eq!(ghcr.username.as_deref(), Some("me"));
@@ -335,6 +378,18 @@ mod tests {
                 url = "https://example.com"
                 tag_ttl = "soon""#,
                 "tag_ttl",
+            ),
+            (
+                r#"namespace = "hub"
+                url = "https://example.com"
+                read_timeout = "slow""#,
+                "read_timeout",
+            ),
+            (
+                r#"namespace = "hub"
+                url = "https://example.com"
+                connect_timeout = "0s""#,
+                "connect_timeout: must be longer than 0s",
             ),
             (
                 r#"namespace = "hub"
@@ -439,5 +494,6 @@ mod tests {
         let listing = listing(&upstreams);
         assert!(listing.contains("password: ***"), "{listing}");
         assert!(listing.contains(r#"tag_ttl = "5m""#), "{listing}");
+        assert!(listing.contains(r#"read_timeout = "30s""#), "{listing}");
     }
 }
