@@ -254,9 +254,9 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/postgres/0030_image_package_backfill.sql"),
     ),
     (
-        32,
+        31,
         "namespace figures index",
-        include_str!("../migrations/postgres/0032_namespace_figures_index.sql"),
+        include_str!("../migrations/postgres/0031_namespace_figures_index.sql"),
     ),
 ];
 

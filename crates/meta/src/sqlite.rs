@@ -194,9 +194,9 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0030_image_package_backfill.sql"),
     ),
     (
-        32,
+        31,
         "namespace figures index",
-        include_str!("../migrations/sqlite/0032_namespace_figures_index.sql"),
+        include_str!("../migrations/sqlite/0031_namespace_figures_index.sql"),
     ),
 ];
 
