@@ -1,15 +1,17 @@
 //! The web console in a real browser: `berth serve --auth` on port 0, an
-//! image pushed by skopeo, and `console/console_flows.py` driving Debian's
+//! image pushed by docker, and `console/console_flows.py` driving Debian's
 //! Chromium through Playwright: sign in, browse to the image, delete a tag,
 //! set a retention policy (and preview it) and an immutable-tag rule,
 //! delete the image and restore it from the trash, a refused CSRF form,
 //! create a token, sign out everywhere, the administrator sets a quota and
 //! opens the settings, a user who may not see a private namespace; axe-core
 //! on every page, screenshots at phone and desktop width in
-//! `target/console-screenshots/`. Then real clients check what the browser
-//! did: skopeo pulls with the command read from the page, the deleted tag
-//! is gone from `/v2/`, `berth` sees the quota, policy and rule, and the
-//! token the page showed logs in. One server and one browser for all of it.
+//! `target/console-screenshots/`, and the first load's bytes. Then real
+//! clients check what the browser did: docker pulls with the digest
+//! command read from the page and podman with the tag command, the deleted
+//! tag is gone from `/v2/`, `berth` sees the quota, policy and rule, and
+//! podman logs in with the token the page showed. One server, one dockerd
+//! and one browser for all of it.
 
 mod support;
 
@@ -18,7 +20,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use support::containers::ContainersEnv;
-use support::oci::{make_image, write_oci_layout};
+use support::dockerd::Dockerd;
 use support::{record_skip, require_python_module, require_tool, run, TestRegistry};
 
 const TEST: &str = "e2e_console";
@@ -79,6 +81,16 @@ fn a_newcomer_signs_in_browses_deletes_a_tag_and_makes_a_token() {
     let Some(skopeo) = require_tool("skopeo", TEST) else {
         return;
     };
+    let (Some(dockerd), Some(docker), Some(podman)) = (
+        require_tool("dockerd", TEST),
+        require_tool("docker", TEST),
+        require_tool("podman", TEST),
+    ) else {
+        return;
+    };
+    if !support::daemon::require_root(TEST) {
+        return;
+    }
 
     let registry = TestRegistry::start_with(&["--auth"]);
     let addr = registry.addr.clone();
@@ -108,32 +120,49 @@ fn a_newcomer_signs_in_browses_deletes_a_tag_and_makes_a_token() {
         );
     }
 
-    // alice pushes one image under two tags into her own namespace.
+    // alice pushes one image under two tags into her own namespace, with
+    // docker (an imported root filesystem: one layer, no build needed).
     let env = ContainersEnv::new(&addr);
     let skopeo_command = || {
         let mut command = env.command(&skopeo);
         command.arg("--policy").arg(env.policy());
         command
     };
-    let image = make_image("amd64", &[2048, 4096], &[]);
-    let layout = tempfile::tempdir().unwrap();
-    write_oci_layout(
-        layout.path(),
-        "v1",
-        &image.manifest,
-        image.all_blobs().values(),
-    );
-    let creds = format!("{}:{}", alice.0, alice.1);
+    let daemon = Dockerd::start(&dockerd, &docker, &[&addr]);
+    let rootfs = daemon.dir().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::write(
+        rootfs.join("etc/console-test"),
+        "made in the console test\n",
+    )
+    .unwrap();
+    let archive = daemon.dir().join("rootfs.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&archive)
+        .arg("."));
+    let repository = format!("{addr}/alice/app");
+    run(daemon.docker().args([
+        "import",
+        archive.to_str().unwrap(),
+        &format!("{repository}:v1"),
+    ]));
+    run(daemon.docker().args([
+        "tag",
+        &format!("{repository}:v1"),
+        &format!("{repository}:v2"),
+    ]));
+    run(daemon
+        .docker()
+        .args(["login", &addr, "-u", alice.0, "-p", alice.1]));
     for tag in ["v1", "v2"] {
-        run(skopeo_command().args([
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &creds,
-            &format!("oci:{}:v1", layout.path().display()),
-            &format!("docker://{addr}/alice/app:{tag}"),
-        ]));
+        run(daemon
+            .docker()
+            .args(["push", &format!("{repository}:{tag}")]));
     }
+    let creds = format!("{}:{}", alice.0, alice.1);
 
     // The browser.
     let shots = berth_test_support::target_dir().join("console-screenshots");
@@ -160,23 +189,53 @@ fn a_newcomer_signs_in_browses_deletes_a_tag_and_makes_a_token() {
     let failures = result["failures"].as_array().unwrap();
     assert!(failures.is_empty(), "in the browser: {failures:#?}");
 
-    // The pull command the page showed pulls the image.
+    // The first load (the anonymous overview with everything it fetched).
+    let first_load = result["first_load_bytes"].as_u64().unwrap();
+    assert!(
+        (1..=200 * 1024).contains(&first_load),
+        "first load {first_load} bytes"
+    );
+    eprintln!("{TEST}: the first load transferred {first_load} bytes");
+
+    // The pull commands the page showed pull the image: podman's by tag
+    // (after podman logs in as alice), docker's by digest (after docker
+    // forgot the image).
     let command = result["pull_command"].as_str().unwrap();
     let reference = command
         .strip_prefix("podman pull ")
         .unwrap_or_else(|| panic!("not a pull command: {command}"));
     assert_eq!(reference, format!("{addr}/alice/app:v2"));
-    let pulled = tempfile::tempdir().unwrap();
-    run(skopeo_command().args([
-        "copy",
-        "--src-tls-verify=false",
-        "--src-creds",
-        &creds,
-        &format!("docker://{reference}"),
-        &format!("oci:{}:pulled", pulled.path().display()),
+    let podman_command = |args: &[&str]| {
+        let mut command = env.storage_command(&podman);
+        command.args(args);
+        command
+    };
+    run(&mut podman_command(&[
+        "login",
+        "--tls-verify=false",
+        "-u",
+        alice.0,
+        "-p",
+        alice.1,
+        &addr,
     ]));
+    run(&mut podman_command(&[
+        "pull",
+        "--tls-verify=false",
+        reference,
+    ]));
+    run(&mut podman_command(&["logout", &addr]));
     let by_digest = result["digest_command"].as_str().unwrap();
-    assert!(by_digest.starts_with(&format!("docker pull {addr}/alice/app@sha256:")));
+    let digest_reference = by_digest
+        .strip_prefix("docker pull ")
+        .unwrap_or_else(|| panic!("not a docker pull command: {by_digest}"));
+    assert!(digest_reference.starts_with(&format!("{addr}/alice/app@sha256:")));
+    for tag in ["v1", "v2"] {
+        run(daemon
+            .docker()
+            .args(["rmi", &format!("{repository}:{tag}")]));
+    }
+    run(daemon.docker().args(["pull", digest_reference]));
 
     // The tag deleted in the browser is gone from /v2/.
     let gone = skopeo_command()
@@ -228,18 +287,23 @@ fn a_newcomer_signs_in_browses_deletes_a_tag_and_makes_a_token() {
     let rules = berth(admin_home.path(), &["immutable", "list", "-o", "json"], "");
     assert!(rules.contains("release-*"), "{rules}");
 
-    // The token the page showed logs skopeo in, for pulls.
-    let token = format!(
-        "{}:{}",
+    // The token the page showed logs podman in, and it pulls.
+    let (token_name, token_secret) = (
         result["token_name"].as_str().unwrap(),
-        result["token_secret"].as_str().unwrap()
+        result["token_secret"].as_str().unwrap(),
     );
-    run(skopeo_command().args([
-        "inspect",
-        "--raw",
+    run(&mut podman_command(&[
+        "login",
         "--tls-verify=false",
-        "--creds",
-        &token,
-        &format!("docker://{addr}/alice/app:v2"),
+        "-u",
+        token_name,
+        "-p",
+        token_secret,
+        &addr,
+    ]));
+    run(&mut podman_command(&[
+        "pull",
+        "--tls-verify=false",
+        &format!("{addr}/alice/app:v2"),
     ]));
 }
