@@ -940,7 +940,16 @@ async fn retention_is_set_previewed_run_and_its_images_restored_from_the_trash()
         .contains(&restore));
     let refused = post(&h, &restore, &reader, &[]).await;
     assert_eq!(refused.status, 403, "{}", refused.text());
+    // The restore answers with a redirect to the trash page with its
+    // notice, so that a reload does not post it again.
     let restored = post(&h, &restore, &owner, &[]).await;
+    assert_eq!(restored.status, 303, "{}", restored.text());
+    let location = restored.header("location");
+    assert!(
+        location.starts_with("/namespaces/pub/trash?restored=pub%2Fapp%40sha256%3A"),
+        "{location}"
+    );
+    let restored = get(&h, &location, Some(&owner)).await;
     assert_eq!(restored.status, 200, "{}", restored.text());
     assert_html(&restored, "restored");
     let text = restored.text();

@@ -409,13 +409,58 @@ pub(super) async fn remove_rule(
     )))
 }
 
-/// `GET /namespaces/{ns}/trash`, and the same page after a restore.
-pub(super) async fn trash(
-    ctx: &Ctx<'_>,
-    namespace: &Name,
-    restored: Option<RestoredImageView>,
-) -> PageResult {
+/// The most tags a restore's notice names (its redirect carries them).
+const MAX_RESTORED_TAGS_SHOWN: usize = 50;
+
+/// What a restore did, as its redirect tells the trash page.
+struct RestoredNotice {
+    repository: RepoName,
+    digest: Digest,
+    tags: Vec<String>,
+    referrers: usize,
+    /// Tags not given back, with the image that has the name now.
+    conflicts: Vec<(String, Option<Digest>)>,
+}
+
+/// The notice of the restore whose redirect led here (`restored`, `tag`,
+/// `referrers`, `conflict`); `None` without one. Every value is checked as
+/// it would be anywhere else, so a hand-made link shows nothing but valid
+/// names.
+fn restored_notice(query: &[(String, String)]) -> Option<RestoredNotice> {
+    let image = &query.iter().find(|(k, _)| k == "restored")?.1;
+    let (repository, digest) = image.split_once('@')?;
+    let values = |key: &'static str| {
+        query
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let tag = |text: &str| {
+        berth_oci::Tag::parse(text)
+            .ok()
+            .map(|t| t.as_str().to_string())
+    };
+    Some(RestoredNotice {
+        repository: RepoName::parse(repository).ok()?,
+        digest: Digest::parse(digest).ok()?,
+        tags: values("tag").filter_map(tag).collect(),
+        referrers: values("referrers")
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+        conflicts: values("conflict")
+            .filter_map(|text| match text.split_once('@') {
+                Some((name, current)) => Some((tag(name)?, Digest::parse(current).ok())),
+                None => Some((tag(text)?, None)),
+            })
+            .collect(),
+    })
+}
+
+/// `GET /namespaces/{ns}/trash`, with a restore's notice after one.
+pub(super) async fn trash(ctx: &Ctx<'_>, namespace: &Name) -> PageResult {
     let query = query_pairs(ctx.parts);
+    let restored = restored_notice(&query);
     let cursor = if restored.is_some() {
         None
     } else {
@@ -469,16 +514,16 @@ pub(super) async fn trash(
         @if let Some(restored) = &restored {
             div class="notice ok" role="status" {
                 p {
-                    a href=(image_path(&restored.repository, &restored.digest)) { (restored.repository) "@" (short_digest(&restored.digest)) }
+                    a href=(image_path(restored.repository.as_str(), restored.digest.as_str())) { (restored.repository) "@" (short_digest(restored.digest.as_str())) }
                     " is back."
                     @if !restored.tags.is_empty() { " Tags restored: " code { (restored.tags.join(" ")) } "." }
-                    @if !restored.referrers.is_empty() { " With " (restored.referrers.len()) " referrers." }
+                    @if restored.referrers > 0 { " With " (restored.referrers) " referrers." }
                 }
                 @if !restored.conflicts.is_empty() {
                     p { "Tags not restored, because another image has the name now:" }
                     ul {
-                        @for conflict in &restored.conflicts {
-                            li { code { (conflict.tag) } @if let Some(current) = &conflict.current { " (now " span class="mono" { (short_digest(current)) } ")" } }
+                        @for (tag, current) in &restored.conflicts {
+                            li { code { (tag) } @if let Some(current) = current { " (now " span class="mono" { (short_digest(current.as_str())) } ")" } }
                         }
                     }
                 }
@@ -532,7 +577,34 @@ pub(super) async fn restore(ctx: &Ctx<'_>, repository: &RepoName, digest: &Diges
         api::trash::restore_image(&ctx.state.registry, &ctx.actor(), repository, digest).await?;
     let namespace = Name::try_from(repository.namespace().to_string())
         .map_err(ManagementError::invalid_request)?;
-    trash(ctx, &namespace, Some(restored)).await
+    Ok(see_other(&restored_link(&namespace, &restored)))
+}
+
+/// The trash page with a restore's notice: the restore answers with a
+/// redirect to it, so that reloading the page does not post the restore
+/// again. At most [`MAX_RESTORED_TAGS_SHOWN`] tags and conflicts are named.
+fn restored_link(namespace: &Name, restored: &RestoredImageView) -> String {
+    let image = format!("{}@{}", restored.repository, restored.digest);
+    let referrers = restored.referrers.len().to_string();
+    let conflicts: Vec<String> = restored
+        .conflicts
+        .iter()
+        .take(MAX_RESTORED_TAGS_SHOWN)
+        .map(|conflict| match &conflict.current {
+            Some(current) => format!("{}@{current}", conflict.tag),
+            None => conflict.tag.clone(),
+        })
+        .collect();
+    let mut pairs: Vec<(&str, &str)> = vec![("restored", &image), ("referrers", &referrers)];
+    pairs.extend(
+        restored
+            .tags
+            .iter()
+            .take(MAX_RESTORED_TAGS_SHOWN)
+            .map(|tag| ("tag", tag.as_str())),
+    );
+    pairs.extend(conflicts.iter().map(|c| ("conflict", c.as_str())));
+    format!("{}?{}", trash_path(namespace), query_string(&pairs))
 }
 
 /// Deletes an image (every tag of it) into the trash, as the API's delete.
@@ -582,5 +654,48 @@ mod tests {
                 );
             }
         }
+    }
+
+    fn pairs(query: &[(&str, &str)]) -> Vec<(String, String)> {
+        query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_restores_notice_shows_only_valid_names() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let image = format!("team/app@{digest}");
+        let conflict = format!("v2@{digest}");
+        let notice = restored_notice(&pairs(&[
+            ("restored", &image),
+            ("referrers", "2"),
+            ("tag", "v1"),
+            ("tag", "<script>"),
+            ("conflict", &conflict),
+            ("conflict", "latest"),
+            ("conflict", "bad tag@x"),
+        ]))
+        .unwrap();
+        assert_eq!(notice.repository.as_str(), "team/app");
+        assert_eq!(notice.digest.as_str(), digest);
+        assert_eq!(notice.tags, ["v1"]);
+        assert_eq!(notice.referrers, 2);
+        assert_eq!(
+            notice.conflicts,
+            [
+                ("v2".to_string(), Some(Digest::parse(&digest).unwrap())),
+                ("latest".to_string(), None),
+            ]
+        );
+        // No notice without a valid image.
+        for image in ["", "team/app", "team/app@sha256:zz", "Team/App@sha256:0"] {
+            assert!(
+                restored_notice(&pairs(&[("restored", image)])).is_none(),
+                "{image}"
+            );
+        }
+        assert!(restored_notice(&pairs(&[("tag", "v1")])).is_none());
     }
 }

@@ -269,7 +269,7 @@ pub async fn handle(state: &AppState, request: Request) -> Response {
         Page::RunRetention(name, dry_run) => lifecycle::run_retention(&ctx, &name, dry_run).await,
         Page::AddImmutableRule(new) => lifecycle::add_rule(&ctx, new).await,
         Page::RemoveImmutableRule(scope, tags) => lifecycle::remove_rule(&ctx, &scope, &tags).await,
-        Page::Trash(name) => lifecycle::trash(&ctx, &name, None).await,
+        Page::Trash(name) => lifecycle::trash(&ctx, &name).await,
         Page::RestoreImage(repository, digest) => {
             lifecycle::restore(&ctx, &repository, &digest).await
         }
