@@ -208,6 +208,8 @@ fn rows() -> Vec<Row> {
               public: SEE_PUBLIC, private: SEE_PRIVATE },
         Row { operation: "list_exemptions", method: "GET", path: "/api/v1/exemptions", body: "", setup: Setup::None,
               public: LOGGED_IN, private: LOGGED_IN },
+        Row { operation: "list_exemptions", method: "GET", path: "/api/v1/exemptions?namespace={ns}", body: "", setup: Setup::None,
+              public: SEE_PUBLIC, private: SEE_PRIVATE },
         Row { operation: "add_exemption", method: "POST", path: "/api/v1/exemptions",
               body: r#"{"scope":"{ns}/app:v1","issue":"CVE-2099-{cell}","reason":"not reachable","expires":"30d"}"#, setup: Setup::None,
               public: with(OWNERS, 201), private: with(OWNERS, 201) },

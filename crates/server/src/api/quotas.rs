@@ -160,15 +160,11 @@ pub async fn list(ctx: &Context<'_>) -> Result<Response, ManagementError> {
     let mut quotas = Vec::new();
     let mut after: Option<String> = None;
     // Which namespaces the caller sees, read once for all of them.
-    let visible: std::collections::HashSet<String> = ctx
-        .auth
-        .store
-        .namespaces_with_facts(ctx.caller.user_name())
-        .await?
-        .into_iter()
-        .filter(|(record, facts)| ctx.caller.may_see_namespace(*facts, &record.name))
-        .map(|(record, _)| record.name)
-        .collect();
+    let visible: std::collections::HashSet<String> =
+        super::vulnerabilities::visible_namespace_names(ctx)
+            .await?
+            .into_iter()
+            .collect();
     // Bounded by the number of namespaces; each page moves strictly on.
     loop {
         let page = ctx.registry.quotas(after.as_deref(), PAGE).await?;
