@@ -7,8 +7,9 @@
 //! `SQLITE_BUSY`, and every write transaction starts with `BEGIN IMMEDIATE`,
 //! which takes the write lock up front so that a transaction that reads before
 //! it writes cannot fail halfway when another process holds the lock (the busy
-//! timeout covers that wait instead). Reads go through a separate small pool of
-//! read-only connections, which WAL lets run alongside the writer.
+//! timeout covers that wait instead). Reads go through a separate small set of
+//! read-only connections, which WAL lets run alongside the writer, lent one
+//! statement at a time without sqlx's pool (`sql::sqlite_readers` says why).
 //!
 //! The schema lives in `migrations/sqlite/`, is embedded into the binary and is
 //! applied on open; see [`MIGRATIONS`].
@@ -24,6 +25,7 @@ use sqlx::sqlite::{
 use sqlx::Sqlite;
 
 use crate::sql::db::{database, Db};
+use crate::sql::sqlite_readers::SqliteReaders;
 use crate::sql::{EmbeddedMigrations, SqlMetaStore};
 use crate::MetaError;
 
@@ -42,7 +44,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Read connections. Reads are short and WAL lets them run in parallel with
 /// each other and with the writer; a handful is enough for a registry whose
 /// heavy lifting is blob IO, not metadata.
-const READ_CONNECTIONS: u32 = 4;
+const READ_CONNECTIONS: usize = 4;
 
 /// The embedded migrations, in order: (version, description, SQL). They are
 /// embedded in the binary rather than read from disk at start-up; the shared
@@ -234,14 +236,11 @@ impl SqlMetaStore<Sqlite> {
         migrate(&write).await?;
         // The journal mode is stored in the file, so readers need not (and,
         // being read-only, could not) set it.
-        let read = SqlitePoolOptions::new()
-            .max_connections(READ_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(base.read_only(true))
+        let read = SqliteReaders::open(base.read_only(true), READ_CONNECTIONS, ACQUIRE_TIMEOUT)
             .await
             .map_err(database("opening the database for reading"))?;
         Ok(SqlMetaStore::new(Db::Sqlite {
-            read,
+            read: Some(std::sync::Arc::new(read)),
             write,
             path: Some(path.to_path_buf()),
         }))
@@ -265,7 +264,7 @@ impl SqlMetaStore<Sqlite> {
             .map_err(database("opening an in-memory database"))?;
         migrate(&pool).await?;
         Ok(SqlMetaStore::new(Db::Sqlite {
-            read: pool.clone(),
+            read: None,
             write: pool,
             path: None,
         }))

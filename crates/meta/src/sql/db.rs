@@ -23,6 +23,7 @@ use sqlx::sqlite::{Sqlite, SqliteArguments, SqlitePool, SqliteRow};
 use sqlx::{Row as _, Transaction};
 
 use super::events::{append, NewEvent};
+use super::sqlite_readers::SqliteReaders;
 use crate::{Change, MetaError, Timestamp};
 
 /// How long the readiness probe waits for SQLite's write lock. Shorter than
@@ -58,6 +59,15 @@ impl Dialect {
         }
     }
 
+    /// The values of `expr` over a group's rows joined with single spaces
+    /// (for names that cannot hold one), in no particular order.
+    pub(crate) fn space_joined(self, expr: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("group_concat({expr}, ' ')"),
+            Dialect::Postgres => format!("string_agg({expr}, ' ')"),
+        }
+    }
+
     /// A table expression with one row per item of the list bound (with
     /// [`Bind`] on a `Vec<&str>`) as parameter `$n`, aliased `l`, with the
     /// item as `l.value` and its position in the list as `l.key`. SQLite
@@ -74,8 +84,10 @@ impl Dialect {
 #[derive(Clone, Debug)]
 pub(crate) enum Db {
     Sqlite {
-        /// Read-only connections; never used inside a write transaction.
-        read: SqlitePool,
+        /// Read-only connections, lent one statement at a time; never used
+        /// inside a write transaction. `None` for an in-memory database,
+        /// whose one connection reads and writes.
+        read: Option<std::sync::Arc<SqliteReaders>>,
         /// The one connection that writes, so writers queue here rather than
         /// contend for SQLite's lock.
         write: SqlitePool,
@@ -134,7 +146,10 @@ impl Db {
     /// Where a single read statement runs.
     pub(crate) fn reader(&self) -> On<'_> {
         match self {
-            Db::Sqlite { read, .. } => On::SqlitePool(read),
+            Db::Sqlite {
+                read: Some(read), ..
+            } => On::SqliteReaders(read),
+            Db::Sqlite { write, .. } => On::SqlitePool(write),
             #[cfg(feature = "postgres")]
             Db::Postgres(pool) => On::PgPool(pool),
         }
@@ -180,7 +195,9 @@ impl Db {
     pub(crate) async fn close(&self) {
         match self {
             Db::Sqlite { read, write, .. } => {
-                read.close().await;
+                if let Some(read) = read {
+                    read.close().await;
+                }
                 write.close().await;
             }
             #[cfg(feature = "postgres")]
@@ -262,6 +279,7 @@ impl Tx {
 /// Where one statement runs: on a pool (by itself) or in a transaction.
 pub(crate) enum On<'c> {
     SqlitePool(&'c SqlitePool),
+    SqliteReaders(&'c SqliteReaders),
     #[cfg(feature = "postgres")]
     PgPool(&'c PgPool),
     Tx(&'c mut Tx),
@@ -412,6 +430,11 @@ impl<'q> Query<'q> {
     pub(crate) async fn execute<'c>(self, on: impl Into<On<'c>>) -> Result<u64, sqlx::Error> {
         let done = match on.into() {
             On::SqlitePool(pool) => self.sqlite().execute(pool).await?.rows_affected(),
+            On::SqliteReaders(readers) => {
+                let mut reader = readers.acquire().await?;
+                let done = self.sqlite().execute(reader.connection()).await;
+                kept_if_ok(&mut reader, done)?.rows_affected()
+            }
             #[cfg(feature = "postgres")]
             On::PgPool(pool) => self.postgres().execute(pool).await?.rows_affected(),
             On::Tx(tx) => match &mut tx.db {
@@ -430,6 +453,11 @@ impl<'q> Query<'q> {
     ) -> Result<Vec<Row>, sqlx::Error> {
         let rows = match on.into() {
             On::SqlitePool(pool) => wrap(self.sqlite().fetch_all(pool).await?, Row::Sqlite),
+            On::SqliteReaders(readers) => {
+                let mut reader = readers.acquire().await?;
+                let rows = self.sqlite().fetch_all(reader.connection()).await;
+                wrap(kept_if_ok(&mut reader, rows)?, Row::Sqlite)
+            }
             #[cfg(feature = "postgres")]
             On::PgPool(pool) => wrap(self.postgres().fetch_all(pool).await?, Row::Postgres),
             On::Tx(tx) => match &mut tx.db {
@@ -450,6 +478,11 @@ impl<'q> Query<'q> {
     ) -> Result<Option<Row>, sqlx::Error> {
         let row = match on.into() {
             On::SqlitePool(pool) => self.sqlite().fetch_optional(pool).await?.map(Row::Sqlite),
+            On::SqliteReaders(readers) => {
+                let mut reader = readers.acquire().await?;
+                let row = self.sqlite().fetch_optional(reader.connection()).await;
+                kept_if_ok(&mut reader, row)?.map(Row::Sqlite)
+            }
             #[cfg(feature = "postgres")]
             On::PgPool(pool) => self
                 .postgres()
@@ -479,6 +512,18 @@ impl<'q> Query<'q> {
             .await?
             .ok_or(sqlx::Error::RowNotFound)
     }
+}
+
+/// Passes a statement's result on, closing the connection it ran on if it
+/// failed (see [`SqliteReaders`]).
+fn kept_if_ok<T>(
+    reader: &mut super::sqlite_readers::Reader<'_>,
+    result: Result<T, sqlx::Error>,
+) -> Result<T, sqlx::Error> {
+    if result.is_err() {
+        reader.discard();
+    }
+    result
 }
 
 fn wrap<R>(rows: Vec<R>, each: fn(R) -> Row) -> Vec<Row> {

@@ -1,7 +1,5 @@
 //! [`ImageStore`] in SQL.
 
-use std::collections::HashMap;
-
 use berth_oci::{Digest, RepoName, Tag};
 
 use super::db::{database, query, Row};
@@ -53,52 +51,40 @@ impl<B> SqlMetaStore<B> {
             .transpose()
     }
 
-    /// Fills in the tags of `images`, all of one repository, with one
-    /// statement: a `tags_by_manifest` lookup per image.
-    async fn attach_tags(
-        &self,
-        repository_id: i64,
-        images: &mut [ImageSummary],
-    ) -> Result<(), MetaError> {
-        if images.is_empty() {
-            return Ok(());
-        }
-        // The digests drive the join (`CROSS JOIN` keeps them outside in
-        // SQLite; PostgreSQL plans the inner join by cost), and the tags
-        // are sorted here rather than by `ORDER BY name`: with that,
-        // SQLite walked the repository's every tag in primary-key order,
-        // probing the digest list for each (104,000 rows for a page of 50
-        // images, about 30 ms, issue 14).
-        let sql = format!(
-            "SELECT t.manifest_digest AS manifest_digest, t.name AS name \
-             FROM {} CROSS JOIN tags t \
-             WHERE t.repository_id = $1 AND t.manifest_digest = l.value",
-            self.db.dialect().list(2)
-        );
-        let digests: Vec<&str> = images.iter().map(|i| i.digest.as_str()).collect();
-        let rows = query(&sql)
-            .bind(repository_id)
-            .bind(digests)
-            .fetch_all(self.db.reader())
-            .await
-            .map_err(database("listing the tags of images"))?;
-        let mut found: HashMap<String, Vec<Tag>> = HashMap::with_capacity(images.len());
-        for row in &rows {
-            found
-                .entry(row.get("manifest_digest")?)
-                .or_default()
-                .push(parse_tag(&row.get::<String>("name")?)?);
-        }
-        for image in images.iter_mut() {
-            image.tags = found.remove(image.digest.as_str()).unwrap_or_default();
-            // Byte order, as the contract says, whatever the database's
-            // collation.
-            image
-                .tags
-                .sort_by(|a, b| a.as_str().as_bytes().cmp(b.as_str().as_bytes()));
-        }
-        Ok(())
+    /// The column `tag_names` of a query over manifests `m`: the tags of
+    /// each, space-separated (a tag holds no space), read through
+    /// `tags_by_manifest` in the same statement as the manifests, so a page
+    /// of images is one statement rather than one and another for its tags.
+    fn tag_names_column(&self) -> String {
+        format!(
+            "(SELECT {} FROM tags t \
+             WHERE t.repository_id = m.repository_id AND t.manifest_digest = m.digest) AS tag_names",
+            self.db.dialect().space_joined("t.name")
+        )
     }
+}
+
+/// The tags of a row with a [`SqlMetaStore::tag_names_column`], in byte
+/// order, as the contract says, whatever the database's collation.
+fn tags_from_row(row: &Row) -> Result<Vec<Tag>, MetaError> {
+    let names: Option<String> = row.get("tag_names")?;
+    let mut tags = names
+        .as_deref()
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|name| !name.is_empty())
+        .map(parse_tag)
+        .collect::<Result<Vec<_>, _>>()?;
+    tags.sort_by(|a, b| a.as_str().as_bytes().cmp(b.as_str().as_bytes()));
+    Ok(tags)
+}
+
+/// An image summary with its tags, from a row with [`image_columns`] and a
+/// [`SqlMetaStore::tag_names_column`].
+fn tagged_summary_from_row(row: &Row) -> Result<ImageSummary, MetaError> {
+    let mut summary = summary_from_row(row)?;
+    summary.tags = tags_from_row(row)?;
+    Ok(summary)
 }
 
 #[async_trait::async_trait]
@@ -110,9 +96,6 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
         after: Option<&ImageCursor>,
         limit: usize,
     ) -> Result<Option<Vec<ImageSummary>>, MetaError> {
-        let Some(repository_id) = self.repository_id_for_read(repository).await? else {
-            return Ok(None);
-        };
         let tagged = "EXISTS (SELECT 1 FROM tags t \
                       WHERE t.repository_id = m.repository_id AND t.manifest_digest = m.digest)";
         let filter = match filter {
@@ -121,18 +104,22 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
             TaggedFilter::Untagged => format!(" AND NOT {tagged}"),
         };
         // A keyset page: the row-value comparison is one range of
-        // `manifests_by_push`, however deep the page.
+        // `manifests_by_push`, however deep the page. The repository is
+        // looked up by name in the same statement (its primary-key index),
+        // and so are the tags: one statement for the page.
         let (after_clause, limit_param) = match after {
             Some(_) => (" AND (m.created_at, m.digest) < ($2, $3)", "$4"),
             None => ("", "$2"),
         };
         let sql = format!(
-            "SELECT {} FROM manifests m WHERE m.repository_id = $1 AND m.trashed_at IS NULL\
-             {after_clause}{filter} \
+            "SELECT {}, {} FROM manifests m \
+             WHERE m.repository_id = (SELECT id FROM repositories WHERE name = $1) \
+             AND m.trashed_at IS NULL{after_clause}{filter} \
              ORDER BY m.created_at DESC, m.digest DESC LIMIT {limit_param}",
-            image_columns!()
+            image_columns!(),
+            self.tag_names_column()
         );
-        let mut statement = query(&sql).bind(repository_id);
+        let mut statement = query(&sql).bind(repository.as_str());
         if let Some(cursor) = after {
             statement = statement
                 .bind(cursor.pushed_at)
@@ -143,12 +130,14 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
             .fetch_all(self.db.reader())
             .await
             .map_err(database("listing images"))?;
-        let mut images = rows
-            .iter()
-            .map(summary_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        self.attach_tags(repository_id, &mut images).await?;
-        Ok(Some(images))
+        // An empty page may be a repository that does not exist.
+        if rows.is_empty() && self.repository_id_for_read(repository).await?.is_none() {
+            return Ok(None);
+        }
+        rows.iter()
+            .map(tagged_summary_from_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
     async fn list_tagged_images(
@@ -269,26 +258,20 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
         repository: &RepoName,
         digest: &Digest,
     ) -> Result<Option<ImageSummary>, MetaError> {
-        let Some(repository_id) = self.repository_id_for_read(repository).await? else {
-            return Ok(None);
-        };
-        const SQL: &str = concat!(
-            "SELECT ",
+        let sql = format!(
+            "SELECT {}, {} FROM manifests m \
+             WHERE m.repository_id = (SELECT id FROM repositories WHERE name = $1) \
+             AND m.digest = $2 AND m.trashed_at IS NULL",
             image_columns!(),
-            " FROM manifests m WHERE m.repository_id = $1 AND m.digest = $2 AND m.trashed_at IS NULL"
+            self.tag_names_column()
         );
-        let row = query(SQL)
-            .bind(repository_id)
+        let row = query(&sql)
+            .bind(repository.as_str())
             .bind(digest.as_str())
             .fetch_optional(self.db.reader())
             .await
             .map_err(database("fetching an image"))?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let mut images = vec![summary_from_row(&row)?];
-        self.attach_tags(repository_id, &mut images).await?;
-        Ok(images.pop())
+        row.as_ref().map(tagged_summary_from_row).transpose()
     }
 
     async fn list_repository_summaries(

@@ -50,6 +50,7 @@ mod replication;
 mod repositories;
 mod retention;
 mod sessions;
+pub(crate) mod sqlite_readers;
 mod tokens;
 mod trash;
 mod uploads;

@@ -1,0 +1,204 @@
+//! SQLite's read-only connections, handed out without sqlx's pool.
+//!
+//! sqlx's pool sends a `ping` to a connection before lending it
+//! (`test_before_acquire`) and again, from a task it spawns, when it comes
+//! back. A SQLite connection is a worker thread of this process, so each
+//! ping is a round trip between threads that finds out nothing: a statement
+//! on the pool cost three hand-offs to the worker instead of one. Measured on
+//! the management API's listings (docs/performance.md, "Read connections
+//! without pings") that was a third of the server's CPU per request, and the
+//! connection stayed lent out for the spawned task's round trip, so requests
+//! queued for it longer than the statement took.
+//!
+//! This set lends a connection for one statement and takes it back at once.
+//! A connection is opened when none is idle and fewer than the maximum
+//! exist; waiting is first come, first served (tokio's semaphore is fair),
+//! bounded by the acquire timeout, and answered with
+//! [`sqlx::Error::PoolTimedOut`] as the pool would. A connection whose
+//! statement failed is closed rather than lent again, which is what the
+//! pool's ping on return was for: an abandoned statement (a request whose
+//! client went away) needs nothing, because the worker runs commands in
+//! order and resets a statement whose rows nobody reads. These connections
+//! are read-only and never hold a transaction, so no state survives a
+//! statement.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions, Connection};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// Read-only connections to one database file; see the module documentation.
+#[derive(Debug)]
+pub(crate) struct SqliteReaders {
+    options: SqliteConnectOptions,
+    /// Connections not lent out. At most `permits`' size exist at once.
+    idle: Mutex<Vec<SqliteConnection>>,
+    /// One permit per connection that may exist.
+    permits: Semaphore,
+    acquire_timeout: Duration,
+}
+
+/// A connection lent for one statement; it goes back when this is dropped.
+pub(crate) struct Reader<'a> {
+    readers: &'a SqliteReaders,
+    connection: Option<SqliteConnection>,
+    /// Dropped after the connection is back among the idle ones, so a
+    /// waiter woken by it finds it there.
+    _permit: SemaphorePermit<'a>,
+}
+
+impl SqliteReaders {
+    /// Opens the first connection now, so that a database that cannot be
+    /// read fails at start-up rather than at the first request.
+    pub(crate) async fn open(
+        options: SqliteConnectOptions,
+        connections: usize,
+        acquire_timeout: Duration,
+    ) -> Result<SqliteReaders, sqlx::Error> {
+        let first = options.connect().await?;
+        Ok(SqliteReaders {
+            options,
+            idle: Mutex::new(vec![first]),
+            permits: Semaphore::new(connections),
+            acquire_timeout,
+        })
+    }
+
+    /// Lends a connection, opening one if none is idle.
+    pub(crate) async fn acquire(&self) -> Result<Reader<'_>, sqlx::Error> {
+        let permit = tokio::time::timeout(self.acquire_timeout, self.permits.acquire())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let connection = match idle {
+            Some(connection) => connection,
+            None => self.options.connect().await?,
+        };
+        Ok(Reader {
+            readers: self,
+            connection: Some(connection),
+            _permit: permit,
+        })
+    }
+
+    /// Closes the idle connections and lends no more; connections lent out
+    /// are closed as they come back.
+    pub(crate) async fn close(&self) {
+        self.permits.close();
+        let idle: Vec<SqliteConnection> =
+            std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+        for connection in idle {
+            let _ = connection.close().await;
+        }
+    }
+}
+
+impl Reader<'_> {
+    /// The connection, for one statement.
+    pub(crate) fn connection(&mut self) -> &mut SqliteConnection {
+        self.connection
+            .as_mut()
+            .expect("a lent connection is present until it is dropped")
+    }
+
+    /// Closes the connection instead of lending it again (its statement
+    /// failed, so its worker may be gone).
+    pub(crate) fn discard(&mut self) {
+        self.connection = None;
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            if self.readers.permits.is_closed() {
+                // Dropping the connection stops its worker, which closes
+                // the database handle.
+                return;
+            }
+            self.readers
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(connection);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn readers(connections: usize, timeout: Duration) -> (tempfile::TempDir, SqliteReaders) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut writer = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&mut writer)
+            .await
+            .unwrap();
+        let options = SqliteConnectOptions::new().filename(&path).read_only(true);
+        let readers = SqliteReaders::open(options, connections, timeout)
+            .await
+            .unwrap();
+        (dir, readers)
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_lent_again_after_its_statement() {
+        let (_dir, readers) = readers(2, Duration::from_secs(1)).await;
+        for _ in 0..5 {
+            let mut reader = readers.acquire().await.unwrap();
+            sqlx::query("SELECT COUNT(*) FROM t")
+                .fetch_one(reader.connection())
+                .await
+                .unwrap();
+        }
+        // One connection served every statement: none was opened beside it.
+        assert_eq!(readers.idle.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn no_more_than_the_maximum_are_lent_and_a_waiter_times_out() {
+        let (_dir, readers) = readers(2, Duration::from_millis(50)).await;
+        let first = readers.acquire().await.unwrap();
+        let second = readers.acquire().await.unwrap();
+        assert!(matches!(
+            readers.acquire().await,
+            Err(sqlx::Error::PoolTimedOut)
+        ));
+        drop(first);
+        let third = readers.acquire().await.unwrap();
+        drop((second, third));
+        assert_eq!(readers.idle.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_discarded_connection_is_not_lent_again_and_closing_stops_lending() {
+        let (_dir, readers) = readers(2, Duration::from_secs(1)).await;
+        let mut reader = readers.acquire().await.unwrap();
+        reader.discard();
+        drop(reader);
+        assert!(readers.idle.lock().unwrap().is_empty());
+        let mut reader = readers.acquire().await.unwrap();
+        sqlx::query("SELECT 1")
+            .fetch_one(reader.connection())
+            .await
+            .unwrap();
+        drop(reader);
+        readers.close().await;
+        assert!(readers.idle.lock().unwrap().is_empty());
+        assert!(matches!(
+            readers.acquire().await,
+            Err(sqlx::Error::PoolClosed)
+        ));
+    }
+}
