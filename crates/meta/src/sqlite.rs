@@ -19,13 +19,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::Sqlite;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Sqlite};
 
 use crate::sql::db::{database, Db};
 use crate::sql::sqlite_readers::SqliteReaders;
+use crate::sql::sqlite_writer::SqliteWriter;
 use crate::sql::{EmbeddedMigrations, SqlMetaStore};
 use crate::MetaError;
 
@@ -222,18 +221,15 @@ impl SqlMetaStore<Sqlite> {
             // corrupts the database, and a registry client whose push was
             // lost simply pushes again. FULL would cost an fsync per commit.
             .synchronous(SqliteSynchronous::Normal);
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            // Keeping the writer open keeps the WAL and shared-memory files in
-            // place, which the read-only connections need to open the file.
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(write_options)
+        // The writer stays open (reopened only after a failure), which keeps
+        // the WAL and shared-memory files in place: the read-only
+        // connections need them to open the file.
+        let mut connection = write_options
+            .connect()
             .await
             .map_err(database("opening the database for writing"))?;
-        migrate(&write).await?;
+        migrate(&mut connection).await?;
+        let write = SqliteWriter::new(connection, Some(write_options), ACQUIRE_TIMEOUT);
         // The journal mode is stored in the file, so readers need not (and,
         // being read-only, could not) set it.
         let read = SqliteReaders::open(base.read_only(true), READ_CONNECTIONS, ACQUIRE_TIMEOUT)
@@ -241,7 +237,7 @@ impl SqlMetaStore<Sqlite> {
             .map_err(database("opening the database for reading"))?;
         Ok(SqlMetaStore::new(Db::Sqlite {
             read: Some(std::sync::Arc::new(read)),
-            write,
+            write: std::sync::Arc::new(write),
             path: Some(path.to_path_buf()),
         }))
     }
@@ -254,30 +250,26 @@ impl SqlMetaStore<Sqlite> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")
             .map_err(database("parsing in-memory options"))?
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
+        let mut connection = options
+            .connect()
             .await
             .map_err(database("opening an in-memory database"))?;
-        migrate(&pool).await?;
+        migrate(&mut connection).await?;
         Ok(SqlMetaStore::new(Db::Sqlite {
             read: None,
-            write: pool,
+            write: std::sync::Arc::new(SqliteWriter::new(connection, None, ACQUIRE_TIMEOUT)),
             path: None,
         }))
     }
 }
 
 /// Applies the embedded migrations that the database has not seen yet.
-async fn migrate(pool: &SqlitePool) -> Result<(), MetaError> {
+async fn migrate(connection: &mut sqlx::SqliteConnection) -> Result<(), MetaError> {
     let migrator = Migrator::new(EmbeddedMigrations(MIGRATIONS))
         .await
         .map_err(|error| MetaError::Database(format!("loading migrations: {error}")))?;
     migrator
-        .run(pool)
+        .run(connection)
         .await
         .map_err(|error| MetaError::Database(format!("applying migrations: {error}")))
 }

@@ -19,11 +19,12 @@ use std::borrow::Cow;
 
 #[cfg(feature = "postgres")]
 use sqlx::postgres::{PgArguments, PgPool, PgRow, Postgres};
-use sqlx::sqlite::{Sqlite, SqliteArguments, SqlitePool, SqliteRow};
+use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteRow};
 use sqlx::{Row as _, Transaction};
 
 use super::events::{append, NewEvent};
 use super::sqlite_readers::SqliteReaders;
+use super::sqlite_writer::{SqliteWriter, WriteTx};
 use crate::{Change, MetaError, Timestamp};
 
 /// How long the readiness probe waits for SQLite's write lock. Shorter than
@@ -90,7 +91,7 @@ pub(crate) enum Db {
         read: Option<std::sync::Arc<SqliteReaders>>,
         /// The one connection that writes, so writers queue here rather than
         /// contend for SQLite's lock.
-        write: SqlitePool,
+        write: std::sync::Arc<SqliteWriter>,
         /// The database file, for the readiness probe's own connection;
         /// `None` for an in-memory database.
         path: Option<std::path::PathBuf>,
@@ -149,7 +150,7 @@ impl Db {
             Db::Sqlite {
                 read: Some(read), ..
             } => On::SqliteReaders(read),
-            Db::Sqlite { write, .. } => On::SqlitePool(write),
+            Db::Sqlite { write, .. } => On::SqliteWriter(write),
             #[cfg(feature = "postgres")]
             Db::Postgres(pool) => On::PgPool(pool),
         }
@@ -158,7 +159,7 @@ impl Db {
     /// Where a single write statement runs (on SQLite, the one writer).
     pub(crate) fn writer(&self) -> On<'_> {
         match self {
-            Db::Sqlite { write, .. } => On::SqlitePool(write),
+            Db::Sqlite { write, .. } => On::SqliteWriter(write),
             #[cfg(feature = "postgres")]
             Db::Postgres(pool) => On::PgPool(pool),
         }
@@ -181,7 +182,7 @@ impl Db {
 
     async fn begin(&self, change: Option<&Change>) -> Result<Tx, MetaError> {
         let tx = match self {
-            Db::Sqlite { write, .. } => write.begin_with("BEGIN IMMEDIATE").await.map(DbTx::Sqlite),
+            Db::Sqlite { write, .. } => write.begin().await.map(DbTx::Sqlite),
             #[cfg(feature = "postgres")]
             Db::Postgres(pool) => pool.begin().await.map(DbTx::Postgres),
         };
@@ -208,7 +209,7 @@ impl Db {
 
 /// A driver's transaction.
 pub(crate) enum DbTx {
-    Sqlite(Transaction<'static, Sqlite>),
+    Sqlite(WriteTx),
     #[cfg(feature = "postgres")]
     Postgres(Transaction<'static, Postgres>),
 }
@@ -278,7 +279,7 @@ impl Tx {
 
 /// Where one statement runs: on a pool (by itself) or in a transaction.
 pub(crate) enum On<'c> {
-    SqlitePool(&'c SqlitePool),
+    SqliteWriter(&'c SqliteWriter),
     SqliteReaders(&'c SqliteReaders),
     #[cfg(feature = "postgres")]
     PgPool(&'c PgPool),
@@ -429,7 +430,11 @@ impl<'q> Query<'q> {
     /// Runs the statement; returns how many rows it changed.
     pub(crate) async fn execute<'c>(self, on: impl Into<On<'c>>) -> Result<u64, sqlx::Error> {
         let done = match on.into() {
-            On::SqlitePool(pool) => self.sqlite().execute(pool).await?.rows_affected(),
+            On::SqliteWriter(writer) => {
+                let mut writer = writer.acquire().await?;
+                let done = self.sqlite().execute(writer.connection()).await;
+                writer.kept_if_ok(done)?.rows_affected()
+            }
             On::SqliteReaders(readers) => {
                 let mut reader = readers.acquire().await?;
                 let done = self.sqlite().execute(reader.connection()).await;
@@ -438,7 +443,11 @@ impl<'q> Query<'q> {
             #[cfg(feature = "postgres")]
             On::PgPool(pool) => self.postgres().execute(pool).await?.rows_affected(),
             On::Tx(tx) => match &mut tx.db {
-                DbTx::Sqlite(tx) => self.sqlite().execute(&mut **tx).await?.rows_affected(),
+                DbTx::Sqlite(tx) => self
+                    .sqlite()
+                    .execute(tx.connection())
+                    .await?
+                    .rows_affected(),
                 #[cfg(feature = "postgres")]
                 DbTx::Postgres(tx) => self.postgres().execute(&mut **tx).await?.rows_affected(),
             },
@@ -452,7 +461,11 @@ impl<'q> Query<'q> {
         on: impl Into<On<'c>>,
     ) -> Result<Vec<Row>, sqlx::Error> {
         let rows = match on.into() {
-            On::SqlitePool(pool) => wrap(self.sqlite().fetch_all(pool).await?, Row::Sqlite),
+            On::SqliteWriter(writer) => {
+                let mut writer = writer.acquire().await?;
+                let rows = self.sqlite().fetch_all(writer.connection()).await;
+                wrap(writer.kept_if_ok(rows)?, Row::Sqlite)
+            }
             On::SqliteReaders(readers) => {
                 let mut reader = readers.acquire().await?;
                 let rows = self.sqlite().fetch_all(reader.connection()).await;
@@ -461,7 +474,9 @@ impl<'q> Query<'q> {
             #[cfg(feature = "postgres")]
             On::PgPool(pool) => wrap(self.postgres().fetch_all(pool).await?, Row::Postgres),
             On::Tx(tx) => match &mut tx.db {
-                DbTx::Sqlite(tx) => wrap(self.sqlite().fetch_all(&mut **tx).await?, Row::Sqlite),
+                DbTx::Sqlite(tx) => {
+                    wrap(self.sqlite().fetch_all(tx.connection()).await?, Row::Sqlite)
+                }
                 #[cfg(feature = "postgres")]
                 DbTx::Postgres(tx) => {
                     wrap(self.postgres().fetch_all(&mut **tx).await?, Row::Postgres)
@@ -477,7 +492,11 @@ impl<'q> Query<'q> {
         on: impl Into<On<'c>>,
     ) -> Result<Option<Row>, sqlx::Error> {
         let row = match on.into() {
-            On::SqlitePool(pool) => self.sqlite().fetch_optional(pool).await?.map(Row::Sqlite),
+            On::SqliteWriter(writer) => {
+                let mut writer = writer.acquire().await?;
+                let row = self.sqlite().fetch_optional(writer.connection()).await;
+                writer.kept_if_ok(row)?.map(Row::Sqlite)
+            }
             On::SqliteReaders(readers) => {
                 let mut reader = readers.acquire().await?;
                 let row = self.sqlite().fetch_optional(reader.connection()).await;
@@ -492,7 +511,7 @@ impl<'q> Query<'q> {
             On::Tx(tx) => match &mut tx.db {
                 DbTx::Sqlite(tx) => self
                     .sqlite()
-                    .fetch_optional(&mut **tx)
+                    .fetch_optional(tx.connection())
                     .await?
                     .map(Row::Sqlite),
                 #[cfg(feature = "postgres")]

@@ -51,6 +51,7 @@ mod repositories;
 mod retention;
 mod sessions;
 pub(crate) mod sqlite_readers;
+pub(crate) mod sqlite_writer;
 mod tokens;
 mod trash;
 mod uploads;
