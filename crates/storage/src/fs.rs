@@ -39,6 +39,9 @@
 //!   blob or chunk that was reported as stored survives a power loss. Creating
 //!   an upload session is not made durable: a session lost to a power failure
 //!   (whose metadata row is not synced either) is restarted by its client.
+//!   Nor is removing a finished upload's file: its session record is gone
+//!   before the finish, so a file a power loss brings back is upload data
+//!   without a session, which the upload purge removes.
 //! - Every filesystem call runs on tokio's blocking pool, and uploads stream
 //!   through at most two batches of about [`WRITE_BATCH_SIZE`] bytes (one
 //!   being written, one being received), never a whole body; a few large
@@ -315,7 +318,13 @@ impl FsBlobStore {
         }
         drop(file);
         self.commit_blob(&data_path, &self.blob_path(expected))?;
-        if let Err(error) = self.remove_upload_blocking(id) {
+        // The removal is not fsynced, unlike an abort's: the session's
+        // record is deleted before the storage finish (the registry's
+        // order), so an upload file that a power loss brings back is data
+        // without a record, which the upload purge removes once it is idle
+        // for the upload TTL, and the blob holds its own, fsynced link to
+        // the bytes. A directory fsync per pushed blob bought only that.
+        if let Err(error) = self.unlink_upload(id) {
             // The blob is stored, which is what the caller asked for; the upload
             // purge removes what is left of the session.
             tracing::warn!(%error, upload = %id, "cannot remove a finished upload");
@@ -353,13 +362,21 @@ impl FsBlobStore {
     /// crash does not bring back a session nobody will finish. Returns
     /// whether the upload existed.
     fn remove_upload_blocking(&self, id: &UploadId) -> Result<bool, StorageError> {
-        match fs::remove_file(self.upload_data_path(id)) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(error) => return Err(error.into()),
+        if !self.unlink_upload(id)? {
+            return Ok(false);
         }
         sync_dir(&self.uploads_dir())?;
         Ok(true)
+    }
+
+    /// Removes an upload's data file without making the removal durable;
+    /// returns whether the upload existed.
+    fn unlink_upload(&self, id: &UploadId) -> Result<bool, StorageError> {
+        match fs::remove_file(self.upload_data_path(id)) {
+            Ok(()) => Ok(true),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(error) => Err(error.into()),
+        }
     }
 
     fn delete_blob_blocking(&self, digest: &Digest) -> Result<(), StorageError> {
