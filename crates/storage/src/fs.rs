@@ -679,11 +679,7 @@ impl FsBlobStore {
                 }
             }
         }
-        if batch.len > 0 {
-            writer.submit(batch).await?;
-        }
-        let (file, hasher) = writer.settle().await?;
-        run_blocking(move || Ok(file.sync_data()?)).await?;
+        let hasher = writer.finish(batch).await?;
         Ok(UploadProgress {
             size: progress.size + received,
             hash_state: hasher.map(|hasher| hasher.to_state()).unwrap_or_default(),
@@ -859,6 +855,32 @@ impl ChunkWriter {
             Ok(parts)
         }));
         Ok(batch)
+    }
+
+    /// Writes the last `batch` (which may be empty) after the write in
+    /// flight, then `fdatasync`s the file, and returns the hasher. The last
+    /// write and the sync are one task on the blocking pool: a small blob
+    /// is a single batch, and a task of its own for the sync was one more
+    /// hand-off to a blocking thread and back per chunk.
+    async fn finish(&mut self, mut batch: Batch) -> Result<Option<Hasher>, StorageError> {
+        let mut parts = self.wait_idle().await?;
+        let handle = tokio::task::spawn_blocking(move || {
+            let WriterParts {
+                file,
+                hasher,
+                writeback,
+                ..
+            } = &mut *parts;
+            if batch.len > 0 {
+                let len = batch.len;
+                batch.write_to(file, hasher.as_mut())?;
+                writeback.wrote(file, len);
+            }
+            file.sync_data()?;
+            Ok::<_, io::Error>(parts)
+        });
+        let parts = join_blocking(handle).await??;
+        Ok(parts.hasher)
     }
 
     /// Waits for the write in flight and returns the file and the hasher.
