@@ -123,6 +123,21 @@ pub trait UploadStore: Send + Sync + 'static {
         lease_secs: i64,
     ) -> Result<UploadRecord, MetaError>;
 
+    /// Takes upload `id` of `repository` to be finished: deletes its record,
+    /// in one statement, unless another holder's lease runs, and returns the
+    /// record as it was. A claimed session is gone for every other request
+    /// (it answers `UploadNotFound`), so the claim excludes other writers as
+    /// a lease does, and finishing needs no separate lease and delete.
+    /// Fails with `UploadBusy` while a lease runs (one that ran out at or
+    /// before `now` does not count), `UploadNotFound` if absent (or in
+    /// another repository); a failed claim changes nothing.
+    async fn claim_upload(
+        &self,
+        repository: &RepoName,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<UploadRecord, MetaError>;
+
     /// Stores new progress and releases the lease if `holder` still holds it
     /// (a lease that expired but was not taken by anyone else still counts:
     /// nobody wrote in between). Fails with `UploadBusy` if the lease was

@@ -17,6 +17,15 @@
 //! (finishing, cancelling, purging). A crash between the two steps leaves
 //! data without a record, which no client can name and the upload purge
 //! sweeps (`jobs.rs`); never a record that answers for bytes that are gone.
+//!
+//! Finishing claims the session rather than leasing it: one statement
+//! deletes the record if no other request holds its lease
+//! ([`UploadStore::claim_upload`](berth_meta::UploadStore::claim_upload)),
+//! which excludes other writers as a lease would (a claimed session is
+//! unknown to them) and keeps the record-before-data order with one commit
+//! fewer per blob. A crash after the claim leaves data without a record, as
+//! a crash after the delete did; the claim is therefore taken only when
+//! that loses no acknowledged bytes (see [`Registry::finish_upload`]).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -144,6 +153,20 @@ impl Registry {
     /// given; without a last chunk only its start is checked): the bytes
     /// must hash to `digest`, after which the blob is linked into the
     /// repository.
+    ///
+    /// The session is claimed first: its record is deleted, in the one
+    /// statement that also checks no other request holds its lease (see
+    /// the module documentation for why the record goes before the data).
+    /// A claim replaces the lease and the delete that finishing used to
+    /// take, one metadata commit instead of two. It is taken only where
+    /// losing the session to a crash loses nothing a client was told is
+    /// stored: when no last chunk comes (nothing is written between the
+    /// claim and the storage finish, as nothing was between the lease and
+    /// the delete before) or when the session holds no bytes yet (the
+    /// common `POST` then `PUT` with the whole blob, and the monolithic
+    /// `POST`). A session holding acknowledged bytes that is finished with
+    /// one more chunk is put back and finished under its lease instead, so
+    /// that a crash while that chunk streams in leaves it to be resumed.
     pub async fn finish_upload(
         &self,
         actor: &Actor,
@@ -153,26 +176,73 @@ impl Registry {
         range: Option<ByteRange>,
         last_chunk: Option<ByteStream>,
     ) -> Result<u64, RegistryError> {
-        let lease = self
-            .with_upload_lease(repository, id, |progress| check_start(range, progress))
+        let record = self
+            .meta()
+            .claim_upload(repository, &id.to_string(), self.now())
             .await?;
-        let progress = match last_chunk {
-            Some(data) => lease.write_keep(self, data, range).await?,
-            None => lease.progress.clone(),
+        // Until the storage finish, a failure puts the record back as it
+        // was: the session stands as before, as a released lease left it.
+        let checked = decode_progress(&record)
+            .and_then(|progress| check_start(range, &progress).map(|()| progress));
+        let progress = match checked {
+            Ok(progress) => progress,
+            Err(e) => {
+                let _ = self.restore_record(actor, record).await;
+                return Err(e);
+            }
         };
-        // The record goes first (see the module documentation): from here
-        // on the session is finished, whatever happens to this process.
-        if let Err(e) = self.meta().delete_upload(&lease.key).await {
-            self.release_lease(&lease.key, &lease.holder).await;
-            return Err(e.into());
-        }
+        let progress = match last_chunk {
+            None => progress,
+            Some(data) if progress.size == 0 => {
+                match write_held(self, id, &progress, data, range).await {
+                    Ok(written) => written,
+                    Err(e) => {
+                        // A failed write leaves the data as its progress
+                        // says (the storage contract), so the old record
+                        // is right for it.
+                        let _ = self.restore_record(actor, record).await;
+                        return Err(e);
+                    }
+                }
+            }
+            Some(data) => {
+                self.restore_record(actor, record).await?;
+                return self
+                    .finish_under_lease(actor, repository, id, digest, range, data)
+                    .await;
+            }
+        };
+        self.finish_claimed(actor, repository, id, digest, record, progress)
+            .await
+    }
+
+    /// Finishes a session whose record is deleted already (claimed, or
+    /// deleted under its lease): makes the bytes the blob `digest` in
+    /// storage, then links it with its events. A storage finish that fails
+    /// restores the record with `progress`.
+    async fn finish_claimed(
+        &self,
+        actor: &Actor,
+        repository: &RepoName,
+        id: &UploadId,
+        digest: &Digest,
+        record: UploadRecord,
+        progress: UploadProgress,
+    ) -> Result<u64, RegistryError> {
         let size = match self.blobs().finish_upload(id, &progress, digest).await {
             Ok(size) => size,
             Err(e) => {
                 // Nothing became visible and the data is still there (the
                 // storage contract), so the session comes back as it stood,
                 // for the client to finish with the right digest or more data.
-                self.restore_record(actor, &lease, &progress).await;
+                if let Ok(text) = encode_progress(&progress) {
+                    let restored = UploadRecord {
+                        progress: text,
+                        updated_at: self.now(),
+                        ..record
+                    };
+                    let _ = self.restore_record(actor, restored).await;
+                }
                 return Err(e.into());
             }
         };
@@ -181,12 +251,37 @@ impl Registry {
         let change = self.change(actor);
         let linked = self
             .meta()
-            .finish_upload(&change, repository, &lease.key, digest, size)
+            .finish_upload(&change, repository, &record.id, digest, size)
             .await
             .map_err(RegistryError::from);
         self.check_linked_bytes(&change, repository, digest, linked)
             .await?;
         Ok(size)
+    }
+
+    /// Finishes a session with a last chunk under the session's lease, so
+    /// that its record, and with it the bytes acknowledged before, survive
+    /// a crash while the chunk streams in; the record is deleted once the
+    /// chunk is written, before the storage finish.
+    async fn finish_under_lease(
+        &self,
+        actor: &Actor,
+        repository: &RepoName,
+        id: &UploadId,
+        digest: &Digest,
+        range: Option<ByteRange>,
+        last_chunk: ByteStream,
+    ) -> Result<u64, RegistryError> {
+        let lease = self
+            .with_upload_lease(repository, id, |progress| check_start(range, progress))
+            .await?;
+        let progress = lease.write_keep(self, last_chunk, range).await?;
+        if let Err(e) = self.meta().delete_upload(&lease.key).await {
+            self.release_lease(&lease.key, &lease.holder).await;
+            return Err(e.into());
+        }
+        self.finish_claimed(actor, repository, id, digest, lease.record, progress)
+            .await
     }
 
     /// Stores a whole blob sent in one request (`POST ?digest=` with a body)
@@ -341,27 +436,23 @@ impl Registry {
     }
 
     /// Puts back the record of a session whose finishing failed after its
-    /// record was deleted, with the progress its data has.
-    async fn restore_record(&self, actor: &Actor, lease: &Lease, progress: &UploadProgress) {
-        let restored = match encode_progress(progress) {
-            Ok(text) => {
-                let record = UploadRecord {
-                    progress: text,
-                    updated_at: self.now(),
-                    ..lease.record.clone()
-                };
-                self.meta()
-                    .create_upload(&self.change(actor), &record)
-                    .await
-                    .map_err(RegistryError::from)
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(error) = restored {
-            // The data stays without a record and the purge sweeps it; the
-            // client, refused anyway, starts the upload again.
-            tracing::warn!(upload = %lease.key, %error, "cannot restore an upload session");
+    /// record was deleted. A failure is logged and returned: the data stays
+    /// without a record and the purge sweeps it; the client, refused
+    /// anyway, starts the upload again.
+    async fn restore_record(
+        &self,
+        actor: &Actor,
+        record: UploadRecord,
+    ) -> Result<(), RegistryError> {
+        let restored = self
+            .meta()
+            .create_upload(&self.change(actor), &record)
+            .await
+            .map_err(RegistryError::from);
+        if let Err(error) = &restored {
+            tracing::warn!(upload = %record.id, %error, "cannot restore an upload session");
         }
+        restored
     }
 }
 
@@ -414,36 +505,47 @@ impl Lease {
         data: ByteStream,
         range: Option<ByteRange>,
     ) -> Result<UploadProgress, RegistryError> {
-        let mismatch = Arc::new(AtomicBool::new(false));
-        let data = match range {
-            Some(range) => Box::pin(DeclaredLength {
-                inner: data,
-                declared: range.len(),
-                seen: 0,
-                done: false,
-                mismatch: Arc::clone(&mismatch),
-            }),
-            None => data,
-        };
-        match registry
-            .blobs()
-            .write_chunk(&self.id, &self.progress, data)
-            .await
-        {
-            Ok(progress) => Ok(progress),
-            Err(e) => {
-                registry.release_lease(&self.key, &self.holder).await;
-                match range {
-                    Some(range) if mismatch.load(Ordering::Relaxed) => {
-                        Err(RegistryError::ChunkSizeMismatch {
-                            declared: range.len(),
-                            size: self.progress.size,
-                        })
-                    }
-                    _ => Err(e.into()),
-                }
-            }
+        let written = write_held(registry, &self.id, &self.progress, data, range).await;
+        if written.is_err() {
+            registry.release_lease(&self.key, &self.holder).await;
         }
+        written
+    }
+}
+
+/// Writes a chunk after `progress`, held to `range`'s length if given (a
+/// chunk that is not as long as its range declares fails with
+/// `ChunkSizeMismatch`). The caller excludes other writers of the session,
+/// by its lease or by having claimed it.
+async fn write_held(
+    registry: &Registry,
+    id: &UploadId,
+    progress: &UploadProgress,
+    data: ByteStream,
+    range: Option<ByteRange>,
+) -> Result<UploadProgress, RegistryError> {
+    let mismatch = Arc::new(AtomicBool::new(false));
+    let data = match range {
+        Some(range) => Box::pin(DeclaredLength {
+            inner: data,
+            declared: range.len(),
+            seen: 0,
+            done: false,
+            mismatch: Arc::clone(&mismatch),
+        }),
+        None => data,
+    };
+    match registry.blobs().write_chunk(id, progress, data).await {
+        Ok(progress) => Ok(progress),
+        Err(e) => match range {
+            Some(range) if mismatch.load(Ordering::Relaxed) => {
+                Err(RegistryError::ChunkSizeMismatch {
+                    declared: range.len(),
+                    size: progress.size,
+                })
+            }
+            _ => Err(e.into()),
+        },
     }
 }
 

@@ -54,6 +54,9 @@ enum Push {
     Chunked,
     /// `POST`, one `PATCH`, then `PUT ?digest=` with the last chunk.
     LastChunkOnPut,
+    /// `POST`, then `PUT ?digest=` with the whole blob (containerd's and
+    /// oras's way), which finishes a claimed session.
+    WholeBlobOnPut,
 }
 
 /// Pushes `data` the given way, recording the session id in `session`
@@ -143,6 +146,22 @@ async fn push(
                         end: data.len() as u64,
                     }),
                     Some(stream(data[half..].to_vec())),
+                )
+                .await?;
+        }
+        Push::WholeBlobOnPut => {
+            let status = registry
+                .start_upload(&Actor::anonymous(), repository)
+                .await?;
+            *session.lock().unwrap() = Some(status.id.clone());
+            registry
+                .finish_upload(
+                    &Actor::anonymous(),
+                    repository,
+                    &status.id,
+                    &digest,
+                    None,
+                    Some(stream(data.to_vec())),
                 )
                 .await?;
         }
@@ -345,4 +364,9 @@ async fn chunked_push_crashed_at_every_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_with_last_chunk_on_put_crashed_at_every_step() {
     every_step(Push::LastChunkOnPut).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_with_whole_blob_on_put_crashed_at_every_step() {
+    every_step(Push::WholeBlobOnPut).await;
 }

@@ -189,3 +189,167 @@ async fn a_restarted_node_frees_its_dead_leases_and_only_those() {
         .expect("node B keeps its lease");
     assert_eq!(theirs_status.size, "first piece done".len() as u64);
 }
+
+/// A finish that fails leaves the session as it stood, so the client can
+/// finish it properly: a claimed session (no bytes yet, the whole blob on
+/// the `PUT`) is put back with the bytes that reached storage, or as it was
+/// when nothing was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_finish_of_a_claimed_session_puts_it_back() {
+    let stores = stores().await;
+    let registry = node(&stores, "node-a");
+    let repository = RepoName::parse("leases/claims").unwrap();
+    let data = b"the whole blob".to_vec();
+    let digest = berth_oci::Algorithm::Sha256.digest_of(&data);
+    let wrong = berth_oci::Algorithm::Sha256.digest_of(b"something else");
+    let len = data.len() as u64;
+
+    // (what the PUT sends, whether the error is the expected one, the
+    // session's size afterwards).
+    type Check = fn(&RegistryError) -> bool;
+    let cases: Vec<(&str, Option<ByteRange>, &berth_oci::Digest, Check, u64)> = vec![
+        (
+            "a range that does not start where the session ends",
+            Some(ByteRange {
+                start: 5,
+                end: 5 + len,
+            }),
+            &digest,
+            |e| matches!(e, RegistryError::ChunkOutOfOrder { .. }),
+            0,
+        ),
+        (
+            "a body shorter than its range",
+            Some(ByteRange {
+                start: 0,
+                end: len + 10,
+            }),
+            &digest,
+            |e| matches!(e, RegistryError::ChunkSizeMismatch { .. }),
+            0,
+        ),
+        (
+            "the wrong digest: the bytes are kept",
+            None,
+            &wrong,
+            |e| matches!(e, RegistryError::DigestMismatch { .. }),
+            len,
+        ),
+    ];
+    for (what, range, put_digest, expected, size_after) in cases {
+        let session = registry
+            .start_upload(&Actor::anonymous(), &repository)
+            .await
+            .unwrap();
+        let failed = registry
+            .finish_upload(
+                &Actor::anonymous(),
+                &repository,
+                &session.id,
+                put_digest,
+                range,
+                Some(stream(data.clone())),
+            )
+            .await;
+        match failed {
+            Err(e) if expected(&e) => {}
+            other => panic!("{what}: got {other:?}"),
+        }
+        let status = registry
+            .upload_status(&repository, &session.id)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: the session is gone: {e:?}"));
+        assert_eq!(status.size, size_after, "{what}");
+        // The client finishes it properly.
+        let rest = data[size_after as usize..].to_vec();
+        let size = registry
+            .finish_upload(
+                &Actor::anonymous(),
+                &repository,
+                &session.id,
+                &digest,
+                None,
+                (!rest.is_empty()).then(|| stream(rest)),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{what}: finishing after the failure: {e:?}"));
+        assert_eq!(size, len, "{what}");
+    }
+}
+
+/// A session whose chunk is still arriving cannot be claimed: the finish
+/// is refused as busy and the session is intact afterwards. A session that
+/// holds acknowledged bytes keeps its record while its last chunk arrives
+/// on the `PUT` (it is finished under its lease), so a crash then would
+/// leave it resumable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finish_does_not_claim_a_session_being_written() {
+    let stores = stores().await;
+    let registry = node(&stores, "node-a");
+    let repository = RepoName::parse("leases/busy").unwrap();
+    let session = registry
+        .start_upload(&Actor::anonymous(), &repository)
+        .await
+        .unwrap();
+    let whole = b"first piece and the rest".to_vec();
+    let digest = berth_oci::Algorithm::Sha256.digest_of(&whole);
+
+    let (body, started, more) = held_open_body();
+    let first = {
+        let (registry, repository, id) = (registry.clone(), repository.clone(), session.id.clone());
+        tokio::spawn(async move { registry.append_chunk(&repository, &id, None, body).await })
+    };
+    started.await.expect("the first request reads its body");
+    let finish = registry
+        .finish_upload(
+            &Actor::anonymous(),
+            &repository,
+            &session.id,
+            &digest,
+            None,
+            None,
+        )
+        .await;
+    assert!(
+        matches!(finish, Err(RegistryError::UploadBusy)),
+        "a finish during a chunk got {finish:?}"
+    );
+    more.send(Bytes::from_static(b"and the rest"))
+        .await
+        .unwrap();
+    drop(more);
+    first.await.unwrap().expect("the chunk completes");
+
+    // Now a last chunk on the PUT, held open: the session keeps its record
+    // (and so its acknowledged bytes) while the chunk arrives.
+    let next = b"more".to_vec();
+    let mut all = whole.clone();
+    all.extend_from_slice(b"first piece more");
+    let all_digest = berth_oci::Algorithm::Sha256.digest_of(&all);
+    let (body, started, more) = held_open_body();
+    let put = {
+        let (registry, repository, id) = (registry.clone(), repository.clone(), session.id.clone());
+        tokio::spawn(async move {
+            registry
+                .finish_upload(
+                    &Actor::anonymous(),
+                    &repository,
+                    &id,
+                    &all_digest,
+                    None,
+                    Some(body),
+                )
+                .await
+        })
+    };
+    started.await.expect("the PUT reads its body");
+    let status = registry
+        .upload_status(&repository, &session.id)
+        .await
+        .expect("the session keeps its record while its last chunk arrives");
+    assert_eq!(status.size, whole.len() as u64);
+    more.send(Bytes::from(next)).await.unwrap();
+    drop(more);
+    let size = put.await.unwrap().expect("the PUT completes");
+    assert_eq!(size, all.len() as u64);
+}

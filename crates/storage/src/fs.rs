@@ -39,6 +39,9 @@
 //!   blob or chunk that was reported as stored survives a power loss. Creating
 //!   an upload session is not made durable: a session lost to a power failure
 //!   (whose metadata row is not synced either) is restarted by its client.
+//!   Nor is removing a finished upload's file: its session record is gone
+//!   before the finish, so a file a power loss brings back is upload data
+//!   without a session, which the upload purge removes.
 //! - Every filesystem call runs on tokio's blocking pool, and uploads stream
 //!   through at most two batches of about [`WRITE_BATCH_SIZE`] bytes (one
 //!   being written, one being received), never a whole body; a few large
@@ -315,7 +318,13 @@ impl FsBlobStore {
         }
         drop(file);
         self.commit_blob(&data_path, &self.blob_path(expected))?;
-        if let Err(error) = self.remove_upload_blocking(id) {
+        // The removal is not fsynced, unlike an abort's: the session's
+        // record is deleted before the storage finish (the registry's
+        // order), so an upload file that a power loss brings back is data
+        // without a record, which the upload purge removes once it is idle
+        // for the upload TTL, and the blob holds its own, fsynced link to
+        // the bytes. A directory fsync per pushed blob bought only that.
+        if let Err(error) = self.unlink_upload(id) {
             // The blob is stored, which is what the caller asked for; the upload
             // purge removes what is left of the session.
             tracing::warn!(%error, upload = %id, "cannot remove a finished upload");
@@ -353,13 +362,21 @@ impl FsBlobStore {
     /// crash does not bring back a session nobody will finish. Returns
     /// whether the upload existed.
     fn remove_upload_blocking(&self, id: &UploadId) -> Result<bool, StorageError> {
-        match fs::remove_file(self.upload_data_path(id)) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(error) => return Err(error.into()),
+        if !self.unlink_upload(id)? {
+            return Ok(false);
         }
         sync_dir(&self.uploads_dir())?;
         Ok(true)
+    }
+
+    /// Removes an upload's data file without making the removal durable;
+    /// returns whether the upload existed.
+    fn unlink_upload(&self, id: &UploadId) -> Result<bool, StorageError> {
+        match fs::remove_file(self.upload_data_path(id)) {
+            Ok(()) => Ok(true),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(error) => Err(error.into()),
+        }
     }
 
     fn delete_blob_blocking(&self, digest: &Digest) -> Result<(), StorageError> {
@@ -662,11 +679,7 @@ impl FsBlobStore {
                 }
             }
         }
-        if batch.len > 0 {
-            writer.submit(batch).await?;
-        }
-        let (file, hasher) = writer.settle().await?;
-        run_blocking(move || Ok(file.sync_data()?)).await?;
+        let hasher = writer.finish(batch).await?;
         Ok(UploadProgress {
             size: progress.size + received,
             hash_state: hasher.map(|hasher| hasher.to_state()).unwrap_or_default(),
@@ -842,6 +855,32 @@ impl ChunkWriter {
             Ok(parts)
         }));
         Ok(batch)
+    }
+
+    /// Writes the last `batch` (which may be empty) after the write in
+    /// flight, then `fdatasync`s the file, and returns the hasher. The last
+    /// write and the sync are one task on the blocking pool: a small blob
+    /// is a single batch, and a task of its own for the sync was one more
+    /// hand-off to a blocking thread and back per chunk.
+    async fn finish(&mut self, mut batch: Batch) -> Result<Option<Hasher>, StorageError> {
+        let mut parts = self.wait_idle().await?;
+        let handle = tokio::task::spawn_blocking(move || {
+            let WriterParts {
+                file,
+                hasher,
+                writeback,
+                ..
+            } = &mut *parts;
+            if batch.len > 0 {
+                let len = batch.len;
+                batch.write_to(file, hasher.as_mut())?;
+                writeback.wrote(file, len);
+            }
+            file.sync_data()?;
+            Ok::<_, io::Error>(parts)
+        });
+        let parts = join_blocking(handle).await??;
+        Ok(parts.hasher)
     }
 
     /// Waits for the write in flight and returns the file and the hasher.

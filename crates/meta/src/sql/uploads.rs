@@ -254,6 +254,52 @@ impl<B: 'static> UploadStore for SqlMetaStore<B> {
         })
     }
 
+    async fn claim_upload(
+        &self,
+        repository: &RepoName,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<UploadRecord, MetaError> {
+        // The lease condition is the one `lock_upload` takes a lease under,
+        // so a claim and a lease exclude each other in the same way.
+        let claimed = query(
+            "DELETE FROM uploads \
+             WHERE id = $1 \
+             AND repository_id = (SELECT id FROM repositories WHERE name = $2) \
+             AND (lease_holder IS NULL OR lease_expires <= $3) \
+             RETURNING id, created_at, updated_at, progress, principal",
+        )
+        .bind(id)
+        .bind(repository.as_str())
+        .bind(now)
+        .fetch_optional(self.db.writer())
+        .await
+        .map_err(database("claiming an upload"))?;
+        if let Some(row) = claimed {
+            return Ok(UploadRecord {
+                id: row.get("id")?,
+                repository: repository.clone(),
+                created_at: row.get("created_at")?,
+                updated_at: row.get("updated_at")?,
+                progress: row.get("progress")?,
+                principal: row.get("principal")?,
+            });
+        }
+        let exists = query(
+            "SELECT 1 FROM uploads u JOIN repositories r ON r.id = u.repository_id \
+             WHERE r.name = $1 AND u.id = $2",
+        )
+        .bind(repository.as_str())
+        .bind(id)
+        .fetch_optional(self.db.reader())
+        .await
+        .map_err(database("looking up an upload"))?;
+        Err(match exists {
+            Some(_) => MetaError::UploadBusy,
+            None => MetaError::UploadNotFound,
+        })
+    }
+
     async fn update_upload(
         &self,
         id: &str,

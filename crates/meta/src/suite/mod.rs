@@ -133,7 +133,7 @@ macro_rules! meta_store_tests {
                 pulls_add_up_per_image_and_repository,
                 pulls_become_events_per_image_and_puller_when_asked,
             ],
-            uploads: [upload_leases_exclude_other_holders_until_expiry, a_node_releases_the_upload_leases_of_its_earlier_life, uploads_without_records_are_reported, expired_uploads_are_listed_oldest_first, live_uploads_are_counted_per_repository_and_principal],
+            uploads: [upload_leases_exclude_other_holders_until_expiry, a_node_releases_the_upload_leases_of_its_earlier_life, uploads_are_claimed_unless_another_lease_runs, uploads_without_records_are_reported, expired_uploads_are_listed_oldest_first, live_uploads_are_counted_per_repository_and_principal],
             jobs: [job_leases_exclude_other_holders_until_expiry, racing_job_lease_takers_have_one_winner],
             gc: [gc_reference_facts_follow_links_and_manifests],
             events: [registry_changes_write_their_events, access_control_changes_write_their_events, refused_changes_write_no_events, events_are_read_in_pages_after_a_cursor, consumers_hold_leases_and_keep_their_position, old_events_are_deleted_in_batches, subscribers_hear_of_committed_changes],

@@ -12,6 +12,9 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
         "a_node_releases_the_upload_leases_of_its_earlier_life",
         |store| Box::pin(a_node_releases_the_upload_leases_of_its_earlier_life(store)),
     ),
+    ("uploads_are_claimed_unless_another_lease_runs", |store| {
+        Box::pin(uploads_are_claimed_unless_another_lease_runs(store))
+    }),
     ("uploads_without_records_are_reported", |store| {
         Box::pin(uploads_without_records_are_reported(store))
     }),
@@ -150,6 +153,65 @@ pub async fn upload_leases_exclude_other_holders_until_expiry(store: &dyn MetaSt
     assert!(store.delete_upload(id).await.unwrap());
     assert!(!store.delete_upload(id).await.unwrap());
     assert_eq!(store.get_upload(&repo, id).await.unwrap(), None);
+}
+
+pub async fn uploads_are_claimed_unless_another_lease_runs(store: &dyn MetaStore) {
+    let repo = repository("suite-uploads/claim");
+    let other = repository("suite-uploads/claim-other");
+    let free = upload("suite-claim-free", &repo, NOW);
+    let leased = upload("suite-claim-leased", &repo, NOW);
+    for record in [&free, &leased] {
+        store.create_upload(&at(NOW), record).await.unwrap();
+    }
+    store
+        .lock_upload(&repo, &leased.id, "alice", NOW, 30)
+        .await
+        .unwrap();
+
+    // Steps of (repository, upload, now, expected outcome); a claim that
+    // succeeds returns the record as it stood and deletes it.
+    #[derive(Debug)]
+    enum Outcome {
+        Claimed(UploadRecord),
+        Busy,
+        NotFound,
+    }
+    let steps: Vec<(&RepoName, &str, Timestamp, Outcome)> = vec![
+        (&other, &free.id, NOW, Outcome::NotFound),
+        (&repo, "suite-claim-absent", NOW, Outcome::NotFound),
+        (&repo, &free.id, NOW, Outcome::Claimed(free.clone())),
+        // Claimed means gone: a second claim finds nothing.
+        (&repo, &free.id, NOW, Outcome::NotFound),
+        (&repo, &leased.id, NOW + 29, Outcome::Busy),
+        // At its expiry second the lease no longer protects the session.
+        (
+            &repo,
+            &leased.id,
+            NOW + 30,
+            Outcome::Claimed(leased.clone()),
+        ),
+        (&repo, &leased.id, NOW + 31, Outcome::NotFound),
+    ];
+    for (repository, id, now, expected) in steps {
+        let result = store.claim_upload(repository, id, now).await;
+        match (&expected, result) {
+            (Outcome::Claimed(record), Ok(claimed)) => assert_eq!(&claimed, record),
+            (Outcome::Busy, Err(MetaError::UploadBusy)) => {}
+            (Outcome::NotFound, Err(MetaError::UploadNotFound)) => {}
+            (expected, result) => {
+                panic!("claiming {id} at {now}: expected {expected:?}, got {result:?}")
+            }
+        }
+    }
+    for record in [&free, &leased] {
+        assert_eq!(store.get_upload(&repo, &record.id).await.unwrap(), None);
+        assert!(matches!(
+            store
+                .lock_upload(&repo, &record.id, "bob", NOW + 40, 30)
+                .await,
+            Err(MetaError::UploadNotFound)
+        ));
+    }
 }
 
 pub async fn expired_uploads_are_listed_oldest_first(store: &dyn MetaStore) {
