@@ -228,30 +228,11 @@ impl<B: 'static> UploadStore for SqlMetaStore<B> {
         .await
         .map_err(database("taking an upload's lease"))?;
         if let Some(row) = taken {
-            return Ok(UploadRecord {
-                id: row.get("id")?,
-                repository: repository.clone(),
-                created_at: row.get("created_at")?,
-                updated_at: row.get("updated_at")?,
-                progress: row.get("progress")?,
-                principal: row.get("principal")?,
-            });
+            return upload_record(&row, repository);
         }
         // Nothing was updated: tell a busy upload from an absent one (or one
         // of another repository, which is absent from this one).
-        let exists = query(
-            "SELECT 1 FROM uploads u JOIN repositories r ON r.id = u.repository_id \
-             WHERE r.name = $1 AND u.id = $2",
-        )
-        .bind(repository.as_str())
-        .bind(id)
-        .fetch_optional(self.db.reader())
-        .await
-        .map_err(database("looking up an upload"))?;
-        Err(match exists {
-            Some(_) => MetaError::UploadBusy,
-            None => MetaError::UploadNotFound,
-        })
+        Err(self.busy_or_absent(repository, id).await?)
     }
 
     async fn claim_upload(
@@ -276,28 +257,9 @@ impl<B: 'static> UploadStore for SqlMetaStore<B> {
         .await
         .map_err(database("claiming an upload"))?;
         if let Some(row) = claimed {
-            return Ok(UploadRecord {
-                id: row.get("id")?,
-                repository: repository.clone(),
-                created_at: row.get("created_at")?,
-                updated_at: row.get("updated_at")?,
-                progress: row.get("progress")?,
-                principal: row.get("principal")?,
-            });
+            return upload_record(&row, repository);
         }
-        let exists = query(
-            "SELECT 1 FROM uploads u JOIN repositories r ON r.id = u.repository_id \
-             WHERE r.name = $1 AND u.id = $2",
-        )
-        .bind(repository.as_str())
-        .bind(id)
-        .fetch_optional(self.db.reader())
-        .await
-        .map_err(database("looking up an upload"))?;
-        Err(match exists {
-            Some(_) => MetaError::UploadBusy,
-            None => MetaError::UploadNotFound,
-        })
+        Err(self.busy_or_absent(repository, id).await?)
     }
 
     async fn update_upload(
@@ -408,5 +370,43 @@ impl<B: 'static> UploadStore for SqlMetaStore<B> {
             .await
             .map_err(database("listing expired uploads"))?;
         rows.iter().map(upload_from_row).collect()
+    }
+}
+
+/// An upload's record from a row of `id, created_at, updated_at, progress,
+/// principal`.
+fn upload_record(row: &Row, repository: &RepoName) -> Result<UploadRecord, MetaError> {
+    Ok(UploadRecord {
+        id: row.get("id")?,
+        repository: repository.clone(),
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+        progress: row.get("progress")?,
+        principal: row.get("principal")?,
+    })
+}
+
+impl<B> SqlMetaStore<B> {
+    /// Why a lease or a claim found nothing to take: the upload is busy
+    /// (another request holds it) or absent (or of another repository,
+    /// which is absent from this one).
+    async fn busy_or_absent(
+        &self,
+        repository: &RepoName,
+        id: &str,
+    ) -> Result<MetaError, MetaError> {
+        let exists = query(
+            "SELECT 1 FROM uploads u JOIN repositories r ON r.id = u.repository_id \
+             WHERE r.name = $1 AND u.id = $2",
+        )
+        .bind(repository.as_str())
+        .bind(id)
+        .fetch_optional(self.db.reader())
+        .await
+        .map_err(database("looking up an upload"))?;
+        Ok(match exists {
+            Some(_) => MetaError::UploadBusy,
+            None => MetaError::UploadNotFound,
+        })
     }
 }
