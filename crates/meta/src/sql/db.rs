@@ -20,7 +20,9 @@ use std::borrow::Cow;
 #[cfg(feature = "postgres")]
 use sqlx::postgres::{PgArguments, PgPool, PgRow, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteRow};
-use sqlx::{Row as _, Transaction};
+use sqlx::Row as _;
+#[cfg(feature = "postgres")]
+use sqlx::Transaction;
 
 use super::events::{append, NewEvent};
 use super::sqlite_readers::SqliteReaders;
