@@ -10,7 +10,7 @@ use super::{
     limit_to_i64, lock_digests, mark_blob_if_orphaned, parse_digest, parse_repository,
     repository_id, SqlMetaStore,
 };
-use crate::{Change, EventKind, MetaError, RepositoryDeletion, RepositoryStore, UploadRecord};
+use crate::{Change, EventKind, MetaError, RepositoryDeletion, RepositoryStore};
 
 fn names(rows: Vec<Row>) -> Result<Vec<RepoName>, MetaError> {
     rows.iter()
@@ -185,16 +185,7 @@ impl<B: 'static> RepositoryStore for SqlMetaStore<B> {
         .await
         .map_err(database("deleting a repository's uploads"))?
         .iter()
-        .map(|row| {
-            Ok(UploadRecord {
-                id: row.get("id")?,
-                repository: repository.clone(),
-                created_at: row.get("created_at")?,
-                updated_at: row.get("updated_at")?,
-                progress: row.get("progress")?,
-                principal: row.get("principal")?,
-            })
-        })
+        .map(|row| super::uploads::upload_record(row, repository))
         .collect::<Result<Vec<_>, MetaError>>()?;
         match query("DELETE FROM repositories WHERE id = $1")
             .bind(repository_id)

@@ -15,14 +15,7 @@ use crate::{
 const UPLOAD_COLUMNS: &str = "u.id, r.name, u.created_at, u.updated_at, u.progress, u.principal";
 
 fn upload_from_row(row: &Row) -> Result<UploadRecord, MetaError> {
-    Ok(UploadRecord {
-        id: row.get("id")?,
-        repository: parse_repository(&row.get::<String>("name")?)?,
-        created_at: row.get("created_at")?,
-        updated_at: row.get("updated_at")?,
-        progress: row.get("progress")?,
-        principal: row.get("principal")?,
-    })
+    upload_record(row, &parse_repository(&row.get::<String>("name")?)?)
 }
 
 impl<B: 'static> SqlMetaStore<B> {
@@ -375,7 +368,7 @@ impl<B: 'static> UploadStore for SqlMetaStore<B> {
 
 /// An upload's record from a row of `id, created_at, updated_at, progress,
 /// principal`.
-fn upload_record(row: &Row, repository: &RepoName) -> Result<UploadRecord, MetaError> {
+pub(super) fn upload_record(row: &Row, repository: &RepoName) -> Result<UploadRecord, MetaError> {
     Ok(UploadRecord {
         id: row.get("id")?,
         repository: repository.clone(),
