@@ -783,10 +783,20 @@ async fn a_rule_runs_once_at_a_time_and_a_run_now_goes_on_in_the_background() {
         finished.last_error
     );
     assert_eq!(finished.counts.images_copied, 3);
-    // Free again.
-    let again = replicator
-        .run_rule("once", RunTrigger::Manual)
-        .await
-        .unwrap();
+    // Free again once the lease is released, which follows the run's
+    // record (the run is marked finished first, under the lease).
+    let mut again = None;
+    for _ in 0..500 {
+        match replicator.run_rule("once", RunTrigger::Manual).await {
+            Err(RegistryError::ReplicationBusy(_)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await
+            }
+            other => {
+                again = Some(other.unwrap());
+                break;
+            }
+        }
+    }
+    let again = again.expect("the lease is released after the run");
     assert_eq!(again.counts.images_skipped, 3);
 }
