@@ -195,6 +195,7 @@ pub fn server_settings(config: &Config) -> ServerSettings {
         body_timeout: config.server.body_timeout,
         max_connections: config.server.max_connections,
         max_connections_per_address: config.server.max_connections_per_address,
+        sendfile: config.server.sendfile,
     }
 }
 

@@ -730,10 +730,7 @@ impl Registry {
             let len = len.expect("shared fetches have a length");
             self.admit_traffic(repository.namespace())?;
             self.count_traffic(repository.namespace(), len);
-            let body = BlobBody {
-                len,
-                stream: flight_reader(seat, changes),
-            };
+            let body = BlobBody::streamed(len, flight_reader(seat, changes));
             return Ok(Some((len, Some(body))));
         }
         // Too large to share in memory (or of unknown length), or joined

@@ -48,6 +48,7 @@ pub mod error;
 pub mod metrics;
 pub mod origin;
 pub mod refusals;
+pub mod sendfile;
 pub mod settings;
 pub mod tls;
 pub mod token;
@@ -349,6 +350,7 @@ async fn serve<L>(
 ) -> std::io::Result<()>
 where
     L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+    L::Io: sendfile::Transport,
 {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use tower::ServiceExt;
@@ -356,7 +358,9 @@ where
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     // hyper's header timer would also close kept-alive connections after
     // `header_timeout`; `connection::TimedIo` enforces both timeouts.
-    builder.http1().max_buf_size(HTTP1_READ_BUFFER);
+    // Vectored writes also keep hyper from copying body bytes into its own
+    // buffer, which the placeholders of `sendfile` rely on.
+    builder.http1().max_buf_size(HTTP1_READ_BUFFER).writev(true);
     let limits = connection::ConnectionLimits::new(
         settings.max_connections,
         settings.max_connections_per_address,
@@ -379,12 +383,20 @@ where
             }
         };
         let activity = Arc::new(connection::Activity::default());
+        let (io, file_queue) = sendfile::Transport::prepare(io, settings.sendfile);
         let router = router.clone();
         let service_activity = Arc::clone(&activity);
         let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
             let in_flight = service_activity.begin();
             let (mut parts, body) = request.into_parts();
             parts.extensions.insert(axum::extract::ConnectInfo(peer));
+            // Blob bodies may be sent from their files on HTTP/1 only:
+            // HTTP/2 frames body data itself (see `sendfile`).
+            if let Some(queue) = &file_queue {
+                if parts.version <= http::Version::HTTP_11 {
+                    parts.extensions.insert(queue.clone());
+                }
+            }
             // Between two reads of the body at most `body_timeout`: a
             // client that stops sending mid-body is cut off, one that
             // sends slowly but steadily is not.

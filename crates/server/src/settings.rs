@@ -24,6 +24,9 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// Connections served at once from one client address.
     pub max_connections_per_address: usize,
+    /// Whether plain HTTP/1 connections send blobs from their files
+    /// ([`crate::sendfile`]).
+    pub sendfile: bool,
 }
 
 /// How the server calls out to addresses its users give (webhooks).
@@ -48,6 +51,7 @@ impl Default for ServerSettings {
             body_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             max_connections_per_address: 256,
+            sendfile: true,
         }
     }
 }

@@ -159,10 +159,10 @@ async fn handle(state: &AppState, endpoint: Endpoint, parts: &Parts, body: Body)
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Endpoint::Blob(repo, digest), Method::GET) => {
-            get_blob(state, &repo, &digest, &request.headers, false).await
+            get_blob(state, &repo, &digest, request, false).await
         }
         (Endpoint::Blob(repo, digest), Method::HEAD) => {
-            get_blob(state, &repo, &digest, &request.headers, true).await
+            get_blob(state, &repo, &digest, request, true).await
         }
         (Endpoint::Blob(repo, digest), Method::DELETE) => {
             state
@@ -206,9 +206,10 @@ async fn get_blob(
     state: &AppState,
     repo: &RepoName,
     digest: &Digest,
-    headers: &HeaderMap,
+    request: &Parts,
     head: bool,
 ) -> ApiResult {
+    let headers = &request.headers;
     // In a proxy namespace, a blob not cached yet comes from upstream as
     // it arrives (whole: a range is one the server may ignore).
     if let Some((size, body)) = state.registry.pull_blob_through(repo, digest, head).await? {
@@ -272,7 +273,7 @@ async fn get_blob(
     } else {
         let blob = state.registry.serve_blob(repo, digest, range).await?;
         state.metrics.bytes_out(blob.len);
-        Body::from_stream(blob.stream)
+        crate::sendfile::blob_body(blob, request)
     };
     Ok(builder.body(body).expect("valid blob response"))
 }

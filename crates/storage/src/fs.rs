@@ -62,7 +62,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::{
-    BlobBody, BlobStore, ByteStream, StorageError, StoredBlob, StoredUpload, UploadProgress,
+    BlobBody, BlobStore, ByteStream, FileRegion, StorageError, StoredBlob, StoredUpload,
+    UploadProgress,
 };
 
 /// Incoming bytes gathered before one write to disk. The batch holds the
@@ -974,11 +975,18 @@ fn open_blob_body(path: &Path, range: Option<ByteRange>) -> Result<BlobBody, Sto
         file.seek(SeekFrom::Start(start))?;
         file.read_exact(&mut bytes)?;
         let piece = Bytes::from(bytes);
-        return Ok(BlobBody {
+        return Ok(BlobBody::streamed(
             len,
-            stream: Box::pin(futures::stream::once(async move { Ok(piece) })),
-        });
+            Box::pin(futures::stream::once(async move { Ok(piece) })),
+        ));
     }
+    let file = Arc::new(file);
+    let region = FileRegion {
+        file: Arc::clone(&file),
+        offset: start,
+    };
+    // Nothing is mapped until the stream is polled, so a caller that sends
+    // the region instead pays nothing for the stream.
     let pieces = MapWindows {
         file,
         start,
@@ -989,6 +997,7 @@ fn open_blob_body(path: &Path, range: Option<ByteRange>) -> Result<BlobBody, Sto
     Ok(BlobBody {
         len,
         stream: Box::pin(futures::stream::iter(pieces)),
+        file: Some(region),
     })
 }
 
@@ -998,7 +1007,7 @@ fn open_blob_body(path: &Path, range: Option<ByteRange>) -> Result<BlobBody, Sto
 /// the pages a pull has touched from piling up in the server's resident
 /// memory, and keeps address space bounded on 32-bit-sized budgets.
 struct MapWindows {
-    file: File,
+    file: Arc<File>,
     /// Where the read starts in the file.
     start: u64,
     /// Bytes in the read.
@@ -1023,7 +1032,7 @@ impl MapWindows {
             MmapOptions::new()
                 .offset(self.start + offset)
                 .len(length)
-                .map(&self.file)?
+                .map(&*self.file)?
         };
         let _ = map.advise(Advice::WillNeed);
         Ok(map)

@@ -14,6 +14,7 @@
 //! visible under a digest it has not itself verified over the exact bytes.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use berth_oci::{ByteRange, Digest, UploadId};
 use bytes::Bytes;
@@ -49,6 +50,32 @@ pub struct BlobBody {
     /// Bytes in `stream`.
     pub len: u64,
     pub stream: ByteStream,
+    /// The same `len` bytes as a region of a local file, when the backend
+    /// keeps the blob in one: a server may hand them from the file to its
+    /// socket (`sendfile`) instead of reading `stream`. A caller reads one
+    /// or the other, never both.
+    pub file: Option<FileRegion>,
+}
+
+impl BlobBody {
+    /// A body that is only a stream.
+    pub fn streamed(len: u64, stream: ByteStream) -> BlobBody {
+        BlobBody {
+            len,
+            stream,
+            file: None,
+        }
+    }
+}
+
+/// Where a blob's bytes lie in a local file. The file is a committed blob,
+/// which nothing writes or truncates while it exists (an `unlink` leaves an
+/// open file intact), so the region reads back exactly the blob's bytes.
+#[derive(Clone, Debug)]
+pub struct FileRegion {
+    pub file: Arc<std::fs::File>,
+    /// Where the bytes start in the file.
+    pub offset: u64,
 }
 
 /// Errors of a storage backend.

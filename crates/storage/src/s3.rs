@@ -759,10 +759,7 @@ impl BlobStore for S3BlobStore {
             Some(range) if range.start >= range.end => {
                 // An empty range cannot be asked of S3; the blob only has to exist.
                 self.store.head(&key).await.map_err(not_found)?;
-                return Ok(BlobBody {
-                    len: 0,
-                    stream: Box::pin(futures::stream::empty()),
-                });
+                return Ok(BlobBody::streamed(0, Box::pin(futures::stream::empty())));
             }
             Some(range) => GetOptions {
                 range: Some(GetRange::Bounded(range.start..range.end)),
@@ -778,10 +775,7 @@ impl BlobStore for S3BlobStore {
         let stream = result
             .into_stream()
             .map_err(|error| std::io::Error::other(error.to_string()));
-        Ok(BlobBody {
-            len,
-            stream: Box::pin(stream),
-        })
+        Ok(BlobBody::streamed(len, Box::pin(stream)))
     }
 
     async fn delete_blob(&self, digest: &Digest) -> Result<(), StorageError> {

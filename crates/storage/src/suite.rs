@@ -892,8 +892,11 @@ pub fn failing_stream(prefix: &[u8]) -> ByteStream {
     Box::pin(futures::stream::iter(pieces))
 }
 
-/// Collects a body, checking that it delivers exactly the length it announced.
+/// Collects a body, checking that it delivers exactly the length it
+/// announced, and that its file region, when it names one, holds the same
+/// bytes as its stream.
 pub async fn read_body(body: BlobBody) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
     let announced = body.len;
     let mut stream = body.stream;
     let mut out = Vec::new();
@@ -901,6 +904,14 @@ pub async fn read_body(body: BlobBody) -> Vec<u8> {
         out.extend_from_slice(&piece.expect("reading the blob"));
     }
     assert_eq!(out.len() as u64, announced, "announced length");
+    if let Some(region) = body.file {
+        let mut from_file = vec![0u8; out.len()];
+        region
+            .file
+            .read_exact_at(&mut from_file, region.offset)
+            .expect("reading the blob's file region");
+        assert!(from_file == out, "the file region differs from the stream");
+    }
     out
 }
 
