@@ -258,6 +258,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "namespace figures index",
         include_str!("../migrations/postgres/0031_namespace_figures_index.sql"),
     ),
+    (
+        32,
+        "advisory data state",
+        include_str!("../migrations/postgres/0032_advisory_data_state.sql"),
+    ),
 ];
 
 /// The metadata store on PostgreSQL.

@@ -199,6 +199,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "namespace figures index",
         include_str!("../migrations/sqlite/0031_namespace_figures_index.sql"),
     ),
+    (
+        32,
+        "advisory data state",
+        include_str!("../migrations/sqlite/0032_advisory_data_state.sql"),
+    ),
 ];
 
 /// The metadata store on SQLite.

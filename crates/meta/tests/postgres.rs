@@ -491,6 +491,45 @@ async fn a_database_of_the_released_schema_upgrades_without_loss() {
     old_rows_survive(&store).await;
 }
 
+/// A database whose advisories were imported before migration 0032 kept
+/// their count reads the count the migration made and moves it on.
+#[tokio::test]
+async fn advisories_imported_before_the_count_was_kept_are_counted() {
+    use berth_meta::sql::EmbeddedMigrations;
+    use berth_meta::suite::upgrade::{
+        advisories_are_counted, advisories_before_count, BEFORE_ADVISORY_COUNT,
+    };
+    use sqlx::migrate::Migrator;
+
+    let test = "advisories_imported_before_the_count_was_kept_are_counted";
+    let Some(database) = fresh_database(test).await else {
+        return;
+    };
+    let before = berth_meta::postgres::MIGRATIONS
+        .iter()
+        .position(|(version, _, _)| *version == BEFORE_ADVISORY_COUNT)
+        .unwrap();
+    let mut connection = PgConnection::connect(&database.url).await.unwrap();
+    Migrator::new(EmbeddedMigrations(
+        &berth_meta::postgres::MIGRATIONS[..=before],
+    ))
+    .await
+    .unwrap()
+    .run(&mut connection)
+    .await
+    .unwrap();
+    for statement in advisories_before_count() {
+        sqlx::query(&statement)
+            .execute(&mut connection)
+            .await
+            .unwrap();
+    }
+    connection.close().await.unwrap();
+
+    let store = PostgresMetaStore::connect(&database.url).await.unwrap();
+    advisories_are_counted(&store).await;
+}
+
 /// Two nodes' pools on one database racing links into one namespace never
 /// take it beyond its storage limit: the usage row's lock makes them decide
 /// one after the other.

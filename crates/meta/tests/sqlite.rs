@@ -159,6 +159,49 @@ async fn a_database_of_the_released_schema_upgrades_without_loss() {
     old_rows_survive(&store).await;
 }
 
+/// A database whose advisories were imported before migration 0032 kept
+/// their count reads the count the migration made and moves it on.
+#[tokio::test]
+async fn advisories_imported_before_the_count_was_kept_are_counted() {
+    use berth_meta::sql::EmbeddedMigrations;
+    use berth_meta::suite::upgrade::{
+        advisories_are_counted, advisories_before_count, BEFORE_ADVISORY_COUNT,
+    };
+    use sqlx::migrate::Migrator;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let before = berth_meta::sqlite::MIGRATIONS
+        .iter()
+        .position(|(version, _, _)| *version == BEFORE_ADVISORY_COUNT)
+        .unwrap();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .foreign_keys(true),
+        )
+        .await
+        .unwrap();
+    Migrator::new(EmbeddedMigrations(
+        &berth_meta::sqlite::MIGRATIONS[..=before],
+    ))
+    .await
+    .unwrap()
+    .run(&pool)
+    .await
+    .unwrap();
+    for statement in advisories_before_count() {
+        sqlx::query(&statement).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    let store = SqliteMetaStore::open(&path).await.unwrap();
+    advisories_are_counted(&store).await;
+}
+
 /// Another process holding SQLite's write lock (here: a connection of the
 /// test's own, in a transaction) makes writes fail with `Unavailable` after
 /// the busy timeout, not hang and not look like a bug, while reads go on;

@@ -650,14 +650,21 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
                 .map_err(database("removing a withdrawn advisory"))?;
         }
         let step = i64::from(counts.changed());
+        // The count moves with the rows in this transaction, so that reading
+        // the data's state never counts every advisory (migration 0032).
+        let added = i64::try_from(counts.added).unwrap_or(i64::MAX);
+        let removed = i64::try_from(counts.removed).unwrap_or(i64::MAX);
         let generation: i64 = query(
-            "INSERT INTO advisory_data (singleton, generation, imported_at) VALUES (1, $1, $2) \
+            "INSERT INTO advisory_data (singleton, generation, imported_at, advisory_count) \
+             VALUES (1, $1, $2, $3) \
              ON CONFLICT (singleton) DO UPDATE \
-             SET generation = advisory_data.generation + $1, imported_at = excluded.imported_at \
+             SET generation = advisory_data.generation + $1, imported_at = excluded.imported_at, \
+             advisory_count = advisory_data.advisory_count + $3 \
              RETURNING generation",
         )
         .bind(step)
         .bind(change.at)
+        .bind(added - removed)
         .fetch_one(&mut tx)
         .await
         .map_err(database("recording an advisory import"))?
@@ -749,17 +756,19 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
     }
 
     async fn advisory_data(&self) -> Result<AdvisoryData, MetaError> {
+        // One row and one index lookup, however many advisories are stored
+        // (migration 0032): this runs for every scanned image.
         let row = query(
-            "SELECT COUNT(*) AS count, MAX(modified_ns) AS newest, \
+            "SELECT (SELECT advisory_count FROM advisory_data) AS count, \
+             (SELECT MAX(modified_ns) FROM advisories) AS newest, \
              (SELECT generation FROM advisory_data) AS generation, \
-             (SELECT imported_at FROM advisory_data) AS imported_at \
-             FROM advisories",
+             (SELECT imported_at FROM advisory_data) AS imported_at",
         )
         .fetch_one(self.db.reader())
         .await
         .map_err(database("reading the advisory data's state"))?;
         Ok(AdvisoryData {
-            count: parse_size(row.get("count")?)?,
+            count: parse_size(row.get::<Option<i64>>("count")?.unwrap_or(0))?,
             generation: row.get::<Option<i64>>("generation")?.unwrap_or(0),
             imported_at: row.get("imported_at")?,
             newest_modified_ns: row.get("newest")?,

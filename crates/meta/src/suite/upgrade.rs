@@ -8,6 +8,8 @@
 //! which applies the rest, and hands it to [`old_rows_survive`].
 
 use super::*;
+use crate::advisor::package_key;
+use crate::{AdvisoryBatch, AdvisoryRow};
 
 /// The newest schema version a released Berth wrote.
 pub const RELEASED_SCHEMA: i64 = 6;
@@ -303,4 +305,51 @@ impl Reopened {
             vec![self.repo.clone()]
         );
     }
+}
+
+/// The schema version before the advisory count was kept beside the
+/// generation (migration 0032).
+pub const BEFORE_ADVISORY_COUNT: i64 = 31;
+
+/// Statements that store three imported advisories in a database at
+/// [`BEFORE_ADVISORY_COUNT`], as an import wrote them then.
+pub fn advisories_before_count() -> Vec<String> {
+    vec![
+        "INSERT INTO advisories (id, modified_ns, body, imported_at) VALUES \
+         ('GHSA-old-1', 100, '{}', 10), ('GHSA-old-2', 300, '{}', 10), \
+         ('GHSA-old-3', 200, '{}', 10)"
+            .to_string(),
+        "INSERT INTO advisory_data (singleton, generation, imported_at) VALUES (1, 7, 10)"
+            .to_string(),
+    ]
+}
+
+/// After migration 0032 the advisories of [`advisories_before_count`] are
+/// counted, their newest modification found and the generation kept; the
+/// next import moves the count from there.
+pub async fn advisories_are_counted(store: &dyn MetaStore) {
+    let data = store.advisory_data().await.unwrap();
+    assert_eq!(
+        (data.count, data.newest_modified_ns, data.generation),
+        (3, Some(300), 7)
+    );
+    let advisory = AdvisoryRow {
+        id: "GHSA-new-1".to_string(),
+        modified_ns: 400,
+        aliases: Vec::new(),
+        packages: vec![package_key("PyPI", "example")],
+        body: "{}".to_string(),
+    };
+    let batch = AdvisoryBatch {
+        advisories: std::slice::from_ref(&advisory),
+        withdrawn: &["GHSA-old-1".to_string()],
+        ..AdvisoryBatch::default()
+    };
+    store
+        .import_advisories(&at(20), &batch)
+        .await
+        .unwrap()
+        .expect("imported");
+    let data = store.advisory_data().await.unwrap();
+    assert_eq!((data.count, data.newest_modified_ns), (3, Some(400)));
 }
