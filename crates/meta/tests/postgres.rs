@@ -454,39 +454,17 @@ async fn a_reader_never_skips_an_earlier_event_that_commits_late() {
 /// with this code and loses nothing; see `berth_meta::suite::upgrade`.
 #[tokio::test]
 async fn a_database_of_the_released_schema_upgrades_without_loss() {
-    use berth_meta::sql::EmbeddedMigrations;
     use berth_meta::suite::upgrade::{old_rows, old_rows_survive, RELEASED_SCHEMA};
-    use sqlx::migrate::Migrator;
 
     let test = "a_database_of_the_released_schema_upgrades_without_loss";
     let Some(database) = fresh_database(test).await else {
         return;
     };
-    let released = berth_meta::postgres::MIGRATIONS
-        .iter()
-        .position(|(version, _, _)| *version == RELEASED_SCHEMA)
-        .unwrap();
-    let mut connection = PgConnection::connect(&database.url).await.unwrap();
-    Migrator::new(EmbeddedMigrations(
-        &berth_meta::postgres::MIGRATIONS[..=released],
-    ))
-    .await
-    .unwrap()
-    .run(&mut connection)
-    .await
-    .unwrap();
     let hex = |bytes: &[u8]| -> String {
         let digits: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         format!("'\\x{digits}'::BYTEA")
     };
-    for statement in old_rows(hex) {
-        sqlx::query(&statement)
-            .execute(&mut connection)
-            .await
-            .unwrap_or_else(|e| panic!("{statement}: {e}"));
-    }
-    connection.close().await.unwrap();
-
+    database_at(&database.url, RELEASED_SCHEMA, old_rows(hex)).await;
     let store = PostgresMetaStore::connect(&database.url).await.unwrap();
     old_rows_survive(&store).await;
 }
@@ -495,39 +473,51 @@ async fn a_database_of_the_released_schema_upgrades_without_loss() {
 /// their count reads the count the migration made and moves it on.
 #[tokio::test]
 async fn advisories_imported_before_the_count_was_kept_are_counted() {
-    use berth_meta::sql::EmbeddedMigrations;
     use berth_meta::suite::upgrade::{
         advisories_are_counted, advisories_before_count, BEFORE_ADVISORY_COUNT,
     };
-    use sqlx::migrate::Migrator;
 
     let test = "advisories_imported_before_the_count_was_kept_are_counted";
     let Some(database) = fresh_database(test).await else {
         return;
     };
-    let before = berth_meta::postgres::MIGRATIONS
+    database_at(
+        &database.url,
+        BEFORE_ADVISORY_COUNT,
+        advisories_before_count(),
+    )
+    .await;
+    let store = PostgresMetaStore::connect(&database.url).await.unwrap();
+    advisories_are_counted(&store).await;
+}
+
+/// Brings the database at `url` to `version` of the embedded migrations
+/// alone, then runs `statements` on it, as code of that version would have
+/// written them.
+async fn database_at(url: &str, version: i64, statements: Vec<String>) {
+    use berth_meta::sql::EmbeddedMigrations;
+    use sqlx::migrate::Migrator;
+
+    let last = berth_meta::postgres::MIGRATIONS
         .iter()
-        .position(|(version, _, _)| *version == BEFORE_ADVISORY_COUNT)
+        .position(|(number, _, _)| *number == version)
         .unwrap();
-    let mut connection = PgConnection::connect(&database.url).await.unwrap();
+    let mut connection = PgConnection::connect(url).await.unwrap();
     Migrator::new(EmbeddedMigrations(
-        &berth_meta::postgres::MIGRATIONS[..=before],
+        &berth_meta::postgres::MIGRATIONS[..=last],
     ))
     .await
     .unwrap()
     .run(&mut connection)
     .await
     .unwrap();
-    for statement in advisories_before_count() {
+    for statement in statements {
         sqlx::query(&statement)
             .execute(&mut connection)
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
     }
     connection.close().await.unwrap();
-
-    let store = PostgresMetaStore::connect(&database.url).await.unwrap();
-    advisories_are_counted(&store).await;
 }
 
 /// Two nodes' pools on one database racing links into one namespace never

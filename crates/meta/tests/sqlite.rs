@@ -115,89 +115,66 @@ async fn opening_in_a_missing_directory_is_an_error() {
 /// opens with this code and loses nothing; see `berth_meta::suite::upgrade`.
 #[tokio::test]
 async fn a_database_of_the_released_schema_upgrades_without_loss() {
-    use berth_meta::sql::EmbeddedMigrations;
     use berth_meta::suite::upgrade::{old_rows, old_rows_survive, RELEASED_SCHEMA};
-    use sqlx::migrate::Migrator;
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("meta.db");
-    let released = berth_meta::sqlite::MIGRATIONS
+    let hex = |bytes: &[u8]| -> String {
+        let digits: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!("X'{digits}'")
+    };
+    database_at(&path, RELEASED_SCHEMA, old_rows(hex)).await;
+    let store = SqliteMetaStore::open(&path).await.unwrap();
+    old_rows_survive(&store).await;
+}
+
+/// Writes a database at `path` with the embedded migrations up to
+/// `version` alone, then runs `statements` on it, as code of that version
+/// would have written them.
+async fn database_at(path: &std::path::Path, version: i64, statements: Vec<String>) {
+    use berth_meta::sql::EmbeddedMigrations;
+    use sqlx::migrate::Migrator;
+
+    let last = berth_meta::sqlite::MIGRATIONS
         .iter()
-        .position(|(version, _, _)| *version == RELEASED_SCHEMA)
+        .position(|(number, _, _)| *number == version)
         .unwrap();
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(
             SqliteConnectOptions::new()
-                .filename(&path)
+                .filename(path)
                 .create_if_missing(true)
                 .foreign_keys(true),
         )
         .await
         .unwrap();
-    Migrator::new(EmbeddedMigrations(
-        &berth_meta::sqlite::MIGRATIONS[..=released],
-    ))
-    .await
-    .unwrap()
-    .run(&pool)
-    .await
-    .unwrap();
-    let hex = |bytes: &[u8]| -> String {
-        let digits: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        format!("X'{digits}'")
-    };
-    for statement in old_rows(hex) {
+    Migrator::new(EmbeddedMigrations(&berth_meta::sqlite::MIGRATIONS[..=last]))
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    for statement in statements {
         sqlx::query(&statement)
             .execute(&pool)
             .await
             .unwrap_or_else(|e| panic!("{statement}: {e}"));
     }
     pool.close().await;
-
-    let store = SqliteMetaStore::open(&path).await.unwrap();
-    old_rows_survive(&store).await;
 }
 
 /// A database whose advisories were imported before migration 0032 kept
 /// their count reads the count the migration made and moves it on.
 #[tokio::test]
 async fn advisories_imported_before_the_count_was_kept_are_counted() {
-    use berth_meta::sql::EmbeddedMigrations;
     use berth_meta::suite::upgrade::{
         advisories_are_counted, advisories_before_count, BEFORE_ADVISORY_COUNT,
     };
-    use sqlx::migrate::Migrator;
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("meta.db");
-    let before = berth_meta::sqlite::MIGRATIONS
-        .iter()
-        .position(|(version, _, _)| *version == BEFORE_ADVISORY_COUNT)
-        .unwrap();
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            SqliteConnectOptions::new()
-                .filename(&path)
-                .create_if_missing(true)
-                .foreign_keys(true),
-        )
-        .await
-        .unwrap();
-    Migrator::new(EmbeddedMigrations(
-        &berth_meta::sqlite::MIGRATIONS[..=before],
-    ))
-    .await
-    .unwrap()
-    .run(&pool)
-    .await
-    .unwrap();
-    for statement in advisories_before_count() {
-        sqlx::query(&statement).execute(&pool).await.unwrap();
-    }
-    pool.close().await;
-
+    database_at(&path, BEFORE_ADVISORY_COUNT, advisories_before_count()).await;
     let store = SqliteMetaStore::open(&path).await.unwrap();
     advisories_are_counted(&store).await;
 }

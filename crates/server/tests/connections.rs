@@ -4,15 +4,13 @@
 //! port 0. Timeouts are configured small; the tests only assert that a
 //! connection is closed within a generous bound, never how fast.
 
+mod support;
+
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
-use berth_meta::sqlite::SqliteMetaStore;
 use berth_oci::Algorithm;
-use berth_registry::{Registry, RegistryConfig};
 use berth_server::{AppState, ServerSettings};
-use berth_storage::fs::FsBlobStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -30,11 +28,7 @@ struct Server {
 impl Server {
     async fn start(settings: ServerSettings) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = FsBlobStore::open(dir.path().join("data")).unwrap();
-        let meta = SqliteMetaStore::open(&dir.path().join("berth.db"))
-            .await
-            .unwrap();
-        let registry = Registry::new(Arc::new(blobs), Arc::new(meta), RegistryConfig::default());
+        let (registry, _) = support::local_registry(dir.path()).await;
         let state = AppState::new(registry).with_settings(settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();

@@ -5,14 +5,12 @@
 //! pipelined on one connection with other answers between them, and over
 //! HTTP/2, which must not take the path.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod support;
 
-use berth_meta::sqlite::SqliteMetaStore;
+use std::net::SocketAddr;
+
 use berth_oci::Algorithm;
-use berth_registry::{Registry, RegistryConfig};
 use berth_server::{AppState, ServerSettings};
-use berth_storage::fs::FsBlobStore;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -28,11 +26,7 @@ impl Server {
 
     async fn start_with(settings: ServerSettings) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = FsBlobStore::open(dir.path().join("data")).unwrap();
-        let meta = SqliteMetaStore::open(&dir.path().join("berth.db"))
-            .await
-            .unwrap();
-        let registry = Registry::new(Arc::new(blobs), Arc::new(meta), RegistryConfig::default());
+        let (registry, _) = support::local_registry(dir.path()).await;
         let state = AppState::new(registry).with_settings(settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -91,6 +85,19 @@ async fn read_response(connection: &mut BufReader<TcpStream>) -> (u16, String, V
     (status, head, body)
 }
 
+/// Sends `GET path` with `headers` (each ending in CRLF) and reads the
+/// answer: its status and body.
+async fn get(connection: &mut BufReader<TcpStream>, path: &str, headers: &str) -> (u16, Vec<u8>) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
+    connection
+        .get_mut()
+        .write_all(request.as_bytes())
+        .await
+        .unwrap();
+    let (status, _, body) = read_response(connection).await;
+    (status, body)
+}
+
 /// Bytes that differ at every offset a window could start at, so a region
 /// sent from the wrong offset cannot pass for the right one.
 fn pattern(seed: u32, len: usize) -> Vec<u8> {
@@ -128,13 +135,8 @@ async fn whole_blobs_and_ranges_arrive_intact_and_are_sent_from_their_files() {
     let mut connection = server.connect().await;
     let mut expected_sent = 0;
     for (data, digest) in &blobs {
-        let request = format!("GET /v2/team/app/blobs/{digest} HTTP/1.1\r\nHost: x\r\n\r\n");
-        connection
-            .get_mut()
-            .write_all(request.as_bytes())
-            .await
-            .unwrap();
-        let (status, _, body) = read_response(&mut connection).await;
+        let (status, body) =
+            get(&mut connection, &format!("/v2/team/app/blobs/{digest}"), "").await;
         assert_eq!(status, 200);
         assert!(
             body == *data,
@@ -154,16 +156,13 @@ async fn whole_blobs_and_ranges_arrive_intact_and_are_sent_from_their_files() {
         (0, 70_000),
         (data.len() - 70_000, data.len()),
     ] {
-        let request = format!(
-            "GET /v2/team/app/blobs/{digest} HTTP/1.1\r\nHost: x\r\nRange: bytes={start}-{}\r\n\r\n",
-            end - 1
-        );
-        connection
-            .get_mut()
-            .write_all(request.as_bytes())
-            .await
-            .unwrap();
-        let (status, _, body) = read_response(&mut connection).await;
+        let range = format!("Range: bytes={start}-{}\r\n", end - 1);
+        let (status, body) = get(
+            &mut connection,
+            &format!("/v2/team/app/blobs/{digest}"),
+            &range,
+        )
+        .await;
         assert_eq!(status, 206, "range {start}..{end}");
         assert!(
             body == data[start..end],
@@ -287,13 +286,7 @@ async fn with_sendfile_off_blobs_come_from_the_stream() {
     let data = pattern(12, 5 * MIB + 3);
     let digest = server.push(&data).await;
     let mut connection = server.connect().await;
-    let request = format!("GET /v2/team/app/blobs/{digest} HTTP/1.1\r\nHost: x\r\n\r\n");
-    connection
-        .get_mut()
-        .write_all(request.as_bytes())
-        .await
-        .unwrap();
-    let (status, _, body) = read_response(&mut connection).await;
+    let (status, body) = get(&mut connection, &format!("/v2/team/app/blobs/{digest}"), "").await;
     assert_eq!(status, 200);
     assert!(body == data, "the blob came back changed");
 }

@@ -117,6 +117,16 @@ pub fn access_claim(token: &str) -> serde_json::Value {
     claims["access"].clone()
 }
 
+/// A registry on the filesystem and SQLite in `dir`, as `berth serve`
+/// builds one on its defaults, and its metadata store (which access control
+/// shares in the binary).
+pub async fn local_registry(dir: &std::path::Path) -> (Registry, Arc<SqliteMetaStore>) {
+    let blobs = FsBlobStore::open(dir.join("data")).unwrap();
+    let meta = Arc::new(SqliteMetaStore::open(&dir.join("berth.db")).await.unwrap());
+    let registry = Registry::new(Arc::new(blobs), meta.clone(), RegistryConfig::default());
+    (registry, meta)
+}
+
 impl Harness {
     pub async fn new() -> Harness {
         Harness::with_policy(PolicyConfig::default()).await
@@ -124,13 +134,8 @@ impl Harness {
 
     pub async fn with_policy(policy: PolicyConfig) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = FsBlobStore::open(dir.path().join("data")).unwrap();
-        let meta = SqliteMetaStore::open(&dir.path().join("berth.db"))
-            .await
-            .unwrap();
         // The registry and access control share one database, as in the binary.
-        let meta = Arc::new(meta);
-        let registry = Registry::new(Arc::new(blobs), meta.clone(), RegistryConfig::default());
+        let (registry, meta) = local_registry(dir.path()).await;
         let store = Arc::new(MetaAuthStore::new(meta));
         let now = OffsetDateTime::now_utc();
         let change = berth_auth::change_at(&berth_auth::Actor::system("test"), now);
@@ -177,11 +182,18 @@ impl Harness {
         let (keys, _) = berth_auth::keys::load_or_create(store.as_ref(), now, || Ok(None))
             .await
             .unwrap();
+        // The defaults' limits, but a first lockout of a minute instead of
+        // a second: a test that checks a guesser is still locked must not
+        // outlive the lock on a loaded machine (argon2 on a debug build
+        // under load took the 1 s lock past its end).
+        let mut throttle = ThrottleConfig::default();
+        throttle.account.base_lockout = std::time::Duration::from_secs(60);
+        throttle.address.base_lockout = std::time::Duration::from_secs(60);
         let auth = AuthState {
             store,
             authority: TokenAuthority::new(keys, "berth", "berth"),
             login: LoginGuards::new(
-                LoginThrottle::new(ThrottleConfig::default()),
+                LoginThrottle::new(throttle),
                 HashingPool::for_this_machine(),
             ),
             policy,
