@@ -5,8 +5,9 @@
 #
 # A CNCF Distribution (Debian's `docker-registry`) is the upstream, holding
 # IMAGES images of one LAYER_MIB MiB layer of random bytes each; a Berth
-# serves `--upstream cache=…` and holds the same images in a namespace of
-# its own (`local`). For each image:
+# serves `--upstream cache=…` and holds images of the same shape (a layer
+# of other random bytes) in a namespace of its own (`local`). For each
+# image:
 #   cold:   the first pull through `cache/` (manifest, config, layer, as a
 #           client pulls), with Berth's and Distribution's CPU seconds
 #           around it (Berth's read once its background store is done) and
@@ -130,7 +131,12 @@ mkdir -p "$results"
     for image in $(seq 1 "$IMAGES"); do
         head -c "$((LAYER_MIB << 20))" /dev/urandom >"$work/layer"
         digest=$(python3 "$work/push.py" "$upstream" "bench/big$image" v1 "$work/layer")
-        python3 "$work/push.py" "$address" "local/big$image" v1 "$work/layer" >/dev/null
+        # The local image's layer has other bytes of the same size: with the
+        # same bytes, the blob would already be stored when the cold pull
+        # fetches it, and the pull would measure a fetch whose copy is
+        # discarded rather than one that stores a new blob.
+        head -c "$((LAYER_MIB << 20))" /dev/urandom >"$work/layer"
+        local_digest=$(python3 "$work/push.py" "$address" "local/big$image" v1 "$work/layer")
         rm "$work/layer"
         berth_before=$(cpu "$berth_pid") upstream_before=$(cpu "$upstream_pid")
         faults_before=$(minor_faults "$berth_pid")
@@ -163,7 +169,7 @@ mkdir -p "$results"
         for _ in $(seq 1 "$PULLS"); do
             get "http://$address/v2/cache/bench/big$image/blobs/$digest" >>"$work/cached"
             echo >>"$work/cached"
-            get "http://$address/v2/local/big$image/blobs/$digest" >>"$work/local"
+            get "http://$address/v2/local/big$image/blobs/$local_digest" >>"$work/local"
             echo >>"$work/local"
         done
         cached=$(median <"$work/cached") local_speed=$(median <"$work/local")

@@ -3,15 +3,18 @@
 # push's latency"). Two Berths on the same machine, identical but for one
 # registry-wide webhook on `push` events in the second, delivered to a
 # local receiver that answers 200 at once. berth-bench's push_small (500
-# images of a 4 KiB layer and a config, 16 clients) runs against each in
-# turn, ROUNDS times (A B A B …, so that both data directories grow alike
-# and drift on the machine hits both), and reports each round's images/s and
-# server CPU seconds, the receiver's deliveries, and how long after the
+# images of a 4 KiB layer and a config, with 16 clients and with 1) runs
+# against each in turn, ROUNDS times (A B A B …, so that both data
+# directories grow alike and drift on the machine hits both), and reports
+# each round's images/s, per-image push time (median and 99th percentile)
+# and server CPU seconds, the receiver's deliveries, and how long after the
 # round's last push the last delivery arrived.
 #
 # Usage: bench/webhooks.sh
 # Environment:
 #   ROUNDS=3          rounds per server
+#   CLIENTS="16 1"    push_small's clients, each round in turn: 16 saturate
+#                     the machine, 1 leaves it room (the push's own latency)
 #   QUICK=1           one round of 20 images: checks this script, measures nothing
 #   BERTH_BIN         the Berth binary (default: this checkout's release build)
 #   BENCH_TMPDIR=/tmp where the data directories go
@@ -21,6 +24,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$repo/target}
 ROUNDS=${ROUNDS:-3}
+CLIENTS=${CLIENTS:-16 1}
 quick_flag=""
 if [[ -n ${QUICK:-} ]]; then
     quick_flag=--quick
@@ -91,38 +95,44 @@ hooked_address=$address hooked_pid=$pid
 echo "== plain at $plain_address (pid $plain_pid), hooked at $hooked_address (pid $hooked_pid)," \
     "receiver at $receiver" >&2
 
-# push NAME ADDRESS PID: one push_small round; prints images/s and CPU.
+# push NAME ADDRESS PID CLIENTS: one push_small round with CLIENTS clients;
+# prints images/s, the per-image push time (median, 99th percentile) and
+# the server's CPU.
 push() {
-    local name=$1 address=$2 pid=$3 before rate out
+    local name=$1 address=$2 pid=$3 clients=$4 before out figure
     before=$(cpu "$pid")
-    out=$("$work/bin/berth-bench" --url "http://$address" --scenario push_small $quick_flag)
-    rate=$(echo "$out" | awk '$1 == "push_small:" && $3 == "images/s" {print $2}')
+    out=$("$work/bin/berth-bench" --url "http://$address" --scenario push_small \
+        --push-clients "$clients" $quick_flag)
     round_end=$(date +%s.%N)
-    echo "$name: $rate images/s, server CPU $(echo "$(cpu "$pid") - $before" | bc)s"
+    figure() { echo "$out" | awk -v name="$1" '$1 == name ":" {print $2}'; }
+    echo "$name: $(figure push_small) images/s, per image p50 $(figure push_small.image_p50) ms" \
+        "p99 $(figure push_small.image_p99) ms, server CPU $(echo "$(cpu "$pid") - $before" | bc)s"
 }
 
 results=$target/bench-last
 mkdir -p "$results"
 {
-    echo "webhooks: push_small (4 KiB layer + config per image, 16 clients) against a Berth" \
+    echo "webhooks: push_small (4 KiB layer + config per image, $CLIENTS clients) against a Berth" \
         "without webhooks and one with a '*' webhook on push, $ROUNDS rounds each, loopback"
     for round in $(seq 1 "$ROUNDS"); do
-        echo "round $round"
-        push "  without" "$plain_address" "$plain_pid"
-        before=$(wc -l <"$work/arrivals")
-        push "  with webhook" "$hooked_address" "$hooked_pid"
-        # Deliveries of this round: every push event, at least once. Waits
-        # (bounded: 60 s) until the count stops growing for two seconds.
-        last=-1
-        for _ in $(seq 1 120); do
-            now=$(wc -l <"$work/arrivals")
-            [[ $now == "$last" ]] && break
-            last=$now
-            sleep 2
+        for clients in $CLIENTS; do
+            echo "round $round, $clients clients"
+            push "  without" "$plain_address" "$plain_pid" "$clients"
+            before=$(wc -l <"$work/arrivals")
+            push "  with webhook" "$hooked_address" "$hooked_pid" "$clients"
+            # Deliveries of this round: every push event, at least once. Waits
+            # (bounded: 60 s) until the count stops growing for two seconds.
+            last=-1
+            for _ in $(seq 1 120); do
+                now=$(wc -l <"$work/arrivals")
+                [[ $now == "$last" ]] && break
+                last=$now
+                sleep 2
+            done
+            delivered=$((now - before))
+            last_arrival=$(tail -n 1 "$work/arrivals")
+            lag=$(echo "scale=3; $last_arrival - $round_end" | bc)
+            echo "  deliveries: $delivered, the last ${lag}s after the round's last push"
         done
-        delivered=$((now - before))
-        last_arrival=$(tail -n 1 "$work/arrivals")
-        lag=$(echo "scale=3; $last_arrival - $round_end" | bc)
-        echo "  deliveries: $delivered, the last ${lag}s after the round's last push"
     done
 } | tee "$results/webhooks.txt"

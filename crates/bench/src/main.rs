@@ -81,6 +81,11 @@ struct RunArgs {
     /// Connections of the request-rate scenarios (default 64, or 8 with --quick).
     #[arg(long)]
     connections: Option<usize>,
+    /// Clients of `push_small`, each pushing one image at a time (default 16,
+    /// or 4 with --quick). Fewer clients than cores leave the server room,
+    /// so that its per-image latency shows what else it is doing.
+    #[arg(long)]
+    push_clients: Option<usize>,
     /// Seconds each request-rate scenario runs (default 10, or 1 with --quick).
     #[arg(long)]
     duration: Option<f64>,
@@ -162,6 +167,9 @@ fn run_scenarios(args: RunArgs) -> client::Result<()> {
         };
         if let Some(connections) = args.connections {
             sizes.rate_connections = connections.max(1);
+        }
+        if let Some(clients) = args.push_clients {
+            sizes.small_parallel = clients.max(1);
         }
         if let Some(seconds) = args.duration {
             sizes.rate_duration = Duration::from_secs_f64(seconds.max(0.01));

@@ -272,12 +272,17 @@ async fn push_small(context: &Context, report: &mut Report) -> Result<()> {
     );
     let connections = open_client_connections(context, sizes.small_parallel).await?;
     let next = Arc::new(AtomicUsize::new(0));
+    // Each image's push time, from its first request to its manifest's
+    // answer: what something else on the server (webhook deliveries, a
+    // scan) adds to a push shows here even when the rate does not move.
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(images.len())));
     let nonce = context.nonce;
     let meter = Meter::start(context);
     let mut workers = JoinSet::new();
     for mut connection in connections {
         let images = images.clone();
         let next = next.clone();
+        let latencies = latencies.clone();
         workers.spawn(async move {
             loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
@@ -287,7 +292,12 @@ async fn push_small(context: &Context, report: &mut Report) -> Result<()> {
                 // Sixteen repositories, as images of a CI fleet land in many.
                 let repository = format!("bench/small-{:02}", index % 16);
                 let tag = format!("run-{nonce:x}-{index}");
+                let started = Instant::now();
                 registry::push_image(&mut connection, &repository, &tag, image).await?;
+                latencies
+                    .lock()
+                    .expect("latencies")
+                    .push(started.elapsed().as_secs_f64() * 1000.0);
             }
         });
     }
@@ -298,6 +308,8 @@ async fn push_small(context: &Context, report: &mut Report) -> Result<()> {
         images.len() as f64 / elapsed.as_secs_f64(),
         "images/s",
     );
+    let latencies = std::mem::take(&mut *latencies.lock().expect("latencies"));
+    report_latencies(report, "push_small.image", latencies);
     meter.finish(report, "push_small");
     Ok(())
 }
