@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use berth_oci::Algorithm;
-use berth_server::{AppState, ServerSettings};
+use berth_server::ServerSettings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -27,10 +27,7 @@ struct Server {
 
 impl Server {
     async fn start(settings: ServerSettings) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let (registry, _) = support::local_registry(dir.path()).await;
-        let state = AppState::new(registry).with_settings(settings);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (dir, state, listener) = support::listening(settings).await;
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(berth_server::run(listener, state, async {
@@ -102,15 +99,7 @@ async fn exchange(stream: &mut TcpStream, request: &str) -> String {
         received.extend_from_slice(&buffer[..n]);
         let text = String::from_utf8_lossy(&received).into_owned();
         if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .find_map(|line| {
-                    let (name, value) = line.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse::<usize>().unwrap())
-                })
-                .unwrap_or(0);
-            if received.len() >= end + 4 + length {
+            if received.len() >= end + 4 + support::content_length(&text[..end]) {
                 return text;
             }
         }

@@ -10,7 +10,7 @@ mod support;
 use std::net::SocketAddr;
 
 use berth_oci::Algorithm;
-use berth_server::{AppState, ServerSettings};
+use berth_server::ServerSettings;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -25,10 +25,7 @@ impl Server {
     }
 
     async fn start_with(settings: ServerSettings) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let (registry, _) = support::local_registry(dir.path()).await;
-        let state = AppState::new(registry).with_settings(settings);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (dir, state, listener) = support::listening(settings).await;
         let address = listener.local_addr().unwrap();
         tokio::spawn(berth_server::run(listener, state, std::future::pending()));
         Server { address, _dir: dir }
@@ -72,15 +69,7 @@ async fn read_response(connection: &mut BufReader<TcpStream>) -> (u16, String, V
         head.push_str(&line);
     }
     let status = head[9..12].parse().unwrap();
-    let length = head
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().unwrap())
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
+    let mut body = vec![0u8; support::content_length(&head)];
     connection.read_exact(&mut body).await.unwrap();
     (status, head, body)
 }

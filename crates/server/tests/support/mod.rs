@@ -388,3 +388,32 @@ impl Harness {
         answer.json()["token"].as_str().unwrap().to_string()
     }
 }
+
+/// The `Content-Length` of a response head read off a socket (0 when it
+/// has none), for the tests that speak HTTP/1 by hand.
+pub fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length").then(|| {
+                value
+                    .trim()
+                    .parse::<usize>()
+                    .expect("a numeric Content-Length")
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// A registry in a fresh directory, its state with `settings`, and a
+/// listener on a free loopback port: what the tests that speak to a real
+/// socket hand to `berth_server::run`, each with its own shutdown.
+pub async fn listening(
+    settings: berth_server::ServerSettings,
+) -> (tempfile::TempDir, AppState, tokio::net::TcpListener) {
+    let dir = tempfile::tempdir().unwrap();
+    let (registry, _) = local_registry(dir.path()).await;
+    let state = AppState::new(registry).with_settings(settings);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    (dir, state, listener)
+}
