@@ -220,9 +220,11 @@ async fn get_blob(
             .header(header::ETAG, format!("\"{digest}\""))
             .header(header::CONTENT_LENGTH, size);
         let body = match body {
+            // A blob the fetch stored is sent from its file like any other;
+            // one shared from the fetch in flight is a stream.
             Some(blob) => {
                 state.metrics.bytes_out(blob.len);
-                Body::from_stream(blob.stream)
+                crate::sendfile::blob_body(blob, request)
             }
             None => Body::empty(),
         };
