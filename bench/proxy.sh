@@ -122,6 +122,19 @@ get() {
 # it touched: memory kept rather than reused shows here).
 minor_faults() { awk '{print $10}' "/proc/$1/stat"; }
 
+# settle PID: waits until a process's CPU time stops moving for half a
+# second (at most 10 s) and prints it.
+settle() {
+    local last="" now
+    for _ in $(seq 1 20); do
+        now=$(cpu "$1")
+        [[ $now == "$last" ]] && break
+        last=$now
+        sleep 0.5
+    done
+    echo "$now"
+}
+
 median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
 results=$target/bench-last
@@ -138,6 +151,10 @@ mkdir -p "$results"
         head -c "$((LAYER_MIB << 20))" /dev/urandom >"$work/layer"
         local_digest=$(python3 "$work/push.py" "$address" "local/big$image" v1 "$work/layer")
         rm "$work/layer"
+        # What the pushes above set off in Berth (the scan of the local
+        # image, its statistics) is not the cold pull's: wait until its CPU
+        # stops moving (bounded: 10 s) before counting.
+        settle "$berth_pid" >/dev/null
         berth_before=$(cpu "$berth_pid") upstream_before=$(cpu "$upstream_pid")
         faults_before=$(minor_faults "$berth_pid")
         start_ns=$(date +%s%N)
@@ -148,14 +165,8 @@ mkdir -p "$results"
         cold=$(get "http://$address/v2/cache/bench/big$image/blobs/$digest")
         end_ns=$(date +%s%N)
         # The background store of the manifest ends shortly after the last
-        # blob: wait until Berth's CPU stops moving (bounded: 10 s).
-        last=""
-        for _ in $(seq 1 20); do
-            now=$(cpu "$berth_pid")
-            [[ $now == "$last" ]] && break
-            last=$now
-            sleep 0.5
-        done
+        # blob: wait until Berth's CPU stops moving.
+        now=$(settle "$berth_pid")
         berth_cpu=$(echo "$now - $berth_before" | bc)
         faults=$((($(minor_faults "$berth_pid") - faults_before) / LAYER_MIB))
         upstream_cpu=$(echo "$(cpu "$upstream_pid") - $upstream_before" | bc)

@@ -84,7 +84,7 @@ pub use berth_storage::Unavailability;
 /// [`ByteStream`], blobs flow out as a [`BlobBody`]. They are the blob store's
 /// own types, named here so that callers (the HTTP server) depend on the
 /// registry alone and never on a storage crate.
-pub use berth_storage::{BlobBody, ByteStream, FileRegion};
+pub use berth_storage::{BlobBody, ByteStream, FileRegion, Growing};
 pub use error::{Dependency, RegistryError};
 pub use events::{ConsumerError, ConsumerOptions, ConsumerPass, ConsumerRunner, EventConsumer};
 pub use gc::{GcOptions, GcReport};

@@ -14,11 +14,16 @@
 //!   index every platform, so that it pulls while upstream is down.
 //! - Blobs are fetched once per digest however many clients ask at once (a
 //!   [`Flight`]), and once per namespace: a blob another of its
-//!   repositories holds is linked from there; every client reads the bytes as they arrive, but the last
-//!   piece is held back until the digest is verified, so a corrupt or cut
-//!   fetch ends every reader's stream with an error and caches nothing. A
-//!   piece is kept only until the readers seated when it arrived have read
-//!   it; a client that comes later reads the blob from storage once stored.
+//!   repositories holds is linked from there. Every client reads the bytes
+//!   as they arrive, but the last ones are held back until the digest is
+//!   verified, so a corrupt or cut fetch ends every reader's stream with an
+//!   error and caches nothing. On a store that keeps uploads in local files
+//!   the readers read the upload's file as it is written (a server sends it
+//!   with `sendfile`, see [`berth_storage::Growing`]), whatever the blob's
+//!   size and whenever they come. Otherwise a blob of at most
+//!   [`MAX_SHARED_BLOB`] is shared from memory, a piece kept only until the
+//!   readers seated when it arrived have read it; a client that comes later,
+//!   or asks for a larger blob, reads it from storage once stored.
 //! - A HEAD of a blob not stored is answered from upstream's HEAD (its
 //!   size; nothing fetched, nothing stored), or from a fetch in flight.
 //! - When upstream fails (down, timeout, 429, 5xx), stored content is
@@ -38,13 +43,14 @@
 //! become visible only through `finish_upload`, which verifies the digest.
 
 use std::collections::{HashMap, VecDeque};
+use std::fs::File;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_meta::{Actor, ManifestRecord};
 use berth_oci::manifest::MAX_MANIFEST_SIZE;
 use berth_oci::{Digest, ParsedManifest, Reference, RepoName, Tag};
-use berth_storage::{BlobBody, ByteStream};
+use berth_storage::{BlobBody, ByteStream, Growing};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -185,10 +191,16 @@ const NAMESPACE_HOLDERS: usize = 16;
 /// How deep an index of indexes is cached.
 const MAX_INDEX_DEPTH: usize = 2;
 
-/// The largest blob whose fetch its readers read from memory (a larger or
-/// unannounced one is read back from storage once stored): a reader that
-/// stalls keeps at most this much in memory.
+/// The largest blob whose fetch its readers read from memory when the store
+/// keeps no upload files (a larger or unannounced one is read back from
+/// storage once stored): a reader that stalls keeps at most this much in
+/// memory.
 const MAX_SHARED_BLOB: u64 = 256 * 1024 * 1024;
+
+/// How many bytes a fetch into an upload file receives between wake-ups
+/// of its readers, who then read what the file holds. Waking them for
+/// every piece (tens of kilobytes) cost more than the reading.
+const FILE_READERS_STEP: u64 = 1024 * 1024;
 
 /// The job lease of the eviction pass: one node at a time evicts.
 const EVICTION_JOB: &str = "proxy-eviction";
@@ -282,9 +294,12 @@ struct FlightState {
     /// Whether the upstream answered (then `len` and `shared` are known).
     started: bool,
     len: Option<u64>,
-    /// Whether readers get the bytes from `chunks` (the blob is small
-    /// enough) or from storage once stored.
+    /// Whether readers get the bytes as they arrive (from `file`, or from
+    /// `chunks` when the blob is small enough) or from storage once stored.
     shared: bool,
+    /// The upload's file, when the store keeps one: readers read it as it
+    /// is written, and `chunks` stays empty.
+    file: Option<Arc<File>>,
     /// The pieces some reader has yet to read: piece `dropped + i` of the
     /// blob is `chunks[i]`. A piece every reader has read is dropped at
     /// once rather than kept for readers who might come later (those read
@@ -345,6 +360,61 @@ impl Flight {
     fn update(&self, change: impl FnOnce(&mut FlightState)) {
         change(&mut self.state.lock().expect("flight lock"));
         self.changed.send_modify(|n| *n += 1);
+    }
+}
+
+impl FlightFailure {
+    fn message(&self) -> String {
+        match self {
+            FlightFailure::Upstream(error) => error.to_string(),
+            FlightFailure::Broken(message) => message.clone(),
+        }
+    }
+}
+
+/// How far a fetch's upload file may be read: as far as it is written,
+/// except its last byte, which waits for the digest's verification.
+struct FlightFile {
+    flight: Arc<Flight>,
+    file: Arc<File>,
+    len: u64,
+}
+
+impl std::fmt::Debug for FlightFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlightFile")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl Growing for FlightFile {
+    fn readable(&self, have: u64) -> futures::future::BoxFuture<'static, std::io::Result<u64>> {
+        let (flight, file, len) = (self.flight.clone(), self.file.clone(), self.len);
+        Box::pin(async move {
+            // Subscribed before looking, so a change in between is seen.
+            let mut changes = flight.changed.subscribe();
+            loop {
+                let outcome = flight.state.lock().expect("flight lock").outcome.clone();
+                match outcome {
+                    Some(Ok(())) => return Ok(len),
+                    Some(Err(failure)) => return Err(std::io::Error::other(failure.message())),
+                    None => {
+                        // The bytes below the file's length are written
+                        // (the upload only appends); a failed write that
+                        // cuts it back fails the fetch, which ends every
+                        // reader with an error.
+                        let written = file.metadata()?.len().min(len.saturating_sub(1));
+                        if written > have {
+                            return Ok(written);
+                        }
+                    }
+                }
+                if changes.changed().await.is_err() {
+                    return Err(std::io::Error::other("the fetch stopped"));
+                }
+            }
+        })
     }
 }
 
@@ -706,7 +776,7 @@ impl Registry {
         let (flight, seat) = self.join_flight(&proxy, repository, digest, !head);
         let mut changes = flight.changed.subscribe();
         // Until the upstream answers.
-        let (len, shared) = loop {
+        let (len, shared, file) = loop {
             {
                 let state = flight.state.lock().expect("flight lock");
                 if let Some(Err(FlightFailure::Upstream(error))) = &state.outcome {
@@ -716,7 +786,7 @@ impl Registry {
                     return Err(RegistryError::UpstreamFailed(message.clone()));
                 }
                 if state.started {
-                    break (state.len, state.shared);
+                    break (state.len, state.shared, state.file.clone());
                 }
             }
             if changes.changed().await.is_err() {
@@ -726,11 +796,22 @@ impl Registry {
         if shared && head {
             return Ok(Some((len.expect("shared fetches have a length"), None)));
         }
-        if let (true, Some(seat)) = (shared, seat) {
+        if shared && !head && (file.is_some() || seat.is_some()) {
             let len = len.expect("shared fetches have a length");
             self.admit_traffic(repository.namespace())?;
             self.count_traffic(repository.namespace(), len);
-            let body = BlobBody::streamed(len, flight_reader(seat, changes));
+            let body = match (file, seat) {
+                (Some(file), _) => {
+                    let growing = Arc::new(FlightFile {
+                        flight: flight.clone(),
+                        file: file.clone(),
+                        len,
+                    });
+                    berth_storage::fs::growing_body(file, len, growing)
+                }
+                (None, Some(seat)) => BlobBody::streamed(len, flight_reader(seat, changes)),
+                (None, None) => unreachable!("checked above"),
+            };
             return Ok(Some((len, Some(body))));
         }
         // Too large to share in memory (or of unknown length), or joined
@@ -945,11 +1026,28 @@ impl Registry {
             .blob(&upstream_name, digest)
             .await
             .map_err(FlightFailure::Upstream)?;
-        let shared = blob.len.is_some_and(|len| len <= MAX_SHARED_BLOB);
+        let actor = proxy_actor();
+        let upload = self
+            .start_upload(&actor, repository)
+            .await
+            .map_err(|error| FlightFailure::Broken(error.to_string()))?;
+        let file = match self.blobs().open_upload_file(&upload.id).await {
+            Ok(file) => file.map(Arc::new),
+            Err(error) => {
+                // Only sharing is lost: readers read from storage later.
+                tracing::debug!(%error, "the upload's file cannot be opened for its readers");
+                None
+            }
+        };
+        let from_file = file.is_some();
+        let shared = blob
+            .len
+            .is_some_and(|len| from_file || len <= MAX_SHARED_BLOB);
         flight.update(|state| {
             state.started = true;
             state.len = blob.len;
             state.shared = shared;
+            state.file = file;
         });
         let announced = blob.len;
         let sharing = flight.clone();
@@ -964,7 +1062,13 @@ impl Registry {
                     "more bytes than the upstream announced",
                 ));
             }
-            if shared {
+            if from_file {
+                // Readers read the file; wake them once per step received.
+                let before = received - piece.len() as u64;
+                if before / FILE_READERS_STEP != received / FILE_READERS_STEP {
+                    sharing.changed.send_modify(|n| *n += 1);
+                }
+            } else if shared {
                 let copy = piece.clone();
                 sharing.update(|state| {
                     state.chunks.push_back(copy);
@@ -974,7 +1078,7 @@ impl Registry {
             Ok(piece)
         }));
         match self
-            .upload_monolithic(&proxy_actor(), repository, digest, tee)
+            .finish_monolithic(&actor, repository, &upload.id, digest, tee)
             .await
         {
             Ok(size) if announced.is_none_or(|len| len == size) => Ok(()),
@@ -1170,13 +1274,7 @@ fn flight_reader(seat: FlightSeat, changes: tokio::sync::watch::Receiver<u64>) -
                     let piece =
                         |state: &FlightState| state.chunks.get(next - state.dropped).cloned();
                     let step = match &state.outcome {
-                        Some(Err(failure)) => {
-                            let message = match failure {
-                                FlightFailure::Upstream(error) => error.to_string(),
-                                FlightFailure::Broken(message) => message.clone(),
-                            };
-                            Some(Err(std::io::Error::other(message)))
-                        }
+                        Some(Err(failure)) => Some(Err(std::io::Error::other(failure.message()))),
                         Some(Ok(())) if next < available => piece(&state).map(Ok),
                         Some(Ok(())) => None,
                         None if next + 1 < available => piece(&state).map(Ok),

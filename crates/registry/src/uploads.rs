@@ -297,13 +297,28 @@ impl Registry {
         // A session record is written even here, so that a crash mid-body
         // leaves a session the purge job finds and removes.
         let status = self.start_upload(actor, repository).await?;
+        self.finish_monolithic(actor, repository, &status.id, digest, data)
+            .await
+    }
+
+    /// Ends a monolithic upload begun by [`Registry::start_upload`]: writes
+    /// `data` as its only chunk and finishes it, or cancels it when that
+    /// fails.
+    pub(crate) async fn finish_monolithic(
+        &self,
+        actor: &Actor,
+        repository: &RepoName,
+        id: &UploadId,
+        digest: &Digest,
+        data: ByteStream,
+    ) -> Result<u64, RegistryError> {
         match self
-            .finish_upload(actor, repository, &status.id, digest, None, Some(data))
+            .finish_upload(actor, repository, id, digest, None, Some(data))
             .await
         {
             Ok(size) => Ok(size),
             Err(e) => {
-                let _ = self.cancel_upload(repository, &status.id).await;
+                let _ = self.cancel_upload(repository, id).await;
                 Err(e)
             }
         }

@@ -582,3 +582,67 @@ async fn an_index_is_cached_with_every_platform_and_pulls_while_upstream_is_down
 fn platform_tag() -> Reference {
     tag("platform")
 }
+
+#[tokio::test]
+async fn readers_of_a_cold_blob_read_its_upload_file_and_never_complete_a_corrupt_one() {
+    let s = setup().await;
+    let registry = &s.cache.registry;
+    // Larger than a reader wake-up step, so the file is read as it grows.
+    let layer: Vec<u8> = (0..3 * 1024 * 1024 + 7).map(|i| (i % 251) as u8).collect();
+    let image = s
+        .upstream
+        .push_image(&repo("team/big"), &tag("v1"), "big", &[&layer])
+        .await;
+    let name = repo("cache/team/big");
+    let digest = image.blobs[1].clone();
+
+    *s.fake.corrupt.lock().unwrap() = true;
+    let (len, body) = registry
+        .pull_blob_through(&name, &digest, false)
+        .await
+        .unwrap()
+        .unwrap();
+    let region = body
+        .unwrap()
+        .file
+        .expect("a file region on a filesystem store");
+    let growing = region.growing.expect("a region that grows");
+    let mut have = 0;
+    let failure = loop {
+        match growing.readable(have).await {
+            Ok(readable) => {
+                assert!(readable > have && readable < len, "{readable} of {len}");
+                have = readable;
+            }
+            Err(error) => break error,
+        }
+    };
+    assert!(failure.to_string().contains("digest"), "{failure}");
+    assert!(registry.blob_size(&name, &digest).await.is_err());
+    *s.fake.corrupt.lock().unwrap() = false;
+
+    let (len, body) = registry
+        .pull_blob_through(&name, &digest, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(len, layer.len() as u64);
+    let body = body.unwrap();
+    assert!(body
+        .file
+        .as_ref()
+        .is_some_and(|file| file.growing.is_some()));
+    assert!(read_all(body.stream).await.unwrap() == layer);
+    wait_until_blob_stored(registry, &name, &digest).await;
+}
+
+/// Waits (bounded) until `digest` is stored in `repository`.
+async fn wait_until_blob_stored(registry: &Registry, repository: &RepoName, digest: &Digest) {
+    for _ in 0..500 {
+        if registry.blob_size(repository, digest).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{digest} was never stored in {repository}");
+}

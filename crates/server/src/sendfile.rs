@@ -28,8 +28,10 @@
 //!   mistake here would send zeros rather than crash; the tests pull every
 //!   size through real sockets and compare digests.
 //! - The file is a committed blob, which nothing writes or truncates
-//!   ([`berth_registry::FileRegion`]); a file that ends early fails the
-//!   connection.
+//!   ([`berth_registry::FileRegion`]), or one still being written (a
+//!   pull-through fetch), of which a placeholder only ever stands for bytes
+//!   its [`berth_registry::Growing`] said are written. A file that ends
+//!   early fails the connection.
 //!
 //! A cold blob's disk reads happen inside `sendfile`, on the runtime thread,
 //! as they did in the page faults of the memory map this replaces; the body
@@ -142,10 +144,19 @@ impl FileQueue {
 pub fn blob_body(blob: BlobBody, request: &http::request::Parts) -> axum::body::Body {
     match (blob.file, request.extensions.get::<FileQueue>()) {
         (Some(region), Some(queue)) if blob.len > 0 => {
-            advise_sequential(&region, blob.len);
+            // A growing file was just written: its pages are cached.
+            let ready = if region.growing.is_none() {
+                advise_sequential(&region, blob.len);
+                blob.len
+            } else {
+                0
+            };
             axum::body::Body::new(FileBody {
                 region,
                 remaining: blob.len,
+                ready,
+                yielded: 0,
+                waiting: None,
                 queue: queue.clone(),
             })
         }
@@ -172,7 +183,38 @@ struct FileBody {
     /// The bytes not yet yielded: their file and where they start.
     region: FileRegion,
     remaining: u64,
+    /// How many of them may be yielded now: all of a committed blob's; of
+    /// a growing file's, those its last `readable` answer allowed.
+    ready: u64,
+    /// Bytes yielded so far.
+    yielded: u64,
+    /// A growing file's wait for more readable bytes.
+    waiting: Option<futures::future::BoxFuture<'static, io::Result<u64>>>,
     queue: FileQueue,
+}
+
+impl FileBody {
+    /// Waits, for a growing file, until more of it may be yielded.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.ready == 0 {
+            let Some(growing) = &self.region.growing else {
+                return Poll::Ready(Err(io::Error::other(
+                    "a committed blob's body ran out of bytes",
+                )));
+            };
+            let yielded = self.yielded;
+            let waiting = self
+                .waiting
+                .get_or_insert_with(|| growing.readable(yielded));
+            let readable = std::task::ready!(waiting.as_mut().poll(cx))?;
+            self.waiting = None;
+            if readable <= yielded {
+                return Poll::Ready(Err(io::Error::other("a growing file stopped growing")));
+            }
+            self.ready = (readable - yielded).min(self.remaining);
+        }
+        Poll::Ready(Ok(()))
+    }
 }
 
 impl HttpBody for FileBody {
@@ -181,12 +223,15 @@ impl HttpBody for FileBody {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         if self.remaining == 0 {
             return Poll::Ready(None);
         }
-        let len = self.remaining.min(WINDOW as u64);
+        if let Err(error) = std::task::ready!(self.poll_ready(cx)) {
+            return Poll::Ready(Some(Err(error)));
+        }
+        let len = self.ready.min(WINDOW as u64);
         let region = Region {
             file: Arc::clone(&self.region.file),
             offset: self.region.offset,
@@ -196,6 +241,8 @@ impl HttpBody for FileBody {
         self.queue.lock().push_back(region);
         self.region.offset += len;
         self.remaining -= len;
+        self.ready -= len;
+        self.yielded += len;
         Poll::Ready(Some(Ok(Frame::data(
             Placeholder::get().bytes(len as usize),
         ))))

@@ -220,8 +220,9 @@ async fn get_blob(
             .header(header::ETAG, format!("\"{digest}\""))
             .header(header::CONTENT_LENGTH, size);
         let body = match body {
-            // A blob the fetch stored is sent from its file like any other;
-            // one shared from the fetch in flight is a stream.
+            // A blob the fetch stored is sent from its file like any other,
+            // and one shared from the fetch in flight from the upload's
+            // file as it is written (or, without one, as a stream).
             Some(blob) => {
                 state.metrics.bytes_out(blob.len);
                 crate::sendfile::blob_body(blob, request)

@@ -62,7 +62,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::{
-    BlobBody, BlobStore, ByteStream, FileRegion, StorageError, StoredBlob, StoredUpload,
+    BlobBody, BlobStore, ByteStream, FileRegion, Growing, StorageError, StoredBlob, StoredUpload,
     UploadProgress,
 };
 
@@ -606,6 +606,18 @@ impl BlobStore for FsBlobStore {
         run_blocking(move || store.remove_upload_blocking(&id).map(|_| ())).await
     }
 
+    async fn open_upload_file(&self, id: &UploadId) -> Result<Option<File>, StorageError> {
+        let path = self.upload_data_path(id);
+        run_blocking(move || match File::open(&path) {
+            Ok(file) => Ok(Some(file)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                Err(StorageError::UploadNotFound)
+            }
+            Err(error) => Err(error.into()),
+        })
+        .await
+    }
+
     async fn check_ready(&self) -> Result<(), StorageError> {
         for dir in [self.root.join("blobs"), self.uploads_dir(), self.tmp_dir()] {
             if !tokio::fs::metadata(&dir).await?.is_dir() {
@@ -901,6 +913,58 @@ impl ChunkWriter {
     }
 }
 
+/// The body of a blob read from `file` while it is still being written:
+/// its first `len` bytes, each read once `growing` says it may be. A server
+/// may send the region (see [`FileRegion::growing`]); the stream reads the
+/// file in pieces on the blocking pool.
+pub fn growing_body(file: Arc<File>, len: u64, growing: Arc<dyn Growing>) -> BlobBody {
+    /// The most one piece of the stream holds.
+    const PIECE: u64 = 256 * 1024;
+    let region = FileRegion {
+        file: Arc::clone(&file),
+        offset: 0,
+        growing: Some(Arc::clone(&growing)),
+    };
+    // (bytes read, bytes known readable); `None` once it failed.
+    let stream = futures::stream::unfold(Some((0u64, 0u64)), move |at| {
+        let (file, growing) = (Arc::clone(&file), Arc::clone(&growing));
+        async move {
+            let (read, mut readable) = at?;
+            if read == len {
+                return None;
+            }
+            if readable == read {
+                match growing.readable(read).await {
+                    Ok(now) if now > read => readable = now.min(len),
+                    Ok(_) => {
+                        let error = io::Error::other("a growing file stopped growing");
+                        return Some((Err(error), None));
+                    }
+                    Err(error) => return Some((Err(error), None)),
+                }
+            }
+            let n = (readable - read).min(PIECE) as usize;
+            let piece = tokio::task::spawn_blocking(move || {
+                use std::os::unix::fs::FileExt;
+                let mut bytes = vec![0; n];
+                file.read_exact_at(&mut bytes, read)?;
+                Ok::<_, io::Error>(Bytes::from(bytes))
+            })
+            .await
+            .unwrap_or_else(|error| Err(io::Error::other(error)));
+            match piece {
+                Ok(piece) => Some((Ok(piece), Some((read + n as u64, readable)))),
+                Err(error) => Some((Err(error), None)),
+            }
+        }
+    });
+    BlobBody {
+        len,
+        stream: Box::pin(stream),
+        file: Some(region),
+    }
+}
+
 /// Removes a path in `tmp/` when dropped, so that an error or a panic while a
 /// temporary is in use leaves nothing behind.
 struct TempGuard {
@@ -981,10 +1045,7 @@ fn open_blob_body(path: &Path, range: Option<ByteRange>) -> Result<BlobBody, Sto
         ));
     }
     let file = Arc::new(file);
-    let region = FileRegion {
-        file: Arc::clone(&file),
-        offset: start,
-    };
+    let region = FileRegion::committed(Arc::clone(&file), start);
     // Nothing is mapped until the stream is polled, so a caller that sends
     // the region instead pays nothing for the stream.
     let pieces = MapWindows {

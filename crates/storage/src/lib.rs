@@ -68,14 +68,42 @@ impl BlobBody {
     }
 }
 
-/// Where a blob's bytes lie in a local file. The file is a committed blob,
-/// which nothing writes or truncates while it exists (an `unlink` leaves an
-/// open file intact), so the region reads back exactly the blob's bytes.
+/// Where a blob's bytes lie in a local file. Either the file is a committed
+/// blob, which nothing writes or truncates while it exists (an `unlink`
+/// leaves an open file intact), so the region reads back exactly the blob's
+/// bytes; or it is still being written (`growing`), and only the bytes its
+/// [`Growing`] says are readable may be read.
 #[derive(Clone, Debug)]
 pub struct FileRegion {
     pub file: Arc<std::fs::File>,
     /// Where the bytes start in the file.
     pub offset: u64,
+    /// `None` for a committed blob; for one still arriving (a pull-through
+    /// fetch served while it is stored), how far it may be read.
+    pub growing: Option<Arc<dyn Growing>>,
+}
+
+impl FileRegion {
+    /// The region of a committed blob's file from `offset` on.
+    pub fn committed(file: Arc<std::fs::File>, offset: u64) -> FileRegion {
+        FileRegion {
+            file,
+            offset,
+            growing: None,
+        }
+    }
+}
+
+/// A blob file still being written, read while it grows: an upload's file
+/// (see [`BlobStore::open_upload_file`]) that its writer reports on.
+pub trait Growing: Send + Sync + std::fmt::Debug {
+    /// Waits until more than `have` bytes of the region may be read, and
+    /// returns how many may, counted from the region's offset. It returns
+    /// the body's whole length only once every byte is written and the
+    /// digest verified, so a reader never completes a body that turns out
+    /// wrong. Fails when the write failed; the bytes read so far must then
+    /// be treated as a broken transfer.
+    fn readable(&self, have: u64) -> futures::future::BoxFuture<'static, std::io::Result<u64>>;
 }
 
 /// Errors of a storage backend.
@@ -247,6 +275,22 @@ pub trait BlobStore: Send + Sync + 'static {
         id: &UploadId,
         progress: Option<&UploadProgress>,
     ) -> Result<(), StorageError>;
+
+    /// The file an upload's data is written to, opened for reading, when
+    /// the backend keeps uploads in local files; `None` when it does not
+    /// (the default). The data is appended in order, so the bytes below the
+    /// file's current length are the upload's first bytes; they stay so
+    /// until a failed write cuts the file back (see [`write_chunk`]'s
+    /// errors), the upload is aborted, or it is finished, when the same
+    /// file becomes the blob's. Fails with `UploadNotFound` when absent.
+    ///
+    /// [`write_chunk`]: BlobStore::write_chunk
+    async fn open_upload_file(
+        &self,
+        _id: &UploadId,
+    ) -> Result<Option<std::fs::File>, StorageError> {
+        Ok(None)
+    }
 
     /// Whether the store answers and takes writes (used by `/readyz`);
     /// fails with `Unavailable` saying why not.

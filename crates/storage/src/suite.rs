@@ -66,6 +66,7 @@ scenarios!(
     list_uploads_order_and_paging,
     concurrent_identical_uploads,
     concurrent_large_uploads,
+    upload_file_holds_what_was_written,
 );
 
 pub async fn store_is_ready(store: &dyn BlobStore, leftovers: &dyn Leftovers) {
@@ -890,6 +891,59 @@ pub fn failing_stream(prefix: &[u8]) -> ByteStream {
         ))))
         .collect();
     Box::pin(futures::stream::iter(pieces))
+}
+
+/// An upload's local file, where the backend keeps one, holds every byte
+/// written so far in order, and stays readable as the blob's file once the
+/// upload is finished (a pull-through fetch sends it to clients while it
+/// is written).
+pub async fn upload_file_holds_what_was_written(store: &dyn BlobStore, leftovers: &dyn Leftovers) {
+    use std::os::unix::fs::FileExt;
+    assert!(
+        matches!(
+            store.open_upload_file(&UploadId::new_random()).await,
+            Ok(None) | Err(StorageError::UploadNotFound)
+        ),
+        "an unknown upload has no file"
+    );
+    let id = UploadId::new_random();
+    let begun = store.begin_upload(&id).await.expect("begin");
+    let Some(file) = store.open_upload_file(&id).await.expect("open the file") else {
+        store.abort_upload(&id, Some(&begun)).await.expect("abort");
+        assert_clean(store, leftovers).await;
+        return;
+    };
+    let first = test_bytes(21, 300_000);
+    let second = test_bytes(22, 70_000);
+    let read = |len: usize| {
+        let mut bytes = vec![0u8; len];
+        file.read_exact_at(&mut bytes, 0)
+            .expect("reading the upload's file");
+        bytes
+    };
+    assert_eq!(file.metadata().expect("stat").len(), 0);
+    let progress = store
+        .write_chunk(&id, &begun, stream_of(vec![Bytes::from(first.clone())]))
+        .await
+        .expect("write");
+    assert_eq!(file.metadata().expect("stat").len(), first.len() as u64);
+    assert_eq!(read(first.len()), first);
+    let progress = store
+        .write_chunk(&id, &progress, stream_of(vec![Bytes::from(second.clone())]))
+        .await
+        .expect("write");
+    let whole = [first, second].concat();
+    assert_eq!(read(whole.len()), whole);
+    let digest = Algorithm::Sha256.digest_of(&whole);
+    store
+        .finish_upload(&id, &progress, &digest)
+        .await
+        .expect("finish");
+    assert_eq!(read(whole.len()), whole, "the file after finishing");
+    assert_eq!(read_whole(store, &digest).await, whole);
+    drop(file);
+    store.delete_blob(&digest).await.expect("delete");
+    assert_clean(store, leftovers).await;
 }
 
 /// Collects a body, checking that it delivers exactly the length it

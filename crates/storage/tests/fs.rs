@@ -59,6 +59,7 @@ suite_tests!(
     list_uploads_order_and_paging,
     concurrent_identical_uploads,
     concurrent_large_uploads,
+    upload_file_holds_what_was_written,
 );
 
 /// All scenarios in sequence in one store, which also shows that each one
