@@ -7,11 +7,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_oci::{Digest, Reference, RepoName};
+use berth_oci::{ByteRange, Digest, Reference, RepoName, UploadId};
+use berth_registry::{BlobBody, Clock};
 use berth_registry::{
     ByteStream, Freshness, ProxySettings, Registry, RegistryError, Upstream, UpstreamBlob,
     UpstreamError, UpstreamManifest,
 };
+use berth_storage::fs::FsBlobStore;
+use berth_storage::{BlobStore, StorageError, StoredBlob, StoredUpload, UploadProgress};
 use bytes::Bytes;
 use futures::StreamExt;
 use support::{by_digest, repo, tag, Harness};
@@ -141,6 +144,13 @@ struct Setup {
 /// registry's root), `always` (tags checked
 /// on every pull) and `small` (at most one byte).
 async fn setup() -> Setup {
+    setup_on(true).await
+}
+
+/// [`setup`], with a cache whose store keeps upload files (the filesystem)
+/// or, with `upload_files` false, one that keeps none (as S3), whose
+/// fetches share their pieces from memory.
+async fn setup_on(upload_files: bool) -> Setup {
     let upstream = Harness::new().await;
     let image = upstream
         .push_image(
@@ -152,7 +162,15 @@ async fn setup() -> Setup {
         .await;
     let fake = Arc::new(FakeUpstream::default());
     *fake.registry.lock().unwrap() = Some(upstream.registry.clone());
-    let cache = Harness::new().await;
+    let mut cache = Harness::new().await;
+    if !upload_files {
+        cache.registry = Registry::with_clock(
+            Arc::new(WithoutUploadFiles(cache.blobs.clone())),
+            cache.meta.clone(),
+            support::config(),
+            Clock::Fixed(cache.clock.clone()),
+        );
+    }
     let settings = |namespace: &str, tag_ttl: Duration| ProxySettings {
         namespace: namespace.into(),
         tag_ttl,
@@ -401,7 +419,15 @@ async fn a_blob_head_asks_upstreams_head_and_fetches_nothing() {
 
 #[tokio::test]
 async fn a_corrupt_blob_is_never_cached_and_concurrent_readers_share_one_fetch() {
-    let s = setup().await;
+    corrupt_and_concurrent_fetches(setup_on(true).await, true).await;
+}
+
+#[tokio::test]
+async fn without_upload_files_a_fetch_is_shared_from_memory_as_safely() {
+    corrupt_and_concurrent_fetches(setup_on(false).await, false).await;
+}
+
+async fn corrupt_and_concurrent_fetches(s: Setup, upload_files: bool) {
     let registry = &s.cache.registry;
     let name = repo("cache/team/app");
     let layer = s.image.blobs[1].clone();
@@ -412,8 +438,16 @@ async fn a_corrupt_blob_is_never_cached_and_concurrent_readers_share_one_fetch()
         .await
         .unwrap()
         .unwrap();
+    let body = body.unwrap();
+    assert_eq!(
+        body.file
+            .as_ref()
+            .is_some_and(|file| file.growing.is_some()),
+        upload_files,
+        "readers read the upload's file exactly when the store keeps one"
+    );
     assert!(
-        read_all(body.unwrap().stream).await.is_err(),
+        read_all(body.stream).await.is_err(),
         "a corrupt blob was served whole"
     );
     assert!(matches!(
@@ -645,4 +679,77 @@ async fn wait_until_blob_stored(registry: &Registry, repository: &RepoName, dige
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("{digest} was never stored in {repository}");
+}
+
+/// The filesystem store, keeping its upload files to itself: a fetch's
+/// readers then share it from memory, as on S3.
+struct WithoutUploadFiles(Arc<FsBlobStore>);
+
+#[async_trait::async_trait]
+impl BlobStore for WithoutUploadFiles {
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {
+        self.0.blob_size(digest).await
+    }
+
+    async fn read_blob(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<BlobBody, StorageError> {
+        self.0.read_blob(digest, range).await
+    }
+
+    async fn delete_blob(&self, digest: &Digest) -> Result<(), StorageError> {
+        self.0.delete_blob(digest).await
+    }
+
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<StoredBlob>, StorageError> {
+        self.0.list_blobs(after, limit).await
+    }
+
+    async fn list_uploads(
+        &self,
+        after: Option<&UploadId>,
+        limit: usize,
+    ) -> Result<Vec<StoredUpload>, StorageError> {
+        self.0.list_uploads(after, limit).await
+    }
+
+    async fn begin_upload(&self, id: &UploadId) -> Result<UploadProgress, StorageError> {
+        self.0.begin_upload(id).await
+    }
+
+    async fn write_chunk(
+        &self,
+        id: &UploadId,
+        progress: &UploadProgress,
+        data: ByteStream,
+    ) -> Result<UploadProgress, StorageError> {
+        self.0.write_chunk(id, progress, data).await
+    }
+
+    async fn finish_upload(
+        &self,
+        id: &UploadId,
+        progress: &UploadProgress,
+        expected: &Digest,
+    ) -> Result<u64, StorageError> {
+        self.0.finish_upload(id, progress, expected).await
+    }
+
+    async fn abort_upload(
+        &self,
+        id: &UploadId,
+        progress: Option<&UploadProgress>,
+    ) -> Result<(), StorageError> {
+        self.0.abort_upload(id, progress).await
+    }
+
+    async fn check_ready(&self) -> Result<(), StorageError> {
+        self.0.check_ready().await
+    }
 }

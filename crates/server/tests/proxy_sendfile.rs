@@ -73,23 +73,9 @@ impl Upstream for GatedUpstream {
     }
 }
 
-/// Bytes that differ at every offset, so bytes sent from the wrong offset
-/// cannot pass for the right ones.
-fn pattern(len: usize) -> Vec<u8> {
-    let mut state: u32 = 2_654_435_761;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_pull_is_sent_from_the_upload_file_while_the_fetch_writes_it() {
-    let blob = Bytes::from(pattern(6 * MIB + 5));
+    let blob = Bytes::from(support::pattern(11, 6 * MIB + 5));
     let digest = Algorithm::Sha256.digest_of(&blob);
     let gate = Arc::new(Semaphore::new(0));
     let (_dir, state, listener) = support::listening(ServerSettings::default()).await;

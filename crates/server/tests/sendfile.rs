@@ -87,20 +87,6 @@ async fn get(connection: &mut BufReader<TcpStream>, path: &str, headers: &str) -
     (status, body)
 }
 
-/// Bytes that differ at every offset a window could start at, so a region
-/// sent from the wrong offset cannot pass for the right one.
-fn pattern(seed: u32, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect()
-}
-
 const MIB: usize = 1024 * 1024;
 
 #[tokio::test]
@@ -116,7 +102,7 @@ async fn whole_blobs_and_ranges_arrive_intact_and_are_sent_from_their_files() {
     ];
     let mut blobs = Vec::new();
     for (seed, size) in sizes.into_iter().enumerate() {
-        let data = pattern(seed as u32 + 1, size);
+        let data = support::pattern(seed as u32 + 1, size);
         let digest = server.push(&data).await;
         blobs.push((data, digest));
     }
@@ -170,9 +156,9 @@ async fn whole_blobs_and_ranges_arrive_intact_and_are_sent_from_their_files() {
 #[tokio::test]
 async fn pipelined_responses_keep_their_order_with_other_answers_between() {
     let server = Server::start().await;
-    let large = pattern(7, 5 * MIB + 11);
-    let other = pattern(8, 2 * MIB + 5);
-    let small = pattern(9, 1000);
+    let large = support::pattern(7, 5 * MIB + 11);
+    let other = support::pattern(8, 2 * MIB + 5);
+    let small = support::pattern(9, 1000);
     let (large_digest, other_digest, small_digest) = (
         server.push(&large).await,
         server.push(&other).await,
@@ -242,7 +228,7 @@ async fn pipelined_responses_keep_their_order_with_other_answers_between() {
 async fn http2_gets_the_stream_not_the_file() {
     use http_body_util::BodyExt;
     let server = Server::start().await;
-    let data = pattern(11, 3 * MIB + 1);
+    let data = support::pattern(11, 3 * MIB + 1);
     let digest = server.push(&data).await;
     let tcp = TcpStream::connect(server.address).await.unwrap();
     let (mut sender, connection) = hyper::client::conn::http2::handshake(
@@ -272,7 +258,7 @@ async fn with_sendfile_off_blobs_come_from_the_stream() {
         ..ServerSettings::default()
     })
     .await;
-    let data = pattern(12, 5 * MIB + 3);
+    let data = support::pattern(12, 5 * MIB + 3);
     let digest = server.push(&data).await;
     let mut connection = server.connect().await;
     let (status, body) = get(&mut connection, &format!("/v2/team/app/blobs/{digest}"), "").await;

@@ -389,6 +389,20 @@ impl Harness {
     }
 }
 
+/// Bytes that differ at every offset a window could start at, so a region
+/// sent from the wrong offset cannot pass for the right one.
+pub fn pattern(seed: u32, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect()
+}
+
 /// The `Content-Length` of a response head read off a socket (0 when it
 /// has none), for the tests that speak HTTP/1 by hand.
 pub fn content_length(head: &str) -> usize {
