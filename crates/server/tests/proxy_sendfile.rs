@@ -15,7 +15,7 @@ use berth_registry::{
 };
 use berth_server::ServerSettings;
 use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
@@ -102,15 +102,7 @@ async fn a_cold_pull_is_sent_from_the_upload_file_while_the_fetch_writes_it() {
         .write_all(request.as_bytes())
         .await
         .unwrap();
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(connection.read_line(&mut line).await.unwrap() > 0, "{head}");
-        if line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
+    let head = support::read_head(&mut connection).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(support::content_length(&head), blob.len());
 

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use berth_oci::Algorithm;
 use berth_server::ServerSettings;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 struct Server {
@@ -58,16 +58,7 @@ impl Server {
 
 /// Reads one response: its status, its head, and its `Content-Length` body.
 async fn read_response(connection: &mut BufReader<TcpStream>) -> (u16, String, Vec<u8>) {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        let n = connection.read_line(&mut line).await.unwrap();
-        assert!(n > 0, "the connection closed mid-response: {head:?}");
-        if line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
+    let head = support::read_head(connection).await;
     let status = head[9..12].parse().unwrap();
     let mut body = vec![0u8; support::content_length(&head)];
     connection.read_exact(&mut body).await.unwrap();
@@ -209,15 +200,7 @@ async fn pipelined_responses_keep_their_order_with_other_answers_between() {
         .write_all(request.as_bytes())
         .await
         .unwrap();
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        connection.read_line(&mut line).await.unwrap();
-        if line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
+    let head = support::read_head(&mut connection).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let (status, _, received) = read_response(&mut connection).await;
     assert_eq!(status, 200);

@@ -403,6 +403,22 @@ pub fn pattern(seed: u32, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Reads a response's head off a socket, up to the blank line that ends
+/// it (which it leaves out).
+pub async fn read_head<R: tokio::io::AsyncBufRead + Unpin>(connection: &mut R) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        let n = connection.read_line(&mut line).await.unwrap();
+        assert!(n > 0, "the connection closed mid-head: {head:?}");
+        if line == "\r\n" {
+            return head;
+        }
+        head.push_str(&line);
+    }
+}
+
 /// The `Content-Length` of a response head read off a socket (0 when it
 /// has none), for the tests that speak HTTP/1 by hand.
 pub fn content_length(head: &str) -> usize {
