@@ -796,7 +796,7 @@ impl Registry {
         if shared && head {
             return Ok(Some((len.expect("shared fetches have a length"), None)));
         }
-        if shared && !head && (file.is_some() || seat.is_some()) {
+        if shared && (file.is_some() || seat.is_some()) {
             let len = len.expect("shared fetches have a length");
             self.admit_traffic(repository.namespace())?;
             self.count_traffic(repository.namespace(), len);

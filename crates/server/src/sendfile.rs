@@ -154,8 +154,8 @@ pub fn blob_body(blob: BlobBody, request: &http::request::Parts) -> axum::body::
             axum::body::Body::new(FileBody {
                 region,
                 remaining: blob.len,
+                len: blob.len,
                 ready,
-                yielded: 0,
                 waiting: None,
                 queue: queue.clone(),
             })
@@ -183,11 +183,11 @@ struct FileBody {
     /// The bytes not yet yielded: their file and where they start.
     region: FileRegion,
     remaining: u64,
+    /// The body's whole length.
+    len: u64,
     /// How many of them may be yielded now: all of a committed blob's; of
     /// a growing file's, those its last `readable` answer allowed.
     ready: u64,
-    /// Bytes yielded so far.
-    yielded: u64,
     /// A growing file's wait for more readable bytes.
     waiting: Option<futures::future::BoxFuture<'static, io::Result<u64>>>,
     queue: FileQueue,
@@ -202,15 +202,10 @@ impl FileBody {
                     "a committed blob's body ran out of bytes",
                 )));
             };
-            let yielded = self.yielded;
-            let waiting = self
-                .waiting
-                .get_or_insert_with(|| growing.readable(yielded));
+            let yielded = self.len - self.remaining;
+            let waiting = self.waiting.get_or_insert_with(|| growing.more(yielded));
             let readable = std::task::ready!(waiting.as_mut().poll(cx))?;
             self.waiting = None;
-            if readable <= yielded {
-                return Poll::Ready(Err(io::Error::other("a growing file stopped growing")));
-            }
             self.ready = (readable - yielded).min(self.remaining);
         }
         Poll::Ready(Ok(()))
@@ -242,7 +237,6 @@ impl HttpBody for FileBody {
         self.region.offset += len;
         self.remaining -= len;
         self.ready -= len;
-        self.yielded += len;
         Poll::Ready(Some(Ok(Frame::data(
             Placeholder::get().bytes(len as usize),
         ))))

@@ -934,12 +934,8 @@ pub fn growing_body(file: Arc<File>, len: u64, growing: Arc<dyn Growing>) -> Blo
                 return None;
             }
             if readable == read {
-                match growing.readable(read).await {
-                    Ok(now) if now > read => readable = now.min(len),
-                    Ok(_) => {
-                        let error = io::Error::other("a growing file stopped growing");
-                        return Some((Err(error), None));
-                    }
+                match growing.more(read).await {
+                    Ok(now) => readable = now.min(len),
                     Err(error) => return Some((Err(error), None)),
                 }
             }

@@ -104,6 +104,19 @@ pub trait Growing: Send + Sync + std::fmt::Debug {
     /// wrong. Fails when the write failed; the bytes read so far must then
     /// be treated as a broken transfer.
     fn readable(&self, have: u64) -> futures::future::BoxFuture<'static, std::io::Result<u64>>;
+
+    /// [`Growing::readable`], holding the implementation to its word: an
+    /// answer of no more than `have` bytes is an error, so that a reader
+    /// never waits in a loop on a file that stopped growing.
+    fn more(&self, have: u64) -> futures::future::BoxFuture<'static, std::io::Result<u64>> {
+        let readable = self.readable(have);
+        Box::pin(async move {
+            match readable.await? {
+                now if now > have => Ok(now),
+                _ => Err(std::io::Error::other("a growing file stopped growing")),
+            }
+        })
+    }
 }
 
 /// Errors of a storage backend.
@@ -309,5 +322,48 @@ pub trait BlobStore: Send + Sync + 'static {
         _expires_in: std::time::Duration,
     ) -> Result<Option<url::Url>, StorageError> {
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A growing file whose `readable` always answers `answer`.
+    #[derive(Debug)]
+    struct Answers(std::io::Result<u64>);
+
+    impl Growing for Answers {
+        fn readable(
+            &self,
+            _have: u64,
+        ) -> futures::future::BoxFuture<'static, std::io::Result<u64>> {
+            let answer = match &self.0 {
+                Ok(n) => Ok(*n),
+                Err(error) => Err(std::io::Error::other(error.to_string())),
+            };
+            Box::pin(async move { answer })
+        }
+    }
+
+    #[tokio::test]
+    async fn more_holds_a_growing_file_to_more_than_the_reader_has() {
+        // (answer, bytes the reader has, what `more` gives)
+        let cases: &[(std::io::Result<u64>, u64, Option<u64>)] = &[
+            (Ok(10), 4, Some(10)),
+            (Ok(5), 4, Some(5)),
+            (Ok(4), 4, None),
+            (Ok(3), 4, None),
+            (Ok(0), 0, None),
+            (Err(std::io::Error::other("the fetch failed")), 4, None),
+        ];
+        for (answer, have, expected) in cases {
+            let answer = match answer {
+                Ok(n) => Ok(*n),
+                Err(error) => Err(std::io::Error::other(error.to_string())),
+            };
+            let got = Answers(answer).more(*have).await.ok();
+            assert_eq!(got, *expected, "have {have}");
+        }
     }
 }
