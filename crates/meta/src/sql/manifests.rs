@@ -38,33 +38,25 @@ fn manifest_from_row(row: &Row) -> Result<ManifestRecord, MetaError> {
     })
 }
 
-/// Returns the items of `wanted` (each once, in their first order) that
-/// `table` (`repository_blobs` or `manifests`, both keyed by repository and
-/// `digest`) lacks in the repository. On PostgreSQL the rows it finds stay
-/// locked `FOR SHARE` until the transaction ends, so an unlink or deletion of
-/// them waits for this one (see `postgres.rs`).
-async fn missing(
+/// Returns the items of `children` (each once, in their first order) that
+/// are not live manifests of the repository. On PostgreSQL the rows it
+/// finds stay locked `FOR SHARE` until the transaction ends, so a deletion
+/// of them waits for this one (see `postgres.rs`).
+async fn missing_children(
     tx: &mut Tx,
-    table: &str,
     repository_id: i64,
-    wanted: &[Digest],
-    context: &'static str,
+    children: &[Digest],
 ) -> Result<Vec<Digest>, MetaError> {
-    let wanted = distinct(wanted);
+    let wanted = distinct(children);
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
     let dialect = tx.dialect();
     // A manifest in the trash is missing to a push: it cannot become an
     // index's child, which would pin it there.
-    let live = if table == "manifests" {
-        " AND trashed_at IS NULL"
-    } else {
-        ""
-    };
     let sql = format!(
-        "SELECT digest FROM {table} WHERE repository_id = $1 \
-         AND digest IN (SELECT l.value FROM {}){live}{}",
+        "SELECT digest FROM manifests WHERE repository_id = $1 \
+         AND digest IN (SELECT l.value FROM {}) AND trashed_at IS NULL{}",
         dialect.list(2),
         dialect.for_share()
     );
@@ -73,7 +65,7 @@ async fn missing(
         .bind(wanted.clone())
         .fetch_all(tx)
         .await
-        .map_err(database(context))?
+        .map_err(database("checking an index's manifests"))?
         .iter()
         .map(Row::first)
         .collect::<Result<_, _>>()?;
@@ -84,44 +76,67 @@ async fn missing(
         .collect()
 }
 
-/// The sizes in `declared` (a manifest's `blob_sizes`) that differ from the
-/// stored blobs', in declaration order. Digests without a `blobs` row are
-/// skipped: the link check before this one reports them.
-async fn size_mismatches(
+/// Takes the manifest's links in the repository out of garbage-collection
+/// candidacy and returns the ones it found, each with its blob's size, in
+/// one statement: the links a new manifest references are checked, and
+/// marked referenced, together (a refused push rolls the marking back with
+/// everything else). On PostgreSQL the update also locks the links it finds
+/// until the transaction ends, so an unlink waits for this push.
+async fn reference_links(
     tx: &mut Tx,
-    declared: &[(Digest, u64)],
-) -> Result<Vec<SizeMismatch>, MetaError> {
-    if declared.is_empty() {
+    repository_id: i64,
+    blobs: &[Digest],
+) -> Result<Vec<(String, u64)>, MetaError> {
+    let wanted = distinct(blobs);
+    if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    let digests: Vec<Digest> = declared.iter().map(|(digest, _)| digest.clone()).collect();
     let sql = format!(
-        "SELECT digest, size FROM blobs WHERE digest IN (SELECT l.value FROM {})",
-        tx.dialect().list(1)
+        "UPDATE repository_blobs SET unreferenced_since = NULL, was_referenced = 1 \
+         WHERE repository_id = $1 AND digest IN (SELECT l.value FROM {}) \
+         RETURNING digest, (SELECT b.size FROM blobs b WHERE b.digest = repository_blobs.digest) AS size",
+        tx.dialect().list(2)
     );
     let rows = query(&sql)
-        .bind(distinct(&digests))
+        .bind(repository_id)
+        .bind(wanted)
         .fetch_all(tx)
         .await
-        .map_err(database("checking a manifest's blob sizes"))?;
-    let mut stored = Vec::with_capacity(rows.len());
+        .map_err(database("checking a manifest's blobs"))?;
+    let mut linked = Vec::with_capacity(rows.len());
     for row in &rows {
-        stored.push((row.get::<String>("digest")?, parse_size(row.get("size")?)?));
+        linked.push((row.get::<String>("digest")?, parse_size(row.get("size")?)?));
     }
-    let mut mismatches = Vec::new();
-    for (digest, size) in declared {
-        let Some((_, found)) = stored.iter().find(|(d, _)| d == digest.as_str()) else {
-            continue;
-        };
-        if found != size {
-            mismatches.push(SizeMismatch {
+    Ok(linked)
+}
+
+/// The items of `blobs` (each once, in their first order) missing from
+/// `linked`.
+fn missing_links(blobs: &[Digest], linked: &[(String, u64)]) -> Vec<Digest> {
+    let mut missing: Vec<Digest> = Vec::new();
+    for digest in blobs {
+        if !missing.contains(digest) && !linked.iter().any(|(d, _)| d == digest.as_str()) {
+            missing.push(digest.clone());
+        }
+    }
+    missing
+}
+
+/// The sizes in `declared` (a manifest's `blob_sizes`) that differ from the
+/// linked blobs' (`linked`), in declaration order. Digests not linked are
+/// skipped: the link check before this one reports them.
+fn size_mismatches(declared: &[(Digest, u64)], linked: &[(String, u64)]) -> Vec<SizeMismatch> {
+    declared
+        .iter()
+        .filter_map(|(digest, size)| {
+            let (_, found) = linked.iter().find(|(d, _)| d == digest.as_str())?;
+            (found != size).then(|| SizeMismatch {
                 digest: digest.clone(),
                 declared: *size,
                 stored: *found,
-            });
-        }
-    }
-    Ok(mismatches)
+            })
+        })
+        .collect()
 }
 
 /// Whether the manifest is stored, locking its row until the transaction
@@ -433,29 +448,17 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
             lock_digests(&mut tx, distinct(&manifest.blobs)).await?;
             // Returning early drops the transaction, which rolls back the
             // repository it may have created: a refused push leaves no trace.
-            let missing_blobs = missing(
-                &mut tx,
-                "repository_blobs",
-                repository_id,
-                &manifest.blobs,
-                "checking a manifest's blobs",
-            )
-            .await?;
+            let linked = reference_links(&mut tx, repository_id, &manifest.blobs).await?;
+            let missing_blobs = missing_links(&manifest.blobs, &linked);
             if !missing_blobs.is_empty() {
                 return Err(MetaError::MissingBlobs(missing_blobs));
             }
-            let mismatches = size_mismatches(&mut tx, &manifest.blob_sizes).await?;
+            let mismatches = size_mismatches(&manifest.blob_sizes, &linked);
             if !mismatches.is_empty() {
                 return Err(MetaError::BlobSizeMismatch(mismatches));
             }
-            let missing_children = missing(
-                &mut tx,
-                "manifests",
-                repository_id,
-                &manifest.children,
-                "checking an index's manifests",
-            )
-            .await?;
+            let missing_children =
+                missing_children(&mut tx, repository_id, &manifest.children).await?;
             if !missing_children.is_empty() {
                 return Err(MetaError::MissingManifests(missing_children));
             }
@@ -466,10 +469,23 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
                 &[(record.digest.as_str(), parse_size(size)?)],
             )
             .await?;
+            // An image's size is its blobs', each once (see migration 0009),
+            // known from the link check; an index's also counts its
+            // children's blobs, which `record_references` adds up from the
+            // rows it writes.
+            let total_size = match manifest.children.is_empty() {
+                true => Some(to_i64(
+                    linked
+                        .iter()
+                        .fold(0u64, |sum, (_, size)| sum.saturating_add(*size)),
+                    "image size",
+                )?),
+                false => None,
+            };
             let inserted = query(
                 "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, \
-                 subject, annotations, payload, size, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 subject, annotations, payload, size, created_at, total_size) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                  ON CONFLICT (repository_id, digest) DO NOTHING",
             )
             .bind(repository_id)
@@ -481,6 +497,7 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
             .bind(&record.payload)
             .bind(size)
             .bind(now)
+            .bind(total_size)
             .execute(&mut tx)
             .await
             .map_err(database("storing a manifest"))?;
@@ -849,17 +866,17 @@ async fn insert_references(
     Ok(())
 }
 
-/// Records what a newly stored manifest references, and takes the links it
-/// references out of garbage-collection candidacy. One statement per kind
-/// of reference, however many there are; a manifest may list the same blob
-/// or child twice, and one row per pair is enough. The `WHERE true` tells
-/// SQLite's parser that `ON CONFLICT` belongs to the insert, not the select.
+/// Records what a newly stored manifest references: one statement per kind
+/// of reference, however many there are (the links were marked referenced
+/// when they were checked, by `reference_links`). A manifest may list the
+/// same blob or child twice, and one row per pair is enough. An index's
+/// size is added up here, from the rows just written: each distinct blob of
+/// the index and of its children once (see migration 0009).
 async fn record_references(
     tx: &mut Tx,
     repository_id: i64,
     manifest: &NewManifest,
 ) -> Result<(), MetaError> {
-    let dialect = tx.dialect();
     let digest = manifest.record.digest.as_str();
     if !manifest.blobs.is_empty() {
         insert_references(
@@ -871,31 +888,19 @@ async fn record_references(
             "recording a manifest's blobs",
         )
         .await?;
-        let sql = format!(
-            "UPDATE repository_blobs SET unreferenced_since = NULL, was_referenced = 1 \
-             WHERE repository_id = $1 AND digest IN (SELECT l.value FROM {})",
-            dialect.list(2)
-        );
-        query(&sql)
-            .bind(repository_id)
-            .bind(distinct(&manifest.blobs))
-            .execute(&mut *tx)
-            .await
-            .map_err(database("marking links referenced"))?;
     }
-    if !manifest.children.is_empty() {
-        insert_references(
-            tx,
-            "manifest_children (repository_id, parent_digest, child_digest)",
-            repository_id,
-            digest,
-            &manifest.children,
-            "recording an index's manifests",
-        )
-        .await?;
+    if manifest.children.is_empty() {
+        return Ok(());
     }
-    // The image's size, from the rows just written: each distinct blob of
-    // the manifest and of its children once (see migration 0009).
+    insert_references(
+        tx,
+        "manifest_children (repository_id, parent_digest, child_digest)",
+        repository_id,
+        digest,
+        &manifest.children,
+        "recording an index's manifests",
+    )
+    .await?;
     query(
         "UPDATE manifests SET total_size = ( \
              SELECT COALESCE(SUM(b.size), 0) FROM blobs b WHERE b.digest IN ( \
@@ -910,6 +915,6 @@ async fn record_references(
     .bind(digest)
     .execute(tx)
     .await
-    .map_err(database("recording an image's size"))?;
+    .map_err(database("recording an index's size"))?;
     Ok(())
 }

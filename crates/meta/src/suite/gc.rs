@@ -43,6 +43,23 @@ pub async fn gc_reference_facts_follow_links_and_manifests(store: &dyn MetaStore
     link(store, &repo, &layer, 5).await;
     link(store, &repo, &loose, 6).await;
     assert_eq!(links_at(store, &repo, NOW + 1).await.len(), 2);
+    // A refused push takes nothing out of candidacy: the links it found were
+    // marked referenced in the transaction its refusal rolled back.
+    let absent = digest_of("suite-gc absent");
+    let missing_one = image("suite-gc missing one", &[&layer, &absent]);
+    let mut wrong_size = image("suite-gc wrong size", &[&layer]);
+    wrong_size.blob_sizes = vec![(layer.clone(), 4)];
+    for refused in [&missing_one, &wrong_size] {
+        let result = store.put_manifest(&at(NOW), &repo, refused, None).await;
+        assert!(
+            matches!(
+                result,
+                Err(MetaError::MissingBlobs(_) | MetaError::BlobSizeMismatch(_))
+            ),
+            "{result:?}"
+        );
+        assert_eq!(links_at(store, &repo, NOW + 1).await.len(), 2);
+    }
     let manifest = image("suite-gc image", &[&layer]);
     put(store, &repo, &manifest, None).await;
     let candidates = links_at(store, &repo, NOW + 1).await;
