@@ -33,6 +33,16 @@ async fn fresh_store(test: &str) -> Option<(TestDatabase, PostgresMetaStore)> {
 
 berth_meta::meta_store_tests!(skippable fresh_store);
 
+#[tokio::test]
+async fn the_default_storage_limit_applies_to_links_and_manifests() {
+    let Some((_database, store)) = fresh_store("default_storage_limit").await else {
+        return;
+    };
+    let store = store.with_default_storage_limit(Some(100));
+    berth_meta::suite::quotas::the_default_storage_limit_applies_to_links_and_manifests(&store)
+        .await;
+}
+
 /// Runs a query returning one text column on a plain connection, to see
 /// what the store cannot show.
 async fn inspect(url: &str, sql: &str) -> Vec<String> {

@@ -27,6 +27,14 @@ async fn fresh_store() -> (TempDir, SqliteMetaStore) {
 berth_meta::meta_store_tests!(fresh_store);
 
 #[tokio::test]
+async fn the_default_storage_limit_applies_to_links_and_manifests() {
+    let (_dir, store) = fresh_store().await;
+    let store = store.with_default_storage_limit(Some(100));
+    berth_meta::suite::quotas::the_default_storage_limit_applies_to_links_and_manifests(&store)
+        .await;
+}
+
+#[tokio::test]
 async fn whole_suite_shares_one_file_store() {
     let (_dir, store) = fresh_store().await;
     berth_meta::suite::run_all(&store).await;

@@ -419,7 +419,26 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
         let size = to_i64(record.payload.len() as u64, "manifest size")?;
         let mut tx = self.db.begin_change(change).await?;
         let dialect = tx.dialect();
-        let repository_id = ensure_repository(&mut tx, repository).await?;
+        // One statement asks for the repository and for its namespace's own
+        // storage limit, so that without any limit the quota check below
+        // costs no statement of its own (as for a blob link).
+        let known = query(
+            "SELECT (SELECT id FROM repositories WHERE name = $1) AS repository_id, \
+             (SELECT storage_limit FROM namespace_quotas WHERE namespace = $2) AS storage_limit",
+        )
+        .bind(repository.as_str())
+        .bind(repository.namespace())
+        .fetch_one(&mut tx)
+        .await
+        .map_err(database("looking up a repository"))?;
+        let repository_id = match known.get::<Option<i64>>("repository_id")? {
+            Some(id) => id,
+            None => ensure_repository(&mut tx, repository).await?,
+        };
+        // A limit set after that read applies to the pushes that start
+        // after it committed.
+        let limited = self.default_storage_limit.is_some()
+            || known.get::<Option<i64>>("storage_limit")?.is_some();
         // Locked so that a concurrent deletion cannot remove the manifest
         // between this check and the tag that will point at it.
         let state = lock_manifest_state(
@@ -462,13 +481,15 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
             if !missing_children.is_empty() {
                 return Err(MetaError::MissingManifests(missing_children));
             }
-            check_storage(
-                &mut tx,
-                self.default_storage_limit,
-                repository.namespace(),
-                &[(record.digest.as_str(), parse_size(size)?)],
-            )
-            .await?;
+            if limited {
+                check_storage(
+                    &mut tx,
+                    self.default_storage_limit,
+                    repository.namespace(),
+                    &[(record.digest.as_str(), parse_size(size)?)],
+                )
+                .await?;
+            }
             // An image's size is its blobs', each once (see migration 0009),
             // known from the link check; an index's also counts its
             // children's blobs, which `record_references` adds up from the

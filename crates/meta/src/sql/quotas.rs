@@ -21,8 +21,9 @@ use crate::{Change, EventKind, MetaError, Timestamp};
 /// here stay as they are until this transaction ends: two writers adding
 /// bytes to one namespace decide one after the other, each on the other's
 /// committed result. Without any limit it costs one statement, which a
-/// blob link saves by reading the namespace's own limit with the facts it
-/// reads anyway and calling this only when some limit applies.
+/// blob link and a manifest push save by reading the namespace's own limit
+/// with the facts they read anyway and calling this only when some limit
+/// applies.
 pub(crate) async fn check_storage(
     tx: &mut Tx,
     default: Option<u64>,

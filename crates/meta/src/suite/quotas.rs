@@ -393,3 +393,58 @@ pub async fn a_recount_reports_and_fixes_drift(store: &dyn MetaStore) {
     let again = store.recompute_storage(&at(3)).await.unwrap();
     assert!(again.iter().all(|d| d.recorded == d.actual), "{again:?}");
 }
+
+/// A store built with a registry-wide default storage limit of 100 bytes
+/// (`with_default_storage_limit(Some(100))`) applies it to a namespace
+/// without a limit of its own, to blob links and manifest pushes alike, and
+/// a namespace's own limit replaces it. Not in [`TESTS`]: the backends' test
+/// files build the store it needs and call it.
+pub async fn the_default_storage_limit_applies_to_links_and_manifests(store: &dyn MetaStore) {
+    let ns = "suite-quota-default";
+    let repo = repository("suite-quota-default/app");
+    let first = digest_of("suite-quota-default first");
+    let second = digest_of("suite-quota-default second");
+    link(store, &repo, &first, 60).await;
+    match store.link_blob(&at(NOW), &repo, &second, 41).await {
+        Err(MetaError::QuotaExceeded(exceeded)) => assert_eq!(
+            (exceeded.usage, exceeded.limit, exceeded.adding),
+            (60, 100, 41)
+        ),
+        other => panic!("expected QuotaExceeded, got {other:?}"),
+    }
+    link(store, &repo, &second, 30).await;
+    assert_eq!(usage(store, ns).await, 90);
+    // The manifest's own bytes would take the namespace past 100.
+    let manifest = image(
+        "suite-quota-default image, longer than ten bytes",
+        &[&first],
+    );
+    match store
+        .put_manifest(&at(NOW), &repo, &manifest, Some(&tag("v1")))
+        .await
+    {
+        Err(MetaError::QuotaExceeded(exceeded)) => assert_eq!(
+            (exceeded.usage, exceeded.limit, exceeded.adding),
+            (90, 100, manifest.record.payload.len() as u64)
+        ),
+        other => panic!("expected QuotaExceeded, got {other:?}"),
+    }
+    assert_eq!(list_tags(store, &repo).await, Some(Vec::new()));
+    store
+        .set_quota(
+            &at(NOW),
+            ns,
+            &QuotaUpdate {
+                storage_limit: Some(Some(1000)),
+                traffic_limit: None,
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    put(store, &repo, &manifest, Some(&tag("v1"))).await;
+    assert_eq!(
+        usage(store, ns).await,
+        90 + manifest.record.payload.len() as u64
+    );
+}
