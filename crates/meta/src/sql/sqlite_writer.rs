@@ -1,4 +1,5 @@
-//! SQLite's one writing connection, lent without sqlx's pool.
+//! SQLite's one writing connection, lent without sqlx's pool, and the
+//! group commit of the transactions that queue for it.
 //!
 //! SQLite takes one writer at a time, so this process writes through one
 //! connection and writers queue for it here, first come first served
@@ -11,18 +12,46 @@
 //! A transaction is `BEGIN IMMEDIATE` … `COMMIT` on the lent connection
 //! ([`WriteTx`]). One dropped before it commits (an error, or a request
 //! whose client went away) is rolled back by a task that keeps the
-//! connection lent until `ROLLBACK` has run, so the next writer never finds
-//! a transaction open. A connection whose rollback or commit failed is
-//! closed, which rolls back whatever it held, and a new one is opened for
-//! the next writer; an in-memory database cannot be reopened, so its one
-//! connection is kept.
+//! connection lent until the rollback has run, so the next writer never
+//! finds a transaction of its own open. A connection whose rollback or
+//! commit failed is closed, which rolls back whatever it held, and a new
+//! one is opened for the next writer; an in-memory database cannot be
+//! reopened, so its one connection is kept.
+//!
+//! # Group commit
+//!
+//! Every commit writes each page its transaction changed to the log, and
+//! the transactions of a busy registry change the same pages over and over
+//! (a namespace's usage, a repository's figures, the end of the event
+//! table and of its indexes). So a transaction that finishes while other
+//! writers wait does not commit by itself: it leaves its work in the open
+//! transaction (a *batch*) and lends the connection to the next writer,
+//! which works inside a savepoint of the batch (`SAVEPOINT member` …
+//! `RELEASE member`; a member that fails or is dropped is rolled back to
+//! it, and the others' work stays). A flusher task queued for the
+//! connection when the first member left the batch open commits it once
+//! the writers that were waiting before it have had their turn, or the
+//! first writer that finds no one waiting behind it commits it itself;
+//! [`SqliteWriter::acquire`], which lends the connection for statements of
+//! their own, commits an open batch first. Each member's
+//! [`WriteTx::commit`] returns only when the batch is committed, with its
+//! outcome: a batch whose `COMMIT` fails fails every member, and none of
+//! their work stays. So no caller ever learns of a write before it is
+//! committed, and readers see a batch's members together. A batch holds at
+//! most [`MAX_BATCH`] members; a lone writer commits at once, as before.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{watch, Mutex, OwnedMutexGuard};
+
+/// The most transactions one batch holds: enough to share the hot pages
+/// among all the writers a busy node has queued, few enough that the first
+/// of them is not kept waiting long.
+const MAX_BATCH: usize = 32;
 
 /// The writing connection; see the module documentation.
 #[derive(Debug)]
@@ -34,18 +63,69 @@ pub(crate) struct SqliteWriter {
     /// [`SqliteWriter::close`].
     connection: Arc<Mutex<Slot>>,
     acquire_timeout: Duration,
+    /// Writers waiting for the connection (not flushers): whether a
+    /// finishing transaction should leave its batch open for them.
+    waiting: Arc<AtomicUsize>,
+    /// `COMMIT`s run, for the tests of batching.
+    commits: Arc<AtomicU64>,
 }
 
 #[derive(Debug)]
 struct Slot {
     connection: Option<SqliteConnection>,
     closed: bool,
+    /// The batch left open between writers, if any.
+    open: Option<Batch>,
+}
+
+/// A transaction left open with the work of `members` finished writers,
+/// whose outcome they wait for.
+#[derive(Debug)]
+struct Batch {
+    members: usize,
+    outcome: Arc<watch::Sender<Option<Outcome>>>,
+}
+
+/// How a batch ended: committed, or not, with the error's text (every
+/// member reports it).
+type Outcome = Result<(), String>;
+
+impl Slot {
+    /// Ends the open batch, if any, with `outcome`.
+    fn end_batch(&mut self, outcome: Outcome) {
+        if let Some(batch) = self.open.take() {
+            batch.outcome.send_replace(Some(outcome));
+        }
+    }
+
+    /// Drops the connection, which rolls back whatever it held: an open
+    /// batch fails.
+    fn drop_connection(&mut self) {
+        self.connection = None;
+        self.end_batch(Err("the database connection was closed".to_string()));
+    }
 }
 
 /// The writing connection, lent until this is dropped.
 pub(crate) struct Writer {
     guard: OwnedMutexGuard<Slot>,
     reopen: bool,
+}
+
+/// Counts a writer as waiting until it has the connection or gives up.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn new(counter: &Arc<AtomicUsize>) -> Waiting {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Waiting(counter.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl SqliteWriter {
@@ -61,17 +141,23 @@ impl SqliteWriter {
             connection: Arc::new(Mutex::new(Slot {
                 connection: Some(connection),
                 closed: false,
+                open: None,
             })),
             acquire_timeout,
+            waiting: Arc::new(AtomicUsize::new(0)),
+            commits: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// Lends the connection once the writers before have returned it.
-    pub(crate) async fn acquire(&self) -> Result<Writer, sqlx::Error> {
+    /// The connection once the writers before have returned it, opened
+    /// again if a failure closed it. An open batch stays open.
+    async fn lend(&self) -> Result<Writer, sqlx::Error> {
+        let waiting = Waiting::new(&self.waiting);
         let mut guard =
             tokio::time::timeout(self.acquire_timeout, self.connection.clone().lock_owned())
                 .await
                 .map_err(|_| sqlx::Error::PoolTimedOut)?;
+        drop(waiting);
         if guard.closed {
             return Err(sqlx::Error::PoolClosed);
         }
@@ -85,10 +171,40 @@ impl SqliteWriter {
         })
     }
 
-    /// Starts a write transaction (`BEGIN IMMEDIATE`: the write lock is
-    /// taken up front, see `sqlite.rs`).
+    /// Lends the connection once the writers before have returned it, for
+    /// statements of the borrower's own: a batch left open is committed
+    /// first, so that those statements are not made part of it.
+    pub(crate) async fn acquire(&self) -> Result<Writer, sqlx::Error> {
+        let mut writer = self.lend().await?;
+        if writer.guard.open.is_some() {
+            let commits = self.commits.clone();
+            writer = tokio::spawn(async move {
+                commit_batch(&mut writer, &commits).await;
+                writer
+            })
+            .await
+            .map_err(|_| sqlx::Error::WorkerCrashed)?;
+        }
+        if writer.guard.connection.is_none() {
+            // The batch's commit failed and closed it.
+            let options = self.reopen.as_ref().ok_or(sqlx::Error::WorkerCrashed)?;
+            writer.guard.connection = Some(options.connect().await?);
+        }
+        Ok(writer)
+    }
+
+    /// Starts a write transaction: `BEGIN IMMEDIATE` (the write lock is
+    /// taken up front, see `sqlite.rs`), or a savepoint of the batch a
+    /// finished writer left open.
     pub(crate) async fn begin(&self) -> Result<WriteTx, sqlx::Error> {
-        let mut writer = self.acquire().await?;
+        let mut writer = self.lend().await?;
+        if writer.guard.open.is_some() {
+            let begun = sqlx::query("SAVEPOINT member")
+                .execute(writer.connection())
+                .await;
+            writer.kept_if_ok(begun)?;
+            return Ok(self.write_tx(writer, true));
+        }
         let mut begun = sqlx::query("BEGIN IMMEDIATE")
             .execute(writer.connection())
             .await;
@@ -103,18 +219,40 @@ impl SqliteWriter {
                 .await;
         }
         writer.kept_if_ok(begun)?;
-        Ok(WriteTx {
-            writer: Some(writer),
-        })
+        Ok(self.write_tx(writer, false))
     }
 
-    /// Waits for the connection to come back, closes it and lends it no more.
+    fn write_tx(&self, writer: Writer, member: bool) -> WriteTx {
+        WriteTx {
+            writer: Some(writer),
+            member,
+            slot: self.connection.clone(),
+            waiting: self.waiting.clone(),
+            commits: self.commits.clone(),
+        }
+    }
+
+    /// Waits for the connection to come back, commits a batch left open,
+    /// closes the connection and lends it no more.
     pub(crate) async fn close(&self) {
-        let mut slot = self.connection.lock().await;
-        slot.closed = true;
-        if let Some(connection) = slot.connection.take() {
+        let guard = self.connection.clone().lock_owned().await;
+        let mut writer = Writer {
+            guard,
+            reopen: self.reopen.is_some(),
+        };
+        if writer.guard.open.is_some() {
+            commit_batch(&mut writer, &self.commits).await;
+        }
+        writer.guard.closed = true;
+        if let Some(connection) = writer.guard.connection.take() {
             let _ = connection.close().await;
         }
+    }
+
+    /// How many `COMMIT`s have run.
+    #[cfg(test)]
+    fn commits(&self) -> u64 {
+        self.commits.load(Ordering::SeqCst)
     }
 }
 
@@ -136,18 +274,39 @@ impl Writer {
     ) -> Result<T, sqlx::Error> {
         if let Err(error) = &result {
             if self.reopen && !matches!(error, sqlx::Error::Database(_)) {
-                self.guard.connection = None;
+                self.guard.drop_connection();
             }
         }
         result
     }
 }
 
-/// A write transaction on the writing connection. Dropping it without
+/// Commits the batch open on `writer`'s connection and tells its members
+/// how it went. A failed commit is rolled back (or the connection closed,
+/// which does the same).
+async fn commit_batch(writer: &mut Writer, commits: &AtomicU64) {
+    let committed = sqlx::query("COMMIT").execute(writer.connection()).await;
+    commits.fetch_add(1, Ordering::SeqCst);
+    match committed {
+        Ok(_) => writer.guard.end_batch(Ok(())),
+        Err(error) => {
+            writer.guard.end_batch(Err(error.to_string()));
+            roll_back_all(writer).await;
+        }
+    }
+}
+
+/// A write transaction on the writing connection: the batch's first, or a
+/// member of a batch left open ([`WriteTx::member`]). Dropping it without
 /// [`WriteTx::commit`] rolls it back (see the module documentation).
 pub(crate) struct WriteTx {
     /// `None` once committed.
     writer: Option<Writer>,
+    /// Whether it runs in a savepoint of a batch another writer left open.
+    member: bool,
+    slot: Arc<Mutex<Slot>>,
+    waiting: Arc<AtomicUsize>,
+    commits: Arc<AtomicU64>,
 }
 
 impl WriteTx {
@@ -159,17 +318,62 @@ impl WriteTx {
             .connection()
     }
 
-    /// Commits. A failed commit leaves nothing open: the transaction is
-    /// rolled back (or its connection closed, which does the same).
+    /// Commits, with the batch it joins (see the module documentation).
+    /// A failed commit leaves nothing of this transaction.
     pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
         let mut writer = self.writer.take().expect("a transaction commits once");
-        let committed = sqlx::query("COMMIT").execute(writer.connection()).await;
-        match committed {
-            Ok(_) => Ok(()),
-            Err(error) => {
-                roll_back(writer).await;
-                Err(error)
+        if self.member {
+            let released = sqlx::query("RELEASE member")
+                .execute(writer.connection())
+                .await;
+            if let Err(error) = released {
+                roll_back_member(writer).await;
+                return Err(error);
             }
+        }
+        let batch = writer.guard.open.get_or_insert_with(|| Batch {
+            members: 0,
+            outcome: Arc::new(watch::channel(None).0),
+        });
+        batch.members += 1;
+        let leave_open = self.waiting.load(Ordering::SeqCst) > 0 && batch.members < MAX_BATCH;
+        // Subscribed while the connection is still lent, so the outcome
+        // cannot be sent before.
+        let mut outcome = batch.outcome.subscribe();
+        let identity = Arc::downgrade(&batch.outcome);
+        let commits = self.commits.clone();
+        if leave_open {
+            // The flusher waits its turn behind the writers waiting now, then
+            // commits the batch unless one of them did. So an open batch
+            // always has a flusher on its way, whatever its members' callers
+            // do meanwhile.
+            let slot = self.slot.clone();
+            let reopen = writer.reopen;
+            drop(writer);
+            tokio::spawn(async move {
+                let guard = slot.lock_owned().await;
+                let mut writer = Writer { guard, reopen };
+                let ours = writer.guard.open.as_ref().is_some_and(|open| {
+                    std::ptr::eq(Arc::as_ptr(&open.outcome), identity.as_ptr())
+                });
+                if ours {
+                    commit_batch(&mut writer, &commits).await;
+                }
+            });
+        } else {
+            // Committed by a task of its own, so that a caller that goes away
+            // meanwhile cannot leave the batch half done.
+            tokio::spawn(async move { commit_batch(&mut writer, &commits).await });
+        }
+        let ended = outcome
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| sqlx::Error::WorkerCrashed)?;
+        match ended.as_ref().expect("waited for an outcome") {
+            Ok(()) => Ok(()),
+            Err(message) => Err(sqlx::Error::Protocol(format!(
+                "committing a write transaction failed: {message}"
+            ))),
         }
     }
 }
@@ -182,23 +386,65 @@ impl Drop for WriteTx {
         match tokio::runtime::Handle::try_current() {
             // The writer stays lent until the rollback has run.
             Ok(runtime) => {
-                runtime.spawn(roll_back(writer));
+                if self.member {
+                    runtime.spawn(roll_back_member(writer));
+                } else {
+                    runtime.spawn(async move { roll_back_all(&mut writer).await });
+                }
             }
             // No runtime to run it on (the process is ending): closing the
             // connection rolls the transaction back.
             Err(_) => {
                 if writer.reopen {
-                    writer.guard.connection = None;
+                    writer.guard.drop_connection();
                 }
             }
         }
     }
 }
 
-/// Rolls back the transaction open on `writer`'s connection; if that fails,
-/// closes the connection (which rolls back) when it can be reopened.
-async fn roll_back(mut writer: Writer) {
+/// Rolls a member back to its savepoint; the batch it joined stays open
+/// for its other members, whose flusher commits it.
+async fn roll_back_member(mut writer: Writer) {
+    if writer.guard.connection.is_none() {
+        // Closed after a failure, which rolled back everything it held.
+        return;
+    }
+    let rolled_back = sqlx::query("ROLLBACK TO member")
+        .execute(writer.connection())
+        .await;
+    let released = match rolled_back {
+        Ok(_) => sqlx::query("RELEASE member")
+            .execute(writer.connection())
+            .await
+            .map(|_| ()),
+        Err(error) => Err(error),
+    };
+    if let Err(error) = released {
+        tracing::warn!(%error, "rolling back a write transaction failed; reopening the database");
+        if writer.reopen {
+            writer.guard.drop_connection();
+        } else {
+            roll_back_all(&mut writer).await;
+        }
+    }
+}
+
+/// Rolls back the transaction open on `writer`'s connection (a lone
+/// transaction, or a batch whose commit failed); if that fails, closes the
+/// connection (which rolls back) when it can be reopened.
+async fn roll_back_all(writer: &mut Writer) {
+    if writer.guard.connection.is_none() {
+        // Closed after a failure, which rolled back everything it held.
+        writer
+            .guard
+            .end_batch(Err("the database connection was closed".to_string()));
+        return;
+    }
     let rolled_back = sqlx::query("ROLLBACK").execute(writer.connection()).await;
+    writer
+        .guard
+        .end_batch(Err("the transaction was rolled back".to_string()));
     if let Err(error) = rolled_back {
         // SQLite ends a transaction itself on some errors (a full disk);
         // then there is nothing to roll back and the connection is fine.
@@ -206,7 +452,7 @@ async fn roll_back(mut writer: Writer) {
             if db.message().contains("no transaction is active"));
         if !none_open && writer.reopen {
             tracing::warn!(%error, "rolling back a write transaction failed; reopening the database");
-            writer.guard.connection = None;
+            writer.guard.drop_connection();
         }
     }
 }
@@ -323,6 +569,139 @@ mod tests {
         insert(&mut tx).await;
         tx.commit().await.unwrap();
         assert_eq!(count(&writer).await, 1);
+    }
+
+    /// Ten writers queued while the connection is lent elsewhere; once it
+    /// comes back, each begins, inserts a row and commits, except
+    /// `dropped`, which lets its transaction go after the insert. Returns
+    /// the rows there are afterwards and the `COMMIT`s that ran.
+    async fn queued_writers(dropped: Option<usize>) -> (i64, u64) {
+        let (_dir, writer) = writer(Duration::from_secs(5)).await;
+        let writer = Arc::new(writer);
+        let held = writer.acquire().await.unwrap();
+        let before = writer.commits();
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let writer = writer.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tx = writer.begin().await.unwrap();
+                insert(&mut tx).await;
+                if Some(i) != dropped {
+                    tx.commit().await.unwrap();
+                }
+            }));
+        }
+        while writer.waiting.load(Ordering::SeqCst) < 10 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        drop(held);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        (count(&writer).await, writer.commits() - before)
+    }
+
+    #[tokio::test]
+    async fn writers_that_queue_commit_together() {
+        assert_eq!(queued_writers(None).await, (10, 1));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_member_is_rolled_back_alone() {
+        // The first transaction of the batch, one in the middle, the last.
+        for dropped in [0, 4, 9] {
+            assert_eq!(queued_writers(Some(dropped)).await, (9, 1), "{dropped}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_commit_fails_fails_every_member() {
+        let (_dir, writer) = writer(Duration::from_secs(5)).await;
+        let writer = Arc::new(writer);
+        {
+            let mut lent = writer.acquire().await.unwrap();
+            for statement in [
+                "CREATE TABLE parent (id INTEGER PRIMARY KEY)",
+                "CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)",
+                "PRAGMA foreign_keys = ON",
+            ] {
+                sqlx::query(statement)
+                    .execute(lent.connection())
+                    .await
+                    .unwrap();
+            }
+        }
+        let held = writer.acquire().await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..3 {
+            let writer = writer.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tx = writer.begin().await.unwrap();
+                // The second one breaks a deferred foreign key, which only
+                // the batch's COMMIT finds.
+                let statement = match i {
+                    1 => "INSERT INTO child VALUES (7)",
+                    _ => "INSERT INTO t VALUES (1)",
+                };
+                sqlx::query(statement)
+                    .execute(tx.connection())
+                    .await
+                    .unwrap();
+                tx.commit().await
+            }));
+        }
+        while writer.waiting.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        drop(held);
+        for task in tasks {
+            assert!(task.await.unwrap().is_err());
+        }
+        assert_eq!(count(&writer).await, 0);
+        let mut tx = writer.begin().await.unwrap();
+        insert(&mut tx).await;
+        tx.commit().await.unwrap();
+        assert_eq!(count(&writer).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_committed_though_its_last_member_gives_up() {
+        let (_dir, writer) = writer(Duration::from_secs(5)).await;
+        let writer = Arc::new(writer);
+        let held = writer.acquire().await.unwrap();
+        let first = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                let mut tx = writer.begin().await.unwrap();
+                insert(&mut tx).await;
+                tx.commit().await
+            })
+        };
+        // A second writer waits behind the first, so the first leaves its
+        // batch open; the second joins it and gives up. The first's commit
+        // returns once the flusher has committed the batch, and the row is
+        // in the file.
+        while writer.waiting.load(Ordering::SeqCst) < 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let second = {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.begin().await.map(drop) })
+        };
+        while writer.waiting.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        drop(held);
+        let _ = second.await;
+        first.await.unwrap().unwrap();
+        writer.close().await;
+        let options = SqliteConnectOptions::new().filename(_dir.path().join("db"));
+        let mut connection = options.connect().await.unwrap();
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
     }
 
     #[tokio::test]
