@@ -30,10 +30,12 @@
 //! The conflicts that matter, and the lock that settles each:
 //!
 //! - `put_manifest`'s check that its blobs are linked and its children stored
-//!   against a concurrent `unlink_blob` or `delete_manifest`: the check reads
-//!   those rows `FOR SHARE`, so the deletion waits for the push to commit (and
-//!   then deletes the link, which the manifest no longer needs), or the push
-//!   waits for the deletion and finds the row gone.
+//!   against a concurrent `unlink_blob` or `delete_manifest`: the links are
+//!   checked by the `UPDATE` that marks them referenced, which locks their
+//!   rows, and the children are read `FOR SHARE`, so the deletion waits for
+//!   the push to commit (and then deletes the link, which the manifest no
+//!   longer needs), or the push waits for the deletion and finds the row
+//!   gone.
 //! - `delete_manifest` against a concurrent push of an index listing the
 //!   manifest, or a re-push that moves a tag onto it: the deletion locks the
 //!   manifest row `FOR UPDATE` before looking for parents, and pushes lock it

@@ -178,8 +178,9 @@ impl<B: 'static> BlobLinkStore for SqlMetaStore<B> {
             return Ok(false);
         };
         lock_digests(&mut tx, vec![digest.as_str()]).await?;
-        // On PostgreSQL a push checking this link holds it `FOR SHARE`; the
-        // delete waits for that push to commit.
+        // On PostgreSQL a push checking this link holds its row (the update
+        // that marks it referenced); the delete waits for that push to
+        // commit.
         let removed =
             query("DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2")
                 .bind(repository_id)
