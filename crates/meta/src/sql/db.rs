@@ -446,7 +446,7 @@ impl<'q> Query<'q> {
             On::SqliteWriter(writer) => {
                 let mut writer = writer.acquire().await?;
                 let done = self.sqlite().execute(writer.connection()).await;
-                writer.kept_if_ok(done)?.rows_affected()
+                writer.settle(done).await?.rows_affected()
             }
             On::SqliteReaders(readers) => {
                 let mut reader = readers.acquire().await?;
@@ -520,7 +520,7 @@ impl<'q> Query<'q> {
             On::SqliteWriter(writer) => {
                 let mut writer = writer.acquire().await?;
                 let rows = self.sqlite().fetch_all(writer.connection()).await;
-                wrap(writer.kept_if_ok(rows)?, Row::Sqlite)
+                wrap(writer.settle(rows).await?, Row::Sqlite)
             }
             On::SqliteReaders(readers) => {
                 let mut reader = readers.acquire().await?;
@@ -551,7 +551,7 @@ impl<'q> Query<'q> {
             On::SqliteWriter(writer) => {
                 let mut writer = writer.acquire().await?;
                 let row = self.sqlite().fetch_optional(writer.connection()).await;
-                writer.kept_if_ok(row)?.map(Row::Sqlite)
+                writer.settle(row).await?.map(Row::Sqlite)
             }
             On::SqliteReaders(readers) => {
                 let mut reader = readers.acquire().await?;

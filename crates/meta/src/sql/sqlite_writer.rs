@@ -31,9 +31,10 @@
 //! it, and the others' work stays). A flusher task queued for the
 //! connection when the first member left the batch open commits it once
 //! the writers that were waiting before it have had their turn, or the
-//! first writer that finds no one waiting behind it commits it itself;
-//! [`SqliteWriter::acquire`], which lends the connection for statements of
-//! their own, commits an open batch first. Each member's
+//! first writer that finds no one waiting behind it commits it itself. A
+//! statement of its own ([`SqliteWriter::acquire`]) joins an open batch
+//! too: one statement is atomic by itself, and [`Writer::settle`] hands its
+//! result back when the batch is committed. Each member's
 //! [`WriteTx::commit`] returns only when the batch is committed, with its
 //! outcome: a batch whose `COMMIT` fails fails every member, and none of
 //! their work stays. So no caller ever learns of a write before it is
@@ -61,13 +62,11 @@ pub(crate) struct SqliteWriter {
     reopen: Option<SqliteConnectOptions>,
     /// `None` while closed after a failure, or for good after
     /// [`SqliteWriter::close`].
-    connection: Arc<Mutex<Slot>>,
+    /// The connection, the writers waiting for it (not flushers: whether a
+    /// finishing transaction should leave its batch open for them) and the
+    /// `COMMIT`s run (for the tests of batching).
+    shared: Shared,
     acquire_timeout: Duration,
-    /// Writers waiting for the connection (not flushers): whether a
-    /// finishing transaction should leave its batch open for them.
-    waiting: Arc<AtomicUsize>,
-    /// `COMMIT`s run, for the tests of batching.
-    commits: Arc<AtomicU64>,
 }
 
 #[derive(Debug)]
@@ -110,6 +109,15 @@ impl Slot {
 pub(crate) struct Writer {
     guard: OwnedMutexGuard<Slot>,
     reopen: bool,
+    shared: Shared,
+}
+
+/// What a lent connection needs of its writer to join or end a batch.
+#[derive(Clone, Debug)]
+struct Shared {
+    slot: Arc<Mutex<Slot>>,
+    waiting: Arc<AtomicUsize>,
+    commits: Arc<AtomicU64>,
 }
 
 /// Counts a writer as waiting until it has the connection or gives up.
@@ -138,23 +146,25 @@ impl SqliteWriter {
     ) -> SqliteWriter {
         SqliteWriter {
             reopen,
-            connection: Arc::new(Mutex::new(Slot {
-                connection: Some(connection),
-                closed: false,
-                open: None,
-            })),
+            shared: Shared {
+                slot: Arc::new(Mutex::new(Slot {
+                    connection: Some(connection),
+                    closed: false,
+                    open: None,
+                })),
+                waiting: Arc::new(AtomicUsize::new(0)),
+                commits: Arc::new(AtomicU64::new(0)),
+            },
             acquire_timeout,
-            waiting: Arc::new(AtomicUsize::new(0)),
-            commits: Arc::new(AtomicU64::new(0)),
         }
     }
 
     /// The connection once the writers before have returned it, opened
     /// again if a failure closed it. An open batch stays open.
     async fn lend(&self) -> Result<Writer, sqlx::Error> {
-        let waiting = Waiting::new(&self.waiting);
+        let waiting = Waiting::new(&self.shared.waiting);
         let mut guard =
-            tokio::time::timeout(self.acquire_timeout, self.connection.clone().lock_owned())
+            tokio::time::timeout(self.acquire_timeout, self.shared.slot.clone().lock_owned())
                 .await
                 .map_err(|_| sqlx::Error::PoolTimedOut)?;
         drop(waiting);
@@ -168,29 +178,17 @@ impl SqliteWriter {
         Ok(Writer {
             guard,
             reopen: self.reopen.is_some(),
+            shared: self.shared.clone(),
         })
     }
 
     /// Lends the connection once the writers before have returned it, for
-    /// statements of the borrower's own: a batch left open is committed
-    /// first, so that those statements are not made part of it.
+    /// statements of the borrower's own, whose results [`Writer::settle`]
+    /// hands back. With a batch left open they run in it: one statement is
+    /// atomic by itself (SQLite undoes a failed one alone), and it is
+    /// committed with the batch.
     pub(crate) async fn acquire(&self) -> Result<Writer, sqlx::Error> {
-        let mut writer = self.lend().await?;
-        if writer.guard.open.is_some() {
-            let commits = self.commits.clone();
-            writer = tokio::spawn(async move {
-                commit_batch(&mut writer, &commits).await;
-                writer
-            })
-            .await
-            .map_err(|_| sqlx::Error::WorkerCrashed)?;
-        }
-        if writer.guard.connection.is_none() {
-            // The batch's commit failed and closed it.
-            let options = self.reopen.as_ref().ok_or(sqlx::Error::WorkerCrashed)?;
-            writer.guard.connection = Some(options.connect().await?);
-        }
-        Ok(writer)
+        self.lend().await
     }
 
     /// Starts a write transaction: `BEGIN IMMEDIATE` (the write lock is
@@ -226,22 +224,20 @@ impl SqliteWriter {
         WriteTx {
             writer: Some(writer),
             member,
-            slot: self.connection.clone(),
-            waiting: self.waiting.clone(),
-            commits: self.commits.clone(),
         }
     }
 
     /// Waits for the connection to come back, commits a batch left open,
     /// closes the connection and lends it no more.
     pub(crate) async fn close(&self) {
-        let guard = self.connection.clone().lock_owned().await;
+        let guard = self.shared.slot.clone().lock_owned().await;
         let mut writer = Writer {
             guard,
             reopen: self.reopen.is_some(),
+            shared: self.shared.clone(),
         };
         if writer.guard.open.is_some() {
-            commit_batch(&mut writer, &self.commits).await;
+            commit_batch(&mut writer).await;
         }
         writer.guard.closed = true;
         if let Some(connection) = writer.guard.connection.take() {
@@ -252,7 +248,7 @@ impl SqliteWriter {
     /// How many `COMMIT`s have run.
     #[cfg(test)]
     fn commits(&self) -> u64 {
-        self.commits.load(Ordering::SeqCst)
+        self.shared.commits.load(Ordering::SeqCst)
     }
 }
 
@@ -279,14 +275,87 @@ impl Writer {
         }
         result
     }
+
+    /// Ends a lending from [`SqliteWriter::acquire`] with the result of the
+    /// borrower's statement, handed back once it is committed: at once if
+    /// it ran by itself, with the batch if it ran in one (a read, too: it
+    /// may have seen the batch's work, which is not to be reported before
+    /// it is committed). A statement that failed changed nothing, and the
+    /// batch goes on without it.
+    pub(crate) async fn settle<T>(
+        mut self,
+        result: Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let value = self.kept_if_ok(result)?;
+        if self.guard.open.is_some() {
+            join_batch(self).await?;
+        }
+        Ok(value)
+    }
+}
+
+/// Adds the work done on `writer`'s connection to the open batch (or opens
+/// one with it), then leaves the batch open for the writers waiting, with a
+/// flusher queued behind them, or commits it; returns its outcome once it
+/// has one.
+async fn join_batch(mut writer: Writer) -> Result<(), sqlx::Error> {
+    let batch = writer.guard.open.get_or_insert_with(|| Batch {
+        members: 0,
+        outcome: Arc::new(watch::channel(None).0),
+    });
+    batch.members += 1;
+    let waiting = writer.shared.waiting.load(Ordering::SeqCst);
+    let leave_open = waiting > 0 && batch.members < MAX_BATCH;
+    // Subscribed while the connection is still lent, so the outcome cannot
+    // be sent before.
+    let mut outcome = batch.outcome.subscribe();
+    let identity = Arc::downgrade(&batch.outcome);
+    if leave_open {
+        // The flusher waits its turn behind the writers waiting now, then
+        // commits the batch unless one of them did. So an open batch always
+        // has a flusher on its way, whatever its members' callers do
+        // meanwhile.
+        let shared = writer.shared.clone();
+        let reopen = writer.reopen;
+        drop(writer);
+        tokio::spawn(async move {
+            let guard = shared.slot.clone().lock_owned().await;
+            let mut writer = Writer {
+                guard,
+                reopen,
+                shared,
+            };
+            let ours =
+                writer.guard.open.as_ref().is_some_and(|open| {
+                    std::ptr::eq(Arc::as_ptr(&open.outcome), identity.as_ptr())
+                });
+            if ours {
+                commit_batch(&mut writer).await;
+            }
+        });
+    } else {
+        // Committed by a task of its own, so that a caller that goes away
+        // meanwhile cannot leave the batch half done.
+        tokio::spawn(async move { commit_batch(&mut writer).await });
+    }
+    let ended = outcome
+        .wait_for(Option::is_some)
+        .await
+        .map_err(|_| sqlx::Error::WorkerCrashed)?;
+    match ended.as_ref().expect("waited for an outcome") {
+        Ok(()) => Ok(()),
+        Err(message) => Err(sqlx::Error::Protocol(format!(
+            "committing a write transaction failed: {message}"
+        ))),
+    }
 }
 
 /// Commits the batch open on `writer`'s connection and tells its members
 /// how it went. A failed commit is rolled back (or the connection closed,
 /// which does the same).
-async fn commit_batch(writer: &mut Writer, commits: &AtomicU64) {
+async fn commit_batch(writer: &mut Writer) {
     let committed = sqlx::query("COMMIT").execute(writer.connection()).await;
-    commits.fetch_add(1, Ordering::SeqCst);
+    writer.shared.commits.fetch_add(1, Ordering::SeqCst);
     match committed {
         Ok(_) => writer.guard.end_batch(Ok(())),
         Err(error) => {
@@ -304,9 +373,6 @@ pub(crate) struct WriteTx {
     writer: Option<Writer>,
     /// Whether it runs in a savepoint of a batch another writer left open.
     member: bool,
-    slot: Arc<Mutex<Slot>>,
-    waiting: Arc<AtomicUsize>,
-    commits: Arc<AtomicU64>,
 }
 
 impl WriteTx {
@@ -331,50 +397,7 @@ impl WriteTx {
                 return Err(error);
             }
         }
-        let batch = writer.guard.open.get_or_insert_with(|| Batch {
-            members: 0,
-            outcome: Arc::new(watch::channel(None).0),
-        });
-        batch.members += 1;
-        let leave_open = self.waiting.load(Ordering::SeqCst) > 0 && batch.members < MAX_BATCH;
-        // Subscribed while the connection is still lent, so the outcome
-        // cannot be sent before.
-        let mut outcome = batch.outcome.subscribe();
-        let identity = Arc::downgrade(&batch.outcome);
-        let commits = self.commits.clone();
-        if leave_open {
-            // The flusher waits its turn behind the writers waiting now, then
-            // commits the batch unless one of them did. So an open batch
-            // always has a flusher on its way, whatever its members' callers
-            // do meanwhile.
-            let slot = self.slot.clone();
-            let reopen = writer.reopen;
-            drop(writer);
-            tokio::spawn(async move {
-                let guard = slot.lock_owned().await;
-                let mut writer = Writer { guard, reopen };
-                let ours = writer.guard.open.as_ref().is_some_and(|open| {
-                    std::ptr::eq(Arc::as_ptr(&open.outcome), identity.as_ptr())
-                });
-                if ours {
-                    commit_batch(&mut writer, &commits).await;
-                }
-            });
-        } else {
-            // Committed by a task of its own, so that a caller that goes away
-            // meanwhile cannot leave the batch half done.
-            tokio::spawn(async move { commit_batch(&mut writer, &commits).await });
-        }
-        let ended = outcome
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| sqlx::Error::WorkerCrashed)?;
-        match ended.as_ref().expect("waited for an outcome") {
-            Ok(()) => Ok(()),
-            Err(message) => Err(sqlx::Error::Protocol(format!(
-                "committing a write transaction failed: {message}"
-            ))),
-        }
+        join_batch(writer).await
     }
 }
 
@@ -476,10 +499,10 @@ mod tests {
 
     async fn count(writer: &SqliteWriter) -> i64 {
         let mut lent = writer.acquire().await.unwrap();
-        sqlx::query_scalar("SELECT COUNT(*) FROM t")
+        let counted = sqlx::query_scalar("SELECT COUNT(*) FROM t")
             .fetch_one(lent.connection())
-            .await
-            .unwrap()
+            .await;
+        lent.settle(counted).await.unwrap()
     }
 
     async fn insert(tx: &mut WriteTx) {
@@ -573,8 +596,10 @@ mod tests {
 
     /// Ten writers queued while the connection is lent elsewhere; once it
     /// comes back, each begins, inserts a row and commits, except
-    /// `dropped`, which lets its transaction go after the insert. Returns
-    /// the rows there are afterwards and the `COMMIT`s that ran.
+    /// `dropped`, which lets its transaction go after the insert, and the
+    /// sixth, which inserts its row by a statement of its own
+    /// ([`SqliteWriter::acquire`]). Returns the rows there are afterwards
+    /// and the `COMMIT`s that ran.
     async fn queued_writers(dropped: Option<usize>) -> (i64, u64) {
         let (_dir, writer) = writer(Duration::from_secs(5)).await;
         let writer = Arc::new(writer);
@@ -584,6 +609,14 @@ mod tests {
         for i in 0..10 {
             let writer = writer.clone();
             tasks.push(tokio::spawn(async move {
+                if i == 5 {
+                    let mut lent = writer.acquire().await.unwrap();
+                    let inserted = sqlx::query("INSERT INTO t VALUES (1)")
+                        .execute(lent.connection())
+                        .await;
+                    lent.settle(inserted).await.unwrap();
+                    return;
+                }
                 let mut tx = writer.begin().await.unwrap();
                 insert(&mut tx).await;
                 if Some(i) != dropped {
@@ -591,7 +624,7 @@ mod tests {
                 }
             }));
         }
-        while writer.waiting.load(Ordering::SeqCst) < 10 {
+        while writer.shared.waiting.load(Ordering::SeqCst) < 10 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         drop(held);
@@ -650,7 +683,7 @@ mod tests {
                 tx.commit().await
             }));
         }
-        while writer.waiting.load(Ordering::SeqCst) < 3 {
+        while writer.shared.waiting.load(Ordering::SeqCst) < 3 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         drop(held);
@@ -681,14 +714,14 @@ mod tests {
         // batch open; the second joins it and gives up. The first's commit
         // returns once the flusher has committed the batch, and the row is
         // in the file.
-        while writer.waiting.load(Ordering::SeqCst) < 1 {
+        while writer.shared.waiting.load(Ordering::SeqCst) < 1 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let second = {
             let writer = writer.clone();
             tokio::spawn(async move { writer.begin().await.map(drop) })
         };
-        while writer.waiting.load(Ordering::SeqCst) < 2 {
+        while writer.shared.waiting.load(Ordering::SeqCst) < 2 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         drop(held);
