@@ -234,6 +234,17 @@ impl SqlMetaStore<Sqlite> {
             .await
             .map_err(database("opening the database for writing"))?;
         migrate(&mut connection).await?;
+        // The group commit's savepoints (`sql/sqlite_writer.rs`) keep the
+        // pages each member changes first in a sub-journal, a temporary file
+        // by default, written page by page; a member changes a few pages,
+        // which in memory cost no system call. Set after the migrations,
+        // whose index builds may sort more than memory should hold, and on
+        // the options a reopened writer connects with.
+        sqlx::query("PRAGMA temp_store = MEMORY")
+            .execute(&mut connection)
+            .await
+            .map_err(database("setting the writer's temporary storage"))?;
+        let write_options = write_options.pragma("temp_store", "MEMORY");
         let write = SqliteWriter::new(connection, Some(write_options), ACQUIRE_TIMEOUT);
         // The journal mode is stored in the file, so readers need not (and,
         // being read-only, could not) set it.
