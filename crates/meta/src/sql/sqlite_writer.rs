@@ -512,20 +512,30 @@ mod tests {
             .unwrap();
     }
 
-    #[tokio::test]
-    async fn a_committed_transaction_stays_and_a_dropped_one_is_rolled_back() {
-        let (_dir, writer) = writer(Duration::from_secs(2)).await;
+    /// A transaction that inserts a row and commits.
+    async fn insert_and_commit(writer: &SqliteWriter) {
         let mut tx = writer.begin().await.unwrap();
         insert(&mut tx).await;
         tx.commit().await.unwrap();
+    }
+
+    /// Returns once `n` writers wait for the connection.
+    async fn until_waiting(writer: &SqliteWriter, n: usize) {
+        while writer.shared.waiting.load(Ordering::SeqCst) < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_committed_transaction_stays_and_a_dropped_one_is_rolled_back() {
+        let (_dir, writer) = writer(Duration::from_secs(2)).await;
+        insert_and_commit(&writer).await;
         let mut tx = writer.begin().await.unwrap();
         insert(&mut tx).await;
         drop(tx);
         // The next writer waits for the rollback, then finds no
         // transaction open (BEGIN inside one would fail).
-        let mut tx = writer.begin().await.unwrap();
-        insert(&mut tx).await;
-        tx.commit().await.unwrap();
+        insert_and_commit(&writer).await;
         assert_eq!(count(&writer).await, 2);
     }
 
@@ -543,9 +553,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let mut tx = writer.begin().await.unwrap();
-        insert(&mut tx).await;
-        tx.commit().await.unwrap();
+        insert_and_commit(&writer).await;
         assert_eq!(count(&writer).await, 1);
     }
 
@@ -588,9 +596,7 @@ mod tests {
             .unwrap();
         // A deferred foreign key fails at COMMIT.
         assert!(tx.commit().await.is_err());
-        let mut tx = writer.begin().await.unwrap();
-        insert(&mut tx).await;
-        tx.commit().await.unwrap();
+        insert_and_commit(&writer).await;
         assert_eq!(count(&writer).await, 1);
     }
 
@@ -624,9 +630,7 @@ mod tests {
                 }
             }));
         }
-        while writer.shared.waiting.load(Ordering::SeqCst) < 10 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        until_waiting(&writer, 10).await;
         drop(held);
         for task in tasks {
             task.await.unwrap();
@@ -683,17 +687,13 @@ mod tests {
                 tx.commit().await
             }));
         }
-        while writer.shared.waiting.load(Ordering::SeqCst) < 3 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        until_waiting(&writer, 3).await;
         drop(held);
         for task in tasks {
             assert!(task.await.unwrap().is_err());
         }
         assert_eq!(count(&writer).await, 0);
-        let mut tx = writer.begin().await.unwrap();
-        insert(&mut tx).await;
-        tx.commit().await.unwrap();
+        insert_and_commit(&writer).await;
         assert_eq!(count(&writer).await, 1);
     }
 
@@ -714,16 +714,12 @@ mod tests {
         // batch open; the second joins it and gives up. The first's commit
         // returns once the flusher has committed the batch, and the row is
         // in the file.
-        while writer.shared.waiting.load(Ordering::SeqCst) < 1 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        until_waiting(&writer, 1).await;
         let second = {
             let writer = writer.clone();
             tokio::spawn(async move { writer.begin().await.map(drop) })
         };
-        while writer.shared.waiting.load(Ordering::SeqCst) < 2 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        until_waiting(&writer, 2).await;
         drop(held);
         let _ = second.await;
         first.await.unwrap().unwrap();
