@@ -51,6 +51,12 @@
 //!   lock), so they run one at a time per digest, as on SQLite, and a
 //!   collection's `NOT EXISTS` re-check sees every reference committed
 //!   before it.
+//! - Rows that many kinds of writes update (a manifest's, its repository's,
+//!   whose figures triggers keep): a manifest's row is always taken before
+//!   its repository's. Pushes and deletions do so through the triggers, and
+//!   a flush of pull statistics updates its images before their
+//!   repositories for the same reason (the test
+//!   `pull_statistics_and_a_tag_push_take_rows_in_one_order`).
 //! - Upload and job leases: one conditional `UPDATE`/upsert whose `WHERE`
 //!   states who may take the lease; PostgreSQL re-evaluates it against the
 //!   newest row version when writers collide, so exactly one wins.

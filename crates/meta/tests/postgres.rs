@@ -10,8 +10,8 @@ use berth_meta::auth::SigningKeyRow;
 use berth_meta::postgres::PostgresMetaStore;
 use berth_meta::sqlite::SqliteMetaStore;
 use berth_meta::{
-    BlobLinkStore, EventCursor, EventStore, JobLeaseStore, MetaError, SigningKeyStore,
-    UploadRecord, UploadStore,
+    BlobLinkStore, EventCursor, EventStore, JobLeaseStore, ManifestStore, MetaError,
+    PullStatsStore, SigningKeyStore, UploadRecord, UploadStore,
 };
 use berth_oci::{Algorithm, RepoName};
 use berth_test_support::postgres::{fresh_database, TestDatabase};
@@ -582,4 +582,93 @@ async fn images_without_package_keys_are_listed_until_recorded() {
         return;
     };
     berth_meta::suite::advisor::images_without_package_keys_are_listed_until_recorded(&store).await;
+}
+
+/// A flush of pull statistics and a push moving a tag onto a stored
+/// manifest take the manifest's row and its repository's in one order, so
+/// neither deadlocks the other. The two-node conformance run found the
+/// push failing with "deadlock detected" when the flush took the
+/// repository's row first.
+#[tokio::test]
+async fn pull_statistics_and_a_tag_push_take_rows_in_one_order() {
+    let Some((database, store)) = fresh_store("pulls_and_tag_pushes").await else {
+        return;
+    };
+    let store = std::sync::Arc::new(store);
+    let repo = RepoName::parse("lock-order/app").unwrap();
+    let payload = br#"{"schemaVersion":2,"lock-order":true}"#.to_vec();
+    let digest = Algorithm::Sha256.digest_of(&payload);
+    let manifest = berth_meta::NewManifest {
+        record: berth_meta::ManifestRecord {
+            digest: digest.clone(),
+            media_type: "application/vnd.oci.image.manifest.v1+json".to_string(),
+            artifact_type: None,
+            subject: None,
+            annotations: None,
+            payload,
+        },
+        blobs: Vec::new(),
+        blob_sizes: Vec::new(),
+        children: Vec::new(),
+    };
+    store
+        .put_manifest(&at(1), &repo, &manifest, None)
+        .await
+        .unwrap();
+
+    // The push as it runs on PostgreSQL: the stored manifest's row held
+    // `FOR SHARE` (`lock_manifest_state`), later the repository's row
+    // updated by the trigger on the new tag.
+    let mut push = PgConnection::connect(&database.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut push).await.unwrap();
+    sqlx::query(
+        "SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+         WHERE r.name = $1 AND m.digest = $2 FOR SHARE OF m",
+    )
+    .bind(repo.as_str())
+    .bind(digest.as_str())
+    .execute(&mut push)
+    .await
+    .unwrap();
+    let flush = tokio::spawn({
+        let store = store.clone();
+        let pull = berth_meta::PullCount {
+            repository: repo.clone(),
+            digest: digest.clone(),
+            pulls: 1,
+            last_pulled_at: 2,
+            actor: berth_meta::Actor::system("test"),
+            warning: None,
+        };
+        async move { store.record_pulls(&[pull], false).await }
+    });
+    // Until the flush waits for a row the push holds.
+    let mut waited = 0;
+    while inspect(
+        &database.url,
+        "SELECT COUNT(*)::TEXT FROM pg_stat_activity \
+         WHERE wait_event_type = 'Lock' AND datname = current_database()",
+    )
+    .await
+        == ["0"]
+    {
+        waited += 1;
+        assert!(waited < 500, "the flush never waited for the push's lock");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    sqlx::query("UPDATE repositories SET tag_count = tag_count + 1 WHERE name = $1")
+        .bind(repo.as_str())
+        .execute(&mut push)
+        .await
+        .expect("the push updates its repository without a deadlock");
+    sqlx::query("COMMIT").execute(&mut push).await.unwrap();
+    flush.await.unwrap().expect("the flush completes");
+    assert_eq!(
+        inspect(
+            &database.url,
+            "SELECT pull_count::TEXT FROM repositories WHERE name = 'lock-order/app'"
+        )
+        .await,
+        ["1"]
+    );
 }

@@ -52,20 +52,10 @@ impl<B: 'static> PullStatsStore for SqlMetaStore<B> {
         for ((namespace, day), count) in &days {
             super::usage::add_daily(&mut tx, namespace, *day, stored(*count), 0).await?;
         }
-        for (repository, (count, last)) in &repositories {
-            query(
-                "UPDATE repositories SET pull_count = pull_count + $2, \
-                 last_pulled_at = CASE WHEN last_pulled_at IS NULL OR last_pulled_at < $3 \
-                     THEN $3 ELSE last_pulled_at END \
-                 WHERE name = $1",
-            )
-            .bind(*repository)
-            .bind(stored(*count))
-            .bind(*last)
-            .execute(&mut tx)
-            .await
-            .map_err(database("recording a repository's pulls"))?;
-        }
+        // The images before their repositories: a push or a deletion locks
+        // a manifest's row before its repository's (the triggers on tags and
+        // manifests update the repository), and taking them the other way
+        // round deadlocked a push on PostgreSQL.
         let mut existing = BTreeSet::new();
         for ((repository, digest), (count, last)) in &images {
             let updated = query(
@@ -85,6 +75,20 @@ impl<B: 'static> PullStatsStore for SqlMetaStore<B> {
             if updated > 0 {
                 existing.insert((*repository, *digest));
             }
+        }
+        for (repository, (count, last)) in &repositories {
+            query(
+                "UPDATE repositories SET pull_count = pull_count + $2, \
+                 last_pulled_at = CASE WHEN last_pulled_at IS NULL OR last_pulled_at < $3 \
+                     THEN $3 ELSE last_pulled_at END \
+                 WHERE name = $1",
+            )
+            .bind(*repository)
+            .bind(stored(*count))
+            .bind(*last)
+            .execute(&mut tx)
+            .await
+            .map_err(database("recording a repository's pulls"))?;
         }
         if events {
             // One insert per puller: an event's actor is its change's.
