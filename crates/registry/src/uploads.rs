@@ -34,7 +34,7 @@ use std::task::{Context, Poll};
 
 use berth_meta::{Actor, UploadCaps, UploadOpening, UploadRecord};
 use berth_oci::{ByteRange, Digest, RepoName, UploadId};
-use berth_storage::{ByteStream, UploadProgress};
+use berth_storage::{ByteStream, StorageError, UploadProgress};
 use bytes::Bytes;
 use futures::Stream;
 
@@ -194,7 +194,7 @@ impl Registry {
         let progress = match last_chunk {
             None => progress,
             Some(data) if progress.size == 0 => {
-                match write_held(self, id, &progress, data, range).await {
+                match write_held(self, id, &progress, data, range, Some(digest)).await {
                     Ok(written) => written,
                     Err(e) => {
                         // A failed write leaves the data as its progress
@@ -232,15 +232,27 @@ impl Registry {
         let size = match self.blobs().finish_upload(id, &progress, digest).await {
             Ok(size) => size,
             Err(e) => {
-                // Nothing became visible and the data is still there (the
-                // storage contract), so the session comes back as it stood,
-                // for the client to finish with the right digest or more data.
-                if let Ok(text) = encode_progress(&progress) {
-                    let restored = UploadRecord {
-                        progress: text,
+                // Nothing became visible. After a mismatch the data is
+                // there and durable (the storage contract), so the session
+                // comes back with it, for the client to finish with the
+                // right digest or more data. After any other failure a last
+                // chunk's bytes may not be durable (`write_last_chunk`), so
+                // the session comes back as it stood before that chunk, whose
+                // request fails; the next write discards the bytes.
+                let restored = match &e {
+                    StorageError::DigestMismatch { .. } => {
+                        encode_progress(&progress).ok().map(|text| UploadRecord {
+                            progress: text,
+                            updated_at: self.now(),
+                            ..record
+                        })
+                    }
+                    _ => Some(UploadRecord {
                         updated_at: self.now(),
                         ..record
-                    };
+                    }),
+                };
+                if let Some(restored) = restored {
                     let _ = self.restore_record(actor, restored).await;
                 }
                 return Err(e.into());
@@ -520,7 +532,7 @@ impl Lease {
         data: ByteStream,
         range: Option<ByteRange>,
     ) -> Result<UploadProgress, RegistryError> {
-        let written = write_held(registry, &self.id, &self.progress, data, range).await;
+        let written = write_held(registry, &self.id, &self.progress, data, range, None).await;
         if written.is_err() {
             registry.release_lease(&self.key, &self.holder).await;
         }
@@ -531,13 +543,16 @@ impl Lease {
 /// Writes a chunk after `progress`, held to `range`'s length if given (a
 /// chunk that is not as long as its range declares fails with
 /// `ChunkSizeMismatch`). The caller excludes other writers of the session,
-/// by its lease or by having claimed it.
+/// by its lease or by having claimed it. With `last`, the chunk is the last
+/// one of an upload the caller finishes next with that digest
+/// ([`BlobStore::write_last_chunk`](berth_storage::BlobStore::write_last_chunk)).
 async fn write_held(
     registry: &Registry,
     id: &UploadId,
     progress: &UploadProgress,
     data: ByteStream,
     range: Option<ByteRange>,
+    last: Option<&Digest>,
 ) -> Result<UploadProgress, RegistryError> {
     let mismatch = Arc::new(AtomicBool::new(false));
     let data = match range {
@@ -550,7 +565,16 @@ async fn write_held(
         }),
         None => data,
     };
-    match registry.blobs().write_chunk(id, progress, data).await {
+    let written = match last {
+        Some(digest) => {
+            registry
+                .blobs()
+                .write_last_chunk(id, progress, data, digest)
+                .await
+        }
+        None => registry.blobs().write_chunk(id, progress, data).await,
+    };
+    match written {
         Ok(progress) => Ok(progress),
         Err(e) => match range {
             Some(range) if mismatch.load(Ordering::Relaxed) => {

@@ -370,3 +370,62 @@ async fn push_with_last_chunk_on_put_crashed_at_every_step() {
 async fn push_with_whole_blob_on_put_crashed_at_every_step() {
     every_step(Push::WholeBlobOnPut).await;
 }
+
+/// A whole blob sent with the closing `PUT` is written without its own
+/// fsync (`write_last_chunk`), so a storage finish that fails otherwise
+/// than by a digest mismatch must not bring the session back claiming those
+/// bytes: it comes back as it stood before them, and the client's retry,
+/// which asks where the session stands, sends the whole blob again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_finish_restores_the_session_before_its_last_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FsBlobStore::open(dir.path().join("data")).unwrap());
+    let meta = Arc::new(
+        SqliteMetaStore::open(&dir.path().join("berth.db"))
+            .await
+            .unwrap(),
+    );
+    let failing = Arc::new(CrashingBlobs::new(fs.clone()));
+    let registry = Registry::with_clock(
+        failing.clone(),
+        meta.clone(),
+        config(),
+        Clock::Fixed(Arc::new(AtomicI64::new(now()))),
+    );
+    let repository = RepoName::parse("failed/finish").unwrap();
+    let data = blob();
+    let digest = Algorithm::Sha256.digest_of(&data);
+    let session = Mutex::new(None);
+
+    failing.fail_finishes.store(true, Ordering::SeqCst);
+    let pushed = push(
+        &registry,
+        &repository,
+        Push::WholeBlobOnPut,
+        &data,
+        &session,
+    )
+    .await;
+    assert!(
+        matches!(pushed, Err(RegistryError::Storage(_))),
+        "{pushed:?}"
+    );
+    let id = session
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the session was opened");
+    let status = registry.upload_status(&repository, &id).await.unwrap();
+    assert_eq!(status.size, 0, "the session claims the unsynced last chunk");
+
+    failing.fail_finishes.store(false, Ordering::SeqCst);
+    retry(&registry, &repository, &data, Some(id))
+        .await
+        .unwrap();
+    assert!(read_whole(&registry, &repository, &digest).await == data);
+    let (records, uploads) = sessions_and_uploads(&meta, &fs).await;
+    assert!(
+        records.is_empty() && uploads.is_empty(),
+        "{records:?} {uploads:?}"
+    );
+}

@@ -268,13 +268,37 @@ pub trait BlobStore: Send + Sync + 'static {
         data: ByteStream,
     ) -> Result<UploadProgress, StorageError>;
 
+    /// Appends `data` like [`write_chunk`], as the last chunk of an upload
+    /// that the caller finishes next with `finish_upload(…, expected)`. The
+    /// appended bytes need not be durable when this returns: `finish_upload`
+    /// makes them durable before it makes them a blob and before it reports
+    /// a `DigestMismatch`, and need not when the blob exists already (the
+    /// same bytes, pushed twice). A caller that does not go on to finish
+    /// must treat the upload as it stood before this call: its `progress`
+    /// stays valid, as after a failed write. The default writes a durable
+    /// chunk; a backend overrides it when deferring the durability saves
+    /// work, as the filesystem store does for uploads of a blob that is
+    /// stored already or being uploaded by another request.
+    ///
+    /// [`write_chunk`]: BlobStore::write_chunk
+    async fn write_last_chunk(
+        &self,
+        id: &UploadId,
+        progress: &UploadProgress,
+        data: ByteStream,
+        expected: &Digest,
+    ) -> Result<UploadProgress, StorageError> {
+        let _ = expected;
+        self.write_chunk(id, progress, data).await
+    }
+
     /// Verifies that the upload's bytes hash to `expected` and makes them
     /// visible as that blob, atomically and durably; then removes the upload.
     /// If the blob already exists the upload is discarded and the existing blob
-    /// kept. On `DigestMismatch` nothing becomes visible and the upload remains
-    /// finishable and abortable (a backend may refuse further writes to it with
-    /// `ProgressConflict`, as S3 does once it assembled the data to hash it).
-    /// Returns the blob's size.
+    /// kept. On `DigestMismatch` nothing becomes visible, the bytes are
+    /// durable, and the upload remains finishable and abortable (a backend may
+    /// refuse further writes to it with `ProgressConflict`, as S3 does once it
+    /// assembled the data to hash it). Returns the blob's size.
     async fn finish_upload(
         &self,
         id: &UploadId,

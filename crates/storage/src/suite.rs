@@ -67,6 +67,8 @@ scenarios!(
     concurrent_identical_uploads,
     concurrent_large_uploads,
     upload_file_holds_what_was_written,
+    last_chunks,
+    concurrent_last_chunks_of_one_blob,
 );
 
 pub async fn store_is_ready(store: &dyn BlobStore, leftovers: &dyn Leftovers) {
@@ -855,6 +857,121 @@ pub async fn concurrent_large_uploads(store: &dyn BlobStore, leftovers: &dyn Lef
     }
     for digest in &digests {
         store.delete_blob(digest).await.expect("delete");
+    }
+    assert_clean(store, leftovers).await;
+}
+
+/// `write_last_chunk` ends an upload like `write_chunk` in every outcome
+/// the caller can see: the blob is stored; a mismatch leaves the upload
+/// finishable; a copy of a stored blob is discarded; and a caller that
+/// gives up on finishing can write again from its earlier progress.
+pub async fn last_chunks(store: &dyn BlobStore, leftovers: &dyn Leftovers) {
+    let data = test_bytes(21, 150_001);
+    let digest = Algorithm::Sha256.digest_of(&data);
+    let last_chunk = |id: UploadId, progress: UploadProgress, expected: Digest| {
+        let pieces: Vec<Bytes> = data.chunks(40_000).map(Bytes::copy_from_slice).collect();
+        async move {
+            store
+                .write_last_chunk(&id, &progress, stream_of(pieces), &expected)
+                .await
+                .expect("last chunk")
+        }
+    };
+
+    // Stored, after a mismatch the upload survives.
+    let id = UploadId::new_random();
+    let begun = store.begin_upload(&id).await.expect("begin");
+    let wrong = Algorithm::Sha256.digest_of(b"not these bytes");
+    let written = last_chunk(id.clone(), begun, wrong.clone()).await;
+    assert_eq!(written.size, data.len() as u64);
+    assert!(matches!(
+        store.finish_upload(&id, &written, &wrong).await,
+        Err(StorageError::DigestMismatch { computed }) if computed == digest
+    ));
+    assert_eq!(store.blob_size(&wrong).await.expect("size"), None);
+    assert_eq!(store.blob_size(&digest).await.expect("size"), None);
+    assert_eq!(
+        store
+            .finish_upload(&id, &written, &digest)
+            .await
+            .expect("the upload survived the mismatch"),
+        data.len() as u64
+    );
+    assert_eq!(read_whole(store, &digest).await, data);
+
+    // A copy of the stored blob: discarded, the blob kept.
+    let id = UploadId::new_random();
+    let begun = store.begin_upload(&id).await.expect("begin");
+    let written = last_chunk(id.clone(), begun, digest.clone()).await;
+    assert_eq!(
+        store
+            .finish_upload(&id, &written, &digest)
+            .await
+            .expect("finish a copy"),
+        data.len() as u64
+    );
+    assert!(leftovers.leftovers().await.is_empty(), "the copy is gone");
+    assert_eq!(read_whole(store, &digest).await, data);
+    store.delete_blob(&digest).await.expect("delete");
+
+    // Given up after the last chunk: a write from the earlier progress
+    // replaces its bytes.
+    let other = test_bytes(22, 70_000);
+    let other_digest = Algorithm::Sha256.digest_of(&other);
+    let id = UploadId::new_random();
+    let begun = store.begin_upload(&id).await.expect("begin");
+    last_chunk(id.clone(), begun.clone(), digest.clone()).await;
+    let rewritten = store
+        .write_chunk(&id, &begun, stream_of(vec![Bytes::from(other.clone())]))
+        .await
+        .expect("write from the earlier progress");
+    assert_eq!(rewritten.size, other.len() as u64);
+    store
+        .finish_upload(&id, &rewritten, &other_digest)
+        .await
+        .expect("finish");
+    assert_eq!(read_whole(store, &other_digest).await, other);
+    assert_eq!(store.blob_size(&digest).await.expect("size"), None);
+    store.delete_blob(&other_digest).await.expect("delete");
+    assert_clean(store, leftovers).await;
+}
+
+/// Many uploads of one new blob, each sent whole as a last chunk at the
+/// same time (a base layer pushed by many builders), all succeed and leave
+/// one intact blob, in every order their finishes take.
+pub async fn concurrent_last_chunks_of_one_blob(store: &dyn BlobStore, leftovers: &dyn Leftovers) {
+    let data = test_bytes(23, 2 * 1024 * 1024 + 4_321);
+    let digest = Algorithm::Sha256.digest_of(&data);
+    for _round in 0..2 {
+        let uploads = (0..8).map(|_| {
+            let (data, digest) = (&data, &digest);
+            async move {
+                let id = UploadId::new_random();
+                let begun = store.begin_upload(&id).await.expect("begin");
+                let pieces: Vec<Bytes> = data.chunks(65_537).map(Bytes::copy_from_slice).collect();
+                let written = store
+                    .write_last_chunk(&id, &begun, stream_of(pieces), digest)
+                    .await
+                    .expect("last chunk");
+                store
+                    .finish_upload(&id, &written, digest)
+                    .await
+                    .expect("finish")
+            }
+        });
+        for size in futures::future::join_all(uploads).await {
+            assert_eq!(size, data.len() as u64);
+        }
+        assert!(read_whole(store, &digest).await == data);
+        assert_eq!(
+            store
+                .list_blobs(None, usize::MAX)
+                .await
+                .expect("list")
+                .len(),
+            1
+        );
+        store.delete_blob(&digest).await.expect("delete");
     }
     assert_clean(store, leftovers).await;
 }

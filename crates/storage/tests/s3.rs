@@ -55,6 +55,8 @@ suite_tests!(
     concurrent_identical_uploads,
     concurrent_large_uploads,
     upload_file_holds_what_was_written,
+    last_chunks,
+    concurrent_last_chunks_of_one_blob,
 );
 
 /// All scenarios in sequence in one bucket, which also shows that each one

@@ -8,7 +8,7 @@
 //! store did before (a file created, a blob linked) stays done. A test then
 //! builds a new registry on the same stores, as a restarted process would.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 
 use berth_oci::{ByteRange, Digest, UploadId};
@@ -27,6 +27,9 @@ pub struct CrashingBlobs {
     steps: AtomicUsize,
     /// The step that crashes; `usize::MAX` never does.
     crash_at: AtomicUsize,
+    /// Whether `finish_upload` fails, with an error rather than a crash,
+    /// without reaching the real store.
+    pub fail_finishes: AtomicBool,
 }
 
 impl CrashingBlobs {
@@ -35,6 +38,7 @@ impl CrashingBlobs {
             inner,
             steps: AtomicUsize::new(0),
             crash_at: AtomicUsize::new(usize::MAX),
+            fail_finishes: AtomicBool::new(false),
         }
     }
 
@@ -139,12 +143,29 @@ impl BlobStore for CrashingBlobs {
         )
     }
 
+    async fn write_last_chunk(
+        &self,
+        id: &UploadId,
+        progress: &UploadProgress,
+        data: ByteStream,
+        expected: &Digest,
+    ) -> Result<UploadProgress, StorageError> {
+        stepped!(
+            self,
+            "write_last_chunk",
+            self.inner.write_last_chunk(id, progress, data, expected)
+        )
+    }
+
     async fn finish_upload(
         &self,
         id: &UploadId,
         progress: &UploadProgress,
         expected: &Digest,
     ) -> Result<u64, StorageError> {
+        if self.fail_finishes.load(Ordering::SeqCst) {
+            return Err(StorageError::Backend("simulated failure".into()));
+        }
         stepped!(
             self,
             "finish_upload",
