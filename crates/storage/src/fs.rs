@@ -134,6 +134,9 @@ pub struct FsBlobStore {
     /// [`FsBlobStore::write_last_chunk`]), shared by the clones of one
     /// store.
     closing: Arc<Mutex<HashMap<Digest, usize>>>,
+    /// One turn per digest for finishing uploads whose last chunk is not
+    /// synced (see [`Finishing`]), shared by the clones of one store.
+    finishing: Arc<Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// How [`FsBlobStore::finish_upload`] puts verified data under its digest.
@@ -157,6 +160,7 @@ impl FsBlobStore {
             commit_mode: CommitMode::HardLink,
             large_batches: Arc::new(Semaphore::new(LARGE_BATCH_UPLOADS)),
             closing: Arc::default(),
+            finishing: Arc::default(),
         };
         for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
             fs::create_dir_all(store.algorithm_dir(algorithm))?;
@@ -622,6 +626,15 @@ impl BlobStore for FsBlobStore {
         progress: &UploadProgress,
         expected: &Digest,
     ) -> Result<u64, StorageError> {
+        // Uploads of one blob that finish at once take turns when their
+        // bytes are not synced: the first syncs and links them, and the
+        // others then find the blob stored and discard theirs unwritten,
+        // where each would otherwise sync a whole copy it then removes.
+        let _turn = if is_unsynced(progress) {
+            Some(Finishing::wait_turn(&self.finishing, expected).await)
+        } else {
+            None
+        };
         let store = self.clone();
         let id = id.clone();
         let progress = progress.clone();
@@ -955,6 +968,55 @@ impl Drop for Closing {
             if *count == 0 {
                 counts.remove(&self.digest);
             }
+        }
+    }
+}
+
+/// An upload's turn to finish among the uploads of its digest whose last
+/// chunk is not synced, held until dropped.
+struct Finishing {
+    turns: Arc<Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>>,
+    digest: Digest,
+    /// Dropped before the entry is looked at again in `drop`.
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Finishing {
+    /// Waits until no other upload of `digest` is finishing.
+    async fn wait_turn(
+        turns: &Arc<Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>>,
+        digest: &Digest,
+    ) -> Self {
+        let turn = {
+            let mut map = turns.lock().unwrap_or_else(|poison| poison.into_inner());
+            Arc::clone(map.entry(digest.clone()).or_default())
+        };
+        // Built before the wait, so that a caller that gives up while
+        // waiting still removes the entry it may have created.
+        let mut finishing = Finishing {
+            turns: Arc::clone(turns),
+            digest: digest.clone(),
+            guard: None,
+        };
+        finishing.guard = Some(turn.lock_owned().await);
+        finishing
+    }
+}
+
+impl Drop for Finishing {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = self
+            .turns
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        // The map's own reference is the last one once nobody holds or
+        // waits for the turn.
+        if map
+            .get(&self.digest)
+            .is_some_and(|turn| Arc::strong_count(turn) == 1)
+        {
+            map.remove(&self.digest);
         }
     }
 }
@@ -1506,6 +1568,29 @@ mod tests {
         assert!(uploads.lock().unwrap().is_empty(), "entries are removed");
         let (_e, first) = Closing::enter(&uploads, &one);
         assert!(first);
+    }
+
+    /// Finishes of one digest take turns, finishes of others do not wait,
+    /// and the turns are forgotten once nobody holds or awaits them.
+    #[tokio::test]
+    async fn finishes_of_one_digest_take_turns() {
+        let turns = Arc::default();
+        let one = Algorithm::Sha256.digest_of(b"one");
+        let two = Algorithm::Sha256.digest_of(b"two");
+        let first = Finishing::wait_turn(&turns, &one).await;
+        let other = Finishing::wait_turn(&turns, &two).await;
+        let waiting = tokio::spawn({
+            let (turns, one) = (Arc::clone(&turns), one.clone());
+            async move {
+                let _second = Finishing::wait_turn(&turns, &one).await;
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the second finish waits");
+        drop(first);
+        waiting.await.expect("the second finish gets its turn");
+        drop(other);
+        assert!(turns.lock().unwrap().is_empty(), "turns are removed");
     }
 
     /// A last chunk's progress says its bytes are not synced, so the finish
