@@ -589,7 +589,7 @@ impl BlobStore for FsBlobStore {
         progress: &UploadProgress,
         data: ByteStream,
     ) -> Result<UploadProgress, StorageError> {
-        self.append(id, progress, data, Durability::Now, None).await
+        self.append(id, progress, data, Durability::Now).await
     }
 
     /// Writes the last chunk without its `fdatasync`, which
@@ -607,15 +607,11 @@ impl BlobStore for FsBlobStore {
         expected: &Digest,
     ) -> Result<UploadProgress, StorageError> {
         let (closing, first) = Closing::enter(&self.closing, expected);
-        let written = self
-            .append(
-                id,
-                progress,
-                data,
-                Durability::AtFinish { writeback: first },
-                Some(self.blob_path(expected)),
-            )
-            .await;
+        let mode = Durability::AtFinish {
+            first,
+            blob: self.blob_path(expected),
+        };
+        let written = self.append(id, progress, data, mode).await;
         drop(closing);
         written
     }
@@ -694,15 +690,12 @@ const READY_PROBE_SIZE: usize = 4096;
 
 impl FsBlobStore {
     /// Appends `data` after `progress` with the durability `mode` asks for.
-    /// With `stored`, the path of the blob the upload is to become, a blob
-    /// already there turns off early writeback, the bytes being a copy.
     async fn append(
         &self,
         id: &UploadId,
         progress: &UploadProgress,
         data: ByteStream,
-        mut mode: Durability,
-        stored: Option<PathBuf>,
+        mode: Durability,
     ) -> Result<UploadProgress, StorageError> {
         // An upload without a hash state keeps going without one once it has
         // bytes: a state over only the later bytes would be wrong, and an
@@ -717,21 +710,7 @@ impl FsBlobStore {
         let store = self.clone();
         let id_owned = id.clone();
         let start = progress.size;
-        // The blob's existence is looked up in the same trip to the
-        // blocking pool as the opening, which a small blob would otherwise
-        // pay twice.
-        let (file, copy) = run_blocking(move || {
-            let file = store.open_upload_at(&id_owned, start)?;
-            let copy = match stored {
-                Some(path) => path.try_exists()?,
-                None => false,
-            };
-            Ok((file, copy))
-        })
-        .await?;
-        if copy {
-            mode = Durability::AtFinish { writeback: false };
-        }
+        let file = run_blocking(move || store.open_upload_at(&id_owned, start)).await?;
         let written = self
             .write_chunk_to(file, progress, hasher, data, mode)
             .await;
@@ -765,6 +744,7 @@ impl FsBlobStore {
         mode: Durability,
     ) -> Result<UploadProgress, StorageError> {
         let start = progress.size;
+        let synced = mode == Durability::Now;
         let mut writer = ChunkWriter::new(file, start, hasher, mode);
         let mut batch = Batch::default();
         let mut batch_size = WRITE_BATCH_SIZE;
@@ -805,9 +785,9 @@ impl FsBlobStore {
             size: progress.size + received,
             hash_state: hasher.map(|hasher| hasher.to_state()).unwrap_or_default(),
             // A synced chunk makes everything before it durable too.
-            backend_state: match mode {
-                Durability::Now => serde_json::Value::Null,
-                Durability::AtFinish { .. } => serde_json::json!({ UNSYNCED: true }),
+            backend_state: match synced {
+                true => serde_json::Value::Null,
+                false => serde_json::json!({ UNSYNCED: true }),
             },
         })
     }
@@ -865,23 +845,33 @@ struct Writeback {
     started: u64,
     /// Off for bytes likely to be discarded (see [`Durability::AtFinish`]).
     enabled: bool,
+    /// The blob the bytes are to become, looked up once before the first
+    /// writeback: when it is stored already, the bytes are a copy that the
+    /// finish discards, and writeback stays off.
+    blob: Option<PathBuf>,
 }
 
 /// How much data accumulates before its writeback is started.
 const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
 
 impl Writeback {
-    fn at(offset: u64, enabled: bool) -> Self {
+    fn at(offset: u64, enabled: bool, blob: Option<PathBuf>) -> Self {
         Writeback {
             written: offset,
             started: offset,
             enabled,
+            blob,
         }
     }
 
     fn wrote(&mut self, file: &File, len: usize) {
         self.written += len as u64;
         if self.enabled && self.written - self.started >= WRITEBACK_STEP {
+            // A small blob never gets here, so it pays for no lookup.
+            if self.blob.take().is_some_and(|blob| blob.exists()) {
+                self.enabled = false;
+                return;
+            }
             start_writeback(file, self.started, self.written - self.started);
             self.started = self.written;
         }
@@ -912,16 +902,16 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 /// When a chunk's bytes are made durable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Durability {
     /// Before the write returns (`write_chunk`).
     Now,
-    /// By `finish_upload`, and only if the bytes become the blob
-    /// (`write_last_chunk`). `writeback` says whether the kernel's
-    /// writeback starts while they arrive, which is worth it only for the
-    /// copy likely to be kept: not while another upload of the same blob
-    /// is writing its last chunk, nor when the blob is stored already.
-    AtFinish { writeback: bool },
+    /// By `finish_upload`, and only if the bytes become the blob at `blob`
+    /// (`write_last_chunk`). The kernel's writeback is started while they
+    /// arrive only for the copy likely to be kept: the `first` of the
+    /// uploads of that blob writing at once, and only while the blob is
+    /// not stored yet.
+    AtFinish { first: bool, blob: PathBuf },
 }
 
 /// The key of `UploadProgress::backend_state` that marks bytes written by
@@ -1069,15 +1059,17 @@ impl Batch {
 impl ChunkWriter {
     fn new(file: File, offset: u64, hasher: Option<Hasher>, mode: Durability) -> Self {
         let (sync, writeback) = match mode {
-            Durability::Now => (true, true),
-            Durability::AtFinish { writeback } => (false, writeback),
+            Durability::Now => (true, Writeback::at(offset, true, None)),
+            Durability::AtFinish { first, blob } => {
+                (false, Writeback::at(offset, first, Some(blob)))
+            }
         };
         ChunkWriter {
             state: WriterState::Idle(Box::new(WriterParts {
                 file,
                 hasher,
                 spare: Batch::default(),
-                writeback: Writeback::at(offset, writeback),
+                writeback,
             })),
             sync,
         }
