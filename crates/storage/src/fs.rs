@@ -136,7 +136,7 @@ pub struct FsBlobStore {
     closing: Arc<Mutex<HashMap<Digest, usize>>>,
     /// One turn per digest for finishing uploads whose last chunk is not
     /// synced (see [`Finishing`]), shared by the clones of one store.
-    finishing: Arc<Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>>,
+    finishing: Turns,
 }
 
 /// How [`FsBlobStore::finish_upload`] puts verified data under its digest.
@@ -962,10 +962,13 @@ impl Drop for Closing {
     }
 }
 
+/// The turns to finish of each digest (see [`Finishing`]).
+type Turns = Arc<Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>>;
+
 /// An upload's turn to finish among the uploads of its digest whose last
 /// chunk is not synced, held until dropped.
 struct Finishing {
-    turns: Arc<Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>>,
+    turns: Turns,
     digest: Digest,
     /// Dropped before the entry is looked at again in `drop`.
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
@@ -973,10 +976,7 @@ struct Finishing {
 
 impl Finishing {
     /// Waits until no other upload of `digest` is finishing.
-    async fn wait_turn(
-        turns: &Arc<Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>>,
-        digest: &Digest,
-    ) -> Self {
+    async fn wait_turn(turns: &Turns, digest: &Digest) -> Self {
         let turn = {
             let mut map = turns.lock().unwrap_or_else(|poison| poison.into_inner());
             Arc::clone(map.entry(digest.clone()).or_default())
