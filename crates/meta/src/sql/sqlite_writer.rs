@@ -228,9 +228,13 @@ impl SqliteWriter {
     }
 
     /// Waits for the connection to come back, commits a batch left open,
-    /// closes the connection and lends it no more.
+    /// closes the connection and lends it no more. It waits as a writer
+    /// does, counted among the waiting, so a writer that finishes before it
+    /// leaves its batch open for it to commit.
     pub(crate) async fn close(&self) {
+        let waiting = Waiting::new(&self.shared.waiting);
         let guard = self.shared.slot.clone().lock_owned().await;
+        drop(waiting);
         let mut writer = Writer {
             guard,
             reopen: self.reopen.is_some(),
@@ -731,6 +735,58 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows, 1);
+    }
+
+    /// A batch still open when the writer closes is committed by `close`,
+    /// which waits for the connection before the batch's flusher: the
+    /// member that would have committed it gave up, and the first member's
+    /// commit returns once `close` committed, with its row in the file.
+    #[tokio::test]
+    async fn closing_commits_a_batch_left_open() {
+        let (dir, writer) = writer(Duration::from_secs(5)).await;
+        let writer = Arc::new(writer);
+        let held = writer.acquire().await.unwrap();
+        let first = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                let mut tx = writer.begin().await.unwrap();
+                insert(&mut tx).await;
+                tx.commit().await
+            })
+        };
+        until_waiting(&writer, 1).await;
+        let second = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                let mut tx = writer.begin().await.unwrap();
+                insert(&mut tx).await;
+            })
+        };
+        until_waiting(&writer, 2).await;
+        let closing = {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.close().await })
+        };
+        until_waiting(&writer, 3).await;
+        let before = writer.commits();
+        drop(held);
+        second.await.unwrap();
+        // Bounded, so that a batch nobody commits fails the test instead of
+        // hanging it.
+        tokio::time::timeout(Duration::from_secs(10), first)
+            .await
+            .expect("the first member's commit returns")
+            .unwrap()
+            .unwrap();
+        closing.await.unwrap();
+        assert_eq!(writer.commits() - before, 1);
+        let options = SqliteConnectOptions::new().filename(dir.path().join("db"));
+        let mut connection = options.connect().await.unwrap();
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(rows, 1, "the first member's row, not the second's");
     }
 
     #[tokio::test]
