@@ -7,6 +7,17 @@ use super::events::{append, NewEvent};
 use super::SqlMetaStore;
 use crate::{Actor, Change, EventKind, MetaError, PullCount, PullStatsStore, Timestamp};
 
+/// The `SET` clause that adds pulls to an image's or a repository's
+/// counters: `$1` pulls, the latest at `$2` (kept if an earlier flush saw a
+/// later one). A macro, so that each statement stays one literal.
+macro_rules! add_pulls {
+    () => {
+        "pull_count = pull_count + $1, \
+         last_pulled_at = CASE WHEN last_pulled_at IS NULL OR last_pulled_at < $2 \
+             THEN $2 ELSE last_pulled_at END"
+    };
+}
+
 /// A count as the databases store it (a signed 64-bit integer); more pulls
 /// than that are not counted further.
 fn stored(count: u64) -> i64 {
@@ -58,17 +69,16 @@ impl<B: 'static> PullStatsStore for SqlMetaStore<B> {
         // round deadlocked a push on PostgreSQL.
         let mut existing = BTreeSet::new();
         for ((repository, digest), (count, last)) in &images {
-            let updated = query(
-                "UPDATE manifests SET pull_count = pull_count + $3, \
-                 last_pulled_at = CASE WHEN last_pulled_at IS NULL OR last_pulled_at < $4 \
-                     THEN $4 ELSE last_pulled_at END \
-                 WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) \
-                   AND digest = $2",
-            )
-            .bind(*repository)
-            .bind(*digest)
+            let updated = query(concat!(
+                "UPDATE manifests SET ",
+                add_pulls!(),
+                " WHERE repository_id = (SELECT id FROM repositories WHERE name = $3) \
+                   AND digest = $4",
+            ))
             .bind(stored(*count))
             .bind(*last)
+            .bind(*repository)
+            .bind(*digest)
             .execute(&mut tx)
             .await
             .map_err(database("recording an image's pulls"))?;
@@ -77,15 +87,14 @@ impl<B: 'static> PullStatsStore for SqlMetaStore<B> {
             }
         }
         for (repository, (count, last)) in &repositories {
-            query(
-                "UPDATE repositories SET pull_count = pull_count + $2, \
-                 last_pulled_at = CASE WHEN last_pulled_at IS NULL OR last_pulled_at < $3 \
-                     THEN $3 ELSE last_pulled_at END \
-                 WHERE name = $1",
-            )
-            .bind(*repository)
+            query(concat!(
+                "UPDATE repositories SET ",
+                add_pulls!(),
+                " WHERE name = $3"
+            ))
             .bind(stored(*count))
             .bind(*last)
+            .bind(*repository)
             .execute(&mut tx)
             .await
             .map_err(database("recording a repository's pulls"))?;
