@@ -252,6 +252,18 @@ async fn read_whole(registry: &Registry, repository: &RepoName, digest: &Digest)
     bytes
 }
 
+/// A filesystem blob store and a SQLite metadata store in a new directory.
+async fn stores() -> (tempfile::TempDir, Arc<FsBlobStore>, Arc<SqliteMetaStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FsBlobStore::open(dir.path().join("data")).unwrap());
+    let meta = Arc::new(
+        SqliteMetaStore::open(&dir.path().join("berth.db"))
+            .await
+            .unwrap(),
+    );
+    (dir, fs, meta)
+}
+
 fn config() -> RegistryConfig {
     RegistryConfig {
         upload_ttl: Duration::from_secs(TTL),
@@ -263,13 +275,7 @@ fn config() -> RegistryConfig {
 /// Runs one push crashed at `step`; returns `false` when the push took
 /// fewer steps (it completed, so every step has been tried).
 async fn crash_and_recover(how: Push, step: usize) -> bool {
-    let dir = tempfile::tempdir().unwrap();
-    let fs = Arc::new(FsBlobStore::open(dir.path().join("data")).unwrap());
-    let meta = Arc::new(
-        SqliteMetaStore::open(&dir.path().join("berth.db"))
-            .await
-            .unwrap(),
-    );
+    let (dir, fs, meta) = stores().await;
     let clock = Arc::new(AtomicI64::new(now()));
     let crashing = Arc::new(CrashingBlobs::new(fs.clone()));
     let first = Registry::with_clock(
@@ -378,13 +384,7 @@ async fn push_with_whole_blob_on_put_crashed_at_every_step() {
 /// which asks where the session stands, sends the whole blob again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_finish_restores_the_session_before_its_last_chunk() {
-    let dir = tempfile::tempdir().unwrap();
-    let fs = Arc::new(FsBlobStore::open(dir.path().join("data")).unwrap());
-    let meta = Arc::new(
-        SqliteMetaStore::open(&dir.path().join("berth.db"))
-            .await
-            .unwrap(),
-    );
+    let (dir, fs, meta) = stores().await;
     let failing = Arc::new(CrashingBlobs::new(fs.clone()));
     let registry = Registry::with_clock(
         failing.clone(),

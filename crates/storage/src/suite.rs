@@ -421,11 +421,7 @@ pub async fn sha512_finish(store: &dyn BlobStore, leftovers: &dyn Leftovers) {
             .expect("size"),
         None
     );
-    assert_eq!(read_whole(store, &digest).await, data);
-    let listed = store.list_blobs(None, usize::MAX).await.expect("list");
-    assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].digest, digest);
-    store.delete_blob(&digest).await.expect("delete");
+    remove_the_only_blob(store, &digest, &data).await;
     assert_clean(store, leftovers).await;
 }
 
@@ -501,16 +497,7 @@ pub async fn reupload_of_existing_blob(store: &dyn BlobStore, leftovers: &dyn Le
             "the finished upload is gone"
         );
     }
-    assert_eq!(read_whole(store, &digest).await, data);
-    assert_eq!(
-        store
-            .list_blobs(None, usize::MAX)
-            .await
-            .expect("list")
-            .len(),
-        1
-    );
-    store.delete_blob(&digest).await.expect("delete");
+    remove_the_only_blob(store, &digest, &data).await;
     assert_clean(store, leftovers).await;
 }
 
@@ -962,16 +949,7 @@ pub async fn concurrent_last_chunks_of_one_blob(store: &dyn BlobStore, leftovers
         for size in futures::future::join_all(uploads).await {
             assert_eq!(size, data.len() as u64);
         }
-        assert!(read_whole(store, &digest).await == data);
-        assert_eq!(
-            store
-                .list_blobs(None, usize::MAX)
-                .await
-                .expect("list")
-                .len(),
-            1
-        );
-        store.delete_blob(&digest).await.expect("delete");
+        remove_the_only_blob(store, &digest, &data).await;
     }
     assert_clean(store, leftovers).await;
 }
@@ -1124,6 +1102,16 @@ pub async fn assert_clean(store: &dyn BlobStore, leftovers: &dyn Leftovers) {
     assert!(remains.is_empty(), "left behind: {remains:?}");
     let blobs = store.list_blobs(None, usize::MAX).await.expect("list");
     assert!(blobs.is_empty(), "blobs left behind: {blobs:?}");
+}
+
+/// Checks that the store holds one blob, `digest`, whose bytes are `data`,
+/// and deletes it.
+async fn remove_the_only_blob(store: &dyn BlobStore, digest: &Digest, data: &[u8]) {
+    assert!(read_whole(store, digest).await == data, "{digest}");
+    let listed = store.list_blobs(None, usize::MAX).await.expect("list");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].digest, *digest);
+    store.delete_blob(digest).await.expect("delete");
 }
 
 async fn read_whole(store: &dyn BlobStore, digest: &Digest) -> Vec<u8> {

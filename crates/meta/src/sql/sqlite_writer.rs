@@ -523,6 +523,30 @@ mod tests {
         tx.commit().await.unwrap();
     }
 
+    /// A task that begins a transaction, inserts a row and commits,
+    /// returning the commit's outcome.
+    fn spawn_insert_and_commit(
+        writer: &Arc<SqliteWriter>,
+    ) -> tokio::task::JoinHandle<Result<(), sqlx::Error>> {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            let mut tx = writer.begin().await.unwrap();
+            insert(&mut tx).await;
+            tx.commit().await
+        })
+    }
+
+    /// The rows of `t` in the database file, read by a connection of its
+    /// own (what a restarted process would find).
+    async fn rows_in_file(dir: &tempfile::TempDir) -> i64 {
+        let options = SqliteConnectOptions::new().filename(dir.path().join("db"));
+        let mut connection = options.connect().await.unwrap();
+        sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&mut connection)
+            .await
+            .unwrap()
+    }
+
     /// Returns once `n` writers wait for the connection.
     async fn until_waiting(writer: &SqliteWriter, n: usize) {
         while writer.shared.waiting.load(Ordering::SeqCst) < n {
@@ -703,17 +727,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_is_committed_though_its_last_member_gives_up() {
-        let (_dir, writer) = writer(Duration::from_secs(5)).await;
+        let (dir, writer) = writer(Duration::from_secs(5)).await;
         let writer = Arc::new(writer);
         let held = writer.acquire().await.unwrap();
-        let first = {
-            let writer = writer.clone();
-            tokio::spawn(async move {
-                let mut tx = writer.begin().await.unwrap();
-                insert(&mut tx).await;
-                tx.commit().await
-            })
-        };
+        let first = spawn_insert_and_commit(&writer);
         // A second writer waits behind the first, so the first leaves its
         // batch open; the second joins it and gives up. The first's commit
         // returns once the flusher has committed the batch, and the row is
@@ -728,13 +745,7 @@ mod tests {
         let _ = second.await;
         first.await.unwrap().unwrap();
         writer.close().await;
-        let options = SqliteConnectOptions::new().filename(_dir.path().join("db"));
-        let mut connection = options.connect().await.unwrap();
-        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
-            .fetch_one(&mut connection)
-            .await
-            .unwrap();
-        assert_eq!(rows, 1);
+        assert_eq!(rows_in_file(&dir).await, 1);
     }
 
     /// A batch still open when the writer closes is committed by `close`,
@@ -746,14 +757,7 @@ mod tests {
         let (dir, writer) = writer(Duration::from_secs(5)).await;
         let writer = Arc::new(writer);
         let held = writer.acquire().await.unwrap();
-        let first = {
-            let writer = writer.clone();
-            tokio::spawn(async move {
-                let mut tx = writer.begin().await.unwrap();
-                insert(&mut tx).await;
-                tx.commit().await
-            })
-        };
+        let first = spawn_insert_and_commit(&writer);
         until_waiting(&writer, 1).await;
         let second = {
             let writer = writer.clone();
@@ -780,13 +784,11 @@ mod tests {
             .unwrap();
         closing.await.unwrap();
         assert_eq!(writer.commits() - before, 1);
-        let options = SqliteConnectOptions::new().filename(dir.path().join("db"));
-        let mut connection = options.connect().await.unwrap();
-        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
-            .fetch_one(&mut connection)
-            .await
-            .unwrap();
-        assert_eq!(rows, 1, "the first member's row, not the second's");
+        assert_eq!(
+            rows_in_file(&dir).await,
+            1,
+            "the first member's row, not the second's"
+        );
     }
 
     #[tokio::test]
