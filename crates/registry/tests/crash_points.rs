@@ -275,7 +275,7 @@ fn config() -> RegistryConfig {
 /// Runs one push crashed at `step`; returns `false` when the push took
 /// fewer steps (it completed, so every step has been tried).
 async fn crash_and_recover(how: Push, step: usize) -> bool {
-    let (dir, fs, meta) = stores().await;
+    let (_dir, fs, meta) = stores().await;
     let clock = Arc::new(AtomicI64::new(now()));
     let crashing = Arc::new(CrashingBlobs::new(fs.clone()));
     let first = Registry::with_clock(
@@ -384,7 +384,7 @@ async fn push_with_whole_blob_on_put_crashed_at_every_step() {
 /// which asks where the session stands, sends the whole blob again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_finish_restores_the_session_before_its_last_chunk() {
-    let (dir, fs, meta) = stores().await;
+    let (_dir, fs, meta) = stores().await;
     let failing = Arc::new(CrashingBlobs::new(fs.clone()));
     let registry = Registry::with_clock(
         failing.clone(),

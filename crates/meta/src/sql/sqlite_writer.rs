@@ -725,35 +725,13 @@ mod tests {
         assert_eq!(count(&writer).await, 1);
     }
 
-    #[tokio::test]
-    async fn a_batch_is_committed_though_its_last_member_gives_up() {
-        let (dir, writer) = writer(Duration::from_secs(5)).await;
-        let writer = Arc::new(writer);
-        let held = writer.acquire().await.unwrap();
-        let first = spawn_insert_and_commit(&writer);
-        // A second writer waits behind the first, so the first leaves its
-        // batch open; the second joins it and gives up. The first's commit
-        // returns once the flusher has committed the batch, and the row is
-        // in the file.
-        until_waiting(&writer, 1).await;
-        let second = {
-            let writer = writer.clone();
-            tokio::spawn(async move { writer.begin().await.map(drop) })
-        };
-        until_waiting(&writer, 2).await;
-        drop(held);
-        let _ = second.await;
-        first.await.unwrap().unwrap();
-        writer.close().await;
-        assert_eq!(rows_in_file(&dir).await, 1);
-    }
-
-    /// A batch still open when the writer closes is committed by `close`,
-    /// which waits for the connection before the batch's flusher: the
-    /// member that would have committed it gave up, and the first member's
-    /// commit returns once `close` committed, with its row in the file.
-    #[tokio::test]
-    async fn closing_commits_a_batch_left_open() {
+    /// A writer waits behind the first, so the first leaves its batch
+    /// open; the second joins it, inserts a row and gives up. The batch is
+    /// committed by its flusher, or, with `closing`, by `close`, which then
+    /// waits for the connection before the flusher does. Either way the
+    /// first's commit returns once the batch is committed, and its row, not
+    /// the second's, is in the file.
+    async fn a_member_gives_up(closing: bool) {
         let (dir, writer) = writer(Duration::from_secs(5)).await;
         let writer = Arc::new(writer);
         let held = writer.acquire().await.unwrap();
@@ -767,11 +745,13 @@ mod tests {
             })
         };
         until_waiting(&writer, 2).await;
-        let closing = {
+        let close = closing.then(|| {
             let writer = writer.clone();
             tokio::spawn(async move { writer.close().await })
-        };
-        until_waiting(&writer, 3).await;
+        });
+        if closing {
+            until_waiting(&writer, 3).await;
+        }
         let before = writer.commits();
         drop(held);
         second.await.unwrap();
@@ -782,13 +762,22 @@ mod tests {
             .expect("the first member's commit returns")
             .unwrap()
             .unwrap();
-        closing.await.unwrap();
+        match close {
+            Some(close) => close.await.unwrap(),
+            None => writer.close().await,
+        }
         assert_eq!(writer.commits() - before, 1);
-        assert_eq!(
-            rows_in_file(&dir).await,
-            1,
-            "the first member's row, not the second's"
-        );
+        assert_eq!(rows_in_file(&dir).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_committed_though_its_last_member_gives_up() {
+        a_member_gives_up(false).await;
+    }
+
+    #[tokio::test]
+    async fn closing_commits_a_batch_left_open() {
+        a_member_gives_up(true).await;
     }
 
     #[tokio::test]
