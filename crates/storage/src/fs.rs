@@ -1583,6 +1583,21 @@ mod tests {
         waiting.await.expect("the second finish gets its turn");
         drop(other);
         assert!(turns.lock().unwrap().is_empty(), "turns are removed");
+
+        // A finish given up while it waits (its request went away) leaves
+        // nothing behind either.
+        let first = Finishing::wait_turn(&turns, &one).await;
+        let given_up = tokio::spawn({
+            let (turns, one) = (Arc::clone(&turns), one.clone());
+            async move {
+                let _never = Finishing::wait_turn(&turns, &one).await;
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        given_up.abort();
+        assert!(given_up.await.unwrap_err().is_cancelled());
+        drop(first);
+        assert!(turns.lock().unwrap().is_empty(), "a waiter gave up");
     }
 
     /// A last chunk's progress says its bytes are not synced, so the finish
