@@ -201,7 +201,7 @@ impl SqliteWriter {
                 .execute(writer.connection())
                 .await;
             writer.kept_if_ok(begun)?;
-            return Ok(self.write_tx(writer, true));
+            return Ok(WriteTx::new(writer, true));
         }
         let mut begun = sqlx::query("BEGIN IMMEDIATE")
             .execute(writer.connection())
@@ -217,14 +217,7 @@ impl SqliteWriter {
                 .await;
         }
         writer.kept_if_ok(begun)?;
-        Ok(self.write_tx(writer, false))
-    }
-
-    fn write_tx(&self, writer: Writer, member: bool) -> WriteTx {
-        WriteTx {
-            writer: Some(writer),
-            member,
-        }
+        Ok(WriteTx::new(writer, false))
     }
 
     /// Waits for the connection to come back, commits a batch left open,
@@ -380,6 +373,13 @@ pub(crate) struct WriteTx {
 }
 
 impl WriteTx {
+    fn new(writer: Writer, member: bool) -> WriteTx {
+        WriteTx {
+            writer: Some(writer),
+            member,
+        }
+    }
+
     /// The connection, for the transaction's statements.
     pub(crate) fn connection(&mut self) -> &mut SqliteConnection {
         self.writer
