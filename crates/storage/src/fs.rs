@@ -130,13 +130,13 @@ pub struct FsBlobStore {
     /// Slots for uploads writing in large batches (see
     /// [`LARGE_WRITE_BATCH_SIZE`]), shared by the clones of one store.
     large_batches: Arc<Semaphore>,
-    /// How many uploads of each digest are writing their last chunk (see
-    /// [`FsBlobStore::write_last_chunk`]), shared by the clones of one
-    /// store.
-    closing: Arc<Mutex<HashMap<Digest, usize>>>,
+    /// The uploads of each digest writing their last chunk (see
+    /// [`FsBlobStore::write_last_chunk`]): the first of them is the one
+    /// whose bytes are written back early.
+    closing: PerDigest<()>,
     /// One turn per digest for finishing uploads whose last chunk is not
-    /// synced (see [`Finishing`]), shared by the clones of one store.
-    finishing: Turns,
+    /// synced (see [`Finishing`]).
+    finishing: PerDigest<tokio::sync::Mutex<()>>,
 }
 
 /// How [`FsBlobStore::finish_upload`] puts verified data under its digest.
@@ -159,8 +159,8 @@ impl FsBlobStore {
             root,
             commit_mode: CommitMode::HardLink,
             large_batches: Arc::new(Semaphore::new(LARGE_BATCH_UPLOADS)),
-            closing: Arc::default(),
-            finishing: Arc::default(),
+            closing: PerDigest::default(),
+            finishing: PerDigest::default(),
         };
         for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
             fs::create_dir_all(store.algorithm_dir(algorithm))?;
@@ -606,7 +606,7 @@ impl BlobStore for FsBlobStore {
         data: ByteStream,
         expected: &Digest,
     ) -> Result<UploadProgress, StorageError> {
-        let (closing, first) = Closing::enter(&self.closing, expected);
+        let (closing, first) = self.closing.hold(expected);
         let mode = Durability::AtFinish {
             first,
             blob: self.blob_path(expected),
@@ -923,90 +923,106 @@ fn is_unsynced(progress: &UploadProgress) -> bool {
     progress.backend_state.get(UNSYNCED) == Some(&serde_json::Value::Bool(true))
 }
 
-/// One upload of a digest writing its last chunk, counted in
-/// [`FsBlobStore::closing`] until dropped.
-struct Closing {
-    uploads: Arc<Mutex<HashMap<Digest, usize>>>,
-    digest: Digest,
-}
+/// Something the uploads of one digest share while any of them holds it:
+/// the first to ask makes the entry, and the last to let go removes it, so
+/// the map only ever holds the digests in use. Shared by the clones of one
+/// store.
+struct PerDigest<T>(Arc<Mutex<HashMap<Digest, Arc<T>>>>);
 
-impl Closing {
-    /// Counts an upload of `digest` whose last chunk starts; returns its
-    /// entry and whether no other upload of the digest was writing one.
-    fn enter(uploads: &Arc<Mutex<HashMap<Digest, usize>>>, digest: &Digest) -> (Self, bool) {
-        let mut counts = uploads.lock().unwrap_or_else(|poison| poison.into_inner());
-        let count = counts.entry(digest.clone()).or_default();
-        *count += 1;
-        let first = *count == 1;
-        drop(counts);
-        let entry = Closing {
-            uploads: Arc::clone(uploads),
-            digest: digest.clone(),
-        };
-        (entry, first)
+impl<T> Default for PerDigest<T> {
+    fn default() -> Self {
+        PerDigest(Arc::default())
     }
 }
 
-impl Drop for Closing {
+impl<T> Clone for PerDigest<T> {
+    fn clone(&self) -> Self {
+        PerDigest(Arc::clone(&self.0))
+    }
+}
+
+impl<T> std::fmt::Debug for PerDigest<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PerDigest").finish_non_exhaustive()
+    }
+}
+
+impl<T: Default> PerDigest<T> {
+    /// Holds `digest`'s entry until the returned value is dropped; the flag
+    /// says whether nobody else held it.
+    fn hold(&self, digest: &Digest) -> (Held<T>, bool) {
+        let mut map = self.0.lock().unwrap_or_else(|poison| poison.into_inner());
+        let value = Arc::clone(map.entry(digest.clone()).or_default());
+        // The map's reference and this one: entries are only cloned under
+        // the map's lock, so the count cannot change before it is read.
+        let first = Arc::strong_count(&value) == 2;
+        drop(map);
+        let held = Held {
+            map: self.clone(),
+            digest: digest.clone(),
+            value: Some(value),
+        };
+        (held, first)
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.0.lock().unwrap().is_empty()
+    }
+}
+
+/// A hold on one digest's entry of a [`PerDigest`].
+struct Held<T> {
+    map: PerDigest<T>,
+    digest: Digest,
+    /// Taken in `drop`, so that the count is read without this reference.
+    value: Option<Arc<T>>,
+}
+
+impl<T> Held<T> {
+    fn value(&self) -> &Arc<T> {
+        self.value.as_ref().expect("held until dropped")
+    }
+}
+
+impl<T> Drop for Held<T> {
     fn drop(&mut self) {
-        let mut counts = self
-            .uploads
+        let mut map = self
+            .map
+            .0
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        if let Some(count) = counts.get_mut(&self.digest) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.digest);
-            }
+        drop(self.value.take());
+        // Any other reference (another hold, or a turn being waited for or
+        // held, which keeps an `Arc` of its own) keeps the entry.
+        if map
+            .get(&self.digest)
+            .is_some_and(|value| Arc::strong_count(value) == 1)
+        {
+            map.remove(&self.digest);
         }
     }
 }
 
-/// The turns to finish of each digest (see [`Finishing`]).
-type Turns = Arc<Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>>;
-
 /// An upload's turn to finish among the uploads of its digest whose last
 /// chunk is not synced, held until dropped.
 struct Finishing {
-    turns: Turns,
-    digest: Digest,
-    /// Dropped before the entry is looked at again in `drop`.
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// Declared first so that it is dropped first: the turn's `Arc`, which
+    /// the guard holds, must be gone before `_held` looks at the count.
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    _held: Held<tokio::sync::Mutex<()>>,
 }
 
 impl Finishing {
     /// Waits until no other upload of `digest` is finishing.
-    async fn wait_turn(turns: &Turns, digest: &Digest) -> Self {
-        let turn = {
-            let mut map = turns.lock().unwrap_or_else(|poison| poison.into_inner());
-            Arc::clone(map.entry(digest.clone()).or_default())
-        };
-        // Built before the wait, so that a caller that gives up while
-        // waiting still removes the entry it may have created.
-        let mut finishing = Finishing {
-            turns: Arc::clone(turns),
-            digest: digest.clone(),
-            guard: None,
-        };
-        finishing.guard = Some(turn.lock_owned().await);
-        finishing
-    }
-}
-
-impl Drop for Finishing {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        let mut map = self
-            .turns
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        // The map's own reference is the last one once nobody holds or
-        // waits for the turn.
-        if map
-            .get(&self.digest)
-            .is_some_and(|turn| Arc::strong_count(turn) == 1)
-        {
-            map.remove(&self.digest);
+    async fn wait_turn(turns: &PerDigest<tokio::sync::Mutex<()>>, digest: &Digest) -> Self {
+        // Held before the wait, so that a caller that gives up while
+        // waiting still lets go of the entry it may have made.
+        let (held, _) = turns.hold(digest);
+        let guard = Arc::clone(held.value()).lock_owned().await;
+        Finishing {
+            _guard: guard,
+            _held: held,
         }
     }
 }
@@ -1544,21 +1560,21 @@ mod tests {
     /// first again, and other digests are counted apart.
     #[test]
     fn only_the_first_last_chunk_of_a_digest_is_written_back_early() {
-        let uploads = Arc::default();
+        let uploads = PerDigest::<()>::default();
         let one = Algorithm::Sha256.digest_of(b"one");
         let two = Algorithm::Sha256.digest_of(b"two");
-        let (a, first) = Closing::enter(&uploads, &one);
+        let (a, first) = uploads.hold(&one);
         assert!(first);
-        let (b, first) = Closing::enter(&uploads, &one);
+        let (b, first) = uploads.hold(&one);
         assert!(!first);
-        let (c, first) = Closing::enter(&uploads, &two);
+        let (c, first) = uploads.hold(&two);
         assert!(first, "another digest is counted apart");
         drop(a);
-        let (d, first) = Closing::enter(&uploads, &one);
+        let (d, first) = uploads.hold(&one);
         assert!(!first, "b is still writing");
         drop((b, d, c));
-        assert!(uploads.lock().unwrap().is_empty(), "entries are removed");
-        let (_e, first) = Closing::enter(&uploads, &one);
+        assert!(uploads.is_empty(), "entries are removed");
+        let (_e, first) = uploads.hold(&one);
         assert!(first);
     }
 
@@ -1566,13 +1582,13 @@ mod tests {
     /// and the turns are forgotten once nobody holds or awaits them.
     #[tokio::test]
     async fn finishes_of_one_digest_take_turns() {
-        let turns = Arc::default();
+        let turns = PerDigest::default();
         let one = Algorithm::Sha256.digest_of(b"one");
         let two = Algorithm::Sha256.digest_of(b"two");
         let first = Finishing::wait_turn(&turns, &one).await;
         let other = Finishing::wait_turn(&turns, &two).await;
         let waiting = tokio::spawn({
-            let (turns, one) = (Arc::clone(&turns), one.clone());
+            let (turns, one) = (turns.clone(), one.clone());
             async move {
                 let _second = Finishing::wait_turn(&turns, &one).await;
             }
@@ -1582,13 +1598,13 @@ mod tests {
         drop(first);
         waiting.await.expect("the second finish gets its turn");
         drop(other);
-        assert!(turns.lock().unwrap().is_empty(), "turns are removed");
+        assert!(turns.is_empty(), "turns are removed");
 
         // A finish given up while it waits (its request went away) leaves
         // nothing behind either.
         let first = Finishing::wait_turn(&turns, &one).await;
         let given_up = tokio::spawn({
-            let (turns, one) = (Arc::clone(&turns), one.clone());
+            let (turns, one) = (turns.clone(), one.clone());
             async move {
                 let _never = Finishing::wait_turn(&turns, &one).await;
             }
@@ -1597,7 +1613,7 @@ mod tests {
         given_up.abort();
         assert!(given_up.await.unwrap_err().is_cancelled());
         drop(first);
-        assert!(turns.lock().unwrap().is_empty(), "a waiter gave up");
+        assert!(turns.is_empty(), "a waiter gave up");
     }
 
     /// A last chunk's progress says its bytes are not synced, so the finish
