@@ -40,7 +40,7 @@
 //!   last chunk of an upload (`write_last_chunk`) is the exception: it is
 //!   fsynced by the finish, before the link, and not at all when the blob
 //!   is stored already, so that many uploads of one blob at once write it
-//!   to the disk once (see [`Durability`]). Creating
+//!   to the disk once (see `Durability`). Creating
 //!   an upload session is not made durable: a session lost to a power failure
 //!   (whose metadata row is not synced either) is restarted by its client.
 //!   Nor is removing a finished upload's file: its session record is gone

@@ -6,7 +6,7 @@
 //! - [`fs`]: the filesystem backend (the default, single-node).
 //! - `s3` (feature `s3`): the S3-compatible object store backend, for several
 //!   stateless nodes on one bucket.
-//! - [`suite`]: the shared test suite every backend must pass.
+//! - `suite`: the shared test suite every backend must pass.
 //!
 //! A backend stores bytes under their digest and holds in-progress uploads. It
 //! knows nothing of repositories, manifests, tags or HTTP: which repository may
@@ -299,6 +299,18 @@ pub trait BlobStore: Send + Sync + 'static {
     /// durable, and the upload remains finishable and abortable (a backend may
     /// refuse further writes to it with `ProgressConflict`, as S3 does once it
     /// assembled the data to hash it). Returns the blob's size.
+    ///
+    /// The outcomes, and what each leaves when the last chunk was written by
+    /// [`write_last_chunk`] (whose bytes may not be durable yet):
+    ///
+    /// | outcome | the blob | the upload | the caller goes on from |
+    /// |---|---|---|---|
+    /// | `Ok`, blob absent before | the upload's bytes, durable | removed | nothing: done |
+    /// | `Ok`, blob stored already | kept; the upload's bytes are discarded, never synced | removed | nothing: done |
+    /// | `DigestMismatch` | unchanged | kept, its bytes durable | the progress after the last chunk |
+    /// | any other error | unchanged | kept, the last chunk's bytes perhaps lost | the progress before the last chunk |
+    ///
+    /// [`write_last_chunk`]: BlobStore::write_last_chunk
     async fn finish_upload(
         &self,
         id: &UploadId,
