@@ -6,8 +6,8 @@ use super::db::{database, query, Tx};
 use super::events::NewEvent;
 use super::quotas::check_storage;
 use super::{
-    ensure_repository, limit_to_i64, lock_digests, mark_blob_if_orphaned, parse_repository,
-    parse_size, repository_id, to_i64, SqlMetaStore,
+    destination, limit_to_i64, lock_digests, mark_blob_if_orphaned, parse_repository, parse_size,
+    repository_id, to_i64, Destination, SqlMetaStore,
 };
 use crate::{BlobLinkStore, Change, EventKind, MetaError};
 
@@ -22,33 +22,10 @@ pub(crate) async fn link(
     let size = to_i64(size, "blob size")?;
     let now = tx.at()?;
     lock_digests(tx, vec![digest.as_str()]).await?;
-    // One statement (one round trip to SQLite's writer) asks the three
-    // things the link depends on; the namespace's own storage limit, so
-    // that without any limit the quota check costs no statement of its own.
-    let row = query(
-        "SELECT EXISTS (SELECT 1 FROM blob_deletions WHERE digest = $1) AS deleting, \
-         (SELECT id FROM repositories WHERE name = $2) AS repository_id, \
-         (SELECT storage_limit FROM namespace_quotas WHERE namespace = $3) AS storage_limit",
-    )
-    .bind(digest.as_str())
-    .bind(repository.as_str())
-    .bind(repository.namespace())
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(database("looking for a blob deletion"))?;
-    // While garbage collection deletes the bytes, a link would point at
-    // bytes about to vanish; the caller stores them again and retries.
-    if row.get::<bool>("deleting")? {
-        return Err(MetaError::BlobBeingDeleted);
-    }
-    let repository_id = match row.get::<Option<i64>>("repository_id")? {
-        Some(id) => id,
-        None => ensure_repository(tx, repository).await?,
-    };
-    // A limit set after that read applies to the links that start after
-    // it committed.
-    let limited =
-        default_storage_limit.is_some() || row.get::<Option<i64>>("storage_limit")?.is_some();
+    let Destination {
+        repository_id,
+        limited,
+    } = destination(tx, default_storage_limit, repository, Some(digest)).await?;
     if limited {
         check_storage(
             tx,

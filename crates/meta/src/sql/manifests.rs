@@ -9,9 +9,9 @@ use super::immutable::{immutable_violation, parse_tags};
 use super::quotas::check_storage;
 use super::trash::revive_pushed;
 use super::{
-    distinct, ensure_repository, limit_to_i64, lock_digests, mark_blob_if_orphaned,
+    destination, distinct, limit_to_i64, lock_digests, mark_blob_if_orphaned,
     mark_link_if_unreferenced, parse_digest, parse_size, parse_tag, repository_id, to_i64,
-    SqlMetaStore,
+    Destination, SqlMetaStore,
 };
 use crate::{
     Change, DeletedManifest, EventKind, ManifestRecord, ManifestStore, MetaError, NewManifest,
@@ -419,26 +419,10 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
         let size = to_i64(record.payload.len() as u64, "manifest size")?;
         let mut tx = self.db.begin_change(change).await?;
         let dialect = tx.dialect();
-        // One statement asks for the repository and for its namespace's own
-        // storage limit, so that without any limit the quota check below
-        // costs no statement of its own (as for a blob link).
-        let known = query(
-            "SELECT (SELECT id FROM repositories WHERE name = $1) AS repository_id, \
-             (SELECT storage_limit FROM namespace_quotas WHERE namespace = $2) AS storage_limit",
-        )
-        .bind(repository.as_str())
-        .bind(repository.namespace())
-        .fetch_one(&mut tx)
-        .await
-        .map_err(database("looking up a repository"))?;
-        let repository_id = match known.get::<Option<i64>>("repository_id")? {
-            Some(id) => id,
-            None => ensure_repository(&mut tx, repository).await?,
-        };
-        // A limit set after that read applies to the pushes that start
-        // after it committed.
-        let limited = self.default_storage_limit.is_some()
-            || known.get::<Option<i64>>("storage_limit")?.is_some();
+        let Destination {
+            repository_id,
+            limited,
+        } = destination(&mut tx, self.default_storage_limit, repository, None).await?;
         // Locked so that a concurrent deletion cannot remove the manifest
         // between this check and the tag that will point at it.
         let state = lock_manifest_state(

@@ -216,6 +216,75 @@ pub(crate) async fn repository_id(
         .transpose()
 }
 
+/// What a blob link and a manifest push read before they write: the
+/// repository they write to and whether a storage limit applies to its
+/// namespace (see [`destination`]).
+pub(crate) struct Destination {
+    /// The repository's id; the repository is created if it was new.
+    pub(crate) repository_id: i64,
+    /// Whether the registry-wide default or the namespace's own storage
+    /// limit applies, so that the caller's quota check must run. A limit
+    /// set after this read applies to the writes that start after it
+    /// committed.
+    pub(crate) limited: bool,
+}
+
+/// The columns [`destination`] reads: `$1` is the repository, `$2` its
+/// namespace.
+macro_rules! destination_columns {
+    () => {
+        "(SELECT id FROM repositories WHERE name = $1) AS repository_id, \
+         (SELECT storage_limit FROM namespace_quotas WHERE namespace = $2) AS storage_limit"
+    };
+}
+
+/// Reads where a write to `repository` goes, creating the repository if
+/// needed. The repository and its namespace's own limit come in one
+/// statement (on SQLite one round trip to the writer), so that without any
+/// limit the quota check costs no statement of its own. With `unless_deleting`
+/// the same statement also asks whether garbage collection is deleting that
+/// blob, and the write is refused with [`MetaError::BlobBeingDeleted`]: a link
+/// would point at bytes about to vanish, so the caller stores them again and
+/// retries.
+pub(crate) async fn destination(
+    tx: &mut Tx,
+    default_storage_limit: Option<u64>,
+    repository: &RepoName,
+    unless_deleting: Option<&Digest>,
+) -> Result<Destination, MetaError> {
+    const PLAIN: &str = concat!("SELECT ", destination_columns!());
+    const UNLESS_DELETING: &str = concat!(
+        "SELECT EXISTS (SELECT 1 FROM blob_deletions WHERE digest = $3) AS deleting, ",
+        destination_columns!()
+    );
+    let statement = query(match unless_deleting {
+        Some(_) => UNLESS_DELETING,
+        None => PLAIN,
+    })
+    .bind(repository.as_str())
+    .bind(repository.namespace());
+    let row = match unless_deleting {
+        Some(digest) => statement.bind(digest.as_str()),
+        None => statement,
+    }
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(database("looking up a repository"))?;
+    if unless_deleting.is_some() && row.get::<bool>("deleting")? {
+        return Err(MetaError::BlobBeingDeleted);
+    }
+    let repository_id = match row.get::<Option<i64>>("repository_id")? {
+        Some(id) => id,
+        None => ensure_repository(tx, repository).await?,
+    };
+    let limited =
+        default_storage_limit.is_some() || row.get::<Option<i64>>("storage_limit")?.is_some();
+    Ok(Destination {
+        repository_id,
+        limited,
+    })
+}
+
 /// Returns the repository's id, creating the repository (and its namespace,
 /// private and without members) if needed.
 ///

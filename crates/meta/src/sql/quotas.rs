@@ -22,8 +22,8 @@ use crate::{Change, EventKind, MetaError, Timestamp};
 /// bytes to one namespace decide one after the other, each on the other's
 /// committed result. Without any limit it costs one statement, which a
 /// blob link and a manifest push save by reading the namespace's own limit
-/// with the facts they read anyway and calling this only when some limit
-/// applies.
+/// with the facts they read anyway ([`super::destination`]) and calling
+/// this only when some limit applies.
 pub(crate) async fn check_storage(
     tx: &mut Tx,
     default: Option<u64>,
