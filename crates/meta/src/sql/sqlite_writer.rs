@@ -75,12 +75,17 @@ struct Slot {
     closed: bool,
     /// The batch left open between writers, if any.
     open: Option<Batch>,
+    /// The number the next batch opened gets.
+    next_batch: u64,
 }
 
 /// A transaction left open with the work of `members` finished writers,
 /// whose outcome they wait for.
 #[derive(Debug)]
 struct Batch {
+    /// Tells this batch from the ones opened after it: a flusher commits
+    /// the open batch only if it is still the one it was queued for.
+    number: u64,
     members: usize,
     outcome: Arc<watch::Sender<Option<Outcome>>>,
 }
@@ -151,6 +156,7 @@ impl SqliteWriter {
                     connection: Some(connection),
                     closed: false,
                     open: None,
+                    next_batch: 0,
                 })),
                 waiting: Arc::new(AtomicUsize::new(0)),
                 commits: Arc::new(AtomicU64::new(0)),
@@ -296,17 +302,25 @@ impl Writer {
 /// flusher queued behind them, or commits it; returns its outcome once it
 /// has one.
 async fn join_batch(mut writer: Writer) -> Result<(), sqlx::Error> {
-    let batch = writer.guard.open.get_or_insert_with(|| Batch {
-        members: 0,
-        outcome: Arc::new(watch::channel(None).0),
-    });
+    let slot = &mut *writer.guard;
+    let batch = match &mut slot.open {
+        Some(batch) => batch,
+        open @ None => {
+            slot.next_batch += 1;
+            open.insert(Batch {
+                number: slot.next_batch,
+                members: 0,
+                outcome: Arc::new(watch::channel(None).0),
+            })
+        }
+    };
     batch.members += 1;
+    let number = batch.number;
     let waiting = writer.shared.waiting.load(Ordering::SeqCst);
     let leave_open = waiting > 0 && batch.members < MAX_BATCH;
     // Subscribed while the connection is still lent, so the outcome cannot
     // be sent before.
     let mut outcome = batch.outcome.subscribe();
-    let identity = Arc::downgrade(&batch.outcome);
     if leave_open {
         // The flusher waits its turn behind the writers waiting now, then
         // commits the batch unless one of them did. So an open batch always
@@ -322,10 +336,11 @@ async fn join_batch(mut writer: Writer) -> Result<(), sqlx::Error> {
                 reopen,
                 shared,
             };
-            let ours =
-                writer.guard.open.as_ref().is_some_and(|open| {
-                    std::ptr::eq(Arc::as_ptr(&open.outcome), identity.as_ptr())
-                });
+            let ours = writer
+                .guard
+                .open
+                .as_ref()
+                .is_some_and(|open| open.number == number);
             if ours {
                 commit_batch(&mut writer).await;
             }
