@@ -51,6 +51,7 @@
 //!   being written, one being received), never a whole body; a few large
 //!   uploads at a time use [`LARGE_WRITE_BATCH_SIZE`] instead.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -952,10 +953,12 @@ impl<T: Default> PerDigest<T> {
     /// says whether nobody else held it.
     fn hold(&self, digest: &Digest) -> (Held<T>, bool) {
         let mut map = self.0.lock().unwrap_or_else(|poison| poison.into_inner());
-        let value = Arc::clone(map.entry(digest.clone()).or_default());
-        // The map's reference and this one: entries are only cloned under
-        // the map's lock, so the count cannot change before it is read.
-        let first = Arc::strong_count(&value) == 2;
+        // An entry exists exactly while someone holds it (the last hold
+        // removes it), so whoever makes it is the only holder.
+        let (value, first) = match map.entry(digest.clone()) {
+            Entry::Occupied(entry) => (Arc::clone(entry.get()), false),
+            Entry::Vacant(entry) => (Arc::clone(entry.insert(Arc::default())), true),
+        };
         drop(map);
         let held = Held {
             map: self.clone(),

@@ -306,7 +306,7 @@ pub trait BlobStore: Send + Sync + 'static {
     /// | outcome | the blob | the upload | the caller goes on from |
     /// |---|---|---|---|
     /// | `Ok`, blob absent before | the upload's bytes, durable | removed | nothing: done |
-    /// | `Ok`, blob stored already | kept; the upload's bytes are discarded, never synced | removed | nothing: done |
+    /// | `Ok`, blob stored already | kept; the upload's bytes are discarded (the filesystem store never syncs them) | removed | nothing: done |
     /// | `DigestMismatch` | unchanged | kept, its bytes durable | the progress after the last chunk |
     /// | any other error | unchanged | kept, the last chunk's bytes perhaps lost | the progress before the last chunk |
     ///
