@@ -47,7 +47,12 @@ quick_flag=${QUICK:+--quick}
 source "$repo/scripts/lib/deployment.sh"
 
 echo "== building berth and berth-bench (release)" >&2
-(cd "$repo" && cargo build --release -p berth -p berth-bench >&2)
+# berth is built on its own, as README.md builds it: built together with
+# berth-bench, cargo unifies the features of their shared dependencies,
+# which changes the symbol names the release code layout lists
+# (crates/berth/build.rs), and the measured binary would lose that layout.
+(cd "$repo" && cargo build --release -p berth >&2)
+(cd "$repo" && cargo build --release -p berth-bench >&2)
 
 find_postgres
 find_seaweedfs

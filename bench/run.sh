@@ -28,9 +28,14 @@ quick_flag=${QUICK:+--quick}
 wants() { [[ " $REGISTRIES " == *" $1 "* ]]; }
 
 echo "== building berth and berth-bench (release)" >&2
-packages=(-p berth-bench)
-wants berth && [[ -z ${BERTH_BIN:-} ]] && packages+=(-p berth)
-(cd "$repo" && cargo build --release "${packages[@]}" >&2)
+# berth is built on its own, as README.md builds it: built together with
+# berth-bench, cargo unifies the features of their shared dependencies,
+# which changes the symbol names the release code layout lists
+# (crates/berth/build.rs), and the measured binary would lose that layout.
+if wants berth && [[ -z ${BERTH_BIN:-} ]]; then
+    (cd "$repo" && cargo build --release -p berth >&2)
+fi
+(cd "$repo" && cargo build --release -p berth-bench >&2)
 
 distribution_bin=${DISTRIBUTION_BIN:-$(command -v docker-registry || command -v registry || true)}
 if wants distribution && [[ -z $distribution_bin ]]; then

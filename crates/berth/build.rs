@@ -9,6 +9,9 @@
 //! and the linker places them at the start of the text section in that
 //! order. The list is made by `scripts/symbol-order.sh`; a stale list only
 //! loses the saving, because names it lacks keep the linker's own order.
+//! It names the symbols of `cargo build --release -p berth`: a build with
+//! other packages of the workspace unifies dependency features with
+//! theirs, and many names change.
 //!
 //! The option is given only where the linker is known to be LLD: release
 //! builds for x86_64 Linux by rustc 1.90 or later (whose default linker
