@@ -115,7 +115,7 @@ fn rss_anon_kib(pid: u32) -> u64 {
 /// glibc gives a thread that allocates while the others hold their heaps a
 /// heap of its own, and `malloc_trim` never shrinks those heaps from their
 /// top; with its defaults (and the 8 MiB trim threshold Berth once set) the
-/// 32 uploads below left 7 to 9 MB behind for good (`crate::memory` in the
+/// 32 uploads below left 7 to 10 MB behind for good (`crate::memory` in the
 /// binary says how the settings bound it).
 #[test]
 fn memory_returns_after_a_burst_of_uploads() {
