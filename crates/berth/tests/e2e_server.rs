@@ -11,14 +11,15 @@ use sha2::Digest as _;
 use support::http::{request, PatternReader, RequestBody};
 use support::TestRegistry;
 
-fn rss_kib(pid: u32) -> u64 {
+/// A memory figure of `/proc/PID/status` in KiB: `VmRSS`, `RssAnon`, …
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
 }
 
 fn sha256_of_pattern(len: u64, seed: u64) -> String {
@@ -54,7 +55,7 @@ fn two_gib_streamed_push_keeps_memory_flat() {
     // steady-state allocations.
     let r = request(&registry.addr, "GET", "/v2/", &[], RequestBody::Empty);
     assert_eq!(r.status, 200);
-    let before = rss_kib(pid);
+    let before = status_kib(pid, "VmRSS");
 
     let sampler_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = {
@@ -62,7 +63,7 @@ fn two_gib_streamed_push_keeps_memory_flat() {
         std::thread::spawn(move || {
             let mut peak = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                peak = peak.max(rss_kib(pid));
+                peak = peak.max(status_kib(pid, "VmRSS"));
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             peak
@@ -96,16 +97,6 @@ fn two_gib_streamed_push_keeps_memory_flat() {
     );
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-length"), Some(LEN.to_string().as_str()));
-}
-
-fn rss_anon_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("RssAnon")
 }
 
 /// After a burst of concurrent uploads the idle server gives back what the
@@ -152,7 +143,7 @@ fn memory_returns_after_a_burst_of_uploads() {
     );
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     std::thread::sleep(std::time::Duration::from_secs(1));
-    let before = rss_anon_kib(pid);
+    let before = status_kib(pid, "RssAnon");
 
     std::thread::scope(|scope| {
         for (i, (data, digest)) in blobs.iter().enumerate() {
@@ -169,12 +160,12 @@ fn memory_returns_after_a_burst_of_uploads() {
             });
         }
     });
-    let after_burst = rss_anon_kib(pid);
+    let after_burst = status_kib(pid, "RssAnon");
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(25);
     let mut lowest = after_burst;
     while std::time::Instant::now() < deadline {
-        lowest = lowest.min(rss_anon_kib(pid));
+        lowest = lowest.min(status_kib(pid, "RssAnon"));
         if lowest <= before + 4 * 1024 {
             break;
         }
