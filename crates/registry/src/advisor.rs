@@ -408,6 +408,7 @@ impl ScanWorkers {
         let now = self.registry.now();
         let failed = outcome.is_err();
         let mut indexed = None;
+        let mut stored_state = None;
         let finished = match outcome {
             Ok((state, layers, report)) => {
                 let keys: Vec<String> = report
@@ -422,8 +423,11 @@ impl ScanWorkers {
                 if matches!(state, IndexState::Done | IndexState::Partial(_)) {
                     indexed = report;
                 }
-                meta.finish_scan(holder, &job.manifest, &state, &layers, &keys, now)
-                    .await
+                let finished = meta
+                    .finish_scan(holder, &job.manifest, &state, &layers, &keys, now)
+                    .await;
+                stored_state = Some(state);
+                finished
             }
             Err(error) if job.attempts < self.options.max_attempts => {
                 tracing::warn!(%error, manifest = %job.manifest, attempts = job.attempts,
@@ -451,11 +455,13 @@ impl ScanWorkers {
             Err(MetaError::LeaseLost) => return Ok(true),
             Err(error) => return Err(error.into()),
         }
-        // The overview's counts follow the image's new state; a failure
+        // The overview's counts follow the image's new state, assessed from
+        // what this indexing has just stored when it finished it; a failure
         // leaves the row stale, for the next refresh to take again.
+        let just_stored = stored_state.as_ref().map(|state| (state, indexed.clone()));
         if let Err(error) = self
             .registry
-            .record_findings(&job.repository, &job.manifest)
+            .record_findings_of(&job.repository, &job.manifest, just_stored)
             .await
         {
             tracing::warn!(%error, manifest = %job.manifest, repository = %job.repository,
@@ -1165,40 +1171,59 @@ impl Registry {
         all: bool,
     ) -> Result<ImageAssessment, RegistryError> {
         let meta = self.meta();
-        let mut assessment = ImageAssessment {
-            manifest: manifest.clone(),
-            platform: None,
-            status: ScanStatus::NotScanned,
-            report: None,
-            findings: Vec::new(),
-            exempted: Vec::new(),
-            unfixed: 0,
-        };
         let Some(row) = meta.image_index(manifest).await? else {
-            return Ok(assessment);
+            return Ok(unassessed(manifest, ScanStatus::NotScanned));
         };
-        let partial = match &row.state {
+        let report = if matches!(row.state, IndexState::Done | IndexState::Partial(_)) {
+            let mut layers = Vec::new();
+            for layer in &row.layers {
+                let Some((_, body)) = meta.layer_index(layer).await? else {
+                    continue;
+                };
+                let index: LayerIndex = serde_json::from_str(&body)
+                    .map_err(|error| MetaError::Corrupt(format!("layer index {layer}: {error}")))?;
+                layers.push(index);
+            }
+            Some(IndexReport::from_layers(&layers))
+        } else {
+            None
+        };
+        self.assess_indexed(repository, tag, manifest, &row.state, report, all)
+            .await
+    }
+
+    /// Assesses the image `manifest` of `repository` as [`assess_image`]
+    /// does, from its index `state` and, when that is finished, its
+    /// `report`: the stored one, or the one its indexing has just stored.
+    ///
+    /// [`assess_image`]: Registry::assess_image
+    async fn assess_indexed(
+        &self,
+        repository: &RepoName,
+        tag: Option<&Tag>,
+        manifest: &Digest,
+        state: &IndexState,
+        report: Option<IndexReport>,
+        all: bool,
+    ) -> Result<ImageAssessment, RegistryError> {
+        let meta = self.meta();
+        let partial = match state {
             IndexState::Queued | IndexState::Indexing => {
-                assessment.status = ScanStatus::Scanning;
-                return Ok(assessment);
+                return Ok(unassessed(manifest, ScanStatus::Scanning));
             }
             IndexState::Unsupported(reason) => {
-                assessment.status = ScanStatus::UnsupportedOs(reason.clone());
-                return Ok(assessment);
+                return Ok(unassessed(
+                    manifest,
+                    ScanStatus::UnsupportedOs(reason.clone()),
+                ));
             }
             IndexState::Done => None,
             IndexState::Partial(reason) => Some(reason.clone()),
         };
-        let mut layers = Vec::new();
-        for layer in &row.layers {
-            let Some((_, body)) = meta.layer_index(layer).await? else {
-                continue;
-            };
-            let index: LayerIndex = serde_json::from_str(&body)
-                .map_err(|error| MetaError::Corrupt(format!("layer index {layer}: {error}")))?;
-            layers.push(index);
-        }
-        let report = IndexReport::from_layers(&layers);
+        // Both callers pass the report of a finished state; an image
+        // without one has no packages to match.
+        let report = report.unwrap_or_else(|| IndexReport::from_layers(&[]));
+        let mut assessment = unassessed(manifest, ScanStatus::NotScanned);
         let findings = berth_scanner::assess(&report, &StoredAdvisories { meta })
             .await
             .map_err(|error| MetaError::Corrupt(error.0))?;
@@ -1229,6 +1254,20 @@ impl Registry {
         assessment.status = ScanStatus::Indexed { partial };
         assessment.report = Some(report);
         Ok(assessment)
+    }
+}
+
+/// The assessment of `manifest` before (or without) any finding: its
+/// `status` only.
+fn unassessed(manifest: &Digest, status: ScanStatus) -> ImageAssessment {
+    ImageAssessment {
+        manifest: manifest.clone(),
+        platform: None,
+        status,
+        report: None,
+        findings: Vec::new(),
+        exempted: Vec::new(),
+        unfixed: 0,
     }
 }
 
@@ -1584,14 +1623,31 @@ impl Registry {
         repository: &RepoName,
         manifest: &Digest,
     ) -> Result<(), RegistryError> {
+        self.record_findings_of(repository, manifest, None).await
+    }
+
+    /// [`record_findings`](Registry::record_findings), with the image's
+    /// index state and report when its indexing has just stored them
+    /// (`indexed`), which spares reading them back: the image's index row
+    /// and each layer's index, parsed again.
+    async fn record_findings_of(
+        &self,
+        repository: &RepoName,
+        manifest: &Digest,
+        indexed: Option<(&IndexState, Option<IndexReport>)>,
+    ) -> Result<(), RegistryError> {
         let meta = self.meta();
         // Read before the assessment: an import in between leaves the row
         // of the older generation, so it is refreshed again.
         let generation = meta.advisory_data().await?.generation;
         let stored = meta.manifest_by_digest(repository, manifest).await?;
-        let assessment = match stored {
-            Some(_) => Some(self.assess_image(repository, None, manifest, false).await?),
-            None => None,
+        let assessment = match (stored, indexed) {
+            (None, _) => None,
+            (Some(_), None) => Some(self.assess_image(repository, None, manifest, false).await?),
+            (Some(_), Some((state, report))) => Some(
+                self.assess_indexed(repository, None, manifest, state, report, false)
+                    .await?,
+            ),
         };
         let Some(assessment) =
             assessment.filter(|a| matches!(a.status, ScanStatus::Indexed { .. }))

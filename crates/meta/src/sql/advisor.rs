@@ -419,6 +419,9 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
         now: Timestamp,
         lease_secs: i64,
     ) -> Result<Option<ScanJob>, MetaError> {
+        if !SCAN_QUEUE.any_free(&self.db, now).await? {
+            return Ok(None);
+        }
         let mut tx = self.db.begin_write().await?;
         let Some(row) = SCAN_QUEUE.take(&mut tx, holder, now, lease_secs).await? else {
             return Ok(None);

@@ -75,16 +75,32 @@ impl<B: 'static> FindingCountStore for SqlMetaStore<B> {
         repository: &RepoName,
         manifest: &Digest,
     ) -> Result<(), MetaError> {
-        let mut tx = self.db.begin_write().await?;
+        // Most calls find no row: the advisor forgets the counts of every
+        // image it cannot assess, and a new image of an unknown system never
+        // had any. A read on a reader connection tells that without a turn
+        // on SQLite's one writer, which every push queues for. A row
+        // recorded after the read is one a later assessment wrote, which
+        // the delete would as well have preceded; the delete is one
+        // statement, atomic by itself.
+        let present = query(
+            "SELECT 1 AS present FROM image_findings WHERE repository = $1 AND manifest_digest = $2",
+        )
+        .bind(repository.as_str())
+        .bind(manifest.as_str())
+        .fetch_optional(self.db.reader())
+        .await
+        .map_err(database("looking up an image's findings"))?
+        .is_some();
+        if !present {
+            return Ok(());
+        }
         query("DELETE FROM image_findings WHERE repository = $1 AND manifest_digest = $2")
             .bind(repository.as_str())
             .bind(manifest.as_str())
-            .execute(&mut tx)
+            .execute(self.db.writer())
             .await
             .map_err(database("forgetting an image's findings"))?;
-        tx.commit()
-            .await
-            .map_err(database("committing an image's findings"))
+        Ok(())
     }
 
     async fn invalidate_image_findings(&self, namespace: Option<&str>) -> Result<(), MetaError> {

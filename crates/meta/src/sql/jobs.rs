@@ -1,6 +1,6 @@
 //! [`JobLeaseStore`] in SQL.
 
-use super::db::{database, query, Dialect, Row, Tx};
+use super::db::{database, query, Db, Dialect, Row, Tx};
 use super::{limit_to_i64, SqlMetaStore};
 use crate::{JobLeaseStore, MetaError, Timestamp};
 
@@ -23,6 +23,31 @@ pub(crate) struct LeasedQueue {
 }
 
 impl LeasedQueue {
+    /// Whether a row is ready and free at `now`, read on a reader
+    /// connection. Workers poll their queue, and most polls of a quiet or
+    /// just-emptied queue find nothing; asking first spares them a turn on
+    /// SQLite's one writer (a `BEGIN IMMEDIATE` rolled back), which every
+    /// push queues for. A row that becomes free after the read is taken by
+    /// the next poll, as if it had come after the take.
+    pub(crate) async fn any_free(&self, db: &Db, now: Timestamp) -> Result<bool, MetaError> {
+        let LeasedQueue {
+            table, ready, what, ..
+        } = *self;
+        // The time is `$3` in `ready`, for the take's parameters; this
+        // statement has no other.
+        let ready = ready.replace("$3", "$1");
+        let sql = format!(
+            "SELECT 1 AS free FROM {table} \
+             WHERE {ready} AND (holder IS NULL OR lease_expires <= $1) LIMIT 1"
+        );
+        Ok(query(&sql)
+            .bind(now)
+            .fetch_optional(db.reader())
+            .await
+            .map_err(database(what))?
+            .is_some())
+    }
+
     /// Takes the first ready, free row for `holder` until `now + lease_secs`,
     /// counting the attempt, and returns it (see [`LeasedQueue::take_many`]).
     pub(crate) async fn take(

@@ -225,6 +225,9 @@ impl<B: 'static> WebhookStore for SqlMetaStore<B> {
         lease_secs: i64,
         limit: usize,
     ) -> Result<Vec<DeliveryJob>, MetaError> {
+        if !DELIVERY_QUEUE.any_free(&self.db, now).await? {
+            return Ok(Vec::new());
+        }
         let mut tx = self.db.begin_write().await?;
         let rows = DELIVERY_QUEUE
             .take_many(&mut tx, holder, now, lease_secs, limit)
