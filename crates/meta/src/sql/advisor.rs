@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use berth_oci::{Digest, RepoName};
 
-use super::db::{database, query, write_error, Row, Tx};
+use super::db::{database, query, write_error, On, Row, Tx};
 use super::events::NewEvent;
 use super::jobs::LeasedQueue;
 use super::{lock_digests, parse_digest, parse_repository, parse_size, SqlMetaStore};
@@ -24,6 +24,21 @@ const KEYS_PER_STATEMENT: usize = 500;
 const IMPORT_LOCK: &str = "berth advisories import";
 
 /// The scan queue: oldest first, a retried job once its `not_before` is due.
+/// Whether the image `manifest` has a finished index (done, partial or
+/// unsupported), read `on` a connection or in a transaction.
+async fn index_finished<'c>(manifest: &Digest, on: impl Into<On<'c>>) -> Result<bool, MetaError> {
+    let state: Option<String> = query("SELECT state FROM image_indexes WHERE manifest_digest = $1")
+        .bind(manifest.as_str())
+        .fetch_optional(on)
+        .await
+        .map_err(database("reading an image index"))?
+        .map(|row| row.first())
+        .transpose()?;
+    Ok(state
+        .and_then(|state| IndexState::parse(&state, None))
+        .is_some_and(|state| state.is_finished()))
+}
+
 const SCAN_QUEUE: LeasedQueue = LeasedQueue {
     table: "scan_jobs",
     key: "manifest_digest",
@@ -364,22 +379,16 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
         now: Timestamp,
         again: bool,
     ) -> Result<bool, MetaError> {
+        // An image pushed again under another tag is indexed already, and
+        // a read on a reader connection tells that without a turn on
+        // SQLite's one writer; the transaction asks again, since the image
+        // may have been queued again (`again`) in between.
+        if !again && index_finished(manifest, self.db.reader()).await? {
+            return Ok(false);
+        }
         let mut tx = self.db.begin_write().await?;
-        if !again {
-            let state: Option<String> =
-                query("SELECT state FROM image_indexes WHERE manifest_digest = $1")
-                    .bind(manifest.as_str())
-                    .fetch_optional(&mut tx)
-                    .await
-                    .map_err(database("reading an image index"))?
-                    .map(|row| row.first())
-                    .transpose()?;
-            let finished = state
-                .and_then(|state| IndexState::parse(&state, None))
-                .is_some_and(|state| state.is_finished());
-            if finished {
-                return Ok(false);
-            }
+        if !again && index_finished(manifest, &mut tx).await? {
+            return Ok(false);
         }
         // A job already queued or held stays as it is: the image is indexed
         // once, by whoever holds it.
