@@ -1117,13 +1117,20 @@ impl Registry {
         &self,
         manifest: &Digest,
     ) -> Result<Option<IndexReport>, RegistryError> {
-        let meta = self.meta();
-        let Some(row) = meta.image_index(manifest).await? else {
+        let Some(row) = self.meta().image_index(manifest).await? else {
             return Ok(None);
         };
+        self.report_of(&row).await
+    }
+
+    /// The report of the image whose index row is `row`, rebuilt from its
+    /// layers' stored indexes; `None` unless its indexing finished with
+    /// packages (done or partial).
+    async fn report_of(&self, row: &ImageIndexRow) -> Result<Option<IndexReport>, RegistryError> {
         if !matches!(row.state, IndexState::Done | IndexState::Partial(_)) {
             return Ok(None);
         }
+        let meta = self.meta();
         let mut layers = Vec::new();
         for layer in &row.layers {
             let Some((_, body)) = meta.layer_index(layer).await? else {
@@ -1170,24 +1177,10 @@ impl Registry {
         manifest: &Digest,
         all: bool,
     ) -> Result<ImageAssessment, RegistryError> {
-        let meta = self.meta();
-        let Some(row) = meta.image_index(manifest).await? else {
+        let Some(row) = self.meta().image_index(manifest).await? else {
             return Ok(unassessed(manifest, ScanStatus::NotScanned));
         };
-        let report = if matches!(row.state, IndexState::Done | IndexState::Partial(_)) {
-            let mut layers = Vec::new();
-            for layer in &row.layers {
-                let Some((_, body)) = meta.layer_index(layer).await? else {
-                    continue;
-                };
-                let index: LayerIndex = serde_json::from_str(&body)
-                    .map_err(|error| MetaError::Corrupt(format!("layer index {layer}: {error}")))?;
-                layers.push(index);
-            }
-            Some(IndexReport::from_layers(&layers))
-        } else {
-            None
-        };
+        let report = self.report_of(&row).await?;
         self.assess_indexed(repository, tag, manifest, &row.state, report, all)
             .await
     }
