@@ -105,6 +105,19 @@ const RECORD: &str = r#"{"records": [{"id": "TEST-DEB-1", "modified": "2026-01-0
     "affected": [{"package": {"ecosystem": "Debian:12", "name": "libexample"},
       "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.2-3+deb12u1"}]}]}]}]}"#;
 
+/// Imports [`RECORD`] over the API, as root.
+async fn import_record(h: &Harness) {
+    let imported = h
+        .call(
+            "POST",
+            "/api/v1/advisories",
+            Some(&basic("root", PASSWORD)),
+            RECORD,
+        )
+        .await;
+    assert_eq!(imported.status, 200, "{}", imported.text());
+}
+
 #[tokio::test]
 async fn a_block_policy_refuses_the_pull_naming_the_finding_until_it_is_exempted() {
     let h = Harness::new().await;
@@ -357,15 +370,7 @@ fn exemption<'a>(csrf: &'a str, image: &'a str, scope: &'a str) -> Vec<(&'a str,
 async fn the_console_exempts_a_finding_and_the_verdict_updates() {
     let h = Harness::new().await;
     push_image(&h).await;
-    let imported = h
-        .call(
-            "POST",
-            "/api/v1/advisories",
-            Some(&basic("root", PASSWORD)),
-            RECORD,
-        )
-        .await;
-    assert_eq!(imported.status, 200, "{}", imported.text());
+    import_record(&h).await;
     assert_eq!(status_of_v1(&h).await, "1 issue");
     let (owner, owner_csrf) = console_session(&h, "owner").await;
     let (reader, reader_csrf) = console_session(&h, "reader").await;
@@ -484,15 +489,7 @@ fn images_with_issues(page: &str) -> String {
 #[tokio::test]
 async fn an_image_scanned_after_the_advisory_is_counted_by_its_scan() {
     let h = Harness::new().await;
-    let imported = h
-        .call(
-            "POST",
-            "/api/v1/advisories",
-            Some(&basic("root", PASSWORD)),
-            RECORD,
-        )
-        .await;
-    assert_eq!(imported.status, 200, "{}", imported.text());
+    import_record(&h).await;
     let (owner, _) = console_session(&h, "owner").await;
     let page = console(&h, "GET", "/", Some(&owner), &[]).await.text();
     assert_eq!(images_with_issues(&page), "0", "{page}");
@@ -533,15 +530,7 @@ async fn the_overview_counts_images_with_findings_by_severity_for_those_who_see_
 
     // An import makes the stored counts stale; the workers' next round
     // assesses the images again.
-    let imported = h
-        .call(
-            "POST",
-            "/api/v1/advisories",
-            Some(&basic("root", PASSWORD)),
-            RECORD,
-        )
-        .await;
-    assert_eq!(imported.status, 200, "{}", imported.text());
+    import_record(&h).await;
     assert_eq!(workers.run_once(10).await.unwrap(), 0);
 
     // (who, page, images with issues): a member of both namespaces sees
