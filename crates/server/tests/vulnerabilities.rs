@@ -483,9 +483,9 @@ fn images_with_issues(page: &str) -> String {
 }
 
 /// The scan worker records an image's finding counts from the index it has
-/// just stored (not read back), and forgets them for an image it cannot
-/// assess: with the advisory imported first, the overview counts the image
-/// as soon as its one scan is done, with no refresh round in between.
+/// just stored (not read back): with the advisory imported first, the
+/// overview counts the image as soon as its one scan is done. No refresh
+/// round could have counted it, since a refresh only takes rows that exist.
 #[tokio::test]
 async fn an_image_scanned_after_the_advisory_is_counted_by_its_scan() {
     let h = Harness::new().await;

@@ -23,7 +23,6 @@ const KEYS_PER_STATEMENT: usize = 500;
 /// insert the same new advisory; SQLite's single writer does that anyway.
 const IMPORT_LOCK: &str = "berth advisories import";
 
-/// The scan queue: oldest first, a retried job once its `not_before` is due.
 /// Whether the image `manifest` has a finished index (done, partial or
 /// unsupported), read `on` a connection or in a transaction.
 async fn index_finished<'c>(manifest: &Digest, on: impl Into<On<'c>>) -> Result<bool, MetaError> {
@@ -39,6 +38,7 @@ async fn index_finished<'c>(manifest: &Digest, on: impl Into<On<'c>>) -> Result<
         .is_some_and(|state| state.is_finished()))
 }
 
+/// The scan queue: oldest first, a retried job once its `not_before` is due.
 const SCAN_QUEUE: LeasedQueue = LeasedQueue {
     table: "scan_jobs",
     key: "manifest_digest",
