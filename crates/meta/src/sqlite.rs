@@ -15,14 +15,14 @@
 //! applied on open; see [`MIGRATIONS`].
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{ConnectOptions, Sqlite};
+use sqlx::{ConnectOptions, Connection, Sqlite};
 
 use crate::sql::db::{database, Db};
+use crate::sql::sqlite_conn::{SqliteConn, SqliteOptions};
 use crate::sql::sqlite_readers::SqliteReaders;
 use crate::sql::sqlite_writer::SqliteWriter;
 use crate::sql::{EmbeddedMigrations, SqlMetaStore};
@@ -213,12 +213,10 @@ impl SqlMetaStore<Sqlite> {
     /// Opens (creating if needed) the database file at `path` and brings its
     /// schema up to date.
     pub async fn open(path: &Path) -> Result<Self, MetaError> {
-        let base = SqliteConnectOptions::new()
+        let migrate_options = SqliteConnectOptions::new()
             .filename(path)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let write_options = base
-            .clone()
+            .busy_timeout(BUSY_TIMEOUT)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // In WAL mode, NORMAL syncs the log at checkpoints rather than at
@@ -226,31 +224,33 @@ impl SqlMetaStore<Sqlite> {
             // corrupts the database, and a registry client whose push was
             // lost simply pushes again. FULL would cost an fsync per commit.
             .synchronous(SqliteSynchronous::Normal);
-        // The writer stays open (reopened only after a failure), which keeps
-        // the WAL and shared-memory files in place: the read-only
-        // connections need them to open the file.
-        let mut connection = write_options
+        // The schema is brought up to date through sqlx's migrator, which
+        // also puts the file in WAL mode (stored in the file); the store's
+        // own connections run their statements on the calling thread
+        // (`sql/sqlite_conn.rs`).
+        let mut migrating = migrate_options
             .connect()
             .await
             .map_err(database("opening the database for writing"))?;
-        migrate(&mut connection).await?;
-        // The group commit's savepoints (`sql/sqlite_writer.rs`) keep the
-        // pages each member changes first in a sub-journal, a temporary file
-        // by default, written page by page; a member changes a few pages,
-        // which in memory cost no system call. Set after the migrations,
-        // whose index builds may sort more than memory should hold, and on
-        // the options a reopened writer connects with.
-        sqlx::query("PRAGMA temp_store = MEMORY")
-            .execute(&mut connection)
+        migrate(&mut migrating).await?;
+        // The writer stays open (reopened only after a failure), which keeps
+        // the WAL and shared-memory files in place: the read-only
+        // connections need them to open the file.
+        let write_options = SqliteOptions::writer(path.to_path_buf(), BUSY_TIMEOUT);
+        let connection = SqliteConn::open(&write_options)
             .await
-            .map_err(database("setting the writer's temporary storage"))?;
-        let write_options = write_options.pragma("temp_store", "MEMORY");
+            .map_err(database("opening the database for writing"))?;
+        let _ = migrating.close().await;
         let write = SqliteWriter::new(connection, Some(write_options), ACQUIRE_TIMEOUT);
         // The journal mode is stored in the file, so readers need not (and,
         // being read-only, could not) set it.
-        let read = SqliteReaders::open(base.read_only(true), READ_CONNECTIONS, ACQUIRE_TIMEOUT)
-            .await
-            .map_err(database("opening the database for reading"))?;
+        let read = SqliteReaders::open(
+            SqliteOptions::reader(path.to_path_buf(), BUSY_TIMEOUT),
+            READ_CONNECTIONS,
+            ACQUIRE_TIMEOUT,
+        )
+        .await
+        .map_err(database("opening the database for reading"))?;
         Ok(SqlMetaStore::new(Db::Sqlite {
             read: Some(std::sync::Arc::new(read)),
             write: std::sync::Arc::new(write),
@@ -263,14 +263,21 @@ impl SqlMetaStore<Sqlite> {
     /// An in-memory database lives as long as its one connection, so reads and
     /// writes share that connection and it is never closed for idleness.
     pub async fn open_in_memory() -> Result<Self, MetaError> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")
-            .map_err(database("parsing in-memory options"))?
-            .foreign_keys(true);
-        let mut connection = options
-            .connect()
+        let mut connection = SqliteConn::open(&SqliteOptions::in_memory())
             .await
             .map_err(database("opening an in-memory database"))?;
-        migrate(&mut connection).await?;
+        // A private in-memory database cannot be shared with sqlx's
+        // migrator, and a new one has seen no migration: each is applied in
+        // order, in one transaction.
+        connection
+            .with_raw(|raw| {
+                let tx = raw.unchecked_transaction()?;
+                for (_, _, sql) in MIGRATIONS {
+                    tx.execute_batch(sql)?;
+                }
+                tx.commit()
+            })
+            .map_err(database("migrating an in-memory database"))?;
         Ok(SqlMetaStore::new(Db::Sqlite {
             read: None,
             write: std::sync::Arc::new(SqliteWriter::new(connection, None, ACQUIRE_TIMEOUT)),

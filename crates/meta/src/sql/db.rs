@@ -19,12 +19,13 @@ use std::borrow::Cow;
 
 #[cfg(feature = "postgres")]
 use sqlx::postgres::{PgArguments, PgPool, PgRow, Postgres};
-use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteRow};
+#[cfg(feature = "postgres")]
 use sqlx::Row as _;
 #[cfg(feature = "postgres")]
 use sqlx::Transaction;
 
 use super::events::{append, NewEvent};
+use super::sqlite_conn::{FromSqlite, SqliteRow};
 use super::sqlite_readers::SqliteReaders;
 use super::sqlite_writer::{SqliteWriter, WriteTx};
 use crate::{Change, MetaError, Timestamp};
@@ -409,22 +410,6 @@ impl<'q> Query<'q> {
         self
     }
 
-    fn sqlite(self) -> sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>> {
-        let mut query = sqlx::query(self.sql);
-        for arg in self.args {
-            query = match arg {
-                Arg::Int(value) => query.bind(value),
-                Arg::Text(value) => query.bind(value),
-                Arg::Bytes(value) => query.bind(value),
-                Arg::Bool(value) => query.bind(value),
-                Arg::TextList(items) => {
-                    query.bind(serde_json::to_string(&items).expect("strings serialize"))
-                }
-            };
-        }
-        query
-    }
-
     #[cfg(feature = "postgres")]
     fn postgres(self) -> sqlx::query::Query<'q, Postgres, PgArguments> {
         let mut query = sqlx::query(self.sql);
@@ -445,22 +430,18 @@ impl<'q> Query<'q> {
         let done = match on.into() {
             On::SqliteWriter(writer) => {
                 let mut writer = writer.acquire().await?;
-                let done = self.sqlite().execute(writer.connection()).await;
-                writer.settle(done).await?.rows_affected()
+                let done = writer.connection().execute(self.sql, &self.args).await;
+                writer.settle(done).await?
             }
             On::SqliteReaders(readers) => {
                 let mut reader = readers.acquire().await?;
-                let done = self.sqlite().execute(reader.connection()).await;
-                kept_if_ok(&mut reader, done)?.rows_affected()
+                let done = reader.connection().execute(self.sql, &self.args).await;
+                kept_if_ok(&mut reader, done)?
             }
             #[cfg(feature = "postgres")]
             On::PgPool(pool) => self.postgres().execute(pool).await?.rows_affected(),
             On::Tx(tx) => match &mut tx.db {
-                DbTx::Sqlite(tx) => self
-                    .sqlite()
-                    .execute(tx.connection())
-                    .await?
-                    .rows_affected(),
+                DbTx::Sqlite(tx) => tx.connection().execute(self.sql, &self.args).await?,
                 #[cfg(feature = "postgres")]
                 DbTx::Postgres(tx) => self.postgres().execute(&mut **tx).await?.rows_affected(),
             },
@@ -517,27 +498,14 @@ impl<'q> Query<'q> {
         on: impl Into<On<'c>>,
     ) -> Result<Vec<Row>, sqlx::Error> {
         let rows = match on.into() {
-            On::SqliteWriter(writer) => {
-                let mut writer = writer.acquire().await?;
-                let rows = self.sqlite().fetch_all(writer.connection()).await;
-                wrap(writer.settle(rows).await?, Row::Sqlite)
-            }
-            On::SqliteReaders(readers) => {
-                let mut reader = readers.acquire().await?;
-                let rows = self.sqlite().fetch_all(reader.connection()).await;
-                wrap(kept_if_ok(&mut reader, rows)?, Row::Sqlite)
-            }
             #[cfg(feature = "postgres")]
             On::PgPool(pool) => wrap(self.postgres().fetch_all(pool).await?, Row::Postgres),
-            On::Tx(tx) => match &mut tx.db {
-                DbTx::Sqlite(tx) => {
-                    wrap(self.sqlite().fetch_all(tx.connection()).await?, Row::Sqlite)
-                }
-                #[cfg(feature = "postgres")]
-                DbTx::Postgres(tx) => {
-                    wrap(self.postgres().fetch_all(&mut **tx).await?, Row::Postgres)
-                }
-            },
+            #[cfg(feature = "postgres")]
+            On::Tx(Tx {
+                db: DbTx::Postgres(tx),
+                ..
+            }) => wrap(self.postgres().fetch_all(&mut **tx).await?, Row::Postgres),
+            on => wrap(self.fetch_sqlite(on, None).await?, Row::Sqlite),
         };
         Ok(rows)
     }
@@ -548,37 +516,62 @@ impl<'q> Query<'q> {
         on: impl Into<On<'c>>,
     ) -> Result<Option<Row>, sqlx::Error> {
         let row = match on.into() {
-            On::SqliteWriter(writer) => {
-                let mut writer = writer.acquire().await?;
-                let row = self.sqlite().fetch_optional(writer.connection()).await;
-                writer.settle(row).await?.map(Row::Sqlite)
-            }
-            On::SqliteReaders(readers) => {
-                let mut reader = readers.acquire().await?;
-                let row = self.sqlite().fetch_optional(reader.connection()).await;
-                kept_if_ok(&mut reader, row)?.map(Row::Sqlite)
-            }
             #[cfg(feature = "postgres")]
             On::PgPool(pool) => self
                 .postgres()
                 .fetch_optional(pool)
                 .await?
                 .map(Row::Postgres),
-            On::Tx(tx) => match &mut tx.db {
-                DbTx::Sqlite(tx) => self
-                    .sqlite()
-                    .fetch_optional(tx.connection())
-                    .await?
-                    .map(Row::Sqlite),
-                #[cfg(feature = "postgres")]
-                DbTx::Postgres(tx) => self
-                    .postgres()
-                    .fetch_optional(&mut **tx)
-                    .await?
-                    .map(Row::Postgres),
-            },
+            #[cfg(feature = "postgres")]
+            On::Tx(Tx {
+                db: DbTx::Postgres(tx),
+                ..
+            }) => self
+                .postgres()
+                .fetch_optional(&mut **tx)
+                .await?
+                .map(Row::Postgres),
+            on => self
+                .fetch_sqlite(on, Some(1))
+                .await?
+                .into_iter()
+                .next()
+                .map(Row::Sqlite),
         };
         Ok(row)
+    }
+
+    /// Runs the statement on SQLite and returns at most `limit` rows
+    /// (`None`: all of them). Only SQLite's places are passed.
+    async fn fetch_sqlite(
+        self,
+        on: On<'_>,
+        limit: Option<usize>,
+    ) -> Result<Vec<SqliteRow>, sqlx::Error> {
+        match on {
+            On::SqliteWriter(writer) => {
+                let mut writer = writer.acquire().await?;
+                let rows = writer.connection().fetch(self.sql, &self.args, limit).await;
+                writer.settle(rows).await
+            }
+            On::SqliteReaders(readers) => {
+                let mut reader = readers.acquire().await?;
+                let rows = reader.connection().fetch(self.sql, &self.args, limit).await;
+                kept_if_ok(&mut reader, rows)
+            }
+            On::Tx(Tx {
+                db: DbTx::Sqlite(tx),
+                ..
+            }) => tx.connection().fetch(self.sql, &self.args, limit).await,
+            #[cfg(feature = "postgres")]
+            On::PgPool(_)
+            | On::Tx(Tx {
+                db: DbTx::Postgres(_),
+                ..
+            }) => Err(sqlx::Error::Protocol(
+                "a PostgreSQL statement was sent to SQLite".to_string(),
+            )),
+        }
     }
 
     /// Runs the statement and returns its first row, which must exist.
@@ -607,6 +600,7 @@ fn wrap<R>(rows: Vec<R>, each: fn(R) -> Row) -> Vec<Row> {
 
 /// A row of either driver.
 pub(crate) enum Row {
+    /// A row SQLite returned, copied out of it.
     Sqlite(SqliteRow),
     #[cfg(feature = "postgres")]
     Postgres(PgRow),
@@ -617,18 +611,9 @@ pub(crate) enum Row {
 
 /// A Rust type both drivers decode from a column (with the `postgres`
 /// feature off, SQLite alone).
-pub(crate) trait Column:
-    for<'r> sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite> + PostgresColumn + serde::de::DeserializeOwned
-{
-}
+pub(crate) trait Column: FromSqlite + PostgresColumn + serde::de::DeserializeOwned {}
 
-impl<T> Column for T where
-    T: for<'r> sqlx::Decode<'r, Sqlite>
-        + sqlx::Type<Sqlite>
-        + PostgresColumn
-        + serde::de::DeserializeOwned
-{
-}
+impl<T> Column for T where T: FromSqlite + PostgresColumn + serde::de::DeserializeOwned {}
 
 #[cfg(feature = "postgres")]
 pub(crate) trait PostgresColumn:
@@ -650,13 +635,15 @@ impl Row {
     /// corruption.
     pub(crate) fn get<T: Column>(&self, name: &str) -> Result<T, MetaError> {
         let value = match self {
-            Row::Sqlite(row) => row.try_get(name),
+            Row::Sqlite(row) => row
+                .named(name)
+                .ok_or_else(|| "no such column".to_string())
+                .and_then(T::from_sqlite),
             #[cfg(feature = "postgres")]
-            Row::Postgres(row) => row.try_get(name),
+            Row::Postgres(row) => row.try_get(name).map_err(|error| error.to_string()),
             Row::Packed(columns, values) => {
                 let index = columns.iter().position(|column| *column == name);
-                return packed(index.and_then(|index| values.get(index)))
-                    .map_err(|error| MetaError::Corrupt(format!("column {name}: {error}")));
+                packed(index.and_then(|index| values.get(index)))
             }
         };
         value.map_err(|error| MetaError::Corrupt(format!("column {name}: {error}")))
@@ -665,13 +652,13 @@ impl Row {
     /// Reads the first column.
     pub(crate) fn first<T: Column>(&self) -> Result<T, MetaError> {
         let value = match self {
-            Row::Sqlite(row) => row.try_get(0),
+            Row::Sqlite(row) => row
+                .first()
+                .ok_or_else(|| "no columns".to_string())
+                .and_then(T::from_sqlite),
             #[cfg(feature = "postgres")]
-            Row::Postgres(row) => row.try_get(0),
-            Row::Packed(_, values) => {
-                return packed(values.first())
-                    .map_err(|error| MetaError::Corrupt(format!("first column: {error}")));
-            }
+            Row::Postgres(row) => row.try_get(0).map_err(|error| error.to_string()),
+            Row::Packed(_, values) => packed(values.first()),
         };
         value.map_err(|error| MetaError::Corrupt(format!("first column: {error}")))
     }
@@ -711,12 +698,20 @@ pub(crate) fn is_unavailability(error: &sqlx::Error) -> bool {
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => {
-            if let Some(sqlite) = db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
-                use sqlx::error::DatabaseError as _;
-                // Primary result codes (the low byte of extended ones):
-                // BUSY, LOCKED, READONLY, IOERR, FULL.
-                let code = sqlite.code().and_then(|code| code.parse::<i32>().ok());
-                return code.is_some_and(|code| matches!(code & 0xff, 5 | 6 | 8 | 10 | 13));
+            // Primary result codes (the low byte of extended ones): BUSY,
+            // LOCKED, READONLY, IOERR, FULL. The readiness probe and the
+            // migrations still connect through sqlx.
+            let sqlite_code = db
+                .try_downcast_ref::<super::sqlite_conn::SqliteFailure>()
+                .map(|failure| failure.code())
+                .or_else(|| {
+                    use sqlx::error::DatabaseError as _;
+                    db.try_downcast_ref::<sqlx::sqlite::SqliteError>()
+                        .and_then(|sqlite| sqlite.code())
+                        .and_then(|code| code.parse::<i32>().ok())
+                });
+            if let Some(code) = sqlite_code {
+                return matches!(code & 0xff, 5 | 6 | 8 | 10 | 13);
             }
             #[cfg(feature = "postgres")]
             if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {

@@ -50,6 +50,7 @@ mod replication;
 mod repositories;
 mod retention;
 mod sessions;
+pub(crate) mod sqlite_conn;
 pub(crate) mod sqlite_readers;
 pub(crate) mod sqlite_writer;
 mod tokens;

@@ -25,16 +25,16 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{Semaphore, SemaphorePermit};
+
+use super::sqlite_conn::{SqliteConn, SqliteOptions};
 
 /// Read-only connections to one database file; see the module documentation.
 #[derive(Debug)]
 pub(crate) struct SqliteReaders {
-    options: SqliteConnectOptions,
+    options: SqliteOptions,
     /// Connections not lent out. At most `permits`' size exist at once.
-    idle: Mutex<Vec<SqliteConnection>>,
+    idle: Mutex<Vec<SqliteConn>>,
     /// One permit per connection that may exist.
     permits: Semaphore,
     acquire_timeout: Duration,
@@ -43,7 +43,7 @@ pub(crate) struct SqliteReaders {
 /// A connection lent for one statement; it goes back when this is dropped.
 pub(crate) struct Reader<'a> {
     readers: &'a SqliteReaders,
-    connection: Option<SqliteConnection>,
+    connection: Option<SqliteConn>,
     /// Dropped after the connection is back among the idle ones, so a
     /// waiter woken by it finds it there.
     _permit: SemaphorePermit<'a>,
@@ -53,11 +53,11 @@ impl SqliteReaders {
     /// Opens the first connection now, so that a database that cannot be
     /// read fails at start-up rather than at the first request.
     pub(crate) async fn open(
-        options: SqliteConnectOptions,
+        options: SqliteOptions,
         connections: usize,
         acquire_timeout: Duration,
     ) -> Result<SqliteReaders, sqlx::Error> {
-        let first = options.connect().await?;
+        let first = SqliteConn::open(&options).await?;
         Ok(SqliteReaders {
             options,
             idle: Mutex::new(vec![first]),
@@ -75,7 +75,7 @@ impl SqliteReaders {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let connection = match idle {
             Some(connection) => connection,
-            None => self.options.connect().await?,
+            None => SqliteConn::open(&self.options).await?,
         };
         Ok(Reader {
             readers: self,
@@ -88,24 +88,23 @@ impl SqliteReaders {
     /// are closed as they come back.
     pub(crate) async fn close(&self) {
         self.permits.close();
-        let idle: Vec<SqliteConnection> =
-            std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
-        for connection in idle {
-            let _ = connection.close().await;
-        }
+        // Dropping a connection closes its database handle.
+        drop(std::mem::take(
+            &mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()),
+        ));
     }
 }
 
 impl Reader<'_> {
     /// The connection, for one statement.
-    pub(crate) fn connection(&mut self) -> &mut SqliteConnection {
+    pub(crate) fn connection(&mut self) -> &mut SqliteConn {
         self.connection
             .as_mut()
             .expect("a lent connection is present until it is dropped")
     }
 
     /// Closes the connection instead of lending it again (its statement
-    /// failed, so its worker may be gone).
+    /// failed, and a fresh connection starts from a known state).
     pub(crate) fn discard(&mut self) {
         self.connection = None;
     }
@@ -115,8 +114,7 @@ impl Drop for Reader<'_> {
     fn drop(&mut self) {
         if let Some(connection) = self.connection.take() {
             if self.readers.permits.is_closed() {
-                // Dropping the connection stops its worker, which closes
-                // the database handle.
+                // Dropping the connection closes the database handle.
                 return;
             }
             self.readers
@@ -135,17 +133,9 @@ mod tests {
     async fn readers(connections: usize, timeout: Duration) -> (tempfile::TempDir, SqliteReaders) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
-        let mut writer = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .connect()
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t (x INTEGER)")
-            .execute(&mut writer)
-            .await
-            .unwrap();
-        let options = SqliteConnectOptions::new().filename(&path).read_only(true);
+        let writer = rusqlite::Connection::open(&path).unwrap();
+        writer.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let options = SqliteOptions::reader(path, Duration::from_secs(1));
         let readers = SqliteReaders::open(options, connections, timeout)
             .await
             .unwrap();
@@ -157,8 +147,9 @@ mod tests {
         let (_dir, readers) = readers(2, Duration::from_secs(1)).await;
         for _ in 0..5 {
             let mut reader = readers.acquire().await.unwrap();
-            sqlx::query("SELECT COUNT(*) FROM t")
-                .fetch_one(reader.connection())
+            reader
+                .connection()
+                .fetch("SELECT COUNT(*) FROM t", &[], Some(1))
                 .await
                 .unwrap();
         }
@@ -189,8 +180,9 @@ mod tests {
         drop(reader);
         assert!(readers.idle.lock().unwrap().is_empty());
         let mut reader = readers.acquire().await.unwrap();
-        sqlx::query("SELECT 1")
-            .fetch_one(reader.connection())
+        reader
+            .connection()
+            .fetch("SELECT 1", &[], Some(1))
             .await
             .unwrap();
         drop(reader);

@@ -45,8 +45,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{ConnectOptions, Connection};
+use super::sqlite_conn::{SqliteConn, SqliteOptions};
+
 use tokio::sync::{watch, Mutex, OwnedMutexGuard};
 
 /// The most transactions one batch holds: enough to share the hot pages
@@ -59,7 +59,7 @@ const MAX_BATCH: usize = 32;
 pub(crate) struct SqliteWriter {
     /// How to open the connection again, `None` for an in-memory database
     /// (which lives as long as its connection).
-    reopen: Option<SqliteConnectOptions>,
+    reopen: Option<SqliteOptions>,
     /// `None` while closed after a failure, or for good after
     /// [`SqliteWriter::close`].
     /// The connection, the writers waiting for it (not flushers: whether a
@@ -71,7 +71,7 @@ pub(crate) struct SqliteWriter {
 
 #[derive(Debug)]
 struct Slot {
-    connection: Option<SqliteConnection>,
+    connection: Option<SqliteConn>,
     closed: bool,
     /// The batch left open between writers, if any.
     open: Option<Batch>,
@@ -145,8 +145,8 @@ impl SqliteWriter {
     /// Takes `connection` as the writer; `reopen` says how to open another
     /// after a failure (`None`: never, for an in-memory database).
     pub(crate) fn new(
-        connection: SqliteConnection,
-        reopen: Option<SqliteConnectOptions>,
+        connection: SqliteConn,
+        reopen: Option<SqliteOptions>,
         acquire_timeout: Duration,
     ) -> SqliteWriter {
         SqliteWriter {
@@ -179,7 +179,7 @@ impl SqliteWriter {
         }
         if guard.connection.is_none() {
             let options = self.reopen.as_ref().ok_or(sqlx::Error::WorkerCrashed)?;
-            guard.connection = Some(options.connect().await?);
+            guard.connection = Some(SqliteConn::open(options).await?);
         }
         Ok(Writer {
             guard,
@@ -203,24 +203,18 @@ impl SqliteWriter {
     pub(crate) async fn begin(&self) -> Result<WriteTx, sqlx::Error> {
         let mut writer = self.lend().await?;
         if writer.guard.open.is_some() {
-            let begun = sqlx::query("SAVEPOINT member")
-                .execute(writer.connection())
-                .await;
+            let begun = writer.connection().execute("SAVEPOINT member", &[]).await;
             writer.kept_if_ok(begun)?;
             return Ok(WriteTx::new(writer, true));
         }
-        let mut begun = sqlx::query("BEGIN IMMEDIATE")
-            .execute(writer.connection())
-            .await;
+        let mut begun = writer.connection().execute("BEGIN IMMEDIATE", &[]).await;
         // A rollback task that never ran (its runtime shut down first) can
         // leave a transaction open; nothing else is using it, so it goes.
         if matches!(&begun, Err(sqlx::Error::Database(db))
             if db.message().contains("within a transaction"))
         {
-            let _ = sqlx::query("ROLLBACK").execute(writer.connection()).await;
-            begun = sqlx::query("BEGIN IMMEDIATE")
-                .execute(writer.connection())
-                .await;
+            let _ = writer.connection().execute("ROLLBACK", &[]).await;
+            begun = writer.connection().execute("BEGIN IMMEDIATE", &[]).await;
         }
         writer.kept_if_ok(begun)?;
         Ok(WriteTx::new(writer, false))
@@ -243,9 +237,8 @@ impl SqliteWriter {
             commit_batch(&mut writer).await;
         }
         writer.guard.closed = true;
-        if let Some(connection) = writer.guard.connection.take() {
-            let _ = connection.close().await;
-        }
+        // Dropping the connection closes the database handle.
+        writer.guard.connection = None;
     }
 
     /// How many `COMMIT`s have run.
@@ -257,7 +250,7 @@ impl SqliteWriter {
 
 impl Writer {
     /// The connection, for statements.
-    pub(crate) fn connection(&mut self) -> &mut SqliteConnection {
+    pub(crate) fn connection(&mut self) -> &mut SqliteConn {
         self.guard
             .connection
             .as_mut()
@@ -366,7 +359,7 @@ async fn join_batch(mut writer: Writer) -> Result<(), sqlx::Error> {
 /// how it went. A failed commit is rolled back (or the connection closed,
 /// which does the same).
 async fn commit_batch(writer: &mut Writer) {
-    let committed = sqlx::query("COMMIT").execute(writer.connection()).await;
+    let committed = writer.connection().execute("COMMIT", &[]).await;
     writer.shared.commits.fetch_add(1, Ordering::SeqCst);
     match committed {
         Ok(_) => writer.guard.end_batch(Ok(())),
@@ -396,7 +389,7 @@ impl WriteTx {
     }
 
     /// The connection, for the transaction's statements.
-    pub(crate) fn connection(&mut self) -> &mut SqliteConnection {
+    pub(crate) fn connection(&mut self) -> &mut SqliteConn {
         self.writer
             .as_mut()
             .expect("an open transaction holds the writer")
@@ -408,9 +401,7 @@ impl WriteTx {
     pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
         let mut writer = self.writer.take().expect("a transaction commits once");
         if self.member {
-            let released = sqlx::query("RELEASE member")
-                .execute(writer.connection())
-                .await;
+            let released = writer.connection().execute("RELEASE member", &[]).await;
             if let Err(error) = released {
                 roll_back_member(writer).await;
                 return Err(error);
@@ -452,12 +443,11 @@ async fn roll_back_member(mut writer: Writer) {
         // Closed after a failure, which rolled back everything it held.
         return;
     }
-    let rolled_back = sqlx::query("ROLLBACK TO member")
-        .execute(writer.connection())
-        .await;
+    let rolled_back = writer.connection().execute("ROLLBACK TO member", &[]).await;
     let released = match rolled_back {
-        Ok(_) => sqlx::query("RELEASE member")
-            .execute(writer.connection())
+        Ok(_) => writer
+            .connection()
+            .execute("RELEASE member", &[])
             .await
             .map(|_| ()),
         Err(error) => Err(error),
@@ -483,7 +473,7 @@ async fn roll_back_all(writer: &mut Writer) {
             .end_batch(Err("the database connection was closed".to_string()));
         return;
     }
-    let rolled_back = sqlx::query("ROLLBACK").execute(writer.connection()).await;
+    let rolled_back = writer.connection().execute("ROLLBACK", &[]).await;
     writer
         .guard
         .end_batch(Err("the transaction was rolled back".to_string()));
@@ -502,15 +492,14 @@ async fn roll_back_all(writer: &mut Writer) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::sqlite_conn::FromSqlite;
 
     async fn writer(timeout: Duration) -> (tempfile::TempDir, SqliteWriter) {
         let dir = tempfile::tempdir().unwrap();
-        let options = SqliteConnectOptions::new()
-            .filename(dir.path().join("db"))
-            .create_if_missing(true);
-        let mut connection = options.connect().await.unwrap();
-        sqlx::query("CREATE TABLE t (x INTEGER)")
-            .execute(&mut connection)
+        let options = SqliteOptions::writer(dir.path().join("db"), Duration::from_secs(1));
+        let mut connection = SqliteConn::open(&options).await.unwrap();
+        connection
+            .execute("CREATE TABLE t (x INTEGER)", &[])
             .await
             .unwrap();
         (dir, SqliteWriter::new(connection, Some(options), timeout))
@@ -518,15 +507,17 @@ mod tests {
 
     async fn count(writer: &SqliteWriter) -> i64 {
         let mut lent = writer.acquire().await.unwrap();
-        let counted = sqlx::query_scalar("SELECT COUNT(*) FROM t")
-            .fetch_one(lent.connection())
+        let counted = lent
+            .connection()
+            .fetch("SELECT COUNT(*) FROM t", &[], Some(1))
             .await;
-        lent.settle(counted).await.unwrap()
+        let rows = lent.settle(counted).await.unwrap();
+        i64::from_sqlite(rows[0].first().unwrap()).unwrap()
     }
 
     async fn insert(tx: &mut WriteTx) {
-        sqlx::query("INSERT INTO t VALUES (1)")
-            .execute(tx.connection())
+        tx.connection()
+            .execute("INSERT INTO t VALUES (1)", &[])
             .await
             .unwrap();
     }
@@ -554,11 +545,9 @@ mod tests {
     /// The rows of `t` in the database file, read by a connection of its
     /// own (what a restarted process would find).
     async fn rows_in_file(dir: &tempfile::TempDir) -> i64 {
-        let options = SqliteConnectOptions::new().filename(dir.path().join("db"));
-        let mut connection = options.connect().await.unwrap();
-        sqlx::query_scalar("SELECT COUNT(*) FROM t")
-            .fetch_one(&mut connection)
-            .await
+        let connection = rusqlite::Connection::open(dir.path().join("db")).unwrap();
+        connection
+            .query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))
             .unwrap()
     }
 
@@ -587,12 +576,12 @@ mod tests {
         let (_dir, writer) = writer(Duration::from_secs(2)).await;
         {
             let mut lent = writer.acquire().await.unwrap();
-            sqlx::query("BEGIN IMMEDIATE")
-                .execute(lent.connection())
+            lent.connection()
+                .execute("BEGIN IMMEDIATE", &[])
                 .await
                 .unwrap();
-            sqlx::query("INSERT INTO t VALUES (1)")
-                .execute(lent.connection())
+            lent.connection()
+                .execute("INSERT INTO t VALUES (1)", &[])
                 .await
                 .unwrap();
         }
@@ -617,24 +606,21 @@ mod tests {
         let (_dir, writer) = writer(Duration::from_secs(2)).await;
         {
             let mut lent = writer.acquire().await.unwrap();
-            sqlx::query("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
-                .execute(lent.connection())
+            lent.connection()
+                .execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)", &[])
                 .await
                 .unwrap();
-            sqlx::query(
-                "CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)",
-            )
-            .execute(lent.connection())
+            lent.connection().execute("CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)", &[])
             .await
             .unwrap();
-            sqlx::query("PRAGMA foreign_keys = ON")
-                .execute(lent.connection())
+            lent.connection()
+                .execute("PRAGMA foreign_keys = ON", &[])
                 .await
                 .unwrap();
         }
         let mut tx = writer.begin().await.unwrap();
-        sqlx::query("INSERT INTO child VALUES (7)")
-            .execute(tx.connection())
+        tx.connection()
+            .execute("INSERT INTO child VALUES (7)", &[])
             .await
             .unwrap();
         // A deferred foreign key fails at COMMIT.
@@ -660,8 +646,9 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 if i == 5 {
                     let mut lent = writer.acquire().await.unwrap();
-                    let inserted = sqlx::query("INSERT INTO t VALUES (1)")
-                        .execute(lent.connection())
+                    let inserted = lent
+                        .connection()
+                        .execute("INSERT INTO t VALUES (1)", &[])
                         .await;
                     lent.settle(inserted).await.unwrap();
                     return;
@@ -705,8 +692,7 @@ mod tests {
                 "CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)",
                 "PRAGMA foreign_keys = ON",
             ] {
-                sqlx::query(statement)
-                    .execute(lent.connection())
+                lent.connection().execute(statement, &[])
                     .await
                     .unwrap();
             }
@@ -723,10 +709,7 @@ mod tests {
                     1 => "INSERT INTO child VALUES (7)",
                     _ => "INSERT INTO t VALUES (1)",
                 };
-                sqlx::query(statement)
-                    .execute(tx.connection())
-                    .await
-                    .unwrap();
+                tx.connection().execute(statement, &[]).await.unwrap();
                 tx.commit().await
             }));
         }
