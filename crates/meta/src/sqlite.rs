@@ -2,14 +2,16 @@
 //! are [`SqlMetaStore`]'s, shared with PostgreSQL; this module opens the
 //! file and holds the migrations.
 //!
-//! SQLite allows one writer at a time. Writes therefore go through a pool of
-//! exactly one connection, where they queue in-process instead of retrying on
+//! SQLite allows one writer at a time. Writes therefore go through exactly
+//! one connection, where they queue in-process instead of retrying on
 //! `SQLITE_BUSY`, and every write transaction starts with `BEGIN IMMEDIATE`,
 //! which takes the write lock up front so that a transaction that reads before
 //! it writes cannot fail halfway when another process holds the lock (the busy
 //! timeout covers that wait instead). Reads go through a separate small set of
 //! read-only connections, which WAL lets run alongside the writer, lent one
-//! statement at a time without sqlx's pool (`sql::sqlite_readers` says why).
+//! statement at a time (`sql::sqlite_readers`). Statements run on the calling
+//! thread (`sql::sqlite_conn` says why); the migrations run through sqlx's
+//! migrator on a connection of their own, closed once they are applied.
 //!
 //! The schema lives in `migrations/sqlite/`, is embedded into the binary and is
 //! applied on open; see [`MIGRATIONS`].

@@ -289,17 +289,6 @@ pub(crate) enum On<'c> {
     Tx(&'c mut Tx),
 }
 
-impl On<'_> {
-    fn is_sqlite(&self) -> bool {
-        match self {
-            On::SqliteWriter(_) | On::SqliteReaders(_) => true,
-            #[cfg(feature = "postgres")]
-            On::PgPool(_) => false,
-            On::Tx(tx) => tx.dialect() == Dialect::Sqlite,
-        }
-    }
-}
-
 impl<'c> From<&'c mut Tx> for On<'c> {
     fn from(tx: &'c mut Tx) -> On<'c> {
         On::Tx(tx)
@@ -449,49 +438,6 @@ impl<'q> Query<'q> {
         Ok(done)
     }
 
-    /// Runs the statement and returns every row, like [`Query::fetch_all`],
-    /// for a page of many rows whose columns are integers, text or NULL.
-    ///
-    /// On SQLite the rows are packed inside the database into one JSON
-    /// value (`json_group_array` of `json_array`s of `columns`, in `order`)
-    /// and handed over as one row: the driver hands rows one at a time
-    /// across its worker thread's boundary, waking the reader for each,
-    /// which cost a page of 50 more than its query (docs/performance.md,
-    /// "Pages in one row"). `columns` names the statement's result columns
-    /// and `order` sorts them again by those names (the aggregate keeps no
-    /// order of its own); PostgreSQL sends rows in batches and gets the
-    /// statement as it is.
-    pub(crate) async fn fetch_page<'c>(
-        self,
-        on: impl Into<On<'c>>,
-        columns: &'static [&'static str],
-        order: &str,
-    ) -> Result<Vec<Row>, sqlx::Error> {
-        let on = on.into();
-        if !on.is_sqlite() {
-            return self.fetch_all(on).await;
-        }
-        let packed_sql = format!(
-            "SELECT json_group_array(json_array({}) ORDER BY {order}) FROM ({})",
-            columns.join(", "),
-            self.sql
-        );
-        let packed = Query {
-            sql: &packed_sql,
-            args: self.args,
-        };
-        let Some(row) = packed.fetch_optional(on).await? else {
-            return Ok(Vec::new());
-        };
-        let text: String = row.first().map_err(|e| sqlx::Error::Decode(e.into()))?;
-        let values: Vec<Vec<serde_json::Value>> =
-            serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(e.into()))?;
-        Ok(values
-            .into_iter()
-            .map(|values| Row::Packed(columns, values))
-            .collect())
-    }
-
     /// Runs the statement and returns every row.
     pub(crate) async fn fetch_all<'c>(
         self,
@@ -604,16 +550,13 @@ pub(crate) enum Row {
     Sqlite(SqliteRow),
     #[cfg(feature = "postgres")]
     Postgres(PgRow),
-    /// A row of a page SQLite packed into JSON ([`Query::fetch_page`]): its
-    /// column names and values.
-    Packed(&'static [&'static str], Vec<serde_json::Value>),
 }
 
 /// A Rust type both drivers decode from a column (with the `postgres`
 /// feature off, SQLite alone).
-pub(crate) trait Column: FromSqlite + PostgresColumn + serde::de::DeserializeOwned {}
+pub(crate) trait Column: FromSqlite + PostgresColumn {}
 
-impl<T> Column for T where T: FromSqlite + PostgresColumn + serde::de::DeserializeOwned {}
+impl<T> Column for T where T: FromSqlite + PostgresColumn {}
 
 #[cfg(feature = "postgres")]
 pub(crate) trait PostgresColumn:
@@ -641,10 +584,6 @@ impl Row {
                 .and_then(T::from_sqlite),
             #[cfg(feature = "postgres")]
             Row::Postgres(row) => row.try_get(name).map_err(|error| error.to_string()),
-            Row::Packed(columns, values) => {
-                let index = columns.iter().position(|column| *column == name);
-                packed(index.and_then(|index| values.get(index)))
-            }
         };
         value.map_err(|error| MetaError::Corrupt(format!("column {name}: {error}")))
     }
@@ -658,16 +597,9 @@ impl Row {
                 .and_then(T::from_sqlite),
             #[cfg(feature = "postgres")]
             Row::Postgres(row) => row.try_get(0).map_err(|error| error.to_string()),
-            Row::Packed(_, values) => packed(values.first()),
         };
         value.map_err(|error| MetaError::Corrupt(format!("first column: {error}")))
     }
-}
-
-/// Decodes a packed row's value (see [`Query::fetch_page`]).
-fn packed<T: Column>(value: Option<&serde_json::Value>) -> Result<T, String> {
-    let value = value.ok_or("no such column")?;
-    T::deserialize(value).map_err(|error| error.to_string())
 }
 
 /// Maps a sqlx error to `MetaError`, saying what was being done: a

@@ -17,23 +17,6 @@ macro_rules! image_columns {
     };
 }
 
-/// The names of [`image_columns`]' columns and the
-/// [`SqlMetaStore::tag_names_column`], for a packed page
-/// ([`crate::sql::db::Query::fetch_page`]).
-const TAGGED_IMAGE_COLUMNS: &[&str] = &[
-    "digest",
-    "media_type",
-    "artifact_type",
-    "subject",
-    "size",
-    "total_size",
-    "created_at",
-    "facts",
-    "pull_count",
-    "last_pulled_at",
-    "tag_names",
-];
-
 fn summary_from_row(row: &Row) -> Result<ImageSummary, MetaError> {
     let subject: Option<String> = row.get("subject")?;
     let total: Option<i64> = row.get("total_size")?;
@@ -144,11 +127,7 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
         }
         let rows = statement
             .bind(limit_to_i64(limit))
-            .fetch_page(
-                self.db.reader(),
-                TAGGED_IMAGE_COLUMNS,
-                "created_at DESC, digest DESC",
-            )
+            .fetch_all(self.db.reader())
             .await
             .map_err(database("listing images"))?;
         // An empty page may be a repository that does not exist.
@@ -319,12 +298,12 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
         if request.contains.is_some() {
             conditions.push(format!("r.name LIKE ${} ESCAPE '!'", param()));
         }
-        // (the sort key's column, its name in the result)
-        let (key, key_name) = match request.sort {
-            RepositorySort::Name => (None, None),
-            RepositorySort::LastPush => (Some("r.last_push_at"), Some("last_push")),
-            RepositorySort::Size => (Some("r.size_bytes"), Some("size")),
-            RepositorySort::Pulls => (Some("r.pull_count"), Some("pulls")),
+        // The sort key's column.
+        let key = match request.sort {
+            RepositorySort::Name => None,
+            RepositorySort::LastPush => Some("r.last_push_at"),
+            RepositorySort::Size => Some("r.size_bytes"),
+            RepositorySort::Pulls => Some("r.pull_count"),
         };
         let order = match key {
             None => "r.name".to_string(),
@@ -368,25 +347,9 @@ impl<B: 'static> ImageStore for SqlMetaStore<B> {
             }
             statement = statement.bind(cursor.name.as_str());
         }
-        let packed_order = match key_name {
-            None => "name".to_string(),
-            Some(key) => format!("{key} DESC, name DESC"),
-        };
         let rows = statement
             .bind(limit_to_i64(request.limit))
-            .fetch_page(
-                self.db.reader(),
-                &[
-                    "name",
-                    "pulls",
-                    "last_pull",
-                    "size",
-                    "last_push",
-                    "tags",
-                    "images",
-                ],
-                &packed_order,
-            )
+            .fetch_all(self.db.reader())
             .await
             .map_err(database("listing repositories"))?;
         rows.iter()

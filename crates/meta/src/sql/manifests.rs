@@ -654,11 +654,12 @@ impl<B: 'static> ManifestStore for SqlMetaStore<B> {
         // One statement, so existence and the page come from one snapshot;
         // tags are never empty, so "" stands for "from the first tag" and
         // every page is an index range seek (see `list_repositories`). The
-        // two databases differ in how the page is best handed over.
+        // page is a limited subquery per repository, which the two
+        // databases spell differently.
         let sql = match self.db.dialect() {
-            // One row: the page is aggregated into a JSON array inside
-            // SQLite, because handing thousands of rows one by one across
-            // the driver's thread boundary cost more than the query itself.
+            // One row: SQLite has no lateral join, so the page is
+            // aggregated into a JSON array by a scalar subquery, and an
+            // absent repository gives no row.
             Dialect::Sqlite => {
                 "SELECT (SELECT json_group_array(name ORDER BY name) FROM ( \
                      SELECT name FROM tags \

@@ -1,26 +1,20 @@
-//! SQLite's read-only connections, handed out without sqlx's pool.
+//! SQLite's read-only connections, lent one statement at a time.
 //!
-//! sqlx's pool sends a `ping` to a connection before lending it
-//! (`test_before_acquire`) and again, from a task it spawns, when it comes
-//! back. A SQLite connection is a worker thread of this process, so each
-//! ping is a round trip between threads that finds out nothing: a statement
-//! on the pool cost three hand-offs to the worker instead of one. Measured on
-//! the management API's listings (docs/performance.md, "Read connections
-//! without pings") that was a third of the server's CPU per request, and the
-//! connection stayed lent out for the spawned task's round trip, so requests
-//! queued for it longer than the statement took.
+//! A connection is lent for one statement and taken back at once; its
+//! statement runs on the borrower's thread (`sqlite_conn.rs`), so a lending
+//! costs no hand-off. A connection is opened when none is idle and fewer
+//! than the maximum exist; waiting is first come, first served (tokio's
+//! semaphore is fair), bounded by the acquire timeout, and answered with
+//! [`sqlx::Error::PoolTimedOut`] as sqlx's pool would. A connection whose
+//! statement failed is closed rather than lent again, so the next borrower
+//! starts from a fresh one. These connections are read-only and never hold
+//! a transaction, and a statement runs to its end (or its limit) before
+//! the connection goes back, so no state survives a statement.
 //!
-//! This set lends a connection for one statement and takes it back at once.
-//! A connection is opened when none is idle and fewer than the maximum
-//! exist; waiting is first come, first served (tokio's semaphore is fair),
-//! bounded by the acquire timeout, and answered with
-//! [`sqlx::Error::PoolTimedOut`] as the pool would. A connection whose
-//! statement failed is closed rather than lent again, which is what the
-//! pool's ping on return was for: an abandoned statement (a request whose
-//! client went away) needs nothing, because the worker runs commands in
-//! order and resets a statement whose rows nobody reads. These connections
-//! are read-only and never hold a transaction, so no state survives a
-//! statement.
+//! sqlx's pool, used before, sent a `ping` to a connection before lending
+//! it and again, from a task it spawned, when it came back: a third of the
+//! server's CPU on the management API's listings (docs/performance.md,
+//! "Read connections without pings").
 
 use std::sync::Mutex;
 use std::time::Duration;

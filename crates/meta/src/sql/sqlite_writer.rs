@@ -1,13 +1,11 @@
-//! SQLite's one writing connection, lent without sqlx's pool, and the
-//! group commit of the transactions that queue for it.
+//! SQLite's one writing connection and the group commit of the
+//! transactions that queue for it.
 //!
 //! SQLite takes one writer at a time, so this process writes through one
 //! connection and writers queue for it here, first come first served
-//! (tokio's mutex is fair), for at most the acquire timeout. sqlx's pool
-//! would ping the connection before lending it and again, from a task it
-//! spawns, when it comes back: two round trips to the connection's worker
-//! thread per write that find out nothing, during which no other write can
-//! start ([`super::sqlite_readers`] measures the same for reads).
+//! (tokio's mutex is fair), for at most the acquire timeout. Statements run
+//! on the borrower's thread (`sqlite_conn.rs`); a lending costs no
+//! hand-off, and no check of the connection that would find out nothing.
 //!
 //! A transaction is `BEGIN IMMEDIATE` … `COMMIT` on the lent connection
 //! ([`WriteTx`]). One dropped before it commits (an error, or a request
