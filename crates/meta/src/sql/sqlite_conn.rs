@@ -46,6 +46,10 @@ const STATEMENT_CACHE: usize = 128;
 const FIRST_BUSY_PAUSE: Duration = Duration::from_millis(1);
 const MAX_BUSY_PAUSE: Duration = Duration::from_millis(50);
 
+/// A statement that runs longer than this holds its runtime thread long
+/// enough to delay other requests, and is logged as a warning.
+const SLOW_STATEMENT: Duration = Duration::from_millis(100);
+
 /// How to open a connection, again after a failure too.
 #[derive(Clone, Debug)]
 pub(crate) struct SqliteOptions {
@@ -167,7 +171,7 @@ impl SqliteConn {
         sql: &str,
         args: &[Arg<'_>],
     ) -> Result<u64, sqlx::Error> {
-        self.run(|connection| {
+        self.run(sql, |connection| {
             step(connection, sql, args, None)?;
             Ok(connection.changes())
         })
@@ -181,20 +185,41 @@ impl SqliteConn {
         args: &[Arg<'_>],
         limit: Option<usize>,
     ) -> Result<Vec<SqliteRow>, sqlx::Error> {
-        self.run(|connection| step(connection, sql, args, Some(limit.unwrap_or(usize::MAX))))
-            .await
+        self.run(sql, |connection| {
+            step(connection, sql, args, Some(limit.unwrap_or(usize::MAX)))
+        })
+        .await
     }
 
     /// Runs `work` on the connection, again after a pause while another
     /// process holds the lock it needs, until the busy timeout has passed.
+    /// Each run is logged at debug level (the statement's text, never its
+    /// parameters), and one that held the thread long as a warning.
     async fn run<T>(
         &mut self,
+        sql: &str,
         work: impl Fn(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, sqlx::Error> {
         let started = Instant::now();
         let mut pause = FIRST_BUSY_PAUSE;
         loop {
-            match work(&self.connection) {
+            let began = Instant::now();
+            let done = work(&self.connection);
+            let took = began.elapsed();
+            if took >= SLOW_STATEMENT {
+                tracing::warn!(
+                    statement = summary(sql),
+                    elapsed_ms = took.as_millis() as u64,
+                    "a SQLite statement held its thread long"
+                );
+            } else {
+                tracing::debug!(
+                    statement = summary(sql),
+                    elapsed_us = took.as_micros() as u64,
+                    "SQLite statement"
+                );
+            }
+            match done {
                 Err(error) if is_busy(&error) && started.elapsed() < self.busy_timeout => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(MAX_BUSY_PAUSE);
@@ -212,6 +237,23 @@ impl SqliteConn {
     ) -> Result<T, sqlx::Error> {
         work(&self.connection).map_err(to_sqlx)
     }
+}
+
+/// The start of a statement's text, for the log: its first words, on one
+/// line.
+fn summary(sql: &str) -> String {
+    let mut words = String::new();
+    for word in sql.split_whitespace() {
+        if words.len() + word.len() > 80 {
+            words.push_str(" …");
+            break;
+        }
+        if !words.is_empty() {
+            words.push(' ');
+        }
+        words.push_str(word);
+    }
+    words
 }
 
 /// Prepares (or takes from the cache) and binds the statement, steps
@@ -515,6 +557,14 @@ mod tests {
             .await
             .unwrap();
         connection
+    }
+
+    #[test]
+    fn a_statement_is_logged_by_its_first_words_on_one_line() {
+        assert_eq!(summary("SELECT a,\n   b FROM t"), "SELECT a, b FROM t");
+        let long = format!("SELECT {} FROM t", "column, ".repeat(20));
+        let logged = summary(&long);
+        assert!(logged.ends_with(" …") && logged.len() <= 90, "{logged}");
     }
 
     #[tokio::test]
