@@ -8,12 +8,13 @@
 //! driver converts every argument and row value on the way, which the push
 //! path would pay for. Here a query collects its parameters as [`Arg`]s and
 //! binds them, unconverted, when it learns where it runs; a [`Row`] is the
-//! driver's own row, decoded by column with the one type that both drivers
-//! decode.
+//! driver's own row (on SQLite, its values copied out by
+//! `sqlite_conn.rs`), decoded by column with one type ([`Column`]).
 //!
-//! Query text is shared: sqlx's SQLite driver numbers `$1`-style parameters
-//! as PostgreSQL does, so one statement serves both unless a dialect
-//! spelling differs ([`Dialect`]).
+//! Query text is shared: `$n` names the n-th parameter on both databases
+//! (`sqlite_conn.rs` binds it so), so one statement serves both unless a
+//! dialect spelling differs ([`Dialect`]). Errors are `sqlx::Error` on
+//! both; `sqlite_conn.rs` hands SQLite's on as database errors.
 
 use std::borrow::Cow;
 

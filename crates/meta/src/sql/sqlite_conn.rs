@@ -15,10 +15,13 @@
 //! connection's busy timeout has passed. A statement that failed with
 //! `SQLITE_BUSY` changed nothing, so trying it again is safe. Commits do
 //! not wait for the disk: in WAL mode with `synchronous = NORMAL` a commit
-//! appends to the log without an fsync (`sqlite.rs`); the checkpoints that
-//! do sync are the writer's, once per thousand pages. Statements read pages
-//! from the operating system's cache, as the blob handlers' file metadata
-//! calls do.
+//! appends to the log without an fsync (`sqlite.rs`). The exception is the
+//! commit that takes the log past SQLite's automatic checkpoint (1,000
+//! pages): it copies the log into the database and syncs both, on its
+//! thread. That is one commit in hundreds of images, and `push_small`'s
+//! slowest image still finishes in half the time it took with sqlx's
+//! worker threads (docs/performance.md). Statements read pages from the
+//! operating system's cache, as the blob handlers' file metadata calls do.
 //!
 //! Errors are handed on as `sqlx::Error`, the type the rest of the SQL
 //! layer and the PostgreSQL driver share: SQLite's own failures as
@@ -113,9 +116,14 @@ impl SqliteOptions {
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         connection.execute_batch("PRAGMA foreign_keys = ON")?;
         if self.writer {
-            // See `sqlite.rs` for both: NORMAL syncs the log at checkpoints
-            // only, and the group commit's savepoints keep their pages in
-            // memory instead of a temporary file.
+            // In WAL mode NORMAL syncs the log at checkpoints rather than at
+            // every commit (`sqlite.rs` says why that is enough). The group
+            // commit's savepoints (`sqlite_writer.rs`) keep the pages each
+            // member changes first in a sub-journal, a temporary file by
+            // default, written page by page; a member changes a few pages,
+            // which in memory cost no system call. The migrations, whose
+            // index builds may sort more than memory should hold, run on a
+            // connection of their own without it.
             connection.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY")?;
         }
         Ok(connection)

@@ -43,9 +43,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::sqlite_conn::{SqliteConn, SqliteOptions};
-
 use tokio::sync::{watch, Mutex, OwnedMutexGuard};
+
+use super::sqlite_conn::{SqliteConn, SqliteOptions};
 
 /// The most transactions one batch holds: enough to share the hot pages
 /// among all the writers a busy node has queued, few enough that the first
