@@ -32,6 +32,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `n` distinct loopback ports nobody listens on right now, for a server
+/// with several listeners. All are held at once while they are chosen:
+/// picked one by one, the kernel may hand the same port out twice (one
+/// SeaweedFS start got its master and volume server on one port).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("binding a loopback port"))
+        .collect();
+    held.iter()
+        .map(|listener| listener.local_addr().expect("a bound address").port())
+        .collect()
+}
+
 /// Runs a command, panicking with its output if it fails; returns stdout.
 pub fn run(command: &mut Command) -> String {
     String::from_utf8_lossy(&run_bytes(command)).into_owned()
@@ -52,4 +65,20 @@ pub fn run_bytes(command: &mut Command) -> Vec<u8> {
         );
     }
     output.stdout
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_chosen_together_are_distinct() {
+        // Many rounds, since a repeat picked one at a time is rare.
+        for _ in 0..200 {
+            let mut ports = free_ports(8);
+            ports.sort_unstable();
+            ports.dedup();
+            assert_eq!(ports.len(), 8);
+        }
+    }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use object_store::aws::{AwsAuthorizer, AwsCredential};
 use object_store::client::HttpRequestBody;
 
-use crate::process::free_port;
+use crate::process::free_ports;
 use crate::skip::{in_ci, record_skip};
 
 /// The static credentials the server is configured with.
@@ -126,8 +126,11 @@ fn start_weed(binary: &Path) -> Result<Weed, String> {
     )
     .map_err(|error| error.to_string())?;
 
-    let s3_port = free_port();
-    let port = |name: &str| format!("-{name}={}", free_port());
+    // Chosen together, so that no two listeners get the same port.
+    let ports = free_ports(8);
+    let s3_port = ports[0];
+    let mut others = ports[1..].iter();
+    let mut port = |name: &str| format!("-{name}={}", others.next().expect("a port each"));
     let args = vec![
         "server".to_string(),
         format!("-dir={}", data.display()),
