@@ -418,6 +418,42 @@ impl Growing for FlightFile {
     }
 }
 
+/// Takes `flight` out of `proxy`'s table, unless a newer fetch of the
+/// digest took its place.
+fn unlist(proxy: &Proxy, digest: &Digest, flight: &Arc<Flight>) {
+    let mut flights = proxy.flights.lock().expect("flights");
+    if flights
+        .get(digest)
+        .is_some_and(|listed| Arc::ptr_eq(listed, flight))
+    {
+        flights.remove(digest);
+    }
+}
+
+/// Held by a fetch's stream into storage: dropped before the stream
+/// ended, it takes the fetch out of its proxy's table.
+struct Listed {
+    proxy: Arc<Proxy>,
+    digest: Digest,
+    flight: Arc<Flight>,
+    ended: bool,
+}
+
+impl Listed {
+    /// The stream ended: the fetch stays listed until its outcome.
+    fn end(&mut self) {
+        self.ended = true;
+    }
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        if !self.ended {
+            unlist(&self.proxy, &self.digest, &self.flight);
+        }
+    }
+}
+
 /// The actor cached content is stored as.
 fn proxy_actor() -> Actor {
     Actor::system("proxy")
@@ -1002,7 +1038,7 @@ impl Registry {
             }
             // Out of the table before the outcome is published, so a
             // reader told of a failure and asking again starts a new fetch.
-            proxy.flights.lock().expect("flights").remove(&digest);
+            unlist(&proxy, &digest, &running);
             running.update(|state| {
                 state.started = true;
                 state.outcome = Some(outcome);
@@ -1013,7 +1049,7 @@ impl Registry {
 
     async fn run_flight(
         &self,
-        proxy: &Proxy,
+        proxy: &Arc<Proxy>,
         repository: &RepoName,
         digest: &Digest,
         flight: &Arc<Flight>,
@@ -1054,7 +1090,7 @@ impl Registry {
         let mut received: u64 = 0;
         // Every piece goes to storage and, for a shared fetch, to the
         // readers; more bytes than announced is a broken transfer.
-        let tee: ByteStream = Box::pin(blob.stream.map(move |piece| {
+        let mut pieces = blob.stream.map(move |piece| {
             let piece = piece?;
             received += piece.len() as u64;
             if announced.is_some_and(|len| received > len) {
@@ -1076,6 +1112,26 @@ impl Registry {
                 });
             }
             Ok(piece)
+        });
+        // A write that fails cuts the upload's file back, and readers of
+        // the file fail at that moment, while the upload is still being
+        // cancelled. The fetch leaves the table first, when the store
+        // drops its stream unfinished (after a broken piece, or its own
+        // failure), so that a reader asking again starts a new fetch
+        // rather than joining this one. (A write failing after the last
+        // piece, at the final sync, still leaves that window.)
+        let mut listed = Listed {
+            proxy: proxy.clone(),
+            digest: digest.clone(),
+            flight: flight.clone(),
+            ended: false,
+        };
+        let tee: ByteStream = Box::pin(futures::stream::poll_fn(move |cx| {
+            let next = pieces.poll_next_unpin(cx);
+            if let std::task::Poll::Ready(None) = next {
+                listed.end();
+            }
+            next
         }));
         match self
             .finish_monolithic(&actor, repository, &upload.id, digest, tee)

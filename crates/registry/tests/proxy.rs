@@ -31,6 +31,9 @@ struct FakeUpstream {
     failure: Mutex<Option<UpstreamError>>,
     /// Blobs are served with a byte flipped while set.
     corrupt: Mutex<bool>,
+    /// While set, a blob's answer is its first half, then, once this is
+    /// notified, a broken connection.
+    cut: Mutex<Option<Arc<tokio::sync::Notify>>>,
 }
 
 impl FakeUpstream {
@@ -115,6 +118,23 @@ impl Upstream for FakeUpstream {
             .read_blob(repository, digest, None)
             .await
             .map_err(not_found)?;
+        let cut = self.cut.lock().unwrap().clone();
+        if let Some(release) = cut {
+            let bytes = read_all(body.stream)
+                .await
+                .map_err(|error| UpstreamError::Failed(error.to_string()))?;
+            let half = Bytes::copy_from_slice(&bytes[..bytes.len() / 2]);
+            let stream: ByteStream = Box::pin(futures::stream::once(async { Ok(half) }).chain(
+                futures::stream::once(async move {
+                    release.notified().await;
+                    Err(std::io::Error::other("the connection was cut"))
+                }),
+            ));
+            return Ok(UpstreamBlob {
+                len: Some(body.len),
+                stream,
+            });
+        }
         let corrupt = *self.corrupt.lock().unwrap();
         let stream: ByteStream = Box::pin(body.stream.map(move |piece| {
             let piece = piece?;
@@ -144,13 +164,12 @@ struct Setup {
 /// registry's root), `always` (tags checked
 /// on every pull) and `small` (at most one byte).
 async fn setup() -> Setup {
-    setup_on(true).await
+    setup_on(None).await
 }
 
-/// [`setup`], with a cache whose store keeps upload files (the filesystem)
-/// or, with `upload_files` false, one that keeps none (as S3), whose
-/// fetches share their pieces from memory.
-async fn setup_on(upload_files: bool) -> Setup {
+/// [`setup`], with a cache whose filesystem store is wrapped by `wrap`
+/// (see [`Wrapped`]).
+async fn setup_on(wrap: Option<fn(Arc<FsBlobStore>) -> Wrapped>) -> Setup {
     let upstream = Harness::new().await;
     let image = upstream
         .push_image(
@@ -163,9 +182,9 @@ async fn setup_on(upload_files: bool) -> Setup {
     let fake = Arc::new(FakeUpstream::default());
     *fake.registry.lock().unwrap() = Some(upstream.registry.clone());
     let mut cache = Harness::new().await;
-    if !upload_files {
+    if let Some(wrap) = wrap {
         cache.registry = Registry::with_clock(
-            Arc::new(WithoutUploadFiles(cache.blobs.clone())),
+            Arc::new(wrap(cache.blobs.clone())),
             cache.meta.clone(),
             support::config(),
             Clock::Fixed(cache.clock.clone()),
@@ -419,12 +438,12 @@ async fn a_blob_head_asks_upstreams_head_and_fetches_nothing() {
 
 #[tokio::test]
 async fn a_corrupt_blob_is_never_cached_and_concurrent_readers_share_one_fetch() {
-    corrupt_and_concurrent_fetches(setup_on(true).await, true).await;
+    corrupt_and_concurrent_fetches(setup_on(None).await, true).await;
 }
 
 #[tokio::test]
 async fn without_upload_files_a_fetch_is_shared_from_memory_as_safely() {
-    corrupt_and_concurrent_fetches(setup_on(false).await, false).await;
+    corrupt_and_concurrent_fetches(setup_on(Some(Wrapped::WithoutUploadFiles)).await, false).await;
 }
 
 async fn corrupt_and_concurrent_fetches(s: Setup, upload_files: bool) {
@@ -670,6 +689,70 @@ async fn readers_of_a_cold_blob_read_its_upload_file_and_never_complete_a_corrup
     wait_until_blob_stored(registry, &name, &digest).await;
 }
 
+#[tokio::test]
+async fn a_reader_of_a_cut_fetch_who_asks_again_gets_a_new_fetch() {
+    // The store takes its time to abort the broken upload (as a busy
+    // database might), which holds open the moment when the upload's file
+    // is cut back but the fetch is not over.
+    let s = setup_on(Some(Wrapped::SlowAbort)).await;
+    let registry = &s.cache.registry;
+    let layer: Vec<u8> = (0..3 * 1024 * 1024 + 7).map(|i| (i % 241) as u8).collect();
+    let image = s
+        .upstream
+        .push_image(&repo("team/big"), &tag("v1"), "big", &[&layer])
+        .await;
+    let name = repo("cache/team/big");
+    let digest = image.blobs[1].clone();
+
+    let release = Arc::new(tokio::sync::Notify::new());
+    *s.fake.cut.lock().unwrap() = Some(release.clone());
+    let (_, body) = registry
+        .pull_blob_through(&name, &digest, false)
+        .await
+        .unwrap()
+        .unwrap();
+    let file = body
+        .unwrap()
+        .file
+        .expect("a file region on a filesystem store")
+        .file;
+    let file_len = || file.metadata().unwrap().len();
+    wait_for("half the blob in the upload's file", || {
+        file_len() == layer.len() as u64 / 2
+    })
+    .await;
+    *s.fake.cut.lock().unwrap() = None;
+    release.notify_one();
+    // A reader of the file fails now: what it was told it may read is
+    // gone.
+    wait_for("the failed write cut back", || file_len() == 0).await;
+
+    let before = s.fake.blob_gets.load(Ordering::SeqCst);
+    let (len, body) = registry
+        .pull_blob_through(&name, &digest, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(len, layer.len() as u64);
+    assert!(
+        read_all(body.unwrap().stream).await.unwrap() == layer,
+        "the second pull got other bytes"
+    );
+    assert_eq!(s.fake.blob_gets.load(Ordering::SeqCst) - before, 1);
+    wait_until_blob_stored(registry, &name, &digest).await;
+}
+
+/// Waits (bounded) until `done` holds.
+async fn wait_for(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never happened: {what}");
+}
+
 /// Waits (bounded) until `digest` is stored in `repository`.
 async fn wait_until_blob_stored(registry: &Registry, repository: &RepoName, digest: &Digest) {
     for _ in 0..500 {
@@ -681,14 +764,32 @@ async fn wait_until_blob_stored(registry: &Registry, repository: &RepoName, dige
     panic!("{digest} was never stored in {repository}");
 }
 
-/// The filesystem store, keeping its upload files to itself: a fetch's
-/// readers then share it from memory, as on S3.
-struct WithoutUploadFiles(Arc<FsBlobStore>);
+/// The filesystem store, keeping its upload files to itself (a fetch's
+/// readers then share it from memory, as on S3) or, with `SlowAbort`,
+/// sharing them and taking its time to abort an upload.
+enum Wrapped {
+    WithoutUploadFiles(Arc<FsBlobStore>),
+    SlowAbort(Arc<FsBlobStore>),
+}
+
+impl std::ops::Deref for Wrapped {
+    type Target = FsBlobStore;
+
+    fn deref(&self) -> &FsBlobStore {
+        match self {
+            Wrapped::WithoutUploadFiles(store) | Wrapped::SlowAbort(store) => store,
+        }
+    }
+}
+
+/// How long `Wrapped::SlowAbort` takes to abort an upload: long past
+/// what a reader needs to notice a cut file and ask again.
+const SLOW_ABORT: Duration = Duration::from_millis(300);
 
 #[async_trait::async_trait]
-impl BlobStore for WithoutUploadFiles {
+impl BlobStore for Wrapped {
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {
-        self.0.blob_size(digest).await
+        (**self).blob_size(digest).await
     }
 
     async fn read_blob(
@@ -696,11 +797,11 @@ impl BlobStore for WithoutUploadFiles {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<BlobBody, StorageError> {
-        self.0.read_blob(digest, range).await
+        (**self).read_blob(digest, range).await
     }
 
     async fn delete_blob(&self, digest: &Digest) -> Result<(), StorageError> {
-        self.0.delete_blob(digest).await
+        (**self).delete_blob(digest).await
     }
 
     async fn list_blobs(
@@ -708,7 +809,7 @@ impl BlobStore for WithoutUploadFiles {
         after: Option<&Digest>,
         limit: usize,
     ) -> Result<Vec<StoredBlob>, StorageError> {
-        self.0.list_blobs(after, limit).await
+        (**self).list_blobs(after, limit).await
     }
 
     async fn list_uploads(
@@ -716,11 +817,11 @@ impl BlobStore for WithoutUploadFiles {
         after: Option<&UploadId>,
         limit: usize,
     ) -> Result<Vec<StoredUpload>, StorageError> {
-        self.0.list_uploads(after, limit).await
+        (**self).list_uploads(after, limit).await
     }
 
     async fn begin_upload(&self, id: &UploadId) -> Result<UploadProgress, StorageError> {
-        self.0.begin_upload(id).await
+        (**self).begin_upload(id).await
     }
 
     async fn write_chunk(
@@ -729,7 +830,7 @@ impl BlobStore for WithoutUploadFiles {
         progress: &UploadProgress,
         data: ByteStream,
     ) -> Result<UploadProgress, StorageError> {
-        self.0.write_chunk(id, progress, data).await
+        (**self).write_chunk(id, progress, data).await
     }
 
     async fn finish_upload(
@@ -738,7 +839,7 @@ impl BlobStore for WithoutUploadFiles {
         progress: &UploadProgress,
         expected: &Digest,
     ) -> Result<u64, StorageError> {
-        self.0.finish_upload(id, progress, expected).await
+        (**self).finish_upload(id, progress, expected).await
     }
 
     async fn abort_upload(
@@ -746,10 +847,20 @@ impl BlobStore for WithoutUploadFiles {
         id: &UploadId,
         progress: Option<&UploadProgress>,
     ) -> Result<(), StorageError> {
-        self.0.abort_upload(id, progress).await
+        if let Wrapped::SlowAbort(_) = self {
+            tokio::time::sleep(SLOW_ABORT).await;
+        }
+        (**self).abort_upload(id, progress).await
+    }
+
+    async fn open_upload_file(&self, id: &UploadId) -> Result<Option<std::fs::File>, StorageError> {
+        match self {
+            Wrapped::WithoutUploadFiles(_) => Ok(None),
+            Wrapped::SlowAbort(store) => store.open_upload_file(id).await,
+        }
     }
 
     async fn check_ready(&self) -> Result<(), StorageError> {
-        self.0.check_ready().await
+        (**self).check_ready().await
     }
 }
