@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_meta::{Event, EventCursor, MetaError};
+use berth_meta::{Event, EventCursor, MetaError, Timestamp};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -86,9 +86,18 @@ pub struct ConsumerRunner {
     name: String,
     consumer: Arc<dyn EventConsumer>,
     options: ConsumerOptions,
+    /// Where this node read up to, and until when it holds the lease.
+    state: Mutex<RunnerState>,
+}
+
+#[derive(Default)]
+struct RunnerState {
     /// Where this node read up to, with the gap it may be waiting at (which
     /// only lives in memory; the durable position is the store's).
-    cursor: Mutex<Option<EventCursor>>,
+    cursor: Option<EventCursor>,
+    /// The expiry of the lease this node last took, by the registry's
+    /// clock; `None` when it may hold none.
+    lease_until: Option<Timestamp>,
 }
 
 impl ConsumerRunner {
@@ -103,7 +112,7 @@ impl ConsumerRunner {
             name: name.into(),
             consumer,
             options,
-            cursor: Mutex::new(None),
+            state: Mutex::default(),
         }
     }
 
@@ -119,31 +128,61 @@ impl ConsumerRunner {
         self.options.lease.as_secs().max(1) as i64
     }
 
+    /// Takes the consumer's lease, or renews it once less than half of it
+    /// is left (a write per pass was most of the database writes a push
+    /// caused), and returns the consumer's position: `None` while another
+    /// node holds the lease. While this node's lease runs, nobody else
+    /// moves the position, so the remembered cursor's is the store's.
+    async fn hold_lease(
+        &self,
+        state: &mut RunnerState,
+        cursor: Option<&EventCursor>,
+    ) -> Result<Option<i64>, RegistryError> {
+        let now = self.registry.now();
+        let lease = self.lease_secs();
+        if let (Some(until), Some(cursor)) = (state.lease_until, cursor) {
+            if until.saturating_sub(now) > lease / 2 {
+                return Ok(Some(cursor.position));
+            }
+        }
+        let taken = self
+            .registry
+            .meta()
+            .acquire_consumer(
+                &self.name,
+                self.holder(),
+                self.options.start_after,
+                now,
+                lease,
+            )
+            .await;
+        // Unknown after a failure: taken again next time.
+        state.lease_until = match &taken {
+            Ok(Some(_)) => Some(now.saturating_add(lease)),
+            _ => None,
+        };
+        Ok(taken?)
+    }
+
     /// Takes (or renews) the consumer's lease and hands every event after
     /// its position to the consumer, batch by batch (at most a bounded number
     /// of batches), moving the position after each. A consumer error ends
     /// the pass with the position after the last batch handled.
     pub async fn run_once(&self) -> Result<ConsumerPass, RegistryError> {
         let meta = self.registry.meta();
-        let Some(position) = meta
-            .acquire_consumer(
-                &self.name,
-                self.holder(),
-                self.options.start_after,
-                self.registry.now(),
-                self.lease_secs(),
-            )
-            .await?
-        else {
+        let mut state = self.state.lock().await;
+        // Taken out for the pass: a pass that fails forgets it (and takes
+        // the lease again next time).
+        let remembered = state.cursor.take();
+        let Some(position) = self.hold_lease(&mut state, remembered.as_ref()).await? else {
             return Ok(ConsumerPass {
                 lease_busy: true,
                 ..ConsumerPass::default()
             });
         };
-        let mut remembered = self.cursor.lock().await;
         // The gap this node was waiting at is worth keeping only if nobody
         // moved the consumer meanwhile.
-        let mut cursor = match remembered.take() {
+        let mut cursor = match remembered {
             Some(cursor) if cursor.position == position => cursor,
             _ => EventCursor::after(position),
         };
@@ -152,20 +191,9 @@ impl ConsumerRunner {
             ..ConsumerPass::default()
         };
         for batch in 0..BATCHES_PER_PASS {
-            if batch > 0 {
-                // Renewed between batches, so a long pass keeps its lease.
-                let renewed = meta
-                    .acquire_consumer(
-                        &self.name,
-                        self.holder(),
-                        self.options.start_after,
-                        self.registry.now(),
-                        self.lease_secs(),
-                    )
-                    .await?;
-                if renewed.is_none() {
-                    break;
-                }
+            // Renewed between batches, so a long pass keeps its lease.
+            if batch > 0 && self.hold_lease(&mut state, Some(&cursor)).await?.is_none() {
+                break;
             }
             let page = meta.read_events(&cursor, self.options.batch_size).await?;
             if page.events.is_empty() {
@@ -189,14 +217,17 @@ impl ConsumerRunner {
                 // Another node took over (this one was too slow to renew):
                 // it starts from the last position recorded, so the batch
                 // is handled again there, at least once as promised.
-                Err(MetaError::LeaseLost) => break,
+                Err(MetaError::LeaseLost) => {
+                    state.lease_until = None;
+                    break;
+                }
                 Err(error) => return Err(error.into()),
             }
             pass.handled += page.events.len();
             pass.position = page.next.position;
             cursor = page.next;
         }
-        *remembered = Some(cursor);
+        state.cursor = Some(cursor);
         Ok(pass)
     }
 
@@ -227,6 +258,7 @@ impl ConsumerRunner {
     /// Gives up this node's lease on the consumer (keeping its position),
     /// so another node or run need not wait for it to expire.
     pub async fn release(&self) {
+        self.state.lock().await.lease_until = None;
         if let Err(error) = self
             .registry
             .meta()

@@ -6,6 +6,8 @@ mod support;
 
 use std::sync::{Arc, Mutex};
 
+use berth_meta::EventStore;
+
 use berth_registry::{
     Actor, ActorKind, Clock, ConsumerError, ConsumerOptions, ConsumerRunner, Event, EventConsumer,
     EventKind, Registry,
@@ -168,6 +170,83 @@ async fn one_node_at_a_time_handles_a_consumer_and_another_takes_over() {
             .unwrap()
             .lease_busy
     );
+}
+
+#[tokio::test]
+async fn a_lease_is_renewed_once_half_of_it_is_left_and_taken_again_after_a_failure() {
+    let h = Harness::new().await;
+    let app = repo("team/app");
+    let recorder = Arc::new(Recorder::default());
+    let runner = runner(&h.registry, &recorder, 100);
+    let lease_expires = || async {
+        let consumers = h.meta.list_consumers().await.unwrap();
+        let row = consumers.iter().find(|row| row.name == "recorder").unwrap();
+        row.lease_expires.unwrap()
+    };
+    // (seconds on, whether a push comes first, the lease's expiry after
+    // the pass, counted from the start; the lease runs 30 s)
+    let steps: &[(i64, bool, i64)] = &[
+        (0, true, 30),
+        (5, true, 30),
+        (9, false, 30),
+        (1, true, 45),
+        (29, true, 74),
+        (14, false, 74),
+        (1, true, 89),
+    ];
+    let mut pushes = 0;
+    let mut at = 0;
+    for (on, push, expires) in steps {
+        h.advance(*on);
+        at += on;
+        if *push {
+            pushes += 1;
+            h.push_image(&app, &tag(&format!("v{pushes}")), "app", &[b"layer"])
+                .await;
+        }
+        let before = recorder.positions().len();
+        let pass = runner.run_once().await.unwrap();
+        assert!(!pass.lease_busy, "at {at}");
+        assert_eq!(pass.handled > 0, *push, "at {at}");
+        assert_eq!(recorder.positions().len() - before, pass.handled);
+        assert_eq!(lease_expires().await, START + expires, "at {at}");
+    }
+    // Nothing was handed out twice or missed.
+    let positions = recorder.positions();
+    assert!(positions.windows(2).all(|pair| pair[0] < pair[1]));
+    assert_eq!(
+        recorder
+            .kinds()
+            .iter()
+            .filter(|kind| **kind == EventKind::TagMoved)
+            .count(),
+        pushes
+    );
+
+    // A failed pass forgets what it knew: the next one takes the lease
+    // again, although most of it is left.
+    h.advance(1);
+    h.push_image(&app, &tag("again"), "app", &[b"layer"]).await;
+    *recorder.fail.lock().unwrap() = true;
+    assert!(runner.run_once().await.is_err());
+    *recorder.fail.lock().unwrap() = false;
+    h.advance(1);
+    assert!(runner.run_once().await.unwrap().handled > 0);
+    assert_eq!(lease_expires().await, START + at + 2 + 30);
+
+    // Released, the lease is another node's to take at once.
+    runner.release().await;
+    let other = second_node(&h);
+    let taken = ConsumerRunner::new(
+        other,
+        "recorder",
+        Arc::new(Recorder::default()),
+        ConsumerOptions::default(),
+    )
+    .run_once()
+    .await
+    .unwrap();
+    assert!(!taken.lease_busy);
 }
 
 #[tokio::test]
