@@ -708,14 +708,24 @@ impl FsBlobStore {
                 StorageError::Backend(format!("upload {id} has an unreadable hash state"))
             })?),
         };
-        let store = self.clone();
-        let id_owned = id.clone();
-        let start = progress.size;
-        let file = run_blocking(move || store.open_upload_at(&id_owned, start)).await?;
+        // Opened by the first write, in its task on the blocking pool: a
+        // task of its own was one more hand-off per chunk.
+        let file = UploadFile::Closed {
+            store: self.clone(),
+            id: id.clone(),
+            size: progress.size,
+        };
         let written = self
             .write_chunk_to(file, progress, hasher, data, mode)
             .await;
-        if written.is_err() {
+        // A file that could not be opened (or was shorter than the
+        // progress says) got nothing written.
+        if written.as_ref().is_err_and(|error| {
+            !matches!(
+                error,
+                StorageError::UploadNotFound | StorageError::ProgressConflict
+            )
+        }) {
             // Nothing past the caller's progress is of use, and on a full
             // disk it is what takes the space: give it back now, not at the
             // next write (which may never come).
@@ -734,11 +744,11 @@ impl FsBlobStore {
         written
     }
 
-    /// Streams `data` into the upload's `file`, which is positioned at
-    /// `progress.size`, and returns the new progress.
+    /// Streams `data` into the upload's `file`, positioned at
+    /// `progress.size` once open, and returns the new progress.
     async fn write_chunk_to(
         &self,
-        file: File,
+        file: UploadFile,
         progress: &UploadProgress,
         hasher: Option<Hasher>,
         mut data: ByteStream,
@@ -817,7 +827,7 @@ enum WriterState {
 }
 
 struct WriterParts {
-    file: File,
+    file: UploadFile,
     /// `None` when the upload has no usable hash state (see `write_chunk`).
     hasher: Option<Hasher>,
     /// The emptied batch handed back to the caller for refilling.
@@ -825,6 +835,53 @@ struct WriterParts {
     /// Writeback of the data written so far, so that the `fdatasync` which
     /// ends every chunk finds little left to do.
     writeback: Writeback,
+}
+
+/// An upload's data file, for a chunk's writes.
+enum UploadFile {
+    /// Not opened yet: opened, and cut back to `size` (what a failed
+    /// earlier write left beyond it), by the first write.
+    Closed {
+        store: FsBlobStore,
+        id: UploadId,
+        size: u64,
+    },
+    /// Open, positioned after the bytes written so far.
+    Open(File),
+}
+
+impl UploadFile {
+    /// The file, opened now if it was not. A failure to open it is the
+    /// `StorageError` inside the `io::Error` ([`writer_error`] takes it
+    /// out).
+    fn open(&mut self) -> io::Result<&mut File> {
+        if let UploadFile::Closed { store, id, size } = self {
+            let file = store.open_upload_at(id, *size).map_err(io::Error::other)?;
+            *self = UploadFile::Open(file);
+        }
+        match self {
+            UploadFile::Open(file) => Ok(file),
+            UploadFile::Closed { .. } => unreachable!("opened above"),
+        }
+    }
+}
+
+/// A chunk writer's error: the storage error an [`UploadFile`] failed to
+/// open with, or the I/O error of a write.
+fn writer_error(error: io::Error) -> StorageError {
+    if error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<StorageError>())
+    {
+        if let Some(Ok(storage)) = error
+            .into_inner()
+            .map(|inner| inner.downcast::<StorageError>())
+        {
+            return *storage;
+        }
+        unreachable!("checked to be a storage error");
+    }
+    error.into()
 }
 
 /// Starts the kernel's writeback of an upload's data every
@@ -1076,7 +1133,7 @@ impl Batch {
 }
 
 impl ChunkWriter {
-    fn new(file: File, offset: u64, hasher: Option<Hasher>, mode: Durability) -> Self {
+    fn new(file: UploadFile, offset: u64, hasher: Option<Hasher>, mode: Durability) -> Self {
         let (sync, writeback) = match mode {
             Durability::Now => (true, Writeback::at(offset, true, None)),
             Durability::AtFinish { first, blob } => {
@@ -1105,6 +1162,7 @@ impl ChunkWriter {
                 spare,
                 writeback,
             } = &mut *parts;
+            let file = file.open()?;
             let len = spare.len;
             spare.write_to(file, hasher.as_mut())?;
             writeback.wrote(file, len);
@@ -1129,6 +1187,9 @@ impl ChunkWriter {
                 writeback,
                 ..
             } = &mut *parts;
+            // Opened even for no bytes: a chunk to an upload that is gone
+            // fails, and leftovers of a failed write are cut back.
+            let file = file.open()?;
             if batch.len > 0 {
                 let len = batch.len;
                 batch.write_to(file, hasher.as_mut())?;
@@ -1139,20 +1200,19 @@ impl ChunkWriter {
             }
             Ok::<_, io::Error>(parts)
         });
-        let parts = join_blocking(handle).await??;
+        let parts = join_blocking(handle).await?.map_err(writer_error)?;
         Ok(parts.hasher)
     }
 
-    /// Waits for the write in flight and returns the file and the hasher.
-    async fn settle(&mut self) -> Result<(File, Option<Hasher>), StorageError> {
-        let parts = self.wait_idle().await?;
-        Ok((parts.file, parts.hasher))
+    /// Waits for the write in flight.
+    async fn settle(&mut self) -> Result<(), StorageError> {
+        self.wait_idle().await.map(drop)
     }
 
     async fn wait_idle(&mut self) -> Result<Box<WriterParts>, StorageError> {
         match std::mem::replace(&mut self.state, WriterState::Done) {
             WriterState::Idle(parts) => Ok(parts),
-            WriterState::Busy(handle) => Ok(join_blocking(handle).await??),
+            WriterState::Busy(handle) => join_blocking(handle).await?.map_err(writer_error),
             WriterState::Done => Err(StorageError::Backend(
                 "the upload writer was used after it failed".into(),
             )),
