@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use berth_meta::EventStore;
 
 use berth_registry::{
-    Actor, ActorKind, Clock, ConsumerError, ConsumerOptions, ConsumerRunner, Event, EventConsumer,
-    EventKind, Registry,
+    Actor, ActorKind, Clock, ConsumerError, ConsumerOptions, ConsumerPass, ConsumerRunner, Event,
+    EventConsumer, EventKind, Registry,
 };
 use support::{actor, config, repo, tag, Harness, START};
 use tokio_util::sync::CancellationToken;
@@ -68,6 +68,20 @@ fn second_node(h: &Harness) -> Registry {
         config(),
         Clock::Fixed(h.clock.clone()),
     )
+}
+
+/// One pass of consumer `name` on a second node, handing its events to
+/// nobody in particular.
+async fn pass_on_second_node(h: &Harness, name: &str) -> ConsumerPass {
+    ConsumerRunner::new(
+        second_node(h),
+        name,
+        Arc::new(Recorder::default()),
+        ConsumerOptions::default(),
+    )
+    .run_once()
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -236,17 +250,7 @@ async fn a_lease_is_renewed_once_half_of_it_is_left_and_taken_again_after_a_fail
 
     // Released, the lease is another node's to take at once.
     runner.release().await;
-    let other = second_node(&h);
-    let taken = ConsumerRunner::new(
-        other,
-        "recorder",
-        Arc::new(Recorder::default()),
-        ConsumerOptions::default(),
-    )
-    .run_once()
-    .await
-    .unwrap();
-    assert!(!taken.lease_busy);
+    assert!(!pass_on_second_node(&h, "recorder").await.lease_busy);
 }
 
 #[tokio::test]
@@ -300,16 +304,7 @@ async fn a_running_consumer_follows_the_stream_until_cancelled() {
         .expect("the runner stops when cancelled")
         .unwrap();
     // It gave its lease up: another node takes the consumer at once.
-    let other = second_node(&h);
-    let pass = ConsumerRunner::new(
-        other,
-        "follower",
-        Arc::new(Recorder::default()),
-        ConsumerOptions::default(),
-    )
-    .run_once()
-    .await
-    .unwrap();
+    let pass = pass_on_second_node(&h, "follower").await;
     assert!(!pass.lease_busy);
     assert_eq!(pass.handled, 0);
 }

@@ -636,18 +636,24 @@ fn platform_tag() -> Reference {
     tag("platform")
 }
 
-#[tokio::test]
-async fn readers_of_a_cold_blob_read_its_upload_file_and_never_complete_a_corrupt_one() {
-    let s = setup().await;
-    let registry = &s.cache.registry;
-    // Larger than a reader wake-up step, so the file is read as it grows.
+/// Pushes upstream `team/big:v1`, whose layer is larger than a reader
+/// wake-up step (so a fetch's file is read as it grows); the layer, the
+/// repository that mirrors it and the layer's digest.
+async fn push_big_layer(s: &Setup) -> (Vec<u8>, RepoName, Digest) {
     let layer: Vec<u8> = (0..3 * 1024 * 1024 + 7).map(|i| (i % 251) as u8).collect();
     let image = s
         .upstream
         .push_image(&repo("team/big"), &tag("v1"), "big", &[&layer])
         .await;
-    let name = repo("cache/team/big");
     let digest = image.blobs[1].clone();
+    (layer, repo("cache/team/big"), digest)
+}
+
+#[tokio::test]
+async fn readers_of_a_cold_blob_read_its_upload_file_and_never_complete_a_corrupt_one() {
+    let s = setup().await;
+    let registry = &s.cache.registry;
+    let (layer, name, digest) = push_big_layer(&s).await;
 
     *s.fake.corrupt.lock().unwrap() = true;
     let (len, body) = registry
@@ -696,13 +702,7 @@ async fn a_reader_of_a_cut_fetch_who_asks_again_gets_a_new_fetch() {
     // is cut back but the fetch is not over.
     let s = setup_on(Some(Wrapped::SlowAbort)).await;
     let registry = &s.cache.registry;
-    let layer: Vec<u8> = (0..3 * 1024 * 1024 + 7).map(|i| (i % 241) as u8).collect();
-    let image = s
-        .upstream
-        .push_image(&repo("team/big"), &tag("v1"), "big", &[&layer])
-        .await;
-    let name = repo("cache/team/big");
-    let digest = image.blobs[1].clone();
+    let (layer, name, digest) = push_big_layer(&s).await;
 
     let release = Arc::new(tokio::sync::Notify::new());
     *s.fake.cut.lock().unwrap() = Some(release.clone());
