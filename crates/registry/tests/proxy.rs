@@ -14,7 +14,9 @@ use berth_registry::{
     UpstreamError, UpstreamManifest,
 };
 use berth_storage::fs::FsBlobStore;
-use berth_storage::{BlobStore, StorageError, StoredBlob, StoredUpload, UploadProgress};
+use berth_storage::{
+    BlobStore, FileRegion, StorageError, StoredBlob, StoredUpload, UploadProgress,
+};
 use bytes::Bytes;
 use futures::StreamExt;
 use support::{by_digest, repo, tag, Harness};
@@ -649,15 +651,15 @@ async fn push_big_layer(s: &Setup) -> (Vec<u8>, RepoName, Digest) {
     (layer, repo("cache/team/big"), digest)
 }
 
-#[tokio::test]
-async fn readers_of_a_cold_blob_read_its_upload_file_and_never_complete_a_corrupt_one() {
-    let s = setup().await;
-    let registry = &s.cache.registry;
-    let (layer, name, digest) = push_big_layer(&s).await;
-
-    *s.fake.corrupt.lock().unwrap() = true;
+/// Pulls `digest` through the cache into `name`: its length, and the file
+/// region its body reads (a filesystem store gives one).
+async fn pull_file_region(
+    registry: &Registry,
+    name: &RepoName,
+    digest: &Digest,
+) -> (u64, FileRegion) {
     let (len, body) = registry
-        .pull_blob_through(&name, &digest, false)
+        .pull_blob_through(name, digest, false)
         .await
         .unwrap()
         .unwrap();
@@ -665,6 +667,17 @@ async fn readers_of_a_cold_blob_read_its_upload_file_and_never_complete_a_corrup
         .unwrap()
         .file
         .expect("a file region on a filesystem store");
+    (len, region)
+}
+
+#[tokio::test]
+async fn readers_of_a_cold_blob_read_its_upload_file_and_never_complete_a_corrupt_one() {
+    let s = setup().await;
+    let registry = &s.cache.registry;
+    let (layer, name, digest) = push_big_layer(&s).await;
+
+    *s.fake.corrupt.lock().unwrap() = true;
+    let (len, region) = pull_file_region(registry, &name, &digest).await;
     let growing = region.growing.expect("a region that grows");
     let mut have = 0;
     let failure = loop {
@@ -706,16 +719,7 @@ async fn a_reader_of_a_cut_fetch_who_asks_again_gets_a_new_fetch() {
 
     let release = Arc::new(tokio::sync::Notify::new());
     *s.fake.cut.lock().unwrap() = Some(release.clone());
-    let (_, body) = registry
-        .pull_blob_through(&name, &digest, false)
-        .await
-        .unwrap()
-        .unwrap();
-    let file = body
-        .unwrap()
-        .file
-        .expect("a file region on a filesystem store")
-        .file;
+    let file = pull_file_region(registry, &name, &digest).await.1.file;
     let file_len = || file.metadata().unwrap().len();
     wait_for("half the blob in the upload's file", || {
         file_len() == layer.len() as u64 / 2
