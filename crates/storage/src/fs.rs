@@ -728,12 +728,22 @@ impl FsBlobStore {
         }) {
             // Nothing past the caller's progress is of use, and on a full
             // disk it is what takes the space: give it back now, not at the
-            // next write (which may never come).
+            // next write (which may never come). Only ever shortened: the
+            // body may have failed before the first write opened the file,
+            // and a file shorter than the progress must stay so, for the
+            // next write to refuse it (zeros would pass for the bytes the
+            // hash state covers).
             let path = self.upload_data_path(id);
             let size = progress.size;
             let cut = run_blocking(move || {
-                let file = OpenOptions::new().write(true).open(&path)?;
-                file.set_len(size)?;
+                let file = match OpenOptions::new().write(true).open(&path) {
+                    Ok(file) => file,
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+                    Err(error) => return Err(error.into()),
+                };
+                if file.metadata()?.len() > size {
+                    file.set_len(size)?;
+                }
                 Ok(())
             })
             .await;
@@ -1706,6 +1716,66 @@ mod tests {
             .expect("chunk");
         assert!(!is_unsynced(&more));
         store.abort_upload(&id, Some(&more)).await.expect("abort");
+    }
+
+    /// A body that fails before its first write never lengthens the file:
+    /// a file shorter than the progress stays shorter, and the next write
+    /// still refuses the progress (zeros would pass for bytes the hash
+    /// state covers). One longer than the progress is cut back to it.
+    #[tokio::test]
+    async fn a_body_failing_before_its_first_write_only_ever_shortens_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path().to_path_buf()).expect("open");
+        let id = UploadId::new_random();
+        let begun = store.begin_upload(&id).await.expect("begin");
+        let written = store
+            .write_chunk(
+                &id,
+                &begun,
+                crate::suite::stream_of(vec![Bytes::from_static(b"0123456789")]),
+            )
+            .await
+            .expect("chunk");
+        let failing = || -> ByteStream {
+            Box::pin(futures::stream::once(async {
+                Err(io::Error::other("the client went away"))
+            }))
+        };
+        let file_len = || {
+            std::fs::metadata(store.upload_data_path(&id))
+                .expect("the upload's file")
+                .len()
+        };
+        // (the progress's size, the file's length after the failed body)
+        for (size, after) in [(14, 10), (4, 4)] {
+            let progress = UploadProgress {
+                size,
+                ..written.clone()
+            };
+            let failed = store.write_chunk(&id, &progress, failing()).await;
+            assert!(
+                matches!(failed, Err(StorageError::Incoming(_))),
+                "{size}: {failed:?}"
+            );
+            assert_eq!(file_len(), after, "{size}");
+        }
+        let ahead = UploadProgress {
+            size: 14,
+            ..written.clone()
+        };
+        let refused = store
+            .write_chunk(
+                &id,
+                &ahead,
+                crate::suite::stream_of(vec![Bytes::from_static(b"x")]),
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(StorageError::ProgressConflict)),
+            "{refused:?}"
+        );
+        assert_eq!(file_len(), 4, "a refused write changes nothing");
+        store.abort_upload(&id, None).await.expect("abort");
     }
 
     /// The rename fallback is only chosen on exotic filesystems, so the suite
