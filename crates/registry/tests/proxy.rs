@@ -429,12 +429,8 @@ async fn a_blob_head_asks_upstreams_head_and_fetches_nothing() {
         Err(RegistryError::BlobUnknown)
     ));
     // A GET still fetches it, once.
-    let (_, body) = registry
-        .pull_blob_through(&name, &layer, false)
-        .await
-        .unwrap()
-        .unwrap();
-    read_all(body.unwrap().stream).await.unwrap();
+    let (_, body) = pull_cold(registry, &name, &layer).await;
+    read_all(body.stream).await.unwrap();
     assert_eq!(s.fake.blob_gets.load(Ordering::SeqCst), 1);
 }
 
@@ -454,12 +450,7 @@ async fn corrupt_and_concurrent_fetches(s: Setup, upload_files: bool) {
     let layer = s.image.blobs[1].clone();
 
     *s.fake.corrupt.lock().unwrap() = true;
-    let (_, body) = registry
-        .pull_blob_through(&name, &layer, false)
-        .await
-        .unwrap()
-        .unwrap();
-    let body = body.unwrap();
+    let (_, body) = pull_cold(registry, &name, &layer).await;
     assert_eq!(
         body.file
             .as_ref()
@@ -658,16 +649,20 @@ async fn pull_file_region(
     name: &RepoName,
     digest: &Digest,
 ) -> (u64, FileRegion) {
+    let (len, body) = pull_cold(registry, name, digest).await;
+    let region = body.file.expect("a file region on a filesystem store");
+    (len, region)
+}
+
+/// A GET through the cache into `name` of a blob it does not hold yet:
+/// its length and body.
+async fn pull_cold(registry: &Registry, name: &RepoName, digest: &Digest) -> (u64, BlobBody) {
     let (len, body) = registry
         .pull_blob_through(name, digest, false)
         .await
         .unwrap()
-        .unwrap();
-    let region = body
-        .unwrap()
-        .file
-        .expect("a file region on a filesystem store");
-    (len, region)
+        .expect("a blob of a proxy namespace that the cache does not hold");
+    (len, body.expect("a GET's body"))
 }
 
 #[tokio::test]
@@ -693,13 +688,8 @@ async fn readers_of_a_cold_blob_read_its_upload_file_and_never_complete_a_corrup
     assert!(registry.blob_size(&name, &digest).await.is_err());
     *s.fake.corrupt.lock().unwrap() = false;
 
-    let (len, body) = registry
-        .pull_blob_through(&name, &digest, false)
-        .await
-        .unwrap()
-        .unwrap();
+    let (len, body) = pull_cold(registry, &name, &digest).await;
     assert_eq!(len, layer.len() as u64);
-    let body = body.unwrap();
     assert!(body
         .file
         .as_ref()
@@ -732,14 +722,10 @@ async fn a_reader_of_a_cut_fetch_who_asks_again_gets_a_new_fetch() {
     wait_for("the failed write cut back", || file_len() == 0).await;
 
     let before = s.fake.blob_gets.load(Ordering::SeqCst);
-    let (len, body) = registry
-        .pull_blob_through(&name, &digest, false)
-        .await
-        .unwrap()
-        .unwrap();
+    let (len, body) = pull_cold(registry, &name, &digest).await;
     assert_eq!(len, layer.len() as u64);
     assert!(
-        read_all(body.unwrap().stream).await.unwrap() == layer,
+        read_all(body.stream).await.unwrap() == layer,
         "the second pull got other bytes"
     );
     assert_eq!(s.fake.blob_gets.load(Ordering::SeqCst) - before, 1);

@@ -879,19 +879,14 @@ impl UploadFile {
 /// A chunk writer's error: the storage error an [`UploadFile`] failed to
 /// open with, or the I/O error of a write.
 fn writer_error(error: io::Error) -> StorageError {
-    if error
+    if !error
         .get_ref()
         .is_some_and(|inner| inner.is::<StorageError>())
     {
-        if let Some(Ok(storage)) = error
-            .into_inner()
-            .map(|inner| inner.downcast::<StorageError>())
-        {
-            return *storage;
-        }
-        unreachable!("checked to be a storage error");
+        return error.into();
     }
-    error.into()
+    let inner = error.into_inner().expect("checked above");
+    *inner.downcast::<StorageError>().expect("checked above")
 }
 
 /// Starts the kernel's writeback of an upload's data every
@@ -1615,6 +1610,11 @@ impl crate::suite::Leftovers for FsBlobStore {
 mod tests {
     use super::*;
 
+    /// A request body of one piece.
+    fn chunk(bytes: &'static [u8]) -> ByteStream {
+        crate::suite::stream_of(vec![Bytes::from_static(bytes)])
+    }
+
     /// An entry listed in `uploads/` and gone before it is looked at (an
     /// upload that finished meanwhile) is not an error: the store opens.
     #[test]
@@ -1707,11 +1707,7 @@ mod tests {
             .expect("last chunk");
         assert!(is_unsynced(&last));
         let more = store
-            .write_chunk(
-                &id,
-                &last,
-                crate::suite::stream_of(vec![Bytes::from_static(b" more")]),
-            )
+            .write_chunk(&id, &last, chunk(b" more"))
             .await
             .expect("chunk");
         assert!(!is_unsynced(&more));
@@ -1729,11 +1725,7 @@ mod tests {
         let id = UploadId::new_random();
         let begun = store.begin_upload(&id).await.expect("begin");
         let written = store
-            .write_chunk(
-                &id,
-                &begun,
-                crate::suite::stream_of(vec![Bytes::from_static(b"0123456789")]),
-            )
+            .write_chunk(&id, &begun, chunk(b"0123456789"))
             .await
             .expect("chunk");
         let failing = || -> ByteStream {
@@ -1763,13 +1755,7 @@ mod tests {
             size: 14,
             ..written.clone()
         };
-        let refused = store
-            .write_chunk(
-                &id,
-                &ahead,
-                crate::suite::stream_of(vec![Bytes::from_static(b"x")]),
-            )
-            .await;
+        let refused = store.write_chunk(&id, &ahead, chunk(b"x")).await;
         assert!(
             matches!(refused, Err(StorageError::ProgressConflict)),
             "{refused:?}"
