@@ -210,7 +210,7 @@ impl Harness {
 
     /// The same registry served without access control.
     pub fn without_access_control(mut self) -> Harness {
-        self.state.auth = None;
+        self.state = self.state.without_auth();
         self
     }
 
