@@ -215,6 +215,8 @@ impl SqlMetaStore<Sqlite> {
     /// Opens (creating if needed) the database file at `path` and brings its
     /// schema up to date.
     pub async fn open(path: &Path) -> Result<Self, MetaError> {
+        // Before sqlx's migrator, whose connection would initialize SQLite.
+        super::sql::sqlite_conn::configure_process();
         let migrate_options = SqliteConnectOptions::new()
             .filename(path)
             .foreign_keys(true)
