@@ -224,6 +224,44 @@ impl PolicyMode {
     }
 }
 
+/// What one image's indexing found, as
+/// [`finish_scan`](AdvisorStore::finish_scan) records it.
+#[derive(Clone, Copy, Debug)]
+pub struct FinishedScan<'a> {
+    /// The finished state.
+    pub state: &'a IndexState,
+    /// The image's layers (their digests), in order.
+    pub layers: &'a [Digest],
+    /// The image's package keys.
+    pub package_keys: &'a [String],
+    /// The indexes of layers this indexing read (a layer indexed before
+    /// keeps its stored index), stored with the image's state rather than
+    /// in a commit of their own each.
+    pub new_layer_indexes: &'a [LayerIndexRow],
+}
+
+impl<'a> FinishedScan<'a> {
+    /// A finished scan that found nothing to record but its state.
+    pub fn state_only(state: &'a IndexState) -> FinishedScan<'a> {
+        FinishedScan {
+            state,
+            layers: &[],
+            package_keys: &[],
+            new_layer_indexes: &[],
+        }
+    }
+}
+
+/// A layer's index as stored: see
+/// [`put_layer_index`](AdvisorStore::put_layer_index).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerIndexRow {
+    pub layer: Digest,
+    pub format: i64,
+    /// The index, as the scanner serialized it.
+    pub body: String,
+}
+
 /// A namespace's pull policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicyRow {
@@ -279,7 +317,25 @@ pub trait AdvisorStore: Send + Sync + 'static {
         manifest: &Digest,
         now: Timestamp,
         again: bool,
-    ) -> Result<bool, MetaError>;
+    ) -> Result<bool, MetaError> {
+        let queued = self
+            .enqueue_scans(&[(repository.clone(), manifest.clone())], now, again)
+            .await?;
+        Ok(queued.first().copied().unwrap_or(false))
+    }
+
+    /// [`enqueue_scan`](AdvisorStore::enqueue_scan) for each of `images`
+    /// (an image and the repository it was pushed to), in one transaction;
+    /// returns whether each was queued, in the order given. An image given
+    /// twice is queued at most once, for the first repository given with
+    /// it. A batch of pushes queues its images with one commit instead of
+    /// one each.
+    async fn enqueue_scans(
+        &self,
+        images: &[(RepoName, Digest)],
+        now: Timestamp,
+        again: bool,
+    ) -> Result<Vec<bool>, MetaError>;
 
     /// Takes the oldest job that is free (never taken, or its holder's
     /// lease expired: a lease runs until, not including, its expiry second)
@@ -294,18 +350,18 @@ pub trait AdvisorStore: Send + Sync + 'static {
     ) -> Result<Option<ScanJob>, MetaError>;
 
     /// Ends `holder`'s job on `manifest`: the job leaves the queue and the
-    /// image's state becomes `state` (finished) with `layers`, and the
-    /// image's package keys (the [`package_key`]s its findings are looked
-    /// up by) become `package_keys`, replacing earlier ones, in one
+    /// image's state becomes `scan.state` (finished) with `scan.layers`,
+    /// the image's package keys (the [`package_key`]s its findings are
+    /// looked up by) become `scan.package_keys`, replacing earlier ones, and
+    /// `scan.new_layer_indexes` are stored as
+    /// [`put_layer_index`](AdvisorStore::put_layer_index) would, in one
     /// transaction. Fails with `LeaseLost`, changing nothing, unless
     /// `holder` holds the job (an expired lease nobody took still counts).
     async fn finish_scan(
         &self,
         holder: &str,
         manifest: &Digest,
-        state: &IndexState,
-        layers: &[Digest],
-        package_keys: &[String],
+        scan: &FinishedScan<'_>,
         now: Timestamp,
     ) -> Result<(), MetaError>;
 

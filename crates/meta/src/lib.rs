@@ -79,8 +79,8 @@ pub mod usage;
 pub mod webhooks;
 
 pub use advisor::{
-    AdvisorStore, AdvisoryBatch, AdvisoryData, AdvisoryRow, ExemptionRow, ImageIndexRow,
-    ImportCounts, IndexState, PolicyMode, PolicyRow, ScanJob,
+    AdvisorStore, AdvisoryBatch, AdvisoryData, AdvisoryRow, ExemptionRow, FinishedScan,
+    ImageIndexRow, ImportCounts, IndexState, LayerIndexRow, PolicyMode, PolicyRow, ScanJob,
 };
 pub use advisory_sync::{AdvisorySourceRow, AdvisorySyncStore};
 pub use audit::{AuditQuery, AuditRecord, AuditStore, NewAuditRecord};

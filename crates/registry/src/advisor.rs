@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use berth_meta::advisor::package_key;
 use berth_meta::{
-    AdvisoryBatch, AdvisoryRow, Event, EventKind, ImageFindings, ImageIndexRow, ImportCounts,
-    IndexState, MetaError, NamespaceFindings, ScanJob, SeverityCounts,
+    AdvisoryBatch, AdvisoryRow, Event, EventKind, FinishedScan, ImageFindings, ImageIndexRow,
+    ImportCounts, IndexState, LayerIndexRow, MetaError, NamespaceFindings, ScanJob, SeverityCounts,
 };
 use berth_oci::manifest::{ManifestKind, ParsedManifest};
 use berth_oci::{Digest, RepoName, Tag};
@@ -87,16 +87,15 @@ impl ScanOnPush {
 #[async_trait::async_trait]
 impl EventConsumer for ScanOnPush {
     async fn handle(&self, events: &[Event]) -> Result<(), ConsumerError> {
-        for event in events {
-            // Queueing is idempotent (an image queued or indexed already is
-            // left alone), so a batch offered again does no harm.
-            if event.kind != EventKind::TagMoved {
-                continue;
-            }
-            let (Some(repository), Some(digest)) = (&event.repository, &event.digest) else {
-                continue;
-            };
-            self.registry.queue_scan(repository, digest, false).await?;
+        // Queueing is idempotent (an image queued or indexed already is
+        // left alone), so a batch offered again does no harm.
+        let tagged: Vec<(RepoName, Digest)> = events
+            .iter()
+            .filter(|event| event.kind == EventKind::TagMoved)
+            .filter_map(|event| Some((event.repository.clone()?, event.digest.clone()?)))
+            .collect();
+        if !tagged.is_empty() {
+            self.registry.queue_scans(&tagged, false).await?;
         }
         Ok(())
     }
@@ -410,7 +409,12 @@ impl ScanWorkers {
         let mut indexed = None;
         let mut stored_state = None;
         let finished = match outcome {
-            Ok((state, layers, report)) => {
+            Ok(IndexedImage {
+                state,
+                layers,
+                report,
+                new_indexes,
+            }) => {
                 let keys: Vec<String> = report
                     .as_ref()
                     .map(|report| {
@@ -423,9 +427,13 @@ impl ScanWorkers {
                 if matches!(state, IndexState::Done | IndexState::Partial(_)) {
                     indexed = report;
                 }
-                let finished = meta
-                    .finish_scan(holder, &job.manifest, &state, &layers, &keys, now)
-                    .await;
+                let scan = FinishedScan {
+                    state: &state,
+                    layers: &layers,
+                    package_keys: &keys,
+                    new_layer_indexes: &new_indexes,
+                };
+                let finished = meta.finish_scan(holder, &job.manifest, &scan, now).await;
                 stored_state = Some(state);
                 finished
             }
@@ -444,8 +452,13 @@ impl ScanWorkers {
                     .failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let state = IndexState::Partial(format!("indexing failed: {error}"));
-                meta.finish_scan(holder, &job.manifest, &state, &[], &[], now)
-                    .await
+                meta.finish_scan(
+                    holder,
+                    &job.manifest,
+                    &FinishedScan::state_only(&state),
+                    now,
+                )
+                .await
             }
         };
         match finished {
@@ -497,32 +510,54 @@ impl ScanWorkers {
     /// read and indexed now. An error is a passing failure (storage or
     /// database unavailable); what is wrong with the image itself is a
     /// finished state.
-    async fn index_image(
-        &self,
-        job: &ScanJob,
-    ) -> Result<(IndexState, Vec<Digest>, Option<IndexReport>), RegistryError> {
+    async fn index_image(&self, job: &ScanJob) -> Result<IndexedImage, RegistryError> {
         let meta = self.registry.meta();
         let Some(record) = meta
             .manifest_by_digest(&job.repository, &job.manifest)
             .await?
         else {
             let state = IndexState::Unsupported("the manifest was deleted".to_string());
-            return Ok((state, Vec::new(), None));
+            return Ok(IndexedImage::unsupported(state));
         };
         let parsed = match ParsedManifest::parse(&record.payload, Some(&record.media_type)) {
             Ok(parsed) if !parsed.kind.is_index() => parsed,
             _ => {
                 let state = IndexState::Unsupported("not an image manifest".to_string());
-                return Ok((state, Vec::new(), None));
+                return Ok(IndexedImage::unsupported(state));
             }
         };
         let mut layers = Vec::new();
+        let mut new_indexes = Vec::new();
         for descriptor in parsed.layers.iter().filter(|d| !d.is_non_distributable()) {
-            layers.push(self.layer_index(job, descriptor).await?);
+            match self.layer_index(job, descriptor).await {
+                Ok((index, new)) => {
+                    layers.push(index);
+                    new_indexes.extend(new);
+                }
+                Err(error) => {
+                    // The layers read before the failure are kept, so that
+                    // the next attempt does not read them again.
+                    for index in &new_indexes {
+                        meta.put_layer_index(
+                            &index.layer,
+                            index.format,
+                            &index.body,
+                            self.registry.now(),
+                        )
+                        .await?;
+                    }
+                    return Err(error);
+                }
+            }
         }
         let digests: Vec<Digest> = layers.iter().map(|layer| layer.layer.clone()).collect();
         let report = IndexReport::from_layers(&layers);
-        Ok((index_state(&report), digests, Some(report)))
+        Ok(IndexedImage {
+            state: index_state(&report),
+            layers: digests,
+            report: Some(report),
+            new_indexes,
+        })
     }
 
     /// Attaches the SBOM of an indexed image to it, as an OCI artifact
@@ -636,15 +671,18 @@ impl ScanWorkers {
         Ok(true)
     }
 
+    /// The index of one layer: the stored one, or the layer read and
+    /// indexed now, with the row to store for it (stored with the image's
+    /// finished state).
     async fn layer_index(
         &self,
         job: &ScanJob,
         descriptor: &berth_oci::manifest::Descriptor,
-    ) -> Result<LayerIndex, RegistryError> {
+    ) -> Result<(LayerIndex, Option<LayerIndexRow>), RegistryError> {
         let meta = self.registry.meta();
         if let Some((LAYER_INDEX_FORMAT, body)) = meta.layer_index(&descriptor.digest).await? {
             if let Ok(index) = serde_json::from_str::<LayerIndex>(&body) {
-                return Ok(index);
+                return Ok((index, None));
             }
         }
         let body = self
@@ -664,17 +702,37 @@ impl ScanWorkers {
         // its problems; it is stored all the same, as the layer read then.
         let body = serde_json::to_string(&index)
             .map_err(|error| RegistryError::InvalidParameter(format!("layer index: {error}")))?;
-        meta.put_layer_index(
-            &descriptor.digest,
-            LAYER_INDEX_FORMAT,
-            &body,
-            self.registry.now(),
-        )
-        .await?;
         self.stats
             .layers_indexed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(index)
+        let row = LayerIndexRow {
+            layer: descriptor.digest.clone(),
+            format: LAYER_INDEX_FORMAT,
+            body,
+        };
+        Ok((index, Some(row)))
+    }
+}
+
+/// What indexing one image found.
+struct IndexedImage {
+    state: IndexState,
+    /// The image's layers, in order.
+    layers: Vec<Digest>,
+    /// `None` when the image has nothing to index.
+    report: Option<IndexReport>,
+    /// The layers read and indexed now, to store with the image's state.
+    new_indexes: Vec<LayerIndexRow>,
+}
+
+impl IndexedImage {
+    fn unsupported(state: IndexState) -> IndexedImage {
+        IndexedImage {
+            state,
+            layers: Vec::new(),
+            report: None,
+            new_indexes: Vec::new(),
+        }
     }
 }
 
@@ -852,60 +910,65 @@ fn changed_advisories(
 }
 
 impl Registry {
-    /// Queues the image `digest` of `repository` for indexing (an index:
-    /// each of its platform images), unless it is queued or indexed
-    /// already; with `again`, indexed images are queued again. Returns how
-    /// many images were queued. A manifest deleted since is skipped.
-    pub async fn queue_scan(
+    /// Queues each image `digest` of `repository` in `pushed` for indexing
+    /// (an index: each of its platform images), unless it is queued or
+    /// indexed already; with `again`, indexed images are queued again.
+    /// Returns how many images were queued. A manifest deleted since is
+    /// skipped. The images are queued in one transaction, so a batch of
+    /// pushes costs one commit, not one each.
+    pub async fn queue_scans(
         &self,
-        repository: &RepoName,
-        digest: &Digest,
+        pushed: &[(RepoName, Digest)],
         again: bool,
     ) -> Result<usize, RegistryError> {
         let meta = self.meta();
-        let Some(record) = meta.manifest_by_digest(repository, digest).await? else {
-            return Ok(0);
-        };
-        let Ok(parsed) = ParsedManifest::parse(&record.payload, Some(&record.media_type)) else {
-            return Ok(0);
-        };
-        let images: Vec<Digest> = if parsed.kind.is_index() {
-            parsed
-                .manifests
-                .iter()
-                .filter(|child| {
-                    ManifestKind::from_media_type(&child.media_type)
-                        .is_some_and(|kind| !kind.is_index())
-                        && !is_attestation(child)
-                })
-                .map(|child| child.digest.clone())
-                .collect()
-        } else if parsed
-            .config
-            .as_ref()
-            .is_some_and(|config| IMAGE_CONFIG_TYPES.contains(&config.media_type.as_str()))
-        {
-            vec![digest.clone()]
-        } else {
-            Vec::new()
-        };
-        let now = self.now();
-        let mut queued = 0;
-        for image in images {
-            if meta.enqueue_scan(repository, &image, now, again).await? {
-                queued += 1;
-            } else if meta
-                .image_index(&image)
+        let mut images: Vec<(RepoName, Digest)> = Vec::new();
+        for (repository, digest) in pushed {
+            let Some(record) = meta.manifest_by_digest(repository, digest).await? else {
+                continue;
+            };
+            let Ok(parsed) = ParsedManifest::parse(&record.payload, Some(&record.media_type))
+            else {
+                continue;
+            };
+            if parsed.kind.is_index() {
+                images.extend(
+                    parsed
+                        .manifests
+                        .iter()
+                        .filter(|child| {
+                            ManifestKind::from_media_type(&child.media_type)
+                                .is_some_and(|kind| !kind.is_index())
+                                && !is_attestation(child)
+                        })
+                        .map(|child| (repository.clone(), child.digest.clone())),
+                );
+            } else if parsed
+                .config
+                .as_ref()
+                .is_some_and(|config| IMAGE_CONFIG_TYPES.contains(&config.media_type.as_str()))
+            {
+                images.push((repository.clone(), digest.clone()));
+            }
+        }
+        let queued = meta.enqueue_scans(&images, self.now(), again).await?;
+        let mut assessed = std::collections::HashSet::new();
+        for ((repository, image), queued) in images.iter().zip(&queued) {
+            if *queued || !assessed.insert((repository, image)) {
+                continue;
+            }
+            if meta
+                .image_index(image)
                 .await?
                 .is_some_and(|row| row.state.is_finished())
             {
                 // Indexed already (pushed to another repository first): its
                 // stored index is assessed for this repository now, since
                 // no worker will take it up for it.
-                self.record_findings(repository, &image).await?;
+                self.record_findings(repository, image).await?;
             }
         }
-        Ok(queued)
+        Ok(queued.iter().filter(|queued| **queued).count())
     }
 
     /// Stores advisories (newer ones replace older ones of the same id;

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use berth_meta::{AdvisorStore, ExemptionRow, IndexState, ManifestStore};
+use berth_meta::{AdvisorStore, ExemptionRow, FinishedScan, IndexState, ManifestStore};
 use berth_oci::Digest;
 use berth_registry::advisor::{ScanOnPush, ScanOptions, ScanStatus, ScanWorkers};
 use berth_registry::{ConsumerOptions, ConsumerRunner, Registry};
@@ -320,9 +320,12 @@ async fn a_job_of_a_worker_that_died_is_taken_over_after_its_lease() {
         .finish_scan(
             "dead-node/scan-0",
             &image.digest,
-            &IndexState::Partial("late".to_string()),
-            &[],
-            &[],
+            &FinishedScan {
+                state: &IndexState::Partial("late".to_string()),
+                layers: &[],
+                package_keys: &[],
+                new_layer_indexes: &[],
+            },
             h.now(),
         )
         .await;
@@ -349,6 +352,47 @@ async fn images_without_a_known_system_or_packages_are_unsupported() {
         "got {:?}",
         assessment.status
     );
+}
+
+/// The layers indexed before one that cannot be read are kept when the
+/// job goes back to the queue, so the next attempt reads only the rest;
+/// the finished indexing stores the rest with the image's state.
+#[tokio::test]
+async fn layers_read_before_a_failure_are_not_read_again() {
+    use berth_storage::BlobStore;
+    let h = Harness::new().await;
+    let app = repo("team/app");
+    let base = layer(&[
+        ("etc/os-release", OS_RELEASE),
+        (
+            "var/lib/dpkg/status",
+            &dpkg_status(&[("libexample", "1.2-3")]),
+        ),
+    ]);
+    let files = layer(&[("srv/app", b"an application")]);
+    let image = h
+        .push_image(&app, &tag("v1"), "app", &[&base, &files])
+        .await;
+    let (base_digest, files_digest) = (&image.blobs[1], &image.blobs[2]);
+    h.blobs.delete_blob(files_digest).await.unwrap();
+    scan_on_push(&h.registry).run_once().await.unwrap();
+    let workers = workers(&h.registry);
+    assert_eq!(workers.run_once(10).await.unwrap(), 1);
+    assert_eq!(workers.stats().failures.load(Ordering::SeqCst), 1);
+    assert!(h.meta.layer_index(base_digest).await.unwrap().is_some());
+    assert_eq!(h.meta.layer_index(files_digest).await.unwrap(), None);
+    assert_eq!(workers.stats().layers_indexed.load(Ordering::SeqCst), 1);
+
+    // The layer's bytes come back; the job, due again, reads only it.
+    h.push_blob(&app, &files).await;
+    h.advance(60);
+    assert_eq!(workers.run_once(10).await.unwrap(), 1);
+    assert_eq!(workers.stats().finished.load(Ordering::SeqCst), 1);
+    assert_eq!(workers.stats().layers_indexed.load(Ordering::SeqCst), 2);
+    assert!(h.meta.layer_index(files_digest).await.unwrap().is_some());
+    let index = h.meta.image_index(&image.digest).await.unwrap().unwrap();
+    assert_eq!(index.state, IndexState::Done);
+    assert_eq!(index.layers, [base_digest.clone(), files_digest.clone()]);
 }
 
 #[tokio::test]
@@ -575,7 +619,7 @@ async fn indexed_images_get_their_sbom_attached_once_as_a_referrer() {
     // Indexed again on request: still one SBOM.
     assert_eq!(
         h.registry
-            .queue_scan(&app, &image.digest, true)
+            .queue_scans(&[(app.clone(), image.digest.clone())], true)
             .await
             .unwrap(),
         1

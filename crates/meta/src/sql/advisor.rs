@@ -9,8 +9,8 @@ use super::events::NewEvent;
 use super::jobs::LeasedQueue;
 use super::{lock_digests, parse_digest, parse_repository, parse_size, SqlMetaStore};
 use crate::advisor::{
-    AdvisorStore, AdvisoryBatch, AdvisoryData, AdvisoryRow, ExemptionRow, ImageIndexRow,
-    ImportCounts, IndexState, PolicyMode, PolicyRow, ScanJob,
+    AdvisorStore, AdvisoryBatch, AdvisoryData, AdvisoryRow, ExemptionRow, FinishedScan,
+    ImageIndexRow, ImportCounts, IndexState, PolicyMode, PolicyRow, ScanJob,
 };
 use crate::{Actor, Change, EventKind, MetaError, Timestamp};
 
@@ -36,6 +36,29 @@ async fn index_finished<'c>(manifest: &Digest, on: impl Into<On<'c>>) -> Result<
     Ok(state
         .and_then(|state| IndexState::parse(&state, None))
         .is_some_and(|state| state.is_finished()))
+}
+
+/// Stores the index of layer `layer` unless one is stored already;
+/// returns whether this call stored it.
+async fn insert_layer_index<'c>(
+    on: impl Into<On<'c>>,
+    layer: &Digest,
+    format: i64,
+    body: &str,
+    now: Timestamp,
+) -> Result<bool, MetaError> {
+    let stored = query(
+        "INSERT INTO layer_indexes (digest, format, body, created_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING",
+    )
+    .bind(layer.as_str())
+    .bind(format)
+    .bind(body)
+    .bind(now)
+    .execute(on)
+    .await
+    .map_err(database("storing a layer index"))?;
+    Ok(stored > 0)
 }
 
 /// The scan queue: oldest first, a retried job once its `not_before` is due.
@@ -334,18 +357,7 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
         body: &str,
         now: Timestamp,
     ) -> Result<bool, MetaError> {
-        let stored = query(
-            "INSERT INTO layer_indexes (digest, format, body, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING",
-        )
-        .bind(layer.as_str())
-        .bind(format)
-        .bind(body)
-        .bind(now)
-        .execute(self.db.writer())
-        .await
-        .map_err(database("storing a layer index"))?;
-        Ok(stored > 0)
+        insert_layer_index(self.db.writer(), layer, format, body, now).await
     }
 
     async fn layer_index(&self, layer: &Digest) -> Result<Option<(i64, String)>, MetaError> {
@@ -372,54 +384,79 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
         .transpose()
     }
 
-    async fn enqueue_scan(
+    async fn enqueue_scans(
         &self,
-        repository: &RepoName,
-        manifest: &Digest,
+        images: &[(RepoName, Digest)],
         now: Timestamp,
         again: bool,
-    ) -> Result<bool, MetaError> {
+    ) -> Result<Vec<bool>, MetaError> {
+        let mut queued = vec![false; images.len()];
+        // Each image once, the first repository given with it, in digest
+        // order: two nodes queueing overlapping batches on PostgreSQL take
+        // the rows' locks in one order, so neither waits on the other in a
+        // cycle.
+        let mut pending: BTreeMap<&Digest, (usize, &RepoName)> = BTreeMap::new();
+        for (at, (repository, manifest)) in images.iter().enumerate() {
+            pending.entry(manifest).or_insert((at, repository));
+        }
         // An image pushed again under another tag is indexed already, and
         // a read on a reader connection tells that without a turn on
         // SQLite's one writer; the transaction asks again, since the image
         // may have been queued again (`again`) in between.
-        if !again && index_finished(manifest, self.db.reader()).await? {
-            return Ok(false);
+        if !again {
+            let mut unfinished = BTreeMap::new();
+            for (manifest, entry) in pending {
+                if !index_finished(manifest, self.db.reader()).await? {
+                    unfinished.insert(manifest, entry);
+                }
+            }
+            pending = unfinished;
+        }
+        if pending.is_empty() {
+            return Ok(queued);
         }
         let mut tx = self.db.begin_write().await?;
-        if !again && index_finished(manifest, &mut tx).await? {
-            return Ok(false);
-        }
-        // A job already queued or held stays as it is: the image is indexed
-        // once, by whoever holds it.
-        let queued = query(
-            "INSERT INTO scan_jobs (manifest_digest, repository, enqueued_at, not_before) \
-             VALUES ($1, $2, $3, $3) ON CONFLICT (manifest_digest) DO NOTHING",
-        )
-        .bind(manifest.as_str())
-        .bind(repository.as_str())
-        .bind(now)
-        .execute(&mut tx)
-        .await
-        .map_err(database("queueing a scan"))?;
-        if queued == 0 {
-            return Ok(false);
-        }
-        // The layers of an earlier indexing stay until the new one finishes.
-        query(
-            "INSERT INTO image_indexes (manifest_digest, state, updated_at) \
-             VALUES ($1, 'queued', $2) ON CONFLICT (manifest_digest) DO UPDATE \
-             SET state = 'queued', reason = NULL, updated_at = excluded.updated_at",
-        )
-        .bind(manifest.as_str())
-        .bind(now)
-        .execute(&mut tx)
-        .await
-        .map_err(database("marking an image queued"))?;
-        tx.commit()
+        let mut any = false;
+        for (manifest, (at, repository)) in pending {
+            if !again && index_finished(manifest, &mut tx).await? {
+                continue;
+            }
+            // A job already queued or held stays as it is: the image is
+            // indexed once, by whoever holds it.
+            let inserted = query(
+                "INSERT INTO scan_jobs (manifest_digest, repository, enqueued_at, not_before) \
+                 VALUES ($1, $2, $3, $3) ON CONFLICT (manifest_digest) DO NOTHING",
+            )
+            .bind(manifest.as_str())
+            .bind(repository.as_str())
+            .bind(now)
+            .execute(&mut tx)
             .await
-            .map_err(database("committing a queued scan"))?;
-        Ok(true)
+            .map_err(database("queueing a scan"))?;
+            if inserted == 0 {
+                continue;
+            }
+            // The layers of an earlier indexing stay until the new one
+            // finishes.
+            query(
+                "INSERT INTO image_indexes (manifest_digest, state, updated_at) \
+                 VALUES ($1, 'queued', $2) ON CONFLICT (manifest_digest) DO UPDATE \
+                 SET state = 'queued', reason = NULL, updated_at = excluded.updated_at",
+            )
+            .bind(manifest.as_str())
+            .bind(now)
+            .execute(&mut tx)
+            .await
+            .map_err(database("marking an image queued"))?;
+            queued[at] = true;
+            any = true;
+        }
+        if any {
+            tx.commit()
+                .await
+                .map_err(database("committing queued scans"))?;
+        }
+        Ok(queued)
     }
 
     async fn take_scan(
@@ -463,11 +500,15 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
         &self,
         holder: &str,
         manifest: &Digest,
-        state: &IndexState,
-        layers: &[Digest],
-        package_keys: &[String],
+        scan: &FinishedScan<'_>,
         now: Timestamp,
     ) -> Result<(), MetaError> {
+        let FinishedScan {
+            state,
+            layers,
+            package_keys,
+            new_layer_indexes,
+        } = *scan;
         let change = Change::new(Actor::system("scanner"), now);
         let mut tx = self.db.begin_change(&change).await?;
         let removed = query(
@@ -510,6 +551,9 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
         .await
         .map_err(database("recording an image index"))?;
         write_package_keys(&mut tx, manifest, package_keys).await?;
+        for index in new_layer_indexes {
+            insert_layer_index(&mut tx, &index.layer, index.format, &index.body, now).await?;
+        }
         tx.commit()
             .await
             .map_err(database("committing a finished scan"))

@@ -9,8 +9,8 @@ use super::events::events_after;
 use super::*;
 use crate::advisor::{package_key, scope_namespace};
 use crate::{
-    AdvisoryBatch, AdvisoryRow, EventKind, ExemptionRow, ImportCounts, IndexState, PolicyMode,
-    PolicyRow,
+    AdvisoryBatch, AdvisoryRow, EventKind, ExemptionRow, FinishedScan, ImportCounts, IndexState,
+    LayerIndexRow, PolicyMode, PolicyRow,
 };
 
 /// Every test of this suite, by name, in the order [`super::run_all`] runs them.
@@ -23,6 +23,9 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
     }),
     ("racing_scan_takers_take_distinct_jobs", |store| {
         Box::pin(racing_scan_takers_take_distinct_jobs(store))
+    }),
+    ("scan_batches_queue_each_image_once", |store| {
+        Box::pin(scan_batches_queue_each_image_once(store))
     }),
     ("advisories_are_imported_incrementally", |store| {
         Box::pin(advisories_are_imported_incrementally(store))
@@ -80,9 +83,12 @@ pub async fn images_are_found_by_package_and_told_of_changes(store: &dyn MetaSto
             .finish_scan(
                 "suite",
                 manifest,
-                &IndexState::Done,
-                std::slice::from_ref(&layer),
-                keys,
+                &FinishedScan {
+                    state: &IndexState::Done,
+                    layers: std::slice::from_ref(&layer),
+                    package_keys: keys,
+                    new_layer_indexes: &[],
+                },
                 NOW,
             )
             .await
@@ -120,9 +126,12 @@ pub async fn images_are_found_by_package_and_told_of_changes(store: &dyn MetaSto
         .finish_scan(
             "suite",
             &two,
-            &IndexState::Done,
-            &[],
-            std::slice::from_ref(&zlib),
+            &FinishedScan {
+                state: &IndexState::Done,
+                layers: &[],
+                package_keys: std::slice::from_ref(&zlib),
+                new_layer_indexes: &[],
+            },
             NOW + 1,
         )
         .await
@@ -308,7 +317,10 @@ pub async fn scan_jobs_are_queued_once_and_leased(store: &dyn MetaStore) {
     let repo = repository("suite-advisor/queue");
     let first = digest_of("suite-advisor queue first");
     let second = digest_of("suite-advisor queue second");
-    let layers = [digest_of("suite-advisor queue layer a"), digest_of("b")];
+    let layers = [
+        digest_of("suite-advisor queue layer a"),
+        digest_of("suite-advisor queue layer b"),
+    ];
     let depth = store.scan_queue_depth().await.unwrap();
     assert_eq!(store.image_index(&first).await.unwrap(), None);
 
@@ -353,14 +365,45 @@ pub async fn scan_jobs_are_queued_once_and_leased(store: &dyn MetaStore) {
         .unwrap();
     assert_eq!((&over.manifest, over.attempts), (&first, 2));
     let from = store.last_event_position().await.unwrap();
-    let lost = store
-        .finish_scan("alice", &first, &IndexState::Done, &layers, &[], NOW + 33)
-        .await;
-    assert!(matches!(lost, Err(MetaError::LeaseLost)), "got {lost:?}");
+    // The finish stores the layer indexes its indexing read, with the
+    // image's state: none after a lost lease, and a layer indexed before
+    // keeps its first index.
     store
-        .finish_scan("carol", &first, &IndexState::Done, &layers, &[], NOW + 34)
+        .put_layer_index(&layers[1], 1, r#"{"earlier":true}"#, NOW + 20)
         .await
         .unwrap();
+    let read = |body: &str| {
+        layers
+            .iter()
+            .map(|layer| LayerIndexRow {
+                layer: layer.clone(),
+                format: 1,
+                body: body.to_string(),
+            })
+            .collect::<Vec<_>>()
+    };
+    let (alice, carol) = (read("alice"), read("carol"));
+    let mut finished = FinishedScan::state_only(&IndexState::Done);
+    finished.layers = &layers;
+    finished.new_layer_indexes = &alice;
+    let lost = store
+        .finish_scan("alice", &first, &finished, NOW + 33)
+        .await;
+    assert!(matches!(lost, Err(MetaError::LeaseLost)), "got {lost:?}");
+    assert_eq!(store.layer_index(&layers[0]).await.unwrap(), None);
+    finished.new_layer_indexes = &carol;
+    store
+        .finish_scan("carol", &first, &finished, NOW + 34)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.layer_index(&layers[0]).await.unwrap(),
+        Some((1, "carol".to_string()))
+    );
+    assert_eq!(
+        store.layer_index(&layers[1]).await.unwrap(),
+        Some((1, r#"{"earlier":true}"#.to_string()))
+    );
     // The finished scan, and only it, is an event of the stream, written
     // with it: the job's repository, the manifest and the state.
     let finished: Vec<(Option<RepoName>, Option<Digest>, serde_json::Value)> =
@@ -418,12 +461,32 @@ pub async fn scan_jobs_are_queued_once_and_leased(store: &dyn MetaStore) {
     // Partial and unsupported keep their reasons.
     let partial = IndexState::Partial("rpmdb unreadable".to_string());
     store
-        .finish_scan("bob", &second, &partial, &layers[..1], &[], NOW + 101)
+        .finish_scan(
+            "bob",
+            &second,
+            &FinishedScan {
+                state: &partial,
+                layers: &layers[..1],
+                package_keys: &[],
+                new_layer_indexes: &[],
+            },
+            NOW + 101,
+        )
         .await
         .unwrap();
     let unsupported = IndexState::Unsupported("not an image".to_string());
     store
-        .finish_scan("bob", &first, &unsupported, &[], &[], NOW + 102)
+        .finish_scan(
+            "bob",
+            &first,
+            &FinishedScan {
+                state: &unsupported,
+                layers: &[],
+                package_keys: &[],
+                new_layer_indexes: &[],
+            },
+            NOW + 102,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -470,10 +533,94 @@ pub async fn racing_scan_takers_take_distinct_jobs(store: &dyn MetaStore) {
     assert_eq!(digests, expected);
     for (holder, manifest) in taken.drain(..) {
         store
-            .finish_scan(&holder, &manifest, &IndexState::Done, &[], &[], NOW + 2)
+            .finish_scan(
+                &holder,
+                &manifest,
+                &FinishedScan {
+                    state: &IndexState::Done,
+                    layers: &[],
+                    package_keys: &[],
+                    new_layer_indexes: &[],
+                },
+                NOW + 2,
+            )
             .await
             .unwrap();
     }
+}
+
+/// A batch queues each image once, for the first repository given with it,
+/// leaves finished images alone unless asked, answers in the order given,
+/// and commits nothing when it queues nothing.
+pub async fn scan_batches_queue_each_image_once(store: &dyn MetaStore) {
+    let left = repository("suite-advisor/batch-left");
+    let right = repository("suite-advisor/batch-right");
+    let [one, two, done, held] = ["one", "two", "done", "held"]
+        .map(|name| digest_of(&format!("suite-advisor batch {name}")));
+    // `done` is indexed already; `held` is queued and taken.
+    assert!(store.enqueue_scan(&left, &done, NOW, false).await.unwrap());
+    let job = store.take_scan("suite", NOW, 30).await.unwrap().unwrap();
+    assert_eq!(job.manifest, done);
+    let finished = FinishedScan::state_only(&IndexState::Done);
+    store
+        .finish_scan("suite", &done, &finished, NOW)
+        .await
+        .unwrap();
+    assert!(store.enqueue_scan(&left, &held, NOW, false).await.unwrap());
+    assert!(store.take_scan("suite", NOW, 30).await.unwrap().is_some());
+    let depth = store.scan_queue_depth().await.unwrap();
+
+    let batch = [
+        (right.clone(), two.clone()),
+        (left.clone(), one.clone()),
+        (left.clone(), two.clone()),
+        (left.clone(), done.clone()),
+        (right.clone(), held.clone()),
+    ];
+    let queued = store.enqueue_scans(&batch, NOW + 1, false).await.unwrap();
+    assert_eq!(queued, [true, true, false, false, false]);
+    assert_eq!(store.scan_queue_depth().await.unwrap(), depth + 2);
+    for image in [&one, &two] {
+        let row = store.image_index(image).await.unwrap().unwrap();
+        assert_eq!((row.state, row.updated_at), (IndexState::Queued, NOW + 1));
+    }
+    assert_eq!(
+        store.image_index(&done).await.unwrap().unwrap().state,
+        IndexState::Done
+    );
+    assert_eq!(
+        store.image_index(&held).await.unwrap().unwrap().state,
+        IndexState::Indexing
+    );
+    // The jobs are the batch's, oldest first (by digest within one
+    // second): `two` for the repository given first with it.
+    let mut taken = Vec::new();
+    while let Some(job) = store.take_scan("suite", NOW + 2, 30).await.unwrap() {
+        taken.push((job.manifest, job.repository));
+    }
+    let mut expected = vec![(one.clone(), left.clone()), (two.clone(), right.clone())];
+    expected.sort();
+    assert_eq!(taken, expected);
+
+    // Asked again, the finished image is queued; a batch that queues
+    // nothing changes nothing.
+    let again = [(right.clone(), done.clone()), (left.clone(), held.clone())];
+    assert_eq!(
+        store.enqueue_scans(&again, NOW + 3, true).await.unwrap(),
+        [true, false]
+    );
+    assert_eq!(
+        store.enqueue_scans(&again, NOW + 4, false).await.unwrap(),
+        [false, false]
+    );
+    assert_eq!(
+        store.image_index(&done).await.unwrap().unwrap().updated_at,
+        NOW + 3
+    );
+    assert_eq!(
+        store.enqueue_scans(&[], NOW + 4, true).await.unwrap(),
+        Vec::<bool>::new()
+    );
 }
 
 /// An advisory of the suite, affecting `packages` (ecosystem, name).
@@ -918,9 +1065,12 @@ pub async fn images_without_package_keys_are_listed_until_recorded<B: 'static>(
             .finish_scan(
                 "suite",
                 manifest,
-                &IndexState::Done,
-                std::slice::from_ref(&layer),
-                std::slice::from_ref(&lodash),
+                &FinishedScan {
+                    state: &IndexState::Done,
+                    layers: std::slice::from_ref(&layer),
+                    package_keys: std::slice::from_ref(&lodash),
+                    new_layer_indexes: &[],
+                },
                 NOW,
             )
             .await
@@ -990,9 +1140,12 @@ pub async fn images_without_package_keys_are_listed_until_recorded<B: 'static>(
         .finish_scan(
             "suite",
             &two,
-            &IndexState::Done,
-            std::slice::from_ref(&layer),
-            std::slice::from_ref(&lodash),
+            &FinishedScan {
+                state: &IndexState::Done,
+                layers: std::slice::from_ref(&layer),
+                package_keys: std::slice::from_ref(&lodash),
+                new_layer_indexes: &[],
+            },
             NOW + 1,
         )
         .await
