@@ -3,7 +3,8 @@
 //!
 //! - [`ScanOnPush`] is an event consumer: every tag move queues the tagged
 //!   image (an index: each platform's image) in the metadata store's scan
-//!   queue. It never reads a layer, so it keeps up with any push rate.
+//!   queue, one transaction per batch of events. It never reads a layer,
+//!   so it keeps up with any push rate.
 //! - [`ScanWorkers`] take jobs from that queue with a lease (a node killed
 //!   mid-scan leaves its job to another after the lease), read each layer
 //!   once, as a stream, from the blob store, index it with

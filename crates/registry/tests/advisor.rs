@@ -48,6 +48,15 @@ fn dpkg_status(packages: &[(&str, &str)]) -> Vec<u8> {
         .into_bytes()
 }
 
+/// A layer of a Debian 12 root holding `packages` (name, version): its
+/// `os-release` and dpkg status.
+fn debian_layer(packages: &[(&str, &str)]) -> Vec<u8> {
+    layer(&[
+        ("etc/os-release", OS_RELEASE),
+        ("var/lib/dpkg/status", &dpkg_status(packages)),
+    ])
+}
+
 /// Test advisories written for this file (ids of no published database):
 /// one fixed in a later version of `libexample`, one without a fix for
 /// `toolexample`, and one for another Debian release, which must not match.
@@ -114,13 +123,7 @@ async fn pushed_images_are_indexed_once_and_assessed_against_stored_advisories()
     let h = Harness::new().await;
     let app = repo("team/app");
     let other = repo("other/tool");
-    let base = layer(&[
-        ("etc/os-release", OS_RELEASE),
-        (
-            "var/lib/dpkg/status",
-            &dpkg_status(&[("libexample", "1.2-3"), ("toolexample", "0.9-1")]),
-        ),
-    ]);
+    let base = debian_layer(&[("libexample", "1.2-3"), ("toolexample", "0.9-1")]);
     let extra = layer(&[("srv/app/README", b"the application")]);
     let image = h
         .push_image(&app, &tag("v1"), "app", &[&base, &extra])
@@ -283,13 +286,7 @@ async fn pushed_images_are_indexed_once_and_assessed_against_stored_advisories()
 async fn a_job_of_a_worker_that_died_is_taken_over_after_its_lease() {
     let h = Harness::new().await;
     let app = repo("team/app");
-    let base = layer(&[
-        ("etc/os-release", OS_RELEASE),
-        (
-            "var/lib/dpkg/status",
-            &dpkg_status(&[("libexample", "1.2-3")]),
-        ),
-    ]);
+    let base = debian_layer(&[("libexample", "1.2-3")]);
     let image = h.push_image(&app, &tag("v1"), "app", &[&base]).await;
     scan_on_push(&h.registry).run_once().await.unwrap();
 
@@ -362,13 +359,7 @@ async fn layers_read_before_a_failure_are_not_read_again() {
     use berth_storage::BlobStore;
     let h = Harness::new().await;
     let app = repo("team/app");
-    let base = layer(&[
-        ("etc/os-release", OS_RELEASE),
-        (
-            "var/lib/dpkg/status",
-            &dpkg_status(&[("libexample", "1.2-3")]),
-        ),
-    ]);
+    let base = debian_layer(&[("libexample", "1.2-3")]);
     let files = layer(&[("srv/app", b"an application")]);
     let image = h
         .push_image(&app, &tag("v1"), "app", &[&base, &files])
@@ -402,13 +393,7 @@ async fn a_namespace_policy_blocks_or_warns_on_pulls_of_vulnerable_images() {
 
     let h = Harness::new().await;
     let app = repo("team/app");
-    let base = layer(&[
-        ("etc/os-release", OS_RELEASE),
-        (
-            "var/lib/dpkg/status",
-            &dpkg_status(&[("libexample", "1.2-3"), ("toolexample", "0.9-1")]),
-        ),
-    ]);
+    let base = debian_layer(&[("libexample", "1.2-3"), ("toolexample", "0.9-1")]);
     let image = h.push_image(&app, &tag("v1"), "app", &[&base]).await;
     scan_on_push(&h.registry).run_once().await.unwrap();
     workers(&h.registry).run_once(10).await.unwrap();
@@ -536,13 +521,7 @@ async fn indexed_images_get_their_sbom_attached_once_as_a_referrer() {
     let h = Harness::new().await;
     let app = repo("team/app");
     let quiet = repo("quiet/app");
-    let base = layer(&[
-        ("etc/os-release", OS_RELEASE),
-        (
-            "var/lib/dpkg/status",
-            &dpkg_status(&[("libexample", "1.2-3")]),
-        ),
-    ]);
+    let base = debian_layer(&[("libexample", "1.2-3")]);
     let image = h.push_image(&app, &tag("v1"), "app", &[&base]).await;
     let other = h.push_image(&quiet, &tag("v1"), "quiet", &[&base]).await;
     h.registry
@@ -662,20 +641,8 @@ async fn imports_tell_of_the_images_whose_findings_they_change() {
     let app = repo("team/app");
     let copy = repo("team/copy");
     let other = repo("team/other");
-    let base = layer(&[
-        ("etc/os-release", OS_RELEASE),
-        (
-            "var/lib/dpkg/status",
-            &dpkg_status(&[("libexample", "1.2-3"), ("toolexample", "0.9-1")]),
-        ),
-    ]);
-    let unrelated = layer(&[
-        ("etc/os-release", OS_RELEASE),
-        (
-            "var/lib/dpkg/status",
-            &dpkg_status(&[("zlib1g", "1:1.2.13.dfsg-1")]),
-        ),
-    ]);
+    let base = debian_layer(&[("libexample", "1.2-3"), ("toolexample", "0.9-1")]);
+    let unrelated = debian_layer(&[("zlib1g", "1:1.2.13.dfsg-1")]);
     let image = h.push_image(&app, &tag("v1"), "app", &[&base]).await;
     h.push_image(&copy, &tag("v1"), "app", &[&base]).await;
     h.push_image(&other, &tag("v1"), "other", &[&unrelated])
@@ -886,13 +853,7 @@ async fn images_indexed_before_package_keys_become_assessable_again() {
     use berth_meta::EventStore;
     let h = Harness::new().await;
     let app = repo("team/app");
-    let base = layer(&[
-        ("etc/os-release", OS_RELEASE),
-        (
-            "var/lib/dpkg/status",
-            &dpkg_status(&[("libexample", "1.2-3"), ("toolexample", "0.9-1")]),
-        ),
-    ]);
+    let base = debian_layer(&[("libexample", "1.2-3"), ("toolexample", "0.9-1")]);
     let image = h.push_image(&app, &tag("v1"), "app", &[&base]).await;
     scan_on_push(&h.registry).run_once().await.unwrap();
     let workers = workers(&h.registry);

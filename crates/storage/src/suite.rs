@@ -656,26 +656,12 @@ pub async fn list_uploads_order_and_paging(store: &dyn BlobStore, leftovers: &dy
             "{upload:?} was written during this test, from {started}"
         );
     }
-    for page_size in [1, 2, 3, 100] {
-        let mut paged = Vec::new();
-        let mut after: Option<UploadId> = None;
-        loop {
-            let page = store
-                .list_uploads(after.as_ref(), page_size)
-                .await
-                .expect("list page");
-            assert!(page.len() <= page_size);
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            paged.extend(page.into_iter().map(|upload| upload.id));
-        }
-        assert_eq!(paged, expected, "pages of {page_size}");
-    }
-    assert!(store
-        .list_uploads(None, 0)
-        .await
-        .expect("list nothing")
-        .is_empty());
+    check_pages(&expected, |after: Option<UploadId>, limit| async move {
+        let page = store.list_uploads(after.as_ref(), limit).await;
+        let ids = page.expect("list page").into_iter().map(|upload| upload.id);
+        ids.collect()
+    })
+    .await;
 
     for (id, progress) in &uploads {
         store.abort_upload(id, Some(progress)).await.expect("abort");
@@ -687,6 +673,31 @@ pub async fn list_uploads_order_and_paging(store: &dyn BlobStore, leftovers: &dy
         .is_empty());
     store.delete_blob(&finished_digest).await.expect("delete");
     assert_clean(store, leftovers).await;
+}
+
+/// Checks a paged listing against `expected`, its whole content in order:
+/// read in pages of 1, 2, 3 and 100 keys, each page asked for after the
+/// last key of the one before until a page is empty, it gives `expected`
+/// with no page longer than asked; asked for no keys, it gives none.
+async fn check_pages<K, F, Fut>(expected: &[K], mut list: F)
+where
+    K: Clone + PartialEq + std::fmt::Debug,
+    F: FnMut(Option<K>, usize) -> Fut,
+    Fut: std::future::Future<Output = Vec<K>>,
+{
+    for page_size in [1, 2, 3, 100] {
+        let mut keys = Vec::new();
+        let mut after = None;
+        loop {
+            let page = list(after.clone(), page_size).await;
+            assert!(page.len() <= page_size, "a page of {} keys", page.len());
+            let Some(last) = page.last() else { break };
+            after = Some(last.clone());
+            keys.extend(page);
+        }
+        assert_eq!(keys, expected, "pages of {page_size}");
+    }
+    assert_eq!(list(None, 0).await, [], "a page of no keys");
 }
 
 pub async fn list_blobs_order_and_paging(store: &dyn BlobStore, leftovers: &dyn Leftovers) {
@@ -730,26 +741,15 @@ pub async fn list_blobs_order_and_paging(store: &dyn BlobStore, leftovers: &dyn 
     }
 
     let expected_digests: Vec<Digest> = expected.iter().map(|(d, _)| d.clone()).collect();
-    for page_size in [1, 2, 3, 100] {
-        let mut paged = Vec::new();
-        let mut after: Option<Digest> = None;
-        loop {
-            let page = store
-                .list_blobs(after.as_ref(), page_size)
-                .await
-                .expect("list page");
-            assert!(page.len() <= page_size);
-            let Some(last) = page.last() else { break };
-            after = Some(last.digest.clone());
-            paged.extend(page.into_iter().map(|blob| blob.digest));
-        }
-        assert_eq!(paged, expected_digests, "pages of {page_size}");
-    }
-    assert!(store
-        .list_blobs(None, 0)
-        .await
-        .expect("list nothing")
-        .is_empty());
+    check_pages(
+        &expected_digests,
+        |after: Option<Digest>, limit| async move {
+            let page = store.list_blobs(after.as_ref(), limit).await;
+            let digests = page.expect("list page").into_iter().map(|blob| blob.digest);
+            digests.collect()
+        },
+    )
+    .await;
     // `after` need not be a stored digest.
     for boundary in [
         format!("sha256:{}", "8".repeat(64)),

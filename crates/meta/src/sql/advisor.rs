@@ -38,6 +38,28 @@ async fn index_finished<'c>(manifest: &Digest, on: impl Into<On<'c>>) -> Result<
         .is_some_and(|state| state.is_finished()))
 }
 
+/// Records that image `manifest` is queued or being indexed (`state`,
+/// without a reason), keeping the layers of an earlier indexing.
+async fn mark_image(
+    tx: &mut Tx,
+    manifest: &Digest,
+    state: &IndexState,
+    now: Timestamp,
+) -> Result<(), MetaError> {
+    query(
+        "INSERT INTO image_indexes (manifest_digest, state, updated_at) \
+         VALUES ($1, $2, $3) ON CONFLICT (manifest_digest) DO UPDATE \
+         SET state = excluded.state, reason = NULL, updated_at = excluded.updated_at",
+    )
+    .bind(manifest.as_str())
+    .bind(state.as_str())
+    .bind(now)
+    .execute(tx)
+    .await
+    .map_err(database("recording an image's indexing state"))?;
+    Ok(())
+}
+
 /// Stores the index of layer `layer` unless one is stored already;
 /// returns whether this call stored it.
 async fn insert_layer_index<'c>(
@@ -438,16 +460,7 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
             }
             // The layers of an earlier indexing stay until the new one
             // finishes.
-            query(
-                "INSERT INTO image_indexes (manifest_digest, state, updated_at) \
-                 VALUES ($1, 'queued', $2) ON CONFLICT (manifest_digest) DO UPDATE \
-                 SET state = 'queued', reason = NULL, updated_at = excluded.updated_at",
-            )
-            .bind(manifest.as_str())
-            .bind(now)
-            .execute(&mut tx)
-            .await
-            .map_err(database("marking an image queued"))?;
+            mark_image(&mut tx, manifest, &IndexState::Queued, now).await?;
             queued[at] = true;
             any = true;
         }
@@ -480,16 +493,7 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
             attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
             enqueued_at: row.get("enqueued_at")?,
         };
-        query(
-            "INSERT INTO image_indexes (manifest_digest, state, updated_at) \
-             VALUES ($1, 'indexing', $2) ON CONFLICT (manifest_digest) DO UPDATE \
-             SET state = 'indexing', reason = NULL, updated_at = excluded.updated_at",
-        )
-        .bind(manifest.as_str())
-        .bind(now)
-        .execute(&mut tx)
-        .await
-        .map_err(database("marking an image indexing"))?;
+        mark_image(&mut tx, &job.manifest, &IndexState::Indexing, now).await?;
         tx.commit()
             .await
             .map_err(database("committing a taken scan job"))?;
