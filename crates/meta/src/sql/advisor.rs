@@ -555,6 +555,11 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
         .await
         .map_err(database("recording an image index"))?;
         write_package_keys(&mut tx, manifest, package_keys).await?;
+        // In digest order: two scans of images sharing layers in another
+        // order take the rows' locks on PostgreSQL in one order, so neither
+        // waits on the other in a cycle.
+        let mut new_layer_indexes: Vec<_> = new_layer_indexes.iter().collect();
+        new_layer_indexes.sort_by(|a, b| a.layer.cmp(&b.layer));
         for index in new_layer_indexes {
             insert_layer_index(&mut tx, &index.layer, index.format, &index.body, now).await?;
         }

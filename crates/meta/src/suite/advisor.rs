@@ -24,6 +24,9 @@ pub const TESTS: &[(&str, SuiteTest)] = &[
     ("racing_scan_takers_take_distinct_jobs", |store| {
         Box::pin(racing_scan_takers_take_distinct_jobs(store))
     }),
+    ("racing_scan_batches_and_finishes_all_succeed", |store| {
+        Box::pin(racing_scan_batches_and_finishes_all_succeed(store))
+    }),
     ("scan_batches_queue_each_image_once", |store| {
         Box::pin(scan_batches_queue_each_image_once(store))
     }),
@@ -546,6 +549,75 @@ pub async fn racing_scan_takers_take_distinct_jobs(store: &dyn MetaStore) {
             )
             .await
             .unwrap();
+    }
+}
+
+/// Batches of images queued at once in opposite orders, and scans that
+/// finish at once storing the indexes of layers their images share in
+/// opposite orders, all succeed: neither waits on the other in a cycle.
+pub async fn racing_scan_batches_and_finishes_all_succeed(store: &dyn MetaStore) {
+    const ROUNDS: usize = 12;
+    const LAYERS: usize = 24;
+    let repo = repository("suite-advisor/finishes");
+    for round in 0..ROUNDS {
+        let batch: Vec<(RepoName, Digest)> = (0..LAYERS)
+            .map(|image| {
+                let digest = digest_of(&format!("suite-advisor batch {round} image {image}"));
+                (repo.clone(), digest)
+            })
+            .collect();
+        let reversed: Vec<(RepoName, Digest)> = batch.iter().rev().cloned().collect();
+        let (forward, backward) = futures::join!(
+            store.enqueue_scans(&batch, NOW, false),
+            store.enqueue_scans(&reversed, NOW, false)
+        );
+        let (forward, mut backward) = (forward.unwrap(), backward.unwrap());
+        backward.reverse();
+        for (one, other) in forward.iter().zip(&backward) {
+            assert!(one ^ other, "each image is queued once");
+        }
+        while store.take_scan("suite", NOW, 30).await.unwrap().is_some() {}
+        for (_, image) in &batch {
+            let scan = FinishedScan::state_only(&IndexState::Done);
+            store.finish_scan("suite", image, &scan, NOW).await.unwrap();
+        }
+
+        let layers: Vec<LayerIndexRow> = (0..LAYERS)
+            .map(|layer| LayerIndexRow {
+                layer: digest_of(&format!("suite-advisor finishes {round} layer {layer}")),
+                format: 1,
+                body: format!("{{\"layer\":{layer}}}"),
+            })
+            .collect();
+        let reversed: Vec<LayerIndexRow> = layers.iter().rev().cloned().collect();
+        let images = ["forward", "backward"]
+            .map(|name| digest_of(&format!("suite-advisor finishes {round} {name}")));
+        for image in &images {
+            assert!(store.enqueue_scan(&repo, image, NOW, false).await.unwrap());
+            assert!(store.take_scan("suite", NOW, 30).await.unwrap().is_some());
+        }
+        let state = IndexState::Done;
+        let finish = |image: &Digest, rows: &[LayerIndexRow]| {
+            let digests: Vec<Digest> = rows.iter().map(|row| row.layer.clone()).collect();
+            let (image, rows) = (image.clone(), rows.to_vec());
+            let state = &state;
+            async move {
+                let scan = FinishedScan {
+                    state,
+                    layers: &digests,
+                    package_keys: &[],
+                    new_layer_indexes: &rows,
+                };
+                store.finish_scan("suite", &image, &scan, NOW + 1).await
+            }
+        };
+        let (forward, backward) =
+            futures::join!(finish(&images[0], &layers), finish(&images[1], &reversed));
+        forward.unwrap();
+        backward.unwrap();
+        for row in &layers {
+            assert!(store.layer_index(&row.layer).await.unwrap().is_some());
+        }
     }
 }
 

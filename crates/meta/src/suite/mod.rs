@@ -142,7 +142,7 @@ macro_rules! meta_store_tests {
             members: [members_are_added_changed_and_removed, the_last_owner_stays_one],
             tokens: [access_tokens_are_used_and_revoked, refresh_tokens_are_revoked_one_by_one_or_per_user, refresh_tokens_rotate_and_reuse_revokes_the_family],
             keys: [racing_first_signing_keys_leave_one_current_key, signing_keys_rotate_keeping_recently_retired_ones, a_private_key_is_replaced_only_as_expected],
-            advisor: [layer_indexes_are_stored_once_per_digest, scan_jobs_are_queued_once_and_leased, racing_scan_takers_take_distinct_jobs, scan_batches_queue_each_image_once, advisories_are_imported_incrementally, exemptions_are_set_listed_and_removed, exemptions_are_paged_per_namespace, policies_are_set_per_namespace, images_are_found_by_package_and_told_of_changes],
+            advisor: [layer_indexes_are_stored_once_per_digest, scan_jobs_are_queued_once_and_leased, racing_scan_takers_take_distinct_jobs, racing_scan_batches_and_finishes_all_succeed, scan_batches_queue_each_image_once, advisories_are_imported_incrementally, exemptions_are_set_listed_and_removed, exemptions_are_paged_per_namespace, policies_are_set_per_namespace, images_are_found_by_package_and_told_of_changes],
             advisory_sync: [advisory_sources_record_attempts_successes_and_validators],
             immutable: [immutable_rules_are_added_listed_and_removed, immutable_tags_are_created_but_never_moved_or_deleted, racing_pushes_of_a_new_immutable_tag_have_one_winner],
             webhooks: [webhooks_are_created_listed_and_deleted, deliveries_are_queued_once_and_leased, deliveries_are_taken_and_finished_in_batches],
