@@ -537,15 +537,19 @@ impl ScanWorkers {
                 }
                 Err(error) => {
                     // The layers read before the failure are kept, so that
-                    // the next attempt does not read them again.
+                    // the next attempt does not read them again. If that
+                    // fails too, the next attempt reads them again; the
+                    // failure reported is the first one.
                     for index in &new_indexes {
-                        meta.put_layer_index(
-                            &index.layer,
-                            index.format,
-                            &index.body,
-                            self.registry.now(),
-                        )
-                        .await?;
+                        let now = self.registry.now();
+                        let stored = meta
+                            .put_layer_index(&index.layer, index.format, &index.body, now)
+                            .await;
+                        if let Err(stored) = stored {
+                            tracing::warn!(error = %stored, layer = %index.layer,
+                                "storing the index of a layer read before a failure failed");
+                            break;
+                        }
                     }
                     return Err(error);
                 }

@@ -1,10 +1,10 @@
 //! [`AdvisorStore`] in SQL.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use berth_oci::{Digest, RepoName};
 
-use super::db::{database, query, write_error, On, Row, Tx};
+use super::db::{database, query, write_error, Db, On, Row, Tx};
 use super::events::NewEvent;
 use super::jobs::LeasedQueue;
 use super::{lock_digests, parse_digest, parse_repository, parse_size, SqlMetaStore};
@@ -23,19 +23,41 @@ const KEYS_PER_STATEMENT: usize = 500;
 /// insert the same new advisory; SQLite's single writer does that anyway.
 const IMPORT_LOCK: &str = "berth advisories import";
 
-/// Whether the image `manifest` has a finished index (done, partial or
-/// unsupported), read `on` a connection or in a transaction.
-async fn index_finished<'c>(manifest: &Digest, on: impl Into<On<'c>>) -> Result<bool, MetaError> {
-    let state: Option<String> = query("SELECT state FROM image_indexes WHERE manifest_digest = $1")
-        .bind(manifest.as_str())
-        .fetch_optional(on)
-        .await
-        .map_err(database("reading an image index"))?
-        .map(|row| row.first())
-        .transpose()?;
-    Ok(state
-        .and_then(|state| IndexState::parse(&state, None))
-        .is_some_and(|state| state.is_finished()))
+/// The images among `manifests` whose indexing finished (done, partial or
+/// unsupported), read in `tx`, or without one on a reader connection of
+/// `db`, a few hundred per statement: a batch costs one round trip, not
+/// one per image.
+async fn finished_among(
+    manifests: &[&Digest],
+    db: &Db,
+    mut tx: Option<&mut Tx>,
+) -> Result<BTreeSet<String>, MetaError> {
+    let sql = format!(
+        "SELECT manifest_digest, state FROM image_indexes \
+         WHERE manifest_digest IN (SELECT l.value FROM {})",
+        db.dialect().list(1)
+    );
+    let mut finished = BTreeSet::new();
+    for chunk in manifests.chunks(KEYS_PER_STATEMENT) {
+        let statement = query(&sql).bind(
+            chunk
+                .iter()
+                .map(|digest| digest.as_str())
+                .collect::<Vec<_>>(),
+        );
+        let rows = match tx.as_deref_mut() {
+            Some(tx) => statement.fetch_all(tx).await,
+            None => statement.fetch_all(db.reader()).await,
+        }
+        .map_err(database("reading image indexes"))?;
+        for row in rows {
+            let state: String = row.get("state")?;
+            if IndexState::parse(&state, None).is_some_and(|state| state.is_finished()) {
+                finished.insert(row.get("manifest_digest")?);
+            }
+        }
+    }
+    Ok(finished)
 }
 
 /// Records that image `manifest` is queued or being indexed (`state`,
@@ -426,21 +448,24 @@ impl<B: 'static> AdvisorStore for SqlMetaStore<B> {
         // SQLite's one writer; the transaction asks again, since the image
         // may have been queued again (`again`) in between.
         if !again {
-            let mut unfinished = BTreeMap::new();
-            for (manifest, entry) in pending {
-                if !index_finished(manifest, self.db.reader()).await? {
-                    unfinished.insert(manifest, entry);
-                }
-            }
-            pending = unfinished;
+            let digests: Vec<&Digest> = pending.keys().copied().collect();
+            let finished = finished_among(&digests, &self.db, None).await?;
+            pending.retain(|manifest, _| !finished.contains(manifest.as_str()));
         }
         if pending.is_empty() {
             return Ok(queued);
         }
         let mut tx = self.db.begin_write().await?;
+        let finished = match again {
+            true => BTreeSet::new(),
+            false => {
+                let digests: Vec<&Digest> = pending.keys().copied().collect();
+                finished_among(&digests, &self.db, Some(&mut tx)).await?
+            }
+        };
         let mut any = false;
         for (manifest, (at, repository)) in pending {
-            if !again && index_finished(manifest, &mut tx).await? {
+            if finished.contains(manifest.as_str()) {
                 continue;
             }
             // A job already queued or held stays as it is: the image is

@@ -693,6 +693,39 @@ pub async fn scan_batches_queue_each_image_once(store: &dyn MetaStore) {
         store.enqueue_scans(&[], NOW + 4, true).await.unwrap(),
         Vec::<bool>::new()
     );
+
+    // A batch larger than one statement's list: an image indexed already
+    // is found wherever it falls (here last, in digest order).
+    let mut many: Vec<(RepoName, Digest)> = (0..600)
+        .map(|image| {
+            let digest = digest_of(&format!("suite-advisor large batch {image}"));
+            (left.clone(), digest)
+        })
+        .collect();
+    many.sort_by(|a, b| a.1.cmp(&b.1));
+    let last = many.last().unwrap().1.clone();
+    while store
+        .take_scan("suite", NOW + 5, 30)
+        .await
+        .unwrap()
+        .is_some()
+    {}
+    assert!(store
+        .enqueue_scan(&left, &last, NOW + 5, false)
+        .await
+        .unwrap());
+    store
+        .take_scan("suite", NOW + 5, 30)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .finish_scan("suite", &last, &finished, NOW + 5)
+        .await
+        .unwrap();
+    let queued = store.enqueue_scans(&many, NOW + 6, false).await.unwrap();
+    assert_eq!(queued.iter().filter(|queued| **queued).count(), 599);
+    assert!(!queued[599]);
 }
 
 /// An advisory of the suite, affecting `packages` (ecosystem, name).
