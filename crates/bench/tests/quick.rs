@@ -144,11 +144,13 @@ fn hardware_mode_completes() {
     let stdout = expect_success("berth-bench hw --quick", &output);
     for figure in [
         "hw_sha256",
+        "hw_durable_blob_cpu",
         "hw_loopback_tcp",
         "hw_disk_write_fsync",
         "hw_small_file_fsync",
         "hw_small_file_fsync_16",
         "hw_http_ceiling",
+        "hw_http_server_cpu_per_request",
         "hw_bench_cpu_per_request",
     ] {
         assert!(
