@@ -4,8 +4,9 @@
 //! It starts from an empty store, cleans up after itself and ends by checking
 //! that the store holds no blobs, uploads or temporaries any more, so that a
 //! backend that leaks fails the very scenario that leaked. A backend's tests run
-//! every scenario as its own test (see [`SCENARIO_NAMES`]) or all of them in
-//! sequence through [`run_all`].
+//! every scenario as its own test (through
+//! [`with_storage_scenarios!`](crate::with_storage_scenarios)) or all of them
+//! in sequence through [`run_all`].
 //!
 //! The suite panics on failure, like any test; it is compiled only for tests and
 //! under the `test-suite` feature.
@@ -26,13 +27,10 @@ pub trait Leftovers: Send + Sync {
     async fn leftovers(&self) -> Vec<String>;
 }
 
-/// Declares the scenarios once, so that [`run_all`] and [`SCENARIO_NAMES`]
-/// cannot drift apart.
+/// Declares [`run_all`] from the one list of scenarios in
+/// [`with_storage_scenarios!`](crate::with_storage_scenarios).
 macro_rules! scenarios {
     ($($name:ident),* $(,)?) => {
-        /// The name of every scenario, in the order [`run_all`] runs them.
-        pub const SCENARIO_NAMES: &[&str] = &[$(stringify!($name)),*];
-
         /// Runs every scenario in sequence against one store.
         pub async fn run_all(store: &dyn BlobStore, leftovers: &dyn Leftovers) {
             $(
@@ -43,33 +41,44 @@ macro_rules! scenarios {
     };
 }
 
-scenarios!(
-    store_is_ready,
-    monolithic_upload,
-    empty_blob,
-    chunked_upload_with_empty_chunks,
-    resume_from_serialized_progress,
-    failed_stream_keeps_progress_valid,
-    earlier_progress_discards_later_data,
-    progress_conflict,
-    unknown_upload,
-    digest_mismatch_leaves_nothing_visible,
-    sha512_finish,
-    finish_without_hash_state_rehashes,
-    writes_without_hash_state_finish_by_rehashing,
-    reupload_of_existing_blob,
-    range_reads,
-    read_of_missing_blob,
-    delete_is_idempotent,
-    abort_upload,
-    list_blobs_order_and_paging,
-    list_uploads_order_and_paging,
-    concurrent_identical_uploads,
-    concurrent_large_uploads,
-    upload_file_holds_what_was_written,
-    last_chunks,
-    concurrent_last_chunks_of_one_blob,
-);
+/// Calls `$callback!` with the name of every scenario, in the order
+/// [`run_all`] runs them: this crate declares [`run_all`] with it, and each
+/// backend's test file its one test per scenario, so no list of them can
+/// miss one.
+#[macro_export]
+macro_rules! with_storage_scenarios {
+    ($callback:ident) => {
+        $callback!(
+            store_is_ready,
+            monolithic_upload,
+            empty_blob,
+            chunked_upload_with_empty_chunks,
+            resume_from_serialized_progress,
+            failed_stream_keeps_progress_valid,
+            earlier_progress_discards_later_data,
+            progress_conflict,
+            unknown_upload,
+            digest_mismatch_leaves_nothing_visible,
+            sha512_finish,
+            finish_without_hash_state_rehashes,
+            writes_without_hash_state_finish_by_rehashing,
+            reupload_of_existing_blob,
+            range_reads,
+            read_of_missing_blob,
+            delete_is_idempotent,
+            abort_upload,
+            list_blobs_order_and_paging,
+            list_uploads_order_and_paging,
+            concurrent_identical_uploads,
+            concurrent_large_uploads,
+            upload_file_holds_what_was_written,
+            last_chunks,
+            concurrent_last_chunks_of_one_blob,
+        );
+    };
+}
+
+crate::with_storage_scenarios!(scenarios);
 
 pub async fn store_is_ready(store: &dyn BlobStore, leftovers: &dyn Leftovers) {
     store.check_ready().await.expect("a fresh store is ready");

@@ -26,43 +26,10 @@ macro_rules! suite_tests {
                 suite::$name(&store, &store).await;
             }
         )*
-
-        /// Fails when the suite gains a scenario this file does not run.
-        #[test]
-        fn every_scenario_runs_here() {
-            let here: &[&str] = &[$(stringify!($name)),*];
-            assert_eq!(here, suite::SCENARIO_NAMES);
-        }
     };
 }
 
-suite_tests!(
-    store_is_ready,
-    monolithic_upload,
-    empty_blob,
-    chunked_upload_with_empty_chunks,
-    resume_from_serialized_progress,
-    failed_stream_keeps_progress_valid,
-    earlier_progress_discards_later_data,
-    progress_conflict,
-    unknown_upload,
-    digest_mismatch_leaves_nothing_visible,
-    sha512_finish,
-    finish_without_hash_state_rehashes,
-    writes_without_hash_state_finish_by_rehashing,
-    reupload_of_existing_blob,
-    range_reads,
-    read_of_missing_blob,
-    delete_is_idempotent,
-    abort_upload,
-    list_blobs_order_and_paging,
-    list_uploads_order_and_paging,
-    concurrent_identical_uploads,
-    concurrent_large_uploads,
-    upload_file_holds_what_was_written,
-    last_chunks,
-    concurrent_last_chunks_of_one_blob,
-);
+berth_storage::with_storage_scenarios!(suite_tests);
 
 /// All scenarios in sequence in one store, which also shows that each one
 /// leaves the store as it found it.
