@@ -877,16 +877,18 @@ mod tests {
         }
     }
 
+    /// A form with these fields, as the console's form parser hands it over.
+    fn form(fields: &[(&str, &str)]) -> Form {
+        Form(
+            fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
     #[test]
     fn lifecycle_forms_are_validated() {
-        let form = |fields: &[(&str, &str)]| {
-            Form(
-                fields
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            )
-        };
         let parse =
             |path: &str, fields: &[(&str, &str)]| Page::parse(&Method::POST, path, &form(fields));
         match parse(
@@ -1026,14 +1028,6 @@ mod tests {
 
     #[test]
     fn exemption_forms_are_validated() {
-        let form = |fields: &[(&str, &str)]| {
-            Form(
-                fields
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            )
-        };
         let ok = Page::parse(
             &Method::POST,
             "/exemptions",
@@ -1080,14 +1074,6 @@ mod tests {
 
     #[test]
     fn the_new_token_form_is_validated() {
-        let form = |fields: &[(&str, &str)]| {
-            Form(
-                fields
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            )
-        };
         let ok = Page::parse(
             &Method::POST,
             "/tokens",
