@@ -46,8 +46,13 @@ fn require_docker(test: &str) -> Option<DockerTools> {
 
 /// Starts the registry first (dockerd must be told its port) and then a
 /// private dockerd that treats it as an insecure registry.
+///
+/// The registry sends blobs by `sendfile` to this loopback client, as it
+/// does by default to clients on other machines, so that a real client
+/// pulls through that path too; podman, containerd and oras pull through
+/// the default's copying path for loopback clients.
 fn start(tools: &DockerTools) -> (TestRegistry, Dockerd) {
-    let registry = TestRegistry::start();
+    let registry = TestRegistry::start_with(&["--sendfile", "true"]);
     let dockerd = Dockerd::start(&tools.dockerd, &tools.docker, &[&registry.addr]);
     (registry, dockerd)
 }

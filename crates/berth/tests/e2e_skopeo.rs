@@ -81,7 +81,9 @@ fn copy_all(env: &ContainersEnv, tool: &Path, src: &str, dest: &str) {
 
 fn setup(test: &str) -> Option<(PathBuf, TestRegistry, ContainersEnv, RegistryHttp)> {
     let tool = require_tool("skopeo", test)?;
-    let registry = TestRegistry::start();
+    // Blobs by `sendfile`, as to a client on another machine (the default
+    // copies them to loopback clients): skopeo pulls through that path.
+    let registry = TestRegistry::start_with(&["--sendfile", "true"]);
     let env = ContainersEnv::new(&registry.addr);
     let http = RegistryHttp::new(&registry.addr);
     Some((tool, registry, env, http))

@@ -56,7 +56,7 @@ pub mod v2;
 
 pub use access::AuthState;
 pub use metrics::Metrics;
-pub use settings::{OutboundSettings, ServerSettings};
+pub use settings::{OutboundSettings, Sendfile, ServerSettings};
 
 /// Everything a request handler needs, built once by the binary.
 ///
@@ -413,7 +413,8 @@ where
             }
         };
         let activity = Arc::new(connection::Activity::default());
-        let (io, file_queue) = sendfile::Transport::prepare(io, settings.sendfile);
+        let (io, file_queue) =
+            sendfile::Transport::prepare(io, settings.sendfile.for_peer(peer.ip()));
         let router = router.clone();
         let service_activity = Arc::clone(&activity);
         let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {

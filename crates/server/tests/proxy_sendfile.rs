@@ -13,7 +13,7 @@ use berth_oci::{Algorithm, Digest, Reference, RepoName};
 use berth_registry::{
     ByteStream, ProxySettings, Upstream, UpstreamBlob, UpstreamError, UpstreamManifest,
 };
-use berth_server::ServerSettings;
+use berth_server::{Sendfile, ServerSettings};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -78,7 +78,13 @@ async fn a_cold_pull_is_sent_from_the_upload_file_while_the_fetch_writes_it() {
     let blob = Bytes::from(support::pattern(11, 6 * MIB + 5));
     let digest = Algorithm::Sha256.digest_of(&blob);
     let gate = Arc::new(Semaphore::new(0));
-    let (_dir, state, listener) = support::listening(ServerSettings::default()).await;
+    // `sendfile` for every client: this one is on loopback, where the
+    // default copies instead.
+    let (_dir, state, listener) = support::listening(ServerSettings {
+        sendfile: Sendfile::Always,
+        ..ServerSettings::default()
+    })
+    .await;
     state.registry.attach_upstreams(vec![ProxySettings {
         namespace: "cache".into(),
         tag_ttl: Duration::from_secs(60),

@@ -7,76 +7,11 @@
 
 mod support;
 
-use std::net::SocketAddr;
-
 use berth_oci::Algorithm;
-use berth_server::ServerSettings;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use berth_server::{Sendfile, ServerSettings};
+use support::blob_http::{get, read_response, Server};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-struct Server {
-    address: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start() -> Server {
-        Server::start_with(ServerSettings::default()).await
-    }
-
-    async fn start_with(settings: ServerSettings) -> Server {
-        let (dir, state, listener) = support::listening(settings).await;
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(berth_server::run(listener, state, std::future::pending()));
-        Server { address, _dir: dir }
-    }
-
-    async fn connect(&self) -> BufReader<TcpStream> {
-        BufReader::new(TcpStream::connect(self.address).await.unwrap())
-    }
-
-    /// Stores `data` as a blob of `team/app` by a monolithic upload.
-    async fn push(&self, data: &[u8]) -> String {
-        let digest = Algorithm::Sha256.digest_of(data).to_string();
-        let mut connection = self.connect().await;
-        let head = format!(
-            "POST /v2/team/app/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: x\r\n\
-             Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
-            data.len()
-        );
-        connection
-            .get_mut()
-            .write_all(head.as_bytes())
-            .await
-            .unwrap();
-        connection.get_mut().write_all(data).await.unwrap();
-        let (status, _, _) = read_response(&mut connection).await;
-        assert_eq!(status, 201, "pushing {} bytes", data.len());
-        digest
-    }
-}
-
-/// Reads one response: its status, its head, and its `Content-Length` body.
-async fn read_response(connection: &mut BufReader<TcpStream>) -> (u16, String, Vec<u8>) {
-    let head = support::read_head(connection).await;
-    let status = head[9..12].parse().unwrap();
-    let mut body = vec![0u8; support::content_length(&head)];
-    connection.read_exact(&mut body).await.unwrap();
-    (status, head, body)
-}
-
-/// Sends `GET path` with `headers` (each ending in CRLF) and reads the
-/// answer: its status and body.
-async fn get(connection: &mut BufReader<TcpStream>, path: &str, headers: &str) -> (u16, Vec<u8>) {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
-    connection
-        .get_mut()
-        .write_all(request.as_bytes())
-        .await
-        .unwrap();
-    let (status, _, body) = read_response(connection).await;
-    (status, body)
-}
 
 const MIB: usize = 1024 * 1024;
 
@@ -237,7 +172,7 @@ async fn http2_gets_the_stream_not_the_file() {
 #[tokio::test]
 async fn with_sendfile_off_blobs_come_from_the_stream() {
     let server = Server::start_with(ServerSettings {
-        sendfile: false,
+        sendfile: Sendfile::Never,
         ..ServerSettings::default()
     })
     .await;

@@ -25,6 +25,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use berth_server::Sendfile;
+
 use super::values::{
     AdvisoryUrl, ByteSize, DatabaseUrl, LogFilter, LogFormat, SecretText, StorageUrl,
 };
@@ -69,8 +71,8 @@ declare_config! {
         max_connections_per_address: usize = "256", flag "max-connections-per-address";
         /// Let webhooks and replication call loopback, private and link-local addresses (off: such targets are refused).
         outbound_allow_private: bool = "false", flag "outbound-allow-private", Switch;
-        /// Send blobs from their files with `sendfile` on plain-HTTP/1 connections (about half the server CPU per byte; a client on the same machine, such as a TLS proxy in front, then copies the bytes from the page cache itself, which can cost it more than the server saves).
-        sendfile: bool = "true", flag "sendfile";
+        /// Send blobs from their files with `sendfile` on plain-HTTP/1 connections: `auto` for clients on other machines (not on loopback addresses), `true` for all, `false` for none. It takes about half the server's CPU per byte, but a client on the same machine (a TLS proxy in front) then copies the bytes from the page cache itself, which costs it more than the server saves.
+        sendfile: Sendfile = "auto", flag "sendfile";
     }
 
     /// Where blob bytes live, and upload sessions.

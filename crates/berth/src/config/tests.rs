@@ -167,6 +167,7 @@ fn samples(value_name: &str) -> &'static [(&'static str, &'static str, &'static 
             ),
         ],
         "text|json" => &[("\"json\"", "text", "json")],
+        "auto|true|false" => &[("false", "true", "auto")],
         "FILTER" => &[("\"debug\"", "warn", "berth_server=debug,info")],
         "URL" => &[
             (
@@ -728,6 +729,48 @@ fn trusted_proxy_networks_table() {
             .ok()
             .map(|net| net.to_string());
         assert_eq!(parsed.as_deref(), *expected, "{text}");
+    }
+}
+
+#[test]
+fn sendfile_values_table() {
+    use berth_server::Sendfile;
+    let texts: &[(&str, Option<Sendfile>)] = &[
+        ("auto", Some(Sendfile::Auto)),
+        ("true", Some(Sendfile::Always)),
+        ("false", Some(Sendfile::Never)),
+        ("always", None),
+        ("", None),
+    ];
+    for (text, expected) in texts {
+        assert_eq!(Sendfile::parse_text(text).ok(), *expected, "{text:?}");
+    }
+    let files: &[(&str, Option<Sendfile>)] = &[
+        ("\"auto\"", Some(Sendfile::Auto)),
+        ("true", Some(Sendfile::Always)),
+        ("false", Some(Sendfile::Never)),
+        ("\"true\"", None),
+        ("1", None),
+    ];
+    for (literal, expected) in files {
+        let value: toml::Value =
+            toml::from_str::<toml::Table>(&format!("v = {literal}")).unwrap()["v"].clone();
+        let parsed = Sendfile::parse_toml(&value);
+        assert_eq!(
+            parsed.as_ref().ok(),
+            expected.as_ref(),
+            "{literal}: {parsed:?}"
+        );
+        if let Ok(parsed) = parsed {
+            let shown = parsed.show().unwrap();
+            let again: toml::Value =
+                toml::from_str::<toml::Table>(&format!("v = {shown}")).unwrap()["v"].clone();
+            assert_eq!(
+                Sendfile::parse_toml(&again),
+                Ok(parsed),
+                "{literal} shown as {shown}"
+            );
+        }
     }
 }
 

@@ -347,6 +347,44 @@ impl Setting for LogFormat {
     }
 }
 
+/// `auto`, or a boolean as the key was before `auto` existed: `true` for
+/// every client, `false` for none.
+impl Setting for berth_server::Sendfile {
+    const VALUE_NAME: &'static str = "auto|true|false";
+
+    fn parse_text(text: &str) -> Result<Self, String> {
+        match text {
+            "auto" => Ok(berth_server::Sendfile::Auto),
+            "true" => Ok(berth_server::Sendfile::Always),
+            "false" => Ok(berth_server::Sendfile::Never),
+            other => Err(format!("expected auto, true or false, found {other:?}")),
+        }
+    }
+
+    fn parse_toml(value: &toml::Value) -> Result<Self, String> {
+        match value {
+            toml::Value::Boolean(true) => Ok(berth_server::Sendfile::Always),
+            toml::Value::Boolean(false) => Ok(berth_server::Sendfile::Never),
+            toml::Value::String(text) if text == "auto" => Ok(berth_server::Sendfile::Auto),
+            toml::Value::String(text) => {
+                Err(format!("expected \"auto\", true or false, found {text:?}"))
+            }
+            other => Err(format!(
+                "expected \"auto\", true or false, found a {}",
+                other.type_str()
+            )),
+        }
+    }
+
+    fn show(&self) -> Option<String> {
+        Some(match self {
+            berth_server::Sendfile::Auto => toml_string("auto"),
+            berth_server::Sendfile::Always => "true".to_string(),
+            berth_server::Sendfile::Never => "false".to_string(),
+        })
+    }
+}
+
 /// A tracing filter (`info`, `berth_server=debug,info`), checked when read
 /// so that a typo stops the start instead of silencing the logs.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod blob_http;
+
 use std::sync::Arc;
 
 use axum::body::Body;
